@@ -1,0 +1,149 @@
+/**
+ * @file host.h
+ * @brief Host side: the agent that serves dpu-side sessions.
+ *
+ * The host creates one agent, exposes ranges of its memory and publishes
+ * named roots. Nothing is reachable until it is exposed. The agent serves
+ * any number of sessions, each with its own mailbox; it never trusts what a
+ * dpu side sends, and it cleans up a session whose peer died.
+ *
+ * By default the agent runs its own thread. With params.threaded = 0 the
+ * application drives it by calling hmaf_agent_poll() from its own loop.
+ *
+ * Thread safety: every call may be made from any thread, except that
+ * hmaf_agent_destroy() must not race with other calls on the same agent.
+ */
+#ifndef HMAF_HOST_H
+#define HMAF_HOST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hmaf/version.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hmaf_agent hmaf_agent_t; /**< opaque host-side agent */
+
+/** Access a dpu side gets to an exposed range. */
+typedef enum hmaf_access {
+    HMAF_ACCESS_READ = 1,      /**< read-only */
+    HMAF_ACCESS_READ_WRITE = 3 /**< read and write */
+} hmaf_access_t;
+
+/** Parameters of hmaf_agent_create(); fill with hmaf_agent_params_init(). */
+typedef struct hmaf_agent_params {
+    size_t size;           /**< sizeof(hmaf_agent_params_t), set by init */
+    const char *address;   /**< listen here ("unix:PATH", "tcp:HOST:PORT");
+                                NULL: no listener, use hmaf_agent_dial() */
+    const char *token;     /**< shared secret, at most 32 bytes */
+    const char *engine;    /**< "cma" (default), or NULL for $HMAF_ENGINE */
+    int threaded;          /**< 1 (default): run the agent in its own thread */
+    unsigned max_sessions; /**< sessions served at once (64) */
+    unsigned mailbox_slots; /**< requests in flight per session (16) */
+    int handshake_timeout_ms; /**< a peer must finish its hello in this (5000) */
+    int revoke_wait_ms;    /**< longest wait for sessions' acknowledgements (200) */
+} hmaf_agent_params_t;
+
+/** Agent counters. */
+typedef struct hmaf_agent_stats {
+    uint64_t sessions_live;    /**< sessions connected now */
+    uint64_t sessions_total;   /**< sessions accepted since creation */
+    uint64_t sessions_closed;  /**< sessions ended (peer died or left) */
+    uint64_t refused;          /**< handshakes refused */
+    int last_refusal;          /**< HMAF_E* of the latest refusal, or 0 */
+    uint64_t requests;         /**< mailbox requests served */
+    uint64_t bad_requests;     /**< mailbox requests rejected as malformed */
+    uint64_t registrations;    /**< engine registrations made */
+    uint64_t revocations;      /**< revoke calls completed */
+    uint64_t revoke_timeouts;  /**< revokes whose wait expired on some session */
+} hmaf_agent_stats_t;
+
+/** @brief Defaults into @p params (must not be NULL). */
+HMAF_API void hmaf_agent_params_init(hmaf_agent_params_t *params);
+
+/**
+ * @brief Create an agent and, when params->address is set, start listening.
+ * @param [out] agent_out  written only on success.
+ * @return 0; HMAF_EINVAL, HMAF_EADDRESS, HMAF_EADDRINUSE, HMAF_ENOENGINE,
+ *         HMAF_ENOMEM.
+ */
+HMAF_API int hmaf_agent_create(const hmaf_agent_params_t *params,
+                               hmaf_agent_t **agent_out);
+
+/**
+ * @brief Stop the agent, disconnect every session, free everything.
+ * Accepts NULL. Exposed memory is not touched.
+ */
+HMAF_API void hmaf_agent_destroy(hmaf_agent_t *agent);
+
+/**
+ * @brief The address the agent listens at, with the real port when the
+ * params asked for port 0 ("tcp:127.0.0.1:40123"). NULL when not listening.
+ * The string lives as long as the agent.
+ */
+HMAF_API const char *hmaf_agent_address(const hmaf_agent_t *agent);
+
+/**
+ * @brief Connect to a dpu side that listens (params.listen = 1 there) and
+ * serve it as one more session. Blocks for the handshake.
+ * @return 0; HMAF_EADDRESS, HMAF_ECONNREFUSED, HMAF_ETIMEDOUT, HMAF_EAUTH,
+ *         HMAF_EVERSION, HMAF_EENGINE, HMAF_EPROTO, HMAF_ENOSPC.
+ */
+HMAF_API int hmaf_agent_dial(hmaf_agent_t *agent, const char *address,
+                             int timeout_ms);
+
+/**
+ * @brief Make [addr, addr + len) reachable from dpu sides.
+ *
+ * The memory must stay mapped until hmaf_agent_revoke() returns for it.
+ * Exposures may not overlap each other.
+ * @return 0; HMAF_EINVAL (NULL, len 0, bad access), HMAF_EOVERFLOW,
+ *         HMAF_EEXIST (overlaps an exposure), HMAF_ENOMEM.
+ */
+HMAF_API int hmaf_agent_expose(hmaf_agent_t *agent, const void *addr,
+                               size_t len, hmaf_access_t access);
+
+/**
+ * @brief Withdraw an exposure made with exactly this addr and len.
+ *
+ * When it returns, every live session has dropped the range, or the bounded
+ * wait (params.revoke_wait_ms) expired for sessions that were idle: those
+ * re-check before their next access. Either way no later access succeeds.
+ * @return 0; HMAF_ENOENT (no exposure with this addr and len), HMAF_EINVAL.
+ */
+HMAF_API int hmaf_agent_revoke(hmaf_agent_t *agent, const void *addr,
+                               size_t len);
+
+/**
+ * @brief Publish a named root so dpu sides can find [addr, addr + len).
+ * The root need not be exposed, but reading it needs an exposure.
+ * @return 0; HMAF_EINVAL, HMAF_ENAMETOOLONG, HMAF_EEXIST (name taken),
+ *         HMAF_ENOSPC, HMAF_ENOMEM.
+ */
+HMAF_API int hmaf_agent_publish(hmaf_agent_t *agent, const char *name,
+                                const void *addr, size_t len);
+
+/** @brief Remove a root. @return 0; HMAF_ENOENT; HMAF_EINVAL. */
+HMAF_API int hmaf_agent_unpublish(hmaf_agent_t *agent, const char *name);
+
+/**
+ * @brief Do the agent's work once (for params.threaded = 0): accept and
+ * hand-shake connections, serve mailbox requests, reap dead sessions.
+ * @param [in] timeout_ms  how long to wait for something to do (0: none).
+ * @return the number of events handled (>= 0); HMAF_EBUSY if the agent runs
+ *         its own thread; HMAF_EINVAL.
+ */
+HMAF_API int hmaf_agent_poll(hmaf_agent_t *agent, int timeout_ms);
+
+/** @brief Snapshot of the counters. @return 0; HMAF_EINVAL. */
+HMAF_API int hmaf_agent_stats(hmaf_agent_t *agent,
+                              hmaf_agent_stats_t *stats_out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HMAF_HOST_H */

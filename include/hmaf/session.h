@@ -1,0 +1,161 @@
+/**
+ * @file session.h
+ * @brief Dpu side: connect to a host agent, then read and write host memory.
+ *
+ * Host addresses are uint64_t: they are the host process's own virtual
+ * addresses and cannot be dereferenced here. Registration is automatic: the
+ * first access to a host range asks the agent to register the exposed range
+ * that contains it and caches the answer.
+ *
+ * Thread safety: one session may be used from several threads at once; each
+ * call is independent. hmaf_session_destroy() must not race with other calls
+ * on the same session.
+ *
+ * On error a read leaves the destination buffer unspecified; a write that
+ * fails part-way may have written a prefix of the data.
+ */
+#ifndef HMAF_SESSION_H
+#define HMAF_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hmaf/version.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Longest auth token, in bytes. */
+#define HMAF_TOKEN_MAX 32
+/** Longest root name, in bytes, without the terminating NUL. */
+#define HMAF_ROOT_NAME_MAX 63
+
+typedef struct hmaf_session hmaf_session_t; /**< opaque dpu-side session */
+
+/** Parameters of hmaf_session_create(); fill with hmaf_session_params_init(). */
+typedef struct hmaf_session_params {
+    size_t size;         /**< sizeof(hmaf_session_params_t), set by init */
+    const char *address; /**< channel: "unix:PATH" or "tcp:HOST:PORT" */
+    const char *token;   /**< shared secret, at most HMAF_TOKEN_MAX bytes */
+    const char *engine;  /**< "cma" (default), or NULL for $HMAF_ENGINE */
+    int listen;          /**< 1: listen at address and wait for the host */
+    int connect_timeout_ms; /**< bootstrap: connect + handshake (5000) */
+    int rpc_timeout_ms;     /**< one mailbox round trip (5000) */
+    unsigned cache_max_regions; /**< region cache bound, regions (1024) */
+    uint64_t cache_max_bytes;   /**< region cache bound, bytes (UINT64_MAX) */
+    unsigned revoke_check_us;   /**< epoch check interval, µs (1000) */
+} hmaf_session_params_t;
+
+/** One segment of a vectored transfer. */
+typedef struct hmaf_seg {
+    void *local;          /**< local buffer */
+    uint64_t remote_addr; /**< host virtual address */
+    size_t len;           /**< bytes, > 0 */
+} hmaf_seg_t;
+
+/** Per-session counters; all monotonic since hmaf_session_create(). */
+typedef struct hmaf_session_stats {
+    uint64_t ops;           /**< read/write/readv/writev calls that succeeded */
+    uint64_t bytes_read;    /**< bytes moved host -> here */
+    uint64_t bytes_written; /**< bytes moved here -> host */
+    uint64_t cache_hits;    /**< region lookups served by the cache */
+    uint64_t cache_misses;  /**< region lookups that asked the agent */
+    uint64_t registrations; /**< regions registered and imported */
+    uint64_t evictions;     /**< regions dropped by the LRU bounds */
+    uint64_t mailbox_round_trips; /**< requests answered by the agent */
+    uint64_t revocations;   /**< revocation epochs seen and acknowledged */
+} hmaf_session_stats_t;
+
+/**
+ * @brief Set every field of @p params to its default.
+ * @param [out] params  parameters to initialise; must not be NULL.
+ */
+HMAF_API void hmaf_session_params_init(hmaf_session_params_t *params);
+
+/**
+ * @brief Connect to a host agent (or wait for it, with params->listen).
+ * @param [in]  params       copied; the caller may free it afterwards.
+ * @param [out] session_out  the new session, written only on success.
+ * @return 0; HMAF_EINVAL (NULL or bad field), HMAF_EADDRESS,
+ *         HMAF_ECONNREFUSED, HMAF_ETIMEDOUT, HMAF_EAUTH (wrong token),
+ *         HMAF_EVERSION, HMAF_EENGINE (host runs another engine),
+ *         HMAF_ENOENGINE, HMAF_EPROTO (garbage from the peer), HMAF_ENOMEM,
+ *         HMAF_ECONNRESET.
+ */
+HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
+                                 hmaf_session_t **session_out);
+
+/**
+ * @brief Close the session and free everything it holds. Accepts NULL.
+ */
+HMAF_API void hmaf_session_destroy(hmaf_session_t *session);
+
+/**
+ * @brief Find a root the host published.
+ * @param [in]  name             NUL-terminated, at most HMAF_ROOT_NAME_MAX.
+ * @param [out] remote_addr_out  host address of the root.
+ * @param [out] len_out          its length in bytes (may be NULL).
+ * @return 0; HMAF_ENOENT (no such root), HMAF_EINVAL, HMAF_ENAMETOOLONG,
+ *         HMAF_ECONNRESET, HMAF_ETIMEDOUT.
+ */
+HMAF_API int hmaf_session_lookup(hmaf_session_t *session, const char *name,
+                                 uint64_t *remote_addr_out, size_t *len_out);
+
+/**
+ * @brief Copy @p len bytes at host address @p remote_addr into @p buf.
+ *
+ * Any length at any address inside exposed memory; the range may span
+ * several exposures.
+ * @return 0; HMAF_EINVAL (NULL, len 0), HMAF_EOVERFLOW (address + len wraps),
+ *         HMAF_EFAULT (not exposed, or not mapped in the host),
+ *         HMAF_ECONNRESET (host gone), HMAF_ETIMEDOUT, HMAF_EPERM.
+ */
+HMAF_API int hmaf_session_read(hmaf_session_t *session, void *buf,
+                               uint64_t remote_addr, size_t len);
+
+/**
+ * @brief Copy @p len bytes from @p buf to host address @p remote_addr.
+ * @return as hmaf_session_read(), plus HMAF_EACCES (read-only exposure).
+ */
+HMAF_API int hmaf_session_write(hmaf_session_t *session, uint64_t remote_addr,
+                                const void *buf, size_t len);
+
+/**
+ * @brief Read many segments in one call (as few engine operations as the
+ * engine allows). @p segs and the buffers are used only during the call.
+ * @return as hmaf_session_read(); HMAF_EINVAL also for nsegs 0 or any
+ *         segment with len 0 or a NULL buffer.
+ */
+HMAF_API int hmaf_session_readv(hmaf_session_t *session, const hmaf_seg_t *segs,
+                                size_t nsegs);
+
+/**
+ * @brief Write many segments in one call. @return as hmaf_session_write().
+ */
+HMAF_API int hmaf_session_writev(hmaf_session_t *session,
+                                 const hmaf_seg_t *segs, size_t nsegs);
+
+/**
+ * @brief One mailbox round trip with the agent; useful as a liveness check.
+ * @return 0; HMAF_ECONNRESET, HMAF_ETIMEDOUT.
+ */
+HMAF_API int hmaf_session_ping(hmaf_session_t *session);
+
+/**
+ * @brief Snapshot of the session's counters.
+ * @return 0; HMAF_EINVAL if an argument is NULL.
+ */
+HMAF_API int hmaf_session_stats(hmaf_session_t *session,
+                                hmaf_session_stats_t *stats_out);
+
+/**
+ * @brief Name of the engine the session runs on ("cma", ...); never NULL.
+ */
+HMAF_API const char *hmaf_session_engine(const hmaf_session_t *session);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HMAF_SESSION_H */

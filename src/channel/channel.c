@@ -1,0 +1,449 @@
+#include "channel/channel.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <hmaf/error.h>
+
+#include "util/clock.h"
+#include "util/compiler.h"
+#include "util/log.h"
+
+#define CHANNEL_ADDRESS_MAX 160
+#define CONNECT_RETRY_MS 10
+
+struct hmaf_listener {
+    int fd;
+    int is_unix_path; /* a filesystem socket we created and must unlink */
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    char address[CHANNEL_ADDRESS_MAX];
+};
+
+/* A parsed channel address, ready for socket()/bind()/connect(). */
+struct channel_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int family;
+};
+
+static int parse_unix(const char *path, struct channel_addr *out)
+{
+    struct sockaddr_un *un = (struct sockaddr_un *)&out->ss;
+    size_t n = strlen(path);
+
+    if (n == 0 || n >= sizeof(un->sun_path)) {
+        return HMAF_EADDRESS;
+    }
+    memset(un, 0, sizeof(*un));
+    un->sun_family = AF_UNIX;
+    memcpy(un->sun_path, path, n);
+    if (path[0] == '@') {
+        un->sun_path[0] = '\0'; /* abstract: length, not NUL, ends it */
+    }
+    out->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n +
+                           (path[0] == '@' ? 0 : 1));
+    out->family = AF_UNIX;
+    return 0;
+}
+
+/* "HOST:PORT" or "[V6]:PORT" into host and port strings. */
+static int split_host_port(const char *s, char *host, size_t host_cap,
+                           const char **port_out)
+{
+    const char *colon;
+    const char *start = s;
+    size_t n;
+
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':') {
+            return HMAF_EADDRESS;
+        }
+        start = s + 1;
+        n = (size_t)(close - start);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL) {
+            return HMAF_EADDRESS;
+        }
+        n = (size_t)(colon - s);
+    }
+    if (n == 0 || n >= host_cap || colon[1] == '\0') {
+        return HMAF_EADDRESS;
+    }
+    memcpy(host, start, n);
+    host[n] = '\0';
+    *port_out = colon + 1;
+    return 0;
+}
+
+static int parse_tcp(const char *rest, int passive, struct channel_addr *out)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    char host[CHANNEL_ADDRESS_MAX];
+    const char *port;
+    char *end;
+    long port_num;
+    int ret = split_host_port(rest, host, sizeof(host), &port);
+
+    if (ret < 0) {
+        return ret;
+    }
+    port_num = strtol(port, &end, 10);
+    if (*end != '\0' || port_num < 0 || port_num > 65535) {
+        return HMAF_EADDRESS;
+    }
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+    if (getaddrinfo(host, port, &hints, &res) != 0 || res == NULL) {
+        hmaf__log_error("cannot resolve tcp host '%s'", host);
+        return HMAF_EADDRESS;
+    }
+    memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
+    out->len = res->ai_addrlen;
+    out->family = res->ai_family;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static int parse_address(const char *address, int passive,
+                         struct channel_addr *out)
+{
+    if (address == NULL) {
+        return HMAF_EINVAL;
+    }
+    if (strncmp(address, "unix:", 5) == 0) {
+        return parse_unix(address + 5, out);
+    }
+    if (strncmp(address, "tcp:", 4) == 0) {
+        return parse_tcp(address + 4, passive, out);
+    }
+    hmaf__log_error("unknown channel address '%s' (want unix: or tcp:)",
+                    address);
+    return HMAF_EADDRESS;
+}
+
+static int errno_to_hmaf(int err)
+{
+    switch (err) {
+    case ECONNREFUSED:
+    case ENOENT:
+        return HMAF_ECONNREFUSED;
+    case EADDRINUSE:
+        return HMAF_EADDRINUSE;
+    case ETIMEDOUT:
+        return HMAF_ETIMEDOUT;
+    case ENOMEM:
+    case ENOBUFS:
+        return HMAF_ENOMEM;
+    case EACCES:
+    case EPERM:
+        return HMAF_EPERM;
+    default:
+        return HMAF_ECONNRESET;
+    }
+}
+
+static void set_stream_options(int fd, int family)
+{
+    int one = 1;
+
+    if (family != AF_UNIX) {
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+}
+
+/* A unix socket file left by a dead process: nobody accepts on it. */
+static void unlink_if_stale(const struct channel_addr *a)
+{
+    const struct sockaddr_un *un = (const struct sockaddr_un *)&a->ss;
+    struct stat st;
+    int fd;
+
+    if (un->sun_path[0] == '\0' || stat(un->sun_path, &st) != 0 ||
+        !S_ISSOCK(st.st_mode)) {
+        return;
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, (const struct sockaddr *)&a->ss, a->len) != 0 &&
+        errno == ECONNREFUSED) {
+        unlink(un->sun_path);
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+}
+
+static void describe_bound(struct hmaf_listener *l, const char *address)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char host[INET6_ADDRSTRLEN + 2], port[8];
+
+    snprintf(l->address, sizeof(l->address), "%s", address);
+    if (strncmp(address, "tcp:", 4) != 0 ||
+        getsockname(l->fd, (struct sockaddr *)&ss, &len) != 0 ||
+        getnameinfo((struct sockaddr *)&ss, len, host, sizeof(host), port,
+                    sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+        return;
+    }
+    snprintf(l->address, sizeof(l->address),
+             ss.ss_family == AF_INET6 ? "tcp:[%s]:%s" : "tcp:%s:%s", host,
+             port);
+}
+
+static int bind_and_listen(struct hmaf_listener *l,
+                           const struct channel_addr *a)
+{
+    int one = 1;
+
+    l->fd = socket(a->family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (l->fd < 0) {
+        hmaf__log_error("socket: %m");
+        return errno_to_hmaf(errno);
+    }
+    setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(l->fd, (const struct sockaddr *)&a->ss, a->len) != 0 ||
+        listen(l->fd, 64) != 0) {
+        int err = errno;
+        hmaf__log_error("listen: %m");
+        close(l->fd);
+        return errno_to_hmaf(err);
+    }
+    return 0;
+}
+
+int hmaf__listener_open(const char *address,
+                        struct hmaf_listener **listener_out)
+{
+    struct channel_addr a;
+    struct hmaf_listener *l;
+    int ret = parse_address(address, 1, &a);
+
+    if (ret < 0) {
+        return ret;
+    }
+    l = calloc(1, sizeof(*l));
+    if (l == NULL) {
+        return HMAF_ENOMEM;
+    }
+    if (a.family == AF_UNIX) {
+        unlink_if_stale(&a);
+    }
+    ret = bind_and_listen(l, &a);
+    if (ret < 0) {
+        free(l);
+        return ret;
+    }
+    if (a.family == AF_UNIX && address[5] != '@') {
+        l->is_unix_path = 1;
+        snprintf(l->path, sizeof(l->path), "%s", address + 5);
+    }
+    describe_bound(l, address);
+    *listener_out = l;
+    return 0;
+}
+
+const char *hmaf__listener_address(const struct hmaf_listener *listener)
+{
+    return listener->address;
+}
+
+int hmaf__listener_fd(const struct hmaf_listener *listener)
+{
+    return listener->fd;
+}
+
+int hmaf__listener_accept(struct hmaf_listener *listener,
+                          struct hmaf_channel *channel_out)
+{
+    int fd = accept4(listener->fd, NULL, NULL, SOCK_CLOEXEC);
+
+    if (fd < 0) {
+        return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+                errno == ECONNABORTED)
+                   ? -EAGAIN
+                   : errno_to_hmaf(errno);
+    }
+    set_stream_options(fd, AF_INET); /* harmless on unix sockets */
+    channel_out->fd = fd;
+    return 0;
+}
+
+int hmaf__listener_accept_wait(struct hmaf_listener *listener, int timeout_ms,
+                               struct hmaf_channel *channel_out)
+{
+    uint64_t deadline = hmaf__deadline_ns(timeout_ms);
+
+    for (;;) {
+        struct pollfd p = {.fd = listener->fd, .events = POLLIN};
+        int ret = hmaf__listener_accept(listener, channel_out);
+
+        if (ret != -EAGAIN) {
+            return ret;
+        }
+        if (hmaf__ms_left(deadline) == 0) {
+            return HMAF_ETIMEDOUT;
+        }
+        poll(&p, 1, hmaf__ms_left(deadline));
+    }
+}
+
+void hmaf__listener_close(struct hmaf_listener *listener)
+{
+    if (listener == NULL) {
+        return;
+    }
+    close(listener->fd);
+    if (listener->is_unix_path) {
+        unlink(listener->path);
+    }
+    free(listener);
+}
+
+/* One non-blocking connect attempt, finished within the deadline. */
+static int connect_once(const struct channel_addr *a, uint64_t deadline,
+                        int *fd_out)
+{
+    int fd = socket(a->family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if (fd < 0) {
+        return errno_to_hmaf(errno);
+    }
+    if (connect(fd, (const struct sockaddr *)&a->ss, a->len) != 0) {
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        err = errno;
+        if (err == EINPROGRESS || err == EAGAIN) {
+            err = poll(&p, 1, hmaf__ms_left(deadline)) == 1 ? 0 : ETIMEDOUT;
+            if (err == 0) {
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+            }
+        }
+    }
+    if (err != 0) {
+        close(fd);
+        return errno_to_hmaf(err);
+    }
+    set_stream_options(fd, a->family);
+    *fd_out = fd;
+    return 0;
+}
+
+int hmaf__channel_connect(const char *address, int timeout_ms,
+                          struct hmaf_channel *channel_out)
+{
+    uint64_t deadline = hmaf__deadline_ns(timeout_ms);
+    struct channel_addr a;
+    int ret = parse_address(address, 0, &a);
+
+    while (ret == 0) {
+        ret = connect_once(&a, deadline, &channel_out->fd);
+        if (ret != HMAF_ECONNREFUSED || hmaf__ms_left(deadline) == 0) {
+            break;
+        }
+        /* The listener may not be up yet: starting order is not ours. */
+        poll(NULL, 0, HMAF_MIN(CONNECT_RETRY_MS, hmaf__ms_left(deadline)));
+        ret = 0;
+    }
+    if (ret < 0 && ret != HMAF_EADDRESS) {
+        hmaf__log_info("connect %s: %s", address, hmaf_strerror(ret));
+    }
+    return ret;
+}
+
+/* Wait for the fd to become ready for `events`, or fail at the deadline. */
+static int wait_ready(int fd, short events, uint64_t deadline_ns)
+{
+    struct pollfd p = {.fd = fd, .events = events};
+    int left = hmaf__ms_left(deadline_ns);
+    int ret;
+
+    if (left == 0) {
+        return HMAF_ETIMEDOUT;
+    }
+    ret = poll(&p, 1, left);
+    if (ret == 0) {
+        return HMAF_ETIMEDOUT;
+    }
+    return ret < 0 && errno != EINTR ? HMAF_ECONNRESET : 0;
+}
+
+int hmaf__channel_send(struct hmaf_channel *channel, const void *buf,
+                       size_t len, uint64_t deadline_ns)
+{
+    const char *p = buf;
+
+    while (len > 0) {
+        ssize_t n = send(channel->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            return HMAF_ECONNRESET;
+        }
+        int ret = wait_ready(channel->fd, POLLOUT, deadline_ns);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return 0;
+}
+
+int hmaf__channel_recv(struct hmaf_channel *channel, void *buf, size_t len,
+                       uint64_t deadline_ns)
+{
+    char *p = buf;
+
+    while (len > 0) {
+        ssize_t n = recv(channel->fd, p, len, MSG_DONTWAIT);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+            return HMAF_ECONNRESET;
+        }
+        int ret = wait_ready(channel->fd, POLLIN, deadline_ns);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return 0;
+}
+
+int hmaf__channel_peer_gone(struct hmaf_channel *channel)
+{
+    struct pollfd p = {.fd = channel->fd, .events = POLLIN};
+
+    if (poll(&p, 1, 0) <= 0) {
+        return 0;
+    }
+    /* After the handshake any readable event (data or EOF) or error means
+     * the peer is gone or broke the protocol; either way the session ends. */
+    return (p.revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) != 0;
+}
+
+void hmaf__channel_close(struct hmaf_channel *channel)
+{
+    if (channel->fd >= 0) {
+        close(channel->fd);
+        channel->fd = -1;
+    }
+}

@@ -1,0 +1,49 @@
+/*
+ * Bootstrap channels: a reliable byte stream between host and dpu side,
+ * used for the handshake and afterwards only to notice that the peer died.
+ *
+ * Addresses: "unix:PATH" (PATH starting with '@' is Linux's abstract
+ * namespace) and "tcp:HOST:PORT" (HOST may be "[v6addr]"; port 0 when
+ * listening picks a free port). Either side may listen.
+ */
+#ifndef HMAF_CHANNEL_CHANNEL_H
+#define HMAF_CHANNEL_CHANNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct hmaf_listener;
+
+struct hmaf_channel {
+    int fd;
+};
+
+/* Listen at address; the listener's fd is non-blocking. */
+int hmaf__listener_open(const char *address,
+                        struct hmaf_listener **listener_out);
+/* The bound address, with the real port for tcp port 0. */
+const char *hmaf__listener_address(const struct hmaf_listener *listener);
+int hmaf__listener_fd(const struct hmaf_listener *listener);
+/* One pending connection, or -EAGAIN when there is none. */
+int hmaf__listener_accept(struct hmaf_listener *listener,
+                          struct hmaf_channel *channel_out);
+/* Wait up to timeout_ms for one connection. */
+int hmaf__listener_accept_wait(struct hmaf_listener *listener, int timeout_ms,
+                               struct hmaf_channel *channel_out);
+void hmaf__listener_close(struct hmaf_listener *listener);
+
+/* Connect, retrying while nobody listens yet, until timeout_ms. */
+int hmaf__channel_connect(const char *address, int timeout_ms,
+                          struct hmaf_channel *channel_out);
+/* Exactly len bytes, or an error: -ETIMEDOUT at deadline_ns (monotonic),
+ * -ECONNRESET when the peer closed. */
+int hmaf__channel_send(struct hmaf_channel *channel, const void *buf,
+                       size_t len, uint64_t deadline_ns);
+int hmaf__channel_recv(struct hmaf_channel *channel, void *buf, size_t len,
+                       uint64_t deadline_ns);
+/* 1 when the peer closed, failed, or sent anything after the handshake
+ * (the channel is idle by contract); 0 while it looks alive. No wait. */
+int hmaf__channel_peer_gone(struct hmaf_channel *channel);
+void hmaf__channel_close(struct hmaf_channel *channel);
+
+#endif

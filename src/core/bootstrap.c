@@ -1,0 +1,97 @@
+/* The dpu side of the handshake (format: proto/handshake.h). */
+#include <string.h>
+
+#include <hmaf/error.h>
+
+#include "core/session_int.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+static int build_hello(struct hmaf_session *s, struct hmaf_hello *hello)
+{
+    size_t blob_len = 0;
+    int ret;
+
+    memset(hello, 0, sizeof(*hello));
+    ret = hmaf__hello_set_token(hello, s->params.token);
+    if (ret < 0) {
+        return ret;
+    }
+    strncpy(hello->engine, s->ops->name, sizeof(hello->engine) - 1);
+    ret = s->ops->local_blob(s->ctx, hello->engine_blob.data,
+                             sizeof(hello->engine_blob.data), &blob_len);
+    hello->engine_blob.len = (uint16_t)blob_len;
+    return ret;
+}
+
+/* A refusal's status must be one we know, or the peer is talking garbage. */
+static int refusal_code(int32_t status)
+{
+    switch (status) {
+    case HMAF_EAUTH:
+    case HMAF_EVERSION:
+    case HMAF_EENGINE:
+    case HMAF_ENOSPC:
+    case HMAF_ENOMEM:
+    case HMAF_EPROTO:
+        return status;
+    default:
+        return HMAF_EPROTO;
+    }
+}
+
+static int receive_welcome(struct hmaf_session *s, uint64_t deadline,
+                           struct hmaf_welcome *welcome_out)
+{
+    uint8_t buf[HMAF_MSG_MAX];
+    struct hmaf_msg_hdr hdr;
+    int ret = hmaf__channel_recv(&s->channel, buf, HMAF_HDR_SIZE, deadline);
+
+    if (ret < 0) {
+        return ret;
+    }
+    ret = hmaf__hdr_decode(buf, &hdr);
+    if (ret < 0 || hdr.type != HMAF_MSG_WELCOME) {
+        return HMAF_EPROTO;
+    }
+    if (hdr.status != 0) {
+        return refusal_code(hdr.status);
+    }
+    if (hdr.version != HMAF_PROTOCOL_VERSION) {
+        return HMAF_EVERSION;
+    }
+    if (hdr.body_len != HMAF_WELCOME_BODY_SIZE) {
+        return HMAF_EPROTO;
+    }
+    ret = hmaf__channel_recv(&s->channel, buf, hdr.body_len, deadline);
+    if (ret < 0) {
+        return ret;
+    }
+    return hmaf__welcome_decode(buf, hdr.body_len, welcome_out);
+}
+
+int hmaf__bootstrap_dpu(struct hmaf_session *s, int timeout_ms,
+                        struct hmaf_welcome *welcome_out)
+{
+    uint64_t deadline = hmaf__deadline_ns(timeout_ms);
+    uint8_t buf[HMAF_MSG_MAX];
+    struct hmaf_hello hello;
+    size_t len;
+    int ret = build_hello(s, &hello);
+
+    if (ret < 0) {
+        return ret;
+    }
+    len = hmaf__hello_encode(&hello, buf, sizeof(buf));
+    ret = hmaf__channel_send(&s->channel, buf, len, deadline);
+    if (ret == 0) {
+        ret = receive_welcome(s, deadline, welcome_out);
+    }
+    if (ret == 0 && strcmp(welcome_out->engine, s->ops->name) != 0) {
+        ret = HMAF_EENGINE;
+    }
+    if (ret < 0) {
+        hmaf__log_error("handshake with host: %s", hmaf_strerror(ret));
+    }
+    return ret;
+}

@@ -1,0 +1,386 @@
+/* Dpu-side session: lifecycle, roots, ping, counters. The data path is in
+ * xfer.c. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <hmaf/error.h>
+#include <hmaf/host.h>
+#include <hmaf/session.h>
+
+#include "core/session_int.h"
+#include "proto/mailbox.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+HMAF_API void hmaf_session_params_init(hmaf_session_params_t *params)
+{
+    if (params == NULL) {
+        return;
+    }
+    memset(params, 0, sizeof(*params));
+    params->size = sizeof(*params);
+    params->connect_timeout_ms = 5000;
+    params->rpc_timeout_ms = 5000;
+    params->cache_max_regions = 1024;
+    params->cache_max_bytes = UINT64_MAX;
+    params->revoke_check_us = 1000;
+}
+
+static int check_params(const hmaf_session_params_t *p)
+{
+    if (p == NULL || p->size != sizeof(*p) || p->address == NULL ||
+        p->connect_timeout_ms <= 0 || p->rpc_timeout_ms <= 0 ||
+        p->cache_max_regions == 0 || p->cache_max_bytes == 0) {
+        return HMAF_EINVAL;
+    }
+    if (p->token != NULL && strlen(p->token) > HMAF_TOKEN_MAX) {
+        return HMAF_EINVAL;
+    }
+    return 0;
+}
+
+static int open_channel(struct hmaf_session *s)
+{
+    const hmaf_session_params_t *p = &s->params;
+    struct hmaf_listener *listener;
+    int ret;
+
+    if (!p->listen) {
+        return hmaf__channel_connect(p->address, p->connect_timeout_ms,
+                                     &s->channel);
+    }
+    ret = hmaf__listener_open(p->address, &listener);
+    if (ret == 0) {
+        ret = hmaf__listener_accept_wait(listener, p->connect_timeout_ms,
+                                         &s->channel);
+        hmaf__listener_close(listener);
+    }
+    return ret;
+}
+
+/* Region release: drop the import, and tell the agent when evicted. */
+static void release_region(void *arg, struct hmaf__region *r, int evicted)
+{
+    struct hmaf_session *s = arg;
+
+    if (evicted && !atomic_load(&s->dead)) {
+        struct hmaf_req_deregister req = {.region_id = r->id};
+        uint8_t buf[HMAF_MBOX_REQ_MAX];
+        uint16_t len = (uint16_t)hmaf__req_deregister_encode(&req, buf);
+        /* Best effort: the agent forgets our hold at session end anyway. */
+        (void)hmaf__mbox_call(&s->mbox, HMAF_OP_DEREGISTER, buf, len, NULL, 0,
+                              NULL);
+    }
+    s->ops->rmem_release(r->rmem);
+    free(r);
+}
+
+/* Import the mailbox region the host described in its welcome. */
+static int import_mailbox(struct hmaf_session *s, const struct hmaf_welcome *w)
+{
+    struct hmaf_engine_rmem *rmem;
+    int ret;
+
+    if (w->mailbox_slots == 0 || w->mailbox_slots > HMAF_MBOX_MAX_SLOTS ||
+        w->mailbox_len < hmaf__mbox_size(w->mailbox_slots) ||
+        w->mailbox_addr + w->mailbox_len < w->mailbox_addr) {
+        return HMAF_EPROTO;
+    }
+    rmem = calloc(1, s->ops->rmem_size);
+    if (rmem == NULL) {
+        return HMAF_ENOMEM;
+    }
+    rmem->ep = s->ep;
+    rmem->addr = w->mailbox_addr;
+    rmem->len = w->mailbox_len;
+    rmem->access = HMAF_ACCESS_READ_WRITE;
+    ret = s->ops->rmem_import(rmem, w->mailbox_export.data,
+                              w->mailbox_export.len);
+    if (ret < 0) {
+        free(rmem);
+        return ret;
+    }
+    s->mbox_rmem = rmem;
+    return 0;
+}
+
+/* Everything after the channel: engine endpoint, mailbox, region cache. */
+static int attach_to_host(struct hmaf_session *s, const struct hmaf_welcome *w)
+{
+    const hmaf_session_params_t *p = &s->params;
+    int ret = hmaf__engine_ep_create(s->ctx, w->engine_blob.data,
+                                     w->engine_blob.len, &s->ep);
+
+    if (ret < 0) {
+        return ret;
+    }
+    ret = import_mailbox(s, w);
+    if (ret < 0) {
+        goto err_ep;
+    }
+    ret = hmaf__mbox_client_init(&s->mbox, s->ep, s->mbox_rmem, &s->channel,
+                                 w->mailbox_slots, p->rpc_timeout_ms);
+    if (ret < 0) {
+        goto err_rmem;
+    }
+    ret = hmaf__regcache_init(&s->cache, p->cache_max_regions,
+                              p->cache_max_bytes, release_region, s);
+    if (ret < 0) {
+        goto err_mbox;
+    }
+    s->session_id = w->session_id;
+    return 0;
+err_mbox:
+    hmaf__mbox_client_fini(&s->mbox);
+err_rmem:
+    s->ops->rmem_release(s->mbox_rmem);
+    free(s->mbox_rmem);
+err_ep:
+    hmaf__engine_ep_destroy(s->ep);
+    return ret;
+}
+
+static int connect_session(struct hmaf_session *s)
+{
+    struct hmaf_welcome welcome;
+    int ret = open_channel(s);
+
+    if (ret < 0) {
+        return ret;
+    }
+    ret = hmaf__bootstrap_dpu(s, s->params.connect_timeout_ms, &welcome);
+    if (ret == 0) {
+        ret = attach_to_host(s, &welcome);
+    }
+    if (ret < 0) {
+        hmaf__channel_close(&s->channel);
+    }
+    return ret;
+}
+
+HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
+                                 hmaf_session_t **session_out)
+{
+    struct hmaf_session *s;
+    int ret = check_params(params);
+
+    if (ret < 0 || session_out == NULL) {
+        return HMAF_EINVAL;
+    }
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return HMAF_ENOMEM;
+    }
+    s->params = *params;
+    s->channel.fd = -1;
+    s->ops = hmaf__engine_find(params->engine);
+    if (s->ops == NULL) {
+        ret = HMAF_ENOENGINE;
+        goto err_free;
+    }
+    ret = hmaf__engine_ctx_create(s->ops, HMAF_ROLE_DPU, &s->ctx);
+    if (ret < 0) {
+        goto err_free;
+    }
+    s->ops->limits(s->ctx, &s->limits);
+    ret = connect_session(s);
+    if (ret < 0) {
+        goto err_ctx;
+    }
+    pthread_mutex_init(&s->epoch_lock, NULL);
+    *session_out = s;
+    return 0;
+err_ctx:
+    hmaf__engine_ctx_destroy(s->ctx);
+err_free:
+    free(s);
+    return ret;
+}
+
+HMAF_API void hmaf_session_destroy(hmaf_session_t *session)
+{
+    if (session == NULL) {
+        return;
+    }
+    /* Closing the channel tells the agent to drop our holds and mailbox;
+     * no DEREGISTER traffic needed, so mark the session dead first. */
+    atomic_store(&session->dead, HMAF_ECONNRESET);
+    hmaf__regcache_fini(&session->cache);
+    hmaf__mbox_client_fini(&session->mbox);
+    session->ops->rmem_release(session->mbox_rmem);
+    free(session->mbox_rmem);
+    hmaf__engine_ep_destroy(session->ep);
+    hmaf__channel_close(&session->channel);
+    hmaf__engine_ctx_destroy(session->ctx);
+    pthread_mutex_destroy(&session->epoch_lock);
+    free(session);
+}
+
+int hmaf__session_fail(struct hmaf_session *s, int ret)
+{
+    if (ret == HMAF_ECONNRESET) {
+        int expected = 0;
+        if (atomic_compare_exchange_strong(&s->dead, &expected, ret)) {
+            hmaf__log_warn("session %llu: host gone",
+                           (unsigned long long)s->session_id);
+        }
+    }
+    return ret;
+}
+
+/* A mailbox call on behalf of the API: counts it, notes a dead host. */
+static int session_call(struct hmaf_session *s, uint8_t op, const void *req,
+                        uint16_t req_len, void *resp, uint16_t resp_cap,
+                        uint16_t *resp_len_out)
+{
+    int ret = atomic_load_explicit(&s->dead, memory_order_relaxed);
+
+    if (ret != 0) {
+        return ret;
+    }
+    ret = hmaf__mbox_call(&s->mbox, op, req, req_len, resp, resp_cap,
+                          resp_len_out);
+    if (ret != HMAF_ECONNRESET && ret != HMAF_ETIMEDOUT) {
+        hmaf__count(s, mailbox_round_trips, 1);
+    }
+    return hmaf__session_fail(s, ret);
+}
+
+HMAF_API int hmaf_session_ping(hmaf_session_t *session)
+{
+    if (session == NULL) {
+        return HMAF_EINVAL;
+    }
+    return session_call(session, HMAF_OP_PING, NULL, 0, NULL, 0, NULL);
+}
+
+HMAF_API int hmaf_session_lookup(hmaf_session_t *session, const char *name,
+                                 uint64_t *remote_addr_out, size_t *len_out)
+{
+    struct hmaf_req_lookup req = {{0}};
+    struct hmaf_resp_lookup resp;
+    uint8_t req_buf[HMAF_MBOX_REQ_MAX], resp_buf[HMAF_MBOX_RESP_MAX];
+    uint16_t req_len, resp_len = 0;
+    int ret;
+
+    if (session == NULL || name == NULL || remote_addr_out == NULL ||
+        name[0] == '\0') {
+        return HMAF_EINVAL;
+    }
+    if (strlen(name) > HMAF_ROOT_NAME_MAX) {
+        return HMAF_ENAMETOOLONG;
+    }
+    memcpy(req.name, name, strlen(name));
+    req_len = (uint16_t)hmaf__req_lookup_encode(&req, req_buf);
+    ret = session_call(session, HMAF_OP_LOOKUP, req_buf, req_len, resp_buf,
+                       sizeof(resp_buf), &resp_len);
+    if (ret == 0) {
+        ret = hmaf__resp_lookup_decode(resp_buf, resp_len, &resp);
+    }
+    if (ret == 0) {
+        *remote_addr_out = resp.addr;
+        if (len_out != NULL) {
+            *len_out = (size_t)resp.len;
+        }
+    }
+    return ret;
+}
+
+/* Import the region the agent answered with and put it in the cache. */
+static int cache_region(struct hmaf_session *s,
+                        const struct hmaf_resp_register *resp)
+{
+    struct hmaf__region *r = calloc(1, sizeof(*r) + s->ops->rmem_size);
+    uint64_t evicted = 0;
+    int ret;
+
+    if (r == NULL) {
+        return HMAF_ENOMEM;
+    }
+    r->iv.base = resp->base;
+    r->iv.len = resp->len;
+    r->id = resp->region_id;
+    r->epoch = resp->epoch;
+    r->access = resp->access;
+    r->rmem = (struct hmaf_engine_rmem *)(r + 1);
+    r->rmem->ep = s->ep;
+    r->rmem->addr = resp->base;
+    r->rmem->len = resp->len;
+    r->rmem->access = r->access;
+    ret = s->ops->rmem_import(r->rmem, resp->export_blob.data,
+                              resp->export_blob.len);
+    if (ret < 0) {
+        free(r);
+        return ret;
+    }
+    hmaf__count(s, registrations, 1);
+    ret = hmaf__regcache_insert(&s->cache, r, &evicted);
+    hmaf__count(s, evictions, evicted);
+    if (ret < 0) {
+        /* Another thread cached it first, or a revocation overtook the
+         * answer: either way the caller looks again, after applying the
+         * revocation that may be behind it. */
+        s->ops->rmem_release(r->rmem);
+        free(r);
+        atomic_store(&s->next_check_ns, 0);
+        return hmaf__session_check_epoch(s);
+    }
+    return 0;
+}
+
+static int valid_region_answer(const struct hmaf_resp_register *resp,
+                               uint64_t addr)
+{
+    return resp->len > 0 && resp->base + resp->len > resp->base &&
+           addr >= resp->base && addr - resp->base < resp->len &&
+           (resp->access == HMAF_ACCESS_READ ||
+            resp->access == HMAF_ACCESS_READ_WRITE);
+}
+
+int hmaf__session_register(struct hmaf_session *s, uint64_t addr,
+                           uint64_t len)
+{
+    struct hmaf_req_register req = {.addr = addr, .len = len};
+    struct hmaf_resp_register resp;
+    uint8_t req_buf[HMAF_MBOX_REQ_MAX], resp_buf[HMAF_MBOX_RESP_MAX];
+    uint16_t req_len = (uint16_t)hmaf__req_register_encode(&req, req_buf);
+    uint16_t resp_len = 0;
+    int ret;
+
+    hmaf__count(s, cache_misses, 1);
+    ret = session_call(s, HMAF_OP_REGISTER, req_buf, req_len, resp_buf,
+                       sizeof(resp_buf), &resp_len);
+    if (ret == 0) {
+        ret = hmaf__resp_register_decode(resp_buf, resp_len, &resp);
+    }
+    if (ret == 0 && !valid_region_answer(&resp, addr)) {
+        ret = HMAF_EPROTO;
+    }
+    return ret == 0 ? cache_region(s, &resp) : ret;
+}
+
+HMAF_API int hmaf_session_stats(hmaf_session_t *session,
+                                hmaf_session_stats_t *stats_out)
+{
+    struct hmaf_session_counters *c;
+
+    if (session == NULL || stats_out == NULL) {
+        return HMAF_EINVAL;
+    }
+    c = &session->c;
+    stats_out->ops = atomic_load(&c->ops);
+    stats_out->bytes_read = atomic_load(&c->bytes_read);
+    stats_out->bytes_written = atomic_load(&c->bytes_written);
+    stats_out->cache_hits = atomic_load(&c->cache_hits);
+    stats_out->cache_misses = atomic_load(&c->cache_misses);
+    stats_out->registrations = atomic_load(&c->registrations);
+    stats_out->evictions = atomic_load(&c->evictions);
+    stats_out->mailbox_round_trips = atomic_load(&c->mailbox_round_trips);
+    stats_out->revocations = atomic_load(&c->revocations);
+    return 0;
+}
+
+HMAF_API const char *hmaf_session_engine(const hmaf_session_t *session)
+{
+    return session == NULL ? "none" : session->ops->name;
+}

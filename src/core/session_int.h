@@ -1,0 +1,61 @@
+/* The dpu-side session, shared by the core's source files. */
+#ifndef HMAF_CORE_SESSION_INT_H
+#define HMAF_CORE_SESSION_INT_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <hmaf/session.h>
+
+#include "channel/channel.h"
+#include "core/mailbox.h"
+#include "core/regcache.h"
+#include "engine/engine.h"
+#include "proto/handshake.h"
+
+struct hmaf_session_counters {
+    _Atomic uint64_t ops;
+    _Atomic uint64_t bytes_read;
+    _Atomic uint64_t bytes_written;
+    _Atomic uint64_t cache_hits;
+    _Atomic uint64_t cache_misses;
+    _Atomic uint64_t registrations;
+    _Atomic uint64_t evictions;
+    _Atomic uint64_t mailbox_round_trips;
+    _Atomic uint64_t revocations;
+};
+
+struct hmaf_session {
+    hmaf_session_params_t params;
+    const struct hmaf_engine_ops *ops;
+    struct hmaf_engine_ctx *ctx;
+    struct hmaf_engine_ep *ep;
+    struct hmaf_engine_limits limits;
+    struct hmaf_channel channel;
+    struct hmaf_engine_rmem *mbox_rmem;
+    struct hmaf__mbox_client mbox;
+    struct hmaf__regcache cache;
+    uint64_t session_id;
+    _Atomic int dead;             /* sticky: the host is gone */
+    _Atomic uint64_t next_check_ns; /* when the epoch is due for a look */
+    pthread_mutex_t epoch_lock;   /* one thread applies a revocation */
+    uint64_t epoch_seen;          /* under epoch_lock */
+    struct hmaf_session_counters c;
+};
+
+#define hmaf__count(s, field, n)                                               \
+    atomic_fetch_add_explicit(&(s)->c.field, (n), memory_order_relaxed)
+
+/* Record a connection error as the session's permanent state. */
+int hmaf__session_fail(struct hmaf_session *s, int ret);
+/* Apply a revocation the host announced, if one is due. */
+int hmaf__session_check_epoch(struct hmaf_session *s);
+/* Ask the agent for the exposure containing addr and cache it. */
+int hmaf__session_register(struct hmaf_session *s, uint64_t addr,
+                           uint64_t len);
+
+/* Dpu-side handshake on a connected channel. */
+int hmaf__bootstrap_dpu(struct hmaf_session *s, int timeout_ms,
+                        struct hmaf_welcome *welcome_out);
+
+#endif

@@ -1,0 +1,242 @@
+/*
+ * cma: cross-memory attach. The dpu side copies straight from and into the
+ * host process's address space with process_vm_readv/writev; the host's CPU
+ * takes no part, as with DMA. Works on one machine, needs the kernel to
+ * allow ptrace-style access: the host grants it to its peer with
+ * PR_SET_PTRACER so it also works where Yama's ptrace_scope is 1.
+ *
+ * Registration is a no-op (the kernel checks every access), so exposure is
+ * enforced by the library, cooperatively: see docs/engines.md.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <hmaf/error.h>
+
+#include "engine/engine.h"
+#include "util/compiler.h"
+#include "util/log.h"
+
+#ifndef PR_SET_PTRACER
+#define PR_SET_PTRACER 0x59616d61
+#endif
+#ifndef PR_SET_PTRACER_ANY
+#define PR_SET_PTRACER_ANY ((unsigned long)-1)
+#endif
+
+/* One post moves at most this many bytes per descriptor, so byte counts
+ * always fit the ssize_t that process_vm_readv returns. */
+#define CMA_MAX_TRANSFER (1ull << 30)
+
+struct cma_ctx {
+    struct hmaf_engine_ctx base;
+    pid_t ptracer; /* host: the peer pid granted access, or -1 for any */
+};
+
+struct cma_ep {
+    struct hmaf_engine_ep base;
+    pid_t peer;
+};
+
+static int cma_probe(void)
+{
+    return 0; /* process_vm_readv exists since Linux 3.2 */
+}
+
+static int cma_ctx_open(struct hmaf_engine_ctx *ctx)
+{
+    (void)ctx;
+    return 0;
+}
+
+static void cma_limits(const struct hmaf_engine_ctx *ctx,
+                       struct hmaf_engine_limits *limits_out)
+{
+    (void)ctx;
+    limits_out->max_transfer = CMA_MAX_TRANSFER;
+    limits_out->max_inflight = UINT32_MAX;
+    limits_out->max_segments = IOV_MAX;
+    limits_out->max_blob = sizeof(uint32_t);
+}
+
+static int cma_local_blob(struct hmaf_engine_ctx *ctx, void *buf, size_t cap,
+                          size_t *len_out)
+{
+    uint32_t pid = (uint32_t)getpid();
+    uint8_t *p = buf;
+
+    (void)ctx;
+    if (cap < sizeof(pid)) {
+        return HMAF_ENOSPC;
+    }
+    for (size_t i = 0; i < sizeof(pid); i++) {
+        p[i] = (uint8_t)(pid >> (8 * i));
+    }
+    *len_out = sizeof(pid);
+    return 0;
+}
+
+/* PR_SET_PTRACER holds one pid per process: with peers of different pids
+ * at once the host must fall back to "any", which Yama allows too. */
+static void grant_ptrace(struct cma_ctx *ctx, pid_t peer)
+{
+    unsigned long who = (unsigned long)peer;
+
+    if (ctx->ptracer == peer || ctx->ptracer == -1) {
+        return;
+    }
+    if (ctx->ptracer != 0) {
+        hmaf__log_info("second peer pid %d: granting ptrace to any", peer);
+        who = PR_SET_PTRACER_ANY;
+    }
+    /* EINVAL means no Yama: nothing to grant. */
+    if (prctl(PR_SET_PTRACER, who, 0, 0, 0) != 0 && errno != EINVAL) {
+        hmaf__log_warn("prctl(PR_SET_PTRACER, %d): %m", peer);
+    }
+    ctx->ptracer = who == PR_SET_PTRACER_ANY ? -1 : peer;
+}
+
+static int cma_ep_open(struct hmaf_engine_ep *ep, const void *peer_blob,
+                       size_t len)
+{
+    struct cma_ep *cep = hmaf__container_of(ep, struct cma_ep, base);
+    const uint8_t *p = peer_blob;
+    uint32_t pid = 0;
+
+    if (len != sizeof(pid)) {
+        return HMAF_EPROTO;
+    }
+    for (size_t i = 0; i < sizeof(pid); i++) {
+        pid |= (uint32_t)p[i] << (8 * i);
+    }
+    if (pid == 0 || pid > INT_MAX) {
+        return HMAF_EPROTO;
+    }
+    cep->peer = (pid_t)pid;
+    if (ep->ctx->role == HMAF_ROLE_HOST) {
+        grant_ptrace(hmaf__container_of(ep->ctx, struct cma_ctx, base),
+                     cep->peer);
+    }
+    return 0;
+}
+
+static int cma_mem_register(struct hmaf_engine_mem *mem)
+{
+    (void)mem; /* the kernel checks each access; nothing to pin */
+    return 0;
+}
+
+static int cma_mem_export(struct hmaf_engine_mem *mem, void *buf, size_t cap,
+                          size_t *len_out)
+{
+    (void)mem, (void)buf, (void)cap;
+    *len_out = 0;
+    return 0;
+}
+
+static int cma_rmem_import(struct hmaf_engine_rmem *rmem, const void *blob,
+                           size_t len)
+{
+    (void)rmem, (void)blob;
+    return len == 0 ? 0 : HMAF_EPROTO;
+}
+
+static int cma_errno_to_hmaf(int err)
+{
+    switch (err) {
+    case ESRCH:
+        return HMAF_ECONNRESET; /* the host process is gone */
+    case EFAULT:
+        return HMAF_EFAULT;
+    case EPERM:
+        return HMAF_EPERM;
+    case ENOMEM:
+        return HMAF_ENOMEM;
+    default:
+        return HMAF_EINVAL;
+    }
+}
+
+/* Fill iovec pairs from xfers[*i] at byte *skip on; returns the count. */
+static int cma_fill_iov(const struct hmaf_xfer_batch *batch, uint32_t i,
+                        size_t skip, struct iovec *local,
+                        struct iovec *remote)
+{
+    int n = 0;
+
+    for (; i < batch->count && n < IOV_MAX; i++, n++) {
+        const struct hmaf_xfer *x = &batch->xfers[i];
+        local[n].iov_base = (char *)x->local + skip;
+        local[n].iov_len = x->len - skip;
+        remote[n].iov_base = (void *)(uintptr_t)(x->remote_addr + skip);
+        remote[n].iov_len = x->len - skip;
+        skip = 0;
+    }
+    return n;
+}
+
+/* Move the cursor (*i, *skip) on by done bytes. */
+static void cma_advance(const struct hmaf_xfer_batch *batch, uint32_t *i,
+                        size_t *skip, size_t done)
+{
+    while (done > 0) {
+        size_t left = batch->xfers[*i].len - *skip;
+        if (done < left) {
+            *skip += done;
+            return;
+        }
+        done -= left;
+        *skip = 0;
+        (*i)++;
+    }
+}
+
+static int cma_post(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch)
+{
+    struct cma_ep *cep = hmaf__container_of(ep, struct cma_ep, base);
+    struct iovec local[IOV_MAX], remote[IOV_MAX];
+    uint32_t i = 0;
+    size_t skip = 0;
+
+    while (i < batch->count) {
+        int n = cma_fill_iov(batch, i, skip, local, remote);
+        ssize_t done = batch->op == HMAF_XFER_READ
+                           ? process_vm_readv(cep->peer, local, n, remote, n, 0)
+                           : process_vm_writev(cep->peer, local, n, remote, n,
+                                               0);
+        if (done <= 0) {
+            /* 0 bytes means the first remote page is unmapped. */
+            batch->status = done == 0 ? HMAF_EFAULT : cma_errno_to_hmaf(errno);
+            hmaf__log_debug("process_vm_%sv pid %d: %m",
+                            batch->op == HMAF_XFER_READ ? "read" : "write",
+                            cep->peer);
+            break;
+        }
+        cma_advance(batch, &i, &skip, (size_t)done);
+    }
+    batch->completed = batch->count;
+    return 0;
+}
+
+const struct hmaf_engine_ops hmaf_engine_cma = {
+    .name = "cma",
+    .abi_version = HMAF_ENGINE_ABI_VERSION,
+    .ctx_size = sizeof(struct cma_ctx),
+    .ep_size = sizeof(struct cma_ep),
+    .mem_size = sizeof(struct hmaf_engine_mem),
+    .rmem_size = sizeof(struct hmaf_engine_rmem),
+    .probe = cma_probe,
+    .ctx_open = cma_ctx_open,
+    .limits = cma_limits,
+    .local_blob = cma_local_blob,
+    .ep_open = cma_ep_open,
+    .mem_register = cma_mem_register,
+    .mem_export = cma_mem_export,
+    .rmem_import = cma_rmem_import,
+    .post = cma_post,
+};

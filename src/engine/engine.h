@@ -1,0 +1,147 @@
+/*
+ * The engine contract: how the core and the host agent move bytes without
+ * knowing whether cma, UCX or DOCA does it. Not installed.
+ *
+ * One const ops table per engine, listed once in registry.c. The core and
+ * the agent allocate every engine object themselves with the sizes the
+ * table declares; the engine embeds the base struct first and reaches its
+ * own with hmaf__container_of().
+ *
+ *   ctx   one per host agent, or per dpu session: the engine's global state
+ *         (UCX context + worker, DOCA device). role says which side.
+ *   ep    the link to one peer, opened from the peer's bootstrap blob.
+ *   mem   host: one registered range, exported as an opaque blob.
+ *   rmem  dpu: one imported range, named by the transfers that use it.
+ *
+ * The data path is asynchronous: post() queues a batch of transfers and
+ * progress() completes them; a batch is done when completed == count. An
+ * engine that works synchronously (cma) completes the whole batch inside
+ * post(). Every transfer moves all its bytes or the batch reports an error.
+ *
+ * Optional ops may be NULL; the registry fills them with stubs (teardown
+ * ops do nothing, progress reports no work, the rest return HMAF_ENOTSUP),
+ * so callers never test for NULL. Engines never include core headers.
+ */
+#ifndef HMAF_ENGINE_ENGINE_H
+#define HMAF_ENGINE_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HMAF_ENGINE_ABI_VERSION 1
+
+enum hmaf_engine_role {
+    HMAF_ROLE_HOST = 1,
+    HMAF_ROLE_DPU = 2,
+};
+
+enum hmaf_xfer_op {
+    HMAF_XFER_READ,  /* host -> local */
+    HMAF_XFER_WRITE, /* local -> host */
+};
+
+struct hmaf_engine_limits {
+    uint64_t max_transfer; /* bytes in one transfer descriptor */
+    uint32_t max_inflight; /* descriptors posted and not yet completed */
+    uint32_t max_segments; /* descriptors in one post() */
+    uint32_t max_blob;     /* bootstrap and export blobs, bytes */
+};
+
+struct hmaf_engine_ctx {
+    const struct hmaf_engine_ops *ops;
+    enum hmaf_engine_role role;
+};
+
+struct hmaf_engine_ep {
+    struct hmaf_engine_ctx *ctx;
+};
+
+struct hmaf_engine_mem {
+    struct hmaf_engine_ctx *ctx;
+    uint64_t addr;
+    uint64_t len;
+    unsigned access; /* hmaf_access_t */
+};
+
+struct hmaf_engine_rmem {
+    struct hmaf_engine_ep *ep;
+    uint64_t addr;
+    uint64_t len;
+    unsigned access;
+};
+
+struct hmaf_xfer {
+    struct hmaf_engine_rmem *rmem; /* contains [remote_addr, +len) */
+    void *local;
+    uint64_t remote_addr;
+    size_t len;
+};
+
+struct hmaf_xfer_batch {
+    enum hmaf_xfer_op op;
+    struct hmaf_xfer *xfers;
+    uint32_t count;
+    uint32_t completed; /* advanced by the engine */
+    int status;         /* 0, or the first error the engine saw */
+};
+
+struct hmaf_engine_ops {
+    const char *name;
+    unsigned abi_version;
+    size_t ctx_size; /* >= sizeof(struct hmaf_engine_ctx); likewise below */
+    size_t ep_size;
+    size_t mem_size;
+    size_t rmem_size;
+
+    /* Usable on this machine? 0, or why not. Required. */
+    int (*probe)(void);
+    /* ctx->ops and ctx->role are set; the rest of ctx_size is zeroed. */
+    int (*ctx_open)(struct hmaf_engine_ctx *ctx); /* required */
+    void (*ctx_close)(struct hmaf_engine_ctx *ctx);
+    void (*limits)(const struct hmaf_engine_ctx *ctx,
+                   struct hmaf_engine_limits *limits_out); /* required */
+    /* This side's bootstrap blob, sent in the handshake. */
+    int (*local_blob)(struct hmaf_engine_ctx *ctx, void *buf, size_t cap,
+                      size_t *len_out);
+
+    /* ep->ctx is set. Opens the link from the peer's bootstrap blob. */
+    int (*ep_open)(struct hmaf_engine_ep *ep, const void *peer_blob,
+                   size_t len); /* required */
+    void (*ep_close)(struct hmaf_engine_ep *ep);
+
+    /* Host: mem->ctx/addr/len/access are set. */
+    int (*mem_register)(struct hmaf_engine_mem *mem);
+    int (*mem_export)(struct hmaf_engine_mem *mem, void *buf, size_t cap,
+                      size_t *len_out);
+    void (*mem_deregister)(struct hmaf_engine_mem *mem);
+
+    /* Dpu: rmem->ep/addr/len/access are set; blob is the host's export. */
+    int (*rmem_import)(struct hmaf_engine_rmem *rmem, const void *blob,
+                       size_t len);
+    void (*rmem_release)(struct hmaf_engine_rmem *rmem);
+
+    /* Dpu: queue a batch (count <= max_segments). Required. */
+    int (*post)(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch);
+    /* Dpu: complete what can be completed; returns the number completed. */
+    int (*progress)(struct hmaf_engine_ep *ep);
+};
+
+/* The table for name, NULL for "first usable". Returns NULL when none
+ * is built with that name or none is usable; stubs are filled in. */
+const struct hmaf_engine_ops *hmaf__engine_find(const char *name);
+/* Names of all built engines, in auto-selection order, NULL-terminated. */
+const char *const *hmaf__engine_names(void);
+
+/* Allocate and open a ctx for role; NULL ops is not allowed. */
+int hmaf__engine_ctx_create(const struct hmaf_engine_ops *ops,
+                            enum hmaf_engine_role role,
+                            struct hmaf_engine_ctx **ctx_out);
+void hmaf__engine_ctx_destroy(struct hmaf_engine_ctx *ctx);
+int hmaf__engine_ep_create(struct hmaf_engine_ctx *ctx, const void *peer_blob,
+                           size_t len, struct hmaf_engine_ep **ep_out);
+void hmaf__engine_ep_destroy(struct hmaf_engine_ep *ep);
+
+/* Post a batch and drive progress until it completes; returns its status. */
+int hmaf__engine_run(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch);
+
+#endif

@@ -1,0 +1,213 @@
+/*
+ * The list of engines. Order is the auto-selection preference. An explicit
+ * table, not constructors, so static linking keeps every engine.
+ */
+#include "engine/engine.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hmaf/error.h>
+
+#include "util/log.h"
+
+extern const struct hmaf_engine_ops hmaf_engine_cma;
+
+static const struct hmaf_engine_ops *const builtin[] = {
+    &hmaf_engine_cma,
+};
+
+#define NUM_ENGINES (sizeof(builtin) / sizeof(builtin[0]))
+
+static struct hmaf_engine_ops resolved[NUM_ENGINES];
+static const char *names[NUM_ENGINES + 1];
+static size_t num_resolved;
+static pthread_once_t resolve_once = PTHREAD_ONCE_INIT;
+
+static void stub_void_ctx(struct hmaf_engine_ctx *ctx)
+{
+    (void)ctx;
+}
+static void stub_void_ep(struct hmaf_engine_ep *ep)
+{
+    (void)ep;
+}
+static void stub_void_mem(struct hmaf_engine_mem *mem)
+{
+    (void)mem;
+}
+static void stub_void_rmem(struct hmaf_engine_rmem *rmem)
+{
+    (void)rmem;
+}
+static int stub_no_progress(struct hmaf_engine_ep *ep)
+{
+    (void)ep;
+    return 0;
+}
+static int stub_empty_blob(struct hmaf_engine_ctx *ctx, void *buf, size_t cap,
+                           size_t *len_out)
+{
+    (void)ctx, (void)buf, (void)cap;
+    *len_out = 0;
+    return 0;
+}
+static int stub_mem_register(struct hmaf_engine_mem *mem)
+{
+    (void)mem;
+    return HMAF_ENOTSUP;
+}
+static int stub_mem_export(struct hmaf_engine_mem *mem, void *buf, size_t cap,
+                           size_t *len_out)
+{
+    (void)mem, (void)buf, (void)cap, (void)len_out;
+    return HMAF_ENOTSUP;
+}
+static int stub_rmem_import(struct hmaf_engine_rmem *rmem, const void *blob,
+                            size_t len)
+{
+    (void)rmem, (void)blob, (void)len;
+    return HMAF_ENOTSUP;
+}
+
+#define FILL(ops, field, stub)                                                 \
+    do {                                                                       \
+        if ((ops)->field == NULL) {                                            \
+            (ops)->field = (stub);                                             \
+        }                                                                      \
+    } while (0)
+
+static int required_ops_present(const struct hmaf_engine_ops *ops)
+{
+    return ops->probe != NULL && ops->ctx_open != NULL &&
+           ops->limits != NULL && ops->ep_open != NULL && ops->post != NULL;
+}
+
+static void resolve_all(void)
+{
+    for (size_t i = 0; i < NUM_ENGINES; i++) {
+        struct hmaf_engine_ops *ops = &resolved[num_resolved];
+
+        if (builtin[i]->abi_version != HMAF_ENGINE_ABI_VERSION ||
+            !required_ops_present(builtin[i])) {
+            hmaf__log_error("engine %s: abi %u or required ops unusable",
+                            builtin[i]->name, builtin[i]->abi_version);
+            continue;
+        }
+        *ops = *builtin[i];
+        FILL(ops, ctx_close, stub_void_ctx);
+        FILL(ops, local_blob, stub_empty_blob);
+        FILL(ops, ep_close, stub_void_ep);
+        FILL(ops, mem_register, stub_mem_register);
+        FILL(ops, mem_export, stub_mem_export);
+        FILL(ops, mem_deregister, stub_void_mem);
+        FILL(ops, rmem_import, stub_rmem_import);
+        FILL(ops, rmem_release, stub_void_rmem);
+        FILL(ops, progress, stub_no_progress);
+        names[num_resolved++] = ops->name;
+    }
+}
+
+const char *const *hmaf__engine_names(void)
+{
+    pthread_once(&resolve_once, resolve_all);
+    return names;
+}
+
+const struct hmaf_engine_ops *hmaf__engine_find(const char *name)
+{
+    pthread_once(&resolve_once, resolve_all);
+    if (name == NULL || name[0] == '\0') {
+        name = getenv("HMAF_ENGINE");
+    }
+    for (size_t i = 0; i < num_resolved; i++) {
+        const struct hmaf_engine_ops *ops = &resolved[i];
+        int named = name != NULL && name[0] != '\0';
+
+        if (named && strcmp(ops->name, name) != 0) {
+            continue;
+        }
+        if (ops->probe() == 0) {
+            return ops;
+        }
+        if (named) {
+            hmaf__log_error("engine %s is built but not usable here", name);
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+int hmaf__engine_ctx_create(const struct hmaf_engine_ops *ops,
+                            enum hmaf_engine_role role,
+                            struct hmaf_engine_ctx **ctx_out)
+{
+    struct hmaf_engine_ctx *ctx = calloc(1, ops->ctx_size);
+    int ret;
+
+    if (ctx == NULL) {
+        return HMAF_ENOMEM;
+    }
+    ctx->ops = ops;
+    ctx->role = role;
+    ret = ops->ctx_open(ctx);
+    if (ret < 0) {
+        free(ctx);
+        return ret;
+    }
+    *ctx_out = ctx;
+    return 0;
+}
+
+void hmaf__engine_ctx_destroy(struct hmaf_engine_ctx *ctx)
+{
+    if (ctx != NULL) {
+        ctx->ops->ctx_close(ctx);
+        free(ctx);
+    }
+}
+
+int hmaf__engine_ep_create(struct hmaf_engine_ctx *ctx, const void *peer_blob,
+                           size_t len, struct hmaf_engine_ep **ep_out)
+{
+    struct hmaf_engine_ep *ep = calloc(1, ctx->ops->ep_size);
+    int ret;
+
+    if (ep == NULL) {
+        return HMAF_ENOMEM;
+    }
+    ep->ctx = ctx;
+    ret = ctx->ops->ep_open(ep, peer_blob, len);
+    if (ret < 0) {
+        free(ep);
+        return ret;
+    }
+    *ep_out = ep;
+    return 0;
+}
+
+void hmaf__engine_ep_destroy(struct hmaf_engine_ep *ep)
+{
+    if (ep != NULL) {
+        ep->ctx->ops->ep_close(ep);
+        free(ep);
+    }
+}
+
+int hmaf__engine_run(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch)
+{
+    const struct hmaf_engine_ops *ops = ep->ctx->ops;
+    int ret;
+
+    batch->completed = 0;
+    batch->status = 0;
+    ret = ops->post(ep, batch);
+    if (ret < 0) {
+        return ret;
+    }
+    while (batch->completed < batch->count) {
+        ops->progress(ep);
+    }
+    return batch->status;
+}

@@ -1,0 +1,364 @@
+/* The host agent's public API: lifecycle, exposure, roots, revocation. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <hmaf/error.h>
+#include <hmaf/host.h>
+
+#include "host/agent_int.h"
+#include "proto/mailbox.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#define REVOKE_POLL_NS 20000
+
+HMAF_API void hmaf_agent_params_init(hmaf_agent_params_t *params)
+{
+    if (params == NULL) {
+        return;
+    }
+    memset(params, 0, sizeof(*params));
+    params->size = sizeof(*params);
+    params->threaded = 1;
+    params->max_sessions = 64;
+    params->mailbox_slots = 16;
+    params->handshake_timeout_ms = 5000;
+    params->revoke_wait_ms = 200;
+}
+
+static int check_params(const hmaf_agent_params_t *p)
+{
+    if (p == NULL || p->size != sizeof(*p) || p->max_sessions == 0 ||
+        p->max_sessions > 1024 || p->mailbox_slots == 0 ||
+        p->mailbox_slots > HMAF_MBOX_MAX_SLOTS ||
+        p->handshake_timeout_ms <= 0 || p->revoke_wait_ms < 0) {
+        return HMAF_EINVAL;
+    }
+    if (p->token != NULL && strlen(p->token) > 32) {
+        return HMAF_EINVAL;
+    }
+    return 0;
+}
+
+static int agent_init(struct hmaf_agent *a, const hmaf_agent_params_t *params)
+{
+    int ret;
+
+    a->params = *params;
+    a->params.token = NULL; /* we keep our own copy, not the caller's */
+    a->params.address = NULL;
+    if (params->token != NULL) {
+        strcpy(a->token, params->token);
+    }
+    a->sessions = calloc(params->max_sessions, sizeof(*a->sessions));
+    if (a->sessions == NULL) {
+        return HMAF_ENOMEM;
+    }
+    a->ops = hmaf__engine_find(params->engine);
+    if (a->ops == NULL) {
+        return HMAF_ENOENGINE;
+    }
+    ret = hmaf__engine_ctx_create(a->ops, HMAF_ROLE_HOST, &a->ctx);
+    if (ret == 0 && params->address != NULL) {
+        ret = hmaf__listener_open(params->address, &a->listener);
+    }
+    return ret;
+}
+
+static void free_exposure(struct hmaf_agent *a, struct hmaf__exposure *e)
+{
+    if (e->mem != NULL) {
+        a->ops->mem_deregister(e->mem);
+        free(e->mem);
+    }
+    free(e);
+}
+
+/* Undo agent_init and whatever sessions came since; thread stopped. */
+static void agent_fini(struct hmaf_agent *a)
+{
+    struct hmaf__exposure *e;
+
+    for (size_t i = 0; a->sessions != NULL && i < a->params.max_sessions;
+         i++) {
+        if (a->sessions[i] != NULL) {
+            hmaf__agent_session_close(a, i);
+        }
+    }
+    for (size_t i = 0; i < a->npending; i++) {
+        hmaf__channel_close(&a->pending[i].channel);
+    }
+    while ((e = hmaf__exposure_take_any(&a->exposures)) != NULL) {
+        free_exposure(a, e);
+    }
+    hmaf__exposures_fini(&a->exposures);
+    hmaf__roots_fini(&a->roots);
+    hmaf__listener_close(a->listener);
+    hmaf__engine_ctx_destroy(a->ctx);
+    free(a->sessions);
+}
+
+HMAF_API int hmaf_agent_create(const hmaf_agent_params_t *params,
+                               hmaf_agent_t **agent_out)
+{
+    struct hmaf_agent *a;
+    int ret = check_params(params);
+
+    if (ret < 0 || agent_out == NULL) {
+        return HMAF_EINVAL;
+    }
+    a = calloc(1, sizeof(*a));
+    if (a == NULL) {
+        return HMAF_ENOMEM;
+    }
+    pthread_mutex_init(&a->lock, NULL);
+    ret = agent_init(a, params);
+    if (ret == 0 && params->threaded) {
+        ret = hmaf__agent_start_thread(a);
+    }
+    if (ret < 0) {
+        agent_fini(a);
+        pthread_mutex_destroy(&a->lock);
+        free(a);
+        return ret;
+    }
+    *agent_out = a;
+    return 0;
+}
+
+HMAF_API void hmaf_agent_destroy(hmaf_agent_t *agent)
+{
+    if (agent == NULL) {
+        return;
+    }
+    hmaf__agent_stop_thread(agent);
+    agent_fini(agent);
+    pthread_mutex_destroy(&agent->lock);
+    free(agent);
+}
+
+HMAF_API const char *hmaf_agent_address(const hmaf_agent_t *agent)
+{
+    if (agent == NULL || agent->listener == NULL) {
+        return NULL;
+    }
+    return hmaf__listener_address(agent->listener);
+}
+
+/* The dpu side listens: connect, then receive its HELLO synchronously. */
+static int receive_hello(struct hmaf_channel *ch, int timeout_ms,
+                         uint8_t *buf, size_t *len_out)
+{
+    uint64_t deadline = hmaf__deadline_ns(timeout_ms);
+    struct hmaf_msg_hdr hdr;
+    int body;
+    int ret = hmaf__channel_recv(ch, buf, HMAF_HDR_SIZE, deadline);
+
+    if (ret < 0) {
+        return ret;
+    }
+    hmaf__hdr_decode(buf, &hdr);
+    body = hmaf__agent_hello_body_len(&hdr);
+    if (body < 0) {
+        return body;
+    }
+    ret = hmaf__channel_recv(ch, buf + HMAF_HDR_SIZE, (size_t)body, deadline);
+    *len_out = HMAF_HDR_SIZE + (size_t)body;
+    return ret;
+}
+
+HMAF_API int hmaf_agent_dial(hmaf_agent_t *agent, const char *address,
+                             int timeout_ms)
+{
+    struct hmaf_channel ch;
+    uint8_t buf[HMAF_MSG_MAX];
+    size_t len = 0;
+    int ret;
+
+    if (agent == NULL || address == NULL || timeout_ms <= 0) {
+        return HMAF_EINVAL;
+    }
+    ret = hmaf__channel_connect(address, timeout_ms, &ch);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = receive_hello(&ch, timeout_ms, buf, &len);
+    pthread_mutex_lock(&agent->lock);
+    if (ret == HMAF_ECONNRESET || ret == HMAF_ETIMEDOUT) {
+        hmaf__channel_close(&ch);
+    } else if (ret < 0) {
+        hmaf__agent_refuse(agent, &ch, ret);
+    } else {
+        ret = hmaf__agent_handle_hello(agent, &ch, buf, len);
+    }
+    pthread_mutex_unlock(&agent->lock);
+    return ret;
+}
+
+HMAF_API int hmaf_agent_expose(hmaf_agent_t *agent, const void *addr,
+                               size_t len, hmaf_access_t access)
+{
+    int ret;
+
+    if (agent == NULL || addr == NULL) {
+        return HMAF_EINVAL;
+    }
+    pthread_mutex_lock(&agent->lock);
+    ret = hmaf__exposure_add(&agent->exposures, (uint64_t)(uintptr_t)addr,
+                             len, access, NULL);
+    pthread_mutex_unlock(&agent->lock);
+    return ret;
+}
+
+/* Step 1 of a revocation: unlink, announce the new epoch to everyone. */
+static uint64_t announce_revocation(struct hmaf_agent *a)
+{
+    uint64_t epoch = ++a->epoch;
+
+    for (size_t i = 0; i < a->params.max_sessions; i++) {
+        struct agent_session *s = a->sessions[i];
+        if (s != NULL) {
+            s->must_ack = epoch;
+            atomic_store_explicit(
+                (_Atomic uint64_t *)(s->mbox + HMAF_MBOX_HEADER_EPOCH), epoch,
+                memory_order_release);
+        }
+    }
+    return epoch;
+}
+
+static int all_acknowledged(struct hmaf_agent *a, uint64_t epoch)
+{
+    for (size_t i = 0; i < a->params.max_sessions; i++) {
+        struct agent_session *s = a->sessions[i];
+        if (s != NULL && s->must_ack == epoch &&
+            atomic_load_explicit(
+                (_Atomic uint64_t *)(s->mbox + HMAF_MBOX_ACK_OFFSET),
+                memory_order_acquire) < epoch) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Step 2: wait, bounded, until every session that was live acknowledged. */
+static void await_acknowledgements(struct hmaf_agent *a, uint64_t epoch)
+{
+    uint64_t deadline = hmaf__deadline_ns(a->params.revoke_wait_ms);
+    struct timespec pause = {0, REVOKE_POLL_NS};
+
+    for (;;) {
+        int done;
+        pthread_mutex_lock(&a->lock);
+        done = all_acknowledged(a, epoch);
+        pthread_mutex_unlock(&a->lock);
+        if (done) {
+            return;
+        }
+        if (hmaf__now_ns() >= deadline) {
+            pthread_mutex_lock(&a->lock);
+            a->stats.revoke_timeouts++;
+            pthread_mutex_unlock(&a->lock);
+            hmaf__log_info("revoke: epoch %llu not acknowledged by all "
+                           "sessions in %d ms; idle ones re-check first",
+                           (unsigned long long)epoch, a->params.revoke_wait_ms);
+            return;
+        }
+        nanosleep(&pause, NULL);
+    }
+}
+
+/* Step 3: forget every session's hold and the engine registration. */
+static void retire_exposure(struct hmaf_agent *a, struct hmaf__exposure *e)
+{
+    for (size_t i = 0; i < a->params.max_sessions; i++) {
+        if (a->sessions[i] != NULL) {
+            hmaf__agent_unhold(a->sessions[i], e->id);
+        }
+    }
+    free_exposure(a, e);
+    a->stats.revocations++;
+}
+
+HMAF_API int hmaf_agent_revoke(hmaf_agent_t *agent, const void *addr,
+                               size_t len)
+{
+    struct hmaf__exposure *e;
+    uint64_t epoch;
+
+    if (agent == NULL || addr == NULL || len == 0) {
+        return HMAF_EINVAL;
+    }
+    pthread_mutex_lock(&agent->lock);
+    e = hmaf__exposure_take(&agent->exposures, (uint64_t)(uintptr_t)addr,
+                            len);
+    if (e == NULL) {
+        pthread_mutex_unlock(&agent->lock);
+        return HMAF_ENOENT;
+    }
+    epoch = announce_revocation(agent);
+    pthread_mutex_unlock(&agent->lock);
+    await_acknowledgements(agent, epoch);
+    pthread_mutex_lock(&agent->lock);
+    retire_exposure(agent, e);
+    pthread_mutex_unlock(&agent->lock);
+    return 0;
+}
+
+HMAF_API int hmaf_agent_publish(hmaf_agent_t *agent, const char *name,
+                                const void *addr, size_t len)
+{
+    int ret;
+
+    if (agent == NULL || addr == NULL) {
+        return HMAF_EINVAL;
+    }
+    pthread_mutex_lock(&agent->lock);
+    ret = hmaf__roots_publish(&agent->roots, name, (uint64_t)(uintptr_t)addr,
+                              len);
+    pthread_mutex_unlock(&agent->lock);
+    return ret;
+}
+
+HMAF_API int hmaf_agent_unpublish(hmaf_agent_t *agent, const char *name)
+{
+    int ret;
+
+    if (agent == NULL) {
+        return HMAF_EINVAL;
+    }
+    pthread_mutex_lock(&agent->lock);
+    ret = hmaf__roots_unpublish(&agent->roots, name);
+    pthread_mutex_unlock(&agent->lock);
+    return ret;
+}
+
+HMAF_API int hmaf_agent_poll(hmaf_agent_t *agent, int timeout_ms)
+{
+    int served;
+
+    if (agent == NULL || timeout_ms < 0) {
+        return HMAF_EINVAL;
+    }
+    if (agent->has_thread) {
+        return HMAF_EBUSY;
+    }
+    pthread_mutex_lock(&agent->lock);
+    served = hmaf__agent_serve_all(agent);
+    pthread_mutex_unlock(&agent->lock);
+    return served + hmaf__agent_poll_channels(
+                        agent, served > 0 ? 0 : (int64_t)timeout_ms * 1000000);
+}
+
+HMAF_API int hmaf_agent_stats(hmaf_agent_t *agent,
+                              hmaf_agent_stats_t *stats_out)
+{
+    if (agent == NULL || stats_out == NULL) {
+        return HMAF_EINVAL;
+    }
+    pthread_mutex_lock(&agent->lock);
+    *stats_out = agent->stats;
+    pthread_mutex_unlock(&agent->lock);
+    return 0;
+}

@@ -1,0 +1,92 @@
+/* The host agent, shared by the host side's source files. */
+#ifndef HMAF_HOST_AGENT_INT_H
+#define HMAF_HOST_AGENT_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <hmaf/host.h>
+
+#include "channel/channel.h"
+#include "engine/engine.h"
+#include "host/exposure.h"
+#include "host/roots.h"
+#include "proto/handshake.h"
+
+#define HMAF_AGENT_PENDING_MAX 16
+
+/* One dpu side being served. */
+struct agent_session {
+    uint64_t id;
+    struct hmaf_channel channel;
+    struct hmaf_engine_ep *ep;
+    struct hmaf_engine_mem *mbox_mem;
+    uint8_t *mbox;          /* the mailbox, in our memory */
+    size_t mbox_len;
+    uint32_t nslots;
+    uint32_t *served_seq;   /* per slot, private: the dpu side can't fake it */
+    uint64_t must_ack;      /* revocation epoch it has to acknowledge */
+    uint64_t *holds;        /* exposure ids it registered */
+    size_t nholds;
+    size_t holds_cap;
+};
+
+/* A connection whose HELLO is still arriving. */
+struct agent_pending {
+    struct hmaf_channel channel;
+    uint8_t buf[HMAF_MSG_MAX];
+    size_t got;
+    uint64_t deadline_ns;
+};
+
+struct hmaf_agent {
+    hmaf_agent_params_t params;
+    char token[33];
+    const struct hmaf_engine_ops *ops;
+    struct hmaf_engine_ctx *ctx;
+    struct hmaf_listener *listener;
+
+    pthread_mutex_t lock; /* everything below */
+    struct hmaf__exposures exposures;
+    struct hmaf__roots roots;
+    struct agent_session **sessions; /* params.max_sessions slots */
+    struct agent_pending pending[HMAF_AGENT_PENDING_MAX];
+    size_t npending;
+    uint64_t next_session_id;
+    uint64_t epoch;
+    hmaf_agent_stats_t stats;
+
+    pthread_t thread;
+    int has_thread;
+    _Atomic int stopping;
+    uint64_t last_activity_ns; /* agent thread only, from here on */
+    uint64_t next_fd_check_ns;
+    uint64_t sleep_ns;
+};
+
+/* session.c of the host side */
+int hmaf__agent_handle_hello(struct hmaf_agent *a, struct hmaf_channel *ch,
+                             const uint8_t *msg, size_t len);
+/* Header check shared by accept and dial: the body length to expect, or a
+ * refusal code. */
+int hmaf__agent_hello_body_len(const struct hmaf_msg_hdr *hdr);
+void hmaf__agent_refuse(struct hmaf_agent *a, struct hmaf_channel *ch,
+                        int why);
+void hmaf__agent_session_close(struct hmaf_agent *a, size_t index);
+int hmaf__agent_hold(struct agent_session *s, uint64_t exposure_id);
+/* 1 when s held it (and no longer does), 0 when not held. */
+int hmaf__agent_unhold(struct agent_session *s, uint64_t exposure_id);
+/* Drop one holder of e; deregisters when it was the last. */
+void hmaf__agent_release_exposure(struct hmaf_agent *a,
+                                  struct hmaf__exposure *e);
+
+/* serve.c: answer every pending mailbox request; returns how many. */
+int hmaf__agent_serve_all(struct hmaf_agent *a);
+
+/* loop.c: one round of channel events (accept, hello, peer death). */
+int hmaf__agent_poll_channels(struct hmaf_agent *a, int64_t timeout_ns);
+int hmaf__agent_start_thread(struct hmaf_agent *a);
+void hmaf__agent_stop_thread(struct hmaf_agent *a);
+
+#endif

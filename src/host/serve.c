@@ -1,0 +1,235 @@
+/*
+ * The agent's mailbox server. The dpu side writes requests into slots in
+ * our memory; we notice a new sequence number, copy the payload out before
+ * looking at it (the peer may rewrite it meanwhile), validate every field,
+ * act, and publish the answer: payload first, then the response word with
+ * release order. Runs with the agent lock held.
+ */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hmaf/error.h>
+
+#include "host/agent_int.h"
+#include "proto/mailbox.h"
+#include "util/log.h"
+
+struct request {
+    uint32_t slot;
+    uint32_t seq;
+    uint8_t op;
+    uint16_t len;
+    uint8_t payload[HMAF_MBOX_REQ_MAX];
+};
+
+struct response {
+    int status;
+    uint16_t len;
+    uint8_t payload[HMAF_MBOX_RESP_MAX];
+};
+
+static _Atomic uint64_t *slot_word(struct agent_session *s, uint32_t slot,
+                                   size_t at)
+{
+    return (_Atomic uint64_t *)(s->mbox + hmaf__mbox_slot_offset(slot) + at);
+}
+
+/* A new request in this slot? Copies it out and marks it served. */
+static int take_request(struct agent_session *s, uint32_t slot,
+                        struct request *req)
+{
+    uint64_t word = atomic_load_explicit(
+        slot_word(s, slot, HMAF_MBOX_REQ_WORD), memory_order_acquire);
+    uint32_t seq = hmaf__mbox_word_seq(word);
+
+    if (seq == 0 || seq == s->served_seq[slot]) {
+        return 0;
+    }
+    s->served_seq[slot] = seq;
+    req->slot = slot;
+    req->seq = seq;
+    req->op = hmaf__mbox_req_op(word);
+    req->len = hmaf__mbox_req_len(word);
+    if (req->len <= HMAF_MBOX_REQ_MAX) {
+        memcpy(req->payload,
+               s->mbox + hmaf__mbox_slot_offset(slot) + HMAF_MBOX_REQ_PAYLOAD,
+               req->len);
+    }
+    return 1;
+}
+
+static int serve_register(struct hmaf_agent *a, struct agent_session *s,
+                          const struct request *req, struct response *resp)
+{
+    struct hmaf_req_register r;
+    struct hmaf_resp_register out = {0};
+    struct hmaf__exposure *e;
+    size_t blob_len = 0;
+    int ret = hmaf__req_register_decode(req->payload, req->len, &r);
+
+    if (ret < 0) {
+        return ret;
+    }
+    if (r.len == 0) {
+        return HMAF_EINVAL;
+    }
+    if (r.len - 1 > UINT64_MAX - r.addr) {
+        return HMAF_EOVERFLOW;
+    }
+    e = hmaf__exposure_find(&a->exposures, r.addr);
+    if (e == NULL) {
+        return HMAF_EFAULT;
+    }
+    if (e->mem == NULL) {
+        e->mem = calloc(1, a->ops->mem_size);
+        if (e->mem == NULL) {
+            return HMAF_ENOMEM;
+        }
+        e->mem->ctx = a->ctx;
+        e->mem->addr = e->iv.base;
+        e->mem->len = e->iv.len;
+        e->mem->access = e->access;
+        ret = a->ops->mem_register(e->mem);
+        if (ret < 0) {
+            free(e->mem);
+            e->mem = NULL;
+            return ret;
+        }
+        a->stats.registrations++;
+    }
+    ret = a->ops->mem_export(e->mem, out.export_blob.data,
+                             sizeof(out.export_blob.data), &blob_len);
+    if (ret < 0) {
+        hmaf__agent_release_exposure(a, e); /* undo a fresh registration */
+        return ret;
+    }
+    ret = hmaf__agent_hold(s, e->id);
+    if (ret < 0) {
+        return ret;
+    }
+    e->holders += (unsigned)ret;
+    out.region_id = e->id;
+    out.base = e->iv.base;
+    out.len = e->iv.len;
+    out.epoch = a->epoch;
+    out.access = (uint8_t)e->access;
+    out.export_blob.len = (uint16_t)blob_len;
+    resp->len = (uint16_t)hmaf__resp_register_encode(&out, resp->payload);
+    return 0;
+}
+
+static int serve_deregister(struct hmaf_agent *a, struct agent_session *s,
+                            const struct request *req)
+{
+    struct hmaf_req_deregister r;
+    struct hmaf__exposure *e;
+    int ret = hmaf__req_deregister_decode(req->payload, req->len, &r);
+
+    if (ret < 0) {
+        return ret;
+    }
+    if (!hmaf__agent_unhold(s, r.region_id)) {
+        return HMAF_ENOENT;
+    }
+    e = hmaf__exposure_find_id(&a->exposures, r.region_id);
+    if (e != NULL) {
+        hmaf__agent_release_exposure(a, e);
+    }
+    return 0;
+}
+
+static int serve_lookup(struct hmaf_agent *a, const struct request *req,
+                        struct response *resp)
+{
+    struct hmaf_req_lookup r;
+    struct hmaf_resp_lookup out;
+    const struct hmaf__root *root;
+    int ret = hmaf__req_lookup_decode(req->payload, req->len, &r);
+
+    if (ret < 0) {
+        return ret;
+    }
+    if (r.name[0] == '\0') {
+        return HMAF_EINVAL;
+    }
+    root = hmaf__roots_find(&a->roots, r.name);
+    if (root == NULL) {
+        return HMAF_ENOENT;
+    }
+    out.addr = root->addr;
+    out.len = root->len;
+    resp->len = (uint16_t)hmaf__resp_lookup_encode(&out, resp->payload);
+    return 0;
+}
+
+static int dispatch(struct hmaf_agent *a, struct agent_session *s,
+                    const struct request *req, struct response *resp)
+{
+    if (req->len > HMAF_MBOX_REQ_MAX) {
+        return HMAF_EPROTO;
+    }
+    switch (req->op) {
+    case HMAF_OP_PING:
+        return req->len == 0 ? 0 : HMAF_EPROTO;
+    case HMAF_OP_REGISTER:
+        return serve_register(a, s, req, resp);
+    case HMAF_OP_DEREGISTER:
+        return serve_deregister(a, s, req);
+    case HMAF_OP_LOOKUP:
+        return serve_lookup(a, req, resp);
+    default:
+        return HMAF_EPROTO;
+    }
+}
+
+static void answer(struct agent_session *s, const struct request *req,
+                   const struct response *resp)
+{
+    uint16_t len = resp->status == 0 ? resp->len : 0;
+
+    if (len > 0) {
+        memcpy(s->mbox + hmaf__mbox_slot_offset(req->slot) +
+                   HMAF_MBOX_RESP_PAYLOAD,
+               resp->payload, len);
+    }
+    atomic_store_explicit(slot_word(s, req->slot, HMAF_MBOX_RESP_WORD),
+                          hmaf__mbox_resp_word(req->seq, resp->status, len),
+                          memory_order_release);
+}
+
+static int serve_session(struct hmaf_agent *a, struct agent_session *s)
+{
+    struct request req;
+    struct response resp;
+    int served = 0;
+
+    for (uint32_t slot = 0; slot < s->nslots; slot++) {
+        if (!take_request(s, slot, &req)) {
+            continue;
+        }
+        resp.len = 0;
+        resp.status = dispatch(a, s, &req, &resp);
+        if (resp.status == HMAF_EPROTO) {
+            a->stats.bad_requests++;
+            hmaf__log_info("session %llu slot %u: malformed request op %u",
+                           (unsigned long long)s->id, slot, req.op);
+        }
+        answer(s, &req, &resp);
+        a->stats.requests++;
+        served++;
+    }
+    return served;
+}
+
+int hmaf__agent_serve_all(struct hmaf_agent *a)
+{
+    int served = 0;
+
+    for (size_t i = 0; i < a->params.max_sessions; i++) {
+        if (a->sessions[i] != NULL) {
+            served += serve_session(a, a->sessions[i]);
+        }
+    }
+    return served;
+}

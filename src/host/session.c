@@ -1,0 +1,278 @@
+/* Host side of a session: the handshake, the mailbox, holds, teardown.
+ * Every function here runs with the agent lock held. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <hmaf/error.h>
+
+#include "host/agent_int.h"
+#include "proto/mailbox.h"
+#include "util/clock.h"
+#include "util/log.h"
+#include "util/wire.h"
+
+#define SEND_TIMEOUT_MS 1000
+
+int hmaf__agent_hello_body_len(const struct hmaf_msg_hdr *hdr)
+{
+    if (hdr->magic != HMAF_WIRE_MAGIC || hdr->type != HMAF_MSG_HELLO) {
+        return HMAF_EPROTO;
+    }
+    if (hdr->version != HMAF_PROTOCOL_VERSION) {
+        return HMAF_EVERSION;
+    }
+    if (hdr->status != 0 || hdr->body_len != HMAF_HELLO_BODY_SIZE) {
+        return HMAF_EPROTO;
+    }
+    return (int)hdr->body_len;
+}
+
+void hmaf__agent_refuse(struct hmaf_agent *a, struct hmaf_channel *ch,
+                        int why)
+{
+    uint8_t buf[HMAF_HDR_SIZE];
+    size_t len;
+
+    /* Only codes a dpu side can act on cross the wire. */
+    if (why != HMAF_EAUTH && why != HMAF_EVERSION && why != HMAF_EENGINE &&
+        why != HMAF_ENOSPC && why != HMAF_ENOMEM) {
+        why = HMAF_EPROTO;
+    }
+    len = hmaf__refusal_encode(why, buf);
+
+    hmaf__log_warn("refused a session: %s", hmaf_strerror(why));
+    (void)hmaf__channel_send(ch, buf, len, hmaf__deadline_ns(SEND_TIMEOUT_MS));
+    hmaf__channel_close(ch);
+    a->stats.refused++;
+    a->stats.last_refusal = why;
+}
+
+static int check_hello(const struct hmaf_agent *a,
+                       const struct hmaf_hello *hello)
+{
+    uint8_t want[32] = {0};
+    size_t want_len = strlen(a->token);
+
+    memcpy(want, a->token, want_len);
+    if (!hmaf__token_equal(hello->token, hello->token_len, want, want_len)) {
+        return HMAF_EAUTH;
+    }
+    return strcmp(hello->engine, a->ops->name) == 0 ? 0 : HMAF_EENGINE;
+}
+
+static void init_mailbox(struct agent_session *s, uint64_t epoch)
+{
+    struct hmaf_wire w = hmaf__wire(s->mbox, HMAF_MBOX_ACK_OFFSET);
+
+    hmaf__wire_put_u32(&w, HMAF_MBOX_MAGIC);
+    hmaf__wire_put_u32(&w, HMAF_MBOX_VERSION);
+    hmaf__wire_put_u32(&w, s->nslots);
+    hmaf__wire_put_u32(&w, HMAF_MBOX_SLOT_SIZE);
+    hmaf__wire_put_u64(&w, s->id);
+    hmaf__wire_put_u64(&w, epoch); /* at HMAF_MBOX_HEADER_EPOCH */
+}
+
+/* The mailbox lives in its own pages, registered like any exposure. */
+static int create_mailbox(struct hmaf_agent *a, struct agent_session *s)
+{
+    s->nslots = a->params.mailbox_slots;
+    s->mbox_len = hmaf__mbox_size(s->nslots);
+    if (posix_memalign((void **)&s->mbox, 4096, s->mbox_len) != 0) {
+        return HMAF_ENOMEM;
+    }
+    memset(s->mbox, 0, s->mbox_len);
+    init_mailbox(s, a->epoch);
+    s->served_seq = calloc(s->nslots, sizeof(*s->served_seq));
+    s->mbox_mem = calloc(1, a->ops->mem_size);
+    if (s->served_seq == NULL || s->mbox_mem == NULL) {
+        return HMAF_ENOMEM;
+    }
+    s->mbox_mem->ctx = a->ctx;
+    s->mbox_mem->addr = (uint64_t)(uintptr_t)s->mbox;
+    s->mbox_mem->len = s->mbox_len;
+    s->mbox_mem->access = HMAF_ACCESS_READ_WRITE;
+    if (a->ops->mem_register(s->mbox_mem) < 0) {
+        s->mbox_mem->ctx = NULL; /* nothing for free_session to undo */
+        return HMAF_ENOMEM;
+    }
+    return 0;
+}
+
+static void free_session(struct hmaf_agent *a, struct agent_session *s)
+{
+    if (s->mbox_mem != NULL && s->mbox_mem->ctx != NULL) {
+        a->ops->mem_deregister(s->mbox_mem);
+    }
+    free(s->mbox_mem);
+    free(s->mbox);
+    free(s->served_seq);
+    free(s->holds);
+    hmaf__engine_ep_destroy(s->ep);
+    hmaf__channel_close(&s->channel);
+    free(s);
+}
+
+static int build_welcome(struct hmaf_agent *a, const struct agent_session *s,
+                         struct hmaf_welcome *w)
+{
+    size_t len = 0;
+    int ret;
+
+    memset(w, 0, sizeof(*w));
+    strncpy(w->engine, a->ops->name, sizeof(w->engine) - 1);
+    ret = a->ops->local_blob(a->ctx, w->engine_blob.data,
+                             sizeof(w->engine_blob.data), &len);
+    w->engine_blob.len = (uint16_t)len;
+    w->session_id = s->id;
+    w->mailbox_addr = s->mbox_mem->addr;
+    w->mailbox_len = s->mbox_len;
+    w->mailbox_slots = s->nslots;
+    if (ret == 0) {
+        ret = a->ops->mem_export(s->mbox_mem, w->mailbox_export.data,
+                                 sizeof(w->mailbox_export.data), &len);
+        w->mailbox_export.len = (uint16_t)len;
+    }
+    return ret;
+}
+
+static int send_welcome(struct hmaf_agent *a, struct agent_session *s)
+{
+    struct hmaf_welcome w;
+    uint8_t buf[HMAF_MSG_MAX];
+    size_t len;
+    int ret = build_welcome(a, s, &w);
+
+    if (ret < 0) {
+        return ret;
+    }
+    len = hmaf__welcome_encode(&w, buf, sizeof(buf));
+    return hmaf__channel_send(&s->channel, buf, len,
+                              hmaf__deadline_ns(SEND_TIMEOUT_MS));
+}
+
+static long free_session_index(const struct hmaf_agent *a)
+{
+    for (size_t i = 0; i < a->params.max_sessions; i++) {
+        if (a->sessions[i] == NULL) {
+            return (long)i;
+        }
+    }
+    return -1;
+}
+
+static int open_session(struct hmaf_agent *a, struct hmaf_channel *ch,
+                        const struct hmaf_hello *hello,
+                        struct agent_session **out)
+{
+    struct agent_session *s = calloc(1, sizeof(*s));
+    int ret;
+
+    if (s == NULL) {
+        return HMAF_ENOMEM;
+    }
+    s->id = ++a->next_session_id;
+    s->channel = *ch;
+    ret = create_mailbox(a, s);
+    if (ret == 0) {
+        ret = hmaf__engine_ep_create(a->ctx, hello->engine_blob.data,
+                                     hello->engine_blob.len, &s->ep);
+    }
+    if (ret == 0) {
+        ret = send_welcome(a, s);
+    }
+    if (ret < 0) {
+        s->channel.fd = -1; /* the caller still owns it */
+        free_session(a, s);
+        return ret;
+    }
+    *out = s;
+    return 0;
+}
+
+int hmaf__agent_handle_hello(struct hmaf_agent *a, struct hmaf_channel *ch,
+                             const uint8_t *msg, size_t len)
+{
+    struct hmaf_hello hello;
+    struct agent_session *s = NULL;
+    long slot = free_session_index(a);
+    int ret = hmaf__hello_decode(msg + HMAF_HDR_SIZE, len - HMAF_HDR_SIZE,
+                                 &hello);
+
+    if (ret == 0) {
+        ret = check_hello(a, &hello);
+    }
+    if (ret == 0 && slot < 0) {
+        ret = HMAF_ENOSPC;
+    }
+    if (ret == 0) {
+        ret = open_session(a, ch, &hello, &s);
+    }
+    if (ret < 0) {
+        hmaf__agent_refuse(a, ch, ret);
+        return ret;
+    }
+    a->sessions[slot] = s;
+    a->stats.sessions_live++;
+    a->stats.sessions_total++;
+    hmaf__log_info("session %llu up", (unsigned long long)s->id);
+    return 0;
+}
+
+int hmaf__agent_hold(struct agent_session *s, uint64_t exposure_id)
+{
+    for (size_t i = 0; i < s->nholds; i++) {
+        if (s->holds[i] == exposure_id) {
+            return 0;
+        }
+    }
+    if (s->nholds == s->holds_cap) {
+        size_t cap = s->holds_cap == 0 ? 8 : s->holds_cap * 2;
+        uint64_t *v = realloc(s->holds, cap * sizeof(*v));
+        if (v == NULL) {
+            return HMAF_ENOMEM;
+        }
+        s->holds = v;
+        s->holds_cap = cap;
+    }
+    s->holds[s->nholds++] = exposure_id;
+    return 1;
+}
+
+int hmaf__agent_unhold(struct agent_session *s, uint64_t exposure_id)
+{
+    for (size_t i = 0; i < s->nholds; i++) {
+        if (s->holds[i] == exposure_id) {
+            s->holds[i] = s->holds[--s->nholds];
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void hmaf__agent_release_exposure(struct hmaf_agent *a,
+                                  struct hmaf__exposure *e)
+{
+    if (e->holders > 0 && --e->holders == 0 && e->mem != NULL) {
+        a->ops->mem_deregister(e->mem);
+        free(e->mem);
+        e->mem = NULL;
+    }
+}
+
+void hmaf__agent_session_close(struct hmaf_agent *a, size_t index)
+{
+    struct agent_session *s = a->sessions[index];
+
+    for (size_t i = 0; i < s->nholds; i++) {
+        struct hmaf__exposure *e =
+            hmaf__exposure_find_id(&a->exposures, s->holds[i]);
+        if (e != NULL) {
+            hmaf__agent_release_exposure(a, e);
+        }
+    }
+    hmaf__log_info("session %llu closed", (unsigned long long)s->id);
+    free_session(a, s);
+    a->sessions[index] = NULL;
+    a->stats.sessions_live--;
+    a->stats.sessions_closed++;
+}

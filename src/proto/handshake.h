@@ -1,0 +1,89 @@
+/*
+ * The bootstrap handshake, the only traffic a channel carries.
+ *
+ * The dpu side sends HELLO, the host answers WELCOME (or a refusal), then
+ * the channel falls silent. Both messages start with the same 16-byte
+ * header, frozen across protocol versions so that any two versions can at
+ * least tell each other they differ:
+ *
+ *   u32 magic "HMAF" | u16 version | u8 type | u8 0 | i32 status | u32 body_len
+ *
+ * All integers are little-endian. A refusal is a WELCOME header with a
+ * negative status and no body.
+ */
+#ifndef HMAF_PROTO_HANDSHAKE_H
+#define HMAF_PROTO_HANDSHAKE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HMAF_WIRE_MAGIC 0x464d4148u /* "HMAF" read as little-endian u32 */
+#define HMAF_HDR_SIZE 16
+#define HMAF_ENGINE_NAME_MAX 16
+#define HMAF_BLOB_MAX 256
+
+enum hmaf_msg_type {
+    HMAF_MSG_HELLO = 1,   /* dpu side -> host */
+    HMAF_MSG_WELCOME = 2, /* host -> dpu side */
+};
+
+struct hmaf_msg_hdr {
+    uint32_t magic;
+    uint16_t version;
+    uint8_t type;
+    int32_t status;
+    uint32_t body_len;
+};
+
+struct hmaf_blob {
+    uint16_t len;
+    uint8_t data[HMAF_BLOB_MAX];
+};
+
+struct hmaf_hello {
+    uint8_t token[32];
+    uint8_t token_len;
+    char engine[HMAF_ENGINE_NAME_MAX]; /* NUL-terminated */
+    struct hmaf_blob engine_blob;      /* e.g. the dpu side's pid for cma */
+};
+
+struct hmaf_welcome {
+    char engine[HMAF_ENGINE_NAME_MAX];
+    struct hmaf_blob engine_blob; /* the host's bootstrap blob */
+    uint64_t session_id;
+    uint64_t mailbox_addr; /* host address of this session's mailbox */
+    uint64_t mailbox_len;
+    uint32_t mailbox_slots;
+    struct hmaf_blob mailbox_export; /* the mailbox region's export blob */
+};
+
+#define HMAF_HELLO_BODY_SIZE (32 + 1 + HMAF_ENGINE_NAME_MAX + 2 + HMAF_BLOB_MAX)
+#define HMAF_WELCOME_BODY_SIZE                                                 \
+    (HMAF_ENGINE_NAME_MAX + 2 + HMAF_BLOB_MAX + 8 + 8 + 8 + 4 + 2 +           \
+     HMAF_BLOB_MAX)
+#define HMAF_MSG_MAX (HMAF_HDR_SIZE + HMAF_WELCOME_BODY_SIZE)
+
+void hmaf__hdr_encode(const struct hmaf_msg_hdr *hdr, uint8_t *buf);
+/* Checks the magic only: version and type are the caller's decision. */
+int hmaf__hdr_decode(const uint8_t *buf, struct hmaf_msg_hdr *hdr_out);
+/* Expected body length for a message type at our protocol version. */
+size_t hmaf__msg_body_size(uint8_t type);
+
+size_t hmaf__hello_encode(const struct hmaf_hello *hello, uint8_t *buf,
+                          size_t cap);
+int hmaf__hello_decode(const uint8_t *body, size_t len,
+                       struct hmaf_hello *hello_out);
+size_t hmaf__welcome_encode(const struct hmaf_welcome *welcome, uint8_t *buf,
+                            size_t cap);
+int hmaf__welcome_decode(const uint8_t *body, size_t len,
+                         struct hmaf_welcome *welcome_out);
+/* A refusal: header only, with status < 0. Returns its size. */
+size_t hmaf__refusal_encode(int status, uint8_t *buf);
+
+/* Token comparison in constant time with respect to the contents. */
+int hmaf__token_equal(const uint8_t *a, size_t a_len, const uint8_t *b,
+                      size_t b_len);
+/* Copy a NUL-terminated token into a hello; -EINVAL if longer than 32. */
+int hmaf__hello_set_token(struct hmaf_hello *hello, const char *token);
+
+#endif

@@ -1,0 +1,144 @@
+/*
+ * The mailbox: one session's control channel, laid out in host memory and
+ * driven by the dpu side with engine reads and writes only.
+ *
+ *   [0, 64)     header, host-written: magic, version, nslots, slot size,
+ *               session id, revocation epoch
+ *   [64, 128)   dpu-written: the last revocation epoch it acknowledged
+ *   [128, ...)  nslots slots of HMAF_MBOX_SLOT_SIZE bytes each:
+ *     +0    request word (dpu-written)  +8    request payload
+ *     +256  response word (host-written) +264 response payload
+ *
+ * A request word is seq (bits 0-31, never 0) | op (32-39) | payload length
+ * (40-55). The dpu side writes the payload, waits for that write to
+ * complete, then writes the word. A response word is seq | status (32-47,
+ * a negative HMAF code as int16) | payload length (48-63); the host writes
+ * the payload first and the word last with release order. Neither side
+ * trusts a payload read together with its word. Requests and responses
+ * without arguments (PING, most errors) carry no payload at all, so they
+ * cost one write and the polls.
+ */
+#ifndef HMAF_PROTO_MAILBOX_H
+#define HMAF_PROTO_MAILBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/handshake.h"
+
+#define HMAF_MBOX_MAGIC 0x584f424du /* "MBOX" */
+#define HMAF_MBOX_VERSION 1
+#define HMAF_MBOX_HEADER_EPOCH 24 /* offset of the revocation epoch */
+#define HMAF_MBOX_ACK_OFFSET 64
+#define HMAF_MBOX_SLOTS_OFFSET 128
+#define HMAF_MBOX_SLOT_SIZE 640
+#define HMAF_MBOX_REQ_WORD 0
+#define HMAF_MBOX_REQ_PAYLOAD 8
+#define HMAF_MBOX_REQ_MAX 248
+#define HMAF_MBOX_RESP_WORD 256
+#define HMAF_MBOX_RESP_PAYLOAD 264
+#define HMAF_MBOX_RESP_MAX (HMAF_MBOX_SLOT_SIZE - HMAF_MBOX_RESP_PAYLOAD)
+#define HMAF_MBOX_MAX_SLOTS 256
+
+enum hmaf_mbox_op {
+    HMAF_OP_PING = 1,
+    HMAF_OP_REGISTER = 2,
+    HMAF_OP_DEREGISTER = 3,
+    HMAF_OP_LOOKUP = 4,
+};
+
+static inline uint64_t hmaf__mbox_req_word(uint32_t seq, uint8_t op,
+                                           uint16_t payload_len)
+{
+    return (uint64_t)seq | (uint64_t)op << 32 | (uint64_t)payload_len << 40;
+}
+
+static inline uint64_t hmaf__mbox_resp_word(uint32_t seq, int status,
+                                            uint16_t payload_len)
+{
+    return (uint64_t)seq | (uint64_t)(uint16_t)(int16_t)status << 32 |
+           (uint64_t)payload_len << 48;
+}
+
+static inline uint32_t hmaf__mbox_word_seq(uint64_t word)
+{
+    return (uint32_t)word;
+}
+static inline uint8_t hmaf__mbox_req_op(uint64_t word)
+{
+    return (uint8_t)(word >> 32);
+}
+static inline uint16_t hmaf__mbox_req_len(uint64_t word)
+{
+    return (uint16_t)(word >> 40);
+}
+static inline int hmaf__mbox_resp_status(uint64_t word)
+{
+    return (int16_t)(uint16_t)(word >> 32);
+}
+static inline uint16_t hmaf__mbox_resp_len(uint64_t word)
+{
+    return (uint16_t)(word >> 48);
+}
+
+static inline size_t hmaf__mbox_size(uint32_t nslots)
+{
+    return HMAF_MBOX_SLOTS_OFFSET + (size_t)nslots * HMAF_MBOX_SLOT_SIZE;
+}
+
+static inline uint64_t hmaf__mbox_slot_offset(uint32_t slot)
+{
+    return HMAF_MBOX_SLOTS_OFFSET + (uint64_t)slot * HMAF_MBOX_SLOT_SIZE;
+}
+
+/* REGISTER: "give me the exposure that contains addr". */
+struct hmaf_req_register {
+    uint64_t addr;
+    uint64_t len;
+};
+
+struct hmaf_resp_register {
+    uint64_t region_id;
+    uint64_t base;
+    uint64_t len;
+    uint64_t epoch; /* revocation epoch the answer was given in */
+    uint8_t access; /* hmaf_access_t */
+    struct hmaf_blob export_blob;
+};
+
+struct hmaf_req_deregister {
+    uint64_t region_id;
+};
+
+struct hmaf_req_lookup {
+    char name[64]; /* NUL-terminated */
+};
+
+struct hmaf_resp_lookup {
+    uint64_t addr;
+    uint64_t len;
+};
+
+/* Encoders return the payload length; decoders 0 or -EPROTO. Decoders take
+ * exactly the payload length a request of that op must have. */
+size_t hmaf__req_register_encode(const struct hmaf_req_register *r,
+                                 uint8_t *buf);
+int hmaf__req_register_decode(const uint8_t *buf, size_t len,
+                              struct hmaf_req_register *out);
+size_t hmaf__resp_register_encode(const struct hmaf_resp_register *r,
+                                  uint8_t *buf);
+int hmaf__resp_register_decode(const uint8_t *buf, size_t len,
+                               struct hmaf_resp_register *out);
+size_t hmaf__req_deregister_encode(const struct hmaf_req_deregister *r,
+                                   uint8_t *buf);
+int hmaf__req_deregister_decode(const uint8_t *buf, size_t len,
+                                struct hmaf_req_deregister *out);
+size_t hmaf__req_lookup_encode(const struct hmaf_req_lookup *r, uint8_t *buf);
+int hmaf__req_lookup_decode(const uint8_t *buf, size_t len,
+                            struct hmaf_req_lookup *out);
+size_t hmaf__resp_lookup_encode(const struct hmaf_resp_lookup *r,
+                                uint8_t *buf);
+int hmaf__resp_lookup_decode(const uint8_t *buf, size_t len,
+                             struct hmaf_resp_lookup *out);
+
+#endif

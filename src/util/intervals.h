@@ -1,0 +1,33 @@
+/*
+ * A set of non-overlapping address intervals kept sorted by base, with
+ * O(log n) lookup of the interval containing an address. Elements are
+ * owned by the caller and embed struct hmaf__interval.
+ */
+#ifndef HMAF_UTIL_INTERVALS_H
+#define HMAF_UTIL_INTERVALS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct hmaf__interval {
+    uint64_t base;
+    uint64_t len; /* > 0, base + len does not wrap */
+};
+
+struct hmaf__interval_set {
+    struct hmaf__interval **v;
+    size_t n;
+    size_t cap;
+};
+
+/* Index of the interval containing addr, or -1. */
+long hmaf__iset_find(const struct hmaf__interval_set *set, uint64_t addr);
+/* 0; -EEXIST if iv overlaps a member; -ENOMEM. */
+int hmaf__iset_insert(struct hmaf__interval_set *set,
+                      struct hmaf__interval *iv);
+/* Remove and return the member at index i. */
+struct hmaf__interval *hmaf__iset_remove_at(struct hmaf__interval_set *set,
+                                            size_t i);
+void hmaf__iset_fini(struct hmaf__interval_set *set);
+
+#endif

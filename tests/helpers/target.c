@@ -1,0 +1,232 @@
+#include "target.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+
+void target_fill(void *buf, size_t len, uint64_t first, unsigned salt)
+{
+    uint8_t *p = buf;
+
+    for (size_t i = 0; i < len; i++) {
+        p[i] = target_pattern(first + i, salt);
+    }
+}
+
+static void child_main(struct target *t, const struct target_options *opts,
+                       int cmd_fd, int reply_fd)
+{
+    hmaf_agent_params_t p;
+    hmaf_agent_t *agent;
+    unsigned char cmd;
+    int ret;
+
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a crashed test */
+    hmaf_agent_params_init(&p);
+    p.address = t->address;
+    p.token = TARGET_TOKEN;
+    p.engine = opts->engine;
+    p.threaded = opts->agent_threaded != -1;
+    if (opts->revoke_wait_ms > 0) {
+        p.revoke_wait_ms = opts->revoke_wait_ms;
+    }
+    ret = hmaf_agent_create(&p, &agent);
+    if (ret == 0 && opts->setup != NULL) {
+        ret = opts->setup(agent, opts->arg);
+    }
+    cmd = ret == 0 ? 'R' : 'F';
+    if (write(reply_fd, &cmd, 1) != 1 || ret != 0) {
+        _exit(3);
+    }
+    while (read(cmd_fd, &cmd, 1) == 1) {
+        unsigned char reply = (unsigned char)(opts->command != NULL
+                                                  ? opts->command(agent, cmd,
+                                                                  opts->arg)
+                                                  : 0);
+        if (write(reply_fd, &reply, 1) != 1) {
+            break;
+        }
+    }
+    hmaf_agent_destroy(agent);
+    _exit(0);
+}
+
+void target_start(struct target *t, const struct target_options *opts)
+{
+    int to_child[2], to_parent[2];
+    unsigned char ready = 0;
+
+    memset(t, 0, sizeof(*t));
+    snprintf(t->dir, sizeof(t->dir), "/tmp/hmaf-test-XXXXXX");
+    CHECK(mkdtemp(t->dir) != NULL);
+    snprintf(t->address, sizeof(t->address), "unix:%s/agent.sock", t->dir);
+    CHECK(pipe(to_child) == 0 && pipe(to_parent) == 0);
+    fflush(NULL);
+    t->pid = fork();
+    CHECK(t->pid >= 0);
+    if (t->pid == 0) {
+        close(to_child[1]);
+        close(to_parent[0]);
+        child_main(t, opts, to_child[0], to_parent[1]);
+    }
+    close(to_child[0]);
+    close(to_parent[1]);
+    t->cmd_fd = to_child[1];
+    t->reply_fd = to_parent[0];
+    CHECK(read(t->reply_fd, &ready, 1) == 1 && ready == 'R');
+}
+
+int target_command(struct target *t, int cmd)
+{
+    unsigned char c = (unsigned char)cmd, reply = 0;
+
+    CHECK(write(t->cmd_fd, &c, 1) == 1);
+    CHECK(read(t->reply_fd, &reply, 1) == 1);
+    return reply;
+}
+
+static void target_cleanup(struct target *t)
+{
+    char path[160];
+
+    close(t->cmd_fd);
+    close(t->reply_fd);
+    snprintf(path, sizeof(path), "%s/agent.sock", t->dir);
+    unlink(path);
+    rmdir(t->dir);
+}
+
+int target_stop(struct target *t)
+{
+    int status = 0;
+
+    close(t->cmd_fd);
+    t->cmd_fd = -1;
+    CHECK(waitpid(t->pid, &status, 0) == t->pid);
+    target_cleanup(t);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void target_kill(struct target *t)
+{
+    kill(t->pid, SIGKILL);
+    waitpid(t->pid, NULL, 0);
+    target_cleanup(t);
+}
+
+void target_session_params(const struct target *t, hmaf_session_params_t *p)
+{
+    hmaf_session_params_init(p);
+    p->address = t->address;
+    p->token = TARGET_TOKEN;
+}
+
+hmaf_session_t *target_connect(const struct target *t)
+{
+    hmaf_session_params_t p;
+    hmaf_session_t *s = NULL;
+    int ret;
+
+    target_session_params(t, &p);
+    ret = hmaf_session_create(&p, &s);
+    if (ret == 0) {
+        ret = hmaf_session_ping(s);
+    }
+    if (ret == HMAF_EPERM) {
+        SKIP("ptrace access to the host process is not permitted here");
+    }
+    CHECK_OK(ret);
+    return s;
+}
+
+struct standard_host {
+    uint8_t *buf;
+    uint8_t *ro;
+    uint8_t *hole;
+};
+
+static struct standard_host std_host;
+
+static int standard_setup(hmaf_agent_t *agent, void *arg)
+{
+    struct standard_host *h = arg;
+    int ret;
+
+    h->buf = malloc(STD_BUF_LEN);
+    h->ro = malloc(STD_RO_LEN);
+    h->hole = malloc(STD_RO_LEN);
+    if (h->buf == NULL || h->ro == NULL || h->hole == NULL) {
+        return HMAF_ENOMEM;
+    }
+    target_fill(h->buf, STD_BUF_LEN, 0, 1);
+    target_fill(h->ro, STD_RO_LEN, 0, 3);
+    target_fill(h->hole, STD_RO_LEN, 0, 4);
+    ret = hmaf_agent_expose(agent, h->buf, STD_SPLIT, HMAF_ACCESS_READ_WRITE);
+    if (ret == 0) {
+        ret = hmaf_agent_expose(agent, h->buf + STD_SPLIT,
+                                STD_BUF_LEN - STD_SPLIT,
+                                HMAF_ACCESS_READ_WRITE);
+    }
+    if (ret == 0) {
+        ret = hmaf_agent_expose(agent, h->ro, STD_RO_LEN, HMAF_ACCESS_READ);
+    }
+    if (ret == 0) {
+        ret = hmaf_agent_publish(agent, "buf", h->buf, STD_BUF_LEN);
+    }
+    if (ret == 0) {
+        ret = hmaf_agent_publish(agent, "ro", h->ro, STD_RO_LEN);
+    }
+    if (ret == 0) {
+        ret = hmaf_agent_publish(agent, "hole", h->hole, STD_RO_LEN);
+    }
+    return ret;
+}
+
+static int holds_pattern(const uint8_t *p, size_t len, unsigned salt)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] != target_pattern(i, salt)) {
+            fprintf(stderr, "host: byte %zu is %u, want %u\n", i, p[i],
+                    target_pattern(i, salt));
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int standard_command(hmaf_agent_t *agent, int cmd, void *arg)
+{
+    struct standard_host *h = arg;
+    hmaf_agent_stats_t st;
+
+    switch (cmd) {
+    case 'v':
+        return holds_pattern(h->buf, STD_BUF_LEN, 2);
+    case 'r':
+        return hmaf_agent_revoke(agent, h->buf + STD_SPLIT,
+                                 STD_BUF_LEN - STD_SPLIT) == 0;
+    case 's':
+        hmaf_agent_stats(agent, &st);
+        return (int)st.sessions_live;
+    default:
+        return 255;
+    }
+}
+
+void target_start_standard(struct target *t)
+{
+    struct target_options opts = {
+        .setup = standard_setup,
+        .command = standard_command,
+        .arg = &std_host,
+    };
+
+    target_start(t, &opts);
+}

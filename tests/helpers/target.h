@@ -1,0 +1,76 @@
+/*
+ * A real host process for integration tests: fork a child that runs an
+ * agent on a fresh unix socket, lets the test's setup function expose and
+ * publish, then answers one-byte commands from the parent until told to
+ * stop. Being the child's parent passes Yama's ptrace check.
+ */
+#ifndef HMAF_TEST_TARGET_H
+#define HMAF_TEST_TARGET_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <hmaf/hmaf.h>
+
+#define TARGET_TOKEN "test-token"
+
+/* Runs in the child after the agent is up. Returns 0 or fails the child. */
+typedef int (*target_setup_fn)(hmaf_agent_t *agent, void *arg);
+/* Runs in the child per command byte; its return value is the reply. */
+typedef int (*target_command_fn)(hmaf_agent_t *agent, int cmd, void *arg);
+
+struct target {
+    pid_t pid;
+    int cmd_fd;   /* parent -> child */
+    int reply_fd; /* child -> parent */
+    char dir[64];
+    char address[128];
+};
+
+struct target_options {
+    target_setup_fn setup;
+    target_command_fn command;
+    void *arg;
+    const char *engine;  /* NULL: default */
+    int agent_threaded;  /* 1 unless set to -1 */
+    int revoke_wait_ms;  /* 0: default */
+};
+
+/* Start the child and wait until its agent listens. */
+void target_start(struct target *t, const struct target_options *opts);
+/* Send a command and wait for the reply byte. */
+int target_command(struct target *t, int cmd);
+/* Ask the child to exit; returns its exit status. */
+int target_stop(struct target *t);
+/* SIGKILL the child and reap it. */
+void target_kill(struct target *t);
+
+/* Session parameters for this target, with the right token. */
+void target_session_params(const struct target *t, hmaf_session_params_t *p);
+/* Connect a session, or skip the test (77) when ptrace access is denied. */
+hmaf_session_t *target_connect(const struct target *t);
+
+/* Byte i of the test pattern for buffer `salt`. */
+static inline uint8_t target_pattern(uint64_t i, unsigned salt)
+{
+    return (uint8_t)((i * 2654435761u) >> 13 ^ (i >> 7) ^ salt);
+}
+void target_fill(void *buf, size_t len, uint64_t first, unsigned salt);
+
+#endif
+
+/*
+ * The standard host most integration tests use:
+ *   root "buf":  STD_BUF_LEN bytes, pattern salt 1, exposed read-write as
+ *                two exposures split at STD_SPLIT (not page aligned)
+ *   root "ro":   STD_RO_LEN bytes, pattern salt 3, exposed read-only
+ *   root "hole": STD_RO_LEN bytes, published but never exposed
+ * Commands: 'v' -> 1 if "buf" holds pattern salt 2 everywhere;
+ *           'r' -> revoke the second "buf" exposure, 1 on success;
+ *           's' -> the number of live sessions.
+ */
+#define STD_BUF_LEN (64u * 1024 * 1024 + 8192)
+#define STD_SPLIT (40u * 1024 * 1024 + 123)
+#define STD_RO_LEN (1u * 1024 * 1024)
+void target_start_standard(struct target *t);
