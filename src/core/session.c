@@ -1,5 +1,6 @@
 /* Dpu-side session: lifecycle, roots, ping, counters. The data path is in
  * xfer.c. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -286,7 +287,9 @@ HMAF_API int hmaf_session_lookup(hmaf_session_t *session, const char *name,
     return ret;
 }
 
-/* Import the region the agent answered with and put it in the cache. */
+/* Import the region the agent answered with and put it in the cache.
+ * Returns -ESTALE when a revocation the cache already applied is newer
+ * than the answer. */
 static int cache_region(struct hmaf_session *s,
                         const struct hmaf_resp_register *resp)
 {
@@ -317,28 +320,24 @@ static int cache_region(struct hmaf_session *s,
     ret = hmaf__regcache_insert(&s->cache, r, &evicted);
     hmaf__count(s, evictions, evicted);
     if (ret < 0) {
-        /* Another thread cached it first, or a revocation overtook the
-         * answer: either way the caller looks again, after applying the
-         * revocation that may be behind it. */
+        /* Another thread cached it first (the caller finds that one), or
+         * a revocation overtook the answer. */
         s->ops->rmem_release(r->rmem);
         free(r);
-        atomic_store(&s->next_check_ns, 0);
-        return hmaf__session_check_epoch(s);
     }
-    return 0;
+    return ret == -ESTALE ? ret : 0;
 }
 
 static int valid_region_answer(const struct hmaf_resp_register *resp,
                                uint64_t addr)
 {
-    return resp->len > 0 && resp->base + resp->len > resp->base &&
+    return resp->len > 0 && resp->len - 1 <= UINT64_MAX - resp->base &&
            addr >= resp->base && addr - resp->base < resp->len &&
            (resp->access == HMAF_ACCESS_READ ||
             resp->access == HMAF_ACCESS_READ_WRITE);
 }
 
-int hmaf__session_register(struct hmaf_session *s, uint64_t addr,
-                           uint64_t len)
+static int register_once(struct hmaf_session *s, uint64_t addr, uint64_t len)
 {
     struct hmaf_req_register req = {.addr = addr, .len = len};
     struct hmaf_resp_register resp;
@@ -357,6 +356,30 @@ int hmaf__session_register(struct hmaf_session *s, uint64_t addr,
         ret = HMAF_EPROTO;
     }
     return ret == 0 ? cache_region(s, &resp) : ret;
+}
+
+int hmaf__session_register(struct hmaf_session *s, uint64_t addr,
+                           uint64_t len)
+{
+    int ret = register_once(s, addr, len);
+
+    if (ret != -ESTALE) {
+        return ret;
+    }
+    /* A revocation overtook the answer: apply it, then ask again. An answer
+     * that is stale twice means the epoch in the mailbox is not the one
+     * the agent answers in: the mailbox was overwritten. */
+    atomic_store(&s->next_check_ns, 0);
+    ret = hmaf__session_check_epoch(s);
+    if (ret == 0) {
+        ret = register_once(s, addr, len);
+    }
+    if (ret == -ESTALE) {
+        hmaf__log_error("session %llu: mailbox epoch out of step with agent",
+                        (unsigned long long)s->session_id);
+        ret = HMAF_EPROTO;
+    }
+    return ret;
 }
 
 HMAF_API int hmaf_session_stats(hmaf_session_t *session,

@@ -201,6 +201,20 @@ static int holds_pattern(const uint8_t *p, size_t len, unsigned salt)
     return 1;
 }
 
+static int refusal_for(int cmd)
+{
+    switch (cmd) {
+    case 'A':
+        return HMAF_EAUTH;
+    case 'V':
+        return HMAF_EVERSION;
+    case 'P':
+        return HMAF_EPROTO;
+    default:
+        return HMAF_EENGINE;
+    }
+}
+
 static int standard_command(hmaf_agent_t *agent, int cmd, void *arg)
 {
     struct standard_host *h = arg;
@@ -215,6 +229,15 @@ static int standard_command(hmaf_agent_t *agent, int cmd, void *arg)
     case 's':
         hmaf_agent_stats(agent, &st);
         return (int)st.sessions_live;
+    case 'b':
+        hmaf_agent_stats(agent, &st);
+        return st.bad_requests > 254 ? 254 : (int)st.bad_requests;
+    case 'A':
+    case 'V':
+    case 'P':
+    case 'E':
+        hmaf_agent_stats(agent, &st);
+        return st.last_refusal == refusal_for(cmd);
     default:
         return 255;
     }

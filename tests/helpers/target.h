@@ -68,7 +68,10 @@ void target_fill(void *buf, size_t len, uint64_t first, unsigned salt);
  *   root "hole": STD_RO_LEN bytes, published but never exposed
  * Commands: 'v' -> 1 if "buf" holds pattern salt 2 everywhere;
  *           'r' -> revoke the second "buf" exposure, 1 on success;
- *           's' -> the number of live sessions.
+ *           's' -> the number of live sessions;
+ *           'b' -> malformed mailbox requests seen (capped at 254);
+ *           'A', 'V', 'P', 'E' -> 1 if the latest refused handshake was
+ *           refused for EAUTH, EVERSION, EPROTO, EENGINE respectively.
  */
 #define STD_BUF_LEN (64u * 1024 * 1024 + 8192)
 #define STD_SPLIT (40u * 1024 * 1024 + 123)

@@ -1,0 +1,143 @@
+/* Channels: tcp and unix, either side listening, and address errors. The
+ * agent runs in this process: cma reads our own memory just as well. */
+#include <pthread.h>
+#include <string.h>
+
+#include "check.h"
+
+static uint8_t memory[8192];
+
+static hmaf_agent_t *start_agent(const char *address)
+{
+    hmaf_agent_params_t p;
+    hmaf_agent_t *agent;
+
+    hmaf_agent_params_init(&p);
+    p.address = address;
+    p.token = "t0ken";
+    CHECK_OK(hmaf_agent_create(&p, &agent));
+    CHECK_OK(hmaf_agent_expose(agent, memory, sizeof(memory),
+                               HMAF_ACCESS_READ_WRITE));
+    CHECK_OK(hmaf_agent_publish(agent, "mem", memory, sizeof(memory)));
+    return agent;
+}
+
+static void use_session(hmaf_session_t *s)
+{
+    uint64_t addr;
+    uint8_t v[100], back[100];
+
+    CHECK_OK(hmaf_session_lookup(s, "mem", &addr, NULL));
+    CHECK_EQ(addr, (uint64_t)(uintptr_t)memory);
+    for (size_t i = 0; i < sizeof(v); i++) {
+        v[i] = (uint8_t)(i * 7 + 1);
+    }
+    CHECK_OK(hmaf_session_write(s, addr + 4000, v, sizeof(v)));
+    CHECK_OK(hmaf_session_read(s, back, addr + 4000, sizeof(back)));
+    CHECK(memcmp(v, back, sizeof(v)) == 0);
+    CHECK(memcmp(memory + 4000, v, sizeof(v)) == 0);
+}
+
+static void connect_and_use(const char *address)
+{
+    hmaf_session_params_t p;
+    hmaf_session_t *s;
+
+    hmaf_session_params_init(&p);
+    p.address = address;
+    p.token = "t0ken";
+    CHECK_OK(hmaf_session_create(&p, &s));
+    use_session(s);
+    hmaf_session_destroy(s);
+}
+
+static void check_agent_listens(void)
+{
+    hmaf_agent_t *agent = start_agent("tcp:127.0.0.1:0");
+    const char *address = hmaf_agent_address(agent);
+
+    CHECK(address != NULL && strncmp(address, "tcp:127.0.0.1:", 14) == 0);
+    CHECK(strcmp(address, "tcp:127.0.0.1:0") != 0);
+    connect_and_use(address);
+    hmaf_agent_destroy(agent);
+    agent = start_agent("unix:@hmaf-test-channel");
+    connect_and_use("unix:@hmaf-test-channel");
+    hmaf_agent_destroy(agent);
+}
+
+struct listening_dpu {
+    const char *address;
+    hmaf_session_t *s;
+    int ret;
+};
+
+static void *dpu_listen(void *arg)
+{
+    struct listening_dpu *d = arg;
+    hmaf_session_params_t p;
+
+    hmaf_session_params_init(&p);
+    p.address = d->address;
+    p.token = "t0ken";
+    p.listen = 1;
+    d->ret = hmaf_session_create(&p, &d->s);
+    return NULL;
+}
+
+/* The dpu side listens and the agent dials, as on DOCA Comm Channel. */
+static void check_dpu_listens(const char *address)
+{
+    hmaf_agent_t *agent = start_agent(NULL);
+    struct listening_dpu d = {.address = address};
+    hmaf_agent_stats_t st;
+    pthread_t th;
+
+    CHECK(hmaf_agent_address(agent) == NULL);
+    CHECK(pthread_create(&th, NULL, dpu_listen, &d) == 0);
+    CHECK_OK(hmaf_agent_dial(agent, address, 2000));
+    pthread_join(th, NULL);
+    CHECK_OK(d.ret);
+    use_session(d.s);
+    CHECK_OK(hmaf_agent_stats(agent, &st));
+    CHECK_EQ(st.sessions_live, 1);
+    hmaf_session_destroy(d.s);
+    hmaf_agent_destroy(agent);
+}
+
+static void check_address_errors(void)
+{
+    hmaf_session_params_t p;
+    hmaf_agent_params_t ap;
+    hmaf_session_t *s;
+    hmaf_agent_t *a, *b;
+
+    hmaf_session_params_init(&p);
+    p.connect_timeout_ms = 200;
+    p.token = "t0ken";
+    p.address = "carrier-pigeon:home";
+    CHECK_ERR(hmaf_session_create(&p, &s), HMAF_EADDRESS);
+    p.address = "tcp:127.0.0.1";
+    CHECK_ERR(hmaf_session_create(&p, &s), HMAF_EADDRESS);
+    p.address = "tcp:127.0.0.1:99999";
+    CHECK_ERR(hmaf_session_create(&p, &s), HMAF_EADDRESS);
+    p.address = "unix:";
+    CHECK_ERR(hmaf_session_create(&p, &s), HMAF_EADDRESS);
+    p.address = "unix:/nonexistent-dir/x.sock";
+    CHECK_ERR(hmaf_session_create(&p, &s), HMAF_ECONNREFUSED);
+    a = start_agent("tcp:127.0.0.1:0");
+    hmaf_agent_params_init(&ap);
+    ap.address = hmaf_agent_address(a);
+    CHECK_ERR(hmaf_agent_create(&ap, &b), HMAF_EADDRINUSE);
+    hmaf_agent_destroy(a);
+    CHECK_ERR(hmaf_agent_dial(NULL, "tcp:127.0.0.1:1", 100), HMAF_EINVAL);
+}
+
+int main(void)
+{
+    check_agent_listens();
+    check_dpu_listens("unix:@hmaf-test-dpu-listens");
+    check_dpu_listens("tcp:127.0.0.1:47219");
+    check_address_errors();
+    printf("test_channel: ok\n");
+    return 0;
+}
