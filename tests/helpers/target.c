@@ -1,6 +1,7 @@
 #include "target.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,21 @@ void target_fill(void *buf, size_t len, uint64_t first, unsigned salt)
     for (size_t i = 0; i < len; i++) {
         p[i] = target_pattern(first + i, salt);
     }
+}
+
+/* Wait for the parent's next command; an agent without its own thread is
+ * driven from here meanwhile, as an application's event loop would. */
+static int next_command(hmaf_agent_t *agent, int threaded, int cmd_fd,
+                        unsigned char *cmd)
+{
+    struct pollfd p = {.fd = cmd_fd, .events = POLLIN};
+
+    while (!threaded && poll(&p, 1, 0) == 0) {
+        if (hmaf_agent_poll(agent, 1) < 0) {
+            return 0;
+        }
+    }
+    return read(cmd_fd, cmd, 1) == 1;
 }
 
 static void child_main(struct target *t, const struct target_options *opts,
@@ -45,7 +61,7 @@ static void child_main(struct target *t, const struct target_options *opts,
     if (write(reply_fd, &cmd, 1) != 1 || ret != 0) {
         _exit(3);
     }
-    while (read(cmd_fd, &cmd, 1) == 1) {
+    while (next_command(agent, p.threaded, cmd_fd, &cmd)) {
         unsigned char reply = (unsigned char)(opts->command != NULL
                                                   ? opts->command(agent, cmd,
                                                                   opts->arg)
@@ -55,7 +71,7 @@ static void child_main(struct target *t, const struct target_options *opts,
         }
     }
     hmaf_agent_destroy(agent);
-    _exit(0);
+    exit(0); /* not _exit: let the leak checkers look at the agent */
 }
 
 void target_start(struct target *t, const struct target_options *opts)
@@ -245,10 +261,16 @@ static int standard_command(hmaf_agent_t *agent, int cmd, void *arg)
 
 void target_start_standard(struct target *t)
 {
+    target_start_standard_mode(t, 1);
+}
+
+void target_start_standard_mode(struct target *t, int threaded)
+{
     struct target_options opts = {
         .setup = standard_setup,
         .command = standard_command,
         .arg = &std_host,
+        .agent_threaded = threaded ? 1 : -1,
     };
 
     target_start(t, &opts);

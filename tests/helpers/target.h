@@ -77,3 +77,5 @@ void target_fill(void *buf, size_t len, uint64_t first, unsigned salt);
 #define STD_SPLIT (40u * 1024 * 1024 + 123)
 #define STD_RO_LEN (1u * 1024 * 1024)
 void target_start_standard(struct target *t);
+/* threaded 0: the agent has no thread; the child drives hmaf_agent_poll. */
+void target_start_standard_mode(struct target *t, int threaded);
