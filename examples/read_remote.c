@@ -1,5 +1,71 @@
-/* placeholder: being written */
-int main(void)
+/*
+ * The smallest useful HMAF program: connect to a host agent, find a root
+ * it published, and hex-dump the root's first bytes.
+ *
+ *   read_remote ADDRESS TOKEN ROOT [BYTES]
+ *   read_remote unix:/tmp/app.sock secret table 32
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <hmaf/hmaf.h>
+
+static void hex_dump(const unsigned char *buf, size_t len, uint64_t addr)
 {
-    return 77;
+    for (size_t i = 0; i < len; i++) {
+        if (i % 16 == 0) {
+            printf("%s%#014llx:", i > 0 ? "\n" : "",
+                   (unsigned long long)(addr + i));
+        }
+        printf(" %02x", buf[i]);
+    }
+    printf("\n");
+}
+
+/* Lookup and read; the root's length bounds what we may ask for. */
+static int dump_root(hmaf_session_t *session, const char *root, size_t want)
+{
+    uint64_t addr;
+    size_t len;
+    unsigned char *buf;
+    int ret = hmaf_session_lookup(session, root, &addr, &len);
+
+    if (ret < 0 || len == 0) {
+        return ret;
+    }
+    len = want < len ? want : len;
+    buf = malloc(len);
+    ret =
+        buf == NULL ? HMAF_ENOMEM : hmaf_session_read(session, buf, addr, len);
+    if (ret == 0) {
+        hex_dump(buf, len, addr);
+    }
+    free(buf);
+    return ret;
+}
+
+int main(int argc, char **argv)
+{
+    hmaf_session_params_t params;
+    hmaf_session_t *session = NULL;
+    size_t want = argc > 4 ? strtoul(argv[4], NULL, 0) : 64;
+    int ret;
+
+    if (argc < 4 || argc > 5 || want == 0) {
+        fprintf(stderr, "usage: read_remote ADDRESS TOKEN ROOT [BYTES]\n");
+        return 2;
+    }
+    hmaf_session_params_init(&params);
+    params.address = argv[1];
+    params.token = argv[2];
+    ret = hmaf_session_create(&params, &session);
+    if (ret == 0) {
+        ret = dump_root(session, argv[3], want);
+    }
+    if (ret < 0) {
+        fprintf(stderr, "read_remote: %s: %s\n", hmaf_err_name(ret),
+                hmaf_strerror(ret));
+    }
+    hmaf_session_destroy(session);
+    return ret == 0 ? 0 : 1;
 }

@@ -12,6 +12,7 @@
 
 #include <hmaf/version.h>
 #include <hmaf/error.h>
+#include <hmaf/types.h>
 #include <hmaf/host.h>
 #include <hmaf/session.h>
 

@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <hmaf/version.h>
+#include <hmaf/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -27,18 +27,13 @@ extern "C" {
 
 typedef struct hmaf_agent hmaf_agent_t; /**< opaque host-side agent */
 
-/** Access a dpu side gets to an exposed range. */
-typedef enum hmaf_access {
-    HMAF_ACCESS_READ = 1,      /**< read-only */
-    HMAF_ACCESS_READ_WRITE = 3 /**< read and write */
-} hmaf_access_t;
-
 /** Parameters of hmaf_agent_create(); fill with hmaf_agent_params_init(). */
 typedef struct hmaf_agent_params {
     size_t size;           /**< sizeof(hmaf_agent_params_t), set by init */
     const char *address;   /**< listen here ("unix:PATH", "tcp:HOST:PORT");
-                                NULL: no listener, use hmaf_agent_dial() */
-    const char *token;     /**< shared secret, at most 32 bytes */
+                                NULL: not yet (hmaf_agent_listen()) or
+                                never (hmaf_agent_dial()) */
+    const char *token;     /**< shared secret, at most HMAF_TOKEN_MAX bytes */
     const char *engine;    /**< "cma" (default), or NULL for $HMAF_ENGINE */
     int threaded;          /**< 1 (default): run the agent in its own thread */
     unsigned max_sessions; /**< sessions served at once (64) */
@@ -87,6 +82,15 @@ HMAF_API void hmaf_agent_destroy(hmaf_agent_t *agent);
 HMAF_API const char *hmaf_agent_address(const hmaf_agent_t *agent);
 
 /**
+ * @brief Start listening at @p address, for an agent created without one:
+ * expose and publish first, then listen, and no dpu side ever sees the
+ * agent half set up.
+ * @return 0; HMAF_EINVAL (NULL, or already listening), HMAF_EADDRESS,
+ *         HMAF_EADDRINUSE, HMAF_ENOMEM.
+ */
+HMAF_API int hmaf_agent_listen(hmaf_agent_t *agent, const char *address);
+
+/**
  * @brief Connect to a dpu side that listens (params.listen = 1 there) and
  * serve it as one more session. Blocks for the handshake.
  * @return 0; HMAF_EADDRESS, HMAF_ECONNREFUSED, HMAF_ETIMEDOUT, HMAF_EAUTH,
@@ -132,7 +136,11 @@ HMAF_API int hmaf_agent_unpublish(hmaf_agent_t *agent, const char *name);
 /**
  * @brief Do the agent's work once (for params.threaded = 0): accept and
  * hand-shake connections, serve mailbox requests, reap dead sessions.
- * @param [in] timeout_ms  how long to wait for something to do (0: none).
+ * Call it from one thread at a time.
+ * @param [in] timeout_ms  how long to wait when nothing is pending (0: not
+ *        at all). Only channel events (connections, peers leaving) end the
+ *        wait early; a mailbox request waits for the next call, so the
+ *        timeout bounds the latency of lookups and registrations.
  * @return the number of events handled (>= 0); HMAF_EBUSY if the agent runs
  *         its own thread; HMAF_EINVAL.
  */

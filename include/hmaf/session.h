@@ -20,16 +20,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <hmaf/version.h>
+#include <hmaf/types.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/** Longest auth token, in bytes. */
-#define HMAF_TOKEN_MAX 32
-/** Longest root name, in bytes, without the terminating NUL. */
-#define HMAF_ROOT_NAME_MAX 63
 
 typedef struct hmaf_session hmaf_session_t; /**< opaque dpu-side session */
 
@@ -59,7 +54,9 @@ typedef struct hmaf_session_stats {
     uint64_t ops;           /**< read/write/readv/writev calls that succeeded */
     uint64_t bytes_read;    /**< bytes moved host -> here */
     uint64_t bytes_written; /**< bytes moved here -> host */
-    uint64_t cache_hits;    /**< region lookups served by the cache */
+    uint64_t cache_hits;    /**< region lookups served by the cache (one
+                                 per piece: a segment spanning two regions
+                                 makes two) */
     uint64_t cache_misses;  /**< region lookups that asked the agent */
     uint64_t registrations; /**< regions registered and imported */
     uint64_t evictions;     /**< regions dropped by the LRU bounds */
@@ -122,8 +119,10 @@ HMAF_API int hmaf_session_write(hmaf_session_t *session, uint64_t remote_addr,
                                 const void *buf, size_t len);
 
 /**
- * @brief Read many segments in one call (as few engine operations as the
- * engine allows). @p segs and the buffers are used only during the call.
+ * @brief Read many segments in one call. Pieces go to the engine in posts
+ * of up to 256 (fewer if the engine's limits say so): with cma, 256 pieces
+ * are one process_vm_readv. @p segs and the buffers are used only during
+ * the call.
  * @return as hmaf_session_read(); HMAF_EINVAL also for nsegs 0 or any
  *         segment with len 0 or a NULL buffer.
  */

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include <hmaf/error.h>
-#include <hmaf/host.h>
+#include <hmaf/types.h>
 #include <hmaf/session.h>
 
 #include "core/session_int.h"

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 
 #include <hmaf/error.h>
-#include <hmaf/host.h>
+#include <hmaf/types.h>
 #include <hmaf/session.h>
 
 #include "core/session_int.h"

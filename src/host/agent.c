@@ -35,7 +35,7 @@ static int check_params(const hmaf_agent_params_t *p)
         p->handshake_timeout_ms <= 0 || p->revoke_wait_ms < 0) {
         return HMAF_EINVAL;
     }
-    if (p->token != NULL && strlen(p->token) > 32) {
+    if (p->token != NULL && strlen(p->token) > HMAF_TOKEN_MAX) {
         return HMAF_EINVAL;
     }
     return 0;
@@ -138,12 +138,45 @@ HMAF_API void hmaf_agent_destroy(hmaf_agent_t *agent)
     free(agent);
 }
 
+HMAF_API int hmaf_agent_listen(hmaf_agent_t *agent, const char *address)
+{
+    struct hmaf_listener *listener;
+    int ret;
+
+    if (agent == NULL || address == NULL) {
+        return HMAF_EINVAL;
+    }
+    ret = hmaf__listener_open(address, &listener);
+    if (ret < 0) {
+        return ret;
+    }
+    pthread_mutex_lock(&agent->lock);
+    if (agent->listener == NULL) {
+        agent->listener = listener; /* the loop picks it up next turn */
+        listener = NULL;
+    }
+    pthread_mutex_unlock(&agent->lock);
+    if (listener != NULL) {
+        hmaf__listener_close(listener);
+        return HMAF_EINVAL;
+    }
+    return 0;
+}
+
 HMAF_API const char *hmaf_agent_address(const hmaf_agent_t *agent)
 {
-    if (agent == NULL || agent->listener == NULL) {
+    struct hmaf_agent *a = (struct hmaf_agent *)agent; /* to lock it */
+    const char *address = NULL;
+
+    if (a == NULL) {
         return NULL;
     }
-    return hmaf__listener_address(agent->listener);
+    pthread_mutex_lock(&a->lock);
+    if (a->listener != NULL) {
+        address = hmaf__listener_address(a->listener);
+    }
+    pthread_mutex_unlock(&a->lock);
+    return address;
 }
 
 /* The dpu side listens: connect, then receive its HELLO synchronously. */

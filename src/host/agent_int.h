@@ -42,12 +42,12 @@ struct agent_pending {
 
 struct hmaf_agent {
     hmaf_agent_params_t params;
-    char token[33];
+    char token[HMAF_TOKEN_MAX + 1];
     const struct hmaf_engine_ops *ops;
     struct hmaf_engine_ctx *ctx;
-    struct hmaf_listener *listener;
 
     pthread_mutex_t lock; /* everything below */
+    struct hmaf_listener *listener;
     struct hmaf__exposures exposures;
     struct hmaf__roots roots;
     struct agent_session **sessions; /* params.max_sessions slots */

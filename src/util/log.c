@@ -16,6 +16,10 @@ static void log_init(void)
 {
     const char *env = getenv("HMAF_LOG");
 
+    if (env != NULL && strcmp(env, "off") == 0) {
+        log_level = -1;
+        return;
+    }
     for (int i = 0; env != NULL && i <= HMAF_LOG_DEBUG; i++) {
         if (strcmp(env, level_names[i]) == 0) {
             log_level = i;

@@ -1,5 +1,672 @@
-/* placeholder: being written */
-int main(void)
+/*
+ * The engine contract (src/engine/engine.h), tested through the ops table
+ * only, once per built engine: `engine_conformance <engine-name>`.
+ *
+ * A forked child plays the host: it opens a host ctx, opens an ep from our
+ * bootstrap blob (granting us access, as the agent does), registers and
+ * exports a buffer and an unmapped page, then serves verification
+ * commands. The parent plays the dpu side: it imports both regions and
+ * moves bytes with post() and progress(). It keeps a model of what the
+ * host buffer must hold and checks every transfer against it.
+ */
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "engine/engine.h"
+#include "proto/handshake.h"
+
+#define BUF_LEN (8u << 20)
+#define CANARY 64
+#define SLOT 256            /* local bytes per segment in segment batches */
+#define MAX_SEGS_TESTED 16384 /* keeps every segment 511 bytes apart */
+#define PIPE_TIMEOUT_MS 30000
+#define PROGRESS_TIMEOUT_S 30
+
+/* Child -> parent, once, after setup. */
+struct host_info {
+    uint64_t addr, len;  /* the registered buffer */
+    uint64_t hole;       /* an unmapped page */
+    int32_t hole_status; /* its mem_register() result */
+    uint32_t blob_len, export_len, hole_export_len;
+    uint8_t blob[HMAF_BLOB_MAX];
+    uint8_t export_blob[HMAF_BLOB_MAX];
+    uint8_t hole_export[HMAF_BLOB_MAX];
+};
+
+/* Parent -> child: 'v' = does [off, off+len) hash to hash? Reply 1 or 0. */
+struct host_cmd {
+    uint64_t off, len, hash;
+    uint8_t op;
+};
+
+struct host {
+    const struct hmaf_engine_ops *ops;
+    struct hmaf_engine_ctx *ctx;
+    struct hmaf_engine_ep *ep;
+    struct hmaf_engine_mem *buf_mem, *hole_mem;
+    uint8_t *buf;
+};
+
+struct conf {
+    const char *name;
+    const struct hmaf_engine_ops *ops;
+    struct hmaf_engine_limits lim;
+    pid_t pid;
+    int cmd_fd, reply_fd;
+    struct hmaf_engine_ctx *ctx;
+    struct hmaf_engine_ep *ep;
+    struct hmaf_engine_rmem *buf, *hole;
+    struct host_info info;
+    uint8_t *model; /* what the host buffer must hold */
+    int manual;     /* drive the next batch with post + progress by hand */
+};
+
+static uint8_t pattern(uint64_t i, unsigned salt)
 {
-    return 77;
+    return (uint8_t)((i * 2654435761u) >> 11 ^ (i >> 9) ^ salt);
+}
+
+static void fill(uint8_t *p, size_t len, uint64_t first, unsigned salt)
+{
+    for (size_t i = 0; i < len; i++) {
+        p[i] = pattern(first + i, salt);
+    }
+}
+
+static uint64_t fnv1a(const uint8_t *p, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* ---- pipes ---- */
+
+static int write_full(int fd, const void *p, size_t len)
+{
+    const uint8_t *at = p;
+
+    while (len > 0) {
+        ssize_t n = write(fd, at, len);
+        if (n <= 0) {
+            return -1;
+        }
+        at += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* -1 on EOF, error or timeout. */
+static int read_full(int fd, void *p, size_t len)
+{
+    uint8_t *at = p;
+
+    while (len > 0) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        ssize_t n;
+
+        if (poll(&pfd, 1, PIPE_TIMEOUT_MS) != 1) {
+            return -1;
+        }
+        n = read(fd, at, len);
+        if (n <= 0) {
+            return -1;
+        }
+        at += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* ---- the host (child) ---- */
+
+static struct hmaf_engine_mem *host_register(struct host *h, void *addr,
+                                             uint64_t len, int *status,
+                                             uint8_t *blob, uint32_t *blob_len)
+{
+    struct hmaf_engine_mem *mem = calloc(1, h->ops->mem_size);
+    size_t n = 0;
+
+    CHECK(mem != NULL);
+    mem->ctx = h->ctx;
+    mem->addr = (uint64_t)(uintptr_t)addr;
+    mem->len = len;
+    mem->access = HMAF_ACCESS_READ_WRITE;
+    *status = h->ops->mem_register(mem);
+    if (*status < 0) {
+        free(mem);
+        return NULL;
+    }
+    CHECK_OK(h->ops->mem_export(mem, blob, HMAF_BLOB_MAX, &n));
+    CHECK(n <= HMAF_BLOB_MAX);
+    *blob_len = (uint32_t)n;
+    return mem;
+}
+
+/* An address whose page is unmapped, between two PROT_NONE guard pages
+ * so that no later mapping of ours lands there. */
+static uint64_t unmapped_page(void)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uint8_t *p = mmap(NULL, 3 * page, PROT_NONE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    CHECK(p != MAP_FAILED);
+    CHECK(munmap(p + page, page) == 0);
+    return (uint64_t)(uintptr_t)(p + page);
+}
+
+static void host_setup(struct host *h, int cmd_fd, struct host_info *info)
+{
+    uint8_t peer[HMAF_BLOB_MAX];
+    uint32_t peer_len;
+    size_t n = 0;
+    int status;
+
+    CHECK_OK(hmaf__engine_ctx_create(h->ops, HMAF_ROLE_HOST, &h->ctx));
+    if (read_full(cmd_fd, &peer_len, sizeof(peer_len)) < 0 ||
+        peer_len > sizeof(peer) || read_full(cmd_fd, peer, peer_len) < 0) {
+        _exit(2);
+    }
+    CHECK_OK(hmaf__engine_ep_create(h->ctx, peer, peer_len, &h->ep));
+    h->buf = aligned_alloc(4096, BUF_LEN);
+    CHECK(h->buf != NULL);
+    fill(h->buf, BUF_LEN, 0, 1);
+    h->buf_mem = host_register(h, h->buf, BUF_LEN, &status,
+                               info->export_blob, &info->export_len);
+    CHECK_OK(status);
+    info->addr = (uint64_t)(uintptr_t)h->buf;
+    info->len = BUF_LEN;
+    info->hole = unmapped_page();
+    h->hole_mem = host_register(h, (void *)(uintptr_t)info->hole, 4096,
+                                &status, info->hole_export,
+                                &info->hole_export_len);
+    info->hole_status = status;
+    CHECK_OK(h->ops->local_blob(h->ctx, info->blob, HMAF_BLOB_MAX, &n));
+    info->blob_len = (uint32_t)n;
+}
+
+static void host_serve(struct host *h, int cmd_fd, int reply_fd)
+{
+    struct host_cmd cmd;
+
+    while (read_full(cmd_fd, &cmd, sizeof(cmd)) == 0) {
+        uint8_t ok = cmd.op == 'v' && cmd.off <= BUF_LEN &&
+                     cmd.len <= BUF_LEN - cmd.off &&
+                     fnv1a(h->buf + cmd.off, cmd.len) == cmd.hash;
+
+        if (write_full(reply_fd, &ok, 1) < 0) {
+            break;
+        }
+    }
+    _exit(2); /* the parent went away: it kills us when it is done */
+}
+
+static void run_host(const struct hmaf_engine_ops *ops, int cmd_fd,
+                     int reply_fd)
+{
+    struct host h = {.ops = ops};
+    struct host_info info;
+
+    memset(&info, 0, sizeof(info));
+    host_setup(&h, cmd_fd, &info);
+    if (write_full(reply_fd, &info, sizeof(info)) < 0) {
+        _exit(2);
+    }
+    host_serve(&h, cmd_fd, reply_fd);
+}
+
+/* ---- the dpu side (parent) ---- */
+
+static void start_host(struct conf *c)
+{
+    int to_child[2], to_parent[2];
+
+    CHECK(pipe(to_child) == 0 && pipe(to_parent) == 0);
+    c->pid = fork();
+    CHECK(c->pid >= 0);
+    if (c->pid == 0) {
+        close(to_child[1]);
+        close(to_parent[0]);
+        run_host(c->ops, to_child[0], to_parent[1]);
+        _exit(2);
+    }
+    close(to_child[0]);
+    close(to_parent[1]);
+    c->cmd_fd = to_child[1];
+    c->reply_fd = to_parent[0];
+}
+
+static struct hmaf_engine_rmem *import(struct conf *c, uint64_t addr,
+                                       uint64_t len, const uint8_t *blob,
+                                       uint32_t blob_len)
+{
+    struct hmaf_engine_rmem *rmem = calloc(1, c->ops->rmem_size);
+
+    CHECK(rmem != NULL);
+    rmem->ep = c->ep;
+    rmem->addr = addr;
+    rmem->len = len;
+    rmem->access = HMAF_ACCESS_READ_WRITE;
+    CHECK_OK(c->ops->rmem_import(rmem, blob, blob_len));
+    return rmem;
+}
+
+static void connect_host(struct conf *c)
+{
+    uint8_t blob[HMAF_BLOB_MAX];
+    size_t n = 0;
+    uint32_t len;
+
+    CHECK_OK(hmaf__engine_ctx_create(c->ops, HMAF_ROLE_DPU, &c->ctx));
+    CHECK(c->ctx->ops == c->ops && c->ctx->role == HMAF_ROLE_DPU);
+    CHECK_OK(c->ops->local_blob(c->ctx, blob, sizeof(blob), &n));
+    CHECK(n <= sizeof(blob));
+    len = (uint32_t)n;
+    CHECK(write_full(c->cmd_fd, &len, sizeof(len)) == 0);
+    CHECK(write_full(c->cmd_fd, blob, len) == 0);
+    CHECK(read_full(c->reply_fd, &c->info, sizeof(c->info)) == 0);
+    CHECK(c->info.blob_len <= HMAF_BLOB_MAX);
+    CHECK_OK(hmaf__engine_ep_create(c->ctx, c->info.blob, c->info.blob_len,
+                                    &c->ep));
+    CHECK(c->ep->ctx == c->ctx);
+    c->buf = import(c, c->info.addr, c->info.len, c->info.export_blob,
+                    c->info.export_len);
+    if (c->info.hole_status == 0) {
+        c->hole = import(c, c->info.hole, 4096, c->info.hole_export,
+                         c->info.hole_export_len);
+    }
+    c->model = malloc(BUF_LEN);
+    CHECK(c->model != NULL);
+    fill(c->model, BUF_LEN, 0, 1);
+}
+
+static void release(struct conf *c, struct hmaf_engine_rmem *rmem)
+{
+    if (rmem != NULL) {
+        c->ops->rmem_release(rmem);
+        free(rmem);
+    }
+}
+
+static void stop_host(struct conf *c)
+{
+    int st;
+
+    if (c->pid > 0) {
+        CHECK(kill(c->pid, SIGKILL) == 0);
+        CHECK(waitpid(c->pid, &st, 0) == c->pid);
+        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+        c->pid = -1;
+    }
+}
+
+static void disconnect(struct conf *c)
+{
+    stop_host(c);
+    release(c, c->hole);
+    release(c, c->buf);
+    hmaf__engine_ep_destroy(c->ep);
+    hmaf__engine_ctx_destroy(c->ctx);
+    free(c->model);
+    close(c->cmd_fd);
+    close(c->reply_fd);
+}
+
+static double now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Run a batch, alternating hmaf__engine_run and post + progress by hand. */
+static int submit(struct conf *c, struct hmaf_xfer_batch *b)
+{
+    double deadline = now() + PROGRESS_TIMEOUT_S;
+    int ret;
+
+    CHECK(b->count >= 1 && b->count <= c->lim.max_segments);
+    c->manual = !c->manual;
+    if (!c->manual) {
+        ret = hmaf__engine_run(c->ep, b);
+        CHECK_EQ(b->completed, b->count);
+        return ret;
+    }
+    b->completed = 0;
+    b->status = 0;
+    ret = c->ops->post(c->ep, b);
+    if (ret < 0) {
+        return ret;
+    }
+    while (b->completed < b->count) {
+        CHECK(c->ops->progress(c->ep) >= 0);
+        CHECK(now() < deadline);
+    }
+    CHECK_EQ(b->completed, b->count);
+    return b->status;
+}
+
+/* Move len bytes, split at max_transfer, in posts of at most max_segments
+ * descriptors. Returns the first failing batch's status. */
+static int transfer(struct conf *c, enum hmaf_xfer_op op,
+                    struct hmaf_engine_rmem *rmem, uint8_t *local,
+                    uint64_t remote, size_t len)
+{
+    struct hmaf_xfer x[8];
+    uint32_t per_post = c->lim.max_segments < 8 ? c->lim.max_segments : 8;
+
+    while (len > 0) {
+        struct hmaf_xfer_batch b = {.op = op, .xfers = x, .count = 0};
+        int ret;
+
+        while (len > 0 && b.count < per_post) {
+            size_t n = len < c->lim.max_transfer ? len : c->lim.max_transfer;
+            x[b.count++] = (struct hmaf_xfer){rmem, local, remote, n};
+            local += n;
+            remote += n;
+            len -= n;
+        }
+        ret = submit(c, &b);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return 0;
+}
+
+/* Ask the host whether its [off, off+len) matches our model. */
+static void host_verify(struct conf *c, uint64_t off, uint64_t len)
+{
+    struct host_cmd cmd = {.off = off, .len = len, .op = 'v'};
+    uint8_t ok = 0;
+
+    cmd.hash = fnv1a(c->model + off, len);
+    CHECK(write_full(c->cmd_fd, &cmd, sizeof(cmd)) == 0);
+    CHECK(read_full(c->reply_fd, &ok, 1) == 0);
+    CHECK_EQ(ok, 1);
+}
+
+static void check_ops_table(const struct hmaf_engine_ops *ops,
+                            const char *name)
+{
+    CHECK(strcmp(ops->name, name) == 0);
+    CHECK_EQ(ops->abi_version, HMAF_ENGINE_ABI_VERSION);
+    CHECK(ops->ctx_size >= sizeof(struct hmaf_engine_ctx));
+    CHECK(ops->ep_size >= sizeof(struct hmaf_engine_ep));
+    CHECK(ops->mem_size >= sizeof(struct hmaf_engine_mem));
+    CHECK(ops->rmem_size >= sizeof(struct hmaf_engine_rmem));
+    /* The registry fills every optional op: callers never test for NULL. */
+    CHECK(ops->probe && ops->ctx_open && ops->ctx_close && ops->limits);
+    CHECK(ops->local_blob && ops->ep_open && ops->ep_close);
+    CHECK(ops->mem_register && ops->mem_export && ops->mem_deregister);
+    CHECK(ops->rmem_import && ops->rmem_release);
+    CHECK(ops->post && ops->progress);
+    CHECK_OK(ops->probe());
+}
+
+static void check_limits(struct conf *c)
+{
+    struct hmaf_engine_limits *lim = &c->lim;
+
+    memset(lim, 0, sizeof(*lim));
+    c->ops->limits(c->ctx, lim);
+    CHECK(lim->max_transfer >= 1);
+    CHECK(lim->max_inflight >= 1);
+    CHECK(lim->max_segments >= 1);
+    CHECK(lim->max_blob >= 1);
+    CHECK(c->info.blob_len <= lim->max_blob);
+    CHECK(c->info.export_len <= lim->max_blob);
+}
+
+static void first_read_or_skip(struct conf *c)
+{
+    uint8_t b = 0;
+    int ret = transfer(c, HMAF_XFER_READ, c->buf, &b, c->info.addr, 1);
+
+    if (ret == HMAF_EPERM) {
+        disconnect(c);
+        SKIP("engine %s: not permitted to access the host process",
+             c->name);
+    }
+    CHECK_OK(ret);
+    CHECK_EQ(b, c->model[0]);
+}
+
+static void check_read(struct conf *c, uint64_t off, size_t len)
+{
+    uint8_t *buf = malloc(len + 2 * CANARY);
+
+    CHECK(buf != NULL);
+    memset(buf, 0xee, len + 2 * CANARY);
+    CHECK_OK(transfer(c, HMAF_XFER_READ, c->buf, buf + CANARY,
+                      c->info.addr + off, len));
+    CHECK(memcmp(buf + CANARY, c->model + off, len) == 0);
+    for (size_t i = 0; i < CANARY; i++) {
+        CHECK_EQ(buf[i], 0xee);
+        CHECK_EQ(buf[CANARY + len + i], 0xee);
+    }
+    free(buf);
+}
+
+static void test_reads(struct conf *c)
+{
+    check_read(c, 0, 1);
+    check_read(c, BUF_LEN - 1, 1);
+    check_read(c, 64, 64);
+    check_read(c, 4095, 4097);
+    check_read(c, (1u << 20) + 1, 1u << 20);
+    check_read(c, 0, BUF_LEN);
+}
+
+/* Write salt's pattern, then have the host check it and the margins. */
+static void check_write(struct conf *c, uint64_t off, size_t len,
+                        unsigned salt)
+{
+    uint8_t *src = malloc(len);
+    uint64_t lo = off < CANARY ? 0 : off - CANARY;
+    uint64_t hi = off + len + CANARY > BUF_LEN ? BUF_LEN : off + len + CANARY;
+
+    CHECK(src != NULL);
+    fill(src, len, off, salt);
+    CHECK_OK(transfer(c, HMAF_XFER_WRITE, c->buf, src, c->info.addr + off,
+                      len));
+    fill(c->model + off, len, off, salt);
+    CHECK(memcmp(src, c->model + off, len) == 0); /* the source is intact */
+    free(src);
+    host_verify(c, lo, hi - lo);
+}
+
+static void test_writes(struct conf *c)
+{
+    check_write(c, 5, 1, 2);
+    check_write(c, BUF_LEN - 1, 1, 2);
+    check_write(c, 8191, 4097, 2);
+    check_write(c, 3 * (1u << 20) + 17, 1u << 20, 2);
+    host_verify(c, 0, BUF_LEN);
+    check_write(c, 0, BUF_LEN, 3);
+    host_verify(c, 0, BUF_LEN);
+    check_read(c, 0, BUF_LEN);
+}
+
+struct segs {
+    uint32_t n;
+    struct hmaf_xfer *x;
+    uint8_t *local;
+};
+
+/* n small transfers spread over the buffer, each with its own local slot. */
+static void make_segments(struct conf *c, struct segs *s)
+{
+    uint64_t stride;
+
+    s->n = c->lim.max_segments < MAX_SEGS_TESTED ? c->lim.max_segments
+                                                 : MAX_SEGS_TESTED;
+    stride = (BUF_LEN - SLOT) / s->n;
+    s->x = calloc(s->n, sizeof(*s->x));
+    s->local = malloc((size_t)s->n * SLOT);
+    CHECK(s->x != NULL && s->local != NULL);
+    memset(s->local, 0xee, (size_t)s->n * SLOT);
+    for (uint32_t i = 0; i < s->n; i++) {
+        s->x[i].rmem = c->buf;
+        s->x[i].local = s->local + (size_t)i * SLOT;
+        s->x[i].remote_addr = c->info.addr + i * stride + i % 7;
+        s->x[i].len = 1 + (i * 37u) % 200;
+    }
+}
+
+static void free_segments(struct segs *s)
+{
+    free(s->x);
+    free(s->local);
+}
+
+static uint64_t seg_off(const struct conf *c, const struct hmaf_xfer *x)
+{
+    return x->remote_addr - c->info.addr;
+}
+
+static void test_segments_read(struct conf *c)
+{
+    struct segs s;
+    struct hmaf_xfer_batch b = {.op = HMAF_XFER_READ};
+
+    make_segments(c, &s);
+    b.xfers = s.x;
+    b.count = s.n;
+    CHECK_OK(submit(c, &b));
+    for (uint32_t i = 0; i < s.n; i++) {
+        const uint8_t *slot = s.local + (size_t)i * SLOT;
+        CHECK(memcmp(slot, c->model + seg_off(c, &s.x[i]), s.x[i].len) == 0);
+        for (size_t j = s.x[i].len; j < SLOT; j++) {
+            CHECK_EQ(slot[j], 0xee);
+        }
+    }
+    free_segments(&s);
+}
+
+static void test_segments_write(struct conf *c)
+{
+    struct segs s;
+    struct hmaf_xfer_batch b = {.op = HMAF_XFER_WRITE};
+
+    make_segments(c, &s);
+    for (uint32_t i = 0; i < s.n; i++) {
+        fill(s.x[i].local, s.x[i].len, seg_off(c, &s.x[i]), 4);
+    }
+    b.xfers = s.x;
+    b.count = s.n;
+    CHECK_OK(submit(c, &b));
+    for (uint32_t i = 0; i < s.n; i++) {
+        fill(c->model + seg_off(c, &s.x[i]), s.x[i].len, seg_off(c, &s.x[i]),
+             4);
+    }
+    host_verify(c, 0, BUF_LEN);
+    free_segments(&s);
+}
+
+/* The middle of three transfers hits an unmapped page: the batch fails
+ * with HMAF_EFAULT and the first transfer has landed. */
+static void test_fault_read(struct conf *c)
+{
+    uint8_t a[100], hole[100], z[100];
+    struct hmaf_xfer x[3] = {
+        {c->buf, a, c->info.addr + 200, sizeof(a)},
+        {c->hole, hole, c->info.hole, sizeof(hole)},
+        {c->buf, z, c->info.addr + 5000, sizeof(z)},
+    };
+    struct hmaf_xfer_batch b = {.op = HMAF_XFER_READ, .xfers = x, .count = 3};
+
+    memset(a, 0xee, sizeof(a));
+    CHECK_ERR(submit(c, &b), HMAF_EFAULT);
+    CHECK_ERR(b.status, HMAF_EFAULT);
+    CHECK(memcmp(a, c->model + 200, sizeof(a)) == 0);
+    CHECK_ERR(transfer(c, HMAF_XFER_READ, c->hole, hole, c->info.hole, 1),
+              HMAF_EFAULT);
+    check_read(c, 0, 64); /* the ep is still usable */
+}
+
+static void test_fault_write(struct conf *c)
+{
+    uint8_t a[100], hole[100], z[100];
+    struct hmaf_xfer x[3] = {
+        {c->buf, a, c->info.addr, sizeof(a)},
+        {c->hole, hole, c->info.hole, sizeof(hole)},
+        {c->buf, z, c->info.addr + 1000, sizeof(z)},
+    };
+    struct hmaf_xfer_batch b = {.op = HMAF_XFER_WRITE, .xfers = x, .count = 3};
+
+    fill(a, sizeof(a), 0, 5);
+    memset(hole, 0x11, sizeof(hole));
+    memcpy(z, c->model + 1000, sizeof(z)); /* landing or not: no change */
+    CHECK_ERR(submit(c, &b), HMAF_EFAULT);
+    CHECK_ERR(b.status, HMAF_EFAULT);
+    fill(c->model, sizeof(a), 0, 5);
+    host_verify(c, 0, BUF_LEN);
+    check_write(c, 64, 64, 6); /* the ep is still usable */
+}
+
+static void test_faults(struct conf *c)
+{
+    if (c->hole == NULL) {
+        fprintf(stderr, "note: %s cannot register an unmapped page (%s): "
+                        "fault batches not tested\n",
+                c->name, hmaf_err_name(c->info.hole_status));
+        return;
+    }
+    test_fault_read(c);
+    test_fault_write(c);
+}
+
+static void test_host_gone(struct conf *c)
+{
+    uint8_t b = 0;
+
+    stop_host(c);
+    CHECK_ERR(transfer(c, HMAF_XFER_READ, c->buf, &b, c->info.addr, 1),
+              HMAF_ECONNRESET);
+    CHECK_ERR(transfer(c, HMAF_XFER_WRITE, c->buf, &b, c->info.addr, 1),
+              HMAF_ECONNRESET);
+}
+
+int main(int argc, char **argv)
+{
+    struct conf c = {.pid = -1};
+
+    if (argc != 2) {
+        fprintf(stderr, "usage: engine_conformance <engine-name>\n");
+        return 1;
+    }
+    c.name = argv[1];
+    c.ops = hmaf__engine_find(c.name);
+    if (c.ops == NULL) {
+        SKIP("engine %s is not built or not usable here", c.name);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    check_ops_table(c.ops, c.name);
+    start_host(&c);
+    connect_host(&c);
+    check_limits(&c);
+    first_read_or_skip(&c);
+    test_reads(&c);
+    test_segments_read(&c);
+    test_writes(&c);
+    test_segments_write(&c);
+    test_faults(&c);
+    test_host_gone(&c);
+    disconnect(&c);
+    printf("engine_conformance %s: ok\n", c.name);
+    return 0;
 }

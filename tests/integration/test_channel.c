@@ -132,9 +132,24 @@ static void check_address_errors(void)
     CHECK_ERR(hmaf_agent_dial(NULL, "tcp:127.0.0.1:1", 100), HMAF_EINVAL);
 }
 
+/* Create, expose, then listen: the order a host wants. */
+static void check_listen_later(void)
+{
+    hmaf_agent_t *agent = start_agent(NULL);
+
+    CHECK(hmaf_agent_address(agent) == NULL);
+    CHECK_ERR(hmaf_agent_listen(agent, NULL), HMAF_EINVAL);
+    CHECK_ERR(hmaf_agent_listen(agent, "bogus"), HMAF_EADDRESS);
+    CHECK_OK(hmaf_agent_listen(agent, "tcp:127.0.0.1:0"));
+    CHECK_ERR(hmaf_agent_listen(agent, "tcp:127.0.0.1:0"), HMAF_EINVAL);
+    connect_and_use(hmaf_agent_address(agent));
+    hmaf_agent_destroy(agent);
+}
+
 int main(void)
 {
     check_agent_listens();
+    check_listen_later();
     check_dpu_listens("unix:@hmaf-test-dpu-listens");
     check_dpu_listens("tcp:127.0.0.1:47219");
     check_address_errors();

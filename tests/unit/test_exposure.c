@@ -123,6 +123,7 @@ static void test_take_exact(void)
     CHECK(hmaf__exposure_take(&ex, 0x1000, 0xfff) == NULL);
     CHECK(hmaf__exposure_take(&ex, 0x1000, 0x1001) == NULL);
     CHECK(hmaf__exposure_take(&ex, 0x1001, 0xfff) == NULL);
+    CHECK(hmaf__exposure_take(&ex, 0x1001, 0x1000) == NULL);
     CHECK(hmaf__exposure_take(&ex, 0x800, 0x1800) == NULL);
     CHECK(hmaf__exposure_take(&ex, 0x2000, 0x1000) == NULL); /* a gap */
     CHECK(hmaf__exposure_find(&ex, 0x1800) == a);
