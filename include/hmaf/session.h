@@ -106,6 +106,7 @@ HMAF_API int hmaf_session_lookup(hmaf_session_t *session, const char *name,
  * several exposures.
  * @return 0; HMAF_EINVAL (NULL, len 0), HMAF_EOVERFLOW (address + len wraps),
  *         HMAF_EFAULT (not exposed, or not mapped in the host),
+ *         HMAF_EOVERFLOW also when remote_addr + len exceeds UINT64_MAX,
  *         HMAF_ECONNRESET (host gone), HMAF_ETIMEDOUT, HMAF_EPERM.
  */
 HMAF_API int hmaf_session_read(hmaf_session_t *session, void *buf,

@@ -331,7 +331,7 @@ static int cache_region(struct hmaf_session *s,
 static int valid_region_answer(const struct hmaf_resp_register *resp,
                                uint64_t addr)
 {
-    return resp->len > 0 && resp->len - 1 <= UINT64_MAX - resp->base &&
+    return resp->len > 0 && resp->len <= UINT64_MAX - resp->base &&
            addr >= resp->base && addr - resp->base < resp->len &&
            (resp->access == HMAF_ACCESS_READ ||
             resp->access == HMAF_ACCESS_READ_WRITE);

@@ -36,7 +36,7 @@ static int validate_segs(const hmaf_seg_t *segs, size_t nsegs)
         if (segs[i].local == NULL || segs[i].len == 0) {
             return HMAF_EINVAL;
         }
-        if (segs[i].len - 1 > UINT64_MAX - segs[i].remote_addr) {
+        if (segs[i].len > UINT64_MAX - segs[i].remote_addr) {
             return HMAF_EOVERFLOW;
         }
     }
@@ -112,7 +112,7 @@ static int build_batch(struct hmaf_session *s, enum hmaf_xfer_op op,
             return HMAF_EACCES;
         }
         hmaf__count(s, cache_hits, 1);
-        piece = HMAF_MIN(seg->len - cur->off, r->iv.base + r->iv.len - addr);
+        piece = HMAF_MIN(seg->len - cur->off, r->iv.len - (addr - r->iv.base));
         piece = HMAF_MIN(piece, s->limits.max_transfer);
         xfers[n++] = (struct hmaf_xfer){
             .rmem = r->rmem,

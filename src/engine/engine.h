@@ -74,7 +74,7 @@ struct hmaf_xfer {
     struct hmaf_engine_rmem *rmem; /* contains [remote_addr, +len) */
     void *local;
     uint64_t remote_addr;
-    size_t len;
+    size_t len; /* > 0, <= limits.max_transfer */
 };
 
 struct hmaf_xfer_batch {

@@ -17,7 +17,7 @@ int hmaf__exposure_add(struct hmaf__exposures *ex, uint64_t base, uint64_t len,
         (access != HMAF_ACCESS_READ && access != HMAF_ACCESS_READ_WRITE)) {
         return HMAF_EINVAL;
     }
-    if (len - 1 > UINT64_MAX - base) {
+    if (len > UINT64_MAX - base) { /* the end address must not wrap */
         return HMAF_EOVERFLOW;
     }
     e = calloc(1, sizeof(*e));

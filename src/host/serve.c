@@ -74,7 +74,7 @@ static int serve_register(struct hmaf_agent *a, struct agent_session *s,
     if (r.len == 0) {
         return HMAF_EINVAL;
     }
-    if (r.len - 1 > UINT64_MAX - r.addr) {
+    if (r.len > UINT64_MAX - r.addr) {
         return HMAF_EOVERFLOW;
     }
     e = hmaf__exposure_find(&a->exposures, r.addr);

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HMAF_WIRE_MAGIC 0x464d4148u /* "HMAF" read as little-endian u32 */
+#define HMAF_WIRE_MAGIC 0x46414d48u /* bytes "HMAF" read as little-endian u32 */
 #define HMAF_HDR_SIZE 16
 #define HMAF_ENGINE_NAME_MAX 16
 #define HMAF_BLOB_MAX 256

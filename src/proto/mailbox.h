@@ -26,7 +26,7 @@
 
 #include "proto/handshake.h"
 
-#define HMAF_MBOX_MAGIC 0x584f424du /* "MBOX" */
+#define HMAF_MBOX_MAGIC 0x584f424du /* bytes "MBOX" read as little-endian */
 #define HMAF_MBOX_VERSION 1
 #define HMAF_MBOX_HEADER_EPOCH 24 /* offset of the revocation epoch */
 #define HMAF_MBOX_ACK_OFFSET 64

@@ -33,10 +33,11 @@ long hmaf__iset_find(const struct hmaf__interval_set *set, uint64_t addr)
 static int overlaps_neighbours(const struct hmaf__interval_set *set,
                                size_t at, const struct hmaf__interval *iv)
 {
-    if (at > 0 && set->v[at - 1]->base + set->v[at - 1]->len > iv->base) {
+    /* Compare last bytes, not ends: an end of exactly 2^64 would wrap. */
+    if (at > 0 && set->v[at - 1]->base + (set->v[at - 1]->len - 1) >= iv->base) {
         return 1;
     }
-    return at < set->n && iv->base + iv->len > set->v[at]->base;
+    return at < set->n && iv->base + (iv->len - 1) >= set->v[at]->base;
 }
 
 int hmaf__iset_insert(struct hmaf__interval_set *set,

@@ -11,7 +11,7 @@
 
 struct hmaf__interval {
     uint64_t base;
-    uint64_t len; /* > 0, base + len does not wrap */
+    uint64_t len; /* > 0; base + len <= UINT64_MAX (callers check) */
 };
 
 struct hmaf__interval_set {

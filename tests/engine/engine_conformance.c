@@ -22,12 +22,13 @@
 #include "engine/engine.h"
 #include "proto/handshake.h"
 
-#define BUF_LEN (8u << 20)
-#define CANARY 64
-#define SLOT 256            /* local bytes per segment in segment batches */
-#define MAX_SEGS_TESTED 16384 /* keeps every segment 511 bytes apart */
-#define PIPE_TIMEOUT_MS 30000
+#define BUF_LEN            (8u << 20)
+#define CANARY             64
+#define SLOT               256 /* local bytes per segment in segment batches */
+#define MAX_SEGS_TESTED    16384 /* keeps every segment 511 bytes apart */
+#define PIPE_TIMEOUT_MS    30000
 #define PROGRESS_TIMEOUT_S 30
+#define WATCHDOG_S         50 /* under ctest's 60: say where we hung */
 
 /* Child -> parent, once, after setup. */
 struct host_info {
@@ -159,8 +160,8 @@ static struct hmaf_engine_mem *host_register(struct host *h, void *addr,
 static uint64_t unmapped_page(void)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    uint8_t *p = mmap(NULL, 3 * page, PROT_NONE,
-                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uint8_t *p =
+        mmap(NULL, 3 * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
     CHECK(p != MAP_FAILED);
     CHECK(munmap(p + page, page) == 0);
@@ -183,15 +184,14 @@ static void host_setup(struct host *h, int cmd_fd, struct host_info *info)
     h->buf = aligned_alloc(4096, BUF_LEN);
     CHECK(h->buf != NULL);
     fill(h->buf, BUF_LEN, 0, 1);
-    h->buf_mem = host_register(h, h->buf, BUF_LEN, &status,
-                               info->export_blob, &info->export_len);
+    h->buf_mem = host_register(h, h->buf, BUF_LEN, &status, info->export_blob,
+                               &info->export_len);
     CHECK_OK(status);
     info->addr = (uint64_t)(uintptr_t)h->buf;
     info->len = BUF_LEN;
     info->hole = unmapped_page();
-    h->hole_mem = host_register(h, (void *)(uintptr_t)info->hole, 4096,
-                                &status, info->hole_export,
-                                &info->hole_export_len);
+    h->hole_mem = host_register(h, (void *)(uintptr_t)info->hole, 4096, &status,
+                                info->hole_export, &info->hole_export_len);
     info->hole_status = status;
     CHECK_OK(h->ops->local_blob(h->ctx, info->blob, HMAF_BLOB_MAX, &n));
     info->blob_len = (uint32_t)n;
@@ -278,8 +278,8 @@ static void connect_host(struct conf *c)
     CHECK(write_full(c->cmd_fd, blob, len) == 0);
     CHECK(read_full(c->reply_fd, &c->info, sizeof(c->info)) == 0);
     CHECK(c->info.blob_len <= HMAF_BLOB_MAX);
-    CHECK_OK(hmaf__engine_ep_create(c->ctx, c->info.blob, c->info.blob_len,
-                                    &c->ep));
+    CHECK_OK(
+        hmaf__engine_ep_create(c->ctx, c->info.blob, c->info.blob_len, &c->ep));
     CHECK(c->ep->ctx == c->ctx);
     c->buf = import(c, c->info.addr, c->info.len, c->info.export_blob,
                     c->info.export_len);
@@ -390,17 +390,20 @@ static int transfer(struct conf *c, enum hmaf_xfer_op op,
 /* Ask the host whether its [off, off+len) matches our model. */
 static void host_verify(struct conf *c, uint64_t off, uint64_t len)
 {
-    struct host_cmd cmd = {.off = off, .len = len, .op = 'v'};
+    struct host_cmd cmd;
     uint8_t ok = 0;
 
+    memset(&cmd, 0, sizeof(cmd)); /* no uninitialised padding on the pipe */
+    cmd.off = off;
+    cmd.len = len;
     cmd.hash = fnv1a(c->model + off, len);
+    cmd.op = 'v';
     CHECK(write_full(c->cmd_fd, &cmd, sizeof(cmd)) == 0);
     CHECK(read_full(c->reply_fd, &ok, 1) == 0);
     CHECK_EQ(ok, 1);
 }
 
-static void check_ops_table(const struct hmaf_engine_ops *ops,
-                            const char *name)
+static void check_ops_table(const struct hmaf_engine_ops *ops, const char *name)
 {
     CHECK(strcmp(ops->name, name) == 0);
     CHECK_EQ(ops->abi_version, HMAF_ENGINE_ABI_VERSION);
@@ -438,8 +441,7 @@ static void first_read_or_skip(struct conf *c)
 
     if (ret == HMAF_EPERM) {
         disconnect(c);
-        SKIP("engine %s: not permitted to access the host process",
-             c->name);
+        SKIP("engine %s: not permitted to access the host process", c->name);
     }
     CHECK_OK(ret);
     CHECK_EQ(b, c->model[0]);
@@ -472,8 +474,7 @@ static void test_reads(struct conf *c)
 }
 
 /* Write salt's pattern, then have the host check it and the margins. */
-static void check_write(struct conf *c, uint64_t off, size_t len,
-                        unsigned salt)
+static void check_write(struct conf *c, uint64_t off, size_t len, unsigned salt)
 {
     uint8_t *src = malloc(len);
     uint64_t lo = off < CANARY ? 0 : off - CANARY;
@@ -481,8 +482,8 @@ static void check_write(struct conf *c, uint64_t off, size_t len,
 
     CHECK(src != NULL);
     fill(src, len, off, salt);
-    CHECK_OK(transfer(c, HMAF_XFER_WRITE, c->buf, src, c->info.addr + off,
-                      len));
+    CHECK_OK(
+        transfer(c, HMAF_XFER_WRITE, c->buf, src, c->info.addr + off, len));
     fill(c->model + off, len, off, salt);
     CHECK(memcmp(src, c->model + off, len) == 0); /* the source is intact */
     free(src);
@@ -621,8 +622,9 @@ static void test_fault_write(struct conf *c)
 static void test_faults(struct conf *c)
 {
     if (c->hole == NULL) {
-        fprintf(stderr, "note: %s cannot register an unmapped page (%s): "
-                        "fault batches not tested\n",
+        fprintf(stderr,
+                "note: %s cannot register an unmapped page (%s): "
+                "fault batches not tested\n",
                 c->name, hmaf_err_name(c->info.hole_status));
         return;
     }
@@ -641,6 +643,18 @@ static void test_host_gone(struct conf *c)
               HMAF_ECONNRESET);
 }
 
+static void on_watchdog(int sig)
+{
+    static const char msg[] = "engine_conformance: timed out (a transfer "
+                              "never completed?)\n";
+
+    (void)sig;
+    if (write(2, msg, sizeof(msg) - 1) < 0) {
+        _exit(1);
+    }
+    _exit(1);
+}
+
 int main(int argc, char **argv)
 {
     struct conf c = {.pid = -1};
@@ -655,6 +669,8 @@ int main(int argc, char **argv)
         SKIP("engine %s is not built or not usable here", c.name);
     }
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGALRM, on_watchdog);
+    alarm(WATCHDOG_S);
     check_ops_table(c.ops, c.name);
     start_host(&c);
     connect_host(&c);

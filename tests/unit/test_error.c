@@ -61,8 +61,8 @@ static void test_success(void)
 
 static void test_unknown(void)
 {
-    static const int unknown[] = {12345, INT_MIN, INT_MAX, 1, -3, -3999,
-                                  -4000, -4999};
+    static const int unknown[] = {12345, INT_MIN, INT_MAX, 1,
+                                  -3,    -3999,   -4000,   -4999};
 
     for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
         const char *text = hmaf_strerror(unknown[i]);

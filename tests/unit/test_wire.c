@@ -12,14 +12,14 @@
 #include "util/wire.h"
 
 /* Body offsets of the fields the rejection tests corrupt. */
-#define HELLO_TOKEN_LEN_AT 32
-#define HELLO_ENGINE_AT 33
-#define HELLO_BLOB_LEN_AT (33 + HMAF_ENGINE_NAME_MAX)
-#define WELCOME_ENGINE_AT 0
-#define WELCOME_BLOB_LEN_AT HMAF_ENGINE_NAME_MAX
-#define WELCOME_SESSION_AT (HMAF_ENGINE_NAME_MAX + 2 + HMAF_BLOB_MAX)
+#define HELLO_TOKEN_LEN_AT    32
+#define HELLO_ENGINE_AT       33
+#define HELLO_BLOB_LEN_AT     (33 + HMAF_ENGINE_NAME_MAX)
+#define WELCOME_ENGINE_AT     0
+#define WELCOME_BLOB_LEN_AT   HMAF_ENGINE_NAME_MAX
+#define WELCOME_SESSION_AT    (HMAF_ENGINE_NAME_MAX + 2 + HMAF_BLOB_MAX)
 #define WELCOME_EXPORT_LEN_AT (WELCOME_SESSION_AT + 8 + 8 + 8 + 4)
-#define RESP_REGISTER_FIXED 33
+#define RESP_REGISTER_FIXED   33
 
 static void put_le16(uint8_t *p, uint16_t v)
 {
@@ -47,9 +47,9 @@ static void check_blob_eq(const struct hmaf_blob *a, const struct hmaf_blob *b)
 static void test_cursor_little_endian(void)
 {
     uint8_t buf[15];
-    static const uint8_t want[15] = {0x01, 0x03, 0x02, 0x07, 0x06, 0x05,
-                                     0x04, 0x0f, 0x0e, 0x0d, 0x0c, 0x0b,
-                                     0x0a, 0x09, 0x08};
+    static const uint8_t want[15] = {0x01, 0x03, 0x02, 0x07, 0x06,
+                                     0x05, 0x04, 0x0f, 0x0e, 0x0d,
+                                     0x0c, 0x0b, 0x0a, 0x09, 0x08};
     struct hmaf_wire w = hmaf__wire(buf, sizeof(buf));
 
     hmaf__wire_put_u8(&w, 0x01);
@@ -222,9 +222,9 @@ static void test_hello_encode_cap(void)
     make_hello(&h, "t", 4);
     CHECK_EQ(hmaf__hello_encode(&h, buf, HMAF_HDR_SIZE - 1), 0);
     CHECK_EQ(hmaf__hello_encode(&h, buf, HMAF_HDR_SIZE), 0);
-    CHECK_EQ(hmaf__hello_encode(&h, buf,
-                                HMAF_HDR_SIZE + HMAF_HELLO_BODY_SIZE - 1),
-             0);
+    CHECK_EQ(
+        hmaf__hello_encode(&h, buf, HMAF_HDR_SIZE + HMAF_HELLO_BODY_SIZE - 1),
+        0);
     CHECK_EQ(hmaf__hello_encode(&h, buf, HMAF_HDR_SIZE + HMAF_HELLO_BODY_SIZE),
              HMAF_HDR_SIZE + HMAF_HELLO_BODY_SIZE);
 }
@@ -291,8 +291,7 @@ static void make_welcome(struct hmaf_welcome *w)
     fill_blob(&w->mailbox_export, HMAF_BLOB_MAX, 9);
 }
 
-static const uint8_t *encode_welcome(const struct hmaf_welcome *w,
-                                     uint8_t *buf)
+static const uint8_t *encode_welcome(const struct hmaf_welcome *w, uint8_t *buf)
 {
     struct hmaf_msg_hdr hdr;
     size_t n = hmaf__welcome_encode(w, buf, HMAF_MSG_MAX);
@@ -480,8 +479,7 @@ static void test_resp_register(void)
                   buf, RESP_REGISTER_FIXED + 2 + HMAF_BLOB_MAX + 1, &out),
               HMAF_EPROTO);
     put_le16(buf + RESP_REGISTER_FIXED, 0xffff);
-    CHECK_ERR(hmaf__resp_register_decode(buf, sizeof(buf), &out),
-              HMAF_EPROTO);
+    CHECK_ERR(hmaf__resp_register_decode(buf, sizeof(buf), &out), HMAF_EPROTO);
 }
 
 static void test_req_deregister(void)
@@ -561,8 +559,7 @@ static void check_resp_word(uint32_t seq, int status, uint16_t len)
 
 static void test_words(void)
 {
-    CHECK(hmaf__mbox_req_word(1, 2, 3) ==
-          (1ull | 2ull << 32 | 3ull << 40));
+    CHECK(hmaf__mbox_req_word(1, 2, 3) == (1ull | 2ull << 32 | 3ull << 40));
     check_req_word(1, HMAF_OP_PING, 0);
     check_req_word(UINT32_MAX, HMAF_OP_LOOKUP, HMAF_MBOX_REQ_MAX);
     check_req_word(0x80000001u, 0xff, 0xffff);
@@ -580,10 +577,10 @@ static void test_words(void)
 static void test_layout(void)
 {
     CHECK_EQ(hmaf__mbox_size(0), HMAF_MBOX_SLOTS_OFFSET);
-    CHECK_EQ(hmaf__mbox_size(2), HMAF_MBOX_SLOTS_OFFSET +
-                                     2 * HMAF_MBOX_SLOT_SIZE);
-    CHECK_EQ(hmaf__mbox_slot_offset(1), HMAF_MBOX_SLOTS_OFFSET +
-                                            HMAF_MBOX_SLOT_SIZE);
+    CHECK_EQ(hmaf__mbox_size(2),
+             HMAF_MBOX_SLOTS_OFFSET + 2 * HMAF_MBOX_SLOT_SIZE);
+    CHECK_EQ(hmaf__mbox_slot_offset(1),
+             HMAF_MBOX_SLOTS_OFFSET + HMAF_MBOX_SLOT_SIZE);
     CHECK(HMAF_MBOX_REQ_PAYLOAD + HMAF_MBOX_REQ_MAX <= HMAF_MBOX_RESP_WORD);
     CHECK(RESP_REGISTER_FIXED + 2 + HMAF_BLOB_MAX <= HMAF_MBOX_RESP_MAX);
 }
@@ -593,7 +590,6 @@ int main(void)
     test_cursor_little_endian();
     test_cursor_bounds();
     test_hdr_round_trip();
-    if (getenv("XX")) test_hdr_magic_bytes();
     test_hdr_wrong_magic();
     test_body_sizes();
     test_hello_round_trip();
@@ -611,6 +607,7 @@ int main(void)
     test_resp_lookup();
     test_words();
     test_layout();
+    test_hdr_magic_bytes();
     printf("test_wire: ok\n");
     return 0;
 }
