@@ -10,7 +10,10 @@
  * The machines are shared and noisy, so absolute figures mean little: each
  * metric is a ratio against a baseline measured in the same run. HMAF and
  * raw rounds alternate, the order flipping every round so that drift hits
- * both alike, and each figure is the median of its rounds.
+ * both alike, and each figure is the median of its rounds. A round during
+ * which other tasks kept our threads from their cpus (the schedstat run
+ * delay says so) is run again; the notes under the table say how noisy the
+ * run was.
  *
  * Fairness: host and dpu side share two cores. The agent's thread spins
  * for 200 us after a request and then sleeps; the raw pong thread spins
@@ -23,6 +26,7 @@
  * and server on one CPU, and round trips then take a time slice each
  * (hundreds of us) for whole rounds; --no-pin shows it.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
@@ -36,7 +40,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -45,18 +48,21 @@
 #include <hmaf/hmaf.h>
 
 #define BENCH_TOKEN "hmaf-bench"
-#define NO_CPU (-1)
-#define BUF_LEN ((size_t)64 << 20)
-#define BIG_LEN ((size_t)1 << 20)
-#define SMALL_LEN ((size_t)64)
+#define NO_CPU      (-1)
+#define BUF_LEN     ((size_t)64 << 20)
+#define BIG_LEN     ((size_t)1 << 20)
+#define SMALL_LEN   ((size_t)64)
 /* The small transfers use one page-aligned host address, inside "buf". */
-#define SMALL_OFF ((uint64_t)4096)
+#define SMALL_OFF      ((uint64_t)4096)
 #define ROUNDS_DEFAULT 15
-#define ROUNDS_QUICK 5
-#define ROUNDS_MAX 1000
-/* A round during which another task preempted the dpu side is run again,
- * up to this many times: preemption is the neighbours' noise, not ours. */
-#define RERUN_MAX 3
+#define ROUNDS_QUICK   5
+#define ROUNDS_MAX     1000
+/* A round whose threads waited on a runqueue for more than 1/DISTURBED of
+ * its time is run again, up to RERUN_MAX times: that wait is the
+ * neighbours' noise, not a cost of HMAF. (A quiet machine shows 0-3%:
+ * kernel threads, and the idle agent waking beside the pong thread.) */
+#define DISTURBED 10
+#define RERUN_MAX 2
 /* Per-round ratios spread wider than this (p25 to p75): say it was noisy. */
 #define NOISY_SPREAD 0.10
 /* A raw ping gives up after this many polls (seconds): the host died. */
@@ -64,10 +70,12 @@
 
 /* Host commands, one byte on the pipe; the host answers REPLY_OK or not. */
 #define CMD_PONG_START 'P'
-#define CMD_PONG_STOP 'S'
-#define REPLY_OK 'K'
-#define REPLY_READY 'R'
-#define REPLY_FAIL 'F'
+#define CMD_PONG_STOP  'S'
+#define REPLY_OK       'K'
+#define REPLY_READY    'R'
+#define REPLY_FAIL     'F'
+/* The pong thread's name, so the parent can find it in /proc. */
+#define PONG_NAME "hmaf-bench-pong"
 
 static uint64_t now_ns(void)
 {
@@ -167,6 +175,7 @@ static int pong_start(struct host *h)
     if (pthread_create(&h->pong, NULL, pong_main, h) != 0) {
         return -1;
     }
+    pthread_setname_np(h->pong, PONG_NAME);
     h->pong_running = 1;
     return 0;
 }
@@ -219,8 +228,7 @@ static int host_setup(struct host *h, const char *address)
     if (ret == 0) {
         /* Published so the parent can find it; the raw ping-pong does not
          * go through HMAF, so it needs no exposure. */
-        ret = hmaf_agent_publish(h->agent, "pingpong", h->pp,
-                                 sizeof(*h->pp));
+        ret = hmaf_agent_publish(h->agent, "pingpong", h->pp, sizeof(*h->pp));
     }
     return ret;
 }
@@ -301,15 +309,19 @@ static void child_cleanup(struct child *c)
 /* Close the command pipe, reap the child; its exit status, or -1. */
 static int child_stop(struct child *c)
 {
-    int status = 0;
+    int status = 0, reaped;
 
     close(c->cmd_fd);
     c->cmd_fd = -1;
-    if (waitpid(c->pid, &status, 0) != c->pid) {
-        status = -1;
-    }
+    reaped = waitpid(c->pid, &status, 0) == c->pid;
     child_cleanup(c);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return reaped && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void close_pipe(const int fds[2])
+{
+    close(fds[0]);
+    close(fds[1]);
 }
 
 static int child_spawn(struct child *c)
@@ -317,14 +329,21 @@ static int child_spawn(struct child *c)
     int to_child[2], to_parent[2];
     pid_t parent = getpid();
 
-    if (pipe(to_child) != 0 || pipe(to_parent) != 0) {
+    if (pipe(to_child) != 0) {
         perror("hmaf-bench: pipe");
+        return -1;
+    }
+    if (pipe(to_parent) != 0) {
+        perror("hmaf-bench: pipe");
+        close_pipe(to_child);
         return -1;
     }
     fflush(NULL); /* or the child would print our buffered output too */
     c->pid = fork();
     if (c->pid < 0) {
         perror("hmaf-bench: fork");
+        close_pipe(to_child);
+        close_pipe(to_parent);
         return -1;
     }
     if (c->pid == 0) {
@@ -388,7 +407,8 @@ struct bench {
     uint8_t *big;    /* page aligned, BIG_LEN bytes */
     uint64_t seq;    /* last raw ping sequence number */
     int verbose;     /* print every round */
-    unsigned reruns; /* rounds run again after a preemption */
+    unsigned reruns; /* rounds run again: other tasks took our cpus */
+    unsigned kept;   /* rounds still disturbed after the last rerun */
 };
 
 static int hmaf_check(const char *what, int ret)
@@ -401,19 +421,19 @@ static int hmaf_check(const char *what, int ret)
 }
 
 /* One raw process_vm_readv/writev: the syscall HMAF's cma engine makes. */
-static int raw_rw(const struct bench *b, int write, void *local,
+static int raw_rw(const struct bench *b, int is_write, void *local,
                   uint64_t remote, size_t len)
 {
     struct iovec l = {.iov_base = local, .iov_len = len};
     struct iovec r = {.iov_base = (void *)(uintptr_t)remote, .iov_len = len};
-    ssize_t n = write ? process_vm_writev(b->pid, &l, 1, &r, 1, 0)
-                      : process_vm_readv(b->pid, &l, 1, &r, 1, 0);
+    ssize_t n = is_write ? process_vm_writev(b->pid, &l, 1, &r, 1, 0)
+                         : process_vm_readv(b->pid, &l, 1, &r, 1, 0);
 
     if (n == (ssize_t)len) {
         return 0;
     }
     fprintf(stderr, "hmaf-bench: process_vm_%sv pid %d: %s\n",
-            write ? "write" : "read", (int)b->pid,
+            is_write ? "write" : "read", (int)b->pid,
             n < 0 ? strerror(errno) : "short transfer");
     return -1;
 }
@@ -428,9 +448,9 @@ static uint64_t big_addr(const struct bench *b, unsigned i)
 static int hmaf_read_small(struct bench *b, unsigned i)
 {
     (void)i;
-    return hmaf_check("hmaf_session_read",
-                      hmaf_session_read(b->s, b->small, b->buf + SMALL_OFF,
-                                        SMALL_LEN));
+    return hmaf_check(
+        "hmaf_session_read",
+        hmaf_session_read(b->s, b->small, b->buf + SMALL_OFF, SMALL_LEN));
 }
 
 static int raw_read_small(struct bench *b, unsigned i)
@@ -442,8 +462,7 @@ static int raw_read_small(struct bench *b, unsigned i)
 static int hmaf_read_big(struct bench *b, unsigned i)
 {
     return hmaf_check("hmaf_session_read",
-                      hmaf_session_read(b->s, b->big, big_addr(b, i),
-                                        BIG_LEN));
+                      hmaf_session_read(b->s, b->big, big_addr(b, i), BIG_LEN));
 }
 
 static int raw_read_big(struct bench *b, unsigned i)
@@ -454,9 +473,9 @@ static int raw_read_big(struct bench *b, unsigned i)
 static int hmaf_write_small(struct bench *b, unsigned i)
 {
     (void)i;
-    return hmaf_check("hmaf_session_write",
-                      hmaf_session_write(b->s, b->buf + SMALL_OFF, b->small,
-                                         SMALL_LEN));
+    return hmaf_check(
+        "hmaf_session_write",
+        hmaf_session_write(b->s, b->buf + SMALL_OFF, b->small, SMALL_LEN));
 }
 
 static int raw_write_small(struct bench *b, unsigned i)
@@ -467,9 +486,9 @@ static int raw_write_small(struct bench *b, unsigned i)
 
 static int hmaf_write_big(struct bench *b, unsigned i)
 {
-    return hmaf_check("hmaf_session_write",
-                      hmaf_session_write(b->s, big_addr(b, i), b->big,
-                                         BIG_LEN));
+    return hmaf_check(
+        "hmaf_session_write",
+        hmaf_session_write(b->s, big_addr(b, i), b->big, BIG_LEN));
 }
 
 static int raw_write_big(struct bench *b, unsigned i)
@@ -523,29 +542,39 @@ static int pong_leave(struct bench *b)
 
 typedef int (*op_fn)(struct bench *b, unsigned i);
 
+/* Whose waits for a cpu spoil a round (see time_side). */
+enum watch {
+    WATCH_DPU,  /* one-sided transfers run in our context only */
+    WATCH_HOST, /* a mailbox round trip also needs the agent's thread */
+    WATCH_PONG, /* a raw one needs the pong thread; the agent then only
+                   wakes now and then, and its waits slow nobody down */
+};
+
 /* One way of doing a metric's operation; enter and leave are untimed. */
 struct side {
     op_fn op;
     int (*enter)(struct bench *b);
     int (*leave)(struct bench *b);
+    enum watch watch;
 };
 
 enum target_kind { TARGET_NONE, TARGET_AT_MOST, TARGET_AT_LEAST };
 
 struct metric {
     const char *name;
-    size_t bytes;    /* per op: the figure is GB/s; 0: latency in us */
-    unsigned iters;  /* timed ops per round and side */
+    size_t bytes;   /* per op: the figure is GB/s; 0: latency in us */
+    unsigned iters; /* timed ops per round and side */
     struct side hmaf, raw;
     enum target_kind kind;
-    double target;   /* bound on the ratio */
+    double target; /* bound on the ratio */
 };
 
 struct result {
     const struct metric *m;
-    double hmaf, raw;   /* medians over the rounds, in us or GB/s */
-    double ratio;       /* hmaf / raw: <1 is better for GB/s, >1 worse for us */
-    double lo, hi;      /* 25th and 75th percentiles of per-round ratios */
+    double hmaf, raw; /* medians over the rounds, in us or GB/s */
+    double ratio;     /* median of the rounds' hmaf / raw: HMAF is slower
+                         above 1 in us, below 1 in GB/s */
+    double lo, hi;    /* 25th and 75th percentiles of those */
 };
 
 static int run_ops(struct bench *b, op_fn op, unsigned n)
@@ -559,35 +588,97 @@ static int run_ops(struct bench *b, op_fn op, unsigned n)
     return 0;
 }
 
-/* Involuntary context switches of this thread so far. */
-static long preemptions(void)
+/* Nanoseconds a thread has waited on a runqueue (its schedstat file);
+ * 0 if the kernel does not say. */
+static uint64_t run_delay_of(const char *path)
 {
-    struct rusage ru;
+    unsigned long long run = 0, wait = 0;
+    FILE *f = fopen(path, "r");
 
-    return getrusage(RUSAGE_THREAD, &ru) == 0 ? ru.ru_nivcsw : 0;
+    if (f == NULL) {
+        return 0;
+    }
+    if (fscanf(f, "%llu %llu", &run, &wait) != 2) {
+        wait = 0;
+    }
+    fclose(f);
+    return wait;
 }
 
-/* Per-op time in ns of one round; *preempted_out set if another task took
- * our CPU meanwhile. The untimed warm-up wakes the agent (asleep after
- * 200 us idle) or lets the pong thread get going. */
-static int time_side(struct bench *b, const struct metric *m,
-                     const struct side *sd, double *ns_out,
-                     int *preempted_out)
+/* Is host thread tid (a /proc/PID/task entry) one to watch? */
+static int watched(pid_t pid, const char *tid, enum watch watch)
 {
-    uint64_t t0, t1;
-    long before;
+    char path[64], name[32] = "";
+    FILE *f;
+
+    if (watch != WATCH_PONG) {
+        return 1; /* the pong thread is not running then */
+    }
+    snprintf(path, sizeof(path), "/proc/%d/task/%.16s/comm", (int)pid, tid);
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return 0;
+    }
+    if (fgets(name, sizeof(name), f) == NULL) {
+        name[0] = '\0';
+    }
+    fclose(f);
+    return strncmp(name, PONG_NAME, strlen(PONG_NAME)) == 0;
+}
+
+/* Runqueue wait of the watched host threads. */
+static uint64_t host_run_delay(pid_t pid, enum watch watch)
+{
+    char path[64];
+    struct dirent *e;
+    uint64_t sum = 0;
+    DIR *d;
+
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    d = opendir(path);
+    if (d == NULL) {
+        return 0;
+    }
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] != '.' && watched(pid, e->d_name, watch)) {
+            snprintf(path, sizeof(path), "/proc/%d/task/%.16s/schedstat",
+                     (int)pid, e->d_name);
+            sum += run_delay_of(path);
+        }
+    }
+    closedir(d);
+    return sum;
+}
+
+/* Runqueue wait of the threads a side depends on. */
+static uint64_t run_delay(const struct bench *b, const struct side *sd)
+{
+    uint64_t ours = run_delay_of("/proc/thread-self/schedstat");
+
+    return sd->watch == WATCH_DPU ? ours
+                                  : ours + host_run_delay(b->pid, sd->watch);
+}
+
+/* Per-op time in ns of one round; *disturbed_out set if other tasks kept
+ * our threads off their cpus meanwhile. The untimed warm-up wakes the
+ * agent (asleep after 200 us idle) or lets the pong thread get going. */
+static int time_side(struct bench *b, const struct metric *m,
+                     const struct side *sd, double *ns_out, int *disturbed_out)
+{
+    uint64_t t0, t1, delay;
     int ret = sd->enter != NULL ? sd->enter(b) : 0;
 
     if (ret == 0) {
         ret = run_ops(b, sd->op, m->iters / 8 + 1);
     }
-    before = preemptions();
+    delay = run_delay(b, sd);
     t0 = now_ns();
     if (ret == 0) {
         ret = run_ops(b, sd->op, m->iters);
     }
     t1 = now_ns();
-    *preempted_out |= preemptions() != before;
+    delay = run_delay(b, sd) - delay;
+    *disturbed_out |= delay * DISTURBED > t1 - t0;
     if (sd->leave != NULL) {
         int left = sd->leave(b);
         ret = ret < 0 ? ret : left;
@@ -597,7 +688,8 @@ static int time_side(struct bench *b, const struct metric *m,
 }
 
 /* Round k: both sides, the order flipping every round so that drift
- * hits both alike; run again while another task preempted us. */
+ * hits both alike; run again while other tasks disturbed it. Returns 1
+ * if it was still disturbed on the last try. */
 static int time_round(struct bench *b, const struct metric *m, unsigned k,
                       double *h, double *r)
 {
@@ -606,13 +698,17 @@ static int time_round(struct bench *b, const struct metric *m, unsigned k,
     double *first_ns = k % 2 == 0 ? h : r, *second_ns = k % 2 == 0 ? r : h;
 
     for (unsigned tries = 0;; tries++) {
-        int preempted = 0;
-        int ret = time_side(b, m, first, first_ns, &preempted);
+        int disturbed = 0;
+        int ret = time_side(b, m, first, first_ns, &disturbed);
         if (ret == 0) {
-            ret = time_side(b, m, second, second_ns, &preempted);
+            ret = time_side(b, m, second, second_ns, &disturbed);
         }
-        if (ret < 0 || !preempted || tries == RERUN_MAX) {
+        if (ret < 0 || !disturbed) {
             return ret;
+        }
+        if (tries == RERUN_MAX) {
+            b->kept++;
+            return 1;
         }
         b->reruns++;
     }
@@ -651,29 +747,42 @@ static void summarize(const struct metric *m, double *h, double *r,
         r[rounds + k] = h[k] / r[k];
     }
     res->m = m;
+    res->ratio = quantile(r + rounds, rounds, 0.5);
     res->lo = quantile(r + rounds, rounds, 0.25);
     res->hi = quantile(r + rounds, rounds, 0.75);
     res->hmaf = quantile(h, rounds, 0.5);
     res->raw = quantile(r, rounds, 0.5);
-    res->ratio = res->hmaf / res->raw;
 }
 
-/* Alternate HMAF and raw rounds; the figures are medians of rounds and the
- * ratio is the ratio of the medians (robust while fewer than half of each
- * side's rounds are disturbed; a per-round ratio needs both clean). */
+/* One untimed round of both sides: the first round after a change of
+ * metric (caches, the agent's sleep, the host's fresh pages) runs slow. */
+static int settle(struct bench *b, const struct metric *m)
+{
+    double ns;
+    int disturbed = 0;
+    int ret = time_side(b, m, &m->hmaf, &ns, &disturbed);
+
+    return ret < 0 ? ret : time_side(b, m, &m->raw, &ns, &disturbed);
+}
+
+/* Alternate HMAF and raw rounds. The figures are the medians of each
+ * side's rounds; the ratio is the median of the rounds' own ratios, as
+ * slow drift (neighbours' memory traffic, clock changes) moves both sides
+ * of a round alike. */
 static int measure(struct bench *b, const struct metric *m, unsigned rounds,
                    struct result *res)
 {
     double *h = calloc(rounds, sizeof(*h));
     double *r = calloc(2 * (size_t)rounds, sizeof(*r));
-    int ret = h == NULL || r == NULL ? -1 : 0;
+    int ret = h == NULL || r == NULL ? -1 : settle(b, m);
 
     for (unsigned k = 0; ret == 0 && k < rounds; k++) {
-        ret = time_round(b, m, k, &h[k], &r[k]);
+        int got = time_round(b, m, k, &h[k], &r[k]);
+        ret = got < 0 ? got : 0;
         if (ret == 0 && b->verbose) {
-            fprintf(stderr, "%-18s round %2u: hmaf %9.3f raw %9.3f %s\n",
+            fprintf(stderr, "%-18s round %2u: hmaf %9.3f raw %9.3f %s%s\n",
                     m->name, k, figure(m, h[k]), figure(m, r[k]),
-                    m->bytes > 0 ? "GB/s" : "us");
+                    m->bytes > 0 ? "GB/s" : "us", got ? " (disturbed)" : "");
         }
     }
     if (ret == 0) {
@@ -700,15 +809,15 @@ static const char *verdict(const struct result *res)
     }
 }
 
-/* "<= 1.10", or sep ("-" in the table, "" in the CSV) without a target. */
+/* "<= 1.10"; without a target, none ("-" in the table, "" in the CSV). */
 static void target_text(const struct metric *m, const char *none, char *buf,
                         size_t cap)
 {
     if (m->kind == TARGET_NONE) {
         snprintf(buf, cap, "%s", none);
     } else {
-        snprintf(buf, cap, "%s %.2f", m->kind == TARGET_AT_MOST ? "<=" : ">=",
-                 m->target);
+        snprintf(buf, cap, "%s %.2f",
+                 m->kind == TARGET_AT_MOST ? "<=" : ">=", m->target);
     }
 }
 
@@ -721,8 +830,8 @@ static void print_table(const struct result *res, size_t n)
 {
     char target[16];
 
-    printf("%-17s %10s %-4s %10s %-4s %6s  %-13s  %-8s %s\n", "metric",
-           "HMAF", "", "raw", "", "ratio", "(p25-p75)", "target", "result");
+    printf("%-17s %10s %-4s %10s %-4s %6s  %-13s  %-8s %s\n", "metric", "HMAF",
+           "", "raw", "", "ratio", "(p25-p75)", "target", "result");
     for (size_t i = 0; i < n; i++) {
         const struct result *x = &res[i];
         target_text(x->m, "-", target, sizeof(target));
@@ -745,9 +854,9 @@ static void print_notes(const struct bench *b, const struct result *res,
         }
     }
     if (b->reruns > 0) {
-        printf("note: %u round(s) run again: another task preempted the "
-               "dpu side\n",
-               b->reruns);
+        printf("note: %u round(s) run again: other tasks kept our threads "
+               "waiting for a cpu; %u still were on the last try\n",
+               b->reruns, b->kept);
     }
 }
 
@@ -779,18 +888,17 @@ static void print_counters(hmaf_session_t *s)
     if (hmaf_session_stats(s, &st) != 0) {
         return;
     }
-    printf("session: ops %llu, bytes read %llu, bytes written %llu, "
-           "cache hits %llu, misses %llu,\n"
-           "         registrations %llu, evictions %llu, "
-           "mailbox round trips %llu, revocations %llu\n",
-           (unsigned long long)st.ops, (unsigned long long)st.bytes_read,
-           (unsigned long long)st.bytes_written,
-           (unsigned long long)st.cache_hits,
-           (unsigned long long)st.cache_misses,
-           (unsigned long long)st.registrations,
-           (unsigned long long)st.evictions,
-           (unsigned long long)st.mailbox_round_trips,
-           (unsigned long long)st.revocations);
+    printf(
+        "session: ops %llu, bytes read %llu, bytes written %llu, "
+        "cache hits %llu, misses %llu,\n"
+        "         registrations %llu, evictions %llu, "
+        "mailbox round trips %llu, revocations %llu\n",
+        (unsigned long long)st.ops, (unsigned long long)st.bytes_read,
+        (unsigned long long)st.bytes_written, (unsigned long long)st.cache_hits,
+        (unsigned long long)st.cache_misses,
+        (unsigned long long)st.registrations, (unsigned long long)st.evictions,
+        (unsigned long long)st.mailbox_round_trips,
+        (unsigned long long)st.revocations);
 }
 
 /* ------------------------------------------------------------------ */
@@ -895,9 +1003,8 @@ static int verify_pattern(struct bench *b)
     for (size_t i = 0; i < SMALL_LEN / sizeof(uint64_t); i++) {
         want[i] = pattern_word(SMALL_OFF / sizeof(uint64_t) + i);
     }
-    if (hmaf_read_small(b, 0) < 0 ||
-        memcmp(b->small, want, SMALL_LEN) != 0 || raw_read_small(b, 0) < 0 ||
-        memcmp(b->small, want, SMALL_LEN) != 0) {
+    if (hmaf_read_small(b, 0) < 0 || memcmp(b->small, want, SMALL_LEN) != 0 ||
+        raw_read_small(b, 0) < 0 || memcmp(b->small, want, SMALL_LEN) != 0) {
         fprintf(stderr, "hmaf-bench: \"buf\" does not hold the pattern\n");
         return -1;
     }
@@ -956,36 +1063,43 @@ static void bench_fini(struct bench *b)
     free(b->big);
 }
 
-/* Iteration counts aim at ~6 ms per round and side (~2 s in all), or a
- * tenth of that with --quick. */
-static size_t make_metrics(struct metric *ms, int quick)
-{
-    unsigned small = quick ? 1000 : 10000, big = quick ? 8 : 64;
-    unsigned ping = quick ? 500 : 5000;
-    size_t n = 0;
+/* Iteration counts aim at ~6 ms per round and side, ~2 s in all; --quick
+ * runs a tenth of them. */
+static const struct metric metrics[] = {
+    {.name = "read 64 B (hit)",
+     .iters = 10000,
+     .hmaf = {.op = hmaf_read_small},
+     .raw = {.op = raw_read_small},
+     .kind = TARGET_AT_MOST,
+     .target = 1.10},
+    {.name = "read 1 MiB",
+     .bytes = BIG_LEN,
+     .iters = 64,
+     .hmaf = {.op = hmaf_read_big},
+     .raw = {.op = raw_read_big},
+     .kind = TARGET_AT_LEAST,
+     .target = 0.95},
+    {.name = "ping round trip",
+     .iters = 5000,
+     .hmaf = {.op = hmaf_ping, .watch = WATCH_HOST},
+     .raw = {.op = raw_ping,
+             .enter = pong_enter,
+             .leave = pong_leave,
+             .watch = WATCH_PONG},
+     .kind = TARGET_AT_MOST,
+     .target = 1.30},
+    {.name = "write 64 B (hit)",
+     .iters = 10000,
+     .hmaf = {.op = hmaf_write_small},
+     .raw = {.op = raw_write_small}},
+    {.name = "write 1 MiB",
+     .bytes = BIG_LEN,
+     .iters = 64,
+     .hmaf = {.op = hmaf_write_big},
+     .raw = {.op = raw_write_big}},
+};
 
-    ms[n++] = (struct metric){"read 64 B (hit)", 0, small,
-                              {hmaf_read_small, NULL, NULL},
-                              {raw_read_small, NULL, NULL},
-                              TARGET_AT_MOST, 1.10};
-    ms[n++] = (struct metric){"read 1 MiB", BIG_LEN, big,
-                              {hmaf_read_big, NULL, NULL},
-                              {raw_read_big, NULL, NULL},
-                              TARGET_AT_LEAST, 0.95};
-    ms[n++] = (struct metric){"ping round trip", 0, ping,
-                              {hmaf_ping, NULL, NULL},
-                              {raw_ping, pong_enter, pong_leave},
-                              TARGET_AT_MOST, 1.30};
-    ms[n++] = (struct metric){"write 64 B (hit)", 0, small,
-                              {hmaf_write_small, NULL, NULL},
-                              {raw_write_small, NULL, NULL},
-                              TARGET_NONE, 0};
-    ms[n++] = (struct metric){"write 1 MiB", BIG_LEN, big,
-                              {hmaf_write_big, NULL, NULL},
-                              {raw_write_big, NULL, NULL},
-                              TARGET_NONE, 0};
-    return n;
-}
+#define NMETRICS (sizeof(metrics) / sizeof(metrics[0]))
 
 static void print_header(const struct bench *b, const struct options *o,
                          int dpu_cpu)
@@ -999,29 +1113,31 @@ static void print_header(const struct bench *b, const struct options *o,
     }
     getloadavg(load, 1);
     printf("hmaf-bench: engine %s, host pid %d, %s, load %.2f\n"
-           "%u rounds of each side, alternating; medians of rounds%s\n",
+           "%u rounds per side%s, alternating; HMAF and raw: medians of the "
+           "rounds;\nratio: median of the per-round HMAF/raw ratios, "
+           "(p25-p75) their spread\n",
            hmaf_session_engine(b->s), (int)b->pid, pin, load[0], o->rounds,
            o->quick ? " (quick)" : "");
 }
 
 static int run_all(struct bench *b, const struct options *o, int dpu_cpu)
 {
-    struct metric ms[8];
-    struct result res[8];
-    size_t n = make_metrics(ms, o->quick);
+    struct metric ms[NMETRICS];
+    struct result res[NMETRICS];
 
     print_header(b, o, dpu_cpu);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < NMETRICS; i++) {
+        ms[i] = metrics[i];
+        ms[i].iters = o->quick ? ms[i].iters / 10 : ms[i].iters;
         if (measure(b, &ms[i], o->rounds, &res[i]) < 0) {
-            fprintf(stderr, "hmaf-bench: %s: measurement failed\n",
-                    ms[i].name);
+            fprintf(stderr, "hmaf-bench: %s: failed\n", ms[i].name);
             return -1;
         }
     }
-    print_table(res, n);
-    print_notes(b, res, n);
+    print_table(res, NMETRICS);
+    print_notes(b, res, NMETRICS);
     print_counters(b->s);
-    return o->csv != NULL ? write_csv(o->csv, o->csv_path, res, n) : 0;
+    return o->csv != NULL ? write_csv(o->csv, o->csv_path, res, NMETRICS) : 0;
 }
 
 /* Start the host, pinned apart from us when asked and possible. */
