@@ -3,12 +3,13 @@
  * non-overlapping regions sorted by base, bounded by region count and bytes
  * with least-recently-used eviction.
  *
- * Locking: lookups run under the read lock and stay valid until it is
- * released, so a transfer that found its region keeps the lock for the
- * transfer's duration and eviction or revocation (write lock) waits for it.
- * A hit only stamps the region's last use, so readers never write shared
- * structure. Regions removed by insert() or clear() are handed to the
- * release callback after the write lock is dropped.
+ * Readers take no lock. The regions live in an immutable sorted array that
+ * writers (insert, clear) replace under a mutex; a reader enters a
+ * read-side section (readers.h), looks regions up and runs its transfer,
+ * then leaves. A writer frees the array and the regions it removed only
+ * after a grace period, so a transfer that found its region keeps it valid
+ * to the end, and clear() returns only when no transfer can still use a
+ * region it dropped — what revocation relies on.
  */
 #ifndef HMAF_CORE_REGCACHE_H
 #define HMAF_CORE_REGCACHE_H
@@ -18,16 +19,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/readers.h"
 #include "util/intervals.h"
 
 struct hmaf_engine_rmem;
 
 struct hmaf__region {
-    struct hmaf__interval iv; /* first: the cache's set holds these */
+    struct hmaf__interval iv; /* first: looked up as an interval */
     uint64_t id;     /* the agent's region id */
     uint64_t epoch;  /* revocation epoch the agent answered in */
     unsigned access; /* hmaf_access_t */
-    _Atomic uint64_t last_used;
+    _Atomic uint64_t last_used; /* coarse time of the latest lookup */
     struct hmaf__region *next_victim;
     struct hmaf_engine_rmem *rmem;
 };
@@ -36,14 +38,15 @@ struct hmaf__region {
 typedef void (*hmaf__region_release_fn)(void *arg, struct hmaf__region *r,
                                         int evicted);
 
+struct hmaf__region_set; /* immutable snapshot */
+
 struct hmaf__regcache {
-    pthread_rwlock_t lock;
-    struct hmaf__interval_set set;
+    struct hmaf__readers readers;
+    pthread_mutex_t write_lock;
+    struct hmaf__region_set *_Atomic current;
     size_t max_regions;
     uint64_t max_bytes;
-    uint64_t bytes;
     uint64_t min_epoch; /* inserts answered before this epoch are stale */
-    _Atomic uint64_t tick;
     hmaf__region_release_fn release;
     void *release_arg;
 };
@@ -51,25 +54,46 @@ struct hmaf__regcache {
 int hmaf__regcache_init(struct hmaf__regcache *rc, size_t max_regions,
                         uint64_t max_bytes, hmaf__region_release_fn release,
                         void *release_arg);
-/* Releases every region (as cleared). */
+/* Releases every region (as cleared). No reader may be inside. */
 void hmaf__regcache_fini(struct hmaf__regcache *rc);
 
-void hmaf__regcache_read_lock(struct hmaf__regcache *rc);
-void hmaf__regcache_read_unlock(struct hmaf__regcache *rc);
-/* The region containing addr, or NULL. Caller holds the read lock. */
+/* Enter a read-side section on this thread's slot (-ENOSPC: no slot). */
+static inline int hmaf__regcache_enter(struct hmaf__regcache *rc,
+                                       struct hmaf__reader **reader_out)
+{
+    int ret = hmaf__reader_get(&rc->readers, reader_out);
+
+    if (ret == 0) {
+        hmaf__reader_enter(*reader_out);
+    }
+    return ret;
+}
+
+static inline void hmaf__regcache_exit(struct hmaf__reader *reader)
+{
+    hmaf__reader_exit(reader);
+}
+
+/* The region containing addr, or NULL; stamps it used at `now`. Valid
+ * until the caller leaves its read-side section. */
 struct hmaf__region *hmaf__regcache_find(struct hmaf__regcache *rc,
-                                         uint64_t addr);
+                                         uint64_t addr, uint64_t now);
 
 /*
- * Add a region. Returns 0 when added; -EEXIST when it overlaps a cached one
- * (the caller keeps r and releases it: the cached one serves); -ESTALE when
- * r->epoch is older than the cache's epoch (r was answered before a
- * revocation the cache has already applied).
+ * Add a region. Returns 0 when added; HMAF_EEXIST when it overlaps a cached
+ * one (the caller keeps r and releases it: the cached one serves); -ESTALE
+ * when r->epoch is older than the cache's epoch (r was answered before a
+ * revocation the cache has already applied). Must not be called from inside
+ * a read-side section: it waits for a grace period.
  */
 int hmaf__regcache_insert(struct hmaf__regcache *rc, struct hmaf__region *r,
                           uint64_t *evicted_out);
-/* Drop every region and refuse inserts from before new_epoch. */
-void hmaf__regcache_clear(struct hmaf__regcache *rc, uint64_t new_epoch);
+/* Drop every region and refuse inserts from before new_epoch. Returns once
+ * no read-side section can still see them; HMAF_ENOMEM when nothing could
+ * be done. Not from inside a read-side section. */
+int hmaf__regcache_clear(struct hmaf__regcache *rc, uint64_t new_epoch);
 size_t hmaf__regcache_count(struct hmaf__regcache *rc);
+/* Bytes of host memory the cached regions cover. */
+uint64_t hmaf__regcache_bytes(struct hmaf__regcache *rc);
 
 #endif

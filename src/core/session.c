@@ -305,6 +305,7 @@ static int cache_region(struct hmaf_session *s,
     r->id = resp->region_id;
     r->epoch = resp->epoch;
     r->access = resp->access;
+    atomic_init(&r->last_used, hmaf__coarse_now_ns()); /* a use */
     r->rmem = (struct hmaf_engine_rmem *)(r + 1);
     r->rmem->ep = s->ep;
     r->rmem->addr = resp->base;
@@ -369,8 +370,7 @@ int hmaf__session_register(struct hmaf_session *s, uint64_t addr,
     /* A revocation overtook the answer: apply it, then ask again. An answer
      * that is stale twice means the epoch in the mailbox is not the one
      * the agent answers in: the mailbox was overwritten. */
-    atomic_store(&s->next_check_ns, 0);
-    ret = hmaf__session_check_epoch(s);
+    ret = hmaf__session_check_epoch(s, 0);
     if (ret == 0) {
         ret = register_once(s, addr, len);
     }
@@ -391,10 +391,13 @@ HMAF_API int hmaf_session_stats(hmaf_session_t *session,
         return HMAF_EINVAL;
     }
     c = &session->c;
-    stats_out->ops = atomic_load(&c->ops);
-    stats_out->bytes_read = atomic_load(&c->bytes_read);
-    stats_out->bytes_written = atomic_load(&c->bytes_written);
-    stats_out->cache_hits = atomic_load(&c->cache_hits);
+    stats_out->ops = hmaf__readers_sum(&session->cache.readers, HMAF_RC_OPS);
+    stats_out->bytes_read =
+        hmaf__readers_sum(&session->cache.readers, HMAF_RC_BYTES_READ);
+    stats_out->bytes_written =
+        hmaf__readers_sum(&session->cache.readers, HMAF_RC_BYTES_WRITTEN);
+    stats_out->cache_hits =
+        hmaf__readers_sum(&session->cache.readers, HMAF_RC_CACHE_HITS);
     stats_out->cache_misses = atomic_load(&c->cache_misses);
     stats_out->registrations = atomic_load(&c->registrations);
     stats_out->evictions = atomic_load(&c->evictions);

@@ -13,11 +13,9 @@
 #include "engine/engine.h"
 #include "proto/handshake.h"
 
+/* The slow-path counters; the hot ones live in each thread's reader slot
+ * (core/readers.h). */
 struct hmaf_session_counters {
-    _Atomic uint64_t ops;
-    _Atomic uint64_t bytes_read;
-    _Atomic uint64_t bytes_written;
-    _Atomic uint64_t cache_hits;
     _Atomic uint64_t cache_misses;
     _Atomic uint64_t registrations;
     _Atomic uint64_t evictions;
@@ -48,8 +46,9 @@ struct hmaf_session {
 
 /* Record a connection error as the session's permanent state. */
 int hmaf__session_fail(struct hmaf_session *s, int ret);
-/* Apply a revocation the host announced, if one is due. */
-int hmaf__session_check_epoch(struct hmaf_session *s);
+/* Apply a revocation the host announced, if one is due at `now` (coarse
+ * clock; 0 forces a look). Never from inside a read-side section. */
+int hmaf__session_check_epoch(struct hmaf_session *s, uint64_t now);
 /* Ask the agent for the exposure containing addr and cache it. */
 int hmaf__session_register(struct hmaf_session *s, uint64_t addr,
                            uint64_t len);

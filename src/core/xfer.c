@@ -3,8 +3,9 @@
  * the engine's transfer limit, look regions up in the cache (asking the
  * agent on a miss), and hand the pieces to the engine in batches.
  *
- * A cache hit costs a clock read, a read lock, a binary search and a few
- * relaxed counters: no syscall besides the transfer itself.
+ * A cache hit costs a coarse clock read, a binary search and plain stores
+ * to this thread's own slot: no lock, no locked instruction, and no
+ * syscall besides the transfer itself.
  */
 #include <stdlib.h>
 
@@ -17,8 +18,10 @@
 #include "util/compiler.h"
 #include "util/log.h"
 
-/* Transfer descriptors built per engine post; lives on the stack. */
+/* Transfer descriptors built per engine post; they live on the stack.
+ * Calls of up to XFER_SMALL segments use a small array. */
 #define XFER_BATCH_MAX 256
+#define XFER_SMALL 8
 /* build_batch() stopped at an address no cached region covers. */
 #define XFER_MISS 1
 
@@ -43,31 +46,44 @@ static int validate_segs(const hmaf_seg_t *segs, size_t nsegs)
     return 0;
 }
 
-int hmaf__session_check_epoch(struct hmaf_session *s)
+/* Take the epoch lock: a forced look waits for it, a routine one leaves
+ * the look to the thread already making it. */
+static int lock_epoch(struct hmaf_session *s, int forced)
 {
-    uint64_t now = hmaf__now_ns();
+    if (forced) {
+        pthread_mutex_lock(&s->epoch_lock);
+        return 1;
+    }
+    return pthread_mutex_trylock(&s->epoch_lock) == 0;
+}
+
+int hmaf__session_check_epoch(struct hmaf_session *s, uint64_t now)
+{
     uint64_t epoch;
     int ret;
 
-    if (now < atomic_load_explicit(&s->next_check_ns, memory_order_relaxed)) {
+    if (now != 0 &&
+        now < atomic_load_explicit(&s->next_check_ns, memory_order_relaxed)) {
         return 0;
     }
-    /* One thread looks; the others go on, as they would between checks. */
-    if (pthread_mutex_trylock(&s->epoch_lock) != 0) {
+    if (!lock_epoch(s, now == 0)) {
         return 0;
     }
     ret = hmaf__mbox_read_epoch(&s->mbox, &epoch);
     if (ret == 0 && epoch != s->epoch_seen) {
         /* clear() waits for transfers that still use the old regions, so
          * once the ack lands nothing can reach a revoked range. */
-        hmaf__regcache_clear(&s->cache, epoch);
-        s->epoch_seen = epoch;
-        ret = hmaf__mbox_ack_epoch(&s->mbox, epoch);
-        hmaf__count(s, revocations, 1);
+        ret = hmaf__regcache_clear(&s->cache, epoch);
+        if (ret == 0) {
+            s->epoch_seen = epoch;
+            ret = hmaf__mbox_ack_epoch(&s->mbox, epoch);
+            hmaf__count(s, revocations, 1);
+        }
     }
     if (ret == 0) {
         atomic_store_explicit(&s->next_check_ns,
-                              now + s->params.revoke_check_us * 1000ull,
+                              hmaf__coarse_now_ns() +
+                                  s->params.revoke_check_us * 1000ull,
                               memory_order_relaxed);
     }
     pthread_mutex_unlock(&s->epoch_lock);
@@ -84,46 +100,57 @@ static void cursor_advance(struct xfer_cursor *cur, const hmaf_seg_t *segs,
     }
 }
 
+/* What one call carries through its steps. */
+struct xfer_call {
+    struct hmaf_session *s;
+    struct hmaf__reader *reader; /* this thread's slot */
+    enum hmaf_xfer_op op;
+    const hmaf_seg_t *segs;
+    size_t nsegs;
+    uint64_t now; /* coarse clock at the start of the call */
+};
+
 /*
  * Fill xfers from the cursor on until the batch is full, the segments are
  * done, or no cached region covers the next byte (XFER_MISS, *miss_out set).
- * Caller holds the cache's read lock.
+ * Caller is inside a read-side section.
  */
-static int build_batch(struct hmaf_session *s, enum hmaf_xfer_op op,
-                       const hmaf_seg_t *segs, size_t nsegs,
-                       struct xfer_cursor *cur, struct hmaf_xfer *xfers,
-                       uint32_t cap, uint32_t *n_out, uint64_t *miss_out)
+static int build_batch(const struct xfer_call *c, struct xfer_cursor *cur,
+                       struct hmaf_xfer *xfers, uint32_t cap, uint32_t *n_out,
+                       uint64_t *miss_out)
 {
     uint32_t n = 0;
+    int ret = 0;
 
-    *n_out = 0;
-    while (cur->seg < nsegs && n < cap) {
-        const hmaf_seg_t *seg = &segs[cur->seg];
+    while (cur->seg < c->nsegs && n < cap) {
+        const hmaf_seg_t *seg = &c->segs[cur->seg];
         uint64_t addr = seg->remote_addr + cur->off;
-        struct hmaf__region *r = hmaf__regcache_find(&s->cache, addr);
+        struct hmaf__region *r =
+            hmaf__regcache_find(&c->s->cache, addr, c->now);
         uint64_t piece;
 
         if (r == NULL) {
             *miss_out = addr;
-            *n_out = n;
-            return XFER_MISS;
+            ret = XFER_MISS;
+            break;
         }
-        if (op == HMAF_XFER_WRITE && r->access != HMAF_ACCESS_READ_WRITE) {
-            return HMAF_EACCES;
+        if (c->op == HMAF_XFER_WRITE && r->access != HMAF_ACCESS_READ_WRITE) {
+            ret = HMAF_EACCES;
+            break;
         }
-        hmaf__count(s, cache_hits, 1);
         piece = HMAF_MIN(seg->len - cur->off, r->iv.len - (addr - r->iv.base));
-        piece = HMAF_MIN(piece, s->limits.max_transfer);
+        piece = HMAF_MIN(piece, c->s->limits.max_transfer);
         xfers[n++] = (struct hmaf_xfer){
             .rmem = r->rmem,
             .local = (char *)seg->local + cur->off,
             .remote_addr = addr,
             .len = (size_t)piece,
         };
-        cursor_advance(cur, segs, piece);
+        cursor_advance(cur, c->segs, piece);
     }
+    hmaf__reader_count(c->reader, HMAF_RC_CACHE_HITS, n);
     *n_out = n;
-    return 0;
+    return ret;
 }
 
 static uint32_t batch_cap(const struct hmaf_session *s)
@@ -133,62 +160,98 @@ static uint32_t batch_cap(const struct hmaf_session *s)
     return HMAF_MAX(1u, HMAF_MIN(cap, s->limits.max_inflight));
 }
 
-/* Build and run one batch under the read lock. */
-static int step(struct hmaf_session *s, enum hmaf_xfer_op op,
-                const hmaf_seg_t *segs, size_t nsegs, struct xfer_cursor *cur,
-                uint64_t *miss_out)
+/* Build and run one batch inside a read-side section: no region it uses
+ * can be dropped before the engine is done with it. */
+static int step_with(const struct xfer_call *c, struct xfer_cursor *cur,
+                     uint64_t *miss_out, struct hmaf_xfer *xfers, uint32_t cap)
 {
-    struct hmaf_xfer xfers[XFER_BATCH_MAX];
-    struct hmaf_xfer_batch batch = {.op = op, .xfers = xfers};
+    struct hmaf_xfer_batch batch = {.op = c->op, .xfers = xfers};
     int built, ret = 0;
 
-    hmaf__regcache_read_lock(&s->cache);
-    built = build_batch(s, op, segs, nsegs, cur, xfers, batch_cap(s),
+    hmaf__reader_enter(c->reader);
+    built = build_batch(c, cur, xfers, HMAF_MIN(cap, batch_cap(c->s)),
                         &batch.count, miss_out);
     if (built >= 0 && batch.count > 0) {
-        ret = hmaf__engine_run(s->ep, &batch);
+        ret = hmaf__engine_run(c->s->ep, &batch);
     }
-    hmaf__regcache_read_unlock(&s->cache);
-    return ret < 0 ? hmaf__session_fail(s, ret) : built;
+    hmaf__reader_exit(c->reader);
+    return ret < 0 ? hmaf__session_fail(c->s, ret) : built;
+}
+
+/* Out of line: only vectored calls pay for the large descriptor array. */
+static __attribute__((noinline)) int
+step_large(const struct xfer_call *c, struct xfer_cursor *cur,
+           uint64_t *miss_out)
+{
+    struct hmaf_xfer xfers[XFER_BATCH_MAX];
+
+    return step_with(c, cur, miss_out, xfers, XFER_BATCH_MAX);
+}
+
+static int step(const struct xfer_call *c, struct xfer_cursor *cur,
+                uint64_t *miss_out)
+{
+    struct hmaf_xfer xfers[XFER_SMALL];
+
+    if (c->nsegs > XFER_SMALL) {
+        return step_large(c, cur, miss_out);
+    }
+    return step_with(c, cur, miss_out, xfers, XFER_SMALL);
+}
+
+static int start_call(struct xfer_call *c)
+{
+    int ret = validate_segs(c->segs, c->nsegs);
+
+    if (ret == 0) {
+        ret = atomic_load_explicit(&c->s->dead, memory_order_relaxed);
+    }
+    if (ret == 0) {
+        c->now = hmaf__coarse_now_ns();
+        ret = hmaf__session_check_epoch(c->s, c->now);
+    }
+    if (ret == 0) {
+        ret = hmaf__reader_get(&c->s->cache.readers, &c->reader);
+    }
+    return ret;
+}
+
+static void count_call(const struct xfer_call *c)
+{
+    uint64_t bytes = 0;
+
+    for (size_t i = 0; i < c->nsegs; i++) {
+        bytes += c->segs[i].len;
+    }
+    hmaf__reader_count(c->reader, HMAF_RC_OPS, 1);
+    hmaf__reader_count(c->reader,
+                       c->op == HMAF_XFER_READ ? HMAF_RC_BYTES_READ
+                                               : HMAF_RC_BYTES_WRITTEN,
+                       bytes);
 }
 
 static int transfer(struct hmaf_session *s, enum hmaf_xfer_op op,
                     const hmaf_seg_t *segs, size_t nsegs)
 {
+    struct xfer_call c = {.s = s, .op = op, .segs = segs, .nsegs = nsegs};
     struct xfer_cursor cur = {0, 0};
-    uint64_t bytes = 0;
     int ret;
 
     if (s == NULL) {
         return HMAF_EINVAL;
     }
-    ret = validate_segs(segs, nsegs);
-    if (ret == 0) {
-        ret = atomic_load_explicit(&s->dead, memory_order_relaxed);
-    }
-    if (ret == 0) {
-        ret = hmaf__session_check_epoch(s);
-    }
+    ret = start_call(&c);
     while (ret >= 0 && cur.seg < nsegs) {
         uint64_t miss = 0;
-        ret = step(s, op, segs, nsegs, &cur, &miss);
+        ret = step(&c, &cur, &miss);
         if (ret == XFER_MISS) {
-            ret = hmaf__session_register(s, miss,
-                                         segs[cur.seg].len - cur.off);
+            ret = hmaf__session_register(s, miss, segs[cur.seg].len - cur.off);
         }
     }
     if (ret < 0) {
         return ret;
     }
-    for (size_t i = 0; i < nsegs; i++) {
-        bytes += segs[i].len;
-    }
-    hmaf__count(s, ops, 1);
-    if (op == HMAF_XFER_READ) {
-        hmaf__count(s, bytes_read, bytes);
-    } else {
-        hmaf__count(s, bytes_written, bytes);
-    }
+    count_call(&c);
     return 0;
 }
 

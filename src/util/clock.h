@@ -13,6 +13,16 @@ static inline uint64_t hmaf__now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* The kernel's tick-granular clock (1-4 ms steps): a few ns to read, for
+ * decisions that need no finer time. */
+static inline uint64_t hmaf__coarse_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static inline uint64_t hmaf__deadline_ns(int timeout_ms)
 {
     return hmaf__now_ns() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) *

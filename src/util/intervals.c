@@ -4,14 +4,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Index of the first member whose base is > addr. */
-static size_t upper_bound(const struct hmaf__interval_set *set, uint64_t addr)
+size_t hmaf__intervals_upper_bound(struct hmaf__interval *const *v, size_t n,
+                                   uint64_t addr)
 {
-    size_t lo = 0, hi = set->n;
+    size_t lo = 0, hi = n;
 
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (set->v[mid]->base <= addr) {
+        if (v[mid]->base <= addr) {
             lo = mid + 1;
         } else {
             hi = mid;
@@ -20,32 +20,38 @@ static size_t upper_bound(const struct hmaf__interval_set *set, uint64_t addr)
     return lo;
 }
 
-long hmaf__iset_find(const struct hmaf__interval_set *set, uint64_t addr)
+long hmaf__intervals_find(struct hmaf__interval *const *v, size_t n,
+                          uint64_t addr)
 {
-    size_t i = upper_bound(set, addr);
+    size_t i = hmaf__intervals_upper_bound(v, n, addr);
 
-    if (i == 0 || addr - set->v[i - 1]->base >= set->v[i - 1]->len) {
+    if (i == 0 || addr - v[i - 1]->base >= v[i - 1]->len) {
         return -1;
     }
     return (long)(i - 1);
 }
 
-static int overlaps_neighbours(const struct hmaf__interval_set *set,
-                               size_t at, const struct hmaf__interval *iv)
+int hmaf__intervals_overlap(struct hmaf__interval *const *v, size_t n,
+                            size_t at, const struct hmaf__interval *iv)
 {
     /* Compare last bytes, not ends: an end of exactly 2^64 would wrap. */
-    if (at > 0 && set->v[at - 1]->base + (set->v[at - 1]->len - 1) >= iv->base) {
+    if (at > 0 && v[at - 1]->base + (v[at - 1]->len - 1) >= iv->base) {
         return 1;
     }
-    return at < set->n && iv->base + (iv->len - 1) >= set->v[at]->base;
+    return at < n && iv->base + (iv->len - 1) >= v[at]->base;
+}
+
+long hmaf__iset_find(const struct hmaf__interval_set *set, uint64_t addr)
+{
+    return hmaf__intervals_find(set->v, set->n, addr);
 }
 
 int hmaf__iset_insert(struct hmaf__interval_set *set,
                       struct hmaf__interval *iv)
 {
-    size_t at = upper_bound(set, iv->base);
+    size_t at = hmaf__intervals_upper_bound(set->v, set->n, iv->base);
 
-    if (overlaps_neighbours(set, at, iv)) {
+    if (hmaf__intervals_overlap(set->v, set->n, at, iv)) {
         return -EEXIST;
     }
     if (set->n == set->cap) {

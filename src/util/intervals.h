@@ -20,6 +20,17 @@ struct hmaf__interval_set {
     size_t cap;
 };
 
+/* On a plain sorted array v[0..n) of non-overlapping intervals: */
+/* index of the first interval whose base is > addr; */
+size_t hmaf__intervals_upper_bound(struct hmaf__interval *const *v, size_t n,
+                                   uint64_t addr);
+/* index of the interval containing addr, or -1; */
+long hmaf__intervals_find(struct hmaf__interval *const *v, size_t n,
+                          uint64_t addr);
+/* whether iv, going in at index at, overlaps a neighbour. */
+int hmaf__intervals_overlap(struct hmaf__interval *const *v, size_t n,
+                            size_t at, const struct hmaf__interval *iv);
+
 /* Index of the interval containing addr, or -1. */
 long hmaf__iset_find(const struct hmaf__interval_set *set, uint64_t addr);
 /* 0; -EEXIST if iv overlaps a member; -ENOMEM. */

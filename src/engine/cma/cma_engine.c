@@ -32,6 +32,8 @@
 /* One post moves at most this many bytes per descriptor, so byte counts
  * always fit the ssize_t that process_vm_readv returns. */
 #define CMA_MAX_TRANSFER (1ull << 30)
+/* Batches up to this size use iovec arrays of this many entries. */
+#define CMA_SMALL_BATCH 8
 
 struct cma_ctx {
     struct hmaf_engine_ctx base;
@@ -162,14 +164,15 @@ static int cma_errno_to_hmaf(int err)
     }
 }
 
-/* Fill iovec pairs from xfers[*i] at byte *skip on; returns the count. */
+/* Fill up to cap iovec pairs from xfers[i] at byte skip on; returns the
+ * count. */
 static int cma_fill_iov(const struct hmaf_xfer_batch *batch, uint32_t i,
-                        size_t skip, struct iovec *local,
-                        struct iovec *remote)
+                        size_t skip, struct iovec *local, struct iovec *remote,
+                        int cap)
 {
     int n = 0;
 
-    for (; i < batch->count && n < IOV_MAX; i++, n++) {
+    for (; i < batch->count && n < cap; i++, n++) {
         const struct hmaf_xfer *x = &batch->xfers[i];
         local[n].iov_base = (char *)x->local + skip;
         local[n].iov_len = x->len - skip;
@@ -196,28 +199,58 @@ static void cma_advance(const struct hmaf_xfer_batch *batch, uint32_t *i,
     }
 }
 
-static int cma_post(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch)
+static ssize_t cma_call(const struct cma_ep *cep, enum hmaf_xfer_op op,
+                        const struct iovec *local, const struct iovec *remote,
+                        int n)
 {
-    struct cma_ep *cep = hmaf__container_of(ep, struct cma_ep, base);
-    struct iovec local[IOV_MAX], remote[IOV_MAX];
+    return op == HMAF_XFER_READ
+               ? process_vm_readv(cep->peer, local, (unsigned long)n, remote,
+                                  (unsigned long)n, 0)
+               : process_vm_writev(cep->peer, local, (unsigned long)n, remote,
+                                   (unsigned long)n, 0);
+}
+
+/* Move every byte of the batch with as few calls as the kernel allows,
+ * using iovec arrays of `cap` entries. */
+static int cma_move(const struct cma_ep *cep, struct hmaf_xfer_batch *batch,
+                    struct iovec *local, struct iovec *remote, int cap)
+{
     uint32_t i = 0;
     size_t skip = 0;
 
     while (i < batch->count) {
-        int n = cma_fill_iov(batch, i, skip, local, remote);
-        ssize_t done = batch->op == HMAF_XFER_READ
-                           ? process_vm_readv(cep->peer, local, n, remote, n, 0)
-                           : process_vm_writev(cep->peer, local, n, remote, n,
-                                               0);
+        int n = cma_fill_iov(batch, i, skip, local, remote, cap);
+        ssize_t done = cma_call(cep, batch->op, local, remote, n);
         if (done <= 0) {
             /* 0 bytes means the first remote page is unmapped. */
-            batch->status = done == 0 ? HMAF_EFAULT : cma_errno_to_hmaf(errno);
             hmaf__log_debug("process_vm_%sv pid %d: %m",
                             batch->op == HMAF_XFER_READ ? "read" : "write",
                             cep->peer);
-            break;
+            return done == 0 ? HMAF_EFAULT : cma_errno_to_hmaf(errno);
         }
         cma_advance(batch, &i, &skip, (size_t)done);
+    }
+    return 0;
+}
+
+/* Kept out of line so the common small post needs no 32 KiB frame. */
+static __attribute__((noinline)) int
+cma_move_large(const struct cma_ep *cep, struct hmaf_xfer_batch *batch)
+{
+    struct iovec local[IOV_MAX], remote[IOV_MAX];
+
+    return cma_move(cep, batch, local, remote, IOV_MAX);
+}
+
+static int cma_post(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch)
+{
+    const struct cma_ep *cep = hmaf__container_of(ep, struct cma_ep, base);
+
+    if (batch->count <= CMA_SMALL_BATCH) {
+        struct iovec local[CMA_SMALL_BATCH], remote[CMA_SMALL_BATCH];
+        batch->status = cma_move(cep, batch, local, remote, CMA_SMALL_BATCH);
+    } else {
+        batch->status = cma_move_large(cep, batch);
     }
     batch->completed = batch->count;
     return 0;

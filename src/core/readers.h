@@ -1,0 +1,110 @@
+/*
+ * Per-thread reader slots: the data path's alternative to a lock.
+ *
+ * Each thread that uses a session owns one slot (found through a small
+ * thread-local cache, claimed on first use). A read-side section makes the
+ * slot's sequence odd on entry and even on exit; a writer that replaced a
+ * shared structure waits until every slot that was odd has moved on (a
+ * grace period) before it frees what it replaced. With the kernel's
+ * membarrier the reader pays no fence at all: the writer makes every
+ * running thread execute one instead.
+ *
+ * The slot also holds the owner's hot counters, written by the owner only,
+ * so counting costs a plain load and store, no locked instruction.
+ */
+#ifndef HMAF_CORE_READERS_H
+#define HMAF_CORE_READERS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define HMAF_READER_SLOTS 128
+
+enum hmaf__reader_counter {
+    HMAF_RC_OPS,
+    HMAF_RC_BYTES_READ,
+    HMAF_RC_BYTES_WRITTEN,
+    HMAF_RC_CACHE_HITS,
+    HMAF_RC_COUNT
+};
+
+struct hmaf__reader {
+    _Atomic uint64_t seq;    /* odd while inside a read-side section */
+    _Atomic int owner;       /* thread id, 0 when free */
+    _Atomic uint64_t counters[HMAF_RC_COUNT]; /* written by the owner only */
+} __attribute__((aligned(128))); /* two lines: no false sharing */
+
+struct hmaf__readers {
+    uint64_t id;           /* unique per process lifetime: keys the cache */
+    pthread_mutex_t claim_lock;
+    struct hmaf__reader slot[HMAF_READER_SLOTS];
+};
+
+int hmaf__readers_init(struct hmaf__readers *rs);
+void hmaf__readers_fini(struct hmaf__readers *rs);
+
+/* This thread's slot: 0, or -ENOSPC with more live threads than slots. */
+int hmaf__reader_get_slow(struct hmaf__readers *rs, struct hmaf__reader **out);
+
+/* Wait until every read-side section that began before this call ended. */
+void hmaf__readers_synchronize(struct hmaf__readers *rs);
+
+/* Sum of one counter over all slots. */
+uint64_t hmaf__readers_sum(struct hmaf__readers *rs,
+                           enum hmaf__reader_counter c);
+
+extern int hmaf__readers_fence_free; /* membarrier registered */
+
+struct hmaf__reader_cache_entry {
+    uint64_t id;
+    struct hmaf__reader *reader;
+};
+#define HMAF_READER_CACHE 8
+/* initial-exec: a plain %fs-relative access, not a __tls_get_addr call. */
+#define HMAF_TLS _Thread_local __attribute__((tls_model("initial-exec")))
+extern HMAF_TLS struct hmaf__reader_cache_entry
+    hmaf__reader_cache[HMAF_READER_CACHE];
+
+static inline int hmaf__reader_get(struct hmaf__readers *rs,
+                                   struct hmaf__reader **out)
+{
+    for (int i = 0; i < HMAF_READER_CACHE; i++) {
+        if (hmaf__reader_cache[i].id == rs->id) {
+            *out = hmaf__reader_cache[i].reader;
+            return 0;
+        }
+    }
+    return hmaf__reader_get_slow(rs, out);
+}
+
+static inline void hmaf__reader_enter(struct hmaf__reader *r)
+{
+    uint64_t seq = atomic_load_explicit(&r->seq, memory_order_relaxed);
+
+    atomic_store_explicit(&r->seq, seq + 1, memory_order_relaxed);
+    /* Order the store before the section's loads: the writer's membarrier
+     * does it for us, or else a full fence here. */
+    if (hmaf__readers_fence_free) {
+        atomic_signal_fence(memory_order_seq_cst);
+    } else {
+        atomic_thread_fence(memory_order_seq_cst);
+    }
+}
+
+static inline void hmaf__reader_exit(struct hmaf__reader *r)
+{
+    uint64_t seq = atomic_load_explicit(&r->seq, memory_order_relaxed);
+
+    atomic_store_explicit(&r->seq, seq + 1, memory_order_release);
+}
+
+static inline void hmaf__reader_count(struct hmaf__reader *r,
+                                      enum hmaf__reader_counter c, uint64_t n)
+{
+    uint64_t v = atomic_load_explicit(&r->counters[c], memory_order_relaxed);
+
+    atomic_store_explicit(&r->counters[c], v + n, memory_order_relaxed);
+}
+
+#endif
