@@ -7,9 +7,10 @@
  * first access to a host range asks the agent to register the exposed range
  * that contains it and caches the answer.
  *
- * Thread safety: one session may be used from several threads at once; each
- * call is independent. hmaf_session_destroy() must not race with other calls
- * on the same session.
+ * Thread safety: one session may be used from up to 128 live threads at
+ * once (more get HMAF_ENOSPC); each call is independent and no lock sits on
+ * the data path. hmaf_session_destroy() must not race with other calls on
+ * the same session.
  *
  * On error a read leaves the destination buffer unspecified; a write that
  * fails part-way may have written a prefix of the data.
@@ -107,7 +108,8 @@ HMAF_API int hmaf_session_lookup(hmaf_session_t *session, const char *name,
  * @return 0; HMAF_EINVAL (NULL, len 0), HMAF_EOVERFLOW (address + len wraps),
  *         HMAF_EFAULT (not exposed, or not mapped in the host),
  *         HMAF_EOVERFLOW also when remote_addr + len exceeds UINT64_MAX,
- *         HMAF_ECONNRESET (host gone), HMAF_ETIMEDOUT, HMAF_EPERM.
+ *         HMAF_ECONNRESET (host gone), HMAF_ETIMEDOUT, HMAF_EPERM,
+ *         HMAF_ENOSPC (too many threads on this session), HMAF_EPROTO.
  */
 HMAF_API int hmaf_session_read(hmaf_session_t *session, void *buf,
                                uint64_t remote_addr, size_t len);
