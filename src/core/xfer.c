@@ -69,7 +69,13 @@ int hmaf__session_check_epoch(struct hmaf_session *s, uint64_t now)
     if (!lock_epoch(s, now == 0)) {
         return 0;
     }
-    ret = hmaf__mbox_read_epoch(&s->mbox, &epoch);
+    /* The data path never waits on the host, so this periodic look is
+     * where it learns that the agent closed the session or died (before
+     * the host's pid could ever be reused). */
+    ret = hmaf__channel_peer_gone(&s->channel) ? HMAF_ECONNRESET : 0;
+    if (ret == 0) {
+        ret = hmaf__mbox_read_epoch(&s->mbox, &epoch);
+    }
     if (ret == 0 && epoch != s->epoch_seen) {
         /* clear() waits for transfers that still use the old regions, so
          * once the ack lands nothing can reach a revoked range. */

@@ -2,6 +2,7 @@
  * agent runs in this process: cma reads our own memory just as well. */
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 
@@ -146,6 +147,31 @@ static void check_listen_later(void)
     hmaf_agent_destroy(agent);
 }
 
+/* The agent goes away while the host process lives on: the data path,
+ * which never waits on the host, still learns it within a few ms. */
+static void check_agent_gone(void)
+{
+    hmaf_agent_t *agent = start_agent("unix:@hmaf-test-agent-gone");
+    hmaf_session_params_t p;
+    hmaf_session_t *s;
+    uint8_t v[16];
+    int ret = 0;
+
+    hmaf_session_params_init(&p);
+    p.address = "unix:@hmaf-test-agent-gone";
+    p.token = "t0ken";
+    CHECK_OK(hmaf_session_create(&p, &s));
+    CHECK_OK(hmaf_session_read(s, v, (uint64_t)(uintptr_t)memory, sizeof(v)));
+    hmaf_agent_destroy(agent);
+    for (int i = 0; i < 1000 && ret == 0; i++) {
+        ret = hmaf_session_read(s, v, (uint64_t)(uintptr_t)memory, sizeof(v));
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    CHECK_ERR(ret, HMAF_ECONNRESET);
+    CHECK_ERR(hmaf_session_ping(s), HMAF_ECONNRESET);
+    hmaf_session_destroy(s);
+}
+
 int main(void)
 {
     check_agent_listens();
@@ -153,6 +179,7 @@ int main(void)
     check_dpu_listens("unix:@hmaf-test-dpu-listens");
     check_dpu_listens("tcp:127.0.0.1:47219");
     check_address_errors();
+    check_agent_gone();
     printf("test_channel: ok\n");
     return 0;
 }
