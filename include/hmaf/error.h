@@ -37,6 +37,8 @@ extern "C" {
     X(EBUSY, -EBUSY, "resource busy")                                          \
     X(ENOSPC, -ENOSPC, "limit reached")                                        \
     X(EADDRINUSE, -EADDRINUSE, "channel address already in use")               \
+    X(EINPROGRESS, -EINPROGRESS, "request still in progress")                  \
+    X(ESTALE, -ESTALE, "request handle unknown or already completed")          \
     X(EAUTH, -4001, "authentication token refused")                            \
     X(EVERSION, -4002, "protocol version mismatch")                            \
     X(EENGINE, -4003, "engine mismatch between host and dpu side")             \

@@ -41,6 +41,7 @@ typedef struct hmaf_session_params {
     unsigned cache_max_regions; /**< region cache bound, regions (1024) */
     uint64_t cache_max_bytes;   /**< region cache bound, bytes (UINT64_MAX) */
     unsigned revoke_check_us;   /**< epoch check interval, µs (1000) */
+    unsigned max_inflight;      /**< posted segments per thread (1024) */
 } hmaf_session_params_t;
 
 /** One segment of a vectored transfer. */
@@ -49,6 +50,37 @@ typedef struct hmaf_seg {
     uint64_t remote_addr; /**< host virtual address */
     size_t len;           /**< bytes, > 0 */
 } hmaf_seg_t;
+
+/**
+ * Handle of a posted transfer (hmaf_session_post_read() and friends). 0 is
+ * never a valid handle.
+ */
+typedef uint64_t hmaf_req_t;
+
+/** One chain for hmaf_session_chase(). */
+typedef struct hmaf_chain {
+    uint64_t start; /**< [in] host address of the first node; 0: empty */
+    size_t steps;   /**< [out] nodes read */
+    uint64_t last;  /**< [out] host address of the last node read, or 0 */
+    int status;     /**< [out] 0, or the error that ended this chain */
+} hmaf_chain_t;
+
+/**
+ * Called for every node a chase reads, in step order. Return non-zero to
+ * end this chain here. @p node is valid only during the call.
+ */
+typedef int (*hmaf_chase_visit_fn)(void *arg, size_t chain, uint64_t node_addr,
+                                   const void *node);
+
+/** How hmaf_session_chase() walks. */
+typedef struct hmaf_chase_params {
+    size_t node_len;    /**< bytes read per node, > 0 */
+    size_t next_offset; /**< where the 8-byte next pointer sits in a node;
+                             next_offset + 8 <= node_len */
+    size_t max_steps;   /**< nodes per chain at most, > 0 */
+    hmaf_chase_visit_fn visit; /**< may be NULL */
+    void *arg;          /**< passed to visit */
+} hmaf_chase_params_t;
 
 /** Per-session counters; all monotonic since hmaf_session_create(). */
 typedef struct hmaf_session_stats {
@@ -137,6 +169,100 @@ HMAF_API int hmaf_session_readv(hmaf_session_t *session, const hmaf_seg_t *segs,
  */
 HMAF_API int hmaf_session_writev(hmaf_session_t *session,
                                  const hmaf_seg_t *segs, size_t nsegs);
+
+/**
+ * @name Non-blocking transfers
+ *
+ * Post a transfer, get a handle, and complete it later with
+ * hmaf_request_test(), hmaf_request_wait() or hmaf_session_flush(). Posted
+ * transfers are merged: with cma, everything a thread posted goes to the
+ * kernel in as few vectored calls as possible when it is progressed.
+ *
+ * - Buffers must stay valid and untouched until the transfer completes.
+ * - Requests belong to the thread that posted them: test, wait and flush
+ *   see only the calling thread's requests, and a handle used on another
+ *   thread is HMAF_ESTALE there. Threads never wait for one another.
+ * - Each thread may have params.max_inflight posted segments outstanding;
+ *   posting more first completes what is in flight (it never fails for
+ *   that). Every handle must be consumed by test or wait: a thread holding
+ *   max_inflight completed, unconsumed handles gets HMAF_ENOSPC.
+ * - Ordering: completion of a request (test, wait, flush) guarantees its
+ *   bytes have moved. Outstanding requests are not ordered with respect to
+ *   one another: to read what an outstanding write wrote, complete the write
+ *   first. (cma happens to run them in post order.)
+ * - If a merged run of requests fails, its requests are redone one by one
+ *   so that each gets its own status.
+ * @{
+ */
+
+/**
+ * @brief Post a read of @p len bytes at host address @p remote_addr.
+ * @param [out] req_out  the handle, or NULL for none: the outcome is then
+ *        reported by the next hmaf_session_flush().
+ * @return 0 (posted); HMAF_EINVAL, HMAF_EOVERFLOW, HMAF_ECONNRESET,
+ *         HMAF_ENOSPC, HMAF_ENOMEM. Access errors (HMAF_EFAULT, HMAF_EACCES)
+ *         are the request's status.
+ */
+HMAF_API int hmaf_session_post_read(hmaf_session_t *session, void *buf,
+                                    uint64_t remote_addr, size_t len,
+                                    hmaf_req_t *req_out);
+
+/** @brief Post a write. @return as hmaf_session_post_read(). */
+HMAF_API int hmaf_session_post_write(hmaf_session_t *session,
+                                     uint64_t remote_addr, const void *buf,
+                                     size_t len, hmaf_req_t *req_out);
+
+/** @brief Post a vectored read: one request, many segments. */
+HMAF_API int hmaf_session_post_readv(hmaf_session_t *session,
+                                     const hmaf_seg_t *segs, size_t nsegs,
+                                     hmaf_req_t *req_out);
+
+/** @brief Post a vectored write: one request, many segments. */
+HMAF_API int hmaf_session_post_writev(hmaf_session_t *session,
+                                      const hmaf_seg_t *segs, size_t nsegs,
+                                      hmaf_req_t *req_out);
+
+/**
+ * @brief Progress outstanding work and report on one request. Once it
+ * reports completion (0 or an error other than HMAF_EINPROGRESS) the handle
+ * is consumed.
+ * @return 0 (done); the request's error; HMAF_EINPROGRESS (not done yet:
+ *         test again); HMAF_ESTALE (unknown, consumed, or another thread's
+ *         handle); HMAF_EINVAL.
+ */
+HMAF_API int hmaf_request_test(hmaf_session_t *session, hmaf_req_t req);
+
+/**
+ * @brief Wait until the request completes and consume its handle.
+ * @return 0; the request's error; HMAF_ESTALE; HMAF_EINVAL.
+ */
+HMAF_API int hmaf_request_wait(hmaf_session_t *session, hmaf_req_t req);
+
+/**
+ * @brief Complete everything the calling thread posted on this session.
+ * Handles stay valid (test or wait still report their status).
+ * @return 0 when every request posted without a handle since the last flush
+ *         succeeded (also when nothing was posted); otherwise the first of
+ *         their errors.
+ */
+HMAF_API int hmaf_session_flush(hmaf_session_t *session);
+
+/** @} */
+
+/**
+ * @brief Follow chains of host pointers, all chains advancing together:
+ * each step reads the current node of every live chain with one batched
+ * engine post, passes each node to params->visit, then moves each chain to
+ * the 8-byte pointer at params->next_offset in its node. A chain ends at a
+ * NULL pointer, after params->max_steps nodes, when visit returns non-zero,
+ * or on an error (its status). Nodes land in internal buffers placed at the
+ * same offset modulo 64 as their host address, which keeps copies fast.
+ * @return 0 when no chain ended on an error; otherwise the first chain
+ *         error; HMAF_EINVAL (bad params, NULL, nchains 0), HMAF_ENOMEM.
+ */
+HMAF_API int hmaf_session_chase(hmaf_session_t *session,
+                                const hmaf_chase_params_t *params,
+                                hmaf_chain_t *chains, size_t nchains);
 
 /**
  * @brief One mailbox round trip with the agent; useful as a liveness check.

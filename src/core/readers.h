@@ -33,6 +33,7 @@ struct hmaf__reader {
     _Atomic uint64_t seq;    /* odd while inside a read-side section */
     _Atomic int owner;       /* thread id, 0 when free */
     _Atomic uint64_t counters[HMAF_RC_COUNT]; /* written by the owner only */
+    void *queue; /* the owner's posted requests (core/request.c) */
 } __attribute__((aligned(128))); /* two lines: no false sharing */
 
 struct hmaf__readers {
@@ -49,6 +50,13 @@ int hmaf__reader_get_slow(struct hmaf__readers *rs, struct hmaf__reader **out);
 
 /* Wait until every read-side section that began before this call ended. */
 void hmaf__readers_synchronize(struct hmaf__readers *rs);
+
+/* Index of a slot in its set, for handles that must name it. */
+static inline unsigned hmaf__reader_index(const struct hmaf__readers *rs,
+                                          const struct hmaf__reader *r)
+{
+    return (unsigned)(r - rs->slot);
+}
 
 /* Sum of one counter over all slots. */
 uint64_t hmaf__readers_sum(struct hmaf__readers *rs,

@@ -25,13 +25,15 @@ HMAF_API void hmaf_session_params_init(hmaf_session_params_t *params)
     params->cache_max_regions = 1024;
     params->cache_max_bytes = UINT64_MAX;
     params->revoke_check_us = 1000;
+    params->max_inflight = 1024;
 }
 
 static int check_params(const hmaf_session_params_t *p)
 {
     if (p == NULL || p->size != sizeof(*p) || p->address == NULL ||
         p->connect_timeout_ms <= 0 || p->rpc_timeout_ms <= 0 ||
-        p->cache_max_regions == 0 || p->cache_max_bytes == 0) {
+        p->cache_max_regions == 0 || p->cache_max_bytes == 0 ||
+        p->max_inflight == 0 || p->max_inflight > HMAF_MAX_INFLIGHT) {
         return HMAF_EINVAL;
     }
     if (p->token != NULL && strlen(p->token) > HMAF_TOKEN_MAX) {
@@ -206,6 +208,7 @@ HMAF_API void hmaf_session_destroy(hmaf_session_t *session)
     /* Closing the channel tells the agent to drop our holds and mailbox;
      * no DEREGISTER traffic needed, so mark the session dead first. */
     atomic_store(&session->dead, HMAF_ECONNRESET);
+    hmaf__request_queues_free(session);
     hmaf__regcache_fini(&session->cache);
     hmaf__mbox_client_fini(&session->mbox);
     session->ops->rmem_release(session->mbox_rmem);

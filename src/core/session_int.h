@@ -49,9 +49,18 @@ int hmaf__session_fail(struct hmaf_session *s, int ret);
 /* Apply a revocation the host announced, if one is due at `now` (coarse
  * clock; 0 forces a look). Never from inside a read-side section. */
 int hmaf__session_check_epoch(struct hmaf_session *s, uint64_t now);
+/* The synchronous data path behind read/write/readv/writev. */
+int hmaf__session_transfer(struct hmaf_session *s, enum hmaf_xfer_op op,
+                           const hmaf_seg_t *segs, size_t nsegs);
 /* Ask the agent for the exposure containing addr and cache it. */
 int hmaf__session_register(struct hmaf_session *s, uint64_t addr,
                            uint64_t len);
+
+/* Largest params.max_inflight: handles carry a 16-bit request index. */
+#define HMAF_MAX_INFLIGHT 65536
+
+/* request.c: free every thread's queue of posted requests. */
+void hmaf__request_queues_free(struct hmaf_session *s);
 
 /* Dpu-side handshake on a connected channel. */
 int hmaf__bootstrap_dpu(struct hmaf_session *s, int timeout_ms,

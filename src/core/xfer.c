@@ -20,7 +20,7 @@
 
 /* Transfer descriptors built per engine post; they live on the stack.
  * Calls of up to XFER_SMALL segments use a small array. */
-#define XFER_BATCH_MAX 256
+#define XFER_BATCH_MAX 1024
 #define XFER_SMALL 8
 /* build_batch() stopped at an address no cached region covers. */
 #define XFER_MISS 1
@@ -125,16 +125,19 @@ static int build_batch(const struct xfer_call *c, struct xfer_cursor *cur,
                        struct hmaf_xfer *xfers, uint32_t cap, uint32_t *n_out,
                        uint64_t *miss_out)
 {
+    struct hmaf__region *r = NULL;
     uint32_t n = 0;
     int ret = 0;
 
     while (cur->seg < c->nsegs && n < cap) {
         const hmaf_seg_t *seg = &c->segs[cur->seg];
         uint64_t addr = seg->remote_addr + cur->off;
-        struct hmaf__region *r =
-            hmaf__regcache_find(&c->s->cache, addr, c->now);
         uint64_t piece;
 
+        /* Neighbouring segments mostly share a region: try it first. */
+        if (r == NULL || addr - r->iv.base >= r->iv.len) {
+            r = hmaf__regcache_find(&c->s->cache, addr, c->now);
+        }
         if (r == NULL) {
             *miss_out = addr;
             ret = XFER_MISS;
@@ -236,8 +239,8 @@ static void count_call(const struct xfer_call *c)
                        bytes);
 }
 
-static int transfer(struct hmaf_session *s, enum hmaf_xfer_op op,
-                    const hmaf_seg_t *segs, size_t nsegs)
+int hmaf__session_transfer(struct hmaf_session *s, enum hmaf_xfer_op op,
+                           const hmaf_seg_t *segs, size_t nsegs)
 {
     struct xfer_call c = {.s = s, .op = op, .segs = segs, .nsegs = nsegs};
     struct xfer_cursor cur = {0, 0};
@@ -266,7 +269,7 @@ HMAF_API int hmaf_session_read(hmaf_session_t *session, void *buf,
 {
     hmaf_seg_t seg = {.local = buf, .remote_addr = remote_addr, .len = len};
 
-    return transfer(session, HMAF_XFER_READ, &seg, 1);
+    return hmaf__session_transfer(session, HMAF_XFER_READ, &seg, 1);
 }
 
 HMAF_API int hmaf_session_write(hmaf_session_t *session, uint64_t remote_addr,
@@ -275,17 +278,17 @@ HMAF_API int hmaf_session_write(hmaf_session_t *session, uint64_t remote_addr,
     hmaf_seg_t seg = {.local = (void *)buf, .remote_addr = remote_addr,
                       .len = len};
 
-    return transfer(session, HMAF_XFER_WRITE, &seg, 1);
+    return hmaf__session_transfer(session, HMAF_XFER_WRITE, &seg, 1);
 }
 
 HMAF_API int hmaf_session_readv(hmaf_session_t *session, const hmaf_seg_t *segs,
                                 size_t nsegs)
 {
-    return transfer(session, HMAF_XFER_READ, segs, nsegs);
+    return hmaf__session_transfer(session, HMAF_XFER_READ, segs, nsegs);
 }
 
 HMAF_API int hmaf_session_writev(hmaf_session_t *session,
                                  const hmaf_seg_t *segs, size_t nsegs)
 {
-    return transfer(session, HMAF_XFER_WRITE, segs, nsegs);
+    return hmaf__session_transfer(session, HMAF_XFER_WRITE, segs, nsegs);
 }
