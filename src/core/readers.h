@@ -34,6 +34,8 @@ struct hmaf__reader {
     _Atomic int owner;       /* thread id, 0 when free */
     _Atomic uint64_t counters[HMAF_RC_COUNT]; /* written by the owner only */
     void *queue; /* the owner's posted requests (core/request.c) */
+    uint64_t hint_gen;  /* the region this thread found last, valid while */
+    void *hint;         /* the cache's region set has generation hint_gen */
 } __attribute__((aligned(128))); /* two lines: no false sharing */
 
 struct hmaf__readers {

@@ -6,11 +6,8 @@
 
 #include <hmaf/error.h>
 
-struct hmaf__region_set {
-    size_t n;
-    uint64_t bytes;
-    struct hmaf__region *v[]; /* sorted by base, non-overlapping */
-};
+/* Generation 0 is never used: a fresh reader's hint_gen matches nothing. */
+static _Atomic uint64_t next_set_gen = 1;
 
 static struct hmaf__region_set *set_alloc(size_t n)
 {
@@ -18,6 +15,7 @@ static struct hmaf__region_set *set_alloc(size_t n)
         malloc(sizeof(*set) + (n == 0 ? 1 : n) * sizeof(set->v[0]));
 
     if (set != NULL) {
+        set->gen = atomic_fetch_add(&next_set_gen, 1);
         set->n = 0;
         set->bytes = 0;
     }

@@ -38,12 +38,19 @@ struct hmaf__region {
 typedef void (*hmaf__region_release_fn)(void *arg, struct hmaf__region *r,
                                         int evicted);
 
-struct hmaf__region_set; /* immutable snapshot */
+/* An immutable snapshot; gen is unique, so a thread's remembered region
+ * is known valid exactly while the snapshot it came from is current. */
+struct hmaf__region_set {
+    uint64_t gen;
+    size_t n;
+    uint64_t bytes;
+    struct hmaf__region *v[]; /* sorted by base, non-overlapping */
+};
 
 struct hmaf__regcache {
-    struct hmaf__readers readers;
+    struct hmaf__region_set *_Atomic current; /* first: read every call */
+    struct hmaf__readers readers; /* its id next; the slots are aligned */
     pthread_mutex_t write_lock;
-    struct hmaf__region_set *_Atomic current;
     size_t max_regions;
     uint64_t max_bytes;
     uint64_t min_epoch; /* inserts answered before this epoch are stale */
@@ -78,6 +85,31 @@ static inline void hmaf__regcache_exit(struct hmaf__reader *reader)
  * until the caller leaves its read-side section. */
 struct hmaf__region *hmaf__regcache_find(struct hmaf__regcache *rc,
                                          uint64_t addr, uint64_t now);
+
+/* The same, trying the region this reader found last first: repeated
+ * accesses to one region skip the search. */
+static inline struct hmaf__region *
+hmaf__regcache_find_hinted(struct hmaf__regcache *rc,
+                           struct hmaf__reader *reader, uint64_t addr,
+                           uint64_t now)
+{
+    const struct hmaf__region_set *set =
+        atomic_load_explicit(&rc->current, memory_order_acquire);
+    struct hmaf__region *r = (struct hmaf__region *)reader->hint;
+
+    if (reader->hint_gen == set->gen && addr - r->iv.base < r->iv.len) {
+        if (atomic_load_explicit(&r->last_used, memory_order_relaxed) != now) {
+            atomic_store_explicit(&r->last_used, now, memory_order_relaxed);
+        }
+        return r;
+    }
+    r = hmaf__regcache_find(rc, addr, now);
+    if (r != NULL) {
+        reader->hint_gen = set->gen;
+        reader->hint = r;
+    }
+    return r;
+}
 
 /*
  * Add a region. Returns 0 when added; HMAF_EEXIST when it overlaps a cached

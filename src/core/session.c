@@ -11,6 +11,7 @@
 #include "core/session_int.h"
 #include "proto/mailbox.h"
 #include "util/clock.h"
+#include "util/compiler.h"
 #include "util/log.h"
 
 HMAF_API void hmaf_session_params_init(hmaf_session_params_t *params)
@@ -186,6 +187,7 @@ HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
         goto err_free;
     }
     s->ops->limits(s->ctx, &s->limits);
+    s->post = s->ops->post;
     ret = connect_session(s);
     if (ret < 0) {
         goto err_ctx;
@@ -296,13 +298,18 @@ HMAF_API int hmaf_session_lookup(hmaf_session_t *session, const char *name,
 static int cache_region(struct hmaf_session *s,
                         const struct hmaf_resp_register *resp)
 {
-    struct hmaf__region *r = calloc(1, sizeof(*r) + s->ops->rmem_size);
+    size_t size = sizeof(struct hmaf__region) + s->ops->rmem_size;
+    /* Cache-line aligned: a lookup touches one line of it. */
+    struct hmaf__region *r =
+        aligned_alloc(HMAF_CACHELINE, (size + HMAF_CACHELINE - 1) /
+                                          HMAF_CACHELINE * HMAF_CACHELINE);
     uint64_t evicted = 0;
     int ret;
 
     if (r == NULL) {
         return HMAF_ENOMEM;
     }
+    memset(r, 0, size);
     r->iv.base = resp->base;
     r->iv.len = resp->len;
     r->id = resp->region_id;

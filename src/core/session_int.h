@@ -24,18 +24,22 @@ struct hmaf_session_counters {
 };
 
 struct hmaf_session {
+    /* Read by every transfer: kept together at the front, so a call after
+     * a system call finds them in as few cache lines as possible. */
+    _Atomic int dead;               /* sticky: the host is gone */
+    _Atomic uint64_t next_check_ns; /* when the epoch is due for a look */
+    struct hmaf_engine_ep *ep;
+    int (*post)(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch);
+    struct hmaf_engine_limits limits;
+    struct hmaf__regcache cache;    /* its own hot fields come first */
+
     hmaf_session_params_t params;
     const struct hmaf_engine_ops *ops;
     struct hmaf_engine_ctx *ctx;
-    struct hmaf_engine_ep *ep;
-    struct hmaf_engine_limits limits;
     struct hmaf_channel channel;
     struct hmaf_engine_rmem *mbox_rmem;
     struct hmaf__mbox_client mbox;
-    struct hmaf__regcache cache;
     uint64_t session_id;
-    _Atomic int dead;             /* sticky: the host is gone */
-    _Atomic uint64_t next_check_ns; /* when the epoch is due for a look */
     pthread_mutex_t epoch_lock;   /* one thread applies a revocation */
     uint64_t epoch_seen;          /* under epoch_lock */
     struct hmaf_session_counters c;

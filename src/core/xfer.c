@@ -136,7 +136,8 @@ static int build_batch(const struct xfer_call *c, struct xfer_cursor *cur,
 
         /* Neighbouring segments mostly share a region: try it first. */
         if (r == NULL || addr - r->iv.base >= r->iv.len) {
-            r = hmaf__regcache_find(&c->s->cache, addr, c->now);
+            r = hmaf__regcache_find_hinted(&c->s->cache, c->reader, addr,
+                                           c->now);
         }
         if (r == NULL) {
             *miss_out = addr;
@@ -169,6 +170,21 @@ static uint32_t batch_cap(const struct hmaf_session *s)
     return HMAF_MAX(1u, HMAF_MIN(cap, s->limits.max_inflight));
 }
 
+/* The engine's post straight from the session's hot line; engines that
+ * complete later are driven to completion by the generic loop. */
+static int run_batch(struct hmaf_session *s, struct hmaf_xfer_batch *batch)
+{
+    int ret = s->post(s->ep, batch);
+
+    if (ret < 0) {
+        return ret;
+    }
+    if (batch->completed < batch->count) {
+        return hmaf__engine_complete(s->ep, batch);
+    }
+    return batch->status;
+}
+
 /* Build and run one batch inside a read-side section: no region it uses
  * can be dropped before the engine is done with it. */
 static int step_with(const struct xfer_call *c, struct xfer_cursor *cur,
@@ -181,7 +197,7 @@ static int step_with(const struct xfer_call *c, struct xfer_cursor *cur,
     built = build_batch(c, cur, xfers, HMAF_MIN(cap, batch_cap(c->s)),
                         &batch.count, miss_out);
     if (built >= 0 && batch.count > 0) {
-        ret = hmaf__engine_run(c->s->ep, &batch);
+        ret = run_batch(c->s, &batch);
     }
     hmaf__reader_exit(c->reader);
     return ret < 0 ? hmaf__session_fail(c->s, ret) : built;

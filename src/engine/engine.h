@@ -143,5 +143,8 @@ void hmaf__engine_ep_destroy(struct hmaf_engine_ep *ep);
 
 /* Post a batch and drive progress until it completes; returns its status. */
 int hmaf__engine_run(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch);
+/* Drive progress until a posted batch completes; returns its status. */
+int hmaf__engine_complete(struct hmaf_engine_ep *ep,
+                          struct hmaf_xfer_batch *batch);
 
 #endif

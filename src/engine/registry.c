@@ -195,19 +195,21 @@ void hmaf__engine_ep_destroy(struct hmaf_engine_ep *ep)
     }
 }
 
+int hmaf__engine_complete(struct hmaf_engine_ep *ep,
+                          struct hmaf_xfer_batch *batch)
+{
+    while (batch->completed < batch->count) {
+        ep->ctx->ops->progress(ep);
+    }
+    return batch->status;
+}
+
 int hmaf__engine_run(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch)
 {
-    const struct hmaf_engine_ops *ops = ep->ctx->ops;
     int ret;
 
     batch->completed = 0;
     batch->status = 0;
-    ret = ops->post(ep, batch);
-    if (ret < 0) {
-        return ret;
-    }
-    while (batch->completed < batch->count) {
-        ops->progress(ep);
-    }
-    return batch->status;
+    ret = ep->ctx->ops->post(ep, batch);
+    return ret < 0 ? ret : hmaf__engine_complete(ep, batch);
 }

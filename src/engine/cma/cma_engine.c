@@ -210,6 +210,15 @@ static ssize_t cma_call(const struct cma_ep *cep, enum hmaf_xfer_op op,
                                    (unsigned long)n, 0);
 }
 
+static int cma_failed(const struct cma_ep *cep, enum hmaf_xfer_op op,
+                      ssize_t done)
+{
+    hmaf__log_debug("process_vm_%sv pid %d: %m",
+                    op == HMAF_XFER_READ ? "read" : "write", cep->peer);
+    /* 0 bytes means the first remote page is unmapped. */
+    return done == 0 ? HMAF_EFAULT : cma_errno_to_hmaf(errno);
+}
+
 /* Move every byte of the batch with as few calls as the kernel allows,
  * using iovec arrays of `cap` entries. */
 static int cma_move(const struct cma_ep *cep, struct hmaf_xfer_batch *batch,
@@ -222,13 +231,28 @@ static int cma_move(const struct cma_ep *cep, struct hmaf_xfer_batch *batch,
         int n = cma_fill_iov(batch, i, skip, local, remote, cap);
         ssize_t done = cma_call(cep, batch->op, local, remote, n);
         if (done <= 0) {
-            /* 0 bytes means the first remote page is unmapped. */
-            hmaf__log_debug("process_vm_%sv pid %d: %m",
-                            batch->op == HMAF_XFER_READ ? "read" : "write",
-                            cep->peer);
-            return done == 0 ? HMAF_EFAULT : cma_errno_to_hmaf(errno);
+            return cma_failed(cep, batch->op, done);
         }
         cma_advance(batch, &i, &skip, (size_t)done);
+    }
+    return 0;
+}
+
+/* A single transfer, the most common post, without the batch cursor. */
+static int cma_move_one(const struct cma_ep *cep, enum hmaf_xfer_op op,
+                        const struct hmaf_xfer *x)
+{
+    size_t done = 0;
+
+    while (done < x->len) {
+        struct iovec local = {(char *)x->local + done, x->len - done};
+        struct iovec remote = {(void *)(uintptr_t)(x->remote_addr + done),
+                               x->len - done};
+        ssize_t n = cma_call(cep, op, &local, &remote, 1);
+        if (n <= 0) {
+            return cma_failed(cep, op, n);
+        }
+        done += (size_t)n;
     }
     return 0;
 }
@@ -246,7 +270,9 @@ static int cma_post(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch)
 {
     const struct cma_ep *cep = hmaf__container_of(ep, struct cma_ep, base);
 
-    if (batch->count <= CMA_SMALL_BATCH) {
+    if (batch->count == 1) {
+        batch->status = cma_move_one(cep, batch->op, &batch->xfers[0]);
+    } else if (batch->count <= CMA_SMALL_BATCH) {
         struct iovec local[CMA_SMALL_BATCH], remote[CMA_SMALL_BATCH];
         batch->status = cma_move(cep, batch, local, remote, CMA_SMALL_BATCH);
     } else {
