@@ -62,7 +62,9 @@ HMAF_API void hmaf_agent_params_init(hmaf_agent_params_t *params);
 /**
  * @brief Create an agent and, when params->address is set, start listening.
  * @param [out] agent_out  written only on success.
- * @return 0; HMAF_EINVAL, HMAF_EADDRESS, HMAF_EADDRINUSE, HMAF_ENOENGINE,
+ * @return 0; HMAF_EINVAL (bad params, or a tcp address and no token: a
+ *         tcp agent always checks a token), HMAF_EADDRESS (malformed, or no
+ *         such place to listen), HMAF_EADDRINUSE, HMAF_EPERM, HMAF_ENOENGINE,
  *         HMAF_ENOMEM.
  */
 HMAF_API int hmaf_agent_create(const hmaf_agent_params_t *params,
@@ -85,16 +87,18 @@ HMAF_API const char *hmaf_agent_address(const hmaf_agent_t *agent);
  * @brief Start listening at @p address, for an agent created without one:
  * expose and publish first, then listen, and no dpu side ever sees the
  * agent half set up.
- * @return 0; HMAF_EINVAL (NULL, or already listening), HMAF_EADDRESS,
- *         HMAF_EADDRINUSE, HMAF_ENOMEM.
+ * @return 0; HMAF_EINVAL (NULL, already listening, or tcp without a
+ *         token), HMAF_EADDRESS, HMAF_EADDRINUSE, HMAF_EPERM, HMAF_ENOMEM.
  */
 HMAF_API int hmaf_agent_listen(hmaf_agent_t *agent, const char *address);
 
 /**
  * @brief Connect to a dpu side that listens (params.listen = 1 there) and
  * serve it as one more session. Blocks for the handshake.
- * @return 0; HMAF_EADDRESS, HMAF_ECONNREFUSED, HMAF_ETIMEDOUT, HMAF_EAUTH,
- *         HMAF_EVERSION, HMAF_EENGINE, HMAF_EPROTO, HMAF_ENOSPC.
+ * @return 0; HMAF_EINVAL (also: a tcp address and no token),
+ *         HMAF_EADDRESS, HMAF_ECONNREFUSED, HMAF_ECONNRESET, HMAF_ETIMEDOUT,
+ *         HMAF_EAUTH, HMAF_EVERSION, HMAF_EENGINE, HMAF_EPROTO, HMAF_ENOSPC,
+ *         HMAF_ENOMEM, HMAF_EPERM.
  */
 HMAF_API int hmaf_agent_dial(hmaf_agent_t *agent, const char *address,
                              int timeout_ms);
@@ -113,9 +117,15 @@ HMAF_API int hmaf_agent_expose(hmaf_agent_t *agent, const void *addr,
 /**
  * @brief Withdraw an exposure made with exactly this addr and len.
  *
- * When it returns, every live session has dropped the range, or the bounded
- * wait (params.revoke_wait_ms) expired for sessions that were idle: those
- * re-check before their next access. Either way no later access succeeds.
+ * The exposure is withdrawn at once (no new registration of it succeeds);
+ * then the call waits until every live session has dropped the range, at
+ * most params.revoke_wait_ms. Sessions look at revocations at least every
+ * quarter of that wait (the lease the agent gives them) and move at most
+ * 16 MiB per step, so a session that is running or idle has acknowledged,
+ * or will look before its next step. When it returns, no transfer step on
+ * the range starts any more. With cma the enforcement is the dpu-side
+ * library's (see docs/engines.md): a dpu thread stalled by the scheduler
+ * inside one step for longer than the wait can still finish that step.
  * @return 0; HMAF_ENOENT (no exposure with this addr and len), HMAF_EINVAL.
  */
 HMAF_API int hmaf_agent_revoke(hmaf_agent_t *agent, const void *addr,

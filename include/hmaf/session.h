@@ -40,7 +40,8 @@ typedef struct hmaf_session_params {
     int rpc_timeout_ms;     /**< one mailbox round trip (5000) */
     unsigned cache_max_regions; /**< region cache bound, regions (1024) */
     uint64_t cache_max_bytes;   /**< region cache bound, bytes (UINT64_MAX) */
-    unsigned revoke_check_us;   /**< epoch check interval, µs (1000) */
+    unsigned revoke_check_us;   /**< epoch check interval, µs (1000); the
+                                     host may shorten it (its lease) */
     unsigned max_inflight;      /**< posted segments per thread (1024) */
 } hmaf_session_params_t;
 
@@ -127,7 +128,7 @@ HMAF_API void hmaf_session_destroy(hmaf_session_t *session);
  * @param [out] remote_addr_out  host address of the root.
  * @param [out] len_out          its length in bytes (may be NULL).
  * @return 0; HMAF_ENOENT (no such root), HMAF_EINVAL, HMAF_ENAMETOOLONG,
- *         HMAF_ECONNRESET, HMAF_ETIMEDOUT.
+ *         HMAF_ECONNRESET, HMAF_ETIMEDOUT, HMAF_EPROTO, HMAF_EPERM.
  */
 HMAF_API int hmaf_session_lookup(hmaf_session_t *session, const char *name,
                                  uint64_t *remote_addr_out, size_t *len_out);
@@ -141,7 +142,8 @@ HMAF_API int hmaf_session_lookup(hmaf_session_t *session, const char *name,
  *         HMAF_EFAULT (not exposed, or not mapped in the host),
  *         HMAF_EOVERFLOW also when remote_addr + len exceeds UINT64_MAX,
  *         HMAF_ECONNRESET (host gone), HMAF_ETIMEDOUT, HMAF_EPERM,
- *         HMAF_ENOSPC (too many threads on this session), HMAF_EPROTO.
+ *         HMAF_ENOSPC (too many threads on this session, or a region cache
+ *         far too small for them), HMAF_EPROTO, HMAF_ENOMEM.
  */
 HMAF_API int hmaf_session_read(hmaf_session_t *session, void *buf,
                                uint64_t remote_addr, size_t len);
@@ -266,7 +268,8 @@ HMAF_API int hmaf_session_chase(hmaf_session_t *session,
 
 /**
  * @brief One mailbox round trip with the agent; useful as a liveness check.
- * @return 0; HMAF_ECONNRESET, HMAF_ETIMEDOUT.
+ * @return 0; HMAF_EINVAL, HMAF_ECONNRESET, HMAF_ETIMEDOUT, HMAF_EPROTO,
+ *         HMAF_EPERM.
  */
 HMAF_API int hmaf_session_ping(hmaf_session_t *session);
 

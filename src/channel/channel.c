@@ -156,6 +156,23 @@ static int errno_to_hmaf(int err)
     }
 }
 
+/* bind/listen failures: the address is the problem, not a peer. */
+static int listen_errno_to_hmaf(int err)
+{
+    switch (err) {
+    case EADDRINUSE:
+        return HMAF_EADDRINUSE;
+    case EACCES:
+    case EPERM:
+        return HMAF_EPERM;
+    case ENOMEM:
+    case ENOBUFS:
+        return HMAF_ENOMEM;
+    default: /* ENOENT, ENOTDIR, EADDRNOTAVAIL, ...: no such place here */
+        return HMAF_EADDRESS;
+    }
+}
+
 static void set_stream_options(int fd, int family)
 {
     int one = 1;
@@ -212,7 +229,7 @@ static int bind_and_listen(struct hmaf_listener *l,
     l->fd = socket(a->family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (l->fd < 0) {
         hmaf__log_error("socket: %m");
-        return errno_to_hmaf(errno);
+        return listen_errno_to_hmaf(errno);
     }
     setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (bind(l->fd, (const struct sockaddr *)&a->ss, a->len) != 0 ||
@@ -220,7 +237,7 @@ static int bind_and_listen(struct hmaf_listener *l,
         int err = errno;
         hmaf__log_error("listen: %m");
         close(l->fd);
-        return errno_to_hmaf(err);
+        return listen_errno_to_hmaf(err);
     }
     return 0;
 }
@@ -446,4 +463,21 @@ void hmaf__channel_close(struct hmaf_channel *channel)
         close(channel->fd);
         channel->fd = -1;
     }
+}
+
+int hmaf__channel_peer_pid(struct hmaf_channel *channel)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+
+    if (getsockopt(channel->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+        len != sizeof(cred)) {
+        return 0; /* not a unix socket */
+    }
+    return (int)cred.pid;
+}
+
+int hmaf__channel_is_remote(const char *address)
+{
+    return address != NULL && strncmp(address, "tcp:", 4) == 0;
 }

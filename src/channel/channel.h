@@ -45,5 +45,10 @@ int hmaf__channel_recv(struct hmaf_channel *channel, void *buf, size_t len,
  * (the channel is idle by contract); 0 while it looks alive. No wait. */
 int hmaf__channel_peer_gone(struct hmaf_channel *channel);
 void hmaf__channel_close(struct hmaf_channel *channel);
+/* The peer process's pid as the kernel reports it (unix sockets), or 0
+ * when the channel cannot tell (tcp). */
+int hmaf__channel_peer_pid(struct hmaf_channel *channel);
+/* Whether address names a channel that can leave this machine (tcp). */
+int hmaf__channel_is_remote(const char *address);
 
 #endif

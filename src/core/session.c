@@ -62,12 +62,15 @@ static int open_channel(struct hmaf_session *s)
     return ret;
 }
 
-/* Region release: drop the import, and tell the agent when evicted. */
+/* Region release: drop the import and give the agent its hold back (each
+ * answer the agent gave is one hold). Not at session end: closing the
+ * channel returns them all. */
 static void release_region(void *arg, struct hmaf__region *r, int evicted)
 {
     struct hmaf_session *s = arg;
 
-    if (evicted && !atomic_load(&s->dead)) {
+    (void)evicted;
+    if (!atomic_load(&s->dead)) {
         struct hmaf_req_deregister req = {.region_id = r->id};
         uint8_t buf[HMAF_MBOX_REQ_MAX];
         uint16_t len = (uint16_t)hmaf__req_deregister_encode(&req, buf);
@@ -112,7 +115,9 @@ static int import_mailbox(struct hmaf_session *s, const struct hmaf_welcome *w)
 static int attach_to_host(struct hmaf_session *s, const struct hmaf_welcome *w)
 {
     const hmaf_session_params_t *p = &s->params;
-    int ret = hmaf__engine_ep_create(s->ctx, w->engine_blob.data,
+    int ret = hmaf__engine_ep_create(s->ctx,
+                                     hmaf__channel_peer_pid(&s->channel),
+                                     w->engine_blob.data,
                                      w->engine_blob.len, &s->ep);
 
     if (ret < 0) {
@@ -133,6 +138,8 @@ static int attach_to_host(struct hmaf_session *s, const struct hmaf_welcome *w)
         goto err_mbox;
     }
     s->session_id = w->session_id;
+    s->check_interval_ns =
+        (uint64_t)HMAF_MIN(p->revoke_check_us, w->lease_us) * 1000u;
     return 0;
 err_mbox:
     hmaf__mbox_client_fini(&s->mbox);
@@ -292,22 +299,31 @@ HMAF_API int hmaf_session_lookup(hmaf_session_t *session, const char *name,
     return ret;
 }
 
-/* Import the region the agent answered with and put it in the cache.
- * Returns -ESTALE when a revocation the cache already applied is newer
- * than the answer. */
-static int cache_region(struct hmaf_session *s,
-                        const struct hmaf_resp_register *resp)
+/* Is addr covered by a cached region now? */
+static int cached(struct hmaf_session *s, uint64_t addr)
+{
+    struct hmaf__reader *reader;
+    int found;
+
+    if (hmaf__regcache_enter(&s->cache, &reader) < 0) {
+        return 0;
+    }
+    found = hmaf__regcache_find(&s->cache, addr, hmaf__coarse_now_ns()) != NULL;
+    hmaf__regcache_exit(reader);
+    return found;
+}
+
+static struct hmaf__region *new_region(struct hmaf_session *s,
+                                       const struct hmaf_resp_register *resp)
 {
     size_t size = sizeof(struct hmaf__region) + s->ops->rmem_size;
     /* Cache-line aligned: a lookup touches one line of it. */
     struct hmaf__region *r =
         aligned_alloc(HMAF_CACHELINE, (size + HMAF_CACHELINE - 1) /
                                           HMAF_CACHELINE * HMAF_CACHELINE);
-    uint64_t evicted = 0;
-    int ret;
 
     if (r == NULL) {
-        return HMAF_ENOMEM;
+        return NULL;
     }
     memset(r, 0, size);
     r->iv.base = resp->base;
@@ -321,6 +337,26 @@ static int cache_region(struct hmaf_session *s,
     r->rmem->addr = resp->base;
     r->rmem->len = resp->len;
     r->rmem->access = r->access;
+    return r;
+}
+
+/*
+ * Import the region the agent answered with and put it in the cache.
+ * Returns 0 when addr is now covered; -ESTALE when a revocation the cache
+ * already applied is newer than the answer; HMAF_EEXIST when a cached
+ * region overlaps the answer without covering addr (a revocation not yet
+ * applied here is behind it).
+ */
+static int cache_region(struct hmaf_session *s,
+                        const struct hmaf_resp_register *resp, uint64_t addr)
+{
+    struct hmaf__region *r = new_region(s, resp);
+    uint64_t evicted = 0;
+    int ret;
+
+    if (r == NULL) {
+        return HMAF_ENOMEM;
+    }
     ret = s->ops->rmem_import(r->rmem, resp->export_blob.data,
                               resp->export_blob.len);
     if (ret < 0) {
@@ -331,12 +367,12 @@ static int cache_region(struct hmaf_session *s,
     ret = hmaf__regcache_insert(&s->cache, r, &evicted);
     hmaf__count(s, evictions, evicted);
     if (ret < 0) {
-        /* Another thread cached it first (the caller finds that one), or
-         * a revocation overtook the answer. */
-        s->ops->rmem_release(r->rmem);
-        free(r);
+        release_region(s, r, 1); /* give the agent its hold back */
     }
-    return ret == -ESTALE ? ret : 0;
+    if (ret == HMAF_EEXIST && cached(s, addr)) {
+        ret = 0; /* another thread cached the same region first */
+    }
+    return ret;
 }
 
 static int valid_region_answer(const struct hmaf_resp_register *resp,
@@ -366,26 +402,30 @@ static int register_once(struct hmaf_session *s, uint64_t addr, uint64_t len)
     if (ret == 0 && !valid_region_answer(&resp, addr)) {
         ret = HMAF_EPROTO;
     }
-    return ret == 0 ? cache_region(s, &resp) : ret;
+    return ret == 0 ? cache_region(s, &resp, addr) : ret;
 }
+
+/* Answers that cannot be cached because of a revocation get this many
+ * more tries, each after applying the revocation first. */
+#define REGISTER_RETRIES 4
 
 int hmaf__session_register(struct hmaf_session *s, uint64_t addr,
                            uint64_t len)
 {
     int ret = register_once(s, addr, len);
 
-    if (ret != -ESTALE) {
-        return ret;
+    for (int i = 0; i < REGISTER_RETRIES &&
+                    (ret == -ESTALE || ret == HMAF_EEXIST);
+         i++) {
+        ret = hmaf__session_check_epoch(s, 1);
+        if (ret == 0) {
+            ret = register_once(s, addr, len);
+        }
     }
-    /* A revocation overtook the answer: apply it, then ask again. An answer
-     * that is stale twice means the epoch in the mailbox is not the one
-     * the agent answers in: the mailbox was overwritten. */
-    ret = hmaf__session_check_epoch(s, 0);
-    if (ret == 0) {
-        ret = register_once(s, addr, len);
-    }
-    if (ret == -ESTALE) {
-        hmaf__log_error("session %llu: mailbox epoch out of step with agent",
+    if (ret == -ESTALE || ret == HMAF_EEXIST) {
+        /* The mailbox's epoch is not the one the agent answers in, or the
+         * agent answers with overlapping regions: the peer is broken. */
+        hmaf__log_error("session %llu: agent answers cannot be cached",
                         (unsigned long long)s->session_id);
         ret = HMAF_EPROTO;
     }

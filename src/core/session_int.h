@@ -28,6 +28,7 @@ struct hmaf_session {
      * a system call finds them in as few cache lines as possible. */
     _Atomic int dead;               /* sticky: the host is gone */
     _Atomic uint64_t next_check_ns; /* when the epoch is due for a look */
+    uint64_t check_interval_ns;     /* min(ours, the host's lease) */
     struct hmaf_engine_ep *ep;
     int (*post)(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch);
     struct hmaf_engine_limits limits;
@@ -50,9 +51,9 @@ struct hmaf_session {
 
 /* Record a connection error as the session's permanent state. */
 int hmaf__session_fail(struct hmaf_session *s, int ret);
-/* Apply a revocation the host announced, if one is due at `now` (coarse
- * clock; 0 forces a look). Never from inside a read-side section. */
-int hmaf__session_check_epoch(struct hmaf_session *s, uint64_t now);
+/* Apply a revocation the host announced, if a look is due (or force).
+ * Never from inside a read-side section. */
+int hmaf__session_check_epoch(struct hmaf_session *s, int force);
 /* The synchronous data path behind read/write/readv/writev. */
 int hmaf__session_transfer(struct hmaf_session *s, enum hmaf_xfer_op op,
                            const hmaf_seg_t *segs, size_t nsegs);

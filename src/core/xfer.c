@@ -22,8 +22,16 @@
  * Calls of up to XFER_SMALL segments use a small array. */
 #define XFER_BATCH_MAX 1024
 #define XFER_SMALL 8
-/* build_batch() stopped at an address no cached region covers. */
+/* A step stopped at an address no cached region covers. */
 #define XFER_MISS 1
+/* A step found the session's view of the revocation epoch out of date. */
+#define XFER_RECHECK 2
+/* Misses in a row before a call gives up: only a region cache far too
+ * small for the threads sharing it evicts what was just registered. */
+#define XFER_MISSES_MAX 64
+/* Bytes one step moves at most, so that a step is short (milliseconds)
+ * against the host's revocation wait. */
+#define STEP_BYTES_MAX (16ull << 20)
 
 struct xfer_cursor {
     size_t seg;   /* current segment */
@@ -46,27 +54,23 @@ static int validate_segs(const hmaf_seg_t *segs, size_t nsegs)
     return 0;
 }
 
-/* Take the epoch lock: a forced look waits for it, a routine one leaves
- * the look to the thread already making it. */
-static int lock_epoch(struct hmaf_session *s, int forced)
+/* Due for a look at the revocation epoch? Cheap: the coarse clock. */
+static int epoch_due(struct hmaf_session *s, uint64_t now)
 {
-    if (forced) {
-        pthread_mutex_lock(&s->epoch_lock);
-        return 1;
-    }
-    return pthread_mutex_trylock(&s->epoch_lock) == 0;
+    return now >= atomic_load_explicit(&s->next_check_ns, memory_order_relaxed);
 }
 
-int hmaf__session_check_epoch(struct hmaf_session *s, uint64_t now)
+int hmaf__session_check_epoch(struct hmaf_session *s, int force)
 {
     uint64_t epoch;
     int ret;
 
-    if (now != 0 &&
-        now < atomic_load_explicit(&s->next_check_ns, memory_order_relaxed)) {
+    if (!force && !epoch_due(s, hmaf__coarse_now_ns())) {
         return 0;
     }
-    if (!lock_epoch(s, now == 0)) {
+    pthread_mutex_lock(&s->epoch_lock);
+    if (!force && !epoch_due(s, hmaf__coarse_now_ns())) {
+        pthread_mutex_unlock(&s->epoch_lock); /* another thread just looked */
         return 0;
     }
     /* The data path never waits on the host, so this periodic look is
@@ -88,8 +92,7 @@ int hmaf__session_check_epoch(struct hmaf_session *s, uint64_t now)
     }
     if (ret == 0) {
         atomic_store_explicit(&s->next_check_ns,
-                              hmaf__coarse_now_ns() +
-                                  s->params.revoke_check_us * 1000ull,
+                              hmaf__coarse_now_ns() + s->check_interval_ns,
                               memory_order_relaxed);
     }
     pthread_mutex_unlock(&s->epoch_lock);
@@ -113,7 +116,7 @@ struct xfer_call {
     enum hmaf_xfer_op op;
     const hmaf_seg_t *segs;
     size_t nsegs;
-    uint64_t now; /* coarse clock at the start of the call */
+    uint64_t now; /* coarse clock when the current step began */
 };
 
 /*
@@ -126,10 +129,11 @@ static int build_batch(const struct xfer_call *c, struct xfer_cursor *cur,
                        uint64_t *miss_out)
 {
     struct hmaf__region *r = NULL;
+    uint64_t bytes = 0;
     uint32_t n = 0;
     int ret = 0;
 
-    while (cur->seg < c->nsegs && n < cap) {
+    while (cur->seg < c->nsegs && n < cap && bytes < STEP_BYTES_MAX) {
         const hmaf_seg_t *seg = &c->segs[cur->seg];
         uint64_t addr = seg->remote_addr + cur->off;
         uint64_t piece;
@@ -150,6 +154,8 @@ static int build_batch(const struct xfer_call *c, struct xfer_cursor *cur,
         }
         piece = HMAF_MIN(seg->len - cur->off, r->iv.len - (addr - r->iv.base));
         piece = HMAF_MIN(piece, c->s->limits.max_transfer);
+        piece = HMAF_MIN(piece, STEP_BYTES_MAX - bytes);
+        bytes += piece;
         xfers[n++] = (struct hmaf_xfer){
             .rmem = r->rmem,
             .local = (char *)seg->local + cur->off,
@@ -185,15 +191,25 @@ static int run_batch(struct hmaf_session *s, struct hmaf_xfer_batch *batch)
     return batch->status;
 }
 
-/* Build and run one batch inside a read-side section: no region it uses
- * can be dropped before the engine is done with it. */
-static int step_with(const struct xfer_call *c, struct xfer_cursor *cur,
+/*
+ * Build and run one batch inside a read-side section: no region it uses
+ * can be dropped before the engine is done with it. The epoch view is
+ * checked for freshness inside the section, so a thread delayed between a
+ * check and its transfer cannot act on a view older than the lease the
+ * host's revocation wait allows for.
+ */
+static int step_with(struct xfer_call *c, struct xfer_cursor *cur,
                      uint64_t *miss_out, struct hmaf_xfer *xfers, uint32_t cap)
 {
     struct hmaf_xfer_batch batch = {.op = c->op, .xfers = xfers};
     int built, ret = 0;
 
     hmaf__reader_enter(c->reader);
+    c->now = hmaf__coarse_now_ns();
+    if (epoch_due(c->s, c->now)) {
+        hmaf__reader_exit(c->reader);
+        return XFER_RECHECK;
+    }
     built = build_batch(c, cur, xfers, HMAF_MIN(cap, batch_cap(c->s)),
                         &batch.count, miss_out);
     if (built >= 0 && batch.count > 0) {
@@ -205,15 +221,14 @@ static int step_with(const struct xfer_call *c, struct xfer_cursor *cur,
 
 /* Out of line: only vectored calls pay for the large descriptor array. */
 static __attribute__((noinline)) int
-step_large(const struct xfer_call *c, struct xfer_cursor *cur,
-           uint64_t *miss_out)
+step_large(struct xfer_call *c, struct xfer_cursor *cur, uint64_t *miss_out)
 {
     struct hmaf_xfer xfers[XFER_BATCH_MAX];
 
     return step_with(c, cur, miss_out, xfers, XFER_BATCH_MAX);
 }
 
-static int step(const struct xfer_call *c, struct xfer_cursor *cur,
+static int step(struct xfer_call *c, struct xfer_cursor *cur,
                 uint64_t *miss_out)
 {
     struct hmaf_xfer xfers[XFER_SMALL];
@@ -230,10 +245,6 @@ static int start_call(struct xfer_call *c)
 
     if (ret == 0) {
         ret = atomic_load_explicit(&c->s->dead, memory_order_relaxed);
-    }
-    if (ret == 0) {
-        c->now = hmaf__coarse_now_ns();
-        ret = hmaf__session_check_epoch(c->s, c->now);
     }
     if (ret == 0) {
         ret = hmaf__reader_get(&c->s->cache.readers, &c->reader);
@@ -266,11 +277,18 @@ int hmaf__session_transfer(struct hmaf_session *s, enum hmaf_xfer_op op,
         return HMAF_EINVAL;
     }
     ret = start_call(&c);
-    while (ret >= 0 && cur.seg < nsegs) {
+    for (int misses = 0; ret >= 0 && cur.seg < nsegs;) {
         uint64_t miss = 0;
         ret = step(&c, &cur, &miss);
-        if (ret == XFER_MISS) {
-            ret = hmaf__session_register(s, miss, segs[cur.seg].len - cur.off);
+        if (ret == XFER_RECHECK) {
+            ret = hmaf__session_check_epoch(s, 0);
+        } else if (ret == XFER_MISS) {
+            ret = ++misses > XFER_MISSES_MAX
+                      ? HMAF_ENOSPC
+                      : hmaf__session_register(s, miss,
+                                               segs[cur.seg].len - cur.off);
+        } else {
+            misses = 0;
         }
     }
     if (ret < 0) {

@@ -54,6 +54,8 @@ struct hmaf_engine_ctx {
 
 struct hmaf_engine_ep {
     struct hmaf_engine_ctx *ctx;
+    int peer_pid; /* the peer's pid as the kernel vouches for it (a unix
+                     channel's credentials), or 0 when unknown */
 };
 
 struct hmaf_engine_mem {
@@ -104,7 +106,8 @@ struct hmaf_engine_ops {
     int (*local_blob)(struct hmaf_engine_ctx *ctx, void *buf, size_t cap,
                       size_t *len_out);
 
-    /* ep->ctx is set. Opens the link from the peer's bootstrap blob. */
+    /* ep->ctx and ep->peer_pid are set. Opens the link from the peer's
+     * bootstrap blob; a blob that contradicts peer_pid is HMAF_EAUTH. */
     int (*ep_open)(struct hmaf_engine_ep *ep, const void *peer_blob,
                    size_t len); /* required */
     void (*ep_close)(struct hmaf_engine_ep *ep);
@@ -137,8 +140,9 @@ int hmaf__engine_ctx_create(const struct hmaf_engine_ops *ops,
                             enum hmaf_engine_role role,
                             struct hmaf_engine_ctx **ctx_out);
 void hmaf__engine_ctx_destroy(struct hmaf_engine_ctx *ctx);
-int hmaf__engine_ep_create(struct hmaf_engine_ctx *ctx, const void *peer_blob,
-                           size_t len, struct hmaf_engine_ep **ep_out);
+int hmaf__engine_ep_create(struct hmaf_engine_ctx *ctx, int peer_pid,
+                           const void *peer_blob, size_t len,
+                           struct hmaf_engine_ep **ep_out);
 void hmaf__engine_ep_destroy(struct hmaf_engine_ep *ep);
 
 /* Post a batch and drive progress until it completes; returns its status. */

@@ -168,8 +168,9 @@ void hmaf__engine_ctx_destroy(struct hmaf_engine_ctx *ctx)
     }
 }
 
-int hmaf__engine_ep_create(struct hmaf_engine_ctx *ctx, const void *peer_blob,
-                           size_t len, struct hmaf_engine_ep **ep_out)
+int hmaf__engine_ep_create(struct hmaf_engine_ctx *ctx, int peer_pid,
+                           const void *peer_blob, size_t len,
+                           struct hmaf_engine_ep **ep_out)
 {
     struct hmaf_engine_ep *ep = calloc(1, ctx->ops->ep_size);
     int ret;
@@ -178,6 +179,7 @@ int hmaf__engine_ep_create(struct hmaf_engine_ctx *ctx, const void *peer_blob,
         return HMAF_ENOMEM;
     }
     ep->ctx = ctx;
+    ep->peer_pid = peer_pid;
     ret = ctx->ops->ep_open(ep, peer_blob, len);
     if (ret < 0) {
         free(ep);

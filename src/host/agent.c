@@ -32,10 +32,22 @@ static int check_params(const hmaf_agent_params_t *p)
     if (p == NULL || p->size != sizeof(*p) || p->max_sessions == 0 ||
         p->max_sessions > 1024 || p->mailbox_slots == 0 ||
         p->mailbox_slots > HMAF_MBOX_MAX_SLOTS ||
-        p->handshake_timeout_ms <= 0 || p->revoke_wait_ms < 0) {
+        p->handshake_timeout_ms <= 0 || p->revoke_wait_ms < 0 ||
+        p->revoke_wait_ms > 3600000) {
         return HMAF_EINVAL;
     }
     if (p->token != NULL && strlen(p->token) > HMAF_TOKEN_MAX) {
+        return HMAF_EINVAL;
+    }
+    return 0;
+}
+
+/* A tcp channel can be reached from anywhere the network allows: it gets
+ * no agent without a token to check. */
+static int check_channel_policy(const struct hmaf_agent *a, const char *address)
+{
+    if (hmaf__channel_is_remote(address) && a->token[0] == '\0') {
+        hmaf__log_error("refusing %s without a token", address);
         return HMAF_EINVAL;
     }
     return 0;
@@ -60,6 +72,9 @@ static int agent_init(struct hmaf_agent *a, const hmaf_agent_params_t *params)
         return HMAF_ENOENGINE;
     }
     ret = hmaf__engine_ctx_create(a->ops, HMAF_ROLE_HOST, &a->ctx);
+    if (ret == 0 && params->address != NULL) {
+        ret = check_channel_policy(a, params->address);
+    }
     if (ret == 0 && params->address != NULL) {
         ret = hmaf__listener_open(params->address, &a->listener);
     }
@@ -146,7 +161,10 @@ HMAF_API int hmaf_agent_listen(hmaf_agent_t *agent, const char *address)
     if (agent == NULL || address == NULL) {
         return HMAF_EINVAL;
     }
-    ret = hmaf__listener_open(address, &listener);
+    ret = check_channel_policy(agent, address);
+    if (ret == 0) {
+        ret = hmaf__listener_open(address, &listener);
+    }
     if (ret < 0) {
         return ret;
     }
@@ -212,7 +230,10 @@ HMAF_API int hmaf_agent_dial(hmaf_agent_t *agent, const char *address,
     if (agent == NULL || address == NULL || timeout_ms <= 0) {
         return HMAF_EINVAL;
     }
-    ret = hmaf__channel_connect(address, timeout_ms, &ch);
+    ret = check_channel_policy(agent, address);
+    if (ret == 0) {
+        ret = hmaf__channel_connect(address, timeout_ms, &ch);
+    }
     if (ret < 0) {
         return ret;
     }
@@ -265,7 +286,8 @@ static int all_acknowledged(struct hmaf_agent *a, uint64_t epoch)
 {
     for (size_t i = 0; i < a->params.max_sessions; i++) {
         struct agent_session *s = a->sessions[i];
-        if (s != NULL && s->must_ack == epoch &&
+        /* must_ack only grows: a later revocation's ack covers ours. */
+        if (s != NULL && s->must_ack >= epoch &&
             atomic_load_explicit(
                 (_Atomic uint64_t *)(s->mbox + HMAF_MBOX_ACK_OFFSET),
                 memory_order_acquire) < epoch) {
@@ -307,7 +329,7 @@ static void retire_exposure(struct hmaf_agent *a, struct hmaf__exposure *e)
 {
     for (size_t i = 0; i < a->params.max_sessions; i++) {
         if (a->sessions[i] != NULL) {
-            hmaf__agent_unhold(a->sessions[i], e->id);
+            (void)hmaf__agent_unhold(a->sessions[i], e->id, 1);
         }
     }
     free_exposure(a, e);

@@ -14,7 +14,14 @@
 #include "host/roots.h"
 #include "proto/handshake.h"
 
-#define HMAF_AGENT_PENDING_MAX 16
+#define HMAF_AGENT_PENDING_MAX 64
+
+/* A session's registrations of one exposure: every REGISTER answer is one
+ * hold, given back by one DEREGISTER, all of them at session end. */
+struct agent_hold {
+    uint64_t exposure_id;
+    uint64_t count;
+};
 
 /* One dpu side being served. */
 struct agent_session {
@@ -27,7 +34,7 @@ struct agent_session {
     uint32_t nslots;
     uint32_t *served_seq;   /* per slot, private: the dpu side can't fake it */
     uint64_t must_ack;      /* revocation epoch it has to acknowledge */
-    uint64_t *holds;        /* exposure ids it registered */
+    struct agent_hold *holds; /* exposures it registered, and how often */
     size_t nholds;
     size_t holds_cap;
 };
@@ -74,9 +81,14 @@ int hmaf__agent_hello_body_len(const struct hmaf_msg_hdr *hdr);
 void hmaf__agent_refuse(struct hmaf_agent *a, struct hmaf_channel *ch,
                         int why);
 void hmaf__agent_session_close(struct hmaf_agent *a, size_t index);
+/* Count one more hold; 1 when it is the session's first on this exposure,
+ * 0 when not, HMAF_ENOMEM. */
 int hmaf__agent_hold(struct agent_session *s, uint64_t exposure_id);
-/* 1 when s held it (and no longer does), 0 when not held. */
-int hmaf__agent_unhold(struct agent_session *s, uint64_t exposure_id);
+/* Give one hold back (all of them with `all`); 1 when the session no
+ * longer holds the exposure, 0 when it still does, HMAF_ENOENT when it
+ * held none. */
+int hmaf__agent_unhold(struct agent_session *s, uint64_t exposure_id,
+                       int all);
 /* Drop one holder of e; deregisters when it was the last. */
 void hmaf__agent_release_exposure(struct hmaf_agent *a,
                                   struct hmaf__exposure *e);

@@ -59,13 +59,76 @@ static int take_request(struct agent_session *s, uint32_t slot,
     return 1;
 }
 
+/* The engine registration of e, made on first use. *fresh_out says
+ * whether this call made it, so a failure right after can undo exactly
+ * that and nothing another session relies on. */
+static int ensure_registered(struct hmaf_agent *a, struct hmaf__exposure *e,
+                             int *fresh_out)
+{
+    int ret;
+
+    *fresh_out = e->mem == NULL;
+    if (e->mem != NULL) {
+        return 0;
+    }
+    e->mem = calloc(1, a->ops->mem_size);
+    if (e->mem == NULL) {
+        return HMAF_ENOMEM;
+    }
+    e->mem->ctx = a->ctx;
+    e->mem->addr = e->iv.base;
+    e->mem->len = e->iv.len;
+    e->mem->access = e->access;
+    ret = a->ops->mem_register(e->mem);
+    if (ret < 0) {
+        free(e->mem);
+        e->mem = NULL;
+        return ret;
+    }
+    a->stats.registrations++;
+    return 0;
+}
+
+static void undo_fresh_registration(struct hmaf_agent *a,
+                                    struct hmaf__exposure *e)
+{
+    a->ops->mem_deregister(e->mem);
+    free(e->mem);
+    e->mem = NULL;
+}
+
+/* Register (once), export, and count the session's hold. */
+static int grant_region(struct hmaf_agent *a, struct agent_session *s,
+                        struct hmaf__exposure *e, struct hmaf_blob *blob)
+{
+    size_t blob_len = 0;
+    int fresh;
+    int ret = ensure_registered(a, e, &fresh);
+
+    if (ret == 0) {
+        ret = a->ops->mem_export(e->mem, blob->data, sizeof(blob->data),
+                                 &blob_len);
+    }
+    if (ret == 0) {
+        ret = hmaf__agent_hold(s, e->id);
+    }
+    if (ret < 0) {
+        if (fresh && e->mem != NULL) {
+            undo_fresh_registration(a, e);
+        }
+        return ret;
+    }
+    e->holders += (unsigned)ret; /* 1 for the session's first hold */
+    blob->len = (uint16_t)blob_len;
+    return 0;
+}
+
 static int serve_register(struct hmaf_agent *a, struct agent_session *s,
                           const struct request *req, struct response *resp)
 {
     struct hmaf_req_register r;
     struct hmaf_resp_register out = {0};
     struct hmaf__exposure *e;
-    size_t blob_len = 0;
     int ret = hmaf__req_register_decode(req->payload, req->len, &r);
 
     if (ret < 0) {
@@ -81,40 +144,15 @@ static int serve_register(struct hmaf_agent *a, struct agent_session *s,
     if (e == NULL) {
         return HMAF_EFAULT;
     }
-    if (e->mem == NULL) {
-        e->mem = calloc(1, a->ops->mem_size);
-        if (e->mem == NULL) {
-            return HMAF_ENOMEM;
-        }
-        e->mem->ctx = a->ctx;
-        e->mem->addr = e->iv.base;
-        e->mem->len = e->iv.len;
-        e->mem->access = e->access;
-        ret = a->ops->mem_register(e->mem);
-        if (ret < 0) {
-            free(e->mem);
-            e->mem = NULL;
-            return ret;
-        }
-        a->stats.registrations++;
-    }
-    ret = a->ops->mem_export(e->mem, out.export_blob.data,
-                             sizeof(out.export_blob.data), &blob_len);
-    if (ret < 0) {
-        hmaf__agent_release_exposure(a, e); /* undo a fresh registration */
-        return ret;
-    }
-    ret = hmaf__agent_hold(s, e->id);
+    ret = grant_region(a, s, e, &out.export_blob);
     if (ret < 0) {
         return ret;
     }
-    e->holders += (unsigned)ret;
     out.region_id = e->id;
     out.base = e->iv.base;
     out.len = e->iv.len;
     out.epoch = a->epoch;
     out.access = (uint8_t)e->access;
-    out.export_blob.len = (uint16_t)blob_len;
     resp->len = (uint16_t)hmaf__resp_register_encode(&out, resp->payload);
     return 0;
 }
@@ -129,11 +167,12 @@ static int serve_deregister(struct hmaf_agent *a, struct agent_session *s,
     if (ret < 0) {
         return ret;
     }
-    if (!hmaf__agent_unhold(s, r.region_id)) {
-        return HMAF_ENOENT;
+    ret = hmaf__agent_unhold(s, r.region_id, 0);
+    if (ret < 0) {
+        return ret;
     }
     e = hmaf__exposure_find_id(&a->exposures, r.region_id);
-    if (e != NULL) {
+    if (ret == 1 && e != NULL) {
         hmaf__agent_release_exposure(a, e);
     }
     return 0;

@@ -127,6 +127,9 @@ static int build_welcome(struct hmaf_agent *a, const struct agent_session *s,
     w->mailbox_addr = s->mbox_mem->addr;
     w->mailbox_len = s->mbox_len;
     w->mailbox_slots = s->nslots;
+    /* A quarter of the revocation wait: a session that keeps to it has
+     * looked at the epoch, and finished a step, well before we give up. */
+    w->lease_us = (uint32_t)a->params.revoke_wait_ms * 1000u / 4u;
     if (ret == 0) {
         ret = a->ops->mem_export(s->mbox_mem, w->mailbox_export.data,
                                  sizeof(w->mailbox_export.data), &len);
@@ -174,7 +177,9 @@ static int open_session(struct hmaf_agent *a, struct hmaf_channel *ch,
     s->channel = *ch;
     ret = create_mailbox(a, s);
     if (ret == 0) {
-        ret = hmaf__engine_ep_create(a->ctx, hello->engine_blob.data,
+        ret = hmaf__engine_ep_create(a->ctx,
+                                     hmaf__channel_peer_pid(&s->channel),
+                                     hello->engine_blob.data,
                                      hello->engine_blob.len, &s->ep);
     }
     if (ret == 0) {
@@ -218,35 +223,50 @@ int hmaf__agent_handle_hello(struct hmaf_agent *a, struct hmaf_channel *ch,
     return 0;
 }
 
-int hmaf__agent_hold(struct agent_session *s, uint64_t exposure_id)
+static long hold_index(const struct agent_session *s, uint64_t exposure_id)
 {
     for (size_t i = 0; i < s->nholds; i++) {
-        if (s->holds[i] == exposure_id) {
-            return 0;
+        if (s->holds[i].exposure_id == exposure_id) {
+            return (long)i;
         }
+    }
+    return -1;
+}
+
+int hmaf__agent_hold(struct agent_session *s, uint64_t exposure_id)
+{
+    long i = hold_index(s, exposure_id);
+
+    if (i >= 0) {
+        s->holds[i].count++;
+        return 0;
     }
     if (s->nholds == s->holds_cap) {
         size_t cap = s->holds_cap == 0 ? 8 : s->holds_cap * 2;
-        uint64_t *v = realloc(s->holds, cap * sizeof(*v));
+        struct agent_hold *v = realloc(s->holds, cap * sizeof(*v));
         if (v == NULL) {
             return HMAF_ENOMEM;
         }
         s->holds = v;
         s->holds_cap = cap;
     }
-    s->holds[s->nholds++] = exposure_id;
+    s->holds[s->nholds++] = (struct agent_hold){exposure_id, 1};
     return 1;
 }
 
-int hmaf__agent_unhold(struct agent_session *s, uint64_t exposure_id)
+int hmaf__agent_unhold(struct agent_session *s, uint64_t exposure_id,
+                       int all)
 {
-    for (size_t i = 0; i < s->nholds; i++) {
-        if (s->holds[i] == exposure_id) {
-            s->holds[i] = s->holds[--s->nholds];
-            return 1;
-        }
+    long i = hold_index(s, exposure_id);
+
+    if (i < 0) {
+        return HMAF_ENOENT;
     }
-    return 0;
+    if (!all && --s->holds[i].count > 0) {
+        return 0;
+    }
+    s->holds[i] = s->holds[--s->nholds];
+    return 1;
 }
 
 void hmaf__agent_release_exposure(struct hmaf_agent *a,
@@ -265,7 +285,7 @@ void hmaf__agent_session_close(struct hmaf_agent *a, size_t index)
 
     for (size_t i = 0; i < s->nholds; i++) {
         struct hmaf__exposure *e =
-            hmaf__exposure_find_id(&a->exposures, s->holds[i]);
+            hmaf__exposure_find_id(&a->exposures, s->holds[i].exposure_id);
         if (e != NULL) {
             hmaf__agent_release_exposure(a, e);
         }

@@ -136,6 +136,7 @@ size_t hmaf__welcome_encode(const struct hmaf_welcome *welcome, uint8_t *buf,
     hmaf__wire_put_u64(&w, welcome->mailbox_len);
     hmaf__wire_put_u32(&w, welcome->mailbox_slots);
     put_blob(&w, &welcome->mailbox_export);
+    hmaf__wire_put_u32(&w, welcome->lease_us);
     return encode_with_header(HMAF_MSG_WELCOME, buf, cap, &w);
 }
 
@@ -154,6 +155,7 @@ int hmaf__welcome_decode(const uint8_t *body, size_t len,
     welcome_out->mailbox_len = hmaf__wire_get_u64(&w);
     welcome_out->mailbox_slots = hmaf__wire_get_u32(&w);
     get_blob(&w, &welcome_out->mailbox_export);
+    welcome_out->lease_us = hmaf__wire_get_u32(&w);
     return w.ok ? 0 : HMAF_EPROTO;
 }
 

@@ -55,12 +55,14 @@ struct hmaf_welcome {
     uint64_t mailbox_len;
     uint32_t mailbox_slots;
     struct hmaf_blob mailbox_export; /* the mailbox region's export blob */
+    uint32_t lease_us; /* longest a dpu side may act on one look at the
+                          revocation epoch: the host's wait allows for it */
 };
 
 #define HMAF_HELLO_BODY_SIZE (32 + 1 + HMAF_ENGINE_NAME_MAX + 2 + HMAF_BLOB_MAX)
 #define HMAF_WELCOME_BODY_SIZE                                                 \
     (HMAF_ENGINE_NAME_MAX + 2 + HMAF_BLOB_MAX + 8 + 8 + 8 + 4 + 2 +           \
-     HMAF_BLOB_MAX)
+     HMAF_BLOB_MAX + 4)
 #define HMAF_MSG_MAX (HMAF_HDR_SIZE + HMAF_WELCOME_BODY_SIZE)
 
 void hmaf__hdr_encode(const struct hmaf_msg_hdr *hdr, uint8_t *buf);

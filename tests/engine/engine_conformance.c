@@ -180,7 +180,7 @@ static void host_setup(struct host *h, int cmd_fd, struct host_info *info)
         peer_len > sizeof(peer) || read_full(cmd_fd, peer, peer_len) < 0) {
         _exit(2);
     }
-    CHECK_OK(hmaf__engine_ep_create(h->ctx, peer, peer_len, &h->ep));
+    CHECK_OK(hmaf__engine_ep_create(h->ctx, 0, peer, peer_len, &h->ep));
     h->buf = aligned_alloc(4096, BUF_LEN);
     CHECK(h->buf != NULL);
     fill(h->buf, BUF_LEN, 0, 1);
@@ -279,7 +279,7 @@ static void connect_host(struct conf *c)
     CHECK(read_full(c->reply_fd, &c->info, sizeof(c->info)) == 0);
     CHECK(c->info.blob_len <= HMAF_BLOB_MAX);
     CHECK_OK(
-        hmaf__engine_ep_create(c->ctx, c->info.blob, c->info.blob_len, &c->ep));
+        hmaf__engine_ep_create(c->ctx, 0, c->info.blob, c->info.blob_len, &c->ep));
     CHECK(c->ep->ctx == c->ctx);
     c->buf = import(c, c->info.addr, c->info.len, c->info.export_blob,
                     c->info.export_len);

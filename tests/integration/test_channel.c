@@ -128,6 +128,8 @@ static void check_address_errors(void)
     a = start_agent("tcp:127.0.0.1:0");
     hmaf_agent_params_init(&ap);
     ap.address = hmaf_agent_address(a);
+    CHECK_ERR(hmaf_agent_create(&ap, &b), HMAF_EINVAL); /* tcp, no token */
+    ap.token = "t0ken";
     CHECK_ERR(hmaf_agent_create(&ap, &b), HMAF_EADDRINUSE);
     hmaf_agent_destroy(a);
     CHECK_ERR(hmaf_agent_dial(NULL, "tcp:127.0.0.1:1", 100), HMAF_EINVAL);

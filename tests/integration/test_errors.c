@@ -89,7 +89,8 @@ static int raw_exchange(struct target *t, const void *msg, size_t len)
     return hdr.status;
 }
 
-static size_t hello_with(uint8_t *buf, uint16_t version, const char *engine)
+static size_t hello_from(uint8_t *buf, uint16_t version, const char *engine,
+                         uint32_t pid)
 {
     struct hmaf_hello h = {0};
     struct hmaf_msg_hdr hdr;
@@ -98,12 +99,17 @@ static size_t hello_with(uint8_t *buf, uint16_t version, const char *engine)
     hmaf__hello_set_token(&h, TARGET_TOKEN);
     strcpy(h.engine, engine);
     h.engine_blob.len = 4;
-    memcpy(h.engine_blob.data, &(uint32_t){(uint32_t)getpid()}, 4);
+    memcpy(h.engine_blob.data, &pid, 4);
     len = hmaf__hello_encode(&h, buf, HMAF_MSG_MAX);
     hmaf__hdr_decode(buf, &hdr);
     hdr.version = version;
     hmaf__hdr_encode(&hdr, buf);
     return len;
+}
+
+static size_t hello_with(uint8_t *buf, uint16_t version, const char *engine)
+{
+    return hello_from(buf, version, engine, (uint32_t)getpid());
 }
 
 static void check_handshake_refusals(struct target *t)
@@ -121,6 +127,9 @@ static void check_handshake_refusals(struct target *t)
     len = hello_with(msg, HMAF_PROTOCOL_VERSION, "ucx");
     CHECK_EQ(raw_exchange(t, msg, len), HMAF_EENGINE);
     CHECK_EQ(target_command(t, 'E'), 1);
+    /* A pid that is not the connecting process's: no ptrace grant. */
+    len = hello_from(msg, HMAF_PROTOCOL_VERSION, "cma", (uint32_t)getpid() + 1);
+    CHECK_EQ(raw_exchange(t, msg, len), HMAF_EAUTH);
     /* Garbage, and a valid header announcing a body of the wrong size. */
     memset(msg, 0xA5, sizeof(msg));
     CHECK_EQ(raw_exchange(t, msg, 200), HMAF_EPROTO);

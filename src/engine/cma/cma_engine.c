@@ -35,9 +35,20 @@
 /* Batches up to this size use iovec arrays of this many entries. */
 #define CMA_SMALL_BATCH 8
 
+/* Host: the peers granted ptrace-style access, so the grant can follow
+ * them: one peer gets exactly its pid, several get "any" (the setting
+ * holds one pid per process), none get nothing. */
+#define CMA_PEERS_MAX 1024
+
+struct cma_peer {
+    pid_t pid;
+    unsigned sessions;
+};
+
 struct cma_ctx {
     struct hmaf_engine_ctx base;
-    pid_t ptracer; /* host: the peer pid granted access, or -1 for any */
+    struct cma_peer peers[CMA_PEERS_MAX];
+    unsigned npeers;
 };
 
 struct cma_ep {
@@ -83,24 +94,43 @@ static int cma_local_blob(struct hmaf_engine_ctx *ctx, void *buf, size_t cap,
     return 0;
 }
 
-/* PR_SET_PTRACER holds one pid per process: with peers of different pids
- * at once the host must fall back to "any", which Yama allows too. */
-static void grant_ptrace(struct cma_ctx *ctx, pid_t peer)
+static void update_ptracer(const struct cma_ctx *ctx)
 {
-    unsigned long who = (unsigned long)peer;
+    unsigned long who = ctx->npeers == 0   ? 0
+                        : ctx->npeers == 1 ? (unsigned long)ctx->peers[0].pid
+                                           : PR_SET_PTRACER_ANY;
 
-    if (ctx->ptracer == peer || ctx->ptracer == -1) {
-        return;
-    }
-    if (ctx->ptracer != 0) {
-        hmaf__log_info("second peer pid %d: granting ptrace to any", peer);
-        who = PR_SET_PTRACER_ANY;
-    }
-    /* EINVAL means no Yama: nothing to grant. */
+    /* EINVAL means no Yama: nothing to grant or take back. */
     if (prctl(PR_SET_PTRACER, who, 0, 0, 0) != 0 && errno != EINVAL) {
-        hmaf__log_warn("prctl(PR_SET_PTRACER, %d): %m", peer);
+        hmaf__log_warn("prctl(PR_SET_PTRACER): %m");
     }
-    ctx->ptracer = who == PR_SET_PTRACER_ANY ? -1 : peer;
+}
+
+static int add_peer(struct cma_ctx *ctx, pid_t pid)
+{
+    for (unsigned i = 0; i < ctx->npeers; i++) {
+        if (ctx->peers[i].pid == pid) {
+            ctx->peers[i].sessions++;
+            return 0;
+        }
+    }
+    if (ctx->npeers == CMA_PEERS_MAX) {
+        return HMAF_ENOSPC;
+    }
+    ctx->peers[ctx->npeers++] = (struct cma_peer){pid, 1};
+    update_ptracer(ctx);
+    return 0;
+}
+
+static void drop_peer(struct cma_ctx *ctx, pid_t pid)
+{
+    for (unsigned i = 0; i < ctx->npeers; i++) {
+        if (ctx->peers[i].pid == pid && --ctx->peers[i].sessions == 0) {
+            ctx->peers[i] = ctx->peers[--ctx->npeers];
+            update_ptracer(ctx);
+            return;
+        }
+    }
 }
 
 static int cma_ep_open(struct hmaf_engine_ep *ep, const void *peer_blob,
@@ -119,12 +149,27 @@ static int cma_ep_open(struct hmaf_engine_ep *ep, const void *peer_blob,
     if (pid == 0 || pid > INT_MAX) {
         return HMAF_EPROTO;
     }
+    if (ep->peer_pid != 0 && (pid_t)pid != ep->peer_pid) {
+        hmaf__log_warn("peer claims pid %u, the channel says %d", pid,
+                       ep->peer_pid);
+        return HMAF_EAUTH;
+    }
     cep->peer = (pid_t)pid;
     if (ep->ctx->role == HMAF_ROLE_HOST) {
-        grant_ptrace(hmaf__container_of(ep->ctx, struct cma_ctx, base),
-                     cep->peer);
+        return add_peer(hmaf__container_of(ep->ctx, struct cma_ctx, base),
+                        cep->peer);
     }
     return 0;
+}
+
+static void cma_ep_close(struct hmaf_engine_ep *ep)
+{
+    struct cma_ep *cep = hmaf__container_of(ep, struct cma_ep, base);
+
+    if (ep->ctx->role == HMAF_ROLE_HOST) {
+        drop_peer(hmaf__container_of(ep->ctx, struct cma_ctx, base),
+                  cep->peer);
+    }
 }
 
 static int cma_mem_register(struct hmaf_engine_mem *mem)
@@ -294,6 +339,7 @@ const struct hmaf_engine_ops hmaf_engine_cma = {
     .limits = cma_limits,
     .local_blob = cma_local_blob,
     .ep_open = cma_ep_open,
+    .ep_close = cma_ep_close,
     .mem_register = cma_mem_register,
     .mem_export = cma_mem_export,
     .rmem_import = cma_rmem_import,
