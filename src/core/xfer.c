@@ -298,12 +298,79 @@ int hmaf__session_transfer(struct hmaf_session *s, enum hmaf_xfer_op op,
     return 0;
 }
 
+/*
+ * The one-segment call that one cached region covers, in one step: the
+ * same steps as the general path with its bookkeeping (cursor, batch
+ * building, step dispatch) left out, because it is most of the cost of a
+ * small transfer. Anything else — a miss, an epoch look that is due, a
+ * region boundary, a size over one step — goes the general way. Returns
+ * XFER_MISS for "take the general path".
+ */
+static int transfer_single(struct hmaf_session *s, enum hmaf_xfer_op op,
+                           const hmaf_seg_t *seg)
+{
+    struct hmaf_xfer x = {.local = seg->local,
+                          .remote_addr = seg->remote_addr,
+                          .len = seg->len};
+    struct hmaf_xfer_batch batch = {.op = op, .xfers = &x, .count = 1};
+    struct hmaf__reader *reader;
+    struct hmaf__region *r;
+    uint64_t now;
+    int ret;
+
+    if (seg->len > HMAF_MIN(s->limits.max_transfer, STEP_BYTES_MAX) ||
+        hmaf__reader_get(&s->cache.readers, &reader) < 0) {
+        return XFER_MISS;
+    }
+    hmaf__reader_enter(reader);
+    now = hmaf__coarse_now_ns();
+    r = epoch_due(s, now) ? NULL
+                          : hmaf__regcache_find_hinted(&s->cache, reader,
+                                                       x.remote_addr, now);
+    if (r == NULL || seg->len > r->iv.len - (x.remote_addr - r->iv.base) ||
+        (op == HMAF_XFER_WRITE && r->access != HMAF_ACCESS_READ_WRITE)) {
+        hmaf__reader_exit(reader);
+        return XFER_MISS;
+    }
+    x.rmem = r->rmem;
+    ret = run_batch(s, &batch);
+    hmaf__reader_exit(reader);
+    if (ret < 0) {
+        return hmaf__session_fail(s, ret);
+    }
+    hmaf__reader_count(reader, HMAF_RC_CACHE_HITS, 1);
+    hmaf__reader_count(reader, HMAF_RC_OPS, 1);
+    hmaf__reader_count(reader,
+                       op == HMAF_XFER_READ ? HMAF_RC_BYTES_READ
+                                            : HMAF_RC_BYTES_WRITTEN,
+                       seg->len);
+    return 0;
+}
+
+static int transfer_one(struct hmaf_session *s, enum hmaf_xfer_op op,
+                        const hmaf_seg_t *seg)
+{
+    int ret;
+
+    if (s == NULL) {
+        return HMAF_EINVAL;
+    }
+    ret = validate_segs(seg, 1);
+    if (ret == 0) {
+        ret = atomic_load_explicit(&s->dead, memory_order_relaxed);
+    }
+    if (ret == 0) {
+        ret = transfer_single(s, op, seg);
+    }
+    return ret == XFER_MISS ? hmaf__session_transfer(s, op, seg, 1) : ret;
+}
+
 HMAF_API int hmaf_session_read(hmaf_session_t *session, void *buf,
                                uint64_t remote_addr, size_t len)
 {
     hmaf_seg_t seg = {.local = buf, .remote_addr = remote_addr, .len = len};
 
-    return hmaf__session_transfer(session, HMAF_XFER_READ, &seg, 1);
+    return transfer_one(session, HMAF_XFER_READ, &seg);
 }
 
 HMAF_API int hmaf_session_write(hmaf_session_t *session, uint64_t remote_addr,
@@ -312,7 +379,7 @@ HMAF_API int hmaf_session_write(hmaf_session_t *session, uint64_t remote_addr,
     hmaf_seg_t seg = {.local = (void *)buf, .remote_addr = remote_addr,
                       .len = len};
 
-    return hmaf__session_transfer(session, HMAF_XFER_WRITE, &seg, 1);
+    return transfer_one(session, HMAF_XFER_WRITE, &seg);
 }
 
 HMAF_API int hmaf_session_readv(hmaf_session_t *session, const hmaf_seg_t *segs,

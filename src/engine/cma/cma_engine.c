@@ -311,18 +311,25 @@ cma_move_large(const struct cma_ep *cep, struct hmaf_xfer_batch *batch)
     return cma_move(cep, batch, local, remote, IOV_MAX);
 }
 
+/* Out of line so that the single-transfer post keeps a small frame. */
+static __attribute__((noinline)) int
+cma_move_many(const struct cma_ep *cep, struct hmaf_xfer_batch *batch)
+{
+    struct iovec local[CMA_SMALL_BATCH], remote[CMA_SMALL_BATCH];
+
+    if (batch->count > CMA_SMALL_BATCH) {
+        return cma_move_large(cep, batch);
+    }
+    return cma_move(cep, batch, local, remote, CMA_SMALL_BATCH);
+}
+
 static int cma_post(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch)
 {
     const struct cma_ep *cep = hmaf__container_of(ep, struct cma_ep, base);
 
-    if (batch->count == 1) {
-        batch->status = cma_move_one(cep, batch->op, &batch->xfers[0]);
-    } else if (batch->count <= CMA_SMALL_BATCH) {
-        struct iovec local[CMA_SMALL_BATCH], remote[CMA_SMALL_BATCH];
-        batch->status = cma_move(cep, batch, local, remote, CMA_SMALL_BATCH);
-    } else {
-        batch->status = cma_move_large(cep, batch);
-    }
+    batch->status = batch->count == 1
+                        ? cma_move_one(cep, batch->op, &batch->xfers[0])
+                        : cma_move_many(cep, batch);
     batch->completed = batch->count;
     return 0;
 }
