@@ -5,10 +5,12 @@
  *
  *   HMAF_DEMO_TOKEN=secret demo_dpu unix:/tmp/demo.sock
  *
- * GETs go in batches that advance in lock step: one vectored read fetches
- * the bucket heads of the whole batch, the next the first node of every
- * chain, and so on. A batch costs a handful of reads, not a few per key.
+ * GETs go in batches: one vectored read fetches the bucket heads of the
+ * whole batch, hmaf_session_chase() walks all its chains together, one read
+ * per step, and one last read fetches the values. A batch costs a handful
+ * of reads, not a few per key.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,29 +25,29 @@
 #define CONNECT_MS  60000 /* the host builds its table before it listens */
 
 enum get_state {
-    GET_WALKING, /* `at` is the next node to read, 0 if the chain ended */
-    GET_KEY,     /* node matched on hash and length: compare the full key */
-    GET_FOUND,   /* node is ours: read its value */
-    GET_MISSING, /* chain ended without the key */
+    GET_MISSING, /* no node has matched (yet) */
+    GET_KEY,     /* node matched on hash and length: check its full key */
+    GET_FOUND,   /* node is ours */
 };
 
 /* One GET in flight. */
 struct get {
     enum get_state state;
     uint32_t idx;
-    uint32_t steps;
+    uint32_t steps; /* nodes visited, over every chase of this GET */
     uint64_t hash;
-    uint64_t at;
-    struct demo_node node;
+    struct demo_node node; /* the last node visited */
     size_t key_len;
     char key[DEMO_KEY_MAX];
-    char remote[DEMO_KEY_MAX]; /* a key read from the host, or a value */
+    char remote_key[DEMO_KEY_MAX]; /* a long key, read from the host */
+    char value[DEMO_VALUE_MAX];
 };
 
 /* Where an updated value goes, learnt while GETting it. */
 struct update {
     uint64_t addr;
     uint32_t len;
+    char value[DEMO_VALUE_MAX]; /* the new value, until its write completes */
 };
 
 struct dpu {
@@ -54,16 +56,12 @@ struct dpu {
     struct update *updates; /* indexed by idx / DEMO_UPDATE_EVERY */
     uint64_t wrong;         /* GETs that found no value or the wrong one */
     uint64_t updated;       /* values rewritten */
-    uint64_t readvs;
-    uint64_t writevs;
+    uint64_t readvs;        /* transfer calls made by the GETs */
+    uint64_t writevs;       /* and by the updates */
     struct get gets[BATCH];
-    char values[BATCH][DEMO_VALUE_MAX]; /* updated values being written */
-    hmaf_seg_t segs[BATCH];
+    hmaf_chain_t chains[BATCH];
+    hmaf_seg_t segs[2 * BATCH]; /* a long key's GET reads key and value */
 };
-
-/* Fills *seg if this GET needs a read now; returns whether it does. The
- * read lands in *g. */
-typedef int (*seg_fn)(const struct dpu *d, struct get *g, hmaf_seg_t *seg);
 
 static double now_s(void)
 {
@@ -73,172 +71,150 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* One vectored read covering every GET that needs one. */
-static int read_step(struct dpu *d, struct get *gets, size_t n, seg_fn fn)
+/* Transfer calls so far: merged posts and chase steps count too. */
+static uint64_t session_ops(hmaf_session_t *session)
+{
+    hmaf_session_stats_t st;
+
+    return hmaf_session_stats(session, &st) == 0 ? st.ops : 0;
+}
+
+/* The bucket heads land where the chase starts from. */
+static int read_heads(struct dpu *d, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t slot = d->gets[i].hash & (d->table.nbuckets - 1);
+        d->segs[i] = (hmaf_seg_t){.local = &d->chains[i].start,
+                                  .remote_addr = d->table.buckets +
+                                                 slot * sizeof(uint64_t),
+                                  .len = sizeof(uint64_t)};
+    }
+    return hmaf_session_readv(d->session, d->segs, n);
+}
+
+/* Each node of chain i, for GET i: keep a copy (the chase's is ours only
+ * during the call) and end the chain on a match. Short keys are compared
+ * in the node; long ones match on hash and length until their key is read. */
+static int visit(void *arg, size_t i, uint64_t node_addr, const void *node)
+{
+    struct get *g = &((struct get *)arg)[i];
+
+    (void)node_addr;
+    memcpy(&g->node, node, sizeof(g->node));
+    g->steps++;
+    if (g->node.hash != g->hash || g->node.key_len != g->key_len) {
+        return 0;
+    }
+    if (g->key_len > DEMO_KEY_INLINE) {
+        g->state = GET_KEY;
+    } else if (memcmp(g->node.key_inline, g->key, g->key_len) == 0) {
+        g->state = GET_FOUND;
+    }
+    return g->state != GET_MISSING;
+}
+
+static int chase(struct dpu *d, size_t n)
+{
+    const hmaf_chase_params_t params = {
+        .node_len = sizeof(struct demo_node),
+        .next_offset = offsetof(struct demo_node, next),
+        .max_steps = CHAIN_LIMIT, /* a cycle must not keep us here */
+        .visit = visit,
+        .arg = d->gets,
+    };
+
+    return hmaf_session_chase(d->session, &params, d->chains, n);
+}
+
+/* One vectored read of the values the chase found; a long key's candidate
+ * has its key read alongside, and its value read on the bet that the key
+ * matches. Only chains that moved in the last chase have anything new. A
+ * length over our buffer is the host's word we do not act on. */
+static int read_values(struct dpu *d, size_t n)
 {
     size_t k = 0;
 
     for (size_t i = 0; i < n; i++) {
-        k += (size_t)fn(d, &gets[i], &d->segs[k]);
+        struct get *g = &d->gets[i];
+        if (g->state == GET_MISSING || d->chains[i].steps == 0) {
+            continue;
+        }
+        if (g->node.value_len == 0 || g->node.value_len > DEMO_VALUE_MAX) {
+            g->state = GET_MISSING;
+            continue;
+        }
+        d->segs[k++] = (hmaf_seg_t){.local = g->value,
+                                    .remote_addr = g->node.value,
+                                    .len = g->node.value_len};
+        if (g->state == GET_KEY) {
+            d->segs[k++] = (hmaf_seg_t){.local = g->remote_key,
+                                        .remote_addr = g->node.key,
+                                        .len = g->key_len};
+        }
     }
-    if (k == 0) {
-        return 0;
-    }
-    d->readvs++;
-    return hmaf_session_readv(d->session, d->segs, k);
+    return k == 0 ? 0 : hmaf_session_readv(d->session, d->segs, k);
 }
 
-static int bucket_seg(const struct dpu *d, struct get *g, hmaf_seg_t *seg)
+/* Settle the long keys. One that shared only hash and length with ours
+ * (rare) sends its chain on from the node after; returns whether any did,
+ * all other chains now being empty. */
+static int check_keys(struct dpu *d, size_t n)
 {
-    uint64_t slot = g->hash & (d->table.nbuckets - 1);
+    int again = 0;
 
-    *seg = (hmaf_seg_t){.local = &g->at,
-                        .remote_addr = d->table.buckets + slot * sizeof(g->at),
-                        .len = sizeof(g->at)};
-    return 1;
-}
-
-/* A chain step reads the next node, or the key of a node that matched on
- * hash and length: both kinds share one vectored read. */
-static int step_seg(const struct dpu *d, struct get *g, hmaf_seg_t *seg)
-{
-    (void)d;
-    if (g->state == GET_WALKING) {
-        *seg = (hmaf_seg_t){
-            .local = &g->node, .remote_addr = g->at, .len = sizeof(g->node)};
-        return 1;
-    }
-    if (g->state == GET_KEY) {
-        *seg = (hmaf_seg_t){
-            .local = g->remote, .remote_addr = g->node.key, .len = g->key_len};
-        return 1;
-    }
-    return 0;
-}
-
-static int value_seg(const struct dpu *d, struct get *g, hmaf_seg_t *seg)
-{
-    (void)d;
-    if (g->state != GET_FOUND) {
-        return 0;
-    }
-    *seg = (hmaf_seg_t){.local = g->remote,
-                        .remote_addr = g->node.value,
-                        .len = g->node.value_len};
-    return 1;
-}
-
-/* The bucket heads just read start the chains; an empty one ends a GET. */
-static void enter_chains(struct get *gets, size_t n)
-{
     for (size_t i = 0; i < n; i++) {
-        gets[i].state = gets[i].at != 0 ? GET_WALKING : GET_MISSING;
-    }
-}
-
-/* Move on along the chain; a cycle in the host's pointers must not
- * keep us here forever. */
-static void next_node(struct get *g)
-{
-    g->at = g->node.next;
-    if (g->at == 0 || ++g->steps >= CHAIN_LIMIT) {
-        g->state = GET_MISSING;
-    }
-}
-
-/* Short keys are compared in the node; long ones need their bytes,
- * read by the next step. */
-static void match_node(struct get *g)
-{
-    if (g->node.hash != g->hash || g->node.key_len != g->key_len) {
-        next_node(g);
-    } else if (g->key_len > DEMO_KEY_INLINE) {
-        g->state = GET_KEY;
-    } else if (memcmp(g->node.key_inline, g->key, g->key_len) == 0) {
-        g->state = GET_FOUND;
-    } else {
-        next_node(g);
-    }
-}
-
-/* Judge what the step just read, by the state each GET read it in. */
-static void match_step(struct get *gets, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        struct get *g = &gets[i];
-        if (g->state == GET_WALKING) {
-            match_node(g);
-        } else if (g->state == GET_KEY) {
-            if (memcmp(g->remote, g->key, g->key_len) == 0) {
-                g->state = GET_FOUND;
-            } else {
-                next_node(g);
+        struct get *g = &d->gets[i];
+        d->chains[i].start = 0;
+        if (g->state != GET_KEY) {
+            continue;
+        }
+        if (memcmp(g->remote_key, g->key, g->key_len) == 0) {
+            g->state = GET_FOUND;
+        } else {
+            g->state = GET_MISSING;
+            if (g->steps < CHAIN_LIMIT) {
+                d->chains[i].start = g->node.next;
+                again |= g->node.next != 0;
             }
         }
     }
+    return again;
 }
 
-static int any_stepping(const struct get *gets, size_t n)
+static void check_values(struct dpu *d, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        if (gets[i].state == GET_WALKING || gets[i].state == GET_KEY) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* A value longer than we expect would overrun g->remote: the host's word
- * is checked before we act on it. */
-static void check_value_lengths(struct get *gets, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (gets[i].state == GET_FOUND &&
-            (gets[i].node.value_len == 0 ||
-             gets[i].node.value_len > DEMO_VALUE_MAX)) {
-            gets[i].state = GET_MISSING;
-        }
-    }
-}
-
-static void check_values(struct dpu *d, const struct get *gets, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        const struct get *g = &gets[i];
+        const struct get *g = &d->gets[i];
         char want[DEMO_VALUE_MAX];
         size_t len = demo_value(want, g->idx);
         if (g->state != GET_FOUND || g->node.value_len != len ||
-            memcmp(g->remote, want, len) != 0) {
+            memcmp(g->value, want, len) != 0) {
             if (d->wrong++ < 5) {
                 fprintf(stderr, "demo_dpu: GET key %u: wrong or missing\n",
                         g->idx);
             }
         } else if (demo_is_updated(g->idx)) {
-            d->updates[g->idx / DEMO_UPDATE_EVERY] =
-                (struct update){g->node.value, g->node.value_len};
+            struct update *up = &d->updates[g->idx / DEMO_UPDATE_EVERY];
+            up->addr = g->node.value;
+            up->len = g->node.value_len;
         }
     }
 }
 
-static int get_batch(struct dpu *d, struct get *gets, size_t n)
+static int get_batch(struct dpu *d, size_t n)
 {
-    int ret = read_step(d, gets, n, bucket_seg);
+    int ret = read_heads(d, n);
 
-    if (ret == 0) {
-        enter_chains(gets, n);
-    }
-    while (ret == 0 && any_stepping(gets, n)) {
-        ret = read_step(d, gets, n, step_seg);
+    do {
         if (ret == 0) {
-            match_step(gets, n);
+            ret = chase(d, n);
         }
-    }
+        if (ret == 0) {
+            ret = read_values(d, n);
+        }
+    } while (ret == 0 && check_keys(d, n));
     if (ret == 0) {
-        check_value_lengths(gets, n);
-        ret = read_step(d, gets, n, value_seg);
-    }
-    if (ret == 0) {
-        check_values(d, gets, n);
+        check_values(d, n);
     }
     return ret;
 }
@@ -255,6 +231,7 @@ static uint64_t gcd(uint64_t a, uint64_t b)
 
 static void start_get(struct get *g, uint32_t idx)
 {
+    g->state = GET_MISSING;
     g->idx = idx;
     g->steps = 0;
     g->key_len = demo_key(g->key, idx);
@@ -265,9 +242,9 @@ static void start_get(struct get *g, uint32_t idx)
  * count), so neighbouring GETs land far apart in the host's memory. */
 static int get_all(struct dpu *d)
 {
-    struct get *gets = d->gets;
     uint64_t count = d->table.count;
     uint64_t stride = (uint64_t)((double)count * 0.618034) | 1;
+    uint64_t ops = session_ops(d->session);
     int ret = 0;
 
     while (gcd(stride, count) != 1) {
@@ -276,33 +253,36 @@ static int get_all(struct dpu *d)
     for (uint64_t k = 0; k < count && ret == 0; k += BATCH) {
         size_t n = count - k < BATCH ? (size_t)(count - k) : BATCH;
         for (size_t i = 0; i < n; i++) {
-            start_get(&gets[i], (uint32_t)((k + i) * stride % count));
+            start_get(&d->gets[i], (uint32_t)((k + i) * stride % count));
         }
-        ret = get_batch(d, gets, n);
+        ret = get_batch(d, n);
     }
+    d->readvs = session_ops(d->session) - ops;
     return ret;
 }
 
-/* Rewrite every 100th value in place, BATCH values per vectored write. */
+/* Rewrite every 100th value in place: post every write, then one flush
+ * completes them, merged into as few vectored writes as the session's
+ * window of posted segments allows. */
 static int update_all(struct dpu *d)
 {
     uint64_t nupdates =
         (d->table.count + DEMO_UPDATE_EVERY - 1) / DEMO_UPDATE_EVERY;
+    uint64_t ops = session_ops(d->session);
     int ret = 0;
 
-    for (uint64_t u = 0; u < nupdates && ret == 0; u += BATCH) {
-        size_t n = nupdates - u < BATCH ? (size_t)(nupdates - u) : BATCH;
-        for (size_t i = 0; i < n; i++) {
-            const struct update *up = &d->updates[u + i];
-            demo_updated_value(
-                d->values[i], (uint32_t)((u + i) * DEMO_UPDATE_EVERY), up->len);
-            d->segs[i] = (hmaf_seg_t){
-                .local = d->values[i], .remote_addr = up->addr, .len = up->len};
-        }
-        ret = hmaf_session_writev(d->session, d->segs, n);
-        d->updated += ret == 0 ? n : 0;
-        d->writevs++;
+    for (uint64_t u = 0; u < nupdates && ret == 0; u++) {
+        struct update *up = &d->updates[u];
+        demo_updated_value(up->value, (uint32_t)(u * DEMO_UPDATE_EVERY),
+                           up->len);
+        ret = hmaf_session_post_write(d->session, up->addr, up->value, up->len,
+                                      NULL);
     }
+    if (ret == 0) {
+        ret = hmaf_session_flush(d->session);
+    }
+    d->updated = ret == 0 ? nupdates : 0;
+    d->writevs = session_ops(d->session) - ops;
     return ret;
 }
 

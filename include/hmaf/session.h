@@ -85,7 +85,9 @@ typedef struct hmaf_chase_params {
 
 /** Per-session counters; all monotonic since hmaf_session_create(). */
 typedef struct hmaf_session_stats {
-    uint64_t ops;           /**< read/write/readv/writev calls that succeeded */
+    uint64_t ops;           /**< successful data-path calls: each read,
+                                 write, readv and writev, and each merged
+                                 run of posted requests, counts one */
     uint64_t bytes_read;    /**< bytes moved host -> here */
     uint64_t bytes_written; /**< bytes moved here -> host */
     uint64_t cache_hits;    /**< region lookups served by the cache (one
@@ -157,8 +159,8 @@ HMAF_API int hmaf_session_write(hmaf_session_t *session, uint64_t remote_addr,
 
 /**
  * @brief Read many segments in one call. Pieces go to the engine in posts
- * of up to 256 (fewer if the engine's limits say so): with cma, 256 pieces
- * are one process_vm_readv. @p segs and the buffers are used only during
+ * of up to 1024 (fewer if the engine's limits say so): with cma, up to 1024
+ * pieces are one process_vm_readv. @p segs and the buffers are used only during
  * the call.
  * @return as hmaf_session_read(); HMAF_EINVAL also for nsegs 0 or any
  *         segment with len 0 or a NULL buffer.
