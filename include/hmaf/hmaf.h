@@ -15,5 +15,6 @@
 #include <hmaf/types.h>
 #include <hmaf/host.h>
 #include <hmaf/session.h>
+#include <hmaf/map.h>
 
 #endif /* HMAF_HMAF_H */

@@ -43,6 +43,9 @@ typedef struct hmaf_session_params {
     unsigned revoke_check_us;   /**< epoch check interval, µs (1000); the
                                      host may shorten it (its lease) */
     unsigned max_inflight;      /**< posted segments per thread (1024) */
+    uint64_t map_max_resident;  /**< mapping mode: mirrored bytes present
+                                     at once, all mappings of the session
+                                     together (UINT64_MAX) */
 } hmaf_session_params_t;
 
 /** One segment of a vectored transfer. */

@@ -27,6 +27,7 @@ HMAF_API void hmaf_session_params_init(hmaf_session_params_t *params)
     params->cache_max_bytes = UINT64_MAX;
     params->revoke_check_us = 1000;
     params->max_inflight = 1024;
+    params->map_max_resident = UINT64_MAX;
 }
 
 static int check_params(const hmaf_session_params_t *p)

@@ -43,6 +43,7 @@ struct hmaf_session {
     uint64_t session_id;
     pthread_mutex_t epoch_lock;   /* one thread applies a revocation */
     uint64_t epoch_seen;          /* under epoch_lock */
+    _Atomic uint64_t map_resident; /* bytes mirrored by all its mappings */
     struct hmaf_session_counters c;
 };
 

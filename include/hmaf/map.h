@@ -1,0 +1,122 @@
+/**
+ * @file map.h
+ * @brief Mapping mode: a host range as ordinary local memory.
+ *
+ * hmaf_map_create() reserves local memory that mirrors a host range, by
+ * default at the same virtual address as on the host, so host pointers
+ * stored in the data are valid here unchanged. The first touch of a page
+ * faults; HMAF fetches it (and, on sequential access, the pages after it)
+ * with engine reads. Writes stay local until hmaf_map_sync() writes back
+ * exactly the bytes that changed since each page was fetched.
+ *
+ * Consistency is release consistency: hmaf_map_sync() publishes local
+ * writes to the host, hmaf_map_refresh() makes later reads see host writes;
+ * between those fences the mirror and the host may differ. Bytes of a page
+ * the dpu side did not change are never written back, so host writes to
+ * other bytes of the same page survive a sync.
+ *
+ * An access that cannot be served — outside what the host exposes, or the
+ * host gone — raises SIGBUS in the faulting thread (it never hangs). Writes
+ * to a read-only mapping raise SIGSEGV.
+ *
+ * Thread safety: any number of threads may touch the mirror at once; sync,
+ * refresh and stats may be called from any thread. Touching the mirror
+ * during or after hmaf_map_destroy() is undefined.
+ */
+#ifndef HMAF_MAP_H
+#define HMAF_MAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hmaf/session.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hmaf_map hmaf_map_t; /**< opaque mapping */
+
+/** hmaf_map_params_t.flags */
+#define HMAF_MAP_READ_ONLY 0x1 /**< no local writes (SIGSEGV), no sync */
+#define HMAF_MAP_ANYWHERE 0x2  /**< if the host's address is taken here,
+                                    place the mirror elsewhere (use
+                                    hmaf_map_local/hmaf_map_remote) */
+
+/** hmaf_map_refresh() flags */
+#define HMAF_REFRESH_CLEAN_ONLY 0x1 /**< keep pages with unsynced writes */
+
+/** Parameters of hmaf_map_create(); fill with hmaf_map_params_init(). */
+typedef struct hmaf_map_params {
+    size_t size;            /**< sizeof(hmaf_map_params_t), set by init */
+    unsigned flags;         /**< HMAF_MAP_* */
+    unsigned readahead_max; /**< pages fetched ahead at most (16) */
+} hmaf_map_params_t;
+
+/** Counters of one mapping. */
+typedef struct hmaf_map_stats {
+    uint64_t faults;          /**< first touches of a missing page */
+    uint64_t write_faults;    /**< first writes to a fetched page */
+    uint64_t pages_fetched;   /**< pages read from the host */
+    uint64_t readahead_pages; /**< of those, fetched ahead of a fault */
+    uint64_t bytes_written_back; /**< changed bytes sync/eviction wrote */
+    uint64_t evictions;       /**< pages dropped for the resident cap */
+    uint64_t fault_errors;    /**< faults answered with SIGBUS */
+    uint64_t resident_bytes;  /**< mirrored bytes present now */
+} hmaf_map_stats_t;
+
+/** @brief Defaults into @p params (must not be NULL). */
+HMAF_API void hmaf_map_params_init(hmaf_map_params_t *params);
+
+/**
+ * @brief Mirror [remote_addr, remote_addr + len) of the host.
+ * @param [in] params  NULL for the defaults.
+ * @return 0; HMAF_EINVAL, HMAF_EOVERFLOW, HMAF_EEXIST (the host's address
+ *         range is in use here and HMAF_MAP_ANYWHERE was not given),
+ *         HMAF_ENOTSUP (no userfaultfd for this process), HMAF_ENOMEM.
+ *         The range need not be exposed yet: touching what is not exposed
+ *         raises SIGBUS.
+ */
+HMAF_API int hmaf_map_create(hmaf_session_t *session, uint64_t remote_addr,
+                             size_t len, const hmaf_map_params_t *params,
+                             hmaf_map_t **map_out);
+
+/**
+ * @brief Unmap and free everything. Unsynced writes are lost. Accepts
+ * NULL. Destroy every mapping before its session.
+ */
+HMAF_API void hmaf_map_destroy(hmaf_map_t *map);
+
+/** @brief Local address of host address @p remote_addr, or NULL when it is
+ * outside the mapping. Equal to the host address unless relocated. */
+HMAF_API void *hmaf_map_local(const hmaf_map_t *map, uint64_t remote_addr);
+
+/** @brief Host address of local address @p local, or 0 when outside. */
+HMAF_API uint64_t hmaf_map_remote(const hmaf_map_t *map, const void *local);
+
+/**
+ * @brief Write back every byte changed since its page was fetched (or last
+ * synced); afterwards the host holds them.
+ * @return 0; HMAF_EACCES (read-only mapping or exposure), HMAF_EFAULT,
+ *         HMAF_ECONNRESET, HMAF_EINVAL.
+ */
+HMAF_API int hmaf_map_sync(hmaf_map_t *map);
+
+/**
+ * @brief Drop the cached pages of [remote_addr, remote_addr + len) so the
+ * next touch fetches the host's current data. Without
+ * HMAF_REFRESH_CLEAN_ONLY, unsynced local writes in the range are dropped
+ * too; with it, pages holding them stay.
+ * @return 0; HMAF_EINVAL (outside the mapping, len 0).
+ */
+HMAF_API int hmaf_map_refresh(hmaf_map_t *map, uint64_t remote_addr,
+                              size_t len, unsigned flags);
+
+/** @brief Snapshot of the counters. @return 0; HMAF_EINVAL. */
+HMAF_API int hmaf_map_stats(hmaf_map_t *map, hmaf_map_stats_t *stats_out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HMAF_MAP_H */

@@ -1,0 +1,189 @@
+/*
+ * Serving faults: fetch the missing page (and the pages after it when the
+ * access looks sequential) with one engine read, install them, and keep
+ * the session under its resident cap by evicting older pages.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <hmaf/error.h>
+
+#include "map/map_int.h"
+#include "util/log.h"
+
+/* Readahead: grow on sequential faults, back to one page otherwise. */
+static size_t readahead_window(struct hmaf_map *m, size_t page)
+{
+    size_t max = m->params.readahead_max == 0 ? 1 : m->params.readahead_max;
+
+    if (page == m->ra_next && page != 0) {
+        m->ra_window = m->ra_window * 2 > max ? max : m->ra_window * 2;
+    } else {
+        m->ra_window = 1;
+    }
+    return m->ra_window;
+}
+
+/* Pages to fetch from `page` on: up to window, stopping at the end of the
+ * mapping or at a page already present. */
+static size_t fetch_span(const struct hmaf_map *m, size_t page, size_t window)
+{
+    size_t n = 1;
+
+    while (n < window && page + n < m->npages &&
+           !(m->state[page + n] & PAGE_RESIDENT)) {
+        n++;
+    }
+    return n;
+}
+
+static int session_over_cap(const struct hmaf_map *m, size_t adding)
+{
+    const struct hmaf_session *s = m->session;
+    uint64_t bytes = adding * m->page_size;
+
+    return atomic_load(&s->map_resident) + bytes >
+           s->params.map_max_resident;
+}
+
+/* Evict this mapping's pages, in address order from the clock hand,
+ * skipping [keep, keep + n), until the session has room for n pages. */
+static void make_room(struct hmaf_map *m, size_t keep, size_t n)
+{
+    for (size_t scanned = 0;
+         scanned < m->npages && m->resident > 0 && session_over_cap(m, n);
+         scanned++) {
+        size_t p = m->clock_hand;
+        m->clock_hand = (m->clock_hand + 1) % m->npages;
+        if (!(m->state[p] & PAGE_RESIDENT) || (p >= keep && p < keep + n)) {
+            continue;
+        }
+        /* Protected first, so a racing writer waits instead of writing
+         * into a page on its way out. */
+        if ((!m->track_wp || !(m->state[p] & PAGE_DIRTY) ||
+             hmaf__uffd_protect(m, p, 1, 1) == 0) &&
+            hmaf__map_write_back(m, p) == 0) {
+            hmaf__map_drop(m, p);
+            m->stats.evictions++;
+        }
+    }
+}
+
+/* Read n pages from the host; a readahead that runs into what the host
+ * does not expose is cut back to the faulting page alone. */
+static int fetch(struct hmaf_map *m, size_t page, size_t *n)
+{
+    uint64_t at = m->remote_base + (uint64_t)page * m->page_size;
+    int ret = hmaf_session_read(m->session, m->staging, at,
+                                *n * m->page_size);
+
+    if (ret == HMAF_EFAULT && *n > 1) {
+        *n = 1;
+        ret = hmaf_session_read(m->session, m->staging, at, m->page_size);
+    }
+    return ret;
+}
+
+static void mark_resident(struct hmaf_map *m, size_t page, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        m->state[page + i] |= PAGE_RESIDENT;
+    }
+    m->resident += n;
+    atomic_fetch_add(&m->session->map_resident, n * m->page_size);
+    m->stats.pages_fetched += n;
+    m->stats.readahead_pages += n - 1;
+    m->ra_next = page + n;
+}
+
+/*
+ * A write to a missing page: it is installed writable at once with its
+ * twin taken from the fetched bytes, saving the write-protect round trip.
+ * Without write tracking every fetched page gets a twin.
+ */
+static int twin_fetched(struct hmaf_map *m, size_t page, size_t n,
+                        int is_write)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (m->writable && (!m->track_wp || (is_write && i == 0))) {
+            int ret = hmaf__map_take_twin(m, page + i,
+                                          m->staging + i * m->page_size);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+    }
+    return 0;
+}
+
+static int install(struct hmaf_map *m, size_t page, size_t n, int is_write)
+{
+    int ret = twin_fetched(m, page, n, is_write);
+
+    if (ret < 0) {
+        return ret;
+    }
+    if (m->track_wp && is_write) {
+        /* The faulting page writable, the readahead protected. */
+        ret = hmaf__uffd_copy(m, page, m->staging, 1, 0);
+        if (ret == 0 && n > 1) {
+            ret = hmaf__uffd_copy(m, page + 1, m->staging + m->page_size,
+                                  n - 1, 1);
+        }
+    } else {
+        ret = hmaf__uffd_copy(m, page, m->staging, n, m->track_wp);
+    }
+    return ret;
+}
+
+void hmaf__map_missing(struct hmaf_map *m, size_t page, int is_write)
+{
+    size_t n;
+    int ret = 0;
+
+    pthread_mutex_lock(&m->lock);
+    m->stats.faults++;
+    if (!(m->state[page] & PAGE_RESIDENT)) {
+        n = fetch_span(m, page, readahead_window(m, page));
+        make_room(m, page, n);
+        ret = fetch(m, page, &n);
+        if (ret == 0) {
+            ret = install(m, page, n, is_write && m->writable);
+        }
+        if (ret == 0) {
+            mark_resident(m, page, n);
+        }
+    }
+    if (ret < 0) {
+        hmaf__log_info("mapping: page at %#llx: %s",
+                       (unsigned long long)(m->remote_base +
+                                            page * m->page_size),
+                       hmaf_strerror(ret));
+        m->stats.fault_errors++;
+        hmaf__uffd_poison(m, page);
+    }
+    pthread_mutex_unlock(&m->lock);
+}
+
+void hmaf__map_first_write(struct hmaf_map *m, size_t page)
+{
+    int ret;
+
+    pthread_mutex_lock(&m->lock);
+    if (!(m->state[page] & PAGE_RESIDENT)) {
+        /* Evicted or refreshed meanwhile: let the writer fault afresh. */
+        hmaf__uffd_wake(m, page);
+        pthread_mutex_unlock(&m->lock);
+        return;
+    }
+    m->stats.write_faults++;
+    ret = hmaf__map_take_twin(m, page, hmaf__map_page(m, page));
+    if (ret == 0) {
+        ret = hmaf__uffd_protect(m, page, 1, 0); /* wakes the writer */
+    }
+    if (ret < 0) {
+        m->stats.fault_errors++;
+        hmaf__uffd_poison(m, page);
+    }
+    pthread_mutex_unlock(&m->lock);
+}

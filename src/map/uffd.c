@@ -1,0 +1,237 @@
+/*
+ * The kernel side of mapping mode: userfaultfd. Missing-page faults in the
+ * mirror arrive as messages; a handler thread per mapping serves them.
+ * Write protection (where the kernel has it) catches the first write to a
+ * fetched page so its twin can be taken before the write lands.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <hmaf/error.h>
+
+#include "map/map_int.h"
+#include "util/log.h"
+
+/* Newer than the headers on some build machines; the kernel tells at run
+ * time whether it has them. */
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+#ifndef UFFD_FEATURE_POISON
+#define UFFD_FEATURE_POISON (1ull << 14)
+#endif
+#ifndef UFFDIO_POISON
+struct uffdio_poison {
+    struct uffdio_range range;
+    __u64 mode;
+    __s64 updated;
+};
+#define UFFDIO_POISON _IOWR(UFFDIO, 0x08, struct uffdio_poison)
+#endif
+
+#define MSGS_PER_READ 16
+
+static int uffd_api(int fd, uint64_t want, uint64_t *have_out)
+{
+    struct uffdio_api api = {.api = UFFD_API, .features = want};
+
+    if (ioctl(fd, UFFDIO_API, &api) != 0) {
+        return -errno;
+    }
+    *have_out = api.features;
+    return 0;
+}
+
+/* Which features the kernel has: asking with none set reports them all. */
+static uint64_t kernel_features(void)
+{
+    int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
+    uint64_t have = 0;
+
+    if (fd >= 0) {
+        (void)uffd_api(fd, 0, &have);
+        close(fd);
+    }
+    return have;
+}
+
+static int register_range(struct hmaf_map *m)
+{
+    struct uffdio_register reg = {
+        .range = {.start = (uintptr_t)m->local_base, .len = m->len},
+        .mode = UFFDIO_REGISTER_MODE_MISSING |
+                (m->track_wp ? UFFDIO_REGISTER_MODE_WP : 0),
+    };
+
+    if (ioctl(m->uffd, UFFDIO_REGISTER, &reg) != 0) {
+        hmaf__log_error("userfaultfd register: %m");
+        return HMAF_ENOTSUP;
+    }
+    return 0;
+}
+
+int hmaf__uffd_open(struct hmaf_map *m)
+{
+    uint64_t want = UFFD_FEATURE_POISON, have = kernel_features(), got;
+
+    m->track_wp = m->writable && (have & UFFD_FEATURE_PAGEFAULT_FLAG_WP);
+    want |= m->track_wp ? UFFD_FEATURE_PAGEFAULT_FLAG_WP : 0;
+    m->uffd = (int)syscall(SYS_userfaultfd,
+                           O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+    if (m->uffd < 0) {
+        hmaf__log_error("userfaultfd: %m");
+        return errno == ENOMEM ? HMAF_ENOMEM : HMAF_ENOTSUP;
+    }
+    if (uffd_api(m->uffd, want & have, &got) != 0) {
+        close(m->uffd);
+        m->uffd = -1;
+        return HMAF_ENOTSUP;
+    }
+    return register_range(m);
+}
+
+int hmaf__uffd_copy(struct hmaf_map *m, size_t page, const void *src,
+                    size_t npages, int write_protect)
+{
+    struct uffdio_copy copy = {
+        .dst = (uintptr_t)hmaf__map_page(m, page),
+        .src = (uintptr_t)src,
+        .len = npages * m->page_size,
+        .mode = write_protect ? UFFDIO_COPY_MODE_WP : 0,
+    };
+
+    /* EEXIST: a page was already there (a racing fault); the rest of the
+     * range is then not copied, and its faults come again. */
+    if (ioctl(m->uffd, UFFDIO_COPY, &copy) != 0 && errno != EEXIST) {
+        hmaf__log_error("userfaultfd copy: %m");
+        return HMAF_EFAULT;
+    }
+    return 0;
+}
+
+int hmaf__uffd_protect(struct hmaf_map *m, size_t page, size_t npages,
+                       int protect)
+{
+    struct uffdio_writeprotect wp = {
+        .range = {.start = (uintptr_t)hmaf__map_page(m, page),
+                  .len = npages * m->page_size},
+        .mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+    };
+
+    if (ioctl(m->uffd, UFFDIO_WRITEPROTECT, &wp) != 0) {
+        hmaf__log_error("userfaultfd write-protect: %m");
+        return HMAF_EFAULT;
+    }
+    return 0;
+}
+
+/* The faulting thread gets SIGBUS: with UFFDIO_POISON where the kernel has
+ * it, else by making the page inaccessible (SIGSEGV then, documented as an
+ * access error all the same). */
+void hmaf__uffd_poison(struct hmaf_map *m, size_t page)
+{
+    struct uffdio_poison poison = {
+        .range = {.start = (uintptr_t)hmaf__map_page(m, page),
+                  .len = m->page_size},
+    };
+    struct uffdio_range wake = poison.range;
+
+    if (ioctl(m->uffd, UFFDIO_POISON, &poison) == 0) {
+        return;
+    }
+    mprotect(hmaf__map_page(m, page), m->page_size, PROT_NONE);
+    (void)ioctl(m->uffd, UFFDIO_WAKE, &wake);
+}
+
+void hmaf__uffd_wake(struct hmaf_map *m, size_t page)
+{
+    struct uffdio_range range = {.start = (uintptr_t)hmaf__map_page(m, page),
+                                 .len = m->page_size};
+
+    (void)ioctl(m->uffd, UFFDIO_WAKE, &range);
+}
+
+static void serve_message(struct hmaf_map *m, const struct uffd_msg *msg)
+{
+    uint64_t addr = msg->arg.pagefault.address;
+    size_t page = (size_t)((addr - (uintptr_t)m->local_base) / m->page_size);
+
+    if (msg->event != UFFD_EVENT_PAGEFAULT || page >= m->npages) {
+        return;
+    }
+    if (msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
+        hmaf__map_first_write(m, page);
+    } else {
+        hmaf__map_missing(m, page,
+                          (msg->arg.pagefault.flags &
+                           UFFD_PAGEFAULT_FLAG_WRITE) != 0);
+    }
+}
+
+static void *handler_main(void *arg)
+{
+    struct hmaf_map *m = arg;
+    struct pollfd fds[2] = {{.fd = m->uffd, .events = POLLIN},
+                            {.fd = m->wake_pipe[0], .events = POLLIN}};
+
+    for (;;) {
+        struct uffd_msg msgs[MSGS_PER_READ];
+        ssize_t n;
+
+        if (poll(fds, 2, -1) < 0 && errno != EINTR) {
+            break;
+        }
+        if (fds[1].revents != 0) {
+            break; /* destroy */
+        }
+        n = read(m->uffd, msgs, sizeof(msgs));
+        for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++) {
+            serve_message(m, &msgs[i]);
+        }
+    }
+    return NULL;
+}
+
+int hmaf__uffd_start(struct hmaf_map *m)
+{
+    sigset_t all, old;
+    int ret;
+
+    if (pipe2(m->wake_pipe, O_CLOEXEC) != 0) {
+        return HMAF_ENOMEM;
+    }
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    ret = pthread_create(&m->thread, NULL, handler_main, m);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (ret != 0) {
+        close(m->wake_pipe[0]);
+        close(m->wake_pipe[1]);
+        return HMAF_ENOMEM;
+    }
+    m->has_thread = 1;
+    return 0;
+}
+
+void hmaf__uffd_stop(struct hmaf_map *m)
+{
+    if (m->has_thread) {
+        (void)!write(m->wake_pipe[1], "x", 1);
+        pthread_join(m->thread, NULL);
+        close(m->wake_pipe[0]);
+        close(m->wake_pipe[1]);
+        m->has_thread = 0;
+    }
+    if (m->uffd >= 0) {
+        close(m->uffd);
+        m->uffd = -1;
+    }
+}

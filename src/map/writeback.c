@@ -1,0 +1,179 @@
+/*
+ * Twins and write-back. A page's twin is its content as fetched (or last
+ * synced); write-back sends exactly the byte runs where the page now
+ * differs from it, never the bytes in between, so host writes to other
+ * bytes of the same page survive. Everything here runs with m->lock held.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <hmaf/error.h>
+
+#include "map/map_int.h"
+
+/* Write-back segments gathered before one vectored write. */
+#define RUNS_PER_WRITE 64
+
+int hmaf__map_take_twin(struct hmaf_map *m, size_t page, const void *from)
+{
+    if (m->twin[page] == NULL) {
+        m->twin[page] = malloc(m->page_size);
+        if (m->twin[page] == NULL) {
+            return HMAF_ENOMEM;
+        }
+        memcpy(m->twin[page], from, m->page_size);
+    }
+    m->state[page] |= PAGE_DIRTY;
+    return 0;
+}
+
+/* Has the page really changed since its twin was taken? */
+static int page_changed(const struct hmaf_map *m, size_t page)
+{
+    return (m->state[page] & PAGE_DIRTY) && m->twin[page] != NULL &&
+           memcmp(hmaf__map_page(m, page), m->twin[page], m->page_size) != 0;
+}
+
+struct runs {
+    hmaf_seg_t seg[RUNS_PER_WRITE];
+    size_t n;
+    uint64_t bytes;
+};
+
+static int flush_runs(struct hmaf_map *m, struct runs *r)
+{
+    int ret = r->n == 0 ? 0 : hmaf_session_writev(m->session, r->seg, r->n);
+
+    if (ret == 0) {
+        m->stats.bytes_written_back += r->bytes;
+    }
+    r->n = 0;
+    r->bytes = 0;
+    return ret;
+}
+
+static int add_run(struct hmaf_map *m, struct runs *r, size_t page,
+                   size_t from, size_t to)
+{
+    r->seg[r->n++] = (hmaf_seg_t){
+        .local = hmaf__map_page(m, page) + from,
+        .remote_addr = m->remote_base + page * m->page_size + from,
+        .len = to - from,
+    };
+    r->bytes += to - from;
+    return r->n == RUNS_PER_WRITE ? flush_runs(m, r) : 0;
+}
+
+int hmaf__map_write_back(struct hmaf_map *m, size_t page)
+{
+    const uint8_t *now = hmaf__map_page(m, page), *was = m->twin[page];
+    struct runs r = {.n = 0};
+    size_t i = 0;
+    int ret = 0;
+
+    if (!(m->state[page] & PAGE_DIRTY) || was == NULL) {
+        return 0;
+    }
+    while (ret == 0 && i < m->page_size) {
+        size_t start;
+        while (i < m->page_size && now[i] == was[i]) {
+            i++;
+        }
+        start = i;
+        while (i < m->page_size && now[i] != was[i]) {
+            i++;
+        }
+        if (i > start) {
+            ret = add_run(m, &r, page, start, i);
+        }
+    }
+    return ret == 0 ? flush_runs(m, &r) : ret;
+}
+
+void hmaf__map_drop(struct hmaf_map *m, size_t page)
+{
+    if (!(m->state[page] & PAGE_RESIDENT)) {
+        return;
+    }
+    /* The next touch faults as missing and fetches afresh. */
+    madvise(hmaf__map_page(m, page), m->page_size, MADV_DONTNEED);
+    free(m->twin[page]);
+    m->twin[page] = NULL;
+    m->state[page] = 0;
+    m->resident--;
+    atomic_fetch_sub(&m->session->map_resident, m->page_size);
+}
+
+/* After a successful write-back the page is clean: protected again with
+ * its twin dropped, or (without write tracking) with a fresh twin. */
+static void mark_clean(struct hmaf_map *m, size_t page)
+{
+    if (m->track_wp) {
+        free(m->twin[page]);
+        m->twin[page] = NULL;
+        m->state[page] &= (uint8_t)~PAGE_DIRTY;
+    } else {
+        memcpy(m->twin[page], hmaf__map_page(m, page), m->page_size);
+    }
+}
+
+static int sync_page(struct hmaf_map *m, size_t page)
+{
+    int ret = 0;
+
+    /* Protect before diffing: a write racing with us faults, waits for
+     * the lock, and takes its twin after we are done. */
+    if (m->track_wp) {
+        ret = hmaf__uffd_protect(m, page, 1, 1);
+    }
+    if (ret == 0) {
+        ret = hmaf__map_write_back(m, page);
+    }
+    if (ret == 0) {
+        mark_clean(m, page);
+    }
+    return ret;
+}
+
+HMAF_API int hmaf_map_sync(hmaf_map_t *map)
+{
+    int ret = 0;
+
+    if (map == NULL) {
+        return HMAF_EINVAL;
+    }
+    if (!map->writable) {
+        return HMAF_EACCES;
+    }
+    pthread_mutex_lock(&map->lock);
+    for (size_t p = 0; p < map->npages && ret == 0; p++) {
+        if (map->state[p] & PAGE_DIRTY) {
+            ret = sync_page(map, p);
+        }
+    }
+    pthread_mutex_unlock(&map->lock);
+    return ret;
+}
+
+HMAF_API int hmaf_map_refresh(hmaf_map_t *map, uint64_t remote_addr,
+                              size_t len, unsigned flags)
+{
+    size_t first, last;
+
+    if (map == NULL || len == 0 || remote_addr < map->remote_base ||
+        remote_addr - map->remote_base >= map->len ||
+        len > map->len - (remote_addr - map->remote_base)) {
+        return HMAF_EINVAL;
+    }
+    first = (size_t)(remote_addr - map->remote_base) / map->page_size;
+    last = (size_t)(remote_addr - map->remote_base + len - 1) / map->page_size;
+    pthread_mutex_lock(&map->lock);
+    for (size_t p = first; p <= last; p++) {
+        if (!(flags & HMAF_REFRESH_CLEAN_ONLY) || !page_changed(map, p)) {
+            hmaf__map_drop(map, p);
+        }
+    }
+    pthread_mutex_unlock(&map->lock);
+    return 0;
+}
