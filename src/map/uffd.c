@@ -9,6 +9,7 @@
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -78,11 +79,21 @@ static int register_range(struct hmaf_map *m)
     return 0;
 }
 
+/* HMAF_MAP_WP=0 runs the twin-for-every-page path even where the kernel
+ * has write protection, so that path can be tested anywhere. */
+static int wp_allowed(void)
+{
+    const char *env = getenv("HMAF_MAP_WP");
+
+    return env == NULL || strcmp(env, "0") != 0;
+}
+
 int hmaf__uffd_open(struct hmaf_map *m)
 {
     uint64_t want = UFFD_FEATURE_POISON, have = kernel_features(), got;
 
-    m->track_wp = m->writable && (have & UFFD_FEATURE_PAGEFAULT_FLAG_WP);
+    m->track_wp = m->writable && wp_allowed() &&
+                  (have & UFFD_FEATURE_PAGEFAULT_FLAG_WP);
     want |= m->track_wp ? UFFD_FEATURE_PAGEFAULT_FLAG_WP : 0;
     m->uffd = (int)syscall(SYS_userfaultfd,
                            O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
