@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <hmaf/hmaf.h>
 
@@ -22,9 +23,10 @@
 
 struct host {
     struct demo_table table; /* the root, published as "table" */
+    void *base;              /* one mapping: the buckets, then the arena */
+    size_t base_len;
     uint64_t *buckets;
     char *arena;
-    size_t arena_cap;
     size_t arena_used;
 };
 
@@ -84,19 +86,46 @@ static void insert(struct host *h, uint32_t idx)
     *head = addr_of(node);
 }
 
+static size_t page_round(size_t len)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+    return (len + page - 1) & ~(page - 1);
+}
+
+/* The buckets and the arena, zero-filled, at DEMO_MAP_HINT when that is
+ * free here (else wherever the kernel likes), on page boundaries. */
+static int map_memory(struct host *h, uint32_t count)
+{
+    size_t buckets_len = DEMO_NBUCKETS * sizeof(*h->buckets);
+
+    /* The arena's size is an upper bound; pages never touched cost
+     * nothing. */
+    h->base_len = buckets_len +
+                  page_round((size_t)count * (sizeof(struct demo_node) +
+                                              DEMO_KEY_MAX + DEMO_VALUE_MAX));
+    h->base = mmap((void *)(uintptr_t)DEMO_MAP_HINT, h->base_len,
+                   PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (h->base == MAP_FAILED) {
+        h->base = mmap(NULL, h->base_len, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    }
+    if (h->base == MAP_FAILED) {
+        h->base = NULL;
+        return HMAF_ENOMEM;
+    }
+    h->buckets = h->base;
+    h->arena = (char *)h->base + buckets_len;
+    return 0;
+}
+
 static int build(struct host *h, uint32_t count)
 {
-    /* An upper bound; pages we never touch cost nothing. */
-    h->arena_cap = (size_t)count *
-                   (sizeof(struct demo_node) + DEMO_KEY_MAX + DEMO_VALUE_MAX);
-    h->arena = mmap(NULL, h->arena_cap, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (h->arena == MAP_FAILED) {
-        h->arena = NULL;
-    }
-    h->buckets = calloc(DEMO_NBUCKETS, sizeof(*h->buckets));
-    if (h->arena == NULL || h->buckets == NULL) {
-        return HMAF_ENOMEM;
+    int ret = map_memory(h, count);
+
+    if (ret < 0) {
+        return ret;
     }
     h->table = (struct demo_table){
         .magic = DEMO_MAGIC,
@@ -108,7 +137,7 @@ static int build(struct host *h, uint32_t count)
     for (uint32_t i = 0; i < count; i++) {
         insert(h, i);
     }
-    h->table.arena_len = h->arena_used;
+    h->table.arena_len = page_round(h->arena_used);
     return 0;
 }
 
@@ -174,7 +203,7 @@ static int serve(struct host *h, hmaf_agent_t *agent)
                                 HMAF_ACCESS_READ);
     }
     if (ret == 0) {
-        ret = hmaf_agent_expose(agent, h->arena, h->arena_used,
+        ret = hmaf_agent_expose(agent, h->arena, h->table.arena_len,
                                 HMAF_ACCESS_READ_WRITE);
     }
     if (ret == 0) {
@@ -273,9 +302,10 @@ int main(int argc, char **argv)
     }
     ret = build(&h, count);
     if (ret == 0) {
-        printf("host: built %u keys in %.2f s (%.1f MiB arena, %u buckets)\n",
+        printf("host: built %u keys in %.2f s (%.1f MiB arena, %u buckets, "
+               "at %p)\n",
                count, now_s() - t0, (double)h.arena_used / (1 << 20),
-               DEMO_NBUCKETS);
+               DEMO_NBUCKETS, h.base);
         ret = run_agent(&h, argv[1], token, &st);
     }
     if (ret == 0) {
@@ -284,9 +314,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "demo_host: %s: %s\n", hmaf_err_name(ret),
                 hmaf_strerror(ret));
     }
-    if (h.arena != NULL) {
-        munmap(h.arena, h.arena_cap);
+    if (h.base != NULL) {
+        munmap(h.base, h.base_len);
     }
-    free(h.buckets);
     return ret == 0 ? 0 : 1;
 }

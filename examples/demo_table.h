@@ -4,7 +4,9 @@
  * function of the key's index so each side can check the other.
  *
  * Every address field holds a host virtual address. The host follows them
- * as pointers; the dpu side cannot, and follows them with HMAF reads.
+ * as pointers. The dpu side follows them with HMAF reads, or, in mapping
+ * mode, as pointers into its mirror of the host's memory: the very same
+ * bits when the mirror sits at the host's addresses.
  */
 #ifndef HMAF_DEMO_TABLE_H
 #define HMAF_DEMO_TABLE_H
@@ -21,7 +23,13 @@
 #define DEMO_VALUE_MAX    40
 #define DEMO_UPDATE_EVERY 100 /* the dpu side rewrites every 100th value */
 
-/* Published as root "table", exposed read-only. */
+/* Where the host asks for its buckets and arena (one mapping, buckets
+ * first): far from where kernels put heaps, libraries and stacks, so the
+ * dpu side most likely has the same addresses free for its mirror. */
+#define DEMO_MAP_HINT 0x5a0000000000ull
+
+/* Published as root "table", exposed read-only. The bucket array and the
+ * arena are whole pages, as a mirror of them fetches whole pages. */
 struct demo_table {
     uint64_t magic;    /* DEMO_MAGIC: the root is what we think it is */
     uint64_t nbuckets; /* a power of two */

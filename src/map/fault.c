@@ -69,17 +69,35 @@ static void make_room(struct hmaf_map *m, size_t keep, size_t n)
     }
 }
 
-/* Read n pages from the host; a readahead that runs into what the host
- * does not expose is cut back to the faulting page alone. */
+/* The faulting page alone, clipped to what the caller mapped: the mirror
+ * is whole pages, but the range (typically an exposure) need not be, and
+ * the bytes of the page outside it read as zero. */
+static int fetch_clipped(struct hmaf_map *m, size_t page)
+{
+    uint64_t at = m->remote_base + (uint64_t)page * m->page_size;
+    uint64_t from = at > m->user_remote ? at : m->user_remote;
+    uint64_t end = m->user_remote + m->user_len;
+    uint64_t to = at + m->page_size < end ? at + m->page_size : end;
+
+    memset(m->staging, 0, m->page_size);
+    if (to <= from) {
+        return HMAF_EFAULT;
+    }
+    return hmaf_session_read(m->session, m->staging + (from - at), from,
+                             (size_t)(to - from));
+}
+
+/* Read n pages from the host; one that runs into what the host does not
+ * expose is cut back to the faulting page, clipped to the mapped range. */
 static int fetch(struct hmaf_map *m, size_t page, size_t *n)
 {
     uint64_t at = m->remote_base + (uint64_t)page * m->page_size;
     int ret = hmaf_session_read(m->session, m->staging, at,
                                 *n * m->page_size);
 
-    if (ret == HMAF_EFAULT && *n > 1) {
+    if (ret == HMAF_EFAULT) {
         *n = 1;
-        ret = hmaf_session_read(m->session, m->staging, at, m->page_size);
+        ret = fetch_clipped(m, page);
     }
     return ret;
 }

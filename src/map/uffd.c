@@ -19,6 +19,7 @@
 #include <hmaf/error.h>
 
 #include "map/map_int.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 /* Newer than the headers on some build machines; the kernel tells at run
@@ -39,6 +40,7 @@ struct uffdio_poison {
 #endif
 
 #define MSGS_PER_READ 16
+#define HANDLER_SPIN_NS 50000
 
 static int uffd_api(int fd, uint64_t want, uint64_t *have_out)
 {
@@ -98,7 +100,7 @@ int hmaf__uffd_open(struct hmaf_map *m)
     m->uffd = (int)syscall(SYS_userfaultfd,
                            O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
     if (m->uffd < 0) {
-        hmaf__log_error("userfaultfd: %m");
+        hmaf__log_info("userfaultfd: %m"); /* the caller gets ENOTSUP */
         return errno == ENOMEM ? HMAF_ENOMEM : HMAF_ENOTSUP;
     }
     if (uffd_api(m->uffd, want & have, &got) != 0) {
@@ -187,6 +189,33 @@ static void serve_message(struct hmaf_map *m, const struct uffd_msg *msg)
     }
 }
 
+/* Serve what is queued; returns how many faults that was. */
+static ssize_t serve_queued(struct hmaf_map *m)
+{
+    struct uffd_msg msgs[MSGS_PER_READ];
+    ssize_t n = read(m->uffd, msgs, sizeof(msgs));
+
+    n = n < 0 ? 0 : n / (ssize_t)sizeof(msgs[0]);
+    for (ssize_t i = 0; i < n; i++) {
+        serve_message(m, &msgs[i]);
+    }
+    return n;
+}
+
+/* After a fault the next one usually follows within microseconds (a walk
+ * faults page after page): look again for a short while before sleeping,
+ * which spares both threads a wake-up across CPUs. */
+static void serve_burst(struct hmaf_map *m)
+{
+    uint64_t until = hmaf__now_ns() + HANDLER_SPIN_NS;
+
+    while (hmaf__now_ns() < until) {
+        if (serve_queued(m) > 0) {
+            until = hmaf__now_ns() + HANDLER_SPIN_NS;
+        }
+    }
+}
+
 static void *handler_main(void *arg)
 {
     struct hmaf_map *m = arg;
@@ -194,18 +223,14 @@ static void *handler_main(void *arg)
                             {.fd = m->wake_pipe[0], .events = POLLIN}};
 
     for (;;) {
-        struct uffd_msg msgs[MSGS_PER_READ];
-        ssize_t n;
-
         if (poll(fds, 2, -1) < 0 && errno != EINTR) {
             break;
         }
         if (fds[1].revents != 0) {
             break; /* destroy */
         }
-        n = read(m->uffd, msgs, sizeof(msgs));
-        for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++) {
-            serve_message(m, &msgs[i]);
+        if (serve_queued(m) > 0) {
+            serve_burst(m);
         }
     }
     return NULL;

@@ -53,15 +53,26 @@ static int flush_runs(struct hmaf_map *m, struct runs *r)
     return ret;
 }
 
+/* Queue bytes [from, to) of a page, clipped to the mapped range: the
+ * mirror is whole pages, the host range need not be. */
 static int add_run(struct hmaf_map *m, struct runs *r, size_t page,
                    size_t from, size_t to)
 {
+    uint64_t at = m->remote_base + page * m->page_size;
+    uint64_t lo = at + from, hi = at + to;
+    uint64_t end = m->user_remote + m->user_len;
+
+    lo = lo > m->user_remote ? lo : m->user_remote;
+    hi = hi < end ? hi : end;
+    if (hi <= lo) {
+        return 0;
+    }
     r->seg[r->n++] = (hmaf_seg_t){
-        .local = hmaf__map_page(m, page) + from,
-        .remote_addr = m->remote_base + page * m->page_size + from,
-        .len = to - from,
+        .local = hmaf__map_page(m, page) + (lo - at),
+        .remote_addr = lo,
+        .len = (size_t)(hi - lo),
     };
-    r->bytes += to - from;
+    r->bytes += hi - lo;
     return r->n == RUNS_PER_WRITE ? flush_runs(m, r) : 0;
 }
 

@@ -27,7 +27,12 @@ struct node {
 struct host {
     uint8_t *arena; /* nodes, then a page for the twin test at the end */
     struct node *head;
+    uint8_t *odd;   /* exposed from byte 100 to 200 bytes before its end */
 };
+
+#define ODD_PAGES 3
+#define ODD_OFF 100
+#define ODD_LEN (ODD_PAGES * 4096 - ODD_OFF - 200)
 
 static struct host host;
 
@@ -56,6 +61,17 @@ static int build(hmaf_agent_t *agent, void *arg)
     }
     host.head = &nodes[0];
     memset(last_page(host.arena), 0x11, 4096);
+    host.odd = mmap(NULL, ODD_PAGES * 4096, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (host.odd == MAP_FAILED) {
+        return HMAF_ENOMEM;
+    }
+    memset(host.odd, 0x44, ODD_PAGES * 4096);
+    if (hmaf_agent_expose(agent, host.odd + ODD_OFF, ODD_LEN,
+                          HMAF_ACCESS_READ_WRITE) ||
+        hmaf_agent_publish(agent, "odd", host.odd + ODD_OFF, ODD_LEN)) {
+        return HMAF_EINVAL;
+    }
     return hmaf_agent_expose(agent, host.arena, ARENA,
                              HMAF_ACCESS_READ_WRITE) ||
            hmaf_agent_publish(agent, "head", &host.head, sizeof(host.head)) ||
@@ -178,6 +194,39 @@ static void check_readahead(hmaf_session_t *s)
     CHECK_EQ(st.pages_fetched, 64);
     hmaf_map_destroy(map);
     (void)sum;
+}
+
+/* An exposure that starts and ends inside pages: its first and last bytes
+ * map like any other, the rest of those pages reads as zero, and a sync
+ * writes back nothing outside the range. */
+static void check_partial_pages(hmaf_session_t *s)
+{
+    hmaf_map_params_t p;
+    hmaf_map_t *map;
+    hmaf_map_stats_t st;
+    uint64_t odd;
+    uint8_t *at, back[2];
+
+    CHECK_OK(hmaf_session_lookup(s, "odd", &odd, NULL));
+    hmaf_map_params_init(&p);
+    p.flags = HMAF_MAP_ANYWHERE; /* the host's address may be ours too */
+    CHECK_OK(hmaf_map_create(s, odd, ODD_LEN, &p, &map));
+    at = hmaf_map_local(map, odd);
+    CHECK_EQ(at[0], 0x44);
+    CHECK_EQ(at[ODD_LEN - 1], 0x44);
+    CHECK_EQ(at[-1], 0); /* before the range, same page */
+    at[0] = 0x55;
+    at[-1] = 0x66; /* outside the range: never written back */
+    at[ODD_LEN - 1] = 0x77;
+    CHECK_OK(hmaf_map_sync(map));
+    CHECK_OK(hmaf_map_stats(map, &st));
+    CHECK_EQ(st.fault_errors, 0);
+    CHECK_EQ(st.bytes_written_back, 2);
+    CHECK_OK(hmaf_session_read(s, &back[0], odd, 1));
+    CHECK_OK(hmaf_session_read(s, &back[1], odd + ODD_LEN - 1, 1));
+    CHECK_EQ(back[0], 0x55);
+    CHECK_EQ(back[1], 0x77);
+    hmaf_map_destroy(map);
 }
 
 static void check_refresh(struct target *t, hmaf_session_t *s,
@@ -363,6 +412,7 @@ int main(void)
     hmaf_map_destroy(map); /* unmap with no activity */
     check_walk_and_writes(&t, s, head);
     check_readahead(s);
+    check_partial_pages(s);
     check_twin_rule(&t, s);
     check_refresh(&t, s, head);
     check_relocation(s);
