@@ -253,18 +253,13 @@ static int post(struct hmaf_session *s, enum hmaf_xfer_op op,
     struct queue *q;
     int ret;
 
-    if (s == NULL || segs == NULL || nsegs == 0) {
+    if (s == NULL) {
         return HMAF_EINVAL;
     }
-    for (size_t i = 0; i < nsegs; i++) {
-        if (segs[i].local == NULL || segs[i].len == 0) {
-            return HMAF_EINVAL;
-        }
-        if (segs[i].len > UINT64_MAX - segs[i].remote_addr) {
-            return HMAF_EOVERFLOW;
-        }
+    ret = hmaf__validate_segs(segs, nsegs);
+    if (ret == 0) {
+        ret = atomic_load_explicit(&s->dead, memory_order_relaxed);
     }
-    ret = atomic_load_explicit(&s->dead, memory_order_relaxed);
     if (ret == 0) {
         ret = my_queue(s, &reader, &q);
     }

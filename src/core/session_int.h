@@ -55,6 +55,8 @@ int hmaf__session_fail(struct hmaf_session *s, int ret);
 /* Apply a revocation the host announced, if a look is due (or force).
  * Never from inside a read-side section. */
 int hmaf__session_check_epoch(struct hmaf_session *s, int force);
+/* HMAF_EINVAL (NULL, nothing, an empty segment), HMAF_EOVERFLOW, or 0. */
+int hmaf__validate_segs(const hmaf_seg_t *segs, size_t nsegs);
 /* The synchronous data path behind read/write/readv/writev. */
 int hmaf__session_transfer(struct hmaf_session *s, enum hmaf_xfer_op op,
                            const hmaf_seg_t *segs, size_t nsegs);

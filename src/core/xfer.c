@@ -38,7 +38,7 @@ struct xfer_cursor {
     uint64_t off; /* bytes of it already handed to the engine */
 };
 
-static int validate_segs(const hmaf_seg_t *segs, size_t nsegs)
+int hmaf__validate_segs(const hmaf_seg_t *segs, size_t nsegs)
 {
     if (segs == NULL || nsegs == 0) {
         return HMAF_EINVAL;
@@ -241,7 +241,7 @@ static int step(struct xfer_call *c, struct xfer_cursor *cur,
 
 static int start_call(struct xfer_call *c)
 {
-    int ret = validate_segs(c->segs, c->nsegs);
+    int ret = hmaf__validate_segs(c->segs, c->nsegs);
 
     if (ret == 0) {
         ret = atomic_load_explicit(&c->s->dead, memory_order_relaxed);
@@ -355,7 +355,7 @@ static int transfer_one(struct hmaf_session *s, enum hmaf_xfer_op op,
     if (s == NULL) {
         return HMAF_EINVAL;
     }
-    ret = validate_segs(seg, 1);
+    ret = hmaf__validate_segs(seg, 1);
     if (ret == 0) {
         ret = atomic_load_explicit(&s->dead, memory_order_relaxed);
     }

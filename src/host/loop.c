@@ -6,7 +6,6 @@
  */
 #include <errno.h>
 #include <poll.h>
-#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -17,6 +16,7 @@
 #include "util/clock.h"
 #include "util/compiler.h"
 #include "util/log.h"
+#include "util/thread.h"
 
 #define SPIN_NS 200000ull       /* keep spinning this long after activity */
 #define SPIN_FD_CHECK_NS 50000ull /* look at the channels this often then */
@@ -227,19 +227,10 @@ static void *agent_main(void *arg)
 
 int hmaf__agent_start_thread(struct hmaf_agent *a)
 {
-    sigset_t all, old;
-    int ret;
+    int ret = hmaf__thread_start(&a->thread, agent_main, a);
 
-    /* The application's signal handlers belong on its own threads. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    ret = pthread_create(&a->thread, NULL, agent_main, a);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (ret != 0) {
-        return HMAF_ENOMEM;
-    }
-    a->has_thread = 1;
-    return 0;
+    a->has_thread = ret == 0;
+    return ret;
 }
 
 void hmaf__agent_stop_thread(struct hmaf_agent *a)

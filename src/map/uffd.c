@@ -8,7 +8,6 @@
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -21,6 +20,7 @@
 #include "map/map_int.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/thread.h"
 
 /* Newer than the headers on some build machines; the kernel tells at run
  * time whether it has them. */
@@ -238,20 +238,16 @@ static void *handler_main(void *arg)
 
 int hmaf__uffd_start(struct hmaf_map *m)
 {
-    sigset_t all, old;
     int ret;
 
     if (pipe2(m->wake_pipe, O_CLOEXEC) != 0) {
         return HMAF_ENOMEM;
     }
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    ret = pthread_create(&m->thread, NULL, handler_main, m);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (ret != 0) {
+    ret = hmaf__thread_start(&m->thread, handler_main, m);
+    if (ret < 0) {
         close(m->wake_pipe[0]);
         close(m->wake_pipe[1]);
-        return HMAF_ENOMEM;
+        return ret;
     }
     m->has_thread = 1;
     return 0;
