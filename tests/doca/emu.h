@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* The emulation's private structures, shared by its emu_*.c files. */
+#ifndef HMAF_DOCA_EMU_H
+#define HMAF_DOCA_EMU_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <doca_ctx.h>
+#include <doca_error.h>
+#include <doca_pe.h>
+#include <doca_types.h>
+
+#define EMU_PCI_LEN    16          /* "0000:b1:00.0" and NUL, rounded up */
+#define EMU_MAX_DEVS   8           /* devices in the list, and per mmap */
+#define EMU_DESC_MAGIC 0x554d4544u /* "DEMU" */
+
+struct emu_config {
+    char devices[EMU_MAX_DEVS][EMU_PCI_LEN];
+    uint32_t ndevices;
+    char reps[EMU_MAX_DEVS][EMU_PCI_LEN];
+    uint32_t nreps;
+    uint64_t max_buf_size;
+    uint32_t max_tasks;
+    uint32_t max_msg;
+    uint32_t fault_dma_every;
+    uint32_t fault_stop_after;
+    uint32_t fault_disconnect_after;
+};
+
+const struct emu_config *emu_config(void);
+/* Writes the "0000:bb:dd.f" form of a PCI address; -1 if malformed. */
+int emu_pci_normalize(const char *in, char out[EMU_PCI_LEN]);
+/* The emulation aborts on misuse DOCA calls undefined, to catch it. */
+_Noreturn void emu_die(const char *what);
+/* Fault counters, process-wide. Each returns 1 when the fault fires. */
+int emu_fault_dma(void);
+int emu_fault_disconnect(void);
+
+struct doca_devinfo {
+    char pci[EMU_PCI_LEN];
+};
+struct doca_dev {
+    struct doca_devinfo info;
+};
+struct doca_devinfo_rep {
+    char pci[EMU_PCI_LEN];
+};
+struct doca_dev_rep {
+    struct doca_devinfo_rep info;
+};
+
+/* What an export descriptor carries; also an import's view of it. */
+struct emu_desc {
+    uint32_t magic;
+    uint32_t perms;
+    int64_t pid;
+    uint64_t addr;
+    uint64_t len;
+    uint64_t live_addr; /* exporter's word that holds live_value */
+    uint64_t live_value;
+};
+
+struct doca_mmap {
+    int started, range_set, exported, from_export;
+    uint8_t *addr;
+    size_t len;
+    uint32_t perms;
+    const struct doca_dev *devs[EMU_MAX_DEVS];
+    uint32_t ndevs;
+    uint32_t nbufs;
+    int slot;             /* exporter: live-word slot, -1 when none */
+    struct emu_desc desc; /* exporter: handed out; importer: received */
+    uint32_t ntasks;      /* importer: DMA tasks run against it */
+    int invalid;          /* importer: known dead */
+};
+
+struct doca_buf {
+    struct doca_buf_inventory *inv;
+    struct doca_mmap *mmap;
+    uint8_t *head, *data;
+    size_t len, data_len;
+    uint16_t refcount;
+    struct doca_buf *next_free;
+};
+
+/* SUCCESS while the exporter keeps the import's mmap started; DRIVER once
+ * it stopped (or exited), NOT_PERMITTED without the right to read it. */
+doca_error_t emu_import_check(struct doca_mmap *mm);
+
+/* ---- contexts and tasks ---- */
+
+enum emu_task_state { EMU_TASK_FREE, EMU_TASK_OWNED, EMU_TASK_SUBMITTED };
+
+struct doca_task {
+    struct doca_ctx *ctx;
+    union doca_data user_data;
+    doca_error_t status;
+    enum emu_task_state state;
+    struct doca_task *next; /* free list or the PE's queue */
+};
+
+struct emu_ctx_ops {
+    doca_error_t (*start)(struct doca_ctx *ctx);  /* SUCCESS or IN_PROGRESS */
+    void (*stop)(struct doca_ctx *ctx);           /* drop links; optional */
+    int (*progress)(struct doca_ctx *ctx);        /* events; 1 if any */
+    doca_error_t (*submit)(struct doca_task *t);  /* validate, maybe send */
+    doca_error_t (*execute)(struct doca_task *t); /* at completion; optional */
+    void (*complete)(struct doca_task *t);        /* call the typed callback */
+};
+
+struct doca_ctx {
+    const struct emu_ctx_ops *ops;
+    struct doca_pe *pe;
+    struct doca_ctx *pe_next;
+    enum doca_ctx_states state;
+    union doca_data user_data;
+    doca_ctx_state_changed_callback_t state_cb;
+    size_t task_size;   /* bytes of one task of this ctx's kind */
+    uint32_t num_tasks; /* configured */
+    uint8_t *pool;      /* num_tasks tasks, while not IDLE */
+    struct doca_task *free_tasks;
+    uint32_t allocated;
+};
+
+void emu_ctx_init(struct doca_ctx *ctx, const struct emu_ctx_ops *ops,
+                  size_t task_size);
+/* Unlink from the PE; BAD_STATE unless IDLE. */
+doca_error_t emu_ctx_fini(struct doca_ctx *ctx);
+void emu_ctx_set_state(struct doca_ctx *ctx, enum doca_ctx_states next);
+/* The link is gone or stop was asked: IDLE now, or STOPPING until every
+ * task is freed. Returns SUCCESS or IN_PROGRESS. */
+doca_error_t emu_ctx_wind_down(struct doca_ctx *ctx);
+doca_error_t emu_task_alloc(struct doca_ctx *ctx, struct doca_task **task_out);
+
+#endif

@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The emulation's configuration (environment, see doca_emu.h), fault
+ * counters, error names, and the device and representor lists.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <doca_dev.h>
+#include <doca_emu.h>
+#include <doca_error.h>
+
+#include "emu.h"
+
+/* Indexed by code; the emulation's descriptions are the names. */
+static const char *const error_names[] = {"DOCA_SUCCESS",
+                                          "DOCA_ERROR_UNKNOWN",
+                                          "DOCA_ERROR_NOT_PERMITTED",
+                                          "DOCA_ERROR_IN_USE",
+                                          "DOCA_ERROR_NOT_SUPPORTED",
+                                          "DOCA_ERROR_AGAIN",
+                                          "DOCA_ERROR_INVALID_VALUE",
+                                          "DOCA_ERROR_NO_MEMORY",
+                                          "DOCA_ERROR_INITIALIZATION",
+                                          "DOCA_ERROR_TIME_OUT",
+                                          "DOCA_ERROR_SHUTDOWN",
+                                          "DOCA_ERROR_CONNECTION_RESET",
+                                          "DOCA_ERROR_CONNECTION_ABORTED",
+                                          "DOCA_ERROR_CONNECTION_INPROGRESS",
+                                          "DOCA_ERROR_NOT_CONNECTED",
+                                          "DOCA_ERROR_NO_LOCK",
+                                          "DOCA_ERROR_NOT_FOUND",
+                                          "DOCA_ERROR_IO_FAILED",
+                                          "DOCA_ERROR_BAD_STATE",
+                                          "DOCA_ERROR_UNSUPPORTED_VERSION",
+                                          "DOCA_ERROR_OPERATING_SYSTEM",
+                                          "DOCA_ERROR_DRIVER",
+                                          "DOCA_ERROR_UNEXPECTED",
+                                          "DOCA_ERROR_ALREADY_EXIST",
+                                          "DOCA_ERROR_FULL",
+                                          "DOCA_ERROR_EMPTY",
+                                          "DOCA_ERROR_IN_PROGRESS",
+                                          "DOCA_ERROR_TOO_BIG",
+                                          "DOCA_ERROR_AUTHENTICATION",
+                                          "DOCA_ERROR_BAD_CONFIG",
+                                          "DOCA_ERROR_SKIPPED"};
+
+const char *doca_error_get_name(doca_error_t error)
+{
+    size_t n = sizeof(error_names) / sizeof(error_names[0]);
+
+    return (unsigned)error < n ? error_names[error] : "unrecognized error code";
+}
+
+const char *doca_error_get_descr(doca_error_t error)
+{
+    return doca_error_get_name(error);
+}
+
+_Noreturn void emu_die(const char *what)
+{
+    fprintf(stderr, "doca emulation: %s\n", what);
+    abort();
+}
+
+int emu_pci_normalize(const char *in, char out[EMU_PCI_LEN])
+{
+    unsigned dom = 0, bus, dev, fn;
+    int end = 0;
+
+    if (!(sscanf(in, "%x:%x:%x.%x%n", &dom, &bus, &dev, &fn, &end) == 4 &&
+          in[end] == '\0')) {
+        dom = 0;
+        end = 0;
+        if (!(sscanf(in, "%x:%x.%x%n", &bus, &dev, &fn, &end) == 3 &&
+              in[end] == '\0')) {
+            return -1;
+        }
+    }
+    if (dom > 0xffff || bus > 0xff || dev > 0x1f || fn > 7) {
+        return -1;
+    }
+    snprintf(out, EMU_PCI_LEN, "%04x:%02x:%02x.%x", dom, bus, dev, fn);
+    return 0;
+}
+
+/* ---- configuration and faults ---- */
+
+static struct emu_config config;
+static pthread_once_t config_once = PTHREAD_ONCE_INIT;
+static unsigned long dma_count, msg_count;
+
+/* A malformed knob is a broken test setup: fail loudly. */
+static uint64_t env_u64(const char *name, uint64_t def)
+{
+    const char *v = getenv(name);
+    char *end;
+    unsigned long long x;
+
+    if (v == NULL || *v == '\0') {
+        return def;
+    }
+    errno = 0;
+    x = strtoull(v, &end, 0);
+    if (errno != 0 || *end != '\0') {
+        emu_die(name);
+    }
+    return x;
+}
+
+static uint32_t env_pci_list(const char *name, const char *def,
+                             char out[EMU_MAX_DEVS][EMU_PCI_LEN])
+{
+    const char *v = getenv(name);
+    char buf[256], *save = NULL;
+    uint32_t n = 0;
+
+    snprintf(buf, sizeof(buf), "%s", v != NULL ? v : def);
+    for (char *tok = strtok_r(buf, ",", &save); tok != NULL;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (n == EMU_MAX_DEVS || emu_pci_normalize(tok, out[n]) != 0) {
+            emu_die(name);
+        }
+        n++;
+    }
+    return n;
+}
+
+static void load_config(void)
+{
+    struct emu_config *c = &config;
+
+    c->ndevices =
+        env_pci_list("DOCA_EMU_DEVICES", "b1:00.0,03:00.0", c->devices);
+    c->nreps = env_pci_list("DOCA_EMU_REPS", "b1:00.0", c->reps);
+    c->max_buf_size = env_u64("DOCA_EMU_MAX_BUF_SIZE", 1u << 20);
+    c->max_tasks = (uint32_t)env_u64("DOCA_EMU_MAX_TASKS", 1024);
+    c->max_msg = (uint32_t)env_u64("DOCA_EMU_COMCH_MAX_MSG", 4080);
+    c->fault_dma_every = (uint32_t)env_u64("DOCA_EMU_FAULT_DMA_EVERY", 0);
+    c->fault_stop_after = (uint32_t)env_u64("DOCA_EMU_FAULT_STOP_AFTER", 0);
+    c->fault_disconnect_after =
+        (uint32_t)env_u64("DOCA_EMU_FAULT_DISCONNECT_AFTER", 0);
+}
+
+const struct emu_config *emu_config(void)
+{
+    pthread_once(&config_once, load_config);
+    return &config;
+}
+
+void doca_emu_reset(void)
+{
+    pthread_once(&config_once, load_config);
+    load_config();
+    __atomic_store_n(&dma_count, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&msg_count, 0, __ATOMIC_RELAXED);
+}
+
+int emu_fault_dma(void)
+{
+    unsigned long every = emu_config()->fault_dma_every;
+
+    return every != 0 &&
+           __atomic_add_fetch(&dma_count, 1, __ATOMIC_RELAXED) % every == 0;
+}
+
+int emu_fault_disconnect(void)
+{
+    unsigned long after = emu_config()->fault_disconnect_after;
+
+    return after != 0 &&
+           __atomic_add_fetch(&msg_count, 1, __ATOMIC_RELAXED) == after;
+}
+
+/* ---- devices and representors ---- */
+
+/* Arguments are not checked for NULL here or anywhere in the emulation:
+ * a crash points straight at the caller's bug. */
+
+/* Both lists are one allocation: n + 1 pointers, then the n entries. */
+doca_error_t doca_devinfo_create_list(struct doca_devinfo ***dev_list,
+                                      uint32_t *nb_devs)
+{
+    const struct emu_config *c = emu_config();
+    struct doca_devinfo **list, *info;
+
+    list = calloc(1, (c->ndevices + 1) * (sizeof(*list) + sizeof(*info)));
+    if (list == NULL) {
+        return DOCA_ERROR_NO_MEMORY;
+    }
+    info = (struct doca_devinfo *)(list + c->ndevices + 1);
+    for (uint32_t i = 0; i < c->ndevices; i++) {
+        memcpy(info[i].pci, c->devices[i], EMU_PCI_LEN);
+        list[i] = &info[i];
+    }
+    *dev_list = list;
+    *nb_devs = c->ndevices;
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_devinfo_destroy_list(struct doca_devinfo **dev_list)
+{
+    free(dev_list);
+    return DOCA_SUCCESS;
+}
+
+static doca_error_t pci_equal(const char *pci, const char *str, uint8_t *eq)
+{
+    char norm[EMU_PCI_LEN];
+
+    if (emu_pci_normalize(str, norm) != 0) {
+        return DOCA_ERROR_INVALID_VALUE;
+    }
+    *eq = strcmp(pci, norm) == 0;
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_devinfo_is_equal_pci_addr(const struct doca_devinfo *devinfo,
+                                            const char *pci_addr_str,
+                                            uint8_t *is_equal)
+{
+    return pci_equal(devinfo->pci, pci_addr_str, is_equal);
+}
+
+/* A device keeps its own copy of the info: the list may go right away. */
+doca_error_t doca_dev_open(struct doca_devinfo *devinfo, struct doca_dev **dev)
+{
+    *dev = malloc(sizeof(**dev));
+    if (*dev == NULL) {
+        return DOCA_ERROR_NO_MEMORY;
+    }
+    (*dev)->info = *devinfo;
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_dev_close(struct doca_dev *dev)
+{
+    free(dev);
+    return DOCA_SUCCESS;
+}
+
+struct doca_devinfo *doca_dev_as_devinfo(const struct doca_dev *dev)
+{
+    return (struct doca_devinfo *)&dev->info;
+}
+
+doca_error_t
+doca_devinfo_rep_create_list(struct doca_dev *dev, int filter,
+                             struct doca_devinfo_rep ***dev_list_rep,
+                             uint32_t *nb_devs_rep)
+{
+    const struct emu_config *c = emu_config();
+    uint32_t n = filter == DOCA_DEVINFO_REP_FILTER_EMULATED ? 0 : c->nreps;
+    struct doca_devinfo_rep **list, *info;
+
+    (void)dev; /* every device lists every representor */
+    list = calloc(1, (n + 1) * (sizeof(*list) + sizeof(*info)));
+    if (list == NULL) {
+        return DOCA_ERROR_NO_MEMORY;
+    }
+    info = (struct doca_devinfo_rep *)(list + n + 1);
+    for (uint32_t i = 0; i < n; i++) {
+        memcpy(info[i].pci, c->reps[i], EMU_PCI_LEN);
+        list[i] = &info[i];
+    }
+    *dev_list_rep = list;
+    *nb_devs_rep = n;
+    return DOCA_SUCCESS;
+}
+
+doca_error_t
+doca_devinfo_rep_destroy_list(struct doca_devinfo_rep **dev_list_rep)
+{
+    free(dev_list_rep);
+    return DOCA_SUCCESS;
+}
+
+doca_error_t
+doca_devinfo_rep_is_equal_pci_addr(const struct doca_devinfo_rep *devinfo_rep,
+                                   const char *pci_addr_str, uint8_t *is_equal)
+{
+    return pci_equal(devinfo_rep->pci, pci_addr_str, is_equal);
+}
+
+doca_error_t doca_dev_rep_open(struct doca_devinfo_rep *devinfo,
+                               struct doca_dev_rep **dev_rep)
+{
+    *dev_rep = malloc(sizeof(**dev_rep));
+    if (*dev_rep == NULL) {
+        return DOCA_ERROR_NO_MEMORY;
+    }
+    (*dev_rep)->info = *devinfo;
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_dev_rep_close(struct doca_dev_rep *dev)
+{
+    free(dev);
+    return DOCA_SUCCESS;
+}

@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * DMA memcpy tasks. Validation happens at alloc_init and at submit; the
+ * bytes move when doca_pe_progress completes the task, so a caller that
+ * reads the destination before its callback sees stale data, as on
+ * hardware.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include <doca_buf.h>
+#include <doca_dma.h>
+
+#include "emu.h"
+
+struct doca_dma {
+    struct doca_ctx ctx; /* first: the ctx ops cast back */
+    doca_dma_task_memcpy_completion_cb_t ok_cb, err_cb;
+};
+
+struct doca_dma_task_memcpy {
+    struct doca_task task; /* first, likewise */
+    const struct doca_buf *src;
+    struct doca_buf *dst;
+};
+
+static doca_error_t check_bufs(const struct doca_buf *src,
+                               const struct doca_buf *dst)
+{
+    uintptr_t end, tail;
+
+    if (src == NULL || dst == NULL) {
+        return DOCA_ERROR_INVALID_VALUE;
+    }
+    if (src->data_len > emu_config()->max_buf_size) {
+        return DOCA_ERROR_TOO_BIG;
+    }
+    /* Addresses of imported bufs are the exporter's: compare as numbers. */
+    end = (uintptr_t)dst->head + dst->len;
+    tail = (uintptr_t)dst->data + dst->data_len;
+    return src->data_len <= end - tail ? DOCA_SUCCESS
+                                       : DOCA_ERROR_INVALID_VALUE;
+}
+
+/* Loops because the kernel may stop at a page it cannot reach. */
+static doca_error_t remote_copy(pid_t pid, int write, uint8_t *local,
+                                uintptr_t remote, size_t n)
+{
+    while (n > 0) {
+        struct iovec l = {local, n};
+        struct iovec r = {(void *)remote, n};
+        ssize_t k = write ? process_vm_writev(pid, &l, 1, &r, 1, 0)
+                          : process_vm_readv(pid, &l, 1, &r, 1, 0);
+
+        if (k <= 0) {
+            return k < 0 && errno == EPERM ? DOCA_ERROR_NOT_PERMITTED
+                                           : DOCA_ERROR_DRIVER;
+        }
+        local += k;
+        remote += (size_t)k;
+        n -= (size_t)k;
+    }
+    return DOCA_SUCCESS;
+}
+
+static doca_error_t copy_with_import(const struct doca_buf *src,
+                                     struct doca_buf *dst)
+{
+    struct doca_mmap *remote = src->mmap->from_export ? src->mmap : dst->mmap;
+    uint8_t *to = dst->data + dst->data_len;
+    doca_error_t err = emu_import_check(remote);
+
+    remote->ntasks++;
+    if (err != DOCA_SUCCESS) {
+        return err;
+    }
+    if (remote == src->mmap) {
+        return remote_copy((pid_t)remote->desc.pid, 0, to, (uintptr_t)src->data,
+                           src->data_len);
+    }
+    return remote_copy((pid_t)remote->desc.pid, 1, src->data, (uintptr_t)to,
+                       src->data_len);
+}
+
+static doca_error_t dma_execute(struct doca_task *t)
+{
+    struct doca_dma_task_memcpy *m = (struct doca_dma_task_memcpy *)t;
+    const struct doca_mmap *sm = m->src->mmap, *dm = m->dst->mmap;
+    uint32_t need = dm->from_export ? DOCA_ACCESS_FLAG_PCI_READ_WRITE
+                                    : DOCA_ACCESS_FLAG_LOCAL_READ_WRITE;
+    doca_error_t err = DOCA_SUCCESS;
+
+    if (emu_fault_dma()) {
+        return DOCA_ERROR_IO_FAILED;
+    }
+    if (sm->from_export && dm->from_export) {
+        return DOCA_ERROR_NOT_SUPPORTED;
+    }
+    if ((dm->perms & need) == 0) {
+        return DOCA_ERROR_NOT_PERMITTED;
+    }
+    if (sm->from_export || dm->from_export) {
+        err = copy_with_import(m->src, m->dst);
+    } else {
+        memcpy(m->dst->data + m->dst->data_len, m->src->data, m->src->data_len);
+    }
+    if (err == DOCA_SUCCESS) {
+        m->dst->data_len += m->src->data_len;
+    }
+    return err;
+}
+
+static doca_error_t dma_start(struct doca_ctx *ctx)
+{
+    return ((struct doca_dma *)ctx)->ok_cb != NULL ? DOCA_SUCCESS
+                                                   : DOCA_ERROR_INVALID_VALUE;
+}
+
+static doca_error_t dma_submit(struct doca_task *t)
+{
+    struct doca_dma_task_memcpy *m = (struct doca_dma_task_memcpy *)t;
+
+    return check_bufs(m->src, m->dst);
+}
+
+static void dma_complete(struct doca_task *t)
+{
+    struct doca_dma *dma = (struct doca_dma *)t->ctx;
+
+    (t->status == DOCA_SUCCESS ? dma->ok_cb : dma->err_cb)(
+        (struct doca_dma_task_memcpy *)t, t->user_data, t->ctx->user_data);
+}
+
+static const struct emu_ctx_ops dma_ops = {
+    .start = dma_start,
+    .submit = dma_submit,
+    .execute = dma_execute,
+    .complete = dma_complete,
+};
+
+doca_error_t doca_dma_create(struct doca_dev *dev, struct doca_dma **dma)
+{
+    struct doca_dma *d = calloc(1, sizeof(*d));
+
+    (void)dev;
+    if (d == NULL) {
+        return DOCA_ERROR_NO_MEMORY;
+    }
+    emu_ctx_init(&d->ctx, &dma_ops, sizeof(struct doca_dma_task_memcpy));
+    *dma = d;
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_dma_destroy(struct doca_dma *dma)
+{
+    doca_error_t err = emu_ctx_fini(&dma->ctx);
+
+    if (err == DOCA_SUCCESS) {
+        free(dma);
+    }
+    return err;
+}
+
+struct doca_ctx *doca_dma_as_ctx(struct doca_dma *dma)
+{
+    return &dma->ctx;
+}
+
+doca_error_t
+doca_dma_cap_task_memcpy_is_supported(const struct doca_devinfo *devinfo)
+{
+    (void)devinfo;
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_dma_cap_get_max_num_tasks(struct doca_dma *dma,
+                                            uint32_t *max_num_tasks)
+{
+    (void)dma;
+    *max_num_tasks = emu_config()->max_tasks;
+    return DOCA_SUCCESS;
+}
+
+doca_error_t
+doca_dma_cap_task_memcpy_get_max_buf_size(const struct doca_devinfo *devinfo,
+                                          uint64_t *buf_size)
+{
+    (void)devinfo;
+    *buf_size = emu_config()->max_buf_size;
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_dma_cap_task_memcpy_get_max_buf_list_len(
+    const struct doca_devinfo *devinfo, uint32_t *max_buf_list_len)
+{
+    (void)devinfo;
+    *max_buf_list_len = 1;
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_dma_task_memcpy_set_conf(
+    struct doca_dma *dma,
+    doca_dma_task_memcpy_completion_cb_t task_completion_cb,
+    doca_dma_task_memcpy_completion_cb_t task_error_cb,
+    uint32_t num_memcpy_tasks)
+{
+    if (task_completion_cb == NULL || task_error_cb == NULL ||
+        num_memcpy_tasks == 0 || num_memcpy_tasks > emu_config()->max_tasks) {
+        return DOCA_ERROR_INVALID_VALUE;
+    }
+    if (dma->ctx.state != DOCA_CTX_STATE_IDLE) {
+        return DOCA_ERROR_BAD_STATE;
+    }
+    dma->ok_cb = task_completion_cb;
+    dma->err_cb = task_error_cb;
+    dma->ctx.num_tasks = num_memcpy_tasks;
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_dma_task_memcpy_alloc_init(struct doca_dma *dma,
+                                             const struct doca_buf *src,
+                                             struct doca_buf *dst,
+                                             union doca_data user_data,
+                                             struct doca_dma_task_memcpy **task)
+{
+    struct doca_task *t;
+    doca_error_t err = check_bufs(src, dst);
+
+    if (err == DOCA_SUCCESS) {
+        err = emu_task_alloc(&dma->ctx, &t);
+    }
+    if (err != DOCA_SUCCESS) {
+        return err;
+    }
+    t->user_data = user_data;
+    *task = (struct doca_dma_task_memcpy *)t;
+    (*task)->src = src;
+    (*task)->dst = dst;
+    return DOCA_SUCCESS;
+}
+
+struct doca_task *
+doca_dma_task_memcpy_as_task(struct doca_dma_task_memcpy *task)
+{
+    return &task->task;
+}
+
+void doca_dma_task_memcpy_set_src(struct doca_dma_task_memcpy *task,
+                                  const struct doca_buf *src)
+{
+    task->src = src;
+}
+
+void doca_dma_task_memcpy_set_dst(struct doca_dma_task_memcpy *task,
+                                  struct doca_buf *dst)
+{
+    task->dst = dst;
+}

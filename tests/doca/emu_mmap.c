@@ -1,0 +1,472 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Memory maps, their export across processes, buffer inventories and
+ * buffers.
+ *
+ * Export validity: each exported mmap owns a slot of live_words while it
+ * is started. The descriptor names the slot's address and its current
+ * random value; an importer reads the word from the exporter with
+ * process_vm_readv before each DMA and treats any other value (or a dead
+ * pid) as "the exporter stopped". No file or daemon to clean up, and the
+ * check needs exactly the right the DMA itself needs.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <doca_buf.h>
+#include <doca_buf_inventory.h>
+#include <doca_mmap.h>
+
+#include "emu.h"
+
+#ifndef PR_SET_PTRACER
+#define PR_SET_PTRACER 0x59616d61
+#endif
+#ifndef PR_SET_PTRACER_ANY
+#define PR_SET_PTRACER_ANY ((unsigned long)-1)
+#endif
+
+#define EMU_MAX_EXPORTS 1024
+
+#define PCI_ACCESS                                                             \
+    (DOCA_ACCESS_FLAG_PCI_READ_ONLY | DOCA_ACCESS_FLAG_PCI_READ_WRITE)
+#define ALL_ACCESS ((1u << 7) - 1)
+
+static uint64_t live_words[EMU_MAX_EXPORTS]; /* read by importers */
+static uint8_t slot_used[EMU_MAX_EXPORTS];
+static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
+
+doca_error_t doca_mmap_create(struct doca_mmap **mmap)
+{
+    struct doca_mmap *mm = calloc(1, sizeof(*mm));
+
+    if (mm == NULL) {
+        return DOCA_ERROR_NO_MEMORY;
+    }
+    mm->perms = DOCA_ACCESS_FLAG_LOCAL_READ_WRITE;
+    mm->slot = -1;
+    *mmap = mm;
+    return DOCA_SUCCESS;
+}
+
+/* Every setter: BAD_STATE once started (imports are born started). */
+doca_error_t doca_mmap_set_memrange(struct doca_mmap *mmap, void *addr,
+                                    size_t len)
+{
+    if (addr == NULL || len == 0 || (uintptr_t)addr + len < (uintptr_t)addr) {
+        return DOCA_ERROR_INVALID_VALUE;
+    }
+    if (mmap->started) {
+        return DOCA_ERROR_BAD_STATE;
+    }
+    if (mmap->range_set) {
+        return DOCA_ERROR_NOT_PERMITTED; /* one range, set once */
+    }
+    mmap->addr = addr;
+    mmap->len = len;
+    mmap->range_set = 1;
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_mmap_set_permissions(struct doca_mmap *mmap,
+                                       uint32_t access_mask)
+{
+    if ((access_mask & ~ALL_ACCESS) != 0 ||
+        (access_mask & PCI_ACCESS) == PCI_ACCESS) {
+        return DOCA_ERROR_INVALID_VALUE;
+    }
+    if (mmap->started) {
+        return DOCA_ERROR_BAD_STATE;
+    }
+    mmap->perms = access_mask;
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_mmap_add_dev(struct doca_mmap *mmap, struct doca_dev *dev)
+{
+    if (mmap->started || mmap->exported) {
+        return DOCA_ERROR_NOT_PERMITTED;
+    }
+    for (uint32_t i = 0; i < mmap->ndevs; i++) {
+        if (mmap->devs[i] == dev) {
+            return DOCA_ERROR_ALREADY_EXIST;
+        }
+    }
+    if (mmap->ndevs == EMU_MAX_DEVS) {
+        return DOCA_ERROR_NO_MEMORY;
+    }
+    mmap->devs[mmap->ndevs++] = dev;
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_mmap_start(struct doca_mmap *mmap)
+{
+    if (!mmap->range_set) {
+        return DOCA_ERROR_INVALID_VALUE;
+    }
+    if (mmap->exported || mmap->from_export) {
+        return DOCA_ERROR_NOT_PERMITTED;
+    }
+    if (mmap->started) {
+        return DOCA_ERROR_BAD_STATE;
+    }
+    mmap->started = 1;
+    return DOCA_SUCCESS;
+}
+
+/* Clearing the live word is what invalidates every import. */
+static void unexport(struct doca_mmap *mm)
+{
+    if (mm->slot < 0) {
+        return;
+    }
+    pthread_mutex_lock(&slot_lock);
+    __atomic_store_n(&live_words[mm->slot], 0, __ATOMIC_RELEASE);
+    slot_used[mm->slot] = 0;
+    pthread_mutex_unlock(&slot_lock);
+    mm->slot = -1;
+}
+
+doca_error_t doca_mmap_stop(struct doca_mmap *mmap)
+{
+    if (mmap->from_export || mmap->nbufs != 0) {
+        return DOCA_ERROR_NOT_PERMITTED;
+    }
+    if (!mmap->started) {
+        return DOCA_ERROR_BAD_STATE;
+    }
+    unexport(mmap);
+    mmap->started = 0;
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_mmap_destroy(struct doca_mmap *mmap)
+{
+    if (mmap->nbufs != 0) {
+        return DOCA_ERROR_NOT_PERMITTED;
+    }
+    unexport(mmap);
+    free(mmap);
+    return DOCA_SUCCESS;
+}
+
+/* ---- export and import ---- */
+
+/* Every byte nonzero, so a torn read of a cleared word never matches. */
+static int take_slot(struct doca_mmap *mm)
+{
+    uint64_t value;
+
+    if (getrandom(&value, sizeof(value), 0) != sizeof(value)) {
+        return -1;
+    }
+    value |= 0x0101010101010101ull;
+    pthread_mutex_lock(&slot_lock);
+    for (int i = 0; i < EMU_MAX_EXPORTS; i++) {
+        if (!slot_used[i]) {
+            slot_used[i] = 1;
+            __atomic_store_n(&live_words[i], value, __ATOMIC_RELEASE);
+            mm->slot = i;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&slot_lock);
+    mm->desc.live_value = value;
+    return mm->slot >= 0 ? 0 : -1;
+}
+
+static void grant_access_once(void)
+{
+    static int granted;
+
+    /* EINVAL means no Yama: every ptrace-capable peer may read us. */
+    if (!__atomic_exchange_n(&granted, 1, __ATOMIC_RELAXED)) {
+        (void)prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
+    }
+}
+
+static int has_dev(const struct doca_mmap *mm, const struct doca_dev *dev)
+{
+    for (uint32_t i = 0; i < mm->ndevs; i++) {
+        if (mm->devs[i] == dev) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+doca_error_t doca_mmap_export_pci(struct doca_mmap *mmap,
+                                  const struct doca_dev *dev,
+                                  const void **export_desc,
+                                  size_t *export_desc_len)
+{
+    if (!mmap->started || mmap->from_export ||
+        (mmap->perms & PCI_ACCESS) == 0) {
+        return DOCA_ERROR_NOT_PERMITTED;
+    }
+    if (!has_dev(mmap, dev)) {
+        return DOCA_ERROR_NOT_FOUND;
+    }
+    if (mmap->slot < 0) {
+        if (take_slot(mmap) != 0) {
+            return DOCA_ERROR_NO_MEMORY;
+        }
+        mmap->desc.magic = EMU_DESC_MAGIC;
+        mmap->desc.perms = mmap->perms;
+        mmap->desc.pid = getpid();
+        mmap->desc.addr = (uintptr_t)mmap->addr;
+        mmap->desc.len = mmap->len;
+        mmap->desc.live_addr = (uintptr_t)&live_words[mmap->slot];
+        grant_access_once();
+    }
+    mmap->exported = 1;
+    *export_desc = &mmap->desc;
+    *export_desc_len = sizeof(mmap->desc);
+    return DOCA_SUCCESS;
+}
+
+doca_error_t emu_import_check(struct doca_mmap *mm)
+{
+    uint64_t word = 0;
+    struct iovec local = {&word, sizeof(word)};
+    struct iovec remote = {(void *)(uintptr_t)mm->desc.live_addr, sizeof(word)};
+    uint32_t stop_after = emu_config()->fault_stop_after;
+    ssize_t n;
+
+    if (stop_after != 0 && mm->ntasks >= stop_after) {
+        mm->invalid = 1; /* injected: the host stopped its mmap early */
+    }
+    if (mm->invalid) {
+        return DOCA_ERROR_DRIVER;
+    }
+    n = process_vm_readv((pid_t)mm->desc.pid, &local, 1, &remote, 1, 0);
+    if (n < 0 && errno == EPERM) {
+        return DOCA_ERROR_NOT_PERMITTED; /* no ptrace right: not sticky */
+    }
+    if (n != sizeof(word) || word != mm->desc.live_value) {
+        mm->invalid = 1; /* for good: a live word never comes back */
+        return DOCA_ERROR_DRIVER;
+    }
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_mmap_create_from_export(const union doca_data *user_data,
+                                          const void *export_desc,
+                                          size_t export_desc_len,
+                                          struct doca_dev *dev,
+                                          struct doca_mmap **mmap)
+{
+    struct doca_mmap *mm;
+    doca_error_t err;
+
+    (void)user_data; /* no getter is emulated */
+    if (export_desc_len != sizeof(struct emu_desc)) {
+        return DOCA_ERROR_INVALID_VALUE;
+    }
+    err = doca_mmap_create(&mm);
+    if (err != DOCA_SUCCESS) {
+        return err;
+    }
+    memcpy(&mm->desc, export_desc, sizeof(mm->desc));
+    if (mm->desc.magic != EMU_DESC_MAGIC || mm->desc.len == 0) {
+        free(mm);
+        return DOCA_ERROR_INVALID_VALUE;
+    }
+    err = emu_import_check(mm);
+    if (err != DOCA_SUCCESS) {
+        free(mm);
+        return err;
+    }
+    mm->addr = (uint8_t *)(uintptr_t)mm->desc.addr;
+    mm->len = mm->desc.len;
+    mm->perms = mm->desc.perms;
+    mm->range_set = mm->started = mm->from_export = 1;
+    mm->devs[mm->ndevs++] = dev;
+    *mmap = mm;
+    return DOCA_SUCCESS;
+}
+
+doca_error_t
+doca_mmap_cap_is_export_pci_supported(const struct doca_devinfo *devinfo,
+                                      uint8_t *mmap_export)
+{
+    (void)devinfo;
+    *mmap_export = 1;
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_mmap_cap_is_create_from_export_pci_supported(
+    const struct doca_devinfo *devinfo, uint8_t *from_export)
+{
+    return doca_mmap_cap_is_export_pci_supported(devinfo, from_export);
+}
+
+/* ---- buffer inventory ---- */
+
+struct doca_buf_inventory {
+    struct doca_buf *elems;
+    struct doca_buf *free;
+    uint32_t n, nfree;
+    int started;
+};
+
+doca_error_t doca_buf_inventory_create(size_t num_elements,
+                                       struct doca_buf_inventory **inventory)
+{
+    struct doca_buf_inventory *inv;
+
+    if (num_elements == 0 || num_elements > UINT32_MAX) {
+        return DOCA_ERROR_INVALID_VALUE;
+    }
+    inv = calloc(1, sizeof(*inv));
+    if (inv != NULL) {
+        inv->elems = calloc(num_elements, sizeof(*inv->elems));
+    }
+    if (inv == NULL || inv->elems == NULL) {
+        free(inv);
+        return DOCA_ERROR_NO_MEMORY;
+    }
+    inv->n = inv->nfree = (uint32_t)num_elements;
+    for (size_t i = num_elements; i-- > 0;) {
+        inv->elems[i].inv = inv;
+        inv->elems[i].next_free = inv->free;
+        inv->free = &inv->elems[i];
+    }
+    *inventory = inv;
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_buf_inventory_destroy(struct doca_buf_inventory *inventory)
+{
+    if (inventory->nfree != inventory->n) {
+        return DOCA_ERROR_IN_USE;
+    }
+    free(inventory->elems);
+    free(inventory);
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_buf_inventory_start(struct doca_buf_inventory *inventory)
+{
+    inventory->started = 1;
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_buf_inventory_stop(struct doca_buf_inventory *inventory)
+{
+    inventory->started = 0;
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_buf_inventory_get_num_free_elements(
+    const struct doca_buf_inventory *inventory, uint32_t *num_of_free_elements)
+{
+    *num_of_free_elements = inventory->nfree;
+    return DOCA_SUCCESS;
+}
+
+/* [p, p + n) inside [base, base + len), without overflow. */
+static int inside(uintptr_t base, size_t len, uintptr_t p, size_t n)
+{
+    return p >= base && n <= len && p - base <= len - n;
+}
+
+doca_error_t doca_buf_inventory_buf_get_by_args(
+    struct doca_buf_inventory *inventory, struct doca_mmap *mmap, void *addr,
+    size_t len, void *data, size_t data_len, struct doca_buf **buf)
+{
+    struct doca_buf *b;
+
+    if (!inventory->started || !mmap->started) {
+        return DOCA_ERROR_BAD_STATE;
+    }
+    if (!inside((uintptr_t)mmap->addr, mmap->len, (uintptr_t)addr, len) ||
+        !inside((uintptr_t)addr, len, (uintptr_t)data, data_len)) {
+        return DOCA_ERROR_INVALID_VALUE;
+    }
+    b = inventory->free;
+    if (b == NULL) {
+        return DOCA_ERROR_NO_MEMORY;
+    }
+    inventory->free = b->next_free;
+    inventory->nfree--;
+    mmap->nbufs++;
+    *b = (struct doca_buf){.inv = inventory,
+                           .mmap = mmap,
+                           .head = addr,
+                           .len = len,
+                           .data = data,
+                           .data_len = data_len,
+                           .refcount = 1};
+    *buf = b;
+    return DOCA_SUCCESS;
+}
+
+/* ---- buffers ---- */
+
+doca_error_t doca_buf_inc_refcount(struct doca_buf *buf, uint16_t *refcount)
+{
+    if (buf->refcount == 0) {
+        return DOCA_ERROR_BAD_STATE; /* back in the inventory */
+    }
+    if (buf->refcount == UINT16_MAX) {
+        return DOCA_ERROR_TOO_BIG;
+    }
+    if (refcount != NULL) {
+        *refcount = buf->refcount;
+    }
+    buf->refcount++;
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_buf_dec_refcount(struct doca_buf *buf, uint16_t *refcount)
+{
+    struct doca_buf_inventory *inv = buf->inv;
+
+    if (buf->refcount == 0) {
+        return DOCA_ERROR_BAD_STATE;
+    }
+    if (refcount != NULL) {
+        *refcount = buf->refcount;
+    }
+    if (--buf->refcount == 0) {
+        buf->mmap->nbufs--;
+        buf->mmap = NULL;
+        buf->next_free = inv->free;
+        inv->free = buf;
+        inv->nfree++;
+    }
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_buf_get_data(const struct doca_buf *buf, void **data)
+{
+    *data = buf->data;
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_buf_get_data_len(const struct doca_buf *buf, size_t *data_len)
+{
+    *data_len = buf->data_len;
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_buf_set_data(struct doca_buf *buf, void *data,
+                               size_t data_len)
+{
+    buf->data = data;
+    buf->data_len = data_len;
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_buf_reset_data_len(struct doca_buf *buf)
+{
+    buf->data_len = 0;
+    return DOCA_SUCCESS;
+}

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * HMAF's DOCA emulation (library hmaf_doca_emu), for tests on machines
+ * without a BlueField or the DOCA SDK. The doca_*.h beside this file declare
+ * the subset of the DOCA 2.10 API that HMAF uses, with the SDK's names and
+ * signatures, so code written for the SDK builds against them unchanged.
+ * "Host" and "dpu side" are two processes on this machine.
+ *
+ * Data path. doca_mmap_export_pci hands out a 48-byte descriptor: the
+ * exporter's pid, range, permissions, and the address and value of a 64-bit
+ * "live" word in the exporter's memory. A DMA task against an mmap created
+ * from it first reads that word with process_vm_readv, then moves the bytes
+ * with process_vm_readv/writev. Stopping or destroying the exported mmap
+ * clears the word, so every import of it fails from then on, even in other
+ * processes; an exporter that exited fails the same way (ESRCH). The value
+ * is random and changes whenever a slot is reused. The exporter grants
+ * ptrace access (PR_SET_PTRACER_ANY) at its first export, as the device's
+ * right to reach host memory; where Yama forbids that, run the dpu side as
+ * the host's parent.
+ *
+ * DMA completion statuses (err_cb, doca_task_get_status):
+ *   DRIVER         the import is invalid (exporter stopped or gone), or
+ *                  the kernel refused the copy (unmapped address)
+ *   NOT_PERMITTED  writing to an import exported PCI_READ_ONLY, or to a
+ *                  local mmap without LOCAL_READ_WRITE, or no ptrace right
+ *   NOT_SUPPORTED  both buffers are on imported mmaps
+ *   IO_FAILED      an injected fault
+ * A failed task leaves the destination's data_len alone; an injected fault
+ * moves no bytes, a kernel refusal may have moved some.
+ *
+ * Environment, read at first use and again by doca_emu_reset():
+ *   DOCA_EMU_DEVICES       device PCI addresses, comma-separated
+ *                          (default "b1:00.0,03:00.0": host PF, dpu PF)
+ *   DOCA_EMU_REPS          representors every device lists ("b1:00.0")
+ *   DOCA_EMU_MAX_BUF_SIZE  bytes per DMA task (1048576)
+ *   DOCA_EMU_MAX_TASKS     tasks per DMA ctx and send tasks per comch ctx
+ *                          (1024)
+ *   DOCA_EMU_COMCH_MAX_MSG comch message size limit (4080)
+ * Faults (0 or unset: off):
+ *   DOCA_EMU_FAULT_DMA_EVERY=N         every Nth DMA task this process runs
+ *                                      completes with IO_FAILED
+ *   DOCA_EMU_FAULT_STOP_AFTER=N        an imported mmap turns invalid after
+ *                                      N DMA tasks, as if the host stopped
+ *                                      its mmap early
+ *   DOCA_EMU_FAULT_DISCONNECT_AFTER=N  this process drops the comch link
+ *                                      that brought its Nth message
+ *
+ * Misuse: NULL arguments are not checked (the crash points at the bug);
+ * calling doca_pe_progress from a callback, submitting a submitted task or
+ * freeing one aborts with a message. Capabilities: every device supports
+ * every emulated operation. Not emulated: notification handles, chained
+ * bufs, comch counters and fast path, receive-queue sizes.
+ *
+ * Thread safety: as DOCA: one thread per PE and the objects used with it.
+ * Exporting is safe from any thread.
+ */
+#ifndef DOCA_EMU_H_
+#define DOCA_EMU_H_
+
+/* Re-read the environment and restart the fault counters. Existing
+ * objects keep the limits they were created with (comch message size,
+ * task counts); the rest applies from the next call. Not thread-safe: call
+ * it while no other thread uses the emulation. */
+void doca_emu_reset(void);
+
+#endif

@@ -1,0 +1,610 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The DOCA emulation itself: mmap and inventory rules, task limits,
+ * callbacks only from progress, a real DMA read and write against a forked
+ * host process, invalidation when that host stops its mmap, Comm Channel
+ * messages and limits, and the injected faults.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <doca_buf.h>
+#include <doca_buf_inventory.h>
+#include <doca_comch.h>
+#include <doca_ctx.h>
+#include <doca_dev.h>
+#include <doca_dma.h>
+#include <doca_emu.h>
+#include <doca_mmap.h>
+#include <doca_pe.h>
+
+#include "check.h"
+
+#define CHECK_DOCA(expr, want)                                                 \
+    do {                                                                       \
+        doca_error_t check_r_ = (expr);                                        \
+        if (check_r_ != (want)) {                                              \
+            fprintf(stderr, "%s:%d: %s returned %s, want %s\n", __FILE__,      \
+                    __LINE__, #expr, doca_error_get_name(check_r_),            \
+                    doca_error_get_name(want));                                \
+            exit(1);                                                           \
+        }                                                                      \
+    } while (0)
+#define DOCA_OK(expr) CHECK_DOCA(expr, DOCA_SUCCESS)
+
+#define HOST_PCI "b1:00.0"
+#define DPU_PCI  "03:00.0"
+#define HOST_LEN (256 * 1024)
+
+static struct doca_dev *open_dev(const char *pci)
+{
+    struct doca_devinfo **list;
+    struct doca_dev *dev = NULL;
+    uint32_t n;
+    uint8_t eq;
+
+    DOCA_OK(doca_devinfo_create_list(&list, &n));
+    for (uint32_t i = 0; i < n && dev == NULL; i++) {
+        DOCA_OK(doca_devinfo_is_equal_pci_addr(list[i], pci, &eq));
+        if (eq) {
+            DOCA_OK(doca_dev_open(list[i], &dev));
+        }
+    }
+    DOCA_OK(doca_devinfo_destroy_list(list));
+    CHECK(dev != NULL);
+    return dev;
+}
+
+static struct doca_mmap *make_mmap(void *addr, size_t len, uint32_t perms,
+                                   struct doca_dev *dev)
+{
+    struct doca_mmap *mm;
+
+    DOCA_OK(doca_mmap_create(&mm));
+    DOCA_OK(doca_mmap_set_memrange(mm, addr, len));
+    DOCA_OK(doca_mmap_set_permissions(mm, perms));
+    DOCA_OK(doca_mmap_add_dev(mm, dev));
+    DOCA_OK(doca_mmap_start(mm));
+    return mm;
+}
+
+/* ---- a DMA user, as the dpu side will be ---- */
+
+struct dpu {
+    struct doca_dev *dev;
+    struct doca_pe *pe;
+    struct doca_dma *dma;
+    struct doca_buf_inventory *inv;
+    int done, failed;
+    doca_error_t status;
+};
+
+static void dma_done(struct doca_dma_task_memcpy *task, union doca_data ud,
+                     union doca_data ctx_ud)
+{
+    struct dpu *d = ctx_ud.ptr;
+
+    (void)ud;
+    d->status = doca_task_get_status(doca_dma_task_memcpy_as_task(task));
+    d->status == DOCA_SUCCESS ? d->done++ : d->failed++;
+    doca_task_free(doca_dma_task_memcpy_as_task(task));
+}
+
+static void dpu_open(struct dpu *d, uint32_t num_tasks)
+{
+    *d = (struct dpu){.dev = open_dev(DPU_PCI)};
+    DOCA_OK(doca_pe_create(&d->pe));
+    DOCA_OK(doca_dma_create(d->dev, &d->dma));
+    DOCA_OK(
+        doca_dma_task_memcpy_set_conf(d->dma, dma_done, dma_done, num_tasks));
+    CHECK_DOCA(doca_ctx_start(doca_dma_as_ctx(d->dma)),
+               DOCA_ERROR_NOT_CONNECTED);
+    DOCA_OK(doca_pe_connect_ctx(d->pe, doca_dma_as_ctx(d->dma)));
+    DOCA_OK(doca_ctx_set_user_data(doca_dma_as_ctx(d->dma),
+                                   (union doca_data){.ptr = d}));
+    DOCA_OK(doca_ctx_start(doca_dma_as_ctx(d->dma)));
+    DOCA_OK(doca_buf_inventory_create(8, &d->inv));
+    DOCA_OK(doca_buf_inventory_start(d->inv));
+}
+
+static void dpu_close(struct dpu *d)
+{
+    DOCA_OK(doca_ctx_stop(doca_dma_as_ctx(d->dma)));
+    CHECK_DOCA(doca_pe_destroy(d->pe), DOCA_ERROR_IN_USE);
+    DOCA_OK(doca_dma_destroy(d->dma));
+    DOCA_OK(doca_buf_inventory_destroy(d->inv));
+    DOCA_OK(doca_pe_destroy(d->pe));
+    DOCA_OK(doca_dev_close(d->dev));
+}
+
+/* One memcpy of n bytes; returns its completion status. */
+static doca_error_t dma_copy(struct dpu *d, struct doca_mmap *smm, void *src,
+                             struct doca_mmap *dmm, void *dst, size_t n)
+{
+    struct doca_buf *sb, *db;
+    struct doca_dma_task_memcpy *t;
+    int before = d->done + d->failed;
+    size_t len;
+
+    DOCA_OK(doca_buf_inventory_buf_get_by_data(d->inv, smm, src, n, &sb));
+    DOCA_OK(doca_buf_inventory_buf_get_by_addr(d->inv, dmm, dst, n, &db));
+    DOCA_OK(doca_dma_task_memcpy_alloc_init(d->dma, sb, db,
+                                            (union doca_data){0}, &t));
+    DOCA_OK(doca_task_submit(doca_dma_task_memcpy_as_task(t)));
+    CHECK_EQ(d->done + d->failed, before); /* no callback from submit */
+    while (d->done + d->failed == before) {
+        doca_pe_progress(d->pe);
+    }
+    DOCA_OK(doca_buf_get_data_len(db, &len));
+    CHECK_EQ(len, d->status == DOCA_SUCCESS ? n : 0);
+    DOCA_OK(doca_buf_dec_refcount(sb, NULL));
+    DOCA_OK(doca_buf_dec_refcount(db, NULL));
+    return d->status;
+}
+
+static void test_mmap_rules(void)
+{
+    static uint8_t mem[4096];
+    struct doca_dev *dev = open_dev(HOST_PCI);
+    struct doca_mmap *mm;
+    const void *desc;
+    size_t len;
+
+    DOCA_OK(doca_mmap_create(&mm));
+    CHECK_DOCA(doca_mmap_start(mm), DOCA_ERROR_INVALID_VALUE); /* no range */
+    DOCA_OK(doca_mmap_set_memrange(mm, mem, sizeof(mem)));
+    CHECK_DOCA(doca_mmap_set_memrange(mm, mem, 1), DOCA_ERROR_NOT_PERMITTED);
+    CHECK_DOCA(
+        doca_mmap_set_permissions(mm, DOCA_ACCESS_FLAG_PCI_READ_ONLY |
+                                          DOCA_ACCESS_FLAG_PCI_READ_WRITE),
+        DOCA_ERROR_INVALID_VALUE);
+    DOCA_OK(doca_mmap_add_dev(mm, dev));
+    CHECK_DOCA(doca_mmap_add_dev(mm, dev), DOCA_ERROR_ALREADY_EXIST);
+    CHECK_DOCA(doca_mmap_export_pci(mm, dev, &desc, &len),
+               DOCA_ERROR_NOT_PERMITTED); /* not started */
+    DOCA_OK(doca_mmap_start(mm));
+    CHECK_DOCA(doca_mmap_set_permissions(mm, DOCA_ACCESS_FLAG_PCI_READ_WRITE),
+               DOCA_ERROR_BAD_STATE);
+    CHECK_DOCA(doca_mmap_set_memrange(mm, mem, 1), DOCA_ERROR_BAD_STATE);
+    CHECK_DOCA(doca_mmap_add_dev(mm, dev), DOCA_ERROR_NOT_PERMITTED);
+    /* Default permissions are local only: no export. */
+    CHECK_DOCA(doca_mmap_export_pci(mm, dev, &desc, &len),
+               DOCA_ERROR_NOT_PERMITTED);
+    DOCA_OK(doca_mmap_stop(mm));
+    DOCA_OK(doca_mmap_set_permissions(mm, DOCA_ACCESS_FLAG_PCI_READ_ONLY));
+    DOCA_OK(doca_mmap_start(mm));
+    DOCA_OK(doca_mmap_export_pci(mm, dev, &desc, &len));
+    DOCA_OK(doca_mmap_stop(mm));
+    CHECK_DOCA(doca_mmap_start(mm), DOCA_ERROR_NOT_PERMITTED); /* exported */
+    DOCA_OK(doca_mmap_destroy(mm));
+    DOCA_OK(doca_dev_close(dev));
+}
+
+static void test_inventory(void)
+{
+    static uint8_t mem[4096];
+    struct doca_dev *dev = open_dev(DPU_PCI);
+    struct doca_mmap *mm =
+        make_mmap(mem, sizeof(mem), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, dev);
+    struct doca_buf_inventory *inv;
+    struct doca_buf *a, *b, *c;
+    uint16_t rc;
+    uint32_t nfree;
+
+    DOCA_OK(doca_buf_inventory_create(2, &inv));
+    CHECK_DOCA(doca_buf_inventory_buf_get_by_addr(inv, mm, mem, 8, &a),
+               DOCA_ERROR_BAD_STATE); /* not started */
+    DOCA_OK(doca_buf_inventory_start(inv));
+    CHECK_DOCA(doca_buf_inventory_buf_get_by_addr(inv, mm, mem + 4090, 8, &a),
+               DOCA_ERROR_INVALID_VALUE); /* past the range */
+    DOCA_OK(doca_buf_inventory_buf_get_by_addr(inv, mm, mem, 8, &a));
+    DOCA_OK(doca_buf_inventory_buf_get_by_data(inv, mm, mem + 8, 8, &b));
+    CHECK_DOCA(doca_buf_inventory_buf_get_by_data(inv, mm, mem, 8, &c),
+               DOCA_ERROR_NO_MEMORY);
+    DOCA_OK(doca_buf_inc_refcount(a, &rc));
+    CHECK_EQ(rc, 1);
+    DOCA_OK(doca_buf_dec_refcount(a, &rc));
+    CHECK_EQ(rc, 2);
+    CHECK_DOCA(doca_mmap_stop(mm), DOCA_ERROR_NOT_PERMITTED); /* bufs */
+    CHECK_DOCA(doca_mmap_destroy(mm), DOCA_ERROR_NOT_PERMITTED);
+    CHECK_DOCA(doca_buf_inventory_destroy(inv), DOCA_ERROR_IN_USE);
+    DOCA_OK(doca_buf_dec_refcount(a, &rc));
+    DOCA_OK(doca_buf_inventory_get_num_free_elements(inv, &nfree));
+    CHECK_EQ(nfree, 1);
+    DOCA_OK(doca_buf_dec_refcount(b, NULL));
+    DOCA_OK(doca_buf_inventory_destroy(inv));
+    DOCA_OK(doca_mmap_destroy(mm));
+    DOCA_OK(doca_dev_close(dev));
+}
+
+static void test_local_dma(void)
+{
+    static uint8_t src[16384], dst[8192];
+    struct dpu d;
+    struct doca_mmap *mm, *dm;
+    struct doca_buf *sb, *db;
+    struct doca_dma_task_memcpy *t1, *t2;
+    union doca_data none = {0};
+
+    setenv("DOCA_EMU_MAX_BUF_SIZE", "4096", 1);
+    doca_emu_reset();
+    dpu_open(&d, 1);
+    mm = make_mmap(src, sizeof(src), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, d.dev);
+    for (size_t i = 0; i < sizeof(src); i++) {
+        src[i] = (uint8_t)(i * 7);
+    }
+    DOCA_OK(doca_buf_inventory_buf_get_by_data(d.inv, mm, src, 4097, &sb));
+    DOCA_OK(
+        doca_buf_inventory_buf_get_by_addr(d.inv, mm, src + 4097, 4097, &db));
+    CHECK_DOCA(doca_dma_task_memcpy_alloc_init(d.dma, sb, db, none, &t1),
+               DOCA_ERROR_TOO_BIG);
+    DOCA_OK(doca_buf_set_data(sb, src, 4096));
+    DOCA_OK(doca_dma_task_memcpy_alloc_init(d.dma, sb, db, none, &t1));
+    DOCA_OK(doca_buf_set_data(sb, src, 4097)); /* submit checks again */
+    CHECK_DOCA(doca_task_submit(doca_dma_task_memcpy_as_task(t1)),
+               DOCA_ERROR_TOO_BIG);
+    DOCA_OK(doca_buf_set_data(sb, src, 4096));
+    CHECK_DOCA(doca_dma_task_memcpy_alloc_init(d.dma, sb, db, none, &t2),
+               DOCA_ERROR_NO_MEMORY); /* num_tasks is 1 */
+    /* Stopping with a task out waits for it to come back. */
+    CHECK_DOCA(doca_ctx_stop(doca_dma_as_ctx(d.dma)), DOCA_ERROR_IN_PROGRESS);
+    doca_task_free(doca_dma_task_memcpy_as_task(t1));
+    doca_pe_progress(d.pe);
+    DOCA_OK(doca_ctx_start(doca_dma_as_ctx(d.dma)));
+    DOCA_OK(doca_buf_dec_refcount(sb, NULL));
+    DOCA_OK(doca_buf_dec_refcount(db, NULL));
+
+    dm = make_mmap(dst, sizeof(dst), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, d.dev);
+    DOCA_OK(dma_copy(&d, mm, src, dm, dst, 4096));
+    CHECK(memcmp(src, dst, 4096) == 0);
+
+    setenv("DOCA_EMU_FAULT_DMA_EVERY", "2", 1);
+    doca_emu_reset();
+    DOCA_OK(dma_copy(&d, mm, src, dm, dst, 16));
+    CHECK_DOCA(dma_copy(&d, mm, src, dm, dst, 16), DOCA_ERROR_IO_FAILED);
+    unsetenv("DOCA_EMU_FAULT_DMA_EVERY");
+    unsetenv("DOCA_EMU_MAX_BUF_SIZE");
+    doca_emu_reset();
+    DOCA_OK(doca_mmap_destroy(mm));
+    DOCA_OK(doca_mmap_destroy(dm));
+    dpu_close(&d);
+}
+
+/* ---- a forked host that exports its memory ---- */
+
+struct export_msg {
+    uint64_t addr;
+    size_t len;
+    uint8_t desc[2][128]; /* read-write, read-only */
+    size_t desc_len[2];
+};
+
+static uint8_t host_pattern(size_t i, unsigned salt)
+{
+    return (uint8_t)((i * 2654435761u) >> 11 ^ salt);
+}
+
+/* Commands: 'v' the buffer holds salt 2 -> 1; 's' stop both mmaps -> 1. */
+static _Noreturn void host_main(int sock)
+{
+    uint8_t *mem = malloc(HOST_LEN);
+    struct doca_dev *dev = open_dev(HOST_PCI);
+    struct doca_mmap *mm[2];
+    struct export_msg m = {.addr = (uintptr_t)mem, .len = HOST_LEN};
+    const void *desc;
+    char cmd;
+
+    CHECK(mem != NULL);
+    for (size_t i = 0; i < HOST_LEN; i++) {
+        mem[i] = host_pattern(i, 1);
+    }
+    mm[0] = make_mmap(mem, HOST_LEN, DOCA_ACCESS_FLAG_PCI_READ_WRITE, dev);
+    mm[1] = make_mmap(mem, HOST_LEN, DOCA_ACCESS_FLAG_PCI_READ_ONLY, dev);
+    for (int i = 0; i < 2; i++) {
+        DOCA_OK(doca_mmap_export_pci(mm[i], dev, &desc, &m.desc_len[i]));
+        CHECK(m.desc_len[i] <= sizeof(m.desc[i]));
+        memcpy(m.desc[i], desc, m.desc_len[i]);
+    }
+    CHECK(write(sock, &m, sizeof(m)) == sizeof(m));
+    while (read(sock, &cmd, 1) == 1) {
+        char ok = 1;
+
+        for (size_t i = 0; cmd == 'v' && i < HOST_LEN; i++) {
+            ok &= mem[i] == host_pattern(i, 2);
+        }
+        if (cmd == 's') {
+            DOCA_OK(doca_mmap_stop(mm[0]));
+            DOCA_OK(doca_mmap_destroy(mm[1]));
+        }
+        CHECK(write(sock, &ok, 1) == 1);
+    }
+    _exit(0);
+}
+
+static char host_command(int sock, char cmd)
+{
+    char reply = 0;
+
+    CHECK(write(sock, &cmd, 1) == 1);
+    CHECK(read(sock, &reply, 1) == 1);
+    return reply;
+}
+
+static void test_cross_process(void)
+{
+    static uint8_t local[HOST_LEN];
+    struct export_msg m;
+    struct dpu d;
+    struct doca_mmap *rw, *ro, *lm;
+    uint8_t probe;
+    struct iovec l = {&probe, 1}, r;
+    int sv[2], status;
+    pid_t pid;
+
+    CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        close(sv[0]);
+        host_main(sv[1]);
+    }
+    close(sv[1]);
+    CHECK(read(sv[0], &m, sizeof(m)) == sizeof(m));
+    r = (struct iovec){(void *)(uintptr_t)m.addr, 1};
+    if (process_vm_readv(pid, &l, 1, &r, 1, 0) != 1 && errno == EPERM) {
+        kill(pid, SIGKILL);
+        SKIP("process_vm_readv of our child: EPERM");
+    }
+    dpu_open(&d, 4);
+    lm = make_mmap(local, sizeof(local), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE,
+                   d.dev);
+    DOCA_OK(doca_mmap_create_from_export(NULL, m.desc[0], m.desc_len[0], d.dev,
+                                         &rw));
+    DOCA_OK(doca_mmap_create_from_export(NULL, m.desc[1], m.desc_len[1], d.dev,
+                                         &ro));
+    CHECK_DOCA(doca_mmap_stop(rw), DOCA_ERROR_NOT_PERMITTED);
+
+    /* Read the range through both imports, then write it back. */
+    void *host = (void *)(uintptr_t)m.addr;
+    DOCA_OK(dma_copy(&d, rw, host, lm, local, HOST_LEN / 2));
+    DOCA_OK(dma_copy(&d, ro, (uint8_t *)host + HOST_LEN / 2, lm,
+                     local + HOST_LEN / 2, HOST_LEN / 2));
+    for (size_t i = 0; i < HOST_LEN; i++) {
+        CHECK_EQ(local[i], host_pattern(i, 1));
+        local[i] = host_pattern(i, 2);
+    }
+    CHECK_DOCA(dma_copy(&d, lm, local, ro, host, 64), DOCA_ERROR_NOT_PERMITTED);
+    DOCA_OK(dma_copy(&d, lm, local, rw, host, HOST_LEN));
+    CHECK_EQ(host_command(sv[0], 'v'), 1);
+
+    /* Injected: the read-only import dies after its second task. */
+    setenv("DOCA_EMU_FAULT_STOP_AFTER", "2", 1);
+    doca_emu_reset();
+    DOCA_OK(dma_copy(&d, ro, host, lm, local, 64));
+    CHECK_DOCA(dma_copy(&d, ro, host, lm, local, 64), DOCA_ERROR_DRIVER);
+    unsetenv("DOCA_EMU_FAULT_STOP_AFTER");
+    doca_emu_reset();
+
+    /* The host stops: imports fail, new imports too. */
+    CHECK_EQ(host_command(sv[0], 's'), 1);
+    CHECK_DOCA(dma_copy(&d, rw, host, lm, local, 64), DOCA_ERROR_DRIVER);
+    DOCA_OK(doca_mmap_destroy(rw));
+    CHECK_DOCA(doca_mmap_create_from_export(NULL, m.desc[0], m.desc_len[0],
+                                            d.dev, &rw),
+               DOCA_ERROR_DRIVER);
+    DOCA_OK(doca_mmap_destroy(ro));
+    DOCA_OK(doca_mmap_destroy(lm));
+    dpu_close(&d);
+    close(sv[0]);
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* ---- Comm Channel: server and client in one process, one PE ---- */
+
+struct chan {
+    struct doca_pe *pe;
+    struct doca_dev *host_dev, *dpu_dev;
+    struct doca_dev_rep *rep;
+    struct doca_comch_server *srv;
+    struct doca_comch_client *cli;
+    struct doca_comch_connection *peer; /* the server's view */
+    int connects, disconnects, sent, send_errors, client_state;
+    char got[8192];
+    uint32_t got_len;
+};
+
+static struct chan *the_chan; /* callbacks without a user-data hook */
+
+static void on_send(struct doca_comch_task_send *task, union doca_data ud,
+                    union doca_data ctx_ud)
+{
+    struct doca_task *t = doca_comch_task_send_as_task(task);
+
+    (void)ud;
+    (void)ctx_ud;
+    doca_task_get_status(t) == DOCA_SUCCESS ? the_chan->sent++
+                                            : the_chan->send_errors++;
+    doca_task_free(t);
+}
+
+static void on_recv(struct doca_comch_event_msg_recv *ev, uint8_t *buf,
+                    uint32_t len, struct doca_comch_connection *conn)
+{
+    (void)ev;
+    (void)conn;
+    CHECK(len <= sizeof(the_chan->got));
+    memcpy(the_chan->got, buf, len);
+    the_chan->got_len = len;
+}
+
+static void on_connect(struct doca_comch_event_connection_status_changed *ev,
+                       struct doca_comch_connection *conn, uint8_t ok)
+{
+    (void)ev;
+    CHECK(ok);
+    the_chan->peer = conn;
+    the_chan->connects++;
+}
+
+static void on_disconnect(struct doca_comch_event_connection_status_changed *ev,
+                          struct doca_comch_connection *conn, uint8_t ok)
+{
+    (void)ev;
+    (void)ok;
+    CHECK(conn == the_chan->peer);
+    the_chan->disconnects++;
+}
+
+static void on_client_state(const union doca_data ud, struct doca_ctx *ctx,
+                            enum doca_ctx_states prev,
+                            enum doca_ctx_states next)
+{
+    (void)ud;
+    (void)ctx;
+    (void)prev;
+    the_chan->client_state = next;
+}
+
+static void chan_open(struct chan *c, const char *name)
+{
+    struct doca_devinfo_rep **reps;
+    uint32_t n;
+    uint8_t eq;
+
+    *c = (struct chan){.host_dev = open_dev(HOST_PCI),
+                       .dpu_dev = open_dev(DPU_PCI)};
+    the_chan = c;
+    DOCA_OK(doca_pe_create(&c->pe));
+    DOCA_OK(doca_devinfo_rep_create_list(
+        c->dpu_dev, DOCA_DEVINFO_REP_FILTER_NET, &reps, &n));
+    CHECK(n >= 1);
+    DOCA_OK(doca_devinfo_rep_is_equal_pci_addr(reps[0], "0000:B1:00.0", &eq));
+    CHECK(eq);
+    DOCA_OK(doca_dev_rep_open(reps[0], &c->rep));
+    DOCA_OK(doca_devinfo_rep_destroy_list(reps));
+
+    DOCA_OK(doca_comch_server_create(c->dpu_dev, c->rep, name, &c->srv));
+    DOCA_OK(doca_pe_connect_ctx(c->pe, doca_comch_server_as_ctx(c->srv)));
+    DOCA_OK(doca_comch_server_task_send_set_conf(c->srv, on_send, on_send, 4));
+    DOCA_OK(doca_comch_server_event_msg_recv_register(c->srv, on_recv));
+    DOCA_OK(doca_comch_server_event_connection_status_changed_register(
+        c->srv, on_connect, on_disconnect));
+    DOCA_OK(doca_ctx_start(doca_comch_server_as_ctx(c->srv)));
+    CHECK_DOCA(doca_comch_server_set_max_msg_size(c->srv, 100),
+               DOCA_ERROR_BAD_STATE);
+
+    DOCA_OK(doca_comch_client_create(c->host_dev, name, &c->cli));
+    DOCA_OK(doca_pe_connect_ctx(c->pe, doca_comch_client_as_ctx(c->cli)));
+    DOCA_OK(doca_ctx_set_state_changed_cb(doca_comch_client_as_ctx(c->cli),
+                                          on_client_state));
+    DOCA_OK(doca_comch_client_task_send_set_conf(c->cli, on_send, on_send, 4));
+    DOCA_OK(doca_comch_client_event_msg_recv_register(c->cli, on_recv));
+    CHECK_DOCA(doca_ctx_start(doca_comch_client_as_ctx(c->cli)),
+               DOCA_ERROR_IN_PROGRESS);
+    CHECK_EQ(c->client_state, DOCA_CTX_STATE_STARTING);
+    while (c->client_state != DOCA_CTX_STATE_RUNNING || c->connects == 0) {
+        doca_pe_progress(c->pe);
+    }
+}
+
+static void chan_close(struct chan *c)
+{
+    doca_ctx_stop(doca_comch_client_as_ctx(c->cli)); /* may be IDLE already */
+    DOCA_OK(doca_ctx_stop(doca_comch_server_as_ctx(c->srv)));
+    DOCA_OK(doca_comch_client_destroy(c->cli));
+    DOCA_OK(doca_comch_server_destroy(c->srv));
+    DOCA_OK(doca_pe_destroy(c->pe));
+    DOCA_OK(doca_dev_rep_close(c->rep));
+    DOCA_OK(doca_dev_close(c->host_dev));
+    DOCA_OK(doca_dev_close(c->dpu_dev));
+}
+
+/* Send msg from the client (or the server) and progress until it lands. */
+static void chan_send(struct chan *c, int from_client, const void *msg,
+                      uint32_t len)
+{
+    struct doca_comch_connection *conn;
+    struct doca_comch_task_send *t;
+    int sent = c->sent;
+
+    c->got_len = UINT32_MAX;
+    if (from_client) {
+        DOCA_OK(doca_comch_client_get_connection(c->cli, &conn));
+        DOCA_OK(
+            doca_comch_client_task_send_alloc_init(c->cli, conn, msg, len, &t));
+    } else {
+        DOCA_OK(doca_comch_server_task_send_alloc_init(c->srv, c->peer, msg,
+                                                       len, &t));
+    }
+    DOCA_OK(doca_task_submit(doca_comch_task_send_as_task(t)));
+    CHECK_EQ(c->sent, sent);
+    while (c->sent == sent || c->got_len == UINT32_MAX) {
+        doca_pe_progress(c->pe);
+    }
+    CHECK_EQ(c->got_len, len);
+    CHECK(memcmp(c->got, msg, len) == 0);
+}
+
+static void test_comch(void)
+{
+    static char big[4081];
+    char name[64];
+    struct chan c;
+    struct doca_comch_connection *conn;
+    struct doca_comch_task_send *t;
+    uint32_t max;
+
+    snprintf(name, sizeof(name), "emu-test-%d", (int)getpid());
+    chan_open(&c, name);
+    chan_send(&c, 1, "ping", 4);
+    chan_send(&c, 0, "pong", 4);
+    DOCA_OK(doca_comch_client_get_max_msg_size(c.cli, &max));
+    CHECK_EQ(max, 4080);
+    chan_send(&c, 1, big, max);
+    DOCA_OK(doca_comch_client_get_connection(c.cli, &conn));
+    CHECK_DOCA(
+        doca_comch_client_task_send_alloc_init(c.cli, conn, big, max + 1, &t),
+        DOCA_ERROR_INVALID_VALUE);
+
+    /* The server hangs up: it hears of it in progress, the client idles. */
+    DOCA_OK(doca_comch_server_disconnect(c.srv, c.peer));
+    while (c.disconnects == 0 || c.client_state != DOCA_CTX_STATE_IDLE) {
+        doca_pe_progress(c.pe);
+    }
+    chan_close(&c);
+
+    /* Injected: the server drops the link after its first message. */
+    setenv("DOCA_EMU_FAULT_DISCONNECT_AFTER", "1", 1);
+    doca_emu_reset();
+    chan_open(&c, name);
+    chan_send(&c, 1, "one", 3);
+    while (c.disconnects == 0 || c.client_state != DOCA_CTX_STATE_IDLE) {
+        doca_pe_progress(c.pe);
+    }
+    DOCA_OK(doca_comch_server_task_send_alloc_init(c.srv, c.peer, "x", 1, &t));
+    DOCA_OK(doca_task_submit(doca_comch_task_send_as_task(t)));
+    while (c.send_errors == 0) {
+        doca_pe_progress(c.pe);
+    }
+    unsetenv("DOCA_EMU_FAULT_DISCONNECT_AFTER");
+    doca_emu_reset();
+    chan_close(&c);
+}
+
+int main(void)
+{
+    test_mmap_rules();
+    test_inventory();
+    test_local_dma();
+    test_cross_process();
+    test_comch();
+    return 0;
+}
