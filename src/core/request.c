@@ -41,6 +41,8 @@ struct queue {
     hmaf_seg_t *segs;      /* pending segments in post order */
     uint32_t *pending;     /* pending request indices in post order */
     struct queued_req *reqs;
+    uint32_t *free_list;   /* indices of free reqs: a stack */
+    uint32_t nfree;
 };
 
 #define HANDLE_SLOT_BITS 8
@@ -61,6 +63,7 @@ static void free_queue(struct queue *q)
         free(q->segs);
         free(q->pending);
         free(q->reqs);
+        free(q->free_list);
         free(q);
     }
 }
@@ -75,10 +78,16 @@ static struct queue *new_queue(uint32_t window, int tid)
     q->segs = calloc(window, sizeof(*q->segs));
     q->pending = calloc(window, sizeof(*q->pending));
     q->reqs = calloc(window, sizeof(*q->reqs));
-    if (q->segs == NULL || q->pending == NULL || q->reqs == NULL) {
+    q->free_list = calloc(window, sizeof(*q->free_list));
+    if (q->segs == NULL || q->pending == NULL || q->reqs == NULL ||
+        q->free_list == NULL) {
         free_queue(q);
         return NULL;
     }
+    for (uint32_t i = 0; i < window; i++) {
+        q->free_list[i] = window - 1 - i; /* pops 0 first */
+    }
+    q->nfree = window;
     q->window = window;
     q->owner_tid = tid;
     q->next_gen = 1;
@@ -118,6 +127,12 @@ void hmaf__request_queues_free(struct hmaf_session *s)
     }
 }
 
+static void release(struct queue *q, uint32_t index)
+{
+    q->reqs[index].state = REQ_FREE;
+    q->free_list[q->nfree++] = index;
+}
+
 static void complete(struct queue *q, uint32_t index, int status)
 {
     struct queued_req *r = &q->reqs[index];
@@ -128,7 +143,7 @@ static void complete(struct queue *q, uint32_t index, int status)
         if (status < 0 && q->deferred_error == 0) {
             q->deferred_error = status;
         }
-        r->state = REQ_FREE;
+        release(q, index);
     }
 }
 
@@ -171,14 +186,9 @@ static void progress(struct hmaf_session *s, struct queue *q)
     q->nsegs = 0;
 }
 
-static long free_request(const struct queue *q)
+static long free_request(struct queue *q)
 {
-    for (uint32_t i = 0; i < q->window; i++) {
-        if (q->reqs[i].state == REQ_FREE) {
-            return (long)i;
-        }
-    }
-    return -1;
+    return q->nfree == 0 ? -1 : (long)q->free_list[--q->nfree];
 }
 
 /* Room for nsegs more segments and one request, progressing if need be. */
@@ -344,7 +354,7 @@ HMAF_API int hmaf_request_test(hmaf_session_t *session, hmaf_req_t req)
     if (r->state != REQ_DONE) {
         return HMAF_EINPROGRESS;
     }
-    r->state = REQ_FREE;
+    release(q, (uint32_t)(r - q->reqs));
     return r->status;
 }
 

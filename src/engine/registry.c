@@ -13,9 +13,17 @@
 #include "util/log.h"
 
 extern const struct hmaf_engine_ops hmaf_engine_cma;
+#ifdef HMAF_HAVE_ENGINE_DOCA
+extern const struct hmaf_engine_ops hmaf_engine_doca;
+#endif
 
+/* cma stays first, so the default does not change where DOCA is built:
+ * doca is chosen by name (params.engine, HMAF_ENGINE). */
 static const struct hmaf_engine_ops *const builtin[] = {
     &hmaf_engine_cma,
+#ifdef HMAF_HAVE_ENGINE_DOCA
+    &hmaf_engine_doca,
+#endif
 };
 
 #define NUM_ENGINES (sizeof(builtin) / sizeof(builtin[0]))
@@ -200,7 +208,10 @@ void hmaf__engine_ep_destroy(struct hmaf_engine_ep *ep)
 int hmaf__engine_complete(struct hmaf_engine_ep *ep,
                           struct hmaf_xfer_batch *batch)
 {
-    while (batch->completed < batch->count) {
+    /* Acquire: an engine may complete the batch from another thread's
+     * progress (doca), publishing status before completed. */
+    while (__atomic_load_n(&batch->completed, __ATOMIC_ACQUIRE) <
+           batch->count) {
         ep->ctx->ops->progress(ep);
     }
     return batch->status;

@@ -209,23 +209,41 @@ static int cma_errno_to_hmaf(int err)
     }
 }
 
-/* Fill up to cap iovec pairs from xfers[i] at byte skip on; returns the
- * count. */
-static int cma_fill_iov(const struct hmaf_xfer_batch *batch, uint32_t i,
-                        size_t skip, struct iovec *local, struct iovec *remote,
-                        int cap)
+/* Append [base, base + len) to an iovec list, extending its last entry
+ * when the new bytes follow on directly. The caller leaves room for one. */
+static void iov_append(struct iovec *iov, int *n, char *base, size_t len)
 {
-    int n = 0;
-
-    for (; i < batch->count && n < cap; i++, n++) {
-        const struct hmaf_xfer *x = &batch->xfers[i];
-        local[n].iov_base = (char *)x->local + skip;
-        local[n].iov_len = x->len - skip;
-        remote[n].iov_base = (void *)(uintptr_t)(x->remote_addr + skip);
-        remote[n].iov_len = x->len - skip;
-        skip = 0;
+    if (*n > 0 && (char *)iov[*n - 1].iov_base + iov[*n - 1].iov_len == base) {
+        iov[*n - 1].iov_len += len;
+        return;
     }
-    return n;
+    iov[*n].iov_base = base;
+    iov[(*n)++].iov_len = len;
+}
+
+/* The iovec lists for xfers[i] (from byte skip) on, as far as they fit.
+ * Transfers whose host bytes are contiguous share one remote iovec: the
+ * kernel looks up and pins each remote iovec's pages separately, so that
+ * is most of what a small segment costs. */
+struct cma_iov {
+    struct iovec *local, *remote;
+    int nlocal, nremote, cap;
+};
+
+static void cma_fill_iov(const struct hmaf_xfer_batch *batch, uint32_t i,
+                         size_t skip, struct cma_iov *v)
+{
+    v->nlocal = 0;
+    v->nremote = 0;
+    /* A transfer adds at most one entry to each list. */
+    for (; i < batch->count && v->nlocal < v->cap && v->nremote < v->cap;
+         i++, skip = 0) {
+        const struct hmaf_xfer *x = &batch->xfers[i];
+        iov_append(v->local, &v->nlocal, (char *)x->local + skip,
+                   x->len - skip);
+        iov_append(v->remote, &v->nremote,
+                   (char *)(uintptr_t)(x->remote_addr + skip), x->len - skip);
+    }
 }
 
 /* Move the cursor (*i, *skip) on by done bytes. */
@@ -245,14 +263,14 @@ static void cma_advance(const struct hmaf_xfer_batch *batch, uint32_t *i,
 }
 
 static ssize_t cma_call(const struct cma_ep *cep, enum hmaf_xfer_op op,
-                        const struct iovec *local, const struct iovec *remote,
-                        int n)
+                        const struct iovec *local, int nlocal,
+                        const struct iovec *remote, int nremote)
 {
     return op == HMAF_XFER_READ
-               ? process_vm_readv(cep->peer, local, (unsigned long)n, remote,
-                                  (unsigned long)n, 0)
-               : process_vm_writev(cep->peer, local, (unsigned long)n, remote,
-                                   (unsigned long)n, 0);
+               ? process_vm_readv(cep->peer, local, (unsigned long)nlocal,
+                                  remote, (unsigned long)nremote, 0)
+               : process_vm_writev(cep->peer, local, (unsigned long)nlocal,
+                                   remote, (unsigned long)nremote, 0);
 }
 
 static int cma_failed(const struct cma_ep *cep, enum hmaf_xfer_op op,
@@ -269,12 +287,14 @@ static int cma_failed(const struct cma_ep *cep, enum hmaf_xfer_op op,
 static int cma_move(const struct cma_ep *cep, struct hmaf_xfer_batch *batch,
                     struct iovec *local, struct iovec *remote, int cap)
 {
+    struct cma_iov v = {.local = local, .remote = remote, .cap = cap};
     uint32_t i = 0;
     size_t skip = 0;
 
     while (i < batch->count) {
-        int n = cma_fill_iov(batch, i, skip, local, remote, cap);
-        ssize_t done = cma_call(cep, batch->op, local, remote, n);
+        ssize_t done;
+        cma_fill_iov(batch, i, skip, &v);
+        done = cma_call(cep, batch->op, local, v.nlocal, remote, v.nremote);
         if (done <= 0) {
             return cma_failed(cep, batch->op, done);
         }
@@ -293,7 +313,7 @@ static int cma_move_one(const struct cma_ep *cep, enum hmaf_xfer_op op,
         struct iovec local = {(char *)x->local + done, x->len - done};
         struct iovec remote = {(void *)(uintptr_t)(x->remote_addr + done),
                                x->len - done};
-        ssize_t n = cma_call(cep, op, &local, &remote, 1);
+        ssize_t n = cma_call(cep, op, &local, 1, &remote, 1);
         if (n <= 0) {
             return cma_failed(cep, op, n);
         }

@@ -1,0 +1,406 @@
+/*
+ * doca: NVIDIA DOCA DMA between a BlueField DPU's Arm cores and host memory
+ * (docs/doca.md, "Engine"; DOCA call sequences: shared/DOCA.md (b)).
+ *
+ * Host: each registered range is one doca_mmap (DOCA 2.x holds one range
+ * per mmap) with PCI read-only or read-write permission, started (pinned)
+ * and exported with doca_mmap_export_pci; the export descriptor is the
+ * blob. Dpu: each blob becomes an mmap with doca_mmap_create_from_export,
+ * and transfers are DMA memcpy tasks (doca_ep.c).
+ *
+ * Built into libhmaf when pkg-config finds the DOCA SDK; otherwise built
+ * only for tests, against the emulation in tests/doca.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <hmaf/error.h>
+#include <hmaf/types.h>
+
+#include "engine/doca/doca_int.h"
+#include "util/compiler.h"
+#include "util/log.h"
+
+/* Default devices: the BlueField PF as the host sees it, and the Arm-side
+ * PF on the DPU. HMAF_DOCA_DEV overrides either. */
+#define DENG_HOST_DEV "b1:00.0"
+#define DENG_DPU_DEV "03:00.0"
+
+int hmaf__doca_status_to_hmaf(doca_error_t err)
+{
+    switch (err) {
+    case DOCA_SUCCESS:
+        return 0;
+    case DOCA_ERROR_NO_MEMORY:
+    case DOCA_ERROR_FULL:
+        return HMAF_ENOMEM;
+    case DOCA_ERROR_NOT_PERMITTED:
+        return HMAF_EACCES; /* e.g. a write to a PCI_READ_ONLY export */
+    case DOCA_ERROR_NOT_SUPPORTED:
+        return HMAF_ENOTSUP;
+    case DOCA_ERROR_AGAIN:
+    case DOCA_ERROR_IN_USE:
+    case DOCA_ERROR_BAD_STATE:
+        return HMAF_EBUSY;
+    case DOCA_ERROR_TIME_OUT:
+        return HMAF_ETIMEDOUT;
+    /* Host memory is pinned while exported, so a DMA cannot hit an
+     * unmapped page: a device-level failure means the host's mmap is gone
+     * (stopped, or the host died) or the path to it is broken. Either way
+     * the session cannot go on; failed tasks are not retried. */
+    case DOCA_ERROR_DRIVER:
+    case DOCA_ERROR_IO_FAILED:
+    case DOCA_ERROR_CONNECTION_RESET:
+    case DOCA_ERROR_CONNECTION_ABORTED:
+    case DOCA_ERROR_NOT_CONNECTED:
+    case DOCA_ERROR_SHUTDOWN:
+        return HMAF_ECONNRESET;
+    case DOCA_ERROR_TOO_BIG:      /* beyond max_buf_size: a bug of ours */
+    case DOCA_ERROR_INVALID_VALUE:
+    default:
+        return HMAF_EINVAL;
+    }
+}
+
+static int deng_probe(void)
+{
+    struct doca_devinfo **list = NULL;
+    uint32_t n = 0;
+
+    if (doca_devinfo_create_list(&list, &n) != DOCA_SUCCESS) {
+        return HMAF_ENOENGINE;
+    }
+    doca_devinfo_destroy_list(list);
+    return n > 0 ? 0 : HMAF_ENOENGINE;
+}
+
+static const char *deng_dev_name(enum hmaf_engine_role role)
+{
+    const char *env = getenv("HMAF_DOCA_DEV");
+
+    if (env != NULL && env[0] != '\0') {
+        return env;
+    }
+    return role == HMAF_ROLE_HOST ? DENG_HOST_DEV : DENG_DPU_DEV;
+}
+
+static int deng_open_dev(const char *pci, struct doca_dev **dev_out)
+{
+    struct doca_devinfo **list = NULL;
+    uint32_t n = 0;
+    doca_error_t err = doca_devinfo_create_list(&list, &n);
+    int ret = HMAF_ENOENGINE;
+
+    if (err != DOCA_SUCCESS) {
+        hmaf__log_error("doca_devinfo_create_list: %s",
+                        doca_error_get_name(err));
+        return HMAF_ENOENGINE;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t eq = 0;
+
+        if (doca_devinfo_is_equal_pci_addr(list[i], pci, &eq) !=
+                DOCA_SUCCESS ||
+            !eq) {
+            continue;
+        }
+        err = doca_dev_open(list[i], dev_out);
+        ret = hmaf__doca_status_to_hmaf(err);
+        if (err != DOCA_SUCCESS) {
+            hmaf__log_error("doca_dev_open %s: %s", pci,
+                            doca_error_get_name(err));
+        }
+        break;
+    }
+    if (ret == HMAF_ENOENGINE) {
+        hmaf__log_error("no doca device at pci %s (set HMAF_DOCA_DEV)", pci);
+    }
+    doca_devinfo_destroy_list(list);
+    return ret;
+}
+
+/* Dpu: the window and the transfer size, fixed for every ep of this ctx.
+ * The task limit needs a DMA instance, so one is made and dropped. */
+static int deng_dpu_caps(struct deng_ctx *c)
+{
+    struct doca_devinfo *info = doca_dev_as_devinfo(c->dev);
+    struct doca_dma *dma = NULL;
+    uint64_t max_buf = 0;
+    uint32_t max_tasks = 0;
+    uint8_t from_export = 0;
+    doca_error_t err = doca_dma_cap_task_memcpy_is_supported(info);
+
+    if (err == DOCA_SUCCESS) {
+        err = doca_mmap_cap_is_create_from_export_pci_supported(info,
+                                                                &from_export);
+    }
+    if (err == DOCA_SUCCESS && !from_export) {
+        err = DOCA_ERROR_NOT_SUPPORTED;
+    }
+    if (err == DOCA_SUCCESS) {
+        err = doca_dma_cap_task_memcpy_get_max_buf_size(info, &max_buf);
+    }
+    if (err == DOCA_SUCCESS) {
+        err = doca_dma_create(c->dev, &dma);
+    }
+    if (err == DOCA_SUCCESS) {
+        err = doca_dma_cap_get_max_num_tasks(dma, &max_tasks);
+        doca_dma_destroy(dma);
+    }
+    if (err != DOCA_SUCCESS || max_buf == 0 || max_tasks == 0) {
+        hmaf__log_error("doca device cannot dma from the host: %s",
+                        doca_error_get_name(err));
+        return err != DOCA_SUCCESS ? hmaf__doca_status_to_hmaf(err)
+                                   : HMAF_ENOTSUP;
+    }
+    c->nslots = HMAF_MIN(max_tasks, (uint32_t)DENG_TASKS_MAX);
+    c->slot_size = (size_t)HMAF_MIN(max_buf, (uint64_t)DENG_SLOT_MAX);
+    return 0;
+}
+
+static int deng_host_caps(struct deng_ctx *c)
+{
+    uint8_t ok = 0;
+    doca_error_t err = doca_mmap_cap_is_export_pci_supported(
+        doca_dev_as_devinfo(c->dev), &ok);
+
+    if (err != DOCA_SUCCESS || !ok) {
+        hmaf__log_error("doca device cannot export memory over pci: %s",
+                        doca_error_get_name(err));
+        return HMAF_ENOTSUP;
+    }
+    return 0;
+}
+
+static int deng_ctx_open(struct hmaf_engine_ctx *ctx)
+{
+    struct deng_ctx *c = hmaf__container_of(ctx, struct deng_ctx, base);
+    int ret = deng_open_dev(deng_dev_name(ctx->role), &c->dev);
+
+    if (ret < 0) {
+        return ret;
+    }
+    ret = ctx->role == HMAF_ROLE_HOST ? deng_host_caps(c) : deng_dpu_caps(c);
+    if (ret < 0) {
+        doca_dev_close(c->dev);
+        c->dev = NULL;
+    }
+    return ret;
+}
+
+static void deng_ctx_close(struct hmaf_engine_ctx *ctx)
+{
+    struct deng_ctx *c = hmaf__container_of(ctx, struct deng_ctx, base);
+
+    if (c->dev != NULL) {
+        doca_dev_close(c->dev);
+    }
+}
+
+static void deng_limits(const struct hmaf_engine_ctx *ctx,
+                        struct hmaf_engine_limits *limits_out)
+{
+    const struct deng_ctx *c =
+        hmaf__container_of(ctx, const struct deng_ctx, base);
+    /* The host side moves nothing; it reports a nominal window. */
+    uint32_t nslots = c->nslots > 0 ? c->nslots : 1;
+
+    limits_out->max_transfer = c->slot_size > 0 ? c->slot_size : 1;
+    limits_out->max_inflight = nslots;
+    limits_out->max_segments = nslots;
+    limits_out->max_blob = DENG_BLOB_MAX;
+}
+
+/* The device links the two sides; there is nothing per peer to exchange
+ * (the channel carries the export blobs). */
+static int deng_ep_open(struct hmaf_engine_ep *ep, const void *peer_blob,
+                        size_t len)
+{
+    (void)peer_blob;
+    if (len != 0) {
+        return HMAF_EPROTO;
+    }
+    if (ep->ctx->role == HMAF_ROLE_HOST) {
+        return 0;
+    }
+    return hmaf__doca_ep_open(hmaf__container_of(ep, struct deng_ep, base));
+}
+
+static void deng_ep_close(struct hmaf_engine_ep *ep)
+{
+    if (ep->ctx->role == HMAF_ROLE_DPU) {
+        hmaf__doca_ep_close(hmaf__container_of(ep, struct deng_ep, base));
+    }
+}
+
+/* On hardware doca_mmap_start pins the range and fails on a hole; check
+ * first so that an unmapped range is a clear HMAF_EFAULT on hardware and
+ * in the emulation alike (which does not pin). One syscall. */
+static int deng_check_mapped(uint64_t addr, uint64_t len)
+{
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t start = addr & ~(page - 1);
+
+    if (msync((void *)(uintptr_t)start, (size_t)(addr + len - start),
+              MS_ASYNC) != 0) {
+        hmaf__log_debug("doca register %#llx+%llu: %m",
+                        (unsigned long long)addr, (unsigned long long)len);
+        return HMAF_EFAULT;
+    }
+    return 0;
+}
+
+static int deng_mem_register(struct hmaf_engine_mem *mem)
+{
+    struct deng_mem *m = hmaf__container_of(mem, struct deng_mem, base);
+    struct deng_ctx *c = hmaf__container_of(mem->ctx, struct deng_ctx, base);
+    uint32_t perm = mem->access == HMAF_ACCESS_READ_WRITE
+                        ? DOCA_ACCESS_FLAG_PCI_READ_WRITE
+                        : DOCA_ACCESS_FLAG_PCI_READ_ONLY;
+    int ret = deng_check_mapped(mem->addr, mem->len);
+    doca_error_t err;
+
+    if (ret < 0) {
+        return ret;
+    }
+    err = doca_mmap_create(&m->mmap);
+    if (err != DOCA_SUCCESS) {
+        return hmaf__doca_status_to_hmaf(err);
+    }
+    err = doca_mmap_set_memrange(m->mmap, (void *)(uintptr_t)mem->addr,
+                                 (size_t)mem->len);
+    if (err == DOCA_SUCCESS) {
+        err = doca_mmap_set_permissions(m->mmap, perm);
+    }
+    if (err == DOCA_SUCCESS) {
+        err = doca_mmap_add_dev(m->mmap, c->dev);
+    }
+    if (err == DOCA_SUCCESS) {
+        err = doca_mmap_start(m->mmap);
+    }
+    if (err != DOCA_SUCCESS) {
+        hmaf__log_error("doca mmap %#llx+%llu: %s",
+                        (unsigned long long)mem->addr,
+                        (unsigned long long)mem->len, doca_error_get_name(err));
+        doca_mmap_destroy(m->mmap);
+        m->mmap = NULL;
+        /* start pins the range: a failure there is most likely a hole */
+        return err == DOCA_ERROR_DRIVER ? HMAF_EFAULT
+                                        : hmaf__doca_status_to_hmaf(err);
+    }
+    return 0;
+}
+
+/* The descriptor belongs to the mmap (freed when it stops): copy it. */
+static int deng_mem_export(struct hmaf_engine_mem *mem, void *buf, size_t cap,
+                           size_t *len_out)
+{
+    struct deng_mem *m = hmaf__container_of(mem, struct deng_mem, base);
+    struct deng_ctx *c = hmaf__container_of(mem->ctx, struct deng_ctx, base);
+    const void *desc = NULL;
+    size_t len = 0;
+    doca_error_t err = doca_mmap_export_pci(m->mmap, c->dev, &desc, &len);
+
+    if (err != DOCA_SUCCESS) {
+        hmaf__log_error("doca_mmap_export_pci: %s", doca_error_get_name(err));
+        return hmaf__doca_status_to_hmaf(err);
+    }
+    if (len > cap || len > DENG_BLOB_MAX) {
+        hmaf__log_error("doca export descriptor of %zu bytes exceeds %zu",
+                        len, HMAF_MIN(cap, (size_t)DENG_BLOB_MAX));
+        return HMAF_ENOSPC;
+    }
+    memcpy(buf, desc, len);
+    *len_out = len;
+    return 0;
+}
+
+/* Invalidates every import of this range: the protocol lets the dpu side
+ * release its imports first (DEREGISTER, revocation acks). */
+static void deng_mem_deregister(struct hmaf_engine_mem *mem)
+{
+    struct deng_mem *m = hmaf__container_of(mem, struct deng_mem, base);
+    doca_error_t err;
+
+    if (m->mmap == NULL) {
+        return;
+    }
+    err = doca_mmap_stop(m->mmap);
+    if (err == DOCA_SUCCESS) {
+        err = doca_mmap_destroy(m->mmap);
+    }
+    if (err != DOCA_SUCCESS) {
+        hmaf__log_warn("doca mmap teardown: %s", doca_error_get_name(err));
+    }
+    m->mmap = NULL;
+}
+
+static int deng_rmem_import(struct hmaf_engine_rmem *rmem, const void *blob,
+                            size_t len)
+{
+    struct deng_rmem *r = hmaf__container_of(rmem, struct deng_rmem, base);
+    struct deng_ep *ep = hmaf__container_of(rmem->ep, struct deng_ep, base);
+    struct deng_ctx *c = hmaf__container_of(rmem->ep->ctx, struct deng_ctx,
+                                            base);
+    doca_error_t err;
+
+    if (len == 0 || len > DENG_BLOB_MAX) {
+        return HMAF_EPROTO;
+    }
+    pthread_mutex_lock(&ep->lock);
+    err = doca_mmap_create_from_export(NULL, blob, len, c->dev, &r->mmap);
+    pthread_mutex_unlock(&ep->lock);
+    if (err != DOCA_SUCCESS) {
+        hmaf__log_error("doca_mmap_create_from_export: %s",
+                        doca_error_get_name(err));
+        r->mmap = NULL;
+        return err == DOCA_ERROR_INVALID_VALUE
+                   ? HMAF_EPROTO
+                   : hmaf__doca_status_to_hmaf(err);
+    }
+    return 0;
+}
+
+/* The core releases a region only once no transfer uses it, so no buf
+ * points into the mmap any more. */
+static void deng_rmem_release(struct hmaf_engine_rmem *rmem)
+{
+    struct deng_rmem *r = hmaf__container_of(rmem, struct deng_rmem, base);
+    struct deng_ep *ep = hmaf__container_of(rmem->ep, struct deng_ep, base);
+    doca_error_t err;
+
+    if (r->mmap == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&ep->lock);
+    err = doca_mmap_destroy(r->mmap);
+    pthread_mutex_unlock(&ep->lock);
+    if (err != DOCA_SUCCESS) {
+        hmaf__log_warn("doca import teardown: %s", doca_error_get_name(err));
+    }
+    r->mmap = NULL;
+}
+
+const struct hmaf_engine_ops hmaf_engine_doca = {
+    .name = "doca",
+    .abi_version = HMAF_ENGINE_ABI_VERSION,
+    .ctx_size = sizeof(struct deng_ctx),
+    .ep_size = sizeof(struct deng_ep),
+    .mem_size = sizeof(struct deng_mem),
+    .rmem_size = sizeof(struct deng_rmem),
+    .probe = deng_probe,
+    .ctx_open = deng_ctx_open,
+    .ctx_close = deng_ctx_close,
+    .limits = deng_limits,
+    .ep_open = deng_ep_open,
+    .ep_close = deng_ep_close,
+    .mem_register = deng_mem_register,
+    .mem_export = deng_mem_export,
+    .mem_deregister = deng_mem_deregister,
+    .rmem_import = deng_rmem_import,
+    .rmem_release = deng_rmem_release,
+    .post = hmaf__doca_post,
+    .progress = hmaf__doca_progress,
+};

@@ -1,0 +1,102 @@
+/*
+ * The doca engine's private state, shared by doca_engine.c (device, host
+ * registrations, imports, ops table) and doca_ep.c (the dpu side's DMA
+ * data path). Statics are named deng_ ("doca engine"): a doca_ prefix
+ * would read as DOCA's own API.
+ */
+#ifndef HMAF_ENGINE_DOCA_INT_H
+#define HMAF_ENGINE_DOCA_INT_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <doca_buf.h>
+#include <doca_buf_inventory.h>
+#include <doca_ctx.h>
+#include <doca_dev.h>
+#include <doca_dma.h>
+#include <doca_error.h>
+#include <doca_mmap.h>
+#include <doca_pe.h>
+
+#include "engine/engine.h"
+
+/* Tasks in flight per ep, at most (and so descriptors per post). */
+#define DENG_TASKS_MAX 256
+/* Bytes of one staging slot, at most: the engine's max_transfer. With
+ * DENG_TASKS_MAX slots that is 16 MiB of registered staging per ep; 64 KiB
+ * transfers already reach the DMA plateau (shared/DOCA.md, anchors). */
+#define DENG_SLOT_MAX (64u << 10)
+/* Export blobs travel in the handshake and in REGISTER answers. */
+#define DENG_BLOB_MAX 256
+
+struct deng_ctx {
+    struct hmaf_engine_ctx base;
+    struct doca_dev *dev;
+    /* dpu: fixed at ctx_open, so limits() needs no ep */
+    uint32_t nslots;   /* tasks in flight per ep */
+    size_t slot_size;  /* bytes per task: min(max_buf_size, DENG_SLOT_MAX) */
+};
+
+/* Host: one registered, exported range. */
+struct deng_mem {
+    struct hmaf_engine_mem base;
+    struct doca_mmap *mmap;
+};
+
+/* Dpu: one range imported from the host's export. */
+struct deng_rmem {
+    struct hmaf_engine_rmem base;
+    struct doca_mmap *mmap;
+};
+
+/* One task in flight: a staging slot, its two bufs and its task. */
+struct deng_slot {
+    struct deng_ep *ep;
+    struct deng_slot *next_free;
+    uint8_t *stage; /* slot_size bytes of the local mmap */
+    struct hmaf_xfer_batch *batch;
+    void *local; /* the caller's buffer, copied out at read completion */
+    size_t len;
+    enum hmaf_xfer_op op;
+    struct doca_buf *src, *dst;
+    struct doca_dma_task_memcpy *task;
+};
+
+/* A batch larger than the free window: the rest is posted by progress(). */
+struct deng_pending {
+    struct deng_pending *next;
+    struct hmaf_xfer_batch *batch;
+    uint32_t next_xfer;
+};
+
+struct deng_ep {
+    struct hmaf_engine_ep base;
+    /* dpu: everything below is guarded by lock. The core posts and
+     * progresses one ep from many threads, and a DOCA PE with its contexts
+     * must be driven by one thread at a time: one mutex per ep is the
+     * simplest correct choice (a PE per thread would scale further). */
+    pthread_mutex_t lock;
+    int has_lock;
+    struct doca_pe *pe;
+    struct doca_dma *dma;
+    struct doca_buf_inventory *inv;
+    struct doca_mmap *local_mmap;
+    uint8_t *pool; /* nslots * slot_size staging bytes */
+    struct deng_slot *slots;
+    struct deng_slot *free_slots;
+    struct deng_pending *pending_head, *pending_tail;
+    uint32_t ncompleted; /* transfers completed by this progress() */
+    struct hmaf_xfer_batch orphans; /* for tasks outliving ep_close's callers */
+};
+
+/* The one place DOCA statuses become HMAF codes. */
+int hmaf__doca_status_to_hmaf(doca_error_t err);
+
+int hmaf__doca_ep_open(struct deng_ep *ep);
+void hmaf__doca_ep_close(struct deng_ep *ep);
+int hmaf__doca_post(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch);
+int hmaf__doca_progress(struct hmaf_engine_ep *ep);
+
+#endif

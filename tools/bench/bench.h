@@ -1,0 +1,332 @@
+/*
+ * hmaf-bench's shared declarations: the host buffer's layout, the patterns,
+ * the contenders and the per-thread state of the dpu side.
+ *
+ * The bench is table-driven: a run is every pattern x size ("cell"), and
+ * in each cell every contender that has an operation for the pattern's
+ * kind. Adding a contender is one row in contenders.c; a pattern, one row
+ * in main.c.
+ */
+#ifndef HMAF_BENCH_H
+#define HMAF_BENCH_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include <hmaf/hmaf.h>
+
+#define BENCH_TOKEN "hmaf-bench"
+#define NO_CPU      (-1)
+
+/* The host buffer, root "buf": transfers use the data area, pointer
+ * chases the chase area after it. The dpu side keeps a byte-identical
+ * mirror (the memcpy contender's source, and what reads are checked
+ * against). */
+#define DATA_LEN  ((size_t)64 << 20)
+#define CHASE_LEN ((size_t)16 << 20)
+#define BUF_LEN   (DATA_LEN + CHASE_LEN)
+#define XFER_MAX  ((size_t)16 << 20) /* largest transfer */
+/* One-at-a-time transfers all use this page-aligned offset. */
+#define SAME_OFF ((uint64_t)4096)
+
+#define NODE_LEN    64   /* bytes per chain node; the next pointer first */
+#define CHAIN_NODES 1000 /* nodes per chain */
+#define CHAINS_MAX  16
+#define BATCH_MAX   256
+#define THREADS_MAX 2
+#define RND_N       (1u << 16) /* random slots per thread, reused cyclically */
+#define ROUNDS_MAX  1000
+
+/* Names of the host's threads, so the parent can find them in /proc. */
+#define PONG_NAME "bench-pong"
+#define SOCK_NAME "bench-sock"
+#define UCX_NAME  "bench-ucx"
+
+/* The raw ping-pong area, root "pingpong". Request and reply sit on
+ * separate cache lines, so an echo costs one line transfer each way, like
+ * the agent's request and response words. */
+struct pingpong {
+    _Alignas(64) _Atomic uint64_t request; /* the dpu side writes here */
+    _Alignas(64) _Atomic uint64_t reply;   /* the pong thread echoes here */
+};
+
+/* ------------------------------------------------------------------ */
+/* Patterns and cells                                                  */
+/* ------------------------------------------------------------------ */
+
+enum kind {
+    KIND_ONE,   /* one transfer per unit of work */
+    KIND_BATCH, /* p->count small reads per unit */
+    KIND_CHASE, /* walk p->count chains of CHAIN_NODES nodes per unit */
+    KIND_PING,  /* one round trip with the host per unit */
+};
+
+enum where { AT_SAME, AT_SEQ, AT_RANDOM };
+
+struct pattern {
+    const char *id;    /* file names, CSV and JSON */
+    const char *title; /* table and chart headings */
+    enum kind kind;
+    enum where where;
+    int is_write;     /* only with AT_SAME: writes put back what is there */
+    unsigned count;   /* reads per batch, or chains; 1 otherwise */
+    unsigned threads; /* dpu threads running it together */
+    const size_t *sizes;
+    size_t nsizes;
+    int chart; /* draw latency and bandwidth against size */
+};
+
+struct contender;
+
+/* One contender's figures in one cell. */
+struct figure {
+    const struct contender *c;
+    unsigned iters; /* timed units per round and thread */
+    double *ns;     /* per round: ns per unit (all threads together) */
+    double ns_med;  /* median of ns */
+    double ratio;   /* median of the per-round ratios to raw's time */
+    double lo, hi;  /* their 25th and 75th percentiles */
+};
+
+#define CONTENDERS_MAX 12
+
+struct cell {
+    const struct pattern *p;
+    size_t size; /* bytes per transfer (per node for chases) */
+    unsigned nfig;
+    struct figure fig[CONTENDERS_MAX]; /* fig[0] is raw, the baseline */
+};
+
+/* Bytes one unit of work moves (0 for pings). */
+uint64_t cell_bytes(const struct cell *cell);
+/* The figure of contender `name` in cell, or NULL. */
+const struct figure *cell_find(const struct cell *cell, const char *name);
+
+/* ------------------------------------------------------------------ */
+/* Contenders                                                          */
+/* ------------------------------------------------------------------ */
+
+struct worker;
+struct bench;
+
+/* State of one pointer chase: where each chain is and how far it got. */
+struct chase {
+    size_t n;
+    uint64_t at[CHAINS_MAX]; /* next node to read; 0 when done */
+    unsigned steps[CHAINS_MAX];
+    uint64_t last[CHAINS_MAX];   /* last node read */
+    hmaf_seg_t segs[CHAINS_MAX]; /* one step's reads */
+    size_t live[CHAINS_MAX];     /* the chain each of segs reads for */
+};
+
+typedef int (*rw_fn)(struct worker *w, int is_write, const hmaf_seg_t *seg);
+typedef int (*batch_fn)(struct worker *w, const hmaf_seg_t *segs, size_t n);
+typedef int (*chase_fn)(struct worker *w, const struct contender *self,
+                        struct chase *ch);
+typedef int (*ping_fn)(struct worker *w);
+
+/*
+ * A way of reaching host memory. Each operation is NULL where it does not
+ * apply; the contender then sits out cells of that kind.
+ */
+struct contender {
+    const char *name; /* column heading, at most 11 characters */
+    const char *what; /* one line for the legend */
+    rw_fn rw;         /* one transfer: KIND_ONE */
+    batch_fn batch;   /* many reads: KIND_BATCH */
+    chase_fn chase;   /* KIND_CHASE */
+    ping_fn ping;     /* KIND_PING */
+    int multi_chain;  /* chase only with several chains */
+    int local;        /* works on the mirror, not on the host */
+    /* Untimed, around each round: host threads that only run meanwhile. */
+    int (*enter)(struct bench *b);
+    int (*leave)(struct bench *b);
+    /* Prefix of the host threads that serve it: their runqueue waits
+     * spoil its rounds too. NULL: none (one-sided); "": all. */
+    const char *serves;
+    int (*usable)(const struct bench *b); /* NULL: always */
+};
+
+extern const struct contender bench_contenders[];
+extern const size_t bench_ncontenders;
+
+/* Does contender c take part in cells of pattern p? */
+int contender_applies(const struct bench *b, const struct contender *c,
+                      const struct pattern *p);
+
+/* Unit `unit` of a cell's work on worker w. */
+int run_unit(struct worker *w, const struct cell *cell,
+             const struct contender *c, unsigned unit);
+/* Unit 0, checked: the bytes read are the mirror's, a write left its
+ * bytes at the host, a chase got to the end of every chain. What the unit
+ * should produce is spoiled first, so that one moving nothing fails. */
+int verify_unit(struct worker *w, const struct cell *cell,
+                const struct contender *c);
+
+/* Generic chase drivers: node by node with self->rw, chains one after
+ * another; or all live chains each step with one self->batch. */
+int chase_serial(struct worker *w, const struct contender *self,
+                 struct chase *ch);
+int chase_stepwise(struct worker *w, const struct contender *self,
+                   struct chase *ch);
+
+/* ------------------------------------------------------------------ */
+/* The dpu side                                                        */
+/* ------------------------------------------------------------------ */
+
+struct ucx_worker;
+struct ucx_ctx;
+
+/* What a thread runs: units [first, first + n) of a cell. */
+struct job {
+    const struct cell *cell;
+    const struct contender *c;
+    unsigned first, n;
+    unsigned nthreads;
+    _Atomic unsigned arrived; /* start barrier */
+};
+
+struct thread_result {
+    uint64_t t0, t1; /* ns, CLOCK_MONOTONIC */
+    uint64_t delay;  /* ns waited on a runqueue meanwhile */
+    int ret;
+};
+
+struct worker {
+    struct bench *b;
+    int id;
+    int cpu;
+    uint8_t *dst;  /* XFER_MAX, page aligned: reads and chase nodes land */
+    uint8_t *src;  /* XFER_MAX: writes send what the host holds at SAME_OFF */
+    uint32_t *rnd; /* RND_N random slots */
+    hmaf_seg_t segs[BATCH_MAX];
+    struct chase chase;
+    int sock_fd[2];         /* blocking, spinning socket; -1: none */
+    struct ucx_worker *ucx; /* NULL: no UCX contender */
+    /* Worker 1 and up run in their own thread, fed one job at a time. */
+    pthread_t thread;
+    int started;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct job *job;
+    unsigned gen;          /* jobs posted */
+    _Atomic unsigned done; /* jobs finished */
+    int stop;
+    struct thread_result res;
+};
+
+struct child;
+
+struct bench {
+    hmaf_session_t *s;
+    struct child *host;
+    pid_t pid;    /* the host's */
+    uint64_t buf; /* root "buf" */
+    uint64_t pp;  /* root "pingpong" */
+    uint8_t *mirror;
+    uint64_t chain_start[CHAINS_MAX], chain_last[CHAINS_MAX];
+    uint64_t ping_seq;
+    struct ucx_ctx *ucx;
+    char ucx_note[256]; /* what UCX is doing here, or why not */
+    struct worker w[THREADS_MAX];
+    unsigned nworkers;
+    int dpu_cpu;
+    int cpus_shared; /* a second dpu thread shares the host's cpu */
+    unsigned rounds;
+    uint64_t target_ns; /* timed work per round and contender */
+    int verbose;
+    unsigned reruns, kept;
+};
+
+/* Host memory seen through the mirror. */
+static inline uint8_t *mirror_of(const struct bench *b, uint64_t remote)
+{
+    return b->mirror + (remote - b->buf);
+}
+
+/* ------------------------------------------------------------------ */
+/* Modules                                                             */
+/* ------------------------------------------------------------------ */
+
+/* layout.c: the buffer's contents, shared by host and dpu side. */
+void layout_fill(uint8_t *buf, uint64_t addr, uint64_t *starts_out,
+                 uint64_t *lasts_out);
+void layout_random(uint32_t *rnd, unsigned seed);
+uint64_t layout_offset(const struct worker *w, const struct cell *cell,
+                       unsigned unit, unsigned j);
+uint64_t now_ns(void);
+
+/* host.c: the forked host process and the parent's handle on it. */
+struct child {
+    pid_t pid;
+    int cpu;      /* the host process runs here, or NO_CPU */
+    int cmd_fd;   /* parent -> child; closing it stops the child */
+    int reply_fd; /* child -> parent */
+    char dir[64];
+    char address[128];   /* the agent's */
+    char sock_path[128]; /* the socket server's */
+    void *ucx_addr;      /* the host's UCX worker address, or NULL */
+    size_t ucx_addr_len;
+    void *ucx_rkey; /* packed rkey of "buf" */
+    size_t ucx_rkey_len;
+    char ucx_error[128]; /* why there is no UCX on the host */
+};
+
+/* Host commands, one byte on the pipe, answered with REPLY_OK or not. */
+#define CMD_PONG_START 'P'
+#define CMD_PONG_STOP  'S'
+#define CMD_UCX_START  'U'
+#define CMD_UCX_STOP   'V'
+#define CMD_SOCK_SPIN  'T' /* spinning socket connections poll */
+#define CMD_SOCK_BLOCK 'W' /* ... or block again */
+
+int child_start(struct child *c);
+int child_stop(struct child *c);
+int child_command(struct child *c, unsigned char cmd);
+int pin_to(int cpu);
+
+/* sock.c: the socket server (host) and its client (dpu). */
+struct sock_server;
+int sock_server_start(const char *path, uint8_t *buf, size_t len,
+                      struct sock_server **server_out);
+void sock_server_stop(struct sock_server *srv);
+void sock_server_spin(struct sock_server *srv, int on);
+int sock_connect(const char *path, int spin);
+int sock_rw(struct worker *w, int is_write, const hmaf_seg_t *seg);
+int sock_batch(struct worker *w, const hmaf_seg_t *segs, size_t n);
+int sock_ping(struct worker *w);
+int sockspin_rw(struct worker *w, int is_write, const hmaf_seg_t *seg);
+int sockspin_batch(struct worker *w, const hmaf_seg_t *segs, size_t n);
+int sockspin_ping(struct worker *w);
+
+/* ucx.c: ucp_get/ucp_put on the host's own buffer. */
+struct ucx_host;
+int ucx_host_start(void *buf, size_t len, struct ucx_host **host_out, char *err,
+                   size_t errlen);
+void ucx_host_blobs(const struct ucx_host *h, const void **addr_out,
+                    size_t *addr_len_out, const void **rkey_out,
+                    size_t *rkey_len_out);
+int ucx_host_progress(struct ucx_host *h);
+void ucx_host_stop(struct ucx_host *h);
+int ucx_open(struct bench *b);
+void ucx_close(struct bench *b);
+int ucx_rw(struct worker *w, int is_write, const hmaf_seg_t *seg);
+int ucx_batch(struct worker *w, const hmaf_seg_t *segs, size_t n);
+
+/* measure.c: rounds, medians, the worker threads. */
+int workers_start(struct bench *b);
+void workers_stop(struct bench *b);
+int measure_cell(struct bench *b, struct cell *cell,
+                 void (*progress)(const struct cell *cell, unsigned round,
+                                  void *arg),
+                 void *arg);
+double quantile(double *v, unsigned n, double q);
+/* Median over rounds of num's time / den's time, with p25 and p75. */
+void ratio_of(const struct figure *num, const struct figure *den,
+              unsigned rounds, double *med_out, double *lo_out, double *hi_out);
+
+#endif /* HMAF_BENCH_H */

@@ -1,0 +1,646 @@
+/*
+ * The contenders, one row each, and the glue that runs one unit of a
+ * cell's work with one of them.
+ *
+ * Every contender reads the same host addresses into the same local
+ * buffers. raw is the baseline each figure is compared with: the
+ * process_vm_readv/writev calls HMAF's cma engine makes, one per transfer.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "bench.h"
+
+/* A raw ping gives up after this many polls (seconds): the host died. */
+#define PONG_POLLS_MAX (1u << 23)
+
+static int hmaf_check(const char *what, int ret)
+{
+    if (ret < 0) {
+        fprintf(stderr, "hmaf-bench: %s: %s (%s)\n", what, hmaf_strerror(ret),
+                hmaf_err_name(ret));
+    }
+    return ret;
+}
+
+/* ------------------------------------------------------------------ */
+/* raw: process_vm_readv/writev                                        */
+/* ------------------------------------------------------------------ */
+
+static int raw_check(const struct worker *w, int is_write, ssize_t n,
+                     size_t want)
+{
+    if (n == (ssize_t)want) {
+        return 0;
+    }
+    fprintf(stderr, "hmaf-bench: process_vm_%sv pid %d: %s\n",
+            is_write ? "write" : "read", (int)w->b->pid,
+            n < 0 ? strerror(errno) : "short transfer");
+    return -1;
+}
+
+static int raw_rw(struct worker *w, int is_write, const hmaf_seg_t *seg)
+{
+    struct iovec l = {.iov_base = seg->local, .iov_len = seg->len};
+    struct iovec r = {.iov_base = (void *)(uintptr_t)seg->remote_addr,
+                      .iov_len = seg->len};
+    ssize_t n = is_write ? process_vm_writev(w->b->pid, &l, 1, &r, 1, 0)
+                         : process_vm_readv(w->b->pid, &l, 1, &r, 1, 0);
+
+    return raw_check(w, is_write, n, seg->len);
+}
+
+static int raw_each(struct worker *w, const hmaf_seg_t *segs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (raw_rw(w, 0, &segs[i]) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* One call carrying every segment: the primitive's own best. */
+static int raw_vec(struct worker *w, const hmaf_seg_t *segs, size_t n)
+{
+    struct iovec l[BATCH_MAX], r[BATCH_MAX];
+    size_t total = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        l[i] =
+            (struct iovec){.iov_base = segs[i].local, .iov_len = segs[i].len};
+        r[i] =
+            (struct iovec){.iov_base = (void *)(uintptr_t)segs[i].remote_addr,
+                           .iov_len = segs[i].len};
+        total += segs[i].len;
+    }
+    return raw_check(w, 0, process_vm_readv(w->b->pid, l, n, r, n, 0), total);
+}
+
+/* Like a mailbox round trip: write the request word, then poll the reply
+ * word until the host's spinning pong thread has echoed it. */
+static int raw_ping(struct worker *w)
+{
+    uint64_t seq = ++w->b->ping_seq, reply = 0;
+    hmaf_seg_t req = {.local = &seq,
+                      .remote_addr =
+                          w->b->pp + offsetof(struct pingpong, request),
+                      .len = sizeof(seq)};
+    hmaf_seg_t rep = {.local = &reply,
+                      .remote_addr =
+                          w->b->pp + offsetof(struct pingpong, reply),
+                      .len = sizeof(reply)};
+
+    if (raw_rw(w, 1, &req) < 0) {
+        return -1;
+    }
+    for (unsigned polls = 0; polls < PONG_POLLS_MAX; polls++) {
+        if (raw_rw(w, 0, &rep) < 0) {
+            return -1;
+        }
+        if (reply == seq) {
+            return 0;
+        }
+    }
+    fprintf(stderr, "hmaf-bench: raw ping-pong: no echo from the host\n");
+    return -1;
+}
+
+static int pong_enter(struct bench *b)
+{
+    return child_command(b->host, CMD_PONG_START);
+}
+
+static int pong_leave(struct bench *b)
+{
+    return child_command(b->host, CMD_PONG_STOP);
+}
+
+/* ------------------------------------------------------------------ */
+/* memcpy: the same bytes in our own memory                            */
+/* ------------------------------------------------------------------ */
+
+static int mem_rw(struct worker *w, int is_write, const hmaf_seg_t *seg)
+{
+    uint8_t *there = mirror_of(w->b, seg->remote_addr);
+
+    if (is_write) {
+        memcpy(there, seg->local, seg->len);
+    } else {
+        memcpy(seg->local, there, seg->len);
+    }
+    return 0;
+}
+
+static int mem_batch(struct worker *w, const hmaf_seg_t *segs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        mem_rw(w, 0, &segs[i]);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* HMAF                                                                */
+/* ------------------------------------------------------------------ */
+
+static int hmaf_rw(struct worker *w, int is_write, const hmaf_seg_t *seg)
+{
+    hmaf_session_t *s = w->b->s;
+
+    if (is_write) {
+        return hmaf_check(
+            "hmaf_session_write",
+            hmaf_session_write(s, seg->remote_addr, seg->local, seg->len));
+    }
+    return hmaf_check(
+        "hmaf_session_read",
+        hmaf_session_read(s, seg->local, seg->remote_addr, seg->len));
+}
+
+static int hmaf_each(struct worker *w, const hmaf_seg_t *segs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (hmaf_rw(w, 0, &segs[i]) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int hmaf_vec_rw(struct worker *w, int is_write, const hmaf_seg_t *seg)
+{
+    return hmaf_check("hmaf_session_readv/writev",
+                      is_write ? hmaf_session_writev(w->b->s, seg, 1)
+                               : hmaf_session_readv(w->b->s, seg, 1));
+}
+
+static int hmaf_vec_batch(struct worker *w, const hmaf_seg_t *segs, size_t n)
+{
+    return hmaf_check("hmaf_session_readv",
+                      hmaf_session_readv(w->b->s, segs, n));
+}
+
+/* Post without handles, then one flush: the idiom for a batch. */
+static int hmaf_nb_post(struct worker *w, int is_write, const hmaf_seg_t *segs,
+                        size_t n)
+{
+    hmaf_session_t *s = w->b->s;
+
+    for (size_t i = 0; i < n; i++) {
+        int ret =
+            is_write
+                ? hmaf_session_post_write(s, segs[i].remote_addr, segs[i].local,
+                                          segs[i].len, NULL)
+                : hmaf_session_post_read(s, segs[i].local, segs[i].remote_addr,
+                                         segs[i].len, NULL);
+        if (ret < 0) {
+            return hmaf_check("hmaf_session_post", ret);
+        }
+    }
+    return hmaf_check("hmaf_session_flush", hmaf_session_flush(s));
+}
+
+static int hmaf_nb_rw(struct worker *w, int is_write, const hmaf_seg_t *seg)
+{
+    return hmaf_nb_post(w, is_write, seg, 1);
+}
+
+static int hmaf_nb_batch(struct worker *w, const hmaf_seg_t *segs, size_t n)
+{
+    return hmaf_nb_post(w, 0, segs, n);
+}
+
+/* hmaf_session_chase() over chains [first, first + n) of ch. */
+static int hmaf_chase_some(struct worker *w, struct chase *ch, size_t first,
+                           size_t n)
+{
+    hmaf_chase_params_t p = {
+        .node_len = NODE_LEN, .next_offset = 0, .max_steps = CHAIN_NODES};
+    hmaf_chain_t chains[CHAINS_MAX];
+    int ret;
+
+    for (size_t i = 0; i < n; i++) {
+        chains[i] = (hmaf_chain_t){.start = ch->at[first + i]};
+    }
+    ret = hmaf_session_chase(w->b->s, &p, chains, n);
+    for (size_t i = 0; i < n; i++) {
+        ch->steps[first + i] = (unsigned)chains[i].steps;
+        ch->last[first + i] = chains[i].last;
+        ch->at[first + i] = 0;
+    }
+    return hmaf_check("hmaf_session_chase", ret);
+}
+
+/* All chains in one call: they advance together. */
+static int hmaf_chase_all(struct worker *w, const struct contender *self,
+                          struct chase *ch)
+{
+    (void)self;
+    return hmaf_chase_some(w, ch, 0, ch->n);
+}
+
+/* One call per chain: the baseline batching is measured against. */
+static int hmaf_chase_each(struct worker *w, const struct contender *self,
+                           struct chase *ch)
+{
+    (void)self;
+    for (size_t i = 0; i < ch->n; i++) {
+        if (hmaf_chase_some(w, ch, i, 1) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int hmaf_ping(struct worker *w)
+{
+    return hmaf_check("hmaf_session_ping", hmaf_session_ping(w->b->s));
+}
+
+/* ------------------------------------------------------------------ */
+/* Chases, for the contenders without their own                        */
+/* ------------------------------------------------------------------ */
+
+static uint8_t *node_buf(struct worker *w, size_t chain)
+{
+    return w->dst + chain * NODE_LEN;
+}
+
+/* Chain i read its current node into node: move it on. */
+static void chase_step(struct chase *ch, size_t i, const uint8_t *node)
+{
+    uint64_t next;
+
+    memcpy(&next, node, sizeof(next));
+    ch->steps[i]++;
+    ch->last[i] = ch->at[i];
+    ch->at[i] = ch->steps[i] < CHAIN_NODES ? next : 0;
+}
+
+int chase_serial(struct worker *w, const struct contender *self,
+                 struct chase *ch)
+{
+    for (size_t i = 0; i < ch->n; i++) {
+        while (ch->at[i] != 0) {
+            hmaf_seg_t seg = {.local = node_buf(w, i),
+                              .remote_addr = ch->at[i],
+                              .len = NODE_LEN};
+            if (self->rw(w, 0, &seg) < 0) {
+                return -1;
+            }
+            chase_step(ch, i, seg.local);
+        }
+    }
+    return 0;
+}
+
+int chase_stepwise(struct worker *w, const struct contender *self,
+                   struct chase *ch)
+{
+    for (;;) {
+        size_t n = 0;
+        for (size_t i = 0; i < ch->n; i++) {
+            if (ch->at[i] != 0) {
+                ch->segs[n] = (hmaf_seg_t){.local = node_buf(w, i),
+                                           .remote_addr = ch->at[i],
+                                           .len = NODE_LEN};
+                ch->live[n++] = i;
+            }
+        }
+        if (n == 0) {
+            return 0;
+        }
+        if (self->batch(w, ch->segs, n) < 0) {
+            return -1;
+        }
+        for (size_t k = 0; k < n; k++) {
+            chase_step(ch, ch->live[k], ch->segs[k].local);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* The table                                                           */
+/* ------------------------------------------------------------------ */
+
+static int ucx_enter(struct bench *b)
+{
+    return child_command(b->host, CMD_UCX_START);
+}
+
+static int ucx_leave(struct bench *b)
+{
+    return child_command(b->host, CMD_UCX_STOP);
+}
+
+static int sock_spin(struct bench *b)
+{
+    return child_command(b->host, CMD_SOCK_SPIN);
+}
+
+static int sock_block(struct bench *b)
+{
+    return child_command(b->host, CMD_SOCK_BLOCK);
+}
+
+static int sock_usable(const struct bench *b)
+{
+    return b->w[0].sock_fd[0] >= 0;
+}
+
+static int sockspin_usable(const struct bench *b)
+{
+    return b->w[0].sock_fd[1] >= 0;
+}
+
+static int ucx_usable(const struct bench *b)
+{
+    return b->w[0].ucx != NULL;
+}
+
+/* raw comes first: each cell's first figure is its baseline. A name may
+ * appear twice when a contender's ping needs other settings (host threads
+ * to run and to watch) than its transfers. */
+const struct contender bench_contenders[] = {
+    {.name = "raw",
+     .what = "process_vm_readv/writev, one call per transfer",
+     .rw = raw_rw,
+     .batch = raw_each,
+     .chase = chase_serial},
+    {.name = "raw",
+     .what = "ping: request written, reply polled with cma calls",
+     .ping = raw_ping,
+     .enter = pong_enter,
+     .leave = pong_leave,
+     .serves = PONG_NAME},
+    {.name = "raw-vec",
+     .what = "one process_vm_readv carrying every segment",
+     .batch = raw_vec,
+     .chase = chase_stepwise},
+    {.name = "memcpy",
+     .what = "memcpy from a copy in our own memory",
+     .local = 1,
+     .rw = mem_rw,
+     .batch = mem_batch,
+     .chase = chase_stepwise},
+    {.name = "hmaf",
+     .what = "hmaf_session_read/write, one call per transfer",
+     .rw = hmaf_rw,
+     .batch = hmaf_each,
+     .chase = chase_serial},
+    {.name = "hmaf",
+     .what = "ping: hmaf_session_ping, a mailbox round trip",
+     .ping = hmaf_ping,
+     .serves = ""},
+    {.name = "hmaf-vec",
+     .what = "hmaf_session_readv/writev, one call per batch",
+     .rw = hmaf_vec_rw,
+     .batch = hmaf_vec_batch,
+     .chase = chase_stepwise},
+    {.name = "hmaf-nb",
+     .what = "hmaf_session_post_read/write each, then hmaf_session_flush",
+     .rw = hmaf_nb_rw,
+     .batch = hmaf_nb_batch,
+     .chase = chase_stepwise},
+    {.name = "hmaf-chase1",
+     .what = "hmaf_session_chase, one call per chain",
+     .chase = hmaf_chase_each,
+     .multi_chain = 1},
+    {.name = "hmaf-chase",
+     .what = "hmaf_session_chase, all chains in one call",
+     .chase = hmaf_chase_all},
+    {.name = "socket",
+     .what = "a host thread serving requests on a Unix socket",
+     .rw = sock_rw,
+     .batch = sock_batch,
+     .chase = chase_stepwise,
+     .ping = sock_ping,
+     .serves = SOCK_NAME,
+     .usable = sock_usable},
+    {.name = "socket-spin",
+     .what = "the same, both sides polling (MSG_DONTWAIT) instead of "
+             "sleeping",
+     .rw = sockspin_rw,
+     .batch = sockspin_batch,
+     .chase = chase_stepwise,
+     .ping = sockspin_ping,
+     .enter = sock_spin,
+     .leave = sock_block,
+     .serves = SOCK_NAME,
+     .usable = sockspin_usable},
+    {.name = "ucx",
+     .what = "ucp_get_nbx, or ucp_put_nbx + ucp_ep_flush_nbx, waited for",
+     .rw = ucx_rw,
+     .batch = ucx_batch,
+     .chase = chase_stepwise,
+     .enter = ucx_enter,
+     .leave = ucx_leave,
+     .serves = UCX_NAME,
+     .usable = ucx_usable},
+};
+
+const size_t bench_ncontenders =
+    sizeof(bench_contenders) / sizeof(bench_contenders[0]);
+
+int contender_applies(const struct bench *b, const struct contender *c,
+                      const struct pattern *p)
+{
+    int has;
+
+    switch (p->kind) {
+    case KIND_ONE:
+        has = c->rw != NULL;
+        break;
+    case KIND_BATCH:
+        has = c->batch != NULL;
+        break;
+    case KIND_CHASE:
+        has = c->chase != NULL && (!c->multi_chain || p->count > 1);
+        break;
+    default:
+        has = c->ping != NULL;
+        break;
+    }
+    /* A contender that needs a host thread would share a cpu with a dpu
+     * thread: its figures would show the scheduler's time slices. */
+    if (p->threads > 1 && c->serves != NULL && b->cpus_shared) {
+        return 0;
+    }
+    return has && (c->usable == NULL || c->usable(b));
+}
+
+/* ------------------------------------------------------------------ */
+/* Units of work                                                       */
+/* ------------------------------------------------------------------ */
+
+static void chase_reset(const struct bench *b, struct chase *ch, size_t n)
+{
+    ch->n = n;
+    for (size_t i = 0; i < n; i++) {
+        ch->at[i] = b->chain_start[i];
+        ch->steps[i] = 0;
+        ch->last[i] = 0;
+    }
+}
+
+int run_unit(struct worker *w, const struct cell *cell,
+             const struct contender *c, unsigned unit)
+{
+    const struct pattern *p = cell->p;
+    uint64_t base = w->b->buf;
+
+    switch (p->kind) {
+    case KIND_ONE: {
+        hmaf_seg_t seg = {.local = p->is_write ? w->src : w->dst,
+                          .remote_addr = base + layout_offset(w, cell, unit, 0),
+                          .len = cell->size};
+        return c->rw(w, p->is_write, &seg);
+    }
+    case KIND_BATCH:
+        for (unsigned j = 0; j < p->count; j++) {
+            w->segs[j] = (hmaf_seg_t){
+                .local = w->dst + (size_t)j * cell->size,
+                .remote_addr = base + layout_offset(w, cell, unit, j),
+                .len = cell->size};
+        }
+        return c->batch(w, w->segs, p->count);
+    case KIND_CHASE:
+        chase_reset(w->b, &w->chase, p->count);
+        return c->chase(w, c, &w->chase);
+    default:
+        return c->ping(w);
+    }
+}
+
+static int verify_chase(const struct worker *w)
+{
+    for (size_t i = 0; i < w->chase.n; i++) {
+        if (w->chase.steps[i] != CHAIN_NODES ||
+            w->chase.last[i] != w->b->chain_last[i]) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Read back what a write left at the host (raw), or in the mirror. */
+static int verify_write(struct worker *w, const struct cell *cell,
+                        const struct contender *c)
+{
+    hmaf_seg_t seg = {.local = w->dst,
+                      .remote_addr = w->b->buf + SAME_OFF,
+                      .len = cell->size};
+
+    if (c->local) {
+        return memcmp(mirror_of(w->b, seg.remote_addr), w->src, seg.len) == 0
+                   ? 0
+                   : -1;
+    }
+    if (raw_rw(w, 0, &seg) < 0) {
+        return -1;
+    }
+    return memcmp(w->dst, w->src, cell->size) == 0 ? 0 : -1;
+}
+
+static int verify_reads(const struct worker *w, const struct cell *cell,
+                        unsigned unit)
+{
+    for (unsigned j = 0; j < cell->p->count; j++) {
+        uint64_t remote = w->b->buf + layout_offset(w, cell, unit, j);
+        if (memcmp(w->dst + (size_t)j * cell->size, mirror_of(w->b, remote),
+                   cell->size) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Spoil what unit 0 is to produce, so that a unit that moves nothing
+ * fails its check: the local destination of reads, or the host bytes a
+ * write is to put back. */
+static int poison(struct worker *w, const struct cell *cell,
+                  const struct contender *c)
+{
+    size_t len = (size_t)cell->p->count * cell->size;
+    hmaf_seg_t seg = {.local = w->dst,
+                      .remote_addr = w->b->buf + SAME_OFF,
+                      .len = cell->size};
+
+    switch (cell->p->kind) {
+    case KIND_CHASE:
+        len = (size_t)cell->p->count * NODE_LEN;
+        break;
+    case KIND_PING:
+        return 0;
+    default:
+        break;
+    }
+    memset(w->dst, 0xa5, len);
+    if (!cell->p->is_write) {
+        return 0;
+    }
+    if (c->local) {
+        memcpy(mirror_of(w->b, seg.remote_addr), w->dst, seg.len);
+        return 0;
+    }
+    return raw_rw(w, 1, &seg);
+}
+
+static int check_unit(struct worker *w, const struct cell *cell,
+                      const struct contender *c, unsigned unit)
+{
+    int ret;
+
+    switch (cell->p->kind) {
+    case KIND_CHASE:
+        ret = verify_chase(w);
+        break;
+    case KIND_PING:
+        ret = 0;
+        break;
+    default:
+        ret = cell->p->is_write ? verify_write(w, cell, c)
+                                : verify_reads(w, cell, unit);
+    }
+    if (ret < 0) {
+        fprintf(stderr, "hmaf-bench: %s %zu, %s: wrong bytes\n", cell->p->id,
+                cell->size, c->name);
+    }
+    return ret;
+}
+
+int verify_unit(struct worker *w, const struct cell *cell,
+                const struct contender *c)
+{
+    int ret = poison(w, cell, c);
+
+    if (ret == 0) {
+        ret = run_unit(w, cell, c, 0);
+    }
+    return ret == 0 ? check_unit(w, cell, c, 0) : ret;
+}
+
+uint64_t cell_bytes(const struct cell *cell)
+{
+    switch (cell->p->kind) {
+    case KIND_CHASE:
+        return (uint64_t)cell->p->count * CHAIN_NODES * NODE_LEN;
+    case KIND_PING:
+        return 0;
+    default:
+        return (uint64_t)cell->p->count * cell->size;
+    }
+}
+
+const struct figure *cell_find(const struct cell *cell, const char *name)
+{
+    for (unsigned i = 0; i < cell->nfig; i++) {
+        if (strcmp(cell->fig[i].c->name, name) == 0) {
+            return &cell->fig[i];
+        }
+    }
+    return NULL;
+}

@@ -1,0 +1,435 @@
+/*
+ * The host process hmaf-bench forks, and the parent's handle on it.
+ *
+ * The host holds "buf" (BUF_LEN bytes) and serves it four ways: an HMAF
+ * agent that exposes it, a Unix-socket server thread that answers read and
+ * write requests, UCX (the buffer ucp_mem_map'ed, its rkey and the worker's
+ * address sent to the parent), and nothing at all for the raw
+ * cross-memory-attach baseline. Ping pongs use a separate area.
+ *
+ * Threads that spin (the raw pong thread, the UCX progress loop) run only
+ * while the parent measures them, on its command: a spinning thread would
+ * otherwise take the host's cpu from the agent and the socket server.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdalign.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+#define REPLY_OK    'K'
+#define REPLY_READY 'R'
+#define REPLY_FAIL  'F'
+
+/* A thread that calls poll() until told to stop. */
+struct spinner {
+    const char *name;
+    int (*poll)(void *arg);
+    void *arg;
+    pthread_t thread;
+    int running;
+    _Atomic int stop;
+};
+
+struct host {
+    hmaf_agent_t *agent;
+    uint8_t *buf;
+    struct pingpong *pp;
+    uint64_t pong_last; /* last request echoed */
+    struct spinner pong, ucx;
+    struct sock_server *sock;
+    struct ucx_host *ucxh; /* NULL: no UCX on this host */
+    char ucx_error[128];
+};
+
+/* Restrict the calling thread, and the threads it creates later, to cpu. */
+int pin_to(int cpu)
+{
+    cpu_set_t set;
+
+    if (cpu == NO_CPU) {
+        return 0;
+    }
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return sched_setaffinity(0, sizeof(set), &set);
+}
+
+/* ------------------------------------------------------------------ */
+/* Host side (the forked child)                                        */
+/* ------------------------------------------------------------------ */
+
+static void *spinner_main(void *arg)
+{
+    struct spinner *sp = arg;
+
+    /* No pause: each server answers as fast as it can. */
+    while (!atomic_load_explicit(&sp->stop, memory_order_relaxed)) {
+        if (sp->poll(sp->arg) < 0) {
+            break;
+        }
+    }
+    return NULL;
+}
+
+static int spinner_start(struct spinner *sp)
+{
+    if (sp->running) {
+        return 0;
+    }
+    atomic_store(&sp->stop, 0);
+    if (pthread_create(&sp->thread, NULL, spinner_main, sp) != 0) {
+        return -1;
+    }
+    pthread_setname_np(sp->thread, sp->name);
+    sp->running = 1;
+    return 0;
+}
+
+static void spinner_stop(struct spinner *sp)
+{
+    if (sp->running) {
+        atomic_store(&sp->stop, 1);
+        pthread_join(sp->thread, NULL);
+        sp->running = 0;
+    }
+}
+
+/* Echo a new request. pong_last starts from the last echo, not from the
+ * request: one written before the thread got going is still answered. */
+static int pong_poll(void *arg)
+{
+    struct host *h = arg;
+    uint64_t req = atomic_load_explicit(&h->pp->request, memory_order_acquire);
+
+    if (req != h->pong_last) {
+        atomic_store_explicit(&h->pp->reply, req, memory_order_release);
+        h->pong_last = req;
+    }
+    return 0;
+}
+
+static int ucx_poll(void *arg)
+{
+    return ucx_host_progress(arg);
+}
+
+static int host_alloc(struct host *h)
+{
+    uint64_t starts[CHAINS_MAX], lasts[CHAINS_MAX];
+
+    h->buf = aligned_alloc(4096, BUF_LEN);
+    h->pp = aligned_alloc(alignof(struct pingpong), sizeof(*h->pp));
+    if (h->buf == NULL || h->pp == NULL) {
+        return HMAF_ENOMEM;
+    }
+    layout_fill(h->buf, (uint64_t)(uintptr_t)h->buf, starts, lasts);
+    atomic_init(&h->pp->request, 0);
+    atomic_init(&h->pp->reply, 0);
+    h->pong = (struct spinner){.name = PONG_NAME, .poll = pong_poll, .arg = h};
+    return 0;
+}
+
+static int agent_setup(struct host *h, const char *address)
+{
+    hmaf_agent_params_t p;
+    int ret;
+
+    hmaf_agent_params_init(&p);
+    p.address = address;
+    p.token = BENCH_TOKEN;
+    p.engine = "cma"; /* the raw baselines are cma's syscalls */
+    ret = hmaf_agent_create(&p, &h->agent);
+    if (ret == 0) {
+        ret = hmaf_agent_expose(h->agent, h->buf, BUF_LEN,
+                                HMAF_ACCESS_READ_WRITE);
+    }
+    if (ret == 0) {
+        ret = hmaf_agent_publish(h->agent, "buf", h->buf, BUF_LEN);
+    }
+    if (ret == 0) {
+        /* Published so the parent can find it; the raw ping-pong does not
+         * go through HMAF, so it needs no exposure. */
+        ret = hmaf_agent_publish(h->agent, "pingpong", h->pp, sizeof(*h->pp));
+    }
+    if (ret < 0) {
+        fprintf(stderr, "hmaf-bench: host agent: %s\n", hmaf_strerror(ret));
+    }
+    return ret;
+}
+
+static int host_setup(struct host *h, const struct child *c)
+{
+    int ret = host_alloc(h);
+
+    if (ret == 0) {
+        ret = agent_setup(h, c->address);
+    }
+    if (ret == 0) {
+        ret = sock_server_start(c->sock_path, h->buf, BUF_LEN, &h->sock);
+    }
+    /* UCX is optional: without it the parent reports why. */
+    if (ret == 0 && ucx_host_start(h->buf, BUF_LEN, &h->ucxh, h->ucx_error,
+                                   sizeof(h->ucx_error)) == 0) {
+        h->ucx = (struct spinner){
+            .name = UCX_NAME, .poll = ucx_poll, .arg = h->ucxh};
+    }
+    return ret;
+}
+
+static int write_blob(int fd, const void *p, size_t len)
+{
+    uint32_t n = (uint32_t)len;
+
+    if (write(fd, &n, sizeof(n)) != sizeof(n)) {
+        return -1;
+    }
+    return len == 0 || write(fd, p, len) == (ssize_t)len ? 0 : -1;
+}
+
+/* Tell the parent we are ready, with what it needs to reach UCX. */
+static int host_ready(const struct host *h, int reply_fd)
+{
+    unsigned char ready = REPLY_READY;
+    const void *addr = NULL, *rkey = NULL;
+    size_t addr_len = 0, rkey_len = 0;
+
+    if (h->ucxh != NULL) {
+        ucx_host_blobs(h->ucxh, &addr, &addr_len, &rkey, &rkey_len);
+    }
+    if (write(reply_fd, &ready, 1) != 1 ||
+        write_blob(reply_fd, addr, addr_len) < 0 ||
+        write_blob(reply_fd, rkey, rkey_len) < 0) {
+        return -1;
+    }
+    return write_blob(reply_fd, h->ucx_error, strlen(h->ucx_error));
+}
+
+static unsigned char host_command(struct host *h, unsigned char cmd)
+{
+    switch (cmd) {
+    case CMD_PONG_START:
+        return spinner_start(&h->pong) == 0 ? REPLY_OK : REPLY_FAIL;
+    case CMD_PONG_STOP:
+        spinner_stop(&h->pong);
+        return REPLY_OK;
+    case CMD_UCX_START:
+        return h->ucxh != NULL && spinner_start(&h->ucx) == 0 ? REPLY_OK
+                                                              : REPLY_FAIL;
+    case CMD_UCX_STOP:
+        spinner_stop(&h->ucx);
+        return REPLY_OK;
+    case CMD_SOCK_SPIN:
+    case CMD_SOCK_BLOCK:
+        sock_server_spin(h->sock, cmd == CMD_SOCK_SPIN);
+        return REPLY_OK;
+    default:
+        return REPLY_FAIL;
+    }
+}
+
+static void host_serve(struct host *h, int cmd_fd, int reply_fd)
+{
+    unsigned char cmd, reply;
+
+    /* EOF: the parent is done (or gone). */
+    while (read(cmd_fd, &cmd, 1) == 1) {
+        reply = host_command(h, cmd);
+        if (write(reply_fd, &reply, 1) != 1) {
+            break;
+        }
+    }
+}
+
+static _Noreturn void host_main(pid_t parent, const struct child *c, int cmd_fd,
+                                int reply_fd)
+{
+    struct host h = {.agent = NULL};
+    unsigned char fail = REPLY_FAIL;
+
+    /* Never outlive the parent, even one that died before the prctl. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) {
+        _exit(1);
+    }
+    /* Before any thread starts: they inherit the mask. */
+    if (pin_to(c->cpu) != 0) {
+        perror("hmaf-bench: host: sched_setaffinity");
+    }
+    if (host_setup(&h, c) != 0) {
+        (void)!write(reply_fd, &fail, 1);
+        _exit(1);
+    }
+    if (host_ready(&h, reply_fd) != 0) {
+        _exit(1);
+    }
+    host_serve(&h, cmd_fd, reply_fd);
+    spinner_stop(&h.pong);
+    spinner_stop(&h.ucx);
+    ucx_host_stop(h.ucxh);
+    sock_server_stop(h.sock);
+    hmaf_agent_destroy(h.agent);
+    _exit(0);
+}
+
+/* ------------------------------------------------------------------ */
+/* The parent's handle                                                 */
+/* ------------------------------------------------------------------ */
+
+static void child_cleanup(struct child *c)
+{
+    char path[192];
+
+    close(c->cmd_fd);
+    close(c->reply_fd);
+    snprintf(path, sizeof(path), "%s/agent.sock", c->dir);
+    unlink(path);
+    unlink(c->sock_path);
+    rmdir(c->dir);
+    free(c->ucx_addr);
+    free(c->ucx_rkey);
+    c->ucx_addr = c->ucx_rkey = NULL;
+}
+
+/* Close the command pipe, reap the child; its exit status, or -1. */
+int child_stop(struct child *c)
+{
+    int status = 0, reaped;
+
+    close(c->cmd_fd);
+    c->cmd_fd = -1;
+    reaped = waitpid(c->pid, &status, 0) == c->pid;
+    child_cleanup(c);
+    return reaped && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void close_pipe(const int fds[2])
+{
+    close(fds[0]);
+    close(fds[1]);
+}
+
+static int child_spawn(struct child *c)
+{
+    int to_child[2], to_parent[2];
+    pid_t parent = getpid();
+
+    if (pipe(to_child) != 0) {
+        perror("hmaf-bench: pipe");
+        return -1;
+    }
+    if (pipe(to_parent) != 0) {
+        perror("hmaf-bench: pipe");
+        close_pipe(to_child);
+        return -1;
+    }
+    fflush(NULL); /* or the child would print our buffered output too */
+    c->pid = fork();
+    if (c->pid < 0) {
+        perror("hmaf-bench: fork");
+        close_pipe(to_child);
+        close_pipe(to_parent);
+        return -1;
+    }
+    if (c->pid == 0) {
+        close(to_child[1]);
+        close(to_parent[0]);
+        host_main(parent, c, to_child[0], to_parent[1]);
+    }
+    close(to_child[0]);
+    close(to_parent[1]);
+    c->cmd_fd = to_child[1];
+    c->reply_fd = to_parent[0];
+    return 0;
+}
+
+static int read_full(int fd, void *p, size_t len)
+{
+    for (size_t got = 0; got < len;) {
+        ssize_t n = read(fd, (char *)p + got, len - got);
+        if (n <= 0) {
+            return -1;
+        }
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+/* A length-prefixed blob from the child; *p_out NULL when empty. */
+static int read_blob(int fd, void **p_out, size_t *len_out)
+{
+    uint32_t n;
+
+    *p_out = NULL;
+    *len_out = 0;
+    if (read_full(fd, &n, sizeof(n)) < 0) {
+        return -1;
+    }
+    if (n == 0) {
+        return 0;
+    }
+    *p_out = calloc(1, (size_t)n + 1); /* NUL-terminated, for the text */
+    if (*p_out == NULL || read_full(fd, *p_out, n) < 0) {
+        return -1;
+    }
+    *len_out = n;
+    return 0;
+}
+
+static int child_handshake(struct child *c)
+{
+    unsigned char ready = 0;
+    void *err = NULL;
+    size_t err_len;
+
+    if (read(c->reply_fd, &ready, 1) != 1 || ready != REPLY_READY ||
+        read_blob(c->reply_fd, &c->ucx_addr, &c->ucx_addr_len) < 0 ||
+        read_blob(c->reply_fd, &c->ucx_rkey, &c->ucx_rkey_len) < 0 ||
+        read_blob(c->reply_fd, &err, &err_len) < 0) {
+        free(err);
+        return -1;
+    }
+    snprintf(c->ucx_error, sizeof(c->ucx_error), "%s",
+             err != NULL ? (char *)err : "");
+    free(err);
+    return 0;
+}
+
+/* Fork the host and wait until it serves. */
+int child_start(struct child *c)
+{
+    snprintf(c->dir, sizeof(c->dir), "/tmp/hmaf-bench-XXXXXX");
+    if (mkdtemp(c->dir) == NULL) {
+        perror("hmaf-bench: mkdtemp");
+        return -1;
+    }
+    snprintf(c->address, sizeof(c->address), "unix:%s/agent.sock", c->dir);
+    snprintf(c->sock_path, sizeof(c->sock_path), "%s/server.sock", c->dir);
+    if (child_spawn(c) != 0) {
+        rmdir(c->dir);
+        return -1;
+    }
+    if (child_handshake(c) != 0) {
+        fprintf(stderr, "hmaf-bench: the host process failed to start\n");
+        child_stop(c);
+        return -1;
+    }
+    return 0;
+}
+
+int child_command(struct child *c, unsigned char cmd)
+{
+    unsigned char reply = 0;
+
+    if (write(c->cmd_fd, &cmd, 1) != 1 || read(c->reply_fd, &reply, 1) != 1 ||
+        reply != REPLY_OK) {
+        fprintf(stderr, "hmaf-bench: host command '%c' failed\n", cmd);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,669 @@
+/*
+ * hmaf-bench: HMAF against the primitive it wraps and the alternatives,
+ * in one run.
+ *
+ * It forks its own host process, which holds an 80 MiB buffer and serves
+ * it through an HMAF agent, a Unix-socket server thread and UCX. The
+ * parent is the dpu side: for every pattern (one at a time, sequential,
+ * random, batches, pointer chases, two threads, ping) and size, it times
+ * every contender on the same addresses and local buffers, and reports
+ * each figure with its ratio to raw process_vm_readv/writev measured in
+ * the same rounds (see measure.c).
+ *
+ * Pinning: by default the dpu side runs on one cpu and the whole host
+ * process on another, like a DPU beside its host; a second dpu thread,
+ * when a pattern wants one, runs on the host's cpu. Left to itself the
+ * scheduler sometimes stacks a spinning client and server on one cpu, and
+ * round trips then take a time slice each; --no-pin shows it.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "report.h"
+
+#define ROUNDS_DEFAULT 15
+#define ROUNDS_QUICK   3
+#define ROUND_MS       3.0 /* timed work per contender and round */
+#define ROUND_MS_QUICK 0.25
+#define OUT_DEFAULT    "hmaf-bench-results"
+
+#define KIB      ((size_t)1 << 10)
+#define MIB      ((size_t)1 << 20)
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ------------------------------------------------------------------ */
+/* What is measured                                                    */
+/* ------------------------------------------------------------------ */
+
+static const size_t sweep[] = {8,        64,        512,     4 * KIB,
+                               32 * KIB, 256 * KIB, 2 * MIB, 16 * MIB};
+static const size_t small[] = {8, 64, 512, 4 * KIB};
+static const size_t node[] = {NODE_LEN};
+static const size_t no_size[] = {0};
+
+#define SIZES(a) .sizes = (a), .nsizes = COUNT(a)
+
+static const struct pattern patterns[] = {
+    {.id = "read-one",
+     .title = "read, one at a time, same address",
+     .kind = KIND_ONE,
+     .where = AT_SAME,
+     .count = 1,
+     .threads = 1,
+     SIZES(sweep),
+     .chart = 1},
+    {.id = "write-one",
+     .title = "write, one at a time, same address",
+     .kind = KIND_ONE,
+     .where = AT_SAME,
+     .is_write = 1,
+     .count = 1,
+     .threads = 1,
+     SIZES(sweep),
+     .chart = 1},
+    {.id = "read-seq",
+     .title = "read, sequential addresses",
+     .kind = KIND_ONE,
+     .where = AT_SEQ,
+     .count = 1,
+     .threads = 1,
+     SIZES(sweep),
+     .chart = 1},
+    {.id = "read-random",
+     .title = "read, random addresses",
+     .kind = KIND_ONE,
+     .where = AT_RANDOM,
+     .count = 1,
+     .threads = 1,
+     SIZES(sweep),
+     .chart = 1},
+    {.id = "read-random-2t",
+     .title = "read, random addresses, 2 threads",
+     .kind = KIND_ONE,
+     .where = AT_RANDOM,
+     .count = 1,
+     .threads = 2,
+     SIZES(sweep),
+     .chart = 1},
+    {.id = "batch16",
+     .title = "batches of 16 reads, random addresses",
+     .kind = KIND_BATCH,
+     .where = AT_RANDOM,
+     .count = 16,
+     .threads = 1,
+     SIZES(small),
+     .chart = 1},
+    {.id = "batch256",
+     .title = "batches of 256 reads, random addresses",
+     .kind = KIND_BATCH,
+     .where = AT_RANDOM,
+     .count = 256,
+     .threads = 1,
+     SIZES(small),
+     .chart = 1},
+    {.id = "batch256-seq",
+     .title = "batches of 256 reads, consecutive "
+              "addresses",
+     .kind = KIND_BATCH,
+     .where = AT_SEQ,
+     .count = 256,
+     .threads = 1,
+     SIZES(small),
+     .chart = 1},
+    {.id = "chase1",
+     .title = "pointer chase, 1 chain of 1000 nodes",
+     .kind = KIND_CHASE,
+     .count = 1,
+     .threads = 1,
+     SIZES(node)},
+    {.id = "chase16",
+     .title = "pointer chase, 16 chains of 1000 nodes",
+     .kind = KIND_CHASE,
+     .count = CHAINS_MAX,
+     .threads = 1,
+     SIZES(node)},
+    {.id = "ping",
+     .title = "round trip with the host",
+     .kind = KIND_PING,
+     .count = 1,
+     .threads = 1,
+     SIZES(no_size)},
+};
+
+/* Issue 3's targets, and the mailbox's from before. */
+static const struct target targets[] = {
+    {"64 B read, one at a time", "read-one", 64, "hmaf", "raw",
+     "hmaf time / raw time", BOUND_AT_MOST, 1.05},
+    {"256 x 64 B random, non-blocking", "batch256", 64, "raw", "hmaf-nb",
+     "256 raw calls' time / hmaf-nb time", BOUND_AT_LEAST, 10},
+    {"256 x 64 B random, non-blocking", "batch256", 64, "hmaf-nb", "raw-vec",
+     "hmaf-nb time / one raw vectored call", BOUND_AT_MOST, 1.10},
+    {"256 x 64 B consecutive, non-block.", "batch256-seq", 64, "raw", "hmaf-nb",
+     "256 raw calls' time / hmaf-nb time", BOUND_AT_LEAST, 10},
+    {"256 x 64 B consecutive, non-block.", "batch256-seq", 64, "hmaf-nb",
+     "raw-vec", "hmaf-nb time / one raw vectored call", BOUND_AT_MOST, 1.10},
+    {"16 MiB read", "read-one", 16 * MIB, "raw", "hmaf",
+     "hmaf bandwidth / raw bandwidth", BOUND_AT_LEAST, 0.97},
+    {"64 B read vs Unix socket server", "read-one", 64, "socket", "hmaf",
+     "socket latency / hmaf latency", BOUND_AT_LEAST, 5},
+    {"64 B read vs spinning socket", "read-one", 64, "socket-spin", "hmaf",
+     "socket-spin latency / hmaf latency", BOUND_AT_LEAST, 5},
+    {"read vs ucp_get, every size", "read-one,read-seq,read-random", 0, "ucx",
+     "hmaf", "ucx time / hmaf time", BOUND_ABOVE, 1},
+    {"write vs ucp_put, every size", "write-one", 0, "ucx", "hmaf",
+     "ucx time / hmaf time", BOUND_ABOVE, 1},
+    {"16 chains chased together", "chase16", NODE_LEN, "hmaf-chase1",
+     "hmaf-chase", "throughput / one chain at a time", BOUND_AT_LEAST, 8},
+    {"mailbox ping", "ping", 0, "hmaf", "raw", "hmaf time / raw cma ping-pong",
+     BOUND_AT_MOST, 1.30},
+};
+
+/* ------------------------------------------------------------------ */
+/* Options                                                             */
+/* ------------------------------------------------------------------ */
+
+struct options {
+    unsigned rounds;
+    int quick;
+    int pin;
+    int verbose;
+    int charts;
+    const char *out_dir; /* NULL: write no files */
+    const char *only;    /* run only patterns whose id starts with this */
+    const char *with;    /* run only these contenders (and raw) */
+    const char *csv_path, *json_path;
+};
+
+static void usage(FILE *to)
+{
+    fprintf(to,
+            "usage: hmaf-bench [--quick] [--rounds N] [--out DIR | --no-out]"
+            "\n                  [--csv FILE] [--json FILE] [--no-charts] "
+            "[--only PATTERN]\n                  [--with LIST] [--no-pin] "
+            "[--verbose]\n"
+            "  --quick       two sizes, %d rounds, short rounds: a smoke test\n"
+            "  --rounds N    rounds per cell (default %d)\n"
+            "  --out DIR     results.csv, results.json and PNG charts go "
+            "here\n                (default ./%s)\n"
+            "  --no-out      write no files\n"
+            "  --csv FILE, --json FILE  write those here instead\n"
+            "  --no-charts   do not run gnuplot\n"
+            "  --only P      only patterns whose name starts with P "
+            "(read-one, write-one,\n                read-seq, read-random, "
+            "read-random-2t, batch16, batch256,\n                "
+            "batch256-seq, chase1, chase16, ping)\n"
+            "  --with LIST   only these contenders (comma-separated), and "
+            "raw\n"
+            "  --no-pin      leave cpu placement to the scheduler\n"
+            "  --verbose     every round's figures on stderr\n"
+            "Exit status: 0 when the measurements ran, even if a target "
+            "was missed.\n",
+            ROUNDS_QUICK, ROUNDS_DEFAULT, OUT_DEFAULT);
+}
+
+static int parse_rounds(const char *arg, unsigned *rounds_out)
+{
+    char *end;
+    unsigned long v = strtoul(arg, &end, 10);
+
+    if (*arg == '\0' || *end != '\0' || v == 0 || v > ROUNDS_MAX) {
+        fprintf(stderr, "hmaf-bench: --rounds wants 1..%d\n", ROUNDS_MAX);
+        return -1;
+    }
+    *rounds_out = (unsigned)v;
+    return 0;
+}
+
+/* 0, or -1 for an unknown option. */
+static int apply_option(int c, const char *arg, struct options *o)
+{
+    switch (c) {
+    case 'r':
+        return parse_rounds(arg, &o->rounds);
+    case 'q':
+        o->quick = 1;
+        break;
+    case 'o':
+        o->out_dir = arg;
+        break;
+    case 'n':
+        o->out_dir = NULL;
+        break;
+    case 'c':
+        o->csv_path = arg;
+        break;
+    case 'j':
+        o->json_path = arg;
+        break;
+    case 'C':
+        o->charts = 0;
+        break;
+    case 'O':
+        o->only = arg;
+        break;
+    case 'w':
+        o->with = arg;
+        break;
+    case 'P':
+        o->pin = 0;
+        break;
+    case 'v':
+        o->verbose = 1;
+        break;
+    default:
+        return -1;
+    }
+    return 0;
+}
+
+/* 0; 1 after --help; -1 on a bad command line. */
+static int parse_options(int argc, char **argv, struct options *o)
+{
+    static const struct option longopts[] = {
+        {"rounds", required_argument, NULL, 'r'},
+        {"quick", no_argument, NULL, 'q'},
+        {"out", required_argument, NULL, 'o'},
+        {"no-out", no_argument, NULL, 'n'},
+        {"csv", required_argument, NULL, 'c'},
+        {"json", required_argument, NULL, 'j'},
+        {"no-charts", no_argument, NULL, 'C'},
+        {"only", required_argument, NULL, 'O'},
+        {"with", required_argument, NULL, 'w'},
+        {"no-pin", no_argument, NULL, 'P'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    *o = (struct options){.pin = 1, .charts = 1, .out_dir = OUT_DEFAULT};
+    while ((c = getopt_long(argc, argv, "r:qo:vh", longopts, NULL)) != -1) {
+        if (c == 'h') {
+            usage(stdout);
+            return 1;
+        }
+        if (apply_option(c, optarg, o) != 0) {
+            usage(stderr);
+            return -1;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return -1;
+    }
+    if (o->rounds == 0) {
+        o->rounds = o->quick ? ROUNDS_QUICK : ROUNDS_DEFAULT;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Setup                                                               */
+/* ------------------------------------------------------------------ */
+
+/* Where the threads run. */
+struct placement {
+    int dpu;   /* the dpu side's first thread */
+    int host;  /* the whole host process */
+    int dpu2;  /* a second dpu thread: a third cpu, or the host's */
+    int ncpus; /* cpus we may use */
+};
+
+/* The first three cpus we may use (the host's twice if there are two). */
+static int pick_cpus(int pin, struct placement *pl_out)
+{
+    cpu_set_t set;
+    int cpus[3], n = 0;
+
+    *pl_out = (struct placement){NO_CPU, NO_CPU, NO_CPU, 1};
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) {
+        return -1;
+    }
+    pl_out->ncpus = CPU_COUNT(&set);
+    for (int c = 0; c < CPU_SETSIZE && n < 3; c++) {
+        if (CPU_ISSET(c, &set)) {
+            cpus[n++] = c;
+        }
+    }
+    if (!pin || n < 2) {
+        return pin ? -1 : 0;
+    }
+    *pl_out = (struct placement){cpus[0], cpus[1], cpus[n > 2 ? 2 : 1],
+                                 pl_out->ncpus};
+    return 0;
+}
+
+/* Start the host, pinned apart from us when asked and possible. */
+static int start_host(struct child *host, int pin, struct placement *pl_out)
+{
+    if (pick_cpus(pin, pl_out) != 0) {
+        fprintf(stderr, "hmaf-bench: fewer than 2 usable cpus: not pinned\n");
+    }
+    host->cpu = pl_out->host;
+    if (child_start(host) != 0) {
+        return -1;
+    }
+    if (pin_to(pl_out->dpu) != 0) {
+        perror("hmaf-bench: sched_setaffinity");
+    }
+    return 0;
+}
+
+static int bench_connect(struct bench *b)
+{
+    hmaf_session_params_t p;
+    size_t len = 0;
+    int ret;
+
+    hmaf_session_params_init(&p);
+    p.address = b->host->address;
+    p.token = BENCH_TOKEN;
+    p.engine = "cma";
+    ret = hmaf_session_create(&p, &b->s);
+    if (ret == 0) {
+        ret = hmaf_session_lookup(b->s, "buf", &b->buf, &len);
+    }
+    if (ret == 0 && len != BUF_LEN) {
+        ret = HMAF_EPROTO;
+    }
+    if (ret == 0) {
+        ret = hmaf_session_lookup(b->s, "pingpong", &b->pp, NULL);
+    }
+    if (ret < 0) {
+        fprintf(stderr, "hmaf-bench: session: %s\n", hmaf_strerror(ret));
+    }
+    return ret;
+}
+
+/* Buffers are written once here so that no page fault is timed. */
+static int worker_init(struct bench *b, unsigned id, int cpu)
+{
+    struct worker *w = &b->w[id];
+
+    w->b = b;
+    w->id = (int)id;
+    w->cpu = cpu;
+    w->dst = aligned_alloc(4096, XFER_MAX);
+    w->src = aligned_alloc(4096, XFER_MAX);
+    w->rnd = malloc(RND_N * sizeof(*w->rnd));
+    if (w->dst == NULL || w->src == NULL || w->rnd == NULL) {
+        fprintf(stderr, "hmaf-bench: out of memory\n");
+        return -1;
+    }
+    memset(w->dst, 0, XFER_MAX);
+    /* Writes put back what the host holds, so reads stay checkable. */
+    memcpy(w->src, b->mirror + SAME_OFF, XFER_MAX);
+    layout_random(w->rnd, id);
+    for (int spin = 0; spin < 2; spin++) {
+        w->sock_fd[spin] = sock_connect(b->host->sock_path, spin);
+        if (w->sock_fd[spin] < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void worker_fini(struct worker *w)
+{
+    for (int spin = 0; spin < 2; spin++) {
+        if (w->sock_fd[spin] >= 0) {
+            close(w->sock_fd[spin]);
+        }
+    }
+    free(w->dst);
+    free(w->src);
+    free(w->rnd);
+}
+
+static int bench_init(struct bench *b, struct child *host,
+                      const struct options *o, const struct placement *pl)
+{
+    int ret;
+
+    b->host = host;
+    b->pid = host->pid;
+    b->dpu_cpu = pl->dpu;
+    b->cpus_shared = pl->ncpus < 3;
+    b->verbose = o->verbose;
+    b->rounds = o->rounds;
+    b->target_ns = (uint64_t)((o->quick ? ROUND_MS_QUICK : ROUND_MS) * 1e6);
+    b->nworkers = THREADS_MAX;
+    for (unsigned i = 0; i < THREADS_MAX; i++) {
+        b->w[i].sock_fd[0] = b->w[i].sock_fd[1] = -1; /* none yet */
+    }
+    ret = bench_connect(b);
+    b->mirror = ret == 0 ? aligned_alloc(4096, BUF_LEN) : NULL;
+    if (b->mirror == NULL) {
+        return -1;
+    }
+    layout_fill(b->mirror, b->buf, b->chain_start, b->chain_last);
+    for (unsigned i = 0; i < b->nworkers && ret == 0; i++) {
+        ret = worker_init(b, i, i == 0 ? pl->dpu : pl->dpu2);
+    }
+    if (ret == 0) {
+        ret = workers_start(b);
+    }
+    return ret == 0 ? ucx_open(b) : ret;
+}
+
+static void bench_fini(struct bench *b)
+{
+    ucx_close(b);
+    workers_stop(b);
+    for (unsigned i = 0; i < THREADS_MAX; i++) {
+        worker_fini(&b->w[i]);
+    }
+    hmaf_session_destroy(b->s);
+    free(b->mirror);
+}
+
+/* ------------------------------------------------------------------ */
+/* The run                                                             */
+/* ------------------------------------------------------------------ */
+
+static int wanted(const struct options *o, const struct pattern *p, size_t size)
+{
+    if (o->only != NULL && strncmp(p->id, o->only, strlen(o->only)) != 0) {
+        return 0;
+    }
+    /* Quick: the sizes the targets name, enough to exercise everything. */
+    return !o->quick || p->nsizes == 1 || size == 64 || size == XFER_MAX;
+}
+
+/* The contenders of pattern p: raw (the baseline) and those asked for. */
+static void cell_init(const struct bench *b, const struct options *o,
+                      struct cell *cell, const struct pattern *p, size_t size)
+{
+    *cell = (struct cell){.p = p, .size = size};
+    for (size_t i = 0; i < bench_ncontenders; i++) {
+        const struct contender *c = &bench_contenders[i];
+        int asked = o->with == NULL || strcmp(c->name, "raw") == 0 ||
+                    listed(o->with, c->name);
+        if (asked && contender_applies(b, c, p) &&
+            cell->nfig < CONTENDERS_MAX) {
+            cell->fig[cell->nfig++] = (struct figure){.c = c};
+        }
+    }
+}
+
+/* Every wanted pattern x size; *n_out cells. */
+static struct cell *plan(const struct bench *b, const struct options *o,
+                         size_t *n_out)
+{
+    struct cell *cells = calloc(COUNT(patterns) * COUNT(sweep), sizeof(*cells));
+    size_t n = 0;
+
+    for (size_t i = 0; cells != NULL && i < COUNT(patterns); i++) {
+        for (size_t j = 0; j < patterns[i].nsizes; j++) {
+            if (wanted(o, &patterns[i], patterns[i].sizes[j])) {
+                cell_init(b, o, &cells[n++], &patterns[i],
+                          patterns[i].sizes[j]);
+            }
+        }
+    }
+    *n_out = n;
+    return cells;
+}
+
+static void free_cells(struct cell *cells, size_t n)
+{
+    for (size_t i = 0; cells != NULL && i < n; i++) {
+        for (unsigned j = 0; j < cells[i].nfig; j++) {
+            free(cells[i].fig[j].ns);
+        }
+    }
+    free(cells);
+}
+
+static int measure_all(struct run *r)
+{
+    for (size_t i = 0; i < r->ncells; i++) {
+        if (measure_cell(r->b, &r->cells[i], report_progress, r) < 0) {
+            report_progress_done();
+            fprintf(stderr, "hmaf-bench: %s: failed\n", r->cells[i].p->id);
+            return -1;
+        }
+    }
+    report_progress_done();
+    return 0;
+}
+
+static void print_counters(hmaf_session_t *s)
+{
+    hmaf_session_stats_t st;
+
+    if (hmaf_session_stats(s, &st) != 0) {
+        return;
+    }
+    printf("session: ops %llu, bytes read %llu, written %llu, cache hits "
+           "%llu, misses %llu,\n         registrations %llu, mailbox round "
+           "trips %llu\n",
+           (unsigned long long)st.ops, (unsigned long long)st.bytes_read,
+           (unsigned long long)st.bytes_written,
+           (unsigned long long)st.cache_hits,
+           (unsigned long long)st.cache_misses,
+           (unsigned long long)st.registrations,
+           (unsigned long long)st.mailbox_round_trips);
+}
+
+/* A file in the output directory, or the one an option names. */
+static const char *out_path(const struct options *o, const char *chosen,
+                            const char *name, char *buf, size_t cap)
+{
+    if (chosen != NULL) {
+        return chosen;
+    }
+    if (o->out_dir == NULL) {
+        return NULL;
+    }
+    snprintf(buf, cap, "%s/%s", o->out_dir, name);
+    return buf;
+}
+
+static int write_outputs(struct run *r, const struct options *o)
+{
+    char csv[4096], json[4096], note[256] = "charts: not drawn (--no-charts)";
+    const char *csv_path =
+        out_path(o, o->csv_path, "results.csv", csv, sizeof(csv));
+    const char *json_path =
+        out_path(o, o->json_path, "results.json", json, sizeof(json));
+    int ret = 0;
+
+    if (csv_path != NULL && write_csv(r, csv_path) == 0) {
+        printf("wrote %s\n", csv_path);
+    } else if (csv_path != NULL) {
+        ret = -1;
+    }
+    if (json_path != NULL && write_json(r, json_path) == 0) {
+        printf("wrote %s\n", json_path);
+    } else if (json_path != NULL) {
+        ret = -1;
+    }
+    if (o->out_dir != NULL && o->charts && draw_charts(r, note, sizeof(note))) {
+        ret = -1;
+    }
+    if (o->out_dir != NULL) {
+        printf("%s\n", note);
+    }
+    return ret;
+}
+
+static int run_all(struct bench *b, const struct options *o)
+{
+    struct target_result results[COUNT(targets)];
+    struct run r = {.b = b,
+                    .patterns = patterns,
+                    .npatterns = COUNT(patterns),
+                    .targets = targets,
+                    .ntargets = COUNT(targets),
+                    .results = results,
+                    .quick = o->quick,
+                    .t_start = now_ns(),
+                    .out_dir = o->out_dir};
+    int ret;
+
+    getloadavg(&r.load_start, 1);
+    r.cells = plan(b, o, &r.ncells);
+    if (r.cells == NULL) {
+        return -1;
+    }
+    report_header(&r);
+    ret = measure_all(&r);
+    if (ret == 0) {
+        getloadavg(&r.load_end, 1);
+        judge_targets(&r);
+        report_table(&r);
+        report_targets(&r);
+        report_notes(&r);
+        print_counters(b->s);
+        ret = write_outputs(&r, o);
+    }
+    free_cells(r.cells, r.ncells);
+    return ret;
+}
+
+static int make_out_dir(const char *dir)
+{
+    if (dir != NULL && mkdir(dir, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "hmaf-bench: %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct options o;
+    struct child host = {.cpu = NO_CPU};
+    struct bench b = {.s = NULL};
+    struct placement pl;
+    int ret = parse_options(argc, argv, &o);
+
+    if (ret != 0) {
+        return ret > 0 ? 0 : 2;
+    }
+    if (make_out_dir(o.out_dir) != 0) {
+        return 1;
+    }
+    /* A dead host must show up as an error, not kill us on a write. */
+    signal(SIGPIPE, SIG_IGN);
+    ret = start_host(&host, o.pin, &pl);
+    if (ret == 0) {
+        ret = bench_init(&b, &host, &o, &pl);
+        if (ret == 0) {
+            ret = run_all(&b, &o);
+        }
+        bench_fini(&b);
+        if (child_stop(&host) != 0 && ret == 0) {
+            fprintf(stderr, "hmaf-bench: the host process failed\n");
+            ret = -1;
+        }
+    }
+    return ret == 0 ? 0 : 1;
+}

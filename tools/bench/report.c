@@ -1,0 +1,519 @@
+/*
+ * The table on stdout, progress on a terminal, the targets, CSV and JSON.
+ *
+ * Times are per unit of work (one transfer, one batch, one walk of the
+ * chains, one round trip); a ratio is a figure's time over raw's in the
+ * same round, the median over the rounds. Below 1 is faster than raw.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "report.h"
+
+/* Per-round ratios spread wider than this, relative (p25 to p75): the
+ * figure is marked noisy. */
+#define NOISY_SPREAD 0.10
+#define COL_WIDTH    15
+
+const char *size_text(size_t size, char *buf, size_t cap)
+{
+    if (size == 0) {
+        snprintf(buf, cap, "-");
+    } else if (size >= (1u << 20) && size % (1u << 20) == 0) {
+        snprintf(buf, cap, "%zu MiB", size >> 20);
+    } else if (size >= 1024 && size % 1024 == 0) {
+        snprintf(buf, cap, "%zu KiB", size >> 10);
+    } else {
+        snprintf(buf, cap, "%zu B", size);
+    }
+    return buf;
+}
+
+/* About four significant digits in at most 7 characters. */
+static const char *num_text(double v, char *buf, size_t cap)
+{
+    const char *fmt = v < 1      ? "%.4f"
+                      : v < 10   ? "%.3f"
+                      : v < 100  ? "%.2f"
+                      : v < 1000 ? "%.1f"
+                                 : "%.0f";
+
+    snprintf(buf, cap, fmt, v);
+    return buf;
+}
+
+static const char *ratio_text(double v, char *buf, size_t cap)
+{
+    const char *fmt = v < 0.1 ? "%.3f" : v < 10 ? "%.2f" : "%.1f";
+
+    snprintf(buf, cap, fmt, v);
+    return buf;
+}
+
+static int noisy(const struct figure *f)
+{
+    return f->hi - f->lo > NOISY_SPREAD * f->ratio;
+}
+
+const char *unit_text(const struct pattern *p, char *buf, size_t cap)
+{
+    switch (p->kind) {
+    case KIND_BATCH:
+        snprintf(buf, cap, "us per batch of %u reads", p->count);
+        break;
+    case KIND_CHASE:
+        snprintf(buf, cap, "us per walk of %u chain%s x %d nodes", p->count,
+                 p->count > 1 ? "s" : "", CHAIN_NODES);
+        break;
+    case KIND_PING:
+        snprintf(buf, cap, "us per round trip");
+        break;
+    default:
+        snprintf(buf, cap, "us per transfer%s",
+                 p->threads > 1 ? ", all threads together" : "");
+    }
+    return buf;
+}
+
+/* ------------------------------------------------------------------ */
+/* Header and progress                                                 */
+/* ------------------------------------------------------------------ */
+
+static void cpu_model(char *buf, size_t cap)
+{
+    char line[256];
+    FILE *f = fopen("/proc/cpuinfo", "r");
+
+    snprintf(buf, cap, "unknown cpu");
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) == 0 && colon != NULL) {
+            snprintf(buf, cap, "%s", colon + 2);
+            buf[strcspn(buf, "\n")] = '\0';
+            break;
+        }
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+}
+
+static void print_legend(const struct bench *b)
+{
+    printf("contenders (a figure's ratio is its time over raw's):\n");
+    for (size_t i = 0; i < bench_ncontenders; i++) {
+        const struct contender *c = &bench_contenders[i];
+        if (c->usable == NULL || c->usable(b)) {
+            printf("  %-12s %s\n", c->name, c->what);
+        }
+    }
+}
+
+void report_header(const struct run *r)
+{
+    const struct bench *b = r->b;
+    char cpu[128], pin[64] = "not pinned";
+    struct utsname u;
+
+    cpu_model(cpu, sizeof(cpu));
+    uname(&u);
+    if (b->dpu_cpu != NO_CPU) {
+        snprintf(pin, sizeof(pin),
+                 "dpu side on cpu %d (second thread: %d), host on cpu %d",
+                 b->dpu_cpu, b->w[1].cpu, b->host->cpu);
+    }
+    printf("hmaf-bench %d.%d.%d: engine %s, host pid %d, %s\n"
+           "machine: %s, %ld cpus, Linux %s, load %.2f\n"
+           "%u rounds%s, about %.1f ms per contender and round; figures: "
+           "medians of the rounds;\nratio: median of the per-round ratios "
+           "to raw, the same work on the same addresses\n%s\n",
+           HMAF_VERSION_MAJOR, HMAF_VERSION_MINOR, HMAF_VERSION_PATCH,
+           hmaf_session_engine(b->s), (int)b->pid, pin, cpu,
+           sysconf(_SC_NPROCESSORS_ONLN), u.release, r->load_start, b->rounds,
+           r->quick ? " (quick)" : "", b->target_ns / 1e6, b->ucx_note);
+    if (b->cpus_shared) {
+        printf("fewer than 3 cpus: contenders that need a host thread sit "
+               "out 2-thread patterns\n");
+    }
+    print_legend(b);
+    fflush(stdout);
+}
+
+/* One line, rewritten in place, on a terminal only. */
+void report_progress(const struct cell *cell, unsigned round, void *arg)
+{
+    const struct run *r = arg;
+    char size[32];
+
+    if (!isatty(STDERR_FILENO)) {
+        return;
+    }
+    fprintf(stderr, "\r\033[K[%3zu/%zu %3.0f s] %s, %s: round %u/%u",
+            (size_t)(cell - r->cells) + 1, r->ncells,
+            (now_ns() - r->t_start) / 1e9, cell->p->title,
+            size_text(cell->size, size, sizeof(size)), round + 1, r->b->rounds);
+}
+
+void report_progress_done(void)
+{
+    if (isatty(STDERR_FILENO)) {
+        fprintf(stderr, "\r\033[K");
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* The table                                                           */
+/* ------------------------------------------------------------------ */
+
+static void print_group_head(const struct cell *cell)
+{
+    char unit[96];
+
+    printf("\n%s: %s (ratio to raw)\n%8s", cell->p->title,
+           unit_text(cell->p, unit, sizeof(unit)), "size");
+    for (unsigned i = 0; i < cell->nfig; i++) {
+        printf(" %*s", i == 0 ? 8 : COL_WIDTH, cell->fig[i].c->name);
+    }
+    printf("\n");
+}
+
+static void print_row(const struct cell *cell)
+{
+    char size[32], num[32], ratio[32], col[80];
+
+    printf("%8s", size_text(cell->size, size, sizeof(size)));
+    for (unsigned i = 0; i < cell->nfig; i++) {
+        const struct figure *f = &cell->fig[i];
+        num_text(f->ns_med / 1000, num, sizeof(num));
+        if (i == 0) {
+            printf(" %8s", num); /* raw: its ratio is 1 */
+            continue;
+        }
+        snprintf(col, sizeof(col), "%s (%s%s)", num,
+                 ratio_text(f->ratio, ratio, sizeof(ratio)),
+                 noisy(f) ? "~" : "");
+        printf(" %*s", COL_WIDTH, col);
+    }
+    printf("\n");
+}
+
+void report_table(const struct run *r)
+{
+    for (size_t i = 0; i < r->ncells; i++) {
+        if (i == 0 || r->cells[i].p != r->cells[i - 1].p) {
+            print_group_head(&r->cells[i]);
+        }
+        print_row(&r->cells[i]);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Targets                                                             */
+/* ------------------------------------------------------------------ */
+
+static int passes(const struct target *t, double ratio)
+{
+    switch (t->kind) {
+    case BOUND_AT_MOST:
+        return ratio <= t->bound;
+    case BOUND_AT_LEAST:
+        return ratio >= t->bound;
+    default:
+        return ratio > t->bound;
+    }
+}
+
+/* Is a the worse of two ratios for t? */
+static int worse(const struct target *t, double a, double b)
+{
+    return t->kind == BOUND_AT_MOST ? a > b : a < b;
+}
+
+int listed(const char *list, const char *id)
+{
+    size_t n = strlen(id);
+
+    for (const char *at = list; at != NULL; at = strchr(at, ',')) {
+        at += *at == ',';
+        if (strncmp(at, id, n) == 0 && (at[n] == ',' || at[n] == '\0')) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void judge_one(const struct run *r, const struct target *t,
+                      struct target_result *res)
+{
+    *res = (struct target_result){.t = t};
+    for (size_t i = 0; i < r->ncells; i++) {
+        const struct cell *cell = &r->cells[i];
+        const struct figure *num = cell_find(cell, t->num);
+        const struct figure *den = cell_find(cell, t->den);
+        double ratio, lo, hi;
+        if (!listed(t->patterns, cell->p->id) || num == NULL || den == NULL ||
+            (t->size != 0 && cell->size != t->size)) {
+            continue;
+        }
+        ratio_of(num, den, r->b->rounds, &ratio, &lo, &hi);
+        if (!res->found || worse(t, ratio, res->ratio)) {
+            *res = (struct target_result){.t = t,
+                                          .found = 1,
+                                          .cell = cell,
+                                          .ratio = ratio,
+                                          .lo = lo,
+                                          .hi = hi};
+        }
+    }
+    res->pass = res->found && passes(t, res->ratio);
+}
+
+void judge_targets(struct run *r)
+{
+    for (size_t i = 0; i < r->ntargets; i++) {
+        judge_one(r, &r->targets[i], &r->results[i]);
+    }
+}
+
+static const char *bound_text(const struct target *t, char *buf, size_t cap)
+{
+    static const char *const op[] = {"<=", ">=", ">"};
+
+    snprintf(buf, cap, "%s %.2f", op[t->kind], t->bound);
+    return buf;
+}
+
+void report_targets(const struct run *r)
+{
+    char bound[16], size[32];
+
+    printf("\ntargets (each a median of per-round ratios in this run)\n"
+           "%-34s %-40s %7s  %-13s %-8s %s\n",
+           "what", "ratio", "value", "(p25-p75)", "target", "result");
+    for (size_t i = 0; i < r->ntargets; i++) {
+        const struct target_result *x = &r->results[i];
+        const struct target *t = x->t;
+        bound_text(t, bound, sizeof(bound));
+        if (!x->found) {
+            printf("%-34s %-40s %7s  %-13s %-8s %s\n", t->what, t->means, "-",
+                   "", bound, "n/a (not measured)");
+            continue;
+        }
+        printf("%-34s %-40s %7.3f  (%5.3f-%5.3f) %-8s %s", t->what, t->means,
+               x->ratio, x->lo, x->hi, bound, x->pass ? "PASS" : "MISS");
+        if (strchr(t->patterns, ',') != NULL) {
+            printf(" (worst: %s %s)", x->cell->p->id,
+                   size_text(x->cell->size, size, sizeof(size)));
+        } else if (t->size == 0 && x->cell->size != 0) {
+            printf(" (worst: %s)",
+                   size_text(x->cell->size, size, sizeof(size)));
+        }
+        printf("\n");
+    }
+}
+
+void report_notes(const struct run *r)
+{
+    unsigned figures = 0, noisy_figures = 0;
+
+    for (size_t i = 0; i < r->ncells; i++) {
+        for (unsigned j = 1; j < r->cells[i].nfig; j++) {
+            figures++;
+            noisy_figures += (unsigned)noisy(&r->cells[i].fig[j]);
+        }
+    }
+    printf("\nnotes: %u of %u ratios (marked ~) had rounds disagreeing by "
+           "more than %.0f%% (p25-p75):\n       the machine was busy "
+           "then. Load average %.2f at the start, %.2f at the end.\n",
+           noisy_figures, figures, NOISY_SPREAD * 100, r->load_start,
+           r->load_end);
+    if (r->b->reruns > 0) {
+        printf("       %u round(s) run again because other tasks kept our "
+               "threads waiting for a cpu;\n       %u still were on the "
+               "last try.\n",
+               r->b->reruns, r->b->kept);
+    }
+    printf("       Run time %.0f s.\n", (now_ns() - r->t_start) / 1e9);
+}
+
+/* ------------------------------------------------------------------ */
+/* CSV and JSON                                                        */
+/* ------------------------------------------------------------------ */
+
+static double gb_per_s(const struct cell *cell, const struct figure *f)
+{
+    return (double)cell_bytes(cell) / f->ns_med; /* bytes per ns */
+}
+
+static int finish_file(FILE *f, const char *path)
+{
+    int bad = ferror(f);
+
+    if (fclose(f) != 0 || bad) {
+        fprintf(stderr, "hmaf-bench: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int write_csv(const struct run *r, const char *path)
+{
+    FILE *f = fopen(path, "w");
+
+    if (f == NULL) {
+        fprintf(stderr, "hmaf-bench: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    fprintf(f, "pattern,threads,count,size,contender,iters,rounds,"
+               "us_per_unit,gb_per_s,ratio_to_raw,ratio_p25,ratio_p75\n");
+    for (size_t i = 0; i < r->ncells; i++) {
+        const struct cell *cell = &r->cells[i];
+        for (unsigned j = 0; j < cell->nfig; j++) {
+            const struct figure *fg = &cell->fig[j];
+            fprintf(f, "%s,%u,%u,%zu,%s,%u,%u,%.4f,%.4f,%.4f,%.4f,%.4f\n",
+                    cell->p->id, cell->p->threads, cell->p->count, cell->size,
+                    fg->c->name, fg->iters, r->b->rounds, fg->ns_med / 1000,
+                    gb_per_s(cell, fg), fg->ratio, fg->lo, fg->hi);
+        }
+    }
+    return finish_file(f, path);
+}
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s != '\0'; s++) {
+        if (*s == '"' || *s == '\\') {
+            fprintf(f, "\\%c", *s);
+        } else if ((unsigned char)*s < 0x20) {
+            fprintf(f, "\\u%04x", (unsigned)(unsigned char)*s);
+        } else {
+            fputc(*s, f);
+        }
+    }
+    fputc('"', f);
+}
+
+static void json_figure(FILE *f, const struct run *r, const struct cell *cell,
+                        const struct figure *fg)
+{
+    fprintf(f, "        {\"contender\": ");
+    json_str(f, fg->c->name);
+    fprintf(f,
+            ", \"iters\": %u, \"us\": %.4f, \"gb_per_s\": %.4f, "
+            "\"ratio\": %.4f, \"ratio_p25\": %.4f, \"ratio_p75\": %.4f, "
+            "\"rounds_us\": [",
+            fg->iters, fg->ns_med / 1000, gb_per_s(cell, fg), fg->ratio, fg->lo,
+            fg->hi);
+    for (unsigned k = 0; k < r->b->rounds; k++) {
+        fprintf(f, "%s%.4f", k > 0 ? ", " : "", fg->ns[k] / 1000);
+    }
+    fprintf(f, "]}");
+}
+
+static void json_cell(FILE *f, const struct run *r, const struct cell *cell)
+{
+    char unit[96];
+
+    fprintf(f, "    {\"pattern\": ");
+    json_str(f, cell->p->id);
+    fprintf(f, ", \"title\": ");
+    json_str(f, cell->p->title);
+    fprintf(f, ", \"unit\": ");
+    json_str(f, unit_text(cell->p, unit, sizeof(unit)));
+    fprintf(f,
+            ", \"size\": %zu, \"threads\": %u, \"count\": %u, "
+            "\"bytes_per_unit\": %llu,\n      \"figures\": [\n",
+            cell->size, cell->p->threads, cell->p->count,
+            (unsigned long long)cell_bytes(cell));
+    for (unsigned j = 0; j < cell->nfig; j++) {
+        json_figure(f, r, cell, &cell->fig[j]);
+        fprintf(f, "%s\n", j + 1 < cell->nfig ? "," : "");
+    }
+    fprintf(f, "      ]}");
+}
+
+static void json_target(FILE *f, const struct target_result *x)
+{
+    char bound[16];
+
+    fprintf(f, "    {\"what\": ");
+    json_str(f, x->t->what);
+    fprintf(f, ", \"ratio_means\": ");
+    json_str(f, x->t->means);
+    fprintf(f, ", \"target\": ");
+    json_str(f, bound_text(x->t, bound, sizeof(bound)));
+    if (x->found) {
+        fprintf(f, ", \"pattern\": ");
+        json_str(f, x->cell->p->id);
+        fprintf(f,
+                ", \"size\": %zu, \"ratio\": %.4f, \"ratio_p25\": %.4f, "
+                "\"ratio_p75\": %.4f, \"pass\": %s}",
+                x->cell->size, x->ratio, x->lo, x->hi,
+                x->pass ? "true" : "false");
+    } else {
+        fprintf(f, ", \"ratio\": null, \"pass\": null}");
+    }
+}
+
+static void json_head(FILE *f, const struct run *r)
+{
+    char cpu[128];
+    struct utsname u;
+
+    cpu_model(cpu, sizeof(cpu));
+    uname(&u);
+    fprintf(f,
+            "{\n  \"tool\": \"hmaf-bench\", \"version\": \"%d.%d.%d\", "
+            "\"quick\": %s, \"rounds\": %u, \"round_ms\": %.2f,\n"
+            "  \"machine\": {\"cpu\": ",
+            HMAF_VERSION_MAJOR, HMAF_VERSION_MINOR, HMAF_VERSION_PATCH,
+            r->quick ? "true" : "false", r->b->rounds, r->b->target_ns / 1e6);
+    json_str(f, cpu);
+    fprintf(f, ", \"cpus\": %ld, \"kernel\": ", sysconf(_SC_NPROCESSORS_ONLN));
+    json_str(f, u.release);
+    fprintf(f,
+            ", \"load_start\": %.2f, \"load_end\": %.2f, \"dpu_cpu\": %d, "
+            "\"host_cpu\": %d},\n  \"ucx\": ",
+            r->load_start, r->load_end, r->b->dpu_cpu, r->b->host->cpu);
+    json_str(f, r->b->ucx_note);
+    fprintf(f,
+            ",\n  \"reruns\": %u, \"kept_disturbed\": %u,\n"
+            "  \"contenders\": [\n",
+            r->b->reruns, r->b->kept);
+    for (size_t i = 0; i < bench_ncontenders; i++) {
+        fprintf(f, "    {\"name\": ");
+        json_str(f, bench_contenders[i].name);
+        fprintf(f, ", \"what\": ");
+        json_str(f, bench_contenders[i].what);
+        fprintf(f, "}%s\n", i + 1 < bench_ncontenders ? "," : "");
+    }
+    fprintf(f, "  ],\n");
+}
+
+int write_json(const struct run *r, const char *path)
+{
+    FILE *f = fopen(path, "w");
+
+    if (f == NULL) {
+        fprintf(stderr, "hmaf-bench: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    json_head(f, r);
+    fprintf(f, "  \"cells\": [\n");
+    for (size_t i = 0; i < r->ncells; i++) {
+        json_cell(f, r, &r->cells[i]);
+        fprintf(f, "%s\n", i + 1 < r->ncells ? "," : "");
+    }
+    fprintf(f, "  ],\n  \"targets\": [\n");
+    for (size_t i = 0; i < r->ntargets; i++) {
+        json_target(f, &r->results[i]);
+        fprintf(f, "%s\n", i + 1 < r->ntargets ? "," : "");
+    }
+    fprintf(f, "  ]\n}\n");
+    return finish_file(f, path);
+}

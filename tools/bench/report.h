@@ -1,0 +1,65 @@
+/*
+ * What a run produced, and the ways hmaf-bench reports it: the table on
+ * stdout, CSV, JSON and gnuplot charts.
+ */
+#ifndef HMAF_BENCH_REPORT_H
+#define HMAF_BENCH_REPORT_H
+
+#include "bench.h"
+
+enum bound_kind { BOUND_AT_MOST, BOUND_AT_LEAST, BOUND_ABOVE };
+
+/* A goal, stated as a ratio of two contenders' times in one cell. */
+struct target {
+    const char *what;     /* "64 B read, one at a time" */
+    const char *patterns; /* pattern ids, comma-separated */
+    size_t size;          /* 0: every size; the worst cell counts */
+    const char *num;      /* ratio = num's time / den's time, per round */
+    const char *den;
+    const char *means; /* how to read the ratio */
+    enum bound_kind kind;
+    double bound;
+};
+
+struct target_result {
+    const struct target *t;
+    int found;               /* 0: a contender was missing (not installed) */
+    const struct cell *cell; /* the cell judged (the worst one) */
+    double ratio, lo, hi;
+    int pass;
+};
+
+struct run {
+    struct bench *b;
+    const struct pattern *patterns;
+    size_t npatterns;
+    struct cell *cells;
+    size_t ncells;
+    const struct target *targets;
+    size_t ntargets;
+    struct target_result *results; /* ntargets */
+    int quick;
+    double load_start, load_end;
+    uint64_t t_start;    /* now_ns() at the start */
+    const char *out_dir; /* NULL: no files */
+};
+
+/* report.c */
+/* Is id one of the comma-separated list's? */
+int listed(const char *list, const char *id);
+const char *size_text(size_t size, char *buf, size_t cap);
+const char *unit_text(const struct pattern *p, char *buf, size_t cap);
+void report_header(const struct run *r);
+void report_progress(const struct cell *cell, unsigned round, void *arg);
+void report_progress_done(void);
+void judge_targets(struct run *r);
+void report_table(const struct run *r);
+void report_targets(const struct run *r);
+void report_notes(const struct run *r);
+int write_csv(const struct run *r, const char *path);
+int write_json(const struct run *r, const char *path);
+
+/* charts.c: 0, or -1 when gnuplot failed; *note_out says what happened. */
+int draw_charts(const struct run *r, char *note_out, size_t cap);
+
+#endif /* HMAF_BENCH_REPORT_H */
