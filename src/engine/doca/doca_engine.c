@@ -26,7 +26,7 @@
 /* Default devices: the BlueField PF as the host sees it, and the Arm-side
  * PF on the DPU. HMAF_DOCA_DEV overrides either. */
 #define DENG_HOST_DEV "b1:00.0"
-#define DENG_DPU_DEV "03:00.0"
+#define DENG_DPU_DEV  "03:00.0"
 
 int hmaf__doca_status_to_hmaf(doca_error_t err)
 {
@@ -57,7 +57,7 @@ int hmaf__doca_status_to_hmaf(doca_error_t err)
     case DOCA_ERROR_NOT_CONNECTED:
     case DOCA_ERROR_SHUTDOWN:
         return HMAF_ECONNRESET;
-    case DOCA_ERROR_TOO_BIG:      /* beyond max_buf_size: a bug of ours */
+    case DOCA_ERROR_TOO_BIG: /* beyond max_buf_size: a bug of ours */
     case DOCA_ERROR_INVALID_VALUE:
     default:
         return HMAF_EINVAL;
@@ -101,8 +101,7 @@ static int deng_open_dev(const char *pci, struct doca_dev **dev_out)
     for (uint32_t i = 0; i < n; i++) {
         uint8_t eq = 0;
 
-        if (doca_devinfo_is_equal_pci_addr(list[i], pci, &eq) !=
-                DOCA_SUCCESS ||
+        if (doca_devinfo_is_equal_pci_addr(list[i], pci, &eq) != DOCA_SUCCESS ||
             !eq) {
             continue;
         }
@@ -163,8 +162,8 @@ static int deng_dpu_caps(struct deng_ctx *c)
 static int deng_host_caps(struct deng_ctx *c)
 {
     uint8_t ok = 0;
-    doca_error_t err = doca_mmap_cap_is_export_pci_supported(
-        doca_dev_as_devinfo(c->dev), &ok);
+    doca_error_t err =
+        doca_mmap_cap_is_export_pci_supported(doca_dev_as_devinfo(c->dev), &ok);
 
     if (err != DOCA_SUCCESS || !ok) {
         hmaf__log_error("doca device cannot export memory over pci: %s",
@@ -308,8 +307,8 @@ static int deng_mem_export(struct hmaf_engine_mem *mem, void *buf, size_t cap,
         return hmaf__doca_status_to_hmaf(err);
     }
     if (len > cap || len > DENG_BLOB_MAX) {
-        hmaf__log_error("doca export descriptor of %zu bytes exceeds %zu",
-                        len, HMAF_MIN(cap, (size_t)DENG_BLOB_MAX));
+        hmaf__log_error("doca export descriptor of %zu bytes exceeds %zu", len,
+                        HMAF_MIN(cap, (size_t)DENG_BLOB_MAX));
         return HMAF_ENOSPC;
     }
     memcpy(buf, desc, len);
@@ -342,8 +341,8 @@ static int deng_rmem_import(struct hmaf_engine_rmem *rmem, const void *blob,
 {
     struct deng_rmem *r = hmaf__container_of(rmem, struct deng_rmem, base);
     struct deng_ep *ep = hmaf__container_of(rmem->ep, struct deng_ep, base);
-    struct deng_ctx *c = hmaf__container_of(rmem->ep->ctx, struct deng_ctx,
-                                            base);
+    struct deng_ctx *c =
+        hmaf__container_of(rmem->ep->ctx, struct deng_ctx, base);
     doca_error_t err;
 
     if (len == 0 || len > DENG_BLOB_MAX) {
@@ -356,9 +355,8 @@ static int deng_rmem_import(struct hmaf_engine_rmem *rmem, const void *blob,
         hmaf__log_error("doca_mmap_create_from_export: %s",
                         doca_error_get_name(err));
         r->mmap = NULL;
-        return err == DOCA_ERROR_INVALID_VALUE
-                   ? HMAF_EPROTO
-                   : hmaf__doca_status_to_hmaf(err);
+        return err == DOCA_ERROR_INVALID_VALUE ? HMAF_EPROTO
+                                               : hmaf__doca_status_to_hmaf(err);
     }
     return 0;
 }

@@ -37,8 +37,7 @@ static void deng_finish(struct hmaf_xfer_batch *batch, int status)
     if (status < 0 && batch->status == 0) {
         batch->status = status;
     }
-    __atomic_store_n(&batch->completed, batch->completed + 1,
-                     __ATOMIC_RELEASE);
+    __atomic_store_n(&batch->completed, batch->completed + 1, __ATOMIC_RELEASE);
 }
 
 static void deng_release_slot(struct deng_ep *ep, struct deng_slot *s)
@@ -90,8 +89,7 @@ static void deng_task_failed(struct doca_dma_task_memcpy *task,
                              union doca_data task_user_data,
                              union doca_data ctx_user_data)
 {
-    doca_error_t err =
-        doca_task_get_status(doca_dma_task_memcpy_as_task(task));
+    doca_error_t err = doca_task_get_status(doca_dma_task_memcpy_as_task(task));
 
     (void)ctx_user_data;
     deng_complete(task_user_data.ptr,
@@ -146,7 +144,7 @@ static int deng_start(struct deng_ep *ep, struct hmaf_xfer_batch *batch,
     s->local = x->local;
     s->len = x->len;
     err = x->len <= deng_ctx_of(ep)->slot_size ? deng_prepare(ep, s, x)
-                                                : DOCA_ERROR_TOO_BIG;
+                                               : DOCA_ERROR_TOO_BIG;
     if (err == DOCA_SUCCESS) {
         err = doca_task_submit(doca_dma_task_memcpy_as_task(s->task));
     }

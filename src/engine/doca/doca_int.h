@@ -35,8 +35,8 @@ struct deng_ctx {
     struct hmaf_engine_ctx base;
     struct doca_dev *dev;
     /* dpu: fixed at ctx_open, so limits() needs no ep */
-    uint32_t nslots;   /* tasks in flight per ep */
-    size_t slot_size;  /* bytes per task: min(max_buf_size, DENG_SLOT_MAX) */
+    uint32_t nslots;  /* tasks in flight per ep */
+    size_t slot_size; /* bytes per task: min(max_buf_size, DENG_SLOT_MAX) */
 };
 
 /* Host: one registered, exported range. */
@@ -87,7 +87,7 @@ struct deng_ep {
     struct deng_slot *slots;
     struct deng_slot *free_slots;
     struct deng_pending *pending_head, *pending_tail;
-    uint32_t ncompleted; /* transfers completed by this progress() */
+    uint32_t ncompleted;            /* transfers completed by this progress() */
     struct hmaf_xfer_batch orphans; /* for tasks outliving ep_close's callers */
 };
 
