@@ -63,6 +63,7 @@ enum kind {
     KIND_BATCH, /* p->count small reads per unit */
     KIND_CHASE, /* walk p->count chains of CHAIN_NODES nodes per unit */
     KIND_PING,  /* one round trip with the host per unit */
+    KIND_FAULT, /* mapping mode: the first touch of one page per unit */
 };
 
 enum where { AT_SAME, AT_SEQ, AT_RANDOM };
@@ -78,6 +79,8 @@ struct pattern {
     const size_t *sizes;
     size_t nsizes;
     int chart; /* draw latency and bandwidth against size */
+    int mapping;      /* mapping mode: runs where userfaultfd works */
+    const char *only; /* these contenders only; NULL: all that apply */
 };
 
 struct contender;
@@ -128,6 +131,8 @@ typedef int (*batch_fn)(struct worker *w, const hmaf_seg_t *segs, size_t n);
 typedef int (*chase_fn)(struct worker *w, const struct contender *self,
                         struct chase *ch);
 typedef int (*ping_fn)(struct worker *w);
+typedef int (*fault_fn)(struct worker *w, const struct cell *cell,
+                        unsigned unit);
 
 /*
  * A way of reaching host memory. Each operation is NULL where it does not
@@ -140,7 +145,9 @@ struct contender {
     batch_fn batch;   /* many reads: KIND_BATCH */
     chase_fn chase;   /* KIND_CHASE */
     ping_fn ping;     /* KIND_PING */
+    fault_fn fault;   /* KIND_FAULT */
     int multi_chain;  /* chase only with several chains */
+    int named_only;   /* only in patterns whose `only` names it */
     int local;        /* works on the mirror, not on the host */
     /* Untimed, around each round: host threads that only run meanwhile. */
     int (*enter)(struct bench *b);
@@ -180,6 +187,7 @@ int chase_stepwise(struct worker *w, const struct contender *self,
 
 struct ucx_worker;
 struct ucx_ctx;
+struct mapping;
 
 /* What a thread runs: units [first, first + n) of a cell. */
 struct job {
@@ -232,6 +240,8 @@ struct bench {
     uint64_t ping_seq;
     struct ucx_ctx *ucx;
     char ucx_note[256]; /* what UCX is doing here, or why not */
+    struct mapping *map; /* NULL: no mapping mode here */
+    char map_note[128];  /* why not, or what sits out */
     struct worker w[THREADS_MAX];
     unsigned nworkers;
     int dpu_cpu;
@@ -256,6 +266,8 @@ static inline uint8_t *mirror_of(const struct bench *b, uint64_t remote)
 void layout_fill(uint8_t *buf, uint64_t addr, uint64_t *starts_out,
                  uint64_t *lasts_out);
 void layout_random(uint32_t *rnd, unsigned seed);
+/* v[0..n) a random permutation of 0..n-1. */
+void layout_permutation(uint32_t *v, size_t n, unsigned seed);
 uint64_t layout_offset(const struct worker *w, const struct cell *cell,
                        unsigned unit, unsigned j);
 uint64_t now_ns(void);
@@ -316,6 +328,25 @@ int ucx_open(struct bench *b);
 void ucx_close(struct bench *b);
 int ucx_rw(struct worker *w, int is_write, const hmaf_seg_t *seg);
 int ucx_batch(struct worker *w, const hmaf_seg_t *segs, size_t n);
+
+/* mapping.c: mapping mode, hmaf_map against a bare userfaultfd region. */
+#define MAP_REREAD_LEN ((size_t)2 << 20) /* second-touch reads */
+/* 0 also when userfaultfd is not available: b->map stays NULL and
+ * b->map_note says why. */
+int mapping_open(struct bench *b);
+void mapping_close(struct bench *b);
+void mapping_stats(const struct bench *b, char *buf, size_t cap);
+/* Offset in the data area of the page unit `unit` touches. */
+uint64_t mapping_offset(const struct bench *b, const struct cell *cell,
+                        unsigned unit);
+int rawuffd_fault(struct worker *w, const struct cell *cell, unsigned unit);
+int hmafmap_fault(struct worker *w, const struct cell *cell, unsigned unit);
+int hmafmap_reread(struct worker *w, int is_write, const hmaf_seg_t *seg);
+int rawuffd_reset(struct bench *b);
+int hmafmap_reset(struct bench *b);
+int hmafmap_populate(struct bench *b);
+int rawuffd_usable(const struct bench *b);
+int hmafmap_usable(const struct bench *b);
 
 /* measure.c: rounds, medians, the worker threads. */
 int workers_start(struct bench *b);

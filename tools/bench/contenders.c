@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sys/uio.h>
 
-#include "bench.h"
+#include "report.h"
 
 /* A raw ping gives up after this many polls (seconds): the host died. */
 #define PONG_POLLS_MAX (1u << 23)
@@ -440,6 +440,24 @@ const struct contender bench_contenders[] = {
      .leave = ucx_leave,
      .serves = UCX_NAME,
      .usable = ucx_usable},
+    /* Mapping mode (mapping.c). */
+    {.name = "raw-uffd",
+     .what = "userfaultfd, one thread: process_vm_readv + UFFDIO_COPY of 1 "
+             "page (64 KiB in scans)",
+     .fault = rawuffd_fault,
+     .enter = rawuffd_reset,
+     .usable = rawuffd_usable},
+    {.name = "hmaf-map",
+     .what = "hmaf_map_create: first touches of the mirror",
+     .fault = hmafmap_fault,
+     .enter = hmafmap_reset,
+     .usable = hmafmap_usable},
+    {.name = "hmaf-map",
+     .what = "hmaf_map_create: memcpy out of pages already present",
+     .rw = hmafmap_reread,
+     .named_only = 1,
+     .enter = hmafmap_populate,
+     .usable = hmafmap_usable},
 };
 
 const size_t bench_ncontenders =
@@ -460,9 +478,15 @@ int contender_applies(const struct bench *b, const struct contender *c,
     case KIND_CHASE:
         has = c->chase != NULL && (!c->multi_chain || p->count > 1);
         break;
+    case KIND_FAULT:
+        has = c->fault != NULL;
+        break;
     default:
         has = c->ping != NULL;
         break;
+    }
+    if (p->only != NULL ? !listed(p->only, c->name) : c->named_only) {
+        return 0;
     }
     /* A contender that needs a host thread would share a cpu with a dpu
      * thread: its figures would show the scheduler's time slices. */
@@ -510,6 +534,8 @@ int run_unit(struct worker *w, const struct cell *cell,
     case KIND_CHASE:
         chase_reset(w->b, &w->chase, p->count);
         return c->chase(w, c, &w->chase);
+    case KIND_FAULT:
+        return c->fault(w, cell, unit);
     default:
         return c->ping(w);
     }
@@ -600,6 +626,13 @@ static int check_unit(struct worker *w, const struct cell *cell,
         break;
     case KIND_PING:
         ret = 0;
+        break;
+    case KIND_FAULT: /* the word touched */
+        ret = memcmp(w->dst,
+                     mirror_of(w->b, w->b->buf + mapping_offset(w->b, cell, 0)),
+                     sizeof(uint64_t)) == 0
+                  ? 0
+                  : -1;
         break;
     default:
         ret = cell->p->is_write ? verify_write(w, cell, c)

@@ -100,6 +100,21 @@ void layout_random(uint32_t *rnd, unsigned seed)
     }
 }
 
+void layout_permutation(uint32_t *v, size_t n, unsigned seed)
+{
+    uint64_t state = 0x2545f4914f6cdd1dull * (seed + 1);
+
+    for (size_t i = 0; i < n; i++) {
+        v[i] = (uint32_t)i;
+    }
+    for (size_t i = n; i > 1; i--) { /* Fisher-Yates */
+        size_t j = xorshift(&state) % i;
+        uint32_t t = v[i - 1];
+        v[i - 1] = v[j];
+        v[j] = t;
+    }
+}
+
 /* Offset in the data area of transfer j of unit `unit`. Sizes are powers
  * of two, so slots tile the data area exactly, and masks replace the
  * divisions that would cost more than a small memcpy. */

@@ -46,6 +46,8 @@ static const size_t sweep[] = {8,        64,        512,     4 * KIB,
 static const size_t small[] = {8, 64, 512, 4 * KIB};
 static const size_t node[] = {NODE_LEN};
 static const size_t no_size[] = {0};
+static const size_t page[] = {4 * KIB};
+static const size_t reread[] = {MAP_REREAD_LEN};
 
 #define SIZES(a) .sizes = (a), .nsizes = COUNT(a)
 
@@ -134,6 +136,32 @@ static const struct pattern patterns[] = {
      .count = 1,
      .threads = 1,
      SIZES(no_size)},
+    /* Mapping mode: one word touched per page; every touch a first. */
+    {.id = "map-random",
+     .title = "first touch, pages in random order",
+     .kind = KIND_FAULT,
+     .where = AT_RANDOM,
+     .count = 1,
+     .threads = 1,
+     SIZES(page),
+     .mapping = 1},
+    {.id = "map-seq",
+     .title = "first-touch scan, pages in order",
+     .kind = KIND_FAULT,
+     .where = AT_SEQ,
+     .count = 1,
+     .threads = 1,
+     SIZES(page),
+     .mapping = 1},
+    {.id = "map-reread",
+     .title = "second touch, memcpy out of present pages",
+     .kind = KIND_ONE,
+     .where = AT_SAME,
+     .count = 1,
+     .threads = 1,
+     SIZES(reread),
+     .mapping = 1,
+     .only = "memcpy,hmaf-map"},
 };
 
 /* Issue 3's targets, and the mailbox's from before. */
@@ -162,6 +190,13 @@ static const struct target targets[] = {
      "hmaf-chase", "throughput / one chain at a time", BOUND_AT_LEAST, 8},
     {"mailbox ping", "ping", 0, "hmaf", "raw", "hmaf time / raw cma ping-pong",
      BOUND_AT_MOST, 1.30},
+    {"mapping: 4 KiB random first touch", "map-random", 4 * KIB, "hmaf-map",
+     "raw-uffd", "hmaf-map time / raw uffd fault service", BOUND_AT_MOST,
+     1.2},
+    {"mapping: first-touch scan", "map-seq", 4 * KIB, "raw-uffd", "hmaf-map",
+     "hmaf-map rate / raw 64 KiB-readahead rate", BOUND_AT_LEAST, 0.8},
+    {"mapping: second-touch reads", "map-reread", MAP_REREAD_LEN, "memcpy",
+     "hmaf-map", "hmaf-map bandwidth / memcpy bandwidth", BOUND_AT_LEAST, 0.9},
 };
 
 /* ------------------------------------------------------------------ */
@@ -197,7 +232,8 @@ static void usage(FILE *to)
             "  --only P      only patterns whose name starts with P "
             "(read-one, write-one,\n                read-seq, read-random, "
             "read-random-2t, batch16, batch256,\n                "
-            "batch256-seq, chase1, chase16, ping)\n"
+            "batch256-seq, chase1, chase16, ping, map-random, map-seq,\n"
+            "                map-reread)\n"
             "  --with LIST   only these contenders (comma-separated), and "
             "raw\n"
             "  --no-pin      leave cpu placement to the scheduler\n"
@@ -449,12 +485,16 @@ static int bench_init(struct bench *b, struct child *host,
     if (ret == 0) {
         ret = workers_start(b);
     }
+    if (ret == 0) {
+        ret = mapping_open(b);
+    }
     return ret == 0 ? ucx_open(b) : ret;
 }
 
 static void bench_fini(struct bench *b)
 {
     ucx_close(b);
+    mapping_close(b);
     workers_stop(b);
     for (unsigned i = 0; i < THREADS_MAX; i++) {
         worker_fini(&b->w[i]);
@@ -467,10 +507,14 @@ static void bench_fini(struct bench *b)
 /* The run                                                             */
 /* ------------------------------------------------------------------ */
 
-static int wanted(const struct options *o, const struct pattern *p, size_t size)
+static int wanted(const struct bench *b, const struct options *o,
+                  const struct pattern *p, size_t size)
 {
     if (o->only != NULL && strncmp(p->id, o->only, strlen(o->only)) != 0) {
         return 0;
+    }
+    if (p->mapping && b->map == NULL) {
+        return 0; /* reported as not available */
     }
     /* Quick: the sizes the targets name, enough to exercise everything. */
     return !o->quick || p->nsizes == 1 || size == 64 || size == XFER_MAX;
@@ -501,7 +545,7 @@ static struct cell *plan(const struct bench *b, const struct options *o,
 
     for (size_t i = 0; cells != NULL && i < COUNT(patterns); i++) {
         for (size_t j = 0; j < patterns[i].nsizes; j++) {
-            if (wanted(o, &patterns[i], patterns[i].sizes[j])) {
+            if (wanted(b, o, &patterns[i], patterns[i].sizes[j])) {
                 cell_init(b, o, &cells[n++], &patterns[i],
                           patterns[i].sizes[j]);
             }

@@ -54,6 +54,8 @@ static const char *ratio_text(double v, char *buf, size_t cap)
     return buf;
 }
 
+static double gb_per_s(const struct cell *cell, const struct figure *f);
+
 static int noisy(const struct figure *f)
 {
     return f->hi - f->lo > NOISY_SPREAD * f->ratio;
@@ -71,6 +73,9 @@ const char *unit_text(const struct pattern *p, char *buf, size_t cap)
         break;
     case KIND_PING:
         snprintf(buf, cap, "us per round trip");
+        break;
+    case KIND_FAULT:
+        snprintf(buf, cap, "us per page, one word touched in each");
         break;
     default:
         snprintf(buf, cap, "us per transfer%s",
@@ -173,8 +178,9 @@ static void print_group_head(const struct cell *cell)
 {
     char unit[96];
 
-    printf("\n%s: %s (ratio to raw)\n%8s", cell->p->title,
-           unit_text(cell->p, unit, sizeof(unit)), "size");
+    printf("\n%s: %s (ratio to %s)\n%8s", cell->p->title,
+           unit_text(cell->p, unit, sizeof(unit)), cell->fig[0].c->name,
+           "size");
     for (unsigned i = 0; i < cell->nfig; i++) {
         printf(" %*s", i == 0 ? 8 : COL_WIDTH, cell->fig[i].c->name);
     }
@@ -201,13 +207,49 @@ static void print_row(const struct cell *cell)
     printf("\n");
 }
 
+/* Mapping mode's rates, which its targets speak of. */
+static void print_rates(const struct cell *cell)
+{
+    printf("%8s", "GB/s");
+    for (unsigned i = 0; i < cell->nfig; i++) {
+        printf(" %*.3f", i == 0 ? 8 : COL_WIDTH,
+               gb_per_s(cell, &cell->fig[i]));
+    }
+    printf("\n");
+}
+
+static void print_mapping_head(const struct bench *b)
+{
+    printf("\nmapping mode: hmaf_map_create over the data area against a "
+           "bare userfaultfd\nfault service; every timed touch is a page's "
+           "first, except in second-touch reads%s%s\n",
+           b->map_note[0] != '\0' ? "\n" : "", b->map_note);
+}
+
 void report_table(const struct run *r)
 {
+    int mapping = 0;
+
     for (size_t i = 0; i < r->ncells; i++) {
-        if (i == 0 || r->cells[i].p != r->cells[i - 1].p) {
-            print_group_head(&r->cells[i]);
+        const struct cell *cell = &r->cells[i];
+        if (cell->p->mapping && !mapping) {
+            print_mapping_head(r->b);
+            mapping = 1;
         }
-        print_row(&r->cells[i]);
+        if (i == 0 || cell->p != r->cells[i - 1].p) {
+            print_group_head(cell);
+        }
+        print_row(cell);
+        if (cell->p->mapping && cell->p->where != AT_RANDOM) {
+            print_rates(cell);
+        }
+    }
+    if (mapping) {
+        char stats[256];
+        mapping_stats(r->b, stats, sizeof(stats));
+        printf("hmaf_map_stats: %s\n", stats);
+    } else if (r->b->map == NULL) {
+        printf("\nmapping mode: not available here (%s)\n", r->b->map_note);
     }
 }
 
