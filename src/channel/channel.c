@@ -24,7 +24,8 @@
 #define CONNECT_RETRY_MS 10
 
 struct hmaf_listener {
-    int fd;
+    int fd;                   /* -1 for comch */
+    struct hmaf_comch *comch; /* a comch server until it accepted */
     int is_unix_path; /* a filesystem socket we created and must unlink */
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     char address[CHANNEL_ADDRESS_MAX];
@@ -129,6 +130,10 @@ static int parse_address(const char *address, int passive,
     }
     if (strncmp(address, "tcp:", 4) == 0) {
         return parse_tcp(address + 4, passive, out);
+    }
+    if (hmaf__channel_is_comch(address)) {
+        hmaf__log_error("channel '%s': this libhmaf has no DOCA", address);
+        return HMAF_ENOTSUP; /* with DOCA, comch never gets here */
     }
     hmaf__log_error("unknown channel address '%s' (want unix: or tcp:)",
                     address);
@@ -242,13 +247,58 @@ static int bind_and_listen(struct hmaf_listener *l,
     return 0;
 }
 
+#ifdef HMAF_HAVE_ENGINE_DOCA
+static int comch_listener_open(const char *address,
+                               struct hmaf_listener **listener_out)
+{
+    struct hmaf_listener *l = calloc(1, sizeof(*l));
+    int ret;
+
+    if (l == NULL) {
+        return HMAF_ENOMEM;
+    }
+    l->fd = -1;
+    ret = hmaf__comch_listen(address + 6, &l->comch);
+    if (ret < 0) {
+        free(l);
+        return ret;
+    }
+    snprintf(l->address, sizeof(l->address), "%s", address);
+    *listener_out = l;
+    return 0;
+}
+
+/* The accepted connection takes the whole comch server with it. */
+static int comch_listener_accept(struct hmaf_listener *l, int timeout_ms,
+                                 struct hmaf_channel *channel_out)
+{
+    int ret;
+
+    if (l->comch == NULL) {
+        return timeout_ms == 0 ? -EAGAIN : HMAF_ETIMEDOUT; /* one per server */
+    }
+    ret = hmaf__comch_accept(l->comch, timeout_ms);
+    if (ret == 0) {
+        *channel_out = (struct hmaf_channel){.fd = -1, .comch = l->comch};
+        l->comch = NULL;
+    }
+    return ret;
+}
+#endif
+
 int hmaf__listener_open(const char *address,
                         struct hmaf_listener **listener_out)
 {
     struct channel_addr a;
     struct hmaf_listener *l;
-    int ret = parse_address(address, 1, &a);
+    int ret;
 
+#ifdef HMAF_HAVE_ENGINE_DOCA
+    if (hmaf__channel_is_comch(address)) {
+        return comch_listener_open(address, listener_out);
+    }
+#endif
+    ret = parse_address(address, 1, &a);
     if (ret < 0) {
         return ret;
     }
@@ -286,8 +336,14 @@ int hmaf__listener_fd(const struct hmaf_listener *listener)
 int hmaf__listener_accept(struct hmaf_listener *listener,
                           struct hmaf_channel *channel_out)
 {
-    int fd = accept4(listener->fd, NULL, NULL, SOCK_CLOEXEC);
+    int fd;
 
+#ifdef HMAF_HAVE_ENGINE_DOCA
+    if (listener->fd < 0) {
+        return comch_listener_accept(listener, 0, channel_out);
+    }
+#endif
+    fd = accept4(listener->fd, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0) {
         return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
                 errno == ECONNABORTED)
@@ -295,7 +351,7 @@ int hmaf__listener_accept(struct hmaf_listener *listener,
                    : errno_to_hmaf(errno);
     }
     set_stream_options(fd, AF_INET); /* harmless on unix sockets */
-    channel_out->fd = fd;
+    *channel_out = (struct hmaf_channel){.fd = fd};
     return 0;
 }
 
@@ -304,6 +360,11 @@ int hmaf__listener_accept_wait(struct hmaf_listener *listener, int timeout_ms,
 {
     uint64_t deadline = hmaf__deadline_ns(timeout_ms);
 
+#ifdef HMAF_HAVE_ENGINE_DOCA
+    if (listener->fd < 0) {
+        return comch_listener_accept(listener, timeout_ms, channel_out);
+    }
+#endif
     for (;;) {
         struct pollfd p = {.fd = listener->fd, .events = POLLIN};
         int ret = hmaf__listener_accept(listener, channel_out);
@@ -323,7 +384,12 @@ void hmaf__listener_close(struct hmaf_listener *listener)
     if (listener == NULL) {
         return;
     }
-    close(listener->fd);
+#ifdef HMAF_HAVE_ENGINE_DOCA
+    hmaf__comch_close(listener->comch);
+#endif
+    if (listener->fd >= 0) {
+        close(listener->fd);
+    }
     if (listener->is_unix_path) {
         unlink(listener->path);
     }
@@ -365,8 +431,17 @@ int hmaf__channel_connect(const char *address, int timeout_ms,
 {
     uint64_t deadline = hmaf__deadline_ns(timeout_ms);
     struct channel_addr a;
-    int ret = parse_address(address, 0, &a);
+    int ret;
 
+#ifdef HMAF_HAVE_ENGINE_DOCA
+    if (hmaf__channel_is_comch(address)) {
+        *channel_out = (struct hmaf_channel){.fd = -1};
+        return hmaf__comch_connect(address + 6, timeout_ms,
+                                   &channel_out->comch);
+    }
+#endif
+    ret = parse_address(address, 0, &a);
+    channel_out->comch = NULL;
     while (ret == 0) {
         ret = connect_once(&a, deadline, &channel_out->fd);
         if (ret != HMAF_ECONNREFUSED || hmaf__ms_left(deadline) == 0) {
@@ -404,6 +479,11 @@ int hmaf__channel_send(struct hmaf_channel *channel, const void *buf,
 {
     const char *p = buf;
 
+#ifdef HMAF_HAVE_ENGINE_DOCA
+    if (channel->comch != NULL) {
+        return hmaf__comch_send(channel->comch, buf, len, deadline_ns);
+    }
+#endif
     while (len > 0) {
         ssize_t n = send(channel->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
@@ -427,6 +507,11 @@ int hmaf__channel_recv(struct hmaf_channel *channel, void *buf, size_t len,
 {
     char *p = buf;
 
+#ifdef HMAF_HAVE_ENGINE_DOCA
+    if (channel->comch != NULL) {
+        return hmaf__comch_recv(channel->comch, buf, len, deadline_ns);
+    }
+#endif
     while (len > 0) {
         ssize_t n = recv(channel->fd, p, len, MSG_DONTWAIT);
         if (n > 0) {
@@ -449,6 +534,11 @@ int hmaf__channel_peer_gone(struct hmaf_channel *channel)
 {
     struct pollfd p = {.fd = channel->fd, .events = POLLIN};
 
+#ifdef HMAF_HAVE_ENGINE_DOCA
+    if (channel->comch != NULL) {
+        return hmaf__comch_peer_gone(channel->comch);
+    }
+#endif
     if (poll(&p, 1, 0) <= 0) {
         return 0;
     }
@@ -459,6 +549,10 @@ int hmaf__channel_peer_gone(struct hmaf_channel *channel)
 
 void hmaf__channel_close(struct hmaf_channel *channel)
 {
+#ifdef HMAF_HAVE_ENGINE_DOCA
+    hmaf__comch_close(channel->comch);
+#endif
+    channel->comch = NULL;
     if (channel->fd >= 0) {
         close(channel->fd);
         channel->fd = -1;
@@ -470,7 +564,8 @@ int hmaf__channel_peer_pid(struct hmaf_channel *channel)
     struct ucred cred;
     socklen_t len = sizeof(cred);
 
-    if (getsockopt(channel->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+    if (channel->fd < 0 ||
+        getsockopt(channel->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
         len != sizeof(cred)) {
         return 0; /* not a unix socket */
     }
@@ -480,4 +575,9 @@ int hmaf__channel_peer_pid(struct hmaf_channel *channel)
 int hmaf__channel_is_remote(const char *address)
 {
     return address != NULL && strncmp(address, "tcp:", 4) == 0;
+}
+
+int hmaf__channel_is_comch(const char *address)
+{
+    return address != NULL && strncmp(address, "comch:", 6) == 0;
 }

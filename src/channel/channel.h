@@ -5,6 +5,14 @@
  * Addresses: "unix:PATH" (PATH starting with '@' is Linux's abstract
  * namespace) and "tcp:HOST:PORT" (HOST may be "[v6addr]"; port 0 when
  * listening picks a free port). Either side may listen.
+ *
+ * With DOCA (HMAF_HAVE_ENGINE_DOCA) also "comch:NAME@PCI" (DOCA Comm
+ * Channel, src/channel/comch.c): only the dpu side listens, at
+ * "comch:NAME@PCI/REP" (its PF, then the host PF's representor), and only
+ * the host connects, to "comch:NAME@PCI" (its BlueField PF). A comch
+ * channel has no fd: its peer death is seen only by calling
+ * hmaf__channel_peer_gone, and sends and receives move whole messages of at
+ * most the channel's max message size (a longer send is HMAF_ENOSPC).
  */
 #ifndef HMAF_CHANNEL_CHANNEL_H
 #define HMAF_CHANNEL_CHANNEL_H
@@ -13,9 +21,13 @@
 #include <stdint.h>
 
 struct hmaf_listener;
+struct hmaf_comch;
 
+/* fd-based (unix, tcp) when comch is NULL; a comch channel has fd -1.
+ * An unused channel is {.fd = -1}. */
 struct hmaf_channel {
     int fd;
+    struct hmaf_comch *comch;
 };
 
 /* Listen at address; the listener's fd is non-blocking. */
@@ -23,6 +35,7 @@ int hmaf__listener_open(const char *address,
                         struct hmaf_listener **listener_out);
 /* The bound address, with the real port for tcp port 0. */
 const char *hmaf__listener_address(const struct hmaf_listener *listener);
+/* -1 for a comch listener: it is driven only by the accept calls. */
 int hmaf__listener_fd(const struct hmaf_listener *listener);
 /* One pending connection, or -EAGAIN when there is none. */
 int hmaf__listener_accept(struct hmaf_listener *listener,
@@ -50,5 +63,20 @@ void hmaf__channel_close(struct hmaf_channel *channel);
 int hmaf__channel_peer_pid(struct hmaf_channel *channel);
 /* Whether address names a channel that can leave this machine (tcp). */
 int hmaf__channel_is_remote(const char *address);
+/* Whether address is a comch one (whatever this build supports). */
+int hmaf__channel_is_comch(const char *address);
+
+/* comch.c, built only with HMAF_HAVE_ENGINE_DOCA; channel.c dispatches to
+ * it. address is the part after "comch:". */
+int hmaf__comch_listen(const char *address, struct hmaf_comch **comch_out);
+int hmaf__comch_accept(struct hmaf_comch *listening, int timeout_ms);
+int hmaf__comch_connect(const char *address, int timeout_ms,
+                        struct hmaf_comch **comch_out);
+int hmaf__comch_send(struct hmaf_comch *c, const void *buf, size_t len,
+                     uint64_t deadline_ns);
+int hmaf__comch_recv(struct hmaf_comch *c, void *buf, size_t len,
+                     uint64_t deadline_ns);
+int hmaf__comch_peer_gone(struct hmaf_comch *c);
+void hmaf__comch_close(struct hmaf_comch *c);
 
 #endif

@@ -41,6 +41,10 @@ static int check_params(const hmaf_session_params_t *p)
     if (p->token != NULL && strlen(p->token) > HMAF_TOKEN_MAX) {
         return HMAF_EINVAL;
     }
+    /* DOCA Comm Channel: the dpu side is the server, so it listens. */
+    if (!p->listen && hmaf__channel_is_comch(p->address)) {
+        return HMAF_EINVAL;
+    }
     return 0;
 }
 
@@ -184,7 +188,7 @@ HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
         return HMAF_ENOMEM;
     }
     s->params = *params;
-    s->channel.fd = -1;
+    s->channel = (struct hmaf_channel){.fd = -1};
     s->ops = hmaf__engine_find(params->engine);
     if (s->ops == NULL) {
         ret = HMAF_ENOENGINE;

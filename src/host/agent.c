@@ -43,11 +43,17 @@ static int check_params(const hmaf_agent_params_t *p)
 }
 
 /* A tcp channel can be reached from anywhere the network allows: it gets
- * no agent without a token to check. */
-static int check_channel_policy(const struct hmaf_agent *a, const char *address)
+ * no agent without a token to check. On DOCA Comm Channel the host is the
+ * client: it dials, never listens. */
+static int check_channel_policy(const struct hmaf_agent *a, const char *address,
+                                int listening)
 {
     if (hmaf__channel_is_remote(address) && a->token[0] == '\0') {
         hmaf__log_error("refusing %s without a token", address);
+        return HMAF_EINVAL;
+    }
+    if (listening && hmaf__channel_is_comch(address)) {
+        hmaf__log_error("%s: the host dials comch (hmaf_agent_dial)", address);
         return HMAF_EINVAL;
     }
     return 0;
@@ -73,7 +79,7 @@ static int agent_init(struct hmaf_agent *a, const hmaf_agent_params_t *params)
     }
     ret = hmaf__engine_ctx_create(a->ops, HMAF_ROLE_HOST, &a->ctx);
     if (ret == 0 && params->address != NULL) {
-        ret = check_channel_policy(a, params->address);
+        ret = check_channel_policy(a, params->address, 1);
     }
     if (ret == 0 && params->address != NULL) {
         ret = hmaf__listener_open(params->address, &a->listener);
@@ -161,7 +167,7 @@ HMAF_API int hmaf_agent_listen(hmaf_agent_t *agent, const char *address)
     if (agent == NULL || address == NULL) {
         return HMAF_EINVAL;
     }
-    ret = check_channel_policy(agent, address);
+    ret = check_channel_policy(agent, address, 1);
     if (ret == 0) {
         ret = hmaf__listener_open(address, &listener);
     }
@@ -230,7 +236,7 @@ HMAF_API int hmaf_agent_dial(hmaf_agent_t *agent, const char *address,
     if (agent == NULL || address == NULL || timeout_ms <= 0) {
         return HMAF_EINVAL;
     }
-    ret = check_channel_policy(agent, address);
+    ret = check_channel_policy(agent, address, 0);
     if (ret == 0) {
         ret = hmaf__channel_connect(address, timeout_ms, &ch);
     }

@@ -3,6 +3,12 @@
  * connections, HELLOs arriving, peers dying). With its own thread it polls
  * adaptively: it spins while requests keep coming, then sleeps in growing
  * steps up to SLEEP_MAX_NS, woken early by any channel event.
+ *
+ * A comch channel has no fd to poll (DOCA's notification handles are not
+ * used, and the emulation has none): such sessions are asked
+ * hmaf__channel_peer_gone (one doca_pe_progress call) on every turn, and
+ * while there are any a wait lasts at most SLEEP_MAX_NS, so a dead dpu side
+ * is seen within about a millisecond however long hmaf_agent_poll waits.
  */
 #include <errno.h>
 #include <poll.h>
@@ -106,6 +112,32 @@ static void expire_pending(struct hmaf_agent *a)
     }
 }
 
+/* Close the fd-less (comch) sessions whose peer is gone; how many. */
+static int check_fdless(struct hmaf_agent *a)
+{
+    int events = 0;
+
+    for (size_t i = 0; i < a->params.max_sessions; i++) {
+        struct agent_session *s = a->sessions[i];
+        if (s != NULL && s->channel.fd < 0 &&
+            hmaf__channel_peer_gone(&s->channel)) {
+            hmaf__agent_session_close(a, i);
+            events++;
+        }
+    }
+    return events;
+}
+
+static int has_fdless(const struct hmaf_agent *a)
+{
+    for (size_t i = 0; i < a->params.max_sessions; i++) {
+        if (a->sessions[i] != NULL && a->sessions[i]->channel.fd < 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static size_t collect_fds(struct hmaf_agent *a, struct pollfd *fds,
                           struct fd_map *map)
 {
@@ -167,6 +199,11 @@ int hmaf__agent_poll_channels(struct hmaf_agent *a, int64_t timeout_ns)
 
     pthread_mutex_lock(&a->lock);
     n = collect_fds(a, fds, map);
+    if (has_fdless(a) &&
+        (timeout_ns < 0 || timeout_ns > (int64_t)SLEEP_MAX_NS)) {
+        ts = (struct timespec){0, (long)SLEEP_MAX_NS};
+        timeout_ns = (int64_t)SLEEP_MAX_NS;
+    }
     pthread_mutex_unlock(&a->lock);
     /* Wait without the lock: API calls and revocations go on meanwhile. */
     ret = ppoll(fds, n, timeout_ns < 0 ? NULL : &ts, NULL);
@@ -174,6 +211,7 @@ int hmaf__agent_poll_channels(struct hmaf_agent *a, int64_t timeout_ns)
     if (ret > 0) {
         ret = handle_events(a, fds, map, n);
     }
+    ret = (ret < 0 ? 0 : ret) + check_fdless(a);
     expire_pending(a);
     pthread_mutex_unlock(&a->lock);
     return ret < 0 ? 0 : ret;

@@ -186,7 +186,7 @@ static int open_session(struct hmaf_agent *a, struct hmaf_channel *ch,
         ret = send_welcome(a, s);
     }
     if (ret < 0) {
-        s->channel.fd = -1; /* the caller still owns it */
+        s->channel = (struct hmaf_channel){.fd = -1}; /* still the caller's */
         free_session(a, s);
         return ret;
     }

@@ -1,0 +1,678 @@
+/*
+ * The comch bootstrap channel: DOCA Comm Channel between the dpu side
+ * (server, on its PF with the host PF's representor) and the host (client,
+ * on its BlueField PF). shared/DOCA.md (c) has the call sequences.
+ *
+ * The channel API is a byte stream, comch carries messages: a send is one
+ * message (HMAF_ENOSPC beyond the max message size), and received messages
+ * are queued whole and read out as bytes, so the handshake's "header, then
+ * body" reads work unchanged. Every callback runs inside doca_pe_progress on
+ * the thread that called us; `current` names the channel it works for,
+ * since the connection callbacks carry no user data of ours. A channel is
+ * driven by one thread at a time; peer_gone may be called from several
+ * (the dpu side's data path), so a mutex guards the progress engine and
+ * peer_gone only tries it.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <doca_comch.h>
+#include <doca_ctx.h>
+#include <doca_dev.h>
+#include <doca_error.h>
+#include <doca_pe.h>
+
+#include <hmaf/error.h>
+
+#include "channel/channel.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#define COMCH_NAME_MAX 64
+#define COMCH_PCI_MAX 16
+#define COMCH_SEND_TASKS 4
+#define COMCH_RX_MAX 4   /* messages queued; the handshake needs one */
+#define COMCH_CLOSE_MS 1000
+
+struct comch_msg {
+    uint8_t *data;
+    size_t len;
+};
+
+struct hmaf_comch {
+    pthread_mutex_t lock; /* the progress engine and everything below */
+    struct doca_dev *dev;
+    struct doca_dev_rep *rep; /* server only */
+    struct doca_pe *pe;
+    struct doca_comch_server *server;
+    struct doca_comch_client *client;
+    struct doca_ctx *ctx;
+    struct doca_comch_connection *conn; /* the peer, once connected */
+    uint32_t max_msg;
+    _Atomic int gone; /* peer disconnected, link failed, protocol broken */
+    int sending; /* a send task is in flight */
+    struct comch_msg rx[COMCH_RX_MAX];
+    size_t rx_head, rx_count, rx_off; /* rx_off: read into rx[rx_head] */
+    uint8_t *tx;                      /* the message in flight, max_msg */
+};
+
+static _Thread_local struct hmaf_comch *current;
+
+static int status_to_hmaf(doca_error_t err)
+{
+    switch (err) {
+    case DOCA_SUCCESS:
+        return 0;
+    case DOCA_ERROR_NO_MEMORY:
+        return HMAF_ENOMEM;
+    case DOCA_ERROR_NOT_FOUND:
+        return HMAF_EADDRESS;
+    case DOCA_ERROR_IN_USE:
+        return HMAF_EADDRINUSE;
+    case DOCA_ERROR_INVALID_VALUE:
+        return HMAF_EINVAL;
+    case DOCA_ERROR_NOT_PERMITTED:
+        return HMAF_EPERM;
+    default:
+        return HMAF_ECONNRESET;
+    }
+}
+
+static int check(doca_error_t err, const char *what)
+{
+    if (err != DOCA_SUCCESS) {
+        hmaf__log_error("comch %s: %s", what, doca_error_get_name(err));
+    }
+    return status_to_hmaf(err);
+}
+
+static void progress(struct hmaf_comch *c)
+{
+    current = c;
+    (void)doca_pe_progress(c->pe);
+    current = NULL;
+}
+
+/* "NAME@PCI" or "NAME@PCI/REP" into its parts; rep is "" without one. */
+static int parse(const char *address, char *name, char *pci, char *rep)
+{
+    const char *at = strrchr(address, '@');
+    const char *slash;
+    size_t n;
+
+    if (at == NULL || at == address ||
+        (size_t)(at - address) >= COMCH_NAME_MAX) {
+        return HMAF_EADDRESS;
+    }
+    memcpy(name, address, (size_t)(at - address));
+    name[at - address] = '\0';
+    slash = strchr(at + 1, '/');
+    n = slash != NULL ? (size_t)(slash - at - 1) : strlen(at + 1);
+    if (n == 0 || n >= COMCH_PCI_MAX ||
+        (slash != NULL &&
+         (slash[1] == '\0' || strlen(slash + 1) >= COMCH_PCI_MAX))) {
+        return HMAF_EADDRESS;
+    }
+    memcpy(pci, at + 1, n);
+    pci[n] = '\0';
+    snprintf(rep, COMCH_PCI_MAX, "%s", slash != NULL ? slash + 1 : "");
+    return 0;
+}
+
+static int open_dev(const char *pci, struct doca_dev **dev_out)
+{
+    struct doca_devinfo **list;
+    uint32_t n = 0;
+    int ret = HMAF_EADDRESS;
+
+    if (check(doca_devinfo_create_list(&list, &n), "device list") < 0) {
+        return HMAF_EADDRESS;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t eq = 0;
+        if (doca_devinfo_is_equal_pci_addr(list[i], pci, &eq) == DOCA_SUCCESS &&
+            eq) {
+            ret = check(doca_dev_open(list[i], dev_out), "device open");
+            break;
+        }
+    }
+    doca_devinfo_destroy_list(list);
+    if (ret == HMAF_EADDRESS) {
+        hmaf__log_error("comch: no doca device at pci %s", pci);
+    }
+    return ret;
+}
+
+static int open_rep(struct hmaf_comch *c, const char *pci)
+{
+    struct doca_devinfo_rep **list;
+    uint32_t n = 0;
+    int ret = HMAF_EADDRESS;
+
+    if (check(doca_devinfo_rep_create_list(c->dev, DOCA_DEVINFO_REP_FILTER_NET,
+                                           &list, &n),
+              "representor list") < 0) {
+        return HMAF_EADDRESS;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t eq = 0;
+        if (doca_devinfo_rep_is_equal_pci_addr(list[i], pci, &eq) ==
+                DOCA_SUCCESS &&
+            eq) {
+            ret = check(doca_dev_rep_open(list[i], &c->rep),
+                        "representor open");
+            break;
+        }
+    }
+    doca_devinfo_rep_destroy_list(list);
+    if (ret == HMAF_EADDRESS) {
+        hmaf__log_error("comch: no representor at pci %s", pci);
+    }
+    return ret;
+}
+
+/* ---- callbacks (inside doca_pe_progress) ---- */
+
+static void send_done(struct doca_comch_task_send *task, union doca_data tud,
+                      union doca_data cud)
+{
+    struct hmaf_comch *c = cud.ptr;
+
+    (void)tud;
+    c->sending = 0;
+    doca_task_free(doca_comch_task_send_as_task(task));
+}
+
+static void send_failed(struct doca_comch_task_send *task, union doca_data tud,
+                        union doca_data cud)
+{
+    struct hmaf_comch *c = cud.ptr;
+
+    hmaf__log_info("comch send: %s",
+                   doca_error_get_name(doca_task_get_status(
+                       doca_comch_task_send_as_task(task))));
+    c->gone = 1;
+    send_done(task, tud, cud);
+}
+
+static void msg_received(struct doca_comch_event_msg_recv *ev, uint8_t *buf,
+                         uint32_t len, struct doca_comch_connection *conn)
+{
+    struct hmaf_comch *c = current;
+    struct comch_msg *m;
+
+    (void)ev;
+    if (c == NULL || conn != c->conn) {
+        return; /* a client we turned away */
+    }
+    if (c->rx_count == COMCH_RX_MAX) {
+        c->gone = 1; /* far more than the handshake sends */
+        return;
+    }
+    m = &c->rx[(c->rx_head + c->rx_count) % COMCH_RX_MAX];
+    m->data = malloc(len > 0 ? len : 1);
+    if (m->data == NULL) {
+        c->gone = 1;
+        return;
+    }
+    memcpy(m->data, buf, len); /* buf lives only during the callback */
+    m->len = len;
+    c->rx_count++;
+}
+
+static void connected(struct doca_comch_event_connection_status_changed *ev,
+                      struct doca_comch_connection *conn, uint8_t ok)
+{
+    struct hmaf_comch *c = current;
+
+    (void)ev;
+    if (c == NULL || !ok) {
+        return;
+    }
+    if (c->conn != NULL) {
+        /* One peer per channel: later ones are turned away. */
+        (void)doca_comch_server_disconnect(c->server, conn);
+        return;
+    }
+    c->conn = conn;
+    doca_comch_connection_set_user_data(conn, (union doca_data){.ptr = c});
+}
+
+static void disconnected(struct doca_comch_event_connection_status_changed *ev,
+                         struct doca_comch_connection *conn, uint8_t ok)
+{
+    struct hmaf_comch *c = current;
+
+    (void)ev;
+    (void)ok;
+    if (c != NULL && conn == c->conn) {
+        c->gone = 1;
+    }
+}
+
+/* The client has no connection events: its ctx leaving RUNNING is the
+ * link dropping. */
+static void state_changed(const union doca_data ud, struct doca_ctx *ctx,
+                          enum doca_ctx_states prev, enum doca_ctx_states next)
+{
+    struct hmaf_comch *c = ud.ptr;
+
+    (void)ctx;
+    if (prev == DOCA_CTX_STATE_RUNNING && next != DOCA_CTX_STATE_RUNNING) {
+        c->gone = 1;
+    }
+}
+
+/* ---- setup and teardown ---- */
+
+static struct hmaf_comch *comch_alloc(void)
+{
+    struct hmaf_comch *c = calloc(1, sizeof(*c));
+
+    if (c != NULL) {
+        pthread_mutex_init(&c->lock, NULL);
+    }
+    return c;
+}
+
+/* PE, ctx user data and state callback, after server or client exists. */
+static int attach_ctx(struct hmaf_comch *c)
+{
+    int ret = check(doca_pe_connect_ctx(c->pe, c->ctx), "pe connect");
+
+    if (ret == 0) {
+        ret = check(doca_ctx_set_user_data(c->ctx, (union doca_data){.ptr = c}),
+                    "ctx user data");
+    }
+    if (ret == 0) {
+        ret = check(doca_ctx_set_state_changed_cb(c->ctx, state_changed),
+                    "state callback");
+    }
+    return ret;
+}
+
+static int setup_server(struct hmaf_comch *c, const char *name)
+{
+    int ret = check(doca_comch_server_create(c->dev, c->rep, name, &c->server),
+                    "server create");
+
+    if (ret < 0) {
+        return ret;
+    }
+    c->ctx = doca_comch_server_as_ctx(c->server);
+    ret = attach_ctx(c);
+    if (ret == 0) {
+        ret = check(doca_comch_server_task_send_set_conf(
+                        c->server, send_done, send_failed, COMCH_SEND_TASKS),
+                    "send conf");
+    }
+    if (ret == 0) {
+        ret = check(doca_comch_server_event_msg_recv_register(c->server,
+                                                              msg_received),
+                    "recv register");
+    }
+    if (ret == 0) {
+        ret = check(doca_comch_server_event_connection_status_changed_register(
+                        c->server, connected, disconnected),
+                    "connection register");
+    }
+    if (ret == 0) {
+        ret = check(doca_comch_server_get_max_msg_size(c->server, &c->max_msg),
+                    "max msg size");
+    }
+    return ret;
+}
+
+static int setup_client(struct hmaf_comch *c, const char *name)
+{
+    int ret = check(doca_comch_client_create(c->dev, name, &c->client),
+                    "client create");
+
+    if (ret < 0) {
+        return ret;
+    }
+    c->ctx = doca_comch_client_as_ctx(c->client);
+    ret = attach_ctx(c);
+    if (ret == 0) {
+        ret = check(doca_comch_client_task_send_set_conf(
+                        c->client, send_done, send_failed, COMCH_SEND_TASKS),
+                    "send conf");
+    }
+    if (ret == 0) {
+        ret = check(doca_comch_client_event_msg_recv_register(c->client,
+                                                              msg_received),
+                    "recv register");
+    }
+    if (ret == 0) {
+        ret = check(doca_comch_client_get_max_msg_size(c->client, &c->max_msg),
+                    "max msg size");
+    }
+    return ret;
+}
+
+/* Stop the ctx (waiting, bounded, for a send still in flight), then free
+ * everything in DOCA's order. */
+static void stop_ctx(struct hmaf_comch *c)
+{
+    enum doca_ctx_states st = DOCA_CTX_STATE_IDLE;
+    uint64_t deadline = hmaf__deadline_ns(COMCH_CLOSE_MS);
+
+    if (c->ctx == NULL || doca_ctx_get_state(c->ctx, &st) != DOCA_SUCCESS ||
+        st == DOCA_CTX_STATE_IDLE) {
+        return;
+    }
+    if (doca_ctx_stop(c->ctx) != DOCA_ERROR_IN_PROGRESS) {
+        return;
+    }
+    while (doca_ctx_get_state(c->ctx, &st) == DOCA_SUCCESS &&
+           st != DOCA_CTX_STATE_IDLE && hmaf__now_ns() < deadline) {
+        progress(c);
+    }
+}
+
+void hmaf__comch_close(struct hmaf_comch *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    stop_ctx(c);
+    if (c->server != NULL) {
+        doca_comch_server_destroy(c->server);
+    }
+    if (c->client != NULL) {
+        doca_comch_client_destroy(c->client);
+    }
+    if (c->pe != NULL) {
+        doca_pe_destroy(c->pe);
+    }
+    if (c->rep != NULL) {
+        doca_dev_rep_close(c->rep);
+    }
+    if (c->dev != NULL) {
+        doca_dev_close(c->dev);
+    }
+    for (size_t i = 0; i < c->rx_count; i++) {
+        free(c->rx[(c->rx_head + i) % COMCH_RX_MAX].data);
+    }
+    free(c->tx);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+/* Device(s), PE, ctx configured; not started. */
+static int comch_open(const char *address, int server,
+                      struct hmaf_comch **comch_out)
+{
+    char name[COMCH_NAME_MAX], pci[COMCH_PCI_MAX], rep[COMCH_PCI_MAX];
+    struct hmaf_comch *c;
+    int ret = parse(address, name, pci, rep);
+
+    if (ret < 0) {
+        return ret;
+    }
+    if ((rep[0] != '\0') != server) {
+        hmaf__log_error("comch:%s: the dpu side listens at NAME@PCI/REP, the "
+                        "host connects to NAME@PCI",
+                        address);
+        return HMAF_EINVAL;
+    }
+    c = comch_alloc();
+    if (c == NULL) {
+        return HMAF_ENOMEM;
+    }
+    ret = open_dev(pci, &c->dev);
+    if (ret == 0 && server) {
+        ret = open_rep(c, rep);
+    }
+    if (ret == 0) {
+        ret = check(doca_pe_create(&c->pe), "pe create");
+    }
+    if (ret == 0) {
+        ret = server ? setup_server(c, name) : setup_client(c, name);
+    }
+    if (ret == 0) {
+        c->tx = malloc(c->max_msg);
+        ret = c->tx != NULL ? 0 : HMAF_ENOMEM;
+    }
+    if (ret < 0) {
+        hmaf__comch_close(c);
+        return ret;
+    }
+    *comch_out = c;
+    return 0;
+}
+
+int hmaf__comch_listen(const char *address, struct hmaf_comch **comch_out)
+{
+    struct hmaf_comch *c;
+    int ret = comch_open(address, 1, &c);
+
+    if (ret < 0) {
+        return ret;
+    }
+    ret = check(doca_ctx_start(c->ctx), "server start");
+    if (ret < 0) {
+        hmaf__comch_close(c);
+        return ret;
+    }
+    *comch_out = c;
+    return 0;
+}
+
+int hmaf__comch_accept(struct hmaf_comch *c, int timeout_ms)
+{
+    uint64_t deadline = hmaf__deadline_ns(timeout_ms);
+
+    for (;;) {
+        progress(c);
+        if (c->conn != NULL) {
+            return 0;
+        }
+        if (hmaf__now_ns() >= deadline) {
+            return timeout_ms == 0 ? -EAGAIN : HMAF_ETIMEDOUT;
+        }
+        nanosleep(&(struct timespec){0, 20000}, NULL);
+    }
+}
+
+/* Client start is asynchronous: RUNNING once the server accepted. */
+static int wait_running(struct hmaf_comch *c, uint64_t deadline)
+{
+    enum doca_ctx_states st = DOCA_CTX_STATE_STARTING;
+
+    for (;;) {
+        progress(c);
+        if (doca_ctx_get_state(c->ctx, &st) != DOCA_SUCCESS ||
+            st == DOCA_CTX_STATE_IDLE || st == DOCA_CTX_STATE_STOPPING) {
+            return HMAF_ECONNREFUSED;
+        }
+        if (st == DOCA_CTX_STATE_RUNNING) {
+            return check(doca_comch_client_get_connection(c->client, &c->conn),
+                         "get connection");
+        }
+        if (hmaf__now_ns() >= deadline) {
+            return HMAF_ETIMEDOUT;
+        }
+        nanosleep(&(struct timespec){0, 20000}, NULL);
+    }
+}
+
+int hmaf__comch_connect(const char *address, int timeout_ms,
+                        struct hmaf_comch **comch_out)
+{
+    uint64_t deadline = hmaf__deadline_ns(timeout_ms);
+    struct hmaf_comch *c;
+    doca_error_t err;
+    int ret = comch_open(address, 0, &c);
+
+    if (ret < 0) {
+        return ret;
+    }
+    err = doca_ctx_start(c->ctx);
+    ret = err == DOCA_ERROR_IN_PROGRESS ? 0 : check(err, "client start");
+    if (ret == 0) {
+        ret = wait_running(c, deadline);
+    }
+    if (ret < 0) {
+        hmaf__log_info("connect comch:%s: %s", address, hmaf_strerror(ret));
+        hmaf__comch_close(c);
+        return ret;
+    }
+    *comch_out = c;
+    return 0;
+}
+
+/* ---- messages ---- */
+
+static doca_error_t send_alloc(struct hmaf_comch *c, size_t len,
+                               struct doca_comch_task_send **task)
+{
+    if (c->server != NULL) {
+        return doca_comch_server_task_send_alloc_init(c->server, c->conn, c->tx,
+                                                      (uint32_t)len, task);
+    }
+    return doca_comch_client_task_send_alloc_init(c->client, c->conn, c->tx,
+                                                  (uint32_t)len, task);
+}
+
+/* Progress until the send in flight completed, or the deadline. */
+static int wait_sent(struct hmaf_comch *c, uint64_t deadline_ns)
+{
+    while (c->sending && !c->gone) {
+        if (hmaf__now_ns() >= deadline_ns) {
+            return HMAF_ETIMEDOUT;
+        }
+        progress(c);
+    }
+    return c->gone ? HMAF_ECONNRESET : 0;
+}
+
+static int send_locked(struct hmaf_comch *c, const void *buf, size_t len,
+                       uint64_t deadline_ns)
+{
+    struct doca_comch_task_send *task;
+    doca_error_t err;
+    int ret = wait_sent(c, deadline_ns); /* tx is free again */
+
+    if (ret < 0) {
+        return ret;
+    }
+    if (len > c->max_msg) {
+        hmaf__log_error("comch: %zu-byte message, the channel's limit is %u",
+                        len, c->max_msg);
+        return HMAF_ENOSPC;
+    }
+    /* Our own copy: DOCA may read it until the completion. */
+    memcpy(c->tx, buf, len);
+    for (;;) {
+        err = send_alloc(c, len, &task);
+        if (err == DOCA_SUCCESS) {
+            err = doca_task_submit(doca_comch_task_send_as_task(task));
+            if (err != DOCA_SUCCESS) {
+                doca_task_free(doca_comch_task_send_as_task(task));
+            }
+        }
+        if (err != DOCA_ERROR_NO_MEMORY && err != DOCA_ERROR_AGAIN) {
+            break;
+        }
+        if (hmaf__now_ns() >= deadline_ns) {
+            return HMAF_ETIMEDOUT;
+        }
+        progress(c); /* no free task or a full queue: let it drain */
+    }
+    if (err != DOCA_SUCCESS) {
+        hmaf__log_info("comch send: %s", doca_error_get_name(err));
+        return err == DOCA_ERROR_INVALID_VALUE ? HMAF_ENOSPC : HMAF_ECONNRESET;
+    }
+    c->sending = 1;
+    return wait_sent(c, deadline_ns);
+}
+
+int hmaf__comch_send(struct hmaf_comch *c, const void *buf, size_t len,
+                     uint64_t deadline_ns)
+{
+    int ret;
+
+    pthread_mutex_lock(&c->lock);
+    ret = c->gone ? HMAF_ECONNRESET : send_locked(c, buf, len, deadline_ns);
+    pthread_mutex_unlock(&c->lock);
+    return ret;
+}
+
+/* Copy from the queued messages; returns the bytes taken. */
+static size_t take(struct hmaf_comch *c, uint8_t *p, size_t len)
+{
+    size_t got = 0;
+
+    while (got < len && c->rx_count > 0) {
+        struct comch_msg *m = &c->rx[c->rx_head];
+        size_t n = m->len - c->rx_off;
+
+        if (n > len - got) {
+            n = len - got;
+        }
+        memcpy(p + got, m->data + c->rx_off, n);
+        got += n;
+        c->rx_off += n;
+        if (c->rx_off == m->len) {
+            free(m->data);
+            c->rx_head = (c->rx_head + 1) % COMCH_RX_MAX;
+            c->rx_count--;
+            c->rx_off = 0;
+        }
+    }
+    return got;
+}
+
+int hmaf__comch_recv(struct hmaf_comch *c, void *buf, size_t len,
+                     uint64_t deadline_ns)
+{
+    size_t got = 0;
+    int ret = 0;
+
+    pthread_mutex_lock(&c->lock);
+    for (;;) {
+        got += take(c, (uint8_t *)buf + got, len - got);
+        if (got == len) {
+            break;
+        }
+        if (c->gone) {
+            ret = HMAF_ECONNRESET;
+            break;
+        }
+        if (hmaf__now_ns() >= deadline_ns) {
+            ret = HMAF_ETIMEDOUT;
+            break;
+        }
+        progress(c);
+        if (c->rx_count == 0 && !c->gone) {
+            nanosleep(&(struct timespec){0, 10000}, NULL);
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return ret;
+}
+
+/* One progress call and the flag; anything received after the handshake
+ * counts as gone too (the channel is idle by contract). When another
+ * thread is progressing, its result will do. */
+int hmaf__comch_peer_gone(struct hmaf_comch *c)
+{
+    int gone;
+
+    if (pthread_mutex_trylock(&c->lock) != 0) {
+        return atomic_load_explicit(&c->gone, memory_order_relaxed);
+    }
+    progress(c);
+    gone = c->gone || c->rx_count > 0;
+    if (gone) {
+        c->gone = 1;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return gone;
+}
