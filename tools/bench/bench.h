@@ -280,6 +280,7 @@ struct child {
     int reply_fd; /* child -> parent */
     char dir[64];
     char address[128];   /* the agent's */
+    const char *engine;  /* the agent's engine, and the session's */
     char sock_path[128]; /* the socket server's */
     void *ucx_addr;      /* the host's UCX worker address, or NULL */
     size_t ucx_addr_len;

@@ -136,15 +136,17 @@ static int host_alloc(struct host *h)
     return 0;
 }
 
-static int agent_setup(struct host *h, const char *address)
+static int agent_setup(struct host *h, const struct child *c)
 {
     hmaf_agent_params_t p;
     int ret;
 
     hmaf_agent_params_init(&p);
-    p.address = address;
+    p.address = c->address;
     p.token = BENCH_TOKEN;
-    p.engine = "cma"; /* the raw baselines are cma's syscalls */
+    /* cma unless --engine says otherwise; the raw baselines make cma's
+     * syscalls either way. */
+    p.engine = c->engine;
     ret = hmaf_agent_create(&p, &h->agent);
     if (ret == 0) {
         ret = hmaf_agent_expose(h->agent, h->buf, BUF_LEN,
@@ -169,7 +171,7 @@ static int host_setup(struct host *h, const struct child *c)
     int ret = host_alloc(h);
 
     if (ret == 0) {
-        ret = agent_setup(h, c->address);
+        ret = agent_setup(h, c);
     }
     if (ret == 0) {
         ret = sock_server_start(c->sock_path, h->buf, BUF_LEN, &h->sock);

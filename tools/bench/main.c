@@ -212,6 +212,7 @@ struct options {
     const char *out_dir; /* NULL: write no files */
     const char *only;    /* run only patterns whose id starts with this */
     const char *with;    /* run only these contenders (and raw) */
+    const char *engine;  /* the agent's and the session's */
     const char *csv_path, *json_path;
 };
 
@@ -221,7 +222,7 @@ static void usage(FILE *to)
             "usage: hmaf-bench [--quick] [--rounds N] [--out DIR | --no-out]"
             "\n                  [--csv FILE] [--json FILE] [--no-charts] "
             "[--only PATTERN]\n                  [--with LIST] [--no-pin] "
-            "[--verbose]\n"
+            "[--engine NAME] [--verbose]\n"
             "  --quick       two sizes, %d rounds, short rounds: a smoke test\n"
             "  --rounds N    rounds per cell (default %d)\n"
             "  --out DIR     results.csv, results.json and PNG charts go "
@@ -237,6 +238,8 @@ static void usage(FILE *to)
             "  --with LIST   only these contenders (comma-separated), and "
             "raw\n"
             "  --no-pin      leave cpu placement to the scheduler\n"
+            "  --engine NAME the HMAF engine (default cma); the raw "
+            "contenders still\n                measure the cma syscalls\n"
             "  --verbose     every round's figures on stderr\n"
             "Exit status: 0 when the measurements ran, even if a target "
             "was missed.\n",
@@ -289,6 +292,9 @@ static int apply_option(int c, const char *arg, struct options *o)
     case 'P':
         o->pin = 0;
         break;
+    case 'e':
+        o->engine = arg;
+        break;
     case 'v':
         o->verbose = 1;
         break;
@@ -312,13 +318,15 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"only", required_argument, NULL, 'O'},
         {"with", required_argument, NULL, 'w'},
         {"no-pin", no_argument, NULL, 'P'},
+        {"engine", required_argument, NULL, 'e'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
 
-    *o = (struct options){.pin = 1, .charts = 1, .out_dir = OUT_DEFAULT};
+    *o = (struct options){
+        .pin = 1, .charts = 1, .out_dir = OUT_DEFAULT, .engine = "cma"};
     while ((c = getopt_long(argc, argv, "r:qo:vh", longopts, NULL)) != -1) {
         if (c == 'h') {
             usage(stdout);
@@ -400,7 +408,7 @@ static int bench_connect(struct bench *b)
     hmaf_session_params_init(&p);
     p.address = b->host->address;
     p.token = BENCH_TOKEN;
-    p.engine = "cma";
+    p.engine = b->host->engine;
     ret = hmaf_session_create(&p, &b->s);
     if (ret == 0) {
         ret = hmaf_session_lookup(b->s, "buf", &b->buf, &len);
@@ -697,6 +705,7 @@ int main(int argc, char **argv)
     }
     /* A dead host must show up as an error, not kill us on a write. */
     signal(SIGPIPE, SIG_IGN);
+    host.engine = o.engine;
     ret = start_host(&host, o.pin, &pl);
     if (ret == 0) {
         ret = bench_init(&b, &host, &o, &pl);

@@ -1,0 +1,575 @@
+/*
+ * The doca engine's own limits end to end, against the DOCA emulation
+ * (built with hmaf_static_doca, run with HMAF_ENGINE=doca):
+ *   chunking    transfers cut at a small max_buf_size stay byte-exact
+ *   window      four threads' readv through a window of 3 tasks
+ *   message     the handshake against the comch message size (WELCOME)
+ *   teardown    the host revokes, or destroys its agent, while a dpu
+ *               thread has DMA tasks on the region submitted
+ * Each case sets the emulation's limits with setenv and doca_emu_reset
+ * before its sessions exist (and before a host is forked, which inherits
+ * them). The dpu side is the host's parent, as the emulation's DMA needs
+ * where Yama is strict.
+ *
+ * A thread "stalled inside a step" is made with -Wl,--wrap of
+ * doca_pe_progress (tests/CMakeLists.txt): once armed, the next caller
+ * parks before the real call, its tasks submitted and not a byte moved
+ * (the emulation moves bytes in progress), until released.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <doca_emu.h>
+#include <doca_pe.h>
+#include <hmaf/hmaf.h>
+
+#include "check.h"
+#include "core/session_int.h"
+#include "proto/handshake.h"
+#include "target.h"
+#include "util/clock.h"
+
+/* The host's "mem": two read-write exposures, A = [0, MEM_SPLIT) and
+ * B = [MEM_SPLIT, MEM_LEN), pattern salt 1. A second agent, the victim,
+ * exposes "vmem" (salt 5) at its own address. */
+#define MEM_LEN        (4u * 1024 * 1024 + 5000)
+#define MEM_SPLIT      (2u * 1024 * 1024 + 123)
+#define B_LEN          (MEM_LEN - MEM_SPLIT)
+#define VMEM_LEN       (1u * 1024 * 1024)
+#define MIB            (1u << 20)
+#define SALT_NEW       9   /* what the host writes once it withdrew a range */
+#define REVOKE_WAIT_MS 400 /* the lease: a quarter of it */
+#define CHECK_US_LONG  10000000
+
+#define HOST_PCI "b1:00.0" /* the emulation's defaults */
+#define DPU_PCI  "03:00.0"
+
+struct host_state {
+    uint8_t *mem, *vmem;
+    hmaf_agent_t *victim;
+    char victim_address[96];
+};
+
+static struct host_state the_host;
+
+/* ---- doca_pe_progress, wrapped ---- */
+
+static atomic_int park_armed, parked, park_release;
+
+uint8_t __real_doca_pe_progress(struct doca_pe *pe);
+uint8_t __wrap_doca_pe_progress(struct doca_pe *pe);
+
+uint8_t __wrap_doca_pe_progress(struct doca_pe *pe)
+{
+    if (atomic_exchange(&park_armed, 0)) {
+        atomic_store(&parked, 1);
+        while (!atomic_load(&park_release)) {
+            nanosleep(&(struct timespec){0, 1000000}, NULL);
+        }
+    }
+    return __real_doca_pe_progress(pe);
+}
+
+/* ---- the host ---- */
+
+static void *map_filled(size_t len, unsigned salt)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    if (p == MAP_FAILED) {
+        return NULL;
+    }
+    target_fill(p, len, 0, salt);
+    return p;
+}
+
+static int victim_setup(struct host_state *h)
+{
+    hmaf_agent_params_t p;
+    int ret;
+
+    hmaf_agent_params_init(&p);
+    p.address = h->victim_address;
+    p.token = TARGET_TOKEN;
+    p.engine = "doca";
+    ret = hmaf_agent_create(&p, &h->victim);
+    if (ret == 0) {
+        ret = hmaf_agent_expose(h->victim, h->vmem, VMEM_LEN,
+                                HMAF_ACCESS_READ_WRITE);
+    }
+    if (ret == 0) {
+        ret = hmaf_agent_publish(h->victim, "vmem", h->vmem, VMEM_LEN);
+    }
+    return ret;
+}
+
+static int host_setup(hmaf_agent_t *agent, void *arg)
+{
+    struct host_state *h = arg;
+    int ret;
+
+    h->mem = map_filled(MEM_LEN, 1);
+    h->vmem = map_filled(VMEM_LEN, 5);
+    if (h->mem == NULL || h->vmem == NULL) {
+        return HMAF_ENOMEM;
+    }
+    ret = hmaf_agent_expose(agent, h->mem, MEM_SPLIT, HMAF_ACCESS_READ_WRITE);
+    if (ret == 0) {
+        ret = hmaf_agent_expose(agent, h->mem + MEM_SPLIT, B_LEN,
+                                HMAF_ACCESS_READ_WRITE);
+    }
+    if (ret == 0) {
+        ret = hmaf_agent_publish(agent, "mem", h->mem, MEM_LEN);
+    }
+    return ret == 0 ? victim_setup(h) : ret;
+}
+
+/* 'r': revoke B; 'd': destroy the victim agent. Either way the memory is
+ * the host's again on return, and it says so by writing SALT_NEW over it.
+ * 't': revokes whose wait expired (capped). */
+static int host_command(hmaf_agent_t *agent, int cmd, void *arg)
+{
+    struct host_state *h = arg;
+    hmaf_agent_stats_t st;
+
+    switch (cmd) {
+    case 'r':
+        if (hmaf_agent_revoke(agent, h->mem + MEM_SPLIT, B_LEN) != 0) {
+            return 0;
+        }
+        target_fill(h->mem + MEM_SPLIT, B_LEN, MEM_SPLIT, SALT_NEW);
+        return 1;
+    case 'd':
+        hmaf_agent_destroy(h->victim);
+        h->victim = NULL;
+        target_fill(h->vmem, VMEM_LEN, 0, SALT_NEW);
+        return 1;
+    case 't':
+        hmaf_agent_stats(agent, &st);
+        return st.revoke_timeouts > 254 ? 254 : (int)st.revoke_timeouts;
+    default:
+        return 255;
+    }
+}
+
+/* ---- the dpu side ---- */
+
+static void limits(const char *max_buf_size, const char *max_tasks)
+{
+    if (max_buf_size != NULL) {
+        setenv("DOCA_EMU_MAX_BUF_SIZE", max_buf_size, 1);
+    } else {
+        unsetenv("DOCA_EMU_MAX_BUF_SIZE");
+    }
+    if (max_tasks != NULL) {
+        setenv("DOCA_EMU_MAX_TASKS", max_tasks, 1);
+    } else {
+        unsetenv("DOCA_EMU_MAX_TASKS");
+    }
+    doca_emu_reset();
+}
+
+/* revoke_check_us 0: the default. A stalled session asks for 10 s, so
+ * its epoch looks come only as often as the host's lease forces them. */
+static hmaf_session_t *connect_to(const char *address, unsigned check_us)
+{
+    hmaf_session_params_t p;
+    hmaf_session_t *s = NULL;
+    int ret;
+
+    hmaf_session_params_init(&p);
+    p.address = address;
+    p.token = TARGET_TOKEN;
+    if (check_us > 0) {
+        p.revoke_check_us = check_us;
+    }
+    ret = hmaf_session_create(&p, &s);
+    if (ret == HMAF_EPERM || ret == HMAF_EACCES) {
+        SKIP("no ptrace right over the host process (%s)", hmaf_strerror(ret));
+    }
+    CHECK_OK(ret);
+    CHECK(strcmp(hmaf_session_engine(s), "doca") == 0);
+    return s;
+}
+
+/* Index of the first byte of p that is not the pattern, or len. */
+static size_t mismatch(const uint8_t *p, size_t len, uint64_t first,
+                       unsigned salt)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] != target_pattern(first + i, salt)) {
+            return i;
+        }
+    }
+    return len;
+}
+
+#define CHECK_PATTERN(p, len, first, salt)                                     \
+    CHECK_EQ(mismatch((p), (len), (first), (salt)), (len))
+
+/* (a) Every task moves at most max_buf_size bytes (the emulation refuses
+ * more with TOO_BIG), so 1 MiB goes as ~1049 tasks of 1000 bytes: written
+ * at an odd offset, read back with untouched neighbours, and read across
+ * the exposure boundary against the host's own pattern. */
+static void check_chunking(const struct target *t, uint64_t mem)
+{
+    const uint64_t off = 4097, edge = 777, across = MEM_SPLIT - 300001;
+    uint8_t *buf = malloc(MIB + 2 * edge);
+    hmaf_session_t *s;
+
+    CHECK(buf != NULL);
+    limits("1000", NULL);
+    s = connect_to(t->address, 0);
+    CHECK_OK(hmaf_session_read(s, buf, mem + across, MIB));
+    CHECK_PATTERN(buf, MIB, across, 1);
+    target_fill(buf, MIB, off, 2);
+    CHECK_OK(hmaf_session_write(s, mem + off, buf, MIB));
+    memset(buf, 0, MIB + 2 * edge);
+    CHECK_OK(hmaf_session_read(s, buf, mem + off - edge, MIB + 2 * edge));
+    CHECK_PATTERN(buf, edge, off - edge, 1);
+    CHECK_PATTERN(buf + edge, MIB, off, 2);
+    CHECK_PATTERN(buf + edge + MIB, edge, off + MIB, 1);
+    hmaf_session_destroy(s);
+    free(buf);
+}
+
+/* ---- (b) the task window ---- */
+
+#define WINDOW_THREADS 4
+#define WINDOW_ROUNDS  25
+#define WINDOW_SEGS    64
+#define WINDOW_SEG_MAX 70000 /* some segments exceed the 64 KiB transfer */
+
+struct window_worker {
+    hmaf_session_t *s;
+    uint64_t mem;
+    unsigned seed;
+    pthread_barrier_t *start;
+    int ret;      /* first call error */
+    long bad_seg; /* first segment with wrong bytes, or -1 */
+};
+
+static void *window_main(void *arg)
+{
+    struct window_worker *w = arg;
+    uint8_t *buf = malloc((size_t)WINDOW_SEGS * WINDOW_SEG_MAX);
+    hmaf_seg_t segs[WINDOW_SEGS];
+    uint64_t offs[WINDOW_SEGS];
+
+    w->bad_seg = -1;
+    w->ret = buf != NULL ? 0 : HMAF_ENOMEM;
+    pthread_barrier_wait(w->start);
+    for (int r = 0; r < WINDOW_ROUNDS && w->ret == 0 && w->bad_seg < 0; r++) {
+        for (int i = 0; i < WINDOW_SEGS; i++) {
+            size_t len = 1 + (size_t)rand_r(&w->seed) % WINDOW_SEG_MAX;
+            offs[i] = (uint64_t)rand_r(&w->seed) % (MEM_LEN - len);
+            segs[i] = (hmaf_seg_t){.local = buf + (size_t)i * WINDOW_SEG_MAX,
+                                   .remote_addr = w->mem + offs[i],
+                                   .len = len};
+            memset(segs[i].local, 0, len);
+        }
+        w->ret = hmaf_session_readv(w->s, segs, WINDOW_SEGS);
+        for (int i = 0; i < WINDOW_SEGS && w->ret == 0; i++) {
+            if (mismatch(segs[i].local, segs[i].len, offs[i], 1) !=
+                segs[i].len) {
+                w->bad_seg = r * WINDOW_SEGS + i;
+                break;
+            }
+        }
+    }
+    free(buf);
+    return NULL;
+}
+
+/* (b) 3 tasks in flight for four threads' 64-segment readv calls: most
+ * transfers wait in the engine's queue for a slot. */
+static void check_window(const struct target *t, uint64_t mem)
+{
+    struct window_worker w[WINDOW_THREADS];
+    pthread_t th[WINDOW_THREADS];
+    pthread_barrier_t start;
+    hmaf_session_t *s;
+
+    limits(NULL, "3");
+    s = connect_to(t->address, 0);
+    CHECK(pthread_barrier_init(&start, NULL, WINDOW_THREADS) == 0);
+    for (unsigned i = 0; i < WINDOW_THREADS; i++) {
+        w[i] = (struct window_worker){
+            .s = s, .mem = mem, .seed = 17 + i, .start = &start};
+        CHECK(pthread_create(&th[i], NULL, window_main, &w[i]) == 0);
+    }
+    for (unsigned i = 0; i < WINDOW_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_OK(w[i].ret);
+        CHECK_EQ(w[i].bad_seg, -1);
+    }
+    pthread_barrier_destroy(&start);
+    hmaf_session_destroy(s);
+}
+
+/* ---- (c) the comch message size ---- */
+
+static uint8_t comch_memory[4096];
+
+/* The host dials; exits 0 when the dial returned `want`, and serves on
+ * after a successful one until killed. */
+static _Noreturn void comch_host(const char *address, int want)
+{
+    hmaf_agent_params_t ap;
+    hmaf_agent_t *agent;
+    int ret;
+
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a crashed test */
+    target_fill(comch_memory, sizeof(comch_memory), 0, 7);
+    hmaf_agent_params_init(&ap);
+    ap.engine = "doca";
+    if (hmaf_agent_create(&ap, &agent) != 0 ||
+        hmaf_agent_expose(agent, comch_memory, sizeof(comch_memory),
+                          HMAF_ACCESS_READ) != 0) {
+        _exit(2);
+    }
+    ret = hmaf_agent_dial(agent, address, 5000);
+    if (ret != want) {
+        fprintf(stderr, "host: dial: %s, want %s\n", hmaf_err_name(ret),
+                hmaf_err_name(want));
+        _exit(3);
+    }
+    while (ret == 0) {
+        pause();
+    }
+    hmaf_agent_destroy(agent);
+    _exit(0);
+}
+
+/* Listen with the comch message size max_msg; the dpu side's outcome. */
+static int comch_try(uint32_t max_msg, int host_want, pid_t *host_out)
+{
+    char host_address[96], dpu_address[96], size[16];
+    hmaf_session_params_t p;
+    hmaf_session_t *s = NULL;
+    uint8_t v[64];
+    int ret;
+
+    snprintf(host_address, sizeof(host_address), "comch:hmaf-d%d-%u@%s",
+             (int)getpid(), max_msg, HOST_PCI);
+    snprintf(dpu_address, sizeof(dpu_address), "comch:hmaf-d%d-%u@%s/%s",
+             (int)getpid(), max_msg, DPU_PCI, HOST_PCI);
+    snprintf(size, sizeof(size), "%u", max_msg);
+    setenv("DOCA_EMU_COMCH_MAX_MSG", size, 1);
+    doca_emu_reset();
+    fflush(NULL);
+    *host_out = fork();
+    CHECK(*host_out >= 0);
+    if (*host_out == 0) {
+        comch_host(host_address, host_want);
+    }
+    hmaf_session_params_init(&p);
+    p.engine = "doca";
+    p.address = dpu_address;
+    p.listen = 1;
+    p.connect_timeout_ms = 5000;
+    ret = hmaf_session_create(&p, &s);
+    if (ret == 0) {
+        ret = hmaf_session_read(s, v, (uint64_t)(uintptr_t)comch_memory,
+                                sizeof(v));
+        CHECK(ret != 0 || mismatch(v, sizeof(v), 0, 7) == sizeof(v));
+        hmaf_session_destroy(s);
+    }
+    unsetenv("DOCA_EMU_COMCH_MAX_MSG");
+    doca_emu_reset();
+    return ret;
+}
+
+static int host_exit_status(pid_t host)
+{
+    int status = 0;
+
+    CHECK(waitpid(host, &status, 0) == host);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* (c) The HELLO fits a limit one byte short of the WELCOME: the agent
+ * cannot send its WELCOME, refuses with ENOSPC, and both sides report it.
+ * At exactly the WELCOME's size the session works. integration.comch
+ * covers the HELLO itself being too large. */
+static void check_comch_message(void)
+{
+    pid_t host;
+
+    _Static_assert(HMAF_HDR_SIZE + HMAF_HELLO_BODY_SIZE < HMAF_MSG_MAX - 1,
+                   "the HELLO must fit where the WELCOME does not");
+    CHECK_ERR(comch_try(HMAF_MSG_MAX - 1, HMAF_ENOSPC, &host), HMAF_ENOSPC);
+    CHECK_EQ(host_exit_status(host), 0);
+    CHECK_OK(comch_try(HMAF_MSG_MAX, 0, &host));
+    kill(host, SIGKILL);
+    waitpid(host, NULL, 0);
+    /* The export path: doca_engine.c refuses a descriptor larger than
+     * 256 bytes (the handshake's blob) with HMAF_ENOSPC. */
+    printf("test_doca: export larger than the blob: not tested (the "
+           "emulation's export descriptor is a fixed 48 bytes, no knob)\n");
+}
+
+/* ---- (d) teardown under a stalled dpu thread ---- */
+
+struct stall {
+    hmaf_session_t *s;
+    uint64_t addr;
+    uint8_t *buf;
+    size_t len;
+    int ret;
+};
+
+/* Read once (the region gets cached) and look at the epoch now, so that
+ * the next step is a whole lease away from being due (were it due, the
+ * park would catch the epoch look instead). Then arm the park and read
+ * again: that read parks inside its step, its DMA tasks on the cached
+ * import submitted. */
+static void *stall_main(void *arg)
+{
+    struct stall *st = arg;
+    uint8_t warm[64];
+
+    st->ret = hmaf_session_read(st->s, warm, st->addr, sizeof(warm));
+    if (st->ret == 0) {
+        st->ret = hmaf__session_check_epoch(st->s, 1);
+    }
+    if (st->ret == 0) {
+        atomic_store(&park_armed, 1);
+        st->ret = hmaf_session_read(st->s, st->buf, st->addr, st->len);
+    }
+    return NULL;
+}
+
+static int all_zero(const uint8_t *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] != 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Park a read of st->addr, run the host command while it is parked, then
+ * let it go on; returns what the read returned. */
+static int stalled_read(struct target *t, struct stall *st, int cmd)
+{
+    uint64_t start = hmaf__now_ns();
+    pthread_t th;
+
+    atomic_store(&parked, 0);
+    atomic_store(&park_release, 0);
+    CHECK(pthread_create(&th, NULL, stall_main, st) == 0);
+    while (!atomic_load(&parked) && hmaf__now_ns() - start < 5000000000ull) {
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    CHECK(atomic_load(&parked)); /* else the --wrap is missing */
+    CHECK_EQ(target_command(t, cmd), 1);
+    atomic_store(&park_release, 1);
+    pthread_join(th, NULL);
+    return st->ret;
+}
+
+/* (d1) Revoke B while one session's thread is stalled inside a step on
+ * it (for longer than the host's whole wait) and another has B cached
+ * but is idle. Neither acknowledges, so the revoke waits it out, stops
+ * the mmap and returns; the host then overwrites B. The stalled tasks run
+ * after that against the stopped import: ECONNRESET (documented for DMA
+ * on a stopped mmap), and no byte lands. The idle session looks at the
+ * epoch first: HMAF_EFAULT, and it keeps working elsewhere. */
+static void check_revoke(struct target *t, uint64_t mem)
+{
+    struct stall st = {.addr = mem + MEM_SPLIT + 4096, .len = 512u << 10};
+    hmaf_session_t *idle;
+    uint8_t v[64];
+
+    limits(NULL, NULL);
+    st.s = connect_to(t->address, CHECK_US_LONG);
+    idle = connect_to(t->address, 0);
+    st.buf = calloc(1, st.len);
+    CHECK(st.buf != NULL);
+    CHECK_OK(hmaf_session_read(idle, v, st.addr, sizeof(v)));
+    CHECK_PATTERN(v, sizeof(v), MEM_SPLIT + 4096, 1);
+    CHECK_ERR(stalled_read(t, &st, 'r'), HMAF_ECONNRESET);
+    CHECK(all_zero(st.buf, st.len));
+    /* No acknowledgement came: the stopped mmap refused, not the protocol. */
+    CHECK(target_command(t, 't') >= 1);
+    CHECK_ERR(hmaf_session_ping(st.s), HMAF_ECONNRESET);
+    CHECK_ERR(hmaf_session_read(idle, v, st.addr, sizeof(v)), HMAF_EFAULT);
+    CHECK_OK(hmaf_session_read(idle, v, mem + 10, sizeof(v)));
+    CHECK_PATTERN(v, sizeof(v), 10, 1);
+    hmaf_session_destroy(idle);
+    hmaf_session_destroy(st.s);
+    free(st.buf);
+}
+
+/* (d2) The same with the victim agent destroyed instead: the stalled
+ * read and an idle session's next call fail with ECONNRESET at once. */
+static void check_agent_destroy(struct target *t)
+{
+    struct stall st = {.len = 512u << 10};
+    hmaf_session_t *idle;
+    uint64_t vmem, start;
+    uint8_t v[64];
+
+    st.s = connect_to(the_host.victim_address, CHECK_US_LONG);
+    idle = connect_to(the_host.victim_address, 0);
+    CHECK_OK(hmaf_session_lookup(idle, "vmem", &vmem, NULL));
+    st.addr = vmem + 8192;
+    st.buf = calloc(1, st.len);
+    CHECK(st.buf != NULL);
+    CHECK_OK(hmaf_session_read(idle, v, st.addr, sizeof(v)));
+    CHECK_PATTERN(v, sizeof(v), 8192, 5);
+    CHECK_ERR(stalled_read(t, &st, 'd'), HMAF_ECONNRESET);
+    CHECK(all_zero(st.buf, st.len));
+    start = hmaf__now_ns();
+    CHECK_ERR(hmaf_session_read(idle, v, st.addr, sizeof(v)), HMAF_ECONNRESET);
+    CHECK_ERR(hmaf_session_ping(idle), HMAF_ECONNRESET);
+    CHECK(hmaf__now_ns() - start < 1000000000ull);
+    hmaf_session_destroy(idle);
+    hmaf_session_destroy(st.s);
+    free(st.buf);
+}
+
+int main(void)
+{
+    struct target_options opts = {
+        .setup = host_setup,
+        .command = host_command,
+        .arg = &the_host,
+        .engine = "doca",
+        .revoke_wait_ms = REVOKE_WAIT_MS,
+    };
+    struct target t;
+    hmaf_session_t *s;
+    uint64_t mem;
+    size_t len = 0;
+
+    setenv("HMAF_ENGINE", "doca", 1); /* also when run by hand */
+    snprintf(the_host.victim_address, sizeof(the_host.victim_address),
+             "unix:@hmaf-test-doca-%d", (int)getpid());
+    target_start(&t, &opts);
+    s = connect_to(t.address, 0);
+    CHECK_OK(hmaf_session_lookup(s, "mem", &mem, &len));
+    CHECK_EQ(len, MEM_LEN);
+    hmaf_session_destroy(s);
+    check_window(&t, mem); /* first: it wants the host's pattern throughout */
+    check_chunking(&t, mem);
+    check_comch_message();
+    check_revoke(&t, mem);
+    check_agent_destroy(&t);
+    CHECK_EQ(target_stop(&t), 0);
+    printf("test_doca: ok\n");
+    return 0;
+}
