@@ -3,6 +3,11 @@
  * checking every value, and rewrite every 100th value in place.
  *
  *   HMAF_DEMO_TOKEN=secret demo_dpu unix:/tmp/demo.sock
+ *   HMAF_DEMO_TOKEN=secret demo_dpu --listen ADDRESS
+ *
+ * The dpu side connects to a listening host, except with --listen or a
+ * "comch:NAME@PCI/REP" address (DOCA Comm Channel, whose server is the dpu
+ * side): there it listens and the host dials (demo_host --dial).
  *
  * Pass 1 follows the host's pointers with explicit HMAF reads, in batches:
  * one vectored read fetches the bucket heads of the whole batch,
@@ -30,7 +35,7 @@
 
 #define BATCH       256   /* GETs advancing together */
 #define CHAIN_LIMIT 1000  /* longer chains mean a corrupt table: stop */
-#define CONNECT_MS  60000 /* the host builds its table before it listens */
+#define CONNECT_MS  60000 /* the host builds its table before it comes */
 
 enum get_state {
     GET_MISSING, /* no node has matched (yet) */
@@ -498,7 +503,8 @@ static int mapped_pass(struct dpu *d, double explicit_s)
     return ret;
 }
 
-static int open_table(struct dpu *d, const char *address, const char *token)
+static int open_table(struct dpu *d, const char *address, int listening,
+                      const char *token)
 {
     hmaf_session_params_t params;
     uint64_t addr;
@@ -507,6 +513,7 @@ static int open_table(struct dpu *d, const char *address, const char *token)
 
     hmaf_session_params_init(&params);
     params.address = address;
+    params.listen = listening;
     params.token = token;
     params.connect_timeout_ms = CONNECT_MS;
     ret = hmaf_session_create(&params, &d->session);
@@ -568,10 +575,11 @@ static int explicit_updates(struct dpu *d)
     return ret;
 }
 
-static int run(struct dpu *d, const char *address, const char *token)
+static int run(struct dpu *d, const char *address, int listening,
+               const char *token)
 {
     double t0;
-    int ret = open_table(d, address, token);
+    int ret = open_table(d, address, listening, token);
 
     if (ret < 0) {
         return ret;
@@ -600,18 +608,36 @@ static int run(struct dpu *d, const char *address, const char *token)
     return ret == HMAF_ENOTSUP ? explicit_updates(d) : ret;
 }
 
+/* [--listen] ADDRESS; NULL when malformed. */
+static const char *parse_args(int argc, char **argv, int *listening)
+{
+    if (argc == 3 && strcmp(argv[1], "--listen") == 0) {
+        *listening = 1;
+    } else if (argc != 2) {
+        return NULL;
+    }
+    if (strncmp(argv[argc - 1], "comch:", 6) == 0) {
+        *listening = 1; /* the dpu side is comch's server */
+    }
+    return argv[argc - 1];
+}
+
 int main(int argc, char **argv)
 {
     const char *token = getenv("HMAF_DEMO_TOKEN");
     struct dpu d = {0};
+    const char *address;
+    int listening = 0;
     int ret;
 
     setvbuf(stdout, NULL, _IOLBF, 0); /* interleave sanely with demo_host */
-    if (argc != 2 || token == NULL) {
-        fprintf(stderr, "usage: HMAF_DEMO_TOKEN=T demo_dpu ADDRESS\n");
+    address = parse_args(argc, argv, &listening);
+    if (address == NULL || token == NULL) {
+        fprintf(stderr,
+                "usage: HMAF_DEMO_TOKEN=T demo_dpu [--listen] ADDRESS\n");
         return 2;
     }
-    ret = run(&d, argv[1], token);
+    ret = run(&d, address, listening, token);
     if (ret < 0) {
         fprintf(stderr, "demo_dpu: %s: %s\n", hmaf_err_name(ret),
                 hmaf_strerror(ret));

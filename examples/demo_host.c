@@ -4,8 +4,12 @@
  * exactly the values the dpu side was meant to change have changed.
  *
  *   HMAF_DEMO_TOKEN=secret demo_host unix:/tmp/demo.sock
+ *   HMAF_DEMO_TOKEN=secret demo_host --dial ADDRESS
  *
- * HMAF_DEMO_KEYS overrides the number of keys (default 1,000,000).
+ * The host listens and the dpu side connects, except with --dial or a
+ * "comch:NAME@PCI" address: DOCA Comm Channel's dpu side is the server, so
+ * there the dpu side listens (demo_dpu comch:NAME@PCI/REP) and the host
+ * dials. HMAF_DEMO_KEYS overrides the number of keys (default 1,000,000).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +22,8 @@
 
 #include "demo_table.h"
 
-#define WAIT_LIMIT_S 120 /* give up on the dpu side after this long */
+#define WAIT_LIMIT_S 120      /* give up on the dpu side after this long */
+#define DIAL_MS      60000    /* a listening dpu side may start after us */
 #define POLL_NS      10000000 /* how often we look whether the dpu is done */
 
 struct host {
@@ -233,10 +238,10 @@ static int wait_for_dpu(hmaf_agent_t *agent, hmaf_agent_stats_t *st)
     return HMAF_ETIMEDOUT;
 }
 
-/* The agent is created without an address and listens only once the table
- * is exposed and published, so no dpu side sees it half set up. */
-static int run_agent(struct host *h, const char *address, const char *token,
-                     hmaf_agent_stats_t *st)
+/* The agent is created without an address and listens (or dials) only once
+ * the table is exposed and published, so no dpu side sees it half set up. */
+static int run_agent(struct host *h, const char *address, int dial,
+                     const char *token, hmaf_agent_stats_t *st)
 {
     hmaf_agent_params_t params;
     hmaf_agent_t *agent;
@@ -250,7 +255,8 @@ static int run_agent(struct host *h, const char *address, const char *token,
     }
     ret = serve(h, agent);
     if (ret == 0) {
-        ret = hmaf_agent_listen(agent, address);
+        ret = dial ? hmaf_agent_dial(agent, address, DIAL_MS)
+                   : hmaf_agent_listen(agent, address);
     }
     if (ret == 0) {
         printf("host: published root \"table\"; buckets exposed read-only, "
@@ -285,6 +291,20 @@ static int report(const struct host *h, const hmaf_agent_stats_t *st)
     return t.wrong == 0 ? 0 : -1;
 }
 
+/* [--dial] ADDRESS; NULL when malformed. */
+static const char *parse_args(int argc, char **argv, int *dial)
+{
+    if (argc == 3 && strcmp(argv[1], "--dial") == 0) {
+        *dial = 1;
+    } else if (argc != 2) {
+        return NULL;
+    }
+    if (strncmp(argv[argc - 1], "comch:", 6) == 0) {
+        *dial = 1; /* the host is comch's client */
+    }
+    return argv[argc - 1];
+}
+
 int main(int argc, char **argv)
 {
     const char *token = getenv("HMAF_DEMO_TOKEN");
@@ -292,12 +312,15 @@ int main(int argc, char **argv)
     struct host h = {0};
     hmaf_agent_stats_t st;
     double t0 = now_s();
+    const char *address;
+    int dial = 0;
     int ret;
 
     setvbuf(stdout, NULL, _IOLBF, 0); /* interleave sanely with demo_dpu */
-    if (argc != 2 || token == NULL || count == 0) {
+    address = parse_args(argc, argv, &dial);
+    if (address == NULL || token == NULL || count == 0) {
         fprintf(stderr, "usage: HMAF_DEMO_TOKEN=T [HMAF_DEMO_KEYS=N] "
-                        "demo_host ADDRESS\n");
+                        "demo_host [--dial] ADDRESS\n");
         return 2;
     }
     ret = build(&h, count);
@@ -306,7 +329,7 @@ int main(int argc, char **argv)
                "at %p)\n",
                count, now_s() - t0, (double)h.arena_used / (1 << 20),
                DEMO_NBUCKETS, h.base);
-        ret = run_agent(&h, argv[1], token, &st);
+        ret = run_agent(&h, address, dial, token, &st);
     }
     if (ret == 0) {
         ret = report(&h, &st);

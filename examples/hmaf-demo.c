@@ -4,6 +4,12 @@
  * whether both succeeded. The programs are found next to this one.
  *
  *   hmaf-demo          (HMAF_DEMO_KEYS=N shrinks the table)
+ *
+ * Built with HMAF_DEMO_COMCH (as hmaf-demo-doca, where the DOCA emulation
+ * stands in for the SDK: see CMakeLists.txt here) it runs demo_host_doca
+ * and demo_dpu_doca on engine doca instead, meeting over comch as on a
+ * BlueField: the dpu side listens at comch:NAME@03:00.0/b1:00.0 and the
+ * host dials comch:NAME@b1:00.0.
  */
 #include <errno.h>
 #include <limits.h>
@@ -15,6 +21,16 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifdef HMAF_DEMO_COMCH
+#define HOST_PROGRAM "demo_host_doca"
+#define DPU_PROGRAM  "demo_dpu_doca"
+#define HOST_PCI     "b1:00.0" /* the host's PF, the emulation's default */
+#define DPU_PCI      "03:00.0" /* the dpu side's PF, likewise */
+#else
+#define HOST_PROGRAM "demo_host"
+#define DPU_PROGRAM  "demo_dpu"
+#endif
 
 struct child {
     const char *name;
@@ -105,26 +121,44 @@ static void wait_both(struct child kids[2])
     }
 }
 
-/* Start host then dpu; the dpu side retries its connect until the host,
- * busy building its table, listens. */
+/* Where each side goes: one unix socket in tmp; or over comch the dpu
+ * side's server and the host's way to it, named after us so that
+ * concurrent runs do not meet. */
+static void addresses(const char *tmp, char *host, char *dpu, size_t cap)
+{
+#ifdef HMAF_DEMO_COMCH
+    (void)tmp;
+    snprintf(host, cap, "comch:hmaf-demo-%d@%s", (int)getpid(), HOST_PCI);
+    snprintf(dpu, cap, "comch:hmaf-demo-%d@%s/%s", (int)getpid(), DPU_PCI,
+             HOST_PCI);
+    printf("hmaf-demo: the dpu process listens at %s, the host dials %s\n", dpu,
+           host);
+#else
+    snprintf(host, cap, "unix:%s/demo.sock", tmp);
+    snprintf(dpu, cap, "%s", host);
+    printf("hmaf-demo: host and dpu processes meet at %s\n", host);
+#endif
+}
+
+/* Start host then dpu; whichever connects retries until the other, maybe
+ * still busy (the host builds its table first), listens. */
 static int run(const char *dir, const char *tmp)
 {
-    struct child kids[2] = {{"demo_host", 0, -1}, {"demo_dpu", 0, -1}};
-    char address[PATH_MAX];
+    struct child kids[2] = {{HOST_PROGRAM, 0, -1}, {DPU_PROGRAM, 0, -1}};
+    char host_address[PATH_MAX], dpu_address[PATH_MAX];
 
-    snprintf(address, sizeof(address), "unix:%s/demo.sock", tmp);
-    printf("hmaf-demo: host and dpu processes meet at %s\n", address);
-    if (spawn(&kids[0], dir, address) < 0) {
+    addresses(tmp, host_address, dpu_address, sizeof(host_address));
+    if (spawn(&kids[0], dir, host_address) < 0) {
         return -1;
     }
-    if (spawn(&kids[1], dir, address) < 0) {
+    if (spawn(&kids[1], dir, dpu_address) < 0) {
         kids[1].pid = 0;
         (void)kill(kids[0].pid, SIGTERM); /* it may have failed already */
     }
     wait_both(kids);
     if (kids[0].status != 0 || kids[1].status != 0) {
-        printf("hmaf-demo: FAILED (demo_host exit %d, demo_dpu exit %d)\n",
-               kids[0].status, kids[1].status);
+        printf("hmaf-demo: FAILED (%s exit %d, %s exit %d)\n", kids[0].name,
+               kids[0].status, kids[1].name, kids[1].status);
         return -1;
     }
     return 0;
@@ -159,6 +193,11 @@ int main(void)
     }
     /* The children inherit it; it never appears on a command line. */
     ret = setenv("HMAF_DEMO_TOKEN", token, 1);
+#ifdef HMAF_DEMO_COMCH
+    if (ret == 0) {
+        ret = setenv("HMAF_ENGINE", "doca", 1);
+    }
+#endif
     if (ret == 0) {
         ret = run(dir, tmp);
     } else {

@@ -39,7 +39,9 @@ typedef struct hmaf_agent_params {
     unsigned max_sessions; /**< sessions served at once (64) */
     unsigned mailbox_slots; /**< requests in flight per session (16) */
     int handshake_timeout_ms; /**< a peer must finish its hello in this (5000) */
-    int revoke_wait_ms;    /**< longest wait for sessions' acknowledgements (200) */
+    int revoke_wait_ms;    /**< longest wait for sessions' acknowledgements,
+                                and (doca) for dpu sides to close when the
+                                agent is destroyed (200) */
 } hmaf_agent_params_t;
 
 /** Agent counters. */
@@ -72,7 +74,12 @@ HMAF_API int hmaf_agent_create(const hmaf_agent_params_t *params,
 
 /**
  * @brief Stop the agent, disconnect every session, free everything.
- * Accepts NULL. Exposed memory is not touched.
+ * Accepts NULL. Exposed memory is not touched. With an engine whose
+ * exports must outlive the dpu side's imports (doca), live sessions are
+ * told first and the call waits until their dpu sides have gone (they see
+ * HMAF_ECONNRESET and release everything in hmaf_session_destroy), at
+ * most params.revoke_wait_ms; sessions still there then lose their
+ * imports. When it returns, no dpu side can reach the exposed memory.
  */
 HMAF_API void hmaf_agent_destroy(hmaf_agent_t *agent);
 

@@ -117,7 +117,9 @@ HMAF_API void hmaf_session_params_init(hmaf_session_params_t *params);
  *         HMAF_ECONNREFUSED, HMAF_ETIMEDOUT, HMAF_EAUTH (wrong token),
  *         HMAF_EVERSION, HMAF_EENGINE (host runs another engine),
  *         HMAF_ENOENGINE, HMAF_EPROTO (garbage from the peer), HMAF_ENOMEM,
- *         HMAF_ECONNRESET.
+ *         HMAF_ENOSPC (the agent is at max_sessions, a handshake message
+ *         exceeds the channel's message size, or the mailbox's export
+ *         descriptor is too large), HMAF_ECONNRESET.
  */
 HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
                                  hmaf_session_t **session_out);
@@ -147,8 +149,10 @@ HMAF_API int hmaf_session_lookup(hmaf_session_t *session, const char *name,
  *         HMAF_EFAULT (not exposed, or not mapped in the host),
  *         HMAF_EOVERFLOW also when remote_addr + len exceeds UINT64_MAX,
  *         HMAF_ECONNRESET (host gone), HMAF_ETIMEDOUT, HMAF_EPERM,
- *         HMAF_ENOSPC (too many threads on this session, or a region cache
- *         far too small for them), HMAF_EPROTO, HMAF_ENOMEM.
+ *         HMAF_ENOSPC (too many threads on this session, a region cache
+ *         far too small for them, or the engine's export descriptor for
+ *         the region exceeds the protocol's 256-byte blob: doca),
+ *         HMAF_EPROTO, HMAF_ENOMEM.
  */
 HMAF_API int hmaf_session_read(hmaf_session_t *session, void *buf,
                                uint64_t remote_addr, size_t len);

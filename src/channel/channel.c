@@ -547,6 +547,23 @@ int hmaf__channel_peer_gone(struct hmaf_channel *channel)
     return (p.revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) != 0;
 }
 
+void hmaf__channel_shutdown(struct hmaf_channel *channel,
+                            uint64_t deadline_ns)
+{
+#ifdef HMAF_HAVE_ENGINE_DOCA
+    if (channel->comch != NULL) {
+        static const uint8_t bye = 0;
+        (void)hmaf__comch_send(channel->comch, &bye, 1, deadline_ns);
+        return;
+    }
+#else
+    (void)deadline_ns;
+#endif
+    if (channel->fd >= 0) {
+        (void)shutdown(channel->fd, SHUT_WR);
+    }
+}
+
 void hmaf__channel_close(struct hmaf_channel *channel)
 {
 #ifdef HMAF_HAVE_ENGINE_DOCA

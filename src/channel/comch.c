@@ -12,6 +12,12 @@
  * driven by one thread at a time; peer_gone may be called from several
  * (the dpu side's data path), so a mutex guards the progress engine and
  * peer_gone only tries it.
+ *
+ * Waiting: the progress engine's notification handle (an fd on Linux) lets
+ * the host agent sleep in poll on an established channel. DOCA's flow is
+ * arm, wait, clear, progress until idle; the arm is kept until the handle
+ * fires, so an idle agent turn costs no DOCA call. Where the handle cannot
+ * be had or armed, arm reports -1 and the agent asks peer_gone instead.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -38,6 +44,8 @@
 #define COMCH_SEND_TASKS 4
 #define COMCH_RX_MAX 4   /* messages queued; the handshake needs one */
 #define COMCH_CLOSE_MS 1000
+#define COMCH_PROGRESS_MAX 64 /* calls per wake-up; a flood ends us anyway */
+#define COMCH_RECHECK_NS 100000000ull /* see recheck_locked */
 
 struct comch_msg {
     uint8_t *data;
@@ -55,10 +63,14 @@ struct hmaf_comch {
     struct doca_comch_connection *conn; /* the peer, once connected */
     uint32_t max_msg;
     _Atomic int gone; /* peer disconnected, link failed, protocol broken */
-    int sending; /* a send task is in flight */
+    int sending;      /* a send task is in flight */
+    int send_failed;  /* the latest send completed with an error */
     struct comch_msg rx[COMCH_RX_MAX];
-    size_t rx_head, rx_count, rx_off; /* rx_off: read into rx[rx_head] */
-    uint8_t *tx;                      /* the message in flight, max_msg */
+    size_t rx_head, rx_count, rx_off;  /* rx_off: read into rx[rx_head] */
+    uint8_t *tx;                       /* the message in flight, max_msg */
+    doca_notification_handle_t notify; /* invalid: none, poll instead */
+    int armed;                         /* notify armed and not cleared since */
+    uint64_t recheck_ns;               /* armed: progress anyway from then on */
 };
 
 static _Thread_local struct hmaf_comch *current;
@@ -91,11 +103,21 @@ static int check(doca_error_t err, const char *what)
     return status_to_hmaf(err);
 }
 
-static void progress(struct hmaf_comch *c)
+static uint8_t progress(struct hmaf_comch *c)
 {
+    uint8_t any;
+
     current = c;
-    (void)doca_pe_progress(c->pe);
+    any = doca_pe_progress(c->pe);
     current = NULL;
+    return any;
+}
+
+/* Until nothing is left, as DOCA asks before an arm and after a clear. */
+static void progress_until_idle(struct hmaf_comch *c)
+{
+    for (int i = 0; i < COMCH_PROGRESS_MAX && progress(c); i++) {
+    }
 }
 
 /* "NAME@PCI" or "NAME@PCI/REP" into its parts; rep is "" without one. */
@@ -196,6 +218,7 @@ static void send_failed(struct doca_comch_task_send *task, union doca_data tud,
     hmaf__log_info("comch send: %s",
                    doca_error_get_name(doca_task_get_status(
                        doca_comch_task_send_as_task(task))));
+    c->send_failed = 1;
     c->gone = 1;
     send_done(task, tud, cud);
 }
@@ -276,6 +299,7 @@ static struct hmaf_comch *comch_alloc(void)
 
     if (c != NULL) {
         pthread_mutex_init(&c->lock, NULL);
+        c->notify = doca_event_invalid_handle;
     }
     return c;
 }
@@ -404,6 +428,25 @@ void hmaf__comch_close(struct hmaf_comch *c)
     free(c);
 }
 
+/* Without a working handle the agent falls back to asking peer_gone. */
+static void drop_handle(struct hmaf_comch *c, const char *what,
+                        doca_error_t err)
+{
+    hmaf__log_info("comch %s: %s; the channel is polled instead", what,
+                   doca_error_get_name(err));
+    c->notify = doca_event_invalid_handle;
+    c->armed = 0;
+}
+
+static void get_handle(struct hmaf_comch *c)
+{
+    doca_error_t err = doca_pe_get_notification_handle(c->pe, &c->notify);
+
+    if (err != DOCA_SUCCESS) {
+        drop_handle(c, "notification handle", err);
+    }
+}
+
 /* Device(s), PE, ctx configured; not started. */
 static int comch_open(const char *address, int server,
                       struct hmaf_comch **comch_out)
@@ -433,6 +476,7 @@ static int comch_open(const char *address, int server,
         ret = check(doca_pe_create(&c->pe), "pe create");
     }
     if (ret == 0) {
+        get_handle(c);
         ret = server ? setup_server(c, name) : setup_client(c, name);
     }
     if (ret == 0) {
@@ -540,7 +584,10 @@ static doca_error_t send_alloc(struct hmaf_comch *c, size_t len,
                                                   (uint32_t)len, task);
 }
 
-/* Progress until the send in flight completed, or the deadline. */
+/* Progress until the send in flight completed, or the deadline. A send
+ * that went through counts even if the peer left in the same progress
+ * call: its answer may be queued already (a refusal comes just before the
+ * peer closes). */
 static int wait_sent(struct hmaf_comch *c, uint64_t deadline_ns)
 {
     while (c->sending && !c->gone) {
@@ -549,7 +596,7 @@ static int wait_sent(struct hmaf_comch *c, uint64_t deadline_ns)
         }
         progress(c);
     }
-    return c->gone ? HMAF_ECONNRESET : 0;
+    return c->sending || c->send_failed ? HMAF_ECONNRESET : 0;
 }
 
 static int send_locked(struct hmaf_comch *c, const void *buf, size_t len,
@@ -590,6 +637,7 @@ static int send_locked(struct hmaf_comch *c, const void *buf, size_t len,
         return err == DOCA_ERROR_INVALID_VALUE ? HMAF_ENOSPC : HMAF_ECONNRESET;
     }
     c->sending = 1;
+    c->send_failed = 0;
     return wait_sent(c, deadline_ns);
 }
 
@@ -658,9 +706,18 @@ int hmaf__comch_recv(struct hmaf_comch *c, void *buf, size_t len,
     return ret;
 }
 
-/* One progress call and the flag; anything received after the handshake
- * counts as gone too (the channel is idle by contract). When another
- * thread is progressing, its result will do. */
+/* Anything received after the handshake counts as gone too (the channel
+ * is idle by contract). */
+static int gone_locked(struct hmaf_comch *c)
+{
+    if (c->rx_count > 0) {
+        c->gone = 1;
+    }
+    return c->gone;
+}
+
+/* One progress call and the flag. When another thread is progressing, its
+ * result will do. */
 int hmaf__comch_peer_gone(struct hmaf_comch *c)
 {
     int gone;
@@ -669,10 +726,73 @@ int hmaf__comch_peer_gone(struct hmaf_comch *c)
         return atomic_load_explicit(&c->gone, memory_order_relaxed);
     }
     progress(c);
-    gone = c->gone || c->rx_count > 0;
-    if (gone) {
-        c->gone = 1;
+    gone = gone_locked(c);
+    pthread_mutex_unlock(&c->lock);
+    return gone;
+}
+
+static void arm_locked(struct hmaf_comch *c)
+{
+    doca_error_t err = doca_pe_request_notification(c->pe);
+
+    if (err != DOCA_SUCCESS) {
+        drop_handle(c, "request notification", err);
+        return;
     }
+    c->armed = 1;
+    /* What came before the arm need not fire the handle: look now. */
+    progress_until_idle(c);
+    c->recheck_ns = hmaf__now_ns() + COMCH_RECHECK_NS;
+}
+
+/* The emulation fires the handle when the peer goes; that a card does for
+ * comch's connection events is not verified yet. So an armed channel is
+ * still progressed now and then, when the agent's loop passes by (its
+ * thread does every millisecond or so): a dead peer is then seen within
+ * COMCH_RECHECK_NS at worst, at the cost of one DOCA call per interval. */
+static void recheck_locked(struct hmaf_comch *c)
+{
+    uint64_t now = hmaf__now_ns();
+
+    if (now >= c->recheck_ns) {
+        progress_until_idle(c);
+        c->recheck_ns = now + COMCH_RECHECK_NS;
+    }
+}
+
+int hmaf__comch_arm(struct hmaf_comch *c, int *fd_out)
+{
+    int gone;
+
+    pthread_mutex_lock(&c->lock);
+    if (c->notify != doca_event_invalid_handle && !c->gone) {
+        if (c->armed) {
+            recheck_locked(c);
+        } else {
+            arm_locked(c);
+        }
+    }
+    *fd_out = c->notify;
+    gone = gone_locked(c);
+    pthread_mutex_unlock(&c->lock);
+    return gone;
+}
+
+int hmaf__comch_notified(struct hmaf_comch *c)
+{
+    doca_error_t err;
+    int gone;
+
+    pthread_mutex_lock(&c->lock);
+    if (c->armed) {
+        c->armed = 0;
+        err = doca_pe_clear_notification(c->pe, c->notify);
+        if (err != DOCA_SUCCESS) {
+            drop_handle(c, "clear notification", err);
+        }
+    }
+    progress_until_idle(c);
+    gone = gone_locked(c);
     pthread_mutex_unlock(&c->lock);
     return gone;
 }

@@ -67,14 +67,17 @@ static int open_channel(struct hmaf_session *s)
     return ret;
 }
 
-/* Region release: drop the import and give the agent its hold back (each
- * answer the agent gave is one hold). Not at session end: closing the
+/* Region release: drop the import, then give the agent its hold back
+ * (each answer the agent gave is one hold) — in that order, because the
+ * agent may destroy the export once the last hold is back, and an engine
+ * like doca needs the import gone first. Not at session end: closing the
  * channel returns them all. */
 static void release_region(void *arg, struct hmaf__region *r, int evicted)
 {
     struct hmaf_session *s = arg;
 
     (void)evicted;
+    s->ops->rmem_release(r->rmem);
     if (!atomic_load(&s->dead)) {
         struct hmaf_req_deregister req = {.region_id = r->id};
         uint8_t buf[HMAF_MBOX_REQ_MAX];
@@ -83,7 +86,6 @@ static void release_region(void *arg, struct hmaf__region *r, int evicted)
         (void)hmaf__mbox_call(&s->mbox, HMAF_OP_DEREGISTER, buf, len, NULL, 0,
                               NULL);
     }
-    s->ops->rmem_release(r->rmem);
     free(r);
 }
 

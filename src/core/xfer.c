@@ -204,6 +204,11 @@ static int step_with(struct xfer_call *c, struct xfer_cursor *cur,
     struct hmaf_xfer_batch batch = {.op = c->op, .xfers = xfers};
     int built, ret = 0;
 
+    if (c->nsegs == 1) {
+        batch.local_span = c->segs[0].local;
+        batch.local_span_len = c->segs[0].len;
+    }
+
     hmaf__reader_enter(c->reader);
     c->now = hmaf__coarse_now_ns();
     if (epoch_due(c->s, c->now)) {

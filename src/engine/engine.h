@@ -28,7 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HMAF_ENGINE_ABI_VERSION 1
+#define HMAF_ENGINE_ABI_VERSION 2 /* 2: ops->flags, batch->local_span */
 
 enum hmaf_engine_role {
     HMAF_ROLE_HOST = 1,
@@ -82,14 +82,28 @@ struct hmaf_xfer {
 struct hmaf_xfer_batch {
     enum hmaf_xfer_op op;
     struct hmaf_xfer *xfers;
+    /* The caller's whole buffer these transfers are pieces of, when the
+     * call had one (else NULL): an engine that registers local memory can
+     * register it at once rather than batch by batch. */
+    const void *local_span;
+    uint64_t local_span_len;
     uint32_t count;
     uint32_t completed; /* advanced by the engine */
     int status;         /* 0, or the first error the engine saw */
 };
 
+/* ops->flags */
+/* The host may destroy an exported range only after the peer released
+ * its import of it, or is gone (doca: destroying the export invalidates
+ * the dpu side's imports under its tasks). The agent then closes a live
+ * session in two steps: tell the peer, wait for it to go (bounded by
+ * revoke_wait_ms), deregister. */
+#define HMAF_ENGINE_RELEASE_FIRST 1u
+
 struct hmaf_engine_ops {
     const char *name;
     unsigned abi_version;
+    unsigned flags;
     size_t ctx_size; /* >= sizeof(struct hmaf_engine_ctx); likewise below */
     size_t ep_size;
     size_t mem_size;

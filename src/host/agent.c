@@ -9,9 +9,11 @@
 #include "host/agent_int.h"
 #include "proto/mailbox.h"
 #include "util/clock.h"
+#include "util/compiler.h"
 #include "util/log.h"
 
 #define REVOKE_POLL_NS 20000
+#define GOODBYE_MS     100 /* all goodbyes of an agent destroy, at most */
 
 HMAF_API void hmaf_agent_params_init(hmaf_agent_params_t *params)
 {
@@ -96,26 +98,72 @@ static void free_exposure(struct hmaf_agent *a, struct hmaf__exposure *e)
     free(e);
 }
 
+static size_t live_sessions(const struct hmaf_agent *a)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; a->sessions != NULL && i < a->params.max_sessions;
+         i++) {
+        n += a->sessions[i] != NULL;
+    }
+    return n;
+}
+
+/* For engines whose exports must outlive the peer's imports: tell every
+ * live session we are closing, then give the dpu sides revoke_wait_ms to
+ * release their imports and go (the loop closes a session once its peer
+ * is gone). Whoever is still there afterwards loses its imports. */
+static void hand_off_sessions(struct hmaf_agent *a)
+{
+    uint64_t deadline = hmaf__deadline_ns(a->params.revoke_wait_ms);
+    /* goodbyes that cannot leave soon are moot: the wait tells anyway */
+    uint64_t goodbyes = hmaf__deadline_ns(HMAF_MIN(a->params.revoke_wait_ms,
+                                                   GOODBYE_MS));
+    uint64_t now;
+
+    if (a->sessions == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < a->params.max_sessions; i++) {
+        if (a->sessions[i] != NULL) {
+            hmaf__channel_shutdown(&a->sessions[i]->channel, goodbyes);
+        }
+    }
+    while (live_sessions(a) > 0 && (now = hmaf__now_ns()) < deadline) {
+        (void)hmaf__agent_poll_channels(a, (int64_t)(deadline - now));
+    }
+    if (live_sessions(a) > 0) {
+        hmaf__log_info("agent destroyed: %zu dpu side(s) did not close "
+                       "within %d ms; their imports end now",
+                       live_sessions(a), a->params.revoke_wait_ms);
+    }
+}
+
 /* Undo agent_init and whatever sessions came since; thread stopped. */
 static void agent_fini(struct hmaf_agent *a)
 {
     struct hmaf__exposure *e;
 
+    hmaf__listener_close(a->listener); /* no one new while we close */
+    a->listener = NULL;
+    for (size_t i = 0; i < a->npending; i++) {
+        hmaf__channel_close(&a->pending[i].channel);
+    }
+    a->npending = 0;
+    if (a->ops != NULL && (a->ops->flags & HMAF_ENGINE_RELEASE_FIRST)) {
+        hand_off_sessions(a);
+    }
     for (size_t i = 0; a->sessions != NULL && i < a->params.max_sessions;
          i++) {
         if (a->sessions[i] != NULL) {
             hmaf__agent_session_close(a, i);
         }
     }
-    for (size_t i = 0; i < a->npending; i++) {
-        hmaf__channel_close(&a->pending[i].channel);
-    }
     while ((e = hmaf__exposure_take_any(&a->exposures)) != NULL) {
         free_exposure(a, e);
     }
     hmaf__exposures_fini(&a->exposures);
     hmaf__roots_fini(&a->roots);
-    hmaf__listener_close(a->listener);
     hmaf__engine_ctx_destroy(a->ctx);
     free(a->sessions);
 }

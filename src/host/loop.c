@@ -4,11 +4,14 @@
  * adaptively: it spins while requests keep coming, then sleeps in growing
  * steps up to SLEEP_MAX_NS, woken early by any channel event.
  *
- * A comch channel has no fd to poll (DOCA's notification handles are not
- * used, and the emulation has none): such sessions are asked
- * hmaf__channel_peer_gone (one doca_pe_progress call) on every turn, and
- * while there are any a wait lasts at most SLEEP_MAX_NS, so a dead dpu side
- * is seen within about a millisecond however long hmaf_agent_poll waits.
+ * Every session's channel gives an fd to wait on (hmaf__channel_arm): its
+ * socket, or for comch the DOCA progress engine's notification handle,
+ * armed for the wait. So hmaf_agent_poll sleeps its whole timeout with
+ * comch sessions too, and wakes as soon as a dpu side dies. A comch channel
+ * whose handle cannot be had is asked hmaf__channel_peer_gone (one
+ * doca_pe_progress call) after every wait instead, and while there is one
+ * a wait lasts at most SLEEP_MAX_NS, so its dead dpu side is still seen
+ * within about a millisecond.
  */
 #include <errno.h>
 #include <poll.h>
@@ -112,34 +115,33 @@ static void expire_pending(struct hmaf_agent *a)
     }
 }
 
-/* Close the fd-less (comch) sessions whose peer is gone; how many. */
-static int check_fdless(struct hmaf_agent *a)
+/* Sessions' entries after the listener's and the pending ones'. A
+ * channel without an fd gets -1, which ppoll skips: it is asked after the
+ * wait. Sessions found gone while arming are closed; how many. */
+static int collect_sessions(struct hmaf_agent *a, struct pollfd *fds,
+                            struct fd_map *map, size_t *n)
 {
-    int events = 0;
+    int closed = 0;
 
-    for (size_t i = 0; i < a->params.max_sessions; i++) {
-        struct agent_session *s = a->sessions[i];
-        if (s != NULL && s->channel.fd < 0 &&
-            hmaf__channel_peer_gone(&s->channel)) {
+    for (size_t i = 0; i < a->params.max_sessions && *n < POLL_MAX; i++) {
+        int fd;
+        if (a->sessions[i] == NULL) {
+            continue;
+        }
+        if (hmaf__channel_arm(&a->sessions[i]->channel, &fd)) {
             hmaf__agent_session_close(a, i);
-            events++;
+            closed++;
+            continue;
         }
+        fds[*n] = (struct pollfd){fd, POLLIN, 0};
+        map[(*n)++] = (struct fd_map){FD_SESSION, i};
     }
-    return events;
+    return closed;
 }
 
-static int has_fdless(const struct hmaf_agent *a)
-{
-    for (size_t i = 0; i < a->params.max_sessions; i++) {
-        if (a->sessions[i] != NULL && a->sessions[i]->channel.fd < 0) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
+/* The fds to wait on; *closed: sessions already found gone. */
 static size_t collect_fds(struct hmaf_agent *a, struct pollfd *fds,
-                          struct fd_map *map)
+                          struct fd_map *map, int *closed)
 {
     size_t n = 0;
 
@@ -151,31 +153,58 @@ static size_t collect_fds(struct hmaf_agent *a, struct pollfd *fds,
         fds[n] = (struct pollfd){a->pending[i].channel.fd, POLLIN, 0};
         map[n++] = (struct fd_map){FD_PENDING, i};
     }
-    for (size_t i = 0; i < a->params.max_sessions && n < POLL_MAX; i++) {
-        if (a->sessions[i] != NULL) {
-            fds[n] = (struct pollfd){a->sessions[i]->channel.fd, POLLIN, 0};
-            map[n++] = (struct fd_map){FD_SESSION, i};
-        }
-    }
+    *closed = collect_sessions(a, fds, map, &n);
     return n;
 }
 
-/* Handle what poll reported. Pending entries are dropped back to front so
- * the indices in map stay valid. */
+/* A session without an fd is only seen dying by asking: wait briefly. */
+static int64_t wait_limit(const struct pollfd *fds, const struct fd_map *map,
+                          size_t n, int64_t timeout_ns)
+{
+    for (size_t k = 0; k < n; k++) {
+        if (map[k].kind == FD_SESSION && fds[k].fd < 0 &&
+            (timeout_ns < 0 || timeout_ns > (int64_t)SLEEP_MAX_NS)) {
+            return (int64_t)SLEEP_MAX_NS;
+        }
+    }
+    return timeout_ns;
+}
+
+/* A session after the wait; 1 when it ended. */
+static int session_event(struct hmaf_agent *a, const struct pollfd *p,
+                         size_t index)
+{
+    struct hmaf_channel *ch = &a->sessions[index]->channel;
+    int gone;
+
+    if (p->fd < 0) {
+        gone = hmaf__channel_peer_gone(ch);
+    } else {
+        gone = p->revents != 0 && hmaf__channel_notified(ch);
+    }
+    if (gone) {
+        hmaf__agent_session_close(a, index);
+    }
+    return gone;
+}
+
+/* Handle what poll reported, and ask the sessions without an fd. Pending
+ * entries are dropped back to front so the indices in map stay valid. */
 static int handle_events(struct hmaf_agent *a, const struct pollfd *fds,
                          const struct fd_map *map, size_t n)
 {
     int events = 0;
 
     for (size_t k = n; k-- > 0;) {
+        if (map[k].kind == FD_SESSION) {
+            events += session_event(a, &fds[k], map[k].index);
+            continue;
+        }
         if (fds[k].revents == 0) {
             continue;
         }
         events++;
-        if (map[k].kind == FD_SESSION) {
-            /* The channel is silent by contract: any event ends it. */
-            hmaf__agent_session_close(a, map[k].index);
-        } else if (map[k].kind == FD_PENDING) {
+        if (map[k].kind == FD_PENDING) {
             if (advance_pending(a, &a->pending[map[k].index])) {
                 drop_pending(a, map[k].index);
             }
@@ -190,31 +219,24 @@ int hmaf__agent_poll_channels(struct hmaf_agent *a, int64_t timeout_ns)
 {
     struct pollfd fds[POLL_MAX];
     struct fd_map map[POLL_MAX];
-    struct timespec ts = {
-        .tv_sec = (time_t)(timeout_ns / 1000000000),
-        .tv_nsec = (long)(timeout_ns % 1000000000),
-    };
+    struct timespec ts;
     size_t n;
-    int ret;
+    int events;
 
     pthread_mutex_lock(&a->lock);
-    n = collect_fds(a, fds, map);
-    if (has_fdless(a) &&
-        (timeout_ns < 0 || timeout_ns > (int64_t)SLEEP_MAX_NS)) {
-        ts = (struct timespec){0, (long)SLEEP_MAX_NS};
-        timeout_ns = (int64_t)SLEEP_MAX_NS;
-    }
+    n = collect_fds(a, fds, map, &events);
+    timeout_ns = events > 0 ? 0 : wait_limit(fds, map, n, timeout_ns);
     pthread_mutex_unlock(&a->lock);
-    /* Wait without the lock: API calls and revocations go on meanwhile. */
-    ret = ppoll(fds, n, timeout_ns < 0 ? NULL : &ts, NULL);
+    ts = (struct timespec){.tv_sec = (time_t)(timeout_ns / 1000000000),
+                           .tv_nsec = (long)(timeout_ns % 1000000000)};
+    /* Wait without the lock: API calls and revocations go on meanwhile. An
+     * interrupted wait reports nothing (revents stay 0). */
+    (void)ppoll(fds, n, timeout_ns < 0 ? NULL : &ts, NULL);
     pthread_mutex_lock(&a->lock);
-    if (ret > 0) {
-        ret = handle_events(a, fds, map, n);
-    }
-    ret = (ret < 0 ? 0 : ret) + check_fdless(a);
+    events += handle_events(a, fds, map, n);
     expire_pending(a);
     pthread_mutex_unlock(&a->lock);
-    return ret < 0 ? 0 : ret;
+    return events;
 }
 
 static int serve_locked(struct hmaf_agent *a)

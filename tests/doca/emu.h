@@ -26,6 +26,7 @@ struct emu_config {
     uint32_t fault_dma_every;
     uint32_t fault_stop_after;
     uint32_t fault_disconnect_after;
+    uint32_t export_desc_size; /* bytes doca_mmap_export_pci hands out */
 };
 
 const struct emu_config *emu_config(void);
@@ -36,6 +37,17 @@ _Noreturn void emu_die(const char *what);
 /* Fault counters, process-wide. Each returns 1 when the fault fires. */
 int emu_fault_dma(void);
 int emu_fault_disconnect(void);
+
+/* Test counters behind doca_emu_counters(), process-wide. */
+enum emu_counter {
+    EMU_MMAPS_STARTED,
+    EMU_MMAPS_STOPPED,
+    EMU_IMPORTS,
+    EMU_DMA_TASKS,
+    EMU_DMA_BYTES,
+    EMU_NCOUNTERS
+};
+void emu_count(enum emu_counter which, uint64_t n);
 
 struct doca_devinfo {
     char pci[EMU_PCI_LEN];
@@ -70,9 +82,11 @@ struct doca_mmap {
     uint32_t ndevs;
     uint32_t nbufs;
     int slot;             /* exporter: live-word slot, -1 when none */
-    struct emu_desc desc; /* exporter: handed out; importer: received */
-    uint32_t ntasks;      /* importer: DMA tasks run against it */
-    int invalid;          /* importer: known dead */
+    struct emu_desc desc; /* exporter: heads export_blob; importer: a copy */
+    uint8_t *export_blob; /* exporter: desc, zero-padded; freed at stop */
+    size_t export_len;
+    uint32_t ntasks; /* importer: DMA tasks run against it */
+    int invalid;     /* importer: known dead */
 };
 
 struct doca_buf {
@@ -107,6 +121,11 @@ struct emu_ctx_ops {
     doca_error_t (*submit)(struct doca_task *t);  /* validate, maybe send */
     doca_error_t (*execute)(struct doca_task *t); /* at completion; optional */
     void (*complete)(struct doca_task *t);        /* call the typed callback */
+    /* The PE is being armed or cleared: pass every socket the ctx reads to
+     * emu_pe_watch. When arming, return 1 if progress has work already, or
+     * lower *wake_ns to the monotonic time it will (a connect retry).
+     * Optional: a ctx without sockets has work only in submitted tasks. */
+    int (*watch)(struct doca_ctx *ctx, uint64_t *wake_ns);
 };
 
 struct doca_ctx {
@@ -132,5 +151,16 @@ void emu_ctx_set_state(struct doca_ctx *ctx, enum doca_ctx_states next);
  * task is freed. Returns SUCCESS or IN_PROGRESS. */
 doca_error_t emu_ctx_wind_down(struct doca_ctx *ctx);
 doca_error_t emu_task_alloc(struct doca_ctx *ctx, struct doca_task **task_out);
+
+/* ---- notification (doca_pe_request_notification) ---- */
+
+/* Line fd's place in pe's notification set up with the PE's arming: one
+ * wake-up when it turns readable while armed, none otherwise. Called from
+ * the watch op only: a socket opened by a progress call after the arm
+ * comes from work that has fired the handle already. */
+void emu_pe_watch(struct doca_pe *pe, int fd);
+/* Progress has work now (a task was submitted, a stopping ctx can turn
+ * IDLE): make an armed handle readable. */
+void emu_pe_kick(struct doca_pe *pe);
 
 #endif

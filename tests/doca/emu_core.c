@@ -89,9 +89,15 @@ int emu_pci_normalize(const char *in, char out[EMU_PCI_LEN])
 
 /* ---- configuration and faults ---- */
 
+/* What doca_mmap_export_pci hands out unless DOCA_EMU_EXPORT_DESC_SIZE
+ * asks for more; the upper bound only catches a mistyped knob. */
+#define EXPORT_DESC_MIN sizeof(struct emu_desc)
+#define EXPORT_DESC_MAX (64u << 10)
+
 static struct emu_config config;
 static pthread_once_t config_once = PTHREAD_ONCE_INIT;
 static unsigned long dma_count, msg_count;
+static uint64_t counters[EMU_NCOUNTERS];
 
 /* A malformed knob is a broken test setup: fail loudly. */
 static uint64_t env_u64(const char *name, uint64_t def)
@@ -106,6 +112,17 @@ static uint64_t env_u64(const char *name, uint64_t def)
     errno = 0;
     x = strtoull(v, &end, 0);
     if (errno != 0 || *end != '\0') {
+        emu_die(name);
+    }
+    return x;
+}
+
+static uint64_t env_u64_in(const char *name, uint64_t def, uint64_t min,
+                           uint64_t max)
+{
+    uint64_t x = env_u64(name, def);
+
+    if (x < min || x > max) {
         emu_die(name);
     }
     return x;
@@ -143,6 +160,9 @@ static void load_config(void)
     c->fault_stop_after = (uint32_t)env_u64("DOCA_EMU_FAULT_STOP_AFTER", 0);
     c->fault_disconnect_after =
         (uint32_t)env_u64("DOCA_EMU_FAULT_DISCONNECT_AFTER", 0);
+    c->export_desc_size =
+        (uint32_t)env_u64_in("DOCA_EMU_EXPORT_DESC_SIZE", EXPORT_DESC_MIN,
+                             EXPORT_DESC_MIN, EXPORT_DESC_MAX);
 }
 
 const struct emu_config *emu_config(void)
@@ -173,6 +193,29 @@ int emu_fault_disconnect(void)
 
     return after != 0 &&
            __atomic_add_fetch(&msg_count, 1, __ATOMIC_RELAXED) == after;
+}
+
+/* ---- test counters ---- */
+
+void emu_count(enum emu_counter which, uint64_t n)
+{
+    __atomic_add_fetch(&counters[which], n, __ATOMIC_RELAXED);
+}
+
+static uint64_t counter(enum emu_counter which)
+{
+    return __atomic_load_n(&counters[which], __ATOMIC_RELAXED);
+}
+
+void doca_emu_counters(struct doca_emu_counters *out)
+{
+    *out = (struct doca_emu_counters){
+        .mmaps_started = counter(EMU_MMAPS_STARTED),
+        .mmaps_stopped = counter(EMU_MMAPS_STOPPED),
+        .imports = counter(EMU_IMPORTS),
+        .dma_tasks = counter(EMU_DMA_TASKS),
+        .dma_bytes = counter(EMU_DMA_BYTES),
+    };
 }
 
 /* ---- devices and representors ---- */

@@ -108,6 +108,8 @@ static doca_error_t dma_execute(struct doca_task *t)
     }
     if (err == DOCA_SUCCESS) {
         m->dst->data_len += m->src->data_len;
+        emu_count(EMU_DMA_TASKS, 1);
+        emu_count(EMU_DMA_BYTES, m->src->data_len);
     }
     return err;
 }

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -36,6 +37,10 @@
 
 #define PCI_ACCESS                                                             \
     (DOCA_ACCESS_FLAG_PCI_READ_ONLY | DOCA_ACCESS_FLAG_PCI_READ_WRITE)
+/* Any of these lets a device write the range: pinning it needs write. */
+#define WRITE_ACCESS                                                           \
+    (DOCA_ACCESS_FLAG_LOCAL_READ_WRITE | DOCA_ACCESS_FLAG_PCI_READ_WRITE |     \
+     DOCA_ACCESS_FLAG_RDMA_WRITE | DOCA_ACCESS_FLAG_RDMA_ATOMIC)
 #define ALL_ACCESS ((1u << 7) - 1)
 
 static uint64_t live_words[EMU_MAX_EXPORTS]; /* read by importers */
@@ -105,8 +110,58 @@ doca_error_t doca_mmap_add_dev(struct doca_mmap *mmap, struct doca_dev *dev)
     return DOCA_SUCCESS;
 }
 
+/* Does one line of /proc/self/maps grant what pinning needs? The line
+ * reads "lo-hi rwxp ..."; *lo_out and *hi_out get its bounds. -1 if the
+ * line is not a mapping. */
+static int maps_line_grants(const char *line, int need_write, uintptr_t *lo_out,
+                            uintptr_t *hi_out)
+{
+    unsigned long lo, hi;
+    char prot[5];
+
+    if (sscanf(line, "%lx-%lx %4s", &lo, &hi, prot) != 3) {
+        return -1;
+    }
+    *lo_out = lo;
+    *hi_out = hi;
+    return prot[0] == 'r' && (!need_write || prot[1] == 'w');
+}
+
+/* Hardware pins the range at start, and pinning fails on a hole or on a
+ * page without the access asked for. The mappings are listed in address
+ * order: walk them from the range's start until its end is covered. */
+static doca_error_t check_pinnable(const struct doca_mmap *mm)
+{
+    uintptr_t at = (uintptr_t)mm->addr, end = at + mm->len;
+    int need_write = (mm->perms & WRITE_ACCESS) != 0;
+    FILE *maps = fopen("/proc/self/maps", "re");
+    char *line = NULL;
+    size_t cap = 0;
+
+    if (maps == NULL) {
+        emu_die("cannot read /proc/self/maps to check a range");
+    }
+    while (at < end && getline(&line, &cap, maps) > 0) {
+        uintptr_t lo, hi;
+        int grants = maps_line_grants(line, need_write, &lo, &hi);
+
+        if (grants < 0 || hi <= at) {
+            continue;
+        }
+        if (lo > at || !grants) {
+            break; /* a hole before this mapping, or too little access */
+        }
+        at = hi;
+    }
+    free(line);
+    fclose(maps);
+    return at >= end ? DOCA_SUCCESS : DOCA_ERROR_DRIVER;
+}
+
 doca_error_t doca_mmap_start(struct doca_mmap *mmap)
 {
+    doca_error_t err;
+
     if (!mmap->range_set) {
         return DOCA_ERROR_INVALID_VALUE;
     }
@@ -116,13 +171,27 @@ doca_error_t doca_mmap_start(struct doca_mmap *mmap)
     if (mmap->started) {
         return DOCA_ERROR_BAD_STATE;
     }
+    /* A listing read while other threads map and unmap may skip a
+     * mapping; a real hole fails every time. */
+    err = check_pinnable(mmap);
+    for (int again = 0; err != DOCA_SUCCESS && again < 3; again++) {
+        err = check_pinnable(mmap);
+    }
+    if (err != DOCA_SUCCESS) {
+        return err;
+    }
     mmap->started = 1;
+    emu_count(EMU_MMAPS_STARTED, 1);
     return DOCA_SUCCESS;
 }
 
-/* Clearing the live word is what invalidates every import. */
+/* Clearing the live word is what invalidates every import; the
+ * descriptor goes with it, as DOCA frees it at stop. */
 static void unexport(struct doca_mmap *mm)
 {
+    free(mm->export_blob);
+    mm->export_blob = NULL;
+    mm->export_len = 0;
     if (mm->slot < 0) {
         return;
     }
@@ -133,16 +202,27 @@ static void unexport(struct doca_mmap *mm)
     mm->slot = -1;
 }
 
+/* Imports are born started and never counted: they pin nothing. */
+static void stop_local(struct doca_mmap *mm)
+{
+    unexport(mm);
+    if (mm->started && !mm->from_export) {
+        emu_count(EMU_MMAPS_STOPPED, 1);
+    }
+    mm->started = 0;
+}
+
+/* DOCA 2.10 lists NOT_PERMITTED for stopping an exported mmap: only
+ * destroy ends one (and with it every import). */
 doca_error_t doca_mmap_stop(struct doca_mmap *mmap)
 {
-    if (mmap->from_export || mmap->nbufs != 0) {
+    if (mmap->from_export || mmap->exported || mmap->nbufs != 0) {
         return DOCA_ERROR_NOT_PERMITTED;
     }
     if (!mmap->started) {
         return DOCA_ERROR_BAD_STATE;
     }
-    unexport(mmap);
-    mmap->started = 0;
+    stop_local(mmap);
     return DOCA_SUCCESS;
 }
 
@@ -151,7 +231,7 @@ doca_error_t doca_mmap_destroy(struct doca_mmap *mmap)
     if (mmap->nbufs != 0) {
         return DOCA_ERROR_NOT_PERMITTED;
     }
-    unexport(mmap);
+    stop_local(mmap);
     free(mmap);
     return DOCA_SUCCESS;
 }
@@ -201,6 +281,30 @@ static int has_dev(const struct doca_mmap *mm, const struct doca_dev *dev)
     return 0;
 }
 
+/* The descriptor, padded with zeros to the configured size, which the
+ * mmap keeps from now on (the knob may change before its next export). */
+static int first_export(struct doca_mmap *mm)
+{
+    size_t size = emu_config()->export_desc_size;
+
+    mm->export_blob = calloc(1, size);
+    if (mm->export_blob == NULL || take_slot(mm) != 0) {
+        free(mm->export_blob);
+        mm->export_blob = NULL;
+        return -1;
+    }
+    mm->desc.magic = EMU_DESC_MAGIC;
+    mm->desc.perms = mm->perms;
+    mm->desc.pid = getpid();
+    mm->desc.addr = (uintptr_t)mm->addr;
+    mm->desc.len = mm->len;
+    mm->desc.live_addr = (uintptr_t)&live_words[mm->slot];
+    memcpy(mm->export_blob, &mm->desc, sizeof(mm->desc));
+    mm->export_len = size;
+    grant_access_once();
+    return 0;
+}
+
 doca_error_t doca_mmap_export_pci(struct doca_mmap *mmap,
                                   const struct doca_dev *dev,
                                   const void **export_desc,
@@ -213,21 +317,12 @@ doca_error_t doca_mmap_export_pci(struct doca_mmap *mmap,
     if (!has_dev(mmap, dev)) {
         return DOCA_ERROR_NOT_FOUND;
     }
-    if (mmap->slot < 0) {
-        if (take_slot(mmap) != 0) {
-            return DOCA_ERROR_NO_MEMORY;
-        }
-        mmap->desc.magic = EMU_DESC_MAGIC;
-        mmap->desc.perms = mmap->perms;
-        mmap->desc.pid = getpid();
-        mmap->desc.addr = (uintptr_t)mmap->addr;
-        mmap->desc.len = mmap->len;
-        mmap->desc.live_addr = (uintptr_t)&live_words[mmap->slot];
-        grant_access_once();
+    if (mmap->slot < 0 && first_export(mmap) != 0) {
+        return DOCA_ERROR_NO_MEMORY;
     }
     mmap->exported = 1;
-    *export_desc = &mmap->desc;
-    *export_desc_len = sizeof(mmap->desc);
+    *export_desc = mmap->export_blob;
+    *export_desc_len = mmap->export_len;
     return DOCA_SUCCESS;
 }
 
@@ -256,6 +351,23 @@ doca_error_t emu_import_check(struct doca_mmap *mm)
     return DOCA_SUCCESS;
 }
 
+/* A descriptor, and zeros up to its length (DOCA_EMU_EXPORT_DESC_SIZE of
+ * the exporter): anything else is a damaged blob. */
+static int valid_desc_size(const void *desc, size_t len)
+{
+    const uint8_t *pad = (const uint8_t *)desc + sizeof(struct emu_desc);
+
+    if (len < sizeof(struct emu_desc)) {
+        return 0;
+    }
+    for (size_t i = 0; i < len - sizeof(struct emu_desc); i++) {
+        if (pad[i] != 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 doca_error_t doca_mmap_create_from_export(const union doca_data *user_data,
                                           const void *export_desc,
                                           size_t export_desc_len,
@@ -266,7 +378,7 @@ doca_error_t doca_mmap_create_from_export(const union doca_data *user_data,
     doca_error_t err;
 
     (void)user_data; /* no getter is emulated */
-    if (export_desc_len != sizeof(struct emu_desc)) {
+    if (!valid_desc_size(export_desc, export_desc_len)) {
         return DOCA_ERROR_INVALID_VALUE;
     }
     err = doca_mmap_create(&mm);
@@ -288,6 +400,7 @@ doca_error_t doca_mmap_create_from_export(const union doca_data *user_data,
     mm->perms = mm->desc.perms;
     mm->range_set = mm->started = mm->from_export = 1;
     mm->devs[mm->ndevs++] = dev;
+    emu_count(EMU_IMPORTS, 1);
     *mmap = mm;
     return DOCA_SUCCESS;
 }

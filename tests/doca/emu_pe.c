@@ -3,24 +3,74 @@
  * Progress engine, context state machine and the task pool every context
  * kind shares. Tasks wait in the PE's queue from submit to the next
  * doca_pe_progress, which is the only place callbacks run.
+ *
+ * Notification: the handle is an epoll set. While the PE is armed it holds
+ * the contexts' sockets (one-shot, so a socket that fired stays quiet until
+ * the next arm) and always a timerfd, which stands for every other kind of
+ * work: set to a past time it fires at once (a task waits), set to a
+ * future one it fires then (a comch client's next connect attempt).
+ * Clearing drops the sockets and disarms the timer, so nothing fires until
+ * the next arm.
  */
 #include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include <doca_ctx.h>
 #include <doca_pe.h>
 
 #include "emu.h"
 
+#define WAKE_NOW_NS   1 /* an absolute time long past: the timer fires now */
+#define WAKE_NEVER_NS 0 /* disarms the timer */
+
 struct doca_pe {
     struct doca_ctx *ctxs;
     struct doca_task *head, *tail; /* submitted, not yet completed */
     int in_progress;
+    int notify_fd; /* the handle: an epoll set */
+    int timer_fd;  /* in notify_fd, level-triggered */
+    int armed;     /* from request_notification to clear_notification */
 };
+
+static void close_notify(struct doca_pe *pe)
+{
+    if (pe->timer_fd >= 0) {
+        close(pe->timer_fd);
+    }
+    if (pe->notify_fd >= 0) {
+        close(pe->notify_fd);
+    }
+}
+
+static doca_error_t open_notify(struct doca_pe *pe)
+{
+    struct epoll_event ev = {.events = EPOLLIN};
+
+    pe->notify_fd = epoll_create1(EPOLL_CLOEXEC);
+    pe->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (pe->notify_fd < 0 || pe->timer_fd < 0 ||
+        epoll_ctl(pe->notify_fd, EPOLL_CTL_ADD, pe->timer_fd, &ev) != 0) {
+        close_notify(pe);
+        return DOCA_ERROR_NO_MEMORY; /* out of fds, as DOCA reports it */
+    }
+    return DOCA_SUCCESS;
+}
 
 doca_error_t doca_pe_create(struct doca_pe **pe)
 {
-    *pe = calloc(1, sizeof(**pe));
-    return *pe != NULL ? DOCA_SUCCESS : DOCA_ERROR_NO_MEMORY;
+    struct doca_pe *p = calloc(1, sizeof(*p));
+
+    if (p == NULL) {
+        return DOCA_ERROR_NO_MEMORY;
+    }
+    if (open_notify(p) != DOCA_SUCCESS) {
+        free(p);
+        return DOCA_ERROR_NO_MEMORY;
+    }
+    *pe = p;
+    return DOCA_SUCCESS;
 }
 
 doca_error_t doca_pe_destroy(struct doca_pe *pe)
@@ -28,7 +78,99 @@ doca_error_t doca_pe_destroy(struct doca_pe *pe)
     if (pe->ctxs != NULL) {
         return DOCA_ERROR_IN_USE;
     }
+    close_notify(pe);
     free(pe);
+    return DOCA_SUCCESS;
+}
+
+/* ---- notification ---- */
+
+static void set_timer(struct doca_pe *pe, uint64_t at_ns)
+{
+    struct itimerspec its = {
+        .it_value = {.tv_sec = (time_t)(at_ns / 1000000000u),
+                     .tv_nsec = (long)(at_ns % 1000000000u)},
+    };
+
+    (void)timerfd_settime(pe->timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+void emu_pe_kick(struct doca_pe *pe)
+{
+    if (pe != NULL && pe->armed) {
+        set_timer(pe, WAKE_NOW_NS);
+    }
+}
+
+void emu_pe_watch(struct doca_pe *pe, int fd)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT};
+
+    if (pe == NULL || fd < 0) {
+        return;
+    }
+    if (!pe->armed) {
+        /* Not merely disabled: epoll reports a hang-up on any member. */
+        (void)epoll_ctl(pe->notify_fd, EPOLL_CTL_DEL, fd, NULL);
+        return;
+    }
+    /* MOD re-enables a socket that fired, and fires now if it is ready. */
+    if (epoll_ctl(pe->notify_fd, EPOLL_CTL_MOD, fd, &ev) != 0 &&
+        epoll_ctl(pe->notify_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        emu_pe_kick(pe); /* cannot watch it: wake the waiter to look */
+    }
+}
+
+/* Line the contexts' sockets up with the arming. For an arm: 1 when
+ * progress has work now, else *wake_ns is when it will (unchanged: no
+ * time). A clear ignores both. */
+static int watch_all(struct doca_pe *pe, uint64_t *wake_ns)
+{
+    int due = pe->head != NULL;
+
+    for (struct doca_ctx *c = pe->ctxs; c != NULL; c = c->pe_next) {
+        if (c->state == DOCA_CTX_STATE_STOPPING && c->allocated == 0) {
+            due = 1; /* turns IDLE in the next progress */
+        }
+        if (c->state != DOCA_CTX_STATE_IDLE && c->ops->watch != NULL) {
+            due |= c->ops->watch(c, wake_ns);
+        }
+    }
+    return due;
+}
+
+doca_error_t doca_pe_get_notification_handle(const struct doca_pe *pe,
+                                             doca_notification_handle_t *handle)
+{
+    *handle = pe->notify_fd;
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_pe_request_notification(struct doca_pe *pe)
+{
+    uint64_t wake_ns = UINT64_MAX;
+
+    pe->armed = 1;
+    if (watch_all(pe, &wake_ns)) {
+        wake_ns = WAKE_NOW_NS;
+    }
+    set_timer(pe, wake_ns == UINT64_MAX ? WAKE_NEVER_NS : wake_ns);
+    return DOCA_SUCCESS;
+}
+
+doca_error_t doca_pe_clear_notification(struct doca_pe *pe,
+                                        doca_notification_handle_t handle)
+{
+    uint64_t wake_ns = UINT64_MAX;
+
+    if (handle != pe->notify_fd) {
+        return DOCA_ERROR_INVALID_VALUE;
+    }
+    /* Both steps also take back what fired: a dropped socket leaves the
+     * set, and disarming forgets a firing of the timer not yet read. */
+    pe->armed = 0;
+    (void)watch_all(pe, &wake_ns);
+    set_timer(pe, WAKE_NEVER_NS);
     return DOCA_SUCCESS;
 }
 
@@ -273,6 +415,7 @@ doca_error_t doca_task_submit(struct doca_task *task)
         pe->head = task;
     }
     pe->tail = task;
+    emu_pe_kick(pe);
     return DOCA_SUCCESS;
 }
 
@@ -292,6 +435,9 @@ void doca_task_free(struct doca_task *task)
     task->next = ctx->free_tasks;
     ctx->free_tasks = task;
     ctx->allocated--;
+    if (ctx->state == DOCA_CTX_STATE_STOPPING && ctx->allocated == 0) {
+        emu_pe_kick(ctx->pe); /* the next progress turns it IDLE */
+    }
 }
 
 doca_error_t doca_task_get_status(const struct doca_task *task)

@@ -3,13 +3,17 @@
  * The DOCA emulation itself: mmap and inventory rules, task limits,
  * callbacks only from progress, a real DMA read and write against a forked
  * host process, invalidation when that host stops its mmap, Comm Channel
- * messages and limits, and the injected faults.
+ * messages and limits, the injected faults, and progress engine
+ * notification handles.
  */
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -181,8 +185,9 @@ static void test_mmap_rules(void)
     DOCA_OK(doca_mmap_set_permissions(mm, DOCA_ACCESS_FLAG_PCI_READ_ONLY));
     DOCA_OK(doca_mmap_start(mm));
     DOCA_OK(doca_mmap_export_pci(mm, dev, &desc, &len));
-    DOCA_OK(doca_mmap_stop(mm));
-    CHECK_DOCA(doca_mmap_start(mm), DOCA_ERROR_NOT_PERMITTED); /* exported */
+    /* exported: neither stopped nor restarted; destroy ends it */
+    CHECK_DOCA(doca_mmap_stop(mm), DOCA_ERROR_NOT_PERMITTED);
+    CHECK_DOCA(doca_mmap_start(mm), DOCA_ERROR_NOT_PERMITTED);
     DOCA_OK(doca_mmap_destroy(mm));
     DOCA_OK(doca_dev_close(dev));
 }
@@ -277,6 +282,217 @@ static void test_local_dma(void)
     dpu_close(&d);
 }
 
+/* ---- registration checks, descriptor size, counters ---- */
+
+static struct doca_emu_counters counters_now(void)
+{
+    struct doca_emu_counters c;
+
+    doca_emu_counters(&c);
+    return c;
+}
+
+/* Start an mmap over [addr, addr + len) with perms; the start's status.
+ * The mmap is destroyed either way. */
+static doca_error_t try_start(void *addr, size_t len, uint32_t perms,
+                              struct doca_dev *dev)
+{
+    struct doca_mmap *mm;
+    doca_error_t err;
+
+    DOCA_OK(doca_mmap_create(&mm));
+    DOCA_OK(doca_mmap_set_memrange(mm, addr, len));
+    DOCA_OK(doca_mmap_set_permissions(mm, perms));
+    DOCA_OK(doca_mmap_add_dev(mm, dev));
+    err = doca_mmap_start(mm);
+    DOCA_OK(doca_mmap_destroy(mm));
+    return err;
+}
+
+/* Start pins on hardware: a hole, a page without access, or a read-only
+ * page under a write permission fails the whole range with DRIVER. Only
+ * successful starts count. */
+static void test_start_pins(void)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uint8_t *p = mmap(NULL, 4 * page, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    struct doca_dev *dev = open_dev(HOST_PCI);
+    struct doca_emu_counters before = counters_now();
+    const uint32_t rw = DOCA_ACCESS_FLAG_LOCAL_READ_WRITE;
+
+    CHECK(p != MAP_FAILED);
+    DOCA_OK(try_start(p + 1, 4 * page - 2, rw, dev)); /* unaligned is fine */
+    CHECK(mprotect(p + page, page, PROT_READ) == 0);
+    CHECK_DOCA(try_start(p, 4 * page, rw, dev), DOCA_ERROR_DRIVER);
+    CHECK_DOCA(try_start(p + page, 1, DOCA_ACCESS_FLAG_PCI_READ_WRITE, dev),
+               DOCA_ERROR_DRIVER);
+    DOCA_OK(try_start(p, 4 * page, DOCA_ACCESS_FLAG_PCI_READ_ONLY, dev));
+    DOCA_OK(try_start(p, 4 * page, DOCA_ACCESS_FLAG_LOCAL_READ_ONLY, dev));
+    CHECK(mprotect(p + 2 * page, page, PROT_NONE) == 0);
+    CHECK_DOCA(try_start(p, 4 * page, DOCA_ACCESS_FLAG_PCI_READ_ONLY, dev),
+               DOCA_ERROR_DRIVER);
+    CHECK(munmap(p + 2 * page, page) == 0);
+    CHECK_DOCA(
+        try_start(p + page, 2 * page, DOCA_ACCESS_FLAG_PCI_READ_ONLY, dev),
+        DOCA_ERROR_DRIVER);
+    CHECK_DOCA(try_start(p + 3 * page - 1, 2, rw, dev), DOCA_ERROR_DRIVER);
+    DOCA_OK(try_start(p + 3 * page, page, rw, dev)); /* past the hole */
+    CHECK_EQ(counters_now().mmaps_started - before.mmaps_started, 4);
+    CHECK_EQ(counters_now().mmaps_stopped - before.mmaps_stopped, 4);
+    CHECK(munmap(p, 2 * page) == 0 && munmap(p + 3 * page, page) == 0);
+    DOCA_OK(doca_dev_close(dev));
+}
+
+/* Export mm and import its descriptor here; returns the descriptor's
+ * length. */
+static size_t export_import(struct doca_mmap *mm, struct doca_dev *dev,
+                            uint8_t *copy_out, size_t cap)
+{
+    struct doca_mmap *imp;
+    const void *desc;
+    size_t len;
+
+    DOCA_OK(doca_mmap_export_pci(mm, dev, &desc, &len));
+    CHECK(len <= cap);
+    memcpy(copy_out, desc, len);
+    DOCA_OK(doca_mmap_create_from_export(NULL, desc, len, dev, &imp));
+    DOCA_OK(doca_mmap_destroy(imp));
+    return len;
+}
+
+/* DOCA_EMU_EXPORT_DESC_SIZE pads the descriptor with zeros; an mmap keeps
+ * the size of its first export; a damaged or short blob is refused. */
+static void test_export_desc_size(void)
+{
+    static uint8_t mem[4096];
+    static uint8_t desc[512];
+    struct doca_dev *dev = open_dev(HOST_PCI);
+    struct doca_mmap *old, *big, *imp;
+    size_t len;
+
+    old = make_mmap(mem, sizeof(mem), DOCA_ACCESS_FLAG_PCI_READ_ONLY, dev);
+    CHECK_EQ(export_import(old, dev, desc, sizeof(desc)), 48);
+    setenv("DOCA_EMU_EXPORT_DESC_SIZE", "300", 1);
+    doca_emu_reset();
+    CHECK_EQ(export_import(old, dev, desc, sizeof(desc)), 48);
+    big = make_mmap(mem, sizeof(mem), DOCA_ACCESS_FLAG_PCI_READ_ONLY, dev);
+    len = export_import(big, dev, desc, sizeof(desc));
+    CHECK_EQ(len, 300);
+    for (size_t i = 48; i < len; i++) {
+        CHECK_EQ(desc[i], 0);
+    }
+    desc[299] = 1;
+    CHECK_DOCA(doca_mmap_create_from_export(NULL, desc, len, dev, &imp),
+               DOCA_ERROR_INVALID_VALUE);
+    CHECK_DOCA(doca_mmap_create_from_export(NULL, desc, 47, dev, &imp),
+               DOCA_ERROR_INVALID_VALUE);
+    unsetenv("DOCA_EMU_EXPORT_DESC_SIZE");
+    doca_emu_reset();
+    CHECK_EQ(export_import(big, dev, desc, sizeof(desc)), 300);
+    DOCA_OK(doca_mmap_destroy(old));
+    DOCA_OK(doca_mmap_destroy(big));
+    DOCA_OK(doca_dev_close(dev));
+}
+
+/* A size below the descriptor is a broken setup: the emulation aborts. */
+static void test_export_desc_size_too_small(void)
+{
+    int status;
+    pid_t pid;
+
+    fflush(NULL);
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        setenv("DOCA_EMU_EXPORT_DESC_SIZE", "47", 1);
+        signal(SIGABRT, SIG_DFL);
+        if (freopen("/dev/null", "w", stderr) == NULL) {
+            _exit(3);
+        }
+        doca_emu_reset();
+        _exit(0);
+    }
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+}
+
+struct churn {
+    struct doca_dev *dev;
+    uint8_t mem[4096];
+};
+
+/* Start and stop mmaps; the counters must add up across threads. */
+static void *churn_main(void *arg)
+{
+    struct churn *c = arg;
+
+    for (int i = 0; i < 200; i++) {
+        struct doca_mmap *mm = make_mmap(
+            c->mem, sizeof(c->mem), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, c->dev);
+
+        if (i % 2 == 1) {
+            DOCA_OK(doca_mmap_stop(mm)); /* else destroy stops it */
+        }
+        DOCA_OK(doca_mmap_destroy(mm));
+    }
+    return NULL;
+}
+
+/* Local starts and stops (a destroy stops a started mmap), imports, and
+ * DMA tasks with their bytes; failed tasks and imports' teardown do not
+ * count. */
+static void test_counters(void)
+{
+    static uint8_t src[8192], dst[8192];
+    static struct churn churns[4];
+    struct doca_emu_counters before = counters_now(), after;
+    pthread_t th[4];
+    struct doca_mmap *sm, *dm, *imp;
+    const void *desc;
+    size_t len;
+    struct dpu d;
+
+    dpu_open(&d, 2);
+    sm = make_mmap(src, sizeof(src),
+                   DOCA_ACCESS_FLAG_LOCAL_READ_WRITE |
+                       DOCA_ACCESS_FLAG_PCI_READ_ONLY,
+                   d.dev);
+    dm = make_mmap(dst, sizeof(dst), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, d.dev);
+    DOCA_OK(doca_mmap_export_pci(sm, d.dev, &desc, &len));
+    DOCA_OK(doca_mmap_create_from_export(NULL, desc, len, d.dev, &imp));
+    DOCA_OK(dma_copy(&d, sm, src, dm, dst, 1000));
+    DOCA_OK(dma_copy(&d, sm, src, dm, dst, 24));
+    setenv("DOCA_EMU_FAULT_DMA_EVERY", "1", 1);
+    doca_emu_reset();
+    CHECK_DOCA(dma_copy(&d, sm, src, dm, dst, 64), DOCA_ERROR_IO_FAILED);
+    unsetenv("DOCA_EMU_FAULT_DMA_EVERY");
+    doca_emu_reset();
+    DOCA_OK(doca_mmap_destroy(imp));
+    CHECK_DOCA(doca_mmap_stop(sm), DOCA_ERROR_NOT_PERMITTED); /* exported */
+    DOCA_OK(doca_mmap_destroy(sm));
+    DOCA_OK(doca_mmap_destroy(dm));
+    after = counters_now();
+    CHECK_EQ(after.mmaps_started - before.mmaps_started, 2);
+    CHECK_EQ(after.mmaps_stopped - before.mmaps_stopped, 2);
+    CHECK_EQ(after.imports - before.imports, 1);
+    CHECK_EQ(after.dma_tasks - before.dma_tasks, 2);
+    CHECK_EQ(after.dma_bytes - before.dma_bytes, 1024);
+
+    for (int i = 0; i < 4; i++) {
+        churns[i].dev = d.dev;
+        CHECK(pthread_create(&th[i], NULL, churn_main, &churns[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        CHECK(pthread_join(th[i], NULL) == 0);
+    }
+    before = after;
+    after = counters_now();
+    CHECK_EQ(after.mmaps_started - before.mmaps_started, 800);
+    CHECK_EQ(after.mmaps_stopped - before.mmaps_stopped, 800);
+    dpu_close(&d);
+}
+
 /* ---- a forked host that exports its memory ---- */
 
 struct export_msg {
@@ -291,7 +507,7 @@ static uint8_t host_pattern(size_t i, unsigned salt)
     return (uint8_t)((i * 2654435761u) >> 11 ^ salt);
 }
 
-/* Commands: 'v' the buffer holds salt 2 -> 1; 's' stop both mmaps -> 1. */
+/* Commands: 'v' the buffer holds salt 2 -> 1; 's' end both mmaps -> 1. */
 static _Noreturn void host_main(int sock)
 {
     uint8_t *mem = malloc(HOST_LEN);
@@ -319,8 +535,9 @@ static _Noreturn void host_main(int sock)
         for (size_t i = 0; cmd == 'v' && i < HOST_LEN; i++) {
             ok &= mem[i] == host_pattern(i, 2);
         }
-        if (cmd == 's') {
-            DOCA_OK(doca_mmap_stop(mm[0]));
+        if (cmd == 's') { /* an exported mmap only ends by destroy */
+            CHECK_DOCA(doca_mmap_stop(mm[0]), DOCA_ERROR_NOT_PERMITTED);
+            DOCA_OK(doca_mmap_destroy(mm[0]));
             DOCA_OK(doca_mmap_destroy(mm[1]));
         }
         CHECK(write(sock, &ok, 1) == 1);
@@ -473,7 +690,8 @@ static void on_client_state(const union doca_data ud, struct doca_ctx *ctx,
     the_chan->client_state = next;
 }
 
-static void chan_open(struct chan *c, const char *name)
+/* Devices, representor, the server on c->pe, configured, not started. */
+static void server_create(struct chan *c, const char *name)
 {
     struct doca_devinfo_rep **reps;
     uint32_t n;
@@ -497,16 +715,27 @@ static void chan_open(struct chan *c, const char *name)
     DOCA_OK(doca_comch_server_event_msg_recv_register(c->srv, on_recv));
     DOCA_OK(doca_comch_server_event_connection_status_changed_register(
         c->srv, on_connect, on_disconnect));
-    DOCA_OK(doca_ctx_start(doca_comch_server_as_ctx(c->srv)));
-    CHECK_DOCA(doca_comch_server_set_max_msg_size(c->srv, 100),
-               DOCA_ERROR_BAD_STATE);
+}
 
+/* The client on pe, configured, not started. */
+static void client_create(struct chan *c, struct doca_pe *pe,
+                          const char *name)
+{
     DOCA_OK(doca_comch_client_create(c->host_dev, name, &c->cli));
-    DOCA_OK(doca_pe_connect_ctx(c->pe, doca_comch_client_as_ctx(c->cli)));
+    DOCA_OK(doca_pe_connect_ctx(pe, doca_comch_client_as_ctx(c->cli)));
     DOCA_OK(doca_ctx_set_state_changed_cb(doca_comch_client_as_ctx(c->cli),
                                           on_client_state));
     DOCA_OK(doca_comch_client_task_send_set_conf(c->cli, on_send, on_send, 4));
     DOCA_OK(doca_comch_client_event_msg_recv_register(c->cli, on_recv));
+}
+
+static void chan_open(struct chan *c, const char *name)
+{
+    server_create(c, name);
+    DOCA_OK(doca_ctx_start(doca_comch_server_as_ctx(c->srv)));
+    CHECK_DOCA(doca_comch_server_set_max_msg_size(c->srv, 100),
+               DOCA_ERROR_BAD_STATE);
+    client_create(c, c->pe, name);
     CHECK_DOCA(doca_ctx_start(doca_comch_client_as_ctx(c->cli)),
                DOCA_ERROR_IN_PROGRESS);
     CHECK_EQ(c->client_state, DOCA_CTX_STATE_STARTING);
@@ -599,12 +828,234 @@ static void test_comch(void)
     chan_close(&c);
 }
 
+/* ---- notification handles ---- */
+
+static int readable(doca_notification_handle_t h, int timeout_ms)
+{
+    struct pollfd p = {.fd = h, .events = POLLIN};
+
+    return poll(&p, 1, timeout_ms) == 1 && (p.revents & POLLIN) != 0;
+}
+
+static void progress_until_idle(struct doca_pe *pe)
+{
+    while (doca_pe_progress(pe)) {
+    }
+}
+
+/* A local copy submitted, not waited for; bufs to release after it. */
+static void submit_copy(struct dpu *d, struct doca_mmap *mm, uint8_t *mem,
+                        struct doca_buf *bufs[2])
+{
+    struct doca_dma_task_memcpy *t;
+
+    DOCA_OK(doca_buf_inventory_buf_get_by_data(d->inv, mm, mem, 8, &bufs[0]));
+    DOCA_OK(
+        doca_buf_inventory_buf_get_by_addr(d->inv, mm, mem + 64, 8, &bufs[1]));
+    DOCA_OK(doca_dma_task_memcpy_alloc_init(d->dma, bufs[0], bufs[1],
+                                            (union doca_data){0}, &t));
+    DOCA_OK(doca_task_submit(doca_dma_task_memcpy_as_task(t)));
+}
+
+static void release_bufs(struct doca_buf *bufs[2])
+{
+    DOCA_OK(doca_buf_dec_refcount(bufs[0], NULL));
+    DOCA_OK(doca_buf_dec_refcount(bufs[1], NULL));
+}
+
+/* Tasks: one waiting at the arm or submitted after it wakes the handle, a
+ * stopping ctx's last task freed does too; unarmed or cleared, it stays
+ * quiet. */
+static void test_notify_tasks(void)
+{
+    static uint8_t mem[128];
+    doca_notification_handle_t h, again;
+    struct doca_dma_task_memcpy *held;
+    struct doca_buf *bufs[2];
+    struct doca_mmap *mm;
+    struct dpu d;
+
+    dpu_open(&d, 2);
+    mm = make_mmap(mem, sizeof(mem), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, d.dev);
+    DOCA_OK(doca_pe_get_notification_handle(d.pe, &h));
+    DOCA_OK(doca_pe_get_notification_handle(d.pe, &again));
+    CHECK(h != doca_event_invalid_handle);
+    CHECK_EQ(h, again);
+    CHECK_DOCA(doca_pe_clear_notification(d.pe, h + 1),
+               DOCA_ERROR_INVALID_VALUE);
+
+    submit_copy(&d, mm, mem, bufs);
+    CHECK(!readable(h, 20)); /* never armed */
+    DOCA_OK(doca_pe_request_notification(d.pe));
+    CHECK(readable(h, 0)); /* the task waited before the arm */
+    DOCA_OK(doca_pe_clear_notification(d.pe, h));
+    CHECK(!readable(h, 0));
+    progress_until_idle(d.pe);
+    CHECK_EQ(d.done, 1);
+    release_bufs(bufs);
+
+    DOCA_OK(doca_pe_request_notification(d.pe));
+    CHECK(!readable(h, 20)); /* armed, nothing to do */
+    submit_copy(&d, mm, mem, bufs);
+    CHECK(readable(h, 1000));
+    DOCA_OK(doca_pe_clear_notification(d.pe, h));
+    progress_until_idle(d.pe);
+    CHECK_EQ(d.done, 2);
+
+    DOCA_OK(doca_buf_reset_data_len(bufs[1]));
+    DOCA_OK(doca_dma_task_memcpy_alloc_init(d.dma, bufs[0], bufs[1],
+                                            (union doca_data){0}, &held));
+    CHECK_DOCA(doca_ctx_stop(doca_dma_as_ctx(d.dma)), DOCA_ERROR_IN_PROGRESS);
+    DOCA_OK(doca_pe_request_notification(d.pe));
+    CHECK(!readable(h, 20)); /* the ctx waits for our task */
+    doca_task_free(doca_dma_task_memcpy_as_task(held));
+    CHECK(readable(h, 1000));
+    DOCA_OK(doca_pe_clear_notification(d.pe, h));
+    progress_until_idle(d.pe);
+    DOCA_OK(doca_ctx_start(doca_dma_as_ctx(d.dma))); /* dpu_close stops it */
+    release_bufs(bufs);
+    DOCA_OK(doca_mmap_destroy(mm));
+    dpu_close(&d);
+}
+
+/* Server and client on a PE each, so one's sends never wake the other's
+ * handle; neither is started. */
+static void split_chan_open(struct chan *c, struct doca_pe **cli_pe,
+                            const char *name)
+{
+    server_create(c, name);
+    DOCA_OK(doca_pe_create(cli_pe));
+    client_create(c, *cli_pe, name);
+}
+
+static void client_send(struct chan *c, const char *msg)
+{
+    struct doca_comch_connection *conn;
+    struct doca_comch_task_send *t;
+
+    DOCA_OK(doca_comch_client_get_connection(c->cli, &conn));
+    DOCA_OK(doca_comch_client_task_send_alloc_init(c->cli, conn, msg,
+                                                   (uint32_t)strlen(msg), &t));
+    DOCA_OK(doca_task_submit(doca_comch_task_send_as_task(t)));
+}
+
+static void server_send(struct chan *c, const char *msg)
+{
+    struct doca_comch_task_send *t;
+
+    DOCA_OK(doca_comch_server_task_send_alloc_init(c->srv, c->peer, msg,
+                                                   (uint32_t)strlen(msg), &t));
+    DOCA_OK(doca_task_submit(doca_comch_task_send_as_task(t)));
+}
+
+/* Wait on pe's handle for one wake-up, then clear and progress. */
+static void wake_and_progress(struct doca_pe *pe, doca_notification_handle_t h)
+{
+    DOCA_OK(doca_pe_request_notification(pe));
+    CHECK(readable(h, 1000));
+    DOCA_OK(doca_pe_clear_notification(pe, h));
+    progress_until_idle(pe);
+}
+
+/* The connect: a due retry wakes the client, the connection the server,
+ * the server's HELLO the client. */
+static void notify_connect(struct chan *c, struct doca_pe *cli_pe,
+                           doca_notification_handle_t srv_h,
+                           doca_notification_handle_t cli_h)
+{
+    CHECK_DOCA(doca_ctx_start(doca_comch_client_as_ctx(c->cli)),
+               DOCA_ERROR_IN_PROGRESS);
+    progress_until_idle(cli_pe); /* nobody listens: retry later */
+    DOCA_OK(doca_pe_request_notification(cli_pe));
+    CHECK(!readable(cli_h, 0));
+    CHECK(readable(cli_h, 1000)); /* the retry is due */
+    DOCA_OK(doca_pe_clear_notification(cli_pe, cli_h));
+    DOCA_OK(doca_ctx_start(doca_comch_server_as_ctx(c->srv)));
+    while (c->client_state != DOCA_CTX_STATE_RUNNING) {
+        wake_and_progress(cli_pe, cli_h);
+        if (c->connects == 0) {
+            wake_and_progress(c->pe, srv_h);
+        }
+    }
+    CHECK_EQ(c->connects, 1);
+}
+
+/* Messages and a hang-up wake the receiving side's armed handle, also
+ * when they came before the arm; a cleared handle stays quiet. */
+static void test_notify_comch(void)
+{
+    doca_notification_handle_t srv_h, cli_h;
+    struct doca_pe *cli_pe;
+    char name[64];
+    struct chan c;
+
+    snprintf(name, sizeof(name), "emu-notify-%d", (int)getpid());
+    split_chan_open(&c, &cli_pe, name);
+    DOCA_OK(doca_pe_get_notification_handle(c.pe, &srv_h));
+    DOCA_OK(doca_pe_get_notification_handle(cli_pe, &cli_h));
+    CHECK(srv_h != cli_h);
+    notify_connect(&c, cli_pe, srv_h, cli_h);
+
+    client_send(&c, "a");
+    CHECK(!readable(srv_h, 20)); /* never armed */
+    DOCA_OK(doca_pe_request_notification(c.pe));
+    CHECK(readable(srv_h, 0)); /* "a" came before the arm */
+    DOCA_OK(doca_pe_clear_notification(c.pe, srv_h));
+    progress_until_idle(c.pe);
+    CHECK(c.got_len == 1 && c.got[0] == 'a');
+
+    DOCA_OK(doca_pe_request_notification(c.pe));
+    CHECK(!readable(srv_h, 20));
+    client_send(&c, "b");
+    CHECK(readable(srv_h, 1000));
+    DOCA_OK(doca_pe_clear_notification(c.pe, srv_h));
+    client_send(&c, "c");
+    CHECK(!readable(srv_h, 20)); /* cleared */
+    progress_until_idle(c.pe);
+    CHECK(c.got_len == 1 && c.got[0] == 'c');
+
+    progress_until_idle(cli_pe); /* the sends complete */
+    CHECK_EQ(c.sent, 3);
+    DOCA_OK(doca_pe_request_notification(cli_pe));
+    DOCA_OK(doca_pe_clear_notification(cli_pe, cli_h));
+    server_send(&c, "d");
+    CHECK(!readable(cli_h, 20));      /* armed once, cleared since */
+    wake_and_progress(cli_pe, cli_h); /* "d" came before this arm */
+    CHECK(c.got_len == 1 && c.got[0] == 'd');
+    progress_until_idle(c.pe); /* the send completes */
+
+    DOCA_OK(doca_pe_request_notification(cli_pe));
+    CHECK(!readable(cli_h, 20));
+    DOCA_OK(doca_comch_server_disconnect(c.srv, c.peer));
+    CHECK(readable(cli_h, 1000));
+    DOCA_OK(doca_pe_clear_notification(cli_pe, cli_h));
+    progress_until_idle(cli_pe);
+    CHECK_EQ(c.client_state, DOCA_CTX_STATE_IDLE);
+    wake_and_progress(c.pe, srv_h);
+    CHECK_EQ(c.disconnects, 1);
+
+    DOCA_OK(doca_ctx_stop(doca_comch_server_as_ctx(c.srv)));
+    DOCA_OK(doca_comch_client_destroy(c.cli));
+    DOCA_OK(doca_comch_server_destroy(c.srv));
+    DOCA_OK(doca_pe_destroy(cli_pe));
+    DOCA_OK(doca_pe_destroy(c.pe));
+    DOCA_OK(doca_dev_rep_close(c.rep));
+    DOCA_OK(doca_dev_close(c.host_dev));
+    DOCA_OK(doca_dev_close(c.dpu_dev));
+}
+
 int main(void)
 {
     test_mmap_rules();
     test_inventory();
     test_local_dma();
+    test_start_pins();
+    test_export_desc_size();
+    test_export_desc_size_too_small();
+    test_counters();
     test_cross_process();
     test_comch();
+    test_notify_tasks();
+    test_notify_comch();
     return 0;
 }

@@ -8,6 +8,14 @@
  * commands. The parent plays the dpu side: it imports both regions and
  * moves bytes with post() and progress(). It keeps a model of what the
  * host buffer must hold and checks every transfer against it.
+ *
+ * Faults. An engine that registers what it is given (cma) meets the
+ * unmapped page at transfer time: HMAF_EFAULT. An engine that pins at
+ * registration (doca) must refuse the page with HMAF_EFAULT instead, and
+ * a range with a page it cannot pin (no access) in the middle too; its
+ * transfers can only fail once the host's registration is gone, so its
+ * fault batches run against a region the host deregisters after we
+ * imported it: HMAF_ECONNRESET.
  */
 #include <poll.h>
 #include <signal.h>
@@ -23,6 +31,7 @@
 #include "proto/handshake.h"
 
 #define BUF_LEN            (8u << 20)
+#define DEAD_LEN           (64u << 10) /* deregistered under our import */
 #define CANARY             64
 #define SLOT               256 /* local bytes per segment in segment batches */
 #define MAX_SEGS_TESTED    16384 /* keeps every segment 511 bytes apart */
@@ -35,13 +44,17 @@ struct host_info {
     uint64_t addr, len;  /* the registered buffer */
     uint64_t hole;       /* an unmapped page */
     int32_t hole_status; /* its mem_register() result */
-    uint32_t blob_len, export_len, hole_export_len;
+    int32_t gap_status;  /* that of three pages, the middle one PROT_NONE */
+    uint64_t dead;       /* pinning engines: DEAD_LEN bytes, 'd' drops them */
+    uint32_t blob_len, export_len, hole_export_len, dead_export_len;
     uint8_t blob[HMAF_BLOB_MAX];
     uint8_t export_blob[HMAF_BLOB_MAX];
     uint8_t hole_export[HMAF_BLOB_MAX];
+    uint8_t dead_export[HMAF_BLOB_MAX];
 };
 
-/* Parent -> child: 'v' = does [off, off+len) hash to hash? Reply 1 or 0. */
+/* Parent -> child, replies 1 or 0: 'v' = does [off, off+len) hash to
+ * hash? 'd' = deregister the dead region. */
 struct host_cmd {
     uint64_t off, len, hash;
     uint8_t op;
@@ -51,7 +64,7 @@ struct host {
     const struct hmaf_engine_ops *ops;
     struct hmaf_engine_ctx *ctx;
     struct hmaf_engine_ep *ep;
-    struct hmaf_engine_mem *buf_mem, *hole_mem;
+    struct hmaf_engine_mem *buf_mem, *hole_mem, *dead_mem;
     uint8_t *buf;
 };
 
@@ -63,7 +76,7 @@ struct conf {
     int cmd_fd, reply_fd;
     struct hmaf_engine_ctx *ctx;
     struct hmaf_engine_ep *ep;
-    struct hmaf_engine_rmem *buf, *hole;
+    struct hmaf_engine_rmem *buf, *hole, *dead;
     struct host_info info;
     uint8_t *model; /* what the host buffer must hold */
     int manual;     /* drive the next batch with post + progress by hand */
@@ -168,6 +181,43 @@ static uint64_t unmapped_page(void)
     return (uint64_t)(uintptr_t)(p + page);
 }
 
+/* mem_register() of three mapped pages whose middle one has no access:
+ * the kernel knows the range, but a device cannot pin it. */
+static int32_t gap_status(struct host *h)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uint8_t *p = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uint8_t blob[HMAF_BLOB_MAX];
+    uint32_t blob_len;
+    struct hmaf_engine_mem *mem;
+    int status;
+
+    CHECK(p != MAP_FAILED);
+    CHECK(mprotect(p + page, page, PROT_NONE) == 0);
+    mem = host_register(h, p, 3 * page, &status, blob, &blob_len);
+    if (mem != NULL) {
+        h->ops->mem_deregister(mem);
+        free(mem);
+    }
+    CHECK(munmap(p, 3 * page) == 0);
+    return status;
+}
+
+/* Pinning engines only: a region whose registration 'd' drops. */
+static void dead_setup(struct host *h, struct host_info *info)
+{
+    uint8_t *dead = aligned_alloc(4096, DEAD_LEN);
+    int status;
+
+    CHECK(dead != NULL);
+    fill(dead, DEAD_LEN, 0, 7);
+    info->dead = (uint64_t)(uintptr_t)dead;
+    h->dead_mem = host_register(h, dead, DEAD_LEN, &status, info->dead_export,
+                                &info->dead_export_len);
+    CHECK_OK(status);
+}
+
 static void host_setup(struct host *h, int cmd_fd, struct host_info *info)
 {
     uint8_t peer[HMAF_BLOB_MAX];
@@ -193,8 +243,37 @@ static void host_setup(struct host *h, int cmd_fd, struct host_info *info)
     h->hole_mem = host_register(h, (void *)(uintptr_t)info->hole, 4096, &status,
                                 info->hole_export, &info->hole_export_len);
     info->hole_status = status;
+    info->gap_status = gap_status(h);
+    if (info->hole_status < 0) {
+        dead_setup(h, info);
+    }
     CHECK_OK(h->ops->local_blob(h->ctx, info->blob, HMAF_BLOB_MAX, &n));
     info->blob_len = (uint32_t)n;
+}
+
+/* 'd': the host takes its dead region back, as a revoke would. */
+static uint8_t host_drop_dead(struct host *h)
+{
+    if (h->dead_mem == NULL) {
+        return 0;
+    }
+    h->ops->mem_deregister(h->dead_mem);
+    free(h->dead_mem);
+    h->dead_mem = NULL;
+    return 1;
+}
+
+static uint8_t host_answer(struct host *h, const struct host_cmd *cmd)
+{
+    switch (cmd->op) {
+    case 'v':
+        return cmd->off <= BUF_LEN && cmd->len <= BUF_LEN - cmd->off &&
+               fnv1a(h->buf + cmd->off, cmd->len) == cmd->hash;
+    case 'd':
+        return host_drop_dead(h);
+    default:
+        return 0;
+    }
 }
 
 static void host_serve(struct host *h, int cmd_fd, int reply_fd)
@@ -202,9 +281,7 @@ static void host_serve(struct host *h, int cmd_fd, int reply_fd)
     struct host_cmd cmd;
 
     while (read_full(cmd_fd, &cmd, sizeof(cmd)) == 0) {
-        uint8_t ok = cmd.op == 'v' && cmd.off <= BUF_LEN &&
-                     cmd.len <= BUF_LEN - cmd.off &&
-                     fnv1a(h->buf + cmd.off, cmd.len) == cmd.hash;
+        uint8_t ok = host_answer(h, &cmd);
 
         if (write_full(reply_fd, &ok, 1) < 0) {
             break;
@@ -278,14 +355,17 @@ static void connect_host(struct conf *c)
     CHECK(write_full(c->cmd_fd, blob, len) == 0);
     CHECK(read_full(c->reply_fd, &c->info, sizeof(c->info)) == 0);
     CHECK(c->info.blob_len <= HMAF_BLOB_MAX);
-    CHECK_OK(
-        hmaf__engine_ep_create(c->ctx, 0, c->info.blob, c->info.blob_len, &c->ep));
+    CHECK_OK(hmaf__engine_ep_create(c->ctx, 0, c->info.blob, c->info.blob_len,
+                                    &c->ep));
     CHECK(c->ep->ctx == c->ctx);
     c->buf = import(c, c->info.addr, c->info.len, c->info.export_blob,
                     c->info.export_len);
     if (c->info.hole_status == 0) {
         c->hole = import(c, c->info.hole, 4096, c->info.hole_export,
                          c->info.hole_export_len);
+    } else {
+        c->dead = import(c, c->info.dead, DEAD_LEN, c->info.dead_export,
+                         c->info.dead_export_len);
     }
     c->model = malloc(BUF_LEN);
     CHECK(c->model != NULL);
@@ -315,6 +395,7 @@ static void stop_host(struct conf *c)
 static void disconnect(struct conf *c)
 {
     stop_host(c);
+    release(c, c->dead);
     release(c, c->hole);
     release(c, c->buf);
     hmaf__engine_ep_destroy(c->ep);
@@ -387,20 +468,36 @@ static int transfer(struct conf *c, enum hmaf_xfer_op op,
     return 0;
 }
 
+/* Send cmd to the host; its one-byte reply. */
+static uint8_t host_ask(struct conf *c, const struct host_cmd *cmd)
+{
+    uint8_t ok = 0;
+
+    CHECK(write_full(c->cmd_fd, cmd, sizeof(*cmd)) == 0);
+    CHECK(read_full(c->reply_fd, &ok, 1) == 0);
+    return ok;
+}
+
 /* Ask the host whether its [off, off+len) matches our model. */
 static void host_verify(struct conf *c, uint64_t off, uint64_t len)
 {
     struct host_cmd cmd;
-    uint8_t ok = 0;
 
     memset(&cmd, 0, sizeof(cmd)); /* no uninitialised padding on the pipe */
     cmd.off = off;
     cmd.len = len;
     cmd.hash = fnv1a(c->model + off, len);
     cmd.op = 'v';
-    CHECK(write_full(c->cmd_fd, &cmd, sizeof(cmd)) == 0);
-    CHECK(read_full(c->reply_fd, &ok, 1) == 0);
-    CHECK_EQ(ok, 1);
+    CHECK_EQ(host_ask(c, &cmd), 1);
+}
+
+static void host_drop_dead_region(struct conf *c)
+{
+    struct host_cmd cmd;
+
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.op = 'd';
+    CHECK_EQ(host_ask(c, &cmd), 1);
 }
 
 static void check_ops_table(const struct hmaf_engine_ops *ops, const char *name)
@@ -578,62 +675,89 @@ static void test_segments_write(struct conf *c)
     free_segments(&s);
 }
 
-/* The middle of three transfers hits an unmapped page: the batch fails
- * with HMAF_EFAULT and the first transfer has landed. */
-static void test_fault_read(struct conf *c)
+/* Where a transfer must fail, and how. */
+struct fault {
+    struct hmaf_engine_rmem *rmem;
+    uint64_t addr;
+    int err;
+};
+
+/* The middle of three transfers fails: the batch fails with f's error and
+ * the first transfer has landed. */
+static void test_fault_read(struct conf *c, const struct fault *f)
 {
-    uint8_t a[100], hole[100], z[100];
+    uint8_t a[100], bad[100], z[100];
     struct hmaf_xfer x[3] = {
         {c->buf, a, c->info.addr + 200, sizeof(a)},
-        {c->hole, hole, c->info.hole, sizeof(hole)},
+        {f->rmem, bad, f->addr, sizeof(bad)},
         {c->buf, z, c->info.addr + 5000, sizeof(z)},
     };
     struct hmaf_xfer_batch b = {.op = HMAF_XFER_READ, .xfers = x, .count = 3};
 
     memset(a, 0xee, sizeof(a));
-    CHECK_ERR(submit(c, &b), HMAF_EFAULT);
-    CHECK_ERR(b.status, HMAF_EFAULT);
+    CHECK_ERR(submit(c, &b), f->err);
+    CHECK_ERR(b.status, f->err);
     CHECK(memcmp(a, c->model + 200, sizeof(a)) == 0);
-    CHECK_ERR(transfer(c, HMAF_XFER_READ, c->hole, hole, c->info.hole, 1),
-              HMAF_EFAULT);
-    check_read(c, 0, 64); /* the ep is still usable */
+    CHECK_ERR(transfer(c, HMAF_XFER_READ, f->rmem, bad, f->addr, 1), f->err);
 }
 
-static void test_fault_write(struct conf *c)
+static void test_fault_write(struct conf *c, const struct fault *f)
 {
-    uint8_t a[100], hole[100], z[100];
+    uint8_t a[100], bad[100], z[100];
     struct hmaf_xfer x[3] = {
         {c->buf, a, c->info.addr, sizeof(a)},
-        {c->hole, hole, c->info.hole, sizeof(hole)},
+        {f->rmem, bad, f->addr, sizeof(bad)},
         {c->buf, z, c->info.addr + 1000, sizeof(z)},
     };
     struct hmaf_xfer_batch b = {.op = HMAF_XFER_WRITE, .xfers = x, .count = 3};
 
     fill(a, sizeof(a), 0, 5);
-    memset(hole, 0x11, sizeof(hole));
+    memset(bad, 0x11, sizeof(bad));
     memcpy(z, c->model + 1000, sizeof(z)); /* landing or not: no change */
-    CHECK_ERR(submit(c, &b), HMAF_EFAULT);
-    CHECK_ERR(b.status, HMAF_EFAULT);
+    CHECK_ERR(submit(c, &b), f->err);
+    CHECK_ERR(b.status, f->err);
     fill(c->model, sizeof(a), 0, 5);
     host_verify(c, 0, BUF_LEN);
-    check_write(c, 64, 64, 6); /* the ep is still usable */
+    CHECK_ERR(transfer(c, HMAF_XFER_WRITE, f->rmem, bad, f->addr, 1), f->err);
+}
+
+/* A hole is the transfer's own fault: the ep goes on. */
+static void test_faults_at_transfer(struct conf *c)
+{
+    struct fault f = {c->hole, c->info.hole, HMAF_EFAULT};
+
+    test_fault_read(c, &f);
+    check_read(c, 0, 64);
+    test_fault_write(c, &f);
+    check_write(c, 64, 64, 6);
+}
+
+/* Pinning engines refuse what they cannot pin, with exactly this error;
+ * then only a registration the host dropped can fail a transfer, and a
+ * session whose host withdrew memory under it ends (the core marks it
+ * dead on HMAF_ECONNRESET), so the ep is not used again for it. */
+static void test_faults_pinned(struct conf *c)
+{
+    struct fault f = {c->dead, c->info.dead, HMAF_ECONNRESET};
+    uint8_t v[64], want[64];
+
+    CHECK_ERR(c->info.hole_status, HMAF_EFAULT);
+    CHECK_ERR(c->info.gap_status, HMAF_EFAULT);
+    fill(want, sizeof(want), 0, 7);
+    CHECK_OK(transfer(c, HMAF_XFER_READ, c->dead, v, c->info.dead, sizeof(v)));
+    CHECK(memcmp(v, want, sizeof(v)) == 0); /* alive until dropped */
+    host_drop_dead_region(c);
+    test_fault_read(c, &f);
+    test_fault_write(c, &f);
 }
 
 static void test_faults(struct conf *c)
 {
-    if (c->hole == NULL) {
-        /* An engine that pins at registration (doca) must refuse the
-         * unmapped page with exactly this error; then no batch can reach
-         * it, and that refusal is the behaviour under test. */
-        CHECK_ERR(c->info.hole_status, HMAF_EFAULT);
-        fprintf(stderr,
-                "note: %s refuses to register an unmapped page (%s), as "
-                "pinning engines must; fault batches do not apply\n",
-                c->name, hmaf_err_name(c->info.hole_status));
-        return;
+    if (c->hole != NULL) {
+        test_faults_at_transfer(c);
+    } else {
+        test_faults_pinned(c);
     }
-    test_fault_read(c);
-    test_fault_write(c);
 }
 
 static void test_host_gone(struct conf *c)

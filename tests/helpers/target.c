@@ -21,6 +21,19 @@ void target_fill(void *buf, size_t len, uint64_t first, unsigned salt)
     }
 }
 
+size_t target_mismatch(const void *buf, size_t len, uint64_t first,
+                       unsigned salt)
+{
+    const uint8_t *p = buf;
+
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] != target_pattern(first + i, salt)) {
+            return i;
+        }
+    }
+    return len;
+}
+
 /* Wait for the parent's next command; an agent without its own thread is
  * driven from here meanwhile, as an application's event loop would. */
 static int next_command(hmaf_agent_t *agent, int threaded, int cmd_fd,

@@ -57,6 +57,12 @@ static inline uint8_t target_pattern(uint64_t i, unsigned salt)
     return (uint8_t)((i * 2654435761u) >> 13 ^ (i >> 7) ^ salt);
 }
 void target_fill(void *buf, size_t len, uint64_t first, unsigned salt);
+/* Index of the first byte of buf that is not the pattern, or len. */
+size_t target_mismatch(const void *buf, size_t len, uint64_t first,
+                       unsigned salt);
+/* buf holds the pattern from byte first on (check.h's report on failure). */
+#define CHECK_PATTERN(buf, len, first, salt)                                   \
+    CHECK_EQ(target_mismatch((buf), (len), (first), (salt)), (len))
 
 #endif
 

@@ -1,15 +1,32 @@
 /*
  * The comch channel end to end, against the DOCA emulation (built with
- * hmaf_static_doca): a forked host agent on engine "doca" dials the dpu
- * side (this process, listening as the comch server), which reads and
- * writes the exposed memory, then sees the host die. The dpu side is the
- * host's parent, as the emulation's DMA needs where Yama is strict.
+ * hmaf_static_doca), each side in its own process:
+ *   - a forked host agent on engine "doca" dials the dpu side (this
+ *     process, listening as the comch server), which reads and writes the
+ *     exposed memory, then sees the host die;
+ *   - the comch link drops while the host lives on with its memory
+ *     exported: the dpu side's calls fail at once, so the channel told it,
+ *     not a DMA; the host's agent sees the drop too when it looks;
+ *   - a DMA fails while the link is up: the dpu side's call fails, the
+ *     host's agent keeps the session until the dpu side closes it;
+ *   - the host destroys its agent: the dpu side learns over the channel at
+ *     once, and the host's destroy waits until the dpu side has released
+ *     its imports and gone;
+ *   - the dpu side is killed: the host's agent (this process now) closes
+ *     the session within 1 s, polled or threaded, and a polled agent with
+ *     nothing to do sleeps its whole timeout on the notification handle.
+ * Where the host is the child, the dpu side is its parent, as the
+ * emulation's DMA needs where Yama is strict.
  */
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,17 +37,85 @@
 #include "check.h"
 #include "util/clock.h"
 
-#define HOST_PCI "b1:00.0" /* the emulation's defaults */
-#define DPU_PCI "03:00.0"
+#define HOST_PCI  "b1:00.0" /* the emulation's defaults */
+#define DPU_PCI   "03:00.0"
+#define PROMPT_NS 1000000000ull /* "promptly": within 1 s */
 
 static uint8_t memory[8192];
 static char host_address[96], dpu_address[96];
 
-/* The host: expose, dial, then serve until killed. */
-static void run_host(void)
+/* fork(), but the child dies with us: after a failed check it would wait
+ * for its peer forever. */
+static pid_t fork_child(void)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+
+    CHECK(pid >= 0);
+    if (pid == 0 &&
+        (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)) {
+        _exit(1);
+    }
+    return pid;
+}
+
+/* Wait up to PROMPT_NS for the agent to close a session, driving it when
+ * it has no thread; 1 when it did in time with none left live. */
+static int wait_closed(hmaf_agent_t *agent, int threaded)
+{
+    uint64_t start = hmaf__now_ns();
+    hmaf_agent_stats_t st;
+
+    do {
+        if (threaded) {
+            nanosleep(&(struct timespec){0, 1000000}, NULL);
+        } else {
+            /* Ends early only on a channel event. */
+            (void)hmaf_agent_poll(agent, 1000);
+        }
+        CHECK_OK(hmaf_agent_stats(agent, &st));
+    } while (st.sessions_closed == 0 && hmaf__now_ns() - start < PROMPT_NS);
+    return st.sessions_closed == 1 && st.sessions_live == 0 &&
+           hmaf__now_ns() - start < PROMPT_NS;
+}
+
+/* Commands a forked host answers on its socket. */
+#define CMD_STATS 's' /* -> sessions live, sessions closed (a byte each) */
+#define CMD_WAIT  'w' /* -> 1 if a session closed within 1 s, else 0 */
+#define CMD_DESTROY 'd' /* destroy the agent -> how long it took, in 20 ms
+                           units (capped), and a byte more */
+#define HOST_REVOKE_WAIT_MS 3000
+
+static void answer(hmaf_agent_t *agent, int threaded, int cmd_fd, char cmd)
+{
+    hmaf_agent_stats_t st;
+    uint8_t reply[2];
+
+    CHECK_OK(hmaf_agent_stats(agent, &st));
+    reply[0] = (uint8_t)st.sessions_live;
+    reply[1] = (uint8_t)st.sessions_closed;
+    if (cmd == CMD_WAIT) {
+        reply[0] = (uint8_t)wait_closed(agent, threaded);
+    }
+    if (cmd == CMD_DESTROY) {
+        uint64_t start = hmaf__now_ns(), units;
+        hmaf_agent_destroy(agent);
+        units = (hmaf__now_ns() - start) / 20000000u;
+        reply[0] = (uint8_t)(units > 254 ? 254 : units);
+        CHECK(write(cmd_fd, reply, 2) > 0);
+        _exit(0);
+    }
+    CHECK(write(cmd_fd, reply, cmd == CMD_WAIT ? 1 : 2) > 0);
+}
+
+/* The host: expose, dial, then answer commands until the socket closes
+ * (cmd_fd -1: until killed). Unthreaded, the agent runs only inside
+ * CMD_WAIT, so until then it notices nothing and unexports nothing. */
+static _Noreturn void run_host(int threaded, int cmd_fd)
 {
     hmaf_agent_params_t ap;
     hmaf_agent_t *agent;
+    char cmd;
     int ret;
 
     for (size_t i = 0; i < sizeof(memory); i++) {
@@ -38,6 +123,8 @@ static void run_host(void)
     }
     hmaf_agent_params_init(&ap);
     ap.engine = "doca";
+    ap.threaded = threaded;
+    ap.revoke_wait_ms = HOST_REVOKE_WAIT_MS;
     if (hmaf_agent_create(&ap, &agent) != 0 ||
         hmaf_agent_expose(agent, memory, sizeof(memory),
                           HMAF_ACCESS_READ_WRITE) != 0) {
@@ -48,9 +135,51 @@ static void run_host(void)
         fprintf(stderr, "host: dial: %s\n", hmaf_strerror(ret));
         _exit(3);
     }
+    while (cmd_fd >= 0 && read(cmd_fd, &cmd, 1) == 1) {
+        answer(agent, threaded, cmd_fd, cmd);
+    }
     for (;;) {
         pause();
     }
+}
+
+/* Fork a host; *cmd_out is the socket to command it through. */
+static pid_t fork_host(int threaded, int *cmd_out)
+{
+    int sv[2];
+    pid_t host;
+
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    host = fork_child();
+    if (host == 0) {
+        close(sv[0]);
+        run_host(threaded, sv[1]);
+    }
+    close(sv[1]);
+    *cmd_out = sv[0];
+    return host;
+}
+
+static uint8_t host_command(int cmd_fd, char cmd, uint8_t *second)
+{
+    uint8_t reply[2] = {0, 0};
+    size_t want = cmd == CMD_WAIT ? 1 : 2;
+
+    CHECK(write(cmd_fd, &cmd, 1) == 1);
+    CHECK(recv(cmd_fd, reply, want, MSG_WAITALL) == (ssize_t)want);
+    if (second != NULL) {
+        *second = reply[1];
+    }
+    return reply[0];
+}
+
+static void end_host(pid_t host, int cmd_fd)
+{
+    int status;
+
+    close(cmd_fd);
+    kill(host, SIGKILL);
+    CHECK(waitpid(host, &status, 0) == host);
 }
 
 static int open_dpu(hmaf_session_t **s_out)
@@ -122,12 +251,219 @@ static void check_host_death(hmaf_session_t *s, pid_t host)
     kill(host, SIGKILL);
     waitpid(host, NULL, 0);
     start = hmaf__now_ns();
-    while (ret == 0 && hmaf__now_ns() - start < 1000000000ull) {
+    while (ret == 0 && hmaf__now_ns() - start < PROMPT_NS) {
         ret = hmaf_session_read(s, v, addr, sizeof(v));
         nanosleep(&(struct timespec){0, 1000000}, NULL);
     }
     CHECK_ERR(ret, HMAF_ECONNRESET);
     CHECK_ERR(hmaf_session_ping(s), HMAF_ECONNRESET);
+}
+
+static void check_end_to_end(void)
+{
+    hmaf_session_t *s;
+    pid_t host;
+    int ret, cmd_fd;
+
+    host = fork_host(1, &cmd_fd);
+    ret = open_dpu(&s);
+    if (ret == HMAF_EPERM || ret == HMAF_EACCES) {
+        end_host(host, cmd_fd);
+        SKIP("no ptrace right over the host process (%s)", hmaf_strerror(ret));
+    }
+    CHECK_OK(ret);
+    check_rw(s);
+    check_host_death(s, host);
+    close(cmd_fd);
+    hmaf_session_destroy(s);
+}
+
+/* Set (or, with NULL, clear) an emulation knob for this process only;
+ * its fault counters start again. */
+static void set_fault(const char *knob, const char *value)
+{
+    if (value != NULL) {
+        setenv(knob, value, 1);
+    } else {
+        unsetenv(knob);
+    }
+    doca_emu_reset();
+}
+
+/* The link drops right after the WELCOME reached us, and the host's agent
+ * runs only when told, so its session, mailbox and exposure stay exported
+ * and a DMA would work: ECONNRESET at once can only come from the channel.
+ * The host's agent then sees the drop as soon as it runs. */
+static void check_link_drop(void)
+{
+    uint64_t addr = (uint64_t)(uintptr_t)memory, start;
+    hmaf_session_t *s;
+    uint8_t v[16], closed;
+    int cmd_fd;
+    pid_t host = fork_host(0, &cmd_fd);
+
+    /* Set after the fork: the host keeps its link. */
+    set_fault("DOCA_EMU_FAULT_DISCONNECT_AFTER", "1");
+    CHECK_OK(open_dpu(&s));
+    start = hmaf__now_ns();
+    CHECK_ERR(hmaf_session_read(s, v, addr, sizeof(v)), HMAF_ECONNRESET);
+    CHECK(hmaf__now_ns() - start < PROMPT_NS);
+    set_fault("DOCA_EMU_FAULT_DISCONNECT_AFTER", NULL);
+    /* The host noticed nothing yet: all it exported still is. */
+    CHECK_EQ(host_command(cmd_fd, CMD_STATS, &closed), 1);
+    CHECK_EQ(closed, 0);
+    CHECK_EQ(host_command(cmd_fd, CMD_WAIT, NULL), 1);
+    hmaf_session_destroy(s);
+    end_host(host, cmd_fd);
+}
+
+/* A DMA fails while the link is up: the dpu side's call fails, and the
+ * host's agent, running all along, keeps the session until the dpu side
+ * closes it. */
+static void check_dma_failure(void)
+{
+    uint64_t addr = (uint64_t)(uintptr_t)memory;
+    hmaf_session_t *s;
+    uint8_t v[16], closed;
+    int cmd_fd;
+    pid_t host = fork_host(1, &cmd_fd);
+
+    CHECK_OK(open_dpu(&s));
+    CHECK_OK(hmaf_session_read(s, v, addr, sizeof(v)));
+    set_fault("DOCA_EMU_FAULT_DMA_EVERY", "1");
+    CHECK_ERR(hmaf_session_read(s, v, addr, sizeof(v)), HMAF_ECONNRESET);
+    set_fault("DOCA_EMU_FAULT_DMA_EVERY", NULL);
+    /* Long enough for the agent to have seen a dropped link. */
+    nanosleep(&(struct timespec){0, 50000000}, NULL);
+    CHECK_EQ(host_command(cmd_fd, CMD_STATS, &closed), 1);
+    CHECK_EQ(closed, 0);
+    hmaf_session_destroy(s);
+    CHECK_EQ(host_command(cmd_fd, CMD_WAIT, NULL), 1);
+    end_host(host, cmd_fd);
+}
+
+/* The host destroys its agent under a live session: its goodbye ends the
+ * dpu side's calls at once, and its destroy returns only after the dpu
+ * side released its imports (hmaf_session_destroy), promptly then. */
+static void check_agent_destroy(void)
+{
+    uint64_t addr = (uint64_t)(uintptr_t)memory, start;
+    struct pollfd reply;
+    hmaf_session_t *s;
+    uint8_t v[16], units = 0;
+    const char cmd = CMD_DESTROY;
+    int cmd_fd;
+    pid_t host = fork_host(1, &cmd_fd);
+
+    CHECK_OK(open_dpu(&s));
+    CHECK_OK(hmaf_session_read(s, v, addr, sizeof(v)));
+    CHECK(write(cmd_fd, &cmd, 1) == 1);
+    start = hmaf__now_ns();
+    while (hmaf_session_read(s, v, addr, sizeof(v)) == 0) {
+        CHECK(hmaf__now_ns() - start < PROMPT_NS);
+    }
+    CHECK_ERR(hmaf_session_ping(s), HMAF_ECONNRESET);
+    reply = (struct pollfd){.fd = cmd_fd, .events = POLLIN};
+    CHECK_EQ(poll(&reply, 1, 200), 0); /* the host waits for us */
+    start = hmaf__now_ns();
+    hmaf_session_destroy(s);
+    CHECK(recv(cmd_fd, &units, 1, MSG_WAITALL) == 1);
+    CHECK(hmaf__now_ns() - start < PROMPT_NS);
+    CHECK(units >= 10 && units < HOST_REVOKE_WAIT_MS / 20);
+    end_host(host, cmd_fd);
+}
+
+/* The dpu side, forked: listen, read through the host's agent, report
+ * ('r' read, 'p' no ptrace right, 'f' failed), wait to be killed. */
+static _Noreturn void run_dpu(int report_fd)
+{
+    hmaf_session_t *s;
+    uint8_t v[16];
+    char report = 'f';
+    int ret = open_dpu(&s);
+
+    if (ret == 0) {
+        ret = hmaf_session_read(s, v, (uint64_t)(uintptr_t)memory, sizeof(v));
+    }
+    if (ret == 0) {
+        report = 'r';
+    } else if (ret == HMAF_EPERM || ret == HMAF_EACCES) {
+        report = 'p';
+    }
+    if (write(report_fd, &report, 1) != 1) {
+        _exit(1);
+    }
+    for (;;) {
+        pause();
+    }
+}
+
+/* The dpu's report, serving its requests meanwhile when unthreaded. */
+static char dpu_report(hmaf_agent_t *agent, int threaded, int report_fd)
+{
+    struct pollfd p = {.fd = report_fd, .events = POLLIN};
+    uint64_t start = hmaf__now_ns();
+    char report = 'f';
+
+    while (hmaf__now_ns() - start < 10 * PROMPT_NS) {
+        if (!threaded) {
+            (void)hmaf_agent_poll(agent, 1);
+        }
+        if (poll(&p, 1, threaded ? 10 : 0) == 1) {
+            return read(report_fd, &report, 1) == 1 ? report : 'f';
+        }
+    }
+    return report;
+}
+
+/* With a comch session and nothing to do, a poll lasts its whole timeout:
+ * the agent sleeps on the channel's notification handle instead of
+ * looking every millisecond. */
+static void check_idle_poll(hmaf_agent_t *agent)
+{
+    uint64_t start = hmaf__now_ns();
+
+    CHECK_EQ(hmaf_agent_poll(agent, 300), 0);
+    CHECK(hmaf__now_ns() - start >= 250000000ull);
+}
+
+/* Kill the dpu side: the host's agent closes its session within 1 s. */
+static void check_dpu_death(int threaded)
+{
+    hmaf_agent_params_t ap;
+    hmaf_agent_t *agent;
+    int report[2];
+    pid_t dpu;
+    char got;
+
+    CHECK(pipe2(report, O_CLOEXEC) == 0);
+    dpu = fork_child();
+    if (dpu == 0) {
+        close(report[0]);
+        run_dpu(report[1]);
+    }
+    close(report[1]);
+    hmaf_agent_params_init(&ap);
+    ap.engine = "doca";
+    ap.threaded = threaded;
+    CHECK_OK(hmaf_agent_create(&ap, &agent));
+    CHECK_OK(hmaf_agent_expose(agent, memory, sizeof(memory),
+                               HMAF_ACCESS_READ_WRITE));
+    CHECK_OK(hmaf_agent_dial(agent, host_address, 5000));
+    got = dpu_report(agent, threaded, report[0]);
+    if (got == 'p') {
+        kill(dpu, SIGKILL);
+        SKIP("our child, the dpu side, may not reach our memory (ptrace)");
+    }
+    CHECK_EQ(got, 'r');
+    if (!threaded) {
+        check_idle_poll(agent);
+    }
+    kill(dpu, SIGKILL);
+    CHECK(wait_closed(agent, threaded));
+    CHECK(waitpid(dpu, NULL, 0) == dpu);
+    close(report[0]);
+    hmaf_agent_destroy(agent);
 }
 
 /* A HELLO larger than the channel's max message size is not sent. */
@@ -136,47 +472,31 @@ static void check_message_limit(void)
     hmaf_session_t *s;
     pid_t host;
 
-    setenv("DOCA_EMU_COMCH_MAX_MSG", "64", 1);
-    doca_emu_reset();
-    host = fork();
-    CHECK(host >= 0);
+    set_fault("DOCA_EMU_COMCH_MAX_MSG", "64");
+    host = fork_child();
     if (host == 0) {
-        run_host(); /* dials with the same small limit; never answered */
+        run_host(1, -1); /* dials with the same small limit; never answered */
     }
     CHECK_ERR(open_dpu(&s), HMAF_ENOSPC);
     kill(host, SIGKILL);
     waitpid(host, NULL, 0);
-    unsetenv("DOCA_EMU_COMCH_MAX_MSG");
-    doca_emu_reset();
+    set_fault("DOCA_EMU_COMCH_MAX_MSG", NULL);
 }
 
 int main(void)
 {
-    hmaf_session_t *s;
-    pid_t host;
-    int ret;
-
     /* Unique per run: abstract sockets are shared by concurrent builds. */
     snprintf(host_address, sizeof(host_address), "comch:hmaf-t%d@%s",
              (int)getpid(), HOST_PCI);
     snprintf(dpu_address, sizeof(dpu_address), "comch:hmaf-t%d@%s/%s",
              (int)getpid(), DPU_PCI, HOST_PCI);
     check_directions();
-    host = fork();
-    CHECK(host >= 0);
-    if (host == 0) {
-        run_host();
-    }
-    ret = open_dpu(&s);
-    if (ret == HMAF_EPERM || ret == HMAF_EACCES) {
-        kill(host, SIGKILL);
-        SKIP("no ptrace right over the host process (%s)",
-             hmaf_strerror(ret));
-    }
-    CHECK_OK(ret);
-    check_rw(s);
-    check_host_death(s, host);
-    hmaf_session_destroy(s);
+    check_end_to_end();
+    check_link_drop();
+    check_dma_failure();
+    check_agent_destroy();
+    check_dpu_death(0);
+    check_dpu_death(1);
     check_message_limit();
     printf("comch: ok\n");
     return 0;

@@ -6,6 +6,10 @@
  *   message     the handshake against the comch message size (WELCOME)
  *   teardown    the host revokes, or destroys its agent, while a dpu
  *               thread has DMA tasks on the region submitted
+ *   export      export descriptors against the 256-byte blob: a REGISTER
+ *               and a handshake refused with HMAF_ENOSPC, and undone
+ *   hand-off    the host's agent destroy waits for the dpu side to release
+ *               its imports (bounded by revoke_wait_ms)
  * Each case sets the emulation's limits with setenv and doca_emu_reset
  * before its sessions exist (and before a host is forked, which inherits
  * them). The dpu side is the host's parent, as the emulation's DMA needs
@@ -16,6 +20,7 @@
  * parks before the real call, its tasks submitted and not a byte moved
  * (the emulation moves bytes in progress), until released.
  */
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -46,6 +51,7 @@
 #define MEM_SPLIT      (2u * 1024 * 1024 + 123)
 #define B_LEN          (MEM_LEN - MEM_SPLIT)
 #define VMEM_LEN       (1u * 1024 * 1024)
+#define XMEM_LEN       (64u * 1024) /* first exported under a set knob */
 #define MIB            (1u << 20)
 #define SALT_NEW       9   /* what the host writes once it withdrew a range */
 #define REVOKE_WAIT_MS 400 /* the lease: a quarter of it */
@@ -55,9 +61,12 @@
 #define DPU_PCI  "03:00.0"
 
 struct host_state {
-    uint8_t *mem, *vmem;
+    uint8_t *mem, *vmem, *xmem;
     hmaf_agent_t *victim;
     char victim_address[96];
+    hmaf_agent_t *closer; /* (f): destroyed while a dpu side holds imports */
+    char closer_address[96];
+    struct doca_emu_counters mark; /* at the latest export_size() */
 };
 
 static struct host_state the_host;
@@ -94,24 +103,54 @@ static void *map_filled(size_t len, unsigned salt)
     return p;
 }
 
-static int victim_setup(struct host_state *h)
+/* A second agent at address serving vmem (revoke_wait_ms 0: default). */
+static int vmem_agent(struct host_state *h, const char *address,
+                      unsigned access, int revoke_wait_ms,
+                      hmaf_agent_t **agent_out)
 {
     hmaf_agent_params_t p;
     int ret;
 
     hmaf_agent_params_init(&p);
-    p.address = h->victim_address;
+    p.address = address;
     p.token = TARGET_TOKEN;
     p.engine = "doca";
-    ret = hmaf_agent_create(&p, &h->victim);
+    if (revoke_wait_ms > 0) {
+        p.revoke_wait_ms = revoke_wait_ms;
+    }
+    ret = hmaf_agent_create(&p, agent_out);
     if (ret == 0) {
-        ret = hmaf_agent_expose(h->victim, h->vmem, VMEM_LEN,
-                                HMAF_ACCESS_READ_WRITE);
+        ret = hmaf_agent_expose(*agent_out, h->vmem, VMEM_LEN, access);
     }
     if (ret == 0) {
-        ret = hmaf_agent_publish(h->victim, "vmem", h->vmem, VMEM_LEN);
+        ret = hmaf_agent_publish(*agent_out, "vmem", h->vmem, VMEM_LEN);
     }
     return ret;
+}
+
+static int victim_setup(struct host_state *h)
+{
+    return vmem_agent(h, h->victim_address, HMAF_ACCESS_READ_WRITE, 0,
+                      &h->victim);
+}
+
+/* (f) An agent over vmem (read-only) whose destroy is timed. */
+static int closer_create(struct host_state *h, int revoke_wait_ms)
+{
+    return vmem_agent(h, h->closer_address, HMAF_ACCESS_READ, revoke_wait_ms,
+                      &h->closer) == 0;
+}
+
+/* Milliseconds hmaf_agent_destroy took, in 20 ms units (capped). */
+static int closer_destroy(struct host_state *h)
+{
+    uint64_t start = hmaf__now_ns();
+    uint64_t units;
+
+    hmaf_agent_destroy(h->closer);
+    h->closer = NULL;
+    units = (hmaf__now_ns() - start) / 20000000u;
+    return units > 254 ? 254 : (int)units;
 }
 
 static int host_setup(hmaf_agent_t *agent, void *arg)
@@ -121,10 +160,18 @@ static int host_setup(hmaf_agent_t *agent, void *arg)
 
     h->mem = map_filled(MEM_LEN, 1);
     h->vmem = map_filled(VMEM_LEN, 5);
-    if (h->mem == NULL || h->vmem == NULL) {
+    h->xmem = map_filled(XMEM_LEN, 6);
+    if (h->mem == NULL || h->vmem == NULL || h->xmem == NULL) {
         return HMAF_ENOMEM;
     }
-    ret = hmaf_agent_expose(agent, h->mem, MEM_SPLIT, HMAF_ACCESS_READ_WRITE);
+    ret = hmaf_agent_expose(agent, h->xmem, XMEM_LEN, HMAF_ACCESS_READ);
+    if (ret == 0) {
+        ret = hmaf_agent_publish(agent, "xmem", h->xmem, XMEM_LEN);
+    }
+    if (ret == 0) {
+        ret =
+            hmaf_agent_expose(agent, h->mem, MEM_SPLIT, HMAF_ACCESS_READ_WRITE);
+    }
     if (ret == 0) {
         ret = hmaf_agent_expose(agent, h->mem + MEM_SPLIT, B_LEN,
                                 HMAF_ACCESS_READ_WRITE);
@@ -135,15 +182,60 @@ static int host_setup(hmaf_agent_t *agent, void *arg)
     return ret == 0 ? victim_setup(h) : ret;
 }
 
+/* The export descriptor size from now on (NULL: the emulation's 48
+ * bytes). The agent's thread is idle meanwhile: the dpu side waits for
+ * the reply, so no registration runs while the knob changes. */
+static int export_size(struct host_state *h, const char *size)
+{
+    if (size != NULL) {
+        setenv("DOCA_EMU_EXPORT_DESC_SIZE", size, 1);
+    } else {
+        unsetenv("DOCA_EMU_EXPORT_DESC_SIZE");
+    }
+    doca_emu_reset();
+    doca_emu_counters(&h->mark);
+    return 1;
+}
+
+/* Local mmaps started and stopped since the latest export_size(), as
+ * started * 16 + stopped, each capped at 15 (the reply is one byte). */
+static int mmaps_since_mark(const struct host_state *h)
+{
+    struct doca_emu_counters now;
+    uint64_t started, stopped;
+
+    doca_emu_counters(&now);
+    started = now.mmaps_started - h->mark.mmaps_started;
+    stopped = now.mmaps_stopped - h->mark.mmaps_stopped;
+    return (int)((started > 15 ? 15 : started) << 4 |
+                 (stopped > 15 ? 15 : stopped));
+}
+
 /* 'r': revoke B; 'd': destroy the victim agent. Either way the memory is
  * the host's again on return, and it says so by writing SALT_NEW over it.
- * 't': revokes whose wait expired (capped). */
+ * 't': revokes whose wait expired (capped). 'x', 'y', 'X': export
+ * descriptors of 257 bytes, 256 bytes, the default; 'm': local mmaps
+ * started and stopped since then (mmaps_since_mark); 'n': 1 if the
+ * latest refused handshake was refused for HMAF_ENOSPC. 'H', 'h': create
+ * the closer agent with revoke_wait_ms 3000, 300; 'C': destroy it, and
+ * reply how long that took (closer_destroy). */
 static int host_command(hmaf_agent_t *agent, int cmd, void *arg)
 {
     struct host_state *h = arg;
     hmaf_agent_stats_t st;
 
     switch (cmd) {
+    case 'x':
+        return export_size(h, "257");
+    case 'y':
+        return export_size(h, "256");
+    case 'X':
+        return export_size(h, NULL);
+    case 'm':
+        return mmaps_since_mark(h);
+    case 'n':
+        hmaf_agent_stats(agent, &st);
+        return st.last_refusal == HMAF_ENOSPC;
     case 'r':
         if (hmaf_agent_revoke(agent, h->mem + MEM_SPLIT, B_LEN) != 0) {
             return 0;
@@ -158,6 +250,12 @@ static int host_command(hmaf_agent_t *agent, int cmd, void *arg)
     case 't':
         hmaf_agent_stats(agent, &st);
         return st.revoke_timeouts > 254 ? 254 : (int)st.revoke_timeouts;
+    case 'H':
+        return closer_create(h, 3000);
+    case 'h':
+        return closer_create(h, 300);
+    case 'C':
+        return closer_destroy(h);
     default:
         return 255;
     }
@@ -202,21 +300,6 @@ static hmaf_session_t *connect_to(const char *address, unsigned check_us)
     CHECK(strcmp(hmaf_session_engine(s), "doca") == 0);
     return s;
 }
-
-/* Index of the first byte of p that is not the pattern, or len. */
-static size_t mismatch(const uint8_t *p, size_t len, uint64_t first,
-                       unsigned salt)
-{
-    for (size_t i = 0; i < len; i++) {
-        if (p[i] != target_pattern(first + i, salt)) {
-            return i;
-        }
-    }
-    return len;
-}
-
-#define CHECK_PATTERN(p, len, first, salt)                                     \
-    CHECK_EQ(mismatch((p), (len), (first), (salt)), (len))
 
 /* (a) Every task moves at most max_buf_size bytes (the emulation refuses
  * more with TOO_BIG), so 1 MiB goes as ~1049 tasks of 1000 bytes: written
@@ -281,7 +364,7 @@ static void *window_main(void *arg)
         }
         w->ret = hmaf_session_readv(w->s, segs, WINDOW_SEGS);
         for (int i = 0; i < WINDOW_SEGS && w->ret == 0; i++) {
-            if (mismatch(segs[i].local, segs[i].len, offs[i], 1) !=
+            if (target_mismatch(segs[i].local, segs[i].len, offs[i], 1) !=
                 segs[i].len) {
                 w->bad_seg = r * WINDOW_SEGS + i;
                 break;
@@ -383,7 +466,7 @@ static int comch_try(uint32_t max_msg, int host_want, pid_t *host_out)
     if (ret == 0) {
         ret = hmaf_session_read(s, v, (uint64_t)(uintptr_t)comch_memory,
                                 sizeof(v));
-        CHECK(ret != 0 || mismatch(v, sizeof(v), 0, 7) == sizeof(v));
+        CHECK(ret != 0 || target_mismatch(v, sizeof(v), 0, 7) == sizeof(v));
         hmaf_session_destroy(s);
     }
     unsetenv("DOCA_EMU_COMCH_MAX_MSG");
@@ -414,10 +497,6 @@ static void check_comch_message(void)
     CHECK_OK(comch_try(HMAF_MSG_MAX, 0, &host));
     kill(host, SIGKILL);
     waitpid(host, NULL, 0);
-    /* The export path: doca_engine.c refuses a descriptor larger than
-     * 256 bytes (the handshake's blob) with HMAF_ENOSPC. */
-    printf("test_doca: export larger than the blob: not tested (the "
-           "emulation's export descriptor is a fixed 48 bytes, no knob)\n");
 }
 
 /* ---- (d) teardown under a stalled dpu thread ---- */
@@ -542,6 +621,97 @@ static void check_agent_destroy(struct target *t)
     free(st.buf);
 }
 
+/* ---- (e) export descriptors against the blob ---- */
+
+static int try_connect(const struct target *t)
+{
+    hmaf_session_params_t p;
+    hmaf_session_t *s = NULL;
+    int ret;
+
+    hmaf_session_params_init(&p);
+    p.address = t->address;
+    p.token = TARGET_TOKEN;
+    ret = hmaf_session_create(&p, &s);
+    hmaf_session_destroy(s);
+    return ret;
+}
+
+/* (e) The engine copies the export descriptor into a 256-byte blob (the
+ * handshake's and the REGISTER answer's), so a 257-byte one is refused
+ * with HMAF_ENOSPC. A session that is up (its mailbox and region A
+ * exported at 48 bytes) gets that as the status of its first read of an
+ * exposure exported now, and goes on with A; a new session gets it as the
+ * handshake's refusal. Either way the host undoes the registration it
+ * made for the export (two mmaps started, two stopped), so the exposure
+ * refused once works at exactly 256 bytes. */
+static void check_export_size(struct target *t, uint64_t mem)
+{
+    hmaf_session_t *s;
+    uint64_t xmem;
+    uint8_t v[64];
+
+    limits(NULL, NULL);
+    s = connect_to(t->address, 0);
+    CHECK_OK(hmaf_session_lookup(s, "xmem", &xmem, NULL));
+    CHECK_OK(hmaf_session_read(s, v, mem + 10, sizeof(v)));
+    CHECK_EQ(target_command(t, 'x'), 1);
+    CHECK_ERR(hmaf_session_read(s, v, xmem, sizeof(v)), HMAF_ENOSPC);
+    CHECK_ERR(try_connect(t), HMAF_ENOSPC);
+    CHECK_EQ(target_command(t, 'n'), 1);
+    CHECK_EQ(target_command(t, 'm'), 0x22);
+    CHECK_OK(hmaf_session_read(s, v, mem + 10, sizeof(v)));
+    CHECK_PATTERN(v, sizeof(v), 10, 1);
+    CHECK_EQ(target_command(t, 'y'), 1);
+    CHECK_OK(hmaf_session_read(s, v, xmem + 100, sizeof(v)));
+    CHECK_PATTERN(v, sizeof(v), 100, 6);
+    CHECK_OK(try_connect(t));
+    CHECK_EQ(target_command(t, 'X'), 1);
+    hmaf_session_destroy(s);
+}
+
+/* ---- (f) the host's teardown waits for the dpu side's imports ---- */
+
+/* A DOCA export may be destroyed only once the dpu side released its
+ * import (or died). So hmaf_agent_destroy tells each live session it is
+ * closing and waits, up to revoke_wait_ms, for the dpu side to go: the
+ * dpu side's calls fail at once with ECONNRESET; the host's destroy
+ * returns only after hmaf_session_destroy released the imports, and
+ * promptly then. A dpu side that stays costs the host revoke_wait_ms. */
+static void check_teardown_hand_off(struct target *t)
+{
+    struct pollfd reply = {.fd = t->reply_fd, .events = POLLIN};
+    hmaf_session_t *s;
+    uint64_t vmem, start;
+    uint8_t v[64], units = 0;
+    const char destroy = 'C';
+
+    CHECK_EQ(target_command(t, 'H'), 1);
+    s = connect_to(the_host.closer_address, 0);
+    CHECK_OK(hmaf_session_lookup(s, "vmem", &vmem, NULL));
+    CHECK_OK(hmaf_session_read(s, v, vmem, sizeof(v))); /* an import */
+    CHECK(write(t->cmd_fd, &destroy, 1) == 1);
+    start = hmaf__now_ns();
+    while (hmaf_session_read(s, v, vmem, sizeof(v)) == 0) {
+        CHECK(hmaf__now_ns() - start < 1000000000ull);
+    }
+    CHECK_ERR(hmaf_session_read(s, v, vmem, sizeof(v)), HMAF_ECONNRESET);
+    CHECK_EQ(poll(&reply, 1, 200), 0); /* the host still waits for us */
+    start = hmaf__now_ns();
+    hmaf_session_destroy(s);
+    CHECK(read(t->reply_fd, &units, 1) == 1);
+    CHECK(hmaf__now_ns() - start < 1000000000ull);
+    CHECK(units >= 10 && units < 100); /* 200 ms < waited < 2 s (of 3 s) */
+
+    CHECK_EQ(target_command(t, 'h'), 1);
+    s = connect_to(the_host.closer_address, 0);
+    CHECK_OK(hmaf_session_read(s, v, vmem, sizeof(v)));
+    units = (uint8_t)target_command(t, 'C'); /* we stay: it waits 300 ms */
+    CHECK(units >= 15 && units < 100);
+    CHECK_ERR(hmaf_session_read(s, v, vmem, sizeof(v)), HMAF_ECONNRESET);
+    hmaf_session_destroy(s);
+}
+
 int main(void)
 {
     struct target_options opts = {
@@ -559,6 +729,8 @@ int main(void)
     setenv("HMAF_ENGINE", "doca", 1); /* also when run by hand */
     snprintf(the_host.victim_address, sizeof(the_host.victim_address),
              "unix:@hmaf-test-doca-%d", (int)getpid());
+    snprintf(the_host.closer_address, sizeof(the_host.closer_address),
+             "unix:@hmaf-test-doca-closer-%d", (int)getpid());
     target_start(&t, &opts);
     s = connect_to(t.address, 0);
     CHECK_OK(hmaf_session_lookup(s, "mem", &mem, &len));
@@ -569,6 +741,8 @@ int main(void)
     check_comch_message();
     check_revoke(&t, mem);
     check_agent_destroy(&t);
+    check_export_size(&t, mem);
+    check_teardown_hand_off(&t);
     CHECK_EQ(target_stop(&t), 0);
     printf("test_doca: ok\n");
     return 0;

@@ -8,24 +8,11 @@
 
 static uint64_t buf_addr;
 
-static void check_pattern(const uint8_t *p, size_t len, uint64_t first,
-                          unsigned salt)
-{
-    for (size_t i = 0; i < len; i++) {
-        if (p[i] != target_pattern(first + i, salt)) {
-            fprintf(stderr, "byte %zu of read at +%llu: %u, want %u\n", i,
-                    (unsigned long long)first, p[i],
-                    target_pattern(first + i, salt));
-            exit(1);
-        }
-    }
-}
-
 static void read_at(hmaf_session_t *s, uint8_t *tmp, uint64_t off, size_t len)
 {
     memset(tmp, 0, len);
     CHECK_OK(hmaf_session_read(s, tmp, buf_addr + off, len));
-    check_pattern(tmp, len, off, 1);
+    CHECK_PATTERN(tmp, len, off, 1);
 }
 
 static void test_reads(hmaf_session_t *s, uint8_t *tmp)
@@ -65,7 +52,7 @@ static void test_vectored(hmaf_session_t *s)
     segs[7].len = 60;
     CHECK_OK(hmaf_session_readv(s, segs, N));
     for (int i = 0; i < N; i++) {
-        check_pattern(bufs[i], segs[i].len, segs[i].remote_addr - buf_addr, 1);
+        CHECK_PATTERN(bufs[i], segs[i].len, segs[i].remote_addr - buf_addr, 1);
     }
 }
 
@@ -89,7 +76,7 @@ static void test_writes(struct target *t, hmaf_session_t *s, uint8_t *tmp)
     CHECK_EQ(target_command(t, 'v'), 1);
     memset(tmp, 0, 1 << 20);
     CHECK_OK(hmaf_session_read(s, tmp, buf_addr + STD_SPLIT - 1000, 1 << 20));
-    check_pattern(tmp, 1 << 20, STD_SPLIT - 1000, 2);
+    CHECK_PATTERN(tmp, 1 << 20, STD_SPLIT - 1000, 2);
 }
 
 int main(void)

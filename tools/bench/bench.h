@@ -41,6 +41,21 @@
 #define RND_N       (1u << 16) /* random slots per thread, reused cyclically */
 #define ROUNDS_MAX  1000
 
+/* The host's allocation: the buffer, then a tail in the same pages, so
+ * that one HMAF exposure and one DOCA export cover everything a contender
+ * touches. The tail holds the ping-pong area and the raw DOCA export
+ * record (doca_raw.c). */
+#define TAIL_LEN     ((size_t)8192)
+#define HOST_LEN     (BUF_LEN + TAIL_LEN)
+#define PP_OFF       BUF_LEN
+#define DOCA_REC_OFF (BUF_LEN + 4096)
+#define DOCA_REC_LEN ((size_t)4096)
+
+/* Each dpu thread's local memory, one block (one DOCA local mmap): reads
+ * land in dst, writes come from src, and a page of scratch words. */
+#define SCRATCH_LEN ((size_t)4096)
+#define WORKER_MEM  (2 * XFER_MAX + SCRATCH_LEN)
+
 /* Names of the host's threads, so the parent can find them in /proc. */
 #define PONG_NAME "bench-pong"
 #define SOCK_NAME "bench-sock"
@@ -52,6 +67,11 @@
 struct pingpong {
     _Alignas(64) _Atomic uint64_t request; /* the dpu side writes here */
     _Alignas(64) _Atomic uint64_t reply;   /* the pong thread echoes here */
+    /* Split mode: the dpu side's commands, there being no pipe between
+     * the two processes. command = seq << 8 | CMD_*, written by the dpu
+     * side; ack = seq << 8 | reply, written by the host when done. */
+    _Alignas(64) _Atomic uint64_t command;
+    _Alignas(64) _Atomic uint64_t ack;
 };
 
 /* ------------------------------------------------------------------ */
@@ -95,13 +115,13 @@ struct figure {
     double lo, hi;  /* their 25th and 75th percentiles */
 };
 
-#define CONTENDERS_MAX 12
+#define CONTENDERS_MAX 16
 
 struct cell {
     const struct pattern *p;
     size_t size; /* bytes per transfer (per node for chases) */
     unsigned nfig;
-    struct figure fig[CONTENDERS_MAX]; /* fig[0] is raw, the baseline */
+    struct figure fig[CONTENDERS_MAX]; /* fig[0] is the baseline */
 };
 
 /* Bytes one unit of work moves (0 for pings). */
@@ -149,6 +169,10 @@ struct contender {
     int multi_chain;  /* chase only with several chains */
     int named_only;   /* only in patterns whose `only` names it */
     int local;        /* works on the mirror, not on the host */
+    /* Why it needs the host process on this machine (its pid, a Unix
+     * socket, a pipe); NULL: it works across machines. Split mode skips
+     * these. */
+    const char *same_machine;
     /* Untimed, around each round: host threads that only run meanwhile. */
     int (*enter)(struct bench *b);
     int (*leave)(struct bench *b);
@@ -164,6 +188,10 @@ extern const size_t bench_ncontenders;
 /* Does contender c take part in cells of pattern p? */
 int contender_applies(const struct bench *b, const struct contender *c,
                       const struct pattern *p);
+/* Can c run in this run at all (installed, set up, not skipped)? */
+int contender_runs(const struct bench *b, const struct contender *c);
+/* Set b->baseline and b->checker, once the contenders are set up. */
+void choose_baseline(struct bench *b);
 
 /* Unit `unit` of a cell's work on worker w. */
 int run_unit(struct worker *w, const struct cell *cell,
@@ -188,6 +216,8 @@ int chase_stepwise(struct worker *w, const struct contender *self,
 struct ucx_worker;
 struct ucx_ctx;
 struct mapping;
+struct doca_raw;
+struct draw_worker;
 
 /* What a thread runs: units [first, first + n) of a cell. */
 struct job {
@@ -208,13 +238,16 @@ struct worker {
     struct bench *b;
     int id;
     int cpu;
-    uint8_t *dst;  /* XFER_MAX, page aligned: reads and chase nodes land */
-    uint8_t *src;  /* XFER_MAX: writes send what the host holds at SAME_OFF */
-    uint32_t *rnd; /* RND_N random slots */
+    uint8_t *mem; /* WORKER_MEM, page aligned: dst, src, scratch */
+    uint8_t *dst; /* XFER_MAX: reads and chase nodes land here */
+    uint8_t *src; /* XFER_MAX: writes send what the host holds at SAME_OFF */
+    uint8_t *scratch; /* SCRATCH_LEN: raw DOCA ping words */
+    uint32_t *rnd;    /* RND_N random slots */
     hmaf_seg_t segs[BATCH_MAX];
     struct chase chase;
-    int sock_fd[2];         /* blocking, spinning socket; -1: none */
-    struct ucx_worker *ucx; /* NULL: no UCX contender */
+    int sock_fd[2];           /* blocking, spinning socket; -1: none */
+    struct ucx_worker *ucx;   /* NULL: no UCX contender */
+    struct draw_worker *draw; /* NULL: no raw DOCA contenders */
     /* Worker 1 and up run in their own thread, fed one job at a time. */
     pthread_t thread;
     int started;
@@ -232,16 +265,25 @@ struct child;
 struct bench {
     hmaf_session_t *s;
     struct child *host;
-    pid_t pid;    /* the host's */
+    pid_t pid; /* the host's; 0 in split mode (not on this machine) */
+    int split; /* --connect: the host is a separate `--serve` process */
+    const char *engine;
+    /* The contender every ratio is against: raw, doca-raw with the doca
+     * engine, hmaf in split mode without DOCA. Its rw also spoils and
+     * reads back host bytes for the checks. */
+    const char *baseline;
+    const struct contender *checker;
     uint64_t buf; /* root "buf" */
     uint64_t pp;  /* root "pingpong" */
     uint8_t *mirror;
     uint64_t chain_start[CHAINS_MAX], chain_last[CHAINS_MAX];
     uint64_t ping_seq;
     struct ucx_ctx *ucx;
-    char ucx_note[256]; /* what UCX is doing here, or why not */
-    struct mapping *map; /* NULL: no mapping mode here */
-    char map_note[128];  /* why not, or what sits out */
+    char ucx_note[256];    /* what UCX is doing here, or why not */
+    struct doca_raw *draw; /* NULL: no raw DOCA DMA here */
+    char draw_note[256];   /* what it runs on, or why not */
+    struct mapping *map;   /* NULL: no mapping mode here */
+    char map_note[128];    /* why not, or what sits out */
     struct worker w[THREADS_MAX];
     unsigned nworkers;
     int dpu_cpu;
@@ -287,6 +329,8 @@ struct child {
     void *ucx_rkey; /* packed rkey of "buf" */
     size_t ucx_rkey_len;
     char ucx_error[128]; /* why there is no UCX on the host */
+    int remote;          /* split mode: a `--serve` process, no pid, no pipe */
+    uint64_t cmd_seq;    /* split mode: commands sent */
 };
 
 /* Host commands, one byte on the pipe, answered with REPLY_OK or not. */
@@ -300,7 +344,15 @@ struct child {
 int child_start(struct child *c);
 int child_stop(struct child *c);
 int child_command(struct child *c, unsigned char cmd);
+/* A command to the host: over the pipe to a forked one, through the
+ * command word (written with the session) to a remote one. */
+int host_command(struct bench *b, unsigned char cmd);
 int pin_to(int cpu);
+/* Does address name a DOCA Comm Channel ("comch:...")? */
+int is_comch(const char *address);
+/* --serve: be the host, standalone, on cpu (or NO_CPU), until one
+ * dpu-side run has ended. */
+int serve_main(const char *address, const char *engine, int cpu);
 
 /* sock.c: the socket server (host) and its client (dpu). */
 struct sock_server;
@@ -329,6 +381,29 @@ int ucx_open(struct bench *b);
 void ucx_close(struct bench *b);
 int ucx_rw(struct worker *w, int is_write, const hmaf_seg_t *seg);
 int ucx_batch(struct worker *w, const hmaf_seg_t *segs, size_t n);
+
+/* doca_raw.c: raw DOCA DMA, the baseline of the doca engine. Built with
+ * DOCA only (HMAF_BENCH_DOCA); otherwise nothing is exported and the
+ * contenders are unusable. */
+struct doca_raw_host;
+/* Host: export [mem, mem + len) for PCI reads and writes with plain DOCA
+ * calls and fill the record at rec (DOCA_REC_LEN bytes) that the dpu side
+ * reads; on failure the record says why. */
+int doca_raw_export(void *mem, size_t len, void *rec,
+                    struct doca_raw_host **host_out);
+void doca_raw_unexport(struct doca_raw_host *h);
+/* The record's note: what was exported, or why not. */
+const char *doca_raw_record_note(const void *rec);
+/* Dpu side: import the export, one DMA context per thread. 0 also when
+ * not available: b->draw stays NULL and b->draw_note says why. */
+int doca_raw_open(struct bench *b);
+void doca_raw_close(struct bench *b);
+int doca_raw_usable(const struct bench *b);
+int doca_raw_rw(struct worker *w, int is_write, const hmaf_seg_t *seg);
+int doca_raw_batch(struct worker *w, const hmaf_seg_t *segs, size_t n);
+int doca_pipe_rw(struct worker *w, int is_write, const hmaf_seg_t *seg);
+int doca_pipe_batch(struct worker *w, const hmaf_seg_t *segs, size_t n);
+int doca_raw_ping(struct worker *w);
 
 /* mapping.c: mapping mode, hmaf_map against a bare userfaultfd region. */
 #define MAP_REREAD_LEN ((size_t)2 << 20) /* second-touch reads */

@@ -21,6 +21,8 @@ static const struct {
     const char *name;
     const char *style;
 } styles[] = {
+    {"doca-raw", "lc rgb '#8c564b' dt 1 lw 3 pt 7"},
+    {"doca-pipe", "lc rgb '#c49c94' dt 2 lw 2 pt 6"},
     {"raw", "lc rgb '#000000' dt 1 lw 3 pt 7"},
     {"raw-vec", "lc rgb '#777777' dt 2 lw 2 pt 6"},
     {"memcpy", "lc rgb '#2ca02c' dt 1 lw 1.5 pt 9"},

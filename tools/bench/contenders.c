@@ -3,8 +3,10 @@
  * cell's work with one of them.
  *
  * Every contender reads the same host addresses into the same local
- * buffers. raw is the baseline each figure is compared with: the
- * process_vm_readv/writev calls HMAF's cma engine makes, one per transfer.
+ * buffers. Each figure is compared with a baseline (choose_baseline): raw,
+ * the process_vm_readv/writev calls HMAF's cma engine makes, one per
+ * transfer; with the doca engine doca-raw, DOCA DMA memcpy tasks one at a
+ * time (doca_raw.c), since the cma calls do not cross PCIe.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -110,12 +112,12 @@ static int raw_ping(struct worker *w)
 
 static int pong_enter(struct bench *b)
 {
-    return child_command(b->host, CMD_PONG_START);
+    return host_command(b, CMD_PONG_START);
 }
 
 static int pong_leave(struct bench *b)
 {
-    return child_command(b->host, CMD_PONG_STOP);
+    return host_command(b, CMD_PONG_STOP);
 }
 
 /* ------------------------------------------------------------------ */
@@ -328,22 +330,22 @@ int chase_stepwise(struct worker *w, const struct contender *self,
 
 static int ucx_enter(struct bench *b)
 {
-    return child_command(b->host, CMD_UCX_START);
+    return host_command(b, CMD_UCX_START);
 }
 
 static int ucx_leave(struct bench *b)
 {
-    return child_command(b->host, CMD_UCX_STOP);
+    return host_command(b, CMD_UCX_STOP);
 }
 
 static int sock_spin(struct bench *b)
 {
-    return child_command(b->host, CMD_SOCK_SPIN);
+    return host_command(b, CMD_SOCK_SPIN);
 }
 
 static int sock_block(struct bench *b)
 {
-    return child_command(b->host, CMD_SOCK_BLOCK);
+    return host_command(b, CMD_SOCK_BLOCK);
 }
 
 static int sock_usable(const struct bench *b)
@@ -361,31 +363,58 @@ static int ucx_usable(const struct bench *b)
     return b->w[0].ucx != NULL;
 }
 
-/* raw comes first: each cell's first figure is its baseline. A name may
+#define ON_PID  "process_vm_readv/writev on the host's pid"
+#define ON_SOCK "a Unix socket"
+
+/* Columns in this order, but the baseline's first (cell_init). A name may
  * appear twice when a contender's ping needs other settings (host threads
  * to run and to watch) than its transfers. */
 const struct contender bench_contenders[] = {
+    {.name = "doca-raw",
+     .what = "DOCA DMA memcpy tasks one at a time: alloc, submit, progress "
+             "until done",
+     .rw = doca_raw_rw,
+     .batch = doca_raw_batch,
+     .chase = chase_serial,
+     .usable = doca_raw_usable},
+    {.name = "doca-raw",
+     .what = "ping: request written, reply polled with DMA memcpy tasks",
+     .ping = doca_raw_ping,
+     .enter = pong_enter,
+     .leave = pong_leave,
+     .serves = PONG_NAME,
+     .usable = doca_raw_usable},
+    {.name = "doca-pipe",
+     .what = "DOCA DMA memcpy tasks pipelined, a window of them in flight",
+     .rw = doca_pipe_rw,
+     .batch = doca_pipe_batch,
+     .chase = chase_stepwise,
+     .usable = doca_raw_usable},
     {.name = "raw",
      .what = "process_vm_readv/writev, one call per transfer",
      .rw = raw_rw,
      .batch = raw_each,
-     .chase = chase_serial},
+     .chase = chase_serial,
+     .same_machine = ON_PID},
     {.name = "raw",
      .what = "ping: request written, reply polled with cma calls",
      .ping = raw_ping,
      .enter = pong_enter,
      .leave = pong_leave,
-     .serves = PONG_NAME},
+     .serves = PONG_NAME,
+     .same_machine = ON_PID},
     {.name = "raw-vec",
      .what = "one process_vm_readv carrying every segment",
      .batch = raw_vec,
-     .chase = chase_stepwise},
+     .chase = chase_stepwise,
+     .same_machine = ON_PID},
     {.name = "memcpy",
      .what = "memcpy from a copy in our own memory",
      .local = 1,
      .rw = mem_rw,
      .batch = mem_batch,
-     .chase = chase_stepwise},
+     .chase = chase_stepwise,
+     .same_machine = "the machine's limit beside the host"},
     {.name = "hmaf",
      .what = "hmaf_session_read/write, one call per transfer",
      .rw = hmaf_rw,
@@ -419,7 +448,8 @@ const struct contender bench_contenders[] = {
      .chase = chase_stepwise,
      .ping = sock_ping,
      .serves = SOCK_NAME,
-     .usable = sock_usable},
+     .usable = sock_usable,
+     .same_machine = ON_SOCK},
     {.name = "socket-spin",
      .what = "the same, both sides polling (MSG_DONTWAIT) instead of "
              "sleeping",
@@ -430,7 +460,8 @@ const struct contender bench_contenders[] = {
      .enter = sock_spin,
      .leave = sock_block,
      .serves = SOCK_NAME,
-     .usable = sockspin_usable},
+     .usable = sockspin_usable,
+     .same_machine = ON_SOCK},
     {.name = "ucx",
      .what = "ucp_get_nbx, or ucp_put_nbx + ucp_ep_flush_nbx, waited for",
      .rw = ucx_rw,
@@ -439,14 +470,16 @@ const struct contender bench_contenders[] = {
      .enter = ucx_enter,
      .leave = ucx_leave,
      .serves = UCX_NAME,
-     .usable = ucx_usable},
+     .usable = ucx_usable,
+     .same_machine = "its addresses and rkey come over a pipe"},
     /* Mapping mode (mapping.c). */
     {.name = "raw-uffd",
      .what = "userfaultfd, one thread: process_vm_readv + UFFDIO_COPY of 1 "
              "page (64 KiB in scans)",
      .fault = rawuffd_fault,
      .enter = rawuffd_reset,
-     .usable = rawuffd_usable},
+     .usable = rawuffd_usable,
+     .same_machine = ON_PID},
     {.name = "hmaf-map",
      .what = "hmaf_map_create: first touches of the mirror",
      .fault = hmafmap_fault,
@@ -462,6 +495,28 @@ const struct contender bench_contenders[] = {
 
 const size_t bench_ncontenders =
     sizeof(bench_contenders) / sizeof(bench_contenders[0]);
+
+int contender_runs(const struct bench *b, const struct contender *c)
+{
+    if (b->split && c->same_machine != NULL) {
+        return 0;
+    }
+    return c->usable == NULL || c->usable(b);
+}
+
+/* The baseline contender's transfers also spoil and read back host bytes
+ * for the checks: the one way to the host that is sure to be there. */
+void choose_baseline(struct bench *b)
+{
+    b->baseline = doca_raw_usable(b) ? "doca-raw" : b->split ? "hmaf" : "raw";
+    b->checker = NULL;
+    for (size_t i = 0; i < bench_ncontenders && b->checker == NULL; i++) {
+        const struct contender *c = &bench_contenders[i];
+        if (strcmp(c->name, b->baseline) == 0 && c->rw != NULL) {
+            b->checker = c;
+        }
+    }
+}
 
 int contender_applies(const struct bench *b, const struct contender *c,
                       const struct pattern *p)
@@ -493,7 +548,7 @@ int contender_applies(const struct bench *b, const struct contender *c,
     if (p->threads > 1 && c->serves != NULL && b->cpus_shared) {
         return 0;
     }
-    return has && (c->usable == NULL || c->usable(b));
+    return has && contender_runs(b, c);
 }
 
 /* ------------------------------------------------------------------ */
@@ -552,7 +607,8 @@ static int verify_chase(const struct worker *w)
     return 0;
 }
 
-/* Read back what a write left at the host (raw), or in the mirror. */
+/* Read back what a write left at the host (with the baseline's
+ * transfers), or in the mirror. */
 static int verify_write(struct worker *w, const struct cell *cell,
                         const struct contender *c)
 {
@@ -565,7 +621,7 @@ static int verify_write(struct worker *w, const struct cell *cell,
                    ? 0
                    : -1;
     }
-    if (raw_rw(w, 0, &seg) < 0) {
+    if (w->b->checker->rw(w, 0, &seg) < 0) {
         return -1;
     }
     return memcmp(w->dst, w->src, cell->size) == 0 ? 0 : -1;
@@ -612,7 +668,7 @@ static int poison(struct worker *w, const struct cell *cell,
         memcpy(mirror_of(w->b, seg.remote_addr), w->dst, seg.len);
         return 0;
     }
-    return raw_rw(w, 1, &seg);
+    return w->b->checker->rw(w, 1, &seg);
 }
 
 static int check_unit(struct worker *w, const struct cell *cell,

@@ -5,20 +5,31 @@
  * agent that exposes it, a Unix-socket server thread that answers read and
  * write requests, UCX (the buffer ucp_mem_map'ed, its rkey and the worker's
  * address sent to the parent), and nothing at all for the raw
- * cross-memory-attach baseline. Ping pongs use a separate area.
+ * cross-memory-attach baseline. Ping pongs use a separate area, in the
+ * tail after the buffer (same allocation, same exposure).
  *
  * Threads that spin (the raw pong thread, the UCX progress loop) run only
  * while the parent measures them, on its command: a spinning thread would
  * otherwise take the host's cpu from the agent and the socket server.
+ *
+ * With the doca engine the host also exports the buffer with plain DOCA
+ * calls for the raw DOCA contenders (doca_raw.c), and publishes the
+ * export record as root "doca-raw".
+ *
+ * Split mode (--serve, serve_main): the same host, standalone, for a dpu
+ * side on another machine (--connect). Only what works across machines is
+ * set up (the agent, the exports, the pong thread); commands arrive in a
+ * word of the ping-pong area instead of a pipe.
  */
+#include <assert.h>
 #include <errno.h>
 #include <signal.h>
-#include <stdalign.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -26,6 +37,19 @@
 #define REPLY_OK    'K'
 #define REPLY_READY 'R'
 #define REPLY_FAIL  'F'
+
+/* Split mode. A comch host dials a dpu side that may not listen yet:
+ * it tries for this long. */
+#define DIAL_WAIT_NS ((uint64_t)60 * 1000000000u)
+#define DIAL_TRY_MS  2000
+/* The standalone host looks at the command word this often, and whether
+ * the run is over every SERVE_CHECK_TICKS looks. */
+#define SERVE_TICK_NS     1000000
+#define SERVE_CHECK_TICKS 100
+/* The dpu side waits this long for a command's acknowledgement, looking
+ * every COMMAND_POLL_NS. */
+#define COMMAND_WAIT_NS ((uint64_t)5 * 1000000000u)
+#define COMMAND_POLL_NS 50000
 
 /* A thread that calls poll() until told to stop. */
 struct spinner {
@@ -39,9 +63,10 @@ struct spinner {
 
 struct host {
     hmaf_agent_t *agent;
-    uint8_t *buf;
-    struct pingpong *pp;
-    uint64_t pong_last; /* last request echoed */
+    uint8_t *buf;               /* HOST_LEN: the buffer and its tail */
+    struct pingpong *pp;        /* in the tail */
+    struct doca_raw_host *draw; /* NULL: no raw DOCA export */
+    uint64_t pong_last;         /* last request echoed */
     struct spinner pong, ucx;
     struct sock_server *sock;
     struct ucx_host *ucxh; /* NULL: no UCX on this host */
@@ -124,41 +149,68 @@ static int host_alloc(struct host *h)
 {
     uint64_t starts[CHAINS_MAX], lasts[CHAINS_MAX];
 
-    h->buf = aligned_alloc(4096, BUF_LEN);
-    h->pp = aligned_alloc(alignof(struct pingpong), sizeof(*h->pp));
-    if (h->buf == NULL || h->pp == NULL) {
+    static_assert(sizeof(struct pingpong) <= DOCA_REC_OFF - PP_OFF,
+                  "the ping-pong area fits its part of the tail");
+    h->buf = aligned_alloc(4096, HOST_LEN);
+    if (h->buf == NULL) {
         return HMAF_ENOMEM;
     }
     layout_fill(h->buf, (uint64_t)(uintptr_t)h->buf, starts, lasts);
+    memset(h->buf + BUF_LEN, 0, TAIL_LEN);
+    h->pp = (struct pingpong *)(void *)(h->buf + PP_OFF);
     atomic_init(&h->pp->request, 0);
     atomic_init(&h->pp->reply, 0);
+    atomic_init(&h->pp->command, 0);
+    atomic_init(&h->pp->ack, 0);
     h->pong = (struct spinner){.name = PONG_NAME, .poll = pong_poll, .arg = h};
     return 0;
 }
 
-static int agent_setup(struct host *h, const struct child *c)
+/* With the doca engine: the buffer exported with plain DOCA calls, and
+ * the record that lets the dpu side import it published as a root. The
+ * record is published even when the export failed: it says why. */
+static int doca_setup(struct host *h, const char *engine)
+{
+    uint8_t *rec = h->buf + DOCA_REC_OFF;
+
+    if (engine == NULL || strcmp(engine, "doca") != 0) {
+        return 0;
+    }
+    if (doca_raw_export(h->buf, HOST_LEN, rec, &h->draw) != 0) {
+        fprintf(stderr, "hmaf-bench: no raw DOCA export (%s)\n",
+                doca_raw_record_note(rec));
+    }
+    return hmaf_agent_publish(h->agent, "doca-raw", rec, DOCA_REC_LEN);
+}
+
+/* The agent, with everything exposed and published; listening at address
+ * unless it is NULL (split mode: serve_attach). */
+static int agent_setup(struct host *h, const char *address, const char *engine)
 {
     hmaf_agent_params_t p;
     int ret;
 
     hmaf_agent_params_init(&p);
-    p.address = c->address;
+    p.address = address;
     p.token = BENCH_TOKEN;
     /* cma unless --engine says otherwise; the raw baselines make cma's
      * syscalls either way. */
-    p.engine = c->engine;
+    p.engine = engine;
     ret = hmaf_agent_create(&p, &h->agent);
+    /* One exposure over the buffer and its tail: the split mode's command
+     * word is written through HMAF. */
     if (ret == 0) {
-        ret = hmaf_agent_expose(h->agent, h->buf, BUF_LEN,
+        ret = hmaf_agent_expose(h->agent, h->buf, HOST_LEN,
                                 HMAF_ACCESS_READ_WRITE);
     }
     if (ret == 0) {
         ret = hmaf_agent_publish(h->agent, "buf", h->buf, BUF_LEN);
     }
     if (ret == 0) {
-        /* Published so the parent can find it; the raw ping-pong does not
-         * go through HMAF, so it needs no exposure. */
         ret = hmaf_agent_publish(h->agent, "pingpong", h->pp, sizeof(*h->pp));
+    }
+    if (ret == 0) {
+        ret = doca_setup(h, engine);
     }
     if (ret < 0) {
         fprintf(stderr, "hmaf-bench: host agent: %s\n", hmaf_strerror(ret));
@@ -171,7 +223,7 @@ static int host_setup(struct host *h, const struct child *c)
     int ret = host_alloc(h);
 
     if (ret == 0) {
-        ret = agent_setup(h, c);
+        ret = agent_setup(h, c->address, c->engine);
     }
     if (ret == 0) {
         ret = sock_server_start(c->sock_path, h->buf, BUF_LEN, &h->sock);
@@ -213,7 +265,7 @@ static int host_ready(const struct host *h, int reply_fd)
     return write_blob(reply_fd, h->ucx_error, strlen(h->ucx_error));
 }
 
-static unsigned char host_command(struct host *h, unsigned char cmd)
+static unsigned char host_obey(struct host *h, unsigned char cmd)
 {
     switch (cmd) {
     case CMD_PONG_START:
@@ -229,6 +281,9 @@ static unsigned char host_command(struct host *h, unsigned char cmd)
         return REPLY_OK;
     case CMD_SOCK_SPIN:
     case CMD_SOCK_BLOCK:
+        if (h->sock == NULL) {
+            return REPLY_FAIL; /* split mode has no socket server */
+        }
         sock_server_spin(h->sock, cmd == CMD_SOCK_SPIN);
         return REPLY_OK;
     default:
@@ -242,11 +297,24 @@ static void host_serve(struct host *h, int cmd_fd, int reply_fd)
 
     /* EOF: the parent is done (or gone). */
     while (read(cmd_fd, &cmd, 1) == 1) {
-        reply = host_command(h, cmd);
+        reply = host_obey(h, cmd);
         if (write(reply_fd, &reply, 1) != 1) {
             break;
         }
     }
+}
+
+/* The DOCA export goes last: the dpu side has released its imports by
+ * now (it tears down before it leaves), and the agent is gone. */
+static void host_teardown(struct host *h)
+{
+    spinner_stop(&h->pong);
+    spinner_stop(&h->ucx);
+    ucx_host_stop(h->ucxh);
+    sock_server_stop(h->sock);
+    hmaf_agent_destroy(h->agent);
+    doca_raw_unexport(h->draw);
+    free(h->buf);
 }
 
 static _Noreturn void host_main(pid_t parent, const struct child *c, int cmd_fd,
@@ -271,11 +339,7 @@ static _Noreturn void host_main(pid_t parent, const struct child *c, int cmd_fd,
         _exit(1);
     }
     host_serve(&h, cmd_fd, reply_fd);
-    spinner_stop(&h.pong);
-    spinner_stop(&h.ucx);
-    ucx_host_stop(h.ucxh);
-    sock_server_stop(h.sock);
-    hmaf_agent_destroy(h.agent);
+    host_teardown(&h);
     _exit(0);
 }
 
@@ -434,4 +498,149 @@ int child_command(struct child *c, unsigned char cmd)
         return -1;
     }
     return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Split mode                                                          */
+/* ------------------------------------------------------------------ */
+
+int is_comch(const char *address)
+{
+    return strncmp(address, "comch:", 6) == 0;
+}
+
+static void sleep_ns(long ns)
+{
+    nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = ns}, NULL);
+}
+
+/* Comch has fixed roles: the dpu side is the server, so the host dials,
+ * and the dpu side may not be up yet. */
+static int serve_dial(struct host *h, const char *address)
+{
+    uint64_t deadline = now_ns() + DIAL_WAIT_NS;
+    int ret;
+
+    for (;;) {
+        ret = hmaf_agent_dial(h->agent, address, DIAL_TRY_MS);
+        if (ret == 0 || now_ns() >= deadline ||
+            (ret != HMAF_ECONNREFUSED && ret != HMAF_ETIMEDOUT)) {
+            break;
+        }
+        sleep_ns(100 * 1000000); /* a refusal may come at once */
+    }
+    if (ret < 0) {
+        fprintf(stderr, "hmaf-bench: dial %s: %s\n", address,
+                hmaf_strerror(ret));
+    }
+    return ret;
+}
+
+static int serve_attach(struct host *h, const char *address)
+{
+    int ret;
+
+    if (is_comch(address)) {
+        return serve_dial(h, address);
+    }
+    ret = hmaf_agent_listen(h->agent, address);
+    if (ret < 0) {
+        fprintf(stderr, "hmaf-bench: listen %s: %s\n", address,
+                hmaf_strerror(ret));
+    }
+    return ret;
+}
+
+/* A dpu side came and has left: its run is over. */
+static int run_over(hmaf_agent_t *agent)
+{
+    hmaf_agent_stats_t st;
+
+    return hmaf_agent_stats(agent, &st) == 0 && st.sessions_total > 0 &&
+           st.sessions_live == 0;
+}
+
+/* Obey the command word until the run is over. Sleeping between looks
+ * costs a command up to a tick, which no measurement includes. */
+static void serve_commands(struct host *h)
+{
+    uint64_t seen = 0;
+
+    for (unsigned tick = 0;; tick++) {
+        uint64_t cmd =
+            atomic_load_explicit(&h->pp->command, memory_order_acquire);
+        if (cmd != seen) {
+            unsigned char reply = host_obey(h, (unsigned char)(cmd & 0xff));
+            atomic_store_explicit(&h->pp->ack, (cmd & ~(uint64_t)0xff) | reply,
+                                  memory_order_release);
+            seen = cmd;
+        }
+        if (tick % SERVE_CHECK_TICKS == 0 && run_over(h->agent)) {
+            return;
+        }
+        sleep_ns(SERVE_TICK_NS);
+    }
+}
+
+int serve_main(const char *address, const char *engine, int cpu)
+{
+    struct host h = {.agent = NULL};
+    int ret;
+
+    /* Before any thread starts: they inherit the mask. */
+    if (pin_to(cpu) != 0) {
+        perror("hmaf-bench: sched_setaffinity");
+    }
+    ret = host_alloc(&h);
+    if (ret == 0) {
+        ret = agent_setup(&h, NULL, engine);
+    }
+    if (ret == 0) {
+        char where[32] = "not pinned";
+        if (cpu != NO_CPU) {
+            snprintf(where, sizeof(where), "on cpu %d", cpu);
+        }
+        printf("hmaf-bench: host of a split run, pid %d, engine %s, buffer "
+               "at 0x%llx, %s;\n%s %s, for one run of hmaf-bench --connect\n",
+               (int)getpid(), engine, (unsigned long long)(uintptr_t)h.buf,
+               where, is_comch(address) ? "dialing" : "listening at", address);
+        fflush(stdout);
+        ret = serve_attach(&h, address);
+    }
+    if (ret == 0) {
+        serve_commands(&h);
+        printf("hmaf-bench: the dpu side's run is over\n");
+    }
+    host_teardown(&h);
+    return ret;
+}
+
+/* The dpu side's half: write the command word, wait for its ack. */
+static int remote_command(struct bench *b, unsigned char cmd)
+{
+    uint64_t word = (++b->host->cmd_seq << 8) | cmd, ack = 0;
+    uint64_t deadline = now_ns() + COMMAND_WAIT_NS;
+    uint64_t at = b->pp + offsetof(struct pingpong, command);
+    int ret = hmaf_session_write(b->s, at, &word, sizeof(word));
+
+    at = b->pp + offsetof(struct pingpong, ack);
+    while (ret == 0 && (ack >> 8) != (word >> 8)) {
+        if (now_ns() >= deadline) {
+            ret = HMAF_ETIMEDOUT;
+            break;
+        }
+        sleep_ns(COMMAND_POLL_NS);
+        ret = hmaf_session_read(b->s, &ack, at, sizeof(ack));
+    }
+    if (ret == 0 && (ack & 0xff) == REPLY_OK) {
+        return 0;
+    }
+    fprintf(stderr, "hmaf-bench: host command '%c' failed%s%s\n", cmd,
+            ret < 0 ? ": " : "", ret < 0 ? hmaf_strerror(ret) : "");
+    return -1;
+}
+
+int host_command(struct bench *b, unsigned char cmd)
+{
+    return b->split ? remote_command(b, cmd) : child_command(b->host, cmd);
 }

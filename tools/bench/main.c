@@ -7,8 +7,15 @@
  * parent is the dpu side: for every pattern (one at a time, sequential,
  * random, batches, pointer chases, two threads, ping) and size, it times
  * every contender on the same addresses and local buffers, and reports
- * each figure with its ratio to raw process_vm_readv/writev measured in
- * the same rounds (see measure.c).
+ * each figure with its ratio to a baseline measured in the same rounds
+ * (see measure.c): raw process_vm_readv/writev, or with --engine doca raw
+ * DOCA DMA (doca_raw.c).
+ *
+ * Split mode, for a host and a dpu side on two machines (a BlueField's
+ * host and its Arm cores): `--serve ADDRESS` runs the host alone and
+ * `--connect ADDRESS` the dpu side; only contenders that work across
+ * machines run. With comch addresses the dpu side listens and the host
+ * dials, as DOCA Comm Channel's roles require.
  *
  * Pinning: by default the dpu side runs on one cpu and the whole host
  * process on another, like a DPU beside its host; a second dpu thread,
@@ -32,6 +39,10 @@
 #define ROUND_MS       3.0 /* timed work per contender and round */
 #define ROUND_MS_QUICK 0.25
 #define OUT_DEFAULT    "hmaf-bench-results"
+
+/* Split mode: how long the dpu side waits for the host (a comch dpu side
+ * listens until the host has dialed). */
+#define SPLIT_WAIT_MS 60000
 
 #define KIB      ((size_t)1 << 10)
 #define MIB      ((size_t)1 << 20)
@@ -214,6 +225,8 @@ struct options {
     const char *with;    /* run only these contenders (and raw) */
     const char *engine;  /* the agent's and the session's */
     const char *csv_path, *json_path;
+    const char *serve;   /* split mode: be the host, at this address */
+    const char *connect; /* split mode: be the dpu side, reach it here */
 };
 
 static void usage(FILE *to)
@@ -223,6 +236,8 @@ static void usage(FILE *to)
             "\n                  [--csv FILE] [--json FILE] [--no-charts] "
             "[--only PATTERN]\n                  [--with LIST] [--no-pin] "
             "[--engine NAME] [--verbose]\n"
+            "                  [--connect ADDRESS]\n"
+            "       hmaf-bench --serve ADDRESS [--engine NAME]\n"
             "  --quick       two sizes, %d rounds, short rounds: a smoke test\n"
             "  --rounds N    rounds per cell (default %d)\n"
             "  --out DIR     results.csv, results.json and PNG charts go "
@@ -236,11 +251,21 @@ static void usage(FILE *to)
             "batch256-seq, chase1, chase16, ping, map-random, map-seq,\n"
             "                map-reread)\n"
             "  --with LIST   only these contenders (comma-separated), and "
-            "raw\n"
+            "the baseline\n"
             "  --no-pin      leave cpu placement to the scheduler\n"
             "  --engine NAME the HMAF engine (default cma); the raw "
-            "contenders still\n                measure the cma syscalls\n"
+            "contenders still\n                measure the cma syscalls; "
+            "with doca, raw DOCA DMA is the baseline\n"
             "  --verbose     every round's figures on stderr\n"
+            "split mode, host and dpu side on two machines (both with the "
+            "same --engine):\n"
+            "  --serve ADDRESS    be the host: serve one run, then exit; "
+            "listen at\n                     unix:PATH or tcp:HOST:PORT, or "
+            "dial comch:NAME@PCI;\n                     on the last cpu "
+            "unless --no-pin\n"
+            "  --connect ADDRESS  be the dpu side: connect to unix:/tcp:, or "
+            "listen at\n                     comch:NAME@PCI/REP; only "
+            "contenders that cross machines run\n"
             "Exit status: 0 when the measurements ran, even if a target "
             "was missed.\n",
             ROUNDS_QUICK, ROUNDS_DEFAULT, OUT_DEFAULT);
@@ -298,6 +323,12 @@ static int apply_option(int c, const char *arg, struct options *o)
     case 'v':
         o->verbose = 1;
         break;
+    case 's':
+        o->serve = arg;
+        break;
+    case 'a':
+        o->connect = arg;
+        break;
     default:
         return -1;
     }
@@ -320,6 +351,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"no-pin", no_argument, NULL, 'P'},
         {"engine", required_argument, NULL, 'e'},
         {"verbose", no_argument, NULL, 'v'},
+        {"serve", required_argument, NULL, 's'},
+        {"connect", required_argument, NULL, 'a'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -337,7 +370,7 @@ static int parse_options(int argc, char **argv, struct options *o)
             return -1;
         }
     }
-    if (optind != argc) {
+    if (optind != argc || (o->serve != NULL && o->connect != NULL)) {
         usage(stderr);
         return -1;
     }
@@ -359,8 +392,10 @@ struct placement {
     int ncpus; /* cpus we may use */
 };
 
-/* The first three cpus we may use (the host's twice if there are two). */
-static int pick_cpus(int pin, struct placement *pl_out)
+/* The first three cpus we may use (the host's twice if there are two).
+ * In split mode the host is not ours to place: our two threads take the
+ * first two. */
+static int pick_cpus(int pin, int split, struct placement *pl_out)
 {
     cpu_set_t set;
     int cpus[3], n = 0;
@@ -378,21 +413,64 @@ static int pick_cpus(int pin, struct placement *pl_out)
     if (!pin || n < 2) {
         return pin ? -1 : 0;
     }
+    if (split) {
+        *pl_out = (struct placement){cpus[0], NO_CPU, cpus[1], pl_out->ncpus};
+        return 0;
+    }
     *pl_out = (struct placement){cpus[0], cpus[1], cpus[n > 2 ? 2 : 1],
                                  pl_out->ncpus};
     return 0;
 }
 
+/* --serve: the host takes the last cpu, --connect the first ones, so that
+ * both fit one machine when tried there; on two machines it costs
+ * nothing. */
+static int last_cpu(void)
+{
+    cpu_set_t set;
+    int last = NO_CPU;
+
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) {
+        return NO_CPU;
+    }
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        last = CPU_ISSET(c, &set) ? c : last;
+    }
+    return CPU_COUNT(&set) > 1 ? last : NO_CPU;
+}
+
 /* Start the host, pinned apart from us when asked and possible. */
 static int start_host(struct child *host, int pin, struct placement *pl_out)
 {
-    if (pick_cpus(pin, pl_out) != 0) {
+    if (pick_cpus(pin, 0, pl_out) != 0) {
         fprintf(stderr, "hmaf-bench: fewer than 2 usable cpus: not pinned\n");
     }
     host->cpu = pl_out->host;
     if (child_start(host) != 0) {
         return -1;
     }
+    if (pin_to(pl_out->dpu) != 0) {
+        perror("hmaf-bench: sched_setaffinity");
+    }
+    return 0;
+}
+
+/* Split mode: the host is a `--serve` process, maybe on another machine;
+ * there is nothing to start, and only we are pinned. */
+static int attach_host(struct child *host, const char *address, int pin,
+                       struct placement *pl_out)
+{
+    if ((size_t)snprintf(host->address, sizeof(host->address), "%s", address) >=
+        sizeof(host->address)) {
+        fprintf(stderr, "hmaf-bench: address too long: %s\n", address);
+        return -1;
+    }
+    if (pick_cpus(pin, 1, pl_out) != 0) {
+        fprintf(stderr, "hmaf-bench: fewer than 2 usable cpus: not pinned\n");
+    }
+    host->remote = 1;
+    host->cpu = NO_CPU;
+    host->cmd_fd = host->reply_fd = -1;
     if (pin_to(pl_out->dpu) != 0) {
         perror("hmaf-bench: sched_setaffinity");
     }
@@ -409,6 +487,15 @@ static int bench_connect(struct bench *b)
     p.address = b->host->address;
     p.token = BENCH_TOKEN;
     p.engine = b->host->engine;
+    if (b->split) {
+        /* Comch's roles: the dpu side is the server. */
+        p.listen = is_comch(p.address);
+        p.connect_timeout_ms = SPLIT_WAIT_MS;
+        printf("hmaf-bench: dpu side of a split run: %s %s\n",
+               p.listen ? "waiting for the host at" : "connecting to",
+               p.address);
+        fflush(stdout);
+    }
     ret = hmaf_session_create(&p, &b->s);
     if (ret == 0) {
         ret = hmaf_session_lookup(b->s, "buf", &b->buf, &len);
@@ -433,18 +520,22 @@ static int worker_init(struct bench *b, unsigned id, int cpu)
     w->b = b;
     w->id = (int)id;
     w->cpu = cpu;
-    w->dst = aligned_alloc(4096, XFER_MAX);
-    w->src = aligned_alloc(4096, XFER_MAX);
+    /* One block, so that DOCA registers it as one local mmap. */
+    w->mem = aligned_alloc(4096, WORKER_MEM);
     w->rnd = malloc(RND_N * sizeof(*w->rnd));
-    if (w->dst == NULL || w->src == NULL || w->rnd == NULL) {
+    if (w->mem == NULL || w->rnd == NULL) {
         fprintf(stderr, "hmaf-bench: out of memory\n");
         return -1;
     }
+    w->dst = w->mem;
+    w->src = w->mem + XFER_MAX;
+    w->scratch = w->mem + 2 * XFER_MAX;
     memset(w->dst, 0, XFER_MAX);
+    memset(w->scratch, 0, SCRATCH_LEN);
     /* Writes put back what the host holds, so reads stay checkable. */
     memcpy(w->src, b->mirror + SAME_OFF, XFER_MAX);
     layout_random(w->rnd, id);
-    for (int spin = 0; spin < 2; spin++) {
+    for (int spin = 0; spin < 2 && !b->split; spin++) {
         w->sock_fd[spin] = sock_connect(b->host->sock_path, spin);
         if (w->sock_fd[spin] < 0) {
             return -1;
@@ -460,8 +551,7 @@ static void worker_fini(struct worker *w)
             close(w->sock_fd[spin]);
         }
     }
-    free(w->dst);
-    free(w->src);
+    free(w->mem);
     free(w->rnd);
 }
 
@@ -471,9 +561,12 @@ static int bench_init(struct bench *b, struct child *host,
     int ret;
 
     b->host = host;
-    b->pid = host->pid;
+    b->pid = host->remote ? 0 : host->pid;
+    b->split = host->remote;
+    b->engine = host->engine;
     b->dpu_cpu = pl->dpu;
-    b->cpus_shared = pl->ncpus < 3;
+    /* A remote host's threads take none of our cpus. */
+    b->cpus_shared = !b->split && pl->ncpus < 3;
     b->verbose = o->verbose;
     b->rounds = o->rounds;
     b->target_ns = (uint64_t)((o->quick ? ROUND_MS_QUICK : ROUND_MS) * 1e6);
@@ -496,12 +589,23 @@ static int bench_init(struct bench *b, struct child *host,
     if (ret == 0) {
         ret = mapping_open(b);
     }
-    return ret == 0 ? ucx_open(b) : ret;
+    /* UCX's bootstrap is a pipe to a forked host. */
+    if (ret == 0 && !b->split) {
+        ret = ucx_open(b);
+    }
+    if (ret == 0) {
+        ret = doca_raw_open(b);
+    }
+    choose_baseline(b);
+    return ret;
 }
 
+/* The raw DOCA imports go before the session: the host tears its export
+ * down once the session has left. */
 static void bench_fini(struct bench *b)
 {
     ucx_close(b);
+    doca_raw_close(b);
     mapping_close(b);
     workers_stop(b);
     for (unsigned i = 0; i < THREADS_MAX; i++) {
@@ -528,20 +632,29 @@ static int wanted(const struct bench *b, const struct options *o,
     return !o->quick || p->nsizes == 1 || size == 64 || size == XFER_MAX;
 }
 
-/* The contenders of pattern p: raw (the baseline) and those asked for. */
-static void cell_init(const struct bench *b, const struct options *o,
-                      struct cell *cell, const struct pattern *p, size_t size)
+/* The baseline's figure (baseline = 1), or the others asked for. */
+static void add_figures(const struct bench *b, const struct options *o,
+                        struct cell *cell, int baseline)
 {
-    *cell = (struct cell){.p = p, .size = size};
     for (size_t i = 0; i < bench_ncontenders; i++) {
         const struct contender *c = &bench_contenders[i];
-        int asked = o->with == NULL || strcmp(c->name, "raw") == 0 ||
-                    listed(o->with, c->name);
-        if (asked && contender_applies(b, c, p) &&
+        int is_base = strcmp(c->name, b->baseline) == 0;
+        int asked = o->with == NULL || is_base || listed(o->with, c->name);
+        if (is_base == baseline && asked && contender_applies(b, c, cell->p) &&
             cell->nfig < CONTENDERS_MAX) {
             cell->fig[cell->nfig++] = (struct figure){.c = c};
         }
     }
+}
+
+/* The contenders of pattern p: the baseline first, when it applies (the
+ * mapping patterns have their own), then those asked for. */
+static void cell_init(const struct bench *b, const struct options *o,
+                      struct cell *cell, const struct pattern *p, size_t size)
+{
+    *cell = (struct cell){.p = p, .size = size};
+    add_figures(b, o, cell, 1);
+    add_figures(b, o, cell, 0);
 }
 
 /* Every wanted pattern x size; *n_out cells. */
@@ -700,20 +813,25 @@ int main(int argc, char **argv)
     if (ret != 0) {
         return ret > 0 ? 0 : 2;
     }
+    /* A dead peer must show up as an error, not kill us on a write. */
+    signal(SIGPIPE, SIG_IGN);
+    if (o.serve != NULL) {
+        int cpu = o.pin ? last_cpu() : NO_CPU;
+        return serve_main(o.serve, o.engine, cpu) == 0 ? 0 : 1;
+    }
     if (make_out_dir(o.out_dir) != 0) {
         return 1;
     }
-    /* A dead host must show up as an error, not kill us on a write. */
-    signal(SIGPIPE, SIG_IGN);
     host.engine = o.engine;
-    ret = start_host(&host, o.pin, &pl);
+    ret = o.connect != NULL ? attach_host(&host, o.connect, o.pin, &pl)
+                            : start_host(&host, o.pin, &pl);
     if (ret == 0) {
         ret = bench_init(&b, &host, &o, &pl);
         if (ret == 0) {
             ret = run_all(&b, &o);
         }
         bench_fini(&b);
-        if (child_stop(&host) != 0 && ret == 0) {
+        if (!host.remote && child_stop(&host) != 0 && ret == 0) {
             fprintf(stderr, "hmaf-bench: the host process failed\n");
             ret = -1;
         }

@@ -198,9 +198,14 @@ int mapping_open(struct bench *b)
         return 0; /* HMAF_ENOTSUP, typically: not available here */
     }
     m->local = hmaf_map_local(m->map, b->buf);
-    m->raw_ok = raw_open(&m->raw, b) == 0;
+    /* Split mode: raw-uffd reads the host by its pid, which is not here
+     * (the run's header says so). */
+    m->raw = (struct raw_uffd){.fd = -1, .stop = {-1, -1}};
+    m->raw_ok = !b->split && raw_open(&m->raw, b) == 0;
     snprintf(b->map_note, sizeof(b->map_note), "%s",
-             m->raw_ok ? "" : "no raw userfaultfd region: raw-uffd sits out");
+             m->raw_ok || b->split
+                 ? ""
+                 : "no raw userfaultfd region: raw-uffd sits out");
     layout_permutation(m->perm, MAP_PAGES, 7);
     b->map = m;
     return 0;

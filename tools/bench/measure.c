@@ -219,7 +219,8 @@ static int run_parallel(struct bench *b, struct job *job, uint64_t *ns_out,
 static uint64_t serving_delay(const struct bench *b, const struct cell *cell,
                               const struct contender *c)
 {
-    if (c->serves == NULL || cell->p->threads > 1) {
+    /* Split mode: the host's threads are not on this machine. */
+    if (c->serves == NULL || cell->p->threads > 1 || b->pid == 0) {
         return 0;
     }
     return host_run_delay(b->pid, c->serves);

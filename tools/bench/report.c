@@ -2,8 +2,9 @@
  * The table on stdout, progress on a terminal, the targets, CSV and JSON.
  *
  * Times are per unit of work (one transfer, one batch, one walk of the
- * chains, one round trip); a ratio is a figure's time over raw's in the
- * same round, the median over the rounds. Below 1 is faster than raw.
+ * chains, one round trip); a ratio is a figure's time over the baseline's
+ * (raw, or doca-raw) in the same round, the median over the rounds. Below
+ * 1 is faster than the baseline.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -109,37 +110,84 @@ static void cpu_model(char *buf, size_t cap)
 
 static void print_legend(const struct bench *b)
 {
-    printf("contenders (a figure's ratio is its time over raw's):\n");
+    printf("contenders (a figure's ratio is its time over %s's):\n",
+           b->baseline);
     for (size_t i = 0; i < bench_ncontenders; i++) {
         const struct contender *c = &bench_contenders[i];
-        if (c->usable == NULL || c->usable(b)) {
+        if (contender_runs(b, c)) {
             printf("  %-12s %s\n", c->name, c->what);
         }
+    }
+}
+
+/* Split mode: the contenders left out, and why, once per name. */
+static void print_skipped(void)
+{
+    const char *last = "";
+
+    printf("split mode: not run, they need the host process on this "
+           "machine:\n");
+    for (size_t i = 0; i < bench_ncontenders; i++) {
+        const struct contender *c = &bench_contenders[i];
+        if (c->same_machine != NULL && strcmp(c->name, last) != 0) {
+            printf("  %-12s %s\n", c->name, c->same_machine);
+            last = c->name;
+        }
+    }
+}
+
+static void print_notes(const struct bench *b)
+{
+    if (b->ucx_note[0] != '\0') {
+        printf("%s\n", b->ucx_note);
+    }
+    if (b->draw_note[0] != '\0') {
+        printf("%s\n", b->draw_note);
+    }
+    if (b->split) {
+        print_skipped();
+    }
+}
+
+/* Where the threads are, and where the host is. */
+static void placement_text(const struct bench *b, char *buf, size_t cap)
+{
+    int n = b->split ? snprintf(buf, cap, "host at %s (split mode), ",
+                                b->host->address)
+                     : snprintf(buf, cap, "host pid %d, ", (int)b->pid);
+    size_t at = n > 0 && (size_t)n < cap ? (size_t)n : 0;
+
+    if (b->dpu_cpu == NO_CPU) {
+        snprintf(buf + at, cap - at, "not pinned");
+    } else if (b->split) {
+        snprintf(buf + at, cap - at, "dpu side on cpu %d (second thread: %d)",
+                 b->dpu_cpu, b->w[1].cpu);
+    } else {
+        snprintf(buf + at, cap - at,
+                 "dpu side on cpu %d (second thread: %d), host on cpu %d",
+                 b->dpu_cpu, b->w[1].cpu, b->host->cpu);
     }
 }
 
 void report_header(const struct run *r)
 {
     const struct bench *b = r->b;
-    char cpu[128], pin[64] = "not pinned";
+    char cpu[128], where[256];
     struct utsname u;
 
     cpu_model(cpu, sizeof(cpu));
     uname(&u);
-    if (b->dpu_cpu != NO_CPU) {
-        snprintf(pin, sizeof(pin),
-                 "dpu side on cpu %d (second thread: %d), host on cpu %d",
-                 b->dpu_cpu, b->w[1].cpu, b->host->cpu);
-    }
-    printf("hmaf-bench %d.%d.%d: engine %s, host pid %d, %s\n"
+    placement_text(b, where, sizeof(where));
+    printf("hmaf-bench %d.%d.%d: engine %s, %s\n"
            "machine: %s, %ld cpus, Linux %s, load %.2f\n"
            "%u rounds%s, about %.1f ms per contender and round; figures: "
            "medians of the rounds;\nratio: median of the per-round ratios "
-           "to raw, the same work on the same addresses\n%s\n",
+           "to %s, the same work on the same addresses\n",
            HMAF_VERSION_MAJOR, HMAF_VERSION_MINOR, HMAF_VERSION_PATCH,
-           hmaf_session_engine(b->s), (int)b->pid, pin, cpu,
-           sysconf(_SC_NPROCESSORS_ONLN), u.release, r->load_start, b->rounds,
-           r->quick ? " (quick)" : "", b->target_ns / 1e6, b->ucx_note);
+           hmaf_session_engine(b->s), where, cpu, sysconf(_SC_NPROCESSORS_ONLN),
+           u.release, r->load_start, b->rounds, r->quick ? " (quick)" : "",
+           b->target_ns / 1e6, b->baseline);
+    print_notes(b);
     if (b->cpus_shared) {
         printf("fewer than 3 cpus: contenders that need a host thread sit "
                "out 2-thread patterns\n");
@@ -196,7 +244,7 @@ static void print_row(const struct cell *cell)
         const struct figure *f = &cell->fig[i];
         num_text(f->ns_med / 1000, num, sizeof(num));
         if (i == 0) {
-            printf(" %8s", num); /* raw: its ratio is 1 */
+            printf(" %8s", num); /* the baseline: its ratio is 1 */
             continue;
         }
         snprintf(col, sizeof(col), "%s (%s%s)", num,
@@ -520,8 +568,13 @@ static void json_head(FILE *f, const struct run *r)
     json_str(f, u.release);
     fprintf(f,
             ", \"load_start\": %.2f, \"load_end\": %.2f, \"dpu_cpu\": %d, "
-            "\"host_cpu\": %d},\n  \"ucx\": ",
-            r->load_start, r->load_end, r->b->dpu_cpu, r->b->host->cpu);
+            "\"host_cpu\": %d},\n  \"split\": %s, \"baseline\": ",
+            r->load_start, r->load_end, r->b->dpu_cpu, r->b->host->cpu,
+            r->b->split ? "true" : "false");
+    json_str(f, r->b->baseline);
+    fprintf(f, ", \"doca_raw\": ");
+    json_str(f, r->b->draw_note);
+    fprintf(f, ",\n  \"ucx\": ");
     json_str(f, r->b->ucx_note);
     fprintf(f,
             ",\n  \"reruns\": %u, \"kept_disturbed\": %u,\n"

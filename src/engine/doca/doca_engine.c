@@ -11,6 +11,7 @@
  * Built into libhmaf when pkg-config finds the DOCA SDK; otherwise built
  * only for tests, against the emulation in tests/doca.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -120,6 +121,27 @@ static int deng_open_dev(const char *pci, struct doca_dev **dev_out)
     return ret;
 }
 
+/* A byte count from the environment, or fallback when unset or malformed
+ * (a malformed one is said). */
+static uint64_t deng_env_bytes(const char *name, uint64_t fallback)
+{
+    const char *env = getenv(name);
+    char *end = NULL;
+    unsigned long long v;
+
+    if (env == NULL || env[0] == '\0') {
+        return fallback;
+    }
+    errno = 0;
+    v = strtoull(env, &end, 0);
+    if (*end != '\0' || env[0] < '0' || env[0] > '9' || errno != 0) {
+        hmaf__log_warn("%s=%s is not a byte count; using %llu", name, env,
+                       (unsigned long long)fallback);
+        return fallback;
+    }
+    return v;
+}
+
 /* Dpu: the window and the transfer size, fixed for every ep of this ctx.
  * The task limit needs a DMA instance, so one is made and dropped. */
 static int deng_dpu_caps(struct deng_ctx *c)
@@ -156,6 +178,9 @@ static int deng_dpu_caps(struct deng_ctx *c)
     }
     c->nslots = HMAF_MIN(max_tasks, (uint32_t)DENG_TASKS_MAX);
     c->slot_size = (size_t)HMAF_MIN(max_buf, (uint64_t)DENG_SLOT_MAX);
+    c->zcopy_min = deng_env_bytes("HMAF_DOCA_ZCOPY_MIN", DENG_ZCOPY_MIN_DEFAULT);
+    c->zcopy_cache =
+        deng_env_bytes("HMAF_DOCA_ZCOPY_CACHE", DENG_ZCOPY_CACHE_DEFAULT);
     return 0;
 }
 
@@ -236,7 +261,9 @@ static void deng_ep_close(struct hmaf_engine_ep *ep)
 
 /* On hardware doca_mmap_start pins the range and fails on a hole; check
  * first so that an unmapped range is a clear HMAF_EFAULT on hardware and
- * in the emulation alike (which does not pin). One syscall. */
+ * in the emulation alike (DOCA documents no status for a failed pin; the
+ * emulation checks at start what pinning needs, but does not pin). One
+ * syscall. */
 static int deng_check_mapped(uint64_t addr, uint64_t len)
 {
     uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
@@ -317,7 +344,9 @@ static int deng_mem_export(struct hmaf_engine_mem *mem, void *buf, size_t cap,
 }
 
 /* Invalidates every import of this range: the protocol lets the dpu side
- * release its imports first (DEREGISTER, revocation acks). */
+ * release its imports first (DEREGISTER, revocation acks, session close).
+ * Destroy, not stop + destroy: DOCA refuses to stop an exported mmap
+ * (NOT_PERMITTED); destroying stops it. */
 static void deng_mem_deregister(struct hmaf_engine_mem *mem)
 {
     struct deng_mem *m = hmaf__container_of(mem, struct deng_mem, base);
@@ -326,10 +355,7 @@ static void deng_mem_deregister(struct hmaf_engine_mem *mem)
     if (m->mmap == NULL) {
         return;
     }
-    err = doca_mmap_stop(m->mmap);
-    if (err == DOCA_SUCCESS) {
-        err = doca_mmap_destroy(m->mmap);
-    }
+    err = doca_mmap_destroy(m->mmap);
     if (err != DOCA_SUCCESS) {
         hmaf__log_warn("doca mmap teardown: %s", doca_error_get_name(err));
     }
@@ -384,6 +410,7 @@ static void deng_rmem_release(struct hmaf_engine_rmem *rmem)
 const struct hmaf_engine_ops hmaf_engine_doca = {
     .name = "doca",
     .abi_version = HMAF_ENGINE_ABI_VERSION,
+    .flags = HMAF_ENGINE_RELEASE_FIRST,
     .ctx_size = sizeof(struct deng_ctx),
     .ep_size = sizeof(struct deng_ep),
     .mem_size = sizeof(struct deng_mem),

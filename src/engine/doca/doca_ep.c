@@ -2,12 +2,12 @@
  * The doca engine's data path (dpu side): one DMA ctx, progress engine and
  * buf inventory per ep, and a window of nslots tasks.
  *
- * The engine does not know the caller's buffers in advance, so every
- * transfer goes through a staging pool registered once per ep (one local
+ * A transfer whose caller buffer is registered (doca_lreg.c: cached
+ * registrations of long runs of caller memory) moves in place. Every other
+ * one goes through a staging pool registered once per ep (one local
  * doca_mmap over nslots * slot_size bytes): writes copy into a slot before
- * the task is submitted, reads copy out of it when the task completes.
- * Registering the caller's buffers with a cache (to DMA in place) is
- * future work; so is a PE per thread.
+ * the task is submitted, reads copy out of it when the task completes. A
+ * PE per thread is future work (one lock per ep today).
  *
  * A batch may hold more transfers than there are free slots (several
  * threads share the window): what fits is submitted at post(), the rest is
@@ -51,6 +51,10 @@ static void deng_release_slot(struct deng_ep *ep, struct deng_slot *s)
     if (s->dst != NULL) {
         doca_buf_dec_refcount(s->dst, NULL);
     }
+    if (s->lreg != NULL) {
+        hmaf__doca_lreg_put(ep, s->lreg);
+    }
+    s->lreg = NULL;
     s->task = NULL;
     s->src = s->dst = NULL;
     s->batch = NULL;
@@ -64,7 +68,7 @@ static void deng_complete(struct deng_slot *s, doca_error_t err)
     struct deng_ep *ep = s->ep;
     struct hmaf_xfer_batch *batch = s->batch;
 
-    if (err == DOCA_SUCCESS && s->op == HMAF_XFER_READ) {
+    if (err == DOCA_SUCCESS && s->op == HMAF_XFER_READ && s->lreg == NULL) {
         memcpy(s->local, s->stage, s->len);
     }
     if (err != DOCA_SUCCESS) {
@@ -96,20 +100,31 @@ static void deng_task_failed(struct doca_dma_task_memcpy *task,
                   err == DOCA_SUCCESS ? DOCA_ERROR_UNKNOWN : err);
 }
 
-/* Bufs and task for one transfer in slot s; the remote side is addressed
- * by host virtual address inside the imported mmap. */
+/* Bufs and task for transfer i of batch in slot s; the remote side is
+ * addressed by host virtual address inside the imported mmap, the local
+ * side is the caller's buffer in place or the slot's staging bytes. */
 static doca_error_t deng_prepare(struct deng_ep *ep, struct deng_slot *s,
-                                 const struct hmaf_xfer *x)
+                                 const struct hmaf_xfer_batch *batch,
+                                 uint32_t i)
 {
+    const struct hmaf_xfer *x = &batch->xfers[i];
     struct deng_rmem *r = hmaf__container_of(x->rmem, struct deng_rmem, base);
     void *remote = (void *)(uintptr_t)x->remote_addr;
+    struct doca_mmap *local_mmap = ep->local_mmap;
+    void *local = s->stage;
     union doca_data ud = {.ptr = s};
     doca_error_t err;
 
-    if (s->op == HMAF_XFER_WRITE) {
+    s->lreg = hmaf__doca_lreg_get(ep, batch, i);
+    if (s->lreg != NULL) {
+        local_mmap = s->lreg->mmap;
+        local = x->local;
+    } else if (s->op == HMAF_XFER_WRITE) {
         memcpy(s->stage, x->local, x->len);
-        err = doca_buf_inventory_buf_get_by_data(ep->inv, ep->local_mmap,
-                                                 s->stage, x->len, &s->src);
+    }
+    if (s->op == HMAF_XFER_WRITE) {
+        err = doca_buf_inventory_buf_get_by_data(ep->inv, local_mmap, local,
+                                                 x->len, &s->src);
         if (err == DOCA_SUCCESS) {
             err = doca_buf_inventory_buf_get_by_addr(ep->inv, r->mmap, remote,
                                                      x->len, &s->dst);
@@ -118,8 +133,8 @@ static doca_error_t deng_prepare(struct deng_ep *ep, struct deng_slot *s,
         err = doca_buf_inventory_buf_get_by_data(ep->inv, r->mmap, remote,
                                                  x->len, &s->src);
         if (err == DOCA_SUCCESS) {
-            err = doca_buf_inventory_buf_get_by_addr(ep->inv, ep->local_mmap,
-                                                     s->stage, x->len, &s->dst);
+            err = doca_buf_inventory_buf_get_by_addr(ep->inv, local_mmap,
+                                                     local, x->len, &s->dst);
         }
     }
     if (err == DOCA_SUCCESS) {
@@ -129,11 +144,12 @@ static doca_error_t deng_prepare(struct deng_ep *ep, struct deng_slot *s,
     return err;
 }
 
-/* Submit x in a free slot; a refusal finishes it at once. Returns the
- * transfer's status. */
+/* Submit transfer i of batch in a free slot; a refusal finishes it at
+ * once. Returns the transfer's status. */
 static int deng_start(struct deng_ep *ep, struct hmaf_xfer_batch *batch,
-                      const struct hmaf_xfer *x)
+                      uint32_t i)
 {
+    const struct hmaf_xfer *x = &batch->xfers[i];
     struct deng_slot *s = ep->free_slots;
     doca_error_t err;
     int ret;
@@ -143,7 +159,7 @@ static int deng_start(struct deng_ep *ep, struct hmaf_xfer_batch *batch,
     s->op = batch->op;
     s->local = x->local;
     s->len = x->len;
-    err = x->len <= deng_ctx_of(ep)->slot_size ? deng_prepare(ep, s, x)
+    err = x->len <= deng_ctx_of(ep)->slot_size ? deng_prepare(ep, s, batch, i)
                                                : DOCA_ERROR_TOO_BIG;
     if (err == DOCA_SUCCESS) {
         err = doca_task_submit(doca_dma_task_memcpy_as_task(s->task));
@@ -167,7 +183,6 @@ static int deng_submit_from(struct deng_ep *ep, struct hmaf_xfer_batch *batch,
                             uint32_t *next)
 {
     uint32_t count = batch->count; /* batch may be gone after the last */
-    const struct hmaf_xfer *xfers = batch->xfers;
 
     while (*next < count && ep->free_slots != NULL) {
         uint32_t i = (*next)++;
@@ -179,7 +194,7 @@ static int deng_submit_from(struct deng_ep *ep, struct hmaf_xfer_batch *batch,
                              __ATOMIC_RELEASE);
             break;
         }
-        deng_start(ep, batch, &xfers[i]);
+        deng_start(ep, batch, i);
     }
     return *next == count;
 }
@@ -221,6 +236,7 @@ int hmaf__doca_post(struct hmaf_engine_ep *base, struct hmaf_xfer_batch *batch)
         return 0;
     }
     pthread_mutex_lock(&ep->lock);
+    ep->lregs.failed_len = 0;
     /* Behind earlier batches, or larger than the free window: queue it
      * (before submitting anything, so a failed malloc changes nothing). */
     if (ep->pending_head != NULL ||
@@ -354,7 +370,9 @@ int hmaf__doca_ep_open(struct deng_ep *ep)
 
 /* Tasks still in flight (a caller gave up on its batch) complete or are
  * flushed while the ctx stops: they report to a batch of the ep's own and
- * copy nothing out, since their callers' memory may be gone. */
+ * copy nothing out of staging, since their callers' memory may be gone.
+ * (A task moving in place may still write its caller's buffer until it is
+ * flushed: the core never closes an ep under a running call.) */
 static void deng_stop_dma(struct deng_ep *ep)
 {
     struct doca_ctx *dctx = doca_dma_as_ctx(ep->dma);
@@ -402,6 +420,7 @@ void hmaf__doca_ep_close(struct deng_ep *ep)
         deng_stop_dma(ep);
         deng_warn("doca_dma_destroy", doca_dma_destroy(ep->dma));
     }
+    hmaf__doca_lreg_fini(ep);
     if (ep->local_mmap != NULL) {
         deng_warn("doca_mmap_destroy", doca_mmap_destroy(ep->local_mmap));
     }

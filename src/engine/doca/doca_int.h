@@ -30,6 +30,13 @@
 #define DENG_SLOT_MAX (64u << 10)
 /* Export blobs travel in the handshake and in REGISTER answers. */
 #define DENG_BLOB_MAX 256
+/* Caller buffers registered for DMA in place, at most, per ep. */
+#define DENG_LREG_MAX 64
+/* Defaults of HMAF_DOCA_ZCOPY_MIN and HMAF_DOCA_ZCOPY_CACHE (doca.md). */
+#define DENG_ZCOPY_MIN_DEFAULT   (64u << 10)
+#define DENG_ZCOPY_CACHE_DEFAULT (1ull << 30)
+
+struct hmaf__memwatch;
 
 struct deng_ctx {
     struct hmaf_engine_ctx base;
@@ -37,6 +44,8 @@ struct deng_ctx {
     /* dpu: fixed at ctx_open, so limits() needs no ep */
     uint32_t nslots;  /* tasks in flight per ep */
     size_t slot_size; /* bytes per task: min(max_buf_size, DENG_SLOT_MAX) */
+    uint64_t zcopy_min;   /* register caller runs this long; 0: never */
+    uint64_t zcopy_cache; /* bytes of caller memory registered, at most */
 };
 
 /* Host: one registered, exported range. */
@@ -51,6 +60,29 @@ struct deng_rmem {
     struct doca_mmap *mmap;
 };
 
+/* Caller memory registered for DMA in place (doca_lreg.c). */
+struct deng_lreg {
+    uint64_t base, len; /* whole pages */
+    struct doca_mmap *mmap;
+    uint32_t inflight; /* tasks using it */
+    uint8_t dead;      /* dropped; destroyed once inflight is 0 */
+    uint64_t last_use; /* lru clock */
+    struct deng_lreg *next_dead;
+};
+
+struct deng_lregs {
+    struct hmaf__memwatch *watch; /* opened at the first registration */
+    int no_watch;                 /* ... and could not be */
+    struct deng_lreg *live[DENG_LREG_MAX];
+    uint32_t nlive;
+    uint64_t bytes; /* of live */
+    uint64_t clock;
+    struct deng_lreg *dead; /* dropped while tasks still used them */
+    /* The span that would not register, not tried again within the same
+     * post (its other transfers); unwatched, so forgotten at every post. */
+    uint64_t failed_base, failed_len;
+};
+
 /* One task in flight: a staging slot, its two bufs and its task. */
 struct deng_slot {
     struct deng_ep *ep;
@@ -59,6 +91,7 @@ struct deng_slot {
     struct hmaf_xfer_batch *batch;
     void *local; /* the caller's buffer, copied out at read completion */
     size_t len;
+    struct deng_lreg *lreg; /* local side in place, not through stage */
     enum hmaf_xfer_op op;
     struct doca_buf *src, *dst;
     struct doca_dma_task_memcpy *task;
@@ -87,6 +120,7 @@ struct deng_ep {
     struct deng_slot *slots;
     struct deng_slot *free_slots;
     struct deng_pending *pending_head, *pending_tail;
+    struct deng_lregs lregs;
     uint32_t ncompleted;            /* transfers completed by this progress() */
     struct hmaf_xfer_batch orphans; /* for tasks outliving ep_close's callers */
 };
@@ -98,5 +132,14 @@ int hmaf__doca_ep_open(struct deng_ep *ep);
 void hmaf__doca_ep_close(struct deng_ep *ep);
 int hmaf__doca_post(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch);
 int hmaf__doca_progress(struct hmaf_engine_ep *ep);
+
+/* Under ep->lock. The registration through which transfer i of batch can
+ * be moved in place, held for one task, or NULL: stage it. */
+struct deng_lreg *hmaf__doca_lreg_get(struct deng_ep *ep,
+                                      const struct hmaf_xfer_batch *batch,
+                                      uint32_t i);
+void hmaf__doca_lreg_put(struct deng_ep *ep, struct deng_lreg *r);
+/* Once no task runs: every registration and the memory watch. */
+void hmaf__doca_lreg_fini(struct deng_ep *ep);
 
 #endif

@@ -22,6 +22,9 @@
  * copied at submit; submit returns AGAIN when the socket is full, and a
  * send on a dead link completes with CONNECTION_RESET. recv_buffer is valid
  * only during the receive callback.
+ *
+ * With its PE armed (doca_pe.h), a message, a connection, a hang-up or a
+ * client's due connect attempt makes the PE's handle readable.
  */
 #ifndef DOCA_COMCH_H_
 #define DOCA_COMCH_H_

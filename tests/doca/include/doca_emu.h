@@ -6,17 +6,26 @@
  * signatures, so code written for the SDK builds against them unchanged.
  * "Host" and "dpu side" are two processes on this machine.
  *
- * Data path. doca_mmap_export_pci hands out a 48-byte descriptor: the
- * exporter's pid, range, permissions, and the address and value of a 64-bit
- * "live" word in the exporter's memory. A DMA task against an mmap created
- * from it first reads that word with process_vm_readv, then moves the bytes
- * with process_vm_readv/writev. Stopping or destroying the exported mmap
- * clears the word, so every import of it fails from then on, even in other
- * processes; an exporter that exited fails the same way (ESRCH). The value
+ * Data path. doca_mmap_export_pci hands out a 48-byte descriptor (or
+ * DOCA_EMU_EXPORT_DESC_SIZE bytes, zero-padded): the exporter's pid,
+ * range, permissions, and the address and value of a 64-bit "live" word in
+ * the exporter's memory. A DMA task against an mmap created from it first
+ * reads that word with process_vm_readv, then moves the bytes with
+ * process_vm_readv/writev. Destroying the exported mmap clears the word,
+ * so every import of it fails from then on, even in other processes
+ * (doca_mmap_stop refuses an exported mmap with NOT_PERMITTED, as DOCA
+ * 2.10 lists); an exporter that exited fails the same way (ESRCH). The value
  * is random and changes whenever a slot is reused. The exporter grants
  * ptrace access (PR_SET_PTRACER_ANY) at its first export, as the device's
  * right to reach host memory; where Yama forbids that, run the dpu side as
  * the host's parent.
+ *
+ * Registration. doca_mmap_start checks, as pinning does on hardware, that
+ * every page of a local range is mapped and readable, and writable when
+ * the permissions allow any write (LOCAL_READ_WRITE, PCI_READ_WRITE,
+ * RDMA_WRITE, RDMA_ATOMIC); else it returns DRIVER (DOCA documents no
+ * status for this). It does not pin: a range unmapped after start makes
+ * DMA fail with DRIVER, where hardware would still reach the pinned pages.
  *
  * DMA completion statuses (err_cb, doca_task_get_status):
  *   DRIVER         the import is invalid (exporter stopped or gone), or
@@ -36,6 +45,10 @@
  *   DOCA_EMU_MAX_TASKS     tasks per DMA ctx and send tasks per comch ctx
  *                          (1024)
  *   DOCA_EMU_COMCH_MAX_MSG comch message size limit (4080)
+ *   DOCA_EMU_EXPORT_DESC_SIZE  bytes of each export descriptor (48, the
+ *                          least; at most 65536). An mmap keeps the size
+ *                          of its first export, so a reset between
+ *                          exports gives old and new mmaps different sizes
  * Faults (0 or unset: off):
  *   DOCA_EMU_FAULT_DMA_EVERY=N         every Nth DMA task this process runs
  *                                      completes with IO_FAILED
@@ -48,8 +61,9 @@
  * Misuse: NULL arguments are not checked (the crash points at the bug);
  * calling doca_pe_progress from a callback, submitting a submitted task or
  * freeing one aborts with a message. Capabilities: every device supports
- * every emulated operation. Not emulated: notification handles, chained
- * bufs, comch counters and fast path, receive-queue sizes.
+ * every emulated operation. Notification handles are an epoll set per PE
+ * (doca_pe.h). Not emulated: event modes, chained bufs, comch counters and
+ * fast path, receive-queue sizes.
  *
  * Thread safety: as DOCA: one thread per PE and the objects used with it.
  * Exporting is safe from any thread.
@@ -57,10 +71,24 @@
 #ifndef DOCA_EMU_H_
 #define DOCA_EMU_H_
 
+#include <stdint.h>
+
 /* Re-read the environment and restart the fault counters. Existing
  * objects keep the limits they were created with (comch message size,
  * task counts); the rest applies from the next call. Not thread-safe: call
  * it while no other thread uses the emulation. */
 void doca_emu_reset(void);
+
+/* What this process did with the emulation since it started (never
+ * reset: compare two snapshots). Thread-safe. */
+struct doca_emu_counters {
+    uint64_t mmaps_started; /* local (non-import) mmaps started */
+    uint64_t mmaps_stopped; /* local mmaps stopped, or destroyed started */
+    uint64_t imports;       /* mmaps created from an export */
+    uint64_t dma_tasks;     /* DMA memcpy tasks completed with SUCCESS */
+    uint64_t dma_bytes;     /* bytes those tasks moved */
+};
+
+void doca_emu_counters(struct doca_emu_counters *out);
 
 #endif

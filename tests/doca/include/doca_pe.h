@@ -8,7 +8,18 @@
  * connections and messages) and completes every task submitted before it
  * started; tasks submitted from a callback complete in a later call.
  * Calling doca_pe_progress from a callback aborts the process, to catch the
- * misuse DOCA forbids. Notification handles are not emulated: poll.
+ * misuse DOCA forbids.
+ *
+ * Notification (Linux): the handle is an fd, fixed for the PE's life, that
+ * turns readable for poll/epoll once the PE is armed and has work for
+ * doca_pe_progress. The flow DOCA documents: progress until it returns 0,
+ * doca_pe_request_notification, wait on the handle,
+ * doca_pe_clear_notification, progress again. Armed, the handle turns
+ * readable when a task is submitted or already waits, a stopping ctx can
+ * turn IDLE, a comch socket has a message, a connection or a hang-up, or a
+ * client's next connect attempt is due. Work that came before the arm
+ * counts too (spurious wake-ups are allowed, missed ones are not). Cleared
+ * or never armed, it stays quiet whatever arrives.
  */
 #ifndef DOCA_PE_H_
 #define DOCA_PE_H_
@@ -23,15 +34,31 @@ struct doca_ctx;
 struct doca_pe;
 struct doca_task;
 
+/* An fd to wait on for readability (doca_types.h in the SDK). */
+typedef int doca_event_handle_t;
+typedef doca_event_handle_t doca_notification_handle_t;
+#define doca_event_invalid_handle -1
+
 typedef void (*doca_task_completion_cb_t)(struct doca_task *task,
                                           union doca_data task_user_data,
                                           union doca_data ctx_user_data);
 
+/* NO_MEMORY also when out of file descriptors (the handle needs two). */
 doca_error_t doca_pe_create(struct doca_pe **pe);
 /* IN_USE while contexts are connected. */
 doca_error_t doca_pe_destroy(struct doca_pe *pe);
 /* 1 if anything happened, 0 otherwise. */
 uint8_t doca_pe_progress(struct doca_pe *pe);
+/* The PE's handle; the same value for as long as the PE lives. */
+doca_error_t
+doca_pe_get_notification_handle(const struct doca_pe *pe,
+                                doca_notification_handle_t *handle);
+/* Arm: the handle turns readable once progress has work (see above). */
+doca_error_t doca_pe_request_notification(struct doca_pe *pe);
+/* After a wake-up: quiet the handle and disarm. INVALID_VALUE if handle
+ * is not this PE's. */
+doca_error_t doca_pe_clear_notification(struct doca_pe *pe,
+                                        doca_notification_handle_t handle);
 /* The ctx must be IDLE (BAD_STATE) and unconnected (NOT_PERMITTED); the
  * link lasts until the ctx is destroyed. */
 doca_error_t doca_pe_connect_ctx(struct doca_pe *pe, struct doca_ctx *ctx);

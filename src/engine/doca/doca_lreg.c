@@ -1,0 +1,301 @@
+/*
+ * The dpu side's registration cache: caller buffers the DMA reads and
+ * writes in place, so large transfers skip the staging copy.
+ *
+ * When a transfer's buffer lies in a cached registration, it goes in
+ * place, whatever its size. Otherwise, when the caller's buffer (the
+ * call's one buffer, or the batch's buffers contiguous from this transfer
+ * on) spans at least zcopy_min bytes of writable private memory, its pages
+ * are registered (one local doca_mmap) and cached; the rest is staged. The cache keeps at most DENG_LREG_MAX registrations and
+ * zcopy_cache bytes, dropping the least recently used.
+ *
+ * A registration pins the pages it was made on. If the caller unmaps or
+ * discards them and reuses the addresses, the device would still reach
+ * the old pages: so every registered range is under a memory watch
+ * (util/memwatch.h), and each lookup first drops what the watch reports as
+ * changed. Memory that cannot be watched is never registered; without a
+ * watch at all (no userfaultfd) every transfer is staged.
+ *
+ * Everything here runs under ep->lock.
+ */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "engine/doca/doca_int.h"
+#include "util/compiler.h"
+#include "util/log.h"
+#include "util/memwatch.h"
+
+static struct deng_ctx *ctx_of(struct deng_ep *ep)
+{
+    return hmaf__container_of(ep->base.ctx, struct deng_ctx, base);
+}
+
+static uint64_t page_size(void)
+{
+    return (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Destroy stops it (and unpins). */
+static void destroy(struct deng_lreg *r)
+{
+    doca_error_t err = doca_mmap_destroy(r->mmap);
+
+    if (err != DOCA_SUCCESS) {
+        hmaf__log_warn("doca local mmap teardown: %s",
+                       doca_error_get_name(err));
+    }
+    free(r);
+}
+
+/* Out of the cache; gone at once, or when its last task completes. */
+static void drop(struct deng_ep *ep, uint32_t i)
+{
+    struct deng_lregs *c = &ep->lregs;
+    struct deng_lreg *r = c->live[i];
+
+    c->live[i] = c->live[--c->nlive];
+    c->bytes -= r->len;
+    hmaf__memwatch_remove(c->watch, r->base, r->len);
+    if (r->inflight == 0) {
+        destroy(r);
+        return;
+    }
+    r->dead = 1;
+    r->next_dead = c->dead;
+    c->dead = r;
+}
+
+static int overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+    return a < b + blen && b < a + alen;
+}
+
+/* The watch saw [start, +len) change (len 0: anything). */
+static void on_change(void *arg, uint64_t start, uint64_t len)
+{
+    struct deng_ep *ep = arg;
+    struct deng_lregs *c = &ep->lregs;
+
+    for (uint32_t i = c->nlive; i-- > 0;) {
+        const struct deng_lreg *r = c->live[i];
+        if (len == 0 || overlaps(r->base, r->len, start, len)) {
+            drop(ep, i);
+        }
+    }
+}
+
+static struct deng_lreg *find(struct deng_lregs *c, uint64_t addr,
+                              uint64_t len)
+{
+    for (uint32_t i = 0; i < c->nlive; i++) {
+        struct deng_lreg *r = c->live[i];
+        if (addr >= r->base && addr + len <= r->base + r->len) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+/* The caller memory worth registering for transfer i: the call's whole
+ * buffer when the core names it, else the run of the batch's buffers
+ * contiguous from transfer i on; at most cap bytes from transfer i. */
+static void span_of(const struct hmaf_xfer_batch *batch, uint32_t i,
+                    uint64_t cap, uint64_t *start_out, uint64_t *len_out)
+{
+    uint64_t local = (uintptr_t)batch->xfers[i].local;
+    uint64_t start = local, end = local;
+    uint64_t span = (uintptr_t)batch->local_span;
+
+    if (span != 0 && local >= span && local < span + batch->local_span_len) {
+        start = span;
+        end = span + batch->local_span_len;
+    } else {
+        for (uint32_t j = i; j < batch->count && end - start < cap; j++) {
+            if ((uintptr_t)batch->xfers[j].local != end) {
+                break;
+            }
+            end += batch->xfers[j].len;
+        }
+    }
+    if (end - start > cap) {
+        start = local;
+        end = HMAF_MIN(end, local + cap);
+    }
+    *start_out = start;
+    *len_out = end - start;
+}
+
+static doca_error_t map_pages(struct deng_ep *ep, struct deng_lreg *r)
+{
+    doca_error_t err = doca_mmap_create(&r->mmap);
+
+    if (err != DOCA_SUCCESS) {
+        return err;
+    }
+    err = doca_mmap_set_memrange(r->mmap, (void *)(uintptr_t)r->base,
+                                 (size_t)r->len);
+    if (err == DOCA_SUCCESS) {
+        err = doca_mmap_set_permissions(r->mmap,
+                                        DOCA_ACCESS_FLAG_LOCAL_READ_WRITE);
+    }
+    if (err == DOCA_SUCCESS) {
+        err = doca_mmap_add_dev(r->mmap, ctx_of(ep)->dev);
+    }
+    if (err == DOCA_SUCCESS) {
+        err = doca_mmap_start(r->mmap);
+    }
+    if (err != DOCA_SUCCESS) {
+        doca_mmap_destroy(r->mmap);
+        r->mmap = NULL;
+    }
+    return err;
+}
+
+/* Watched before it is pinned, so no change between the two is missed.
+ * Writable memory only: a read-only pin of a page never written holds
+ * the shared zero page, which the first write after an mprotect would
+ * replace without any event. Read-only memory is staged. */
+static struct deng_lreg *register_pages(struct deng_ep *ep, uint64_t base,
+                                        uint64_t len)
+{
+    struct deng_lregs *c = &ep->lregs;
+    struct deng_lreg *r = calloc(1, sizeof(*r));
+    doca_error_t err;
+
+    if (r == NULL || hmaf__memwatch_add(c->watch, base, len) != 0) {
+        free(r);
+        return NULL;
+    }
+    r->base = base;
+    r->len = len;
+    err = map_pages(ep, r);
+    if (err != DOCA_SUCCESS) {
+        hmaf__log_debug("doca register %#llx+%llu: %s; staging",
+                        (unsigned long long)base, (unsigned long long)len,
+                        doca_error_get_name(err));
+        hmaf__memwatch_remove(c->watch, base, len);
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void make_room(struct deng_ep *ep, uint64_t len)
+{
+    struct deng_lregs *c = &ep->lregs;
+    uint64_t cap = ctx_of(ep)->zcopy_cache;
+
+    while (c->nlive > 0 &&
+           (c->nlive == DENG_LREG_MAX || c->bytes + len > cap)) {
+        uint32_t lru = 0;
+        for (uint32_t i = 1; i < c->nlive; i++) {
+            if (c->live[i]->last_use < c->live[lru]->last_use) {
+                lru = i;
+            }
+        }
+        drop(ep, lru);
+    }
+}
+
+static int have_watch(struct deng_lregs *c)
+{
+    if (c->watch == NULL && !c->no_watch &&
+        hmaf__memwatch_open(&c->watch) != 0) {
+        hmaf__log_info("doca: no memory watch here (userfaultfd); every "
+                       "transfer is staged");
+        c->no_watch = 1;
+    }
+    return c->watch != NULL;
+}
+
+/* Register the pages under transfer i's span, if it is long enough and
+ * did not just fail. */
+static struct deng_lreg *register_run(struct deng_ep *ep,
+                                      const struct hmaf_xfer_batch *batch,
+                                      uint32_t i)
+{
+    const struct deng_ctx *ctx = ctx_of(ep);
+    struct deng_lregs *c = &ep->lregs;
+    uint64_t page = page_size();
+    /* a run's pages, rounded out, must fit the cache */
+    uint64_t cap = ctx->zcopy_cache > 2 * page ? ctx->zcopy_cache - 2 * page
+                                                : 0;
+    uint64_t start, run, base, len;
+    struct deng_lreg *r;
+
+    span_of(batch, i, cap, &start, &run);
+    base = start & ~(page - 1);
+    len = ((start + run + page - 1) & ~(page - 1)) - base;
+
+    if (ctx->zcopy_min == 0 || run < ctx->zcopy_min || len > ctx->zcopy_cache ||
+        (c->failed_len != 0 && base >= c->failed_base &&
+         base + len <= c->failed_base + c->failed_len) ||
+        !have_watch(c)) {
+        return NULL;
+    }
+    r = register_pages(ep, base, len);
+    if (r == NULL) {
+        c->failed_base = base;
+        c->failed_len = len;
+        return NULL;
+    }
+    make_room(ep, len);
+    c->live[c->nlive++] = r;
+    c->bytes += len;
+    hmaf__log_debug("doca registered %#llx+%llu for in-place transfers",
+                    (unsigned long long)base, (unsigned long long)len);
+    return r;
+}
+
+struct deng_lreg *hmaf__doca_lreg_get(struct deng_ep *ep,
+                                      const struct hmaf_xfer_batch *batch,
+                                      uint32_t i)
+{
+    struct deng_lregs *c = &ep->lregs;
+    const struct hmaf_xfer *x = &batch->xfers[i];
+    struct deng_lreg *r;
+
+    if (c->watch != NULL) {
+        hmaf__memwatch_drain(c->watch, on_change, ep);
+    }
+    r = find(c, (uintptr_t)x->local, x->len);
+    if (r == NULL) {
+        r = register_run(ep, batch, i);
+    }
+    if (r != NULL) {
+        r->last_use = ++c->clock;
+        r->inflight++;
+    }
+    return r;
+}
+
+void hmaf__doca_lreg_put(struct deng_ep *ep, struct deng_lreg *r)
+{
+    struct deng_lreg **link = &ep->lregs.dead;
+
+    if (--r->inflight > 0 || !r->dead) {
+        return;
+    }
+    while (*link != r) {
+        link = &(*link)->next_dead;
+    }
+    *link = r->next_dead;
+    destroy(r);
+}
+
+void hmaf__doca_lreg_fini(struct deng_ep *ep)
+{
+    struct deng_lregs *c = &ep->lregs;
+
+    while (c->nlive > 0) {
+        drop(ep, c->nlive - 1);
+    }
+    while (c->dead != NULL) { /* no task runs any more */
+        struct deng_lreg *r = c->dead;
+        c->dead = r->next_dead;
+        destroy(r);
+    }
+    hmaf__memwatch_close(c->watch);
+    c->watch = NULL;
+}
