@@ -542,6 +542,8 @@ static _Noreturn void host_main(int sock)
         }
         CHECK(write(sock, &ok, 1) == 1);
     }
+    DOCA_OK(doca_dev_close(dev));
+    free(mem);
     _exit(0);
 }
 

@@ -262,18 +262,26 @@ static void deng_ep_close(struct hmaf_engine_ep *ep)
 /* On hardware doca_mmap_start pins the range and fails on a hole; check
  * first so that an unmapped range is a clear HMAF_EFAULT on hardware and
  * in the emulation alike (DOCA documents no status for a failed pin; the
- * emulation checks at start what pinning needs, but does not pin). One
- * syscall. */
+ * emulation checks at start what pinning needs, but does not pin).
+ * mincore fails with ENOMEM on a hole and has no side effect; it is asked
+ * about DENG_PROBE_PAGES pages at a time. */
+#define DENG_PROBE_PAGES 4096
+
 static int deng_check_mapped(uint64_t addr, uint64_t len)
 {
     uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-    uint64_t start = addr & ~(page - 1);
+    uint64_t at = addr & ~(page - 1);
+    unsigned char resident[DENG_PROBE_PAGES];
 
-    if (msync((void *)(uintptr_t)start, (size_t)(addr + len - start),
-              MS_ASYNC) != 0) {
-        hmaf__log_debug("doca register %#llx+%llu: %m",
-                        (unsigned long long)addr, (unsigned long long)len);
-        return HMAF_EFAULT;
+    while (at < addr + len) {
+        uint64_t span = HMAF_MIN(addr + len - at, DENG_PROBE_PAGES * page);
+
+        if (mincore((void *)(uintptr_t)at, (size_t)span, resident) != 0) {
+            hmaf__log_debug("doca register %#llx+%llu: %m",
+                            (unsigned long long)addr, (unsigned long long)len);
+            return HMAF_EFAULT;
+        }
+        at += span;
     }
     return 0;
 }
