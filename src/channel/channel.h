@@ -107,6 +107,23 @@ static inline int hmaf__channel_arm(struct hmaf_channel *channel, int *fd_out)
     return 0;
 }
 
+/* A comch channel armed for a wait is also progressed this often (see
+ * comch.c, recheck_locked): no wait on it may last longer. */
+#define HMAF_COMCH_RECHECK_NS 100000000ll
+
+/* The longest a wait on this armed channel may last, or -1: no limit. */
+static inline int64_t
+hmaf__channel_max_wait_ns(const struct hmaf_channel *channel)
+{
+#ifdef HMAF_HAVE_ENGINE_DOCA
+    if (channel->comch != NULL) {
+        return HMAF_COMCH_RECHECK_NS;
+    }
+#endif
+    (void)channel;
+    return -1;
+}
+
 /* The fd from hmaf__channel_arm was readable: 1 when the peer is gone. */
 static inline int hmaf__channel_notified(struct hmaf_channel *channel)
 {

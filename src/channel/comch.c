@@ -45,7 +45,6 @@
 #define COMCH_RX_MAX 4   /* messages queued; the handshake needs one */
 #define COMCH_CLOSE_MS 1000
 #define COMCH_PROGRESS_MAX 64 /* calls per wake-up; a flood ends us anyway */
-#define COMCH_RECHECK_NS 100000000ull /* see recheck_locked */
 
 struct comch_msg {
     uint8_t *data;
@@ -742,21 +741,21 @@ static void arm_locked(struct hmaf_comch *c)
     c->armed = 1;
     /* What came before the arm need not fire the handle: look now. */
     progress_until_idle(c);
-    c->recheck_ns = hmaf__now_ns() + COMCH_RECHECK_NS;
+    c->recheck_ns = hmaf__now_ns() + (uint64_t)HMAF_COMCH_RECHECK_NS;
 }
 
 /* The emulation fires the handle when the peer goes; that a card does for
  * comch's connection events is not verified yet. So an armed channel is
- * still progressed now and then, when the agent's loop passes by (its
- * thread does every millisecond or so): a dead peer is then seen within
- * COMCH_RECHECK_NS at worst, at the cost of one DOCA call per interval. */
+ * still progressed now and then: the agent's loop never waits on it longer
+ * than HMAF_COMCH_RECHECK_NS (hmaf__channel_max_wait_ns), so a dead peer
+ * is seen within that at worst, at the cost of one DOCA call per interval. */
 static void recheck_locked(struct hmaf_comch *c)
 {
     uint64_t now = hmaf__now_ns();
 
     if (now >= c->recheck_ns) {
         progress_until_idle(c);
-        c->recheck_ns = now + COMCH_RECHECK_NS;
+        c->recheck_ns = now + (uint64_t)HMAF_COMCH_RECHECK_NS;
     }
 }
 

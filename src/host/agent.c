@@ -443,6 +443,22 @@ HMAF_API int hmaf_agent_unpublish(hmaf_agent_t *agent, const char *name)
     return ret;
 }
 
+/* One wait may end early (a channel that must be looked at now and then
+ * bounds it), so wait again until something happened or time is up. */
+static int poll_channels_for(struct hmaf_agent *a, int64_t timeout_ns)
+{
+    uint64_t deadline = hmaf__now_ns() + (uint64_t)timeout_ns;
+    uint64_t now;
+    int events;
+
+    do {
+        now = hmaf__now_ns();
+        events = hmaf__agent_poll_channels(
+            a, now < deadline ? (int64_t)(deadline - now) : 0);
+    } while (events == 0 && hmaf__now_ns() < deadline);
+    return events;
+}
+
 HMAF_API int hmaf_agent_poll(hmaf_agent_t *agent, int timeout_ms)
 {
     int served;
@@ -456,7 +472,7 @@ HMAF_API int hmaf_agent_poll(hmaf_agent_t *agent, int timeout_ms)
     pthread_mutex_lock(&agent->lock);
     served = hmaf__agent_serve_all(agent);
     pthread_mutex_unlock(&agent->lock);
-    return served + hmaf__agent_poll_channels(
+    return served + poll_channels_for(
                         agent, served > 0 ? 0 : (int64_t)timeout_ms * 1000000);
 }
 

@@ -157,15 +157,28 @@ static size_t collect_fds(struct hmaf_agent *a, struct pollfd *fds,
     return n;
 }
 
-/* A session without an fd is only seen dying by asking: wait briefly. */
-static int64_t wait_limit(const struct pollfd *fds, const struct fd_map *map,
-                          size_t n, int64_t timeout_ns)
+static int64_t at_most(int64_t timeout_ns, int64_t cap_ns)
+{
+    return cap_ns >= 0 && (timeout_ns < 0 || timeout_ns > cap_ns) ? cap_ns
+                                                                  : timeout_ns;
+}
+
+/* A session without an fd is only seen dying by asking: wait briefly. One
+ * whose channel must also be looked at now and then (comch: the handle
+ * may stay quiet for a hang-up on a card) bounds the wait too. */
+static int64_t wait_limit(const struct hmaf_agent *a, const struct pollfd *fds,
+                          const struct fd_map *map, size_t n,
+                          int64_t timeout_ns)
 {
     for (size_t k = 0; k < n; k++) {
-        if (map[k].kind == FD_SESSION && fds[k].fd < 0 &&
-            (timeout_ns < 0 || timeout_ns > (int64_t)SLEEP_MAX_NS)) {
-            return (int64_t)SLEEP_MAX_NS;
+        if (map[k].kind != FD_SESSION) {
+            continue;
         }
+        timeout_ns = at_most(timeout_ns,
+                             fds[k].fd < 0
+                                 ? (int64_t)SLEEP_MAX_NS
+                                 : hmaf__channel_max_wait_ns(
+                                       &a->sessions[map[k].index]->channel));
     }
     return timeout_ns;
 }
@@ -225,7 +238,7 @@ int hmaf__agent_poll_channels(struct hmaf_agent *a, int64_t timeout_ns)
 
     pthread_mutex_lock(&a->lock);
     n = collect_fds(a, fds, map, &events);
-    timeout_ns = events > 0 ? 0 : wait_limit(fds, map, n, timeout_ns);
+    timeout_ns = events > 0 ? 0 : wait_limit(a, fds, map, n, timeout_ns);
     pthread_mutex_unlock(&a->lock);
     ts = (struct timespec){.tv_sec = (time_t)(timeout_ns / 1000000000),
                            .tv_nsec = (long)(timeout_ns % 1000000000)};

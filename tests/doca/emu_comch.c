@@ -282,6 +282,10 @@ static int accept_one(struct doca_comch_server *s)
     *conn = (struct doca_comch_connection){
         .fd = fd, .owner = &s->c, .next = s->conns};
     s->conns = conn;
+    /* Accepted while armed: its messages must fire the handle too, and
+     * the listening socket (one-shot, it fired) waits for the next. */
+    emu_pe_watch(s->c.ctx.pe, fd);
+    emu_pe_watch(s->c.ctx.pe, s->listen_fd);
     if (s->connect_cb != NULL) {
         s->connect_cb(&conn_event, conn, 1);
     }
