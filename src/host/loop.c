@@ -46,6 +46,23 @@ static void drop_pending(struct hmaf_agent *a, size_t i)
     a->pending[i] = a->pending[--a->npending];
 }
 
+/* A full table gives way to the newcomer: the oldest connection has had
+ * the longest to say hello (a well-behaved peer does at once), so a flood
+ * of silent connections cannot lock real peers out for
+ * handshake_timeout_ms. */
+static void evict_oldest_pending(struct hmaf_agent *a)
+{
+    size_t oldest = 0;
+
+    for (size_t i = 1; i < a->npending; i++) {
+        if (a->pending[i].deadline_ns < a->pending[oldest].deadline_ns) {
+            oldest = i;
+        }
+    }
+    hmaf__agent_refuse(a, &a->pending[oldest].channel, HMAF_ETIMEDOUT);
+    drop_pending(a, oldest);
+}
+
 static void accept_new(struct hmaf_agent *a)
 {
     struct hmaf_channel ch;
@@ -53,8 +70,7 @@ static void accept_new(struct hmaf_agent *a)
     while (hmaf__listener_accept(a->listener, &ch) == 0) {
         struct agent_pending *p;
         if (a->npending == HMAF_AGENT_PENDING_MAX) {
-            hmaf__agent_refuse(a, &ch, HMAF_ENOSPC);
-            continue;
+            evict_oldest_pending(a);
         }
         p = &a->pending[a->npending++];
         p->channel = ch;

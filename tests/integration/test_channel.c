@@ -1,10 +1,15 @@
 /* Channels: tcp and unix, either side listening, and address errors. The
  * agent runs in this process: cma reads our own memory just as well. */
 #include <pthread.h>
+#include <stddef.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "check.h"
+#include "util/clock.h"
 
 static uint8_t memory[8192];
 
@@ -174,6 +179,35 @@ static void check_agent_gone(void)
     hmaf_session_destroy(s);
 }
 
+/* More silent connections than the agent keeps waiting for a HELLO:
+ * the oldest give way, so a real peer gets in at once, not after the
+ * handshake timeout (5 s). */
+static void check_silent_flood(void)
+{
+    const char *name = "hmaf-test-silent-flood";
+    hmaf_agent_t *agent = start_agent("unix:@hmaf-test-silent-flood");
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
+                                strlen(name));
+    int silent[100];
+    uint64_t start;
+
+    memcpy(sa.sun_path + 1, name, strlen(name)); /* abstract: leading NUL */
+    for (int i = 0; i < 100; i++) {
+        silent[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        CHECK(silent[i] >= 0);
+        CHECK(connect(silent[i], (struct sockaddr *)&sa, len) == 0);
+    }
+    nanosleep(&(struct timespec){0, 50000000}, NULL); /* all accepted */
+    start = hmaf__now_ns();
+    connect_and_use("unix:@hmaf-test-silent-flood");
+    CHECK(hmaf__now_ns() - start < 2000000000ull);
+    for (int i = 0; i < 100; i++) {
+        close(silent[i]);
+    }
+    hmaf_agent_destroy(agent);
+}
+
 int main(void)
 {
     check_agent_listens();
@@ -182,6 +216,7 @@ int main(void)
     check_dpu_listens("tcp:127.0.0.1:47219");
     check_address_errors();
     check_agent_gone();
+    check_silent_flood();
     printf("test_channel: ok\n");
     return 0;
 }
