@@ -608,12 +608,24 @@ static int run(struct dpu *d, const char *address, int listening,
     return ret == HMAF_ENOTSUP ? explicit_updates(d) : ret;
 }
 
+/* Does s name a channel (unix:, tcp: or comch:)? Only the scheme is
+ * looked at: enough to catch an option taken for the address; the session
+ * judges the rest. */
+static int is_address(const char *s)
+{
+    return strncmp(s, "unix:", 5) == 0 || strncmp(s, "tcp:", 4) == 0 ||
+           strncmp(s, "comch:", 6) == 0;
+}
+
 /* [--listen] ADDRESS; NULL when malformed. */
 static const char *parse_args(int argc, char **argv, int *listening)
 {
     if (argc == 3 && strcmp(argv[1], "--listen") == 0) {
         *listening = 1;
     } else if (argc != 2) {
+        return NULL;
+    }
+    if (!is_address(argv[argc - 1])) {
         return NULL;
     }
     if (strncmp(argv[argc - 1], "comch:", 6) == 0) {

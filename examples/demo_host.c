@@ -9,7 +9,8 @@
  * The host listens and the dpu side connects, except with --dial or a
  * "comch:NAME@PCI" address: DOCA Comm Channel's dpu side is the server, so
  * there the dpu side listens (demo_dpu comch:NAME@PCI/REP) and the host
- * dials. HMAF_DEMO_KEYS overrides the number of keys (default 1,000,000).
+ * dials, again and again for a minute if the dpu side is not up yet.
+ * HMAF_DEMO_KEYS overrides the number of keys (default 1,000,000).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,9 +23,11 @@
 
 #include "demo_table.h"
 
-#define WAIT_LIMIT_S 120      /* give up on the dpu side after this long */
-#define DIAL_MS      60000    /* a listening dpu side may start after us */
-#define POLL_NS      10000000 /* how often we look whether the dpu is done */
+#define WAIT_LIMIT_S  120       /* give up on the dpu side after this long */
+#define DIAL_S        60        /* a listening dpu side may start after us */
+#define DIAL_TRY_MS   2000      /* one dial, within DIAL_S */
+#define DIAL_PAUSE_NS 100000000 /* between dials (a refusal comes at once) */
+#define POLL_NS       10000000  /* how often we look whether the dpu is done */
 
 struct host {
     struct demo_table table; /* the root, published as "table" */
@@ -238,6 +241,28 @@ static int wait_for_dpu(hmaf_agent_t *agent, hmaf_agent_stats_t *st)
     return HMAF_ETIMEDOUT;
 }
 
+/* Dial the listening dpu side. It may start after us, and until it
+ * listens a dial is refused (on a BlueField, at once) or goes unanswered:
+ * those are tried again until DIAL_S seconds have passed. Any other
+ * failure (a wrong token, say) would only repeat. */
+static int dial_dpu(hmaf_agent_t *agent, const char *address)
+{
+    double deadline = now_s() + DIAL_S;
+    struct timespec pause = {0, DIAL_PAUSE_NS};
+    int ret;
+
+    for (;;) {
+        double left_ms = (deadline - now_s()) * 1000;
+        int try_ms = left_ms < DIAL_TRY_MS ? (int)left_ms + 1 : DIAL_TRY_MS;
+        ret = hmaf_agent_dial(agent, address, try_ms);
+        if (ret == 0 || (ret != HMAF_ECONNREFUSED && ret != HMAF_ETIMEDOUT) ||
+            now_s() >= deadline) {
+            return ret;
+        }
+        nanosleep(&pause, NULL);
+    }
+}
+
 /* The agent is created without an address and listens (or dials) only once
  * the table is exposed and published, so no dpu side sees it half set up. */
 static int run_agent(struct host *h, const char *address, int dial,
@@ -255,8 +280,8 @@ static int run_agent(struct host *h, const char *address, int dial,
     }
     ret = serve(h, agent);
     if (ret == 0) {
-        ret = dial ? hmaf_agent_dial(agent, address, DIAL_MS)
-                   : hmaf_agent_listen(agent, address);
+        ret =
+            dial ? dial_dpu(agent, address) : hmaf_agent_listen(agent, address);
     }
     if (ret == 0) {
         printf("host: published root \"table\"; buckets exposed read-only, "
@@ -291,12 +316,24 @@ static int report(const struct host *h, const hmaf_agent_stats_t *st)
     return t.wrong == 0 ? 0 : -1;
 }
 
+/* Does s name a channel (unix:, tcp: or comch:)? Only the scheme is
+ * looked at: enough to catch an option taken for the address before the
+ * table is built; the agent judges the rest. */
+static int is_address(const char *s)
+{
+    return strncmp(s, "unix:", 5) == 0 || strncmp(s, "tcp:", 4) == 0 ||
+           strncmp(s, "comch:", 6) == 0;
+}
+
 /* [--dial] ADDRESS; NULL when malformed. */
 static const char *parse_args(int argc, char **argv, int *dial)
 {
     if (argc == 3 && strcmp(argv[1], "--dial") == 0) {
         *dial = 1;
     } else if (argc != 2) {
+        return NULL;
+    }
+    if (!is_address(argv[argc - 1])) {
         return NULL;
     }
     if (strncmp(argv[argc - 1], "comch:", 6) == 0) {

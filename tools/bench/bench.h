@@ -340,6 +340,9 @@ struct child {
 #define CMD_UCX_STOP   'V'
 #define CMD_SOCK_SPIN  'T' /* spinning socket connections poll */
 #define CMD_SOCK_BLOCK 'W' /* ... or block again */
+/* Split mode: the dpu side's run is complete. The host exits 0 only when
+ * this came before the session ended. */
+#define CMD_DONE 'D'
 
 int child_start(struct child *c);
 int child_stop(struct child *c);
@@ -351,7 +354,9 @@ int pin_to(int cpu);
 /* Does address name a DOCA Comm Channel ("comch:...")? */
 int is_comch(const char *address);
 /* --serve: be the host, standalone, on cpu (or NO_CPU), until one
- * dpu-side run has ended. */
+ * dpu-side run has ended; 0 when it ended complete (CMD_DONE), -1 when no
+ * dpu side came within a minute, its handshake was refused, or it left
+ * without finishing. */
 int serve_main(const char *address, const char *engine, int cpu);
 
 /* sock.c: the socket server (host) and its client (dpu). */

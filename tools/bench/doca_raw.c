@@ -227,16 +227,20 @@ int doca_raw_export(void *mem, size_t len, void *rec_out,
     return -1;
 }
 
-/* Stopping the mmap invalidates every import of it: the dpu side has
- * released its own by now. */
+/* An exported mmap cannot be stopped (DOCA 2.10: NOT_PERMITTED): only
+ * destroying it ends the export, and with it every import of it; the dpu
+ * side has released its own by now. */
 void doca_raw_unexport(struct doca_raw_host *h)
 {
     if (h == NULL) {
         return;
     }
     if (h->mmap != NULL) {
-        doca_mmap_stop(h->mmap);
-        doca_mmap_destroy(h->mmap);
+        doca_error_t err = doca_mmap_destroy(h->mmap);
+        if (err != DOCA_SUCCESS) {
+            fprintf(stderr, "hmaf-bench: doca_mmap_destroy (export): %s\n",
+                    doca_error_get_name(err));
+        }
     }
     if (h->dev != NULL) {
         doca_dev_close(h->dev);
@@ -290,15 +294,19 @@ static void draw_failed(struct doca_dma_task_memcpy *task,
                   doca_task_get_status(doca_dma_task_memcpy_as_task(task)));
 }
 
-/* Progress until at most `left` tasks are in flight. */
+/* Progress until at most `left` tasks are in flight; DOCA_ERROR_TIME_OUT
+ * when none completed for DMA_WAIT_NS. */
 static doca_error_t draw_wait(struct draw_worker *dw, unsigned left)
 {
-    uint64_t deadline = 0;
+    uint64_t deadline = 0; /* 0: tasks are completing */
     unsigned idle = 0;
 
     while (dw->inflight > left) {
         if (doca_pe_progress(dw->pe)) {
+            /* Progress: a long transfer that keeps completing tasks is
+             * not stuck, however long it takes in all. */
             idle = 0;
+            deadline = 0;
             continue;
         }
         if (++idle % IDLE_POLLS != 0) {
@@ -503,30 +511,45 @@ static int make_dma(const struct doca_raw *d, struct draw_worker *dw,
            step(t, "doca_ctx_start", doca_ctx_start(doca_dma_as_ctx(dw->dma)));
 }
 
-/* Stop the context; DOCA may finish stopping in later progress calls. */
-static void stop_ctx(struct draw_worker *dw)
+/* Stop the context; 0 once it is idle. DOCA may finish stopping in later
+ * progress calls (tasks in flight complete as flushed); one that never
+ * started is idle already, and its stop fails harmlessly. */
+static int stop_ctx(struct draw_worker *dw)
 {
     struct doca_ctx *ctx = doca_dma_as_ctx(dw->dma);
     enum doca_ctx_states state = DOCA_CTX_STATE_STOPPING;
     uint64_t deadline = now_ns() + DMA_WAIT_NS;
+    doca_error_t err = doca_ctx_stop(ctx);
 
-    if (doca_ctx_stop(ctx) != DOCA_ERROR_IN_PROGRESS) {
-        return;
-    }
     while (doca_ctx_get_state(ctx, &state) == DOCA_SUCCESS &&
            state != DOCA_CTX_STATE_IDLE && now_ns() < deadline) {
         doca_pe_progress(dw->pe);
     }
+    if (state == DOCA_CTX_STATE_IDLE) {
+        return 0;
+    }
+    fprintf(stderr,
+            "hmaf-bench: doca-raw: the DMA context did not stop "
+            "(doca_ctx_stop: %s, state %d, %u tasks in flight)\n",
+            doca_error_get_name(err), (int)state, dw->inflight);
+    return -1;
 }
 
-/* In DOCA's order: context, mmaps, inventory, progress engine. */
-static void worker_teardown(struct draw_worker *dw)
+/* In DOCA's order: context, mmaps, inventory, progress engine. 0; -1 when
+ * the context would not stop: DOCA refuses to destroy it, and everything
+ * its tasks may still use (bufs, mmaps, inventory, progress engine, the
+ * slots), so all of it is left allocated, knowingly. */
+static int worker_teardown(struct draw_worker *dw)
 {
     if (dw == NULL) {
-        return;
+        return 0;
+    }
+    if (dw->dma != NULL && stop_ctx(dw) != 0) {
+        fprintf(stderr, "hmaf-bench: doca-raw: leaving a thread's DMA "
+                        "context, mmaps and inventory allocated\n");
+        return -1;
     }
     if (dw->dma != NULL) {
-        stop_ctx(dw);
         doca_dma_destroy(dw->dma);
     }
     if (dw->remote != NULL) {
@@ -544,6 +567,7 @@ static void worker_teardown(struct draw_worker *dw)
         doca_pe_destroy(dw->pe);
     }
     free(dw);
+    return 0;
 }
 
 static int worker_setup(const struct doca_raw *d, struct worker *w,
@@ -668,16 +692,20 @@ int doca_raw_open(struct bench *b)
     return 0;
 }
 
+/* A context left running (worker_teardown) still holds the device: it
+ * stays open then. */
 void doca_raw_close(struct bench *b)
 {
+    int left = 0;
+
     if (b->draw == NULL) {
         return;
     }
     for (unsigned i = 0; i < THREADS_MAX; i++) {
-        worker_teardown(b->w[i].draw);
+        left |= worker_teardown(b->w[i].draw) != 0;
         b->w[i].draw = NULL;
     }
-    if (b->draw->dev != NULL) {
+    if (b->draw->dev != NULL && !left) {
         doca_dev_close(b->draw->dev);
     }
     free(b->draw);

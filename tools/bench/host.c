@@ -19,7 +19,10 @@
  * Split mode (--serve, serve_main): the same host, standalone, for a dpu
  * side on another machine (--connect). Only what works across machines is
  * set up (the agent, the exports, the pong thread); commands arrive in a
- * word of the ping-pong area instead of a pipe.
+ * word of the ping-pong area instead of a pipe. It serves one run and
+ * succeeds only if the dpu side said the run was complete (CMD_DONE)
+ * before it left; it gives up on a dpu side that is refused or does not
+ * come.
  */
 #include <assert.h>
 #include <errno.h>
@@ -46,6 +49,10 @@
  * the run is over every SERVE_CHECK_TICKS looks. */
 #define SERVE_TICK_NS     1000000
 #define SERVE_CHECK_TICKS 100
+/* A listening host waits this long for a dpu side, as long as a dpu side
+ * waits for the host (SPLIT_WAIT_MS): a dpu side that never starts, or
+ * dies before its handshake, must not leave the host waiting for ever. */
+#define FIRST_SESSION_WAIT_NS ((uint64_t)60 * 1000000000u)
 /* The dpu side waits this long for a command's acknowledgement, looking
  * every COMMAND_POLL_NS. */
 #define COMMAND_WAIT_NS ((uint64_t)5 * 1000000000u)
@@ -71,6 +78,7 @@ struct host {
     struct sock_server *sock;
     struct ucx_host *ucxh; /* NULL: no UCX on this host */
     char ucx_error[128];
+    int run_done; /* split mode: the dpu side said its run is complete */
 };
 
 /* Restrict the calling thread, and the threads it creates later, to cpu. */
@@ -285,6 +293,9 @@ static unsigned char host_obey(struct host *h, unsigned char cmd)
             return REPLY_FAIL; /* split mode has no socket server */
         }
         sock_server_spin(h->sock, cmd == CMD_SOCK_SPIN);
+        return REPLY_OK;
+    case CMD_DONE:
+        h->run_done = 1;
         return REPLY_OK;
     default:
         return REPLY_FAIL;
@@ -551,35 +562,80 @@ static int serve_attach(struct host *h, const char *address)
     return ret;
 }
 
-/* A dpu side came and has left: its run is over. */
-static int run_over(hmaf_agent_t *agent)
+enum run_state {
+    RUN_GOING,  /* waiting for the dpu side, or serving it */
+    RUN_OVER,   /* the dpu side came and has left */
+    RUN_FAILED, /* no dpu side will come: said why */
+};
+
+/* Where the run stands, from the agent's counters. Before the first
+ * session a refused handshake is the dpu side's, which has failed (wrong
+ * engine, token, version): nothing else will come. */
+static enum run_state run_state(hmaf_agent_t *agent, uint64_t deadline)
 {
     hmaf_agent_stats_t st;
 
-    return hmaf_agent_stats(agent, &st) == 0 && st.sessions_total > 0 &&
-           st.sessions_live == 0;
+    if (hmaf_agent_stats(agent, &st) != 0) {
+        return RUN_GOING;
+    }
+    if (st.sessions_total > 0) {
+        return st.sessions_live == 0 ? RUN_OVER : RUN_GOING;
+    }
+    if (st.refused > 0) {
+        fprintf(stderr, "hmaf-bench: refused the dpu side's handshake: %s\n",
+                hmaf_strerror(st.last_refusal));
+        return RUN_FAILED;
+    }
+    if (now_ns() >= deadline) {
+        fprintf(stderr, "hmaf-bench: no dpu side came within %llu s\n",
+                (unsigned long long)(FIRST_SESSION_WAIT_NS / 1000000000u));
+        return RUN_FAILED;
+    }
+    return RUN_GOING;
 }
 
-/* Obey the command word until the run is over. Sleeping between looks
- * costs a command up to a tick, which no measurement includes. */
-static void serve_commands(struct host *h)
+/* Obey a new command in the command word; *seen is the last obeyed. */
+static void obey_command_word(struct host *h, uint64_t *seen)
 {
-    uint64_t seen = 0;
+    uint64_t cmd = atomic_load_explicit(&h->pp->command, memory_order_acquire);
 
-    for (unsigned tick = 0;; tick++) {
-        uint64_t cmd =
-            atomic_load_explicit(&h->pp->command, memory_order_acquire);
-        if (cmd != seen) {
-            unsigned char reply = host_obey(h, (unsigned char)(cmd & 0xff));
-            atomic_store_explicit(&h->pp->ack, (cmd & ~(uint64_t)0xff) | reply,
-                                  memory_order_release);
-            seen = cmd;
-        }
-        if (tick % SERVE_CHECK_TICKS == 0 && run_over(h->agent)) {
-            return;
-        }
-        sleep_ns(SERVE_TICK_NS);
+    if (cmd != *seen) {
+        unsigned char reply = host_obey(h, (unsigned char)(cmd & 0xff));
+        atomic_store_explicit(&h->pp->ack, (cmd & ~(uint64_t)0xff) | reply,
+                              memory_order_release);
+        *seen = cmd;
     }
+}
+
+/* Obey the command word until the run is over; 0 when the dpu side
+ * finished its run (CMD_DONE) before it left. Sleeping between looks
+ * costs a command up to a tick, which no measurement includes. */
+static int serve_commands(struct host *h)
+{
+    uint64_t seen = 0, deadline = now_ns() + FIRST_SESSION_WAIT_NS;
+    enum run_state state = RUN_GOING;
+
+    for (unsigned tick = 0; state == RUN_GOING; tick++) {
+        obey_command_word(h, &seen);
+        if (tick % SERVE_CHECK_TICKS == 0) {
+            state = run_state(h->agent, deadline);
+        }
+        if (state == RUN_GOING) {
+            sleep_ns(SERVE_TICK_NS);
+        }
+    }
+    if (state == RUN_FAILED) {
+        return -1;
+    }
+    /* The dpu side waits for CMD_DONE's ack before it leaves: without it,
+     * it crashed, was killed or gave up half way. */
+    if (!h->run_done) {
+        fprintf(stderr,
+                "hmaf-bench: the dpu side left without finishing its run\n");
+        return -1;
+    }
+    printf("hmaf-bench: the dpu side's run is over\n");
+    return 0;
 }
 
 int serve_main(const char *address, const char *engine, int cpu)
@@ -608,8 +664,7 @@ int serve_main(const char *address, const char *engine, int cpu)
         ret = serve_attach(&h, address);
     }
     if (ret == 0) {
-        serve_commands(&h);
-        printf("hmaf-bench: the dpu side's run is over\n");
+        ret = serve_commands(&h);
     }
     host_teardown(&h);
     return ret;

@@ -9,7 +9,13 @@
 
 enum bound_kind { BOUND_AT_MOST, BOUND_AT_LEAST, BOUND_ABOVE };
 
-/* A goal, stated as a ratio of two contenders' times in one cell. */
+/*
+ * A goal, stated as a ratio of two contenders' times in one cell. Goals
+ * against the raw cma calls (raw, raw-vec, raw-uffd) were set for HMAF on
+ * the cma engine: on another engine they hold against its raw baseline
+ * instead (doca-raw for raw, doca-pipe for raw-vec), read as doca_means;
+ * without such a counterpart (doca_means NULL) they are n/a there.
+ */
 struct target {
     const char *what;     /* "64 B read, one at a time" */
     const char *patterns; /* pattern ids, comma-separated */
@@ -19,11 +25,14 @@ struct target {
     const char *means; /* how to read the ratio */
     enum bound_kind kind;
     double bound;
+    const char *doca_means; /* with doca-raw as the baseline; NULL: n/a */
 };
 
 struct target_result {
     const struct target *t;
-    int found;               /* 0: a contender was missing (not installed) */
+    const char *num, *den, *means; /* as judged in this run */
+    char na[96]; /* why the target does not apply here; "": it does */
+    int found;   /* 0: a contender was missing (not installed) */
     const struct cell *cell; /* the cell judged (the worst one) */
     double ratio, lo, hi;
     int pass;

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Split mode on one machine, a smoke test (ctest integration.bench_split*):
 # the host, `hmaf-bench --serve`, runs in the background and the dpu side,
-# `hmaf-bench --connect --quick`, in the foreground. Both must exit 0.
+# `hmaf-bench --connect --quick`, after it. Both must exit 0.
 #
 # usage: split_smoke.sh BENCH ENGINE unix|comch
 #   comch needs a bench built with DOCA: here, hmaf-bench-doca and the
@@ -10,6 +10,10 @@ set -u
 bench=$1
 engine=$2
 channel=$3
+
+# Once the dpu side has gone, the host notices within a tenth of a second
+# and tears down; past this many seconds it is hung.
+host_exit_s=30
 
 # The dpu side reads the host's memory with process_vm_readv (the cma
 # engine, and the DOCA emulation's DMA). The host grants that with
@@ -20,8 +24,23 @@ if [ "$scope" -ge 2 ]; then
     exit 77
 fi
 
+host=
+dpu_pid=
+# Whatever ends the script (a failure, ctest's timeout, ^C), no bench
+# process may outlive it.
+cleanup() {
+    for pid in $host $dpu_pid; do
+        kill "$pid" 2>/dev/null
+    done
+    rm -rf "$dir"
+}
 dir=$(mktemp -d /tmp/hmaf-bench-split.XXXXXX) || exit 1
-trap 'rm -rf "$dir"' EXIT
+trap cleanup EXIT
+# A signal ends the shell without running the EXIT trap: exit instead.
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 case $channel in
 unix)
     serve=unix:$dir/host.sock
@@ -39,14 +58,37 @@ comch)
     ;;
 esac
 
+# The host's exit status once it has exited, waiting at most host_exit_s
+# seconds; 124 (as timeout(1)) when it had to be killed.
+wait_host() {
+    waited=0
+    while kill -0 "$host" 2>/dev/null; do
+        if [ "$waited" -ge "$host_exit_s" ]; then
+            echo "split mode: the host did not exit within ${host_exit_s}s" >&2
+            kill "$host" 2>/dev/null
+            wait "$host"
+            return 124
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+    wait "$host"
+}
+
 "$bench" --serve "$serve" --engine "$engine" &
 host=$!
-"$bench" --connect "$connect" --engine "$engine" --quick --no-out
+# In the background too: the shell runs a trap only once the foreground
+# command is over, and `wait` lets a signal through at once.
+"$bench" --connect "$connect" --engine "$engine" --quick --no-out &
+dpu_pid=$!
+wait "$dpu_pid"
 dpu=$?
+dpu_pid=
 if [ "$dpu" -ne 0 ]; then
-    kill "$host" 2>/dev/null # it would wait for a run that never comes
+    kill "$host" 2>/dev/null # it would wait a minute for a run that never comes
 fi
-wait "$host"
+wait_host
 host_status=$?
+host=
 echo "split mode: dpu side exited $dpu, host $host_status"
 [ "$dpu" -eq 0 ] && [ "$host_status" -eq 0 ]
