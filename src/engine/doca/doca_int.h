@@ -75,7 +75,8 @@ struct deng_lregs {
     int no_watch;                 /* ... and could not be */
     struct deng_lreg *live[DENG_LREG_MAX];
     uint32_t nlive;
-    uint64_t bytes; /* of live */
+    uint64_t bytes;  /* of live registrations */
+    uint64_t pinned; /* of live and dead (still in flight) ones */
     uint64_t clock;
     struct deng_lreg *dead; /* dropped while tasks still used them */
     /* The span that would not register, not tried again within the same

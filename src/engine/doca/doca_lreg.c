@@ -7,7 +7,8 @@
  * call's one buffer, or the batch's buffers contiguous from this transfer
  * on) spans at least zcopy_min bytes of writable private memory, its pages
  * are registered (one local doca_mmap) and cached; the rest is staged. The cache keeps at most DENG_LREG_MAX registrations and
- * zcopy_cache bytes, dropping the least recently used.
+ * zcopy_cache bytes, dropping the least recently used (one dropped while
+ * tasks still use it pins, and counts, until they complete).
  *
  * A registration pins the pages it was made on. If the caller unmaps or
  * discards them and reuses the addresses, the device would still reach
@@ -36,11 +37,12 @@ static uint64_t page_size(void)
     return (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
-/* Destroy stops it (and unpins). */
-static void destroy(struct deng_lreg *r)
+/* Destroy stops it (and unpins): its bytes stop counting only now. */
+static void destroy(struct deng_lregs *c, struct deng_lreg *r)
 {
     doca_error_t err = doca_mmap_destroy(r->mmap);
 
+    c->pinned -= r->len;
     if (err != DOCA_SUCCESS) {
         hmaf__log_warn("doca local mmap teardown: %s",
                        doca_error_get_name(err));
@@ -58,7 +60,7 @@ static void drop(struct deng_ep *ep, uint32_t i)
     c->bytes -= r->len;
     hmaf__memwatch_remove(c->watch, r->base, r->len);
     if (r->inflight == 0) {
-        destroy(r);
+        destroy(c, r);
         return;
     }
     r->dead = 1;
@@ -241,6 +243,14 @@ static struct deng_lreg *register_run(struct deng_ep *ep,
         return NULL;
     }
     make_room(ep, len);
+    c->pinned += len;
+    if (c->pinned > ctx->zcopy_cache) {
+        /* registrations dropped while tasks use them still pin: until
+         * those complete, this one would go over the cap */
+        hmaf__memwatch_remove(c->watch, base, len);
+        destroy(c, r);
+        return NULL;
+    }
     c->live[c->nlive++] = r;
     c->bytes += len;
     hmaf__log_debug("doca registered %#llx+%llu for in-place transfers",
@@ -281,7 +291,7 @@ void hmaf__doca_lreg_put(struct deng_ep *ep, struct deng_lreg *r)
         link = &(*link)->next_dead;
     }
     *link = r->next_dead;
-    destroy(r);
+    destroy(&ep->lregs, r);
 }
 
 void hmaf__doca_lreg_fini(struct deng_ep *ep)
@@ -294,7 +304,7 @@ void hmaf__doca_lreg_fini(struct deng_ep *ep)
     while (c->dead != NULL) { /* no task runs any more */
         struct deng_lreg *r = c->dead;
         c->dead = r->next_dead;
-        destroy(r);
+        destroy(c, r);
     }
     hmaf__memwatch_close(c->watch);
     c->watch = NULL;
