@@ -15,6 +15,10 @@
 /* Per-chain landing area: a node lands at its host address's offset modulo
  * this, so source and destination share their alignment. */
 #define CHASE_ALIGN 64
+/* A chase whose working memory fits this runs in a buffer on the caller's
+ * stack (a few chains of small nodes: the common case, e.g. one lookup);
+ * a larger one makes one allocation. */
+#define CHASE_STACK_BYTES 4096
 
 struct chase {
     const hmaf_chase_params_t *p;
@@ -25,6 +29,7 @@ struct chase {
     size_t area_len;    /* node_len + CHASE_ALIGN, rounded to CHASE_ALIGN */
     hmaf_seg_t *segs;
     size_t *seg_chain;  /* which chain each segment reads for */
+    void *heap;         /* the working memory, when not on the stack */
 };
 
 static int valid_params(const hmaf_chase_params_t *p)
@@ -40,25 +45,49 @@ static void *node_buffer(const struct chase *c, size_t chain, uint64_t addr)
     return c->area + chain * c->area_len + addr % CHASE_ALIGN;
 }
 
-static int chase_init(struct chase *c, const hmaf_chase_params_t *p,
-                      hmaf_chain_t *chains, size_t nchains)
+/* One block, CHASE_ALIGN-aligned: the landing areas (whole multiples of
+ * CHASE_ALIGN), then at[], segs[] and seg_chain[]. */
+static int carve(struct chase *c, uint8_t *stack, size_t stack_len)
 {
+    size_t per_chain = c->area_len + sizeof(*c->at) + sizeof(*c->segs) +
+                       sizeof(*c->seg_chain);
+    size_t bytes;
+    uint8_t *block = stack;
+
+    if (c->nchains > (SIZE_MAX - CHASE_ALIGN) / per_chain) {
+        return HMAF_ENOMEM;
+    }
+    bytes = c->nchains * per_chain;
+    if (bytes > stack_len) {
+        block = aligned_alloc(CHASE_ALIGN, (bytes + CHASE_ALIGN - 1) /
+                                               CHASE_ALIGN * CHASE_ALIGN);
+        if (block == NULL) {
+            return HMAF_ENOMEM;
+        }
+        c->heap = block;
+    }
+    c->area = block;
+    c->at = (uint64_t *)(void *)(block + c->nchains * c->area_len);
+    c->segs = (hmaf_seg_t *)(void *)(c->at + c->nchains);
+    c->seg_chain = (size_t *)(void *)(c->segs + c->nchains);
+    return 0;
+}
+
+static int chase_init(struct chase *c, const hmaf_chase_params_t *p,
+                      hmaf_chain_t *chains, size_t nchains, uint8_t *stack,
+                      size_t stack_len)
+{
+    int ret;
+
     memset(c, 0, sizeof(*c));
     c->p = p;
     c->chains = chains;
     c->nchains = nchains;
     c->area_len = (p->node_len + 2 * CHASE_ALIGN - 1) / CHASE_ALIGN *
                   CHASE_ALIGN;
-    if (nchains > SIZE_MAX / c->area_len) {
-        return HMAF_ENOMEM;
-    }
-    c->at = calloc(nchains, sizeof(*c->at));
-    c->segs = calloc(nchains, sizeof(*c->segs));
-    c->seg_chain = calloc(nchains, sizeof(*c->seg_chain));
-    c->area = aligned_alloc(CHASE_ALIGN, nchains * c->area_len);
-    if (c->at == NULL || c->segs == NULL || c->seg_chain == NULL ||
-        c->area == NULL) {
-        return HMAF_ENOMEM;
+    ret = carve(c, stack, stack_len);
+    if (ret < 0) {
+        return ret;
     }
     for (size_t i = 0; i < nchains; i++) {
         c->at[i] = chains[i].start;
@@ -71,10 +100,7 @@ static int chase_init(struct chase *c, const hmaf_chase_params_t *p,
 
 static void chase_fini(struct chase *c)
 {
-    free(c->at);
-    free(c->segs);
-    free(c->seg_chain);
-    free(c->area);
+    free(c->heap);
 }
 
 /* Segments for every live chain; returns how many. */
@@ -157,6 +183,7 @@ HMAF_API int hmaf_session_chase(hmaf_session_t *session,
                                 const hmaf_chase_params_t *params,
                                 hmaf_chain_t *chains, size_t nchains)
 {
+    _Alignas(CHASE_ALIGN) uint8_t stack[CHASE_STACK_BYTES];
     struct chase c;
     int ret;
 
@@ -164,7 +191,7 @@ HMAF_API int hmaf_session_chase(hmaf_session_t *session,
         nchains == 0) {
         return HMAF_EINVAL;
     }
-    ret = chase_init(&c, params, chains, nchains);
+    ret = chase_init(&c, params, chains, nchains, stack, sizeof(stack));
     if (ret == 0) {
         ret = walk(session, &c);
     }

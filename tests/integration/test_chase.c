@@ -137,6 +137,35 @@ static void check_limits(hmaf_session_t *s, const uint64_t *heads)
     CHECK_ERR(hmaf_session_chase(s, NULL, chains, 1), HMAF_EINVAL);
 }
 
+/* Many chains at once (more working memory than a chase keeps on the
+ * stack): 200 chains, each list walked by 12 or 13 of them. */
+static void check_many_chains(hmaf_session_t *s, const uint64_t *heads)
+{
+    enum { MANY = 200 };
+    hmaf_chain_t *chains = calloc(MANY, sizeof(*chains));
+    hmaf_chase_params_t p = {
+        .node_len = sizeof(struct node),
+        .next_offset = offsetof(struct node, next),
+        .max_steps = LEN,
+    };
+
+    CHECK(chains != NULL);
+    for (int c = 0; c < MANY; c++) {
+        chains[c].start = heads[c % CHAINS];
+    }
+    CHECK_ERR(hmaf_session_chase(s, &p, chains, MANY), HMAF_EFAULT);
+    for (int c = 0; c < MANY; c++) {
+        int list = c % CHAINS;
+        CHECK_EQ(chains[c].steps, list == BAD_CHAIN ? 701 : LEN);
+        CHECK_EQ(chains[c].status, list == BAD_CHAIN ? HMAF_EFAULT : 0);
+        if (list != BAD_CHAIN && list != LOOP_CHAIN) {
+            CHECK_EQ(chains[c].last,
+                     heads[list] + (LEN - 1) * sizeof(struct node));
+        }
+    }
+    free(chains);
+}
+
 int main(void)
 {
     struct target t;
@@ -151,6 +180,7 @@ int main(void)
     CHECK_OK(hmaf_session_read(s, heads, root, sizeof(heads)));
     check_full_walk(s, heads);
     check_limits(s, heads);
+    check_many_chains(s, heads);
     hmaf_session_destroy(s);
     CHECK_EQ(target_stop(&t), 0);
     printf("test_chase: ok\n");
