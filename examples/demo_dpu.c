@@ -608,32 +608,6 @@ static int run(struct dpu *d, const char *address, int listening,
     return ret == HMAF_ENOTSUP ? explicit_updates(d) : ret;
 }
 
-/* Does s name a channel (unix:, tcp: or comch:)? Only the scheme is
- * looked at: enough to catch an option taken for the address; the session
- * judges the rest. */
-static int is_address(const char *s)
-{
-    return strncmp(s, "unix:", 5) == 0 || strncmp(s, "tcp:", 4) == 0 ||
-           strncmp(s, "comch:", 6) == 0;
-}
-
-/* [--listen] ADDRESS; NULL when malformed. */
-static const char *parse_args(int argc, char **argv, int *listening)
-{
-    if (argc == 3 && strcmp(argv[1], "--listen") == 0) {
-        *listening = 1;
-    } else if (argc != 2) {
-        return NULL;
-    }
-    if (!is_address(argv[argc - 1])) {
-        return NULL;
-    }
-    if (strncmp(argv[argc - 1], "comch:", 6) == 0) {
-        *listening = 1; /* the dpu side is comch's server */
-    }
-    return argv[argc - 1];
-}
-
 int main(int argc, char **argv)
 {
     const char *token = getenv("HMAF_DEMO_TOKEN");
@@ -643,7 +617,7 @@ int main(int argc, char **argv)
     int ret;
 
     setvbuf(stdout, NULL, _IOLBF, 0); /* interleave sanely with demo_host */
-    address = parse_args(argc, argv, &listening);
+    address = demo_parse_args(argc, argv, "--listen", &listening);
     if (address == NULL || token == NULL) {
         fprintf(stderr,
                 "usage: HMAF_DEMO_TOKEN=T demo_dpu [--listen] ADDRESS\n");

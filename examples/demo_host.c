@@ -316,32 +316,6 @@ static int report(const struct host *h, const hmaf_agent_stats_t *st)
     return t.wrong == 0 ? 0 : -1;
 }
 
-/* Does s name a channel (unix:, tcp: or comch:)? Only the scheme is
- * looked at: enough to catch an option taken for the address before the
- * table is built; the agent judges the rest. */
-static int is_address(const char *s)
-{
-    return strncmp(s, "unix:", 5) == 0 || strncmp(s, "tcp:", 4) == 0 ||
-           strncmp(s, "comch:", 6) == 0;
-}
-
-/* [--dial] ADDRESS; NULL when malformed. */
-static const char *parse_args(int argc, char **argv, int *dial)
-{
-    if (argc == 3 && strcmp(argv[1], "--dial") == 0) {
-        *dial = 1;
-    } else if (argc != 2) {
-        return NULL;
-    }
-    if (!is_address(argv[argc - 1])) {
-        return NULL;
-    }
-    if (strncmp(argv[argc - 1], "comch:", 6) == 0) {
-        *dial = 1; /* the host is comch's client */
-    }
-    return argv[argc - 1];
-}
-
 int main(int argc, char **argv)
 {
     const char *token = getenv("HMAF_DEMO_TOKEN");
@@ -354,7 +328,7 @@ int main(int argc, char **argv)
     int ret;
 
     setvbuf(stdout, NULL, _IOLBF, 0); /* interleave sanely with demo_dpu */
-    address = parse_args(argc, argv, &dial);
+    address = demo_parse_args(argc, argv, "--dial", &dial);
     if (address == NULL || token == NULL || count == 0) {
         fprintf(stderr, "usage: HMAF_DEMO_TOKEN=T [HMAF_DEMO_KEYS=N] "
                         "demo_host [--dial] ADDRESS\n");

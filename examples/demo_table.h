@@ -104,4 +104,29 @@ static inline void demo_updated_value(char buf[DEMO_VALUE_MAX], uint32_t idx,
     memcpy(buf, tmp, (size_t)n < len ? (size_t)n : len);
 }
 
+/* Both programs take "[FLAG] ADDRESS". *flag_set is 1 with FLAG, and with
+ * a comch address, where the roles are fixed (the dpu side is comch's
+ * server, the host its client). Only the address's scheme is checked:
+ * enough to catch an option taken for the address before any work; the
+ * library judges the rest. NULL when malformed. */
+static inline const char *demo_parse_args(int argc, char **argv,
+                                          const char *flag, int *flag_set)
+{
+    const char *address = argv[argc - 1];
+
+    if (argc == 3 && strcmp(argv[1], flag) == 0) {
+        *flag_set = 1;
+    } else if (argc != 2) {
+        return NULL;
+    }
+    if (strncmp(address, "unix:", 5) != 0 && strncmp(address, "tcp:", 4) != 0 &&
+        strncmp(address, "comch:", 6) != 0) {
+        return NULL;
+    }
+    if (strncmp(address, "comch:", 6) == 0) {
+        *flag_set = 1;
+    }
+    return address;
+}
+
 #endif

@@ -930,6 +930,18 @@ static void split_chan_open(struct chan *c, struct doca_pe **cli_pe,
     client_create(c, *cli_pe, name);
 }
 
+/* After split_chan_open, once both contexts are stopped. */
+static void split_chan_close(struct chan *c, struct doca_pe *cli_pe)
+{
+    DOCA_OK(doca_comch_client_destroy(c->cli));
+    DOCA_OK(doca_comch_server_destroy(c->srv));
+    DOCA_OK(doca_pe_destroy(cli_pe));
+    DOCA_OK(doca_pe_destroy(c->pe));
+    DOCA_OK(doca_dev_rep_close(c->rep));
+    DOCA_OK(doca_dev_close(c->host_dev));
+    DOCA_OK(doca_dev_close(c->dpu_dev));
+}
+
 static void client_send(struct chan *c, const char *msg)
 {
     struct doca_comch_connection *conn;
@@ -1037,13 +1049,7 @@ static void test_notify_comch(void)
     CHECK_EQ(c.disconnects, 1);
 
     DOCA_OK(doca_ctx_stop(doca_comch_server_as_ctx(c.srv)));
-    DOCA_OK(doca_comch_client_destroy(c.cli));
-    DOCA_OK(doca_comch_server_destroy(c.srv));
-    DOCA_OK(doca_pe_destroy(cli_pe));
-    DOCA_OK(doca_pe_destroy(c.pe));
-    DOCA_OK(doca_dev_rep_close(c.rep));
-    DOCA_OK(doca_dev_close(c.host_dev));
-    DOCA_OK(doca_dev_close(c.dpu_dev));
+    split_chan_close(&c, cli_pe);
 }
 
 /* A connection the server accepts while its handle is armed (progress
@@ -1076,13 +1082,7 @@ static void test_notify_accept_armed(void)
     progress_until_idle(cli_pe);
     doca_ctx_stop(doca_comch_client_as_ctx(c.cli));
     DOCA_OK(doca_ctx_stop(doca_comch_server_as_ctx(c.srv)));
-    DOCA_OK(doca_comch_client_destroy(c.cli));
-    DOCA_OK(doca_comch_server_destroy(c.srv));
-    DOCA_OK(doca_pe_destroy(cli_pe));
-    DOCA_OK(doca_pe_destroy(c.pe));
-    DOCA_OK(doca_dev_rep_close(c.rep));
-    DOCA_OK(doca_dev_close(c.host_dev));
-    DOCA_OK(doca_dev_close(c.dpu_dev));
+    split_chan_close(&c, cli_pe);
 }
 
 int main(void)
