@@ -236,7 +236,7 @@ int hmaf__doca_post(struct hmaf_engine_ep *base, struct hmaf_xfer_batch *batch)
         return 0;
     }
     pthread_mutex_lock(&ep->lock);
-    ep->lregs.failed_len = 0;
+    ep->lregs.skip_len = 0;
     /* Behind earlier batches, or larger than the free window: queue it
      * (before submitting anything, so a failed malloc changes nothing). */
     if (ep->pending_head != NULL ||

@@ -79,9 +79,10 @@ struct deng_lregs {
     uint64_t pinned; /* of live and dead (still in flight) ones */
     uint64_t clock;
     struct deng_lreg *dead; /* dropped while tasks still used them */
-    /* The span that would not register, not tried again within the same
-     * post (its other transfers); unwatched, so forgotten at every post. */
-    uint64_t failed_base, failed_len;
+    /* Caller memory that would not register, not looked at again within
+     * the same post (its other transfers); unwatched, so forgotten at
+     * every post (doca_lreg.c, skip). */
+    uint64_t skip_base, skip_len;
 };
 
 /* One task in flight: a staging slot, its two bufs and its task. */

@@ -211,6 +211,23 @@ static int have_watch(struct deng_lregs *c)
     return c->watch != NULL;
 }
 
+/* Within the current post, caller memory found not to register (a run
+ * too short, a registration refused) is not looked at again for each of
+ * its transfers: a batch of many small contiguous pieces would otherwise
+ * measure its run once per piece. */
+static void skip(struct deng_lregs *c, uint64_t start, uint64_t len)
+{
+    c->skip_base = start;
+    c->skip_len = len;
+}
+
+static int in_skip(const struct deng_lregs *c, const struct hmaf_xfer *x)
+{
+    uint64_t at = (uintptr_t)x->local;
+
+    return at >= c->skip_base && at + x->len <= c->skip_base + c->skip_len;
+}
+
 /* Register the pages under transfer i's span, if it is long enough and
  * did not just fail. */
 static struct deng_lreg *register_run(struct deng_ep *ep,
@@ -226,20 +243,19 @@ static struct deng_lreg *register_run(struct deng_ep *ep,
     uint64_t start, run, base, len;
     struct deng_lreg *r;
 
+    if (ctx->zcopy_min == 0 || in_skip(c, &batch->xfers[i])) {
+        return NULL;
+    }
     span_of(batch, i, cap, &start, &run);
     base = start & ~(page - 1);
     len = ((start + run + page - 1) & ~(page - 1)) - base;
-
-    if (ctx->zcopy_min == 0 || run < ctx->zcopy_min || len > ctx->zcopy_cache ||
-        (c->failed_len != 0 && base >= c->failed_base &&
-         base + len <= c->failed_base + c->failed_len) ||
-        !have_watch(c)) {
+    if (run < ctx->zcopy_min || len > ctx->zcopy_cache || !have_watch(c)) {
+        skip(c, start, run); /* the run's later transfers: shorter runs */
         return NULL;
     }
     r = register_pages(ep, base, len);
     if (r == NULL) {
-        c->failed_base = base;
-        c->failed_len = len;
+        skip(c, base, len);
         return NULL;
     }
     make_room(ep, len);
