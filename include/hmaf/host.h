@@ -55,7 +55,9 @@ typedef struct hmaf_agent_stats {
     uint64_t bad_requests;     /**< mailbox requests rejected as malformed */
     uint64_t registrations;    /**< engine registrations made */
     uint64_t revocations;      /**< revoke calls completed */
-    uint64_t revoke_timeouts;  /**< revokes whose wait expired on some session */
+    uint64_t revoke_timeouts;  /**< revokes that returned HMAF_ETIMEDOUT */
+    uint64_t revoke_cutoffs;   /**< sessions closed for not confirming a
+                                    revocation within revoke_wait_ms */
 } hmaf_agent_stats_t;
 
 /** @brief Defaults into @p params (must not be NULL). */

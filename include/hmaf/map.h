@@ -19,6 +19,13 @@
  * host gone — raises SIGBUS in the faulting thread (it never hangs). Writes
  * to a read-only mapping raise SIGSEGV.
  *
+ * The session's map_max_resident bounds the bytes present, always: a fault
+ * evicts older pages first, writing their changes back. A writable mapping
+ * of a read-only exposure keeps local writes local (hmaf_map_sync returns
+ * HMAF_EACCES for them); when such a page — or any page whose changes
+ * cannot be written back any more — is evicted, its changes are dropped
+ * and counted in bytes_discarded.
+ *
  * Thread safety: any number of threads may touch the mirror at once; sync,
  * refresh and stats may be called from any thread. Touching the mirror
  * during or after hmaf_map_destroy() is undefined.
@@ -42,6 +49,10 @@ typedef struct hmaf_map hmaf_map_t; /**< opaque mapping */
 #define HMAF_MAP_ANYWHERE 0x2  /**< if the host's address is taken here,
                                     place the mirror elsewhere (use
                                     hmaf_map_local/hmaf_map_remote) */
+/** Every hmaf_map_params_t.flags bit there is. */
+#define HMAF_MAP_FLAGS (HMAF_MAP_READ_ONLY | HMAF_MAP_ANYWHERE)
+/** Largest hmaf_map_params_t.readahead_max, pages. */
+#define HMAF_MAP_READAHEAD_MAX 1024
 
 /** hmaf_map_refresh() flags */
 #define HMAF_REFRESH_CLEAN_ONLY 0x1 /**< keep pages with unsynced writes */
@@ -50,7 +61,10 @@ typedef struct hmaf_map hmaf_map_t; /**< opaque mapping */
 typedef struct hmaf_map_params {
     size_t size;            /**< sizeof(hmaf_map_params_t), set by init */
     unsigned flags;         /**< HMAF_MAP_* */
-    unsigned readahead_max; /**< pages fetched ahead at most (16) */
+    unsigned readahead_max; /**< pages fetched ahead at most (16; at most
+                                 HMAF_MAP_READAHEAD_MAX, and never more
+                                 than the session's map_max_resident
+                                 holds) */
 } hmaf_map_params_t;
 
 /** Counters of one mapping. */
@@ -63,6 +77,10 @@ typedef struct hmaf_map_stats {
     uint64_t evictions;       /**< pages dropped for the resident cap */
     uint64_t fault_errors;    /**< faults answered with SIGBUS */
     uint64_t resident_bytes;  /**< mirrored bytes present now */
+    uint64_t bytes_discarded; /**< changed bytes an eviction dropped because
+                                   they could not be written back (a
+                                   read-only exposure, a revoked range, the
+                                   host gone) */
 } hmaf_map_stats_t;
 
 /** @brief Defaults into @p params (must not be NULL). */
@@ -71,7 +89,11 @@ HMAF_API void hmaf_map_params_init(hmaf_map_params_t *params);
 /**
  * @brief Mirror [remote_addr, remote_addr + len) of the host.
  * @param [in] params  NULL for the defaults.
- * @return 0; HMAF_EINVAL, HMAF_EOVERFLOW, HMAF_EEXIST (the host's address
+ * @return 0; HMAF_EINVAL (NULL session or map_out, len 0, a params size
+ *         that is not sizeof(hmaf_map_params_t), unknown flags,
+ *         readahead_max over HMAF_MAP_READAHEAD_MAX), HMAF_EOVERFLOW (the
+ *         range, rounded out to whole pages, ends past 2^64), HMAF_EEXIST
+ *         (the host's address
  *         range is in use here and HMAF_MAP_ANYWHERE was not given),
  *         HMAF_ENOTSUP (no userfaultfd for this process), HMAF_ENOMEM.
  *         The range need not be exposed yet: touching what is not exposed
@@ -107,7 +129,8 @@ HMAF_API int hmaf_map_sync(hmaf_map_t *map);
  * next touch fetches the host's current data. Without
  * HMAF_REFRESH_CLEAN_ONLY, unsynced local writes in the range are dropped
  * too; with it, pages holding them stay.
- * @return 0; HMAF_EINVAL (outside the mapping, len 0).
+ * @return 0; HMAF_EINVAL (NULL, len 0, unknown flags, or a range not
+ *         inside [the mapped address, + the mapped length)).
  */
 HMAF_API int hmaf_map_refresh(hmaf_map_t *map, uint64_t remote_addr,
                               size_t len, unsigned flags);

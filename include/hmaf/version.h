@@ -9,8 +9,11 @@
 #define HMAF_VERSION_MINOR 1
 #define HMAF_VERSION_PATCH 0
 
-/** Version of the host <-> dpu wire protocol (handshake and mailbox). */
-#define HMAF_PROTOCOL_VERSION 1
+/** Version of the host <-> dpu wire protocol (handshake, mailbox, and
+ * what the channel carries after the handshake). 2: the host nudges a
+ * session to look at a revocation; each side closes its end to say it
+ * stopped. */
+#define HMAF_PROTOCOL_VERSION 2
 
 #if defined(__GNUC__)
 #define HMAF_API __attribute__((visibility("default")))

@@ -237,8 +237,10 @@ static int bind_and_listen(struct hmaf_listener *l,
         return listen_errno_to_hmaf(errno);
     }
     setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* The longest backlog the system allows: connections wait there
+     * cheaply, and a full backlog makes a dpu side retry. */
     if (bind(l->fd, (const struct sockaddr *)&a->ss, a->len) != 0 ||
-        listen(l->fd, 64) != 0) {
+        listen(l->fd, SOMAXCONN) != 0) {
         int err = errno;
         hmaf__log_error("listen: %m");
         close(l->fd);
@@ -345,6 +347,9 @@ int hmaf__listener_accept(struct hmaf_listener *listener,
 #endif
     fd = accept4(listener->fd, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE) {
+            return -EMFILE;
+        }
         return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
                 errno == ECONNABORTED)
                    ? -EAGAIN
@@ -396,30 +401,78 @@ void hmaf__listener_close(struct hmaf_listener *listener)
     free(listener);
 }
 
-/* One non-blocking connect attempt, finished within the deadline. */
+/* Tries that may succeed later: nobody listens yet, or (a unix socket's
+ * EAGAIN) the listener's backlog is full. */
+#define CONNECT_REFUSED 1
+#define CONNECT_BUSY 2
+
+/* A unix socket's connect to a full backlog waits in the kernel, queued
+ * fairly with other connectors, until there is room or the send timeout
+ * runs out (EAGAIN); the socket is made non-blocking after. */
+static int connect_unix(int fd, const struct channel_addr *a,
+                        uint64_t deadline)
+{
+    int ms = hmaf__ms_left(deadline);
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = ms % 1000 * 1000};
+    struct timeval none = {0, 0};
+    int err = 0;
+
+    if (ms == 0) {
+        return EAGAIN; /* a zero timeout would wait for ever */
+    }
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0 ||
+        fcntl(fd, F_SETFL, 0) != 0) {
+        return errno;
+    }
+    if (connect(fd, (const struct sockaddr *)&a->ss, a->len) != 0) {
+        err = errno == EINTR ? EAGAIN : errno;
+    }
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none));
+    return fcntl(fd, F_SETFL, O_NONBLOCK) == 0 ? err : errno;
+}
+
+/* A tcp connect goes on in the background; wait for it, bounded. */
+static int connect_tcp(int fd, const struct channel_addr *a,
+                       uint64_t deadline)
+{
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    socklen_t len;
+    int err = 0;
+
+    if (connect(fd, (const struct sockaddr *)&a->ss, a->len) == 0) {
+        return 0;
+    }
+    err = errno;
+    if (err == EINPROGRESS) {
+        err = poll(&p, 1, hmaf__ms_left(deadline)) == 1 ? 0 : ETIMEDOUT;
+        len = sizeof(err);
+        if (err == 0) {
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        }
+    }
+    return err;
+}
+
+/* One connect attempt, finished within the deadline: 0, CONNECT_REFUSED,
+ * CONNECT_BUSY, or an error. */
 static int connect_once(const struct channel_addr *a, uint64_t deadline,
                         int *fd_out)
 {
     int fd = socket(a->family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    int err = 0;
-    socklen_t len = sizeof(err);
+    int err;
 
     if (fd < 0) {
         return errno_to_hmaf(errno);
     }
-    if (connect(fd, (const struct sockaddr *)&a->ss, a->len) != 0) {
-        struct pollfd p = {.fd = fd, .events = POLLOUT};
-        err = errno;
-        if (err == EINPROGRESS || err == EAGAIN) {
-            err = poll(&p, 1, hmaf__ms_left(deadline)) == 1 ? 0 : ETIMEDOUT;
-            if (err == 0) {
-                getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-            }
-        }
-    }
+    err = a->family == AF_UNIX ? connect_unix(fd, a, deadline)
+                               : connect_tcp(fd, a, deadline);
     if (err != 0) {
         close(fd);
-        return errno_to_hmaf(err);
+        if (err == EAGAIN) {
+            return CONNECT_BUSY;
+        }
+        return err == ECONNREFUSED || err == ENOENT ? CONNECT_REFUSED
+                                                    : errno_to_hmaf(err);
     }
     set_stream_options(fd, a->family);
     *fd_out = fd;
@@ -442,12 +495,19 @@ int hmaf__channel_connect(const char *address, int timeout_ms,
 #endif
     ret = parse_address(address, 0, &a);
     channel_out->comch = NULL;
-    while (ret == 0) {
-        ret = connect_once(&a, deadline, &channel_out->fd);
-        if (ret != HMAF_ECONNREFUSED || hmaf__ms_left(deadline) == 0) {
+    for (int last = CONNECT_BUSY; ret == 0;) {
+        if (hmaf__ms_left(deadline) == 0) {
+            /* Nobody listening: refused; listening but full: timed out. */
+            ret = last == CONNECT_REFUSED ? HMAF_ECONNREFUSED : HMAF_ETIMEDOUT;
             break;
         }
-        /* The listener may not be up yet: starting order is not ours. */
+        ret = connect_once(&a, deadline, &channel_out->fd);
+        if (ret != CONNECT_REFUSED && ret != CONNECT_BUSY) {
+            break;
+        }
+        last = ret;
+        /* The listener may not be up yet (starting order is not ours), or
+         * may be busy: try again shortly. */
         poll(NULL, 0, HMAF_MIN(CONNECT_RETRY_MS, hmaf__ms_left(deadline)));
         ret = 0;
     }
@@ -530,7 +590,57 @@ int hmaf__channel_recv(struct hmaf_channel *channel, void *buf, size_t len,
     return 0;
 }
 
-int hmaf__channel_peer_gone(struct hmaf_channel *channel)
+int hmaf__channel_peer_closed(struct hmaf_channel *channel)
+{
+    char c;
+    ssize_t n;
+
+#ifdef HMAF_HAVE_ENGINE_DOCA
+    if (channel->comch != NULL) {
+        return hmaf__comch_peer_gone(channel->comch);
+    }
+#endif
+    n = recv(channel->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+                      errno != EINTR);
+}
+
+/* Only nudges in buf? */
+static int only_nudges(const char *buf, ssize_t n)
+{
+    for (ssize_t i = 0; i < n; i++) {
+        if (buf[i] != HMAF_CHANNEL_NUDGE) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* What the peer sent ends the session (end of file, an error, anything
+ * but nudges)? With MSG_PEEK it stays for the nudges' consumer (the watch
+ * thread, which sleeps on the channel); without, nudges are taken. */
+static int peer_ended(int fd, int flags)
+{
+    char buf[64];
+
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT | flags);
+        if (n == 0) {
+            return 1;
+        }
+        if (n < 0) {
+            return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+        }
+        if (!only_nudges(buf, n)) {
+            return 1;
+        }
+        if (flags & MSG_PEEK) {
+            return 0;
+        }
+    }
+}
+
+static int channel_gone(struct hmaf_channel *channel, int flags)
 {
     struct pollfd p = {.fd = channel->fd, .events = POLLIN};
 
@@ -542,9 +652,30 @@ int hmaf__channel_peer_gone(struct hmaf_channel *channel)
     if (poll(&p, 1, 0) <= 0) {
         return 0;
     }
-    /* After the handshake any readable event (data or EOF) or error means
-     * the peer is gone or broke the protocol; either way the session ends. */
-    return (p.revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) != 0;
+    if (p.revents & (POLLHUP | POLLERR | POLLNVAL)) {
+        return 1;
+    }
+    return (p.revents & POLLIN) != 0 && peer_ended(channel->fd, flags);
+}
+
+int hmaf__channel_peer_gone(struct hmaf_channel *channel)
+{
+    return channel_gone(channel, MSG_PEEK);
+}
+
+int hmaf__channel_take_nudges(struct hmaf_channel *channel)
+{
+    return channel_gone(channel, 0);
+}
+
+void hmaf__channel_nudge(struct hmaf_channel *channel)
+{
+    static const char nudge = HMAF_CHANNEL_NUDGE;
+
+    /* A full buffer holds nudges enough already. */
+    if (channel->comch == NULL && channel->fd >= 0) {
+        (void)!send(channel->fd, &nudge, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
 }
 
 void hmaf__channel_shutdown(struct hmaf_channel *channel,

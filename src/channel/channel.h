@@ -38,7 +38,8 @@ int hmaf__listener_open(const char *address,
 const char *hmaf__listener_address(const struct hmaf_listener *listener);
 /* -1 for a comch listener: it is driven only by the accept calls. */
 int hmaf__listener_fd(const struct hmaf_listener *listener);
-/* One pending connection, or -EAGAIN when there is none. */
+/* One pending connection; -EAGAIN when there is none, -EMFILE when the
+ * process (or system) is out of file descriptors. */
 int hmaf__listener_accept(struct hmaf_listener *listener,
                           struct hmaf_channel *channel_out);
 /* Wait up to timeout_ms for one connection. */
@@ -55,9 +56,22 @@ int hmaf__channel_send(struct hmaf_channel *channel, const void *buf,
                        size_t len, uint64_t deadline_ns);
 int hmaf__channel_recv(struct hmaf_channel *channel, void *buf, size_t len,
                        uint64_t deadline_ns);
+/* After the handshake a socket channel carries one thing only: a nudge,
+ * one byte from the host asking the dpu side to look at its mailbox now
+ * (a revocation). A comch channel carries none. */
+#define HMAF_CHANNEL_NUDGE 'N'
+
 /* 1 when the peer closed, failed, or sent anything after the handshake
- * (the channel is idle by contract); 0 while it looks alive. No wait. */
+ * but nudges; 0 while it looks alive. No wait. */
 int hmaf__channel_peer_gone(struct hmaf_channel *channel);
+/* The same, taking the nudges that arrived (for the one thread that
+ * sleeps on the channel: else it would wake for them again and again). */
+int hmaf__channel_take_nudges(struct hmaf_channel *channel);
+/* Host side: nudge the peer (best effort, never waits; no-op on comch). */
+void hmaf__channel_nudge(struct hmaf_channel *channel);
+/* 1 when the peer closed its end (end of file) or the connection failed —
+ * not merely sent something; comch: as hmaf__channel_peer_gone. No wait. */
+int hmaf__channel_peer_closed(struct hmaf_channel *channel);
 /* Tell the peer this side is closing, and go on seeing when it is gone:
  * a socket half-closes; a comch channel sends one byte (after the
  * handshake any message ends the session), waiting at most until

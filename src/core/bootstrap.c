@@ -34,6 +34,7 @@ static int refusal_code(int32_t status)
     case HMAF_ENOSPC:
     case HMAF_ENOMEM:
     case HMAF_EPROTO:
+    case HMAF_ETIMEDOUT:
         return status;
     default:
         return HMAF_EPROTO;

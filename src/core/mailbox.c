@@ -13,6 +13,8 @@
 /* Look at the channel and the clock once per this many polls. */
 #define POLLS_PER_LIVENESS_CHECK 64
 
+/* One engine operation on the mailbox, inside a read-side section and
+ * only while the session lives: the session's fence waits for it. */
 static int mbox_xfer(struct hmaf__mbox_client *mb, enum hmaf_xfer_op op,
                      void *local, uint64_t offset, size_t len)
 {
@@ -23,8 +25,21 @@ static int mbox_xfer(struct hmaf__mbox_client *mb, enum hmaf_xfer_op op,
         .len = len,
     };
     struct hmaf_xfer_batch batch = {.op = op, .xfers = &x, .count = 1};
+    struct hmaf__reader *reader;
+    int ret = hmaf__reader_get(mb->readers, &reader);
 
-    return hmaf__engine_run(mb->ep, &batch);
+    if (ret < 0) {
+        return ret;
+    }
+    hmaf__reader_enter(reader);
+    ret = atomic_load_explicit(mb->dead, memory_order_relaxed);
+    if (ret == 0) {
+        ret = hmaf__engine_run(mb->ep, &batch);
+    }
+    hmaf__reader_exit(reader);
+    /* The mailbox stays mapped and registered while the agent serves the
+     * session: when it is not, the agent closed the session. */
+    return ret == HMAF_EFAULT ? HMAF_ECONNRESET : ret;
 }
 
 static int mbox_write_u64(struct hmaf__mbox_client *mb, uint64_t offset,
@@ -49,25 +64,24 @@ static int mbox_read_u64(struct hmaf__mbox_client *mb, uint64_t offset,
 }
 
 int hmaf__mbox_client_init(struct hmaf__mbox_client *mb,
-                           struct hmaf_engine_ep *ep,
-                           struct hmaf_engine_rmem *rmem,
-                           struct hmaf_channel *channel, uint32_t nslots,
-                           int timeout_ms)
+                           const struct hmaf__mbox_client_params *p)
 {
     memset(mb, 0, sizeof(*mb));
-    mb->busy = calloc(nslots, sizeof(*mb->busy));
-    mb->seq = calloc(nslots, sizeof(*mb->seq));
+    mb->busy = calloc(p->nslots, sizeof(*mb->busy));
+    mb->seq = calloc(p->nslots, sizeof(*mb->seq));
     if (mb->busy == NULL || mb->seq == NULL) {
         free(mb->busy);
         free(mb->seq);
         return HMAF_ENOMEM;
     }
-    mb->ep = ep;
-    mb->rmem = rmem;
-    mb->channel = channel;
-    mb->base = rmem->addr;
-    mb->nslots = nslots;
-    mb->timeout_ms = timeout_ms;
+    mb->ep = p->ep;
+    mb->rmem = p->rmem;
+    mb->channel = p->channel;
+    mb->readers = p->readers;
+    mb->dead = p->dead;
+    mb->base = p->rmem->addr;
+    mb->nslots = p->nslots;
+    mb->timeout_ms = p->timeout_ms;
     pthread_mutex_init(&mb->lock, NULL);
     pthread_cond_init(&mb->slot_freed, NULL);
     return 0;

@@ -3,6 +3,12 @@
  * made with engine reads and writes only (layout: proto/mailbox.h).
  * Threads share the slots; each call holds one slot from request to
  * response, so as many calls as there are slots are in flight at once.
+ *
+ * Every engine operation on the mailbox runs inside a read-side section
+ * of the session's readers and only while the session is not dead, so
+ * once the session is marked dead and a grace period has passed, no
+ * thread touches the host's mailbox memory again (the session's fence,
+ * core/watch.c).
  */
 #ifndef HMAF_CORE_MAILBOX_H
 #define HMAF_CORE_MAILBOX_H
@@ -11,12 +17,15 @@
 #include <stdint.h>
 
 #include "channel/channel.h"
+#include "core/readers.h"
 #include "engine/engine.h"
 
 struct hmaf__mbox_client {
     struct hmaf_engine_ep *ep;
     struct hmaf_engine_rmem *rmem; /* the imported mailbox region */
     struct hmaf_channel *channel;  /* watched for peer death while waiting */
+    struct hmaf__readers *readers; /* the session's: sections around I/O */
+    _Atomic int *dead;             /* the session's: no I/O once set */
     uint64_t base;
     uint32_t nslots;
     int timeout_ms;
@@ -26,11 +35,18 @@ struct hmaf__mbox_client {
     uint32_t *seq;  /* per slot: last sequence number used */
 };
 
+struct hmaf__mbox_client_params {
+    struct hmaf_engine_ep *ep;
+    struct hmaf_engine_rmem *rmem;
+    struct hmaf_channel *channel;
+    struct hmaf__readers *readers;
+    _Atomic int *dead;
+    uint32_t nslots;
+    int timeout_ms;
+};
+
 int hmaf__mbox_client_init(struct hmaf__mbox_client *mb,
-                           struct hmaf_engine_ep *ep,
-                           struct hmaf_engine_rmem *rmem,
-                           struct hmaf_channel *channel, uint32_t nslots,
-                           int timeout_ms);
+                           const struct hmaf__mbox_client_params *p);
 void hmaf__mbox_client_fini(struct hmaf__mbox_client *mb);
 
 /*

@@ -233,7 +233,8 @@ int hmaf__regcache_insert(struct hmaf__regcache *rc, struct hmaf__region *r,
     return ret;
 }
 
-int hmaf__regcache_clear(struct hmaf__regcache *rc, uint64_t new_epoch)
+int hmaf__regcache_clear(struct hmaf__regcache *rc, uint64_t new_epoch,
+                         struct hmaf__region **dropped_out)
 {
     struct hmaf__region_set *empty = set_alloc(0);
     struct hmaf__region *list;
@@ -248,7 +249,11 @@ int hmaf__regcache_clear(struct hmaf__regcache *rc, uint64_t new_epoch)
     list = list_of(atomic_load(&rc->current));
     replace_set(rc, empty);
     pthread_mutex_unlock(&rc->write_lock);
-    release_list(rc, list, 0);
+    if (dropped_out != NULL) {
+        *dropped_out = list;
+    } else {
+        release_list(rc, list, 0);
+    }
     return 0;
 }
 

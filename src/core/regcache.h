@@ -120,10 +120,13 @@ hmaf__regcache_find_hinted(struct hmaf__regcache *rc,
  */
 int hmaf__regcache_insert(struct hmaf__regcache *rc, struct hmaf__region *r,
                           uint64_t *evicted_out);
-/* Drop every region and refuse inserts from before new_epoch. Returns once
- * no read-side section can still see them; HMAF_ENOMEM when nothing could
- * be done. Not from inside a read-side section. */
-int hmaf__regcache_clear(struct hmaf__regcache *rc, uint64_t new_epoch);
+/* Drop every region and refuse inserts from before new_epoch (UINT64_MAX:
+ * refuse every insert from now on). Returns once no read-side section can
+ * still see them; HMAF_ENOMEM when nothing could be done. The dropped
+ * regions go to the release callback, or, with dropped_out, to the caller
+ * as a list linked by next_victim. Not from inside a read-side section. */
+int hmaf__regcache_clear(struct hmaf__regcache *rc, uint64_t new_epoch,
+                         struct hmaf__region **dropped_out);
 size_t hmaf__regcache_count(struct hmaf__regcache *rc);
 /* Bytes of host memory the cached regions cover. */
 uint64_t hmaf__regcache_bytes(struct hmaf__regcache *rc);

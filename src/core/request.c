@@ -6,8 +6,10 @@
  * of one direction into one call, which the engine turns into as few
  * operations as it can (one process_vm_readv per 1024 segments with cma).
  *
- * A handle is slot index | request index << 8 | generation << 24, so a
- * handle from another thread, a consumed one, or garbage is recognised.
+ * A handle is request index | generation << 16. Generations are unique
+ * in the process — each queue takes ranges of them from one counter — so
+ * a handle from another session or thread, a consumed one, or garbage is
+ * recognised: it names a generation the caller's queue does not hold.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +24,7 @@
 enum req_state { REQ_FREE, REQ_PENDING, REQ_DONE };
 
 struct queued_req {
-    uint32_t gen;
+    uint64_t gen;
     uint8_t state;
     uint8_t op;         /* enum hmaf_xfer_op */
     uint8_t has_handle; /* else freed at completion, error kept for flush */
@@ -36,7 +38,8 @@ struct queue {
     uint32_t window;   /* segments and requests, at most */
     uint32_t nsegs;
     uint32_t npending;
-    uint32_t next_gen;
+    uint64_t next_gen; /* the queue's range of generations: */
+    uint64_t gen_end;  /* [next_gen, gen_end) */
     int deferred_error; /* first error of a handle-less request */
     hmaf_seg_t *segs;      /* pending segments in post order */
     uint32_t *pending;     /* pending request indices in post order */
@@ -45,16 +48,31 @@ struct queue {
     uint32_t nfree;
 };
 
-#define HANDLE_SLOT_BITS 8
 #define HANDLE_INDEX_BITS 16
+#define HANDLE_GEN_BITS 48
+/* Generations a queue takes at a time: one atomic add per this many. */
+#define GEN_RANGE (1ull << 20)
 
-_Static_assert(HMAF_READER_SLOTS <= 1 << HANDLE_SLOT_BITS, "slot bits");
 _Static_assert(HMAF_MAX_INFLIGHT <= 1 << HANDLE_INDEX_BITS, "index bits");
 
-static hmaf_req_t encode_handle(unsigned slot, uint32_t index, uint32_t gen)
+/* Ranges handed out so far; range 0 is never used, so no generation (and
+ * no handle) is 0. After 2^48 posts in one process they come round. */
+static _Atomic uint64_t gen_ranges = 1;
+
+static hmaf_req_t encode_handle(uint32_t index, uint64_t gen)
 {
-    return (hmaf_req_t)slot | (hmaf_req_t)index << HANDLE_SLOT_BITS |
-           (hmaf_req_t)gen << (HANDLE_SLOT_BITS + HANDLE_INDEX_BITS);
+    return (hmaf_req_t)index | (hmaf_req_t)gen << HANDLE_INDEX_BITS;
+}
+
+static uint64_t next_gen(struct queue *q)
+{
+    if (q->next_gen == q->gen_end) {
+        uint64_t range = atomic_fetch_add(&gen_ranges, 1) %
+                         ((1ull << HANDLE_GEN_BITS) / GEN_RANGE);
+        q->next_gen = (range == 0 ? 1 : range) * GEN_RANGE;
+        q->gen_end = q->next_gen + GEN_RANGE;
+    }
+    return q->next_gen++;
 }
 
 static void free_queue(struct queue *q)
@@ -90,8 +108,7 @@ static struct queue *new_queue(uint32_t window, int tid)
     q->nfree = window;
     q->window = window;
     q->owner_tid = tid;
-    q->next_gen = 1;
-    return q;
+    return q; /* next_gen == gen_end: the first post takes a range */
 }
 
 /* This thread's queue; a queue left by an exited thread is started over. */
@@ -207,8 +224,8 @@ static long make_room(struct hmaf_session *s, struct queue *q, size_t nsegs)
     return index < 0 ? HMAF_ENOSPC : index;
 }
 
-static int enqueue(struct hmaf_session *s, struct hmaf__reader *reader,
-                   struct queue *q, enum hmaf_xfer_op op,
+static int enqueue(struct hmaf_session *s, struct queue *q,
+                   enum hmaf_xfer_op op,
                    const hmaf_seg_t *segs, size_t nsegs, hmaf_req_t *req_out)
 {
     long index = make_room(s, q, nsegs);
@@ -220,35 +237,30 @@ static int enqueue(struct hmaf_session *s, struct hmaf__reader *reader,
     r = &q->reqs[index];
     memcpy(&q->segs[q->nsegs], segs, nsegs * sizeof(*segs));
     *r = (struct queued_req){
-        .gen = q->next_gen++ & 0xffffffffu,
+        .gen = next_gen(q),
         .state = REQ_PENDING,
         .op = (uint8_t)op,
         .has_handle = req_out != NULL,
         .first_seg = q->nsegs,
         .nsegs = (uint32_t)nsegs,
     };
-    if (r->gen == 0) {
-        r->gen = q->next_gen++; /* 0 would make handle 0 possible */
-    }
     q->nsegs += (uint32_t)nsegs;
     q->pending[q->npending++] = (uint32_t)index;
     if (req_out != NULL) {
-        *req_out = encode_handle(
-            hmaf__reader_index(&s->cache.readers, reader), (uint32_t)index,
-            r->gen);
+        *req_out = encode_handle((uint32_t)index, r->gen);
     }
     return 0;
 }
 
 /* Larger than the window: it runs now and is born complete. */
-static int post_oversized(struct hmaf_session *s, struct hmaf__reader *reader,
-                          struct queue *q, enum hmaf_xfer_op op,
+static int post_oversized(struct hmaf_session *s, struct queue *q,
+                          enum hmaf_xfer_op op,
                           const hmaf_seg_t *segs, size_t nsegs,
                           hmaf_req_t *req_out)
 {
     int status = hmaf__session_transfer(s, op, segs, nsegs);
     hmaf_seg_t none = {.local = NULL, .remote_addr = 0, .len = 0};
-    int ret = enqueue(s, reader, q, op, &none, 0, req_out);
+    int ret = enqueue(s, q, op, &none, 0, req_out);
 
     if (ret == 0) {
         complete(q, q->pending[--q->npending], status);
@@ -277,9 +289,9 @@ static int post(struct hmaf_session *s, enum hmaf_xfer_op op,
         return ret;
     }
     if (nsegs > q->window) {
-        return post_oversized(s, reader, q, op, segs, nsegs, req_out);
+        return post_oversized(s, q, op, segs, nsegs, req_out);
     }
-    return enqueue(s, reader, q, op, segs, nsegs, req_out);
+    return enqueue(s, q, op, segs, nsegs, req_out);
 }
 
 HMAF_API int hmaf_session_post_read(hmaf_session_t *session, void *buf,
@@ -321,14 +333,11 @@ static struct queued_req *lookup(struct hmaf_session *s, hmaf_req_t req,
 {
     struct hmaf__reader *reader;
     struct queue *q;
-    unsigned slot = (unsigned)(req & ((1u << HANDLE_SLOT_BITS) - 1));
-    uint32_t index = (uint32_t)(req >> HANDLE_SLOT_BITS) &
-                     ((1u << HANDLE_INDEX_BITS) - 1);
-    uint32_t gen = (uint32_t)(req >> (HANDLE_SLOT_BITS + HANDLE_INDEX_BITS));
+    uint32_t index = (uint32_t)(req & ((1u << HANDLE_INDEX_BITS) - 1));
+    uint64_t gen = req >> HANDLE_INDEX_BITS;
 
-    if (my_queue(s, &reader, &q) < 0 ||
-        slot != hmaf__reader_index(&s->cache.readers, reader) ||
-        index >= q->window || gen == 0 || q->reqs[index].gen != gen ||
+    if (my_queue(s, &reader, &q) < 0 || index >= q->window || gen == 0 ||
+        q->reqs[index].gen != gen ||
         q->reqs[index].state == REQ_FREE || !q->reqs[index].has_handle) {
         return NULL;
     }

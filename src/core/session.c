@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <hmaf/error.h>
 #include <hmaf/types.h>
@@ -35,7 +36,8 @@ static int check_params(const hmaf_session_params_t *p)
     if (p == NULL || p->size != sizeof(*p) || p->address == NULL ||
         p->connect_timeout_ms <= 0 || p->rpc_timeout_ms <= 0 ||
         p->cache_max_regions == 0 || p->cache_max_bytes == 0 ||
-        p->max_inflight == 0 || p->max_inflight > HMAF_MAX_INFLIGHT) {
+        p->max_inflight == 0 || p->max_inflight > HMAF_MAX_INFLIGHT ||
+        p->map_max_resident < (uint64_t)sysconf(_SC_PAGESIZE)) {
         return HMAF_EINVAL;
     }
     if (p->token != NULL && strlen(p->token) > HMAF_TOKEN_MAX) {
@@ -67,26 +69,44 @@ static int open_channel(struct hmaf_session *s)
     return ret;
 }
 
-/* Region release: drop the import, then give the agent its hold back
- * (each answer the agent gave is one hold) — in that order, because the
- * agent may destroy the export once the last hold is back, and an engine
- * like doca needs the import gone first. Not at session end: closing the
- * channel returns them all. */
+void hmaf__session_release_imports(struct hmaf_session *s,
+                                   struct hmaf__region *list)
+{
+    for (struct hmaf__region *r = list; r != NULL; r = r->next_victim) {
+        s->ops->rmem_release(r->rmem);
+    }
+}
+
+/* Each answer the agent gave is one hold: give it back, unless the
+ * session is over (closing the channel returns them all). Best effort:
+ * the agent forgets our holds at session end anyway. */
+void hmaf__session_give_back(struct hmaf_session *s, struct hmaf__region *list)
+{
+    while (list != NULL) {
+        struct hmaf__region *next = list->next_victim;
+        if (!atomic_load(&s->dead)) {
+            struct hmaf_req_deregister req = {.region_id = list->id};
+            uint8_t buf[HMAF_MBOX_REQ_MAX];
+            uint16_t len = (uint16_t)hmaf__req_deregister_encode(&req, buf);
+            (void)hmaf__mbox_call(&s->mbox, HMAF_OP_DEREGISTER, buf, len,
+                                  NULL, 0, NULL);
+        }
+        free(list);
+        list = next;
+    }
+}
+
+/* Region release: drop the import, then give the agent its hold back — in
+ * that order, because the agent may destroy the export once the last hold
+ * is back, and an engine like doca needs the import gone first. */
 static void release_region(void *arg, struct hmaf__region *r, int evicted)
 {
     struct hmaf_session *s = arg;
 
     (void)evicted;
-    s->ops->rmem_release(r->rmem);
-    if (!atomic_load(&s->dead)) {
-        struct hmaf_req_deregister req = {.region_id = r->id};
-        uint8_t buf[HMAF_MBOX_REQ_MAX];
-        uint16_t len = (uint16_t)hmaf__req_deregister_encode(&req, buf);
-        /* Best effort: the agent forgets our hold at session end anyway. */
-        (void)hmaf__mbox_call(&s->mbox, HMAF_OP_DEREGISTER, buf, len, NULL, 0,
-                              NULL);
-    }
-    free(r);
+    r->next_victim = NULL;
+    hmaf__session_release_imports(s, r);
+    hmaf__session_give_back(s, r);
 }
 
 /* Import the mailbox region the host described in its welcome. */
@@ -118,7 +138,24 @@ static int import_mailbox(struct hmaf_session *s, const struct hmaf_welcome *w)
     return 0;
 }
 
-/* Everything after the channel: engine endpoint, mailbox, region cache. */
+static int init_mailbox_client(struct hmaf_session *s,
+                               const struct hmaf_welcome *w)
+{
+    struct hmaf__mbox_client_params mp = {
+        .ep = s->ep,
+        .rmem = s->mbox_rmem,
+        .channel = &s->channel,
+        .readers = &s->cache.readers,
+        .dead = &s->dead,
+        .nslots = w->mailbox_slots,
+        .timeout_ms = s->params.rpc_timeout_ms,
+    };
+
+    return hmaf__mbox_client_init(&s->mbox, &mp);
+}
+
+/* Everything after the channel: engine endpoint, mailbox, region cache,
+ * and the watch thread last, once there is a session to watch. */
 static int attach_to_host(struct hmaf_session *s, const struct hmaf_welcome *w)
 {
     const hmaf_session_params_t *p = &s->params;
@@ -134,22 +171,27 @@ static int attach_to_host(struct hmaf_session *s, const struct hmaf_welcome *w)
     if (ret < 0) {
         goto err_ep;
     }
-    ret = hmaf__mbox_client_init(&s->mbox, s->ep, s->mbox_rmem, &s->channel,
-                                 w->mailbox_slots, p->rpc_timeout_ms);
-    if (ret < 0) {
-        goto err_rmem;
-    }
     ret = hmaf__regcache_init(&s->cache, p->cache_max_regions,
                               p->cache_max_bytes, release_region, s);
     if (ret < 0) {
-        goto err_mbox;
+        goto err_rmem;
+    }
+    ret = init_mailbox_client(s, w);
+    if (ret < 0) {
+        goto err_cache;
     }
     s->session_id = w->session_id;
     s->check_interval_ns =
         (uint64_t)HMAF_MIN(p->revoke_check_us, w->lease_us) * 1000u;
+    ret = hmaf__watch_start(s, w->lease_us);
+    if (ret < 0) {
+        goto err_mbox;
+    }
     return 0;
 err_mbox:
     hmaf__mbox_client_fini(&s->mbox);
+err_cache:
+    hmaf__regcache_fini(&s->cache);
 err_rmem:
     s->ops->rmem_release(s->mbox_rmem);
     free(s->mbox_rmem);
@@ -202,14 +244,17 @@ HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
     }
     s->ops->limits(s->ctx, &s->limits);
     s->post = s->ops->post;
+    pthread_mutex_init(&s->epoch_lock, NULL); /* the watch thread locks it */
+    pthread_mutex_init(&s->maps_lock, NULL);
     ret = connect_session(s);
     if (ret < 0) {
         goto err_ctx;
     }
-    pthread_mutex_init(&s->epoch_lock, NULL);
     *session_out = s;
     return 0;
 err_ctx:
+    pthread_mutex_destroy(&s->maps_lock);
+    pthread_mutex_destroy(&s->epoch_lock);
     hmaf__engine_ctx_destroy(s->ctx);
 err_free:
     free(s);
@@ -221,29 +266,39 @@ HMAF_API void hmaf_session_destroy(hmaf_session_t *session)
     if (session == NULL) {
         return;
     }
-    /* Closing the channel tells the agent to drop our holds and mailbox;
-     * no DEREGISTER traffic needed, so mark the session dead first. */
-    atomic_store(&session->dead, HMAF_ECONNRESET);
+    /* Dead first: no DEREGISTER traffic (closing the channel returns our
+     * holds), and the watch thread fences the session — every import
+     * released, the host told — before it ends. */
+    (void)hmaf__session_kill(session, HMAF_ECONNRESET);
+    hmaf__watch_stop(session);
     hmaf__request_queues_free(session);
     hmaf__regcache_fini(&session->cache);
     hmaf__mbox_client_fini(&session->mbox);
-    session->ops->rmem_release(session->mbox_rmem);
-    free(session->mbox_rmem);
+    free(session->mbox_rmem); /* released by the fence */
     hmaf__engine_ep_destroy(session->ep);
     hmaf__channel_close(&session->channel);
     hmaf__engine_ctx_destroy(session->ctx);
+    pthread_mutex_destroy(&session->maps_lock);
     pthread_mutex_destroy(&session->epoch_lock);
     free(session);
 }
 
+int hmaf__session_kill(struct hmaf_session *s, int err)
+{
+    int expected = 0;
+
+    if (!atomic_compare_exchange_strong(&s->dead, &expected, err)) {
+        return 0;
+    }
+    hmaf__watch_wake(s);
+    return 1;
+}
+
 int hmaf__session_fail(struct hmaf_session *s, int ret)
 {
-    if (ret == HMAF_ECONNRESET) {
-        int expected = 0;
-        if (atomic_compare_exchange_strong(&s->dead, &expected, ret)) {
-            hmaf__log_warn("session %llu: host gone",
-                           (unsigned long long)s->session_id);
-        }
+    if (ret == HMAF_ECONNRESET && hmaf__session_kill(s, ret)) {
+        hmaf__log_warn("session %llu: host gone",
+                       (unsigned long long)s->session_id);
     }
     return ret;
 }

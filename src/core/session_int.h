@@ -23,10 +23,21 @@ struct hmaf_session_counters {
     _Atomic uint64_t revocations;
 };
 
+/* The session's watch thread (watch.c). */
+struct hmaf__watch {
+    pthread_t thread;
+    int running;
+    int wake_fd;        /* eventfd: the session died, look now */
+    uint64_t period_ns; /* the host's lease: look at least this often */
+};
+
 struct hmaf_session {
     /* Read by every transfer: kept together at the front, so a call after
      * a system call finds them in as few cache lines as possible. */
-    _Atomic int dead;               /* sticky: the host is gone */
+    _Atomic int dead;               /* sticky: the host is gone, or the
+                                       session is being destroyed; data
+                                       steps and mailbox I/O look at it
+                                       inside their read-side section */
     _Atomic uint64_t next_check_ns; /* when the epoch is due for a look */
     uint64_t check_interval_ns;     /* min(ours, the host's lease) */
     struct hmaf_engine_ep *ep;
@@ -43,7 +54,12 @@ struct hmaf_session {
     uint64_t session_id;
     pthread_mutex_t epoch_lock;   /* one thread applies a revocation */
     uint64_t epoch_seen;          /* under epoch_lock */
-    _Atomic uint64_t map_resident; /* bytes mirrored by all its mappings */
+    _Atomic uint64_t map_resident; /* bytes mirrored by all its mappings
+                                      and reserved by their faults */
+    pthread_mutex_t maps_lock;     /* the list below; taken before any
+                                      mapping's own lock */
+    struct hmaf_map *maps;         /* its mappings (map/) */
+    struct hmaf__watch watch;
     struct hmaf_session_counters c;
 };
 
@@ -52,6 +68,9 @@ struct hmaf_session {
 
 /* Record a connection error as the session's permanent state. */
 int hmaf__session_fail(struct hmaf_session *s, int ret);
+/* Mark the session dead with err (first caller wins) and wake its watch
+ * thread, which fences it. Returns 1 for the first caller. */
+int hmaf__session_kill(struct hmaf_session *s, int err);
 /* Apply a revocation the host announced, if a look is due (or force).
  * Never from inside a read-side section. */
 int hmaf__session_check_epoch(struct hmaf_session *s, int force);
@@ -69,6 +88,21 @@ int hmaf__session_register(struct hmaf_session *s, uint64_t addr,
 
 /* request.c: free every thread's queue of posted requests. */
 void hmaf__request_queues_free(struct hmaf_session *s);
+
+/* watch.c: the watch thread. start: 0 or HMAF_ENOMEM. wake: the session
+ * died (any thread). stop: after the session was marked dead, wait until
+ * the thread has fenced the session and ended. */
+int hmaf__watch_start(struct hmaf_session *s, uint32_t lease_us);
+void hmaf__watch_wake(struct hmaf_session *s);
+void hmaf__watch_stop(struct hmaf_session *s);
+/* Give back regions a revocation or the fence dropped (linked by
+ * next_victim): DEREGISTER each while the session lives, then free. Their
+ * imports must be released already. */
+void hmaf__session_give_back(struct hmaf_session *s,
+                             struct hmaf__region *list);
+/* Release the imports of a list of dropped regions. */
+void hmaf__session_release_imports(struct hmaf_session *s,
+                                   struct hmaf__region *list);
 
 /* Dpu-side handshake on a connected channel. */
 int hmaf__bootstrap_dpu(struct hmaf_session *s, int timeout_ms,

@@ -60,42 +60,69 @@ static int epoch_due(struct hmaf_session *s, uint64_t now)
     return now >= atomic_load_explicit(&s->next_check_ns, memory_order_relaxed);
 }
 
+/* A new epoch: drop every cached region, wait until no step uses them,
+ * release their imports, and only then acknowledge — so once the host
+ * sees the ack nothing of ours can reach a revoked range, and an engine
+ * whose exports must outlive the imports (doca) may end them. The holds
+ * go back to the agent after the ack (*dropped_out): that needs the
+ * agent to serve requests, and the host may be waiting for the ack. */
+static int apply_revocation(struct hmaf_session *s, uint64_t epoch,
+                            struct hmaf__region **dropped_out)
+{
+    int ret = hmaf__regcache_clear(&s->cache, epoch, dropped_out);
+
+    if (ret < 0) {
+        return ret;
+    }
+    hmaf__session_release_imports(s, *dropped_out);
+    s->epoch_seen = epoch;
+    hmaf__count(s, revocations, 1);
+    return hmaf__mbox_ack_epoch(&s->mbox, epoch);
+}
+
+/* Under epoch_lock: look at the channel and the epoch. */
+static int look_locked(struct hmaf_session *s,
+                       struct hmaf__region **dropped_out)
+{
+    /* Taken before the look: the view is at least this old. */
+    uint64_t look_ns = hmaf__coarse_now_ns();
+    uint64_t epoch;
+    int ret = atomic_load(&s->dead);
+
+    /* The data path never waits on the host, so this periodic look is
+     * where it learns that the agent closed the session or died (before
+     * the host's pid could ever be reused). */
+    if (ret == 0 && hmaf__channel_peer_gone(&s->channel)) {
+        ret = HMAF_ECONNRESET;
+    }
+    if (ret == 0) {
+        ret = hmaf__mbox_read_epoch(&s->mbox, &epoch);
+    }
+    if (ret == 0 && epoch != s->epoch_seen) {
+        ret = apply_revocation(s, epoch, dropped_out);
+    }
+    if (ret == 0) {
+        atomic_store_explicit(&s->next_check_ns, look_ns + s->check_interval_ns,
+                              memory_order_relaxed);
+    }
+    return ret;
+}
+
 int hmaf__session_check_epoch(struct hmaf_session *s, int force)
 {
-    uint64_t epoch;
-    int ret;
+    struct hmaf__region *dropped = NULL;
+    int ret = 0;
 
     if (!force && !epoch_due(s, hmaf__coarse_now_ns())) {
         return 0;
     }
     pthread_mutex_lock(&s->epoch_lock);
-    if (!force && !epoch_due(s, hmaf__coarse_now_ns())) {
-        pthread_mutex_unlock(&s->epoch_lock); /* another thread just looked */
-        return 0;
-    }
-    /* The data path never waits on the host, so this periodic look is
-     * where it learns that the agent closed the session or died (before
-     * the host's pid could ever be reused). */
-    ret = hmaf__channel_peer_gone(&s->channel) ? HMAF_ECONNRESET : 0;
-    if (ret == 0) {
-        ret = hmaf__mbox_read_epoch(&s->mbox, &epoch);
-    }
-    if (ret == 0 && epoch != s->epoch_seen) {
-        /* clear() waits for transfers that still use the old regions, so
-         * once the ack lands nothing can reach a revoked range. */
-        ret = hmaf__regcache_clear(&s->cache, epoch);
-        if (ret == 0) {
-            s->epoch_seen = epoch;
-            ret = hmaf__mbox_ack_epoch(&s->mbox, epoch);
-            hmaf__count(s, revocations, 1);
-        }
-    }
-    if (ret == 0) {
-        atomic_store_explicit(&s->next_check_ns,
-                              hmaf__coarse_now_ns() + s->check_interval_ns,
-                              memory_order_relaxed);
+    /* Unless forced, another thread may just have looked. */
+    if (force || epoch_due(s, hmaf__coarse_now_ns())) {
+        ret = look_locked(s, &dropped);
     }
     pthread_mutex_unlock(&s->epoch_lock);
+    hmaf__session_give_back(s, dropped);
     return hmaf__session_fail(s, ret);
 }
 
@@ -210,10 +237,13 @@ static int step_with(struct xfer_call *c, struct xfer_cursor *cur,
     }
 
     hmaf__reader_enter(c->reader);
+    /* Inside the section: the session's fence waits for this step, or
+     * this step sees the session dead and moves nothing. */
+    ret = atomic_load_explicit(&c->s->dead, memory_order_relaxed);
     c->now = hmaf__coarse_now_ns();
-    if (epoch_due(c->s, c->now)) {
+    if (ret != 0 || epoch_due(c->s, c->now)) {
         hmaf__reader_exit(c->reader);
-        return XFER_RECHECK;
+        return ret != 0 ? ret : XFER_RECHECK;
     }
     built = build_batch(c, cur, xfers, HMAF_MIN(cap, batch_cap(c->s)),
                         &batch.count, miss_out);
@@ -329,9 +359,12 @@ static int transfer_single(struct hmaf_session *s, enum hmaf_xfer_op op,
     }
     hmaf__reader_enter(reader);
     now = hmaf__coarse_now_ns();
-    r = epoch_due(s, now) ? NULL
-                          : hmaf__regcache_find_hinted(&s->cache, reader,
-                                                       x.remote_addr, now);
+    /* A dead session or a due look: the general path says which. */
+    r = atomic_load_explicit(&s->dead, memory_order_relaxed) ||
+                epoch_due(s, now)
+            ? NULL
+            : hmaf__regcache_find_hinted(&s->cache, reader, x.remote_addr,
+                                         now);
     if (r == NULL || seg->len > r->iv.len - (x.remote_addr - r->iv.base) ||
         (op == HMAF_XFER_WRITE && r->access != HMAF_ACCESS_READ_WRITE)) {
         hmaf__reader_exit(reader);
@@ -361,9 +394,6 @@ static int transfer_one(struct hmaf_session *s, enum hmaf_xfer_op op,
         return HMAF_EINVAL;
     }
     ret = hmaf__validate_segs(seg, 1);
-    if (ret == 0) {
-        ret = atomic_load_explicit(&s->dead, memory_order_relaxed);
-    }
     if (ret == 0) {
         ret = transfer_single(s, op, seg);
     }

@@ -28,7 +28,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HMAF_ENGINE_ABI_VERSION 2 /* 2: ops->flags, batch->local_span */
+#define HMAF_ENGINE_ABI_VERSION 3 /* 2: ops->flags, batch->local_span;
+                                     3: HMAF_ENGINE_ENFORCED */
 
 enum hmaf_engine_role {
     HMAF_ROLE_HOST = 1,
@@ -93,12 +94,15 @@ struct hmaf_xfer_batch {
 };
 
 /* ops->flags */
-/* The host may destroy an exported range only after the peer released
- * its import of it, or is gone (doca: destroying the export invalidates
- * the dpu side's imports under its tasks). The agent then closes a live
- * session in two steps: tell the peer, wait for it to go (bounded by
- * revoke_wait_ms), deregister. */
-#define HMAF_ENGINE_RELEASE_FIRST 1u
+/* Deregistering a range ends the peer's access to it: the engine, not the
+ * dpu side's library, enforces revocation (doca: destroying an export
+ * invalidates every import of it). Without it (cma), the agent keeps
+ * memory a peer could still write — a session's mailbox — away from the
+ * allocator until the peer has said it stopped (host/session.c). Either
+ * way the agent closes a live session in two steps — tell the peer, give
+ * it revoke_wait_ms to release its imports and say so — so that an
+ * export never ends under an import still in use. */
+#define HMAF_ENGINE_ENFORCED 1u
 
 struct hmaf_engine_ops {
     const char *name;

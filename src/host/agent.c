@@ -26,7 +26,7 @@ HMAF_API void hmaf_agent_params_init(hmaf_agent_params_t *params)
     params->max_sessions = 64;
     params->mailbox_slots = 16;
     params->handshake_timeout_ms = 5000;
-    params->revoke_wait_ms = 200;
+    params->revoke_wait_ms = 1000;
 }
 
 static int check_params(const hmaf_agent_params_t *p)
@@ -34,7 +34,7 @@ static int check_params(const hmaf_agent_params_t *p)
     if (p == NULL || p->size != sizeof(*p) || p->max_sessions == 0 ||
         p->max_sessions > 1024 || p->mailbox_slots == 0 ||
         p->mailbox_slots > HMAF_MBOX_MAX_SLOTS ||
-        p->handshake_timeout_ms <= 0 || p->revoke_wait_ms < 0 ||
+        p->handshake_timeout_ms <= 0 || p->revoke_wait_ms <= 0 ||
         p->revoke_wait_ms > 3600000) {
         return HMAF_EINVAL;
     }
@@ -72,7 +72,9 @@ static int agent_init(struct hmaf_agent *a, const hmaf_agent_params_t *params)
         strcpy(a->token, params->token);
     }
     a->sessions = calloc(params->max_sessions, sizeof(*a->sessions));
-    if (a->sessions == NULL) {
+    a->graves = calloc(params->max_sessions, sizeof(*a->graves));
+    if (a->sessions == NULL || a->graves == NULL ||
+        hmaf__agent_poll_alloc(a) < 0) {
         return HMAF_ENOMEM;
     }
     a->ops = hmaf__engine_find(params->engine);
@@ -109,10 +111,11 @@ static size_t live_sessions(const struct hmaf_agent *a)
     return n;
 }
 
-/* For engines whose exports must outlive the peer's imports: tell every
- * live session we are closing, then give the dpu sides revoke_wait_ms to
- * release their imports and go (the loop closes a session once its peer
- * is gone). Whoever is still there afterwards loses its imports. */
+/* Tell every live session we are closing, then give the dpu sides
+ * revoke_wait_ms to stop: each one fences itself — no transfer or mailbox
+ * write in flight any more, imports released — and then closes its end,
+ * and the loop closes a session once its peer has. A dpu side still there
+ * afterwards is closed without that word (agent_fini). */
 static void hand_off_sessions(struct hmaf_agent *a)
 {
     uint64_t deadline = hmaf__deadline_ns(a->params.revoke_wait_ms);
@@ -133,8 +136,8 @@ static void hand_off_sessions(struct hmaf_agent *a)
         (void)hmaf__agent_poll_channels(a, (int64_t)(deadline - now));
     }
     if (live_sessions(a) > 0) {
-        hmaf__log_info("agent destroyed: %zu dpu side(s) did not close "
-                       "within %d ms; their imports end now",
+        hmaf__log_warn("agent destroyed: %zu dpu side(s) did not stop "
+                       "within %d ms",
                        live_sessions(a), a->params.revoke_wait_ms);
     }
 }
@@ -150,15 +153,16 @@ static void agent_fini(struct hmaf_agent *a)
         hmaf__channel_close(&a->pending[i].channel);
     }
     a->npending = 0;
-    if (a->ops != NULL && (a->ops->flags & HMAF_ENGINE_RELEASE_FIRST)) {
+    if (a->ops != NULL && a->pfds != NULL) {
         hand_off_sessions(a);
     }
     for (size_t i = 0; a->sessions != NULL && i < a->params.max_sessions;
          i++) {
         if (a->sessions[i] != NULL) {
-            hmaf__agent_session_close(a, i);
+            hmaf__agent_session_close(a, i, 0);
         }
     }
+    hmaf__agent_graves_fini(a);
     while ((e = hmaf__exposure_take_any(&a->exposures)) != NULL) {
         free_exposure(a, e);
     }
@@ -166,6 +170,10 @@ static void agent_fini(struct hmaf_agent *a)
     hmaf__roots_fini(&a->roots);
     hmaf__engine_ctx_destroy(a->ctx);
     free(a->sessions);
+    free(a->graves);
+    free(a->pending);
+    free(a->pfds);
+    free(a->pmap);
 }
 
 HMAF_API int hmaf_agent_create(const hmaf_agent_params_t *params,
@@ -331,28 +339,29 @@ static uint64_t announce_revocation(struct hmaf_agent *a)
             atomic_store_explicit(
                 (_Atomic uint64_t *)(s->mbox + HMAF_MBOX_HEADER_EPOCH), epoch,
                 memory_order_release);
+            /* An idle session's watch thread sleeps on the channel. */
+            hmaf__channel_nudge(&s->channel);
         }
     }
     return epoch;
 }
 
+static int acknowledged(const struct agent_session *s, uint64_t epoch);
+
+/* must_ack only grows: a later revocation's ack covers ours. */
 static int all_acknowledged(struct hmaf_agent *a, uint64_t epoch)
 {
     for (size_t i = 0; i < a->params.max_sessions; i++) {
-        struct agent_session *s = a->sessions[i];
-        /* must_ack only grows: a later revocation's ack covers ours. */
-        if (s != NULL && s->must_ack >= epoch &&
-            atomic_load_explicit(
-                (_Atomic uint64_t *)(s->mbox + HMAF_MBOX_ACK_OFFSET),
-                memory_order_acquire) < epoch) {
+        if (a->sessions[i] != NULL && !acknowledged(a->sessions[i], epoch)) {
             return 0;
         }
     }
     return 1;
 }
 
-/* Step 2: wait, bounded, until every session that was live acknowledged. */
-static void await_acknowledgements(struct hmaf_agent *a, uint64_t epoch)
+/* Step 2: wait, bounded, until every session that was live acknowledged:
+ * 0, or HMAF_ETIMEDOUT. */
+static int await_acknowledgements(struct hmaf_agent *a, uint64_t epoch)
 {
     uint64_t deadline = hmaf__deadline_ns(a->params.revoke_wait_ms);
     struct timespec pause = {0, REVOKE_POLL_NS};
@@ -363,19 +372,47 @@ static void await_acknowledgements(struct hmaf_agent *a, uint64_t epoch)
         done = all_acknowledged(a, epoch);
         pthread_mutex_unlock(&a->lock);
         if (done) {
-            return;
+            return 0;
         }
         if (hmaf__now_ns() >= deadline) {
-            pthread_mutex_lock(&a->lock);
-            a->stats.revoke_timeouts++;
-            pthread_mutex_unlock(&a->lock);
-            hmaf__log_info("revoke: epoch %llu not acknowledged by all "
-                           "sessions in %d ms; idle ones re-check first",
-                           (unsigned long long)epoch, a->params.revoke_wait_ms);
-            return;
+            return HMAF_ETIMEDOUT;
         }
         nanosleep(&pause, NULL);
     }
+}
+
+static int acknowledged(const struct agent_session *s, uint64_t epoch)
+{
+    return s->must_ack < epoch ||
+           atomic_load_explicit(
+               (_Atomic uint64_t *)(s->mbox + HMAF_MBOX_ACK_OFFSET),
+               memory_order_acquire) >= epoch;
+}
+
+/* Step 2b, when the wait ran out: a session that has not confirmed by now
+ * is cut off rather than trusted (host.h says what that guarantees per
+ * engine). Returns how many. */
+static size_t cut_off_unconfirmed(struct hmaf_agent *a, uint64_t epoch)
+{
+    size_t cut = 0;
+
+    for (size_t i = 0; i < a->params.max_sessions; i++) {
+        struct agent_session *s = a->sessions[i];
+        if (s != NULL && !acknowledged(s, epoch)) {
+            hmaf__log_warn("revoke: session %llu did not confirm epoch %llu "
+                           "within %d ms: closing it",
+                           (unsigned long long)s->id,
+                           (unsigned long long)epoch,
+                           a->params.revoke_wait_ms);
+            hmaf__agent_session_close(a, i, 0);
+            cut++;
+        }
+    }
+    if (cut > 0) {
+        a->stats.revoke_timeouts++;
+        a->stats.revoke_cutoffs += cut;
+    }
+    return cut;
 }
 
 /* Step 3: forget every session's hold and the engine registration. */
@@ -395,6 +432,7 @@ HMAF_API int hmaf_agent_revoke(hmaf_agent_t *agent, const void *addr,
 {
     struct hmaf__exposure *e;
     uint64_t epoch;
+    int ret;
 
     if (agent == NULL || addr == NULL || len == 0) {
         return HMAF_EINVAL;
@@ -408,11 +446,15 @@ HMAF_API int hmaf_agent_revoke(hmaf_agent_t *agent, const void *addr,
     }
     epoch = announce_revocation(agent);
     pthread_mutex_unlock(&agent->lock);
-    await_acknowledgements(agent, epoch);
+    ret = await_acknowledgements(agent, epoch);
     pthread_mutex_lock(&agent->lock);
+    /* Confirmations may still arrive until we hold the lock. */
+    if (ret < 0 && cut_off_unconfirmed(agent, epoch) == 0) {
+        ret = 0;
+    }
     retire_exposure(agent, e);
     pthread_mutex_unlock(&agent->lock);
-    return 0;
+    return ret;
 }
 
 HMAF_API int hmaf_agent_publish(hmaf_agent_t *agent, const char *name,

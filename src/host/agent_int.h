@@ -2,6 +2,7 @@
 #ifndef HMAF_HOST_AGENT_INT_H
 #define HMAF_HOST_AGENT_INT_H
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -14,7 +15,11 @@
 #include "host/roots.h"
 #include "proto/handshake.h"
 
-#define HMAF_AGENT_PENDING_MAX 64
+/* Connections waiting for their HELLO, at most (host.h says what happens
+ * beyond); and new connections taken per turn of the loop, so a flood of
+ * them cannot keep the agent from serving mailboxes. */
+#define HMAF_AGENT_PENDING_MAX 1024
+#define HMAF_AGENT_ACCEPTS_PER_TURN 64
 
 /* A session's registrations of one exposure: every REGISTER answer is one
  * hold, given back by one DEREGISTER, all of them at session end. */
@@ -29,8 +34,9 @@ struct agent_session {
     struct hmaf_channel channel;
     struct hmaf_engine_ep *ep;
     struct hmaf_engine_mem *mbox_mem;
-    uint8_t *mbox;          /* the mailbox, in our memory */
-    size_t mbox_len;
+    uint8_t *mbox;          /* the mailbox: pages of its own (mmap) */
+    size_t mbox_len;        /* what the dpu side may address */
+    size_t mbox_map_len;    /* mbox_len in whole pages */
     uint32_t nslots;
     uint32_t *served_seq;   /* per slot, private: the dpu side can't fake it */
     uint64_t must_ack;      /* revocation epoch it has to acknowledge */
@@ -47,6 +53,16 @@ struct agent_pending {
     uint64_t deadline_ns;
 };
 
+/* A session the agent closed while its dpu side may still be running
+ * (cma): its mailbox pages stay reserved, inaccessible, so a late write
+ * fails instead of landing in reused memory, until the dpu side closes
+ * its end of the half-closed channel to say it stopped. */
+struct agent_grave {
+    struct hmaf_channel channel;
+    void *mbox;
+    size_t len;
+};
+
 struct hmaf_agent {
     hmaf_agent_params_t params;
     char token[HMAF_TOKEN_MAX + 1];
@@ -58,8 +74,15 @@ struct hmaf_agent {
     struct hmaf__exposures exposures;
     struct hmaf__roots roots;
     struct agent_session **sessions; /* params.max_sessions slots */
-    struct agent_pending pending[HMAF_AGENT_PENDING_MAX];
+    struct agent_pending *pending;   /* grows up to PENDING_MAX */
     size_t npending;
+    size_t pending_cap;
+    struct agent_grave *graves;      /* params.max_sessions at most */
+    size_t ngraves;
+    uint64_t listen_paused_until_ns; /* out of fds: accept later */
+    struct pollfd *pfds;             /* the loop's wait set */
+    struct agent_fd *pmap;
+    size_t poll_cap;
     uint64_t next_session_id;
     uint64_t epoch;
     hmaf_agent_stats_t stats;
@@ -72,6 +95,15 @@ struct hmaf_agent {
     uint64_t sleep_ns;
 };
 
+/* What each entry of the loop's wait set stands for. */
+enum agent_fd_kind { FD_LISTENER, FD_PENDING, FD_SESSION, FD_GRAVE };
+
+struct agent_fd {
+    enum agent_fd_kind kind;
+    size_t index;
+    uint64_t id; /* a session's: it may be closed while the loop waits */
+};
+
 /* session.c of the host side */
 int hmaf__agent_handle_hello(struct hmaf_agent *a, struct hmaf_channel *ch,
                              const uint8_t *msg, size_t len);
@@ -80,7 +112,17 @@ int hmaf__agent_handle_hello(struct hmaf_agent *a, struct hmaf_channel *ch,
 int hmaf__agent_hello_body_len(const struct hmaf_msg_hdr *hdr);
 void hmaf__agent_refuse(struct hmaf_agent *a, struct hmaf_channel *ch,
                         int why);
-void hmaf__agent_session_close(struct hmaf_agent *a, size_t index);
+/* Close a session. peer_stopped: its dpu side said it stopped (closed its
+ * end) or died, so its mailbox may go back to the allocator; otherwise
+ * the dpu side is told and, unless the engine enforces revocation, the
+ * mailbox waits in a grave until it says so. */
+void hmaf__agent_session_close(struct hmaf_agent *a, size_t index,
+                               int peer_stopped);
+/* A grave's dpu side closed its end: free the mailbox for good. */
+void hmaf__agent_grave_free(struct hmaf_agent *a, size_t index);
+/* At agent teardown: graves whose dpu sides never said they stopped keep
+ * their reservation (address space only) for the process's lifetime. */
+void hmaf__agent_graves_fini(struct hmaf_agent *a);
 /* Count one more hold; 1 when it is the session's first on this exposure,
  * 0 when not, HMAF_ENOMEM. */
 int hmaf__agent_hold(struct agent_session *s, uint64_t exposure_id);
@@ -98,6 +140,8 @@ int hmaf__agent_serve_all(struct hmaf_agent *a);
 
 /* loop.c: one round of channel events (accept, hello, peer death). */
 int hmaf__agent_poll_channels(struct hmaf_agent *a, int64_t timeout_ns);
+/* The loop's wait set, sized for every fd the agent can have. */
+int hmaf__agent_poll_alloc(struct hmaf_agent *a);
 int hmaf__agent_start_thread(struct hmaf_agent *a);
 void hmaf__agent_stop_thread(struct hmaf_agent *a);
 

@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -32,51 +33,12 @@
 #define SLEEP_MIN_NS 10000ull
 #define SLEEP_MAX_NS 1000000ull
 
-#define POLL_MAX (1 + HMAF_AGENT_PENDING_MAX + 1024)
-
-enum fd_kind { FD_LISTENER, FD_PENDING, FD_SESSION };
-
-struct fd_map {
-    enum fd_kind kind;
-    size_t index;
-};
+/* Out of fds with no connection waiting to drop: accept again after. */
+#define LISTEN_PAUSE_NS 10000000ull
 
 static void drop_pending(struct hmaf_agent *a, size_t i)
 {
     a->pending[i] = a->pending[--a->npending];
-}
-
-/* A full table gives way to the newcomer: the oldest connection has had
- * the longest to say hello (a well-behaved peer does at once), so a flood
- * of silent connections cannot lock real peers out for
- * handshake_timeout_ms. */
-static void evict_oldest_pending(struct hmaf_agent *a)
-{
-    size_t oldest = 0;
-
-    for (size_t i = 1; i < a->npending; i++) {
-        if (a->pending[i].deadline_ns < a->pending[oldest].deadline_ns) {
-            oldest = i;
-        }
-    }
-    hmaf__agent_refuse(a, &a->pending[oldest].channel, HMAF_ETIMEDOUT);
-    drop_pending(a, oldest);
-}
-
-static void accept_new(struct hmaf_agent *a)
-{
-    struct hmaf_channel ch;
-
-    while (hmaf__listener_accept(a->listener, &ch) == 0) {
-        struct agent_pending *p;
-        if (a->npending == HMAF_AGENT_PENDING_MAX) {
-            evict_oldest_pending(a);
-        }
-        p = &a->pending[a->npending++];
-        p->channel = ch;
-        p->got = 0;
-        p->deadline_ns = hmaf__deadline_ns(a->params.handshake_timeout_ms);
-    }
 }
 
 /* Bytes the HELLO still needs, or a refusal code once the header is in. */
@@ -119,6 +81,84 @@ static int advance_pending(struct hmaf_agent *a, struct agent_pending *p)
     return 1;
 }
 
+/* The connection waiting longest gives way, after a last look: a HELLO
+ * that has arrived by now is answered, not dropped. A well-behaved peer
+ * sends its HELLO at once, so what waits longest is what sends slowest or
+ * not at all. */
+static void evict_oldest_pending(struct hmaf_agent *a)
+{
+    size_t oldest = 0;
+
+    for (size_t i = 1; i < a->npending; i++) {
+        if (a->pending[i].deadline_ns < a->pending[oldest].deadline_ns) {
+            oldest = i;
+        }
+    }
+    if (!advance_pending(a, &a->pending[oldest])) {
+        hmaf__agent_refuse(a, &a->pending[oldest].channel, HMAF_ETIMEDOUT);
+    }
+    drop_pending(a, oldest);
+}
+
+/* A free entry: the table grows up to its limit, then the oldest goes. */
+static struct agent_pending *new_pending(struct hmaf_agent *a)
+{
+    if (a->npending == a->pending_cap) {
+        size_t cap = a->pending_cap == 0 ? 16 : a->pending_cap * 2;
+        struct agent_pending *v =
+            cap > HMAF_AGENT_PENDING_MAX
+                ? NULL
+                : realloc(a->pending, cap * sizeof(*v));
+        if (v != NULL) {
+            a->pending = v;
+            a->pending_cap = cap;
+        } else {
+            evict_oldest_pending(a);
+        }
+    }
+    return &a->pending[a->npending++];
+}
+
+/* Out of fds: a waiting connection gives one back, or the listener rests
+ * (its backlog holds the newcomers) rather than waking us in a loop. */
+static int make_fd_room(struct hmaf_agent *a)
+{
+    if (a->npending > 0) {
+        evict_oldest_pending(a);
+        return 1;
+    }
+    hmaf__log_warn("out of file descriptors: not accepting for %llu ms",
+                   LISTEN_PAUSE_NS / 1000000ull);
+    a->listen_paused_until_ns = hmaf__now_ns() + LISTEN_PAUSE_NS;
+    return 0;
+}
+
+/* Take what is in the backlog, a bounded number per turn. Each newcomer
+ * gets a first look at once: a peer that sent its HELLO with its connect
+ * is answered before it could ever be dropped for others. */
+static void accept_new(struct hmaf_agent *a)
+{
+    for (int n = 0; n < HMAF_AGENT_ACCEPTS_PER_TURN; n++) {
+        struct agent_pending *p;
+        struct hmaf_channel ch;
+        int ret = hmaf__listener_accept(a->listener, &ch);
+
+        if (ret == -EMFILE && make_fd_room(a)) {
+            continue;
+        }
+        if (ret < 0) {
+            return;
+        }
+        p = new_pending(a);
+        p->channel = ch;
+        p->got = 0;
+        p->deadline_ns = hmaf__deadline_ns(a->params.handshake_timeout_ms);
+        if (advance_pending(a, p)) {
+            drop_pending(a, a->npending - 1);
+        }
+    }
+}
+
 static void expire_pending(struct hmaf_agent *a)
 {
     uint64_t now = hmaf__now_ns();
@@ -131,45 +171,54 @@ static void expire_pending(struct hmaf_agent *a)
     }
 }
 
-/* Sessions' entries after the listener's and the pending ones'. A
- * channel without an fd gets -1, which ppoll skips: it is asked after the
- * wait. Sessions found gone while arming are closed; how many. */
-static int collect_sessions(struct hmaf_agent *a, struct pollfd *fds,
-                            struct fd_map *map, size_t *n)
+static void add_fd(struct hmaf_agent *a, size_t *n, int fd,
+                   struct agent_fd what)
+{
+    a->pfds[*n] = (struct pollfd){fd, POLLIN, 0};
+    a->pmap[(*n)++] = what;
+}
+
+/* Sessions' entries. A channel without an fd gets -1, which ppoll skips:
+ * it is asked after the wait. Sessions found gone while arming are
+ * closed; how many. */
+static int collect_sessions(struct hmaf_agent *a, size_t *n)
 {
     int closed = 0;
 
-    for (size_t i = 0; i < a->params.max_sessions && *n < POLL_MAX; i++) {
+    for (size_t i = 0; i < a->params.max_sessions; i++) {
+        struct agent_session *s = a->sessions[i];
         int fd;
-        if (a->sessions[i] == NULL) {
+        if (s == NULL) {
             continue;
         }
-        if (hmaf__channel_arm(&a->sessions[i]->channel, &fd)) {
-            hmaf__agent_session_close(a, i);
+        if (hmaf__channel_arm(&s->channel, &fd)) {
+            hmaf__agent_session_close(a, i, 1);
             closed++;
             continue;
         }
-        fds[*n] = (struct pollfd){fd, POLLIN, 0};
-        map[(*n)++] = (struct fd_map){FD_SESSION, i};
+        add_fd(a, n, fd, (struct agent_fd){FD_SESSION, i, s->id});
     }
     return closed;
 }
 
 /* The fds to wait on; *closed: sessions already found gone. */
-static size_t collect_fds(struct hmaf_agent *a, struct pollfd *fds,
-                          struct fd_map *map, int *closed)
+static size_t collect_fds(struct hmaf_agent *a, int *closed)
 {
     size_t n = 0;
 
-    if (a->listener != NULL) {
-        fds[n] = (struct pollfd){hmaf__listener_fd(a->listener), POLLIN, 0};
-        map[n++] = (struct fd_map){FD_LISTENER, 0};
+    if (a->listener != NULL && hmaf__now_ns() >= a->listen_paused_until_ns) {
+        add_fd(a, &n, hmaf__listener_fd(a->listener),
+               (struct agent_fd){FD_LISTENER, 0, 0});
     }
     for (size_t i = 0; i < a->npending; i++) {
-        fds[n] = (struct pollfd){a->pending[i].channel.fd, POLLIN, 0};
-        map[n++] = (struct fd_map){FD_PENDING, i};
+        add_fd(a, &n, a->pending[i].channel.fd,
+               (struct agent_fd){FD_PENDING, i, 0});
     }
-    *closed = collect_sessions(a, fds, map, &n);
+    *closed = collect_sessions(a, &n);
+    for (size_t i = 0; i < a->ngraves; i++) {
+        add_fd(a, &n, a->graves[i].channel.fd,
+               (struct agent_fd){FD_GRAVE, i, 0});
+    }
     return n;
 }
 
@@ -181,64 +230,97 @@ static int64_t at_most(int64_t timeout_ns, int64_t cap_ns)
 
 /* A session without an fd is only seen dying by asking: wait briefly. One
  * whose channel must also be looked at now and then (comch: the handle
- * may stay quiet for a hang-up on a card) bounds the wait too. */
-static int64_t wait_limit(const struct hmaf_agent *a, const struct pollfd *fds,
-                          const struct fd_map *map, size_t n,
+ * may stay quiet for a hang-up on a card) bounds the wait too, and so
+ * does a listener resting for want of fds. */
+static int64_t wait_limit(const struct hmaf_agent *a, size_t n,
                           int64_t timeout_ns)
 {
+    uint64_t now = hmaf__now_ns();
+
+    if (a->listener != NULL && now < a->listen_paused_until_ns) {
+        timeout_ns = at_most(timeout_ns,
+                             (int64_t)(a->listen_paused_until_ns - now));
+    }
     for (size_t k = 0; k < n; k++) {
-        if (map[k].kind != FD_SESSION) {
+        if (a->pmap[k].kind != FD_SESSION) {
             continue;
         }
-        timeout_ns = at_most(timeout_ns,
-                             fds[k].fd < 0
-                                 ? (int64_t)SLEEP_MAX_NS
-                                 : hmaf__channel_max_wait_ns(
-                                       &a->sessions[map[k].index]->channel));
+        timeout_ns = at_most(
+            timeout_ns,
+            a->pfds[k].fd < 0
+                ? (int64_t)SLEEP_MAX_NS
+                : hmaf__channel_max_wait_ns(
+                      &a->sessions[a->pmap[k].index]->channel));
     }
     return timeout_ns;
 }
 
-/* A session after the wait; 1 when it ended. */
+/* A session after the wait; 1 when it ended. It may have been closed by
+ * an API call (a revocation cutting it off) while we waited. */
 static int session_event(struct hmaf_agent *a, const struct pollfd *p,
-                         size_t index)
+                         const struct agent_fd *m)
 {
-    struct hmaf_channel *ch = &a->sessions[index]->channel;
+    struct agent_session *s = a->sessions[m->index];
     int gone;
 
+    if (s == NULL || s->id != m->id) {
+        return 0;
+    }
     if (p->fd < 0) {
-        gone = hmaf__channel_peer_gone(ch);
+        gone = hmaf__channel_peer_gone(&s->channel);
     } else {
-        gone = p->revents != 0 && hmaf__channel_notified(ch);
+        gone = p->revents != 0 && hmaf__channel_notified(&s->channel);
     }
     if (gone) {
-        hmaf__agent_session_close(a, index);
+        /* Only a peer that closed its end has stopped for sure; one that
+         * merely broke the protocol may still be writing. */
+        hmaf__agent_session_close(a, m->index,
+                                  hmaf__channel_peer_closed(&s->channel));
     }
     return gone;
 }
 
-/* Handle what poll reported, and ask the sessions without an fd. Pending
- * entries are dropped back to front so the indices in map stay valid. */
-static int handle_events(struct hmaf_agent *a, const struct pollfd *fds,
-                         const struct fd_map *map, size_t n)
+/* A grave's dpu side stirred: when it closed its end, the grave goes.
+ * Anything else it sends is read and ignored. */
+static int grave_event(struct hmaf_agent *a, const struct pollfd *p,
+                       size_t index)
+{
+    struct agent_grave *g = &a->graves[index];
+    char sink[256];
+
+    if (p->revents == 0 || index >= a->ngraves || g->channel.fd != p->fd) {
+        return 0;
+    }
+    if (hmaf__channel_peer_closed(&g->channel)) {
+        hmaf__agent_grave_free(a, index);
+        return 1;
+    }
+    (void)!recv(g->channel.fd, sink, sizeof(sink), MSG_DONTWAIT);
+    return 0;
+}
+
+/* Handle what poll reported, and ask the sessions without an fd. Entries
+ * are handled back to front, so removing an entry (swapping the last one
+ * into its place) never moves one still to be handled; new connections
+ * are taken last, after every waiting one had its turn. */
+static int handle_events(struct hmaf_agent *a, size_t n)
 {
     int events = 0;
 
     for (size_t k = n; k-- > 0;) {
-        if (map[k].kind == FD_SESSION) {
-            events += session_event(a, &fds[k], map[k].index);
-            continue;
-        }
-        if (fds[k].revents == 0) {
-            continue;
-        }
-        events++;
-        if (map[k].kind == FD_PENDING) {
-            if (advance_pending(a, &a->pending[map[k].index])) {
-                drop_pending(a, map[k].index);
+        const struct pollfd *p = &a->pfds[k];
+        const struct agent_fd *m = &a->pmap[k];
+        if (m->kind == FD_SESSION) {
+            events += session_event(a, p, m);
+        } else if (m->kind == FD_GRAVE) {
+            events += grave_event(a, p, m->index);
+        } else if (p->revents != 0) {
+            events++;
+            if (m->kind == FD_LISTENER) {
+                accept_new(a);
+            } else if (advance_pending(a, &a->pending[m->index])) {
+                drop_pending(a, m->index);
             }
-        } else {
-            accept_new(a);
         }
     }
     return events;
@@ -246,26 +328,36 @@ static int handle_events(struct hmaf_agent *a, const struct pollfd *fds,
 
 int hmaf__agent_poll_channels(struct hmaf_agent *a, int64_t timeout_ns)
 {
-    struct pollfd fds[POLL_MAX];
-    struct fd_map map[POLL_MAX];
     struct timespec ts;
     size_t n;
     int events;
 
     pthread_mutex_lock(&a->lock);
-    n = collect_fds(a, fds, map, &events);
-    timeout_ns = events > 0 ? 0 : wait_limit(a, fds, map, n, timeout_ns);
+    n = collect_fds(a, &events);
+    timeout_ns = events > 0 ? 0 : wait_limit(a, n, timeout_ns);
     pthread_mutex_unlock(&a->lock);
     ts = (struct timespec){.tv_sec = (time_t)(timeout_ns / 1000000000),
                            .tv_nsec = (long)(timeout_ns % 1000000000)};
     /* Wait without the lock: API calls and revocations go on meanwhile. An
      * interrupted wait reports nothing (revents stay 0). */
-    (void)ppoll(fds, n, timeout_ns < 0 ? NULL : &ts, NULL);
+    if (ppoll(a->pfds, n, timeout_ns < 0 ? NULL : &ts, NULL) < 0) {
+        for (size_t k = 0; k < n; k++) {
+            a->pfds[k].revents = 0;
+        }
+    }
     pthread_mutex_lock(&a->lock);
-    events += handle_events(a, fds, map, n);
+    events += handle_events(a, n);
     expire_pending(a);
     pthread_mutex_unlock(&a->lock);
     return events;
+}
+
+int hmaf__agent_poll_alloc(struct hmaf_agent *a)
+{
+    a->poll_cap = 1 + HMAF_AGENT_PENDING_MAX + 2 * (size_t)a->params.max_sessions;
+    a->pfds = calloc(a->poll_cap, sizeof(*a->pfds));
+    a->pmap = calloc(a->poll_cap, sizeof(*a->pmap));
+    return a->pfds != NULL && a->pmap != NULL ? 0 : HMAF_ENOMEM;
 }
 
 static int serve_locked(struct hmaf_agent *a)

@@ -33,6 +33,12 @@ int hmaf__roots_publish(struct hmaf__roots *roots, const char *name,
     if (ret < 0) {
         return ret;
     }
+    if (len == 0) {
+        return HMAF_EINVAL;
+    }
+    if (len > UINT64_MAX - addr) { /* the end address must not wrap */
+        return HMAF_EOVERFLOW;
+    }
     if (index_of(roots, name) >= 0) {
         return HMAF_EEXIST;
     }

@@ -2,6 +2,8 @@
  * Every function here runs with the agent lock held. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <hmaf/error.h>
 
@@ -33,9 +35,10 @@ void hmaf__agent_refuse(struct hmaf_agent *a, struct hmaf_channel *ch,
     uint8_t buf[HMAF_HDR_SIZE];
     size_t len;
 
-    /* Only codes a dpu side can act on cross the wire. */
+    /* Only codes a dpu side can act on cross the wire. ETIMEDOUT: its
+     * HELLO did not arrive in time, or it waited longest of too many. */
     if (why != HMAF_EAUTH && why != HMAF_EVERSION && why != HMAF_EENGINE &&
-        why != HMAF_ENOSPC && why != HMAF_ENOMEM) {
+        why != HMAF_ENOSPC && why != HMAF_ENOMEM && why != HMAF_ETIMEDOUT) {
         why = HMAF_EPROTO;
     }
     len = hmaf__refusal_encode(why, buf);
@@ -72,15 +75,36 @@ static void init_mailbox(struct agent_session *s, uint64_t epoch)
     hmaf__wire_put_u64(&w, epoch); /* at HMAF_MBOX_HEADER_EPOCH */
 }
 
-/* The mailbox lives in its own pages, registered like any exposure. */
-static int create_mailbox(struct hmaf_agent *a, struct agent_session *s)
+/* The mailbox lives in pages of its own, mapped for it and never from the
+ * allocator: the dpu side may write it until it says it stopped, and a
+ * grave must be able to make exactly these pages inaccessible. */
+static int map_mailbox(struct agent_session *s)
 {
-    s->nslots = a->params.mailbox_slots;
-    s->mbox_len = hmaf__mbox_size(s->nslots);
-    if (posix_memalign((void **)&s->mbox, 4096, s->mbox_len) != 0) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    void *p;
+
+    s->mbox_map_len = (s->mbox_len + page - 1) / page * page;
+    p = mmap(NULL, s->mbox_map_len, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        hmaf__log_error("mmap of a %zu-byte mailbox: %m", s->mbox_map_len);
         return HMAF_ENOMEM;
     }
-    memset(s->mbox, 0, s->mbox_len);
+    s->mbox = p; /* zero-filled */
+    return 0;
+}
+
+/* Registered like any exposure. */
+static int create_mailbox(struct hmaf_agent *a, struct agent_session *s)
+{
+    int ret;
+
+    s->nslots = a->params.mailbox_slots;
+    s->mbox_len = hmaf__mbox_size(s->nslots);
+    ret = map_mailbox(s);
+    if (ret < 0) {
+        return ret;
+    }
     init_mailbox(s, a->epoch);
     s->served_seq = calloc(s->nslots, sizeof(*s->served_seq));
     s->mbox_mem = calloc(1, a->ops->mem_size);
@@ -98,16 +122,87 @@ static int create_mailbox(struct hmaf_agent *a, struct agent_session *s)
     return 0;
 }
 
-static void free_session(struct hmaf_agent *a, struct agent_session *s)
+/* Keep the pages reserved but inaccessible: a write the dpu side still
+ * makes fails instead of landing in memory someone else got. A fresh
+ * PROT_NONE mapping over them also frees their memory. */
+static int tombstone(void *mbox, size_t len)
+{
+    void *p = mmap(mbox, len, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+                   -1, 0);
+
+    if (p == MAP_FAILED) {
+        hmaf__log_error("mailbox at %p: cannot make it inaccessible: %m",
+                        mbox);
+        return -1;
+    }
+    return 0;
+}
+
+static void bury(struct hmaf_agent *a, struct agent_session *s)
+{
+    struct agent_grave *g;
+
+    if (tombstone(s->mbox, s->mbox_map_len) < 0) {
+        s->mbox = NULL; /* leak it rather than hand it back */
+        return;
+    }
+    if (a->ngraves == a->params.max_sessions) {
+        /* Full: one of them keeps its reservation for good. */
+        hmaf__channel_close(&a->graves[0].channel);
+        a->graves[0] = a->graves[--a->ngraves];
+    }
+    g = &a->graves[a->ngraves++];
+    g->channel = s->channel;
+    g->mbox = s->mbox;
+    g->len = s->mbox_map_len;
+    s->channel = (struct hmaf_channel){.fd = -1};
+    s->mbox = NULL;
+}
+
+void hmaf__agent_grave_free(struct hmaf_agent *a, size_t index)
+{
+    struct agent_grave *g = &a->graves[index];
+
+    munmap(g->mbox, g->len);
+    hmaf__channel_close(&g->channel);
+    *g = a->graves[--a->ngraves];
+}
+
+void hmaf__agent_graves_fini(struct hmaf_agent *a)
+{
+    if (a->ngraves > 0) {
+        hmaf__log_info("agent destroyed: %zu dpu side(s) never said they "
+                       "stopped; their mailboxes stay reserved, "
+                       "inaccessible", a->ngraves);
+    }
+    for (size_t i = 0; i < a->ngraves; i++) {
+        hmaf__channel_close(&a->graves[i].channel);
+    }
+    a->ngraves = 0;
+}
+
+/* The mailbox's engine registration ends first: with an engine that
+ * enforces revocation the dpu side can reach it no more. Then its pages go
+ * back, or to a grave while the dpu side may still be writing them. */
+static void free_session(struct hmaf_agent *a, struct agent_session *s,
+                         int peer_stopped)
 {
     if (s->mbox_mem != NULL && s->mbox_mem->ctx != NULL) {
         a->ops->mem_deregister(s->mbox_mem);
     }
     free(s->mbox_mem);
-    free(s->mbox);
+    hmaf__engine_ep_destroy(s->ep);
+    if (s->mbox != NULL && !peer_stopped &&
+        !(a->ops->flags & HMAF_ENGINE_ENFORCED)) {
+        hmaf__channel_shutdown(&s->channel, 0);
+        bury(a, s);
+    }
+    if (s->mbox != NULL) {
+        munmap(s->mbox, s->mbox_map_len);
+    }
     free(s->served_seq);
     free(s->holds);
-    hmaf__engine_ep_destroy(s->ep);
     hmaf__channel_close(&s->channel);
     free(s);
 }
@@ -186,8 +281,9 @@ static int open_session(struct hmaf_agent *a, struct hmaf_channel *ch,
         ret = send_welcome(a, s);
     }
     if (ret < 0) {
+        /* The dpu side has no mailbox to write before its WELCOME. */
         s->channel = (struct hmaf_channel){.fd = -1}; /* still the caller's */
-        free_session(a, s);
+        free_session(a, s, 1);
         return ret;
     }
     *out = s;
@@ -279,7 +375,8 @@ void hmaf__agent_release_exposure(struct hmaf_agent *a,
     }
 }
 
-void hmaf__agent_session_close(struct hmaf_agent *a, size_t index)
+void hmaf__agent_session_close(struct hmaf_agent *a, size_t index,
+                               int peer_stopped)
 {
     struct agent_session *s = a->sessions[index];
 
@@ -291,7 +388,7 @@ void hmaf__agent_session_close(struct hmaf_agent *a, size_t index)
         }
     }
     hmaf__log_info("session %llu closed", (unsigned long long)s->id);
-    free_session(a, s);
+    free_session(a, s, peer_stopped);
     a->sessions[index] = NULL;
     a->stats.sessions_live--;
     a->stats.sessions_closed++;

@@ -5,6 +5,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <hmaf/error.h>
 
@@ -37,36 +38,118 @@ static size_t fetch_span(const struct hmaf_map *m, size_t page, size_t window)
     return n;
 }
 
-static int session_over_cap(const struct hmaf_map *m, size_t adding)
-{
-    const struct hmaf_session *s = m->session;
-    uint64_t bytes = adding * m->page_size;
+/* Waiting for room that another handler's fetch holds: this long at a
+ * time, this many times at most. */
+#define ROOM_WAIT_NS 100000
+#define ROOM_WAITS_MAX 10000
 
-    return atomic_load(&s->map_resident) + bytes >
-           s->params.map_max_resident;
+/* Room in the session's cap for `bytes`, taken at once (compare and
+ * swap), so that no two fault handlers count on the same room. */
+static int reserve(struct hmaf_session *s, uint64_t bytes)
+{
+    uint64_t cap = s->params.map_max_resident;
+    uint64_t cur = atomic_load(&s->map_resident);
+
+    do {
+        if (bytes > cap || cur > cap - bytes) {
+            return 0;
+        }
+    } while (!atomic_compare_exchange_weak(&s->map_resident, &cur,
+                                           cur + bytes));
+    return 1;
 }
 
-/* Evict this mapping's pages, in address order from the clock hand,
- * skipping [keep, keep + n), until the session has room for n pages. */
-static void make_room(struct hmaf_map *m, size_t keep, size_t n)
+/* Evict one page of m, in address order from the clock hand, skipping
+ * [keep, keep + n); m->lock held. 1 when a page went. A change that can
+ * no longer be written back goes with its page (counted): the cap is a
+ * bound, whatever the exposure allows. */
+static int evict_one(struct hmaf_map *m, size_t keep, size_t n)
 {
-    for (size_t scanned = 0;
-         scanned < m->npages && m->resident > 0 && session_over_cap(m, n);
+    for (size_t scanned = 0; scanned < m->npages && m->resident > 0;
          scanned++) {
         size_t p = m->clock_hand;
         m->clock_hand = (m->clock_hand + 1) % m->npages;
-        if (!(m->state[p] & PAGE_RESIDENT) || (p >= keep && p < keep + n)) {
+        if (!(m->state[p] & PAGE_RESIDENT) || (p >= keep && p - keep < n)) {
             continue;
         }
         /* Protected first, so a racing writer waits instead of writing
          * into a page on its way out. */
-        if ((!m->track_wp || !(m->state[p] & PAGE_DIRTY) ||
-             hmaf__uffd_protect(m, p, 1, 1) == 0) &&
-            hmaf__map_write_back(m, p) == 0) {
-            hmaf__map_drop(m, p);
-            m->stats.evictions++;
+        if (m->track_wp && (m->state[p] & PAGE_DIRTY) &&
+            hmaf__uffd_protect(m, p, 1, 1) < 0) {
+            continue;
+        }
+        if (hmaf__map_write_back(m, p) < 0) {
+            hmaf__map_discard(m, p);
+        }
+        hmaf__map_drop(m, p);
+        m->stats.evictions++;
+        return 1;
+    }
+    return 0;
+}
+
+/* Another mapping of the session gives a page. Called without m->lock:
+ * only one mapping's lock is ever held, after the session's list lock. */
+static int evict_elsewhere(struct hmaf_map *m)
+{
+    struct hmaf_session *s = m->session;
+    int evicted = 0;
+
+    pthread_mutex_lock(&s->maps_lock);
+    for (struct hmaf_map *o = s->maps; o != NULL && !evicted; o = o->next) {
+        if (o != m) {
+            pthread_mutex_lock(&o->lock);
+            evicted = evict_one(o, 0, 0);
+            pthread_mutex_unlock(&o->lock);
         }
     }
+    pthread_mutex_unlock(&s->maps_lock);
+    return evicted;
+}
+
+/* Reserve room for the n pages at `page` (m->lock held, dropped while
+ * other mappings are asked): this mapping's older pages go first, then
+ * the readahead, then other mappings' pages. What cannot be evicted at
+ * all is another handler's fetch in flight: it is resident, and so
+ * evictable, a moment later. Returns the pages reserved (>= 1). */
+static size_t make_room(struct hmaf_map *m, size_t page, size_t n)
+{
+    for (unsigned waits = 0;;) {
+        if (reserve(m->session, (uint64_t)n * m->page_size)) {
+            return n;
+        }
+        if (waits == ROOM_WAITS_MAX) {
+            /* Nothing gave way for a second: a page that cannot even be
+             * write-protected. Better over the cap than a hung fault. */
+            hmaf__log_error("mapping: no room under map_max_resident; "
+                            "going over it");
+            atomic_fetch_add(&m->session->map_resident,
+                             (uint64_t)n * m->page_size);
+            return n;
+        }
+        if (evict_one(m, page, n)) {
+            continue;
+        }
+        if (n > 1) {
+            n = 1;
+            continue;
+        }
+        pthread_mutex_unlock(&m->lock);
+        if (!evict_elsewhere(m)) {
+            nanosleep(&(struct timespec){0, ROOM_WAIT_NS}, NULL);
+            waits++;
+        }
+        pthread_mutex_lock(&m->lock);
+    }
+}
+
+/* No more pages than the cap holds, so a fault never waits for room it
+ * can never get. */
+static size_t within_cap(const struct hmaf_map *m, size_t n)
+{
+    uint64_t pages = m->session->params.map_max_resident / m->page_size;
+
+    return pages < n ? (size_t)pages : n;
 }
 
 /* The faulting page alone, clipped to what the caller mapped: the mirror
@@ -102,13 +185,13 @@ static int fetch(struct hmaf_map *m, size_t page, size_t *n)
     return ret;
 }
 
+/* The session's count took them at reservation. */
 static void mark_resident(struct hmaf_map *m, size_t page, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         m->state[page + i] |= PAGE_RESIDENT;
     }
     m->resident += n;
-    atomic_fetch_add(&m->session->map_resident, n * m->page_size);
     m->stats.pages_fetched += n;
     m->stats.readahead_pages += n - 1;
     m->ra_next = page + n;
@@ -162,8 +245,9 @@ void hmaf__map_missing(struct hmaf_map *m, size_t page, int is_write)
     pthread_mutex_lock(&m->lock);
     m->stats.faults++;
     if (!(m->state[page] & PAGE_RESIDENT)) {
-        n = fetch_span(m, page, readahead_window(m, page));
-        make_room(m, page, n);
+        size_t reserved;
+        n = within_cap(m, fetch_span(m, page, readahead_window(m, page)));
+        n = reserved = make_room(m, page, n);
         ret = fetch(m, page, &n);
         if (ret == 0) {
             ret = install(m, page, n, is_write && m->writable);
@@ -171,6 +255,10 @@ void hmaf__map_missing(struct hmaf_map *m, size_t page, int is_write)
         if (ret == 0) {
             mark_resident(m, page, n);
         }
+        /* A failed fetch, or one cut back to a page, holds less room. */
+        atomic_fetch_sub(&m->session->map_resident,
+                         (uint64_t)(reserved - (ret == 0 ? n : 0)) *
+                             m->page_size);
     }
     if (ret < 0) {
         hmaf__log_info("mapping: page at %#llx: %s",

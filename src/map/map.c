@@ -54,14 +54,30 @@ static int reserve(struct hmaf_map *m)
     return 0;
 }
 
+static int check_params(const hmaf_map_params_t *p)
+{
+    return p == NULL ||
+                   (p->size == sizeof(*p) &&
+                    (p->flags & ~(unsigned)HMAF_MAP_FLAGS) == 0 &&
+                    p->readahead_max <= HMAF_MAP_READAHEAD_MAX)
+               ? 0
+               : HMAF_EINVAL;
+}
+
+/* The range, rounded out to whole pages, must not wrap past 2^64. */
 static int check_args(const hmaf_session_t *session, uint64_t remote_addr,
                       size_t len, const hmaf_map_params_t *params)
 {
-    if (session == NULL || len == 0 ||
-        (params != NULL && params->size != sizeof(*params))) {
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+
+    if (session == NULL || len == 0 || check_params(params) < 0) {
         return HMAF_EINVAL;
     }
-    return len > UINT64_MAX - remote_addr - 65536 ? HMAF_EOVERFLOW : 0;
+    if (len > UINT64_MAX - remote_addr ||
+        remote_addr + len > UINT64_MAX - (page - 1)) {
+        return HMAF_EOVERFLOW;
+    }
+    return 0;
 }
 
 static int alloc_state(struct hmaf_map *m)
@@ -75,8 +91,34 @@ static int alloc_state(struct hmaf_map *m)
                : HMAF_ENOMEM;
 }
 
+static void link_map(struct hmaf_map *m)
+{
+    struct hmaf_session *s = m->session;
+
+    pthread_mutex_lock(&s->maps_lock);
+    m->next = s->maps;
+    s->maps = m;
+    pthread_mutex_unlock(&s->maps_lock);
+}
+
+/* First of all: no other mapping's fault may take pages from it now. */
+static void unlink_map(struct hmaf_map *m)
+{
+    struct hmaf_session *s = m->session;
+
+    pthread_mutex_lock(&s->maps_lock);
+    for (struct hmaf_map **at = &s->maps; *at != NULL; at = &(*at)->next) {
+        if (*at == m) {
+            *at = m->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->maps_lock);
+}
+
 static void free_map(struct hmaf_map *m)
 {
+    unlink_map(m);
     hmaf__uffd_stop(m);
     pthread_mutex_lock(&m->lock);
     for (size_t p = 0; m->state != NULL && p < m->npages; p++) {
@@ -145,6 +187,7 @@ HMAF_API int hmaf_map_create(hmaf_session_t *session, uint64_t remote_addr,
         free_map(m);
         return ret;
     }
+    link_map(m);
     *map_out = m;
     return 0;
 }

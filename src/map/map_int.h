@@ -18,6 +18,7 @@ enum page_state {
 
 struct hmaf_map {
     struct hmaf_session *session;
+    struct hmaf_map *next; /* the session's mappings, under its maps_lock */
     hmaf_map_params_t params;
     uint64_t remote_base; /* page-aligned; maps to local_base */
     uint8_t *local_base;
@@ -62,6 +63,9 @@ void hmaf__map_first_write(struct hmaf_map *m, size_t page);
 /* writeback.c: with m->lock held */
 int hmaf__map_write_back(struct hmaf_map *m, size_t page);
 void hmaf__map_drop(struct hmaf_map *m, size_t page);
+/* Count the changes of a page that cannot be written back, before it is
+ * dropped all the same. */
+void hmaf__map_discard(struct hmaf_map *m, size_t page);
 int hmaf__map_take_twin(struct hmaf_map *m, size_t page, const void *from);
 
 static inline uint8_t *hmaf__map_page(const struct hmaf_map *m, size_t page)

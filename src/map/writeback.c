@@ -11,6 +11,7 @@
 #include <hmaf/error.h>
 
 #include "map/map_int.h"
+#include "util/log.h"
 
 /* Write-back segments gathered before one vectored write. */
 #define RUNS_PER_WRITE 64
@@ -102,6 +103,25 @@ int hmaf__map_write_back(struct hmaf_map *m, size_t page)
     return ret == 0 ? flush_runs(m, &r) : ret;
 }
 
+void hmaf__map_discard(struct hmaf_map *m, size_t page)
+{
+    const uint8_t *now = hmaf__map_page(m, page), *was = m->twin[page];
+    uint64_t changed = 0;
+
+    if (!(m->state[page] & PAGE_DIRTY) || was == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < m->page_size; i++) {
+        changed += now[i] != was[i];
+    }
+    if (changed > 0 && m->stats.bytes_discarded == 0) {
+        hmaf__log_warn("mapping at %#llx: evicting changes that cannot be "
+                       "written back (counted in bytes_discarded)",
+                       (unsigned long long)m->user_remote);
+    }
+    m->stats.bytes_discarded += changed;
+}
+
 void hmaf__map_drop(struct hmaf_map *m, size_t page)
 {
     if (!(m->state[page] & PAGE_RESIDENT)) {
@@ -172,9 +192,10 @@ HMAF_API int hmaf_map_refresh(hmaf_map_t *map, uint64_t remote_addr,
 {
     size_t first, last;
 
-    if (map == NULL || len == 0 || remote_addr < map->remote_base ||
-        remote_addr - map->remote_base >= map->len ||
-        len > map->len - (remote_addr - map->remote_base)) {
+    if (map == NULL || len == 0 || (flags & ~HMAF_REFRESH_CLEAN_ONLY) ||
+        remote_addr < map->user_remote ||
+        remote_addr - map->user_remote >= map->user_len ||
+        len > map->user_len - (remote_addr - map->user_remote)) {
         return HMAF_EINVAL;
     }
     first = (size_t)(remote_addr - map->remote_base) / map->page_size;

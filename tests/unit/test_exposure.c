@@ -194,9 +194,15 @@ static void test_roots_basic(void)
 
     CHECK(hmaf__roots_find(&roots, "a") == NULL);
     CHECK_OK(hmaf__roots_publish(&roots, "a", 0x1000, 10));
-    CHECK_OK(hmaf__roots_publish(&roots, "b", UINT64_MAX, UINT64_MAX));
+    CHECK_OK(hmaf__roots_publish(&roots, "b", UINT64_MAX - 10, 10));
     check_root(&roots, "a", 0x1000, 10);
-    check_root(&roots, "b", UINT64_MAX, UINT64_MAX);
+    check_root(&roots, "b", UINT64_MAX - 10, 10);
+    /* Empty, or ending past 2^64 - 1 (as exposures): refused. */
+    CHECK_ERR(hmaf__roots_publish(&roots, "c", 0x1000, 0), HMAF_EINVAL);
+    CHECK_ERR(hmaf__roots_publish(&roots, "c", UINT64_MAX - 10, 11),
+              HMAF_EOVERFLOW);
+    CHECK_ERR(hmaf__roots_publish(&roots, "c", UINT64_MAX, UINT64_MAX),
+              HMAF_EOVERFLOW);
     CHECK(hmaf__roots_find(&roots, "c") == NULL);
     CHECK(hmaf__roots_find(&roots, "A") == NULL);
     CHECK_ERR(hmaf__roots_publish(&roots, "a", 0x2000, 1), HMAF_EEXIST);
@@ -209,7 +215,7 @@ static void test_roots_basic(void)
     CHECK_OK(hmaf__roots_unpublish(&roots, "a"));
     CHECK(hmaf__roots_find(&roots, "a") == NULL);
     CHECK_ERR(hmaf__roots_unpublish(&roots, "a"), HMAF_ENOENT);
-    check_root(&roots, "b", UINT64_MAX, UINT64_MAX);
+    check_root(&roots, "b", UINT64_MAX - 10, 10);
     CHECK_OK(hmaf__roots_publish(&roots, "a", 0x3000, 30)); /* again */
     check_root(&roots, "a", 0x3000, 30);
     hmaf__roots_fini(&roots);

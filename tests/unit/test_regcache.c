@@ -334,7 +334,7 @@ static void test_release_flags(void)
     add(&rc, 2, 0x2000, 0x10, 0);
     add(&rc, 3, 0x3000, 0x10, 1);
     check_released(&log, 0, 1, 1);
-    CHECK_OK(hmaf__regcache_clear(&rc, 0));
+    CHECK_OK(hmaf__regcache_clear(&rc, 0, NULL));
     CHECK_EQ(log.n, 3);
     CHECK_EQ(released_ids(&log, 1, 3, 0), 1u << 2 | 1u << 3);
     CHECK_EQ(hmaf__regcache_count(&rc), 0);
@@ -367,14 +367,14 @@ static void test_epoch(void)
     init(&rc, &log, 16, UINT64_MAX);
     add_epoch(&rc, 1, 0x1000, 0);
     add_epoch(&rc, 2, 0x2000, 3);
-    CHECK_OK(hmaf__regcache_clear(&rc, 5));
+    CHECK_OK(hmaf__regcache_clear(&rc, 5, NULL));
     CHECK_EQ(hmaf__regcache_count(&rc), 0);
     CHECK_EQ(released_ids(&log, 0, 2, 0), 1u << 1 | 1u << 2);
     check_stale(&rc, 0);
     check_stale(&rc, 4);
     add_epoch(&rc, 3, 0x3000, 5); /* equal: answered after the revocation */
     add_epoch(&rc, 4, 0x4000, 6);
-    CHECK_OK(hmaf__regcache_clear(&rc, 2)); /* an older epoch never lowers the bar */
+    CHECK_OK(hmaf__regcache_clear(&rc, 2, NULL)); /* an older epoch never lowers the bar */
     CHECK_EQ(released_ids(&log, 2, 4, 0), 1u << 3 | 1u << 4);
     check_stale(&rc, 4);
     add_epoch(&rc, 5, 0x5000, 5);
