@@ -10,6 +10,33 @@
  * By default the agent runs its own thread. With params.threaded = 0 the
  * application drives it by calling hmaf_agent_poll() from its own loop.
  *
+ * Fences and the threat model. hmaf_agent_revoke() and
+ * hmaf_agent_destroy() are fences: when they report success, no access to
+ * the memory concerned begins or lands afterwards. They get there by
+ * asking: each session confirms — its dpu side has dropped what it cached
+ * and no transfer of its is still running — and a session that cannot
+ * confirm in time is cut off and reported, never silently trusted. What
+ * "cut off" guarantees depends on the engine:
+ *  - doca (and engines like it, whose registrations are the access): the
+ *    registration ends, so the dpu side's DMA to the range fails. [Per
+ *    DOCA's documentation; only run against an emulation so far.]
+ *  - cma: the kernel lets a ptrace-permitted peer read and write anything
+ *    in this process, so every fence is kept by the dpu side's library,
+ *    cooperatively. A peer that does not run libhmaf, or a dpu thread
+ *    stalled inside one transfer step (at most 16 MiB) for longer than
+ *    revoke_wait_ms, can still reach memory. Memory of the agent's own
+ *    that a peer may address (session mailboxes) never goes back to the
+ *    allocator while the peer may still write it.
+ * The agent never trusts what a dpu side sends.
+ *
+ * Connections. Up to 1024 connections may wait for their HELLO at once
+ * (fewer when the process runs out of file descriptors); each is read as
+ * soon as it is accepted, so a dpu side that sends its HELLO with its
+ * connect — as libhmaf does — is answered at once. When more arrive, the
+ * connection that has waited longest is dropped, after a last look at
+ * what it sent; any connection is dropped after handshake_timeout_ms. The
+ * listen backlog is the system's largest (SOMAXCONN).
+ *
  * Thread safety: every call may be made from any thread, except that
  * hmaf_agent_destroy() must not race with other calls on the same agent.
  */
@@ -34,14 +61,19 @@ typedef struct hmaf_agent_params {
                                 NULL: not yet (hmaf_agent_listen()) or
                                 never (hmaf_agent_dial()) */
     const char *token;     /**< shared secret, at most HMAF_TOKEN_MAX bytes */
-    const char *engine;    /**< "cma" (default), or NULL for $HMAF_ENGINE */
-    int threaded;          /**< 1 (default): run the agent in its own thread */
+    const char *engine;    /**< "cma" (default), or NULL or "" for
+                                $HMAF_ENGINE */
+    int threaded;          /**< non-zero (default 1): run the agent in its
+                                own thread; 0: hmaf_agent_poll() */
     unsigned max_sessions; /**< sessions served at once (64) */
     unsigned mailbox_slots; /**< requests in flight per session (16) */
     int handshake_timeout_ms; /**< a peer must finish its hello in this (5000) */
-    int revoke_wait_ms;    /**< longest wait for sessions' acknowledgements,
-                                and (doca) for dpu sides to close when the
-                                agent is destroyed (200) */
+    int revoke_wait_ms;    /**< longest wait for sessions to confirm a
+                                revocation, and for dpu sides to stop when
+                                the agent is destroyed, ms (1000; >= 1).
+                                Sessions confirm in well under a
+                                millisecond on an idle machine; the wait is
+                                what a busy one may need. */
 } hmaf_agent_params_t;
 
 /** Agent counters. */
@@ -76,12 +108,19 @@ HMAF_API int hmaf_agent_create(const hmaf_agent_params_t *params,
 
 /**
  * @brief Stop the agent, disconnect every session, free everything.
- * Accepts NULL. Exposed memory is not touched. With an engine whose
- * exports must outlive the dpu side's imports (doca), live sessions are
- * told first and the call waits until their dpu sides have gone (they see
- * HMAF_ECONNRESET and release everything in hmaf_session_destroy), at
- * most params.revoke_wait_ms; sessions still there then lose their
- * imports. When it returns, no dpu side can reach the exposed memory.
+ * Accepts NULL. Exposed memory is not touched.
+ *
+ * Every live session is told first, and the call waits, at most
+ * params.revoke_wait_ms, until each dpu side has stopped: its library does
+ * that on its own, at once — no transfer or mailbox write of it is still
+ * running and none will start (its calls fail with HMAF_ECONNRESET), its
+ * imports are released — and then says so. When the call returns, no
+ * write of such a dpu side lands in exposed memory or in memory the agent
+ * owned. A dpu side that did not say so in time is cut off (see the file
+ * comment for what that means per engine); the agent logs a warning, and
+ * its mailbox stays reserved and inaccessible for the life of the process
+ * (a few KiB of address space, no memory). To learn whether every session
+ * was fenced, revoke the exposures before destroying the agent.
  */
 HMAF_API void hmaf_agent_destroy(hmaf_agent_t *agent);
 
@@ -127,15 +166,29 @@ HMAF_API int hmaf_agent_expose(hmaf_agent_t *agent, const void *addr,
  * @brief Withdraw an exposure made with exactly this addr and len.
  *
  * The exposure is withdrawn at once (no new registration of it succeeds);
- * then the call waits until every live session has dropped the range, at
- * most params.revoke_wait_ms. Sessions look at revocations at least every
- * quarter of that wait (the lease the agent gives them) and move at most
- * 16 MiB per step, so a session that is running or idle has acknowledged,
- * or will look before its next step. When it returns, no transfer step on
- * the range starts any more. With cma the enforcement is the dpu-side
- * library's (see docs/engines.md): a dpu thread stalled by the scheduler
- * inside one step for longer than the wait can still finish that step.
- * @return 0; HMAF_ENOENT (no exposure with this addr and len), HMAF_EINVAL.
+ * every live session is told, and the call waits, at most
+ * params.revoke_wait_ms, until each has confirmed: its dpu side dropped
+ * every region it cached and no transfer step that could use one is still
+ * running. Busy or idle, a session confirms by itself (its library's
+ * watch thread), within microseconds to milliseconds on a machine that is
+ * not overloaded. Sessions that connect meanwhile never see the range.
+ * Then the engine registration ends.
+ *
+ * 0 means every session confirmed: no access to the range begins or lands
+ * after the call returns, from any thread of any session, whatever the
+ * engine. Memory may be reused at once.
+ *
+ * HMAF_ETIMEDOUT means some session did not confirm in time — its dpu
+ * process is stopped, starved of CPU, or stuck inside one transfer step.
+ * The exposure is withdrawn all the same, and those sessions are closed
+ * (their dpu sides see HMAF_ECONNRESET; stats.revoke_cutoffs counts
+ * them). What then holds depends on the engine (see the file comment):
+ * with doca their access to the range is gone; with cma a transfer step
+ * they had already begun may still complete, so do not reuse the memory
+ * for data a late write could corrupt until those dpu processes are known
+ * to have stopped.
+ * @return 0; HMAF_ETIMEDOUT; HMAF_ENOENT (no exposure with this addr and
+ *         len); HMAF_EINVAL (NULL agent or addr, len 0).
  */
 HMAF_API int hmaf_agent_revoke(hmaf_agent_t *agent, const void *addr,
                                size_t len);
@@ -143,8 +196,10 @@ HMAF_API int hmaf_agent_revoke(hmaf_agent_t *agent, const void *addr,
 /**
  * @brief Publish a named root so dpu sides can find [addr, addr + len).
  * The root need not be exposed, but reading it needs an exposure.
- * @return 0; HMAF_EINVAL, HMAF_ENAMETOOLONG, HMAF_EEXIST (name taken),
- *         HMAF_ENOSPC, HMAF_ENOMEM.
+ * @return 0; HMAF_EINVAL (NULL agent, addr or name, an empty name, len 0),
+ *         HMAF_EOVERFLOW (addr + len ends past 2^64 - 1),
+ *         HMAF_ENAMETOOLONG, HMAF_EEXIST (name taken), HMAF_ENOSPC,
+ *         HMAF_ENOMEM.
  */
 HMAF_API int hmaf_agent_publish(hmaf_agent_t *agent, const char *name,
                                 const void *addr, size_t len);

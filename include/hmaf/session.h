@@ -8,9 +8,20 @@
  * that contains it and caches the answer.
  *
  * Thread safety: one session may be used from up to 128 live threads at
- * once (more get HMAF_ENOSPC); each call is independent and no lock sits on
- * the data path. hmaf_session_destroy() must not race with other calls on
- * the same session.
+ * once, counting its own (more get HMAF_ENOSPC); each call is independent
+ * and no lock sits on the data path. hmaf_session_destroy() must not race
+ * with other calls on the same session.
+ *
+ * Each session runs one thread of its own, the watch thread (plus one per
+ * mapping, map.h). It confirms the host's revocations while the
+ * application's threads are idle, so the host never waits on an idle
+ * session, and notices at once when the host goes. When the session ends —
+ * the host left or closed it, a transfer found the host gone, or
+ * hmaf_session_destroy() — it fences the session: no transfer or mailbox
+ * request of it is running any more and none will start (calls fail with
+ * HMAF_ECONNRESET), everything imported from the host is released, and
+ * only then is the host told. A session the host closed because it did not
+ * confirm a revocation in time (host.h) ends the same way.
  *
  * On error a read leaves the destination buffer unspecified; a write that
  * fails part-way may have written a prefix of the data.
@@ -34,18 +45,25 @@ typedef struct hmaf_session_params {
     size_t size;         /**< sizeof(hmaf_session_params_t), set by init */
     const char *address; /**< channel: "unix:PATH" or "tcp:HOST:PORT" */
     const char *token;   /**< shared secret, at most HMAF_TOKEN_MAX bytes */
-    const char *engine;  /**< "cma" (default), or NULL for $HMAF_ENGINE */
-    int listen;          /**< 1: listen at address and wait for the host */
+    const char *engine;  /**< "cma" (default), or NULL or "" for
+                              $HMAF_ENGINE */
+    int listen;          /**< non-zero: listen at address and wait for the
+                              host */
     int connect_timeout_ms; /**< bootstrap: connect + handshake (5000) */
     int rpc_timeout_ms;     /**< one mailbox round trip (5000) */
     unsigned cache_max_regions; /**< region cache bound, regions (1024) */
     uint64_t cache_max_bytes;   /**< region cache bound, bytes (UINT64_MAX) */
-    unsigned revoke_check_us;   /**< epoch check interval, µs (1000); the
-                                     host may shorten it (its lease) */
+    unsigned revoke_check_us;   /**< how often a calling thread looks at
+                                     the host's revocations, µs (1000; 0:
+                                     before every transfer step); the host
+                                     may shorten it (its lease). Idle
+                                     sessions confirm through their watch
+                                     thread whatever this is. */
     unsigned max_inflight;      /**< posted segments per thread (1024) */
     uint64_t map_max_resident;  /**< mapping mode: mirrored bytes present
                                      at once, all mappings of the session
-                                     together (UINT64_MAX) */
+                                     together (UINT64_MAX; at least a
+                                     page) */
 } hmaf_session_params_t;
 
 /** One segment of a vectored transfer. */
@@ -114,7 +132,11 @@ HMAF_API void hmaf_session_params_init(hmaf_session_params_t *params);
  * @param [in]  params       copied; the caller may free it afterwards.
  * @param [out] session_out  the new session, written only on success.
  * @return 0; HMAF_EINVAL (NULL or bad field), HMAF_EADDRESS,
- *         HMAF_ECONNREFUSED, HMAF_ETIMEDOUT, HMAF_EAUTH (wrong token),
+ *         HMAF_ECONNREFUSED (nobody listens), HMAF_ETIMEDOUT (the agent's
+ *         backlog stayed full, or the handshake did not finish, within
+ *         connect_timeout_ms; also the agent's answer when it dropped our
+ *         connection from a full table of waiting ones), HMAF_EAUTH (wrong
+ *         token),
  *         HMAF_EVERSION, HMAF_EENGINE (host runs another engine),
  *         HMAF_ENOENGINE, HMAF_EPROTO (garbage from the peer), HMAF_ENOMEM,
  *         HMAF_ENOSPC (the agent is at max_sessions, a handshake message
@@ -126,6 +148,8 @@ HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
 
 /**
  * @brief Close the session and free everything it holds. Accepts NULL.
+ * Returns once the session is fenced (see the file comment) and the host
+ * told; it never waits on the host.
  */
 HMAF_API void hmaf_session_destroy(hmaf_session_t *session);
 

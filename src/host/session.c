@@ -308,6 +308,12 @@ int hmaf__agent_handle_hello(struct hmaf_agent *a, struct hmaf_channel *ch,
     if (ret == 0) {
         ret = open_session(a, ch, &hello, &s);
     }
+    if (ret == HMAF_ECONNRESET) {
+        /* Gone before its WELCOME was out: nothing to refuse. */
+        hmaf__log_info("a dpu side left during its handshake");
+        hmaf__channel_close(ch);
+        return ret;
+    }
     if (ret < 0) {
         hmaf__agent_refuse(a, ch, ret);
         return ret;

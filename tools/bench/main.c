@@ -38,6 +38,7 @@
 #define ROUNDS_QUICK   3
 #define ROUND_MS       3.0 /* timed work per contender and round */
 #define ROUND_MS_QUICK 0.25
+#define QUICK_LARGE    (256 * KIB) /* --quick's large size (in sweep) */
 #define OUT_DEFAULT    "hmaf-bench-results"
 
 /* Split mode: how long the dpu side waits for the host (a comch dpu side
@@ -636,8 +637,10 @@ static int wanted(const struct bench *b, const struct options *o,
     if (p->mapping && b->map == NULL) {
         return 0; /* reported as not available */
     }
-    /* Quick: the sizes the targets name, enough to exercise everything. */
-    return !o->quick || p->nsizes == 1 || size == 64 || size == XFER_MAX;
+    /* Quick: a small and a large size, enough to exercise everything; the
+     * large one well below XFER_MAX, so that a smoke run stays short on a
+     * busy machine. */
+    return !o->quick || p->nsizes == 1 || size == 64 || size == QUICK_LARGE;
 }
 
 /* The baseline's figure (baseline = 1), or the others asked for. */
