@@ -292,6 +292,13 @@ struct bench {
     uint64_t target_ns; /* timed work per round and contender */
     int verbose;
     unsigned reruns, kept;
+    unsigned rerun_max; /* disturbed rounds are run again this often */
+#define RERUN_MAX 2         /* ... in a full run */
+    unsigned iters_min; /* units per round and contender, at least */
+/* In a full run even the slowest contender runs a few units per round: one
+ * unit is one sample, and a 16 MiB transfer's time varies from one to the
+ * next. */
+#define ITERS_MIN 3
 };
 
 /* Host memory seen through the mirror. */

@@ -579,6 +579,10 @@ static int bench_init(struct bench *b, struct child *host,
     b->verbose = o->verbose;
     b->rounds = o->rounds;
     b->target_ns = (uint64_t)((o->quick ? ROUND_MS_QUICK : ROUND_MS) * 1e6);
+    /* A smoke run judges no figure: on a busy machine, rerunning its
+     * disturbed rounds would only make it long. */
+    b->rerun_max = o->quick ? 0 : RERUN_MAX;
+    b->iters_min = o->quick ? 1 : ITERS_MIN;
     b->nworkers = THREADS_MAX;
     for (unsigned i = 0; i < THREADS_MAX; i++) {
         b->w[i].sock_fd[0] = b->w[i].sock_fd[1] = -1; /* none yet */

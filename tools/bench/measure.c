@@ -19,14 +19,10 @@
 #include "bench.h"
 
 /* A round whose threads waited on a runqueue for more than 1/DISTURBED of
- * its time is run again, up to RERUN_MAX times: that wait is the
- * neighbours' noise, not a cost of what we measure. */
+ * its time is run again, up to b->rerun_max times (RERUN_MAX, bench.h):
+ * that wait is the neighbours' noise, not a cost of what we measure. */
 #define DISTURBED 10
-#define RERUN_MAX 2
 #define ITERS_MAX (1u << 22)
-/* Even the slowest contender runs a few units per round: one unit is one
- * sample, and a 16 MiB transfer's time varies from one to the next. */
-#define ITERS_MIN 3
 
 /* ------------------------------------------------------------------ */
 /* Runqueue delays                                                     */
@@ -297,9 +293,9 @@ static int calibrate(struct bench *b, const struct cell *cell, struct figure *f)
         ret = time_side(b, cell, f->c, n, &elapsed, &disturbed);
         if (ret == 0 && (elapsed >= b->target_ns / 8 || n >= ITERS_MAX)) {
             double iters = (double)b->target_ns * n / (double)elapsed;
-            f->iters = iters < ITERS_MIN   ? ITERS_MIN
-                       : iters > ITERS_MAX ? ITERS_MAX
-                                           : (unsigned)iters;
+            f->iters = iters < b->iters_min ? b->iters_min
+                       : iters > ITERS_MAX  ? ITERS_MAX
+                                            : (unsigned)iters;
             return 0;
         }
     }
@@ -343,7 +339,7 @@ static int time_round(struct bench *b, struct cell *cell, unsigned k)
         if (!disturbed) {
             return 0;
         }
-        if (tries == RERUN_MAX) {
+        if (tries == b->rerun_max) {
             b->kept++;
             return 0;
         }
