@@ -220,3 +220,21 @@ void fence_load_stop(struct fence_load *l, struct fence_sum *sum_out)
     }
     *sum_out = sum;
 }
+
+uint8_t *fence_area;
+
+int fence_setup(hmaf_agent_t *agent, void *arg)
+{
+    int ret;
+
+    (void)arg;
+    fence_area = calloc(1, FENCE_AREA_LEN);
+    if (fence_area == NULL) {
+        return HMAF_ENOMEM;
+    }
+    ret = hmaf_agent_expose(agent, fence_area, FENCE_AREA_LEN,
+                            HMAF_ACCESS_READ_WRITE);
+    return ret < 0 ? ret
+                   : hmaf_agent_publish(agent, "area", fence_area,
+                                        FENCE_AREA_LEN);
+}

@@ -24,6 +24,12 @@
 #define FENCE_IO          64 /* bytes per dpu call */
 #define FENCE_THREADS_MAX 8
 
+/* The host's exposure under test: FENCE_AREA_LEN bytes, read-write,
+ * published as "area"; fence_setup is a target_setup_fn making it. */
+#define FENCE_AREA_LEN (1u << 20)
+extern uint8_t *fence_area;
+int fence_setup(hmaf_agent_t *agent, void *arg);
+
 /* Zeroed memory that a child forked later writes and the parent reads. */
 void *fence_shared(size_t len);
 uint64_t fence_now_ns(void);

@@ -160,11 +160,16 @@ void target_session_params(const struct target *t, hmaf_session_params_t *p)
 hmaf_session_t *target_connect(const struct target *t)
 {
     hmaf_session_params_t p;
-    hmaf_session_t *s = NULL;
-    int ret;
 
     target_session_params(t, &p);
-    ret = hmaf_session_create(&p, &s);
+    return target_connect_params(&p);
+}
+
+hmaf_session_t *target_connect_params(const hmaf_session_params_t *p)
+{
+    hmaf_session_t *s = NULL;
+    int ret = hmaf_session_create(p, &s);
+
     if (ret == 0) {
         ret = hmaf_session_ping(s);
     }

@@ -50,6 +50,8 @@ void target_kill(struct target *t);
 void target_session_params(const struct target *t, hmaf_session_params_t *p);
 /* Connect a session, or skip the test (77) when ptrace access is denied. */
 hmaf_session_t *target_connect(const struct target *t);
+/* The same with parameters of the caller's (target_session_params first). */
+hmaf_session_t *target_connect_params(const hmaf_session_params_t *p);
 
 /* Byte i of the test pattern for buffer `salt`. */
 static inline uint8_t target_pattern(uint64_t i, unsigned salt)

@@ -22,7 +22,6 @@
 #include "fence.h"
 #include "target.h"
 
-#define LEN       (1u << 20)
 #define THREADS   3
 #define WARMUP_MS 10 /* after every thread's first success */
 #define WATCH_MS  50
@@ -45,7 +44,6 @@ struct report {
 };
 
 static struct report *rep;
-static uint8_t *area; /* the child's */
 
 struct block {
     void *p;
@@ -89,19 +87,6 @@ static size_t heap_changed(void)
     return n;
 }
 
-static int setup(hmaf_agent_t *agent, void *arg)
-{
-    int ret;
-
-    (void)arg;
-    area = calloc(1, LEN);
-    if (area == NULL) {
-        return HMAF_ENOMEM;
-    }
-    ret = hmaf_agent_expose(agent, area, LEN, HMAF_ACCESS_READ_WRITE);
-    return ret < 0 ? ret : hmaf_agent_publish(agent, "area", area, LEN);
-}
-
 /* 'd': destroy the agent, note when that returned, take the exposure and
  * the freed heap back, and watch them. The child never touches the agent
  * again: the test kills it rather than let its loop destroy it twice. */
@@ -111,11 +96,11 @@ static int destroy_and_watch(hmaf_agent_t *agent, int cmd, void *arg)
     fence_start_wait(&rep->start);
     hmaf_agent_destroy(agent);
     atomic_store(&rep->fence_ns, fence_now_ns());
-    memset(area, FENCE_SENTINEL, LEN);
+    memset(fence_area, FENCE_SENTINEL, FENCE_AREA_LEN);
     take_blocks();
     atomic_store(&rep->heap_reused, 1);
     fence_sleep_ms(WATCH_MS);
-    rep->changed = fence_changed(area, LEN);
+    rep->changed = fence_changed(fence_area, FENCE_AREA_LEN);
     rep->heap_changed = heap_changed();
     return 1;
 }
@@ -165,7 +150,8 @@ static void record(struct totals *tot, const struct fence_sum *sum)
 
 static void trial(struct totals *tot)
 {
-    struct target_options opts = {.setup = setup, .command = destroy_and_watch};
+    struct target_options opts = {.setup = fence_setup,
+                                  .command = destroy_and_watch};
     static struct fence_load load; /* large */
     struct fence_sum sum;
     struct target t;
@@ -176,7 +162,7 @@ static void trial(struct totals *tot)
     target_start(&t, &opts);
     s = target_connect(&t);
     CHECK_OK(hmaf_session_lookup(s, "area", &base, NULL));
-    fence_load_start(&load, THREADS, write_or_ping, s, base, LEN,
+    fence_load_start(&load, THREADS, write_or_ping, s, base, FENCE_AREA_LEN,
                      &rep->fence_ns, &rep->start);
     fence_load_warm(&load, WARMUP_MS);
     CHECK_EQ(target_command(&t, 'd'), 1);

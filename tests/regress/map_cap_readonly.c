@@ -21,20 +21,10 @@
 static hmaf_session_t *connect_capped(const struct target *t)
 {
     hmaf_session_params_t p;
-    hmaf_session_t *s = NULL;
-    int ret;
 
     target_session_params(t, &p);
     p.map_max_resident = CAP;
-    ret = hmaf_session_create(&p, &s);
-    if (ret == 0) {
-        ret = hmaf_session_ping(s);
-    }
-    if (ret == HMAF_EPERM) {
-        SKIP("ptrace access to the host process is not permitted here");
-    }
-    CHECK_OK(ret);
-    return s;
+    return target_connect_params(&p);
 }
 
 /* Write one byte into each of PAGES pages of root `name`; the cap must

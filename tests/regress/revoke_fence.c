@@ -20,7 +20,6 @@
 #include "fence.h"
 #include "target.h"
 
-#define LEN       (1u << 20)
 #define THREADS   4
 #define WARMUP_MS 10 /* after every thread's first success */
 #define WATCH_MS  50
@@ -35,20 +34,6 @@ struct report {
 };
 
 static struct report *rep;
-static uint8_t *area; /* the child's */
-
-static int setup(hmaf_agent_t *agent, void *arg)
-{
-    int ret;
-
-    (void)arg;
-    area = calloc(1, LEN);
-    if (area == NULL) {
-        return HMAF_ENOMEM;
-    }
-    ret = hmaf_agent_expose(agent, area, LEN, HMAF_ACCESS_READ_WRITE);
-    return ret < 0 ? ret : hmaf_agent_publish(agent, "area", area, LEN);
-}
 
 /* 'z': revoke, note when it returned, take the range back and watch it.
  * The time is taken first: anything in between would widen the window. */
@@ -59,14 +44,14 @@ static int revoke_and_watch(hmaf_agent_t *agent, int cmd, void *arg)
 
     (void)cmd, (void)arg;
     fence_start_wait(&rep->start);
-    ret = hmaf_agent_revoke(agent, area, LEN);
+    ret = hmaf_agent_revoke(agent, fence_area, FENCE_AREA_LEN);
     atomic_store(&rep->fence_ns, fence_now_ns());
-    memset(area, FENCE_SENTINEL, LEN);
+    memset(fence_area, FENCE_SENTINEL, FENCE_AREA_LEN);
     rep->revoke_ret = ret;
     rep->wait_expired =
         hmaf_agent_stats(agent, &st) == 0 && st.revoke_timeouts > 0;
     fence_sleep_ms(WATCH_MS);
-    rep->changed = fence_changed(area, LEN);
+    rep->changed = fence_changed(fence_area, FENCE_AREA_LEN);
     return 1;
 }
 
@@ -109,7 +94,9 @@ static void record(struct totals *tot, const struct fence_sum *sum)
 static void trial(int wait_ms, struct totals *tot)
 {
     struct target_options opts = {
-        .setup = setup, .command = revoke_and_watch, .revoke_wait_ms = wait_ms};
+        .setup = fence_setup,
+        .command = revoke_and_watch,
+        .revoke_wait_ms = wait_ms};
     static struct fence_load load; /* large */
     struct fence_sum sum;
     struct target t;
@@ -120,7 +107,7 @@ static void trial(int wait_ms, struct totals *tot)
     target_start(&t, &opts);
     s = target_connect(&t);
     CHECK_OK(hmaf_session_lookup(s, "area", &base, NULL));
-    fence_load_start(&load, THREADS, read_or_write, s, base, LEN,
+    fence_load_start(&load, THREADS, read_or_write, s, base, FENCE_AREA_LEN,
                      &rep->fence_ns, &rep->start);
     fence_load_warm(&load, WARMUP_MS);
     CHECK_EQ(target_command(&t, 'z'), 1);
