@@ -85,7 +85,8 @@ void hmaf__session_give_back(struct hmaf_session *s, struct hmaf__region *list)
     while (list != NULL) {
         struct hmaf__region *next = list->next_victim;
         if (!atomic_load(&s->dead)) {
-            struct hmaf_req_deregister req = {.region_id = list->id};
+            struct hmaf_req_deregister req = {.region_id = list->id,
+                                              .epoch = list->epoch};
             uint8_t buf[HMAF_MBOX_REQ_MAX];
             uint16_t len = (uint16_t)hmaf__req_deregister_encode(&req, buf);
             (void)hmaf__mbox_call(&s->mbox, HMAF_OP_DEREGISTER, buf, len,
@@ -105,7 +106,9 @@ static void release_region(void *arg, struct hmaf__region *r, int evicted)
 
     (void)evicted;
     r->next_victim = NULL;
-    hmaf__session_release_imports(s, r);
+    if (!s->orphan) { /* an orphan's imports are the parent's */
+        hmaf__session_release_imports(s, r);
+    }
     hmaf__session_give_back(s, r);
 }
 
@@ -233,6 +236,7 @@ HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
     }
     s->params = *params;
     s->channel = (struct hmaf_channel){.fd = -1};
+    s->watch.wake_fd = -1;
     s->ops = hmaf__engine_find(params->engine);
     if (s->ops == NULL) {
         ret = HMAF_ENOENGINE;
@@ -250,6 +254,7 @@ HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
     if (ret < 0) {
         goto err_ctx;
     }
+    hmaf__sessions_add(s);
     *session_out = s;
     return 0;
 err_ctx:
@@ -261,11 +266,26 @@ err_free:
     return ret;
 }
 
+/* A forked child's copy: its channel and engine belong to the parent,
+ * which goes on using them. Memory and our own fds only. */
+static void free_orphan(struct hmaf_session *s)
+{
+    if (s->channel.fd >= 0) {
+        close(s->channel.fd);
+    }
+    if (s->watch.wake_fd >= 0) {
+        close(s->watch.wake_fd);
+    }
+    hmaf__engine_ep_abandon(s->ep);
+    hmaf__engine_ctx_abandon(s->ctx);
+}
+
 HMAF_API void hmaf_session_destroy(hmaf_session_t *session)
 {
     if (session == NULL) {
         return;
     }
+    hmaf__sessions_remove(session);
     /* Dead first: no DEREGISTER traffic (closing the channel returns our
      * holds), and the watch thread fences the session — every import
      * released, the host told — before it ends. */
@@ -275,9 +295,13 @@ HMAF_API void hmaf_session_destroy(hmaf_session_t *session)
     hmaf__regcache_fini(&session->cache);
     hmaf__mbox_client_fini(&session->mbox);
     free(session->mbox_rmem); /* released by the fence */
-    hmaf__engine_ep_destroy(session->ep);
-    hmaf__channel_close(&session->channel);
-    hmaf__engine_ctx_destroy(session->ctx);
+    if (session->orphan) {
+        free_orphan(session);
+    } else {
+        hmaf__engine_ep_destroy(session->ep);
+        hmaf__channel_close(&session->channel);
+        hmaf__engine_ctx_destroy(session->ctx);
+    }
     pthread_mutex_destroy(&session->maps_lock);
     pthread_mutex_destroy(&session->epoch_lock);
     free(session);

@@ -60,6 +60,8 @@ struct hmaf_session {
                                       mapping's own lock */
     struct hmaf_map *maps;         /* its mappings (map/) */
     struct hmaf__watch watch;
+    struct hmaf_session *next_live; /* forks.c's list */
+    int orphan; /* a forked child's copy: forks.c */
     struct hmaf_session_counters c;
 };
 
@@ -103,6 +105,11 @@ void hmaf__session_give_back(struct hmaf_session *s,
 /* Release the imports of a list of dropped regions. */
 void hmaf__session_release_imports(struct hmaf_session *s,
                                    struct hmaf__region *list);
+
+/* forks.c: every live session, so that a forked child's copies are
+ * orphaned (dead, and freed without a word to host or engine). */
+void hmaf__sessions_add(struct hmaf_session *s);
+void hmaf__sessions_remove(struct hmaf_session *s);
 
 /* Dpu-side handshake on a connected channel. */
 int hmaf__bootstrap_dpu(struct hmaf_session *s, int timeout_ms,

@@ -60,12 +60,33 @@ static int epoch_due(struct hmaf_session *s, uint64_t now)
     return now >= atomic_load_explicit(&s->next_check_ns, memory_order_relaxed);
 }
 
+/* Regions answered before `epoch` leave the list: the acknowledgement
+ * ends their holds on the agent (host/holds.c), so they are only freed. */
+static struct hmaf__region *keep_newer(struct hmaf__region *list,
+                                       uint64_t epoch)
+{
+    struct hmaf__region *newer = NULL;
+
+    while (list != NULL) {
+        struct hmaf__region *next = list->next_victim;
+        if (list->epoch >= epoch) {
+            list->next_victim = newer;
+            newer = list;
+        } else {
+            free(list);
+        }
+        list = next;
+    }
+    return newer;
+}
+
 /* A new epoch: drop every cached region, wait until no step uses them,
  * release their imports, and only then acknowledge — so once the host
  * sees the ack nothing of ours can reach a revoked range, and an engine
- * whose exports must outlive the imports (doca) may end them. The holds
- * go back to the agent after the ack (*dropped_out): that needs the
- * agent to serve requests, and the host may be waiting for the ack. */
+ * whose exports must outlive the imports (doca) may end them. Only
+ * regions answered in the new epoch itself (a registration that raced the
+ * revocation) still need a DEREGISTER (*dropped_out, sent after the ack:
+ * the host may be waiting for the ack and serving nothing meanwhile). */
 static int apply_revocation(struct hmaf_session *s, uint64_t epoch,
                             struct hmaf__region **dropped_out)
 {
@@ -77,7 +98,9 @@ static int apply_revocation(struct hmaf_session *s, uint64_t epoch,
     hmaf__session_release_imports(s, *dropped_out);
     s->epoch_seen = epoch;
     hmaf__count(s, revocations, 1);
-    return hmaf__mbox_ack_epoch(&s->mbox, epoch);
+    ret = hmaf__mbox_ack_epoch(&s->mbox, epoch);
+    *dropped_out = keep_newer(*dropped_out, epoch);
+    return ret;
 }
 
 /* Under epoch_lock: look at the channel and the epoch. */

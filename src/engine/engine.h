@@ -162,6 +162,10 @@ int hmaf__engine_ep_create(struct hmaf_engine_ctx *ctx, int peer_pid,
                            const void *peer_blob, size_t len,
                            struct hmaf_engine_ep **ep_out);
 void hmaf__engine_ep_destroy(struct hmaf_engine_ep *ep);
+/* Free the memory only, no engine call: for a forked child's copies,
+ * whose engine state is the parent's. */
+void hmaf__engine_ep_abandon(struct hmaf_engine_ep *ep);
+void hmaf__engine_ctx_abandon(struct hmaf_engine_ctx *ctx);
 
 /* Post a batch and drive progress until it completes; returns its status. */
 int hmaf__engine_run(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch);

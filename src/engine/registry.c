@@ -205,6 +205,16 @@ void hmaf__engine_ep_destroy(struct hmaf_engine_ep *ep)
     }
 }
 
+void hmaf__engine_ep_abandon(struct hmaf_engine_ep *ep)
+{
+    free(ep);
+}
+
+void hmaf__engine_ctx_abandon(struct hmaf_engine_ctx *ctx)
+{
+    free(ctx);
+}
+
 int hmaf__engine_complete(struct hmaf_engine_ep *ep,
                           struct hmaf_xfer_batch *batch)
 {

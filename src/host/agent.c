@@ -13,6 +13,7 @@
 #include "util/log.h"
 
 #define REVOKE_POLL_NS 20000
+#define POLLS_PER_CHANNEL_LOOK 50 /* about every millisecond */
 #define GOODBYE_MS     100 /* all goodbyes of an agent destroy, at most */
 
 HMAF_API void hmaf_agent_params_init(hmaf_agent_params_t *params)
@@ -346,13 +347,29 @@ static uint64_t announce_revocation(struct hmaf_agent *a)
     return epoch;
 }
 
-static int acknowledged(const struct agent_session *s, uint64_t epoch);
+static int acknowledged(const struct agent_session *s, uint64_t epoch)
+{
+    return s->must_ack < epoch ||
+           atomic_load_explicit(
+               (_Atomic uint64_t *)(s->mbox + HMAF_MBOX_ACK_OFFSET),
+               memory_order_acquire) >= epoch;
+}
+
+/* Acknowledged, or gone: a dpu side closes its end of the channel only
+ * once it fenced its session (and a dead one has no threads). Who drives
+ * the agent with hmaf_agent_poll() may be the very thread waiting here,
+ * so the loop may not have reaped the session yet. */
+static int settled(struct agent_session *s, uint64_t epoch, int look)
+{
+    return acknowledged(s, epoch) ||
+           (look && hmaf__channel_peer_closed(&s->channel));
+}
 
 /* must_ack only grows: a later revocation's ack covers ours. */
-static int all_acknowledged(struct hmaf_agent *a, uint64_t epoch)
+static int all_settled(struct hmaf_agent *a, uint64_t epoch, int look)
 {
     for (size_t i = 0; i < a->params.max_sessions; i++) {
-        if (a->sessions[i] != NULL && !acknowledged(a->sessions[i], epoch)) {
+        if (a->sessions[i] != NULL && !settled(a->sessions[i], epoch, look)) {
             return 0;
         }
     }
@@ -360,16 +377,17 @@ static int all_acknowledged(struct hmaf_agent *a, uint64_t epoch)
 }
 
 /* Step 2: wait, bounded, until every session that was live acknowledged:
- * 0, or HMAF_ETIMEDOUT. */
+ * 0, or HMAF_ETIMEDOUT. Channels are looked at every so often only: a
+ * system call per session and poll would be a lot. */
 static int await_acknowledgements(struct hmaf_agent *a, uint64_t epoch)
 {
     uint64_t deadline = hmaf__deadline_ns(a->params.revoke_wait_ms);
     struct timespec pause = {0, REVOKE_POLL_NS};
 
-    for (;;) {
+    for (unsigned polls = 0;; polls++) {
         int done;
         pthread_mutex_lock(&a->lock);
-        done = all_acknowledged(a, epoch);
+        done = all_settled(a, epoch, polls % POLLS_PER_CHANNEL_LOOK == 0);
         pthread_mutex_unlock(&a->lock);
         if (done) {
             return 0;
@@ -381,14 +399,6 @@ static int await_acknowledgements(struct hmaf_agent *a, uint64_t epoch)
     }
 }
 
-static int acknowledged(const struct agent_session *s, uint64_t epoch)
-{
-    return s->must_ack < epoch ||
-           atomic_load_explicit(
-               (_Atomic uint64_t *)(s->mbox + HMAF_MBOX_ACK_OFFSET),
-               memory_order_acquire) >= epoch;
-}
-
 /* Step 2b, when the wait ran out: a session that has not confirmed by now
  * is cut off rather than trusted (host.h says what that guarantees per
  * engine). Returns how many. */
@@ -398,15 +408,19 @@ static size_t cut_off_unconfirmed(struct hmaf_agent *a, uint64_t epoch)
 
     for (size_t i = 0; i < a->params.max_sessions; i++) {
         struct agent_session *s = a->sessions[i];
-        if (s != NULL && !acknowledged(s, epoch)) {
-            hmaf__log_warn("revoke: session %llu did not confirm epoch %llu "
-                           "within %d ms: closing it",
-                           (unsigned long long)s->id,
-                           (unsigned long long)epoch,
-                           a->params.revoke_wait_ms);
-            hmaf__agent_session_close(a, i, 0);
-            cut++;
+        if (s == NULL || acknowledged(s, epoch)) {
+            continue;
         }
+        if (hmaf__channel_peer_closed(&s->channel)) {
+            hmaf__agent_session_close(a, i, 1); /* it stopped */
+            continue;
+        }
+        hmaf__log_warn("revoke: session %llu did not confirm epoch %llu "
+                       "within %d ms: closing it",
+                       (unsigned long long)s->id, (unsigned long long)epoch,
+                       a->params.revoke_wait_ms);
+        hmaf__agent_session_close(a, i, 0);
+        cut++;
     }
     if (cut > 0) {
         a->stats.revoke_timeouts++;
@@ -420,7 +434,7 @@ static void retire_exposure(struct hmaf_agent *a, struct hmaf__exposure *e)
 {
     for (size_t i = 0; i < a->params.max_sessions; i++) {
         if (a->sessions[i] != NULL) {
-            (void)hmaf__agent_unhold(a->sessions[i], e->id, 1);
+            (void)hmaf__agent_unhold_all(a->sessions[i], e->id);
         }
     }
     free_exposure(a, e);

@@ -21,10 +21,11 @@
 #define HMAF_AGENT_PENDING_MAX 1024
 #define HMAF_AGENT_ACCEPTS_PER_TURN 64
 
-/* A session's registrations of one exposure: every REGISTER answer is one
- * hold, given back by one DEREGISTER, all of them at session end. */
+/* A session's registrations of one exposure answered in one revocation
+ * epoch (holds.c). */
 struct agent_hold {
     uint64_t exposure_id;
+    uint64_t epoch;
     uint64_t count;
 };
 
@@ -43,6 +44,7 @@ struct agent_session {
     struct agent_hold *holds; /* exposures it registered, and how often */
     size_t nholds;
     size_t holds_cap;
+    uint64_t settled_ack;     /* holds older than this epoch are gone */
 };
 
 /* A connection whose HELLO is still arriving. */
@@ -123,14 +125,20 @@ void hmaf__agent_grave_free(struct hmaf_agent *a, size_t index);
 /* At agent teardown: graves whose dpu sides never said they stopped keep
  * their reservation (address space only) for the process's lifetime. */
 void hmaf__agent_graves_fini(struct hmaf_agent *a);
-/* Count one more hold; 1 when it is the session's first on this exposure,
- * 0 when not, HMAF_ENOMEM. */
-int hmaf__agent_hold(struct agent_session *s, uint64_t exposure_id);
-/* Give one hold back (all of them with `all`); 1 when the session no
- * longer holds the exposure, 0 when it still does, HMAF_ENOENT when it
- * held none. */
+/* holds.c. Count one more hold of an answer given in `epoch`; 1 when it
+ * is the session's first on this exposure, 0 when not, HMAF_ENOMEM. */
+int hmaf__agent_hold(struct agent_session *s, uint64_t exposure_id,
+                     uint64_t epoch);
+/* Give one hold back; 1 when the session no longer holds the exposure, 0
+ * when it still does, HMAF_ENOENT when it held no such one. */
 int hmaf__agent_unhold(struct agent_session *s, uint64_t exposure_id,
-                       int all);
+                       uint64_t epoch);
+/* Forget every hold on the exposure; 1 when there were some. */
+int hmaf__agent_unhold_all(struct agent_session *s, uint64_t exposure_id);
+/* End the holds the session's acknowledged revocation epoch released. */
+void hmaf__agent_settle(struct hmaf_agent *a, struct agent_session *s);
+/* Session end: every hold. */
+void hmaf__agent_release_holds(struct hmaf_agent *a, struct agent_session *s);
 /* Drop one holder of e; deregisters when it was the last. */
 void hmaf__agent_release_exposure(struct hmaf_agent *a,
                                   struct hmaf__exposure *e);

@@ -110,7 +110,7 @@ static int grant_region(struct hmaf_agent *a, struct agent_session *s,
                                  &blob_len);
     }
     if (ret == 0) {
-        ret = hmaf__agent_hold(s, e->id);
+        ret = hmaf__agent_hold(s, e->id, a->epoch);
     }
     if (ret < 0) {
         if (fresh && e->mem != NULL) {
@@ -167,7 +167,7 @@ static int serve_deregister(struct hmaf_agent *a, struct agent_session *s,
     if (ret < 0) {
         return ret;
     }
-    ret = hmaf__agent_unhold(s, r.region_id, 0);
+    ret = hmaf__agent_unhold(s, r.region_id, r.epoch);
     if (ret < 0) {
         return ret;
     }
@@ -243,6 +243,9 @@ static int serve_session(struct hmaf_agent *a, struct agent_session *s)
     struct response resp;
     int served = 0;
 
+    /* First: a DEREGISTER the dpu side sent after its acknowledgement
+     * names a hold the acknowledgement did not end. */
+    hmaf__agent_settle(a, s);
     for (uint32_t slot = 0; slot < s->nslots; slot++) {
         if (!take_request(s, slot, &req)) {
             continue;

@@ -325,74 +325,12 @@ int hmaf__agent_handle_hello(struct hmaf_agent *a, struct hmaf_channel *ch,
     return 0;
 }
 
-static long hold_index(const struct agent_session *s, uint64_t exposure_id)
-{
-    for (size_t i = 0; i < s->nholds; i++) {
-        if (s->holds[i].exposure_id == exposure_id) {
-            return (long)i;
-        }
-    }
-    return -1;
-}
-
-int hmaf__agent_hold(struct agent_session *s, uint64_t exposure_id)
-{
-    long i = hold_index(s, exposure_id);
-
-    if (i >= 0) {
-        s->holds[i].count++;
-        return 0;
-    }
-    if (s->nholds == s->holds_cap) {
-        size_t cap = s->holds_cap == 0 ? 8 : s->holds_cap * 2;
-        struct agent_hold *v = realloc(s->holds, cap * sizeof(*v));
-        if (v == NULL) {
-            return HMAF_ENOMEM;
-        }
-        s->holds = v;
-        s->holds_cap = cap;
-    }
-    s->holds[s->nholds++] = (struct agent_hold){exposure_id, 1};
-    return 1;
-}
-
-int hmaf__agent_unhold(struct agent_session *s, uint64_t exposure_id,
-                       int all)
-{
-    long i = hold_index(s, exposure_id);
-
-    if (i < 0) {
-        return HMAF_ENOENT;
-    }
-    if (!all && --s->holds[i].count > 0) {
-        return 0;
-    }
-    s->holds[i] = s->holds[--s->nholds];
-    return 1;
-}
-
-void hmaf__agent_release_exposure(struct hmaf_agent *a,
-                                  struct hmaf__exposure *e)
-{
-    if (e->holders > 0 && --e->holders == 0 && e->mem != NULL) {
-        a->ops->mem_deregister(e->mem);
-        free(e->mem);
-        e->mem = NULL;
-    }
-}
-
 void hmaf__agent_session_close(struct hmaf_agent *a, size_t index,
                                int peer_stopped)
 {
     struct agent_session *s = a->sessions[index];
 
-    for (size_t i = 0; i < s->nholds; i++) {
-        struct hmaf__exposure *e =
-            hmaf__exposure_find_id(&a->exposures, s->holds[i].exposure_id);
-        if (e != NULL) {
-            hmaf__agent_release_exposure(a, e);
-        }
-    }
+    hmaf__agent_release_holds(a, s);
     hmaf__log_info("session %llu closed", (unsigned long long)s->id);
     free_session(a, s, peer_stopped);
     a->sessions[index] = NULL;

@@ -7,7 +7,7 @@
 #include "util/wire.h"
 
 #define REQ_REGISTER_SIZE 16
-#define REQ_DEREGISTER_SIZE 8
+#define REQ_DEREGISTER_SIZE 16
 #define REQ_LOOKUP_SIZE 64
 #define RESP_REGISTER_FIXED 33
 #define RESP_LOOKUP_SIZE 16
@@ -80,6 +80,7 @@ size_t hmaf__req_deregister_encode(const struct hmaf_req_deregister *r,
     struct hmaf_wire w = hmaf__wire(buf, REQ_DEREGISTER_SIZE);
 
     hmaf__wire_put_u64(&w, r->region_id);
+    hmaf__wire_put_u64(&w, r->epoch);
     return w.pos;
 }
 
@@ -89,6 +90,7 @@ int hmaf__req_deregister_decode(const uint8_t *buf, size_t len,
     struct hmaf_wire w = hmaf__wire((void *)buf, len);
 
     out->region_id = hmaf__wire_get_u64(&w);
+    out->epoch = hmaf__wire_get_u64(&w);
     return decoded(&w, len);
 }
 

@@ -106,8 +106,13 @@ struct hmaf_resp_register {
     struct hmaf_blob export_blob;
 };
 
+/* DEREGISTER: one REGISTER answer given back. The epoch is the answer's:
+ * an acknowledged revocation gives back every answer of an older epoch at
+ * once (the agent drops those holds itself), so a DEREGISTER names which
+ * one it is. */
 struct hmaf_req_deregister {
     uint64_t region_id;
+    uint64_t epoch;
 };
 
 struct hmaf_req_lookup {

@@ -64,7 +64,8 @@ static void send_malformed(void)
     CHECK_EQ(raw_request(HMAF_OP_REGISTER, p, 3, 3), HMAF_EPROTO);
     CHECK_EQ(raw_request(HMAF_OP_REGISTER, p, 16, 0xffff), HMAF_EPROTO);
     CHECK_EQ(raw_request(HMAF_OP_LOOKUP, p, 64, 64), HMAF_EPROTO);
-    CHECK_EQ(raw_request(HMAF_OP_DEREGISTER, p, 7, 7), HMAF_EPROTO);
+    CHECK_EQ(raw_request(HMAF_OP_DEREGISTER, p, 15, 15), HMAF_EPROTO);
+    CHECK_EQ(raw_request(HMAF_OP_DEREGISTER, p, 8, 8), HMAF_EPROTO);
     hmaf__req_register_encode(&reg, p);
     CHECK_EQ(raw_request(HMAF_OP_REGISTER, p, 16, 16), HMAF_EINVAL);
     reg = (struct hmaf_req_register){.addr = UINT64_MAX - 4, .len = 10};
@@ -73,9 +74,9 @@ static void send_malformed(void)
     reg = (struct hmaf_req_register){.addr = 4096, .len = 10};
     hmaf__req_register_encode(&reg, p);
     CHECK_EQ(raw_request(HMAF_OP_REGISTER, p, 16, 16), HMAF_EFAULT);
-    memset(p, 0, 8);
+    memset(p, 0, 16);
     p[0] = 0x77;
-    CHECK_EQ(raw_request(HMAF_OP_DEREGISTER, p, 8, 8), HMAF_ENOENT);
+    CHECK_EQ(raw_request(HMAF_OP_DEREGISTER, p, 16, 16), HMAF_ENOENT);
     memset(p, 0, 64);
     CHECK_EQ(raw_request(HMAF_OP_LOOKUP, p, 64, 64), HMAF_EINVAL);
     CHECK_EQ(raw_request(HMAF_OP_PING, NULL, 0, 0), 0);

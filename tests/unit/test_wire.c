@@ -484,14 +484,16 @@ static void test_resp_register(void)
 
 static void test_req_deregister(void)
 {
-    struct hmaf_req_deregister in = {.region_id = 0xa1b2c3d4e5f60718ull};
+    struct hmaf_req_deregister in = {.region_id = 0xa1b2c3d4e5f60718ull,
+                                     .epoch = 0x1122334455667788ull};
     struct hmaf_req_deregister out;
     uint8_t buf[HMAF_MBOX_REQ_MAX];
     size_t n = hmaf__req_deregister_encode(&in, buf);
 
-    CHECK_EQ(n, 8);
+    CHECK_EQ(n, 16);
     CHECK_OK(hmaf__req_deregister_decode(buf, n, &out));
     CHECK(out.region_id == in.region_id);
+    CHECK(out.epoch == in.epoch);
     CHECK_ERR(hmaf__req_deregister_decode(buf, n - 1, &out), HMAF_EPROTO);
     CHECK_ERR(hmaf__req_deregister_decode(buf, n + 1, &out), HMAF_EPROTO);
 }
