@@ -235,7 +235,10 @@ static int run_batch(struct hmaf_session *s, struct hmaf_xfer_batch *batch)
     if (ret < 0) {
         return ret;
     }
-    if (batch->completed < batch->count) {
+    /* Acquire, as in hmaf__engine_complete(): another thread's progress
+     * may already have completed the whole batch (doca), and its status
+     * and the bytes it read are only ours to look at after that. */
+    if (__atomic_load_n(&batch->completed, __ATOMIC_ACQUIRE) < batch->count) {
         return hmaf__engine_complete(s->ep, batch);
     }
     return batch->status;
