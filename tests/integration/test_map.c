@@ -16,7 +16,20 @@
 
 #define ARENA (4u << 20)
 #define NODES 20000
-#define HINT ((void *)0x5a5a00000000ull) /* far from the test's own memory */
+/* Far from the test's own memory. ThreadSanitizer keeps most of the
+ * address space for its shadow and drops a hint that points there (with
+ * MAP_FIXED_NOREPLACE, root then gets page 0 and TSan aborts): under it,
+ * a hint in its low application range, below 512 GiB. */
+#if defined(__SANITIZE_THREAD__) /* gcc */
+#define HINT ((void *)0x5a5a000000ull)
+#elif defined(__has_feature) /* clang */
+#if __has_feature(thread_sanitizer)
+#define HINT ((void *)0x5a5a000000ull)
+#endif
+#endif
+#ifndef HINT
+#define HINT ((void *)0x5a5a00000000ull)
+#endif
 
 struct node {
     struct node *next;
