@@ -57,7 +57,7 @@ static int flush_runs(struct hmaf_map *m, struct runs *r)
 /* Queue bytes [from, to) of a page, clipped to the mapped range: the
  * mirror is whole pages, the host range need not be. */
 static int add_run(struct hmaf_map *m, struct runs *r, size_t page,
-                   size_t from, size_t to)
+                   const uint8_t *src, size_t from, size_t to)
 {
     uint64_t at = m->remote_base + page * m->page_size;
     uint64_t lo = at + from, hi = at + to;
@@ -69,7 +69,7 @@ static int add_run(struct hmaf_map *m, struct runs *r, size_t page,
         return 0;
     }
     r->seg[r->n++] = (hmaf_seg_t){
-        .local = hmaf__map_page(m, page) + (lo - at),
+        .local = (void *)(src + (lo - at)),
         .remote_addr = lo,
         .len = (size_t)(hi - lo),
     };
@@ -77,9 +77,12 @@ static int add_run(struct hmaf_map *m, struct runs *r, size_t page,
     return r->n == RUNS_PER_WRITE ? flush_runs(m, r) : 0;
 }
 
-int hmaf__map_write_back(struct hmaf_map *m, size_t page)
+/* Write back the runs where `now` (the page, or a snapshot of it) differs
+ * from the page's twin. */
+static int write_back_from(struct hmaf_map *m, size_t page,
+                           const uint8_t *now)
 {
-    const uint8_t *now = hmaf__map_page(m, page), *was = m->twin[page];
+    const uint8_t *was = m->twin[page];
     struct runs r = {.n = 0};
     size_t i = 0;
     int ret = 0;
@@ -97,7 +100,7 @@ int hmaf__map_write_back(struct hmaf_map *m, size_t page)
             i++;
         }
         if (i > start) {
-            ret = add_run(m, &r, page, start, i);
+            ret = add_run(m, &r, page, now, start, i);
         }
     }
     return ret == 0 ? flush_runs(m, &r) : ret;
@@ -122,6 +125,11 @@ void hmaf__map_discard(struct hmaf_map *m, size_t page)
     m->stats.bytes_discarded += changed;
 }
 
+int hmaf__map_write_back(struct hmaf_map *m, size_t page)
+{
+    return write_back_from(m, page, hmaf__map_page(m, page));
+}
+
 void hmaf__map_drop(struct hmaf_map *m, size_t page)
 {
     if (!(m->state[page] & PAGE_RESIDENT)) {
@@ -136,33 +144,43 @@ void hmaf__map_drop(struct hmaf_map *m, size_t page)
     atomic_fetch_sub(&m->session->map_resident, m->page_size);
 }
 
-/* After a successful write-back the page is clean: protected again with
- * its twin dropped, or (without write tracking) with a fresh twin. */
-static void mark_clean(struct hmaf_map *m, size_t page)
+/* Without write tracking nothing makes a writer racing with us wait:
+ * write back a snapshot and make it the twin. A store the snapshot
+ * missed still differs from the twin and goes out with the next sync
+ * (taking the page itself as the new twin lost it for good). */
+static int sync_snapshot(struct hmaf_map *m, size_t page)
 {
-    if (m->track_wp) {
-        free(m->twin[page]);
-        m->twin[page] = NULL;
-        m->state[page] &= (uint8_t)~PAGE_DIRTY;
-    } else {
-        memcpy(m->twin[page], hmaf__map_page(m, page), m->page_size);
+    int ret;
+
+    if (m->twin[page] == NULL) {
+        return 0;
     }
+    memcpy(m->staging, hmaf__map_page(m, page), m->page_size);
+    ret = write_back_from(m, page, m->staging);
+    if (ret == 0) {
+        memcpy(m->twin[page], m->staging, m->page_size);
+    }
+    return ret;
 }
 
 static int sync_page(struct hmaf_map *m, size_t page)
 {
-    int ret = 0;
+    int ret;
 
-    /* Protect before diffing: a write racing with us faults, waits for
-     * the lock, and takes its twin after we are done. */
-    if (m->track_wp) {
-        ret = hmaf__uffd_protect(m, page, 1, 1);
+    if (!m->track_wp) {
+        return sync_snapshot(m, page);
     }
+    /* Protect before diffing: a write racing with us faults, waits for
+     * the lock, and takes its twin after we are done. Then the page is
+     * clean, its twin dropped. */
+    ret = hmaf__uffd_protect(m, page, 1, 1);
     if (ret == 0) {
         ret = hmaf__map_write_back(m, page);
     }
     if (ret == 0) {
-        mark_clean(m, page);
+        free(m->twin[page]);
+        m->twin[page] = NULL;
+        m->state[page] &= (uint8_t)~PAGE_DIRTY;
     }
     return ret;
 }
