@@ -95,7 +95,9 @@ HMAF_API void hmaf_map_params_init(hmaf_map_params_t *params);
  *         range, rounded out to whole pages, ends past 2^64), HMAF_EEXIST
  *         (the host's address
  *         range is in use here and HMAF_MAP_ANYWHERE was not given),
- *         HMAF_ENOTSUP (no userfaultfd for this process), HMAF_ENOMEM.
+ *         HMAF_ENOTSUP (no userfaultfd for this process), HMAF_ENOMEM,
+ *         HMAF_ENOSPC (the session's 128 threads are taken: the mapping's
+ *         own fault thread needs one).
  *         The range need not be exposed yet: touching what is not exposed
  *         raises SIGBUS.
  */

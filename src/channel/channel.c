@@ -621,7 +621,8 @@ static int only_nudges(const char *buf, ssize_t n)
  * thread, which sleeps on the channel); without, nudges are taken. */
 static int peer_ended(int fd, int flags)
 {
-    char buf[64];
+    char buf[512]; /* a peek sees this much: past the nudges that pile up
+                      while the watch thread is busy, to an end of file */
 
     for (;;) {
         ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT | flags);

@@ -2,6 +2,7 @@
 #ifndef HMAF_CORE_SESSION_INT_H
 #define HMAF_CORE_SESSION_INT_H
 
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -27,6 +28,7 @@ struct hmaf_session_counters {
 struct hmaf__watch {
     pthread_t thread;
     int running;
+    sem_t ready;        /* the thread has its reader slot */
     int wake_fd;        /* eventfd: the session died, look now */
     uint64_t period_ns; /* the host's lease: look at least this often */
 };

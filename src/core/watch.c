@@ -79,9 +79,11 @@ static void *watch_main(void *arg)
     struct hmaf_session *s = arg;
     struct hmaf__reader *reader;
 
-    /* Its reader slot first, before the application's threads take all
-     * of them: without one it could not look at the mailbox. */
+    /* Its reader slot first, while hmaf_session_create waits: the
+     * application has no thread on the session yet, so there is one, and
+     * it could not look at the mailbox without. */
     (void)hmaf__reader_get(&s->cache.readers, &reader);
+    sem_post(&s->watch.ready);
     while (!atomic_load(&s->dead)) {
         int stirred = wait_for_event(s);
         if (stirred && hmaf__channel_take_nudges(&s->channel)) {
@@ -115,13 +117,19 @@ int hmaf__watch_start(struct hmaf_session *s, uint32_t lease_us)
         hmaf__log_error("eventfd: %m");
         return HMAF_ENOMEM;
     }
+    sem_init(&s->watch.ready, 0, 0);
     s->watch.running = 1; /* before the thread: it may wake itself */
     ret = hmaf__thread_start(&s->watch.thread, watch_main, s);
     if (ret < 0) {
         s->watch.running = 0;
         close(s->watch.wake_fd);
+        sem_destroy(&s->watch.ready);
         return ret;
     }
+    while (sem_wait(&s->watch.ready) != 0) {
+        /* EINTR: a signal of the application's */
+    }
+    sem_destroy(&s->watch.ready);
     return 0;
 }
 

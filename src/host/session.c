@@ -171,6 +171,12 @@ void hmaf__agent_grave_free(struct hmaf_agent *a, size_t index)
 
 void hmaf__agent_graves_fini(struct hmaf_agent *a)
 {
+    /* Those that stopped since the loop last looked go for good too. */
+    for (size_t i = a->ngraves; i-- > 0;) {
+        if (hmaf__channel_peer_closed(&a->graves[i].channel)) {
+            hmaf__agent_grave_free(a, i);
+        }
+    }
     if (a->ngraves > 0) {
         hmaf__log_info("agent destroyed: %zu dpu side(s) never said they "
                        "stopped; their mailboxes stay reserved, "

@@ -3,6 +3,7 @@
 #define HMAF_MAP_MAP_INT_H
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -33,6 +34,8 @@ struct hmaf_map {
     int wake_pipe[2];     /* destroy wakes the handler thread */
     pthread_t thread;
     int has_thread;
+    sem_t started;        /* the handler thread has its reader slot ... */
+    int start_status;     /* ... or HMAF_ENOSPC */
 
     pthread_mutex_t lock; /* everything below */
     uint8_t *state;       /* enum page_state bits per page */

@@ -221,7 +221,15 @@ static void *handler_main(void *arg)
     struct hmaf_map *m = arg;
     struct pollfd fds[2] = {{.fd = m->uffd, .events = POLLIN},
                             {.fd = m->wake_pipe[0], .events = POLLIN}};
+    struct hmaf__reader *reader;
 
+    /* Its reader slot before hmaf_map_create returns: a fault it could not
+     * serve for want of one would be a SIGBUS out of the blue. */
+    m->start_status = hmaf__reader_get(&m->session->cache.readers, &reader);
+    sem_post(&m->started);
+    if (m->start_status < 0) {
+        return NULL;
+    }
     for (;;) {
         if (poll(fds, 2, -1) < 0 && errno != EINTR) {
             break;
@@ -243,14 +251,21 @@ int hmaf__uffd_start(struct hmaf_map *m)
     if (pipe2(m->wake_pipe, O_CLOEXEC) != 0) {
         return HMAF_ENOMEM;
     }
+    sem_init(&m->started, 0, 0);
     ret = hmaf__thread_start(&m->thread, handler_main, m);
-    if (ret < 0) {
+    if (ret == 0) {
+        m->has_thread = 1;
+        while (sem_wait(&m->started) != 0) {
+            /* EINTR: a signal of the application's */
+        }
+        ret = m->start_status;
+    }
+    sem_destroy(&m->started);
+    if (ret < 0 && !m->has_thread) {
         close(m->wake_pipe[0]);
         close(m->wake_pipe[1]);
-        return ret;
     }
-    m->has_thread = 1;
-    return 0;
+    return ret; /* with the thread ended, uffd_stop cleans up */
 }
 
 void hmaf__uffd_stop(struct hmaf_map *m)
