@@ -96,8 +96,9 @@ HMAF_API void hmaf_map_params_init(hmaf_map_params_t *params);
  *         (the host's address
  *         range is in use here and HMAF_MAP_ANYWHERE was not given),
  *         HMAF_ENOTSUP (no userfaultfd for this process), HMAF_ENOMEM,
- *         HMAF_ENOSPC (the session's 128 threads are taken: the mapping's
- *         own fault thread needs one).
+ *         HMAF_ENOSPC (the mapping's fault thread found no place among
+ *         the session's threads: more than 15 mappings, and 128
+ *         application threads on the session).
  *         The range need not be exposed yet: touching what is not exposed
  *         raises SIGBUS.
  */

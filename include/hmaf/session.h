@@ -7,9 +7,11 @@
  * first access to a host range asks the agent to register the exposed range
  * that contains it and caches the answer.
  *
- * Thread safety: one session may be used from up to 128 live threads at
- * once, counting its own (more get HMAF_ENOSPC); each call is independent
- * and no lock sits on the data path. hmaf_session_destroy() must not race
+ * Thread safety: one session may be used from up to 128 live threads of
+ * the application at once (more get HMAF_ENOSPC); each call is independent
+ * and no lock sits on the data path. The session's own threads (below)
+ * have 16 places of their own: only a session with more than 15 mappings
+ * has them share the application's. hmaf_session_destroy() must not race
  * with other calls on the same session.
  *
  * Each session runs one thread of its own, the watch thread (plus one per

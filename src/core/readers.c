@@ -17,6 +17,7 @@
 int hmaf__readers_fence_free;
 HMAF_TLS struct hmaf__reader_cache_entry hmaf__reader_cache[HMAF_READER_CACHE];
 static HMAF_TLS unsigned cache_next;
+static HMAF_TLS int library_thread;
 static _Atomic uint64_t next_id = 1;
 static pthread_once_t membarrier_once = PTHREAD_ONCE_INIT;
 
@@ -55,16 +56,23 @@ static int thread_gone(int tid)
     return syscall(SYS_tgkill, getpid(), tid, 0) != 0 && errno == ESRCH;
 }
 
+void hmaf__reader_library_thread(void)
+{
+    library_thread = 1;
+}
+
 /*
  * A slot of ours (left by a dead thread whose id we now carry), a free one,
- * or one whose owner has exited. A thread never gives its slot back: it
- * cannot know when the session goes away. Its counts stay with the slot.
+ * or one whose owner has exited, among slots [lo, hi). A thread never
+ * gives its slot back: it cannot know when the session goes away. Its
+ * counts stay with the slot.
  */
-static struct hmaf__reader *claim(struct hmaf__readers *rs, int tid)
+static struct hmaf__reader *claim_in(struct hmaf__readers *rs, int tid, int lo,
+                                     int hi)
 {
     struct hmaf__reader *free_slot = NULL;
 
-    for (int i = 0; i < HMAF_READER_SLOTS; i++) {
+    for (int i = lo; i < hi; i++) {
         int owner = atomic_load(&rs->slot[i].owner);
         if (owner == tid) {
             return &rs->slot[i];
@@ -73,7 +81,7 @@ static struct hmaf__reader *claim(struct hmaf__readers *rs, int tid)
             free_slot = &rs->slot[i];
         }
     }
-    for (int i = 0; free_slot == NULL && i < HMAF_READER_SLOTS; i++) {
+    for (int i = lo; free_slot == NULL && i < hi; i++) {
         if (thread_gone(atomic_load(&rs->slot[i].owner))) {
             free_slot = &rs->slot[i];
         }
@@ -82,6 +90,19 @@ static struct hmaf__reader *claim(struct hmaf__readers *rs, int tid)
         atomic_store(&free_slot->owner, tid);
     }
     return free_slot;
+}
+
+/* The application's threads get the first slots; the library's get the
+ * last, and the application's only when those are all taken. */
+static struct hmaf__reader *claim(struct hmaf__readers *rs, int tid)
+{
+    struct hmaf__reader *r;
+
+    if (!library_thread) {
+        return claim_in(rs, tid, 0, HMAF_READER_APP_SLOTS);
+    }
+    r = claim_in(rs, tid, HMAF_READER_APP_SLOTS, HMAF_READER_SLOTS);
+    return r != NULL ? r : claim_in(rs, tid, 0, HMAF_READER_APP_SLOTS);
 }
 
 int hmaf__reader_get_slow(struct hmaf__readers *rs, struct hmaf__reader **out)
@@ -93,7 +114,7 @@ int hmaf__reader_get_slow(struct hmaf__readers *rs, struct hmaf__reader **out)
     pthread_mutex_unlock(&rs->claim_lock);
     if (r == NULL) {
         hmaf__log_error("more than %d threads use one session",
-                        HMAF_READER_SLOTS);
+                        HMAF_READER_APP_SLOTS);
         return HMAF_ENOSPC;
     }
     hmaf__reader_cache[cache_next].id = rs->id;

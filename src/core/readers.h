@@ -19,7 +19,12 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define HMAF_READER_SLOTS 128
+/* Slots for the application's threads, then for the library's own (a
+ * session's watch thread, its mappings' fault threads): these never take
+ * an application's slot while one of their own is free. */
+#define HMAF_READER_APP_SLOTS 128
+#define HMAF_READER_LIB_SLOTS 16
+#define HMAF_READER_SLOTS (HMAF_READER_APP_SLOTS + HMAF_READER_LIB_SLOTS)
 
 enum hmaf__reader_counter {
     HMAF_RC_OPS,
@@ -49,6 +54,8 @@ void hmaf__readers_fini(struct hmaf__readers *rs);
 
 /* This thread's slot: 0, or -ENOSPC with more live threads than slots. */
 int hmaf__reader_get_slow(struct hmaf__readers *rs, struct hmaf__reader **out);
+/* Call once at the start of a library thread: its slots are the library's. */
+void hmaf__reader_library_thread(void);
 
 /* Wait until every read-side section that began before this call ended. */
 void hmaf__readers_synchronize(struct hmaf__readers *rs);

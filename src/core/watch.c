@@ -82,6 +82,7 @@ static void *watch_main(void *arg)
     /* Its reader slot first, while hmaf_session_create waits: the
      * application has no thread on the session yet, so there is one, and
      * it could not look at the mailbox without. */
+    hmaf__reader_library_thread();
     (void)hmaf__reader_get(&s->cache.readers, &reader);
     sem_post(&s->watch.ready);
     while (!atomic_load(&s->dead)) {

@@ -8,6 +8,7 @@
  * syscall besides the transfer itself.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include <hmaf/error.h>
 #include <hmaf/types.h>
@@ -17,6 +18,7 @@
 #include "util/clock.h"
 #include "util/compiler.h"
 #include "util/log.h"
+#include "util/mirrors.h"
 
 /* Transfer descriptors built per engine post; they live on the stack.
  * Calls of up to XFER_SMALL segments use a small array. */
@@ -327,7 +329,7 @@ static void count_call(const struct xfer_call *c)
                        bytes);
 }
 
-int hmaf__session_transfer(struct hmaf_session *s, enum hmaf_xfer_op op,
+static int transfer_direct(struct hmaf_session *s, enum hmaf_xfer_op op,
                            const hmaf_seg_t *segs, size_t nsegs)
 {
     struct xfer_call c = {.s = s, .op = op, .segs = segs, .nsegs = nsegs};
@@ -357,6 +359,71 @@ int hmaf__session_transfer(struct hmaf_session *s, enum hmaf_xfer_op op,
     }
     count_call(&c);
     return 0;
+}
+
+/* Bounce buffer: mirror memory moves through this much at a time. */
+#define BOUNCE_MAX (1u << 20)
+
+/* One segment whose local buffer is a mirror (util/mirrors.h): through a
+ * buffer of our own, copied outside any read-side section, where a fault
+ * on the mirror is served like any other. */
+static int transfer_bounced_seg(struct hmaf_session *s, enum hmaf_xfer_op op,
+                                const hmaf_seg_t *seg, uint8_t *bounce)
+{
+    int ret = 0;
+
+    for (size_t off = 0; off < seg->len && ret == 0;) {
+        size_t n = HMAF_MIN(seg->len - off, (size_t)BOUNCE_MAX);
+        hmaf_seg_t piece = {bounce, seg->remote_addr + off, n};
+        if (op == HMAF_XFER_WRITE) {
+            memcpy(bounce, (const uint8_t *)seg->local + off, n);
+        }
+        ret = transfer_direct(s, op, &piece, 1);
+        if (ret == 0 && op == HMAF_XFER_READ) {
+            memcpy((uint8_t *)seg->local + off, bounce, n);
+        }
+        off += n;
+    }
+    return ret;
+}
+
+static int any_mirror(const hmaf_seg_t *segs, size_t nsegs)
+{
+    for (size_t i = 0; i < nsegs; i++) {
+        if (hmaf__mirrors_overlap(segs[i].local, segs[i].len)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Segment by segment: those of mirror memory bounced, the others direct. */
+static __attribute__((noinline)) int
+transfer_bounced(struct hmaf_session *s, enum hmaf_xfer_op op,
+                 const hmaf_seg_t *segs, size_t nsegs)
+{
+    uint8_t *bounce = malloc(BOUNCE_MAX);
+    int ret = bounce == NULL ? HMAF_ENOMEM : 0;
+
+    for (size_t i = 0; i < nsegs && ret == 0; i++) {
+        ret = hmaf__mirrors_overlap(segs[i].local, segs[i].len)
+                  ? transfer_bounced_seg(s, op, &segs[i], bounce)
+                  : transfer_direct(s, op, &segs[i], 1);
+    }
+    free(bounce);
+    return ret;
+}
+
+int hmaf__session_transfer(struct hmaf_session *s, enum hmaf_xfer_op op,
+                           const hmaf_seg_t *segs, size_t nsegs)
+{
+    int ret = s == NULL ? HMAF_EINVAL : hmaf__validate_segs(segs, nsegs);
+
+    if (ret < 0) {
+        return ret;
+    }
+    return any_mirror(segs, nsegs) ? transfer_bounced(s, op, segs, nsegs)
+                                   : transfer_direct(s, op, segs, nsegs);
 }
 
 /*
@@ -420,6 +487,9 @@ static int transfer_one(struct hmaf_session *s, enum hmaf_xfer_op op,
         return HMAF_EINVAL;
     }
     ret = hmaf__validate_segs(seg, 1);
+    if (ret == 0 && hmaf__mirrors_overlap(seg->local, seg->len)) {
+        return transfer_bounced(s, op, seg, 1);
+    }
     if (ret == 0) {
         ret = transfer_single(s, op, seg);
     }

@@ -5,6 +5,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include <hmaf/error.h>
@@ -59,6 +60,55 @@ static int reserve(struct hmaf_session *s, uint64_t bytes)
     return 1;
 }
 
+/* A writable page without write protection is moved out of the mirror
+ * first (mremap, leaving the mirror's range in place, empty): a writer
+ * racing the eviction faults on the missing page and waits for the fault
+ * thread, and gets the page back fetched afresh — with what is written
+ * back from the moved copy now. NULL where the kernel cannot (before
+ * Linux 5.7): then such a store can be lost, as map.h says. */
+static uint8_t *move_out(struct hmaf_map *m, size_t p)
+{
+    void *moved = mremap(hmaf__map_page(m, p), m->page_size, m->page_size,
+                         MREMAP_MAYMOVE | MREMAP_DONTUNMAP);
+
+    if (moved == MAP_FAILED) {
+        if (!m->move_warned) {
+            hmaf__log_warn("mapping: mremap(MREMAP_DONTUNMAP): %m; evicting "
+                           "in place");
+            m->move_warned = 1;
+        }
+        return NULL;
+    }
+    return moved;
+}
+
+/* Write back and drop page p; 0 when it must stay. */
+static int evict_page(struct hmaf_map *m, size_t p)
+{
+    uint8_t *moved = NULL;
+    const uint8_t *now;
+    int dirty = (m->state[p] & PAGE_DIRTY) != 0;
+
+    /* With write protection the page is protected first, so a racing
+     * writer waits instead of writing into a page on its way out. */
+    if (dirty && m->track_wp && hmaf__uffd_protect(m, p, 1, 1) < 0) {
+        return 0;
+    }
+    if (dirty && !m->track_wp) {
+        moved = move_out(m, p);
+    }
+    now = moved != NULL ? moved : hmaf__map_page(m, p);
+    if (hmaf__map_write_back_from(m, p, now) < 0) {
+        hmaf__map_discard(m, p, now);
+    }
+    hmaf__map_drop(m, p);
+    if (moved != NULL) {
+        munmap(moved, m->page_size);
+    }
+    m->stats.evictions++;
+    return 1;
+}
+
 /* Evict one page of m, in address order from the clock hand, skipping
  * [keep, keep + n); m->lock held. 1 when a page went. A change that can
  * no longer be written back goes with its page (counted): the cap is a
@@ -72,18 +122,9 @@ static int evict_one(struct hmaf_map *m, size_t keep, size_t n)
         if (!(m->state[p] & PAGE_RESIDENT) || (p >= keep && p - keep < n)) {
             continue;
         }
-        /* Protected first, so a racing writer waits instead of writing
-         * into a page on its way out. */
-        if (m->track_wp && (m->state[p] & PAGE_DIRTY) &&
-            hmaf__uffd_protect(m, p, 1, 1) < 0) {
-            continue;
+        if (evict_page(m, p)) {
+            return 1;
         }
-        if (hmaf__map_write_back(m, p) < 0) {
-            hmaf__map_discard(m, p);
-        }
-        hmaf__map_drop(m, p);
-        m->stats.evictions++;
-        return 1;
     }
     return 0;
 }

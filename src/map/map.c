@@ -10,6 +10,7 @@
 
 #include "map/map_int.h"
 #include "util/log.h"
+#include "util/mirrors.h"
 
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
@@ -119,6 +120,7 @@ static void unlink_map(struct hmaf_map *m)
 static void free_map(struct hmaf_map *m)
 {
     unlink_map(m);
+    hmaf__mirrors_remove(m->local_base);
     hmaf__uffd_stop(m);
     pthread_mutex_lock(&m->lock);
     for (size_t p = 0; m->state != NULL && p < m->npages; p++) {
@@ -182,6 +184,9 @@ HMAF_API int hmaf_map_create(hmaf_session_t *session, uint64_t remote_addr,
     }
     if (ret == 0) {
         ret = hmaf__uffd_start(m);
+    }
+    if (ret == 0) {
+        ret = hmaf__mirrors_add(m->local_base, m->len);
     }
     if (ret < 0) {
         free_map(m);

@@ -30,6 +30,7 @@ struct hmaf_map {
     size_t user_len;
     int writable;
     int track_wp;         /* first writes are caught with uffd WP */
+    int move_warned;      /* eviction could not move a page out: said so */
     int uffd;
     int wake_pipe[2];     /* destroy wakes the handler thread */
     pthread_t thread;
@@ -66,9 +67,13 @@ void hmaf__map_first_write(struct hmaf_map *m, size_t page);
 /* writeback.c: with m->lock held */
 int hmaf__map_write_back(struct hmaf_map *m, size_t page);
 void hmaf__map_drop(struct hmaf_map *m, size_t page);
-/* Count the changes of a page that cannot be written back, before it is
- * dropped all the same. */
-void hmaf__map_discard(struct hmaf_map *m, size_t page);
+/* Count the changes of a page (its content now: `now`) that cannot be
+ * written back, before it is dropped all the same. */
+void hmaf__map_discard(struct hmaf_map *m, size_t page, const uint8_t *now);
+/* Write back where `now` (the page, or a copy of it) differs from its
+ * twin. */
+int hmaf__map_write_back_from(struct hmaf_map *m, size_t page,
+                              const uint8_t *now);
 int hmaf__map_take_twin(struct hmaf_map *m, size_t page, const void *from);
 
 static inline uint8_t *hmaf__map_page(const struct hmaf_map *m, size_t page)

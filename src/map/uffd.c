@@ -225,6 +225,7 @@ static void *handler_main(void *arg)
 
     /* Its reader slot before hmaf_map_create returns: a fault it could not
      * serve for want of one would be a SIGBUS out of the blue. */
+    hmaf__reader_library_thread();
     m->start_status = hmaf__reader_get(&m->session->cache.readers, &reader);
     sem_post(&m->started);
     if (m->start_status < 0) {

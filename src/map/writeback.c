@@ -79,8 +79,8 @@ static int add_run(struct hmaf_map *m, struct runs *r, size_t page,
 
 /* Write back the runs where `now` (the page, or a snapshot of it) differs
  * from the page's twin. */
-static int write_back_from(struct hmaf_map *m, size_t page,
-                           const uint8_t *now)
+int hmaf__map_write_back_from(struct hmaf_map *m, size_t page,
+                              const uint8_t *now)
 {
     const uint8_t *was = m->twin[page];
     struct runs r = {.n = 0};
@@ -106,9 +106,9 @@ static int write_back_from(struct hmaf_map *m, size_t page,
     return ret == 0 ? flush_runs(m, &r) : ret;
 }
 
-void hmaf__map_discard(struct hmaf_map *m, size_t page)
+void hmaf__map_discard(struct hmaf_map *m, size_t page, const uint8_t *now)
 {
-    const uint8_t *now = hmaf__map_page(m, page), *was = m->twin[page];
+    const uint8_t *was = m->twin[page];
     uint64_t changed = 0;
 
     if (!(m->state[page] & PAGE_DIRTY) || was == NULL) {
@@ -127,7 +127,7 @@ void hmaf__map_discard(struct hmaf_map *m, size_t page)
 
 int hmaf__map_write_back(struct hmaf_map *m, size_t page)
 {
-    return write_back_from(m, page, hmaf__map_page(m, page));
+    return hmaf__map_write_back_from(m, page, hmaf__map_page(m, page));
 }
 
 void hmaf__map_drop(struct hmaf_map *m, size_t page)
@@ -156,7 +156,7 @@ static int sync_snapshot(struct hmaf_map *m, size_t page)
         return 0;
     }
     memcpy(m->staging, hmaf__map_page(m, page), m->page_size);
-    ret = write_back_from(m, page, m->staging);
+    ret = hmaf__map_write_back_from(m, page, m->staging);
     if (ret == 0) {
         memcpy(m->twin[page], m->staging, m->page_size);
     }
