@@ -37,12 +37,16 @@ struct sock_server {
     uint8_t *buf;
     size_t len;
     _Atomic int spin; /* spinning connections poll now */
+    pthread_mutex_t lock; /* the connections below */
+    pthread_cond_t gone;
+    struct conn *conns;
 };
 
 /* One connection's state on the host. */
 struct conn {
     int fd;
     struct sock_server *srv;
+    struct conn *next; /* the server's list */
     uint8_t spin;      /* a socket-spin client's */
     size_t head, tail; /* unread input: in[head, tail) */
     uint8_t in[4096];
@@ -144,6 +148,25 @@ static int serve_one(struct conn *cn, const struct sock_req *rq)
     return -1;
 }
 
+/* The last thing a connection thread does with the server: leave its
+ * list, so that sock_server_stop can wait for it. */
+static void conn_leave(struct conn *cn)
+{
+    struct sock_server *srv = cn->srv;
+
+    pthread_mutex_lock(&srv->lock);
+    for (struct conn **at = &srv->conns; *at != NULL; at = &(*at)->next) {
+        if (*at == cn) {
+            *at = cn->next;
+            break;
+        }
+    }
+    close(cn->fd);
+    free(cn);
+    pthread_cond_broadcast(&srv->gone);
+    pthread_mutex_unlock(&srv->lock);
+}
+
 static void *conn_main(void *arg)
 {
     struct conn *cn = arg;
@@ -153,8 +176,7 @@ static void *conn_main(void *arg)
         while (conn_read(cn, &rq, sizeof(rq)) == 0 && serve_one(cn, &rq) == 0) {
         }
     }
-    close(cn->fd);
-    free(cn);
+    conn_leave(cn);
     return NULL;
 }
 
@@ -172,9 +194,12 @@ static void *acceptor_main(void *arg)
         }
         cn->fd = fd;
         cn->srv = srv;
+        pthread_mutex_lock(&srv->lock);
+        cn->next = srv->conns;
+        srv->conns = cn;
+        pthread_mutex_unlock(&srv->lock);
         if (pthread_create(&t, NULL, conn_main, cn) != 0) {
-            close(fd);
-            free(cn);
+            conn_leave(cn);
             continue;
         }
         pthread_setname_np(t, SOCK_NAME);
@@ -211,6 +236,8 @@ int sock_server_start(const char *path, uint8_t *buf, size_t len,
     }
     srv->buf = buf;
     srv->len = len;
+    pthread_mutex_init(&srv->lock, NULL);
+    pthread_cond_init(&srv->gone, NULL);
     srv->fd = listen_at(path);
     if (srv->fd < 0) {
         free(srv);
@@ -231,13 +258,25 @@ void sock_server_spin(struct sock_server *srv, int on)
     atomic_store(&srv->spin, on);
 }
 
-/* Connection threads end when their clients close. */
+/* Connection threads end when their clients close, or when their socket
+ * is shut down here: none may still use the server (or the host buffer it
+ * serves) once this returns. */
 void sock_server_stop(struct sock_server *srv)
 {
     if (srv != NULL) {
         shutdown(srv->fd, SHUT_RDWR); /* accept() returns */
         pthread_join(srv->acceptor, NULL);
+        pthread_mutex_lock(&srv->lock);
+        for (struct conn *cn = srv->conns; cn != NULL; cn = cn->next) {
+            shutdown(cn->fd, SHUT_RDWR);
+        }
+        while (srv->conns != NULL) {
+            pthread_cond_wait(&srv->gone, &srv->lock);
+        }
+        pthread_mutex_unlock(&srv->lock);
         close(srv->fd);
+        pthread_cond_destroy(&srv->gone);
+        pthread_mutex_destroy(&srv->lock);
         free(srv);
     }
 }
