@@ -1,0 +1,503 @@
+/*
+ * Writes the seed corpora of the fuzz harnesses: make_seeds DIR creates
+ * DIR/wire, DIR/mailbox and DIR/hello (tests/fuzz/corpus is committed;
+ * rerun this when an input format changes):
+ *
+ *   cmake --build build --target fuzz_make_seeds
+ *   build/tests/fuzz/fuzz_make_seeds tests/fuzz/corpus
+ *
+ * Each seed is small and means one thing: a valid message or request of
+ * every kind, and the truncated, oversized and out-of-range variants the
+ * decoders and the agent must refuse. The formats are described at the
+ * top of each harness.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <hmaf/hmaf.h>
+
+#include "proto/handshake.h"
+#include "proto/mailbox.h"
+
+struct seed {
+    uint8_t b[4096];
+    size_t n;
+};
+
+static const char *out_dir;
+
+static void put(struct seed *s, const void *p, size_t n)
+{
+    if (n == 0) {
+        return;
+    }
+    if (s->n + n > sizeof(s->b)) {
+        fprintf(stderr, "seed too large\n");
+        exit(1);
+    }
+    memcpy(s->b + s->n, p, n);
+    s->n += n;
+}
+
+static void put_uint(struct seed *s, uint64_t v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint8_t b = (uint8_t)(v >> (8 * i));
+        put(s, &b, 1);
+    }
+}
+
+#define put_u8(s, v)  put_uint((s), (v), 1)
+#define put_u16(s, v) put_uint((s), (v), 2)
+#define put_u32(s, v) put_uint((s), (v), 4)
+#define put_u64(s, v) put_uint((s), (v), 8)
+
+static void make_dir(const char *path)
+{
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+        perror(path);
+        exit(1);
+    }
+}
+
+static void save(const char *harness, const char *name, const struct seed *s)
+{
+    char path[512];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s/%s", out_dir, harness, name);
+    f = fopen(path, "wb");
+    if (f == NULL || fwrite(s->b, 1, s->n, f) != s->n || fclose(f) != 0) {
+        perror(path);
+        exit(1);
+    }
+}
+
+/* ---- messages ---- */
+
+/* A HELLO whose engine blob is "$PID" (fuzz_hello puts its pid there). */
+static size_t hello_msg(uint8_t *buf, const char *token, const char *engine)
+{
+    struct hmaf_hello h;
+
+    memset(&h, 0, sizeof(h));
+    hmaf__hello_set_token(&h, token);
+    strncpy(h.engine, engine, sizeof(h.engine) - 1);
+    h.engine_blob.len = 4;
+    memcpy(h.engine_blob.data, "$PID", 4);
+    return hmaf__hello_encode(&h, buf, HMAF_MSG_MAX);
+}
+
+static size_t welcome_msg(uint8_t *buf, uint16_t export_len)
+{
+    struct hmaf_welcome w;
+
+    memset(&w, 0, sizeof(w));
+    strcpy(w.engine, "cma");
+    w.engine_blob.len = 4;
+    memcpy(w.engine_blob.data, "\x39\x30\x00\x00", 4);
+    w.session_id = 7;
+    w.mailbox_addr = 0x7f0000001000ull;
+    w.mailbox_len = hmaf__mbox_size(16);
+    w.mailbox_slots = 16;
+    w.mailbox_export.len = export_len;
+    w.lease_us = 50000;
+    return hmaf__welcome_encode(&w, buf, HMAF_MSG_MAX);
+}
+
+/* ---- fuzz_wire: selector byte, then the decoder's input ---- */
+
+enum wire_target {
+    W_HDR,
+    W_HELLO,
+    W_WELCOME,
+    W_REFUSAL,
+    W_TOKEN,
+    W_REQ_REGISTER,
+    W_RESP_REGISTER,
+    W_REQ_DEREGISTER,
+    W_REQ_LOOKUP,
+    W_RESP_LOOKUP,
+    W_WORDS,
+    W_CURSOR,
+};
+
+static void wire(const char *name, enum wire_target t, const void *p, size_t n)
+{
+    struct seed s = {.n = 0};
+
+    put_u8(&s, t);
+    put(&s, p, n);
+    save("wire", name, &s);
+}
+
+/* Two equal 32-byte tokens of length 6, then a 33-character string. */
+static void wire_token(void)
+{
+    uint8_t b[2 + 32 + 32 + 40] = {6, 6};
+
+    memcpy(b + 2, "secret", 6);
+    memcpy(b + 34, "secret", 6);
+    memcpy(b + 66, "0123456789abcdef0123456789abcdefX", 33);
+    wire("token-equal", W_TOKEN, b, sizeof(b));
+}
+
+static void wire_handshake(void)
+{
+    uint8_t m[HMAF_MSG_MAX];
+    size_t n = hello_msg(m, "secret", "cma");
+
+    wire("hdr-hello", W_HDR, m, HMAF_HDR_SIZE);
+    wire("hello-valid", W_HELLO, m + HMAF_HDR_SIZE, n - HMAF_HDR_SIZE);
+    wire("hello-truncated", W_HELLO, m + HMAF_HDR_SIZE, n - HMAF_HDR_SIZE - 1);
+    m[HMAF_HDR_SIZE + 32] = 33; /* token_len */
+    wire("hello-token-len-33", W_HELLO, m + HMAF_HDR_SIZE, n - HMAF_HDR_SIZE);
+    n = hello_msg(m, "secret", "cma");
+    memset(m + HMAF_HDR_SIZE + 33, 'e', HMAF_ENGINE_NAME_MAX);
+    wire("hello-engine-unterminated", W_HELLO, m + HMAF_HDR_SIZE,
+         n - HMAF_HDR_SIZE);
+    n = hello_msg(m, "secret", "cma");
+    m[HMAF_HDR_SIZE + 49] = 0x01; /* blob length 257 */
+    m[HMAF_HDR_SIZE + 50] = 0x01;
+    wire("hello-blob-257", W_HELLO, m + HMAF_HDR_SIZE, n - HMAF_HDR_SIZE);
+
+    n = welcome_msg(m, 8);
+    wire("hdr-welcome", W_HDR, m, HMAF_HDR_SIZE);
+    wire("welcome-valid", W_WELCOME, m + HMAF_HDR_SIZE, n - HMAF_HDR_SIZE);
+    wire("welcome-oversized", W_WELCOME, m + HMAF_HDR_SIZE,
+         n - HMAF_HDR_SIZE - 1);
+    n = welcome_msg(m, HMAF_BLOB_MAX + 1);
+    wire("welcome-export-257", W_WELCOME, m + HMAF_HDR_SIZE, n - HMAF_HDR_SIZE);
+
+    n = hmaf__refusal_encode(HMAF_EAUTH, m);
+    wire("hdr-refusal", W_HDR, m, n);
+    m[0] = 'X';
+    wire("hdr-bad-magic", W_HDR, m, n);
+    wire("hdr-short", W_HDR, "HMAF\x01\x00\x01", 7);
+    wire("refusal-eauth", W_REFUSAL, "\x5f\xf0\xff\xff", 4);
+    wire_token();
+}
+
+static void wire_mailbox(void)
+{
+    uint8_t b[HMAF_MBOX_RESP_MAX];
+    struct hmaf_req_register rr = {.addr = 0x7f0000001000ull, .len = 4096};
+    struct hmaf_resp_register re = {.region_id = 1,
+                                    .base = 0x7f0000000000ull,
+                                    .len = 1 << 20,
+                                    .epoch = 0,
+                                    .access = HMAF_ACCESS_READ_WRITE};
+    struct hmaf_req_deregister rd = {.region_id = 1};
+    struct hmaf_req_lookup rl = {{0}};
+    struct hmaf_resp_lookup rs = {.addr = 0x7f0000001000ull, .len = 64};
+    size_t n;
+
+    n = hmaf__req_register_encode(&rr, b);
+    wire("req-register", W_REQ_REGISTER, b, n);
+    wire("req-register-short", W_REQ_REGISTER, b, n - 1);
+    n = hmaf__resp_register_encode(&re, b);
+    wire("resp-register", W_RESP_REGISTER, b, n);
+    re.export_blob.len = 4;
+    memcpy(re.export_blob.data, "blob", 4);
+    n = hmaf__resp_register_encode(&re, b);
+    wire("resp-register-blob", W_RESP_REGISTER, b, n);
+    wire("resp-register-trailing", W_RESP_REGISTER, b, n + 1);
+    b[34] = 0xff; /* blob length 0xff04 */
+    wire("resp-register-blob-huge", W_RESP_REGISTER, b, n);
+    n = hmaf__req_deregister_encode(&rd, b);
+    wire("req-deregister", W_REQ_DEREGISTER, b, n);
+    strcpy(rl.name, "alpha");
+    n = hmaf__req_lookup_encode(&rl, b);
+    wire("req-lookup", W_REQ_LOOKUP, b, n);
+    memset(b, 'r', 64);
+    wire("req-lookup-unterminated", W_REQ_LOOKUP, b, 64);
+    n = hmaf__resp_lookup_encode(&rs, b);
+    wire("resp-lookup", W_RESP_LOOKUP, b, n);
+    wire("word-request", W_WORDS, "\x01\x00\x00\x00\x02\x10\x00\x00", 8);
+    wire("word-response", W_WORDS, "\x01\x00\x00\x00\xf2\xff\x00\x00", 8);
+    wire("cursor", W_CURSOR,
+         "\x05\x00\x01\x02\x03\x85"
+         "abcdefghij",
+         16);
+}
+
+/* ---- fuzz_mailbox: commands (see fuzz_mailbox.c) ---- */
+
+enum mbox_cmd {
+    M_REQ,
+    M_WORD,
+    M_BYTES,
+    M_REG,
+    M_DEREG,
+    M_LOOKUP,
+    M_POLL,
+    M_WORD_ONLY
+};
+
+static void cmd(struct seed *s, enum mbox_cmd c, unsigned slot)
+{
+    put_u8(s, (uint8_t)(c | slot << 3));
+}
+
+static void raw_req(struct seed *s, unsigned slot, uint8_t op, uint16_t len,
+                    const void *p, uint8_t n)
+{
+    cmd(s, M_REQ, slot);
+    put_u8(s, op);
+    put_u16(s, len);
+    put_u8(s, n);
+    put(s, p, n);
+}
+
+static void reg(struct seed *s, unsigned slot, uint8_t which, int32_t off,
+                uint32_t len)
+{
+    cmd(s, M_REG, slot);
+    put_u8(s, which);
+    put_u32(s, (uint32_t)off);
+    put_u32(s, len);
+}
+
+static void dereg(struct seed *s, unsigned slot, uint8_t which)
+{
+    cmd(s, M_DEREG, slot);
+    put_u8(s, which);
+}
+
+static void lookup(struct seed *s, unsigned slot, uint8_t which)
+{
+    cmd(s, M_LOOKUP, slot);
+    put_u8(s, which);
+}
+
+static void mailbox_simple(void)
+{
+    struct seed s = {.n = 0};
+    uint8_t junk[HMAF_MBOX_REQ_MAX];
+
+    memset(junk, 'A', sizeof(junk));
+    raw_req(&s, 0, HMAF_OP_PING, 0, NULL, 0);
+    cmd(&s, M_POLL, 0);
+    save("mailbox", "ping", &s);
+    s.n = 0;
+    raw_req(&s, 1, HMAF_OP_PING, 8, junk, 8);
+    raw_req(&s, 2, 99, 0, NULL, 0);
+    raw_req(&s, 3, 0, 0, NULL, 0);
+    save("mailbox", "malformed-ping-unknown-ops", &s);
+    s.n = 0;
+    raw_req(&s, 1, HMAF_OP_REGISTER, 0xffff, junk, 16);
+    raw_req(&s, 2, HMAF_OP_LOOKUP, HMAF_MBOX_REQ_MAX + 1, junk, 64);
+    raw_req(&s, 3, HMAF_OP_REGISTER, HMAF_MBOX_REQ_MAX, junk,
+            HMAF_MBOX_REQ_MAX);
+    save("mailbox", "oversized-lengths", &s);
+    s.n = 0;
+    raw_req(&s, 1, HMAF_OP_REGISTER, 15, junk, 15);
+    raw_req(&s, 2, HMAF_OP_DEREGISTER, 7, junk, 7);
+    raw_req(&s, 3, HMAF_OP_LOOKUP, 63, junk, 63);
+    save("mailbox", "truncated-payloads", &s);
+}
+
+static void mailbox_register(void)
+{
+    struct seed s = {.n = 0};
+
+    reg(&s, 0, 0, 0, 1);
+    reg(&s, 1, 1, 1023, 1);
+    reg(&s, 2, 2, 0, 8);
+    reg(&s, 3, 1, 1024, 1); /* one past the end */
+    cmd(&s, M_POLL, 0);
+    dereg(&s, 0, 0);
+    dereg(&s, 1, 1);
+    dereg(&s, 2, 1); /* the second one: no hold left */
+    dereg(&s, 3, 3 | 40 << 2);
+    save("mailbox", "register-deregister", &s);
+    s.n = 0;
+    reg(&s, 1, 0, 0, 0);     /* len 0 */
+    reg(&s, 2, 0x80, 16, 0); /* len UINT64_MAX: overflow */
+    reg(&s, 3, 0, -1, 1);    /* just before */
+    save("mailbox", "register-edges", &s);
+}
+
+static void mailbox_lookup(void)
+{
+    struct seed s = {.n = 0};
+    uint8_t name[64];
+
+    for (unsigned i = 0; i < 4; i++) {
+        lookup(&s, i, (uint8_t)i);
+    }
+    cmd(&s, M_POLL, 0);
+    lookup(&s, 1, 4);
+    lookup(&s, 2, 7);
+    lookup(&s, 3, 6);
+    memset(name, 'r', sizeof(name));
+    put(&s, name, sizeof(name));
+    save("mailbox", "lookups", &s);
+}
+
+static void mailbox_words(void)
+{
+    struct seed s = {.n = 0};
+
+    raw_req(&s, 1, HMAF_OP_PING, 0, NULL, 0);
+    cmd(&s, M_POLL, 0);
+    /* The same word again: served once only. */
+    cmd(&s, M_WORD, 2);
+    put_u64(&s, hmaf__mbox_req_word(5, HMAF_OP_PING, 0));
+    cmd(&s, M_POLL, 0);
+    cmd(&s, M_WORD, 2);
+    put_u64(&s, hmaf__mbox_req_word(5, HMAF_OP_PING, 0));
+    cmd(&s, M_WORD, 3);
+    put_u64(&s, 0); /* seq 0: no request */
+    cmd(&s, M_POLL, 0);
+    /* A new word over the payload of the last request in that slot. */
+    raw_req(&s, 0, HMAF_OP_LOOKUP, 64, "alpha", 6);
+    cmd(&s, M_POLL, 0);
+    cmd(&s, M_WORD_ONLY, 0);
+    put_u8(&s, HMAF_OP_LOOKUP);
+    put_u16(&s, 64);
+    /* A payload, then its word, written by separate stores. */
+    cmd(&s, M_BYTES, 1);
+    put_u8(&s, 8);
+    put_u8(&s, 16);
+    put(&s, "\0\0\0\0\0\0\0\0\x10\0\0\0\0\0\0\0", 16);
+    cmd(&s, M_BYTES, 1);
+    put_u8(&s, 0);
+    put_u8(&s, 8);
+    put_u64(&s, hmaf__mbox_req_word(9, HMAF_OP_REGISTER, 16));
+    save("mailbox", "words-and-bytes", &s);
+}
+
+/* ---- fuzz_hello: connections (see fuzz_hello.c) ---- */
+
+enum hello_cmd { H_SEND, H_SEND_POLL, H_SHUT, H_CLOSE, H_POLL };
+
+static void hcmd(struct seed *s, enum hello_cmd c, unsigned conn)
+{
+    put_u8(s, (uint8_t)(c << 3 | conn));
+}
+
+static void send_bytes(struct seed *s, enum hello_cmd c, unsigned conn,
+                       const void *p, size_t n)
+{
+    hcmd(s, c, conn);
+    put_u16(s, (uint16_t)n);
+    put(s, p, n);
+}
+
+static void hello_one(const char *name, const uint8_t *m, size_t n)
+{
+    struct seed s = {.n = 0};
+
+    send_bytes(&s, H_SEND, 0, m, n);
+    save("hello", name, &s);
+}
+
+static void hello_variants(void)
+{
+    uint8_t m[HMAF_MSG_MAX];
+    size_t n = hello_msg(m, "fuzz-hello", "cma");
+
+    hello_one("valid", m, n);
+    m[HMAF_HDR_SIZE + 51] = '%'; /* "%PID": not ours, so someone else's */
+    hello_one("other-pid", m, n);
+    n = hello_msg(m, "fuzz-hellO", "cma");
+    hello_one("wrong-token", m, n);
+    n = hello_msg(m, "fuzz-hello", "ucx");
+    hello_one("wrong-engine", m, n);
+    n = hello_msg(m, "fuzz-hello", "cma");
+    m[HMAF_HDR_SIZE + 49] = 3; /* blob length 3 */
+    hello_one("short-blob", m, n);
+    n = hello_msg(m, "fuzz-hello", "cma");
+    m[4] = 2; /* version 2 */
+    hello_one("version-2", m, HMAF_HDR_SIZE);
+    n = hello_msg(m, "fuzz-hello", "cma");
+    m[6] = HMAF_MSG_WELCOME;
+    hello_one("type-welcome", m, HMAF_HDR_SIZE);
+    n = hello_msg(m, "fuzz-hello", "cma");
+    m[12] = 0xff; /* body length */
+    hello_one("body-len", m, n);
+    n = hello_msg(m, "fuzz-hello", "cma");
+    m[8] = 1; /* status */
+    hello_one("status", m, n);
+    hello_one("garbage", (const uint8_t *)"GET / HTTP/1.0\r\n\r\n", 18);
+}
+
+static void hello_sequences(void)
+{
+    struct seed s = {.n = 0};
+    uint8_t m[HMAF_MSG_MAX];
+    size_t n = hello_msg(m, "fuzz-hello", "cma");
+
+    /* In three pieces with the agent looking in between. */
+    send_bytes(&s, H_SEND_POLL, 0, m, 10);
+    send_bytes(&s, H_SEND_POLL, 0, m + 10, 100);
+    send_bytes(&s, H_SEND, 0, m + 110, n - 110);
+    save("hello", "valid-in-pieces", &s);
+    s.n = 0;
+    send_bytes(&s, H_SEND, 0, m, n);
+    hcmd(&s, H_SHUT, 0);
+    send_bytes(&s, H_SEND, 1, m, n);
+    send_bytes(&s, H_SEND, 1, "extra", 5);
+    save("hello", "valid-then-shut-or-extra", &s);
+    s.n = 0;
+    send_bytes(&s, H_SEND_POLL, 0, m, HMAF_HDR_SIZE);
+    hcmd(&s, H_SHUT, 0);
+    send_bytes(&s, H_SEND, 1, m, 200);
+    hcmd(&s, H_CLOSE, 1);
+    send_bytes(&s, H_SEND, 2, NULL, 0);
+    hcmd(&s, H_SHUT, 2);
+    send_bytes(&s, H_SEND, 3, m, 7);
+    hcmd(&s, H_POLL, 0);
+    save("hello", "truncated-and-early-close", &s);
+    s.n = 0;
+    for (unsigned i = 0; i < 8; i++) {
+        send_bytes(&s, H_SEND, i, m, i % 2 ? n : 40);
+    }
+    save("hello", "eight-connections", &s);
+    /* One more session than the agent serves at once. */
+    s.n = 0;
+    for (unsigned i = 0; i < 5; i++) {
+        send_bytes(&s, H_SEND_POLL, i, m, n);
+    }
+    save("hello", "sessions-over-limit", &s);
+    /* A HELLO under way, then more silent connections than the agent
+     * waits for: the oldest are pushed out. */
+    s.n = 0;
+    send_bytes(&s, H_SEND_POLL, 0, m, 100);
+    hcmd(&s, H_POLL, 7);
+    put_u8(&s, 90);
+    hcmd(&s, H_POLL, 0);
+    send_bytes(&s, H_SEND, 0, m + 100, n - 100);
+    send_bytes(&s, H_SEND, 1, m, n);
+    save("hello", "silent-flood", &s);
+}
+
+int main(int argc, char **argv)
+{
+    char path[512];
+    static const char *const harnesses[] = {"wire", "mailbox", "hello"};
+
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s CORPUS_DIR\n", argv[0]);
+        return 2;
+    }
+    out_dir = argv[1];
+    make_dir(out_dir);
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "%s/%s", out_dir, harnesses[i]);
+        make_dir(path);
+    }
+    wire_handshake();
+    wire_mailbox();
+    mailbox_simple();
+    mailbox_register();
+    mailbox_lookup();
+    mailbox_words();
+    hello_variants();
+    hello_sequences();
+    return 0;
+}
