@@ -65,7 +65,10 @@ typedef struct hmaf_agent_params {
                                 $HMAF_ENGINE */
     int threaded;          /**< non-zero (default 1): run the agent in its
                                 own thread; 0: hmaf_agent_poll() */
-    unsigned max_sessions; /**< sessions served at once (64) */
+    unsigned max_sessions; /**< sessions served at once (64); a session
+                                the agent closed while its dpu side may
+                                still run (cma) keeps its place until the
+                                dpu side closes its end */
     unsigned mailbox_slots; /**< requests in flight per session (16) */
     int handshake_timeout_ms; /**< a peer must finish its hello in this (5000) */
     int revoke_wait_ms;    /**< longest wait for sessions to confirm a
@@ -100,8 +103,10 @@ HMAF_API void hmaf_agent_params_init(hmaf_agent_params_t *params);
  * @param [out] agent_out  written only on success.
  * @return 0; HMAF_EINVAL (bad params, or a tcp address and no token: a
  *         tcp agent always checks a token), HMAF_EADDRESS (malformed, or no
- *         such place to listen), HMAF_EADDRINUSE, HMAF_EPERM, HMAF_ENOENGINE,
- *         HMAF_ENOMEM.
+ *         such place to listen), HMAF_EADDRINUSE (also: a unix path where
+ *         a live listener is, whose backlog may be full), HMAF_EPERM,
+ *         HMAF_ENOENGINE, HMAF_ENOMEM, HMAF_ENOSPC (out of file
+ *         descriptors).
  */
 HMAF_API int hmaf_agent_create(const hmaf_agent_params_t *params,
                                hmaf_agent_t **agent_out);
@@ -136,17 +141,21 @@ HMAF_API const char *hmaf_agent_address(const hmaf_agent_t *agent);
  * expose and publish first, then listen, and no dpu side ever sees the
  * agent half set up.
  * @return 0; HMAF_EINVAL (NULL, already listening, or tcp without a
- *         token), HMAF_EADDRESS, HMAF_EADDRINUSE, HMAF_EPERM, HMAF_ENOMEM.
+ *         token), HMAF_EADDRESS, HMAF_EADDRINUSE, HMAF_EPERM, HMAF_ENOMEM,
+ *         HMAF_ENOSPC (out of file descriptors).
  */
 HMAF_API int hmaf_agent_listen(hmaf_agent_t *agent, const char *address);
 
 /**
  * @brief Connect to a dpu side that listens (params.listen = 1 there) and
- * serve it as one more session. Blocks for the handshake.
+ * serve it as one more session. Blocks for the handshake: connect and
+ * handshake together take at most timeout_ms.
  * @return 0; HMAF_EINVAL (also: a tcp address and no token),
  *         HMAF_EADDRESS, HMAF_ECONNREFUSED, HMAF_ECONNRESET, HMAF_ETIMEDOUT,
- *         HMAF_EAUTH, HMAF_EVERSION, HMAF_EENGINE, HMAF_EPROTO, HMAF_ENOSPC,
- *         HMAF_ENOMEM, HMAF_EPERM.
+ *         HMAF_EAUTH, HMAF_EVERSION, HMAF_EENGINE, HMAF_EPROTO, HMAF_ENOSPC
+ *         (max_sessions reached, or out of file descriptors), HMAF_ENOMEM,
+ *         HMAF_EPERM, HMAF_ENOTSUP (a comch address and a libhmaf built
+ *         without DOCA).
  */
 HMAF_API int hmaf_agent_dial(hmaf_agent_t *agent, const char *address,
                              int timeout_ms);
@@ -204,7 +213,8 @@ HMAF_API int hmaf_agent_revoke(hmaf_agent_t *agent, const void *addr,
 HMAF_API int hmaf_agent_publish(hmaf_agent_t *agent, const char *name,
                                 const void *addr, size_t len);
 
-/** @brief Remove a root. @return 0; HMAF_ENOENT; HMAF_EINVAL. */
+/** @brief Remove a root. @return 0; HMAF_ENOENT; HMAF_EINVAL;
+ * HMAF_ENAMETOOLONG. */
 HMAF_API int hmaf_agent_unpublish(hmaf_agent_t *agent, const char *name);
 
 /**

@@ -123,7 +123,9 @@ HMAF_API uint64_t hmaf_map_remote(const hmaf_map_t *map, const void *local);
  * @brief Write back every byte changed since its page was fetched (or last
  * synced); afterwards the host holds them.
  * @return 0; HMAF_EACCES (read-only mapping or exposure), HMAF_EFAULT,
- *         HMAF_ECONNRESET, HMAF_EINVAL.
+ *         HMAF_ECONNRESET, HMAF_EINVAL; and what hmaf_session_writev()
+ *         returns for a failed write-back (HMAF_ETIMEDOUT, HMAF_EPROTO,
+ *         HMAF_ENOMEM, HMAF_ENOSPC, HMAF_EPERM).
  */
 HMAF_API int hmaf_map_sync(hmaf_map_t *map);
 

@@ -56,11 +56,11 @@ typedef struct hmaf_session_params {
     unsigned cache_max_regions; /**< region cache bound, regions (1024) */
     uint64_t cache_max_bytes;   /**< region cache bound, bytes (UINT64_MAX) */
     unsigned revoke_check_us;   /**< how often a calling thread looks at
-                                     the host's revocations, µs (1000; 0:
-                                     before every transfer step); the host
-                                     may shorten it (its lease). Idle
-                                     sessions confirm through their watch
-                                     thread whatever this is. */
+                                     the host's revocations, µs (1000;
+                                     >= 1); the host may shorten it (its
+                                     lease). Idle sessions confirm through
+                                     their watch thread whatever this
+                                     is. */
     unsigned max_inflight;      /**< posted segments per thread (1024) */
     uint64_t map_max_resident;  /**< mapping mode: mirrored bytes present
                                      at once, all mappings of the session
@@ -96,9 +96,12 @@ typedef struct hmaf_chain {
 typedef int (*hmaf_chase_visit_fn)(void *arg, size_t chain, uint64_t node_addr,
                                    const void *node);
 
+/** Largest hmaf_chase_params_t.node_len. */
+#define HMAF_CHASE_NODE_MAX ((size_t)1 << 20)
+
 /** How hmaf_session_chase() walks. */
 typedef struct hmaf_chase_params {
-    size_t node_len;    /**< bytes read per node, > 0 */
+    size_t node_len;    /**< bytes read per node, 1..HMAF_CHASE_NODE_MAX */
     size_t next_offset; /**< where the 8-byte next pointer sits in a node;
                              next_offset + 8 <= node_len */
     size_t max_steps;   /**< nodes per chain at most, > 0 */
@@ -133,17 +136,22 @@ HMAF_API void hmaf_session_params_init(hmaf_session_params_t *params);
  * @brief Connect to a host agent (or wait for it, with params->listen).
  * @param [in]  params       copied; the caller may free it afterwards.
  * @param [out] session_out  the new session, written only on success.
+ * Connect (or wait, with params->listen) and handshake together take at
+ * most params->connect_timeout_ms.
  * @return 0; HMAF_EINVAL (NULL or bad field), HMAF_EADDRESS,
  *         HMAF_ECONNREFUSED (nobody listens), HMAF_ETIMEDOUT (the agent's
  *         backlog stayed full, or the handshake did not finish, within
  *         connect_timeout_ms; also the agent's answer when it dropped our
  *         connection from a full table of waiting ones), HMAF_EAUTH (wrong
- *         token),
- *         HMAF_EVERSION, HMAF_EENGINE (host runs another engine),
+ *         token), HMAF_EVERSION, HMAF_EENGINE (host runs another engine),
  *         HMAF_ENOENGINE, HMAF_EPROTO (garbage from the peer), HMAF_ENOMEM,
  *         HMAF_ENOSPC (the agent is at max_sessions, a handshake message
- *         exceeds the channel's message size, or the mailbox's export
- *         descriptor is too large), HMAF_ECONNRESET.
+ *         exceeds the channel's message size, the mailbox's export
+ *         descriptor is too large, or out of file descriptors),
+ *         HMAF_ECONNRESET, HMAF_EPERM (not allowed to connect, or to reach
+ *         the host process), HMAF_EADDRINUSE (listen: the address is
+ *         taken), HMAF_ENOTSUP (a comch address and a libhmaf built without
+ *         DOCA).
  */
 HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
                                  hmaf_session_t **session_out);
@@ -161,7 +169,8 @@ HMAF_API void hmaf_session_destroy(hmaf_session_t *session);
  * @param [out] remote_addr_out  host address of the root.
  * @param [out] len_out          its length in bytes (may be NULL).
  * @return 0; HMAF_ENOENT (no such root), HMAF_EINVAL, HMAF_ENAMETOOLONG,
- *         HMAF_ECONNRESET, HMAF_ETIMEDOUT, HMAF_EPROTO, HMAF_EPERM.
+ *         HMAF_ECONNRESET, HMAF_ETIMEDOUT, HMAF_EPROTO, HMAF_EPERM,
+ *         HMAF_ENOSPC (more than 128 threads on the session).
  */
 HMAF_API int hmaf_session_lookup(hmaf_session_t *session, const char *name,
                                  uint64_t *remote_addr_out, size_t *len_out);
@@ -304,7 +313,7 @@ HMAF_API int hmaf_session_chase(hmaf_session_t *session,
 /**
  * @brief One mailbox round trip with the agent; useful as a liveness check.
  * @return 0; HMAF_EINVAL, HMAF_ECONNRESET, HMAF_ETIMEDOUT, HMAF_EPROTO,
- *         HMAF_EPERM.
+ *         HMAF_EPERM, HMAF_ENOSPC (more than 128 threads on the session).
  */
 HMAF_API int hmaf_session_ping(hmaf_session_t *session);
 

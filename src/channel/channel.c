@@ -153,6 +153,9 @@ static int errno_to_hmaf(int err)
     case ENOMEM:
     case ENOBUFS:
         return HMAF_ENOMEM;
+    case EMFILE:
+    case ENFILE:
+        return HMAF_ENOSPC; /* out of file descriptors */
     case EACCES:
     case EPERM:
         return HMAF_EPERM;
@@ -173,6 +176,9 @@ static int listen_errno_to_hmaf(int err)
     case ENOMEM:
     case ENOBUFS:
         return HMAF_ENOMEM;
+    case EMFILE:
+    case ENFILE:
+        return HMAF_ENOSPC; /* out of file descriptors */
     default: /* ENOENT, ENOTDIR, EADDRNOTAVAIL, ...: no such place here */
         return HMAF_EADDRESS;
     }
@@ -187,7 +193,9 @@ static void set_stream_options(int fd, int family)
     }
 }
 
-/* A unix socket file left by a dead process: nobody accepts on it. */
+/* A unix socket file left by a dead process: nobody accepts on it. The
+ * probe never waits: a live listener whose backlog is full (EAGAIN) is
+ * alive all the same, and then bind says EADDRINUSE. */
 static void unlink_if_stale(const struct channel_addr *a)
 {
     const struct sockaddr_un *un = (const struct sockaddr_un *)&a->ss;
@@ -198,7 +206,7 @@ static void unlink_if_stale(const struct channel_addr *a)
         !S_ISSOCK(st.st_mode)) {
         return;
     }
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd >= 0 && connect(fd, (const struct sockaddr *)&a->ss, a->len) != 0 &&
         errno == ECONNREFUSED) {
         unlink(un->sun_path);
@@ -444,7 +452,11 @@ static int connect_tcp(int fd, const struct channel_addr *a,
     }
     err = errno;
     if (err == EINPROGRESS) {
-        err = poll(&p, 1, hmaf__ms_left(deadline)) == 1 ? 0 : ETIMEDOUT;
+        int ready;
+        do { /* a signal is not the end of the wait */
+            ready = poll(&p, 1, hmaf__ms_left(deadline));
+        } while (ready < 0 && errno == EINTR);
+        err = ready == 1 ? 0 : ETIMEDOUT;
         len = sizeof(err);
         if (err == 0) {
             getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);

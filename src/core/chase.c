@@ -37,7 +37,7 @@ static int valid_params(const hmaf_chase_params_t *p)
     return p != NULL && p->node_len > 0 && p->max_steps > 0 &&
            p->next_offset <= p->node_len &&
            p->node_len - p->next_offset >= sizeof(uint64_t) &&
-           p->node_len <= SIZE_MAX / 2;
+           p->node_len <= HMAF_CHASE_NODE_MAX;
 }
 
 static void *node_buffer(const struct chase *c, size_t chain, uint64_t addr)

@@ -37,6 +37,7 @@ static int check_params(const hmaf_session_params_t *p)
         p->connect_timeout_ms <= 0 || p->rpc_timeout_ms <= 0 ||
         p->cache_max_regions == 0 || p->cache_max_bytes == 0 ||
         p->max_inflight == 0 || p->max_inflight > HMAF_MAX_INFLIGHT ||
+        p->revoke_check_us == 0 ||
         p->map_max_resident < (uint64_t)sysconf(_SC_PAGESIZE)) {
         return HMAF_EINVAL;
     }
@@ -50,19 +51,19 @@ static int check_params(const hmaf_session_params_t *p)
     return 0;
 }
 
-static int open_channel(struct hmaf_session *s)
+static int open_channel(struct hmaf_session *s, uint64_t deadline)
 {
     const hmaf_session_params_t *p = &s->params;
     struct hmaf_listener *listener;
     int ret;
 
     if (!p->listen) {
-        return hmaf__channel_connect(p->address, p->connect_timeout_ms,
+        return hmaf__channel_connect(p->address, hmaf__ms_left(deadline),
                                      &s->channel);
     }
     ret = hmaf__listener_open(p->address, &listener);
     if (ret == 0) {
-        ret = hmaf__listener_accept_wait(listener, p->connect_timeout_ms,
+        ret = hmaf__listener_accept_wait(listener, hmaf__ms_left(deadline),
                                          &s->channel);
         hmaf__listener_close(listener);
     }
@@ -119,6 +120,7 @@ static int import_mailbox(struct hmaf_session *s, const struct hmaf_welcome *w)
     int ret;
 
     if (w->mailbox_slots == 0 || w->mailbox_slots > HMAF_MBOX_MAX_SLOTS ||
+        w->lease_us == 0 || /* a look could never be fresh enough */
         w->mailbox_len < hmaf__mbox_size(w->mailbox_slots) ||
         w->mailbox_addr + w->mailbox_len < w->mailbox_addr) {
         return HMAF_EPROTO;
@@ -203,15 +205,19 @@ err_ep:
     return ret;
 }
 
+/* Connect and handshake share connect_timeout_ms. */
 static int connect_session(struct hmaf_session *s)
 {
+    uint64_t deadline = hmaf__deadline_ns(s->params.connect_timeout_ms);
     struct hmaf_welcome welcome;
-    int ret = open_channel(s);
+    int ret = open_channel(s, deadline);
 
     if (ret < 0) {
         return ret;
     }
-    ret = hmaf__bootstrap_dpu(s, s->params.connect_timeout_ms, &welcome);
+    ret = hmaf__ms_left(deadline) == 0
+              ? HMAF_ETIMEDOUT
+              : hmaf__bootstrap_dpu(s, hmaf__ms_left(deadline), &welcome);
     if (ret == 0) {
         ret = attach_to_host(s, &welcome);
     }

@@ -116,7 +116,7 @@ int hmaf__watch_start(struct hmaf_session *s, uint32_t lease_us)
     s->watch.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (s->watch.wake_fd < 0) {
         hmaf__log_error("eventfd: %m");
-        return HMAF_ENOMEM;
+        return errno == EMFILE || errno == ENFILE ? HMAF_ENOSPC : HMAF_ENOMEM;
     }
     sem_init(&s->watch.ready, 0, 0);
     s->watch.running = 1; /* before the thread: it may wake itself */

@@ -224,7 +224,12 @@ HMAF_API int hmaf_agent_listen(hmaf_agent_t *agent, const char *address)
     if (agent == NULL || address == NULL) {
         return HMAF_EINVAL;
     }
-    ret = check_channel_policy(agent, address, 1);
+    pthread_mutex_lock(&agent->lock);
+    ret = agent->listener != NULL ? HMAF_EINVAL : 0; /* before opening */
+    pthread_mutex_unlock(&agent->lock);
+    if (ret == 0) {
+        ret = check_channel_policy(agent, address, 1);
+    }
     if (ret == 0) {
         ret = hmaf__listener_open(address, &listener);
     }
@@ -287,6 +292,7 @@ HMAF_API int hmaf_agent_dial(hmaf_agent_t *agent, const char *address,
 {
     struct hmaf_channel ch;
     uint8_t buf[HMAF_MSG_MAX];
+    uint64_t deadline = hmaf__deadline_ns(timeout_ms);
     size_t len = 0;
     int ret;
 
@@ -300,7 +306,10 @@ HMAF_API int hmaf_agent_dial(hmaf_agent_t *agent, const char *address,
     if (ret < 0) {
         return ret;
     }
-    ret = receive_hello(&ch, timeout_ms, buf, &len);
+    /* Connect and handshake share timeout_ms. */
+    ret = hmaf__ms_left(deadline) == 0
+              ? HMAF_ETIMEDOUT
+              : receive_hello(&ch, hmaf__ms_left(deadline), buf, &len);
     pthread_mutex_lock(&agent->lock);
     if (ret == HMAF_ECONNRESET || ret == HMAF_ETIMEDOUT) {
         hmaf__channel_close(&ch);

@@ -14,6 +14,7 @@
 #include "host/exposure.h"
 #include "host/roots.h"
 #include "proto/handshake.h"
+#include "util/log.h"
 
 /* Connections waiting for their HELLO, at most (host.h says what happens
  * beyond); and new connections taken per turn of the loop, so a flood of
@@ -52,6 +53,7 @@ struct agent_pending {
     struct hmaf_channel channel;
     uint8_t buf[HMAF_MSG_MAX];
     size_t got;
+    uint64_t accepted_ns;
     uint64_t deadline_ns;
 };
 
@@ -82,6 +84,8 @@ struct hmaf_agent {
     struct agent_grave *graves;      /* params.max_sessions at most */
     size_t ngraves;
     uint64_t listen_paused_until_ns; /* out of fds: accept later */
+    struct hmaf__log_limit refusal_log; /* peers can make us refuse a lot */
+    struct hmaf__log_limit fds_log;
     struct pollfd *pfds;             /* the loop's wait set */
     struct agent_fd *pmap;
     size_t poll_cap;

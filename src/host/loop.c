@@ -35,6 +35,9 @@
 
 /* Out of fds with no connection waiting to drop: accept again after. */
 #define LISTEN_PAUSE_NS 10000000ull
+/* A waiting connection is safe from being dropped for newcomers this long
+ * (a dpu side late with its HELLO by a scheduling hiccup is not lost). */
+#define PENDING_GRACE_NS 200000000ull
 
 static void drop_pending(struct hmaf_agent *a, size_t i)
 {
@@ -81,64 +84,86 @@ static int advance_pending(struct hmaf_agent *a, struct agent_pending *p)
     return 1;
 }
 
-/* The connection waiting longest gives way, after a last look: a HELLO
- * that has arrived by now is answered, not dropped. A well-behaved peer
- * sends its HELLO at once, so what waits longest is what sends slowest or
- * not at all. */
-static void evict_oldest_pending(struct hmaf_agent *a)
+/* The connection waiting longest: the one a full table gives up first. */
+static size_t oldest_pending(const struct hmaf_agent *a)
 {
     size_t oldest = 0;
 
     for (size_t i = 1; i < a->npending; i++) {
-        if (a->pending[i].deadline_ns < a->pending[oldest].deadline_ns) {
+        if (a->pending[i].accepted_ns < a->pending[oldest].accepted_ns) {
             oldest = i;
         }
+    }
+    return oldest;
+}
+
+/* The table is full (or fds ran out): the longest waiter gives way, after
+ * a last look — a HELLO that has arrived by now is answered, not dropped —
+ * but only once it has waited PENDING_GRACE_NS: a well-behaved peer sends
+ * its HELLO at once, so what has waited that long sends slowly or not at
+ * all. Until then we accept no one: newcomers wait in the kernel's
+ * backlog, and are read the moment they are accepted. 1 when a place is
+ * free now. */
+static int give_way(struct hmaf_agent *a)
+{
+    size_t oldest = oldest_pending(a);
+    uint64_t ripe = a->pending[oldest].accepted_ns + PENDING_GRACE_NS;
+
+    if (hmaf__now_ns() < ripe) {
+        a->listen_paused_until_ns = ripe;
+        return 0;
     }
     if (!advance_pending(a, &a->pending[oldest])) {
         hmaf__agent_refuse(a, &a->pending[oldest].channel, HMAF_ETIMEDOUT);
     }
     drop_pending(a, oldest);
+    return 1;
 }
 
-/* A free entry: the table grows up to its limit, then the oldest goes. */
-static struct agent_pending *new_pending(struct hmaf_agent *a)
+/* A free entry for one more waiting connection: the table grows up to its
+ * limit, then the longest waiter may give way. */
+static int room_for_one(struct hmaf_agent *a)
 {
-    if (a->npending == a->pending_cap) {
+    if (a->npending < a->pending_cap) {
+        return 1;
+    }
+    if (a->pending_cap < HMAF_AGENT_PENDING_MAX) {
         size_t cap = a->pending_cap == 0 ? 16 : a->pending_cap * 2;
-        struct agent_pending *v =
-            cap > HMAF_AGENT_PENDING_MAX
-                ? NULL
-                : realloc(a->pending, cap * sizeof(*v));
+        struct agent_pending *v = realloc(a->pending, cap * sizeof(*v));
         if (v != NULL) {
             a->pending = v;
             a->pending_cap = cap;
-        } else {
-            evict_oldest_pending(a);
+            return 1;
         }
     }
-    return &a->pending[a->npending++];
+    return a->npending > 0 && give_way(a);
 }
 
-/* Out of fds: a waiting connection gives one back, or the listener rests
- * (its backlog holds the newcomers) rather than waking us in a loop. */
+/* Out of fds: a waiting connection gives its fd back, or the listener
+ * rests (its backlog holds the newcomers) rather than waking us in vain. */
 static int make_fd_room(struct hmaf_agent *a)
 {
+    uint64_t held_back;
+
     if (a->npending > 0) {
-        evict_oldest_pending(a);
-        return 1;
+        return give_way(a);
     }
-    hmaf__log_warn("out of file descriptors: not accepting for %llu ms",
-                   LISTEN_PAUSE_NS / 1000000ull);
+    if (hmaf__log_allow(&a->fds_log, &held_back)) {
+        hmaf__log_warn("out of file descriptors: not accepting for %llu ms "
+                       "(%llu more times since the last such message)",
+                       LISTEN_PAUSE_NS / 1000000ull,
+                       (unsigned long long)held_back);
+    }
     a->listen_paused_until_ns = hmaf__now_ns() + LISTEN_PAUSE_NS;
     return 0;
 }
 
-/* Take what is in the backlog, a bounded number per turn. Each newcomer
- * gets a first look at once: a peer that sent its HELLO with its connect
- * is answered before it could ever be dropped for others. */
+/* Take what is in the backlog, a bounded number per turn, while there is
+ * room. Each newcomer gets a first look at once: a peer that sent its
+ * HELLO with its connect is answered before it could ever be dropped. */
 static void accept_new(struct hmaf_agent *a)
 {
-    for (int n = 0; n < HMAF_AGENT_ACCEPTS_PER_TURN; n++) {
+    for (int n = 0; n < HMAF_AGENT_ACCEPTS_PER_TURN && room_for_one(a);) {
         struct agent_pending *p;
         struct hmaf_channel ch;
         int ret = hmaf__listener_accept(a->listener, &ch);
@@ -149,9 +174,11 @@ static void accept_new(struct hmaf_agent *a)
         if (ret < 0) {
             return;
         }
-        p = new_pending(a);
+        n++;
+        p = &a->pending[a->npending++];
         p->channel = ch;
         p->got = 0;
+        p->accepted_ns = hmaf__now_ns();
         p->deadline_ns = hmaf__deadline_ns(a->params.handshake_timeout_ms);
         if (advance_pending(a, p)) {
             drop_pending(a, a->npending - 1);
@@ -371,21 +398,29 @@ static int serve_locked(struct hmaf_agent *a)
 }
 
 /* One turn of the thread: serve, then spin or sleep as activity says. */
+/* The channels get a look now and then even while requests keep the
+ * loop busy: new connections and dying peers must not wait for a lull. */
+static void look_at_channels(struct hmaf_agent *a, uint64_t now)
+{
+    if (now >= a->next_fd_check_ns) {
+        hmaf__agent_poll_channels(a, 0);
+        a->next_fd_check_ns = now + SPIN_FD_CHECK_NS;
+    }
+}
+
 static void agent_turn(struct hmaf_agent *a)
 {
     uint64_t now;
 
     if (serve_locked(a) > 0) {
-        a->last_activity_ns = hmaf__now_ns();
+        a->last_activity_ns = now = hmaf__now_ns();
         a->sleep_ns = SLEEP_MIN_NS;
+        look_at_channels(a, now);
         return;
     }
     now = hmaf__now_ns();
     if (now - a->last_activity_ns < SPIN_NS) {
-        if (now >= a->next_fd_check_ns) {
-            hmaf__agent_poll_channels(a, 0);
-            a->next_fd_check_ns = now + SPIN_FD_CHECK_NS;
-        }
+        look_at_channels(a, now);
         return;
     }
     if (hmaf__agent_poll_channels(a, (int64_t)a->sleep_ns) == 0) {

@@ -33,6 +33,7 @@ void hmaf__agent_refuse(struct hmaf_agent *a, struct hmaf_channel *ch,
                         int why)
 {
     uint8_t buf[HMAF_HDR_SIZE];
+    uint64_t held_back;
     size_t len;
 
     /* Only codes a dpu side can act on cross the wire. ETIMEDOUT: its
@@ -43,7 +44,11 @@ void hmaf__agent_refuse(struct hmaf_agent *a, struct hmaf_channel *ch,
     }
     len = hmaf__refusal_encode(why, buf);
 
-    hmaf__log_warn("refused a session: %s", hmaf_strerror(why));
+    if (hmaf__log_allow(&a->refusal_log, &held_back)) {
+        hmaf__log_warn("refused a session: %s (and %llu more since the "
+                       "last such message)",
+                       hmaf_strerror(why), (unsigned long long)held_back);
+    }
     (void)hmaf__channel_send(ch, buf, len, hmaf__deadline_ns(SEND_TIMEOUT_MS));
     hmaf__channel_close(ch);
     a->stats.refused++;
@@ -148,7 +153,8 @@ static void bury(struct hmaf_agent *a, struct agent_session *s)
         return;
     }
     if (a->ngraves == a->params.max_sessions) {
-        /* Full: one of them keeps its reservation for good. */
+        /* Cannot be (a grave holds its session's place); else one of them
+         * would keep its reservation for good. */
         hmaf__channel_close(&a->graves[0].channel);
         a->graves[0] = a->graves[--a->ngraves];
     }
@@ -308,7 +314,10 @@ int hmaf__agent_handle_hello(struct hmaf_agent *a, struct hmaf_channel *ch,
     if (ret == 0) {
         ret = check_hello(a, &hello);
     }
-    if (ret == 0 && slot < 0) {
+    /* A grave holds its session's place: else a peer could make the
+     * agent abandon reservations without end. */
+    if (ret == 0 && (slot < 0 || a->stats.sessions_live + a->ngraves >=
+                                     a->params.max_sessions)) {
         ret = HMAF_ENOSPC;
     }
     if (ret == 0) {

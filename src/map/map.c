@@ -123,7 +123,10 @@ static void free_map(struct hmaf_map *m)
     hmaf__mirrors_remove(m->local_base);
     hmaf__uffd_stop(m);
     pthread_mutex_lock(&m->lock);
-    for (size_t p = 0; m->state != NULL && p < m->npages; p++) {
+    /* Up to the last resident page only: a huge, sparse mapping (or one
+     * whose creation failed) is not walked page by page. */
+    for (size_t p = 0; m->state != NULL && m->resident > 0 && p < m->npages;
+         p++) {
         hmaf__map_drop(m, p);
     }
     pthread_mutex_unlock(&m->lock);

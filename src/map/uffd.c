@@ -101,7 +101,9 @@ int hmaf__uffd_open(struct hmaf_map *m)
                            O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
     if (m->uffd < 0) {
         hmaf__log_info("userfaultfd: %m"); /* the caller gets ENOTSUP */
-        return errno == ENOMEM ? HMAF_ENOMEM : HMAF_ENOTSUP;
+        return errno == ENOMEM                      ? HMAF_ENOMEM
+               : errno == EMFILE || errno == ENFILE ? HMAF_ENOSPC
+                                                    : HMAF_ENOTSUP;
     }
     if (uffd_api(m->uffd, want & have, &got) != 0) {
         close(m->uffd);

@@ -1,5 +1,7 @@
 #include "util/log.h"
 
+#include "util/clock.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -25,6 +27,20 @@ static void log_init(void)
             log_level = i;
         }
     }
+}
+
+int hmaf__log_allow(struct hmaf__log_limit *l, uint64_t *held_back_out)
+{
+    uint64_t now = hmaf__now_ns();
+
+    if (now < l->next_ns) {
+        l->held_back++;
+        return 0;
+    }
+    l->next_ns = now + 1000000000ull;
+    *held_back_out = l->held_back;
+    l->held_back = 0;
+    return 1;
 }
 
 int hmaf__log_enabled(enum hmaf_log_level level)

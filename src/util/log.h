@@ -5,6 +5,8 @@
 #ifndef HMAF_UTIL_LOG_H
 #define HMAF_UTIL_LOG_H
 
+#include <stdint.h>
+
 enum hmaf_log_level {
     HMAF_LOG_ERROR,
     HMAF_LOG_WARN,
@@ -15,6 +17,18 @@ enum hmaf_log_level {
 void hmaf__log(enum hmaf_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int hmaf__log_enabled(enum hmaf_log_level level);
+
+/* What peers can make us say as often as they like goes out at most once
+ * a second: the rest is counted, and the next message says how much. Not
+ * thread-safe by itself (the agent's lock covers its own). */
+struct hmaf__log_limit {
+    uint64_t next_ns;
+    uint64_t held_back;
+};
+
+/* 1 when a message may go out now, *held_back_out saying how many did not
+ * since the last; 0 when this one is held back. */
+int hmaf__log_allow(struct hmaf__log_limit *l, uint64_t *held_back_out);
 
 #define hmaf__log_error(...) hmaf__log(HMAF_LOG_ERROR, __VA_ARGS__)
 #define hmaf__log_warn(...) hmaf__log(HMAF_LOG_WARN, __VA_ARGS__)
