@@ -34,8 +34,14 @@
  * soon as it is accepted, so a dpu side that sends its HELLO with its
  * connect — as libhmaf does — is answered at once. When more arrive, the
  * connection that has waited longest is dropped, after a last look at
- * what it sent; any connection is dropped after handshake_timeout_ms. The
- * listen backlog is the system's largest (SOMAXCONN).
+ * what it sent, once it has waited 200 ms (until then newcomers wait in
+ * the kernel's backlog, the system's largest, SOMAXCONN); any connection
+ * is dropped after handshake_timeout_ms. The agent needs a file descriptor
+ * per session and per waiting connection: below max_sessions + 1024 + a
+ * few (RLIMIT_NOFILE), connections held open by a flood can keep a new
+ * session waiting in the backlog. Refusals are logged at most once a
+ * second. A peer that knows the token can hold up to max_sessions
+ * sessions.
  *
  * Thread safety: every call may be made from any thread, except that
  * hmaf_agent_destroy() must not race with other calls on the same agent.

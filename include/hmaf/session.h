@@ -50,7 +50,12 @@ typedef struct hmaf_session_params {
     const char *engine;  /**< "cma" (default), or NULL or "" for
                               $HMAF_ENGINE */
     int listen;          /**< non-zero: listen at address and wait for the
-                              host */
+                              host. The dpu side then sends its HELLO,
+                              token included, to the first peer that
+                              connects: listen only where no one but the
+                              host can connect (comch; a unix path only
+                              the host may reach), never on an open tcp
+                              port. */
     int connect_timeout_ms; /**< bootstrap: connect + handshake (5000) */
     int rpc_timeout_ms;     /**< one mailbox round trip (5000) */
     unsigned cache_max_regions; /**< region cache bound, regions (1024) */

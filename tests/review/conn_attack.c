@@ -701,8 +701,13 @@ static const struct attack attacks[] = {
     {"nofile64-churn", 0, 64, 0, 0, churn_main, 2, 0, 0, 0},
     {"no-welcome", 0, 0, 0, 64, no_welcome_main, 1, 100, 0, 1},
     {"no-welcome-tcp", 1, 0, 0, 64, no_welcome_main, 1, 100, 0, 1},
-    {"graves", 0, 0, 0, 0, graves_main, 1, 0, 0, 0},
-    {"nofile64-tcp", 1, 64, 0, 0, hold_main, 1, 1000, 0, 0},
+    /* A token holder's graves hold session places, as its sessions do
+     * (host.h, max_sessions): legitimate sessions may be refused, with
+     * HMAF_ENOSPC, while no reservation is ever abandoned. */
+    {"graves", 0, 0, 0, 0, graves_main, 1, 0, 0, 1},
+    /* Below the fds host.h asks for, held tcp connections can keep a
+     * newcomer in the backlog until its connect timeout. */
+    {"nofile64-tcp", 1, 64, 0, 0, hold_main, 1, 1000, 0, 1},
     {"busy-mailbox", 0, 0, 0, 0, busy_main, 1, 0, 0, 0},
     {"mailbox-flood", 0, 0, 0, 0, mailbox_flood_main, 1, 0, 0, 0},
     {"mailbox-flood4", 0, 0, 0, 0, mailbox_flood_main, 4, 0, 0, 0},
