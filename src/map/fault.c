@@ -68,8 +68,10 @@ static int reserve(struct hmaf_session *s, uint64_t bytes)
  * Linux 5.7): then such a store can be lost, as map.h says. */
 static uint8_t *move_out(struct hmaf_map *m, size_t p)
 {
+    /* new_address NULL, said: the kernel looks at it whatever the flags,
+     * and the variadic wrapper would pass a stray register. */
     void *moved = mremap(hmaf__map_page(m, p), m->page_size, m->page_size,
-                         MREMAP_MAYMOVE | MREMAP_DONTUNMAP);
+                         MREMAP_MAYMOVE | MREMAP_DONTUNMAP, NULL);
 
     if (moved == MAP_FAILED) {
         if (!m->move_warned) {

@@ -178,9 +178,11 @@ HMAF_API int hmaf_map_create(hmaf_session_t *session, uint64_t remote_addr,
     }
     m->writable = !(m->params.flags & HMAF_MAP_READ_ONLY);
     init_geometry(m, remote_addr, len);
-    ret = alloc_state(m);
+    /* The address range first: a length no address space holds fails
+     * there, before page tables sized by it are asked for. */
+    ret = reserve(m);
     if (ret == 0) {
-        ret = reserve(m);
+        ret = alloc_state(m);
     }
     if (ret == 0) {
         ret = hmaf__uffd_open(m);
