@@ -90,6 +90,7 @@ static void host(int cmd_fd, int reply_fd)
     CHECK(write(reply_fd, &c, 1) == 1);
     CHECK(read(cmd_fd, &c, 1) == 1); /* the dpu process is dead now */
     hmaf_agent_destroy(a);
+    free(mem);
     find_mapping(atomic_load(&sh->mbox));
     c = 'k';
     CHECK(write(reply_fd, &c, 1) == 1);
