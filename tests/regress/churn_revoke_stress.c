@@ -33,7 +33,7 @@ struct stats {
     _Atomic long revokes_ok, revokes_timeout, violations, violation_bytes;
     _Atomic long sessions, dpu_ok, dpu_err, create_err;
     _Atomic int stop;
-    uint64_t base;
+    _Atomic uint64_t base; /* the child's exposure, once it exists */
 };
 
 static struct stats *st;
@@ -104,7 +104,7 @@ static void host(void)
         CHECK_OK(hmaf_agent_expose(agent, mem + (size_t)i * SLOT_LEN,
                                    SLOT_LEN, HMAF_ACCESS_READ_WRITE));
     }
-    st->base = (uint64_t)(uintptr_t)mem;
+    atomic_store(&st->base, (uint64_t)(uintptr_t)mem);
     atomic_thread_fence(memory_order_seq_cst);
     for (int i = 0; i < 2; i++) {
         CHECK(pthread_create(&th[i], NULL, revoker,
@@ -134,7 +134,7 @@ static void *worker(void *argp)
     memset(buf, 0x5A, sizeof(buf));
     while (!atomic_load(a->stop)) {
         unsigned slot = rand_r(&a->seed) % SLOTS;
-        uint64_t at = st->base + (uint64_t)slot * SLOT_LEN +
+        uint64_t at = atomic_load(&st->base) + (uint64_t)slot * SLOT_LEN +
                       rand_r(&a->seed) % (SLOT_LEN - sizeof(buf));
         int ret = rand_r(&a->seed) & 1
                       ? hmaf_session_write(a->s, at, buf, sizeof(buf))
