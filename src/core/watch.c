@@ -35,8 +35,8 @@
 /* Bounds on how often the thread looks. Fewer looks than one a second
  * would also slow noticing a dead comch peer, which has no fd to wait on
  * (the socket channels wake the thread at once). */
-#define WATCH_PERIOD_MIN_NS 100000ull
-#define WATCH_PERIOD_MAX_NS 1000000000ull
+#define WATCH_PERIOD_MIN_NS   100000ull
+#define WATCH_PERIOD_MAX_NS   1000000000ull
 #define WATCH_PERIOD_NO_FD_NS 100000000ull
 /* How long telling the host may take (a comch send). */
 #define FAREWELL_MS 100

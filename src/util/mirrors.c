@@ -80,8 +80,8 @@ int hmaf__mirrors_overlap_slow(const void *p, size_t len)
 
     pthread_mutex_lock(&lock);
     for (size_t i = 0; i < n && !found; i++) {
-        found = at < mirrors[i].base + mirrors[i].len &&
-                mirrors[i].base < at + len;
+        found =
+            at < mirrors[i].base + mirrors[i].len && mirrors[i].base < at + len;
     }
     pthread_mutex_unlock(&lock);
     return found;

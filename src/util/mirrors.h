@@ -27,8 +27,8 @@ static inline int hmaf__mirrors_overlap(const void *p, size_t len)
     uintptr_t at = (uintptr_t)p;
 
     if (at >= atomic_load_explicit(&hmaf__mirrors_hi, memory_order_relaxed) ||
-        at + len <= atomic_load_explicit(&hmaf__mirrors_lo,
-                                         memory_order_relaxed)) {
+        at + len <=
+            atomic_load_explicit(&hmaf__mirrors_lo, memory_order_relaxed)) {
         return 0;
     }
     return hmaf__mirrors_overlap_slow(p, len);

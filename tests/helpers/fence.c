@@ -234,7 +234,7 @@ int fence_setup(hmaf_agent_t *agent, void *arg)
     }
     ret = hmaf_agent_expose(agent, fence_area, FENCE_AREA_LEN,
                             HMAF_ACCESS_READ_WRITE);
-    return ret < 0 ? ret
-                   : hmaf_agent_publish(agent, "area", fence_area,
-                                        FENCE_AREA_LEN);
+    return ret < 0
+               ? ret
+               : hmaf_agent_publish(agent, "area", fence_area, FENCE_AREA_LEN);
 }

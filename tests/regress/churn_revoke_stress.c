@@ -23,11 +23,11 @@
 
 #include "check.h"
 
-#define SLOTS 8
-#define SLOT_LEN (256u * 1024)
-#define SENTINEL 0xEE
+#define SLOTS     8
+#define SLOT_LEN  (256u * 1024)
+#define SENTINEL  0xEE
 #define DPU_LOOPS 3
-#define WORKERS 2
+#define WORKERS   2
 
 struct stats {
     _Atomic long revokes_ok, revokes_timeout, violations, violation_bytes;
@@ -81,8 +81,7 @@ static void *revoker(void *arg)
             exit(2);
         }
         usleep(rand_r(&seed) % 3000);
-        CHECK_OK(hmaf_agent_expose(agent, p, SLOT_LEN,
-                                   HMAF_ACCESS_READ_WRITE));
+        CHECK_OK(hmaf_agent_expose(agent, p, SLOT_LEN, HMAF_ACCESS_READ_WRITE));
     }
     return NULL;
 }
@@ -101,14 +100,13 @@ static void host(void)
     mem = aligned_alloc(4096, SLOTS * SLOT_LEN);
     memset(mem, 0, SLOTS * SLOT_LEN);
     for (unsigned i = 0; i < SLOTS; i++) {
-        CHECK_OK(hmaf_agent_expose(agent, mem + (size_t)i * SLOT_LEN,
-                                   SLOT_LEN, HMAF_ACCESS_READ_WRITE));
+        CHECK_OK(hmaf_agent_expose(agent, mem + (size_t)i * SLOT_LEN, SLOT_LEN,
+                                   HMAF_ACCESS_READ_WRITE));
     }
     atomic_store(&st->base, (uint64_t)(uintptr_t)mem);
     atomic_thread_fence(memory_order_seq_cst);
     for (int i = 0; i < 2; i++) {
-        CHECK(pthread_create(&th[i], NULL, revoker,
-                             (void *)(uintptr_t)i) == 0);
+        CHECK(pthread_create(&th[i], NULL, revoker, (void *)(uintptr_t)i) == 0);
     }
     for (int i = 0; i < 2; i++) {
         pthread_join(th[i], NULL);
@@ -214,8 +212,8 @@ int main(int argc, char **argv)
     }
     usleep(20000);
     for (int i = 0; i < DPU_LOOPS; i++) {
-        CHECK(pthread_create(&th[i], NULL, dpu_loop,
-                             (void *)(uintptr_t)i) == 0);
+        CHECK(pthread_create(&th[i], NULL, dpu_loop, (void *)(uintptr_t)i) ==
+              0);
     }
     for (uint64_t end = now_ns() + seconds * 1000000000ull; now_ns() < end;) {
         usleep(100000);

@@ -32,7 +32,7 @@
 #include "fence.h"
 #include "target.h"
 
-#define LEN (1u << 20)
+#define LEN      (1u << 20)
 #define WATCH_MS 50
 
 struct shared {
@@ -182,12 +182,12 @@ static void case_mailbox(void)
     fence_sleep_ms(50);
     req1 = target_command(&t, 'q');
     printf("B: mailbox requests the agent served while only the child "
-           "called: %d\n", (req1 - req0) & 0x7f);
+           "called: %d\n",
+           (req1 - req0) & 0x7f);
     printf("B: old mailbox at %#llx, the next session's at %#llx; the "
            "child's ping on the destroyed session = %s, lookup = %s\n",
-           (unsigned long long)sh->child_mbox,
-           (unsigned long long)sh->new_mbox, hmaf_err_name(sh->child_ping),
-           hmaf_err_name(sh->child_lookup));
+           (unsigned long long)sh->child_mbox, (unsigned long long)sh->new_mbox,
+           hmaf_err_name(sh->child_ping), hmaf_err_name(sh->child_lookup));
     sh->served_for_child = (req1 - req0) & 0x7f;
     printf("B: the next session's ping afterwards = %s\n",
            hmaf_err_name(hmaf_session_ping(s2)));

@@ -29,7 +29,7 @@
 struct shared {
     _Atomic uint64_t mbox; /* the dpu side's view of its mailbox address */
     int revoke_ret;
-    char maps_line[256];  /* the host's mapping at that address, after */
+    char maps_line[256]; /* the host's mapping at that address, after */
     int reserved;
 };
 
@@ -45,8 +45,8 @@ static void find_mapping(uint64_t addr)
     while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
         unsigned long lo, hi;
         char perms[8];
-        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 &&
-            addr >= lo && addr < hi) {
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && addr >= lo &&
+            addr < hi) {
             snprintf(sh->maps_line, sizeof(sh->maps_line), "%s", line);
             sh->reserved = 1;
         }

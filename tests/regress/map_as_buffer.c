@@ -107,8 +107,7 @@ int main(int argc, char **argv)
         CHECK(pthread_create(&th, NULL, destroyer, NULL) == 0);
         sleep(3);
         printf("hmaf_map_destroy from another thread: %s\n",
-               atomic_load(&destroyed) ? "returned"
-                                       : "still inside after 3 s");
+               atomic_load(&destroyed) ? "returned" : "still inside after 3 s");
         fflush(NULL);
         target_kill(&t);
         _exit(1);

@@ -183,10 +183,11 @@ int main(void)
     cpu0 = cpu_ms();
     wall0 = now_ms();
     command(to_child[1], to_parent[0], 'x');
-    printf("case 1: the idle dpu process used %llu ms of CPU in those %llu "
-           "ms (its watch thread polls the mailbox for an answer, no back-off)\n",
-           (unsigned long long)(cpu_ms() - cpu0),
-           (unsigned long long)(now_ms() - wall0));
+    printf(
+        "case 1: the idle dpu process used %llu ms of CPU in those %llu "
+        "ms (its watch thread polls the mailbox for an answer, no back-off)\n",
+        (unsigned long long)(cpu_ms() - cpu0),
+        (unsigned long long)(now_ms() - wall0));
     printf("case 1: revoke(A) = %s in %llu ms, revoke(B) = %s in %llu ms, "
            "cut-offs %llu\n",
            hmaf_err_name(rep->ret[0]), (unsigned long long)rep->ms[0],

@@ -93,10 +93,9 @@ static void record(struct totals *tot, const struct fence_sum *sum)
 
 static void trial(int wait_ms, struct totals *tot)
 {
-    struct target_options opts = {
-        .setup = fence_setup,
-        .command = revoke_and_watch,
-        .revoke_wait_ms = wait_ms};
+    struct target_options opts = {.setup = fence_setup,
+                                  .command = revoke_and_watch,
+                                  .revoke_wait_ms = wait_ms};
     static struct fence_load load; /* large */
     struct fence_sum sum;
     struct target t;

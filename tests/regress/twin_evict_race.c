@@ -12,11 +12,11 @@
 #include "target.h"
 
 #define PAGE   4096u
-#define PAGES  8u          /* the mapping */
-#define CAP    (2 * PAGE)  /* the session holds two of its pages at once */
-#define SLOTS  (PAGE / 4)  /* u32 words in page 0 */
+#define PAGES  8u         /* the mapping */
+#define CAP    (2 * PAGE) /* the session holds two of its pages at once */
+#define SLOTS  (PAGE / 4) /* u32 words in page 0 */
 #define ROUNDS 300
-#define SPIN   300         /* between stores: some 0.5 us */
+#define SPIN   300 /* between stores: some 0.5 us */
 
 static hmaf_map_t *map;
 static uint64_t base;

@@ -10,7 +10,7 @@
 #include "target.h"
 
 #define ROUNDS 20
-#define SYNCS 100 /* per round, each racing with stores */
+#define SYNCS  100 /* per round, each racing with stores */
 
 static hmaf_map_t *map;
 static _Atomic int writing, syncs;
@@ -30,8 +30,8 @@ static void *syncer(void *arg)
 
 /* Store ever new values while another thread syncs; after a last sync
  * the host must hold the final one. */
-static void round_trip(hmaf_session_t *s, uint64_t at,
-                       _Atomic uint32_t *word, uint32_t base)
+static void round_trip(hmaf_session_t *s, uint64_t at, _Atomic uint32_t *word,
+                       uint32_t base)
 {
     pthread_t th;
     uint32_t last = base, host = 0;

@@ -81,8 +81,8 @@ int main(void)
         usleep(1000);
     }
     usleep(50 * 1000);
-    printf("pool threads with a slot: %d, without: %d\n",
-           atomic_load(&claimed), atomic_load(&failed));
+    printf("pool threads with a slot: %d, without: %d\n", atomic_load(&claimed),
+           atomic_load(&failed));
     ok = target_command(&t, 'r'); /* revoke an exposure; the session idles */
     live = target_command(&t, 's');
     printf("revoke while the session is idle: %s; sessions live after: %d\n",

@@ -77,8 +77,9 @@ static char *repeat(char c, size_t n, const char *prefix, const char *suffix)
 
 static void group_pure(void)
 {
-    static const int values[] = {0, 1, -1, INT_MIN, INT_MAX, -4000, -4006,
-                                 -99999, HMAF_EINVAL, HMAF_EADDRESS};
+    static const int values[] = {
+        0,     1,     -1,     INT_MIN,     INT_MAX,
+        -4000, -4006, -99999, HMAF_EINVAL, HMAF_EADDRESS};
     hmaf_agent_stats_t ast;
     hmaf_session_stats_t sst;
     hmaf_map_stats_t mst;
@@ -110,7 +111,8 @@ static void group_pure(void)
                 hmaf_agent_address(NULL) == NULL);
     ASSERT_THAT("hmaf_session_engine(NULL) != NULL",
                 hmaf_session_engine(NULL) != NULL);
-    ASSERT_THAT("hmaf_map_local(NULL) == NULL", hmaf_map_local(NULL, 1) == NULL);
+    ASSERT_THAT("hmaf_map_local(NULL) == NULL",
+                hmaf_map_local(NULL, 1) == NULL);
     ASSERT_THAT("hmaf_map_remote(NULL) == 0", hmaf_map_remote(NULL, &x) == 0);
 
     review_step("host calls with a NULL agent", 2000);
@@ -151,8 +153,7 @@ static void group_pure(void)
     EXPECT(hmaf_request_test(NULL, 1), HMAF_EINVAL, DOC(D_TEST));
     EXPECT(hmaf_request_wait(NULL, 1), HMAF_EINVAL, DOC(D_WAIT));
     EXPECT(hmaf_session_flush(NULL), HMAF_EINVAL, DOC(D_FLUSH));
-    EXPECT(hmaf_session_chase(NULL, &cp, &chain, 1), HMAF_EINVAL,
-           DOC(D_CHASE));
+    EXPECT(hmaf_session_chase(NULL, &cp, &chain, 1), HMAF_EINVAL, DOC(D_CHASE));
     EXPECT(hmaf_session_ping(NULL), HMAF_EINVAL, DOC(D_PING));
     EXPECT(hmaf_session_stats(NULL, &sst), HMAF_EINVAL, DOC(D_SESSION_STATS));
 
@@ -160,14 +161,12 @@ static void group_pure(void)
     EXPECT(hmaf_map_create(NULL, 4096, 4096, NULL, &map), HMAF_EINVAL,
            DOC(D_MAP_CREATE));
     EXPECT(hmaf_map_sync(NULL), HMAF_EINVAL, DOC(D_MAP_SYNC));
-    EXPECT(hmaf_map_refresh(NULL, 4096, 1, 0), HMAF_EINVAL,
-           DOC(D_MAP_REFRESH));
+    EXPECT(hmaf_map_refresh(NULL, 4096, 1, 0), HMAF_EINVAL, DOC(D_MAP_REFRESH));
     EXPECT(hmaf_map_stats(NULL, &mst), HMAF_EINVAL, DOC(D_MAP_STATS));
     ASSERT_THAT("outputs untouched on failure",
                 agent == (hmaf_agent_t *)(uintptr_t)1 &&
                     session == (hmaf_session_t *)(uintptr_t)1 &&
-                    map == (hmaf_map_t *)(uintptr_t)1 && req == 0 &&
-                    addr == 0);
+                    map == (hmaf_map_t *)(uintptr_t)1 && req == 0 && addr == 0);
 }
 
 /* ---------------------------------------------------------- agent params */
@@ -202,8 +201,7 @@ static void agent_base(hmaf_agent_params_t *p)
         EXPECT_AS(what_, agent_try(&p_), (want), DOC(D_AGENT_CREATE));         \
     } while (0)
 
-static void agent_address_case(const char *address, const char *token,
-                               int want)
+static void agent_address_case(const char *address, const char *token, int want)
 {
     hmaf_agent_params_t p;
     char what[200];
@@ -319,13 +317,11 @@ static void group_agent_params(void)
     p.address = hmaf_agent_address(b);
     {
         hmaf_agent_t *c = NULL;
-        EXPECT(hmaf_agent_create(&p, &c), HMAF_EADDRINUSE,
-               DOC(D_AGENT_CREATE));
+        EXPECT(hmaf_agent_create(&p, &c), HMAF_EADDRINUSE, DOC(D_AGENT_CREATE));
     }
     hmaf_agent_destroy(b);
     hmaf_agent_destroy(a);
-    ASSERT_THAT("the agent unlinks its socket file",
-                access(path, F_OK) != 0);
+    ASSERT_THAT("the agent unlinks its socket file", access(path, F_OK) != 0);
 
     review_step("a unix address that is a regular file", 5000);
     snprintf(path, sizeof(path), "/tmp/hmaf-review-%d.file", (int)getpid());
@@ -392,8 +388,8 @@ static void group_agent_calls(void)
            HMAF_EEXIST, DOC(D_AGENT_EXPOSE));
     EXPECT(hmaf_agent_expose(a, memory, 4096, HMAF_ACCESS_READ), 0,
            DOC(D_AGENT_EXPOSE));
-    EXPECT(hmaf_agent_expose(a, memory + 8192, 4096, HMAF_ACCESS_READ_WRITE),
-           0, DOC(D_AGENT_EXPOSE));
+    EXPECT(hmaf_agent_expose(a, memory + 8192, 4096, HMAF_ACCESS_READ_WRITE), 0,
+           DOC(D_AGENT_EXPOSE));
 
     review_step("hmaf_agent_revoke", 5000);
     EXPECT(hmaf_agent_revoke(a, NULL, 1), HMAF_EINVAL, DOC(D_AGENT_REVOKE));
@@ -430,7 +426,11 @@ static void group_agent_calls(void)
     EXPECT(hmaf_agent_publish(a, name63, memory, 1), 0, DOC(D_AGENT_PUBLISH));
     EXPECT(hmaf_agent_publish(a, name63, memory, 1), HMAF_EEXIST,
            DOC(D_AGENT_PUBLISH));
-    for (n = 1; n <= 5000 && (ret = hmaf_agent_publish(a, (snprintf(name, sizeof(name), "r%d", n), name), memory, 1)) == 0; n++) {
+    for (n = 1;
+         n <= 5000 && (ret = hmaf_agent_publish(
+                           a, (snprintf(name, sizeof(name), "r%d", n), name),
+                           memory, 1)) == 0;
+         n++) {
     }
     EXPECT_AS("hmaf_agent_publish, many roots: the first refusal", ret,
               HMAF_ENOSPC, DOC(D_AGENT_PUBLISH));
@@ -692,8 +692,8 @@ static void group_busy_listener(void)
     t0 = now_ms();
     ret = review_isolated("hmaf_session_create to a full backlog", 5000,
                           session_connect_to, b.address);
-    EXPECT_AS("hmaf_session_create(full backlog, 300 ms)", ret,
-              HMAF_ETIMEDOUT, DOC(D_SESSION_CREATE));
+    EXPECT_AS("hmaf_session_create(full backlog, 300 ms)", ret, HMAF_ETIMEDOUT,
+              DOC(D_SESSION_CREATE));
     ASSERT_THAT("a connect to a full backlog gives up within 2 s",
                 now_ms() - t0 < 2000 * review_slow());
     review_step("hmaf_agent_create at a path whose listener is busy", 20000);
@@ -853,10 +853,10 @@ static void group_dial(void)
     memset(msg, 0xA5, sizeof(msg));
     dial_case(a, "dial: garbage", msg, 600, 200, 1000, HMAF_EPROTO);
     len = make_hello(msg, TOKEN, HMAF_PROTOCOL_VERSION, 0xFFFFFFFFu);
-    dial_case(a, "dial: HELLO header with body_len 2^32-1", msg, len, 200,
-              1000, HMAF_EPROTO);
-    len = make_hello(msg, TOKEN, HMAF_PROTOCOL_VERSION,
-                     HMAF_HELLO_BODY_SIZE - 1);
+    dial_case(a, "dial: HELLO header with body_len 2^32-1", msg, len, 200, 1000,
+              HMAF_EPROTO);
+    len =
+        make_hello(msg, TOKEN, HMAF_PROTOCOL_VERSION, HMAF_HELLO_BODY_SIZE - 1);
     dial_case(a, "dial: HELLO header with body_len one short", msg, len, 200,
               1000, HMAF_EPROTO);
     len = make_hello(msg, TOKEN, HMAF_PROTOCOL_VERSION + 1, 0);
@@ -868,8 +868,8 @@ static void group_dial(void)
     len = make_hello(msg, TOKEN, HMAF_PROTOCOL_VERSION, 0);
     dial_case(a, "dial: half a HELLO, then nothing (300 ms)", msg, len / 2,
               1000, 300, HMAF_ETIMEDOUT);
-    dial_case(a, "dial: a valid HELLO, then the peer closes", msg, len, 0,
-              1000, WANT_ANY_DOC);
+    dial_case(a, "dial: a valid HELLO, then the peer closes", msg, len, 0, 1000,
+              WANT_ANY_DOC);
     CHECK_OK(hmaf_agent_stats(a, &st));
     ASSERT_THAT("no session left over by the dials",
                 st.sessions_live == 0 || hmaf_agent_poll(a, 50) >= 0);
@@ -920,8 +920,8 @@ static int session_try_isolated(void *arg)
         snprintf(what_, sizeof(what_), "hmaf_session_create(%s = %.60s)",      \
                  #field, #value);                                              \
         review_step(what_, 20000);                                             \
-        EXPECT_AS(what_, review_isolated(what_, 5000, session_try_isolated,    \
-                                         &p_),                                 \
+        EXPECT_AS(what_,                                                       \
+                  review_isolated(what_, 5000, session_try_isolated, &p_),     \
                   (want), DOC(D_SESSION_CREATE));                              \
     } while (0)
 
@@ -992,7 +992,8 @@ static void group_session_params(void)
         q.address = "tcp:127.0.0.1:0";
         EXPECT_AS("hmaf_session_create(listen, nobody dials, 200 ms)",
                   session_try(&q), HMAF_ETIMEDOUT, DOC(D_SESSION_CREATE));
-        ASSERT_THAT("listen timeout kept", now_ms() - t0 < 2000u * review_slow());
+        ASSERT_THAT("listen timeout kept",
+                    now_ms() - t0 < 2000u * review_slow());
         q.listen = -1;
         EXPECT_AS("hmaf_session_create(listen = -1, nobody dials)",
                   session_try(&q), HMAF_ETIMEDOUT, DOC(D_SESSION_CREATE));
@@ -1344,7 +1345,8 @@ static void group_threads(void)
         CHECK(pthread_barrier_init(&barrier, NULL, N + 1) == 0);
         ok = nospc = other = 0;
         for (int i = 0; i < N; i++) {
-            m[i] = (struct many_threads){s, buf + (uint64_t)i * 64, &barrier, 0};
+            m[i] =
+                (struct many_threads){s, buf + (uint64_t)i * 64, &barrier, 0};
             CHECK(pthread_create(&th[i], NULL, read_once_held, &m[i]) == 0);
         }
         pthread_barrier_wait(&barrier);
@@ -1400,7 +1402,8 @@ static int chase_setup(hmaf_agent_t *agent, void *arg)
                             (LIST_NODES + 1) * sizeof(*list_nodes),
                             HMAF_ACCESS_READ);
     if (ret == 0) {
-        ret = hmaf_agent_publish(agent, "list", list_nodes, sizeof(struct node));
+        ret =
+            hmaf_agent_publish(agent, "list", list_nodes, sizeof(struct node));
     }
     if (ret == 0) {
         ret = hmaf_agent_publish(agent, "cycle", &list_nodes[LIST_NODES],
@@ -1431,9 +1434,8 @@ static int chase_one(hmaf_session_t *s, const hmaf_chase_params_t *p,
 static void group_chase(void)
 {
     struct target_options opts = {.setup = chase_setup};
-    hmaf_chase_params_t p = {.node_len = sizeof(struct node),
-                             .next_offset = 0,
-                             .max_steps = 1000};
+    hmaf_chase_params_t p = {
+        .node_len = sizeof(struct node), .next_offset = 0, .max_steps = 1000};
     hmaf_chase_params_t q;
     hmaf_chain_t c, *chains;
     hmaf_session_t *s;
@@ -1606,8 +1608,8 @@ static void group_map(void)
         char what[96];
         snprintf(what, sizeof(what), "hmaf_map_create(%s, 2^%d, ANYWHERE)",
                  sh == 62 ? "4096" : "buf", sh);
-        EXPECT_AS(what, review_isolated(what, 5000, map_huge, &h),
-                  WANT_ANY_DOC, DOC(D_MAP_CREATE));
+        EXPECT_AS(what, review_isolated(what, 5000, map_huge, &h), WANT_ANY_DOC,
+                  DOC(D_MAP_CREATE));
     }
 
     review_step("map_local / map_remote / refresh / stats", 20000);
@@ -1616,8 +1618,7 @@ static void group_map(void)
         volatile uint8_t v;
         ASSERT_THAT("local of the first byte", l != NULL);
         ASSERT_THAT("local before", hmaf_map_local(m, rbuf - 1) == NULL);
-        ASSERT_THAT("local after",
-                    hmaf_map_local(m, rbuf + (1 << 20)) == NULL);
+        ASSERT_THAT("local after", hmaf_map_local(m, rbuf + (1 << 20)) == NULL);
         ASSERT_THAT("local of UINT64_MAX",
                     hmaf_map_local(m, UINT64_MAX) == NULL);
         ASSERT_THAT("remote round trip", hmaf_map_remote(m, l + 5) == rbuf + 5);
@@ -1840,7 +1841,8 @@ static void group_dpu_killed(void)
     review_step("agent destroy after the dpu side died", 5000);
     t0 = now_ms();
     hmaf_agent_destroy(a);
-    ASSERT_THAT("agent destroy within 1 s", now_ms() - t0 < 1000u * review_slow());
+    ASSERT_THAT("agent destroy within 1 s",
+                now_ms() - t0 < 1000u * review_slow());
     close(to[0]);
     close(to[1]);
     close(from[0]);
@@ -1944,7 +1946,9 @@ static void group_out_of_fds(void)
     if (review_count_fds(0) != fds0) {
         char cmd[64];
         printf("  (fds %d before, %d after)\n", fds0, review_count_fds(0));
-        snprintf(cmd, sizeof(cmd), "ls -l /proc/%d/fd | tail -n +2 | sed 's/^/    /'", (int)getpid());
+        snprintf(cmd, sizeof(cmd),
+                 "ls -l /proc/%d/fd | tail -n +2 | sed 's/^/    /'",
+                 (int)getpid());
         fflush(stdout);
         (void)!system(cmd);
     }
@@ -2012,8 +2016,8 @@ static void group_threads_mailbox(void)
                       WANT_ANY_DOC, DOC(D_PING));
         }
         if (t[i].lookup != 0 && !reported[1]++) {
-            EXPECT_AS("hmaf_session_lookup from the 129th thread",
-                      t[i].lookup, WANT_ANY_DOC, DOC(D_LOOKUP));
+            EXPECT_AS("hmaf_session_lookup from the 129th thread", t[i].lookup,
+                      WANT_ANY_DOC, DOC(D_LOOKUP));
         }
         if (t[i].sync != 0 && !reported[2]++) {
             EXPECT_AS("hmaf_map_sync from the 129th thread", t[i].sync,
@@ -2150,7 +2154,8 @@ static void group_listen_squatter(void)
     close(fd);
     pthread_join(th, NULL);
     if (got == HMAF_HDR_SIZE + HMAF_HELLO_BODY_SIZE &&
-        hmaf__hello_decode(msg + HMAF_HDR_SIZE, HMAF_HELLO_BODY_SIZE, &h) == 0) {
+        hmaf__hello_decode(msg + HMAF_HDR_SIZE, HMAF_HELLO_BODY_SIZE, &h) ==
+            0) {
         printf("  (the stranger read the dpu side's HELLO: token \"%.*s\")\n",
                (int)h.token_len, (const char *)h.token);
         ASSERT_THAT("a listening dpu side does not hand its token to whoever "

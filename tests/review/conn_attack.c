@@ -78,7 +78,7 @@
 #include "review.h"
 #include "util/clock.h"
 
-#define TOKEN "attack-t0ken"
+#define TOKEN     "attack-t0ken"
 #define PINGS_MAX 200000
 
 /* ------------------------------------------------------------ the host */
@@ -109,7 +109,7 @@ static void host_main(const struct host_cfg *cfg, int cmd_fd, int reply_fd)
     unsetenv("HMAF_LOG"); /* the default a deployment runs with: warn */
     if (cfg->stuck_stderr == 1) {
         CHECK(pipe(stuck) == 0);
-        dup2(stuck[1], 2); /* stuck[0] stays open, never read */
+        dup2(stuck[1], 2);               /* stuck[0] stays open, never read */
     } else if (cfg->stuck_stderr == 2) { /* a log file, to measure it */
         char path[64];
         int fd;
@@ -142,8 +142,8 @@ static void host_main(const struct host_cfg *cfg, int cmd_fd, int reply_fd)
     CHECK_OK(hmaf_agent_create(&p, &agent));
     CHECK_OK(hmaf_agent_expose(agent, host_memory, sizeof(host_memory),
                                HMAF_ACCESS_READ_WRITE));
-    CHECK_OK(hmaf_agent_publish(agent, "mem", host_memory,
-                                sizeof(host_memory)));
+    CHECK_OK(
+        hmaf_agent_publish(agent, "mem", host_memory, sizeof(host_memory)));
     snprintf(address, sizeof(address), "%s", hmaf_agent_address(agent));
     CHECK(write(reply_fd, address, sizeof(address)) == sizeof(address));
     while (read(cmd_fd, &cmd, 1) == 1 && cmd == 's') {
@@ -257,8 +257,9 @@ static uint64_t host_cpu_ms(pid_t pid)
     fclose(f);
     p = strrchr(buf, ')');
     /* fields after the name: state(3) ... utime(14) stime(15) */
-    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
-                                   "%*u %lu %lu",
+    if (p == NULL || sscanf(p + 2,
+                            "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+                            "%*u %lu %lu",
                             &ut, &st) != 2) {
         return 0;
     }
@@ -416,8 +417,11 @@ static void *churn_main(void *arg)
 /* Valid headers announcing bodies of the wrong size, then close. */
 static void *bad_sizes_main(void *arg)
 {
-    static const uint32_t sizes[] = {0, 1, HMAF_HELLO_BODY_SIZE - 1,
-                                     HMAF_HELLO_BODY_SIZE + 1, 0xFFFFFFFFu,
+    static const uint32_t sizes[] = {0,
+                                     1,
+                                     HMAF_HELLO_BODY_SIZE - 1,
+                                     HMAF_HELLO_BODY_SIZE + 1,
+                                     0xFFFFFFFFu,
                                      HMAF_MSG_MAX};
     struct flood *fl = arg;
     uint8_t msg[HMAF_MSG_MAX];
@@ -543,10 +547,10 @@ static void *no_welcome_main(void *arg)
                 }
                 continue;
             }
-            ssize_t got = recv(fd[i], hdr, sizeof(hdr), MSG_PEEK | MSG_DONTWAIT);
-            if (got == 0 ||
-                (got == (ssize_t)sizeof(hdr) &&
-                 hmaf__hdr_decode(hdr, &h) == 0 && h.status != 0)) {
+            ssize_t got =
+                recv(fd[i], hdr, sizeof(hdr), MSG_PEEK | MSG_DONTWAIT);
+            if (got == 0 || (got == (ssize_t)sizeof(hdr) &&
+                             hmaf__hdr_decode(hdr, &h) == 0 && h.status != 0)) {
                 close(fd[i]); /* refused: try again later */
                 fd[i] = -1;
                 atomic_fetch_add(&fl->events, 1);
@@ -993,12 +997,11 @@ static int run_attack(const struct attack *at)
            "attack: %llu connects, %llu events\n",
            at->name, lg.failures, lg.attempts, codes,
            (unsigned long long)(lg.slowest_ns / 1000000u), pr.n, p50 / 1e3,
-           p99 / 1e3, pmax / 1e6, pr.failed,
-           pr.first_error ? " first " : "",
+           p99 / 1e3, pmax / 1e6, pr.failed, pr.first_error ? " first " : "",
            pr.first_error ? hmaf_err_name(pr.first_error) : "",
            100.0 * (double)(cpu1 - cpu0) / ((double)(t1 - t0) / 1e6),
-           100.0 * (double)cpu2 / 1000.0, fds0, fds1, vmas0, vmas1,
-           vsz0 / 1024, vsz1 / 1024,
+           100.0 * (double)cpu2 / 1000.0, fds0, fds1, vmas0, vmas1, vsz0 / 1024,
+           vsz1 / 1024,
            answered ? "" : " | HOST DOES NOT ANSWER hmaf_agent_stats",
            (unsigned long long)atomic_load(&fl.connects),
            (unsigned long long)atomic_load(&fl.events));

@@ -61,7 +61,8 @@ void review_expect(const char *file, int line, const char *call, int got,
         fflush(stdout);
         return;
     }
-    if (got == want || (want == WANT_ANY_DOC && (got == 0 || in_doc(got, doc)))) {
+    if (got == want ||
+        (want == WANT_ANY_DOC && (got == 0 || in_doc(got, doc)))) {
         return;
     }
     findings++;
@@ -69,11 +70,13 @@ void review_expect(const char *file, int line, const char *call, int got,
         printf("  UNDOC %s:%d [%s] %s -> %s (%d), not in the header's list"
                " (expected %s)\n",
                file, line, step, call, hmaf_err_name(got), got,
-               want == WANT_ANY_DOC ? "a documented code" : hmaf_err_name(want));
+               want == WANT_ANY_DOC ? "a documented code"
+                                    : hmaf_err_name(want));
     } else {
         printf("  WRONG %s:%d [%s] %s -> %s (%d), want %s\n", file, line, step,
                call, hmaf_err_name(got), got,
-               want == WANT_ANY_DOC ? "a documented code" : hmaf_err_name(want));
+               want == WANT_ANY_DOC ? "a documented code"
+                                    : hmaf_err_name(want));
     }
     fflush(stdout);
 }
@@ -129,7 +132,8 @@ int review_count_fds(int pid)
 int review_isolated(const char *what, unsigned budget_ms, int (*fn)(void *),
                     void *arg)
 {
-    uint64_t deadline = now_ns() + (uint64_t)budget_ms * review_slow() * 1000000u;
+    uint64_t deadline =
+        now_ns() + (uint64_t)budget_ms * review_slow() * 1000000u;
     int fds[2], ret = REVIEW_CRASHED, status = 0;
     pid_t pid;
 

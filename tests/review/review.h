@@ -42,8 +42,8 @@
     HMAF_EINVAL, HMAF_EOVERFLOW, HMAF_ENAMETOOLONG, HMAF_EEXIST, HMAF_ENOSPC,  \
         HMAF_ENOMEM
 #define D_AGENT_UNPUBLISH HMAF_ENOENT, HMAF_EINVAL, HMAF_ENAMETOOLONG
-#define D_AGENT_POLL HMAF_EBUSY, HMAF_EINVAL
-#define D_AGENT_STATS HMAF_EINVAL
+#define D_AGENT_POLL      HMAF_EBUSY, HMAF_EINVAL
+#define D_AGENT_STATS     HMAF_EINVAL
 #define D_SESSION_CREATE                                                       \
     HMAF_EINVAL, HMAF_EADDRESS, HMAF_ECONNREFUSED, HMAF_ETIMEDOUT, HMAF_EAUTH, \
         HMAF_EVERSION, HMAF_EENGINE, HMAF_ENOENGINE, HMAF_EPROTO, HMAF_ENOMEM, \
@@ -59,8 +59,8 @@
 #define D_POST                                                                 \
     HMAF_EINVAL, HMAF_EOVERFLOW, HMAF_ECONNRESET, HMAF_ENOSPC, HMAF_ENOMEM
 /* test/wait: the request's own error (a read's or write's) too */
-#define D_TEST D_WRITE, HMAF_EINPROGRESS, HMAF_ESTALE
-#define D_WAIT D_WRITE, HMAF_ESTALE
+#define D_TEST  D_WRITE, HMAF_EINPROGRESS, HMAF_ESTALE
+#define D_WAIT  D_WRITE, HMAF_ESTALE
 #define D_FLUSH D_WRITE
 #define D_CHASE D_READ
 #define D_PING                                                                 \
@@ -74,7 +74,7 @@
     HMAF_EACCES, HMAF_EFAULT, HMAF_ECONNRESET, HMAF_EINVAL, HMAF_ETIMEDOUT,    \
         HMAF_EPROTO, HMAF_ENOMEM, HMAF_ENOSPC, HMAF_EPERM
 #define D_MAP_REFRESH HMAF_EINVAL
-#define D_MAP_STATS HMAF_EINVAL
+#define D_MAP_STATS   HMAF_EINVAL
 
 /* Check one return value; see the file comment. */
 void review_expect(const char *file, int line, const char *call, int got,
@@ -86,7 +86,8 @@ void review_expect(const char *file, int line, const char *call, int got,
     review_expect(__FILE__, __LINE__, (what), (got), (want), (doc))
 /* A plain condition that must hold (a crash-free "never NULL" and such). */
 void review_assert(const char *file, int line, const char *what, int ok);
-#define ASSERT_THAT(what, cond) review_assert(__FILE__, __LINE__, (what), (cond))
+#define ASSERT_THAT(what, cond)                                                \
+    review_assert(__FILE__, __LINE__, (what), (cond))
 
 /* Name the step a group is in, with the time it may take at most (ms)
  * before the watchdog calls it a hang. */
@@ -107,7 +108,7 @@ int review_count_fds(int pid);
  * threads): fn's return value, or REVIEW_HUNG when it took longer than
  * budget_ms (the child is killed), or REVIEW_CRASHED. A child that
  * returned but then failed its exit (a leak report) adds a finding. */
-#define REVIEW_HUNG 100001
+#define REVIEW_HUNG    100001
 #define REVIEW_CRASHED 100002
 int review_isolated(const char *what, unsigned budget_ms, int (*fn)(void *),
                     void *arg);
