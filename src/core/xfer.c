@@ -40,20 +40,22 @@ struct xfer_cursor {
     uint64_t off; /* bytes of it already handed to the engine */
 };
 
-int hmaf__validate_segs(const hmaf_seg_t *segs, size_t nsegs)
+static inline int validate_seg(const hmaf_seg_t *seg)
 {
-    if (segs == NULL || nsegs == 0) {
+    if (seg->local == NULL || seg->len == 0) {
         return HMAF_EINVAL;
     }
-    for (size_t i = 0; i < nsegs; i++) {
-        if (segs[i].local == NULL || segs[i].len == 0) {
-            return HMAF_EINVAL;
-        }
-        if (segs[i].len > UINT64_MAX - segs[i].remote_addr) {
-            return HMAF_EOVERFLOW;
-        }
+    return seg->len > UINT64_MAX - seg->remote_addr ? HMAF_EOVERFLOW : 0;
+}
+
+int hmaf__validate_segs(const hmaf_seg_t *segs, size_t nsegs)
+{
+    int ret = segs == NULL || nsegs == 0 ? HMAF_EINVAL : 0;
+
+    for (size_t i = 0; i < nsegs && ret == 0; i++) {
+        ret = validate_seg(&segs[i]);
     }
-    return 0;
+    return ret;
 }
 
 /* Due for a look at the revocation epoch? Cheap: the coarse clock. */
@@ -230,7 +232,8 @@ static uint32_t batch_cap(const struct hmaf_session *s)
 
 /* The engine's post straight from the session's hot line; engines that
  * complete later are driven to completion by the generic loop. */
-static int run_batch(struct hmaf_session *s, struct hmaf_xfer_batch *batch)
+static inline __attribute__((always_inline)) int
+run_batch(struct hmaf_session *s, struct hmaf_xfer_batch *batch)
 {
     int ret = s->post(s->ep, batch);
 
@@ -397,8 +400,9 @@ static int any_mirror(const hmaf_seg_t *segs, size_t nsegs)
     return 0;
 }
 
-/* Segment by segment: those of mirror memory bounced, the others direct. */
-static __attribute__((noinline)) int
+/* Segment by segment: those of mirror memory bounced, the others direct.
+ * Rare: kept out of the callers' way. */
+static __attribute__((noinline, cold)) int
 transfer_bounced(struct hmaf_session *s, enum hmaf_xfer_op op,
                  const hmaf_seg_t *segs, size_t nsegs)
 {
@@ -486,8 +490,9 @@ static int transfer_one(struct hmaf_session *s, enum hmaf_xfer_op op,
     if (s == NULL) {
         return HMAF_EINVAL;
     }
-    ret = hmaf__validate_segs(seg, 1);
-    if (ret == 0 && hmaf__mirrors_overlap(seg->local, seg->len)) {
+    ret = validate_seg(seg);
+    if (hmaf__unlikely(ret == 0 &&
+                       hmaf__mirrors_overlap(seg->local, seg->len))) {
         return transfer_bounced(s, op, seg, 1);
     }
     if (ret == 0) {
