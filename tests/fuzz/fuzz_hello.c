@@ -1,10 +1,10 @@
 /*
  * The agent's side of the handshake, from the network: connections that
- * send anything, in any pieces, and may half-close or close at any point.
- * The agent must answer each one as handshake.h says (a refusal header
- * with the right code, or a WELCOME describing a real mailbox), or close
- * it, or keep waiting for the rest of a HELLO; and it must forget every
- * connection that went away.
+ * send anything, in any pieces, and may half-close or close at any point,
+ * alongside floods of silent ones. The agent must answer each one as
+ * handshake.h says (a refusal header with the right code, or a WELCOME
+ * describing a real mailbox), or close it, or keep waiting for the rest
+ * of a HELLO; and it must forget every connection that went away.
  *
  * Set up once per process: an agent in this process (threaded = 0, at
  * most MAX_SESSIONS sessions) that listens on an abstract unix socket.
@@ -14,17 +14,42 @@
  *                  1           send (as 0), then one hmaf_agent_poll
  *                  2           shutdown(SHUT_WR)
  *                  3           close (a later send opens a new connection)
- *                  4           one hmaf_agent_poll; for connection 7: n u8,
- *                              then n % 96 silent connections, kept open
- *                              to the end (more than the agent keeps
- *                              waiting for: the oldest are refused)
+ *                  4           one hmaf_agent_poll; for connection 6
+ *                              first the clock jump: every connection
+ *                              waiting for its HELLO has waited
+ *                              handshake_timeout_ms; for connection 7
+ *                              instead a flood: n u8, then, for n < 0xf0,
+ *                              n % 96 silent connections without a poll
+ *                              (96 an input at most), else, once an input,
+ *                              a fill (a thousand connections, tens of
+ *                              milliseconds): as many as the table of
+ *                              waiting connections has room for plus
+ *                              n & 15, with a poll after every 64 (its
+ *                              oldest give way); silent ones stay open to
+ *                              the end
  *   c & 7: the connection.
  * The four bytes "$PID" in a send become this process's pid (little-
  * endian), so committed seeds can carry the cma engine blob a WELCOME
- * needs. At the end of an input the agent is driven until it has nothing
- * left to do, each open connection's answer is read and held to a model
- * of the handshake computed from the bytes sent, and everything is
- * closed; the agent must then have no session and no pending connection.
+ * needs.
+ *
+ * The model is the agent's loop, step by step: every dial, send, close
+ * and poll of the input is applied to a copy of the agent's state (the
+ * listen backlog, the table of connections waiting for their HELLO in the
+ * agent's order, the live sessions), so each outcome is known exactly:
+ * a connection is read once when accepted (a HELLO sent with the connect
+ * is answered at once) and again whenever it has something new; a full
+ * table makes its oldest entry give way after a last look (refused with
+ * HMAF_ETIMEDOUT unless that look finished it), as the clock jump does to
+ * all of them; a session ends at any event on its channel (our half-
+ * close, a close, bytes past the HELLO), freeing its place; a complete
+ * HELLO from a peer that closed before its WELCOME went out is no
+ * refusal, but uses a session id. After each poll the agent must hold
+ * as many waiting connections and sessions as the model. At the end of an
+ * input the agent is driven until it has nothing left to do, each open
+ * connection's answer is read and must be the model's (the refusal code,
+ * the WELCOME's session id, end of stream or not), and the agent's
+ * counters of refusals and sessions must agree; then everything is
+ * closed, and the agent must have no session and no waiting connection.
  * Every SESSION_CHECK_EVERY inputs a real session must still come up, and
  * the process must hold no more fds than after the first input (pipes
  * aside: the sanitizer runtime's symbolizer comes and stays).
@@ -33,6 +58,7 @@
 #include <limits.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -48,41 +74,343 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define NCONNS              8
 #define MAX_OPENS           16 /* connections opened by one input */
 #define NSLOTS              2
-#define MAX_SESSIONS        4 /* small: a few HELLOs meet the limit */
-#define MAX_SILENT          96
+#define MAX_SESSIONS        4    /* small: a few HELLOs meet the limit */
+#define MAX_SILENT          96   /* a flood without polls */
+#define FILL                0xf0 /* a flood's n from here on is a fill */
+#define FILL_EXTRA          15   /* a fill: the table's room, then this many */
+#define TABLE_MAX           HMAF_AGENT_PENDING_MAX
+#define MAX_FLOOD           (TABLE_MAX + FILL_EXTRA)
+#define MAX_PEERS           (MAX_OPENS + MAX_SILENT + MAX_FLOOD)
 #define SESSION_CHECK_EVERY 64
 #define CALL_TIMEOUT_MS     10000
-#define HELLO_SIZE          (HMAF_HDR_SIZE + HMAF_HELLO_BODY_SIZE)
-#define WELCOME_SIZE        (HMAF_HDR_SIZE + HMAF_WELCOME_BODY_SIZE)
+/* Longer than libFuzzer's -timeout: only the clock jump ends a wait. */
+#define HANDSHAKE_MS 60000
+#define HELLO_SIZE   (HMAF_HDR_SIZE + HMAF_HELLO_BODY_SIZE)
+#define WELCOME_SIZE (HMAF_HDR_SIZE + HMAF_WELCOME_BODY_SIZE)
 
-struct conn {
-    int fd;
+enum where { IN_BACKLOG, WAITING, IN_SESSION, DONE };
+enum outcome { PENDING, CLOSED, REFUSED, WELCOMED };
+static const char *const outcome_names[] = {"pending", "closed", "refused",
+                                            "welcomed"};
+
+/* One connection of this input, as the model has it. */
+struct peer {
+    int fd;                   /* ours; -1 once we closed it */
+    int silent;               /* of a flood: sends nothing */
     uint8_t sent[HELLO_SIZE]; /* the first bytes that left */
     size_t nsent;             /* all of them */
-    int shut;
+    size_t taken;             /* what the agent read */
+    int shut;                 /* we half-closed it */
+    int closed;               /* we closed it */
+    enum where where;
+    uint64_t accepted;    /* accept order: the oldest gives way */
+    int aged;             /* its deadline passed (the clock jump) */
+    enum outcome outcome; /* once DONE or IN_SESSION */
+    int code;             /* REFUSED: the code */
+    int ended;            /* WELCOMED: the agent closed the session */
+    uint64_t session_id;
+};
+
+/* What came back on a connection. */
+struct answer {
     uint8_t got[WELCOME_SIZE + 64];
     size_t ngot;
     int eof;
 };
 
-enum outcome { PENDING, CLOSED, REFUSED, WELCOMED };
-static const char *const outcome_names[] = {"pending", "closed", "refused",
-                                            "welcomed"};
+/* The agent, as the model has it. */
+struct model {
+    struct peer peers[MAX_PEERS];
+    size_t npeers;
+    size_t backlog[MAX_PEERS]; /* dialed, not accepted yet: a queue */
+    size_t backlog_head, backlog_tail;
+    size_t table[TABLE_MAX]; /* the agent's pending[], in its order */
+    size_t ntable;
+    size_t sessions[MAX_SESSIONS];
+    size_t nsessions;
+    uint64_t accepts;
+    uint64_t session_ids; /* the agent's next_session_id */
+    uint64_t refused;     /* this input's refusals */
+    int last_refusal;
+    uint64_t welcomed;
+    size_t silent; /* connections of floods without polls */
+    size_t filled; /* of the fill */
+};
 
 static hmaf_agent_t *agent;
 static char address[64];
 static char sun_name[64];
-static struct conn conns[NCONNS];
+static struct model m;
+static size_t conns[NCONNS]; /* the peer of each, or SIZE_MAX */
 static int opens;
-static int closed_early; /* connections this input closed before the end */
-static int silent[MAX_SILENT];
-static size_t nsilent;
-static uint64_t ids_before;  /* the newest session id of earlier inputs */
-static uint64_t ids[NCONNS]; /* this input's, in the order checked */
-static size_t nids;
+static size_t flood_max;         /* connections a fill may open */
+static hmaf_agent_stats_t stats; /* at the start of the input */
 static unsigned long inputs;
 static int fd_baseline = -1;
 static uint8_t pid_blob[4];
+
+/* ---- the model: the handshake ---- */
+
+static int header_verdict(const struct hmaf_msg_hdr *h)
+{
+    if (h->magic != HMAF_WIRE_MAGIC || h->type != HMAF_MSG_HELLO) {
+        return HMAF_EPROTO;
+    }
+    if (h->version != HMAF_PROTOCOL_VERSION) {
+        return HMAF_EVERSION;
+    }
+    return h->status != 0 || h->body_len != HMAF_HELLO_BODY_SIZE ? HMAF_EPROTO
+                                                                 : 0;
+}
+
+/* A complete HELLO: refused with which code, or 0 for a WELCOME. The
+ * session limit comes between the checks of the message and the engine's
+ * look at its blob: *admissible_out says whether it got that far. */
+static int hello_verdict(const uint8_t *body, int *admissible_out)
+{
+    struct hmaf_hello h;
+    uint8_t want[32] = {0};
+    uint32_t pid;
+
+    *admissible_out = 0;
+    if (hmaf__hello_decode(body, HMAF_HELLO_BODY_SIZE, &h) != 0) {
+        return HMAF_EPROTO;
+    }
+    memcpy(want, TOKEN, strlen(TOKEN));
+    if (h.token_len != strlen(TOKEN) || memcmp(h.token, want, 32) != 0) {
+        return HMAF_EAUTH;
+    }
+    if (strcmp(h.engine, "cma") != 0) {
+        return HMAF_EENGINE;
+    }
+    *admissible_out = 1;
+    /* cma's blob: the dpu side's pid, which the socket vouches for. */
+    if (h.engine_blob.len != 4) {
+        return HMAF_EPROTO;
+    }
+    memcpy(&pid, h.engine_blob.data, 4);
+    if (pid == 0 || pid > INT_MAX) {
+        return HMAF_EPROTO;
+    }
+    return pid == (uint32_t)getpid() ? 0 : HMAF_EAUTH;
+}
+
+static void model_refuse(struct peer *p, int code)
+{
+    p->where = DONE;
+    p->outcome = REFUSED;
+    p->code = code;
+    m.refused++;
+    m.last_refusal = code;
+}
+
+/* The complete HELLO of p: refused, or a session, or nothing at all when
+ * the peer is gone before its WELCOME could go out. */
+static void model_hello(struct peer *p)
+{
+    int admissible;
+    int code = hello_verdict(p->sent + HMAF_HDR_SIZE, &admissible);
+
+    if (!admissible) {
+        model_refuse(p, code);
+        return;
+    }
+    if (m.nsessions == MAX_SESSIONS) {
+        model_refuse(p, HMAF_ENOSPC);
+        return;
+    }
+    m.session_ids++;
+    if (code < 0) {
+        model_refuse(p, code);
+        return;
+    }
+    p->where = DONE;
+    p->outcome = CLOSED;
+    if (p->closed) {
+        return;
+    }
+    p->where = IN_SESSION;
+    p->outcome = WELCOMED;
+    p->session_id = m.session_ids;
+    m.sessions[m.nsessions++] = (size_t)(p - m.peers);
+    m.welcomed++;
+}
+
+/* Something to read, or the end of the stream? */
+static int readable(const struct peer *p)
+{
+    return p->nsent > p->taken || p->shut || p->closed;
+}
+
+/* The agent reads what p sent until the HELLO is complete: 1 when p is
+ * finished with (answered or closed), 0 when it goes on waiting. */
+static int model_advance(struct peer *p)
+{
+    for (;;) {
+        size_t need = HMAF_HDR_SIZE;
+        if (p->taken >= HMAF_HDR_SIZE) {
+            struct hmaf_msg_hdr h;
+            int code;
+            hmaf__hdr_decode(p->sent, &h);
+            code = header_verdict(&h);
+            if (code < 0) {
+                model_refuse(p, code);
+                return 1;
+            }
+            need = HELLO_SIZE;
+        }
+        if (p->taken == HELLO_SIZE) {
+            model_hello(p);
+            return 1;
+        }
+        if (p->nsent == p->taken) {
+            if (p->shut || p->closed) {
+                p->where = DONE; /* left before saying hello */
+                p->outcome = CLOSED;
+                return 1;
+            }
+            return 0;
+        }
+        need -= p->taken;
+        p->taken += need < p->nsent - p->taken ? need : p->nsent - p->taken;
+    }
+}
+
+static void table_drop(size_t i)
+{
+    m.table[i] = m.table[--m.ntable];
+}
+
+/* The longest waiter gives way to a newcomer, after a last look. */
+static void model_evict_oldest(void)
+{
+    size_t oldest = 0;
+
+    for (size_t i = 1; i < m.ntable; i++) {
+        if (m.peers[m.table[i]].accepted < m.peers[m.table[oldest]].accepted) {
+            oldest = i;
+        }
+    }
+    if (!model_advance(&m.peers[m.table[oldest]])) {
+        model_refuse(&m.peers[m.table[oldest]], HMAF_ETIMEDOUT);
+    }
+    table_drop(oldest);
+}
+
+static void model_accept(void)
+{
+    for (int n = 0;
+         n < HMAF_AGENT_ACCEPTS_PER_TURN && m.backlog_head < m.backlog_tail;
+         n++) {
+        struct peer *p = &m.peers[m.backlog[m.backlog_head++]];
+        if (m.ntable == TABLE_MAX) {
+            model_evict_oldest();
+        }
+        m.table[m.ntable++] = (size_t)(p - m.peers);
+        p->where = WAITING;
+        p->accepted = m.accepts++;
+        if (model_advance(p)) { /* the first look */
+            table_drop(m.ntable - 1);
+        }
+    }
+}
+
+static void model_end_session(size_t i)
+{
+    struct peer *p = &m.peers[m.sessions[i]];
+
+    p->where = DONE;
+    p->ended = 1;
+    m.sessions[i] = m.sessions[--m.nsessions];
+}
+
+/* One turn of the agent's loop (loop.c): the events ppoll reports are
+ * handled back to front in the order the loop collected them (listener,
+ * waiting connections, sessions), so sessions first, then the waiting
+ * connections from the last one, then the new ones; expiry last. Returns
+ * the events the agent counts, graves aside. */
+static int model_poll(void)
+{
+    int events = 0;
+
+    for (size_t i = m.nsessions; i-- > 0;) {
+        if (readable(&m.peers[m.sessions[i]])) {
+            model_end_session(i);
+            events++;
+        }
+    }
+    /* Removing entry i moves the last one, looked at already, into it. */
+    for (size_t i = m.ntable; i-- > 0;) {
+        if (readable(&m.peers[m.table[i]])) {
+            events++;
+            if (model_advance(&m.peers[m.table[i]])) {
+                table_drop(i);
+            }
+        }
+    }
+    if (m.backlog_head < m.backlog_tail) {
+        events++;
+        model_accept();
+    }
+    for (size_t i = m.ntable; i-- > 0;) {
+        if (m.peers[m.table[i]].aged) {
+            model_refuse(&m.peers[m.table[i]], HMAF_ETIMEDOUT);
+            table_drop(i);
+        }
+    }
+    return events;
+}
+
+/* ---- driving the agent ---- */
+
+static void check_counts(void)
+{
+    hmaf_agent_stats_t st;
+
+    FUZZ_CHECK(hmaf_agent_stats(agent, &st) == 0, "stats");
+    FUZZ_CHECK(agent->npending == m.ntable,
+               "%zu connections wait for their HELLO, want %zu",
+               agent->npending, m.ntable);
+    FUZZ_CHECK(st.sessions_live == m.nsessions, "%llu sessions, want %zu",
+               (unsigned long long)st.sessions_live, m.nsessions);
+}
+
+/* One hmaf_agent_poll, and the model's turn. */
+static int poll_once(void)
+{
+    int ret = hmaf_agent_poll(agent, 0);
+    int want = model_poll();
+
+    FUZZ_CHECK(ret >= want, "hmaf_agent_poll: %d, want %d and more", ret, want);
+    check_counts();
+    return ret;
+}
+
+/* Drive the agent until a poll finds nothing to do. */
+static void settle(void)
+{
+    size_t turns = 16 + m.npeers / HMAF_AGENT_ACCEPTS_PER_TURN;
+
+    for (size_t i = 0; i < turns; i++) {
+        if (poll_once() == 0) {
+            return;
+        }
+    }
+    FUZZ_CHECK(0, "the agent keeps finding work");
+}
+
+/* The clock jump: every connection waiting now has waited its
+ * handshake_timeout_ms (the same shift for all keeps their order). */
+static void age_pending(void)
+{
+    for (size_t i = 0; i < agent->npending; i++) {
+        agent->pending[i].deadline_ns -=
+            (uint64_t)agent->params.handshake_timeout_ms * 1000000u;
+    }
+    for (size_t i = 0; i < m.ntable; i++) {
+        m.peers[m.table[i]].aged = 1;
+    }
+}
 
 /* ---- connections ---- */
 
@@ -106,22 +434,52 @@ static int dial(void)
     return -1;
 }
 
-static void conn_close(struct conn *c)
+/* A new connection, in the backlog until the agent accepts it. */
+static struct peer *open_peer(int silent)
 {
-    if (c->fd >= 0) {
-        close(c->fd);
+    struct peer *p;
+    int fd = dial();
+
+    if (fd < 0) {
+        return NULL;
     }
-    c->fd = -1;
+    FUZZ_CHECK(m.npeers < MAX_PEERS, "peers");
+    p = &m.peers[m.npeers];
+    memset(p, 0, sizeof(*p));
+    p->fd = fd;
+    p->silent = silent;
+    p->where = IN_BACKLOG;
+    m.backlog[m.backlog_tail++] = m.npeers++;
+    return p;
 }
 
-static void open_silent(uint8_t n)
+/* Silent connections: n without polls (MAX_SILENT an input, all told),
+ * or once an input (a fill) as many as the table has room for and then
+ * extra more, with polls in between so that the agent takes them all
+ * in. A fill costs tens of milliseconds: a thousand connections. */
+static void flood(uint8_t n)
 {
-    for (size_t i = 0; i < n % MAX_SILENT && nsilent < MAX_SILENT; i++) {
-        int fd = dial();
-        if (fd < 0) {
-            return;
+    static size_t *const limits[2] = {&m.silent, &m.filled};
+    int fill = n >= FILL && m.filled == 0;
+    size_t want = n % MAX_SILENT, dialed = 0, *count = limits[fill];
+    size_t max = fill ? flood_max : MAX_SILENT;
+
+    if (fill) {
+        size_t queued = m.ntable + (m.backlog_tail - m.backlog_head);
+        want = (queued < TABLE_MAX ? TABLE_MAX - queued : 0) + (n & FILL_EXTRA);
+    }
+    while (dialed < want && *count < max) {
+        if (open_peer(1) == NULL) {
+            break; /* the backlog is full */
         }
-        silent[nsilent++] = fd;
+        dialed++;
+        ++*count;
+        if (fill && dialed % HMAF_AGENT_ACCEPTS_PER_TURN == 0) {
+            poll_once();
+        }
+    }
+    while (fill && m.backlog_head < m.backlog_tail) {
+        poll_once();
     }
 }
 
@@ -134,41 +492,86 @@ static void patch_pid(uint8_t *p, size_t n)
     }
 }
 
-static void conn_send(struct conn *c, struct fuzz_in *in)
+/* Whether the agent has our bytes coming is known for a connection it
+ * has not answered yet (yes) or answered and closed (no); a session it
+ * ended may have left its end open, to notice when we stop. */
+static void check_send(const struct peer *p, size_t n, ssize_t ret)
+{
+    if (p->shut || n == 0) {
+        return;
+    }
+    if (p->where != DONE) {
+        FUZZ_CHECK(ret == (ssize_t)n, "send of %zu bytes: %zd (%s)", n, ret,
+                   ret < 0 ? strerror(errno) : "short");
+    } else if (p->outcome != WELCOMED) {
+        FUZZ_CHECK(ret < 0 && (errno == EPIPE || errno == ECONNRESET),
+                   "send to a connection the agent closed: %zd", ret);
+    }
+}
+
+static void conn_send(size_t *c, struct fuzz_in *in)
 {
     uint8_t buf[1024];
     size_t n = fuzz_u16(in);
+    struct peer *p;
     ssize_t ret;
 
     n = fuzz_take_bytes(in, buf, n < sizeof(buf) ? n : sizeof(buf));
-    if (c->fd < 0) {
-        int fd = opens < MAX_OPENS ? dial() : -1;
-        if (fd < 0) {
+    if (*c == SIZE_MAX) {
+        p = opens < MAX_OPENS ? open_peer(0) : NULL;
+        if (p == NULL) {
             return;
         }
-        memset(c, 0, sizeof(*c));
-        c->fd = fd;
         opens++;
+        *c = (size_t)(p - m.peers);
     }
+    p = &m.peers[*c];
     patch_pid(buf, n);
     /* Fails once the agent closed its end (EPIPE): those bytes never
-     * reached it, and the model does not count them. */
-    ret = send(c->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+     * reached it. */
+    ret = send(p->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    check_send(p, n, ret);
     if (ret <= 0) {
         return;
     }
-    for (size_t i = 0; i < (size_t)ret && c->nsent + i < HELLO_SIZE; i++) {
-        c->sent[c->nsent + i] = buf[i];
+    for (size_t i = 0; i < (size_t)ret && p->nsent + i < HELLO_SIZE; i++) {
+        p->sent[p->nsent + i] = buf[i];
     }
-    c->nsent += (size_t)ret;
+    p->nsent += (size_t)ret;
+}
+
+static void conn_shut(const size_t *c)
+{
+    struct peer *p = *c == SIZE_MAX ? NULL : &m.peers[*c];
+
+    if (p != NULL && !p->shut && shutdown(p->fd, SHUT_WR) == 0) {
+        p->shut = 1;
+    }
+}
+
+static void peer_close(struct peer *p)
+{
+    if (p->fd >= 0) {
+        close(p->fd);
+        p->fd = -1;
+        p->closed = 1;
+    }
+}
+
+static void conn_close(size_t *c)
+{
+    if (*c != SIZE_MAX) {
+        peer_close(&m.peers[*c]);
+        *c = SIZE_MAX;
+    }
 }
 
 /* Read what the agent sent, without waiting; EOF or a reset ends it. */
-static void conn_drain(struct conn *c)
+static void drain(int fd, struct answer *c)
 {
     for (;;) {
         uint8_t buf[256];
-        ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
         if (n < 0 && errno == EAGAIN) {
             return;
         }
@@ -186,79 +589,15 @@ static void conn_drain(struct conn *c)
     }
 }
 
-/* ---- the model ---- */
-
-static int header_verdict(const struct hmaf_msg_hdr *h)
-{
-    if (h->magic != HMAF_WIRE_MAGIC || h->type != HMAF_MSG_HELLO) {
-        return HMAF_EPROTO;
-    }
-    if (h->version != HMAF_PROTOCOL_VERSION) {
-        return HMAF_EVERSION;
-    }
-    return h->status != 0 || h->body_len != HMAF_HELLO_BODY_SIZE ? HMAF_EPROTO
-                                                                 : 0;
-}
-
-/* A complete HELLO: refused with which code, or 0 for a WELCOME. The
- * session limit comes between the checks of the message and the engine's
- * look at its blob: *admissible_out says whether it got that far. */
-static int hello_verdict(const uint8_t *body, int *admissible_out)
-{
-    struct hmaf_hello h;
-    uint8_t want[32] = {0};
-    uint32_t pid;
-
-    if (hmaf__hello_decode(body, HMAF_HELLO_BODY_SIZE, &h) != 0) {
-        return HMAF_EPROTO;
-    }
-    memcpy(want, TOKEN, strlen(TOKEN));
-    if (h.token_len != strlen(TOKEN) || memcmp(h.token, want, 32) != 0) {
-        return HMAF_EAUTH;
-    }
-    if (strcmp(h.engine, "cma") != 0) {
-        return HMAF_EENGINE;
-    }
-    *admissible_out = 1;
-    /* cma's blob: the dpu side's pid, which the socket vouches for. */
-    if (h.engine_blob.len != 4) {
-        return HMAF_EPROTO;
-    }
-    memcpy(&pid, h.engine_blob.data, 4);
-    if (pid == 0 || pid > INT_MAX) {
-        return HMAF_EPROTO;
-    }
-    return pid == (uint32_t)getpid() ? 0 : HMAF_EAUTH;
-}
-
-static enum outcome model(const struct conn *c, int *code_out,
-                          int *admissible_out)
-{
-    struct hmaf_msg_hdr h;
-
-    if (c->nsent < HMAF_HDR_SIZE) {
-        return c->shut ? CLOSED : PENDING;
-    }
-    hmaf__hdr_decode(c->sent, &h);
-    *code_out = header_verdict(&h);
-    if (*code_out < 0) {
-        return REFUSED;
-    }
-    if (c->nsent < HELLO_SIZE) {
-        return c->shut ? CLOSED : PENDING;
-    }
-    *code_out = hello_verdict(c->sent + HMAF_HDR_SIZE, admissible_out);
-    return *code_out < 0 ? REFUSED : WELCOMED;
-}
-
 /* ---- checking the answers ---- */
 
-static void check_welcome(const struct conn *c, const struct hmaf_msg_hdr *h)
+static void check_welcome(const struct answer *c, const struct peer *p,
+                          const struct hmaf_msg_hdr *h)
 {
     struct hmaf_welcome w;
-    hmaf_agent_params_t p;
+    hmaf_agent_params_t params;
 
-    hmaf_agent_params_init(&p);
+    hmaf_agent_params_init(&params);
     FUZZ_CHECK(h->body_len == HMAF_WELCOME_BODY_SIZE && c->ngot == WELCOME_SIZE,
                "WELCOME: body %u, %zu bytes", h->body_len, c->ngot);
     FUZZ_CHECK(hmaf__welcome_decode(c->got + HMAF_HDR_SIZE,
@@ -267,15 +606,9 @@ static void check_welcome(const struct conn *c, const struct hmaf_msg_hdr *h)
     FUZZ_CHECK(strcmp(w.engine, "cma") == 0 && w.engine_blob.len == 4 &&
                    memcmp(w.engine_blob.data, pid_blob, 4) == 0,
                "WELCOME: engine %s", w.engine);
-    /* New, and unique: connections are served in no particular order. */
-    FUZZ_CHECK(w.session_id > ids_before, "session id %llu after %llu",
+    FUZZ_CHECK(w.session_id == p->session_id, "session id %llu, want %llu",
                (unsigned long long)w.session_id,
-               (unsigned long long)ids_before);
-    for (size_t i = 0; i < nids; i++) {
-        FUZZ_CHECK(ids[i] != w.session_id, "session id %llu twice",
-                   (unsigned long long)w.session_id);
-    }
-    ids[nids++] = w.session_id;
+               (unsigned long long)p->session_id);
     FUZZ_CHECK(w.mailbox_slots == NSLOTS &&
                    w.mailbox_len == hmaf__mbox_size(NSLOTS) &&
                    w.mailbox_addr != 0 && w.mailbox_addr % 4096 == 0 &&
@@ -283,16 +616,19 @@ static void check_welcome(const struct conn *c, const struct hmaf_msg_hdr *h)
                "WELCOME: mailbox at %llx, %llu bytes, %u slots",
                (unsigned long long)w.mailbox_addr,
                (unsigned long long)w.mailbox_len, w.mailbox_slots);
-    FUZZ_CHECK(w.lease_us == (uint32_t)p.revoke_wait_ms * 1000u / 4u,
+    /* The default revoke_wait_ms (1000 ms), a quarter of it. */
+    FUZZ_CHECK(w.lease_us == (uint32_t)params.revoke_wait_ms * 1000u / 4u,
                "lease %u us", w.lease_us);
 }
 
 /* What came back: nothing (with or without EOF), a refusal (then EOF),
  * or a WELCOME. Anything else is broken. */
-static enum outcome observed(size_t i, const struct conn *c, int *code_out)
+static enum outcome observed(size_t i, const struct answer *c,
+                             const struct peer *p, int *code_out)
 {
     struct hmaf_msg_hdr h;
 
+    *code_out = 0;
     if (c->ngot == 0) {
         return c->eof ? CLOSED : PENDING;
     }
@@ -302,7 +638,9 @@ static enum outcome observed(size_t i, const struct conn *c, int *code_out)
                "conn %zu: %zu bytes back, not an answer", i, c->ngot);
     *code_out = h.status;
     if (h.status == 0) {
-        check_welcome(c, &h);
+        FUZZ_CHECK(p->outcome == WELCOMED, "conn %zu: a WELCOME, want %s", i,
+                   outcome_names[p->outcome]);
+        check_welcome(c, p, &h);
         return WELCOMED;
     }
     FUZZ_CHECK(strcmp(hmaf_err_name(h.status), "HMAF_UNKNOWN") != 0 &&
@@ -312,87 +650,74 @@ static enum outcome observed(size_t i, const struct conn *c, int *code_out)
     return REFUSED;
 }
 
-/* The sessions of this input: those it had to refuse for want of room
- * must have been, at the time, MAX_SESSIONS live ones. */
-static int sessions_full(void)
+/* What the model says the peer sees now. */
+static enum outcome expected(const struct peer *p, int *eof_out)
 {
-    int welcomed = 0;
-
-    for (size_t i = 0; i < NCONNS; i++) {
-        welcomed += conns[i].fd >= 0 && conns[i].ngot == WELCOME_SIZE;
-    }
-    return welcomed + closed_early >= MAX_SESSIONS;
+    *eof_out = p->where == DONE;
+    return p->where == WAITING ? PENDING : p->outcome;
 }
 
-static void check_conn(size_t i, struct conn *c)
+static void check_peer(size_t i, const struct peer *p)
 {
-    int want_code = 0, got_code = 0, admissible = 0;
-    enum outcome want = model(c, &want_code, &admissible);
-    enum outcome got = observed(i, c, &got_code);
+    struct answer c = {.ngot = 0};
+    int want_eof, got_code;
+    enum outcome want, got;
 
-    FUZZ_TRACE("conn %zu: %zu bytes sent%s: %s %s, got %s %s\n", i, c->nsent,
-               c->shut ? ", shut" : "", outcome_names[want],
-               want == REFUSED ? hmaf_err_name(want_code) : "",
+    drain(p->fd, &c);
+    want = expected(p, &want_eof);
+    got = observed(i, &c, p, &got_code);
+    if (!p->silent) {
+        FUZZ_TRACE("conn %zu: %zu bytes sent%s: want %s %s, got %s %s\n", i,
+                   p->nsent, p->shut ? ", shut" : "", outcome_names[want],
+                   want == REFUSED ? hmaf_err_name(p->code) : "",
+                   outcome_names[got],
+                   got == REFUSED ? hmaf_err_name(got_code) : "");
+    }
+    FUZZ_CHECK(p->where != IN_BACKLOG, "conn %zu never accepted", i);
+    FUZZ_CHECK(got == want && (want != REFUSED || got_code == p->code) &&
+                   c.eof == want_eof,
+               "conn %zu (%zu bytes sent%s%s): %s %s%s, want %s %s%s", i,
+               p->nsent, p->shut ? ", shut" : "", p->silent ? ", silent" : "",
                outcome_names[got],
-               got == REFUSED ? hmaf_err_name(got_code) : "");
-    if (got == want && got_code == want_code) {
-        /* A session ends at any event on its channel: our half-close,
-         * or bytes past the HELLO. */
-        FUZZ_CHECK(got != WELCOMED ||
-                       c->eof == (c->shut || c->nsent > HELLO_SIZE),
-                   "conn %zu: session after WELCOME: eof %d", i, c->eof);
-        return;
-    }
-    /* Pushed out of a full pending table by newer connections. */
-    if (got == REFUSED && got_code == HMAF_EPROTO && nsilent > 0) {
-        return;
-    }
-    /* No room: the HELLO passed every check before the session limit. */
-    FUZZ_CHECK(got == REFUSED && got_code == HMAF_ENOSPC && admissible &&
-                   sessions_full(),
-               "conn %zu (%zu bytes sent%s): %s %s, want %s %s", i, c->nsent,
-               c->shut ? ", shut" : "", outcome_names[got],
                got == REFUSED ? hmaf_err_name(got_code) : "",
-               outcome_names[want],
-               want == REFUSED ? hmaf_err_name(want_code) : "");
+               c.eof ? " then EOF" : "", outcome_names[want],
+               want == REFUSED ? hmaf_err_name(p->code) : "",
+               want_eof ? " then EOF" : "");
 }
 
-/* A silent connection: still waiting, or pushed out with a refusal. */
-static void check_silent(int fd)
-{
-    struct conn c = {.fd = fd};
-    int code = 0;
-
-    conn_drain(&c);
-    FUZZ_CHECK(observed(99, &c, &code) == PENDING ||
-                   (code == HMAF_EPROTO && c.eof),
-               "silent connection: %zu bytes back, eof %d", c.ngot, c.eof);
-}
-
-/* Drive the agent until a poll finds nothing to do. */
-static void settle(void)
-{
-    for (int i = 0; i < 16; i++) {
-        int ret = hmaf_agent_poll(agent, 0);
-        FUZZ_CHECK(ret >= 0, "hmaf_agent_poll: %s", hmaf_err_name(ret));
-        if (ret == 0) {
-            return;
-        }
-    }
-    FUZZ_CHECK(0, "the agent keeps finding work");
-}
-
-/* Everything closed: the agent must let go of all of it. */
-static void check_forgotten(void)
+/* The agent's counters moved by exactly what the model says. */
+static void check_stats(void)
 {
     hmaf_agent_stats_t st;
 
-    settle();
     FUZZ_CHECK(hmaf_agent_stats(agent, &st) == 0, "stats");
-    FUZZ_CHECK(st.sessions_live == 0, "%llu sessions outlive their peers",
-               (unsigned long long)st.sessions_live);
-    FUZZ_CHECK(agent->npending == 0,
-               "%zu pending connections outlive their peers", agent->npending);
+    FUZZ_CHECK(st.refused == stats.refused + m.refused,
+               "%llu refusals, want %llu",
+               (unsigned long long)(st.refused - stats.refused),
+               (unsigned long long)m.refused);
+    FUZZ_CHECK(
+        st.last_refusal ==
+            (m.refused > 0 ? m.last_refusal : stats.last_refusal),
+        "last refusal %s, want %s", hmaf_err_name(st.last_refusal),
+        hmaf_err_name(m.refused > 0 ? m.last_refusal : stats.last_refusal));
+    FUZZ_CHECK(st.sessions_total == stats.sessions_total + m.welcomed,
+               "%llu sessions, want %llu",
+               (unsigned long long)(st.sessions_total - stats.sessions_total),
+               (unsigned long long)m.welcomed);
+    FUZZ_CHECK(agent->next_session_id == m.session_ids,
+               "session ids up to %llu, want %llu",
+               (unsigned long long)agent->next_session_id,
+               (unsigned long long)m.session_ids);
+}
+
+/* Everything closed: the agent must let go of all of it (and refuse
+ * nothing more: what still waited had no complete HELLO). */
+static void check_forgotten(void)
+{
+    settle();
+    FUZZ_CHECK(m.ntable == 0 && m.nsessions == 0, "model: %zu, %zu", m.ntable,
+               m.nsessions);
+    check_stats();
 }
 
 /* ---- a real session ---- */
@@ -420,10 +745,17 @@ static int real_session(void *unused)
 static void check_real_session(void)
 {
     int ret = fuzz_beside_agent(agent, real_session, NULL, CALL_TIMEOUT_MS);
+    hmaf_agent_stats_t st;
     int fds;
 
     FUZZ_CHECK(ret == 0, "a real session: %s", hmaf_err_name(ret));
-    check_forgotten();
+    for (int i = 0; i < 16; i++) {
+        FUZZ_CHECK(hmaf_agent_poll(agent, 0) >= 0, "poll");
+    }
+    FUZZ_CHECK(hmaf_agent_stats(agent, &st) == 0, "stats");
+    FUZZ_CHECK(st.sessions_live == 0 && agent->npending == 0,
+               "%llu sessions and %zu connections after a real session",
+               (unsigned long long)st.sessions_live, agent->npending);
     fds = fuzz_count_fds(0);
     if (fd_baseline < 0) {
         fd_baseline = fds;
@@ -435,12 +767,41 @@ static void check_real_session(void)
                fd_baseline);
 }
 
+/* A fill keeps two fds per waiting connection (ours and the agent's):
+ * raise the soft limit as far as it takes, or fill less where the hard
+ * limit is lower (then the table never overflows). */
+static void fd_room(void)
+{
+    struct rlimit rl;
+    rlim_t want = 2 * (rlim_t)MAX_PEERS + 512;
+    rlim_t have;
+
+    FUZZ_CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0, "getrlimit");
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+        FUZZ_CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0, "getrlimit");
+    }
+    have = rl.rlim_cur / 2;
+    have = have < 256 + MAX_OPENS + MAX_SILENT
+               ? 0
+               : have - 256 - MAX_OPENS - MAX_SILENT;
+    flood_max = have < MAX_FLOOD ? (size_t)have : MAX_FLOOD;
+    if (flood_max <= TABLE_MAX) {
+        fprintf(stderr,
+                "fuzz_hello: %llu fds at most: fills of %zu connections, "
+                "the table of %d never overflows\n",
+                (unsigned long long)rl.rlim_cur, flood_max, TABLE_MAX);
+    }
+}
+
 static void set_up(void)
 {
     hmaf_agent_params_t p;
     uint32_t pid = (uint32_t)getpid();
 
     fuzz_quiet_logs();
+    fd_room();
     for (size_t i = 0; i < 4; i++) {
         pid_blob[i] = (uint8_t)(pid >> (8 * i));
     }
@@ -452,9 +813,10 @@ static void set_up(void)
     p.threaded = 0;
     p.mailbox_slots = NSLOTS;
     p.max_sessions = MAX_SESSIONS;
+    p.handshake_timeout_ms = HANDSHAKE_MS;
     FUZZ_CHECK(hmaf_agent_create(&p, &agent) == 0, "agent at %s", address);
     for (size_t i = 0; i < NCONNS; i++) {
-        conns[i].fd = -1;
+        conns[i] = SIZE_MAX;
     }
     check_real_session();
 }
@@ -464,32 +826,72 @@ static void set_up(void)
 static void run_command(struct fuzz_in *in)
 {
     uint8_t c = fuzz_u8(in);
-    struct conn *conn = &conns[c & 7];
+    size_t *conn = &conns[c & 7];
 
     switch ((c >> 3) & 7) {
     case 1:
         conn_send(conn, in);
-        (void)hmaf_agent_poll(agent, 0);
+        poll_once();
         break;
     case 2:
-        if (conn->fd >= 0 && shutdown(conn->fd, SHUT_WR) == 0) {
-            conn->shut = 1;
-        }
+        conn_shut(conn);
         break;
     case 3:
-        closed_early += conn->fd >= 0;
         conn_close(conn);
         break;
     case 4:
         if ((c & 7) == 7) {
-            open_silent(fuzz_u8(in));
-        } else {
-            FUZZ_CHECK(hmaf_agent_poll(agent, 0) >= 0, "poll");
+            flood(fuzz_u8(in));
+            break;
         }
+        if ((c & 7) == 6) {
+            age_pending();
+        }
+        poll_once();
         break;
     default:
         conn_send(conn, in);
     }
+}
+
+static void start_input(void)
+{
+    FUZZ_CHECK(agent->npending == 0, "%zu connections from before",
+               agent->npending);
+    FUZZ_CHECK(hmaf_agent_stats(agent, &stats) == 0, "stats");
+    FUZZ_CHECK(stats.sessions_live == 0, "sessions from before");
+    m.npeers = m.backlog_head = m.backlog_tail = 0;
+    m.ntable = m.nsessions = 0;
+    m.refused = m.welcomed = 0;
+    m.silent = m.filled = 0;
+    m.session_ids = agent->next_session_id;
+    opens = 0;
+}
+
+static void end_input(void)
+{
+    size_t silent = 0, refused = 0;
+
+    settle();
+    for (size_t i = 0; i < m.npeers; i++) {
+        if (m.peers[i].fd >= 0) {
+            check_peer(i, &m.peers[i]);
+        }
+        silent += m.peers[i].silent;
+        refused += m.peers[i].silent && m.peers[i].where == DONE;
+    }
+    FUZZ_TRACE("%zu connections (%zu silent, %zu of them refused), %llu "
+               "refusals, %llu sessions\n",
+               m.npeers, silent, refused, (unsigned long long)m.refused,
+               (unsigned long long)m.welcomed);
+    check_stats();
+    for (size_t i = 0; i < m.npeers; i++) {
+        peer_close(&m.peers[i]);
+    }
+    for (size_t i = 0; i < NCONNS; i++) {
+        conns[i] = SIZE_MAX;
+    }
+    check_forgotten();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -499,33 +901,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (agent == NULL) {
         set_up();
     }
-    opens = closed_early = 0;
-    nsilent = nids = 0;
+    start_input();
     while (fuzz_more(&in)) {
         run_command(&in);
     }
-    settle();
-    for (size_t i = 0; i < NCONNS; i++) {
-        if (conns[i].fd >= 0) {
-            conn_drain(&conns[i]);
-        }
-    }
-    for (size_t i = 0; i < NCONNS; i++) {
-        if (conns[i].fd >= 0) {
-            check_conn(i, &conns[i]);
-        }
-    }
-    for (size_t i = 0; i < nsilent; i++) {
-        check_silent(silent[i]);
-        close(silent[i]);
-    }
-    for (size_t i = 0; i < NCONNS; i++) {
-        conn_close(&conns[i]);
-    }
-    for (size_t i = 0; i < nids; i++) {
-        ids_before = ids[i] > ids_before ? ids[i] : ids_before;
-    }
-    check_forgotten();
+    end_input();
     if (++inputs % SESSION_CHECK_EVERY == 0) {
         check_real_session();
     }

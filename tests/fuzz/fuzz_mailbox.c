@@ -8,14 +8,17 @@
  * by hmaf_agent_poll), two exposures and four roots, and a real session to
  * it over an abstract unix socket (cma on our own pid). The mailbox is in
  * this process, so each input is a program of plain stores into the
- * request halves of its slots, with polls in between (format below).
- * After each poll every slot is checked against a model of the
- * agent: which requests are new, the exact status each must get, the
- * session's holds, the agent's counters. Now and then the session's own
- * client must still ping and look up.
+ * request halves of its slots and into its acknowledgement word, with
+ * polls and revocations in between (format below). After each poll every
+ * slot is checked against a model of the agent: which requests are new,
+ * the exact status each must get, the session's holds per exposure and
+ * revocation epoch (a REGISTER answer adds one at the agent's epoch, a
+ * DEREGISTER names one, an acknowledgement that grew ends every older
+ * one), the exposures' engine registrations, the agent's counters. Now
+ * and then the session's own client must still ping and look up.
  *
  * Input: a sequence of commands, one byte c then its arguments; the slot
- * is (c >> 3) % NSLOTS, the command c & 7:
+ * is (c >> 4) % NSLOTS, the command c & 15 (10-15 are 2-7 again):
  *   0 request   op u8, length u16, n u8, n payload bytes; then the word
  *   1 word      u64 request word, stored as is
  *   2 bytes     offset u8, n u8, n bytes at that offset of the request half
@@ -23,19 +26,35 @@
  *               REGISTER of an address relative to an exposure (0, 1), to
  *               unexposed memory (2) or absolute (3); which & 0x80: len is
  *               UINT64_MAX - len
- *   4 deregister which u8 [id u64 when which%4 == 2]: DEREGISTER of
- *               exposure 0's or 1's id (0, 1), of id (2), of which >> 2 (3)
+ *   4 deregister which u8, when u8 [id u64 when which%4 == 2]
+ *               [epoch u64 when when%4 == 3]: DEREGISTER of exposure 0's
+ *               or 1's id (0, 1), of id (2), of which >> 2 (3); in the
+ *               agent's epoch (0), in an epoch the model holds that
+ *               exposure in (1; the agent's epoch when none), in an older
+ *               one (2: epoch - 1 - (when >> 2)), in epoch (3)
  *   5 lookup    which u8 [64 bytes when which%8 == 6]: LOOKUP of root
- *               which%8 (0-3), of "nope" (4, 5), of the bytes (6), of ""
+ *               which%8 (0-3), of "nope" (4), of "empty" (5: its publish
+ *               was refused), of the bytes (6), of ""
  *   6 poll      hmaf_agent_poll(agent, 0), then the checks
  *   7 word      op u8, length u16: a new request word over whatever
  *               payload the slot holds
+ *   8 ack       which u8 [u64 when which%4 == 3]: store into the
+ *               acknowledgement word the agent's epoch (0), epoch + 1 +
+ *               (which >> 2) (1), epoch - (which >> 2) (2), or u64 (3)
+ *   9 revoke    which u8: hmaf_agent_revoke of exposure which%2, then
+ *               expose it again (a new id); at most MAX_REVOKES an input
  * Every store that reaches a request word sets bit 31 of a non-zero
  * sequence number, so fuzzed words never collide with the client's
  * (which count up from 1, in slot 0). The input ends with a poll, and
  * every CLIENT_CHECK_EVERY inputs (and at start) with the session's own
  * ping and lookups.
+ *
+ * The session's watch thread reads the mailbox's epoch and writes the
+ * acknowledgement word when the epoch changed: after each revocation the
+ * harness waits until it has (the session's epoch_seen), so the word
+ * holds the new epoch and nothing writes it behind the model's back.
  */
+#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
@@ -43,10 +62,12 @@
 #include "core/session_int.h"
 #include "fuzz.h"
 #include "proto/mailbox.h"
+#include "util/clock.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define NSLOTS          4
+#define NEXPOSURES      2
 #define REQ_HALF        HMAF_MBOX_RESP_WORD /* the dpu-written half of a slot */
 #define SEQ_FUZZ        0x80000000u
 #define TOKEN           "fuzz-mailbox"
@@ -55,13 +76,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * cheap on an idle machine, milliseconds on a loaded one. The checks
  * after every poll see each answer anyway. */
 #define CLIENT_CHECK_EVERY 128
+/* A revocation waits for the session's watch thread: tens of
+ * microseconds, more on a loaded machine. */
+#define MAX_REVOKES 2
+/* Holds pile up, one per exposure and epoch, while the acknowledgement
+ * word is stuck above the epoch (any value goes there); past this many
+ * the session starts over, which also ends every hold. */
+#define MAX_HOLDS 64
 
 struct exposure {
     uint8_t *base;
     size_t len;
     hmaf_access_t access;
-    uint64_t id;    /* learned from the first REGISTER answer */
-    uint64_t holds; /* REGISTERs not given back by a DEREGISTER */
+    uint64_t id; /* ids count up from 1 with each hmaf_agent_expose */
+};
+
+/* The session's REGISTER answers not given back, per exposure and epoch. */
+struct hold {
+    int exposure;
+    uint64_t epoch;
+    uint64_t count;
 };
 
 struct root {
@@ -85,9 +119,9 @@ static uint8_t area_b[4096];
 static uint8_t unexposed[256];
 static char long_name[HMAF_ROOT_NAME_MAX + 1];
 
-static struct exposure exposures[2] = {
-    {area_a, sizeof(area_a), HMAF_ACCESS_READ_WRITE, 0, 0},
-    {area_b + 512, 1024, HMAF_ACCESS_READ, 0, 0},
+static struct exposure exposures[NEXPOSURES] = {
+    {area_a, sizeof(area_a), HMAF_ACCESS_READ_WRITE, 0},
+    {area_b + 512, 1024, HMAF_ACCESS_READ, 0},
 };
 static struct root roots[4] = {
     {"alpha", area_a, sizeof(area_a)},
@@ -105,6 +139,15 @@ static uint32_t served[NSLOTS]; /* the agent's served_seq, as we know it */
 static uint32_t next_seq;
 static hmaf_agent_stats_t stats;
 static unsigned long inputs;
+static int revokes; /* this input's */
+
+/* The agent, as the model has it. */
+static uint64_t epoch;       /* its revocation epoch */
+static uint64_t exposed_ids; /* ids handed out so far */
+static struct hold holds[MAX_HOLDS + NEXPOSURES * (MAX_REVOKES + 1)];
+static size_t nholds;
+static uint64_t settled_ack;   /* the session's: holds older are gone */
+static unsigned registrations; /* made in the current poll */
 
 static uint8_t *slot_at(uint32_t slot)
 {
@@ -119,10 +162,14 @@ static uint64_t load_u64(const uint8_t *p)
     return v;
 }
 
+static void store_u64(uint8_t *p, uint64_t v)
+{
+    atomic_store_explicit((_Atomic uint64_t *)p, v, memory_order_release);
+}
+
 static void store_word(uint32_t slot, uint64_t word)
 {
-    atomic_store_explicit((_Atomic uint64_t *)slot_at(slot), word,
-                          memory_order_release);
+    store_u64(slot_at(slot), word);
 }
 
 /* Keep fuzzed sequence numbers out of the client's range. */
@@ -148,13 +195,88 @@ static void request(uint32_t slot, uint8_t op, uint16_t len,
     store_word(slot, hmaf__mbox_req_word(fresh_seq(), op, len));
 }
 
-/* ---- the model ---- */
+/* ---- the model: holds ---- */
+
+static int held(int e)
+{
+    for (size_t i = 0; i < nholds; i++) {
+        if (holds[i].exposure == e) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static long hold_index(int e, uint64_t ep)
+{
+    for (size_t i = 0; i < nholds; i++) {
+        if (holds[i].exposure == e && holds[i].epoch == ep) {
+            return (long)i;
+        }
+    }
+    return -1;
+}
+
+/* A REGISTER answer; the first hold of an exposure registers it. */
+static void hold_add(int e)
+{
+    long i = hold_index(e, epoch);
+
+    registrations += !held(e);
+    if (i >= 0) {
+        holds[i].count++;
+        return;
+    }
+    FUZZ_CHECK(nholds < sizeof(holds) / sizeof(holds[0]), "holds");
+    holds[nholds++] = (struct hold){e, epoch, 1};
+}
+
+static void hold_remove_at(size_t i)
+{
+    holds[i] = holds[--nholds];
+}
+
+static void unhold_all(int e)
+{
+    for (size_t i = nholds; i-- > 0;) {
+        if (holds[i].exposure == e) {
+            hold_remove_at(i);
+        }
+    }
+}
+
+/* At each poll, before the slots: an acknowledgement that grew ends every
+ * hold answered in an older epoch. */
+static void expect_settle(uint64_t ack)
+{
+    if (ack <= settled_ack) {
+        return;
+    }
+    settled_ack = ack;
+    for (size_t i = nholds; i-- > 0;) {
+        if (holds[i].epoch < ack) {
+            hold_remove_at(i);
+        }
+    }
+}
+
+/* ---- the model: requests ---- */
 
 static int find_exposure(uint64_t addr)
 {
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < NEXPOSURES; i++) {
         uint64_t base = (uint64_t)(uintptr_t)exposures[i].base;
         if (addr >= base && addr - base < exposures[i].len) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static int find_id(uint64_t id)
+{
+    for (int i = 0; i < NEXPOSURES; i++) {
+        if (exposures[i].id == id) {
             return i;
         }
     }
@@ -180,24 +302,26 @@ static int expect_register(const uint8_t *p, uint16_t len, struct expect *ex)
     if (ex->exposure < 0) {
         return HMAF_EFAULT;
     }
-    exposures[ex->exposure].holds++;
+    hold_add(ex->exposure);
     return 0;
 }
 
+/* Holds of revoked exposures went with them, so an old id holds nothing. */
 static int expect_deregister(const uint8_t *p, uint16_t len)
 {
-    uint64_t id = load_u64(p);
+    int e = find_id(load_u64(p));
+    long i = e < 0 ? -1 : hold_index(e, load_u64(p + 8));
 
-    if (len != 8) {
+    if (len != 16) {
         return HMAF_EPROTO;
     }
-    for (int i = 0; i < 2; i++) {
-        if (id != 0 && exposures[i].id == id && exposures[i].holds > 0) {
-            exposures[i].holds--;
-            return 0;
-        }
+    if (i < 0) {
+        return HMAF_ENOENT;
     }
-    return HMAF_ENOENT;
+    if (--holds[i].count == 0) {
+        hold_remove_at((size_t)i);
+    }
+    return 0;
 }
 
 static int expect_lookup(const uint8_t *p, uint16_t len, struct expect *ex)
@@ -253,24 +377,20 @@ static void expect_slot(uint32_t slot, struct expect *ex)
 static void check_register_answer(const uint8_t *p, uint16_t len,
                                   const struct expect *ex)
 {
-    struct exposure *e = &exposures[ex->exposure];
-    struct exposure *other = &exposures[1 - ex->exposure];
+    const struct exposure *e = &exposures[ex->exposure];
     struct hmaf_resp_register r;
 
     FUZZ_CHECK(hmaf__resp_register_decode(p, len, &r) == 0,
                "REGISTER answer of %u bytes does not decode", len);
-    if (e->id == 0) {
-        FUZZ_CHECK(r.region_id != 0 && r.region_id != other->id,
-                   "region id %llu", (unsigned long long)r.region_id);
-        e->id = r.region_id;
-    }
-    FUZZ_CHECK(r.region_id == e->id, "region id %llu, was %llu",
+    FUZZ_CHECK(r.region_id == e->id, "region id %llu, want %llu",
                (unsigned long long)r.region_id, (unsigned long long)e->id);
     FUZZ_CHECK(r.base == (uint64_t)(uintptr_t)e->base && r.len == e->len &&
                    r.access == (uint8_t)e->access,
                "REGISTER answer describes another range");
-    FUZZ_CHECK(r.epoch == load_u64(mbox + HMAF_MBOX_HEADER_EPOCH), "epoch %llu",
-               (unsigned long long)r.epoch);
+    FUZZ_CHECK(r.epoch == epoch &&
+                   r.epoch == load_u64(mbox + HMAF_MBOX_HEADER_EPOCH),
+               "epoch %llu, want %llu", (unsigned long long)r.epoch,
+               (unsigned long long)epoch);
     FUZZ_CHECK(r.export_blob.len == 0, "cma exports nothing");
 }
 
@@ -315,7 +435,8 @@ static void check_answer(uint32_t slot, const struct expect *ex)
     }
 }
 
-static void check_stats(unsigned answered, unsigned malformed)
+/* The agent's counters moved by exactly what the model says. */
+static void check_stats(unsigned answered, unsigned malformed, unsigned revoked)
 {
     hmaf_agent_stats_t now;
 
@@ -328,9 +449,22 @@ static void check_stats(unsigned answered, unsigned malformed)
                "bad_requests %llu, want %llu + %u",
                (unsigned long long)now.bad_requests,
                (unsigned long long)stats.bad_requests, malformed);
+    FUZZ_CHECK(now.registrations == stats.registrations + registrations,
+               "registrations %llu, want %llu + %u",
+               (unsigned long long)now.registrations,
+               (unsigned long long)stats.registrations, registrations);
+    FUZZ_CHECK(now.revocations == stats.revocations + revoked &&
+                   now.revoke_timeouts == 0 && now.revoke_cutoffs == 0,
+               "revocations %llu (want %llu + %u), timeouts %llu, "
+               "cut-offs %llu",
+               (unsigned long long)now.revocations,
+               (unsigned long long)stats.revocations, revoked,
+               (unsigned long long)now.revoke_timeouts,
+               (unsigned long long)now.revoke_cutoffs);
     FUZZ_CHECK(now.sessions_live == 1, "%llu sessions live",
                (unsigned long long)now.sessions_live);
     stats = now;
+    registrations = 0;
 }
 
 static void poll_and_check(void)
@@ -340,6 +474,7 @@ static void poll_and_check(void)
     int ret;
 
     memcpy(before, mbox, mbox_len);
+    expect_settle(load_u64(before + HMAF_MBOX_ACK_OFFSET));
     for (uint32_t i = 0; i < NSLOTS; i++) {
         expect_slot(i, &ex[i]);
         answered += (unsigned)ex[i].fresh;
@@ -364,7 +499,7 @@ static void poll_and_check(void)
                        "slot %u: answered without a new request", i);
         }
     }
-    check_stats(answered, malformed);
+    check_stats(answered, malformed, 0);
 }
 
 /* ---- the session's own client ---- */
@@ -405,6 +540,59 @@ static void check_client(void)
     FUZZ_CHECK(hmaf_agent_stats(agent, &stats) == 0, "stats");
 }
 
+/* ---- revocations ---- */
+
+static uint64_t epoch_seen(void)
+{
+    uint64_t seen;
+
+    pthread_mutex_lock(&session->epoch_lock);
+    seen = session->epoch_seen;
+    pthread_mutex_unlock(&session->epoch_lock);
+    return seen;
+}
+
+/* The watch thread acknowledges a new epoch once nudged, and sets
+ * epoch_seen under the same lock as it writes the word. */
+static void await_watch_thread(void)
+{
+    uint64_t deadline = hmaf__deadline_ns(CALL_TIMEOUT_MS);
+
+    while (epoch_seen() != epoch) {
+        FUZZ_CHECK(hmaf__now_ns() < deadline,
+                   "the watch thread saw epoch %llu, not %llu",
+                   (unsigned long long)epoch_seen(), (unsigned long long)epoch);
+        sched_yield();
+    }
+    FUZZ_CHECK(load_u64(mbox + HMAF_MBOX_ACK_OFFSET) == epoch,
+               "acknowledged %llu, not %llu",
+               (unsigned long long)load_u64(mbox + HMAF_MBOX_ACK_OFFSET),
+               (unsigned long long)epoch);
+}
+
+/* The session acknowledges (the fuzzer may have done so first), the
+ * exposure's holds and registration go, and it comes back with a new id. */
+static void revoke_exposure(int e)
+{
+    struct exposure *x = &exposures[e];
+    int ret = hmaf_agent_revoke(agent, x->base, x->len);
+
+    FUZZ_CHECK(ret == 0, "revoke: %s", hmaf_err_name(ret));
+    epoch++;
+    unhold_all(e);
+    FUZZ_CHECK(load_u64(mbox + HMAF_MBOX_HEADER_EPOCH) == epoch,
+               "mailbox epoch %llu, want %llu",
+               (unsigned long long)load_u64(mbox + HMAF_MBOX_HEADER_EPOCH),
+               (unsigned long long)epoch);
+    await_watch_thread();
+    FUZZ_CHECK(hmaf_agent_expose(agent, x->base, x->len, x->access) == 0,
+               "expose again");
+    x->id = ++exposed_ids;
+    check_stats(0, 0, 1);
+    FUZZ_TRACE("revoked exposure %d: epoch %llu, id %llu\n", e,
+               (unsigned long long)epoch, (unsigned long long)x->id);
+}
+
 /* ---- set-up ---- */
 
 static char address[64];
@@ -421,6 +609,51 @@ static int open_session(void *unused)
     return hmaf_session_create(&p, &session);
 }
 
+static int close_session(void *unused)
+{
+    (void)unused;
+    hmaf_session_destroy(session);
+    session = NULL;
+    return 0;
+}
+
+/* A new session: no holds, nothing settled, no slot served. One made
+ * after a revocation acknowledges the agent's epoch at its first look:
+ * make that look now, not at some later time of the watch thread's. */
+static void connect_session(void)
+{
+    int ret = fuzz_beside_agent(agent, open_session, NULL, CALL_TIMEOUT_MS);
+
+    FUZZ_CHECK(ret == 0, "session: %s", hmaf_err_name(ret));
+    FUZZ_CHECK(session->mbox.nslots == NSLOTS, "slots");
+    mbox = (uint8_t *)(uintptr_t)session->mbox.base;
+    mbox_len = hmaf__mbox_size(NSLOTS);
+    FUZZ_CHECK(hmaf__session_check_epoch(session, 1) == 0, "first look");
+    FUZZ_CHECK(epoch_seen() == epoch, "epoch %llu after the first look",
+               (unsigned long long)epoch_seen());
+    memset(served, 0, sizeof(served));
+    nholds = 0;
+    settled_ack = 0;
+    FUZZ_CHECK(hmaf_agent_stats(agent, &stats) == 0, "stats");
+}
+
+/* The end of a session ends its holds and so the registrations. */
+static void restart_session(void)
+{
+    hmaf_agent_stats_t st;
+    uint64_t deadline = hmaf__deadline_ns(CALL_TIMEOUT_MS);
+
+    FUZZ_TRACE("%zu holds: a new session\n", nholds);
+    (void)fuzz_beside_agent(agent, close_session, NULL, CALL_TIMEOUT_MS);
+    do {
+        FUZZ_CHECK(hmaf_agent_poll(agent, 0) >= 0, "poll");
+        FUZZ_CHECK(hmaf_agent_stats(agent, &st) == 0, "stats");
+        FUZZ_CHECK(hmaf__now_ns() < deadline, "the session outlives its end");
+    } while (st.sessions_live != 0);
+    connect_session();
+    check_client();
+}
+
 static void start_agent(void)
 {
     hmaf_agent_params_t p;
@@ -431,11 +664,13 @@ static void start_agent(void)
     p.threaded = 0;
     p.max_sessions = 2;
     p.mailbox_slots = NSLOTS;
+    p.revoke_wait_ms = CALL_TIMEOUT_MS; /* a loaded machine: no cut-offs */
     FUZZ_CHECK(hmaf_agent_create(&p, &agent) == 0, "agent at %s", address);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < NEXPOSURES; i++) {
         FUZZ_CHECK(hmaf_agent_expose(agent, exposures[i].base, exposures[i].len,
                                      exposures[i].access) == 0,
                    "expose");
+        exposures[i].id = ++exposed_ids;
     }
     memset(long_name, 'r', HMAF_ROOT_NAME_MAX);
     for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
@@ -443,22 +678,21 @@ static void start_agent(void)
                                       roots[i].len) == 0,
                    "publish %s", roots[i].name);
     }
+    /* Refused: LOOKUP must not find them. */
+    FUZZ_CHECK(hmaf_agent_publish(agent, "empty", area_a, 0) == HMAF_EINVAL,
+               "publish of 0 bytes");
+    FUZZ_CHECK(hmaf_agent_publish(agent, "empty", (void *)(UINTPTR_MAX - 7),
+                                  16) == HMAF_EOVERFLOW,
+               "publish of a range that wraps");
 }
 
 static void set_up(void)
 {
-    int ret;
-
     fuzz_quiet_logs();
     snprintf(address, sizeof(address), "unix:@hmaf-fuzz-mailbox-%d",
              (int)getpid());
     start_agent();
-    ret = fuzz_beside_agent(agent, open_session, NULL, CALL_TIMEOUT_MS);
-    FUZZ_CHECK(ret == 0, "session: %s", hmaf_err_name(ret));
-    FUZZ_CHECK(session->mbox.nslots == NSLOTS, "slots");
-    mbox = (uint8_t *)(uintptr_t)session->mbox.base;
-    mbox_len = hmaf__mbox_size(NSLOTS);
-    FUZZ_CHECK(hmaf_agent_stats(agent, &stats) == 0, "stats");
+    connect_session();
     check_client();
 }
 
@@ -512,10 +746,28 @@ static void cmd_register(struct fuzz_in *in, uint32_t slot)
     request(slot, HMAF_OP_REGISTER, sizeof(p), p, sizeof(p));
 }
 
+/* An epoch the model holds exposure e in, the k-th of them (cyclic). */
+static uint64_t held_epoch(int e, unsigned k)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < nholds; i++) {
+        n += holds[i].exposure == e;
+    }
+    k = n > 0 ? k % (unsigned)n : 0;
+    for (size_t i = 0; i < nholds; i++) {
+        if (holds[i].exposure == e && k-- == 0) {
+            return holds[i].epoch;
+        }
+    }
+    return epoch;
+}
+
 static void cmd_deregister(struct fuzz_in *in, uint32_t slot)
 {
-    uint8_t which = fuzz_u8(in), p[8];
+    uint8_t which = fuzz_u8(in), when = fuzz_u8(in), p[16];
     struct hmaf_req_deregister r;
+    uint64_t back = 1u + (when >> 2);
 
     switch (which % 4) {
     case 0:
@@ -528,6 +780,19 @@ static void cmd_deregister(struct fuzz_in *in, uint32_t slot)
     default:
         r.region_id = which >> 2;
     }
+    switch (when % 4) {
+    case 0:
+        r.epoch = epoch;
+        break;
+    case 1:
+        r.epoch = held_epoch(find_id(r.region_id), when >> 2);
+        break;
+    case 2:
+        r.epoch = epoch - (back < epoch ? back : epoch);
+        break;
+    default:
+        r.epoch = fuzz_u64(in);
+    }
     hmaf__req_deregister_encode(&r, p);
     request(slot, HMAF_OP_DEREGISTER, sizeof(p), p, sizeof(p));
 }
@@ -538,8 +803,10 @@ static void cmd_lookup(struct fuzz_in *in, uint32_t slot)
 
     if (which < 4) {
         strcpy((char *)p, roots[which].name);
-    } else if (which < 6) {
+    } else if (which == 4) {
         strcpy((char *)p, "nope");
+    } else if (which == 5) {
+        strcpy((char *)p, "empty");
     } else if (which == 6) {
         fuzz_take_bytes(in, p, sizeof(p));
     }
@@ -554,12 +821,44 @@ static void cmd_word_only(struct fuzz_in *in, uint32_t slot)
     store_word(slot, hmaf__mbox_req_word(fresh_seq(), op, len));
 }
 
+static void cmd_ack(struct fuzz_in *in)
+{
+    uint8_t which = fuzz_u8(in);
+    uint64_t k = which >> 2, ack;
+
+    switch (which % 4) {
+    case 0:
+        ack = epoch;
+        break;
+    case 1:
+        ack = epoch + 1 + k;
+        break;
+    case 2:
+        ack = epoch - (k < epoch ? k : epoch);
+        break;
+    default:
+        ack = fuzz_u64(in);
+    }
+    store_u64(mbox + HMAF_MBOX_ACK_OFFSET, ack);
+}
+
+static void cmd_revoke(struct fuzz_in *in)
+{
+    uint8_t which = fuzz_u8(in);
+
+    if (revokes < MAX_REVOKES) {
+        revokes++;
+        revoke_exposure(which % NEXPOSURES);
+    }
+}
+
 static void run_command(struct fuzz_in *in)
 {
     uint8_t c = fuzz_u8(in);
-    uint32_t slot = (uint32_t)(c >> 3) % NSLOTS;
+    uint32_t slot = (uint32_t)(c >> 4) % NSLOTS;
+    unsigned cmd = c & 15;
 
-    switch (c & 7) {
+    switch (cmd < 10 ? cmd : cmd - 8) {
     case 0:
         cmd_request(in, slot);
         break;
@@ -582,8 +881,14 @@ static void run_command(struct fuzz_in *in)
     case 6:
         poll_and_check();
         break;
-    default:
+    case 7:
         cmd_word_only(in, slot);
+        break;
+    case 8:
+        cmd_ack(in);
+        break;
+    default:
+        cmd_revoke(in);
     }
 }
 
@@ -594,6 +899,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (agent == NULL) {
         set_up();
     }
+    revokes = 0;
     while (fuzz_more(&in)) {
         run_command(&in);
     }
@@ -601,6 +907,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_client();
     } else {
         poll_and_check();
+    }
+    if (nholds > MAX_HOLDS) {
+        restart_session();
     }
     return 0;
 }

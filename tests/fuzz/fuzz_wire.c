@@ -4,10 +4,13 @@
  * "no crash, no read past the input", each decoder is held to what its
  * format says: it accepts exactly the inputs a model built from the raw
  * bytes accepts, and where it accepts, encoding the result gives the input
- * back and decoding that gives the same struct again.
+ * back and decoding that gives the same struct again. The agent's refusal
+ * (hmaf__agent_refuse) runs over a socket pair: which codes cross the wire.
  */
 #include <limits.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "fuzz.h"
 #include "host/agent_int.h"
@@ -211,6 +214,50 @@ static void fuzz_refusal(const uint8_t *p, size_t n)
                "refusal fields");
 }
 
+/* Which codes a refusal may carry: those a dpu side can act on (a HELLO
+ * that came too late, or waited longest of too many, is HMAF_ETIMEDOUT);
+ * any other is HMAF_EPROTO on the wire. */
+static int refusal_model(int why)
+{
+    return why == HMAF_EAUTH || why == HMAF_EVERSION || why == HMAF_EENGINE ||
+                   why == HMAF_ENOSPC || why == HMAF_ENOMEM ||
+                   why == HMAF_ETIMEDOUT
+               ? why
+               : HMAF_EPROTO;
+}
+
+/* The agent's refusal over a socket pair: one header with the code, the
+ * end of the stream, one more refusal in the agent's counters. */
+static void fuzz_refuse(const uint8_t *p, size_t n)
+{
+    static struct hmaf_agent a; /* only its counters are used */
+    int why = (int)le(p, n < 4 ? n : 4), want = refusal_model(why), sv[2];
+    struct hmaf_channel ch = {.fd = -1};
+    uint8_t buf[HMAF_HDR_SIZE + 1];
+    struct hmaf_msg_hdr h;
+    uint64_t refused = a.stats.refused;
+
+    FUZZ_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0,
+               "socketpair");
+    ch.fd = sv[0];
+    hmaf__agent_refuse(&a, &ch, why);
+    FUZZ_CHECK(ch.fd == -1, "the refused channel stays open");
+    FUZZ_CHECK(recv(sv[1], buf, sizeof(buf), MSG_WAITALL) == HMAF_HDR_SIZE,
+               "a refusal is one header, then the end");
+    FUZZ_CHECK(hmaf__hdr_decode(buf, &h) == 0 &&
+                   h.version == HMAF_PROTOCOL_VERSION &&
+                   h.type == HMAF_MSG_WELCOME && h.body_len == 0,
+               "refusal header");
+    FUZZ_CHECK(h.status == want, "%s refused as %s, want %s",
+               hmaf_err_name(why), hmaf_err_name(h.status),
+               hmaf_err_name(want));
+    FUZZ_CHECK(a.stats.refused == refused + 1 && a.stats.last_refusal == want,
+               "counted %llu refusals, the last %s",
+               (unsigned long long)(a.stats.refused - refused),
+               hmaf_err_name(a.stats.last_refusal));
+    close(sv[1]);
+}
+
 static void fuzz_token(const uint8_t *p, size_t n)
 {
     struct fuzz_in in = {p, n};
@@ -296,9 +343,10 @@ static void fuzz_req_deregister(const uint8_t *p, size_t n)
     uint8_t buf[HMAF_MBOX_REQ_MAX];
     int ret = hmaf__req_deregister_decode(p, n, &r);
 
-    FUZZ_CHECK((ret == 0) == (n == 8), "accepts %zu bytes: %d", n, ret);
+    FUZZ_CHECK((ret == 0) == (n == 16), "accepts %zu bytes: %d", n, ret);
+    FUZZ_CHECK(ret == 0 || ret == HMAF_EPROTO, "code %d", ret);
     if (ret == 0) {
-        FUZZ_CHECK(r.region_id == le64(p), "field");
+        FUZZ_CHECK(r.region_id == le64(p) && r.epoch == le64(p + 8), "fields");
         FUZZ_CHECK(hmaf__req_deregister_encode(&r, buf) == n &&
                        memcmp(buf, p, n) == 0,
                    "round trip");
@@ -429,12 +477,18 @@ static const fuzz_fn targets[] = {
     fuzz_hdr,        fuzz_hello,        fuzz_welcome,       fuzz_refusal,
     fuzz_token,      fuzz_req_register, fuzz_resp_register, fuzz_req_deregister,
     fuzz_req_lookup, fuzz_resp_lookup,  fuzz_words,         fuzz_cursor,
+    fuzz_refuse,
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    static int quiet;
     size_t ntargets = sizeof(targets) / sizeof(targets[0]);
 
+    if (!quiet) {
+        fuzz_quiet_logs(); /* refusals log a warning */
+        quiet = 1;
+    }
     if (size == 0) {
         return 0;
     }

@@ -123,6 +123,7 @@ enum wire_target {
     W_RESP_LOOKUP,
     W_WORDS,
     W_CURSOR,
+    W_REFUSE,
 };
 
 static void wire(const char *name, enum wire_target t, const void *p, size_t n)
@@ -132,6 +133,17 @@ static void wire(const char *name, enum wire_target t, const void *p, size_t n)
     put_u8(&s, t);
     put(&s, p, n);
     save("wire", name, &s);
+}
+
+/* The agent's refusal of a connection with this code. */
+static void wire_refuse(const char *name, int code)
+{
+    uint8_t b[4];
+
+    for (size_t i = 0; i < 4; i++) {
+        b[i] = (uint8_t)((uint32_t)code >> (8 * i));
+    }
+    wire(name, W_REFUSE, b, sizeof(b));
 }
 
 /* Two equal 32-byte tokens of length 6, then a 33-character string. */
@@ -176,8 +188,11 @@ static void wire_handshake(void)
     wire("hdr-refusal", W_HDR, m, n);
     m[0] = 'X';
     wire("hdr-bad-magic", W_HDR, m, n);
-    wire("hdr-short", W_HDR, "HMAF\x01\x00\x01", 7);
+    wire("hdr-short", W_HDR, "HMAF\x02\x00\x01", 7);
     wire("refusal-eauth", W_REFUSAL, "\x5f\xf0\xff\xff", 4);
+    wire_refuse("refuse-eauth", HMAF_EAUTH);
+    wire_refuse("refuse-etimedout", HMAF_ETIMEDOUT);
+    wire_refuse("refuse-econnreset", HMAF_ECONNRESET); /* EPROTO on the wire */
     wire_token();
 }
 
@@ -190,7 +205,7 @@ static void wire_mailbox(void)
                                     .len = 1 << 20,
                                     .epoch = 0,
                                     .access = HMAF_ACCESS_READ_WRITE};
-    struct hmaf_req_deregister rd = {.region_id = 1};
+    struct hmaf_req_deregister rd = {.region_id = 1, .epoch = 3};
     struct hmaf_req_lookup rl = {{0}};
     struct hmaf_resp_lookup rs = {.addr = 0x7f0000001000ull, .len = 64};
     size_t n;
@@ -209,6 +224,7 @@ static void wire_mailbox(void)
     wire("resp-register-blob-huge", W_RESP_REGISTER, b, n);
     n = hmaf__req_deregister_encode(&rd, b);
     wire("req-deregister", W_REQ_DEREGISTER, b, n);
+    wire("req-deregister-v1", W_REQ_DEREGISTER, b, 8); /* protocol 1's */
     strcpy(rl.name, "alpha");
     n = hmaf__req_lookup_encode(&rl, b);
     wire("req-lookup", W_REQ_LOOKUP, b, n);
@@ -234,12 +250,19 @@ enum mbox_cmd {
     M_DEREG,
     M_LOOKUP,
     M_POLL,
-    M_WORD_ONLY
+    M_WORD_ONLY,
+    M_ACK,
+    M_REVOKE
 };
+
+/* DEREGISTER's epoch: the agent's, one the model holds, an older one. */
+enum { E_NOW, E_HELD, E_OLDER, E_RAW };
+/* The acknowledgement: the agent's epoch, ahead of it, behind it. */
+enum { A_NOW, A_AHEAD, A_BEHIND, A_RAW };
 
 static void cmd(struct seed *s, enum mbox_cmd c, unsigned slot)
 {
-    put_u8(s, (uint8_t)(c | slot << 3));
+    put_u8(s, (uint8_t)(c | slot << 4));
 }
 
 static void raw_req(struct seed *s, unsigned slot, uint8_t op, uint16_t len,
@@ -261,16 +284,29 @@ static void reg(struct seed *s, unsigned slot, uint8_t which, int32_t off,
     put_u32(s, len);
 }
 
-static void dereg(struct seed *s, unsigned slot, uint8_t which)
+static void dereg(struct seed *s, unsigned slot, uint8_t which, uint8_t when)
 {
     cmd(s, M_DEREG, slot);
     put_u8(s, which);
+    put_u8(s, when);
 }
 
 static void lookup(struct seed *s, unsigned slot, uint8_t which)
 {
     cmd(s, M_LOOKUP, slot);
     put_u8(s, which);
+}
+
+static void ack(struct seed *s, uint8_t which)
+{
+    cmd(s, M_ACK, 0);
+    put_u8(s, which);
+}
+
+static void revoke(struct seed *s, uint8_t exposure)
+{
+    cmd(s, M_REVOKE, 0);
+    put_u8(s, exposure);
 }
 
 static void mailbox_simple(void)
@@ -295,8 +331,10 @@ static void mailbox_simple(void)
     save("mailbox", "oversized-lengths", &s);
     s.n = 0;
     raw_req(&s, 1, HMAF_OP_REGISTER, 15, junk, 15);
-    raw_req(&s, 2, HMAF_OP_DEREGISTER, 7, junk, 7);
+    raw_req(&s, 2, HMAF_OP_DEREGISTER, 15, junk, 15);
     raw_req(&s, 3, HMAF_OP_LOOKUP, 63, junk, 63);
+    cmd(&s, M_POLL, 0);
+    raw_req(&s, 2, HMAF_OP_DEREGISTER, 8, junk, 8); /* protocol 1's */
     save("mailbox", "truncated-payloads", &s);
 }
 
@@ -309,16 +347,91 @@ static void mailbox_register(void)
     reg(&s, 2, 2, 0, 8);
     reg(&s, 3, 1, 1024, 1); /* one past the end */
     cmd(&s, M_POLL, 0);
-    dereg(&s, 0, 0);
-    dereg(&s, 1, 1);
-    dereg(&s, 2, 1); /* the second one: no hold left */
-    dereg(&s, 3, 3 | 40 << 2);
+    dereg(&s, 0, 0, E_NOW);
+    dereg(&s, 1, 1, E_NOW);
+    dereg(&s, 2, 1, E_NOW); /* the second one: no hold left */
+    dereg(&s, 3, 3 | 40 << 2, E_NOW);
     save("mailbox", "register-deregister", &s);
     s.n = 0;
     reg(&s, 1, 0, 0, 0);     /* len 0 */
     reg(&s, 2, 0x80, 16, 0); /* len UINT64_MAX: overflow */
     reg(&s, 3, 0, -1, 1);    /* just before */
     save("mailbox", "register-edges", &s);
+}
+
+/* Holds per epoch: with the acknowledgement ahead of the epochs to come,
+ * one answer before a revocation (of the other exposure) and one after
+ * it are both held; each DEREGISTER names its own. */
+static void mailbox_epochs(void)
+{
+    struct seed s = {.n = 0};
+
+    ack(&s, A_AHEAD | 10 << 2);
+    reg(&s, 0, 0, 0, 1);
+    cmd(&s, M_POLL, 0);
+    revoke(&s, 1);
+    reg(&s, 1, 0, 8, 1);
+    cmd(&s, M_POLL, 0);
+    dereg(&s, 0, 0, E_OLDER); /* the first answer's epoch */
+    dereg(&s, 1, 0, E_OLDER); /* none left in it */
+    dereg(&s, 2, 0, E_NOW);
+    dereg(&s, 3, 0, E_NOW); /* none left */
+    save("mailbox", "deregister-epochs", &s);
+    /* The session acknowledges the revocation: the older answer is given
+     * back by the next poll, and naming it finds nothing. */
+    s.n = 0;
+    reg(&s, 0, 0, 0, 1);
+    cmd(&s, M_POLL, 0);
+    revoke(&s, 1);
+    cmd(&s, M_POLL, 0);
+    dereg(&s, 0, 0, E_OLDER);
+    save("mailbox", "revoke-settles", &s);
+    /* A REGISTER written before a revocation, answered after it, and one
+     * of the revoked exposure's answers given back by its old id. */
+    s.n = 0;
+    reg(&s, 0, 1, 0, 1);
+    cmd(&s, M_POLL, 0);
+    reg(&s, 1, 1, 4, 4);
+    revoke(&s, 1);
+    cmd(&s, M_POLL, 0);
+    dereg(&s, 2, 3 | 2 << 2, E_OLDER); /* exposure 1's first id */
+    dereg(&s, 3, 1, E_HELD);
+    save("mailbox", "revoke-pending-register", &s);
+}
+
+/* An acknowledgement that grows ends the older holds; one that does not
+ * grow, or goes back, ends nothing. */
+static void mailbox_acks(void)
+{
+    struct seed s = {.n = 0};
+
+    reg(&s, 0, 0, 0, 1);
+    reg(&s, 1, 1, 0, 1);
+    cmd(&s, M_POLL, 0);
+    ack(&s, A_AHEAD);
+    cmd(&s, M_POLL, 0);
+    dereg(&s, 0, 0, E_NOW); /* settled already */
+    reg(&s, 1, 0, 0, 1);    /* registered again */
+    cmd(&s, M_POLL, 0);
+    ack(&s, A_AHEAD); /* the same: no news */
+    cmd(&s, M_POLL, 0);
+    dereg(&s, 2, 0, E_NOW);
+    ack(&s, A_BEHIND);
+    save("mailbox", "ack-settles", &s);
+    /* Stuck far ahead: later revocations acknowledge less, and holds in
+     * every epoch stay until given back. */
+    s.n = 0;
+    cmd(&s, M_ACK, 0);
+    put_u8(&s, A_RAW);
+    put_u64(&s, UINT64_MAX);
+    reg(&s, 0, 0, 0, 1);
+    cmd(&s, M_POLL, 0);
+    revoke(&s, 1);
+    reg(&s, 1, 0, 0, 1);
+    cmd(&s, M_POLL, 0);
+    dereg(&s, 2, 0, E_HELD);
+    dereg(&s, 3, 0, E_HELD | 1 << 2);
+    save("mailbox", "ack-stuck-ahead", &s);
 }
 
 static void mailbox_lookup(void)
@@ -335,12 +448,16 @@ static void mailbox_lookup(void)
     lookup(&s, 3, 6);
     memset(name, 'r', sizeof(name));
     put(&s, name, sizeof(name));
+    cmd(&s, M_POLL, 0);
+    lookup(&s, 0, 5); /* a publish that was refused */
     save("mailbox", "lookups", &s);
 }
 
 static void mailbox_words(void)
 {
     struct seed s = {.n = 0};
+    struct hmaf_req_deregister rd = {.region_id = 1, .epoch = 0};
+    uint8_t p[16];
 
     raw_req(&s, 1, HMAF_OP_PING, 0, NULL, 0);
     cmd(&s, M_POLL, 0);
@@ -368,12 +485,18 @@ static void mailbox_words(void)
     put_u8(&s, 0);
     put_u8(&s, 8);
     put_u64(&s, hmaf__mbox_req_word(9, HMAF_OP_REGISTER, 16));
+    /* A DEREGISTER of exposure 0 in epoch 0, by hand. */
+    hmaf__req_deregister_encode(&rd, p);
+    raw_req(&s, 2, HMAF_OP_DEREGISTER, sizeof(p), p, sizeof(p));
     save("mailbox", "words-and-bytes", &s);
 }
 
 /* ---- fuzz_hello: connections (see fuzz_hello.c) ---- */
 
 enum hello_cmd { H_SEND, H_SEND_POLL, H_SHUT, H_CLOSE, H_POLL };
+#define H_CLOCK_JUMP 6    /* H_POLL on this connection */
+#define H_FLOOD      7    /* H_POLL on this one: n u8 */
+#define H_FILL       0xf0 /* | extra, up to 15 */
 
 static void hcmd(struct seed *s, enum hello_cmd c, unsigned conn)
 {
@@ -412,8 +535,8 @@ static void hello_variants(void)
     m[HMAF_HDR_SIZE + 49] = 3; /* blob length 3 */
     hello_one("short-blob", m, n);
     n = hello_msg(m, "fuzz-hello", "cma");
-    m[4] = 2; /* version 2 */
-    hello_one("version-2", m, HMAF_HDR_SIZE);
+    m[4] = HMAF_PROTOCOL_VERSION - 1; /* the one before */
+    hello_one("version-old", m, HMAF_HDR_SIZE);
     n = hello_msg(m, "fuzz-hello", "cma");
     m[6] = HMAF_MSG_WELCOME;
     hello_one("type-welcome", m, HMAF_HDR_SIZE);
@@ -464,16 +587,67 @@ static void hello_sequences(void)
         send_bytes(&s, H_SEND_POLL, i, m, n);
     }
     save("hello", "sessions-over-limit", &s);
-    /* A HELLO under way, then more silent connections than the agent
-     * waits for: the oldest are pushed out. */
+    /* A HELLO under way, then silent connections (not so many that the
+     * table overflows), then the rest of the HELLO and another one. */
     s.n = 0;
     send_bytes(&s, H_SEND_POLL, 0, m, 100);
-    hcmd(&s, H_POLL, 7);
+    hcmd(&s, H_POLL, H_FLOOD);
     put_u8(&s, 90);
     hcmd(&s, H_POLL, 0);
     send_bytes(&s, H_SEND, 0, m + 100, n - 100);
     send_bytes(&s, H_SEND, 1, m, n);
     save("hello", "silent-flood", &s);
+    /* HELLOs sent with their connects are answered as they are accepted,
+     * in the same poll; so is a malformed one. */
+    s.n = 0;
+    for (unsigned i = 0; i < 3; i++) {
+        send_bytes(&s, H_SEND, i, m, n);
+    }
+    send_bytes(&s, H_SEND, 3, "GET / HTTP/1.0\r\n\r\n", 18);
+    hcmd(&s, H_POLL, 0);
+    save("hello", "first-look", &s);
+    /* A full table: its oldest waiters (a HELLO under way, a silent one)
+     * give way and are refused with HMAF_ETIMEDOUT, a HELLO that came
+     * with its connect meanwhile is answered, one under way after the
+     * fill waits on. */
+    s.n = 0;
+    send_bytes(&s, H_SEND_POLL, 0, m, 100);
+    send_bytes(&s, H_SEND_POLL, 1, NULL, 0);
+    send_bytes(&s, H_SEND, 2, m, n);
+    hcmd(&s, H_POLL, H_FLOOD);
+    put_u8(&s, H_FILL | 3);
+    send_bytes(&s, H_SEND_POLL, 3, m, 50);
+    send_bytes(&s, H_SEND, 0, m + 100, n - 100); /* too late */
+    save("hello", "table-full", &s);
+    /* The handshake timeout: what waits is refused with HMAF_ETIMEDOUT,
+     * a complete HELLO is answered first, a newcomer waits on. */
+    s.n = 0;
+    send_bytes(&s, H_SEND_POLL, 0, m, 50);
+    send_bytes(&s, H_SEND_POLL, 1, NULL, 0);
+    send_bytes(&s, H_SEND_POLL, 2, m, 200);
+    send_bytes(&s, H_SEND, 2, m + 200, n - 200);
+    send_bytes(&s, H_SEND, 3, m, 10);
+    hcmd(&s, H_POLL, H_CLOCK_JUMP);
+    save("hello", "clock-jump", &s);
+    /* Peers that close before their answer: a complete HELLO is no
+     * refusal (but takes a session id), a wrong one is refused all the
+     * same; a session whose peer closed makes room for a HELLO that
+     * arrives in the same poll. */
+    s.n = 0;
+    send_bytes(&s, H_SEND, 0, m, n);
+    hcmd(&s, H_CLOSE, 0);
+    n = hello_msg(m, "fuzz-hellO", "cma");
+    send_bytes(&s, H_SEND, 1, m, n);
+    hcmd(&s, H_CLOSE, 1);
+    hcmd(&s, H_POLL, 0);
+    n = hello_msg(m, "fuzz-hello", "cma");
+    for (unsigned i = 2; i < 6; i++) {
+        send_bytes(&s, H_SEND_POLL, i, m, n);
+    }
+    send_bytes(&s, H_SEND_POLL, 6, m, n); /* no room: ENOSPC */
+    hcmd(&s, H_CLOSE, 2);
+    send_bytes(&s, H_SEND_POLL, 7, m, n); /* room, in the same poll */
+    save("hello", "closed-before-answer", &s);
 }
 
 int main(int argc, char **argv)
@@ -495,6 +669,8 @@ int main(int argc, char **argv)
     wire_mailbox();
     mailbox_simple();
     mailbox_register();
+    mailbox_epochs();
+    mailbox_acks();
     mailbox_lookup();
     mailbox_words();
     hello_variants();

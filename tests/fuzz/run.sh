@@ -7,9 +7,10 @@
 #       BUILD_DIR/tests/fuzz/SKIP, when no clang with libFuzzer is found.
 #       The compiler: $HMAF_FUZZ_CC, else clang, else clang-NN on PATH.
 #   run.sh run BINARY CORPUS_DIR SECONDS [libFuzzer flags...]
-#       Fuzz for SECONDS, starting from a scratch copy of CORPUS_DIR (the
-#       committed seeds are never written to). Crashes land in
-#       $HMAF_FUZZ_ARTIFACTS (default: BINARY's directory/artifacts/).
+#       Fuzz for SECONDS ($HMAF_FUZZ_SECONDS instead, when set), starting
+#       from a scratch copy of CORPUS_DIR (the committed seeds are never
+#       written to). Crashes land in $HMAF_FUZZ_ARTIFACTS (default:
+#       BINARY's directory/artifacts/).
 #
 # libFuzzer's own failure exit code is 77, which ctest takes for "skipped":
 # every failure is reported as 1 here.
@@ -66,7 +67,7 @@ EOF
 run() {
     bin=$1
     corpus=$2
-    seconds=$3
+    seconds=${HMAF_FUZZ_SECONDS:-$3}
     shift 3
     name=$(basename "$bin")
     if [ -f "$(dirname "$bin")/SKIP" ]; then
@@ -111,7 +112,7 @@ run)
     run "$@"
     ;;
 *)
-    sed -n '2,16p' "$0"
+    sed -n '2,17p' "$0"
     exit 2
     ;;
 esac
