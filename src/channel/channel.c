@@ -343,6 +343,13 @@ int hmaf__listener_fd(const struct hmaf_listener *listener)
     return listener->fd;
 }
 
+int hmaf__listener_has_newcomer(const struct hmaf_listener *listener)
+{
+    struct pollfd p = {.fd = listener->fd, .events = POLLIN};
+
+    return listener->fd < 0 || poll(&p, 1, 0) > 0;
+}
+
 int hmaf__listener_accept(struct hmaf_listener *listener,
                           struct hmaf_channel *channel_out)
 {

@@ -38,6 +38,9 @@ int hmaf__listener_open(const char *address,
 const char *hmaf__listener_address(const struct hmaf_listener *listener);
 /* -1 for a comch listener: it is driven only by the accept calls. */
 int hmaf__listener_fd(const struct hmaf_listener *listener);
+/* 1 when a connection waits to be accepted (a comch listener: when it
+ * may: it is told only by accepting). */
+int hmaf__listener_has_newcomer(const struct hmaf_listener *listener);
 /* One pending connection; -EAGAIN when there is none, -EMFILE when the
  * process (or system) is out of file descriptors. */
 int hmaf__listener_accept(struct hmaf_listener *listener,

@@ -121,7 +121,9 @@ static int give_way(struct hmaf_agent *a)
 }
 
 /* A free entry for one more waiting connection: the table grows up to its
- * limit, then the longest waiter may give way. */
+ * limit, then the longest waiter may give way — to a newcomer only: the
+ * listener is asked first, so a turn that emptied the backlog does not
+ * drop one more waiter for no one. */
 static int room_for_one(struct hmaf_agent *a)
 {
     if (a->npending < a->pending_cap) {
@@ -136,7 +138,8 @@ static int room_for_one(struct hmaf_agent *a)
             return 1;
         }
     }
-    return a->npending > 0 && give_way(a);
+    return a->npending > 0 && hmaf__listener_has_newcomer(a->listener) &&
+           give_way(a);
 }
 
 /* Out of fds: a waiting connection gives its fd back, or the listener

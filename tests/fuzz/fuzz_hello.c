@@ -14,19 +14,21 @@
  *                  1           send (as 0), then one hmaf_agent_poll
  *                  2           shutdown(SHUT_WR)
  *                  3           close (a later send opens a new connection)
- *                  4           one hmaf_agent_poll; for connection 6
- *                              first the clock jump: every connection
- *                              waiting for its HELLO has waited
- *                              handshake_timeout_ms; for connection 7
- *                              instead a flood: n u8, then, for n < 0xf0,
- *                              n % 96 silent connections without a poll
- *                              (96 an input at most), else, once an input,
- *                              a fill (a thousand connections, tens of
+ *                  4           one hmaf_agent_poll; for connection 5 first
+ *                              a jump of the clock past the grace: every
+ *                              connection waiting for its HELLO has waited
+ *                              longer than 200 ms; for connection 6 the
+ *                              same and past the handshake time-out too;
+ *                              for connection 7 instead a flood: n u8,
+ *                              then, for n < 0xf0, n % 96 silent
+ *                              connections without a poll (96 an input at
+ *                              most), else, once an input, a fill (a
+ *                              thousand connections, tens of
  *                              milliseconds): as many as the table of
  *                              waiting connections has room for plus
- *                              n & 15, with a poll after every 64 (its
- *                              oldest give way); silent ones stay open to
- *                              the end
+ *                              n & 15, with a poll after every 64, until
+ *                              the table is full and the listener rests;
+ *                              silent ones stay open to the end
  *   c & 7: the connection.
  * The four bytes "$PID" in a send become this process's pid (little-
  * endian), so committed seeds can carry the cma engine blob a WELCOME
@@ -34,25 +36,37 @@
  *
  * The model is the agent's loop, step by step: every dial, send, close
  * and poll of the input is applied to a copy of the agent's state (the
- * listen backlog, the table of connections waiting for their HELLO in the
- * agent's order, the live sessions), so each outcome is known exactly:
- * a connection is read once when accepted (a HELLO sent with the connect
- * is answered at once) and again whenever it has something new; a full
- * table makes its oldest entry give way after a last look (refused with
- * HMAF_ETIMEDOUT unless that look finished it), as the clock jump does to
- * all of them; a session ends at any event on its channel (our half-
- * close, a close, bytes past the HELLO), freeing its place; a complete
- * HELLO from a peer that closed before its WELCOME went out is no
- * refusal, but uses a session id. After each poll the agent must hold
- * as many waiting connections and sessions as the model. At the end of an
- * input the agent is driven until it has nothing left to do, each open
- * connection's answer is read and must be the model's (the refusal code,
- * the WELCOME's session id, end of stream or not), and the agent's
- * counters of refusals and sessions must agree; then everything is
- * closed, and the agent must have no session and no waiting connection.
- * Every SESSION_CHECK_EVERY inputs a real session must still come up, and
- * the process must hold no more fds than after the first input (pipes
- * aside: the sanitizer runtime's symbolizer comes and stays).
+ * listen backlog, whether the listener rests, the table of connections
+ * waiting for their HELLO in the agent's order, the live sessions, the
+ * graves), so each outcome is known exactly: a connection is read once
+ * when accepted (a HELLO sent with the connect is answered at once) and
+ * again whenever it has something new; before each accept a full table
+ * makes its oldest entry give way after a last look (refused with
+ * HMAF_ETIMEDOUT unless that look finished it) if it waited past its grace,
+ * else the listener rests (newcomers stay in the backlog) until the clock
+ * jumps; the time-out jump refuses every waiting connection with
+ * HMAF_ETIMEDOUT; a session ends at any event on its channel (our
+ * half-close, a close, bytes past the HELLO), and one whose peer sent more
+ * and is still there becomes a grave, which keeps its place among
+ * MAX_SESSIONS (HMAF_ENOSPC) until the peer closes, swallowing 256 bytes
+ * a poll meanwhile; a complete HELLO from a peer that closed before its
+ * WELCOME went out is no refusal, but uses a session id. After each poll
+ * the agent must count the events the model does and hold as many
+ * waiting connections (in the model's order of age), sessions and graves,
+ * and its listener must rest exactly when the model's does. At the end of
+ * an input the agent is driven until it has nothing left to do (the
+ * clock jumps past the grace where newcomers wait behind a resting
+ * listener), each open connection's answer is read and must be the
+ * model's (the refusal code, the WELCOME's session id, end of stream or
+ * not), and the agent's counters of refusals and sessions must agree;
+ * then everything is closed, and the agent must have no session, grave
+ * or waiting connection. Every SESSION_CHECK_EVERY inputs a real session
+ * must still come up, and the process must hold no more fds than after
+ * the first input (pipes aside: the sanitizer runtime's symbolizer comes
+ * and stays).
+ *
+ * The agent's clock stands still between polls (hold_clock), so that only
+ * the jumps end a grace, a listener's rest or a handshake time-out.
  */
 #include <errno.h>
 #include <limits.h>
@@ -67,6 +81,7 @@
 #include "host/agent_int.h"
 #include "proto/handshake.h"
 #include "proto/mailbox.h"
+#include "util/clock.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -87,8 +102,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define HANDSHAKE_MS 60000
 #define HELLO_SIZE   (HMAF_HDR_SIZE + HMAF_HELLO_BODY_SIZE)
 #define WELCOME_SIZE (HMAF_HDR_SIZE + HMAF_WELCOME_BODY_SIZE)
+/* loop.c: PENDING_GRACE_NS, and what a grave reads of its peer a turn. */
+#define GRACE_NS   200000000ull
+#define GRAVE_SINK 256
+/* The harness's clock (hold_clock): a jump moves the agent's times back
+ * JUMP_NS; a waiting connection accepted SPLIT_NS ago or more was jumped
+ * past its grace. */
+#define JUMP_NS  10000000000ull
+#define SPLIT_NS 5000000000ull
 
 enum where { IN_BACKLOG, WAITING, IN_SESSION, DONE };
+enum jump { NO_JUMP, GRACE_JUMP, TIMEOUT_JUMP };
 enum outcome { PENDING, CLOSED, REFUSED, WELCOMED };
 static const char *const outcome_names[] = {"pending", "closed", "refused",
                                             "welcomed"};
@@ -104,10 +128,13 @@ struct peer {
     int closed;               /* we closed it */
     enum where where;
     uint64_t accepted;    /* accept order: the oldest gives way */
-    int aged;             /* its deadline passed (the clock jump) */
+    int ripe;             /* waited past its grace (a jump) */
+    int aged;             /* its deadline passed (the time-out jump) */
     enum outcome outcome; /* once DONE or IN_SESSION */
     int code;             /* REFUSED: the code */
     int ended;            /* WELCOMED: the agent closed the session */
+    size_t sunk;          /* of what we sent past the HELLO, what the
+                             agent's grave read and dropped */
     uint64_t session_id;
 };
 
@@ -128,6 +155,11 @@ struct model {
     size_t ntable;
     size_t sessions[MAX_SESSIONS];
     size_t nsessions;
+    size_t graves[MAX_SESSIONS]; /* ended sessions whose peers may write */
+    size_t ngraves;
+    int resting; /* the listener: a full table's oldest was in its grace */
+    int stirred; /* this poll: a grave read something */
+    int young;   /* this poll: a full table's oldest was in its grace */
     uint64_t accepts;
     uint64_t session_ids; /* the agent's next_session_id */
     uint64_t refused;     /* this input's refusals */
@@ -215,7 +247,7 @@ static void model_hello(struct peer *p)
         model_refuse(p, code);
         return;
     }
-    if (m.nsessions == MAX_SESSIONS) {
+    if (m.nsessions + m.ngraves >= MAX_SESSIONS) { /* graves hold places */
         model_refuse(p, HMAF_ENOSPC);
         return;
     }
@@ -281,31 +313,47 @@ static void table_drop(size_t i)
     m.table[i] = m.table[--m.ntable];
 }
 
-/* The longest waiter gives way to a newcomer, after a last look. */
-static void model_evict_oldest(void)
+/* The table is full: its longest waiter gives way, after a last look,
+ * once past its grace; until then the listener rests. 1 when a place is
+ * free now. */
+static int model_give_way(void)
 {
     size_t oldest = 0;
+    struct peer *p;
 
     for (size_t i = 1; i < m.ntable; i++) {
         if (m.peers[m.table[i]].accepted < m.peers[m.table[oldest]].accepted) {
             oldest = i;
         }
     }
-    if (!model_advance(&m.peers[m.table[oldest]])) {
-        model_refuse(&m.peers[m.table[oldest]], HMAF_ETIMEDOUT);
+    p = &m.peers[m.table[oldest]];
+    if (!p->ripe) {
+        m.resting = 1;
+        m.young = 1;
+        return 0;
+    }
+    if (!model_advance(p)) {
+        model_refuse(p, HMAF_ETIMEDOUT);
     }
     table_drop(oldest);
+    return 1;
 }
 
+static int model_newcomer(void)
+{
+    return m.backlog_head < m.backlog_tail;
+}
+
+/* Up to HMAF_AGENT_ACCEPTS_PER_TURN newcomers while there is room. A
+ * full table gives way to a newcomer only: none waiting, none is dropped
+ * and the listener does not rest. */
 static void model_accept(void)
 {
-    for (int n = 0;
-         n < HMAF_AGENT_ACCEPTS_PER_TURN && m.backlog_head < m.backlog_tail;
+    for (int n = 0; n < HMAF_AGENT_ACCEPTS_PER_TURN && model_newcomer() &&
+                    (m.ntable < TABLE_MAX || model_give_way());
          n++) {
         struct peer *p = &m.peers[m.backlog[m.backlog_head++]];
-        if (m.ntable == TABLE_MAX) {
-            model_evict_oldest();
-        }
+
         m.table[m.ntable++] = (size_t)(p - m.peers);
         p->where = WAITING;
         p->accepted = m.accepts++;
@@ -315,6 +363,14 @@ static void model_accept(void)
     }
 }
 
+/* Bytes p sent past its HELLO that the agent has not read. */
+static size_t unread(const struct peer *p)
+{
+    return p->nsent - HELLO_SIZE - p->sunk;
+}
+
+/* A session ends; its peer closed its end (nothing unread, then the end
+ * of the stream), or it may still write: a grave. */
 static void model_end_session(size_t i)
 {
     struct peer *p = &m.peers[m.sessions[i]];
@@ -322,17 +378,44 @@ static void model_end_session(size_t i)
     p->where = DONE;
     p->ended = 1;
     m.sessions[i] = m.sessions[--m.nsessions];
+    if (unread(p) > 0) {
+        m.graves[m.ngraves++] = (size_t)(p - m.peers);
+    }
+}
+
+/* A grave whose peer stirred: it goes once its peer closed its end, else
+ * it reads what came and drops it. 1 when it went (an event). */
+static int model_grave(size_t i)
+{
+    struct peer *p = &m.peers[m.graves[i]];
+    size_t left = unread(p);
+
+    if (left > 0) {
+        p->sunk += left < GRAVE_SINK ? left : GRAVE_SINK;
+        m.stirred = 1;
+        return 0;
+    }
+    if (!p->shut && !p->closed) {
+        return 0;
+    }
+    m.graves[i] = m.graves[--m.ngraves];
+    return 1;
 }
 
 /* One turn of the agent's loop (loop.c): the events ppoll reports are
- * handled back to front in the order the loop collected them (listener,
- * waiting connections, sessions), so sessions first, then the waiting
- * connections from the last one, then the new ones; expiry last. Returns
- * the events the agent counts, graves aside. */
+ * handled back to front in the order the loop collected them (the
+ * listener unless it rests, waiting connections, sessions, graves), so
+ * graves first, then sessions, then the waiting connections from the last
+ * one, then the new ones; expiry last. Returns the events the agent
+ * counts. */
 static int model_poll(void)
 {
     int events = 0;
 
+    m.stirred = m.young = 0;
+    for (size_t i = m.ngraves; i-- > 0;) {
+        events += model_grave(i);
+    }
     for (size_t i = m.nsessions; i-- > 0;) {
         if (readable(&m.peers[m.sessions[i]])) {
             model_end_session(i);
@@ -348,7 +431,7 @@ static int model_poll(void)
             }
         }
     }
-    if (m.backlog_head < m.backlog_tail) {
+    if (!m.resting && model_newcomer()) {
         events++;
         model_accept();
     }
@@ -361,55 +444,157 @@ static int model_poll(void)
     return events;
 }
 
+/* A jump of the clock: what waits now has waited past its grace (and
+ * with TIMEOUT_JUMP past its handshake time-out); a resting listener
+ * listens again. */
+static void model_jump(enum jump j)
+{
+    for (size_t i = 0; i < m.ntable; i++) {
+        m.peers[m.table[i]].ripe = 1;
+        m.peers[m.table[i]].aged |= j == TIMEOUT_JUMP;
+    }
+    m.resting = 0;
+}
+
 /* ---- driving the agent ---- */
 
-static void check_counts(void)
+/* The agent's clock, held (run before each poll). Between two polls it
+ * stands still: the waiting connections get new accept times in the
+ * agent's own order (oldest first, a nanosecond apart), just before now
+ * for those still in their grace, JUMP_NS before that for those a jump
+ * took past it; a resting listener rests on, as from now. So only a
+ * poll's own time passes for the agent, far less than the grace, and only
+ * the jumps end a grace or a rest. (Deadlines keep the real clock: 60 s,
+ * longer than any input takes.) */
+static uint64_t clock_held;
+
+static int older(const void *a, const void *b)
 {
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    uint64_t ti = agent->pending[i].accepted_ns;
+    uint64_t tj = agent->pending[j].accepted_ns;
+
+    return ti != tj ? (ti < tj ? -1 : 1) : (i < j ? -1 : 1);
+}
+
+static int agent_resting(uint64_t now)
+{
+    return agent->listen_paused_until_ns + SPLIT_NS > now;
+}
+
+static void hold_clock(void)
+{
+    static size_t order[TABLE_MAX];
+    size_t n = agent->npending;
+    uint64_t now = hmaf__now_ns();
+
+    for (size_t i = 0; i < n; i++) {
+        order[i] = i;
+    }
+    qsort(order, n, sizeof(order[0]), older);
+    for (size_t r = 0; r < n; r++) {
+        struct agent_pending *p = &agent->pending[order[r]];
+        uint64_t base = now - p->accepted_ns >= SPLIT_NS ? now - JUMP_NS : now;
+        p->accepted_ns = base - (n - r);
+    }
+    if (agent_resting(now)) {
+        agent->listen_paused_until_ns = now + GRACE_NS;
+    }
+    clock_held = now;
+}
+
+/* The agent's side of a jump: its times move back (the same shift for
+ * all keeps their order). */
+static void jump(enum jump j)
+{
+    uint64_t *rest = &agent->listen_paused_until_ns;
+
+    for (size_t i = 0; i < agent->npending; i++) {
+        agent->pending[i].accepted_ns -= JUMP_NS;
+        if (j == TIMEOUT_JUMP) {
+            agent->pending[i].deadline_ns -=
+                (uint64_t)agent->params.handshake_timeout_ms * 1000000u;
+        }
+    }
+    *rest = *rest > JUMP_NS ? *rest - JUMP_NS : 0;
+    model_jump(j);
+}
+
+/* The agent holds what the model does: the waiting connections (their
+ * accept times in the model's order), sessions and graves, and its
+ * listener rests or not. */
+static void check_agent(void)
+{
+    static uint64_t by_age[MAX_PEERS];
     hmaf_agent_stats_t st;
+    uint64_t last = 0;
 
     FUZZ_CHECK(hmaf_agent_stats(agent, &st) == 0, "stats");
     FUZZ_CHECK(agent->npending == m.ntable,
                "%zu connections wait for their HELLO, want %zu",
                agent->npending, m.ntable);
-    FUZZ_CHECK(st.sessions_live == m.nsessions, "%llu sessions, want %zu",
-               (unsigned long long)st.sessions_live, m.nsessions);
+    FUZZ_CHECK(st.sessions_live == m.nsessions && agent->ngraves == m.ngraves,
+               "%llu sessions and %zu graves, want %zu and %zu",
+               (unsigned long long)st.sessions_live, agent->ngraves,
+               m.nsessions, m.ngraves);
+    FUZZ_CHECK(agent_resting(hmaf__now_ns()) == m.resting,
+               "the listener %s, want it %s", m.resting ? "listens" : "rests",
+               m.resting ? "resting" : "listening");
+    memset(by_age, 0, m.accepts * sizeof(by_age[0]));
+    for (size_t i = 0; i < m.ntable; i++) {
+        by_age[m.peers[m.table[i]].accepted] = agent->pending[i].accepted_ns;
+    }
+    for (size_t k = 0; k < m.accepts; k++) {
+        FUZZ_CHECK(by_age[k] == 0 || by_age[k] > last,
+                   "waiting connection %zu accepted at %llu ns, before one "
+                   "accepted earlier (%llu)",
+                   k, (unsigned long long)by_age[k], (unsigned long long)last);
+        last = by_age[k] != 0 ? by_age[k] : last;
+    }
 }
 
-/* One hmaf_agent_poll, and the model's turn. */
-static int poll_once(void)
+/* One hmaf_agent_poll after the jump j, and the model's turn. */
+static int poll_once(enum jump j)
 {
-    int ret = hmaf_agent_poll(agent, 0);
-    int want = model_poll();
+    uint64_t took;
+    int ret, want;
 
-    FUZZ_CHECK(ret >= want, "hmaf_agent_poll: %d, want %d and more", ret, want);
-    check_counts();
+    hold_clock();
+    if (j != NO_JUMP) {
+        jump(j);
+    }
+    ret = hmaf_agent_poll(agent, 0);
+    took = hmaf__now_ns() - clock_held;
+    want = model_poll();
+    /* Where the model found a full table's oldest in its grace, so must
+     * the agent have: this poll took less than that. */
+    FUZZ_CHECK(!m.young || took < GRACE_NS - 1000000u,
+               "a poll took %llu ms: the grace passed during it",
+               (unsigned long long)(took / 1000000u));
+    FUZZ_CHECK(ret == want, "hmaf_agent_poll: %d, want %d", ret, want);
+    check_agent();
     return ret;
 }
 
-/* Drive the agent until a poll finds nothing to do. */
+/* Drive the agent until it has nothing left to do: a poll finds nothing
+ * (no grave drops what its peer sent either) and no newcomer waits behind
+ * a resting listener; for those, the clock jumps past the grace. */
 static void settle(void)
 {
-    size_t turns = 16 + m.npeers / HMAF_AGENT_ACCEPTS_PER_TURN;
+    size_t turns = 64 + m.npeers;
+    enum jump j = NO_JUMP;
 
     for (size_t i = 0; i < turns; i++) {
-        if (poll_once() == 0) {
-            return;
+        int ret = poll_once(j);
+        j = NO_JUMP;
+        if (ret == 0 && !m.stirred) {
+            if (!m.resting || !model_newcomer()) {
+                return;
+            }
+            j = GRACE_JUMP;
         }
     }
     FUZZ_CHECK(0, "the agent keeps finding work");
-}
-
-/* The clock jump: every connection waiting now has waited its
- * handshake_timeout_ms (the same shift for all keeps their order). */
-static void age_pending(void)
-{
-    for (size_t i = 0; i < agent->npending; i++) {
-        agent->pending[i].deadline_ns -=
-            (uint64_t)agent->params.handshake_timeout_ms * 1000000u;
-    }
-    for (size_t i = 0; i < m.ntable; i++) {
-        m.peers[m.table[i]].aged = 1;
-    }
 }
 
 /* ---- connections ---- */
@@ -455,8 +640,10 @@ static struct peer *open_peer(int silent)
 
 /* Silent connections: n without polls (MAX_SILENT an input, all told),
  * or once an input (a fill) as many as the table has room for and then
- * extra more, with polls in between so that the agent takes them all
- * in. A fill costs tens of milliseconds: a thousand connections. */
+ * extra more, with polls in between so that the agent takes them in
+ * until its table is full (the extra ones then wait in the backlog, the
+ * listener resting, until a jump lets the oldest give way). A fill costs
+ * tens of milliseconds: a thousand connections. */
 static void flood(uint8_t n)
 {
     static size_t *const limits[2] = {&m.silent, &m.filled};
@@ -475,11 +662,11 @@ static void flood(uint8_t n)
         dialed++;
         ++*count;
         if (fill && dialed % HMAF_AGENT_ACCEPTS_PER_TURN == 0) {
-            poll_once();
+            poll_once(NO_JUMP);
         }
     }
-    while (fill && m.backlog_head < m.backlog_tail) {
-        poll_once();
+    while (fill && model_newcomer() && !m.resting) {
+        poll_once(NO_JUMP);
     }
 }
 
@@ -711,12 +898,16 @@ static void check_stats(void)
 }
 
 /* Everything closed: the agent must let go of all of it (and refuse
- * nothing more: what still waited had no complete HELLO). */
+ * nothing more: what still waited had no complete HELLO). A listener
+ * still resting is let listen (time passes), for the next input. */
 static void check_forgotten(void)
 {
     settle();
-    FUZZ_CHECK(m.ntable == 0 && m.nsessions == 0, "model: %zu, %zu", m.ntable,
-               m.nsessions);
+    if (m.resting) {
+        poll_once(GRACE_JUMP);
+    }
+    FUZZ_CHECK(m.ntable == 0 && m.nsessions == 0 && m.ngraves == 0,
+               "model: %zu, %zu, %zu", m.ntable, m.nsessions, m.ngraves);
     check_stats();
 }
 
@@ -753,9 +944,11 @@ static void check_real_session(void)
         FUZZ_CHECK(hmaf_agent_poll(agent, 0) >= 0, "poll");
     }
     FUZZ_CHECK(hmaf_agent_stats(agent, &st) == 0, "stats");
-    FUZZ_CHECK(st.sessions_live == 0 && agent->npending == 0,
-               "%llu sessions and %zu connections after a real session",
-               (unsigned long long)st.sessions_live, agent->npending);
+    FUZZ_CHECK(
+        st.sessions_live == 0 && agent->npending == 0 && agent->ngraves == 0,
+        "%llu sessions, %zu graves and %zu connections after a real "
+        "session",
+        (unsigned long long)st.sessions_live, agent->ngraves, agent->npending);
     fds = fuzz_count_fds(0);
     if (fd_baseline < 0) {
         fd_baseline = fds;
@@ -802,6 +995,9 @@ static void set_up(void)
 
     fuzz_quiet_logs();
     fd_room();
+    /* The jumps move the agent's times back up to twice JUMP_NS. */
+    FUZZ_CHECK(hmaf__now_ns() > 3 * JUMP_NS, "the monotonic clock is at %llu",
+               (unsigned long long)hmaf__now_ns());
     for (size_t i = 0; i < 4; i++) {
         pid_blob[i] = (uint8_t)(pid >> (8 * i));
     }
@@ -831,7 +1027,7 @@ static void run_command(struct fuzz_in *in)
     switch ((c >> 3) & 7) {
     case 1:
         conn_send(conn, in);
-        poll_once();
+        poll_once(NO_JUMP);
         break;
     case 2:
         conn_shut(conn);
@@ -844,10 +1040,9 @@ static void run_command(struct fuzz_in *in)
             flood(fuzz_u8(in));
             break;
         }
-        if ((c & 7) == 6) {
-            age_pending();
-        }
-        poll_once();
+        poll_once((c & 7) == 6   ? TIMEOUT_JUMP
+                  : (c & 7) == 5 ? GRACE_JUMP
+                                 : NO_JUMP);
         break;
     default:
         conn_send(conn, in);
@@ -859,9 +1054,13 @@ static void start_input(void)
     FUZZ_CHECK(agent->npending == 0, "%zu connections from before",
                agent->npending);
     FUZZ_CHECK(hmaf_agent_stats(agent, &stats) == 0, "stats");
-    FUZZ_CHECK(stats.sessions_live == 0, "sessions from before");
+    FUZZ_CHECK(stats.sessions_live == 0 && agent->ngraves == 0,
+               "sessions or graves from before");
+    FUZZ_CHECK(!agent_resting(hmaf__now_ns()), "the listener rests");
     m.npeers = m.backlog_head = m.backlog_tail = 0;
-    m.ntable = m.nsessions = 0;
+    m.ntable = m.nsessions = m.ngraves = 0;
+    m.resting = 0;
+    m.accepts = 0;
     m.refused = m.welcomed = 0;
     m.silent = m.filled = 0;
     m.session_ids = agent->next_session_id;

@@ -494,6 +494,7 @@ static void mailbox_words(void)
 /* ---- fuzz_hello: connections (see fuzz_hello.c) ---- */
 
 enum hello_cmd { H_SEND, H_SEND_POLL, H_SHUT, H_CLOSE, H_POLL };
+#define H_GRACE_JUMP 5    /* H_POLL on this connection */
 #define H_CLOCK_JUMP 6    /* H_POLL on this connection */
 #define H_FLOOD      7    /* H_POLL on this one: n u8 */
 #define H_FILL       0xf0 /* | extra, up to 15 */
@@ -606,10 +607,11 @@ static void hello_sequences(void)
     send_bytes(&s, H_SEND, 3, "GET / HTTP/1.0\r\n\r\n", 18);
     hcmd(&s, H_POLL, 0);
     save("hello", "first-look", &s);
-    /* A full table: its oldest waiters (a HELLO under way, a silent one)
-     * give way and are refused with HMAF_ETIMEDOUT, a HELLO that came
-     * with its connect meanwhile is answered, one under way after the
-     * fill waits on. */
+    /* A full table: newcomers wait in the backlog while its oldest are in
+     * their grace (the listener rests); past it, the oldest waiters (a
+     * HELLO under way, a silent one) give way and are refused with
+     * HMAF_ETIMEDOUT. A HELLO that came with its connect before the fill
+     * is answered, one under way after it waits on. */
     s.n = 0;
     send_bytes(&s, H_SEND_POLL, 0, m, 100);
     send_bytes(&s, H_SEND_POLL, 1, NULL, 0);
@@ -617,8 +619,29 @@ static void hello_sequences(void)
     hcmd(&s, H_POLL, H_FLOOD);
     put_u8(&s, H_FILL | 3);
     send_bytes(&s, H_SEND_POLL, 3, m, 50);
+    hcmd(&s, H_POLL, H_GRACE_JUMP);
     send_bytes(&s, H_SEND, 0, m + 100, n - 100); /* too late */
     save("hello", "table-full", &s);
+    /* A full table in its grace: the listener rests, so a HELLO sent with
+     * its connect waits in the backlog, even when a waiting connection
+     * finishes its HELLO and frees a place; it is answered as soon as the
+     * grace is over (its connect is taken, the oldest giving way). */
+    s.n = 0;
+    send_bytes(&s, H_SEND_POLL, 0, m, 100);
+    hcmd(&s, H_POLL, H_FLOOD);
+    put_u8(&s, H_FILL | 1);
+    send_bytes(&s, H_SEND_POLL, 1, m, n);
+    send_bytes(&s, H_SEND_POLL, 0, m + 100, n - 100);
+    hcmd(&s, H_POLL, 0);
+    hcmd(&s, H_POLL, H_GRACE_JUMP);
+    save("hello", "listener-rests", &s);
+    /* A fill and one more, past the grace: the newcomer is taken, the
+     * oldest giving way, and no one else goes (the backlog is empty). */
+    s.n = 0;
+    hcmd(&s, H_POLL, H_FLOOD);
+    put_u8(&s, H_FILL | 1);
+    hcmd(&s, H_POLL, H_GRACE_JUMP);
+    save("hello", "give-way-for-no-one", &s);
     /* The handshake timeout: what waits is refused with HMAF_ETIMEDOUT,
      * a complete HELLO is answered first, a newcomer waits on. */
     s.n = 0;
@@ -648,6 +671,26 @@ static void hello_sequences(void)
     hcmd(&s, H_CLOSE, 2);
     send_bytes(&s, H_SEND_POLL, 7, m, n); /* room, in the same poll */
     save("hello", "closed-before-answer", &s);
+    /* Sessions whose peers send more and stay: graves, which keep their
+     * places (HMAF_ENOSPC) while they swallow what comes, until their
+     * peers close. */
+    s.n = 0;
+    for (unsigned i = 0; i < 4; i++) {
+        send_bytes(&s, H_SEND_POLL, i, m, n);
+    }
+    send_bytes(&s, H_SEND_POLL, 0, "more", 4);
+    send_bytes(&s, H_SEND, 1, m, 300);
+    send_bytes(&s, H_SEND_POLL, 1, m, 300);
+    send_bytes(&s, H_SEND_POLL, 4, m, n); /* ENOSPC */
+    hcmd(&s, H_CLOSE, 0);
+    hcmd(&s, H_POLL, 0);
+    send_bytes(&s, H_SEND_POLL, 5, m, n); /* 0's place is free again */
+    hcmd(&s, H_SHUT, 1);
+    hcmd(&s, H_POLL, 0);
+    hcmd(&s, H_POLL, 0);
+    hcmd(&s, H_POLL, 0);
+    send_bytes(&s, H_SEND_POLL, 6, m, n); /* and 1's, once it read all */
+    save("hello", "graves", &s);
 }
 
 int main(int argc, char **argv)
