@@ -69,6 +69,7 @@ static int agent_init(struct hmaf_agent *a, const hmaf_agent_params_t *params)
     a->params = *params;
     a->params.token = NULL; /* we keep our own copy, not the caller's */
     a->params.address = NULL;
+    a->pending_grace_ns = HMAF_AGENT_PENDING_GRACE_NS;
     if (params->token != NULL) {
         strcpy(a->token, params->token);
     }

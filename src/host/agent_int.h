@@ -21,6 +21,9 @@
  * them cannot keep the agent from serving mailboxes. */
 #define HMAF_AGENT_PENDING_MAX 1024
 #define HMAF_AGENT_ACCEPTS_PER_TURN 64
+/* A waiting connection is safe from being dropped for newcomers this long
+ * (a dpu side late with its HELLO by a scheduling hiccup is not lost). */
+#define HMAF_AGENT_PENDING_GRACE_NS 200000000ull
 
 /* A session's registrations of one exposure answered in one revocation
  * epoch (holds.c). */
@@ -84,6 +87,8 @@ struct hmaf_agent {
     struct agent_grave *graves;      /* params.max_sessions at most */
     size_t ngraves;
     uint64_t listen_paused_until_ns; /* out of fds: accept later */
+    uint64_t pending_grace_ns; /* HMAF_AGENT_PENDING_GRACE_NS (the fuzzer
+                                  stretches it, to be immune to a slow poll) */
     struct hmaf__log_limit refusal_log; /* peers can make us refuse a lot */
     struct hmaf__log_limit fds_log;
     struct pollfd *pfds;             /* the loop's wait set */

@@ -35,9 +35,6 @@
 
 /* Out of fds with no connection waiting to drop: accept again after. */
 #define LISTEN_PAUSE_NS 10000000ull
-/* A waiting connection is safe from being dropped for newcomers this long
- * (a dpu side late with its HELLO by a scheduling hiccup is not lost). */
-#define PENDING_GRACE_NS 200000000ull
 
 static void drop_pending(struct hmaf_agent *a, size_t i)
 {
@@ -99,7 +96,7 @@ static size_t oldest_pending(const struct hmaf_agent *a)
 
 /* The table is full (or fds ran out): the longest waiter gives way, after
  * a last look — a HELLO that has arrived by now is answered, not dropped —
- * but only once it has waited PENDING_GRACE_NS: a well-behaved peer sends
+ * but only once it has waited pending_grace_ns: a well-behaved peer sends
  * its HELLO at once, so what has waited that long sends slowly or not at
  * all. Until then we accept no one: newcomers wait in the kernel's
  * backlog, and are read the moment they are accepted. 1 when a place is
@@ -107,7 +104,7 @@ static size_t oldest_pending(const struct hmaf_agent *a)
 static int give_way(struct hmaf_agent *a)
 {
     size_t oldest = oldest_pending(a);
-    uint64_t ripe = a->pending[oldest].accepted_ns + PENDING_GRACE_NS;
+    uint64_t ripe = a->pending[oldest].accepted_ns + a->pending_grace_ns;
 
     if (hmaf__now_ns() < ripe) {
         a->listen_paused_until_ns = ripe;
