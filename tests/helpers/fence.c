@@ -238,3 +238,20 @@ int fence_setup(hmaf_agent_t *agent, void *arg)
                ? ret
                : hmaf_agent_publish(agent, "area", fence_area, FENCE_AREA_LEN);
 }
+
+void fence_trial_run(struct fence_load *l, struct target *t, int nthreads,
+                     fence_call_fn call, unsigned warm_ms, int cmd,
+                     const _Atomic uint64_t *fence_ns,
+                     struct fence_start *start, struct fence_sum *sum_out)
+{
+    hmaf_session_t *s = target_connect(t);
+    uint64_t base;
+
+    CHECK_OK(hmaf_session_lookup(s, "area", &base, NULL));
+    fence_load_start(l, nthreads, call, s, base, FENCE_AREA_LEN, fence_ns,
+                     start);
+    fence_load_warm(l, warm_ms);
+    CHECK_EQ(target_command(t, cmd), 1);
+    fence_load_stop(l, sum_out);
+    hmaf_session_destroy(s);
+}

@@ -18,6 +18,8 @@
 
 #include <hmaf/hmaf.h>
 
+#include "target.h"
+
 #define FENCE_SENTINEL 0xEE
 /* Successes remembered per thread while the fence time is not yet known. */
 #define FENCE_PENDING     4096
@@ -120,5 +122,14 @@ void fence_load_warm(struct fence_load *l, unsigned ms);
 /* Stop the threads, each after one more call (surely after the fence);
  * judge and sum their calls. */
 void fence_load_stop(struct fence_load *l, struct fence_sum *sum_out);
+
+/* One trial against a started target (fence_setup): a session to its
+ * "area", the load calling `call` through it until warm, then the target
+ * runs cmd (which must answer 1); the load stops and the session ends.
+ * The target is the caller's to stop or kill. */
+void fence_trial_run(struct fence_load *l, struct target *t, int nthreads,
+                     fence_call_fn call, unsigned warm_ms, int cmd,
+                     const _Atomic uint64_t *fence_ns,
+                     struct fence_start *start, struct fence_sum *sum_out);
 
 #endif

@@ -155,19 +155,11 @@ static void trial(struct totals *tot)
     static struct fence_load load; /* large */
     struct fence_sum sum;
     struct target t;
-    hmaf_session_t *s;
-    uint64_t base;
 
     memset(rep, 0, sizeof(*rep));
     target_start(&t, &opts);
-    s = target_connect(&t);
-    CHECK_OK(hmaf_session_lookup(s, "area", &base, NULL));
-    fence_load_start(&load, THREADS, write_or_ping, s, base, FENCE_AREA_LEN,
-                     &rep->fence_ns, &rep->start);
-    fence_load_warm(&load, WARMUP_MS);
-    CHECK_EQ(target_command(&t, 'd'), 1);
-    fence_load_stop(&load, &sum);
-    hmaf_session_destroy(s);
+    fence_trial_run(&load, &t, THREADS, write_or_ping, WARMUP_MS, 'd',
+                    &rep->fence_ns, &rep->start, &sum);
     target_kill(&t); /* its agent is gone: see destroy_and_watch */
     record(tot, &sum);
 }

@@ -99,19 +99,11 @@ static void trial(int wait_ms, struct totals *tot)
     static struct fence_load load; /* large */
     struct fence_sum sum;
     struct target t;
-    hmaf_session_t *s;
-    uint64_t base;
 
     memset(rep, 0, sizeof(*rep));
     target_start(&t, &opts);
-    s = target_connect(&t);
-    CHECK_OK(hmaf_session_lookup(s, "area", &base, NULL));
-    fence_load_start(&load, THREADS, read_or_write, s, base, FENCE_AREA_LEN,
-                     &rep->fence_ns, &rep->start);
-    fence_load_warm(&load, WARMUP_MS);
-    CHECK_EQ(target_command(&t, 'z'), 1);
-    fence_load_stop(&load, &sum);
-    hmaf_session_destroy(s);
+    fence_trial_run(&load, &t, THREADS, read_or_write, WARMUP_MS, 'z',
+                    &rep->fence_ns, &rep->start, &sum);
     CHECK_EQ(target_stop(&t), 0);
     record(tot, &sum);
 }

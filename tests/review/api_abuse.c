@@ -568,35 +568,31 @@ static int listen_agent_at(void *arg)
     return ret;
 }
 
-static int session_listen_at(void *arg)
+/* A session at address, listening there or connecting to it. */
+static int session_at(const char *address, int listen)
 {
     hmaf_session_params_t p;
     hmaf_session_t *s = NULL;
     int ret;
 
     hmaf_session_params_init(&p);
-    p.address = arg;
+    p.address = address;
     p.token = TOKEN;
-    p.listen = 1;
+    p.listen = listen;
     p.connect_timeout_ms = 300;
     ret = hmaf_session_create(&p, &s);
     hmaf_session_destroy(s);
     return ret;
 }
 
+static int session_listen_at(void *arg)
+{
+    return session_at(arg, 1);
+}
+
 static int session_connect_to(void *arg)
 {
-    hmaf_session_params_t p;
-    hmaf_session_t *s = NULL;
-    int ret;
-
-    hmaf_session_params_init(&p);
-    p.address = arg;
-    p.token = TOKEN;
-    p.connect_timeout_ms = 300;
-    ret = hmaf_session_create(&p, &s);
-    hmaf_session_destroy(s);
-    return ret;
+    return session_at(arg, 0);
 }
 
 /* A bare listener (backlog 1, filled) that makes room after 250 ms and
