@@ -13,11 +13,11 @@
  * (the dpu side's data path), so a mutex guards the progress engine and
  * peer_gone only tries it.
  *
- * Waiting: the progress engine's notification handle (an fd on Linux) lets
- * the host agent sleep in poll on an established channel. DOCA's flow is
- * arm, wait, clear, progress until idle; the arm is kept until the handle
- * fires, so an idle agent turn costs no DOCA call. Where the handle cannot
- * be had or armed, arm reports -1 and the agent asks peer_gone instead.
+ * Waiting: DOCA's Comm Channel "does not support event-triggered
+ * completions", so nothing waits on the progress engine's notification
+ * handle: a comch channel has no fd, and its waiters (the host agent's
+ * loop, the dpu side's watch thread) ask peer_gone, one doca_pe_progress
+ * call, every time they wake.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -44,7 +44,6 @@
 #define COMCH_SEND_TASKS 4
 #define COMCH_RX_MAX 4   /* messages queued; the handshake needs one */
 #define COMCH_CLOSE_MS 1000
-#define COMCH_PROGRESS_MAX 64 /* calls per wake-up; a flood ends us anyway */
 
 struct comch_msg {
     uint8_t *data;
@@ -65,11 +64,8 @@ struct hmaf_comch {
     int sending;      /* a send task is in flight */
     int send_failed;  /* the latest send completed with an error */
     struct comch_msg rx[COMCH_RX_MAX];
-    size_t rx_head, rx_count, rx_off;  /* rx_off: read into rx[rx_head] */
-    uint8_t *tx;                       /* the message in flight, max_msg */
-    doca_notification_handle_t notify; /* invalid: none, poll instead */
-    int armed;                         /* notify armed and not cleared since */
-    uint64_t recheck_ns;               /* armed: progress anyway from then on */
+    size_t rx_head, rx_count, rx_off; /* rx_off: read into rx[rx_head] */
+    uint8_t *tx;                      /* the message in flight, max_msg */
 };
 
 static _Thread_local struct hmaf_comch *current;
@@ -110,13 +106,6 @@ static uint8_t progress(struct hmaf_comch *c)
     any = doca_pe_progress(c->pe);
     current = NULL;
     return any;
-}
-
-/* Until nothing is left, as DOCA asks before an arm and after a clear. */
-static void progress_until_idle(struct hmaf_comch *c)
-{
-    for (int i = 0; i < COMCH_PROGRESS_MAX && progress(c); i++) {
-    }
 }
 
 /* "NAME@PCI" or "NAME@PCI/REP" into its parts; rep is "" without one. */
@@ -298,7 +287,6 @@ static struct hmaf_comch *comch_alloc(void)
 
     if (c != NULL) {
         pthread_mutex_init(&c->lock, NULL);
-        c->notify = doca_event_invalid_handle;
     }
     return c;
 }
@@ -427,25 +415,6 @@ void hmaf__comch_close(struct hmaf_comch *c)
     free(c);
 }
 
-/* Without a working handle the agent falls back to asking peer_gone. */
-static void drop_handle(struct hmaf_comch *c, const char *what,
-                        doca_error_t err)
-{
-    hmaf__log_info("comch %s: %s; the channel is polled instead", what,
-                   doca_error_get_name(err));
-    c->notify = doca_event_invalid_handle;
-    c->armed = 0;
-}
-
-static void get_handle(struct hmaf_comch *c)
-{
-    doca_error_t err = doca_pe_get_notification_handle(c->pe, &c->notify);
-
-    if (err != DOCA_SUCCESS) {
-        drop_handle(c, "notification handle", err);
-    }
-}
-
 /* Device(s), PE, ctx configured; not started. */
 static int comch_open(const char *address, int server,
                       struct hmaf_comch **comch_out)
@@ -475,7 +444,6 @@ static int comch_open(const char *address, int server,
         ret = check(doca_pe_create(&c->pe), "pe create");
     }
     if (ret == 0) {
-        get_handle(c);
         ret = server ? setup_server(c, name) : setup_client(c, name);
     }
     if (ret == 0) {
@@ -725,72 +693,6 @@ int hmaf__comch_peer_gone(struct hmaf_comch *c)
         return atomic_load_explicit(&c->gone, memory_order_relaxed);
     }
     progress(c);
-    gone = gone_locked(c);
-    pthread_mutex_unlock(&c->lock);
-    return gone;
-}
-
-static void arm_locked(struct hmaf_comch *c)
-{
-    doca_error_t err = doca_pe_request_notification(c->pe);
-
-    if (err != DOCA_SUCCESS) {
-        drop_handle(c, "request notification", err);
-        return;
-    }
-    c->armed = 1;
-    /* What came before the arm need not fire the handle: look now. */
-    progress_until_idle(c);
-    c->recheck_ns = hmaf__now_ns() + (uint64_t)HMAF_COMCH_RECHECK_NS;
-}
-
-/* The emulation fires the handle when the peer goes; that a card does for
- * comch's connection events is not verified yet. So an armed channel is
- * still progressed now and then: the agent's loop never waits on it longer
- * than HMAF_COMCH_RECHECK_NS (hmaf__channel_max_wait_ns), so a dead peer
- * is seen within that at worst, at the cost of one DOCA call per interval. */
-static void recheck_locked(struct hmaf_comch *c)
-{
-    uint64_t now = hmaf__now_ns();
-
-    if (now >= c->recheck_ns) {
-        progress_until_idle(c);
-        c->recheck_ns = now + (uint64_t)HMAF_COMCH_RECHECK_NS;
-    }
-}
-
-int hmaf__comch_arm(struct hmaf_comch *c, int *fd_out)
-{
-    int gone;
-
-    pthread_mutex_lock(&c->lock);
-    if (c->notify != doca_event_invalid_handle && !c->gone) {
-        if (c->armed) {
-            recheck_locked(c);
-        } else {
-            arm_locked(c);
-        }
-    }
-    *fd_out = c->notify;
-    gone = gone_locked(c);
-    pthread_mutex_unlock(&c->lock);
-    return gone;
-}
-
-int hmaf__comch_notified(struct hmaf_comch *c)
-{
-    doca_error_t err;
-    int gone;
-
-    pthread_mutex_lock(&c->lock);
-    if (c->armed) {
-        c->armed = 0;
-        err = doca_pe_clear_notification(c->pe, c->notify);
-        if (err != DOCA_SUCCESS) {
-            drop_handle(c, "clear notification", err);
-        }
-    }
-    progress_until_idle(c);
     gone = gone_locked(c);
     pthread_mutex_unlock(&c->lock);
     return gone;

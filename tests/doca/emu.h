@@ -126,6 +126,9 @@ struct emu_ctx_ops {
      * lower *wake_ns to the monotonic time it will (a connect retry).
      * Optional: a ctx without sockets has work only in submitted tasks. */
     int (*watch)(struct doca_ctx *ctx, uint64_t *wake_ns);
+    /* Never fires the PE's handle, whatever happens: DOCA's Comm Channel
+     * "does not support event-triggered completions". */
+    int quiet;
 };
 
 struct doca_ctx {

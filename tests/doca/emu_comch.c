@@ -282,10 +282,6 @@ static int accept_one(struct doca_comch_server *s)
     *conn = (struct doca_comch_connection){
         .fd = fd, .owner = &s->c, .next = s->conns};
     s->conns = conn;
-    /* Accepted while armed: its messages must fire the handle too, and
-     * the listening socket (one-shot, it fired) waits for the next. */
-    emu_pe_watch(s->c.ctx.pe, fd);
-    emu_pe_watch(s->c.ctx.pe, s->listen_fd);
     if (s->connect_cb != NULL) {
         s->connect_cb(&conn_event, conn, 1);
     }
@@ -315,27 +311,14 @@ static int server_progress(struct doca_ctx *ctx)
     return any;
 }
 
-/* Arrivals on the listening socket and messages or hang-ups on the links
- * are all the work a server gets by itself. */
-static int server_watch(struct doca_ctx *ctx, uint64_t *wake_ns)
-{
-    struct doca_comch_server *s = (struct doca_comch_server *)ctx;
-
-    (void)wake_ns;
-    emu_pe_watch(ctx->pe, s->listen_fd);
-    for (struct doca_comch_connection *c = s->conns; c != NULL; c = c->next) {
-        emu_pe_watch(ctx->pe, c->fd);
-    }
-    return 0;
-}
-
+/* No watch op: comch never fires the PE's handle. */
 static const struct emu_ctx_ops server_ops = {
     .start = server_start,
     .stop = server_stop,
     .progress = server_progress,
     .submit = comch_submit,
     .complete = comch_complete,
-    .watch = server_watch,
+    .quiet = 1,
 };
 
 doca_error_t doca_comch_server_create(struct doca_dev *dev,
@@ -530,35 +513,13 @@ static int client_progress(struct doca_ctx *ctx)
     return r != 0;
 }
 
-/* Connected (or waiting for the server's HELLO), the link is the work;
- * before that, the next connect attempt is. */
-static int client_watch(struct doca_ctx *ctx, uint64_t *wake_ns)
-{
-    struct doca_comch_client *cl = (struct doca_comch_client *)ctx;
-
-    if (cl->conn.fd >= 0) {
-        emu_pe_watch(ctx->pe, cl->conn.fd);
-        return 0;
-    }
-    if (ctx->state != DOCA_CTX_STATE_STARTING) {
-        return 0;
-    }
-    if (now_ns() >= cl->next_try_ns) {
-        return 1;
-    }
-    if (cl->next_try_ns < *wake_ns) {
-        *wake_ns = cl->next_try_ns;
-    }
-    return 0;
-}
-
 static const struct emu_ctx_ops client_ops = {
     .start = client_start,
     .stop = client_stop,
     .progress = client_progress,
     .submit = comch_submit,
     .complete = comch_complete,
-    .watch = client_watch,
+    .quiet = 1,
 };
 
 doca_error_t doca_comch_client_create(struct doca_dev *dev, const char *name,

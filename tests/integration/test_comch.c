@@ -14,7 +14,8 @@
  *     its imports and gone;
  *   - the dpu side is killed: the host's agent (this process now) closes
  *     the session within 1 s, polled or threaded, and a polled agent with
- *     nothing to do sleeps its whole timeout on the notification handle.
+ *     nothing to do still lasts its whole timeout (it asks the channel,
+ *     which has no fd, between short waits).
  * Where the host is the child, the dpu side is its parent, as the
  * emulation's DMA needs where Yama is strict.
  */
@@ -415,8 +416,8 @@ static char dpu_report(hmaf_agent_t *agent, int threaded, int report_fd)
 }
 
 /* With a comch session and nothing to do, a poll lasts its whole timeout:
- * the agent sleeps on the channel's notification handle instead of
- * looking every millisecond. */
+ * the channel has no fd, so the agent asks it between short waits, and
+ * goes on waiting while it finds nothing. */
 static void check_idle_poll(hmaf_agent_t *agent)
 {
     uint64_t start = hmaf__now_ns();

@@ -23,8 +23,10 @@
  * send on a dead link completes with CONNECTION_RESET. recv_buffer is valid
  * only during the receive callback.
  *
- * With its PE armed (doca_pe.h), a message, a connection, a hang-up or a
- * client's due connect attempt makes the PE's handle readable.
+ * Comch never makes a PE's notification handle readable (DOCA: it "does
+ * not support event-triggered completions"): messages, connections,
+ * hang-ups and send completions are seen only by calling
+ * doca_pe_progress.
  */
 #ifndef DOCA_COMCH_H_
 #define DOCA_COMCH_H_

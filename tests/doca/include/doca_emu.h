@@ -62,8 +62,8 @@
  * calling doca_pe_progress from a callback, submitting a submitted task or
  * freeing one aborts with a message. Capabilities: every device supports
  * every emulated operation. Notification handles are an epoll set per PE
- * (doca_pe.h). Not emulated: event modes, chained bufs, comch counters and
- * fast path, receive-queue sizes.
+ * (doca_pe.h); comch never fires them. Not emulated: event modes, chained
+ * bufs, comch counters and fast path, receive-queue sizes.
  *
  * Thread safety: as DOCA: one thread per PE and the objects used with it.
  * Exporting is safe from any thread.
