@@ -14,6 +14,8 @@
  * completions): its peer death is seen only by calling
  * hmaf__channel_peer_gone. Its sends and receives move whole messages of
  * at most the channel's max message size (a longer send is HMAF_ENOSPC).
+ * A NAME longer than the device takes is HMAF_EINVAL; a device whose
+ * messages cannot hold the handshake is HMAF_ENOSPC, at listen or connect.
  */
 #ifndef HMAF_CHANNEL_CHANNEL_H
 #define HMAF_CHANNEL_CHANNEL_H

@@ -36,10 +36,10 @@
 #include <hmaf/error.h>
 
 #include "channel/channel.h"
+#include "proto/handshake.h"
 #include "util/clock.h"
 #include "util/log.h"
 
-#define COMCH_NAME_MAX 64
 #define COMCH_PCI_MAX 16
 #define COMCH_SEND_TASKS 4
 #define COMCH_RX_MAX 4   /* messages queued; the handshake needs one */
@@ -59,6 +59,7 @@ struct hmaf_comch {
     struct doca_comch_client *client;
     struct doca_ctx *ctx;
     struct doca_comch_connection *conn; /* the peer, once connected */
+    char *name;                         /* the service name */
     uint32_t max_msg;
     _Atomic int gone; /* peer disconnected, link failed, protocol broken */
     int sending;      /* a send task is in flight */
@@ -108,19 +109,17 @@ static uint8_t progress(struct hmaf_comch *c)
     return any;
 }
 
-/* "NAME@PCI" or "NAME@PCI/REP" into its parts; rep is "" without one. */
-static int parse(const char *address, char *name, char *pci, char *rep)
+/* "NAME@PCI" or "NAME@PCI/REP" into its parts; rep is "" without one.
+ * The name's length is the device's to judge (check_name). */
+static int parse(const char *address, char **name_out, char *pci, char *rep)
 {
     const char *at = strrchr(address, '@');
     const char *slash;
     size_t n;
 
-    if (at == NULL || at == address ||
-        (size_t)(at - address) >= COMCH_NAME_MAX) {
+    if (at == NULL || at == address) {
         return HMAF_EADDRESS;
     }
-    memcpy(name, address, (size_t)(at - address));
-    name[at - address] = '\0';
     slash = strchr(at + 1, '/');
     n = slash != NULL ? (size_t)(slash - at - 1) : strlen(at + 1);
     if (n == 0 || n >= COMCH_PCI_MAX ||
@@ -131,7 +130,8 @@ static int parse(const char *address, char *name, char *pci, char *rep)
     memcpy(pci, at + 1, n);
     pci[n] = '\0';
     snprintf(rep, COMCH_PCI_MAX, "%s", slash != NULL ? slash + 1 : "");
-    return 0;
+    *name_out = strndup(address, (size_t)(at - address));
+    return *name_out != NULL ? 0 : HMAF_ENOMEM;
 }
 
 static int open_dev(const char *pci, struct doca_dev **dev_out)
@@ -307,6 +307,45 @@ static int attach_ctx(struct hmaf_comch *c)
     return ret;
 }
 
+/* The instance's max message size is a default until set, which may be
+ * less than we need: set the device's cap, as NVIDIA's samples do, and
+ * check that the handshake's largest message fits. */
+static int set_max_msg(struct hmaf_comch *c)
+{
+    uint32_t cap = 0;
+    int ret = check(doca_comch_cap_get_max_msg_size(doca_dev_as_devinfo(c->dev),
+                                                    &cap),
+                    "max msg size cap");
+
+    if (ret < 0) {
+        return ret;
+    }
+    if (cap < HMAF_MSG_MAX) {
+        hmaf__log_error("comch: the device's messages hold at most %u bytes, "
+                        "the handshake needs %u",
+                        cap, (unsigned)HMAF_MSG_MAX);
+        return HMAF_ENOSPC;
+    }
+    if (c->server != NULL) {
+        ret = check(doca_comch_server_set_max_msg_size(c->server, cap),
+                    "set max msg size");
+        if (ret == 0) {
+            ret = check(doca_comch_server_get_max_msg_size(c->server,
+                                                           &c->max_msg),
+                        "max msg size");
+        }
+    } else {
+        ret = check(doca_comch_client_set_max_msg_size(c->client, cap),
+                    "set max msg size");
+        if (ret == 0) {
+            ret = check(doca_comch_client_get_max_msg_size(c->client,
+                                                           &c->max_msg),
+                        "max msg size");
+        }
+    }
+    return ret;
+}
+
 static int setup_server(struct hmaf_comch *c, const char *name)
 {
     int ret = check(doca_comch_server_create(c->dev, c->rep, name, &c->server),
@@ -333,8 +372,7 @@ static int setup_server(struct hmaf_comch *c, const char *name)
                     "connection register");
     }
     if (ret == 0) {
-        ret = check(doca_comch_server_get_max_msg_size(c->server, &c->max_msg),
-                    "max msg size");
+        ret = set_max_msg(c);
     }
     return ret;
 }
@@ -360,8 +398,7 @@ static int setup_client(struct hmaf_comch *c, const char *name)
                     "recv register");
     }
     if (ret == 0) {
-        ret = check(doca_comch_client_get_max_msg_size(c->client, &c->max_msg),
-                    "max msg size");
+        ret = set_max_msg(c);
     }
     return ret;
 }
@@ -411,32 +448,48 @@ void hmaf__comch_close(struct hmaf_comch *c)
         free(c->rx[(c->rx_head + i) % COMCH_RX_MAX].data);
     }
     free(c->tx);
+    free(c->name);
     pthread_mutex_destroy(&c->lock);
     free(c);
+}
+
+/* The device says how long a name may be (NUL included). */
+static int check_name(struct hmaf_comch *c)
+{
+    uint32_t max = 0;
+    int ret = check(doca_comch_cap_get_max_name_len(doca_dev_as_devinfo(c->dev),
+                                                    &max),
+                    "max name length");
+
+    if (ret == 0 && strlen(c->name) >= max) {
+        hmaf__log_error("comch: name '%s' is %zu bytes, the device takes "
+                        "names of at most %u bytes with the NUL",
+                        c->name, strlen(c->name), max);
+        ret = HMAF_EINVAL;
+    }
+    return ret;
 }
 
 /* Device(s), PE, ctx configured; not started. */
 static int comch_open(const char *address, int server,
                       struct hmaf_comch **comch_out)
 {
-    char name[COMCH_NAME_MAX], pci[COMCH_PCI_MAX], rep[COMCH_PCI_MAX];
-    struct hmaf_comch *c;
-    int ret = parse(address, name, pci, rep);
+    char pci[COMCH_PCI_MAX], rep[COMCH_PCI_MAX];
+    struct hmaf_comch *c = comch_alloc();
+    int ret = c != NULL ? parse(address, &c->name, pci, rep) : HMAF_ENOMEM;
 
-    if (ret < 0) {
-        return ret;
-    }
-    if ((rep[0] != '\0') != server) {
+    if (ret == 0 && (rep[0] != '\0') != server) {
         hmaf__log_error("comch:%s: the dpu side listens at NAME@PCI/REP, the "
                         "host connects to NAME@PCI",
                         address);
-        return HMAF_EINVAL;
+        ret = HMAF_EINVAL;
     }
-    c = comch_alloc();
-    if (c == NULL) {
-        return HMAF_ENOMEM;
+    if (ret == 0) {
+        ret = open_dev(pci, &c->dev);
     }
-    ret = open_dev(pci, &c->dev);
+    if (ret == 0) {
+        ret = check_name(c);
+    }
     if (ret == 0 && server) {
         ret = open_rep(c, rep);
     }
@@ -444,7 +497,7 @@ static int comch_open(const char *address, int server,
         ret = check(doca_pe_create(&c->pe), "pe create");
     }
     if (ret == 0) {
-        ret = server ? setup_server(c, name) : setup_client(c, name);
+        ret = server ? setup_server(c, c->name) : setup_client(c, c->name);
     }
     if (ret == 0) {
         c->tx = malloc(c->max_msg);

@@ -22,7 +22,9 @@ struct emu_config {
     uint32_t nreps;
     uint64_t max_buf_size;
     uint32_t max_tasks;
-    uint32_t max_msg;
+    uint32_t max_msg;     /* comch: the device's cap */
+    uint32_t default_msg; /* comch: an instance's limit until set */
+    uint32_t max_name;    /* comch: name bytes, NUL included */
     uint32_t fault_dma_every;
     uint32_t fault_stop_after;
     uint32_t fault_disconnect_after;

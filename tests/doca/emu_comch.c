@@ -25,7 +25,6 @@
 
 #define MSG_HELLO    'H'
 #define MSG_DATA     'D'
-#define MAX_NAME_LEN 64 /* NUL included */
 #define RETRY_NS     10000000ull
 #define DRAIN_BUDGET 64 /* messages per connection per progress call */
 
@@ -148,15 +147,21 @@ static doca_error_t comch_init(struct emu_comch *c,
 {
     int n;
 
-    if (strlen(name) >= MAX_NAME_LEN) {
+    const struct emu_config *cfg = emu_config();
+
+    if (strlen(name) >= cfg->max_name) {
         return DOCA_ERROR_INVALID_VALUE;
     }
     c->addr.sun_family = AF_UNIX;
     n = snprintf(c->addr.sun_path + 1, sizeof(c->addr.sun_path) - 1,
                  "doca-emu-comch/%s/%s", pci, name);
     c->addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
-    c->max_msg = emu_config()->max_msg;
-    c->rx_size = (size_t)c->max_msg + 2;
+    /* DOCA uses "a default value" until set_max_msg_size; here it is
+     * smaller than the cap (and than HMAF's WELCOME), so code that never
+     * sets it fails here rather than on a card. */
+    c->max_msg = cfg->default_msg < cfg->max_msg ? cfg->default_msg
+                                                  : cfg->max_msg;
+    c->rx_size = (size_t)cfg->max_msg + 2;
     c->rx = malloc(c->rx_size);
     if (c->rx == NULL) {
         return DOCA_ERROR_NO_MEMORY;
@@ -647,7 +652,7 @@ doca_error_t doca_comch_cap_get_max_name_len(const struct doca_devinfo *devinfo,
                                              uint32_t *max_name_len)
 {
     (void)devinfo;
-    *max_name_len = MAX_NAME_LEN;
+    *max_name_len = emu_config()->max_name;
     return DOCA_SUCCESS;
 }
 

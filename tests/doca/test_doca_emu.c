@@ -682,6 +682,14 @@ static void on_disconnect(struct doca_comch_event_connection_status_changed *ev,
     the_chan->disconnects++;
 }
 
+static uint32_t max_msg_cap(struct doca_dev *dev)
+{
+    uint32_t cap;
+
+    DOCA_OK(doca_comch_cap_get_max_msg_size(doca_dev_as_devinfo(dev), &cap));
+    return cap;
+}
+
 static void on_client_state(const union doca_data ud, struct doca_ctx *ctx,
                             enum doca_ctx_states prev,
                             enum doca_ctx_states next)
@@ -717,6 +725,8 @@ static void server_create(struct chan *c, const char *name)
     DOCA_OK(doca_comch_server_event_msg_recv_register(c->srv, on_recv));
     DOCA_OK(doca_comch_server_event_connection_status_changed_register(
         c->srv, on_connect, on_disconnect));
+    DOCA_OK(doca_comch_server_set_max_msg_size(c->srv,
+                                               max_msg_cap(c->dpu_dev)));
 }
 
 /* The client on pe, configured, not started. */
@@ -729,6 +739,8 @@ static void client_create(struct chan *c, struct doca_pe *pe,
                                           on_client_state));
     DOCA_OK(doca_comch_client_task_send_set_conf(c->cli, on_send, on_send, 4));
     DOCA_OK(doca_comch_client_event_msg_recv_register(c->cli, on_recv));
+    DOCA_OK(doca_comch_client_set_max_msg_size(c->cli,
+                                               max_msg_cap(c->host_dev)));
 }
 
 static void chan_open(struct chan *c, const char *name)
@@ -1013,6 +1025,81 @@ static void test_notify_comch(void)
     split_chan_close(&c, cli_pe);
 }
 
+/* The limits: a message size smaller than the cap until set, and the
+ * name length cap. */
+static void test_comch_limits(void)
+{
+    static char big[4080];
+    char name[96];
+    struct doca_comch_client *cli;
+    struct doca_comch_connection *conn;
+    struct doca_comch_task_send *t;
+    struct doca_pe *cli_pe;
+    struct chan c;
+    uint32_t max, cap;
+
+    snprintf(name, sizeof(name), "emu-limits-%d", (int)getpid());
+    split_chan_open(&c, &cli_pe, name);
+    cap = max_msg_cap(c.host_dev);
+    CHECK_EQ(cap, 4080);
+    DOCA_OK(doca_comch_client_create(c.host_dev, name, &cli));
+    DOCA_OK(doca_comch_client_get_max_msg_size(cli, &max));
+    CHECK_EQ(max, 512); /* the default, not the cap */
+    CHECK_DOCA(doca_comch_client_set_max_msg_size(cli, cap + 1),
+               DOCA_ERROR_INVALID_VALUE);
+    DOCA_OK(doca_comch_client_destroy(cli));
+
+    /* The server keeps the default: a message past it drops the link. */
+    DOCA_OK(doca_comch_server_destroy(c.srv));
+    DOCA_OK(doca_comch_server_create(c.dpu_dev, c.rep, name, &c.srv));
+    DOCA_OK(doca_pe_connect_ctx(c.pe, doca_comch_server_as_ctx(c.srv)));
+    DOCA_OK(doca_comch_server_task_send_set_conf(c.srv, on_send, on_send, 4));
+    DOCA_OK(doca_comch_server_event_msg_recv_register(c.srv, on_recv));
+    DOCA_OK(doca_comch_server_event_connection_status_changed_register(
+        c.srv, on_connect, on_disconnect));
+    DOCA_OK(doca_ctx_start(doca_comch_server_as_ctx(c.srv)));
+    CHECK_DOCA(doca_ctx_start(doca_comch_client_as_ctx(c.cli)),
+               DOCA_ERROR_IN_PROGRESS);
+    while (c.client_state != DOCA_CTX_STATE_RUNNING || c.connects == 0) {
+        progress_until_idle(cli_pe);
+        progress_until_idle(c.pe);
+    }
+    CHECK_DOCA(doca_comch_server_task_send_alloc_init(c.srv, c.peer, big, 513,
+                                                      &t),
+               DOCA_ERROR_INVALID_VALUE);
+    DOCA_OK(doca_comch_client_get_connection(c.cli, &conn));
+    DOCA_OK(doca_comch_client_task_send_alloc_init(c.cli, conn, big, 513, &t));
+    DOCA_OK(doca_task_submit(doca_comch_task_send_as_task(t)));
+    while (c.disconnects == 0 || c.client_state != DOCA_CTX_STATE_IDLE) {
+        progress_until_idle(cli_pe);
+        progress_until_idle(c.pe);
+    }
+    DOCA_OK(doca_ctx_stop(doca_comch_server_as_ctx(c.srv)));
+    split_chan_close(&c, cli_pe);
+
+    /* Names: 63 bytes and a NUL fit the default cap of 64, 64 do not. */
+    memset(name, 'n', sizeof(name));
+    name[64] = '\0';
+    c.host_dev = open_dev(HOST_PCI);
+    CHECK_DOCA(doca_comch_client_create(c.host_dev, name, &cli),
+               DOCA_ERROR_INVALID_VALUE);
+    name[63] = '\0';
+    DOCA_OK(doca_comch_client_create(c.host_dev, name, &cli));
+    DOCA_OK(doca_comch_client_destroy(cli));
+    setenv("DOCA_EMU_COMCH_MAX_NAME", "80", 1);
+    doca_emu_reset();
+    DOCA_OK(doca_comch_cap_get_max_name_len(doca_dev_as_devinfo(c.host_dev),
+                                            &max));
+    CHECK_EQ(max, 80);
+    memset(name, 'n', 79);
+    name[79] = '\0';
+    DOCA_OK(doca_comch_client_create(c.host_dev, name, &cli));
+    DOCA_OK(doca_comch_client_destroy(cli));
+    unsetenv("DOCA_EMU_COMCH_MAX_NAME");
+    doca_emu_reset();
+    DOCA_OK(doca_dev_close(c.host_dev));
+}
+
 int main(void)
 {
     test_mmap_rules();
@@ -1024,6 +1111,7 @@ int main(void)
     test_counters();
     test_cross_process();
     test_comch();
+    test_comch_limits();
     test_notify_tasks();
     test_notify_comch();
     return 0;

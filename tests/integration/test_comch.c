@@ -15,7 +15,10 @@
  *   - the dpu side is killed: the host's agent (this process now) closes
  *     the session within 1 s, polled or threaded, and a polled agent with
  *     nothing to do still lasts its whole timeout (it asks the channel,
- *     which has no fd, between short waits).
+ *     which has no fd, between short waits);
+ *   - what a card does that the emulation enforces: an instance's default
+ *     message size is too small for the WELCOME until set; names are as
+ *     long as the device says.
  * Where the host is the child, the dpu side is its parent, as the
  * emulation's DMA needs where Yama is strict.
  */
@@ -35,6 +38,7 @@
 #include <doca_emu.h>
 #include <hmaf/hmaf.h>
 
+#include "channel/channel.h"
 #include "check.h"
 #include "util/clock.h"
 
@@ -465,21 +469,74 @@ static void check_dpu_death(int threaded)
     hmaf_agent_destroy(agent);
 }
 
-/* A HELLO larger than the channel's max message size is not sent. */
+/* A device whose messages cannot hold the handshake: both sides say so at
+ * once, before any message. */
 static void check_message_limit(void)
 {
+    hmaf_agent_params_t ap;
+    hmaf_agent_t *agent;
     hmaf_session_t *s;
-    pid_t host;
 
     set_fault("DOCA_EMU_COMCH_MAX_MSG", "64");
-    host = fork_child();
-    if (host == 0) {
-        run_host(1, -1); /* dials with the same small limit; never answered */
-    }
     CHECK_ERR(open_dpu(&s), HMAF_ENOSPC);
-    kill(host, SIGKILL);
-    waitpid(host, NULL, 0);
+    hmaf_agent_params_init(&ap);
+    ap.engine = "doca";
+    CHECK_OK(hmaf_agent_create(&ap, &agent));
+    CHECK_ERR(hmaf_agent_dial(agent, host_address, 5000), HMAF_ENOSPC);
+    hmaf_agent_destroy(agent);
     set_fault("DOCA_EMU_COMCH_MAX_MSG", NULL);
+}
+
+/* Names: the device's cap (NUL included) decides, at listen and dial. */
+static void check_names(void)
+{
+    char name[80], address[160];
+    struct hmaf_listener *l;
+    hmaf_agent_params_t ap;
+    hmaf_agent_t *agent;
+    hmaf_session_params_t p;
+    hmaf_session_t *s;
+
+    memset(name, 'n', 64);
+    name[64] = '\0'; /* one byte too many for the default cap of 64 */
+    hmaf_session_params_init(&p);
+    p.engine = "doca";
+    p.listen = 1;
+    p.address = address;
+    snprintf(address, sizeof(address), "comch:%s@%s/%s", name, DPU_PCI,
+             HOST_PCI);
+    CHECK_ERR(hmaf_session_create(&p, &s), HMAF_EINVAL);
+    hmaf_agent_params_init(&ap);
+    ap.engine = "doca";
+    CHECK_OK(hmaf_agent_create(&ap, &agent));
+    snprintf(address, sizeof(address), "comch:%s@%s", name, HOST_PCI);
+    CHECK_ERR(hmaf_agent_dial(agent, address, 100), HMAF_EINVAL);
+    hmaf_agent_destroy(agent);
+
+    /* A device that takes longer names: not cut at a number of our own. */
+    set_fault("DOCA_EMU_COMCH_MAX_NAME", "80");
+    snprintf(address, sizeof(address), "comch:%s-%d@%s/%s", name,
+             (int)getpid(), DPU_PCI, HOST_PCI);
+    CHECK_OK(hmaf__listener_open(address, &l));
+    hmaf__listener_close(l);
+    set_fault("DOCA_EMU_COMCH_MAX_NAME", NULL);
+}
+
+/* An instance's message size is a default (64 here) until set: the
+ * session works only because both sides set the device's cap. */
+static void check_default_msg_size(void)
+{
+    hmaf_session_t *s;
+    int cmd_fd;
+    pid_t host;
+
+    set_fault("DOCA_EMU_COMCH_DEFAULT_MSG", "64"); /* the host's too */
+    host = fork_host(1, &cmd_fd);
+    CHECK_OK(open_dpu(&s));
+    check_rw(s);
+    hmaf_session_destroy(s);
+    end_host(host, cmd_fd);
+    set_fault("DOCA_EMU_COMCH_DEFAULT_MSG", NULL);
 }
 
 int main(void)
@@ -490,7 +547,9 @@ int main(void)
     snprintf(dpu_address, sizeof(dpu_address), "comch:hmaf-t%d@%s/%s",
              (int)getpid(), DPU_PCI, HOST_PCI);
     check_directions();
+    check_names();
     check_end_to_end();
+    check_default_msg_size();
     check_link_drop();
     check_dma_failure();
     check_agent_destroy();

@@ -16,12 +16,16 @@
  * connection handle stays valid until its server is destroyed. Stopping a
  * server drops its links without disconnect callbacks.
  *
- * Messages are at most max_msg_size bytes (DOCA_EMU_COMCH_MAX_MSG unless
- * set lower): alloc_init refuses longer ones with INVALID_VALUE, and a
- * receiver whose limit is smaller drops the connection. The payload is
- * copied at submit; submit returns AGAIN when the socket is full, and a
- * send on a dead link completes with CONNECTION_RESET. recv_buffer is valid
- * only during the receive callback.
+ * Messages are at most max_msg_size bytes: DOCA_EMU_COMCH_DEFAULT_MSG
+ * (512) until set, at most the cap (doca_comch_cap_get_max_msg_size,
+ * DOCA_EMU_COMCH_MAX_MSG): alloc_init refuses longer ones with
+ * INVALID_VALUE, and a receiver whose limit is smaller drops the
+ * connection. Names, NUL included, are at most
+ * doca_comch_cap_get_max_name_len bytes (DOCA_EMU_COMCH_MAX_NAME, 64):
+ * create refuses longer ones with INVALID_VALUE. The payload is copied at
+ * submit; submit returns AGAIN when the socket is full, and a send on a
+ * dead link completes with CONNECTION_RESET. recv_buffer is valid only
+ * during the receive callback.
  *
  * Comch never makes a PE's notification handle readable (DOCA: it "does
  * not support event-triggered completions"): messages, connections,
