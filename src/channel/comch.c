@@ -18,8 +18,14 @@
  * handle: a comch channel has no fd, and its waiters (the host agent's
  * loop, the dpu side's watch thread) ask peer_gone, one doca_pe_progress
  * call, every time they wake.
+ *
+ * What a card may do that the code must survive (the emulation does each):
+ * the client has no server to reach yet (its start is refused: a fresh
+ * client tries again until the deadline); and the instance's default max
+ * message size is smaller than the device's cap (we set the cap).
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -44,6 +50,8 @@
 #define COMCH_SEND_TASKS 4
 #define COMCH_RX_MAX 4   /* messages queued; the handshake needs one */
 #define COMCH_CLOSE_MS 1000
+#define COMCH_RETRY_MS 10  /* between connect attempts, as the sockets */
+#define COMCH_POLL_NS 20000 /* between progress calls while waiting */
 
 struct comch_msg {
     uint8_t *data;
@@ -107,6 +115,12 @@ static uint8_t progress(struct hmaf_comch *c)
     any = doca_pe_progress(c->pe);
     current = NULL;
     return any;
+}
+
+/* Between progress calls of a wait: a card needs no faster look. */
+static void pause_briefly(void)
+{
+    nanosleep(&(struct timespec){0, COMCH_POLL_NS}, NULL);
 }
 
 /* "NAME@PCI" or "NAME@PCI/REP" into its parts; rep is "" without one.
@@ -403,12 +417,10 @@ static int setup_client(struct hmaf_comch *c, const char *name)
     return ret;
 }
 
-/* Stop the ctx (waiting, bounded, for a send still in flight), then free
- * everything in DOCA's order. */
-static void stop_ctx(struct hmaf_comch *c)
+/* Stop the ctx (waiting, bounded, for a send still in flight). */
+static void stop_ctx(struct hmaf_comch *c, uint64_t deadline)
 {
     enum doca_ctx_states st = DOCA_CTX_STATE_IDLE;
-    uint64_t deadline = hmaf__deadline_ns(COMCH_CLOSE_MS);
 
     if (c->ctx == NULL || doca_ctx_get_state(c->ctx, &st) != DOCA_SUCCESS ||
         st == DOCA_CTX_STATE_IDLE) {
@@ -419,22 +431,46 @@ static void stop_ctx(struct hmaf_comch *c)
     }
     while (doca_ctx_get_state(c->ctx, &st) == DOCA_SUCCESS &&
            st != DOCA_CTX_STATE_IDLE && hmaf__now_ns() < deadline) {
-        progress(c);
+        if (!progress(c)) {
+            pause_briefly();
+        }
     }
 }
 
-void hmaf__comch_close(struct hmaf_comch *c)
+/* The client object and its ctx; the PE and device stay. */
+static void destroy_client(struct hmaf_comch *c, uint64_t deadline)
 {
-    if (c == NULL) {
-        return;
-    }
-    stop_ctx(c);
-    if (c->server != NULL) {
-        doca_comch_server_destroy(c->server);
-    }
+    stop_ctx(c, deadline);
     if (c->client != NULL) {
         doca_comch_client_destroy(c->client);
     }
+    c->client = NULL;
+    c->ctx = NULL;
+    c->conn = NULL;
+}
+
+static void drop_rx(struct hmaf_comch *c)
+{
+    for (size_t i = 0; i < c->rx_count; i++) {
+        free(c->rx[(c->rx_head + i) % COMCH_RX_MAX].data);
+    }
+    c->rx_head = c->rx_count = c->rx_off = 0;
+}
+
+/* Stop, then free everything in DOCA's order, within COMCH_CLOSE_MS. */
+void hmaf__comch_close(struct hmaf_comch *c)
+{
+    uint64_t deadline;
+
+    if (c == NULL) {
+        return;
+    }
+    deadline = hmaf__deadline_ns(COMCH_CLOSE_MS);
+    stop_ctx(c, deadline);
+    if (c->server != NULL) {
+        doca_comch_server_destroy(c->server);
+    }
+    destroy_client(c, deadline);
     if (c->pe != NULL) {
         doca_pe_destroy(c->pe);
     }
@@ -444,9 +480,7 @@ void hmaf__comch_close(struct hmaf_comch *c)
     if (c->dev != NULL) {
         doca_dev_close(c->dev);
     }
-    for (size_t i = 0; i < c->rx_count; i++) {
-        free(c->rx[(c->rx_head + i) % COMCH_RX_MAX].data);
-    }
+    drop_rx(c);
     free(c->tx);
     free(c->name);
     pthread_mutex_destroy(&c->lock);
@@ -540,11 +574,12 @@ int hmaf__comch_accept(struct hmaf_comch *c, int timeout_ms)
         if (hmaf__now_ns() >= deadline) {
             return timeout_ms == 0 ? -EAGAIN : HMAF_ETIMEDOUT;
         }
-        nanosleep(&(struct timespec){0, 20000}, NULL);
+        pause_briefly();
     }
 }
 
-/* Client start is asynchronous: RUNNING once the server accepted. */
+/* Client start is asynchronous: RUNNING once the server accepted; IDLE
+ * (or STOPPING) when it refused or nobody listened. */
 static int wait_running(struct hmaf_comch *c, uint64_t deadline)
 {
     enum doca_ctx_states st = DOCA_CTX_STATE_STARTING;
@@ -562,29 +597,63 @@ static int wait_running(struct hmaf_comch *c, uint64_t deadline)
         if (hmaf__now_ns() >= deadline) {
             return HMAF_ETIMEDOUT;
         }
-        nanosleep(&(struct timespec){0, 20000}, NULL);
+        pause_briefly();
     }
 }
 
+/* One attempt: HMAF_ECONNREFUSED when it may work later. */
+static int dial_once(struct hmaf_comch *c, uint64_t deadline)
+{
+    doca_error_t err = doca_ctx_start(c->ctx);
+
+    switch (err) {
+    case DOCA_SUCCESS:
+    case DOCA_ERROR_IN_PROGRESS:
+        return wait_running(c, deadline);
+    case DOCA_ERROR_NO_MEMORY:
+    case DOCA_ERROR_INVALID_VALUE:
+    case DOCA_ERROR_NOT_SUPPORTED:
+    case DOCA_ERROR_NOT_PERMITTED:
+        return check(err, "client start");
+    default: /* no server (yet), in whatever words the card says it */
+        hmaf__log_debug("comch client start: %s", doca_error_get_name(err));
+        return HMAF_ECONNREFUSED;
+    }
+}
+
+/* A refused client is replaced by a fresh one for the next attempt. */
+static int renew_client(struct hmaf_comch *c)
+{
+    destroy_client(c, hmaf__deadline_ns(COMCH_CLOSE_MS));
+    drop_rx(c);
+    c->gone = 0;
+    return setup_client(c, c->name);
+}
+
+/* The server may not be up yet (starting order is not ours), and a card
+ * refuses a client started before its server instead of waiting: try
+ * again until the deadline, as the socket channels do. */
 int hmaf__comch_connect(const char *address, int timeout_ms,
                         struct hmaf_comch **comch_out)
 {
     uint64_t deadline = hmaf__deadline_ns(timeout_ms);
-    struct hmaf_comch *c;
-    doca_error_t err;
+    struct hmaf_comch *c = NULL;
     int ret = comch_open(address, 0, &c);
 
-    if (ret < 0) {
-        return ret;
-    }
-    err = doca_ctx_start(c->ctx);
-    ret = err == DOCA_ERROR_IN_PROGRESS ? 0 : check(err, "client start");
-    if (ret == 0) {
-        ret = wait_running(c, deadline);
+    while (ret == 0 && (ret = dial_once(c, deadline)) == HMAF_ECONNREFUSED) {
+        int left = hmaf__ms_left(deadline);
+        if (left == 0) {
+            ret = HMAF_ETIMEDOUT; /* nobody came */
+            break;
+        }
+        poll(NULL, 0, left < COMCH_RETRY_MS ? left : COMCH_RETRY_MS);
+        ret = renew_client(c);
     }
     if (ret < 0) {
         hmaf__log_info("connect comch:%s: %s", address, hmaf_strerror(ret));
-        hmaf__comch_close(c);
+        if (c != NULL) {
+            hmaf__comch_close(c);
+        }
         return ret;
     }
     *comch_out = c;

@@ -25,7 +25,6 @@
 
 #define MSG_HELLO    'H'
 #define MSG_DATA     'D'
-#define RETRY_NS     10000000ull
 #define DRAIN_BUDGET 64 /* messages per connection per progress call */
 
 struct doca_comch_connection {
@@ -56,7 +55,6 @@ struct doca_comch_server {
 struct doca_comch_client {
     struct emu_comch c;
     struct doca_comch_connection conn;
-    uint64_t next_try_ns;
 };
 
 struct doca_comch_task_send {
@@ -443,20 +441,20 @@ doca_comch_server_disconnect(struct doca_comch_server *comch_server,
 
 /* ---- client ---- */
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
+/* One connect attempt, now: a client started before its server listens is
+ * refused (it goes IDLE in the next progress call), as on a card; trying
+ * again is the application's business. */
 static doca_error_t client_start(struct doca_ctx *ctx)
 {
     struct doca_comch_client *cl = (struct doca_comch_client *)ctx;
 
-    cl->conn.fd = -1;
-    cl->next_try_ns = 0;
+    cl->conn.fd =
+        socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (cl->conn.fd >= 0 &&
+        connect(cl->conn.fd, (struct sockaddr *)&cl->c.addr,
+                cl->c.addr_len) != 0) {
+        close_link(&cl->conn);
+    }
     return DOCA_ERROR_IN_PROGRESS;
 }
 
@@ -465,35 +463,20 @@ static void client_stop(struct doca_ctx *ctx)
     close_link(&((struct doca_comch_client *)ctx)->conn);
 }
 
-/* STARTING: connect (again every RETRY_NS until a server listens), then
- * wait for the server's HELLO. */
+/* STARTING: wait for the server's HELLO. Refused (nobody listened, or the
+ * server went before accepting): IDLE. */
 static int client_connect(struct doca_comch_client *cl)
 {
     uint8_t hello = 0;
 
-    if (cl->conn.fd < 0) {
-        if (now_ns() < cl->next_try_ns) {
-            return 0;
-        }
-        cl->next_try_ns = now_ns() + RETRY_NS;
-        cl->conn.fd =
-            socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (cl->conn.fd >= 0 &&
-            connect(cl->conn.fd, (struct sockaddr *)&cl->c.addr,
-                    cl->c.addr_len) != 0) {
-            close_link(&cl->conn);
-        }
-        if (cl->conn.fd < 0) {
-            return 0;
-        }
-    }
-    if (recv(cl->conn.fd, &hello, 1, MSG_DONTWAIT) < 0 &&
+    if (cl->conn.fd >= 0 && recv(cl->conn.fd, &hello, 1, MSG_DONTWAIT) < 0 &&
         (errno == EAGAIN || errno == EWOULDBLOCK)) {
         return 0;
     }
     if (hello != MSG_HELLO) {
-        close_link(&cl->conn); /* refused before accepting: try again */
-        return 0;
+        close_link(&cl->conn);
+        emu_ctx_wind_down(&cl->c.ctx);
+        return 1;
     }
     emu_ctx_set_state(&cl->c.ctx, DOCA_CTX_STATE_RUNNING);
     return 1;

@@ -1100,6 +1100,37 @@ static void test_comch_limits(void)
     DOCA_OK(doca_dev_close(c.host_dev));
 }
 
+/* A client started before its server is refused (IDLE), not kept waiting;
+ * started again once the server listens, it connects. */
+static void test_comch_refused(void)
+{
+    struct doca_pe *cli_pe;
+    char name[64];
+    struct chan c;
+
+    snprintf(name, sizeof(name), "emu-refused-%d", (int)getpid());
+    split_chan_open(&c, &cli_pe, name);
+    CHECK_DOCA(doca_ctx_start(doca_comch_client_as_ctx(c.cli)),
+               DOCA_ERROR_IN_PROGRESS);
+    progress_until_idle(cli_pe);
+    CHECK_EQ(c.client_state, DOCA_CTX_STATE_IDLE);
+    DOCA_OK(doca_ctx_start(doca_comch_server_as_ctx(c.srv)));
+    progress_until_idle(cli_pe);
+    CHECK_EQ(c.client_state, DOCA_CTX_STATE_IDLE); /* stays refused */
+    CHECK_DOCA(doca_ctx_start(doca_comch_client_as_ctx(c.cli)),
+               DOCA_ERROR_IN_PROGRESS);
+    while (c.client_state != DOCA_CTX_STATE_RUNNING || c.connects == 0) {
+        progress_until_idle(cli_pe);
+        progress_until_idle(c.pe);
+    }
+    DOCA_OK(doca_comch_server_disconnect(c.srv, c.peer));
+    while (c.client_state != DOCA_CTX_STATE_IDLE) {
+        progress_until_idle(cli_pe);
+    }
+    DOCA_OK(doca_ctx_stop(doca_comch_server_as_ctx(c.srv)));
+    split_chan_close(&c, cli_pe);
+}
+
 int main(void)
 {
     test_mmap_rules();
@@ -1112,6 +1143,7 @@ int main(void)
     test_cross_process();
     test_comch();
     test_comch_limits();
+    test_comch_refused();
     test_notify_tasks();
     test_notify_comch();
     return 0;

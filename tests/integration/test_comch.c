@@ -16,9 +16,11 @@
  *     the session within 1 s, polled or threaded, and a polled agent with
  *     nothing to do still lasts its whole timeout (it asks the channel,
  *     which has no fd, between short waits);
- *   - what a card does that the emulation enforces: an instance's default
- *     message size is too small for the WELCOME until set; names are as
- *     long as the device says.
+ *   - what a card does that the emulation enforces: the host dials before
+ *     the dpu side listens (refused, so only retrying connects) and times
+ *     out when nobody ever listens; an instance's default message size is
+ *     too small for the WELCOME until set; names are as long as the device
+ *     says.
  * Where the host is the child, the dpu side is its parent, as the
  * emulation's DMA needs where Yama is strict.
  */
@@ -522,6 +524,38 @@ static void check_names(void)
     set_fault("DOCA_EMU_COMCH_MAX_NAME", NULL);
 }
 
+/* Nobody ever listens: the dial retries, then times out. */
+static void check_no_server(void)
+{
+    char address[96];
+    hmaf_agent_params_t ap;
+    hmaf_agent_t *agent;
+
+    snprintf(address, sizeof(address), "comch:hmaf-none%d@%s", (int)getpid(),
+             HOST_PCI);
+    hmaf_agent_params_init(&ap);
+    ap.engine = "doca";
+    CHECK_OK(hmaf_agent_create(&ap, &agent));
+    CHECK_ERR(hmaf_agent_dial(agent, address, 200), HMAF_ETIMEDOUT);
+    hmaf_agent_destroy(agent);
+}
+
+/* The host dials first, the dpu side listens later: the emulation refuses
+ * a client started before its server, as a card does, so only the host's
+ * retries make the session. */
+static void check_late_server(void)
+{
+    hmaf_session_t *s;
+    int cmd_fd;
+    pid_t host = fork_host(1, &cmd_fd); /* dials for up to 5 s */
+
+    nanosleep(&(struct timespec){0, 300000000}, NULL);
+    CHECK_OK(open_dpu(&s));
+    check_rw(s);
+    hmaf_session_destroy(s);
+    end_host(host, cmd_fd);
+}
+
 /* An instance's message size is a default (64 here) until set: the
  * session works only because both sides set the device's cap. */
 static void check_default_msg_size(void)
@@ -548,7 +582,9 @@ int main(void)
              (int)getpid(), DPU_PCI, HOST_PCI);
     check_directions();
     check_names();
+    check_no_server();
     check_end_to_end();
+    check_late_server();
     check_default_msg_size();
     check_link_drop();
     check_dma_failure();
