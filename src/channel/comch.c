@@ -21,8 +21,11 @@
  *
  * What a card may do that the code must survive (the emulation does each):
  * the client has no server to reach yet (its start is refused: a fresh
- * client tries again until the deadline); and the instance's default max
- * message size is smaller than the device's cap (we set the cap).
+ * client tries again until the deadline); the first message arrives in the
+ * progress call that turns the client RUNNING, or before the server's
+ * connection event (the first connection heard of is the peer, whichever
+ * way); and the instance's default max message size is smaller than the
+ * device's cap (we set the cap).
  */
 #include <errno.h>
 #include <poll.h>
@@ -66,7 +69,7 @@ struct hmaf_comch {
     struct doca_comch_server *server;
     struct doca_comch_client *client;
     struct doca_ctx *ctx;
-    struct doca_comch_connection *conn; /* the peer, once connected */
+    struct doca_comch_connection *conn; /* the peer, once heard of */
     char *name;                         /* the service name */
     uint32_t max_msg;
     _Atomic int gone; /* peer disconnected, link failed, protocol broken */
@@ -225,6 +228,17 @@ static void send_failed(struct doca_comch_task_send *task, union doca_data tud,
     send_done(task, tud, cud);
 }
 
+/* The first connection heard of, by event, message or the client turning
+ * RUNNING, is the peer. */
+static void adopt(struct hmaf_comch *c, struct doca_comch_connection *conn)
+{
+    c->conn = conn;
+    doca_comch_connection_set_user_data(conn, (union doca_data){.ptr = c});
+}
+
+/* A message may come before its connection's event (server) or in the
+ * progress call that turns the client RUNNING, before we asked for the
+ * connection: it is the peer's all the same. */
 static void msg_received(struct doca_comch_event_msg_recv *ev, uint8_t *buf,
                          uint32_t len, struct doca_comch_connection *conn)
 {
@@ -232,7 +246,13 @@ static void msg_received(struct doca_comch_event_msg_recv *ev, uint8_t *buf,
     struct comch_msg *m;
 
     (void)ev;
-    if (c == NULL || conn != c->conn) {
+    if (c == NULL) {
+        return;
+    }
+    if (c->conn == NULL) {
+        adopt(c, conn);
+    }
+    if (conn != c->conn) {
         return; /* a client we turned away */
     }
     if (c->rx_count == COMCH_RX_MAX) {
@@ -259,13 +279,12 @@ static void connected(struct doca_comch_event_connection_status_changed *ev,
     if (c == NULL || !ok) {
         return;
     }
-    if (c->conn != NULL) {
+    if (c->conn == NULL) {
+        adopt(c, conn);
+    } else if (conn != c->conn) {
         /* One peer per channel: later ones are turned away. */
         (void)doca_comch_server_disconnect(c->server, conn);
-        return;
     }
-    c->conn = conn;
-    doca_comch_connection_set_user_data(conn, (union doca_data){.ptr = c});
 }
 
 static void disconnected(struct doca_comch_event_connection_status_changed *ev,
@@ -280,14 +299,21 @@ static void disconnected(struct doca_comch_event_connection_status_changed *ev,
     }
 }
 
-/* The client has no connection events: its ctx leaving RUNNING is the
- * link dropping. */
+/* The client has no connection events: RUNNING is its connection made
+ * (taken at once: messages may follow in the same progress call), and
+ * leaving RUNNING is the link dropping. */
 static void state_changed(const union doca_data ud, struct doca_ctx *ctx,
                           enum doca_ctx_states prev, enum doca_ctx_states next)
 {
     struct hmaf_comch *c = ud.ptr;
+    struct doca_comch_connection *conn;
 
     (void)ctx;
+    if (next == DOCA_CTX_STATE_RUNNING && c->client != NULL &&
+        c->conn == NULL &&
+        doca_comch_client_get_connection(c->client, &conn) == DOCA_SUCCESS) {
+        adopt(c, conn);
+    }
     if (prev == DOCA_CTX_STATE_RUNNING && next != DOCA_CTX_STATE_RUNNING) {
         c->gone = 1;
     }
@@ -562,6 +588,7 @@ int hmaf__comch_listen(const char *address, struct hmaf_comch **comch_out)
     return 0;
 }
 
+/* The peer is known from its connection event or its first message. */
 int hmaf__comch_accept(struct hmaf_comch *c, int timeout_ms)
 {
     uint64_t deadline = hmaf__deadline_ns(timeout_ms);
@@ -578,14 +605,18 @@ int hmaf__comch_accept(struct hmaf_comch *c, int timeout_ms)
     }
 }
 
-/* Client start is asynchronous: RUNNING once the server accepted; IDLE
- * (or STOPPING) when it refused or nobody listened. */
+/* Client start is asynchronous: RUNNING once the server accepted (the
+ * state callback took the connection then); IDLE (or STOPPING) without a
+ * connection when it refused or nobody listened. */
 static int wait_running(struct hmaf_comch *c, uint64_t deadline)
 {
     enum doca_ctx_states st = DOCA_CTX_STATE_STARTING;
 
     for (;;) {
         progress(c);
+        if (c->conn != NULL) {
+            return 0; /* connected, even if the peer left at once */
+        }
         if (doca_ctx_get_state(c->ctx, &st) != DOCA_SUCCESS ||
             st == DOCA_CTX_STATE_IDLE || st == DOCA_CTX_STATE_STOPPING) {
             return HMAF_ECONNREFUSED;

@@ -7,6 +7,11 @@
  * payload is captured there; the completion waits for doca_pe_progress.
  * Connections stay allocated until their server is destroyed, so a task
  * or a caller holding one never dangles.
+ *
+ * Orderings DOCA does not rule out, made the rule here so that code must
+ * cope: the client turns RUNNING and receives what came with the server's
+ * accept in one progress call; the server reports a connection one
+ * progress call after accepting it, after its first messages.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -25,10 +30,12 @@
 
 #define MSG_HELLO    'H'
 #define MSG_DATA     'D'
+#define LOOK_NS      10000000ull /* a starting client's looks for the accept */
 #define DRAIN_BUDGET 64 /* messages per connection per progress call */
 
 struct doca_comch_connection {
     int fd; /* -1 once the link is gone */
+    int announced; /* server: connect callback made */
     union doca_data user_data;
     struct emu_comch *owner;
     struct doca_comch_connection *next;
@@ -55,6 +62,7 @@ struct doca_comch_server {
 struct doca_comch_client {
     struct emu_comch c;
     struct doca_comch_connection conn;
+    uint64_t look_ns; /* STARTING: next look for the server's accept */
 };
 
 struct doca_comch_task_send {
@@ -282,36 +290,48 @@ static int accept_one(struct doca_comch_server *s)
         close(fd);
         return 1;
     }
+    /* Reported in the next progress call, after its first messages. */
     *conn = (struct doca_comch_connection){
         .fd = fd, .owner = &s->c, .next = s->conns};
     s->conns = conn;
-    if (s->connect_cb != NULL) {
-        s->connect_cb(&conn_event, conn, 1);
-    }
     return 1;
+}
+
+/* Messages and hang-ups on a link; then a connection accepted in an
+ * earlier call is reported (one that dropped first never is). */
+static int serve_link(struct doca_comch_server *s,
+                      struct doca_comch_connection *c)
+{
+    int r = c->fd >= 0 ? drain(&s->c, c) : 0;
+
+    if (r < 0 && c->fd >= 0) {
+        close_link(c);
+        if (c->announced && s->disconnect_cb != NULL) {
+            s->disconnect_cb(&conn_event, c, 1);
+        }
+    }
+    if (!c->announced && c->fd >= 0) {
+        c->announced = 1;
+        r = 1;
+        if (s->connect_cb != NULL) {
+            s->connect_cb(&conn_event, c, 1);
+        }
+    }
+    return r != 0;
 }
 
 static int server_progress(struct doca_ctx *ctx)
 {
     struct doca_comch_server *s = (struct doca_comch_server *)ctx;
-    int any;
+    int any = 0;
 
     if (ctx->state != DOCA_CTX_STATE_RUNNING) {
         return 0;
     }
-    any = accept_one(s);
     for (struct doca_comch_connection *c = s->conns; c != NULL; c = c->next) {
-        int r = c->fd >= 0 ? drain(&s->c, c) : 0;
-
-        if (r < 0 && c->fd >= 0) {
-            close_link(c);
-            if (s->disconnect_cb != NULL) {
-                s->disconnect_cb(&conn_event, c, 1);
-            }
-        }
-        any |= r != 0;
+        any |= serve_link(s, c);
     }
-    return any;
+    return accept_one(s) | any;
 }
 
 /* No watch op: comch never fires the PE's handle. */
@@ -441,6 +461,14 @@ doca_comch_server_disconnect(struct doca_comch_server *comch_server,
 
 /* ---- client ---- */
 
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 /* One connect attempt, now: a client started before its server listens is
  * refused (it goes IDLE in the next progress call), as on a card; trying
  * again is the application's business. */
@@ -448,6 +476,7 @@ static doca_error_t client_start(struct doca_ctx *ctx)
 {
     struct doca_comch_client *cl = (struct doca_comch_client *)ctx;
 
+    cl->look_ns = now_ns() + LOOK_NS;
     cl->conn.fd =
         socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (cl->conn.fd >= 0 &&
@@ -463,15 +492,22 @@ static void client_stop(struct doca_ctx *ctx)
     close_link(&((struct doca_comch_client *)ctx)->conn);
 }
 
-/* STARTING: wait for the server's HELLO. Refused (nobody listened, or the
- * server went before accepting): IDLE. */
+/* STARTING: look for the server's HELLO now and then. Refused (nobody
+ * listened, or the server went before accepting): IDLE. Accepted: RUNNING,
+ * and what the server sent since comes in the same call. */
 static int client_connect(struct doca_comch_client *cl)
 {
     uint8_t hello = 0;
 
-    if (cl->conn.fd >= 0 && recv(cl->conn.fd, &hello, 1, MSG_DONTWAIT) < 0 &&
-        (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        return 0;
+    if (cl->conn.fd >= 0) {
+        if (now_ns() < cl->look_ns) {
+            return 0;
+        }
+        cl->look_ns = now_ns() + LOOK_NS;
+        if (recv(cl->conn.fd, &hello, 1, MSG_DONTWAIT) < 0 &&
+            (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return 0;
+        }
     }
     if (hello != MSG_HELLO) {
         close_link(&cl->conn);
@@ -479,6 +515,10 @@ static int client_connect(struct doca_comch_client *cl)
         return 1;
     }
     emu_ctx_set_state(&cl->c.ctx, DOCA_CTX_STATE_RUNNING);
+    if (drain(&cl->c, &cl->conn) < 0) {
+        close_link(&cl->conn);
+        emu_ctx_wind_down(&cl->c.ctx);
+    }
     return 1;
 }
 

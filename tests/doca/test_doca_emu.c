@@ -636,6 +636,7 @@ struct chan {
     struct doca_comch_client *cli;
     struct doca_comch_connection *peer; /* the server's view */
     int connects, disconnects, sent, send_errors, client_state;
+    int connects_at_recv; /* connects when the latest message came */
     char got[8192];
     uint32_t got_len;
 };
@@ -662,6 +663,7 @@ static void on_recv(struct doca_comch_event_msg_recv *ev, uint8_t *buf,
     CHECK(len <= sizeof(the_chan->got));
     memcpy(the_chan->got, buf, len);
     the_chan->got_len = len;
+    the_chan->connects_at_recv = the_chan->connects;
 }
 
 static void on_connect(struct doca_comch_event_connection_status_changed *ev,
@@ -1131,6 +1133,66 @@ static void test_comch_refused(void)
     split_chan_close(&c, cli_pe);
 }
 
+/* The orderings code must cope with: the client receives the server's
+ * first message in the progress call that turns it RUNNING, and the
+ * server a client's first message before the connection is reported. */
+static void test_comch_orderings(void)
+{
+    struct doca_comch_client *cli2;
+    struct doca_comch_connection *conn;
+    struct doca_comch_task_send *t;
+    struct doca_pe *cli_pe;
+    char name[64];
+    struct chan c;
+    enum doca_ctx_states st = DOCA_CTX_STATE_STARTING;
+
+    snprintf(name, sizeof(name), "emu-order-%d", (int)getpid());
+    split_chan_open(&c, &cli_pe, name);
+    DOCA_OK(doca_ctx_start(doca_comch_server_as_ctx(c.srv)));
+    CHECK_DOCA(doca_ctx_start(doca_comch_client_as_ctx(c.cli)),
+               DOCA_ERROR_IN_PROGRESS);
+    doca_pe_progress(c.pe); /* accepts */
+    CHECK_EQ(c.connects, 0);
+    doca_pe_progress(c.pe); /* reports it */
+    CHECK_EQ(c.connects, 1);
+    server_send(&c, "first");
+    c.got_len = 0;
+    while (c.client_state != DOCA_CTX_STATE_RUNNING) {
+        CHECK_EQ(c.got_len, 0);
+        doca_pe_progress(cli_pe);
+    }
+    CHECK_EQ(c.got_len, 5); /* in the call that turned it RUNNING */
+
+    /* A second client's first message reaches the server before the
+     * connection is reported. */
+    DOCA_OK(doca_comch_client_create(c.host_dev, name, &cli2));
+    DOCA_OK(doca_pe_connect_ctx(cli_pe, doca_comch_client_as_ctx(cli2)));
+    DOCA_OK(doca_comch_client_task_send_set_conf(cli2, on_send, on_send, 4));
+    DOCA_OK(doca_comch_client_event_msg_recv_register(cli2, on_recv));
+    CHECK_DOCA(doca_ctx_start(doca_comch_client_as_ctx(cli2)),
+               DOCA_ERROR_IN_PROGRESS);
+    doca_pe_progress(c.pe); /* accepts cli2 */
+    while (st != DOCA_CTX_STATE_RUNNING) {
+        doca_pe_progress(cli_pe);
+        DOCA_OK(doca_ctx_get_state(doca_comch_client_as_ctx(cli2), &st));
+    }
+    DOCA_OK(doca_comch_client_get_connection(cli2, &conn));
+    DOCA_OK(doca_comch_client_task_send_alloc_init(cli2, conn, "x", 1, &t));
+    DOCA_OK(doca_task_submit(doca_comch_task_send_as_task(t)));
+    c.got_len = 0;
+    doca_pe_progress(c.pe);
+    CHECK_EQ(c.got_len, 1);
+    CHECK_EQ(c.connects_at_recv, 1); /* cli2's not reported yet */
+    CHECK_EQ(c.connects, 2);
+    progress_until_idle(cli_pe);
+    doca_ctx_stop(doca_comch_client_as_ctx(cli2));
+    doca_ctx_stop(doca_comch_client_as_ctx(c.cli));
+    progress_until_idle(cli_pe);
+    DOCA_OK(doca_comch_client_destroy(cli2));
+    DOCA_OK(doca_ctx_stop(doca_comch_server_as_ctx(c.srv)));
+    split_chan_close(&c, cli_pe);
+}
+
 int main(void)
 {
     test_mmap_rules();
@@ -1144,6 +1206,7 @@ int main(void)
     test_comch();
     test_comch_limits();
     test_comch_refused();
+    test_comch_orderings();
     test_notify_tasks();
     test_notify_comch();
     return 0;

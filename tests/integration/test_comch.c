@@ -19,8 +19,9 @@
  *   - what a card does that the emulation enforces: the host dials before
  *     the dpu side listens (refused, so only retrying connects) and times
  *     out when nobody ever listens; an instance's default message size is
- *     too small for the WELCOME until set; names are as long as the device
- *     says.
+ *     too small for the WELCOME until set; the HELLO arrives in the progress
+ *     call that turns the host's client RUNNING; names are as long as the
+ *     device says.
  * Where the host is the child, the dpu side is its parent, as the
  * emulation's DMA needs where Yama is strict.
  */

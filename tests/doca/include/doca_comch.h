@@ -9,14 +9,17 @@
  * addresses are in the "0000:b1:00.0" form.
  *
  * Server start is synchronous; it accepts in doca_pe_progress and calls the
- * connect callback. Client start returns IN_PROGRESS after one connect
- * attempt: with no server listening the ctx goes IDLE in the next progress
- * call (refused; the client does not wait for a server). Once the server
- * accepted, the client turns RUNNING in doca_pe_progress. When the link
- * drops, the server calls the disconnect callback and the client ctx goes
- * STOPPING, then IDLE once its tasks are freed. A connection handle stays
- * valid until its server is destroyed. Stopping a server drops its links
- * without disconnect callbacks.
+ * connect callback in the progress call after the accept, after any
+ * message the client sent meanwhile (so a message may come from a
+ * connection not reported yet). Client start returns IN_PROGRESS after one
+ * connect attempt: with no server listening the ctx goes IDLE in the next
+ * progress call (refused; the client does not wait for a server). Once
+ * the server accepted, the client looks for it every 10 ms; it turns
+ * RUNNING and receives what the server sent since in the same progress
+ * call. When the link drops, the server calls the disconnect callback and
+ * the client ctx goes STOPPING, then IDLE once its tasks are freed. A
+ * connection handle stays valid until its server is destroyed. Stopping a
+ * server drops its links without disconnect callbacks.
  *
  * Messages are at most max_msg_size bytes: DOCA_EMU_COMCH_DEFAULT_MSG
  * (512) until set, at most the cap (doca_comch_cap_get_max_msg_size,
