@@ -52,7 +52,8 @@ int hmaf__listener_accept_wait(struct hmaf_listener *listener, int timeout_ms,
                                struct hmaf_channel *channel_out);
 void hmaf__listener_close(struct hmaf_listener *listener);
 
-/* Connect, retrying while nobody listens yet, until timeout_ms. */
+/* Connect, retrying while nobody listens yet, until timeout_ms (comch:
+ * HMAF_ETIMEDOUT when no server came). */
 int hmaf__channel_connect(const char *address, int timeout_ms,
                           struct hmaf_channel *channel_out);
 /* Exactly len bytes, or an error: -ETIMEDOUT at deadline_ns (monotonic),
@@ -103,6 +104,7 @@ int hmaf__comch_send(struct hmaf_comch *c, const void *buf, size_t len,
 int hmaf__comch_recv(struct hmaf_comch *c, void *buf, size_t len,
                      uint64_t deadline_ns);
 int hmaf__comch_peer_gone(struct hmaf_comch *c);
+/* The dpu side (server) disconnects its peer first, so the host learns. */
 void hmaf__comch_close(struct hmaf_comch *c);
 
 /* For a wait on the channel (after the handshake): *fd_out is the fd to

@@ -24,8 +24,10 @@
  * client tries again until the deadline); the first message arrives in the
  * progress call that turns the client RUNNING, or before the server's
  * connection event (the first connection heard of is the peer, whichever
- * way); and the instance's default max message size is smaller than the
- * device's cap (we set the cap).
+ * way); the instance's default max message size is smaller than the
+ * device's cap (we set the cap); and a client learns that the server is
+ * done only through doca_comch_server_disconnect (close disconnects and
+ * waits for it).
  */
 #include <errno.h>
 #include <poll.h>
@@ -73,6 +75,7 @@ struct hmaf_comch {
     char *name;                         /* the service name */
     uint32_t max_msg;
     _Atomic int gone; /* peer disconnected, link failed, protocol broken */
+    int link_down;    /* server: the peer's connection has ended */
     int sending;      /* a send task is in flight */
     int send_failed;  /* the latest send completed with an error */
     struct comch_msg rx[COMCH_RX_MAX];
@@ -295,6 +298,7 @@ static void disconnected(struct doca_comch_event_connection_status_changed *ev,
     (void)ev;
     (void)ok;
     if (c != NULL && conn == c->conn) {
+        c->link_down = 1;
         c->gone = 1;
     }
 }
@@ -463,6 +467,33 @@ static void stop_ctx(struct hmaf_comch *c, uint64_t deadline)
     }
 }
 
+/* A client learns that the server is done only when the server
+ * disconnects it (stopping or destroying the server tells it nothing): so
+ * disconnect the peer and wait, bounded, until its link is down, as
+ * NVIDIA's samples do before they stop a server. */
+static void disconnect_peer(struct hmaf_comch *c, uint64_t deadline)
+{
+    doca_error_t err;
+
+    if (c->server == NULL || c->conn == NULL || c->link_down) {
+        return;
+    }
+    while ((err = doca_comch_server_disconnect(c->server, c->conn)) ==
+               DOCA_ERROR_AGAIN &&
+           hmaf__now_ns() < deadline) {
+        progress(c); /* a full queue: let it drain */
+    }
+    if (err != DOCA_SUCCESS) {
+        hmaf__log_info("comch disconnect: %s", doca_error_get_name(err));
+        return;
+    }
+    while (!c->link_down && hmaf__now_ns() < deadline) {
+        if (!progress(c)) {
+            pause_briefly();
+        }
+    }
+}
+
 /* The client object and its ctx; the PE and device stay. */
 static void destroy_client(struct hmaf_comch *c, uint64_t deadline)
 {
@@ -483,7 +514,8 @@ static void drop_rx(struct hmaf_comch *c)
     c->rx_head = c->rx_count = c->rx_off = 0;
 }
 
-/* Stop, then free everything in DOCA's order, within COMCH_CLOSE_MS. */
+/* Tell the peer (server: disconnect), stop, then free everything in
+ * DOCA's order, all within COMCH_CLOSE_MS. */
 void hmaf__comch_close(struct hmaf_comch *c)
 {
     uint64_t deadline;
@@ -492,6 +524,7 @@ void hmaf__comch_close(struct hmaf_comch *c)
         return;
     }
     deadline = hmaf__deadline_ns(COMCH_CLOSE_MS);
+    disconnect_peer(c, deadline);
     stop_ctx(c, deadline);
     if (c->server != NULL) {
         doca_comch_server_destroy(c->server);

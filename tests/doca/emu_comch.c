@@ -11,7 +11,9 @@
  * Orderings DOCA does not rule out, made the rule here so that code must
  * cope: the client turns RUNNING and receives what came with the server's
  * accept in one progress call; the server reports a connection one
- * progress call after accepting it, after its first messages.
+ * progress call after accepting it, after its first messages. A link the
+ * server never disconnected stays up for the client after the server
+ * stopped or went away, until this process exits.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -35,7 +37,8 @@
 
 struct doca_comch_connection {
     int fd; /* -1 once the link is gone */
-    int announced; /* server: connect callback made */
+    int announced;    /* server: connect callback made */
+    int disconnected; /* server: doca_comch_server_disconnect called */
     union doca_data user_data;
     struct emu_comch *owner;
     struct doca_comch_connection *next;
@@ -263,7 +266,10 @@ static doca_error_t server_start(struct doca_ctx *ctx)
     return DOCA_SUCCESS;
 }
 
-/* No disconnect callbacks: the application asked for the stop. */
+/* No disconnect callbacks: the application asked for the stop. Only
+ * doca_comch_server_disconnect tells a client: a link not disconnected is
+ * left open (never closed here, so the client believes it is connected
+ * until this process exits). */
 static void server_stop(struct doca_ctx *ctx)
 {
     struct doca_comch_server *s = (struct doca_comch_server *)ctx;
@@ -271,7 +277,10 @@ static void server_stop(struct doca_ctx *ctx)
     close(s->listen_fd);
     s->listen_fd = -1;
     for (struct doca_comch_connection *c = s->conns; c != NULL; c = c->next) {
-        close_link(c);
+        if (c->disconnected) {
+            close_link(c);
+        }
+        c->fd = -1;
     }
 }
 
@@ -456,6 +465,7 @@ doca_comch_server_disconnect(struct doca_comch_server *comch_server,
         return DOCA_ERROR_NOT_CONNECTED;
     }
     shutdown(connection->fd, SHUT_RDWR);
+    connection->disconnected = 1;
     return DOCA_SUCCESS;
 }
 

@@ -1193,6 +1193,33 @@ static void test_comch_orderings(void)
     split_chan_close(&c, cli_pe);
 }
 
+/* Only doca_comch_server_disconnect tells the client: a server stopped
+ * without it leaves the client RUNNING. */
+static void test_comch_stop_needs_disconnect(void)
+{
+    struct doca_pe *cli_pe;
+    char name[64];
+    struct chan c;
+
+    snprintf(name, sizeof(name), "emu-stop-%d", (int)getpid());
+    split_chan_open(&c, &cli_pe, name);
+    DOCA_OK(doca_ctx_start(doca_comch_server_as_ctx(c.srv)));
+    CHECK_DOCA(doca_ctx_start(doca_comch_client_as_ctx(c.cli)),
+               DOCA_ERROR_IN_PROGRESS);
+    while (c.client_state != DOCA_CTX_STATE_RUNNING || c.connects == 0) {
+        progress_until_idle(cli_pe);
+        progress_until_idle(c.pe);
+    }
+    DOCA_OK(doca_ctx_stop(doca_comch_server_as_ctx(c.srv)));
+    for (int i = 0; i < 20; i++) {
+        progress_until_idle(cli_pe);
+        usleep(1000);
+    }
+    CHECK_EQ(c.client_state, DOCA_CTX_STATE_RUNNING);
+    DOCA_OK(doca_ctx_stop(doca_comch_client_as_ctx(c.cli)));
+    split_chan_close(&c, cli_pe);
+}
+
 int main(void)
 {
     test_mmap_rules();
@@ -1207,6 +1234,7 @@ int main(void)
     test_comch_limits();
     test_comch_refused();
     test_comch_orderings();
+    test_comch_stop_needs_disconnect();
     test_notify_tasks();
     test_notify_comch();
     return 0;

@@ -20,8 +20,8 @@
  *     the dpu side listens (refused, so only retrying connects) and times
  *     out when nobody ever listens; an instance's default message size is
  *     too small for the WELCOME until set; the HELLO arrives in the progress
- *     call that turns the host's client RUNNING; names are as long as the
- *     device says.
+ *     call that turns the host's client RUNNING; a dpu side's close reaches
+ *     the host only by disconnect; names are as long as the device says.
  * Where the host is the child, the dpu side is its parent, as the
  * emulation's DMA needs where Yama is strict.
  */
@@ -574,6 +574,46 @@ static void check_default_msg_size(void)
     set_fault("DOCA_EMU_COMCH_DEFAULT_MSG", NULL);
 }
 
+/* The dpu side closes its channel with no goodbye message: a comch server
+ * stopped without disconnecting its client leaves that client believing
+ * it is connected (the emulation enforces it), so the host learning of
+ * the close proves the close disconnects. Channels alone: no session. */
+static void check_server_close(void)
+{
+    struct hmaf_listener *l;
+    struct hmaf_channel ch;
+    int status, sync[2];
+    pid_t host;
+    char c;
+
+    CHECK(pipe2(sync, O_CLOEXEC) == 0);
+    host = fork_child();
+    if (host == 0) {
+        uint64_t start;
+        CHECK_OK(hmaf__channel_connect(host_address, 5000, &ch));
+        CHECK(write(sync[1], "c", 1) == 1); /* connected and not told yet */
+        start = hmaf__now_ns();
+        while (!hmaf__channel_peer_gone(&ch)) {
+            if (hmaf__now_ns() - start > 5 * PROMPT_NS) {
+                _exit(1); /* never told */
+            }
+            nanosleep(&(struct timespec){0, 1000000}, NULL);
+        }
+        hmaf__channel_close(&ch);
+        _exit(0);
+    }
+    CHECK_OK(hmaf__listener_open(dpu_address, &l));
+    CHECK_OK(hmaf__listener_accept_wait(l, 5000, &ch));
+    hmaf__listener_close(l);
+    CHECK(read(sync[0], &c, 1) == 1);
+    hmaf__channel_close(&ch); /* and this process lives on */
+    CHECK(waitpid(host, &status, 0) == host);
+    CHECK(WIFEXITED(status));
+    CHECK_EQ(WEXITSTATUS(status), 0);
+    close(sync[0]);
+    close(sync[1]);
+}
+
 int main(void)
 {
     /* Unique per run: abstract sockets are shared by concurrent builds. */
@@ -584,6 +624,7 @@ int main(void)
     check_directions();
     check_names();
     check_no_server();
+    check_server_close();
     check_end_to_end();
     check_late_server();
     check_default_msg_size();

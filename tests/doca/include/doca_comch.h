@@ -18,8 +18,11 @@
  * RUNNING and receives what the server sent since in the same progress
  * call. When the link drops, the server calls the disconnect callback and
  * the client ctx goes STOPPING, then IDLE once its tasks are freed. A
- * connection handle stays valid until its server is destroyed. Stopping a
- * server drops its links without disconnect callbacks.
+ * connection handle stays valid until its server is destroyed.
+ * doca_comch_server_disconnect is the only way a client learns that the
+ * server is done: stopping or destroying a server drops its links without
+ * disconnect callbacks, and a link not disconnected stays up for the
+ * client until the server's process exits.
  *
  * Messages are at most max_msg_size bytes: DOCA_EMU_COMCH_DEFAULT_MSG
  * (512) until set, at most the cap (doca_comch_cap_get_max_msg_size,
