@@ -55,7 +55,7 @@
 #define COMCH_SEND_TASKS 4
 #define COMCH_RX_MAX 4   /* messages queued; the handshake needs one */
 #define COMCH_CLOSE_MS 1000
-#define COMCH_RETRY_MS 10  /* between connect attempts, as the sockets */
+#define COMCH_RETRY_MS 10 /* between connect attempts, as the sockets */
 #define COMCH_POLL_NS 20000 /* between progress calls while waiting */
 
 struct comch_msg {
@@ -357,9 +357,9 @@ static int attach_ctx(struct hmaf_comch *c)
 static int set_max_msg(struct hmaf_comch *c)
 {
     uint32_t cap = 0;
-    int ret = check(doca_comch_cap_get_max_msg_size(doca_dev_as_devinfo(c->dev),
-                                                    &cap),
-                    "max msg size cap");
+    int ret = check(
+        doca_comch_cap_get_max_msg_size(doca_dev_as_devinfo(c->dev), &cap),
+        "max msg size cap");
 
     if (ret < 0) {
         return ret;
@@ -374,17 +374,17 @@ static int set_max_msg(struct hmaf_comch *c)
         ret = check(doca_comch_server_set_max_msg_size(c->server, cap),
                     "set max msg size");
         if (ret == 0) {
-            ret = check(doca_comch_server_get_max_msg_size(c->server,
-                                                           &c->max_msg),
-                        "max msg size");
+            ret = check(
+                doca_comch_server_get_max_msg_size(c->server, &c->max_msg),
+                "max msg size");
         }
     } else {
         ret = check(doca_comch_client_set_max_msg_size(c->client, cap),
                     "set max msg size");
         if (ret == 0) {
-            ret = check(doca_comch_client_get_max_msg_size(c->client,
-                                                           &c->max_msg),
-                        "max msg size");
+            ret = check(
+                doca_comch_client_get_max_msg_size(c->client, &c->max_msg),
+                "max msg size");
         }
     }
     return ret;
@@ -550,9 +550,9 @@ void hmaf__comch_close(struct hmaf_comch *c)
 static int check_name(struct hmaf_comch *c)
 {
     uint32_t max = 0;
-    int ret = check(doca_comch_cap_get_max_name_len(doca_dev_as_devinfo(c->dev),
-                                                    &max),
-                    "max name length");
+    int ret = check(
+        doca_comch_cap_get_max_name_len(doca_dev_as_devinfo(c->dev), &max),
+        "max name length");
 
     if (ret == 0 && strlen(c->name) >= max) {
         hmaf__log_error("comch: name '%s' is %zu bytes, the device takes "

@@ -168,8 +168,8 @@ static doca_error_t comch_init(struct emu_comch *c,
     /* DOCA uses "a default value" until set_max_msg_size; here it is
      * smaller than the cap (and than HMAF's WELCOME), so code that never
      * sets it fails here rather than on a card. */
-    c->max_msg = cfg->default_msg < cfg->max_msg ? cfg->default_msg
-                                                  : cfg->max_msg;
+    c->max_msg =
+        cfg->default_msg < cfg->max_msg ? cfg->default_msg : cfg->max_msg;
     c->rx_size = (size_t)cfg->max_msg + 2;
     c->rx = malloc(c->rx_size);
     if (c->rx == NULL) {
@@ -489,9 +489,8 @@ static doca_error_t client_start(struct doca_ctx *ctx)
     cl->look_ns = now_ns() + LOOK_NS;
     cl->conn.fd =
         socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (cl->conn.fd >= 0 &&
-        connect(cl->conn.fd, (struct sockaddr *)&cl->c.addr,
-                cl->c.addr_len) != 0) {
+    if (cl->conn.fd >= 0 && connect(cl->conn.fd, (struct sockaddr *)&cl->c.addr,
+                                    cl->c.addr_len) != 0) {
         close_link(&cl->conn);
     }
     return DOCA_ERROR_IN_PROGRESS;

@@ -727,8 +727,8 @@ static void server_create(struct chan *c, const char *name)
     DOCA_OK(doca_comch_server_event_msg_recv_register(c->srv, on_recv));
     DOCA_OK(doca_comch_server_event_connection_status_changed_register(
         c->srv, on_connect, on_disconnect));
-    DOCA_OK(doca_comch_server_set_max_msg_size(c->srv,
-                                               max_msg_cap(c->dpu_dev)));
+    DOCA_OK(
+        doca_comch_server_set_max_msg_size(c->srv, max_msg_cap(c->dpu_dev)));
 }
 
 /* The client on pe, configured, not started. */
@@ -741,8 +741,8 @@ static void client_create(struct chan *c, struct doca_pe *pe,
                                           on_client_state));
     DOCA_OK(doca_comch_client_task_send_set_conf(c->cli, on_send, on_send, 4));
     DOCA_OK(doca_comch_client_event_msg_recv_register(c->cli, on_recv));
-    DOCA_OK(doca_comch_client_set_max_msg_size(c->cli,
-                                               max_msg_cap(c->host_dev)));
+    DOCA_OK(
+        doca_comch_client_set_max_msg_size(c->cli, max_msg_cap(c->host_dev)));
 }
 
 static void chan_open(struct chan *c, const char *name)
@@ -1066,9 +1066,9 @@ static void test_comch_limits(void)
         progress_until_idle(cli_pe);
         progress_until_idle(c.pe);
     }
-    CHECK_DOCA(doca_comch_server_task_send_alloc_init(c.srv, c.peer, big, 513,
-                                                      &t),
-               DOCA_ERROR_INVALID_VALUE);
+    CHECK_DOCA(
+        doca_comch_server_task_send_alloc_init(c.srv, c.peer, big, 513, &t),
+        DOCA_ERROR_INVALID_VALUE);
     DOCA_OK(doca_comch_client_get_connection(c.cli, &conn));
     DOCA_OK(doca_comch_client_task_send_alloc_init(c.cli, conn, big, 513, &t));
     DOCA_OK(doca_task_submit(doca_comch_task_send_as_task(t)));
@@ -1090,8 +1090,8 @@ static void test_comch_limits(void)
     DOCA_OK(doca_comch_client_destroy(cli));
     setenv("DOCA_EMU_COMCH_MAX_NAME", "80", 1);
     doca_emu_reset();
-    DOCA_OK(doca_comch_cap_get_max_name_len(doca_dev_as_devinfo(c.host_dev),
-                                            &max));
+    DOCA_OK(
+        doca_comch_cap_get_max_name_len(doca_dev_as_devinfo(c.host_dev), &max));
     CHECK_EQ(max, 80);
     memset(name, 'n', 79);
     name[79] = '\0';

@@ -518,8 +518,8 @@ static void check_names(void)
 
     /* A device that takes longer names: not cut at a number of our own. */
     set_fault("DOCA_EMU_COMCH_MAX_NAME", "80");
-    snprintf(address, sizeof(address), "comch:%s-%d@%s/%s", name,
-             (int)getpid(), DPU_PCI, HOST_PCI);
+    snprintf(address, sizeof(address), "comch:%s-%d@%s/%s", name, (int)getpid(),
+             DPU_PCI, HOST_PCI);
     CHECK_OK(hmaf__listener_open(address, &l));
     hmaf__listener_close(l);
     set_fault("DOCA_EMU_COMCH_MAX_NAME", NULL);
