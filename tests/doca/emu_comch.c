@@ -38,6 +38,7 @@
 struct doca_comch_connection {
     int fd; /* -1 once the link is gone */
     int announced;    /* server: connect callback made */
+    int heard;        /* a message of it was delivered */
     int disconnected; /* server: doca_comch_server_disconnect called */
     union doca_data user_data;
     struct emu_comch *owner;
@@ -114,6 +115,7 @@ static int drain(struct emu_comch *c, struct doca_comch_connection *conn)
             return -1;
         }
         any = 1;
+        conn->heard = 1;
         if (c->recv_cb != NULL) {
             c->recv_cb(&recv_event, c->rx + 1, (uint32_t)(n - 1), conn);
         }
@@ -306,8 +308,18 @@ static int accept_one(struct doca_comch_server *s)
     return 1;
 }
 
+static void announce(struct doca_comch_server *s,
+                     struct doca_comch_connection *c)
+{
+    c->announced = 1;
+    if (s->connect_cb != NULL) {
+        s->connect_cb(&conn_event, c, 1);
+    }
+}
+
 /* Messages and hang-ups on a link; then a connection accepted in an
- * earlier call is reported (one that dropped first never is). */
+ * earlier call is reported. One that dropped before it was reported is
+ * reported, then its disconnection, only if its messages came. */
 static int serve_link(struct doca_comch_server *s,
                       struct doca_comch_connection *c)
 {
@@ -315,16 +327,16 @@ static int serve_link(struct doca_comch_server *s,
 
     if (r < 0 && c->fd >= 0) {
         close_link(c);
+        if (!c->announced && c->heard) {
+            announce(s, c);
+        }
         if (c->announced && s->disconnect_cb != NULL) {
             s->disconnect_cb(&conn_event, c, 1);
         }
     }
     if (!c->announced && c->fd >= 0) {
-        c->announced = 1;
+        announce(s, c);
         r = 1;
-        if (s->connect_cb != NULL) {
-            s->connect_cb(&conn_event, c, 1);
-        }
     }
     return r != 0;
 }

@@ -1184,8 +1184,33 @@ static void test_comch_orderings(void)
     CHECK_EQ(c.got_len, 1);
     CHECK_EQ(c.connects_at_recv, 1); /* cli2's not reported yet */
     CHECK_EQ(c.connects, 2);
+
+    /* cli2 again, gone before its new connection was reported: its
+     * message, then the connection, then its end. */
     progress_until_idle(cli_pe);
     doca_ctx_stop(doca_comch_client_as_ctx(cli2));
+    progress_until_idle(c.pe); /* the server sees cli2 go */
+    CHECK_EQ(c.disconnects, 1);
+    CHECK_DOCA(doca_ctx_start(doca_comch_client_as_ctx(cli2)),
+               DOCA_ERROR_IN_PROGRESS);
+    doca_pe_progress(c.pe); /* accepts */
+    st = DOCA_CTX_STATE_STARTING;
+    while (st != DOCA_CTX_STATE_RUNNING) {
+        doca_pe_progress(cli_pe);
+        DOCA_OK(doca_ctx_get_state(doca_comch_client_as_ctx(cli2), &st));
+    }
+    DOCA_OK(doca_comch_client_get_connection(cli2, &conn));
+    DOCA_OK(doca_comch_client_task_send_alloc_init(cli2, conn, "y", 1, &t));
+    DOCA_OK(doca_task_submit(doca_comch_task_send_as_task(t)));
+    progress_until_idle(cli_pe);
+    doca_ctx_stop(doca_comch_client_as_ctx(cli2));
+    c.got_len = 0;
+    doca_pe_progress(c.pe);
+    CHECK(c.got_len == 1 && c.got[0] == 'y');
+    CHECK_EQ(c.connects_at_recv, 2);
+    CHECK_EQ(c.connects, 3);
+    CHECK_EQ(c.disconnects, 2);
+    progress_until_idle(cli_pe);
     doca_ctx_stop(doca_comch_client_as_ctx(c.cli));
     progress_until_idle(cli_pe);
     DOCA_OK(doca_comch_client_destroy(cli2));
