@@ -156,10 +156,14 @@ HMAF_API int hmaf_agent_listen(hmaf_agent_t *agent, const char *address);
  * @brief Connect to a dpu side that listens (params.listen = 1 there) and
  * serve it as one more session. Blocks for the handshake: connect and
  * handshake together take at most timeout_ms.
- * @return 0; HMAF_EINVAL (also: a tcp address and no token),
- *         HMAF_EADDRESS, HMAF_ECONNREFUSED, HMAF_ECONNRESET, HMAF_ETIMEDOUT,
+ * @return 0; HMAF_EINVAL (also: a tcp address and no token, a comch name
+ *         longer than the device allows),
+ *         HMAF_EADDRESS, HMAF_ECONNREFUSED, HMAF_ECONNRESET, HMAF_ETIMEDOUT
+ *         (also: no comch server came within timeout_ms),
  *         HMAF_EAUTH, HMAF_EVERSION, HMAF_EENGINE, HMAF_EPROTO, HMAF_ENOSPC
- *         (max_sessions reached, or out of file descriptors), HMAF_ENOMEM,
+ *         (max_sessions reached, out of file descriptors, or a comch
+ *         device's largest message is smaller than the handshake's),
+ *         HMAF_ENOMEM,
  *         HMAF_EPERM, HMAF_ENOTSUP (a comch address and a libhmaf built
  *         without DOCA).
  */

@@ -143,7 +143,8 @@ HMAF_API void hmaf_session_params_init(hmaf_session_params_t *params);
  * @param [out] session_out  the new session, written only on success.
  * Connect (or wait, with params->listen) and handshake together take at
  * most params->connect_timeout_ms.
- * @return 0; HMAF_EINVAL (NULL or bad field), HMAF_EADDRESS,
+ * @return 0; HMAF_EINVAL (NULL or bad field; a comch name longer than the
+ *         device allows), HMAF_EADDRESS,
  *         HMAF_ECONNREFUSED (nobody listens), HMAF_ETIMEDOUT (the agent's
  *         backlog stayed full, or the handshake did not finish, within
  *         connect_timeout_ms; also the agent's answer when it dropped our
@@ -151,7 +152,8 @@ HMAF_API void hmaf_session_params_init(hmaf_session_params_t *params);
  *         token), HMAF_EVERSION, HMAF_EENGINE (host runs another engine),
  *         HMAF_ENOENGINE, HMAF_EPROTO (garbage from the peer), HMAF_ENOMEM,
  *         HMAF_ENOSPC (the agent is at max_sessions, a handshake message
- *         exceeds the channel's message size, the mailbox's export
+ *         exceeds the channel's message size, a comch device's largest
+ *         message is smaller than the handshake's, the mailbox's export
  *         descriptor is too large, or out of file descriptors),
  *         HMAF_ECONNRESET, HMAF_EPERM (not allowed to connect, or to reach
  *         the host process), HMAF_EADDRINUSE (listen: the address is

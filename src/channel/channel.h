@@ -10,10 +10,12 @@
  * Channel, src/channel/comch.c): only the dpu side listens, at
  * "comch:NAME@PCI/REP" (its PF, then the host PF's representor), and only
  * the host connects, to "comch:NAME@PCI" (its BlueField PF). A comch
- * channel has no socket: its peer death is seen by calling
- * hmaf__channel_peer_gone, or by waiting on the fd hmaf__channel_arm gives
- * (DOCA's notification handle), and sends and receives move whole messages
- * of at most the channel's max message size (a longer send is HMAF_ENOSPC).
+ * channel has no fd to wait on (DOCA's Comm Channel has no event-triggered
+ * completions): its peer death is seen only by calling
+ * hmaf__channel_peer_gone. Its sends and receives move whole messages of
+ * at most the channel's max message size (a longer send is HMAF_ENOSPC).
+ * A NAME longer than the device takes is HMAF_EINVAL; a device whose
+ * messages cannot hold the handshake is HMAF_ENOSPC, at listen or connect.
  */
 #ifndef HMAF_CHANNEL_CHANNEL_H
 #define HMAF_CHANNEL_CHANNEL_H
@@ -50,7 +52,8 @@ int hmaf__listener_accept_wait(struct hmaf_listener *listener, int timeout_ms,
                                struct hmaf_channel *channel_out);
 void hmaf__listener_close(struct hmaf_listener *listener);
 
-/* Connect, retrying while nobody listens yet, until timeout_ms. */
+/* Connect, retrying while nobody listens yet, until timeout_ms (comch:
+ * HMAF_ETIMEDOUT when no server came). */
 int hmaf__channel_connect(const char *address, int timeout_ms,
                           struct hmaf_channel *channel_out);
 /* Exactly len bytes, or an error: -ETIMEDOUT at deadline_ns (monotonic),
@@ -101,54 +104,23 @@ int hmaf__comch_send(struct hmaf_comch *c, const void *buf, size_t len,
 int hmaf__comch_recv(struct hmaf_comch *c, void *buf, size_t len,
                      uint64_t deadline_ns);
 int hmaf__comch_peer_gone(struct hmaf_comch *c);
-/* Arm the notification handle (kept armed until it fires) and give it, or
- * -1 where DOCA gives none; 1 when the peer is gone. */
-int hmaf__comch_arm(struct hmaf_comch *c, int *fd_out);
-/* The handle fired: clear it and progress; 1 when the peer is gone. */
-int hmaf__comch_notified(struct hmaf_comch *c);
+/* The dpu side (server) disconnects its peer first, so the host learns. */
 void hmaf__comch_close(struct hmaf_comch *c);
 
 /* For a wait on the channel (after the handshake): *fd_out is the fd to
- * poll for POLLIN, or -1 when there is none, and then only asking
+ * poll for POLLIN, or -1 when there is none (comch), and then only asking
  * hmaf__channel_peer_gone (every millisecond or so) tells. 1 when the peer
  * is gone already, else 0. Inline, as is the next: the agent's loop calls
  * them for every session on every turn. */
 static inline int hmaf__channel_arm(struct hmaf_channel *channel, int *fd_out)
 {
-#ifdef HMAF_HAVE_ENGINE_DOCA
-    if (channel->comch != NULL) {
-        return hmaf__comch_arm(channel->comch, fd_out);
-    }
-#endif
-    *fd_out = channel->fd; /* a socket needs no arming */
+    *fd_out = channel->fd; /* a socket needs no arming; comch has none */
     return 0;
-}
-
-/* A comch channel armed for a wait is also progressed this often (see
- * comch.c, recheck_locked): no wait on it may last longer. */
-#define HMAF_COMCH_RECHECK_NS 100000000ll
-
-/* The longest a wait on this armed channel may last, or -1: no limit. */
-static inline int64_t
-hmaf__channel_max_wait_ns(const struct hmaf_channel *channel)
-{
-#ifdef HMAF_HAVE_ENGINE_DOCA
-    if (channel->comch != NULL) {
-        return HMAF_COMCH_RECHECK_NS;
-    }
-#endif
-    (void)channel;
-    return -1;
 }
 
 /* The fd from hmaf__channel_arm was readable: 1 when the peer is gone. */
 static inline int hmaf__channel_notified(struct hmaf_channel *channel)
 {
-#ifdef HMAF_HAVE_ENGINE_DOCA
-    if (channel->comch != NULL) {
-        return hmaf__comch_notified(channel->comch);
-    }
-#endif
     (void)channel;
     return 1; /* silent by contract after the handshake: any event ends it */
 }

@@ -13,13 +13,24 @@
  * (the dpu side's data path), so a mutex guards the progress engine and
  * peer_gone only tries it.
  *
- * Waiting: the progress engine's notification handle (an fd on Linux) lets
- * the host agent sleep in poll on an established channel. DOCA's flow is
- * arm, wait, clear, progress until idle; the arm is kept until the handle
- * fires, so an idle agent turn costs no DOCA call. Where the handle cannot
- * be had or armed, arm reports -1 and the agent asks peer_gone instead.
+ * Waiting: DOCA's Comm Channel "does not support event-triggered
+ * completions", so nothing waits on the progress engine's notification
+ * handle: a comch channel has no fd, and its waiters (the host agent's
+ * loop, the dpu side's watch thread) ask peer_gone, one doca_pe_progress
+ * call, every time they wake.
+ *
+ * What a card may do that the code must survive (the emulation does each):
+ * the client has no server to reach yet (its start is refused: a fresh
+ * client tries again until the deadline); the first message arrives in the
+ * progress call that turns the client RUNNING, or before the server's
+ * connection event (the first connection heard of is the peer, whichever
+ * way); the instance's default max message size is smaller than the
+ * device's cap (we set the cap); and a client learns that the server is
+ * done only through doca_comch_server_disconnect (close disconnects and
+ * waits for it).
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -36,15 +47,16 @@
 #include <hmaf/error.h>
 
 #include "channel/channel.h"
+#include "proto/handshake.h"
 #include "util/clock.h"
 #include "util/log.h"
 
-#define COMCH_NAME_MAX 64
 #define COMCH_PCI_MAX 16
 #define COMCH_SEND_TASKS 4
 #define COMCH_RX_MAX 4   /* messages queued; the handshake needs one */
 #define COMCH_CLOSE_MS 1000
-#define COMCH_PROGRESS_MAX 64 /* calls per wake-up; a flood ends us anyway */
+#define COMCH_RETRY_MS 10 /* between connect attempts, as the sockets */
+#define COMCH_POLL_NS 20000 /* between progress calls while waiting */
 
 struct comch_msg {
     uint8_t *data;
@@ -59,17 +71,16 @@ struct hmaf_comch {
     struct doca_comch_server *server;
     struct doca_comch_client *client;
     struct doca_ctx *ctx;
-    struct doca_comch_connection *conn; /* the peer, once connected */
+    struct doca_comch_connection *conn; /* the peer, once heard of */
+    char *name;                         /* the service name */
     uint32_t max_msg;
     _Atomic int gone; /* peer disconnected, link failed, protocol broken */
+    int link_down;    /* server: the peer's connection has ended */
     int sending;      /* a send task is in flight */
     int send_failed;  /* the latest send completed with an error */
     struct comch_msg rx[COMCH_RX_MAX];
-    size_t rx_head, rx_count, rx_off;  /* rx_off: read into rx[rx_head] */
-    uint8_t *tx;                       /* the message in flight, max_msg */
-    doca_notification_handle_t notify; /* invalid: none, poll instead */
-    int armed;                         /* notify armed and not cleared since */
-    uint64_t recheck_ns;               /* armed: progress anyway from then on */
+    size_t rx_head, rx_count, rx_off; /* rx_off: read into rx[rx_head] */
+    uint8_t *tx;                      /* the message in flight, max_msg */
 };
 
 static _Thread_local struct hmaf_comch *current;
@@ -112,26 +123,23 @@ static uint8_t progress(struct hmaf_comch *c)
     return any;
 }
 
-/* Until nothing is left, as DOCA asks before an arm and after a clear. */
-static void progress_until_idle(struct hmaf_comch *c)
+/* Between progress calls of a wait: a card needs no faster look. */
+static void pause_briefly(void)
 {
-    for (int i = 0; i < COMCH_PROGRESS_MAX && progress(c); i++) {
-    }
+    nanosleep(&(struct timespec){0, COMCH_POLL_NS}, NULL);
 }
 
-/* "NAME@PCI" or "NAME@PCI/REP" into its parts; rep is "" without one. */
-static int parse(const char *address, char *name, char *pci, char *rep)
+/* "NAME@PCI" or "NAME@PCI/REP" into its parts; rep is "" without one.
+ * The name's length is the device's to judge (check_name). */
+static int parse(const char *address, char **name_out, char *pci, char *rep)
 {
     const char *at = strrchr(address, '@');
     const char *slash;
     size_t n;
 
-    if (at == NULL || at == address ||
-        (size_t)(at - address) >= COMCH_NAME_MAX) {
+    if (at == NULL || at == address) {
         return HMAF_EADDRESS;
     }
-    memcpy(name, address, (size_t)(at - address));
-    name[at - address] = '\0';
     slash = strchr(at + 1, '/');
     n = slash != NULL ? (size_t)(slash - at - 1) : strlen(at + 1);
     if (n == 0 || n >= COMCH_PCI_MAX ||
@@ -142,7 +150,8 @@ static int parse(const char *address, char *name, char *pci, char *rep)
     memcpy(pci, at + 1, n);
     pci[n] = '\0';
     snprintf(rep, COMCH_PCI_MAX, "%s", slash != NULL ? slash + 1 : "");
-    return 0;
+    *name_out = strndup(address, (size_t)(at - address));
+    return *name_out != NULL ? 0 : HMAF_ENOMEM;
 }
 
 static int open_dev(const char *pci, struct doca_dev **dev_out)
@@ -222,6 +231,17 @@ static void send_failed(struct doca_comch_task_send *task, union doca_data tud,
     send_done(task, tud, cud);
 }
 
+/* The first connection heard of, by event, message or the client turning
+ * RUNNING, is the peer. */
+static void adopt(struct hmaf_comch *c, struct doca_comch_connection *conn)
+{
+    c->conn = conn;
+    doca_comch_connection_set_user_data(conn, (union doca_data){.ptr = c});
+}
+
+/* A message may come before its connection's event (server) or in the
+ * progress call that turns the client RUNNING, before we asked for the
+ * connection: it is the peer's all the same. */
 static void msg_received(struct doca_comch_event_msg_recv *ev, uint8_t *buf,
                          uint32_t len, struct doca_comch_connection *conn)
 {
@@ -229,7 +249,13 @@ static void msg_received(struct doca_comch_event_msg_recv *ev, uint8_t *buf,
     struct comch_msg *m;
 
     (void)ev;
-    if (c == NULL || conn != c->conn) {
+    if (c == NULL) {
+        return;
+    }
+    if (c->conn == NULL) {
+        adopt(c, conn);
+    }
+    if (conn != c->conn) {
         return; /* a client we turned away */
     }
     if (c->rx_count == COMCH_RX_MAX) {
@@ -256,13 +282,12 @@ static void connected(struct doca_comch_event_connection_status_changed *ev,
     if (c == NULL || !ok) {
         return;
     }
-    if (c->conn != NULL) {
+    if (c->conn == NULL) {
+        adopt(c, conn);
+    } else if (conn != c->conn) {
         /* One peer per channel: later ones are turned away. */
         (void)doca_comch_server_disconnect(c->server, conn);
-        return;
     }
-    c->conn = conn;
-    doca_comch_connection_set_user_data(conn, (union doca_data){.ptr = c});
 }
 
 static void disconnected(struct doca_comch_event_connection_status_changed *ev,
@@ -273,18 +298,26 @@ static void disconnected(struct doca_comch_event_connection_status_changed *ev,
     (void)ev;
     (void)ok;
     if (c != NULL && conn == c->conn) {
+        c->link_down = 1;
         c->gone = 1;
     }
 }
 
-/* The client has no connection events: its ctx leaving RUNNING is the
- * link dropping. */
+/* The client has no connection events: RUNNING is its connection made
+ * (taken at once: messages may follow in the same progress call), and
+ * leaving RUNNING is the link dropping. */
 static void state_changed(const union doca_data ud, struct doca_ctx *ctx,
                           enum doca_ctx_states prev, enum doca_ctx_states next)
 {
     struct hmaf_comch *c = ud.ptr;
+    struct doca_comch_connection *conn;
 
     (void)ctx;
+    if (next == DOCA_CTX_STATE_RUNNING && c->client != NULL &&
+        c->conn == NULL &&
+        doca_comch_client_get_connection(c->client, &conn) == DOCA_SUCCESS) {
+        adopt(c, conn);
+    }
     if (prev == DOCA_CTX_STATE_RUNNING && next != DOCA_CTX_STATE_RUNNING) {
         c->gone = 1;
     }
@@ -298,7 +331,6 @@ static struct hmaf_comch *comch_alloc(void)
 
     if (c != NULL) {
         pthread_mutex_init(&c->lock, NULL);
-        c->notify = doca_event_invalid_handle;
     }
     return c;
 }
@@ -315,6 +347,45 @@ static int attach_ctx(struct hmaf_comch *c)
     if (ret == 0) {
         ret = check(doca_ctx_set_state_changed_cb(c->ctx, state_changed),
                     "state callback");
+    }
+    return ret;
+}
+
+/* The instance's max message size is a default until set, which may be
+ * less than we need: set the device's cap, as NVIDIA's samples do, and
+ * check that the handshake's largest message fits. */
+static int set_max_msg(struct hmaf_comch *c)
+{
+    uint32_t cap = 0;
+    int ret = check(
+        doca_comch_cap_get_max_msg_size(doca_dev_as_devinfo(c->dev), &cap),
+        "max msg size cap");
+
+    if (ret < 0) {
+        return ret;
+    }
+    if (cap < HMAF_MSG_MAX) {
+        hmaf__log_error("comch: the device's messages hold at most %u bytes, "
+                        "the handshake needs %u",
+                        cap, (unsigned)HMAF_MSG_MAX);
+        return HMAF_ENOSPC;
+    }
+    if (c->server != NULL) {
+        ret = check(doca_comch_server_set_max_msg_size(c->server, cap),
+                    "set max msg size");
+        if (ret == 0) {
+            ret = check(
+                doca_comch_server_get_max_msg_size(c->server, &c->max_msg),
+                "max msg size");
+        }
+    } else {
+        ret = check(doca_comch_client_set_max_msg_size(c->client, cap),
+                    "set max msg size");
+        if (ret == 0) {
+            ret = check(
+                doca_comch_client_get_max_msg_size(c->client, &c->max_msg),
+                "max msg size");
+        }
     }
     return ret;
 }
@@ -345,8 +416,7 @@ static int setup_server(struct hmaf_comch *c, const char *name)
                     "connection register");
     }
     if (ret == 0) {
-        ret = check(doca_comch_server_get_max_msg_size(c->server, &c->max_msg),
-                    "max msg size");
+        ret = set_max_msg(c);
     }
     return ret;
 }
@@ -372,18 +442,15 @@ static int setup_client(struct hmaf_comch *c, const char *name)
                     "recv register");
     }
     if (ret == 0) {
-        ret = check(doca_comch_client_get_max_msg_size(c->client, &c->max_msg),
-                    "max msg size");
+        ret = set_max_msg(c);
     }
     return ret;
 }
 
-/* Stop the ctx (waiting, bounded, for a send still in flight), then free
- * everything in DOCA's order. */
-static void stop_ctx(struct hmaf_comch *c)
+/* Stop the ctx (waiting, bounded, for a send still in flight). */
+static void stop_ctx(struct hmaf_comch *c, uint64_t deadline)
 {
     enum doca_ctx_states st = DOCA_CTX_STATE_IDLE;
-    uint64_t deadline = hmaf__deadline_ns(COMCH_CLOSE_MS);
 
     if (c->ctx == NULL || doca_ctx_get_state(c->ctx, &st) != DOCA_SUCCESS ||
         st == DOCA_CTX_STATE_IDLE) {
@@ -394,22 +461,75 @@ static void stop_ctx(struct hmaf_comch *c)
     }
     while (doca_ctx_get_state(c->ctx, &st) == DOCA_SUCCESS &&
            st != DOCA_CTX_STATE_IDLE && hmaf__now_ns() < deadline) {
-        progress(c);
+        if (!progress(c)) {
+            pause_briefly();
+        }
     }
 }
 
-void hmaf__comch_close(struct hmaf_comch *c)
+/* A client learns that the server is done only when the server
+ * disconnects it (stopping or destroying the server tells it nothing): so
+ * disconnect the peer and wait, bounded, until its link is down, as
+ * NVIDIA's samples do before they stop a server. */
+static void disconnect_peer(struct hmaf_comch *c, uint64_t deadline)
 {
-    if (c == NULL) {
+    doca_error_t err;
+
+    if (c->server == NULL || c->conn == NULL || c->link_down) {
         return;
     }
-    stop_ctx(c);
-    if (c->server != NULL) {
-        doca_comch_server_destroy(c->server);
+    while ((err = doca_comch_server_disconnect(c->server, c->conn)) ==
+               DOCA_ERROR_AGAIN &&
+           hmaf__now_ns() < deadline) {
+        progress(c); /* a full queue: let it drain */
     }
+    if (err != DOCA_SUCCESS) {
+        hmaf__log_info("comch disconnect: %s", doca_error_get_name(err));
+        return;
+    }
+    while (!c->link_down && hmaf__now_ns() < deadline) {
+        if (!progress(c)) {
+            pause_briefly();
+        }
+    }
+}
+
+/* The client object and its ctx; the PE and device stay. */
+static void destroy_client(struct hmaf_comch *c, uint64_t deadline)
+{
+    stop_ctx(c, deadline);
     if (c->client != NULL) {
         doca_comch_client_destroy(c->client);
     }
+    c->client = NULL;
+    c->ctx = NULL;
+    c->conn = NULL;
+}
+
+static void drop_rx(struct hmaf_comch *c)
+{
+    for (size_t i = 0; i < c->rx_count; i++) {
+        free(c->rx[(c->rx_head + i) % COMCH_RX_MAX].data);
+    }
+    c->rx_head = c->rx_count = c->rx_off = 0;
+}
+
+/* Tell the peer (server: disconnect), stop, then free everything in
+ * DOCA's order, all within COMCH_CLOSE_MS. */
+void hmaf__comch_close(struct hmaf_comch *c)
+{
+    uint64_t deadline;
+
+    if (c == NULL) {
+        return;
+    }
+    deadline = hmaf__deadline_ns(COMCH_CLOSE_MS);
+    disconnect_peer(c, deadline);
+    stop_ctx(c, deadline);
+    if (c->server != NULL) {
+        doca_comch_server_destroy(c->server);
+    }
+    destroy_client(c, deadline);
     if (c->pe != NULL) {
         doca_pe_destroy(c->pe);
     }
@@ -419,55 +539,50 @@ void hmaf__comch_close(struct hmaf_comch *c)
     if (c->dev != NULL) {
         doca_dev_close(c->dev);
     }
-    for (size_t i = 0; i < c->rx_count; i++) {
-        free(c->rx[(c->rx_head + i) % COMCH_RX_MAX].data);
-    }
+    drop_rx(c);
     free(c->tx);
+    free(c->name);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
 
-/* Without a working handle the agent falls back to asking peer_gone. */
-static void drop_handle(struct hmaf_comch *c, const char *what,
-                        doca_error_t err)
+/* The device says how long a name may be (NUL included). */
+static int check_name(struct hmaf_comch *c)
 {
-    hmaf__log_info("comch %s: %s; the channel is polled instead", what,
-                   doca_error_get_name(err));
-    c->notify = doca_event_invalid_handle;
-    c->armed = 0;
-}
+    uint32_t max = 0;
+    int ret = check(
+        doca_comch_cap_get_max_name_len(doca_dev_as_devinfo(c->dev), &max),
+        "max name length");
 
-static void get_handle(struct hmaf_comch *c)
-{
-    doca_error_t err = doca_pe_get_notification_handle(c->pe, &c->notify);
-
-    if (err != DOCA_SUCCESS) {
-        drop_handle(c, "notification handle", err);
+    if (ret == 0 && strlen(c->name) >= max) {
+        hmaf__log_error("comch: name '%s' is %zu bytes, the device takes "
+                        "names of at most %u bytes with the NUL",
+                        c->name, strlen(c->name), max);
+        ret = HMAF_EINVAL;
     }
+    return ret;
 }
 
 /* Device(s), PE, ctx configured; not started. */
 static int comch_open(const char *address, int server,
                       struct hmaf_comch **comch_out)
 {
-    char name[COMCH_NAME_MAX], pci[COMCH_PCI_MAX], rep[COMCH_PCI_MAX];
-    struct hmaf_comch *c;
-    int ret = parse(address, name, pci, rep);
+    char pci[COMCH_PCI_MAX], rep[COMCH_PCI_MAX];
+    struct hmaf_comch *c = comch_alloc();
+    int ret = c != NULL ? parse(address, &c->name, pci, rep) : HMAF_ENOMEM;
 
-    if (ret < 0) {
-        return ret;
-    }
-    if ((rep[0] != '\0') != server) {
+    if (ret == 0 && (rep[0] != '\0') != server) {
         hmaf__log_error("comch:%s: the dpu side listens at NAME@PCI/REP, the "
                         "host connects to NAME@PCI",
                         address);
-        return HMAF_EINVAL;
+        ret = HMAF_EINVAL;
     }
-    c = comch_alloc();
-    if (c == NULL) {
-        return HMAF_ENOMEM;
+    if (ret == 0) {
+        ret = open_dev(pci, &c->dev);
     }
-    ret = open_dev(pci, &c->dev);
+    if (ret == 0) {
+        ret = check_name(c);
+    }
     if (ret == 0 && server) {
         ret = open_rep(c, rep);
     }
@@ -475,8 +590,7 @@ static int comch_open(const char *address, int server,
         ret = check(doca_pe_create(&c->pe), "pe create");
     }
     if (ret == 0) {
-        get_handle(c);
-        ret = server ? setup_server(c, name) : setup_client(c, name);
+        ret = server ? setup_server(c, c->name) : setup_client(c, c->name);
     }
     if (ret == 0) {
         c->tx = malloc(c->max_msg);
@@ -507,6 +621,7 @@ int hmaf__comch_listen(const char *address, struct hmaf_comch **comch_out)
     return 0;
 }
 
+/* The peer is known from its connection event or its first message. */
 int hmaf__comch_accept(struct hmaf_comch *c, int timeout_ms)
 {
     uint64_t deadline = hmaf__deadline_ns(timeout_ms);
@@ -519,17 +634,22 @@ int hmaf__comch_accept(struct hmaf_comch *c, int timeout_ms)
         if (hmaf__now_ns() >= deadline) {
             return timeout_ms == 0 ? -EAGAIN : HMAF_ETIMEDOUT;
         }
-        nanosleep(&(struct timespec){0, 20000}, NULL);
+        pause_briefly();
     }
 }
 
-/* Client start is asynchronous: RUNNING once the server accepted. */
+/* Client start is asynchronous: RUNNING once the server accepted (the
+ * state callback took the connection then); IDLE (or STOPPING) without a
+ * connection when it refused or nobody listened. */
 static int wait_running(struct hmaf_comch *c, uint64_t deadline)
 {
     enum doca_ctx_states st = DOCA_CTX_STATE_STARTING;
 
     for (;;) {
         progress(c);
+        if (c->conn != NULL) {
+            return 0; /* connected, even if the peer left at once */
+        }
         if (doca_ctx_get_state(c->ctx, &st) != DOCA_SUCCESS ||
             st == DOCA_CTX_STATE_IDLE || st == DOCA_CTX_STATE_STOPPING) {
             return HMAF_ECONNREFUSED;
@@ -541,29 +661,63 @@ static int wait_running(struct hmaf_comch *c, uint64_t deadline)
         if (hmaf__now_ns() >= deadline) {
             return HMAF_ETIMEDOUT;
         }
-        nanosleep(&(struct timespec){0, 20000}, NULL);
+        pause_briefly();
     }
 }
 
+/* One attempt: HMAF_ECONNREFUSED when it may work later. */
+static int dial_once(struct hmaf_comch *c, uint64_t deadline)
+{
+    doca_error_t err = doca_ctx_start(c->ctx);
+
+    switch (err) {
+    case DOCA_SUCCESS:
+    case DOCA_ERROR_IN_PROGRESS:
+        return wait_running(c, deadline);
+    case DOCA_ERROR_NO_MEMORY:
+    case DOCA_ERROR_INVALID_VALUE:
+    case DOCA_ERROR_NOT_SUPPORTED:
+    case DOCA_ERROR_NOT_PERMITTED:
+        return check(err, "client start");
+    default: /* no server (yet), in whatever words the card says it */
+        hmaf__log_debug("comch client start: %s", doca_error_get_name(err));
+        return HMAF_ECONNREFUSED;
+    }
+}
+
+/* A refused client is replaced by a fresh one for the next attempt. */
+static int renew_client(struct hmaf_comch *c)
+{
+    destroy_client(c, hmaf__deadline_ns(COMCH_CLOSE_MS));
+    drop_rx(c);
+    c->gone = 0;
+    return setup_client(c, c->name);
+}
+
+/* The server may not be up yet (starting order is not ours), and a card
+ * refuses a client started before its server instead of waiting: try
+ * again until the deadline, as the socket channels do. */
 int hmaf__comch_connect(const char *address, int timeout_ms,
                         struct hmaf_comch **comch_out)
 {
     uint64_t deadline = hmaf__deadline_ns(timeout_ms);
-    struct hmaf_comch *c;
-    doca_error_t err;
+    struct hmaf_comch *c = NULL;
     int ret = comch_open(address, 0, &c);
 
-    if (ret < 0) {
-        return ret;
-    }
-    err = doca_ctx_start(c->ctx);
-    ret = err == DOCA_ERROR_IN_PROGRESS ? 0 : check(err, "client start");
-    if (ret == 0) {
-        ret = wait_running(c, deadline);
+    while (ret == 0 && (ret = dial_once(c, deadline)) == HMAF_ECONNREFUSED) {
+        int left = hmaf__ms_left(deadline);
+        if (left == 0) {
+            ret = HMAF_ETIMEDOUT; /* nobody came */
+            break;
+        }
+        poll(NULL, 0, left < COMCH_RETRY_MS ? left : COMCH_RETRY_MS);
+        ret = renew_client(c);
     }
     if (ret < 0) {
         hmaf__log_info("connect comch:%s: %s", address, hmaf_strerror(ret));
-        hmaf__comch_close(c);
+        if (c != NULL) {
+            hmaf__comch_close(c);
+        }
         return ret;
     }
     *comch_out = c;
@@ -725,72 +879,6 @@ int hmaf__comch_peer_gone(struct hmaf_comch *c)
         return atomic_load_explicit(&c->gone, memory_order_relaxed);
     }
     progress(c);
-    gone = gone_locked(c);
-    pthread_mutex_unlock(&c->lock);
-    return gone;
-}
-
-static void arm_locked(struct hmaf_comch *c)
-{
-    doca_error_t err = doca_pe_request_notification(c->pe);
-
-    if (err != DOCA_SUCCESS) {
-        drop_handle(c, "request notification", err);
-        return;
-    }
-    c->armed = 1;
-    /* What came before the arm need not fire the handle: look now. */
-    progress_until_idle(c);
-    c->recheck_ns = hmaf__now_ns() + (uint64_t)HMAF_COMCH_RECHECK_NS;
-}
-
-/* The emulation fires the handle when the peer goes; that a card does for
- * comch's connection events is not verified yet. So an armed channel is
- * still progressed now and then: the agent's loop never waits on it longer
- * than HMAF_COMCH_RECHECK_NS (hmaf__channel_max_wait_ns), so a dead peer
- * is seen within that at worst, at the cost of one DOCA call per interval. */
-static void recheck_locked(struct hmaf_comch *c)
-{
-    uint64_t now = hmaf__now_ns();
-
-    if (now >= c->recheck_ns) {
-        progress_until_idle(c);
-        c->recheck_ns = now + (uint64_t)HMAF_COMCH_RECHECK_NS;
-    }
-}
-
-int hmaf__comch_arm(struct hmaf_comch *c, int *fd_out)
-{
-    int gone;
-
-    pthread_mutex_lock(&c->lock);
-    if (c->notify != doca_event_invalid_handle && !c->gone) {
-        if (c->armed) {
-            recheck_locked(c);
-        } else {
-            arm_locked(c);
-        }
-    }
-    *fd_out = c->notify;
-    gone = gone_locked(c);
-    pthread_mutex_unlock(&c->lock);
-    return gone;
-}
-
-int hmaf__comch_notified(struct hmaf_comch *c)
-{
-    doca_error_t err;
-    int gone;
-
-    pthread_mutex_lock(&c->lock);
-    if (c->armed) {
-        c->armed = 0;
-        err = doca_pe_clear_notification(c->pe, c->notify);
-        if (err != DOCA_SUCCESS) {
-            drop_handle(c, "clear notification", err);
-        }
-    }
-    progress_until_idle(c);
     gone = gone_locked(c);
     pthread_mutex_unlock(&c->lock);
     return gone;

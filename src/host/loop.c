@@ -4,14 +4,15 @@
  * adaptively: it spins while requests keep coming, then sleeps in growing
  * steps up to SLEEP_MAX_NS, woken early by any channel event.
  *
- * Every session's channel gives an fd to wait on (hmaf__channel_arm): its
- * socket, or for comch the DOCA progress engine's notification handle,
- * armed for the wait. So hmaf_agent_poll sleeps its whole timeout with
- * comch sessions too, and wakes as soon as a dpu side dies. A comch channel
- * whose handle cannot be had is asked hmaf__channel_peer_gone (one
- * doca_pe_progress call) after every wait instead, and while there is one
- * a wait lasts at most SLEEP_MAX_NS, so its dead dpu side is still seen
- * within about a millisecond.
+ * A socket channel gives an fd to wait on (hmaf__channel_arm). A comch
+ * channel has none: DOCA's Comm Channel has no event-triggered
+ * completions, so nothing may sleep on its progress engine's notification
+ * handle. It is asked hmaf__channel_peer_gone (one doca_pe_progress call)
+ * after every wait instead, and while there is one a wait lasts at most
+ * SLEEP_MAX_NS, so its dead dpu side is seen within about a millisecond.
+ * That is no spin: the thread sleeps that long between looks anyway (for
+ * the mailbox, which lives in memory), and hmaf_agent_poll waits again
+ * until its timeout when a look found nothing.
  */
 #include <errno.h>
 #include <poll.h>
@@ -255,10 +256,8 @@ static int64_t at_most(int64_t timeout_ns, int64_t cap_ns)
                                                                   : timeout_ns;
 }
 
-/* A session without an fd is only seen dying by asking: wait briefly. One
- * whose channel must also be looked at now and then (comch: the handle
- * may stay quiet for a hang-up on a card) bounds the wait too, and so
- * does a listener resting for want of fds. */
+/* A session without an fd (comch) is only seen dying by asking: wait
+ * briefly. A listener resting for want of fds bounds the wait too. */
 static int64_t wait_limit(const struct hmaf_agent *a, size_t n,
                           int64_t timeout_ns)
 {
@@ -269,15 +268,9 @@ static int64_t wait_limit(const struct hmaf_agent *a, size_t n,
                              (int64_t)(a->listen_paused_until_ns - now));
     }
     for (size_t k = 0; k < n; k++) {
-        if (a->pmap[k].kind != FD_SESSION) {
-            continue;
+        if (a->pmap[k].kind == FD_SESSION && a->pfds[k].fd < 0) {
+            return at_most(timeout_ns, (int64_t)SLEEP_MAX_NS);
         }
-        timeout_ns = at_most(
-            timeout_ns,
-            a->pfds[k].fd < 0
-                ? (int64_t)SLEEP_MAX_NS
-                : hmaf__channel_max_wait_ns(
-                      &a->sessions[a->pmap[k].index]->channel));
     }
     return timeout_ns;
 }

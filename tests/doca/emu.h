@@ -22,7 +22,9 @@ struct emu_config {
     uint32_t nreps;
     uint64_t max_buf_size;
     uint32_t max_tasks;
-    uint32_t max_msg;
+    uint32_t max_msg;     /* comch: the device's cap */
+    uint32_t default_msg; /* comch: an instance's limit until set */
+    uint32_t max_name;    /* comch: name bytes, NUL included */
     uint32_t fault_dma_every;
     uint32_t fault_stop_after;
     uint32_t fault_disconnect_after;
@@ -126,6 +128,9 @@ struct emu_ctx_ops {
      * lower *wake_ns to the monotonic time it will (a connect retry).
      * Optional: a ctx without sockets has work only in submitted tasks. */
     int (*watch)(struct doca_ctx *ctx, uint64_t *wake_ns);
+    /* Never fires the PE's handle, whatever happens: DOCA's Comm Channel
+     * "does not support event-triggered completions". */
+    int quiet;
 };
 
 struct doca_ctx {

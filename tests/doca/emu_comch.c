@@ -7,6 +7,13 @@
  * payload is captured there; the completion waits for doca_pe_progress.
  * Connections stay allocated until their server is destroyed, so a task
  * or a caller holding one never dangles.
+ *
+ * Orderings DOCA does not rule out, made the rule here so that code must
+ * cope: the client turns RUNNING and receives what came with the server's
+ * accept in one progress call; the server reports a connection one
+ * progress call after accepting it, after its first messages. A link the
+ * server never disconnected stays up for the client after the server
+ * stopped or went away, until this process exits.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -25,12 +32,14 @@
 
 #define MSG_HELLO    'H'
 #define MSG_DATA     'D'
-#define MAX_NAME_LEN 64 /* NUL included */
-#define RETRY_NS     10000000ull
+#define LOOK_NS      10000000ull /* a starting client's looks for the accept */
 #define DRAIN_BUDGET 64 /* messages per connection per progress call */
 
 struct doca_comch_connection {
     int fd; /* -1 once the link is gone */
+    int announced;    /* server: connect callback made */
+    int heard;        /* a message of it was delivered */
+    int disconnected; /* server: doca_comch_server_disconnect called */
     union doca_data user_data;
     struct emu_comch *owner;
     struct doca_comch_connection *next;
@@ -57,7 +66,7 @@ struct doca_comch_server {
 struct doca_comch_client {
     struct emu_comch c;
     struct doca_comch_connection conn;
-    uint64_t next_try_ns;
+    uint64_t look_ns; /* STARTING: next look for the server's accept */
 };
 
 struct doca_comch_task_send {
@@ -106,6 +115,7 @@ static int drain(struct emu_comch *c, struct doca_comch_connection *conn)
             return -1;
         }
         any = 1;
+        conn->heard = 1;
         if (c->recv_cb != NULL) {
             c->recv_cb(&recv_event, c->rx + 1, (uint32_t)(n - 1), conn);
         }
@@ -148,15 +158,21 @@ static doca_error_t comch_init(struct emu_comch *c,
 {
     int n;
 
-    if (strlen(name) >= MAX_NAME_LEN) {
+    const struct emu_config *cfg = emu_config();
+
+    if (strlen(name) >= cfg->max_name) {
         return DOCA_ERROR_INVALID_VALUE;
     }
     c->addr.sun_family = AF_UNIX;
     n = snprintf(c->addr.sun_path + 1, sizeof(c->addr.sun_path) - 1,
                  "doca-emu-comch/%s/%s", pci, name);
     c->addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
-    c->max_msg = emu_config()->max_msg;
-    c->rx_size = (size_t)c->max_msg + 2;
+    /* DOCA uses "a default value" until set_max_msg_size; here it is
+     * smaller than the cap (and than HMAF's WELCOME), so code that never
+     * sets it fails here rather than on a card. */
+    c->max_msg =
+        cfg->default_msg < cfg->max_msg ? cfg->default_msg : cfg->max_msg;
+    c->rx_size = (size_t)cfg->max_msg + 2;
     c->rx = malloc(c->rx_size);
     if (c->rx == NULL) {
         return DOCA_ERROR_NO_MEMORY;
@@ -252,7 +268,10 @@ static doca_error_t server_start(struct doca_ctx *ctx)
     return DOCA_SUCCESS;
 }
 
-/* No disconnect callbacks: the application asked for the stop. */
+/* No disconnect callbacks: the application asked for the stop. Only
+ * doca_comch_server_disconnect tells a client: a link not disconnected is
+ * left open (never closed here, so the client believes it is connected
+ * until this process exits). */
 static void server_stop(struct doca_ctx *ctx)
 {
     struct doca_comch_server *s = (struct doca_comch_server *)ctx;
@@ -260,7 +279,10 @@ static void server_stop(struct doca_ctx *ctx)
     close(s->listen_fd);
     s->listen_fd = -1;
     for (struct doca_comch_connection *c = s->conns; c != NULL; c = c->next) {
-        close_link(c);
+        if (c->disconnected) {
+            close_link(c);
+        }
+        c->fd = -1;
     }
 }
 
@@ -279,63 +301,68 @@ static int accept_one(struct doca_comch_server *s)
         close(fd);
         return 1;
     }
+    /* Reported in the next progress call, after its first messages. */
     *conn = (struct doca_comch_connection){
         .fd = fd, .owner = &s->c, .next = s->conns};
     s->conns = conn;
-    /* Accepted while armed: its messages must fire the handle too, and
-     * the listening socket (one-shot, it fired) waits for the next. */
-    emu_pe_watch(s->c.ctx.pe, fd);
-    emu_pe_watch(s->c.ctx.pe, s->listen_fd);
-    if (s->connect_cb != NULL) {
-        s->connect_cb(&conn_event, conn, 1);
-    }
     return 1;
+}
+
+static void announce(struct doca_comch_server *s,
+                     struct doca_comch_connection *c)
+{
+    c->announced = 1;
+    if (s->connect_cb != NULL) {
+        s->connect_cb(&conn_event, c, 1);
+    }
+}
+
+/* Messages and hang-ups on a link; then a connection accepted in an
+ * earlier call is reported. One that dropped before it was reported is
+ * reported, then its disconnection, only if its messages came. */
+static int serve_link(struct doca_comch_server *s,
+                      struct doca_comch_connection *c)
+{
+    int r = c->fd >= 0 ? drain(&s->c, c) : 0;
+
+    if (r < 0 && c->fd >= 0) {
+        close_link(c);
+        if (!c->announced && c->heard) {
+            announce(s, c);
+        }
+        if (c->announced && s->disconnect_cb != NULL) {
+            s->disconnect_cb(&conn_event, c, 1);
+        }
+    }
+    if (!c->announced && c->fd >= 0) {
+        announce(s, c);
+        r = 1;
+    }
+    return r != 0;
 }
 
 static int server_progress(struct doca_ctx *ctx)
 {
     struct doca_comch_server *s = (struct doca_comch_server *)ctx;
-    int any;
+    int any = 0;
 
     if (ctx->state != DOCA_CTX_STATE_RUNNING) {
         return 0;
     }
-    any = accept_one(s);
     for (struct doca_comch_connection *c = s->conns; c != NULL; c = c->next) {
-        int r = c->fd >= 0 ? drain(&s->c, c) : 0;
-
-        if (r < 0 && c->fd >= 0) {
-            close_link(c);
-            if (s->disconnect_cb != NULL) {
-                s->disconnect_cb(&conn_event, c, 1);
-            }
-        }
-        any |= r != 0;
+        any |= serve_link(s, c);
     }
-    return any;
+    return accept_one(s) | any;
 }
 
-/* Arrivals on the listening socket and messages or hang-ups on the links
- * are all the work a server gets by itself. */
-static int server_watch(struct doca_ctx *ctx, uint64_t *wake_ns)
-{
-    struct doca_comch_server *s = (struct doca_comch_server *)ctx;
-
-    (void)wake_ns;
-    emu_pe_watch(ctx->pe, s->listen_fd);
-    for (struct doca_comch_connection *c = s->conns; c != NULL; c = c->next) {
-        emu_pe_watch(ctx->pe, c->fd);
-    }
-    return 0;
-}
-
+/* No watch op: comch never fires the PE's handle. */
 static const struct emu_ctx_ops server_ops = {
     .start = server_start,
     .stop = server_stop,
     .progress = server_progress,
     .submit = comch_submit,
     .complete = comch_complete,
-    .watch = server_watch,
+    .quiet = 1,
 };
 
 doca_error_t doca_comch_server_create(struct doca_dev *dev,
@@ -450,6 +477,7 @@ doca_comch_server_disconnect(struct doca_comch_server *comch_server,
         return DOCA_ERROR_NOT_CONNECTED;
     }
     shutdown(connection->fd, SHUT_RDWR);
+    connection->disconnected = 1;
     return DOCA_SUCCESS;
 }
 
@@ -463,12 +491,20 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* One connect attempt, now: a client started before its server listens is
+ * refused (it goes IDLE in the next progress call), as on a card; trying
+ * again is the application's business. */
 static doca_error_t client_start(struct doca_ctx *ctx)
 {
     struct doca_comch_client *cl = (struct doca_comch_client *)ctx;
 
-    cl->conn.fd = -1;
-    cl->next_try_ns = 0;
+    cl->look_ns = now_ns() + LOOK_NS;
+    cl->conn.fd =
+        socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (cl->conn.fd >= 0 && connect(cl->conn.fd, (struct sockaddr *)&cl->c.addr,
+                                    cl->c.addr_len) != 0) {
+        close_link(&cl->conn);
+    }
     return DOCA_ERROR_IN_PROGRESS;
 }
 
@@ -477,37 +513,33 @@ static void client_stop(struct doca_ctx *ctx)
     close_link(&((struct doca_comch_client *)ctx)->conn);
 }
 
-/* STARTING: connect (again every RETRY_NS until a server listens), then
- * wait for the server's HELLO. */
+/* STARTING: look for the server's HELLO now and then. Refused (nobody
+ * listened, or the server went before accepting): IDLE. Accepted: RUNNING,
+ * and what the server sent since comes in the same call. */
 static int client_connect(struct doca_comch_client *cl)
 {
     uint8_t hello = 0;
 
-    if (cl->conn.fd < 0) {
-        if (now_ns() < cl->next_try_ns) {
+    if (cl->conn.fd >= 0) {
+        if (now_ns() < cl->look_ns) {
             return 0;
         }
-        cl->next_try_ns = now_ns() + RETRY_NS;
-        cl->conn.fd =
-            socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (cl->conn.fd >= 0 &&
-            connect(cl->conn.fd, (struct sockaddr *)&cl->c.addr,
-                    cl->c.addr_len) != 0) {
-            close_link(&cl->conn);
-        }
-        if (cl->conn.fd < 0) {
+        cl->look_ns = now_ns() + LOOK_NS;
+        if (recv(cl->conn.fd, &hello, 1, MSG_DONTWAIT) < 0 &&
+            (errno == EAGAIN || errno == EWOULDBLOCK)) {
             return 0;
         }
-    }
-    if (recv(cl->conn.fd, &hello, 1, MSG_DONTWAIT) < 0 &&
-        (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        return 0;
     }
     if (hello != MSG_HELLO) {
-        close_link(&cl->conn); /* refused before accepting: try again */
-        return 0;
+        close_link(&cl->conn);
+        emu_ctx_wind_down(&cl->c.ctx);
+        return 1;
     }
     emu_ctx_set_state(&cl->c.ctx, DOCA_CTX_STATE_RUNNING);
+    if (drain(&cl->c, &cl->conn) < 0) {
+        close_link(&cl->conn);
+        emu_ctx_wind_down(&cl->c.ctx);
+    }
     return 1;
 }
 
@@ -530,35 +562,13 @@ static int client_progress(struct doca_ctx *ctx)
     return r != 0;
 }
 
-/* Connected (or waiting for the server's HELLO), the link is the work;
- * before that, the next connect attempt is. */
-static int client_watch(struct doca_ctx *ctx, uint64_t *wake_ns)
-{
-    struct doca_comch_client *cl = (struct doca_comch_client *)ctx;
-
-    if (cl->conn.fd >= 0) {
-        emu_pe_watch(ctx->pe, cl->conn.fd);
-        return 0;
-    }
-    if (ctx->state != DOCA_CTX_STATE_STARTING) {
-        return 0;
-    }
-    if (now_ns() >= cl->next_try_ns) {
-        return 1;
-    }
-    if (cl->next_try_ns < *wake_ns) {
-        *wake_ns = cl->next_try_ns;
-    }
-    return 0;
-}
-
 static const struct emu_ctx_ops client_ops = {
     .start = client_start,
     .stop = client_stop,
     .progress = client_progress,
     .submit = comch_submit,
     .complete = comch_complete,
-    .watch = client_watch,
+    .quiet = 1,
 };
 
 doca_error_t doca_comch_client_create(struct doca_dev *dev, const char *name,
@@ -686,7 +696,7 @@ doca_error_t doca_comch_cap_get_max_name_len(const struct doca_devinfo *devinfo,
                                              uint32_t *max_name_len)
 {
     (void)devinfo;
-    *max_name_len = MAX_NAME_LEN;
+    *max_name_len = emu_config()->max_name;
     return DOCA_SUCCESS;
 }
 

@@ -156,6 +156,9 @@ static void load_config(void)
     c->max_buf_size = env_u64("DOCA_EMU_MAX_BUF_SIZE", 1u << 20);
     c->max_tasks = (uint32_t)env_u64("DOCA_EMU_MAX_TASKS", 1024);
     c->max_msg = (uint32_t)env_u64("DOCA_EMU_COMCH_MAX_MSG", 4080);
+    c->default_msg = (uint32_t)env_u64("DOCA_EMU_COMCH_DEFAULT_MSG", 512);
+    /* 80 at most: the name must fit the emulation's socket address. */
+    c->max_name = (uint32_t)env_u64_in("DOCA_EMU_COMCH_MAX_NAME", 64, 2, 80);
     c->fault_dma_every = (uint32_t)env_u64("DOCA_EMU_FAULT_DMA_EVERY", 0);
     c->fault_stop_after = (uint32_t)env_u64("DOCA_EMU_FAULT_STOP_AFTER", 0);
     c->fault_disconnect_after =

@@ -8,7 +8,8 @@
  * the contexts' sockets (one-shot, so a socket that fired stays quiet until
  * the next arm) and always a timerfd, which stands for every other kind of
  * work: set to a past time it fires at once (a task waits), set to a
- * future one it fires then (a comch client's next connect attempt).
+ * future one it fires then. A quiet context (comch) takes no part: its
+ * tasks, events and stops never fire the handle.
  * Clearing drops the sockets and disarms the timer, so nothing fires until
  * the next arm.
  */
@@ -126,9 +127,15 @@ void emu_pe_watch(struct doca_pe *pe, int fd)
  * time). A clear ignores both. */
 static int watch_all(struct doca_pe *pe, uint64_t *wake_ns)
 {
-    int due = pe->head != NULL;
+    int due = 0;
 
+    for (struct doca_task *t = pe->head; t != NULL && !due; t = t->next) {
+        due = !t->ctx->ops->quiet;
+    }
     for (struct doca_ctx *c = pe->ctxs; c != NULL; c = c->pe_next) {
+        if (c->ops->quiet) {
+            continue;
+        }
         if (c->state == DOCA_CTX_STATE_STOPPING && c->allocated == 0) {
             due = 1; /* turns IDLE in the next progress */
         }
@@ -415,7 +422,9 @@ doca_error_t doca_task_submit(struct doca_task *task)
         pe->head = task;
     }
     pe->tail = task;
-    emu_pe_kick(pe);
+    if (!ctx->ops->quiet) {
+        emu_pe_kick(pe);
+    }
     return DOCA_SUCCESS;
 }
 
@@ -435,7 +444,8 @@ void doca_task_free(struct doca_task *task)
     task->next = ctx->free_tasks;
     ctx->free_tasks = task;
     ctx->allocated--;
-    if (ctx->state == DOCA_CTX_STATE_STOPPING && ctx->allocated == 0) {
+    if (ctx->state == DOCA_CTX_STATE_STOPPING && ctx->allocated == 0 &&
+        !ctx->ops->quiet) {
         emu_pe_kick(ctx->pe); /* the next progress turns it IDLE */
     }
 }

@@ -636,6 +636,7 @@ struct chan {
     struct doca_comch_client *cli;
     struct doca_comch_connection *peer; /* the server's view */
     int connects, disconnects, sent, send_errors, client_state;
+    int connects_at_recv; /* connects when the latest message came */
     char got[8192];
     uint32_t got_len;
 };
@@ -662,6 +663,7 @@ static void on_recv(struct doca_comch_event_msg_recv *ev, uint8_t *buf,
     CHECK(len <= sizeof(the_chan->got));
     memcpy(the_chan->got, buf, len);
     the_chan->got_len = len;
+    the_chan->connects_at_recv = the_chan->connects;
 }
 
 static void on_connect(struct doca_comch_event_connection_status_changed *ev,
@@ -680,6 +682,14 @@ static void on_disconnect(struct doca_comch_event_connection_status_changed *ev,
     (void)ok;
     CHECK(conn == the_chan->peer);
     the_chan->disconnects++;
+}
+
+static uint32_t max_msg_cap(struct doca_dev *dev)
+{
+    uint32_t cap;
+
+    DOCA_OK(doca_comch_cap_get_max_msg_size(doca_dev_as_devinfo(dev), &cap));
+    return cap;
 }
 
 static void on_client_state(const union doca_data ud, struct doca_ctx *ctx,
@@ -717,6 +727,8 @@ static void server_create(struct chan *c, const char *name)
     DOCA_OK(doca_comch_server_event_msg_recv_register(c->srv, on_recv));
     DOCA_OK(doca_comch_server_event_connection_status_changed_register(
         c->srv, on_connect, on_disconnect));
+    DOCA_OK(
+        doca_comch_server_set_max_msg_size(c->srv, max_msg_cap(c->dpu_dev)));
 }
 
 /* The client on pe, configured, not started. */
@@ -729,6 +741,8 @@ static void client_create(struct chan *c, struct doca_pe *pe,
                                           on_client_state));
     DOCA_OK(doca_comch_client_task_send_set_conf(c->cli, on_send, on_send, 4));
     DOCA_OK(doca_comch_client_event_msg_recv_register(c->cli, on_recv));
+    DOCA_OK(
+        doca_comch_client_set_max_msg_size(c->cli, max_msg_cap(c->host_dev)));
 }
 
 static void chan_open(struct chan *c, const char *name)
@@ -920,8 +934,7 @@ static void test_notify_tasks(void)
     dpu_close(&d);
 }
 
-/* Server and client on a PE each, so one's sends never wake the other's
- * handle; neither is started. */
+/* Server and client on a PE each; neither is started. */
 static void split_chan_open(struct chan *c, struct doca_pe **cli_pe,
                             const char *name)
 {
@@ -962,40 +975,16 @@ static void server_send(struct chan *c, const char *msg)
     DOCA_OK(doca_task_submit(doca_comch_task_send_as_task(t)));
 }
 
-/* Wait on pe's handle for one wake-up, then clear and progress. */
-static void wake_and_progress(struct doca_pe *pe, doca_notification_handle_t h)
+/* Both handles armed; neither may turn readable. */
+static void check_quiet(doca_notification_handle_t srv_h,
+                        doca_notification_handle_t cli_h)
 {
-    DOCA_OK(doca_pe_request_notification(pe));
-    CHECK(readable(h, 1000));
-    DOCA_OK(doca_pe_clear_notification(pe, h));
-    progress_until_idle(pe);
-}
-
-/* The connect: a due retry wakes the client, the connection the server,
- * the server's HELLO the client. */
-static void notify_connect(struct chan *c, struct doca_pe *cli_pe,
-                           doca_notification_handle_t srv_h,
-                           doca_notification_handle_t cli_h)
-{
-    CHECK_DOCA(doca_ctx_start(doca_comch_client_as_ctx(c->cli)),
-               DOCA_ERROR_IN_PROGRESS);
-    progress_until_idle(cli_pe); /* nobody listens: retry later */
-    DOCA_OK(doca_pe_request_notification(cli_pe));
+    CHECK(!readable(srv_h, 20));
     CHECK(!readable(cli_h, 0));
-    CHECK(readable(cli_h, 1000)); /* the retry is due */
-    DOCA_OK(doca_pe_clear_notification(cli_pe, cli_h));
-    DOCA_OK(doca_ctx_start(doca_comch_server_as_ctx(c->srv)));
-    while (c->client_state != DOCA_CTX_STATE_RUNNING) {
-        wake_and_progress(cli_pe, cli_h);
-        if (c->connects == 0) {
-            wake_and_progress(c->pe, srv_h);
-        }
-    }
-    CHECK_EQ(c->connects, 1);
 }
 
-/* Messages and a hang-up wake the receiving side's armed handle, also
- * when they came before the arm; a cleared handle stays quiet. */
+/* Comch never fires a handle: not for a connection, messages either way,
+ * send completions or a hang-up; progress alone sees them. */
 static void test_notify_comch(void)
 {
     doca_notification_handle_t srv_h, cli_h;
@@ -1007,81 +996,252 @@ static void test_notify_comch(void)
     split_chan_open(&c, &cli_pe, name);
     DOCA_OK(doca_pe_get_notification_handle(c.pe, &srv_h));
     DOCA_OK(doca_pe_get_notification_handle(cli_pe, &cli_h));
-    CHECK(srv_h != cli_h);
-    notify_connect(&c, cli_pe, srv_h, cli_h);
-
+    DOCA_OK(doca_pe_request_notification(c.pe));
+    DOCA_OK(doca_pe_request_notification(cli_pe));
+    DOCA_OK(doca_ctx_start(doca_comch_server_as_ctx(c.srv)));
+    CHECK_DOCA(doca_ctx_start(doca_comch_client_as_ctx(c.cli)),
+               DOCA_ERROR_IN_PROGRESS);
+    check_quiet(srv_h, cli_h); /* a connection waits to be accepted */
+    while (c.client_state != DOCA_CTX_STATE_RUNNING || c.connects == 0) {
+        progress_until_idle(cli_pe);
+        progress_until_idle(c.pe);
+    }
     client_send(&c, "a");
-    CHECK(!readable(srv_h, 20)); /* never armed */
-    DOCA_OK(doca_pe_request_notification(c.pe));
-    CHECK(readable(srv_h, 0)); /* "a" came before the arm */
-    DOCA_OK(doca_pe_clear_notification(c.pe, srv_h));
-    progress_until_idle(c.pe);
-    CHECK(c.got_len == 1 && c.got[0] == 'a');
-
-    DOCA_OK(doca_pe_request_notification(c.pe));
-    CHECK(!readable(srv_h, 20));
-    client_send(&c, "b");
-    CHECK(readable(srv_h, 1000));
-    DOCA_OK(doca_pe_clear_notification(c.pe, srv_h));
-    client_send(&c, "c");
-    CHECK(!readable(srv_h, 20)); /* cleared */
-    progress_until_idle(c.pe);
-    CHECK(c.got_len == 1 && c.got[0] == 'c');
-
-    progress_until_idle(cli_pe); /* the sends complete */
-    CHECK_EQ(c.sent, 3);
-    DOCA_OK(doca_pe_request_notification(cli_pe));
-    DOCA_OK(doca_pe_clear_notification(cli_pe, cli_h));
-    server_send(&c, "d");
-    CHECK(!readable(cli_h, 20));      /* armed once, cleared since */
-    wake_and_progress(cli_pe, cli_h); /* "d" came before this arm */
-    CHECK(c.got_len == 1 && c.got[0] == 'd');
-    progress_until_idle(c.pe); /* the send completes */
-
-    DOCA_OK(doca_pe_request_notification(cli_pe));
-    CHECK(!readable(cli_h, 20));
+    server_send(&c, "b");
+    check_quiet(srv_h, cli_h);
+    while (c.sent < 2) {
+        progress_until_idle(cli_pe);
+        progress_until_idle(c.pe);
+    }
+    CHECK_EQ(c.got_len, 1);
     DOCA_OK(doca_comch_server_disconnect(c.srv, c.peer));
-    CHECK(readable(cli_h, 1000));
+    check_quiet(srv_h, cli_h);
+    while (c.client_state != DOCA_CTX_STATE_IDLE || c.disconnects == 0) {
+        progress_until_idle(cli_pe);
+        progress_until_idle(c.pe);
+    }
+    check_quiet(srv_h, cli_h);
+    DOCA_OK(doca_pe_clear_notification(c.pe, srv_h));
     DOCA_OK(doca_pe_clear_notification(cli_pe, cli_h));
-    progress_until_idle(cli_pe);
-    CHECK_EQ(c.client_state, DOCA_CTX_STATE_IDLE);
-    wake_and_progress(c.pe, srv_h);
-    CHECK_EQ(c.disconnects, 1);
-
     DOCA_OK(doca_ctx_stop(doca_comch_server_as_ctx(c.srv)));
     split_chan_close(&c, cli_pe);
 }
 
-/* A connection the server accepts while its handle is armed (progress
- * after the arm, as DOCA's flow has it) is watched from then on: the
- * client's first message fires the handle. */
-static void test_notify_accept_armed(void)
+/* The limits: a message size smaller than the cap until set, and the
+ * name length cap. */
+static void test_comch_limits(void)
 {
-    doca_notification_handle_t srv_h;
+    static char big[4080];
+    char name[96];
+    struct doca_comch_client *cli;
+    struct doca_comch_connection *conn;
+    struct doca_comch_task_send *t;
     struct doca_pe *cli_pe;
-    char name[64];
     struct chan c;
+    uint32_t max, cap;
 
-    snprintf(name, sizeof(name), "emu-accept-%d", (int)getpid());
+    snprintf(name, sizeof(name), "emu-limits-%d", (int)getpid());
     split_chan_open(&c, &cli_pe, name);
-    DOCA_OK(doca_pe_get_notification_handle(c.pe, &srv_h));
+    cap = max_msg_cap(c.host_dev);
+    CHECK_EQ(cap, 4080);
+    DOCA_OK(doca_comch_client_create(c.host_dev, name, &cli));
+    DOCA_OK(doca_comch_client_get_max_msg_size(cli, &max));
+    CHECK_EQ(max, 512); /* the default, not the cap */
+    CHECK_DOCA(doca_comch_client_set_max_msg_size(cli, cap + 1),
+               DOCA_ERROR_INVALID_VALUE);
+    DOCA_OK(doca_comch_client_destroy(cli));
+
+    /* The server keeps the default: a message past it drops the link. */
+    DOCA_OK(doca_comch_server_destroy(c.srv));
+    DOCA_OK(doca_comch_server_create(c.dpu_dev, c.rep, name, &c.srv));
+    DOCA_OK(doca_pe_connect_ctx(c.pe, doca_comch_server_as_ctx(c.srv)));
+    DOCA_OK(doca_comch_server_task_send_set_conf(c.srv, on_send, on_send, 4));
+    DOCA_OK(doca_comch_server_event_msg_recv_register(c.srv, on_recv));
+    DOCA_OK(doca_comch_server_event_connection_status_changed_register(
+        c.srv, on_connect, on_disconnect));
     DOCA_OK(doca_ctx_start(doca_comch_server_as_ctx(c.srv)));
-    DOCA_OK(doca_pe_request_notification(c.pe));
     CHECK_DOCA(doca_ctx_start(doca_comch_client_as_ctx(c.cli)),
                DOCA_ERROR_IN_PROGRESS);
     while (c.client_state != DOCA_CTX_STATE_RUNNING || c.connects == 0) {
         progress_until_idle(cli_pe);
-        progress_until_idle(c.pe); /* accepts, still armed */
+        progress_until_idle(c.pe);
     }
-    (void)readable(srv_h, 0); /* the connection itself may have fired it */
-    client_send(&c, "x");
-    CHECK(readable(srv_h, 1000));
-    DOCA_OK(doca_pe_clear_notification(c.pe, srv_h));
-    progress_until_idle(c.pe);
-    CHECK(c.got_len == 1 && c.got[0] == 'x');
+    CHECK_DOCA(
+        doca_comch_server_task_send_alloc_init(c.srv, c.peer, big, 513, &t),
+        DOCA_ERROR_INVALID_VALUE);
+    DOCA_OK(doca_comch_client_get_connection(c.cli, &conn));
+    DOCA_OK(doca_comch_client_task_send_alloc_init(c.cli, conn, big, 513, &t));
+    DOCA_OK(doca_task_submit(doca_comch_task_send_as_task(t)));
+    while (c.disconnects == 0 || c.client_state != DOCA_CTX_STATE_IDLE) {
+        progress_until_idle(cli_pe);
+        progress_until_idle(c.pe);
+    }
+    DOCA_OK(doca_ctx_stop(doca_comch_server_as_ctx(c.srv)));
+    split_chan_close(&c, cli_pe);
+
+    /* Names: 63 bytes and a NUL fit the default cap of 64, 64 do not. */
+    memset(name, 'n', sizeof(name));
+    name[64] = '\0';
+    c.host_dev = open_dev(HOST_PCI);
+    CHECK_DOCA(doca_comch_client_create(c.host_dev, name, &cli),
+               DOCA_ERROR_INVALID_VALUE);
+    name[63] = '\0';
+    DOCA_OK(doca_comch_client_create(c.host_dev, name, &cli));
+    DOCA_OK(doca_comch_client_destroy(cli));
+    setenv("DOCA_EMU_COMCH_MAX_NAME", "80", 1);
+    doca_emu_reset();
+    DOCA_OK(
+        doca_comch_cap_get_max_name_len(doca_dev_as_devinfo(c.host_dev), &max));
+    CHECK_EQ(max, 80);
+    memset(name, 'n', 79);
+    name[79] = '\0';
+    DOCA_OK(doca_comch_client_create(c.host_dev, name, &cli));
+    DOCA_OK(doca_comch_client_destroy(cli));
+    unsetenv("DOCA_EMU_COMCH_MAX_NAME");
+    doca_emu_reset();
+    DOCA_OK(doca_dev_close(c.host_dev));
+}
+
+/* A client started before its server is refused (IDLE), not kept waiting;
+ * started again once the server listens, it connects. */
+static void test_comch_refused(void)
+{
+    struct doca_pe *cli_pe;
+    char name[64];
+    struct chan c;
+
+    snprintf(name, sizeof(name), "emu-refused-%d", (int)getpid());
+    split_chan_open(&c, &cli_pe, name);
+    CHECK_DOCA(doca_ctx_start(doca_comch_client_as_ctx(c.cli)),
+               DOCA_ERROR_IN_PROGRESS);
+    progress_until_idle(cli_pe);
+    CHECK_EQ(c.client_state, DOCA_CTX_STATE_IDLE);
+    DOCA_OK(doca_ctx_start(doca_comch_server_as_ctx(c.srv)));
+    progress_until_idle(cli_pe);
+    CHECK_EQ(c.client_state, DOCA_CTX_STATE_IDLE); /* stays refused */
+    CHECK_DOCA(doca_ctx_start(doca_comch_client_as_ctx(c.cli)),
+               DOCA_ERROR_IN_PROGRESS);
+    while (c.client_state != DOCA_CTX_STATE_RUNNING || c.connects == 0) {
+        progress_until_idle(cli_pe);
+        progress_until_idle(c.pe);
+    }
+    DOCA_OK(doca_comch_server_disconnect(c.srv, c.peer));
+    while (c.client_state != DOCA_CTX_STATE_IDLE) {
+        progress_until_idle(cli_pe);
+    }
+    DOCA_OK(doca_ctx_stop(doca_comch_server_as_ctx(c.srv)));
+    split_chan_close(&c, cli_pe);
+}
+
+/* The orderings code must cope with: the client receives the server's
+ * first message in the progress call that turns it RUNNING, and the
+ * server a client's first message before the connection is reported. */
+static void test_comch_orderings(void)
+{
+    struct doca_comch_client *cli2;
+    struct doca_comch_connection *conn;
+    struct doca_comch_task_send *t;
+    struct doca_pe *cli_pe;
+    char name[64];
+    struct chan c;
+    enum doca_ctx_states st = DOCA_CTX_STATE_STARTING;
+
+    snprintf(name, sizeof(name), "emu-order-%d", (int)getpid());
+    split_chan_open(&c, &cli_pe, name);
+    DOCA_OK(doca_ctx_start(doca_comch_server_as_ctx(c.srv)));
+    CHECK_DOCA(doca_ctx_start(doca_comch_client_as_ctx(c.cli)),
+               DOCA_ERROR_IN_PROGRESS);
+    doca_pe_progress(c.pe); /* accepts */
+    CHECK_EQ(c.connects, 0);
+    doca_pe_progress(c.pe); /* reports it */
+    CHECK_EQ(c.connects, 1);
+    server_send(&c, "first");
+    c.got_len = 0;
+    while (c.client_state != DOCA_CTX_STATE_RUNNING) {
+        CHECK_EQ(c.got_len, 0);
+        doca_pe_progress(cli_pe);
+    }
+    CHECK_EQ(c.got_len, 5); /* in the call that turned it RUNNING */
+
+    /* A second client's first message reaches the server before the
+     * connection is reported. */
+    DOCA_OK(doca_comch_client_create(c.host_dev, name, &cli2));
+    DOCA_OK(doca_pe_connect_ctx(cli_pe, doca_comch_client_as_ctx(cli2)));
+    DOCA_OK(doca_comch_client_task_send_set_conf(cli2, on_send, on_send, 4));
+    DOCA_OK(doca_comch_client_event_msg_recv_register(cli2, on_recv));
+    CHECK_DOCA(doca_ctx_start(doca_comch_client_as_ctx(cli2)),
+               DOCA_ERROR_IN_PROGRESS);
+    doca_pe_progress(c.pe); /* accepts cli2 */
+    while (st != DOCA_CTX_STATE_RUNNING) {
+        doca_pe_progress(cli_pe);
+        DOCA_OK(doca_ctx_get_state(doca_comch_client_as_ctx(cli2), &st));
+    }
+    DOCA_OK(doca_comch_client_get_connection(cli2, &conn));
+    DOCA_OK(doca_comch_client_task_send_alloc_init(cli2, conn, "x", 1, &t));
+    DOCA_OK(doca_task_submit(doca_comch_task_send_as_task(t)));
+    c.got_len = 0;
+    doca_pe_progress(c.pe);
+    CHECK_EQ(c.got_len, 1);
+    CHECK_EQ(c.connects_at_recv, 1); /* cli2's not reported yet */
+    CHECK_EQ(c.connects, 2);
+
+    /* cli2 again, gone before its new connection was reported: its
+     * message, then the connection, then its end. */
+    progress_until_idle(cli_pe);
+    doca_ctx_stop(doca_comch_client_as_ctx(cli2));
+    progress_until_idle(c.pe); /* the server sees cli2 go */
+    CHECK_EQ(c.disconnects, 1);
+    CHECK_DOCA(doca_ctx_start(doca_comch_client_as_ctx(cli2)),
+               DOCA_ERROR_IN_PROGRESS);
+    doca_pe_progress(c.pe); /* accepts */
+    st = DOCA_CTX_STATE_STARTING;
+    while (st != DOCA_CTX_STATE_RUNNING) {
+        doca_pe_progress(cli_pe);
+        DOCA_OK(doca_ctx_get_state(doca_comch_client_as_ctx(cli2), &st));
+    }
+    DOCA_OK(doca_comch_client_get_connection(cli2, &conn));
+    DOCA_OK(doca_comch_client_task_send_alloc_init(cli2, conn, "y", 1, &t));
+    DOCA_OK(doca_task_submit(doca_comch_task_send_as_task(t)));
+    progress_until_idle(cli_pe);
+    doca_ctx_stop(doca_comch_client_as_ctx(cli2));
+    c.got_len = 0;
+    doca_pe_progress(c.pe);
+    CHECK(c.got_len == 1 && c.got[0] == 'y');
+    CHECK_EQ(c.connects_at_recv, 2);
+    CHECK_EQ(c.connects, 3);
+    CHECK_EQ(c.disconnects, 2);
     progress_until_idle(cli_pe);
     doca_ctx_stop(doca_comch_client_as_ctx(c.cli));
+    progress_until_idle(cli_pe);
+    DOCA_OK(doca_comch_client_destroy(cli2));
     DOCA_OK(doca_ctx_stop(doca_comch_server_as_ctx(c.srv)));
+    split_chan_close(&c, cli_pe);
+}
+
+/* Only doca_comch_server_disconnect tells the client: a server stopped
+ * without it leaves the client RUNNING. */
+static void test_comch_stop_needs_disconnect(void)
+{
+    struct doca_pe *cli_pe;
+    char name[64];
+    struct chan c;
+
+    snprintf(name, sizeof(name), "emu-stop-%d", (int)getpid());
+    split_chan_open(&c, &cli_pe, name);
+    DOCA_OK(doca_ctx_start(doca_comch_server_as_ctx(c.srv)));
+    CHECK_DOCA(doca_ctx_start(doca_comch_client_as_ctx(c.cli)),
+               DOCA_ERROR_IN_PROGRESS);
+    while (c.client_state != DOCA_CTX_STATE_RUNNING || c.connects == 0) {
+        progress_until_idle(cli_pe);
+        progress_until_idle(c.pe);
+    }
+    DOCA_OK(doca_ctx_stop(doca_comch_server_as_ctx(c.srv)));
+    for (int i = 0; i < 20; i++) {
+        progress_until_idle(cli_pe);
+        usleep(1000);
+    }
+    CHECK_EQ(c.client_state, DOCA_CTX_STATE_RUNNING);
+    DOCA_OK(doca_ctx_stop(doca_comch_client_as_ctx(c.cli)));
     split_chan_close(&c, cli_pe);
 }
 
@@ -1096,8 +1256,11 @@ int main(void)
     test_counters();
     test_cross_process();
     test_comch();
+    test_comch_limits();
+    test_comch_refused();
+    test_comch_orderings();
+    test_comch_stop_needs_disconnect();
     test_notify_tasks();
-    test_notify_accept_armed();
     test_notify_comch();
     return 0;
 }

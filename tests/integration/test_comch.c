@@ -14,7 +14,14 @@
  *     its imports and gone;
  *   - the dpu side is killed: the host's agent (this process now) closes
  *     the session within 1 s, polled or threaded, and a polled agent with
- *     nothing to do sleeps its whole timeout on the notification handle.
+ *     nothing to do still lasts its whole timeout (it asks the channel,
+ *     which has no fd, between short waits);
+ *   - what a card does that the emulation enforces: the host dials before
+ *     the dpu side listens (refused, so only retrying connects) and times
+ *     out when nobody ever listens; an instance's default message size is
+ *     too small for the WELCOME until set; the HELLO arrives in the progress
+ *     call that turns the host's client RUNNING; a dpu side's close reaches
+ *     the host only by disconnect; names are as long as the device says.
  * Where the host is the child, the dpu side is its parent, as the
  * emulation's DMA needs where Yama is strict.
  */
@@ -34,6 +41,7 @@
 #include <doca_emu.h>
 #include <hmaf/hmaf.h>
 
+#include "channel/channel.h"
 #include "check.h"
 #include "util/clock.h"
 
@@ -415,8 +423,8 @@ static char dpu_report(hmaf_agent_t *agent, int threaded, int report_fd)
 }
 
 /* With a comch session and nothing to do, a poll lasts its whole timeout:
- * the agent sleeps on the channel's notification handle instead of
- * looking every millisecond. */
+ * the channel has no fd, so the agent asks it between short waits, and
+ * goes on waiting while it finds nothing. */
 static void check_idle_poll(hmaf_agent_t *agent)
 {
     uint64_t start = hmaf__now_ns();
@@ -464,21 +472,146 @@ static void check_dpu_death(int threaded)
     hmaf_agent_destroy(agent);
 }
 
-/* A HELLO larger than the channel's max message size is not sent. */
+/* A device whose messages cannot hold the handshake: both sides say so at
+ * once, before any message. */
 static void check_message_limit(void)
 {
+    hmaf_agent_params_t ap;
+    hmaf_agent_t *agent;
     hmaf_session_t *s;
-    pid_t host;
 
     set_fault("DOCA_EMU_COMCH_MAX_MSG", "64");
+    CHECK_ERR(open_dpu(&s), HMAF_ENOSPC);
+    hmaf_agent_params_init(&ap);
+    ap.engine = "doca";
+    CHECK_OK(hmaf_agent_create(&ap, &agent));
+    CHECK_ERR(hmaf_agent_dial(agent, host_address, 5000), HMAF_ENOSPC);
+    hmaf_agent_destroy(agent);
+    set_fault("DOCA_EMU_COMCH_MAX_MSG", NULL);
+}
+
+/* Names: the device's cap (NUL included) decides, at listen and dial. */
+static void check_names(void)
+{
+    char name[80], address[160];
+    struct hmaf_listener *l;
+    hmaf_agent_params_t ap;
+    hmaf_agent_t *agent;
+    hmaf_session_params_t p;
+    hmaf_session_t *s;
+
+    memset(name, 'n', 64);
+    name[64] = '\0'; /* one byte too many for the default cap of 64 */
+    hmaf_session_params_init(&p);
+    p.engine = "doca";
+    p.listen = 1;
+    p.address = address;
+    snprintf(address, sizeof(address), "comch:%s@%s/%s", name, DPU_PCI,
+             HOST_PCI);
+    CHECK_ERR(hmaf_session_create(&p, &s), HMAF_EINVAL);
+    hmaf_agent_params_init(&ap);
+    ap.engine = "doca";
+    CHECK_OK(hmaf_agent_create(&ap, &agent));
+    snprintf(address, sizeof(address), "comch:%s@%s", name, HOST_PCI);
+    CHECK_ERR(hmaf_agent_dial(agent, address, 100), HMAF_EINVAL);
+    hmaf_agent_destroy(agent);
+
+    /* A device that takes longer names: not cut at a number of our own. */
+    set_fault("DOCA_EMU_COMCH_MAX_NAME", "80");
+    snprintf(address, sizeof(address), "comch:%s-%d@%s/%s", name, (int)getpid(),
+             DPU_PCI, HOST_PCI);
+    CHECK_OK(hmaf__listener_open(address, &l));
+    hmaf__listener_close(l);
+    set_fault("DOCA_EMU_COMCH_MAX_NAME", NULL);
+}
+
+/* Nobody ever listens: the dial retries, then times out. */
+static void check_no_server(void)
+{
+    char address[96];
+    hmaf_agent_params_t ap;
+    hmaf_agent_t *agent;
+
+    snprintf(address, sizeof(address), "comch:hmaf-none%d@%s", (int)getpid(),
+             HOST_PCI);
+    hmaf_agent_params_init(&ap);
+    ap.engine = "doca";
+    CHECK_OK(hmaf_agent_create(&ap, &agent));
+    CHECK_ERR(hmaf_agent_dial(agent, address, 200), HMAF_ETIMEDOUT);
+    hmaf_agent_destroy(agent);
+}
+
+/* The host dials first, the dpu side listens later: the emulation refuses
+ * a client started before its server, as a card does, so only the host's
+ * retries make the session. */
+static void check_late_server(void)
+{
+    hmaf_session_t *s;
+    int cmd_fd;
+    pid_t host = fork_host(1, &cmd_fd); /* dials for up to 5 s */
+
+    nanosleep(&(struct timespec){0, 300000000}, NULL);
+    CHECK_OK(open_dpu(&s));
+    check_rw(s);
+    hmaf_session_destroy(s);
+    end_host(host, cmd_fd);
+}
+
+/* An instance's message size is a default (64 here) until set: the
+ * session works only because both sides set the device's cap. */
+static void check_default_msg_size(void)
+{
+    hmaf_session_t *s;
+    int cmd_fd;
+    pid_t host;
+
+    set_fault("DOCA_EMU_COMCH_DEFAULT_MSG", "64"); /* the host's too */
+    host = fork_host(1, &cmd_fd);
+    CHECK_OK(open_dpu(&s));
+    check_rw(s);
+    hmaf_session_destroy(s);
+    end_host(host, cmd_fd);
+    set_fault("DOCA_EMU_COMCH_DEFAULT_MSG", NULL);
+}
+
+/* The dpu side closes its channel with no goodbye message: a comch server
+ * stopped without disconnecting its client leaves that client believing
+ * it is connected (the emulation enforces it), so the host learning of
+ * the close proves the close disconnects. Channels alone: no session. */
+static void check_server_close(void)
+{
+    struct hmaf_listener *l;
+    struct hmaf_channel ch;
+    int status, sync[2];
+    pid_t host;
+    char c;
+
+    CHECK(pipe2(sync, O_CLOEXEC) == 0);
     host = fork_child();
     if (host == 0) {
-        run_host(1, -1); /* dials with the same small limit; never answered */
+        uint64_t start;
+        CHECK_OK(hmaf__channel_connect(host_address, 5000, &ch));
+        CHECK(write(sync[1], "c", 1) == 1); /* connected and not told yet */
+        start = hmaf__now_ns();
+        while (!hmaf__channel_peer_gone(&ch)) {
+            if (hmaf__now_ns() - start > 5 * PROMPT_NS) {
+                _exit(1); /* never told */
+            }
+            nanosleep(&(struct timespec){0, 1000000}, NULL);
+        }
+        hmaf__channel_close(&ch);
+        _exit(0);
     }
-    CHECK_ERR(open_dpu(&s), HMAF_ENOSPC);
-    kill(host, SIGKILL);
-    waitpid(host, NULL, 0);
-    set_fault("DOCA_EMU_COMCH_MAX_MSG", NULL);
+    CHECK_OK(hmaf__listener_open(dpu_address, &l));
+    CHECK_OK(hmaf__listener_accept_wait(l, 5000, &ch));
+    hmaf__listener_close(l);
+    CHECK(read(sync[0], &c, 1) == 1);
+    hmaf__channel_close(&ch); /* and this process lives on */
+    CHECK(waitpid(host, &status, 0) == host);
+    CHECK(WIFEXITED(status));
+    CHECK_EQ(WEXITSTATUS(status), 0);
+    close(sync[0]);
+    close(sync[1]);
 }
 
 int main(void)
@@ -489,7 +622,12 @@ int main(void)
     snprintf(dpu_address, sizeof(dpu_address), "comch:hmaf-t%d@%s/%s",
              (int)getpid(), DPU_PCI, HOST_PCI);
     check_directions();
+    check_names();
+    check_no_server();
+    check_server_close();
     check_end_to_end();
+    check_late_server();
+    check_default_msg_size();
     check_link_drop();
     check_dma_failure();
     check_agent_destroy();

@@ -485,10 +485,10 @@ static int host_exit_status(pid_t host)
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-/* (c) The HELLO fits a limit one byte short of the WELCOME: the agent
- * cannot send its WELCOME, refuses with ENOSPC, and both sides report it.
- * At exactly the WELCOME's size the session works. integration.comch
- * covers the HELLO itself being too large. */
+/* (c) A device whose message cap is one byte short of the WELCOME: the
+ * handshake's largest message cannot fit, so both sides fail with ENOSPC
+ * before sending anything (the agent at listen, the dpu side at dial). At
+ * exactly the WELCOME's size the session works. */
 static void check_comch_message(void)
 {
     pid_t host;

@@ -9,22 +9,36 @@
  * addresses are in the "0000:b1:00.0" form.
  *
  * Server start is synchronous; it accepts in doca_pe_progress and calls the
- * connect callback. Client start returns IN_PROGRESS and the client keeps
- * trying from doca_pe_progress until the server accepts; it then turns
- * RUNNING. When the link drops, the server calls the disconnect callback
- * and the client ctx goes STOPPING, then IDLE once its tasks are freed. A
- * connection handle stays valid until its server is destroyed. Stopping a
- * server drops its links without disconnect callbacks.
+ * connect callback in the progress call after the accept, after any
+ * message the client sent meanwhile (so a message may come from a
+ * connection not reported yet). Client start returns IN_PROGRESS after one
+ * connect attempt: with no server listening the ctx goes IDLE in the next
+ * progress call (refused; the client does not wait for a server). Once
+ * the server accepted, the client looks for it every 10 ms; it turns
+ * RUNNING and receives what the server sent since in the same progress
+ * call. When the link drops, the server calls the disconnect callback and
+ * the client ctx goes STOPPING, then IDLE once its tasks are freed. A
+ * connection handle stays valid until its server is destroyed.
+ * doca_comch_server_disconnect is the only way a client learns that the
+ * server is done: stopping or destroying a server drops its links without
+ * disconnect callbacks, and a link not disconnected stays up for the
+ * client until the server's process exits.
  *
- * Messages are at most max_msg_size bytes (DOCA_EMU_COMCH_MAX_MSG unless
- * set lower): alloc_init refuses longer ones with INVALID_VALUE, and a
- * receiver whose limit is smaller drops the connection. The payload is
- * copied at submit; submit returns AGAIN when the socket is full, and a
- * send on a dead link completes with CONNECTION_RESET. recv_buffer is valid
- * only during the receive callback.
+ * Messages are at most max_msg_size bytes: DOCA_EMU_COMCH_DEFAULT_MSG
+ * (512) until set, at most the cap (doca_comch_cap_get_max_msg_size,
+ * DOCA_EMU_COMCH_MAX_MSG): alloc_init refuses longer ones with
+ * INVALID_VALUE, and a receiver whose limit is smaller drops the
+ * connection. Names, NUL included, are at most
+ * doca_comch_cap_get_max_name_len bytes (DOCA_EMU_COMCH_MAX_NAME, 64):
+ * create refuses longer ones with INVALID_VALUE. The payload is copied at
+ * submit; submit returns AGAIN when the socket is full, and a send on a
+ * dead link completes with CONNECTION_RESET. recv_buffer is valid only
+ * during the receive callback.
  *
- * With its PE armed (doca_pe.h), a message, a connection, a hang-up or a
- * client's due connect attempt makes the PE's handle readable.
+ * Comch never makes a PE's notification handle readable (DOCA: it "does
+ * not support event-triggered completions"): messages, connections,
+ * hang-ups and send completions are seen only by calling
+ * doca_pe_progress.
  */
 #ifndef DOCA_COMCH_H_
 #define DOCA_COMCH_H_

@@ -44,7 +44,11 @@
  *   DOCA_EMU_MAX_BUF_SIZE  bytes per DMA task (1048576)
  *   DOCA_EMU_MAX_TASKS     tasks per DMA ctx and send tasks per comch ctx
  *                          (1024)
- *   DOCA_EMU_COMCH_MAX_MSG comch message size limit (4080)
+ *   DOCA_EMU_COMCH_MAX_MSG comch message size cap (4080)
+ *   DOCA_EMU_COMCH_DEFAULT_MSG  a comch instance's message size limit
+ *                          until set (512, or the cap if that is smaller)
+ *   DOCA_EMU_COMCH_MAX_NAME    comch name bytes, NUL included (64;
+ *                          2 to 80)
  *   DOCA_EMU_EXPORT_DESC_SIZE  bytes of each export descriptor (48, the
  *                          least; at most 65536). An mmap keeps the size
  *                          of its first export, so a reset between
@@ -62,8 +66,8 @@
  * calling doca_pe_progress from a callback, submitting a submitted task or
  * freeing one aborts with a message. Capabilities: every device supports
  * every emulated operation. Notification handles are an epoll set per PE
- * (doca_pe.h). Not emulated: event modes, chained bufs, comch counters and
- * fast path, receive-queue sizes.
+ * (doca_pe.h); comch never fires them. Not emulated: event modes, chained
+ * bufs, comch counters and fast path, receive-queue sizes.
  *
  * Thread safety: as DOCA: one thread per PE and the objects used with it.
  * Exporting is safe from any thread.

@@ -15,11 +15,11 @@
  * doca_pe_progress. The flow DOCA documents: progress until it returns 0,
  * doca_pe_request_notification, wait on the handle,
  * doca_pe_clear_notification, progress again. Armed, the handle turns
- * readable when a task is submitted or already waits, a stopping ctx can
- * turn IDLE, a comch socket has a message, a connection or a hang-up, or a
- * client's next connect attempt is due. Work that came before the arm
- * counts too (spurious wake-ups are allowed, missed ones are not). Cleared
- * or never armed, it stays quiet whatever arrives.
+ * readable when a task is submitted or already waits, or a stopping ctx
+ * can turn IDLE — except for comch contexts, which never fire it (DOCA's
+ * Comm Channel "does not support event-triggered completions"). Work that
+ * came before the arm counts too (spurious wake-ups are allowed, missed
+ * ones are not). Cleared or never armed, it stays quiet whatever arrives.
  */
 #ifndef DOCA_PE_H_
 #define DOCA_PE_H_
