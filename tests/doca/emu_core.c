@@ -90,8 +90,11 @@ int emu_pci_normalize(const char *in, char out[EMU_PCI_LEN])
 /* ---- configuration and faults ---- */
 
 /* What doca_mmap_export_pci hands out unless DOCA_EMU_EXPORT_DESC_SIZE
- * asks for more; the upper bound only catches a mistyped knob. */
+ * says otherwise: about what a card hands out (a BF-2's was 234 bytes),
+ * so that code sized for the emulation's 48-byte core fails here too.
+ * The upper bound only catches a mistyped knob. */
 #define EXPORT_DESC_MIN sizeof(struct emu_desc)
+#define EXPORT_DESC_DEFAULT 250u
 #define EXPORT_DESC_MAX (64u << 10)
 
 static struct emu_config config;
@@ -161,7 +164,7 @@ static void load_config(void)
     c->fault_disconnect_after =
         (uint32_t)env_u64("DOCA_EMU_FAULT_DISCONNECT_AFTER", 0);
     c->export_desc_size =
-        (uint32_t)env_u64_in("DOCA_EMU_EXPORT_DESC_SIZE", EXPORT_DESC_MIN,
+        (uint32_t)env_u64_in("DOCA_EMU_EXPORT_DESC_SIZE", EXPORT_DESC_DEFAULT,
                              EXPORT_DESC_MIN, EXPORT_DESC_MAX);
 }
 

@@ -361,35 +361,37 @@ static size_t export_import(struct doca_mmap *mm, struct doca_dev *dev,
     return len;
 }
 
-/* DOCA_EMU_EXPORT_DESC_SIZE pads the descriptor with zeros; an mmap keeps
- * the size of its first export; a damaged or short blob is refused. */
+/* Descriptors are 250 bytes by default, about a card's;
+ * DOCA_EMU_EXPORT_DESC_SIZE pads them with zeros to another size; an mmap
+ * keeps the size of its first export; a damaged or short blob is
+ * refused. */
 static void test_export_desc_size(void)
 {
     static uint8_t mem[4096];
-    static uint8_t desc[512];
+    static uint8_t desc[2048];
     struct doca_dev *dev = open_dev(HOST_PCI);
     struct doca_mmap *old, *big, *imp;
     size_t len;
 
     old = make_mmap(mem, sizeof(mem), DOCA_ACCESS_FLAG_PCI_READ_ONLY, dev);
-    CHECK_EQ(export_import(old, dev, desc, sizeof(desc)), 48);
-    setenv("DOCA_EMU_EXPORT_DESC_SIZE", "300", 1);
+    CHECK_EQ(export_import(old, dev, desc, sizeof(desc)), 250);
+    setenv("DOCA_EMU_EXPORT_DESC_SIZE", "1024", 1);
     doca_emu_reset();
-    CHECK_EQ(export_import(old, dev, desc, sizeof(desc)), 48);
+    CHECK_EQ(export_import(old, dev, desc, sizeof(desc)), 250);
     big = make_mmap(mem, sizeof(mem), DOCA_ACCESS_FLAG_PCI_READ_ONLY, dev);
     len = export_import(big, dev, desc, sizeof(desc));
-    CHECK_EQ(len, 300);
+    CHECK_EQ(len, 1024);
     for (size_t i = 48; i < len; i++) {
         CHECK_EQ(desc[i], 0);
     }
-    desc[299] = 1;
+    desc[1023] = 1;
     CHECK_DOCA(doca_mmap_create_from_export(NULL, desc, len, dev, &imp),
                DOCA_ERROR_INVALID_VALUE);
     CHECK_DOCA(doca_mmap_create_from_export(NULL, desc, 47, dev, &imp),
                DOCA_ERROR_INVALID_VALUE);
     unsetenv("DOCA_EMU_EXPORT_DESC_SIZE");
     doca_emu_reset();
-    CHECK_EQ(export_import(big, dev, desc, sizeof(desc)), 300);
+    CHECK_EQ(export_import(big, dev, desc, sizeof(desc)), 1024);
     DOCA_OK(doca_mmap_destroy(old));
     DOCA_OK(doca_mmap_destroy(big));
     DOCA_OK(doca_dev_close(dev));
@@ -498,7 +500,7 @@ static void test_counters(void)
 struct export_msg {
     uint64_t addr;
     size_t len;
-    uint8_t desc[2][128]; /* read-write, read-only */
+    uint8_t desc[2][1024]; /* read-write, read-only */
     size_t desc_len[2];
 };
 

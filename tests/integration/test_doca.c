@@ -6,8 +6,9 @@
  *   message     the handshake against the comch message size (WELCOME)
  *   teardown    the host revokes, or destroys its agent, while a dpu
  *               thread has DMA tasks on the region submitted
- *   export      export descriptors against the 256-byte blob: a REGISTER
- *               and a handshake refused with HMAF_ENOSPC, and undone
+ *   export      export descriptors against the engine's 1280-byte
+ *               max_blob: a REGISTER and a handshake refused with
+ *               HMAF_ENOSPC, and undone; 1024-byte ones work
  *   hand-off    the host's agent destroy waits for the dpu side to release
  *               its imports (bounded by revoke_wait_ms)
  * Each case sets the emulation's limits with setenv and doca_emu_reset
@@ -227,9 +228,9 @@ static int host_command(hmaf_agent_t *agent, int cmd, void *arg)
 
     switch (cmd) {
     case 'x':
-        return export_size(h, "257");
+        return export_size(h, "1281"); /* the doca engine's max_blob + 1 */
     case 'y':
-        return export_size(h, "256");
+        return export_size(h, "1024");
     case 'X':
         return export_size(h, NULL);
     case 'm':
@@ -485,6 +486,10 @@ static int host_exit_status(pid_t host)
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/* The doca WELCOME: no engine blob, the mailbox's export descriptor of
+ * the emulation's default 250 bytes. */
+#define DOCA_WELCOME_SIZE (HMAF_HDR_SIZE + HMAF_WELCOME_BODY_MIN + 250)
+
 /* (c) The HELLO fits a limit one byte short of the WELCOME: the agent
  * cannot send its WELCOME, refuses with ENOSPC, and both sides report it.
  * At exactly the WELCOME's size the session works. integration.comch
@@ -493,11 +498,12 @@ static void check_comch_message(void)
 {
     pid_t host;
 
-    _Static_assert(HMAF_HDR_SIZE + HMAF_HELLO_BODY_SIZE < HMAF_MSG_MAX - 1,
+    _Static_assert(HMAF_HDR_SIZE + HMAF_HELLO_BODY_MIN < DOCA_WELCOME_SIZE - 1,
                    "the HELLO must fit where the WELCOME does not");
-    CHECK_ERR(comch_try(HMAF_MSG_MAX - 1, HMAF_ENOSPC, &host), HMAF_ENOSPC);
+    CHECK_ERR(comch_try(DOCA_WELCOME_SIZE - 1, HMAF_ENOSPC, &host),
+              HMAF_ENOSPC);
     CHECK_EQ(host_exit_status(host), 0);
-    CHECK_OK(comch_try(HMAF_MSG_MAX, 0, &host));
+    CHECK_OK(comch_try(DOCA_WELCOME_SIZE, 0, &host));
     kill(host, SIGKILL);
     waitpid(host, NULL, 0);
 }
@@ -654,14 +660,15 @@ static int try_connect(const struct target *t)
     return ret;
 }
 
-/* (e) The engine copies the export descriptor into a 256-byte blob (the
- * handshake's and the REGISTER answer's), so a 257-byte one is refused
+/* (e) The engine's max_blob is 1280 bytes (what the handshake and the
+ * REGISTER answer carry for it), so a 1281-byte descriptor is refused
  * with HMAF_ENOSPC. A session that is up (its mailbox and region A
- * exported at 48 bytes) gets that as the status of its first read of an
+ * exported at 250 bytes) gets that as the status of its first read of an
  * exposure exported now, and goes on with A; a new session gets it as the
  * handshake's refusal. Either way the host undoes the registration it
  * made for the export (two mmaps started, two stopped), so the exposure
- * refused once works at exactly 256 bytes. */
+ * refused once works with 1024-byte descriptors, in a REGISTER answer and
+ * in a new session's WELCOME alike. */
 static void check_export_size(struct target *t, uint64_t mem)
 {
     hmaf_session_t *s;

@@ -6,10 +6,10 @@
  * signatures, so code written for the SDK builds against them unchanged.
  * "Host" and "dpu side" are two processes on this machine.
  *
- * Data path. doca_mmap_export_pci hands out a 48-byte descriptor (or
- * DOCA_EMU_EXPORT_DESC_SIZE bytes, zero-padded): the exporter's pid,
- * range, permissions, and the address and value of a 64-bit "live" word in
- * the exporter's memory. A DMA task against an mmap created from it first
+ * Data path. doca_mmap_export_pci hands out a 250-byte descriptor (or
+ * DOCA_EMU_EXPORT_DESC_SIZE bytes; a card's are about as large), a 48-byte
+ * core zero-padded: the exporter's pid, range, permissions, and the
+ * address and value of a 64-bit "live" word in the exporter's memory. A DMA task against an mmap created from it first
  * reads that word with process_vm_readv, then moves the bytes with
  * process_vm_readv/writev. Destroying the exported mmap clears the word,
  * so every import of it fails from then on, even in other processes
@@ -45,8 +45,8 @@
  *   DOCA_EMU_MAX_TASKS     tasks per DMA ctx and send tasks per comch ctx
  *                          (1024)
  *   DOCA_EMU_COMCH_MAX_MSG comch message size limit (4080)
- *   DOCA_EMU_EXPORT_DESC_SIZE  bytes of each export descriptor (48, the
- *                          least; at most 65536). An mmap keeps the size
+ *   DOCA_EMU_EXPORT_DESC_SIZE  bytes of each export descriptor (250; 48
+ *                          the least, at most 65536). An mmap keeps the size
  *                          of its first export, so a reset between
  *                          exports gives old and new mmaps different sizes
  * Faults (0 or unset: off):
