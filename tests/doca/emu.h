@@ -24,6 +24,7 @@ struct emu_config {
     uint32_t max_tasks;
     uint32_t max_msg;
     uint32_t fault_dma_every;
+    uint32_t fault_dma_fatal; /* injected DMA faults stop the context */
     uint32_t fault_stop_after;
     uint32_t fault_disconnect_after;
     uint32_t export_desc_size; /* bytes doca_mmap_export_pci hands out */

@@ -160,6 +160,7 @@ static void load_config(void)
     c->max_tasks = (uint32_t)env_u64("DOCA_EMU_MAX_TASKS", 1024);
     c->max_msg = (uint32_t)env_u64("DOCA_EMU_COMCH_MAX_MSG", 4080);
     c->fault_dma_every = (uint32_t)env_u64("DOCA_EMU_FAULT_DMA_EVERY", 0);
+    c->fault_dma_fatal = (uint32_t)env_u64("DOCA_EMU_FAULT_DMA_FATAL", 0);
     c->fault_stop_after = (uint32_t)env_u64("DOCA_EMU_FAULT_STOP_AFTER", 0);
     c->fault_disconnect_after =
         (uint32_t)env_u64("DOCA_EMU_FAULT_DISCONNECT_AFTER", 0);

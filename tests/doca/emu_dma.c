@@ -1,9 +1,19 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * DMA memcpy tasks. Validation happens at alloc_init and at submit; the
- * bytes move when doca_pe_progress completes the task, so a caller that
- * reads the destination before its callback sees stale data, as on
- * hardware.
+ * DMA memcpy tasks. As DOCA says of submit, nothing validates a task
+ * before it runs: alloc_init checks only that it has bufs, submit nothing,
+ * and a task whose source exceeds max_buf_size or its destination's room
+ * fails in the error callback. The bytes move when doca_pe_progress
+ * completes the task, so a caller that reads the destination before its
+ * callback sees stale data, as on hardware.
+ *
+ * Fatal errors: a malformed task (TOO_BIG, INVALID_VALUE) and, with
+ * DOCA_EMU_FAULT_DMA_FATAL, an injected fault stop the context, as a card
+ * may after a fatal task error: it moves to STOPPING before the failed
+ * task's callback (the state callback says so), every task still queued
+ * fails with IO_FAILED (flushed), and it turns IDLE once every task is
+ * freed. A task of a context that is no longer RUNNING is flushed the
+ * same way, whether the stop was asked for or not.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -24,16 +34,15 @@ struct doca_dma_task_memcpy {
     struct doca_task task; /* first, likewise */
     const struct doca_buf *src;
     struct doca_buf *dst;
+    int fatal; /* its failure stops the context */
 };
 
+/* At execute: what submit does not look at. */
 static doca_error_t check_bufs(const struct doca_buf *src,
                                const struct doca_buf *dst)
 {
     uintptr_t end, tail;
 
-    if (src == NULL || dst == NULL) {
-        return DOCA_ERROR_INVALID_VALUE;
-    }
     if (src->data_len > emu_config()->max_buf_size) {
         return DOCA_ERROR_TOO_BIG;
     }
@@ -90,9 +99,18 @@ static doca_error_t dma_execute(struct doca_task *t)
     const struct doca_mmap *sm = m->src->mmap, *dm = m->dst->mmap;
     uint32_t need = dm->from_export ? DOCA_ACCESS_FLAG_PCI_READ_WRITE
                                     : DOCA_ACCESS_FLAG_LOCAL_READ_WRITE;
-    doca_error_t err = DOCA_SUCCESS;
+    doca_error_t err;
 
+    if (t->ctx->state != DOCA_CTX_STATE_RUNNING) {
+        return DOCA_ERROR_IO_FAILED; /* flushed by the stop */
+    }
+    err = check_bufs(m->src, m->dst);
+    if (err != DOCA_SUCCESS) {
+        m->fatal = 1;
+        return err;
+    }
     if (emu_fault_dma()) {
+        m->fatal = emu_config()->fault_dma_fatal != 0;
         return DOCA_ERROR_IO_FAILED;
     }
     if (sm->from_export && dm->from_export) {
@@ -122,14 +140,18 @@ static doca_error_t dma_start(struct doca_ctx *ctx)
 
 static doca_error_t dma_submit(struct doca_task *t)
 {
-    struct doca_dma_task_memcpy *m = (struct doca_dma_task_memcpy *)t;
-
-    return check_bufs(m->src, m->dst);
+    ((struct doca_dma_task_memcpy *)t)->fatal = 0;
+    return DOCA_SUCCESS; /* DOCA: submit does not validate the task */
 }
 
 static void dma_complete(struct doca_task *t)
 {
     struct doca_dma *dma = (struct doca_dma *)t->ctx;
+    struct doca_dma_task_memcpy *m = (struct doca_dma_task_memcpy *)t;
+
+    if (m->fatal && t->ctx->state == DOCA_CTX_STATE_RUNNING) {
+        (void)emu_ctx_wind_down(t->ctx); /* STOPPING: t is still out */
+    }
 
     (t->status == DOCA_SUCCESS ? dma->ok_cb : dma->err_cb)(
         (struct doca_dma_task_memcpy *)t, t->user_data, t->ctx->user_data);
@@ -228,7 +250,8 @@ doca_error_t doca_dma_task_memcpy_alloc_init(struct doca_dma *dma,
                                              struct doca_dma_task_memcpy **task)
 {
     struct doca_task *t;
-    doca_error_t err = check_bufs(src, dst);
+    doca_error_t err = src != NULL && dst != NULL ? DOCA_SUCCESS
+                                                  : DOCA_ERROR_INVALID_VALUE;
 
     if (err == DOCA_SUCCESS) {
         err = emu_task_alloc(&dma->ctx, &t);

@@ -229,6 +229,98 @@ static void test_inventory(void)
     DOCA_OK(doca_dev_close(dev));
 }
 
+static enum doca_ctx_states seen_states[8];
+static int nseen_states;
+
+static void note_state(const union doca_data ud, struct doca_ctx *ctx,
+                       enum doca_ctx_states prev, enum doca_ctx_states next)
+{
+    (void)ud, (void)ctx, (void)prev;
+    if (nseen_states < 8) {
+        seen_states[nseen_states++] = next;
+    }
+}
+
+/* sb holds more than max_buf_size: its task is taken by alloc_init and
+ * submit, fails with TOO_BIG in the error callback, and stops the
+ * context (STOPPING before the callback, IDLE once the task is freed). */
+static void check_fatal_task(struct dpu *d, struct doca_buf *sb,
+                             struct doca_buf *db)
+{
+    struct doca_ctx *ctx = doca_dma_as_ctx(d->dma);
+    struct doca_dma_task_memcpy *t;
+    enum doca_ctx_states state;
+    union doca_data none = {0};
+
+    nseen_states = 0;
+    DOCA_OK(doca_ctx_set_state_changed_cb(ctx, note_state));
+    DOCA_OK(doca_dma_task_memcpy_alloc_init(d->dma, sb, db, none, &t));
+    DOCA_OK(doca_task_submit(doca_dma_task_memcpy_as_task(t)));
+    d->failed = 0;
+    doca_pe_progress(d->pe);
+    CHECK_EQ(d->failed, 1);
+    CHECK_DOCA(d->status, DOCA_ERROR_TOO_BIG);
+    CHECK_EQ(nseen_states, 2);
+    CHECK_EQ(seen_states[0], DOCA_CTX_STATE_STOPPING);
+    CHECK_EQ(seen_states[1], DOCA_CTX_STATE_IDLE);
+    DOCA_OK(doca_ctx_get_state(ctx, &state));
+    CHECK_EQ(state, DOCA_CTX_STATE_IDLE);
+    CHECK_DOCA(doca_dma_task_memcpy_alloc_init(d->dma, sb, db, none, &t),
+               DOCA_ERROR_BAD_STATE);
+    DOCA_OK(doca_ctx_set_state_changed_cb(ctx, NULL));
+    DOCA_OK(doca_ctx_start(ctx));
+}
+
+/* With DOCA_EMU_FAULT_DMA_FATAL, an injected fault stops the context:
+ * of three tasks submitted, the first moves its bytes, the second fails
+ * with IO_FAILED and the third is flushed (IO_FAILED, no bytes). */
+static void test_fatal_fault(void)
+{
+    static uint8_t src[64], dst[3][64];
+    struct doca_dma_task_memcpy *t[3];
+    struct doca_buf *sb[3], *db[3];
+    struct doca_mmap *sm, *dm;
+    enum doca_ctx_states state;
+    struct dpu d;
+
+    setenv("DOCA_EMU_FAULT_DMA_EVERY", "2", 1);
+    setenv("DOCA_EMU_FAULT_DMA_FATAL", "1", 1);
+    doca_emu_reset();
+    dpu_open(&d, 3);
+    memset(src, 7, sizeof(src));
+    sm = make_mmap(src, sizeof(src), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, d.dev);
+    dm = make_mmap(dst, sizeof(dst), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, d.dev);
+    for (int i = 0; i < 3; i++) {
+        DOCA_OK(doca_buf_inventory_buf_get_by_data(d.inv, sm, src, 64, &sb[i]));
+        DOCA_OK(
+            doca_buf_inventory_buf_get_by_addr(d.inv, dm, dst[i], 64, &db[i]));
+        DOCA_OK(doca_dma_task_memcpy_alloc_init(d.dma, sb[i], db[i],
+                                                (union doca_data){0}, &t[i]));
+        DOCA_OK(doca_task_submit(doca_dma_task_memcpy_as_task(t[i])));
+    }
+    while (d.done + d.failed < 3) {
+        doca_pe_progress(d.pe);
+    }
+    CHECK_EQ(d.done, 1);
+    CHECK_EQ(d.failed, 2);
+    CHECK_EQ(dst[0][0], 7);
+    CHECK_EQ(dst[2][0], 0);
+    doca_pe_progress(d.pe);
+    DOCA_OK(doca_ctx_get_state(doca_dma_as_ctx(d.dma), &state));
+    CHECK_EQ(state, DOCA_CTX_STATE_IDLE);
+    for (int i = 0; i < 3; i++) {
+        DOCA_OK(doca_buf_dec_refcount(sb[i], NULL));
+        DOCA_OK(doca_buf_dec_refcount(db[i], NULL));
+    }
+    unsetenv("DOCA_EMU_FAULT_DMA_EVERY");
+    unsetenv("DOCA_EMU_FAULT_DMA_FATAL");
+    doca_emu_reset();
+    DOCA_OK(doca_ctx_start(doca_dma_as_ctx(d.dma)));
+    DOCA_OK(doca_mmap_destroy(sm));
+    DOCA_OK(doca_mmap_destroy(dm));
+    dpu_close(&d);
+}
+
 static void test_local_dma(void)
 {
     static uint8_t src[16384], dst[8192];
@@ -248,14 +340,9 @@ static void test_local_dma(void)
     DOCA_OK(doca_buf_inventory_buf_get_by_data(d.inv, mm, src, 4097, &sb));
     DOCA_OK(
         doca_buf_inventory_buf_get_by_addr(d.inv, mm, src + 4097, 4097, &db));
-    CHECK_DOCA(doca_dma_task_memcpy_alloc_init(d.dma, sb, db, none, &t1),
-               DOCA_ERROR_TOO_BIG);
-    DOCA_OK(doca_buf_set_data(sb, src, 4096));
+    /* Nothing validates a task before it runs: too big, it is allocated
+     * and submitted, and fails in the error callback (below). */
     DOCA_OK(doca_dma_task_memcpy_alloc_init(d.dma, sb, db, none, &t1));
-    DOCA_OK(doca_buf_set_data(sb, src, 4097)); /* submit checks again */
-    CHECK_DOCA(doca_task_submit(doca_dma_task_memcpy_as_task(t1)),
-               DOCA_ERROR_TOO_BIG);
-    DOCA_OK(doca_buf_set_data(sb, src, 4096));
     CHECK_DOCA(doca_dma_task_memcpy_alloc_init(d.dma, sb, db, none, &t2),
                DOCA_ERROR_NO_MEMORY); /* num_tasks is 1 */
     /* Stopping with a task out waits for it to come back. */
@@ -263,6 +350,7 @@ static void test_local_dma(void)
     doca_task_free(doca_dma_task_memcpy_as_task(t1));
     doca_pe_progress(d.pe);
     DOCA_OK(doca_ctx_start(doca_dma_as_ctx(d.dma)));
+    check_fatal_task(&d, sb, db);
     DOCA_OK(doca_buf_dec_refcount(sb, NULL));
     DOCA_OK(doca_buf_dec_refcount(db, NULL));
 
@@ -1092,6 +1180,7 @@ int main(void)
     test_mmap_rules();
     test_inventory();
     test_local_dma();
+    test_fatal_fault();
     test_start_pins();
     test_export_desc_size();
     test_export_desc_size_too_small();

@@ -11,6 +11,8 @@
  *               HMAF_ENOSPC, and undone; 1024-byte ones work
  *   hand-off    the host's agent destroy waits for the dpu side to release
  *               its imports (bounded by revoke_wait_ms)
+ *   fatal       a DMA ctx that stops after a fatal task error ends the
+ *               session at once (HMAF_ECONNRESET), never HMAF_EBUSY
  * Each case sets the emulation's limits with setenv and doca_emu_reset
  * before its sessions exist (and before a host is forked, which inherits
  * them). The dpu side is the host's parent, as the emulation's DMA needs
@@ -735,6 +737,64 @@ static void check_teardown_hand_off(struct target *t)
     free(st.buf);
 }
 
+/* ---- (g) a DMA context that stops on its own ---- */
+
+#define FATAL_SEGS 64
+
+/* The calls after the failure: each returns HMAF_ECONNRESET at once (a
+ * stopped ctx would answer BAD_STATE, HMAF_EBUSY, call after call), and
+ * the session goes without a hang. */
+static void check_ended(hmaf_session_t *s, uint64_t mem)
+{
+    uint8_t v[16];
+
+    for (int i = 0; i < 3; i++) {
+        CHECK_ERR(hmaf_session_read(s, v, mem + 64, sizeof(v)),
+                  HMAF_ECONNRESET);
+        CHECK_ERR(hmaf_session_write(s, mem + 64, v, sizeof(v)),
+                  HMAF_ECONNRESET);
+        CHECK_ERR(hmaf_session_ping(s), HMAF_ECONNRESET);
+    }
+    hmaf_session_destroy(s);
+}
+
+/* (g) DOCA may stop a DMA context after a fatal task error, and submit
+ * does not validate a task. First the emulation's max_buf_size drops below
+ * the engine's transfer size once the session is up (the engine sized its
+ * tasks at open), so its next task is malformed: submit takes it, it fails
+ * with TOO_BIG and the ctx stops. Then an injected fatal fault among a
+ * 64-segment readv's tasks, the others flushed. Either way the call fails
+ * with HMAF_ECONNRESET, and so does every later one. */
+static void check_ctx_fatal(struct target *t, uint64_t mem)
+{
+    static uint8_t buf[FATAL_SEGS * 100];
+    hmaf_seg_t segs[FATAL_SEGS];
+    hmaf_session_t *s = connect_to(t->address, CHECK_US_LONG);
+    uint8_t v[4096];
+
+    CHECK_OK(hmaf_session_read(s, v, mem, sizeof(v))); /* A is cached */
+    limits("1000", NULL);
+    CHECK_ERR(hmaf_session_read(s, v, mem, sizeof(v)), HMAF_ECONNRESET);
+    check_ended(s, mem);
+    limits(NULL, NULL);
+
+    s = connect_to(t->address, CHECK_US_LONG);
+    CHECK_OK(hmaf_session_read(s, v, mem, sizeof(v)));
+    for (int i = 0; i < FATAL_SEGS; i++) {
+        segs[i] = (hmaf_seg_t){.local = buf + i * 100,
+                               .remote_addr = mem + (uint64_t)i * 1000,
+                               .len = 100};
+    }
+    setenv("DOCA_EMU_FAULT_DMA_EVERY", "2", 1);
+    setenv("DOCA_EMU_FAULT_DMA_FATAL", "1", 1);
+    doca_emu_reset();
+    CHECK_ERR(hmaf_session_readv(s, segs, FATAL_SEGS), HMAF_ECONNRESET);
+    check_ended(s, mem);
+    unsetenv("DOCA_EMU_FAULT_DMA_EVERY");
+    unsetenv("DOCA_EMU_FAULT_DMA_FATAL");
+    doca_emu_reset();
+}
+
 int main(void)
 {
     struct target_options opts = {
@@ -766,6 +826,7 @@ int main(void)
     check_agent_destroy(&t);
     check_export_size(&t, mem);
     check_teardown_hand_off(&t);
+    check_ctx_fatal(&t, mem);
     CHECK_EQ(target_stop(&t), 0);
     printf("test_doca: ok\n");
     return 0;

@@ -127,6 +127,9 @@ struct deng_ep {
     struct deng_pending *pending_head, *pending_tail;
     struct deng_lregs lregs;
     uint32_t ncompleted;            /* transfers completed by this progress() */
+    int stopping; /* ep_close asked the DMA ctx to stop */
+    int failed;   /* the DMA ctx stopped on its own (a fatal task error):
+                     every transfer from then on fails HMAF_ECONNRESET */
     struct hmaf_xfer_batch orphans; /* for tasks outliving ep_close's callers */
 };
 

@@ -27,13 +27,21 @@
  * status for this). It does not pin: a range unmapped after start makes
  * DMA fail with DRIVER, where hardware would still reach the pinned pages.
  *
- * DMA completion statuses (err_cb, doca_task_get_status):
+ * DMA completion statuses (err_cb, doca_task_get_status); submit does
+ * not validate a task, as DOCA documents, so these all arrive here:
+ *   TOO_BIG        the source exceeds max_buf_size (fatal)
+ *   INVALID_VALUE  the source exceeds the destination's room (fatal)
  *   DRIVER         the import is invalid (exporter stopped or gone), or
  *                  the kernel refused the copy (unmapped address)
  *   NOT_PERMITTED  writing to an import exported PCI_READ_ONLY, or to a
  *                  local mmap without LOCAL_READ_WRITE, or no ptrace right
  *   NOT_SUPPORTED  both buffers are on imported mmaps
- *   IO_FAILED      an injected fault
+ *   IO_FAILED      an injected fault (fatal with DOCA_EMU_FAULT_DMA_FATAL),
+ *                  or flushed: its context was no longer running
+ * A fatal error stops the context: it moves to STOPPING before the failed
+ * task's callback (state callback), every other task of it fails with
+ * IO_FAILED, and it turns IDLE once all its tasks are freed; start it
+ * again to go on. Which errors are fatal on a card is **[verify]**.
  * A failed task leaves the destination's data_len alone; an injected fault
  * moves no bytes, a kernel refusal may have moved some.
  *
@@ -52,6 +60,7 @@
  * Faults (0 or unset: off):
  *   DOCA_EMU_FAULT_DMA_EVERY=N         every Nth DMA task this process runs
  *                                      completes with IO_FAILED
+ *   DOCA_EMU_FAULT_DMA_FATAL=1         ... and stops its context
  *   DOCA_EMU_FAULT_STOP_AFTER=N        an imported mmap turns invalid after
  *                                      N DMA tasks, as if the host stopped
  *                                      its mmap early
