@@ -28,6 +28,7 @@ struct emu_config {
     uint32_t fault_stop_after;
     uint32_t fault_disconnect_after;
     uint32_t export_desc_size; /* bytes doca_mmap_export_pci hands out */
+    uint64_t memlock;          /* bytes local mmaps may pin; 0: no limit */
 };
 
 const struct emu_config *emu_config(void);
@@ -86,6 +87,7 @@ struct doca_mmap {
     struct emu_desc desc; /* exporter: heads export_blob; importer: a copy */
     uint8_t *export_blob; /* exporter: desc, zero-padded; freed at stop */
     size_t export_len;
+    size_t pinned;   /* started local mmap: bytes it counts as pinned */
     uint32_t ntasks; /* importer: DMA tasks run against it */
     int invalid;     /* importer: known dead */
 };

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <doca_dev.h>
 #include <doca_emu.h>
@@ -131,6 +132,22 @@ static uint64_t env_u64_in(const char *name, uint64_t def, uint64_t min,
     return x;
 }
 
+/* DOCA_EMU_MEMLOCK: a byte count, or "rlimit" for RLIMIT_MEMLOCK (none
+ * when unlimited); unset or 0: no limit. */
+static uint64_t env_memlock(void)
+{
+    const char *v = getenv("DOCA_EMU_MEMLOCK");
+    struct rlimit rl;
+
+    if (v == NULL || strcmp(v, "rlimit") != 0) {
+        return env_u64("DOCA_EMU_MEMLOCK", 0);
+    }
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
+        return 0;
+    }
+    return rl.rlim_cur > 0 ? (uint64_t)rl.rlim_cur : 1;
+}
+
 static uint32_t env_pci_list(const char *name, const char *def,
                              char out[EMU_MAX_DEVS][EMU_PCI_LEN])
 {
@@ -164,6 +181,7 @@ static void load_config(void)
     c->fault_stop_after = (uint32_t)env_u64("DOCA_EMU_FAULT_STOP_AFTER", 0);
     c->fault_disconnect_after =
         (uint32_t)env_u64("DOCA_EMU_FAULT_DISCONNECT_AFTER", 0);
+    c->memlock = env_memlock();
     c->export_desc_size =
         (uint32_t)env_u64_in("DOCA_EMU_EXPORT_DESC_SIZE", EXPORT_DESC_DEFAULT,
                              EXPORT_DESC_MIN, EXPORT_DESC_MAX);

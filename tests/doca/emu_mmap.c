@@ -44,6 +44,7 @@
 #define ALL_ACCESS ((1u << 7) - 1)
 
 static uint64_t live_words[EMU_MAX_EXPORTS]; /* read by importers */
+static uint64_t pinned_bytes; /* of started local mmaps, under slot_lock */
 static uint8_t slot_used[EMU_MAX_EXPORTS];
 static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -158,6 +159,33 @@ static doca_error_t check_pinnable(const struct doca_mmap *mm)
     return at >= end ? DOCA_SUCCESS : DOCA_ERROR_DRIVER;
 }
 
+/* Pinning is charged to the process, as the kernel charges locked memory
+ * against RLIMIT_MEMLOCK: whole pages. 0 when the limit would be passed. */
+static size_t pin(const struct doca_mmap *mm)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = (uintptr_t)mm->addr & ~(page - 1);
+    size_t bytes = ((uintptr_t)mm->addr + mm->len - lo + page - 1) & ~(page - 1);
+    uint64_t limit = emu_config()->memlock;
+    size_t taken = 0;
+
+    pthread_mutex_lock(&slot_lock);
+    if (limit == 0 || (bytes <= limit && pinned_bytes <= limit - bytes)) {
+        pinned_bytes += bytes;
+        taken = bytes;
+    }
+    pthread_mutex_unlock(&slot_lock);
+    return taken;
+}
+
+static void unpin(struct doca_mmap *mm)
+{
+    pthread_mutex_lock(&slot_lock);
+    pinned_bytes -= mm->pinned;
+    pthread_mutex_unlock(&slot_lock);
+    mm->pinned = 0;
+}
+
 doca_error_t doca_mmap_start(struct doca_mmap *mmap)
 {
     doca_error_t err;
@@ -179,6 +207,10 @@ doca_error_t doca_mmap_start(struct doca_mmap *mmap)
     }
     if (err != DOCA_SUCCESS) {
         return err;
+    }
+    mmap->pinned = pin(mmap);
+    if (mmap->pinned == 0) {
+        return DOCA_ERROR_DRIVER; /* over the memlock limit */
     }
     mmap->started = 1;
     emu_count(EMU_MMAPS_STARTED, 1);
@@ -208,6 +240,7 @@ static void stop_local(struct doca_mmap *mm)
     unexport(mm);
     if (mm->started && !mm->from_export) {
         emu_count(EMU_MMAPS_STOPPED, 1);
+        unpin(mm);
     }
     mm->started = 0;
 }

@@ -372,6 +372,42 @@ static void test_local_dma(void)
 
 /* ---- registration checks, descriptor size, counters ---- */
 
+/* Started local mmaps are charged to DOCA_EMU_MEMLOCK in whole pages:
+ * past it start fails with DRIVER (a failed pin), and a destroy gives the
+ * pages back. Imports pin nothing. */
+static void test_memlock(void)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uint8_t *mem = mmap(NULL, 4 * page, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    struct doca_dev *dev = open_dev(HOST_PCI);
+    struct doca_mmap *a, *b, *c;
+    char limit[32];
+
+    CHECK(mem != MAP_FAILED);
+    snprintf(limit, sizeof(limit), "%zu", 3 * page);
+    setenv("DOCA_EMU_MEMLOCK", limit, 1);
+    doca_emu_reset();
+    a = make_mmap(mem + 1, page, DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, dev);
+    DOCA_OK(doca_mmap_create(&b));
+    DOCA_OK(doca_mmap_set_memrange(b, mem, 2 * page));
+    DOCA_OK(doca_mmap_add_dev(b, dev));
+    CHECK_DOCA(doca_mmap_start(b), DOCA_ERROR_DRIVER); /* 2 + 2 pages > 3 */
+    c = make_mmap(mem, page, DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, dev);
+    DOCA_OK(doca_mmap_destroy(a));
+    DOCA_OK(doca_mmap_start(b)); /* 1 + 2 */
+    DOCA_OK(doca_mmap_destroy(b));
+    DOCA_OK(doca_mmap_destroy(c));
+    setenv("DOCA_EMU_MEMLOCK", "rlimit", 1);
+    doca_emu_reset(); /* whatever ulimit -l says: one page fits or not */
+    unsetenv("DOCA_EMU_MEMLOCK");
+    doca_emu_reset();
+    a = make_mmap(mem, 4 * page, DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, dev);
+    DOCA_OK(doca_mmap_destroy(a));
+    DOCA_OK(doca_dev_close(dev));
+    munmap(mem, 4 * page);
+}
+
 static struct doca_emu_counters counters_now(void)
 {
     struct doca_emu_counters c;
@@ -1182,6 +1218,7 @@ int main(void)
     test_local_dma();
     test_fatal_fault();
     test_start_pins();
+    test_memlock();
     test_export_desc_size();
     test_export_desc_size_too_small();
     test_counters();

@@ -13,6 +13,7 @@
  *               its imports (bounded by revoke_wait_ms)
  *   fatal       a DMA ctx that stops after a fatal task error ends the
  *               session at once (HMAF_ECONNRESET), never HMAF_EBUSY
+ *   pinning     a pin over the memlock limit is HMAF_ENOMEM
  * Each case sets the emulation's limits with setenv and doca_emu_reset
  * before its sessions exist (and before a host is forked, which inherits
  * them). The dpu side is the host's parent, as the emulation's DMA needs
@@ -55,6 +56,7 @@
 #define B_LEN          (MEM_LEN - MEM_SPLIT)
 #define VMEM_LEN       (1u * 1024 * 1024)
 #define XMEM_LEN       (64u * 1024) /* first exported under a set knob */
+#define PMEM_LEN       (256u * 1024) /* first registered over memlock */
 #define MIB            (1u << 20)
 #define SALT_NEW       9   /* what the host writes once it withdrew a range */
 #define REVOKE_WAIT_MS 400 /* the lease: a quarter of it */
@@ -64,7 +66,7 @@
 #define DPU_PCI  "03:00.0"
 
 struct host_state {
-    uint8_t *mem, *vmem, *xmem;
+    uint8_t *mem, *vmem, *xmem, *pmem;
     hmaf_agent_t *victim;
     char victim_address[96];
     hmaf_agent_t *closer; /* (f): destroyed while a dpu side holds imports */
@@ -164,12 +166,20 @@ static int host_setup(hmaf_agent_t *agent, void *arg)
     h->mem = map_filled(MEM_LEN, 1);
     h->vmem = map_filled(VMEM_LEN, 5);
     h->xmem = map_filled(XMEM_LEN, 6);
-    if (h->mem == NULL || h->vmem == NULL || h->xmem == NULL) {
+    h->pmem = map_filled(PMEM_LEN, 8);
+    if (h->mem == NULL || h->vmem == NULL || h->xmem == NULL ||
+        h->pmem == NULL) {
         return HMAF_ENOMEM;
     }
     ret = hmaf_agent_expose(agent, h->xmem, XMEM_LEN, HMAF_ACCESS_READ);
     if (ret == 0) {
         ret = hmaf_agent_publish(agent, "xmem", h->xmem, XMEM_LEN);
+    }
+    if (ret == 0) {
+        ret = hmaf_agent_expose(agent, h->pmem, PMEM_LEN, HMAF_ACCESS_READ);
+    }
+    if (ret == 0) {
+        ret = hmaf_agent_publish(agent, "pmem", h->pmem, PMEM_LEN);
     }
     if (ret == 0) {
         ret =
@@ -185,7 +195,7 @@ static int host_setup(hmaf_agent_t *agent, void *arg)
     return ret == 0 ? victim_setup(h) : ret;
 }
 
-/* The export descriptor size from now on (NULL: the emulation's 48
+/* The export descriptor size from now on (NULL: the emulation's 250
  * bytes). The agent's thread is idle meanwhile: the dpu side waits for
  * the reply, so no registration runs while the knob changes. */
 static int export_size(struct host_state *h, const char *size)
@@ -218,7 +228,8 @@ static int mmaps_since_mark(const struct host_state *h)
  * the host's again on return, and it says so by writing SALT_NEW over it
  * ('r' replies 1 only for a revoke that timed out: a session is stalled).
  * 't': revokes whose wait expired (capped). 'x', 'y', 'X': export
- * descriptors of 257 bytes, 256 bytes, the default; 'm': local mmaps
+ * descriptors of 1281 bytes, 1024 bytes, the default; 'p', 'P': a
+ * memlock limit of one byte (no new mmap starts), none; 'm': local mmaps
  * started and stopped since then (mmaps_since_mark); 'n': 1 if the
  * latest refused handshake was refused for HMAF_ENOSPC. 'H', 'h': create
  * the closer agent with revoke_wait_ms 3000, 300; 'C': destroy it, and
@@ -235,6 +246,14 @@ static int host_command(hmaf_agent_t *agent, int cmd, void *arg)
         return export_size(h, "1024");
     case 'X':
         return export_size(h, NULL);
+    case 'p':
+        setenv("DOCA_EMU_MEMLOCK", "1", 1);
+        doca_emu_reset();
+        return 1;
+    case 'P':
+        unsetenv("DOCA_EMU_MEMLOCK");
+        doca_emu_reset();
+        return 1;
     case 'm':
         return mmaps_since_mark(h);
     case 'n':
@@ -737,6 +756,32 @@ static void check_teardown_hand_off(struct target *t)
     free(st.buf);
 }
 
+/* ---- (h) pinning refused ---- */
+
+/* (h) doca_mmap_start pins, and a pin the system refuses (the memlock
+ * limit) is DRIVER: the agent's registration of an exposure fails with
+ * HMAF_ENOMEM, not HMAF_EFAULT (the range is mapped), and the dpu side's
+ * read gets it from the REGISTER answer; its session goes on, and the
+ * exposure works once the limit is lifted. */
+static void check_pin_refused(struct target *t)
+{
+    hmaf_session_t *s = connect_to(t->address, 0);
+    uint64_t pmem, mem;
+    uint8_t v[64];
+
+    CHECK_OK(hmaf_session_lookup(s, "pmem", &pmem, NULL));
+    CHECK_OK(hmaf_session_lookup(s, "mem", &mem, NULL));
+    CHECK_OK(hmaf_session_read(s, v, mem, sizeof(v)));
+    CHECK_EQ(target_command(t, 'p'), 1);
+    CHECK_ERR(hmaf_session_read(s, v, pmem + 100, sizeof(v)), HMAF_ENOMEM);
+    CHECK_OK(hmaf_session_read(s, v, mem + 10, sizeof(v)));
+    CHECK_PATTERN(v, sizeof(v), 10, 1);
+    CHECK_EQ(target_command(t, 'P'), 1);
+    CHECK_OK(hmaf_session_read(s, v, pmem + 100, sizeof(v)));
+    CHECK_PATTERN(v, sizeof(v), 100, 8);
+    hmaf_session_destroy(s);
+}
+
 /* ---- (g) a DMA context that stops on its own ---- */
 
 #define FATAL_SEGS 64
@@ -827,6 +872,7 @@ int main(void)
     check_export_size(&t, mem);
     check_teardown_hand_off(&t);
     check_ctx_fatal(&t, mem);
+    check_pin_refused(&t);
     CHECK_EQ(target_stop(&t), 0);
     printf("test_doca: ok\n");
     return 0;

@@ -24,8 +24,12 @@
  * every page of a local range is mapped and readable, and writable when
  * the permissions allow any write (LOCAL_READ_WRITE, PCI_READ_WRITE,
  * RDMA_WRITE, RDMA_ATOMIC); else it returns DRIVER (DOCA documents no
- * status for this). It does not pin: a range unmapped after start makes
- * DMA fail with DRIVER, where hardware would still reach the pinned pages.
+ * status for this). It charges the range's pages to the process's locked
+ * memory, as pinning does, and returns DRIVER past DOCA_EMU_MEMLOCK (DOCA
+ * reports a failed pin so: the memlock limit, or memory pressure); a stop
+ * or destroy gives them back. It does not pin: a range unmapped after
+ * start makes DMA fail with DRIVER, where hardware would still reach the
+ * pinned pages.
  *
  * DMA completion statuses (err_cb, doca_task_get_status); submit does
  * not validate a task, as DOCA documents, so these all arrive here:
@@ -53,6 +57,11 @@
  *   DOCA_EMU_MAX_TASKS     tasks per DMA ctx and send tasks per comch ctx
  *                          (1024)
  *   DOCA_EMU_COMCH_MAX_MSG comch message size limit (4080)
+ *   DOCA_EMU_MEMLOCK       bytes of local mmaps started at once, at most
+ *                          ("rlimit": RLIMIT_MEMLOCK; unset or 0: no
+ *                          limit, since tests register more than the
+ *                          usual 8 MiB and a card runs as root or with a
+ *                          raised ulimit -l)
  *   DOCA_EMU_EXPORT_DESC_SIZE  bytes of each export descriptor (250; 48
  *                          the least, at most 65536). An mmap keeps the size
  *                          of its first export, so a reset between
