@@ -20,6 +20,8 @@ struct emu_config {
     uint32_t ndevices;
     char reps[EMU_MAX_DEVS][EMU_PCI_LEN];
     uint32_t nreps;
+    char importers[EMU_MAX_DEVS][EMU_PCI_LEN]; /* create_from_export cap */
+    uint32_t nimporters;
     uint64_t max_buf_size;
     uint32_t max_tasks;
     uint32_t max_msg;
@@ -29,6 +31,7 @@ struct emu_config {
     uint32_t fault_disconnect_after;
     uint32_t export_desc_size; /* bytes doca_mmap_export_pci hands out */
     uint64_t memlock;          /* bytes local mmaps may pin; 0: no limit */
+    uint32_t dma_completions;  /* per ctx and progress call; 0: all */
 };
 
 const struct emu_config *emu_config(void);

@@ -173,6 +173,9 @@ static void load_config(void)
     c->ndevices =
         env_pci_list("DOCA_EMU_DEVICES", "b1:00.0,03:00.0", c->devices);
     c->nreps = env_pci_list("DOCA_EMU_REPS", "b1:00.0", c->reps);
+    c->nimporters =
+        env_pci_list("DOCA_EMU_IMPORT_DEVICES", "03:00.0", c->importers);
+    c->dma_completions = (uint32_t)env_u64("DOCA_EMU_DMA_COMPLETIONS", 4);
     c->max_buf_size = env_u64("DOCA_EMU_MAX_BUF_SIZE", 1u << 20);
     c->max_tasks = (uint32_t)env_u64("DOCA_EMU_MAX_TASKS", 1024);
     c->max_msg = (uint32_t)env_u64("DOCA_EMU_COMCH_MAX_MSG", 4080);

@@ -14,6 +14,12 @@
  * fails with IO_FAILED (flushed), and it turns IDLE once every task is
  * freed. A task of a context that is no longer RUNNING is flushed the
  * same way, whether the stop was asked for or not.
+ *
+ * Completion order: DOCA does not promise submit order, nor that one
+ * doca_pe_progress reports everything that is done. A task that has run
+ * waits in its context's held set; each progress call hands out at most
+ * DOCA_EMU_DMA_COMPLETIONS (4) of them to their callbacks, picked at
+ * random (0: all, in submit order, at once).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -28,6 +34,9 @@
 struct doca_dma {
     struct doca_ctx ctx; /* first: the ctx ops cast back */
     doca_dma_task_memcpy_completion_cb_t ok_cb, err_cb;
+    struct doca_task **held; /* run, callback not called yet: num_tasks */
+    uint32_t nheld;
+    uint64_t rng; /* xorshift: which held task goes next */
 };
 
 struct doca_dma_task_memcpy {
@@ -134,8 +143,19 @@ static doca_error_t dma_execute(struct doca_task *t)
 
 static doca_error_t dma_start(struct doca_ctx *ctx)
 {
-    return ((struct doca_dma *)ctx)->ok_cb != NULL ? DOCA_SUCCESS
-                                                   : DOCA_ERROR_INVALID_VALUE;
+    struct doca_dma *dma = (struct doca_dma *)ctx;
+    struct doca_task **held;
+
+    if (dma->ok_cb == NULL) {
+        return DOCA_ERROR_INVALID_VALUE;
+    }
+    held = realloc(dma->held, ctx->num_tasks * sizeof(*held));
+    if (held == NULL) {
+        return DOCA_ERROR_NO_MEMORY;
+    }
+    dma->held = held;
+    dma->nheld = 0;
+    return DOCA_SUCCESS;
 }
 
 static doca_error_t dma_submit(struct doca_task *t)
@@ -144,6 +164,17 @@ static doca_error_t dma_submit(struct doca_task *t)
     return DOCA_SUCCESS; /* DOCA: submit does not validate the task */
 }
 
+static void deliver(struct doca_task *t)
+{
+    struct doca_dma *dma = (struct doca_dma *)t->ctx;
+
+    (t->status == DOCA_SUCCESS ? dma->ok_cb : dma->err_cb)(
+        (struct doca_dma_task_memcpy *)t, t->user_data, t->ctx->user_data);
+}
+
+/* The task has run: its callback now, or from the held set later. A
+ * fatal error stops the ctx at once, so the tasks queued behind it are
+ * flushed whenever their callbacks come. */
 static void dma_complete(struct doca_task *t)
 {
     struct doca_dma *dma = (struct doca_dma *)t->ctx;
@@ -152,16 +183,55 @@ static void dma_complete(struct doca_task *t)
     if (m->fatal && t->ctx->state == DOCA_CTX_STATE_RUNNING) {
         (void)emu_ctx_wind_down(t->ctx); /* STOPPING: t is still out */
     }
+    if (emu_config()->dma_completions == 0) {
+        deliver(t);
+        return;
+    }
+    dma->held[dma->nheld++] = t;
+    emu_pe_kick(t->ctx->pe);
+}
 
-    (t->status == DOCA_SUCCESS ? dma->ok_cb : dma->err_cb)(
-        (struct doca_dma_task_memcpy *)t, t->user_data, t->ctx->user_data);
+static uint32_t next_random(struct doca_dma *dma)
+{
+    dma->rng ^= dma->rng << 13;
+    dma->rng ^= dma->rng >> 7;
+    dma->rng ^= dma->rng << 17;
+    return (uint32_t)(dma->rng >> 32);
+}
+
+/* At the start of each doca_pe_progress: a few held tasks, at random. A
+ * callback may submit again; that task is held no sooner than the PE's
+ * next pass over its queue. */
+static int dma_progress(struct doca_ctx *ctx)
+{
+    struct doca_dma *dma = (struct doca_dma *)ctx;
+    uint32_t n = emu_config()->dma_completions;
+    int any = 0;
+
+    for (uint32_t k = 0; (n == 0 || k < n) && dma->nheld > 0; k++) {
+        uint32_t i = next_random(dma) % dma->nheld;
+        struct doca_task *t = dma->held[i];
+
+        dma->held[i] = dma->held[--dma->nheld];
+        deliver(t);
+        any = 1;
+    }
+    return any;
+}
+
+static int dma_watch(struct doca_ctx *ctx, uint64_t *wake_ns)
+{
+    (void)wake_ns;
+    return ((struct doca_dma *)ctx)->nheld > 0;
 }
 
 static const struct emu_ctx_ops dma_ops = {
     .start = dma_start,
+    .progress = dma_progress,
     .submit = dma_submit,
     .execute = dma_execute,
     .complete = dma_complete,
+    .watch = dma_watch,
 };
 
 doca_error_t doca_dma_create(struct doca_dev *dev, struct doca_dma **dma)
@@ -173,6 +243,7 @@ doca_error_t doca_dma_create(struct doca_dev *dev, struct doca_dma **dma)
         return DOCA_ERROR_NO_MEMORY;
     }
     emu_ctx_init(&d->ctx, &dma_ops, sizeof(struct doca_dma_task_memcpy));
+    d->rng = 0x9e3779b97f4a7c15ull; /* the same shuffle every run */
     *dma = d;
     return DOCA_SUCCESS;
 }
@@ -182,6 +253,7 @@ doca_error_t doca_dma_destroy(struct doca_dma *dma)
     doca_error_t err = emu_ctx_fini(&dma->ctx);
 
     if (err == DOCA_SUCCESS) {
+        free(dma->held);
         free(dma);
     }
     return err;

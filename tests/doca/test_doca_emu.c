@@ -257,8 +257,9 @@ static void check_fatal_task(struct dpu *d, struct doca_buf *sb,
     DOCA_OK(doca_dma_task_memcpy_alloc_init(d->dma, sb, db, none, &t));
     DOCA_OK(doca_task_submit(doca_dma_task_memcpy_as_task(t)));
     d->failed = 0;
-    doca_pe_progress(d->pe);
-    CHECK_EQ(d->failed, 1);
+    while (d->failed == 0) {
+        doca_pe_progress(d->pe); /* the callback may take a few calls */
+    }
     CHECK_DOCA(d->status, DOCA_ERROR_TOO_BIG);
     CHECK_EQ(nseen_states, 2);
     CHECK_EQ(seen_states[0], DOCA_CTX_STATE_STOPPING);
@@ -316,6 +317,70 @@ static void test_fatal_fault(void)
     unsetenv("DOCA_EMU_FAULT_DMA_FATAL");
     doca_emu_reset();
     DOCA_OK(doca_ctx_start(doca_dma_as_ctx(d.dma)));
+    DOCA_OK(doca_mmap_destroy(sm));
+    DOCA_OK(doca_mmap_destroy(dm));
+    dpu_close(&d);
+}
+
+#define ORDER_TASKS 8
+
+static int order_seen[ORDER_TASKS], norder_seen;
+
+static void order_done(struct doca_dma_task_memcpy *task, union doca_data ud,
+                       union doca_data ctx_ud)
+{
+    (void)ctx_ud;
+    order_seen[norder_seen++] = (int)ud.u64;
+    doca_task_free(doca_dma_task_memcpy_as_task(task));
+}
+
+/* Completions come at most DOCA_EMU_DMA_COMPLETIONS (4) a progress call,
+ * and not in submit order; each task's bytes have moved by its callback. */
+static void test_completion_order(void)
+{
+    static uint8_t src[ORDER_TASKS], dst[ORDER_TASKS];
+    struct doca_buf *sb[ORDER_TASKS], *db[ORDER_TASKS];
+    struct doca_dma_task_memcpy *t;
+    struct doca_mmap *sm, *dm;
+    int in_order = 1, calls = 0;
+    struct dpu d;
+
+    dpu_open(&d, ORDER_TASKS);
+    DOCA_OK(doca_ctx_stop(doca_dma_as_ctx(d.dma)));
+    DOCA_OK(doca_dma_task_memcpy_set_conf(d.dma, order_done, order_done,
+                                          ORDER_TASKS));
+    DOCA_OK(doca_ctx_start(doca_dma_as_ctx(d.dma)));
+    memset(src, 3, sizeof(src));
+    sm = make_mmap(src, sizeof(src), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, d.dev);
+    dm = make_mmap(dst, sizeof(dst), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, d.dev);
+    DOCA_OK(doca_buf_inventory_destroy(d.inv));
+    DOCA_OK(doca_buf_inventory_create(2 * ORDER_TASKS, &d.inv));
+    DOCA_OK(doca_buf_inventory_start(d.inv));
+    norder_seen = 0;
+    for (int i = 0; i < ORDER_TASKS; i++) {
+        DOCA_OK(doca_buf_inventory_buf_get_by_data(d.inv, sm, src + i, 1,
+                                                   &sb[i]));
+        DOCA_OK(
+            doca_buf_inventory_buf_get_by_addr(d.inv, dm, dst + i, 1, &db[i]));
+        DOCA_OK(doca_dma_task_memcpy_alloc_init(
+            d.dma, sb[i], db[i], (union doca_data){.u64 = (uint64_t)i}, &t));
+        DOCA_OK(doca_task_submit(doca_dma_task_memcpy_as_task(t)));
+    }
+    while (norder_seen < ORDER_TASKS) {
+        int before = norder_seen;
+
+        CHECK(calls++ < 100);
+        doca_pe_progress(d.pe);
+        CHECK(norder_seen - before <= 4);
+    }
+    CHECK(calls >= 3); /* 8 tasks, 4 a call, none in the first */
+    for (int i = 0; i < ORDER_TASKS; i++) {
+        in_order &= order_seen[i] == i;
+        CHECK_EQ(dst[order_seen[i]], 3);
+        DOCA_OK(doca_buf_dec_refcount(sb[i], NULL));
+        DOCA_OK(doca_buf_dec_refcount(db[i], NULL));
+    }
+    CHECK(!in_order);
     DOCA_OK(doca_mmap_destroy(sm));
     DOCA_OK(doca_mmap_destroy(dm));
     dpu_close(&d);
@@ -473,6 +538,7 @@ static void test_start_pins(void)
 static size_t export_import(struct doca_mmap *mm, struct doca_dev *dev,
                             uint8_t *copy_out, size_t cap)
 {
+    struct doca_dev *dpu = open_dev(DPU_PCI);
     struct doca_mmap *imp;
     const void *desc;
     size_t len;
@@ -480,9 +546,48 @@ static size_t export_import(struct doca_mmap *mm, struct doca_dev *dev,
     DOCA_OK(doca_mmap_export_pci(mm, dev, &desc, &len));
     CHECK(len <= cap);
     memcpy(copy_out, desc, len);
-    DOCA_OK(doca_mmap_create_from_export(NULL, desc, len, dev, &imp));
+    DOCA_OK(doca_mmap_create_from_export(NULL, desc, len, dpu, &imp));
     DOCA_OK(doca_mmap_destroy(imp));
+    DOCA_OK(doca_dev_close(dpu));
     return len;
+}
+
+/* Only the dpu side's PF has create_from_export (DOCA_EMU_IMPORT_DEVICES):
+ * an import with the host's device is NOT_SUPPORTED, as the capability
+ * says. */
+static void test_import_cap(void)
+{
+    static uint8_t mem[4096];
+    struct doca_dev *host = open_dev(HOST_PCI), *dpu = open_dev(DPU_PCI);
+    struct doca_mmap *mm, *imp;
+    const void *desc;
+    uint8_t cap = 1;
+    size_t len;
+
+    DOCA_OK(doca_mmap_cap_is_create_from_export_pci_supported(
+        doca_dev_as_devinfo(host), &cap));
+    CHECK_EQ(cap, 0);
+    DOCA_OK(doca_mmap_cap_is_create_from_export_pci_supported(
+        doca_dev_as_devinfo(dpu), &cap));
+    CHECK_EQ(cap, 1);
+    DOCA_OK(doca_mmap_cap_is_export_pci_supported(doca_dev_as_devinfo(host),
+                                                  &cap));
+    CHECK_EQ(cap, 1);
+    mm = make_mmap(mem, sizeof(mem), DOCA_ACCESS_FLAG_PCI_READ_ONLY, host);
+    DOCA_OK(doca_mmap_export_pci(mm, host, &desc, &len));
+    CHECK_DOCA(doca_mmap_create_from_export(NULL, desc, len, host, &imp),
+               DOCA_ERROR_NOT_SUPPORTED);
+    DOCA_OK(doca_mmap_create_from_export(NULL, desc, len, dpu, &imp));
+    DOCA_OK(doca_mmap_destroy(imp));
+    setenv("DOCA_EMU_IMPORT_DEVICES", "b1:00.0,03:00.0", 1);
+    doca_emu_reset();
+    DOCA_OK(doca_mmap_create_from_export(NULL, desc, len, host, &imp));
+    DOCA_OK(doca_mmap_destroy(imp));
+    unsetenv("DOCA_EMU_IMPORT_DEVICES");
+    doca_emu_reset();
+    DOCA_OK(doca_mmap_destroy(mm));
+    DOCA_OK(doca_dev_close(host));
+    DOCA_OK(doca_dev_close(dpu));
 }
 
 /* Descriptors are 250 bytes by default, about a card's;
@@ -493,7 +598,7 @@ static void test_export_desc_size(void)
 {
     static uint8_t mem[4096];
     static uint8_t desc[2048];
-    struct doca_dev *dev = open_dev(HOST_PCI);
+    struct doca_dev *dev = open_dev(HOST_PCI), *dpu = open_dev(DPU_PCI);
     struct doca_mmap *old, *big, *imp;
     size_t len;
 
@@ -509,9 +614,9 @@ static void test_export_desc_size(void)
         CHECK_EQ(desc[i], 0);
     }
     desc[1023] = 1;
-    CHECK_DOCA(doca_mmap_create_from_export(NULL, desc, len, dev, &imp),
+    CHECK_DOCA(doca_mmap_create_from_export(NULL, desc, len, dpu, &imp),
                DOCA_ERROR_INVALID_VALUE);
-    CHECK_DOCA(doca_mmap_create_from_export(NULL, desc, 47, dev, &imp),
+    CHECK_DOCA(doca_mmap_create_from_export(NULL, desc, 47, dpu, &imp),
                DOCA_ERROR_INVALID_VALUE);
     unsetenv("DOCA_EMU_EXPORT_DESC_SIZE");
     doca_emu_reset();
@@ -519,6 +624,7 @@ static void test_export_desc_size(void)
     DOCA_OK(doca_mmap_destroy(old));
     DOCA_OK(doca_mmap_destroy(big));
     DOCA_OK(doca_dev_close(dev));
+    DOCA_OK(doca_dev_close(dpu));
 }
 
 /* A size below the descriptor is a broken setup: the emulation aborts. */
@@ -1217,6 +1323,8 @@ int main(void)
     test_inventory();
     test_local_dma();
     test_fatal_fault();
+    test_completion_order();
+    test_import_cap();
     test_start_pins();
     test_memlock();
     test_export_desc_size();

@@ -14,6 +14,7 @@
  *   fatal       a DMA ctx that stops after a fatal task error ends the
  *               session at once (HMAF_ECONNRESET), never HMAF_EBUSY
  *   pinning     a pin over the memlock limit is HMAF_ENOMEM
+ *   import      a device without create_from_export: HMAF_ENOTSUP
  * Each case sets the emulation's limits with setenv and doca_emu_reset
  * before its sessions exist (and before a host is forked, which inherits
  * them). The dpu side is the host's parent, as the emulation's DMA needs
@@ -782,6 +783,27 @@ static void check_pin_refused(struct target *t)
     hmaf_session_destroy(s);
 }
 
+/* ---- (i) a device that cannot import ---- */
+
+/* (i) create_from_export needs a device with the capability (the dpu
+ * side's PF; the emulation gives it to 03:00.0 alone): a dpu side on the
+ * host's PF is refused at once with HMAF_ENOTSUP, before it connects. */
+static void check_import_cap(struct target *t)
+{
+    hmaf_session_params_t p;
+    hmaf_session_t *s = NULL;
+
+    setenv("HMAF_DOCA_DEV", HOST_PCI, 1);
+    hmaf_session_params_init(&p);
+    p.address = t->address;
+    p.token = TARGET_TOKEN;
+    CHECK_ERR(hmaf_session_create(&p, &s), HMAF_ENOTSUP);
+    unsetenv("HMAF_DOCA_DEV");
+    s = connect_to(t->address, 0);
+    CHECK_OK(hmaf_session_ping(s));
+    hmaf_session_destroy(s);
+}
+
 /* ---- (g) a DMA context that stops on its own ---- */
 
 #define FATAL_SEGS 64
@@ -873,6 +895,7 @@ int main(void)
     check_teardown_hand_off(&t);
     check_ctx_fatal(&t, mem);
     check_pin_refused(&t);
+    check_import_cap(&t);
     CHECK_EQ(target_stop(&t), 0);
     printf("test_doca: ok\n");
     return 0;

@@ -9,16 +9,16 @@
  * Data path. doca_mmap_export_pci hands out a 250-byte descriptor (or
  * DOCA_EMU_EXPORT_DESC_SIZE bytes; a card's are about as large), a 48-byte
  * core zero-padded: the exporter's pid, range, permissions, and the
- * address and value of a 64-bit "live" word in the exporter's memory. A DMA task against an mmap created from it first
- * reads that word with process_vm_readv, then moves the bytes with
- * process_vm_readv/writev. Destroying the exported mmap clears the word,
- * so every import of it fails from then on, even in other processes
- * (doca_mmap_stop refuses an exported mmap with NOT_PERMITTED, as DOCA
- * 2.10 lists); an exporter that exited fails the same way (ESRCH). The value
- * is random and changes whenever a slot is reused. The exporter grants
- * ptrace access (PR_SET_PTRACER_ANY) at its first export, as the device's
- * right to reach host memory; where Yama forbids that, run the dpu side as
- * the host's parent.
+ * address and value of a 64-bit "live" word in the exporter's memory. A
+ * DMA task against an mmap created from it first reads that word with
+ * process_vm_readv, then moves the bytes with process_vm_readv/writev.
+ * Destroying the exported mmap clears the word, so every import of it fails
+ * from then on, even in other processes (doca_mmap_stop refuses an exported
+ * mmap with NOT_PERMITTED, as DOCA 2.10 lists); an exporter that exited
+ * fails the same way (ESRCH). The value is random and changes whenever a
+ * slot is reused. The exporter grants ptrace access (PR_SET_PTRACER_ANY) at
+ * its first export, as the device's right to reach host memory; where Yama
+ * forbids that, run the dpu side as the host's parent.
  *
  * Registration. doca_mmap_start checks, as pinning does on hardware, that
  * every page of a local range is mapped and readable, and writable when
@@ -53,6 +53,12 @@
  *   DOCA_EMU_DEVICES       device PCI addresses, comma-separated
  *                          (default "b1:00.0,03:00.0": host PF, dpu PF)
  *   DOCA_EMU_REPS          representors every device lists ("b1:00.0")
+ *   DOCA_EMU_IMPORT_DEVICES  devices with create_from_export ("03:00.0",
+ *                          the dpu side's PF): an import with any other
+ *                          is NOT_SUPPORTED, as their capability says
+ *   DOCA_EMU_DMA_COMPLETIONS  DMA completions one doca_pe_progress hands
+ *                          out per context, at most, in shuffled order
+ *                          (4; 0: all that are done, in submit order)
  *   DOCA_EMU_MAX_BUF_SIZE  bytes per DMA task (1048576)
  *   DOCA_EMU_MAX_TASKS     tasks per DMA ctx and send tasks per comch ctx
  *                          (1024)
@@ -79,9 +85,9 @@
  * Misuse: NULL arguments are not checked (the crash points at the bug);
  * calling doca_pe_progress from a callback, submitting a submitted task or
  * freeing one aborts with a message. Capabilities: every device supports
- * every emulated operation. Notification handles are an epoll set per PE
- * (doca_pe.h). Not emulated: event modes, chained bufs, comch counters and
- * fast path, receive-queue sizes.
+ * every emulated operation but create_from_export (above). Notification
+ * handles are an epoll set per PE (doca_pe.h). Not emulated: event modes,
+ * chained bufs, comch counters and fast path, receive-queue sizes.
  *
  * Thread safety: as DOCA: one thread per PE and the objects used with it.
  * Exporting is safe from any thread.
