@@ -150,7 +150,9 @@ HMAF_API void hmaf_session_params_init(hmaf_session_params_t *params);
  *         connect_timeout_ms; also the agent's answer when it dropped our
  *         connection from a full table of waiting ones), HMAF_EAUTH (wrong
  *         token), HMAF_EVERSION, HMAF_EENGINE (host runs another engine),
- *         HMAF_ENOENGINE, HMAF_EPROTO (garbage from the peer), HMAF_ENOMEM,
+ *         HMAF_ENOENGINE, HMAF_EPROTO (garbage from the peer, or a blob
+ *         longer than our engine's max_blob), HMAF_ENOMEM (also: the
+ *         host could not pin the session's mailbox, doca: memlock limit),
  *         HMAF_ENOSPC (the agent is at max_sessions, a handshake message
  *         exceeds the channel's message size, a comch device's largest
  *         message is smaller than the handshake's, the mailbox's export
@@ -190,11 +192,15 @@ HMAF_API int hmaf_session_lookup(hmaf_session_t *session, const char *name,
  * @return 0; HMAF_EINVAL (NULL, len 0), HMAF_EOVERFLOW (address + len wraps),
  *         HMAF_EFAULT (not exposed, or not mapped in the host),
  *         HMAF_EOVERFLOW also when remote_addr + len exceeds UINT64_MAX,
- *         HMAF_ECONNRESET (host gone), HMAF_ETIMEDOUT, HMAF_EPERM,
+ *         HMAF_ECONNRESET (host gone; doca: also the DMA context stopped
+ *         after a fatal task error, which ends the session),
+ *         HMAF_ETIMEDOUT, HMAF_EPERM,
  *         HMAF_ENOSPC (too many threads on this session, a region cache
  *         far too small for them, or the engine's export descriptor for
- *         the region exceeds the protocol's 256-byte blob: doca),
- *         HMAF_EPROTO, HMAF_ENOMEM.
+ *         the region exceeds its max_blob: doca, 1280 bytes),
+ *         HMAF_EPROTO (also: an export descriptor from the host longer
+ *         than our engine's max_blob), HMAF_ENOMEM (also: the host could
+ *         not pin the region, doca: its memlock limit).
  */
 HMAF_API int hmaf_session_read(hmaf_session_t *session, void *buf,
                                uint64_t remote_addr, size_t len);

@@ -12,8 +12,9 @@
 /** Version of the host <-> dpu wire protocol (handshake, mailbox, and
  * what the channel carries after the handshake). 2: the host nudges a
  * session to look at a revocation; each side closes its end to say it
- * stopped. */
-#define HMAF_PROTOCOL_VERSION 2
+ * stopped. 3: blobs in HELLO and WELCOME are length-prefixed and of
+ * variable length (up to 1536 bytes), mailbox slots are 2048 bytes. */
+#define HMAF_PROTOCOL_VERSION 3
 
 #if defined(__GNUC__)
 #define HMAF_API __attribute__((visibility("default")))

@@ -19,9 +19,29 @@ static int build_hello(struct hmaf_session *s, struct hmaf_hello *hello)
     }
     strncpy(hello->engine, s->ops->name, sizeof(hello->engine) - 1);
     ret = s->ops->local_blob(s->ctx, hello->engine_blob.data,
-                             sizeof(hello->engine_blob.data), &blob_len);
+                             s->limits.max_blob, &blob_len);
+    if (ret == 0 && blob_len > s->limits.max_blob) {
+        hmaf__log_error("%s engine: bootstrap blob of %zu bytes exceeds its "
+                        "max_blob %u",
+                        s->ops->name, blob_len, s->limits.max_blob);
+        ret = HMAF_ENOSPC;
+    }
     hello->engine_blob.len = (uint16_t)blob_len;
     return ret;
+}
+
+/* The host's blobs are held to our engine's limit: its descriptors are
+ * what our engine will parse. */
+static int check_peer_blob(const struct hmaf_session *s, const char *what,
+                           const struct hmaf_blob *b)
+{
+    if (b->len <= s->limits.max_blob) {
+        return 0;
+    }
+    hmaf__log_error("welcome: %s of %u bytes exceeds the %s engine's "
+                    "max_blob %u",
+                    what, (unsigned)b->len, s->ops->name, s->limits.max_blob);
+    return HMAF_EPROTO;
 }
 
 /* A refusal's status must be one we know, or the peer is talking garbage. */
@@ -61,14 +81,22 @@ static int receive_welcome(struct hmaf_session *s, uint64_t deadline,
     if (hdr.version != HMAF_PROTOCOL_VERSION) {
         return HMAF_EVERSION;
     }
-    if (hdr.body_len != HMAF_WELCOME_BODY_SIZE) {
+    if (hdr.body_len < HMAF_WELCOME_BODY_MIN ||
+        hdr.body_len > HMAF_WELCOME_BODY_MAX) {
         return HMAF_EPROTO;
     }
     ret = hmaf__channel_recv(&s->channel, buf, hdr.body_len, deadline);
-    if (ret < 0) {
-        return ret;
+    if (ret == 0) {
+        ret = hmaf__welcome_decode(buf, hdr.body_len, welcome_out);
     }
-    return hmaf__welcome_decode(buf, hdr.body_len, welcome_out);
+    if (ret == 0) {
+        ret = check_peer_blob(s, "engine blob", &welcome_out->engine_blob);
+    }
+    if (ret == 0) {
+        ret = check_peer_blob(s, "mailbox export",
+                              &welcome_out->mailbox_export);
+    }
+    return ret;
 }
 
 int hmaf__bootstrap_dpu(struct hmaf_session *s, int timeout_ms,

@@ -253,6 +253,8 @@ HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
         goto err_free;
     }
     s->ops->limits(s->ctx, &s->limits);
+    /* The wire carries no longer blob, whatever the engine says. */
+    s->limits.max_blob = HMAF_MIN(s->limits.max_blob, HMAF_BLOB_MAX);
     s->post = s->ops->post;
     pthread_mutex_init(&s->epoch_lock, NULL); /* the watch thread locks it */
     pthread_mutex_init(&s->maps_lock, NULL);
@@ -448,6 +450,15 @@ static int cache_region(struct hmaf_session *s,
 
     if (r == NULL) {
         return HMAF_ENOMEM;
+    }
+    if (resp->export_blob.len > s->limits.max_blob) {
+        hmaf__log_error("session %llu: export of %u bytes exceeds the %s "
+                        "engine's max_blob %u",
+                        (unsigned long long)s->session_id,
+                        (unsigned)resp->export_blob.len, s->ops->name,
+                        s->limits.max_blob);
+        free(r);
+        return HMAF_EPROTO;
     }
     ret = s->ops->rmem_import(r->rmem, resp->export_blob.data,
                               resp->export_blob.len);

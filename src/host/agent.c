@@ -84,6 +84,13 @@ static int agent_init(struct hmaf_agent *a, const hmaf_agent_params_t *params)
         return HMAF_ENOENGINE;
     }
     ret = hmaf__engine_ctx_create(a->ops, HMAF_ROLE_HOST, &a->ctx);
+    if (ret == 0) {
+        struct hmaf_engine_limits lim;
+
+        a->ops->limits(a->ctx, &lim);
+        /* The wire carries no longer blob, whatever the engine says. */
+        a->max_blob = HMAF_MIN(lim.max_blob, HMAF_BLOB_MAX);
+    }
     if (ret == 0 && params->address != NULL) {
         ret = check_channel_policy(a, params->address, 1);
     }

@@ -75,6 +75,7 @@ struct hmaf_agent {
     char token[HMAF_TOKEN_MAX + 1];
     const struct hmaf_engine_ops *ops;
     struct hmaf_engine_ctx *ctx;
+    uint32_t max_blob; /* the engine's limit, at most HMAF_BLOB_MAX */
 
     pthread_mutex_t lock; /* everything below */
     struct hmaf_listener *listener;

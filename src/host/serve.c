@@ -106,8 +106,13 @@ static int grant_region(struct hmaf_agent *a, struct agent_session *s,
     int ret = ensure_registered(a, e, &fresh);
 
     if (ret == 0) {
-        ret = a->ops->mem_export(e->mem, blob->data, sizeof(blob->data),
-                                 &blob_len);
+        ret = a->ops->mem_export(e->mem, blob->data, a->max_blob, &blob_len);
+    }
+    if (ret == 0 && blob_len > a->max_blob) {
+        hmaf__log_error("%s engine: export of %zu bytes exceeds its "
+                        "max_blob %u",
+                        a->ops->name, blob_len, a->max_blob);
+        ret = HMAF_ENOSPC;
     }
     if (ret == 0) {
         ret = hmaf__agent_hold(s, e->id, a->epoch);

@@ -23,7 +23,8 @@ int hmaf__agent_hello_body_len(const struct hmaf_msg_hdr *hdr)
     if (hdr->version != HMAF_PROTOCOL_VERSION) {
         return HMAF_EVERSION;
     }
-    if (hdr->status != 0 || hdr->body_len != HMAF_HELLO_BODY_SIZE) {
+    if (hdr->status != 0 || hdr->body_len < HMAF_HELLO_BODY_MIN ||
+        hdr->body_len > HMAF_HELLO_BODY_MAX) {
         return HMAF_EPROTO;
     }
     return (int)hdr->body_len;
@@ -65,7 +66,30 @@ static int check_hello(const struct hmaf_agent *a,
     if (!hmaf__token_equal(hello->token, hello->token_len, want, want_len)) {
         return HMAF_EAUTH;
     }
-    return strcmp(hello->engine, a->ops->name) == 0 ? 0 : HMAF_EENGINE;
+    if (strcmp(hello->engine, a->ops->name) != 0) {
+        return HMAF_EENGINE;
+    }
+    /* The dpu side is not trusted to keep to our engine's limit. */
+    if (hello->engine_blob.len > a->max_blob) {
+        hmaf__log_warn("hello: engine blob of %u bytes exceeds the %s "
+                       "engine's max_blob %u",
+                       (unsigned)hello->engine_blob.len, a->ops->name,
+                       a->max_blob);
+        return HMAF_EPROTO;
+    }
+    return 0;
+}
+
+/* A blob our own engine made, held to its limit before it is sent. */
+static int check_own_blob(const struct hmaf_agent *a, const char *what,
+                          size_t len)
+{
+    if (len <= a->max_blob) {
+        return 0;
+    }
+    hmaf__log_error("%s engine: %s of %zu bytes exceeds its max_blob %u",
+                    a->ops->name, what, len, a->max_blob);
+    return HMAF_ENOSPC;
 }
 
 static void init_mailbox(struct agent_session *s, uint64_t epoch)
@@ -227,8 +251,10 @@ static int build_welcome(struct hmaf_agent *a, const struct agent_session *s,
 
     memset(w, 0, sizeof(*w));
     strncpy(w->engine, a->ops->name, sizeof(w->engine) - 1);
-    ret = a->ops->local_blob(a->ctx, w->engine_blob.data,
-                             sizeof(w->engine_blob.data), &len);
+    ret = a->ops->local_blob(a->ctx, w->engine_blob.data, a->max_blob, &len);
+    if (ret == 0) {
+        ret = check_own_blob(a, "bootstrap blob", len);
+    }
     w->engine_blob.len = (uint16_t)len;
     w->session_id = s->id;
     w->mailbox_addr = s->mbox_mem->addr;
@@ -239,7 +265,10 @@ static int build_welcome(struct hmaf_agent *a, const struct agent_session *s,
     w->lease_us = (uint32_t)a->params.revoke_wait_ms * 1000u / 4u;
     if (ret == 0) {
         ret = a->ops->mem_export(s->mbox_mem, w->mailbox_export.data,
-                                 sizeof(w->mailbox_export.data), &len);
+                                 a->max_blob, &len);
+    }
+    if (ret == 0) {
+        ret = check_own_blob(a, "mailbox export", len);
         w->mailbox_export.len = (uint16_t)len;
     }
     return ret;

@@ -31,13 +31,25 @@ int hmaf__hdr_decode(const uint8_t *buf, struct hmaf_msg_hdr *hdr_out)
     return hdr_out->magic == HMAF_WIRE_MAGIC ? 0 : HMAF_EPROTO;
 }
 
-size_t hmaf__msg_body_size(uint8_t type)
+size_t hmaf__msg_body_max(uint8_t type)
 {
     switch (type) {
     case HMAF_MSG_HELLO:
-        return HMAF_HELLO_BODY_SIZE;
+        return HMAF_HELLO_BODY_MAX;
     case HMAF_MSG_WELCOME:
-        return HMAF_WELCOME_BODY_SIZE;
+        return HMAF_WELCOME_BODY_MAX;
+    default:
+        return 0;
+    }
+}
+
+size_t hmaf__msg_body_min(uint8_t type)
+{
+    switch (type) {
+    case HMAF_MSG_HELLO:
+        return HMAF_HELLO_BODY_MIN;
+    case HMAF_MSG_WELCOME:
+        return HMAF_WELCOME_BODY_MIN;
     default:
         return 0;
     }
@@ -45,17 +57,25 @@ size_t hmaf__msg_body_size(uint8_t type)
 
 static void put_blob(struct hmaf_wire *w, const struct hmaf_blob *b)
 {
+    if (b->len > sizeof(b->data)) {
+        w->ok = false;
+        return;
+    }
     hmaf__wire_put_u16(w, b->len);
-    hmaf__wire_put_bytes(w, b->data, sizeof(b->data));
+    hmaf__wire_put_bytes(w, b->data, b->len);
 }
 
+/* The length is checked before the bytes are taken, so a huge length
+ * never reads past the body; the unused rest of data is zeroed. */
 static void get_blob(struct hmaf_wire *w, struct hmaf_blob *b)
 {
     b->len = hmaf__wire_get_u16(w);
-    hmaf__wire_get_bytes(w, b->data, sizeof(b->data));
     if (b->len > sizeof(b->data)) {
         w->ok = false;
+        b->len = 0;
     }
+    hmaf__wire_get_bytes(w, b->data, b->len);
+    memset(b->data + b->len, 0, sizeof(b->data) - b->len);
 }
 
 /* Engine names arrive as fixed fields: demand a NUL inside the field. */
@@ -107,7 +127,7 @@ int hmaf__hello_decode(const uint8_t *body, size_t len,
 {
     struct hmaf_wire w = hmaf__wire((void *)body, len);
 
-    if (len != HMAF_HELLO_BODY_SIZE) {
+    if (len < HMAF_HELLO_BODY_MIN || len > HMAF_HELLO_BODY_MAX) {
         return HMAF_EPROTO;
     }
     hmaf__wire_get_bytes(&w, hello_out->token, sizeof(hello_out->token));
@@ -117,7 +137,7 @@ int hmaf__hello_decode(const uint8_t *body, size_t len,
     if (hello_out->token_len > sizeof(hello_out->token)) {
         return HMAF_EPROTO;
     }
-    return w.ok ? 0 : HMAF_EPROTO;
+    return w.ok && w.pos == len ? 0 : HMAF_EPROTO;
 }
 
 size_t hmaf__welcome_encode(const struct hmaf_welcome *welcome, uint8_t *buf,
@@ -145,7 +165,7 @@ int hmaf__welcome_decode(const uint8_t *body, size_t len,
 {
     struct hmaf_wire w = hmaf__wire((void *)body, len);
 
-    if (len != HMAF_WELCOME_BODY_SIZE) {
+    if (len < HMAF_WELCOME_BODY_MIN || len > HMAF_WELCOME_BODY_MAX) {
         return HMAF_EPROTO;
     }
     get_name(&w, welcome_out->engine, sizeof(welcome_out->engine));
@@ -156,7 +176,7 @@ int hmaf__welcome_decode(const uint8_t *body, size_t len,
     welcome_out->mailbox_slots = hmaf__wire_get_u32(&w);
     get_blob(&w, &welcome_out->mailbox_export);
     welcome_out->lease_us = hmaf__wire_get_u32(&w);
-    return w.ok ? 0 : HMAF_EPROTO;
+    return w.ok && w.pos == len ? 0 : HMAF_EPROTO;
 }
 
 size_t hmaf__refusal_encode(int status, uint8_t *buf)

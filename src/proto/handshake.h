@@ -10,6 +10,18 @@
  *
  * All integers are little-endian. A refusal is a WELCOME header with a
  * negative status and no body.
+ *
+ * Bodies (protocol 3); every blob is a u16 length and that many bytes:
+ *
+ *   HELLO    token[32] | u8 token_len | engine[16] | u16 n | blob[n]
+ *   WELCOME  engine[16] | u16 n | engine_blob[n] | u64 session_id |
+ *            u64 mailbox_addr | u64 mailbox_len | u32 mailbox_slots |
+ *            u16 m | mailbox_export[m] | u32 lease_us
+ *
+ * body_len is exactly what the fields add up to. A blob is at most
+ * HMAF_BLOB_MAX bytes here; each side also holds it to its engine's
+ * limits.max_blob (core/bootstrap.c, host/session.c), and a longer one
+ * from the peer is a protocol error.
  */
 #ifndef HMAF_PROTO_HANDSHAKE_H
 #define HMAF_PROTO_HANDSHAKE_H
@@ -20,7 +32,10 @@
 #define HMAF_WIRE_MAGIC 0x46414d48u /* bytes "HMAF" read as little-endian u32 */
 #define HMAF_HDR_SIZE 16
 #define HMAF_ENGINE_NAME_MAX 16
-#define HMAF_BLOB_MAX 256
+/* The protocol's bound on one blob: no engine's limits.max_blob may
+ * exceed it (the registry refuses such an engine). An export descriptor
+ * of a real card is a few hundred bytes and grows with DOCA releases. */
+#define HMAF_BLOB_MAX 1536
 
 enum hmaf_msg_type {
     HMAF_MSG_HELLO = 1,   /* dpu side -> host */
@@ -59,18 +74,27 @@ struct hmaf_welcome {
                           revocation epoch: the host's wait allows for it */
 };
 
-#define HMAF_HELLO_BODY_SIZE (32 + 1 + HMAF_ENGINE_NAME_MAX + 2 + HMAF_BLOB_MAX)
-#define HMAF_WELCOME_BODY_SIZE                                                 \
-    (HMAF_ENGINE_NAME_MAX + 2 + HMAF_BLOB_MAX + 8 + 8 + 8 + 4 + 2 +           \
-     HMAF_BLOB_MAX + 4)
-#define HMAF_MSG_MAX (HMAF_HDR_SIZE + HMAF_WELCOME_BODY_SIZE)
+/* Body sizes without their blobs: the smallest valid bodies. */
+#define HMAF_HELLO_BODY_MIN (32 + 1 + HMAF_ENGINE_NAME_MAX + 2)
+#define HMAF_WELCOME_BODY_MIN (HMAF_ENGINE_NAME_MAX + 2 + 28 + 2 + 4)
+#define HMAF_HELLO_BODY_MAX (HMAF_HELLO_BODY_MIN + HMAF_BLOB_MAX)
+#define HMAF_WELCOME_BODY_MAX (HMAF_WELCOME_BODY_MIN + 2 * HMAF_BLOB_MAX)
+/* The largest message either side sends or accepts (a channel with a
+ * message size limit, comch, must carry it): 3156 bytes. */
+#define HMAF_MSG_MAX (HMAF_HDR_SIZE + HMAF_WELCOME_BODY_MAX)
 
 void hmaf__hdr_encode(const struct hmaf_msg_hdr *hdr, uint8_t *buf);
 /* Checks the magic only: version and type are the caller's decision. */
 int hmaf__hdr_decode(const uint8_t *buf, struct hmaf_msg_hdr *hdr_out);
-/* Expected body length for a message type at our protocol version. */
-size_t hmaf__msg_body_size(uint8_t type);
+/* Largest body a message type may have at our protocol version, 0 for
+ * an unknown type. */
+size_t hmaf__msg_body_max(uint8_t type);
+/* Smallest body, 0 for an unknown type. */
+size_t hmaf__msg_body_min(uint8_t type);
 
+/* Encoders return the message size (header included), or 0 when it does
+ * not fit cap or a blob is longer than HMAF_BLOB_MAX. Decoders take the
+ * body and its exact length: 0 or HMAF_EPROTO. */
 size_t hmaf__hello_encode(const struct hmaf_hello *hello, uint8_t *buf,
                           size_t cap);
 int hmaf__hello_decode(const uint8_t *body, size_t len,

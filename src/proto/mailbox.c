@@ -51,6 +51,9 @@ size_t hmaf__resp_register_encode(const struct hmaf_resp_register *r,
     hmaf__wire_put_u64(&w, r->len);
     hmaf__wire_put_u64(&w, r->epoch);
     hmaf__wire_put_u8(&w, r->access);
+    if (r->export_blob.len > HMAF_BLOB_MAX) {
+        return 0;
+    }
     hmaf__wire_put_u16(&w, r->export_blob.len);
     hmaf__wire_put_bytes(&w, r->export_blob.data, r->export_blob.len);
     return w.ok ? w.pos : 0;

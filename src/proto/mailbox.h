@@ -8,6 +8,8 @@
  *   [128, ...)  nslots slots of HMAF_MBOX_SLOT_SIZE bytes each:
  *     +0    request word (dpu-written)  +8    request payload
  *     +256  response word (host-written) +264 response payload
+ *   (slots of 2048 bytes: a REGISTER answer carries an export blob of up
+ *   to HMAF_BLOB_MAX bytes)
  *
  * A request word is seq (bits 0-31, never 0) | op (32-39) | payload length
  * (40-55). The dpu side writes the payload, waits for that write to
@@ -27,11 +29,11 @@
 #include "proto/handshake.h"
 
 #define HMAF_MBOX_MAGIC 0x584f424du /* bytes "MBOX" read as little-endian */
-#define HMAF_MBOX_VERSION 1
+#define HMAF_MBOX_VERSION 2 /* 2: 2048-byte slots */
 #define HMAF_MBOX_HEADER_EPOCH 24 /* offset of the revocation epoch */
 #define HMAF_MBOX_ACK_OFFSET 64
 #define HMAF_MBOX_SLOTS_OFFSET 128
-#define HMAF_MBOX_SLOT_SIZE 640
+#define HMAF_MBOX_SLOT_SIZE 2048
 #define HMAF_MBOX_REQ_WORD 0
 #define HMAF_MBOX_REQ_PAYLOAD 8
 #define HMAF_MBOX_REQ_MAX 248

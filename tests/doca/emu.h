@@ -20,15 +20,20 @@ struct emu_config {
     uint32_t ndevices;
     char reps[EMU_MAX_DEVS][EMU_PCI_LEN];
     uint32_t nreps;
+    char importers[EMU_MAX_DEVS][EMU_PCI_LEN]; /* create_from_export cap */
+    uint32_t nimporters;
     uint64_t max_buf_size;
     uint32_t max_tasks;
     uint32_t max_msg;     /* comch: the device's cap */
     uint32_t default_msg; /* comch: an instance's limit until set */
     uint32_t max_name;    /* comch: name bytes, NUL included */
     uint32_t fault_dma_every;
+    uint32_t fault_dma_fatal; /* injected DMA faults stop the context */
     uint32_t fault_stop_after;
     uint32_t fault_disconnect_after;
     uint32_t export_desc_size; /* bytes doca_mmap_export_pci hands out */
+    uint64_t memlock;          /* bytes local mmaps may pin; 0: no limit */
+    uint32_t dma_completions;  /* per ctx and progress call; 0: all */
 };
 
 const struct emu_config *emu_config(void);
@@ -87,6 +92,7 @@ struct doca_mmap {
     struct emu_desc desc; /* exporter: heads export_blob; importer: a copy */
     uint8_t *export_blob; /* exporter: desc, zero-padded; freed at stop */
     size_t export_len;
+    size_t pinned;   /* started local mmap: bytes it counts as pinned */
     uint32_t ntasks; /* importer: DMA tasks run against it */
     int invalid;     /* importer: known dead */
 };

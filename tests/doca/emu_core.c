@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <doca_dev.h>
 #include <doca_emu.h>
@@ -90,8 +91,11 @@ int emu_pci_normalize(const char *in, char out[EMU_PCI_LEN])
 /* ---- configuration and faults ---- */
 
 /* What doca_mmap_export_pci hands out unless DOCA_EMU_EXPORT_DESC_SIZE
- * asks for more; the upper bound only catches a mistyped knob. */
+ * says otherwise: about what a card hands out (a BF-2's was 234 bytes),
+ * so that code sized for the emulation's 48-byte core fails here too.
+ * The upper bound only catches a mistyped knob. */
 #define EXPORT_DESC_MIN sizeof(struct emu_desc)
+#define EXPORT_DESC_DEFAULT 250u
 #define EXPORT_DESC_MAX (64u << 10)
 
 static struct emu_config config;
@@ -128,6 +132,22 @@ static uint64_t env_u64_in(const char *name, uint64_t def, uint64_t min,
     return x;
 }
 
+/* DOCA_EMU_MEMLOCK: a byte count, or "rlimit" for RLIMIT_MEMLOCK (none
+ * when unlimited); unset or 0: no limit. */
+static uint64_t env_memlock(void)
+{
+    const char *v = getenv("DOCA_EMU_MEMLOCK");
+    struct rlimit rl;
+
+    if (v == NULL || strcmp(v, "rlimit") != 0) {
+        return env_u64("DOCA_EMU_MEMLOCK", 0);
+    }
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
+        return 0;
+    }
+    return rl.rlim_cur > 0 ? (uint64_t)rl.rlim_cur : 1;
+}
+
 static uint32_t env_pci_list(const char *name, const char *def,
                              char out[EMU_MAX_DEVS][EMU_PCI_LEN])
 {
@@ -153,6 +173,9 @@ static void load_config(void)
     c->ndevices =
         env_pci_list("DOCA_EMU_DEVICES", "b1:00.0,03:00.0", c->devices);
     c->nreps = env_pci_list("DOCA_EMU_REPS", "b1:00.0", c->reps);
+    c->nimporters =
+        env_pci_list("DOCA_EMU_IMPORT_DEVICES", "03:00.0", c->importers);
+    c->dma_completions = (uint32_t)env_u64("DOCA_EMU_DMA_COMPLETIONS", 4);
     c->max_buf_size = env_u64("DOCA_EMU_MAX_BUF_SIZE", 1u << 20);
     c->max_tasks = (uint32_t)env_u64("DOCA_EMU_MAX_TASKS", 1024);
     c->max_msg = (uint32_t)env_u64("DOCA_EMU_COMCH_MAX_MSG", 4080);
@@ -160,11 +183,13 @@ static void load_config(void)
     /* 80 at most: the name must fit the emulation's socket address. */
     c->max_name = (uint32_t)env_u64_in("DOCA_EMU_COMCH_MAX_NAME", 64, 2, 80);
     c->fault_dma_every = (uint32_t)env_u64("DOCA_EMU_FAULT_DMA_EVERY", 0);
+    c->fault_dma_fatal = (uint32_t)env_u64("DOCA_EMU_FAULT_DMA_FATAL", 0);
     c->fault_stop_after = (uint32_t)env_u64("DOCA_EMU_FAULT_STOP_AFTER", 0);
     c->fault_disconnect_after =
         (uint32_t)env_u64("DOCA_EMU_FAULT_DISCONNECT_AFTER", 0);
+    c->memlock = env_memlock();
     c->export_desc_size =
-        (uint32_t)env_u64_in("DOCA_EMU_EXPORT_DESC_SIZE", EXPORT_DESC_MIN,
+        (uint32_t)env_u64_in("DOCA_EMU_EXPORT_DESC_SIZE", EXPORT_DESC_DEFAULT,
                              EXPORT_DESC_MIN, EXPORT_DESC_MAX);
 }
 

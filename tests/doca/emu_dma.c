@@ -1,9 +1,25 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * DMA memcpy tasks. Validation happens at alloc_init and at submit; the
- * bytes move when doca_pe_progress completes the task, so a caller that
- * reads the destination before its callback sees stale data, as on
- * hardware.
+ * DMA memcpy tasks. As DOCA says of submit, nothing validates a task
+ * before it runs: alloc_init checks only that it has bufs, submit nothing,
+ * and a task whose source exceeds max_buf_size or its destination's room
+ * fails in the error callback. The bytes move when doca_pe_progress
+ * completes the task, so a caller that reads the destination before its
+ * callback sees stale data, as on hardware.
+ *
+ * Fatal errors: a malformed task (TOO_BIG, INVALID_VALUE) and, with
+ * DOCA_EMU_FAULT_DMA_FATAL, an injected fault stop the context, as a card
+ * may after a fatal task error: it moves to STOPPING before the failed
+ * task's callback (the state callback says so), every task still queued
+ * fails with IO_FAILED (flushed), and it turns IDLE once every task is
+ * freed. A task of a context that is no longer RUNNING is flushed the
+ * same way, whether the stop was asked for or not.
+ *
+ * Completion order: DOCA does not promise submit order, nor that one
+ * doca_pe_progress reports everything that is done. A task that has run
+ * waits in its context's held set; each progress call hands out at most
+ * DOCA_EMU_DMA_COMPLETIONS (4) of them to their callbacks, picked at
+ * random (0: all, in submit order, at once).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -18,22 +34,24 @@
 struct doca_dma {
     struct doca_ctx ctx; /* first: the ctx ops cast back */
     doca_dma_task_memcpy_completion_cb_t ok_cb, err_cb;
+    struct doca_task **held; /* run, callback not called yet: num_tasks */
+    uint32_t nheld;
+    uint64_t rng; /* xorshift: which held task goes next */
 };
 
 struct doca_dma_task_memcpy {
     struct doca_task task; /* first, likewise */
     const struct doca_buf *src;
     struct doca_buf *dst;
+    int fatal; /* its failure stops the context */
 };
 
+/* At execute: what submit does not look at. */
 static doca_error_t check_bufs(const struct doca_buf *src,
                                const struct doca_buf *dst)
 {
     uintptr_t end, tail;
 
-    if (src == NULL || dst == NULL) {
-        return DOCA_ERROR_INVALID_VALUE;
-    }
     if (src->data_len > emu_config()->max_buf_size) {
         return DOCA_ERROR_TOO_BIG;
     }
@@ -90,9 +108,18 @@ static doca_error_t dma_execute(struct doca_task *t)
     const struct doca_mmap *sm = m->src->mmap, *dm = m->dst->mmap;
     uint32_t need = dm->from_export ? DOCA_ACCESS_FLAG_PCI_READ_WRITE
                                     : DOCA_ACCESS_FLAG_LOCAL_READ_WRITE;
-    doca_error_t err = DOCA_SUCCESS;
+    doca_error_t err;
 
+    if (t->ctx->state != DOCA_CTX_STATE_RUNNING) {
+        return DOCA_ERROR_IO_FAILED; /* flushed by the stop */
+    }
+    err = check_bufs(m->src, m->dst);
+    if (err != DOCA_SUCCESS) {
+        m->fatal = 1;
+        return err;
+    }
     if (emu_fault_dma()) {
+        m->fatal = emu_config()->fault_dma_fatal != 0;
         return DOCA_ERROR_IO_FAILED;
     }
     if (sm->from_export && dm->from_export) {
@@ -116,18 +143,28 @@ static doca_error_t dma_execute(struct doca_task *t)
 
 static doca_error_t dma_start(struct doca_ctx *ctx)
 {
-    return ((struct doca_dma *)ctx)->ok_cb != NULL ? DOCA_SUCCESS
-                                                   : DOCA_ERROR_INVALID_VALUE;
+    struct doca_dma *dma = (struct doca_dma *)ctx;
+    struct doca_task **held;
+
+    if (dma->ok_cb == NULL) {
+        return DOCA_ERROR_INVALID_VALUE;
+    }
+    held = realloc(dma->held, ctx->num_tasks * sizeof(*held));
+    if (held == NULL) {
+        return DOCA_ERROR_NO_MEMORY;
+    }
+    dma->held = held;
+    dma->nheld = 0;
+    return DOCA_SUCCESS;
 }
 
 static doca_error_t dma_submit(struct doca_task *t)
 {
-    struct doca_dma_task_memcpy *m = (struct doca_dma_task_memcpy *)t;
-
-    return check_bufs(m->src, m->dst);
+    ((struct doca_dma_task_memcpy *)t)->fatal = 0;
+    return DOCA_SUCCESS; /* DOCA: submit does not validate the task */
 }
 
-static void dma_complete(struct doca_task *t)
+static void deliver(struct doca_task *t)
 {
     struct doca_dma *dma = (struct doca_dma *)t->ctx;
 
@@ -135,11 +172,66 @@ static void dma_complete(struct doca_task *t)
         (struct doca_dma_task_memcpy *)t, t->user_data, t->ctx->user_data);
 }
 
+/* The task has run: its callback now, or from the held set later. A
+ * fatal error stops the ctx at once, so the tasks queued behind it are
+ * flushed whenever their callbacks come. */
+static void dma_complete(struct doca_task *t)
+{
+    struct doca_dma *dma = (struct doca_dma *)t->ctx;
+    struct doca_dma_task_memcpy *m = (struct doca_dma_task_memcpy *)t;
+
+    if (m->fatal && t->ctx->state == DOCA_CTX_STATE_RUNNING) {
+        (void)emu_ctx_wind_down(t->ctx); /* STOPPING: t is still out */
+    }
+    if (emu_config()->dma_completions == 0) {
+        deliver(t);
+        return;
+    }
+    dma->held[dma->nheld++] = t;
+    emu_pe_kick(t->ctx->pe);
+}
+
+static uint32_t next_random(struct doca_dma *dma)
+{
+    dma->rng ^= dma->rng << 13;
+    dma->rng ^= dma->rng >> 7;
+    dma->rng ^= dma->rng << 17;
+    return (uint32_t)(dma->rng >> 32);
+}
+
+/* At the start of each doca_pe_progress: a few held tasks, at random. A
+ * callback may submit again; that task is held no sooner than the PE's
+ * next pass over its queue. */
+static int dma_progress(struct doca_ctx *ctx)
+{
+    struct doca_dma *dma = (struct doca_dma *)ctx;
+    uint32_t n = emu_config()->dma_completions;
+    int any = 0;
+
+    for (uint32_t k = 0; (n == 0 || k < n) && dma->nheld > 0; k++) {
+        uint32_t i = next_random(dma) % dma->nheld;
+        struct doca_task *t = dma->held[i];
+
+        dma->held[i] = dma->held[--dma->nheld];
+        deliver(t);
+        any = 1;
+    }
+    return any;
+}
+
+static int dma_watch(struct doca_ctx *ctx, uint64_t *wake_ns)
+{
+    (void)wake_ns;
+    return ((struct doca_dma *)ctx)->nheld > 0;
+}
+
 static const struct emu_ctx_ops dma_ops = {
     .start = dma_start,
+    .progress = dma_progress,
     .submit = dma_submit,
     .execute = dma_execute,
     .complete = dma_complete,
+    .watch = dma_watch,
 };
 
 doca_error_t doca_dma_create(struct doca_dev *dev, struct doca_dma **dma)
@@ -151,6 +243,7 @@ doca_error_t doca_dma_create(struct doca_dev *dev, struct doca_dma **dma)
         return DOCA_ERROR_NO_MEMORY;
     }
     emu_ctx_init(&d->ctx, &dma_ops, sizeof(struct doca_dma_task_memcpy));
+    d->rng = 0x9e3779b97f4a7c15ull; /* the same shuffle every run */
     *dma = d;
     return DOCA_SUCCESS;
 }
@@ -160,6 +253,7 @@ doca_error_t doca_dma_destroy(struct doca_dma *dma)
     doca_error_t err = emu_ctx_fini(&dma->ctx);
 
     if (err == DOCA_SUCCESS) {
+        free(dma->held);
         free(dma);
     }
     return err;
@@ -228,7 +322,8 @@ doca_error_t doca_dma_task_memcpy_alloc_init(struct doca_dma *dma,
                                              struct doca_dma_task_memcpy **task)
 {
     struct doca_task *t;
-    doca_error_t err = check_bufs(src, dst);
+    doca_error_t err = src != NULL && dst != NULL ? DOCA_SUCCESS
+                                                  : DOCA_ERROR_INVALID_VALUE;
 
     if (err == DOCA_SUCCESS) {
         err = emu_task_alloc(&dma->ctx, &t);

@@ -22,6 +22,7 @@
 
 #include <doca_buf.h>
 #include <doca_buf_inventory.h>
+#include <doca_dev.h>
 #include <doca_mmap.h>
 
 #include "emu.h"
@@ -44,6 +45,7 @@
 #define ALL_ACCESS ((1u << 7) - 1)
 
 static uint64_t live_words[EMU_MAX_EXPORTS]; /* read by importers */
+static uint64_t pinned_bytes; /* of started local mmaps, under slot_lock */
 static uint8_t slot_used[EMU_MAX_EXPORTS];
 static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -158,6 +160,34 @@ static doca_error_t check_pinnable(const struct doca_mmap *mm)
     return at >= end ? DOCA_SUCCESS : DOCA_ERROR_DRIVER;
 }
 
+/* Pinning is charged to the process, as the kernel charges locked memory
+ * against RLIMIT_MEMLOCK: whole pages. 0 when the limit would be passed. */
+static size_t pin(const struct doca_mmap *mm)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = (uintptr_t)mm->addr & ~(page - 1);
+    size_t bytes =
+        ((uintptr_t)mm->addr + mm->len - lo + page - 1) & ~(page - 1);
+    uint64_t limit = emu_config()->memlock;
+    size_t taken = 0;
+
+    pthread_mutex_lock(&slot_lock);
+    if (limit == 0 || (bytes <= limit && pinned_bytes <= limit - bytes)) {
+        pinned_bytes += bytes;
+        taken = bytes;
+    }
+    pthread_mutex_unlock(&slot_lock);
+    return taken;
+}
+
+static void unpin(struct doca_mmap *mm)
+{
+    pthread_mutex_lock(&slot_lock);
+    pinned_bytes -= mm->pinned;
+    pthread_mutex_unlock(&slot_lock);
+    mm->pinned = 0;
+}
+
 doca_error_t doca_mmap_start(struct doca_mmap *mmap)
 {
     doca_error_t err;
@@ -179,6 +209,10 @@ doca_error_t doca_mmap_start(struct doca_mmap *mmap)
     }
     if (err != DOCA_SUCCESS) {
         return err;
+    }
+    mmap->pinned = pin(mmap);
+    if (mmap->pinned == 0) {
+        return DOCA_ERROR_DRIVER; /* over the memlock limit */
     }
     mmap->started = 1;
     emu_count(EMU_MMAPS_STARTED, 1);
@@ -208,6 +242,7 @@ static void stop_local(struct doca_mmap *mm)
     unexport(mm);
     if (mm->started && !mm->from_export) {
         emu_count(EMU_MMAPS_STOPPED, 1);
+        unpin(mm);
     }
     mm->started = 0;
 }
@@ -368,6 +403,20 @@ static int valid_desc_size(const void *desc, size_t len)
     return 1;
 }
 
+/* Only a device listed in DOCA_EMU_IMPORT_DEVICES (the dpu side's PF by
+ * default) has the capability. */
+static int can_import(const struct doca_devinfo *info)
+{
+    const struct emu_config *c = emu_config();
+
+    for (uint32_t i = 0; i < c->nimporters; i++) {
+        if (strcmp(info->pci, c->importers[i]) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 doca_error_t doca_mmap_create_from_export(const union doca_data *user_data,
                                           const void *export_desc,
                                           size_t export_desc_len,
@@ -380,6 +429,9 @@ doca_error_t doca_mmap_create_from_export(const union doca_data *user_data,
     (void)user_data; /* no getter is emulated */
     if (!valid_desc_size(export_desc, export_desc_len)) {
         return DOCA_ERROR_INVALID_VALUE;
+    }
+    if (!can_import(doca_dev_as_devinfo(dev))) {
+        return DOCA_ERROR_NOT_SUPPORTED;
     }
     err = doca_mmap_create(&mm);
     if (err != DOCA_SUCCESS) {
@@ -417,7 +469,8 @@ doca_mmap_cap_is_export_pci_supported(const struct doca_devinfo *devinfo,
 doca_error_t doca_mmap_cap_is_create_from_export_pci_supported(
     const struct doca_devinfo *devinfo, uint8_t *from_export)
 {
-    return doca_mmap_cap_is_export_pci_supported(devinfo, from_export);
+    *from_export = (uint8_t)can_import(devinfo);
+    return DOCA_SUCCESS;
 }
 
 /* ---- buffer inventory ---- */

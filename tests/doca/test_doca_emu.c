@@ -229,6 +229,163 @@ static void test_inventory(void)
     DOCA_OK(doca_dev_close(dev));
 }
 
+static enum doca_ctx_states seen_states[8];
+static int nseen_states;
+
+static void note_state(const union doca_data ud, struct doca_ctx *ctx,
+                       enum doca_ctx_states prev, enum doca_ctx_states next)
+{
+    (void)ud, (void)ctx, (void)prev;
+    if (nseen_states < 8) {
+        seen_states[nseen_states++] = next;
+    }
+}
+
+/* sb holds more than max_buf_size: its task is taken by alloc_init and
+ * submit, fails with TOO_BIG in the error callback, and stops the
+ * context (STOPPING before the callback, IDLE once the task is freed). */
+static void check_fatal_task(struct dpu *d, struct doca_buf *sb,
+                             struct doca_buf *db)
+{
+    struct doca_ctx *ctx = doca_dma_as_ctx(d->dma);
+    struct doca_dma_task_memcpy *t;
+    enum doca_ctx_states state;
+    union doca_data none = {0};
+
+    nseen_states = 0;
+    DOCA_OK(doca_ctx_set_state_changed_cb(ctx, note_state));
+    DOCA_OK(doca_dma_task_memcpy_alloc_init(d->dma, sb, db, none, &t));
+    DOCA_OK(doca_task_submit(doca_dma_task_memcpy_as_task(t)));
+    d->failed = 0;
+    while (d->failed == 0) {
+        doca_pe_progress(d->pe); /* the callback may take a few calls */
+    }
+    CHECK_DOCA(d->status, DOCA_ERROR_TOO_BIG);
+    CHECK_EQ(nseen_states, 2);
+    CHECK_EQ(seen_states[0], DOCA_CTX_STATE_STOPPING);
+    CHECK_EQ(seen_states[1], DOCA_CTX_STATE_IDLE);
+    DOCA_OK(doca_ctx_get_state(ctx, &state));
+    CHECK_EQ(state, DOCA_CTX_STATE_IDLE);
+    CHECK_DOCA(doca_dma_task_memcpy_alloc_init(d->dma, sb, db, none, &t),
+               DOCA_ERROR_BAD_STATE);
+    DOCA_OK(doca_ctx_set_state_changed_cb(ctx, NULL));
+    DOCA_OK(doca_ctx_start(ctx));
+}
+
+/* With DOCA_EMU_FAULT_DMA_FATAL, an injected fault stops the context:
+ * of three tasks submitted, the first moves its bytes, the second fails
+ * with IO_FAILED and the third is flushed (IO_FAILED, no bytes). */
+static void test_fatal_fault(void)
+{
+    static uint8_t src[64], dst[3][64];
+    struct doca_dma_task_memcpy *t[3];
+    struct doca_buf *sb[3], *db[3];
+    struct doca_mmap *sm, *dm;
+    enum doca_ctx_states state;
+    struct dpu d;
+
+    setenv("DOCA_EMU_FAULT_DMA_EVERY", "2", 1);
+    setenv("DOCA_EMU_FAULT_DMA_FATAL", "1", 1);
+    doca_emu_reset();
+    dpu_open(&d, 3);
+    memset(src, 7, sizeof(src));
+    sm = make_mmap(src, sizeof(src), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, d.dev);
+    dm = make_mmap(dst, sizeof(dst), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, d.dev);
+    for (int i = 0; i < 3; i++) {
+        DOCA_OK(doca_buf_inventory_buf_get_by_data(d.inv, sm, src, 64, &sb[i]));
+        DOCA_OK(
+            doca_buf_inventory_buf_get_by_addr(d.inv, dm, dst[i], 64, &db[i]));
+        DOCA_OK(doca_dma_task_memcpy_alloc_init(d.dma, sb[i], db[i],
+                                                (union doca_data){0}, &t[i]));
+        DOCA_OK(doca_task_submit(doca_dma_task_memcpy_as_task(t[i])));
+    }
+    while (d.done + d.failed < 3) {
+        doca_pe_progress(d.pe);
+    }
+    CHECK_EQ(d.done, 1);
+    CHECK_EQ(d.failed, 2);
+    CHECK_EQ(dst[0][0], 7);
+    CHECK_EQ(dst[2][0], 0);
+    doca_pe_progress(d.pe);
+    DOCA_OK(doca_ctx_get_state(doca_dma_as_ctx(d.dma), &state));
+    CHECK_EQ(state, DOCA_CTX_STATE_IDLE);
+    for (int i = 0; i < 3; i++) {
+        DOCA_OK(doca_buf_dec_refcount(sb[i], NULL));
+        DOCA_OK(doca_buf_dec_refcount(db[i], NULL));
+    }
+    unsetenv("DOCA_EMU_FAULT_DMA_EVERY");
+    unsetenv("DOCA_EMU_FAULT_DMA_FATAL");
+    doca_emu_reset();
+    DOCA_OK(doca_ctx_start(doca_dma_as_ctx(d.dma)));
+    DOCA_OK(doca_mmap_destroy(sm));
+    DOCA_OK(doca_mmap_destroy(dm));
+    dpu_close(&d);
+}
+
+#define ORDER_TASKS 8
+
+static int order_seen[ORDER_TASKS], norder_seen;
+
+static void order_done(struct doca_dma_task_memcpy *task, union doca_data ud,
+                       union doca_data ctx_ud)
+{
+    (void)ctx_ud;
+    order_seen[norder_seen++] = (int)ud.u64;
+    doca_task_free(doca_dma_task_memcpy_as_task(task));
+}
+
+/* Completions come at most DOCA_EMU_DMA_COMPLETIONS (4) a progress call,
+ * and not in submit order; each task's bytes have moved by its callback. */
+static void test_completion_order(void)
+{
+    static uint8_t src[ORDER_TASKS], dst[ORDER_TASKS];
+    struct doca_buf *sb[ORDER_TASKS], *db[ORDER_TASKS];
+    struct doca_dma_task_memcpy *t;
+    struct doca_mmap *sm, *dm;
+    int in_order = 1, calls = 0;
+    struct dpu d;
+
+    dpu_open(&d, ORDER_TASKS);
+    DOCA_OK(doca_ctx_stop(doca_dma_as_ctx(d.dma)));
+    DOCA_OK(doca_dma_task_memcpy_set_conf(d.dma, order_done, order_done,
+                                          ORDER_TASKS));
+    DOCA_OK(doca_ctx_start(doca_dma_as_ctx(d.dma)));
+    memset(src, 3, sizeof(src));
+    sm = make_mmap(src, sizeof(src), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, d.dev);
+    dm = make_mmap(dst, sizeof(dst), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, d.dev);
+    DOCA_OK(doca_buf_inventory_destroy(d.inv));
+    DOCA_OK(doca_buf_inventory_create(2 * ORDER_TASKS, &d.inv));
+    DOCA_OK(doca_buf_inventory_start(d.inv));
+    norder_seen = 0;
+    for (int i = 0; i < ORDER_TASKS; i++) {
+        DOCA_OK(doca_buf_inventory_buf_get_by_data(d.inv, sm, src + i, 1,
+                                                   &sb[i]));
+        DOCA_OK(
+            doca_buf_inventory_buf_get_by_addr(d.inv, dm, dst + i, 1, &db[i]));
+        DOCA_OK(doca_dma_task_memcpy_alloc_init(
+            d.dma, sb[i], db[i], (union doca_data){.u64 = (uint64_t)i}, &t));
+        DOCA_OK(doca_task_submit(doca_dma_task_memcpy_as_task(t)));
+    }
+    while (norder_seen < ORDER_TASKS) {
+        int before = norder_seen;
+
+        CHECK(calls++ < 100);
+        doca_pe_progress(d.pe);
+        CHECK(norder_seen - before <= 4);
+    }
+    CHECK(calls >= 3); /* 8 tasks, 4 a call, none in the first */
+    for (int i = 0; i < ORDER_TASKS; i++) {
+        in_order &= order_seen[i] == i;
+        CHECK_EQ(dst[order_seen[i]], 3);
+        DOCA_OK(doca_buf_dec_refcount(sb[i], NULL));
+        DOCA_OK(doca_buf_dec_refcount(db[i], NULL));
+    }
+    CHECK(!in_order);
+    DOCA_OK(doca_mmap_destroy(sm));
+    DOCA_OK(doca_mmap_destroy(dm));
+    dpu_close(&d);
+}
+
 static void test_local_dma(void)
 {
     static uint8_t src[16384], dst[8192];
@@ -248,14 +405,9 @@ static void test_local_dma(void)
     DOCA_OK(doca_buf_inventory_buf_get_by_data(d.inv, mm, src, 4097, &sb));
     DOCA_OK(
         doca_buf_inventory_buf_get_by_addr(d.inv, mm, src + 4097, 4097, &db));
-    CHECK_DOCA(doca_dma_task_memcpy_alloc_init(d.dma, sb, db, none, &t1),
-               DOCA_ERROR_TOO_BIG);
-    DOCA_OK(doca_buf_set_data(sb, src, 4096));
+    /* Nothing validates a task before it runs: too big, it is allocated
+     * and submitted, and fails in the error callback (below). */
     DOCA_OK(doca_dma_task_memcpy_alloc_init(d.dma, sb, db, none, &t1));
-    DOCA_OK(doca_buf_set_data(sb, src, 4097)); /* submit checks again */
-    CHECK_DOCA(doca_task_submit(doca_dma_task_memcpy_as_task(t1)),
-               DOCA_ERROR_TOO_BIG);
-    DOCA_OK(doca_buf_set_data(sb, src, 4096));
     CHECK_DOCA(doca_dma_task_memcpy_alloc_init(d.dma, sb, db, none, &t2),
                DOCA_ERROR_NO_MEMORY); /* num_tasks is 1 */
     /* Stopping with a task out waits for it to come back. */
@@ -263,6 +415,7 @@ static void test_local_dma(void)
     doca_task_free(doca_dma_task_memcpy_as_task(t1));
     doca_pe_progress(d.pe);
     DOCA_OK(doca_ctx_start(doca_dma_as_ctx(d.dma)));
+    check_fatal_task(&d, sb, db);
     DOCA_OK(doca_buf_dec_refcount(sb, NULL));
     DOCA_OK(doca_buf_dec_refcount(db, NULL));
 
@@ -283,6 +436,42 @@ static void test_local_dma(void)
 }
 
 /* ---- registration checks, descriptor size, counters ---- */
+
+/* Started local mmaps are charged to DOCA_EMU_MEMLOCK in whole pages:
+ * past it start fails with DRIVER (a failed pin), and a destroy gives the
+ * pages back. Imports pin nothing. */
+static void test_memlock(void)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uint8_t *mem = mmap(NULL, 4 * page, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    struct doca_dev *dev = open_dev(HOST_PCI);
+    struct doca_mmap *a, *b, *c;
+    char limit[32];
+
+    CHECK(mem != MAP_FAILED);
+    snprintf(limit, sizeof(limit), "%zu", 3 * page);
+    setenv("DOCA_EMU_MEMLOCK", limit, 1);
+    doca_emu_reset();
+    a = make_mmap(mem + 1, page, DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, dev);
+    DOCA_OK(doca_mmap_create(&b));
+    DOCA_OK(doca_mmap_set_memrange(b, mem, 2 * page));
+    DOCA_OK(doca_mmap_add_dev(b, dev));
+    CHECK_DOCA(doca_mmap_start(b), DOCA_ERROR_DRIVER); /* 2 + 2 pages > 3 */
+    c = make_mmap(mem, page, DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, dev);
+    DOCA_OK(doca_mmap_destroy(a));
+    DOCA_OK(doca_mmap_start(b)); /* 1 + 2 */
+    DOCA_OK(doca_mmap_destroy(b));
+    DOCA_OK(doca_mmap_destroy(c));
+    setenv("DOCA_EMU_MEMLOCK", "rlimit", 1);
+    doca_emu_reset(); /* whatever ulimit -l says: one page fits or not */
+    unsetenv("DOCA_EMU_MEMLOCK");
+    doca_emu_reset();
+    a = make_mmap(mem, 4 * page, DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, dev);
+    DOCA_OK(doca_mmap_destroy(a));
+    DOCA_OK(doca_dev_close(dev));
+    munmap(mem, 4 * page);
+}
 
 static struct doca_emu_counters counters_now(void)
 {
@@ -349,6 +538,7 @@ static void test_start_pins(void)
 static size_t export_import(struct doca_mmap *mm, struct doca_dev *dev,
                             uint8_t *copy_out, size_t cap)
 {
+    struct doca_dev *dpu = open_dev(DPU_PCI);
     struct doca_mmap *imp;
     const void *desc;
     size_t len;
@@ -356,43 +546,85 @@ static size_t export_import(struct doca_mmap *mm, struct doca_dev *dev,
     DOCA_OK(doca_mmap_export_pci(mm, dev, &desc, &len));
     CHECK(len <= cap);
     memcpy(copy_out, desc, len);
-    DOCA_OK(doca_mmap_create_from_export(NULL, desc, len, dev, &imp));
+    DOCA_OK(doca_mmap_create_from_export(NULL, desc, len, dpu, &imp));
     DOCA_OK(doca_mmap_destroy(imp));
+    DOCA_OK(doca_dev_close(dpu));
     return len;
 }
 
-/* DOCA_EMU_EXPORT_DESC_SIZE pads the descriptor with zeros; an mmap keeps
- * the size of its first export; a damaged or short blob is refused. */
+/* Only the dpu side's PF has create_from_export (DOCA_EMU_IMPORT_DEVICES):
+ * an import with the host's device is NOT_SUPPORTED, as the capability
+ * says. */
+static void test_import_cap(void)
+{
+    static uint8_t mem[4096];
+    struct doca_dev *host = open_dev(HOST_PCI), *dpu = open_dev(DPU_PCI);
+    struct doca_mmap *mm, *imp;
+    const void *desc;
+    uint8_t cap = 1;
+    size_t len;
+
+    DOCA_OK(doca_mmap_cap_is_create_from_export_pci_supported(
+        doca_dev_as_devinfo(host), &cap));
+    CHECK_EQ(cap, 0);
+    DOCA_OK(doca_mmap_cap_is_create_from_export_pci_supported(
+        doca_dev_as_devinfo(dpu), &cap));
+    CHECK_EQ(cap, 1);
+    DOCA_OK(doca_mmap_cap_is_export_pci_supported(doca_dev_as_devinfo(host),
+                                                  &cap));
+    CHECK_EQ(cap, 1);
+    mm = make_mmap(mem, sizeof(mem), DOCA_ACCESS_FLAG_PCI_READ_ONLY, host);
+    DOCA_OK(doca_mmap_export_pci(mm, host, &desc, &len));
+    CHECK_DOCA(doca_mmap_create_from_export(NULL, desc, len, host, &imp),
+               DOCA_ERROR_NOT_SUPPORTED);
+    DOCA_OK(doca_mmap_create_from_export(NULL, desc, len, dpu, &imp));
+    DOCA_OK(doca_mmap_destroy(imp));
+    setenv("DOCA_EMU_IMPORT_DEVICES", "b1:00.0,03:00.0", 1);
+    doca_emu_reset();
+    DOCA_OK(doca_mmap_create_from_export(NULL, desc, len, host, &imp));
+    DOCA_OK(doca_mmap_destroy(imp));
+    unsetenv("DOCA_EMU_IMPORT_DEVICES");
+    doca_emu_reset();
+    DOCA_OK(doca_mmap_destroy(mm));
+    DOCA_OK(doca_dev_close(host));
+    DOCA_OK(doca_dev_close(dpu));
+}
+
+/* Descriptors are 250 bytes by default, about a card's;
+ * DOCA_EMU_EXPORT_DESC_SIZE pads them with zeros to another size; an mmap
+ * keeps the size of its first export; a damaged or short blob is
+ * refused. */
 static void test_export_desc_size(void)
 {
     static uint8_t mem[4096];
-    static uint8_t desc[512];
-    struct doca_dev *dev = open_dev(HOST_PCI);
+    static uint8_t desc[2048];
+    struct doca_dev *dev = open_dev(HOST_PCI), *dpu = open_dev(DPU_PCI);
     struct doca_mmap *old, *big, *imp;
     size_t len;
 
     old = make_mmap(mem, sizeof(mem), DOCA_ACCESS_FLAG_PCI_READ_ONLY, dev);
-    CHECK_EQ(export_import(old, dev, desc, sizeof(desc)), 48);
-    setenv("DOCA_EMU_EXPORT_DESC_SIZE", "300", 1);
+    CHECK_EQ(export_import(old, dev, desc, sizeof(desc)), 250);
+    setenv("DOCA_EMU_EXPORT_DESC_SIZE", "1024", 1);
     doca_emu_reset();
-    CHECK_EQ(export_import(old, dev, desc, sizeof(desc)), 48);
+    CHECK_EQ(export_import(old, dev, desc, sizeof(desc)), 250);
     big = make_mmap(mem, sizeof(mem), DOCA_ACCESS_FLAG_PCI_READ_ONLY, dev);
     len = export_import(big, dev, desc, sizeof(desc));
-    CHECK_EQ(len, 300);
+    CHECK_EQ(len, 1024);
     for (size_t i = 48; i < len; i++) {
         CHECK_EQ(desc[i], 0);
     }
-    desc[299] = 1;
-    CHECK_DOCA(doca_mmap_create_from_export(NULL, desc, len, dev, &imp),
+    desc[1023] = 1;
+    CHECK_DOCA(doca_mmap_create_from_export(NULL, desc, len, dpu, &imp),
                DOCA_ERROR_INVALID_VALUE);
-    CHECK_DOCA(doca_mmap_create_from_export(NULL, desc, 47, dev, &imp),
+    CHECK_DOCA(doca_mmap_create_from_export(NULL, desc, 47, dpu, &imp),
                DOCA_ERROR_INVALID_VALUE);
     unsetenv("DOCA_EMU_EXPORT_DESC_SIZE");
     doca_emu_reset();
-    CHECK_EQ(export_import(big, dev, desc, sizeof(desc)), 300);
+    CHECK_EQ(export_import(big, dev, desc, sizeof(desc)), 1024);
     DOCA_OK(doca_mmap_destroy(old));
     DOCA_OK(doca_mmap_destroy(big));
     DOCA_OK(doca_dev_close(dev));
+    DOCA_OK(doca_dev_close(dpu));
 }
 
 /* A size below the descriptor is a broken setup: the emulation aborts. */
@@ -498,7 +730,7 @@ static void test_counters(void)
 struct export_msg {
     uint64_t addr;
     size_t len;
-    uint8_t desc[2][128]; /* read-write, read-only */
+    uint8_t desc[2][1024]; /* read-write, read-only */
     size_t desc_len[2];
 };
 
@@ -1250,7 +1482,11 @@ int main(void)
     test_mmap_rules();
     test_inventory();
     test_local_dma();
+    test_fatal_fault();
+    test_completion_order();
+    test_import_cap();
     test_start_pins();
+    test_memlock();
     test_export_desc_size();
     test_export_desc_size_too_small();
     test_counters();

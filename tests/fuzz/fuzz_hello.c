@@ -100,8 +100,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define CALL_TIMEOUT_MS     10000
 /* Longer than libFuzzer's -timeout: only the clock jump ends a wait. */
 #define HANDSHAKE_MS 60000
-#define HELLO_SIZE   (HMAF_HDR_SIZE + HMAF_HELLO_BODY_SIZE)
-#define WELCOME_SIZE (HMAF_HDR_SIZE + HMAF_WELCOME_BODY_SIZE)
+/* The largest HELLO (its header says how long it is), and cma's WELCOME:
+ * a 4-byte engine blob, an empty mailbox export. */
+#define HELLO_MAX         (HMAF_HDR_SIZE + HMAF_HELLO_BODY_MAX)
+#define WELCOME_BODY_SIZE (HMAF_WELCOME_BODY_MIN + 4)
+#define WELCOME_SIZE      (HMAF_HDR_SIZE + WELCOME_BODY_SIZE)
+/* cma's limits.max_blob */
+#define CMA_BLOB_MAX 4
 /* The agent's grace for waiting connections (pending_grace_ns; 200 ms by
  * default, stretched so that no poll on a busy machine takes that long),
  * and what a grave reads of its peer a turn (loop.c). */
@@ -123,7 +128,7 @@ static const char *const outcome_names[] = {"pending", "closed", "refused",
 struct peer {
     int fd;                   /* ours; -1 once we closed it */
     int silent;               /* of a flood: sends nothing */
-    uint8_t sent[HELLO_SIZE]; /* the first bytes that left */
+    uint8_t sent[HELLO_MAX]; /* the first bytes that left */
     size_t nsent;             /* all of them */
     size_t taken;             /* what the agent read */
     int shut;                 /* we half-closed it */
@@ -193,21 +198,33 @@ static int header_verdict(const struct hmaf_msg_hdr *h)
     if (h->version != HMAF_PROTOCOL_VERSION) {
         return HMAF_EVERSION;
     }
-    return h->status != 0 || h->body_len != HMAF_HELLO_BODY_SIZE ? HMAF_EPROTO
-                                                                 : 0;
+    return h->status != 0 || h->body_len < HMAF_HELLO_BODY_MIN ||
+                   h->body_len > HMAF_HELLO_BODY_MAX
+               ? HMAF_EPROTO
+               : 0;
+}
+
+/* The whole HELLO p announced, once its header is in. */
+static size_t hello_size(const struct peer *p)
+{
+    struct hmaf_msg_hdr h;
+
+    hmaf__hdr_decode(p->sent, &h);
+    return HMAF_HDR_SIZE + h.body_len;
 }
 
 /* A complete HELLO: refused with which code, or 0 for a WELCOME. The
  * session limit comes between the checks of the message and the engine's
  * look at its blob: *admissible_out says whether it got that far. */
-static int hello_verdict(const uint8_t *body, int *admissible_out)
+static int hello_verdict(const uint8_t *body, size_t len,
+                         int *admissible_out)
 {
     struct hmaf_hello h;
     uint8_t want[32] = {0};
     uint32_t pid;
 
     *admissible_out = 0;
-    if (hmaf__hello_decode(body, HMAF_HELLO_BODY_SIZE, &h) != 0) {
+    if (hmaf__hello_decode(body, len, &h) != 0) {
         return HMAF_EPROTO;
     }
     memcpy(want, TOKEN, strlen(TOKEN));
@@ -216,6 +233,9 @@ static int hello_verdict(const uint8_t *body, int *admissible_out)
     }
     if (strcmp(h.engine, "cma") != 0) {
         return HMAF_EENGINE;
+    }
+    if (h.engine_blob.len > CMA_BLOB_MAX) { /* the engine's max_blob */
+        return HMAF_EPROTO;
     }
     *admissible_out = 1;
     /* cma's blob: the dpu side's pid, which the socket vouches for. */
@@ -243,7 +263,8 @@ static void model_refuse(struct peer *p, int code)
 static void model_hello(struct peer *p)
 {
     int admissible;
-    int code = hello_verdict(p->sent + HMAF_HDR_SIZE, &admissible);
+    int code = hello_verdict(p->sent + HMAF_HDR_SIZE,
+                             hello_size(p) - HMAF_HDR_SIZE, &admissible);
 
     if (!admissible) {
         model_refuse(p, code);
@@ -291,9 +312,9 @@ static int model_advance(struct peer *p)
                 model_refuse(p, code);
                 return 1;
             }
-            need = HELLO_SIZE;
+            need = hello_size(p);
         }
-        if (p->taken == HELLO_SIZE) {
+        if (p->taken >= HMAF_HDR_SIZE && p->taken == hello_size(p)) {
             model_hello(p);
             return 1;
         }
@@ -368,7 +389,7 @@ static void model_accept(void)
 /* Bytes p sent past its HELLO that the agent has not read. */
 static size_t unread(const struct peer *p)
 {
-    return p->nsent - HELLO_SIZE - p->sunk;
+    return p->nsent - hello_size(p) - p->sunk;
 }
 
 /* A session ends; its peer closed its end (nothing unread, then the end
@@ -723,7 +744,7 @@ static void conn_send(size_t *c, struct fuzz_in *in)
     if (ret <= 0) {
         return;
     }
-    for (size_t i = 0; i < (size_t)ret && p->nsent + i < HELLO_SIZE; i++) {
+    for (size_t i = 0; i < (size_t)ret && p->nsent + i < HELLO_MAX; i++) {
         p->sent[p->nsent + i] = buf[i];
     }
     p->nsent += (size_t)ret;
@@ -787,10 +808,10 @@ static void check_welcome(const struct answer *c, const struct peer *p,
     hmaf_agent_params_t params;
 
     hmaf_agent_params_init(&params);
-    FUZZ_CHECK(h->body_len == HMAF_WELCOME_BODY_SIZE && c->ngot == WELCOME_SIZE,
+    FUZZ_CHECK(h->body_len == WELCOME_BODY_SIZE && c->ngot == WELCOME_SIZE,
                "WELCOME: body %u, %zu bytes", h->body_len, c->ngot);
-    FUZZ_CHECK(hmaf__welcome_decode(c->got + HMAF_HDR_SIZE,
-                                    HMAF_WELCOME_BODY_SIZE, &w) == 0,
+    FUZZ_CHECK(hmaf__welcome_decode(c->got + HMAF_HDR_SIZE, WELCOME_BODY_SIZE,
+                                    &w) == 0,
                "WELCOME body does not decode");
     FUZZ_CHECK(strcmp(w.engine, "cma") == 0 && w.engine_blob.len == 4 &&
                    memcmp(w.engine_blob.data, pid_blob, 4) == 0,

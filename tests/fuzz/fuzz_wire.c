@@ -25,7 +25,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define HELLO_ENGINE_AT     33
 #define HELLO_BLOB_AT       (33 + HMAF_ENGINE_NAME_MAX)
 #define WELCOME_BLOB_AT     HMAF_ENGINE_NAME_MAX
-#define WELCOME_EXPORT_AT   (HMAF_ENGINE_NAME_MAX + 2 + HMAF_BLOB_MAX + 28)
+/* The export's length follows the engine blob's bytes and 28 bytes of
+ * fixed fields: at WELCOME_EXPORT_AT + the engine blob's length. */
+#define WELCOME_EXPORT_AT   (HMAF_ENGINE_NAME_MAX + 2 + 28)
 #define RESP_REGISTER_FIXED 33
 
 static uint32_t le(const uint8_t *p, size_t n)
@@ -58,10 +60,11 @@ static void check_hello_body_len(const struct hmaf_msg_hdr *h)
         want = HMAF_EPROTO;
     } else if (h->version != HMAF_PROTOCOL_VERSION) {
         want = HMAF_EVERSION;
-    } else if (h->status != 0 || h->body_len != HMAF_HELLO_BODY_SIZE) {
+    } else if (h->status != 0 || h->body_len < 51 ||
+               h->body_len > 51 + HMAF_BLOB_MAX) {
         want = HMAF_EPROTO;
     } else {
-        want = HMAF_HELLO_BODY_SIZE;
+        want = (int)h->body_len;
     }
     FUZZ_CHECK(hmaf__agent_hello_body_len(h) == want, "hello body len");
 }
@@ -80,11 +83,16 @@ static void fuzz_hdr(const uint8_t *p, size_t n)
                    (uint32_t)h.status == le(in + 8, 4) &&
                    h.body_len == le(in + 12, 4),
                "fields");
-    FUZZ_CHECK(hmaf__msg_body_size(h.type) ==
-                   (h.type == HMAF_MSG_HELLO     ? HMAF_HELLO_BODY_SIZE
-                    : h.type == HMAF_MSG_WELCOME ? HMAF_WELCOME_BODY_SIZE
-                                                 : 0),
-               "body size of type %u", h.type);
+    FUZZ_CHECK(hmaf__msg_body_min(h.type) ==
+                   (h.type == HMAF_MSG_HELLO     ? 51u
+                    : h.type == HMAF_MSG_WELCOME ? 52u
+                                                 : 0u),
+               "smallest body of type %u", h.type);
+    FUZZ_CHECK(hmaf__msg_body_max(h.type) ==
+                   (h.type == HMAF_MSG_HELLO     ? 51u + HMAF_BLOB_MAX
+                    : h.type == HMAF_MSG_WELCOME ? 52u + 2 * HMAF_BLOB_MAX
+                                                 : 0u),
+               "largest body of type %u", h.type);
     check_hello_body_len(&h);
     hmaf__hdr_encode(&h, out);
     in[7] = 0; /* the pad byte: ignored on decode, 0 on encode */
@@ -96,11 +104,13 @@ static void fuzz_hdr(const uint8_t *p, size_t n)
                "header fields after a round trip");
 }
 
+/* token[32] u8 engine[16] u16 n blob[n]: 51 + n bytes, n <= 1536. */
 static int hello_model(const uint8_t *p, size_t n)
 {
-    return n == HMAF_HELLO_BODY_SIZE && p[HELLO_TOKEN_LEN_AT] <= 32 &&
+    return n >= 51 && p[HELLO_TOKEN_LEN_AT] <= 32 &&
            has_nul(p + HELLO_ENGINE_AT, HMAF_ENGINE_NAME_MAX) &&
-           le(p + HELLO_BLOB_AT, 2) <= HMAF_BLOB_MAX;
+           le(p + HELLO_BLOB_AT, 2) <= HMAF_BLOB_MAX &&
+           n == 51 + le(p + HELLO_BLOB_AT, 2);
 }
 
 /* Encode m (a HELLO or WELCOME), check its header, compare the body. */
@@ -128,7 +138,7 @@ static void fuzz_hello(const uint8_t *p, size_t n)
     ret = hmaf__hello_decode(p, n, &h);
     FUZZ_CHECK((ret == 0) == hello_model(p, n), "accepts: %d", ret);
     FUZZ_CHECK(ret == 0 || ret == HMAF_EPROTO, "code %d", ret);
-    if (n == HMAF_HELLO_BODY_SIZE) {
+    if (n >= 51 && n <= 51 + HMAF_BLOB_MAX) {
         /* Whatever the verdict, the engine name is a C string. */
         FUZZ_CHECK(has_nul(h.engine, sizeof(h.engine)), "engine unterminated");
     }
@@ -153,11 +163,21 @@ static void fuzz_hello(const uint8_t *p, size_t n)
                "encoded into too small a buffer");
 }
 
+/* engine[16] u16 a blob[a] u64 u64 u64 u32 u16 b export[b] u32:
+ * 52 + a + b bytes, a and b <= 1536. */
 static int welcome_model(const uint8_t *p, size_t n)
 {
-    return n == HMAF_WELCOME_BODY_SIZE && has_nul(p, HMAF_ENGINE_NAME_MAX) &&
-           le(p + WELCOME_BLOB_AT, 2) <= HMAF_BLOB_MAX &&
-           le(p + WELCOME_EXPORT_AT, 2) <= HMAF_BLOB_MAX;
+    size_t a, b;
+
+    if (n < 52 || !has_nul(p, HMAF_ENGINE_NAME_MAX)) {
+        return 0;
+    }
+    a = le(p + WELCOME_BLOB_AT, 2);
+    if (a > HMAF_BLOB_MAX || n < WELCOME_EXPORT_AT + a + 2) {
+        return 0;
+    }
+    b = le(p + WELCOME_EXPORT_AT + a, 2);
+    return b <= HMAF_BLOB_MAX && n == 52 + a + b;
 }
 
 static int blob_eq(const struct hmaf_blob *a, const struct hmaf_blob *b)
@@ -175,7 +195,7 @@ static void fuzz_welcome(const uint8_t *p, size_t n)
     ret = hmaf__welcome_decode(p, n, &w);
     FUZZ_CHECK((ret == 0) == welcome_model(p, n), "accepts: %d", ret);
     FUZZ_CHECK(ret == 0 || ret == HMAF_EPROTO, "code %d", ret);
-    if (n == HMAF_WELCOME_BODY_SIZE) {
+    if (n >= 52 && n <= 52 + 2 * HMAF_BLOB_MAX) {
         FUZZ_CHECK(has_nul(w.engine, sizeof(w.engine)), "engine unterminated");
     }
     if (ret < 0) {
@@ -194,7 +214,7 @@ static void fuzz_welcome(const uint8_t *p, size_t n)
                    blob_eq(&again.mailbox_export, &w.mailbox_export) &&
                    again.lease_us == w.lease_us,
                "welcome fields after a round trip");
-    FUZZ_CHECK(hmaf__welcome_encode(&w, msg, sizeof(msg) - 1) == 0,
+    FUZZ_CHECK(hmaf__welcome_encode(&w, msg, n + HMAF_HDR_SIZE - 1) == 0,
                "encoded into too small a buffer");
 }
 

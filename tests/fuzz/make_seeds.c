@@ -91,6 +91,22 @@ static size_t hello_msg(uint8_t *buf, const char *token, const char *engine)
     return hmaf__hello_encode(&h, buf, HMAF_MSG_MAX);
 }
 
+/* A HELLO of engine "doca" whose blob has len bytes. */
+static size_t hello_blob_msg(uint8_t *buf, uint16_t len)
+{
+    struct hmaf_hello h;
+
+    memset(&h, 0, sizeof(h));
+    hmaf__hello_set_token(&h, "secret");
+    strcpy(h.engine, "doca");
+    h.engine_blob.len = len;
+    for (uint16_t i = 0; i < len; i++) {
+        h.engine_blob.data[i] = (uint8_t)(i * 7);
+    }
+    return hmaf__hello_encode(&h, buf, HMAF_MSG_MAX);
+}
+
+/* Export bytes are a pattern: a descriptor is opaque. */
 static size_t welcome_msg(uint8_t *buf, uint16_t export_len)
 {
     struct hmaf_welcome w;
@@ -104,6 +120,9 @@ static size_t welcome_msg(uint8_t *buf, uint16_t export_len)
     w.mailbox_len = hmaf__mbox_size(16);
     w.mailbox_slots = 16;
     w.mailbox_export.len = export_len;
+    for (uint16_t i = 0; i < export_len; i++) {
+        w.mailbox_export.data[i] = (uint8_t)(i * 13 + 1);
+    }
     w.lease_us = 50000;
     return hmaf__welcome_encode(&w, buf, HMAF_MSG_MAX);
 }
@@ -172,17 +191,30 @@ static void wire_handshake(void)
     wire("hello-engine-unterminated", W_HELLO, m + HMAF_HDR_SIZE,
          n - HMAF_HDR_SIZE);
     n = hello_msg(m, "secret", "cma");
-    m[HMAF_HDR_SIZE + 49] = 0x01; /* blob length 257 */
-    m[HMAF_HDR_SIZE + 50] = 0x01;
-    wire("hello-blob-257", W_HELLO, m + HMAF_HDR_SIZE, n - HMAF_HDR_SIZE);
+    wire("hello-trailing", W_HELLO, m + HMAF_HDR_SIZE, n - HMAF_HDR_SIZE + 1);
+    m[HMAF_HDR_SIZE + 49] = 5; /* blob length past the body */
+    wire("hello-blob-5", W_HELLO, m + HMAF_HDR_SIZE, n - HMAF_HDR_SIZE);
+    m[HMAF_HDR_SIZE + 49] = 0x01; /* blob length 1537 */
+    m[HMAF_HDR_SIZE + 50] = 0x06;
+    wire("hello-blob-1537", W_HELLO, m + HMAF_HDR_SIZE, n - HMAF_HDR_SIZE);
+    n = hello_blob_msg(m, 1024);
+    wire("hello-blob-1024", W_HELLO, m + HMAF_HDR_SIZE, n - HMAF_HDR_SIZE);
 
     n = welcome_msg(m, 8);
     wire("hdr-welcome", W_HDR, m, HMAF_HDR_SIZE);
     wire("welcome-valid", W_WELCOME, m + HMAF_HDR_SIZE, n - HMAF_HDR_SIZE);
-    wire("welcome-oversized", W_WELCOME, m + HMAF_HDR_SIZE,
+    wire("welcome-truncated", W_WELCOME, m + HMAF_HDR_SIZE,
          n - HMAF_HDR_SIZE - 1);
-    n = welcome_msg(m, HMAF_BLOB_MAX + 1);
-    wire("welcome-export-257", W_WELCOME, m + HMAF_HDR_SIZE, n - HMAF_HDR_SIZE);
+    n = welcome_msg(m, 250);
+    wire("welcome-export-250", W_WELCOME, m + HMAF_HDR_SIZE,
+         n - HMAF_HDR_SIZE);
+    m[HMAF_HDR_SIZE + 50] = 0x01; /* export length 1537 */
+    m[HMAF_HDR_SIZE + 51] = 0x06;
+    wire("welcome-export-1537", W_WELCOME, m + HMAF_HDR_SIZE,
+         n - HMAF_HDR_SIZE);
+    n = welcome_msg(m, 1024);
+    wire("welcome-export-1024", W_WELCOME, m + HMAF_HDR_SIZE,
+         n - HMAF_HDR_SIZE);
 
     n = hmaf__refusal_encode(HMAF_EAUTH, m);
     wire("hdr-refusal", W_HDR, m, n);
@@ -542,7 +574,7 @@ static void hello_variants(void)
     m[6] = HMAF_MSG_WELCOME;
     hello_one("type-welcome", m, HMAF_HDR_SIZE);
     n = hello_msg(m, "fuzz-hello", "cma");
-    m[12] = 0xff; /* body length */
+    m[13] = 0xff; /* body length past the largest HELLO */
     hello_one("body-len", m, n);
     n = hello_msg(m, "fuzz-hello", "cma");
     m[8] = 1; /* status */
@@ -558,8 +590,8 @@ static void hello_sequences(void)
 
     /* In three pieces with the agent looking in between. */
     send_bytes(&s, H_SEND_POLL, 0, m, 10);
-    send_bytes(&s, H_SEND_POLL, 0, m + 10, 100);
-    send_bytes(&s, H_SEND, 0, m + 110, n - 110);
+    send_bytes(&s, H_SEND_POLL, 0, m + 10, 30);
+    send_bytes(&s, H_SEND, 0, m + 40, n - 40);
     save("hello", "valid-in-pieces", &s);
     s.n = 0;
     send_bytes(&s, H_SEND, 0, m, n);
@@ -570,7 +602,7 @@ static void hello_sequences(void)
     s.n = 0;
     send_bytes(&s, H_SEND_POLL, 0, m, HMAF_HDR_SIZE);
     hcmd(&s, H_SHUT, 0);
-    send_bytes(&s, H_SEND, 1, m, 200);
+    send_bytes(&s, H_SEND, 1, m, 60);
     hcmd(&s, H_CLOSE, 1);
     send_bytes(&s, H_SEND, 2, NULL, 0);
     hcmd(&s, H_SHUT, 2);
@@ -591,11 +623,11 @@ static void hello_sequences(void)
     /* A HELLO under way, then silent connections (not so many that the
      * table overflows), then the rest of the HELLO and another one. */
     s.n = 0;
-    send_bytes(&s, H_SEND_POLL, 0, m, 100);
+    send_bytes(&s, H_SEND_POLL, 0, m, 40);
     hcmd(&s, H_POLL, H_FLOOD);
     put_u8(&s, 90);
     hcmd(&s, H_POLL, 0);
-    send_bytes(&s, H_SEND, 0, m + 100, n - 100);
+    send_bytes(&s, H_SEND, 0, m + 40, n - 40);
     send_bytes(&s, H_SEND, 1, m, n);
     save("hello", "silent-flood", &s);
     /* HELLOs sent with their connects are answered as they are accepted,
@@ -613,25 +645,25 @@ static void hello_sequences(void)
      * HMAF_ETIMEDOUT. A HELLO that came with its connect before the fill
      * is answered, one under way after it waits on. */
     s.n = 0;
-    send_bytes(&s, H_SEND_POLL, 0, m, 100);
+    send_bytes(&s, H_SEND_POLL, 0, m, 40);
     send_bytes(&s, H_SEND_POLL, 1, NULL, 0);
     send_bytes(&s, H_SEND, 2, m, n);
     hcmd(&s, H_POLL, H_FLOOD);
     put_u8(&s, H_FILL | 3);
-    send_bytes(&s, H_SEND_POLL, 3, m, 50);
+    send_bytes(&s, H_SEND_POLL, 3, m, 30);
     hcmd(&s, H_POLL, H_GRACE_JUMP);
-    send_bytes(&s, H_SEND, 0, m + 100, n - 100); /* too late */
+    send_bytes(&s, H_SEND, 0, m + 40, n - 40); /* too late */
     save("hello", "table-full", &s);
     /* A full table in its grace: the listener rests, so a HELLO sent with
      * its connect waits in the backlog, even when a waiting connection
      * finishes its HELLO and frees a place; it is answered as soon as the
      * grace is over (its connect is taken, the oldest giving way). */
     s.n = 0;
-    send_bytes(&s, H_SEND_POLL, 0, m, 100);
+    send_bytes(&s, H_SEND_POLL, 0, m, 40);
     hcmd(&s, H_POLL, H_FLOOD);
     put_u8(&s, H_FILL | 1);
     send_bytes(&s, H_SEND_POLL, 1, m, n);
-    send_bytes(&s, H_SEND_POLL, 0, m + 100, n - 100);
+    send_bytes(&s, H_SEND_POLL, 0, m + 40, n - 40);
     hcmd(&s, H_POLL, 0);
     hcmd(&s, H_POLL, H_GRACE_JUMP);
     save("hello", "listener-rests", &s);
@@ -645,10 +677,10 @@ static void hello_sequences(void)
     /* The handshake timeout: what waits is refused with HMAF_ETIMEDOUT,
      * a complete HELLO is answered first, a newcomer waits on. */
     s.n = 0;
-    send_bytes(&s, H_SEND_POLL, 0, m, 50);
+    send_bytes(&s, H_SEND_POLL, 0, m, 30);
     send_bytes(&s, H_SEND_POLL, 1, NULL, 0);
-    send_bytes(&s, H_SEND_POLL, 2, m, 200);
-    send_bytes(&s, H_SEND, 2, m + 200, n - 200);
+    send_bytes(&s, H_SEND_POLL, 2, m, 60);
+    send_bytes(&s, H_SEND, 2, m + 60, n - 60);
     send_bytes(&s, H_SEND, 3, m, 10);
     hcmd(&s, H_POLL, H_CLOCK_JUMP);
     save("hello", "clock-jump", &s);

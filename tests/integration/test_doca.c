@@ -6,10 +6,15 @@
  *   message     the handshake against the comch message size (WELCOME)
  *   teardown    the host revokes, or destroys its agent, while a dpu
  *               thread has DMA tasks on the region submitted
- *   export      export descriptors against the 256-byte blob: a REGISTER
- *               and a handshake refused with HMAF_ENOSPC, and undone
+ *   export      export descriptors against the engine's 1280-byte
+ *               max_blob: a REGISTER and a handshake refused with
+ *               HMAF_ENOSPC, and undone; 1024-byte ones work
  *   hand-off    the host's agent destroy waits for the dpu side to release
  *               its imports (bounded by revoke_wait_ms)
+ *   fatal       a DMA ctx that stops after a fatal task error ends the
+ *               session at once (HMAF_ECONNRESET), never HMAF_EBUSY
+ *   pinning     a pin over the memlock limit is HMAF_ENOMEM
+ *   import      a device without create_from_export: HMAF_ENOTSUP
  * Each case sets the emulation's limits with setenv and doca_emu_reset
  * before its sessions exist (and before a host is forked, which inherits
  * them). The dpu side is the host's parent, as the emulation's DMA needs
@@ -52,6 +57,7 @@
 #define B_LEN          (MEM_LEN - MEM_SPLIT)
 #define VMEM_LEN       (1u * 1024 * 1024)
 #define XMEM_LEN       (64u * 1024) /* first exported under a set knob */
+#define PMEM_LEN       (256u * 1024) /* first registered over memlock */
 #define MIB            (1u << 20)
 #define SALT_NEW       9   /* what the host writes once it withdrew a range */
 #define REVOKE_WAIT_MS 400 /* the lease: a quarter of it */
@@ -61,7 +67,7 @@
 #define DPU_PCI  "03:00.0"
 
 struct host_state {
-    uint8_t *mem, *vmem, *xmem;
+    uint8_t *mem, *vmem, *xmem, *pmem;
     hmaf_agent_t *victim;
     char victim_address[96];
     hmaf_agent_t *closer; /* (f): destroyed while a dpu side holds imports */
@@ -161,12 +167,20 @@ static int host_setup(hmaf_agent_t *agent, void *arg)
     h->mem = map_filled(MEM_LEN, 1);
     h->vmem = map_filled(VMEM_LEN, 5);
     h->xmem = map_filled(XMEM_LEN, 6);
-    if (h->mem == NULL || h->vmem == NULL || h->xmem == NULL) {
+    h->pmem = map_filled(PMEM_LEN, 8);
+    if (h->mem == NULL || h->vmem == NULL || h->xmem == NULL ||
+        h->pmem == NULL) {
         return HMAF_ENOMEM;
     }
     ret = hmaf_agent_expose(agent, h->xmem, XMEM_LEN, HMAF_ACCESS_READ);
     if (ret == 0) {
         ret = hmaf_agent_publish(agent, "xmem", h->xmem, XMEM_LEN);
+    }
+    if (ret == 0) {
+        ret = hmaf_agent_expose(agent, h->pmem, PMEM_LEN, HMAF_ACCESS_READ);
+    }
+    if (ret == 0) {
+        ret = hmaf_agent_publish(agent, "pmem", h->pmem, PMEM_LEN);
     }
     if (ret == 0) {
         ret =
@@ -182,7 +196,7 @@ static int host_setup(hmaf_agent_t *agent, void *arg)
     return ret == 0 ? victim_setup(h) : ret;
 }
 
-/* The export descriptor size from now on (NULL: the emulation's 48
+/* The export descriptor size from now on (NULL: the emulation's 250
  * bytes). The agent's thread is idle meanwhile: the dpu side waits for
  * the reply, so no registration runs while the knob changes. */
 static int export_size(struct host_state *h, const char *size)
@@ -215,7 +229,8 @@ static int mmaps_since_mark(const struct host_state *h)
  * the host's again on return, and it says so by writing SALT_NEW over it
  * ('r' replies 1 only for a revoke that timed out: a session is stalled).
  * 't': revokes whose wait expired (capped). 'x', 'y', 'X': export
- * descriptors of 257 bytes, 256 bytes, the default; 'm': local mmaps
+ * descriptors of 1281 bytes, 1024 bytes, the default; 'p', 'P': a
+ * memlock limit of one byte (no new mmap starts), none; 'm': local mmaps
  * started and stopped since then (mmaps_since_mark); 'n': 1 if the
  * latest refused handshake was refused for HMAF_ENOSPC. 'H', 'h': create
  * the closer agent with revoke_wait_ms 3000, 300; 'C': destroy it, and
@@ -227,11 +242,19 @@ static int host_command(hmaf_agent_t *agent, int cmd, void *arg)
 
     switch (cmd) {
     case 'x':
-        return export_size(h, "257");
+        return export_size(h, "1281"); /* the doca engine's max_blob + 1 */
     case 'y':
-        return export_size(h, "256");
+        return export_size(h, "1024");
     case 'X':
         return export_size(h, NULL);
+    case 'p':
+        setenv("DOCA_EMU_MEMLOCK", "1", 1);
+        doca_emu_reset();
+        return 1;
+    case 'P':
+        unsetenv("DOCA_EMU_MEMLOCK");
+        doca_emu_reset();
+        return 1;
     case 'm':
         return mmaps_since_mark(h);
     case 'n':
@@ -493,8 +516,6 @@ static void check_comch_message(void)
 {
     pid_t host;
 
-    _Static_assert(HMAF_HDR_SIZE + HMAF_HELLO_BODY_SIZE < HMAF_MSG_MAX - 1,
-                   "the HELLO must fit where the WELCOME does not");
     CHECK_ERR(comch_try(HMAF_MSG_MAX - 1, HMAF_ENOSPC, &host), HMAF_ENOSPC);
     CHECK_EQ(host_exit_status(host), 0);
     CHECK_OK(comch_try(HMAF_MSG_MAX, 0, &host));
@@ -654,14 +675,15 @@ static int try_connect(const struct target *t)
     return ret;
 }
 
-/* (e) The engine copies the export descriptor into a 256-byte blob (the
- * handshake's and the REGISTER answer's), so a 257-byte one is refused
+/* (e) The engine's max_blob is 1280 bytes (what the handshake and the
+ * REGISTER answer carry for it), so a 1281-byte descriptor is refused
  * with HMAF_ENOSPC. A session that is up (its mailbox and region A
- * exported at 48 bytes) gets that as the status of its first read of an
+ * exported at 250 bytes) gets that as the status of its first read of an
  * exposure exported now, and goes on with A; a new session gets it as the
  * handshake's refusal. Either way the host undoes the registration it
  * made for the export (two mmaps started, two stopped), so the exposure
- * refused once works at exactly 256 bytes. */
+ * refused once works with 1024-byte descriptors, in a REGISTER answer and
+ * in a new session's WELCOME alike. */
 static void check_export_size(struct target *t, uint64_t mem)
 {
     hmaf_session_t *s;
@@ -728,6 +750,111 @@ static void check_teardown_hand_off(struct target *t)
     free(st.buf);
 }
 
+/* ---- (h) pinning refused ---- */
+
+/* (h) doca_mmap_start pins, and a pin the system refuses (the memlock
+ * limit) is DRIVER: the agent's registration of an exposure fails with
+ * HMAF_ENOMEM, not HMAF_EFAULT (the range is mapped), and the dpu side's
+ * read gets it from the REGISTER answer; its session goes on, and the
+ * exposure works once the limit is lifted. */
+static void check_pin_refused(struct target *t)
+{
+    hmaf_session_t *s = connect_to(t->address, 0);
+    uint64_t pmem, mem;
+    uint8_t v[64];
+
+    CHECK_OK(hmaf_session_lookup(s, "pmem", &pmem, NULL));
+    CHECK_OK(hmaf_session_lookup(s, "mem", &mem, NULL));
+    CHECK_OK(hmaf_session_read(s, v, mem, sizeof(v)));
+    CHECK_EQ(target_command(t, 'p'), 1);
+    CHECK_ERR(hmaf_session_read(s, v, pmem + 100, sizeof(v)), HMAF_ENOMEM);
+    CHECK_OK(hmaf_session_read(s, v, mem + 10, sizeof(v)));
+    CHECK_PATTERN(v, sizeof(v), 10, 1);
+    CHECK_EQ(target_command(t, 'P'), 1);
+    CHECK_OK(hmaf_session_read(s, v, pmem + 100, sizeof(v)));
+    CHECK_PATTERN(v, sizeof(v), 100, 8);
+    hmaf_session_destroy(s);
+}
+
+/* ---- (i) a device that cannot import ---- */
+
+/* (i) create_from_export needs a device with the capability (the dpu
+ * side's PF; the emulation gives it to 03:00.0 alone): a dpu side on the
+ * host's PF is refused at once with HMAF_ENOTSUP, before it connects. */
+static void check_import_cap(struct target *t)
+{
+    hmaf_session_params_t p;
+    hmaf_session_t *s = NULL;
+
+    setenv("HMAF_DOCA_DEV", HOST_PCI, 1);
+    hmaf_session_params_init(&p);
+    p.address = t->address;
+    p.token = TARGET_TOKEN;
+    CHECK_ERR(hmaf_session_create(&p, &s), HMAF_ENOTSUP);
+    unsetenv("HMAF_DOCA_DEV");
+    s = connect_to(t->address, 0);
+    CHECK_OK(hmaf_session_ping(s));
+    hmaf_session_destroy(s);
+}
+
+/* ---- (g) a DMA context that stops on its own ---- */
+
+#define FATAL_SEGS 64
+
+/* The calls after the failure: each returns HMAF_ECONNRESET at once (a
+ * stopped ctx would answer BAD_STATE, HMAF_EBUSY, call after call), and
+ * the session goes without a hang. */
+static void check_ended(hmaf_session_t *s, uint64_t mem)
+{
+    uint8_t v[16];
+
+    for (int i = 0; i < 3; i++) {
+        CHECK_ERR(hmaf_session_read(s, v, mem + 64, sizeof(v)),
+                  HMAF_ECONNRESET);
+        CHECK_ERR(hmaf_session_write(s, mem + 64, v, sizeof(v)),
+                  HMAF_ECONNRESET);
+        CHECK_ERR(hmaf_session_ping(s), HMAF_ECONNRESET);
+    }
+    hmaf_session_destroy(s);
+}
+
+/* (g) DOCA may stop a DMA context after a fatal task error, and submit
+ * does not validate a task. First the emulation's max_buf_size drops below
+ * the engine's transfer size once the session is up (the engine sized its
+ * tasks at open), so its next task is malformed: submit takes it, it fails
+ * with TOO_BIG and the ctx stops. Then an injected fatal fault among a
+ * 64-segment readv's tasks, the others flushed. Either way the call fails
+ * with HMAF_ECONNRESET, and so does every later one. */
+static void check_ctx_fatal(struct target *t, uint64_t mem)
+{
+    static uint8_t buf[FATAL_SEGS * 100];
+    hmaf_seg_t segs[FATAL_SEGS];
+    hmaf_session_t *s = connect_to(t->address, CHECK_US_LONG);
+    uint8_t v[4096];
+
+    CHECK_OK(hmaf_session_read(s, v, mem, sizeof(v))); /* A is cached */
+    limits("1000", NULL);
+    CHECK_ERR(hmaf_session_read(s, v, mem, sizeof(v)), HMAF_ECONNRESET);
+    check_ended(s, mem);
+    limits(NULL, NULL);
+
+    s = connect_to(t->address, CHECK_US_LONG);
+    CHECK_OK(hmaf_session_read(s, v, mem, sizeof(v)));
+    for (int i = 0; i < FATAL_SEGS; i++) {
+        segs[i] = (hmaf_seg_t){.local = buf + i * 100,
+                               .remote_addr = mem + (uint64_t)i * 1000,
+                               .len = 100};
+    }
+    setenv("DOCA_EMU_FAULT_DMA_EVERY", "2", 1);
+    setenv("DOCA_EMU_FAULT_DMA_FATAL", "1", 1);
+    doca_emu_reset();
+    CHECK_ERR(hmaf_session_readv(s, segs, FATAL_SEGS), HMAF_ECONNRESET);
+    check_ended(s, mem);
+    unsetenv("DOCA_EMU_FAULT_DMA_EVERY");
+    unsetenv("DOCA_EMU_FAULT_DMA_FATAL");
+    doca_emu_reset();
+}
+
 int main(void)
 {
     struct target_options opts = {
@@ -759,6 +886,9 @@ int main(void)
     check_agent_destroy(&t);
     check_export_size(&t, mem);
     check_teardown_hand_off(&t);
+    check_ctx_fatal(&t, mem);
+    check_pin_refused(&t);
+    check_import_cap(&t);
     CHECK_EQ(target_stop(&t), 0);
     printf("test_doca: ok\n");
     return 0;

@@ -130,12 +130,25 @@ static void check_handshake_refusals(struct target *t)
     /* A pid that is not the connecting process's: no ptrace grant. */
     len = hello_from(msg, HMAF_PROTOCOL_VERSION, "cma", (uint32_t)getpid() + 1);
     CHECK_EQ(raw_exchange(t, msg, len), HMAF_EAUTH);
+    /* A blob longer than the engine's max_blob (cma: 4 bytes), well
+     * formed on the wire: the host holds the peer to its engine. */
+    {
+        struct hmaf_hello h = {0};
+
+        hmaf__hello_set_token(&h, TARGET_TOKEN);
+        strcpy(h.engine, "cma");
+        h.engine_blob.len = 5;
+        memcpy(h.engine_blob.data, &(uint32_t){(uint32_t)getpid()}, 4);
+        len = hmaf__hello_encode(&h, msg, sizeof(msg));
+        CHECK_EQ(raw_exchange(t, msg, len), HMAF_EPROTO);
+        CHECK_EQ(target_command(t, 'P'), 1);
+    }
     /* Garbage, and a valid header announcing a body of the wrong size. */
     memset(msg, 0xA5, sizeof(msg));
     CHECK_EQ(raw_exchange(t, msg, 200), HMAF_EPROTO);
     CHECK_EQ(target_command(t, 'P'), 1);
     len = hello_with(msg, HMAF_PROTOCOL_VERSION, "cma");
-    msg[12] = 0xff; /* body_len */
+    msg[13] = 0xff; /* body_len past the largest HELLO */
     CHECK_EQ(raw_exchange(t, msg, HMAF_HDR_SIZE), HMAF_EPROTO);
     /* A short hello and a hang-up: the host just drops it. */
     CHECK_EQ(raw_exchange(t, msg, 5) != 0, 1);
@@ -156,8 +169,9 @@ static void *fake_host_main(void *arg)
     uint64_t deadline = hmaf__deadline_ns(3000);
 
     if (hmaf__listener_accept_wait(f->listener, 3000, &ch) == 0) {
+        /* cma's HELLO: a 4-byte blob */
         (void)hmaf__channel_recv(&ch, hello, HMAF_HDR_SIZE +
-                                 HMAF_HELLO_BODY_SIZE, deadline);
+                                 HMAF_HELLO_BODY_MIN + 4, deadline);
         (void)hmaf__channel_send(&ch, f->reply, f->reply_len, deadline);
         hmaf__channel_close(&ch);
     }
@@ -210,6 +224,15 @@ static void check_bad_hosts(void)
     len = hmaf__welcome_encode(&w, msg, sizeof(msg));
     check_bad_host(msg, len, HMAF_EPROTO);
     check_bad_host(msg, 10, HMAF_ECONNRESET); /* hangs up mid-header */
+    /* A sane welcome but for a mailbox export longer than our engine's
+     * max_blob (cma: 4): the dpu side does not trust the host either. */
+    w.mailbox_slots = 1;
+    w.mailbox_len = 1 << 20;
+    w.mailbox_addr = 4096;
+    w.lease_us = 1000;
+    w.mailbox_export.len = 5;
+    len = hmaf__welcome_encode(&w, msg, sizeof(msg));
+    check_bad_host(msg, len, HMAF_EPROTO);
 }
 
 static void *ping_until_error(void *arg)

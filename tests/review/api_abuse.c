@@ -852,7 +852,7 @@ static void group_dial(void)
     dial_case(a, "dial: HELLO header with body_len 2^32-1", msg, len, 200, 1000,
               HMAF_EPROTO);
     len =
-        make_hello(msg, TOKEN, HMAF_PROTOCOL_VERSION, HMAF_HELLO_BODY_SIZE - 1);
+        make_hello(msg, TOKEN, HMAF_PROTOCOL_VERSION, HMAF_HELLO_BODY_MIN - 1);
     dial_case(a, "dial: HELLO header with body_len one short", msg, len, 200,
               1000, HMAF_EPROTO);
     len = make_hello(msg, TOKEN, HMAF_PROTOCOL_VERSION + 1, 0);
@@ -2146,12 +2146,14 @@ static void group_listen_squatter(void)
         struct timeval tv = {.tv_sec = 2};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     }
-    got = (int)recv(fd, msg, HMAF_HDR_SIZE + HMAF_HELLO_BODY_SIZE, MSG_WAITALL);
+    /* cma's HELLO: a 4-byte blob */
+    got = (int)recv(fd, msg, HMAF_HDR_SIZE + HMAF_HELLO_BODY_MIN + 4,
+                    MSG_WAITALL);
     close(fd);
     pthread_join(th, NULL);
-    if (got == HMAF_HDR_SIZE + HMAF_HELLO_BODY_SIZE &&
-        hmaf__hello_decode(msg + HMAF_HDR_SIZE, HMAF_HELLO_BODY_SIZE, &h) ==
-            0) {
+    if (got == HMAF_HDR_SIZE + HMAF_HELLO_BODY_MIN + 4 &&
+        hmaf__hello_decode(msg + HMAF_HDR_SIZE, HMAF_HELLO_BODY_MIN + 4,
+                           &h) == 0) {
         printf("  (the stranger read the dpu side's HELLO: token \"%.*s\")\n",
                (int)h.token_len, (const char *)h.token);
         ASSERT_THAT("a listening dpu side does not hand its token to whoever "

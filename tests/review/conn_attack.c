@@ -414,13 +414,15 @@ static void *churn_main(void *arg)
     return NULL;
 }
 
+#define CMA_WELCOME_SIZE (HMAF_HDR_SIZE + HMAF_WELCOME_BODY_MIN + 4)
+
 /* Valid headers announcing bodies of the wrong size, then close. */
 static void *bad_sizes_main(void *arg)
 {
     static const uint32_t sizes[] = {0,
                                      1,
-                                     HMAF_HELLO_BODY_SIZE - 1,
-                                     HMAF_HELLO_BODY_SIZE + 1,
+                                     HMAF_HELLO_BODY_MIN - 1,
+                                     HMAF_HELLO_BODY_MAX + 1,
                                      0xFFFFFFFFu,
                                      HMAF_MSG_MAX};
     struct flood *fl = arg;
@@ -590,8 +592,9 @@ static void *graves_main(void *arg)
         }
         if (send(c, good_hello, hello_len, MSG_NOSIGNAL) !=
                 (ssize_t)hello_len ||
-            recv(c, welcome, HMAF_HDR_SIZE + HMAF_WELCOME_BODY_SIZE,
-                 MSG_WAITALL) != HMAF_HDR_SIZE + HMAF_WELCOME_BODY_SIZE ||
+            /* cma's WELCOME: a 4-byte engine blob, an empty export */
+            recv(c, welcome, CMA_WELCOME_SIZE, MSG_WAITALL) !=
+                CMA_WELCOME_SIZE ||
             send(c, "X", 1, MSG_NOSIGNAL) != 1) {
             close(c);
             continue;

@@ -17,8 +17,13 @@
 #define HELLO_BLOB_LEN_AT     (33 + HMAF_ENGINE_NAME_MAX)
 #define WELCOME_ENGINE_AT     0
 #define WELCOME_BLOB_LEN_AT   HMAF_ENGINE_NAME_MAX
-#define WELCOME_SESSION_AT    (HMAF_ENGINE_NAME_MAX + 2 + HMAF_BLOB_MAX)
+/* In make_welcome's welcome, whose engine blob has 4 bytes. */
+#define WELCOME_SESSION_AT    (HMAF_ENGINE_NAME_MAX + 2 + 4)
 #define WELCOME_EXPORT_LEN_AT (WELCOME_SESSION_AT + 8 + 8 + 8 + 4)
+/* Body sizes of make_hello(.., 4) and make_welcome. */
+#define HELLO_SIZE   (HMAF_HELLO_BODY_MIN + 4)
+#define WELCOME_SIZE (HMAF_WELCOME_BODY_MIN + 4 + WELCOME_EXPORT)
+#define WELCOME_EXPORT 250 /* a card's export descriptor is about this */
 #define RESP_REGISTER_FIXED   33
 
 static void put_le16(uint8_t *p, uint16_t v)
@@ -142,11 +147,20 @@ static void test_hdr_wrong_magic(void)
 
 static void test_body_sizes(void)
 {
-    CHECK_EQ(hmaf__msg_body_size(HMAF_MSG_HELLO), HMAF_HELLO_BODY_SIZE);
-    CHECK_EQ(hmaf__msg_body_size(HMAF_MSG_WELCOME), HMAF_WELCOME_BODY_SIZE);
-    CHECK_EQ(hmaf__msg_body_size(0), 0);
-    CHECK_EQ(hmaf__msg_body_size(3), 0);
-    CHECK_EQ(hmaf__msg_body_size(255), 0);
+    CHECK_EQ(hmaf__msg_body_min(HMAF_MSG_HELLO), HMAF_HELLO_BODY_MIN);
+    CHECK_EQ(hmaf__msg_body_max(HMAF_MSG_HELLO), HMAF_HELLO_BODY_MAX);
+    CHECK_EQ(hmaf__msg_body_min(HMAF_MSG_WELCOME), HMAF_WELCOME_BODY_MIN);
+    CHECK_EQ(hmaf__msg_body_max(HMAF_MSG_WELCOME), HMAF_WELCOME_BODY_MAX);
+    CHECK_EQ(HMAF_HELLO_BODY_MIN, 51);
+    CHECK_EQ(HMAF_WELCOME_BODY_MIN, 52);
+    CHECK_EQ(HMAF_MSG_MAX, HMAF_HDR_SIZE + 52 + 2 * HMAF_BLOB_MAX);
+    CHECK(HMAF_MSG_MAX <= 4080); /* the comch message size usually quoted */
+    for (unsigned t = 0; t < 256; t++) {
+        if (t != HMAF_MSG_HELLO && t != HMAF_MSG_WELCOME) {
+            CHECK_EQ(hmaf__msg_body_min((uint8_t)t), 0);
+            CHECK_EQ(hmaf__msg_body_max((uint8_t)t), 0);
+        }
+    }
 }
 
 static void make_hello(struct hmaf_hello *h, const char *token,
@@ -158,18 +172,20 @@ static void make_hello(struct hmaf_hello *h, const char *token,
     fill_blob(&h->engine_blob, blob_len, 3);
 }
 
-/* Encode h and check the header; returns the body, HMAF_HELLO_BODY_SIZE. */
+/* Encode h and check the header; returns the body, of
+ * HMAF_HELLO_BODY_MIN + the blob's length bytes. */
 static const uint8_t *encode_hello(const struct hmaf_hello *h, uint8_t *buf)
 {
     struct hmaf_msg_hdr hdr;
+    size_t size = HMAF_HELLO_BODY_MIN + h->engine_blob.len;
     size_t n = hmaf__hello_encode(h, buf, HMAF_MSG_MAX);
 
-    CHECK_EQ(n, HMAF_HDR_SIZE + HMAF_HELLO_BODY_SIZE);
+    CHECK_EQ(n, HMAF_HDR_SIZE + size);
     CHECK_OK(hmaf__hdr_decode(buf, &hdr));
     CHECK_EQ(hdr.version, HMAF_PROTOCOL_VERSION);
     CHECK_EQ(hdr.type, HMAF_MSG_HELLO);
     CHECK_EQ(hdr.status, 0);
-    CHECK_EQ(hdr.body_len, HMAF_HELLO_BODY_SIZE);
+    CHECK_EQ(hdr.body_len, size);
     return buf + HMAF_HDR_SIZE;
 }
 
@@ -182,7 +198,7 @@ static void check_hello_round_trip(const char *token, uint16_t blob_len)
     make_hello(&in, token, blob_len);
     body = encode_hello(&in, buf);
     memset(&out, 0xaa, sizeof(out));
-    CHECK_OK(hmaf__hello_decode(body, HMAF_HELLO_BODY_SIZE, &out));
+    CHECK_OK(hmaf__hello_decode(body, HMAF_HELLO_BODY_MIN + blob_len, &out));
     CHECK_EQ(out.token_len, strlen(token));
     CHECK(memcmp(out.token, in.token, sizeof(in.token)) == 0);
     CHECK(strcmp(out.engine, "cma") == 0);
@@ -193,6 +209,8 @@ static void test_hello_round_trip(void)
 {
     check_hello_round_trip("secret", 4);
     check_hello_round_trip("", 0);
+    check_hello_round_trip("x", 250);
+    check_hello_round_trip("y", 1024);
     check_hello_round_trip("0123456789abcdef0123456789abcdef", HMAF_BLOB_MAX);
 }
 
@@ -222,60 +240,65 @@ static void test_hello_encode_cap(void)
     make_hello(&h, "t", 4);
     CHECK_EQ(hmaf__hello_encode(&h, buf, HMAF_HDR_SIZE - 1), 0);
     CHECK_EQ(hmaf__hello_encode(&h, buf, HMAF_HDR_SIZE), 0);
-    CHECK_EQ(
-        hmaf__hello_encode(&h, buf, HMAF_HDR_SIZE + HMAF_HELLO_BODY_SIZE - 1),
-        0);
-    CHECK_EQ(hmaf__hello_encode(&h, buf, HMAF_HDR_SIZE + HMAF_HELLO_BODY_SIZE),
-             HMAF_HDR_SIZE + HMAF_HELLO_BODY_SIZE);
+    CHECK_EQ(hmaf__hello_encode(&h, buf, HMAF_HDR_SIZE + HELLO_SIZE - 1), 0);
+    CHECK_EQ(hmaf__hello_encode(&h, buf, HMAF_HDR_SIZE + HELLO_SIZE),
+             HMAF_HDR_SIZE + HELLO_SIZE);
+    /* A blob longer than the protocol carries is never encoded. */
+    h.engine_blob.len = HMAF_BLOB_MAX + 1;
+    CHECK_EQ(hmaf__hello_encode(&h, buf, HMAF_MSG_MAX), 0);
 }
 
-/* A valid hello body, encoded, copied into body (HELLO_BODY_SIZE + 1). */
+/* A valid hello body with a 4-byte blob, encoded, copied into body. */
 static void valid_hello_body(uint8_t *body)
 {
     struct hmaf_hello h;
     uint8_t buf[HMAF_MSG_MAX];
 
     make_hello(&h, "secret", 4);
-    memcpy(body, encode_hello(&h, buf), HMAF_HELLO_BODY_SIZE);
-    body[HMAF_HELLO_BODY_SIZE] = 0;
+    memset(body, 0, HMAF_HELLO_BODY_MAX + 2);
+    memcpy(body, encode_hello(&h, buf), HELLO_SIZE);
 }
 
 static void test_hello_rejects(void)
 {
-    uint8_t body[HMAF_HELLO_BODY_SIZE + 1];
+    uint8_t body[HMAF_HELLO_BODY_MAX + 2];
     struct hmaf_hello out;
 
     valid_hello_body(body);
-    CHECK_OK(hmaf__hello_decode(body, HMAF_HELLO_BODY_SIZE, &out));
-    CHECK_ERR(hmaf__hello_decode(body, HMAF_HELLO_BODY_SIZE - 1, &out),
-              HMAF_EPROTO);
-    CHECK_ERR(hmaf__hello_decode(body, HMAF_HELLO_BODY_SIZE + 1, &out),
+    CHECK_OK(hmaf__hello_decode(body, HELLO_SIZE, &out));
+    CHECK_ERR(hmaf__hello_decode(body, HELLO_SIZE - 1, &out), HMAF_EPROTO);
+    CHECK_ERR(hmaf__hello_decode(body, HELLO_SIZE + 1, &out), HMAF_EPROTO);
+    CHECK_ERR(hmaf__hello_decode(body, HMAF_HELLO_BODY_MIN - 1, &out),
               HMAF_EPROTO);
     CHECK_ERR(hmaf__hello_decode(body, 0, &out), HMAF_EPROTO);
 
     body[HELLO_TOKEN_LEN_AT] = 32;
-    CHECK_OK(hmaf__hello_decode(body, HMAF_HELLO_BODY_SIZE, &out));
+    CHECK_OK(hmaf__hello_decode(body, HELLO_SIZE, &out));
     body[HELLO_TOKEN_LEN_AT] = 33;
-    CHECK_ERR(hmaf__hello_decode(body, HMAF_HELLO_BODY_SIZE, &out),
-              HMAF_EPROTO);
+    CHECK_ERR(hmaf__hello_decode(body, HELLO_SIZE, &out), HMAF_EPROTO);
     body[HELLO_TOKEN_LEN_AT] = 255;
-    CHECK_ERR(hmaf__hello_decode(body, HMAF_HELLO_BODY_SIZE, &out),
-              HMAF_EPROTO);
+    CHECK_ERR(hmaf__hello_decode(body, HELLO_SIZE, &out), HMAF_EPROTO);
 
     valid_hello_body(body);
     memset(body + HELLO_ENGINE_AT, 'a', HMAF_ENGINE_NAME_MAX);
-    CHECK_ERR(hmaf__hello_decode(body, HMAF_HELLO_BODY_SIZE, &out),
-              HMAF_EPROTO);
+    CHECK_ERR(hmaf__hello_decode(body, HELLO_SIZE, &out), HMAF_EPROTO);
     CHECK(memchr(out.engine, '\0', sizeof(out.engine)) != NULL);
 
+    /* The blob's length must account for the body exactly. */
     valid_hello_body(body);
+    put_le16(body + HELLO_BLOB_LEN_AT, 5);
+    CHECK_ERR(hmaf__hello_decode(body, HELLO_SIZE, &out), HMAF_EPROTO);
+    CHECK_OK(hmaf__hello_decode(body, HELLO_SIZE + 1, &out));
+    CHECK_EQ(out.engine_blob.len, 5);
+    put_le16(body + HELLO_BLOB_LEN_AT, 3);
+    CHECK_ERR(hmaf__hello_decode(body, HELLO_SIZE, &out), HMAF_EPROTO);
     put_le16(body + HELLO_BLOB_LEN_AT, HMAF_BLOB_MAX);
-    CHECK_OK(hmaf__hello_decode(body, HMAF_HELLO_BODY_SIZE, &out));
+    CHECK_OK(hmaf__hello_decode(body, HMAF_HELLO_BODY_MAX, &out));
     put_le16(body + HELLO_BLOB_LEN_AT, HMAF_BLOB_MAX + 1);
-    CHECK_ERR(hmaf__hello_decode(body, HMAF_HELLO_BODY_SIZE, &out),
+    CHECK_ERR(hmaf__hello_decode(body, HMAF_HELLO_BODY_MAX + 1, &out),
               HMAF_EPROTO);
     put_le16(body + HELLO_BLOB_LEN_AT, 0xffff);
-    CHECK_ERR(hmaf__hello_decode(body, HMAF_HELLO_BODY_SIZE, &out),
+    CHECK_ERR(hmaf__hello_decode(body, HMAF_HELLO_BODY_MAX, &out),
               HMAF_EPROTO);
 }
 
@@ -288,21 +311,37 @@ static void make_welcome(struct hmaf_welcome *w)
     w->mailbox_addr = 0xffff800012345678ull;
     w->mailbox_len = 0x8000000000000001ull;
     w->mailbox_slots = 0xfedcba98u;
-    fill_blob(&w->mailbox_export, HMAF_BLOB_MAX, 9);
+    fill_blob(&w->mailbox_export, WELCOME_EXPORT, 9);
+    w->lease_us = 0x11223344u;
 }
 
 static const uint8_t *encode_welcome(const struct hmaf_welcome *w, uint8_t *buf)
 {
     struct hmaf_msg_hdr hdr;
+    size_t size = HMAF_WELCOME_BODY_MIN + w->engine_blob.len +
+                  w->mailbox_export.len;
     size_t n = hmaf__welcome_encode(w, buf, HMAF_MSG_MAX);
 
-    CHECK_EQ(n, HMAF_MSG_MAX);
+    CHECK_EQ(n, HMAF_HDR_SIZE + size);
     CHECK_OK(hmaf__hdr_decode(buf, &hdr));
     CHECK_EQ(hdr.version, HMAF_PROTOCOL_VERSION);
     CHECK_EQ(hdr.type, HMAF_MSG_WELCOME);
     CHECK_EQ(hdr.status, 0);
-    CHECK_EQ(hdr.body_len, HMAF_WELCOME_BODY_SIZE);
+    CHECK_EQ(hdr.body_len, size);
     return buf + HMAF_HDR_SIZE;
+}
+
+static void check_welcome_eq(const struct hmaf_welcome *out,
+                             const struct hmaf_welcome *in)
+{
+    CHECK(strcmp(out->engine, in->engine) == 0);
+    check_blob_eq(&out->engine_blob, &in->engine_blob);
+    CHECK(out->session_id == in->session_id);
+    CHECK(out->mailbox_addr == in->mailbox_addr);
+    CHECK(out->mailbox_len == in->mailbox_len);
+    CHECK(out->mailbox_slots == in->mailbox_slots);
+    check_blob_eq(&out->mailbox_export, &in->mailbox_export);
+    CHECK(out->lease_us == in->lease_us);
 }
 
 static void test_welcome_round_trip(void)
@@ -315,16 +354,22 @@ static void test_welcome_round_trip(void)
     body = encode_welcome(&in, buf);
     CHECK_EQ(body[WELCOME_SESSION_AT], 0x08); /* little-endian */
     CHECK_EQ(body[WELCOME_SESSION_AT + 7], 0x01);
+    CHECK_EQ(body[WELCOME_EXPORT_LEN_AT], WELCOME_EXPORT);
     memset(&out, 0xaa, sizeof(out));
-    CHECK_OK(hmaf__welcome_decode(body, HMAF_WELCOME_BODY_SIZE, &out));
-    CHECK(strcmp(out.engine, in.engine) == 0);
-    check_blob_eq(&out.engine_blob, &in.engine_blob);
-    CHECK(out.session_id == in.session_id);
-    CHECK(out.mailbox_addr == in.mailbox_addr);
-    CHECK(out.mailbox_len == in.mailbox_len);
-    CHECK(out.mailbox_slots == in.mailbox_slots);
-    check_blob_eq(&out.mailbox_export, &in.mailbox_export);
+    CHECK_OK(hmaf__welcome_decode(body, WELCOME_SIZE, &out));
+    check_welcome_eq(&out, &in);
+    CHECK_EQ(hmaf__welcome_encode(&in, buf, HMAF_HDR_SIZE + WELCOME_SIZE - 1),
+             0);
+
+    /* Both blobs at the protocol's bound: the largest message. */
+    fill_blob(&in.engine_blob, HMAF_BLOB_MAX, 1);
+    fill_blob(&in.mailbox_export, HMAF_BLOB_MAX, 2);
+    body = encode_welcome(&in, buf);
+    CHECK_OK(hmaf__welcome_decode(body, HMAF_WELCOME_BODY_MAX, &out));
+    check_welcome_eq(&out, &in);
     CHECK_EQ(hmaf__welcome_encode(&in, buf, HMAF_MSG_MAX - 1), 0);
+    in.mailbox_export.len = HMAF_BLOB_MAX + 1;
+    CHECK_EQ(hmaf__welcome_encode(&in, buf, sizeof(buf)), 0);
 }
 
 static void valid_welcome_body(uint8_t *body)
@@ -333,22 +378,22 @@ static void valid_welcome_body(uint8_t *body)
     uint8_t buf[HMAF_MSG_MAX];
 
     make_welcome(&w);
-    memcpy(body, encode_welcome(&w, buf), HMAF_WELCOME_BODY_SIZE);
-    body[HMAF_WELCOME_BODY_SIZE] = 0;
+    memset(body, 0, WELCOME_SIZE + 2);
+    memcpy(body, encode_welcome(&w, buf), WELCOME_SIZE);
 }
 
 static void test_welcome_rejects(void)
 {
-    uint8_t body[HMAF_WELCOME_BODY_SIZE + 1];
+    uint8_t body[WELCOME_SIZE + 2];
     struct hmaf_welcome out;
-    const size_t size = HMAF_WELCOME_BODY_SIZE;
+    const size_t size = WELCOME_SIZE;
 
     valid_welcome_body(body);
     CHECK_OK(hmaf__welcome_decode(body, size, &out));
     CHECK_ERR(hmaf__welcome_decode(body, size - 1, &out), HMAF_EPROTO);
     CHECK_ERR(hmaf__welcome_decode(body, size + 1, &out), HMAF_EPROTO);
-    CHECK_ERR(hmaf__welcome_decode(body, HMAF_HELLO_BODY_SIZE, &out),
-              HMAF_EPROTO);
+    CHECK_ERR(hmaf__welcome_decode(body, HELLO_SIZE, &out), HMAF_EPROTO);
+    CHECK_ERR(hmaf__welcome_decode(body, 0, &out), HMAF_EPROTO);
 
     body[WELCOME_ENGINE_AT + HMAF_ENGINE_NAME_MAX - 1] = 'p';
     CHECK_ERR(hmaf__welcome_decode(body, size, &out), HMAF_EPROTO);
@@ -357,9 +402,16 @@ static void test_welcome_rejects(void)
     valid_welcome_body(body);
     put_le16(body + WELCOME_BLOB_LEN_AT, HMAF_BLOB_MAX + 1);
     CHECK_ERR(hmaf__welcome_decode(body, size, &out), HMAF_EPROTO);
+    put_le16(body + WELCOME_BLOB_LEN_AT, 5); /* shifts every later field */
+    CHECK_ERR(hmaf__welcome_decode(body, size, &out), HMAF_EPROTO);
 
     valid_welcome_body(body);
     put_le16(body + WELCOME_EXPORT_LEN_AT, HMAF_BLOB_MAX + 1);
+    CHECK_ERR(hmaf__welcome_decode(body, size, &out), HMAF_EPROTO);
+    put_le16(body + WELCOME_EXPORT_LEN_AT, WELCOME_EXPORT + 1);
+    CHECK_ERR(hmaf__welcome_decode(body, size, &out), HMAF_EPROTO);
+    CHECK_OK(hmaf__welcome_decode(body, size + 1, &out));
+    put_le16(body + WELCOME_EXPORT_LEN_AT, WELCOME_EXPORT - 1);
     CHECK_ERR(hmaf__welcome_decode(body, size, &out), HMAF_EPROTO);
 }
 

@@ -12,9 +12,11 @@
  * only for tests, against the emulation in tests/doca.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <hmaf/error.h>
@@ -259,12 +261,11 @@ static void deng_ep_close(struct hmaf_engine_ep *ep)
     }
 }
 
-/* On hardware doca_mmap_start pins the range and fails on a hole; check
- * first so that an unmapped range is a clear HMAF_EFAULT on hardware and
- * in the emulation alike (DOCA documents no status for a failed pin; the
- * emulation checks at start what pinning needs, but does not pin).
- * mincore fails with ENOMEM on a hole and has no side effect; it is asked
- * about DENG_PROBE_PAGES pages at a time. */
+/* doca_mmap_start pins the range; check first that it is mapped, so that
+ * a hole is a clear HMAF_EFAULT on hardware and in the emulation alike
+ * (DOCA documents no status for a hole). mincore fails with ENOMEM on a
+ * hole and has no side effect; it is asked about DENG_PROBE_PAGES pages
+ * at a time. */
 #define DENG_PROBE_PAGES 4096
 
 static int deng_check_mapped(uint64_t addr, uint64_t len)
@@ -284,6 +285,71 @@ static int deng_check_mapped(uint64_t addr, uint64_t len)
         at += span;
     }
     return 0;
+}
+
+/* Does every page of [addr, addr + len) grant read (and write when
+ * need_write) in /proc/self/maps? Asked only after a pin failed, to tell
+ * a page the device may not touch from a pin the system refused. The
+ * listing is in address order: walk it until the range is covered. */
+static int deng_range_accessible(uint64_t addr, uint64_t len, int need_write)
+{
+    FILE *maps = fopen("/proc/self/maps", "re");
+    uint64_t at = addr, end = addr + len;
+    char line[512];
+
+    if (maps == NULL) {
+        return 1; /* cannot tell: say what is likelier */
+    }
+    while (at < end && fgets(line, sizeof(line), maps) != NULL) {
+        unsigned long long lo, hi;
+        char prot[5];
+
+        if (strchr(line, '\n') == NULL) {
+            int ch;
+
+            while ((ch = fgetc(maps)) != EOF && ch != '\n') {
+            }
+        }
+        if (sscanf(line, "%llx-%llx %4s", &lo, &hi, prot) != 3 || hi <= at) {
+            continue;
+        }
+        if (lo > at || prot[0] != 'r' || (need_write && prot[1] != 'w')) {
+            break;
+        }
+        at = hi;
+    }
+    fclose(maps);
+    return at >= end;
+}
+
+/* DRIVER from doca_mmap_start: pinning failed. The range is mapped
+ * (checked before); a page without the access asked for is HMAF_EFAULT
+ * as a hole is, else the system refused the pin — the memlock limit, or
+ * memory pressure — and that is HMAF_ENOMEM, said with the limit. */
+static int deng_pin_failed(const struct hmaf_engine_mem *mem)
+{
+    struct rlimit rl;
+
+    if (!deng_range_accessible(mem->addr, mem->len,
+                               mem->access == HMAF_ACCESS_READ_WRITE)) {
+        hmaf__log_debug("doca register %#llx+%llu: a page without access",
+                        (unsigned long long)mem->addr,
+                        (unsigned long long)mem->len);
+        return HMAF_EFAULT;
+    }
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        hmaf__log_error("doca could not pin %llu bytes at %#llx: memlock "
+                        "limit %llu bytes (ulimit -l), or memory pressure",
+                        (unsigned long long)mem->len,
+                        (unsigned long long)mem->addr,
+                        (unsigned long long)rl.rlim_cur);
+    } else {
+        hmaf__log_error("doca could not pin %llu bytes at %#llx: memory "
+                        "pressure",
+                        (unsigned long long)mem->len,
+                        (unsigned long long)mem->addr);
+    }
+    return HMAF_ENOMEM;
 }
 
 static int deng_mem_register(struct hmaf_engine_mem *mem)
@@ -315,13 +381,15 @@ static int deng_mem_register(struct hmaf_engine_mem *mem)
         err = doca_mmap_start(m->mmap);
     }
     if (err != DOCA_SUCCESS) {
-        hmaf__log_error("doca mmap %#llx+%llu: %s",
-                        (unsigned long long)mem->addr,
-                        (unsigned long long)mem->len, doca_error_get_name(err));
+        if (err != DOCA_ERROR_DRIVER) {
+            hmaf__log_error("doca mmap %#llx+%llu: %s",
+                            (unsigned long long)mem->addr,
+                            (unsigned long long)mem->len,
+                            doca_error_get_name(err));
+        }
         doca_mmap_destroy(m->mmap);
         m->mmap = NULL;
-        /* start pins the range: a failure there is most likely a hole */
-        return err == DOCA_ERROR_DRIVER ? HMAF_EFAULT
+        return err == DOCA_ERROR_DRIVER ? deng_pin_failed(mem)
                                         : hmaf__doca_status_to_hmaf(err);
     }
     return 0;

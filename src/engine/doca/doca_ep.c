@@ -15,6 +15,14 @@
  * transfer ends in deng_finish(), which bumps batch->completed with release
  * order; after the last bump the batch belongs to its caller again and is
  * not touched.
+ *
+ * A DMA ctx may stop on its own after a fatal task error (DOCA moves it to
+ * STOPPING; tasks still in flight come back failed). The state callback
+ * marks the ep failed, and from then on every transfer — those in flight,
+ * queued or posted later — fails with HMAF_ECONNRESET, so the session ends
+ * at once instead of every call finding a stopped ctx (BAD_STATE, which
+ * is HMAF_EBUSY) for good. Completions may come in any order and over
+ * several doca_pe_progress calls: each task reports to its own slot.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +70,17 @@ static void deng_release_slot(struct deng_ep *ep, struct deng_slot *s)
     ep->free_slots = s;
 }
 
+/* A transfer's status: once the ctx has failed, every error is the
+ * session's end, whatever DOCA said of the task (flushed, or the fatal
+ * error itself). */
+static int deng_status(const struct deng_ep *ep, doca_error_t err)
+{
+    if (err == DOCA_SUCCESS) {
+        return 0;
+    }
+    return ep->failed ? HMAF_ECONNRESET : hmaf__doca_status_to_hmaf(err);
+}
+
 /* Runs inside doca_pe_progress, under ep->lock. */
 static void deng_complete(struct deng_slot *s, doca_error_t err)
 {
@@ -78,7 +97,25 @@ static void deng_complete(struct deng_slot *s, doca_error_t err)
     }
     deng_release_slot(ep, s);
     ep->ncompleted++;
-    deng_finish(batch, hmaf__doca_status_to_hmaf(err));
+    deng_finish(batch, deng_status(ep, err));
+}
+
+/* Runs inside doca_pe_progress (or ctx start and stop), under ep->lock.
+ * Leaving RUNNING unasked is DOCA's answer to a fatal task error. */
+static void deng_state_changed(const union doca_data user_data,
+                               struct doca_ctx *ctx,
+                               enum doca_ctx_states prev,
+                               enum doca_ctx_states next)
+{
+    struct deng_ep *ep = user_data.ptr;
+
+    (void)ctx;
+    if (prev == DOCA_CTX_STATE_RUNNING && next != DOCA_CTX_STATE_RUNNING &&
+        !ep->stopping && !ep->failed) {
+        ep->failed = 1;
+        hmaf__log_error("doca dma context stopped after a fatal task error: "
+                        "the session ends");
+    }
 }
 
 static void deng_task_done(struct doca_dma_task_memcpy *task,
@@ -159,8 +196,13 @@ static int deng_start(struct deng_ep *ep, struct hmaf_xfer_batch *batch,
     s->op = batch->op;
     s->local = x->local;
     s->len = x->len;
-    err = x->len <= deng_ctx_of(ep)->slot_size ? deng_prepare(ep, s, batch, i)
-                                               : DOCA_ERROR_TOO_BIG;
+    if (ep->failed) {
+        err = DOCA_ERROR_BAD_STATE; /* nothing runs on a stopped ctx */
+    } else if (x->len > deng_ctx_of(ep)->slot_size) {
+        err = DOCA_ERROR_TOO_BIG;
+    } else {
+        err = deng_prepare(ep, s, batch, i);
+    }
     if (err == DOCA_SUCCESS) {
         err = doca_task_submit(doca_dma_task_memcpy_as_task(s->task));
     }
@@ -169,7 +211,7 @@ static int deng_start(struct deng_ep *ep, struct hmaf_xfer_batch *batch,
     }
     hmaf__log_debug("doca dma submit of %zu bytes: %s", x->len,
                     doca_error_get_name(err));
-    ret = hmaf__doca_status_to_hmaf(err);
+    ret = deng_status(ep, err);
     deng_release_slot(ep, s);
     ep->ncompleted++;
     deng_finish(batch, ret);
@@ -298,6 +340,9 @@ static doca_error_t deng_open_dma(struct deng_ep *ep, uint32_t nslots)
         err = doca_ctx_set_user_data(dctx, (union doca_data){.ptr = ep});
     }
     if (err == DOCA_SUCCESS) {
+        err = doca_ctx_set_state_changed_cb(dctx, deng_state_changed);
+    }
+    if (err == DOCA_SUCCESS) {
         err = doca_pe_connect_ctx(ep->pe, dctx);
     }
     if (err == DOCA_SUCCESS) {
@@ -387,6 +432,7 @@ static void deng_stop_dma(struct deng_ep *ep)
             ep->slots[i].op = HMAF_XFER_WRITE;
         }
     }
+    ep->stopping = 1;
     err = doca_ctx_stop(dctx);
     if (err != DOCA_SUCCESS && err != DOCA_ERROR_IN_PROGRESS &&
         err != DOCA_ERROR_BAD_STATE) {

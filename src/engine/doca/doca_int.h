@@ -28,8 +28,11 @@
  * DENG_TASKS_MAX slots that is 16 MiB of registered staging per ep; 64 KiB
  * transfers already reach the DMA plateau (shared/DOCA.md, anchors). */
 #define DENG_SLOT_MAX (64u << 10)
-/* Export blobs travel in the handshake and in REGISTER answers. */
-#define DENG_BLOB_MAX 256
+/* Export blobs travel in the handshake and in REGISTER answers. DOCA's
+ * descriptors are opaque and grow with releases (234 B on a BF-2 with
+ * DOCA 1.5; NVIDIA's samples allow 512 B; 3.4 adds access tokens): 1 KiB
+ * and room to spare, within the protocol's 1536. */
+#define DENG_BLOB_MAX 1280
 /* Caller buffers registered for DMA in place, at most, per ep. */
 #define DENG_LREG_MAX 64
 /* Defaults of HMAF_DOCA_ZCOPY_MIN and HMAF_DOCA_ZCOPY_CACHE (doca.md). */
@@ -124,6 +127,9 @@ struct deng_ep {
     struct deng_pending *pending_head, *pending_tail;
     struct deng_lregs lregs;
     uint32_t ncompleted;            /* transfers completed by this progress() */
+    int stopping; /* ep_close asked the DMA ctx to stop */
+    int failed;   /* the DMA ctx stopped on its own (a fatal task error):
+                     every transfer from then on fails HMAF_ECONNRESET */
     struct hmaf_xfer_batch orphans; /* for tasks outliving ep_close's callers */
 };
 

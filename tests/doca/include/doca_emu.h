@@ -6,34 +6,46 @@
  * signatures, so code written for the SDK builds against them unchanged.
  * "Host" and "dpu side" are two processes on this machine.
  *
- * Data path. doca_mmap_export_pci hands out a 48-byte descriptor (or
- * DOCA_EMU_EXPORT_DESC_SIZE bytes, zero-padded): the exporter's pid,
- * range, permissions, and the address and value of a 64-bit "live" word in
- * the exporter's memory. A DMA task against an mmap created from it first
- * reads that word with process_vm_readv, then moves the bytes with
- * process_vm_readv/writev. Destroying the exported mmap clears the word,
- * so every import of it fails from then on, even in other processes
- * (doca_mmap_stop refuses an exported mmap with NOT_PERMITTED, as DOCA
- * 2.10 lists); an exporter that exited fails the same way (ESRCH). The value
- * is random and changes whenever a slot is reused. The exporter grants
- * ptrace access (PR_SET_PTRACER_ANY) at its first export, as the device's
- * right to reach host memory; where Yama forbids that, run the dpu side as
- * the host's parent.
+ * Data path. doca_mmap_export_pci hands out a 250-byte descriptor (or
+ * DOCA_EMU_EXPORT_DESC_SIZE bytes; a card's are about as large), a 48-byte
+ * core zero-padded: the exporter's pid, range, permissions, and the
+ * address and value of a 64-bit "live" word in the exporter's memory. A
+ * DMA task against an mmap created from it first reads that word with
+ * process_vm_readv, then moves the bytes with process_vm_readv/writev.
+ * Destroying the exported mmap clears the word, so every import of it fails
+ * from then on, even in other processes (doca_mmap_stop refuses an exported
+ * mmap with NOT_PERMITTED, as DOCA 2.10 lists); an exporter that exited
+ * fails the same way (ESRCH). The value is random and changes whenever a
+ * slot is reused. The exporter grants ptrace access (PR_SET_PTRACER_ANY) at
+ * its first export, as the device's right to reach host memory; where Yama
+ * forbids that, run the dpu side as the host's parent.
  *
  * Registration. doca_mmap_start checks, as pinning does on hardware, that
  * every page of a local range is mapped and readable, and writable when
  * the permissions allow any write (LOCAL_READ_WRITE, PCI_READ_WRITE,
  * RDMA_WRITE, RDMA_ATOMIC); else it returns DRIVER (DOCA documents no
- * status for this). It does not pin: a range unmapped after start makes
- * DMA fail with DRIVER, where hardware would still reach the pinned pages.
+ * status for this). It charges the range's pages to the process's locked
+ * memory, as pinning does, and returns DRIVER past DOCA_EMU_MEMLOCK (DOCA
+ * reports a failed pin so: the memlock limit, or memory pressure); a stop
+ * or destroy gives them back. It does not pin: a range unmapped after
+ * start makes DMA fail with DRIVER, where hardware would still reach the
+ * pinned pages.
  *
- * DMA completion statuses (err_cb, doca_task_get_status):
+ * DMA completion statuses (err_cb, doca_task_get_status); submit does
+ * not validate a task, as DOCA documents, so these all arrive here:
+ *   TOO_BIG        the source exceeds max_buf_size (fatal)
+ *   INVALID_VALUE  the source exceeds the destination's room (fatal)
  *   DRIVER         the import is invalid (exporter stopped or gone), or
  *                  the kernel refused the copy (unmapped address)
  *   NOT_PERMITTED  writing to an import exported PCI_READ_ONLY, or to a
  *                  local mmap without LOCAL_READ_WRITE, or no ptrace right
  *   NOT_SUPPORTED  both buffers are on imported mmaps
- *   IO_FAILED      an injected fault
+ *   IO_FAILED      an injected fault (fatal with DOCA_EMU_FAULT_DMA_FATAL),
+ *                  or flushed: its context was no longer running
+ * A fatal error stops the context: it moves to STOPPING before the failed
+ * task's callback (state callback), every other task of it fails with
+ * IO_FAILED, and it turns IDLE once all its tasks are freed; start it
+ * again to go on. Which errors are fatal on a card is **[verify]**.
  * A failed task leaves the destination's data_len alone; an injected fault
  * moves no bytes, a kernel refusal may have moved some.
  *
@@ -41,6 +53,12 @@
  *   DOCA_EMU_DEVICES       device PCI addresses, comma-separated
  *                          (default "b1:00.0,03:00.0": host PF, dpu PF)
  *   DOCA_EMU_REPS          representors every device lists ("b1:00.0")
+ *   DOCA_EMU_IMPORT_DEVICES  devices with create_from_export ("03:00.0",
+ *                          the dpu side's PF): an import with any other
+ *                          is NOT_SUPPORTED, as their capability says
+ *   DOCA_EMU_DMA_COMPLETIONS  DMA completions one doca_pe_progress hands
+ *                          out per context, at most, in shuffled order
+ *                          (4; 0: all that are done, in submit order)
  *   DOCA_EMU_MAX_BUF_SIZE  bytes per DMA task (1048576)
  *   DOCA_EMU_MAX_TASKS     tasks per DMA ctx and send tasks per comch ctx
  *                          (1024)
@@ -49,13 +67,19 @@
  *                          until set (512, or the cap if that is smaller)
  *   DOCA_EMU_COMCH_MAX_NAME    comch name bytes, NUL included (64;
  *                          2 to 80)
- *   DOCA_EMU_EXPORT_DESC_SIZE  bytes of each export descriptor (48, the
- *                          least; at most 65536). An mmap keeps the size
+ *   DOCA_EMU_MEMLOCK       bytes of local mmaps started at once, at most
+ *                          ("rlimit": RLIMIT_MEMLOCK; unset or 0: no
+ *                          limit, since tests register more than the
+ *                          usual 8 MiB and a card runs as root or with a
+ *                          raised ulimit -l)
+ *   DOCA_EMU_EXPORT_DESC_SIZE  bytes of each export descriptor (250; 48
+ *                          the least, at most 65536). An mmap keeps the size
  *                          of its first export, so a reset between
  *                          exports gives old and new mmaps different sizes
  * Faults (0 or unset: off):
  *   DOCA_EMU_FAULT_DMA_EVERY=N         every Nth DMA task this process runs
  *                                      completes with IO_FAILED
+ *   DOCA_EMU_FAULT_DMA_FATAL=1         ... and stops its context
  *   DOCA_EMU_FAULT_STOP_AFTER=N        an imported mmap turns invalid after
  *                                      N DMA tasks, as if the host stopped
  *                                      its mmap early
@@ -65,9 +89,10 @@
  * Misuse: NULL arguments are not checked (the crash points at the bug);
  * calling doca_pe_progress from a callback, submitting a submitted task or
  * freeing one aborts with a message. Capabilities: every device supports
- * every emulated operation. Notification handles are an epoll set per PE
- * (doca_pe.h); comch never fires them. Not emulated: event modes, chained
- * bufs, comch counters and fast path, receive-queue sizes.
+ * every emulated operation but create_from_export (above). Notification
+ * handles are an epoll set per PE (doca_pe.h); comch never fires them. Not
+ * emulated: event modes, chained bufs, comch counters and fast path,
+ * receive-queue sizes.
  *
  * Thread safety: as DOCA: one thread per PE and the objects used with it.
  * Exporting is safe from any thread.
