@@ -17,14 +17,16 @@
 # Checks, with each of gcc and clang that is installed ($DOCA_CHECK_CC, a
 # space-separated list, overrides the compilers):
 #
-#   1. Every source of HMAF_DOCA_ENGINE_SOURCES (read from
-#      src/engine/doca/CMakeLists.txt: the engine, memwatch.c, the comch
-#      channel) and the bench's raw DOCA contenders (tools/bench/doca_raw.c,
-#      HMAF_BENCH_DOCA=1) compile with
+#   1. Every DOCA source, as CMake lists it: HMAF_DOCA_ENGINE_SOURCES in
+#      src/engine/doca/CMakeLists.txt (the engine, memwatch.c) and
+#      HMAF_CHANNEL_COMCH_SOURCES in src/channel/CMakeLists.txt (the comch
+#      channel), and the bench's raw DOCA contenders
+#      (tools/bench/doca_raw.c, HMAF_BENCH_DOCA=1) compile with
 #        -fsyntax-only -std=c11 -Wall -Wextra -Werror -Wshadow
 #        -Wstrict-prototypes -Wmissing-prototypes -D_GNU_SOURCE
 #        -Iinclude -Isrc -I<DIR>
-#      and the definitions of HMAF_DOCA_DEFINITIONS except
+#      and the definitions its part lists (HMAF_DOCA_DEFINITIONS,
+#      HMAF_CHANNEL_COMCH_DEFINITIONS) except
 #      DOCA_ALLOW_EXPERIMENTAL_API. Without that definition DOCA declares its
 #      experimental calls deprecated, so -Werror turns any use of one into an
 #      error: the check also proves the code uses DOCA's stable API only.
@@ -82,26 +84,49 @@ if [ ${#ccs[@]} -eq 0 ]; then
 fi
 
 cd "$top" || exit 1
-cmake_doca=src/engine/doca/CMakeLists.txt
 
-# The engine's sources and definitions, as CMake lists them (the ${...}
-# in single quotes are CMake's).
+# The DOCA parts: each CMakeLists.txt with its sources' and definitions'
+# variables.
+parts=(
+    "src/engine/doca/CMakeLists.txt HMAF_DOCA_ENGINE_SOURCES HMAF_DOCA_DEFINITIONS"
+    "src/channel/CMakeLists.txt HMAF_CHANNEL_COMCH_SOURCES HMAF_CHANNEL_COMCH_DEFINITIONS"
+)
+
+# A part's sources as CMake lists them, from "set(VAR" to the first ")",
+# as paths from the top (the ${...} in single quotes are CMake's).
 # shellcheck disable=SC2016
-mapfile -t sources < <(
-    sed -n '/^set(HMAF_DOCA_ENGINE_SOURCES/,/)/p' "$cmake_doca" |
+part_sources() {
+    awk -v start="set($2" '
+        !on && (index($0, start " ") == 1 || $0 == start) { on = 1 }
+        on { print }
+        on && /\)/ { exit }' "$1" |
         grep -oE '\$\{(CMAKE_CURRENT_SOURCE_DIR|PROJECT_SOURCE_DIR)\}/[^ )]+' |
-        sed -e 's|^${CMAKE_CURRENT_SOURCE_DIR}/|src/engine/doca/|' \
-            -e 's|^${PROJECT_SOURCE_DIR}/||')
-defs=()
-read -ra words < <(sed -n 's/^set(HMAF_DOCA_DEFINITIONS\(.*\))/\1/p' "$cmake_doca")
-for d in "${words[@]}"; do
-    [ "$d" = DOCA_ALLOW_EXPERIMENTAL_API ] || defs+=("-D$d")
+        sed -e "s|^\${CMAKE_CURRENT_SOURCE_DIR}/|${1%/CMakeLists.txt}/|" \
+            -e 's|^${PROJECT_SOURCE_DIR}/||'
+}
+
+# Every source, and in source_defs at the same index its part's
+# definitions as -D flags.
+sources=()
+source_defs=()
+for part in "${parts[@]}"; do
+    read -r cmake_file sources_var defs_var <<<"$part"
+    mapfile -t found < <(part_sources "$cmake_file" "$sources_var")
+    defs=
+    read -ra words < <(sed -n "s/^set($defs_var \(.*\))/\1/p" "$cmake_file")
+    for d in "${words[@]}"; do
+        [ "$d" = DOCA_ALLOW_EXPERIMENTAL_API ] || defs+=" -D$d"
+    done
+    if [ ${#found[@]} -eq 0 ] || [ -z "$defs" ]; then
+        echo "check-doca-headers: cannot read $sources_var or $defs_var" \
+             "from $cmake_file" >&2
+        exit 1
+    fi
+    for src in "${found[@]}"; do
+        sources+=("$src")
+        source_defs+=("$defs")
+    done
 done
-if [ ${#sources[@]} -eq 0 ] || [ ${#defs[@]} -eq 0 ]; then
-    echo "check-doca-headers: cannot read HMAF_DOCA_ENGINE_SOURCES or" \
-         "HMAF_DOCA_DEFINITIONS from $cmake_doca" >&2
-    exit 1
-fi
 
 # As the top-level CMakeLists.txt compiles everything, minus any definition
 # that would let experimental calls through.
@@ -122,8 +147,10 @@ trap 'rm -rf "$work"' EXIT
 
 echo "1. DOCA sources, no experimental API"
 for cc in "${ccs[@]}"; do
-    for src in "${sources[@]}"; do
-        if "$cc" "${flags[@]}" "${defs[@]}" -Iinclude -Isrc -I"$hdr" \
+    for i in "${!sources[@]}"; do
+        src=${sources[i]}
+        # shellcheck disable=SC2086 # source_defs holds words to split
+        if "$cc" "${flags[@]}" ${source_defs[i]} -Iinclude -Isrc -I"$hdr" \
                "$src" >"$work/log" 2>&1; then
             pass "$cc $src"
         else

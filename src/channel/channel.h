@@ -4,18 +4,21 @@
  *
  * Addresses: "unix:PATH" (PATH starting with '@' is Linux's abstract
  * namespace) and "tcp:HOST:PORT" (HOST may be "[v6addr]"; port 0 when
- * listening picks a free port). Either side may listen.
+ * listening picks a free port). Either side may listen. Each prefix names
+ * a transport (src/channel/transport.h, listed in channel.c).
  *
- * With DOCA (HMAF_HAVE_ENGINE_DOCA) also "comch:NAME@PCI" (DOCA Comm
+ * Where comch is built (HMAF_HAVE_CHANNEL_COMCH: with the DOCA SDK, or
+ * against the DOCA emulation for tests) also "comch:NAME@PCI" (DOCA Comm
  * Channel, src/channel/comch.c): only the dpu side listens, at
  * "comch:NAME@PCI/REP" (its PF, then the host PF's representor), and only
- * the host connects, to "comch:NAME@PCI" (its BlueField PF). A comch
- * channel has no fd to wait on (DOCA's Comm Channel has no event-triggered
- * completions): its peer death is seen only by calling
- * hmaf__channel_peer_gone. Its sends and receives move whole messages of
- * at most the channel's max message size (a longer send is HMAF_ENOSPC).
- * A NAME longer than the device takes is HMAF_EINVAL; a device whose
- * messages cannot hold the handshake is HMAF_ENOSPC, at listen or connect.
+ * the host connects, to "comch:NAME@PCI" (its BlueField PF). Elsewhere a
+ * comch address is HMAF_ENOTSUP. A comch channel has no fd to wait on
+ * (DOCA's Comm Channel has no event-triggered completions): its peer death
+ * is seen only by calling hmaf__channel_peer_gone. Its sends and receives
+ * move whole messages of at most the channel's max message size (a longer
+ * send is HMAF_ENOSPC). A NAME longer than the device takes is
+ * HMAF_EINVAL; a device whose messages cannot hold the handshake is
+ * HMAF_ENOSPC, at listen or connect.
  */
 #ifndef HMAF_CHANNEL_CHANNEL_H
 #define HMAF_CHANNEL_CHANNEL_H
@@ -24,13 +27,14 @@
 #include <stdint.h>
 
 struct hmaf_listener;
-struct hmaf_comch;
+struct hmaf_channel_ops;
 
-/* fd-based (unix, tcp) when comch is NULL; a comch channel has fd -1.
- * An unused channel is {.fd = -1}. */
+/* An unused channel is {.fd = -1}. One made from a bare socket ({.fd =
+ * fd}, no ops: a socketpair's end in tests) is a socket channel. */
 struct hmaf_channel {
-    int fd;
-    struct hmaf_comch *comch;
+    int fd; /* -1 when the transport has none to wait on (comch) */
+    const struct hmaf_channel_ops *ops; /* its transport's */
+    void *conn; /* the transport's own state (comch), NULL for sockets */
 };
 
 /* Listen at address; the listener's fd is non-blocking. */
@@ -92,20 +96,6 @@ int hmaf__channel_peer_pid(struct hmaf_channel *channel);
 int hmaf__channel_is_remote(const char *address);
 /* Whether address is a comch one (whatever this build supports). */
 int hmaf__channel_is_comch(const char *address);
-
-/* comch.c, built only with HMAF_HAVE_ENGINE_DOCA; channel.c dispatches to
- * it. address is the part after "comch:". */
-int hmaf__comch_listen(const char *address, struct hmaf_comch **comch_out);
-int hmaf__comch_accept(struct hmaf_comch *listening, int timeout_ms);
-int hmaf__comch_connect(const char *address, int timeout_ms,
-                        struct hmaf_comch **comch_out);
-int hmaf__comch_send(struct hmaf_comch *c, const void *buf, size_t len,
-                     uint64_t deadline_ns);
-int hmaf__comch_recv(struct hmaf_comch *c, void *buf, size_t len,
-                     uint64_t deadline_ns);
-int hmaf__comch_peer_gone(struct hmaf_comch *c);
-/* The dpu side (server) disconnects its peer first, so the host learns. */
-void hmaf__comch_close(struct hmaf_comch *c);
 
 /* For a wait on the channel (after the handshake): *fd_out is the fd to
  * poll for POLLIN, or -1 when there is none (comch), and then only asking

@@ -1,7 +1,9 @@
 /*
  * The comch bootstrap channel: DOCA Comm Channel between the dpu side
  * (server, on its PF with the host PF's representor) and the host (client,
- * on its BlueField PF). shared/DOCA.md (c) has the call sequences.
+ * on its BlueField PF). shared/DOCA.md (c) has the call sequences. A
+ * transport (transport.h), built only where DOCA is
+ * (HMAF_HAVE_CHANNEL_COMCH, src/channel/CMakeLists.txt).
  *
  * The channel API is a byte stream, comch carries messages: a send is one
  * message (HMAF_ENOSPC beyond the max message size), and received messages
@@ -46,11 +48,13 @@
 
 #include <hmaf/error.h>
 
-#include "channel/channel.h"
+#include "channel/transport.h"
 #include "proto/handshake.h"
 #include "util/clock.h"
+#include "util/compiler.h"
 #include "util/log.h"
 
+#define COMCH_PREFIX "comch:"
 #define COMCH_PCI_MAX 16
 #define COMCH_SEND_TASKS 4
 #define COMCH_RX_MAX 4   /* messages queued; the handshake needs one */
@@ -81,6 +85,13 @@ struct hmaf_comch {
     struct comch_msg rx[COMCH_RX_MAX];
     size_t rx_head, rx_count, rx_off; /* rx_off: read into rx[rx_head] */
     uint8_t *tx;                      /* the message in flight, max_msg */
+};
+
+/* A listener holds its server until the one connection it takes came:
+ * accepting hands the server to the channel. */
+struct comch_listener {
+    struct hmaf_listener base;
+    struct hmaf_comch *server; /* NULL once it accepted */
 };
 
 static _Thread_local struct hmaf_comch *current;
@@ -516,7 +527,7 @@ static void drop_rx(struct hmaf_comch *c)
 
 /* Tell the peer (server: disconnect), stop, then free everything in
  * DOCA's order, all within COMCH_CLOSE_MS. */
-void hmaf__comch_close(struct hmaf_comch *c)
+static void comch_close(struct hmaf_comch *c)
 {
     uint64_t deadline;
 
@@ -597,14 +608,15 @@ static int comch_open(const char *address, int server,
         ret = c->tx != NULL ? 0 : HMAF_ENOMEM;
     }
     if (ret < 0) {
-        hmaf__comch_close(c);
+        comch_close(c);
         return ret;
     }
     *comch_out = c;
     return 0;
 }
 
-int hmaf__comch_listen(const char *address, struct hmaf_comch **comch_out)
+/* Here and in comch_dial, address is what follows "comch:". */
+static int comch_listen(const char *address, struct hmaf_comch **comch_out)
 {
     struct hmaf_comch *c;
     int ret = comch_open(address, 1, &c);
@@ -614,7 +626,7 @@ int hmaf__comch_listen(const char *address, struct hmaf_comch **comch_out)
     }
     ret = check(doca_ctx_start(c->ctx), "server start");
     if (ret < 0) {
-        hmaf__comch_close(c);
+        comch_close(c);
         return ret;
     }
     *comch_out = c;
@@ -622,7 +634,7 @@ int hmaf__comch_listen(const char *address, struct hmaf_comch **comch_out)
 }
 
 /* The peer is known from its connection event or its first message. */
-int hmaf__comch_accept(struct hmaf_comch *c, int timeout_ms)
+static int comch_accept(struct hmaf_comch *c, int timeout_ms)
 {
     uint64_t deadline = hmaf__deadline_ns(timeout_ms);
 
@@ -697,8 +709,8 @@ static int renew_client(struct hmaf_comch *c)
 /* The server may not be up yet (starting order is not ours), and a card
  * refuses a client started before its server instead of waiting: try
  * again until the deadline, as the socket channels do. */
-int hmaf__comch_connect(const char *address, int timeout_ms,
-                        struct hmaf_comch **comch_out)
+static int comch_dial(const char *address, int timeout_ms,
+                      struct hmaf_comch **comch_out)
 {
     uint64_t deadline = hmaf__deadline_ns(timeout_ms);
     struct hmaf_comch *c = NULL;
@@ -716,7 +728,7 @@ int hmaf__comch_connect(const char *address, int timeout_ms,
     if (ret < 0) {
         hmaf__log_info("connect comch:%s: %s", address, hmaf_strerror(ret));
         if (c != NULL) {
-            hmaf__comch_close(c);
+            comch_close(c);
         }
         return ret;
     }
@@ -794,9 +806,10 @@ static int send_locked(struct hmaf_comch *c, const void *buf, size_t len,
     return wait_sent(c, deadline_ns);
 }
 
-int hmaf__comch_send(struct hmaf_comch *c, const void *buf, size_t len,
-                     uint64_t deadline_ns)
+static int comch_send(struct hmaf_channel *channel, const void *buf,
+                      size_t len, uint64_t deadline_ns)
 {
+    struct hmaf_comch *c = channel->conn;
     int ret;
 
     pthread_mutex_lock(&c->lock);
@@ -830,9 +843,10 @@ static size_t take(struct hmaf_comch *c, uint8_t *p, size_t len)
     return got;
 }
 
-int hmaf__comch_recv(struct hmaf_comch *c, void *buf, size_t len,
-                     uint64_t deadline_ns)
+static int comch_recv(struct hmaf_channel *channel, void *buf, size_t len,
+                      uint64_t deadline_ns)
 {
+    struct hmaf_comch *c = channel->conn;
     size_t got = 0;
     int ret = 0;
 
@@ -870,11 +884,13 @@ static int gone_locked(struct hmaf_comch *c)
 }
 
 /* One progress call and the flag. When another thread is progressing, its
- * result will do. */
-int hmaf__comch_peer_gone(struct hmaf_comch *c)
+ * result will do. A comch channel carries no nudges to take. */
+static int comch_peer_gone(struct hmaf_channel *channel, int take_nudges)
 {
+    struct hmaf_comch *c = channel->conn;
     int gone;
 
+    (void)take_nudges;
     if (pthread_mutex_trylock(&c->lock) != 0) {
         return atomic_load_explicit(&c->gone, memory_order_relaxed);
     }
@@ -883,3 +899,98 @@ int hmaf__comch_peer_gone(struct hmaf_comch *c)
     pthread_mutex_unlock(&c->lock);
     return gone;
 }
+
+/* ---- the transport (transport.h) ---- */
+
+/* Ended or not, the peer is gone: comch tells no end of file apart. */
+static int comch_peer_closed(struct hmaf_channel *channel)
+{
+    return comch_peer_gone(channel, 0);
+}
+
+/* After the handshake any message ends the session: one byte says so. */
+static void comch_shutdown(struct hmaf_channel *channel, uint64_t deadline_ns)
+{
+    static const uint8_t bye = 0;
+
+    (void)comch_send(channel, &bye, 1, deadline_ns);
+}
+
+/* The dpu side (server) disconnects its peer first, so the host learns. */
+static void comch_channel_close(struct hmaf_channel *channel)
+{
+    comch_close(channel->conn);
+}
+
+static int comch_connect(const char *address, int timeout_ms,
+                         struct hmaf_channel *channel_out)
+{
+    struct hmaf_comch *c;
+    int ret = comch_dial(address + sizeof(COMCH_PREFIX) - 1, timeout_ms, &c);
+
+    if (ret == 0) {
+        *channel_out = (struct hmaf_channel){
+            .fd = -1, .ops = &hmaf_channel_comch, .conn = c};
+    }
+    return ret;
+}
+
+static struct comch_listener *to_listener(struct hmaf_listener *base)
+{
+    return hmaf__container_of(base, struct comch_listener, base);
+}
+
+static int comch_listener_open(struct hmaf_listener *base, const char *address)
+{
+    return comch_listen(address + sizeof(COMCH_PREFIX) - 1,
+                        &to_listener(base)->server);
+}
+
+/* The accepted connection takes the whole comch server with it. */
+static int comch_listener_accept_wait(struct hmaf_listener *base,
+                                      int timeout_ms,
+                                      struct hmaf_channel *channel_out)
+{
+    struct comch_listener *l = to_listener(base);
+    int ret;
+
+    if (l->server == NULL) {
+        return timeout_ms == 0 ? -EAGAIN : HMAF_ETIMEDOUT; /* one per server */
+    }
+    ret = comch_accept(l->server, timeout_ms);
+    if (ret == 0) {
+        *channel_out = (struct hmaf_channel){
+            .fd = -1, .ops = &hmaf_channel_comch, .conn = l->server};
+        l->server = NULL;
+    }
+    return ret;
+}
+
+static int comch_listener_accept(struct hmaf_listener *base,
+                                 struct hmaf_channel *channel_out)
+{
+    return comch_listener_accept_wait(base, 0, channel_out);
+}
+
+static void comch_listener_close(struct hmaf_listener *base)
+{
+    comch_close(to_listener(base)->server);
+}
+
+/* No nudges (the dpu side looks at its mailbox on its own) and no peer
+ * pid: those ops stay NULL. */
+const struct hmaf_channel_ops hmaf_channel_comch = {
+    .prefix = COMCH_PREFIX,
+    .listener_size = sizeof(struct comch_listener),
+    .listen = comch_listener_open,
+    .accept = comch_listener_accept,
+    .accept_wait = comch_listener_accept_wait,
+    .listener_close = comch_listener_close,
+    .connect = comch_connect,
+    .send = comch_send,
+    .recv = comch_recv,
+    .peer_gone = comch_peer_gone,
+    .peer_closed = comch_peer_closed,
+    .shutdown = comch_shutdown,
+    .close = comch_channel_close,
+};
