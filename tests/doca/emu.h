@@ -15,6 +15,13 @@
 #define EMU_MAX_DEVS   8           /* devices in the list, and per mmap */
 #define EMU_DESC_MAGIC 0x554d4544u /* "DEMU" */
 
+/* Timed mode: one direction of the modeled card's DMA (emu_dma.c). */
+struct emu_dma_link {
+    uint64_t ops;         /* tasks per second at most */
+    uint64_t bw;          /* bytes per second */
+    uint64_t overhead_ns; /* per task, in series with its bytes */
+};
+
 struct emu_config {
     char devices[EMU_MAX_DEVS][EMU_PCI_LEN];
     uint32_t ndevices;
@@ -34,6 +41,9 @@ struct emu_config {
     uint32_t export_desc_size; /* bytes doca_mmap_export_pci hands out */
     uint64_t memlock;          /* bytes local mmaps may pin; 0: no limit */
     uint32_t dma_completions;  /* per ctx and progress call; 0: all */
+    uint32_t timed;            /* DMA completions wait for the model */
+    uint64_t timed_latency_ns; /* after the device's time, per task */
+    struct emu_dma_link timed_read, timed_write;
 };
 
 const struct emu_config *emu_config(void);
@@ -41,6 +51,8 @@ const struct emu_config *emu_config(void);
 int emu_pci_normalize(const char *in, char out[EMU_PCI_LEN]);
 /* The emulation aborts on misuse DOCA calls undefined, to catch it. */
 _Noreturn void emu_die(const char *what);
+/* CLOCK_MONOTONIC in ns. */
+uint64_t emu_now_ns(void);
 /* Fault counters, process-wide. Each returns 1 when the fault fires. */
 int emu_fault_dma(void);
 int emu_fault_disconnect(void);
@@ -128,7 +140,9 @@ struct emu_ctx_ops {
     int (*progress)(struct doca_ctx *ctx);        /* events; 1 if any */
     doca_error_t (*submit)(struct doca_task *t);  /* validate, maybe send */
     doca_error_t (*execute)(struct doca_task *t); /* at completion; optional */
-    void (*complete)(struct doca_task *t);        /* call the typed callback */
+    /* Call the typed callback, or hold the task for a later progress call.
+     * Returns 1 if that counts as progress (doca_pe_progress's result). */
+    int (*complete)(struct doca_task *t);
     /* The PE is being armed or cleared: pass every socket the ctx reads to
      * emu_pe_watch. When arming, return 1 if progress has work already, or
      * lower *wake_ns to the monotonic time it will (a connect retry).
@@ -173,5 +187,9 @@ void emu_pe_watch(struct doca_pe *pe, int fd);
 /* Progress has work now (a task was submitted, a stopping ctx can turn
  * IDLE): make an armed handle readable. */
 void emu_pe_kick(struct doca_pe *pe);
+/* Progress will have work at monotonic time at_ns (a held completion
+ * falls due): an armed handle turns readable then, or earlier if it was
+ * to anyway. */
+void emu_pe_kick_at(struct doca_pe *pe, uint64_t at_ns);
 
 #endif

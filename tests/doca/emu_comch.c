@@ -144,12 +144,13 @@ static doca_error_t comch_submit(struct doca_task *t)
     return DOCA_SUCCESS;
 }
 
-static void comch_complete(struct doca_task *t)
+static int comch_complete(struct doca_task *t)
 {
     struct emu_comch *c = (struct emu_comch *)t->ctx;
 
     (t->status == DOCA_SUCCESS ? c->ok_cb : c->err_cb)(
         (struct doca_comch_task_send *)t, t->user_data, t->ctx->user_data);
+    return 1;
 }
 
 static doca_error_t comch_init(struct emu_comch *c,

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include <doca_dev.h>
 #include <doca_emu.h>
@@ -98,6 +99,16 @@ int emu_pci_normalize(const char *in, char out[EMU_PCI_LEN])
 #define EXPORT_DESC_DEFAULT 250u
 #define EXPORT_DESC_MAX (64u << 10)
 
+/* Timed mode's defaults (doca_emu.h): published BlueField-2 figures
+ * (shared/DOCA.md, "Performance anchors"), fitted in emu_dma.c's model. */
+#define TIMED_LATENCY_NS     2300u
+#define TIMED_READ_OPS       10500000u
+#define TIMED_READ_BW        26000000000ull
+#define TIMED_READ_OVERHEAD  90u
+#define TIMED_WRITE_OPS      10200000u
+#define TIMED_WRITE_BW       15100000000ull
+#define TIMED_WRITE_OVERHEAD 0u
+
 static struct emu_config config;
 static pthread_once_t config_once = PTHREAD_ONCE_INIT;
 static unsigned long dma_count, msg_count;
@@ -166,6 +177,28 @@ static uint32_t env_pci_list(const char *name, const char *def,
     return n;
 }
 
+static void load_link(struct emu_dma_link *l, const char *ops,
+                      uint64_t ops_def, const char *bw, uint64_t bw_def,
+                      const char *overhead, uint64_t overhead_def)
+{
+    l->ops = env_u64_in(ops, ops_def, 1, UINT32_MAX);
+    l->bw = env_u64_in(bw, bw_def, 1, UINT64_MAX);
+    l->overhead_ns = env_u64_in(overhead, overhead_def, 0, 1000000000u);
+}
+
+static void load_timed(struct emu_config *c)
+{
+    c->timed = (uint32_t)env_u64_in("DOCA_EMU_TIMED", 0, 0, 1);
+    c->timed_latency_ns = env_u64_in("DOCA_EMU_TIMED_LATENCY_NS",
+                                     TIMED_LATENCY_NS, 0, 3600000000000ull);
+    load_link(&c->timed_read, "DOCA_EMU_TIMED_READ_OPS", TIMED_READ_OPS,
+              "DOCA_EMU_TIMED_READ_BW", TIMED_READ_BW,
+              "DOCA_EMU_TIMED_READ_OVERHEAD_NS", TIMED_READ_OVERHEAD);
+    load_link(&c->timed_write, "DOCA_EMU_TIMED_WRITE_OPS", TIMED_WRITE_OPS,
+              "DOCA_EMU_TIMED_WRITE_BW", TIMED_WRITE_BW,
+              "DOCA_EMU_TIMED_WRITE_OVERHEAD_NS", TIMED_WRITE_OVERHEAD);
+}
+
 static void load_config(void)
 {
     struct emu_config *c = &config;
@@ -191,6 +224,7 @@ static void load_config(void)
     c->export_desc_size =
         (uint32_t)env_u64_in("DOCA_EMU_EXPORT_DESC_SIZE", EXPORT_DESC_DEFAULT,
                              EXPORT_DESC_MIN, EXPORT_DESC_MAX);
+    load_timed(c);
 }
 
 const struct emu_config *emu_config(void)
@@ -205,6 +239,14 @@ void doca_emu_reset(void)
     load_config();
     __atomic_store_n(&dma_count, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&msg_count, 0, __ATOMIC_RELAXED);
+}
+
+uint64_t emu_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 int emu_fault_dma(void)

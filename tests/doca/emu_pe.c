@@ -8,7 +8,8 @@
  * the contexts' sockets (one-shot, so a socket that fired stays quiet until
  * the next arm) and always a timerfd, which stands for every other kind of
  * work: set to a past time it fires at once (a task waits), set to a
- * future one it fires then. A quiet context (comch) takes no part: its
+ * future one it fires then (a completion held until a timed mode's
+ * deadline, or a connect retry). A quiet context (comch) takes no part: its
  * tasks, events and stops never fire the handle.
  * Clearing drops the sockets and disarms the timer, so nothing fires until
  * the next arm.
@@ -30,9 +31,10 @@ struct doca_pe {
     struct doca_ctx *ctxs;
     struct doca_task *head, *tail; /* submitted, not yet completed */
     int in_progress;
-    int notify_fd; /* the handle: an epoll set */
-    int timer_fd;  /* in notify_fd, level-triggered */
-    int armed;     /* from request_notification to clear_notification */
+    int notify_fd;     /* the handle: an epoll set */
+    int timer_fd;      /* in notify_fd, level-triggered */
+    int armed;         /* from request_notification to clear_notification */
+    uint64_t timer_at; /* what timer_fd is set to; WAKE_NEVER_NS: nothing */
 };
 
 static void close_notify(struct doca_pe *pe)
@@ -94,13 +96,25 @@ static void set_timer(struct doca_pe *pe, uint64_t at_ns)
     };
 
     (void)timerfd_settime(pe->timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
+    pe->timer_at = at_ns;
+}
+
+void emu_pe_kick_at(struct doca_pe *pe, uint64_t at_ns)
+{
+    if (at_ns == WAKE_NEVER_NS) {
+        at_ns = WAKE_NOW_NS;
+    }
+    /* Only ever earlier: a timer that fired stays readable (its time is
+     * past, so any later one is too). */
+    if (pe != NULL && pe->armed &&
+        (pe->timer_at == WAKE_NEVER_NS || at_ns < pe->timer_at)) {
+        set_timer(pe, at_ns);
+    }
 }
 
 void emu_pe_kick(struct doca_pe *pe)
 {
-    if (pe != NULL && pe->armed) {
-        set_timer(pe, WAKE_NOW_NS);
-    }
+    emu_pe_kick_at(pe, WAKE_NOW_NS);
 }
 
 void emu_pe_watch(struct doca_pe *pe, int fd)
@@ -195,13 +209,14 @@ doca_error_t doca_pe_connect_ctx(struct doca_pe *pe, struct doca_ctx *ctx)
     return DOCA_SUCCESS;
 }
 
-static void complete_task(struct doca_task *t)
+/* 1 if its callback ran now, or the ctx counts holding it as progress. */
+static int complete_task(struct doca_task *t)
 {
     t->state = EMU_TASK_OWNED;
     if (t->status == DOCA_SUCCESS && t->ctx->ops->execute != NULL) {
         t->status = t->ctx->ops->execute(t);
     }
-    t->ctx->ops->complete(t); /* the callback may free or resubmit t */
+    return t->ctx->ops->complete(t); /* the callback may free or resubmit t */
 }
 
 /* A stopping ctx whose tasks are all back in the pool turns IDLE. */
@@ -238,8 +253,7 @@ uint8_t doca_pe_progress(struct doca_pe *pe)
     while (t != NULL) {
         struct doca_task *next = t->next;
 
-        complete_task(t);
-        any = 1;
+        any |= complete_task(t);
         t = next;
     }
     any |= finish_stops(pe);

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <doca_buf.h>
@@ -1166,6 +1167,170 @@ static void test_notify_tasks(void)
     dpu_close(&d);
 }
 
+/* ---- timed mode ---- */
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void set_timed(const char *latency_ns, const char *read_ops)
+{
+    setenv("DOCA_EMU_TIMED", "1", 1);
+    setenv("DOCA_EMU_TIMED_LATENCY_NS", latency_ns, 1);
+    if (read_ops != NULL) {
+        setenv("DOCA_EMU_TIMED_READ_OPS", read_ops, 1);
+    }
+    doca_emu_reset();
+}
+
+static void unset_timed(void)
+{
+    unsetenv("DOCA_EMU_TIMED");
+    unsetenv("DOCA_EMU_TIMED_LATENCY_NS");
+    unsetenv("DOCA_EMU_TIMED_READ_OPS");
+    doca_emu_reset();
+}
+
+/* Progress until d has seen `want` callbacks, sleeping on the handle in
+ * between; fails after 10 s. Returns when the last one was seen: a
+ * monotonic time no earlier than its deadline. */
+static uint64_t wait_callbacks(struct dpu *d, int want)
+{
+    uint64_t give_up = mono_ns() + 10000000000u;
+    doca_notification_handle_t h;
+
+    DOCA_OK(doca_pe_get_notification_handle(d->pe, &h));
+    while (d->done + d->failed < want) {
+        CHECK(mono_ns() < give_up);
+        if (doca_pe_progress(d->pe)) {
+            continue;
+        }
+        DOCA_OK(doca_pe_request_notification(d->pe));
+        (void)readable(h, 1000);
+        DOCA_OK(doca_pe_clear_notification(d->pe, h));
+    }
+    return mono_ns();
+}
+
+/* A completion due in 10 s is not reported by progress, nor by an armed
+ * handle, well before then; the bytes may have moved already. A stop
+ * makes it due at once (the handle fires), and it completes with
+ * SUCCESS. */
+static void test_timed_not_early(void)
+{
+    static uint8_t mem[128];
+    doca_notification_handle_t h;
+    struct doca_buf *bufs[2];
+    struct doca_mmap *mm;
+    struct dpu d;
+
+    set_timed("10000000000", NULL);
+    dpu_open(&d, 2);
+    mm = make_mmap(mem, sizeof(mem), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, d.dev);
+    DOCA_OK(doca_pe_get_notification_handle(d.pe, &h));
+    memset(mem, 5, 8);
+    submit_copy(&d, mm, mem, bufs);
+    for (int i = 0; i < 1000; i++) {
+        CHECK_EQ(doca_pe_progress(d.pe), 0); /* none is due */
+    }
+    CHECK_EQ(d.done + d.failed, 0);
+    DOCA_OK(doca_pe_request_notification(d.pe));
+    CHECK(!readable(h, 50));
+    CHECK_EQ(doca_pe_progress(d.pe), 0);
+    CHECK_EQ(d.done + d.failed, 0);
+    CHECK_DOCA(doca_ctx_stop(doca_dma_as_ctx(d.dma)), DOCA_ERROR_IN_PROGRESS);
+    CHECK(readable(h, 1000)); /* still armed: the stop made it due */
+    DOCA_OK(doca_pe_clear_notification(d.pe, h));
+    CHECK(doca_pe_progress(d.pe));
+    CHECK_EQ(d.done, 1);
+    CHECK_EQ(mem[64], 5);
+    progress_until_idle(d.pe);
+    DOCA_OK(doca_ctx_start(doca_dma_as_ctx(d.dma))); /* dpu_close stops it */
+    release_bufs(bufs);
+    DOCA_OK(doca_mmap_destroy(mm));
+    dpu_close(&d);
+    unset_timed();
+}
+
+/* With a latency of 50 ms: the callback comes no earlier than 50 ms after
+ * submit, and the bytes are in place when it runs; an armed handle fires
+ * for it, at its deadline or later, and then one progress call reports
+ * it. Only lower bounds on times are checked: a busy machine is late. */
+static void test_timed_deadline(void)
+{
+    static uint8_t mem[128];
+    const uint64_t latency = 50000000;
+    doca_notification_handle_t h;
+    struct doca_buf *bufs[2];
+    struct doca_mmap *mm;
+    uint64_t t0;
+    struct dpu d;
+
+    set_timed("50000000", NULL);
+    dpu_open(&d, 2);
+    mm = make_mmap(mem, sizeof(mem), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, d.dev);
+    DOCA_OK(doca_pe_get_notification_handle(d.pe, &h));
+
+    memset(mem, 6, 8);
+    t0 = mono_ns();
+    submit_copy(&d, mm, mem, bufs);
+    CHECK(wait_callbacks(&d, 1) - t0 >= latency);
+    CHECK_EQ(d.done, 1);
+    CHECK_EQ(mem[64], 6);
+    release_bufs(bufs);
+
+    memset(mem, 7, 8);
+    t0 = mono_ns();
+    submit_copy(&d, mm, mem, bufs);
+    CHECK_EQ(doca_pe_progress(d.pe), 0); /* runs it; not due */
+    DOCA_OK(doca_pe_request_notification(d.pe));
+    CHECK(readable(h, 10000));
+    CHECK(mono_ns() - t0 >= latency);
+    DOCA_OK(doca_pe_clear_notification(d.pe, h));
+    CHECK(doca_pe_progress(d.pe));
+    CHECK_EQ(d.done, 2);
+    CHECK_EQ(mem[64], 7);
+    release_bufs(bufs);
+    DOCA_OK(doca_mmap_destroy(mm));
+    dpu_close(&d);
+    unset_timed();
+}
+
+/* The device serves a direction's tasks one after another: at 20 tasks a
+ * second (50 ms each) and no latency, the k-th of three completions
+ * submitted together comes no earlier than k * 50 ms after submit. */
+static void test_timed_queue(void)
+{
+    static uint8_t mem[4096];
+    const uint64_t cost = 50000000;
+    struct doca_buf *bufs[3][2];
+    struct doca_mmap *mm;
+    uint64_t t0;
+    struct dpu d;
+
+    set_timed("0", "20");
+    dpu_open(&d, 3);
+    mm = make_mmap(mem, sizeof(mem), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, d.dev);
+    t0 = mono_ns();
+    for (int i = 0; i < 3; i++) {
+        submit_copy(&d, mm, mem + 128 * i, bufs[i]);
+    }
+    for (int k = 1; k <= 3; k++) {
+        CHECK(wait_callbacks(&d, k) - t0 >= (uint64_t)k * cost);
+    }
+    CHECK_EQ(d.done, 3);
+    for (int i = 0; i < 3; i++) {
+        release_bufs(bufs[i]);
+    }
+    DOCA_OK(doca_mmap_destroy(mm));
+    dpu_close(&d);
+    unset_timed();
+}
+
 /* Server and client on a PE each; neither is started. */
 static void split_chan_open(struct chan *c, struct doca_pe **cli_pe,
                             const char *name)
@@ -1498,5 +1663,8 @@ int main(void)
     test_comch_stop_needs_disconnect();
     test_notify_tasks();
     test_notify_comch();
+    test_timed_not_early();
+    test_timed_deadline();
+    test_timed_queue();
     return 0;
 }

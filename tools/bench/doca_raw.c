@@ -648,6 +648,15 @@ static int open_dpu_dev(struct doca_raw *d, size_t *chunk_out, struct trail *t)
     return 0;
 }
 
+/* The DOCA emulation's timed model, when asked for (tests/doca, doca_emu.h):
+ * its figures come from a model of a card, said in the header. */
+static const char *timed_model(void)
+{
+    const char *v = getenv("DOCA_EMU_TIMED");
+
+    return v != NULL && strcmp(v, "1") == 0 ? " (DOCA_EMU_TIMED=1)" : "";
+}
+
 static int draw_setup(struct bench *b, struct doca_raw *d, struct trail *t)
 {
     size_t chunk = 0;
@@ -662,9 +671,9 @@ static int draw_setup(struct bench *b, struct doca_raw *d, struct trail *t)
         }
     }
     snprintf(b->draw_note, sizeof(b->draw_note),
-             "doca-raw, doca-pipe: raw DOCA DMA on %s, at most %s per task, "
-             "a window of %u tasks; %s",
-             dev_pci(0), size_text(chunk, size, sizeof(size)),
+             "doca-raw, doca-pipe: raw DOCA DMA on %s%s, at most %s per "
+             "task, a window of %u tasks; %s",
+             dev_pci(0), timed_model(), size_text(chunk, size, sizeof(size)),
              b->w[0].draw->window, d->rec.note);
     return 0;
 }

@@ -76,6 +76,36 @@
  *                          the least, at most 65536). An mmap keeps the size
  *                          of its first export, so a reset between
  *                          exports gives old and new mmaps different sizes
+ * Timed mode (off by default, so tests run at the emulation's speed):
+ *   DOCA_EMU_TIMED=1       a DMA task's callback comes only once a
+ *                          modeled card would have completed it; bytes
+ *                          still move with process_vm_readv/writev, in the
+ *                          first progress call after submit, so they are
+ *                          in place by then. Until a completion is due,
+ *                          doca_pe_progress returns 0 (it never sleeps);
+ *                          an armed notification handle fires when one
+ *                          falls due. Per direction - read: from an
+ *                          import (or local to local), write: to an
+ *                          import - one engine per process serves tasks
+ *                          in submit order:
+ *                            cost = max(1/OPS, OVERHEAD_NS + bytes/BW)
+ *                            due  = max(submit, engine free) + cost
+ *                                   + LATENCY_NS
+ *                          A task of a context that is no longer running
+ *                          is due at once. Defaults fit published
+ *                          BlueField-2 figures: 2.4 us for a lone small
+ *                          task; reads 10.5 M small tasks/s, 4 M/s at
+ *                          4 KiB, 25 GB/s from 64 KiB; writes 10.2 M/s
+ *                          small, 15 GB/s large (emu_dma.c has the fit)
+ *   DOCA_EMU_TIMED_LATENCY_NS         added to each task's device time
+ *                                      (2300)
+ *   DOCA_EMU_TIMED_READ_OPS           tasks per second at most (10500000)
+ *   DOCA_EMU_TIMED_READ_BW            bytes per second (26000000000)
+ *   DOCA_EMU_TIMED_READ_OVERHEAD_NS   per task, in series with its bytes
+ *                                      (90)
+ *   DOCA_EMU_TIMED_WRITE_OPS          (10200000)
+ *   DOCA_EMU_TIMED_WRITE_BW           (15100000000)
+ *   DOCA_EMU_TIMED_WRITE_OVERHEAD_NS  (0)
  * Faults (0 or unset: off):
  *   DOCA_EMU_FAULT_DMA_EVERY=N         every Nth DMA task this process runs
  *                                      completes with IO_FAILED
