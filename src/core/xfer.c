@@ -30,6 +30,8 @@
 #define XFER_MISS 1
 /* A step found the session's view of the revocation epoch out of date. */
 #define XFER_RECHECK 2
+_Static_assert(HMAF_POST_SYNC != XFER_MISS && HMAF_POST_SYNC != XFER_RECHECK,
+               "step results apart");
 /* Misses in a row before a call gives up: only a region cache far too
  * small for the threads sharing it evicts what was just registered. */
 #define XFER_MISSES_MAX 64
@@ -513,6 +515,76 @@ transfer_bounced(struct hmaf_session *s, enum hmaf_xfer_op op,
                   : transfer_direct(s, op, &segs[i], 1);
     }
     free(bounce);
+    return ret;
+}
+
+/* One try of hmaf__session_post_async(), inside a read-side section. */
+static int post_async_once(struct xfer_call *c, struct hmaf_xfer_batch *batch,
+                           uint32_t cap, _Atomic uint64_t *flight,
+                           struct xfer_cursor *cur, uint64_t *miss_out)
+{
+    uint64_t f = atomic_load_explicit(flight, memory_order_relaxed);
+    uint32_t n = 0;
+    int ret = atomic_load_explicit(&c->s->dead, memory_order_relaxed);
+
+    c->now = hmaf__coarse_now_ns();
+    if (ret == 0 && epoch_due(c->s, c->now)) {
+        ret = XFER_RECHECK;
+    }
+    if (ret == 0) {
+        ret = build_batch(c, cur, batch->xfers, cap, &n, miss_out);
+    }
+    if (ret == 0 && cur->seg < c->nsegs) {
+        ret = HMAF_POST_SYNC; /* more than one batch */
+    }
+    if (ret != 0) {
+        return ret;
+    }
+    /* The drain reads these from other threads. */
+    __atomic_store_n(&batch->count, n, __ATOMIC_RELAXED);
+    __atomic_store_n(&batch->completed, 0, __ATOMIC_RELAXED);
+    batch->status = 0;
+    atomic_store_explicit(flight, f + 1, memory_order_release);
+    ret = c->s->post(c->s->ep, batch);
+    if (ret < 0) {
+        atomic_store_explicit(flight, f + 2, memory_order_release);
+    }
+    return ret;
+}
+
+int hmaf__session_post_async(struct hmaf_session *s, enum hmaf_xfer_op op,
+                             const hmaf_seg_t *segs, size_t nsegs,
+                             struct hmaf_xfer_batch *batch, uint32_t cap,
+                             _Atomic uint64_t *flight)
+{
+    struct xfer_call c = {.s = s, .op = op, .segs = segs, .nsegs = nsegs};
+    int ret = start_call(&c);
+
+    if (ret == 0 && any_mirror(segs, nsegs)) {
+        return HMAF_POST_SYNC;
+    }
+    batch->op = op;
+    batch->local_span = nsegs == 1 ? segs[0].local : NULL;
+    batch->local_span_len = nsegs == 1 ? segs[0].len : 0;
+    cap = HMAF_MIN(cap, batch_cap(s));
+    for (int misses = 0; ret == 0;) {
+        struct xfer_cursor cur = {0, 0};
+        uint64_t miss = 0;
+
+        hmaf__reader_enter(c.reader);
+        ret = post_async_once(&c, batch, cap, flight, &cur, &miss);
+        hmaf__reader_exit(c.reader);
+        if (ret == XFER_RECHECK) {
+            ret = hmaf__session_check_epoch(s, 0);
+        } else if (ret == XFER_MISS) {
+            ret = ++misses > XFER_MISSES_MAX
+                      ? HMAF_ENOSPC
+                      : hmaf__session_register(s, miss,
+                                               segs[cur.seg].len - cur.off);
+        } else {
+            return ret < 0 ? hmaf__session_fail(s, ret) : ret;
+        }
+    }
     return ret;
 }
 

@@ -17,6 +17,8 @@
  *   import      a device without create_from_export: HMAF_ENOTSUP
  *   sparse      a read after an idle spell (its epoch look due) costs one
  *               round trip, the look carried in the data's batch
+ *   posted      a posted transfer's tasks are submitted when it is posted;
+ *               a session destroyed with requests in flight drains them
  * Each case sets the emulation's limits with setenv and doca_emu_reset
  * before its sessions exist (and before a host is forked, which inherits
  * them). The dpu side is the host's parent, as the emulation's DMA needs
@@ -42,6 +44,7 @@
 #include <unistd.h>
 
 #include <doca_emu.h>
+#include <doca_error.h>
 #include <doca_pe.h>
 #include <hmaf/hmaf.h>
 
@@ -102,6 +105,18 @@ uint8_t __wrap_doca_pe_progress(struct doca_pe *pe)
     }
     atomic_fetch_add(&progress_busy, 1);
     return 1;
+}
+
+/* Tasks submitted, counted. */
+static atomic_ulong submits;
+
+doca_error_t __real_doca_task_submit(struct doca_task *task);
+doca_error_t __wrap_doca_task_submit(struct doca_task *task);
+
+doca_error_t __wrap_doca_task_submit(struct doca_task *task)
+{
+    atomic_fetch_add(&submits, 1);
+    return __real_doca_task_submit(task);
 }
 
 /* ---- the host ---- */
@@ -936,6 +951,42 @@ static void check_sparse(const struct target *t, uint64_t mem)
     limits(NULL, NULL);
 }
 
+/* (k) Posted transfers reach the engine at once: their DMA tasks are
+ * submitted by the post itself, before any test, wait or flush, and the
+ * bytes are there once each request completes. A session destroyed with
+ * requests in flight waits for them (its fence drains the engine). */
+#define POSTED 4
+#define POSTED_LEN 256
+#define POSTED_AT  (1536u << 10) /* in A, past what (a) rewrote */
+
+static void check_posted(const struct target *t, uint64_t mem)
+{
+    static uint8_t v[POSTED][POSTED_LEN];
+    hmaf_req_t r[POSTED];
+    unsigned long before;
+    hmaf_session_t *s;
+
+    limits(NULL, NULL);
+    s = connect_to(t->address, CHECK_US_LONG);
+    CHECK_OK(hmaf_session_read(s, v[0], mem + POSTED_AT, POSTED_LEN)); /* A */
+    memset(v, 0, sizeof(v));
+    before = atomic_load(&submits);
+    for (int i = 0; i < POSTED; i++) {
+        CHECK_OK(hmaf_session_post_read(
+            s, v[i], mem + POSTED_AT + (uint64_t)i * POSTED_LEN, POSTED_LEN, &r[i]));
+    }
+    CHECK(atomic_load(&submits) - before >= POSTED);
+    for (int i = POSTED; i-- > 0;) {
+        CHECK_OK(hmaf_request_wait(s, r[i]));
+        CHECK_PATTERN(v[i], POSTED_LEN, POSTED_AT + (uint64_t)i * POSTED_LEN, 1);
+    }
+    for (int i = 0; i < POSTED; i++) {
+        CHECK_OK(hmaf_session_post_read(
+            s, v[i], mem + POSTED_AT + (uint64_t)i * POSTED_LEN, POSTED_LEN, NULL));
+    }
+    hmaf_session_destroy(s); /* with the reads in flight */
+}
+
 int main(void)
 {
     struct target_options opts = {
@@ -963,6 +1014,7 @@ int main(void)
     check_window(&t, mem); /* first: it wants the host's pattern throughout */
     check_chunking(&t, mem);
     check_sparse(&t, mem);
+    check_posted(&t, mem);
     check_comch_message();
     check_revoke(&t, mem);
     check_agent_destroy(&t);
