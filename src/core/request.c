@@ -206,6 +206,9 @@ static struct queue *replace_queue(struct hmaf_session *s,
     struct queue *q = new_queue(s->params.max_inflight,
                                 atomic_load(&r->owner), async_engine(s));
 
+    if (q != NULL) {
+        q->reader = r; /* a queue stays with its slot */
+    }
     pthread_mutex_lock(&s->queues_lock);
     drain_queue(s, r->queue);
     free_queue(r->queue);
@@ -232,7 +235,6 @@ static int my_queue(struct hmaf_session *s, struct hmaf__reader **reader_out,
             return HMAF_ENOMEM;
         }
     }
-    q->reader = r;
     *reader_out = r;
     *q_out = q;
     return 0;
@@ -354,8 +356,9 @@ static long free_request(struct queue *q)
     return q->nfree == 0 ? -1 : (long)q->free_list[--q->nfree];
 }
 
-/* Room for nsegs more segments and one request, progressing if need be. */
-static long make_room(struct hmaf_session *s, struct queue *q, size_t nsegs)
+/* Room for nsegs more segments and one request, progressing if need be.
+ * Inlined: it is most of a cma post. */
+static inline __attribute__((always_inline)) long make_room(struct hmaf_session *s, struct queue *q, size_t nsegs)
 {
     long index;
 
