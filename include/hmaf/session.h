@@ -118,7 +118,8 @@ typedef struct hmaf_chase_params {
 typedef struct hmaf_session_stats {
     uint64_t ops;           /**< successful data-path calls: each read,
                                  write, readv and writev, and each merged
-                                 run of posted requests, counts one */
+                                 run of posted requests (doca: each posted
+                                 request), counts one */
     uint64_t bytes_read;    /**< bytes moved host -> here */
     uint64_t bytes_written; /**< bytes moved here -> host */
     uint64_t cache_hits;    /**< region lookups served by the cache (one
@@ -233,9 +234,14 @@ HMAF_API int hmaf_session_writev(hmaf_session_t *session,
  * @name Non-blocking transfers
  *
  * Post a transfer, get a handle, and complete it later with
- * hmaf_request_test(), hmaf_request_wait() or hmaf_session_flush(). Posted
- * transfers are merged: with cma, everything a thread posted goes to the
- * kernel in as few vectored calls as possible when it is progressed.
+ * hmaf_request_test(), hmaf_request_wait() or hmaf_session_flush(). With
+ * cma, posted transfers are merged: everything a thread posted goes to the
+ * kernel in as few vectored calls as possible when it is progressed. With
+ * doca (an asynchronous engine), the post itself hands the transfer to the
+ * DMA engine, so it moves while the caller works, and test, wait and flush
+ * complete what the engine finished; each request goes on its own, and one
+ * that needs more than 16 DMA tasks, or whose buffer is mapping-mode
+ * memory, runs inside the post and is born complete.
  *
  * - Buffers must stay valid and untouched until the transfer completes.
  * - Requests belong to the thread that posted them: test, wait and flush
@@ -246,7 +252,8 @@ HMAF_API int hmaf_session_writev(hmaf_session_t *session,
  *   that). Every handle must be consumed by test or wait: a thread holding
  *   max_inflight completed, unconsumed handles gets HMAF_ENOSPC.
  * - Ordering: completion of a request (test, wait, flush) guarantees its
- *   bytes have moved. Outstanding requests are not ordered with respect to
+ *   bytes have moved. With doca a request the engine finished before the
+ *   host died succeeds; the others fail with HMAF_ECONNRESET. Outstanding requests are not ordered with respect to
  *   one another: to read what an outstanding write wrote, complete the write
  *   first. (cma happens to run them in post order.)
  * - If a merged run of requests fails, its requests are redone one by one

@@ -144,6 +144,9 @@ void hmaf__readers_synchronize(struct hmaf__readers *rs)
             }
         }
     }
+    if (rs->drain != NULL) {
+        rs->drain(rs->drain_arg);
+    }
 }
 
 uint64_t hmaf__readers_sum(struct hmaf__readers *rs,

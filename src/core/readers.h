@@ -45,6 +45,11 @@ struct hmaf__reader {
 
 struct hmaf__readers {
     uint64_t id;           /* unique per process lifetime: keys the cache */
+    /* Called by synchronize once no section is left: waits until the
+     * transfers posted inside sections and still in flight are done
+     * (core/request.c), or NULL. */
+    void (*drain)(void *arg);
+    void *drain_arg;
     pthread_mutex_t claim_lock;
     struct hmaf__reader slot[HMAF_READER_SLOTS];
 };
@@ -57,7 +62,8 @@ int hmaf__reader_get_slow(struct hmaf__readers *rs, struct hmaf__reader **out);
 /* Call once at the start of a library thread: its slots are the library's. */
 void hmaf__reader_library_thread(void);
 
-/* Wait until every read-side section that began before this call ended. */
+/* Wait until every read-side section that began before this call ended,
+ * and what such sections left in flight (drain) completed. */
 void hmaf__readers_synchronize(struct hmaf__readers *rs);
 
 /* Index of a slot in its set, for handles that must name it. */

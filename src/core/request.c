@@ -1,10 +1,24 @@
 /*
  * Non-blocking transfers. Each thread has its own queue per session, kept
  * in its reader slot, so posting and completing need no lock and threads
- * never wait for one another. Posting records the segments; progressing
- * runs them through the synchronous data path, merging consecutive requests
- * of one direction into one call, which the engine turns into as few
- * operations as it can (one process_vm_readv per 1024 segments with cma).
+ * never wait for one another.
+ *
+ * With a synchronous engine (cma), posting records the segments;
+ * progressing runs them through the synchronous data path, merging
+ * consecutive requests of one direction into one call, which the engine
+ * turns into as few operations as it can (one process_vm_readv per 1024
+ * segments with cma).
+ *
+ * With an asynchronous engine (HMAF_ENGINE_ASYNC: doca), posting hands the
+ * request to the engine at once, as one batch of its own (xfer.c,
+ * hmaf__session_post_async), and progressing completes what the engine
+ * finished: the transfers overlap the caller's work. A request that needs
+ * more than ASYNC_XFERS transfers, or moves mirror memory, runs at post
+ * and is born complete. A request in flight is outside any read-side
+ * section, so the session's readers have a drain: after a grace period,
+ * whoever waits (a revocation, an eviction, the session's fence) drives
+ * the engine until every request that was in flight is done, before any
+ * import is released.
  *
  * A handle is request index | generation << 16. Generations are unique
  * in the process — each queue takes ranges of them from one counter — so
@@ -16,12 +30,17 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <stdatomic.h>
+
 #include <hmaf/error.h>
 #include <hmaf/session.h>
 
 #include "core/session_int.h"
 
-enum req_state { REQ_FREE, REQ_PENDING, REQ_DONE };
+enum req_state { REQ_FREE, REQ_PENDING, REQ_INFLIGHT, REQ_DONE };
+
+/* Transfers of one request handed to an asynchronous engine, at most. */
+#define ASYNC_XFERS 16
 
 struct queued_req {
     uint64_t gen;
@@ -31,6 +50,7 @@ struct queued_req {
     int status;
     uint32_t first_seg; /* while pending: its segments in queue->segs */
     uint32_t nsegs;
+    uint64_t bytes; /* in flight: counted when it succeeds */
 };
 
 struct queue {
@@ -46,6 +66,14 @@ struct queue {
     struct queued_req *reqs;
     uint32_t *free_list;   /* indices of free reqs: a stack */
     uint32_t nfree;
+    struct hmaf__reader *reader; /* the owner's slot */
+    /* Engine ASYNC only (else NULL), per request: */
+    struct hmaf_xfer_batch *batches;
+    struct hmaf_xfer *xfers;   /* ASYNC_XFERS each */
+    _Atomic uint64_t *flight;  /* odd while its batch may be in flight */
+    uint32_t *inflight;        /* indices of requests in flight */
+    uint32_t ninflight;
+    uint32_t inflight_segs;
 };
 
 #define HANDLE_INDEX_BITS 16
@@ -82,11 +110,31 @@ static void free_queue(struct queue *q)
         free(q->pending);
         free(q->reqs);
         free(q->free_list);
+        free(q->batches);
+        free(q->xfers);
+        free((void *)q->flight);
+        free(q->inflight);
         free(q);
     }
 }
 
-static struct queue *new_queue(uint32_t window, int tid)
+static int alloc_async(struct queue *q, uint32_t window)
+{
+    q->batches = calloc(window, sizeof(*q->batches));
+    q->xfers = calloc((size_t)window * ASYNC_XFERS, sizeof(*q->xfers));
+    q->flight = calloc(window, sizeof(*q->flight));
+    q->inflight = calloc(window, sizeof(*q->inflight));
+    if (q->batches == NULL || q->xfers == NULL || q->flight == NULL ||
+        q->inflight == NULL) {
+        return HMAF_ENOMEM;
+    }
+    for (uint32_t i = 0; i < window; i++) {
+        q->batches[i].xfers = q->xfers + (size_t)i * ASYNC_XFERS;
+    }
+    return 0;
+}
+
+static struct queue *new_queue(uint32_t window, int tid, int async)
 {
     struct queue *q = calloc(1, sizeof(*q));
 
@@ -98,7 +146,7 @@ static struct queue *new_queue(uint32_t window, int tid)
     q->reqs = calloc(window, sizeof(*q->reqs));
     q->free_list = calloc(window, sizeof(*q->free_list));
     if (q->segs == NULL || q->pending == NULL || q->reqs == NULL ||
-        q->free_list == NULL) {
+        q->free_list == NULL || (async && alloc_async(q, window) < 0)) {
         free_queue(q);
         return NULL;
     }
@@ -109,6 +157,64 @@ static struct queue *new_queue(uint32_t window, int tid)
     q->window = window;
     q->owner_tid = tid;
     return q; /* next_gen == gen_end: the first post takes a range */
+}
+
+static int async_engine(const struct hmaf_session *s)
+{
+    return (s->ops->flags & HMAF_ENGINE_ASYNC) != 0;
+}
+
+/* Progress the engine until request i of q is no longer in flight. */
+static void drain_one(struct hmaf_session *s, struct queue *q, uint32_t i)
+{
+    uint64_t f = atomic_load_explicit(&q->flight[i], memory_order_acquire);
+    struct hmaf_xfer_batch *b = &q->batches[i];
+
+    while ((f & 1) &&
+           atomic_load_explicit(&q->flight[i], memory_order_acquire) == f &&
+           __atomic_load_n(&b->completed, __ATOMIC_ACQUIRE) <
+               __atomic_load_n(&b->count, __ATOMIC_RELAXED)) {
+        s->ops->progress(s->ep);
+    }
+}
+
+/* Under queues_lock. */
+static void drain_queue(struct hmaf_session *s, struct queue *q)
+{
+    for (uint32_t i = 0; q != NULL && q->flight != NULL && i < q->window;
+         i++) {
+        drain_one(s, q, i);
+    }
+}
+
+void hmaf__request_drain(void *session)
+{
+    struct hmaf_session *s = session;
+
+    pthread_mutex_lock(&s->queues_lock);
+    for (int i = 0; i < HMAF_READER_SLOTS; i++) {
+        drain_queue(s, s->cache.readers.slot[i].queue);
+    }
+    pthread_mutex_unlock(&s->queues_lock);
+}
+
+/* A queue for a slot new to this thread; what an exited thread left in
+ * flight is waited for first (the engine still writes its batches). */
+static struct queue *replace_queue(struct hmaf_session *s,
+                                   struct hmaf__reader *r)
+{
+    struct queue *q = new_queue(s->params.max_inflight,
+                                atomic_load(&r->owner), async_engine(s));
+
+    if (q != NULL) {
+        q->reader = r; /* a queue stays with its slot */
+    }
+    pthread_mutex_lock(&s->queues_lock);
+    drain_queue(s, r->queue);
+    free_queue(r->queue);
+    r->queue = q;
+    pthread_mutex_unlock(&s->queues_lock);
+    return q;
 }
 
 /* This thread's queue; a queue left by an exited thread is started over. */
@@ -124,9 +230,7 @@ static int my_queue(struct hmaf_session *s, struct hmaf__reader **reader_out,
     }
     q = r->queue;
     if (q == NULL || q->owner_tid != atomic_load(&r->owner)) {
-        free_queue(q);
-        q = new_queue(s->params.max_inflight, atomic_load(&r->owner));
-        r->queue = q;
+        q = replace_queue(s, r);
         if (q == NULL) {
             return HMAF_ENOMEM;
         }
@@ -186,9 +290,53 @@ static void run_requests(struct hmaf_session *s, struct queue *q,
     }
 }
 
+/* Complete the requests whose batches the engine finished. */
+static void reap(struct hmaf_session *s, struct queue *q)
+{
+    for (uint32_t k = 0; k < q->ninflight;) {
+        uint32_t i = q->inflight[k];
+        struct hmaf_xfer_batch *b = &q->batches[i];
+        struct queued_req *r = &q->reqs[i];
+        uint64_t f;
+        int status;
+
+        if (__atomic_load_n(&b->completed, __ATOMIC_ACQUIRE) < b->count) {
+            k++;
+            continue;
+        }
+        f = atomic_load_explicit(&q->flight[i], memory_order_relaxed);
+        atomic_store_explicit(&q->flight[i], f + 1, memory_order_release);
+        q->inflight[k] = q->inflight[--q->ninflight];
+        q->inflight_segs -= r->nsegs;
+        status = hmaf__session_fail(s, b->status);
+        if (status == 0) {
+            hmaf__reader_count(q->reader, HMAF_RC_OPS, 1);
+            hmaf__reader_count(q->reader,
+                               r->op == HMAF_XFER_READ ? HMAF_RC_BYTES_READ
+                                                       : HMAF_RC_BYTES_WRITTEN,
+                               r->bytes);
+        }
+        complete(q, i, status);
+    }
+}
+
+/* Everything in flight, done. */
+static void progress_async(struct hmaf_session *s, struct queue *q)
+{
+    reap(s, q);
+    while (q->ninflight > 0) {
+        s->ops->progress(s->ep);
+        reap(s, q);
+    }
+}
+
 static void progress(struct hmaf_session *s, struct queue *q)
 {
     uint32_t i = 0;
+
+    if (q->ninflight > 0) {
+        progress_async(s, q);
+    }
 
     while (i < q->npending) {
         uint32_t j = i + 1;
@@ -208,12 +356,13 @@ static long free_request(struct queue *q)
     return q->nfree == 0 ? -1 : (long)q->free_list[--q->nfree];
 }
 
-/* Room for nsegs more segments and one request, progressing if need be. */
-static long make_room(struct hmaf_session *s, struct queue *q, size_t nsegs)
+/* Room for nsegs more segments and one request, progressing if need be.
+ * Inlined: it is most of a cma post. */
+static inline __attribute__((always_inline)) long make_room(struct hmaf_session *s, struct queue *q, size_t nsegs)
 {
     long index;
 
-    if (q->nsegs + nsegs > q->window) {
+    if (q->nsegs + q->inflight_segs + nsegs > q->window) {
         progress(s, q);
     }
     index = free_request(q);
@@ -268,6 +417,48 @@ static int post_oversized(struct hmaf_session *s, struct queue *q,
     return ret;
 }
 
+/* Engine ASYNC: to the engine now; what cannot go in one batch runs now. */
+static int post_async(struct hmaf_session *s, struct queue *q,
+                      enum hmaf_xfer_op op, const hmaf_seg_t *segs,
+                      size_t nsegs, hmaf_req_t *req_out)
+{
+    long index = make_room(s, q, nsegs);
+    struct queued_req *r;
+    uint64_t bytes = 0;
+    int ret;
+
+    if (index < 0) {
+        return (int)index;
+    }
+    for (size_t i = 0; i < nsegs; i++) {
+        bytes += segs[i].len;
+    }
+    r = &q->reqs[index];
+    *r = (struct queued_req){
+        .gen = next_gen(q),
+        .state = REQ_INFLIGHT,
+        .op = (uint8_t)op,
+        .has_handle = req_out != NULL,
+        .nsegs = (uint32_t)nsegs,
+        .bytes = bytes,
+    };
+    if (req_out != NULL) {
+        *req_out = encode_handle((uint32_t)index, r->gen);
+    }
+    ret = hmaf__session_post_async(s, op, segs, nsegs, &q->batches[index],
+                                   ASYNC_XFERS, &q->flight[index]);
+    if (ret == 0) {
+        q->inflight[q->ninflight++] = (uint32_t)index;
+        q->inflight_segs += (uint32_t)nsegs;
+        return 0;
+    }
+    if (ret == HMAF_POST_SYNC) {
+        ret = hmaf__session_transfer(s, op, segs, nsegs);
+    }
+    complete(q, (uint32_t)index, ret);
+    return 0;
+}
+
 static int post(struct hmaf_session *s, enum hmaf_xfer_op op,
                 const hmaf_seg_t *segs, size_t nsegs, hmaf_req_t *req_out)
 {
@@ -290,6 +481,9 @@ static int post(struct hmaf_session *s, enum hmaf_xfer_op op,
     }
     if (nsegs > q->window) {
         return post_oversized(s, q, op, segs, nsegs, req_out);
+    }
+    if (q->flight != NULL) {
+        return post_async(s, q, op, segs, nsegs, req_out);
     }
     return enqueue(s, q, op, segs, nsegs, req_out);
 }
@@ -359,6 +553,12 @@ HMAF_API int hmaf_request_test(hmaf_session_t *session, hmaf_req_t req)
     }
     if (r->state == REQ_PENDING) {
         progress(session, q); /* cma completes everything it progresses */
+    } else if (r->state == REQ_INFLIGHT) {
+        reap(session, q);
+        if (r->state == REQ_INFLIGHT) {
+            session->ops->progress(session->ep);
+            reap(session, q);
+        }
     }
     if (r->state != REQ_DONE) {
         return HMAF_EINPROGRESS;

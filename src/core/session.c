@@ -181,6 +181,11 @@ static int attach_to_host(struct hmaf_session *s, const struct hmaf_welcome *w)
     if (ret < 0) {
         goto err_rmem;
     }
+    if (s->ops->flags & HMAF_ENGINE_ASYNC) {
+        /* posted requests are in flight outside any section */
+        s->cache.readers.drain = hmaf__request_drain;
+        s->cache.readers.drain_arg = s;
+    }
     ret = init_mailbox_client(s, w);
     if (ret < 0) {
         goto err_cache;
@@ -258,6 +263,7 @@ HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
     s->post = s->ops->post;
     pthread_mutex_init(&s->epoch_lock, NULL); /* the watch thread locks it */
     pthread_mutex_init(&s->maps_lock, NULL);
+    pthread_mutex_init(&s->queues_lock, NULL);
     ret = connect_session(s);
     if (ret < 0) {
         goto err_ctx;
@@ -266,6 +272,7 @@ HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
     *session_out = s;
     return 0;
 err_ctx:
+    pthread_mutex_destroy(&s->queues_lock);
     pthread_mutex_destroy(&s->maps_lock);
     pthread_mutex_destroy(&s->epoch_lock);
     hmaf__engine_ctx_destroy(s->ctx);
@@ -310,6 +317,7 @@ HMAF_API void hmaf_session_destroy(hmaf_session_t *session)
         hmaf__channel_close(&session->channel);
         hmaf__engine_ctx_destroy(session->ctx);
     }
+    pthread_mutex_destroy(&session->queues_lock);
     pthread_mutex_destroy(&session->maps_lock);
     pthread_mutex_destroy(&session->epoch_lock);
     free(session);

@@ -55,12 +55,17 @@ struct hmaf_session {
     struct hmaf__mbox_client mbox;
     uint64_t session_id;
     pthread_mutex_t epoch_lock;   /* one thread applies a revocation */
-    uint64_t epoch_seen;          /* under epoch_lock */
+    uint64_t epoch_seen;          /* written under epoch_lock; read
+                                     without it by carried looks
+                                     (xfer.c), atomically */
     _Atomic uint64_t map_resident; /* bytes mirrored by all its mappings
                                       and reserved by their faults */
     pthread_mutex_t maps_lock;     /* the list below; taken before any
                                       mapping's own lock */
     struct hmaf_map *maps;         /* its mappings (map/) */
+    pthread_mutex_t queues_lock;   /* engine ASYNC: a reader slot's queue
+                                      of requests is replaced, or looked
+                                      through by the drain (request.c) */
     struct hmaf__watch watch;
     struct hmaf_session *next_live; /* forks.c's list */
     int orphan; /* a forked child's copy: forks.c */
@@ -92,6 +97,22 @@ int hmaf__session_register(struct hmaf_session *s, uint64_t addr,
 
 /* request.c: free every thread's queue of posted requests. */
 void hmaf__request_queues_free(struct hmaf_session *s);
+/* request.c, engine ASYNC: the readers' drain (readers.h): progress the
+ * engine until every request in flight when it was called is done. */
+void hmaf__request_drain(void *session);
+
+/* Non-blocking requests on an engine ASYNC (request.c): build the
+ * transfers of segs into batch->xfers (room for cap) and post them inside
+ * a read-side section, *flight made odd before the section ends (the
+ * drain waits for an odd one). Returns 0 (posted: in flight until
+ * batch->completed == batch->count, *flight stays odd), HMAF_POST_SYNC
+ * (more than one batch, or mirror memory: run it the synchronous way), or
+ * the request's error. */
+#define HMAF_POST_SYNC 3 /* apart from xfer.c's own step results */
+int hmaf__session_post_async(struct hmaf_session *s, enum hmaf_xfer_op op,
+                             const hmaf_seg_t *segs, size_t nsegs,
+                             struct hmaf_xfer_batch *batch, uint32_t cap,
+                             _Atomic uint64_t *flight);
 
 /* watch.c: the watch thread. start: 0 or HMAF_ENOMEM. wake: the session
  * died (any thread). stop: after the session was marked dead, wait until

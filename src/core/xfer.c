@@ -15,10 +15,12 @@
 #include <hmaf/session.h>
 
 #include "core/session_int.h"
+#include "proto/mailbox.h"
 #include "util/clock.h"
 #include "util/compiler.h"
 #include "util/log.h"
 #include "util/mirrors.h"
+#include "util/wire.h"
 
 /* Transfer descriptors built per engine post; they live on the stack.
  * Calls of up to XFER_SMALL segments use a small array. */
@@ -28,6 +30,8 @@
 #define XFER_MISS 1
 /* A step found the session's view of the revocation epoch out of date. */
 #define XFER_RECHECK 2
+_Static_assert(HMAF_POST_SYNC != XFER_MISS && HMAF_POST_SYNC != XFER_RECHECK,
+               "step results apart");
 /* Misses in a row before a call gives up: only a region cache far too
  * small for the threads sharing it evicts what was just registered. */
 #define XFER_MISSES_MAX 64
@@ -100,7 +104,8 @@ static int apply_revocation(struct hmaf_session *s, uint64_t epoch,
         return ret;
     }
     hmaf__session_release_imports(s, *dropped_out);
-    s->epoch_seen = epoch;
+    /* Read without the lock by steps that carry a look (carried_look). */
+    __atomic_store_n(&s->epoch_seen, epoch, __ATOMIC_RELAXED);
     hmaf__count(s, revocations, 1);
     ret = hmaf__mbox_ack_epoch(&s->mbox, epoch);
     *dropped_out = keep_newer(*dropped_out, epoch);
@@ -171,6 +176,7 @@ struct xfer_call {
     const hmaf_seg_t *segs;
     size_t nsegs;
     uint64_t now; /* coarse clock when the current step began */
+    int no_carry; /* a carried look failed: looks go the separate way */
 };
 
 /*
@@ -250,38 +256,132 @@ run_batch(struct hmaf_session *s, struct hmaf_xfer_batch *batch)
 }
 
 /*
+ * A read step that finds the epoch due for a look carries the look along:
+ * one more transfer in its own batch reads the epoch word from the
+ * mailbox, so a read after an idle spell costs one engine round trip, not
+ * two (the look, then the data). The fence does not rest on the order of
+ * the two: the step runs inside a read-side section, and the session
+ * acknowledges a revocation only after a grace period, so whatever the
+ * batch read, it read before the host's revocation could complete. The
+ * look is for promptness: it is how a busy thread learns of a revocation
+ * (and acknowledges it) at least every check interval, and how it learns
+ * the host closed the session. Bytes read alongside a look that found
+ * anything amiss are not trusted: the read is redone after the separate
+ * look.
+ */
+struct carried_look {
+    struct xfer_cursor start; /* where the step began: redone from here */
+    uint8_t word[8];          /* the epoch as the host's mailbox holds it */
+};
+
+static void carry_look(const struct xfer_call *c, struct hmaf_xfer *x,
+                       struct carried_look *look)
+{
+    *x = (struct hmaf_xfer){
+        .rmem = c->s->mbox.rmem,
+        .local = look->word,
+        .remote_addr = c->s->mbox.base + HMAF_MBOX_HEADER_EPOCH,
+        .len = sizeof(look->word),
+    };
+}
+
+/* After a step that carried a look, outside its section. An unchanged
+ * epoch makes the look count as done as of the step's start. A moved
+ * epoch, or a failed batch (it does not say which transfer failed), takes
+ * the separate look, which applies the revocation or finds what is wrong
+ * (a closed session's mailbox is gone: HMAF_ECONNRESET); then the step is
+ * redone, once per call at most. */
+static int carried_look_done(struct xfer_call *c, struct xfer_cursor *cur,
+                             struct carried_look *look, int ret, int built)
+{
+    struct hmaf_session *s = c->s;
+    struct hmaf_wire w = hmaf__wire(look->word, sizeof(look->word));
+    uint64_t epoch = hmaf__wire_get_u64(&w);
+
+    if (ret == 0 &&
+        epoch == __atomic_load_n(&s->epoch_seen, __ATOMIC_RELAXED)) {
+        atomic_store_explicit(&s->next_check_ns, c->now + s->check_interval_ns,
+                              memory_order_relaxed);
+        return built;
+    }
+    c->no_carry = 1;
+    ret = hmaf__session_check_epoch(s, 1);
+    if (ret < 0) {
+        return ret;
+    }
+    *cur = look->start;
+    return 0;
+}
+
+/* Inside the section, when a look is due: 1 to carry it in this step's
+ * batch, 0 to look the separate way first (XFER_RECHECK), or an error. The
+ * channel is looked at first, as the separate look does: a host that is
+ * gone is never addressed (cma: its pid may be reused). */
+static int want_carry(struct xfer_call *c, uint32_t cap)
+{
+    /* A batch has one direction, and a write goes after its look: a cut
+     * off session (cma: its mailbox made inaccessible) finds out before
+     * it writes, as it did before reads carried their looks. */
+    if (c->no_carry || cap < 2 || c->op != HMAF_XFER_READ) {
+        return 0;
+    }
+    if (hmaf__channel_peer_gone(&c->s->channel)) {
+        return HMAF_ECONNRESET;
+    }
+    return 1;
+}
+
+/*
  * Build and run one batch inside a read-side section: no region it uses
  * can be dropped before the engine is done with it. The epoch view is
  * checked for freshness inside the section, so a thread delayed between a
  * check and its transfer cannot act on a view older than the lease the
- * host's revocation wait allows for.
+ * host's revocation wait allows for; a stale view is refreshed in the same
+ * batch (carried_look).
  */
 static int step_with(struct xfer_call *c, struct xfer_cursor *cur,
                      uint64_t *miss_out, struct hmaf_xfer *xfers, uint32_t cap)
 {
     struct hmaf_xfer_batch batch = {.op = c->op, .xfers = xfers};
-    int built, ret = 0;
+    struct carried_look look = {.start = *cur};
+    int built, carry = 0, ret = 0;
 
     if (c->nsegs == 1) {
         batch.local_span = c->segs[0].local;
         batch.local_span_len = c->segs[0].len;
     }
+    cap = HMAF_MIN(cap, batch_cap(c->s));
 
     hmaf__reader_enter(c->reader);
     /* Inside the section: the session's fence waits for this step, or
      * this step sees the session dead and moves nothing. */
     ret = atomic_load_explicit(&c->s->dead, memory_order_relaxed);
     c->now = hmaf__coarse_now_ns();
-    if (ret != 0 || epoch_due(c->s, c->now)) {
-        hmaf__reader_exit(c->reader);
-        return ret != 0 ? ret : XFER_RECHECK;
+    if (ret == 0 && epoch_due(c->s, c->now)) {
+        carry = want_carry(c, cap);
+        ret = carry == 0 ? XFER_RECHECK : 0;
     }
-    built = build_batch(c, cur, xfers, HMAF_MIN(cap, batch_cap(c->s)),
-                        &batch.count, miss_out);
+    if (ret != 0 || carry < 0) {
+        hmaf__reader_exit(c->reader);
+        return carry < 0 ? hmaf__session_fail(c->s, carry) : ret;
+    }
+    built = build_batch(c, cur, xfers, cap - (uint32_t)carry, &batch.count,
+                        miss_out);
+    if (carry && batch.count == 0) {
+        /* nothing to carry it with (a miss first): look on its own */
+        hmaf__reader_exit(c->reader);
+        return built < 0 ? built : XFER_RECHECK;
+    }
+    if (carry) {
+        carry_look(c, &xfers[batch.count++], &look);
+    }
     if (built >= 0 && batch.count > 0) {
         ret = run_batch(c->s, &batch);
     }
     hmaf__reader_exit(c->reader);
+    if (carry) {
+        return carried_look_done(c, cur, &look, ret, built);
+    }
     return ret < 0 ? hmaf__session_fail(c->s, ret) : built;
 }
 
@@ -415,6 +515,76 @@ transfer_bounced(struct hmaf_session *s, enum hmaf_xfer_op op,
                   : transfer_direct(s, op, &segs[i], 1);
     }
     free(bounce);
+    return ret;
+}
+
+/* One try of hmaf__session_post_async(), inside a read-side section. */
+static int post_async_once(struct xfer_call *c, struct hmaf_xfer_batch *batch,
+                           uint32_t cap, _Atomic uint64_t *flight,
+                           struct xfer_cursor *cur, uint64_t *miss_out)
+{
+    uint64_t f = atomic_load_explicit(flight, memory_order_relaxed);
+    uint32_t n = 0;
+    int ret = atomic_load_explicit(&c->s->dead, memory_order_relaxed);
+
+    c->now = hmaf__coarse_now_ns();
+    if (ret == 0 && epoch_due(c->s, c->now)) {
+        ret = XFER_RECHECK;
+    }
+    if (ret == 0) {
+        ret = build_batch(c, cur, batch->xfers, cap, &n, miss_out);
+    }
+    if (ret == 0 && cur->seg < c->nsegs) {
+        ret = HMAF_POST_SYNC; /* more than one batch */
+    }
+    if (ret != 0) {
+        return ret;
+    }
+    /* The drain reads these from other threads. */
+    __atomic_store_n(&batch->count, n, __ATOMIC_RELAXED);
+    __atomic_store_n(&batch->completed, 0, __ATOMIC_RELAXED);
+    batch->status = 0;
+    atomic_store_explicit(flight, f + 1, memory_order_release);
+    ret = c->s->post(c->s->ep, batch);
+    if (ret < 0) {
+        atomic_store_explicit(flight, f + 2, memory_order_release);
+    }
+    return ret;
+}
+
+int hmaf__session_post_async(struct hmaf_session *s, enum hmaf_xfer_op op,
+                             const hmaf_seg_t *segs, size_t nsegs,
+                             struct hmaf_xfer_batch *batch, uint32_t cap,
+                             _Atomic uint64_t *flight)
+{
+    struct xfer_call c = {.s = s, .op = op, .segs = segs, .nsegs = nsegs};
+    int ret = start_call(&c);
+
+    if (ret == 0 && any_mirror(segs, nsegs)) {
+        return HMAF_POST_SYNC;
+    }
+    batch->op = op;
+    batch->local_span = nsegs == 1 ? segs[0].local : NULL;
+    batch->local_span_len = nsegs == 1 ? segs[0].len : 0;
+    cap = HMAF_MIN(cap, batch_cap(s));
+    for (int misses = 0; ret == 0;) {
+        struct xfer_cursor cur = {0, 0};
+        uint64_t miss = 0;
+
+        hmaf__reader_enter(c.reader);
+        ret = post_async_once(&c, batch, cap, flight, &cur, &miss);
+        hmaf__reader_exit(c.reader);
+        if (ret == XFER_RECHECK) {
+            ret = hmaf__session_check_epoch(s, 0);
+        } else if (ret == XFER_MISS) {
+            ret = ++misses > XFER_MISSES_MAX
+                      ? HMAF_ENOSPC
+                      : hmaf__session_register(s, miss,
+                                               segs[cur.seg].len - cur.off);
+        } else {
+            return ret < 0 ? hmaf__session_fail(s, ret) : ret;
+        }
+    }
     return ret;
 }
 

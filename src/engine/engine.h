@@ -103,6 +103,11 @@ struct hmaf_xfer_batch {
  * it revoke_wait_ms to release its imports and say so — so that an
  * export never ends under an import still in use. */
 #define HMAF_ENGINE_ENFORCED 1u
+/* post() returns with transfers in flight and progress() completes them,
+ * from any thread (doca). The core then hands non-blocking requests to the
+ * engine when they are posted (core/request.c); without it (cma) they are
+ * queued and run at test, wait or flush, merged into few posts. */
+#define HMAF_ENGINE_ASYNC 2u
 
 struct hmaf_engine_ops {
     const char *name;

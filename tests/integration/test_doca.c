@@ -15,6 +15,10 @@
  *               session at once (HMAF_ECONNRESET), never HMAF_EBUSY
  *   pinning     a pin over the memlock limit is HMAF_ENOMEM
  *   import      a device without create_from_export: HMAF_ENOTSUP
+ *   sparse      a read after an idle spell (its epoch look due) costs one
+ *               round trip, the look carried in the data's batch
+ *   posted      a posted transfer's tasks are submitted when it is posted;
+ *               a session destroyed with requests in flight drains them
  * Each case sets the emulation's limits with setenv and doca_emu_reset
  * before its sessions exist (and before a host is forked, which inherits
  * them). The dpu side is the host's parent, as the emulation's DMA needs
@@ -40,6 +44,7 @@
 #include <unistd.h>
 
 #include <doca_emu.h>
+#include <doca_error.h>
 #include <doca_pe.h>
 #include <hmaf/hmaf.h>
 
@@ -80,6 +85,9 @@ static struct host_state the_host;
 /* ---- doca_pe_progress, wrapped ---- */
 
 static atomic_int park_armed, parked, park_release;
+/* Calls that completed something: with every done task handed out at
+ * once (DOCA_EMU_DMA_COMPLETIONS=0), one per engine round trip. */
+static atomic_ulong progress_busy;
 
 uint8_t __real_doca_pe_progress(struct doca_pe *pe);
 uint8_t __wrap_doca_pe_progress(struct doca_pe *pe);
@@ -92,7 +100,23 @@ uint8_t __wrap_doca_pe_progress(struct doca_pe *pe)
             nanosleep(&(struct timespec){0, 1000000}, NULL);
         }
     }
-    return __real_doca_pe_progress(pe);
+    if (__real_doca_pe_progress(pe) == 0) {
+        return 0;
+    }
+    atomic_fetch_add(&progress_busy, 1);
+    return 1;
+}
+
+/* Tasks submitted, counted. */
+static atomic_ulong submits;
+
+doca_error_t __real_doca_task_submit(struct doca_task *task);
+doca_error_t __wrap_doca_task_submit(struct doca_task *task);
+
+doca_error_t __wrap_doca_task_submit(struct doca_task *task)
+{
+    atomic_fetch_add(&submits, 1);
+    return __real_doca_task_submit(task);
 }
 
 /* ---- the host ---- */
@@ -855,6 +879,114 @@ static void check_ctx_fatal(struct target *t, uint64_t mem)
     doca_emu_reset();
 }
 
+/* (j) A sparse read — the previous call longer ago than revoke_check_us,
+ * so the revocation epoch is due for a look — costs one engine round trip:
+ * the look travels in the data's own batch (two DMA tasks, the data and
+ * the epoch word, completed by one progress call). Before, it was two
+ * round trips of one task each. The watch thread looks on its own now and
+ * then (once per lease), so the least of several tries is taken. */
+#define SPARSE_TRIES 6
+
+struct sparse_cost {
+    uint64_t tasks, trips;
+};
+
+/* A 64-byte call at mem + off, after 5 ms idle (> the 1 ms default of
+ * revoke_check_us) or, with idle 0, at once. */
+static struct sparse_cost sparse_call(hmaf_session_t *s, uint64_t mem,
+                                      uint64_t off, int write, int idle)
+{
+    struct doca_emu_counters before, after;
+    unsigned long busy;
+    uint8_t v[64];
+
+    if (idle) {
+        nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
+    }
+    memset(v, 0, sizeof(v));
+    if (write) {
+        target_fill(v, sizeof(v), off, 1); /* the pattern it holds */
+    }
+    doca_emu_counters(&before);
+    busy = atomic_load(&progress_busy);
+    CHECK_OK(write ? hmaf_session_write(s, mem + off, v, sizeof(v))
+                   : hmaf_session_read(s, v, mem + off, sizeof(v)));
+    doca_emu_counters(&after);
+    return (struct sparse_cost){after.dma_tasks - before.dma_tasks,
+                                atomic_load(&progress_busy) - busy};
+}
+
+static void least(struct sparse_cost *l, struct sparse_cost c)
+{
+    l->tasks = c.tasks < l->tasks ? c.tasks : l->tasks;
+    l->trips = c.trips < l->trips ? c.trips : l->trips;
+}
+
+static void check_sparse(const struct target *t, uint64_t mem)
+{
+    struct sparse_cost rd = {UINT64_MAX, UINT64_MAX}, wr = rd, busy = rd;
+    hmaf_session_t *s;
+    uint8_t v[64];
+
+    setenv("DOCA_EMU_DMA_COMPLETIONS", "0", 1);
+    limits(NULL, NULL);
+    s = connect_to(t->address, 0);
+    CHECK_OK(hmaf_session_read(s, v, mem + 640, sizeof(v))); /* registers */
+    for (int i = 0; i < SPARSE_TRIES; i++) {
+        least(&rd, sparse_call(s, mem, 640, 0, 1));
+        least(&wr, sparse_call(s, mem, 640, 1, 1));
+        least(&busy, sparse_call(s, mem, 640, 0, 0)); /* no look due */
+    }
+    CHECK_EQ(busy.trips, 1);
+    CHECK_EQ(busy.tasks, 1);
+    CHECK_EQ(rd.trips, 1);
+    CHECK_EQ(rd.tasks, 2);
+    /* A write looks first, in a round trip of its own (xfer.c). */
+    CHECK_EQ(wr.trips, 2);
+    CHECK_EQ(wr.tasks, 2);
+    CHECK_OK(hmaf_session_read(s, v, mem + 640, sizeof(v)));
+    CHECK_PATTERN(v, sizeof(v), 640, 1);
+    hmaf_session_destroy(s);
+    unsetenv("DOCA_EMU_DMA_COMPLETIONS");
+    limits(NULL, NULL);
+}
+
+/* (k) Posted transfers reach the engine at once: their DMA tasks are
+ * submitted by the post itself, before any test, wait or flush, and the
+ * bytes are there once each request completes. A session destroyed with
+ * requests in flight waits for them (its fence drains the engine). */
+#define POSTED 4
+#define POSTED_LEN 256
+#define POSTED_AT  (1536u << 10) /* in A, past what (a) rewrote */
+
+static void check_posted(const struct target *t, uint64_t mem)
+{
+    static uint8_t v[POSTED][POSTED_LEN];
+    hmaf_req_t r[POSTED];
+    unsigned long before;
+    hmaf_session_t *s;
+
+    limits(NULL, NULL);
+    s = connect_to(t->address, CHECK_US_LONG);
+    CHECK_OK(hmaf_session_read(s, v[0], mem + POSTED_AT, POSTED_LEN)); /* A */
+    memset(v, 0, sizeof(v));
+    before = atomic_load(&submits);
+    for (int i = 0; i < POSTED; i++) {
+        CHECK_OK(hmaf_session_post_read(
+            s, v[i], mem + POSTED_AT + (uint64_t)i * POSTED_LEN, POSTED_LEN, &r[i]));
+    }
+    CHECK(atomic_load(&submits) - before >= POSTED);
+    for (int i = POSTED; i-- > 0;) {
+        CHECK_OK(hmaf_request_wait(s, r[i]));
+        CHECK_PATTERN(v[i], POSTED_LEN, POSTED_AT + (uint64_t)i * POSTED_LEN, 1);
+    }
+    for (int i = 0; i < POSTED; i++) {
+        CHECK_OK(hmaf_session_post_read(
+            s, v[i], mem + POSTED_AT + (uint64_t)i * POSTED_LEN, POSTED_LEN, NULL));
+    }
+    hmaf_session_destroy(s); /* with the reads in flight */
+}
+
 int main(void)
 {
     struct target_options opts = {
@@ -881,6 +1013,8 @@ int main(void)
     hmaf_session_destroy(s);
     check_window(&t, mem); /* first: it wants the host's pattern throughout */
     check_chunking(&t, mem);
+    check_sparse(&t, mem);
+    check_posted(&t, mem);
     check_comch_message();
     check_revoke(&t, mem);
     check_agent_destroy(&t);

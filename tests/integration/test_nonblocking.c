@@ -104,8 +104,13 @@ static void check_window(hmaf_session_t *s)
     for (int i = 0; i < 5000; i++) {
         CHECK(memcmp(dst[i], model + (uint64_t)i * 64, 64) == 0);
     }
-    /* Merged: a few engine calls, not 5,000 (ops counts merged runs). */
-    CHECK(after.ops - before.ops <= 8);
+    if (strcmp(hmaf_session_engine(s), "cma") == 0) {
+        /* Merged: a few engine calls, not 5,000 (ops counts merged runs). */
+        CHECK(after.ops - before.ops <= 8);
+    } else {
+        /* doca: each request went to the engine when posted, on its own */
+        CHECK_EQ(after.ops - before.ops, 5000);
+    }
     CHECK_OK(hmaf_session_flush(s)); /* nothing posted */
 }
 
@@ -180,7 +185,7 @@ static void check_bad_handles(hmaf_session_t *s, uint64_t hole, uint64_t ro)
 }
 
 /* 1,000 requests in flight when the host dies: every one completes with a
- * connection error, within a second. */
+ * connection error (doca: or success, moved before), within a second. */
 static void check_host_death(void)
 {
     struct target t;
@@ -199,7 +204,12 @@ static void check_host_death(void)
     target_kill(&t);
     start = hmaf__now_ns();
     for (int i = 0; i < 1000; i++) {
-        CHECK_ERR(hmaf_request_wait(s, req[i]), HMAF_ECONNRESET);
+        int ret = hmaf_request_wait(s, req[i]);
+        /* doca hands requests to the engine when they are posted: those
+         * it finished before the host died succeeded. */
+        if (ret != 0 || strcmp(hmaf_session_engine(s), "doca") != 0) {
+            CHECK_ERR(ret, HMAF_ECONNRESET);
+        }
     }
     CHECK(hmaf__now_ns() - start < 1000000000ull);
     CHECK_ERR(hmaf_session_post_read(s, v[0], buf, 8, &req[0]),

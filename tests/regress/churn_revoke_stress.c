@@ -7,7 +7,10 @@
  * builds and valgrind as much as for the count.
  *
  * HMAF_STRESS_SECONDS (default 2) sets the length; argv[1] the host's
- * revoke_wait_ms (default 1000; 3 makes cut-offs frequent).
+ * revoke_wait_ms (default 1000; 3 makes cut-offs frequent); argv[2]
+ * "posted": the dpu threads post a few transfers, then wait for them
+ * (with doca they are in flight meanwhile, outside any read-side section,
+ * and revocations drain them).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -39,6 +42,7 @@ struct stats {
 static struct stats *st;
 static char address[128];
 static int revoke_wait_ms = 1000;
+static int posted; /* argv[2] "posted" */
 static unsigned seconds = 2;
 
 static uint64_t now_ns(void)
@@ -124,17 +128,49 @@ struct worker_arg {
     unsigned seed;
 };
 
+#define POSTS 4
+
+/* POSTS transfers posted, then waited for: the first error, or 0. */
+static int posted_round(struct worker_arg *a, uint8_t (*bufs)[256])
+{
+    hmaf_req_t req[POSTS];
+    int n = 0, first = 0;
+
+    for (; n < POSTS; n++) {
+        unsigned slot = rand_r(&a->seed) % SLOTS;
+        uint64_t at = atomic_load(&st->base) + (uint64_t)slot * SLOT_LEN +
+                      rand_r(&a->seed) % (SLOT_LEN - 256);
+        int ret = rand_r(&a->seed) & 1
+                      ? hmaf_session_post_write(a->s, at, bufs[n], 256,
+                                                &req[n])
+                      : hmaf_session_post_read(a->s, bufs[n], at, 256,
+                                               &req[n]);
+        if (ret != 0) {
+            first = ret;
+            break;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        int ret = hmaf_request_wait(a->s, req[i]);
+        first = first == 0 ? ret : first;
+    }
+    return first;
+}
+
 static void *worker(void *argp)
 {
     struct worker_arg *a = argp;
     uint8_t buf[256];
+    uint8_t bufs[POSTS][256];
 
     memset(buf, 0x5A, sizeof(buf));
+    memset(bufs, 0x5A, sizeof(bufs));
     while (!atomic_load(a->stop)) {
         unsigned slot = rand_r(&a->seed) % SLOTS;
         uint64_t at = atomic_load(&st->base) + (uint64_t)slot * SLOT_LEN +
                       rand_r(&a->seed) % (SLOT_LEN - sizeof(buf));
-        int ret = rand_r(&a->seed) & 1
+        int ret = posted ? posted_round(a, bufs)
+                  : rand_r(&a->seed) & 1
                       ? hmaf_session_write(a->s, at, buf, sizeof(buf))
                       : hmaf_session_read(a->s, buf, at, sizeof(buf));
         if (ret == 0) {
@@ -196,6 +232,7 @@ int main(int argc, char **argv)
     if (argc > 1) {
         revoke_wait_ms = atoi(argv[1]);
     }
+    posted = argc > 2 && strcmp(argv[2], "posted") == 0;
     if (secs != NULL) {
         seconds = (unsigned)atoi(secs);
     }

@@ -486,7 +486,7 @@ static void deng_rmem_release(struct hmaf_engine_rmem *rmem)
 const struct hmaf_engine_ops hmaf_engine_doca = {
     .name = "doca",
     .abi_version = HMAF_ENGINE_ABI_VERSION,
-    .flags = HMAF_ENGINE_ENFORCED,
+    .flags = HMAF_ENGINE_ENFORCED | HMAF_ENGINE_ASYNC,
     .ctx_size = sizeof(struct deng_ctx),
     .ep_size = sizeof(struct deng_ep),
     .mem_size = sizeof(struct deng_mem),
