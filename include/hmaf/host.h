@@ -198,7 +198,10 @@ HMAF_API int hmaf_agent_expose(hmaf_agent_t *agent, const void *addr,
  * engine. Memory may be reused at once.
  *
  * HMAF_ETIMEDOUT means some session did not confirm in time — its dpu
- * process is stopped, starved of CPU, or stuck inside one transfer step.
+ * process is stopped, starved of CPU, or stuck inside one transfer step —
+ * or (cma) a session closed earlier by the agent (cut off by another
+ * revocation, or for breaking the protocol) has not yet closed its end:
+ * until it does, its threads may still be running.
  * The exposure is withdrawn all the same, and those sessions are closed
  * (their dpu sides see HMAF_ECONNRESET; stats.revoke_cutoffs counts
  * them). What then holds depends on the engine (see the file comment):

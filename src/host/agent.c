@@ -382,6 +382,22 @@ static int settled(struct agent_session *s, uint64_t epoch, int look)
            (look && hmaf__channel_peer_closed(&s->channel));
 }
 
+/* A session the agent closed while its dpu side may still be writing (cut
+ * off by another revocation, or for breaking the protocol) is a grave
+ * until that dpu side closes its end — only then has it fenced. With cma
+ * its threads can reach any exposed range meanwhile, ours included, so a
+ * grave settles no revocation until its peer is gone. (Only engines that
+ * do not enforce revocation leave graves.) */
+static int graves_settled(struct hmaf_agent *a, int look)
+{
+    for (size_t i = 0; i < a->ngraves; i++) {
+        if (!look || !hmaf__channel_peer_closed(&a->graves[i].channel)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* must_ack only grows: a later revocation's ack covers ours. */
 static int all_settled(struct hmaf_agent *a, uint64_t epoch, int look)
 {
@@ -390,7 +406,7 @@ static int all_settled(struct hmaf_agent *a, uint64_t epoch, int look)
             return 0;
         }
     }
-    return 1;
+    return graves_settled(a, look);
 }
 
 /* Step 2: wait, bounded, until every session that was live acknowledged:
@@ -479,9 +495,14 @@ HMAF_API int hmaf_agent_revoke(hmaf_agent_t *agent, const void *addr,
     pthread_mutex_unlock(&agent->lock);
     ret = await_acknowledgements(agent, epoch);
     pthread_mutex_lock(&agent->lock);
-    /* Confirmations may still arrive until we hold the lock. */
+    /* Confirmations may still arrive until we hold the lock. A grave
+     * still open keeps the time-out even when no one is left to cut off. */
     if (ret < 0 && cut_off_unconfirmed(agent, epoch) == 0) {
-        ret = 0;
+        if (graves_settled(agent, 1)) {
+            ret = 0;
+        } else {
+            agent->stats.revoke_timeouts++;
+        }
     }
     retire_exposure(agent, e);
     pthread_mutex_unlock(&agent->lock);
