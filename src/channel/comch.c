@@ -539,6 +539,8 @@ static void comch_close(struct hmaf_comch *c)
     stop_ctx(c, deadline);
     if (c->server != NULL) {
         doca_comch_server_destroy(c->server);
+        c->server = NULL;
+        c->ctx = NULL; /* the server's: destroy_client must not stop it */
     }
     destroy_client(c, deadline);
     if (c->pe != NULL) {

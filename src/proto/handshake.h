@@ -80,7 +80,7 @@ struct hmaf_welcome {
 #define HMAF_HELLO_BODY_MAX (HMAF_HELLO_BODY_MIN + HMAF_BLOB_MAX)
 #define HMAF_WELCOME_BODY_MAX (HMAF_WELCOME_BODY_MIN + 2 * HMAF_BLOB_MAX)
 /* The largest message either side sends or accepts (a channel with a
- * message size limit, comch, must carry it): 3156 bytes. */
+ * message size limit, comch, must carry it): 3140 bytes. */
 #define HMAF_MSG_MAX (HMAF_HDR_SIZE + HMAF_WELCOME_BODY_MAX)
 
 void hmaf__hdr_encode(const struct hmaf_msg_hdr *hdr, uint8_t *buf);
