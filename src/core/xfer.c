@@ -432,6 +432,23 @@ static void count_call(const struct xfer_call *c)
                        bytes);
 }
 
+/* What a step needs before the call can go on (XFER_RECHECK: a look at the
+ * revocation epoch; XFER_MISS: the range at miss registered, at most
+ * XFER_MISSES_MAX times in a row); 0 when met, or an error. */
+static int meet_step_need(const struct xfer_call *c, int need,
+                          const struct xfer_cursor *cur, uint64_t miss,
+                          int *misses)
+{
+    if (need == XFER_RECHECK) {
+        return hmaf__session_check_epoch(c->s, 0);
+    }
+    if (++*misses > XFER_MISSES_MAX) {
+        return HMAF_ENOSPC;
+    }
+    return hmaf__session_register(c->s, miss,
+                                  c->segs[cur->seg].len - cur->off);
+}
+
 static int transfer_direct(struct hmaf_session *s, enum hmaf_xfer_op op,
                            const hmaf_seg_t *segs, size_t nsegs)
 {
@@ -446,13 +463,8 @@ static int transfer_direct(struct hmaf_session *s, enum hmaf_xfer_op op,
     for (int misses = 0; ret >= 0 && cur.seg < nsegs;) {
         uint64_t miss = 0;
         ret = step(&c, &cur, &miss);
-        if (ret == XFER_RECHECK) {
-            ret = hmaf__session_check_epoch(s, 0);
-        } else if (ret == XFER_MISS) {
-            ret = ++misses > XFER_MISSES_MAX
-                      ? HMAF_ENOSPC
-                      : hmaf__session_register(s, miss,
-                                               segs[cur.seg].len - cur.off);
+        if (ret == XFER_RECHECK || ret == XFER_MISS) {
+            ret = meet_step_need(&c, ret, &cur, miss, &misses);
         } else {
             misses = 0;
         }
@@ -574,16 +586,10 @@ int hmaf__session_post_async(struct hmaf_session *s, enum hmaf_xfer_op op,
         hmaf__reader_enter(c.reader);
         ret = post_async_once(&c, batch, cap, flight, &cur, &miss);
         hmaf__reader_exit(c.reader);
-        if (ret == XFER_RECHECK) {
-            ret = hmaf__session_check_epoch(s, 0);
-        } else if (ret == XFER_MISS) {
-            ret = ++misses > XFER_MISSES_MAX
-                      ? HMAF_ENOSPC
-                      : hmaf__session_register(s, miss,
-                                               segs[cur.seg].len - cur.off);
-        } else {
+        if (ret != XFER_RECHECK && ret != XFER_MISS) {
             return ret < 0 ? hmaf__session_fail(s, ret) : ret;
         }
+        ret = meet_step_need(&c, ret, &cur, miss, &misses);
     }
     return ret;
 }
