@@ -24,7 +24,8 @@ static int mbox_xfer(struct hmaf__mbox_client *mb, enum hmaf_xfer_op op,
         .remote_addr = mb->base + offset,
         .len = len,
     };
-    struct hmaf_xfer_batch batch = {.op = op, .xfers = &x, .count = 1};
+    struct hmaf_xfer_batch batch = {
+        .op = op, .xfers = &x, .count = 1, .flags = HMAF_BATCH_CONTROL};
     struct hmaf__reader *reader;
     int ret = hmaf__reader_get(mb->readers, &reader);
 

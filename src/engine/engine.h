@@ -28,8 +28,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HMAF_ENGINE_ABI_VERSION 3 /* 2: ops->flags, batch->local_span;
-                                     3: HMAF_ENGINE_ENFORCED */
+#define HMAF_ENGINE_ABI_VERSION 4 /* 2: ops->flags, batch->local_span;
+                                     3: HMAF_ENGINE_ENFORCED;
+                                     4: batch->flags */
 
 enum hmaf_engine_role {
     HMAF_ROLE_HOST = 1,
@@ -91,7 +92,14 @@ struct hmaf_xfer_batch {
     uint32_t count;
     uint32_t completed; /* advanced by the engine */
     int status;         /* 0, or the first error the engine saw */
+    uint32_t flags;     /* HMAF_BATCH_* */
 };
+
+/* batch->flags */
+/* The session's own traffic (its mailbox): small and seldom. An engine
+ * that gives busy threads resources of their own (doca: a DMA lane each)
+ * need not give them to a thread for this. */
+#define HMAF_BATCH_CONTROL 1u
 
 /* ops->flags */
 /* Deregistering a range ends the peer's access to it: the engine, not the

@@ -107,6 +107,7 @@ struct doca_mmap {
     size_t pinned;   /* started local mmap: bytes it counts as pinned */
     uint32_t ntasks; /* importer: DMA tasks run against it */
     int invalid;     /* importer: known dead */
+    uint32_t users;  /* threads inside a buf call on it (emu_mmap.c) */
 };
 
 struct doca_buf {

@@ -128,7 +128,8 @@ static doca_error_t copy_with_import(const struct doca_buf *src,
     uint8_t *to = dst->data + dst->data_len;
     doca_error_t err = emu_import_check(remote);
 
-    remote->ntasks++;
+    /* tasks of several contexts may run against one import */
+    __atomic_add_fetch(&remote->ntasks, 1, __ATOMIC_RELAXED);
     if (err != DOCA_SUCCESS) {
         return err;
     }

@@ -369,10 +369,12 @@ doca_error_t emu_import_check(struct doca_mmap *mm)
     uint32_t stop_after = emu_config()->fault_stop_after;
     ssize_t n;
 
-    if (stop_after != 0 && mm->ntasks >= stop_after) {
-        mm->invalid = 1; /* injected: the host stopped its mmap early */
+    if (stop_after != 0 &&
+        __atomic_load_n(&mm->ntasks, __ATOMIC_RELAXED) >= stop_after) {
+        /* injected: the host stopped its mmap early */
+        __atomic_store_n(&mm->invalid, 1, __ATOMIC_RELAXED);
     }
-    if (mm->invalid) {
+    if (__atomic_load_n(&mm->invalid, __ATOMIC_RELAXED)) {
         return DOCA_ERROR_DRIVER;
     }
     n = process_vm_readv((pid_t)mm->desc.pid, &local, 1, &remote, 1, 0);
@@ -380,7 +382,8 @@ doca_error_t emu_import_check(struct doca_mmap *mm)
         return DOCA_ERROR_NOT_PERMITTED; /* no ptrace right: not sticky */
     }
     if (n != sizeof(word) || word != mm->desc.live_value) {
-        mm->invalid = 1; /* for good: a live word never comes back */
+        /* for good: a live word never comes back */
+        __atomic_store_n(&mm->invalid, 1, __ATOMIC_RELAXED);
         return DOCA_ERROR_DRIVER;
     }
     return DOCA_SUCCESS;
@@ -537,6 +540,28 @@ doca_error_t doca_buf_inventory_get_num_free_elements(
     return DOCA_SUCCESS;
 }
 
+/*
+ * A doca_mmap is not thread safe (doca_mmap.h: only the experimental
+ * doca_mmap_enable_thread_safety makes the buf fast path so): getting a
+ * buf on one, or returning the last reference, from two threads at once
+ * corrupts its buf count on a card. The emulation catches the overlap it
+ * happens to see, and stops the program, as a card's corrupted count would
+ * stop its teardown.
+ */
+static void mmap_enter(struct doca_mmap *mm)
+{
+    if (__atomic_fetch_add(&mm->users, 1, __ATOMIC_ACQUIRE) != 0) {
+        fprintf(stderr, "doca emulation: doca_mmap %p used by two threads "
+                        "at once (not thread safe)\n", (void *)mm);
+        abort();
+    }
+}
+
+static void mmap_exit(struct doca_mmap *mm)
+{
+    __atomic_sub_fetch(&mm->users, 1, __ATOMIC_RELEASE);
+}
+
 /* [p, p + n) inside [base, base + len), without overflow. */
 static int inside(uintptr_t base, size_t len, uintptr_t p, size_t n)
 {
@@ -562,7 +587,9 @@ doca_error_t doca_buf_inventory_buf_get_by_args(
     }
     inventory->free = b->next_free;
     inventory->nfree--;
+    mmap_enter(mmap);
     mmap->nbufs++;
+    mmap_exit(mmap);
     *b = (struct doca_buf){.inv = inventory,
                            .mmap = mmap,
                            .head = addr,
@@ -602,7 +629,9 @@ doca_error_t doca_buf_dec_refcount(struct doca_buf *buf, uint16_t *refcount)
         *refcount = buf->refcount;
     }
     if (--buf->refcount == 0) {
+        mmap_enter(buf->mmap);
         buf->mmap->nbufs--;
+        mmap_exit(buf->mmap);
         buf->mmap = NULL;
         buf->next_free = inv->free;
         inv->free = buf;

@@ -987,6 +987,72 @@ static void check_posted(const struct target *t, uint64_t mem)
     hmaf_session_destroy(s); /* with the reads in flight */
 }
 
+/* (l) Threads on one session do not wait for each other: while a thread
+ * is parked inside doca_pe_progress (in the middle of its own read), a
+ * second thread's reads go through a DMA lane of their own and complete.
+ * With one lock per session endpoint the second thread waited for the
+ * parked one. */
+#define LANE_READS 16
+#define LANE_AT    (POSTED_AT + (64u << 10))
+
+struct lane_reader {
+    hmaf_session_t *s;
+    uint64_t mem;
+    atomic_int done;
+    int ret;
+};
+
+static void *lane_reader_main(void *arg)
+{
+    struct lane_reader *lr = arg;
+    uint8_t v[256];
+
+    for (int i = 0; i < LANE_READS && lr->ret == 0; i++) {
+        uint64_t off = LANE_AT + (uint64_t)i * sizeof(v);
+        lr->ret = hmaf_session_read(lr->s, v, lr->mem + off, sizeof(v));
+        if (lr->ret == 0 &&
+            target_mismatch(v, sizeof(v), off, 1) != sizeof(v)) {
+            lr->ret = -1000; /* wrong bytes */
+        }
+    }
+    atomic_store(&lr->done, 1);
+    return NULL;
+}
+
+static void check_lanes(const struct target *t, uint64_t mem)
+{
+    static uint8_t buf[4096];
+    struct stall st = {.addr = mem + POSTED_AT, .buf = buf, .len = sizeof(buf)};
+    struct lane_reader lr = {.mem = mem};
+    uint64_t start = hmaf__now_ns();
+    pthread_t parked_th, th;
+
+    limits(NULL, NULL);
+    st.s = lr.s = connect_to(t->address, CHECK_US_LONG);
+    atomic_store(&parked, 0);
+    atomic_store(&park_release, 0);
+    CHECK(pthread_create(&parked_th, NULL, stall_main, &st) == 0);
+    while (!atomic_load(&parked) && hmaf__now_ns() - start < 5000000000ull) {
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    CHECK(atomic_load(&parked));
+    CHECK(pthread_create(&th, NULL, lane_reader_main, &lr) == 0);
+    /* Not a timing bound: a reader that waits for the parked thread never
+     * gets done, however long we wait. */
+    start = hmaf__now_ns();
+    while (!atomic_load(&lr.done) && hmaf__now_ns() - start < 20000000000ull) {
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    CHECK(atomic_load(&lr.done));
+    atomic_store(&park_release, 1);
+    pthread_join(th, NULL);
+    pthread_join(parked_th, NULL);
+    CHECK_OK(lr.ret);
+    CHECK_OK(st.ret);
+    CHECK_PATTERN(buf, sizeof(buf), POSTED_AT, 1);
+    hmaf_session_destroy(st.s);
+}
+
 int main(void)
 {
     struct target_options opts = {
@@ -1015,6 +1081,7 @@ int main(void)
     check_chunking(&t, mem);
     check_sparse(&t, mem);
     check_posted(&t, mem);
+    check_lanes(&t, mem);
     check_comch_message();
     check_revoke(&t, mem);
     check_agent_destroy(&t);

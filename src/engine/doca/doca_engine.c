@@ -450,10 +450,14 @@ static int deng_rmem_import(struct hmaf_engine_rmem *rmem, const void *blob,
     if (len == 0 || len > DENG_BLOB_MAX) {
         return HMAF_EPROTO;
     }
-    pthread_mutex_lock(&ep->lock);
+    if (pthread_mutex_init(&r->lock, NULL) != 0) {
+        return HMAF_ENOMEM;
+    }
+    pthread_mutex_lock(&ep->reg_lock);
     err = doca_mmap_create_from_export(NULL, blob, len, c->dev, &r->mmap);
-    pthread_mutex_unlock(&ep->lock);
+    pthread_mutex_unlock(&ep->reg_lock);
     if (err != DOCA_SUCCESS) {
+        pthread_mutex_destroy(&r->lock);
         hmaf__log_error("doca_mmap_create_from_export: %s",
                         doca_error_get_name(err));
         r->mmap = NULL;
@@ -474,9 +478,10 @@ static void deng_rmem_release(struct hmaf_engine_rmem *rmem)
     if (r->mmap == NULL) {
         return;
     }
-    pthread_mutex_lock(&ep->lock);
+    pthread_mutex_lock(&ep->reg_lock);
     err = doca_mmap_destroy(r->mmap);
-    pthread_mutex_unlock(&ep->lock);
+    pthread_mutex_unlock(&ep->reg_lock);
+    pthread_mutex_destroy(&r->lock);
     if (err != DOCA_SUCCESS) {
         hmaf__log_warn("doca import teardown: %s", doca_error_get_name(err));
     }

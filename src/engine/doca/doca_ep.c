@@ -1,28 +1,36 @@
 /*
- * The doca engine's data path (dpu side): one DMA ctx, progress engine and
- * buf inventory per ep, and a window of nslots tasks.
+ * The doca engine's data path (dpu side): lanes of one DMA ctx, progress
+ * engine, buf inventory and window of nslots tasks each (doca_int.h,
+ * struct deng_lane). A thread posts through lane 0 until it finds another
+ * thread there, and then through a lane of its own (deng_lock_lane):
+ * threads sharing a session do not wait for each other's submissions,
+ * completions or staged copies.
  *
  * A transfer whose caller buffer is registered (doca_lreg.c: cached
- * registrations of long runs of caller memory) moves in place. Every other
- * one goes through a staging pool registered once per ep (one local
- * doca_mmap over nslots * slot_size bytes): writes copy into a slot before
- * the task is submitted, reads copy out of it when the task completes. A
- * PE per thread is future work (one lock per ep today).
+ * registrations of long runs of caller memory, shared by the ep's lanes)
+ * moves in place. Every other one goes through the lane's staging pool,
+ * registered once (one local doca_mmap over nslots * slot_size bytes):
+ * writes copy into a slot before the task is submitted, reads copy out of
+ * it when the task completes.
  *
- * A batch may hold more transfers than there are free slots (several
- * threads share the window): what fits is submitted at post(), the rest is
- * queued in order and submitted by progress() as slots free up. Each
- * transfer ends in deng_finish(), which bumps batch->completed with release
- * order; after the last bump the batch belongs to its caller again and is
- * not touched.
+ * A batch may hold more transfers than there are free slots: what fits is
+ * submitted at post(), the rest is queued in order and submitted by
+ * progress() as slots free up. Each transfer ends in deng_finish(), which
+ * bumps batch->completed with release order; after the last bump the batch
+ * belongs to its caller again and is not touched. progress() drives the
+ * calling thread's lane, and the other lanes with work when its own has
+ * none, without waiting for them: a batch may be waited for by a thread
+ * other than the one that posted it (the readers' drain, a request flushed
+ * elsewhere).
  *
  * A DMA ctx may stop on its own after a fatal task error (DOCA moves it to
  * STOPPING; tasks still in flight come back failed). The state callback
- * marks the ep failed, and from then on every transfer — those in flight,
- * queued or posted later — fails with HMAF_ECONNRESET, so the session ends
- * at once instead of every call finding a stopped ctx (BAD_STATE, which
- * is HMAF_EBUSY) for good. Completions may come in any order and over
- * several doca_pe_progress calls: each task reports to its own slot.
+ * marks the ep failed, and from then on every transfer on every lane —
+ * those in flight, queued or posted later — fails with HMAF_ECONNRESET, so
+ * the session ends at once instead of every call finding a stopped ctx
+ * (BAD_STATE, which is HMAF_EBUSY) for good. Completions may come in any
+ * order and over several doca_pe_progress calls: each task reports to its
+ * own slot.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +46,11 @@ static struct deng_ctx *deng_ctx_of(struct deng_ep *ep)
     return hmaf__container_of(ep->base.ctx, struct deng_ctx, base);
 }
 
+static int deng_failed(const struct deng_ep *ep)
+{
+    return __atomic_load_n(&ep->failed, __ATOMIC_ACQUIRE);
+}
+
 /* One transfer of batch is done. Not a byte of batch may be read after
  * this: its caller may be watching completed. */
 static void deng_finish(struct hmaf_xfer_batch *batch, int status)
@@ -48,26 +61,63 @@ static void deng_finish(struct hmaf_xfer_batch *batch, int status)
     __atomic_store_n(&batch->completed, batch->completed + 1, __ATOMIC_RELEASE);
 }
 
-static void deng_release_slot(struct deng_ep *ep, struct deng_slot *s)
+/* busy is read without the lock by other threads' progress(). */
+static void deng_busy_add(struct deng_lane *l, int32_t n)
+{
+    __atomic_store_n(&l->busy, l->busy + (uint32_t)n, __ATOMIC_RELAXED);
+}
+
+/* A buf on mmap; lock, unless NULL, guards an mmap other lanes share. */
+static doca_error_t deng_buf_get(struct doca_buf_inventory *inv,
+                                 struct doca_mmap *mmap, pthread_mutex_t *lock,
+                                 void *addr, size_t len, int with_data,
+                                 struct doca_buf **out)
+{
+    doca_error_t err;
+
+    if (lock != NULL) {
+        pthread_mutex_lock(lock);
+    }
+    err = with_data
+              ? doca_buf_inventory_buf_get_by_data(inv, mmap, addr, len, out)
+              : doca_buf_inventory_buf_get_by_addr(inv, mmap, addr, len, out);
+    if (lock != NULL) {
+        pthread_mutex_unlock(lock);
+    }
+    return err;
+}
+
+static void deng_buf_put(struct doca_buf *buf, pthread_mutex_t *lock)
+{
+    if (buf == NULL) {
+        return;
+    }
+    if (lock != NULL) {
+        pthread_mutex_lock(lock);
+    }
+    doca_buf_dec_refcount(buf, NULL);
+    if (lock != NULL) {
+        pthread_mutex_unlock(lock);
+    }
+}
+
+static void deng_release_slot(struct deng_lane *l, struct deng_slot *s)
 {
     if (s->task != NULL) {
         doca_task_free(doca_dma_task_memcpy_as_task(s->task));
     }
-    if (s->src != NULL) {
-        doca_buf_dec_refcount(s->src, NULL);
-    }
-    if (s->dst != NULL) {
-        doca_buf_dec_refcount(s->dst, NULL);
-    }
+    deng_buf_put(s->src, s->src_lock);
+    deng_buf_put(s->dst, s->dst_lock);
     if (s->lreg != NULL) {
-        hmaf__doca_lreg_put(ep, s->lreg);
+        hmaf__doca_lreg_put(l->ep, s->lreg);
     }
     s->lreg = NULL;
     s->task = NULL;
     s->src = s->dst = NULL;
     s->batch = NULL;
-    s->next_free = ep->free_slots;
-    ep->free_slots = s;
+    s->next_free = l->free_slots;
+    l->free_slots = s;
+    deng_busy_add(l, -1);
 }
 
 /* A transfer's status: once the ctx has failed, every error is the
@@ -78,13 +128,13 @@ static int deng_status(const struct deng_ep *ep, doca_error_t err)
     if (err == DOCA_SUCCESS) {
         return 0;
     }
-    return ep->failed ? HMAF_ECONNRESET : hmaf__doca_status_to_hmaf(err);
+    return deng_failed(ep) ? HMAF_ECONNRESET : hmaf__doca_status_to_hmaf(err);
 }
 
-/* Runs inside doca_pe_progress, under ep->lock. */
+/* Runs inside doca_pe_progress, under the lane's lock. */
 static void deng_complete(struct deng_slot *s, doca_error_t err)
 {
-    struct deng_ep *ep = s->ep;
+    struct deng_lane *l = s->lane;
     struct hmaf_xfer_batch *batch = s->batch;
 
     if (err == DOCA_SUCCESS && s->op == HMAF_XFER_READ && s->lreg == NULL) {
@@ -95,24 +145,24 @@ static void deng_complete(struct deng_slot *s, doca_error_t err)
                         s->op == HMAF_XFER_READ ? "read" : "write", s->len,
                         doca_error_get_name(err));
     }
-    deng_release_slot(ep, s);
-    ep->ncompleted++;
-    deng_finish(batch, deng_status(ep, err));
+    deng_release_slot(l, s);
+    l->ncompleted++;
+    deng_finish(batch, deng_status(l->ep, err));
 }
 
-/* Runs inside doca_pe_progress (or ctx start and stop), under ep->lock.
- * Leaving RUNNING unasked is DOCA's answer to a fatal task error. */
+/* Runs inside doca_pe_progress (or ctx start and stop), under the lane's
+ * lock. Leaving RUNNING unasked is DOCA's answer to a fatal task error. */
 static void deng_state_changed(const union doca_data user_data,
                                struct doca_ctx *ctx,
                                enum doca_ctx_states prev,
                                enum doca_ctx_states next)
 {
-    struct deng_ep *ep = user_data.ptr;
+    struct deng_lane *l = user_data.ptr;
 
     (void)ctx;
     if (prev == DOCA_CTX_STATE_RUNNING && next != DOCA_CTX_STATE_RUNNING &&
-        !ep->stopping && !ep->failed) {
-        ep->failed = 1;
+        !l->stopping && !deng_failed(l->ep)) {
+        __atomic_store_n(&l->ep->failed, 1, __ATOMIC_RELEASE);
         hmaf__log_error("doca dma context stopped after a fatal task error: "
                         "the session ends");
     }
@@ -140,42 +190,39 @@ static void deng_task_failed(struct doca_dma_task_memcpy *task,
 /* Bufs and task for transfer i of batch in slot s; the remote side is
  * addressed by host virtual address inside the imported mmap, the local
  * side is the caller's buffer in place or the slot's staging bytes. */
-static doca_error_t deng_prepare(struct deng_ep *ep, struct deng_slot *s,
+static doca_error_t deng_prepare(struct deng_lane *l, struct deng_slot *s,
                                  const struct hmaf_xfer_batch *batch,
                                  uint32_t i)
 {
     const struct hmaf_xfer *x = &batch->xfers[i];
     struct deng_rmem *r = hmaf__container_of(x->rmem, struct deng_rmem, base);
     void *remote = (void *)(uintptr_t)x->remote_addr;
-    struct doca_mmap *local_mmap = ep->local_mmap;
+    struct doca_mmap *local_mmap = l->local_mmap;
     void *local = s->stage;
     union doca_data ud = {.ptr = s};
     doca_error_t err;
+    pthread_mutex_t *local_lock = NULL;
+    int write = s->op == HMAF_XFER_WRITE;
 
-    s->lreg = hmaf__doca_lreg_get(ep, batch, i);
+    s->lreg = hmaf__doca_lreg_get(l->ep, &l->skip, batch, i);
     if (s->lreg != NULL) {
         local_mmap = s->lreg->mmap;
         local = x->local;
-    } else if (s->op == HMAF_XFER_WRITE) {
+        local_lock = &l->ep->reg_lock; /* the ep's registrations */
+    } else if (write) {
         memcpy(s->stage, x->local, x->len);
     }
-    if (s->op == HMAF_XFER_WRITE) {
-        err = doca_buf_inventory_buf_get_by_data(ep->inv, local_mmap, local,
-                                                 x->len, &s->src);
-        if (err == DOCA_SUCCESS) {
-            err = doca_buf_inventory_buf_get_by_addr(ep->inv, r->mmap, remote,
-                                                     x->len, &s->dst);
-        }
-    } else {
-        err = doca_buf_inventory_buf_get_by_data(ep->inv, r->mmap, remote,
-                                                 x->len, &s->src);
-        if (err == DOCA_SUCCESS) {
-            err = doca_buf_inventory_buf_get_by_addr(ep->inv, local_mmap,
-                                                     local, x->len, &s->dst);
-        }
+    /* src carries the data, dst only the room for it */
+    s->src_lock = write ? local_lock : &r->lock;
+    s->dst_lock = write ? &r->lock : local_lock;
+    err = deng_buf_get(l->inv, write ? local_mmap : r->mmap, s->src_lock,
+                       write ? local : remote, x->len, 1, &s->src);
+    if (err == DOCA_SUCCESS) {
+        err = deng_buf_get(l->inv, write ? r->mmap : local_mmap, s->dst_lock,
+                           write ? remote : local, x->len, 0, &s->dst);
     }
     if (err == DOCA_SUCCESS) {
-        err = doca_dma_task_memcpy_alloc_init(ep->dma, s->src, s->dst, ud,
+        err = doca_dma_task_memcpy_alloc_init(l->dma, s->src, s->dst, ud,
                                               &s->task);
     }
     return err;
@@ -183,25 +230,26 @@ static doca_error_t deng_prepare(struct deng_ep *ep, struct deng_slot *s,
 
 /* Submit transfer i of batch in a free slot; a refusal finishes it at
  * once. Returns the transfer's status. */
-static int deng_start(struct deng_ep *ep, struct hmaf_xfer_batch *batch,
+static int deng_start(struct deng_lane *l, struct hmaf_xfer_batch *batch,
                       uint32_t i)
 {
     const struct hmaf_xfer *x = &batch->xfers[i];
-    struct deng_slot *s = ep->free_slots;
+    struct deng_slot *s = l->free_slots;
     doca_error_t err;
     int ret;
 
-    ep->free_slots = s->next_free;
+    l->free_slots = s->next_free;
+    deng_busy_add(l, 1);
     s->batch = batch;
     s->op = batch->op;
     s->local = x->local;
     s->len = x->len;
-    if (ep->failed) {
+    if (deng_failed(l->ep)) {
         err = DOCA_ERROR_BAD_STATE; /* nothing runs on a stopped ctx */
-    } else if (x->len > deng_ctx_of(ep)->slot_size) {
+    } else if (x->len > deng_ctx_of(l->ep)->slot_size) {
         err = DOCA_ERROR_TOO_BIG;
     } else {
-        err = deng_prepare(ep, s, batch, i);
+        err = deng_prepare(l, s, batch, i);
     }
     if (err == DOCA_SUCCESS) {
         err = doca_task_submit(doca_dma_task_memcpy_as_task(s->task));
@@ -211,9 +259,9 @@ static int deng_start(struct deng_ep *ep, struct hmaf_xfer_batch *batch,
     }
     hmaf__log_debug("doca dma submit of %zu bytes: %s", x->len,
                     doca_error_get_name(err));
-    ret = deng_status(ep, err);
-    deng_release_slot(ep, s);
-    ep->ncompleted++;
+    ret = deng_status(l->ep, err);
+    deng_release_slot(l, s);
+    l->ncompleted++;
     deng_finish(batch, ret);
     return ret;
 }
@@ -221,12 +269,12 @@ static int deng_start(struct deng_ep *ep, struct hmaf_xfer_batch *batch,
 /* Submit batch's transfers from *next on while slots are free. After a
  * failure the rest is finished unsent: the batch has failed anyway.
  * Returns 1 when every transfer has been handed over. */
-static int deng_submit_from(struct deng_ep *ep, struct hmaf_xfer_batch *batch,
+static int deng_submit_from(struct deng_lane *l, struct hmaf_xfer_batch *batch,
                             uint32_t *next)
 {
     uint32_t count = batch->count; /* batch may be gone after the last */
 
-    while (*next < count && ep->free_slots != NULL) {
+    while (*next < count && l->free_slots != NULL) {
         uint32_t i = (*next)++;
 
         if (batch->status < 0) {
@@ -236,114 +284,236 @@ static int deng_submit_from(struct deng_ep *ep, struct hmaf_xfer_batch *batch,
                              __ATOMIC_RELEASE);
             break;
         }
-        deng_start(ep, batch, i);
+        deng_start(l, batch, i);
     }
     return *next == count;
 }
 
 /* Queued batches, in order, as far as the window allows. */
-static void deng_pump(struct deng_ep *ep)
+static void deng_pump(struct deng_lane *l)
 {
-    while (ep->pending_head != NULL && ep->free_slots != NULL) {
-        struct deng_pending *p = ep->pending_head;
+    while (l->pending_head != NULL && l->free_slots != NULL) {
+        struct deng_pending *p = l->pending_head;
 
-        if (!deng_submit_from(ep, p->batch, &p->next_xfer)) {
+        if (!deng_submit_from(l, p->batch, &p->next_xfer)) {
             break;
         }
-        ep->pending_head = p->next;
-        if (ep->pending_head == NULL) {
-            ep->pending_tail = NULL;
+        l->pending_head = p->next;
+        if (l->pending_head == NULL) {
+            l->pending_tail = NULL;
         }
+        deng_busy_add(l, -1);
         free(p);
     }
 }
 
-static uint32_t deng_free_count(const struct deng_ep *ep, uint32_t want)
+static uint32_t deng_free_count(const struct deng_lane *l, uint32_t want)
 {
     uint32_t n = 0;
 
-    for (const struct deng_slot *s = ep->free_slots; s != NULL && n < want;
+    for (const struct deng_slot *s = l->free_slots; s != NULL && n < want;
          s = s->next_free) {
         n++;
     }
     return n;
 }
 
+/* ---- lanes ---- */
+
+static doca_error_t deng_open_lane(struct deng_ep *ep, struct deng_lane **out);
+static void deng_close_lane(struct deng_lane *l);
+
+/* The lane a thread last used on each of a few eps, by ep id (never
+ * reused, so an entry of a closed ep only misses). */
+#define DENG_THREAD_EPS 4
+static _Thread_local struct {
+    uint64_t ep_id;
+    struct deng_lane *lane;
+} deng_thread_lanes[DENG_THREAD_EPS];
+static _Thread_local uint32_t deng_thread_next;
+
+static uint64_t deng_next_ep_id;
+
+/* Lane i of ep, made on first use; lane 0 when it cannot be made. */
+static struct deng_lane *deng_lane_at(struct deng_ep *ep, uint32_t i)
+{
+    struct deng_lane *l = __atomic_load_n(&ep->lanes[i], __ATOMIC_ACQUIRE);
+    doca_error_t err = DOCA_SUCCESS;
+
+    if (l != NULL) {
+        return l;
+    }
+    pthread_mutex_lock(&ep->lanes_lock);
+    l = ep->lanes[i];
+    if (l == NULL) {
+        err = deng_open_lane(ep, &l);
+        if (err == DOCA_SUCCESS) {
+            __atomic_store_n(&ep->lanes[i], l, __ATOMIC_RELEASE);
+        }
+    }
+    pthread_mutex_unlock(&ep->lanes_lock);
+    if (err != DOCA_SUCCESS) {
+        hmaf__log_warn("doca: another dma lane: %s; threads share one",
+                       doca_error_get_name(err));
+        return ep->lanes[0];
+    }
+    return l;
+}
+
+/* The lane the calling thread was given on ep, or NULL. */
+static struct deng_lane *deng_own_lane(const struct deng_ep *ep)
+{
+    for (uint32_t i = 0; i < DENG_THREAD_EPS; i++) {
+        if (deng_thread_lanes[i].ep_id == ep->id) {
+            return deng_thread_lanes[i].lane;
+        }
+    }
+    return NULL;
+}
+
+/* A lane of the thread's own: lanes 1 and up, one per thread that found
+ * lane 0 taken by another when it came to move data, shared round the
+ * rest once DENG_LANES_MAX are made. A thread that never meets another,
+ * or only for the session's own traffic (the watch thread's looks at the
+ * epoch), costs no lane. */
+static struct deng_lane *deng_give_lane(struct deng_ep *ep)
+{
+    uint32_t n = __atomic_fetch_add(&ep->next_lane, 1, __ATOMIC_RELAXED);
+    uint32_t slot = deng_thread_next++ % DENG_THREAD_EPS;
+    struct deng_lane *l = deng_lane_at(ep, 1 + n % (DENG_LANES_MAX - 1));
+
+    deng_thread_lanes[slot].ep_id = ep->id;
+    deng_thread_lanes[slot].lane = l;
+    return l;
+}
+
+/* The lane batch goes to, locked. */
+static struct deng_lane *deng_lock_lane(struct deng_ep *ep,
+                                        const struct hmaf_xfer_batch *batch)
+{
+    struct deng_lane *l = deng_own_lane(ep);
+
+    if (l == NULL) {
+        l = ep->lanes[0];
+        if ((batch->flags & HMAF_BATCH_CONTROL) != 0) {
+            pthread_mutex_lock(&l->lock);
+            return l;
+        }
+        if (pthread_mutex_trylock(&l->lock) == 0) {
+            return l;
+        }
+        l = deng_give_lane(ep);
+    }
+    pthread_mutex_lock(&l->lock);
+    return l;
+}
+
 int hmaf__doca_post(struct hmaf_engine_ep *base, struct hmaf_xfer_batch *batch)
 {
     struct deng_ep *ep = hmaf__container_of(base, struct deng_ep, base);
+    struct deng_lane *l;
     uint32_t next = 0;
 
     if (batch->count == 0) {
         return 0;
     }
-    pthread_mutex_lock(&ep->lock);
-    ep->lregs.skip_len = 0;
+    l = deng_lock_lane(ep, batch);
+    l->skip.len = 0;
     /* Behind earlier batches, or larger than the free window: queue it
      * (before submitting anything, so a failed malloc changes nothing). */
-    if (ep->pending_head != NULL ||
-        deng_free_count(ep, batch->count) < batch->count) {
+    if (l->pending_head != NULL ||
+        deng_free_count(l, batch->count) < batch->count) {
         struct deng_pending *p = malloc(sizeof(*p));
 
         if (p == NULL) {
-            pthread_mutex_unlock(&ep->lock);
+            pthread_mutex_unlock(&l->lock);
             return HMAF_ENOMEM;
         }
         *p = (struct deng_pending){.batch = batch};
-        if (ep->pending_tail != NULL) {
-            ep->pending_tail->next = p;
+        if (l->pending_tail != NULL) {
+            l->pending_tail->next = p;
         } else {
-            ep->pending_head = p;
+            l->pending_head = p;
         }
-        ep->pending_tail = p;
-        deng_pump(ep);
+        l->pending_tail = p;
+        deng_busy_add(l, 1);
+        deng_pump(l);
     } else {
-        deng_submit_from(ep, batch, &next);
+        deng_submit_from(l, batch, &next);
     }
-    pthread_mutex_unlock(&ep->lock);
+    pthread_mutex_unlock(&l->lock);
     return 0;
 }
 
+/* Completions of one lane, unless another thread is driving it. */
+static int deng_progress_lane(struct deng_lane *l)
+{
+    int n;
+
+    if (pthread_mutex_trylock(&l->lock) != 0) {
+        return 0;
+    }
+    l->ncompleted = 0;
+    while (doca_pe_progress(l->pe)) {
+        /* each call completes what is ready; drain */
+    }
+    deng_pump(l);
+    n = (int)l->ncompleted;
+    pthread_mutex_unlock(&l->lock);
+    return n;
+}
+
+/* The thread's own lane; the others only while its own has nothing in
+ * flight, so that two busy threads do not take turns at each other's
+ * lanes. */
 int hmaf__doca_progress(struct hmaf_engine_ep *base)
 {
     struct deng_ep *ep = hmaf__container_of(base, struct deng_ep, base);
+    struct deng_lane *own = deng_own_lane(ep);
     int n;
 
-    pthread_mutex_lock(&ep->lock);
-    ep->ncompleted = 0;
-    while (doca_pe_progress(ep->pe)) {
-        /* each call completes what is ready; drain */
+    if (own == NULL) {
+        own = ep->lanes[0];
     }
-    deng_pump(ep);
-    n = (int)ep->ncompleted;
-    pthread_mutex_unlock(&ep->lock);
+    n = deng_progress_lane(own);
+
+    if (__atomic_load_n(&own->busy, __ATOMIC_RELAXED) != 0) {
+        return n;
+    }
+    for (uint32_t i = 0; i < DENG_LANES_MAX; i++) {
+        struct deng_lane *l = __atomic_load_n(&ep->lanes[i], __ATOMIC_ACQUIRE);
+        if (l != NULL && l != own &&
+            __atomic_load_n(&l->busy, __ATOMIC_RELAXED) != 0) {
+            n += deng_progress_lane(l);
+        }
+    }
     return n;
 }
 
 /* ---- open and close ---- */
 
-static doca_error_t deng_open_dma(struct deng_ep *ep, uint32_t nslots)
+static doca_error_t deng_open_dma(struct deng_lane *l, uint32_t nslots)
 {
     struct doca_ctx *dctx;
-    doca_error_t err = doca_pe_create(&ep->pe);
+    doca_error_t err = doca_pe_create(&l->pe);
 
     if (err == DOCA_SUCCESS) {
-        err = doca_dma_create(deng_ctx_of(ep)->dev, &ep->dma);
+        err = doca_dma_create(deng_ctx_of(l->ep)->dev, &l->dma);
     }
     if (err != DOCA_SUCCESS) {
         return err;
     }
-    dctx = doca_dma_as_ctx(ep->dma);
-    err = doca_dma_task_memcpy_set_conf(ep->dma, deng_task_done,
+    dctx = doca_dma_as_ctx(l->dma);
+    err = doca_dma_task_memcpy_set_conf(l->dma, deng_task_done,
                                         deng_task_failed, nslots);
     if (err == DOCA_SUCCESS) {
-        err = doca_ctx_set_user_data(dctx, (union doca_data){.ptr = ep});
+        err = doca_ctx_set_user_data(dctx, (union doca_data){.ptr = l});
     }
     if (err == DOCA_SUCCESS) {
         err = doca_ctx_set_state_changed_cb(dctx, deng_state_changed);
     }
     if (err == DOCA_SUCCESS) {
-        err = doca_pe_connect_ctx(ep->pe, dctx);
+        err = doca_pe_connect_ctx(l->pe, dctx);
     }
     if (err == DOCA_SUCCESS) {
         err = doca_ctx_start(dctx);
@@ -352,61 +522,88 @@ static doca_error_t deng_open_dma(struct deng_ep *ep, uint32_t nslots)
 }
 
 /* Staging pool, its mmap, and two buf descriptors per task. */
-static doca_error_t deng_open_staging(struct deng_ep *ep, uint32_t nslots,
+static doca_error_t deng_open_staging(struct deng_lane *l, uint32_t nslots,
                                       size_t slot_size)
 {
     size_t bytes = (size_t)nslots * slot_size;
     doca_error_t err;
 
-    ep->pool = aligned_alloc(4096, (bytes + 4095) & ~(size_t)4095);
-    ep->slots = calloc(nslots, sizeof(*ep->slots));
-    if (ep->pool == NULL || ep->slots == NULL) {
+    l->pool = aligned_alloc(4096, (bytes + 4095) & ~(size_t)4095);
+    l->slots = calloc(nslots, sizeof(*l->slots));
+    if (l->pool == NULL || l->slots == NULL) {
         return DOCA_ERROR_NO_MEMORY;
     }
     for (uint32_t i = nslots; i-- > 0;) {
-        ep->slots[i] = (struct deng_slot){.ep = ep,
-                                          .stage = ep->pool + i * slot_size,
-                                          .next_free = ep->free_slots};
-        ep->free_slots = &ep->slots[i];
+        l->slots[i] = (struct deng_slot){.lane = l,
+                                         .stage = l->pool + i * slot_size,
+                                         .next_free = l->free_slots};
+        l->free_slots = &l->slots[i];
     }
-    err = doca_buf_inventory_create(2 * (size_t)nslots, &ep->inv);
+    err = doca_buf_inventory_create(2 * (size_t)nslots, &l->inv);
     if (err == DOCA_SUCCESS) {
-        err = doca_buf_inventory_start(ep->inv);
-    }
-    if (err == DOCA_SUCCESS) {
-        err = doca_mmap_create(&ep->local_mmap);
+        err = doca_buf_inventory_start(l->inv);
     }
     if (err == DOCA_SUCCESS) {
-        err = doca_mmap_set_memrange(ep->local_mmap, ep->pool, bytes);
+        err = doca_mmap_create(&l->local_mmap);
     }
     if (err == DOCA_SUCCESS) {
-        err = doca_mmap_set_permissions(ep->local_mmap,
+        err = doca_mmap_set_memrange(l->local_mmap, l->pool, bytes);
+    }
+    if (err == DOCA_SUCCESS) {
+        err = doca_mmap_set_permissions(l->local_mmap,
                                         DOCA_ACCESS_FLAG_LOCAL_READ_WRITE);
     }
     if (err == DOCA_SUCCESS) {
-        err = doca_mmap_add_dev(ep->local_mmap, deng_ctx_of(ep)->dev);
+        err = doca_mmap_add_dev(l->local_mmap, deng_ctx_of(l->ep)->dev);
     }
     if (err == DOCA_SUCCESS) {
-        err = doca_mmap_start(ep->local_mmap);
+        err = doca_mmap_start(l->local_mmap);
     }
     return err;
 }
 
-int hmaf__doca_ep_open(struct deng_ep *ep)
+static doca_error_t deng_open_lane(struct deng_ep *ep, struct deng_lane **out)
 {
     const struct deng_ctx *c = deng_ctx_of(ep);
+    struct deng_lane *l = calloc(1, sizeof(*l));
     doca_error_t err;
 
-    if (pthread_mutex_init(&ep->lock, NULL) != 0) {
-        return HMAF_ENOMEM;
+    if (l == NULL) {
+        return DOCA_ERROR_NO_MEMORY;
     }
-    ep->has_lock = 1;
-    err = deng_open_dma(ep, c->nslots);
+    if (pthread_mutex_init(&l->lock, NULL) != 0) {
+        free(l);
+        return DOCA_ERROR_NO_MEMORY;
+    }
+    l->ep = ep;
+    err = deng_open_dma(l, c->nslots);
     if (err == DOCA_SUCCESS) {
-        err = deng_open_staging(ep, c->nslots, c->slot_size);
+        err = deng_open_staging(l, c->nslots, c->slot_size);
     }
     if (err != DOCA_SUCCESS) {
         hmaf__log_error("doca dma setup: %s", doca_error_get_name(err));
+        deng_close_lane(l);
+        return err;
+    }
+    *out = l;
+    return DOCA_SUCCESS;
+}
+
+int hmaf__doca_ep_open(struct deng_ep *ep)
+{
+    doca_error_t err;
+
+    ep->id = __atomic_add_fetch(&deng_next_ep_id, 1, __ATOMIC_RELAXED);
+    if (pthread_mutex_init(&ep->lanes_lock, NULL) != 0) {
+        return HMAF_ENOMEM;
+    }
+    if (pthread_mutex_init(&ep->reg_lock, NULL) != 0) {
+        pthread_mutex_destroy(&ep->lanes_lock);
+        return HMAF_ENOMEM;
+    }
+    ep->has_locks = 1;
+    err = deng_open_lane(ep, &ep->lanes[0]);
+    if (err != DOCA_SUCCESS) {
         hmaf__doca_ep_close(ep);
         return hmaf__doca_status_to_hmaf(err);
     }
@@ -418,21 +615,21 @@ int hmaf__doca_ep_open(struct deng_ep *ep)
  * copy nothing out of staging, since their callers' memory may be gone.
  * (A task moving in place may still write its caller's buffer until it is
  * flushed: the core never closes an ep under a running call.) */
-static void deng_stop_dma(struct deng_ep *ep)
+static void deng_stop_dma(struct deng_lane *l)
 {
-    struct doca_ctx *dctx = doca_dma_as_ctx(ep->dma);
+    struct doca_ctx *dctx = doca_dma_as_ctx(l->dma);
     enum doca_ctx_states state = DOCA_CTX_STATE_IDLE;
     doca_error_t err;
 
-    ep->orphans.count = UINT32_MAX;
-    for (uint32_t i = 0; ep->slots != NULL && i < deng_ctx_of(ep)->nslots;
+    l->ep->orphans.count = UINT32_MAX;
+    for (uint32_t i = 0; l->slots != NULL && i < deng_ctx_of(l->ep)->nslots;
          i++) {
-        if (ep->slots[i].batch != NULL) {
-            ep->slots[i].batch = &ep->orphans;
-            ep->slots[i].op = HMAF_XFER_WRITE;
+        if (l->slots[i].batch != NULL) {
+            l->slots[i].batch = &l->ep->orphans;
+            l->slots[i].op = HMAF_XFER_WRITE;
         }
     }
-    ep->stopping = 1;
+    l->stopping = 1;
     err = doca_ctx_stop(dctx);
     if (err != DOCA_SUCCESS && err != DOCA_ERROR_IN_PROGRESS &&
         err != DOCA_ERROR_BAD_STATE) {
@@ -440,7 +637,7 @@ static void deng_stop_dma(struct deng_ep *ep)
     }
     while (doca_ctx_get_state(dctx, &state) == DOCA_SUCCESS &&
            state != DOCA_CTX_STATE_IDLE) {
-        doca_pe_progress(ep->pe);
+        doca_pe_progress(l->pe);
     }
 }
 
@@ -452,35 +649,50 @@ static void deng_warn(const char *what, doca_error_t err)
 }
 
 /* DOCA's order: tasks and bufs (freed as they complete), ctx stop until
- * idle, DMA ctx, mmaps, inventory, PE; the device goes with the ctx.
- * Also undoes a partial open. */
-void hmaf__doca_ep_close(struct deng_ep *ep)
+ * idle, DMA ctx, mmap, inventory, PE. Also undoes a partial open. */
+static void deng_close_lane(struct deng_lane *l)
 {
-    while (ep->pending_head != NULL) {
-        struct deng_pending *p = ep->pending_head;
-        ep->pending_head = p->next;
+    while (l->pending_head != NULL) {
+        struct deng_pending *p = l->pending_head;
+        l->pending_head = p->next;
         free(p);
     }
-    ep->pending_tail = NULL;
-    if (ep->dma != NULL) {
-        deng_stop_dma(ep);
-        deng_warn("doca_dma_destroy", doca_dma_destroy(ep->dma));
+    l->pending_tail = NULL;
+    if (l->dma != NULL) {
+        deng_stop_dma(l);
+        deng_warn("doca_dma_destroy", doca_dma_destroy(l->dma));
+    }
+    if (l->local_mmap != NULL) {
+        deng_warn("doca_mmap_destroy", doca_mmap_destroy(l->local_mmap));
+    }
+    if (l->inv != NULL) {
+        doca_buf_inventory_stop(l->inv);
+        deng_warn("doca_buf_inventory_destroy",
+                  doca_buf_inventory_destroy(l->inv));
+    }
+    if (l->pe != NULL) {
+        deng_warn("doca_pe_destroy", doca_pe_destroy(l->pe));
+    }
+    free(l->slots);
+    free(l->pool);
+    pthread_mutex_destroy(&l->lock);
+    free(l);
+}
+
+/* Every lane (their tasks hold caller registrations), then the
+ * registrations; the device goes with the ctx. */
+void hmaf__doca_ep_close(struct deng_ep *ep)
+{
+    for (uint32_t i = 0; i < DENG_LANES_MAX; i++) {
+        if (ep->lanes[i] != NULL) {
+            deng_close_lane(ep->lanes[i]);
+            ep->lanes[i] = NULL;
+        }
     }
     hmaf__doca_lreg_fini(ep);
-    if (ep->local_mmap != NULL) {
-        deng_warn("doca_mmap_destroy", doca_mmap_destroy(ep->local_mmap));
-    }
-    if (ep->inv != NULL) {
-        doca_buf_inventory_stop(ep->inv);
-        deng_warn("doca_buf_inventory_destroy",
-                  doca_buf_inventory_destroy(ep->inv));
-    }
-    if (ep->pe != NULL) {
-        deng_warn("doca_pe_destroy", doca_pe_destroy(ep->pe));
-    }
-    free(ep->slots);
-    free(ep->pool);
-    if (ep->has_lock) {
-        pthread_mutex_destroy(&ep->lock);
+    if (ep->has_locks) {
+        pthread_mutex_destroy(&ep->reg_lock);
+        pthread_mutex_destroy(&ep->lanes_lock);
+        ep->has_locks = 0;
     }
 }

@@ -22,10 +22,10 @@
 
 #include "engine/engine.h"
 
-/* Tasks in flight per ep, at most (and so descriptors per post). */
+/* Tasks in flight per lane, at most (and so descriptors per post). */
 #define DENG_TASKS_MAX 256
 /* Bytes of one staging slot, at most: the engine's max_transfer. With
- * DENG_TASKS_MAX slots that is 16 MiB of registered staging per ep; 64 KiB
+ * DENG_TASKS_MAX slots that is 16 MiB of registered staging per lane; 64 KiB
  * transfers already reach the DMA plateau (shared/DOCA.md, anchors). */
 #define DENG_SLOT_MAX (64u << 10)
 /* Export blobs travel in the handshake and in REGISTER answers. DOCA's
@@ -57,10 +57,14 @@ struct deng_mem {
     struct doca_mmap *mmap;
 };
 
-/* Dpu: one range imported from the host's export. */
+/* Dpu: one range imported from the host's export. Lanes of several
+ * threads get bufs on it: a doca_mmap is not thread safe without
+ * doca_mmap_enable_thread_safety, which is experimental, so its buf calls
+ * take lock (one per import: threads on other ranges never meet). */
 struct deng_rmem {
     struct hmaf_engine_rmem base;
     struct doca_mmap *mmap;
+    pthread_mutex_t lock;
 };
 
 /* Caller memory registered for DMA in place (doca_lreg.c). */
@@ -77,20 +81,23 @@ struct deng_lregs {
     struct hmaf__memwatch *watch; /* opened at the first registration */
     int no_watch;                 /* ... and could not be */
     struct deng_lreg *live[DENG_LREG_MAX];
-    uint32_t nlive;
+    uint32_t nlive;  /* read without the lock: 0 skips the lookup */
     uint64_t bytes;  /* of live registrations */
     uint64_t pinned; /* of live and dead (still in flight) ones */
     uint64_t clock;
     struct deng_lreg *dead; /* dropped while tasks still used them */
-    /* Caller memory that would not register, not looked at again within
-     * the same post (its other transfers); unwatched, so forgotten at
-     * every post (doca_lreg.c, skip). */
-    uint64_t skip_base, skip_len;
+};
+
+/* Caller memory that would not register, not looked at again within the
+ * same post (its other transfers); unwatched, so forgotten at every post
+ * (doca_lreg.c, skip). One per lane: a post belongs to one lane. */
+struct deng_skip {
+    uint64_t base, len;
 };
 
 /* One task in flight: a staging slot, its two bufs and its task. */
 struct deng_slot {
-    struct deng_ep *ep;
+    struct deng_lane *lane;
     struct deng_slot *next_free;
     uint8_t *stage; /* slot_size bytes of the local mmap */
     struct hmaf_xfer_batch *batch;
@@ -99,6 +106,8 @@ struct deng_slot {
     struct deng_lreg *lreg; /* local side in place, not through stage */
     enum hmaf_xfer_op op;
     struct doca_buf *src, *dst;
+    /* guarding the mmap under src or dst, when other lanes share it */
+    pthread_mutex_t *src_lock, *dst_lock;
     struct doca_dma_task_memcpy *task;
 };
 
@@ -109,14 +118,17 @@ struct deng_pending {
     uint32_t next_xfer;
 };
 
-struct deng_ep {
-    struct hmaf_engine_ep base;
-    /* dpu: everything below is guarded by lock. The core posts and
-     * progresses one ep from many threads, and a DOCA PE with its contexts
-     * must be driven by one thread at a time: one mutex per ep is the
-     * simplest correct choice (a PE per thread would scale further). */
+/*
+ * A lane: one DMA ctx with its progress engine, buf inventory, staging
+ * pool and window of tasks, driven by one thread at a time (DOCA's rule for
+ * a PE and its contexts) under its own lock. A thread that meets another
+ * on lane 0 gets a lane of its own (doca_ep.c, deng_lock_lane), so threads
+ * sharing a session do not wait for each other; everything below is
+ * guarded by lock.
+ */
+struct deng_lane {
     pthread_mutex_t lock;
-    int has_lock;
+    struct deng_ep *ep;
     struct doca_pe *pe;
     struct doca_dma *dma;
     struct doca_buf_inventory *inv;
@@ -125,11 +137,32 @@ struct deng_ep {
     struct deng_slot *slots;
     struct deng_slot *free_slots;
     struct deng_pending *pending_head, *pending_tail;
+    struct deng_skip skip;
+    uint32_t ncompleted; /* transfers completed by this progress() */
+    uint32_t busy;       /* tasks and queued batches; read without lock */
+    int stopping;        /* ep_close asked the DMA ctx to stop */
+};
+
+/* Lanes per ep, at most: more threads share them. Each lane made costs a
+ * DMA ctx and its 16 MiB staging pool, so only threads that really move
+ * data through a session make one. */
+#define DENG_LANES_MAX 4
+
+struct deng_ep {
+    struct hmaf_engine_ep base;
+    /* dpu: */
+    uint64_t id; /* process-unique: threads remember their lane by it */
+    struct deng_lane *lanes[DENG_LANES_MAX]; /* lane 0 from ep_open on,
+                                                the rest made on demand */
+    uint32_t next_lane;                      /* handed to the next thread */
+    pthread_mutex_t lanes_lock;              /* making a lane */
+    /* Imports and caller registrations (doca_mmap objects over the one
+     * device) and the registration cache; taken inside a lane's lock. */
+    pthread_mutex_t reg_lock;
+    int has_locks;
     struct deng_lregs lregs;
-    uint32_t ncompleted;            /* transfers completed by this progress() */
-    int stopping; /* ep_close asked the DMA ctx to stop */
-    int failed;   /* the DMA ctx stopped on its own (a fatal task error):
-                     every transfer from then on fails HMAF_ECONNRESET */
+    int failed; /* a DMA ctx stopped on its own (a fatal task error): every
+                   transfer from then on fails HMAF_ECONNRESET; atomic */
     struct hmaf_xfer_batch orphans; /* for tasks outliving ep_close's callers */
 };
 
@@ -141,9 +174,10 @@ void hmaf__doca_ep_close(struct deng_ep *ep);
 int hmaf__doca_post(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch);
 int hmaf__doca_progress(struct hmaf_engine_ep *ep);
 
-/* Under ep->lock. The registration through which transfer i of batch can
- * be moved in place, held for one task, or NULL: stage it. */
-struct deng_lreg *hmaf__doca_lreg_get(struct deng_ep *ep,
+/* Under a lane's lock (skip is the lane's). The registration through
+ * which transfer i of batch can be moved in place, held for one task, or
+ * NULL: stage it. */
+struct deng_lreg *hmaf__doca_lreg_get(struct deng_ep *ep, struct deng_skip *skip,
                                       const struct hmaf_xfer_batch *batch,
                                       uint32_t i);
 void hmaf__doca_lreg_put(struct deng_ep *ep, struct deng_lreg *r);

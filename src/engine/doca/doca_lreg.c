@@ -17,7 +17,9 @@
  * changed. Memory that cannot be watched is never registered; without a
  * watch at all (no userfaultfd) every transfer is staged.
  *
- * Everything here runs under ep->lock.
+ * The cache is the ep's, shared by its lanes, under ep->reg_lock (taken
+ * inside a lane's lock); whether a run is worth registering is worked out
+ * before, without it.
  */
 #include <stdlib.h>
 #include <unistd.h>
@@ -55,8 +57,10 @@ static void drop(struct deng_ep *ep, uint32_t i)
 {
     struct deng_lregs *c = &ep->lregs;
     struct deng_lreg *r = c->live[i];
+    uint32_t n = c->nlive - 1;
 
-    c->live[i] = c->live[--c->nlive];
+    c->live[i] = c->live[n];
+    __atomic_store_n(&c->nlive, n, __ATOMIC_RELAXED);
     c->bytes -= r->len;
     hmaf__memwatch_remove(c->watch, r->base, r->len);
     if (r->inflight == 0) {
@@ -215,47 +219,57 @@ static int have_watch(struct deng_lregs *c)
  * too short, a registration refused) is not looked at again for each of
  * its transfers: a batch of many small contiguous pieces would otherwise
  * measure its run once per piece. */
-static void skip(struct deng_lregs *c, uint64_t start, uint64_t len)
+static void skip(struct deng_skip *sk, uint64_t start, uint64_t len)
 {
-    c->skip_base = start;
-    c->skip_len = len;
+    sk->base = start;
+    sk->len = len;
 }
 
-static int in_skip(const struct deng_lregs *c, const struct hmaf_xfer *x)
+static int in_skip(const struct deng_skip *sk, const struct hmaf_xfer *x)
 {
     uint64_t at = (uintptr_t)x->local;
 
-    return at >= c->skip_base && at + x->len <= c->skip_base + c->skip_len;
+    return at >= sk->base && at + x->len <= sk->base + sk->len;
 }
 
-/* Register the pages under transfer i's span, if it is long enough and
- * did not just fail. */
-static struct deng_lreg *register_run(struct deng_ep *ep,
-                                      const struct hmaf_xfer_batch *batch,
-                                      uint32_t i)
+/* The pages under transfer i's span, if it is long enough and did not
+ * just fail: 1 and [*base, +*len), else 0. Reads only the batch, the
+ * lane's skip and fixed settings: no lock. */
+static int run_to_register(const struct deng_ep *ep, struct deng_skip *sk,
+                           const struct hmaf_xfer_batch *batch, uint32_t i,
+                           uint64_t *base, uint64_t *len)
 {
-    const struct deng_ctx *ctx = ctx_of(ep);
-    struct deng_lregs *c = &ep->lregs;
+    const struct deng_ctx *ctx =
+        hmaf__container_of(ep->base.ctx, struct deng_ctx, base);
     uint64_t page = page_size();
     /* a run's pages, rounded out, must fit the cache */
     uint64_t cap = ctx->zcopy_cache > 2 * page ? ctx->zcopy_cache - 2 * page
                                                 : 0;
-    uint64_t start, run, base, len;
-    struct deng_lreg *r;
+    uint64_t start, run;
 
-    if (ctx->zcopy_min == 0 || in_skip(c, &batch->xfers[i])) {
-        return NULL;
+    if (ctx->zcopy_min == 0 || in_skip(sk, &batch->xfers[i])) {
+        return 0;
     }
     span_of(batch, i, cap, &start, &run);
-    base = start & ~(page - 1);
-    len = ((start + run + page - 1) & ~(page - 1)) - base;
-    if (run < ctx->zcopy_min || len > ctx->zcopy_cache || !have_watch(c)) {
-        skip(c, start, run); /* the run's later transfers: shorter runs */
-        return NULL;
+    *base = start & ~(page - 1);
+    *len = ((start + run + page - 1) & ~(page - 1)) - *base;
+    if (run < ctx->zcopy_min || *len > ctx->zcopy_cache) {
+        skip(sk, start, run); /* the run's later transfers: shorter runs */
+        return 0;
     }
-    r = register_pages(ep, base, len);
+    return 1;
+}
+
+/* Under reg_lock: register [base, +len) and cache it, or NULL. */
+static struct deng_lreg *register_run(struct deng_ep *ep, struct deng_skip *sk,
+                                      uint64_t base, uint64_t len)
+{
+    const struct deng_ctx *ctx = ctx_of(ep);
+    struct deng_lregs *c = &ep->lregs;
+    struct deng_lreg *r = have_watch(c) ? register_pages(ep, base, len) : NULL;
+
     if (r == NULL) {
-        skip(c, base, len);
+        skip(sk, base, len);
         return NULL;
     }
     make_room(ep, len);
@@ -267,32 +281,42 @@ static struct deng_lreg *register_run(struct deng_ep *ep,
         destroy(c, r);
         return NULL;
     }
-    c->live[c->nlive++] = r;
+    c->live[c->nlive] = r;
+    __atomic_store_n(&c->nlive, c->nlive + 1, __ATOMIC_RELAXED);
     c->bytes += len;
     hmaf__log_debug("doca registered %#llx+%llu for in-place transfers",
                     (unsigned long long)base, (unsigned long long)len);
     return r;
 }
 
-struct deng_lreg *hmaf__doca_lreg_get(struct deng_ep *ep,
+struct deng_lreg *hmaf__doca_lreg_get(struct deng_ep *ep, struct deng_skip *sk,
                                       const struct hmaf_xfer_batch *batch,
                                       uint32_t i)
 {
     struct deng_lregs *c = &ep->lregs;
     const struct hmaf_xfer *x = &batch->xfers[i];
+    uint64_t base = 0, len = 0;
+    int want = run_to_register(ep, sk, batch, i, &base, &len);
     struct deng_lreg *r;
 
+    /* Nothing cached to move it in place and nothing to register: the
+     * common small transfer takes no shared lock. */
+    if (!want && __atomic_load_n(&c->nlive, __ATOMIC_RELAXED) == 0) {
+        return NULL;
+    }
+    pthread_mutex_lock(&ep->reg_lock);
     if (c->watch != NULL) {
         hmaf__memwatch_drain(c->watch, on_change, ep);
     }
     r = find(c, (uintptr_t)x->local, x->len);
-    if (r == NULL) {
-        r = register_run(ep, batch, i);
+    if (r == NULL && want) {
+        r = register_run(ep, sk, base, len);
     }
     if (r != NULL) {
         r->last_use = ++c->clock;
         r->inflight++;
     }
+    pthread_mutex_unlock(&ep->reg_lock);
     return r;
 }
 
@@ -300,14 +324,15 @@ void hmaf__doca_lreg_put(struct deng_ep *ep, struct deng_lreg *r)
 {
     struct deng_lreg **link = &ep->lregs.dead;
 
-    if (--r->inflight > 0 || !r->dead) {
-        return;
+    pthread_mutex_lock(&ep->reg_lock);
+    if (--r->inflight == 0 && r->dead) {
+        while (*link != r) {
+            link = &(*link)->next_dead;
+        }
+        *link = r->next_dead;
+        destroy(&ep->lregs, r);
     }
-    while (*link != r) {
-        link = &(*link)->next_dead;
-    }
-    *link = r->next_dead;
-    destroy(&ep->lregs, r);
+    pthread_mutex_unlock(&ep->reg_lock);
 }
 
 void hmaf__doca_lreg_fini(struct deng_ep *ep)
