@@ -180,6 +180,7 @@ static int deng_dpu_caps(struct deng_ctx *c)
     }
     c->nslots = HMAF_MIN(max_tasks, (uint32_t)DENG_TASKS_MAX);
     c->slot_size = (size_t)HMAF_MIN(max_buf, (uint64_t)DENG_SLOT_MAX);
+    c->max_task = HMAF_MIN(max_buf, (uint64_t)DENG_TASK_MAX);
     c->zcopy_min = deng_env_bytes("HMAF_DOCA_ZCOPY_MIN", DENG_ZCOPY_MIN_DEFAULT);
     c->zcopy_cache =
         deng_env_bytes("HMAF_DOCA_ZCOPY_CACHE", DENG_ZCOPY_CACHE_DEFAULT);
@@ -233,7 +234,8 @@ static void deng_limits(const struct hmaf_engine_ctx *ctx,
     /* The host side moves nothing; it reports a nominal window. */
     uint32_t nslots = c->nslots > 0 ? c->nslots : 1;
 
-    limits_out->max_transfer = c->slot_size > 0 ? c->slot_size : 1;
+    /* Staged transfers go in slot_size pieces (doca_ep.c) */
+    limits_out->max_transfer = c->max_task > 0 ? c->max_task : 1;
     limits_out->max_inflight = nslots;
     limits_out->max_segments = nslots;
     limits_out->max_blob = DENG_BLOB_MAX;

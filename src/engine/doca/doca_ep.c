@@ -101,7 +101,8 @@ static void deng_buf_put(struct doca_buf *buf, pthread_mutex_t *lock)
     }
 }
 
-static void deng_release_slot(struct deng_lane *l, struct deng_slot *s)
+/* The slot's task and bufs back to DOCA, its registration to the cache. */
+static void deng_clear_slot(struct deng_lane *l, struct deng_slot *s)
 {
     if (s->task != NULL) {
         doca_task_free(doca_dma_task_memcpy_as_task(s->task));
@@ -114,10 +115,27 @@ static void deng_release_slot(struct deng_lane *l, struct deng_slot *s)
     s->lreg = NULL;
     s->task = NULL;
     s->src = s->dst = NULL;
+}
+
+static void deng_free_slot(struct deng_lane *l, struct deng_slot *s)
+{
     s->batch = NULL;
+    s->head = NULL;
     s->next_free = l->free_slots;
     l->free_slots = s;
     deng_busy_add(l, -1);
+}
+
+static struct deng_slot *deng_take_slot(struct deng_lane *l,
+                                        struct hmaf_xfer_batch *batch)
+{
+    struct deng_slot *s = l->free_slots;
+
+    l->free_slots = s->next_free;
+    deng_busy_add(l, 1);
+    s->batch = batch;
+    s->op = batch->op;
+    return s;
 }
 
 /* A transfer's status: once the ctx has failed, every error is the
@@ -131,12 +149,43 @@ static int deng_status(const struct deng_ep *ep, doca_error_t err)
     return deng_failed(ep) ? HMAF_ECONNRESET : hmaf__doca_status_to_hmaf(err);
 }
 
+/* n pieces of head's transfer are over (done, failed, or never sent):
+ * after its last, the transfer is. */
+static void deng_pieces_done(struct deng_lane *l, struct deng_slot *head,
+                             uint32_t n, int status)
+{
+    struct hmaf_xfer_batch *batch = head->batch;
+
+    if (status < 0 && head->status == 0) {
+        head->status = status;
+    }
+    head->pieces_left -= n;
+    if (head->pieces_left > 0) {
+        return;
+    }
+    status = head->status;
+    deng_free_slot(l, head);
+    l->ncompleted++;
+    deng_finish(batch, status);
+}
+
+/* A piece's task is over: its slot is free, unless it heads the transfer
+ * and other pieces still run. */
+static void deng_piece_over(struct deng_lane *l, struct deng_slot *s,
+                            int status)
+{
+    struct deng_slot *head = s->head;
+
+    deng_clear_slot(l, s);
+    if (s != head) {
+        deng_free_slot(l, s);
+    }
+    deng_pieces_done(l, head, 1, status);
+}
+
 /* Runs inside doca_pe_progress, under the lane's lock. */
 static void deng_complete(struct deng_slot *s, doca_error_t err)
 {
-    struct deng_lane *l = s->lane;
-    struct hmaf_xfer_batch *batch = s->batch;
-
     if (err == DOCA_SUCCESS && s->op == HMAF_XFER_READ && s->lreg == NULL) {
         memcpy(s->local, s->stage, s->len);
     }
@@ -145,9 +194,7 @@ static void deng_complete(struct deng_slot *s, doca_error_t err)
                         s->op == HMAF_XFER_READ ? "read" : "write", s->len,
                         doca_error_get_name(err));
     }
-    deng_release_slot(l, s);
-    l->ncompleted++;
-    deng_finish(batch, deng_status(l->ep, err));
+    deng_piece_over(s->lane, s, deng_status(s->lane->ep, err));
 }
 
 /* Runs inside doca_pe_progress (or ctx start and stop), under the lane's
@@ -187,39 +234,37 @@ static void deng_task_failed(struct doca_dma_task_memcpy *task,
                   err == DOCA_SUCCESS ? DOCA_ERROR_UNKNOWN : err);
 }
 
-/* Bufs and task for transfer i of batch in slot s; the remote side is
- * addressed by host virtual address inside the imported mmap, the local
- * side is the caller's buffer in place or the slot's staging bytes. */
+/* Bufs and task for a piece of transfer x in slot s (s->local, s->len:
+ * the caller's bytes): the remote side is addressed by host virtual
+ * address inside the imported mmap, the local side is the caller's buffer
+ * in place (s->lreg) or the slot's staging bytes. */
 static doca_error_t deng_prepare(struct deng_lane *l, struct deng_slot *s,
-                                 const struct hmaf_xfer_batch *batch,
-                                 uint32_t i)
+                                 const struct hmaf_xfer *x, uint64_t off)
 {
-    const struct hmaf_xfer *x = &batch->xfers[i];
     struct deng_rmem *r = hmaf__container_of(x->rmem, struct deng_rmem, base);
-    void *remote = (void *)(uintptr_t)x->remote_addr;
+    void *remote = (void *)(uintptr_t)(x->remote_addr + off);
     struct doca_mmap *local_mmap = l->local_mmap;
     void *local = s->stage;
     union doca_data ud = {.ptr = s};
-    doca_error_t err;
     pthread_mutex_t *local_lock = NULL;
     int write = s->op == HMAF_XFER_WRITE;
+    doca_error_t err;
 
-    s->lreg = hmaf__doca_lreg_get(l->ep, &l->skip, batch, i);
     if (s->lreg != NULL) {
         local_mmap = s->lreg->mmap;
-        local = x->local;
+        local = s->local;
         local_lock = &l->ep->reg_lock; /* the ep's registrations */
     } else if (write) {
-        memcpy(s->stage, x->local, x->len);
+        memcpy(s->stage, s->local, s->len);
     }
     /* src carries the data, dst only the room for it */
     s->src_lock = write ? local_lock : &r->lock;
     s->dst_lock = write ? &r->lock : local_lock;
     err = deng_buf_get(l->inv, write ? local_mmap : r->mmap, s->src_lock,
-                       write ? local : remote, x->len, 1, &s->src);
+                       write ? local : remote, s->len, 1, &s->src);
     if (err == DOCA_SUCCESS) {
         err = deng_buf_get(l->inv, write ? r->mmap : local_mmap, s->dst_lock,
-                           write ? remote : local, x->len, 0, &s->dst);
+                           write ? remote : local, s->len, 0, &s->dst);
     }
     if (err == DOCA_SUCCESS) {
         err = doca_dma_task_memcpy_alloc_init(l->dma, s->src, s->dst, ud,
@@ -228,65 +273,101 @@ static doca_error_t deng_prepare(struct deng_lane *l, struct deng_slot *s,
     return err;
 }
 
-/* Submit transfer i of batch in a free slot; a refusal finishes it at
- * once. Returns the transfer's status. */
-static int deng_start(struct deng_lane *l, struct hmaf_xfer_batch *batch,
-                      uint32_t i)
+/* The first piece of transfer i: in place, the whole transfer in one task
+ * (its caller memory registered, doca_lreg.c); staged, slot_size bytes of
+ * it, the head of ceil(len / slot_size) pieces. */
+static void deng_first_piece(struct deng_lane *l, struct deng_slot *s,
+                             const struct hmaf_xfer_batch *batch, uint32_t i)
 {
-    const struct hmaf_xfer *x = &batch->xfers[i];
-    struct deng_slot *s = l->free_slots;
-    doca_error_t err;
-    int ret;
+    const struct deng_ctx *c = deng_ctx_of(l->ep);
+    uint64_t len = batch->xfers[i].len;
 
-    l->free_slots = s->next_free;
-    deng_busy_add(l, 1);
-    s->batch = batch;
-    s->op = batch->op;
-    s->local = x->local;
-    s->len = x->len;
+    s->head = s;
+    s->status = 0;
+    s->lreg = deng_failed(l->ep) || len > c->max_task
+                  ? NULL
+                  : hmaf__doca_lreg_get(l->ep, &l->skip, batch, i);
+    s->pieces_left = s->lreg != NULL
+                         ? 1
+                         : (uint32_t)((len + c->slot_size - 1) / c->slot_size);
+}
+
+/* Submit the piece of the transfer under cur in a free slot, and move cur
+ * on; a refusal ends the piece at once, failed. */
+static void deng_start(struct deng_lane *l, struct hmaf_xfer_batch *batch,
+                       struct deng_cursor *cur)
+{
+    const struct hmaf_xfer *x = &batch->xfers[cur->next];
+    struct deng_slot *s = deng_take_slot(l, batch);
+    doca_error_t err = DOCA_SUCCESS;
+
+    if (cur->off == 0) {
+        deng_first_piece(l, s, batch, cur->next);
+        cur->head = s;
+    }
+    s->head = cur->head;
+    s->local = (uint8_t *)x->local + cur->off;
+    s->len = s->lreg != NULL ? x->len
+                             : HMAF_MIN(x->len - cur->off,
+                                        deng_ctx_of(l->ep)->slot_size);
     if (deng_failed(l->ep)) {
         err = DOCA_ERROR_BAD_STATE; /* nothing runs on a stopped ctx */
-    } else if (x->len > deng_ctx_of(l->ep)->slot_size) {
+    } else if (x->len > deng_ctx_of(l->ep)->max_task) {
         err = DOCA_ERROR_TOO_BIG;
-    } else {
-        err = deng_prepare(l, s, batch, i);
+    }
+    if (err == DOCA_SUCCESS) {
+        err = deng_prepare(l, s, x, cur->off);
     }
     if (err == DOCA_SUCCESS) {
         err = doca_task_submit(doca_dma_task_memcpy_as_task(s->task));
     }
-    if (err == DOCA_SUCCESS) {
-        return 0;
+    cur->off += s->len;
+    if (cur->off == x->len) {
+        cur->next++;
+        cur->off = 0;
     }
-    hmaf__log_debug("doca dma submit of %zu bytes: %s", x->len,
-                    doca_error_get_name(err));
-    ret = deng_status(l->ep, err);
-    deng_release_slot(l, s);
-    l->ncompleted++;
-    deng_finish(batch, ret);
-    return ret;
+    if (err != DOCA_SUCCESS) {
+        hmaf__log_debug("doca dma submit of %zu bytes: %s", s->len,
+                        doca_error_get_name(err));
+        deng_piece_over(l, s, deng_status(l->ep, err));
+    }
 }
 
-/* Submit batch's transfers from *next on while slots are free. After a
- * failure the rest is finished unsent: the batch has failed anyway.
- * Returns 1 when every transfer has been handed over. */
+/* Pieces of head's transfer not sent: over, failed, as the batch is. */
+static void deng_drop_rest(struct deng_lane *l,
+                           const struct hmaf_xfer_batch *batch,
+                           struct deng_cursor *cur)
+{
+    uint64_t left = batch->xfers[cur->next].len - cur->off;
+    size_t slot = deng_ctx_of(l->ep)->slot_size;
+
+    cur->next++;
+    cur->off = 0;
+    deng_pieces_done(l, cur->head, (uint32_t)((left + slot - 1) / slot),
+                     batch->status);
+}
+
+/* Submit batch's pieces from cur on while slots are free. After a failure
+ * the rest is finished unsent: the batch has failed anyway. Returns 1 when
+ * every transfer has been handed over. */
 static int deng_submit_from(struct deng_lane *l, struct hmaf_xfer_batch *batch,
-                            uint32_t *next)
+                            struct deng_cursor *cur)
 {
     uint32_t count = batch->count; /* batch may be gone after the last */
 
-    while (*next < count && l->free_slots != NULL) {
-        uint32_t i = (*next)++;
-
-        if (batch->status < 0) {
-            uint32_t left = count - i;
-            *next = count;
+    while (cur->next < count && l->free_slots != NULL) {
+        if (batch->status < 0 && cur->off > 0) {
+            deng_drop_rest(l, batch, cur);
+        } else if (batch->status < 0) {
+            uint32_t left = count - cur->next;
+            cur->next = count;
             __atomic_store_n(&batch->completed, batch->completed + left,
                              __ATOMIC_RELEASE);
-            break;
+        } else {
+            deng_start(l, batch, cur);
         }
-        deng_start(l, batch, i);
     }
-    return *next == count;
+    return cur->next == count;
 }
 
 /* Queued batches, in order, as far as the window allows. */
@@ -295,7 +376,7 @@ static void deng_pump(struct deng_lane *l)
     while (l->pending_head != NULL && l->free_slots != NULL) {
         struct deng_pending *p = l->pending_head;
 
-        if (!deng_submit_from(l, p->batch, &p->next_xfer)) {
+        if (!deng_submit_from(l, p->batch, &p->cur)) {
             break;
         }
         l->pending_head = p->next;
@@ -307,15 +388,22 @@ static void deng_pump(struct deng_lane *l)
     }
 }
 
-static uint32_t deng_free_count(const struct deng_lane *l, uint32_t want)
+/* Do batch's pieces (at most: a transfer in place takes one slot) fit in
+ * the free window? */
+static int deng_fits(const struct deng_lane *l,
+                     const struct hmaf_xfer_batch *batch)
 {
-    uint32_t n = 0;
+    size_t slot = deng_ctx_of(l->ep)->slot_size;
+    const struct deng_slot *s = l->free_slots;
+    uint64_t want = 0;
 
-    for (const struct deng_slot *s = l->free_slots; s != NULL && n < want;
-         s = s->next_free) {
-        n++;
+    for (uint32_t i = 0; i < batch->count; i++) {
+        want += (batch->xfers[i].len + slot - 1) / slot;
     }
-    return n;
+    for (; s != NULL && want > 0; s = s->next_free) {
+        want--;
+    }
+    return want == 0;
 }
 
 /* ---- lanes ---- */
@@ -412,7 +500,7 @@ int hmaf__doca_post(struct hmaf_engine_ep *base, struct hmaf_xfer_batch *batch)
 {
     struct deng_ep *ep = hmaf__container_of(base, struct deng_ep, base);
     struct deng_lane *l;
-    uint32_t next = 0;
+    struct deng_cursor cur = {0};
 
     if (batch->count == 0) {
         return 0;
@@ -421,8 +509,7 @@ int hmaf__doca_post(struct hmaf_engine_ep *base, struct hmaf_xfer_batch *batch)
     l->skip.len = 0;
     /* Behind earlier batches, or larger than the free window: queue it
      * (before submitting anything, so a failed malloc changes nothing). */
-    if (l->pending_head != NULL ||
-        deng_free_count(l, batch->count) < batch->count) {
+    if (l->pending_head != NULL || !deng_fits(l, batch)) {
         struct deng_pending *p = malloc(sizeof(*p));
 
         if (p == NULL) {
@@ -439,7 +526,7 @@ int hmaf__doca_post(struct hmaf_engine_ep *base, struct hmaf_xfer_batch *batch)
         deng_busy_add(l, 1);
         deng_pump(l);
     } else {
-        deng_submit_from(l, batch, &next);
+        deng_submit_from(l, batch, &cur);
     }
     pthread_mutex_unlock(&l->lock);
     return 0;

@@ -28,6 +28,9 @@
  * DENG_TASKS_MAX slots that is 16 MiB of registered staging per lane; 64 KiB
  * transfers already reach the DMA plateau (shared/DOCA.md, anchors). */
 #define DENG_SLOT_MAX (64u << 10)
+/* Bytes of one task in place, at most: a step moves 16 MiB at most, and
+ * fewer, larger tasks cost the device and the cpu less per byte. */
+#define DENG_TASK_MAX (16u << 20)
 /* Export blobs travel in the handshake and in REGISTER answers. DOCA's
  * descriptors are opaque and grow with releases (234 B on a BF-2 with
  * DOCA 1.5; NVIDIA's samples allow 512 B; 3.4 adds access tokens): 1 KiB
@@ -45,8 +48,11 @@ struct deng_ctx {
     struct hmaf_engine_ctx base;
     struct doca_dev *dev;
     /* dpu: fixed at ctx_open, so limits() needs no ep */
-    uint32_t nslots;  /* tasks in flight per ep */
-    size_t slot_size; /* bytes per task: min(max_buf_size, DENG_SLOT_MAX) */
+    uint32_t nslots;  /* tasks in flight per lane */
+    size_t slot_size; /* bytes per staged task: min(max_buf_size,
+                         DENG_SLOT_MAX) */
+    uint64_t max_task; /* bytes per task in place: max_buf_size, at most
+                          DENG_TASK_MAX; the engine's max_transfer */
     uint64_t zcopy_min;   /* register caller runs this long; 0: never */
     uint64_t zcopy_cache; /* bytes of caller memory registered, at most */
 };
@@ -95,13 +101,20 @@ struct deng_skip {
     uint64_t base, len;
 };
 
-/* One task in flight: a staging slot, its two bufs and its task. */
+/* One task in flight: a staging slot, its two bufs and its task. A
+ * transfer moves in one task in place, or staged in pieces of at most
+ * slot_size, a slot each; the slot of its first piece (its head) counts
+ * the pieces and is free again only after the last. */
 struct deng_slot {
     struct deng_lane *lane;
     struct deng_slot *next_free;
     uint8_t *stage; /* slot_size bytes of the local mmap */
     struct hmaf_xfer_batch *batch;
-    void *local; /* the caller's buffer, copied out at read completion */
+    struct deng_slot *head;
+    uint32_t pieces_left; /* head: pieces not completed yet */
+    int status;           /* head: the first error of its pieces */
+    void *local; /* the caller's bytes of this piece: copied out at read
+                    completion */
     size_t len;
     struct deng_lreg *lreg; /* local side in place, not through stage */
     enum hmaf_xfer_op op;
@@ -111,11 +124,19 @@ struct deng_slot {
     struct doca_dma_task_memcpy *task;
 };
 
+/* How far a batch has been handed to the DMA ctx: transfer next, from
+ * byte off on (head: the slot of its first piece, once off > 0). */
+struct deng_cursor {
+    uint32_t next;
+    uint64_t off;
+    struct deng_slot *head;
+};
+
 /* A batch larger than the free window: the rest is posted by progress(). */
 struct deng_pending {
     struct deng_pending *next;
     struct hmaf_xfer_batch *batch;
-    uint32_t next_xfer;
+    struct deng_cursor cur;
 };
 
 /*
