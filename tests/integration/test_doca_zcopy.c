@@ -57,6 +57,7 @@ static struct doca_emu_counters counters(void)
 
 #define STARTED_SINCE(before) (counters().mmaps_started - (before).mmaps_started)
 #define STOPPED_SINCE(before) (counters().mmaps_stopped - (before).mmaps_stopped)
+#define TASKS_SINCE(before)   (counters().dma_tasks - (before).dma_tasks)
 
 static void read_check(hmaf_session_t *s, uint8_t *buf, uint64_t off,
                        size_t len)
@@ -157,6 +158,57 @@ static void test_in_place(hmaf_session_t *s, uint8_t *buf)
     CHECK_OK(hmaf_session_write(s, buf_addr + 8 * MIB, buf, LEN));
     host_holds(s, 8 * MIB, LEN, 1);
     CHECK_EQ(STOPPED_SINCE(before), 0);
+}
+
+/* Emulation settings for the next session (read at its context's open). */
+static void emu_setting(const char *name, const char *value)
+{
+    if (value != NULL) {
+        setenv(name, value, 1);
+    } else {
+        unsetenv(name);
+    }
+    doca_emu_reset();
+}
+
+/* A transfer in place is one DMA task up to the device's max_buf_size
+ * (1 MiB here), not one per 64 KiB staging slot; a staged one goes in
+ * pieces of those slots, 16 for 1 MiB, through a window of 3 tasks as
+ * well as a wide one, and a piece that fails fails its call (no hang, no
+ * wrong bytes reported as read). Task counts allow for one look at the
+ * revocation epoch carried along. */
+static void test_pieces(hmaf_session_t *s, uint8_t *buf)
+{
+    struct doca_emu_counters before = counters();
+    hmaf_session_t *staged;
+    uint64_t tasks;
+
+    read_check(s, buf, 4096, LEN); /* registered by test_in_place */
+    CHECK(TASKS_SINCE(before) <= 2);
+    for (int window = 0; window < 2; window++) {
+        emu_setting("DOCA_EMU_MAX_TASKS", window ? "3" : NULL);
+        staged = connect_with("0", NULL);
+        read_check(staged, buf, 12345, 4096); /* registers the range */
+        before = counters();
+        read_check(staged, buf, 12345, LEN);
+        tasks = TASKS_SINCE(before);
+        CHECK(tasks >= LEN / (64u << 10) && tasks <= LEN / (64u << 10) + 1);
+        target_fill(buf, LEN - 999, 3 * MIB + 5, 2);
+        CHECK_OK(hmaf_session_write(staged, buf_addr + 3 * MIB + 5, buf,
+                                    LEN - 999));
+        host_holds(staged, 3 * MIB + 5, (LEN - 999) / CHUNK * CHUNK, 2);
+        target_fill(buf, LEN - 999, 3 * MIB + 5, 1);
+        CHECK_OK(hmaf_session_write(staged, buf_addr + 3 * MIB + 5, buf,
+                                    LEN - 999));
+        hmaf_session_destroy(staged);
+    }
+    staged = connect_with("0", NULL);
+    read_check(staged, buf, 0, 4096); /* registers the range */
+    emu_setting("DOCA_EMU_FAULT_DMA_EVERY", "7");
+    CHECK(hmaf_session_read(staged, buf, buf_addr, LEN) < 0);
+    hmaf_session_destroy(staged);
+    emu_setting("DOCA_EMU_FAULT_DMA_EVERY", NULL);
+    emu_setting("DOCA_EMU_MAX_TASKS", NULL);
 }
 
 static void test_small(hmaf_session_t *s)
@@ -381,6 +433,7 @@ int main(void)
     CHECK_OK(hmaf_session_lookup(s, "buf", &buf_addr, &len));
     buf = map_anon(NULL, 2 * MIB);
     test_in_place(s, buf);
+    test_pieces(s, buf);
     test_small(s);
     buf = test_unmap(s, buf);
     test_dontneed(s, buf);
