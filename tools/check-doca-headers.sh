@@ -35,9 +35,11 @@
 #      to compile. If it does not, the headers or the flags do not mark
 #      experimental calls and check 1 proved less than it says.
 #   3. (clang only) The emulation agrees with the SDK: every function and
-#      typedef tests/doca/include declares has the same type in DIR, and
-#      every enumerator and numeric macro it defines the same value
-#      (compiled and run with the first compiler).
+#      typedef tests/doca/include declares has the same type in DIR, the
+#      functions of these the SDK declares DOCA_EXPERIMENTAL are the ones
+#      the emulation marks deprecated (so code built against it refuses the
+#      same calls), and every enumerator and numeric macro it defines has
+#      the same value (compiled and run with the first compiler).
 #
 # Exit status: 0 every check passed; 1 a check failed; 2 bad usage;
 # 77 skipped, with the reason on stderr (no header directory, or no compiler).
@@ -231,6 +233,30 @@ else
             fail "no declarations read from $emu"
         elif [ $bad = 0 ]; then
             pass "$n functions and typedefs"
+        fi
+
+        # Experimental calls: without DOCA_ALLOW_EXPERIMENTAL_API the SDK
+        # declares them deprecated; of the emulation's functions, the same
+        # ones must be.
+        deprecated() {
+            clang -fsyntax-only -std=c11 -D_GNU_SOURCE -I"$1" -Xclang \
+                  -ast-dump -fno-color-diagnostics "$work/tu.c" 2>/dev/null |
+                awk '/^[|`]-/ { name = "" }
+                     /^[|`]-FunctionDecl / {
+                         if (match($0, / doca_[A-Za-z0-9_]+ \x27/))
+                             name = substr($0, RSTART + 1, RLENGTH - 3) }
+                     /DeprecatedAttr/ && name != "" { print name }' |
+                sort -u
+        }
+        cut -d' ' -f1 "$work/emu.txt" | sort -u >"$work/emu_names.txt"
+        deprecated "$emu" >"$work/emu_exp.txt"
+        deprecated "$hdr" | comm -12 - "$work/emu_names.txt" \
+            >"$work/sdk_exp.txt"
+        if diff "$work/emu_exp.txt" "$work/sdk_exp.txt" >"$work/log"; then
+            pass "$(wc -l <"$work/emu_exp.txt") experimental calls marked alike"
+        else
+            fail "experimental calls differ (< emulation, > SDK)"
+            sed 's/^/        /' "$work/log"
         fi
 
         # Enumerators and numeric macros: print them with each header set.

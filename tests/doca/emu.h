@@ -22,6 +22,12 @@ struct emu_dma_link {
     uint64_t overhead_ns; /* per task, in series with its bytes */
 };
 
+/* One device's DMA memcpy buf list cap (DOCA_EMU_DMA_MAX_BUF_LIST_LEN). */
+struct emu_list_cap {
+    char pci[EMU_PCI_LEN];
+    uint32_t max_len;
+};
+
 struct emu_config {
     char devices[EMU_MAX_DEVS][EMU_PCI_LEN];
     uint32_t ndevices;
@@ -41,12 +47,18 @@ struct emu_config {
     uint32_t export_desc_size; /* bytes doca_mmap_export_pci hands out */
     uint64_t memlock;          /* bytes local mmaps may pin; 0: no limit */
     uint32_t dma_completions;  /* per ctx and progress call; 0: all */
+    uint32_t list_len;         /* DMA buf list cap of unnamed devices */
+    struct emu_list_cap list_caps[EMU_MAX_DEVS]; /* named devices */
+    uint32_t nlist_caps;
     uint32_t timed;            /* DMA completions wait for the model */
     uint64_t timed_latency_ns; /* after the device's time, per task */
     struct emu_dma_link timed_read, timed_write;
+    uint64_t timed_elem_ns; /* per buf list element past each list's first */
 };
 
 const struct emu_config *emu_config(void);
+/* The DMA memcpy buf list cap of the device at pci (normalized form). */
+uint32_t emu_dma_list_cap(const char *pci);
 /* Writes the "0000:bb:dd.f" form of a PCI address; -1 if malformed. */
 int emu_pci_normalize(const char *in, char out[EMU_PCI_LEN]);
 /* The emulation aborts on misuse DOCA calls undefined, to catch it. */
@@ -64,6 +76,7 @@ enum emu_counter {
     EMU_IMPORTS,
     EMU_DMA_TASKS,
     EMU_DMA_BYTES,
+    EMU_DMA_DEVICE_NS,
     EMU_NCOUNTERS
 };
 void emu_count(enum emu_counter which, uint64_t n);
@@ -110,14 +123,21 @@ struct doca_mmap {
     uint32_t users;  /* threads inside a buf call on it (emu_mmap.c) */
 };
 
+/* A buf heads a list, alone or with others chained after it, or is a
+ * later element of one (emu_buf.c). */
 struct doca_buf {
     struct doca_buf_inventory *inv;
     struct doca_mmap *mmap;
     uint8_t *head, *data;
     size_t len, data_len;
-    uint16_t refcount;
-    struct doca_buf *next_free;
+    uint16_t refcount;          /* a later element's stays 1 */
+    struct doca_buf *first;     /* its list's head, itself for a head */
+    struct doca_buf *next;      /* the next element of its list, or NULL */
+    struct doca_buf *next_free; /* in its inventory while free */
 };
+
+/* Give b back to its inventory (refcount 0, out of any list). */
+void emu_buf_put(struct doca_buf *b);
 
 /* SUCCESS while the exporter keeps the import's mmap started; DRIVER once
  * it stopped (or exited), NOT_PERMITTED without the right to read it. */

@@ -7,6 +7,18 @@
  * completes the task, so a caller that reads the destination before its
  * callback sees stale data, as on hardware.
  *
+ * Buf lists (scatter-gather): the source is the data sections of its list,
+ * element after element (empty ones add nothing), and the destination
+ * list takes those bytes in order, filling each element's room after its
+ * data before the next: DOCA's rule for one buf (the bytes land after
+ * its data) applied along the list. Each list may hold up to the device's cap
+ * (DOCA_EMU_DMA_MAX_BUF_LIST_LEN), max_buf_size bounds the source's total,
+ * and everything is checked before a byte moves, so a failed task leaves
+ * every data_len alone. Elements may come from different mmaps; a task
+ * with an import on both sides is NOT_SUPPORTED (host to host is none of
+ * DOCA DMA's documented directions). Pieces against one exporter go in
+ * one process_vm_readv/writev.
+ *
  * Fatal errors: a malformed task (TOO_BIG, INVALID_VALUE) and, with
  * DOCA_EMU_FAULT_DMA_FATAL, an injected fault stop the context, as a card
  * may after a fatal task error: it moves to STOPPING before the failed
@@ -29,10 +41,17 @@
  * local memory; also local to local) and write (local to an import) -
  * each serving its tasks in submit order, one at a time:
  *
- *   cost  = max(1 / ops, overhead + bytes / bw)      that direction's knobs
+ *   cost  = max(1 / ops, overhead + extra * elem + bytes / bw)
  *   start = max(submit, busy)       busy: when its previous task finished
  *   busy  = start + cost
  *   due   = busy + latency
+ *
+ * with that direction's ops, bw and overhead; extra is the list elements
+ * past the first of the source's list and of the destination's (0 for
+ * two lone bufs), elem DOCA_EMU_TIMED_LIST_ELEM_NS. A task is one op
+ * however long its lists: a list saves the per-task floor and the host's
+ * submit and completion, and costs the device a descriptor per element.
+ * elem is a model choice (about half a small task), not a measurement.
  *
  * A lone task takes latency + cost; with enough in flight a direction
  * completes one every cost. Reads pay a per-task overhead that does not
@@ -62,7 +81,8 @@
 #include "emu.h"
 
 struct doca_dma {
-    struct doca_ctx ctx; /* first: the ctx ops cast back */
+    struct doca_ctx ctx;   /* first: the ctx ops cast back */
+    char pci[EMU_PCI_LEN]; /* its device's: the buf list cap is per device */
     doca_dma_task_memcpy_completion_cb_t ok_cb, err_cb;
     struct doca_task **held; /* run, callback not called yet: num_tasks */
     uint32_t nheld;
@@ -84,75 +104,261 @@ struct doca_dma_task_memcpy {
 enum { LINK_READ, LINK_WRITE };
 static uint64_t link_busy[2];
 
-/* At execute: what submit does not look at. */
-static doca_error_t check_bufs(const struct doca_buf *src,
-                               const struct doca_buf *dst)
-{
-    uintptr_t end, tail;
+/* ---- a task's buf lists (a lone buf is a list of one) ---- */
 
-    if (src->data_len > emu_config()->max_buf_size) {
-        return DOCA_ERROR_TOO_BIG;
-    }
-    /* Addresses of imported bufs are the exporter's: compare as numbers. */
-    end = (uintptr_t)dst->head + dst->len;
-    tail = (uintptr_t)dst->data + dst->data_len;
-    return src->data_len <= end - tail ? DOCA_SUCCESS
-                                       : DOCA_ERROR_INVALID_VALUE;
+/* A list as the device sees it. */
+struct list_shape {
+    uint32_t n;        /* elements */
+    uint64_t bytes;    /* source: all its data; destination: all its room */
+    uint32_t imports;  /* elements on an imported mmap */
+    uint32_t readonly; /* destination: elements the device may not write */
+};
+
+/* A destination element's room: after its data, to its end. Addresses of
+ * imported bufs are the exporter's: compare as numbers. */
+static uint64_t room_of(const struct doca_buf *b)
+{
+    return (uintptr_t)b->head + b->len - ((uintptr_t)b->data + b->data_len);
 }
 
-/* Loops because the kernel may stop at a page it cannot reach. */
-static doca_error_t remote_copy(pid_t pid, int write, uint8_t *local,
-                                uintptr_t remote, size_t n)
+static int writable(const struct doca_mmap *mm)
 {
-    while (n > 0) {
-        struct iovec l = {local, n};
-        struct iovec r = {(void *)remote, n};
-        ssize_t k = write ? process_vm_writev(pid, &l, 1, &r, 1, 0)
-                          : process_vm_readv(pid, &l, 1, &r, 1, 0);
+    uint32_t need = mm->from_export ? DOCA_ACCESS_FLAG_PCI_READ_WRITE
+                                    : DOCA_ACCESS_FLAG_LOCAL_READ_WRITE;
+
+    return (mm->perms & need) != 0;
+}
+
+static struct list_shape shape_of(const struct doca_buf *head, int dst)
+{
+    struct list_shape s = {0};
+
+    for (const struct doca_buf *b = head; b != NULL; b = b->next) {
+        s.n++;
+        s.bytes += dst ? room_of(b) : b->data_len;
+        s.imports += b->mmap->from_export != 0;
+        s.readonly += dst && !writable(b->mmap);
+    }
+    return s;
+}
+
+/* At execute: what submit does not look at. Each failure is a malformed
+ * task, which DOCA may treat as fatal; the emulation does. */
+static doca_error_t check_shapes(const struct doca_dma_task_memcpy *m,
+                                 const struct list_shape *src,
+                                 const struct list_shape *dst, uint32_t cap)
+{
+    if (m->src->first != m->src || m->dst->first != m->dst) {
+        return DOCA_ERROR_INVALID_VALUE; /* lists go by their heads */
+    }
+    if (src->n > cap || dst->n > cap) {
+        return DOCA_ERROR_INVALID_VALUE;
+    }
+    if (src->bytes > emu_config()->max_buf_size) {
+        return DOCA_ERROR_TOO_BIG;
+    }
+    return src->bytes <= dst->bytes ? DOCA_SUCCESS : DOCA_ERROR_INVALID_VALUE;
+}
+
+static int seen_before(const struct doca_buf *head, const struct doca_buf *b)
+{
+    for (const struct doca_buf *p = head; p != b; p = p->next) {
+        if (p->mmap == b->mmap) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Before any byte moves, each import of the list has its live word read
+ * once and counts the task once (DOCA_EMU_FAULT_STOP_AFTER: the tasks
+ * before this one). */
+static doca_error_t check_imports(const struct doca_buf *head)
+{
+    doca_error_t err = DOCA_SUCCESS;
+
+    for (const struct doca_buf *b = head; b != NULL; b = b->next) {
+        if (b->mmap->from_export && !seen_before(head, b)) {
+            doca_error_t e = emu_import_check(b->mmap);
+
+            /* tasks of several contexts may run against one import */
+            __atomic_add_fetch(&b->mmap->ntasks, 1, __ATOMIC_RELAXED);
+            err = err == DOCA_SUCCESS ? e : err;
+        }
+    }
+    return err;
+}
+
+/* ---- moving the bytes ---- */
+
+/* A list read byte by byte: the source's data sections, or the
+ * destination's room after its data, element after element. */
+struct cursor {
+    const struct doca_buf *b;
+    uint64_t off; /* into b's part */
+    int dst;
+};
+
+/* A stretch both lists can move at once. */
+struct piece {
+    uintptr_t from, to;
+    size_t n;
+    const struct doca_mmap *from_mm, *to_mm;
+};
+
+static uint64_t part_len(const struct cursor *c)
+{
+    return c->dst ? room_of(c->b) : c->b->data_len;
+}
+
+static uintptr_t part_at(const struct cursor *c)
+{
+    return (uintptr_t)c->b->data + (c->dst ? c->b->data_len : 0) + c->off;
+}
+
+/* Bytes left in the current element, skipping spent and empty ones; 0 at
+ * the end of the list. */
+static uint64_t cursor_left(struct cursor *c)
+{
+    while (c->b != NULL && c->off == part_len(c)) {
+        c->b = c->b->next;
+        c->off = 0;
+    }
+    return c->b == NULL ? 0 : part_len(c) - c->off;
+}
+
+/* The next piece; 0 once the source is spent. */
+static int next_piece(struct cursor *src, struct cursor *dst, struct piece *p)
+{
+    uint64_t have = cursor_left(src), room;
+
+    if (have == 0) {
+        return 0;
+    }
+    room = cursor_left(dst);
+    if (room == 0) {
+        emu_die("DMA destination room miscounted"); /* checked before */
+    }
+    p->n = (size_t)(have < room ? have : room);
+    p->from = part_at(src);
+    p->to = part_at(dst);
+    p->from_mm = src->b->mmap;
+    p->to_mm = dst->b->mmap;
+    src->off += p->n;
+    dst->off += p->n;
+    return 1;
+}
+
+#define IOV_BATCH 64
+
+/* Pieces for one process_vm_readv/writev: one exporter, one direction. */
+struct batch {
+    pid_t pid;
+    int write; /* local memory to the exporter's */
+    int n;
+    struct iovec local[IOV_BATCH], remote[IOV_BATCH];
+};
+
+/* Loops because the kernel may stop at a page it cannot reach. The
+ * pieces pair up one to one, so both sides advance alike. */
+static doca_error_t flush(struct batch *bt)
+{
+    struct iovec *l = bt->local, *r = bt->remote;
+    int cnt = bt->n;
+
+    bt->n = 0;
+    while (cnt > 0) {
+        ssize_t k = bt->write ? process_vm_writev(bt->pid, l, cnt, r, cnt, 0)
+                              : process_vm_readv(bt->pid, l, cnt, r, cnt, 0);
 
         if (k <= 0) {
             return k < 0 && errno == EPERM ? DOCA_ERROR_NOT_PERMITTED
                                            : DOCA_ERROR_DRIVER;
         }
-        local += k;
-        remote += (size_t)k;
-        n -= (size_t)k;
+        while (k > 0) {
+            size_t take = (size_t)k < l->iov_len ? (size_t)k : l->iov_len;
+
+            l->iov_base = (uint8_t *)l->iov_base + take;
+            r->iov_base = (uint8_t *)r->iov_base + take;
+            l->iov_len -= take;
+            r->iov_len -= take;
+            k -= (ssize_t)take;
+            if (l->iov_len == 0) {
+                l++, r++, cnt--;
+            }
+        }
     }
     return DOCA_SUCCESS;
 }
 
-static doca_error_t copy_with_import(const struct doca_buf *src,
-                                     struct doca_buf *dst)
+/* Local to local is a memcpy; a piece that reaches an import joins the
+ * batch, which goes first if it is full or for another exporter or
+ * direction. */
+static doca_error_t add_piece(struct batch *bt, const struct piece *p)
 {
-    struct doca_mmap *remote = src->mmap->from_export ? src->mmap : dst->mmap;
-    uint8_t *to = dst->data + dst->data_len;
-    doca_error_t err = emu_import_check(remote);
+    const struct doca_mmap *remote = p->from_mm->from_export ? p->from_mm
+                                     : p->to_mm->from_export ? p->to_mm
+                                                             : NULL;
+    int write = remote == p->to_mm;
 
-    /* tasks of several contexts may run against one import */
-    __atomic_add_fetch(&remote->ntasks, 1, __ATOMIC_RELAXED);
-    if (err != DOCA_SUCCESS) {
-        return err;
+    if (remote == NULL) {
+        memcpy((void *)p->to, (const void *)p->from, p->n);
+        return DOCA_SUCCESS;
     }
-    if (remote == src->mmap) {
-        return remote_copy((pid_t)remote->desc.pid, 0, to, (uintptr_t)src->data,
-                           src->data_len);
+    if (bt->n == IOV_BATCH ||
+        (bt->n > 0 && (bt->pid != remote->desc.pid || bt->write != write))) {
+        doca_error_t err = flush(bt);
+
+        if (err != DOCA_SUCCESS) {
+            return err;
+        }
     }
-    return remote_copy((pid_t)remote->desc.pid, 1, src->data, (uintptr_t)to,
-                       src->data_len);
+    bt->pid = (pid_t)remote->desc.pid;
+    bt->write = write;
+    bt->local[bt->n] = (struct iovec){(void *)(write ? p->from : p->to), p->n};
+    bt->remote[bt->n] = (struct iovec){(void *)(write ? p->to : p->from), p->n};
+    bt->n++;
+    return DOCA_SUCCESS;
+}
+
+static doca_error_t move_bytes(const struct doca_dma_task_memcpy *m)
+{
+    struct cursor src = {m->src, 0, 0}, dst = {m->dst, 0, 1};
+    struct batch bt = {.n = 0};
+    struct piece p;
+    doca_error_t err = DOCA_SUCCESS;
+
+    while (err == DOCA_SUCCESS && next_piece(&src, &dst, &p)) {
+        err = add_piece(&bt, &p);
+    }
+    return err == DOCA_SUCCESS ? flush(&bt) : err;
+}
+
+/* The destination's elements took the bytes in order, each after its
+ * data up to its end: each data section grows by what landed in it. */
+static void grow_dst(struct doca_buf *head, uint64_t bytes)
+{
+    for (struct doca_buf *b = head; b != NULL && bytes > 0; b = b->next) {
+        uint64_t n = room_of(b) < bytes ? room_of(b) : bytes;
+
+        b->data_len += n;
+        bytes -= n;
+    }
 }
 
 static doca_error_t dma_execute(struct doca_task *t)
 {
     struct doca_dma_task_memcpy *m = (struct doca_dma_task_memcpy *)t;
-    const struct doca_mmap *sm = m->src->mmap, *dm = m->dst->mmap;
-    uint32_t need = dm->from_export ? DOCA_ACCESS_FLAG_PCI_READ_WRITE
-                                    : DOCA_ACCESS_FLAG_LOCAL_READ_WRITE;
+    struct list_shape src, dst;
     doca_error_t err;
 
     if (t->ctx->state != DOCA_CTX_STATE_RUNNING) {
         return DOCA_ERROR_IO_FAILED; /* flushed by the stop */
     }
-    err = check_bufs(m->src, m->dst);
+    src = shape_of(m->src, 0);
+    dst = shape_of(m->dst, 1);
+    err = check_shapes(m, &src, &dst,
+                       emu_dma_list_cap(((struct doca_dma *)t->ctx)->pci));
     if (err != DOCA_SUCCESS) {
         m->fatal = 1;
         return err;
@@ -161,21 +367,20 @@ static doca_error_t dma_execute(struct doca_task *t)
         m->fatal = emu_config()->fault_dma_fatal != 0;
         return DOCA_ERROR_IO_FAILED;
     }
-    if (sm->from_export && dm->from_export) {
+    if (src.imports > 0 && dst.imports > 0) {
         return DOCA_ERROR_NOT_SUPPORTED;
     }
-    if ((dm->perms & need) == 0) {
+    if (dst.readonly > 0) {
         return DOCA_ERROR_NOT_PERMITTED;
     }
-    if (sm->from_export || dm->from_export) {
-        err = copy_with_import(m->src, m->dst);
-    } else {
-        memcpy(m->dst->data + m->dst->data_len, m->src->data, m->src->data_len);
+    err = check_imports(src.imports > 0 ? m->src : m->dst);
+    if (err == DOCA_SUCCESS) {
+        err = move_bytes(m);
     }
     if (err == DOCA_SUCCESS) {
-        m->dst->data_len += m->src->data_len;
+        grow_dst(m->dst, src.bytes);
         emu_count(EMU_DMA_TASKS, 1);
-        emu_count(EMU_DMA_BYTES, m->src->data_len);
+        emu_count(EMU_DMA_BYTES, src.bytes);
     }
     return err;
 }
@@ -204,30 +409,54 @@ static doca_error_t dma_start(struct doca_ctx *ctx)
     return DOCA_SUCCESS;
 }
 
-/* The device's time for one task of `bytes` on link l, in ns. */
-static uint64_t link_cost_ns(const struct emu_dma_link *l, uint64_t bytes)
+/* The device's time for one task on link l, in ns: `bytes` to move,
+ * `elements` list elements past each list's first. */
+static uint64_t link_cost_ns(const struct emu_dma_link *l, uint64_t bytes,
+                             uint64_t elements)
 {
     double per_op = 1e9 / (double)l->ops;
-    double moving =
-        (double)l->overhead_ns + (double)bytes * 1e9 / (double)l->bw;
+    double moving = (double)l->overhead_ns +
+                    (double)elements * (double)emu_config()->timed_elem_ns +
+                    (double)bytes * 1e9 / (double)l->bw;
 
     return (uint64_t)((per_op > moving ? per_op : moving) + 0.5);
 }
 
-/* Timed mode, at submit: queue the task on its direction's engine and
- * return when its completion falls due (the model above). The bufs are
- * not checked yet: a malformed task costs what its length says, up to
- * max_buf_size. */
-static uint64_t model_due(const struct doca_dma_task_memcpy *m)
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* A task's direction: write when it writes to an import and reads from
+ * none, else read (from an import, or local to local). */
+static int link_of(const struct list_shape *src, const struct list_shape *dst)
+{
+    return dst->imports > 0 && src->imports == 0 ? LINK_WRITE : LINK_READ;
+}
+
+/* A task's device time (the model above). The bufs are not checked yet:
+ * a malformed task costs what its lists say, up to max_buf_size and the
+ * list cap. */
+static uint64_t task_cost_ns(const struct doca_dma *dma, int link,
+                             const struct list_shape *src,
+                             const struct list_shape *dst)
 {
     const struct emu_config *c = emu_config();
-    int link = m->dst->mmap->from_export && !m->src->mmap->from_export
-                   ? LINK_WRITE
-                   : LINK_READ;
-    uint64_t bytes =
-        m->src->data_len < c->max_buf_size ? m->src->data_len : c->max_buf_size;
-    uint64_t cost = link_cost_ns(
-        link == LINK_WRITE ? &c->timed_write : &c->timed_read, bytes);
+    uint32_t cap = emu_dma_list_cap(dma->pci);
+    uint64_t elements = min_u64(src->n, cap) - 1 + min_u64(dst->n, cap) - 1;
+
+    return link_cost_ns(link == LINK_WRITE ? &c->timed_write : &c->timed_read,
+                        min_u64(src->bytes, c->max_buf_size), elements);
+}
+
+/* Timed mode, at submit: queue the task on its direction's engine and
+ * return when its completion falls due. */
+static uint64_t model_due(const struct doca_dma_task_memcpy *m)
+{
+    struct list_shape src = shape_of(m->src, 0), dst = shape_of(m->dst, 1);
+    int link = link_of(&src, &dst);
+    uint64_t cost =
+        task_cost_ns((const struct doca_dma *)m->task.ctx, link, &src, &dst);
     uint64_t now = emu_now_ns();
     uint64_t busy = __atomic_load_n(&link_busy[link], __ATOMIC_RELAXED);
     uint64_t done;
@@ -236,7 +465,8 @@ static uint64_t model_due(const struct doca_dma_task_memcpy *m)
         done = (busy > now ? busy : now) + cost;
     } while (!__atomic_compare_exchange_n(&link_busy[link], &busy, done, 1,
                                           __ATOMIC_RELAXED, __ATOMIC_RELAXED));
-    return done + c->timed_latency_ns;
+    emu_count(EMU_DMA_DEVICE_NS, cost);
+    return done + emu_config()->timed_latency_ns;
 }
 
 static doca_error_t dma_submit(struct doca_task *t)
@@ -398,10 +628,10 @@ doca_error_t doca_dma_create(struct doca_dev *dev, struct doca_dma **dma)
 {
     struct doca_dma *d = calloc(1, sizeof(*d));
 
-    (void)dev;
     if (d == NULL) {
         return DOCA_ERROR_NO_MEMORY;
     }
+    memcpy(d->pci, dev->info.pci, sizeof(d->pci));
     emu_ctx_init(&d->ctx, &dma_ops, sizeof(struct doca_dma_task_memcpy));
     d->rng = 0x9e3779b97f4a7c15ull; /* the same shuffle every run */
     *dma = d;
@@ -452,8 +682,7 @@ doca_dma_cap_task_memcpy_get_max_buf_size(const struct doca_devinfo *devinfo,
 doca_error_t doca_dma_cap_task_memcpy_get_max_buf_list_len(
     const struct doca_devinfo *devinfo, uint32_t *max_buf_list_len)
 {
-    (void)devinfo;
-    *max_buf_list_len = 1;
+    *max_buf_list_len = emu_dma_list_cap(devinfo->pci);
     return DOCA_SUCCESS;
 }
 

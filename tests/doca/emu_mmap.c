@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Memory maps, their export across processes, buffer inventories and
- * buffers.
+ * Memory maps, their export across processes, and buffer inventories
+ * (the bufs themselves: emu_buf.c).
  *
  * Export validity: each exported mmap owns a slot of live_words while it
  * is started. The descriptor names the slot's address and its current
@@ -597,71 +597,24 @@ doca_error_t doca_buf_inventory_buf_get_by_args(
                            .data = data,
                            .data_len = data_len,
                            .refcount = 1};
+    b->first = b; /* a list of one */
     *buf = b;
     return DOCA_SUCCESS;
 }
 
-/* ---- buffers ---- */
-
-doca_error_t doca_buf_inc_refcount(struct doca_buf *buf, uint16_t *refcount)
+/* Each element of a list is an inventory element of its own: a list of n
+ * bufs holds n of them until its head's refcount drops to 0. */
+void emu_buf_put(struct doca_buf *b)
 {
-    if (buf->refcount == 0) {
-        return DOCA_ERROR_BAD_STATE; /* back in the inventory */
-    }
-    if (buf->refcount == UINT16_MAX) {
-        return DOCA_ERROR_TOO_BIG;
-    }
-    if (refcount != NULL) {
-        *refcount = buf->refcount;
-    }
-    buf->refcount++;
-    return DOCA_SUCCESS;
-}
+    struct doca_buf_inventory *inv = b->inv;
 
-doca_error_t doca_buf_dec_refcount(struct doca_buf *buf, uint16_t *refcount)
-{
-    struct doca_buf_inventory *inv = buf->inv;
-
-    if (buf->refcount == 0) {
-        return DOCA_ERROR_BAD_STATE;
-    }
-    if (refcount != NULL) {
-        *refcount = buf->refcount;
-    }
-    if (--buf->refcount == 0) {
-        mmap_enter(buf->mmap);
-        buf->mmap->nbufs--;
-        mmap_exit(buf->mmap);
-        buf->mmap = NULL;
-        buf->next_free = inv->free;
-        inv->free = buf;
-        inv->nfree++;
-    }
-    return DOCA_SUCCESS;
-}
-
-doca_error_t doca_buf_get_data(const struct doca_buf *buf, void **data)
-{
-    *data = buf->data;
-    return DOCA_SUCCESS;
-}
-
-doca_error_t doca_buf_get_data_len(const struct doca_buf *buf, size_t *data_len)
-{
-    *data_len = buf->data_len;
-    return DOCA_SUCCESS;
-}
-
-doca_error_t doca_buf_set_data(struct doca_buf *buf, void *data,
-                               size_t data_len)
-{
-    buf->data = data;
-    buf->data_len = data_len;
-    return DOCA_SUCCESS;
-}
-
-doca_error_t doca_buf_reset_data_len(struct doca_buf *buf)
-{
-    buf->data_len = 0;
-    return DOCA_SUCCESS;
+    mmap_enter(b->mmap);
+    b->mmap->nbufs--;
+    mmap_exit(b->mmap);
+    b->mmap = NULL;
+    b->refcount = 0;
+    b->first = b->next = NULL;
+    b->next_free = inv->free;
+    inv->free = b;
+    inv->nfree++;
 }

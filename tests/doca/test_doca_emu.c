@@ -2,10 +2,13 @@
 /*
  * The DOCA emulation itself: mmap and inventory rules, task limits,
  * callbacks only from progress, a real DMA read and write against a forked
- * host process, invalidation when that host stops its mmap, Comm Channel
- * messages and limits, the injected faults, and progress engine
- * notification handles.
+ * host process, invalidation when that host stops its mmap, buf lists and
+ * scatter-gather DMA, Comm Channel messages and limits, the injected
+ * faults, and progress engine notification handles.
  */
+/* doca_buf_chain_list_tail is experimental in DOCA 2.10; tested here. */
+#define DOCA_ALLOW_EXPERIMENTAL_API
+
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -242,11 +245,12 @@ static void note_state(const union doca_data ud, struct doca_ctx *ctx,
     }
 }
 
-/* sb holds more than max_buf_size: its task is taken by alloc_init and
- * submit, fails with TOO_BIG in the error callback, and stops the
- * context (STOPPING before the callback, IDLE once the task is freed). */
+/* A malformed task (sb holds more than max_buf_size, say): it is taken by
+ * alloc_init and submit, fails with `want` in the error callback, and
+ * stops the context (STOPPING before the callback, IDLE once the task is
+ * freed); started again for the caller. */
 static void check_fatal_task(struct dpu *d, struct doca_buf *sb,
-                             struct doca_buf *db)
+                             struct doca_buf *db, doca_error_t want)
 {
     struct doca_ctx *ctx = doca_dma_as_ctx(d->dma);
     struct doca_dma_task_memcpy *t;
@@ -257,11 +261,11 @@ static void check_fatal_task(struct dpu *d, struct doca_buf *sb,
     DOCA_OK(doca_ctx_set_state_changed_cb(ctx, note_state));
     DOCA_OK(doca_dma_task_memcpy_alloc_init(d->dma, sb, db, none, &t));
     DOCA_OK(doca_task_submit(doca_dma_task_memcpy_as_task(t)));
-    d->failed = 0;
-    while (d->failed == 0) {
+    d->done = d->failed = 0;
+    while (d->done + d->failed == 0) {
         doca_pe_progress(d->pe); /* the callback may take a few calls */
     }
-    CHECK_DOCA(d->status, DOCA_ERROR_TOO_BIG);
+    CHECK_DOCA(d->status, want);
     CHECK_EQ(nseen_states, 2);
     CHECK_EQ(seen_states[0], DOCA_CTX_STATE_STOPPING);
     CHECK_EQ(seen_states[1], DOCA_CTX_STATE_IDLE);
@@ -416,7 +420,7 @@ static void test_local_dma(void)
     doca_task_free(doca_dma_task_memcpy_as_task(t1));
     doca_pe_progress(d.pe);
     DOCA_OK(doca_ctx_start(doca_dma_as_ctx(d.dma)));
-    check_fatal_task(&d, sb, db);
+    check_fatal_task(&d, sb, db, DOCA_ERROR_TOO_BIG);
     DOCA_OK(doca_buf_dec_refcount(sb, NULL));
     DOCA_OK(doca_buf_dec_refcount(db, NULL));
 
@@ -628,8 +632,8 @@ static void test_export_desc_size(void)
     DOCA_OK(doca_dev_close(dpu));
 }
 
-/* A size below the descriptor is a broken setup: the emulation aborts. */
-static void test_export_desc_size_too_small(void)
+/* A knob set to `value` is a broken setup: the emulation aborts. */
+static void check_knob_aborts(const char *name, const char *value)
 {
     int status;
     pid_t pid;
@@ -638,7 +642,7 @@ static void test_export_desc_size_too_small(void)
     pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
-        setenv("DOCA_EMU_EXPORT_DESC_SIZE", "47", 1);
+        setenv(name, value, 1);
         signal(SIGABRT, SIG_DFL);
         if (freopen("/dev/null", "w", stderr) == NULL) {
             _exit(3);
@@ -648,6 +652,12 @@ static void test_export_desc_size_too_small(void)
     }
     CHECK(waitpid(pid, &status, 0) == pid);
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+}
+
+/* A size below the descriptor's core. */
+static void test_export_desc_size_too_small(void)
+{
+    check_knob_aborts("DOCA_EMU_EXPORT_DESC_SIZE", "47");
 }
 
 struct churn {
@@ -789,15 +799,13 @@ static char host_command(int sock, char cmd)
     return reply;
 }
 
-static void test_cross_process(void)
+/* Fork a host (host_main) and read what it exports into m; its pid. The
+ * test skips if this process may not read the child's memory. */
+static pid_t host_start(int *sock_out, struct export_msg *m)
 {
-    static uint8_t local[HOST_LEN];
-    struct export_msg m;
-    struct dpu d;
-    struct doca_mmap *rw, *ro, *lm;
     uint8_t probe;
     struct iovec l = {&probe, 1}, r;
-    int sv[2], status;
+    int sv[2];
     pid_t pid;
 
     CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
@@ -808,12 +816,34 @@ static void test_cross_process(void)
         host_main(sv[1]);
     }
     close(sv[1]);
-    CHECK(read(sv[0], &m, sizeof(m)) == sizeof(m));
-    r = (struct iovec){(void *)(uintptr_t)m.addr, 1};
+    CHECK(read(sv[0], m, sizeof(*m)) == sizeof(*m));
+    r = (struct iovec){(void *)(uintptr_t)m->addr, 1};
     if (process_vm_readv(pid, &l, 1, &r, 1, 0) != 1 && errno == EPERM) {
         kill(pid, SIGKILL);
         SKIP("process_vm_readv of our child: EPERM");
     }
+    *sock_out = sv[0];
+    return pid;
+}
+
+static void host_wait(int sock, pid_t pid)
+{
+    int status;
+
+    close(sock);
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void test_cross_process(void)
+{
+    static uint8_t local[HOST_LEN];
+    struct export_msg m;
+    struct dpu d;
+    struct doca_mmap *rw, *ro, *lm;
+    int sock;
+    pid_t pid = host_start(&sock, &m);
+
     dpu_open(&d, 4);
     lm = make_mmap(local, sizeof(local), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE,
                    d.dev);
@@ -834,7 +864,7 @@ static void test_cross_process(void)
     }
     CHECK_DOCA(dma_copy(&d, lm, local, ro, host, 64), DOCA_ERROR_NOT_PERMITTED);
     DOCA_OK(dma_copy(&d, lm, local, rw, host, HOST_LEN));
-    CHECK_EQ(host_command(sv[0], 'v'), 1);
+    CHECK_EQ(host_command(sock, 'v'), 1);
 
     /* Injected: the read-only import dies after its second task. */
     setenv("DOCA_EMU_FAULT_STOP_AFTER", "2", 1);
@@ -845,7 +875,7 @@ static void test_cross_process(void)
     doca_emu_reset();
 
     /* The host stops: imports fail, new imports too. */
-    CHECK_EQ(host_command(sv[0], 's'), 1);
+    CHECK_EQ(host_command(sock, 's'), 1);
     CHECK_DOCA(dma_copy(&d, rw, host, lm, local, 64), DOCA_ERROR_DRIVER);
     DOCA_OK(doca_mmap_destroy(rw));
     CHECK_DOCA(doca_mmap_create_from_export(NULL, m.desc[0], m.desc_len[0],
@@ -854,9 +884,543 @@ static void test_cross_process(void)
     DOCA_OK(doca_mmap_destroy(ro));
     DOCA_OK(doca_mmap_destroy(lm));
     dpu_close(&d);
-    close(sv[0]);
-    CHECK(waitpid(pid, &status, 0) == pid);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    host_wait(sock, pid);
+}
+
+/* ---- buf lists and scatter-gather DMA ---- */
+
+static uint16_t refcount_of(const struct doca_buf *b)
+{
+    uint16_t rc;
+
+    DOCA_OK(doca_buf_get_refcount(b, &rc));
+    return rc;
+}
+
+static uint32_t list_len(const struct doca_buf *head)
+{
+    uint32_t n;
+
+    DOCA_OK(doca_buf_get_list_len(head, &n));
+    return n;
+}
+
+static uint32_t free_bufs(struct doca_buf_inventory *inv)
+{
+    uint32_t n;
+
+    DOCA_OK(doca_buf_inventory_get_num_free_elements(inv, &n));
+    return n;
+}
+
+/* is_first, is_last and is_in_list of b, as three digits ("110"). */
+static int place_of(const struct doca_buf *b)
+{
+    uint8_t first, last, in;
+
+    DOCA_OK(doca_buf_is_first_in_list(b, &first));
+    DOCA_OK(doca_buf_is_last_in_list(b, &last));
+    DOCA_OK(doca_buf_is_in_list(b, &in));
+    return first * 100 + last * 10 + in;
+}
+
+static struct doca_buf *next_of(struct doca_buf *b)
+{
+    struct doca_buf *next;
+
+    DOCA_OK(doca_buf_get_next_in_list(b, &next));
+    return next;
+}
+
+static struct doca_buf *last_of(struct doca_buf *b)
+{
+    struct doca_buf *last;
+
+    DOCA_OK(doca_buf_get_last_in_list(b, &last));
+    return last;
+}
+
+/* a-b from lone a and b: only heads chain, list2 only at a count of 1,
+ * and a later element's count is 1 with the head's standing for it. Then
+ * c (once its extra reference is gone) and, by its tail, e: a-b-c-e. */
+static void check_chaining(struct doca_buf *a, struct doca_buf *b,
+                           struct doca_buf *c, struct doca_buf *e)
+{
+    CHECK_EQ(place_of(a), 110); /* a lone buf heads a list of one */
+    CHECK_EQ(list_len(a), 1);
+    CHECK(next_of(a) == NULL && last_of(a) == a);
+    DOCA_OK(doca_buf_chain_list(a, b));
+    CHECK_EQ(place_of(a), 101);
+    CHECK_EQ(place_of(b), 11);
+    CHECK_EQ(list_len(a), 2);
+    CHECK_DOCA(doca_buf_get_list_len(b, &(uint32_t){0}),
+               DOCA_ERROR_NOT_PERMITTED);
+    CHECK(next_of(a) == b && last_of(a) == b && last_of(b) == b);
+    CHECK_EQ(refcount_of(b), 1);
+    CHECK_DOCA(doca_buf_inc_refcount(b, NULL), DOCA_ERROR_NOT_PERMITTED);
+    CHECK_DOCA(doca_buf_dec_refcount(b, NULL), DOCA_ERROR_NOT_PERMITTED);
+    CHECK_DOCA(doca_buf_chain_list(c, b), DOCA_ERROR_NOT_PERMITTED);
+    CHECK_DOCA(doca_buf_chain_list(b, c), DOCA_ERROR_NOT_PERMITTED);
+    CHECK_DOCA(doca_buf_chain_list(a, a), DOCA_ERROR_INVALID_VALUE);
+    DOCA_OK(doca_buf_inc_refcount(c, NULL));
+    CHECK_DOCA(doca_buf_chain_list(a, c), DOCA_ERROR_NOT_PERMITTED);
+    DOCA_OK(doca_buf_dec_refcount(c, NULL));
+    DOCA_OK(doca_buf_chain_list(a, c));
+    CHECK_DOCA(doca_buf_chain_list_tail(a, b, e), DOCA_ERROR_INVALID_VALUE);
+    DOCA_OK(doca_buf_chain_list_tail(a, c, e));
+    CHECK_EQ(list_len(a), 4);
+    CHECK(last_of(b) == e);
+}
+
+/* Chaining, walking, refcounts and unchaining, as doca_buf.h describes
+ * them; each element is an inventory element of its own, and a head's
+ * last reference takes its whole list back. */
+static void test_buf_lists(void)
+{
+    static uint8_t mem[4096], other[64];
+    struct doca_dev *dev = open_dev(DPU_PCI);
+    struct doca_mmap *mm = make_mmap(mem, sizeof(mem),
+                                     DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, dev);
+    struct doca_mmap *om = make_mmap(other, sizeof(other),
+                                     DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, dev);
+    struct doca_buf_inventory *inv;
+    struct doca_buf *a, *b, *c, *e;
+
+    DOCA_OK(doca_buf_inventory_create(5, &inv));
+    DOCA_OK(doca_buf_inventory_start(inv));
+    DOCA_OK(doca_buf_inventory_buf_get_by_data(inv, mm, mem, 8, &a));
+    DOCA_OK(doca_buf_inventory_buf_get_by_data(inv, mm, mem + 8, 8, &b));
+    DOCA_OK(doca_buf_inventory_buf_get_by_addr(inv, mm, mem + 16, 8, &c));
+    DOCA_OK(doca_buf_inventory_buf_get_by_addr(inv, om, other, 8, &e));
+    check_chaining(a, b, c, e); /* e on another mmap */
+    CHECK_EQ(free_bufs(inv), 1);
+
+    CHECK_DOCA(doca_buf_unchain_list(a, a), DOCA_ERROR_INVALID_VALUE);
+    CHECK_DOCA(doca_buf_unchain_list(c, b), DOCA_ERROR_INVALID_VALUE);
+    DOCA_OK(doca_buf_unchain_list(a, c)); /* a-b and c-e */
+    CHECK_EQ(list_len(a), 2);
+    CHECK_EQ(list_len(c), 2);
+    CHECK_EQ(place_of(c), 101);
+    CHECK_EQ(refcount_of(c), 1);
+
+    DOCA_OK(doca_buf_inc_refcount(a, NULL));
+    DOCA_OK(doca_buf_dec_refcount(a, NULL));
+    CHECK_EQ(free_bufs(inv), 1);
+    DOCA_OK(doca_buf_dec_refcount(a, NULL));
+    CHECK_EQ(free_bufs(inv), 3);
+    CHECK_DOCA(doca_mmap_destroy(om), DOCA_ERROR_NOT_PERMITTED); /* e */
+    DOCA_OK(doca_buf_dec_refcount(c, NULL));
+    CHECK_EQ(free_bufs(inv), 5);
+    DOCA_OK(doca_buf_inventory_destroy(inv));
+    DOCA_OK(doca_mmap_destroy(mm));
+    DOCA_OK(doca_mmap_destroy(om));
+    DOCA_OK(doca_dev_close(dev));
+}
+
+static uint32_t list_cap_of(const char *pci)
+{
+    struct doca_dev *dev = open_dev(pci);
+    uint32_t n;
+
+    DOCA_OK(doca_dma_cap_task_memcpy_get_max_buf_list_len(
+        doca_dev_as_devinfo(dev), &n));
+    DOCA_OK(doca_dev_close(dev));
+    return n;
+}
+
+/* The cap is per device: 4 everywhere by default, "N" for the devices a
+ * "PCI=N" entry does not name; out of 1..1024 the emulation aborts. */
+static void test_list_cap(void)
+{
+    CHECK_EQ(list_cap_of(HOST_PCI), 4);
+    CHECK_EQ(list_cap_of(DPU_PCI), 4);
+    setenv("DOCA_EMU_DMA_MAX_BUF_LIST_LEN", "1,0000:03:00.0=16", 1);
+    doca_emu_reset();
+    CHECK_EQ(list_cap_of(HOST_PCI), 1);
+    CHECK_EQ(list_cap_of(DPU_PCI), 16);
+    unsetenv("DOCA_EMU_DMA_MAX_BUF_LIST_LEN");
+    doca_emu_reset();
+    check_knob_aborts("DOCA_EMU_DMA_MAX_BUF_LIST_LEN", "0");
+    check_knob_aborts("DOCA_EMU_DMA_MAX_BUF_LIST_LEN", "b1:00.0=1025");
+}
+
+static void set_list_cap(const char *n)
+{
+    setenv("DOCA_EMU_DMA_MAX_BUF_LIST_LEN", n, 1);
+    doca_emu_reset();
+}
+
+/* A buf over [at, at + cap) of mm with its first `data` bytes as data,
+ * chained after head unless head is NULL; returns the list's head. */
+static struct doca_buf *add_buf(struct dpu *d, struct doca_buf *head,
+                                struct doca_mmap *mm, uint8_t *at, size_t cap,
+                                size_t data)
+{
+    struct doca_buf *b;
+
+    DOCA_OK(doca_buf_inventory_buf_get_by_args(d->inv, mm, at, cap, at, data,
+                                               &b));
+    if (head == NULL) {
+        return b;
+    }
+    DOCA_OK(doca_buf_chain_list(head, b));
+    return head;
+}
+
+/* Submit src -> dst (submit never refuses) and wait for the callback. */
+static doca_error_t run_memcpy(struct dpu *d, const struct doca_buf *src,
+                               struct doca_buf *dst)
+{
+    struct doca_dma_task_memcpy *t;
+    int before = d->done + d->failed;
+
+    DOCA_OK(doca_dma_task_memcpy_alloc_init(d->dma, src, dst,
+                                            (union doca_data){0}, &t));
+    DOCA_OK(doca_task_submit(doca_dma_task_memcpy_as_task(t)));
+    while (d->done + d->failed == before) {
+        doca_pe_progress(d->pe);
+    }
+    return d->status;
+}
+
+static size_t data_len_of(const struct doca_buf *b)
+{
+    size_t n;
+
+    DOCA_OK(doca_buf_get_data_len(b, &n));
+    return n;
+}
+
+static void dpu_inventory(struct dpu *d, size_t n)
+{
+    DOCA_OK(doca_buf_inventory_destroy(d->inv));
+    DOCA_OK(doca_buf_inventory_create(n, &d->inv));
+    DOCA_OK(doca_buf_inventory_start(d->inv));
+}
+
+/* Gather and scatter between local lists: the source's data sections in
+ * order (an empty one adds nothing), each destination element filled
+ * after its data before the next; one task, its bytes counted once. */
+static void test_dma_lists_local(void)
+{
+    static uint8_t src[256], dst[256];
+    struct doca_emu_counters before = counters_now();
+    struct doca_buf *s = NULL, *t = NULL;
+    struct doca_mmap *sm, *dm;
+    struct dpu d;
+
+    dpu_open(&d, 2);
+    dpu_inventory(&d, 8);
+    memcpy(src, "abcde", 5);
+    memcpy(src + 100, "xyz", 3);
+    memset(dst, '.', sizeof(dst));
+    dst[0] = 'Q';
+    sm = make_mmap(src, sizeof(src), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, d.dev);
+    dm = make_mmap(dst, sizeof(dst), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, d.dev);
+    s = add_buf(&d, s, sm, src, 5, 5);
+    s = add_buf(&d, s, sm, src + 50, 10, 0);
+    s = add_buf(&d, s, sm, src + 100, 3, 3);
+    t = add_buf(&d, t, dm, dst, 4, 1); /* room 3 after its 'Q' */
+    t = add_buf(&d, t, dm, dst + 64, 10, 0);
+    CHECK_EQ(free_bufs(d.inv), 3);
+    DOCA_OK(run_memcpy(&d, s, t));
+    CHECK(memcmp(dst, "Qabc.", 5) == 0);
+    CHECK(memcmp(dst + 64, "dexyz.", 6) == 0);
+    CHECK_EQ(data_len_of(t), 4);
+    CHECK_EQ(data_len_of(next_of(t)), 5);
+    CHECK_EQ(counters_now().dma_tasks - before.dma_tasks, 1);
+    CHECK_EQ(counters_now().dma_bytes - before.dma_bytes, 8);
+    DOCA_OK(doca_buf_dec_refcount(s, NULL));
+    DOCA_OK(doca_buf_dec_refcount(t, NULL));
+    CHECK_EQ(free_bufs(d.inv), 8);
+    DOCA_OK(doca_mmap_destroy(sm));
+    DOCA_OK(doca_mmap_destroy(dm));
+    dpu_close(&d);
+}
+
+/* Malformed lists fail in the error callback (submit takes them), stop
+ * the context and move nothing: a destination one byte short, a list
+ * longer than the cap on either side, a later element given as a list,
+ * a source whose total exceeds max_buf_size though each element fits. A
+ * read-only destination element is NOT_PERMITTED, not fatal. At a cap of
+ * 1 (no lists) a lone buf still goes. */
+static void test_dma_lists_bad(void)
+{
+    static uint8_t src[256], dst[256], ro[64];
+    struct doca_buf *s = NULL, *t = NULL, *big = NULL, *lone, *r = NULL;
+    struct doca_mmap *sm, *dm, *rm;
+    struct dpu d;
+
+    dpu_open(&d, 2);
+    dpu_inventory(&d, 12);
+    sm = make_mmap(src, sizeof(src), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, d.dev);
+    dm = make_mmap(dst, sizeof(dst), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, d.dev);
+    rm = make_mmap(ro, sizeof(ro), DOCA_ACCESS_FLAG_LOCAL_READ_ONLY, d.dev);
+    s = add_buf(&d, s, sm, src, 8, 8);
+    s = add_buf(&d, s, sm, src + 8, 8, 8);
+    t = add_buf(&d, t, dm, dst, 10, 2); /* room 8 */
+    t = add_buf(&d, t, dm, dst + 10, 7, 0);
+    check_fatal_task(&d, s, t, DOCA_ERROR_INVALID_VALUE); /* 16 into 15 */
+    CHECK_EQ(data_len_of(t), 2);
+    CHECK_EQ(dst[2], 0);
+
+    t = add_buf(&d, t, dm, dst + 20, 1, 0); /* room 16 in 3 */
+    big = add_buf(&d, big, dm, dst + 32, 64, 0);
+    set_list_cap("2");
+    check_fatal_task(&d, s, t, DOCA_ERROR_INVALID_VALUE); /* dst of 3 */
+    s = add_buf(&d, s, sm, src + 16, 8, 8);
+    check_fatal_task(&d, s, big, DOCA_ERROR_INVALID_VALUE); /* src of 3 */
+    set_list_cap("4");
+    check_fatal_task(&d, next_of(s), big, DOCA_ERROR_INVALID_VALUE);
+    setenv("DOCA_EMU_MAX_BUF_SIZE", "20", 1); /* 24 in three bufs of 8 */
+    doca_emu_reset();
+    check_fatal_task(&d, s, big, DOCA_ERROR_TOO_BIG);
+    unsetenv("DOCA_EMU_MAX_BUF_SIZE");
+    doca_emu_reset();
+    CHECK_EQ(data_len_of(t), 2);
+    CHECK_EQ(data_len_of(big), 0);
+
+    r = add_buf(&d, r, dm, dst + 100, 16, 0);
+    r = add_buf(&d, r, rm, ro, 16, 0);
+    CHECK_DOCA(run_memcpy(&d, s, r), DOCA_ERROR_NOT_PERMITTED);
+    CHECK_EQ(data_len_of(r), 0);
+    CHECK_EQ(dst[100], 0);
+
+    set_list_cap("1");
+    DOCA_OK(doca_buf_inventory_buf_get_by_data(d.inv, sm, src, 8, &lone));
+    DOCA_OK(run_memcpy(&d, lone, big));
+    check_fatal_task(&d, s, big, DOCA_ERROR_INVALID_VALUE);
+    unsetenv("DOCA_EMU_DMA_MAX_BUF_LIST_LEN");
+    doca_emu_reset();
+    CHECK_EQ(data_len_of(big), 8);
+    DOCA_OK(doca_buf_dec_refcount(lone, NULL));
+    DOCA_OK(doca_buf_dec_refcount(s, NULL));
+    DOCA_OK(doca_buf_dec_refcount(t, NULL));
+    DOCA_OK(doca_buf_dec_refcount(big, NULL));
+    DOCA_OK(doca_buf_dec_refcount(r, NULL));
+    DOCA_OK(doca_mmap_destroy(sm));
+    DOCA_OK(doca_mmap_destroy(dm));
+    DOCA_OK(doca_mmap_destroy(rm));
+    dpu_close(&d);
+}
+
+/* Knobs for a test: set, and unset again, as name/value pairs. */
+struct knob {
+    const char *name, *value;
+};
+
+static void set_knobs(const struct knob *k, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        setenv(k[i].name, k[i].value, 1);
+    }
+    doca_emu_reset();
+}
+
+static void unset_knobs(const struct knob *k, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsetenv(k[i].name);
+    }
+    doca_emu_reset();
+}
+
+/* Three host ranges gathered into two local bufs, the first holding 5
+ * bytes already: 45 land after them, the other 3062 in the second. */
+static void list_read_gather(struct dpu *d, struct doca_mmap *rw,
+                             struct doca_mmap *lm, uint8_t *host,
+                             uint8_t *local)
+{
+    struct doca_buf *s = NULL, *t = NULL;
+
+    s = add_buf(d, s, rw, host + 10, 100, 100);
+    s = add_buf(d, s, rw, host + 5000, 3000, 3000);
+    s = add_buf(d, s, rw, host + 200000, 7, 7);
+    t = add_buf(d, t, lm, local, 50, 5);
+    t = add_buf(d, t, lm, local + 1000, 5000, 0);
+    DOCA_OK(run_memcpy(d, s, t));
+    CHECK_EQ(data_len_of(t), 50);
+    CHECK_EQ(data_len_of(next_of(t)), 3062);
+    for (size_t k = 0; k < 3107; k++) {
+        size_t at = k < 100    ? 10 + k
+                    : k < 3100 ? 5000 + k - 100
+                               : 200000 + k - 3100;
+        uint8_t got = k < 45 ? local[5 + k] : local[1000 + k - 45];
+
+        CHECK_EQ(got, host_pattern(at, 1));
+    }
+    DOCA_OK(doca_buf_dec_refcount(s, NULL));
+    DOCA_OK(doca_buf_dec_refcount(t, NULL));
+}
+
+/* One lone read of n host bytes at off into local + 60000. */
+static uint8_t *read_back(struct dpu *d, struct doca_mmap *rw,
+                          struct doca_mmap *lm, uint8_t *host, size_t off,
+                          size_t n, uint8_t *local)
+{
+    struct doca_buf *s = add_buf(d, NULL, rw, host + off, n, n);
+    struct doca_buf *t = add_buf(d, NULL, lm, local + 60000, n, 0);
+
+    DOCA_OK(run_memcpy(d, s, t));
+    DOCA_OK(doca_buf_dec_refcount(s, NULL));
+    DOCA_OK(doca_buf_dec_refcount(t, NULL));
+    return local + 60000;
+}
+
+/* Host and local memory in one list: a source gathering both (a read),
+ * a destination scattering to both (a write). */
+static void list_mixed(struct dpu *d, struct doca_mmap *rw,
+                       struct doca_mmap *ro, struct doca_mmap *lm,
+                       uint8_t *host, uint8_t *local)
+{
+    struct doca_buf *s, *t;
+
+    memset(local + 7000, 0xab, 32);
+    s = add_buf(d, NULL, ro, host, 16, 16);
+    s = add_buf(d, s, lm, local + 7000, 16, 16);
+    t = add_buf(d, NULL, lm, local + 8000, 32, 0);
+    DOCA_OK(run_memcpy(d, s, t));
+    for (size_t i = 0; i < 32; i++) {
+        CHECK_EQ(local[8000 + i], i < 16 ? host_pattern(i, 1) : 0xab);
+    }
+    DOCA_OK(doca_buf_dec_refcount(s, NULL));
+    DOCA_OK(doca_buf_dec_refcount(t, NULL));
+
+    s = add_buf(d, NULL, lm, local + 7000, 32, 32);
+    t = add_buf(d, NULL, lm, local + 9000, 16, 0);
+    t = add_buf(d, t, rw, host + 64, 16, 0);
+    DOCA_OK(run_memcpy(d, s, t));
+    CHECK(memcmp(local + 9000, local + 7000, 16) == 0);
+    CHECK(memcmp(read_back(d, rw, lm, host, 64, 16, local), local + 7016,
+                 16) == 0);
+    DOCA_OK(doca_buf_dec_refcount(s, NULL));
+    DOCA_OK(doca_buf_dec_refcount(t, NULL));
+}
+
+/* The host's imports on both sides of a task are NOT_SUPPORTED, a
+ * read-only host element in a destination list NOT_PERMITTED; neither
+ * moves a byte. */
+static void list_mixed_refused(struct dpu *d, struct doca_mmap *rw,
+                               struct doca_mmap *ro, struct doca_mmap *lm,
+                               uint8_t *host, uint8_t *local)
+{
+    struct doca_buf *s = add_buf(d, NULL, ro, host + 256, 16, 16);
+    struct doca_buf *t = add_buf(d, NULL, lm, local + 9100, 8, 0);
+
+    t = add_buf(d, t, rw, host + 128, 8, 0);
+    CHECK_DOCA(run_memcpy(d, s, t), DOCA_ERROR_NOT_SUPPORTED);
+    CHECK_EQ(data_len_of(t), 0);
+    DOCA_OK(doca_buf_dec_refcount(s, NULL));
+    DOCA_OK(doca_buf_dec_refcount(t, NULL));
+
+    s = add_buf(d, NULL, lm, local + 7000, 32, 32);
+    t = add_buf(d, NULL, rw, host + 256, 16, 0);
+    t = add_buf(d, t, ro, host + 272, 16, 0);
+    CHECK_DOCA(run_memcpy(d, s, t), DOCA_ERROR_NOT_PERMITTED);
+    CHECK_EQ(read_back(d, rw, lm, host, 256, 1, local)[0],
+             host_pattern(256, 1));
+    DOCA_OK(doca_buf_dec_refcount(s, NULL));
+    DOCA_OK(doca_buf_dec_refcount(t, NULL));
+}
+
+/* The whole range written from four local bufs into three host bufs cut
+ * elsewhere; the host checks every byte. In timed mode the task is one
+ * op on the write engine: 5 extra elements at 300 ns, 262144 bytes at
+ * 1 B/ns (the read engine's figures would give about 11.7 us). */
+static void list_write_all(struct dpu *d, struct doca_mmap *rw,
+                           struct doca_mmap *lm, uint8_t *host,
+                           uint8_t *local, int sock)
+{
+    static const struct knob timed[] = {
+        {"DOCA_EMU_TIMED", "1"},
+        {"DOCA_EMU_TIMED_LATENCY_NS", "0"},
+        {"DOCA_EMU_TIMED_WRITE_OPS", "1000000"},
+        {"DOCA_EMU_TIMED_WRITE_BW", "1000000000"},
+        {"DOCA_EMU_TIMED_LIST_ELEM_NS", "300"},
+    };
+    const size_t n = sizeof(timed) / sizeof(timed[0]);
+    struct doca_buf *s = NULL, *t = NULL;
+    uint64_t ns = counters_now().dma_device_ns;
+
+    for (size_t i = 0; i < HOST_LEN; i++) {
+        local[i] = host_pattern(i, 2);
+    }
+    s = add_buf(d, s, lm, local, 1000, 1000);
+    s = add_buf(d, s, lm, local + 1000, 69000, 69000);
+    s = add_buf(d, s, lm, local + 70000, 1, 1);
+    s = add_buf(d, s, lm, local + 70001, HOST_LEN - 70001, HOST_LEN - 70001);
+    t = add_buf(d, t, rw, host, 4099, 0);
+    t = add_buf(d, t, rw, host + 4099, 131072 - 4099, 0);
+    t = add_buf(d, t, rw, host + 131072, HOST_LEN - 131072, 0);
+    set_knobs(timed, n);
+    DOCA_OK(run_memcpy(d, s, t));
+    unset_knobs(timed, n);
+    CHECK_EQ(counters_now().dma_device_ns - ns, 5 * 300 + HOST_LEN);
+    CHECK_EQ(host_command(sock, 'v'), 1);
+    DOCA_OK(doca_buf_dec_refcount(s, NULL));
+    DOCA_OK(doca_buf_dec_refcount(t, NULL));
+}
+
+/* A list of three bufs on one import is one task against it: with
+ * DOCA_EMU_FAULT_STOP_AFTER=2 a fresh import dies after two such tasks,
+ * not during the first. */
+static void list_stop_after(struct dpu *d, const struct export_msg *m,
+                            struct doca_mmap *lm, uint8_t *host,
+                            uint8_t *local)
+{
+    struct doca_mmap *imp;
+    struct doca_buf *s = NULL, *t;
+
+    DOCA_OK(doca_mmap_create_from_export(NULL, m->desc[1], m->desc_len[1],
+                                         d->dev, &imp));
+    for (int i = 0; i < 3; i++) {
+        s = add_buf(d, s, imp, host + 100 * i, 10, 10);
+    }
+    t = add_buf(d, NULL, lm, local, 30, 0);
+    setenv("DOCA_EMU_FAULT_STOP_AFTER", "2", 1);
+    doca_emu_reset();
+    for (int i = 0; i < 3; i++) {
+        DOCA_OK(doca_buf_reset_data_len(t));
+        CHECK_DOCA(run_memcpy(d, s, t),
+                   i < 2 ? DOCA_SUCCESS : DOCA_ERROR_DRIVER);
+    }
+    unsetenv("DOCA_EMU_FAULT_STOP_AFTER");
+    doca_emu_reset();
+    DOCA_OK(doca_buf_dec_refcount(s, NULL));
+    DOCA_OK(doca_buf_dec_refcount(t, NULL));
+    DOCA_OK(doca_mmap_destroy(imp));
+}
+
+/* Lists against a forked host's exports, read-write and read-only. */
+static void test_dma_lists_cross_process(void)
+{
+    static uint8_t local[HOST_LEN];
+    struct export_msg m;
+    struct doca_mmap *rw, *ro, *lm;
+    struct dpu d;
+    int sock;
+    pid_t pid = host_start(&sock, &m);
+    uint8_t *host = (uint8_t *)(uintptr_t)m.addr;
+
+    dpu_open(&d, 2);
+    dpu_inventory(&d, 16);
+    lm = make_mmap(local, sizeof(local), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE,
+                   d.dev);
+    DOCA_OK(doca_mmap_create_from_export(NULL, m.desc[0], m.desc_len[0], d.dev,
+                                         &rw));
+    DOCA_OK(doca_mmap_create_from_export(NULL, m.desc[1], m.desc_len[1], d.dev,
+                                         &ro));
+    list_read_gather(&d, rw, lm, host, local);
+    list_mixed(&d, rw, ro, lm, host, local);
+    list_mixed_refused(&d, rw, ro, lm, host, local);
+    list_stop_after(&d, &m, lm, host, local);
+    list_write_all(&d, rw, lm, host, local, sock);
+    CHECK_EQ(free_bufs(d.inv), 16);
+    DOCA_OK(doca_mmap_destroy(rw));
+    DOCA_OK(doca_mmap_destroy(ro));
+    DOCA_OK(doca_mmap_destroy(lm));
+    dpu_close(&d);
+    host_wait(sock, pid);
 }
 
 /* ---- Comm Channel: server and client in one process, one PE ---- */
@@ -1331,6 +1895,65 @@ static void test_timed_queue(void)
     unset_timed();
 }
 
+/* The model's device time for list tasks, read from the emulation's
+ * counter rather than a clock: a task is one op (a floor of 1000 ns),
+ * plus 100 ns of read overhead, 300 ns per element past each list's first
+ * and 1 ns a byte. Four 64-byte bufs gathered into one: 1256 ns; into a
+ * list of two: 1556 ns; the same bytes as four lone tasks: 4000 ns. */
+static void test_timed_list_cost(void)
+{
+    static const struct knob timed[] = {
+        {"DOCA_EMU_TIMED", "1"},
+        {"DOCA_EMU_TIMED_LATENCY_NS", "0"},
+        {"DOCA_EMU_TIMED_READ_OPS", "1000000"},
+        {"DOCA_EMU_TIMED_READ_BW", "1000000000"},
+        {"DOCA_EMU_TIMED_READ_OVERHEAD_NS", "100"},
+        {"DOCA_EMU_TIMED_LIST_ELEM_NS", "300"},
+    };
+    const size_t n = sizeof(timed) / sizeof(timed[0]);
+    static uint8_t mem[1024];
+    struct doca_buf *s = NULL, *one, *two = NULL;
+    struct doca_mmap *mm;
+    uint64_t ns;
+    struct dpu d;
+
+    set_knobs(timed, n);
+    dpu_open(&d, 2);
+    dpu_inventory(&d, 10);
+    mm = make_mmap(mem, sizeof(mem), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, d.dev);
+    for (int i = 0; i < 4; i++) {
+        memset(mem + 64 * i, 'a' + i, 64);
+        s = add_buf(&d, s, mm, mem + 64 * i, 64, 64);
+    }
+    one = add_buf(&d, NULL, mm, mem + 256, 256, 0);
+    two = add_buf(&d, NULL, mm, mem + 512, 128, 0);
+    two = add_buf(&d, two, mm, mem + 640, 128, 0);
+    ns = counters_now().dma_device_ns;
+    DOCA_OK(run_memcpy(&d, s, one));
+    CHECK_EQ(counters_now().dma_device_ns - ns, 1256);
+    CHECK(memcmp(mem + 256, mem, 256) == 0);
+    ns = counters_now().dma_device_ns;
+    DOCA_OK(run_memcpy(&d, s, two));
+    CHECK_EQ(counters_now().dma_device_ns - ns, 1556);
+    CHECK(memcmp(mem + 512, mem, 256) == 0);
+    DOCA_OK(doca_buf_dec_refcount(one, NULL));
+    DOCA_OK(doca_buf_dec_refcount(two, NULL));
+    one = add_buf(&d, NULL, mm, mem + 768, 64, 0);
+    two = add_buf(&d, NULL, mm, mem, 64, 64); /* a lone source */
+    ns = counters_now().dma_device_ns;
+    for (int i = 0; i < 4; i++) {
+        DOCA_OK(doca_buf_reset_data_len(one));
+        DOCA_OK(run_memcpy(&d, two, one));
+    }
+    CHECK_EQ(counters_now().dma_device_ns - ns, 4000);
+    DOCA_OK(doca_buf_dec_refcount(s, NULL));
+    DOCA_OK(doca_buf_dec_refcount(one, NULL));
+    DOCA_OK(doca_buf_dec_refcount(two, NULL));
+    DOCA_OK(doca_mmap_destroy(mm));
+    dpu_close(&d);
+    unset_knobs(timed, n);
+}
+
 /* Server and client on a PE each; neither is started. */
 static void split_chan_open(struct chan *c, struct doca_pe **cli_pe,
                             const char *name)
@@ -1656,6 +2279,11 @@ int main(void)
     test_export_desc_size_too_small();
     test_counters();
     test_cross_process();
+    test_buf_lists();
+    test_list_cap();
+    test_dma_lists_local();
+    test_dma_lists_bad();
+    test_dma_lists_cross_process();
     test_comch();
     test_comch_limits();
     test_comch_refused();
@@ -1666,5 +2294,6 @@ int main(void)
     test_timed_not_early();
     test_timed_deadline();
     test_timed_queue();
+    test_timed_list_cost();
     return 0;
 }

@@ -4,13 +4,19 @@
  * section to the end of the destination's data section and grows the
  * destination's data_len by as much. Bytes move inside doca_pe_progress:
  * memcpy between local mmaps, process_vm_readv/writev against the exporter
- * when one side is an imported mmap (both imported: NOT_SUPPORTED).
+ * when one side is an imported mmap (both sides: NOT_SUPPORTED).
  *
- * Refused at alloc_init and again at submit:
- *   TOO_BIG        source data longer than max_buf_size (DOCA_EMU_MAX_BUF_SIZE)
- *   INVALID_VALUE  destination has less room after its data than that
+ * Source and destination may be buf lists (doca_buf.h), each up to the
+ * device's doca_dma_cap_task_memcpy_get_max_buf_list_len elements
+ * (DOCA_EMU_DMA_MAX_BUF_LIST_LEN). The source is the data sections of its
+ * list in order; the destination list takes those bytes in order, each
+ * element after its data up to its end, and each element's data_len grows
+ * by what landed in it. max_buf_size bounds the source's total.
+ *
+ * Neither alloc_init (beyond NULL bufs) nor submit checks a task, as DOCA
+ * says of submit: a task too big, too long a list, or a destination with
+ * too little room fails in the error callback (statuses: doca_emu.h).
  * Allocating more than num_memcpy_tasks tasks at once is NO_MEMORY.
- * Completion statuses (err_cb): see doca_emu.h.
  */
 #ifndef DOCA_DMA_H_
 #define DOCA_DMA_H_
@@ -45,7 +51,7 @@ doca_error_t doca_dma_cap_get_max_num_tasks(struct doca_dma *dma,
 doca_error_t
 doca_dma_cap_task_memcpy_get_max_buf_size(const struct doca_devinfo *devinfo,
                                           uint64_t *buf_size);
-/* Always 1: no chained bufs. */
+/* Elements a source or destination list may hold (1: no lists). */
 doca_error_t doca_dma_cap_task_memcpy_get_max_buf_list_len(
     const struct doca_devinfo *devinfo, uint32_t *max_buf_list_len);
 

@@ -33,13 +33,17 @@
  *
  * DMA completion statuses (err_cb, doca_task_get_status); submit does
  * not validate a task, as DOCA documents, so these all arrive here:
- *   TOO_BIG        the source exceeds max_buf_size (fatal)
- *   INVALID_VALUE  the source exceeds the destination's room (fatal)
+ *   TOO_BIG        the source's data (all its list's) exceeds
+ *                  max_buf_size (fatal)
+ *   INVALID_VALUE  the source exceeds the destination's room (all its
+ *                  list's), a list is longer than the device's cap, or
+ *                  src or dst is not the head of its list (fatal)
  *   DRIVER         the import is invalid (exporter stopped or gone), or
  *                  the kernel refused the copy (unmapped address)
  *   NOT_PERMITTED  writing to an import exported PCI_READ_ONLY, or to a
  *                  local mmap without LOCAL_READ_WRITE, or no ptrace right
- *   NOT_SUPPORTED  both buffers are on imported mmaps
+ *   NOT_SUPPORTED  both the source and the destination have a buf on
+ *                  an imported mmap
  *   IO_FAILED      an injected fault (fatal with DOCA_EMU_FAULT_DMA_FATAL),
  *                  or flushed: its context was no longer running
  * A fatal error stops the context: it moves to STOPPING before the failed
@@ -60,6 +64,12 @@
  *                          out per context, at most, in shuffled order
  *                          (4; 0: all that are done, in submit order)
  *   DOCA_EMU_MAX_BUF_SIZE  bytes per DMA task (1048576)
+ *   DOCA_EMU_DMA_MAX_BUF_LIST_LEN  elements a DMA memcpy task's source or
+ *                          destination list may hold, per device:
+ *                          comma-separated "N" (every device not named)
+ *                          and "PCI=N" entries, N from 1 (no lists) to
+ *                          1024 (4 for every device: no card's figure is
+ *                          published, so a small one)
  *   DOCA_EMU_MAX_TASKS     tasks per DMA ctx and send tasks per comch ctx
  *                          (1024)
  *   DOCA_EMU_COMCH_MAX_MSG comch message size cap (4080)
@@ -88,7 +98,9 @@
  *                          import (or local to local), write: to an
  *                          import - one engine per process serves tasks
  *                          in submit order:
- *                            cost = max(1/OPS, OVERHEAD_NS + bytes/BW)
+ *                            cost = max(1/OPS, OVERHEAD_NS
+ *                                       + extra elements * ELEM_NS
+ *                                       + bytes/BW)
  *                            due  = max(submit, engine free) + cost
  *                                   + LATENCY_NS
  *                          A task of a context that is no longer running
@@ -106,6 +118,10 @@
  *   DOCA_EMU_TIMED_WRITE_OPS          (10200000)
  *   DOCA_EMU_TIMED_WRITE_BW           (15100000000)
  *   DOCA_EMU_TIMED_WRITE_OVERHEAD_NS  (0)
+ *   DOCA_EMU_TIMED_LIST_ELEM_NS       per buf list element past the first
+ *                                      of the source's and of the
+ *                                      destination's list (50: a model
+ *                                      choice, not a measurement)
  * Faults (0 or unset: off):
  *   DOCA_EMU_FAULT_DMA_EVERY=N         every Nth DMA task this process runs
  *                                      completes with IO_FAILED
@@ -121,8 +137,8 @@
  * freeing one aborts with a message. Capabilities: every device supports
  * every emulated operation but create_from_export (above). Notification
  * handles are an epoll set per PE (doca_pe.h); comch never fires them. Not
- * emulated: event modes, chained bufs, comch counters and fast path,
- * receive-queue sizes.
+ * emulated: event modes, comch counters and fast path, receive-queue
+ * sizes.
  *
  * Thread safety: as DOCA: one thread per PE and the objects used with it.
  * Exporting is safe from any thread.
@@ -146,6 +162,8 @@ struct doca_emu_counters {
     uint64_t imports;       /* mmaps created from an export */
     uint64_t dma_tasks;     /* DMA memcpy tasks completed with SUCCESS */
     uint64_t dma_bytes;     /* bytes those tasks moved */
+    uint64_t dma_device_ns; /* timed mode: device time the model charged
+                               to DMA tasks at submit (ns) */
 };
 
 void doca_emu_counters(struct doca_emu_counters *out);
