@@ -1053,6 +1053,67 @@ static void check_lanes(const struct target *t, uint64_t mem)
     hmaf_session_destroy(st.s);
 }
 
+/* (m) Small transfers of one call on one import go as DMA tasks with a
+ * list of host bufs, as many per task as the device allows (4 in the
+ * emulation by default): 16 reads of 100 bytes are 4 tasks, 16 writes too,
+ * and the bytes land where each segment says. On a device without lists
+ * they are 16 tasks. */
+#define LIST_SEGS 16
+#define LIST_LEN  100
+#define LIST_AT   (POSTED_AT + (128u << 10))
+
+static unsigned long list_call(hmaf_session_t *s, uint64_t mem, int write,
+                               unsigned salt)
+{
+    static uint8_t v[LIST_SEGS][LIST_LEN];
+    hmaf_seg_t segs[LIST_SEGS];
+    unsigned long before;
+
+    for (int i = 0; i < LIST_SEGS; i++) {
+        uint64_t off = LIST_AT + (uint64_t)i * 3 * LIST_LEN; /* gaps */
+        segs[i] = (hmaf_seg_t){v[i], mem + off, LIST_LEN};
+        if (write) {
+            target_fill(v[i], LIST_LEN, off, salt);
+        } else {
+            memset(v[i], 0, LIST_LEN);
+        }
+    }
+    before = atomic_load(&submits);
+    CHECK_OK(write ? hmaf_session_writev(s, segs, LIST_SEGS)
+                   : hmaf_session_readv(s, segs, LIST_SEGS));
+    before = atomic_load(&submits) - before;
+    for (int i = 0; i < LIST_SEGS && !write; i++) {
+        CHECK_PATTERN(v[i], LIST_LEN, LIST_AT + (uint64_t)i * 3 * LIST_LEN,
+                      salt);
+    }
+    return before;
+}
+
+static void check_lists(const struct target *t, uint64_t mem)
+{
+    for (int lists = 0; lists < 2; lists++) {
+        unsigned long per_call = lists ? LIST_SEGS / 4 : LIST_SEGS;
+        hmaf_session_t *s;
+
+        if (lists) {
+            unsetenv("DOCA_EMU_DMA_MAX_BUF_LIST_LEN");
+        } else {
+            setenv("DOCA_EMU_DMA_MAX_BUF_LIST_LEN", "1", 1);
+        }
+        limits(NULL, NULL);
+        s = connect_to(t->address, CHECK_US_LONG);
+        (void)list_call(s, mem, 0, 1); /* registers */
+        CHECK_EQ(list_call(s, mem, 0, 1), per_call);
+        CHECK_EQ(list_call(s, mem, 1, 2), per_call);
+        CHECK_EQ(list_call(s, mem, 0, 2), per_call);
+        CHECK_EQ(list_call(s, mem, 1, 1), per_call); /* the host's again */
+        CHECK_EQ(list_call(s, mem, 0, 1), per_call);
+        hmaf_session_destroy(s);
+    }
+    unsetenv("DOCA_EMU_DMA_MAX_BUF_LIST_LEN");
+    limits(NULL, NULL);
+}
+
 int main(void)
 {
     struct target_options opts = {
@@ -1082,6 +1143,7 @@ int main(void)
     check_sparse(&t, mem);
     check_posted(&t, mem);
     check_lanes(&t, mem);
+    check_lists(&t, mem);
     check_comch_message();
     check_revoke(&t, mem);
     check_agent_destroy(&t);

@@ -144,6 +144,24 @@ static uint64_t deng_env_bytes(const char *name, uint64_t fallback)
     return v;
 }
 
+/* Host bufs one task may chain, as the device allows (1: no lists).
+ * HMAF_DOCA_LISTS=0 turns lists off. */
+static uint32_t deng_list_max(struct doca_devinfo *info)
+{
+    uint32_t n = 1;
+    const char *env = getenv("HMAF_DOCA_LISTS");
+
+    if (env != NULL && strcmp(env, "0") == 0) {
+        return 1;
+    }
+    if (doca_dma_cap_task_memcpy_get_max_buf_list_len(info, &n) !=
+            DOCA_SUCCESS ||
+        n == 0) {
+        return 1;
+    }
+    return HMAF_MIN(n, (uint32_t)DENG_LIST_MAX);
+}
+
 /* Dpu: the window and the transfer size, fixed for every ep of this ctx.
  * The task limit needs a DMA instance, so one is made and dropped. */
 static int deng_dpu_caps(struct deng_ctx *c)
@@ -181,6 +199,7 @@ static int deng_dpu_caps(struct deng_ctx *c)
     c->nslots = HMAF_MIN(max_tasks, (uint32_t)DENG_TASKS_MAX);
     c->slot_size = (size_t)HMAF_MIN(max_buf, (uint64_t)DENG_SLOT_MAX);
     c->max_task = HMAF_MIN(max_buf, (uint64_t)DENG_TASK_MAX);
+    c->list_max = deng_list_max(info);
     c->zcopy_min = deng_env_bytes("HMAF_DOCA_ZCOPY_MIN", DENG_ZCOPY_MIN_DEFAULT);
     c->zcopy_cache =
         deng_env_bytes("HMAF_DOCA_ZCOPY_CACHE", DENG_ZCOPY_CACHE_DEFAULT);

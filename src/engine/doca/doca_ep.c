@@ -135,6 +135,7 @@ static struct deng_slot *deng_take_slot(struct deng_lane *l,
     deng_busy_add(l, 1);
     s->batch = batch;
     s->op = batch->op;
+    s->nparts = 0;
     return s;
 }
 
@@ -164,9 +165,12 @@ static void deng_pieces_done(struct deng_lane *l, struct deng_slot *head,
         return;
     }
     status = head->status;
+    n = head->nparts > 1 ? head->nparts : 1; /* a list task's transfers */
     deng_free_slot(l, head);
-    l->ncompleted++;
-    deng_finish(batch, status);
+    l->ncompleted += n;
+    while (n-- > 0) {
+        deng_finish(batch, status);
+    }
 }
 
 /* A piece's task is over: its slot is free, unless it heads the transfer
@@ -183,11 +187,26 @@ static void deng_piece_over(struct deng_lane *l, struct deng_slot *s,
     deng_pieces_done(l, head, 1, status);
 }
 
+/* A staged read's bytes to their callers. */
+static void deng_copy_out(const struct deng_slot *s)
+{
+    const uint8_t *from = s->stage;
+
+    if (s->nparts <= 1) {
+        memcpy(s->local, from, s->len);
+        return;
+    }
+    for (uint32_t j = 0; j < s->nparts; j++) {
+        memcpy(s->parts[j].local, from, s->parts[j].len);
+        from += s->parts[j].len;
+    }
+}
+
 /* Runs inside doca_pe_progress, under the lane's lock. */
 static void deng_complete(struct deng_slot *s, doca_error_t err)
 {
     if (err == DOCA_SUCCESS && s->op == HMAF_XFER_READ && s->lreg == NULL) {
-        memcpy(s->local, s->stage, s->len);
+        deng_copy_out(s);
     }
     if (err != DOCA_SUCCESS) {
         hmaf__log_debug("doca dma %s of %zu bytes: %s",
@@ -333,6 +352,129 @@ static void deng_start(struct deng_lane *l, struct hmaf_xfer_batch *batch,
     }
 }
 
+/* ---- list tasks: small transfers on one import, one task ---- */
+
+/* How many transfers from i on one list task can carry: small, on the
+ * same import, together within a slot; 1 or less: no list. */
+static uint32_t deng_list_len(const struct deng_lane *l,
+                              const struct hmaf_xfer_batch *batch, uint32_t i)
+{
+    const struct deng_ctx *c = deng_ctx_of(l->ep);
+    const struct hmaf_xfer *x = &batch->xfers[i];
+    size_t total = 0;
+    uint32_t k = 0;
+
+    while (k < c->list_max && i + k < batch->count &&
+           x[k].rmem == x[0].rmem && x[k].len <= DENG_LIST_ITEM_MAX &&
+           total + x[k].len <= c->slot_size) {
+        total += x[k].len;
+        k++;
+    }
+    return k;
+}
+
+/* The host side of k transfers as one list of bufs, chained back to
+ * front (each doca_buf_chain_list then walks a list of one), under the
+ * import's lock; on failure every buf got is returned. */
+static doca_error_t deng_host_list(struct deng_lane *l, struct deng_rmem *r,
+                                   const struct hmaf_xfer *x, uint32_t k,
+                                   int with_data, struct doca_buf **out)
+{
+    struct doca_buf *head = NULL, *b;
+    doca_error_t err = DOCA_SUCCESS;
+
+    pthread_mutex_lock(&r->lock);
+    for (uint32_t j = k; j-- > 0 && err == DOCA_SUCCESS;) {
+        void *addr = (void *)(uintptr_t)x[j].remote_addr;
+        err = with_data ? doca_buf_inventory_buf_get_by_data(
+                              l->inv, r->mmap, addr, x[j].len, &b)
+                        : doca_buf_inventory_buf_get_by_addr(
+                              l->inv, r->mmap, addr, x[j].len, &b);
+        if (err == DOCA_SUCCESS && head != NULL) {
+            err = doca_buf_chain_list(b, head);
+            if (err != DOCA_SUCCESS) {
+                doca_buf_dec_refcount(b, NULL);
+            }
+        }
+        if (err == DOCA_SUCCESS) {
+            head = b;
+        }
+    }
+    if (err != DOCA_SUCCESS && head != NULL) {
+        doca_buf_dec_refcount(head, NULL); /* the whole list */
+        head = NULL;
+    }
+    pthread_mutex_unlock(&r->lock);
+    *out = head;
+    return err;
+}
+
+/* A list task over the k transfers at x: the host side a list, the local
+ * side one staging slot holding their bytes one after another. */
+static doca_error_t deng_prepare_list(struct deng_lane *l, struct deng_slot *s,
+                                      const struct hmaf_xfer *x)
+{
+    struct deng_rmem *r = hmaf__container_of(x->rmem, struct deng_rmem, base);
+    union doca_data ud = {.ptr = s};
+    int write = s->op == HMAF_XFER_WRITE;
+    doca_error_t err;
+
+    if (write) {
+        uint8_t *to = s->stage;
+        for (uint32_t j = 0; j < s->nparts; j++) {
+            memcpy(to, s->parts[j].local, s->parts[j].len);
+            to += s->parts[j].len;
+        }
+        err = deng_buf_get(l->inv, l->local_mmap, NULL, s->stage, s->len, 1,
+                           &s->src);
+        if (err == DOCA_SUCCESS) {
+            err = deng_host_list(l, r, x, s->nparts, 0, &s->dst);
+        }
+    } else {
+        err = deng_host_list(l, r, x, s->nparts, 1, &s->src);
+        if (err == DOCA_SUCCESS) {
+            err = deng_buf_get(l->inv, l->local_mmap, NULL, s->stage, s->len,
+                               0, &s->dst);
+        }
+    }
+    s->src_lock = write ? NULL : &r->lock;
+    s->dst_lock = write ? &r->lock : NULL;
+    if (err == DOCA_SUCCESS) {
+        err = doca_dma_task_memcpy_alloc_init(l->dma, s->src, s->dst, ud,
+                                              &s->task);
+    }
+    return err;
+}
+
+/* Submit the k transfers under cur as one list task, and move cur past
+ * them; a refusal ends them at once, failed. */
+static void deng_start_list(struct deng_lane *l, struct hmaf_xfer_batch *batch,
+                            struct deng_cursor *cur, uint32_t k)
+{
+    const struct hmaf_xfer *x = &batch->xfers[cur->next];
+    struct deng_slot *s = deng_take_slot(l, batch);
+    doca_error_t err;
+
+    *s = (struct deng_slot){.lane = s->lane, .stage = s->stage,
+                            .batch = batch, .op = batch->op, .head = s,
+                            .pieces_left = 1, .nparts = k};
+    for (uint32_t j = 0; j < k; j++) {
+        s->parts[j] = (struct deng_part){x[j].local, x[j].len};
+        s->len += x[j].len;
+    }
+    cur->next += k;
+    err = deng_failed(l->ep) ? DOCA_ERROR_BAD_STATE
+                             : deng_prepare_list(l, s, x);
+    if (err == DOCA_SUCCESS) {
+        err = doca_task_submit(doca_dma_task_memcpy_as_task(s->task));
+    }
+    if (err != DOCA_SUCCESS) {
+        hmaf__log_debug("doca dma list of %u transfers: %s", k,
+                        doca_error_get_name(err));
+        deng_piece_over(l, s, deng_status(l->ep, err));
+    }
+}
+
 /* Pieces of head's transfer not sent: over, failed, as the batch is. */
 static void deng_drop_rest(struct deng_lane *l,
                            const struct hmaf_xfer_batch *batch,
@@ -355,6 +497,8 @@ static int deng_submit_from(struct deng_lane *l, struct hmaf_xfer_batch *batch,
 {
     uint32_t count = batch->count; /* batch may be gone after the last */
 
+    uint32_t k;
+
     while (cur->next < count && l->free_slots != NULL) {
         if (batch->status < 0 && cur->off > 0) {
             deng_drop_rest(l, batch, cur);
@@ -363,6 +507,9 @@ static int deng_submit_from(struct deng_lane *l, struct hmaf_xfer_batch *batch,
             cur->next = count;
             __atomic_store_n(&batch->completed, batch->completed + left,
                              __ATOMIC_RELEASE);
+        } else if (cur->off == 0 && deng_ctx_of(l->ep)->list_max > 1 &&
+                   (k = deng_list_len(l, batch, cur->next)) > 1) {
+            deng_start_list(l, batch, cur, k);
         } else {
             deng_start(l, batch, cur);
         }
@@ -626,7 +773,9 @@ static doca_error_t deng_open_staging(struct deng_lane *l, uint32_t nslots,
                                          .next_free = l->free_slots};
         l->free_slots = &l->slots[i];
     }
-    err = doca_buf_inventory_create(2 * (size_t)nslots, &l->inv);
+    /* a task's local buf and up to list_max host bufs */
+    err = doca_buf_inventory_create(
+        (1 + (size_t)deng_ctx_of(l->ep)->list_max) * nslots, &l->inv);
     if (err == DOCA_SUCCESS) {
         err = doca_buf_inventory_start(l->inv);
     }

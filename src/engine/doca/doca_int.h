@@ -28,6 +28,12 @@
  * DENG_TASKS_MAX slots that is 16 MiB of registered staging per lane; 64 KiB
  * transfers already reach the DMA plateau (shared/DOCA.md, anchors). */
 #define DENG_SLOT_MAX (64u << 10)
+/* Small transfers of one batch on one import go as one task with a list
+ * of host bufs (scatter-gather) and one staging slot: at most this many
+ * per task (and the device's max_buf_list_len), each at most
+ * DENG_LIST_ITEM_MAX bytes, where a task's fixed cost outweighs its bytes. */
+#define DENG_LIST_MAX      16
+#define DENG_LIST_ITEM_MAX 4096u
 /* Bytes of one task in place, at most: a step moves 16 MiB at most, and
  * fewer, larger tasks cost the device and the cpu less per byte. */
 #define DENG_TASK_MAX (16u << 20)
@@ -53,6 +59,8 @@ struct deng_ctx {
                          DENG_SLOT_MAX) */
     uint64_t max_task; /* bytes per task in place: max_buf_size, at most
                           DENG_TASK_MAX; the engine's max_transfer */
+    uint32_t list_max; /* host bufs per task: max_buf_list_len, at most
+                          DENG_LIST_MAX; 1: no lists */
     uint64_t zcopy_min;   /* register caller runs this long; 0: never */
     uint64_t zcopy_cache; /* bytes of caller memory registered, at most */
 };
@@ -116,6 +124,13 @@ struct deng_slot {
     void *local; /* the caller's bytes of this piece: copied out at read
                     completion */
     size_t len;
+    /* A list task (nparts > 1): the transfers it carries, whole, their
+     * bytes one after another in stage. */
+    uint32_t nparts;
+    struct deng_part {
+        void *local;
+        size_t len;
+    } parts[DENG_LIST_MAX];
     struct deng_lreg *lreg; /* local side in place, not through stage */
     enum hmaf_xfer_op op;
     struct doca_buf *src, *dst;
