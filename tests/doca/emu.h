@@ -148,8 +148,9 @@ struct emu_ctx_ops {
      * lower *wake_ns to the monotonic time it will (a connect retry).
      * Optional: a ctx without sockets has work only in submitted tasks. */
     int (*watch)(struct doca_ctx *ctx, uint64_t *wake_ns);
-    /* Never fires the PE's handle, whatever happens: DOCA's Comm Channel
-     * "does not support event-triggered completions". */
+    /* Raises no events, whatever happens: DOCA's Comm Channel "does not
+     * support event-triggered completions". So it never fires the PE's
+     * handle, and a PE in selective mode leaves it out (emu_pe.c). */
     int quiet;
 };
 
@@ -160,6 +161,7 @@ struct doca_ctx {
     enum doca_ctx_states state;
     union doca_data user_data;
     doca_ctx_state_changed_callback_t state_cb;
+    int selected;       /* had tasks to progress at the PE's latest arm */
     size_t task_size;   /* bytes of one task of this ctx's kind */
     uint32_t num_tasks; /* configured */
     uint8_t *pool;      /* num_tasks tasks, while not IDLE */

@@ -4,7 +4,7 @@
  * callbacks only from progress, a real DMA read and write against a forked
  * host process, invalidation when that host stops its mmap, Comm Channel
  * messages and limits, the injected faults, and progress engine
- * notification handles.
+ * notification handles and event modes.
  */
 #include <errno.h>
 #include <poll.h>
@@ -1391,6 +1391,10 @@ static void test_notify_comch(void)
 
     snprintf(name, sizeof(name), "emu-notify-%d", (int)getpid());
     split_chan_open(&c, &cli_pe, name);
+    /* Armed in the default mode they would not drive comch at all
+     * (test_event_modes). */
+    DOCA_OK(doca_pe_set_event_mode(c.pe, DOCA_PE_EVENT_MODE_PROGRESS_ALL));
+    DOCA_OK(doca_pe_set_event_mode(cli_pe, DOCA_PE_EVENT_MODE_PROGRESS_ALL));
     DOCA_OK(doca_pe_get_notification_handle(c.pe, &srv_h));
     DOCA_OK(doca_pe_get_notification_handle(cli_pe, &cli_h));
     DOCA_OK(doca_pe_request_notification(c.pe));
@@ -1420,6 +1424,90 @@ static void test_notify_comch(void)
     check_quiet(srv_h, cli_h);
     DOCA_OK(doca_pe_clear_notification(c.pe, srv_h));
     DOCA_OK(doca_pe_clear_notification(cli_pe, cli_h));
+    DOCA_OK(doca_ctx_stop(doca_comch_server_as_ctx(c.srv)));
+    split_chan_close(&c, cli_pe);
+}
+
+/* Progress the server's PE alone, 20 calls 1 ms apart; whether the server
+ * received a message meanwhile. */
+static int server_hears(struct chan *c)
+{
+    c->got_len = 0;
+    for (int i = 0; i < 20 && c->got_len == 0; i++) {
+        progress_until_idle(c->pe);
+        usleep(1000);
+    }
+    return c->got_len != 0;
+}
+
+/* The client sends msg and sees its completion; the server's PE is not
+ * progressed. */
+static void client_sends(struct chan *c, struct doca_pe *cli_pe,
+                         const char *msg)
+{
+    int sent = c->sent;
+
+    client_send(c, msg);
+    while (c->sent == sent) {
+        progress_until_idle(cli_pe);
+    }
+}
+
+/* Event modes. Never armed, a PE in the default mode drives comch. Armed
+ * in that mode (selective), it leaves a comch context out, since comch
+ * raises no events, clear or not, unless one of its tasks was in flight
+ * at the arm; PROGRESS_ALL drives it, armed or not. */
+static void test_event_modes(void)
+{
+    doca_notification_handle_t h;
+    struct doca_pe *cli_pe;
+    char name[64];
+    struct chan c;
+    int sent;
+
+    snprintf(name, sizeof(name), "emu-modes-%d", (int)getpid());
+    split_chan_open(&c, &cli_pe, name);
+    CHECK_DOCA(doca_pe_set_event_mode(c.pe, (enum doca_pe_event_mode)2),
+               DOCA_ERROR_INVALID_VALUE);
+    DOCA_OK(doca_ctx_start(doca_comch_server_as_ctx(c.srv)));
+    CHECK_DOCA(doca_ctx_start(doca_comch_client_as_ctx(c.cli)),
+               DOCA_ERROR_IN_PROGRESS);
+    while (c.client_state != DOCA_CTX_STATE_RUNNING || c.connects == 0) {
+        progress_until_idle(cli_pe);
+        progress_until_idle(c.pe);
+    }
+    client_sends(&c, cli_pe, "a");
+    CHECK(server_hears(&c)); /* never armed */
+
+    DOCA_OK(doca_pe_get_notification_handle(c.pe, &h));
+    DOCA_OK(doca_pe_request_notification(c.pe));
+    client_sends(&c, cli_pe, "b");
+    CHECK(!server_hears(&c)); /* armed, nothing in flight */
+    DOCA_OK(doca_pe_clear_notification(c.pe, h));
+    CHECK(!server_hears(&c));
+
+    /* A send in flight at the arm: the server is driven until the next. */
+    sent = c.sent;
+    server_send(&c, "c");
+    CHECK(!server_hears(&c));
+    CHECK_EQ(c.sent, sent); /* its completion waits too */
+    DOCA_OK(doca_pe_request_notification(c.pe));
+    CHECK(server_hears(&c));
+    CHECK(c.got[0] == 'b' && c.sent == sent + 1);
+    DOCA_OK(doca_pe_clear_notification(c.pe, h));
+    DOCA_OK(doca_pe_request_notification(c.pe)); /* nothing in flight */
+    client_sends(&c, cli_pe, "d");
+    CHECK(!server_hears(&c));
+
+    DOCA_OK(doca_pe_set_event_mode(c.pe, DOCA_PE_EVENT_MODE_PROGRESS_ALL));
+    CHECK(server_hears(&c)); /* still armed */
+    CHECK_EQ(c.got[0], 'd');
+    DOCA_OK(doca_pe_clear_notification(c.pe, h));
+    DOCA_OK(doca_comch_server_disconnect(c.srv, c.peer));
+    while (c.client_state != DOCA_CTX_STATE_IDLE || c.disconnects == 0) {
+        progress_until_idle(cli_pe);
+        progress_until_idle(c.pe);
+    }
     DOCA_OK(doca_ctx_stop(doca_comch_server_as_ctx(c.srv)));
     split_chan_close(&c, cli_pe);
 }
@@ -1663,6 +1751,7 @@ int main(void)
     test_comch_stop_needs_disconnect();
     test_notify_tasks();
     test_notify_comch();
+    test_event_modes();
     test_timed_not_early();
     test_timed_deadline();
     test_timed_queue();

@@ -120,9 +120,10 @@
  * calling doca_pe_progress from a callback, submitting a submitted task or
  * freeing one aborts with a message. Capabilities: every device supports
  * every emulated operation but create_from_export (above). Notification
- * handles are an epoll set per PE (doca_pe.h); comch never fires them. Not
- * emulated: event modes, chained bufs, comch counters and fast path,
- * receive-queue sizes.
+ * handles are an epoll set per PE (doca_pe.h); comch never fires them, and
+ * a PE in selective mode (the default) that has been armed leaves comch
+ * out (doca_pe.h). Not emulated: chained bufs, comch counters and fast
+ * path, receive-queue sizes.
  *
  * Thread safety: as DOCA: one thread per PE and the objects used with it.
  * Exporting is safe from any thread.
