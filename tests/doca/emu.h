@@ -39,7 +39,8 @@ struct emu_config {
     uint32_t fault_stop_after;
     uint32_t fault_disconnect_after;
     uint32_t export_desc_size; /* bytes doca_mmap_export_pci hands out */
-    uint64_t memlock;          /* bytes local mmaps may pin; 0: no limit */
+    int memlock_rlimit; /* pins count against RLIMIT_MEMLOCK (the default) */
+    uint64_t memlock;   /* else bytes local mmaps may pin; 0: no limit */
     uint32_t dma_completions;  /* per ctx and progress call; 0: all */
     uint32_t timed;            /* DMA completions wait for the model */
     uint64_t timed_latency_ns; /* after the device's time, per task */
@@ -56,6 +57,9 @@ uint64_t emu_now_ns(void);
 /* Fault counters, process-wide. Each returns 1 when the fault fires. */
 int emu_fault_dma(void);
 int emu_fault_disconnect(void);
+/* Bytes local mmaps may pin now, 0 for no limit: DOCA_EMU_MEMLOCK's, or
+ * as the kernel decides at each pin. */
+uint64_t emu_memlock_limit(void);
 
 /* Test counters behind doca_emu_counters(), process-wide. */
 enum emu_counter {

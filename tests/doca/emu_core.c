@@ -4,12 +4,15 @@
  * counters, error names, and the device and representor lists.
  */
 #include <errno.h>
+#include <linux/capability.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <doca_dev.h>
 #include <doca_emu.h>
@@ -143,20 +146,14 @@ static uint64_t env_u64_in(const char *name, uint64_t def, uint64_t min,
     return x;
 }
 
-/* DOCA_EMU_MEMLOCK: a byte count, or "rlimit" for RLIMIT_MEMLOCK (none
- * when unlimited); unset or 0: no limit. */
-static uint64_t env_memlock(void)
+/* DOCA_EMU_MEMLOCK: unset or "rlimit", as a card (emu_memlock_limit); a
+ * byte count; 0: no limit. */
+static void load_memlock(struct emu_config *c)
 {
     const char *v = getenv("DOCA_EMU_MEMLOCK");
-    struct rlimit rl;
 
-    if (v == NULL || strcmp(v, "rlimit") != 0) {
-        return env_u64("DOCA_EMU_MEMLOCK", 0);
-    }
-    if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
-        return 0;
-    }
-    return rl.rlim_cur > 0 ? (uint64_t)rl.rlim_cur : 1;
+    c->memlock_rlimit = v == NULL || *v == '\0' || strcmp(v, "rlimit") == 0;
+    c->memlock = c->memlock_rlimit ? 0 : env_u64("DOCA_EMU_MEMLOCK", 0);
 }
 
 static uint32_t env_pci_list(const char *name, const char *def,
@@ -220,7 +217,7 @@ static void load_config(void)
     c->fault_stop_after = (uint32_t)env_u64("DOCA_EMU_FAULT_STOP_AFTER", 0);
     c->fault_disconnect_after =
         (uint32_t)env_u64("DOCA_EMU_FAULT_DISCONNECT_AFTER", 0);
-    c->memlock = env_memlock();
+    load_memlock(c);
     c->export_desc_size =
         (uint32_t)env_u64_in("DOCA_EMU_EXPORT_DESC_SIZE", EXPORT_DESC_DEFAULT,
                              EXPORT_DESC_MIN, EXPORT_DESC_MAX);
@@ -263,6 +260,37 @@ int emu_fault_disconnect(void)
 
     return after != 0 &&
            __atomic_add_fetch(&msg_count, 1, __ATOMIC_RELAXED) == after;
+}
+
+/* Does the kernel let the calling thread pin past RLIMIT_MEMLOCK? It asks
+ * capable(CAP_IPC_LOCK) of the pinning thread: its effective set. */
+static int can_ipc_lock(void)
+{
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+
+    if (syscall(SYS_capget, &hdr, data) != 0) {
+        return 0;
+    }
+    return (data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective &
+            CAP_TO_MASK(CAP_IPC_LOCK)) != 0;
+}
+
+/* As the kernel checks each pin (ib_umem_get): the limit and the
+ * capability as they are now, since a process may change either. */
+uint64_t emu_memlock_limit(void)
+{
+    const struct emu_config *c = emu_config();
+    struct rlimit rl;
+
+    if (!c->memlock_rlimit) {
+        return c->memlock;
+    }
+    if (can_ipc_lock() || getrlimit(RLIMIT_MEMLOCK, &rl) != 0 ||
+        rl.rlim_cur == RLIM_INFINITY) {
+        return 0;
+    }
+    return rl.rlim_cur > 0 ? (uint64_t)rl.rlim_cur : 1; /* 1: none fits */
 }
 
 /* ---- test counters ---- */

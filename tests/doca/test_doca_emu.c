@@ -3,8 +3,8 @@
  * The DOCA emulation itself: mmap and inventory rules, task limits,
  * callbacks only from progress, a real DMA read and write against a forked
  * host process, invalidation when that host stops its mmap, Comm Channel
- * messages and limits, the injected faults, and progress engine
- * notification handles and event modes.
+ * messages and limits, the injected faults, progress engine notification
+ * handles and event modes, and the memlock rule.
  */
 #include <errno.h>
 #include <poll.h>
@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -31,6 +32,7 @@
 #include <doca_pe.h>
 
 #include "check.h"
+#include "memlock.h"
 
 #define CHECK_DOCA(expr, want)                                                 \
     do {                                                                       \
@@ -438,9 +440,55 @@ static void test_local_dma(void)
 
 /* ---- registration checks, descriptor size, counters ---- */
 
-/* Started local mmaps are charged to DOCA_EMU_MEMLOCK in whole pages:
- * past it start fails with DRIVER (a failed pin), and a destroy gives the
- * pages back. Imports pin nothing. */
+/* A local mmap over mem, its range set, not started. */
+static struct doca_mmap *unstarted_mmap(void *mem, size_t len,
+                                        struct doca_dev *dev)
+{
+    struct doca_mmap *mm;
+
+    DOCA_OK(doca_mmap_create(&mm));
+    DOCA_OK(doca_mmap_set_memrange(mm, mem, len));
+    DOCA_OK(doca_mmap_add_dev(mm, dev));
+    return mm;
+}
+
+/* The default, as on a card: a pin counts against RLIMIT_MEMLOCK as it is
+ * at that start, unless the process has CAP_IPC_LOCK. Run in a child,
+ * which drops the capability and lowers its limit. */
+static void memlock_rlimit_child(uint8_t *mem, size_t page,
+                                 struct doca_dev *dev)
+{
+    struct memlock_saved saved;
+    struct rlimit rl;
+    struct doca_mmap *a, *b;
+
+    unsetenv("DOCA_EMU_MEMLOCK");
+    doca_emu_reset();
+    CHECK(memlock_limit(&saved, 3 * page, 1) == 0);
+    CHECK(!memlock_has_cap());
+    a = make_mmap(mem, page, DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, dev);
+    b = unstarted_mmap(mem, 4 * page, dev);
+    CHECK_DOCA(doca_mmap_start(b), DOCA_ERROR_DRIVER); /* 1 + 4 > 3 */
+    CHECK(getrlimit(RLIMIT_MEMLOCK, &rl) == 0);
+    rl.rlim_cur = 5 * page;
+    CHECK(setrlimit(RLIMIT_MEMLOCK, &rl) == 0);
+    DOCA_OK(doca_mmap_start(b)); /* the new limit, with no reset */
+    DOCA_OK(doca_mmap_destroy(b));
+    CHECK(memlock_restore(&saved) == 0);
+    if (saved.dropped_cap) { /* root: the capability lifts the limit */
+        CHECK(memlock_limit(&saved, page, 0) == 0);
+        b = make_mmap(mem, 4 * page, DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, dev);
+        DOCA_OK(doca_mmap_destroy(b));
+        CHECK(memlock_restore(&saved) == 0);
+    }
+    DOCA_OK(doca_mmap_destroy(a));
+    exit(0);
+}
+
+/* Started local mmaps are charged in whole pages to DOCA_EMU_MEMLOCK when
+ * set, whatever the capabilities: past it start fails with DRIVER (a
+ * failed pin), and a destroy gives the pages back. Imports pin nothing.
+ * Unset, RLIMIT_MEMLOCK applies (memlock_rlimit_child). */
 static void test_memlock(void)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
@@ -449,27 +497,35 @@ static void test_memlock(void)
     struct doca_dev *dev = open_dev(HOST_PCI);
     struct doca_mmap *a, *b, *c;
     char limit[32];
+    int status;
+    pid_t pid;
 
     CHECK(mem != MAP_FAILED);
     snprintf(limit, sizeof(limit), "%zu", 3 * page);
     setenv("DOCA_EMU_MEMLOCK", limit, 1);
     doca_emu_reset();
     a = make_mmap(mem + 1, page, DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, dev);
-    DOCA_OK(doca_mmap_create(&b));
-    DOCA_OK(doca_mmap_set_memrange(b, mem, 2 * page));
-    DOCA_OK(doca_mmap_add_dev(b, dev));
+    b = unstarted_mmap(mem, 2 * page, dev);
     CHECK_DOCA(doca_mmap_start(b), DOCA_ERROR_DRIVER); /* 2 + 2 pages > 3 */
     c = make_mmap(mem, page, DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, dev);
     DOCA_OK(doca_mmap_destroy(a));
     DOCA_OK(doca_mmap_start(b)); /* 1 + 2 */
     DOCA_OK(doca_mmap_destroy(b));
     DOCA_OK(doca_mmap_destroy(c));
-    setenv("DOCA_EMU_MEMLOCK", "rlimit", 1);
-    doca_emu_reset(); /* whatever ulimit -l says: one page fits or not */
-    unsetenv("DOCA_EMU_MEMLOCK");
+    setenv("DOCA_EMU_MEMLOCK", "0", 1);
     doca_emu_reset();
     a = make_mmap(mem, 4 * page, DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, dev);
     DOCA_OK(doca_mmap_destroy(a));
+    unsetenv("DOCA_EMU_MEMLOCK");
+    doca_emu_reset();
+
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        memlock_rlimit_child(mem, page, dev);
+    }
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     DOCA_OK(doca_dev_close(dev));
     munmap(mem, 4 * page);
 }

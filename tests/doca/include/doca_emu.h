@@ -24,12 +24,14 @@
  * every page of a local range is mapped and readable, and writable when
  * the permissions allow any write (LOCAL_READ_WRITE, PCI_READ_WRITE,
  * RDMA_WRITE, RDMA_ATOMIC); else it returns DRIVER (DOCA documents no
- * status for this). It charges the range's pages to the process's locked
- * memory, as pinning does, and returns DRIVER past DOCA_EMU_MEMLOCK (DOCA
- * reports a failed pin so: the memlock limit, or memory pressure); a stop
- * or destroy gives them back. It does not pin: a range unmapped after
- * start makes DMA fail with DRIVER, where hardware would still reach the
- * pinned pages.
+ * status for this). It charges the range's pages to the process's pinned
+ * memory, as pinning does, and returns DRIVER past the limit (DOCA
+ * reports a failed pin so: the memlock limit, or memory pressure): by
+ * default the kernel's, RLIMIT_MEMLOCK as it is at that start, unless the
+ * calling thread has CAP_IPC_LOCK (so root pins without limit, as on a
+ * card); a stop or destroy gives them back. It does not pin: a range
+ * unmapped after start makes DMA fail with DRIVER, where hardware would
+ * still reach the pinned pages.
  *
  * DMA completion statuses (err_cb, doca_task_get_status); submit does
  * not validate a task, as DOCA documents, so these all arrive here:
@@ -67,11 +69,14 @@
  *                          until set (512, or the cap if that is smaller)
  *   DOCA_EMU_COMCH_MAX_NAME    comch name bytes, NUL included (64;
  *                          2 to 80)
- *   DOCA_EMU_MEMLOCK       bytes of local mmaps started at once, at most
- *                          ("rlimit": RLIMIT_MEMLOCK; unset or 0: no
- *                          limit, since tests register more than the
- *                          usual 8 MiB and a card runs as root or with a
- *                          raised ulimit -l)
+ *   DOCA_EMU_MEMLOCK       bytes of local mmaps started at once, at most,
+ *                          whatever the capabilities (0: no limit; unset
+ *                          or "rlimit": the kernel's rule above). The
+ *                          suites pin more than the usual 8 MiB (a dpu
+ *                          side's staging slots alone are 16 MiB): as a
+ *                          user without CAP_IPC_LOCK they need a raised
+ *                          ulimit -l or DOCA_EMU_MEMLOCK=0, as HMAF on a
+ *                          card needs root or a raised ulimit -l
  *   DOCA_EMU_EXPORT_DESC_SIZE  bytes of each export descriptor (250; 48
  *                          the least, at most 65536). An mmap keeps the size
  *                          of its first export, so a reset between
