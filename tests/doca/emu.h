@@ -41,6 +41,8 @@ struct emu_config {
     uint32_t export_desc_size; /* bytes doca_mmap_export_pci hands out */
     int memlock_rlimit; /* pins count against RLIMIT_MEMLOCK (the default) */
     uint64_t memlock;   /* else bytes local mmaps may pin; 0: no limit */
+    uint64_t seed;      /* the completion shuffle's (DOCA_EMU_SEED) */
+    int seed_drawn;     /* seed is this process's own, not the knob's */
     uint32_t dma_completions;  /* per ctx and progress call; 0: all */
     uint32_t timed;            /* DMA completions wait for the model */
     uint64_t timed_latency_ns; /* after the device's time, per task */
@@ -60,6 +62,9 @@ int emu_fault_disconnect(void);
 /* Bytes local mmaps may pin now, 0 for no limit: DOCA_EMU_MEMLOCK's, or
  * as the kernel decides at each pin. */
 uint64_t emu_memlock_limit(void);
+/* A new DMA context's shuffle state, never 0: the n-th since the last
+ * doca_emu_reset gets the n-th value of DOCA_EMU_SEED's sequence. */
+uint64_t emu_next_seed(void);
 
 /* Test counters behind doca_emu_counters(), process-wide. */
 enum emu_counter {

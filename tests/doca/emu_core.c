@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -114,7 +115,9 @@ int emu_pci_normalize(const char *in, char out[EMU_PCI_LEN])
 
 static struct emu_config config;
 static pthread_once_t config_once = PTHREAD_ONCE_INIT;
-static unsigned long dma_count, msg_count;
+static unsigned long dma_count, msg_count, dma_ctxs;
+static uint64_t drawn_seed; /* this process's, once drawn */
+static int seed_told;
 static uint64_t counters[EMU_NCOUNTERS];
 
 /* A malformed knob is a broken test setup: fail loudly. */
@@ -154,6 +157,24 @@ static void load_memlock(struct emu_config *c)
 
     c->memlock_rlimit = v == NULL || *v == '\0' || strcmp(v, "rlimit") == 0;
     c->memlock = c->memlock_rlimit ? 0 : env_u64("DOCA_EMU_MEMLOCK", 0);
+}
+
+/* DOCA_EMU_SEED, else a seed drawn once per process: a reset keeps it, a
+ * forked child shares it. */
+static void load_seed(struct emu_config *c)
+{
+    const char *v = getenv("DOCA_EMU_SEED");
+
+    c->seed_drawn = v == NULL || *v == '\0';
+    if (!c->seed_drawn) {
+        c->seed = env_u64("DOCA_EMU_SEED", 0);
+        return;
+    }
+    if (drawn_seed == 0 &&
+        getrandom(&drawn_seed, sizeof(drawn_seed), 0) != sizeof(drawn_seed)) {
+        drawn_seed = (uint64_t)emu_now_ns() ^ (uint64_t)getpid() << 32;
+    }
+    c->seed = drawn_seed;
 }
 
 static uint32_t env_pci_list(const char *name, const char *def,
@@ -218,6 +239,7 @@ static void load_config(void)
     c->fault_disconnect_after =
         (uint32_t)env_u64("DOCA_EMU_FAULT_DISCONNECT_AFTER", 0);
     load_memlock(c);
+    load_seed(c);
     c->export_desc_size =
         (uint32_t)env_u64_in("DOCA_EMU_EXPORT_DESC_SIZE", EXPORT_DESC_DEFAULT,
                              EXPORT_DESC_MIN, EXPORT_DESC_MAX);
@@ -236,6 +258,7 @@ void doca_emu_reset(void)
     load_config();
     __atomic_store_n(&dma_count, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&msg_count, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&dma_ctxs, 0, __ATOMIC_RELAXED);
 }
 
 uint64_t emu_now_ns(void)
@@ -291,6 +314,32 @@ uint64_t emu_memlock_limit(void)
         return 0;
     }
     return rl.rlim_cur > 0 ? (uint64_t)rl.rlim_cur : 1; /* 1: none fits */
+}
+
+/* splitmix64: well-spread states from consecutive inputs. */
+static uint64_t mix(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+/* A drawn seed is told once per process, so that a failing run can be
+ * repeated with the same completion order (as far as its threads'
+ * timing allows). */
+uint64_t emu_next_seed(void)
+{
+    const struct emu_config *c = emu_config();
+    unsigned long n = __atomic_fetch_add(&dma_ctxs, 1, __ATOMIC_RELAXED);
+    uint64_t state = mix(c->seed + n);
+
+    if (c->seed_drawn &&
+        !__atomic_exchange_n(&seed_told, 1, __ATOMIC_RELAXED)) {
+        fprintf(stderr, "doca emulation: DOCA_EMU_SEED=%#llx\n",
+                (unsigned long long)c->seed);
+    }
+    return state != 0 ? state : 1; /* xorshift stays at 0 */
 }
 
 /* ---- test counters ---- */

@@ -61,6 +61,15 @@
  *   DOCA_EMU_DMA_COMPLETIONS  DMA completions one doca_pe_progress hands
  *                          out per context, at most, in shuffled order
  *                          (4; 0: all that are done, in submit order)
+ *   DOCA_EMU_SEED          the shuffle's seed; each DMA context gets the
+ *                          next state of its sequence (the n-th context
+ *                          since the last reset, the n-th). Unset: drawn
+ *                          at random once per process (a forked child
+ *                          shares it) and printed on stderr at the first
+ *                          DMA context, so a failing run's order can be
+ *                          asked for again - as far as its threads'
+ *                          timing, which decides what is done when,
+ *                          repeats
  *   DOCA_EMU_MAX_BUF_SIZE  bytes per DMA task (1048576)
  *   DOCA_EMU_MAX_TASKS     tasks per DMA ctx and send tasks per comch ctx
  *                          (1024)
