@@ -21,6 +21,15 @@
  * loop, the dpu side's watch thread) ask peer_gone, one doca_pe_progress
  * call, every time they wake.
  *
+ * The progress engine keeps DOCA's default event mode, selective: once a
+ * PE has been armed (doca_pe_request_notification), doca_pe_progress
+ * drives only the contexts that raised an event or had tasks in flight at
+ * the arm, and comch raises none, so an armed PE would stop driving the
+ * channel. A PE never armed drives all its contexts in either mode, and
+ * this one is never armed, so nothing here sets PROGRESS_ALL: that takes
+ * doca_pe_set_event_mode, experimental in DOCA 2.10 and so refused by
+ * tools/check-doca-headers.sh. Code that arms this PE must set it first.
+ *
  * What a card may do that the code must survive (the emulation does each):
  * the client has no server to reach yet (its start is refused: a fresh
  * client tries again until the deadline); the first message arrives in the

@@ -45,7 +45,10 @@ struct emu_config {
     uint32_t fault_stop_after;
     uint32_t fault_disconnect_after;
     uint32_t export_desc_size; /* bytes doca_mmap_export_pci hands out */
-    uint64_t memlock;          /* bytes local mmaps may pin; 0: no limit */
+    int memlock_rlimit; /* pins count against RLIMIT_MEMLOCK (the default) */
+    uint64_t memlock;   /* else bytes local mmaps may pin; 0: no limit */
+    uint64_t seed;      /* the completion shuffle's (DOCA_EMU_SEED) */
+    int seed_drawn;     /* seed is this process's own, not the knob's */
     uint32_t dma_completions;  /* per ctx and progress call; 0: all */
     uint32_t list_len;         /* DMA buf list cap of unnamed devices */
     struct emu_list_cap list_caps[EMU_MAX_DEVS]; /* named devices */
@@ -68,6 +71,12 @@ uint64_t emu_now_ns(void);
 /* Fault counters, process-wide. Each returns 1 when the fault fires. */
 int emu_fault_dma(void);
 int emu_fault_disconnect(void);
+/* Bytes local mmaps may pin now, 0 for no limit: DOCA_EMU_MEMLOCK's, or
+ * as the kernel decides at each pin. */
+uint64_t emu_memlock_limit(void);
+/* A new DMA context's shuffle state, never 0: the n-th since the last
+ * doca_emu_reset gets the n-th value of DOCA_EMU_SEED's sequence. */
+uint64_t emu_next_seed(void);
 
 /* Test counters behind doca_emu_counters(), process-wide. */
 enum emu_counter {
@@ -169,8 +178,9 @@ struct emu_ctx_ops {
      * lower *wake_ns to the monotonic time it will (a connect retry).
      * Optional: a ctx without sockets has work only in submitted tasks. */
     int (*watch)(struct doca_ctx *ctx, uint64_t *wake_ns);
-    /* Never fires the PE's handle, whatever happens: DOCA's Comm Channel
-     * "does not support event-triggered completions". */
+    /* Raises no events, whatever happens: DOCA's Comm Channel "does not
+     * support event-triggered completions". So it never fires the PE's
+     * handle, and a PE in selective mode leaves it out (emu_pe.c). */
     int quiet;
 };
 
@@ -181,6 +191,7 @@ struct doca_ctx {
     enum doca_ctx_states state;
     union doca_data user_data;
     doca_ctx_state_changed_callback_t state_cb;
+    int selected;       /* had tasks to progress at the PE's latest arm */
     size_t task_size;   /* bytes of one task of this ctx's kind */
     uint32_t num_tasks; /* configured */
     uint8_t *pool;      /* num_tasks tasks, while not IDLE */

@@ -4,12 +4,16 @@
  * counters, error names, and the device and representor lists.
  */
 #include <errno.h>
+#include <linux/capability.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <doca_dev.h>
 #include <doca_emu.h>
@@ -122,7 +126,9 @@ int emu_pci_normalize(const char *in, char out[EMU_PCI_LEN])
 
 static struct emu_config config;
 static pthread_once_t config_once = PTHREAD_ONCE_INIT;
-static unsigned long dma_count, msg_count;
+static unsigned long dma_count, msg_count, dma_ctxs;
+static uint64_t drawn_seed; /* this process's, once drawn */
+static int seed_told;
 static uint64_t counters[EMU_NCOUNTERS];
 
 /* A malformed knob is a broken test setup: fail loudly. */
@@ -154,20 +160,32 @@ static uint64_t env_u64_in(const char *name, uint64_t def, uint64_t min,
     return x;
 }
 
-/* DOCA_EMU_MEMLOCK: a byte count, or "rlimit" for RLIMIT_MEMLOCK (none
- * when unlimited); unset or 0: no limit. */
-static uint64_t env_memlock(void)
+/* DOCA_EMU_MEMLOCK: unset or "rlimit", as a card (emu_memlock_limit); a
+ * byte count; 0: no limit. */
+static void load_memlock(struct emu_config *c)
 {
     const char *v = getenv("DOCA_EMU_MEMLOCK");
-    struct rlimit rl;
 
-    if (v == NULL || strcmp(v, "rlimit") != 0) {
-        return env_u64("DOCA_EMU_MEMLOCK", 0);
+    c->memlock_rlimit = v == NULL || *v == '\0' || strcmp(v, "rlimit") == 0;
+    c->memlock = c->memlock_rlimit ? 0 : env_u64("DOCA_EMU_MEMLOCK", 0);
+}
+
+/* DOCA_EMU_SEED, else a seed drawn once per process: a reset keeps it, a
+ * forked child shares it. */
+static void load_seed(struct emu_config *c)
+{
+    const char *v = getenv("DOCA_EMU_SEED");
+
+    c->seed_drawn = v == NULL || *v == '\0';
+    if (!c->seed_drawn) {
+        c->seed = env_u64("DOCA_EMU_SEED", 0);
+        return;
     }
-    if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
-        return 0;
+    if (drawn_seed == 0 &&
+        getrandom(&drawn_seed, sizeof(drawn_seed), 0) != sizeof(drawn_seed)) {
+        drawn_seed = (uint64_t)emu_now_ns() ^ (uint64_t)getpid() << 32;
     }
-    return rl.rlim_cur > 0 ? (uint64_t)rl.rlim_cur : 1;
+    c->seed = drawn_seed;
 }
 
 static uint32_t env_pci_list(const char *name, const char *def,
@@ -288,7 +306,8 @@ static void load_config(void)
     c->fault_stop_after = (uint32_t)env_u64("DOCA_EMU_FAULT_STOP_AFTER", 0);
     c->fault_disconnect_after =
         (uint32_t)env_u64("DOCA_EMU_FAULT_DISCONNECT_AFTER", 0);
-    c->memlock = env_memlock();
+    load_memlock(c);
+    load_seed(c);
     c->export_desc_size =
         (uint32_t)env_u64_in("DOCA_EMU_EXPORT_DESC_SIZE", EXPORT_DESC_DEFAULT,
                              EXPORT_DESC_MIN, EXPORT_DESC_MAX);
@@ -308,6 +327,7 @@ void doca_emu_reset(void)
     load_config();
     __atomic_store_n(&dma_count, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&msg_count, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&dma_ctxs, 0, __ATOMIC_RELAXED);
 }
 
 uint64_t emu_now_ns(void)
@@ -332,6 +352,63 @@ int emu_fault_disconnect(void)
 
     return after != 0 &&
            __atomic_add_fetch(&msg_count, 1, __ATOMIC_RELAXED) == after;
+}
+
+/* Does the kernel let the calling thread pin past RLIMIT_MEMLOCK? It asks
+ * capable(CAP_IPC_LOCK) of the pinning thread: its effective set. */
+static int can_ipc_lock(void)
+{
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+
+    if (syscall(SYS_capget, &hdr, data) != 0) {
+        return 0;
+    }
+    return (data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective &
+            CAP_TO_MASK(CAP_IPC_LOCK)) != 0;
+}
+
+/* As the kernel checks each pin (ib_umem_get): the limit and the
+ * capability as they are now, since a process may change either. */
+uint64_t emu_memlock_limit(void)
+{
+    const struct emu_config *c = emu_config();
+    struct rlimit rl;
+
+    if (!c->memlock_rlimit) {
+        return c->memlock;
+    }
+    if (can_ipc_lock() || getrlimit(RLIMIT_MEMLOCK, &rl) != 0 ||
+        rl.rlim_cur == RLIM_INFINITY) {
+        return 0;
+    }
+    return rl.rlim_cur > 0 ? (uint64_t)rl.rlim_cur : 1; /* 1: none fits */
+}
+
+/* splitmix64: well-spread states from consecutive inputs. */
+static uint64_t mix(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+/* A drawn seed is told once per process, so that a failing run can be
+ * repeated with the same completion order (as far as its threads'
+ * timing allows). */
+uint64_t emu_next_seed(void)
+{
+    const struct emu_config *c = emu_config();
+    unsigned long n = __atomic_fetch_add(&dma_ctxs, 1, __ATOMIC_RELAXED);
+    uint64_t state = mix(c->seed + n);
+
+    if (c->seed_drawn &&
+        !__atomic_exchange_n(&seed_told, 1, __ATOMIC_RELAXED)) {
+        fprintf(stderr, "doca emulation: DOCA_EMU_SEED=%#llx\n",
+                (unsigned long long)c->seed);
+    }
+    return state != 0 ? state : 1; /* xorshift stays at 0 */
 }
 
 /* ---- test counters ---- */

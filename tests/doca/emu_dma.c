@@ -31,7 +31,9 @@
  * doca_pe_progress reports everything that is done. A task that has run
  * waits in its context's held set; each progress call hands out at most
  * DOCA_EMU_DMA_COMPLETIONS (4) of them to their callbacks, picked at
- * random (0: all, in submit order, at once).
+ * random (0: all, in submit order, at once). Each context draws from its
+ * own state, the next one of DOCA_EMU_SEED's sequence (emu_next_seed), so
+ * a run's orders can be asked for again.
  *
  * Timed mode (DOCA_EMU_TIMED=1) models a card's timing. At submit a task
  * gets the time its completion falls due; it still runs (moves its bytes)
@@ -633,7 +635,7 @@ doca_error_t doca_dma_create(struct doca_dev *dev, struct doca_dma **dma)
     }
     memcpy(d->pci, dev->info.pci, sizeof(d->pci));
     emu_ctx_init(&d->ctx, &dma_ops, sizeof(struct doca_dma_task_memcpy));
-    d->rng = 0x9e3779b97f4a7c15ull; /* the same shuffle every run */
+    d->rng = emu_next_seed();
     *dma = d;
     return DOCA_SUCCESS;
 }

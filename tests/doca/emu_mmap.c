@@ -160,7 +160,24 @@ static doca_error_t check_pinnable(const struct doca_mmap *mm)
     return at >= end ? DOCA_SUCCESS : DOCA_ERROR_DRIVER;
 }
 
-/* Pinning is charged to the process, as the kernel charges locked memory
+/* Said once per process: without CAP_IPC_LOCK the usual 8 MiB limit
+ * stops a dpu side's staging pool, on a card as here. */
+static void tell_refused(uint64_t bytes, uint64_t limit)
+{
+    static int told;
+
+    if (emu_config()->memlock_rlimit &&
+        !__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED)) {
+        fprintf(stderr,
+                "doca emulation: pinning %llu more bytes passes "
+                "RLIMIT_MEMLOCK (%llu bytes; no CAP_IPC_LOCK): start "
+                "returns DRIVER, as on a card. Raise ulimit -l, or set "
+                "DOCA_EMU_MEMLOCK=0 for no limit\n",
+                (unsigned long long)bytes, (unsigned long long)limit);
+    }
+}
+
+/* Pinning is charged to the process, as the kernel charges pinned pages
  * against RLIMIT_MEMLOCK: whole pages. 0 when the limit would be passed. */
 static size_t pin(const struct doca_mmap *mm)
 {
@@ -168,7 +185,7 @@ static size_t pin(const struct doca_mmap *mm)
     uintptr_t lo = (uintptr_t)mm->addr & ~(page - 1);
     size_t bytes =
         ((uintptr_t)mm->addr + mm->len - lo + page - 1) & ~(page - 1);
-    uint64_t limit = emu_config()->memlock;
+    uint64_t limit = emu_memlock_limit();
     size_t taken = 0;
 
     pthread_mutex_lock(&slot_lock);
@@ -177,6 +194,9 @@ static size_t pin(const struct doca_mmap *mm)
         taken = bytes;
     }
     pthread_mutex_unlock(&slot_lock);
+    if (taken == 0) {
+        tell_refused(bytes, limit);
+    }
     return taken;
 }
 

@@ -13,6 +13,16 @@
  * tasks, events and stops never fire the handle.
  * Clearing drops the sockets and disarms the timer, so nothing fires until
  * the next arm.
+ *
+ * Event modes (doca_pe_set_event_mode): in PROGRESS_ALL every progress
+ * call drives every context. In SELECTIVE, DOCA's default, a PE that has
+ * been armed drives only the contexts that received an event or had tasks
+ * to progress when it was armed. A DMA context raises an event for all
+ * its work, so here it always counts as having received one; a quiet one
+ * never does, so it is driven only if a task of it was queued at the
+ * latest arm, and until the next arm. A PE never armed (since the mode
+ * was set) drives everything in either mode: DOCA's samples poll without
+ * ever arming or setting a mode.
  */
 #include <stdlib.h>
 #include <sys/epoll.h>
@@ -35,6 +45,8 @@ struct doca_pe {
     int timer_fd;      /* in notify_fd, level-triggered */
     int armed;         /* from request_notification to clear_notification */
     uint64_t timer_at; /* what timer_fd is set to; WAKE_NEVER_NS: nothing */
+    enum doca_pe_event_mode mode;
+    int selecting; /* selective, and armed since the mode was set */
 };
 
 static void close_notify(struct doca_pe *pe)
@@ -72,6 +84,7 @@ doca_error_t doca_pe_create(struct doca_pe **pe)
         free(p);
         return DOCA_ERROR_NO_MEMORY;
     }
+    p->mode = DOCA_PE_EVENT_MODE_PROGRESS_SELECTIVE;
     *pe = p;
     return DOCA_SUCCESS;
 }
@@ -167,10 +180,50 @@ doca_error_t doca_pe_get_notification_handle(const struct doca_pe *pe,
     return DOCA_SUCCESS;
 }
 
+/* Selective mode: the arm picks the quiet contexts that will be driven
+ * until the next one, those with a task queued now. */
+static void select_ctxs(struct doca_pe *pe)
+{
+    if (pe->mode != DOCA_PE_EVENT_MODE_PROGRESS_SELECTIVE) {
+        return;
+    }
+    pe->selecting = 1;
+    for (struct doca_ctx *c = pe->ctxs; c != NULL; c = c->pe_next) {
+        c->selected = 0;
+    }
+    for (struct doca_task *t = pe->head; t != NULL; t = t->next) {
+        t->ctx->selected = 1;
+    }
+}
+
+/* Does a progress call drive c (see the top of this file)? */
+static int drives(const struct doca_pe *pe, const struct doca_ctx *c)
+{
+    return !pe->selecting || !c->ops->quiet || c->selected;
+}
+
+doca_error_t doca_pe_set_event_mode(struct doca_pe *pe,
+                                    enum doca_pe_event_mode event_mode)
+{
+    if (event_mode != DOCA_PE_EVENT_MODE_PROGRESS_SELECTIVE &&
+        event_mode != DOCA_PE_EVENT_MODE_PROGRESS_ALL) {
+        return DOCA_ERROR_INVALID_VALUE;
+    }
+    if (pe->in_progress) {
+        emu_die("doca_pe_set_event_mode called from a callback");
+    }
+    if (event_mode != pe->mode) {
+        pe->mode = event_mode;
+        pe->selecting = 0; /* selective again: from the next arm on */
+    }
+    return DOCA_SUCCESS;
+}
+
 doca_error_t doca_pe_request_notification(struct doca_pe *pe)
 {
     uint64_t wake_ns = UINT64_MAX;
 
+    select_ctxs(pe);
     pe->armed = 1;
     if (watch_all(pe, &wake_ns)) {
         wake_ns = WAKE_NOW_NS;
@@ -219,13 +272,48 @@ static int complete_task(struct doca_task *t)
     return t->ctx->ops->complete(t); /* the callback may free or resubmit t */
 }
 
+/* Complete the tasks queued on entry, those of contexts this call
+ * drives; the others stay queued, ahead of what callbacks submit. */
+static int complete_queued(struct doca_pe *pe)
+{
+    struct doca_task *t = pe->head, *kept = NULL, *kept_last = NULL;
+    int any = 0;
+
+    pe->head = pe->tail = NULL;
+    while (t != NULL) {
+        struct doca_task *next = t->next;
+
+        if (drives(pe, t->ctx)) {
+            any |= complete_task(t);
+        } else {
+            t->next = NULL;
+            if (kept_last != NULL) {
+                kept_last->next = t;
+            } else {
+                kept = t;
+            }
+            kept_last = t;
+        }
+        t = next;
+    }
+    if (kept != NULL) {
+        kept_last->next = pe->head;
+        if (pe->head == NULL) {
+            pe->tail = kept_last;
+        }
+        pe->head = kept;
+    }
+    return any;
+}
+
 /* A stopping ctx whose tasks are all back in the pool turns IDLE. */
 static int finish_stops(struct doca_pe *pe)
 {
     int any = 0;
 
     for (struct doca_ctx *c = pe->ctxs; c != NULL; c = c->pe_next) {
-        if (c->state == DOCA_CTX_STATE_STOPPING && c->allocated == 0) {
+        if (c->state == DOCA_CTX_STATE_STOPPING && c->allocated == 0 &&
+            drives(pe, c)) {
             emu_ctx_wind_down(c);
             any = 1;
         }
@@ -235,7 +323,6 @@ static int finish_stops(struct doca_pe *pe)
 
 uint8_t doca_pe_progress(struct doca_pe *pe)
 {
-    struct doca_task *t;
     int any = 0;
 
     if (pe->in_progress) {
@@ -243,19 +330,13 @@ uint8_t doca_pe_progress(struct doca_pe *pe)
     }
     pe->in_progress = 1;
     for (struct doca_ctx *c = pe->ctxs; c != NULL; c = c->pe_next) {
-        if (c->state != DOCA_CTX_STATE_IDLE && c->ops->progress != NULL) {
+        if (c->state != DOCA_CTX_STATE_IDLE && c->ops->progress != NULL &&
+            drives(pe, c)) {
             any |= c->ops->progress(c);
         }
     }
     /* Only what was queued on entry: resubmissions wait for the next call. */
-    t = pe->head;
-    pe->head = pe->tail = NULL;
-    while (t != NULL) {
-        struct doca_task *next = t->next;
-
-        any |= complete_task(t);
-        t = next;
-    }
+    any |= complete_queued(pe);
     any |= finish_stops(pe);
     pe->in_progress = 0;
     return (uint8_t)any;

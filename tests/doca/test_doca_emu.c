@@ -4,7 +4,8 @@
  * callbacks only from progress, a real DMA read and write against a forked
  * host process, invalidation when that host stops its mmap, buf lists and
  * scatter-gather DMA, Comm Channel messages and limits, the injected
- * faults, and progress engine notification handles.
+ * faults, progress engine notification handles and event modes, the
+ * memlock rule and the completion shuffle's seed.
  */
 /* doca_buf_chain_list_tail is experimental in DOCA 2.10; tested here. */
 #define DOCA_ALLOW_EXPERIMENTAL_API
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -34,6 +36,7 @@
 #include <doca_pe.h>
 
 #include "check.h"
+#include "memlock.h"
 
 #define CHECK_DOCA(expr, want)                                                 \
     do {                                                                       \
@@ -339,17 +342,20 @@ static void order_done(struct doca_dma_task_memcpy *task, union doca_data ud,
     doca_task_free(doca_dma_task_memcpy_as_task(task));
 }
 
-/* Completions come at most DOCA_EMU_DMA_COMPLETIONS (4) a progress call,
- * and not in submit order; each task's bytes have moved by its callback. */
-static void test_completion_order(void)
+/* ORDER_TASKS copies submitted at once, with DOCA_EMU_SEED=seed: the
+ * order of their callbacks. At most DOCA_EMU_DMA_COMPLETIONS (4) come per
+ * progress call, and each task's bytes have moved by its callback. */
+static void run_order(const char *seed, int order_out[ORDER_TASKS])
 {
     static uint8_t src[ORDER_TASKS], dst[ORDER_TASKS];
     struct doca_buf *sb[ORDER_TASKS], *db[ORDER_TASKS];
     struct doca_dma_task_memcpy *t;
     struct doca_mmap *sm, *dm;
-    int in_order = 1, calls = 0;
+    int calls = 0;
     struct dpu d;
 
+    setenv("DOCA_EMU_SEED", seed, 1);
+    doca_emu_reset(); /* the first DMA ctx from now on: the seed's first */
     dpu_open(&d, ORDER_TASKS);
     DOCA_OK(doca_ctx_stop(doca_dma_as_ctx(d.dma)));
     DOCA_OK(doca_dma_task_memcpy_set_conf(d.dma, order_done, order_done,
@@ -380,15 +386,34 @@ static void test_completion_order(void)
     }
     CHECK(calls >= 3); /* 8 tasks, 4 a call, none in the first */
     for (int i = 0; i < ORDER_TASKS; i++) {
-        in_order &= order_seen[i] == i;
         CHECK_EQ(dst[order_seen[i]], 3);
         DOCA_OK(doca_buf_dec_refcount(sb[i], NULL));
         DOCA_OK(doca_buf_dec_refcount(db[i], NULL));
     }
-    CHECK(!in_order);
+    memcpy(order_out, order_seen, sizeof(order_seen));
     DOCA_OK(doca_mmap_destroy(sm));
     DOCA_OK(doca_mmap_destroy(dm));
     dpu_close(&d);
+    unsetenv("DOCA_EMU_SEED");
+    doca_emu_reset();
+}
+
+/* Completions do not come in submit order, and DOCA_EMU_SEED repeats an
+ * order (the seeds are fixed: a drawn one could happen to keep it). */
+static void test_completion_order(void)
+{
+    int one[ORDER_TASKS], again[ORDER_TASKS], two[ORDER_TASKS];
+    int in_order = 1;
+
+    run_order("1", one);
+    run_order("1", again);
+    run_order("2", two);
+    for (int i = 0; i < ORDER_TASKS; i++) {
+        in_order &= one[i] == i;
+    }
+    CHECK(!in_order);
+    CHECK(memcmp(one, again, sizeof(one)) == 0);
+    CHECK(memcmp(one, two, sizeof(one)) != 0);
 }
 
 static void test_local_dma(void)
@@ -442,9 +467,55 @@ static void test_local_dma(void)
 
 /* ---- registration checks, descriptor size, counters ---- */
 
-/* Started local mmaps are charged to DOCA_EMU_MEMLOCK in whole pages:
- * past it start fails with DRIVER (a failed pin), and a destroy gives the
- * pages back. Imports pin nothing. */
+/* A local mmap over mem, its range set, not started. */
+static struct doca_mmap *unstarted_mmap(void *mem, size_t len,
+                                        struct doca_dev *dev)
+{
+    struct doca_mmap *mm;
+
+    DOCA_OK(doca_mmap_create(&mm));
+    DOCA_OK(doca_mmap_set_memrange(mm, mem, len));
+    DOCA_OK(doca_mmap_add_dev(mm, dev));
+    return mm;
+}
+
+/* The default, as on a card: a pin counts against RLIMIT_MEMLOCK as it is
+ * at that start, unless the process has CAP_IPC_LOCK. Run in a child,
+ * which drops the capability and lowers its limit. */
+static void memlock_rlimit_child(uint8_t *mem, size_t page,
+                                 struct doca_dev *dev)
+{
+    struct memlock_saved saved;
+    struct rlimit rl;
+    struct doca_mmap *a, *b;
+
+    unsetenv("DOCA_EMU_MEMLOCK");
+    doca_emu_reset();
+    CHECK(memlock_limit(&saved, 3 * page, 1) == 0);
+    CHECK(!memlock_has_cap());
+    a = make_mmap(mem, page, DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, dev);
+    b = unstarted_mmap(mem, 4 * page, dev);
+    CHECK_DOCA(doca_mmap_start(b), DOCA_ERROR_DRIVER); /* 1 + 4 > 3 */
+    CHECK(getrlimit(RLIMIT_MEMLOCK, &rl) == 0);
+    rl.rlim_cur = 5 * page;
+    CHECK(setrlimit(RLIMIT_MEMLOCK, &rl) == 0);
+    DOCA_OK(doca_mmap_start(b)); /* the new limit, with no reset */
+    DOCA_OK(doca_mmap_destroy(b));
+    CHECK(memlock_restore(&saved) == 0);
+    if (saved.dropped_cap) { /* root: the capability lifts the limit */
+        CHECK(memlock_limit(&saved, page, 0) == 0);
+        b = make_mmap(mem, 4 * page, DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, dev);
+        DOCA_OK(doca_mmap_destroy(b));
+        CHECK(memlock_restore(&saved) == 0);
+    }
+    DOCA_OK(doca_mmap_destroy(a));
+    exit(0);
+}
+
+/* Started local mmaps are charged in whole pages to DOCA_EMU_MEMLOCK when
+ * set, whatever the capabilities: past it start fails with DRIVER (a
+ * failed pin), and a destroy gives the pages back. Imports pin nothing.
+ * Unset, RLIMIT_MEMLOCK applies (memlock_rlimit_child). */
 static void test_memlock(void)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
@@ -453,27 +524,35 @@ static void test_memlock(void)
     struct doca_dev *dev = open_dev(HOST_PCI);
     struct doca_mmap *a, *b, *c;
     char limit[32];
+    int status;
+    pid_t pid;
 
     CHECK(mem != MAP_FAILED);
     snprintf(limit, sizeof(limit), "%zu", 3 * page);
     setenv("DOCA_EMU_MEMLOCK", limit, 1);
     doca_emu_reset();
     a = make_mmap(mem + 1, page, DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, dev);
-    DOCA_OK(doca_mmap_create(&b));
-    DOCA_OK(doca_mmap_set_memrange(b, mem, 2 * page));
-    DOCA_OK(doca_mmap_add_dev(b, dev));
+    b = unstarted_mmap(mem, 2 * page, dev);
     CHECK_DOCA(doca_mmap_start(b), DOCA_ERROR_DRIVER); /* 2 + 2 pages > 3 */
     c = make_mmap(mem, page, DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, dev);
     DOCA_OK(doca_mmap_destroy(a));
     DOCA_OK(doca_mmap_start(b)); /* 1 + 2 */
     DOCA_OK(doca_mmap_destroy(b));
     DOCA_OK(doca_mmap_destroy(c));
-    setenv("DOCA_EMU_MEMLOCK", "rlimit", 1);
-    doca_emu_reset(); /* whatever ulimit -l says: one page fits or not */
-    unsetenv("DOCA_EMU_MEMLOCK");
+    setenv("DOCA_EMU_MEMLOCK", "0", 1);
     doca_emu_reset();
     a = make_mmap(mem, 4 * page, DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, dev);
     DOCA_OK(doca_mmap_destroy(a));
+    unsetenv("DOCA_EMU_MEMLOCK");
+    doca_emu_reset();
+
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        memlock_rlimit_child(mem, page, dev);
+    }
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     DOCA_OK(doca_dev_close(dev));
     munmap(mem, 4 * page);
 }
@@ -2014,6 +2093,10 @@ static void test_notify_comch(void)
 
     snprintf(name, sizeof(name), "emu-notify-%d", (int)getpid());
     split_chan_open(&c, &cli_pe, name);
+    /* Armed in the default mode they would not drive comch at all
+     * (test_event_modes). */
+    DOCA_OK(doca_pe_set_event_mode(c.pe, DOCA_PE_EVENT_MODE_PROGRESS_ALL));
+    DOCA_OK(doca_pe_set_event_mode(cli_pe, DOCA_PE_EVENT_MODE_PROGRESS_ALL));
     DOCA_OK(doca_pe_get_notification_handle(c.pe, &srv_h));
     DOCA_OK(doca_pe_get_notification_handle(cli_pe, &cli_h));
     DOCA_OK(doca_pe_request_notification(c.pe));
@@ -2043,6 +2126,90 @@ static void test_notify_comch(void)
     check_quiet(srv_h, cli_h);
     DOCA_OK(doca_pe_clear_notification(c.pe, srv_h));
     DOCA_OK(doca_pe_clear_notification(cli_pe, cli_h));
+    DOCA_OK(doca_ctx_stop(doca_comch_server_as_ctx(c.srv)));
+    split_chan_close(&c, cli_pe);
+}
+
+/* Progress the server's PE alone, 20 calls 1 ms apart; whether the server
+ * received a message meanwhile. */
+static int server_hears(struct chan *c)
+{
+    c->got_len = 0;
+    for (int i = 0; i < 20 && c->got_len == 0; i++) {
+        progress_until_idle(c->pe);
+        usleep(1000);
+    }
+    return c->got_len != 0;
+}
+
+/* The client sends msg and sees its completion; the server's PE is not
+ * progressed. */
+static void client_sends(struct chan *c, struct doca_pe *cli_pe,
+                         const char *msg)
+{
+    int sent = c->sent;
+
+    client_send(c, msg);
+    while (c->sent == sent) {
+        progress_until_idle(cli_pe);
+    }
+}
+
+/* Event modes. Never armed, a PE in the default mode drives comch. Armed
+ * in that mode (selective), it leaves a comch context out, since comch
+ * raises no events, clear or not, unless one of its tasks was in flight
+ * at the arm; PROGRESS_ALL drives it, armed or not. */
+static void test_event_modes(void)
+{
+    doca_notification_handle_t h;
+    struct doca_pe *cli_pe;
+    char name[64];
+    struct chan c;
+    int sent;
+
+    snprintf(name, sizeof(name), "emu-modes-%d", (int)getpid());
+    split_chan_open(&c, &cli_pe, name);
+    CHECK_DOCA(doca_pe_set_event_mode(c.pe, (enum doca_pe_event_mode)2),
+               DOCA_ERROR_INVALID_VALUE);
+    DOCA_OK(doca_ctx_start(doca_comch_server_as_ctx(c.srv)));
+    CHECK_DOCA(doca_ctx_start(doca_comch_client_as_ctx(c.cli)),
+               DOCA_ERROR_IN_PROGRESS);
+    while (c.client_state != DOCA_CTX_STATE_RUNNING || c.connects == 0) {
+        progress_until_idle(cli_pe);
+        progress_until_idle(c.pe);
+    }
+    client_sends(&c, cli_pe, "a");
+    CHECK(server_hears(&c)); /* never armed */
+
+    DOCA_OK(doca_pe_get_notification_handle(c.pe, &h));
+    DOCA_OK(doca_pe_request_notification(c.pe));
+    client_sends(&c, cli_pe, "b");
+    CHECK(!server_hears(&c)); /* armed, nothing in flight */
+    DOCA_OK(doca_pe_clear_notification(c.pe, h));
+    CHECK(!server_hears(&c));
+
+    /* A send in flight at the arm: the server is driven until the next. */
+    sent = c.sent;
+    server_send(&c, "c");
+    CHECK(!server_hears(&c));
+    CHECK_EQ(c.sent, sent); /* its completion waits too */
+    DOCA_OK(doca_pe_request_notification(c.pe));
+    CHECK(server_hears(&c));
+    CHECK(c.got[0] == 'b' && c.sent == sent + 1);
+    DOCA_OK(doca_pe_clear_notification(c.pe, h));
+    DOCA_OK(doca_pe_request_notification(c.pe)); /* nothing in flight */
+    client_sends(&c, cli_pe, "d");
+    CHECK(!server_hears(&c));
+
+    DOCA_OK(doca_pe_set_event_mode(c.pe, DOCA_PE_EVENT_MODE_PROGRESS_ALL));
+    CHECK(server_hears(&c)); /* still armed */
+    CHECK_EQ(c.got[0], 'd');
+    DOCA_OK(doca_pe_clear_notification(c.pe, h));
+    DOCA_OK(doca_comch_server_disconnect(c.srv, c.peer));
+    while (c.client_state != DOCA_CTX_STATE_IDLE || c.disconnects == 0) {
+        progress_until_idle(cli_pe);
+        progress_until_idle(c.pe);
+    }
     DOCA_OK(doca_ctx_stop(doca_comch_server_as_ctx(c.srv)));
     split_chan_close(&c, cli_pe);
 }
@@ -2291,6 +2458,7 @@ int main(void)
     test_comch_stop_needs_disconnect();
     test_notify_tasks();
     test_notify_comch();
+    test_event_modes();
     test_timed_not_early();
     test_timed_deadline();
     test_timed_queue();

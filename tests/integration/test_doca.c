@@ -13,7 +13,10 @@
  *               its imports (bounded by revoke_wait_ms)
  *   fatal       a DMA ctx that stops after a fatal task error ends the
  *               session at once (HMAF_ECONNRESET), never HMAF_EBUSY
- *   pinning     a pin over the memlock limit is HMAF_ENOMEM
+ *   pinning     a pin over the memlock limit is HMAF_ENOMEM, under
+ *               DOCA_EMU_MEMLOCK and under the emulation's default rule
+ *               (RLIMIT_MEMLOCK without CAP_IPC_LOCK); a dpu side that
+ *               cannot pin its staging slots is refused a session
  *   import      a device without create_from_export: HMAF_ENOTSUP
  *   sparse      a read after an idle spell (its epoch look due) costs one
  *               round trip, the look carried in the data's batch
@@ -49,6 +52,7 @@
 #include <hmaf/hmaf.h>
 
 #include "check.h"
+#include "memlock.h"
 #include "core/session_int.h"
 #include "proto/handshake.h"
 #include "target.h"
@@ -78,6 +82,7 @@ struct host_state {
     hmaf_agent_t *closer; /* (f): destroyed while a dpu side holds imports */
     char closer_address[96];
     struct doca_emu_counters mark; /* at the latest export_size() */
+    struct memlock_saved memlock;  /* 'l' to 'L' */
 };
 
 static struct host_state the_host;
@@ -206,6 +211,7 @@ static int host_setup(hmaf_agent_t *agent, void *arg)
     if (ret == 0) {
         ret = hmaf_agent_publish(agent, "pmem", h->pmem, PMEM_LEN);
     }
+
     if (ret == 0) {
         ret =
             hmaf_agent_expose(agent, h->mem, MEM_SPLIT, HMAF_ACCESS_READ_WRITE);
@@ -254,7 +260,9 @@ static int mmaps_since_mark(const struct host_state *h)
  * ('r' replies 1 only for a revoke that timed out: a session is stalled).
  * 't': revokes whose wait expired (capped). 'x', 'y', 'X': export
  * descriptors of 1281 bytes, 1024 bytes, the default; 'p', 'P': a
- * memlock limit of one byte (no new mmap starts), none; 'm': local mmaps
+ * memlock limit of one byte (no new mmap starts), none; 'l', 'L': the
+ * same under the default rule, an unprivileged process's RLIMIT_MEMLOCK
+ * of one page, and back; 'm': local mmaps
  * started and stopped since then (mmaps_since_mark); 'n': 1 if the
  * latest refused handshake was refused for HMAF_ENOSPC. 'H', 'h': create
  * the closer agent with revoke_wait_ms 3000, 300; 'C': destroy it, and
@@ -279,6 +287,10 @@ static int host_command(hmaf_agent_t *agent, int cmd, void *arg)
         unsetenv("DOCA_EMU_MEMLOCK");
         doca_emu_reset();
         return 1;
+    case 'l':
+        return memlock_limit(&h->memlock, 4096, 1) == 0;
+    case 'L':
+        return memlock_restore(&h->memlock) == 0;
     case 'm':
         return mmaps_since_mark(h);
     case 'n':
@@ -780,8 +792,9 @@ static void check_teardown_hand_off(struct target *t)
  * limit) is DRIVER: the agent's registration of an exposure fails with
  * HMAF_ENOMEM, not HMAF_EFAULT (the range is mapped), and the dpu side's
  * read gets it from the REGISTER answer; its session goes on, and the
- * exposure works once the limit is lifted. */
-static void check_pin_refused(struct target *t)
+ * exposure works once the limit is lifted. The host commands `lower` and
+ * `lift` set and lift the limit. */
+static void check_pin_refused(struct target *t, int lower, int lift)
 {
     hmaf_session_t *s = connect_to(t->address, 0);
     uint64_t pmem, mem;
@@ -790,13 +803,52 @@ static void check_pin_refused(struct target *t)
     CHECK_OK(hmaf_session_lookup(s, "pmem", &pmem, NULL));
     CHECK_OK(hmaf_session_lookup(s, "mem", &mem, NULL));
     CHECK_OK(hmaf_session_read(s, v, mem, sizeof(v)));
-    CHECK_EQ(target_command(t, 'p'), 1);
+    CHECK_EQ(target_command(t, lower), 1);
     CHECK_ERR(hmaf_session_read(s, v, pmem + 100, sizeof(v)), HMAF_ENOMEM);
     CHECK_OK(hmaf_session_read(s, v, mem + 10, sizeof(v)));
     CHECK_PATTERN(v, sizeof(v), 10, 1);
-    CHECK_EQ(target_command(t, 'P'), 1);
+    CHECK_EQ(target_command(t, lift), 1);
     CHECK_OK(hmaf_session_read(s, v, pmem + 100, sizeof(v)));
     CHECK_PATTERN(v, sizeof(v), 100, 8);
+    hmaf_session_destroy(s);
+}
+
+/* (h) The same under the emulation's default rule, as on a card: the
+ * host drops CAP_IPC_LOCK and lowers RLIMIT_MEMLOCK ('l'). The kernel
+ * asks the pinning thread for the capability, so this host's agent runs
+ * on the thread that takes the commands (no agent thread). */
+static void check_pin_refused_unprivileged(const struct target_options *opts)
+{
+    struct target_options polled = *opts;
+    struct target t;
+
+    polled.agent_threaded = -1;
+    target_start(&t, &polled);
+    check_pin_refused(&t, 'l', 'L');
+    CHECK_EQ(target_stop(&t), 0);
+}
+
+/* (h) The dpu side pins its staging slots (16 MiB) when a session opens
+ * its endpoint. Unprivileged under a small ulimit -l (the emulation's
+ * default rule, as on a card) that fails: no session, no hang; once the
+ * limit is lifted a session works. */
+static void check_staging_pin_refused(const struct target *t)
+{
+    struct memlock_saved saved;
+    hmaf_session_params_t p;
+    hmaf_session_t *s = NULL;
+    int ret;
+
+    CHECK(memlock_limit(&saved, MIB, 1) == 0);
+    hmaf_session_params_init(&p);
+    p.address = t->address;
+    p.token = TARGET_TOKEN;
+    ret = hmaf_session_create(&p, &s);
+    CHECK(memlock_restore(&saved) == 0);
+    CHECK(ret < 0 && s == NULL);
+    printf("test_doca: staging pin refused: %s\n", hmaf_err_name(ret));
+    s = connect_to(t->address, 0);
+    CHECK_OK(hmaf_session_ping(s));
     hmaf_session_destroy(s);
 }
 
@@ -1150,7 +1202,9 @@ int main(void)
     check_export_size(&t, mem);
     check_teardown_hand_off(&t);
     check_ctx_fatal(&t, mem);
-    check_pin_refused(&t);
+    check_pin_refused(&t, 'p', 'P');
+    check_pin_refused_unprivileged(&opts);
+    check_staging_pin_refused(&t);
     check_import_cap(&t);
     CHECK_EQ(target_stop(&t), 0);
     printf("test_doca: ok\n");

@@ -24,12 +24,14 @@
  * every page of a local range is mapped and readable, and writable when
  * the permissions allow any write (LOCAL_READ_WRITE, PCI_READ_WRITE,
  * RDMA_WRITE, RDMA_ATOMIC); else it returns DRIVER (DOCA documents no
- * status for this). It charges the range's pages to the process's locked
- * memory, as pinning does, and returns DRIVER past DOCA_EMU_MEMLOCK (DOCA
- * reports a failed pin so: the memlock limit, or memory pressure); a stop
- * or destroy gives them back. It does not pin: a range unmapped after
- * start makes DMA fail with DRIVER, where hardware would still reach the
- * pinned pages.
+ * status for this). It charges the range's pages to the process's pinned
+ * memory, as pinning does, and returns DRIVER past the limit (DOCA
+ * reports a failed pin so: the memlock limit, or memory pressure): by
+ * default the kernel's, RLIMIT_MEMLOCK as it is at that start, unless the
+ * calling thread has CAP_IPC_LOCK (so root pins without limit, as on a
+ * card); a stop or destroy gives them back. It does not pin: a range
+ * unmapped after start makes DMA fail with DRIVER, where hardware would
+ * still reach the pinned pages.
  *
  * DMA completion statuses (err_cb, doca_task_get_status); submit does
  * not validate a task, as DOCA documents, so these all arrive here:
@@ -63,6 +65,15 @@
  *   DOCA_EMU_DMA_COMPLETIONS  DMA completions one doca_pe_progress hands
  *                          out per context, at most, in shuffled order
  *                          (4; 0: all that are done, in submit order)
+ *   DOCA_EMU_SEED          the shuffle's seed; each DMA context gets the
+ *                          next state of its sequence (the n-th context
+ *                          since the last reset, the n-th). Unset: drawn
+ *                          at random once per process (a forked child
+ *                          shares it) and printed on stderr at the first
+ *                          DMA context, so a failing run's order can be
+ *                          asked for again - as far as its threads'
+ *                          timing, which decides what is done when,
+ *                          repeats
  *   DOCA_EMU_MAX_BUF_SIZE  bytes per DMA task (1048576)
  *   DOCA_EMU_DMA_MAX_BUF_LIST_LEN  elements a DMA memcpy task's source or
  *                          destination list may hold, per device:
@@ -77,11 +88,14 @@
  *                          until set (512, or the cap if that is smaller)
  *   DOCA_EMU_COMCH_MAX_NAME    comch name bytes, NUL included (64;
  *                          2 to 80)
- *   DOCA_EMU_MEMLOCK       bytes of local mmaps started at once, at most
- *                          ("rlimit": RLIMIT_MEMLOCK; unset or 0: no
- *                          limit, since tests register more than the
- *                          usual 8 MiB and a card runs as root or with a
- *                          raised ulimit -l)
+ *   DOCA_EMU_MEMLOCK       bytes of local mmaps started at once, at most,
+ *                          whatever the capabilities (0: no limit; unset
+ *                          or "rlimit": the kernel's rule above). The
+ *                          suites pin more than the usual 8 MiB (a dpu
+ *                          side's staging slots alone are 16 MiB): as a
+ *                          user without CAP_IPC_LOCK they need a raised
+ *                          ulimit -l or DOCA_EMU_MEMLOCK=0, as HMAF on a
+ *                          card needs root or a raised ulimit -l
  *   DOCA_EMU_EXPORT_DESC_SIZE  bytes of each export descriptor (250; 48
  *                          the least, at most 65536). An mmap keeps the size
  *                          of its first export, so a reset between
@@ -136,9 +150,10 @@
  * calling doca_pe_progress from a callback, submitting a submitted task or
  * freeing one aborts with a message. Capabilities: every device supports
  * every emulated operation but create_from_export (above). Notification
- * handles are an epoll set per PE (doca_pe.h); comch never fires them. Not
- * emulated: event modes, comch counters and fast path, receive-queue
- * sizes.
+ * handles are an epoll set per PE (doca_pe.h); comch never fires them, and
+ * a PE in selective mode (the default) that has been armed leaves comch
+ * out (doca_pe.h). Not emulated: comch counters and fast path,
+ * receive-queue sizes.
  *
  * Thread safety: as DOCA: one thread per PE and the objects used with it.
  * Exporting is safe from any thread.

@@ -20,6 +20,13 @@
  * Comm Channel "does not support event-triggered completions"). Work that
  * came before the arm counts too (spurious wake-ups are allowed, missed
  * ones are not). Cleared or never armed, it stays quiet whatever arrives.
+ *
+ * Event modes: which contexts doca_pe_progress drives once the PE has
+ * been armed. SELECTIVE (the default): those that received an event, or
+ * had tasks to progress at the latest doca_pe_request_notification; a
+ * comch context receives none, so it is left out unless one of its tasks
+ * was in flight at that arm. PROGRESS_ALL: every context, always. A PE
+ * never armed drives every context in either mode.
  */
 #ifndef DOCA_PE_H_
 #define DOCA_PE_H_
@@ -38,6 +45,11 @@ struct doca_task;
 typedef int doca_event_handle_t;
 typedef doca_event_handle_t doca_notification_handle_t;
 #define doca_event_invalid_handle -1
+
+enum doca_pe_event_mode {
+    DOCA_PE_EVENT_MODE_PROGRESS_SELECTIVE,
+    DOCA_PE_EVENT_MODE_PROGRESS_ALL
+};
 
 typedef void (*doca_task_completion_cb_t)(struct doca_task *task,
                                           union doca_data task_user_data,
@@ -59,6 +71,11 @@ doca_error_t doca_pe_request_notification(struct doca_pe *pe);
  * is not this PE's. */
 doca_error_t doca_pe_clear_notification(struct doca_pe *pe,
                                         doca_notification_handle_t handle);
+/* See above; INVALID_VALUE for another value. Not from a callback (the
+ * emulation aborts). A switch to SELECTIVE applies from the next arm.
+ * DOCA 2.10 marks it experimental. */
+doca_error_t doca_pe_set_event_mode(struct doca_pe *pe,
+                                    enum doca_pe_event_mode event_mode);
 /* The ctx must be IDLE (BAD_STATE) and unconnected (NOT_PERMITTED); the
  * link lasts until the ctx is destroyed. */
 doca_error_t doca_pe_connect_ctx(struct doca_pe *pe, struct doca_ctx *ctx);
