@@ -794,6 +794,14 @@ static doca_error_t deng_open_staging(struct deng_lane *l, uint32_t nslots,
     }
     if (err == DOCA_SUCCESS) {
         err = doca_mmap_start(l->local_mmap);
+        if (err == DOCA_ERROR_DRIVER) {
+            /* a refused pin, not a broken device (doca_engine.c, Host) */
+            hmaf__log_error("doca could not pin %zu bytes of staging slots: "
+                            "memlock limit (ulimit -l) without "
+                            "CAP_IPC_LOCK, or memory pressure",
+                            bytes);
+            err = DOCA_ERROR_NO_MEMORY;
+        }
     }
     return err;
 }
