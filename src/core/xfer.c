@@ -629,28 +629,102 @@ transfer_bounced(struct hmaf_session *s, enum hmaf_xfer_op op,
     return ret;
 }
 
-/* One try of hmaf__session_post_async(), inside a read-side section. */
-static int post_async_once(struct xfer_call *c, struct hmaf_xfer_batch *batch,
-                           uint32_t cap, _Atomic uint64_t *flight,
-                           struct xfer_cursor *cur, uint64_t *miss_out)
+/*
+ * A posted request that finds the epoch due for a look carries it too
+ * (carried_look, above: reads always, writes where the engine enforces
+ * revocation), as a batch of its own posted just before the request's: the
+ * thread's queue has one (struct hmaf__posted_look), looked at by its
+ * owner when it progresses the queue (test, wait, flush, a post that
+ * makes room). The post itself no longer waits for a look. A request does
+ * not wait for the look either, nor is it redone: its transfers are in
+ * flight outside any section, but the grace period before an
+ * acknowledgement drains them, so they happened before the revocation
+ * completed, whatever the look found; a look that found the epoch moved
+ * (or failed) takes the separate look, which applies the revocation.
+ *
+ * While the queue's look is in flight, the thread's further posts go
+ * without one for a check interval from its start, as if it had been
+ * done: they are no staler than the view it will confirm. A look not
+ * looked at within that interval (a thread that posts and never
+ * progresses) leaves them to look the separate way.
+ */
+
+/* When a look is due: 0 with *carry_out set (1: post the queue's look
+ * with the request; 0: the look in flight covers it), XFER_RECHECK to
+ * look the separate way first, or an error. */
+static int plan_posted_look(const struct xfer_call *c,
+                            const struct hmaf__posted_look *look,
+                            int *carry_out)
+{
+    uint64_t f = atomic_load_explicit(&look->flight, memory_order_relaxed);
+
+    *carry_out = 0;
+    if (!carries_look(c->s, c->op)) {
+        return XFER_RECHECK;
+    }
+    if (f & 1) {
+        return c->now - look->posted_ns < c->s->check_interval_ns
+                   ? 0
+                   : XFER_RECHECK;
+    }
+    if (hmaf__channel_peer_gone(&c->s->channel)) {
+        return HMAF_ECONNRESET;
+    }
+    *carry_out = 1;
+    return 0;
+}
+
+/* Post the queue's look, its flight made odd first (the drain waits for
+ * it). One the engine refuses is taken the separate way (XFER_RECHECK). */
+static int post_look(const struct xfer_call *c, struct hmaf__posted_look *look)
+{
+    uint64_t f = atomic_load_explicit(&look->flight, memory_order_relaxed);
+
+    carry_look(c->s, &look->xfer, look->word);
+    look->batch.op = HMAF_XFER_READ;
+    look->batch.xfers = &look->xfer;
+    look->batch.status = 0;
+    /* The drain reads these from other threads. */
+    __atomic_store_n(&look->batch.count, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&look->batch.completed, 0, __ATOMIC_RELAXED);
+    look->posted_ns = c->now;
+    atomic_store_explicit(&look->flight, f + 1, memory_order_release);
+    if (c->s->post(c->s->ep, &look->batch) < 0) {
+        atomic_store_explicit(&look->flight, f + 2, memory_order_release);
+        return XFER_RECHECK;
+    }
+    return 0;
+}
+
+void hmaf__session_posted_look_done(struct hmaf_session *s,
+                                    struct hmaf__posted_look *look)
+{
+    uint64_t f = atomic_load_explicit(&look->flight, memory_order_relaxed);
+    int found_nothing;
+
+    if (!(f & 1) || __atomic_load_n(&look->batch.completed, __ATOMIC_ACQUIRE) <
+                        look->batch.count) {
+        return;
+    }
+    found_nothing =
+        look_found_nothing(s, look->word, look->batch.status, look->posted_ns);
+    atomic_store_explicit(&look->flight, f + 1, memory_order_release);
+    if (!found_nothing) {
+        /* Its error is the session's (recorded when it is one) or passes:
+         * the next look is due all the same. */
+        (void)hmaf__session_check_epoch(s, 1);
+    }
+}
+
+/* Post the request's n transfers, its flight made odd first (the drain
+ * waits for it). */
+static int post_request(const struct xfer_call *c,
+                        struct hmaf_xfer_batch *batch, uint32_t n,
+                        _Atomic uint64_t *flight)
 {
     uint64_t f = atomic_load_explicit(flight, memory_order_relaxed);
-    uint32_t n = 0;
-    int ret = atomic_load_explicit(&c->s->dead, memory_order_relaxed);
+    int ret;
 
-    c->now = hmaf__coarse_now_ns();
-    if (ret == 0 && epoch_due(c->s, c->now)) {
-        ret = XFER_RECHECK;
-    }
-    if (ret == 0) {
-        ret = build_batch(c, cur, batch->xfers, cap, &n, miss_out);
-    }
-    if (ret == 0 && cur->seg < c->nsegs) {
-        ret = HMAF_POST_SYNC; /* more than one batch */
-    }
-    if (ret != 0) {
-        return ret;
-    }
     /* The drain reads these from other threads. */
     __atomic_store_n(&batch->count, n, __ATOMIC_RELAXED);
     __atomic_store_n(&batch->completed, 0, __ATOMIC_RELAXED);
@@ -663,10 +737,37 @@ static int post_async_once(struct xfer_call *c, struct hmaf_xfer_batch *batch,
     return ret;
 }
 
+/* One try of hmaf__session_post_async(), inside a read-side section. */
+static int post_async_once(struct xfer_call *c, struct hmaf_xfer_batch *batch,
+                           uint32_t cap, _Atomic uint64_t *flight,
+                           struct hmaf__posted_look *look,
+                           struct xfer_cursor *cur, uint64_t *miss_out)
+{
+    uint32_t n = 0;
+    int carry = 0;
+    int ret = atomic_load_explicit(&c->s->dead, memory_order_relaxed);
+
+    c->now = hmaf__coarse_now_ns();
+    if (ret == 0 && epoch_due(c->s, c->now)) {
+        ret = plan_posted_look(c, look, &carry);
+    }
+    if (ret == 0) {
+        ret = build_batch(c, cur, batch->xfers, cap, &n, miss_out);
+    }
+    if (ret == 0 && cur->seg < c->nsegs) {
+        ret = HMAF_POST_SYNC; /* more than one batch */
+    }
+    if (ret == 0 && carry) {
+        ret = post_look(c, look);
+    }
+    return ret != 0 ? ret : post_request(c, batch, n, flight);
+}
+
 int hmaf__session_post_async(struct hmaf_session *s, enum hmaf_xfer_op op,
                              const hmaf_seg_t *segs, size_t nsegs,
                              struct hmaf_xfer_batch *batch, uint32_t cap,
-                             _Atomic uint64_t *flight)
+                             _Atomic uint64_t *flight,
+                             struct hmaf__posted_look *look)
 {
     struct xfer_call c = {.s = s, .op = op, .segs = segs, .nsegs = nsegs};
     int ret = start_call(&c);
@@ -683,7 +784,7 @@ int hmaf__session_post_async(struct hmaf_session *s, enum hmaf_xfer_op op,
         uint64_t miss = 0;
 
         hmaf__reader_enter(c.reader);
-        ret = post_async_once(&c, batch, cap, flight, &cur, &miss);
+        ret = post_async_once(&c, batch, cap, flight, look, &cur, &miss);
         hmaf__reader_exit(c.reader);
         if (ret != XFER_RECHECK && ret != XFER_MISS) {
             return ret < 0 ? hmaf__session_fail(s, ret) : ret;
