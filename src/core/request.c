@@ -18,7 +18,10 @@
  * section, so the session's readers have a drain: after a grace period,
  * whoever waits (a revocation, an eviction, the session's fence) drives
  * the engine until every request that was in flight is done, before any
- * import is released.
+ * import is released. A post that finds the revocation epoch due for a
+ * look carries it (xfer.c): the queue's look goes to the engine beside
+ * the request, and the request completes once both are done, when the
+ * look is looked at.
  *
  * A handle is request index | generation << 16. Generations are unique
  * in the process — each queue takes ranges of them from one counter — so
@@ -74,7 +77,11 @@ struct queue {
     uint32_t *inflight;        /* indices of requests in flight */
     uint32_t ninflight;
     uint32_t inflight_segs;
+    struct hmaf__posted_look look; /* the epoch look posts carry */
+    uint32_t look_req; /* the request that carried it, or NO_LOOK_REQ */
 };
+
+#define NO_LOOK_REQ UINT32_MAX
 
 #define HANDLE_INDEX_BITS 16
 #define HANDLE_GEN_BITS 48
@@ -156,6 +163,7 @@ static struct queue *new_queue(uint32_t window, int tid, int async)
     q->nfree = window;
     q->window = window;
     q->owner_tid = tid;
+    q->look_req = NO_LOOK_REQ;
     return q; /* next_gen == gen_end: the first post takes a range */
 }
 
@@ -164,14 +172,14 @@ static int async_engine(const struct hmaf_session *s)
     return (s->ops->flags & HMAF_ENGINE_ASYNC) != 0;
 }
 
-/* Progress the engine until request i of q is no longer in flight. */
-static void drain_one(struct hmaf_session *s, struct queue *q, uint32_t i)
+/* Progress the engine until batch b, whose flight is *flight, is no
+ * longer in flight. */
+static void drain_one(struct hmaf_session *s, _Atomic uint64_t *flight,
+                      struct hmaf_xfer_batch *b)
 {
-    uint64_t f = atomic_load_explicit(&q->flight[i], memory_order_acquire);
-    struct hmaf_xfer_batch *b = &q->batches[i];
+    uint64_t f = atomic_load_explicit(flight, memory_order_acquire);
 
-    while ((f & 1) &&
-           atomic_load_explicit(&q->flight[i], memory_order_acquire) == f &&
+    while ((f & 1) && atomic_load_explicit(flight, memory_order_acquire) == f &&
            __atomic_load_n(&b->completed, __ATOMIC_ACQUIRE) <
                __atomic_load_n(&b->count, __ATOMIC_RELAXED)) {
         s->ops->progress(s->ep);
@@ -181,10 +189,13 @@ static void drain_one(struct hmaf_session *s, struct queue *q, uint32_t i)
 /* Under queues_lock. */
 static void drain_queue(struct hmaf_session *s, struct queue *q)
 {
-    for (uint32_t i = 0; q != NULL && q->flight != NULL && i < q->window;
-         i++) {
-        drain_one(s, q, i);
+    if (q == NULL || q->flight == NULL) {
+        return;
     }
+    for (uint32_t i = 0; i < q->window; i++) {
+        drain_one(s, &q->flight[i], &q->batches[i]);
+    }
+    drain_one(s, &q->look.flight, &q->look.batch);
 }
 
 void hmaf__request_drain(void *session)
@@ -290,7 +301,21 @@ static void run_requests(struct hmaf_session *s, struct queue *q,
     }
 }
 
-/* Complete the requests whose batches the engine finished. */
+static int batch_done(struct hmaf_xfer_batch *b)
+{
+    return __atomic_load_n(&b->completed, __ATOMIC_ACQUIRE) >= b->count;
+}
+
+/* Has the engine finished request i, and the look it carried? */
+static int request_done(struct queue *q, uint32_t i)
+{
+    return batch_done(&q->batches[i]) &&
+           (i != q->look_req || batch_done(&q->look.batch));
+}
+
+/* Complete the requests whose batches the engine finished; then look at
+ * the epoch look they carried, if it is done (outside the loop: a moved
+ * epoch takes the separate look, which drains this queue). */
 static void reap(struct hmaf_session *s, struct queue *q)
 {
     for (uint32_t k = 0; k < q->ninflight;) {
@@ -300,9 +325,12 @@ static void reap(struct hmaf_session *s, struct queue *q)
         uint64_t f;
         int status;
 
-        if (__atomic_load_n(&b->completed, __ATOMIC_ACQUIRE) < b->count) {
+        if (!request_done(q, i)) {
             k++;
             continue;
+        }
+        if (i == q->look_req) {
+            q->look_req = NO_LOOK_REQ;
         }
         f = atomic_load_explicit(&q->flight[i], memory_order_relaxed);
         atomic_store_explicit(&q->flight[i], f + 1, memory_order_release);
@@ -318,6 +346,7 @@ static void reap(struct hmaf_session *s, struct queue *q)
         }
         complete(q, i, status);
     }
+    hmaf__session_posted_look_done(s, &q->look);
 }
 
 /* Everything in flight, done. */
@@ -424,7 +453,7 @@ static int post_async(struct hmaf_session *s, struct queue *q,
 {
     long index = make_room(s, q, nsegs);
     struct queued_req *r;
-    uint64_t bytes = 0;
+    uint64_t bytes = 0, look_flight;
     int ret;
 
     if (index < 0) {
@@ -445,11 +474,16 @@ static int post_async(struct hmaf_session *s, struct queue *q,
     if (req_out != NULL) {
         *req_out = encode_handle((uint32_t)index, r->gen);
     }
+    look_flight = atomic_load_explicit(&q->look.flight, memory_order_relaxed);
     ret = hmaf__session_post_async(s, op, segs, nsegs, &q->batches[index],
-                                   ASYNC_XFERS, &q->flight[index]);
+                                   ASYNC_XFERS, &q->flight[index], &q->look);
     if (ret == 0) {
         q->inflight[q->ninflight++] = (uint32_t)index;
         q->inflight_segs += (uint32_t)nsegs;
+        if (atomic_load_explicit(&q->look.flight, memory_order_relaxed) !=
+            look_flight) {
+            q->look_req = (uint32_t)index; /* it carried the look */
+        }
         return 0;
     }
     if (ret == HMAF_POST_SYNC) {

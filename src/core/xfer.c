@@ -256,36 +256,88 @@ run_batch(struct hmaf_session *s, struct hmaf_xfer_batch *batch)
 }
 
 /*
- * A read step that finds the epoch due for a look carries the look along:
- * one more transfer in its own batch reads the epoch word from the
- * mailbox, so a read after an idle spell costs one engine round trip, not
- * two (the look, then the data). The fence does not rest on the order of
- * the two: the step runs inside a read-side section, and the session
- * acknowledges a revocation only after a grace period, so whatever the
- * batch read, it read before the host's revocation could complete. The
- * look is for promptness: it is how a busy thread learns of a revocation
- * (and acknowledges it) at least every check interval, and how it learns
- * the host closed the session. Bytes read alongside a look that found
- * anything amiss are not trusted: the read is redone after the separate
- * look.
+ * A step that finds the epoch due for a look carries the look along: one
+ * more transfer reads the epoch word from the mailbox, so a call after an
+ * idle spell costs one engine round trip, not two (the look, then the
+ * data). A read's look rides in the read's own batch; a write's goes as a
+ * batch of its own (a batch has one direction), posted just before the
+ * write's, and the step waits for both: still one round trip.
+ *
+ * The fence does not rest on the order of look and data. The step runs
+ * inside a read-side section, and the session acknowledges a revocation
+ * only after a grace period (which also drains what posted requests left
+ * in flight), so whatever the step read or wrote, it did before the host's
+ * revocation could complete: a transfer racing a revocation is ordered
+ * before it, whether or not its look saw the new epoch. The look is for
+ * promptness: it is how a busy thread learns of a revocation (and
+ * acknowledges it) at least every check interval, and how it learns the
+ * host closed the session.
+ *
+ * A session the host cut off (its acknowledgement did not come in time,
+ * or the host closed it) is another matter: it is not waited for, so
+ * nothing but the engine or its own look stops its next transfer. Reads
+ * always carry their look: a cut-off session learns nothing it could not
+ * have read a moment before. Writes carry theirs only where the engine
+ * enforces revocation (HMAF_ENGINE_ENFORCED, doca): the host destroyed the
+ * revoked range's export and the session's mailbox's, so a cut-off
+ * session's write there fails in the engine, with or without a look
+ * before it. With cma nothing in the engine stops it, and a write looks
+ * first, in a round trip of its own: a cut-off session (its mailbox made
+ * inaccessible, its channel closed) finds out before it writes.
+ *
+ * Bytes read alongside a look that found anything amiss are not trusted:
+ * the read is redone after the separate look. A write is not redone: its
+ * bytes landed inside the section, before any acknowledgement, as if it
+ * had run just before the revocation; writing them again could undo what
+ * the host wrote there meanwhile (a flag it had consumed). The separate
+ * look then applies the revocation or reports the session's end, and the
+ * call goes on from there (a next step to a revoked range: HMAF_EFAULT).
  */
 struct carried_look {
     struct xfer_cursor start; /* where the step began: redone from here */
     uint8_t word[8];          /* the epoch as the host's mailbox holds it */
+    int status;               /* a write's look: its batch's */
+    struct hmaf_xfer xfer;    /* ... and the batch itself */
+    struct hmaf_xfer_batch batch;
 };
 
-static void carry_look(const struct xfer_call *c, struct hmaf_xfer *x,
-                       struct carried_look *look)
+static int carries_look(const struct hmaf_session *s, enum hmaf_xfer_op op)
+{
+    return op == HMAF_XFER_READ || (s->ops->flags & HMAF_ENGINE_ENFORCED);
+}
+
+static void carry_look(const struct hmaf_session *s, struct hmaf_xfer *x,
+                       uint8_t word[8])
 {
     *x = (struct hmaf_xfer){
-        .rmem = c->s->mbox.rmem,
-        .local = look->word,
-        .remote_addr = c->s->mbox.base + HMAF_MBOX_HEADER_EPOCH,
-        .len = sizeof(look->word),
+        .rmem = s->mbox.rmem,
+        .local = word,
+        .remote_addr = s->mbox.base + HMAF_MBOX_HEADER_EPOCH,
+        .len = 8,
     };
 }
 
-/* After a step that carried a look, outside its section. An unchanged
+/* Did a carried look, begun at looked_ns, find the epoch this session
+ * last applied? Then it counts as a look done as of looked_ns. */
+static int look_found_nothing(struct hmaf_session *s, uint8_t word[8],
+                              int status, uint64_t looked_ns)
+{
+    struct hmaf_wire w = hmaf__wire(word, 8);
+    uint64_t epoch = hmaf__wire_get_u64(&w);
+    uint64_t next = looked_ns + s->check_interval_ns;
+
+    if (status < 0 ||
+        epoch != __atomic_load_n(&s->epoch_seen, __ATOMIC_RELAXED)) {
+        return 0;
+    }
+    /* A look that took long must not move the next one earlier. */
+    if (next > atomic_load_explicit(&s->next_check_ns, memory_order_relaxed)) {
+        atomic_store_explicit(&s->next_check_ns, next, memory_order_relaxed);
+    }
+    return 1;
+}
+
+/* After a read step that carried a look, outside its section. An unchanged
  * epoch makes the look count as done as of the step's start. A moved
  * epoch, or a failed batch (it does not say which transfer failed), takes
  * the separate look, which applies the revocation or finds what is wrong
@@ -294,18 +346,11 @@ static void carry_look(const struct xfer_call *c, struct hmaf_xfer *x,
 static int carried_look_done(struct xfer_call *c, struct xfer_cursor *cur,
                              struct carried_look *look, int ret, int built)
 {
-    struct hmaf_session *s = c->s;
-    struct hmaf_wire w = hmaf__wire(look->word, sizeof(look->word));
-    uint64_t epoch = hmaf__wire_get_u64(&w);
-
-    if (ret == 0 &&
-        epoch == __atomic_load_n(&s->epoch_seen, __ATOMIC_RELAXED)) {
-        atomic_store_explicit(&s->next_check_ns, c->now + s->check_interval_ns,
-                              memory_order_relaxed);
+    if (look_found_nothing(c->s, look->word, ret, c->now)) {
         return built;
     }
     c->no_carry = 1;
-    ret = hmaf__session_check_epoch(s, 1);
+    ret = hmaf__session_check_epoch(c->s, 1);
     if (ret < 0) {
         return ret;
     }
@@ -313,16 +358,56 @@ static int carried_look_done(struct xfer_call *c, struct xfer_cursor *cur,
     return 0;
 }
 
-/* Inside the section, when a look is due: 1 to carry it in this step's
- * batch, 0 to look the separate way first (XFER_RECHECK), or an error. The
- * channel is looked at first, as the separate look does: a host that is
- * gone is never addressed (cma: its pid may be reused). */
+/* After a write step that carried its look, outside its section. The
+ * write's own status decides the step, as for a write that looked first;
+ * a look that found anything amiss takes the separate look, and the write
+ * stands (it is not redone: see above). */
+static int carried_write_look_done(struct xfer_call *c,
+                                   struct carried_look *look, int ret,
+                                   int built)
+{
+    if (ret < 0) {
+        return hmaf__session_fail(c->s, ret);
+    }
+    if (look_found_nothing(c->s, look->word, look->status, c->now)) {
+        return built;
+    }
+    c->no_carry = 1;
+    ret = hmaf__session_check_epoch(c->s, 1);
+    return ret < 0 ? ret : built;
+}
+
+/* A write and its look, each a batch of its own: the look posted first,
+ * both waited for. Returns the write's status; the look's goes to
+ * look->status (a look that could not be posted failed). */
+static int run_beside_look(struct hmaf_session *s,
+                           struct hmaf_xfer_batch *batch,
+                           struct carried_look *look)
+{
+    int ret;
+
+    carry_look(s, &look->xfer, look->word);
+    look->batch = (struct hmaf_xfer_batch){
+        .op = HMAF_XFER_READ, .xfers = &look->xfer, .count = 1};
+    look->status = s->post(s->ep, &look->batch);
+    ret = s->post(s->ep, batch);
+    if (ret == 0) {
+        ret = hmaf__engine_complete(s->ep, batch);
+    }
+    if (look->status == 0) {
+        look->status = hmaf__engine_complete(s->ep, &look->batch);
+    }
+    return ret;
+}
+
+/* Inside the section, when a look is due: 1 to carry it in this step, 0
+ * to look the separate way first (XFER_RECHECK), or an error. The channel
+ * is looked at first, as the separate look does: a host that is gone is
+ * never addressed (cma: its pid may be reused). cap counts the look too:
+ * the step stays within the engine's max_inflight. */
 static int want_carry(struct xfer_call *c, uint32_t cap)
 {
-    /* A batch has one direction, and a write goes after its look: a cut
-     * off session (cma: its mailbox made inaccessible) finds out before
-     * it writes, as it did before reads carried their looks. */
-    if (c->no_carry || cap < 2 || c->op != HMAF_XFER_READ) {
+    if (c->no_carry || cap < 2 || !carries_look(c->s, c->op)) {
         return 0;
     }
     if (hmaf__channel_peer_gone(&c->s->channel)) {
@@ -331,13 +416,26 @@ static int want_carry(struct xfer_call *c, uint32_t cap)
     return 1;
 }
 
+/* Run the step's batch with the look it carries, if any. */
+static int run_step_batch(struct xfer_call *c, struct hmaf_xfer_batch *batch,
+                          struct carried_look *look, int carry)
+{
+    if (carry && c->op == HMAF_XFER_WRITE) {
+        return run_beside_look(c->s, batch, look);
+    }
+    if (carry) {
+        carry_look(c->s, &batch->xfers[batch->count++], look->word);
+    }
+    return run_batch(c->s, batch);
+}
+
 /*
  * Build and run one batch inside a read-side section: no region it uses
  * can be dropped before the engine is done with it. The epoch view is
  * checked for freshness inside the section, so a thread delayed between a
  * check and its transfer cannot act on a view older than the lease the
  * host's revocation wait allows for; a stale view is refreshed in the same
- * batch (carried_look).
+ * round trip (carried_look).
  */
 static int step_with(struct xfer_call *c, struct xfer_cursor *cur,
                      uint64_t *miss_out, struct hmaf_xfer *xfers, uint32_t cap)
@@ -367,18 +465,19 @@ static int step_with(struct xfer_call *c, struct xfer_cursor *cur,
     }
     built = build_batch(c, cur, xfers, cap - (uint32_t)carry, &batch.count,
                         miss_out);
-    if (carry && batch.count == 0) {
-        /* nothing to carry it with (a miss first): look on its own */
+    if (carry && (batch.count == 0 || built < 0)) {
+        /* nothing to carry it with (a miss first, or a write refused):
+         * look on its own */
         hmaf__reader_exit(c->reader);
         return built < 0 ? built : XFER_RECHECK;
     }
-    if (carry) {
-        carry_look(c, &xfers[batch.count++], &look);
-    }
     if (built >= 0 && batch.count > 0) {
-        ret = run_batch(c->s, &batch);
+        ret = run_step_batch(c, &batch, &look, carry);
     }
     hmaf__reader_exit(c->reader);
+    if (carry && c->op == HMAF_XFER_WRITE) {
+        return carried_write_look_done(c, &look, ret, built);
+    }
     if (carry) {
         return carried_look_done(c, cur, &look, ret, built);
     }
@@ -530,28 +629,102 @@ transfer_bounced(struct hmaf_session *s, enum hmaf_xfer_op op,
     return ret;
 }
 
-/* One try of hmaf__session_post_async(), inside a read-side section. */
-static int post_async_once(struct xfer_call *c, struct hmaf_xfer_batch *batch,
-                           uint32_t cap, _Atomic uint64_t *flight,
-                           struct xfer_cursor *cur, uint64_t *miss_out)
+/*
+ * A posted request that finds the epoch due for a look carries it too
+ * (carried_look, above: reads always, writes where the engine enforces
+ * revocation), as a batch of its own posted just before the request's: the
+ * thread's queue has one (struct hmaf__posted_look), looked at by its
+ * owner when it progresses the queue (test, wait, flush, a post that
+ * makes room). The post itself no longer waits for a look. A request does
+ * not wait for the look either, nor is it redone: its transfers are in
+ * flight outside any section, but the grace period before an
+ * acknowledgement drains them, so they happened before the revocation
+ * completed, whatever the look found; a look that found the epoch moved
+ * (or failed) takes the separate look, which applies the revocation.
+ *
+ * While the queue's look is in flight, the thread's further posts go
+ * without one for a check interval from its start, as if it had been
+ * done: they are no staler than the view it will confirm. A look not
+ * looked at within that interval (a thread that posts and never
+ * progresses) leaves them to look the separate way.
+ */
+
+/* When a look is due: 0 with *carry_out set (1: post the queue's look
+ * with the request; 0: the look in flight covers it), XFER_RECHECK to
+ * look the separate way first, or an error. */
+static int plan_posted_look(const struct xfer_call *c,
+                            const struct hmaf__posted_look *look,
+                            int *carry_out)
+{
+    uint64_t f = atomic_load_explicit(&look->flight, memory_order_relaxed);
+
+    *carry_out = 0;
+    if (!carries_look(c->s, c->op)) {
+        return XFER_RECHECK;
+    }
+    if (f & 1) {
+        return c->now - look->posted_ns < c->s->check_interval_ns
+                   ? 0
+                   : XFER_RECHECK;
+    }
+    if (hmaf__channel_peer_gone(&c->s->channel)) {
+        return HMAF_ECONNRESET;
+    }
+    *carry_out = 1;
+    return 0;
+}
+
+/* Post the queue's look, its flight made odd first (the drain waits for
+ * it). One the engine refuses is taken the separate way (XFER_RECHECK). */
+static int post_look(const struct xfer_call *c, struct hmaf__posted_look *look)
+{
+    uint64_t f = atomic_load_explicit(&look->flight, memory_order_relaxed);
+
+    carry_look(c->s, &look->xfer, look->word);
+    look->batch.op = HMAF_XFER_READ;
+    look->batch.xfers = &look->xfer;
+    look->batch.status = 0;
+    /* The drain reads these from other threads. */
+    __atomic_store_n(&look->batch.count, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&look->batch.completed, 0, __ATOMIC_RELAXED);
+    look->posted_ns = c->now;
+    atomic_store_explicit(&look->flight, f + 1, memory_order_release);
+    if (c->s->post(c->s->ep, &look->batch) < 0) {
+        atomic_store_explicit(&look->flight, f + 2, memory_order_release);
+        return XFER_RECHECK;
+    }
+    return 0;
+}
+
+void hmaf__session_posted_look_done(struct hmaf_session *s,
+                                    struct hmaf__posted_look *look)
+{
+    uint64_t f = atomic_load_explicit(&look->flight, memory_order_relaxed);
+    int found_nothing;
+
+    if (!(f & 1) || __atomic_load_n(&look->batch.completed, __ATOMIC_ACQUIRE) <
+                        look->batch.count) {
+        return;
+    }
+    found_nothing =
+        look_found_nothing(s, look->word, look->batch.status, look->posted_ns);
+    atomic_store_explicit(&look->flight, f + 1, memory_order_release);
+    if (!found_nothing) {
+        /* Its error is the session's (recorded when it is one) or passes:
+         * the next look is due all the same. */
+        (void)hmaf__session_check_epoch(s, 1);
+    }
+}
+
+/* Post the request's n transfers, its flight made odd first (the drain
+ * waits for it). */
+static int post_request(const struct xfer_call *c,
+                        struct hmaf_xfer_batch *batch, uint32_t n,
+                        _Atomic uint64_t *flight)
 {
     uint64_t f = atomic_load_explicit(flight, memory_order_relaxed);
-    uint32_t n = 0;
-    int ret = atomic_load_explicit(&c->s->dead, memory_order_relaxed);
+    int ret;
 
-    c->now = hmaf__coarse_now_ns();
-    if (ret == 0 && epoch_due(c->s, c->now)) {
-        ret = XFER_RECHECK;
-    }
-    if (ret == 0) {
-        ret = build_batch(c, cur, batch->xfers, cap, &n, miss_out);
-    }
-    if (ret == 0 && cur->seg < c->nsegs) {
-        ret = HMAF_POST_SYNC; /* more than one batch */
-    }
-    if (ret != 0) {
-        return ret;
-    }
     /* The drain reads these from other threads. */
     __atomic_store_n(&batch->count, n, __ATOMIC_RELAXED);
     __atomic_store_n(&batch->completed, 0, __ATOMIC_RELAXED);
@@ -564,10 +737,37 @@ static int post_async_once(struct xfer_call *c, struct hmaf_xfer_batch *batch,
     return ret;
 }
 
+/* One try of hmaf__session_post_async(), inside a read-side section. */
+static int post_async_once(struct xfer_call *c, struct hmaf_xfer_batch *batch,
+                           uint32_t cap, _Atomic uint64_t *flight,
+                           struct hmaf__posted_look *look,
+                           struct xfer_cursor *cur, uint64_t *miss_out)
+{
+    uint32_t n = 0;
+    int carry = 0;
+    int ret = atomic_load_explicit(&c->s->dead, memory_order_relaxed);
+
+    c->now = hmaf__coarse_now_ns();
+    if (ret == 0 && epoch_due(c->s, c->now)) {
+        ret = plan_posted_look(c, look, &carry);
+    }
+    if (ret == 0) {
+        ret = build_batch(c, cur, batch->xfers, cap, &n, miss_out);
+    }
+    if (ret == 0 && cur->seg < c->nsegs) {
+        ret = HMAF_POST_SYNC; /* more than one batch */
+    }
+    if (ret == 0 && carry) {
+        ret = post_look(c, look);
+    }
+    return ret != 0 ? ret : post_request(c, batch, n, flight);
+}
+
 int hmaf__session_post_async(struct hmaf_session *s, enum hmaf_xfer_op op,
                              const hmaf_seg_t *segs, size_t nsegs,
                              struct hmaf_xfer_batch *batch, uint32_t cap,
-                             _Atomic uint64_t *flight)
+                             _Atomic uint64_t *flight,
+                             struct hmaf__posted_look *look)
 {
     struct xfer_call c = {.s = s, .op = op, .segs = segs, .nsegs = nsegs};
     int ret = start_call(&c);
@@ -584,7 +784,7 @@ int hmaf__session_post_async(struct hmaf_session *s, enum hmaf_xfer_op op,
         uint64_t miss = 0;
 
         hmaf__reader_enter(c.reader);
-        ret = post_async_once(&c, batch, cap, flight, &cur, &miss);
+        ret = post_async_once(&c, batch, cap, flight, look, &cur, &miss);
         hmaf__reader_exit(c.reader);
         if (ret != XFER_RECHECK && ret != XFER_MISS) {
             return ret < 0 ? hmaf__session_fail(s, ret) : ret;

@@ -17,6 +17,11 @@
  * progress() completes them; a batch is done when completed == count. An
  * engine that works synchronously (cma) completes the whole batch inside
  * post(). Every transfer moves all its bytes or the batch reports an error.
+ * A batch has one direction. Several batches may be posted before any is
+ * complete, by one thread or several (the core posts an epoch look, a
+ * read, beside a write); each completes on its own, in no given order, and
+ * a failed transfer fails its own batch only (an engine that breaks down
+ * may fail them all).
  *
  * Optional ops may be NULL; the registry fills them with stubs (teardown
  * ops do nothing, progress reports no work, the rest return HMAF_ENOTSUP),

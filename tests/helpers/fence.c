@@ -137,6 +137,12 @@ static void timed_call(struct fence_thread *ft, unsigned i)
     uint64_t start;
     int ret;
 
+    if (ft->load->idle_us != 0) {
+        nanosleep(
+            &(struct timespec){.tv_sec = ft->load->idle_us / 1000000,
+                               .tv_nsec = ft->load->idle_us % 1000000 * 1000l},
+            NULL);
+    }
     if (answer) {
         await_tick();
     }

@@ -99,6 +99,10 @@ struct fence_load {
     int nthreads;
     fence_call_fn call;
     struct fence_start *start; /* thread 0 answers it; NULL: none */
+    /* Sparse calls: each thread sleeps this long before each call, so
+     * that every call finds the session's epoch look due (set by the
+     * caller; fence_load_start leaves it). 0: calls back to back. */
+    unsigned idle_us;
     _Atomic int stop;
     pthread_t tid[FENCE_THREADS_MAX];
     struct fence_thread th[FENCE_THREADS_MAX];

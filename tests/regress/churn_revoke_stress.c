@@ -10,7 +10,9 @@
  * revoke_wait_ms (default 1000; 3 makes cut-offs frequent); argv[2]
  * "posted": the dpu threads post a few transfers, then wait for them
  * (with doca they are in flight meanwhile, outside any read-side section,
- * and revocations drain them).
+ * and revocations drain them); "sparse": they sleep longer than the epoch
+ * check interval before each call or round, so that every one carries
+ * its epoch look (with doca writes too, and posts); "posted-sparse": both.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -31,6 +33,8 @@
 #define SENTINEL  0xEE
 #define DPU_LOOPS 3
 #define WORKERS   2
+/* > revoke_check_us (1 ms by default): every call finds a look due */
+#define SPARSE_IDLE_NS 1500000
 
 struct stats {
     _Atomic long revokes_ok, revokes_timeout, violations, violation_bytes;
@@ -43,6 +47,7 @@ static struct stats *st;
 static char address[128];
 static int revoke_wait_ms = 1000;
 static int posted; /* argv[2] "posted" */
+static int sparse; /* argv[2] "sparse" */
 static unsigned seconds = 2;
 
 static uint64_t now_ns(void)
@@ -169,7 +174,12 @@ static void *worker(void *argp)
         unsigned slot = rand_r(&a->seed) % SLOTS;
         uint64_t at = atomic_load(&st->base) + (uint64_t)slot * SLOT_LEN +
                       rand_r(&a->seed) % (SLOT_LEN - sizeof(buf));
-        int ret = posted ? posted_round(a, bufs)
+        int ret;
+
+        if (sparse) {
+            nanosleep(&(struct timespec){0, SPARSE_IDLE_NS}, NULL);
+        }
+        ret = posted ? posted_round(a, bufs)
                   : rand_r(&a->seed) & 1
                       ? hmaf_session_write(a->s, at, buf, sizeof(buf))
                       : hmaf_session_read(a->s, buf, at, sizeof(buf));
@@ -232,7 +242,8 @@ int main(int argc, char **argv)
     if (argc > 1) {
         revoke_wait_ms = atoi(argv[1]);
     }
-    posted = argc > 2 && strcmp(argv[2], "posted") == 0;
+    posted = argc > 2 && strstr(argv[2], "posted") != NULL;
+    sparse = argc > 2 && strstr(argv[2], "sparse") != NULL;
     if (secs != NULL) {
         seconds = (unsigned)atoi(secs);
     }

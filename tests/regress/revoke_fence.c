@@ -11,7 +11,13 @@
  * with a sentinel and watches it for 50 ms (fence.h). First with a 2 ms
  * wait (15 trials: on a busy 2-core machine 20-60 % of trials showed the
  * bug), then with the default 200 ms (3 trials). HMAF_STRESS_TRIALS sets
- * the trials of each. One summary line per wait. */
+ * the trials of each. One summary line per wait.
+ *
+ * argv[1] "sparse": each thread sleeps SPARSE_IDLE_US before each call,
+ * longer than the session's epoch check interval, so that every call
+ * carries its epoch look (xfer.c: reads always; writes, too, on an engine
+ * that enforces revocation, doca). Run on doca, this checks that writes
+ * which carry their look instead of looking first are still fenced. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +29,8 @@
 #define THREADS   4
 #define WARMUP_MS 10 /* after every thread's first success */
 #define WATCH_MS  50
+/* > revoke_check_us (1 ms by default): every call finds a look due */
+#define SPARSE_IDLE_US 1500
 
 /* What the host child reports; in a page shared across the fork. */
 struct report {
@@ -34,6 +42,7 @@ struct report {
 };
 
 static struct report *rep;
+static unsigned idle_us; /* argv[1] "sparse": SPARSE_IDLE_US */
 
 /* 'z': revoke, note when it returned, take the range back and watch it.
  * The time is taken first: anything in between would widen the window. */
@@ -101,6 +110,7 @@ static void trial(int wait_ms, struct totals *tot)
     struct target t;
 
     memset(rep, 0, sizeof(*rep));
+    load.idle_us = idle_us;
     target_start(&t, &opts);
     fence_trial_run(&load, &t, THREADS, read_or_write, WARMUP_MS, 'z',
                     &rep->fence_ns, &rep->start, &sum);
@@ -116,21 +126,25 @@ static int run_wait(int wait_ms, unsigned trials)
     for (unsigned i = 0; i < trials; i++) {
         trial(wait_ms, &tot);
     }
-    printf("revoke_fence: wait %d ms: %u trials; revoke returned 0 in %u, "
+    printf("revoke_fence%s: wait %d ms: %u trials; revoke returned 0 in %u, "
            "ETIMEDOUT in %u, other in %u; agent wait expired in %u; "
            "%ld calls; %ld begun after the return succeeded (%u trials); "
            "%zu host bytes written after the return (%u trials); "
            "violating trials %u\n",
-           wait_ms, tot.trials, tot.ret_ok, tot.ret_timedout, tot.ret_other,
-           tot.wait_expired, tot.calls, tot.ok_after, tot.ok_after_trials,
-           tot.changed, tot.changed_trials, tot.violations);
+           idle_us != 0 ? " (sparse)" : "", wait_ms, tot.trials, tot.ret_ok,
+           tot.ret_timedout, tot.ret_other, tot.wait_expired, tot.calls,
+           tot.ok_after, tot.ok_after_trials, tot.changed, tot.changed_trials,
+           tot.violations);
     return tot.violations > 0 || tot.ret_other > 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     int failed;
 
+    if (argc > 1 && strcmp(argv[1], "sparse") == 0) {
+        idle_us = SPARSE_IDLE_US;
+    }
     rep = fence_shared(sizeof(*rep));
     failed = run_wait(2, fence_trials(15));
     failed |= run_wait(200, fence_trials(3));

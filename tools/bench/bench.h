@@ -101,6 +101,9 @@ struct pattern {
     int chart; /* draw latency and bandwidth against size */
     int mapping;      /* mapping mode: runs where userfaultfd works */
     const char *only; /* these contenders only; NULL: all that apply */
+    /* Sparse calls: each unit comes after this long asleep, and only the
+     * units are timed (measure.c); 0: units back to back. */
+    uint64_t idle_ns;
 };
 
 struct contender;
@@ -295,6 +298,8 @@ struct bench {
     unsigned rerun_max; /* disturbed rounds are run again this often */
 #define RERUN_MAX 2         /* ... in a full run */
     unsigned iters_min; /* units per round and contender, at least */
+    /* ... and at most, in sparse patterns: each unit costs p->idle_ns */
+    unsigned sparse_iters_max;
 /* In a full run even the slowest contender runs a few units per round: one
  * unit is one sample, and a 16 MiB transfer's time varies from one to the
  * next. */

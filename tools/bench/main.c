@@ -60,6 +60,16 @@ static const size_t node[] = {NODE_LEN};
 static const size_t no_size[] = {0};
 static const size_t page[] = {4 * KIB};
 static const size_t reread[] = {MAP_REREAD_LEN};
+static const size_t one_small[] = {64};
+
+/* A sparse call: longer asleep than HMAF's revocation check interval
+ * (revoke_check_us, 1 ms by default), so the call finds the host's
+ * revocation epoch due for a look. Each such unit costs SPARSE_IDLE_NS of
+ * wall time: a round has at most SPARSE_UNITS (--quick: _QUICK). */
+#define SPARSE_IDLE_NS     (5ull * 1000 * 1000)
+#define SPARSE_UNITS       32
+#define SPARSE_UNITS_QUICK 4
+#define SPARSE_WITH        "raw,doca-raw,hmaf,hmaf-nb"
 
 #define SIZES(a) .sizes = (a), .nsizes = COUNT(a)
 
@@ -81,6 +91,25 @@ static const struct pattern patterns[] = {
      .threads = 1,
      SIZES(sweep),
      .chart = 1},
+    {.id = "read-sparse",
+     .title = "read after 5 ms idle, same address",
+     .kind = KIND_ONE,
+     .where = AT_SAME,
+     .count = 1,
+     .threads = 1,
+     SIZES(one_small),
+     .only = SPARSE_WITH,
+     .idle_ns = SPARSE_IDLE_NS},
+    {.id = "write-sparse",
+     .title = "write after 5 ms idle, same address",
+     .kind = KIND_ONE,
+     .where = AT_SAME,
+     .is_write = 1,
+     .count = 1,
+     .threads = 1,
+     SIZES(one_small),
+     .only = SPARSE_WITH,
+     .idle_ns = SPARSE_IDLE_NS},
     {.id = "read-seq",
      .title = "read, sequential addresses",
      .kind = KIND_ONE,
@@ -255,10 +284,11 @@ static void usage(FILE *to)
             "  --csv FILE, --json FILE  write those here instead\n"
             "  --no-charts   do not run gnuplot\n"
             "  --only P      only patterns whose name starts with P "
-            "(read-one, write-one,\n                read-seq, read-random, "
-            "read-random-2t, batch16, batch256,\n                "
-            "batch256-seq, chase1, chase16, ping, map-random, map-seq,\n"
-            "                map-reread)\n"
+            "(read-one, write-one,\n                read-sparse, "
+            "write-sparse, read-seq, read-random,\n                "
+            "read-random-2t, batch16, batch256, batch256-seq, chase1,\n"
+            "                chase16, ping, map-random, map-seq, "
+            "map-reread)\n"
             "  --with LIST   only these contenders (comma-separated), and "
             "the baseline\n"
             "  --no-pin      leave cpu placement to the scheduler\n"
@@ -583,6 +613,7 @@ static int bench_init(struct bench *b, struct child *host,
      * disturbed rounds would only make it long. */
     b->rerun_max = o->quick ? 0 : RERUN_MAX;
     b->iters_min = o->quick ? 1 : ITERS_MIN;
+    b->sparse_iters_max = o->quick ? SPARSE_UNITS_QUICK : SPARSE_UNITS;
     b->nworkers = THREADS_MAX;
     for (unsigned i = 0; i < THREADS_MAX; i++) {
         b->w[i].sock_fd[0] = b->w[i].sock_fd[1] = -1; /* none yet */

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bench.h"
 
@@ -94,10 +95,42 @@ static uint64_t host_run_delay(pid_t pid, const char *prefix)
 /* Worker threads                                                      */
 /* ------------------------------------------------------------------ */
 
+/* A sparse pattern's units (p->idle_ns), each after an idle spell: only
+ * the units are timed, their times added up as if they ran back to back,
+ * and only runqueue waits during a unit count (waking from the spell may
+ * wait for a cpu; that is not the call's cost). One thread. */
+static void run_job_sparse(struct worker *w, struct job *job)
+{
+    uint64_t idle_ns = job->cell->p->idle_ns;
+    struct timespec idle = {.tv_sec = (time_t)(idle_ns / 1000000000u),
+                            .tv_nsec = (long)(idle_ns % 1000000000u)};
+    struct thread_result *r = &w->res;
+    uint64_t busy = 0, delay = 0;
+
+    r->ret = 0;
+    for (unsigned i = 0; i < job->n && r->ret == 0; i++) {
+        uint64_t delay0, t0;
+        nanosleep(&idle, NULL);
+        delay0 = run_delay_of("/proc/thread-self/schedstat");
+        t0 = now_ns();
+        r->ret = run_unit(w, job->cell, job->c, job->first + i);
+        busy += now_ns() - t0;
+        delay += run_delay_of("/proc/thread-self/schedstat") - delay0;
+    }
+    r->t0 = 0;
+    r->t1 = busy;
+    r->delay = delay;
+}
+
 static void run_job(struct worker *w, struct job *job)
 {
     struct thread_result *r = &w->res;
     uint64_t delay;
+
+    if (job->cell->p->idle_ns != 0) {
+        run_job_sparse(w, job);
+        return;
+    }
 
     /* All threads start together. */
     atomic_fetch_add(&job->arrived, 1);
@@ -288,13 +321,15 @@ static int calibrate(struct bench *b, const struct cell *cell, struct figure *f)
 {
     int disturbed = 0, ret = verify(b, cell, f);
 
-    for (unsigned n = 1; ret == 0; n *= 4) {
+    unsigned most = cell->p->idle_ns != 0 ? b->sparse_iters_max : ITERS_MAX;
+
+    for (unsigned n = 1; ret == 0; n = n * 4 < most ? n * 4 : most) {
         uint64_t elapsed;
         ret = time_side(b, cell, f->c, n, &elapsed, &disturbed);
-        if (ret == 0 && (elapsed >= b->target_ns / 8 || n >= ITERS_MAX)) {
+        if (ret == 0 && (elapsed >= b->target_ns / 8 || n >= most)) {
             double iters = (double)b->target_ns * n / (double)elapsed;
             f->iters = iters < b->iters_min ? b->iters_min
-                       : iters > ITERS_MAX  ? ITERS_MAX
+                       : iters > most       ? most
                                             : (unsigned)iters;
             return 0;
         }
