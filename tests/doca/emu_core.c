@@ -338,9 +338,18 @@ uint64_t emu_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+void doca_emu_set_fault_dma_every(uint32_t every)
+{
+    struct emu_config *c = (struct emu_config *)emu_config();
+
+    __atomic_store_n(&dma_count, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->fault_dma_every, every, __ATOMIC_RELAXED);
+}
+
 int emu_fault_dma(void)
 {
-    unsigned long every = emu_config()->fault_dma_every;
+    unsigned long every =
+        __atomic_load_n(&emu_config()->fault_dma_every, __ATOMIC_RELAXED);
 
     return every != 0 &&
            __atomic_add_fetch(&dma_count, 1, __ATOMIC_RELAXED) % every == 0;

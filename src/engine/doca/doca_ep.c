@@ -697,9 +697,17 @@ static int deng_progress_lane(struct deng_lane *l)
     return n;
 }
 
-/* The thread's own lane; the others only while its own has nothing in
- * flight, so that two busy threads do not take turns at each other's
- * lanes. */
+/* Calls of progress() on a busy lane of its own between two looks at the
+ * other lanes. */
+#define DENG_SWEEP_EVERY 64
+static _Thread_local uint32_t deng_sweep_clock;
+
+/* The thread's own lane; the others when its own has nothing in flight,
+ * and else once every DENG_SWEEP_EVERY calls: rarely enough that two busy
+ * threads do not take turns at each other's lanes, often enough that a
+ * batch posted on another lane and waited for here (the readers' drain,
+ * by the watch thread, while lane 0 stays busy) completes even if that
+ * lane's thread is not driving it. */
 int hmaf__doca_progress(struct hmaf_engine_ep *base)
 {
     struct deng_ep *ep = hmaf__container_of(base, struct deng_ep, base);
@@ -710,8 +718,8 @@ int hmaf__doca_progress(struct hmaf_engine_ep *base)
         own = ep->lanes[0];
     }
     n = deng_progress_lane(own);
-
-    if (__atomic_load_n(&own->busy, __ATOMIC_RELAXED) != 0) {
+    if (__atomic_load_n(&own->busy, __ATOMIC_RELAXED) != 0 &&
+        ++deng_sweep_clock % DENG_SWEEP_EVERY != 0) {
         return n;
     }
     for (uint32_t i = 0; i < DENG_LANES_MAX; i++) {

@@ -169,6 +169,11 @@
  * it while no other thread uses the emulation. */
 void doca_emu_reset(void);
 
+/* DOCA_EMU_FAULT_DMA_EVERY's setting, changed while contexts run (a reset
+ * rereads every setting, which only a program without DOCA threads may
+ * do); its count starts again. */
+void doca_emu_set_fault_dma_every(uint32_t every);
+
 /* What this process did with the emulation since it started (never
  * reset: compare two snapshots). Thread-safe. */
 struct doca_emu_counters {
