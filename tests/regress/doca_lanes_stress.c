@@ -245,8 +245,8 @@ static void *work(void *arg)
             w->failed = 1;
         }
         if (w->failed == 2) {
-            w->failed = 0;
-            faults = 2; /* stop checking bytes */
+            w->failed = 0; /* a shadow not refreshed: the session ended */
+            w->dead = 1;
         }
     }
     /* leave requests posted, no handle, when exiting */
