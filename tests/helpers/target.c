@@ -284,11 +284,18 @@ void target_start_standard(struct target *t)
 
 void target_start_standard_mode(struct target *t, int threaded)
 {
+    target_start_standard_wait(t, threaded, 0);
+}
+
+void target_start_standard_wait(struct target *t, int threaded,
+                                int revoke_wait_ms)
+{
     struct target_options opts = {
         .setup = standard_setup,
         .command = standard_command,
         .arg = &std_host,
         .agent_threaded = threaded ? 1 : -1,
+        .revoke_wait_ms = revoke_wait_ms,
     };
 
     target_start(t, &opts);

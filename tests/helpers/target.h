@@ -87,3 +87,7 @@ size_t target_mismatch(const void *buf, size_t len, uint64_t first,
 void target_start_standard(struct target *t);
 /* threaded 0: the agent has no thread; the child drives hmaf_agent_poll. */
 void target_start_standard_mode(struct target *t, int threaded);
+/* The same with the agent's revoke_wait_ms (0: default): a long one puts
+ * the sessions' periodic looks at the epoch far apart. */
+void target_start_standard_wait(struct target *t, int threaded,
+                                int revoke_wait_ms);

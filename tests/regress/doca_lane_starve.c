@@ -11,8 +11,11 @@
  * request waits queued on lane 0 behind P's; P, parked inside lane 0's
  * progress (--wrap), holds lane 0 while the waiter posts again (and so
  * gets lane 1) and while two threads take lanes 2 and 3 and C lane 1;
- * the waiter's forced epoch look puts the watch thread's next one a lease
- * away. */
+ * the waiter's forced epoch look, with a host whose lease is long (60 s),
+ * puts the watch thread's next one 10 s away (revoke_check_us). The
+ * request must complete while the third thread is still parked: 5 s is a
+ * bound on a hang, not a time measured (with the fix it takes a few
+ * progress calls). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -113,11 +116,11 @@ int main(void)
     struct target t;
     pthread_t pt, d[2], ct;
     hmaf_req_t r0, r1;
-    double start, waited;
-    int ret;
+    double start;
+    int ret, done_while_parked;
 
     setenv("DOCA_EMU_MAX_TASKS", "1", 1);
-    target_start_standard(&t);
+    target_start_standard_wait(&t, 1, 60000);
     target_session_params(&t, &p);
     p.revoke_check_us = 10000000; /* no epoch looks in the way */
     s = target_connect_params(&p);
@@ -157,19 +160,18 @@ int main(void)
     /* lane 1 held by C, its task in flight; lane 0 free, R0 on it */
     start = now_s();
     while ((ret = hmaf_request_test(s, r0)) == HMAF_EINPROGRESS &&
-           now_s() - start < 2.0) {
+           now_s() - start < 5.0) {
     }
-    waited = now_s() - start;
+    done_while_parked = ret != HMAF_EINPROGRESS;
     atomic_store(&park_release, 1);
     pthread_join(ct, NULL);
     if (ret == HMAF_EINPROGRESS) {
         ret = hmaf_request_wait(s, r0);
     }
-    fprintf(stderr, "waited %.3f s for R0\n", waited);
     CHECK_OK(ret);
     CHECK_PATTERN(v0, sizeof(v0), 4096, 1);
-    /* R0's lane is free: it is this thread's to drive, at once */
-    CHECK(waited < 0.1);
+    /* R0's lane is free: this thread drives it, C's parking or not */
+    CHECK(done_while_parked);
     hmaf_session_destroy(s);
     CHECK_EQ(target_stop(&t), 0);
     printf("doca_lane_starve: ok\n");
