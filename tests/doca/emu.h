@@ -103,6 +103,9 @@ struct doca_dev_rep {
     struct doca_devinfo_rep info;
 };
 
+/* Exported mmaps of one process at a time, at most (live-word slots). */
+#define EMU_MAX_EXPORTS 1024
+
 /* What an export descriptor carries; also an import's view of it. */
 struct emu_desc {
     uint32_t magic;
@@ -112,7 +115,12 @@ struct emu_desc {
     uint64_t len;
     uint64_t live_addr; /* exporter's word that holds live_value */
     uint64_t live_value;
+    uint32_t slot;      /* the live word's, and its byte in the fence */
+    int32_t fence_fd;   /* the exporter's fence memfd (emu_fence.c) */
+    uint64_t fence_ino; /* ... and its inode */
 };
+
+struct emu_fence_peer;
 
 struct doca_mmap {
     int started, range_set, exported, from_export;
@@ -130,6 +138,7 @@ struct doca_mmap {
     uint32_t ntasks; /* importer: DMA tasks run against it */
     int invalid;     /* importer: known dead */
     uint32_t users;  /* threads inside a buf call on it (emu_mmap.c) */
+    struct emu_fence_peer *fence; /* importer: its exporter's fence */
 };
 
 /* A buf heads a list, alone or with others chained after it, or is a
@@ -151,6 +160,23 @@ void emu_buf_put(struct doca_buf *b);
 /* SUCCESS while the exporter keeps the import's mmap started; DRIVER once
  * it stopped (or exited), NOT_PERMITTED without the right to read it. */
 doca_error_t emu_import_check(struct doca_mmap *mm);
+/* emu_import_check inside the export's fence, which a DMA task holds
+ * until its bytes moved (SUCCESS: release it with emu_import_release);
+ * the exporter's destroy waits for it. */
+doca_error_t emu_import_hold(struct doca_mmap *mm);
+void emu_import_release(struct doca_mmap *mm);
+
+/* The export fence (emu_fence.c). Exporter: its memfd (0, or -1), and
+ * the wait for the copies of slot's importers, after clearing its word.
+ * Importer: the exporter's fence, attached per import, and a copy's
+ * entry and exit. */
+int emu_fence_export(int *fd_out, uint64_t *ino_out);
+void emu_fence_wait(uint32_t slot);
+doca_error_t emu_fence_attach(const struct emu_desc *d,
+                              struct emu_fence_peer **out);
+void emu_fence_detach(struct emu_fence_peer *p);
+void emu_fence_enter(struct emu_fence_peer *p, uint32_t slot);
+void emu_fence_exit(struct emu_fence_peer *p, uint32_t slot);
 
 /* ---- contexts and tasks ---- */
 

@@ -172,20 +172,37 @@ static int seen_before(const struct doca_buf *head, const struct doca_buf *b)
     return 0;
 }
 
-/* Before any byte moves, each import of the list has its live word read
- * once and counts the task once (DOCA_EMU_FAULT_STOP_AFTER: the tasks
- * before this one). */
-static doca_error_t check_imports(const struct doca_buf *head)
+/* The imports of the list from head up to end (NULL: all of it), each
+ * once: their fences back. */
+static void release_imports(const struct doca_buf *head,
+                            const struct doca_buf *end)
+{
+    for (const struct doca_buf *b = head; b != end; b = b->next) {
+        if (b->mmap->from_export && !seen_before(head, b)) {
+            emu_import_release(b->mmap);
+        }
+    }
+}
+
+/* Before any byte moves, each import of the list is held — its live word
+ * read inside its export's fence, which stays held until the bytes moved
+ * (release_imports), so an exporter's destroy cannot slip in between —
+ * and counts the task once (DOCA_EMU_FAULT_STOP_AFTER: the tasks before
+ * this one). On a failure nothing stays held. */
+static doca_error_t hold_imports(const struct doca_buf *head)
 {
     doca_error_t err = DOCA_SUCCESS;
 
     for (const struct doca_buf *b = head; b != NULL; b = b->next) {
         if (b->mmap->from_export && !seen_before(head, b)) {
-            doca_error_t e = emu_import_check(b->mmap);
-
+            if (err == DOCA_SUCCESS) {
+                err = emu_import_hold(b->mmap);
+                if (err != DOCA_SUCCESS) {
+                    release_imports(head, b);
+                }
+            }
             /* tasks of several contexts may run against one import */
             __atomic_add_fetch(&b->mmap->ntasks, 1, __ATOMIC_RELAXED);
-            err = err == DOCA_SUCCESS ? e : err;
         }
     }
     return err;
@@ -352,6 +369,7 @@ static doca_error_t dma_execute(struct doca_task *t)
 {
     struct doca_dma_task_memcpy *m = (struct doca_dma_task_memcpy *)t;
     struct list_shape src, dst;
+    const struct doca_buf *held;
     doca_error_t err;
 
     if (t->ctx->state != DOCA_CTX_STATE_RUNNING) {
@@ -375,9 +393,11 @@ static doca_error_t dma_execute(struct doca_task *t)
     if (dst.readonly > 0) {
         return DOCA_ERROR_NOT_PERMITTED;
     }
-    err = check_imports(src.imports > 0 ? m->src : m->dst);
+    held = src.imports > 0 ? m->src : m->dst;
+    err = hold_imports(held);
     if (err == DOCA_SUCCESS) {
         err = move_bytes(m);
+        release_imports(held, NULL);
     }
     if (err == DOCA_SUCCESS) {
         grow_dst(m->dst, src.bytes);

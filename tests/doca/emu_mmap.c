@@ -8,7 +8,10 @@
  * random value; an importer reads the word from the exporter with
  * process_vm_readv before each DMA and treats any other value (or a dead
  * pid) as "the exporter stopped". No file or daemon to clean up, and the
- * check needs exactly the right the DMA itself needs.
+ * check needs exactly the right the DMA itself needs. A task holds the
+ * export's fence from that read until its bytes moved, and the exporter's
+ * destroy waits for it (emu_fence.c): a destroyed export is one no task
+ * writes any more, as a card's is assumed to be.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -33,8 +36,6 @@
 #ifndef PR_SET_PTRACER_ANY
 #define PR_SET_PTRACER_ANY ((unsigned long)-1)
 #endif
-
-#define EMU_MAX_EXPORTS 1024
 
 #define PCI_ACCESS                                                             \
     (DOCA_ACCESS_FLAG_PCI_READ_ONLY | DOCA_ACCESS_FLAG_PCI_READ_WRITE)
@@ -249,8 +250,11 @@ static void unexport(struct doca_mmap *mm)
     if (mm->slot < 0) {
         return;
     }
+    __atomic_store_n(&live_words[mm->slot], 0, __ATOMIC_SEQ_CST);
+    /* Tasks that found the word live are still copying: wait for them,
+     * and only then may the slot serve another export. */
+    emu_fence_wait((uint32_t)mm->slot);
     pthread_mutex_lock(&slot_lock);
-    __atomic_store_n(&live_words[mm->slot], 0, __ATOMIC_RELEASE);
     slot_used[mm->slot] = 0;
     pthread_mutex_unlock(&slot_lock);
     mm->slot = -1;
@@ -285,6 +289,9 @@ doca_error_t doca_mmap_destroy(struct doca_mmap *mmap)
 {
     if (mmap->nbufs != 0) {
         return DOCA_ERROR_NOT_PERMITTED;
+    }
+    if (mmap->fence != NULL) {
+        emu_fence_detach(mmap->fence);
     }
     stop_local(mmap);
     free(mmap);
@@ -341,9 +348,12 @@ static int has_dev(const struct doca_mmap *mm, const struct doca_dev *dev)
 static int first_export(struct doca_mmap *mm)
 {
     size_t size = emu_config()->export_desc_size;
+    int fence_fd = -1;
 
     mm->export_blob = calloc(1, size);
-    if (mm->export_blob == NULL || take_slot(mm) != 0) {
+    if (mm->export_blob == NULL ||
+        emu_fence_export(&fence_fd, &mm->desc.fence_ino) != 0 ||
+        take_slot(mm) != 0) {
         free(mm->export_blob);
         mm->export_blob = NULL;
         return -1;
@@ -354,6 +364,8 @@ static int first_export(struct doca_mmap *mm)
     mm->desc.addr = (uintptr_t)mm->addr;
     mm->desc.len = mm->len;
     mm->desc.live_addr = (uintptr_t)&live_words[mm->slot];
+    mm->desc.slot = (uint32_t)mm->slot;
+    mm->desc.fence_fd = fence_fd;
     memcpy(mm->export_blob, &mm->desc, sizeof(mm->desc));
     mm->export_len = size;
     grant_access_once();
@@ -407,6 +419,26 @@ doca_error_t emu_import_check(struct doca_mmap *mm)
         return DOCA_ERROR_DRIVER;
     }
     return DOCA_SUCCESS;
+}
+
+doca_error_t emu_import_hold(struct doca_mmap *mm)
+{
+    doca_error_t err;
+
+    if (__atomic_load_n(&mm->invalid, __ATOMIC_RELAXED)) {
+        return DOCA_ERROR_DRIVER; /* no fence needed to know that */
+    }
+    emu_fence_enter(mm->fence, mm->desc.slot);
+    err = emu_import_check(mm);
+    if (err != DOCA_SUCCESS) {
+        emu_fence_exit(mm->fence, mm->desc.slot);
+    }
+    return err;
+}
+
+void emu_import_release(struct doca_mmap *mm)
+{
+    emu_fence_exit(mm->fence, mm->desc.slot);
 }
 
 /* A descriptor, and zeros up to its length (DOCA_EMU_EXPORT_DESC_SIZE of
@@ -466,6 +498,9 @@ doca_error_t doca_mmap_create_from_export(const union doca_data *user_data,
         return DOCA_ERROR_INVALID_VALUE;
     }
     err = emu_import_check(mm);
+    if (err == DOCA_SUCCESS) {
+        err = emu_fence_attach(&mm->desc, &mm->fence);
+    }
     if (err != DOCA_SUCCESS) {
         free(mm);
         return err;

@@ -5,7 +5,9 @@
  * host process, invalidation when that host stops its mmap, buf lists and
  * scatter-gather DMA, Comm Channel messages and limits, the injected
  * faults, progress engine notification handles and event modes, the
- * memlock rule and the completion shuffle's seed.
+ * memlock rule and the completion shuffle's seed, and the export fence:
+ * an exporter's destroy returns only after the DMA tasks that found the
+ * export live moved their bytes.
  */
 /* doca_buf_chain_list_tail is experimental in DOCA 2.10; tested here. */
 #define DOCA_ALLOW_EXPERIMENTAL_API
@@ -13,13 +15,16 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -694,13 +699,13 @@ static void test_export_desc_size(void)
     big = make_mmap(mem, sizeof(mem), DOCA_ACCESS_FLAG_PCI_READ_ONLY, dev);
     len = export_import(big, dev, desc, sizeof(desc));
     CHECK_EQ(len, 1024);
-    for (size_t i = 48; i < len; i++) {
+    for (size_t i = 64; i < len; i++) {
         CHECK_EQ(desc[i], 0);
     }
     desc[1023] = 1;
     CHECK_DOCA(doca_mmap_create_from_export(NULL, desc, len, dpu, &imp),
                DOCA_ERROR_INVALID_VALUE);
-    CHECK_DOCA(doca_mmap_create_from_export(NULL, desc, 47, dpu, &imp),
+    CHECK_DOCA(doca_mmap_create_from_export(NULL, desc, 63, dpu, &imp),
                DOCA_ERROR_INVALID_VALUE);
     unsetenv("DOCA_EMU_EXPORT_DESC_SIZE");
     doca_emu_reset();
@@ -813,6 +818,142 @@ static void test_counters(void)
     CHECK_EQ(after.mmaps_started - before.mmaps_started, 800);
     CHECK_EQ(after.mmaps_stopped - before.mmaps_stopped, 800);
     dpu_close(&d);
+}
+
+/* ---- the export fence ---- */
+
+/* Linked with -Wl,--wrap=process_vm_writev: a DMA write armed to park
+ * stops right before its copy — after it found the export live — until
+ * the test lets it go. */
+ssize_t __real_process_vm_writev(pid_t pid, const struct iovec *local,
+                                 unsigned long liovcnt,
+                                 const struct iovec *remote,
+                                 unsigned long riovcnt, unsigned long flags);
+
+ssize_t __wrap_process_vm_writev(pid_t pid, const struct iovec *local,
+                                 unsigned long liovcnt,
+                                 const struct iovec *remote,
+                                 unsigned long riovcnt, unsigned long flags);
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int armed, parked, go;
+} park = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
+
+ssize_t __wrap_process_vm_writev(pid_t pid, const struct iovec *local,
+                                 unsigned long liovcnt,
+                                 const struct iovec *remote,
+                                 unsigned long riovcnt, unsigned long flags)
+{
+    pthread_mutex_lock(&park.lock);
+    if (park.armed) {
+        park.armed = 0;
+        park.parked = 1;
+        pthread_cond_broadcast(&park.cond);
+        while (!park.go) {
+            pthread_cond_wait(&park.cond, &park.lock);
+        }
+    }
+    pthread_mutex_unlock(&park.lock);
+    return __real_process_vm_writev(pid, local, liovcnt, remote, riovcnt,
+                                    flags);
+}
+
+struct fence_case {
+    struct dpu d;
+    struct doca_mmap *export, *local, *imp;
+    uint8_t *host, *src;
+    uint8_t seen[64]; /* the host's bytes as the destroy returned */
+    _Atomic int tid, destroyed;
+};
+
+static void *fence_writer(void *arg)
+{
+    struct fence_case *c = arg;
+
+    DOCA_OK(dma_copy(&c->d, c->local, c->src, c->imp, c->host, 64));
+    return NULL;
+}
+
+static void *fence_destroyer(void *arg)
+{
+    struct fence_case *c = arg;
+
+    atomic_store(&c->tid, (int)syscall(SYS_gettid));
+    DOCA_OK(doca_mmap_destroy(c->export));
+    memcpy(c->seen, c->host, sizeof(c->seen));
+    atomic_store(&c->destroyed, 1);
+    return NULL;
+}
+
+/* Is thread tid of ours blocked in fcntl (the fence's wait)? */
+static int in_fcntl(int tid)
+{
+    char path[64];
+    long nr = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", tid);
+    f = fopen(path, "re");
+    if (f != NULL) {
+        if (fscanf(f, "%ld", &nr) != 1) {
+            nr = -1; /* "running" */
+        }
+        fclose(f);
+    }
+    return nr == SYS_fcntl;
+}
+
+/* A write task parked between its look at the live word and its copy:
+ * the exporter's destroy must wait for the copy (it blocks in the fence;
+ * without the fence it returns at once), so whatever the host sees once
+ * the destroy returned is what it keeps. */
+static void test_destroy_fences_dma(void)
+{
+    static uint8_t host[4096] __attribute__((aligned(4096)));
+    static uint8_t src[4096] __attribute__((aligned(4096)));
+    static struct fence_case c;
+    const void *desc;
+    pthread_t writer, destroyer;
+    size_t len;
+
+    c = (struct fence_case){.host = host, .src = src};
+    memset(host, 0x11, sizeof(host));
+    memset(src, 0x77, sizeof(src));
+    dpu_open(&c.d, 2);
+    c.export = make_mmap(host, sizeof(host),
+                         DOCA_ACCESS_FLAG_LOCAL_READ_WRITE |
+                             DOCA_ACCESS_FLAG_PCI_READ_WRITE,
+                         c.d.dev);
+    c.local = make_mmap(src, sizeof(src), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE,
+                        c.d.dev);
+    DOCA_OK(doca_mmap_export_pci(c.export, c.d.dev, &desc, &len));
+    DOCA_OK(doca_mmap_create_from_export(NULL, desc, len, c.d.dev, &c.imp));
+    park.armed = 1;
+    CHECK(pthread_create(&writer, NULL, fence_writer, &c) == 0);
+    pthread_mutex_lock(&park.lock);
+    while (!park.parked) {
+        pthread_cond_wait(&park.cond, &park.lock);
+    }
+    pthread_mutex_unlock(&park.lock);
+    CHECK(pthread_create(&destroyer, NULL, fence_destroyer, &c) == 0);
+    while (!atomic_load(&c.destroyed) &&
+           (atomic_load(&c.tid) == 0 || !in_fcntl(atomic_load(&c.tid)))) {
+        sched_yield();
+    }
+    pthread_mutex_lock(&park.lock);
+    park.go = 1;
+    pthread_cond_broadcast(&park.cond);
+    pthread_mutex_unlock(&park.lock);
+    CHECK(pthread_join(writer, NULL) == 0);
+    CHECK(pthread_join(destroyer, NULL) == 0);
+    CHECK(memcmp(c.seen, host, sizeof(c.seen)) == 0); /* nothing landed late */
+    CHECK(host[0] == 0x77); /* the task found the export live */
+    DOCA_OK(doca_mmap_destroy(c.imp));
+    DOCA_OK(doca_mmap_destroy(c.local));
+    dpu_close(&c.d);
+    park.parked = park.go = 0;
 }
 
 /* ---- a forked host that exports its memory ---- */
@@ -2445,6 +2586,7 @@ int main(void)
     test_export_desc_size();
     test_export_desc_size_too_small();
     test_counters();
+    test_destroy_fences_dma();
     test_cross_process();
     test_buf_lists();
     test_list_cap();

@@ -7,9 +7,10 @@
  * "Host" and "dpu side" are two processes on this machine.
  *
  * Data path. doca_mmap_export_pci hands out a 250-byte descriptor (or
- * DOCA_EMU_EXPORT_DESC_SIZE bytes; a card's are about as large), a 48-byte
- * core zero-padded: the exporter's pid, range, permissions, and the
- * address and value of a 64-bit "live" word in the exporter's memory. A
+ * DOCA_EMU_EXPORT_DESC_SIZE bytes; a card's are about as large), a 64-byte
+ * core zero-padded: the exporter's pid, range, permissions, the address
+ * and value of a 64-bit "live" word in the exporter's memory, and its
+ * fence (a memfd of the exporter, locked per live word). A
  * DMA task against an mmap created from it first reads that word with
  * process_vm_readv, then moves the bytes with process_vm_readv/writev.
  * Destroying the exported mmap clears the word, so every import of it fails
@@ -18,7 +19,11 @@
  * fails the same way (ESRCH). The value is random and changes whenever a
  * slot is reused. The exporter grants ptrace access (PR_SET_PTRACER_ANY) at
  * its first export, as the device's right to reach host memory; where Yama
- * forbids that, run the dpu side as the host's parent.
+ * forbids that, run the dpu side as the host's parent. A task holds a read
+ * lock on the export's fence from its look at the word until its bytes
+ * moved, and destroying the exported mmap waits for the write lock after
+ * clearing the word: once the destroy returned, no task writes its range
+ * any more, as a card is assumed (not documented) to guarantee.
  *
  * Registration. doca_mmap_start checks, as pinning does on hardware, that
  * every page of a local range is mapped and readable, and writable when
@@ -96,7 +101,7 @@
  *                          user without CAP_IPC_LOCK they need a raised
  *                          ulimit -l or DOCA_EMU_MEMLOCK=0, as HMAF on a
  *                          card needs root or a raised ulimit -l
- *   DOCA_EMU_EXPORT_DESC_SIZE  bytes of each export descriptor (250; 48
+ *   DOCA_EMU_EXPORT_DESC_SIZE  bytes of each export descriptor (250; 64
  *                          the least, at most 65536). An mmap keeps the size
  *                          of its first export, so a reset between
  *                          exports gives old and new mmaps different sizes
