@@ -41,6 +41,11 @@
 #define RND_N       (1u << 16) /* random slots per thread, reused cyclically */
 #define ROUNDS_MAX  1000
 
+/* Nodes walked per chain where each is a DMA round trip (the doca
+ * engine): on the emulation's 100x timed model one takes 240 us, and 16
+ * chains of 1000 one node at a time would take 4 s a walk. */
+#define CHASE_NODES_DMA 100
+
 /* The host's allocation: the buffer, then a tail in the same pages, so
  * that one HMAF exposure and one DOCA export cover everything a contender
  * touches. The tail holds the ping-pong area and the raw DOCA export
@@ -81,9 +86,12 @@ struct pingpong {
 enum kind {
     KIND_ONE,   /* one transfer per unit of work */
     KIND_BATCH, /* p->count small reads per unit */
-    KIND_CHASE, /* walk p->count chains of CHAIN_NODES nodes per unit */
+    KIND_CHASE, /* walk p->count chains, cell->nodes deep, per unit */
     KIND_PING,  /* one round trip with the host per unit */
     KIND_FAULT, /* mapping mode: the first touch of one page per unit */
+    /* p->count reads posted, CPU work meanwhile (cell->work), then all
+     * waited for: does the engine move bytes while the CPU computes? */
+    KIND_OVERLAP,
 };
 
 enum where { AT_SAME, AT_SEQ, AT_RANDOM };
@@ -98,12 +106,16 @@ struct pattern {
     unsigned threads; /* dpu threads running it together */
     const size_t *sizes;
     size_t nsizes;
-    int chart; /* draw latency and bandwidth against size */
+    int chart;        /* draw latency and bandwidth against size */
     int mapping;      /* mapping mode: runs where userfaultfd works */
     const char *only; /* these contenders only; NULL: all that apply */
     /* Sparse calls: each unit comes after this long asleep, and only the
      * units are timed (measure.c); 0: units back to back. */
     uint64_t idle_ns;
+    const char *engines; /* run only on these engines; NULL: on any */
+    /* KIND_OVERLAP: the CPU work per unit is set to take as long as this
+     * contender's unit (the reads alone). */
+    const char *work_like;
 };
 
 struct contender;
@@ -112,6 +124,7 @@ struct contender;
 struct figure {
     const struct contender *c;
     unsigned iters; /* timed units per round and thread */
+    unsigned warm;  /* untimed units before them */
     double *ns;     /* per round: ns per unit (all threads together) */
     double ns_med;  /* median of ns */
     double ratio;   /* median of the per-round ratios to raw's time */
@@ -122,7 +135,9 @@ struct figure {
 
 struct cell {
     const struct pattern *p;
-    size_t size; /* bytes per transfer (per node for chases) */
+    size_t size;    /* bytes per transfer (per node for chases) */
+    uint64_t work;  /* KIND_OVERLAP: cpu_work() steps per unit */
+    unsigned nodes; /* KIND_CHASE: nodes walked per chain */
     unsigned nfig;
     struct figure fig[CONTENDERS_MAX]; /* fig[0] is the baseline */
 };
@@ -142,6 +157,7 @@ struct bench;
 /* State of one pointer chase: where each chain is and how far it got. */
 struct chase {
     size_t n;
+    unsigned nodes;          /* walked per chain */
     uint64_t at[CHAINS_MAX]; /* next node to read; 0 when done */
     unsigned steps[CHAINS_MAX];
     uint64_t last[CHAINS_MAX];   /* last node read */
@@ -156,22 +172,27 @@ typedef int (*chase_fn)(struct worker *w, const struct contender *self,
 typedef int (*ping_fn)(struct worker *w);
 typedef int (*fault_fn)(struct worker *w, const struct cell *cell,
                         unsigned unit);
+typedef int (*overlap_fn)(struct worker *w, const hmaf_seg_t *segs, size_t n,
+                          uint64_t work);
 
 /*
  * A way of reaching host memory. Each operation is NULL where it does not
  * apply; the contender then sits out cells of that kind.
  */
 struct contender {
-    const char *name; /* column heading, at most 11 characters */
-    const char *what; /* one line for the legend */
-    rw_fn rw;         /* one transfer: KIND_ONE */
-    batch_fn batch;   /* many reads: KIND_BATCH */
-    chase_fn chase;   /* KIND_CHASE */
-    ping_fn ping;     /* KIND_PING */
-    fault_fn fault;   /* KIND_FAULT */
-    int multi_chain;  /* chase only with several chains */
-    int named_only;   /* only in patterns whose `only` names it */
-    int local;        /* works on the mirror, not on the host */
+    const char *name;     /* column heading, at most 11 characters */
+    const char *what;     /* one line for the legend */
+    rw_fn rw;             /* one transfer: KIND_ONE */
+    batch_fn batch;       /* many reads: KIND_BATCH */
+    chase_fn chase;       /* KIND_CHASE */
+    ping_fn ping;         /* KIND_PING */
+    fault_fn fault;       /* KIND_FAULT */
+    overlap_fn overlap;   /* KIND_OVERLAP */
+    int multi_chain;      /* chase only with several chains */
+    int named_only;       /* only in patterns whose `only` names it */
+    const char *patterns; /* only in these patterns; NULL: in any */
+    int local;            /* works on the mirror, not on the host */
+    int no_data;          /* moves no bytes (CPU work only): nothing to check */
     /* Why it needs the host process on this machine (its pid, a Unix
      * socket, a pipe); NULL: it works across machines. Split mode skips
      * these. */
@@ -204,6 +225,9 @@ int run_unit(struct worker *w, const struct cell *cell,
  * should produce is spoiled first, so that one moving nothing fails. */
 int verify_unit(struct worker *w, const struct cell *cell,
                 const struct contender *c);
+
+/* CPU work that touches no memory: `steps` steps of a dependent chain. */
+void cpu_work(uint64_t steps);
 
 /* Generic chase drivers: node by node with self->rw, chains one after
  * another; or all live chains each step with one self->batch. */
@@ -267,6 +291,10 @@ struct child;
 
 struct bench {
     hmaf_session_t *s;
+    /* With the doca engine, a second session whose engine stages every
+     * transfer (HMAF_DOCA_ZCOPY_MIN=0 when it opened); NULL: none. */
+    hmaf_session_t *staged;
+    char staged_note[128]; /* why there is none */
     struct child *host;
     pid_t pid; /* the host's; 0 in split mode (not on this machine) */
     int split; /* --connect: the host is a separate `--serve` process */
@@ -279,6 +307,8 @@ struct bench {
     uint64_t buf; /* root "buf" */
     uint64_t pp;  /* root "pingpong" */
     uint8_t *mirror;
+    unsigned chase_nodes; /* nodes a chase walks per chain */
+    /* Where each chain starts, and the last node a walk reads. */
     uint64_t chain_start[CHAINS_MAX], chain_last[CHAINS_MAX];
     uint64_t ping_seq;
     struct ucx_ctx *ucx;
@@ -296,13 +326,13 @@ struct bench {
     int verbose;
     unsigned reruns, kept;
     unsigned rerun_max; /* disturbed rounds are run again this often */
-#define RERUN_MAX 2         /* ... in a full run */
+#define RERUN_MAX 2     /* ... in a full run */
     unsigned iters_min; /* units per round and contender, at least */
     /* ... and at most, in sparse patterns: each unit costs p->idle_ns */
     unsigned sparse_iters_max;
 /* In a full run even the slowest contender runs a few units per round: one
  * unit is one sample, and a 16 MiB transfer's time varies from one to the
- * next. */
+ * next (but see LONG_UNIT, measure.c). */
 #define ITERS_MIN 3
 };
 
@@ -319,6 +349,10 @@ static inline uint8_t *mirror_of(const struct bench *b, uint64_t remote)
 /* layout.c: the buffer's contents, shared by host and dpu side. */
 void layout_fill(uint8_t *buf, uint64_t addr, uint64_t *starts_out,
                  uint64_t *lasts_out);
+/* The k-th node (from 1) of the chain at start in buf, which lies at addr:
+ * k - 1 next pointers followed. */
+uint64_t layout_chain_node(const uint8_t *buf, uint64_t addr, uint64_t start,
+                           unsigned k);
 void layout_random(uint32_t *rnd, unsigned seed);
 /* v[0..n) a random permutation of 0..n-1. */
 void layout_permutation(uint32_t *v, size_t n, unsigned seed);
@@ -420,6 +454,10 @@ int doca_raw_rw(struct worker *w, int is_write, const hmaf_seg_t *seg);
 int doca_raw_batch(struct worker *w, const hmaf_seg_t *segs, size_t n);
 int doca_pipe_rw(struct worker *w, int is_write, const hmaf_seg_t *seg);
 int doca_pipe_batch(struct worker *w, const hmaf_seg_t *segs, size_t n);
+/* doca-pipe's reads, with cpu_work(work) after they are all submitted and
+ * before they are waited for. */
+int doca_pipe_overlap(struct worker *w, const hmaf_seg_t *segs, size_t n,
+                      uint64_t work);
 int doca_raw_ping(struct worker *w);
 
 /* mapping.c: mapping mode, hmaf_map against a bare userfaultfd region. */

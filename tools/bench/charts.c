@@ -139,7 +139,7 @@ static void write_script(FILE *f, const struct run *r, const struct cell *cells,
     write_xtics(f, cells, n);
     fprintf(f, "set title 'latency (lower is better)'\n"
                "set ylabel '%s'\n",
-            unit_text(cells[0].p, unit, sizeof(unit)));
+            unit_text(&cells[0], unit, sizeof(unit)));
     write_plot(f, cells, 2);
     fprintf(f, "set title 'bandwidth (higher is better)'\n"
                "set ylabel 'GB/s'\nset key bottom right\n");

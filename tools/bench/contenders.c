@@ -121,6 +121,44 @@ static int pong_leave(struct bench *b)
 }
 
 /* ------------------------------------------------------------------ */
+/* cpu: the work of an overlap cell alone                              */
+/* ------------------------------------------------------------------ */
+
+static volatile uint64_t work_sink;
+
+/* xorshift64: each step needs the last, so it cannot be spread over
+ * cycles or vectorised; the result is stored so it cannot be left out. */
+void cpu_work(uint64_t steps)
+{
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+
+    for (uint64_t i = 0; i < steps; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    work_sink = x;
+}
+
+static int cpu_only(struct worker *w, const hmaf_seg_t *segs, size_t n,
+                    uint64_t work)
+{
+    (void)w;
+    (void)segs;
+    (void)n;
+    cpu_work(work);
+    return 0;
+}
+
+/* doca-pipe's reads alone, in an overlap cell. */
+static int doca_pipe_alone(struct worker *w, const hmaf_seg_t *segs, size_t n,
+                           uint64_t work)
+{
+    (void)work;
+    return doca_pipe_batch(w, segs, n);
+}
+
+/* ------------------------------------------------------------------ */
 /* memcpy: the same bytes in our own memory                            */
 /* ------------------------------------------------------------------ */
 
@@ -148,10 +186,8 @@ static int mem_batch(struct worker *w, const hmaf_seg_t *segs, size_t n)
 /* HMAF                                                                */
 /* ------------------------------------------------------------------ */
 
-static int hmaf_rw(struct worker *w, int is_write, const hmaf_seg_t *seg)
+static int session_rw(hmaf_session_t *s, int is_write, const hmaf_seg_t *seg)
 {
-    hmaf_session_t *s = w->b->s;
-
     if (is_write) {
         return hmaf_check(
             "hmaf_session_write",
@@ -160,6 +196,22 @@ static int hmaf_rw(struct worker *w, int is_write, const hmaf_seg_t *seg)
     return hmaf_check(
         "hmaf_session_read",
         hmaf_session_read(s, seg->local, seg->remote_addr, seg->len));
+}
+
+static int hmaf_rw(struct worker *w, int is_write, const hmaf_seg_t *seg)
+{
+    return session_rw(w->b->s, is_write, seg);
+}
+
+/* The same calls on the session that stages every transfer. */
+static int staged_rw(struct worker *w, int is_write, const hmaf_seg_t *seg)
+{
+    return session_rw(w->b->staged, is_write, seg);
+}
+
+static int staged_usable(const struct bench *b)
+{
+    return b->staged != NULL;
 }
 
 static int hmaf_each(struct worker *w, const hmaf_seg_t *segs, size_t n)
@@ -185,9 +237,11 @@ static int hmaf_vec_batch(struct worker *w, const hmaf_seg_t *segs, size_t n)
                       hmaf_session_readv(w->b->s, segs, n));
 }
 
-/* Post without handles, then one flush: the idiom for a batch. */
+/* Post without handles, then one flush: the idiom for a batch. Between
+ * the two, cpu_work(work): what the caller does while the engine moves the
+ * bytes. */
 static int hmaf_nb_post(struct worker *w, int is_write, const hmaf_seg_t *segs,
-                        size_t n)
+                        size_t n, uint64_t work)
 {
     hmaf_session_t *s = w->b->s;
 
@@ -202,17 +256,34 @@ static int hmaf_nb_post(struct worker *w, int is_write, const hmaf_seg_t *segs,
             return hmaf_check("hmaf_session_post", ret);
         }
     }
+    if (work > 0) {
+        cpu_work(work);
+    }
     return hmaf_check("hmaf_session_flush", hmaf_session_flush(s));
 }
 
 static int hmaf_nb_rw(struct worker *w, int is_write, const hmaf_seg_t *seg)
 {
-    return hmaf_nb_post(w, is_write, seg, 1);
+    return hmaf_nb_post(w, is_write, seg, 1, 0);
 }
 
 static int hmaf_nb_batch(struct worker *w, const hmaf_seg_t *segs, size_t n)
 {
-    return hmaf_nb_post(w, 0, segs, n);
+    return hmaf_nb_post(w, 0, segs, n, 0);
+}
+
+/* The reads alone, in an overlap cell. */
+static int hmaf_nb_alone(struct worker *w, const hmaf_seg_t *segs, size_t n,
+                         uint64_t work)
+{
+    (void)work;
+    return hmaf_nb_post(w, 0, segs, n, 0);
+}
+
+static int hmaf_nb_overlap(struct worker *w, const hmaf_seg_t *segs, size_t n,
+                           uint64_t work)
+{
+    return hmaf_nb_post(w, 0, segs, n, work);
 }
 
 /* hmaf_session_chase() over chains [first, first + n) of ch. */
@@ -220,7 +291,7 @@ static int hmaf_chase_some(struct worker *w, struct chase *ch, size_t first,
                            size_t n)
 {
     hmaf_chase_params_t p = {
-        .node_len = NODE_LEN, .next_offset = 0, .max_steps = CHAIN_NODES};
+        .node_len = NODE_LEN, .next_offset = 0, .max_steps = ch->nodes};
     hmaf_chain_t chains[CHAINS_MAX];
     int ret;
 
@@ -279,7 +350,7 @@ static void chase_step(struct chase *ch, size_t i, const uint8_t *node)
     memcpy(&next, node, sizeof(next));
     ch->steps[i]++;
     ch->last[i] = ch->at[i];
-    ch->at[i] = ch->steps[i] < CHAIN_NODES ? next : 0;
+    ch->at[i] = ch->steps[i] < ch->nodes ? next : 0;
 }
 
 int chase_serial(struct worker *w, const struct contender *self,
@@ -389,6 +460,11 @@ const struct contender bench_contenders[] = {
      .rw = doca_pipe_rw,
      .batch = doca_pipe_batch,
      .chase = chase_stepwise,
+     .overlap = doca_pipe_alone,
+     .usable = doca_raw_usable},
+    {.name = "doca+cpu",
+     .what = "doca-pipe's tasks submitted, the CPU work, then waited for",
+     .overlap = doca_pipe_overlap,
      .usable = doca_raw_usable},
     {.name = "raw",
      .what = "process_vm_readv/writev, one call per transfer",
@@ -408,6 +484,10 @@ const struct contender bench_contenders[] = {
      .batch = raw_vec,
      .chase = chase_stepwise,
      .same_machine = ON_PID},
+    {.name = "cpu",
+     .what = "the CPU work of an overlap cell alone (no transfer)",
+     .overlap = cpu_only,
+     .no_data = 1},
     {.name = "memcpy",
      .what = "memcpy from a copy in our own memory",
      .local = 1,
@@ -429,11 +509,21 @@ const struct contender bench_contenders[] = {
      .rw = hmaf_vec_rw,
      .batch = hmaf_vec_batch,
      .chase = chase_stepwise},
+    {.name = "hmaf-staged",
+     .what = "hmaf_session_read/write on a session staging every transfer "
+             "(HMAF_DOCA_ZCOPY_MIN=0)",
+     .rw = staged_rw,
+     .patterns = "read-one,write-one",
+     .usable = staged_usable},
     {.name = "hmaf-nb",
      .what = "hmaf_session_post_read/write each, then hmaf_session_flush",
      .rw = hmaf_nb_rw,
      .batch = hmaf_nb_batch,
-     .chase = chase_stepwise},
+     .chase = chase_stepwise,
+     .overlap = hmaf_nb_alone},
+    {.name = "hmaf-nb+cpu",
+     .what = "hmaf-nb's posts, the CPU work, then hmaf_session_flush",
+     .overlap = hmaf_nb_overlap},
     {.name = "hmaf-chase1",
      .what = "hmaf_session_chase, one call per chain",
      .chase = hmaf_chase_each,
@@ -536,11 +626,17 @@ int contender_applies(const struct bench *b, const struct contender *c,
     case KIND_FAULT:
         has = c->fault != NULL;
         break;
+    case KIND_OVERLAP:
+        has = c->overlap != NULL;
+        break;
     default:
         has = c->ping != NULL;
         break;
     }
     if (p->only != NULL ? !listed(p->only, c->name) : c->named_only) {
+        return 0;
+    }
+    if (c->patterns != NULL && !listed(c->patterns, p->id)) {
         return 0;
     }
     /* A contender that needs a host thread would share a cpu with a dpu
@@ -555,9 +651,11 @@ int contender_applies(const struct bench *b, const struct contender *c,
 /* Units of work                                                       */
 /* ------------------------------------------------------------------ */
 
-static void chase_reset(const struct bench *b, struct chase *ch, size_t n)
+static void chase_reset(const struct bench *b, struct chase *ch, size_t n,
+                        unsigned nodes)
 {
     ch->n = n;
+    ch->nodes = nodes;
     for (size_t i = 0; i < n; i++) {
         ch->at[i] = b->chain_start[i];
         ch->steps[i] = 0;
@@ -579,15 +677,18 @@ int run_unit(struct worker *w, const struct cell *cell,
         return c->rw(w, p->is_write, &seg);
     }
     case KIND_BATCH:
+    case KIND_OVERLAP:
         for (unsigned j = 0; j < p->count; j++) {
             w->segs[j] = (hmaf_seg_t){
                 .local = w->dst + (size_t)j * cell->size,
                 .remote_addr = base + layout_offset(w, cell, unit, j),
                 .len = cell->size};
         }
-        return c->batch(w, w->segs, p->count);
+        return p->kind == KIND_BATCH
+                   ? c->batch(w, w->segs, p->count)
+                   : c->overlap(w, w->segs, p->count, cell->work);
     case KIND_CHASE:
-        chase_reset(w->b, &w->chase, p->count);
+        chase_reset(w->b, &w->chase, p->count, cell->nodes);
         return c->chase(w, c, &w->chase);
     case KIND_FAULT:
         return c->fault(w, cell, unit);
@@ -599,7 +700,7 @@ int run_unit(struct worker *w, const struct cell *cell,
 static int verify_chase(const struct worker *w)
 {
     for (size_t i = 0; i < w->chase.n; i++) {
-        if (w->chase.steps[i] != CHAIN_NODES ||
+        if (w->chase.steps[i] != w->chase.nodes ||
             w->chase.last[i] != w->b->chain_last[i]) {
             return -1;
         }
@@ -676,6 +777,9 @@ static int check_unit(struct worker *w, const struct cell *cell,
 {
     int ret;
 
+    if (c->no_data) {
+        return 0;
+    }
     switch (cell->p->kind) {
     case KIND_CHASE:
         ret = verify_chase(w);
@@ -716,7 +820,7 @@ uint64_t cell_bytes(const struct cell *cell)
 {
     switch (cell->p->kind) {
     case KIND_CHASE:
-        return (uint64_t)cell->p->count * CHAIN_NODES * NODE_LEN;
+        return (uint64_t)cell->p->count * cell->nodes * NODE_LEN;
     case KIND_PING:
         return 0;
     default:

@@ -381,10 +381,11 @@ static int draw_check(doca_error_t err, const char *who)
 /*
  * segs as memcpy tasks of at most dw->chunk bytes each, with at most
  * `window` in flight: 1 is one at a time (each task waited for before the
- * next is submitted), dw->window is pipelined.
+ * next is submitted), dw->window is pipelined. cpu_work(work) runs after
+ * the last submit, before the wait for what is still in flight.
  */
 static int draw_segs(struct worker *w, int is_write, const hmaf_seg_t *segs,
-                     size_t n, unsigned window)
+                     size_t n, unsigned window, uint64_t work)
 {
     struct draw_worker *dw = w->draw;
     doca_error_t err = DOCA_SUCCESS, waited;
@@ -402,6 +403,9 @@ static int draw_segs(struct worker *w, int is_write, const hmaf_seg_t *segs,
             }
         }
     }
+    if (work > 0 && err == DOCA_SUCCESS) {
+        cpu_work(work);
+    }
     waited = draw_wait(dw, 0);
     err = err != DOCA_SUCCESS      ? err
           : waited != DOCA_SUCCESS ? waited
@@ -411,22 +415,28 @@ static int draw_segs(struct worker *w, int is_write, const hmaf_seg_t *segs,
 
 int doca_raw_rw(struct worker *w, int is_write, const hmaf_seg_t *seg)
 {
-    return draw_segs(w, is_write, seg, 1, 1);
+    return draw_segs(w, is_write, seg, 1, 1, 0);
 }
 
 int doca_raw_batch(struct worker *w, const hmaf_seg_t *segs, size_t n)
 {
-    return draw_segs(w, 0, segs, n, 1);
+    return draw_segs(w, 0, segs, n, 1, 0);
 }
 
 int doca_pipe_rw(struct worker *w, int is_write, const hmaf_seg_t *seg)
 {
-    return draw_segs(w, is_write, seg, 1, w->draw->window);
+    return draw_segs(w, is_write, seg, 1, w->draw->window, 0);
 }
 
 int doca_pipe_batch(struct worker *w, const hmaf_seg_t *segs, size_t n)
 {
-    return draw_segs(w, 0, segs, n, w->draw->window);
+    return draw_segs(w, 0, segs, n, w->draw->window, 0);
+}
+
+int doca_pipe_overlap(struct worker *w, const hmaf_seg_t *segs, size_t n,
+                      uint64_t work)
+{
+    return draw_segs(w, 0, segs, n, w->draw->window, work);
 }
 
 /* As the raw cma ping: write the request word, then read the reply word
@@ -444,11 +454,11 @@ int doca_raw_ping(struct worker *w)
                       .len = sizeof(reply)};
 
     memcpy(req.local, &seq, sizeof(seq));
-    if (draw_segs(w, 1, &req, 1, 1) < 0) {
+    if (draw_segs(w, 1, &req, 1, 1, 0) < 0) {
         return -1;
     }
     for (unsigned polls = 0; polls < PONG_POLLS_MAX; polls++) {
-        if (draw_segs(w, 0, &rep, 1, 1) < 0) {
+        if (draw_segs(w, 0, &rep, 1, 1, 0) < 0) {
             return -1;
         }
         memcpy(&reply, rep.local, sizeof(reply));
@@ -788,6 +798,13 @@ int doca_pipe_rw(struct worker *w, int is_write, const hmaf_seg_t *seg)
 
 int doca_pipe_batch(struct worker *w, const hmaf_seg_t *segs, size_t n)
 {
+    return doca_raw_batch(w, segs, n);
+}
+
+int doca_pipe_overlap(struct worker *w, const hmaf_seg_t *segs, size_t n,
+                      uint64_t work)
+{
+    (void)work;
     return doca_raw_batch(w, segs, n);
 }
 

@@ -91,6 +91,17 @@ void layout_fill(uint8_t *buf, uint64_t addr, uint64_t *starts_out,
     fill_chains(buf + DATA_LEN, addr + DATA_LEN, starts_out, lasts_out);
 }
 
+uint64_t layout_chain_node(const uint8_t *buf, uint64_t addr, uint64_t start,
+                           unsigned k)
+{
+    uint64_t node = start;
+
+    for (unsigned i = 1; i < k; i++) {
+        memcpy(&node, buf + (node - addr), sizeof(node));
+    }
+    return node;
+}
+
 void layout_random(uint32_t *rnd, unsigned seed)
 {
     uint64_t state = 0x2545f4914f6cdd1dull * (seed + 1);

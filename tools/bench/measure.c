@@ -24,6 +24,13 @@
  * that wait is the neighbours' noise, not a cost of what we measure. */
 #define DISTURBED 10
 #define ITERS_MAX (1u << 22)
+/* A unit longer than LONG_UNIT rounds' budget (b->target_ns) is a round by
+ * itself: one unit, without warm-up. Several would add samples of what
+ * varies little (on the DOCA emulation's 100x timed model, a 16-chain walk
+ * node by node takes 4 s), and a warm-up's wake-ups are lost in it. */
+#define LONG_UNIT 10
+/* KIND_OVERLAP: units of the reads alone timed to size the CPU work. */
+#define WORK_PROBES 5
 
 /* ------------------------------------------------------------------ */
 /* Runqueue delays                                                     */
@@ -255,17 +262,22 @@ static uint64_t serving_delay(const struct bench *b, const struct cell *cell,
     return host_run_delay(b->pid, c->serves);
 }
 
+/* The untimed units before `iters` timed ones of a short unit. */
+static unsigned warm_for(unsigned iters)
+{
+    return iters / 8 + 1;
+}
+
 /*
  * One side of a round: `iters` units on each thread; *elapsed_out their
- * wall time. Untimed around it: enter/leave, and a warm-up that wakes the
- * agent (asleep after 200 us idle) or lets a spinning host thread get
+ * wall time. Untimed around it: enter/leave, and `warm` units that wake
+ * the agent (asleep after 200 us idle) or let a spinning host thread get
  * going. *disturbed_out is set if other tasks kept our threads waiting.
  */
 static int time_side(struct bench *b, const struct cell *cell,
-                     const struct contender *c, unsigned iters,
+                     const struct contender *c, unsigned iters, unsigned warm,
                      uint64_t *elapsed_out, int *disturbed_out)
 {
-    unsigned warm = iters / 8 + 1;
     struct job job = {.cell = cell,
                       .c = c,
                       .first = 0,
@@ -274,7 +286,7 @@ static int time_side(struct bench *b, const struct cell *cell,
     uint64_t ns = 0, delay = 0, host0, host1;
     int ret = c->enter != NULL ? c->enter(b) : 0;
 
-    if (ret == 0) {
+    if (ret == 0 && warm > 0) {
         ret = run_parallel(b, &job, &ns, &delay);
     }
     host0 = serving_delay(b, cell, c);
@@ -316,25 +328,75 @@ static int verify(struct bench *b, const struct cell *cell,
     return ret;
 }
 
-/* Find how many units fill a round. */
+/* Find how many units fill a round: at most b->sparse_iters_max in a
+ * sparse pattern, each unit costing a spell asleep. A unit that (with its
+ * check) took LONG_UNIT rounds' budget is a round by itself. */
 static int calibrate(struct bench *b, const struct cell *cell, struct figure *f)
 {
+    unsigned most = cell->p->idle_ns != 0 ? b->sparse_iters_max : ITERS_MAX;
+    uint64_t t0 = now_ns();
     int disturbed = 0, ret = verify(b, cell, f);
 
-    unsigned most = cell->p->idle_ns != 0 ? b->sparse_iters_max : ITERS_MAX;
-
+    if (ret == 0 && now_ns() - t0 >= LONG_UNIT * b->target_ns) {
+        f->iters = 1;
+        f->warm = 0;
+        return 0;
+    }
     for (unsigned n = 1; ret == 0; n = n * 4 < most ? n * 4 : most) {
         uint64_t elapsed;
-        ret = time_side(b, cell, f->c, n, &elapsed, &disturbed);
+        ret = time_side(b, cell, f->c, n, warm_for(n), &elapsed, &disturbed);
         if (ret == 0 && (elapsed >= b->target_ns / 8 || n >= most)) {
             double iters = (double)b->target_ns * n / (double)elapsed;
             f->iters = iters < b->iters_min ? b->iters_min
                        : iters > most       ? most
                                             : (unsigned)iters;
+            f->warm = warm_for(f->iters);
             return 0;
         }
     }
     return ret;
+}
+
+/* ns per cpu_work() step: the best of a few runs of about a millisecond. */
+static double cpu_step_ns(void)
+{
+    const uint64_t steps = 1u << 20;
+    double best = 0;
+
+    for (int i = 0; i < 5; i++) {
+        uint64_t t0 = now_ns();
+        double ns;
+        cpu_work(steps);
+        ns = (double)(now_ns() - t0) / (double)steps;
+        best = i == 0 || ns < best ? ns : best;
+    }
+    return best;
+}
+
+/* KIND_OVERLAP: the CPU work of a unit is set to take as long as the reads
+ * alone (p->work_like, the median of a few units), so that neither side
+ * hides the other by being much the longer. Fixed for the cell's rounds. */
+static int size_work(struct bench *b, struct cell *cell)
+{
+    const struct figure *f = cell_find(cell, cell->p->work_like);
+    double t[WORK_PROBES];
+    int disturbed = 0;
+
+    if (f == NULL) {
+        fprintf(stderr, "hmaf-bench: %s: %s does not run here\n", cell->p->id,
+                cell->p->work_like);
+        return -1;
+    }
+    for (unsigned i = 0; i < WORK_PROBES; i++) {
+        uint64_t elapsed;
+        int ret = time_side(b, cell, f->c, 1, 1, &elapsed, &disturbed);
+        if (ret < 0) {
+            return ret;
+        }
+        t[i] = (double)elapsed;
+    }
+    cell->work = (uint64_t)(quantile(t, WORK_PROBES, 0.5) / cpu_step_ns());
+    return 0;
 }
 
 /* Position j of round k: the order rotates every round and runs backwards
@@ -362,7 +424,8 @@ static int time_round(struct bench *b, struct cell *cell, unsigned k)
         for (unsigned j = 0; j < cell->nfig; j++) {
             struct figure *f = &cell->fig[round_order(k, j, cell->nfig)];
             uint64_t elapsed;
-            int ret = time_side(b, cell, f->c, f->iters, &elapsed, &disturbed);
+            int ret = time_side(b, cell, f->c, f->iters, f->warm, &elapsed,
+                                &disturbed);
             if (ret < 0) {
                 return ret;
             }
@@ -429,7 +492,7 @@ int measure_cell(struct bench *b, struct cell *cell,
                                   void *arg),
                  void *arg)
 {
-    int ret = 0;
+    int ret = cell->p->kind == KIND_OVERLAP ? size_work(b, cell) : 0;
 
     for (unsigned i = 0; i < cell->nfig && ret == 0; i++) {
         cell->fig[i].ns = calloc(b->rounds, sizeof(double));

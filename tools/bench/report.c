@@ -62,15 +62,17 @@ static int noisy(const struct figure *f)
     return f->hi - f->lo > NOISY_SPREAD * f->ratio;
 }
 
-const char *unit_text(const struct pattern *p, char *buf, size_t cap)
+const char *unit_text(const struct cell *cell, char *buf, size_t cap)
 {
+    const struct pattern *p = cell->p;
+
     switch (p->kind) {
     case KIND_BATCH:
         snprintf(buf, cap, "us per batch of %u reads", p->count);
         break;
     case KIND_CHASE:
-        snprintf(buf, cap, "us per walk of %u chain%s x %d nodes", p->count,
-                 p->count > 1 ? "s" : "", CHAIN_NODES);
+        snprintf(buf, cap, "us per walk of %u chain%s x %u nodes", p->count,
+                 p->count > 1 ? "s" : "", cell->nodes);
         break;
     case KIND_PING:
         snprintf(buf, cap, "us per round trip");
@@ -78,9 +80,15 @@ const char *unit_text(const struct pattern *p, char *buf, size_t cap)
     case KIND_FAULT:
         snprintf(buf, cap, "us per page, one word touched in each");
         break;
+    case KIND_OVERLAP:
+        snprintf(buf, cap, "us per batch of %u reads, or its CPU work",
+                 p->count);
+        break;
     default:
         snprintf(buf, cap, "us per transfer%s",
-                 p->threads > 1 ? ", all threads together" : "");
+                 p->threads > 1   ? ", all threads together"
+                 : p->idle_ns > 0 ? ", the idle spell before it not counted"
+                                  : "");
     }
     return buf;
 }
@@ -143,6 +151,9 @@ static void print_notes(const struct bench *b)
     }
     if (b->draw_note[0] != '\0') {
         printf("%s\n", b->draw_note);
+    }
+    if (b->staged_note[0] != '\0') {
+        printf("%s\n", b->staged_note);
     }
     if (b->split) {
         print_skipped();
@@ -227,8 +238,7 @@ static void print_group_head(const struct cell *cell)
     char unit[96];
 
     printf("\n%s: %s (ratio to %s)\n%8s", cell->p->title,
-           unit_text(cell->p, unit, sizeof(unit)), cell->fig[0].c->name,
-           "size");
+           unit_text(cell, unit, sizeof(unit)), cell->fig[0].c->name, "size");
     for (unsigned i = 0; i < cell->nfig; i++) {
         printf(" %*s", i == 0 ? 8 : COL_WIDTH, cell->fig[i].c->name);
     }
@@ -260,8 +270,7 @@ static void print_rates(const struct cell *cell)
 {
     printf("%8s", "GB/s");
     for (unsigned i = 0; i < cell->nfig; i++) {
-        printf(" %*.3f", i == 0 ? 8 : COL_WIDTH,
-               gb_per_s(cell, &cell->fig[i]));
+        printf(" %*.3f", i == 0 ? 8 : COL_WIDTH, gb_per_s(cell, &cell->fig[i]));
     }
     printf("\n");
 }
@@ -343,47 +352,134 @@ static int is_raw_cma(const char *name)
            strcmp(name, "raw-uffd") == 0;
 }
 
-/* What raw DOCA DMA does in place of a raw cma contender: doca-raw one
- * task at a time like raw's one call per transfer, doca-pipe a batch in
- * flight at once like raw-vec's one call. */
-static const char *doca_counterpart(const char *name)
+/* Does a contender of this name run here at all? */
+static int runs_here(const struct bench *b, const char *name)
 {
-    if (strcmp(name, "raw") == 0) {
-        return "doca-raw";
+    for (size_t i = 0; i < bench_ncontenders; i++) {
+        const struct contender *c = &bench_contenders[i];
+        if (strcmp(c->name, name) == 0 && contender_runs(b, c)) {
+            return 1;
+        }
     }
-    return strcmp(name, "raw-vec") == 0 ? "doca-pipe" : name;
+    return 0;
 }
 
 /*
- * The contenders t compares in this run. A goal against a raw cma call
- * judges HMAF's cma engine: on another engine the call does not measure
- * what HMAF does (process_vm_readv does not cross PCIe), so the goal holds
- * against the raw DOCA counterpart when there is one and the run has it,
- * and does not apply otherwise (res->na says why).
+ * A goal against a raw cma call judges HMAF's cma engine: on another
+ * engine the call does not measure what HMAF does (process_vm_readv does
+ * not cross PCIe), so the goal does not apply (res->na says why). The doca
+ * engine's goals are against raw DOCA DMA (main.c). Nor does a goal apply
+ * when one of its contenders cannot run here (not built, not set up, or
+ * split mode).
  */
 static void resolve_target(const struct bench *b, const struct target *t,
                            struct target_result *res)
 {
     const char *raw = is_raw_cma(t->num) ? t->num : t->den;
+    const char *names[] = {t->num, t->den, t->den_max};
 
     res->num = t->num;
     res->den = t->den;
     res->means = t->means;
-    if (!is_raw_cma(raw) || strcmp(b->engine, "cma") == 0) {
-        return;
-    }
-    if (t->doca_means == NULL) {
+    if (is_raw_cma(raw) && strcmp(b->engine, "cma") != 0) {
         snprintf(res->na, sizeof(res->na),
                  "%s is cma; HMAF runs %s, no raw counterpart", raw, b->engine);
-    } else if (strcmp(b->baseline, "doca-raw") != 0) {
-        snprintf(res->na, sizeof(res->na),
-                 "%s is cma; HMAF runs %s, baseline %s", raw, b->engine,
-                 b->baseline);
-    } else {
-        res->num = doca_counterpart(t->num);
-        res->den = doca_counterpart(t->den);
-        res->means = t->doca_means;
+        return;
     }
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (names[i] != NULL && !runs_here(b, names[i])) {
+            snprintf(res->na, sizeof(res->na), "%s does not run here",
+                     names[i]);
+            return;
+        }
+    }
+}
+
+static int sized(const struct target *t, size_t size)
+{
+    return t->size != 0 ? size == t->size : size >= t->size_min;
+}
+
+/* Is the cell of pattern p at size one of those t judges? */
+static int covers(const struct target *t, const struct pattern *p, size_t size)
+{
+    return listed(t->patterns, p->id) && sized(t, size);
+}
+
+/* Does t compare contender `name` in the cell of pattern p at size? */
+static int needs(const struct target *t, const struct pattern *p, size_t size,
+                 const char *name)
+{
+    int is_num = strcmp(t->num, name) == 0;
+
+    if (t->num_in != NULL && strcmp(t->num_in, p->id) == 0 && is_num &&
+        sized(t, size)) {
+        return 1;
+    }
+    if (!covers(t, p, size)) {
+        return 0;
+    }
+    return (is_num && t->num_in == NULL) || strcmp(t->den, name) == 0 ||
+           (t->den_max != NULL && strcmp(t->den_max, name) == 0);
+}
+
+int targets_need(const struct target *t, size_t n, const struct pattern *p,
+                 size_t size, const char *name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (needs(&t[i], p, size, name)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The cell of pattern id at size, or NULL. */
+static const struct cell *find_cell(const struct run *r, const char *id,
+                                    size_t size)
+{
+    for (size_t i = 0; i < r->ncells; i++) {
+        if (strcmp(r->cells[i].p->id, id) == 0 && r->cells[i].size == size) {
+            return &r->cells[i];
+        }
+    }
+    return NULL;
+}
+
+/* Median and quartiles over the rounds of num's time / den's, den's being
+ * the longer of den's and den2's (when given) in each round. */
+static void target_ratio(const struct figure *num, const struct figure *den,
+                         const struct figure *den2, unsigned rounds,
+                         double *med_out, double *lo_out, double *hi_out)
+{
+    double r[ROUNDS_MAX];
+
+    for (unsigned k = 0; k < rounds; k++) {
+        double d = den->ns[k];
+        if (den2 != NULL && den2->ns[k] > d) {
+            d = den2->ns[k];
+        }
+        r[k] = num->ns[k] / d;
+    }
+    *med_out = quantile(r, rounds, 0.5);
+    *lo_out = quantile(r, rounds, 0.25);
+    *hi_out = quantile(r, rounds, 0.75);
+}
+
+/* The figures t compares in cell (num's may be in another); 0 when one
+ * did not run there. */
+static int target_figures(const struct run *r, const struct target_result *res,
+                          const struct cell *cell, const struct figure **fig)
+{
+    const struct target *t = res->t;
+    const struct cell *at =
+        t->num_in != NULL ? find_cell(r, t->num_in, cell->size) : cell;
+
+    fig[0] = at != NULL ? cell_find(at, res->num) : NULL;
+    fig[1] = cell_find(cell, res->den);
+    fig[2] = t->den_max != NULL ? cell_find(cell, t->den_max) : NULL;
+    return fig[0] != NULL && fig[1] != NULL &&
+           (t->den_max == NULL || fig[2] != NULL);
 }
 
 /* The worst of t's cells, or none found. */
@@ -394,14 +490,13 @@ static void judge_one(const struct run *r, const struct target *t,
     resolve_target(r->b, t, res);
     for (size_t i = 0; i < r->ncells && res->na[0] == '\0'; i++) {
         const struct cell *cell = &r->cells[i];
-        const struct figure *num = cell_find(cell, res->num);
-        const struct figure *den = cell_find(cell, res->den);
+        const struct figure *fig[3];
         double ratio, lo, hi;
-        if (!listed(t->patterns, cell->p->id) || num == NULL || den == NULL ||
-            (t->size != 0 && cell->size != t->size)) {
+        if (!covers(t, cell->p, cell->size) ||
+            !target_figures(r, res, cell, fig)) {
             continue;
         }
-        ratio_of(num, den, r->b->rounds, &ratio, &lo, &hi);
+        target_ratio(fig[0], fig[1], fig[2], r->b->rounds, &ratio, &lo, &hi);
         if (!res->found || worse(t, ratio, res->ratio)) {
             res->found = 1;
             res->cell = cell;
@@ -428,6 +523,15 @@ static const char *bound_text(const struct target *t, char *buf, size_t cap)
     return buf;
 }
 
+/* PASS or MISS; a line only reported says what it would be. */
+static const char *result_text(const struct target_result *x)
+{
+    if (x->t->report) {
+        return x->pass ? "(report: would pass)" : "(report: would miss)";
+    }
+    return x->pass ? "PASS" : "MISS";
+}
+
 void report_targets(const struct run *r)
 {
     char bound[16], size[32], why[128];
@@ -447,7 +551,7 @@ void report_targets(const struct run *r)
             continue;
         }
         printf("%-34s %-40s %7.3f  (%5.3f-%5.3f) %-8s %s", t->what, x->means,
-               x->ratio, x->lo, x->hi, bound, x->pass ? "PASS" : "MISS");
+               x->ratio, x->lo, x->hi, bound, result_text(x));
         if (strchr(t->patterns, ',') != NULL) {
             printf(" (worst: %s %s)", x->cell->p->id,
                    size_text(x->cell->size, size, sizeof(size)));
@@ -567,7 +671,7 @@ static void json_cell(FILE *f, const struct run *r, const struct cell *cell)
     fprintf(f, ", \"title\": ");
     json_str(f, cell->p->title);
     fprintf(f, ", \"unit\": ");
-    json_str(f, unit_text(cell->p, unit, sizeof(unit)));
+    json_str(f, unit_text(cell, unit, sizeof(unit)));
     fprintf(f,
             ", \"size\": %zu, \"threads\": %u, \"count\": %u, "
             "\"bytes_per_unit\": %llu,\n      \"figures\": [\n",
@@ -595,9 +699,9 @@ static void json_target(FILE *f, const struct target_result *x)
         json_str(f, x->cell->p->id);
         fprintf(f,
                 ", \"size\": %zu, \"ratio\": %.4f, \"ratio_p25\": %.4f, "
-                "\"ratio_p75\": %.4f, \"pass\": %s}",
+                "\"ratio_p75\": %.4f, \"pass\": %s, \"judged\": %s}",
                 x->cell->size, x->ratio, x->lo, x->hi,
-                x->pass ? "true" : "false");
+                x->pass ? "true" : "false", x->t->report ? "false" : "true");
     } else if (x->na[0] != '\0') {
         fprintf(f, ", \"ratio\": null, \"pass\": null, \"not_applicable\": ");
         json_str(f, x->na);

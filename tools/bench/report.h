@@ -10,22 +10,29 @@
 enum bound_kind { BOUND_AT_MOST, BOUND_AT_LEAST, BOUND_ABOVE };
 
 /*
- * A goal, stated as a ratio of two contenders' times in one cell. Goals
- * against the raw cma calls (raw, raw-vec, raw-uffd) were set for HMAF on
- * the cma engine: on another engine they hold against its raw baseline
- * instead (doca-raw for raw, doca-pipe for raw-vec), read as doca_means;
- * without such a counterpart (doca_means NULL) they are n/a there.
+ * A goal, stated as a ratio of two contenders' times, per round, in one
+ * cell: the worst cell counts when several match. Goals against the raw
+ * cma calls (raw, raw-vec, raw-uffd) judge HMAF on the cma engine and are
+ * n/a on another; the doca engine has a table of its own (main.c).
  */
 struct target {
     const char *what;     /* "64 B read, one at a time" */
     const char *patterns; /* pattern ids, comma-separated */
-    size_t size;          /* 0: every size; the worst cell counts */
+    size_t size;          /* 0: every size from size_min on */
     const char *num;      /* ratio = num's time / den's time, per round */
     const char *den;
     const char *means; /* how to read the ratio */
     enum bound_kind kind;
     double bound;
-    const char *doca_means; /* with doca-raw as the baseline; NULL: n/a */
+    size_t size_min;
+    /* num's pattern, when not den's: its cell of the same size, rounds
+     * paired by their index (the cells were measured one after the
+     * other). NULL: den's cell. */
+    const char *num_in;
+    /* Non-NULL: den's time is the longer of den's and this contender's,
+     * round by round. */
+    const char *den_max;
+    int report; /* reported against the bound, not judged */
 };
 
 struct target_result {
@@ -56,8 +63,12 @@ struct run {
 /* report.c */
 /* Is id one of the comma-separated list's? */
 int listed(const char *list, const char *id);
+/* Does one of the n targets compare contender `name` in the cell of
+ * pattern p at size? */
+int targets_need(const struct target *t, size_t n, const struct pattern *p,
+                 size_t size, const char *name);
 const char *size_text(size_t size, char *buf, size_t cap);
-const char *unit_text(const struct pattern *p, char *buf, size_t cap);
+const char *unit_text(const struct cell *cell, char *buf, size_t cap);
 void report_header(const struct run *r);
 void report_progress(const struct cell *cell, unsigned round, void *arg);
 void report_progress_done(void);
