@@ -325,7 +325,7 @@ struct bench {
     uint64_t target_ns; /* timed work per round and contender */
     int verbose;
     unsigned reruns, kept;
-    unsigned rerun_max; /* disturbed rounds are run again this often */
+    unsigned rerun_max; /* disturbed sides of rounds are run again this often */
 #define RERUN_MAX 2     /* ... in a full run */
     unsigned iters_min; /* units per round and contender, at least */
     /* ... and at most, in sparse patterns: each unit costs p->idle_ns */

@@ -740,7 +740,7 @@ static int bench_init(struct bench *b, struct child *host,
     b->rounds = o->rounds;
     b->target_ns = (uint64_t)((o->quick ? ROUND_MS_QUICK : ROUND_MS) * 1e6);
     /* A smoke run judges no figure: on a busy machine, rerunning its
-     * disturbed rounds would only make it long. */
+     * disturbed sides of rounds would only make it long. */
     b->rerun_max = o->quick ? 0 : RERUN_MAX;
     b->iters_min = o->quick ? 1 : ITERS_MIN;
     b->sparse_iters_max = o->quick ? SPARSE_UNITS_QUICK : SPARSE_UNITS;

@@ -5,8 +5,9 @@
  * figure is compared with raw's in the same round. Within a round every
  * contender runs once, in an order that rotates and flips from round to
  * round so that drift hits all alike; a figure's ratio is the median of
- * its per-round ratios to raw. A round during which other tasks kept our
- * threads from their cpus (the schedstat run delay says so) is run again.
+ * its per-round ratios to raw. A contender's part of a round (its side)
+ * during which other tasks kept our threads from their cpus (the schedstat
+ * run delay says so) is run again.
  *
  * Each contender's units per round are calibrated first, so that a round
  * takes about b->target_ns whatever the contender's speed.
@@ -19,9 +20,10 @@
 
 #include "bench.h"
 
-/* A round whose threads waited on a runqueue for more than 1/DISTURBED of
- * its time is run again, up to b->rerun_max times (RERUN_MAX, bench.h):
- * that wait is the neighbours' noise, not a cost of what we measure. */
+/* A contender's side of a round whose threads waited on a runqueue for
+ * more than 1/DISTURBED of its time is run again, up to b->rerun_max times
+ * (RERUN_MAX, bench.h): that wait is the neighbours' noise, not a cost of
+ * what we measure. */
 #define DISTURBED 10
 #define ITERS_MAX (1u << 22)
 /* A unit longer than LONG_UNIT rounds' budget (b->target_ns) is a round by
@@ -416,33 +418,49 @@ static void print_round(const struct cell *cell, unsigned k, int disturbed)
     fprintf(stderr, " us%s\n", disturbed ? " (disturbed)" : "");
 }
 
-/* Round k of every figure; run again while other tasks disturbed it. */
-static int time_round(struct bench *b, struct cell *cell, unsigned k)
+/* f's side of round k, run again at once while other tasks disturbed it,
+ * up to b->rerun_max times: a disturbance spoils that side, not the
+ * others of the round. *disturbed_out is set if the side kept was. */
+static int time_figure(struct bench *b, const struct cell *cell,
+                       struct figure *f, unsigned k, int *disturbed_out)
 {
     for (unsigned tries = 0;; tries++) {
         int disturbed = 0;
-        for (unsigned j = 0; j < cell->nfig; j++) {
-            struct figure *f = &cell->fig[round_order(k, j, cell->nfig)];
-            uint64_t elapsed;
-            int ret = time_side(b, cell, f->c, f->iters, f->warm, &elapsed,
-                                &disturbed);
-            if (ret < 0) {
-                return ret;
-            }
-            f->ns[k] = per_unit(cell, f->iters, elapsed);
+        uint64_t elapsed;
+        int ret =
+            time_side(b, cell, f->c, f->iters, f->warm, &elapsed, &disturbed);
+        if (ret < 0) {
+            return ret;
         }
-        if (b->verbose) {
-            print_round(cell, k, disturbed);
-        }
+        f->ns[k] = per_unit(cell, f->iters, elapsed);
         if (!disturbed) {
             return 0;
         }
         if (tries == b->rerun_max) {
             b->kept++;
+            *disturbed_out = 1;
             return 0;
         }
         b->reruns++;
     }
+}
+
+/* Round k of every figure. */
+static int time_round(struct bench *b, struct cell *cell, unsigned k)
+{
+    int disturbed = 0;
+
+    for (unsigned j = 0; j < cell->nfig; j++) {
+        struct figure *f = &cell->fig[round_order(k, j, cell->nfig)];
+        int ret = time_figure(b, cell, f, k, &disturbed);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    if (b->verbose) {
+        print_round(cell, k, disturbed);
+    }
+    return 0;
 }
 
 static int cmp_double(const void *a, const void *b)

@@ -579,9 +579,9 @@ void report_notes(const struct run *r)
            noisy_figures, figures, NOISY_SPREAD * 100, r->load_start,
            r->load_end);
     if (r->b->reruns > 0) {
-        printf("       %u round(s) run again because other tasks kept our "
-               "threads waiting for a cpu;\n       %u still were on the "
-               "last try.\n",
+        printf("       %u contender side(s) of a round run again because "
+               "other tasks kept our\n       threads waiting for a cpu; %u "
+               "still were on the last try.\n",
                r->b->reruns, r->b->kept);
     }
     printf("       Run time %.0f s.\n", (now_ns() - r->t_start) / 1e9);
