@@ -833,7 +833,8 @@ static const struct target *targets_for(const struct bench *b, size_t *n_out)
 }
 
 /* Is c in the cell whatever --with says: the baseline, one a target of
- * the cell compares, or the one an overlap cell's work is sized on? */
+ * the pattern compares (in all its cells, so that a table's columns stay
+ * the same), or the one an overlap cell's work is sized on? */
 static int always_in(const struct bench *b, const struct cell *cell,
                      const struct contender *c)
 {
@@ -841,7 +842,7 @@ static int always_in(const struct bench *b, const struct cell *cell,
     const struct target *t = targets_for(b, &nt);
 
     return strcmp(c->name, b->baseline) == 0 ||
-           targets_need(t, nt, cell->p, cell->size, c->name) ||
+           targets_need(t, nt, cell->p, c->name) ||
            (cell->p->work_like != NULL &&
             strcmp(c->name, cell->p->work_like) == 0);
 }

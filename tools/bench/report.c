@@ -406,17 +406,16 @@ static int covers(const struct target *t, const struct pattern *p, size_t size)
     return listed(t->patterns, p->id) && sized(t, size);
 }
 
-/* Does t compare contender `name` in the cell of pattern p at size? */
-static int needs(const struct target *t, const struct pattern *p, size_t size,
+/* Does t compare contender `name` in some cell of pattern p? */
+static int needs(const struct target *t, const struct pattern *p,
                  const char *name)
 {
     int is_num = strcmp(t->num, name) == 0;
 
-    if (t->num_in != NULL && strcmp(t->num_in, p->id) == 0 && is_num &&
-        sized(t, size)) {
+    if (t->num_in != NULL && strcmp(t->num_in, p->id) == 0 && is_num) {
         return 1;
     }
-    if (!covers(t, p, size)) {
+    if (!listed(t->patterns, p->id)) {
         return 0;
     }
     return (is_num && t->num_in == NULL) || strcmp(t->den, name) == 0 ||
@@ -424,10 +423,10 @@ static int needs(const struct target *t, const struct pattern *p, size_t size,
 }
 
 int targets_need(const struct target *t, size_t n, const struct pattern *p,
-                 size_t size, const char *name)
+                 const char *name)
 {
     for (size_t i = 0; i < n; i++) {
-        if (needs(&t[i], p, size, name)) {
+        if (needs(&t[i], p, name)) {
             return 1;
         }
     }

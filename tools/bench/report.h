@@ -63,10 +63,10 @@ struct run {
 /* report.c */
 /* Is id one of the comma-separated list's? */
 int listed(const char *list, const char *id);
-/* Does one of the n targets compare contender `name` in the cell of
- * pattern p at size? */
+/* Does one of the n targets compare contender `name` in some cell of
+ * pattern p? */
 int targets_need(const struct target *t, size_t n, const struct pattern *p,
-                 size_t size, const char *name);
+                 const char *name);
 const char *size_text(size_t size, char *buf, size_t cap);
 const char *unit_text(const struct cell *cell, char *buf, size_t cap);
 void report_header(const struct run *r);
