@@ -15,6 +15,8 @@
  * memcpy task per piece of at most max_buf_size bytes:
  *   doca-raw   one task at a time: alloc, submit, progress until done
  *   doca-pipe  a window of tasks in flight, refilled as they complete
+ *   doca+cpu   doca-pipe's tasks, with CPU work between the last submit
+ *              and the wait (the overlap pattern)
  * Bufs and tasks are taken for each piece and released in the completion
  * callback, as DOCA's samples do.
  *

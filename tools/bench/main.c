@@ -4,12 +4,14 @@
  *
  * It forks its own host process, which holds an 80 MiB buffer and serves
  * it through an HMAF agent, a Unix-socket server thread and UCX. The
- * parent is the dpu side: for every pattern (one at a time, sequential,
- * random, batches, pointer chases, two threads, ping) and size, it times
- * every contender on the same addresses and local buffers, and reports
- * each figure with its ratio to a baseline measured in the same rounds
- * (see measure.c): raw process_vm_readv/writev, or with --engine doca raw
- * DOCA DMA (doca_raw.c).
+ * parent is the dpu side: for every pattern (one at a time, after an idle
+ * spell, sequential, random, batches, CPU work overlapping posted reads,
+ * pointer chases, two threads, ping) and size, it times every contender on
+ * the same addresses and local buffers, and reports each figure with its
+ * ratio to a baseline measured in the same rounds (see measure.c): raw
+ * process_vm_readv/writev, or with --engine doca raw DOCA DMA
+ * (doca_raw.c). The targets it judges are the engine's: issue 3's, or
+ * with --engine doca the DOCA issue's.
  *
  * Split mode, for a host and a dpu side on two machines (a BlueField's
  * host and its Arm cores): `--serve ADDRESS` runs the host alone and

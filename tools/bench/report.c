@@ -116,13 +116,27 @@ static void cpu_model(char *buf, size_t cap)
     }
 }
 
-static void print_legend(const struct bench *b)
+/* Does c have a figure in some cell of the run? */
+static int in_run(const struct run *r, const struct contender *c)
+{
+    for (size_t i = 0; i < r->ncells; i++) {
+        for (unsigned j = 0; j < r->cells[i].nfig; j++) {
+            if (r->cells[i].fig[j].c == c) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* The contenders this run measures (not those of patterns left out). */
+static void print_legend(const struct run *r)
 {
     printf("contenders (a figure's ratio is its time over %s's):\n",
-           b->baseline);
+           r->b->baseline);
     for (size_t i = 0; i < bench_ncontenders; i++) {
         const struct contender *c = &bench_contenders[i];
-        if (contender_runs(b, c)) {
+        if (in_run(r, c)) {
             printf("  %-12s %s\n", c->name, c->what);
         }
     }
@@ -203,7 +217,7 @@ void report_header(const struct run *r)
         printf("fewer than 3 cpus: contenders that need a host thread sit "
                "out 2-thread patterns\n");
     }
-    print_legend(b);
+    print_legend(r);
     fflush(stdout);
 }
 
