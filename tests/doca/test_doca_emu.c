@@ -1046,6 +1046,19 @@ static pid_t host_start(int *sock_out, struct export_msg *m)
     return pid;
 }
 
+/* The dpu side's view of the forked host: a local mmap over local, and
+ * imports of its read-write and read-only exports. */
+static void import_host(const struct dpu *d, const struct export_msg *m,
+                        uint8_t *local, size_t len, struct doca_mmap **lm,
+                        struct doca_mmap **rw, struct doca_mmap **ro)
+{
+    *lm = make_mmap(local, len, DOCA_ACCESS_FLAG_LOCAL_READ_WRITE, d->dev);
+    DOCA_OK(doca_mmap_create_from_export(NULL, m->desc[0], m->desc_len[0],
+                                         d->dev, rw));
+    DOCA_OK(doca_mmap_create_from_export(NULL, m->desc[1], m->desc_len[1],
+                                         d->dev, ro));
+}
+
 static void host_wait(int sock, pid_t pid)
 {
     int status;
@@ -1065,12 +1078,7 @@ static void test_cross_process(void)
     pid_t pid = host_start(&sock, &m);
 
     dpu_open(&d, 4);
-    lm = make_mmap(local, sizeof(local), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE,
-                   d.dev);
-    DOCA_OK(doca_mmap_create_from_export(NULL, m.desc[0], m.desc_len[0], d.dev,
-                                         &rw));
-    DOCA_OK(doca_mmap_create_from_export(NULL, m.desc[1], m.desc_len[1], d.dev,
-                                         &ro));
+    import_host(&d, &m, local, sizeof(local), &lm, &rw, &ro);
     CHECK_DOCA(doca_mmap_stop(rw), DOCA_ERROR_NOT_PERMITTED);
 
     /* Read the range through both imports, then write it back. */
@@ -1624,12 +1632,7 @@ static void test_dma_lists_cross_process(void)
 
     dpu_open(&d, 2);
     dpu_inventory(&d, 16);
-    lm = make_mmap(local, sizeof(local), DOCA_ACCESS_FLAG_LOCAL_READ_WRITE,
-                   d.dev);
-    DOCA_OK(doca_mmap_create_from_export(NULL, m.desc[0], m.desc_len[0], d.dev,
-                                         &rw));
-    DOCA_OK(doca_mmap_create_from_export(NULL, m.desc[1], m.desc_len[1], d.dev,
-                                         &ro));
+    import_host(&d, &m, local, sizeof(local), &lm, &rw, &ro);
     list_read_gather(&d, rw, lm, host, local);
     list_mixed(&d, rw, ro, lm, host, local);
     list_mixed_refused(&d, rw, ro, lm, host, local);
