@@ -74,8 +74,11 @@ doca_error_t doca_pe_clear_notification(struct doca_pe *pe,
 /* See above; INVALID_VALUE for another value. Not from a callback (the
  * emulation aborts). A switch to SELECTIVE applies from the next arm.
  * DOCA 2.10 marks it experimental. */
-doca_error_t doca_pe_set_event_mode(struct doca_pe *pe,
-                                    enum doca_pe_event_mode event_mode);
+#ifndef DOCA_ALLOW_EXPERIMENTAL_API
+__attribute__((deprecated("experimental in DOCA 2.10")))
+#endif
+doca_error_t
+doca_pe_set_event_mode(struct doca_pe *pe, enum doca_pe_event_mode event_mode);
 /* The ctx must be IDLE (BAD_STATE) and unconnected (NOT_PERMITTED); the
  * link lasts until the ctx is destroyed. */
 doca_error_t doca_pe_connect_ctx(struct doca_pe *pe, struct doca_ctx *ctx);
