@@ -1223,6 +1223,12 @@ static unsigned long list_call(hmaf_session_t *s, uint64_t mem, int write,
     return before;
 }
 
+#define CHECK_RANGE(n, want)                                                   \
+    do {                                                                       \
+        unsigned long n_ = (n);                                                \
+        CHECK(n_ >= (want) && n_ <= (want) + 2);                               \
+    } while (0)
+
 static void check_lists(const struct target *t, uint64_t mem)
 {
     for (int lists = 0; lists < 2; lists++) {
@@ -1237,11 +1243,13 @@ static void check_lists(const struct target *t, uint64_t mem)
         limits(NULL, NULL);
         s = connect_to(t->address, CHECK_US_LONG);
         (void)list_call(s, mem, 0, 1); /* registers */
-        CHECK_EQ(list_call(s, mem, 0, 1), per_call);
-        CHECK_EQ(list_call(s, mem, 1, 2), per_call);
-        CHECK_EQ(list_call(s, mem, 0, 2), per_call);
-        CHECK_EQ(list_call(s, mem, 1, 1), per_call); /* the host's again */
-        CHECK_EQ(list_call(s, mem, 0, 1), per_call);
+        /* submits are the process's: the watch thread may look at the
+         * epoch meanwhile (a task or two) */
+        CHECK_RANGE(list_call(s, mem, 0, 1), per_call);
+        CHECK_RANGE(list_call(s, mem, 1, 2), per_call);
+        CHECK_RANGE(list_call(s, mem, 0, 2), per_call);
+        CHECK_RANGE(list_call(s, mem, 1, 1), per_call); /* the host's again */
+        CHECK_RANGE(list_call(s, mem, 0, 1), per_call);
         hmaf_session_destroy(s);
     }
     unsetenv("DOCA_EMU_DMA_MAX_BUF_LIST_LEN");

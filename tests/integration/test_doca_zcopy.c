@@ -172,14 +172,20 @@ static void emu_setting(const char *name, const char *value)
 }
 
 /* A transfer in place is one DMA task up to the device's max_buf_size
- * (1 MiB here), not one per 64 KiB staging slot. Task counts allow for one
- * look at the revocation epoch carried along. */
+ * (1 MiB here), not one per 64 KiB staging slot (16). The count is the
+ * process's, so it takes in looks at the revocation epoch, carried along
+ * or the watch thread's (a few on a slow machine): 8 reads, fewer than
+ * 32 tasks where 64 KiB tasks made 128. */
+#define ONE_TASK_READS 8
+
 static void test_one_task(hmaf_session_t *s, uint8_t *buf)
 {
     struct doca_emu_counters before = counters();
 
-    read_check(s, buf, 4096, LEN); /* registered by test_in_place */
-    CHECK(TASKS_SINCE(before) <= 2);
+    for (int i = 0; i < ONE_TASK_READS; i++) {
+        read_check(s, buf, 4096, LEN); /* registered by test_in_place */
+    }
+    CHECK(TASKS_SINCE(before) < 4 * ONE_TASK_READS);
 }
 
 /* A staged transfer goes in pieces of the engine's 64 KiB slots, 16 for
@@ -200,7 +206,8 @@ static void test_pieces(uint8_t *buf)
         before = counters();
         read_check(staged, buf, 12345, LEN);
         tasks = TASKS_SINCE(before);
-        CHECK(tasks >= LEN / (64u << 10) && tasks <= LEN / (64u << 10) + 1);
+        /* and perhaps a few looks at the epoch (test_one_task) */
+        CHECK(tasks >= LEN / (64u << 10) && tasks < 2 * LEN / (64u << 10));
         target_fill(buf, LEN - 999, 3 * MIB + 5, 2);
         CHECK_OK(hmaf_session_write(staged, buf_addr + 3 * MIB + 5, buf,
                                     LEN - 999));
