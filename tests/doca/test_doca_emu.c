@@ -1879,6 +1879,18 @@ static void progress_until_idle(struct doca_pe *pe)
     }
 }
 
+/* Start the server, then the client, and progress both until connected. */
+static void chan_connect(struct chan *c, struct doca_pe *cli_pe)
+{
+    DOCA_OK(doca_ctx_start(doca_comch_server_as_ctx(c->srv)));
+    CHECK_DOCA(doca_ctx_start(doca_comch_client_as_ctx(c->cli)),
+               DOCA_ERROR_IN_PROGRESS);
+    while (c->client_state != DOCA_CTX_STATE_RUNNING || c->connects == 0) {
+        progress_until_idle(cli_pe);
+        progress_until_idle(c->pe);
+    }
+}
+
 /* A local copy submitted, not waited for; bufs to release after it. */
 static void submit_copy(struct dpu *d, struct doca_mmap *mm, uint8_t *mem,
                         struct doca_buf *bufs[2])
@@ -2315,13 +2327,7 @@ static void test_event_modes(void)
     split_chan_open(&c, &cli_pe, name);
     CHECK_DOCA(doca_pe_set_event_mode(c.pe, (enum doca_pe_event_mode)2),
                DOCA_ERROR_INVALID_VALUE);
-    DOCA_OK(doca_ctx_start(doca_comch_server_as_ctx(c.srv)));
-    CHECK_DOCA(doca_ctx_start(doca_comch_client_as_ctx(c.cli)),
-               DOCA_ERROR_IN_PROGRESS);
-    while (c.client_state != DOCA_CTX_STATE_RUNNING || c.connects == 0) {
-        progress_until_idle(cli_pe);
-        progress_until_idle(c.pe);
-    }
+    chan_connect(&c, cli_pe);
     client_sends(&c, cli_pe, "a");
     CHECK(server_hears(&c)); /* never armed */
 
@@ -2390,13 +2396,7 @@ static void test_comch_limits(void)
     DOCA_OK(doca_comch_server_event_msg_recv_register(c.srv, on_recv));
     DOCA_OK(doca_comch_server_event_connection_status_changed_register(
         c.srv, on_connect, on_disconnect));
-    DOCA_OK(doca_ctx_start(doca_comch_server_as_ctx(c.srv)));
-    CHECK_DOCA(doca_ctx_start(doca_comch_client_as_ctx(c.cli)),
-               DOCA_ERROR_IN_PROGRESS);
-    while (c.client_state != DOCA_CTX_STATE_RUNNING || c.connects == 0) {
-        progress_until_idle(cli_pe);
-        progress_until_idle(c.pe);
-    }
+    chan_connect(&c, cli_pe);
     CHECK_DOCA(
         doca_comch_server_task_send_alloc_init(c.srv, c.peer, big, 513, &t),
         DOCA_ERROR_INVALID_VALUE);
@@ -2559,13 +2559,7 @@ static void test_comch_stop_needs_disconnect(void)
 
     snprintf(name, sizeof(name), "emu-stop-%d", (int)getpid());
     split_chan_open(&c, &cli_pe, name);
-    DOCA_OK(doca_ctx_start(doca_comch_server_as_ctx(c.srv)));
-    CHECK_DOCA(doca_ctx_start(doca_comch_client_as_ctx(c.cli)),
-               DOCA_ERROR_IN_PROGRESS);
-    while (c.client_state != DOCA_CTX_STATE_RUNNING || c.connects == 0) {
-        progress_until_idle(cli_pe);
-        progress_until_idle(c.pe);
-    }
+    chan_connect(&c, cli_pe);
     DOCA_OK(doca_ctx_stop(doca_comch_server_as_ctx(c.srv)));
     for (int i = 0; i < 20; i++) {
         progress_until_idle(cli_pe);
