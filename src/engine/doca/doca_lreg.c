@@ -296,19 +296,26 @@ struct deng_lreg *hmaf__doca_lreg_get(struct deng_ep *ep, struct deng_skip *sk,
     struct deng_lregs *c = &ep->lregs;
     const struct hmaf_xfer *x = &batch->xfers[i];
     uint64_t base = 0, len = 0;
-    int want = run_to_register(ep, sk, batch, i, &base, &len);
-    struct deng_lreg *r;
+    int cached = __atomic_load_n(&c->nlive, __ATOMIC_RELAXED) != 0;
+    int want = 0;
+    struct deng_lreg *r = NULL;
 
     /* Nothing cached to move it in place and nothing to register: the
-     * common small transfer takes no shared lock. */
-    if (!want && __atomic_load_n(&c->nlive, __ATOMIC_RELAXED) == 0) {
+     * common small transfer takes no shared lock. The run is measured
+     * only when the cache has nothing for the transfer: the pieces of a
+     * registered run find it, not measure it again each. */
+    if (!cached && !(want = run_to_register(ep, sk, batch, i, &base, &len))) {
         return NULL;
     }
     pthread_mutex_lock(&ep->reg_lock);
     if (c->watch != NULL) {
         hmaf__memwatch_drain(c->watch, on_change, ep);
     }
+    /* (another lane may have registered it meanwhile) */
     r = find(c, (uintptr_t)x->local, x->len);
+    if (r == NULL && !want) {
+        want = run_to_register(ep, sk, batch, i, &base, &len);
+    }
     if (r == NULL && want) {
         r = register_run(ep, sk, base, len);
     }
