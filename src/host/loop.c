@@ -358,9 +358,13 @@ int hmaf__agent_poll_channels(struct hmaf_agent *a, int64_t timeout_ns)
     pthread_mutex_unlock(&a->lock);
     ts = (struct timespec){.tv_sec = (time_t)(timeout_ns / 1000000000),
                            .tv_nsec = (long)(timeout_ns % 1000000000)};
-    /* Wait without the lock: API calls and revocations go on meanwhile. An
-     * interrupted wait reports nothing (revents stay 0). */
-    if (ppoll(a->pfds, n, timeout_ns < 0 ? NULL : &ts, NULL) < 0) {
+    /* Wait without the lock: API calls and revocations go on meanwhile. A
+     * signal that interrupts the wait must not hide what is ready already
+     * (a caller's hmaf_agent_poll would report no work where there is
+     * some): look once more without waiting. Failing again, report
+     * nothing (revents stay 0). */
+    if (ppoll(a->pfds, n, timeout_ns < 0 ? NULL : &ts, NULL) < 0 &&
+        ppoll(a->pfds, n, &(struct timespec){0, 0}, NULL) < 0) {
         for (size_t k = 0; k < n; k++) {
             a->pfds[k].revents = 0;
         }
