@@ -1,16 +1,19 @@
 #include "core/mailbox.h"
 
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <hmaf/error.h>
 
 #include "proto/mailbox.h"
 #include "util/clock.h"
+#include "util/compiler.h"
 #include "util/log.h"
 #include "util/wire.h"
 
-/* Look at the channel and the clock once per this many polls. */
+/* Look at the channel once per this many polls (a system call). */
 #define POLLS_PER_LIVENESS_CHECK 64
 
 /* One engine operation on the mailbox, inside a read-side section and
@@ -83,6 +86,7 @@ int hmaf__mbox_client_init(struct hmaf__mbox_client *mb,
     mb->base = p->rmem->addr;
     mb->nslots = p->nslots;
     mb->timeout_ms = p->timeout_ms;
+    hmaf__spin_budget_init(&mb->spin);
     pthread_mutex_init(&mb->lock, NULL);
     pthread_cond_init(&mb->slot_freed, NULL);
     return 0;
@@ -144,31 +148,82 @@ static int send_request(struct hmaf__mbox_client *mb, uint32_t slot,
     return ret;
 }
 
-/* Poll the response word until it carries our sequence number. */
+/* How a wait for an answer gives the CPU away once its spin budget is
+ * spent: it yields between polls, so an agent that shares our CPU answers
+ * at once; after WAIT_YIELD_NS, a time no shared CPU explains (the agent
+ * is asleep — its loop sleeps up to 1 ms between looks when idle — or
+ * busy), it sleeps between polls in steps that double up to
+ * WAIT_SLEEP_MAX_NS, so that even a peer of lower priority, or one that a
+ * yield does not make room for, gets to run. */
+#define WAIT_YIELD_NS 1000000ull
+#define WAIT_SLEEP_MIN_NS 10000ull
+#define WAIT_SLEEP_MAX_NS 1000000ull
+
+struct wait {
+    uint64_t start_ns;
+    uint64_t spin_ns; /* from the budget */
+    uint64_t deadline_ns;
+    uint64_t sleep_ns; /* the next sleep */
+};
+
+/* Between two polls: spin on, yield or sleep, as long as the wait has
+ * lasted says. */
+static void give_way(struct wait *w, uint64_t now)
+{
+    uint64_t waited = now - w->start_ns;
+    uint64_t left = w->deadline_ns - now;
+
+    if (waited < w->spin_ns) {
+        return;
+    }
+    if (waited < WAIT_YIELD_NS) {
+        sched_yield();
+        return;
+    }
+    nanosleep(&(struct timespec){0, (long)HMAF_MIN(w->sleep_ns, left)}, NULL);
+    w->sleep_ns = HMAF_MIN(w->sleep_ns * 2, WAIT_SLEEP_MAX_NS);
+}
+
+/* Poll the response word until it carries our sequence number. The wait
+ * teaches the session's spin budget, unless it lasted into sleeping: then
+ * the agent was asleep or busy, which says nothing about CPUs. */
 static int await_response(struct hmaf__mbox_client *mb, uint32_t slot,
                           uint32_t seq, uint64_t *word_out)
 {
     uint64_t at = hmaf__mbox_slot_offset(slot) + HMAF_MBOX_RESP_WORD;
-    uint64_t deadline = hmaf__deadline_ns(mb->timeout_ms);
+    struct wait w = {.start_ns = hmaf__now_ns(),
+                     .spin_ns = hmaf__spin_budget_take(&mb->spin),
+                     .sleep_ns = WAIT_SLEEP_MIN_NS};
 
+    w.deadline_ns = w.start_ns + (uint64_t)mb->timeout_ms * 1000000u;
+    if (w.spin_ns == 0) {
+        /* An agent on our CPU cannot have answered yet: let it. */
+        sched_yield();
+    }
     for (unsigned polls = 1;; polls++) {
         int ret = mbox_read_u64(mb, at, word_out);
+        uint64_t now = hmaf__now_ns();
+        uint64_t waited = now - w.start_ns;
         if (ret < 0) {
             return ret;
         }
         if (hmaf__mbox_word_seq(*word_out) == seq) {
+            if (waited < WAIT_YIELD_NS) {
+                hmaf__spin_budget_learn(&mb->spin, w.spin_ns, waited);
+            }
             return 0;
         }
-        if (polls % POLLS_PER_LIVENESS_CHECK == 0) {
-            if (hmaf__channel_peer_gone(mb->channel)) {
-                return HMAF_ECONNRESET;
-            }
-            if (hmaf__now_ns() >= deadline) {
-                hmaf__log_warn("mailbox slot %u: no answer in %d ms", slot,
-                               mb->timeout_ms);
-                return HMAF_ETIMEDOUT;
-            }
+        if ((polls % POLLS_PER_LIVENESS_CHECK == 0 ||
+             waited >= WAIT_YIELD_NS) &&
+            hmaf__channel_peer_gone(mb->channel)) {
+            return HMAF_ECONNRESET;
         }
+        if (now >= w.deadline_ns) {
+            hmaf__log_warn("mailbox slot %u: no answer in %d ms", slot,
+                           mb->timeout_ms);
+            return HMAF_ETIMEDOUT;
+        }
+        give_way(&w, now);
     }
 }
 

@@ -3,6 +3,8 @@
  * made with engine reads and writes only (layout: proto/mailbox.h).
  * Threads share the slots; each call holds one slot from request to
  * response, so as many calls as there are slots are in flight at once.
+ * A call waiting for its answer spins, then yields, then sleeps: the spin
+ * budget is the session's, learnt from its recent calls (util/spin.h).
  *
  * Every engine operation on the mailbox runs inside a read-side section
  * of the session's readers and only while the session is not dead, so
@@ -19,6 +21,7 @@
 #include "channel/channel.h"
 #include "core/readers.h"
 #include "engine/engine.h"
+#include "util/spin.h"
 
 struct hmaf__mbox_client {
     struct hmaf_engine_ep *ep;
@@ -29,6 +32,7 @@ struct hmaf__mbox_client {
     uint64_t base;
     uint32_t nslots;
     int timeout_ms;
+    struct hmaf__spin_budget spin; /* how long a wait for an answer spins */
     pthread_mutex_t lock;
     pthread_cond_t slot_freed;
     uint8_t *busy;  /* per slot */

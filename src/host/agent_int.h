@@ -15,6 +15,7 @@
 #include "host/roots.h"
 #include "proto/handshake.h"
 #include "util/log.h"
+#include "util/spin.h"
 
 /* Connections waiting for their HELLO, at most (host.h says what happens
  * beyond); and new connections taken per turn of the loop, so a flood of
@@ -105,6 +106,8 @@ struct hmaf_agent {
     uint64_t last_activity_ns; /* agent thread only, from here on */
     uint64_t next_fd_check_ns;
     uint64_t sleep_ns;
+    struct hmaf__spin_budget spin; /* learnt from the gaps between requests */
+    uint64_t spin_ns;              /* this gap's: then yield between looks */
 };
 
 /* What each entry of the loop's wait set stands for. */

@@ -1,8 +1,10 @@
 /*
  * The agent's event loop: mailbox service plus channel events (new
  * connections, HELLOs arriving, peers dying). With its own thread it polls
- * adaptively: it spins while requests keep coming, then sleeps in growing
- * steps up to SLEEP_MAX_NS, woken early by any channel event.
+ * adaptively: it spins while requests keep coming — for a budget learnt
+ * from the gaps between them (util/spin.h), then yielding between looks —
+ * and after SPIN_NS without a request sleeps in growing steps up to
+ * SLEEP_MAX_NS, woken early by any channel event.
  *
  * A socket channel gives an fd to wait on (hmaf__channel_arm). A comch
  * channel has none: DOCA's Comm Channel has no event-triggered
@@ -16,6 +18,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -29,7 +32,7 @@
 #include "util/log.h"
 #include "util/thread.h"
 
-#define SPIN_NS 200000ull       /* keep spinning this long after activity */
+#define SPIN_NS 200000ull       /* keep looking this long after activity */
 #define SPIN_FD_CHECK_NS 50000ull /* look at the channels this often then */
 #define SLEEP_MIN_NS 10000ull
 #define SLEEP_MAX_NS 1000000ull
@@ -394,7 +397,6 @@ static int serve_locked(struct hmaf_agent *a)
     return served;
 }
 
-/* One turn of the thread: serve, then spin or sleep as activity says. */
 /* The channels get a look now and then even while requests keep the
  * loop busy: new connections and dying peers must not wait for a lull. */
 static void look_at_channels(struct hmaf_agent *a, uint64_t now)
@@ -405,19 +407,41 @@ static void look_at_channels(struct hmaf_agent *a, uint64_t now)
     }
 }
 
+/* Requests were served: the gap since the last ones teaches the spin
+ * budget — unless the thread slept meanwhile (the dpu sides were idle,
+ * which says nothing about CPUs) — and the next gap gets its budget. */
+static void note_activity(struct hmaf_agent *a, uint64_t now)
+{
+    uint64_t gap = now - a->last_activity_ns;
+
+    if (gap < SPIN_NS) {
+        hmaf__spin_budget_learn(&a->spin, a->spin_ns, gap);
+    }
+    a->spin_ns = hmaf__spin_budget_take(&a->spin);
+    a->last_activity_ns = now;
+    a->sleep_ns = SLEEP_MIN_NS;
+}
+
+/* One turn of the thread: serve, then spin or sleep as activity says.
+ * Spinning yields between empty looks once the spin budget is spent: a
+ * dpu side on our CPU gets to write its next request (or to read our
+ * answer) at once, instead of when the scheduler takes the CPU from us. */
 static void agent_turn(struct hmaf_agent *a)
 {
     uint64_t now;
 
     if (serve_locked(a) > 0) {
-        a->last_activity_ns = now = hmaf__now_ns();
-        a->sleep_ns = SLEEP_MIN_NS;
+        now = hmaf__now_ns();
+        note_activity(a, now);
         look_at_channels(a, now);
         return;
     }
     now = hmaf__now_ns();
     if (now - a->last_activity_ns < SPIN_NS) {
         look_at_channels(a, now);
+        if (now - a->last_activity_ns >= a->spin_ns) {
+            sched_yield();
+        }
         return;
     }
     if (hmaf__agent_poll_channels(a, (int64_t)a->sleep_ns) == 0) {
@@ -432,6 +456,8 @@ static void *agent_main(void *arg)
     struct hmaf_agent *a = arg;
 
     a->sleep_ns = SLEEP_MIN_NS;
+    hmaf__spin_budget_init(&a->spin);
+    a->spin_ns = hmaf__spin_budget_take(&a->spin);
     while (!atomic_load_explicit(&a->stopping, memory_order_relaxed)) {
         agent_turn(a);
     }
