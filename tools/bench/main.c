@@ -10,8 +10,9 @@
  * the same addresses and local buffers, and reports each figure with its
  * ratio to a baseline measured in the same rounds (see measure.c): raw
  * process_vm_readv/writev, or with --engine doca raw DOCA DMA
- * (doca_raw.c). The targets it judges are the engine's: issue 3's, or
- * with --engine doca the DOCA issue's.
+ * (doca_raw.c). The targets it judges are the engine's: issue 3's (and
+ * issue 11's scaling rows, scale.c: N regions cached, N sessions, one
+ * cpu shared), or with --engine doca the DOCA issue's.
  *
  * Split mode, for a host and a dpu side on two machines (a BlueField's
  * host and its Arm cores): `--serve ADDRESS` runs the host alone and
