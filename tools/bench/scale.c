@@ -19,7 +19,8 @@
  *    the first sweep the hits are measured at each N on the way. At the
  *    end the sweep's session closes while another session pings: its
  *    longest ping is the stall. A sweep stops once it has spent
- *    SWEEP_CAP_NS registering; the cells it did not reach say so.
+ *    SWEEP_CAP_NS registering, or when a registration gets no answer
+ *    within STALL_RPC_MS; the cells it did not reach say so.
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -38,8 +39,6 @@
 /* Sweeps (rounds of regions-reg and regions-close), at most; each is up to
  * REGIONS_MAX registrations. */
 #define SWEEP_ROUNDS 3
-/* The cap is looked at every so many registrations. */
-#define CAP_EVERY 64
 /* The baseline at each N: pings timed after a few that wake the agent. */
 #define PING_WARM  10
 #define PING_BURST 200
@@ -51,7 +50,9 @@
 #define WATCH_NS       ((uint64_t)100 * 1000000)
 #define WATCH_NS_QUICK ((uint64_t)20 * 1000000)
 #define CLOSE_TAIL_NS  ((uint64_t)50 * 1000000)
-#define WATCH_RPC_MS   60000 /* a watched ping may wait this long */
+/* The rows' own sessions wait this long for an answer (the default is 5
+ * s): an agent that stalls makes a slow figure, not a failed run. */
+#define STALL_RPC_MS 60000
 /* regions-miss: this many regions in a cycle, through the cache's default
  * bound (fewer regions: a tenth of them as the bound). */
 #define MISS_CYCLE 10000u
@@ -198,8 +199,9 @@ int miss_prepare(struct bench *b, struct cell *cell)
     struct scale *sc = b->scale;
     unsigned cycle = b->nregions < MISS_CYCLE ? b->nregions : MISS_CYCLE;
     unsigned bound = miss_bound(cycle);
-    int ret = scale_check("regions-miss: hmaf_session_create",
-                          bench_session_open(b, bound, 0, &sc->missing));
+    int ret =
+        scale_check("regions-miss: hmaf_session_create",
+                    bench_session_open(b, bound, STALL_RPC_MS, &sc->missing));
 
     sc->miss_cycle = cycle;
     for (sc->miss_next = 0; sc->miss_next < bound && ret == 0;
@@ -250,7 +252,13 @@ struct sweep {
     unsigned done; /* regions registered */
     uint64_t busy; /* ns spent registering them */
     int capped;    /* stopped at SWEEP_CAP_NS */
+    int stalled;   /* stopped: a registration got no answer */
 };
+
+static int stopped(const struct sweep *sw)
+{
+    return sw->capped || sw->stalled;
+}
 
 /* The registrations that make "at N": the tenth of the sweep before N
  * (all of it below 100). Their median: a preemption in a window of ten
@@ -359,8 +367,9 @@ static int plan_sweeps(struct regions_run *rr)
 }
 
 /* Register regions [sw->done, to): a first read of each; with times,
- * each one's ns goes there, in order. Stops short (sw->capped) once the
- * sweep has spent SWEEP_CAP_NS registering. */
+ * each one's ns goes there, in order. Stops short once the sweep has spent
+ * SWEEP_CAP_NS registering (sw->capped), or when the agent did not answer
+ * within STALL_RPC_MS (sw->stalled). */
 static int sweep_to(struct bench *b, struct sweep *sw, unsigned to,
                     double *times)
 {
@@ -368,7 +377,7 @@ static int sweep_to(struct bench *b, struct sweep *sw, unsigned to,
     unsigned first = sw->done;
     int ret = 0;
 
-    while (sw->done < to && ret == 0 && !sw->capped) {
+    while (sw->done < to && ret == 0 && !stopped(sw)) {
         uint64_t t1;
         ret = region_read(b, sw->s, sw->done, b->w[0].dst);
         t1 = now_ns();
@@ -377,8 +386,10 @@ static int sweep_to(struct bench *b, struct sweep *sw, unsigned to,
         }
         t = t1;
         sw->done += ret == 0;
-        if (sw->done % CAP_EVERY == 0) {
-            sw->capped = sw->busy + (t - t0) >= SWEEP_CAP_NS;
+        sw->capped = sw->busy + (t - t0) >= SWEEP_CAP_NS;
+        if (ret == HMAF_ETIMEDOUT) {
+            sw->stalled = 1;
+            ret = 0;
         }
     }
     sw->busy += t - t0;
@@ -410,12 +421,12 @@ static int time_stop(struct regions_run *rr, struct sweep *sw, unsigned k,
     double ping_ns;
     int ret = sweep_to(rr->b, sw, cell != NULL ? n - w : n, NULL);
 
-    if (ret < 0 || cell == NULL || sw->capped) {
+    if (ret < 0 || cell == NULL || stopped(sw)) {
         return ret;
     }
     from = sw->done; /* n - w, or past it when the stop before was */
     ret = sweep_to(rr->b, sw, n, rr->times);
-    if (ret < 0 || sw->capped || sw->done == from) {
+    if (ret < 0 || stopped(sw) || sw->done == from) {
         return ret;
     }
     w = sw->done - from;
@@ -446,14 +457,23 @@ static int time_hits(struct regions_run *rr, struct sweep *sw, unsigned n)
     return ret;
 }
 
-/* A capped sweep: the cells it did not reach are not measured. */
+/* A sweep that stopped short: the cells it did not reach are not
+ * measured. */
 static void mark_unreached(struct regions_run *rr, const struct sweep *sw)
 {
     for (size_t i = 0; i < rr->ncells; i++) {
         struct cell *cell = &rr->cells[i];
-        if (in_procedure(cell) && cell->n > sw->done && cell->rounds == 0 &&
-            strcmp(cell->p->id, "regions-close") != 0) {
-            cell->measured = 1;
+        if (!in_procedure(cell) || cell->n <= sw->done || cell->rounds > 0 ||
+            strcmp(cell->p->id, "regions-close") == 0) {
+            continue;
+        }
+        cell->measured = 1;
+        if (sw->stalled) {
+            snprintf(cell->note, sizeof(cell->note),
+                     "not reached: after %u regions a registration got no "
+                     "answer in %d s",
+                     sw->done, STALL_RPC_MS / 1000);
+        } else {
             snprintf(cell->note, sizeof(cell->note),
                      "not reached: a sweep registered %u regions in %.0f s, "
                      "its cap",
@@ -521,7 +541,7 @@ static int timed_ping(hmaf_session_t *p, int fd, uint64_t *ns_out)
 
 /* Ping p every WATCH_GAP_NS for at least min_ns; with a closer, also
  * until CLOSE_TAIL_NS after it is done. The longest ping in *max_out; a
- * failed one (the agent stalled past WATCH_RPC_MS) counts what it
+ * failed one (the agent stalled past STALL_RPC_MS) counts what it
  * waited and ends the watch. */
 static int watch_pings(hmaf_session_t *p, struct closer *c, uint64_t min_ns,
                        uint64_t *max_out, unsigned *pings_out)
@@ -574,7 +594,7 @@ static int time_close(struct regions_run *rr, struct sweep *sw, unsigned k)
         return 0;
     }
     ret = scale_check("regions-close: hmaf_session_create",
-                      bench_session_open(rr->b, 0, WATCH_RPC_MS, &p));
+                      bench_session_open(rr->b, 0, STALL_RPC_MS, &p));
     if (ret == 0) {
         rr->progress(cell, k, rr->arg);
         ret = watch_pings(p, NULL, watch, &idle_max, &idle_n);
@@ -595,7 +615,7 @@ static int time_close(struct regions_run *rr, struct sweep *sw, unsigned k)
     snprintf(cell->note, sizeof(cell->note),
              "the session held %u regions%s; hmaf_session_destroy took "
              "%.1f ms",
-             sw->done, sw->done < cell->n ? " (its sweep's cap)" : "",
+             sw->done, sw->done < cell->n ? " (its sweep stopped short)" : "",
              c.ns / 1e6);
     return 0;
 }
@@ -605,26 +625,26 @@ static int time_close(struct regions_run *rr, struct sweep *sw, unsigned k)
 /* ------------------------------------------------------------------ */
 
 /* Sweep k: up to each stop, timed; the hits on the first; the close. */
-static int sweep_round(struct regions_run *rr, unsigned k, int *capped_out)
+static int sweep_round(struct regions_run *rr, unsigned k, int *short_out)
 {
     struct sweep sw = {.s = NULL};
-    int ret =
-        scale_check("regions: hmaf_session_create",
-                    bench_session_open(rr->b, rr->b->nregions + 1, 0, &sw.s));
+    int ret = scale_check(
+        "regions: hmaf_session_create",
+        bench_session_open(rr->b, rr->b->nregions + 1, STALL_RPC_MS, &sw.s));
 
     for (unsigned i = 0; i < rr->nstops && ret == 0; i++) {
         ret = time_stop(rr, &sw, k, rr->stops[i]);
-        if (ret == 0 && sw.capped) {
+        if (ret == 0 && stopped(&sw)) {
             break;
         }
         if (ret == 0 && k == 0) {
             ret = time_hits(rr, &sw, rr->stops[i]);
         }
     }
-    if (sw.capped) {
+    if (stopped(&sw)) {
         mark_unreached(rr, &sw);
     }
-    *capped_out = sw.capped;
+    *short_out = stopped(&sw);
     if (ret < 0) {
         hmaf_session_destroy(sw.s);
         return ret;
@@ -654,11 +674,12 @@ int regions_measure(struct bench *b, struct cell *cells, size_t ncells,
                              .ncells = ncells,
                              .progress = progress,
                              .arg = arg};
-    int capped = 0, ret = plan_sweeps(&rr);
+    int stopped_short = 0, ret = plan_sweeps(&rr);
 
-    for (unsigned k = 0; k < rr.rounds && rr.nstops > 0 && ret == 0 && !capped;
-         k++) {
-        ret = sweep_round(&rr, k, &capped);
+    /* A sweep that stopped short: another would too, as slowly. */
+    for (unsigned k = 0;
+         k < rr.rounds && rr.nstops > 0 && ret == 0 && !stopped_short; k++) {
+        ret = sweep_round(&rr, k, &stopped_short);
     }
     finish_cells(&rr);
     free(rr.times);
