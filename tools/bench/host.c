@@ -74,9 +74,8 @@ struct spinner {
 
 struct host {
     hmaf_agent_t *agent;
-    uint8_t *buf;     /* HOST_LEN: the buffer and its tail */
-    uint8_t *regions; /* nregions x REGION_STRIDE, or NULL */
-    unsigned nregions;
+    uint8_t *buf;               /* HOST_LEN: the buffer and its tail */
+    uint8_t *regions;           /* the scaling rows' regions, or NULL */
     struct pingpong *pp;        /* in the tail */
     struct doca_raw_host *draw; /* NULL: no raw DOCA export */
     uint64_t pong_last;         /* last request echoed */
@@ -248,7 +247,6 @@ static int regions_setup(struct host *h, unsigned n)
         return HMAF_ENOMEM;
     }
     layout_fill_regions(h->regions, n);
-    h->nregions = n;
     for (unsigned i = 0; i < n && ret == 0; i++) {
         ret = hmaf_agent_expose(h->agent, h->regions + i * REGION_STRIDE,
                                 REGION_LEN, HMAF_ACCESS_READ);
