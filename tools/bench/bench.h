@@ -66,6 +66,19 @@
 #define SOCK_NAME "bench-sock"
 #define UCX_NAME  "bench-ucx"
 
+/* The scaling rows' regions (scale.c): the host exposes REGIONS_MAX
+ * (--quick: REGIONS_QUICK) separate ranges of REGION_LEN bytes, one every
+ * REGION_STRIDE bytes, each its own exposure, so that each is a region of
+ * its own in a session's cache; root "regions" covers them all. */
+#define REGIONS_MAX   100000u
+#define REGIONS_QUICK 1000u
+#define REGION_LEN    ((size_t)64)
+#define REGION_STRIDE ((size_t)128)
+/* The most sessions the sessions row keeps live at once; the agent serves
+ * SESSIONS_SPARE more, the bench's own. */
+#define SESSIONS_MAX   64u
+#define SESSIONS_SPARE 16u
+
 /* The raw ping-pong area, root "pingpong". Request and reply sit on
  * separate cache lines, so an echo costs one line transfer each way, like
  * the agent's request and response words. */
@@ -92,9 +105,17 @@ enum kind {
     /* p->count reads posted, CPU work meanwhile (cell->work), then all
      * waited for: does the engine move bytes while the CPU computes? */
     KIND_OVERLAP,
+    /* Figures filled by the pattern's own procedure (p->measure), not
+     * unit by unit: a registration sweep, a close watched by pings. */
+    KIND_SWEEP,
 };
 
-enum where { AT_SAME, AT_SEQ, AT_RANDOM };
+/* AT_REGIONS: one of the first cell->n regions, at random. */
+enum where { AT_SAME, AT_SEQ, AT_RANDOM, AT_REGIONS };
+
+struct bench;
+struct cell;
+typedef void (*progress_fn)(const struct cell *cell, unsigned round, void *arg);
 
 struct pattern {
     const char *id;    /* file names, CSV and JSON */
@@ -116,6 +137,22 @@ struct pattern {
     /* KIND_OVERLAP: the CPU work per unit is set to take as long as this
      * contender's unit (the reads alone). */
     const char *work_like;
+    /* A scaling row is measured at each N of this list (cell->n; --quick:
+     * qscales), which the table calls axis ("regions"). */
+    const unsigned *scales, *qscales;
+    size_t nscales, nqscales;
+    const char *axis;
+    const char *unit; /* the table's unit line; NULL: the kind's */
+    int scaling;      /* --scale runs it (at 64 B if it has sizes) */
+    int forked_host;  /* needs the forked host: not in split mode */
+    int regions;      /* needs the host's regions (root "regions") */
+    /* Untimed: before each cell of the pattern, and after its last. */
+    int (*prepare)(struct bench *b, struct cell *cell);
+    void (*finish)(struct bench *b);
+    /* Measures every cell of the run whose pattern has this procedure, at
+     * once (scale.c); NULL: measure_cell, cell by cell. */
+    int (*measure)(struct bench *b, struct cell *cells, size_t ncells,
+                   progress_fn progress, void *arg);
 };
 
 struct contender;
@@ -136,8 +173,14 @@ struct figure {
 struct cell {
     const struct pattern *p;
     size_t size;    /* bytes per transfer (per node for chases) */
+    unsigned n;     /* a scaling row's N (p->axis); 0 otherwise */
     uint64_t work;  /* KIND_OVERLAP: cpu_work() steps per unit */
     unsigned nodes; /* KIND_CHASE: nodes walked per chain */
+    int measured;
+    /* Rounds measured; 0 after measuring: not measured, note says why
+     * (a scaling row that did not get to its N in time). */
+    unsigned rounds;
+    char note[160]; /* printed under the cell's table row */
     unsigned nfig;
     struct figure fig[CONTENDERS_MAX]; /* fig[0] is the baseline */
 };
@@ -192,7 +235,12 @@ struct contender {
     int named_only;       /* only in patterns whose `only` names it */
     const char *patterns; /* only in these patterns; NULL: in any */
     int local;            /* works on the mirror, not on the host */
-    int no_data;          /* moves no bytes (CPU work only): nothing to check */
+    /* Its figures come from its pattern's own procedure (KIND_SWEEP). */
+    int own;
+    /* Its side runs a dpu thread on the host's cpu on purpose: runqueue
+     * waits are what it measures, not a disturbance. */
+    int shares_cpu;
+    int no_data; /* moves no bytes (CPU work only): nothing to check */
     /* Why it needs the host process on this machine (its pid, a Unix
      * socket, a pipe); NULL: it works across machines. Split mode skips
      * these. */
@@ -289,8 +337,13 @@ struct worker {
 
 struct child;
 
+struct scale;
+
 struct bench {
     hmaf_session_t *s;
+    /* The session HMAF's contenders use in the cell being measured: s, or
+     * a scaling row's own (scale.c). */
+    hmaf_session_t *hmaf_s;
     /* With the doca engine, a second session whose engine stages every
      * transfer (HMAF_DOCA_ZCOPY_MIN=0 when it opened); NULL: none. */
     hmaf_session_t *staged;
@@ -307,7 +360,11 @@ struct bench {
     uint64_t buf; /* root "buf" */
     uint64_t pp;  /* root "pingpong" */
     uint8_t *mirror;
-    unsigned chase_nodes; /* nodes a chase walks per chain */
+    uint64_t regions;        /* root "regions"; 0: the host has none */
+    unsigned nregions;       /* how many */
+    uint8_t *regions_mirror; /* their bytes, as the host holds them */
+    struct scale *scale;     /* the scaling rows' sessions (scale.c) */
+    unsigned chase_nodes;    /* nodes a chase walks per chain */
     /* Where each chain starts, and the last node a walk reads. */
     uint64_t chain_start[CHAINS_MAX], chain_last[CHAINS_MAX];
     uint64_t ping_seq;
@@ -322,6 +379,7 @@ struct bench {
     int dpu_cpu;
     int cpus_shared; /* a second dpu thread shares the host's cpu */
     unsigned rounds;
+    int quick;          /* --quick */
     uint64_t target_ns; /* timed work per round and contender */
     int verbose;
     unsigned reruns, kept;
@@ -349,6 +407,8 @@ static inline uint8_t *mirror_of(const struct bench *b, uint64_t remote)
 /* layout.c: the buffer's contents, shared by host and dpu side. */
 void layout_fill(uint8_t *buf, uint64_t addr, uint64_t *starts_out,
                  uint64_t *lasts_out);
+/* The regions' area: n regions, REGION_STRIDE apart, and the gaps. */
+void layout_fill_regions(uint8_t *area, unsigned n);
 /* The k-th node (from 1) of the chain at start in buf, which lies at addr:
  * k - 1 next pointers followed. */
 uint64_t layout_chain_node(const uint8_t *buf, uint64_t addr, uint64_t start,
@@ -358,6 +418,13 @@ void layout_random(uint32_t *rnd, unsigned seed);
 void layout_permutation(uint32_t *v, size_t n, unsigned seed);
 uint64_t layout_offset(const struct worker *w, const struct cell *cell,
                        unsigned unit, unsigned j);
+/* The host address of transfer j of unit `unit`: in the buffer, or in
+ * the regions' area (AT_REGIONS). */
+uint64_t layout_addr(const struct worker *w, const struct cell *cell,
+                     unsigned unit, unsigned j);
+/* What the host holds at remote, as we know it: the mirror, or the
+ * regions' copy. */
+const uint8_t *host_bytes(const struct bench *b, uint64_t remote);
 uint64_t now_ns(void);
 
 /* host.c: the forked host process and the parent's handle on it. */
@@ -375,6 +442,7 @@ struct child {
     void *ucx_rkey; /* packed rkey of "buf" */
     size_t ucx_rkey_len;
     char ucx_error[128]; /* why there is no UCX on the host */
+    unsigned regions;    /* separate regions to expose (scale.c) */
     int remote;          /* split mode: a `--serve` process, no pid, no pipe */
     uint64_t cmd_seq;    /* split mode: commands sent */
 };
@@ -404,6 +472,30 @@ int is_comch(const char *address);
  * dpu side came within a minute, its handshake was refused, or it left
  * without finishing. */
 int serve_main(const char *address, const char *engine, int cpu);
+/* The agent's params.max_sessions: the sessions row's and ours. */
+#define AGENT_SESSIONS (SESSIONS_MAX + SESSIONS_SPARE)
+
+/* main.c: a session to the host like the bench's own, with a region cache
+ * of cache_max_regions (0: the default) and mailbox requests that may
+ * wait rpc_timeout_ms (0: the default). */
+int bench_session_open(const struct bench *b, unsigned cache_max_regions,
+                       int rpc_timeout_ms, hmaf_session_t **s_out);
+
+/* scale.c: the scaling rows' sessions and procedures. */
+int scale_open(struct bench *b);
+void scale_close(struct bench *b);
+int sessions_prepare(struct bench *b, struct cell *cell);
+void sessions_finish(struct bench *b);
+int sessions_ping(struct worker *w);
+int miss_prepare(struct bench *b, struct cell *cell);
+void miss_finish(struct bench *b);
+int miss_read(struct worker *w);
+int one_cpu_enter(struct bench *b);
+int one_cpu_leave(struct bench *b);
+int one_cpu_usable(const struct bench *b);
+int regions_usable(const struct bench *b);
+int regions_measure(struct bench *b, struct cell *cells, size_t ncells,
+                    progress_fn progress, void *arg);
 
 /* sock.c: the socket server (host) and its client (dpu). */
 struct sock_server;
@@ -482,10 +574,10 @@ int hmafmap_usable(const struct bench *b);
 /* measure.c: rounds, medians, the worker threads. */
 int workers_start(struct bench *b);
 void workers_stop(struct bench *b);
-int measure_cell(struct bench *b, struct cell *cell,
-                 void (*progress)(const struct cell *cell, unsigned round,
-                                  void *arg),
+int measure_cell(struct bench *b, struct cell *cell, progress_fn progress,
                  void *arg);
+/* Medians and ratios of a measured cell's cell->rounds rounds. */
+void summarize_cell(struct cell *cell);
 double quantile(double *v, unsigned n, double q);
 /* Median over rounds of num's time / den's time, with p25 and p75. */
 void ratio_of(const struct figure *num, const struct figure *den,

@@ -200,7 +200,7 @@ static int session_rw(hmaf_session_t *s, int is_write, const hmaf_seg_t *seg)
 
 static int hmaf_rw(struct worker *w, int is_write, const hmaf_seg_t *seg)
 {
-    return session_rw(w->b->s, is_write, seg);
+    return session_rw(w->b->hmaf_s, is_write, seg);
 }
 
 /* The same calls on the session that stages every transfer. */
@@ -227,14 +227,14 @@ static int hmaf_each(struct worker *w, const hmaf_seg_t *segs, size_t n)
 static int hmaf_vec_rw(struct worker *w, int is_write, const hmaf_seg_t *seg)
 {
     return hmaf_check("hmaf_session_readv/writev",
-                      is_write ? hmaf_session_writev(w->b->s, seg, 1)
-                               : hmaf_session_readv(w->b->s, seg, 1));
+                      is_write ? hmaf_session_writev(w->b->hmaf_s, seg, 1)
+                               : hmaf_session_readv(w->b->hmaf_s, seg, 1));
 }
 
 static int hmaf_vec_batch(struct worker *w, const hmaf_seg_t *segs, size_t n)
 {
     return hmaf_check("hmaf_session_readv",
-                      hmaf_session_readv(w->b->s, segs, n));
+                      hmaf_session_readv(w->b->hmaf_s, segs, n));
 }
 
 /* Post without handles, then one flush: the idiom for a batch. Between
@@ -243,7 +243,7 @@ static int hmaf_vec_batch(struct worker *w, const hmaf_seg_t *segs, size_t n)
 static int hmaf_nb_post(struct worker *w, int is_write, const hmaf_seg_t *segs,
                         size_t n, uint64_t work)
 {
-    hmaf_session_t *s = w->b->s;
+    hmaf_session_t *s = w->b->hmaf_s;
 
     for (size_t i = 0; i < n; i++) {
         int ret =
@@ -298,7 +298,7 @@ static int hmaf_chase_some(struct worker *w, struct chase *ch, size_t first,
     for (size_t i = 0; i < n; i++) {
         chains[i] = (hmaf_chain_t){.start = ch->at[first + i]};
     }
-    ret = hmaf_session_chase(w->b->s, &p, chains, n);
+    ret = hmaf_session_chase(w->b->hmaf_s, &p, chains, n);
     for (size_t i = 0; i < n; i++) {
         ch->steps[first + i] = (unsigned)chains[i].steps;
         ch->last[first + i] = chains[i].last;
@@ -330,7 +330,7 @@ static int hmaf_chase_each(struct worker *w, const struct contender *self,
 
 static int hmaf_ping(struct worker *w)
 {
-    return hmaf_check("hmaf_session_ping", hmaf_session_ping(w->b->s));
+    return hmaf_check("hmaf_session_ping", hmaf_session_ping(w->b->hmaf_s));
 }
 
 /* ------------------------------------------------------------------ */
@@ -562,6 +562,46 @@ const struct contender bench_contenders[] = {
      .serves = UCX_NAME,
      .usable = ucx_usable,
      .same_machine = "its addresses and rkey come over a pipe"},
+    /* The scaling rows (scale.c), each in the patterns that name it. */
+    {.name = "hmaf-nsess",
+     .what = "hmaf_session_ping on each of N live sessions in turn",
+     .ping = sessions_ping,
+     .named_only = 1,
+     .serves = ""},
+    {.name = "hmaf-1cpu",
+     .what = "hmaf_session_ping with our thread on the host's cpu",
+     .ping = hmaf_ping,
+     .enter = one_cpu_enter,
+     .leave = one_cpu_leave,
+     .named_only = 1,
+     .shares_cpu = 1,
+     .serves = "",
+     .usable = one_cpu_usable,
+     .same_machine = "it moves our thread to the host's cpu"},
+    {.name = "hmaf-miss",
+     .what = "a 64 B read that misses the region cache (default bound), "
+             "regions in a cycle",
+     .ping = miss_read,
+     .named_only = 1,
+     .serves = "",
+     .usable = regions_usable},
+    {.name = "hmaf-reg",
+     .what = "first 64 B read of a region (miss, registration, read), the "
+             "tenth of a sweep before N",
+     .own = 1,
+     .named_only = 1,
+     .usable = regions_usable},
+    {.name = "hmaf-sweep",
+     .what = "the same, the mean over the whole sweep to N",
+     .own = 1,
+     .named_only = 1,
+     .usable = regions_usable},
+    {.name = "hmaf-close",
+     .what = "hmaf_session_ping on another session while one holding N "
+             "regions closes",
+     .own = 1,
+     .named_only = 1,
+     .usable = regions_usable},
     /* Mapping mode (mapping.c). */
     {.name = "raw-uffd",
      .what = "userfaultfd, one thread: process_vm_readv + UFFDIO_COPY of 1 "
@@ -629,6 +669,9 @@ int contender_applies(const struct bench *b, const struct contender *c,
     case KIND_OVERLAP:
         has = c->overlap != NULL;
         break;
+    case KIND_SWEEP: /* a ping, the baseline of its own figures */
+        has = c->own || c->ping != NULL;
+        break;
     default:
         has = c->ping != NULL;
         break;
@@ -667,22 +710,21 @@ int run_unit(struct worker *w, const struct cell *cell,
              const struct contender *c, unsigned unit)
 {
     const struct pattern *p = cell->p;
-    uint64_t base = w->b->buf;
 
     switch (p->kind) {
     case KIND_ONE: {
         hmaf_seg_t seg = {.local = p->is_write ? w->src : w->dst,
-                          .remote_addr = base + layout_offset(w, cell, unit, 0),
+                          .remote_addr = layout_addr(w, cell, unit, 0),
                           .len = cell->size};
         return c->rw(w, p->is_write, &seg);
     }
     case KIND_BATCH:
     case KIND_OVERLAP:
         for (unsigned j = 0; j < p->count; j++) {
-            w->segs[j] = (hmaf_seg_t){
-                .local = w->dst + (size_t)j * cell->size,
-                .remote_addr = base + layout_offset(w, cell, unit, j),
-                .len = cell->size};
+            w->segs[j] =
+                (hmaf_seg_t){.local = w->dst + (size_t)j * cell->size,
+                             .remote_addr = layout_addr(w, cell, unit, j),
+                             .len = cell->size};
         }
         return p->kind == KIND_BATCH
                    ? c->batch(w, w->segs, p->count)
@@ -732,8 +774,8 @@ static int verify_reads(const struct worker *w, const struct cell *cell,
                         unsigned unit)
 {
     for (unsigned j = 0; j < cell->p->count; j++) {
-        uint64_t remote = w->b->buf + layout_offset(w, cell, unit, j);
-        if (memcmp(w->dst + (size_t)j * cell->size, mirror_of(w->b, remote),
+        uint64_t remote = layout_addr(w, cell, unit, j);
+        if (memcmp(w->dst + (size_t)j * cell->size, host_bytes(w->b, remote),
                    cell->size) != 0) {
             return -1;
         }

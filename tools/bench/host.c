@@ -16,6 +16,10 @@
  * calls for the raw DOCA contenders (doca_raw.c), and publishes the
  * export record as root "doca-raw".
  *
+ * For the scaling rows (scale.c) the forked host also holds an area of
+ * many small regions, each exposed on its own, published as root
+ * "regions".
+ *
  * Split mode (--serve, serve_main): the same host, standalone, for a dpu
  * side on another machine (--connect). Only what works across machines is
  * set up (the agent, the exports, the pong thread); commands arrive in a
@@ -71,6 +75,7 @@ struct spinner {
 struct host {
     hmaf_agent_t *agent;
     uint8_t *buf;               /* HOST_LEN: the buffer and its tail */
+    uint8_t *regions;           /* the scaling rows' regions, or NULL */
     struct pingpong *pp;        /* in the tail */
     struct doca_raw_host *draw; /* NULL: no raw DOCA export */
     uint64_t pong_last;         /* last request echoed */
@@ -200,6 +205,7 @@ static int agent_setup(struct host *h, const char *address, const char *engine)
 
     hmaf_agent_params_init(&p);
     p.address = address;
+    p.max_sessions = AGENT_SESSIONS;
     p.token = BENCH_TOKEN;
     /* cma unless --engine says otherwise; the raw baselines make cma's
      * syscalls either way. */
@@ -226,12 +232,44 @@ static int agent_setup(struct host *h, const char *address, const char *engine)
     return ret;
 }
 
+/* The scaling rows' regions: n separate exposures, in ascending order
+ * (each lands at the end of the agent's sorted list), and one root over
+ * them all. */
+static int regions_setup(struct host *h, unsigned n)
+{
+    int ret = 0;
+
+    if (n == 0) {
+        return 0;
+    }
+    h->regions = aligned_alloc(4096, (size_t)n * REGION_STRIDE);
+    if (h->regions == NULL) {
+        return HMAF_ENOMEM;
+    }
+    layout_fill_regions(h->regions, n);
+    for (unsigned i = 0; i < n && ret == 0; i++) {
+        ret = hmaf_agent_expose(h->agent, h->regions + i * REGION_STRIDE,
+                                REGION_LEN, HMAF_ACCESS_READ);
+    }
+    if (ret == 0) {
+        ret = hmaf_agent_publish(h->agent, "regions", h->regions,
+                                 (size_t)n * REGION_STRIDE);
+    }
+    if (ret < 0) {
+        fprintf(stderr, "hmaf-bench: host regions: %s\n", hmaf_strerror(ret));
+    }
+    return ret;
+}
+
 static int host_setup(struct host *h, const struct child *c)
 {
     int ret = host_alloc(h);
 
     if (ret == 0) {
         ret = agent_setup(h, c->address, c->engine);
+    }
+    if (ret == 0) {
+        ret = regions_setup(h, c->regions);
     }
     if (ret == 0) {
         ret = sock_server_start(c->sock_path, h->buf, BUF_LEN, &h->sock);
@@ -326,6 +364,7 @@ static void host_teardown(struct host *h)
     hmaf_agent_destroy(h->agent);
     doca_raw_unexport(h->draw);
     free(h->buf);
+    free(h->regions);
 }
 
 static _Noreturn void host_main(pid_t parent, const struct child *c, int cmd_fd,

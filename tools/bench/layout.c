@@ -91,6 +91,24 @@ void layout_fill(uint8_t *buf, uint64_t addr, uint64_t *starts_out,
     fill_chains(buf + DATA_LEN, addr + DATA_LEN, starts_out, lasts_out);
 }
 
+/* Word j of region i: no two regions alike, and unlike the buffer. */
+static uint64_t region_word(uint64_t i, uint64_t j)
+{
+    return pattern_word(i * (REGION_LEN / sizeof(uint64_t)) + j) ^
+           0x5ca1ab1e0ddba11ull;
+}
+
+void layout_fill_regions(uint8_t *area, unsigned n)
+{
+    memset(area, 0, (size_t)n * REGION_STRIDE);
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t *words = (uint64_t *)(void *)(area + i * REGION_STRIDE);
+        for (size_t j = 0; j < REGION_LEN / sizeof(uint64_t); j++) {
+            words[j] = region_word(i, j);
+        }
+    }
+}
+
 uint64_t layout_chain_node(const uint8_t *buf, uint64_t addr, uint64_t start,
                            unsigned k)
 {
@@ -140,7 +158,26 @@ uint64_t layout_offset(const struct worker *w, const struct cell *cell,
         return (k & mask) * cell->size;
     case AT_RANDOM:
         return (w->rnd[k % RND_N] & mask) * cell->size;
+    case AT_REGIONS:
+        return (uint64_t)(w->rnd[k % RND_N] % cell->n) * REGION_STRIDE;
     default:
         return SAME_OFF;
     }
+}
+
+uint64_t layout_addr(const struct worker *w, const struct cell *cell,
+                     unsigned unit, unsigned j)
+{
+    uint64_t base = cell->p->where == AT_REGIONS ? w->b->regions : w->b->buf;
+
+    return base + layout_offset(w, cell, unit, j);
+}
+
+const uint8_t *host_bytes(const struct bench *b, uint64_t remote)
+{
+    if (b->regions != 0 && remote >= b->regions &&
+        remote - b->regions < (uint64_t)b->nregions * REGION_STRIDE) {
+        return b->regions_mirror + (remote - b->regions);
+    }
+    return mirror_of(b, remote);
 }

@@ -10,8 +10,9 @@
  * the same addresses and local buffers, and reports each figure with its
  * ratio to a baseline measured in the same rounds (see measure.c): raw
  * process_vm_readv/writev, or with --engine doca raw DOCA DMA
- * (doca_raw.c). The targets it judges are the engine's: issue 3's, or
- * with --engine doca the DOCA issue's.
+ * (doca_raw.c). The targets it judges are the engine's: issue 3's (and
+ * issue 11's scaling rows, scale.c: N regions cached, N sessions, one
+ * cpu shared), or with --engine doca the DOCA issue's.
  *
  * Split mode, for a host and a dpu side on two machines (a BlueField's
  * host and its Arm cores): `--serve ADDRESS` runs the host alone and
@@ -64,7 +65,6 @@ static const size_t sweep[] = {8,        64,        512,     4 * KIB,
  * caller's buffer in place (HMAF_DOCA_ZCOPY_MIN). */
 static const size_t sweep_one[] = {
     8, 64, 512, 4 * KIB, 32 * KIB, 64 * KIB, 256 * KIB, 2 * MIB, 16 * MIB};
-#define SIZES_MAX COUNT(sweep_one) /* the most sizes a pattern has */
 static const size_t small[] = {8, 64, 512, 4 * KIB};
 static const size_t overlap[] = {64 * KIB};
 static const size_t node[] = {NODE_LEN};
@@ -83,6 +83,21 @@ static const size_t one_small[] = {64};
 #define SPARSE_WITH        "raw,doca-raw,hmaf,hmaf-nb"
 
 #define SIZES(a) .sizes = (a), .nsizes = COUNT(a)
+
+/* The scaling rows' N (scale.c): a full run's, and --quick's, which stay
+ * small (at most REGIONS_QUICK regions, 4 sessions). */
+static const unsigned region_counts[] = {10, 1000, 10000, REGIONS_MAX};
+static const unsigned region_counts_quick[] = {10, REGIONS_QUICK};
+static const unsigned region_top[] = {REGIONS_MAX};
+static const unsigned region_top_quick[] = {REGIONS_QUICK};
+static const unsigned session_counts[] = {1, 4, 16, SESSIONS_MAX};
+static const unsigned session_counts_quick[] = {1, 4};
+
+#define SCALES(a, q)                                                           \
+    .scales = (a), .nscales = COUNT(a), .qscales = (q), .nqscales = COUNT(q)
+/* The scaling rows judge HMAF against the raw cma calls, with the host
+ * process on this machine. */
+#define SCALING .scaling = 1, .engines = "cma", .forked_host = 1
 
 static const struct pattern patterns[] = {
     {.id = "read-one",
@@ -136,7 +151,8 @@ static const struct pattern patterns[] = {
      .count = 1,
      .threads = 1,
      SIZES(sweep),
-     .chart = 1},
+     .chart = 1,
+     .scaling = 1},
     {.id = "read-random-2t",
      .title = "read, random addresses, 2 threads",
      .kind = KIND_ONE,
@@ -144,7 +160,8 @@ static const struct pattern patterns[] = {
      .count = 1,
      .threads = 2,
      SIZES(sweep),
-     .chart = 1},
+     .chart = 1,
+     .scaling = 1},
     {.id = "batch16",
      .title = "batches of 16 reads, random addresses",
      .kind = KIND_BATCH,
@@ -199,6 +216,83 @@ static const struct pattern patterns[] = {
      .count = 1,
      .threads = 1,
      SIZES(no_size)},
+    /* The scaling rows (scale.c). The sessions row keeps N sessions live
+     * and pings them one after another. */
+    {.id = "sessions",
+     .title = "ping with N sessions live, pinged in turn",
+     .kind = KIND_PING,
+     .count = 1,
+     .threads = 1,
+     SIZES(no_size),
+     SCALES(session_counts, session_counts_quick),
+     .axis = "sessions",
+     .only = "raw,hmaf,hmaf-nsess",
+     SCALING,
+     .prepare = sessions_prepare,
+     .finish = sessions_finish},
+    {.id = "one-cpu",
+     .title = "ping, dpu side and agent on one cpu",
+     .kind = KIND_PING,
+     .count = 1,
+     .threads = 1,
+     SIZES(no_size),
+     .only = "raw,hmaf,hmaf-1cpu",
+     SCALING},
+    {.id = "regions-miss",
+     .title = "read missing the region cache, against a ping",
+     .kind = KIND_PING,
+     .count = 1,
+     .threads = 1,
+     SIZES(no_size),
+     .unit = "us per round trip, or per read that misses (hmaf-miss)",
+     .only = "raw,hmaf,hmaf-miss",
+     SCALING,
+     .regions = 1,
+     .prepare = miss_prepare,
+     .finish = miss_finish},
+    /* The three regions rows come from one procedure: sweeps that
+     * register regions one by one, the hits timed at each N on the way,
+     * and each sweep's session closed at the end. */
+    {.id = "regions-hit",
+     .title = "read at random cached regions, N regions cached",
+     .kind = KIND_ONE,
+     .where = AT_REGIONS,
+     .count = 1,
+     .threads = 1,
+     SIZES(one_small),
+     SCALES(region_counts, region_counts_quick),
+     .axis = "regions",
+     .unit = "us per 64 B transfer",
+     .only = "raw,hmaf",
+     SCALING,
+     .regions = 1,
+     .measure = regions_measure},
+    {.id = "regions-reg",
+     .title = "registration, N regions cached",
+     .kind = KIND_SWEEP,
+     .count = 1,
+     .threads = 1,
+     SIZES(no_size),
+     SCALES(region_counts, region_counts_quick),
+     .axis = "regions",
+     .unit = "us per first read of a region, or per ping (hmaf)",
+     .only = "hmaf,hmaf-reg,hmaf-sweep",
+     SCALING,
+     .regions = 1,
+     .measure = regions_measure},
+    {.id = "regions-close",
+     .title = "another session's ping while N regions' session closes",
+     .kind = KIND_SWEEP,
+     .count = 1,
+     .threads = 1,
+     SIZES(no_size),
+     SCALES(region_top, region_top_quick),
+     .axis = "regions",
+     .unit = "us, the longest ping (hmaf: just before the close)",
+     .only = "hmaf,hmaf-close",
+     SCALING,
+     .regions = 1,
+     .measure = regions_measure},
     /* Mapping mode: one word touched per page; every touch a first. */
     {.id = "map-random",
      .title = "first touch, pages in random order",
@@ -263,6 +357,31 @@ static const struct target cma_targets[] = {
             8)},
     {TARGET("mailbox ping", "ping", 0, "hmaf", "raw",
             "hmaf time / raw cma ping-pong", BOUND_AT_MOST, 1.30)},
+    /* Issue 11's scaling targets. */
+    {TARGET("64 B hit, 100,000 regions cached", "regions-hit", 64, "hmaf",
+            "raw", "hmaf/raw at N / hmaf/raw at 10 regions", BOUND_AT_MOST,
+            1.10),
+     .scale = REGIONS_MAX, .ref_scale = 10},
+    {TARGET("100,000 registrations, in total", "regions-reg", 0, "hmaf-sweep",
+            NULL, "seconds, the sweep to N", BOUND_AT_MOST, 5),
+     .scale = REGIONS_MAX, .unit_ns = 1e9, .times_n = 1},
+    {TARGET("registration, flat to 100,000", "regions-reg", 0, "hmaf-reg", NULL,
+            "hmaf-reg at N / hmaf-reg at 10 regions", BOUND_AT_MOST, 2),
+     .scale = REGIONS_MAX, .ref_scale = 10},
+    {TARGET("miss past cache_max_regions", "regions-miss", 0, "hmaf-miss",
+            "hmaf", "hmaf-miss time / hmaf ping time", BOUND_AT_MOST, 3)},
+    {TARGET("ping, 64 sessions in turn", "sessions", 0, "hmaf-nsess", NULL,
+            "hmaf-nsess at N / at 1 session", BOUND_AT_MOST, 2),
+     .scale = SESSIONS_MAX, .ref_scale = 1},
+    {TARGET("ping, dpu side on the agent's cpu", "one-cpu", 0, "hmaf-1cpu",
+            "hmaf", "hmaf-1cpu time / hmaf time (two cpus)", BOUND_AT_MOST, 5)},
+    {TARGET("2 dpu threads, vs raw's scaling", "read-random", 64, "hmaf", "raw",
+            "hmaf 2t/1t rate / raw 2t/1t rate", BOUND_AT_LEAST, 0.95),
+     .ref_in = "read-random-2t"},
+    {TARGET("ping stall, 100,000 regions closed", "regions-close", 0,
+            "hmaf-close", NULL, "ms, another session's longest ping",
+            BOUND_AT_MOST, 10),
+     .scale = REGIONS_MAX, .unit_ns = 1e6},
     {TARGET("mapping: 4 KiB random first touch", "map-random", 4 * KIB,
             "hmaf-map", "raw-uffd", "hmaf-map time / raw uffd fault service",
             BOUND_AT_MOST, 1.2)},
@@ -329,6 +448,7 @@ static const struct target doca_targets[] = {
 struct options {
     unsigned rounds;
     int quick;
+    int scale; /* only the scaling rows */
     int pin;
     int verbose;
     int charts;
@@ -346,8 +466,8 @@ static void usage(FILE *to)
     fprintf(to,
             "usage: hmaf-bench [--quick] [--rounds N] [--out DIR | --no-out]"
             "\n                  [--csv FILE] [--json FILE] [--no-charts] "
-            "[--only PATTERN]\n                  [--with LIST] [--no-pin] "
-            "[--engine NAME] [--verbose]\n"
+            "[--only PATTERN]\n                  [--scale] [--with LIST] "
+            "[--no-pin] [--engine NAME] [--verbose]\n"
             "                  [--connect ADDRESS]\n"
             "       hmaf-bench --serve ADDRESS [--engine NAME]\n"
             "  --quick       two sizes, %d rounds, short rounds: a smoke test\n"
@@ -361,8 +481,13 @@ static void usage(FILE *to)
             "(read-one, write-one,\n                read-sparse, "
             "write-sparse, read-seq, read-random,\n                "
             "read-random-2t, batch16, batch256, batch256-seq, overlap\n"
-            "                (doca), chase1, chase16, ping, map-random, "
+            "                (doca), chase1, chase16, ping, sessions, "
+            "one-cpu,\n                regions-miss, regions-hit, "
+            "regions-reg, regions-close,\n                map-random, "
             "map-seq, map-reread)\n"
+            "  --scale       only the scaling rows: sessions, one-cpu, "
+            "regions-*, and\n                read-random, read-random-2t "
+            "at 64 B\n"
             "  --with LIST   only these contenders (comma-separated), the "
             "baseline and\n                those the targets compare\n"
             "  --no-pin      leave cpu placement to the scheduler\n"
@@ -436,6 +561,9 @@ static int apply_option(int c, const char *arg, struct options *o)
     case 'v':
         o->verbose = 1;
         break;
+    case 'S':
+        o->scale = 1;
+        break;
     case 's':
         o->serve = arg;
         break;
@@ -460,6 +588,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"json", required_argument, NULL, 'j'},
         {"no-charts", no_argument, NULL, 'C'},
         {"only", required_argument, NULL, 'O'},
+        {"scale", no_argument, NULL, 'S'},
         {"with", required_argument, NULL, 'w'},
         {"no-pin", no_argument, NULL, 'P'},
         {"engine", required_argument, NULL, 'e'},
@@ -590,7 +719,8 @@ static int attach_host(struct child *host, const char *address, int pin,
     return 0;
 }
 
-static int open_session(const struct bench *b, hmaf_session_t **s_out)
+int bench_session_open(const struct bench *b, unsigned cache_max_regions,
+                       int rpc_timeout_ms, hmaf_session_t **s_out)
 {
     hmaf_session_params_t p;
 
@@ -598,6 +728,12 @@ static int open_session(const struct bench *b, hmaf_session_t **s_out)
     p.address = b->host->address;
     p.token = BENCH_TOKEN;
     p.engine = b->host->engine;
+    if (cache_max_regions != 0) {
+        p.cache_max_regions = cache_max_regions;
+    }
+    if (rpc_timeout_ms != 0) {
+        p.rpc_timeout_ms = rpc_timeout_ms;
+    }
     if (b->split) {
         /* Comch's roles: the dpu side is the server. */
         p.listen = is_comch(p.address);
@@ -618,7 +754,7 @@ static int bench_connect(struct bench *b)
                b->host->address);
         fflush(stdout);
     }
-    ret = open_session(b, &b->s);
+    ret = bench_session_open(b, 0, 0, &b->s);
     if (ret == 0) {
         ret = hmaf_session_lookup(b->s, "buf", &b->buf, &len);
     }
@@ -631,10 +767,36 @@ static int bench_connect(struct bench *b)
     if (ret < 0) {
         fprintf(stderr, "hmaf-bench: session: %s\n", hmaf_strerror(ret));
     }
+    b->hmaf_s = b->s;
     return ret;
 }
 
-/* open_session with name=value in the environment meanwhile; afterwards
+/* The scaling rows' regions, when the host has them (not in split
+ * mode), and our copy of their bytes. */
+static int find_regions(struct bench *b)
+{
+    size_t len = 0;
+    int ret = hmaf_session_lookup(b->s, "regions", &b->regions, &len);
+
+    if (ret == HMAF_ENOENT) {
+        b->regions = 0;
+        return 0;
+    }
+    if (ret < 0 || len % REGION_STRIDE != 0) {
+        fprintf(stderr, "hmaf-bench: root \"regions\": %s\n",
+                ret < 0 ? hmaf_strerror(ret) : "bad length");
+        return -1;
+    }
+    b->nregions = (unsigned)(len / REGION_STRIDE);
+    b->regions_mirror = aligned_alloc(4096, len);
+    if (b->regions_mirror == NULL) {
+        return -1;
+    }
+    layout_fill_regions(b->regions_mirror, b->nregions);
+    return 0;
+}
+
+/* bench_session_open with name=value in the environment meanwhile; afterwards
  * the variable is as it was. */
 static int open_session_env(const struct bench *b, const char *name,
                             const char *value, hmaf_session_t **s_out)
@@ -647,7 +809,7 @@ static int open_session_env(const struct bench *b, const char *name,
         return HMAF_ENOMEM;
     }
     setenv(name, value, 1);
-    ret = open_session(b, s_out);
+    ret = bench_session_open(b, 0, 0, s_out);
     if (saved != NULL) {
         setenv(name, saved, 1);
     } else {
@@ -740,6 +902,7 @@ static int bench_init(struct bench *b, struct child *host,
     b->cpus_shared = !b->split && pl->ncpus < 3;
     b->verbose = o->verbose;
     b->rounds = o->rounds;
+    b->quick = o->quick;
     b->target_ns = (uint64_t)((o->quick ? ROUND_MS_QUICK : ROUND_MS) * 1e6);
     /* A smoke run judges no figure: on a busy machine, rerunning its
      * disturbed sides of rounds would only make it long. */
@@ -753,6 +916,10 @@ static int bench_init(struct bench *b, struct child *host,
     ret = bench_connect(b);
     if (ret == 0) {
         open_staged(b);
+        ret = find_regions(b);
+    }
+    if (ret == 0) {
+        ret = scale_open(b);
     }
     b->mirror = ret == 0 ? aligned_alloc(4096, BUF_LEN) : NULL;
     if (b->mirror == NULL) {
@@ -796,9 +963,11 @@ static void bench_fini(struct bench *b)
     for (unsigned i = 0; i < THREADS_MAX; i++) {
         worker_fini(&b->w[i]);
     }
+    scale_close(b);
     hmaf_session_destroy(b->staged);
     hmaf_session_destroy(b->s);
     free(b->mirror);
+    free(b->regions_mirror);
 }
 
 /* ------------------------------------------------------------------ */
@@ -815,6 +984,14 @@ static int wanted(const struct bench *b, const struct options *o,
         return 0; /* reported as not available */
     }
     if (p->engines != NULL && !listed(p->engines, b->engine)) {
+        return 0;
+    }
+    if ((p->forked_host && b->split) || (p->regions && b->nregions == 0)) {
+        return 0;
+    }
+    /* --scale: the scaling rows; the threads' at 64 B, which the target
+     * judges. */
+    if (o->scale && !(p->scaling && (p->nsizes == 1 || size == 64))) {
         return 0;
     }
     /* Quick: a small and a large size, enough to exercise everything; the
@@ -868,26 +1045,60 @@ static void add_figures(const struct bench *b, const struct options *o,
 /* The contenders of pattern p: the baseline first, when it applies (the
  * mapping patterns have their own), then those asked for. */
 static void cell_init(const struct bench *b, const struct options *o,
-                      struct cell *cell, const struct pattern *p, size_t size)
+                      struct cell *cell, const struct pattern *p, size_t size,
+                      unsigned n)
 {
-    *cell = (struct cell){.p = p, .size = size, .nodes = b->chase_nodes};
+    *cell =
+        (struct cell){.p = p, .size = size, .n = n, .nodes = b->chase_nodes};
     add_figures(b, o, cell, 1);
     add_figures(b, o, cell, 0);
 }
 
-/* Every wanted pattern x size; *n_out cells. */
+/* A scaling row's N in this run (--quick: its short list); *n_out 0 for
+ * the other patterns. */
+static const unsigned *scales_of(const struct options *o,
+                                 const struct pattern *p, size_t *n_out)
+{
+    *n_out = o->quick ? p->nqscales : p->nscales;
+    return o->quick ? p->qscales : p->scales;
+}
+
+/* Cells of pattern p at size: one, or one per N. */
+static size_t plan_size(const struct bench *b, const struct options *o,
+                        const struct pattern *p, size_t size,
+                        struct cell *cells)
+{
+    size_t nscales;
+    const unsigned *scales = scales_of(o, p, &nscales);
+
+    if (!wanted(b, o, p, size)) {
+        return 0;
+    }
+    if (nscales == 0) {
+        cell_init(b, o, &cells[0], p, size, 0);
+        return 1;
+    }
+    for (size_t k = 0; k < nscales; k++) {
+        cell_init(b, o, &cells[k], p, size, scales[k]);
+    }
+    return nscales;
+}
+
+/* Every wanted pattern x size (x N); *n_out cells. */
 static struct cell *plan(const struct bench *b, const struct options *o,
                          size_t *n_out)
 {
-    struct cell *cells = calloc(COUNT(patterns) * SIZES_MAX, sizeof(*cells));
-    size_t n = 0;
+    size_t most = 0, n = 0, nscales;
+    struct cell *cells;
 
+    for (size_t i = 0; i < COUNT(patterns); i++) {
+        scales_of(o, &patterns[i], &nscales);
+        most += patterns[i].nsizes * (nscales > 0 ? nscales : 1);
+    }
+    cells = calloc(most, sizeof(*cells));
     for (size_t i = 0; cells != NULL && i < COUNT(patterns); i++) {
         for (size_t j = 0; j < patterns[i].nsizes; j++) {
-            if (wanted(b, o, &patterns[i], patterns[i].sizes[j])) {
-                cell_init(b, o, &cells[n++], &patterns[i],
-                          patterns[i].sizes[j]);
-            }
+            n += plan_size(b, o, &patterns[i], patterns[i].sizes[j], &cells[n]);
         }
     }
     *n_out = n;
@@ -904,15 +1115,39 @@ static void free_cells(struct cell *cells, size_t n)
     free(cells);
 }
 
+/* Cell i, with what its pattern sets up around it; or every cell of its
+ * pattern's procedure (and of the patterns sharing it), at once. */
+static int measure_one(struct run *r, size_t i)
+{
+    struct cell *cell = &r->cells[i];
+    const struct pattern *p = cell->p;
+    int last = i + 1 == r->ncells || r->cells[i + 1].p != p;
+    int ret;
+
+    r->b->hmaf_s = r->b->s;
+    if (p->measure != NULL) {
+        return p->measure(r->b, r->cells, r->ncells, report_progress, r);
+    }
+    ret = p->prepare != NULL ? p->prepare(r->b, cell) : 0;
+    if (ret == 0) {
+        ret = measure_cell(r->b, cell, report_progress, r);
+    }
+    if (p->finish != NULL && (last || ret < 0)) {
+        p->finish(r->b);
+    }
+    return ret;
+}
+
 static int measure_all(struct run *r)
 {
     for (size_t i = 0; i < r->ncells; i++) {
-        if (measure_cell(r->b, &r->cells[i], report_progress, r) < 0) {
+        if (!r->cells[i].measured && measure_one(r, i) < 0) {
             report_progress_done();
             fprintf(stderr, "hmaf-bench: %s: failed\n", r->cells[i].p->id);
             return -1;
         }
     }
+    r->b->hmaf_s = r->b->s;
     report_progress_done();
     return 0;
 }
@@ -1044,6 +1279,10 @@ int main(int argc, char **argv)
         return 1;
     }
     host.engine = o.engine;
+    /* The regions rows run on the cma engine only (their raw baseline). */
+    if (strcmp(o.engine, "cma") == 0) {
+        host.regions = o.quick ? REGIONS_QUICK : REGIONS_MAX;
+    }
     ret = o.connect != NULL ? attach_host(&host, o.connect, o.pin, &pl)
                             : start_host(&host, o.pin, &pl);
     if (ret == 0) {

@@ -298,7 +298,8 @@ static int time_side(struct bench *b, const struct cell *cell,
         ret = run_parallel(b, &job, &ns, &delay);
     }
     host1 = serving_delay(b, cell, c);
-    *disturbed_out |= (delay + host1 - host0) * DISTURBED > ns;
+    *disturbed_out |=
+        !c->shares_cpu && (delay + host1 - host0) * DISTURBED > ns;
     if (c->leave != NULL) {
         int left = c->leave(b);
         ret = ret < 0 ? ret : left;
@@ -493,11 +494,12 @@ void ratio_of(const struct figure *num, const struct figure *den,
     *hi_out = quantile(r, rounds, 0.75);
 }
 
-static void summarize(struct cell *cell, unsigned rounds)
+void summarize_cell(struct cell *cell)
 {
+    unsigned rounds = cell->rounds;
     double v[ROUNDS_MAX];
 
-    for (unsigned i = 0; i < cell->nfig; i++) {
+    for (unsigned i = 0; i < cell->nfig && rounds > 0; i++) {
         struct figure *f = &cell->fig[i];
         memcpy(v, f->ns, rounds * sizeof(v[0]));
         f->ns_med = quantile(v, rounds, 0.5);
@@ -505,9 +507,7 @@ static void summarize(struct cell *cell, unsigned rounds)
     }
 }
 
-int measure_cell(struct bench *b, struct cell *cell,
-                 void (*progress)(const struct cell *cell, unsigned round,
-                                  void *arg),
+int measure_cell(struct bench *b, struct cell *cell, progress_fn progress,
                  void *arg)
 {
     int ret = cell->p->kind == KIND_OVERLAP ? size_work(b, cell) : 0;
@@ -525,8 +525,10 @@ int measure_cell(struct bench *b, struct cell *cell,
     for (unsigned i = 0; i < cell->nfig && ret == 0; i++) {
         ret = verify(b, cell, &cell->fig[i]);
     }
+    cell->measured = 1;
     if (ret == 0) {
-        summarize(cell, b->rounds);
+        cell->rounds = b->rounds;
+        summarize_cell(cell);
     }
     return ret;
 }

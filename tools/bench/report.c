@@ -34,6 +34,16 @@ const char *size_text(size_t size, char *buf, size_t cap)
     return buf;
 }
 
+/* A table row's label: the size, or a scaling row's N. */
+static const char *row_text(const struct cell *cell, char *buf, size_t cap)
+{
+    if (cell->p->axis != NULL) {
+        snprintf(buf, cap, "%u", cell->n);
+        return buf;
+    }
+    return size_text(cell->size, buf, cap);
+}
+
 /* About four significant digits in at most 7 characters. */
 static const char *num_text(double v, char *buf, size_t cap)
 {
@@ -66,6 +76,10 @@ const char *unit_text(const struct cell *cell, char *buf, size_t cap)
 {
     const struct pattern *p = cell->p;
 
+    if (p->unit != NULL) {
+        snprintf(buf, cap, "%s", p->unit);
+        return buf;
+    }
     switch (p->kind) {
     case KIND_BATCH:
         snprintf(buf, cap, "us per batch of %u reads", p->count);
@@ -233,7 +247,7 @@ void report_progress(const struct cell *cell, unsigned round, void *arg)
     fprintf(stderr, "\r\033[K[%3zu/%zu %3.0f s] %s, %s: round %u/%u",
             (size_t)(cell - r->cells) + 1, r->ncells,
             (now_ns() - r->t_start) / 1e9, cell->p->title,
-            size_text(cell->size, size, sizeof(size)), round + 1, r->b->rounds);
+            row_text(cell, size, sizeof(size)), round + 1, r->b->rounds);
 }
 
 void report_progress_done(void)
@@ -251,8 +265,9 @@ static void print_group_head(const struct cell *cell)
 {
     char unit[96];
 
-    printf("\n%s: %s (ratio to %s)\n%8s", cell->p->title,
-           unit_text(cell, unit, sizeof(unit)), cell->fig[0].c->name, "size");
+    printf("\n%s: %s (ratio to %s)\n%8.8s", cell->p->title,
+           unit_text(cell, unit, sizeof(unit)), cell->fig[0].c->name,
+           cell->p->axis != NULL ? cell->p->axis : "size");
     for (unsigned i = 0; i < cell->nfig; i++) {
         printf(" %*s", i == 0 ? 8 : COL_WIDTH, cell->fig[i].c->name);
     }
@@ -263,7 +278,11 @@ static void print_row(const struct cell *cell)
 {
     char size[32], num[32], ratio[32], col[80];
 
-    printf("%8s", size_text(cell->size, size, sizeof(size)));
+    printf("%8s", row_text(cell, size, sizeof(size)));
+    if (cell->rounds == 0) {
+        printf(" not measured\n");
+        return;
+    }
     for (unsigned i = 0; i < cell->nfig; i++) {
         const struct figure *f = &cell->fig[i];
         num_text(f->ns_med / 1000, num, sizeof(num));
@@ -311,6 +330,9 @@ void report_table(const struct run *r)
             print_group_head(cell);
         }
         print_row(cell);
+        if (cell->note[0] != '\0') {
+            printf("%8s %s\n", "", cell->note);
+        }
         if (cell->p->mapping && cell->p->where != AT_RANDOM) {
             print_rates(cell);
         }
@@ -362,8 +384,9 @@ int listed(const char *list, const char *id)
 /* The raw cma contenders, which only stand for HMAF's cma engine. */
 static int is_raw_cma(const char *name)
 {
-    return strcmp(name, "raw") == 0 || strcmp(name, "raw-vec") == 0 ||
-           strcmp(name, "raw-uffd") == 0;
+    return name != NULL &&
+           (strcmp(name, "raw") == 0 || strcmp(name, "raw-vec") == 0 ||
+            strcmp(name, "raw-uffd") == 0);
 }
 
 /* Does a contender of this name run here at all? */
@@ -414,10 +437,32 @@ static int sized(const struct target *t, size_t size)
     return t->size != 0 ? size == t->size : size >= t->size_min;
 }
 
-/* Is the cell of pattern p at size one of those t judges? */
-static int covers(const struct target *t, const struct pattern *p, size_t size)
+static int has_ref(const struct target *t)
 {
-    return listed(t->patterns, p->id) && sized(t, size);
+    return t->ref_in != NULL || t->ref_scale != 0;
+}
+
+/* The N a scaling target is judged at: its own, or the largest N the run
+ * planned below it (--quick plans fewer). */
+static unsigned judged_scale(const struct run *r, const struct target *t)
+{
+    unsigned at = 0;
+
+    for (size_t i = 0; i < r->ncells; i++) {
+        const struct cell *cell = &r->cells[i];
+        if (listed(t->patterns, cell->p->id) && cell->n <= t->scale &&
+            cell->n > at) {
+            at = cell->n;
+        }
+    }
+    return at;
+}
+
+/* Is cell one of those t judges (at: judged_scale's N)? */
+static int covers(const struct target *t, const struct cell *cell, unsigned at)
+{
+    return listed(t->patterns, cell->p->id) && sized(t, cell->size) &&
+           (t->scale == 0 || cell->n == at);
 }
 
 /* Does t compare contender `name` in some cell of pattern p? */
@@ -425,14 +470,19 @@ static int needs(const struct target *t, const struct pattern *p,
                  const char *name)
 {
     int is_num = strcmp(t->num, name) == 0;
+    int is_den = t->den != NULL && strcmp(t->den, name) == 0;
 
     if (t->num_in != NULL && strcmp(t->num_in, p->id) == 0 && is_num) {
+        return 1;
+    }
+    if (t->ref_in != NULL && strcmp(t->ref_in, p->id) == 0 &&
+        (is_num || is_den)) {
         return 1;
     }
     if (!listed(t->patterns, p->id)) {
         return 0;
     }
-    return (is_num && t->num_in == NULL) || strcmp(t->den, name) == 0 ||
+    return (is_num && t->num_in == NULL) || is_den ||
            (t->den_max != NULL && strcmp(t->den_max, name) == 0);
 }
 
@@ -447,78 +497,170 @@ int targets_need(const struct target *t, size_t n, const struct pattern *p,
     return 0;
 }
 
-/* The cell of pattern id at size, or NULL. */
+/* The cell of pattern id at size and N, or NULL. */
 static const struct cell *find_cell(const struct run *r, const char *id,
-                                    size_t size)
+                                    size_t size, unsigned n)
 {
     for (size_t i = 0; i < r->ncells; i++) {
-        if (strcmp(r->cells[i].p->id, id) == 0 && r->cells[i].size == size) {
-            return &r->cells[i];
+        const struct cell *cell = &r->cells[i];
+        if (strcmp(cell->p->id, id) == 0 && cell->size == size &&
+            cell->n == n) {
+            return cell;
         }
     }
     return NULL;
 }
 
-/* Median and quartiles over the rounds of num's time / den's, den's being
- * the longer of den's and den2's (when given) in each round. */
-static void target_ratio(const struct figure *num, const struct figure *den,
-                         const struct figure *den2, unsigned rounds,
-                         double *med_out, double *lo_out, double *hi_out)
-{
-    double r[ROUNDS_MAX];
+/* What a target compares in one cell, round by round. */
+struct judged {
+    const struct figure *num, *den, *den2;  /* den2: den_max's, or NULL */
+    const struct figure *ref_num, *ref_den; /* NULL: no reference cell */
+    unsigned rounds;                        /* paired by index: the fewest */
+    const struct cell *unmeasured;          /* one of the cells was not */
+};
 
-    for (unsigned k = 0; k < rounds; k++) {
-        double d = den->ns[k];
-        if (den2 != NULL && den2->ns[k] > d) {
-            d = den2->ns[k];
-        }
-        r[k] = num->ns[k] / d;
+/* Take cell c's rounds into j; 0 when it was not measured. */
+static int pair_rounds(struct judged *j, const struct cell *c)
+{
+    if (c->rounds == 0) {
+        j->unmeasured = c;
+        return 0;
     }
-    *med_out = quantile(r, rounds, 0.5);
-    *lo_out = quantile(r, rounds, 0.25);
-    *hi_out = quantile(r, rounds, 0.75);
+    j->rounds = j->rounds == 0 || c->rounds < j->rounds ? c->rounds : j->rounds;
+    return 1;
 }
 
-/* The figures t compares in cell (num's may be in another); 0 when one
- * did not run there. */
-static int target_figures(const struct run *r, const struct target_result *res,
-                          const struct cell *cell, const struct figure **fig)
+/* The reference cell's figures, when t has one; 0 when one did not run
+ * there, -1 when the cell was not measured. */
+static int gather_ref(const struct run *r, const struct target_result *res,
+                      const struct cell *cell, struct judged *j)
+{
+    const struct target *t = res->t;
+    const struct cell *ref;
+
+    if (!has_ref(t)) {
+        return 1;
+    }
+    ref = find_cell(r, t->ref_in != NULL ? t->ref_in : cell->p->id, cell->size,
+                    t->ref_scale != 0 ? t->ref_scale : cell->n);
+    if (ref == NULL) {
+        return 0;
+    }
+    j->ref_num = cell_find(ref, res->num);
+    j->ref_den = res->den != NULL ? cell_find(ref, res->den) : NULL;
+    if (j->ref_num == NULL || (res->den != NULL && j->ref_den == NULL)) {
+        return 0;
+    }
+    return pair_rounds(j, ref) ? 1 : -1;
+}
+
+/* The figures t compares in cell (num's may be in another, and the
+ * reference in a third): 1; 0 when one did not run there; -1 when one of
+ * the cells was not measured (j->unmeasured). */
+static int gather(const struct run *r, const struct target_result *res,
+                  const struct cell *cell, struct judged *j)
 {
     const struct target *t = res->t;
     const struct cell *at =
-        t->num_in != NULL ? find_cell(r, t->num_in, cell->size) : cell;
+        t->num_in != NULL ? find_cell(r, t->num_in, cell->size, cell->n) : cell;
 
-    fig[0] = at != NULL ? cell_find(at, res->num) : NULL;
-    fig[1] = cell_find(cell, res->den);
-    fig[2] = t->den_max != NULL ? cell_find(cell, t->den_max) : NULL;
-    return fig[0] != NULL && fig[1] != NULL &&
-           (t->den_max == NULL || fig[2] != NULL);
+    *j = (struct judged){.rounds = 0};
+    if (at == NULL) {
+        return 0;
+    }
+    j->num = cell_find(at, res->num);
+    j->den = res->den != NULL ? cell_find(cell, res->den) : NULL;
+    j->den2 = t->den_max != NULL ? cell_find(cell, t->den_max) : NULL;
+    if (j->num == NULL || (res->den != NULL && j->den == NULL) ||
+        (t->den_max != NULL && j->den2 == NULL)) {
+        return 0;
+    }
+    if (!pair_rounds(j, cell) || !pair_rounds(j, at)) {
+        return -1;
+    }
+    return gather_ref(r, res, cell, j);
 }
 
-/* The worst of t's cells, or none found. */
+/* Num's time over den's in round k: den's being the longer of den's and
+ * den2's; without den, num's time. */
+static double ratio_in(const struct figure *num, const struct figure *den,
+                       const struct figure *den2, unsigned k)
+{
+    double d = den != NULL ? den->ns[k] : 1;
+
+    if (den2 != NULL && den2->ns[k] > d) {
+        d = den2->ns[k];
+    }
+    return num->ns[k] / d;
+}
+
+/* Round k's value: num's time over den's, over the same in the reference
+ * cell; or num's time in t->unit_ns units. */
+static double round_value(const struct target *t, const struct judged *j,
+                          unsigned n, unsigned k)
+{
+    double v = j->num->ns[k];
+
+    if (t->unit_ns > 0) {
+        return v * (t->times_n ? n : 1) / t->unit_ns;
+    }
+    v = ratio_in(j->num, j->den, j->den2, k);
+    if (j->ref_num != NULL) {
+        v /= ratio_in(j->ref_num, j->ref_den, NULL, k);
+    }
+    return v;
+}
+
+/* res's figures from cell's rounds, if they are worse than those kept. */
+static void judge_cell(const struct target *t, const struct judged *j,
+                       const struct cell *cell, struct target_result *res)
+{
+    double v[ROUNDS_MAX], ratio, lo, hi;
+
+    for (unsigned k = 0; k < j->rounds; k++) {
+        v[k] = round_value(t, j, cell->n, k);
+    }
+    ratio = quantile(v, j->rounds, 0.5);
+    lo = quantile(v, j->rounds, 0.25);
+    hi = quantile(v, j->rounds, 0.75);
+    if (!res->found || worse(t, ratio, res->ratio)) {
+        res->found = 1;
+        res->cell = cell;
+        res->ratio = ratio;
+        res->lo = lo;
+        res->hi = hi;
+    }
+}
+
+/* The worst of t's cells, or none found. A cell t needs that was not
+ * measured (a scaling row that ran out of time) is a miss. */
 static void judge_one(const struct run *r, const struct target *t,
                       struct target_result *res)
 {
+    unsigned at = t->scale != 0 ? judged_scale(r, t) : 0;
+
     *res = (struct target_result){.t = t};
     resolve_target(r->b, t, res);
     for (size_t i = 0; i < r->ncells && res->na[0] == '\0'; i++) {
         const struct cell *cell = &r->cells[i];
-        const struct figure *fig[3];
-        double ratio, lo, hi;
-        if (!covers(t, cell->p, cell->size) ||
-            !target_figures(r, res, cell, fig)) {
+        struct judged j;
+        int got;
+        if (!covers(t, cell, at)) {
             continue;
         }
-        target_ratio(fig[0], fig[1], fig[2], r->b->rounds, &ratio, &lo, &hi);
-        if (!res->found || worse(t, ratio, res->ratio)) {
+        got = gather(r, res, cell, &j);
+        if (got < 0) {
             res->found = 1;
             res->cell = cell;
-            res->ratio = ratio;
-            res->lo = lo;
-            res->hi = hi;
+            res->unmeasured = j.unmeasured->note[0] != '\0' ? j.unmeasured->note
+                                                            : "not measured";
+            break;
+        }
+        if (got > 0) {
+            judge_cell(t, &j, cell, res);
         }
     }
-    res->pass = res->found && passes(t, res->ratio);
+    res->pass = res->found && res->unmeasured == NULL && passes(t, res->ratio);
 }
 
 void judge_targets(struct run *r)
@@ -545,9 +687,25 @@ static const char *result_text(const struct target_result *x)
     return x->pass ? "PASS" : "MISS";
 }
 
+/* Which of several cells was judged. */
+static void print_judged_cell(const struct target_result *x)
+{
+    const struct target *t = x->t;
+    char size[32];
+
+    if (t->scale != 0) {
+        printf(" (at %u %s)", x->cell->n, x->cell->p->axis);
+    } else if (strchr(t->patterns, ',') != NULL) {
+        printf(" (worst: %s %s)", x->cell->p->id,
+               size_text(x->cell->size, size, sizeof(size)));
+    } else if (t->size == 0 && x->cell->size != 0) {
+        printf(" (worst: %s)", size_text(x->cell->size, size, sizeof(size)));
+    }
+}
+
 void report_targets(const struct run *r)
 {
-    char bound[16], size[32], why[128];
+    char bound[16], why[192];
 
     printf("\ntargets (each a median of per-round ratios in this run)\n"
            "%-34s %-40s %7s  %-13s %-8s %s\n",
@@ -556,22 +714,21 @@ void report_targets(const struct run *r)
         const struct target_result *x = &r->results[i];
         const struct target *t = x->t;
         bound_text(t, bound, sizeof(bound));
-        if (!x->found) {
-            snprintf(why, sizeof(why), "n/a (%s)",
-                     x->na[0] != '\0' ? x->na : "not measured");
+        if (!x->found || x->unmeasured != NULL) {
+            if (x->unmeasured != NULL) {
+                snprintf(why, sizeof(why), "%s (%s)", result_text(x),
+                         x->unmeasured);
+            } else {
+                snprintf(why, sizeof(why), "n/a (%s)",
+                         x->na[0] != '\0' ? x->na : "not measured");
+            }
             printf("%-34s %-40s %7s  %-13s %-8s %s\n", t->what, x->means, "-",
                    "", bound, why);
             continue;
         }
         printf("%-34s %-40s %7.3f  (%5.3f-%5.3f) %-8s %s", t->what, x->means,
                x->ratio, x->lo, x->hi, bound, result_text(x));
-        if (strchr(t->patterns, ',') != NULL) {
-            printf(" (worst: %s %s)", x->cell->p->id,
-                   size_text(x->cell->size, size, sizeof(size)));
-        } else if (t->size == 0 && x->cell->size != 0) {
-            printf(" (worst: %s)",
-                   size_text(x->cell->size, size, sizeof(size)));
-        }
+        print_judged_cell(x);
         printf("\n");
     }
 }
@@ -581,7 +738,8 @@ void report_notes(const struct run *r)
     unsigned figures = 0, noisy_figures = 0;
 
     for (size_t i = 0; i < r->ncells; i++) {
-        for (unsigned j = 1; j < r->cells[i].nfig; j++) {
+        for (unsigned j = 1; j < r->cells[i].nfig && r->cells[i].rounds > 0;
+             j++) {
             figures++;
             noisy_figures += (unsigned)noisy(&r->cells[i].fig[j]);
         }
@@ -629,15 +787,15 @@ int write_csv(const struct run *r, const char *path)
         return -1;
     }
     fprintf(f, "pattern,threads,count,size,contender,iters,rounds,"
-               "us_per_unit,gb_per_s,ratio_to_raw,ratio_p25,ratio_p75\n");
+               "us_per_unit,gb_per_s,ratio_to_raw,ratio_p25,ratio_p75,n\n");
     for (size_t i = 0; i < r->ncells; i++) {
         const struct cell *cell = &r->cells[i];
-        for (unsigned j = 0; j < cell->nfig; j++) {
+        for (unsigned j = 0; j < cell->nfig && cell->rounds > 0; j++) {
             const struct figure *fg = &cell->fig[j];
-            fprintf(f, "%s,%u,%u,%zu,%s,%u,%u,%.4f,%.4f,%.4f,%.4f,%.4f\n",
+            fprintf(f, "%s,%u,%u,%zu,%s,%u,%u,%.4f,%.4f,%.4f,%.4f,%.4f,%u\n",
                     cell->p->id, cell->p->threads, cell->p->count, cell->size,
-                    fg->c->name, fg->iters, r->b->rounds, fg->ns_med / 1000,
-                    gb_per_s(cell, fg), fg->ratio, fg->lo, fg->hi);
+                    fg->c->name, fg->iters, cell->rounds, fg->ns_med / 1000,
+                    gb_per_s(cell, fg), fg->ratio, fg->lo, fg->hi, cell->n);
         }
     }
     return finish_file(f, path);
@@ -658,7 +816,7 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static void json_figure(FILE *f, const struct run *r, const struct cell *cell,
+static void json_figure(FILE *f, const struct cell *cell,
                         const struct figure *fg)
 {
     fprintf(f, "        {\"contender\": ");
@@ -669,13 +827,13 @@ static void json_figure(FILE *f, const struct run *r, const struct cell *cell,
             "\"rounds_us\": [",
             fg->iters, fg->ns_med / 1000, gb_per_s(cell, fg), fg->ratio, fg->lo,
             fg->hi);
-    for (unsigned k = 0; k < r->b->rounds; k++) {
+    for (unsigned k = 0; k < cell->rounds; k++) {
         fprintf(f, "%s%.4f", k > 0 ? ", " : "", fg->ns[k] / 1000);
     }
     fprintf(f, "]}");
 }
 
-static void json_cell(FILE *f, const struct run *r, const struct cell *cell)
+static void json_cell(FILE *f, const struct cell *cell)
 {
     char unit[96];
 
@@ -687,11 +845,21 @@ static void json_cell(FILE *f, const struct run *r, const struct cell *cell)
     json_str(f, unit_text(cell, unit, sizeof(unit)));
     fprintf(f,
             ", \"size\": %zu, \"threads\": %u, \"count\": %u, "
-            "\"bytes_per_unit\": %llu,\n      \"figures\": [\n",
+            "\"bytes_per_unit\": %llu, \"rounds\": %u",
             cell->size, cell->p->threads, cell->p->count,
-            (unsigned long long)cell_bytes(cell));
-    for (unsigned j = 0; j < cell->nfig; j++) {
-        json_figure(f, r, cell, &cell->fig[j]);
+            (unsigned long long)cell_bytes(cell), cell->rounds);
+    if (cell->p->axis != NULL) {
+        fprintf(f, ", \"axis\": ");
+        json_str(f, cell->p->axis);
+        fprintf(f, ", \"n\": %u", cell->n);
+    }
+    if (cell->note[0] != '\0') {
+        fprintf(f, ", \"note\": ");
+        json_str(f, cell->note);
+    }
+    fprintf(f, ",\n      \"figures\": [\n");
+    for (unsigned j = 0; j < cell->nfig && cell->rounds > 0; j++) {
+        json_figure(f, cell, &cell->fig[j]);
         fprintf(f, "%s\n", j + 1 < cell->nfig ? "," : "");
     }
     fprintf(f, "      ]}");
@@ -707,7 +875,16 @@ static void json_target(FILE *f, const struct target_result *x)
     json_str(f, x->means);
     fprintf(f, ", \"target\": ");
     json_str(f, bound_text(x->t, bound, sizeof(bound)));
-    if (x->found) {
+    if (x->unmeasured != NULL) {
+        fprintf(f, ", \"pattern\": ");
+        json_str(f, x->cell->p->id);
+        fprintf(f, ", \"ratio\": null, \"pass\": false, \"not_measured\": ");
+        json_str(f, x->unmeasured);
+        fprintf(f, "}");
+    } else if (x->found) {
+        if (x->t->scale != 0) {
+            fprintf(f, ", \"n\": %u", x->cell->n);
+        }
         fprintf(f, ", \"pattern\": ");
         json_str(f, x->cell->p->id);
         fprintf(f,
@@ -775,7 +952,7 @@ int write_json(const struct run *r, const char *path)
     json_head(f, r);
     fprintf(f, "  \"cells\": [\n");
     for (size_t i = 0; i < r->ncells; i++) {
-        json_cell(f, r, &r->cells[i]);
+        json_cell(f, &r->cells[i]);
         fprintf(f, "%s\n", i + 1 < r->ncells ? "," : "");
     }
     fprintf(f, "  ],\n  \"targets\": [\n");

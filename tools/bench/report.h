@@ -14,6 +14,10 @@ enum bound_kind { BOUND_AT_MOST, BOUND_AT_LEAST, BOUND_ABOVE };
  * cell: the worst cell counts when several match. Goals against the raw
  * cma calls (raw, raw-vec, raw-uffd) judge HMAF on the cma engine and are
  * n/a on another; the doca engine has a table of its own (main.c).
+ *
+ * A scaling goal compares that ratio with the same ratio in a reference
+ * cell (ref_in, ref_scale): how it grows with N, or with threads. A goal
+ * with unit_ns is a time, not a ratio (den is NULL).
  */
 struct target {
     const char *what;     /* "64 B read, one at a time" */
@@ -33,6 +37,21 @@ struct target {
      * round by round. */
     const char *den_max;
     int report; /* reported against the bound, not judged */
+    /* A scaling row: judged at this N (cell->n), or, when the run did not
+     * plan that N (--quick), at the largest it planned below. 0: any. */
+    unsigned scale;
+    /* Non-NULL, or ref_scale non-zero: the value is the ratio over the
+     * same ratio in the cell of pattern ref_in (NULL: the judged cell's)
+     * at N ref_scale (0: the judged cell's N), of the same size; rounds
+     * paired by their index. Without den: num's time over num's time
+     * there. */
+    const char *ref_in;
+    unsigned ref_scale;
+    /* > 0: the value is num's time in units of unit_ns ns (times the
+     * cell's N with times_n: a total over N units), not a ratio; den is
+     * NULL. */
+    double unit_ns;
+    int times_n;
 };
 
 struct target_result {
@@ -41,6 +60,8 @@ struct target_result {
     char na[96]; /* why the target does not apply here; "": it does */
     int found;   /* 0: a contender was missing (not installed) */
     const struct cell *cell; /* the cell judged (the worst one) */
+    /* The cell judged was not measured (note says why): a miss. */
+    const char *unmeasured;
     double ratio, lo, hi;
     int pass;
 };
