@@ -172,6 +172,7 @@ static void agent_fini(struct hmaf_agent *a)
         }
     }
     hmaf__agent_graves_fini(a);
+    hmaf__agent_orphans_fini(a);
     while ((e = hmaf__exposure_take_any(&a->exposures)) != NULL) {
         free_exposure(a, e);
     }
@@ -462,14 +463,12 @@ static size_t cut_off_unconfirmed(struct hmaf_agent *a, uint64_t epoch)
     return cut;
 }
 
-/* Step 3: forget every session's hold and the engine registration. */
+/* Step 3: end the engine registration. Sessions' holds on e need no
+ * visit: each was answered before the new epoch, so the session's ack of
+ * it ended them (or the session is closed or cut off), and giving them
+ * back finds no exposure of that id any more. */
 static void retire_exposure(struct hmaf_agent *a, struct hmaf__exposure *e)
 {
-    for (size_t i = 0; i < a->params.max_sessions; i++) {
-        if (a->sessions[i] != NULL) {
-            (void)hmaf__agent_unhold_all(a->sessions[i], e->id);
-        }
-    }
     free_exposure(a, e);
     a->stats.revocations++;
 }

@@ -123,7 +123,7 @@ static int grant_region(struct hmaf_agent *a, struct agent_session *s,
         }
         return ret;
     }
-    e->holders += (unsigned)ret; /* 1 for the session's first hold */
+    e->holders += (unsigned)ret; /* 1 for a new entry of the session's */
     blob->len = (uint16_t)blob_len;
     return 0;
 }
@@ -166,21 +166,12 @@ static int serve_deregister(struct hmaf_agent *a, struct agent_session *s,
                             const struct request *req)
 {
     struct hmaf_req_deregister r;
-    struct hmaf__exposure *e;
     int ret = hmaf__req_deregister_decode(req->payload, req->len, &r);
 
     if (ret < 0) {
         return ret;
     }
-    ret = hmaf__agent_unhold(s, r.region_id, r.epoch);
-    if (ret < 0) {
-        return ret;
-    }
-    e = hmaf__exposure_find_id(&a->exposures, r.region_id);
-    if (ret == 1 && e != NULL) {
-        hmaf__agent_release_exposure(a, e);
-    }
-    return 0;
+    return hmaf__agent_drop_hold(a, s, r.region_id, r.epoch);
 }
 
 static int serve_lookup(struct hmaf_agent *a, const struct request *req,
@@ -271,7 +262,7 @@ static int serve_session(struct hmaf_agent *a, struct agent_session *s)
 
 int hmaf__agent_serve_all(struct hmaf_agent *a)
 {
-    int served = 0;
+    int served = hmaf__agent_give_back(a) > 0;
 
     for (size_t i = 0; i < a->params.max_sessions; i++) {
         if (a->sessions[i] != NULL) {
