@@ -147,14 +147,26 @@ int hmaf__agent_unhold(struct agent_session *s, uint64_t exposure_id,
  * loses a holder. 0 or HMAF_ENOENT; O(1). */
 int hmaf__agent_drop_hold(struct hmaf_agent *a, struct agent_session *s,
                           uint64_t exposure_id, uint64_t epoch);
-/* End the holds the session's acknowledged revocation epoch released;
- * O(1), hmaf__agent_give_back gives them back. */
-void hmaf__agent_settle(struct hmaf_agent *a, struct agent_session *s);
+/* Ended holds one turn of the agent may still give back, and how many it
+ * did. */
+struct agent_give_back {
+    size_t left;
+    uint64_t until; /* 0 until the first one is given back */
+    size_t given;
+};
+void hmaf__agent_give_back_start(struct agent_give_back *gb);
+/* Closed sessions' holds first, while the turn allows. */
+void hmaf__agent_give_back_orphans(struct hmaf_agent *a,
+                                   struct agent_give_back *gb);
+/* End the holds the session's acknowledged revocation epoch released
+ * (O(1)) and give back its ended holds while the turn allows. */
+void hmaf__agent_settle(struct hmaf_agent *a, struct agent_session *s,
+                        struct agent_give_back *gb);
+/* The session confirmed a revocation of this epoch: it dropped every
+ * region answered before, so those holds end. O(1). */
+void hmaf__agent_end_holds_before(struct agent_session *s, uint64_t epoch);
 /* Session end: every hold ends and the lot becomes an orphan; O(1). */
 void hmaf__agent_orphan_holds(struct hmaf_agent *a, struct agent_session *s);
-/* Give back a bounded number of ended holds, closed sessions' first;
- * returns how many. */
-size_t hmaf__agent_give_back(struct hmaf_agent *a);
 /* Agent teardown: free the orphans without giving back (every exposure
  * and its registration goes anyway). */
 void hmaf__agent_orphans_fini(struct hmaf_agent *a);

@@ -177,20 +177,11 @@ int hmaf__agent_drop_hold(struct hmaf_agent *a, struct agent_session *s,
     return ret < 0 ? ret : 0;
 }
 
-/* The ack is the dpu side's word: an epoch we never announced ends no
- * hold answered in the current one. */
-void hmaf__agent_settle(struct hmaf_agent *a, struct agent_session *s)
+void hmaf__agent_end_holds_before(struct agent_session *s, uint64_t epoch)
 {
-    uint64_t ack = atomic_load_explicit(
-        (_Atomic uint64_t *)(s->mbox + HMAF_MBOX_ACK_OFFSET),
-        memory_order_acquire);
-
-    if (ack > a->epoch) {
-        ack = a->epoch;
-    }
-    if (ack > s->settled_ack) {
-        s->settled_ack = ack;
-        hmaf__holds_end_before(&s->holds->h, ack);
+    if (epoch > s->settled_ack) {
+        s->settled_ack = epoch;
+        hmaf__holds_end_before(&s->holds->h, epoch);
     }
 }
 
@@ -215,12 +206,12 @@ void hmaf__agent_orphan_holds(struct hmaf_agent *a, struct agent_session *s)
     s->holds = NULL;
 }
 
-struct give_back {
-    size_t left;
-    uint64_t until; /* 0 until the first hold is given back */
-};
+void hmaf__agent_give_back_start(struct agent_give_back *gb)
+{
+    *gb = (struct agent_give_back){GIVE_BACK_MAX, 0, 0};
+}
 
-static int may_go_on(struct give_back *gb)
+static int may_go_on(struct agent_give_back *gb)
 {
     if (gb->left == 0) {
         return 0;
@@ -236,10 +227,9 @@ static int may_go_on(struct give_back *gb)
 /* The ended holds of h, while the turn allows: each exposure that is
  * still exposed loses a holder (a revoked one was freed with its
  * registration). */
-static size_t give_back_from(struct hmaf_agent *a, struct hmaf__holds *h,
-                             struct give_back *gb)
+static void give_back_from(struct hmaf_agent *a, struct hmaf__holds *h,
+                           struct agent_give_back *gb)
 {
-    size_t given = 0;
     uint64_t id;
 
     while (may_go_on(gb) && hmaf__holds_pop_ended(h, &id)) {
@@ -251,31 +241,35 @@ static size_t give_back_from(struct hmaf_agent *a, struct hmaf__holds *h,
             hmaf__agent_release_exposure(a, e);
         }
         gb->left--;
-        given++;
+        gb->given++;
     }
-    return given;
 }
 
-size_t hmaf__agent_give_back(struct hmaf_agent *a)
+void hmaf__agent_give_back_orphans(struct hmaf_agent *a,
+                                   struct agent_give_back *gb)
 {
-    struct give_back gb = {GIVE_BACK_MAX, 0};
-    size_t given = 0;
-
-    while (a->orphans != NULL && gb.left > 0) {
+    while (a->orphans != NULL && gb->left > 0) {
         struct agent_holds *o = a->orphans;
-        given += give_back_from(a, &o->h, &gb);
+        give_back_from(a, &o->h, gb);
         if (hmaf__holds_empty(&o->h)) {
             a->orphans = o->next_orphan;
             hmaf__holds_fini(&o->h);
             free(o);
         }
     }
-    for (size_t i = 0; i < a->params.max_sessions && gb.left > 0; i++) {
-        if (a->sessions[i] != NULL) {
-            given += give_back_from(a, &a->sessions[i]->holds->h, &gb);
-        }
-    }
-    return given;
+}
+
+/* The ack is the dpu side's word: an epoch we never announced ends no
+ * hold answered in the current one. */
+void hmaf__agent_settle(struct hmaf_agent *a, struct agent_session *s,
+                        struct agent_give_back *gb)
+{
+    uint64_t ack = atomic_load_explicit(
+        (_Atomic uint64_t *)(s->mbox + HMAF_MBOX_ACK_OFFSET),
+        memory_order_acquire);
+
+    hmaf__agent_end_holds_before(s, ack < a->epoch ? ack : a->epoch);
+    give_back_from(a, &s->holds->h, gb);
 }
 
 void hmaf__agent_orphans_fini(struct hmaf_agent *a)

@@ -123,7 +123,7 @@ static int grant_region(struct hmaf_agent *a, struct agent_session *s,
         }
         return ret;
     }
-    e->holders += (unsigned)ret; /* 1 for a new entry of the session's */
+    e->holders += (uint64_t)ret; /* 1 for a new entry of the session's */
     blob->len = (uint16_t)blob_len;
     return 0;
 }
@@ -233,7 +233,8 @@ static void answer(struct agent_session *s, const struct request *req,
                           memory_order_release);
 }
 
-static int serve_session(struct hmaf_agent *a, struct agent_session *s)
+static int serve_session(struct hmaf_agent *a, struct agent_session *s,
+                         struct agent_give_back *gb)
 {
     struct request req;
     struct response resp;
@@ -241,7 +242,7 @@ static int serve_session(struct hmaf_agent *a, struct agent_session *s)
 
     /* First: a DEREGISTER the dpu side sent after its acknowledgement
      * names a hold the acknowledgement did not end. */
-    hmaf__agent_settle(a, s);
+    hmaf__agent_settle(a, s, gb);
     for (uint32_t slot = 0; slot < s->nslots; slot++) {
         if (!take_request(s, slot, &req)) {
             continue;
@@ -262,12 +263,15 @@ static int serve_session(struct hmaf_agent *a, struct agent_session *s)
 
 int hmaf__agent_serve_all(struct hmaf_agent *a)
 {
-    int served = hmaf__agent_give_back(a) > 0;
+    struct agent_give_back gb;
+    int served = 0;
 
+    hmaf__agent_give_back_start(&gb);
+    hmaf__agent_give_back_orphans(a, &gb);
     for (size_t i = 0; i < a->params.max_sessions; i++) {
         if (a->sessions[i] != NULL) {
-            served += serve_session(a, a->sessions[i]);
+            served += serve_session(a, a->sessions[i], &gb);
         }
     }
-    return served;
+    return served + (gb.given > 0);
 }
