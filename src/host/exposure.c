@@ -33,12 +33,12 @@ int hmaf__exposure_add(struct hmaf__exposures *ex, uint64_t base, uint64_t len,
     e->iv.len = len;
     e->access = access;
     e->id = ex->next_id + 1;
-    e->byid.key[0] = e->id;
+    e->id_node.key[0] = e->id;
     if (hmaf__itree_insert(&ex->by_addr, &e->iv) < 0) {
         free(e);
         return HMAF_EEXIST;
     }
-    if (hmaf__hashtab_insert(&ex->by_id, &e->byid) < 0) {
+    if (hmaf__hashtab_insert(&ex->by_id, &e->id_node) < 0) {
         hmaf__itree_remove(&ex->by_addr, &e->iv);
         free(e);
         return HMAF_ENOMEM;
@@ -62,14 +62,14 @@ struct hmaf__exposure *hmaf__exposure_find_id(const struct hmaf__exposures *ex,
     struct hmaf__hashtab_node *n = hmaf__hashtab_find(&ex->by_id, id, 0);
 
     return n == NULL ? NULL
-                     : hmaf__container_of(n, struct hmaf__exposure, byid);
+                     : hmaf__container_of(n, struct hmaf__exposure, id_node);
 }
 
 static struct hmaf__exposure *unlink_exposure(struct hmaf__exposures *ex,
                                               struct hmaf__exposure *e)
 {
     hmaf__itree_remove(&ex->by_addr, &e->iv);
-    hmaf__hashtab_remove(&ex->by_id, &e->byid);
+    hmaf__hashtab_remove(&ex->by_id, &e->id_node);
     return e;
 }
 

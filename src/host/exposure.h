@@ -16,13 +16,13 @@
 struct hmaf_engine_mem;
 
 struct hmaf__exposure {
-    struct hmaf__itree_node iv;    /* base, len: by address */
-    struct hmaf__hashtab_node byid; /* key: id, 0 */
-    uint64_t id;                   /* never reused */
-    unsigned access;               /* hmaf_access_t */
-    uint64_t holders;              /* holds on the registration: every
-                                      session's, each epoch's (holds.c) */
-    struct hmaf_engine_mem *mem;   /* NULL until first registered */
+    struct hmaf__itree_node iv;        /* base, len: by address */
+    struct hmaf__hashtab_node id_node; /* key: id, 0 */
+    uint64_t id;                       /* never reused */
+    unsigned access;                   /* hmaf_access_t */
+    uint64_t holders;                  /* holds on the registration: every
+                                          session's, each epoch's (holds.c) */
+    struct hmaf_engine_mem *mem;       /* NULL until first registered */
 };
 
 struct hmaf__exposures {

@@ -59,8 +59,7 @@ static void unlink_hold(struct hmaf__holds *h, struct hmaf__hold *hold)
     free(hold);
 }
 
-int hmaf__holds_add(struct hmaf__holds *h, uint64_t exposure_id,
-                    uint64_t epoch)
+int hmaf__holds_add(struct hmaf__holds *h, uint64_t exposure_id, uint64_t epoch)
 {
     struct hmaf__hold *hold;
 
@@ -170,8 +169,8 @@ int hmaf__agent_drop_hold(struct hmaf_agent *a, struct agent_session *s,
     struct hmaf__exposure *e;
     int ret = hmaf__agent_unhold(s, exposure_id, epoch);
 
-    if (ret == 1 && (e = hmaf__exposure_find_id(&a->exposures,
-                                                exposure_id)) != NULL) {
+    if (ret == 1 &&
+        (e = hmaf__exposure_find_id(&a->exposures, exposure_id)) != NULL) {
         hmaf__agent_release_exposure(a, e);
     }
     return ret < 0 ? ret : 0;

@@ -45,8 +45,7 @@ static void move_bucket(struct hmaf__hashtab *t)
     while (node != NULL) {
         struct hmaf__hashtab_node *next = node->next;
         struct hmaf__hashtab_node **b =
-            &t->buckets[hash(node->key[0], node->key[1]) &
-                        (t->nbuckets - 1)];
+            &t->buckets[hash(node->key[0], node->key[1]) & (t->nbuckets - 1)];
         node->next = *b;
         *b = node;
         node = next;

@@ -31,7 +31,7 @@
 #include "target.h"
 #include "util/clock.h"
 
-#define PIECE 64u
+#define PIECE           64u
 #define PING_TIMEOUT_MS 1000
 /* After the host has counted the session closed, the pings go on this
  * long: the agent may still be giving its holds back. */

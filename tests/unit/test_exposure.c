@@ -337,8 +337,8 @@ static void test_many(void)
     uint64_t rng = 42;
 
     for (size_t i = 0; i < N; i++) {
-        CHECK_OK(hmaf__exposure_add(&ex, (uint64_t)(N - i) * 0x1000, 0x1000,
-                                    RW, &v[i]));
+        CHECK_OK(hmaf__exposure_add(&ex, (uint64_t)(N - i) * 0x1000, 0x1000, RW,
+                                    &v[i]));
     }
     check_tree(&ex);
     CHECK(ex.by_addr.root->height <= 25); /* 1.44 log2(100,000) */

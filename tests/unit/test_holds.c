@@ -34,8 +34,8 @@ static void check_table(const struct hmaf__hashtab *t, struct item *items,
     size_t members = 0;
 
     for (size_t i = 0; i < n; i++) {
-        struct hmaf__hashtab_node *found = hmaf__hashtab_find(
-            t, items[i].node.key[0], items[i].node.key[1]);
+        struct hmaf__hashtab_node *found =
+            hmaf__hashtab_find(t, items[i].node.key[0], items[i].node.key[1]);
         CHECK(found == (items[i].in ? &items[i].node : NULL));
         members += (size_t)items[i].in;
     }
@@ -58,8 +58,8 @@ static void test_hashtab_random(void)
     for (int step = 0; step < 200000; step++) {
         /* more inserts than removes early on, then the other way */
         size_t i = (size_t)(next_rand(&rng) % KEYS);
-        int grow = step < 120000 ? next_rand(&rng) % 4 != 0
-                                 : next_rand(&rng) % 4 == 0;
+        int grow =
+            step < 120000 ? next_rand(&rng) % 4 != 0 : next_rand(&rng) % 4 == 0;
         if (!items[i].in && grow) {
             CHECK_OK(hmaf__hashtab_insert(&t, &items[i].node));
             items[i].in = 1;
@@ -89,8 +89,8 @@ struct ref {
     size_t n;
     uint64_t ended_before;
     int all_ended;
-    uint64_t epoch;        /* the agent's current one */
-    long holders[65];      /* per exposure id: entries, from the returns */
+    uint64_t epoch;   /* the agent's current one */
+    long holders[65]; /* per exposure id: entries, from the returns */
 };
 
 static int ref_ended(const struct ref *r, const struct ref_hold *h)
