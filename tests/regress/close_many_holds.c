@@ -94,7 +94,7 @@ struct pinger {
     hmaf_session_t *s;
     uint64_t addr;
     atomic_int stop;
-    int failed; /* the first error, or 0 */
+    atomic_int failed; /* the first error, or 0 */
     uint64_t calls;
     uint64_t max_ns;
     pthread_t thread;
@@ -105,7 +105,7 @@ static void *ping_loop(void *arg)
     struct pinger *pg = arg;
     uint8_t buf[64];
 
-    while (!atomic_load(&pg->stop) && pg->failed == 0) {
+    while (!atomic_load(&pg->stop) && atomic_load(&pg->failed) == 0) {
         uint64_t t0 = hmaf__now_ns(), dt;
         int ret = hmaf_session_ping(pg->s);
         if (ret == 0) {
@@ -114,7 +114,7 @@ static void *ping_loop(void *arg)
         dt = hmaf__now_ns() - t0;
         pg->max_ns = dt > pg->max_ns ? dt : pg->max_ns;
         pg->calls++;
-        pg->failed = ret;
+        atomic_store(&pg->failed, ret);
         nanosleep(&(struct timespec){0, 100000}, NULL); /* leave CPU */
     }
     return NULL;
@@ -134,18 +134,18 @@ static void pinger_finish(struct pinger *pg, struct target *t, int live,
 {
     uint64_t trail_end;
 
-    while (target_command(t, 's') != live && pg->failed == 0) {
+    while (target_command(t, 's') != live && atomic_load(&pg->failed) == 0) {
         nanosleep(&(struct timespec){0, 1000000}, NULL);
     }
     trail_end = hmaf__now_ns() + TRAIL_NS;
-    while (hmaf__now_ns() < trail_end && pg->failed == 0) {
+    while (hmaf__now_ns() < trail_end && atomic_load(&pg->failed) == 0) {
         nanosleep(&(struct timespec){0, 1000000}, NULL);
     }
     atomic_store(&pg->stop, 1);
     pthread_join(pg->thread, NULL);
     printf("%s: %llu pings + reads, longest %.3f ms\n", what,
            (unsigned long long)pg->calls, (double)pg->max_ns / 1e6);
-    CHECK_OK(pg->failed);
+    CHECK_OK(atomic_load(&pg->failed));
 }
 
 /* A dpu process that holds every range, says so on *ready_fd_out, and
@@ -203,6 +203,8 @@ int main(void)
     dpu = fork_holder(&t, &ready);
     holder = connect_holder(&t);
     hold_every_range(holder);
+    CHECK(read(ready, &c, 1) == 1 && c == 'R');
+    close(ready);
     printf("%zu ranges held twice after %.1f s\n", holds,
            (double)(hmaf__now_ns() - t0) / 1e9);
 
@@ -210,8 +212,6 @@ int main(void)
     hmaf_session_destroy(holder);
     pinger_finish(&pg, &t, 2, "session destroy");
 
-    CHECK(read(ready, &c, 1) == 1 && c == 'R');
-    close(ready);
     pinger_start(&pg);
     kill(dpu, SIGKILL);
     CHECK(waitpid(dpu, NULL, 0) == dpu);
