@@ -238,6 +238,9 @@ HMAF_API int hmaf_agent_unpublish(hmaf_agent_t *agent, const char *name);
  *        at all). Only channel events (connections, peers leaving) end the
  *        wait early; a mailbox request waits for the next call, so the
  *        timeout bounds the latency of lookups and registrations.
+ *        Registrations a closed session held are given back a bounded
+ *        number per call; while some are left, a call counts that as an
+ *        event and does not wait.
  * @return the number of events handled (>= 0); HMAF_EBUSY if the agent runs
  *         its own thread; HMAF_EINVAL.
  */

@@ -172,6 +172,7 @@ static void agent_fini(struct hmaf_agent *a)
         }
     }
     hmaf__agent_graves_fini(a);
+    hmaf__agent_orphans_fini(a);
     while ((e = hmaf__exposure_take_any(&a->exposures)) != NULL) {
         free_exposure(a, e);
     }
@@ -462,12 +463,17 @@ static size_t cut_off_unconfirmed(struct hmaf_agent *a, uint64_t epoch)
     return cut;
 }
 
-/* Step 3: forget every session's hold and the engine registration. */
-static void retire_exposure(struct hmaf_agent *a, struct hmaf__exposure *e)
+/* Step 3: end the engine registration, and the holds answered before
+ * the revocation: every session still here confirmed it (or stopped, or
+ * came after it), so it dropped those regions — whatever its ack word
+ * says by now. That is O(1) per session; the holds, e's among them, are
+ * given back later, finding no exposure of e's id. */
+static void retire_exposure(struct hmaf_agent *a, struct hmaf__exposure *e,
+                            uint64_t epoch)
 {
     for (size_t i = 0; i < a->params.max_sessions; i++) {
         if (a->sessions[i] != NULL) {
-            (void)hmaf__agent_unhold_all(a->sessions[i], e->id);
+            hmaf__agent_end_holds_before(a->sessions[i], epoch);
         }
     }
     free_exposure(a, e);
@@ -504,7 +510,7 @@ HMAF_API int hmaf_agent_revoke(hmaf_agent_t *agent, const void *addr,
             agent->stats.revoke_timeouts++;
         }
     }
-    retire_exposure(agent, e);
+    retire_exposure(agent, e, epoch);
     pthread_mutex_unlock(&agent->lock);
     return ret;
 }

@@ -12,6 +12,7 @@
 #include "channel/channel.h"
 #include "engine/engine.h"
 #include "host/exposure.h"
+#include "host/holds.h"
 #include "host/roots.h"
 #include "proto/handshake.h"
 #include "util/log.h"
@@ -26,12 +27,11 @@
  * (a dpu side late with its HELLO by a scheduling hiccup is not lost). */
 #define HMAF_AGENT_PENDING_GRACE_NS 200000000ull
 
-/* A session's registrations of one exposure answered in one revocation
- * epoch (holds.c). */
-struct agent_hold {
-    uint64_t exposure_id;
-    uint64_t epoch;
-    uint64_t count;
+/* A session's holds (holds.h). Once the session is closed they are an
+ * orphan, which the agent gives back a bounded number per turn. */
+struct agent_holds {
+    struct hmaf__holds h;
+    struct agent_holds *next_orphan;
 };
 
 /* One dpu side being served. */
@@ -46,10 +46,8 @@ struct agent_session {
     uint32_t nslots;
     uint32_t *served_seq;   /* per slot, private: the dpu side can't fake it */
     uint64_t must_ack;      /* revocation epoch it has to acknowledge */
-    struct agent_hold *holds; /* exposures it registered, and how often */
-    size_t nholds;
-    size_t holds_cap;
-    uint64_t settled_ack;     /* holds older than this epoch are gone */
+    struct agent_holds *holds; /* exposures it registered, and how often */
+    uint64_t settled_ack;      /* holds older than this epoch ended */
 };
 
 /* A connection whose HELLO is still arriving. */
@@ -88,6 +86,8 @@ struct hmaf_agent {
     size_t pending_cap;
     struct agent_grave *graves;      /* params.max_sessions at most */
     size_t ngraves;
+    struct agent_holds *orphans;     /* closed sessions' holds, still to
+                                        give back */
     uint64_t listen_paused_until_ns; /* out of fds: accept later */
     uint64_t pending_grace_ns; /* HMAF_AGENT_PENDING_GRACE_NS (the fuzzer
                                   stretches it, to be immune to a slow poll) */
@@ -139,24 +139,47 @@ void hmaf__agent_grave_free(struct hmaf_agent *a, size_t index);
  * their reservation (address space only) for the process's lifetime. */
 void hmaf__agent_graves_fini(struct hmaf_agent *a);
 /* holds.c. Count one more hold of an answer given in `epoch`; 1 when it
- * is the session's first on this exposure, 0 when not, HMAF_ENOMEM. */
+ * is a new entry (the exposure gains a holder), 0 when not, HMAF_ENOMEM. */
 int hmaf__agent_hold(struct agent_session *s, uint64_t exposure_id,
                      uint64_t epoch);
-/* Give one hold back; 1 when the session no longer holds the exposure, 0
- * when it still does, HMAF_ENOENT when it held no such one. */
+/* Give one hold back; 1 when the exposure loses a holder (the caller
+ * releases it), 0 when not, HMAF_ENOENT when there was no such hold. */
 int hmaf__agent_unhold(struct agent_session *s, uint64_t exposure_id,
                        uint64_t epoch);
-/* Forget every hold on the exposure; 1 when there were some. */
-int hmaf__agent_unhold_all(struct agent_session *s, uint64_t exposure_id);
-/* End the holds the session's acknowledged revocation epoch released. */
-void hmaf__agent_settle(struct hmaf_agent *a, struct agent_session *s);
-/* Session end: every hold. */
-void hmaf__agent_release_holds(struct hmaf_agent *a, struct agent_session *s);
+/* A DEREGISTER: give one hold back, and release the exposure when it
+ * loses a holder. 0 or HMAF_ENOENT; O(1). */
+int hmaf__agent_drop_hold(struct hmaf_agent *a, struct agent_session *s,
+                          uint64_t exposure_id, uint64_t epoch);
+/* Ended holds one turn of the agent may still give back, and how many it
+ * did. */
+struct agent_give_back {
+    size_t left;
+    uint64_t until; /* 0 until the first one is given back */
+    size_t given;
+};
+void hmaf__agent_give_back_start(struct agent_give_back *gb);
+/* Closed sessions' holds first, while the turn allows. */
+void hmaf__agent_give_back_orphans(struct hmaf_agent *a,
+                                   struct agent_give_back *gb);
+/* End the holds the session's acknowledged revocation epoch released
+ * (O(1)) and give back its ended holds while the turn allows. */
+void hmaf__agent_settle(struct hmaf_agent *a, struct agent_session *s,
+                        struct agent_give_back *gb);
+/* The session confirmed a revocation of this epoch: it dropped every
+ * region answered before, so those holds end. O(1). */
+void hmaf__agent_end_holds_before(struct agent_session *s, uint64_t epoch);
+/* Session end: every hold ends and the lot becomes an orphan; O(1). */
+void hmaf__agent_orphan_holds(struct hmaf_agent *a, struct agent_session *s);
+/* Agent teardown: free the orphans without giving back (every exposure
+ * and its registration goes anyway). */
+void hmaf__agent_orphans_fini(struct hmaf_agent *a);
 /* Drop one holder of e; deregisters when it was the last. */
 void hmaf__agent_release_exposure(struct hmaf_agent *a,
                                   struct hmaf__exposure *e);
 
-/* serve.c: answer every pending mailbox request; returns how many. */
+/* serve.c: answer every pending mailbox request, after giving back a
+ * bounded number of ended holds; returns how many requests, plus one when
+ * it gave holds back (more may be waiting: keep turning). */
 int hmaf__agent_serve_all(struct hmaf_agent *a);
 
 /* loop.c: one round of channel events (accept, hello, peer death). */

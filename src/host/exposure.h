@@ -1,27 +1,33 @@
 /*
  * The host's exposure policy: which ranges dpu sides may touch, and how.
  * Exposures never overlap. Each carries its engine registration, made on
- * the first REGISTER and kept while any session holds it.
+ * the first REGISTER and kept while any session holds it. They are found
+ * by address (a balanced tree) and by id (a hash table): every lookup,
+ * insert and removal costs O(log n) at most, however many there are.
  */
 #ifndef HMAF_HOST_EXPOSURE_H
 #define HMAF_HOST_EXPOSURE_H
 
 #include <stdint.h>
 
-#include "util/intervals.h"
+#include "util/hashtab.h"
+#include "util/itree.h"
 
 struct hmaf_engine_mem;
 
 struct hmaf__exposure {
-    struct hmaf__interval iv; /* first: the set holds these */
-    uint64_t id;              /* never reused */
-    unsigned access;          /* hmaf_access_t */
-    unsigned holders;         /* sessions holding the registration */
-    struct hmaf_engine_mem *mem; /* NULL until first registered */
+    struct hmaf__itree_node iv;        /* base, len: by address */
+    struct hmaf__hashtab_node id_node; /* key: id, 0 */
+    uint64_t id;                       /* never reused */
+    unsigned access;                   /* hmaf_access_t */
+    uint64_t holders;                  /* holds on the registration: every
+                                          session's, each epoch's (holds.c) */
+    struct hmaf_engine_mem *mem;       /* NULL until first registered */
 };
 
 struct hmaf__exposures {
-    struct hmaf__interval_set set;
+    struct hmaf__itree by_addr;
+    struct hmaf__hashtab by_id;
     uint64_t next_id;
 };
 

@@ -123,7 +123,7 @@ static int grant_region(struct hmaf_agent *a, struct agent_session *s,
         }
         return ret;
     }
-    e->holders += (unsigned)ret; /* 1 for the session's first hold */
+    e->holders += (uint64_t)ret; /* 1 for a new entry of the session's */
     blob->len = (uint16_t)blob_len;
     return 0;
 }
@@ -166,21 +166,12 @@ static int serve_deregister(struct hmaf_agent *a, struct agent_session *s,
                             const struct request *req)
 {
     struct hmaf_req_deregister r;
-    struct hmaf__exposure *e;
     int ret = hmaf__req_deregister_decode(req->payload, req->len, &r);
 
     if (ret < 0) {
         return ret;
     }
-    ret = hmaf__agent_unhold(s, r.region_id, r.epoch);
-    if (ret < 0) {
-        return ret;
-    }
-    e = hmaf__exposure_find_id(&a->exposures, r.region_id);
-    if (ret == 1 && e != NULL) {
-        hmaf__agent_release_exposure(a, e);
-    }
-    return 0;
+    return hmaf__agent_drop_hold(a, s, r.region_id, r.epoch);
 }
 
 static int serve_lookup(struct hmaf_agent *a, const struct request *req,
@@ -242,7 +233,8 @@ static void answer(struct agent_session *s, const struct request *req,
                           memory_order_release);
 }
 
-static int serve_session(struct hmaf_agent *a, struct agent_session *s)
+static int serve_session(struct hmaf_agent *a, struct agent_session *s,
+                         struct agent_give_back *gb)
 {
     struct request req;
     struct response resp;
@@ -250,7 +242,7 @@ static int serve_session(struct hmaf_agent *a, struct agent_session *s)
 
     /* First: a DEREGISTER the dpu side sent after its acknowledgement
      * names a hold the acknowledgement did not end. */
-    hmaf__agent_settle(a, s);
+    hmaf__agent_settle(a, s, gb);
     for (uint32_t slot = 0; slot < s->nslots; slot++) {
         if (!take_request(s, slot, &req)) {
             continue;
@@ -271,12 +263,15 @@ static int serve_session(struct hmaf_agent *a, struct agent_session *s)
 
 int hmaf__agent_serve_all(struct hmaf_agent *a)
 {
+    struct agent_give_back gb;
     int served = 0;
 
+    hmaf__agent_give_back_start(&gb);
+    hmaf__agent_give_back_orphans(a, &gb);
     for (size_t i = 0; i < a->params.max_sessions; i++) {
         if (a->sessions[i] != NULL) {
-            served += serve_session(a, a->sessions[i]);
+            served += serve_session(a, a->sessions[i], &gb);
         }
     }
-    return served;
+    return served + (gb.given > 0);
 }

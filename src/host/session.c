@@ -238,7 +238,10 @@ static void free_session(struct hmaf_agent *a, struct agent_session *s,
         munmap(s->mbox, s->mbox_map_len);
     }
     free(s->served_seq);
-    free(s->holds);
+    if (s->holds != NULL) { /* not handed to the orphans: nothing held */
+        hmaf__holds_fini(&s->holds->h);
+        free(s->holds);
+    }
     hmaf__channel_close(&s->channel);
     free(s);
 }
@@ -311,7 +314,8 @@ static int open_session(struct hmaf_agent *a, struct hmaf_channel *ch,
     }
     s->id = ++a->next_session_id;
     s->channel = *ch;
-    ret = create_mailbox(a, s);
+    s->holds = calloc(1, sizeof(*s->holds));
+    ret = s->holds == NULL ? HMAF_ENOMEM : create_mailbox(a, s);
     if (ret == 0) {
         ret = hmaf__engine_ep_create(a->ctx,
                                      hmaf__channel_peer_pid(&s->channel),
@@ -374,7 +378,8 @@ void hmaf__agent_session_close(struct hmaf_agent *a, size_t index,
 {
     struct agent_session *s = a->sessions[index];
 
-    hmaf__agent_release_holds(a, s);
+    /* However many it holds: the agent gives them back bit by bit. */
+    hmaf__agent_orphan_holds(a, s);
     hmaf__log_info("session %llu closed", (unsigned long long)s->id);
     free_session(a, s, peer_stopped);
     a->sessions[index] = NULL;

@@ -1,7 +1,8 @@
 /*
- * A set of non-overlapping address intervals kept sorted by base, with
- * O(log n) lookup of the interval containing an address. Elements are
- * owned by the caller and embed struct hmaf__interval.
+ * Sorted arrays of non-overlapping address intervals, with O(log n)
+ * lookup of the interval containing an address. Elements are owned by
+ * the caller and embed struct hmaf__interval. (A set that changes often
+ * is better kept in util/itree.h.)
  */
 #ifndef HMAF_UTIL_INTERVALS_H
 #define HMAF_UTIL_INTERVALS_H
@@ -14,12 +15,6 @@ struct hmaf__interval {
     uint64_t len; /* > 0; base + len <= UINT64_MAX (callers check) */
 };
 
-struct hmaf__interval_set {
-    struct hmaf__interval **v;
-    size_t n;
-    size_t cap;
-};
-
 /* On a plain sorted array v[0..n) of non-overlapping intervals: */
 /* index of the first interval whose base is > addr; */
 size_t hmaf__intervals_upper_bound(struct hmaf__interval *const *v, size_t n,
@@ -30,15 +25,5 @@ long hmaf__intervals_find(struct hmaf__interval *const *v, size_t n,
 /* whether iv, going in at index at, overlaps a neighbour. */
 int hmaf__intervals_overlap(struct hmaf__interval *const *v, size_t n,
                             size_t at, const struct hmaf__interval *iv);
-
-/* Index of the interval containing addr, or -1. */
-long hmaf__iset_find(const struct hmaf__interval_set *set, uint64_t addr);
-/* 0; -EEXIST if iv overlaps a member; -ENOMEM. */
-int hmaf__iset_insert(struct hmaf__interval_set *set,
-                      struct hmaf__interval *iv);
-/* Remove and return the member at index i. */
-struct hmaf__interval *hmaf__iset_remove_at(struct hmaf__interval_set *set,
-                                            size_t i);
-void hmaf__iset_fini(struct hmaf__interval_set *set);
 
 #endif

@@ -14,7 +14,9 @@
  * the exact status each must get, the session's holds per exposure and
  * revocation epoch (a REGISTER answer adds one at the agent's epoch, a
  * DEREGISTER names one, an acknowledgement that grew ends every older
- * one), the exposures' engine registrations, the agent's counters. Now
+ * one — one above the agent's epoch counts as that epoch —, and so does
+ * a revocation the session confirmed), the exposures' engine
+ * registrations, the agent's counters. Now
  * and then the session's own client must still ping and look up.
  *
  * Input: a sequence of commands, one byte c then its arguments; the slot
@@ -80,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * microseconds, more on a loaded machine. */
 #define MAX_REVOKES 2
 /* Holds pile up, one per exposure and epoch, while the acknowledgement
- * word is stuck above the epoch (any value goes there); past this many
+ * word lags behind the epoch (any value goes there); past this many
  * the session starts over, which also ends every hold. */
 #define MAX_HOLDS 64
 
@@ -236,18 +238,8 @@ static void hold_remove_at(size_t i)
     holds[i] = holds[--nholds];
 }
 
-static void unhold_all(int e)
-{
-    for (size_t i = nholds; i-- > 0;) {
-        if (holds[i].exposure == e) {
-            hold_remove_at(i);
-        }
-    }
-}
-
-/* At each poll, before the slots: an acknowledgement that grew ends every
- * hold answered in an older epoch. */
-static void expect_settle(uint64_t ack)
+/* Every hold answered before epoch `ack` ends, once. */
+static void end_holds_before(uint64_t ack)
 {
     if (ack <= settled_ack) {
         return;
@@ -258,6 +250,14 @@ static void expect_settle(uint64_t ack)
             hold_remove_at(i);
         }
     }
+}
+
+/* At each poll, before the slots: an acknowledgement that grew ends every
+ * hold answered in an older epoch; one above the agent's epoch counts as
+ * the agent's epoch. */
+static void expect_settle(uint64_t ack)
+{
+    end_holds_before(ack < epoch ? ack : epoch);
 }
 
 /* ---- the model: requests ---- */
@@ -570,8 +570,9 @@ static void await_watch_thread(void)
                (unsigned long long)epoch);
 }
 
-/* The session acknowledges (the fuzzer may have done so first), the
- * exposure's holds and registration go, and it comes back with a new id. */
+/* The session acknowledges (the fuzzer may have done so first), so the
+ * holds answered before go, the exposure's registration goes, and it
+ * comes back with a new id. */
 static void revoke_exposure(int e)
 {
     struct exposure *x = &exposures[e];
@@ -579,7 +580,7 @@ static void revoke_exposure(int e)
 
     FUZZ_CHECK(ret == 0, "revoke: %s", hmaf_err_name(ret));
     epoch++;
-    unhold_all(e);
+    end_holds_before(epoch);
     FUZZ_CHECK(load_u64(mbox + HMAF_MBOX_HEADER_EPOCH) == epoch,
                "mailbox epoch %llu, want %llu",
                (unsigned long long)load_u64(mbox + HMAF_MBOX_HEADER_EPOCH),

@@ -1,6 +1,6 @@
 /*
- * The host's exposure policy (host/exposure.c, over util/intervals.c) and
- * its named roots (host/roots.c).
+ * The host's exposure policy (host/exposure.c, over util/itree.c and
+ * util/hashtab.c) and its named roots (host/roots.c).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -96,26 +96,28 @@ static void test_rejects(void)
     CHECK_EQ(drain(&ex), 2);
 }
 
-/*
- * A range that ends exactly at 2^64 is either refused or a full member:
- * nothing may overlap it afterwards.
- */
-/* An end address of exactly 2^64 is refused by the policy, and the interval
- * set it sits on stays correct for such a range anyway. */
+/* An end address of exactly 2^64 is refused by the policy, and the tree
+ * it sits on stays correct for such a range anyway. */
 static void test_top_of_address_space(void)
 {
     struct hmaf__exposures ex = {0};
-    struct hmaf__interval_set set = {0};
-    struct hmaf__interval top = {UINT64_MAX - 9, 10}, inside = {UINT64_MAX, 1};
+    struct hmaf__itree tree = {0};
+    struct hmaf__itree_node top = {.base = UINT64_MAX - 9, .len = 10};
+    struct hmaf__itree_node inside = {.base = UINT64_MAX, .len = 1};
+    struct hmaf__itree_node below = {.base = UINT64_MAX - 10, .len = 1};
 
     CHECK_ERR(hmaf__exposure_add(&ex, UINT64_MAX - 9, 10, R, NULL),
               HMAF_EOVERFLOW);
     CHECK_OK(hmaf__exposure_add(&ex, UINT64_MAX - 10, 10, R, NULL));
     CHECK_EQ(drain(&ex), 1);
-    CHECK_OK(hmaf__iset_insert(&set, &top));
-    CHECK_EQ(hmaf__iset_find(&set, UINT64_MAX), 0);
-    CHECK_EQ(hmaf__iset_insert(&set, &inside), -EEXIST);
-    hmaf__iset_fini(&set);
+    CHECK_OK(hmaf__itree_insert(&tree, &top));
+    CHECK(hmaf__itree_find(&tree, UINT64_MAX) == &top);
+    CHECK_EQ(hmaf__itree_insert(&tree, &inside), -EEXIST);
+    CHECK_OK(hmaf__itree_insert(&tree, &below));
+    CHECK(hmaf__itree_find(&tree, UINT64_MAX - 10) == &below);
+    hmaf__itree_remove(&tree, &top);
+    hmaf__itree_remove(&tree, &below);
+    CHECK(hmaf__itree_any(&tree) == NULL);
 }
 
 static void test_take_exact(void)
@@ -176,6 +178,186 @@ static void test_take_any(void)
     CHECK(hmaf__exposure_find(&ex, 0x10000 + 99 * 0x2000) != NULL);
     CHECK_EQ(drain(&ex), 100);
     CHECK(hmaf__exposure_take_any(&ex) == NULL);
+}
+
+static uint64_t next_rand(uint64_t *state)
+{
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return *state;
+}
+
+/* The tree's shape: ordered, no overlap, AVL-balanced, heights right.
+ * Returns the subtree's height; counts its nodes into *n. */
+static int check_subtree(const struct hmaf__itree_node *node, uint64_t lo,
+                         uint64_t hi, size_t *n)
+{
+    int l, r;
+
+    if (node == NULL) {
+        return 0;
+    }
+    CHECK(node->base >= lo && node->base + (node->len - 1) <= hi);
+    l = check_subtree(node->left, lo, node->base - 1, n);
+    r = check_subtree(node->right, node->base + node->len, hi, n);
+    CHECK(l - r <= 1 && r - l <= 1);
+    CHECK_EQ(node->height, 1 + (l > r ? l : r));
+    (*n)++;
+    return node->height;
+}
+
+static void check_tree(const struct hmaf__exposures *ex)
+{
+    size_t n = 0;
+
+    check_subtree(ex->by_addr.root, 0, UINT64_MAX, &n);
+    CHECK_EQ(n, ex->by_addr.n);
+    CHECK_EQ(n, ex->by_id.n);
+}
+
+/* The reference: live exposures in an array, searched linearly. */
+struct model {
+    struct hmaf__exposure *v[512];
+    size_t n;
+    uint64_t ids[4096]; /* every id handed out, live or not */
+    size_t nids;
+};
+
+static long model_find(const struct model *m, uint64_t addr)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        if (addr >= m->v[i]->iv.base &&
+            addr - m->v[i]->iv.base < m->v[i]->iv.len) {
+            return (long)i;
+        }
+    }
+    return -1;
+}
+
+static int model_overlaps(const struct model *m, uint64_t base, uint64_t len)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        const struct hmaf__itree_node *iv = &m->v[i]->iv;
+        if (base <= iv->base + (iv->len - 1) && iv->base <= base + (len - 1)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void model_add(struct hmaf__exposures *ex, struct model *m,
+                      uint64_t *rng)
+{
+    uint64_t base = next_rand(rng) % 0x10000, len = 1 + next_rand(rng) % 300;
+    struct hmaf__exposure *e = NULL;
+    int ret = hmaf__exposure_add(ex, base, len, R, &e);
+
+    if (model_overlaps(m, base, len)) {
+        CHECK_ERR(ret, HMAF_EEXIST);
+        return;
+    }
+    CHECK_OK(ret);
+    for (size_t i = 0; i < m->nids; i++) {
+        CHECK(e->id != m->ids[i]);
+    }
+    if (m->nids < 4096) {
+        m->ids[m->nids++] = e->id;
+    }
+    m->v[m->n++] = e;
+}
+
+static void model_take(struct hmaf__exposures *ex, struct model *m,
+                       uint64_t *rng)
+{
+    size_t i = (size_t)(next_rand(rng) % m->n);
+    struct hmaf__exposure *e = m->v[i];
+
+    if (next_rand(rng) % 4 == 0) { /* not exactly its range: nothing */
+        CHECK(hmaf__exposure_take(ex, e->iv.base, e->iv.len + 1) == NULL);
+        CHECK(hmaf__exposure_take(ex, e->iv.base + 1, e->iv.len) == NULL ||
+              e->iv.len == 1);
+    }
+    CHECK(hmaf__exposure_find(ex, e->iv.base + e->iv.len - 1) == e);
+    CHECK(hmaf__exposure_take(ex, e->iv.base, e->iv.len) == e);
+    m->v[i] = m->v[--m->n];
+    free(e);
+}
+
+static void model_lookups(const struct hmaf__exposures *ex,
+                          const struct model *m, uint64_t *rng)
+{
+    for (int k = 0; k < 8; k++) {
+        uint64_t addr = next_rand(rng) % 0x10200;
+        long i = model_find(m, addr);
+        CHECK(hmaf__exposure_find(ex, addr) == (i < 0 ? NULL : m->v[i]));
+    }
+    for (int k = 0; k < 4 && m->nids > 0; k++) {
+        uint64_t id = m->ids[next_rand(rng) % m->nids];
+        struct hmaf__exposure *e = hmaf__exposure_find_id(ex, id);
+        long live = -1;
+        for (size_t i = 0; i < m->n; i++) {
+            live = m->v[i]->id == id ? (long)i : live;
+        }
+        CHECK(e == (live < 0 ? NULL : m->v[live]));
+    }
+}
+
+/* Random adds, exact takes and lookups against the linear reference. */
+static void test_random_against_model(void)
+{
+    static struct model m;
+    struct hmaf__exposures ex = {0};
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+    for (int step = 0; step < 40000; step++) {
+        uint64_t op = next_rand(&rng) % 8;
+        if ((op < 4 && m.n < 512) || m.n == 0) {
+            model_add(&ex, &m, &rng);
+        } else if (op < 6) {
+            model_take(&ex, &m, &rng);
+        } else {
+            model_lookups(&ex, &m, &rng);
+        }
+        if (step % 997 == 0) {
+            check_tree(&ex);
+        }
+    }
+    check_tree(&ex);
+    CHECK_EQ(drain(&ex), (int)m.n);
+}
+
+/* 100,000 exposures, added from the top down (as mmap hands out
+ * addresses) and taken in a scattered order: the tree stays balanced. */
+static void test_many(void)
+{
+    enum { N = 100000 };
+    struct hmaf__exposures ex = {0};
+    static struct hmaf__exposure *v[N];
+    uint64_t rng = 42;
+
+    for (size_t i = 0; i < N; i++) {
+        CHECK_OK(hmaf__exposure_add(&ex, (uint64_t)(N - i) * 0x1000, 0x1000, RW,
+                                    &v[i]));
+    }
+    check_tree(&ex);
+    CHECK(ex.by_addr.root->height <= 25); /* 1.44 log2(100,000) */
+    for (size_t i = N; i > 1; i--) { /* shuffle */
+        size_t j = (size_t)(next_rand(&rng) % i);
+        struct hmaf__exposure *t = v[i - 1];
+        v[i - 1] = v[j];
+        v[j] = t;
+    }
+    for (size_t i = 0; i < N; i++) {
+        CHECK(hmaf__exposure_find(&ex, v[i]->iv.base + 0x800) == v[i]);
+        CHECK(hmaf__exposure_find_id(&ex, v[i]->id) == v[i]);
+        CHECK(hmaf__exposure_take(&ex, v[i]->iv.base, 0x1000) == v[i]);
+        free(v[i]);
+        if (i % 20000 == 0) {
+            check_tree(&ex);
+        }
+    }
+    CHECK_EQ(drain(&ex), 0);
 }
 
 static void check_root(const struct hmaf__roots *roots, const char *name,
@@ -277,6 +459,8 @@ int main(void)
     test_take_exact();
     test_ids_not_reused();
     test_take_any();
+    test_random_against_model();
+    test_many();
     test_roots_basic();
     test_roots_name_length();
     test_roots_many();
