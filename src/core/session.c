@@ -181,6 +181,7 @@ static int attach_to_host(struct hmaf_session *s, const struct hmaf_welcome *w)
     if (ret < 0) {
         goto err_rmem;
     }
+    s->readers_id = s->cache.readers.id;
     if (s->ops->flags & HMAF_ENGINE_ASYNC) {
         /* posted requests are in flight outside any section */
         s->cache.readers.drain = hmaf__request_drain;
@@ -241,10 +242,13 @@ HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
     if (ret < 0 || session_out == NULL) {
         return HMAF_EINVAL;
     }
-    s = calloc(1, sizeof(*s));
+    /* Aligned as declared: its hot fields share one cache line, and the
+     * reader slots in it have lines of their own. */
+    s = aligned_alloc(_Alignof(struct hmaf_session), sizeof(*s));
     if (s == NULL) {
         return HMAF_ENOMEM;
     }
+    memset(s, 0, sizeof(*s));
     s->params = *params;
     s->channel = (struct hmaf_channel){.fd = -1};
     s->watch.wake_fd = -1;
@@ -261,6 +265,8 @@ HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
     /* The wire carries no longer blob, whatever the engine says. */
     s->limits.max_blob = HMAF_MIN(s->limits.max_blob, HMAF_BLOB_MAX);
     s->post = s->ops->post;
+    s->move_one = s->ops->move_one;
+    s->move_one_max = HMAF_MIN(HMAF_MOVE_ONE_MAX, s->limits.max_transfer);
     pthread_mutex_init(&s->epoch_lock, NULL); /* the watch thread locks it */
     pthread_mutex_init(&s->maps_lock, NULL);
     pthread_mutex_init(&s->queues_lock, NULL);
