@@ -56,6 +56,13 @@ struct cma_ep {
     pid_t peer;
 };
 
+/* An imported range names its peer itself: a small transfer finds the pid
+ * beside the region the core just looked up, not on the ep's own line. */
+struct cma_rmem {
+    struct hmaf_engine_rmem base;
+    pid_t peer;
+};
+
 static int cma_probe(void)
 {
     return 0; /* process_vm_readv exists since Linux 3.2 */
@@ -189,7 +196,10 @@ static int cma_mem_export(struct hmaf_engine_mem *mem, void *buf, size_t cap,
 static int cma_rmem_import(struct hmaf_engine_rmem *rmem, const void *blob,
                            size_t len)
 {
-    (void)rmem, (void)blob;
+    struct cma_rmem *crm = hmaf__container_of(rmem, struct cma_rmem, base);
+
+    (void)blob;
+    crm->peer = hmaf__container_of(rmem->ep, struct cma_ep, base)->peer;
     return len == 0 ? 0 : HMAF_EPROTO;
 }
 
@@ -287,15 +297,22 @@ static void cma_advance(const struct hmaf_xfer_batch *batch, uint32_t *i,
     }
 }
 
+static inline ssize_t cma_syscall(pid_t peer, enum hmaf_xfer_op op,
+                                  const struct iovec *local, int nlocal,
+                                  const struct iovec *remote, int nremote)
+{
+    return op == HMAF_XFER_READ
+               ? process_vm_readv(peer, local, (unsigned long)nlocal, remote,
+                                  (unsigned long)nremote, 0)
+               : process_vm_writev(peer, local, (unsigned long)nlocal, remote,
+                                   (unsigned long)nremote, 0);
+}
+
 static ssize_t cma_call(const struct cma_ep *cep, enum hmaf_xfer_op op,
                         const struct iovec *local, int nlocal,
                         const struct iovec *remote, int nremote)
 {
-    return op == HMAF_XFER_READ
-               ? process_vm_readv(cep->peer, local, (unsigned long)nlocal,
-                                  remote, (unsigned long)nremote, 0)
-               : process_vm_writev(cep->peer, local, (unsigned long)nlocal,
-                                   remote, (unsigned long)nremote, 0);
+    return cma_syscall(cep->peer, op, local, nlocal, remote, nremote);
 }
 
 static int cma_failed(const struct cma_ep *cep, enum hmaf_xfer_op op,
@@ -360,15 +377,17 @@ static HMAF_HOT int cma_move_one(struct hmaf_engine_ep *ep,
                                  enum hmaf_xfer_op op,
                                  const struct hmaf_xfer *x)
 {
-    const struct cma_ep *cep = hmaf__container_of(ep, struct cma_ep, base);
+    const struct cma_rmem *crm =
+        hmaf__container_of(x->rmem, struct cma_rmem, base);
     struct iovec local = {x->local, x->len};
     struct iovec remote = {(void *)(uintptr_t)x->remote_addr, x->len};
-    ssize_t n = cma_call(cep, op, &local, 1, &remote, 1);
+    ssize_t n = cma_syscall(crm->peer, op, &local, 1, &remote, 1);
 
     if (hmaf__likely(n == (ssize_t)x->len)) {
         return 0;
     }
-    return cma_move_rest(cep, op, x, n);
+    return cma_move_rest(hmaf__container_of(ep, struct cma_ep, base), op, x,
+                         n);
 }
 
 /* Kept out of line so the common small post needs no 32 KiB frame. */
@@ -409,7 +428,7 @@ const struct hmaf_engine_ops hmaf_engine_cma = {
     .ctx_size = sizeof(struct cma_ctx),
     .ep_size = sizeof(struct cma_ep),
     .mem_size = sizeof(struct hmaf_engine_mem),
-    .rmem_size = sizeof(struct hmaf_engine_rmem),
+    .rmem_size = sizeof(struct cma_rmem),
     .probe = cma_probe,
     .ctx_open = cma_ctx_open,
     .limits = cma_limits,
