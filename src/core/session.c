@@ -15,6 +15,13 @@
 #include "util/compiler.h"
 #include "util/log.h"
 
+/* A page; aligned_alloc wants the size rounded up to it. */
+#define SESSION_ALIGN 4096
+#define SESSION_SIZE                                                           \
+    ((sizeof(struct hmaf_session) + SESSION_ALIGN - 1) / SESSION_ALIGN *       \
+     SESSION_ALIGN)
+_Static_assert(_Alignof(struct hmaf_session) <= SESSION_ALIGN, "alignment");
+
 HMAF_API void hmaf_session_params_init(hmaf_session_params_t *params)
 {
     if (params == NULL) {
@@ -242,9 +249,11 @@ HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
     if (ret < 0 || session_out == NULL) {
         return HMAF_EINVAL;
     }
-    /* Aligned as declared: its hot fields share one cache line, and the
-     * reader slots in it have lines of their own. */
-    s = aligned_alloc(_Alignof(struct hmaf_session), sizeof(*s));
+    /* On a page of its own: its hot line, the region cache's current set
+     * pointer and the first reader slots share that page (and its TLB
+     * entry, which a system call may flush), and each slot has its lines
+     * to itself. */
+    s = aligned_alloc(SESSION_ALIGN, SESSION_SIZE);
     if (s == NULL) {
         return HMAF_ENOMEM;
     }
