@@ -7,10 +7,12 @@
  * progressing runs them through the synchronous data path, merging
  * consecutive requests of one direction into one call, which the engine
  * turns into as few operations as it can (one process_vm_readv per 1024
- * segments with cma).
+ * segments with cma). Handle-less one-segment posts, one after another,
+ * share one entry of the request table (a run), so that such a post
+ * costs little more than copying its segment.
  *
  * With an asynchronous engine (HMAF_ENGINE_ASYNC: doca), posting hands the
- * request to the engine at once, as one batch of its own (xfer.c,
+ * request to the engine at once, as one batch of its own (datapath.c,
  * hmaf__session_post_async), and progressing completes what the engine
  * finished: the transfers overlap the caller's work. A request that needs
  * more than ASYNC_XFERS transfers, or moves mirror memory, runs at post
@@ -19,7 +21,7 @@
  * whoever waits (a revocation, an eviction, the session's fence) drives
  * the engine until every request that was in flight is done, before any
  * import is released. A post that finds the revocation epoch due for a
- * look carries it (xfer.c): the queue's look goes to the engine beside
+ * look carries it (datapath.c): the queue's look goes to the engine beside
  * the request, and the request completes once both are done, when the
  * look is looked at.
  *

@@ -1,5 +1,5 @@
 /* Dpu-side session: lifecycle, roots, ping, counters. The data path is in
- * xfer.c. */
+ * datapath.c. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

@@ -65,7 +65,7 @@ struct hmaf_session {
     pthread_mutex_t epoch_lock;   /* one thread applies a revocation */
     uint64_t epoch_seen;          /* written under epoch_lock; read
                                      without it by carried looks
-                                     (xfer.c), atomically */
+                                     (datapath.c), atomically */
     _Atomic uint64_t map_resident; /* bytes mirrored by all its mappings
                                       and reserved by their faults */
     pthread_mutex_t maps_lock;     /* the list below; taken before any
