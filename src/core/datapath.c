@@ -3,8 +3,10 @@
  *
  *   the calls    hmaf_session_read/write move one segment,
  *                hmaf_session_readv/writev many.
- *   one segment  that one cached region covers moves in one step of its
- *                own (transfer_one); anything else, errors included, takes
+ *   one segment  of at most HMAF_MOVE_ONE_MAX bytes that one cached
+ *                region covers moves in one step of its own, through the
+ *                engine's move_one (transfer_one); anything else, errors
+ *                included, takes
  *   the call     (transfer_call): steps until every segment has moved,
  *                meeting what a step could not do itself — a miss (the
  *                range is registered), a look at the revocation epoch it
