@@ -105,6 +105,16 @@ static struct hmaf__reader *claim(struct hmaf__readers *rs, int tid)
     return r != NULL ? r : claim_in(rs, tid, 0, HMAF_READER_APP_SLOTS);
 }
 
+/* Entry i becomes the first, where hmaf__reader_get looks; the first
+ * takes its place. */
+static void to_front(unsigned i)
+{
+    struct hmaf__reader_cache_entry first = hmaf__reader_cache[0];
+
+    hmaf__reader_cache[0] = hmaf__reader_cache[i];
+    hmaf__reader_cache[i] = first;
+}
+
 int hmaf__reader_get_slow(struct hmaf__readers *rs, struct hmaf__reader **out)
 {
     struct hmaf__reader *r;
@@ -119,9 +129,23 @@ int hmaf__reader_get_slow(struct hmaf__readers *rs, struct hmaf__reader **out)
     }
     hmaf__reader_cache[cache_next].id = rs->id;
     hmaf__reader_cache[cache_next].reader = r;
+    to_front(cache_next);
     cache_next = (cache_next + 1) % HMAF_READER_CACHE;
     *out = r;
     return 0;
+}
+
+int hmaf__reader_get_cached(struct hmaf__readers *rs,
+                            struct hmaf__reader **out)
+{
+    for (unsigned i = 1; i < HMAF_READER_CACHE; i++) {
+        if (hmaf__reader_cache[i].id == rs->id) {
+            to_front(i);
+            *out = hmaf__reader_cache[0].reader;
+            return 0;
+        }
+    }
+    return hmaf__reader_get_slow(rs, out);
 }
 
 void hmaf__readers_synchronize(struct hmaf__readers *rs)

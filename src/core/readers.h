@@ -19,6 +19,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "util/compiler.h"
+
 /* Slots for the application's threads, then for the library's own (a
  * session's watch thread, its mappings' fault threads): these never take
  * an application's slot while one of their own is free. */
@@ -34,14 +36,16 @@ enum hmaf__reader_counter {
     HMAF_RC_COUNT
 };
 
+/* Two lines, so that no other slot shares them. A small read touches the
+ * first only: sequence, counters and hint. */
 struct hmaf__reader {
     _Atomic uint64_t seq;    /* odd while inside a read-side section */
     _Atomic int owner;       /* thread id, 0 when free */
     _Atomic uint64_t counters[HMAF_RC_COUNT]; /* written by the owner only */
-    void *queue; /* the owner's posted requests (core/request.c) */
     uint64_t hint_gen;  /* the region this thread found last, valid while */
     void *hint;         /* the cache's region set has generation hint_gen */
-} __attribute__((aligned(128))); /* two lines: no false sharing */
+    void *queue; /* the owner's posted requests (core/request.c) */
+} __attribute__((aligned(128)));
 
 struct hmaf__readers {
     uint64_t id;           /* unique per process lifetime: keys the cache */
@@ -57,7 +61,8 @@ struct hmaf__readers {
 int hmaf__readers_init(struct hmaf__readers *rs);
 void hmaf__readers_fini(struct hmaf__readers *rs);
 
-/* This thread's slot: 0, or -ENOSPC with more live threads than slots. */
+/* This thread's slot: 0, or -ENOSPC with more live threads than slots
+ * (hmaf__reader_get, below, looks in the thread's cache first). */
 int hmaf__reader_get_slow(struct hmaf__readers *rs, struct hmaf__reader **out);
 /* Call once at the start of a library thread: its slots are the library's. */
 void hmaf__reader_library_thread(void);
@@ -89,16 +94,50 @@ struct hmaf__reader_cache_entry {
 extern HMAF_TLS struct hmaf__reader_cache_entry
     hmaf__reader_cache[HMAF_READER_CACHE];
 
+/* The cache's other entries, or a slot claimed (readers.c). */
+int hmaf__reader_get_cached(struct hmaf__readers *rs,
+                            struct hmaf__reader **out);
+
+/* The slot this thread used last, if it is one of the set with this id
+ * (hmaf__readers.id), else NULL. */
+static inline struct hmaf__reader *hmaf__reader_last_of(uint64_t id)
+{
+    return hmaf__reader_cache[0].id == id ? hmaf__reader_cache[0].reader
+                                          : NULL;
+}
+
+/* The slot this thread used last, if it is one of rs, else NULL (then
+ * hmaf__reader_get finds or claims one). The cache's first entry holds
+ * it: a thread that keeps to one session finds its slot with one
+ * comparison and no call. */
+static inline struct hmaf__reader *
+hmaf__reader_last(const struct hmaf__readers *rs)
+{
+    return hmaf__reader_last_of(rs->id);
+}
+
 static inline int hmaf__reader_get(struct hmaf__readers *rs,
                                    struct hmaf__reader **out)
 {
-    for (int i = 0; i < HMAF_READER_CACHE; i++) {
-        if (hmaf__reader_cache[i].id == rs->id) {
-            *out = hmaf__reader_cache[i].reader;
-            return 0;
-        }
+    struct hmaf__reader *r = hmaf__reader_last(rs);
+
+    if (hmaf__likely(r != NULL)) {
+        *out = r;
+        return 0;
     }
-    return hmaf__reader_get_slow(rs, out);
+    return hmaf__reader_get_cached(rs, out);
+}
+
+/* The same as a pointer: NULL with more live threads than slots. Its
+ * caller keeps the slot in a register, not behind an address. */
+static inline struct hmaf__reader *hmaf__reader_mine(struct hmaf__readers *rs)
+{
+    struct hmaf__reader *r = hmaf__reader_last(rs);
+
+    if (hmaf__unlikely(r == NULL) && hmaf__reader_get_cached(rs, &r) < 0) {
+        return NULL;
+    }
+    return r;
 }
 
 static inline void hmaf__reader_enter(struct hmaf__reader *r)

@@ -7,10 +7,12 @@
  * progressing runs them through the synchronous data path, merging
  * consecutive requests of one direction into one call, which the engine
  * turns into as few operations as it can (one process_vm_readv per 1024
- * segments with cma).
+ * segments with cma). Handle-less one-segment posts, one after another,
+ * share one entry of the request table (a run), so that such a post
+ * costs little more than copying its segment.
  *
  * With an asynchronous engine (HMAF_ENGINE_ASYNC: doca), posting hands the
- * request to the engine at once, as one batch of its own (xfer.c,
+ * request to the engine at once, as one batch of its own (datapath.c,
  * hmaf__session_post_async), and progressing completes what the engine
  * finished: the transfers overlap the caller's work. A request that needs
  * more than ASYNC_XFERS transfers, or moves mirror memory, runs at post
@@ -19,9 +21,12 @@
  * whoever waits (a revocation, an eviction, the session's fence) drives
  * the engine until every request that was in flight is done, before any
  * import is released. A post that finds the revocation epoch due for a
- * look carries it (xfer.c): the queue's look goes to the engine beside
+ * look carries it (datapath.c): the queue's look goes to the engine beside
  * the request, and the request completes once both are done, when the
  * look is looked at.
+ *
+ * A request's segments are validated once, when it is posted; the data
+ * path takes them as they are when the request runs.
  *
  * A handle is request index | generation << 16. Generations are unique
  * in the process — each queue takes ranges of them from one counter — so
@@ -38,7 +43,9 @@
 #include <hmaf/error.h>
 #include <hmaf/session.h>
 
+#include "core/datapath.h"
 #include "core/session_int.h"
+#include "util/compiler.h"
 
 enum req_state { REQ_FREE, REQ_PENDING, REQ_INFLIGHT, REQ_DONE };
 
@@ -50,6 +57,9 @@ struct queued_req {
     uint8_t state;
     uint8_t op;         /* enum hmaf_xfer_op */
     uint8_t has_handle; /* else freed at completion, error kept for flush */
+    uint8_t mirrored;   /* a buffer is mirror memory (bounced) */
+    uint8_t joined;     /* handle-less one-segment posts, one after the
+                           other: each segment is a request of its own */
     int status;
     uint32_t first_seg; /* while pending: its segments in queue->segs */
     uint32_t nsegs;
@@ -61,6 +71,10 @@ struct queue {
     uint32_t window;   /* segments and requests, at most */
     uint32_t nsegs;
     uint32_t npending;
+    uint32_t run;      /* the pending request that handle-less one-
+                          segment posts join (a run), or NO_REQ; while
+                          open, its segments go on to nsegs */
+    uint8_t run_op;    /* the run's direction + 1; 0 while none is open */
     uint64_t next_gen; /* the queue's range of generations: */
     uint64_t gen_end;  /* [next_gen, gen_end) */
     int deferred_error; /* first error of a handle-less request */
@@ -82,6 +96,7 @@ struct queue {
 };
 
 #define NO_LOOK_REQ UINT32_MAX
+#define NO_REQ UINT32_MAX
 
 #define HANDLE_INDEX_BITS 16
 #define HANDLE_GEN_BITS 48
@@ -164,6 +179,7 @@ static struct queue *new_queue(uint32_t window, int tid, int async)
     q->window = window;
     q->owner_tid = tid;
     q->look_req = NO_LOOK_REQ;
+    q->run = NO_REQ;
     return q; /* next_gen == gen_end: the first post takes a range */
 }
 
@@ -228,9 +244,23 @@ static struct queue *replace_queue(struct hmaf_session *s,
     return q;
 }
 
+/* A queue for this thread's slot, where it has none of its own yet. */
+static __attribute__((noinline)) int new_queue_for(struct hmaf_session *s,
+                                                   struct hmaf__reader *r,
+                                                   struct queue **q_out)
+{
+    struct queue *q = replace_queue(s, r);
+
+    if (q == NULL) {
+        return HMAF_ENOMEM;
+    }
+    *q_out = q;
+    return 0;
+}
+
 /* This thread's queue; a queue left by an exited thread is started over. */
-static int my_queue(struct hmaf_session *s, struct hmaf__reader **reader_out,
-                    struct queue **q_out)
+static inline __attribute__((always_inline)) int
+my_queue(struct hmaf_session *s, struct queue **q_out)
 {
     struct hmaf__reader *r;
     struct queue *q;
@@ -240,13 +270,9 @@ static int my_queue(struct hmaf_session *s, struct hmaf__reader **reader_out,
         return ret;
     }
     q = r->queue;
-    if (q == NULL || q->owner_tid != atomic_load(&r->owner)) {
-        q = replace_queue(s, r);
-        if (q == NULL) {
-            return HMAF_ENOMEM;
-        }
+    if (hmaf__unlikely(q == NULL || q->owner_tid != atomic_load(&r->owner))) {
+        return new_queue_for(s, r, q_out);
     }
-    *reader_out = r;
     *q_out = q;
     return 0;
 }
@@ -279,24 +305,44 @@ static void complete(struct queue *q, uint32_t index, int status)
     }
 }
 
-/* Run pending[from, to): all one direction, their segments contiguous. */
+/* Run one request's segments (checked when it was posted) on their own.
+ * Joined posts are each their own request: each segment runs alone, and
+ * the first error is theirs (they have no handle to tell the others). */
+static int run_request(struct hmaf_session *s, struct queue *q,
+                       const struct queued_req *r)
+{
+    const hmaf_seg_t *segs = &q->segs[r->first_seg];
+    int first_err = 0;
+
+    if (!r->joined) {
+        return hmaf__session_transfer_valid(s, r->op, segs, r->nsegs,
+                                            r->mirrored);
+    }
+    for (uint32_t i = 0; i < r->nsegs; i++) {
+        int err = hmaf__session_transfer_valid(s, r->op, &segs[i], 1,
+                                               r->mirrored);
+        first_err = first_err == 0 ? err : first_err;
+    }
+    return first_err;
+}
+
+/* Run pending[from, to): all one direction, their segments contiguous,
+ * mirrored when any of them is. */
 static void run_requests(struct hmaf_session *s, struct queue *q,
-                         uint32_t from, uint32_t to)
+                         uint32_t from, uint32_t to, int mirrored)
 {
     const struct queued_req *first = &q->reqs[q->pending[from]];
     const struct queued_req *last = &q->reqs[q->pending[to - 1]];
     uint32_t nsegs = last->first_seg + last->nsegs - first->first_seg;
-    int ret = hmaf__session_transfer(s, first->op, &q->segs[first->first_seg],
-                                     nsegs);
+    int ret = hmaf__session_transfer_valid(
+        s, first->op, &q->segs[first->first_seg], nsegs, mirrored);
 
     for (uint32_t i = from; i < to; i++) {
         const struct queued_req *r = &q->reqs[q->pending[i]];
         /* A merged run failed somewhere: give each request its own fate. */
-        int status = ret == 0 || to - from == 1
+        int status = ret == 0 || (to - from == 1 && !r->joined)
                          ? ret
-                         : hmaf__session_transfer(s, r->op,
-                                                  &q->segs[r->first_seg],
-                                                  r->nsegs);
+                         : run_request(s, q, r);
         complete(q, q->pending[i], status);
     }
 }
@@ -359,6 +405,21 @@ static void progress_async(struct hmaf_session *s, struct queue *q)
     }
 }
 
+/* The open run, if any, takes no more posts: its segments are counted. */
+static void close_run(struct queue *q)
+{
+    struct queued_req *r;
+
+    if (q->run == NO_REQ) {
+        return;
+    }
+    r = &q->reqs[q->run];
+    r->nsegs = q->nsegs - r->first_seg;
+    r->joined = r->nsegs > 1;
+    q->run = NO_REQ;
+    q->run_op = 0;
+}
+
 static void progress(struct hmaf_session *s, struct queue *q)
 {
     uint32_t i = 0;
@@ -366,14 +427,16 @@ static void progress(struct hmaf_session *s, struct queue *q)
     if (q->ninflight > 0) {
         progress_async(s, q);
     }
+    close_run(q);
 
     while (i < q->npending) {
+        uint8_t op = q->reqs[q->pending[i]].op;
+        int mirrored = q->reqs[q->pending[i]].mirrored;
         uint32_t j = i + 1;
-        while (j < q->npending &&
-               q->reqs[q->pending[j]].op == q->reqs[q->pending[i]].op) {
-            j++;
+        while (j < q->npending && q->reqs[q->pending[j]].op == op) {
+            mirrored |= q->reqs[q->pending[j++]].mirrored;
         }
-        run_requests(s, q, i, j);
+        run_requests(s, q, i, j, mirrored);
         i = j;
     }
     q->npending = 0;
@@ -387,7 +450,8 @@ static long free_request(struct queue *q)
 
 /* Room for nsegs more segments and one request, progressing if need be.
  * Inlined: it is most of a cma post. */
-static inline __attribute__((always_inline)) long make_room(struct hmaf_session *s, struct queue *q, size_t nsegs)
+static inline __attribute__((always_inline)) long
+make_room(struct hmaf_session *s, struct queue *q, size_t nsegs)
 {
     long index;
 
@@ -402,169 +466,279 @@ static inline __attribute__((always_inline)) long make_room(struct hmaf_session 
     return index < 0 ? HMAF_ENOSPC : index;
 }
 
-static int enqueue(struct hmaf_session *s, struct queue *q,
-                   enum hmaf_xfer_op op,
-                   const hmaf_seg_t *segs, size_t nsegs, hmaf_req_t *req_out)
-{
-    long index = make_room(s, q, nsegs);
-    struct queued_req *r;
+/* What a post knows of its request once the segments passed. */
+struct post {
+    enum hmaf_xfer_op op;
+    const hmaf_seg_t *segs;
+    size_t nsegs;
+    int mirrored; /* a buffer is mirror memory */
+    hmaf_req_t *req_out;
+};
 
+static void copy_segs(hmaf_seg_t *to, const hmaf_seg_t *from, size_t nsegs)
+{
+    if (nsegs == 1) {
+        *to = *from; /* most posts: no call to memcpy */
+    } else {
+        memcpy(to, from, nsegs * sizeof(*from));
+    }
+}
+
+/* A new request in the queue's table, its handle given out. */
+static inline __attribute__((always_inline)) struct queued_req *
+new_request(struct queue *q, long index, const struct post *p, uint8_t state)
+{
+    struct queued_req *r = &q->reqs[index];
+
+    /* Field by field: a compound literal would clear the padding too. */
+    r->gen = next_gen(q);
+    r->state = state;
+    r->op = (uint8_t)p->op;
+    r->has_handle = p->req_out != NULL;
+    r->mirrored = (uint8_t)p->mirrored;
+    r->joined = 0;
+    r->status = 0;
+    r->first_seg = 0;
+    r->nsegs = (uint32_t)p->nsegs;
+    r->bytes = 0;
+    if (p->req_out != NULL) {
+        *p->req_out = encode_handle((uint32_t)index, r->gen);
+    }
+    return r;
+}
+
+/*
+ * A handle-less one-segment post (without mirror memory) joins the run
+ * the queue's last such post opened, where it can: the same direction,
+ * and room in the window. It then costs a segment's copy, not a request
+ * of its own; run_request still gives it its own fate.
+ */
+static inline __attribute__((always_inline)) int
+join(struct queue *q, enum hmaf_xfer_op op, const hmaf_seg_t *seg)
+{
+    if (q->run_op != (uint8_t)op + 1 ||
+        q->nsegs + q->inflight_segs >= q->window) {
+        return 0;
+    }
+    q->segs[q->nsegs++] = *seg;
+    return 1;
+}
+
+/* A synchronous engine: queued, to run merged with its neighbours. */
+static inline __attribute__((always_inline)) int
+enqueue(struct hmaf_session *s, struct queue *q, const struct post *p)
+{
+    int joinable = p->nsegs == 1 && p->req_out == NULL && !p->mirrored;
+    struct queued_req *r;
+    long index;
+
+    if (joinable && join(q, p->op, p->segs)) {
+        return 0;
+    }
+    close_run(q); /* requests stay in post order */
+    index = make_room(s, q, p->nsegs);
     if (index < 0) {
         return (int)index;
     }
-    r = &q->reqs[index];
-    memcpy(&q->segs[q->nsegs], segs, nsegs * sizeof(*segs));
-    *r = (struct queued_req){
-        .gen = next_gen(q),
-        .state = REQ_PENDING,
-        .op = (uint8_t)op,
-        .has_handle = req_out != NULL,
-        .first_seg = q->nsegs,
-        .nsegs = (uint32_t)nsegs,
-    };
-    q->nsegs += (uint32_t)nsegs;
+    r = new_request(q, index, p, REQ_PENDING);
+    r->first_seg = q->nsegs;
+    copy_segs(&q->segs[q->nsegs], p->segs, p->nsegs);
+    q->nsegs += (uint32_t)p->nsegs;
     q->pending[q->npending++] = (uint32_t)index;
-    if (req_out != NULL) {
-        *req_out = encode_handle((uint32_t)index, r->gen);
+    if (joinable) { /* it opens a run */
+        q->run = (uint32_t)index;
+        q->run_op = (uint8_t)p->op + 1;
     }
     return 0;
 }
 
 /* Larger than the window: it runs now and is born complete. */
-static int post_oversized(struct hmaf_session *s, struct queue *q,
-                          enum hmaf_xfer_op op,
-                          const hmaf_seg_t *segs, size_t nsegs,
-                          hmaf_req_t *req_out)
+static __attribute__((noinline)) int
+post_oversized(struct hmaf_session *s, struct queue *q, const struct post *p)
 {
-    int status = hmaf__session_transfer(s, op, segs, nsegs);
-    hmaf_seg_t none = {.local = NULL, .remote_addr = 0, .len = 0};
-    int ret = enqueue(s, q, op, &none, 0, req_out);
-
-    if (ret == 0) {
-        complete(q, q->pending[--q->npending], status);
-    }
-    return ret;
-}
-
-/* Engine ASYNC: to the engine now; what cannot go in one batch runs now. */
-static int post_async(struct hmaf_session *s, struct queue *q,
-                      enum hmaf_xfer_op op, const hmaf_seg_t *segs,
-                      size_t nsegs, hmaf_req_t *req_out)
-{
-    long index = make_room(s, q, nsegs);
-    struct queued_req *r;
-    uint64_t bytes = 0, look_flight;
-    int ret;
+    int status = hmaf__session_transfer_valid(s, p->op, p->segs, p->nsegs,
+                                              p->mirrored);
+    long index = make_room(s, q, 0);
 
     if (index < 0) {
         return (int)index;
     }
-    for (size_t i = 0; i < nsegs; i++) {
-        bytes += segs[i].len;
+    new_request(q, index, p, REQ_PENDING);
+    complete(q, (uint32_t)index, status);
+    return 0;
+}
+
+/* Engine ASYNC: to the engine now; what cannot go in one batch, or moves
+ * mirror memory, runs now. */
+static __attribute__((noinline)) int
+post_async(struct hmaf_session *s, struct queue *q, const struct post *p)
+{
+    long index = make_room(s, q, p->nsegs);
+    enum hmaf__post_result res = HMAF_POST_SYNC;
+    struct queued_req *r;
+    uint64_t look_flight;
+    int err = 0;
+
+    if (index < 0) {
+        return (int)index;
     }
-    r = &q->reqs[index];
-    *r = (struct queued_req){
-        .gen = next_gen(q),
-        .state = REQ_INFLIGHT,
-        .op = (uint8_t)op,
-        .has_handle = req_out != NULL,
-        .nsegs = (uint32_t)nsegs,
-        .bytes = bytes,
-    };
-    if (req_out != NULL) {
-        *req_out = encode_handle((uint32_t)index, r->gen);
+    r = new_request(q, index, p, REQ_INFLIGHT);
+    for (size_t i = 0; i < p->nsegs; i++) {
+        r->bytes += p->segs[i].len;
     }
     look_flight = atomic_load_explicit(&q->look.flight, memory_order_relaxed);
-    ret = hmaf__session_post_async(s, op, segs, nsegs, &q->batches[index],
-                                   ASYNC_XFERS, &q->flight[index], &q->look);
-    if (ret == 0) {
+    if (!p->mirrored) {
+        res = hmaf__session_post_async(s, p->op, p->segs, p->nsegs,
+                                       &q->batches[index], ASYNC_XFERS,
+                                       &q->flight[index], &q->look, &err);
+    }
+    if (res == HMAF_POSTED) {
         q->inflight[q->ninflight++] = (uint32_t)index;
-        q->inflight_segs += (uint32_t)nsegs;
+        q->inflight_segs += (uint32_t)p->nsegs;
         if (atomic_load_explicit(&q->look.flight, memory_order_relaxed) !=
             look_flight) {
             q->look_req = (uint32_t)index; /* it carried the look */
         }
         return 0;
     }
-    if (ret == HMAF_POST_SYNC) {
-        ret = hmaf__session_transfer(s, op, segs, nsegs);
+    if (res == HMAF_POST_SYNC) {
+        err = hmaf__session_transfer_valid(s, p->op, p->segs, p->nsegs,
+                                           p->mirrored);
     }
-    complete(q, (uint32_t)index, ret);
+    complete(q, (uint32_t)index, err);
     return 0;
 }
 
-static int post(struct hmaf_session *s, enum hmaf_xfer_op op,
-                const hmaf_seg_t *segs, size_t nsegs, hmaf_req_t *req_out)
+/* Segments that passed their checks, on a live session. */
+static inline __attribute__((always_inline)) int
+post_valid(struct hmaf_session *s, const struct post *p)
 {
-    struct hmaf__reader *reader;
     struct queue *q;
-    int ret;
+    int err = atomic_load_explicit(&s->dead, memory_order_relaxed);
 
-    if (s == NULL) {
-        return HMAF_EINVAL;
+    if (err == 0) {
+        err = my_queue(s, &q);
     }
-    ret = hmaf__validate_segs(segs, nsegs);
-    if (ret == 0) {
-        ret = atomic_load_explicit(&s->dead, memory_order_relaxed);
+    if (err < 0) {
+        return err;
     }
-    if (ret == 0) {
-        ret = my_queue(s, &reader, &q);
-    }
-    if (ret < 0) {
-        return ret;
-    }
-    if (nsegs > q->window) {
-        return post_oversized(s, q, op, segs, nsegs, req_out);
+    if (p->nsegs > q->window) {
+        return post_oversized(s, q, p);
     }
     if (q->flight != NULL) {
-        return post_async(s, q, op, segs, nsegs, req_out);
+        return post_async(s, q, p);
     }
-    return enqueue(s, q, op, segs, nsegs, req_out);
+    return enqueue(s, q, p);
 }
 
-HMAF_API int hmaf_session_post_read(hmaf_session_t *session, void *buf,
-                                    uint64_t remote_addr, size_t len,
-                                    hmaf_req_t *req_out)
+/* One segment, the general way: its checks inline, the rest as for many.
+ * The public calls' arguments in their order, op last: the calls go
+ * straight on here. */
+static __attribute__((noinline)) int
+post_one(struct hmaf_session *s, void *local, uint64_t remote_addr,
+         size_t len, hmaf_req_t *req_out, enum hmaf_xfer_op op)
 {
-    hmaf_seg_t seg = {.local = buf, .remote_addr = remote_addr, .len = len};
+    hmaf_seg_t seg = {.local = local, .remote_addr = remote_addr, .len = len};
+    struct post p = {.op = op, .segs = &seg, .nsegs = 1, .req_out = req_out};
+    int err = s == NULL ? HMAF_EINVAL : hmaf__validate_seg(&seg);
 
-    return post(session, HMAF_XFER_READ, &seg, 1, req_out);
+    if (err < 0) {
+        return err;
+    }
+    p.mirrored = hmaf__mirrors_overlap(local, len);
+    return post_valid(s, &p);
 }
 
-HMAF_API int hmaf_session_post_write(hmaf_session_t *session,
-                                     uint64_t remote_addr, const void *buf,
-                                     size_t len, hmaf_req_t *req_out)
+static int post_many(struct hmaf_session *s, enum hmaf_xfer_op op,
+                     const hmaf_seg_t *segs, size_t nsegs, hmaf_req_t *req_out)
 {
-    hmaf_seg_t seg = {.local = (void *)buf, .remote_addr = remote_addr,
-                      .len = len};
+    struct post p = {.op = op, .segs = segs, .nsegs = nsegs,
+                     .req_out = req_out};
+    int err = s == NULL ? HMAF_EINVAL
+                        : hmaf__check_segs(segs, nsegs, &p.mirrored);
 
-    return post(session, HMAF_XFER_WRITE, &seg, 1, req_out);
+    return err < 0 ? err : post_valid(s, &p);
+}
+
+/*
+ * The commonest post on a synchronous engine, a handle-less one-segment
+ * post after another, joins their run (join) without a function call: 1
+ * when it did. Anything else — a first such post, an argument to look
+ * at, a full window, a dead session, mirror memory, an asynchronous
+ * engine (whose queues open no runs) — returns 0 and takes the general
+ * way, which does the same when it comes to it.
+ */
+static inline __attribute__((always_inline)) int
+post_joined(struct hmaf_session *s, enum hmaf_xfer_op op, void *local,
+            uint64_t remote_addr, size_t len)
+{
+    hmaf_seg_t seg = {.local = local, .remote_addr = remote_addr, .len = len};
+    struct hmaf__reader *r;
+    struct queue *q;
+
+    /* The thread's last slot only (readers.h): no call on this path. */
+    if (s == NULL || local == NULL || len == 0 ||
+        remote_addr + len <= remote_addr ||
+        hmaf__maybe_mirrored(local, len) ||
+        atomic_load_explicit(&s->dead, memory_order_relaxed)) {
+        return 0;
+    }
+    r = hmaf__reader_last_of(s->readers_id);
+    if (r == NULL) {
+        return 0;
+    }
+    q = r->queue;
+    return q != NULL && q->owner_tid == atomic_load(&r->owner) &&
+           join(q, op, &seg);
+}
+
+HMAF_API HMAF_HOT int hmaf_session_post_read(hmaf_session_t *session,
+                                             void *buf, uint64_t remote_addr,
+                                             size_t len, hmaf_req_t *req_out)
+{
+    if (req_out == NULL &&
+        post_joined(session, HMAF_XFER_READ, buf, remote_addr, len)) {
+        return 0;
+    }
+    return post_one(session, buf, remote_addr, len, req_out, HMAF_XFER_READ);
+}
+
+HMAF_API HMAF_HOT int hmaf_session_post_write(hmaf_session_t *session,
+                                              uint64_t remote_addr,
+                                              const void *buf, size_t len,
+                                              hmaf_req_t *req_out)
+{
+    if (req_out == NULL &&
+        post_joined(session, HMAF_XFER_WRITE, (void *)buf, remote_addr, len)) {
+        return 0;
+    }
+    return post_one(session, (void *)buf, remote_addr, len, req_out,
+                    HMAF_XFER_WRITE);
 }
 
 HMAF_API int hmaf_session_post_readv(hmaf_session_t *session,
                                      const hmaf_seg_t *segs, size_t nsegs,
                                      hmaf_req_t *req_out)
 {
-    return post(session, HMAF_XFER_READ, segs, nsegs, req_out);
+    return post_many(session, HMAF_XFER_READ, segs, nsegs, req_out);
 }
 
 HMAF_API int hmaf_session_post_writev(hmaf_session_t *session,
                                       const hmaf_seg_t *segs, size_t nsegs,
                                       hmaf_req_t *req_out)
 {
-    return post(session, HMAF_XFER_WRITE, segs, nsegs, req_out);
+    return post_many(session, HMAF_XFER_WRITE, segs, nsegs, req_out);
 }
 
 /* The caller's request behind a handle, or NULL when it is not one. */
 static struct queued_req *lookup(struct hmaf_session *s, hmaf_req_t req,
                                  struct queue **q_out)
 {
-    struct hmaf__reader *reader;
     struct queue *q;
     uint32_t index = (uint32_t)(req & ((1u << HANDLE_INDEX_BITS) - 1));
     uint64_t gen = req >> HANDLE_INDEX_BITS;
 
-    if (my_queue(s, &reader, &q) < 0 || index >= q->window || gen == 0 ||
+    if (my_queue(s, &q) < 0 || index >= q->window || gen == 0 ||
         q->reqs[index].gen != gen ||
         q->reqs[index].state == REQ_FREE || !q->reqs[index].has_handle) {
         return NULL;
@@ -613,14 +787,13 @@ HMAF_API int hmaf_request_wait(hmaf_session_t *session, hmaf_req_t req)
 
 HMAF_API int hmaf_session_flush(hmaf_session_t *session)
 {
-    struct hmaf__reader *reader;
     struct queue *q;
     int ret;
 
     if (session == NULL) {
         return HMAF_EINVAL;
     }
-    ret = my_queue(session, &reader, &q);
+    ret = my_queue(session, &q);
     if (ret < 0) {
         return ret;
     }

@@ -1,5 +1,5 @@
 /* Dpu-side session: lifecycle, roots, ping, counters. The data path is in
- * xfer.c. */
+ * datapath.c. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +14,13 @@
 #include "util/clock.h"
 #include "util/compiler.h"
 #include "util/log.h"
+
+/* A page; aligned_alloc wants the size rounded up to it. */
+#define SESSION_ALIGN 4096
+#define SESSION_SIZE                                                           \
+    ((sizeof(struct hmaf_session) + SESSION_ALIGN - 1) / SESSION_ALIGN *       \
+     SESSION_ALIGN)
+_Static_assert(_Alignof(struct hmaf_session) <= SESSION_ALIGN, "alignment");
 
 HMAF_API void hmaf_session_params_init(hmaf_session_params_t *params)
 {
@@ -181,6 +188,7 @@ static int attach_to_host(struct hmaf_session *s, const struct hmaf_welcome *w)
     if (ret < 0) {
         goto err_rmem;
     }
+    s->readers_id = s->cache.readers.id;
     if (s->ops->flags & HMAF_ENGINE_ASYNC) {
         /* posted requests are in flight outside any section */
         s->cache.readers.drain = hmaf__request_drain;
@@ -241,10 +249,15 @@ HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
     if (ret < 0 || session_out == NULL) {
         return HMAF_EINVAL;
     }
-    s = calloc(1, sizeof(*s));
+    /* On a page of its own: its hot line, the region cache's current set
+     * pointer and the first reader slots share that page (and its TLB
+     * entry, which a system call may flush), and each slot has its lines
+     * to itself. */
+    s = aligned_alloc(SESSION_ALIGN, SESSION_SIZE);
     if (s == NULL) {
         return HMAF_ENOMEM;
     }
+    memset(s, 0, sizeof(*s));
     s->params = *params;
     s->channel = (struct hmaf_channel){.fd = -1};
     s->watch.wake_fd = -1;
@@ -261,6 +274,8 @@ HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
     /* The wire carries no longer blob, whatever the engine says. */
     s->limits.max_blob = HMAF_MIN(s->limits.max_blob, HMAF_BLOB_MAX);
     s->post = s->ops->post;
+    s->move_one = s->ops->move_one;
+    s->move_one_max = HMAF_MIN(HMAF_MOVE_ONE_MAX, s->limits.max_transfer);
     pthread_mutex_init(&s->epoch_lock, NULL); /* the watch thread locks it */
     pthread_mutex_init(&s->maps_lock, NULL);
     pthread_mutex_init(&s->queues_lock, NULL);

@@ -34,8 +34,10 @@ struct hmaf__watch {
 };
 
 struct hmaf_session {
-    /* Read by every transfer: kept together at the front, so a call after
-     * a system call finds them in as few cache lines as possible. */
+    /* Read by every transfer: one cache line at the front (the session is
+     * allocated aligned), so that a small read after a system call finds
+     * them in as few lines as possible: this one, and the region cache's
+     * current set. */
     _Atomic int dead;               /* sticky: the host is gone, or the
                                        session is being destroyed; data
                                        steps and mailbox I/O look at it
@@ -43,6 +45,12 @@ struct hmaf_session {
     _Atomic uint64_t next_check_ns; /* when the epoch is due for a look */
     uint64_t check_interval_ns;     /* min(ours, the host's lease) */
     struct hmaf_engine_ep *ep;
+    int (*move_one)(struct hmaf_engine_ep *ep, enum hmaf_xfer_op op,
+                    const struct hmaf_xfer *x);
+    uint64_t move_one_max;          /* bytes move_one takes: the lesser
+                                       of HMAF_MOVE_ONE_MAX and
+                                       limits.max_transfer */
+    uint64_t readers_id;            /* cache.readers.id, copied here */
     int (*post)(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch);
     struct hmaf_engine_limits limits;
     struct hmaf__regcache cache;    /* its own hot fields come first */
@@ -57,7 +65,7 @@ struct hmaf_session {
     pthread_mutex_t epoch_lock;   /* one thread applies a revocation */
     uint64_t epoch_seen;          /* written under epoch_lock; read
                                      without it by carried looks
-                                     (xfer.c), atomically */
+                                     (datapath.c), atomically */
     _Atomic uint64_t map_resident; /* bytes mirrored by all its mappings
                                       and reserved by their faults */
     pthread_mutex_t maps_lock;     /* the list below; taken before any
@@ -83,8 +91,6 @@ int hmaf__session_kill(struct hmaf_session *s, int err);
 /* Apply a revocation the host announced, if a look is due (or force).
  * Never from inside a read-side section. */
 int hmaf__session_check_epoch(struct hmaf_session *s, int force);
-/* HMAF_EINVAL (NULL, nothing, an empty segment), HMAF_EOVERFLOW, or 0. */
-int hmaf__validate_segs(const hmaf_seg_t *segs, size_t nsegs);
 /* The synchronous data path behind read/write/readv/writev. */
 int hmaf__session_transfer(struct hmaf_session *s, enum hmaf_xfer_op op,
                            const hmaf_seg_t *segs, size_t nsegs);
@@ -100,40 +106,6 @@ void hmaf__request_queues_free(struct hmaf_session *s);
 /* request.c, engine ASYNC: the readers' drain (readers.h): progress the
  * engine until every request in flight when it was called is done. */
 void hmaf__request_drain(void *session);
-
-/* A look at the revocation epoch that a posted request carried (engine
- * ASYNC): a batch of its own, posted just before the request's, one per
- * thread's queue of requests (request.c). Its owner looks at what it read
- * when it progresses the queue (hmaf__session_posted_look_done). */
-struct hmaf__posted_look {
-    struct hmaf_xfer_batch batch;
-    struct hmaf_xfer xfer;
-    uint8_t word[8];         /* the epoch as the host's mailbox holds it */
-    uint64_t posted_ns;      /* coarse clock before it was posted */
-    _Atomic uint64_t flight; /* odd from its post until its owner looked
-                                at it (the drain waits for an odd one) */
-};
-
-/* Non-blocking requests on an engine ASYNC (request.c): build the
- * transfers of segs into batch->xfers (room for cap) and post them inside
- * a read-side section, *flight made odd before the section ends (the
- * drain waits for an odd one). A look at the epoch that is due goes with
- * them as *look, unless the queue's look in flight covers it. Returns 0
- * (posted: in flight until batch->completed == batch->count, *flight
- * stays odd), HMAF_POST_SYNC (more than one batch, or mirror memory: run
- * it the synchronous way), or the request's error. */
-#define HMAF_POST_SYNC 3 /* apart from xfer.c's own step results */
-int hmaf__session_post_async(struct hmaf_session *s, enum hmaf_xfer_op op,
-                             const hmaf_seg_t *segs, size_t nsegs,
-                             struct hmaf_xfer_batch *batch, uint32_t cap,
-                             _Atomic uint64_t *flight,
-                             struct hmaf__posted_look *look);
-/* The queue's owner, outside any section: once the engine is done with
- * *look, count it as a look at the epoch, or take the separate look when
- * it found the epoch moved or failed. Nothing while it is not in flight or
- * not done. */
-void hmaf__session_posted_look_done(struct hmaf_session *s,
-                                    struct hmaf__posted_look *look);
 
 /* watch.c: the watch thread. start: 0 or HMAF_ENOMEM. wake: the session
  * died (any thread). stop: after the session was marked dead, wait until

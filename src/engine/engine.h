@@ -33,9 +33,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HMAF_ENGINE_ABI_VERSION 4 /* 2: ops->flags, batch->local_span;
+#define HMAF_ENGINE_ABI_VERSION 5 /* 2: ops->flags, batch->local_span;
                                      3: HMAF_ENGINE_ENFORCED;
-                                     4: batch->flags */
+                                     4: batch->flags;
+                                     5: ops->move_one */
 
 enum hmaf_engine_role {
     HMAF_ROLE_HOST = 1,
@@ -100,6 +101,9 @@ struct hmaf_xfer_batch {
     uint32_t flags;     /* HMAF_BATCH_* */
 };
 
+/* The most bytes the core hands to ops->move_one at once. */
+#define HMAF_MOVE_ONE_MAX (64u << 10)
+
 /* batch->flags */
 /* The session's own traffic (its mailbox): small and seldom. An engine
  * that gives busy threads resources of their own (doca: a DMA lane each)
@@ -163,6 +167,15 @@ struct hmaf_engine_ops {
     int (*post)(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch);
     /* Dpu: complete what can be completed; returns the number completed. */
     int (*progress)(struct hmaf_engine_ep *ep);
+    /* Dpu: move one transfer of at most HMAF_MOVE_ONE_MAX bytes (and
+     * limits.max_transfer) and return when it has: 0, or its error, as a
+     * batch of it would end. The data path's commonest call, a small read
+     * or write, without a batch around it: for an engine that moves bytes
+     * at post (cma), the batch would cost more than the rest of the call.
+     * Without it, the registry posts a batch of one and drives it to
+     * completion. May run concurrently with post() and progress(). */
+    int (*move_one)(struct hmaf_engine_ep *ep, enum hmaf_xfer_op op,
+                    const struct hmaf_xfer *x);
 };
 
 /* The table for name, NULL for "first usable". Returns NULL when none

@@ -79,6 +79,16 @@ static int stub_rmem_import(struct hmaf_engine_rmem *rmem, const void *blob,
     return HMAF_ENOTSUP;
 }
 
+/* move_one for an engine without it: a batch of one, run to completion. */
+static int stub_move_one(struct hmaf_engine_ep *ep, enum hmaf_xfer_op op,
+                         const struct hmaf_xfer *x)
+{
+    struct hmaf_xfer xfer = *x;
+    struct hmaf_xfer_batch batch = {.op = op, .xfers = &xfer, .count = 1};
+
+    return hmaf__engine_run(ep, &batch);
+}
+
 #define FILL(ops, field, stub)                                                 \
     do {                                                                       \
         if ((ops)->field == NULL) {                                            \
@@ -113,6 +123,7 @@ static void resolve_all(void)
         FILL(ops, rmem_import, stub_rmem_import);
         FILL(ops, rmem_release, stub_void_rmem);
         FILL(ops, progress, stub_no_progress);
+        FILL(ops, move_one, stub_move_one);
         names[num_resolved++] = ops->name;
     }
 }

@@ -15,4 +15,10 @@
 #define hmaf__likely(x) __builtin_expect(!!(x), 1)
 #define hmaf__unlikely(x) __builtin_expect(!!(x), 0)
 
+/* The small-transfer path: the linker puts such functions together
+ * (.text.hot), so that the path's code lies on as few pages as possible.
+ * Where a system call flushes the TLB (page-table isolation without
+ * PCID), every page a call touches after its transfer costs a page walk. */
+#define HMAF_HOT __attribute__((hot))
+
 #endif

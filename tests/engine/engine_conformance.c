@@ -80,6 +80,8 @@ struct conf {
     struct host_info info;
     uint8_t *model; /* what the host buffer must hold */
     int manual;     /* drive the next batch with post + progress by hand */
+    unsigned moves; /* small transfers so far: every other goes by
+                       move_one */
 };
 
 static uint8_t pattern(uint64_t i, unsigned salt)
@@ -440,14 +442,32 @@ static int submit(struct conf *c, struct hmaf_xfer_batch *b)
     return b->status;
 }
 
+/* One small transfer through move_one, the data path's way for small
+ * reads and writes: it must end as a batch of it would. */
+static int move_one(struct conf *c, enum hmaf_xfer_op op,
+                    struct hmaf_engine_rmem *rmem, uint8_t *local,
+                    uint64_t remote, size_t len)
+{
+    struct hmaf_xfer x = {rmem, local, remote, len};
+
+    CHECK(len <= HMAF_MOVE_ONE_MAX && len <= c->lim.max_transfer);
+    return c->ops->move_one(c->ep, op, &x);
+}
+
 /* Move len bytes, split at max_transfer, in posts of at most max_segments
- * descriptors. Returns the first failing batch's status. */
+ * descriptors (every other small transfer by move_one). Returns the first
+ * failing batch's status. */
 static int transfer(struct conf *c, enum hmaf_xfer_op op,
                     struct hmaf_engine_rmem *rmem, uint8_t *local,
                     uint64_t remote, size_t len)
 {
     struct hmaf_xfer x[8];
     uint32_t per_post = c->lim.max_segments < 8 ? c->lim.max_segments : 8;
+
+    if (len <= HMAF_MOVE_ONE_MAX && len <= c->lim.max_transfer &&
+        c->moves++ % 2 == 1) {
+        return move_one(c, op, rmem, local, remote, len);
+    }
 
     while (len > 0) {
         struct hmaf_xfer_batch b = {.op = op, .xfers = x, .count = 0};
@@ -513,7 +533,7 @@ static void check_ops_table(const struct hmaf_engine_ops *ops, const char *name)
     CHECK(ops->local_blob && ops->ep_open && ops->ep_close);
     CHECK(ops->mem_register && ops->mem_export && ops->mem_deregister);
     CHECK(ops->rmem_import && ops->rmem_release);
-    CHECK(ops->post && ops->progress);
+    CHECK(ops->post && ops->progress && ops->move_one);
     CHECK_OK(ops->probe());
 }
 
@@ -565,6 +585,9 @@ static void test_reads(struct conf *c)
     check_read(c, 0, 1);
     check_read(c, BUF_LEN - 1, 1);
     check_read(c, 64, 64);
+    check_read(c, 100, 64);
+    check_read(c, 4000, HMAF_MOVE_ONE_MAX);
+    check_read(c, 4001, HMAF_MOVE_ONE_MAX);
     check_read(c, 4095, 4097);
     check_read(c, (1u << 20) + 1, 1u << 20);
     check_read(c, 0, BUF_LEN);
@@ -699,6 +722,7 @@ static void test_fault_read(struct conf *c, const struct fault *f)
     CHECK_ERR(b.status, f->err);
     CHECK(memcmp(a, c->model + 200, sizeof(a)) == 0);
     CHECK_ERR(transfer(c, HMAF_XFER_READ, f->rmem, bad, f->addr, 1), f->err);
+    CHECK_ERR(move_one(c, HMAF_XFER_READ, f->rmem, bad, f->addr, 1), f->err);
 }
 
 static void test_fault_write(struct conf *c, const struct fault *f)
@@ -719,6 +743,7 @@ static void test_fault_write(struct conf *c, const struct fault *f)
     fill(c->model, sizeof(a), 0, 5);
     host_verify(c, 0, BUF_LEN);
     CHECK_ERR(transfer(c, HMAF_XFER_WRITE, f->rmem, bad, f->addr, 1), f->err);
+    CHECK_ERR(move_one(c, HMAF_XFER_WRITE, f->rmem, bad, f->addr, 1), f->err);
 }
 
 /* A hole is the transfer's own fault: the ep goes on. */
@@ -768,6 +793,10 @@ static void test_host_gone(struct conf *c)
     CHECK_ERR(transfer(c, HMAF_XFER_READ, c->buf, &b, c->info.addr, 1),
               HMAF_ECONNRESET);
     CHECK_ERR(transfer(c, HMAF_XFER_WRITE, c->buf, &b, c->info.addr, 1),
+              HMAF_ECONNRESET);
+    CHECK_ERR(move_one(c, HMAF_XFER_READ, c->buf, &b, c->info.addr, 1),
+              HMAF_ECONNRESET);
+    CHECK_ERR(move_one(c, HMAF_XFER_WRITE, c->buf, &b, c->info.addr, 1),
               HMAF_ECONNRESET);
 }
 

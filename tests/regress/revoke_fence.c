@@ -15,7 +15,7 @@
  *
  * argv[1] "sparse": each thread sleeps SPARSE_IDLE_US before each call,
  * longer than the session's epoch check interval, so that every call
- * carries its epoch look (xfer.c: reads always; writes, too, on an engine
+ * carries its epoch look (datapath.c: reads always; writes, too, on an engine
  * that enforces revocation, doca). Run on doca, this checks that writes
  * which carry their look instead of looking first are still fenced. */
 #include <stdatomic.h>

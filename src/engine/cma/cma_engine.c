@@ -56,6 +56,13 @@ struct cma_ep {
     pid_t peer;
 };
 
+/* An imported range names its peer itself: a small transfer finds the pid
+ * beside the region the core just looked up, not on the ep's own line. */
+struct cma_rmem {
+    struct hmaf_engine_rmem base;
+    pid_t peer;
+};
+
 static int cma_probe(void)
 {
     return 0; /* process_vm_readv exists since Linux 3.2 */
@@ -189,7 +196,10 @@ static int cma_mem_export(struct hmaf_engine_mem *mem, void *buf, size_t cap,
 static int cma_rmem_import(struct hmaf_engine_rmem *rmem, const void *blob,
                            size_t len)
 {
-    (void)rmem, (void)blob;
+    struct cma_rmem *crm = hmaf__container_of(rmem, struct cma_rmem, base);
+
+    (void)blob;
+    crm->peer = hmaf__container_of(rmem->ep, struct cma_ep, base)->peer;
     return len == 0 ? 0 : HMAF_EPROTO;
 }
 
@@ -209,16 +219,31 @@ static int cma_errno_to_hmaf(int err)
     }
 }
 
-/* Append [base, base + len) to an iovec list, extending its last entry
- * when the new bytes follow on directly. The caller leaves room for one. */
-static void iov_append(struct iovec *iov, int *n, char *base, size_t len)
+/* An iovec list being filled: the last entry grows while the bytes
+ * added follow on from it directly. */
+struct iov_fill {
+    struct iovec *last; /* the list's last entry */
+    char *end;          /* where it ends */
+};
+
+static inline void iov_start(struct iov_fill *f, struct iovec *iov, char *base,
+                             size_t len)
 {
-    if (*n > 0 && (char *)iov[*n - 1].iov_base + iov[*n - 1].iov_len == base) {
-        iov[*n - 1].iov_len += len;
-        return;
+    f->last = iov;
+    f->last->iov_base = base;
+    f->last->iov_len = len;
+    f->end = base + len;
+}
+
+static inline void iov_add(struct iov_fill *f, char *base, size_t len)
+{
+    if (base == f->end) {
+        f->last->iov_len += len;
+    } else {
+        (++f->last)->iov_base = base;
+        f->last->iov_len = len;
     }
-    iov[*n].iov_base = base;
-    iov[(*n)++].iov_len = len;
+    f->end = base + len;
 }
 
 /* The iovec lists for xfers[i] (from byte skip) on, as far as they fit.
@@ -228,22 +253,32 @@ static void iov_append(struct iovec *iov, int *n, char *base, size_t len)
 struct cma_iov {
     struct iovec *local, *remote;
     int nlocal, nremote, cap;
+    uint32_t next; /* the first transfer not in the lists */
+    size_t bytes;  /* what the lists hold */
 };
 
 static void cma_fill_iov(const struct hmaf_xfer_batch *batch, uint32_t i,
                          size_t skip, struct cma_iov *v)
 {
-    v->nlocal = 0;
-    v->nremote = 0;
+    const struct hmaf_xfer *x = batch->xfers;
     /* A transfer adds at most one entry to each list. */
-    for (; i < batch->count && v->nlocal < v->cap && v->nremote < v->cap;
-         i++, skip = 0) {
-        const struct hmaf_xfer *x = &batch->xfers[i];
-        iov_append(v->local, &v->nlocal, (char *)x->local + skip,
-                   x->len - skip);
-        iov_append(v->remote, &v->nremote,
-                   (char *)(uintptr_t)(x->remote_addr + skip), x->len - skip);
+    uint32_t end = batch->count - i > (uint32_t)v->cap ? i + (uint32_t)v->cap
+                                                      : batch->count;
+    size_t bytes = x[i].len - skip;
+    struct iov_fill local, remote;
+
+    iov_start(&local, v->local, (char *)x[i].local + skip, bytes);
+    iov_start(&remote, v->remote,
+              (char *)(uintptr_t)(x[i].remote_addr + skip), bytes);
+    for (i++; i < end; i++) {
+        iov_add(&local, x[i].local, x[i].len);
+        iov_add(&remote, (char *)(uintptr_t)x[i].remote_addr, x[i].len);
+        bytes += x[i].len;
     }
+    v->nlocal = (int)(local.last - v->local) + 1;
+    v->nremote = (int)(remote.last - v->remote) + 1;
+    v->next = i;
+    v->bytes = bytes;
 }
 
 /* Move the cursor (*i, *skip) on by done bytes. */
@@ -262,15 +297,22 @@ static void cma_advance(const struct hmaf_xfer_batch *batch, uint32_t *i,
     }
 }
 
+static inline ssize_t cma_syscall(pid_t peer, enum hmaf_xfer_op op,
+                                  const struct iovec *local, int nlocal,
+                                  const struct iovec *remote, int nremote)
+{
+    return op == HMAF_XFER_READ
+               ? process_vm_readv(peer, local, (unsigned long)nlocal, remote,
+                                  (unsigned long)nremote, 0)
+               : process_vm_writev(peer, local, (unsigned long)nlocal, remote,
+                                   (unsigned long)nremote, 0);
+}
+
 static ssize_t cma_call(const struct cma_ep *cep, enum hmaf_xfer_op op,
                         const struct iovec *local, int nlocal,
                         const struct iovec *remote, int nremote)
 {
-    return op == HMAF_XFER_READ
-               ? process_vm_readv(cep->peer, local, (unsigned long)nlocal,
-                                  remote, (unsigned long)nremote, 0)
-               : process_vm_writev(cep->peer, local, (unsigned long)nlocal,
-                                   remote, (unsigned long)nremote, 0);
+    return cma_syscall(cep->peer, op, local, nlocal, remote, nremote);
 }
 
 static int cma_failed(const struct cma_ep *cep, enum hmaf_xfer_op op,
@@ -298,28 +340,54 @@ static int cma_move(const struct cma_ep *cep, struct hmaf_xfer_batch *batch,
         if (done <= 0) {
             return cma_failed(cep, batch->op, done);
         }
-        cma_advance(batch, &i, &skip, (size_t)done);
+        if ((size_t)done == v.bytes) {
+            i = v.next; /* all of it: the common case */
+            skip = 0;
+        } else {
+            cma_advance(batch, &i, &skip, (size_t)done);
+        }
     }
     return 0;
 }
 
-/* A single transfer, the most common post, without the batch cursor. */
-static int cma_move_one(const struct cma_ep *cep, enum hmaf_xfer_op op,
-                        const struct hmaf_xfer *x)
+/* What is left of a single transfer after a first call moved done bytes
+ * (done <= 0: it failed). Rare: kept out of the common post's way. */
+static __attribute__((noinline, cold)) int
+cma_move_rest(const struct cma_ep *cep, enum hmaf_xfer_op op,
+              const struct hmaf_xfer *x, ssize_t done)
 {
-    size_t done = 0;
-
-    while (done < x->len) {
-        struct iovec local = {(char *)x->local + done, x->len - done};
-        struct iovec remote = {(void *)(uintptr_t)(x->remote_addr + done),
-                               x->len - done};
+    while (done > 0 && (size_t)done < x->len) {
+        struct iovec local = {(char *)x->local + done, x->len - (size_t)done};
+        struct iovec remote = {(void *)(uintptr_t)(x->remote_addr +
+                                                   (size_t)done),
+                               x->len - (size_t)done};
         ssize_t n = cma_call(cep, op, &local, 1, &remote, 1);
         if (n <= 0) {
             return cma_failed(cep, op, n);
         }
-        done += (size_t)n;
+        done += n;
     }
-    return 0;
+    return done <= 0 ? cma_failed(cep, op, done) : 0;
+}
+
+/* A single transfer, the most common post (and the core's move_one, for
+ * small reads and writes): one call, which moves every byte unless a page
+ * is missing (or the kernel stopped short). */
+static HMAF_HOT int cma_move_one(struct hmaf_engine_ep *ep,
+                                 enum hmaf_xfer_op op,
+                                 const struct hmaf_xfer *x)
+{
+    const struct cma_rmem *crm =
+        hmaf__container_of(x->rmem, struct cma_rmem, base);
+    struct iovec local = {x->local, x->len};
+    struct iovec remote = {(void *)(uintptr_t)x->remote_addr, x->len};
+    ssize_t n = cma_syscall(crm->peer, op, &local, 1, &remote, 1);
+
+    if (hmaf__likely(n == (ssize_t)x->len)) {
+        return 0;
+    }
+    return cma_move_rest(hmaf__container_of(ep, struct cma_ep, base), op, x,
+                         n);
 }
 
 /* Kept out of line so the common small post needs no 32 KiB frame. */
@@ -348,7 +416,7 @@ static int cma_post(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch)
     const struct cma_ep *cep = hmaf__container_of(ep, struct cma_ep, base);
 
     batch->status = batch->count == 1
-                        ? cma_move_one(cep, batch->op, &batch->xfers[0])
+                        ? cma_move_one(ep, batch->op, &batch->xfers[0])
                         : cma_move_many(cep, batch);
     batch->completed = batch->count;
     return 0;
@@ -360,7 +428,7 @@ const struct hmaf_engine_ops hmaf_engine_cma = {
     .ctx_size = sizeof(struct cma_ctx),
     .ep_size = sizeof(struct cma_ep),
     .mem_size = sizeof(struct hmaf_engine_mem),
-    .rmem_size = sizeof(struct hmaf_engine_rmem),
+    .rmem_size = sizeof(struct cma_rmem),
     .probe = cma_probe,
     .ctx_open = cma_ctx_open,
     .limits = cma_limits,
@@ -371,4 +439,5 @@ const struct hmaf_engine_ops hmaf_engine_cma = {
     .mem_export = cma_mem_export,
     .rmem_import = cma_rmem_import,
     .post = cma_post,
+    .move_one = cma_move_one,
 };
