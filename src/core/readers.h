@@ -40,7 +40,9 @@ struct hmaf__reader {
     _Atomic uint64_t counters[HMAF_RC_COUNT]; /* written by the owner only */
     void *queue; /* the owner's posted requests (core/request.c) */
     uint64_t hint_gen;  /* the region this thread found last, valid while */
-    void *hint;         /* the cache's region set has generation hint_gen */
+    void *hint;         /* the region cache's generation is hint_gen; */
+    uint64_t hint_base; /* its range, so that a look at the hint does not */
+    uint64_t hint_len;  /* touch a region that the thread has left */
 } __attribute__((aligned(128))); /* two lines: no false sharing */
 
 struct hmaf__readers {

@@ -1,5 +1,6 @@
 #include "core/regcache.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,14 +26,19 @@
 #define rc_unpoison(p, n) ((void)(p), (void)(n))
 #endif
 
-/* Entries per node: with the node's header its keys fill four cache lines,
- * and a search over them takes five steps without a loop or a count. */
-#define RC_FANOUT 31
+/* A node's entries come in groups of four, each key beside its pointer:
+ * one cache line. The node's first line holds the first key of each group
+ * but the first, so a search reads two lines of a node (its first, and
+ * the group's) with five branch-free steps and no count; the levels near
+ * the leaves are the ones a lookup among many regions finds cold. */
+#define RC_GROUP  4
+#define RC_GROUPS 8
+#define RC_FANOUT (RC_GROUP * RC_GROUPS)
 /* Above every base a region can have (base + len <= UINT64_MAX, len > 0):
  * pads a node's keys, so the search never looks at how many it has. */
 #define RC_NO_KEY UINT64_MAX
 /* Deeper than any tree gets: a node splits only when full, so a tree of
- * height h holds more than 15^(h-2) regions. */
+ * height h holds more than 16^(h-2) regions. */
 #define RC_HEIGHT_MAX 24
 /* Replaced nodes wait for a grace period in batches of this many (256
  * KiB), so an insert pays for one only now and then. */
@@ -46,17 +52,25 @@
  * DEREGISTER are paid once per eighth of the cache, not per miss. */
 #define RC_EVICT_SHARE 8
 
+struct rc_entry {
+    uint64_t key;
+    void *ptr; /* struct hmaf__region *, or a child node */
+};
+
 struct hmaf__rc_node {
     uint32_t level; /* 0: a leaf, whose entries are regions */
     uint32_t n;
-    /* Ascending, RC_NO_KEY from n on. A leaf's are its regions' bases; an
-     * inner node's, the smallest base under each child. */
-    uint64_t key[RC_FANOUT];
-    void *ptr[RC_FANOUT]; /* struct hmaf__region * or a child node */
+    uint64_t fence[RC_GROUPS - 1]; /* the key of e[RC_GROUP * (j + 1)] */
+    /* Keys ascending, RC_NO_KEY from n on. A leaf's are its regions'
+     * bases; an inner node's, the smallest base under each child. */
+    struct rc_entry e[RC_FANOUT];
     struct hmaf__rc_node *next_retired; /* never read by readers */
 } __attribute__((aligned(HMAF_CACHELINE)));
 
-_Static_assert(RC_FANOUT == 31, "node_rank's steps search 31 keys");
+_Static_assert(offsetof(struct hmaf__rc_node, e) == HMAF_CACHELINE &&
+                   sizeof(struct rc_entry) * RC_GROUP == HMAF_CACHELINE,
+               "the fences fill the first line, each group one line");
+_Static_assert(RC_GROUPS == 8 && RC_GROUP == 4, "node_rank's steps");
 
 struct hmaf__rc_slab {
     struct hmaf__rc_slab *next;
@@ -77,15 +91,16 @@ static _Atomic uint64_t next_gen = 1;
 static inline unsigned node_rank(const struct hmaf__rc_node *node,
                                  uint64_t addr)
 {
-    const uint64_t *k = node->key;
-    unsigned i = 0;
+    const uint64_t *f = node->fence;
+    const struct rc_entry *grp;
+    unsigned g = 0;
 
-    i += k[i + 15] <= addr ? 16 : 0;
-    i += k[i + 7] <= addr ? 8 : 0;
-    i += k[i + 3] <= addr ? 4 : 0;
-    i += k[i + 1] <= addr ? 2 : 0;
-    i += k[i] <= addr ? 1 : 0;
-    return i;
+    g += f[g + 3] <= addr ? 4 : 0; /* how many groups after the first */
+    g += f[g + 1] <= addr ? 2 : 0; /* start at or below addr */
+    g += f[g] <= addr ? 1 : 0;
+    grp = &node->e[RC_GROUP * g];
+    return RC_GROUP * g + (grp[0].key <= addr) + (grp[1].key <= addr) +
+           (grp[2].key <= addr) + (grp[3].key <= addr);
 }
 
 /* The region with the greatest base <= addr, or NULL. */
@@ -101,9 +116,9 @@ static struct hmaf__region *predecessor(const struct hmaf__rc_node *node,
             return NULL;
         }
         if (node->level == 0) {
-            return node->ptr[i - 1];
+            return node->e[i - 1].ptr;
         }
-        node = node->ptr[i - 1];
+        node = node->e[i - 1].ptr;
     }
 }
 
@@ -163,25 +178,34 @@ static struct hmaf__rc_node *node_alloc(struct hmaf__regcache *rc,
     rc->spare = node->next_retired;
     node->level = level;
     node->n = 0;
+    for (unsigned j = 0; j < RC_GROUPS - 1; j++) {
+        node->fence[j] = RC_NO_KEY;
+    }
     for (unsigned i = 0; i < RC_FANOUT; i++) {
-        node->key[i] = RC_NO_KEY;
-        node->ptr[i] = NULL;
+        node->e[i] = (struct rc_entry){RC_NO_KEY, NULL};
     }
     node->next_retired = NULL;
     return node;
 }
 
+/* Nodes are filled in order before they are published, never after. */
 static void node_push(struct hmaf__rc_node *node, uint64_t key, void *ptr)
 {
-    node->key[node->n] = key;
-    node->ptr[node->n] = ptr;
-    node->n++;
+    if (node->n > 0 && node->n % RC_GROUP == 0) {
+        node->fence[node->n / RC_GROUP - 1] = key;
+    }
+    node->e[node->n++] = (struct rc_entry){key, ptr};
+}
+
+static uint64_t node_first_key(const struct hmaf__rc_node *node)
+{
+    return node->e[0].key;
 }
 
 static void free_tree(struct hmaf__regcache *rc, struct hmaf__rc_node *node)
 {
     for (unsigned i = 0; node->level > 0 && i < node->n; i++) {
-        free_tree(rc, node->ptr[i]);
+        free_tree(rc, node->e[i].ptr);
     }
     node_free(rc, node);
 }
@@ -189,8 +213,10 @@ static void free_tree(struct hmaf__regcache *rc, struct hmaf__rc_node *node)
 static void entries_of(const struct hmaf__rc_node *node, struct entries *e)
 {
     e->n = node->n;
-    memcpy(e->key, node->key, node->n * sizeof(e->key[0]));
-    memcpy(e->ptr, node->ptr, node->n * sizeof(e->ptr[0]));
+    for (unsigned i = 0; i < node->n; i++) {
+        e->key[i] = node->e[i].key;
+        e->ptr[i] = node->e[i].ptr;
+    }
 }
 
 static void entries_insert(struct entries *e, unsigned at, uint64_t key,
@@ -256,7 +282,7 @@ static void descend(const struct hmaf__rc_node *node, uint64_t key,
         }
         i = i == 0 ? 0 : i - 1; /* a new smallest key goes to child 0 */
         p->at[p->depth++] = i;
-        node = node->ptr[i];
+        node = node->e[i].ptr;
     }
 }
 
@@ -300,16 +326,17 @@ static int copy_path(struct hmaf__regcache *rc, const struct path *p,
         const struct hmaf__rc_node *parent = p->node[d];
         unsigned c = p->at[d];
         entries_of(parent, &e);
-        e.key[c] = left->key[0];
+        e.key[c] = node_first_key(left);
         e.ptr[c] = left;
         if (right != NULL) {
-            entries_insert(&e, c + 1, right->key[0], right);
+            entries_insert(&e, c + 1, node_first_key(right), right);
         }
         ret = fresh_nodes(rc, f, &e, parent->level,
                           right != NULL && c + 1 == parent->n, &left, &right);
     }
     if (ret == 0 && right != NULL) { /* the root split: one level more */
-        e = (struct entries){2, {left->key[0], right->key[0]}, {left, right}};
+        e = (struct entries){
+            2, {node_first_key(left), node_first_key(right)}, {left, right}};
         ret = p->depth + 1 < RC_HEIGHT_MAX
                   ? fresh_nodes(rc, f, &e, left->level + 1, 0, &left, &right)
                   : HMAF_ENOMEM;
@@ -382,9 +409,9 @@ static size_t collect(const struct hmaf__rc_node *node, struct hmaf__region **v,
 {
     for (unsigned i = 0; i < node->n; i++) {
         if (node->level == 0) {
-            v[n++] = node->ptr[i];
+            v[n++] = node->e[i].ptr;
         } else {
-            n = collect(node->ptr[i], v, n);
+            n = collect(node->e[i].ptr, v, n);
         }
     }
     return n;
@@ -414,7 +441,7 @@ static size_t build_level(struct hmaf__regcache *rc, void **items, size_t n,
         for (size_t i = from; i < to; i++) {
             node_push(node,
                       level == 0 ? ((struct hmaf__region *)items[i])->iv.base
-                                 : ((struct hmaf__rc_node *)items[i])->key[0],
+                                 : node_first_key(items[i]),
                       items[i]);
         }
         items[j] = node;
@@ -652,11 +679,11 @@ static struct hmaf__region *link_all(const struct hmaf__rc_node *node,
 {
     for (unsigned i = node->n; i-- > 0;) {
         if (node->level == 0) {
-            struct hmaf__region *r = node->ptr[i];
+            struct hmaf__region *r = node->e[i].ptr;
             r->next_victim = list;
             list = r;
         } else {
-            list = link_all(node->ptr[i], list);
+            list = link_all(node->e[i].ptr, list);
         }
     }
     return list;

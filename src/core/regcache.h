@@ -127,9 +127,11 @@ hmaf__regcache_find_hinted(struct hmaf__regcache *rc,
                            uint64_t now)
 {
     uint64_t gen = atomic_load_explicit(&rc->gen, memory_order_acquire);
-    struct hmaf__region *r = (struct hmaf__region *)reader->hint;
+    struct hmaf__region *r;
 
-    if (reader->hint_gen == gen && addr - r->iv.base < r->iv.len) {
+    if (reader->hint_gen == gen &&
+        addr - reader->hint_base < reader->hint_len) {
+        r = (struct hmaf__region *)reader->hint;
         hmaf__region_stamp(r, now);
         return r;
     }
@@ -137,6 +139,8 @@ hmaf__regcache_find_hinted(struct hmaf__regcache *rc,
     if (r != NULL) {
         reader->hint_gen = gen;
         reader->hint = r;
+        reader->hint_base = r->iv.base;
+        reader->hint_len = r->iv.len;
     }
     return r;
 }
