@@ -58,8 +58,11 @@ typedef struct hmaf_session_params {
                               port. */
     int connect_timeout_ms; /**< bootstrap: connect + handshake (5000) */
     int rpc_timeout_ms;     /**< one mailbox round trip (5000) */
-    unsigned cache_max_regions; /**< region cache bound, regions (1024) */
-    uint64_t cache_max_bytes;   /**< region cache bound, bytes (UINT64_MAX) */
+    unsigned cache_max_regions; /**< region cache bound, regions (1024);
+                                     past it, the least recently used go,
+                                     down to 7/8 of it at once */
+    uint64_t cache_max_bytes;   /**< region cache bound, bytes (UINT64_MAX);
+                                     the same */
     unsigned revoke_check_us;   /**< how often a calling thread looks at
                                      the host's revocations, µs (1000;
                                      >= 1); the host may shorten it (its

@@ -13,8 +13,9 @@
  * what the channel carries after the handshake). 2: the host nudges a
  * session to look at a revocation; each side closes its end to say it
  * stopped. 3: blobs in HELLO and WELCOME are length-prefixed and of
- * variable length (up to 1536 bytes), mailbox slots are 2048 bytes. */
-#define HMAF_PROTOCOL_VERSION 3
+ * variable length (up to 1536 bytes), mailbox slots are 2048 bytes. 4: a
+ * DEREGISTER gives back up to 29 regions of one epoch at once. */
+#define HMAF_PROTOCOL_VERSION 4
 
 #if defined(__GNUC__)
 #define HMAF_API __attribute__((visibility("default")))

@@ -1,51 +1,671 @@
 #include "core/regcache.h"
 
-#include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <hmaf/error.h>
 
+#include "util/compiler.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define RC_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RC_ASAN 1
+#endif
+#endif
+#ifdef RC_ASAN
+/* A spare node is poisoned: a reader that reached one is reported as if
+ * it had been freed. */
+#include <sanitizer/asan_interface.h>
+#define rc_poison(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
+#define rc_unpoison(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define rc_poison(p, n)   ((void)(p), (void)(n))
+#define rc_unpoison(p, n) ((void)(p), (void)(n))
+#endif
+
+/* A node's entries come in groups of four, each key beside its pointer:
+ * one cache line. The node's first line holds the first key of each group
+ * but the first, so a search reads two lines of a node (its first, and
+ * the group's) with five branch-free steps and no count; the levels near
+ * the leaves are the ones a lookup among many regions finds cold. */
+#define RC_GROUP  4
+#define RC_GROUPS 8
+#define RC_FANOUT (RC_GROUP * RC_GROUPS)
+/* Above every base a region can have (base + len <= UINT64_MAX, len > 0):
+ * pads a node's keys, so the search never looks at how many it has. */
+#define RC_NO_KEY UINT64_MAX
+/* Deeper than any tree gets: a node splits only when full, so a tree of
+ * height h holds more than 16^(h-2) regions. */
+#define RC_HEIGHT_MAX 24
+/* Replaced nodes wait for a grace period in batches of this many (256
+ * KiB), so an insert pays for one only now and then. */
+#define RC_RETIRE_BATCH 512
+/* Nodes come in slabs of this many and go back to the cache's spares, not
+ * to the allocator: an insert copies a few nodes, and aligned allocations
+ * that come and go that often fragment the heap. */
+#define RC_SLAB_NODES 64
+/* An insert past a bound evicts down to 7/8 of it: the scan for least
+ * recently used regions, the rebuild, the grace period and the caller's
+ * DEREGISTER are paid once per eighth of the cache, not per miss. */
+#define RC_EVICT_SHARE 8
+
+struct rc_entry {
+    uint64_t key;
+    void *ptr; /* struct hmaf__region *, or a child node */
+};
+
+struct hmaf__rc_node {
+    uint32_t level; /* 0: a leaf, whose entries are regions */
+    uint32_t n;
+    uint64_t fence[RC_GROUPS - 1]; /* the key of e[RC_GROUP * (j + 1)] */
+    /* Keys ascending, RC_NO_KEY from n on. A leaf's are its regions'
+     * bases; an inner node's, the smallest base under each child. */
+    struct rc_entry e[RC_FANOUT];
+    struct hmaf__rc_node *next_retired; /* never read by readers */
+} __attribute__((aligned(HMAF_CACHELINE)));
+
+_Static_assert(offsetof(struct hmaf__rc_node, e) == HMAF_CACHELINE &&
+                   sizeof(struct rc_entry) * RC_GROUP == HMAF_CACHELINE,
+               "the fences fill the first line, each group one line");
+_Static_assert(RC_GROUPS == 8 && RC_GROUP == 4, "node_rank's steps");
+
+struct hmaf__rc_slab {
+    struct hmaf__rc_slab *next;
+    struct hmaf__rc_node node[RC_SLAB_NODES]; /* aligned by their type */
+};
+
+/* A node's entries being edited, one more than a node holds. */
+struct entries {
+    unsigned n;
+    uint64_t key[RC_FANOUT + 1];
+    void *ptr[RC_FANOUT + 1];
+};
+
 /* Generation 0 is never used: a fresh reader's hint_gen matches nothing. */
-static _Atomic uint64_t next_set_gen = 1;
+static _Atomic uint64_t next_gen = 1;
 
-static struct hmaf__region_set *set_alloc(size_t n)
+/* How many of the node's keys are <= addr (addr < RC_NO_KEY). */
+static inline unsigned node_rank(const struct hmaf__rc_node *node,
+                                 uint64_t addr)
 {
-    struct hmaf__region_set *set =
-        malloc(sizeof(*set) + (n == 0 ? 1 : n) * sizeof(set->v[0]));
+    const uint64_t *f = node->fence;
+    const struct rc_entry *grp;
+    unsigned g = 0;
 
-    if (set != NULL) {
-        set->gen = atomic_fetch_add(&next_set_gen, 1);
-        set->n = 0;
-        set->bytes = 0;
+    g += f[g + 3] <= addr ? 4 : 0; /* how many groups after the first */
+    g += f[g + 1] <= addr ? 2 : 0; /* start at or below addr */
+    g += f[g] <= addr ? 1 : 0;
+    grp = &node->e[RC_GROUP * g];
+    return RC_GROUP * g + (grp[0].key <= addr) + (grp[1].key <= addr) +
+           (grp[2].key <= addr) + (grp[3].key <= addr);
+}
+
+/* The region with the greatest base <= addr, or NULL. */
+static struct hmaf__region *predecessor(const struct hmaf__rc_node *node,
+                                        uint64_t addr)
+{
+    if (addr == RC_NO_KEY) {
+        addr--; /* no region starts there: the same answer */
     }
-    return set;
+    for (;;) {
+        unsigned i = node_rank(node, addr);
+        if (i == 0) {
+            return NULL;
+        }
+        if (node->level == 0) {
+            return node->e[i - 1].ptr;
+        }
+        node = node->e[i - 1].ptr;
+    }
 }
 
-static void set_push(struct hmaf__region_set *set, struct hmaf__region *r)
+struct hmaf__region *hmaf__regcache_find(struct hmaf__regcache *rc,
+                                         uint64_t addr, uint64_t now)
 {
-    set->v[set->n++] = r;
-    set->bytes += r->iv.len;
+    const struct hmaf__rc_node *root =
+        atomic_load_explicit(&rc->root, memory_order_acquire);
+    struct hmaf__region *r = predecessor(root, addr);
+
+    if (r == NULL || addr - r->iv.base >= r->iv.len) {
+        return NULL;
+    }
+    hmaf__region_stamp(r, now);
+    return r;
 }
+
+/* ---- nodes ---- */
+
+/* What a spare node keeps readable: its link among the spares. */
+#define RC_NODE_BODY offsetof(struct hmaf__rc_node, next_retired)
+
+static void node_free(struct hmaf__regcache *rc, struct hmaf__rc_node *node)
+{
+    node->next_retired = rc->spare;
+    rc->spare = node;
+    rc_poison(node, RC_NODE_BODY);
+}
+
+static int add_slab(struct hmaf__regcache *rc)
+{
+    struct hmaf__rc_slab *slab =
+        aligned_alloc(HMAF_CACHELINE, sizeof(struct hmaf__rc_slab));
+
+    if (slab == NULL) {
+        return HMAF_ENOMEM;
+    }
+    slab->next = rc->slabs;
+    rc->slabs = slab;
+    for (unsigned i = RC_SLAB_NODES; i-- > 0;) {
+        node_free(rc, &slab->node[i]);
+    }
+    return 0;
+}
+
+/* An empty node, from the spares; writers only (under the lock). */
+static struct hmaf__rc_node *node_alloc(struct hmaf__regcache *rc,
+                                        unsigned level)
+{
+    struct hmaf__rc_node *node;
+
+    if (rc->spare == NULL && add_slab(rc) < 0) {
+        return NULL;
+    }
+    node = rc->spare;
+    rc_unpoison(node, RC_NODE_BODY);
+    rc->spare = node->next_retired;
+    node->level = level;
+    node->n = 0;
+    for (unsigned j = 0; j < RC_GROUPS - 1; j++) {
+        node->fence[j] = RC_NO_KEY;
+    }
+    for (unsigned i = 0; i < RC_FANOUT; i++) {
+        node->e[i] = (struct rc_entry){RC_NO_KEY, NULL};
+    }
+    node->next_retired = NULL;
+    return node;
+}
+
+/* Nodes are filled in order before they are published, never after. */
+static void node_push(struct hmaf__rc_node *node, uint64_t key, void *ptr)
+{
+    if (node->n > 0 && node->n % RC_GROUP == 0) {
+        node->fence[node->n / RC_GROUP - 1] = key;
+    }
+    node->e[node->n++] = (struct rc_entry){key, ptr};
+}
+
+static uint64_t node_first_key(const struct hmaf__rc_node *node)
+{
+    return node->e[0].key;
+}
+
+static void free_tree(struct hmaf__regcache *rc, struct hmaf__rc_node *node)
+{
+    for (unsigned i = 0; node->level > 0 && i < node->n; i++) {
+        free_tree(rc, node->e[i].ptr);
+    }
+    node_free(rc, node);
+}
+
+static void entries_of(const struct hmaf__rc_node *node, struct entries *e)
+{
+    e->n = node->n;
+    for (unsigned i = 0; i < node->n; i++) {
+        e->key[i] = node->e[i].key;
+        e->ptr[i] = node->e[i].ptr;
+    }
+}
+
+static void entries_insert(struct entries *e, unsigned at, uint64_t key,
+                           void *ptr)
+{
+    memmove(&e->key[at + 1], &e->key[at], (e->n - at) * sizeof(e->key[0]));
+    memmove(&e->ptr[at + 1], &e->ptr[at], (e->n - at) * sizeof(e->ptr[0]));
+    e->key[at] = key;
+    e->ptr[at] = ptr;
+    e->n++;
+}
+
+/*
+ * New nodes holding e: one, or two when e is one too many. A split after
+ * an append keeps the left node full, so regions registered in address
+ * order leave full leaves behind, not half-empty ones.
+ */
+static int nodes_of(struct hmaf__regcache *rc, const struct entries *e,
+                    unsigned level, int appended,
+                    struct hmaf__rc_node **left_out,
+                    struct hmaf__rc_node **right_out)
+{
+    unsigned nleft = e->n <= RC_FANOUT ? e->n : appended ? RC_FANOUT : e->n / 2;
+    struct hmaf__rc_node *left = node_alloc(rc, level);
+    struct hmaf__rc_node *right = NULL;
+
+    if (left != NULL && nleft < e->n) {
+        right = node_alloc(rc, level);
+        if (right == NULL) {
+            node_free(rc, left);
+            left = NULL;
+        }
+    }
+    if (left == NULL) {
+        return HMAF_ENOMEM;
+    }
+    for (unsigned i = 0; i < e->n; i++) {
+        node_push(i < nleft ? left : right, e->key[i], e->ptr[i]);
+    }
+    *left_out = left;
+    *right_out = right;
+    return 0;
+}
+
+/* ---- insert: copy the path to the leaf ---- */
+
+struct path {
+    unsigned depth;
+    const struct hmaf__rc_node *node[RC_HEIGHT_MAX];
+    unsigned at[RC_HEIGHT_MAX]; /* the child taken; a leaf: where key goes */
+};
+
+static void descend(const struct hmaf__rc_node *node, uint64_t key,
+                    struct path *p)
+{
+    p->depth = 0;
+    for (;;) {
+        unsigned i = node_rank(node, key);
+        p->node[p->depth] = node;
+        if (node->level == 0) {
+            p->at[p->depth++] = i;
+            return;
+        }
+        i = i == 0 ? 0 : i - 1; /* a new smallest key goes to child 0 */
+        p->at[p->depth++] = i;
+        node = node->e[i].ptr;
+    }
+}
+
+/* Nodes made for a new path, freed again if it cannot be finished. */
+struct fresh {
+    unsigned n;
+    struct hmaf__rc_node *node[2 * RC_HEIGHT_MAX + 1];
+};
+
+static int fresh_nodes(struct hmaf__regcache *rc, struct fresh *f,
+                       const struct entries *e, unsigned level, int appended,
+                       struct hmaf__rc_node **left_out,
+                       struct hmaf__rc_node **right_out)
+{
+    int ret = nodes_of(rc, e, level, appended, left_out, right_out);
+
+    if (ret == 0) {
+        f->node[f->n++] = *left_out;
+        if (*right_out != NULL) {
+            f->node[f->n++] = *right_out;
+        }
+    }
+    return ret;
+}
+
+/* Copies of the path's nodes, bottom up, with r added: the new root. */
+static int copy_path(struct hmaf__regcache *rc, const struct path *p,
+                     struct hmaf__region *r, struct fresh *f,
+                     struct hmaf__rc_node **root_out)
+{
+    const struct hmaf__rc_node *leaf = p->node[p->depth - 1];
+    unsigned at = p->at[p->depth - 1];
+    struct hmaf__rc_node *left, *right;
+    struct entries e;
+    int ret;
+
+    entries_of(leaf, &e);
+    entries_insert(&e, at, r->iv.base, r);
+    ret = fresh_nodes(rc, f, &e, 0, at == leaf->n, &left, &right);
+    for (unsigned d = p->depth - 1; ret == 0 && d-- > 0;) {
+        const struct hmaf__rc_node *parent = p->node[d];
+        unsigned c = p->at[d];
+        entries_of(parent, &e);
+        e.key[c] = node_first_key(left);
+        e.ptr[c] = left;
+        if (right != NULL) {
+            entries_insert(&e, c + 1, node_first_key(right), right);
+        }
+        ret = fresh_nodes(rc, f, &e, parent->level,
+                          right != NULL && c + 1 == parent->n, &left, &right);
+    }
+    if (ret == 0 && right != NULL) { /* the root split: one level more */
+        e = (struct entries){
+            2, {node_first_key(left), node_first_key(right)}, {left, right}};
+        ret = p->depth + 1 < RC_HEIGHT_MAX
+                  ? fresh_nodes(rc, f, &e, left->level + 1, 0, &left, &right)
+                  : HMAF_ENOMEM;
+    }
+    *root_out = left;
+    return ret;
+}
+
+static void retire(struct hmaf__regcache *rc, const struct hmaf__rc_node *c)
+{
+    struct hmaf__rc_node *node = (struct hmaf__rc_node *)c;
+
+    node->next_retired = rc->retired;
+    rc->retired = node;
+    rc->nretired++;
+}
+
+/* After a grace period: no reader can be on a retired node. */
+static void free_retired(struct hmaf__regcache *rc)
+{
+    while (rc->retired != NULL) {
+        struct hmaf__rc_node *next = rc->retired->next_retired;
+        node_free(rc, rc->retired);
+        rc->retired = next;
+    }
+    rc->nretired = 0;
+}
+
+static void publish(struct hmaf__regcache *rc, struct hmaf__rc_node *root,
+                    size_t count, uint64_t bytes)
+{
+    atomic_store_explicit(&rc->root, root, memory_order_release);
+    atomic_store_explicit(&rc->count, count, memory_order_relaxed);
+    atomic_store_explicit(&rc->bytes, bytes, memory_order_relaxed);
+}
+
+static int insert_path_copy(struct hmaf__regcache *rc, struct hmaf__region *r)
+{
+    const struct hmaf__rc_node *root = atomic_load(&rc->root);
+    struct hmaf__rc_node *new_root;
+    struct fresh fresh = {0};
+    struct path path;
+    int ret;
+
+    descend(root, r->iv.base, &path);
+    ret = copy_path(rc, &path, r, &fresh, &new_root);
+    if (ret < 0) {
+        for (unsigned i = 0; i < fresh.n; i++) {
+            node_free(rc, fresh.node[i]);
+        }
+        return ret;
+    }
+    publish(rc, new_root, atomic_load(&rc->count) + 1,
+            atomic_load(&rc->bytes) + r->iv.len);
+    for (unsigned d = 0; d < path.depth; d++) {
+        retire(rc, path.node[d]);
+    }
+    if (rc->nretired >= RC_RETIRE_BATCH) {
+        hmaf__readers_synchronize(&rc->readers);
+        free_retired(rc);
+    }
+    return 0;
+}
+
+/* ---- rebuilding: evictions and clears ---- */
+
+/* Appends the regions under node, in address order, to v. */
+static size_t collect(const struct hmaf__rc_node *node, struct hmaf__region **v,
+                      size_t n)
+{
+    for (unsigned i = 0; i < node->n; i++) {
+        if (node->level == 0) {
+            v[n++] = node->e[i].ptr;
+        } else {
+            n = collect(node->e[i].ptr, v, n);
+        }
+    }
+    return n;
+}
+
+/* One level of a tree over items[0..n) (regions, or nodes of the level
+ * below), spread evenly over as few nodes as hold them; written over
+ * items' front, each node after the items it takes were read. Returns how
+ * many nodes; 0 when out of memory, everything built so far freed. */
+static size_t build_level(struct hmaf__regcache *rc, void **items, size_t n,
+                          unsigned level)
+{
+    size_t nodes = n == 0 ? 1 : (n + RC_FANOUT - 1) / RC_FANOUT;
+
+    for (size_t j = 0; j < nodes; j++) {
+        size_t from = j * n / nodes, to = (j + 1) * n / nodes;
+        struct hmaf__rc_node *node = node_alloc(rc, level);
+        if (node == NULL) {
+            for (size_t i = 0; i < j; i++) {
+                free_tree(rc, items[i]); /* this level's nodes */
+            }
+            for (size_t i = from; level > 0 && i < n; i++) {
+                free_tree(rc, items[i]); /* the level below's, not taken */
+            }
+            return 0;
+        }
+        for (size_t i = from; i < to; i++) {
+            node_push(node,
+                      level == 0 ? ((struct hmaf__region *)items[i])->iv.base
+                                 : node_first_key(items[i]),
+                      items[i]);
+        }
+        items[j] = node;
+    }
+    return nodes;
+}
+
+/* A tree over v[0..n), in address order; v is used up. NULL: no memory. */
+static struct hmaf__rc_node *build(struct hmaf__regcache *rc,
+                                   struct hmaf__region **v, size_t n)
+{
+    void **items = (void **)v;
+    unsigned level = 0;
+
+    n = build_level(rc, items, n, level);
+    while (n > 1) {
+        n = build_level(rc, items, n, ++level);
+    }
+    return n == 1 ? items[0] : NULL;
+}
+
+/* Publish a tree without the regions that left: they, and the nodes of
+ * the old tree and every retired one, are unreachable once no reader is
+ * left that started before (the new generation tells remembered regions
+ * apart). */
+static void replace_tree(struct hmaf__regcache *rc, struct hmaf__rc_node *root,
+                         size_t count, uint64_t bytes)
+{
+    struct hmaf__rc_node *old = atomic_load(&rc->root);
+
+    publish(rc, root, count, bytes);
+    atomic_store_explicit(&rc->gen, atomic_fetch_add(&next_gen, 1),
+                          memory_order_release);
+    hmaf__readers_synchronize(&rc->readers);
+    free_tree(rc, old);
+    free_retired(rc);
+}
+
+struct lru_entry {
+    uint64_t used;
+    struct hmaf__region *r;
+};
+
+static int by_use(const void *a, const void *b)
+{
+    const struct lru_entry *x = a, *y = b;
+
+    return (x->used > y->used) - (x->used < y->used);
+}
+
+static int by_base(const void *a, const void *b)
+{
+    const struct lru_entry *x = a, *y = b;
+
+    return (x->r->iv.base > y->r->iv.base) - (x->r->iv.base < y->r->iv.base);
+}
+
+static void swap_entries(struct lru_entry *a, struct lru_entry *b)
+{
+    struct lru_entry t = *a;
+
+    *a = *b;
+    *b = t;
+}
+
+/* Reorders e[0..n) so that its k least recently used come first
+ * (quickselect, three ways: the coarse clock makes many uses equal). */
+static void select_least_used(struct lru_entry *e, size_t n, size_t k)
+{
+    size_t lo = 0, hi = n; /* e[0..lo) <= e[lo..hi) <= e[hi..n) */
+
+    while (lo < k && k < hi) {
+        uint64_t pivot = e[lo + (hi - lo) / 2].used;
+        size_t lt = lo, i = lo, gt = hi;
+        while (i < gt) {
+            if (e[i].used < pivot) {
+                swap_entries(&e[lt++], &e[i++]);
+            } else if (e[i].used > pivot) {
+                swap_entries(&e[i], &e[--gt]);
+            } else {
+                i++;
+            }
+        }
+        if (k <= lt) {
+            hi = lt;
+        } else if (k >= gt) {
+            lo = gt;
+        } else {
+            return; /* the k-th is one of those equal to the pivot */
+        }
+    }
+}
+
+static uint64_t low_water(uint64_t bound)
+{
+    return bound - bound / RC_EVICT_SHARE;
+}
+
+/* How many of the least recently used of e[0..n) go when r comes in;
+ * e ends in use order where it matters. */
+static size_t choose_victims(const struct hmaf__regcache *rc,
+                             struct lru_entry *e, size_t n,
+                             const struct hmaf__region *r)
+{
+    uint64_t bytes = atomic_load(&rc->bytes) + r->iv.len;
+    size_t keep = n + 1, k = 0;
+    size_t max_keep =
+        keep > rc->max_regions ? low_water(rc->max_regions) : rc->max_regions;
+    uint64_t max_bytes =
+        bytes > rc->max_bytes ? low_water(rc->max_bytes) : rc->max_bytes;
+
+    if (bytes <= max_bytes) { /* the count alone: any order will do */
+        k = keep - HMAF_MAX(max_keep, 1);
+        select_least_used(e, n, k);
+        return k;
+    }
+    qsort(e, n, sizeof(e[0]), by_use);
+    while (k < n && (keep > max_keep || bytes > max_bytes)) {
+        bytes -= e[k++].r->iv.len;
+        keep--;
+    }
+    return k;
+}
+
+/* in[0..n) in address order, without victims[0..k) (sorted by base), with
+ * r in its place, written to out, which may be in - 1 (one more is
+ * written than read at most). Returns how many were written. */
+static size_t survivors(struct hmaf__region **out,
+                        struct hmaf__region *const *in, size_t n,
+                        const struct lru_entry *victims, size_t k,
+                        struct hmaf__region *r)
+{
+    size_t count = 0, vi = 0;
+    int placed = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        struct hmaf__region *next = in[i];
+        if (vi < k && victims[vi].r == next) {
+            vi++;
+            continue;
+        }
+        if (!placed && next->iv.base > r->iv.base) {
+            out[count++] = r;
+            placed = 1;
+        }
+        out[count++] = next;
+    }
+    if (!placed) {
+        out[count++] = r;
+    }
+    return count;
+}
+
+static struct hmaf__region *victim_list(struct lru_entry *victims, size_t k)
+{
+    struct hmaf__region *list = NULL;
+
+    for (size_t i = k; i-- > 0;) {
+        victims[i].r->next_victim = list;
+        list = victims[i].r;
+    }
+    return list;
+}
+
+/* r in, a batch of least recently used regions out, in one new tree. */
+static int insert_evicting(struct hmaf__regcache *rc, struct hmaf__region *r,
+                           struct hmaf__region **victims_out,
+                           uint64_t *evicted_out)
+{
+    size_t n = atomic_load(&rc->count), k, count;
+    struct hmaf__region **v = malloc((n + 1) * sizeof(*v));
+    struct lru_entry *e = malloc(n * sizeof(*e));
+    struct hmaf__rc_node *root;
+    uint64_t bytes = atomic_load(&rc->bytes) + r->iv.len;
+
+    if (v == NULL || e == NULL) {
+        free(v);
+        free(e);
+        return HMAF_ENOMEM;
+    }
+    n = collect(atomic_load(&rc->root), v + 1, 0);
+    for (size_t i = 0; i < n; i++) {
+        e[i] = (struct lru_entry){atomic_load(&v[i + 1]->last_used), v[i + 1]};
+    }
+    k = choose_victims(rc, e, n, r);
+    qsort(e, k, sizeof(e[0]), by_base);
+    count = survivors(v, v + 1, n, e, k, r);
+    root = build(rc, v, count);
+    if (root != NULL) {
+        for (size_t i = 0; i < k; i++) {
+            bytes -= e[i].r->iv.len;
+        }
+        replace_tree(rc, root, count, bytes);
+        *victims_out = victim_list(e, k);
+        *evicted_out = k;
+    }
+    free(v);
+    free(e);
+    return root != NULL ? 0 : HMAF_ENOMEM;
+}
+
+/* ---- the cache ---- */
 
 int hmaf__regcache_init(struct hmaf__regcache *rc, size_t max_regions,
                         uint64_t max_bytes, hmaf__region_release_fn release,
                         void *release_arg)
 {
-    struct hmaf__region_set *empty = set_alloc(0);
+    struct hmaf__rc_node *empty;
     int ret;
 
     memset(rc, 0, sizeof(*rc));
+    empty = node_alloc(rc, 0);
     if (empty == NULL) {
         return HMAF_ENOMEM;
     }
     ret = hmaf__readers_init(&rc->readers);
     if (ret < 0) {
-        free(empty);
+        rc_unpoison(rc->slabs, sizeof(*rc->slabs));
+        free(rc->slabs);
         return ret;
     }
     pthread_mutex_init(&rc->write_lock, NULL);
-    atomic_init(&rc->current, empty);
+    atomic_init(&rc->root, empty);
+    atomic_init(&rc->gen, atomic_fetch_add(&next_gen, 1));
     rc->max_regions = max_regions == 0 ? 1 : max_regions;
     rc->max_bytes = max_bytes;
     rc->release = release;
@@ -53,180 +673,84 @@ int hmaf__regcache_init(struct hmaf__regcache *rc, size_t max_regions,
     return 0;
 }
 
-static void release_list(struct hmaf__regcache *rc, struct hmaf__region *list,
-                         int evicted)
+/* Links the regions under node in front of list, in address order. */
+static struct hmaf__region *link_all(const struct hmaf__rc_node *node,
+                                     struct hmaf__region *list)
 {
-    while (list != NULL) {
-        struct hmaf__region *next = list->next_victim;
-        rc->release(rc->release_arg, list, evicted);
-        list = next;
-    }
-}
-
-static struct hmaf__region *list_of(const struct hmaf__region_set *set)
-{
-    struct hmaf__region *list = NULL;
-
-    for (size_t i = set->n; i-- > 0;) {
-        set->v[i]->next_victim = list;
-        list = set->v[i];
+    for (unsigned i = node->n; i-- > 0;) {
+        if (node->level == 0) {
+            struct hmaf__region *r = node->e[i].ptr;
+            r->next_victim = list;
+            list = r;
+        } else {
+            list = link_all(node->e[i].ptr, list);
+        }
     }
     return list;
 }
 
 void hmaf__regcache_fini(struct hmaf__regcache *rc)
 {
-    struct hmaf__region_set *set = atomic_load(&rc->current);
+    struct hmaf__region *list = link_all(atomic_load(&rc->root), NULL);
 
-    release_list(rc, list_of(set), 0);
-    free(set);
+    if (list != NULL) {
+        rc->release(rc->release_arg, list, 0);
+    }
+    while (rc->slabs != NULL) { /* no reader: every node at once */
+        struct hmaf__rc_slab *next = rc->slabs->next;
+        rc_unpoison(rc->slabs, sizeof(*rc->slabs));
+        free(rc->slabs);
+        rc->slabs = next;
+    }
     pthread_mutex_destroy(&rc->write_lock);
     hmaf__readers_fini(&rc->readers);
 }
 
-struct hmaf__region *hmaf__regcache_find(struct hmaf__regcache *rc,
-                                         uint64_t addr, uint64_t now)
+static int over_bounds(const struct hmaf__regcache *rc,
+                       const struct hmaf__region *r)
 {
-    const struct hmaf__region_set *set =
-        atomic_load_explicit(&rc->current, memory_order_acquire);
-    long i = hmaf__intervals_find((struct hmaf__interval *const *)set->v,
-                                  set->n, addr);
-    struct hmaf__region *r;
-
-    if (i < 0) {
-        return NULL;
-    }
-    r = set->v[i];
-    /* Plain stores, and only when the coarse clock moved: threads sharing
-     * a region don't fight over its cache line. */
-    if (atomic_load_explicit(&r->last_used, memory_order_relaxed) != now) {
-        atomic_store_explicit(&r->last_used, now, memory_order_relaxed);
-    }
-    return r;
+    return atomic_load(&rc->count) + 1 > rc->max_regions ||
+           atomic_load(&rc->bytes) + r->iv.len > rc->max_bytes;
 }
 
-/* Publish next, wait until no reader can see the old set, free it. */
-static void replace_set(struct hmaf__regcache *rc,
-                        struct hmaf__region_set *next)
+static enum hmaf__regcache_insert_result
+insert_locked(struct hmaf__regcache *rc, struct hmaf__region *r,
+              struct hmaf__region **victims, uint64_t *evicted_out)
 {
-    struct hmaf__region_set *old = atomic_load(&rc->current);
-
-    atomic_store_explicit(&rc->current, next, memory_order_release);
-    hmaf__readers_synchronize(&rc->readers);
-    free(old);
-}
-
-static int over_bounds(const struct hmaf__regcache *rc, size_t n,
-                       uint64_t bytes)
-{
-    return n > rc->max_regions || bytes > rc->max_bytes;
-}
-
-/* Index of the least recently used region other than `keep`. */
-static size_t least_recently_used(const struct hmaf__region_set *set,
-                                  const struct hmaf__region *keep)
-{
-    size_t best = SIZE_MAX;
-
-    for (size_t i = 0; i < set->n; i++) {
-        if (set->v[i] == keep) {
-            continue;
-        }
-        if (best == SIZE_MAX ||
-            atomic_load(&set->v[i]->last_used) <
-                atomic_load(&set->v[best]->last_used)) {
-            best = i;
-        }
-    }
-    return best;
-}
-
-/* old + r, minus least recently used regions until the bounds hold (r
- * itself always stays: a region larger than the byte bound is cached
- * alone). Victims are chained onto *victims. */
-static struct hmaf__region_set *set_with(struct hmaf__regcache *rc,
-                                         const struct hmaf__region_set *old,
-                                         struct hmaf__region *r, size_t at,
-                                         struct hmaf__region **victims,
-                                         uint64_t *evicted_out)
-{
-    struct hmaf__region_set *next = set_alloc(old->n + 1);
-    size_t n = old->n + 1;
-    uint64_t bytes = old->bytes + r->iv.len;
-
-    if (next == NULL) {
-        return NULL;
-    }
-    for (size_t i = 0; i < old->n; i++) {
-        if (i == at) {
-            set_push(next, r);
-        }
-        set_push(next, old->v[i]);
-    }
-    if (at == old->n) {
-        set_push(next, r);
-    }
-    while (n > 1 && over_bounds(rc, n, bytes)) {
-        size_t victim = least_recently_used(next, r);
-        struct hmaf__region *v = next->v[victim];
-        memmove(&next->v[victim], &next->v[victim + 1],
-                (next->n - victim - 1) * sizeof(next->v[0]));
-        next->n = --n;
-        next->bytes = bytes -= v->iv.len;
-        v->next_victim = *victims;
-        *victims = v;
-        (*evicted_out)++;
-    }
-    return next;
-}
-
-/* Where r goes in set, or -EEXIST when it overlaps a member. */
-static long insert_position(const struct hmaf__region_set *set,
-                            const struct hmaf__region *r)
-{
-    size_t at = hmaf__intervals_upper_bound(
-        (struct hmaf__interval *const *)set->v, set->n, r->iv.base);
-
-    if (hmaf__intervals_overlap((struct hmaf__interval *const *)set->v,
-                                set->n, at, &r->iv)) {
-        return -EEXIST;
-    }
-    return (long)at;
-}
-
-static int insert_locked(struct hmaf__regcache *rc, struct hmaf__region *r,
-                         struct hmaf__region **victims, uint64_t *evicted_out)
-{
-    const struct hmaf__region_set *old = atomic_load(&rc->current);
-    struct hmaf__region_set *next;
-    long at;
+    const struct hmaf__region *p;
+    int ret;
 
     if (r->epoch < rc->min_epoch) {
-        return -ESTALE;
+        return HMAF_REGCACHE_STALE;
     }
-    at = insert_position(old, r);
-    if (at < 0) {
-        return HMAF_EEXIST;
+    /* Whatever overlaps r, the region starting last at or before r's last
+     * byte does (compared by last bytes: an end of 2^64 would wrap). */
+    p = predecessor(atomic_load(&rc->root), r->iv.base + (r->iv.len - 1));
+    if (p != NULL && p->iv.base + (p->iv.len - 1) >= r->iv.base) {
+        return HMAF_REGCACHE_OVERLAPS;
     }
-    next = set_with(rc, old, r, (size_t)at, victims, evicted_out);
-    if (next == NULL) {
-        return HMAF_ENOMEM;
+    if (atomic_load(&rc->count) > 0 && over_bounds(rc, r)) {
+        ret = insert_evicting(rc, r, victims, evicted_out);
+    } else {
+        ret = insert_path_copy(rc, r);
     }
-    replace_set(rc, next);
-    return 0;
+    return ret == 0 ? HMAF_REGCACHE_ADDED : HMAF_REGCACHE_NOMEM;
 }
 
-int hmaf__regcache_insert(struct hmaf__regcache *rc, struct hmaf__region *r,
-                          uint64_t *evicted_out)
+enum hmaf__regcache_insert_result
+hmaf__regcache_insert(struct hmaf__regcache *rc, struct hmaf__region *r,
+                      uint64_t *evicted_out)
 {
     struct hmaf__region *victims = NULL;
     uint64_t evicted = 0;
-    int ret;
+    enum hmaf__regcache_insert_result ret;
 
     pthread_mutex_lock(&rc->write_lock);
     ret = insert_locked(rc, r, &victims, &evicted);
     pthread_mutex_unlock(&rc->write_lock);
-    release_list(rc, victims, 1);
+    if (victims != NULL) {
+        rc->release(rc->release_arg, victims, 1);
+    }
     if (evicted_out != NULL) {
         *evicted_out = evicted;
     }
@@ -236,33 +760,36 @@ int hmaf__regcache_insert(struct hmaf__regcache *rc, struct hmaf__region *r,
 int hmaf__regcache_clear(struct hmaf__regcache *rc, uint64_t new_epoch,
                          struct hmaf__region **dropped_out)
 {
-    struct hmaf__region_set *empty = set_alloc(0);
-    struct hmaf__region *list;
+    struct hmaf__rc_node *empty;
+    struct hmaf__region *list = NULL;
 
+    pthread_mutex_lock(&rc->write_lock);
+    empty = node_alloc(rc, 0);
+    if (empty != NULL) {
+        if (new_epoch > rc->min_epoch) {
+            rc->min_epoch = new_epoch;
+        }
+        list = link_all(atomic_load(&rc->root), NULL);
+        replace_tree(rc, empty, 0, 0);
+    }
+    pthread_mutex_unlock(&rc->write_lock);
     if (empty == NULL) {
         return HMAF_ENOMEM; /* nothing changed: the caller tries again */
     }
-    pthread_mutex_lock(&rc->write_lock);
-    if (new_epoch > rc->min_epoch) {
-        rc->min_epoch = new_epoch;
-    }
-    list = list_of(atomic_load(&rc->current));
-    replace_set(rc, empty);
-    pthread_mutex_unlock(&rc->write_lock);
     if (dropped_out != NULL) {
         *dropped_out = list;
-    } else {
-        release_list(rc, list, 0);
+    } else if (list != NULL) {
+        rc->release(rc->release_arg, list, 0);
     }
     return 0;
 }
 
 size_t hmaf__regcache_count(struct hmaf__regcache *rc)
 {
-    return atomic_load(&rc->current)->n;
+    return atomic_load(&rc->count);
 }
 
 uint64_t hmaf__regcache_bytes(struct hmaf__regcache *rc)
 {
-    return atomic_load(&rc->current)->bytes;
+    return atomic_load(&rc->bytes);
 }

@@ -3,13 +3,18 @@
  * non-overlapping regions sorted by base, bounded by region count and bytes
  * with least-recently-used eviction.
  *
- * Readers take no lock. The regions live in an immutable sorted array that
- * writers (insert, clear) replace under a mutex; a reader enters a
- * read-side section (readers.h), looks regions up and runs its transfer,
- * then leaves. A writer frees the array and the regions it removed only
- * after a grace period, so a transfer that found its region keeps it valid
- * to the end, and clear() returns only when no transfer can still use a
- * region it dropped — what revocation relies on.
+ * Readers take no lock. The regions hang off an immutable B+tree whose
+ * nodes keep their keys (region bases) side by side, so a lookup touches a
+ * few cache lines per level, however many regions there are. A writer
+ * (insert, eviction, clear) works under a mutex: an insert copies the
+ * nodes on the path to its leaf and publishes a new root; an eviction or a
+ * clear builds the tree anew without the regions that leave. A reader
+ * enters a read-side section (readers.h), looks regions up and runs its
+ * transfer, then leaves. Nodes a writer replaced are freed after a later
+ * grace period, in batches; regions only ever leave with one, so a
+ * transfer that found its region keeps it valid to the end, and clear()
+ * returns only when no transfer can still use a region it dropped — what
+ * revocation relies on.
  */
 #ifndef HMAF_CORE_REGCACHE_H
 #define HMAF_CORE_REGCACHE_H
@@ -25,37 +30,54 @@
 struct hmaf_engine_rmem;
 
 struct hmaf__region {
-    struct hmaf__interval iv; /* first: looked up as an interval */
-    uint64_t id;     /* the agent's region id */
-    uint64_t epoch;  /* revocation epoch the agent answered in */
-    unsigned access; /* hmaf_access_t */
+    struct hmaf__interval iv;   /* base and len */
+    uint64_t id;                /* the agent's region id */
+    uint64_t epoch;             /* revocation epoch the agent answered in */
+    unsigned access;            /* hmaf_access_t */
     _Atomic uint64_t last_used; /* coarse time of the latest lookup */
     struct hmaf__region *next_victim;
     struct hmaf_engine_rmem *rmem;
 };
 
-/* evicted: 1 when dropped by the LRU bounds, 0 when cleared. */
-typedef void (*hmaf__region_release_fn)(void *arg, struct hmaf__region *r,
+/* Releases a list of regions linked by next_victim, which no reader can
+ * reach any more. evicted: 1 when dropped by the LRU bounds (or refused
+ * by an insert the caller gives up), 0 when cleared. */
+typedef void (*hmaf__region_release_fn)(void *arg, struct hmaf__region *list,
                                         int evicted);
 
-/* An immutable snapshot; gen is unique, so a thread's remembered region
- * is known valid exactly while the snapshot it came from is current. */
-struct hmaf__region_set {
-    uint64_t gen;
-    size_t n;
-    uint64_t bytes;
-    struct hmaf__region *v[]; /* sorted by base, non-overlapping */
-};
+struct hmaf__rc_node; /* regcache.c */
+struct hmaf__rc_slab;
 
 struct hmaf__regcache {
-    struct hmaf__region_set *_Atomic current; /* first: read every call */
+    /* Read by every lookup: together in the first line. */
+    struct hmaf__rc_node *_Atomic root;
+    /* Changes whenever a region leaves the cache (never for an insert):
+     * a thread's remembered region is valid while it has not changed. */
+    _Atomic uint64_t gen;
+    _Atomic size_t count;
+    _Atomic uint64_t bytes;
     struct hmaf__readers readers; /* its id next; the slots are aligned */
     pthread_mutex_t write_lock;
     size_t max_regions;
     uint64_t max_bytes;
     uint64_t min_epoch; /* inserts answered before this epoch are stale */
+    struct hmaf__rc_node *retired; /* replaced nodes, spare after the
+                                      next grace period */
+    size_t nretired;
+    struct hmaf__rc_node *spare; /* nodes to build with */
+    struct hmaf__rc_slab *slabs; /* where the nodes live, all freed at
+                                    fini */
     hmaf__region_release_fn release;
     void *release_arg;
+};
+
+/* What became of a region handed to hmaf__regcache_insert. */
+enum hmaf__regcache_insert_result {
+    HMAF_REGCACHE_ADDED,    /* cached: the cache owns it now */
+    HMAF_REGCACHE_OVERLAPS, /* overlaps a cached region, which serves */
+    HMAF_REGCACHE_STALE,    /* answered before a revocation the cache
+                               has already applied */
+    HMAF_REGCACHE_NOMEM,    /* no memory for the cache's nodes */
 };
 
 int hmaf__regcache_init(struct hmaf__regcache *rc, size_t max_regions,
@@ -86,40 +108,55 @@ static inline void hmaf__regcache_exit(struct hmaf__reader *reader)
 struct hmaf__region *hmaf__regcache_find(struct hmaf__regcache *rc,
                                          uint64_t addr, uint64_t now);
 
+static inline void hmaf__region_stamp(struct hmaf__region *r, uint64_t now)
+{
+    /* Plain stores, and only when the coarse clock moved: threads sharing
+     * a region don't fight over its cache line. */
+    if (atomic_load_explicit(&r->last_used, memory_order_relaxed) != now) {
+        atomic_store_explicit(&r->last_used, now, memory_order_relaxed);
+    }
+}
+
 /* The same, trying the region this reader found last first: repeated
- * accesses to one region skip the search. */
+ * accesses to one region skip the search. The generation is read before
+ * the tree (acquire): a region found in a tree that lost it is never
+ * remembered under the generation that says so. */
 static inline struct hmaf__region *
 hmaf__regcache_find_hinted(struct hmaf__regcache *rc,
                            struct hmaf__reader *reader, uint64_t addr,
                            uint64_t now)
 {
-    const struct hmaf__region_set *set =
-        atomic_load_explicit(&rc->current, memory_order_acquire);
-    struct hmaf__region *r = (struct hmaf__region *)reader->hint;
+    uint64_t gen = atomic_load_explicit(&rc->gen, memory_order_acquire);
+    struct hmaf__region *r;
 
-    if (reader->hint_gen == set->gen && addr - r->iv.base < r->iv.len) {
-        if (atomic_load_explicit(&r->last_used, memory_order_relaxed) != now) {
-            atomic_store_explicit(&r->last_used, now, memory_order_relaxed);
-        }
+    r = (struct hmaf__region *)reader->hint;
+    /* Only while the generation matches is r still cached, so still ours
+     * to look at. */
+    if (reader->hint_gen == gen && addr - r->iv.base < r->iv.len) {
+        hmaf__region_stamp(r, now);
         return r;
     }
     r = hmaf__regcache_find(rc, addr, now);
     if (r != NULL) {
-        reader->hint_gen = set->gen;
+        reader->hint_gen = gen;
         reader->hint = r;
     }
     return r;
 }
 
 /*
- * Add a region. Returns 0 when added; HMAF_EEXIST when it overlaps a cached
- * one (the caller keeps r and releases it: the cached one serves); -ESTALE
- * when r->epoch is older than the cache's epoch (r was answered before a
- * revocation the cache has already applied). Must not be called from inside
- * a read-side section: it waits for a grace period.
+ * Add a region (O(log n): no grace period unless regions leave). When r
+ * takes the cache past a bound, least recently used regions leave first,
+ * a batch of them at once (down to 7/8 of the bound, r included: r itself
+ * always stays, so a region larger than the byte bound is cached alone),
+ * and go to the release callback, as evicted, before this returns;
+ * *evicted_out counts them. Anything but HMAF_REGCACHE_ADDED leaves r to
+ * the caller. Must not be called from inside a read-side section: it may
+ * wait for a grace period.
  */
-int hmaf__regcache_insert(struct hmaf__regcache *rc, struct hmaf__region *r,
-                          uint64_t *evicted_out);
+enum hmaf__regcache_insert_result
+hmaf__regcache_insert(struct hmaf__regcache *rc, struct hmaf__region *r,
+                      uint64_t *evicted_out);
 /* Drop every region and refuse inserts from before new_epoch (UINT64_MAX:
  * refuse every insert from now on). Returns once no read-side section can
  * still see them; HMAF_ENOMEM when nothing could be done. The dropped

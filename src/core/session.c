@@ -1,5 +1,6 @@
 /* Dpu-side session: lifecycle, roots, ping, counters. The data path is in
- * datapath.c. */
+ * datapath.c, the regions (misses, registration, revocation) in
+ * regions.c. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,49 +78,6 @@ static int open_channel(struct hmaf_session *s, uint64_t deadline)
     return ret;
 }
 
-void hmaf__session_release_imports(struct hmaf_session *s,
-                                   struct hmaf__region *list)
-{
-    for (struct hmaf__region *r = list; r != NULL; r = r->next_victim) {
-        s->ops->rmem_release(r->rmem);
-    }
-}
-
-/* Each answer the agent gave is one hold: give it back, unless the
- * session is over (closing the channel returns them all). Best effort:
- * the agent forgets our holds at session end anyway. */
-void hmaf__session_give_back(struct hmaf_session *s, struct hmaf__region *list)
-{
-    while (list != NULL) {
-        struct hmaf__region *next = list->next_victim;
-        if (!atomic_load(&s->dead)) {
-            struct hmaf_req_deregister req = {.region_id = list->id,
-                                              .epoch = list->epoch};
-            uint8_t buf[HMAF_MBOX_REQ_MAX];
-            uint16_t len = (uint16_t)hmaf__req_deregister_encode(&req, buf);
-            (void)hmaf__mbox_call(&s->mbox, HMAF_OP_DEREGISTER, buf, len,
-                                  NULL, 0, NULL);
-        }
-        free(list);
-        list = next;
-    }
-}
-
-/* Region release: drop the import, then give the agent its hold back — in
- * that order, because the agent may destroy the export once the last hold
- * is back, and an engine like doca needs the import gone first. */
-static void release_region(void *arg, struct hmaf__region *r, int evicted)
-{
-    struct hmaf_session *s = arg;
-
-    (void)evicted;
-    r->next_victim = NULL;
-    if (!s->orphan) { /* an orphan's imports are the parent's */
-        hmaf__session_release_imports(s, r);
-    }
-    hmaf__session_give_back(s, r);
-}
-
 /* Import the mailbox region the host described in its welcome. */
 static int import_mailbox(struct hmaf_session *s, const struct hmaf_welcome *w)
 {
@@ -183,17 +141,11 @@ static int attach_to_host(struct hmaf_session *s, const struct hmaf_welcome *w)
     if (ret < 0) {
         goto err_ep;
     }
-    ret = hmaf__regcache_init(&s->cache, p->cache_max_regions,
-                              p->cache_max_bytes, release_region, s);
+    ret = hmaf__regions_init(s);
     if (ret < 0) {
         goto err_rmem;
     }
     s->readers_id = s->cache.readers.id;
-    if (s->ops->flags & HMAF_ENGINE_ASYNC) {
-        /* posted requests are in flight outside any section */
-        s->cache.readers.drain = hmaf__request_drain;
-        s->cache.readers.drain_arg = s;
-    }
     ret = init_mailbox_client(s, w);
     if (ret < 0) {
         goto err_cache;
@@ -358,10 +310,9 @@ int hmaf__session_fail(struct hmaf_session *s, int ret)
     return ret;
 }
 
-/* A mailbox call on behalf of the API: counts it, notes a dead host. */
-static int session_call(struct hmaf_session *s, uint8_t op, const void *req,
-                        uint16_t req_len, void *resp, uint16_t resp_cap,
-                        uint16_t *resp_len_out)
+int hmaf__session_call(struct hmaf_session *s, uint8_t op, const void *req,
+                       uint16_t req_len, void *resp, uint16_t resp_cap,
+                       uint16_t *resp_len_out)
 {
     int ret = atomic_load_explicit(&s->dead, memory_order_relaxed);
 
@@ -381,7 +332,7 @@ HMAF_API int hmaf_session_ping(hmaf_session_t *session)
     if (session == NULL) {
         return HMAF_EINVAL;
     }
-    return session_call(session, HMAF_OP_PING, NULL, 0, NULL, 0, NULL);
+    return hmaf__session_call(session, HMAF_OP_PING, NULL, 0, NULL, 0, NULL);
 }
 
 HMAF_API int hmaf_session_lookup(hmaf_session_t *session, const char *name,
@@ -402,8 +353,8 @@ HMAF_API int hmaf_session_lookup(hmaf_session_t *session, const char *name,
     }
     memcpy(req.name, name, strlen(name));
     req_len = (uint16_t)hmaf__req_lookup_encode(&req, req_buf);
-    ret = session_call(session, HMAF_OP_LOOKUP, req_buf, req_len, resp_buf,
-                       sizeof(resp_buf), &resp_len);
+    ret = hmaf__session_call(session, HMAF_OP_LOOKUP, req_buf, req_len,
+                             resp_buf, sizeof(resp_buf), &resp_len);
     if (ret == 0) {
         ret = hmaf__resp_lookup_decode(resp_buf, resp_len, &resp);
     }
@@ -412,148 +363,6 @@ HMAF_API int hmaf_session_lookup(hmaf_session_t *session, const char *name,
         if (len_out != NULL) {
             *len_out = (size_t)resp.len;
         }
-    }
-    return ret;
-}
-
-/* Is addr covered by a cached region now? */
-static int cached(struct hmaf_session *s, uint64_t addr)
-{
-    struct hmaf__reader *reader;
-    int found;
-
-    if (hmaf__regcache_enter(&s->cache, &reader) < 0) {
-        return 0;
-    }
-    found = hmaf__regcache_find(&s->cache, addr, hmaf__coarse_now_ns()) != NULL;
-    hmaf__regcache_exit(reader);
-    return found;
-}
-
-static struct hmaf__region *new_region(struct hmaf_session *s,
-                                       const struct hmaf_resp_register *resp)
-{
-    size_t size = sizeof(struct hmaf__region) + s->ops->rmem_size;
-    /* Cache-line aligned: a lookup touches one line of it. */
-    struct hmaf__region *r =
-        aligned_alloc(HMAF_CACHELINE, (size + HMAF_CACHELINE - 1) /
-                                          HMAF_CACHELINE * HMAF_CACHELINE);
-
-    if (r == NULL) {
-        return NULL;
-    }
-    memset(r, 0, size);
-    r->iv.base = resp->base;
-    r->iv.len = resp->len;
-    r->id = resp->region_id;
-    r->epoch = resp->epoch;
-    r->access = resp->access;
-    atomic_init(&r->last_used, hmaf__coarse_now_ns()); /* a use */
-    r->rmem = (struct hmaf_engine_rmem *)(r + 1);
-    r->rmem->ep = s->ep;
-    r->rmem->addr = resp->base;
-    r->rmem->len = resp->len;
-    r->rmem->access = r->access;
-    return r;
-}
-
-/*
- * Import the region the agent answered with and put it in the cache.
- * Returns 0 when addr is now covered; -ESTALE when a revocation the cache
- * already applied is newer than the answer; HMAF_EEXIST when a cached
- * region overlaps the answer without covering addr (a revocation not yet
- * applied here is behind it).
- */
-static int cache_region(struct hmaf_session *s,
-                        const struct hmaf_resp_register *resp, uint64_t addr)
-{
-    struct hmaf__region *r = new_region(s, resp);
-    uint64_t evicted = 0;
-    int ret;
-
-    if (r == NULL) {
-        return HMAF_ENOMEM;
-    }
-    if (resp->export_blob.len > s->limits.max_blob) {
-        hmaf__log_error("session %llu: export of %u bytes exceeds the %s "
-                        "engine's max_blob %u",
-                        (unsigned long long)s->session_id,
-                        (unsigned)resp->export_blob.len, s->ops->name,
-                        s->limits.max_blob);
-        free(r);
-        return HMAF_EPROTO;
-    }
-    ret = s->ops->rmem_import(r->rmem, resp->export_blob.data,
-                              resp->export_blob.len);
-    if (ret < 0) {
-        free(r);
-        return ret;
-    }
-    hmaf__count(s, registrations, 1);
-    ret = hmaf__regcache_insert(&s->cache, r, &evicted);
-    hmaf__count(s, evictions, evicted);
-    if (ret < 0) {
-        release_region(s, r, 1); /* give the agent its hold back */
-    }
-    if (ret == HMAF_EEXIST && cached(s, addr)) {
-        ret = 0; /* another thread cached the same region first */
-    }
-    return ret;
-}
-
-static int valid_region_answer(const struct hmaf_resp_register *resp,
-                               uint64_t addr)
-{
-    return resp->len > 0 && resp->len <= UINT64_MAX - resp->base &&
-           addr >= resp->base && addr - resp->base < resp->len &&
-           (resp->access == HMAF_ACCESS_READ ||
-            resp->access == HMAF_ACCESS_READ_WRITE);
-}
-
-static int register_once(struct hmaf_session *s, uint64_t addr, uint64_t len)
-{
-    struct hmaf_req_register req = {.addr = addr, .len = len};
-    struct hmaf_resp_register resp;
-    uint8_t req_buf[HMAF_MBOX_REQ_MAX], resp_buf[HMAF_MBOX_RESP_MAX];
-    uint16_t req_len = (uint16_t)hmaf__req_register_encode(&req, req_buf);
-    uint16_t resp_len = 0;
-    int ret;
-
-    hmaf__count(s, cache_misses, 1);
-    ret = session_call(s, HMAF_OP_REGISTER, req_buf, req_len, resp_buf,
-                       sizeof(resp_buf), &resp_len);
-    if (ret == 0) {
-        ret = hmaf__resp_register_decode(resp_buf, resp_len, &resp);
-    }
-    if (ret == 0 && !valid_region_answer(&resp, addr)) {
-        ret = HMAF_EPROTO;
-    }
-    return ret == 0 ? cache_region(s, &resp, addr) : ret;
-}
-
-/* Answers that cannot be cached because of a revocation get this many
- * more tries, each after applying the revocation first. */
-#define REGISTER_RETRIES 4
-
-int hmaf__session_register(struct hmaf_session *s, uint64_t addr,
-                           uint64_t len)
-{
-    int ret = register_once(s, addr, len);
-
-    for (int i = 0; i < REGISTER_RETRIES &&
-                    (ret == -ESTALE || ret == HMAF_EEXIST);
-         i++) {
-        ret = hmaf__session_check_epoch(s, 1);
-        if (ret == 0) {
-            ret = register_once(s, addr, len);
-        }
-    }
-    if (ret == -ESTALE || ret == HMAF_EEXIST) {
-        /* The mailbox's epoch is not the one the agent answers in, or the
-         * agent answers with overlapping regions: the peer is broken. */
-        hmaf__log_error("session %llu: agent answers cannot be cached",
-                        (unsigned long long)s->session_id);
-        ret = HMAF_EPROTO;
     }
     return ret;
 }

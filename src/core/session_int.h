@@ -88,15 +88,36 @@ int hmaf__session_fail(struct hmaf_session *s, int ret);
 /* Mark the session dead with err (first caller wins) and wake its watch
  * thread, which fences it. Returns 1 for the first caller. */
 int hmaf__session_kill(struct hmaf_session *s, int err);
-/* Apply a revocation the host announced, if a look is due (or force).
- * Never from inside a read-side section. */
-int hmaf__session_check_epoch(struct hmaf_session *s, int force);
 /* The synchronous data path behind read/write/readv/writev. */
 int hmaf__session_transfer(struct hmaf_session *s, enum hmaf_xfer_op op,
                            const hmaf_seg_t *segs, size_t nsegs);
+/* A mailbox call on behalf of the API: counts it, notes a dead host. */
+int hmaf__session_call(struct hmaf_session *s, uint8_t op, const void *req,
+                       uint16_t req_len, void *resp, uint16_t resp_cap,
+                       uint16_t *resp_len_out);
+
+/* regions.c: the session's regions. */
+/* The region cache, with the release that gives regions back. */
+int hmaf__regions_init(struct hmaf_session *s);
 /* Ask the agent for the exposure containing addr and cache it. */
 int hmaf__session_register(struct hmaf_session *s, uint64_t addr,
                            uint64_t len);
+/* Due for a look at the revocation epoch? Cheap: the coarse clock. */
+static inline int hmaf__session_epoch_due(struct hmaf_session *s, uint64_t now)
+{
+    return now >= atomic_load_explicit(&s->next_check_ns, memory_order_relaxed);
+}
+/* Apply a revocation the host announced, if a look is due (or force).
+ * Never from inside a read-side section. */
+int hmaf__session_check_epoch(struct hmaf_session *s, int force);
+/* Give back regions a revocation or the fence dropped (linked by
+ * next_victim): DEREGISTER them, in batches, while the session lives,
+ * then free them. Their imports must be released already. */
+void hmaf__session_give_back(struct hmaf_session *s,
+                             struct hmaf__region *list);
+/* Release the imports of a list of dropped regions. */
+void hmaf__session_release_imports(struct hmaf_session *s,
+                                   struct hmaf__region *list);
 
 /* Largest params.max_inflight: handles carry a 16-bit request index. */
 #define HMAF_MAX_INFLIGHT 65536
@@ -113,14 +134,6 @@ void hmaf__request_drain(void *session);
 int hmaf__watch_start(struct hmaf_session *s, uint32_t lease_us);
 void hmaf__watch_wake(struct hmaf_session *s);
 void hmaf__watch_stop(struct hmaf_session *s);
-/* Give back regions a revocation or the fence dropped (linked by
- * next_victim): DEREGISTER each while the session lives, then free. Their
- * imports must be released already. */
-void hmaf__session_give_back(struct hmaf_session *s,
-                             struct hmaf__region *list);
-/* Release the imports of a list of dropped regions. */
-void hmaf__session_release_imports(struct hmaf_session *s,
-                                   struct hmaf__region *list);
 
 /* forks.c: every live session, so that a forked child's copies are
  * orphaned (dead, and freed without a word to host or engine). */

@@ -162,16 +162,22 @@ static int serve_register(struct hmaf_agent *a, struct agent_session *s,
     return 0;
 }
 
+/* Ends the hold each id names in the request's epoch. Every id is looked
+ * at; one the session does not hold is skipped (the others still end), and
+ * the answer then says HMAF_ENOENT. */
 static int serve_deregister(struct hmaf_agent *a, struct agent_session *s,
                             const struct request *req)
 {
     struct hmaf_req_deregister r;
-    int ret = hmaf__req_deregister_decode(req->payload, req->len, &r);
+    int status = hmaf__req_deregister_decode(req->payload, req->len, &r);
 
-    if (ret < 0) {
-        return ret;
+    for (uint16_t i = 0; status != HMAF_EPROTO && i < r.count; i++) {
+        int ret = hmaf__agent_drop_hold(a, s, r.region_id[i], r.epoch);
+        if (ret < 0) {
+            status = ret;
+        }
     }
-    return hmaf__agent_drop_hold(a, s, r.region_id, r.epoch);
+    return status;
 }
 
 static int serve_lookup(struct hmaf_agent *a, const struct request *req,

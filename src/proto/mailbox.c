@@ -7,7 +7,7 @@
 #include "util/wire.h"
 
 #define REQ_REGISTER_SIZE 16
-#define REQ_DEREGISTER_SIZE 16
+#define REQ_DEREGISTER_FIXED 10
 #define REQ_LOOKUP_SIZE 64
 #define RESP_REGISTER_FIXED 33
 #define RESP_LOOKUP_SIZE 16
@@ -15,6 +15,9 @@
 _Static_assert(RESP_REGISTER_FIXED + 2 + HMAF_BLOB_MAX <= HMAF_MBOX_RESP_MAX,
                "a REGISTER answer must fit a response slot");
 _Static_assert(REQ_LOOKUP_SIZE <= HMAF_MBOX_REQ_MAX, "lookup must fit");
+_Static_assert(REQ_DEREGISTER_FIXED + 8 * HMAF_DEREGISTER_IDS_MAX <=
+                   HMAF_MBOX_REQ_MAX,
+               "a full DEREGISTER must fit a request slot");
 
 static int decoded(const struct hmaf_wire *w, size_t len)
 {
@@ -80,10 +83,16 @@ int hmaf__resp_register_decode(const uint8_t *buf, size_t len,
 size_t hmaf__req_deregister_encode(const struct hmaf_req_deregister *r,
                                    uint8_t *buf)
 {
-    struct hmaf_wire w = hmaf__wire(buf, REQ_DEREGISTER_SIZE);
+    struct hmaf_wire w = hmaf__wire(buf, HMAF_MBOX_REQ_MAX);
 
-    hmaf__wire_put_u64(&w, r->region_id);
+    if (r->count == 0 || r->count > HMAF_DEREGISTER_IDS_MAX) {
+        return 0;
+    }
     hmaf__wire_put_u64(&w, r->epoch);
+    hmaf__wire_put_u16(&w, r->count);
+    for (uint16_t i = 0; i < r->count; i++) {
+        hmaf__wire_put_u64(&w, r->region_id[i]);
+    }
     return w.pos;
 }
 
@@ -92,8 +101,16 @@ int hmaf__req_deregister_decode(const uint8_t *buf, size_t len,
 {
     struct hmaf_wire w = hmaf__wire((void *)buf, len);
 
-    out->region_id = hmaf__wire_get_u64(&w);
     out->epoch = hmaf__wire_get_u64(&w);
+    out->count = hmaf__wire_get_u16(&w);
+    if (out->count == 0 || out->count > HMAF_DEREGISTER_IDS_MAX ||
+        len != REQ_DEREGISTER_FIXED + 8u * out->count) {
+        out->count = 0;
+        return HMAF_EPROTO;
+    }
+    for (uint16_t i = 0; i < out->count; i++) {
+        out->region_id[i] = hmaf__wire_get_u64(&w);
+    }
     return decoded(&w, len);
 }
 

@@ -108,13 +108,17 @@ struct hmaf_resp_register {
     struct hmaf_blob export_blob;
 };
 
-/* DEREGISTER: one REGISTER answer given back. The epoch is the answer's:
- * an acknowledged revocation gives back every answer of an older epoch at
- * once (the agent drops those holds itself), so a DEREGISTER names which
- * one it is. */
+/* DEREGISTER: REGISTER answers given back, up to HMAF_DEREGISTER_IDS_MAX
+ * of one epoch in one request (the dpu side evicts in batches). The epoch
+ * is the answers': an acknowledged revocation gives back every answer of
+ * an older epoch at once (the agent drops those holds itself), so a
+ * DEREGISTER names which ones it is. Wire: u64 epoch, u16 count (1 to
+ * HMAF_DEREGISTER_IDS_MAX), count u64 region ids: 10 + 8 * count bytes. */
+#define HMAF_DEREGISTER_IDS_MAX 29
 struct hmaf_req_deregister {
-    uint64_t region_id;
     uint64_t epoch;
+    uint16_t count;
+    uint64_t region_id[HMAF_DEREGISTER_IDS_MAX];
 };
 
 struct hmaf_req_lookup {
@@ -126,8 +130,9 @@ struct hmaf_resp_lookup {
     uint64_t len;
 };
 
-/* Encoders return the payload length; decoders 0 or -EPROTO. Decoders take
- * exactly the payload length a request of that op must have. */
+/* Encoders return the payload length (0: the message cannot be encoded);
+ * decoders 0 or -EPROTO. Decoders take exactly the payload length a
+ * request of that op must have. */
 size_t hmaf__req_register_encode(const struct hmaf_req_register *r,
                                  uint8_t *buf);
 int hmaf__req_register_decode(const uint8_t *buf, size_t len,

@@ -13,7 +13,7 @@
  * slot is checked against a model of the agent: which requests are new,
  * the exact status each must get, the session's holds per exposure and
  * revocation epoch (a REGISTER answer adds one at the agent's epoch, a
- * DEREGISTER names one, an acknowledgement that grew ends every older
+ * DEREGISTER names some, an acknowledgement that grew ends every older
  * one — one above the agent's epoch counts as that epoch —, and so does
  * a revocation the session confirmed), the exposures' engine
  * registrations, the agent's counters. Now
@@ -28,12 +28,13 @@
  *               REGISTER of an address relative to an exposure (0, 1), to
  *               unexposed memory (2) or absolute (3); which & 0x80: len is
  *               UINT64_MAX - len
- *   4 deregister which u8, when u8 [id u64 when which%4 == 2]
- *               [epoch u64 when when%4 == 3]: DEREGISTER of exposure 0's
- *               or 1's id (0, 1), of id (2), of which >> 2 (3); in the
- *               agent's epoch (0), in an epoch the model holds that
- *               exposure in (1; the agent's epoch when none), in an older
- *               one (2: epoch - 1 - (when >> 2)), in epoch (3)
+ *   4 deregister more u8, when u8 [epoch u64 when when%4 == 3], then
+ *               1 + more%29 ids, each which u8 [id u64 when which%4 ==
+ *               2]: a DEREGISTER of exposure 0's or 1's id (0, 1), of id
+ *               (2), of which >> 2 (3); in the agent's epoch (0), in an
+ *               epoch the model holds the first id's exposure in (1; the
+ *               agent's epoch when none), in an older one (2: epoch - 1 -
+ *               (when >> 2)), in epoch (3)
  *   5 lookup    which u8 [64 bytes when which%8 == 6]: LOOKUP of root
  *               which%8 (0-3), of "nope" (4), of "empty" (5: its publish
  *               was refused), of the bytes (6), of ""
@@ -306,22 +307,28 @@ static int expect_register(const uint8_t *p, uint16_t len, struct expect *ex)
     return 0;
 }
 
-/* Holds of revoked exposures went with them, so an old id holds nothing. */
+/* Holds of revoked exposures went with them, so an old id holds nothing.
+ * Each id ends its hold, in order; one that names none is skipped, and
+ * the answer says so. */
 static int expect_deregister(const uint8_t *p, uint16_t len)
 {
-    int e = find_id(load_u64(p));
-    long i = e < 0 ? -1 : hold_index(e, load_u64(p + 8));
+    uint16_t count = len >= 10 ? (uint16_t)(p[8] | p[9] << 8) : 0;
+    int status = 0;
 
-    if (len != 16) {
+    if (count == 0 || count > HMAF_DEREGISTER_IDS_MAX ||
+        len != 10 + 8u * count) {
         return HMAF_EPROTO;
     }
-    if (i < 0) {
-        return HMAF_ENOENT;
+    for (uint16_t k = 0; k < count; k++) {
+        int e = find_id(load_u64(p + 10 + 8 * k));
+        long i = e < 0 ? -1 : hold_index(e, load_u64(p));
+        if (i < 0) {
+            status = HMAF_ENOENT;
+        } else if (--holds[i].count == 0) {
+            hold_remove_at((size_t)i);
+        }
     }
-    if (--holds[i].count == 0) {
-        hold_remove_at((size_t)i);
-    }
-    return 0;
+    return status;
 }
 
 static int expect_lookup(const uint8_t *p, uint16_t len, struct expect *ex)
@@ -764,38 +771,54 @@ static uint64_t held_epoch(int e, unsigned k)
     return epoch;
 }
 
-static void cmd_deregister(struct fuzz_in *in, uint32_t slot)
+static uint64_t deregister_id(struct fuzz_in *in)
 {
-    uint8_t which = fuzz_u8(in), when = fuzz_u8(in), p[16];
-    struct hmaf_req_deregister r;
-    uint64_t back = 1u + (when >> 2);
+    uint8_t which = fuzz_u8(in);
 
     switch (which % 4) {
     case 0:
     case 1:
-        r.region_id = exposures[which % 4].id;
-        break;
+        return exposures[which % 4].id;
     case 2:
-        r.region_id = fuzz_u64(in);
-        break;
+        return fuzz_u64(in);
     default:
-        r.region_id = which >> 2;
+        return which >> 2;
     }
+}
+
+/* Built by hand, not by the encoder: the bytes are what is tested. */
+static void cmd_deregister(struct fuzz_in *in, uint32_t slot)
+{
+    uint8_t more = fuzz_u8(in), when = fuzz_u8(in);
+    uint8_t p[10 + 8 * HMAF_DEREGISTER_IDS_MAX];
+    uint16_t count = (uint16_t)(1 + more % HMAF_DEREGISTER_IDS_MAX);
+    uint64_t back = 1u + (when >> 2), first;
+    uint64_t ep = when % 4 == 3 ? fuzz_u64(in) : 0;
+
+    first = deregister_id(in);
     switch (when % 4) {
     case 0:
-        r.epoch = epoch;
+        ep = epoch;
         break;
     case 1:
-        r.epoch = held_epoch(find_id(r.region_id), when >> 2);
+        ep = held_epoch(find_id(first), when >> 2);
         break;
     case 2:
-        r.epoch = epoch - (back < epoch ? back : epoch);
+        ep = epoch - (back < epoch ? back : epoch);
         break;
     default:
-        r.epoch = fuzz_u64(in);
+        break;
     }
-    hmaf__req_deregister_encode(&r, p);
-    request(slot, HMAF_OP_DEREGISTER, sizeof(p), p, sizeof(p));
+    memcpy(p, &ep, 8);
+    p[8] = (uint8_t)count;
+    p[9] = (uint8_t)(count >> 8);
+    memcpy(p + 10, &first, 8);
+    for (uint16_t k = 1; k < count; k++) {
+        uint64_t id = deregister_id(in);
+        memcpy(p + 10 + 8 * k, &id, 8);
+    }
+    request(slot, HMAF_OP_DEREGISTER, (uint16_t)(10 + 8 * count), p,
+            10 + 8u * count);
 }
 
 static void cmd_lookup(struct fuzz_in *in, uint32_t slot)

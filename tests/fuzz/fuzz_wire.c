@@ -363,10 +363,17 @@ static void fuzz_req_deregister(const uint8_t *p, size_t n)
     uint8_t buf[HMAF_MBOX_REQ_MAX];
     int ret = hmaf__req_deregister_decode(p, n, &r);
 
-    FUZZ_CHECK((ret == 0) == (n == 16), "accepts %zu bytes: %d", n, ret);
+    uint16_t count = n >= 10 ? (uint16_t)(p[8] | p[9] << 8) : 0;
+
+    FUZZ_CHECK((ret == 0) == (count >= 1 && count <= HMAF_DEREGISTER_IDS_MAX &&
+                              n == 10 + 8u * count),
+               "accepts %zu bytes: %d", n, ret);
     FUZZ_CHECK(ret == 0 || ret == HMAF_EPROTO, "code %d", ret);
     if (ret == 0) {
-        FUZZ_CHECK(r.region_id == le64(p) && r.epoch == le64(p + 8), "fields");
+        FUZZ_CHECK(r.epoch == le64(p) && r.count == count, "fields");
+        for (uint16_t i = 0; i < count; i++) {
+            FUZZ_CHECK(r.region_id[i] == le64(p + 10 + 8 * i), "id %u", i);
+        }
         FUZZ_CHECK(hmaf__req_deregister_encode(&r, buf) == n &&
                        memcmp(buf, p, n) == 0,
                    "round trip");

@@ -237,7 +237,7 @@ static void wire_mailbox(void)
                                     .len = 1 << 20,
                                     .epoch = 0,
                                     .access = HMAF_ACCESS_READ_WRITE};
-    struct hmaf_req_deregister rd = {.region_id = 1, .epoch = 3};
+    struct hmaf_req_deregister rd = {.epoch = 3, .count = 1, .region_id = {1}};
     struct hmaf_req_lookup rl = {{0}};
     struct hmaf_resp_lookup rs = {.addr = 0x7f0000001000ull, .len = 64};
     size_t n;
@@ -257,6 +257,15 @@ static void wire_mailbox(void)
     n = hmaf__req_deregister_encode(&rd, b);
     wire("req-deregister", W_REQ_DEREGISTER, b, n);
     wire("req-deregister-v1", W_REQ_DEREGISTER, b, 8); /* protocol 1's */
+    wire("req-deregister-v3", W_REQ_DEREGISTER, b, 16); /* protocol 3's */
+    rd.count = HMAF_DEREGISTER_IDS_MAX;
+    for (uint16_t i = 0; i < rd.count; i++) {
+        rd.region_id[i] = 1 + i * 7;
+    }
+    n = hmaf__req_deregister_encode(&rd, b);
+    wire("req-deregister-full", W_REQ_DEREGISTER, b, n);
+    b[8] = HMAF_DEREGISTER_IDS_MAX + 1; /* a count past what fits */
+    wire("req-deregister-count-huge", W_REQ_DEREGISTER, b, n + 8);
     strcpy(rl.name, "alpha");
     n = hmaf__req_lookup_encode(&rl, b);
     wire("req-lookup", W_REQ_LOOKUP, b, n);
@@ -316,11 +325,22 @@ static void reg(struct seed *s, unsigned slot, uint8_t which, int32_t off,
     put_u32(s, len);
 }
 
-static void dereg(struct seed *s, unsigned slot, uint8_t which, uint8_t when)
+/* A DEREGISTER of n ids (which[i] as fuzz_mailbox.c reads it; ids of
+ * which % 4 == 2 are not made here). */
+static void dereg_many(struct seed *s, unsigned slot, uint8_t when,
+                       unsigned n, const uint8_t *which)
 {
     cmd(s, M_DEREG, slot);
-    put_u8(s, which);
+    put_u8(s, (uint8_t)(n - 1));
     put_u8(s, when);
+    for (unsigned i = 0; i < n; i++) {
+        put_u8(s, which[i]);
+    }
+}
+
+static void dereg(struct seed *s, unsigned slot, uint8_t which, uint8_t when)
+{
+    dereg_many(s, slot, when, 1, &which);
 }
 
 static void lookup(struct seed *s, unsigned slot, uint8_t which)
@@ -384,6 +404,19 @@ static void mailbox_register(void)
     dereg(&s, 2, 1, E_NOW); /* the second one: no hold left */
     dereg(&s, 3, 3 | 40 << 2, E_NOW);
     save("mailbox", "register-deregister", &s);
+    /* Both exposures and an id nobody holds in one DEREGISTER: the two
+     * holds end, the answer says HMAF_ENOENT; a second time, nothing. */
+    s.n = 0;
+    reg(&s, 0, 0, 0, 1);
+    reg(&s, 1, 1, 0, 1);
+    reg(&s, 2, 0, 8, 1);
+    cmd(&s, M_POLL, 0);
+    dereg_many(&s, 0, E_NOW, 3, (const uint8_t[]){0, 1, 3 | 40 << 2});
+    /* exposure 0 twice, held once more: the second finds none */
+    dereg_many(&s, 1, E_NOW, 2, (const uint8_t[]){0, 0});
+    cmd(&s, M_POLL, 0);
+    dereg_many(&s, 2, E_NOW, 2, (const uint8_t[]){1, 0});
+    save("mailbox", "deregister-batch", &s);
     s.n = 0;
     reg(&s, 1, 0, 0, 0);     /* len 0 */
     reg(&s, 2, 0x80, 16, 0); /* len UINT64_MAX: overflow */
@@ -488,8 +521,8 @@ static void mailbox_lookup(void)
 static void mailbox_words(void)
 {
     struct seed s = {.n = 0};
-    struct hmaf_req_deregister rd = {.region_id = 1, .epoch = 0};
-    uint8_t p[16];
+    struct hmaf_req_deregister rd = {.epoch = 0, .count = 1, .region_id = {1}};
+    uint8_t p[18];
 
     raw_req(&s, 1, HMAF_OP_PING, 0, NULL, 0);
     cmd(&s, M_POLL, 0);

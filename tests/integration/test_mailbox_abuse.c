@@ -66,6 +66,14 @@ static void send_malformed(void)
     CHECK_EQ(raw_request(HMAF_OP_LOOKUP, p, 64, 64), HMAF_EPROTO);
     CHECK_EQ(raw_request(HMAF_OP_DEREGISTER, p, 15, 15), HMAF_EPROTO);
     CHECK_EQ(raw_request(HMAF_OP_DEREGISTER, p, 8, 8), HMAF_EPROTO);
+    memset(p, 0, 18);
+    CHECK_EQ(raw_request(HMAF_OP_DEREGISTER, p, 10, 10), HMAF_EPROTO);
+    p[8] = 1; /* one id, and its bytes one short, then one too many */
+    CHECK_EQ(raw_request(HMAF_OP_DEREGISTER, p, 17, 17), HMAF_EPROTO);
+    CHECK_EQ(raw_request(HMAF_OP_DEREGISTER, p, 19, 19), HMAF_EPROTO);
+    p[8] = HMAF_DEREGISTER_IDS_MAX + 1;
+    CHECK_EQ(raw_request(HMAF_OP_DEREGISTER, p, 10 + 8 * p[8], 10 + 8 * p[8]),
+             HMAF_EPROTO);
     hmaf__req_register_encode(&reg, p);
     CHECK_EQ(raw_request(HMAF_OP_REGISTER, p, 16, 16), HMAF_EINVAL);
     reg = (struct hmaf_req_register){.addr = UINT64_MAX - 4, .len = 10};
@@ -74,9 +82,10 @@ static void send_malformed(void)
     reg = (struct hmaf_req_register){.addr = 4096, .len = 10};
     hmaf__req_register_encode(&reg, p);
     CHECK_EQ(raw_request(HMAF_OP_REGISTER, p, 16, 16), HMAF_EFAULT);
-    memset(p, 0, 16);
-    p[0] = 0x77;
-    CHECK_EQ(raw_request(HMAF_OP_DEREGISTER, p, 16, 16), HMAF_ENOENT);
+    memset(p, 0, 18);
+    p[8] = 1;
+    p[10] = 0x77; /* an id this session holds nothing of */
+    CHECK_EQ(raw_request(HMAF_OP_DEREGISTER, p, 18, 18), HMAF_ENOENT);
     memset(p, 0, 64);
     CHECK_EQ(raw_request(HMAF_OP_LOOKUP, p, 64, 64), HMAF_EINVAL);
     CHECK_EQ(raw_request(HMAF_OP_PING, NULL, 0, 0), 0);

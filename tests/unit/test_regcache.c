@@ -1,14 +1,21 @@
 /*
  * The dpu side's region cache (core/regcache.c): interval lookup, overlap
- * refusal, LRU eviction by count and by bytes, the release callback and
- * epoch staleness.
+ * refusal, LRU eviction by count and by bytes in batches, the release
+ * callback and epoch staleness; 100,000 regions against a simple model;
+ * readers looking up while a writer inserts, evicts and clears (they
+ * never see a released region: run it under ASan too); and, printed but
+ * not judged, what an insert and a lookup cost at 10 to 100,000 regions.
  */
-#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 #include "core/regcache.h"
+#include "util/compiler.h"
 
 #define MAX_RELEASED 2048
 #define NUM_RANDOM   1000
@@ -20,15 +27,20 @@ struct released {
     int evicted[MAX_RELEASED];
 };
 
-static void record_release(void *arg, struct hmaf__region *r, int evicted)
+static void record_release(void *arg, struct hmaf__region *list, int evicted)
 {
     struct released *log = arg;
 
-    CHECK(log->n < MAX_RELEASED);
-    log->id[log->n] = r->id;
-    log->evicted[log->n] = evicted;
-    log->n++;
-    free(r);
+    CHECK(list != NULL);
+    while (list != NULL) {
+        struct hmaf__region *next = list->next_victim;
+        CHECK(log->n < MAX_RELEASED);
+        log->id[log->n] = list->id;
+        log->evicted[log->n] = evicted;
+        log->n++;
+        free(list);
+        list = next;
+    }
 }
 
 /* The cache orders regions by the times its callers stamp them with; a
@@ -64,7 +76,8 @@ static void add(struct hmaf__regcache *rc, uint64_t id, uint64_t base,
 {
     uint64_t n = 12345;
 
-    CHECK_OK(hmaf__regcache_insert(rc, region(id, base, len, 0), &n));
+    CHECK_EQ(hmaf__regcache_insert(rc, region(id, base, len, 0), &n),
+             HMAF_REGCACHE_ADDED);
     CHECK_EQ(n, evicted);
 }
 
@@ -117,7 +130,7 @@ static void check_overlap(struct hmaf__regcache *rc, uint64_t base,
 {
     struct hmaf__region *r = region(99, base, len, 0);
 
-    CHECK_ERR(hmaf__regcache_insert(rc, r, NULL), HMAF_EEXIST);
+    CHECK_EQ(hmaf__regcache_insert(rc, r, NULL), HMAF_REGCACHE_OVERLAPS);
     free(r); /* a refused region stays the caller's */
 }
 
@@ -294,6 +307,37 @@ static void test_newest_kept(void)
     hmaf__regcache_fini(&rc);
 }
 
+/* Over the count bound, least recently used regions leave in a batch,
+ * until the cache holds 7/8 of the bound, the new region included. */
+static void test_batch_by_count(void)
+{
+    struct hmaf__regcache rc;
+    struct released log;
+
+    init(&rc, &log, 16, UINT64_MAX);
+    for (uint64_t id = 1; id <= 16; id++) {
+        add(&rc, id, id << 12, 0x100, 0);
+    }
+    CHECK_EQ(find(&rc, 1 << 12), 1);
+    CHECK_EQ(find(&rc, 2 << 12), 2);
+    CHECK_EQ(find(&rc, 3 << 12), 3); /* 4, 5 and 6 are the oldest now */
+    add(&rc, 17, 17 << 12, 0x100, 3);
+    CHECK_EQ(released_ids(&log, 0, 3, 1), 1u << 4 | 1u << 5 | 1u << 6);
+    CHECK_EQ(hmaf__regcache_count(&rc), 14);
+    add(&rc, 18, 18 << 12, 0x100, 0);
+    add(&rc, 19, 19 << 12, 0x100, 0);
+    add(&rc, 20, 20 << 12, 0x100, 3);
+    CHECK_EQ(released_ids(&log, 3, 6, 1), 1u << 7 | 1u << 8 | 1u << 9);
+    CHECK_EQ(hmaf__regcache_count(&rc), 14);
+    CHECK_EQ(hmaf__regcache_bytes(&rc), 14 * 0x100);
+    CHECK_EQ(find(&rc, 1 << 12), 1);
+    CHECK_EQ(find(&rc, 20 << 12), 20);
+    CHECK_EQ(find(&rc, 9 << 12), 0);
+    hmaf__regcache_fini(&rc);
+    CHECK_EQ(log.n, 20);
+}
+
+/* The same by bytes: down to 7/8 of the bound (8750 of 10000 here). */
 static void test_lru_by_bytes(void)
 {
     struct hmaf__regcache rc;
@@ -303,25 +347,31 @@ static void test_lru_by_bytes(void)
     add(&rc, 1, 0x10000, 4000, 0);
     add(&rc, 2, 0x20000, 4000, 0);
     CHECK_EQ(find(&rc, 0x10000), 1);
-    add(&rc, 3, 0x30000, 4000, 1); /* 12000 > 10000: 2 goes */
+    add(&rc, 3, 0x30000, 4000, 1); /* 12000 > 10000: 2 goes, 8000 left */
     check_released(&log, 0, 2, 1);
     CHECK_EQ(hmaf__regcache_bytes(&rc), 8000);
-    add(&rc, 4, 0x40000, 5000, 1); /* 1 was found before 3 was added */
-    check_released(&log, 1, 1, 1);
-    CHECK_EQ(hmaf__regcache_bytes(&rc), 9000);
+    add(&rc, 4, 0x40000, 1000, 0);
     add(&rc, 5, 0x50000, 1000, 0); /* exactly at the bound */
     CHECK_EQ(hmaf__regcache_bytes(&rc), 10000);
-    CHECK_EQ(hmaf__regcache_count(&rc), 3);
+    CHECK_EQ(find(&rc, 0x10000), 1); /* 3 is the oldest now */
+    add(&rc, 6, 0x60000, 500, 1);    /* 10500: 3 goes, 6500 left */
+    check_released(&log, 1, 3, 1);
+    add(&rc, 7, 0x70000, 3000, 0); /* 9500 */
+    add(&rc, 8, 0x80000, 1000, 2); /* 10500: 4, then 5 (9500 > 8750) */
+    CHECK_EQ(released_ids(&log, 2, 4, 1), 1u << 4 | 1u << 5);
+    CHECK_EQ(hmaf__regcache_bytes(&rc), 8500);
+    CHECK_EQ(hmaf__regcache_count(&rc), 4);
     /* Larger than the whole bound: cached alone. The release order of one
      * insert's victims is not part of the contract. */
-    add(&rc, 6, 0x100000, 50000, 3);
-    CHECK_EQ(log.n, 5);
-    CHECK_EQ(released_ids(&log, 2, 5, 1), 1u << 3 | 1u << 4 | 1u << 5);
+    add(&rc, 9, 0x100000, 50000, 4);
+    CHECK_EQ(log.n, 8);
+    CHECK_EQ(released_ids(&log, 4, 8, 1),
+             1u << 1 | 1u << 6 | 1u << 7 | 1u << 8);
     CHECK_EQ(hmaf__regcache_count(&rc), 1);
-    CHECK_EQ(find(&rc, 0x100000 + 49999), 6);
+    CHECK_EQ(find(&rc, 0x100000 + 49999), 9);
     CHECK_EQ(hmaf__regcache_bytes(&rc), 50000);
     hmaf__regcache_fini(&rc);
-    check_released(&log, 5, 6, 0);
+    check_released(&log, 8, 9, 0);
 }
 
 static void test_release_flags(void)
@@ -349,14 +399,15 @@ static void check_stale(struct hmaf__regcache *rc, uint64_t epoch)
 {
     struct hmaf__region *r = region(98, 0x90000, 0x10, epoch);
 
-    CHECK_EQ(hmaf__regcache_insert(rc, r, NULL), -ESTALE);
+    CHECK_EQ(hmaf__regcache_insert(rc, r, NULL), HMAF_REGCACHE_STALE);
     free(r);
 }
 
 static void add_epoch(struct hmaf__regcache *rc, uint64_t id, uint64_t base,
                       uint64_t epoch)
 {
-    CHECK_OK(hmaf__regcache_insert(rc, region(id, base, 0x10, epoch), NULL));
+    CHECK_EQ(hmaf__regcache_insert(rc, region(id, base, 0x10, epoch), NULL),
+             HMAF_REGCACHE_ADDED);
 }
 
 static void test_epoch(void)
@@ -384,6 +435,510 @@ static void test_epoch(void)
     CHECK_EQ(log.n, 5);
 }
 
+/* ---- 100,000 regions against a model ---- */
+
+/* Slot i may hold the region [MODEL_BASE + i * MODEL_STRIDE, + len[i]),
+ * len[i] < MODEL_STRIDE: slots never overlap each other. */
+#define MODEL_SLOTS  150000
+#define MODEL_BASE   0x100000000ull
+#define MODEL_STRIDE 0x1000ull
+
+struct model {
+    struct hmaf__regcache rc;
+    size_t max_regions;
+    uint64_t max_bytes;
+    uint8_t present[MODEL_SLOTS];
+    uint8_t leaving[MODEL_SLOTS]; /* predicted victims of this insert */
+    uint16_t len[MODEL_SLOTS];
+    uint64_t used[MODEL_SLOTS];
+    uint32_t where[MODEL_SLOTS]; /* a present slot's index in list */
+    uint32_t list[MODEL_SLOTS];  /* the present slots, count of them */
+    size_t count, nleaving;
+    uint64_t bytes, epoch;
+    uint32_t *order; /* scratch: present slots by use */
+};
+
+static struct model m;
+
+static uint64_t slot_base(size_t slot)
+{
+    return MODEL_BASE + slot * MODEL_STRIDE;
+}
+
+/* Every region the cache lets go must be one the model predicted. */
+static void model_release(void *arg, struct hmaf__region *list, int evicted)
+{
+    (void)arg;
+    while (list != NULL) {
+        struct hmaf__region *next = list->next_victim;
+        size_t slot = list->id - 1;
+        CHECK(slot < MODEL_SLOTS);
+        CHECK(m.leaving[slot] == (evicted ? 1 : 2));
+        m.leaving[slot] = 0;
+        m.nleaving--;
+        free(list);
+        list = next;
+    }
+}
+
+static void model_add(size_t slot, uint16_t len)
+{
+    m.present[slot] = 1;
+    m.len[slot] = len;
+    m.where[slot] = (uint32_t)m.count;
+    m.list[m.count++] = (uint32_t)slot;
+    m.bytes += len;
+}
+
+static void model_remove(size_t slot, int evicted)
+{
+    uint32_t last = m.list[--m.count];
+
+    m.list[m.where[slot]] = last;
+    m.where[last] = m.where[slot];
+    m.present[slot] = 0;
+    m.leaving[slot] = evicted ? 1 : 2;
+    m.nleaving++;
+    m.bytes -= m.len[slot];
+}
+
+static void model_init(size_t max_regions, uint64_t max_bytes)
+{
+    memset(&m, 0, sizeof(m));
+    m.max_regions = max_regions;
+    m.max_bytes = max_bytes;
+    m.order = malloc(MODEL_SLOTS * sizeof(m.order[0]));
+    CHECK(m.order != NULL);
+    CHECK_OK(hmaf__regcache_init(&m.rc, max_regions, max_bytes, model_release,
+                                 NULL));
+}
+
+static void model_fini(void)
+{
+    while (m.count > 0) {
+        model_remove(m.list[m.count - 1], 0);
+    }
+    hmaf__regcache_fini(&m.rc);
+    CHECK_EQ(m.nleaving, 0);
+    free(m.order);
+}
+
+static const uint64_t *sort_used;
+
+static int by_model_use(const void *a, const void *b)
+{
+    uint64_t x = sort_used[*(const uint32_t *)a];
+    uint64_t y = sort_used[*(const uint32_t *)b];
+
+    return (x > y) - (x < y);
+}
+
+static uint64_t low_water(uint64_t bound)
+{
+    return bound - bound / 8;
+}
+
+/* Which slots an insert of len bytes evicts: least recently used first,
+ * down to 7/8 of whichever bound it crosses. */
+static void predict_evictions(uint64_t len)
+{
+    size_t n = m.count + 1, k = 0, nused = 0;
+    uint64_t bytes = m.bytes + len;
+    size_t keep_max =
+        n > m.max_regions ? low_water(m.max_regions) : m.max_regions;
+    uint64_t bytes_max =
+        bytes > m.max_bytes ? low_water(m.max_bytes) : m.max_bytes;
+
+    if (m.count == 0 || (n <= m.max_regions && bytes <= m.max_bytes)) {
+        return;
+    }
+    nused = m.count;
+    memcpy(m.order, m.list, nused * sizeof(m.order[0]));
+    sort_used = m.used;
+    qsort(m.order, nused, sizeof(m.order[0]), by_model_use);
+    while (k < nused && (n > HMAF_MAX(keep_max, 1) || bytes > bytes_max)) {
+        uint32_t v = m.order[k++];
+        n--;
+        bytes -= m.len[v];
+        model_remove(v, 1);
+    }
+}
+
+static void model_insert(size_t slot, uint16_t len)
+{
+    uint64_t evicted = 0, before;
+    struct hmaf__region *r;
+    enum hmaf__regcache_insert_result ret;
+
+    if (m.present[slot]) { /* the same base: refused, whatever the length */
+        r = region(slot + 1, slot_base(slot), 1 + len % 64, m.epoch);
+        CHECK_EQ(hmaf__regcache_insert(&m.rc, r, NULL), HMAF_REGCACHE_OVERLAPS);
+        free(r);
+        return;
+    }
+    r = region(slot + 1, slot_base(slot), len, m.epoch);
+    predict_evictions(len);
+    before = m.nleaving;
+    ret = hmaf__regcache_insert(&m.rc, r, &evicted);
+    CHECK_EQ(ret, HMAF_REGCACHE_ADDED);
+    CHECK_EQ(m.nleaving, 0); /* every predicted victim went */
+    CHECK_EQ(evicted, before);
+    model_add(slot, len);
+    m.used[slot] = atomic_load(&r->last_used);
+    CHECK_EQ(hmaf__regcache_count(&m.rc), m.count);
+    CHECK_EQ(hmaf__regcache_bytes(&m.rc), m.bytes);
+}
+
+/* A region reaching from the gap before a present slot into it. */
+static void model_overlap(size_t slot)
+{
+    struct hmaf__region *r;
+
+    if (!m.present[slot] || slot == 0) {
+        return;
+    }
+    r = region(999999, slot_base(slot) - 1, 2, m.epoch);
+    CHECK_EQ(hmaf__regcache_insert(&m.rc, r, NULL), HMAF_REGCACHE_OVERLAPS);
+    free(r);
+}
+
+static void model_find(size_t slot, uint64_t off, int hinted)
+{
+    uint64_t now = fake_now++, addr = slot_base(slot) + off;
+    struct hmaf__reader *reader;
+    struct hmaf__region *r;
+    int hit = m.present[slot] && off < m.len[slot];
+
+    CHECK_OK(hmaf__regcache_enter(&m.rc, &reader));
+    r = hinted ? hmaf__regcache_find_hinted(&m.rc, reader, addr, now)
+               : hmaf__regcache_find(&m.rc, addr, now);
+    CHECK_EQ(r == NULL ? 0 : r->id, hit ? slot + 1 : 0);
+    hmaf__regcache_exit(reader);
+    if (hit) {
+        m.used[slot] = now;
+    }
+}
+
+static void model_clear(void)
+{
+    while (m.count > 0) {
+        model_remove(m.list[m.count - 1], 0);
+    }
+    m.epoch++;
+    CHECK_OK(hmaf__regcache_clear(&m.rc, m.epoch, NULL));
+    CHECK_EQ(m.nleaving, 0);
+    CHECK_EQ(hmaf__regcache_count(&m.rc), 0);
+}
+
+static void model_stale(size_t slot)
+{
+    struct hmaf__region *r;
+
+    if (m.epoch == 0) {
+        return;
+    }
+    r = region(slot + 1, slot_base(slot), 16, m.epoch - 1);
+    CHECK_EQ(hmaf__regcache_insert(&m.rc, r, NULL), HMAF_REGCACHE_STALE);
+    free(r);
+}
+
+static uint16_t model_len(void)
+{
+    return (uint16_t)(1 + rng() % (MODEL_STRIDE - 1));
+}
+
+static void model_check_all(void)
+{
+    for (size_t i = 0; i < MODEL_SLOTS; i++) {
+        model_find(i, rng() % MODEL_STRIDE, (int)(i & 1));
+        if (m.present[i]) {
+            model_find(i, m.len[i] - 1, 0);
+        }
+    }
+}
+
+/* 100,000 inserts: ascending, descending, then in random order (the
+ * three ways a node splits), with lookups and refused inserts between. */
+static void test_model_100k(void)
+{
+    static uint32_t perm[MODEL_SLOTS];
+    size_t n = 100000;
+
+    model_init(n, UINT64_MAX);
+    for (size_t i = 0; i < MODEL_SLOTS; i++) {
+        perm[i] = (uint32_t)i;
+    }
+    for (size_t i = MODEL_SLOTS - 1; i > 60000; i--) {
+        size_t j = 60000 + rng() % (i - 60000 + 1);
+        uint32_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t slot = i < 30000 ? i : i < 60000 ? 59999 - (i - 30000) : perm[i];
+        model_insert(slot, model_len());
+        if (i % 8 == 0) {
+            model_find(rng() % MODEL_SLOTS, rng() % MODEL_STRIDE, (int)(i & 1));
+            model_overlap(slot);
+            model_insert(slot, model_len()); /* present: refused */
+        }
+    }
+    CHECK_EQ(hmaf__regcache_count(&m.rc), n);
+    model_check_all();
+    model_fini();
+}
+
+/* Random inserts (evicting by count and by bytes), lookups, clears and
+ * stale answers over 150,000 slots: with a bound of 20,000 regions, and
+ * of 64 (where the new region often comes before every victim). */
+static void test_model_evictions(size_t max_regions, uint64_t max_bytes,
+                                 long ops)
+{
+    model_init(max_regions, max_bytes);
+    for (long op = 0; op < ops; op++) {
+        size_t slot = rng() % MODEL_SLOTS;
+        unsigned what = (unsigned)(rng() % 1000);
+        if (what < 550) {
+            model_insert(slot, model_len());
+        } else if (what < 990) {
+            model_find(slot, rng() % MODEL_STRIDE, what & 1);
+        } else if (what < 995) {
+            model_overlap(slot);
+        } else if (what < 999) {
+            model_stale(slot);
+        } else if (rng() % 8 == 0) {
+            model_clear();
+        }
+    }
+    model_check_all();
+    model_fini();
+}
+
+/* ---- readers beside a writer ---- */
+
+#define LIVE_SLOTS   4096
+#define LIVE_READERS 2
+
+struct live_region {
+    struct hmaf__region r; /* first: the cache's pointer is ours */
+    _Atomic int released;
+};
+
+static struct hmaf__regcache live;
+static _Atomic int live_stop;
+static _Atomic long live_bad, live_hits, live_lookups;
+
+static void live_release(void *arg, struct hmaf__region *list, int evicted)
+{
+    (void)arg;
+    (void)evicted;
+    while (list != NULL) {
+        struct hmaf__region *next = list->next_victim;
+        atomic_store(&((struct live_region *)list)->released, 1);
+        free(list);
+        list = next;
+    }
+}
+
+/* Inside the section, a region found must be alive and what was asked. */
+static void *live_reader(void *arg)
+{
+    uint64_t x = (uintptr_t)arg * 0x9e3779b97f4a7c15ull + 1;
+    struct hmaf__reader *reader;
+    long hits = 0;
+
+    CHECK_OK(hmaf__reader_get(&live.readers, &reader));
+    for (uint64_t i = 0; !atomic_load(&live_stop); i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        size_t slot = x % LIVE_SLOTS;
+        uint64_t addr = slot_base(slot) + (x >> 32) % 64;
+        struct hmaf__region *r;
+        hmaf__reader_enter(reader);
+        r = i & 1 ? hmaf__regcache_find_hinted(&live, reader, addr, i)
+                  : hmaf__regcache_find(&live, addr, i);
+        if (r != NULL) {
+            hits++;
+            if (atomic_load(&((struct live_region *)r)->released) ||
+                r->id != slot + 1 || addr - r->iv.base >= r->iv.len) {
+                atomic_fetch_add(&live_bad, 1);
+            }
+        }
+        hmaf__reader_exit(reader);
+        if (i % 1024 == 1023) {
+            atomic_fetch_add(&live_lookups, 1024);
+            /* Outside: a busy machine then rather preempts us here than
+             * inside a section, which the writer's grace period waits
+             * out. */
+            sched_yield();
+        }
+    }
+    atomic_fetch_add(&live_hits, hits);
+    return NULL;
+}
+
+/* At least ops inserts, and on until the readers looked up enough. */
+static void live_writer(long ops)
+{
+    for (long op = 0;
+         op < ops || (atomic_load(&live_lookups) < 4 * ops && op < 20 * ops);
+         op++) {
+        size_t slot = rng() % LIVE_SLOTS;
+        struct live_region *lr = calloc(1, sizeof(*lr));
+        CHECK(lr != NULL);
+        lr->r.id = slot + 1;
+        lr->r.iv.base = slot_base(slot);
+        lr->r.iv.len = 64;
+        lr->r.last_used = fake_now++;
+        if (hmaf__regcache_insert(&live, &lr->r, NULL) != HMAF_REGCACHE_ADDED) {
+            free(lr);
+        }
+        if (op % 5000 == 4999) {
+            CHECK_OK(hmaf__regcache_clear(&live, 0, NULL));
+        }
+    }
+}
+
+static void test_readers_beside_writer(int fence_free)
+{
+    pthread_t t[LIVE_READERS];
+    int saved = hmaf__readers_fence_free;
+
+    CHECK_OK(hmaf__regcache_init(&live, 512, UINT64_MAX, live_release, NULL));
+    hmaf__readers_fence_free = fence_free && saved;
+    atomic_store(&live_stop, 0);
+    atomic_store(&live_lookups, 0);
+    for (uintptr_t i = 0; i < LIVE_READERS; i++) {
+        CHECK_OK(pthread_create(&t[i], NULL, live_reader, (void *)(i + 1)));
+    }
+    live_writer(100000);
+    atomic_store(&live_stop, 1);
+    for (int i = 0; i < LIVE_READERS; i++) {
+        CHECK_OK(pthread_join(t[i], NULL));
+    }
+    hmaf__regcache_fini(&live);
+    hmaf__readers_fence_free = saved;
+    CHECK_EQ(atomic_load(&live_bad), 0);
+    CHECK(atomic_load(&live_hits) > 0);
+}
+
+/* ---- figures (printed, not judged) ---- */
+
+/* This thread's CPU time: the machine may be busy with others. */
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void free_release(void *arg, struct hmaf__region *list, int evicted)
+{
+    (void)arg;
+    (void)evicted;
+    while (list != NULL) {
+        struct hmaf__region *next = list->next_victim;
+        free(list);
+        list = next;
+    }
+}
+
+static void fill(struct hmaf__regcache *rc, const uint32_t *slots, size_t from,
+                 size_t to)
+{
+    for (size_t i = from; i < to; i++) {
+        struct hmaf__region *r =
+            region(slots[i] + 1, slot_base(slots[i]), 64, 0);
+        CHECK_EQ(hmaf__regcache_insert(rc, r, NULL), HMAF_REGCACHE_ADDED);
+    }
+}
+
+/* Microseconds per insert into a cache of about n regions: n + m
+ * inserts in random order, the last m timed, reps times. */
+static double insert_us(const uint32_t *slots, size_t n)
+{
+    size_t timed = n < 1000 ? 10 : n / 100, reps = 100000 / n + 1;
+    double total = 0;
+
+    for (size_t rep = 0; rep < reps; rep++) {
+        struct hmaf__regcache rc;
+        double t0;
+        CHECK_OK(
+            hmaf__regcache_init(&rc, SIZE_MAX, UINT64_MAX, free_release, NULL));
+        fill(&rc, slots, 0, n);
+        t0 = now_s();
+        fill(&rc, slots, n, n + timed);
+        total += now_s() - t0;
+        hmaf__regcache_fini(&rc);
+    }
+    return total / (double)(reps * timed) * 1e6;
+}
+
+/* Nanoseconds per lookup of a random cached address among n regions. */
+static double lookup_ns(const uint32_t *slots, size_t n, int hinted)
+{
+    enum { LOOKUPS = 2000000 };
+    struct hmaf__regcache rc;
+    struct hmaf__reader *reader;
+    uint64_t x = 88172645463325252ull, found = 0;
+    double t0, t;
+
+    CHECK_OK(
+        hmaf__regcache_init(&rc, SIZE_MAX, UINT64_MAX, free_release, NULL));
+    fill(&rc, slots, 0, n);
+    CHECK_OK(hmaf__regcache_enter(&rc, &reader));
+    t0 = now_s();
+    for (int i = 0; i < LOOKUPS; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        uint64_t addr = slot_base(slots[x % n]) + (x >> 40) % 64;
+        found += (hinted ? hmaf__regcache_find_hinted(&rc, reader, addr, 1)
+                         : hmaf__regcache_find(&rc, addr, 1)) != NULL;
+    }
+    t = now_s() - t0;
+    hmaf__regcache_exit(reader);
+    CHECK_EQ(found, LOOKUPS);
+    hmaf__regcache_fini(&rc);
+    return t / LOOKUPS * 1e9;
+}
+
+/* Not under a sanitizer (what it would measure is the sanitizer), nor
+ * with HMAF_TEST_FIGURES=0. */
+static int figures_wanted(void)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    return 0;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+    return 0;
+#endif
+#endif
+    return getenv("HMAF_TEST_FIGURES") == NULL ||
+           strcmp(getenv("HMAF_TEST_FIGURES"), "0") != 0;
+}
+
+static void print_figures(void)
+{
+    static uint32_t slots[MODEL_SLOTS];
+    static const size_t sizes[] = {10, 1000, 10000, 100000};
+
+    for (size_t i = 0; i < MODEL_SLOTS; i++) {
+        slots[i] = (uint32_t)i;
+    }
+    for (size_t i = MODEL_SLOTS - 1; i > 0; i--) {
+        size_t j = rng() % (i + 1);
+        uint32_t t = slots[i];
+        slots[i] = slots[j];
+        slots[j] = t;
+    }
+    printf("test_regcache: figures (random order, CPU time; not judged):\n");
+    for (size_t i = 0; i < HMAF_ARRAY_SIZE(sizes); i++) {
+        printf("  %6zu regions: insert %.2f us, lookup %.1f ns, "
+               "hinted lookup (hint missing) %.1f ns\n",
+               sizes[i], insert_us(slots, sizes[i]),
+               lookup_ns(slots, sizes[i], 0), lookup_ns(slots, sizes[i], 1));
+    }
+}
+
 int main(void)
 {
     test_lookup_edges();
@@ -391,9 +946,18 @@ int main(void)
     test_random_against_linear();
     test_lru_by_count();
     test_newest_kept();
+    test_batch_by_count();
     test_lru_by_bytes();
     test_release_flags();
     test_epoch();
+    test_model_100k();
+    test_model_evictions(20000, 20000ull * 1500, 300000);
+    test_model_evictions(64, UINT64_MAX, 100000);
+    test_readers_beside_writer(1);
+    test_readers_beside_writer(0);
+    if (figures_wanted()) {
+        print_figures();
+    }
     printf("test_regcache: ok\n");
     return 0;
 }

@@ -534,20 +534,55 @@ static void test_resp_register(void)
     CHECK_ERR(hmaf__resp_register_decode(buf, sizeof(buf), &out), HMAF_EPROTO);
 }
 
-static void test_req_deregister(void)
+static void check_req_deregister_round_trip(uint16_t count)
 {
-    struct hmaf_req_deregister in = {.region_id = 0xa1b2c3d4e5f60718ull,
-                                     .epoch = 0x1122334455667788ull};
+    struct hmaf_req_deregister in = {.epoch = 0x1122334455667788ull,
+                                     .count = count};
     struct hmaf_req_deregister out;
     uint8_t buf[HMAF_MBOX_REQ_MAX];
-    size_t n = hmaf__req_deregister_encode(&in, buf);
+    size_t n;
 
-    CHECK_EQ(n, 16);
+    for (uint16_t i = 0; i < count; i++) {
+        in.region_id[i] = 0xa1b2c3d4e5f60718ull + i * 0x101;
+    }
+    n = hmaf__req_deregister_encode(&in, buf);
+    CHECK_EQ(n, 10 + 8u * count);
+    CHECK(n <= HMAF_MBOX_REQ_MAX);
     CHECK_OK(hmaf__req_deregister_decode(buf, n, &out));
-    CHECK(out.region_id == in.region_id);
     CHECK(out.epoch == in.epoch);
+    CHECK_EQ(out.count, count);
+    for (uint16_t i = 0; i < count; i++) {
+        CHECK(out.region_id[i] == in.region_id[i]);
+    }
     CHECK_ERR(hmaf__req_deregister_decode(buf, n - 1, &out), HMAF_EPROTO);
     CHECK_ERR(hmaf__req_deregister_decode(buf, n + 1, &out), HMAF_EPROTO);
+    CHECK_ERR(hmaf__req_deregister_decode(buf, n - 8, &out), HMAF_EPROTO);
+}
+
+static void test_req_deregister(void)
+{
+    struct hmaf_req_deregister in = {.epoch = 7, .count = 1};
+    struct hmaf_req_deregister out;
+    uint8_t buf[HMAF_MBOX_REQ_MAX] = {0};
+
+    check_req_deregister_round_trip(1);
+    check_req_deregister_round_trip(2);
+    check_req_deregister_round_trip(HMAF_DEREGISTER_IDS_MAX);
+    /* A count the message cannot carry is not encoded, nor decoded. */
+    in.count = 0;
+    CHECK_EQ(hmaf__req_deregister_encode(&in, buf), 0);
+    in.count = HMAF_DEREGISTER_IDS_MAX + 1;
+    CHECK_EQ(hmaf__req_deregister_encode(&in, buf), 0);
+    CHECK_ERR(hmaf__req_deregister_decode(buf, 10, &out), HMAF_EPROTO);
+    put_le16(buf + 8, HMAF_DEREGISTER_IDS_MAX + 1);
+    CHECK_ERR(hmaf__req_deregister_decode(
+                  buf, 10 + 8 * (HMAF_DEREGISTER_IDS_MAX + 1), &out),
+              HMAF_EPROTO);
+    put_le16(buf + 8, 0xffff);
+    CHECK_ERR(hmaf__req_deregister_decode(buf, sizeof(buf), &out),
+              HMAF_EPROTO);
+    CHECK_ERR(hmaf__req_deregister_decode(buf, 16, &out),
+              HMAF_EPROTO); /* protocol 3's */
 }
 
 static void test_req_lookup(void)
