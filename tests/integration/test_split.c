@@ -30,6 +30,19 @@
 #define HOLE_OFF (13u << 20)
 #define THREADS  4
 
+/* ThreadSanitizer loses track of a forked child's new threads: they get
+ * the thread ids of the parent's, which it still counts as running. */
+#if defined(__SANITIZE_THREAD__) /* gcc */
+#define CHILD_MAY_START_THREADS 0
+#elif defined(__has_feature) /* clang */
+#if __has_feature(thread_sanitizer)
+#define CHILD_MAY_START_THREADS 0
+#endif
+#endif
+#ifndef CHILD_MAY_START_THREADS
+#define CHILD_MAY_START_THREADS 1
+#endif
+
 static uint8_t *area;
 
 static int setup(hmaf_agent_t *agent, void *arg)
@@ -421,7 +434,8 @@ static void test_revoke(void)
 
 /* The child's copy of a session whose helpers run in the parent: an
  * orphan, destroyed without waiting on them; a new session splits with
- * helpers of its own. Exit status: 0 good, 77 not allowed to connect. */
+ * helpers of its own. Exit status: 0 good, 77 the new session was not
+ * tried (not allowed to connect, or under ThreadSanitizer). */
 static void child_after_fork(hmaf_session_t *orphan)
 {
     hmaf_session_params_t p;
@@ -430,6 +444,9 @@ static void child_after_fork(hmaf_session_t *orphan)
 
     CHECK_ERR(hmaf_session_read(orphan, buf, base, 2u << 20), HMAF_ECONNRESET);
     hmaf_session_destroy(orphan);
+    if (!CHILD_MAY_START_THREADS) {
+        _exit(77);
+    }
     target_session_params(&target, &p);
     p.split_threads = 2;
     ret = hmaf_session_create(&p, &s);
@@ -460,7 +477,7 @@ static void test_fork(void)
     CHECK(WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 77);
     printf("fork: %s\n", WEXITSTATUS(status) == 0
                              ? "the child's new session split its reads"
-                             : "the child may not reach the host: not tried");
+                             : "the child's new session was not tried");
     CHECK_OK(hmaf_session_read(s, buf, base, 4u << 20)); /* parent's works */
     CHECK_PATTERN(buf, 4u << 20, 0, 1);
     hmaf_session_destroy(s);
