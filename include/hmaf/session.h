@@ -26,7 +26,9 @@
  * confirm a revocation in time (host.h) ends the same way.
  *
  * On error a read leaves the destination buffer unspecified; a write that
- * fails part-way may have written a prefix of the data.
+ * fails part-way may have written part of the data: a prefix of it, or,
+ * when it was split across threads (params.split_threads) or moved by DMA
+ * tasks in parallel (doca), any of its pieces.
  */
 #ifndef HMAF_SESSION_H
 #define HMAF_SESSION_H
@@ -74,7 +76,23 @@ typedef struct hmaf_session_params {
                                      at once, all mappings of the session
                                      together (UINT64_MAX; at least a
                                      page) */
+    unsigned split_threads;     /**< threads one read or write of 1 MiB
+                                     or more may use, the calling thread
+                                     included: with cma, helper threads
+                                     of the session copy pieces of it at
+                                     once (they run on any cpu the
+                                     process may use). 0 (default):
+                                     $HMAF_SPLIT_THREADS, else the number
+                                     of online cpus, at most 4; 1: never
+                                     split; at most
+                                     HMAF_SPLIT_THREADS_MAX. The doca
+                                     engine ignores it (DMA moves the
+                                     pieces of a transfer at once
+                                     anyway). */
 } hmaf_session_params_t;
+
+/** Largest hmaf_session_params_t.split_threads (and $HMAF_SPLIT_THREADS). */
+#define HMAF_SPLIT_THREADS_MAX 64
 
 /** One segment of a vectored transfer. */
 typedef struct hmaf_seg {
@@ -239,7 +257,9 @@ HMAF_API int hmaf_session_writev(hmaf_session_t *session,
  * Post a transfer, get a handle, and complete it later with
  * hmaf_request_test(), hmaf_request_wait() or hmaf_session_flush(). With
  * cma, posted transfers are merged: everything a thread posted goes to the
- * kernel in as few vectored calls as possible when it is progressed. With
+ * kernel in as few vectored calls as possible when it is progressed (and a
+ * merged run of 1 MiB or more is split over threads like a blocking call:
+ * params.split_threads). With
  * doca (an asynchronous engine), the post itself hands the transfer to the
  * DMA engine, so it moves while the caller works, and test, wait and flush
  * complete what the engine finished; each request goes on its own, and one

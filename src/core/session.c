@@ -2,6 +2,7 @@
  * datapath.c, the regions (misses, registration, revocation) in
  * regions.c. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -39,14 +40,42 @@ HMAF_API void hmaf_session_params_init(hmaf_session_params_t *params)
     params->map_max_resident = UINT64_MAX;
 }
 
+/* The size of hmaf_session_params_t before split_threads was added. */
+#define PARAMS_SIZE_BEFORE_SPLIT offsetof(hmaf_session_params_t, split_threads)
+/* split_threads 0 and no $HMAF_SPLIT_THREADS: one thread per online cpu,
+ * up to this many (a copy rarely gains from more: memory bandwidth). */
+#define SPLIT_THREADS_DEFAULT_MAX 4
+
+/* Params from callers built before split_threads existed are shorter;
+ * the field then takes its default. */
+static int read_params(const hmaf_session_params_t *params,
+                       hmaf_session_params_t *out)
+{
+    if (params == NULL) {
+        return HMAF_EINVAL;
+    }
+    if (params->size == sizeof(*params)) {
+        *out = *params;
+        return 0;
+    }
+    if (params->size != PARAMS_SIZE_BEFORE_SPLIT) {
+        return HMAF_EINVAL;
+    }
+    hmaf_session_params_init(out);
+    memcpy(out, params, PARAMS_SIZE_BEFORE_SPLIT);
+    out->size = sizeof(*out);
+    return 0;
+}
+
 static int check_params(const hmaf_session_params_t *p)
 {
-    if (p == NULL || p->size != sizeof(*p) || p->address == NULL ||
+    if (p->size != sizeof(*p) || p->address == NULL ||
         p->connect_timeout_ms <= 0 || p->rpc_timeout_ms <= 0 ||
         p->cache_max_regions == 0 || p->cache_max_bytes == 0 ||
         p->max_inflight == 0 || p->max_inflight > HMAF_MAX_INFLIGHT ||
         p->revoke_check_us == 0 ||
-        p->map_max_resident < (uint64_t)sysconf(_SC_PAGESIZE)) {
+        p->map_max_resident < (uint64_t)sysconf(_SC_PAGESIZE) ||
+        p->split_threads > HMAF_SPLIT_THREADS_MAX) {
         return HMAF_EINVAL;
     }
     if (p->token != NULL && strlen(p->token) > HMAF_TOKEN_MAX) {
@@ -56,6 +85,52 @@ static int check_params(const hmaf_session_params_t *p)
     if (!p->listen && hmaf__channel_is_comch(p->address)) {
         return HMAF_EINVAL;
     }
+    return 0;
+}
+
+/* $HMAF_SPLIT_THREADS: 0 when unset or empty; else a number from 0 to
+ * HMAF_SPLIT_THREADS_MAX, or the session is refused (a typo must not pass
+ * for the default unnoticed). */
+static int split_threads_env(unsigned *threads_out)
+{
+    const char *env = getenv("HMAF_SPLIT_THREADS");
+    char *end = NULL;
+    unsigned long v;
+
+    if (env == NULL || env[0] == '\0') {
+        *threads_out = 0;
+        return 0;
+    }
+    errno = 0;
+    v = strtoul(env, &end, 10);
+    if (env[0] < '0' || env[0] > '9' || *end != '\0' || errno != 0 ||
+        v > HMAF_SPLIT_THREADS_MAX) {
+        hmaf__log_error("HMAF_SPLIT_THREADS=%s: not a number from 0 to %d", env,
+                        HMAF_SPLIT_THREADS_MAX);
+        return HMAF_EINVAL;
+    }
+    *threads_out = (unsigned)v;
+    return 0;
+}
+
+/* Threads one large transfer may use: the params', else the
+ * environment's, else one per online cpu (SPLIT_THREADS_DEFAULT_MAX at
+ * most). */
+static int split_threads_of(const hmaf_session_params_t *p,
+                            unsigned *threads_out)
+{
+    unsigned threads = p->split_threads;
+    int ret = threads == 0 ? split_threads_env(&threads) : 0;
+
+    if (ret < 0) {
+        return ret;
+    }
+    if (threads == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        threads =
+            cpus < 1 ? 1 : (unsigned)HMAF_MIN(cpus, SPLIT_THREADS_DEFAULT_MAX);
+    }
+    *threads_out = threads;
     return 0;
 }
 
@@ -195,9 +270,17 @@ static int connect_session(struct hmaf_session *s)
 HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
                                  hmaf_session_t **session_out)
 {
+    hmaf_session_params_t p;
     struct hmaf_session *s;
-    int ret = check_params(params);
+    unsigned split_threads = 1;
+    int ret = read_params(params, &p);
 
+    if (ret == 0) {
+        ret = check_params(&p);
+    }
+    if (ret == 0) {
+        ret = split_threads_of(&p, &split_threads);
+    }
     if (ret < 0 || session_out == NULL) {
         return HMAF_EINVAL;
     }
@@ -210,10 +293,10 @@ HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
         return HMAF_ENOMEM;
     }
     memset(s, 0, sizeof(*s));
-    s->params = *params;
+    s->params = p;
     s->channel = (struct hmaf_channel){.fd = -1};
     s->watch.wake_fd = -1;
-    s->ops = hmaf__engine_find(params->engine);
+    s->ops = hmaf__engine_find(p.engine);
     if (s->ops == NULL) {
         ret = HMAF_ENOENGINE;
         goto err_free;
@@ -222,6 +305,7 @@ HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
     if (ret < 0) {
         goto err_free;
     }
+    s->ctx->split_threads = split_threads;
     s->ops->limits(s->ctx, &s->limits);
     /* The wire carries no longer blob, whatever the engine says. */
     s->limits.max_blob = HMAF_MIN(s->limits.max_blob, HMAF_BLOB_MAX);

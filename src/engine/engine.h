@@ -36,7 +36,7 @@
 #define HMAF_ENGINE_ABI_VERSION 5 /* 2: ops->flags, batch->local_span;
                                      3: HMAF_ENGINE_ENFORCED;
                                      4: batch->flags;
-                                     5: ops->move_one */
+                                     5: ops->move_one, ctx->split_threads */
 
 enum hmaf_engine_role {
     HMAF_ROLE_HOST = 1,
@@ -58,6 +58,12 @@ struct hmaf_engine_limits {
 struct hmaf_engine_ctx {
     const struct hmaf_engine_ops *ops;
     enum hmaf_engine_role role;
+    /* Dpu side: threads one large transfer may use, the posting thread
+     * included (session params.split_threads, resolved); 0 or 1: never
+     * split. Set by the core before the first post. An engine that copies
+     * with the cpu (cma) may split a large batch across threads of its
+     * own; its post still returns only once every piece has ended. */
+    unsigned split_threads;
 };
 
 struct hmaf_engine_ep {

@@ -18,6 +18,7 @@
 
 #include <hmaf/error.h>
 
+#include "engine/cma/cma_split.h"
 #include "engine/engine.h"
 #include "util/compiler.h"
 #include "util/log.h"
@@ -49,6 +50,7 @@ struct cma_ctx {
     struct hmaf_engine_ctx base;
     struct cma_peer peers[CMA_PEERS_MAX];
     unsigned npeers;
+    struct cma_split split; /* dpu: helper threads for large transfers */
 };
 
 struct cma_ep {
@@ -72,6 +74,11 @@ static int cma_ctx_open(struct hmaf_engine_ctx *ctx)
 {
     (void)ctx;
     return 0;
+}
+
+static void cma_ctx_close(struct hmaf_engine_ctx *ctx)
+{
+    hmaf__cma_split_fini(&hmaf__container_of(ctx, struct cma_ctx, base)->split);
 }
 
 static void cma_limits(const struct hmaf_engine_ctx *ctx,
@@ -411,10 +418,42 @@ cma_move_many(const struct cma_ep *cep, struct hmaf_xfer_batch *batch)
     return cma_move(cep, batch, local, remote, CMA_SMALL_BATCH);
 }
 
+/* The unsplit move of a batch, for the pieces of a split one. */
+static int cma_move_piece(const void *cep, struct hmaf_xfer_batch *piece)
+{
+    return piece->count == 1 ? cma_move_one(cep, piece->op, &piece->xfers[0])
+                             : cma_move_many(cep, piece);
+}
+
+/* Move a large batch in pieces copied by helper threads and this one
+ * (cma_split.h), when the session lets transfers be split. Returns 1 when
+ * it did, 0 to leave the batch to the unsplit move. */
+static __attribute__((noinline)) int
+cma_post_split(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch)
+{
+    struct cma_ctx *ctx = hmaf__container_of(ep->ctx, struct cma_ctx, base);
+    const struct cma_ep *cep = hmaf__container_of(ep, struct cma_ep, base);
+    uint64_t total;
+
+    if (ctx->base.split_threads < 2 || (batch->flags & HMAF_BATCH_CONTROL) ||
+        !hmaf__cma_split_worth(batch, &total)) {
+        return 0;
+    }
+    batch->status = hmaf__cma_split_move(&ctx->split, ctx->base.split_threads,
+                                         batch, total, cma_move_piece, cep);
+    batch->completed = batch->count;
+    return 1;
+}
+
 static int cma_post(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch)
 {
     const struct cma_ep *cep = hmaf__container_of(ep, struct cma_ep, base);
 
+    /* A single small transfer is told apart by its length alone. */
+    if ((batch->count > 1 || batch->xfers[0].len >= CMA_SPLIT_MIN) &&
+        cma_post_split(ep, batch)) {
+        return 0;
+    }
     batch->status = batch->count == 1
                         ? cma_move_one(ep, batch->op, &batch->xfers[0])
                         : cma_move_many(cep, batch);
@@ -431,6 +470,7 @@ const struct hmaf_engine_ops hmaf_engine_cma = {
     .rmem_size = sizeof(struct cma_rmem),
     .probe = cma_probe,
     .ctx_open = cma_ctx_open,
+    .ctx_close = cma_ctx_close,
     .limits = cma_limits,
     .local_blob = cma_local_blob,
     .ep_open = cma_ep_open,

@@ -1,0 +1,414 @@
+/*
+ * cma: a large transfer copied by several threads at once (cma_split.h).
+ *
+ * A split transfer is a job of pieces of equal size, taken in byte order
+ * from a shared counter by the calling thread and the helpers it claimed.
+ * A helper is claimed only when idle: a busy pool (another caller's job)
+ * leaves the caller to do the work itself, so callers never queue behind
+ * one another and the helpers never outnumber `threads - 1` per session.
+ *
+ * The caller copies pieces from the start, so a helper that wakes late
+ * finds less to do, or nothing: once the caller has taken the last piece
+ * it withdraws every offer not yet picked up and waits only for the
+ * helpers that did pick theirs up, each at most one piece away from done.
+ *
+ * Errors: a failed piece stops the pieces after it from being taken; the
+ * job reports the status of the first failed piece in byte order, which
+ * is what an unsplit copy would have stopped at (every piece before it
+ * was taken, so has run). What a failed write has written is then any of
+ * its pieces, not only a prefix (session.h says so).
+ *
+ * A helper's state word: generation (bits 4..31), WAITED (someone sleeps
+ * on the word: wake it) and phase. The generation ties an offer to the
+ * caller that made it: a caller withdraws its own offer, never one a
+ * later caller made to the same helper.
+ *
+ *   IDLE --claim--> CLAIMED --offer--> OFFERED --helper--> BUSY --> IDLE
+ *                                         \--caller withdraws--> IDLE
+ *
+ * A forked child's copy of a session never posts (core/forks.c), and its
+ * engine context is freed without ctx_close: these helpers, which stayed
+ * with the parent, are never offered a job there nor joined.
+ */
+#include <limits.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <hmaf/error.h>
+
+#include "engine/cma/cma_split.h"
+#include "util/clock.h"
+#include "util/compiler.h"
+#include "util/log.h"
+#include "util/thread.h"
+
+/* Each thread of a job gets this much to copy at least. */
+#define SPLIT_SHARE_MIN (512u << 10)
+/* Pieces per thread of a job: the more, the less a late helper's last
+ * piece keeps the caller waiting, and the more calls (each pins its
+ * pages anew at the edges). */
+#define SPLIT_PIECES_PER_THREAD 4
+#define SPLIT_PIECE_MIN         (128u << 10)
+#define SPLIT_PIECE_MAX         (1u << 20)
+#define SPLIT_PIECE_ALIGN       4096u
+/* Descriptors handed to the engine's move at once. */
+#define SPLIT_SUB_MAX 64
+/* A helper that finished a job spins this long for the next before it
+ * sleeps: back-to-back large transfers then find it awake. A caller waits
+ * for a helper's last piece spinning as long, then asleep. */
+#define SPLIT_SPIN_NS 100000u
+
+enum {
+    PH_IDLE,
+    PH_CLAIMED,
+    PH_OFFERED,
+    PH_BUSY,
+    PH_STOP,
+};
+#define PHASE_MASK 7u
+#define WAITED     8u
+#define GEN_ONE    16u
+
+struct cma_split_job {
+    const struct hmaf_xfer_batch *batch;
+    cma_split_move_fn move;
+    const void *arg;
+    uint64_t total;
+    uint64_t piece; /* bytes per piece; the last may be shorter */
+    uint32_t npieces;
+    _Atomic uint32_t next;   /* the next piece to take */
+    _Atomic uint64_t failed; /* first failed piece << 32 | -status */
+};
+
+#define NO_FAILURE UINT64_MAX
+
+#if defined(__x86_64__) || defined(__i386__)
+#define cpu_relax() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define cpu_relax() __asm__ __volatile__("yield" ::: "memory")
+#else
+#define cpu_relax() atomic_signal_fence(memory_order_seq_cst)
+#endif
+
+static uint32_t phase_of(uint32_t st)
+{
+    return st & PHASE_MASK;
+}
+
+static uint32_t gen_of(uint32_t st)
+{
+    return st & ~(PHASE_MASK | WAITED);
+}
+
+static void futex_wait(_Atomic uint32_t *word, uint32_t val)
+{
+    /* EINTR, EAGAIN: the caller looks again. */
+    (void)syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake(_Atomic uint32_t *word)
+{
+    (void)syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+/* Set `word` to `val` and wake whoever sleeps on it. */
+static void set_state(_Atomic uint32_t *word, uint32_t val)
+{
+    if (atomic_exchange_explicit(word, val, memory_order_acq_rel) & WAITED) {
+        futex_wake(word);
+    }
+}
+
+/* Wait while keep(state, gen) holds: spinning for SPLIT_SPIN_NS, then
+ * asleep on the word. Returns the first state for which it does not. */
+static uint32_t wait_state(_Atomic uint32_t *word,
+                           int (*keep)(uint32_t st, uint32_t gen), uint32_t gen)
+{
+    uint64_t spin_until = hmaf__now_ns() + SPLIT_SPIN_NS;
+    int spinning = 1;
+
+    for (unsigned i = 1;; i++) {
+        uint32_t st = atomic_load_explicit(word, memory_order_acquire);
+
+        if (!keep(st, gen)) {
+            return st;
+        }
+        if (spinning) {
+            cpu_relax();
+            spinning = i % 128 != 0 || hmaf__now_ns() < spin_until;
+            continue;
+        }
+        if (!(st & WAITED) && !atomic_compare_exchange_weak_explicit(
+                                  word, &st, st | WAITED, memory_order_relaxed,
+                                  memory_order_relaxed)) {
+            continue;
+        }
+        futex_wait(word, st | WAITED);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Pieces                                                              */
+/* ------------------------------------------------------------------ */
+
+int hmaf__cma_split_worth(const struct hmaf_xfer_batch *batch,
+                          uint64_t *total_out)
+{
+    uint64_t total = 0;
+
+    for (uint32_t i = 0; i < batch->count; i++) {
+        total += batch->xfers[i].len;
+    }
+    *total_out = total;
+    return total >= CMA_SPLIT_MIN;
+}
+
+static void note_failure(struct cma_split_job *job, uint32_t piece, int ret)
+{
+    uint64_t mine = (uint64_t)piece << 32 | (uint32_t)-ret;
+    uint64_t seen = atomic_load_explicit(&job->failed, memory_order_relaxed);
+
+    while (mine < seen && !atomic_compare_exchange_weak_explicit(
+                              &job->failed, &seen, mine, memory_order_relaxed,
+                              memory_order_relaxed)) {
+    }
+}
+
+/* Move bytes [off, off + len) of the job's batch: its descriptors from
+ * the one holding off on, cut to the range, SPLIT_SUB_MAX at a time. */
+static int move_range(const struct cma_split_job *job, uint64_t off,
+                      uint64_t len)
+{
+    const struct hmaf_xfer_batch *batch = job->batch;
+    struct hmaf_xfer sub[SPLIT_SUB_MAX];
+    uint32_t i = 0;
+    int ret = 0;
+
+    while (off >= batch->xfers[i].len) {
+        off -= batch->xfers[i++].len;
+    }
+    while (len > 0 && ret == 0) {
+        struct hmaf_xfer_batch piece = {.op = batch->op, .xfers = sub};
+
+        for (; piece.count < SPLIT_SUB_MAX && len > 0; i++, off = 0) {
+            const struct hmaf_xfer *x = &batch->xfers[i];
+            uint64_t n = HMAF_MIN(x->len - off, len);
+
+            sub[piece.count++] = (struct hmaf_xfer){
+                .rmem = x->rmem,
+                .local = (char *)x->local + off,
+                .remote_addr = x->remote_addr + off,
+                .len = (size_t)n,
+            };
+            len -= n;
+            if (n < x->len - off) {
+                break; /* the range ends inside this descriptor */
+            }
+        }
+        ret = job->move(job->arg, &piece);
+    }
+    return ret;
+}
+
+/* Take pieces until none is left or one before them failed. */
+static void run_pieces(struct cma_split_job *job)
+{
+    for (;;) {
+        uint32_t p =
+            atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed);
+        uint64_t failed =
+            atomic_load_explicit(&job->failed, memory_order_relaxed);
+        uint64_t off = (uint64_t)p * job->piece;
+        int ret;
+
+        if (p >= job->npieces || p > failed >> 32) {
+            return;
+        }
+        ret = move_range(job, off, HMAF_MIN(job->piece, job->total - off));
+        if (ret < 0) {
+            note_failure(job, p, ret);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                             */
+/* ------------------------------------------------------------------ */
+
+static int waiting_for_offer(uint32_t st, uint32_t gen)
+{
+    (void)gen;
+    return phase_of(st) == PH_IDLE || phase_of(st) == PH_CLAIMED;
+}
+
+static int busy_with(uint32_t st, uint32_t gen)
+{
+    return phase_of(st) == PH_BUSY && gen_of(st) == gen;
+}
+
+/* Helpers run on any cpu the process may use, whatever the thread that
+ * started them was pinned to: a pinned caller's helpers would otherwise
+ * share its one cpu and gain nothing. (The kernel keeps them within the
+ * process's cpuset.) */
+static void unpin_self(void)
+{
+    cpu_set_t all;
+
+    CPU_ZERO(&all);
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        CPU_SET(cpu, &all);
+    }
+    (void)sched_setaffinity(0, sizeof(all), &all);
+}
+
+static void *helper_main(void *arg)
+{
+    struct cma_helper *h = arg;
+
+    unpin_self();
+    for (;;) {
+        uint32_t st = wait_state(&h->state, waiting_for_offer, 0);
+        uint32_t busy = gen_of(st) | PH_BUSY;
+
+        if (phase_of(st) == PH_STOP) {
+            return NULL;
+        }
+        /* Fails when the caller withdrew the offer meanwhile. */
+        if (atomic_compare_exchange_strong_explicit(&h->state, &st, busy,
+                                                    memory_order_acquire,
+                                                    memory_order_relaxed)) {
+            run_pieces(h->job);
+            set_state(&h->state, gen_of(st) | PH_IDLE);
+        }
+    }
+}
+
+/* Start the helpers, once; 0 while another thread is starting them. */
+static unsigned start_helpers(struct cma_split *sp, unsigned threads)
+{
+    int started = atomic_load_explicit(&sp->started, memory_order_acquire);
+    unsigned n = HMAF_MAX(HMAF_MIN(threads, CMA_SPLIT_THREADS_MAX), 1u) - 1;
+    unsigned i;
+
+    if (started == 2) {
+        return sp->nhelpers;
+    }
+    if (started != 0 ||
+        !atomic_compare_exchange_strong(&sp->started, &started, 1)) {
+        return 0;
+    }
+    for (i = 0; i < n; i++) {
+        atomic_init(&sp->helpers[i].state, PH_IDLE);
+        if (hmaf__thread_start(&sp->helpers[i].thread, helper_main,
+                               &sp->helpers[i]) < 0) {
+            hmaf__log_warn("cma: %u of %u split helper threads started", i, n);
+            break;
+        }
+    }
+    sp->nhelpers = i;
+    atomic_store_explicit(&sp->started, 2, memory_order_release);
+    return i;
+}
+
+/* Claim up to `want` idle helpers: their generations to gens[], their
+ * indexes to idx[]. Busy ones are passed over. */
+static unsigned claim_helpers(struct cma_split *sp, unsigned nhelpers,
+                              unsigned want, unsigned *idx, uint32_t *gens)
+{
+    unsigned n = 0;
+
+    for (unsigned i = 0; i < nhelpers && n < want; i++) {
+        _Atomic uint32_t *word = &sp->helpers[i].state;
+        uint32_t st = atomic_load_explicit(word, memory_order_relaxed);
+        uint32_t claimed = (gen_of(st) + GEN_ONE) | (st & WAITED) | PH_CLAIMED;
+
+        if (phase_of(st) == PH_IDLE &&
+            atomic_compare_exchange_strong_explicit(word, &st, claimed,
+                                                    memory_order_acquire,
+                                                    memory_order_relaxed)) {
+            idx[n] = i;
+            gens[n++] = gen_of(claimed);
+        }
+    }
+    return n;
+}
+
+/* Withdraw the offer, or wait until the helper that took it is done. */
+static void release_helper(struct cma_helper *h, uint32_t gen)
+{
+    uint32_t offered = gen | PH_OFFERED;
+
+    if (!atomic_compare_exchange_strong_explicit(
+            &h->state, &offered, gen | PH_IDLE, memory_order_acq_rel,
+            memory_order_relaxed)) {
+        (void)wait_state(&h->state, busy_with, gen);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Jobs                                                                */
+/* ------------------------------------------------------------------ */
+
+/* Threads worth using for total bytes: each gets SPLIT_SHARE_MIN. */
+static unsigned threads_for(uint64_t total, unsigned threads)
+{
+    uint64_t n = total / SPLIT_SHARE_MIN;
+
+    return (unsigned)HMAF_MAX(1u, HMAF_MIN(n, (uint64_t)threads));
+}
+
+static void job_init(struct cma_split_job *job, unsigned nthreads)
+{
+    uint64_t piece = job->total / (nthreads * SPLIT_PIECES_PER_THREAD);
+
+    piece =
+        (piece + SPLIT_PIECE_ALIGN - 1) / SPLIT_PIECE_ALIGN * SPLIT_PIECE_ALIGN;
+    piece = HMAF_MAX(piece, SPLIT_PIECE_MIN);
+    piece = HMAF_MIN(piece, SPLIT_PIECE_MAX);
+    job->piece = piece;
+    job->npieces = (uint32_t)((job->total + piece - 1) / piece);
+    atomic_init(&job->next, 0);
+    atomic_init(&job->failed, NO_FAILURE);
+}
+
+int hmaf__cma_split_move(struct cma_split *sp, unsigned threads,
+                         struct hmaf_xfer_batch *batch, uint64_t total,
+                         cma_split_move_fn move, const void *arg)
+{
+    struct cma_split_job job = {
+        .batch = batch, .move = move, .arg = arg, .total = total};
+    unsigned idx[CMA_SPLIT_THREADS_MAX - 1];
+    uint32_t gens[CMA_SPLIT_THREADS_MAX - 1];
+    unsigned nhelpers = start_helpers(sp, threads);
+    unsigned n = claim_helpers(sp, nhelpers,
+                               threads_for(total, nhelpers + 1) - 1, idx, gens);
+    uint64_t failed;
+
+    if (n == 0) {
+        return move(arg, batch); /* every helper is busy, or none */
+    }
+    job_init(&job, n + 1);
+    for (unsigned i = 0; i < n; i++) {
+        sp->helpers[idx[i]].job = &job;
+        set_state(&sp->helpers[idx[i]].state, gens[i] | PH_OFFERED);
+    }
+    run_pieces(&job);
+    for (unsigned i = 0; i < n; i++) {
+        release_helper(&sp->helpers[idx[i]], gens[i]);
+    }
+    failed = atomic_load_explicit(&job.failed, memory_order_relaxed);
+    return failed == NO_FAILURE ? 0 : -(int)(uint32_t)failed;
+}
+
+void hmaf__cma_split_fini(struct cma_split *sp)
+{
+    if (atomic_load(&sp->started) != 2) {
+        return;
+    }
+    for (unsigned i = 0; i < sp->nhelpers; i++) {
+        set_state(&sp->helpers[i].state, PH_STOP);
+        pthread_join(sp->helpers[i].thread, NULL);
+    }
+}
