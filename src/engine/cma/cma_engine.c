@@ -419,10 +419,16 @@ cma_move_many(const struct cma_ep *cep, struct hmaf_xfer_batch *batch)
 }
 
 /* The unsplit move of a batch, for the pieces of a split one. */
-static int cma_move_piece(const void *cep, struct hmaf_xfer_batch *piece)
+static int cma_move_piece(const void *arg, struct hmaf_xfer_batch *piece)
 {
-    return piece->count == 1 ? cma_move_one(cep, piece->op, &piece->xfers[0])
-                             : cma_move_many(cep, piece);
+    const struct cma_ep *cep = arg;
+
+    if (piece->count == 1) {
+        /* cma_move_one only reads the ep (for a partial copy's error) */
+        return cma_move_one((struct hmaf_engine_ep *)&cep->base, piece->op,
+                            &piece->xfers[0]);
+    }
+    return cma_move_many(cep, piece);
 }
 
 /* Move a large batch in pieces copied by helper threads and this one
