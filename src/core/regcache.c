@@ -29,8 +29,8 @@
 /* A node's entries come in groups of four, each key beside its pointer:
  * one cache line. The node's first line holds the first key of each group
  * but the first, so a search reads two lines of a node (its first, and
- * the group's) with five branch-free steps and no count; the levels near
- * the leaves are the ones a lookup among many regions finds cold. */
+ * the group's), branch-free and without looking at a count: the levels
+ * near the leaves are the ones a lookup among many regions finds cold. */
 #define RC_GROUP  4
 #define RC_GROUPS 8
 #define RC_FANOUT (RC_GROUP * RC_GROUPS)
@@ -40,7 +40,7 @@
 /* Deeper than any tree gets: a node splits only when full, so a tree of
  * height h holds more than 16^(h-2) regions. */
 #define RC_HEIGHT_MAX 24
-/* Replaced nodes wait for a grace period in batches of this many (256
+/* Replaced nodes wait for a grace period in batches of this many (320
  * KiB), so an insert pays for one only now and then. */
 #define RC_RETIRE_BATCH 512
 /* Nodes come in slabs of this many and go back to the cache's spares, not
