@@ -54,7 +54,9 @@ static int raw_request(uint8_t op, const void *payload, uint16_t len,
 
 static void send_malformed(void)
 {
-    uint8_t p[HMAF_MBOX_REQ_MAX];
+    /* room for a DEREGISTER naming one id too many, past the slot's
+     * largest request */
+    uint8_t p[10 + 8 * (HMAF_DEREGISTER_IDS_MAX + 1)];
     struct hmaf_req_register reg = {.addr = 4096, .len = 0};
 
     memset(p, 'A', sizeof(p));

@@ -38,10 +38,13 @@
 #define TRAIL_NS 300000000ull
 
 static size_t holds = 100000;
+/* The host's exposed memory, kept where the leak checker sees it held
+ * until the host exits. */
+static uint8_t *host_mem;
 
 static int setup(hmaf_agent_t *agent, void *arg)
 {
-    uint8_t *mem = calloc(holds, PIECE);
+    uint8_t *mem = host_mem = calloc(holds, PIECE);
     int ret = mem == NULL ? HMAF_ENOMEM : 0;
 
     (void)arg;

@@ -242,7 +242,9 @@ static int regions_setup(struct host *h, unsigned n)
     if (n == 0) {
         return 0;
     }
-    h->regions = aligned_alloc(4096, (size_t)n * REGION_STRIDE);
+    /* aligned_alloc wants a size that is a multiple of the alignment */
+    h->regions = aligned_alloc(4096, ((size_t)n * REGION_STRIDE + 4095) &
+                                         ~(size_t)4095);
     if (h->regions == NULL) {
         return HMAF_ENOMEM;
     }
