@@ -12,6 +12,13 @@
  * it withdraws every offer not yet picked up and waits only for the
  * helpers that did pick theirs up, each at most one piece away from done.
  *
+ * Helpers that get no cpu in time (other processes have them all) keep
+ * the caller waiting for a piece they were preempted in. A job whose
+ * caller waited for its helpers longer than their pieces would have taken
+ * it makes the next transfers go unsplit for a while (SPLIT_QUIET_NS,
+ * doubling with each such job in a row); then one is split again to see.
+ * So a busy machine costs a split transfer now and then, not each one.
+ *
  * Errors: a failed piece stops the pieces after it from being taken; the
  * job reports the status of the first failed piece in byte order, which
  * is what an unsplit copy would have stopped at (every piece before it
@@ -59,6 +66,11 @@
  * sleeps: back-to-back large transfers then find it awake. A caller waits
  * for a helper's last piece spinning as long, then asleep. */
 #define SPLIT_SPIN_NS 100000u
+/* Transfers go unsplit this long after a job whose helpers held the
+ * caller up, twice as long after two such jobs in a row, and so on up to
+ * 2^SPLIT_QUIET_DOUBLINGS times as long. */
+#define SPLIT_QUIET_NS        1000000u
+#define SPLIT_QUIET_DOUBLINGS 8
 
 enum {
     PH_IDLE,
@@ -212,10 +224,11 @@ static int move_range(const struct cma_split_job *job, uint64_t off,
     return ret;
 }
 
-/* Take pieces until none is left or one before them failed. */
-static void run_pieces(struct cma_split_job *job)
+/* Take pieces until none is left or one before them failed; returns how
+ * many this thread moved. */
+static uint32_t run_pieces(struct cma_split_job *job)
 {
-    for (;;) {
+    for (uint32_t moved = 0;; moved++) {
         uint32_t p =
             atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed);
         uint64_t failed =
@@ -224,7 +237,7 @@ static void run_pieces(struct cma_split_job *job)
         int ret;
 
         if (p >= job->npieces || p > failed >> 32) {
-            return;
+            return moved;
         }
         ret = move_range(job, off, HMAF_MIN(job->piece, job->total - off));
         if (ret < 0) {
@@ -279,7 +292,7 @@ static void *helper_main(void *arg)
         if (atomic_compare_exchange_strong_explicit(&h->state, &st, busy,
                                                     memory_order_acquire,
                                                     memory_order_relaxed)) {
-            run_pieces(h->job);
+            (void)run_pieces(h->job);
             set_state(&h->state, gen_of(st) | PH_IDLE);
         }
     }
@@ -313,7 +326,8 @@ static unsigned start_helpers(struct cma_split *sp, unsigned threads)
 }
 
 /* Claim up to `want` idle helpers: their generations to gens[], their
- * indexes to idx[]. Busy ones are passed over. */
+ * indexes to idx[]. Busy ones are passed over; an idle one is claimed even
+ * while it marks itself asleep. */
 static unsigned claim_helpers(struct cma_split *sp, unsigned nhelpers,
                               unsigned want, unsigned *idx, uint32_t *gens)
 {
@@ -322,14 +336,17 @@ static unsigned claim_helpers(struct cma_split *sp, unsigned nhelpers,
     for (unsigned i = 0; i < nhelpers && n < want; i++) {
         _Atomic uint32_t *word = &sp->helpers[i].state;
         uint32_t st = atomic_load_explicit(word, memory_order_relaxed);
-        uint32_t claimed = (gen_of(st) + GEN_ONE) | (st & WAITED) | PH_CLAIMED;
 
-        if (phase_of(st) == PH_IDLE &&
-            atomic_compare_exchange_strong_explicit(word, &st, claimed,
-                                                    memory_order_acquire,
-                                                    memory_order_relaxed)) {
-            idx[n] = i;
-            gens[n++] = gen_of(claimed);
+        while (phase_of(st) == PH_IDLE) {
+            uint32_t claimed =
+                (gen_of(st) + GEN_ONE) | (st & WAITED) | PH_CLAIMED;
+            if (atomic_compare_exchange_weak_explicit(word, &st, claimed,
+                                                      memory_order_acquire,
+                                                      memory_order_relaxed)) {
+                idx[n] = i;
+                gens[n++] = gen_of(claimed);
+                break;
+            }
         }
     }
     return n;
@@ -373,6 +390,33 @@ static void job_init(struct cma_split_job *job, unsigned nthreads)
     atomic_init(&job->failed, NO_FAILURE);
 }
 
+/* After a job: did its helpers hold the caller up longer than their
+ * pieces would have taken it (pieces are of one size, so its own pieces'
+ * time tells)? Then go unsplit for a while; else splitting pays. */
+static void judge_job(struct cma_split *sp, const struct cma_split_job *job,
+                      uint32_t mine, uint64_t own_ns, uint64_t waited_ns)
+{
+    uint32_t theirs = job->npieces > mine ? job->npieces - mine : 0;
+    uint64_t saved = mine > 0 ? own_ns / mine * theirs : 0;
+    unsigned misses;
+
+    /* A slack of 1/16: a helper finishing just after the caller is no
+     * reason to stop. */
+    if (waited_ns <= saved + own_ns / 16) {
+        if (atomic_load_explicit(&sp->misses, memory_order_relaxed) != 0) {
+            atomic_store_explicit(&sp->misses, 0, memory_order_relaxed);
+        }
+        return;
+    }
+    misses = atomic_load_explicit(&sp->misses, memory_order_relaxed);
+    misses = HMAF_MIN(misses + 1, SPLIT_QUIET_DOUBLINGS + 1u);
+    atomic_store_explicit(&sp->misses, misses, memory_order_relaxed);
+    atomic_store_explicit(&sp->quiet_until,
+                          hmaf__now_ns() +
+                              ((uint64_t)SPLIT_QUIET_NS << (misses - 1)),
+                          memory_order_relaxed);
+}
+
 int hmaf__cma_split_move(struct cma_split *sp, unsigned threads,
                          struct hmaf_xfer_batch *batch, uint64_t total,
                          cma_split_move_fn move, const void *arg)
@@ -382,22 +426,29 @@ int hmaf__cma_split_move(struct cma_split *sp, unsigned threads,
     unsigned idx[CMA_SPLIT_THREADS_MAX - 1];
     uint32_t gens[CMA_SPLIT_THREADS_MAX - 1];
     unsigned nhelpers = start_helpers(sp, threads);
-    unsigned n = claim_helpers(sp, nhelpers,
-                               threads_for(total, nhelpers + 1) - 1, idx, gens);
+    uint64_t t0 = hmaf__now_ns(), t1;
+    unsigned n = 0;
+    uint32_t mine;
     uint64_t failed;
 
+    if (t0 >= atomic_load_explicit(&sp->quiet_until, memory_order_relaxed)) {
+        n = claim_helpers(sp, nhelpers, threads_for(total, nhelpers + 1) - 1,
+                          idx, gens);
+    }
     if (n == 0) {
-        return move(arg, batch); /* every helper is busy, or none */
+        return move(arg, batch); /* helpers busy, held up lately, or none */
     }
     job_init(&job, n + 1);
     for (unsigned i = 0; i < n; i++) {
         sp->helpers[idx[i]].job = &job;
         set_state(&sp->helpers[idx[i]].state, gens[i] | PH_OFFERED);
     }
-    run_pieces(&job);
+    mine = run_pieces(&job);
+    t1 = hmaf__now_ns();
     for (unsigned i = 0; i < n; i++) {
         release_helper(&sp->helpers[idx[i]], gens[i]);
     }
+    judge_job(sp, &job, mine, t1 - t0, hmaf__now_ns() - t1);
     failed = atomic_load_explicit(&job.failed, memory_order_relaxed);
     return failed == NO_FAILURE ? 0 : -(int)(uint32_t)failed;
 }

@@ -37,6 +37,8 @@ struct cma_helper {
 struct cma_split {
     _Atomic int started; /* 0, 1 (being started), 2 (nhelpers are up) */
     unsigned nhelpers;
+    _Atomic uint64_t quiet_until; /* transfers go unsplit until then (ns) */
+    _Atomic unsigned misses;      /* jobs in a row whose helpers held it up */
     struct cma_helper helpers[CMA_SPLIT_THREADS_MAX - 1];
 };
 
