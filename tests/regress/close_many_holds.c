@@ -39,8 +39,9 @@
 
 static size_t holds = 100000;
 /* The host's exposed memory, kept where the leak checker sees it held
- * until the host exits. */
-static uint8_t *host_mem;
+ * until the host exits (volatile: a store never read back would
+ * otherwise be optimised away). */
+static uint8_t *volatile host_mem;
 
 static int setup(hmaf_agent_t *agent, void *arg)
 {

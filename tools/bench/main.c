@@ -788,7 +788,7 @@ static int find_regions(struct bench *b)
         return -1;
     }
     b->nregions = (unsigned)(len / REGION_STRIDE);
-    b->regions_mirror = aligned_alloc(4096, len);
+    b->regions_mirror = aligned_alloc(4096, (len + 4095) & ~(uint64_t)4095);
     if (b->regions_mirror == NULL) {
         return -1;
     }
