@@ -63,14 +63,15 @@
 /* Descriptors handed to the engine's move at once. */
 #define SPLIT_SUB_MAX 64
 /* A helper that finished a job spins this long for the next before it
- * sleeps: back-to-back large transfers then find it awake. A caller waits
- * for a helper's last piece spinning as long, then asleep. */
-#define SPLIT_SPIN_NS 100000u
+ * sleeps: back-to-back large transfers then find it awake (a futex wake-up
+ * takes tens of microseconds on a busy machine). A caller waits for a
+ * helper's last piece spinning as long, then asleep. */
+#define SPLIT_SPIN_NS 50000u
 /* Transfers go unsplit this long after a job whose helpers held the
  * caller up, twice as long after two such jobs in a row, and so on up to
  * 2^SPLIT_QUIET_DOUBLINGS times as long. */
 #define SPLIT_QUIET_NS        1000000u
-#define SPLIT_QUIET_DOUBLINGS 8
+#define SPLIT_QUIET_DOUBLINGS 6
 
 enum {
     PH_IDLE,
