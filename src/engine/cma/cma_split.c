@@ -3,9 +3,12 @@
  *
  * A split transfer is a job of pieces of equal size, taken in byte order
  * from a shared counter by the calling thread and the helpers it claimed.
- * A helper is claimed only when idle: a busy pool (another caller's job)
- * leaves the caller to do the work itself, so callers never queue behind
- * one another and the helpers never outnumber `threads - 1` per session.
+ * A helper is claimed only when idle, and only while the callers moving
+ * large batches and the helpers they hold leave room within `threads`:
+ * a busy pool (other callers' jobs) leaves the caller to do the work
+ * itself, so callers never queue behind one another, and threads that
+ * already keep the cpus busy with transfers of their own get no helpers
+ * to compete with.
  *
  * The caller copies pieces from the start, so a helper that wakes late
  * finds less to do, or nothing: once the caller has taken the last piece
@@ -418,6 +421,48 @@ static void judge_job(struct cma_split *sp, const struct cma_split_job *job,
                           memory_order_relaxed);
 }
 
+/* Helpers a caller may claim for total bytes, of the nhelpers started:
+ * none while transfers go unsplit (judge_job), else as many as are worth
+ * it (threads_for) and as the session's threads not in use allow: `busy`
+ * counts the callers moving large batches, this one included, and the
+ * helpers they hold. */
+static unsigned helpers_wanted(const struct cma_split *sp, unsigned nhelpers,
+                               unsigned threads, uint64_t total, unsigned busy,
+                               uint64_t now)
+{
+    unsigned worth = threads_for(total, nhelpers + 1) - 1;
+
+    if (now < atomic_load_explicit(&sp->quiet_until, memory_order_relaxed) ||
+        busy >= threads) {
+        return 0;
+    }
+    return HMAF_MIN(worth, threads - busy);
+}
+
+/* Offer the job to the n helpers claimed, move pieces until none is left,
+ * then take back the offers not picked up and wait for the helpers that
+ * did. Returns the job's status. */
+static int run_job(struct cma_split *sp, struct cma_split_job *job, unsigned n,
+                   const unsigned *idx, const uint32_t *gens, uint64_t t0)
+{
+    uint64_t failed, t1;
+    uint32_t mine;
+
+    job_init(job, n + 1);
+    for (unsigned i = 0; i < n; i++) {
+        sp->helpers[idx[i]].job = job;
+        set_state(&sp->helpers[idx[i]].state, gens[i] | PH_OFFERED);
+    }
+    mine = run_pieces(job);
+    t1 = hmaf__now_ns();
+    for (unsigned i = 0; i < n; i++) {
+        release_helper(&sp->helpers[idx[i]], gens[i]);
+    }
+    judge_job(sp, job, mine, t1 - t0, hmaf__now_ns() - t1);
+    failed = atomic_load_explicit(&job->failed, memory_order_relaxed);
+    return failed == NO_FAILURE ? 0 : -(int)(uint32_t)failed;
+}
+
 int hmaf__cma_split_move(struct cma_split *sp, unsigned threads,
                          struct hmaf_xfer_batch *batch, uint64_t total,
                          cma_split_move_fn move, const void *arg)
@@ -427,31 +472,23 @@ int hmaf__cma_split_move(struct cma_split *sp, unsigned threads,
     unsigned idx[CMA_SPLIT_THREADS_MAX - 1];
     uint32_t gens[CMA_SPLIT_THREADS_MAX - 1];
     unsigned nhelpers = start_helpers(sp, threads);
-    uint64_t t0 = hmaf__now_ns(), t1;
-    unsigned n = 0;
-    uint32_t mine;
-    uint64_t failed;
+    unsigned busy =
+        atomic_fetch_add_explicit(&sp->busy, 1, memory_order_relaxed) + 1;
+    uint64_t t0 = hmaf__now_ns();
+    unsigned want =
+        helpers_wanted(sp, nhelpers, HMAF_MIN(threads, CMA_SPLIT_THREADS_MAX),
+                       total, busy, t0);
+    unsigned n = want > 0 ? claim_helpers(sp, nhelpers, want, idx, gens) : 0;
+    int ret;
 
-    if (t0 >= atomic_load_explicit(&sp->quiet_until, memory_order_relaxed)) {
-        n = claim_helpers(sp, nhelpers, threads_for(total, nhelpers + 1) - 1,
-                          idx, gens);
-    }
     if (n == 0) {
-        return move(arg, batch); /* helpers busy, held up lately, or none */
+        ret = move(arg, batch); /* helpers busy, held up lately, or none */
+    } else {
+        atomic_fetch_add_explicit(&sp->busy, n, memory_order_relaxed);
+        ret = run_job(sp, &job, n, idx, gens, t0);
     }
-    job_init(&job, n + 1);
-    for (unsigned i = 0; i < n; i++) {
-        sp->helpers[idx[i]].job = &job;
-        set_state(&sp->helpers[idx[i]].state, gens[i] | PH_OFFERED);
-    }
-    mine = run_pieces(&job);
-    t1 = hmaf__now_ns();
-    for (unsigned i = 0; i < n; i++) {
-        release_helper(&sp->helpers[idx[i]], gens[i]);
-    }
-    judge_job(sp, &job, mine, t1 - t0, hmaf__now_ns() - t1);
-    failed = atomic_load_explicit(&job.failed, memory_order_relaxed);
-    return failed == NO_FAILURE ? 0 : -(int)(uint32_t)failed;
+    atomic_fetch_sub_explicit(&sp->busy, n + 1, memory_order_relaxed);
+    return ret;
 }
 
 void hmaf__cma_split_fini(struct cma_split *sp)
