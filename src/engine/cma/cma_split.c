@@ -1,8 +1,8 @@
 /*
  * cma: a large transfer copied by several threads at once (cma_split.h).
  *
- * A split transfer is a job of pieces of equal size, taken in byte order
- * from a shared counter by the calling thread and the helpers it claimed.
+ * A split transfer is a job of pieces of equal size, taken by the calling
+ * thread from the front and by the helpers it claimed from the back.
  * A helper is claimed only when idle, and only while the callers moving
  * large batches and the helpers they hold leave room within `threads`:
  * a busy pool (other callers' jobs) leaves the caller to do the work
@@ -11,9 +11,9 @@
  * to compete with.
  *
  * The caller copies pieces from the start, so a helper that wakes late
- * finds less to do, or nothing: once the caller has taken the last piece
- * it withdraws every offer not yet picked up and waits only for the
- * helpers that did pick theirs up, each at most one piece away from done.
+ * finds less to do, or nothing: once no piece is left, the caller
+ * withdraws every offer not yet picked up and waits only for the helpers
+ * that did pick theirs up, each at most one piece away from done.
  *
  * Helpers that get no cpu in time (other processes have them all) keep
  * the caller waiting for a piece they were preempted in. A job whose
@@ -22,11 +22,11 @@
  * doubling with each such job in a row); then one is split again to see.
  * So a busy machine costs a split transfer now and then, not each one.
  *
- * Errors: a failed piece stops the pieces after it from being taken; the
- * job reports the status of the first failed piece in byte order, which
- * is what an unsplit copy would have stopped at (every piece before it
- * was taken, so has run). What a failed write has written is then any of
- * its pieces, not only a prefix (session.h says so).
+ * Errors: the job reports the status of the first failed piece in byte
+ * order, which is what an unsplit copy would have stopped at: every piece
+ * before it runs; no piece after it is taken once it failed (some may
+ * have run already). What a failed write has written is then any of its
+ * pieces, not only a prefix (session.h says so).
  *
  * A helper's state word: generation (bits 4..31), WAITED (someone sleeps
  * on the word: wake it) and phase. The generation ties an offer to the
@@ -94,7 +94,11 @@ struct cma_split_job {
     uint64_t total;
     uint64_t piece; /* bytes per piece; the last may be shorter */
     uint32_t npieces;
-    _Atomic uint32_t next;   /* the next piece to take */
+    /* The pieces not taken yet, [front, back): back << 32 | front. The
+     * caller takes from the front, helpers from the back, so that each
+     * thread copies much the same bytes from one transfer to the next and
+     * finds them in its own cache when they are warm. */
+    _Atomic uint64_t left;
     _Atomic uint64_t failed; /* first failed piece << 32 | -status */
 };
 
@@ -228,26 +232,46 @@ static int move_range(const struct cma_split_job *job, uint64_t off,
     return ret;
 }
 
-/* Take pieces until none is left or one before them failed; returns how
- * many this thread moved. */
-static uint32_t run_pieces(struct cma_split_job *job)
+/* Take the front piece, or the back one; 0 when none is left, or when
+ * a piece before them all failed (then none of them is needed). */
+static int take_piece(struct cma_split_job *job, int from_back, uint32_t *p_out)
 {
-    for (uint32_t moved = 0;; moved++) {
-        uint32_t p =
-            atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed);
+    uint64_t left = atomic_load_explicit(&job->left, memory_order_relaxed);
+
+    for (;;) {
+        uint32_t front = (uint32_t)left, back = (uint32_t)(left >> 32);
         uint64_t failed =
             atomic_load_explicit(&job->failed, memory_order_relaxed);
-        uint64_t off = (uint64_t)p * job->piece;
-        int ret;
+        uint64_t rest = from_back ? (uint64_t)(back - 1) << 32 | front
+                                  : (uint64_t)back << 32 | (front + 1);
 
-        if (p >= job->npieces || p > failed >> 32) {
-            return moved;
+        if (front >= back || failed >> 32 < front) {
+            return 0;
         }
-        ret = move_range(job, off, HMAF_MIN(job->piece, job->total - off));
+        if (atomic_compare_exchange_weak_explicit(&job->left, &left, rest,
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            *p_out = from_back ? back - 1 : front;
+            return 1;
+        }
+    }
+}
+
+/* Take pieces (from the back: helpers) until none is left; returns how
+ * many this thread moved. */
+static uint32_t run_pieces(struct cma_split_job *job, int from_back)
+{
+    uint32_t moved = 0, p;
+
+    for (; take_piece(job, from_back, &p); moved++) {
+        uint64_t off = (uint64_t)p * job->piece;
+        int ret = move_range(job, off, HMAF_MIN(job->piece, job->total - off));
+
         if (ret < 0) {
             note_failure(job, p, ret);
         }
     }
+    return moved;
 }
 
 /* ------------------------------------------------------------------ */
@@ -296,7 +320,7 @@ static void *helper_main(void *arg)
         if (atomic_compare_exchange_strong_explicit(&h->state, &st, busy,
                                                     memory_order_acquire,
                                                     memory_order_relaxed)) {
-            (void)run_pieces(h->job);
+            (void)run_pieces(h->job, 1);
             set_state(&h->state, gen_of(st) | PH_IDLE);
         }
     }
@@ -390,7 +414,7 @@ static void job_init(struct cma_split_job *job, unsigned nthreads)
     piece = HMAF_MIN(piece, SPLIT_PIECE_MAX);
     job->piece = piece;
     job->npieces = (uint32_t)((job->total + piece - 1) / piece);
-    atomic_init(&job->next, 0);
+    atomic_init(&job->left, (uint64_t)job->npieces << 32);
     atomic_init(&job->failed, NO_FAILURE);
 }
 
@@ -453,7 +477,7 @@ static int run_job(struct cma_split *sp, struct cma_split_job *job, unsigned n,
         sp->helpers[idx[i]].job = job;
         set_state(&sp->helpers[idx[i]].state, gens[i] | PH_OFFERED);
     }
-    mine = run_pieces(job);
+    mine = run_pieces(job, 0);
     t1 = hmaf__now_ns();
     for (unsigned i = 0; i < n; i++) {
         release_helper(&sp->helpers[idx[i]], gens[i]);
