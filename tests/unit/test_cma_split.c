@@ -3,9 +3,10 @@
  * with a move that copies within our own memory: every byte moved once
  * whatever the pieces, descriptors and offsets; the first failure in byte
  * order is the one reported, whichever thread saw which first; helpers do
- * take pieces; a busy pool leaves the caller to move everything itself,
- * and so for a while does a helper that held the caller up; several
- * callers at once; an idle pool and a pool never started end.
+ * take pieces; a busy pool, or callers that fill the threads allowed,
+ * leave the caller to move everything itself, and so for a while does a
+ * helper that held the caller up; several callers at once; an idle pool
+ * and a pool never started end.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -355,6 +356,7 @@ static void test_helpers_take_pieces(void)
  * B finds the pool busy and moves its whole batch itself, in one move. */
 struct caller_b {
     struct cma_split *sp;
+    unsigned threads; /* 2 when 0 */
     struct fake *a;
     int ret;
     unsigned moves, by_helper;
@@ -373,7 +375,7 @@ static void *run_b(void *arg)
         sched_yield();
     }
     make_batch(j, HMAF_XFER_READ, 1u << 20, 3u << 20, 5, &rng);
-    b->ret = run(b->sp, 2, j, &f);
+    b->ret = run(b->sp, b->threads ? b->threads : 2, j, &f);
     check_read(j);
     b->moves = atomic_load(&f.moves);
     b->by_helper = atomic_load(&f.by_helper);
@@ -401,6 +403,36 @@ static void test_busy_pool(void)
     CHECK_OK(b.ret);
     CHECK_EQ(b.moves, 1);
     CHECK_EQ(b.by_helper, 0);
+    check_read(j);
+    free_batch(j);
+    free(j);
+    hmaf__cma_split_fini(&sp);
+}
+
+/* Three threads: caller A holds one helper (a 1 MiB job wants one), and
+ * caller B, arriving meanwhile, takes none although the other is idle:
+ * A, its helper and B fill the three. */
+static void test_callers_fill_threads(void)
+{
+    static struct cma_split sp;
+    uint64_t rng = 13;
+    struct job_spec *j = calloc(1, sizeof(*j));
+    struct fake f = {.hold_all = 1};
+    struct caller_b b = {.sp = &sp, .a = &f};
+    pthread_t tb;
+
+    CHECK(j != NULL);
+    fill_host(6);
+    make_batch(j, HMAF_XFER_READ, 0, CMA_SPLIT_MIN, 2, &rng);
+    b.threads = 3;
+    CHECK_EQ(pthread_create(&tb, NULL, run_b, &b), 0);
+    CHECK_OK(run(&sp, 3, j, &f));
+    pthread_join(tb, NULL);
+    CHECK_OK(b.ret);
+    CHECK_EQ(sp.nhelpers, 2);
+    CHECK_EQ(b.moves, 1);
+    CHECK_EQ(b.by_helper, 0);
+    CHECK_EQ(atomic_load(&sp.busy), 0);
     check_read(j);
     free_batch(j);
     free(j);
@@ -522,6 +554,7 @@ int main(void)
     test_first_failure_wins();
     test_helpers_take_pieces();
     test_busy_pool();
+    test_callers_fill_threads();
     test_held_up_goes_unsplit();
     test_many_callers();
     test_no_split();

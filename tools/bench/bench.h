@@ -348,6 +348,9 @@ struct bench {
      * transfer (HMAF_DOCA_ZCOPY_MIN=0 when it opened); NULL: none. */
     hmaf_session_t *staged;
     char staged_note[128]; /* why there is none */
+    /* With the cma engine, a second session that never splits a
+     * transfer (HMAF_SPLIT_THREADS=1 when it opened); NULL: none. */
+    hmaf_session_t *unsplit;
     struct child *host;
     pid_t pid; /* the host's; 0 in split mode (not on this machine) */
     int split; /* --connect: the host is a separate `--serve` process */

@@ -214,6 +214,17 @@ static int staged_usable(const struct bench *b)
     return b->staged != NULL;
 }
 
+/* The same calls on the session that never splits a transfer. */
+static int unsplit_rw(struct worker *w, int is_write, const hmaf_seg_t *seg)
+{
+    return session_rw(w->b->unsplit, is_write, seg);
+}
+
+static int unsplit_usable(const struct bench *b)
+{
+    return b->unsplit != NULL;
+}
+
 static int hmaf_each(struct worker *w, const hmaf_seg_t *segs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -515,6 +526,12 @@ const struct contender bench_contenders[] = {
      .rw = staged_rw,
      .patterns = "read-one,write-one",
      .usable = staged_usable},
+    {.name = "hmaf-1t",
+     .what = "hmaf_session_read/write on a session that never splits a "
+             "transfer over threads (HMAF_SPLIT_THREADS=1)",
+     .rw = unsplit_rw,
+     .patterns = "read-one,write-one,read-seq,read-random",
+     .usable = unsplit_usable},
     {.name = "hmaf-nb",
      .what = "hmaf_session_post_read/write each, then hmaf_session_flush",
      .rw = hmaf_nb_rw,

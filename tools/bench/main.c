@@ -50,6 +50,8 @@
 
 /* The doca engine's in-place threshold, read when a session opens. */
 #define STAGED_ENV "HMAF_DOCA_ZCOPY_MIN"
+/* Threads one transfer may use, read when a session opens. */
+#define UNSPLIT_ENV "HMAF_SPLIT_THREADS"
 
 #define KIB      ((size_t)1 << 10)
 #define MIB      ((size_t)1 << 20)
@@ -845,6 +847,21 @@ static void open_staged(struct bench *b)
     }
 }
 
+/* hmaf-1t's session: with HMAF_SPLIT_THREADS=1 the cma engine moves every
+ * transfer on the calling thread alone, where b->s splits those of 1 MiB
+ * and more (the default). Only with cma, the engine that splits; not over
+ * comch (the host dials one session). Opened before our threads start. */
+static void open_unsplit(struct bench *b)
+{
+    if (strcmp(b->engine, "cma") != 0 ||
+        (b->split && is_comch(b->host->address))) {
+        return;
+    }
+    if (open_session_env(b, UNSPLIT_ENV, "1", &b->unsplit) < 0) {
+        b->unsplit = NULL;
+    }
+}
+
 /* Buffers are written once here so that no page fault is timed. */
 static int worker_init(struct bench *b, unsigned id, int cpu)
 {
@@ -916,6 +933,7 @@ static int bench_init(struct bench *b, struct child *host,
     ret = bench_connect(b);
     if (ret == 0) {
         open_staged(b);
+        open_unsplit(b);
         ret = find_regions(b);
     }
     if (ret == 0) {
@@ -965,6 +983,7 @@ static void bench_fini(struct bench *b)
     }
     scale_close(b);
     hmaf_session_destroy(b->staged);
+    hmaf_session_destroy(b->unsplit);
     hmaf_session_destroy(b->s);
     free(b->mirror);
     free(b->regions_mirror);

@@ -1,16 +1,19 @@
 /*
  * cma: a large transfer copied by several threads at once (cma_split.h).
  *
- * A split transfer is a job of pieces of equal size, taken in byte order
- * from a shared counter by the calling thread and the helpers it claimed.
- * A helper is claimed only when idle: a busy pool (another caller's job)
- * leaves the caller to do the work itself, so callers never queue behind
- * one another and the helpers never outnumber `threads - 1` per session.
+ * A split transfer is a job of pieces of equal size, taken by the calling
+ * thread from the front and by the helpers it claimed from the back.
+ * A helper is claimed only when idle, and only while the callers moving
+ * large batches and the helpers they hold leave room within `threads`:
+ * a busy pool (other callers' jobs) leaves the caller to do the work
+ * itself, so callers never queue behind one another, and threads that
+ * already keep the cpus busy with transfers of their own get no helpers
+ * to compete with.
  *
  * The caller copies pieces from the start, so a helper that wakes late
- * finds less to do, or nothing: once the caller has taken the last piece
- * it withdraws every offer not yet picked up and waits only for the
- * helpers that did pick theirs up, each at most one piece away from done.
+ * finds less to do, or nothing: once no piece is left, the caller
+ * withdraws every offer not yet picked up and waits only for the helpers
+ * that did pick theirs up, each at most one piece away from done.
  *
  * Helpers that get no cpu in time (other processes have them all) keep
  * the caller waiting for a piece they were preempted in. A job whose
@@ -19,11 +22,11 @@
  * doubling with each such job in a row); then one is split again to see.
  * So a busy machine costs a split transfer now and then, not each one.
  *
- * Errors: a failed piece stops the pieces after it from being taken; the
- * job reports the status of the first failed piece in byte order, which
- * is what an unsplit copy would have stopped at (every piece before it
- * was taken, so has run). What a failed write has written is then any of
- * its pieces, not only a prefix (session.h says so).
+ * Errors: the job reports the status of the first failed piece in byte
+ * order, which is what an unsplit copy would have stopped at: every piece
+ * before it runs; no piece after it is taken once it failed (some may
+ * have run already). What a failed write has written is then any of its
+ * pieces, not only a prefix (session.h says so).
  *
  * A helper's state word: generation (bits 4..31), WAITED (someone sleeps
  * on the word: wake it) and phase. The generation ties an offer to the
@@ -63,14 +66,15 @@
 /* Descriptors handed to the engine's move at once. */
 #define SPLIT_SUB_MAX 64
 /* A helper that finished a job spins this long for the next before it
- * sleeps: back-to-back large transfers then find it awake. A caller waits
- * for a helper's last piece spinning as long, then asleep. */
-#define SPLIT_SPIN_NS 100000u
+ * sleeps: back-to-back large transfers then find it awake (a futex wake-up
+ * takes tens of microseconds on a busy machine). A caller waits for a
+ * helper's last piece spinning as long, then asleep. */
+#define SPLIT_SPIN_NS 50000u
 /* Transfers go unsplit this long after a job whose helpers held the
  * caller up, twice as long after two such jobs in a row, and so on up to
  * 2^SPLIT_QUIET_DOUBLINGS times as long. */
 #define SPLIT_QUIET_NS        1000000u
-#define SPLIT_QUIET_DOUBLINGS 8
+#define SPLIT_QUIET_DOUBLINGS 6
 
 enum {
     PH_IDLE,
@@ -90,7 +94,11 @@ struct cma_split_job {
     uint64_t total;
     uint64_t piece; /* bytes per piece; the last may be shorter */
     uint32_t npieces;
-    _Atomic uint32_t next;   /* the next piece to take */
+    /* The pieces not taken yet, [front, back): back << 32 | front. The
+     * caller takes from the front, helpers from the back, so that each
+     * thread copies much the same bytes from one transfer to the next and
+     * finds them in its own cache when they are warm. */
+    _Atomic uint64_t left;
     _Atomic uint64_t failed; /* first failed piece << 32 | -status */
 };
 
@@ -224,26 +232,46 @@ static int move_range(const struct cma_split_job *job, uint64_t off,
     return ret;
 }
 
-/* Take pieces until none is left or one before them failed; returns how
- * many this thread moved. */
-static uint32_t run_pieces(struct cma_split_job *job)
+/* Take the front piece, or the back one; 0 when none is left, or when
+ * a piece before them all failed (then none of them is needed). */
+static int take_piece(struct cma_split_job *job, int from_back, uint32_t *p_out)
 {
-    for (uint32_t moved = 0;; moved++) {
-        uint32_t p =
-            atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed);
+    uint64_t left = atomic_load_explicit(&job->left, memory_order_relaxed);
+
+    for (;;) {
+        uint32_t front = (uint32_t)left, back = (uint32_t)(left >> 32);
         uint64_t failed =
             atomic_load_explicit(&job->failed, memory_order_relaxed);
-        uint64_t off = (uint64_t)p * job->piece;
-        int ret;
+        uint64_t rest = from_back ? (uint64_t)(back - 1) << 32 | front
+                                  : (uint64_t)back << 32 | (front + 1);
 
-        if (p >= job->npieces || p > failed >> 32) {
-            return moved;
+        if (front >= back || failed >> 32 < front) {
+            return 0;
         }
-        ret = move_range(job, off, HMAF_MIN(job->piece, job->total - off));
+        if (atomic_compare_exchange_weak_explicit(&job->left, &left, rest,
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            *p_out = from_back ? back - 1 : front;
+            return 1;
+        }
+    }
+}
+
+/* Take pieces (from the back: helpers) until none is left; returns how
+ * many this thread moved. */
+static uint32_t run_pieces(struct cma_split_job *job, int from_back)
+{
+    uint32_t moved = 0, p;
+
+    for (; take_piece(job, from_back, &p); moved++) {
+        uint64_t off = (uint64_t)p * job->piece;
+        int ret = move_range(job, off, HMAF_MIN(job->piece, job->total - off));
+
         if (ret < 0) {
             note_failure(job, p, ret);
         }
     }
+    return moved;
 }
 
 /* ------------------------------------------------------------------ */
@@ -292,7 +320,7 @@ static void *helper_main(void *arg)
         if (atomic_compare_exchange_strong_explicit(&h->state, &st, busy,
                                                     memory_order_acquire,
                                                     memory_order_relaxed)) {
-            (void)run_pieces(h->job);
+            (void)run_pieces(h->job, 1);
             set_state(&h->state, gen_of(st) | PH_IDLE);
         }
     }
@@ -386,7 +414,7 @@ static void job_init(struct cma_split_job *job, unsigned nthreads)
     piece = HMAF_MIN(piece, SPLIT_PIECE_MAX);
     job->piece = piece;
     job->npieces = (uint32_t)((job->total + piece - 1) / piece);
-    atomic_init(&job->next, 0);
+    atomic_init(&job->left, (uint64_t)job->npieces << 32);
     atomic_init(&job->failed, NO_FAILURE);
 }
 
@@ -417,6 +445,48 @@ static void judge_job(struct cma_split *sp, const struct cma_split_job *job,
                           memory_order_relaxed);
 }
 
+/* Helpers a caller may claim for total bytes, of the nhelpers started:
+ * none while transfers go unsplit (judge_job), else as many as are worth
+ * it (threads_for) and as the session's threads not in use allow: `busy`
+ * counts the callers moving large batches, this one included, and the
+ * helpers they hold. */
+static unsigned helpers_wanted(const struct cma_split *sp, unsigned nhelpers,
+                               unsigned threads, uint64_t total, unsigned busy,
+                               uint64_t now)
+{
+    unsigned worth = threads_for(total, nhelpers + 1) - 1;
+
+    if (now < atomic_load_explicit(&sp->quiet_until, memory_order_relaxed) ||
+        busy >= threads) {
+        return 0;
+    }
+    return HMAF_MIN(worth, threads - busy);
+}
+
+/* Offer the job to the n helpers claimed, move pieces until none is left,
+ * then take back the offers not picked up and wait for the helpers that
+ * did. Returns the job's status. */
+static int run_job(struct cma_split *sp, struct cma_split_job *job, unsigned n,
+                   const unsigned *idx, const uint32_t *gens, uint64_t t0)
+{
+    uint64_t failed, t1;
+    uint32_t mine;
+
+    job_init(job, n + 1);
+    for (unsigned i = 0; i < n; i++) {
+        sp->helpers[idx[i]].job = job;
+        set_state(&sp->helpers[idx[i]].state, gens[i] | PH_OFFERED);
+    }
+    mine = run_pieces(job, 0);
+    t1 = hmaf__now_ns();
+    for (unsigned i = 0; i < n; i++) {
+        release_helper(&sp->helpers[idx[i]], gens[i]);
+    }
+    judge_job(sp, job, mine, t1 - t0, hmaf__now_ns() - t1);
+    failed = atomic_load_explicit(&job->failed, memory_order_relaxed);
+    return failed == NO_FAILURE ? 0 : -(int)(uint32_t)failed;
+}
+
 int hmaf__cma_split_move(struct cma_split *sp, unsigned threads,
                          struct hmaf_xfer_batch *batch, uint64_t total,
                          cma_split_move_fn move, const void *arg)
@@ -426,31 +496,23 @@ int hmaf__cma_split_move(struct cma_split *sp, unsigned threads,
     unsigned idx[CMA_SPLIT_THREADS_MAX - 1];
     uint32_t gens[CMA_SPLIT_THREADS_MAX - 1];
     unsigned nhelpers = start_helpers(sp, threads);
-    uint64_t t0 = hmaf__now_ns(), t1;
-    unsigned n = 0;
-    uint32_t mine;
-    uint64_t failed;
+    unsigned busy =
+        atomic_fetch_add_explicit(&sp->busy, 1, memory_order_relaxed) + 1;
+    uint64_t t0 = hmaf__now_ns();
+    unsigned want =
+        helpers_wanted(sp, nhelpers, HMAF_MIN(threads, CMA_SPLIT_THREADS_MAX),
+                       total, busy, t0);
+    unsigned n = want > 0 ? claim_helpers(sp, nhelpers, want, idx, gens) : 0;
+    int ret;
 
-    if (t0 >= atomic_load_explicit(&sp->quiet_until, memory_order_relaxed)) {
-        n = claim_helpers(sp, nhelpers, threads_for(total, nhelpers + 1) - 1,
-                          idx, gens);
-    }
     if (n == 0) {
-        return move(arg, batch); /* helpers busy, held up lately, or none */
+        ret = move(arg, batch); /* helpers busy, held up lately, or none */
+    } else {
+        atomic_fetch_add_explicit(&sp->busy, n, memory_order_relaxed);
+        ret = run_job(sp, &job, n, idx, gens, t0);
     }
-    job_init(&job, n + 1);
-    for (unsigned i = 0; i < n; i++) {
-        sp->helpers[idx[i]].job = &job;
-        set_state(&sp->helpers[idx[i]].state, gens[i] | PH_OFFERED);
-    }
-    mine = run_pieces(&job);
-    t1 = hmaf__now_ns();
-    for (unsigned i = 0; i < n; i++) {
-        release_helper(&sp->helpers[idx[i]], gens[i]);
-    }
-    judge_job(sp, &job, mine, t1 - t0, hmaf__now_ns() - t1);
-    failed = atomic_load_explicit(&job.failed, memory_order_relaxed);
-    return failed == NO_FAILURE ? 0 : -(int)(uint32_t)failed;
+    atomic_fetch_sub_explicit(&sp->busy, n + 1, memory_order_relaxed);
+    return ret;
 }
 
 void hmaf__cma_split_fini(struct cma_split *sp)

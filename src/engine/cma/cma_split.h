@@ -39,6 +39,8 @@ struct cma_split {
     unsigned nhelpers;
     _Atomic uint64_t quiet_until; /* transfers go unsplit until then (ns) */
     _Atomic unsigned misses;      /* jobs in a row whose helpers held it up */
+    _Atomic unsigned busy;        /* callers in hmaf__cma_split_move, and the
+                                     helpers they claimed */
     struct cma_helper helpers[CMA_SPLIT_THREADS_MAX - 1];
 };
 
@@ -51,9 +53,10 @@ typedef int (*cma_split_move_fn)(const void *arg,
 int hmaf__cma_split_worth(const struct hmaf_xfer_batch *batch,
                           uint64_t *total_out);
 /* Move every byte of batch (total bytes) in pieces, by the calling thread
- * and as many idle helpers as `threads` allows (the helpers are started by
- * the first call). Returns what one unsplit move would: 0, or the status
- * of the first piece, in byte order, that failed. */
+ * and as many idle helpers as `threads` allows, counting the threads other
+ * callers use meanwhile (the helpers are started by the first call).
+ * Returns what one unsplit move would: 0, or the status of the first
+ * piece, in byte order, that failed. */
 int hmaf__cma_split_move(struct cma_split *sp, unsigned threads,
                          struct hmaf_xfer_batch *batch, uint64_t total,
                          cma_split_move_fn move, const void *arg);
