@@ -149,6 +149,40 @@ enum ask_again {
     ASK_ODD,     /* an answer an honest agent would hardly give */
 };
 
+/* Inserts of one answer whose overlap left the cache before we looked. */
+#define INSERT_RETRIES 4
+
+/*
+ * Put r in the cache. An overlapping region is most often r's own
+ * exposure, cached by another thread first: then addr is covered
+ * (*covered_out). When that region left again before we looked (another
+ * thread's insert evicted it, or a revocation dropped it), r itself is
+ * inserted again: the answer is as good as before.
+ */
+static enum hmaf__regcache_insert_result
+insert_answer(struct hmaf_session *s, struct hmaf__region *r, uint64_t addr,
+              int *covered_out)
+{
+    enum hmaf__regcache_insert_result result;
+
+    *covered_out = 0;
+    for (int tries = 0;; tries++) {
+        uint64_t evicted = 0;
+        result = hmaf__regcache_insert(&s->cache, r, &evicted);
+        hmaf__count(s, evictions, evicted);
+        if (result != HMAF_REGCACHE_OVERLAPS) {
+            return result;
+        }
+        if (cached(s, addr)) {
+            *covered_out = 1;
+            return result;
+        }
+        if (tries == INSERT_RETRIES) {
+            return result;
+        }
+    }
+}
+
 /*
  * Import the region the agent answered with and put it in the cache.
  * Returns 0 when addr is now covered, or an error. *again_out is set (and
@@ -165,8 +199,7 @@ static int cache_region(struct hmaf_session *s,
 {
     struct hmaf__region *r = new_region(s, resp);
     enum hmaf__regcache_insert_result result;
-    uint64_t evicted = 0;
-    int ret;
+    int covered, ret;
 
     if (r == NULL) {
         return HMAF_ENOMEM;
@@ -187,8 +220,7 @@ static int cache_region(struct hmaf_session *s,
         return ret;
     }
     hmaf__count(s, registrations, 1);
-    result = hmaf__regcache_insert(&s->cache, r, &evicted);
-    hmaf__count(s, evictions, evicted);
+    result = insert_answer(s, r, addr, &covered);
     if (result == HMAF_REGCACHE_ADDED) {
         return 0;
     }
@@ -196,7 +228,7 @@ static int cache_region(struct hmaf_session *s,
     if (result == HMAF_REGCACHE_NOMEM) {
         return HMAF_ENOMEM;
     }
-    if (result == HMAF_REGCACHE_OVERLAPS && cached(s, addr)) {
+    if (covered) {
         return 0; /* another thread cached the same region first */
     }
     *again_out = result == HMAF_REGCACHE_STALE && resp->epoch >= asked_in
