@@ -149,6 +149,23 @@ enum ask_again {
     ASK_ODD,     /* an answer an honest agent would hardly give */
 };
 
+/* Has this session confirmed a revocation newer than an answer of
+ * `epoch`? Its acknowledgement ended the answer's hold on the agent
+ * (host/holds.c), which may have ended the engine registration the
+ * answer's export belongs to before we imported it: an import failing
+ * then is no fault of anyone's. Read under epoch_lock, which the
+ * acknowledgement is written under, after epoch_seen: an ack the agent
+ * acted on is seen here. */
+static int answer_outdated(struct hmaf_session *s, uint64_t epoch)
+{
+    uint64_t seen;
+
+    pthread_mutex_lock(&s->epoch_lock);
+    seen = s->epoch_seen;
+    pthread_mutex_unlock(&s->epoch_lock);
+    return seen > epoch;
+}
+
 /* Inserts of one answer whose overlap left the cache before we looked. */
 #define INSERT_RETRIES 4
 
@@ -217,6 +234,11 @@ static int cache_region(struct hmaf_session *s,
                               resp->export_blob.len);
     if (ret < 0) {
         free(r);
+        if (answer_outdated(s, resp->epoch)) {
+            /* Its hold ended with our ack: nothing to give back. */
+            *again_out = ASK_REVOKED;
+            return HMAF_EPROTO;
+        }
         return ret;
     }
     hmaf__count(s, registrations, 1);

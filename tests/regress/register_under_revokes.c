@@ -10,6 +10,15 @@
  * fault of the host's: the miss goes on asking (until the session's
  * rpc_timeout_ms, then HMAF_ETIMEDOUT).
  *
+ * And on doca (regress.register_under_revokes.doca): "the session dies
+ * (HMAF_ECONNRESET) while the host revokes an exposure it never reads".
+ * The session's acknowledgement of a revocation ends the holds of every
+ * answer given before it, answers still on their way to the cache among
+ * them; the agent then ends the engine registration, and importing the
+ * answer's export failed as if the host had gone. An import that fails
+ * after the session confirmed a revocation newer than the answer is asked
+ * again like any outdated answer.
+ *
  * The host revokes an exposure no dpu thread touches, exposes it again,
  * and so on, as fast as the session confirms, while dpu threads read
  * from many other exposures through a region cache of 8 (a miss every
