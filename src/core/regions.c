@@ -208,7 +208,9 @@ insert_answer(struct hmaf_session *s, struct hmaf__region *r, uint64_t addr,
  * (ASK_REVOKED when the answer is no older than the epoch this session
  * had seen when it asked: the agent answered in good faith), or a cached
  * region overlaps the answer without covering addr (one not yet applied
- * here is behind it). Asking again after a look may succeed.
+ * here is behind it). Asking again after a look may succeed. So it may
+ * after an import that failed once this session confirmed a revocation
+ * newer than the answer (ASK_REVOKED too: answer_outdated).
  */
 static int cache_region(struct hmaf_session *s,
                         const struct hmaf_resp_register *resp, uint64_t addr,
