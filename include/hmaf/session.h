@@ -15,9 +15,11 @@
  * with other calls on the same session.
  *
  * Each session runs one thread of its own, the watch thread (plus one per
- * mapping, map.h). It confirms the host's revocations while the
- * application's threads are idle, so the host never waits on an idle
- * session, and notices at once when the host goes. When the session ends —
+ * mapping, map.h, and with cma, from its first transfer split across
+ * threads on, split_threads - 1 helpers that copy only while a calling
+ * thread waits for them). The watch thread confirms the host's revocations
+ * while the application's threads are idle, so the host never waits on an
+ * idle session, and notices at once when the host goes. When the session ends —
  * the host left or closed it, a transfer found the host gone, or
  * hmaf_session_destroy() — it fences the session: no transfer or mailbox
  * request of it is running any more and none will start (calls fail with

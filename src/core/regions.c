@@ -141,22 +141,84 @@ static void refuse_region(struct hmaf_session *s, struct hmaf__region *r)
     release_regions(s, r, 1);
 }
 
+/* Why an answer could not be cached, and asking again may help. */
+enum ask_again {
+    ASK_DONE,    /* cached, or an error asking again will not cure */
+    ASK_REVOKED, /* the host revoked since we asked: the answer was right
+                    when given, a fresh one may stay so */
+    ASK_ODD,     /* an answer an honest agent would hardly give */
+};
+
+/* Has this session confirmed a revocation newer than an answer of
+ * `epoch`? Its acknowledgement ended the answer's hold on the agent
+ * (host/holds.c), which may have ended the engine registration the
+ * answer's export belongs to before we imported it: an import failing
+ * then is no fault of anyone's. Read under epoch_lock, which the
+ * acknowledgement is written under, after epoch_seen: an ack the agent
+ * acted on is seen here. */
+static int answer_outdated(struct hmaf_session *s, uint64_t epoch)
+{
+    uint64_t seen;
+
+    pthread_mutex_lock(&s->epoch_lock);
+    seen = s->epoch_seen;
+    pthread_mutex_unlock(&s->epoch_lock);
+    return seen > epoch;
+}
+
+/* Inserts of one answer whose overlap left the cache before we looked. */
+#define INSERT_RETRIES 4
+
+/*
+ * Put r in the cache. An overlapping region is most often r's own
+ * exposure, cached by another thread first: then addr is covered
+ * (*covered_out). When that region left again before we looked (another
+ * thread's insert evicted it, or a revocation dropped it), r itself is
+ * inserted again: the answer is as good as before.
+ */
+static enum hmaf__regcache_insert_result
+insert_answer(struct hmaf_session *s, struct hmaf__region *r, uint64_t addr,
+              int *covered_out)
+{
+    enum hmaf__regcache_insert_result result;
+
+    *covered_out = 0;
+    for (int tries = 0;; tries++) {
+        uint64_t evicted = 0;
+        result = hmaf__regcache_insert(&s->cache, r, &evicted);
+        hmaf__count(s, evictions, evicted);
+        if (result != HMAF_REGCACHE_OVERLAPS) {
+            return result;
+        }
+        if (cached(s, addr)) {
+            *covered_out = 1;
+            return result;
+        }
+        if (tries == INSERT_RETRIES) {
+            return result;
+        }
+    }
+}
+
 /*
  * Import the region the agent answered with and put it in the cache.
  * Returns 0 when addr is now covered, or an error. *again_out is set (and
  * HMAF_EPROTO returned) when a revocation stands between the answer and
- * the cache: one the cache already applied is newer than the answer, or a
- * cached region overlaps the answer without covering addr (one not yet
- * applied here is behind it). Asking again after a look may succeed.
+ * the cache: one the cache already applied is newer than the answer
+ * (ASK_REVOKED when the answer is no older than the epoch this session
+ * had seen when it asked: the agent answered in good faith), or a cached
+ * region overlaps the answer without covering addr (one not yet applied
+ * here is behind it). Asking again after a look may succeed. So it may
+ * after an import that failed once this session confirmed a revocation
+ * newer than the answer (ASK_REVOKED too: answer_outdated).
  */
 static int cache_region(struct hmaf_session *s,
                         const struct hmaf_resp_register *resp, uint64_t addr,
-                        int *again_out)
+                        uint64_t asked_in, enum ask_again *again_out)
 {
     struct hmaf__region *r = new_region(s, resp);
     enum hmaf__regcache_insert_result result;
-    uint64_t evicted = 0;
-    int ret;
+    int covered, ret;
 
     if (r == NULL) {
         return HMAF_ENOMEM;
@@ -174,11 +236,15 @@ static int cache_region(struct hmaf_session *s,
                               resp->export_blob.len);
     if (ret < 0) {
         free(r);
+        if (answer_outdated(s, resp->epoch)) {
+            /* Its hold ended with our ack: nothing to give back. */
+            *again_out = ASK_REVOKED;
+            return HMAF_EPROTO;
+        }
         return ret;
     }
     hmaf__count(s, registrations, 1);
-    result = hmaf__regcache_insert(&s->cache, r, &evicted);
-    hmaf__count(s, evictions, evicted);
+    result = insert_answer(s, r, addr, &covered);
     if (result == HMAF_REGCACHE_ADDED) {
         return 0;
     }
@@ -186,10 +252,12 @@ static int cache_region(struct hmaf_session *s,
     if (result == HMAF_REGCACHE_NOMEM) {
         return HMAF_ENOMEM;
     }
-    if (result == HMAF_REGCACHE_OVERLAPS && cached(s, addr)) {
+    if (covered) {
         return 0; /* another thread cached the same region first */
     }
-    *again_out = 1;
+    *again_out = result == HMAF_REGCACHE_STALE && resp->epoch >= asked_in
+                     ? ASK_REVOKED
+                     : ASK_ODD;
     return HMAF_EPROTO;
 }
 
@@ -204,8 +272,11 @@ static int valid_region_answer(const struct hmaf_resp_register *resp,
 
 /* One REGISTER, and its answer into the cache (cache_region). */
 static int register_once(struct hmaf_session *s, uint64_t addr, uint64_t len,
-                         int *again_out)
+                         enum ask_again *again_out)
 {
+    /* The agent answers in its current epoch, never older than the one
+     * it announced in the mailbox before we asked. */
+    uint64_t asked_in = __atomic_load_n(&s->epoch_seen, __ATOMIC_RELAXED);
     struct hmaf_req_register req = {.addr = addr, .len = len};
     struct hmaf_resp_register resp;
     uint8_t req_buf[HMAF_MBOX_REQ_MAX], resp_buf[HMAF_MBOX_RESP_MAX];
@@ -213,7 +284,7 @@ static int register_once(struct hmaf_session *s, uint64_t addr, uint64_t len,
     uint16_t resp_len = 0;
     int ret;
 
-    *again_out = 0;
+    *again_out = ASK_DONE;
     hmaf__count(s, cache_misses, 1);
     ret = hmaf__session_call(s, HMAF_OP_REGISTER, req_buf, req_len, resp_buf,
                              sizeof(resp_buf), &resp_len);
@@ -223,30 +294,46 @@ static int register_once(struct hmaf_session *s, uint64_t addr, uint64_t len,
     if (ret == 0 && !valid_region_answer(&resp, addr)) {
         ret = HMAF_EPROTO;
     }
-    return ret == 0 ? cache_region(s, &resp, addr, again_out) : ret;
+    return ret == 0 ? cache_region(s, &resp, addr, asked_in, again_out) : ret;
 }
 
-/* Answers that cannot be cached because of a revocation get this many
- * more tries, each after applying the revocation first. */
+/* Answers that cannot be cached for no reason an honest agent gives get
+ * this many more tries, each after applying the newest revocation first.
+ * Answers outdated by a revocation made after we asked are asked again
+ * for as long as a mailbox round trip may take (rpc_timeout_ms): a host
+ * that revokes often, and a thread preempted between its REGISTER and
+ * the cache, may meet a few in a row. */
 #define REGISTER_RETRIES 4
 
 int hmaf__session_register(struct hmaf_session *s, uint64_t addr, uint64_t len)
 {
-    int again;
+    uint64_t deadline = 0;
+    enum ask_again again;
+    int odd = 0;
     int ret = register_once(s, addr, len, &again);
 
-    for (int i = 0; i < REGISTER_RETRIES && again; i++) {
-        again = 0;
+    while (ret < 0 && again != ASK_DONE) {
+        if (again == ASK_ODD && ++odd > REGISTER_RETRIES) {
+            /* The mailbox's epoch is not the one the agent answers in, or
+             * the agent answers with overlapping regions: the peer is
+             * broken. */
+            hmaf__log_error("session %llu: agent answers cannot be cached",
+                            (unsigned long long)s->session_id);
+            break;
+        }
+        if (again == ASK_REVOKED) {
+            if (deadline == 0) {
+                deadline = hmaf__deadline_ns(s->params.rpc_timeout_ms);
+            } else if (hmaf__now_ns() >= deadline) {
+                ret = HMAF_ETIMEDOUT; /* revoked faster than we can ask */
+                break;
+            }
+        }
+        again = ASK_DONE;
         ret = hmaf__session_check_epoch(s, 1);
         if (ret == 0) {
             ret = register_once(s, addr, len, &again);
         }
-    }
-    if (again) {
-        /* The mailbox's epoch is not the one the agent answers in, or the
-         * agent answers with overlapping regions: the peer is broken. */
-        hmaf__log_error("session %llu: agent answers cannot be cached",
-                        (unsigned long long)s->session_id);
     }
     return ret;
 }

@@ -1,0 +1,106 @@
+/*
+ * Regression: "hmaf_session_read fails with HMAF_EPROTO, 'agent answers
+ * cannot be cached', on a session whose region cache is small for its
+ * threads". Two threads miss on one exposure at once; the second answer
+ * overlaps the region the first cached, which means the address is
+ * covered — unless a third thread's insert evicted that region before the
+ * second looked. The miss then asked again at most four times and blamed
+ * the agent. Now an answer whose overlap left the cache meanwhile is
+ * inserted again.
+ *
+ * Threads read from a few exposures through a region cache of one: every
+ * insert evicts. A read may fail with HMAF_ENOSPC (documented: a cache
+ * far too small for the threads), never with HMAF_EPROTO.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "check.h"
+#include "target.h"
+
+#define EXPOSURES 3
+#define PIECE     4096u
+#define THREADS   4
+#define READS     1000 /* per thread */
+
+static uint8_t *mem;
+
+static int setup(hmaf_agent_t *agent, void *arg)
+{
+    int ret = 0;
+
+    (void)arg;
+    mem = aligned_alloc(PIECE, EXPOSURES * PIECE);
+    if (mem == NULL) {
+        return HMAF_ENOMEM;
+    }
+    target_fill(mem, EXPOSURES * PIECE, 0, 1);
+    for (unsigned i = 0; i < EXPOSURES && ret == 0; i++) {
+        ret = hmaf_agent_expose(agent, mem + i * PIECE, PIECE,
+                                HMAF_ACCESS_READ_WRITE);
+    }
+    return ret != 0 ? ret
+                    : hmaf_agent_publish(agent, "mem", mem, EXPOSURES * PIECE);
+}
+
+static hmaf_session_t *session;
+static uint64_t base;
+static _Atomic unsigned ok, too_small, failures;
+
+static void *reader(void *arg)
+{
+    uint64_t x = 0x9e3779b97f4a7c15ull * ((uintptr_t)arg + 1);
+    uint8_t buf[64];
+
+    for (int i = 0; i < READS; i++) {
+        uint64_t off;
+        int ret;
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        off = x % (EXPOSURES * PIECE - sizeof(buf));
+        ret = hmaf_session_read(session, buf, base + off, sizeof(buf));
+        if (ret == HMAF_ENOSPC) {
+            atomic_fetch_add(&too_small, 1);
+        } else if (ret != 0) {
+            fprintf(stderr, "read at +%llu: %s\n", (unsigned long long)off,
+                    hmaf_strerror(ret));
+            atomic_fetch_add(&failures, 1);
+        } else if (target_mismatch(buf, sizeof(buf), off, 1) !=
+                   sizeof(buf)) {
+            fprintf(stderr, "read at +%llu: wrong bytes\n",
+                    (unsigned long long)off);
+            atomic_fetch_add(&failures, 1);
+        } else {
+            atomic_fetch_add(&ok, 1);
+        }
+    }
+    return NULL;
+}
+
+int main(void)
+{
+    struct target_options opts = {.setup = setup};
+    struct target target;
+    hmaf_session_params_t p;
+    pthread_t thr[THREADS];
+    size_t len;
+
+    target_start(&target, &opts);
+    target_session_params(&target, &p);
+    p.cache_max_regions = 1;
+    session = target_connect_params(&p);
+    CHECK_OK(hmaf_session_lookup(session, "mem", &base, &len));
+    for (uintptr_t i = 0; i < THREADS; i++) {
+        CHECK_EQ(pthread_create(&thr[i], NULL, reader, (void *)i), 0);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        CHECK_EQ(pthread_join(thr[i], NULL), 0);
+    }
+    printf("reads: %u ok, %u HMAF_ENOSPC\n", atomic_load(&ok),
+           atomic_load(&too_small));
+    CHECK_EQ(atomic_load(&failures), 0);
+    hmaf_session_destroy(session);
+    CHECK_EQ(target_stop(&target), 0);
+    return 0;
+}
