@@ -6,8 +6,8 @@
  *                       (cache_max_regions large enough: no eviction)
  *   test_regions cycle  10,000 exposures read in turn, three times, with
  *                       the default cache_max_regions (1024): every read
- *                       misses, the cache evicts in batches and gives the
- *                       regions back in batched DEREGISTERs
+ *                       misses, the cache evicts in batches and the next
+ *                       misses' REGISTERs give the regions back
  *
  * The counters of both sides must agree. What the calls cost is printed
  * (per registration early and late, per miss against a ping), never
@@ -220,14 +220,17 @@ static void test_cycle(void)
     CHECK_EQ(st.evictions % batch, 0);
     cached = st.registrations - st.evictions;
     CHECK(cached > bound - batch && cached <= bound);
-    /* Each region was given back before it was asked for again: the
-     * agent registered it anew every time. */
+    /* Each region was given back before it was asked for again (the
+     * REGISTERs after an eviction carry its batch back): the agent
+     * registered it anew every time. */
     CHECK_EQ(after.registrations - before.registrations, PASSES * N);
-    /* The REGISTERs, and DEREGISTERs of up to 29 regions each: a batch
-     * of evictions takes ceil(batch / 29) of them. */
+    /* The REGISTERs, and DEREGISTERs only for what the watch thread
+     * found waiting for a REGISTER a whole turn of its own: fewer than a
+     * batch's worth, however many batches. */
+    CHECK(after.requests >= before.requests + PASSES * N);
     deregisters = after.requests - before.requests - PASSES * N;
     batches = st.evictions / batch;
-    CHECK_EQ(deregisters, batches * ((batch + 28) / 29));
+    CHECK(deregisters <= (batch + 28) / 29);
     CHECK_EQ(after.bad_requests, 0);
     printf("test_regions: a miss past the bound of %u: %.1f us (a ping: "
            "%.1f us); %llu evictions in %llu batches, %llu DEREGISTERs\n",
