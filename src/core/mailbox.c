@@ -16,19 +16,24 @@
 /* Look at the channel once per this many polls (a system call). */
 #define POLLS_PER_LIVENESS_CHECK 64
 
-/* One engine operation on the mailbox, inside a read-side section and
- * only while the session lives: the session's fence waits for it. */
-static int mbox_xfer(struct hmaf__mbox_client *mb, enum hmaf_xfer_op op,
-                     void *local, uint64_t offset, size_t len)
+static struct hmaf_xfer mbox_piece(const struct hmaf__mbox_client *mb,
+                                   void *local, uint64_t offset, size_t len)
 {
-    struct hmaf_xfer x = {
+    return (struct hmaf_xfer){
         .rmem = mb->rmem,
         .local = local,
         .remote_addr = mb->base + offset,
         .len = len,
     };
+}
+
+/* One engine post on the mailbox, inside a read-side section and only
+ * while the session lives: the session's fence waits for it. */
+static int mbox_post(struct hmaf__mbox_client *mb, enum hmaf_xfer_op op,
+                     struct hmaf_xfer *xfers, uint32_t count)
+{
     struct hmaf_xfer_batch batch = {
-        .op = op, .xfers = &x, .count = 1, .flags = HMAF_BATCH_CONTROL};
+        .op = op, .xfers = xfers, .count = count, .flags = HMAF_BATCH_CONTROL};
     struct hmaf__reader *reader;
     int ret = hmaf__reader_get(mb->readers, &reader);
 
@@ -44,6 +49,14 @@ static int mbox_xfer(struct hmaf__mbox_client *mb, enum hmaf_xfer_op op,
     /* The mailbox stays mapped and registered while the agent serves the
      * session: when it is not, the agent closed the session. */
     return ret == HMAF_EFAULT ? HMAF_ECONNRESET : ret;
+}
+
+static int mbox_xfer(struct hmaf__mbox_client *mb, enum hmaf_xfer_op op,
+                     void *local, uint64_t offset, size_t len)
+{
+    struct hmaf_xfer x = mbox_piece(mb, local, offset, len);
+
+    return mbox_post(mb, op, &x, 1);
 }
 
 static int mbox_write_u64(struct hmaf__mbox_client *mb, uint64_t offset,
@@ -136,6 +149,16 @@ static int send_request(struct hmaf__mbox_client *mb, uint32_t slot,
     uint64_t at = hmaf__mbox_slot_offset(slot);
     int ret = 0;
 
+    if (req_len > 0 && (mb->ep->ctx->ops->flags & HMAF_ENGINE_ORDERED)) {
+        /* One post: its writes land in order, the word last. */
+        uint8_t buf[8];
+        struct hmaf_wire w = hmaf__wire(buf, sizeof(buf));
+        struct hmaf_xfer x[2] = {
+            mbox_piece(mb, (void *)req, at + HMAF_MBOX_REQ_PAYLOAD, req_len),
+            mbox_piece(mb, buf, at + HMAF_MBOX_REQ_WORD, sizeof(buf))};
+        hmaf__wire_put_u64(&w, hmaf__mbox_req_word(seq, op, req_len));
+        return mbox_post(mb, HMAF_XFER_WRITE, x, 2);
+    }
     /* Payload first and completed, then the word that publishes it. */
     if (req_len > 0) {
         ret = mbox_xfer(mb, HMAF_XFER_WRITE, (void *)req,

@@ -1,8 +1,9 @@
 /*
  * The session's regions: the miss path (REGISTER through the mailbox,
- * import, into the region cache), giving regions back (DEREGISTER, in
- * batches), and revocation (the look at the host's epoch, dropping the
- * cache, the acknowledgement). The cache itself is regcache.c.
+ * import, into the region cache), giving regions back (on the next
+ * REGISTERs, or in batched DEREGISTERs), and revocation (the look at the
+ * host's epoch, dropping the cache, the acknowledgement). The cache itself
+ * is regcache.c.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -63,18 +64,152 @@ void hmaf__session_give_back(struct hmaf_session *s, struct hmaf__region *list)
     send_deregister(s, &req);
 }
 
+static void free_regions(struct hmaf__region *list)
+{
+    while (list != NULL) {
+        struct hmaf__region *next = list->next_victim;
+        free(list);
+        list = next;
+    }
+}
+
+/*
+ * Evicted regions are not given back by the miss that evicted them — a
+ * batch of them was several DEREGISTER round trips in its way — but on
+ * the next misses: each REGISTER carries up to GIVE_PER_REGISTER of them,
+ * of one epoch, and the agent ends those holds after it has answered,
+ * while we import and read. A few per miss keep that work on the agent
+ * shorter than the time to our next request, and still give back several
+ * times faster than misses evict (one region per miss on average, in
+ * batches). What no REGISTER took within a turn of the watch thread, it
+ * gives back in DEREGISTERs (hmaf__session_give_back_waiting).
+ */
+#define GIVE_PER_REGISTER 8
+
+static void queue_evicted(struct hmaf_session *s, struct hmaf__region *list)
+{
+    struct hmaf__give_queue *q = &s->to_give;
+    struct hmaf__region *last = list;
+    uint64_t n = 1;
+
+    while (last->next_victim != NULL) {
+        last = last->next_victim;
+        n++;
+    }
+    pthread_mutex_lock(&s->give_lock);
+    if (q->tail != NULL) {
+        q->tail->next_victim = list;
+    } else {
+        q->head = list;
+    }
+    q->tail = last;
+    q->queued += n;
+    pthread_mutex_unlock(&s->give_lock);
+}
+
+/* Under give_lock: up to max regions off the head of the queue; with
+ * one_epoch, only as many as share the first one's epoch. */
+static struct hmaf__region *take_locked(struct hmaf__give_queue *q,
+                                        uint64_t max, int one_epoch)
+{
+    struct hmaf__region *first = q->head, *last = NULL, *r = q->head;
+    uint64_t n = 0;
+
+    while (r != NULL && n < max && (!one_epoch || r->epoch == first->epoch)) {
+        last = r;
+        r = r->next_victim;
+        n++;
+    }
+    if (last == NULL) {
+        return NULL;
+    }
+    q->head = r;
+    if (r == NULL) {
+        q->tail = NULL;
+    }
+    last->next_victim = NULL;
+    q->taken += n;
+    return first;
+}
+
+/* Fills the give-back part of a REGISTER; returns the regions it names,
+ * to be freed once the request has gone. */
+static struct hmaf__region *take_for_register(struct hmaf_session *s,
+                                              struct hmaf_req_register *req)
+{
+    struct hmaf__region *list;
+
+    pthread_mutex_lock(&s->give_lock);
+    list = take_locked(&s->to_give, GIVE_PER_REGISTER, 1);
+    pthread_mutex_unlock(&s->give_lock);
+    for (struct hmaf__region *r = list; r != NULL; r = r->next_victim) {
+        req->give_epoch = r->epoch;
+        req->give_id[req->give_count++] = r->id;
+    }
+    return list;
+}
+
+void hmaf__session_give_back_waiting(struct hmaf_session *s)
+{
+    struct hmaf__give_queue *q = &s->to_give;
+    struct hmaf__region *list = NULL;
+
+    pthread_mutex_lock(&s->give_lock);
+    if (q->waiting > q->taken) {
+        list = take_locked(q, q->waiting - q->taken, 0);
+    }
+    q->waiting = q->queued;
+    pthread_mutex_unlock(&s->give_lock);
+    hmaf__session_give_back(s, list);
+}
+
+/* Under give_lock: a revocation's ack ended the holds of regions answered
+ * before `epoch`; those leave the queue unsent (counted as taken). */
+static void unqueue_older_locked(struct hmaf__give_queue *q, uint64_t epoch)
+{
+    struct hmaf__region **link = &q->head;
+
+    q->tail = NULL;
+    while (*link != NULL) {
+        struct hmaf__region *r = *link;
+        if (r->epoch < epoch) {
+            *link = r->next_victim;
+            free(r);
+            q->taken++;
+        } else {
+            q->tail = r;
+            link = &r->next_victim;
+        }
+    }
+}
+
+void hmaf__session_drop_evicted(struct hmaf_session *s)
+{
+    struct hmaf__region *list;
+
+    pthread_mutex_lock(&s->give_lock);
+    list = s->to_give.head;
+    s->to_give = (struct hmaf__give_queue){.queued = 0};
+    pthread_mutex_unlock(&s->give_lock);
+    free_regions(list);
+}
+
 /* Region release: drop the imports, then give the agent its holds back —
  * in that order, because the agent may destroy an export once the last
- * hold is back, and an engine like doca needs the import gone first. */
+ * hold is back, and an engine like doca needs the import gone first.
+ * Evicted regions' holds go back later (queue_evicted). */
 static void release_regions(void *arg, struct hmaf__region *list, int evicted)
 {
     struct hmaf_session *s = arg;
 
-    (void)evicted;
     if (!s->orphan) { /* an orphan's imports are the parent's */
         hmaf__session_release_imports(s, list);
     }
-    hmaf__session_give_back(s, list);
+    if (evicted && !s->orphan) {
+        queue_evicted(s, list);
+    } else {
+        hmaf__session_give_back(s, list);
+    }
 }
 
 int hmaf__regions_init(struct hmaf_session *s)
@@ -134,11 +269,12 @@ static struct hmaf__region *new_region(struct hmaf_session *s,
     return r;
 }
 
-/* An answer the cache would not take, handed back: import and hold. */
+/* An answer the cache would not take, handed back at once: import and
+ * hold. */
 static void refuse_region(struct hmaf_session *s, struct hmaf__region *r)
 {
     r->next_victim = NULL;
-    release_regions(s, r, 1);
+    release_regions(s, r, 0);
 }
 
 /* Why an answer could not be cached, and asking again may help. */
@@ -270,7 +406,11 @@ static int valid_region_answer(const struct hmaf_resp_register *resp,
             resp->access == HMAF_ACCESS_READ_WRITE);
 }
 
-/* One REGISTER, and its answer into the cache (cache_region). */
+/* One REGISTER, giving back what it can carry, and its answer into the
+ * cache (cache_region). The regions it gave back are freed whatever the
+ * outcome: the agent ends their holds with any well-formed REGISTER, and
+ * a session that did not get it through is over (its end returns every
+ * hold), or timed out (best effort, as for a DEREGISTER). */
 static int register_once(struct hmaf_session *s, uint64_t addr, uint64_t len,
                          enum ask_again *again_out)
 {
@@ -280,6 +420,7 @@ static int register_once(struct hmaf_session *s, uint64_t addr, uint64_t len,
     struct hmaf_req_register req = {.addr = addr, .len = len};
     struct hmaf_resp_register resp;
     uint8_t req_buf[HMAF_MBOX_REQ_MAX], resp_buf[HMAF_MBOX_RESP_MAX];
+    struct hmaf__region *given = take_for_register(s, &req);
     uint16_t req_len = (uint16_t)hmaf__req_register_encode(&req, req_buf);
     uint16_t resp_len = 0;
     int ret;
@@ -288,6 +429,7 @@ static int register_once(struct hmaf_session *s, uint64_t addr, uint64_t len,
     hmaf__count(s, cache_misses, 1);
     ret = hmaf__session_call(s, HMAF_OP_REGISTER, req_buf, req_len, resp_buf,
                              sizeof(resp_buf), &resp_len);
+    free_regions(given);
     if (ret == 0) {
         ret = hmaf__resp_register_decode(resp_buf, resp_len, &resp);
     }
@@ -381,6 +523,9 @@ static int apply_revocation(struct hmaf_session *s, uint64_t epoch,
     hmaf__count(s, revocations, 1);
     ret = hmaf__mbox_ack_epoch(&s->mbox, epoch);
     *dropped_out = keep_newer(*dropped_out, epoch);
+    pthread_mutex_lock(&s->give_lock);
+    unqueue_older_locked(&s->to_give, epoch);
+    pthread_mutex_unlock(&s->give_lock);
     return ret;
 }
 

@@ -315,6 +315,7 @@ HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
     pthread_mutex_init(&s->epoch_lock, NULL); /* the watch thread locks it */
     pthread_mutex_init(&s->maps_lock, NULL);
     pthread_mutex_init(&s->queues_lock, NULL);
+    pthread_mutex_init(&s->give_lock, NULL);
     ret = connect_session(s);
     if (ret < 0) {
         goto err_ctx;
@@ -323,6 +324,7 @@ HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
     *session_out = s;
     return 0;
 err_ctx:
+    pthread_mutex_destroy(&s->give_lock);
     pthread_mutex_destroy(&s->queues_lock);
     pthread_mutex_destroy(&s->maps_lock);
     pthread_mutex_destroy(&s->epoch_lock);
@@ -357,6 +359,7 @@ HMAF_API void hmaf_session_destroy(hmaf_session_t *session)
      * released, the host told — before it ends. */
     (void)hmaf__session_kill(session, HMAF_ECONNRESET);
     hmaf__watch_stop(session);
+    hmaf__session_drop_evicted(session);
     hmaf__request_queues_free(session);
     hmaf__regcache_fini(&session->cache);
     hmaf__mbox_client_fini(&session->mbox);
@@ -368,6 +371,7 @@ HMAF_API void hmaf_session_destroy(hmaf_session_t *session)
         hmaf__channel_close(&session->channel);
         hmaf__engine_ctx_destroy(session->ctx);
     }
+    pthread_mutex_destroy(&session->give_lock);
     pthread_mutex_destroy(&session->queues_lock);
     pthread_mutex_destroy(&session->maps_lock);
     pthread_mutex_destroy(&session->epoch_lock);

@@ -24,6 +24,16 @@ struct hmaf_session_counters {
     _Atomic uint64_t revocations;
 };
 
+/* Evicted regions, imports released, whose holds the agent has not had
+ * back yet: they ride on the next REGISTERs (regions.c), oldest first. */
+struct hmaf__give_queue {
+    struct hmaf__region *head, *tail; /* by next_victim */
+    uint64_t queued;  /* regions ever queued */
+    uint64_t taken;   /* regions ever taken off the head */
+    uint64_t waiting; /* `queued` at the watch thread's last turn: those
+                         still here then are given back at its next */
+};
+
 /* The session's watch thread (watch.c). */
 struct hmaf__watch {
     pthread_t thread;
@@ -74,6 +84,9 @@ struct hmaf_session {
     pthread_mutex_t queues_lock;   /* engine ASYNC: a reader slot's queue
                                       of requests is replaced, or looked
                                       through by the drain (request.c) */
+    pthread_mutex_t give_lock;     /* the queue below */
+    struct hmaf__give_queue to_give; /* evicted regions whose holds go
+                                        back to the agent (regions.c) */
     struct hmaf__watch watch;
     struct hmaf_session *next_live; /* forks.c's list */
     int orphan; /* a forked child's copy: forks.c */
@@ -118,6 +131,12 @@ void hmaf__session_give_back(struct hmaf_session *s,
 /* Release the imports of a list of dropped regions. */
 void hmaf__session_release_imports(struct hmaf_session *s,
                                    struct hmaf__region *list);
+/* The watch thread, once a turn: DEREGISTER the evicted regions that
+ * waited a whole turn for a REGISTER to carry them. */
+void hmaf__session_give_back_waiting(struct hmaf_session *s);
+/* Free the evicted regions not given back yet, without a word to the
+ * host: the session is over, and its end returns every hold. */
+void hmaf__session_drop_evicted(struct hmaf_session *s);
 
 /* Largest params.max_inflight: handles carry a 16-bit request index. */
 #define HMAF_MAX_INFLIGHT 65536

@@ -9,6 +9,10 @@
  * clock, so every live session confirms in time. It sleeps on the channel
  * too, so it notices at once when the host leaves.
  *
+ * Once a turn it also gives back the holds of evicted regions that no
+ * REGISTER carried back since its last turn (regions.c): a session that
+ * stopped missing keeps no registration on the host for longer than that.
+ *
  * When the session dies — the host left or closed it, or the application
  * destroys it — the watch thread fences it: it waits for a grace period
  * (data steps and mailbox I/O look at `dead` inside their read-side
@@ -92,6 +96,7 @@ static void *watch_main(void *arg)
         } else if (!atomic_load(&s->dead)) {
             /* A nudge: a revocation to confirm, now. */
             (void)hmaf__session_check_epoch(s, stirred);
+            hmaf__session_give_back_waiting(s);
         }
     }
     fence(s);

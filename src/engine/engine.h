@@ -131,6 +131,11 @@ struct hmaf_xfer_batch {
  * engine when they are posted (core/request.c); without it (cma) they are
  * queued and run at test, wait or flush, merged into few posts. */
 #define HMAF_ENGINE_ASYNC 2u
+/* The transfers of one write post land in order: a peer that sees any
+ * byte of one sees every byte of those before it. The mailbox then writes
+ * a request's payload and the word that publishes it in one post
+ * (core/mailbox.c), instead of waiting for the payload's write first. */
+#define HMAF_ENGINE_ORDERED 4u
 
 struct hmaf_engine_ops {
     const char *name;

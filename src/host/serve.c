@@ -162,6 +162,24 @@ static int serve_register(struct hmaf_agent *a, struct agent_session *s,
     return 0;
 }
 
+/* Ends the holds a REGISTER gave back, once it has been answered: the
+ * dpu side is not kept waiting for them. As with a DEREGISTER, an id the
+ * session does not hold is skipped; there is no answer left to say so
+ * (the REGISTER's is its own). A malformed request was refused whole. */
+static void end_given_back(struct hmaf_agent *a, struct agent_session *s,
+                           const struct request *req)
+{
+    struct hmaf_req_register r;
+
+    if (req->op != HMAF_OP_REGISTER || req->len > HMAF_MBOX_REQ_MAX ||
+        hmaf__req_register_decode(req->payload, req->len, &r) < 0) {
+        return;
+    }
+    for (uint16_t i = 0; i < r.give_count; i++) {
+        (void)hmaf__agent_drop_hold(a, s, r.give_id[i], r.give_epoch);
+    }
+}
+
 /* Ends the hold each id names in the request's epoch. Every id is looked
  * at; one the session does not hold is skipped (the others still end), and
  * the answer then says HMAF_ENOENT. */
@@ -261,6 +279,7 @@ static int serve_session(struct hmaf_agent *a, struct agent_session *s,
                            (unsigned long long)s->id, slot, req.op);
         }
         answer(s, &req, &resp);
+        end_given_back(a, s, &req);
         a->stats.requests++;
         served++;
     }

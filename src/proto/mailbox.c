@@ -7,6 +7,7 @@
 #include "util/wire.h"
 
 #define REQ_REGISTER_SIZE 16
+#define REQ_REGISTER_GIVE_FIXED 10 /* epoch, count */
 #define REQ_DEREGISTER_FIXED 10
 #define REQ_LOOKUP_SIZE 64
 #define RESP_REGISTER_FIXED 33
@@ -14,6 +15,10 @@
 
 _Static_assert(RESP_REGISTER_FIXED + 2 + HMAF_BLOB_MAX <= HMAF_MBOX_RESP_MAX,
                "a REGISTER answer must fit a response slot");
+_Static_assert(REQ_REGISTER_SIZE + REQ_REGISTER_GIVE_FIXED +
+                       8 * HMAF_REGISTER_GIVE_MAX <=
+                   HMAF_MBOX_REQ_MAX,
+               "a REGISTER giving back the most must fit a request slot");
 _Static_assert(REQ_LOOKUP_SIZE <= HMAF_MBOX_REQ_MAX, "lookup must fit");
 _Static_assert(REQ_DEREGISTER_FIXED + 8 * HMAF_DEREGISTER_IDS_MAX <=
                    HMAF_MBOX_REQ_MAX,
@@ -27,10 +32,20 @@ static int decoded(const struct hmaf_wire *w, size_t len)
 size_t hmaf__req_register_encode(const struct hmaf_req_register *r,
                                  uint8_t *buf)
 {
-    struct hmaf_wire w = hmaf__wire(buf, REQ_REGISTER_SIZE);
+    struct hmaf_wire w = hmaf__wire(buf, HMAF_MBOX_REQ_MAX);
 
+    if (r->give_count > HMAF_REGISTER_GIVE_MAX) {
+        return 0;
+    }
     hmaf__wire_put_u64(&w, r->addr);
     hmaf__wire_put_u64(&w, r->len);
+    if (r->give_count > 0) {
+        hmaf__wire_put_u64(&w, r->give_epoch);
+        hmaf__wire_put_u16(&w, r->give_count);
+    }
+    for (uint16_t i = 0; i < r->give_count; i++) {
+        hmaf__wire_put_u64(&w, r->give_id[i]);
+    }
     return w.pos;
 }
 
@@ -41,6 +56,22 @@ int hmaf__req_register_decode(const uint8_t *buf, size_t len,
 
     out->addr = hmaf__wire_get_u64(&w);
     out->len = hmaf__wire_get_u64(&w);
+    out->give_epoch = 0;
+    out->give_count = 0;
+    if (len == REQ_REGISTER_SIZE) {
+        return decoded(&w, len);
+    }
+    out->give_epoch = hmaf__wire_get_u64(&w);
+    out->give_count = hmaf__wire_get_u16(&w);
+    if (out->give_count == 0 || out->give_count > HMAF_REGISTER_GIVE_MAX ||
+        len != REQ_REGISTER_SIZE + REQ_REGISTER_GIVE_FIXED +
+                   8u * out->give_count) {
+        out->give_count = 0;
+        return HMAF_EPROTO;
+    }
+    for (uint16_t i = 0; i < out->give_count; i++) {
+        out->give_id[i] = hmaf__wire_get_u64(&w);
+    }
     return decoded(&w, len);
 }
 

@@ -93,10 +93,20 @@ static inline uint64_t hmaf__mbox_slot_offset(uint32_t slot)
     return HMAF_MBOX_SLOTS_OFFSET + (uint64_t)slot * HMAF_MBOX_SLOT_SIZE;
 }
 
-/* REGISTER: "give me the exposure that contains addr". */
+/* REGISTER: "give me the exposure that contains addr", and holds given
+ * back on the way: up to HMAF_REGISTER_GIVE_MAX answers of one epoch,
+ * like a DEREGISTER's, which the agent ends once it has answered (the dpu
+ * side's evictions ride on its next misses instead of costing round trips
+ * of their own). Wire: u64 addr, u64 len, and when holds are given back
+ * u64 epoch, u16 count (1 to HMAF_REGISTER_GIVE_MAX), count u64 region
+ * ids: 16, or 26 + 8 * count bytes. */
+#define HMAF_REGISTER_GIVE_MAX 27
 struct hmaf_req_register {
     uint64_t addr;
     uint64_t len;
+    uint64_t give_epoch;
+    uint16_t give_count; /* 0: none given back */
+    uint64_t give_id[HMAF_REGISTER_GIVE_MAX];
 };
 
 struct hmaf_resp_register {

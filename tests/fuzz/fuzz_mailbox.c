@@ -13,11 +13,11 @@
  * slot is checked against a model of the agent: which requests are new,
  * the exact status each must get, the session's holds per exposure and
  * revocation epoch (a REGISTER answer adds one at the agent's epoch, a
- * DEREGISTER names some, an acknowledgement that grew ends every older
- * one — one above the agent's epoch counts as that epoch —, and so does
- * a revocation the session confirmed), the exposures' engine
- * registrations, the agent's counters. Now
- * and then the session's own client must still ping and look up.
+ * DEREGISTER ends some, and so may a REGISTER, after its own answer; an
+ * acknowledgement that grew ends every older one — one above the agent's
+ * epoch counts as that epoch —, and so does a revocation the session
+ * confirmed), the exposures' engine registrations, the agent's counters.
+ * Now and then the session's own client must still ping and look up.
  *
  * Input: a sequence of commands, one byte c then its arguments; the slot
  * is (c >> 4) % NSLOTS, the command c & 15 (10-15 are 2-7 again):
@@ -284,13 +284,11 @@ static int find_id(uint64_t id)
     return -1;
 }
 
-static int expect_register(const uint8_t *p, uint16_t len, struct expect *ex)
+/* The range part of a REGISTER. */
+static int expect_register_range(const uint8_t *p, struct expect *ex)
 {
     uint64_t addr, n;
 
-    if (len != 16) {
-        return HMAF_EPROTO;
-    }
     addr = load_u64(p);
     n = load_u64(p + 8);
     if (n == 0) {
@@ -305,6 +303,29 @@ static int expect_register(const uint8_t *p, uint16_t len, struct expect *ex)
     }
     hold_add(ex->exposure);
     return 0;
+}
+
+/* 16 bytes, or 26 + 8 * count giving back count holds of one epoch: each
+ * id ends its hold after the REGISTER itself was served, whatever it
+ * answered; one naming none is skipped, unreported. */
+static int expect_register(const uint8_t *p, uint16_t len, struct expect *ex)
+{
+    uint16_t count = len >= 26 ? (uint16_t)(p[24] | p[25] << 8) : 0;
+    int status;
+
+    if (len != 16 && (count == 0 || count > HMAF_REGISTER_GIVE_MAX ||
+                      len != 26 + 8u * count)) {
+        return HMAF_EPROTO;
+    }
+    status = expect_register_range(p, ex);
+    for (uint16_t k = 0; len > 16 && k < count; k++) {
+        int e = find_id(load_u64(p + 26 + 8 * k));
+        long i = e < 0 ? -1 : hold_index(e, load_u64(p + 16));
+        if (i >= 0 && --holds[i].count == 0) {
+            hold_remove_at((size_t)i);
+        }
+    }
+    return status;
 }
 
 /* Holds of revoked exposures went with them, so an old id holds nothing.

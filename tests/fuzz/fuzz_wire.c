@@ -315,10 +315,20 @@ static void fuzz_req_register(const uint8_t *p, size_t n)
     struct hmaf_req_register r;
     uint8_t buf[HMAF_MBOX_REQ_MAX];
     int ret = hmaf__req_register_decode(p, n, &r);
+    /* 16 bytes, or 26 + 8 * count giving back count regions */
+    uint64_t count = n >= 26 ? le(p + 24, 2) : 0;
+    int model = n == 16 || (count >= 1 && count <= HMAF_REGISTER_GIVE_MAX &&
+                            n == 26 + 8 * count);
 
-    FUZZ_CHECK((ret == 0) == (n == 16), "accepts %zu bytes: %d", n, ret);
+    FUZZ_CHECK((ret == 0) == model, "accepts %zu bytes: %d", n, ret);
     if (ret == 0) {
         FUZZ_CHECK(r.addr == le64(p) && r.len == le64(p + 8), "fields");
+        FUZZ_CHECK(r.give_count == (n == 16 ? 0 : count) &&
+                       (n == 16 || r.give_epoch == le64(p + 16)),
+                   "give-back count or epoch");
+        for (uint16_t i = 0; i < r.give_count; i++) {
+            FUZZ_CHECK(r.give_id[i] == le64(p + 26 + 8 * i), "id %u", i);
+        }
         FUZZ_CHECK(hmaf__req_register_encode(&r, buf) == n &&
                        memcmp(buf, p, n) == 0,
                    "round trip");

@@ -245,6 +245,18 @@ static void wire_mailbox(void)
     n = hmaf__req_register_encode(&rr, b);
     wire("req-register", W_REQ_REGISTER, b, n);
     wire("req-register-short", W_REQ_REGISTER, b, n - 1);
+    rr.give_epoch = 2;
+    rr.give_count = HMAF_REGISTER_GIVE_MAX;
+    for (uint16_t i = 0; i < rr.give_count; i++) {
+        rr.give_id[i] = 1 + i * 5;
+    }
+    n = hmaf__req_register_encode(&rr, b);
+    wire("req-register-give-full", W_REQ_REGISTER, b, n);
+    b[24] = HMAF_REGISTER_GIVE_MAX + 1; /* a count past what fits */
+    wire("req-register-give-count-huge", W_REQ_REGISTER, b, n + 8);
+    rr.give_count = 1;
+    n = hmaf__req_register_encode(&rr, b);
+    wire("req-register-give", W_REQ_REGISTER, b, n);
     n = hmaf__resp_register_encode(&re, b);
     wire("resp-register", W_RESP_REGISTER, b, n);
     re.export_blob.len = 4;
@@ -390,6 +402,31 @@ static void mailbox_simple(void)
     save("mailbox", "truncated-payloads", &s);
 }
 
+/* REGISTERs giving holds back (exposures 1 and 2 are the first ids):
+ * one of unexposed memory, answered HMAF_EFAULT, ends both holds and
+ * skips an id nobody holds; a count of 0 and a count past the length are
+ * refused whole. */
+static void register_give_back(struct seed *s)
+{
+    struct hmaf_req_register rr = {.addr = 0,
+                                   .len = 1,
+                                   .give_epoch = 0,
+                                   .give_count = 3,
+                                   .give_id = {1, 2, 99}};
+    uint8_t b[HMAF_MBOX_REQ_MAX];
+    uint8_t n = (uint8_t)hmaf__req_register_encode(&rr, b);
+
+    reg(s, 0, 0, 0, 1);
+    reg(s, 1, 1, 0, 1);
+    cmd(s, M_POLL, 0);
+    raw_req(s, 2, HMAF_OP_REGISTER, n, b, n);
+    cmd(s, M_POLL, 0);
+    b[24] = 0;
+    raw_req(s, 3, HMAF_OP_REGISTER, n, b, n);
+    b[24] = 4;
+    raw_req(s, 0, HMAF_OP_REGISTER, n, b, n);
+}
+
 static void mailbox_register(void)
 {
     struct seed s = {.n = 0};
@@ -417,6 +454,9 @@ static void mailbox_register(void)
     cmd(&s, M_POLL, 0);
     dereg_many(&s, 2, E_NOW, 2, (const uint8_t[]){1, 0});
     save("mailbox", "deregister-batch", &s);
+    s.n = 0;
+    register_give_back(&s);
+    save("mailbox", "register-give-back", &s);
     s.n = 0;
     reg(&s, 1, 0, 0, 0);     /* len 0 */
     reg(&s, 2, 0x80, 16, 0); /* len UINT64_MAX: overflow */

@@ -93,6 +93,33 @@ static void send_malformed(void)
     CHECK_EQ(raw_request(HMAF_OP_PING, NULL, 0, 0), 0);
 }
 
+/* REGISTERs that give regions back: a malformed give-back part refuses
+ * the whole request; ids the session holds nothing of are skipped, and
+ * the REGISTER is answered all the same. */
+static void send_give_backs(uint64_t addr)
+{
+    struct hmaf_req_register reg = {.addr = addr,
+                                    .len = 64,
+                                    .give_epoch = 0,
+                                    .give_count = 2,
+                                    .give_id = {0x77, 0x78}};
+    uint8_t p[HMAF_MBOX_REQ_MAX];
+    uint16_t n = (uint16_t)hmaf__req_register_encode(&reg, p);
+
+    CHECK_EQ(n, 42);
+    CHECK_EQ(raw_request(HMAF_OP_REGISTER, p, n, n), 0);
+    CHECK_EQ(raw_request(HMAF_OP_REGISTER, p, n - 1, n - 1), HMAF_EPROTO);
+    CHECK_EQ(raw_request(HMAF_OP_REGISTER, p, n + 8, n + 8), HMAF_EPROTO);
+    CHECK_EQ(raw_request(HMAF_OP_REGISTER, p, 26, 26), HMAF_EPROTO);
+    p[24] = 0; /* a count of 0, with or without ids */
+    CHECK_EQ(raw_request(HMAF_OP_REGISTER, p, 26, 26), HMAF_EPROTO);
+    CHECK_EQ(raw_request(HMAF_OP_REGISTER, p, n, n), HMAF_EPROTO);
+    p[24] = HMAF_REGISTER_GIVE_MAX + 1;
+    CHECK_EQ(raw_request(HMAF_OP_REGISTER, p, HMAF_MBOX_REQ_MAX,
+                         HMAF_MBOX_REQ_MAX),
+             HMAF_EPROTO);
+}
+
 /* Scribble over the host-written half of every slot and the header too:
  * the agent must not trust or crash on any of it. */
 static void scribble(struct hmaf_session *s)
@@ -119,6 +146,9 @@ int main(void)
     slot_base = s->mbox.base + hmaf__mbox_slot_offset(s->mbox.nslots - 1);
     send_malformed();
     CHECK(target_command(&t, 'b') >= 7);
+    CHECK_OK(hmaf_session_lookup(s, "buf", &buf, NULL));
+    send_give_backs(buf);
+    CHECK(target_command(&t, 'b') >= 13);
     scribble(s);
     CHECK_EQ(raw_request(HMAF_OP_PING, NULL, 0, 0), 0);
     /* This session broke its own mailbox header (a bogus revocation

@@ -477,6 +477,48 @@ static void test_req_register(void)
     CHECK_ERR(hmaf__req_register_decode(buf, 0, &out), HMAF_EPROTO);
 }
 
+/* A REGISTER that gives regions back: 26 + 8 * count bytes, the count 1
+ * to HMAF_REGISTER_GIVE_MAX and agreeing with the length. */
+static void test_req_register_give(void)
+{
+    struct hmaf_req_register in = {.addr = 4096, .len = 64, .give_epoch = 7};
+    struct hmaf_req_register out;
+    uint8_t buf[HMAF_MBOX_REQ_MAX];
+    size_t n;
+
+    in.give_count = 1;
+    in.give_id[0] = 0x1122334455667788ull;
+    n = hmaf__req_register_encode(&in, buf);
+    CHECK_EQ(n, 34);
+    CHECK_EQ(buf[16], 7);
+    CHECK_EQ(buf[24], 1);
+    CHECK_EQ(buf[26], 0x88);
+    CHECK_OK(hmaf__req_register_decode(buf, n, &out));
+    CHECK(out.addr == 4096 && out.len == 64 && out.give_epoch == 7 &&
+          out.give_count == 1 && out.give_id[0] == in.give_id[0]);
+    CHECK_ERR(hmaf__req_register_decode(buf, n - 1, &out), HMAF_EPROTO);
+    CHECK_ERR(hmaf__req_register_decode(buf, n + 8, &out), HMAF_EPROTO);
+    CHECK_ERR(hmaf__req_register_decode(buf, 26, &out), HMAF_EPROTO);
+    buf[24] = 0; /* a count of 0 with the ids */
+    CHECK_ERR(hmaf__req_register_decode(buf, n, &out), HMAF_EPROTO);
+    CHECK_EQ(out.give_count, 0);
+    for (uint16_t i = 0; i < HMAF_REGISTER_GIVE_MAX; i++) {
+        in.give_id[i] = i;
+    }
+    in.give_count = HMAF_REGISTER_GIVE_MAX;
+    n = hmaf__req_register_encode(&in, buf);
+    CHECK_EQ(n, 26 + 8 * HMAF_REGISTER_GIVE_MAX);
+    CHECK(n <= HMAF_MBOX_REQ_MAX);
+    CHECK_OK(hmaf__req_register_decode(buf, n, &out));
+    CHECK_EQ(out.give_count, HMAF_REGISTER_GIVE_MAX);
+    CHECK_EQ(out.give_id[HMAF_REGISTER_GIVE_MAX - 1],
+             HMAF_REGISTER_GIVE_MAX - 1);
+    buf[24] = HMAF_REGISTER_GIVE_MAX + 1; /* one past what fits */
+    CHECK_ERR(hmaf__req_register_decode(buf, n + 8, &out), HMAF_EPROTO);
+    in.give_count = HMAF_REGISTER_GIVE_MAX + 1;
+    CHECK_EQ(hmaf__req_register_encode(&in, buf), 0);
+}
+
 static void make_resp_register(struct hmaf_resp_register *r, uint16_t blob)
 {
     memset(r, 0, sizeof(*r));
@@ -690,6 +732,7 @@ int main(void)
     test_refusal();
     test_token_equal();
     test_req_register();
+    test_req_register_give();
     test_resp_register();
     test_req_deregister();
     test_req_lookup();

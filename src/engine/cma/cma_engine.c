@@ -467,9 +467,20 @@ static int cma_post(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch)
     return 0;
 }
 
+/* One process_vm_writev copies its iovecs in order, on one cpu, each with
+ * a copy of its own; x86 makes the stores of one copy visible before
+ * those of a later one (even string copies'), so a post's writes land in
+ * order there. Other processors may reorder them. */
+#if defined(__x86_64__) || defined(__i386__)
+#define CMA_FLAGS HMAF_ENGINE_ORDERED
+#else
+#define CMA_FLAGS 0u
+#endif
+
 const struct hmaf_engine_ops hmaf_engine_cma = {
     .name = "cma",
     .abi_version = HMAF_ENGINE_ABI_VERSION,
+    .flags = CMA_FLAGS,
     .ctx_size = sizeof(struct cma_ctx),
     .ep_size = sizeof(struct cma_ep),
     .mem_size = sizeof(struct hmaf_engine_mem),
