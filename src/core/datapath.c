@@ -101,10 +101,9 @@ static int one_step_fits(const struct hmaf_session *s,
                          const struct hmaf_xfer *x);
 static int one_step(struct hmaf_session *s, enum hmaf_xfer_op op,
                     struct hmaf_xfer *x, int *err_out);
-static const struct hmaf__region *one_step_region(struct hmaf_session *s,
-                                                  struct hmaf__reader *reader,
-                                                  enum hmaf_xfer_op op,
-                                                  const struct hmaf_xfer *x);
+static int one_step_region(struct hmaf_session *s, struct hmaf__reader *reader,
+                           enum hmaf_xfer_op op, const struct hmaf_xfer *x,
+                           struct hmaf__rc_hit *hit_out);
 static int transfer_one_general(struct hmaf_session *s, enum hmaf_xfer_op op,
                                 const struct hmaf_xfer *x);
 static int transfer_call(struct hmaf_session *s, enum hmaf_xfer_op op,
@@ -247,7 +246,7 @@ one_step(struct hmaf_session *s, enum hmaf_xfer_op op, struct hmaf_xfer *x,
          int *err_out)
 {
     struct hmaf__reader *reader = hmaf__reader_last_of(s->readers_id);
-    const struct hmaf__region *r;
+    struct hmaf__rc_hit hit;
     int err;
 
     if (hmaf__unlikely(reader == NULL)) {
@@ -257,12 +256,11 @@ one_step(struct hmaf_session *s, enum hmaf_xfer_op op, struct hmaf_xfer *x,
         }
     }
     hmaf__reader_enter(reader);
-    r = one_step_region(s, reader, op, x);
-    if (r == NULL) {
+    if (!one_step_region(s, reader, op, x, &hit)) {
         hmaf__reader_exit(reader);
         return 0;
     }
-    x->rmem = r->rmem;
+    x->rmem = hit.rmem;
     err = s->move_one(s->ep, op, x);
     hmaf__reader_exit(reader);
     if (hmaf__unlikely(err < 0)) {
@@ -275,26 +273,25 @@ one_step(struct hmaf_session *s, enum hmaf_xfer_op op, struct hmaf_xfer *x,
     return 1;
 }
 
-/* Inside the section: the cached region that covers the whole transfer
- * and allows it, or NULL when the session is dead, a look is due (the
- * general way says which), or no region does. */
-static inline __attribute__((always_inline)) const struct hmaf__region *
+/* Inside the section: 1 with the cached region that covers the whole
+ * transfer and allows it in *hit_out, or 0 when the session is dead, a
+ * look is due (the general way says which), or no region does. */
+static inline __attribute__((always_inline)) int
 one_step_region(struct hmaf_session *s, struct hmaf__reader *reader,
-                enum hmaf_xfer_op op, const struct hmaf_xfer *x)
+                enum hmaf_xfer_op op, const struct hmaf_xfer *x,
+                struct hmaf__rc_hit *hit_out)
 {
     uint64_t now = hmaf__coarse_now_ns();
-    const struct hmaf__region *r;
 
     if (atomic_load_explicit(&s->dead, memory_order_relaxed) ||
         look_due(s, now)) {
-        return NULL;
+        return 0;
     }
-    r = hmaf__regcache_find_hinted(&s->cache, reader, x->remote_addr, now);
-    if (r == NULL || x->len > r->iv.len - (x->remote_addr - r->iv.base) ||
-        (op == HMAF_XFER_WRITE && r->access != HMAF_ACCESS_READ_WRITE)) {
-        return NULL;
-    }
-    return r;
+    return hmaf__regcache_find_hinted(&s->cache, reader, x->remote_addr, now,
+                                      hit_out) != NULL &&
+           x->len <= hit_out->len - (x->remote_addr - hit_out->base) &&
+           (op != HMAF_XFER_WRITE ||
+            hit_out->access == HMAF_ACCESS_READ_WRITE);
 }
 
 static __attribute__((noinline)) int
@@ -675,11 +672,13 @@ static enum step carried_write_look_done(struct xfer_call *c,
 
 /* ---- A batch --------------------------------------------------------- */
 
-/* The cached region containing addr, inside the call's section. */
-static const struct hmaf__region *find_region(const struct xfer_call *c,
-                                              uint64_t addr)
+/* The cached region containing addr, inside the call's section: 1 with
+ * it in *hit_out, or 0. */
+static int find_region(const struct xfer_call *c, uint64_t addr,
+                       struct hmaf__rc_hit *hit_out)
 {
-    return hmaf__regcache_find_hinted(&c->s->cache, c->reader, addr, c->now);
+    return hmaf__regcache_find_hinted(&c->s->cache, c->reader, addr, c->now,
+                                      hit_out) != NULL;
 }
 
 /*
@@ -712,20 +711,20 @@ static enum step build_batch(struct xfer_call *c, struct hmaf_xfer *xfers,
 
         /* Neighbouring segments mostly share a region: try it first. */
         if (addr - base >= len) {
-            const struct hmaf__region *r = find_region(c, addr);
-            if (r == NULL) {
+            struct hmaf__rc_hit hit;
+            if (!find_region(c, addr, &hit)) {
                 c->miss = addr;
                 built = STEP_MISS;
                 break;
             }
             if (c->op == HMAF_XFER_WRITE &&
-                r->access != HMAF_ACCESS_READ_WRITE) {
+                hit.access != HMAF_ACCESS_READ_WRITE) {
                 built = step_failed(c, HMAF_EACCES);
                 break;
             }
-            rmem = r->rmem;
-            base = r->iv.base;
-            len = r->iv.len;
+            rmem = hit.rmem;
+            base = hit.base;
+            len = hit.len;
         }
         in_region = len - (addr - base);
         x->rmem = rmem;

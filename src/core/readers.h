@@ -37,7 +37,9 @@ enum hmaf__reader_counter {
 };
 
 /* Two lines, so that no other slot shares them. A small read touches the
- * first only: sequence, counters and hint. */
+ * first (sequence, counters, hint) and the hint's copy of its region's
+ * range, rmem and access in the second: a hint, fitting or not, never
+ * touches its region (see hmaf__regcache_find_hinted). */
 struct hmaf__reader {
     _Atomic uint64_t seq;    /* odd while inside a read-side section */
     _Atomic int owner;       /* thread id, 0 when free */
@@ -45,6 +47,11 @@ struct hmaf__reader {
     uint64_t hint_gen;  /* the region this thread found last, valid while */
     void *hint;         /* the cache's region set has generation hint_gen */
     void *queue; /* the owner's posted requests (core/request.c) */
+    uint64_t hint_base;
+    uint64_t hint_len;
+    void *hint_rmem;
+    unsigned hint_access;
+    uint64_t hint_now; /* the coarse time the hint was found at */
 } __attribute__((aligned(128)));
 
 struct hmaf__readers {

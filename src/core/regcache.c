@@ -26,11 +26,11 @@
 #define rc_unpoison(p, n) ((void)(p), (void)(n))
 #endif
 
-/* A node's entries come in groups of four, each key beside its pointer:
- * one cache line. The node's first line holds the first key of each group
- * but the first, so a search reads two lines of a node (its first, and
- * the group's), branch-free and without looking at a count: the levels
- * near the leaves are the ones a lookup among many regions finds cold. */
+/* A node's keys come in groups of four, each group one cache line. The
+ * node's first line holds the first key of each group but the first, so a
+ * search reads two lines of a node (its first, and the group's),
+ * branch-free and without looking at a count: the levels near the leaves
+ * are the ones a lookup among many regions finds cold. */
 #define RC_GROUP  4
 #define RC_GROUPS 8
 #define RC_FANOUT (RC_GROUP * RC_GROUPS)
@@ -40,192 +40,416 @@
 /* Deeper than any tree gets: a node splits only when full, so a tree of
  * height h holds more than 16^(h-2) regions. */
 #define RC_HEIGHT_MAX 24
-/* Replaced nodes wait for a grace period in batches of this many (320
- * KiB), so an insert pays for one only now and then. */
+/* Replaced nodes wait for a grace period in batches of this many, so an
+ * insert pays for one only now and then. */
 #define RC_RETIRE_BATCH 512
-/* Nodes come in slabs of this many and go back to the cache's spares, not
- * to the allocator: an insert copies a few nodes, and aligned allocations
- * that come and go that often fragment the heap. */
-#define RC_SLAB_NODES 64
+/* Nodes come in slabs and go back to the cache's spares, not to the
+ * allocator: an insert copies a few nodes, and aligned allocations that
+ * come and go that often fragment the heap. Inner nodes and leaves have
+ * slabs of their own: the few inner nodes then lie on a few pages, whose
+ * translations and lines stay warm, instead of one page each among the
+ * leaves. A slab of either is 10 or 16 whole pages. */
+#define RC_PAGE        4096
+#define RC_SLAB_INNERS 64
+#define RC_SLAB_LEAVES 32
+/* A leaf takes half a page, aligned: the lines a hit reads are on one
+ * page, a single page walk after a system call flushed the TLB. */
+#define RC_LEAF_SIZE 2048
 /* An insert past a bound evicts down to 7/8 of it: the scan for least
  * recently used regions, the rebuild, the grace period and the caller's
  * DEREGISTER are paid once per eighth of the cache, not per miss. */
 #define RC_EVICT_SHARE 8
 
-struct rc_entry {
-    uint64_t key;
-    void *ptr; /* struct hmaf__region *, or a child node */
-};
-
+/* What both kinds of node begin with: one line. */
 struct hmaf__rc_node {
-    uint32_t level; /* 0: a leaf, whose entries are regions */
+    uint32_t level; /* 0: a leaf (struct rc_leaf), else struct rc_inner */
     uint32_t n;
-    uint64_t fence[RC_GROUPS - 1]; /* the key of e[RC_GROUP * (j + 1)] */
-    /* Keys ascending, RC_NO_KEY from n on. A leaf's are its regions'
-     * bases; an inner node's, the smallest base under each child. */
-    struct rc_entry e[RC_FANOUT];
-    struct hmaf__rc_node *next_retired; /* never read by readers */
+    uint64_t fence[RC_GROUPS - 1]; /* the first key of group j + 1 */
 } __attribute__((aligned(HMAF_CACHELINE)));
 
-_Static_assert(offsetof(struct hmaf__rc_node, e) == HMAF_CACHELINE &&
-                   sizeof(struct rc_entry) * RC_GROUP == HMAF_CACHELINE,
-               "the fences fill the first line, each group one line");
-_Static_assert(RC_GROUPS == 8 && RC_GROUP == 4, "node_rank's steps");
+struct rc_entry {
+    uint64_t key; /* the smallest base under child */
+    struct hmaf__rc_node *child;
+};
 
+struct rc_inner {
+    struct hmaf__rc_node head;
+    struct rc_entry e[RC_FANOUT]; /* keys ascending, RC_NO_KEY from n on */
+    struct hmaf__rc_node *next_retired; /* never read by readers */
+};
+
+/* A group of a leaf's regions: bases (ascending, RC_NO_KEY from n on)
+ * beside lengths (0 from n on), so the line that finds a region also
+ * tells whether it holds the address. */
+struct rc_keys {
+    uint64_t base[RC_GROUP];
+    uint64_t len[RC_GROUP];
+};
+
+/* What a hit needs of a region besides its range, copied from it at
+ * insert (its fields never change while it is cached), so that a hit
+ * never touches the region itself: at 100,000 regions that would be one
+ * more cold page. */
+struct rc_slot {
+    struct hmaf_engine_rmem *rmem;
+    struct hmaf__region *region;
+    _Atomic uint64_t used; /* a lookup through the tree stamps it here */
+    uint64_t access;
+};
+
+struct rc_leaf {
+    struct hmaf__rc_node head;
+    struct rc_keys g[RC_GROUPS];
+    struct rc_slot s[RC_FANOUT];
+    struct hmaf__rc_node *next_retired; /* never read by readers */
+} __attribute__((aligned(RC_LEAF_SIZE)));
+
+_Static_assert(offsetof(struct rc_inner, e) == HMAF_CACHELINE &&
+                   sizeof(struct rc_entry) * RC_GROUP == HMAF_CACHELINE &&
+                   sizeof(struct rc_keys) == HMAF_CACHELINE,
+               "the fences fill the first line, each group one line");
+_Static_assert(sizeof(struct rc_leaf) == RC_LEAF_SIZE &&
+                   offsetof(struct rc_leaf, s) % HMAF_CACHELINE == 0 &&
+                   sizeof(struct rc_slot) * 2 == HMAF_CACHELINE,
+               "a leaf: half a page; a group's slots: two lines");
+_Static_assert(RC_GROUPS == 8 && RC_GROUP == 4, "fence_rank's steps");
+_Static_assert(sizeof(struct rc_inner) * RC_SLAB_INNERS % RC_PAGE == 0,
+               "inner slabs of whole pages");
+
+/* Slabs, in a list of their own: a slab is pages of nodes only. */
 struct hmaf__rc_slab {
     struct hmaf__rc_slab *next;
-    struct hmaf__rc_node node[RC_SLAB_NODES]; /* aligned by their type */
+    void *nodes;
+    size_t size;
 };
 
 /* A node's entries being edited, one more than a node holds. */
 struct entries {
     unsigned n;
     uint64_t key[RC_FANOUT + 1];
-    void *ptr[RC_FANOUT + 1];
+    void *ptr[RC_FANOUT + 1];     /* regions in a leaf, else children */
+    uint64_t used[RC_FANOUT + 1]; /* a leaf's stamps */
 };
 
 /* Generation 0 is never used: a fresh reader's hint_gen matches nothing. */
 static _Atomic uint64_t next_gen = 1;
 
-/* How many of the node's keys are <= addr (addr < RC_NO_KEY). */
-static inline unsigned node_rank(const struct hmaf__rc_node *node,
-                                 uint64_t addr)
+static inline const struct rc_inner *inner_of(const struct hmaf__rc_node *node)
+{
+    return (const struct rc_inner *)node;
+}
+
+static inline const struct rc_leaf *leaf_of(const struct hmaf__rc_node *node)
+{
+    return (const struct rc_leaf *)node;
+}
+
+/* How many of the node's groups after the first start at or below addr. */
+static inline unsigned fence_rank(const struct hmaf__rc_node *node,
+                                  uint64_t addr)
 {
     const uint64_t *f = node->fence;
-    const struct rc_entry *grp;
     unsigned g = 0;
 
-    g += f[g + 3] <= addr ? 4 : 0; /* how many groups after the first */
-    g += f[g + 1] <= addr ? 2 : 0; /* start at or below addr */
+    g += f[g + 3] <= addr ? 4 : 0;
+    g += f[g + 1] <= addr ? 2 : 0;
     g += f[g] <= addr ? 1 : 0;
-    grp = &node->e[RC_GROUP * g];
+    return g;
+}
+
+/* How many of an inner node's keys are <= addr (addr < RC_NO_KEY). */
+static inline unsigned inner_rank(const struct rc_inner *node, uint64_t addr)
+{
+    unsigned g = fence_rank(&node->head, addr);
+    const struct rc_entry *grp = &node->e[RC_GROUP * g];
+
     return RC_GROUP * g + (grp[0].key <= addr) + (grp[1].key <= addr) +
            (grp[2].key <= addr) + (grp[3].key <= addr);
 }
 
-/* The region with the greatest base <= addr, or NULL. */
-static struct hmaf__region *predecessor(const struct hmaf__rc_node *node,
-                                        uint64_t addr)
+/* The same for a leaf. */
+static inline unsigned leaf_rank(const struct rc_leaf *leaf, uint64_t addr)
 {
-    if (addr == RC_NO_KEY) {
-        addr--; /* no region starts there: the same answer */
-    }
-    for (;;) {
-        unsigned i = node_rank(node, addr);
-        if (i == 0) {
-            return NULL;
-        }
-        if (node->level == 0) {
-            return node->e[i - 1].ptr;
-        }
-        node = node->e[i - 1].ptr;
+    unsigned g = fence_rank(&leaf->head, addr);
+    const uint64_t *base = leaf->g[g].base;
+
+    return RC_GROUP * g + (base[0] <= addr) + (base[1] <= addr) +
+           (base[2] <= addr) + (base[3] <= addr);
+}
+
+static inline uint64_t leaf_base(const struct rc_leaf *leaf, unsigned i)
+{
+    return leaf->g[i / RC_GROUP].base[i % RC_GROUP];
+}
+
+static inline uint64_t leaf_len(const struct rc_leaf *leaf, unsigned i)
+{
+    return leaf->g[i / RC_GROUP].len[i % RC_GROUP];
+}
+
+/* Among many regions the nodes below the root are cold: a child's lines
+ * are asked for all at once, as soon as its address is known, so that
+ * they miss in parallel rather than one after another as the search
+ * reads them (its fences, then a group, then a leaf's slot). */
+static inline void node_fetch(const struct hmaf__rc_node *node,
+                              unsigned level)
+{
+    const char *at = (const char *)node;
+    size_t size = level == 0 ? offsetof(struct rc_leaf, next_retired)
+                             : offsetof(struct rc_inner, next_retired);
+
+    for (size_t off = 0; off < size; off += HMAF_CACHELINE) {
+        __builtin_prefetch(at + off);
     }
 }
 
+/* The leaf that the region with the greatest base <= addr would be in,
+ * and that region's index there (*i_out); NULL when there is none. */
+static const struct rc_leaf *predecessor(const struct hmaf__rc_node *node,
+                                         uint64_t addr, unsigned *i_out)
+{
+    unsigned i;
+
+    if (addr == RC_NO_KEY) {
+        addr--; /* no region starts there: the same answer */
+    }
+    while (node->level > 0) {
+        const struct rc_inner *inner = inner_of(node);
+        i = inner_rank(inner, addr);
+        if (i == 0) {
+            return NULL;
+        }
+        node = inner->e[i - 1].child;
+        node_fetch(node, inner->head.level - 1);
+    }
+    i = leaf_rank(leaf_of(node), addr);
+    if (i == 0) {
+        return NULL;
+    }
+    *i_out = i - 1;
+    return leaf_of(node);
+}
+
 struct hmaf__region *hmaf__regcache_find(struct hmaf__regcache *rc,
-                                         uint64_t addr, uint64_t now)
+                                         uint64_t addr, uint64_t now,
+                                         struct hmaf__rc_hit *hit_out)
 {
     const struct hmaf__rc_node *root =
         atomic_load_explicit(&rc->root, memory_order_acquire);
-    struct hmaf__region *r = predecessor(root, addr);
+    unsigned i;
+    const struct rc_leaf *leaf = predecessor(root, addr, &i);
+    struct rc_slot *slot;
+    uint64_t base, len;
 
-    if (r == NULL || addr - r->iv.base >= r->iv.len) {
+    if (leaf == NULL) {
         return NULL;
     }
-    hmaf__region_stamp(r, now);
-    return r;
+    base = leaf_base(leaf, i);
+    len = leaf_len(leaf, i);
+    if (addr - base >= len) {
+        return NULL;
+    }
+    slot = (struct rc_slot *)&leaf->s[i];
+    hmaf__regcache_stamp(&slot->used, now);
+    hit_out->base = base;
+    hit_out->len = len;
+    hit_out->rmem = slot->rmem;
+    hit_out->access = (unsigned)slot->access;
+    hit_out->region = slot->region;
+    return slot->region;
 }
 
 /* ---- nodes ---- */
 
-/* What a spare node keeps readable: its link among the spares. */
-#define RC_NODE_BODY offsetof(struct hmaf__rc_node, next_retired)
+/* What a spare node keeps readable: its link among the spares (its
+ * level is poisoned too: a spare's list tells its kind). */
+static size_t node_body(unsigned level)
+{
+    return level == 0 ? offsetof(struct rc_leaf, next_retired)
+                      : offsetof(struct rc_inner, next_retired);
+}
+
+static struct hmaf__rc_node **node_link(struct hmaf__rc_node *node)
+{
+    return node->level == 0 ? &((struct rc_leaf *)node)->next_retired
+                            : &((struct rc_inner *)node)->next_retired;
+}
+
+static struct hmaf__rc_node **spares_of(struct hmaf__regcache *rc,
+                                        unsigned level)
+{
+    return level == 0 ? &rc->spare_leaves : &rc->spare;
+}
 
 static void node_free(struct hmaf__regcache *rc, struct hmaf__rc_node *node)
 {
-    node->next_retired = rc->spare;
-    rc->spare = node;
-    rc_poison(node, RC_NODE_BODY);
+    struct hmaf__rc_node **spares = spares_of(rc, node->level);
+
+    *node_link(node) = *spares;
+    *spares = node;
+    rc_poison(node, node_body(node->level));
 }
 
-static int add_slab(struct hmaf__regcache *rc)
+static void free_slabs(struct hmaf__regcache *rc)
 {
-    struct hmaf__rc_slab *slab =
-        aligned_alloc(HMAF_CACHELINE, sizeof(struct hmaf__rc_slab));
+    while (rc->slabs != NULL) { /* no reader: every node at once */
+        struct hmaf__rc_slab *next = rc->slabs->next;
+        rc_unpoison(rc->slabs->nodes, rc->slabs->size);
+        free(rc->slabs->nodes);
+        free(rc->slabs);
+        rc->slabs = next;
+    }
+}
 
-    if (slab == NULL) {
+/* A slab of nodes of level 0 (leaves) or above, page-aligned. */
+static int add_slab(struct hmaf__regcache *rc, unsigned level)
+{
+    size_t count = level == 0 ? RC_SLAB_LEAVES : RC_SLAB_INNERS;
+    size_t each = level == 0 ? sizeof(struct rc_leaf) : sizeof(struct rc_inner);
+    struct hmaf__rc_slab *slab = malloc(sizeof(*slab));
+    char *nodes = aligned_alloc(RC_PAGE, count * each);
+
+    if (slab == NULL || nodes == NULL) {
+        free(slab);
+        free(nodes);
         return HMAF_ENOMEM;
     }
-    slab->next = rc->slabs;
+    *slab = (struct hmaf__rc_slab){rc->slabs, nodes, count * each};
     rc->slabs = slab;
-    for (unsigned i = RC_SLAB_NODES; i-- > 0;) {
-        node_free(rc, &slab->node[i]);
+    for (size_t i = count; i-- > 0;) {
+        struct hmaf__rc_node *node = (struct hmaf__rc_node *)(nodes + i * each);
+        node->level = level; /* which spares, and which link */
+        node_free(rc, node);
     }
     return 0;
+}
+
+static void inner_clear(struct rc_inner *inner)
+{
+    for (unsigned i = 0; i < RC_FANOUT; i++) {
+        inner->e[i] = (struct rc_entry){RC_NO_KEY, NULL};
+    }
+    inner->next_retired = NULL;
+}
+
+static void leaf_clear(struct rc_leaf *leaf)
+{
+    for (unsigned j = 0; j < RC_GROUPS; j++) {
+        for (unsigned k = 0; k < RC_GROUP; k++) {
+            leaf->g[j].base[k] = RC_NO_KEY;
+            leaf->g[j].len[k] = 0;
+        }
+    }
+    for (unsigned i = 0; i < RC_FANOUT; i++) {
+        leaf->s[i].rmem = NULL;
+        leaf->s[i].region = NULL;
+        atomic_init(&leaf->s[i].used, 0);
+        leaf->s[i].access = 0;
+    }
+    leaf->next_retired = NULL;
 }
 
 /* An empty node, from the spares; writers only (under the lock). */
 static struct hmaf__rc_node *node_alloc(struct hmaf__regcache *rc,
                                         unsigned level)
 {
+    struct hmaf__rc_node **spares = spares_of(rc, level);
     struct hmaf__rc_node *node;
 
-    if (rc->spare == NULL && add_slab(rc) < 0) {
+    if (*spares == NULL && add_slab(rc, level) < 0) {
         return NULL;
     }
-    node = rc->spare;
-    rc_unpoison(node, RC_NODE_BODY);
-    rc->spare = node->next_retired;
+    node = *spares;
+    rc_unpoison(node, node_body(level));
+    *spares = *node_link(node);
     node->level = level;
     node->n = 0;
     for (unsigned j = 0; j < RC_GROUPS - 1; j++) {
         node->fence[j] = RC_NO_KEY;
     }
-    for (unsigned i = 0; i < RC_FANOUT; i++) {
-        node->e[i] = (struct rc_entry){RC_NO_KEY, NULL};
+    if (level == 0) {
+        leaf_clear((struct rc_leaf *)node);
+    } else {
+        inner_clear((struct rc_inner *)node);
     }
-    node->next_retired = NULL;
     return node;
 }
 
-/* Nodes are filled in order before they are published, never after. */
-static void node_push(struct hmaf__rc_node *node, uint64_t key, void *ptr)
+/* Nodes are filled in order before they are published, never after. A
+ * leaf's ptr is a region, whose range, rmem and access it copies, and
+ * used its stamp; an inner node's is a child. */
+static void node_push(struct hmaf__rc_node *node, uint64_t key, void *ptr,
+                      uint64_t used)
 {
-    if (node->n > 0 && node->n % RC_GROUP == 0) {
-        node->fence[node->n / RC_GROUP - 1] = key;
+    unsigned i = node->n++;
+
+    if (i > 0 && i % RC_GROUP == 0) {
+        node->fence[i / RC_GROUP - 1] = key;
     }
-    node->e[node->n++] = (struct rc_entry){key, ptr};
+    if (node->level == 0) {
+        struct rc_leaf *leaf = (struct rc_leaf *)node;
+        struct hmaf__region *r = ptr;
+        leaf->g[i / RC_GROUP].base[i % RC_GROUP] = key;
+        leaf->g[i / RC_GROUP].len[i % RC_GROUP] = r->iv.len;
+        leaf->s[i].rmem = r->rmem;
+        leaf->s[i].region = r;
+        atomic_init(&leaf->s[i].used, used);
+        leaf->s[i].access = r->access;
+    } else {
+        ((struct rc_inner *)node)->e[i] = (struct rc_entry){key, ptr};
+    }
 }
 
 static uint64_t node_first_key(const struct hmaf__rc_node *node)
 {
-    return node->e[0].key;
+    return node->level == 0 ? leaf_base(leaf_of(node), 0)
+                            : inner_of(node)->e[0].key;
 }
 
 static void free_tree(struct hmaf__regcache *rc, struct hmaf__rc_node *node)
 {
     for (unsigned i = 0; node->level > 0 && i < node->n; i++) {
-        free_tree(rc, node->e[i].ptr);
+        free_tree(rc, inner_of(node)->e[i].child);
     }
     node_free(rc, node);
+}
+
+/* A leaf's region's last use: the later of its stamp in the leaf and its
+ * own (the insert's, or those the leaf it was rebuilt from had). */
+static uint64_t slot_used(const struct rc_slot *slot)
+{
+    uint64_t in_leaf = atomic_load_explicit(&slot->used, memory_order_relaxed);
+    uint64_t own =
+        atomic_load_explicit(&slot->region->last_used, memory_order_relaxed);
+
+    return HMAF_MAX(in_leaf, own);
 }
 
 static void entries_of(const struct hmaf__rc_node *node, struct entries *e)
 {
     e->n = node->n;
     for (unsigned i = 0; i < node->n; i++) {
-        e->key[i] = node->e[i].key;
-        e->ptr[i] = node->e[i].ptr;
+        if (node->level == 0) {
+            e->key[i] = leaf_base(leaf_of(node), i);
+            e->ptr[i] = leaf_of(node)->s[i].region;
+            e->used[i] = slot_used(&leaf_of(node)->s[i]);
+        } else {
+            e->key[i] = inner_of(node)->e[i].key;
+            e->ptr[i] = inner_of(node)->e[i].child;
+            e->used[i] = 0;
+        }
     }
 }
 
 static void entries_insert(struct entries *e, unsigned at, uint64_t key,
-                           void *ptr)
+                           void *ptr, uint64_t used)
 {
     memmove(&e->key[at + 1], &e->key[at], (e->n - at) * sizeof(e->key[0]));
     memmove(&e->ptr[at + 1], &e->ptr[at], (e->n - at) * sizeof(e->ptr[0]));
+    memmove(&e->used[at + 1], &e->used[at], (e->n - at) * sizeof(e->used[0]));
     e->key[at] = key;
     e->ptr[at] = ptr;
+    e->used[at] = used;
     e->n++;
 }
 
@@ -254,7 +478,7 @@ static int nodes_of(struct hmaf__regcache *rc, const struct entries *e,
         return HMAF_ENOMEM;
     }
     for (unsigned i = 0; i < e->n; i++) {
-        node_push(i < nleft ? left : right, e->key[i], e->ptr[i]);
+        node_push(i < nleft ? left : right, e->key[i], e->ptr[i], e->used[i]);
     }
     *left_out = left;
     *right_out = right;
@@ -273,17 +497,15 @@ static void descend(const struct hmaf__rc_node *node, uint64_t key,
                     struct path *p)
 {
     p->depth = 0;
-    for (;;) {
-        unsigned i = node_rank(node, key);
-        p->node[p->depth] = node;
-        if (node->level == 0) {
-            p->at[p->depth++] = i;
-            return;
-        }
+    while (node->level > 0) {
+        unsigned i = inner_rank(inner_of(node), key);
         i = i == 0 ? 0 : i - 1; /* a new smallest key goes to child 0 */
+        p->node[p->depth] = node;
         p->at[p->depth++] = i;
-        node = node->e[i].ptr;
+        node = inner_of(node)->e[i].child;
     }
+    p->node[p->depth] = node;
+    p->at[p->depth++] = leaf_rank(leaf_of(node), key);
 }
 
 /* Nodes made for a new path, freed again if it cannot be finished. */
@@ -320,7 +542,8 @@ static int copy_path(struct hmaf__regcache *rc, const struct path *p,
     int ret;
 
     entries_of(leaf, &e);
-    entries_insert(&e, at, r->iv.base, r);
+    entries_insert(&e, at, r->iv.base, r,
+                   atomic_load_explicit(&r->last_used, memory_order_relaxed));
     ret = fresh_nodes(rc, f, &e, 0, at == leaf->n, &left, &right);
     for (unsigned d = p->depth - 1; ret == 0 && d-- > 0;) {
         const struct hmaf__rc_node *parent = p->node[d];
@@ -329,14 +552,15 @@ static int copy_path(struct hmaf__regcache *rc, const struct path *p,
         e.key[c] = node_first_key(left);
         e.ptr[c] = left;
         if (right != NULL) {
-            entries_insert(&e, c + 1, node_first_key(right), right);
+            entries_insert(&e, c + 1, node_first_key(right), right, 0);
         }
         ret = fresh_nodes(rc, f, &e, parent->level,
                           right != NULL && c + 1 == parent->n, &left, &right);
     }
     if (ret == 0 && right != NULL) { /* the root split: one level more */
         e = (struct entries){
-            2, {node_first_key(left), node_first_key(right)}, {left, right}};
+            2, {node_first_key(left), node_first_key(right)}, {left, right},
+            {0}};
         ret = p->depth + 1 < RC_HEIGHT_MAX
                   ? fresh_nodes(rc, f, &e, left->level + 1, 0, &left, &right)
                   : HMAF_ENOMEM;
@@ -349,7 +573,7 @@ static void retire(struct hmaf__regcache *rc, const struct hmaf__rc_node *c)
 {
     struct hmaf__rc_node *node = (struct hmaf__rc_node *)c;
 
-    node->next_retired = rc->retired;
+    *node_link(node) = rc->retired;
     rc->retired = node;
     rc->nretired++;
 }
@@ -358,7 +582,7 @@ static void retire(struct hmaf__regcache *rc, const struct hmaf__rc_node *c)
 static void free_retired(struct hmaf__regcache *rc)
 {
     while (rc->retired != NULL) {
-        struct hmaf__rc_node *next = rc->retired->next_retired;
+        struct hmaf__rc_node *next = *node_link(rc->retired);
         node_free(rc, rc->retired);
         rc->retired = next;
     }
@@ -403,15 +627,20 @@ static int insert_path_copy(struct hmaf__regcache *rc, struct hmaf__region *r)
 
 /* ---- rebuilding: evictions and clears ---- */
 
-/* Appends the regions under node, in address order, to v. */
+/* Appends the regions under node, in address order, to v, each with its
+ * last use in its own stamp: a rebuilt tree starts its leaves' stamps
+ * from there. */
 static size_t collect(const struct hmaf__rc_node *node, struct hmaf__region **v,
                       size_t n)
 {
     for (unsigned i = 0; i < node->n; i++) {
         if (node->level == 0) {
-            v[n++] = node->e[i].ptr;
+            const struct rc_slot *slot = &leaf_of(node)->s[i];
+            atomic_store_explicit(&slot->region->last_used, slot_used(slot),
+                                  memory_order_relaxed);
+            v[n++] = slot->region;
         } else {
-            n = collect(node->e[i].ptr, v, n);
+            n = collect(inner_of(node)->e[i].child, v, n);
         }
     }
     return n;
@@ -439,10 +668,14 @@ static size_t build_level(struct hmaf__regcache *rc, void **items, size_t n,
             return 0;
         }
         for (size_t i = from; i < to; i++) {
-            node_push(node,
-                      level == 0 ? ((struct hmaf__region *)items[i])->iv.base
-                                 : node_first_key(items[i]),
-                      items[i]);
+            if (level == 0) {
+                struct hmaf__region *r = items[i];
+                node_push(node, r->iv.base, r,
+                          atomic_load_explicit(&r->last_used,
+                                               memory_order_relaxed));
+            } else {
+                node_push(node, node_first_key(items[i]), items[i], 0);
+            }
         }
         items[j] = node;
     }
@@ -659,8 +892,7 @@ int hmaf__regcache_init(struct hmaf__regcache *rc, size_t max_regions,
     }
     ret = hmaf__readers_init(&rc->readers);
     if (ret < 0) {
-        rc_unpoison(rc->slabs, sizeof(*rc->slabs));
-        free(rc->slabs);
+        free_slabs(rc);
         return ret;
     }
     pthread_mutex_init(&rc->write_lock, NULL);
@@ -679,11 +911,11 @@ static struct hmaf__region *link_all(const struct hmaf__rc_node *node,
 {
     for (unsigned i = node->n; i-- > 0;) {
         if (node->level == 0) {
-            struct hmaf__region *r = node->e[i].ptr;
+            struct hmaf__region *r = leaf_of(node)->s[i].region;
             r->next_victim = list;
             list = r;
         } else {
-            list = link_all(node->e[i].ptr, list);
+            list = link_all(inner_of(node)->e[i].child, list);
         }
     }
     return list;
@@ -696,12 +928,7 @@ void hmaf__regcache_fini(struct hmaf__regcache *rc)
     if (list != NULL) {
         rc->release(rc->release_arg, list, 0);
     }
-    while (rc->slabs != NULL) { /* no reader: every node at once */
-        struct hmaf__rc_slab *next = rc->slabs->next;
-        rc_unpoison(rc->slabs, sizeof(*rc->slabs));
-        free(rc->slabs);
-        rc->slabs = next;
-    }
+    free_slabs(rc);
     pthread_mutex_destroy(&rc->write_lock);
     hmaf__readers_fini(&rc->readers);
 }
@@ -717,7 +944,8 @@ static enum hmaf__regcache_insert_result
 insert_locked(struct hmaf__regcache *rc, struct hmaf__region *r,
               struct hmaf__region **victims, uint64_t *evicted_out)
 {
-    const struct hmaf__region *p;
+    const struct rc_leaf *leaf;
+    unsigned i;
     int ret;
 
     if (r->epoch < rc->min_epoch) {
@@ -725,8 +953,9 @@ insert_locked(struct hmaf__regcache *rc, struct hmaf__region *r,
     }
     /* Whatever overlaps r, the region starting last at or before r's last
      * byte does (compared by last bytes: an end of 2^64 would wrap). */
-    p = predecessor(atomic_load(&rc->root), r->iv.base + (r->iv.len - 1));
-    if (p != NULL && p->iv.base + (p->iv.len - 1) >= r->iv.base) {
+    leaf = predecessor(atomic_load(&rc->root), r->iv.base + (r->iv.len - 1), &i);
+    if (leaf != NULL &&
+        leaf_base(leaf, i) + (leaf_len(leaf, i) - 1) >= r->iv.base) {
         return HMAF_REGCACHE_OVERLAPS;
     }
     if (atomic_load(&rc->count) > 0 && over_bounds(rc, r)) {

@@ -5,7 +5,9 @@
  *
  * Readers take no lock. The regions hang off an immutable B+tree whose
  * nodes keep their keys (region bases) side by side, so a lookup touches a
- * few cache lines per level, however many regions there are. A writer
+ * few cache lines per level, however many regions there are; a leaf also
+ * keeps copies of what a hit needs of its regions, so a hit reads the
+ * tree only. A writer
  * (insert, eviction, clear) works under a mutex: an insert copies the
  * nodes on the path to its leaf and publishes a new root; an eviction or a
  * clear builds the tree anew without the regions that leave. A reader
@@ -29,14 +31,30 @@
 
 struct hmaf_engine_rmem;
 
+/* A cached region's fields do not change while it is in the cache: its
+ * leaf keeps copies of those a hit needs (iv, access, rmem). */
 struct hmaf__region {
     struct hmaf__interval iv;   /* base and len */
     uint64_t id;                /* the agent's region id */
     uint64_t epoch;             /* revocation epoch the agent answered in */
     unsigned access;            /* hmaf_access_t */
-    _Atomic uint64_t last_used; /* coarse time of the latest lookup */
+    /* Coarse time of a use: the insert's; the region's leaf stamps the
+     * lookups (the later of the two counts). */
+    _Atomic uint64_t last_used;
     struct hmaf__region *next_victim;
     struct hmaf_engine_rmem *rmem;
+};
+
+/* A lookup's answer: what a transfer needs, from the region's leaf, so
+ * that a hit reads no more than the leaf (with many regions, the region
+ * itself would be one more cold page after a system call flushed the
+ * TLB). Valid until the caller leaves its read-side section. */
+struct hmaf__rc_hit {
+    uint64_t base;
+    uint64_t len;
+    struct hmaf_engine_rmem *rmem;
+    unsigned access; /* hmaf_access_t */
+    struct hmaf__region *region; /* for the hint; not to be read */
 };
 
 /* Releases a list of regions linked by next_victim, which no reader can
@@ -64,7 +82,8 @@ struct hmaf__regcache {
     struct hmaf__rc_node *retired; /* replaced nodes, spare after the
                                       next grace period */
     size_t nretired;
-    struct hmaf__rc_node *spare; /* nodes to build with */
+    struct hmaf__rc_node *spare; /* inner nodes to build with */
+    struct hmaf__rc_node *spare_leaves; /* leaves to build with */
     struct hmaf__rc_slab *slabs; /* where the nodes live, all freed at
                                     fini */
     hmaf__region_release_fn release;
@@ -103,43 +122,54 @@ static inline void hmaf__regcache_exit(struct hmaf__reader *reader)
     hmaf__reader_exit(reader);
 }
 
-/* The region containing addr, or NULL; stamps it used at `now`. Valid
- * until the caller leaves its read-side section. */
+/* The region containing addr, or NULL; stamps it used at `now` and, when
+ * found, fills *hit_out. Valid until the caller leaves its read-side
+ * section. */
 struct hmaf__region *hmaf__regcache_find(struct hmaf__regcache *rc,
-                                         uint64_t addr, uint64_t now);
+                                         uint64_t addr, uint64_t now,
+                                         struct hmaf__rc_hit *hit_out);
 
-static inline void hmaf__region_stamp(struct hmaf__region *r, uint64_t now)
+static inline void hmaf__regcache_stamp(_Atomic uint64_t *used, uint64_t now)
 {
     /* Plain stores, and only when the coarse clock moved: threads sharing
      * a region don't fight over its cache line. */
-    if (atomic_load_explicit(&r->last_used, memory_order_relaxed) != now) {
-        atomic_store_explicit(&r->last_used, now, memory_order_relaxed);
+    if (atomic_load_explicit(used, memory_order_relaxed) != now) {
+        atomic_store_explicit(used, now, memory_order_relaxed);
     }
 }
 
 /* The same, trying the region this reader found last first: repeated
  * accesses to one region skip the search. The generation is read before
  * the tree (acquire): a region found in a tree that lost it is never
- * remembered under the generation that says so. */
+ * remembered under the generation that says so. The reader keeps the
+ * hit's copy, so the hint reads neither the region nor its leaf; it
+ * serves within the coarse tick its lookup stamped the leaf at, and a
+ * lookup through the tree renews it, so uses keep being stamped. */
 static inline struct hmaf__region *
 hmaf__regcache_find_hinted(struct hmaf__regcache *rc,
                            struct hmaf__reader *reader, uint64_t addr,
-                           uint64_t now)
+                           uint64_t now, struct hmaf__rc_hit *hit_out)
 {
     uint64_t gen = atomic_load_explicit(&rc->gen, memory_order_acquire);
     struct hmaf__region *r;
 
-    r = (struct hmaf__region *)reader->hint;
-    /* Only while the generation matches is r still cached, so still ours
-     * to look at. */
-    if (reader->hint_gen == gen && addr - r->iv.base < r->iv.len) {
-        hmaf__region_stamp(r, now);
-        return r;
+    /* Only while the generation matches is the hint still cached. */
+    if (reader->hint_gen == gen && reader->hint_now == now &&
+        addr - reader->hint_base < reader->hint_len) {
+        *hit_out = (struct hmaf__rc_hit){reader->hint_base, reader->hint_len,
+                                         reader->hint_rmem,
+                                         reader->hint_access, reader->hint};
+        return reader->hint;
     }
-    r = hmaf__regcache_find(rc, addr, now);
+    r = hmaf__regcache_find(rc, addr, now, hit_out);
     if (r != NULL) {
         reader->hint_gen = gen;
         reader->hint = r;
+        reader->hint_base = hit_out->base;
+        reader->hint_len = hit_out->len;
+        reader->hint_rmem = hit_out->rmem;
+        reader->hint_access = hit_out->access;
+        reader->hint_now = now;
     }
     return r;
 }

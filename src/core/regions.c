@@ -232,12 +232,14 @@ int hmaf__regions_init(struct hmaf_session *s)
 static int cached(struct hmaf_session *s, uint64_t addr)
 {
     struct hmaf__reader *reader;
+    struct hmaf__rc_hit hit;
     int found;
 
     if (hmaf__regcache_enter(&s->cache, &reader) < 0) {
         return 0;
     }
-    found = hmaf__regcache_find(&s->cache, addr, hmaf__coarse_now_ns()) != NULL;
+    found = hmaf__regcache_find(&s->cache, addr, hmaf__coarse_now_ns(),
+                                &hit) != NULL;
     hmaf__regcache_exit(reader);
     return found;
 }
@@ -246,7 +248,8 @@ static struct hmaf__region *new_region(struct hmaf_session *s,
                                        const struct hmaf_resp_register *resp)
 {
     size_t size = sizeof(struct hmaf__region) + s->ops->rmem_size;
-    /* Cache-line aligned: a lookup touches one line of it. */
+    /* Cache-line aligned, though a hit no longer reads it: the cache's
+     * leaf keeps copies of the fields a hit needs. */
     struct hmaf__region *r =
         aligned_alloc(HMAF_CACHELINE, (size + HMAF_CACHELINE - 1) /
                                           HMAF_CACHELINE * HMAF_CACHELINE);

@@ -47,6 +47,23 @@ static void record_release(void *arg, struct hmaf__region *list, int evicted)
  * counter makes every stamp distinct. */
 static uint64_t fake_now = 1;
 
+/* The cache never looks behind a region's rmem: a made-up one tells
+ * whose copy a hit carries. */
+static struct hmaf_engine_rmem *fake_rmem(uint64_t id)
+{
+    return (struct hmaf_engine_rmem *)(uintptr_t)(0x10000 + id * 64);
+}
+
+/* A hit carries copies of its region's fields, which a lookup reads
+ * instead of the region. */
+static int hit_matches(const struct hmaf__region *r,
+                       const struct hmaf__rc_hit *hit)
+{
+    return hit->region == r && hit->base == r->iv.base &&
+           hit->len == r->iv.len && hit->rmem == r->rmem &&
+           hit->access == r->access;
+}
+
 static struct hmaf__region *region(uint64_t id, uint64_t base, uint64_t len,
                                    uint64_t epoch)
 {
@@ -59,6 +76,7 @@ static struct hmaf__region *region(uint64_t id, uint64_t base, uint64_t len,
     r->epoch = epoch;
     r->access = HMAF_ACCESS_READ;
     r->last_used = fake_now++; /* inserting counts as a use */
+    r->rmem = fake_rmem(id);
     return r;
 }
 
@@ -86,10 +104,12 @@ static uint64_t find(struct hmaf__regcache *rc, uint64_t addr)
 {
     struct hmaf__reader *reader;
     struct hmaf__region *r;
+    struct hmaf__rc_hit hit;
     uint64_t id;
 
     CHECK_OK(hmaf__regcache_enter(rc, &reader));
-    r = hmaf__regcache_find(rc, addr, fake_now++);
+    r = hmaf__regcache_find(rc, addr, fake_now++, &hit);
+    CHECK(r == NULL || hit_matches(r, &hit));
     id = r == NULL ? 0 : r->id;
     hmaf__regcache_exit(reader);
     return id;
@@ -435,6 +455,96 @@ static void test_epoch(void)
     CHECK_EQ(log.n, 5);
 }
 
+/* What a lookup of addr through the thread's hint answers, on reader, at
+ * coarse time now (a hint serves within one tick). */
+static struct hmaf__region *find_hinted(struct hmaf__regcache *rc,
+                                        struct hmaf__reader *reader,
+                                        uint64_t addr, uint64_t now,
+                                        struct hmaf__rc_hit *hit_out)
+{
+    struct hmaf__region *r;
+
+    hmaf__reader_enter(reader);
+    r = hmaf__regcache_find_hinted(rc, reader, addr, now, hit_out);
+    hmaf__reader_exit(reader);
+    return r;
+}
+
+/* A region's fields never change while it is cached; one that leaves
+ * (cleared, or evicted) and comes back at the same base with another
+ * rmem and access is a new region: neither the leaves' copies nor a
+ * thread's hint (tried twice at the same time: the second look is the
+ * hint's) may answer with the old one's. */
+static void test_fields_of_a_region_back(void)
+{
+    struct hmaf__regcache rc;
+    struct released log;
+    struct hmaf__reader *reader;
+    struct hmaf__region *r;
+    struct hmaf__rc_hit hit;
+    uint64_t now = fake_now++;
+
+    init(&rc, &log, 2, UINT64_MAX);
+    CHECK_OK(hmaf__reader_get(&rc.readers, &reader));
+    add(&rc, 1, 0x1000, 0x100, 0);
+    for (int i = 0; i < 2; i++) {
+        CHECK_EQ(find_hinted(&rc, reader, 0x1010, now, &hit)->id, 1);
+        CHECK_EQ(hit.access, HMAF_ACCESS_READ);
+    }
+    CHECK_OK(hmaf__regcache_clear(&rc, 0, NULL));
+    CHECK(find_hinted(&rc, reader, 0x1010, now, &hit) == NULL);
+    r = region(2, 0x1000, 0x200, 0);
+    r->access = HMAF_ACCESS_READ_WRITE;
+    CHECK_EQ(hmaf__regcache_insert(&rc, r, NULL), HMAF_REGCACHE_ADDED);
+    for (int i = 0; i < 2; i++) {
+        CHECK(find_hinted(&rc, reader, 0x1010, now, &hit) == r);
+        CHECK(hit_matches(r, &hit) && hit.rmem == fake_rmem(2) &&
+              hit.access == HMAF_ACCESS_READ_WRITE && hit.len == 0x200);
+    }
+    /* Evicted by two newer ones (the bound is 2), then back. */
+    add(&rc, 3, 0x4000, 0x100, 0);
+    add(&rc, 4, 0x5000, 0x100, 1);
+    CHECK_EQ(released_ids(&log, 1, 2, 1), 1u << 2);
+    CHECK(find_hinted(&rc, reader, 0x1010, now, &hit) == NULL);
+    r = region(5, 0x1000, 0x80, 0);
+    CHECK_EQ(hmaf__regcache_insert(&rc, r, NULL), HMAF_REGCACHE_ADDED);
+    for (int i = 0; i < 2; i++) {
+        CHECK(find_hinted(&rc, reader, 0x1010, now, &hit) == r);
+        CHECK(hit_matches(r, &hit) && hit.rmem == fake_rmem(5) &&
+              hit.access == HMAF_ACCESS_READ);
+    }
+    CHECK(find_hinted(&rc, reader, 0x1090, now, &hit) == NULL); /* shorter */
+    hmaf__regcache_fini(&rc);
+}
+
+/* A hint serves within the tick its lookup stamped the leaf at; then the
+ * tree is asked again, so a region a thread keeps to still counts as used
+ * for the LRU order. */
+static void test_hint_keeps_stamping(void)
+{
+    struct hmaf__regcache rc;
+    struct released log;
+    struct hmaf__reader *reader;
+    struct hmaf__rc_hit hit;
+    uint64_t now = fake_now++;
+
+    init(&rc, &log, 3, UINT64_MAX);
+    CHECK_OK(hmaf__reader_get(&rc.readers, &reader));
+    add(&rc, 1, 0x1000, 0x100, 0);
+    add(&rc, 2, 0x2000, 0x100, 0);
+    add(&rc, 3, 0x3000, 0x100, 0);
+    CHECK_EQ(find_hinted(&rc, reader, 0x1000, now, &hit)->id, 1);
+    CHECK_EQ(find(&rc, 0x2000), 2); /* later, and not through the hint */
+    CHECK_EQ(find(&rc, 0x3000), 3);
+    now = fake_now++;
+    for (int i = 0; i < 3; i++) { /* 1 again, with the hint it left */
+        CHECK_EQ(find_hinted(&rc, reader, 0x1000 + i, now, &hit)->id, 1);
+    }
+    add(&rc, 4, 0x4000, 0x100, 1); /* 2 is the least recently used */
+    CHECK_EQ(released_ids(&log, 0, 1, 1), 1u << 2);
+    hmaf__regcache_fini(&rc);
+}
+
 /* ---- 100,000 regions against a model ---- */
 
 /* Slot i may hold the region [MODEL_BASE + i * MODEL_STRIDE, + len[i]),
@@ -607,12 +717,14 @@ static void model_find(size_t slot, uint64_t off, int hinted)
     uint64_t now = fake_now++, addr = slot_base(slot) + off;
     struct hmaf__reader *reader;
     struct hmaf__region *r;
+    struct hmaf__rc_hit found;
     int hit = m.present[slot] && off < m.len[slot];
 
     CHECK_OK(hmaf__regcache_enter(&m.rc, &reader));
-    r = hinted ? hmaf__regcache_find_hinted(&m.rc, reader, addr, now)
-               : hmaf__regcache_find(&m.rc, addr, now);
+    r = hinted ? hmaf__regcache_find_hinted(&m.rc, reader, addr, now, &found)
+               : hmaf__regcache_find(&m.rc, addr, now, &found);
     CHECK_EQ(r == NULL ? 0 : r->id, hit ? slot + 1 : 0);
+    CHECK(r == NULL || hit_matches(r, &found));
     hmaf__regcache_exit(reader);
     if (hit) {
         m.used[slot] = now;
@@ -753,13 +865,15 @@ static void *live_reader(void *arg)
         size_t slot = x % LIVE_SLOTS;
         uint64_t addr = slot_base(slot) + (x >> 32) % 64;
         struct hmaf__region *r;
+        struct hmaf__rc_hit hit;
         hmaf__reader_enter(reader);
-        r = i & 1 ? hmaf__regcache_find_hinted(&live, reader, addr, i)
-                  : hmaf__regcache_find(&live, addr, i);
+        r = i & 1 ? hmaf__regcache_find_hinted(&live, reader, addr, i, &hit)
+                  : hmaf__regcache_find(&live, addr, i, &hit);
         if (r != NULL) {
             hits++;
             if (atomic_load(&((struct live_region *)r)->released) ||
-                r->id != slot + 1 || addr - r->iv.base >= r->iv.len) {
+                r->id != slot + 1 || addr - r->iv.base >= r->iv.len ||
+                !hit_matches(r, &hit)) {
                 atomic_fetch_add(&live_bad, 1);
             }
         }
@@ -789,6 +903,7 @@ static void live_writer(long ops)
         lr->r.iv.base = slot_base(slot);
         lr->r.iv.len = 64;
         lr->r.last_used = fake_now++;
+        lr->r.rmem = fake_rmem(lr->r.id);
         if (hmaf__regcache_insert(&live, &lr->r, NULL) != HMAF_REGCACHE_ADDED) {
             free(lr);
         }
@@ -880,6 +995,7 @@ static double lookup_ns(const uint32_t *slots, size_t n, int hinted)
     enum { LOOKUPS = 2000000 };
     struct hmaf__regcache rc;
     struct hmaf__reader *reader;
+    struct hmaf__rc_hit hit;
     uint64_t x = 88172645463325252ull, found = 0;
     double t0, t;
 
@@ -891,8 +1007,9 @@ static double lookup_ns(const uint32_t *slots, size_t n, int hinted)
     for (int i = 0; i < LOOKUPS; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         uint64_t addr = slot_base(slots[x % n]) + (x >> 40) % 64;
-        found += (hinted ? hmaf__regcache_find_hinted(&rc, reader, addr, 1)
-                         : hmaf__regcache_find(&rc, addr, 1)) != NULL;
+        found +=
+            (hinted ? hmaf__regcache_find_hinted(&rc, reader, addr, 1, &hit)
+                    : hmaf__regcache_find(&rc, addr, 1, &hit)) != NULL;
     }
     t = now_s() - t0;
     hmaf__regcache_exit(reader);
@@ -950,6 +1067,8 @@ int main(void)
     test_lru_by_bytes();
     test_release_flags();
     test_epoch();
+    test_fields_of_a_region_back();
+    test_hint_keeps_stamping();
     test_model_100k();
     test_model_evictions(20000, 20000ull * 1500, 300000);
     test_model_evictions(64, UINT64_MAX, 100000);

@@ -53,15 +53,12 @@ struct cma_ctx {
     struct cma_split split; /* dpu: helper threads for large transfers */
 };
 
+/* A small transfer finds the peer's pid here, not in the imported range:
+ * the core keeps what a hit needs of a range in its region cache's
+ * leaves, and the range itself is, among many, one more cold page after
+ * a system call flushed the TLB; the ep's stays warm. */
 struct cma_ep {
     struct hmaf_engine_ep base;
-    pid_t peer;
-};
-
-/* An imported range names its peer itself: a small transfer finds the pid
- * beside the region the core just looked up, not on the ep's own line. */
-struct cma_rmem {
-    struct hmaf_engine_rmem base;
     pid_t peer;
 };
 
@@ -203,10 +200,7 @@ static int cma_mem_export(struct hmaf_engine_mem *mem, void *buf, size_t cap,
 static int cma_rmem_import(struct hmaf_engine_rmem *rmem, const void *blob,
                            size_t len)
 {
-    struct cma_rmem *crm = hmaf__container_of(rmem, struct cma_rmem, base);
-
-    (void)blob;
-    crm->peer = hmaf__container_of(rmem->ep, struct cma_ep, base)->peer;
+    (void)rmem, (void)blob;
     return len == 0 ? 0 : HMAF_EPROTO;
 }
 
@@ -384,11 +378,10 @@ static HMAF_HOT int cma_move_one(struct hmaf_engine_ep *ep,
                                  enum hmaf_xfer_op op,
                                  const struct hmaf_xfer *x)
 {
-    const struct cma_rmem *crm =
-        hmaf__container_of(x->rmem, struct cma_rmem, base);
+    const struct cma_ep *cep = hmaf__container_of(ep, struct cma_ep, base);
     struct iovec local = {x->local, x->len};
     struct iovec remote = {(void *)(uintptr_t)x->remote_addr, x->len};
-    ssize_t n = cma_syscall(crm->peer, op, &local, 1, &remote, 1);
+    ssize_t n = cma_syscall(cep->peer, op, &local, 1, &remote, 1);
 
     if (hmaf__likely(n == (ssize_t)x->len)) {
         return 0;
@@ -484,7 +477,7 @@ const struct hmaf_engine_ops hmaf_engine_cma = {
     .ctx_size = sizeof(struct cma_ctx),
     .ep_size = sizeof(struct cma_ep),
     .mem_size = sizeof(struct hmaf_engine_mem),
-    .rmem_size = sizeof(struct cma_rmem),
+    .rmem_size = sizeof(struct hmaf_engine_rmem),
     .probe = cma_probe,
     .ctx_open = cma_ctx_open,
     .ctx_close = cma_ctx_close,
