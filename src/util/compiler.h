@@ -21,4 +21,8 @@
  * PCID), every page a call touches after its transfer costs a page walk. */
 #define HMAF_HOT __attribute__((hot))
 
+/* Thread-local, initial-exec: a plain %fs-relative access, not a
+ * __tls_get_addr call. */
+#define HMAF_TLS _Thread_local __attribute__((tls_model("initial-exec")))
+
 #endif
