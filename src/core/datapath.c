@@ -20,7 +20,8 @@
  * Posted requests on an asynchronous engine (request.c) take steps of
  * their own, at the end of this file.
  *
- * A cache hit costs a coarse clock read, a region lookup (none when the
+ * A cache hit costs a coarse clock read (mostly the thread's last one,
+ * util/clock.h), a region lookup (none when the
  * thread's last region covers it) and plain stores to this thread's own
  * slot: no lock, no locked instruction, and no system call besides the
  * transfer itself.
@@ -281,7 +282,7 @@ one_step_region(struct hmaf_session *s, struct hmaf__reader *reader,
                 enum hmaf_xfer_op op, const struct hmaf_xfer *x,
                 struct hmaf__rc_hit *hit_out)
 {
-    uint64_t now = hmaf__coarse_now_ns();
+    uint64_t now = hmaf__coarse_now_ns_cached();
 
     if (atomic_load_explicit(&s->dead, memory_order_relaxed) ||
         look_due(s, now)) {
@@ -449,7 +450,7 @@ static enum step step_begin(struct xfer_call *c, uint32_t cap, int *carry_out)
     if (err != 0) {
         return step_failed(c, err);
     }
-    c->now = hmaf__coarse_now_ns();
+    c->now = hmaf__coarse_now_ns_cached();
     return look_due(c->s, c->now) ? plan_look(c, cap, carry_out) : STEP_MOVED;
 }
 

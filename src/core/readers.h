@@ -96,8 +96,6 @@ struct hmaf__reader_cache_entry {
     struct hmaf__reader *reader;
 };
 #define HMAF_READER_CACHE 8
-/* initial-exec: a plain %fs-relative access, not a __tls_get_addr call. */
-#define HMAF_TLS _Thread_local __attribute__((tls_model("initial-exec")))
 extern HMAF_TLS struct hmaf__reader_cache_entry
     hmaf__reader_cache[HMAF_READER_CACHE];
 

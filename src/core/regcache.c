@@ -8,14 +8,7 @@
 
 #include "util/compiler.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define RC_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define RC_ASAN 1
-#endif
-#endif
-#ifdef RC_ASAN
+#ifdef HMAF_ASAN
 /* A spare node is poisoned: a reader that reached one is reported as if
  * it had been freed. */
 #include <sanitizer/asan_interface.h>
