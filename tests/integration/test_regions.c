@@ -10,6 +10,11 @@
  *                       misses' REGISTERs give the regions back
  *   test_regions idle   a session evicts, then stops missing: its watch
  *                       thread gives the evicted regions back
+ *   test_regions idle-stopped  the same with the host stopped: the watch
+ *                       thread's DEREGISTER waits unanswered, and
+ *                       hmaf_session_destroy() still returns without
+ *                       waiting for it (session.h: it never waits on the
+ *                       host)
  *
  * The counters of both sides must agree. What the calls cost is printed
  * (per registration early and late, per miss against a ping), never
@@ -19,8 +24,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "target.h"
@@ -287,6 +294,41 @@ static void test_idle(void)
     CHECK_EQ(target_stop(&t), 0);
 }
 
+/* A watchdog far below the session's rpc_timeout_ms: a destroy that
+ * waited for the stopped host's answer would be killed by it. */
+enum { STOPPED_RPC_TIMEOUT_MS = 60000, STOPPED_WATCHDOG_S = 20 };
+
+static void test_idle_stopped(void)
+{
+    enum { BOUND = 8, READS = BOUND + 1 };
+    struct target t;
+    hmaf_session_params_t p;
+    hmaf_session_stats_t st;
+    uint64_t base;
+    hmaf_session_t *s;
+
+    start_host(&t, 64);
+    target_session_params(&t, &p);
+    p.cache_max_regions = BOUND;
+    p.rpc_timeout_ms = STOPPED_RPC_TIMEOUT_MS;
+    s = target_connect_params(&p);
+    CHECK_OK(hmaf_session_lookup(s, "many", &base, NULL));
+    for (size_t i = 0; i < READS; i++) {
+        read_region(s, base, i);
+    }
+    CHECK_OK(hmaf_session_stats(s, &st));
+    CHECK_EQ(st.evictions, 2);
+    CHECK_EQ(kill(t.pid, SIGSTOP), 0);
+    /* Two watch turns (250 ms each by default): the give-back is sent
+     * and waits for an answer that cannot come. */
+    nanosleep(&(struct timespec){0, 700000000}, NULL);
+    alarm(STOPPED_WATCHDOG_S);
+    hmaf_session_destroy(s);
+    alarm(0);
+    CHECK_EQ(kill(t.pid, SIGCONT), 0);
+    CHECK_EQ(target_stop(&t), 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "100k") == 0) {
@@ -295,8 +337,10 @@ int main(int argc, char **argv)
         test_cycle();
     } else if (argc == 2 && strcmp(argv[1], "idle") == 0) {
         test_idle();
+    } else if (argc == 2 && strcmp(argv[1], "idle-stopped") == 0) {
+        test_idle_stopped();
     } else {
-        fprintf(stderr, "usage: test_regions 100k|cycle|idle\n");
+        fprintf(stderr, "usage: test_regions 100k|cycle|idle|idle-stopped\n");
         return 1;
     }
     printf("test_regions %s: ok\n", argv[1]);
