@@ -34,6 +34,26 @@ size_t target_mismatch(const void *buf, size_t len, uint64_t first,
     return len;
 }
 
+int target_read_random(hmaf_session_t *s, uint64_t base, uint64_t span,
+                       unsigned salt, uint64_t *state)
+{
+    uint64_t x = *state, off;
+    uint8_t buf[64];
+    int ret;
+
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    *state = x;
+    off = x % (span - sizeof(buf));
+    ret = hmaf_session_read(s, buf, base + off, sizeof(buf));
+    if (ret == 0 && target_mismatch(buf, sizeof(buf), off, salt) !=
+                        sizeof(buf)) {
+        fprintf(stderr, "read at +%llu: wrong bytes\n",
+                (unsigned long long)off);
+        return 1;
+    }
+    return ret;
+}
+
 /* Wait for the parent's next command; an agent without its own thread is
  * driven from here meanwhile, as an application's event loop would. */
 static int next_command(hmaf_agent_t *agent, int threaded, int cmd_fd,

@@ -62,6 +62,12 @@ void target_fill(void *buf, size_t len, uint64_t first, unsigned salt);
 /* Index of the first byte of buf that is not the pattern, or len. */
 size_t target_mismatch(const void *buf, size_t len, uint64_t first,
                        unsigned salt);
+/* A 64 B read at a random offset below span from base (the offset from
+ * a xorshift step of *state, each thread its own), checked against the
+ * pattern of salt laid from base on: 0; the read's error; or 1 for wrong
+ * bytes (reported on stderr). */
+int target_read_random(hmaf_session_t *s, uint64_t base, uint64_t span,
+                       unsigned salt, uint64_t *state);
 /* buf holds the pattern from byte first on (check.h's report on failure). */
 #define CHECK_PATTERN(buf, len, first, salt)                                   \
     CHECK_EQ(target_mismatch((buf), (len), (first), (salt)), (len))
