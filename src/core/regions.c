@@ -183,13 +183,28 @@ static void unqueue_older_locked(struct hmaf__give_queue *q, uint64_t epoch)
     }
 }
 
+/* The whole queue, left empty. */
+static struct hmaf__region *take_all(struct hmaf__give_queue *q)
+{
+    struct hmaf__region *list = q->head;
+
+    *q = (struct hmaf__give_queue){.queued = 0};
+    return list;
+}
+
 void hmaf__session_drop_evicted(struct hmaf_session *s)
 {
     struct hmaf__region *list;
 
+    /* A forked child's copy has no other thread, but its lock is as the
+     * fork found it: maybe held, for ever, by a thread of the parent's
+     * that the child does not have. */
+    if (s->orphan) {
+        free_regions(take_all(&s->to_give));
+        return;
+    }
     pthread_mutex_lock(&s->give_lock);
-    list = s->to_give.head;
-    s->to_give = (struct hmaf__give_queue){.queued = 0};
+    list = take_all(&s->to_give);
     pthread_mutex_unlock(&s->give_lock);
     free_regions(list);
 }
