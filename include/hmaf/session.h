@@ -218,7 +218,10 @@ HMAF_API int hmaf_session_lookup(hmaf_session_t *session, const char *name,
  *         HMAF_EOVERFLOW also when remote_addr + len exceeds UINT64_MAX,
  *         HMAF_ECONNRESET (host gone; doca: also the DMA context stopped
  *         after a fatal task error, which ends the session),
- *         HMAF_ETIMEDOUT, HMAF_EPERM,
+ *         HMAF_ETIMEDOUT (no answer in rpc_timeout_ms; also a miss
+ *         whose every answer a newer revocation outdated before it was
+ *         cached, for rpc_timeout_ms: a host that revokes without pause
+ *         can starve a miss that long), HMAF_EPERM,
  *         HMAF_ENOSPC (too many threads on this session, a region cache
  *         far too small for them, or the engine's export descriptor for
  *         the region exceeds its max_blob: doca, 1280 bytes),
