@@ -23,6 +23,7 @@
 #include "check.h"
 #include "core/session_int.h"
 #include "proto/mailbox.h"
+#include "raw_slot.h"
 #include "target.h"
 
 #define PIECE     4096u
@@ -74,60 +75,6 @@ static int command(hmaf_agent_t *agent, int cmd, void *arg)
 
 static struct target target;
 static uint64_t base;
-
-/* ---- raw slot traffic (the last slot: the session's client uses 0) ---- */
-
-struct raw {
-    uint64_t slot;
-    uint32_t seq;
-};
-
-static void poke(uint64_t addr, const void *p, size_t len)
-{
-    struct iovec l = {(void *)p, len}, r = {(void *)(uintptr_t)addr, len};
-
-    CHECK_EQ(process_vm_writev(target.pid, &l, 1, &r, 1, 0), (ssize_t)len);
-}
-
-static void peek(uint64_t addr, void *p, size_t len)
-{
-    struct iovec l = {p, len}, r = {(void *)(uintptr_t)addr, len};
-
-    CHECK_EQ(process_vm_readv(target.pid, &l, 1, &r, 1, 0), (ssize_t)len);
-}
-
-static void raw_init(struct raw *raw, hmaf_session_t *s)
-{
-    raw->slot = s->mbox.base + hmaf__mbox_slot_offset(s->mbox.nslots - 1);
-    raw->seq = 1000;
-}
-
-/* One request of `len` bytes, `claimed` in the request word; the status,
- * and the answer's payload to resp (when not NULL). */
-static int raw_call(struct raw *raw, uint8_t op, const void *payload,
-                    uint16_t len, uint16_t claimed, void *resp,
-                    uint16_t *resp_len)
-{
-    uint32_t seq = raw->seq++;
-    uint64_t word = hmaf__mbox_req_word(seq, op, claimed);
-
-    if (len > 0) {
-        poke(raw->slot + HMAF_MBOX_REQ_PAYLOAD, payload, len);
-    }
-    poke(raw->slot + HMAF_MBOX_REQ_WORD, &word, 8);
-    for (;;) {
-        uint64_t answer;
-        peek(raw->slot + HMAF_MBOX_RESP_WORD, &answer, 8);
-        if (hmaf__mbox_word_seq(answer) != seq) {
-            continue;
-        }
-        if (resp != NULL) {
-            *resp_len = hmaf__mbox_resp_len(answer);
-            peek(raw->slot + HMAF_MBOX_RESP_PAYLOAD, resp, *resp_len);
-        }
-        return hmaf__mbox_resp_status(answer);
-    }
-}
 
 static struct hmaf_resp_register raw_register(struct raw *raw, uint64_t addr)
 {
@@ -298,7 +245,7 @@ static void killed_liar(unsigned delay_us)
         target_session_params(&target, &p);
         p.cache_max_regions = 2 * exposures;
         s = target_connect_params(&p);
-        raw_init(&raw, s);
+        raw_init(&raw, target.pid, s);
         for (unsigned i = 0; i < exposures; i++) {
             (void)hmaf_session_read(s, tmp, base + i * PIECE, sizeof(tmp));
         }
@@ -349,7 +296,7 @@ int main(void)
     /* Every exposure is held: a fresh session makes no registration. */
     CHECK_EQ(fresh_registrations(), 0);
     liar = target_connect(&target);
-    raw_init(&raw, liar);
+    raw_init(&raw, target.pid, liar);
     for (unsigned i = 0; i < HMAF_DEREGISTER_IDS_MAX; i++) {
         /* The ids of exposures only the victim holds: learnt from
          * answers of our own, given back at once. */

@@ -22,6 +22,7 @@
 #include "check.h"
 #include "core/session_int.h"
 #include "proto/mailbox.h"
+#include "raw_slot.h"
 #include "target.h"
 
 #define PIECE     4096u
@@ -71,51 +72,6 @@ static int command(hmaf_agent_t *agent, int cmd, void *arg)
 static struct target target;
 static uint64_t base;
 
-/* ---- raw slot traffic (the last slot: the session's client uses 0) ---- */
-
-struct raw {
-    uint64_t slot;
-    uint32_t seq;
-};
-
-static void poke(uint64_t addr, const void *p, size_t len)
-{
-    struct iovec l = {(void *)p, len}, r = {(void *)(uintptr_t)addr, len};
-
-    CHECK_EQ(process_vm_writev(target.pid, &l, 1, &r, 1, 0), (ssize_t)len);
-}
-
-static void peek(uint64_t addr, void *p, size_t len)
-{
-    struct iovec l = {p, len}, r = {(void *)(uintptr_t)addr, len};
-
-    CHECK_EQ(process_vm_readv(target.pid, &l, 1, &r, 1, 0), (ssize_t)len);
-}
-
-static int raw_call(struct raw *raw, uint8_t op, const void *payload,
-                    uint16_t len, void *resp, uint16_t *resp_len)
-{
-    uint32_t seq = raw->seq++;
-    uint64_t word = hmaf__mbox_req_word(seq, op, len);
-
-    if (len > 0) {
-        poke(raw->slot + HMAF_MBOX_REQ_PAYLOAD, payload, len);
-    }
-    poke(raw->slot + HMAF_MBOX_REQ_WORD, &word, 8);
-    for (;;) {
-        uint64_t answer;
-        peek(raw->slot + HMAF_MBOX_RESP_WORD, &answer, 8);
-        if (hmaf__mbox_word_seq(answer) != seq) {
-            continue;
-        }
-        if (resp != NULL) {
-            *resp_len = hmaf__mbox_resp_len(answer);
-            peek(raw->slot + HMAF_MBOX_RESP_PAYLOAD, resp, *resp_len);
-        }
-        return hmaf__mbox_resp_status(answer);
-    }
-}
-
 /* A REGISTER of addr giving back n ids of epoch; its answer. */
 static struct hmaf_resp_register raw_register(struct raw *raw, uint64_t addr,
                                               uint64_t epoch,
@@ -132,7 +88,7 @@ static struct hmaf_resp_register raw_register(struct raw *raw, uint64_t addr,
     }
     len = (uint16_t)hmaf__req_register_encode(&req, buf);
     CHECK(len > 0);
-    CHECK_OK(raw_call(raw, HMAF_OP_REGISTER, buf, len, resp, &resp_len));
+    CHECK_OK(raw_call(raw, HMAF_OP_REGISTER, buf, len, len, resp, &resp_len));
     CHECK_OK(hmaf__resp_register_decode(resp, resp_len, &out));
     return out;
 }
@@ -145,7 +101,7 @@ static int raw_deregister(struct raw *raw, uint64_t epoch, uint64_t id)
 
     req.region_id[0] = id;
     len = (uint16_t)hmaf__req_deregister_encode(&req, buf);
-    return raw_call(raw, HMAF_OP_DEREGISTER, buf, len, NULL, NULL);
+    return raw_call(raw, HMAF_OP_DEREGISTER, buf, len, len, NULL, NULL);
 }
 
 /* A fresh session reads every exposure: the REGISTERs it sends make new
@@ -276,8 +232,7 @@ int main(void)
     }
     CHECK_EQ(fresh_registrations(), 0);
     liar = target_connect(&target);
-    raw.slot = liar->mbox.base + hmaf__mbox_slot_offset(liar->mbox.nslots - 1);
-    raw.seq = 1000;
+    raw_init(&raw, target.pid, liar);
     for (unsigned i = 0; i < HMAF_REGISTER_GIVE_MAX; i++) {
         /* The ids of exposures only the victim holds: learnt from
          * answers of our own, given back at once. */
