@@ -15,8 +15,9 @@
  * stopped. 3: blobs in HELLO and WELCOME are length-prefixed and of
  * variable length (up to 1536 bytes), mailbox slots are 2048 bytes. 4: a
  * DEREGISTER gives back up to 29 regions of one epoch at once. 5: a
- * REGISTER may give back up to 27 regions of one epoch too. */
-#define HMAF_PROTOCOL_VERSION 5
+ * REGISTER may give back up to 27 regions of one epoch too. 6: requests
+ * of up to 1784 bytes, atomics, the host's heap, notifications both ways. */
+#define HMAF_PROTOCOL_VERSION 6
 
 #if defined(__GNUC__)
 #define HMAF_API __attribute__((visibility("default")))

@@ -147,6 +147,7 @@ static int send_request(struct hmaf__mbox_client *mb, uint32_t slot,
                         uint16_t req_len)
 {
     uint64_t at = hmaf__mbox_slot_offset(slot);
+    uint64_t payload_at = at + hmaf__mbox_req_payload_at(req_len);
     int ret = 0;
 
     if (req_len > 0 && (mb->ep->ctx->ops->flags & HMAF_ENGINE_ORDERED)) {
@@ -154,15 +155,15 @@ static int send_request(struct hmaf__mbox_client *mb, uint32_t slot,
         uint8_t buf[8];
         struct hmaf_wire w = hmaf__wire(buf, sizeof(buf));
         struct hmaf_xfer x[2] = {
-            mbox_piece(mb, (void *)req, at + HMAF_MBOX_REQ_PAYLOAD, req_len),
+            mbox_piece(mb, (void *)req, payload_at, req_len),
             mbox_piece(mb, buf, at + HMAF_MBOX_REQ_WORD, sizeof(buf))};
         hmaf__wire_put_u64(&w, hmaf__mbox_req_word(seq, op, req_len));
         return mbox_post(mb, HMAF_XFER_WRITE, x, 2);
     }
     /* Payload first and completed, then the word that publishes it. */
     if (req_len > 0) {
-        ret = mbox_xfer(mb, HMAF_XFER_WRITE, (void *)req,
-                        at + HMAF_MBOX_REQ_PAYLOAD, req_len);
+        ret = mbox_xfer(mb, HMAF_XFER_WRITE, (void *)req, payload_at,
+                        req_len);
     }
     if (ret == 0) {
         ret = mbox_write_u64(mb, at + HMAF_MBOX_REQ_WORD,
@@ -289,10 +290,14 @@ int hmaf__mbox_call(struct hmaf__mbox_client *mb, uint8_t op,
                     uint16_t resp_cap, uint16_t *resp_len_out)
 {
     uint32_t seq;
-    uint32_t slot = take_slot(mb, &seq);
+    uint32_t slot;
     uint64_t word = 0;
     int ret;
 
+    if (req_len > HMAF_MBOX_REQ_LONG_MAX) {
+        return HMAF_EINVAL;
+    }
+    slot = take_slot(mb, &seq);
     ret = send_request(mb, slot, seq, op, req, req_len);
     if (ret == 0) {
         ret = await_response(mb, slot, seq, &word);

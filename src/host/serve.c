@@ -20,7 +20,7 @@ struct request {
     uint32_t seq;
     uint8_t op;
     uint16_t len;
-    uint8_t payload[HMAF_MBOX_REQ_MAX];
+    uint8_t payload[HMAF_MBOX_REQ_LONG_MAX];
 };
 
 struct response {
@@ -51,9 +51,10 @@ static int take_request(struct agent_session *s, uint32_t slot,
     req->seq = seq;
     req->op = hmaf__mbox_req_op(word);
     req->len = hmaf__mbox_req_len(word);
-    if (req->len <= HMAF_MBOX_REQ_MAX) {
+    if (req->len <= HMAF_MBOX_REQ_LONG_MAX) {
         memcpy(req->payload,
-               s->mbox + hmaf__mbox_slot_offset(slot) + HMAF_MBOX_REQ_PAYLOAD,
+               s->mbox + hmaf__mbox_slot_offset(slot) +
+                   hmaf__mbox_req_payload_at(req->len),
                req->len);
     }
     return 1;
@@ -171,7 +172,7 @@ static void end_given_back(struct hmaf_agent *a, struct agent_session *s,
 {
     struct hmaf_req_register r;
 
-    if (req->op != HMAF_OP_REGISTER || req->len > HMAF_MBOX_REQ_MAX ||
+    if (req->op != HMAF_OP_REGISTER || req->len > HMAF_MBOX_REQ_LONG_MAX ||
         hmaf__req_register_decode(req->payload, req->len, &r) < 0) {
         return;
     }
@@ -225,7 +226,7 @@ static int serve_lookup(struct hmaf_agent *a, const struct request *req,
 static int dispatch(struct hmaf_agent *a, struct agent_session *s,
                     const struct request *req, struct response *resp)
 {
-    if (req->len > HMAF_MBOX_REQ_MAX) {
+    if (req->len > HMAF_MBOX_REQ_LONG_MAX) {
         return HMAF_EPROTO;
     }
     switch (req->op) {

@@ -10,6 +10,11 @@
  *     +256  response word (host-written) +264 response payload
  *   (slots of 2048 bytes: a REGISTER answer carries an export blob of up
  *   to HMAF_BLOB_MAX bytes)
+ *   A request longer than HMAF_MBOX_REQ_MAX bytes (a batch of atomics, of
+ *   frees) is written at +264 instead, up to HMAF_MBOX_REQ_LONG_MAX bytes:
+ *   the agent copies it out before it writes its answer there.
+ *   [32, 48) of the header, host-written: the host's rings of this session
+ *   (a count, then the latest value; notify.h)
  *
  * A request word is seq (bits 0-31, never 0) | op (32-39) | payload length
  * (40-55). The dpu side writes the payload, waits for that write to
@@ -29,8 +34,10 @@
 #include "proto/handshake.h"
 
 #define HMAF_MBOX_MAGIC 0x584f424du /* bytes "MBOX" read as little-endian */
-#define HMAF_MBOX_VERSION 2 /* 2: 2048-byte slots */
+#define HMAF_MBOX_VERSION 3 /* 2: 2048-byte slots; 3: long requests, rings */
 #define HMAF_MBOX_HEADER_EPOCH 24 /* offset of the revocation epoch */
+#define HMAF_MBOX_HEADER_RING_COUNT 32 /* rings of the host, ever */
+#define HMAF_MBOX_HEADER_RING_VALUE 40 /* the latest ring's value */
 #define HMAF_MBOX_ACK_OFFSET 64
 #define HMAF_MBOX_SLOTS_OFFSET 128
 #define HMAF_MBOX_SLOT_SIZE 2048
@@ -40,6 +47,7 @@
 #define HMAF_MBOX_RESP_WORD 256
 #define HMAF_MBOX_RESP_PAYLOAD 264
 #define HMAF_MBOX_RESP_MAX (HMAF_MBOX_SLOT_SIZE - HMAF_MBOX_RESP_PAYLOAD)
+#define HMAF_MBOX_REQ_LONG_MAX HMAF_MBOX_RESP_MAX
 #define HMAF_MBOX_MAX_SLOTS 256
 
 enum hmaf_mbox_op {
@@ -47,7 +55,18 @@ enum hmaf_mbox_op {
     HMAF_OP_REGISTER = 2,
     HMAF_OP_DEREGISTER = 3,
     HMAF_OP_LOOKUP = 4,
+    HMAF_OP_ATOMIC = 5, /* atomic.h: a batch performed by the agent */
+    HMAF_OP_ALLOC = 6,  /* heap.h: blocks of the host's heap */
+    HMAF_OP_FREE = 7,   /* heap.h: blocks given back, in a batch */
+    HMAF_OP_NOTIFY = 8, /* notify.h: the dpu side rings the host */
 };
+
+/* Where a request of this payload length sits in its slot. */
+static inline uint64_t hmaf__mbox_req_payload_at(uint16_t payload_len)
+{
+    return payload_len <= HMAF_MBOX_REQ_MAX ? HMAF_MBOX_REQ_PAYLOAD
+                                            : HMAF_MBOX_RESP_PAYLOAD;
+}
 
 static inline uint64_t hmaf__mbox_req_word(uint32_t seq, uint8_t op,
                                            uint16_t payload_len)
