@@ -113,6 +113,13 @@ void hmaf__mbox_client_fini(struct hmaf__mbox_client *mb)
     free(mb->seq);
 }
 
+static uint32_t next_seq(struct hmaf__mbox_client *mb, uint32_t slot)
+{
+    /* Sequence numbers skip 0 so a zeroed slot never looks answered. */
+    mb->seq[slot] = mb->seq[slot] + 1 == 0 ? 1 : mb->seq[slot] + 1;
+    return mb->seq[slot];
+}
+
 static uint32_t take_slot(struct hmaf__mbox_client *mb, uint32_t *seq_out)
 {
     uint32_t slot;
@@ -127,9 +134,7 @@ static uint32_t take_slot(struct hmaf__mbox_client *mb, uint32_t *seq_out)
         pthread_cond_wait(&mb->slot_freed, &mb->lock);
     }
     mb->busy[slot] = 1;
-    /* Sequence numbers skip 0 so a zeroed slot never looks answered. */
-    mb->seq[slot] = mb->seq[slot] + 1 == 0 ? 1 : mb->seq[slot] + 1;
-    *seq_out = mb->seq[slot];
+    *seq_out = next_seq(mb, slot);
     pthread_mutex_unlock(&mb->lock);
     return slot;
 }
@@ -308,6 +313,81 @@ int hmaf__mbox_call(struct hmaf__mbox_client *mb, uint8_t op,
     }
     give_slot(mb, slot);
     return ret;
+}
+
+int hmaf__mbox_hold_slot(struct hmaf__mbox_client *mb, uint32_t *slot_out)
+{
+    uint32_t slot = 0;
+    int ret = HMAF_EBUSY;
+
+    pthread_mutex_lock(&mb->lock);
+    if (mb->held < mb->nslots / 2) {
+        for (slot = 0; slot < mb->nslots && mb->busy[slot]; slot++) {
+        }
+        if (slot < mb->nslots) {
+            mb->busy[slot] = 1;
+            mb->held++;
+            ret = 0;
+        }
+    }
+    pthread_mutex_unlock(&mb->lock);
+    *slot_out = slot;
+    return ret;
+}
+
+void hmaf__mbox_release_slot(struct hmaf__mbox_client *mb, uint32_t slot)
+{
+    pthread_mutex_lock(&mb->lock);
+    mb->held--;
+    mb->busy[slot] = 0;
+    pthread_cond_signal(&mb->slot_freed);
+    pthread_mutex_unlock(&mb->lock);
+}
+
+int hmaf__mbox_send(struct hmaf__mbox_client *mb, uint32_t slot, uint8_t op,
+                    const void *req, uint16_t req_len,
+                    struct hmaf__mbox_pending *p)
+{
+    if (req_len > HMAF_MBOX_REQ_LONG_MAX) {
+        return HMAF_EINVAL;
+    }
+    pthread_mutex_lock(&mb->lock);
+    p->seq = next_seq(mb, slot);
+    pthread_mutex_unlock(&mb->lock);
+    p->slot = slot;
+    p->start_ns = hmaf__now_ns();
+    p->polls = 0;
+    return send_request(mb, slot, p->seq, op, req, req_len);
+}
+
+int hmaf__mbox_poll(struct hmaf__mbox_client *mb,
+                    struct hmaf__mbox_pending *p, void *resp,
+                    uint16_t resp_cap, uint16_t *resp_len_out)
+{
+    uint64_t at = hmaf__mbox_slot_offset(p->slot) + HMAF_MBOX_RESP_WORD;
+    uint64_t word = 0;
+    uint64_t waited;
+    int ret = mbox_read_u64(mb, at, &word);
+
+    if (ret < 0) {
+        return ret;
+    }
+    if (hmaf__mbox_word_seq(word) == p->seq) {
+        return read_response(mb, p->slot, word, resp,
+                             resp == NULL ? 0 : resp_cap, resp_len_out);
+    }
+    waited = hmaf__now_ns() - p->start_ns;
+    if ((++p->polls % POLLS_PER_LIVENESS_CHECK == 0 ||
+         waited >= WAIT_YIELD_NS) &&
+        hmaf__channel_peer_gone(mb->channel)) {
+        return HMAF_ECONNRESET;
+    }
+    if (waited >= (uint64_t)mb->timeout_ms * 1000000u) {
+        hmaf__log_warn("mailbox slot %u: no answer in %d ms", p->slot,
+                       mb->timeout_ms);
+        return HMAF_ETIMEDOUT;
+    }
+    return HMAF_EINPROGRESS;
 }
 
 int hmaf__mbox_read_epoch(struct hmaf__mbox_client *mb, uint64_t *epoch_out)

@@ -35,6 +35,7 @@ struct hmaf__mbox_client {
     struct hmaf__spin_budget spin; /* how long a wait for an answer spins */
     pthread_mutex_t lock;
     pthread_cond_t slot_freed;
+    uint32_t held;  /* slots posted requests hold (at most nslots / 2) */
     uint8_t *busy;  /* per slot */
     uint32_t *seq;  /* per slot: last sequence number used */
 };
@@ -60,6 +61,34 @@ void hmaf__mbox_client_fini(struct hmaf__mbox_client *mb);
  */
 int hmaf__mbox_call(struct hmaf__mbox_client *mb, uint8_t op,
                     const void *req, uint16_t req_len, void *resp,
+                    uint16_t resp_cap, uint16_t *resp_len_out);
+
+/*
+ * Requests sent without waiting for the answer (atomic.h's posted
+ * batches). A posted request holds its slot from hold to release; the
+ * slot may carry several requests one after another. Posted requests hold
+ * at most half the slots, so blocking calls always find one in the end.
+ */
+struct hmaf__mbox_pending {
+    uint32_t slot;
+    uint32_t seq;      /* of the request in flight */
+    uint64_t start_ns; /* when it was sent */
+    unsigned polls;
+};
+
+/* A slot for posted requests: 0, or HMAF_EBUSY when they hold their
+ * share already (never waits). */
+int hmaf__mbox_hold_slot(struct hmaf__mbox_client *mb, uint32_t *slot_out);
+void hmaf__mbox_release_slot(struct hmaf__mbox_client *mb, uint32_t slot);
+/* Send one request in a held slot. 0 or a transport error. */
+int hmaf__mbox_send(struct hmaf__mbox_client *mb, uint32_t slot, uint8_t op,
+                    const void *req, uint16_t req_len,
+                    struct hmaf__mbox_pending *p);
+/* One look at its answer: HMAF_EINPROGRESS while there is none; else as
+ * hmaf__mbox_call() (HMAF_ETIMEDOUT once timeout_ms passed since the
+ * send). */
+int hmaf__mbox_poll(struct hmaf__mbox_client *mb,
+                    struct hmaf__mbox_pending *p, void *resp,
                     uint16_t resp_cap, uint16_t *resp_len_out);
 
 /* Read the host's revocation epoch; write our acknowledgement of one. */

@@ -47,7 +47,8 @@
 #include "core/session_int.h"
 #include "util/compiler.h"
 
-enum req_state { REQ_FREE, REQ_PENDING, REQ_INFLIGHT, REQ_DONE };
+/* REQ_ATOMIC: a posted batch of atomics (atomic.c), in the mailbox. */
+enum req_state { REQ_FREE, REQ_PENDING, REQ_INFLIGHT, REQ_DONE, REQ_ATOMIC };
 
 /* Transfers of one request handed to an asynchronous engine, at most. */
 #define ASYNC_XFERS 16
@@ -64,6 +65,7 @@ struct queued_req {
     uint32_t first_seg; /* while pending: its segments in queue->segs */
     uint32_t nsegs;
     uint64_t bytes; /* in flight: counted when it succeeds */
+    struct hmaf__atomic_post *atomic; /* REQ_ATOMIC: the batch */
 };
 
 struct queue {
@@ -225,6 +227,18 @@ void hmaf__request_drain(void *session)
     pthread_mutex_unlock(&s->queues_lock);
 }
 
+/* Posted atomics whose handles go with their queue: their mailbox
+ * slots come back (a late answer there names an old sequence number). */
+static void drop_atomics(struct hmaf_session *s, struct queue *q)
+{
+    for (uint32_t i = 0; q != NULL && i < q->window; i++) {
+        if (q->reqs[i].state == REQ_ATOMIC) {
+            hmaf__atomic_post_drop(s, q->reqs[i].atomic);
+            q->reqs[i].state = REQ_FREE;
+        }
+    }
+}
+
 /* A queue for a slot new to this thread; what an exited thread left in
  * flight is waited for first (the engine still writes its batches). */
 static struct queue *replace_queue(struct hmaf_session *s,
@@ -238,6 +252,7 @@ static struct queue *replace_queue(struct hmaf_session *s,
     }
     pthread_mutex_lock(&s->queues_lock);
     drain_queue(s, r->queue);
+    drop_atomics(s, r->queue);
     free_queue(r->queue);
     r->queue = q;
     pthread_mutex_unlock(&s->queues_lock);
@@ -280,6 +295,7 @@ my_queue(struct hmaf_session *s, struct queue **q_out)
 void hmaf__request_queues_free(struct hmaf_session *s)
 {
     for (int i = 0; i < HMAF_READER_SLOTS; i++) {
+        drop_atomics(s, s->cache.readers.slot[i].queue);
         free_queue(s->cache.readers.slot[i].queue);
         s->cache.readers.slot[i].queue = NULL;
     }
@@ -501,6 +517,7 @@ new_request(struct queue *q, long index, const struct post *p, uint8_t state)
     r->first_seg = 0;
     r->nsegs = (uint32_t)p->nsegs;
     r->bytes = 0;
+    r->atomic = NULL;
     if (p->req_out != NULL) {
         *p->req_out = encode_handle((uint32_t)index, r->gen);
     }
@@ -730,6 +747,41 @@ HMAF_API int hmaf_session_post_writev(hmaf_session_t *session,
     return post_many(session, HMAF_XFER_WRITE, segs, nsegs, req_out);
 }
 
+int hmaf__request_add_atomic(struct hmaf_session *s,
+                             struct hmaf__atomic_post *p, hmaf_req_t *req_out)
+{
+    struct post post = {.req_out = req_out};
+    struct queued_req *r;
+    struct queue *q;
+    long index;
+    int err = my_queue(s, &q);
+
+    if (err < 0) {
+        return err;
+    }
+    index = make_room(s, q, 0);
+    if (index < 0) {
+        return (int)index;
+    }
+    r = new_request(q, index, &post, REQ_ATOMIC);
+    r->atomic = p;
+    return 0;
+}
+
+/* A posted batch of atomics: look at it once, or wait for it. */
+static void progress_atomic(struct hmaf_session *s, struct queued_req *r,
+                            int wait)
+{
+    int status = wait ? hmaf__atomic_post_wait(s, r->atomic)
+                      : hmaf__atomic_post_test(s, r->atomic);
+
+    if (status != HMAF_EINPROGRESS) {
+        r->atomic = NULL; /* freed by atomic.c */
+        r->status = status;
+        r->state = REQ_DONE;
+    }
+}
+
 /* The caller's request behind a handle, or NULL when it is not one. */
 static struct queued_req *lookup(struct hmaf_session *s, hmaf_req_t req,
                                  struct queue **q_out)
@@ -759,7 +811,9 @@ HMAF_API int hmaf_request_test(hmaf_session_t *session, hmaf_req_t req)
     if (r == NULL) {
         return HMAF_ESTALE;
     }
-    if (r->state == REQ_PENDING) {
+    if (r->state == REQ_ATOMIC) {
+        progress_atomic(session, r, 0);
+    } else if (r->state == REQ_PENDING) {
         progress(session, q); /* cma completes everything it progresses */
     } else if (r->state == REQ_INFLIGHT) {
         reap(session, q);
@@ -777,7 +831,15 @@ HMAF_API int hmaf_request_test(hmaf_session_t *session, hmaf_req_t req)
 
 HMAF_API int hmaf_request_wait(hmaf_session_t *session, hmaf_req_t req)
 {
+    struct queued_req *r;
+    struct queue *q;
     int ret;
+
+    /* A batch of atomics waits for the agent as a blocking call does. */
+    if (session != NULL && req != 0 &&
+        (r = lookup(session, req, &q)) != NULL && r->state == REQ_ATOMIC) {
+        progress_atomic(session, r, 1);
+    }
 
     do {
         ret = hmaf_request_test(session, req);

@@ -141,6 +141,22 @@ void hmaf__session_drop_evicted(struct hmaf_session *s);
 /* Largest params.max_inflight: handles carry a 16-bit request index. */
 #define HMAF_MAX_INFLIGHT 65536
 
+/* atomic.c: a posted batch of atomics (atomic.h) behind a handle. test:
+ * one look (HMAF_EINPROGRESS, or the batch's status once it is over);
+ * wait: until it is over. Once over, the batch is freed. drop: its
+ * handle is gone (the thread's queue went): give its slot back, free it. */
+struct hmaf__atomic_post;
+int hmaf__atomic_post_test(struct hmaf_session *s,
+                           struct hmaf__atomic_post *p);
+int hmaf__atomic_post_wait(struct hmaf_session *s,
+                           struct hmaf__atomic_post *p);
+void hmaf__atomic_post_drop(struct hmaf_session *s,
+                            struct hmaf__atomic_post *p);
+/* request.c: a handle for a posted batch of atomics, completed by
+ * hmaf_request_test()/hmaf_request_wait(). 0, or as a post. */
+int hmaf__request_add_atomic(struct hmaf_session *s,
+                             struct hmaf__atomic_post *p, hmaf_req_t *req_out);
+
 /* request.c: free every thread's queue of posted requests. */
 void hmaf__request_queues_free(struct hmaf_session *s);
 /* request.c, engine ASYNC: the readers' drain (readers.h): progress the

@@ -181,6 +181,12 @@ void hmaf__agent_release_exposure(struct hmaf_agent *a,
  * bounded number of ended holds; returns how many requests, plus one when
  * it gave holds back (more may be waiting: keep turning). */
 int hmaf__agent_serve_all(struct hmaf_agent *a);
+/* serve_atomic.c: an ATOMIC request's ops, performed in order; its answer
+ * into resp (HMAF_MBOX_RESP_MAX bytes). 0, or HMAF_EPROTO for a malformed
+ * request (then nothing was performed). */
+int hmaf__agent_serve_atomic(struct hmaf_agent *a, const uint8_t *req,
+                             uint16_t req_len, uint8_t *resp,
+                             uint16_t *resp_len_out);
 
 /* loop.c: one round of channel events (accept, hello, peer death). */
 int hmaf__agent_poll_channels(struct hmaf_agent *a, int64_t timeout_ns);
