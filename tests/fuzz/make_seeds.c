@@ -20,6 +20,7 @@
 #include <hmaf/hmaf.h>
 
 #include "proto/handshake.h"
+#include "proto/atomic.h"
 #include "proto/mailbox.h"
 
 struct seed {
@@ -373,6 +374,29 @@ static void revoke(struct seed *s, uint8_t exposure)
     put_u8(s, exposure);
 }
 
+/* ATOMIC requests: a well-formed one whose ops fail each their own way
+ * (an unexposed word, a bad op, a bad size, misaligned), a count of 0,
+ * one op short, one op claimed too many. */
+static void mailbox_atomic(void)
+{
+    struct hmaf_wire_atomic w[3] = {
+        {.op = HMAF_ATOMIC_FADD, .size = 8, .addr = 4096, .operand = 1},
+        {.op = 99, .size = 8, .addr = 8},
+        {.op = HMAF_ATOMIC_CAS, .size = 3, .addr = 6}};
+    uint8_t b[HMAF_MBOX_REQ_LONG_MAX];
+    uint8_t n = (uint8_t)hmaf__req_atomic_encode(w, 3, b);
+    struct seed s = {.n = 0};
+
+    raw_req(&s, 0, HMAF_OP_ATOMIC, n, b, n);
+    raw_req(&s, 1, HMAF_OP_ATOMIC, n - 1, b, n - 1);
+    cmd(&s, M_POLL, 0);
+    b[0] = 4;
+    raw_req(&s, 2, HMAF_OP_ATOMIC, n, b, n);
+    b[0] = 0;
+    raw_req(&s, 3, HMAF_OP_ATOMIC, 2, b, 2);
+    save("mailbox", "atomic", &s);
+}
+
 static void mailbox_simple(void)
 {
     struct seed s = {.n = 0};
@@ -400,6 +424,7 @@ static void mailbox_simple(void)
     cmd(&s, M_POLL, 0);
     raw_req(&s, 2, HMAF_OP_DEREGISTER, 8, junk, 8); /* protocol 1's */
     save("mailbox", "truncated-payloads", &s);
+    mailbox_atomic();
 }
 
 /* REGISTERs giving holds back (exposures 1 and 2 are the first ids):
