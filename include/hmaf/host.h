@@ -174,7 +174,11 @@ HMAF_API int hmaf_agent_dial(hmaf_agent_t *agent, const char *address,
  * @brief Make [addr, addr + len) reachable from dpu sides.
  *
  * The memory must stay mapped until hmaf_agent_revoke() returns for it.
- * Exposures may not overlap each other.
+ * The agent's own thread (or hmaf_agent_poll()) touches exposed memory
+ * itself: it performs the dpu sides' atomics (atomic.h) on read-write
+ * exposures with CPU atomic instructions, so a read-write exposure must
+ * be writable memory of this process. Exposures may not overlap each
+ * other.
  * @return 0; HMAF_EINVAL (NULL, len 0, bad access), HMAF_EOVERFLOW,
  *         HMAF_EEXIST (overlaps an exposure), HMAF_ENOMEM.
  */

@@ -36,7 +36,8 @@
 #define HMAF_ENGINE_ABI_VERSION 5 /* 2: ops->flags, batch->local_span;
                                      3: HMAF_ENGINE_ENFORCED;
                                      4: batch->flags;
-                                     5: ops->move_one, ctx->split_threads */
+                                     5: ops->move_one, ctx->split_threads;
+                                     6: ops->atomic */
 
 enum hmaf_engine_role {
     HMAF_ROLE_HOST = 1,
@@ -137,6 +138,19 @@ struct hmaf_xfer_batch {
  * (core/mailbox.c), instead of waiting for the payload's write first. */
 #define HMAF_ENGINE_ORDERED 4u
 
+/* One remote atomic for ops->atomic (atomic.h's contract: naturally
+ * aligned, a 4-byte op uses the low 32 bits of operand and compare). */
+struct hmaf_engine_atomic {
+    struct hmaf_engine_rmem *rmem; /* contains [remote_addr, +size) */
+    uint64_t remote_addr;
+    uint8_t op;   /* hmaf_atomic_op_t */
+    uint8_t size; /* 4 or 8 */
+    uint64_t operand;
+    uint64_t compare;
+    uint64_t old; /* out: the word before, zero-extended */
+    int status;   /* out: 0 or this op's error */
+};
+
 struct hmaf_engine_ops {
     const char *name;
     unsigned abi_version;
@@ -187,6 +201,14 @@ struct hmaf_engine_ops {
      * completion. May run concurrently with post() and progress(). */
     int (*move_one)(struct hmaf_engine_ep *ep, enum hmaf_xfer_op op,
                     const struct hmaf_xfer *x);
+    /* Dpu, optional: perform count atomics natively, in order, atomic with
+     * respect to the host CPU's atomics on the same words, and return once
+     * all are done: 0 when the call ran (each op's status says its own),
+     * or an error for all of them. An engine without native atomics (cma,
+     * doca) leaves it NULL; the registry's stub returns HMAF_ENOTSUP and
+     * the agent performs atomics from mailbox requests instead. */
+    int (*atomic)(struct hmaf_engine_ep *ep, struct hmaf_engine_atomic *ops,
+                  uint32_t count);
 };
 
 /* The table for name, NULL for "first usable". Returns NULL when none

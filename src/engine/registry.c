@@ -89,6 +89,15 @@ static int stub_move_one(struct hmaf_engine_ep *ep, enum hmaf_xfer_op op,
     return hmaf__engine_run(ep, &batch);
 }
 
+static int stub_atomic(struct hmaf_engine_ep *ep,
+                       struct hmaf_engine_atomic *ops, uint32_t count)
+{
+    (void)ep;
+    (void)ops;
+    (void)count;
+    return HMAF_ENOTSUP;
+}
+
 #define FILL(ops, field, stub)                                                 \
     do {                                                                       \
         if ((ops)->field == NULL) {                                            \
@@ -124,6 +133,7 @@ static void resolve_all(void)
         FILL(ops, rmem_release, stub_void_rmem);
         FILL(ops, progress, stub_no_progress);
         FILL(ops, move_one, stub_move_one);
+        FILL(ops, atomic, stub_atomic);
         names[num_resolved++] = ops->name;
     }
 }
