@@ -64,6 +64,7 @@
 
 #include "core/session_int.h"
 #include "fuzz.h"
+#include "proto/atomic.h"
 #include "proto/mailbox.h"
 #include "util/clock.h"
 
@@ -115,6 +116,8 @@ struct expect {
     int status;
     int exposure;            /* REGISTER: which one */
     const struct root *root; /* LOOKUP: which one */
+    uint16_t atomics;        /* ATOMIC: ops, and each one's status */
+    int atomic_status[HMAF_ATOMIC_BATCH_MAX];
 };
 
 static uint8_t area_a[8192] __attribute__((aligned(4096)));
@@ -369,6 +372,61 @@ static int expect_lookup(const uint8_t *p, uint16_t len, struct expect *ex)
     return HMAF_ENOENT;
 }
 
+/* An atomic's own outcome, as atomic.h says: a known op and size,
+ * aligned, inside one exposure, read-write. */
+static int expect_atomic_op(const struct hmaf_wire_atomic *op)
+{
+    if (op->op < HMAF_ATOMIC_FADD || op->op > HMAF_ATOMIC_FXOR ||
+        (op->size != 4 && op->size != 8) || op->addr % op->size != 0) {
+        return HMAF_EINVAL;
+    }
+    for (int i = 0; i < NEXPOSURES; i++) {
+        uint64_t base = (uint64_t)(uintptr_t)exposures[i].base;
+        if (op->addr >= base && op->addr - base < exposures[i].len) {
+            if (exposures[i].len - (op->addr - base) < op->size) {
+                return HMAF_EFAULT;
+            }
+            return exposures[i].access == HMAF_ACCESS_READ_WRITE
+                       ? 0
+                       : HMAF_EACCES;
+        }
+    }
+    return HMAF_EFAULT;
+}
+
+/* A long request sits where the answer will go. */
+static int expect_atomic(const uint8_t *slot, uint16_t len, struct expect *ex)
+{
+    struct hmaf_wire_atomic ops[HMAF_ATOMIC_BATCH_MAX];
+    uint16_t count;
+
+    if (len > HMAF_MBOX_REQ_LONG_MAX ||
+        hmaf__req_atomic_decode(slot + hmaf__mbox_req_payload_at(len), len,
+                                ops, &count) < 0) {
+        return HMAF_EPROTO;
+    }
+    ex->atomics = count;
+    for (uint16_t i = 0; i < count; i++) {
+        ex->atomic_status[i] = expect_atomic_op(&ops[i]);
+    }
+    return 0;
+}
+
+static void check_atomic_answer(const uint8_t *p, uint16_t len,
+                                const struct expect *ex)
+{
+    struct hmaf_wire_atomic_result r[HMAF_ATOMIC_BATCH_MAX];
+
+    FUZZ_CHECK(hmaf__resp_atomic_decode(p, len, ex->atomics, r) == 0,
+               "ATOMIC answer of %u bytes for %u ops does not decode", len,
+               ex->atomics);
+    for (uint16_t i = 0; i < ex->atomics; i++) {
+        FUZZ_CHECK(r[i].status == ex->atomic_status[i],
+                   "atomic %u: %s, want %s", i, hmaf_err_name(r[i].status),
+                   hmaf_err_name(ex->atomic_status[i]));
+    }
+}
+
 /* The agent serves the slots of a session in index order within one
  * poll, so the model (holds) goes the same way. */
 static void expect_slot(uint32_t slot, struct expect *ex)
@@ -385,7 +443,9 @@ static void expect_slot(uint32_t slot, struct expect *ex)
     if (!ex->fresh) {
         return;
     }
-    if (len > HMAF_MBOX_REQ_MAX) {
+    if (ex->op == HMAF_OP_ATOMIC) {
+        ex->status = expect_atomic(s, len, ex);
+    } else if (len > HMAF_MBOX_REQ_MAX) {
         ex->status = HMAF_EPROTO;
     } else if (ex->op == HMAF_OP_PING) {
         ex->status = len == 0 ? 0 : HMAF_EPROTO;
@@ -451,6 +511,9 @@ static void check_answer(uint32_t slot, const struct expect *ex)
     switch (ex->op) {
     case HMAF_OP_REGISTER:
         check_register_answer(p, len, ex);
+        break;
+    case HMAF_OP_ATOMIC:
+        check_atomic_answer(p, len, ex);
         break;
     case HMAF_OP_LOOKUP:
         FUZZ_CHECK(hmaf__resp_lookup_decode(p, len, &l) == 0 &&
