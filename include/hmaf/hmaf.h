@@ -16,5 +16,7 @@
 #include <hmaf/host.h>
 #include <hmaf/session.h>
 #include <hmaf/map.h>
+#include <hmaf/notify.h>
+#include <hmaf/seqlock.h>
 
 #endif /* HMAF_HMAF_H */

@@ -238,6 +238,8 @@ static int dispatch(struct hmaf_agent *a, struct agent_session *s,
         return serve_deregister(a, s, req);
     case HMAF_OP_LOOKUP:
         return serve_lookup(a, req, resp);
+    case HMAF_OP_NOTIFY:
+        return hmaf__agent_serve_notify(a, s, req->payload, req->len);
     default:
         return HMAF_EPROTO;
     }
