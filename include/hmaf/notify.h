@@ -14,8 +14,10 @@
  * never to both. The queue is bounded: a session may have at most
  * HMAF_NOTIFY_TAGS_MAX distinct tags waiting; a notification with one more
  * tag is refused (HMAF_ENOSPC to its sender, nothing queued) until the host
- * takes what waits. A dpu side that floods therefore costs the agent at
- * most HMAF_NOTIFY_TAGS_MAX entries per session (a few KiB).
+ * takes what waits. The whole queue holds at most max_sessions x
+ * HMAF_NOTIFY_TAGS_MAX entries (entries of closed sessions stay until
+ * taken and count against it; past it, HMAF_ENOSPC too). A dpu side that
+ * floods therefore costs the agent a few KiB at most.
  *
  * host -> dpu. hmaf_agent_ring() counts one ring and stores the value in
  * the session's mailbox header (value first, then the count, with release
