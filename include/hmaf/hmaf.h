@@ -17,5 +17,7 @@
 #include <hmaf/session.h>
 #include <hmaf/map.h>
 #include <hmaf/atomic.h>
+#include <hmaf/notify.h>
+#include <hmaf/seqlock.h>
 
 #endif /* HMAF_HMAF_H */

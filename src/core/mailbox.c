@@ -399,3 +399,9 @@ int hmaf__mbox_ack_epoch(struct hmaf__mbox_client *mb, uint64_t epoch)
 {
     return mbox_write_u64(mb, HMAF_MBOX_ACK_OFFSET, epoch);
 }
+
+int hmaf__mbox_read_header(struct hmaf__mbox_client *mb, uint64_t offset,
+                           uint64_t *v_out)
+{
+    return mbox_read_u64(mb, offset, v_out);
+}

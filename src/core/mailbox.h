@@ -94,5 +94,8 @@ int hmaf__mbox_poll(struct hmaf__mbox_client *mb,
 /* Read the host's revocation epoch; write our acknowledgement of one. */
 int hmaf__mbox_read_epoch(struct hmaf__mbox_client *mb, uint64_t *epoch_out);
 int hmaf__mbox_ack_epoch(struct hmaf__mbox_client *mb, uint64_t epoch);
+/* Read a word of the host-written header (HMAF_MBOX_HEADER_*). */
+int hmaf__mbox_read_header(struct hmaf__mbox_client *mb, uint64_t offset,
+                           uint64_t *v_out);
 
 #endif

@@ -296,6 +296,7 @@ HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
     s->params = p;
     s->channel = (struct hmaf_channel){.fd = -1};
     s->watch.wake_fd = -1;
+    hmaf__ring_init(s);
     s->ops = hmaf__engine_find(p.engine);
     if (s->ops == NULL) {
         ret = HMAF_ENOENGINE;
@@ -324,6 +325,7 @@ HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
     *session_out = s;
     return 0;
 err_ctx:
+    hmaf__ring_fini(s);
     pthread_mutex_destroy(&s->give_lock);
     pthread_mutex_destroy(&s->queues_lock);
     pthread_mutex_destroy(&s->maps_lock);
@@ -371,6 +373,7 @@ HMAF_API void hmaf_session_destroy(hmaf_session_t *session)
         hmaf__channel_close(&session->channel);
         hmaf__engine_ctx_destroy(session->ctx);
     }
+    hmaf__ring_fini(session);
     pthread_mutex_destroy(&session->give_lock);
     pthread_mutex_destroy(&session->queues_lock);
     pthread_mutex_destroy(&session->maps_lock);

@@ -22,6 +22,8 @@ struct hmaf_session_counters {
     _Atomic uint64_t evictions;
     _Atomic uint64_t mailbox_round_trips;
     _Atomic uint64_t revocations;
+    _Atomic uint64_t consistent_retries; /* seqlock.c: reads read again */
+    _Atomic uint64_t consistent_busy;    /* ... that gave up: HMAF_EBUSY */
 };
 
 /* Evicted regions, imports released, whose holds the agent has not had
@@ -41,6 +43,15 @@ struct hmaf__watch {
     sem_t ready;        /* the thread has its reader slot */
     int wake_fd;        /* eventfd: the session died, look now */
     uint64_t period_ns; /* the host's lease: look at least this often */
+};
+
+/* The host's rings of this session (notify.c): the mailbox header's count
+ * and value; the count at the last take is ours. */
+struct hmaf__ring {
+    pthread_mutex_t lock;     /* a take; the fd's creation */
+    _Atomic int fd;           /* eventfd: rings not taken; -1 until asked */
+    _Atomic uint64_t taken;   /* the header's count at the last take */
+    struct hmaf__spin_budget spin; /* how long a ring_wait polls first */
 };
 
 struct hmaf_session {
@@ -88,6 +99,7 @@ struct hmaf_session {
     struct hmaf__give_queue to_give; /* evicted regions whose holds go
                                         back to the agent (regions.c) */
     struct hmaf__watch watch;
+    struct hmaf__ring ring;
     struct hmaf_session *next_live; /* forks.c's list */
     int orphan; /* a forked child's copy: forks.c */
     struct hmaf_session_counters c;
@@ -169,6 +181,13 @@ void hmaf__request_drain(void *session);
 int hmaf__watch_start(struct hmaf_session *s, uint32_t lease_us);
 void hmaf__watch_wake(struct hmaf_session *s);
 void hmaf__watch_stop(struct hmaf_session *s);
+
+/* notify.c: the rings' state (init before the watch thread starts, fini
+ * after it stopped); look: the watch thread makes the ring fd readable
+ * when the host rang and the rings are not taken. */
+void hmaf__ring_init(struct hmaf_session *s);
+void hmaf__ring_fini(struct hmaf_session *s);
+void hmaf__ring_look(struct hmaf_session *s);
 
 /* forks.c: every live session, so that a forked child's copies are
  * orphaned (dead, and freed without a word to host or engine). */

@@ -94,7 +94,11 @@ static void *watch_main(void *arg)
         if (stirred && hmaf__channel_take_nudges(&s->channel)) {
             (void)hmaf__session_fail(s, HMAF_ECONNRESET);
         } else if (!atomic_load(&s->dead)) {
-            /* A nudge: a revocation to confirm, now. */
+            /* A nudge: a ring, or a revocation to confirm, now. Nudges
+             * do not say which (they coalesce in the socket): each look
+             * compares its own word, the ring's first (its latency is
+             * the point). */
+            hmaf__ring_look(s);
             (void)hmaf__session_check_epoch(s, stirred);
             hmaf__session_give_back_waiting(s);
         }

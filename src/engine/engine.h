@@ -137,6 +137,12 @@ struct hmaf_xfer_batch {
  * a request's payload and the word that publishes it in one post
  * (core/mailbox.c), instead of waiting for the payload's write first. */
 #define HMAF_ENGINE_ORDERED 4u
+/* The transfers of one read post are read in order: a load of a later
+ * transfer's bytes is not done before the loads of an earlier one's. A
+ * consistent read (core/seqlock.c) then reads a record's version word, the
+ * record and the word again in one post; without it, in three posts, each
+ * completed before the next. */
+#define HMAF_ENGINE_ORDERED_READS 8u
 
 /* One remote atomic for ops->atomic (atomic.h's contract: naturally
  * aligned, a 4-byte op uses the low 32 bits of operand and compare). */

@@ -184,6 +184,7 @@ static void agent_fini(struct hmaf_agent *a)
     free(a->pending);
     free(a->pfds);
     free(a->pmap);
+    hmaf__agent_notify_fini(a);
 }
 
 HMAF_API int hmaf_agent_create(const hmaf_agent_params_t *params,
@@ -200,6 +201,7 @@ HMAF_API int hmaf_agent_create(const hmaf_agent_params_t *params,
         return HMAF_ENOMEM;
     }
     pthread_mutex_init(&a->lock, NULL);
+    hmaf__agent_notify_init(a);
     ret = agent_init(a, params);
     if (ret == 0 && params->threaded) {
         ret = hmaf__agent_start_thread(a);
@@ -572,6 +574,7 @@ HMAF_API int hmaf_agent_poll(hmaf_agent_t *agent, int timeout_ms)
     pthread_mutex_lock(&agent->lock);
     served = hmaf__agent_serve_all(agent);
     pthread_mutex_unlock(&agent->lock);
+    hmaf__agent_notify_deliver(agent);
     return served + poll_channels_for(
                         agent, served > 0 ? 0 : (int64_t)timeout_ms * 1000000);
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include <hmaf/host.h>
+#include <hmaf/notify.h>
 
 #include "channel/channel.h"
 #include "engine/engine.h"
@@ -48,6 +49,20 @@ struct agent_session {
     uint64_t must_ack;      /* revocation epoch it has to acknowledge */
     struct agent_holds *holds; /* exposures it registered, and how often */
     uint64_t settled_ack;      /* holds older than this epoch ended */
+};
+
+/* Notifications dpu sides sent, not taken yet (notify.c, notify.h): one
+ * entry per session and tag, oldest first. Its lock is taken inside the
+ * agent lock (serving) or alone (delivering, taking), never around it. */
+struct agent_notify {
+    pthread_mutex_t lock;     /* everything below */
+    hmaf_notification_t *q;
+    size_t n, cap;
+    _Atomic size_t waiting;   /* n, for a look without the lock */
+    hmaf_notify_fn fn;
+    void *arg;
+    int fd;                   /* eventfd, -1 until asked for */
+    int fd_set;               /* fd readable now */
 };
 
 /* A connection whose HELLO is still arriving. */
@@ -99,6 +114,7 @@ struct hmaf_agent {
     uint64_t next_session_id;
     uint64_t epoch;
     hmaf_agent_stats_t stats;
+    struct agent_notify notify; /* its own lock */
 
     pthread_t thread;
     int has_thread;
@@ -187,6 +203,15 @@ int hmaf__agent_serve_all(struct hmaf_agent *a);
 int hmaf__agent_serve_atomic(struct hmaf_agent *a, const uint8_t *req,
                              uint16_t req_len, uint8_t *resp,
                              uint16_t *resp_len_out);
+
+/* notify.c. init: before anything can fail (agent_fini undoes it). serve:
+ * a NOTIFY request, agent lock held. deliver: hand waiting entries to the
+ * callback, agent lock NOT held (the agent's thread, hmaf_agent_poll). */
+void hmaf__agent_notify_init(struct hmaf_agent *a);
+void hmaf__agent_notify_fini(struct hmaf_agent *a);
+int hmaf__agent_serve_notify(struct hmaf_agent *a, struct agent_session *s,
+                             const uint8_t *payload, size_t len);
+void hmaf__agent_notify_deliver(struct hmaf_agent *a);
 
 /* loop.c: one round of channel events (accept, hello, peer death). */
 int hmaf__agent_poll_channels(struct hmaf_agent *a, int64_t timeout_ns);

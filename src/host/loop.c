@@ -394,6 +394,7 @@ static int serve_locked(struct hmaf_agent *a)
     pthread_mutex_lock(&a->lock);
     served = hmaf__agent_serve_all(a);
     pthread_mutex_unlock(&a->lock);
+    hmaf__agent_notify_deliver(a);
     return served;
 }
 

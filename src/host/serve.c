@@ -241,6 +241,8 @@ static int dispatch(struct hmaf_agent *a, struct agent_session *s,
     case HMAF_OP_ATOMIC:
         return hmaf__agent_serve_atomic(a, req->payload, req->len,
                                         resp->payload, &resp->len);
+    case HMAF_OP_NOTIFY:
+        return hmaf__agent_serve_notify(a, s, req->payload, req->len);
     default:
         return HMAF_EPROTO;
     }

@@ -66,6 +66,7 @@
 #include "fuzz.h"
 #include "proto/atomic.h"
 #include "proto/mailbox.h"
+#include "proto/notify.h"
 #include "util/clock.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -455,6 +456,9 @@ static void expect_slot(uint32_t slot, struct expect *ex)
         ex->status = expect_deregister(p, len);
     } else if (ex->op == HMAF_OP_LOOKUP) {
         ex->status = expect_lookup(p, len, ex);
+    } else if (ex->op == HMAF_OP_NOTIFY) {
+        /* taken by the callback each poll: never more tags than slots */
+        ex->status = len == HMAF_NOTIFY_REQ_LEN ? 0 : HMAF_EPROTO;
     } else {
         ex->status = HMAF_EPROTO;
     }
@@ -689,6 +693,12 @@ static void revoke_exposure(int e)
 
 static char address[64];
 
+static void ignore_notification(void *arg, const hmaf_notification_t *n)
+{
+    (void)arg;
+    (void)n;
+}
+
 static int open_session(void *unused)
 {
     hmaf_session_params_t p;
@@ -758,6 +768,8 @@ static void start_agent(void)
     p.mailbox_slots = NSLOTS;
     p.revoke_wait_ms = CALL_TIMEOUT_MS; /* a loaded machine: no cut-offs */
     FUZZ_CHECK(hmaf_agent_create(&p, &agent) == 0, "agent at %s", address);
+    FUZZ_CHECK(hmaf_agent_on_notify(agent, ignore_notification, NULL) == 0,
+               "on_notify");
     for (int i = 0; i < NEXPOSURES; i++) {
         FUZZ_CHECK(hmaf_agent_expose(agent, exposures[i].base, exposures[i].len,
                                      exposures[i].access) == 0,

@@ -510,8 +510,13 @@ static int cma_post(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch)
  * a copy of its own; x86 makes the stores of one copy visible before
  * those of a later one (even string copies'), so a post's writes land in
  * order there. Other processors may reorder them. */
+/* Reads likewise: the kernel copies the remote iovecs one after the
+ * other, each copy's loads done by this cpu, and x86 does not let a load
+ * pass an earlier one (string copies' loads may run out of order among
+ * themselves, not past a later copy's), so the bytes of a later iovec are
+ * never older than an earlier one's. */
 #if defined(__x86_64__) || defined(__i386__)
-#define CMA_FLAGS HMAF_ENGINE_ORDERED
+#define CMA_FLAGS (HMAF_ENGINE_ORDERED | HMAF_ENGINE_ORDERED_READS)
 #else
 #define CMA_FLAGS 0u
 #endif
