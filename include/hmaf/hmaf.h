@@ -16,5 +16,6 @@
 #include <hmaf/host.h>
 #include <hmaf/session.h>
 #include <hmaf/map.h>
+#include <hmaf/heap.h>
 
 #endif /* HMAF_HMAF_H */

@@ -43,6 +43,8 @@ struct hmaf__watch {
     uint64_t period_ns; /* the host's lease: look at least this often */
 };
 
+struct hmaf__session_heap;
+
 struct hmaf_session {
     /* Read by every transfer: one cache line at the front (the session is
      * allocated aligned), so that a small read after a system call finds
@@ -88,6 +90,7 @@ struct hmaf_session {
     struct hmaf__give_queue to_give; /* evicted regions whose holds go
                                         back to the agent (regions.c) */
     struct hmaf__watch watch;
+    _Atomic(struct hmaf__session_heap *) heap; /* heap.c, on first use */
     struct hmaf_session *next_live; /* forks.c's list */
     int orphan; /* a forked child's copy: forks.c */
     struct hmaf_session_counters c;
@@ -153,6 +156,14 @@ void hmaf__request_drain(void *session);
 int hmaf__watch_start(struct hmaf_session *s, uint32_t lease_us);
 void hmaf__watch_wake(struct hmaf_session *s);
 void hmaf__watch_stop(struct hmaf_session *s);
+
+/* heap.c: the host's heap. idle: the watch thread, once a turn: give
+ * back cached blocks and pending frees of a session that made no heap call
+ * since its last turn. close: give back everything, before the session
+ * dies. free: after the watch thread ended. */
+void hmaf__session_heap_idle(struct hmaf_session *s);
+void hmaf__session_heap_close(struct hmaf_session *s);
+void hmaf__session_heap_free(struct hmaf_session *s);
 
 /* forks.c: every live session, so that a forked child's copies are
  * orphaned (dead, and freed without a word to host or engine). */
