@@ -42,7 +42,7 @@
  * usual. Blocks it held in its cache, never handed out, are given back by
  * hmaf_session_destroy() and by the idle give-back; a dpu process that dies
  * without either (SIGKILL) leaks them: at most one batch per size class
- * (about 700 KiB in all), counted in hmaf_heap_stats_t.bytes_lost.
+ * (at most 640 KiB in all), counted in hmaf_heap_stats_t.bytes_lost.
  *
  * Thread safety: every call may be made from any thread. Host-side calls
  * take the agent's lock for a short time (no allocation is O(n) in the
@@ -89,7 +89,10 @@ typedef struct hmaf_heap_stats {
                                    sessions took and have not handed out,
                                    as of each one's latest request */
     uint64_t bytes_lost;      /**< blocks dead sessions had cached and
-                                   never handed out: allocated for good */
+                                   never handed out: allocated for good. An
+                                   upper bound: a session's cache as of its
+                                   latest request, so blocks it handed out
+                                   after that are counted too */
     uint64_t allocs;          /**< blocks allocated (batches count each) */
     uint64_t frees;           /**< blocks freed */
     uint64_t bad_frees;       /**< frees refused: no live block there */
