@@ -4,6 +4,8 @@
  * checked by the decoder or the allocator, and a free of anything but a
  * live block's start is refused and counted, never acted on.
  */
+#include <stdint.h>
+
 #include <hmaf/error.h>
 
 #include "host/agent_int.h"
@@ -16,6 +18,7 @@ int hmaf__agent_serve_alloc(struct hmaf_agent *a, struct agent_session *s,
 {
     struct hmaf_req_alloc r;
     struct hmaf_resp_alloc out;
+    uint64_t granted;
     uint32_t got;
     int ret = hmaf__req_alloc_decode(req, len, &r);
 
@@ -32,11 +35,12 @@ int hmaf__agent_serve_alloc(struct hmaf_agent *a, struct agent_session *s,
     }
     out.count = (uint16_t)got;
     /* Small blocks go to its cache until handed out; a large one is
-     * handed out at once. */
+     * handed out at once. Its word is capped (heap.c) and must not wrap. */
+    granted = r.size <= HMAF_HEAP_SMALL_MAX ? got * out.block_size : 0;
     hmaf__heap_note_cached(a->heap, s->id,
-                           r.cached + (r.size <= HMAF_HEAP_SMALL_MAX
-                                           ? got * out.block_size
-                                           : 0));
+                           r.cached > UINT64_MAX - granted
+                               ? UINT64_MAX
+                               : r.cached + granted);
     *resp_len_out = (uint16_t)hmaf__resp_alloc_encode(&out, resp);
     return 0;
 }

@@ -46,6 +46,7 @@ static uint64_t stamp(uint64_t addr)
 static int setup(hmaf_agent_t *agent, void *arg)
 {
     hmaf_heap_params_t p;
+    void *none;
     void *base = mmap(NULL, HEAP_LEN, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
@@ -55,6 +56,7 @@ static int setup(hmaf_agent_t *agent, void *arg)
     }
     hmaf_heap_params_init(&p);
     p.session_quota = QUOTA;
+    CHECK_ERR(hmaf_agent_heap_alloc(agent, 16, &none), HMAF_ENOENT);
     CHECK_ERR(hmaf_agent_heap_create(agent, base, HEAP_LEN + 1, &p),
               HMAF_EINVAL);
     CHECK_ERR(hmaf_agent_heap_create(agent, (char *)base + 16, 1 << 20, &p),
@@ -478,6 +480,32 @@ static void test_dead_session(struct target *t)
            (unsigned long long)(after.bytes_lost - before.bytes_lost));
 }
 
+static int no_heap(hmaf_agent_t *agent, void *arg)
+{
+    (void)agent;
+    (void)arg;
+    return 0;
+}
+
+/* A host without a heap says so. */
+static void test_no_heap(void)
+{
+    struct target t;
+    struct target_options opts = {.setup = no_heap, .command = command};
+    hmaf_session_t *s;
+    uint64_t addr;
+
+    target_start(&t, &opts);
+    s = target_connect(&t);
+    CHECK_ERR(hmaf_session_alloc(s, 16, &addr), HMAF_ENOENT);
+    CHECK_ERR(hmaf_session_alloc(s, 1 << 20, &addr), HMAF_ENOENT);
+    CHECK_ERR(hmaf_session_free(s, 4096), 0);
+    CHECK_ERR(hmaf_session_heap_flush(s), HMAF_ENOENT);
+    CHECK_EQ(target_command(&t, 'S'), 0);
+    hmaf_session_destroy(s);
+    CHECK_EQ(target_stop(&t), 0);
+}
+
 int main(void)
 {
     struct target t;
@@ -510,6 +538,7 @@ int main(void)
     hmaf_session_destroy(s);
     CHECK_EQ(target_command(&t, 'k'), 1);
     CHECK_EQ(target_stop(&t), 0);
+    test_no_heap();
     printf("ok\n");
     return 0;
 }
