@@ -19,5 +19,6 @@
 #include <hmaf/atomic.h>
 #include <hmaf/notify.h>
 #include <hmaf/seqlock.h>
+#include <hmaf/heap.h>
 
 #endif /* HMAF_HMAF_H */

@@ -214,7 +214,9 @@ HMAF_API int hmaf_agent_expose(hmaf_agent_t *agent, const void *addr,
  * for data a late write could corrupt until those dpu processes are known
  * to have stopped.
  * @return 0; HMAF_ETIMEDOUT; HMAF_ENOENT (no exposure with this addr and
- *         len); HMAF_EINVAL (NULL agent or addr, len 0).
+ *         len); HMAF_EINVAL (NULL agent or addr, len 0); HMAF_EBUSY (the
+ *         exposure is the agent's heap, heap.h: it lives as long as the
+ *         agent).
  */
 HMAF_API int hmaf_agent_revoke(hmaf_agent_t *agent, const void *addr,
                                size_t len);

@@ -356,11 +356,13 @@ HMAF_API void hmaf_session_destroy(hmaf_session_t *session)
         return;
     }
     hmaf__sessions_remove(session);
+    hmaf__session_heap_close(session); /* while the host still listens */
     /* Dead first: no DEREGISTER traffic (closing the channel returns our
      * holds), and the watch thread fences the session — every import
      * released, the host told — before it ends. */
     (void)hmaf__session_kill(session, HMAF_ECONNRESET);
     hmaf__watch_stop(session);
+    hmaf__session_heap_free(session);
     hmaf__session_drop_evicted(session);
     hmaf__request_queues_free(session);
     hmaf__regcache_fini(&session->cache);

@@ -53,6 +53,7 @@ struct hmaf__ring {
     _Atomic uint64_t taken;   /* the header's count at the last take */
     struct hmaf__spin_budget spin; /* how long a ring_wait polls first */
 };
+struct hmaf__session_heap;
 
 struct hmaf_session {
     /* Read by every transfer: one cache line at the front (the session is
@@ -100,6 +101,7 @@ struct hmaf_session {
                                         back to the agent (regions.c) */
     struct hmaf__watch watch;
     struct hmaf__ring ring;
+    _Atomic(struct hmaf__session_heap *) heap; /* heap.c, on first use */
     struct hmaf_session *next_live; /* forks.c's list */
     int orphan; /* a forked child's copy: forks.c */
     struct hmaf_session_counters c;
@@ -188,6 +190,13 @@ void hmaf__watch_stop(struct hmaf_session *s);
 void hmaf__ring_init(struct hmaf_session *s);
 void hmaf__ring_fini(struct hmaf_session *s);
 void hmaf__ring_look(struct hmaf_session *s);
+/* heap.c: the host's heap. idle: the watch thread, once a turn: give
+ * back cached blocks and pending frees of a session that made no heap call
+ * since its last turn. close: give back everything, before the session
+ * dies. free: after the watch thread ended. */
+void hmaf__session_heap_idle(struct hmaf_session *s);
+void hmaf__session_heap_close(struct hmaf_session *s);
+void hmaf__session_heap_free(struct hmaf_session *s);
 
 /* forks.c: every live session, so that a forked child's copies are
  * orphaned (dead, and freed without a word to host or engine). */

@@ -12,6 +12,8 @@
  * Once a turn it also gives back the holds of evicted regions that no
  * REGISTER carried back since its last turn (regions.c): a session that
  * stopped missing keeps no registration on the host for longer than that.
+ * Likewise a session that made no heap call since its last turn gives its
+ * cached blocks and pending frees back to the host's heap (heap.c).
  *
  * When the session dies — the host left or closed it, or the application
  * destroys it — the watch thread fences it: it waits for a grace period
@@ -101,6 +103,7 @@ static void *watch_main(void *arg)
             hmaf__ring_look(s);
             (void)hmaf__session_check_epoch(s, stirred);
             hmaf__session_give_back_waiting(s);
+            hmaf__session_heap_idle(s);
         }
     }
     fence(s);

@@ -7,6 +7,7 @@
 #include <hmaf/host.h>
 
 #include "host/agent_int.h"
+#include "host/heap.h"
 #include "proto/mailbox.h"
 #include "util/clock.h"
 #include "util/compiler.h"
@@ -223,6 +224,7 @@ HMAF_API void hmaf_agent_destroy(hmaf_agent_t *agent)
     }
     hmaf__agent_stop_thread(agent);
     agent_fini(agent);
+    hmaf__heap_destroy(agent->heap);
     pthread_mutex_destroy(&agent->lock);
     free(agent);
 }
@@ -493,6 +495,10 @@ HMAF_API int hmaf_agent_revoke(hmaf_agent_t *agent, const void *addr,
         return HMAF_EINVAL;
     }
     pthread_mutex_lock(&agent->lock);
+    if (hmaf__heap_is_range(agent->heap, (uint64_t)(uintptr_t)addr, len)) {
+        pthread_mutex_unlock(&agent->lock);
+        return HMAF_EBUSY; /* heap.h: the heap lives as long as the agent */
+    }
     e = hmaf__exposure_take(&agent->exposures, (uint64_t)(uintptr_t)addr,
                             len);
     if (e == NULL) {

@@ -84,6 +84,8 @@ struct agent_grave {
     size_t len;
 };
 
+struct hmaf__heap;
+
 struct hmaf_agent {
     hmaf_agent_params_t params;
     char token[HMAF_TOKEN_MAX + 1];
@@ -95,6 +97,7 @@ struct hmaf_agent {
     struct hmaf_listener *listener;
     struct hmaf__exposures exposures;
     struct hmaf__roots roots;
+    struct hmaf__heap *heap;         /* hmaf_agent_heap_create's, or NULL */
     struct agent_session **sessions; /* params.max_sessions slots */
     struct agent_pending *pending;   /* grows up to PENDING_MAX */
     size_t npending;
@@ -212,6 +215,14 @@ void hmaf__agent_notify_fini(struct hmaf_agent *a);
 int hmaf__agent_serve_notify(struct hmaf_agent *a, struct agent_session *s,
                              const uint8_t *payload, size_t len);
 void hmaf__agent_notify_deliver(struct hmaf_agent *a);
+
+/* serve_heap.c: the mailbox's ALLOC and FREE (proto/heap.h). */
+int hmaf__agent_serve_alloc(struct hmaf_agent *a, struct agent_session *s,
+                            const uint8_t *req, uint16_t len, uint8_t *resp,
+                            uint16_t *resp_len_out);
+int hmaf__agent_serve_free(struct hmaf_agent *a, struct agent_session *s,
+                           const uint8_t *req, uint16_t len, uint8_t *resp,
+                           uint16_t *resp_len_out);
 
 /* loop.c: one round of channel events (accept, hello, peer death). */
 int hmaf__agent_poll_channels(struct hmaf_agent *a, int64_t timeout_ns);

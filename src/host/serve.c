@@ -243,6 +243,12 @@ static int dispatch(struct hmaf_agent *a, struct agent_session *s,
                                         resp->payload, &resp->len);
     case HMAF_OP_NOTIFY:
         return hmaf__agent_serve_notify(a, s, req->payload, req->len);
+    case HMAF_OP_ALLOC:
+        return hmaf__agent_serve_alloc(a, s, req->payload, req->len,
+                                       resp->payload, &resp->len);
+    case HMAF_OP_FREE:
+        return hmaf__agent_serve_free(a, s, req->payload, req->len,
+                                      resp->payload, &resp->len);
     default:
         return HMAF_EPROTO;
     }

@@ -8,6 +8,7 @@
 #include <hmaf/error.h>
 
 #include "host/agent_int.h"
+#include "host/heap.h"
 #include "proto/mailbox.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -380,6 +381,8 @@ void hmaf__agent_session_close(struct hmaf_agent *a, size_t index,
 
     /* However many it holds: the agent gives them back bit by bit. */
     hmaf__agent_orphan_holds(a, s);
+    /* Its blocks stay allocated and pass to the host (heap.h). */
+    hmaf__heap_owner_gone(a->heap, s->id);
     hmaf__log_info("session %llu closed", (unsigned long long)s->id);
     free_session(a, s, peer_stopped);
     a->sessions[index] = NULL;

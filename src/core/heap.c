@@ -1,0 +1,381 @@
+/*
+ * The dpu side of the host's heap (include/hmaf/heap.h).
+ *
+ * Small blocks come from a cache per size class, refilled by one ALLOC
+ * that answers a batch (4 blocks at first, doubling with each refill up to
+ * 128 or 16 KiB, so a session that allocates little takes little). Frees
+ * are never kept for reuse here: a block may be freed by anyone, so only
+ * the host knows whether it is still live, and reusing it locally could
+ * hand out a block the host already gave to someone else. They queue in a
+ * pending batch that one FREE carries when full, on flush, on destroy, and
+ * from the watch thread once the session made no heap call for a turn.
+ *
+ * One mutex per session covers the caches and the batch, refills and
+ * sends included: a refill is one round trip per up to 128 allocations,
+ * and large blocks (one round trip each) go without it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <hmaf/error.h>
+#include <hmaf/heap.h>
+
+#include "core/session_int.h"
+#include "proto/heap.h"
+
+#define BATCH_FIRST 4
+#define BATCH_BYTES 16384u
+
+struct heap_cache {
+    uint32_t n;
+    uint32_t next_batch;
+    uint64_t block[HMAF_ALLOC_BATCH_MAX];
+};
+
+struct hmaf__session_heap {
+    pthread_mutex_t lock; /* everything but the counters */
+    struct heap_cache cache[HMAF_HEAP_CLASSES];
+    _Atomic uint64_t cached_bytes; /* written under lock */
+    struct hmaf_req_free pending;
+    uint64_t bad_unreported; /* refused frees the next flush reports */
+    uint64_t activity;       /* heap calls, ever */
+    uint64_t idle_seen;      /* `activity` at the watch thread's last turn */
+    _Atomic uint64_t allocs, frees, alloc_requests, free_requests, bad_frees;
+};
+
+#define heap_count(hp, field, n)                                               \
+    atomic_fetch_add_explicit(&(hp)->field, (n), memory_order_relaxed)
+
+static uint32_t batch_max(unsigned cls)
+{
+    uint64_t n = BATCH_BYTES / hmaf__heap_class_size(cls);
+
+    return n < 1 ? 1 : n > HMAF_ALLOC_BATCH_MAX ? HMAF_ALLOC_BATCH_MAX
+                                                  : (uint32_t)n;
+}
+
+static uint32_t batch_first(unsigned cls)
+{
+    return batch_max(cls) < BATCH_FIRST ? batch_max(cls) : BATCH_FIRST;
+}
+
+/* The session's heap state, made on first use. */
+static struct hmaf__session_heap *heap_of(struct hmaf_session *s)
+{
+    struct hmaf__session_heap *hp = atomic_load(&s->heap);
+    struct hmaf__session_heap *none = NULL;
+
+    if (hp != NULL) {
+        return hp;
+    }
+    hp = calloc(1, sizeof(*hp));
+    if (hp == NULL) {
+        return NULL;
+    }
+    pthread_mutex_init(&hp->lock, NULL);
+    for (unsigned c = 0; c < HMAF_HEAP_CLASSES; c++) {
+        hp->cache[c].next_batch = batch_first(c);
+    }
+    if (!atomic_compare_exchange_strong(&s->heap, &none, hp)) {
+        pthread_mutex_destroy(&hp->lock);
+        free(hp);
+        hp = none; /* another thread's */
+    }
+    return hp;
+}
+
+/* One ALLOC; the answer checked: blocks of at least size bytes, aligned,
+ * no more than asked. */
+static int alloc_request(struct hmaf_session *s, struct hmaf__session_heap *hp,
+                         uint64_t size, uint16_t count,
+                         struct hmaf_resp_alloc *out)
+{
+    struct hmaf_req_alloc r = {
+        .size = size,
+        .count = count,
+        .cached = atomic_load_explicit(&hp->cached_bytes,
+                                       memory_order_relaxed),
+    };
+    uint8_t req[HMAF_REQ_ALLOC_SIZE];
+    uint8_t resp[HMAF_MBOX_RESP_MAX];
+    uint16_t req_len = (uint16_t)hmaf__req_alloc_encode(&r, req);
+    uint16_t resp_len = 0;
+    int ret = hmaf__session_call(s, HMAF_OP_ALLOC, req, req_len, resp,
+                                 sizeof(resp), &resp_len);
+
+    heap_count(hp, alloc_requests, 1);
+    if (ret == 0) {
+        ret = hmaf__resp_alloc_decode(resp, resp_len, out);
+    }
+    if (ret == 0 && (out->count > count || out->block_size < size)) {
+        ret = HMAF_EPROTO;
+    }
+    for (uint16_t i = 0; ret == 0 && i < out->count; i++) {
+        if (out->addr[i] == 0 || out->addr[i] % HMAF_HEAP_ALIGN != 0) {
+            ret = HMAF_EPROTO;
+        }
+    }
+    return ret;
+}
+
+/* Send the pending frees, if any. */
+static int send_frees_locked(struct hmaf_session *s,
+                             struct hmaf__session_heap *hp)
+{
+    uint8_t req[HMAF_MBOX_REQ_LONG_MAX];
+    uint8_t resp[HMAF_RESP_FREE_SIZE];
+    uint16_t req_len, resp_len = 0, bad = 0;
+    int ret;
+
+    if (hp->pending.count == 0) {
+        return 0;
+    }
+    hp->pending.cached = atomic_load(&hp->cached_bytes);
+    req_len = (uint16_t)hmaf__req_free_encode(&hp->pending, req);
+    /* Sent or not, the batch is over: a session that cannot reach its
+     * host has nothing left to free. */
+    hp->pending.count = 0;
+    ret = hmaf__session_call(s, HMAF_OP_FREE, req, req_len, resp,
+                             sizeof(resp), &resp_len);
+    heap_count(hp, free_requests, 1);
+    if (ret == 0) {
+        ret = hmaf__resp_free_decode(resp, resp_len, &bad);
+    }
+    if (ret == 0) {
+        heap_count(hp, bad_frees, bad);
+        hp->bad_unreported += bad;
+    }
+    return ret;
+}
+
+static int queue_free_locked(struct hmaf_session *s,
+                             struct hmaf__session_heap *hp, uint64_t addr)
+{
+    hp->pending.addr[hp->pending.count++] = addr;
+    return hp->pending.count == HMAF_FREE_BATCH_MAX
+               ? send_frees_locked(s, hp)
+               : 0;
+}
+
+/* Every cached block and pending free back to the host. */
+static int give_back_locked(struct hmaf_session *s,
+                            struct hmaf__session_heap *hp)
+{
+    int ret = 0;
+
+    for (unsigned c = 0; c < HMAF_HEAP_CLASSES; c++) {
+        struct heap_cache *cache = &hp->cache[c];
+        while (cache->n > 0 && ret == 0) {
+            cache->n--;
+            atomic_fetch_sub(&hp->cached_bytes, hmaf__heap_class_size(c));
+            ret = queue_free_locked(s, hp, cache->block[cache->n]);
+        }
+        cache->next_batch = batch_first(c);
+    }
+    return ret == 0 ? send_frees_locked(s, hp) : ret;
+}
+
+static int refill_locked(struct hmaf_session *s, struct hmaf__session_heap *hp,
+                         unsigned cls)
+{
+    struct heap_cache *cache = &hp->cache[cls];
+    uint64_t size = hmaf__heap_class_size(cls);
+    struct hmaf_resp_alloc out;
+    int ret = alloc_request(s, hp, size, (uint16_t)cache->next_batch, &out);
+
+    if (ret == 0 && out.block_size != size) {
+        ret = HMAF_EPROTO; /* the classes are the same on both sides */
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    memcpy(cache->block, out.addr, out.count * sizeof(out.addr[0]));
+    cache->n = out.count;
+    atomic_fetch_add(&hp->cached_bytes, out.count * size);
+    cache->next_batch = cache->next_batch * 2 > batch_max(cls)
+                            ? batch_max(cls)
+                            : cache->next_batch * 2;
+    return 0;
+}
+
+static int short_of_room(int ret)
+{
+    return ret == HMAF_ENOMEM || ret == HMAF_ENOSPC;
+}
+
+static int alloc_small(struct hmaf_session *s, struct hmaf__session_heap *hp,
+                       size_t size, uint64_t *addr_out)
+{
+    unsigned cls = hmaf__heap_class_of(size);
+    struct heap_cache *cache = &hp->cache[cls];
+    int ret = 0;
+
+    pthread_mutex_lock(&hp->lock);
+    hp->activity++;
+    if (cache->n == 0) {
+        ret = refill_locked(s, hp, cls);
+        /* Room may be held by our own frees and other classes' caches. */
+        if (short_of_room(ret) &&
+            (hp->pending.count > 0 || atomic_load(&hp->cached_bytes) > 0) &&
+            give_back_locked(s, hp) == 0) {
+            ret = refill_locked(s, hp, cls);
+        }
+    }
+    if (ret == 0) {
+        *addr_out = cache->block[--cache->n];
+        atomic_fetch_sub(&hp->cached_bytes, hmaf__heap_class_size(cls));
+    }
+    pthread_mutex_unlock(&hp->lock);
+    return ret;
+}
+
+static int alloc_large(struct hmaf_session *s, struct hmaf__session_heap *hp,
+                       size_t size, uint64_t *addr_out)
+{
+    struct hmaf_resp_alloc out;
+    int ret = alloc_request(s, hp, size, 1, &out);
+
+    if (short_of_room(ret)) {
+        pthread_mutex_lock(&hp->lock);
+        ret = give_back_locked(s, hp);
+        pthread_mutex_unlock(&hp->lock);
+        ret = ret == 0 ? alloc_request(s, hp, size, 1, &out) : ret;
+    }
+    if (ret == 0) {
+        *addr_out = out.addr[0];
+    }
+    return ret;
+}
+
+HMAF_API int hmaf_session_alloc(hmaf_session_t *session, size_t size,
+                                uint64_t *addr_out)
+{
+    struct hmaf__session_heap *hp;
+    uint64_t addr = 0;
+    int ret;
+
+    if (session == NULL || addr_out == NULL || size == 0) {
+        return HMAF_EINVAL;
+    }
+    hp = heap_of(session);
+    if (hp == NULL) {
+        return HMAF_ENOMEM;
+    }
+    ret = size <= HMAF_HEAP_SMALL_MAX ? alloc_small(session, hp, size, &addr)
+                                      : alloc_large(session, hp, size, &addr);
+    if (ret == 0) {
+        heap_count(hp, allocs, 1);
+        *addr_out = addr;
+    }
+    return ret;
+}
+
+HMAF_API int hmaf_session_free(hmaf_session_t *session, uint64_t addr)
+{
+    struct hmaf__session_heap *hp;
+    int ret;
+
+    if (session == NULL || addr == 0 || addr % HMAF_HEAP_ALIGN != 0) {
+        return HMAF_EINVAL;
+    }
+    hp = heap_of(session);
+    if (hp == NULL) {
+        return HMAF_ENOMEM;
+    }
+    pthread_mutex_lock(&hp->lock);
+    hp->activity++;
+    ret = queue_free_locked(session, hp, addr);
+    pthread_mutex_unlock(&hp->lock);
+    heap_count(hp, frees, 1);
+    return ret;
+}
+
+HMAF_API int hmaf_session_heap_flush(hmaf_session_t *session)
+{
+    struct hmaf__session_heap *hp;
+    int ret;
+
+    if (session == NULL) {
+        return HMAF_EINVAL;
+    }
+    hp = atomic_load(&session->heap);
+    if (hp == NULL) {
+        return 0; /* nothing taken, nothing to give */
+    }
+    pthread_mutex_lock(&hp->lock);
+    ret = give_back_locked(session, hp);
+    if (ret == 0 && hp->bad_unreported > 0) {
+        ret = HMAF_EINVAL;
+    }
+    hp->bad_unreported = 0;
+    pthread_mutex_unlock(&hp->lock);
+    return ret;
+}
+
+HMAF_API int hmaf_session_heap_stats(hmaf_session_t *session,
+                                     hmaf_session_heap_stats_t *stats_out)
+{
+    struct hmaf__session_heap *hp;
+
+    if (session == NULL || stats_out == NULL) {
+        return HMAF_EINVAL;
+    }
+    memset(stats_out, 0, sizeof(*stats_out));
+    hp = atomic_load(&session->heap);
+    if (hp == NULL) {
+        return 0;
+    }
+    pthread_mutex_lock(&hp->lock);
+    stats_out->allocs = atomic_load(&hp->allocs);
+    stats_out->frees = atomic_load(&hp->frees);
+    stats_out->alloc_requests = atomic_load(&hp->alloc_requests);
+    stats_out->free_requests = atomic_load(&hp->free_requests);
+    stats_out->bad_frees = atomic_load(&hp->bad_frees);
+    stats_out->bytes_cached = atomic_load(&hp->cached_bytes);
+    stats_out->frees_pending = hp->pending.count;
+    pthread_mutex_unlock(&hp->lock);
+    return 0;
+}
+
+void hmaf__session_heap_idle(struct hmaf_session *s)
+{
+    struct hmaf__session_heap *hp = atomic_load(&s->heap);
+
+    /* Busy with a call: not idle. */
+    if (hp == NULL || pthread_mutex_trylock(&hp->lock) != 0) {
+        return;
+    }
+    if (hp->activity == hp->idle_seen &&
+        (hp->pending.count > 0 || atomic_load(&hp->cached_bytes) > 0)) {
+        (void)give_back_locked(s, hp);
+    }
+    hp->idle_seen = hp->activity;
+    pthread_mutex_unlock(&hp->lock);
+}
+
+void hmaf__session_heap_close(struct hmaf_session *s)
+{
+    struct hmaf__session_heap *hp = atomic_load(&s->heap);
+
+    /* A forked child's copy: the lock may have been held at the fork, and
+     * the blocks are the parent's to give back. */
+    if (hp == NULL || s->orphan) {
+        return;
+    }
+    pthread_mutex_lock(&hp->lock);
+    (void)give_back_locked(s, hp);
+    pthread_mutex_unlock(&hp->lock);
+}
+
+void hmaf__session_heap_free(struct hmaf_session *s)
+{
+    struct hmaf__session_heap *hp = atomic_load(&s->heap);
+
+    if (hp == NULL) {
+        return;
+    }
+    if (!s->orphan) {
+        pthread_mutex_destroy(&hp->lock);
+    }
+    free(hp);
+}

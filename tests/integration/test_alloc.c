@@ -1,0 +1,544 @@
+/* Allocation in host memory end to end (heap.h), against a forked host
+ * whose agent has a 32 MiB heap and a 4 MiB session quota: blocks from
+ * both sides, used directly by host code, freed by the other side; round
+ * trips per small allocation; quota and full heap; bad frees from the API
+ * and lies written raw into the mailbox; many threads; a dpu process
+ * SIGKILLed with blocks out; and the heap back to where it started. */
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "host/agent_int.h"
+#include "host/heap.h"
+#include "proto/heap.h"
+#include "raw_slot.h"
+#include "target.h"
+
+#define HEAP_LEN (32u << 20)
+#define QUOTA (4u << 20)
+#define MAX_ADDRS 4096
+#define MAGIC 0x5ca1ab1e00000000ull
+#define THREADS 8
+#define SLOTS 16
+#define LOST_BOUND (640u << 10) /* heap.h: at most one batch per class */
+
+/* MAP_SHARED before the fork: how the two processes pass addresses. */
+struct shared {
+    uint64_t heap_base;
+    uint32_t n;
+    uint64_t size;
+    uint64_t addr[MAX_ADDRS];
+    hmaf_heap_stats_t stats;
+};
+
+static struct shared *sh;
+
+static uint64_t stamp(uint64_t addr)
+{
+    return addr * 3 + 1;
+}
+
+static int setup(hmaf_agent_t *agent, void *arg)
+{
+    hmaf_heap_params_t p;
+    void *none;
+    void *base = mmap(NULL, HEAP_LEN, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    (void)arg;
+    if (base == MAP_FAILED) {
+        return HMAF_ENOMEM;
+    }
+    hmaf_heap_params_init(&p);
+    p.session_quota = QUOTA;
+    CHECK_ERR(hmaf_agent_heap_alloc(agent, 16, &none), HMAF_ENOENT);
+    CHECK_ERR(hmaf_agent_heap_create(agent, base, HEAP_LEN + 1, &p),
+              HMAF_EINVAL);
+    CHECK_ERR(hmaf_agent_heap_create(agent, (char *)base + 16, 1 << 20, &p),
+              HMAF_EINVAL);
+    CHECK_ERR(hmaf_agent_heap_create(agent, base, HEAP_LEN, &p), 0);
+    CHECK_ERR(hmaf_agent_heap_create(agent, base, HEAP_LEN, &p),
+              HMAF_EEXIST);
+    CHECK_ERR(hmaf_agent_expose(agent, base, 4096, HMAF_ACCESS_READ),
+              HMAF_EEXIST);
+    CHECK_ERR(hmaf_agent_revoke(agent, base, HEAP_LEN), HMAF_EBUSY);
+    sh->heap_base = (uint64_t)(uintptr_t)base;
+    return 0;
+}
+
+/* Host: allocate sh->n blocks of sh->size and stamp them. */
+static int host_alloc(hmaf_agent_t *agent)
+{
+    for (uint32_t i = 0; i < sh->n; i++) {
+        void *p;
+        if (hmaf_agent_heap_alloc(agent, sh->size, &p) != 0 ||
+            (uintptr_t)p % 16 != 0) {
+            return 0;
+        }
+        *(uint64_t *)p = stamp((uint64_t)(uintptr_t)p);
+        sh->addr[i] = (uint64_t)(uintptr_t)p;
+    }
+    return 1;
+}
+
+/* Host: every listed block holds its stamp (the dpu side wrote it). */
+static int host_check(void)
+{
+    for (uint32_t i = 0; i < sh->n; i++) {
+        if (*(uint64_t *)(uintptr_t)sh->addr[i] != stamp(sh->addr[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int host_free(hmaf_agent_t *agent)
+{
+    int ok = 1;
+
+    for (uint32_t i = 0; i < sh->n; i++) {
+        ok &= hmaf_agent_heap_free(agent, (void *)(uintptr_t)sh->addr[i]) == 0;
+    }
+    return ok;
+}
+
+/* Host: bad frees are refused and change nothing. */
+static int host_bad_frees(hmaf_agent_t *agent)
+{
+    char *p;
+    int ok = hmaf_agent_heap_alloc(agent, 100, (void **)&p) == 0;
+
+    ok &= hmaf_agent_heap_free(agent, p + 16) == HMAF_EINVAL;
+    ok &= hmaf_agent_heap_free(agent, p + 1) == HMAF_EINVAL;
+    ok &= hmaf_agent_heap_free(agent, &ok) == HMAF_EINVAL;
+    ok &= hmaf_agent_heap_free(agent, p) == 0;
+    ok &= hmaf_agent_heap_free(agent, p) == HMAF_EINVAL;
+    return ok;
+}
+
+/* Host: fill the heap with 1 MiB blocks but the last few. */
+static int host_fill(hmaf_agent_t *agent)
+{
+    void *p;
+
+    sh->n = 0;
+    while (sh->n < MAX_ADDRS && hmaf_agent_heap_alloc(agent, 1 << 20, &p) == 0) {
+        sh->addr[sh->n++] = (uint64_t)(uintptr_t)p;
+    }
+    return sh->n > 0;
+}
+
+static int command(hmaf_agent_t *agent, int cmd, void *arg)
+{
+    struct hmaf_agent *a = (struct hmaf_agent *)agent;
+    hmaf_agent_stats_t st;
+    int ok;
+
+    (void)arg;
+    switch (cmd) {
+    case 'a':
+        return host_alloc(agent);
+    case 'c':
+        return host_check();
+    case 'f':
+        return host_free(agent);
+    case 'b':
+        return host_bad_frees(agent);
+    case 'F':
+        return host_fill(agent);
+    case 'S':
+        return hmaf_agent_heap_stats(agent, &sh->stats) == 0;
+    case 'k':
+        pthread_mutex_lock(&a->lock);
+        ok = hmaf__heap_check(a->heap) == 0;
+        pthread_mutex_unlock(&a->lock);
+        return ok;
+    case 's':
+        hmaf_agent_stats(agent, &st);
+        return (int)st.sessions_live;
+    default:
+        return 0;
+    }
+}
+
+static hmaf_heap_stats_t host_stats(struct target *t)
+{
+    CHECK_EQ(target_command(t, 'S'), 1);
+    return sh->stats;
+}
+
+static void write_stamp(hmaf_session_t *s, uint64_t addr)
+{
+    uint64_t v = stamp(addr);
+
+    CHECK_ERR(hmaf_session_write(s, addr, &v, 8), 0);
+}
+
+/* dpu blocks, written by the dpu side, read by host code; a large one. */
+static void test_dpu_blocks(struct target *t, hmaf_session_t *s)
+{
+    uint64_t big, back = 0;
+
+    sh->n = 100;
+    for (uint32_t i = 0; i < sh->n; i++) {
+        CHECK_ERR(hmaf_session_alloc(s, 1 + i * 37, &sh->addr[i]), 0);
+        CHECK_EQ(sh->addr[i] % 16, 0);
+        CHECK(sh->addr[i] >= sh->heap_base &&
+              sh->addr[i] < sh->heap_base + HEAP_LEN);
+        write_stamp(s, sh->addr[i]);
+    }
+    CHECK_EQ(target_command(t, 'c'), 1);
+    /* The host frees what the dpu side allocated. */
+    CHECK_EQ(target_command(t, 'f'), 1);
+    CHECK_ERR(hmaf_session_alloc(s, 100 << 10, &big), 0);
+    CHECK_EQ(big % 4096, 0);
+    write_stamp(s, big + (100 << 10) - 8);
+    CHECK_ERR(hmaf_session_read(s, &back, big + (100 << 10) - 8, 8), 0);
+    CHECK_EQ(back, stamp(big + (100 << 10) - 8));
+    CHECK_ERR(hmaf_session_free(s, big), 0);
+    CHECK_ERR(hmaf_session_alloc(s, 0, &big), HMAF_EINVAL);
+    CHECK_ERR(hmaf_session_alloc(s, HEAP_LEN + 1u, &big), HMAF_EINVAL);
+    CHECK_ERR(hmaf_session_heap_flush(s), 0);
+}
+
+/* Host blocks, read by the dpu side and freed by it. */
+static void test_host_blocks(struct target *t, hmaf_session_t *s)
+{
+    sh->n = 200;
+    sh->size = 48;
+    CHECK_EQ(target_command(t, 'a'), 1);
+    for (uint32_t i = 0; i < sh->n; i++) {
+        uint64_t v;
+        CHECK_ERR(hmaf_session_read(s, &v, sh->addr[i], 8), 0);
+        CHECK_EQ(v, stamp(sh->addr[i]));
+        CHECK_ERR(hmaf_session_free(s, sh->addr[i]), 0);
+    }
+    CHECK_ERR(hmaf_session_heap_flush(s), 0);
+    CHECK_EQ(target_command(t, 'b'), 1);
+    CHECK_EQ(target_command(t, 'k'), 1);
+}
+
+/* 100,000 small allocations and frees: far fewer round trips. */
+static void test_round_trips(hmaf_session_t *s)
+{
+    static uint64_t addr[1000];
+    hmaf_session_stats_t a, b;
+    hmaf_session_heap_stats_t hs;
+
+    CHECK_ERR(hmaf_session_stats(s, &a), 0);
+    for (int round = 0; round < 100; round++) {
+        for (int i = 0; i < 1000; i++) {
+            CHECK_ERR(hmaf_session_alloc(s, 64, &addr[i]), 0);
+        }
+        for (int i = 0; i < 1000; i++) {
+            CHECK_ERR(hmaf_session_free(s, addr[i]), 0);
+        }
+    }
+    CHECK_ERR(hmaf_session_heap_flush(s), 0);
+    CHECK_ERR(hmaf_session_stats(s, &b), 0);
+    CHECK_ERR(hmaf_session_heap_stats(s, &hs), 0);
+    printf("100000 allocations + 100000 frees of 64 B: %llu round trips "
+           "(%llu ALLOC, %llu FREE): %.4f per allocation\n",
+           (unsigned long long)(b.mailbox_round_trips - a.mailbox_round_trips),
+           (unsigned long long)hs.alloc_requests,
+           (unsigned long long)hs.free_requests,
+           (double)(b.mailbox_round_trips - a.mailbox_round_trips) / 100000);
+    CHECK(b.mailbox_round_trips - a.mailbox_round_trips < 100000 / 50);
+    CHECK_EQ(hs.bytes_cached, 0);
+    CHECK_EQ(hs.frees_pending, 0);
+}
+
+static void test_quota(struct target *t, hmaf_session_t *s)
+{
+    static uint64_t addr[1024];
+    size_t n = 0;
+    int ret;
+
+    while ((ret = hmaf_session_alloc(s, 8192, &addr[n])) == 0) {
+        n++;
+        CHECK(n < 1024);
+    }
+    CHECK_ERR(ret, HMAF_ENOSPC);
+    CHECK(n * 8192 <= QUOTA && n * 8192 > QUOTA / 2);
+    CHECK_ERR(hmaf_session_alloc(s, 1 << 20, &addr[n]), HMAF_ENOSPC);
+    while (n > 0) {
+        CHECK_ERR(hmaf_session_free(s, addr[--n]), 0);
+    }
+    CHECK_ERR(hmaf_session_heap_flush(s), 0);
+    CHECK_EQ(target_command(t, 'k'), 1);
+}
+
+static void test_full(struct target *t, hmaf_session_t *s)
+{
+    uint64_t addr;
+
+    CHECK_EQ(target_command(t, 'F'), 1);
+    CHECK_ERR(hmaf_session_alloc(s, 2 << 20, &addr), HMAF_ENOMEM);
+    CHECK_EQ(target_command(t, 'f'), 1);
+    CHECK_ERR(hmaf_session_alloc(s, 2 << 20, &addr), 0);
+    CHECK_ERR(hmaf_session_free(s, addr), 0);
+    CHECK_ERR(hmaf_session_heap_flush(s), 0);
+}
+
+/* The dpu side's bad frees: refused locally or by the host, reported by
+ * the next flush; the heap stays whole. */
+static void test_bad_frees(struct target *t, hmaf_session_t *s)
+{
+    hmaf_session_heap_stats_t hs;
+    uint64_t addr;
+
+    CHECK_ERR(hmaf_session_alloc(s, 100, &addr), 0);
+    CHECK_ERR(hmaf_session_free(s, 0), HMAF_EINVAL);
+    CHECK_ERR(hmaf_session_free(s, addr + 8), HMAF_EINVAL);
+    CHECK_ERR(hmaf_session_free(s, addr + 16), 0); /* inside a block */
+    CHECK_ERR(hmaf_session_heap_flush(s), HMAF_EINVAL);
+    CHECK_ERR(hmaf_session_free(s, addr), 0);
+    CHECK_ERR(hmaf_session_free(s, addr), 0); /* twice */
+    CHECK_ERR(hmaf_session_heap_flush(s), HMAF_EINVAL);
+    CHECK_ERR(hmaf_session_free(s, sh->heap_base + HEAP_LEN), 0);
+    CHECK_ERR(hmaf_session_free(s, sh->heap_base - 4096), 0);
+    CHECK_ERR(hmaf_session_heap_flush(s), HMAF_EINVAL);
+    CHECK_ERR(hmaf_session_heap_flush(s), 0); /* reported once */
+    CHECK_ERR(hmaf_session_heap_stats(s, &hs), 0);
+    CHECK_EQ(hs.bad_frees, 4);
+    CHECK_EQ(target_command(t, 'k'), 1);
+}
+
+static int raw_alloc(struct raw *raw, uint64_t size, uint16_t count,
+                     uint16_t len)
+{
+    uint8_t req[32] = {0}, resp[HMAF_MBOX_RESP_MAX];
+    uint16_t resp_len;
+    struct hmaf_req_alloc r = {.size = size, .count = 1, .cached = 0};
+
+    hmaf__req_alloc_encode(&r, req);
+    memcpy(req + 8, &count, 2); /* little-endian host assumed */
+    return raw_call(raw, HMAF_OP_ALLOC, req, len, len, resp, &resp_len);
+}
+
+/* A lying dpu side: malformed ALLOCs and FREEs get errors; lies about
+ * addresses free nothing that is not a live block. */
+static void test_lies(struct target *t, hmaf_session_t *s)
+{
+    static uint8_t req[HMAF_MBOX_REQ_LONG_MAX + 8];
+    uint8_t resp[HMAF_MBOX_RESP_MAX];
+    struct hmaf_req_free f = {.cached = UINT64_MAX, .count = 3};
+    hmaf_heap_stats_t before = host_stats(t), after;
+    uint16_t resp_len, bad;
+    struct raw raw;
+    uint64_t keep;
+
+    raw_init(&raw, t->pid, s);
+    CHECK_ERR(raw_alloc(&raw, 64, 0, 18), HMAF_EPROTO);
+    CHECK_ERR(raw_alloc(&raw, 64, 129, 18), HMAF_EPROTO);
+    CHECK_ERR(raw_alloc(&raw, 64, 1, 17), HMAF_EPROTO);
+    CHECK_ERR(raw_alloc(&raw, 64, 1, 19), HMAF_EPROTO);
+    CHECK_ERR(raw_alloc(&raw, 0, 1, 18), HMAF_EINVAL);
+    CHECK_ERR(raw_alloc(&raw, UINT64_MAX, 1, 18), HMAF_EINVAL);
+    CHECK_ERR(raw_alloc(&raw, 1 << 20, 2, 18), HMAF_EINVAL);
+    CHECK_ERR(raw_call(&raw, HMAF_OP_FREE, req, 10, 10, resp, &resp_len),
+              HMAF_EPROTO); /* count 0 */
+    CHECK_ERR(hmaf_session_alloc(s, 64, &keep), 0);
+    f.addr[0] = keep + 16;
+    f.addr[1] = UINT64_MAX & ~15ull;
+    f.addr[2] = sh->heap_base + HEAP_LEN - 4096; /* free pages */
+    hmaf__req_free_encode(&f, req);
+    CHECK_ERR(raw_call(&raw, HMAF_OP_FREE, req, 33, 33, resp, &resp_len),
+              HMAF_EPROTO); /* length and claim disagree with the count */
+    CHECK_ERR(raw_call(&raw, HMAF_OP_FREE, req, 34, 34, resp, &resp_len), 0);
+    CHECK_EQ(hmaf__resp_free_decode(resp, resp_len, &bad), 0);
+    CHECK_EQ(bad, 3);
+    CHECK_ERR(raw_call(&raw, HMAF_OP_FREE, req, 8, HMAF_MBOX_REQ_LONG_MAX + 1,
+                       resp, &resp_len),
+              HMAF_EPROTO);
+    CHECK_EQ(target_command(t, 'k'), 1);
+    after = host_stats(t);
+    /* Only keep's slab came and its cached bytes are the liar's word,
+     * capped at what it holds. */
+    CHECK(after.bytes_cached_by_sessions <= after.bytes_in_use);
+    CHECK_EQ(after.frees, before.frees);
+    CHECK_ERR(hmaf_session_free(s, keep), 0);
+    CHECK_ERR(hmaf_session_heap_flush(s), 0);
+    CHECK_ERR(hmaf_session_ping(s), 0);
+}
+
+struct worker {
+    hmaf_session_t *s;
+    unsigned seed;
+};
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    uint64_t addr[SLOTS] = {0};
+    uint64_t rnd = w->seed * 2654435761u + 1;
+
+    for (int i = 0; i < 20000; i++) {
+        unsigned k;
+        rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
+        k = (unsigned)(rnd % SLOTS);
+        if (addr[k] != 0) {
+            uint64_t v;
+            CHECK_ERR(hmaf_session_read(w->s, &v, addr[k], 8), 0);
+            CHECK_EQ(v, stamp(addr[k]));
+            CHECK_ERR(hmaf_session_free(w->s, addr[k]), 0);
+            addr[k] = 0;
+        } else {
+            /* within the quota: 8 threads, 16 blocks each */
+            uint64_t size = (rnd >> 40) % 16 ? 8 + (rnd >> 20) % 2000 : 40000;
+            CHECK_ERR(hmaf_session_alloc(w->s, size, &addr[k]), 0);
+            write_stamp(w->s, addr[k]);
+        }
+    }
+    for (unsigned k = 0; k < SLOTS; k++) {
+        if (addr[k] != 0) {
+            CHECK_ERR(hmaf_session_free(w->s, addr[k]), 0);
+        }
+    }
+    return NULL;
+}
+
+static void test_threads(struct target *t, hmaf_session_t *s)
+{
+    pthread_t th[THREADS];
+    struct worker w[THREADS];
+
+    for (unsigned i = 0; i < THREADS; i++) {
+        w[i] = (struct worker){s, i + 1};
+        CHECK_EQ(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
+    }
+    for (unsigned i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+    }
+    CHECK_ERR(hmaf_session_heap_flush(s), 0);
+    CHECK_EQ(target_command(t, 'k'), 1);
+}
+
+/* The watch thread gives an idle session's cache back by itself. */
+static void test_idle_give_back(struct target *t, hmaf_session_t *s,
+                                const hmaf_heap_stats_t *start)
+{
+    uint64_t addr;
+    hmaf_heap_stats_t st;
+
+    CHECK_ERR(hmaf_session_alloc(s, 32, &addr), 0);
+    CHECK_ERR(hmaf_session_free(s, addr), 0);
+    for (int i = 0; i < 1000; i++) { /* 10 s at most: far above a turn */
+        st = host_stats(t);
+        if (st.bytes_in_use == start->bytes_in_use) {
+            break;
+        }
+        usleep(10000);
+    }
+    CHECK_EQ(st.bytes_in_use, start->bytes_in_use);
+    CHECK_EQ(st.bytes_cached_by_sessions, 0);
+}
+
+/* A dpu process with blocks out and its cache full is SIGKILLed: the
+ * blocks it handed out stay, with their data; its cache is lost, within
+ * the bound. */
+static void test_dead_session(struct target *t)
+{
+    hmaf_heap_stats_t before = host_stats(t), after;
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        hmaf_session_t *s = target_connect(t);
+        sh->n = 500;
+        for (uint32_t i = 0; i < sh->n; i++) {
+            CHECK_ERR(hmaf_session_alloc(s, 16 + i % 3000, &sh->addr[i]), 0);
+            write_stamp(s, sh->addr[i]);
+        }
+        raise(SIGKILL);
+    }
+    CHECK(pid > 0);
+    CHECK_EQ(waitpid(pid, NULL, 0), pid);
+    for (int i = 0; i < 1000 && target_command(t, 's') != 1; i++) {
+        usleep(10000);
+    }
+    CHECK_EQ(target_command(t, 's'), 1);
+    CHECK_EQ(target_command(t, 'c'), 1); /* its blocks, their data intact */
+    CHECK_EQ(target_command(t, 'k'), 1);
+    after = host_stats(t);
+    CHECK(after.bytes_lost > before.bytes_lost);
+    CHECK(after.bytes_lost - before.bytes_lost <= LOST_BOUND);
+    CHECK_EQ(target_command(t, 'f'), 1); /* now the host's to free */
+    after = host_stats(t);
+    /* What is left is what its cache held: bytes_lost counts that as of
+     * its latest request, an upper bound. */
+    CHECK(after.bytes_in_use > before.bytes_in_use);
+    CHECK(after.bytes_in_use <=
+          before.bytes_in_use + after.bytes_lost - before.bytes_lost);
+    printf("SIGKILLed session: %llu bytes of never handed-out blocks lost "
+           "(counted: %llu)\n",
+           (unsigned long long)(after.bytes_in_use - before.bytes_in_use),
+           (unsigned long long)(after.bytes_lost - before.bytes_lost));
+}
+
+static int no_heap(hmaf_agent_t *agent, void *arg)
+{
+    (void)agent;
+    (void)arg;
+    return 0;
+}
+
+/* A host without a heap says so. */
+static void test_no_heap(void)
+{
+    struct target t;
+    struct target_options opts = {.setup = no_heap, .command = command};
+    hmaf_session_t *s;
+    uint64_t addr;
+
+    target_start(&t, &opts);
+    s = target_connect(&t);
+    CHECK_ERR(hmaf_session_alloc(s, 16, &addr), HMAF_ENOENT);
+    CHECK_ERR(hmaf_session_alloc(s, 1 << 20, &addr), HMAF_ENOENT);
+    CHECK_ERR(hmaf_session_free(s, 4096), 0);
+    CHECK_ERR(hmaf_session_heap_flush(s), HMAF_ENOENT);
+    CHECK_EQ(target_command(&t, 'S'), 0);
+    hmaf_session_destroy(s);
+    CHECK_EQ(target_stop(&t), 0);
+}
+
+int main(void)
+{
+    struct target t;
+    struct target_options opts = {.setup = setup, .command = command};
+    hmaf_heap_stats_t start, end;
+    hmaf_session_t *s;
+
+    sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
+              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(sh != MAP_FAILED);
+    target_start(&t, &opts);
+    s = target_connect(&t);
+    start = host_stats(&t);
+    CHECK_EQ(start.bytes_total, HEAP_LEN);
+    CHECK_EQ(start.bytes_in_use, 0);
+    test_dpu_blocks(&t, s);
+    test_host_blocks(&t, s);
+    test_round_trips(s);
+    test_quota(&t, s);
+    test_full(&t, s);
+    test_bad_frees(&t, s);
+    test_lies(&t, s);
+    test_threads(&t, s);
+    end = host_stats(&t);
+    CHECK_EQ(end.bytes_in_use, start.bytes_in_use);
+    CHECK_EQ(end.blocks_in_use, start.blocks_in_use);
+    CHECK_EQ(end.bytes_reserved, 0);
+    test_idle_give_back(&t, s, &start);
+    test_dead_session(&t);
+    hmaf_session_destroy(s);
+    CHECK_EQ(target_command(&t, 'k'), 1);
+    CHECK_EQ(target_stop(&t), 0);
+    test_no_heap();
+    printf("ok\n");
+    return 0;
+}
