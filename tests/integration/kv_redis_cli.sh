@@ -64,6 +64,7 @@ if redis-cli -p "$dpu" SET probe 1 | grep -q 'not supported'; then
     echo "NOTE: this build's dpu port serves reads only (no atomic/heap calls)" >&2
     dpu_writes=0
 fi
+redis-cli -p "$host" DEL probe >/dev/null
 writers=($host)
 ((dpu_writes)) && writers+=($dpu)
 
