@@ -826,7 +826,7 @@ void kv_server_destroy(struct kv_server *srv)
 
 int kv_options_parse(int argc, char **argv, struct kv_options *o)
 {
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 
         if (v == NULL) {
@@ -847,7 +847,6 @@ int kv_options_parse(int argc, char **argv, struct kv_options *o)
         } else {
             return -1;
         }
-        i++;
     }
     return 0;
 }
