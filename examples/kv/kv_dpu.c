@@ -1,0 +1,198 @@
+/*
+ * hmaf-kv-dpu: the dpu half of the kv service. It connects to
+ * hmaf-kv-host's agent, finds the store's root ("kv") and answers Redis
+ * clients on its own port from the host's memory: reads are vectored HMAF
+ * reads (one per level of the table for a whole turn of commands),
+ * changes are HMAF writes, blocks come from the host's heap
+ * (hmaf_session_alloc) and are published with HMAF compare-and-swap. The
+ * host's CPU serves none of the reads.
+ *
+ *   hmaf-kv-dpu --address unix:/tmp/kv.sock --port 7002 [--token T]
+ *
+ * Prints "ready port P" on stdout once it serves.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hmaf/hmaf.h>
+
+#include "kv_server.h"
+#include "kv_store.h"
+
+#define CONNECT_MS 10000
+
+static int dpu_readv(void *ctx, const hmaf_seg_t *segs, size_t n)
+{
+    return hmaf_session_readv(ctx, segs, n);
+}
+
+static int dpu_write(void *ctx, uint64_t addr, const void *buf, size_t len)
+{
+    return hmaf_session_write(ctx, addr, buf, len);
+}
+
+#ifdef KV_HAVE_ATOMIC
+static int dpu_cas64(void *ctx, uint64_t addr, uint64_t expected,
+                     uint64_t desired, uint64_t *old_out)
+{
+    return hmaf_session_cas64(ctx, addr, expected, desired, old_out);
+}
+
+static int dpu_faa64(void *ctx, uint64_t addr, uint64_t add,
+                     uint64_t *old_out)
+{
+    return hmaf_session_fetch_add64(ctx, addr, add, old_out);
+}
+#else
+/* Built without include/hmaf/atomic.h: the dpu port serves reads only. */
+static int dpu_cas64(void *ctx, uint64_t addr, uint64_t expected,
+                     uint64_t desired, uint64_t *old_out)
+{
+    (void)ctx, (void)addr, (void)expected, (void)desired, (void)old_out;
+    return HMAF_ENOTSUP;
+}
+
+static int dpu_faa64(void *ctx, uint64_t addr, uint64_t add,
+                     uint64_t *old_out)
+{
+    (void)ctx, (void)addr, (void)add, (void)old_out;
+    return HMAF_ENOTSUP;
+}
+#endif
+
+#ifdef KV_HAVE_HEAP
+static int dpu_alloc(void *ctx, size_t size, uint64_t *addr_out)
+{
+    return hmaf_session_alloc(ctx, size, addr_out);
+}
+
+static int dpu_free(void *ctx, uint64_t addr)
+{
+    return hmaf_session_free(ctx, addr);
+}
+
+/* Idle: give the heap blocks this session keeps for later back to the
+ * host, so that an idle host's heap shows what the store really holds. */
+static void dpu_idle(void *ctx)
+{
+    hmaf_session_heap_flush(ctx);
+}
+#else
+static int dpu_alloc(void *ctx, size_t size, uint64_t *addr_out)
+{
+    (void)ctx, (void)size, (void)addr_out;
+    return HMAF_ENOTSUP;
+}
+
+static int dpu_free(void *ctx, uint64_t addr)
+{
+    (void)ctx, (void)addr;
+    return HMAF_ENOTSUP;
+}
+
+static void dpu_idle(void *ctx)
+{
+    (void)ctx;
+}
+#endif
+
+static const struct kv_mem_ops dpu_ops = {
+    .readv = dpu_readv,
+    .write = dpu_write,
+    .cas64 = dpu_cas64,
+    .faa64 = dpu_faa64,
+    .alloc = dpu_alloc,
+    .free = dpu_free,
+    .idle = dpu_idle,
+};
+
+static void dpu_info(void *arg, struct resp_buf *out)
+{
+    hmaf_session_stats_t st;
+    char line[256];
+
+    if (hmaf_session_stats(arg, &st) != 0) {
+        return;
+    }
+    snprintf(line, sizeof(line),
+             "# HMAF\r\nhmaf_engine:%s\r\nhmaf_ops:%llu\r\n"
+             "hmaf_bytes_read:%llu\r\nhmaf_mailbox_round_trips:%llu\r\n",
+             hmaf_session_engine(arg), (unsigned long long)st.ops,
+             (unsigned long long)st.bytes_read,
+             (unsigned long long)st.mailbox_round_trips);
+    resp_buf_put(out, line, strlen(line));
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: hmaf-kv-dpu --address unix:PATH --port P "
+                    "[--token T] [--bind IP]\n");
+}
+
+static int connect_store(const struct kv_options *o, hmaf_session_t **s_out,
+                         struct kv_store *store)
+{
+    hmaf_session_params_t sp;
+    uint64_t root;
+    size_t len;
+    int ret;
+
+    hmaf_session_params_init(&sp);
+    sp.address = o->address;
+    sp.token = o->token;
+    sp.connect_timeout_ms = CONNECT_MS;
+    ret = hmaf_session_create(&sp, s_out);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = hmaf_session_lookup(*s_out, "kv", &root, &len);
+    if (ret == 0 && len < sizeof(struct kv_root)) {
+        ret = HMAF_EPROTO;
+    }
+    if (ret == 0) {
+        ret = kv_store_open(store, &dpu_ops, *s_out, root, KV_SIDE_DPU);
+    }
+    if (ret < 0) {
+        hmaf_session_destroy(*s_out);
+    }
+    return ret;
+}
+
+int main(int argc, char **argv)
+{
+    struct kv_options o = {.port = 7002, .token = ""};
+    hmaf_session_t *session;
+    struct kv_store store;
+    struct kv_server *srv;
+    struct kv_server_params sp = {.wake_fd = -1, .role = "dpu"};
+    int ret;
+
+    if (kv_options_parse(argc, argv, &o) < 0 || o.address == NULL) {
+        usage();
+        return 2;
+    }
+    ret = connect_store(&o, &session, &store);
+    if (ret < 0) {
+        fprintf(stderr, "hmaf-kv-dpu: store at %s: %s\n", o.address,
+                hmaf_strerror(ret));
+        return 1;
+    }
+    sp.port = o.port;
+    sp.bind = o.bind;
+    sp.store = &store;
+    sp.info = dpu_info;
+    sp.arg = session;
+    if (kv_server_create(&sp, &srv) < 0) {
+        hmaf_session_destroy(session);
+        return 1;
+    }
+    printf("ready port %d\n", kv_server_port(srv));
+    fflush(stdout);
+    ret = kv_server_run(srv);
+    kv_store_idle(&store); /* hold nothing: the host may free it all */
+    kv_server_destroy(srv);
+    kv_store_close(&store);
+    hmaf_session_destroy(session);
+    return ret < 0;
+}

@@ -1,0 +1,302 @@
+/*
+ * hmaf-kv-host: the host half of the kv service. It builds the store in a
+ * heap it exposes read-write, publishes the root as "kv", serves dpu
+ * sides through an HMAF agent, and answers Redis clients on its own port
+ * with plain loads, stores and CPU atomics on the same memory.
+ *
+ *   hmaf-kv-host --address unix:/tmp/kv.sock --port 7001 [--token T]
+ *                [--buckets N] [--heap-mib M] [--bind 127.0.0.1]
+ *
+ * Prints "ready port P" on stdout once both are served.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <hmaf/hmaf.h>
+
+#include "kv_server.h"
+#include "kv_store.h"
+
+#define DEFAULT_BUCKETS  (1u << 16)
+#define DEFAULT_HEAP_MIB 512
+
+struct host {
+    hmaf_agent_t *agent;
+    void *base;
+    size_t len;
+#ifndef KV_HAVE_HEAP
+    /* Until the agent has a heap: size classes of powers of two from 16 B,
+     * each block after a 16-byte header naming its class. */
+    size_t used;
+    uint64_t free_lists[32];
+    uint64_t bytes_in_use, blocks_in_use;
+#endif
+};
+
+static void *ptr_to(uint64_t addr)
+{
+    return (void *)(uintptr_t)addr;
+}
+
+#ifndef KV_HAVE_HEAP
+#define ARENA_HEADER 16
+
+static unsigned size_class(size_t size)
+{
+    unsigned c = 0;
+
+    while (((size_t)16 << c) < size + ARENA_HEADER) {
+        c++;
+    }
+    return c;
+}
+
+static int host_alloc(void *ctx, size_t size, uint64_t *addr_out)
+{
+    struct host *h = ctx;
+    unsigned c = size_class(size);
+    size_t bytes = (size_t)16 << c;
+    char *block;
+
+    if (c >= 32) {
+        return HMAF_EINVAL;
+    }
+    if (h->free_lists[c]) {
+        block = ptr_to(h->free_lists[c]);
+        memcpy(&h->free_lists[c], block + ARENA_HEADER, 8);
+    } else if (h->len - h->used >= bytes) {
+        block = (char *)h->base + h->used;
+        h->used += bytes;
+    } else {
+        return HMAF_ENOMEM;
+    }
+    memcpy(block, &c, sizeof(c));
+    h->bytes_in_use += bytes;
+    h->blocks_in_use++;
+    *addr_out = (uint64_t)(uintptr_t)(block + ARENA_HEADER);
+    return 0;
+}
+
+static int host_free(void *ctx, uint64_t addr)
+{
+    struct host *h = ctx;
+    char *block = (char *)ptr_to(addr) - ARENA_HEADER;
+    unsigned c;
+
+    memcpy(&c, block, sizeof(c));
+    memcpy(block + ARENA_HEADER, &h->free_lists[c], 8);
+    h->free_lists[c] = (uint64_t)(uintptr_t)block;
+    h->bytes_in_use -= (size_t)16 << c;
+    h->blocks_in_use--;
+    return 0;
+}
+
+static int heap_in_use(struct host *h, uint64_t *bytes, uint64_t *blocks)
+{
+    *bytes = h->bytes_in_use;
+    *blocks = h->blocks_in_use;
+    return 0;
+}
+
+static int heap_setup(struct host *h)
+{
+    return hmaf_agent_expose(h->agent, h->base, h->len,
+                             HMAF_ACCESS_READ_WRITE);
+}
+#else
+static int host_alloc(void *ctx, size_t size, uint64_t *addr_out)
+{
+    struct host *h = ctx;
+    void *p;
+    int ret = hmaf_agent_heap_alloc(h->agent, size, &p);
+
+    if (ret == 0) {
+        *addr_out = (uint64_t)(uintptr_t)p;
+    }
+    return ret;
+}
+
+static int host_free(void *ctx, uint64_t addr)
+{
+    struct host *h = ctx;
+
+    return hmaf_agent_heap_free(h->agent, ptr_to(addr));
+}
+
+static int heap_in_use(struct host *h, uint64_t *bytes, uint64_t *blocks)
+{
+    hmaf_heap_stats_t st;
+    int ret = hmaf_agent_heap_stats(h->agent, &st);
+
+    *bytes = st.bytes_in_use;
+    *blocks = st.blocks_in_use;
+    return ret;
+}
+
+static int heap_setup(struct host *h)
+{
+    hmaf_heap_params_t p;
+
+    hmaf_heap_params_init(&p);
+    return hmaf_agent_heap_create(h->agent, h->base, h->len, &p);
+}
+#endif
+
+/* The local accessor: the store's memory is ours. */
+static int host_readv(void *ctx, const hmaf_seg_t *segs, size_t n)
+{
+    (void)ctx;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(segs[i].local, ptr_to(segs[i].remote_addr), segs[i].len);
+    }
+    return 0;
+}
+
+static int host_write(void *ctx, uint64_t addr, const void *buf, size_t len)
+{
+    (void)ctx;
+    memcpy(ptr_to(addr), buf, len);
+    /* a quiescence word must be seen before the reads that follow it */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    return 0;
+}
+
+static int host_cas64(void *ctx, uint64_t addr, uint64_t expected,
+                      uint64_t desired, uint64_t *old_out)
+{
+    (void)ctx;
+    __atomic_compare_exchange_n((uint64_t *)ptr_to(addr), &expected, desired,
+                                0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    *old_out = expected;
+    return 0;
+}
+
+static int host_faa64(void *ctx, uint64_t addr, uint64_t add,
+                      uint64_t *old_out)
+{
+    uint64_t old = __atomic_fetch_add((uint64_t *)ptr_to(addr), add,
+                                      __ATOMIC_SEQ_CST);
+
+    (void)ctx;
+    if (old_out) {
+        *old_out = old;
+    }
+    return 0;
+}
+
+/* A dpu side that is gone holds nothing: free what waited for it. */
+static int host_peer_alive(void *ctx)
+{
+    struct host *h = ctx;
+    hmaf_agent_stats_t st;
+
+    return hmaf_agent_stats(h->agent, &st) != 0 || st.sessions_live > 0;
+}
+
+static const struct kv_mem_ops host_ops = {
+    .readv = host_readv,
+    .write = host_write,
+    .cas64 = host_cas64,
+    .faa64 = host_faa64,
+    .alloc = host_alloc,
+    .free = host_free,
+    .peer_alive = host_peer_alive,
+};
+
+static void host_info(void *arg, struct resp_buf *out)
+{
+    struct host *h = arg;
+    uint64_t bytes = 0, blocks = 0;
+    hmaf_agent_stats_t st = {0};
+    char line[256];
+
+    heap_in_use(h, &bytes, &blocks);
+    hmaf_agent_stats(h->agent, &st);
+    snprintf(line, sizeof(line),
+             "# Heap\r\nheap_bytes_total:%zu\r\nheap_bytes_in_use:%llu\r\n"
+             "heap_blocks_in_use:%llu\r\ndpu_sessions:%llu\r\n",
+             h->len, (unsigned long long)bytes, (unsigned long long)blocks,
+             (unsigned long long)st.sessions_live);
+    resp_buf_put(out, line, strlen(line));
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: hmaf-kv-host --address unix:PATH --port P "
+                    "[--token T] [--buckets N] [--heap-mib M] [--bind IP]\n");
+}
+
+static int start_agent(struct host *h, const struct kv_options *o)
+{
+    hmaf_agent_params_t ap;
+    int ret;
+
+    hmaf_agent_params_init(&ap);
+    ap.address = o->address;
+    ap.token = o->token;
+    ret = hmaf_agent_create(&ap, &h->agent);
+    if (ret < 0) {
+        fprintf(stderr, "hmaf-kv-host: agent at %s: %s\n", o->address,
+                hmaf_strerror(ret));
+        return ret;
+    }
+    h->len = (size_t)o->heap_mib << 20;
+    /* pages never touched cost nothing */
+    h->base = mmap(NULL, h->len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (h->base == MAP_FAILED) {
+        return HMAF_ENOMEM;
+    }
+    return heap_setup(h);
+}
+
+int main(int argc, char **argv)
+{
+    struct kv_options o = {.port = 7001, .buckets = DEFAULT_BUCKETS,
+                           .heap_mib = DEFAULT_HEAP_MIB, .token = ""};
+    struct host h = {0};
+    struct kv_store store;
+    struct kv_server *srv;
+    struct kv_server_params sp = {.wake_fd = -1, .role = "host"};
+    uint64_t root;
+    int ret;
+
+    if (kv_options_parse(argc, argv, &o) < 0 || o.address == NULL) {
+        usage();
+        return 2;
+    }
+    ret = start_agent(&h, &o);
+    if (ret == 0) {
+        ret = kv_store_format(&host_ops, &h, o.buckets, &root);
+    }
+    if (ret == 0) {
+        ret = hmaf_agent_publish(h.agent, "kv", ptr_to(root),
+                                 sizeof(struct kv_root));
+    }
+    if (ret == 0) {
+        ret = kv_store_open(&store, &host_ops, &h, root, KV_SIDE_HOST);
+    }
+    if (ret < 0) {
+        fprintf(stderr, "hmaf-kv-host: %s\n", hmaf_strerror(ret));
+        hmaf_agent_destroy(h.agent);
+        return 1;
+    }
+    sp.port = o.port;
+    sp.bind = o.bind;
+    sp.store = &store;
+    sp.info = host_info;
+    sp.arg = &h;
+    if (kv_server_create(&sp, &srv) < 0) {
+        hmaf_agent_destroy(h.agent);
+        return 1;
+    }
+    printf("ready port %d\n", kv_server_port(srv));
+    fflush(stdout);
+    ret = kv_server_run(srv);
+    kv_server_destroy(srv);
+    kv_store_close(&store);
+    hmaf_agent_destroy(h.agent);
+    return ret < 0;
+}

@@ -1,0 +1,852 @@
+#include "kv_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define EVENTS_MAX     128
+#define READ_CHUNK     (64u << 10)
+#define READ_TURN_MAX  (2u << 20)  /* bytes one client may send per turn */
+#define IDLE_WAIT_MS   1000
+#define RECLAIM_WAIT_MS 1          /* while retired pieces wait to be freed */
+
+struct client {
+    int fd;
+    struct resp_buf in, out;
+    size_t parsed;   /* bytes of `in` the queued commands came from */
+    int closing;     /* close once `out` is written */
+    int writing;     /* waiting for EPOLLOUT */
+    int touched;     /* has commands or output this turn */
+};
+
+/* One parsed command of this turn. */
+struct queued {
+    struct client *c;
+    struct resp_cmd cmd;
+};
+
+struct kv_server {
+    struct kv_server_params p;
+    int listen_fd, ep;
+    int port;
+    struct queued *queue;
+    size_t nqueue, cap_queue;
+    struct client **touched;
+    size_t ntouched, cap_touched;
+    struct kv_get *gets;
+    size_t cap_gets;
+    uint64_t commands;
+};
+
+static volatile sig_atomic_t stop_requested;
+
+void kv_server_stop(void)
+{
+    stop_requested = 1;
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+/* ---- command table ------------------------------------------------- */
+
+enum cmd_kind { CMD_READ, CMD_OTHER };
+
+typedef void cmd_fn(struct kv_server *srv, struct client *c,
+                    const struct resp_cmd *cmd);
+
+struct command {
+    const char *name;
+    int min_args; /* with the name */
+    int max_args; /* -1: any */
+    int step;     /* arguments after the first key come in groups of this */
+    enum cmd_kind kind;
+    cmd_fn *fn;
+};
+
+static int arg_is(const struct resp_cmd *cmd, size_t i, const char *s)
+{
+    return cmd->argl[i] == strlen(s) &&
+           strncasecmp(cmd->argv[i], s, cmd->argl[i]) == 0;
+}
+
+static void reply_store_error(struct client *c, int err)
+{
+    char msg[128];
+
+    if (err == HMAF_EINVAL) {
+        resp_error(&c->out, "ERR value is not an integer or out of range");
+    } else if (err == HMAF_EOVERFLOW) {
+        resp_error(&c->out, "ERR increment or decrement would overflow");
+    } else {
+        snprintf(msg, sizeof(msg), "ERR store: %s", hmaf_strerror(err));
+        resp_error(&c->out, msg);
+    }
+}
+
+static void cmd_ping(struct kv_server *srv, struct client *c,
+                     const struct resp_cmd *cmd)
+{
+    (void)srv;
+    if (cmd->argc == 2) {
+        resp_bulk(&c->out, cmd->argv[1], cmd->argl[1]);
+    } else {
+        resp_simple(&c->out, "PONG");
+    }
+}
+
+static void cmd_echo(struct kv_server *srv, struct client *c,
+                     const struct resp_cmd *cmd)
+{
+    (void)srv;
+    resp_bulk(&c->out, cmd->argv[1], cmd->argl[1]);
+}
+
+static int check_sizes(struct client *c, const char *key, size_t key_len,
+                       size_t value_len)
+{
+    (void)key;
+    if (key_len > KV_KEY_MAX) {
+        resp_error(&c->out, "ERR key too long");
+        return -1;
+    }
+    if (value_len > KV_VALUE_MAX) {
+        resp_error(&c->out, "ERR value larger than 1 MiB");
+        return -1;
+    }
+    return 0;
+}
+
+static void cmd_set(struct kv_server *srv, struct client *c,
+                    const struct resp_cmd *cmd)
+{
+    int ret;
+
+    if (check_sizes(c, cmd->argv[1], cmd->argl[1], cmd->argl[2]) < 0) {
+        return;
+    }
+    ret = kv_store_set(srv->p.store, cmd->argv[1], cmd->argl[1], cmd->argv[2],
+                       cmd->argl[2]);
+    if (ret < 0) {
+        reply_store_error(c, ret);
+    } else {
+        resp_simple(&c->out, "OK");
+    }
+}
+
+static void cmd_mset(struct kv_server *srv, struct client *c,
+                     const struct resp_cmd *cmd)
+{
+    for (size_t i = 1; i + 1 < cmd->argc; i += 2) {
+        if (check_sizes(c, cmd->argv[i], cmd->argl[i], cmd->argl[i + 1]) < 0) {
+            return;
+        }
+    }
+    for (size_t i = 1; i + 1 < cmd->argc; i += 2) {
+        int ret = kv_store_set(srv->p.store, cmd->argv[i], cmd->argl[i],
+                               cmd->argv[i + 1], cmd->argl[i + 1]);
+        if (ret < 0) {
+            reply_store_error(c, ret);
+            return;
+        }
+    }
+    resp_simple(&c->out, "OK");
+}
+
+static void cmd_del(struct kv_server *srv, struct client *c,
+                    const struct resp_cmd *cmd)
+{
+    int64_t deleted = 0;
+
+    for (size_t i = 1; i < cmd->argc; i++) {
+        int one;
+        int ret = kv_store_del(srv->p.store, cmd->argv[i], cmd->argl[i], &one);
+        if (ret < 0) {
+            reply_store_error(c, ret);
+            return;
+        }
+        deleted += one;
+    }
+    resp_integer(&c->out, deleted);
+}
+
+static int parse_arg_int(const struct resp_cmd *cmd, size_t i, int64_t *out)
+{
+    char buf[24], *end;
+    long long v;
+
+    if (cmd->argl[i] == 0 || cmd->argl[i] >= sizeof(buf)) {
+        return -1;
+    }
+    memcpy(buf, cmd->argv[i], cmd->argl[i]);
+    buf[cmd->argl[i]] = '\0';
+    errno = 0;
+    v = strtoll(buf, &end, 10);
+    if (errno || *end != '\0' || buf[0] == ' ' || buf[0] == '+') {
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static void do_incrby(struct kv_server *srv, struct client *c,
+                      const struct resp_cmd *cmd, int64_t by)
+{
+    int64_t result;
+    int ret;
+
+    if (check_sizes(c, cmd->argv[1], cmd->argl[1], 0) < 0) {
+        return;
+    }
+    ret = kv_store_incrby(srv->p.store, cmd->argv[1], cmd->argl[1], by,
+                          &result);
+    if (ret < 0) {
+        reply_store_error(c, ret);
+    } else {
+        resp_integer(&c->out, result);
+    }
+}
+
+static void cmd_incr(struct kv_server *srv, struct client *c,
+                     const struct resp_cmd *cmd)
+{
+    do_incrby(srv, c, cmd, 1);
+}
+
+static void cmd_incrby(struct kv_server *srv, struct client *c,
+                       const struct resp_cmd *cmd)
+{
+    int64_t by;
+
+    if (parse_arg_int(cmd, 2, &by) < 0) {
+        resp_error(&c->out, "ERR value is not an integer or out of range");
+        return;
+    }
+    do_incrby(srv, c, cmd, by);
+}
+
+static void cmd_dbsize(struct kv_server *srv, struct client *c,
+                       const struct resp_cmd *cmd)
+{
+    uint64_t count;
+    int ret = kv_store_count(srv->p.store, &count);
+
+    (void)cmd;
+    if (ret < 0) {
+        reply_store_error(c, ret);
+    } else {
+        resp_integer(&c->out, (int64_t)count);
+    }
+}
+
+/* redis-benchmark and redis-cli ask for these; nothing is configurable. */
+static void cmd_empty_array(struct kv_server *srv, struct client *c,
+                            const struct resp_cmd *cmd)
+{
+    (void)srv;
+    (void)cmd;
+    resp_array(&c->out, 0);
+}
+
+static void cmd_info(struct kv_server *srv, struct client *c,
+                     const struct resp_cmd *cmd)
+{
+    struct resp_buf text = {0};
+    char line[256];
+    uint64_t count = 0;
+
+    (void)cmd;
+    kv_store_count(srv->p.store, &count);
+    snprintf(line, sizeof(line),
+             "# Server\r\nredis_version:7.0.0\r\nhmaf_kv_role:%s\r\n"
+             "tcp_port:%d\r\n# Stats\r\ntotal_commands_processed:%llu\r\n"
+             "retired_pending:%zu\r\nretired_freed:%llu\r\n"
+             "# Keyspace\r\ndb0:keys=%llu,expires=0\r\n",
+             srv->p.role, srv->port, (unsigned long long)srv->commands,
+             kv_store_pending(srv->p.store),
+             (unsigned long long)srv->p.store->frees,
+             (unsigned long long)count);
+    resp_buf_put(&text, line, strlen(line));
+    if (srv->p.info) {
+        srv->p.info(srv->p.arg, &text);
+    }
+    resp_bulk(&c->out, text.data, text.len);
+    resp_buf_release(&text);
+}
+
+static void cmd_quit(struct kv_server *srv, struct client *c,
+                     const struct resp_cmd *cmd)
+{
+    (void)srv;
+    (void)cmd;
+    resp_simple(&c->out, "OK");
+    c->closing = 1;
+}
+
+static void cmd_ok(struct kv_server *srv, struct client *c,
+                   const struct resp_cmd *cmd)
+{
+    (void)srv;
+    (void)cmd;
+    resp_simple(&c->out, "OK");
+}
+
+static const struct command commands[] = {
+    {"GET", 2, 2, 1, CMD_READ, NULL},
+    {"MGET", 2, -1, 1, CMD_READ, NULL},
+    {"EXISTS", 2, -1, 1, CMD_READ, NULL},
+    {"SET", 3, 3, 1, CMD_OTHER, cmd_set},
+    {"MSET", 3, -1, 2, CMD_OTHER, cmd_mset},
+    {"DEL", 2, -1, 1, CMD_OTHER, cmd_del},
+    {"INCR", 2, 2, 1, CMD_OTHER, cmd_incr},
+    {"INCRBY", 3, 3, 1, CMD_OTHER, cmd_incrby},
+    {"DBSIZE", 1, 1, 1, CMD_OTHER, cmd_dbsize},
+    {"PING", 1, 2, 1, CMD_OTHER, cmd_ping},
+    {"ECHO", 2, 2, 1, CMD_OTHER, cmd_echo},
+    {"CONFIG", 2, -1, 1, CMD_OTHER, cmd_empty_array},
+    {"COMMAND", 1, -1, 1, CMD_OTHER, cmd_empty_array},
+    {"INFO", 1, 2, 1, CMD_OTHER, cmd_info},
+    {"SELECT", 2, 2, 1, CMD_OTHER, cmd_ok},
+    {"QUIT", 1, 1, 1, CMD_OTHER, cmd_quit},
+};
+
+static const struct command *find_command(const struct resp_cmd *cmd)
+{
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (arg_is(cmd, 0, commands[i].name)) {
+            return &commands[i];
+        }
+    }
+    return NULL;
+}
+
+static int args_ok(const struct command *def, const struct resp_cmd *cmd)
+{
+    int argc = (int)cmd->argc;
+
+    return argc >= def->min_args &&
+           (def->max_args < 0 || argc <= def->max_args) &&
+           (def->step != 2 || argc % 2 == 1);
+}
+
+/* NULL with the error already answered when the command cannot run. */
+static const struct command *check_command(struct client *c,
+                                           const struct resp_cmd *cmd)
+{
+    const struct command *def = find_command(cmd);
+    char msg[128];
+
+    if (def == NULL) {
+        snprintf(msg, sizeof(msg), "ERR unknown command '%.*s'",
+                 (int)(cmd->argl[0] < 64 ? cmd->argl[0] : 64), cmd->argv[0]);
+        resp_error(&c->out, msg);
+        return NULL;
+    }
+    if (!args_ok(def, cmd)) {
+        snprintf(msg, sizeof(msg),
+                 "ERR wrong number of arguments for '%s' command", def->name);
+        resp_error(&c->out, msg);
+        return NULL;
+    }
+    return def;
+}
+
+/* ---- batched reads ------------------------------------------------- */
+
+static size_t read_keys(const struct resp_cmd *cmd)
+{
+    return cmd->argc - 1;
+}
+
+static int grow_gets(struct kv_server *srv, size_t n)
+{
+    if (n > srv->cap_gets) {
+        struct kv_get *g = realloc(srv->gets, n * sizeof(*g));
+        if (g == NULL) {
+            return -1;
+        }
+        srv->gets = g;
+        srv->cap_gets = n;
+    }
+    return 0;
+}
+
+static void reply_value(struct client *c, const struct kv_get *g)
+{
+    char digits[24];
+
+    if (!g->found) {
+        resp_nil(&c->out);
+    } else if (g->kind == KV_INTEGER) {
+        int n = snprintf(digits, sizeof(digits), "%lld", (long long)g->integer);
+        resp_bulk(&c->out, digits, (size_t)n);
+    } else {
+        resp_bulk(&c->out, g->value, g->value_len);
+    }
+}
+
+/* Answer queue[first, last): GET, MGET and EXISTS, with one lookup. */
+static void run_reads(struct kv_server *srv, size_t first, size_t last)
+{
+    size_t n = 0, k = 0;
+    int ret;
+
+    for (size_t i = first; i < last; i++) {
+        n += read_keys(&srv->queue[i].cmd);
+    }
+    ret = grow_gets(srv, n) < 0 ? HMAF_ENOMEM : 0;
+    for (size_t i = first; ret == 0 && i < last; i++) {
+        const struct resp_cmd *cmd = &srv->queue[i].cmd;
+        for (size_t a = 1; a < cmd->argc; a++) {
+            srv->gets[k].key = cmd->argv[a];
+            srv->gets[k++].key_len = cmd->argl[a];
+        }
+    }
+    if (ret == 0) {
+        ret = kv_store_get_many(srv->p.store, srv->gets, n);
+    }
+    k = 0;
+    for (size_t i = first; i < last; i++) {
+        struct client *c = srv->queue[i].c;
+        const struct resp_cmd *cmd = &srv->queue[i].cmd;
+        size_t keys = read_keys(cmd);
+
+        if (ret < 0) {
+            reply_store_error(c, ret);
+        } else if (arg_is(cmd, 0, "EXISTS")) {
+            int64_t found = 0;
+            for (size_t j = 0; j < keys; j++) {
+                found += srv->gets[k + j].found;
+            }
+            resp_integer(&c->out, found);
+        } else if (arg_is(cmd, 0, "MGET")) {
+            resp_array(&c->out, keys);
+            for (size_t j = 0; j < keys; j++) {
+                reply_value(c, &srv->gets[k + j]);
+            }
+        } else {
+            reply_value(c, &srv->gets[k]);
+        }
+        k += keys;
+    }
+    if (ret == 0) {
+        kv_get_release(srv->gets, n);
+    }
+}
+
+/* Run the turn's commands in arrival order; each client's stay in its
+ * order, and a run of reads (of any clients) is one lookup. */
+static void run_queue(struct kv_server *srv)
+{
+    size_t i = 0;
+
+    while (i < srv->nqueue) {
+        struct queued *q = &srv->queue[i];
+        const struct command *def = check_command(q->c, &q->cmd);
+
+        if (def == NULL) {
+            i++;
+            continue;
+        }
+        if (def->kind == CMD_READ) {
+            size_t j = i + 1;
+            while (j < srv->nqueue) {
+                const struct command *next = find_command(&srv->queue[j].cmd);
+                if (next == NULL || next->kind != CMD_READ ||
+                    !args_ok(next, &srv->queue[j].cmd)) {
+                    break;
+                }
+                j++;
+            }
+            run_reads(srv, i, j);
+            i = j;
+            continue;
+        }
+        def->fn(srv, q->c, &q->cmd);
+        i++;
+    }
+    srv->commands += srv->nqueue;
+    for (i = 0; i < srv->nqueue; i++) {
+        resp_cmd_release(&srv->queue[i].cmd);
+    }
+    srv->nqueue = 0;
+}
+
+/* ---- clients ------------------------------------------------------- */
+
+static int watch(struct kv_server *srv, int op, struct client *c)
+{
+    struct epoll_event ev = {.events = c->writing ? EPOLLOUT : EPOLLIN,
+                             .data.ptr = c};
+
+    return epoll_ctl(srv->ep, op, c->fd, &ev);
+}
+
+static void client_close(struct kv_server *srv, struct client *c)
+{
+    epoll_ctl(srv->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    resp_buf_release(&c->in);
+    resp_buf_release(&c->out);
+    free(c);
+}
+
+static void accept_clients(struct kv_server *srv)
+{
+    for (;;) {
+        int one = 1;
+        int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK);
+        struct client *c;
+
+        if (fd < 0) {
+            return;
+        }
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        c = calloc(1, sizeof(*c));
+        if (c == NULL) {
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        if (watch(srv, EPOLL_CTL_ADD, c) < 0) {
+            close(fd);
+            free(c);
+        }
+    }
+}
+
+static int touch(struct kv_server *srv, struct client *c)
+{
+    if (c->touched) {
+        return 0;
+    }
+    if (srv->ntouched == srv->cap_touched) {
+        size_t cap = srv->cap_touched ? 2 * srv->cap_touched : 64;
+        struct client **t = realloc(srv->touched, cap * sizeof(*t));
+        if (t == NULL) {
+            return -1;
+        }
+        srv->touched = t;
+        srv->cap_touched = cap;
+    }
+    c->touched = 1;
+    srv->touched[srv->ntouched++] = c;
+    return 0;
+}
+
+/* A command's small argument arrays live inside it (resp.h): after a
+ * copy, point at the copy's. */
+static void repoint(struct resp_cmd *cmd)
+{
+    if (cmd->argc <= RESP_ARGS_INLINE) {
+        cmd->argv = cmd->argv_inline;
+        cmd->argl = cmd->argl_inline;
+    }
+}
+
+static int enqueue(struct kv_server *srv, struct client *c,
+                   const struct resp_cmd *cmd)
+{
+    if (srv->nqueue == srv->cap_queue) {
+        size_t cap = srv->cap_queue ? 2 * srv->cap_queue : 256;
+        struct queued *q = realloc(srv->queue, cap * sizeof(*q));
+        if (q == NULL) {
+            return -1;
+        }
+        srv->queue = q;
+        srv->cap_queue = cap;
+        /* the moved commands' small argument arrays moved with them */
+        for (size_t i = 0; i < srv->nqueue; i++) {
+            repoint(&srv->queue[i].cmd);
+        }
+    }
+    srv->queue[srv->nqueue] = (struct queued){.c = c, .cmd = *cmd};
+    repoint(&srv->queue[srv->nqueue++].cmd);
+    return 0;
+}
+
+/* Queue every whole command c sent; a malformed one ends the client after
+ * the answers to those before it. */
+static void parse_client(struct kv_server *srv, struct client *c)
+{
+    while (!c->closing) {
+        struct resp_cmd cmd;
+        size_t used = 0;
+        const char *why = NULL;
+        int ret = resp_parse(c->in.data + c->parsed, c->in.len - c->parsed,
+                             &cmd, &used, &why);
+
+        if (ret == RESP_MORE) {
+            return;
+        }
+        if (ret == RESP_ERROR) {
+            char msg[160];
+            snprintf(msg, sizeof(msg), "ERR %s", why);
+            /* answered after the queued commands: run them first */
+            run_queue(srv);
+            resp_error(&c->out, msg);
+            c->closing = 1;
+            return;
+        }
+        c->parsed += used;
+        if (cmd.argc == 0) {
+            continue;
+        }
+        if (enqueue(srv, c, &cmd) < 0) {
+            resp_cmd_release(&cmd);
+            c->closing = 1;
+            return;
+        }
+    }
+}
+
+/* Read what c sent (up to READ_TURN_MAX this turn). */
+static void read_client(struct kv_server *srv, struct client *c)
+{
+    size_t got = 0;
+
+    if (touch(srv, c) < 0) {
+        return;
+    }
+    while (got < READ_TURN_MAX && !c->closing) {
+        ssize_t n;
+
+        if (resp_buf_reserve(&c->in, READ_CHUNK) < 0) {
+            c->closing = 1;
+            break;
+        }
+        n = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+        if (n > 0) {
+            c->in.len += (size_t)n;
+            got += (size_t)n;
+        } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+            c->closing = 1; /* answer what came, then close */
+        } else if (errno == EAGAIN) {
+            break;
+        }
+    }
+    parse_client(srv, c);
+}
+
+/* Write c's answers; 1 when c was closed. */
+static int flush_client(struct kv_server *srv, struct client *c)
+{
+    size_t done = 0;
+    int writing;
+
+    resp_buf_consume(&c->in, c->parsed);
+    c->parsed = 0;
+    while (done < c->out.len) {
+        ssize_t n = write(c->fd, c->out.data + done, c->out.len - done);
+        if (n > 0) {
+            done += (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && errno == EAGAIN) {
+            break;
+        } else {
+            client_close(srv, c);
+            return 1;
+        }
+    }
+    resp_buf_consume(&c->out, done);
+    if (c->closing && c->out.len == 0) {
+        client_close(srv, c);
+        return 1;
+    }
+    /* a client that does not read its answers is not read either */
+    writing = c->out.len > 0;
+    if (writing != c->writing) {
+        c->writing = writing;
+        watch(srv, EPOLL_CTL_MOD, c);
+    }
+    return 0;
+}
+
+static void flush_touched(struct kv_server *srv)
+{
+    for (size_t i = 0; i < srv->ntouched; i++) {
+        struct client *c = srv->touched[i];
+        c->touched = 0;
+        flush_client(srv, c);
+    }
+    srv->ntouched = 0;
+}
+
+static int wait_events(struct kv_server *srv, struct epoll_event *evs)
+{
+    int n = epoll_wait(srv->ep, evs, EVENTS_MAX, 0);
+
+    if (n == 0) {
+        /* nothing waiting: hold no references while we sleep */
+        kv_store_idle(srv->p.store);
+        n = epoll_wait(srv->ep, evs, EVENTS_MAX,
+                       kv_store_pending(srv->p.store) ? RECLAIM_WAIT_MS
+                                                      : IDLE_WAIT_MS);
+    }
+    return n;
+}
+
+int kv_server_run(struct kv_server *srv)
+{
+    struct epoll_event evs[EVENTS_MAX];
+
+    while (!stop_requested) {
+        int n = wait_events(srv, evs);
+        int wake = 0;
+
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            perror("epoll_wait");
+            return -1;
+        }
+        kv_store_enter(srv->p.store);
+        for (int i = 0; i < n; i++) {
+            struct client *c = evs[i].data.ptr;
+            if (c == NULL) {
+                accept_clients(srv);
+            } else if (c == (struct client *)srv) {
+                wake = 1;
+            } else if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR) &&
+                       !c->writing) {
+                read_client(srv, c);
+            } else {
+                touch(srv, c);
+            }
+        }
+        run_queue(srv);
+        kv_store_leave(srv->p.store);
+        flush_touched(srv);
+        if (wake && srv->p.on_wake) {
+            srv->p.on_wake(srv->p.arg);
+        }
+    }
+    return 0;
+}
+
+/* ---- setup --------------------------------------------------------- */
+
+static int listen_on(const char *bind_addr, int port, int *port_out)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port)};
+    socklen_t len = sizeof(sa);
+    int one = 1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+
+    if (fd < 0) {
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (inet_pton(AF_INET, bind_addr, &sa.sin_addr) != 1 ||
+        bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        listen(fd, 511) < 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) < 0) {
+        close(fd);
+        return -1;
+    }
+    *port_out = ntohs(sa.sin_port);
+    return fd;
+}
+
+int kv_server_create(const struct kv_server_params *p, struct kv_server **out)
+{
+    struct kv_server *srv = calloc(1, sizeof(*srv));
+    struct epoll_event ev = {.events = EPOLLIN};
+    struct sigaction sa = {.sa_handler = on_signal};
+
+    if (srv == NULL) {
+        return -1;
+    }
+    srv->p = *p;
+    srv->listen_fd = listen_on(p->bind ? p->bind : "127.0.0.1", p->port,
+                               &srv->port);
+    if (srv->listen_fd < 0) {
+        perror("listen");
+        free(srv);
+        return -1;
+    }
+    srv->ep = epoll_create1(0);
+    ev.data.ptr = NULL;
+    if (srv->ep < 0 || epoll_ctl(srv->ep, EPOLL_CTL_ADD, srv->listen_fd, &ev) < 0) {
+        goto err;
+    }
+    if (p->wake_fd >= 0 && p->on_wake) {
+        ev.data.ptr = srv;
+        if (epoll_ctl(srv->ep, EPOLL_CTL_ADD, p->wake_fd, &ev) < 0) {
+            goto err;
+        }
+    }
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    *out = srv;
+    return 0;
+err:
+    perror("epoll");
+    if (srv->ep >= 0) {
+        close(srv->ep);
+    }
+    close(srv->listen_fd);
+    free(srv);
+    return -1;
+}
+
+int kv_server_port(const struct kv_server *srv)
+{
+    return srv->port;
+}
+
+void kv_server_destroy(struct kv_server *srv)
+{
+    if (srv == NULL) {
+        return;
+    }
+    close(srv->ep);
+    close(srv->listen_fd);
+    free(srv->queue);
+    free(srv->touched);
+    free(srv->gets);
+    free(srv);
+}
+
+int kv_options_parse(int argc, char **argv, struct kv_options *o)
+{
+    for (int i = 1; i < argc; i += 2) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+        if (v == NULL) {
+            return -1;
+        }
+        if (strcmp(argv[i], "--port") == 0) {
+            o->port = atoi(v);
+        } else if (strcmp(argv[i], "--address") == 0) {
+            o->address = v;
+        } else if (strcmp(argv[i], "--token") == 0) {
+            o->token = v;
+        } else if (strcmp(argv[i], "--bind") == 0) {
+            o->bind = v;
+        } else if (strcmp(argv[i], "--buckets") == 0) {
+            o->buckets = strtoul(v, NULL, 0);
+        } else if (strcmp(argv[i], "--heap-mib") == 0) {
+            o->heap_mib = strtoul(v, NULL, 0);
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
