@@ -146,9 +146,11 @@ static size_t take(struct agent_notify *nq, hmaf_notification_t *out,
 {
     size_t n = nq->n < max ? nq->n : max;
 
-    memcpy(out, nq->q, n * sizeof(*out));
-    memmove(nq->q, nq->q + n, (nq->n - n) * sizeof(*out));
-    nq->n -= n;
+    if (n > 0) { /* q is NULL until the first entry */
+        memcpy(out, nq->q, n * sizeof(*out));
+        memmove(nq->q, nq->q + n, (nq->n - n) * sizeof(*out));
+        nq->n -= n;
+    }
     atomic_store_explicit(&nq->waiting, nq->n, memory_order_relaxed);
     clear_fd(nq);
     return n;
