@@ -5,12 +5,16 @@
  *   fd             no callback: the queue coalesces per session and tag,
  *                  the notify fd says so, a drain takes exactly the count
  *   ring           one session, all sessions, a waiter asleep, a dead one
+ *   ring-race      rings at random intervals (bursts, spins, sleeps) and
+ *                  revocations between them, two waiters take them: every
+ *                  ring is counted once, none is lost
  *   flood          a session's distinct tags are bounded (HMAF_ENOSPC)
  *   malformed      NOTIFY requests written raw: errors, the agent lives
  * The host's findings come back through memory shared with the child. */
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -31,6 +35,7 @@ struct shared {
     int fd_readable, fd_after; /* around a drain */
     uint64_t drained_count, drained_entries;
     uint32_t drained_tags[SESSIONS * THREADS];
+    hmaf_agent_stats_t stats; /* command 's' */
 };
 
 static struct shared *sh;
@@ -81,12 +86,26 @@ static int host_setup(hmaf_agent_t *agent, void *arg)
     return arg != NULL ? hmaf_agent_on_notify(agent, on_notify, NULL) : 0;
 }
 
+/* A revocation: every session's watch thread is nudged and confirms. */
+static int expose_revoke(hmaf_agent_t *agent)
+{
+    static char page[4096] __attribute__((aligned(4096)));
+
+    CHECK_OK(hmaf_agent_expose(agent, page, sizeof(page), HMAF_ACCESS_READ));
+    CHECK_OK(hmaf_agent_revoke(agent, page, sizeof(page)));
+    return 1;
+}
+
 static int host_command(hmaf_agent_t *agent, int cmd, void *arg)
 {
     hmaf_agent_stats_t st;
 
     (void)arg;
     switch (cmd) {
+    case 'v':
+        return expose_revoke(agent);
+    case 's':
+        return hmaf_agent_stats(agent, &sh->stats) == 0;
     case 'r':
         sh->ring_ret = hmaf_agent_ring(agent, sh->ring_session,
                                        sh->ring_value);
@@ -334,6 +353,86 @@ static void case_ring(void)
     CHECK_EQ(target_stop(&t), 0);
 }
 
+struct taker {
+    hmaf_session_t *s;
+    _Atomic uint64_t *taken;
+    _Atomic int *stop;
+};
+
+static void *take_rings(void *arg)
+{
+    struct taker *x = arg;
+    uint64_t c, v;
+
+    while (!atomic_load(x->stop)) {
+        int ret = hmaf_session_ring_wait(x->s, 50, &c, &v);
+        if (ret == HMAF_ETIMEDOUT) {
+            continue;
+        }
+        CHECK_OK(ret);
+        CHECK(c >= 1 && v >= 1);
+        atomic_fetch_add(x->taken, c);
+    }
+    return NULL;
+}
+
+/* Most gaps are past the waiters' spin, so they sleep; some are within
+ * it, some none (bursts that coalesce). */
+static unsigned random_gap_us(void)
+{
+    switch (rand() % 4) {
+    case 0:
+        return 0;
+    case 1:
+        return (unsigned)(rand() % 30);
+    default:
+        return 100u + (unsigned)(rand() % 900);
+    }
+}
+
+static void case_ring_race(void)
+{
+    struct target t;
+    hmaf_session_t *s;
+    _Atomic uint64_t taken = 0;
+    _Atomic int stop = 0;
+    struct taker x;
+    pthread_t th[2];
+    const uint64_t rings = 1500;
+    uint64_t id;
+
+    srand((unsigned)getpid());
+    start(&t, 0, 1);
+    s = target_connect(&t);
+    CHECK_OK(hmaf_session_id(s, &id));
+    x = (struct taker){s, &taken, &stop};
+    for (int i = 0; i < 2; i++) {
+        CHECK(pthread_create(&th[i], NULL, take_rings, &x) == 0);
+    }
+    for (uint64_t i = 1; i <= rings; i++) {
+        usleep(random_gap_us());
+        ring(&t, id, i);
+        CHECK_OK(sh->ring_ret);
+        if (i % 100 == 0) {
+            CHECK_EQ(target_command(&t, 'v'), 1);
+        }
+    }
+    for (int i = 0; i < 10000 && atomic_load(&taken) < rings; i++) {
+        usleep(1000);
+    }
+    atomic_store(&stop, 1);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+    }
+    CHECK_EQ(atomic_load(&taken), rings);
+    CHECK_ERR(hmaf_session_ring_wait(s, 0, NULL, NULL), HMAF_ETIMEDOUT);
+    CHECK_EQ(target_command(&t, 's'), 1);
+    CHECK_EQ(sh->stats.rings, rings);
+    printf("ring-race: %llu rings taken\n", (unsigned long long)rings);
+    hmaf_session_destroy(s);
+    CHECK_EQ(target_stop(&t), 0);
+}
+
 static void case_flood(void)
 {
     struct target t;
@@ -352,6 +451,10 @@ static void case_flood(void)
         CHECK_OK(hmaf_session_notify(s, 5, 0)); /* coalesces */
     }
     CHECK_OK(hmaf_session_notify(other, 9999, 1)); /* its own bound */
+    CHECK_EQ(target_command(&t, 's'), 1);
+    CHECK_EQ(sh->stats.notifications, HMAF_NOTIFY_TAGS_MAX + 1000 + 1);
+    CHECK_EQ(sh->stats.notifications_coalesced, 1000);
+    CHECK_EQ(sh->stats.notifications_refused, 1000);
     CHECK_EQ(target_command(&t, 'd'), 1);
     CHECK_EQ(sh->drained_entries, HMAF_NOTIFY_TAGS_MAX + 1);
     CHECK_EQ(sh->drained_count, HMAF_NOTIFY_TAGS_MAX + 1000 + 1);
@@ -404,13 +507,15 @@ int main(int argc, char **argv)
         case_fd();
     } else if (strcmp(c, "ring") == 0) {
         case_ring();
+    } else if (strcmp(c, "ring-race") == 0) {
+        case_ring_race();
     } else if (strcmp(c, "flood") == 0) {
         case_flood();
     } else if (strcmp(c, "malformed") == 0) {
         case_malformed();
     } else {
         fprintf(stderr, "usage: test_notify callback|callback-poll|fd|ring|"
-                        "flood|malformed\n");
+                        "ring-race|flood|malformed\n");
         return 2;
     }
     return 0;
