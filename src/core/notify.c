@@ -133,6 +133,7 @@ static int take_rings(struct hmaf_session *s, int fd, uint64_t *count_out,
     ret = read_count(s, &count);
     *count_out = 0;
     if (ret == 0) {
+        /* Modulo 2^64: a count that wrapped still gives the difference. */
         *count_out = count - atomic_load_explicit(&s->ring.taken,
                                                   memory_order_relaxed);
         atomic_store_explicit(&s->ring.taken, count, memory_order_relaxed);
