@@ -506,16 +506,109 @@ static void test_no_heap(void)
     CHECK_EQ(target_stop(&t), 0);
 }
 
-int main(void)
+/* The heap back where it started, once the agent has served what a
+ * destroyed session posted on its way out (10 s at most). */
+static hmaf_heap_stats_t wait_in_use(struct target *t, uint64_t in_use)
+{
+    hmaf_heap_stats_t st = host_stats(t);
+
+    for (int i = 0; i < 1000 && st.bytes_in_use != in_use; i++) {
+        usleep(10000);
+        st = host_stats(t);
+    }
+    return st;
+}
+
+/* A session with blocks cached in several classes and frees pending. */
+static hmaf_session_t *busy_session(struct target *t, int rpc_timeout_ms)
+{
+    hmaf_session_params_t p;
+    hmaf_session_t *s;
+    uint64_t addr[64];
+
+    target_session_params(t, &p);
+    p.rpc_timeout_ms = rpc_timeout_ms;
+    s = target_connect_params(&p);
+    for (int i = 0; i < 64; i++) {
+        CHECK_ERR(hmaf_session_alloc(s, 16 + (uint64_t)(i % 8) * 300,
+                                     &addr[i]), 0);
+    }
+    for (int i = 0; i < 64; i++) {
+        CHECK_ERR(hmaf_session_free(s, addr[i]), 0);
+    }
+    return s;
+}
+
+/* A watchdog far below the sessions' rpc_timeout_ms: a destroy that
+ * waited for the stopped host's answer would be killed by it. */
+enum { STOPPED_RPC_TIMEOUT_MS = 60000, STOPPED_WATCHDOG_S = 20 };
+
+/* The heap back where it started, nothing counted lost. */
+static void check_given_back(struct target *t, const hmaf_heap_stats_t *start)
+{
+    hmaf_heap_stats_t st = wait_in_use(t, start->bytes_in_use);
+
+    CHECK_EQ(st.bytes_in_use, start->bytes_in_use);
+    CHECK_EQ(st.bytes_lost, start->bytes_lost);
+    CHECK_EQ(target_command(t, 'k'), 1);
+}
+
+static void destroy_stopped(struct target *t, hmaf_session_t *s)
+{
+    alarm(STOPPED_WATCHDOG_S);
+    hmaf_session_destroy(s);
+    alarm(0);
+    CHECK_EQ(kill(t->pid, SIGCONT), 0);
+}
+
+/* hmaf_session_destroy() never waits on the host (session.h), yet gives
+ * its cached blocks and pending frees back: to a live host that is
+ * asleep (so it sees the farewell together with the last FREEs), to a
+ * stopped one, and while its watch thread waits for a stopped host's
+ * answer to an idle give-back. Every time the heap is back where it
+ * started once the host runs, and nothing is counted lost. */
+static void test_destroy(void)
+{
+    /* Watch turns of a second: no idle give-back before destroy. */
+    struct target_options opts = {
+        .setup = setup, .command = command, .revoke_wait_ms = 4000};
+    struct target t;
+    hmaf_heap_stats_t start;
+    hmaf_session_t *s;
+
+    target_start(&t, &opts);
+    start = host_stats(&t);
+    s = busy_session(&t, 5000);
+    /* The agent's loop goes to sleep after 200 us without a request. */
+    nanosleep(&(struct timespec){0, 50000000}, NULL);
+    hmaf_session_destroy(s);
+    check_given_back(&t, &start);
+
+    s = busy_session(&t, STOPPED_RPC_TIMEOUT_MS);
+    CHECK_EQ(kill(t.pid, SIGSTOP), 0);
+    destroy_stopped(&t, s);
+    check_given_back(&t, &start);
+    CHECK_EQ(target_stop(&t), 0);
+
+    opts.revoke_wait_ms = 0; /* turns of 250 ms */
+    target_start(&t, &opts);
+    s = busy_session(&t, STOPPED_RPC_TIMEOUT_MS);
+    CHECK_EQ(kill(t.pid, SIGSTOP), 0);
+    /* Two watch turns: the idle give-back is sent and waits for an
+     * answer that cannot come. */
+    nanosleep(&(struct timespec){0, 700000000}, NULL);
+    destroy_stopped(&t, s);
+    check_given_back(&t, &start);
+    CHECK_EQ(target_stop(&t), 0);
+}
+
+static void test_main(void)
 {
     struct target t;
     struct target_options opts = {.setup = setup, .command = command};
     hmaf_heap_stats_t start, end;
     hmaf_session_t *s;
 
-    sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
-              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    CHECK(sh != MAP_FAILED);
     target_start(&t, &opts);
     s = target_connect(&t);
     start = host_stats(&t);
@@ -539,6 +632,21 @@ int main(void)
     CHECK_EQ(target_command(&t, 'k'), 1);
     CHECK_EQ(target_stop(&t), 0);
     test_no_heap();
+}
+
+int main(int argc, char **argv)
+{
+    sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
+              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(sh != MAP_FAILED);
+    if (argc == 1) {
+        test_main();
+    } else if (argc == 2 && strcmp(argv[1], "destroy") == 0) {
+        test_destroy();
+    } else {
+        fprintf(stderr, "usage: test_alloc [destroy]\n");
+        return 2;
+    }
     printf("ok\n");
     return 0;
 }
