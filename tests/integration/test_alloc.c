@@ -158,6 +158,13 @@ static int command(hmaf_agent_t *agent, int cmd, void *arg)
         ok = hmaf__heap_check(a->heap) == 0;
         pthread_mutex_unlock(&a->lock);
         return ok;
+    case 'm': /* where the allocator's own bookkeeping lives */
+        pthread_mutex_lock(&a->lock);
+        for (uint32_t i = 0; i < 16; i++) {
+            sh->addr[i] = (uint64_t)(uintptr_t)a->heap + 16u * i;
+        }
+        pthread_mutex_unlock(&a->lock);
+        return 1;
     case 's':
         hmaf_agent_stats(agent, &st);
         return (int)st.sessions_live;
@@ -363,6 +370,97 @@ static void test_lies(struct target *t, hmaf_session_t *s)
     CHECK(after.bytes_cached_by_sessions <= after.bytes_in_use);
     CHECK_EQ(after.frees, before.frees);
     CHECK_ERR(hmaf_session_free(s, keep), 0);
+    CHECK_ERR(hmaf_session_heap_flush(s), 0);
+    CHECK_ERR(hmaf_session_ping(s), 0);
+}
+
+/* A raw FREE of `count` addresses (its word and length agree); the
+ * status, and how many the host refused. */
+static int raw_free(struct raw *raw, const uint64_t *addr, uint16_t count,
+                    uint16_t *bad_out)
+{
+    static struct hmaf_req_free f;
+    static uint8_t req[HMAF_MBOX_REQ_LONG_MAX];
+    uint8_t resp[HMAF_MBOX_RESP_MAX];
+    uint16_t len, resp_len = 0;
+    int ret;
+
+    f.cached = 0;
+    f.count = count;
+    memcpy(f.addr, addr, count * sizeof(addr[0]));
+    len = (uint16_t)hmaf__req_free_encode(&f, req);
+    ret = raw_call(raw, HMAF_OP_FREE, req, len, len, resp, &resp_len);
+    *bad_out = UINT16_MAX;
+    if (ret == 0) {
+        CHECK_EQ(hmaf__resp_free_decode(resp, resp_len, bad_out), 0);
+    }
+    return ret;
+}
+
+/* A long FREE (written at the answer's payload) with its count and
+ * length disagreeing: `count` in the message, `len` bytes claimed. */
+static int raw_free_lying(struct raw *raw, uint16_t count, uint16_t len)
+{
+    static uint8_t req[HMAF_MBOX_REQ_LONG_MAX + 16];
+    uint8_t resp[HMAF_MBOX_RESP_MAX];
+    uint16_t resp_len;
+
+    memset(req, 0, sizeof(req));
+    memcpy(req + 8, &count, 2); /* little-endian host assumed */
+    for (size_t at = 10; at + 8 <= sizeof(req); at += 8) {
+        uint64_t a = sh->heap_base + 16 * at;
+        memcpy(req + at, &a, 8);
+    }
+    return raw_call(raw, HMAF_OP_FREE, req, len, len, resp, &resp_len);
+}
+
+/* Long FREEs from a lying dpu side: 221 addresses of garbage, one live
+ * block named 221 times, the allocator's own bookkeeping, counts that
+ * disagree with the length. Only live blocks' starts are freed, once;
+ * the heap stays whole. */
+static void test_long_lies(struct target *t, hmaf_session_t *s)
+{
+    uint64_t addr[HMAF_FREE_BATCH_MAX];
+    uint64_t rnd = 88172645463325252ull, keep;
+    hmaf_heap_stats_t before, after;
+    uint16_t bad;
+    struct raw raw;
+
+    raw_init(&raw, t->pid, s);
+    CHECK_ERR(hmaf_session_heap_flush(s), 0);
+    before = host_stats(t);
+    for (int i = 0; i < HMAF_FREE_BATCH_MAX; i++) {
+        rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
+        /* Half inside the heap (mostly free pages or mid-block), half
+         * anywhere. */
+        addr[i] = i % 2 ? rnd : sh->heap_base + rnd % HEAP_LEN;
+    }
+    CHECK_ERR(raw_free(&raw, addr, HMAF_FREE_BATCH_MAX, &bad), 0);
+    CHECK_EQ(bad, HMAF_FREE_BATCH_MAX);
+
+    CHECK_ERR(hmaf_session_alloc(s, 200, &keep), 0);
+    for (int i = 0; i < HMAF_FREE_BATCH_MAX; i++) {
+        addr[i] = keep;
+    }
+    CHECK_ERR(raw_free(&raw, addr, HMAF_FREE_BATCH_MAX, &bad), 0);
+    CHECK_EQ(bad, HMAF_FREE_BATCH_MAX - 1); /* freed once */
+
+    CHECK_EQ(target_command(t, 'm'), 1);
+    CHECK_ERR(raw_free(&raw, sh->addr, 16, &bad), 0);
+    CHECK_EQ(bad, 16);
+
+    CHECK_ERR(raw_free_lying(&raw, 221, 10 + 8 * 220), HMAF_EPROTO);
+    CHECK_ERR(raw_free_lying(&raw, 220, 10 + 8 * 221), HMAF_EPROTO);
+    CHECK_ERR(raw_free_lying(&raw, 0, 10 + 8 * 221), HMAF_EPROTO);
+    CHECK_ERR(raw_free_lying(&raw, 222, 10 + 8 * 221), HMAF_EPROTO);
+    CHECK_ERR(raw_free_lying(&raw, UINT16_MAX, 10 + 8 * 221), HMAF_EPROTO);
+    CHECK_ERR(raw_free_lying(&raw, 40, 10 + 8 * 40 + 3), HMAF_EPROTO);
+    CHECK_ERR(raw_free_lying(&raw, 222, 10 + 8 * 222), HMAF_EPROTO);
+    CHECK_EQ(target_command(t, 'k'), 1);
+    after = host_stats(t);
+    CHECK_EQ(after.frees, before.frees + 1);
+    CHECK_EQ(after.bad_frees,
+             before.bad_frees + 2 * HMAF_FREE_BATCH_MAX - 1 + 16);
     CHECK_ERR(hmaf_session_heap_flush(s), 0);
     CHECK_ERR(hmaf_session_ping(s), 0);
 }
@@ -621,6 +719,7 @@ static void test_main(void)
     test_full(&t, s);
     test_bad_frees(&t, s);
     test_lies(&t, s);
+    test_long_lies(&t, s);
     test_threads(&t, s);
     end = host_stats(&t);
     CHECK_EQ(end.bytes_in_use, start.bytes_in_use);
