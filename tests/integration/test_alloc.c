@@ -165,6 +165,9 @@ static int command(hmaf_agent_t *agent, int cmd, void *arg)
         }
         pthread_mutex_unlock(&a->lock);
         return 1;
+    case 'X': /* the agent goes while dpu sides allocate */
+        hmaf_agent_destroy(agent);
+        return 1; /* then the child is killed: nothing else to do */
     case 's':
         hmaf_agent_stats(agent, &st);
         return (int)st.sessions_live;
@@ -700,6 +703,232 @@ static void test_destroy(void)
     CHECK_EQ(target_stop(&t), 0);
 }
 
+/* ---- a hostile reviewer's cases (test_alloc hostile) ---- */
+
+#define MANY_THREADS 128
+#define KILL_ROUNDS 4
+
+struct hostile {
+    hmaf_session_t *s;
+    unsigned seed;
+    unsigned ops;
+    _Atomic int *stop;
+    int last_error; /* the error that ended the loop, 0: none */
+    uint64_t taken; /* quota race: bytes it holds at the end */
+    uint64_t addr[512];
+};
+
+static uint64_t xorshift(uint64_t *r)
+{
+    *r ^= *r << 13, *r ^= *r >> 7, *r ^= *r << 17;
+    return *r;
+}
+
+/* Allocate and free at random, holding at most two blocks; small ones
+ * mostly, now and then a large one. HMAF_ENOSPC (all threads' blocks
+ * against one quota) is an answer, not a failure. */
+static void *churn_main(void *arg)
+{
+    struct hostile *w = arg;
+    uint64_t rnd = w->seed * 2654435761u + 7, held[2] = {0, 0};
+
+    for (unsigned i = 0; i < w->ops && !atomic_load(w->stop); i++) {
+        uint64_t r = xorshift(&rnd);
+        uint64_t *b = &held[r % 2];
+        int ret;
+        if (*b != 0) {
+            ret = hmaf_session_free(w->s, *b);
+            *b = 0;
+        } else {
+            ret = hmaf_session_alloc(w->s, r >> 59 == 0 ? 40000 : 1 + (r >> 20) % 4000, b);
+            ret = ret == HMAF_ENOSPC ? 0 : ret;
+        }
+        if (ret < 0) {
+            w->last_error = ret;
+            break;
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        if (held[k] != 0 && w->last_error == 0) {
+            CHECK_ERR(hmaf_session_free(w->s, held[k]), 0);
+        }
+    }
+    return NULL;
+}
+
+static void run_threads(struct hostile *w, unsigned n,
+                        void *(*fn)(void *))
+{
+    pthread_t th[MANY_THREADS];
+
+    for (unsigned i = 0; i < n; i++) {
+        CHECK_EQ(pthread_create(&th[i], NULL, fn, &w[i]), 0);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        pthread_join(th[i], NULL);
+    }
+}
+
+/* 128 threads on one session, at once. */
+static void test_many_threads(struct target *t,
+                              const hmaf_heap_stats_t *start)
+{
+    static struct hostile w[MANY_THREADS];
+    static _Atomic int stop;
+    hmaf_session_t *s = target_connect(t);
+
+    for (unsigned i = 0; i < MANY_THREADS; i++) {
+        w[i] = (struct hostile){.s = s, .seed = i + 1, .ops = 200,
+                                .stop = &stop};
+    }
+    run_threads(w, MANY_THREADS, churn_main);
+    for (unsigned i = 0; i < MANY_THREADS; i++) {
+        CHECK_ERR(w[i].last_error, 0);
+    }
+    CHECK_ERR(hmaf_session_heap_flush(s), 0);
+    CHECK_EQ(target_command(t, 'k'), 1);
+    CHECK_EQ(host_stats(t).bytes_in_use, start->bytes_in_use);
+    hmaf_session_destroy(s);
+}
+
+/* Dpu processes SIGKILLed while their threads allocate and free: the
+ * agent stays whole and serves the next session. */
+static void test_killed_mid_call(struct target *t)
+{
+    hmaf_heap_stats_t before = host_stats(t), after;
+    uint64_t addr;
+
+    for (int round = 0; round < KILL_ROUNDS; round++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            static struct hostile w[8];
+            static _Atomic int stop;
+            hmaf_session_t *s = target_connect(t);
+            for (unsigned i = 0; i < 8; i++) {
+                w[i] = (struct hostile){.s = s, .seed = i + 1,
+                                        .ops = UINT32_MAX, .stop = &stop};
+            }
+            run_threads(w, 8, churn_main);
+            _exit(1); /* not reached: killed first */
+        }
+        CHECK(pid > 0);
+        nanosleep(&(struct timespec){0, 30000000 + round * 20000000}, NULL);
+        CHECK_EQ(kill(pid, SIGKILL), 0);
+        CHECK_EQ(waitpid(pid, NULL, 0), pid);
+    }
+    for (int i = 0; i < 1000 && target_command(t, 's') != 0; i++) {
+        usleep(10000);
+    }
+    CHECK_EQ(target_command(t, 's'), 0);
+    CHECK_EQ(target_command(t, 'k'), 1);
+    after = host_stats(t);
+    CHECK(after.bytes_lost - before.bytes_lost <= KILL_ROUNDS * LOST_BOUND);
+    {
+        hmaf_session_t *s = target_connect(t);
+        CHECK_ERR(hmaf_session_alloc(s, 100, &addr), 0);
+        CHECK_ERR(hmaf_session_free(s, addr), 0);
+        hmaf_session_destroy(s);
+    }
+}
+
+/* Take 8 KiB blocks until the quota says no. */
+static void *quota_main(void *arg)
+{
+    struct hostile *w = arg;
+    unsigned n = 0;
+    int ret;
+
+    while (n < 512 && (ret = hmaf_session_alloc(w->s, 8192, &w->addr[n])) == 0) {
+        n++;
+    }
+    CHECK(n < 512);
+    CHECK_ERR(ret, HMAF_ENOSPC);
+    w->ops = n;
+    w->taken = (uint64_t)n * 8192;
+    return NULL;
+}
+
+/* Two sessions race for their quotas, four threads each: neither takes
+ * more than its own, whatever the other does. */
+static void test_quota_race(struct target *t, const hmaf_heap_stats_t *start)
+{
+    static struct hostile w[8];
+    hmaf_session_t *s[2] = {target_connect(t), target_connect(t)};
+    uint64_t taken[2] = {0, 0};
+
+    for (unsigned i = 0; i < 8; i++) {
+        w[i] = (struct hostile){.s = s[i % 2]};
+    }
+    run_threads(w, 8, quota_main);
+    for (unsigned i = 0; i < 8; i++) {
+        taken[i % 2] += w[i].taken;
+    }
+    for (int k = 0; k < 2; k++) {
+        CHECK(taken[k] <= QUOTA);
+        CHECK(taken[k] > QUOTA / 2);
+    }
+    for (unsigned i = 0; i < 8; i++) {
+        for (unsigned j = 0; j < w[i].ops; j++) {
+            CHECK_ERR(hmaf_session_free(w[i].s, w[i].addr[j]), 0);
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        CHECK_ERR(hmaf_session_heap_flush(s[k]), 0);
+        hmaf_session_destroy(s[k]);
+    }
+    CHECK_EQ(target_command(t, 'k'), 1);
+    CHECK_EQ(wait_in_use(t, start->bytes_in_use).bytes_in_use,
+             start->bytes_in_use);
+}
+
+/* hmaf_agent_destroy while dpu threads allocate: every call ends with a
+ * transport error, none hangs. */
+static void test_agent_destroy(void)
+{
+    static struct hostile w[8];
+    static _Atomic int stop;
+    struct target t;
+    struct target_options opts = {.setup = setup, .command = command};
+    hmaf_session_params_t p;
+    pthread_t th[8];
+    hmaf_session_t *s;
+
+    target_start(&t, &opts);
+    target_session_params(&t, &p);
+    p.rpc_timeout_ms = 60000; /* a hang would outlast the watchdog */
+    s = target_connect_params(&p);
+    for (unsigned i = 0; i < 8; i++) {
+        w[i] = (struct hostile){.s = s, .seed = i + 1, .ops = UINT32_MAX,
+                                .stop = &stop};
+        CHECK_EQ(pthread_create(&th[i], NULL, churn_main, &w[i]), 0);
+    }
+    nanosleep(&(struct timespec){0, 50000000}, NULL);
+    alarm(STOPPED_WATCHDOG_S);
+    CHECK_EQ(target_command(&t, 'X'), 1);
+    for (unsigned i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_ERR(w[i].last_error, HMAF_ECONNRESET);
+    }
+    hmaf_session_destroy(s);
+    alarm(0);
+    target_kill(&t);
+}
+
+static void test_hostile(void)
+{
+    struct target t;
+    struct target_options opts = {.setup = setup, .command = command};
+    hmaf_heap_stats_t start;
+
+    target_start(&t, &opts);
+    start = host_stats(&t);
+    test_many_threads(&t, &start);
+    test_quota_race(&t, &start);
+    test_killed_mid_call(&t);
+    CHECK_EQ(target_stop(&t), 0);
+    test_agent_destroy();
+}
+
 static void test_main(void)
 {
     struct target t;
@@ -742,8 +971,10 @@ int main(int argc, char **argv)
         test_main();
     } else if (argc == 2 && strcmp(argv[1], "destroy") == 0) {
         test_destroy();
+    } else if (argc == 2 && strcmp(argv[1], "hostile") == 0) {
+        test_hostile();
     } else {
-        fprintf(stderr, "usage: test_alloc [destroy]\n");
+        fprintf(stderr, "usage: test_alloc [destroy|hostile]\n");
         return 2;
     }
     printf("ok\n");
