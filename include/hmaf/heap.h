@@ -94,7 +94,9 @@ typedef struct hmaf_heap_stats {
                                    never handed out: allocated for good. An
                                    upper bound: a session's cache as of its
                                    latest request, so blocks it handed out
-                                   after that are counted too */
+                                   after that are counted too (unless freed
+                                   meanwhile: a session's cache never counts
+                                   more than the blocks it still holds) */
     uint64_t allocs;          /**< blocks allocated (batches count each) */
     uint64_t frees;           /**< blocks freed */
     uint64_t bad_frees;       /**< frees refused: no live block there */
