@@ -200,17 +200,14 @@ static int send_frees_locked(struct hmaf_session *s,
     return ret;
 }
 
-/* Room for one more pending free: a full batch is sent first. */
+/* A full batch (the watch thread may have found no slot for one) is
+ * sent first; the send's outcome. Only when the watch thread still finds
+ * no slot is there no room after. */
 static int make_room_locked(struct hmaf_session *s,
                             struct hmaf__session_heap *hp)
 {
-    int ret;
-
-    if (hp->pending.count < HMAF_FREE_BATCH_MAX) {
-        return 0;
-    }
-    ret = send_frees_locked(s, hp);
-    return hp->pending.count < HMAF_FREE_BATCH_MAX ? 0 : ret;
+    return hp->pending.count < HMAF_FREE_BATCH_MAX ? 0
+                                                    : send_frees_locked(s, hp);
 }
 
 static int queue_free_locked(struct hmaf_session *s,
@@ -218,13 +215,14 @@ static int queue_free_locked(struct hmaf_session *s,
 {
     int ret = make_room_locked(s, hp);
 
-    if (ret < 0) {
+    if (hp->pending.count == HMAF_FREE_BATCH_MAX) {
         return ret;
     }
     hp->pending.addr[hp->pending.count++] = addr;
-    return hp->pending.count == HMAF_FREE_BATCH_MAX
-               ? send_frees_locked(s, hp)
-               : 0;
+    if (hp->pending.count == HMAF_FREE_BATCH_MAX) {
+        ret = send_frees_locked(s, hp);
+    }
+    return ret;
 }
 
 /* Every cached block and pending free back to the host. A block leaves
