@@ -715,7 +715,7 @@ struct hostile {
     _Atomic int *stop;
     int last_error; /* the error that ended the loop, 0: none */
     uint64_t taken; /* quota race: bytes it holds at the end */
-    uint64_t addr[512];
+    uint64_t addr[QUOTA / 8192 + 1]; /* one thread may take them all */
 };
 
 static uint64_t xorshift(uint64_t *r)
@@ -740,7 +740,8 @@ static void *churn_main(void *arg)
             ret = hmaf_session_free(w->s, *b);
             *b = 0;
         } else {
-            ret = hmaf_session_alloc(w->s, r >> 59 == 0 ? 40000 : 1 + (r >> 20) % 4000, b);
+            uint64_t size = r >> 59 == 0 ? 40000 : 1 + (r >> 20) % 4000;
+            ret = hmaf_session_alloc(w->s, size, b);
             ret = ret == HMAF_ENOSPC ? 0 : ret;
         }
         if (ret < 0) {
@@ -778,7 +779,7 @@ static void test_many_threads(struct target *t,
     hmaf_session_t *s = target_connect(t);
 
     for (unsigned i = 0; i < MANY_THREADS; i++) {
-        w[i] = (struct hostile){.s = s, .seed = i + 1, .ops = 200,
+        w[i] = (struct hostile){.s = s, .seed = i + 1, .ops = 100,
                                 .stop = &stop};
     }
     run_threads(w, MANY_THREADS, churn_main);
@@ -838,10 +839,11 @@ static void *quota_main(void *arg)
     unsigned n = 0;
     int ret;
 
-    while (n < 512 && (ret = hmaf_session_alloc(w->s, 8192, &w->addr[n])) == 0) {
+    while (n < QUOTA / 8192 + 1 &&
+           (ret = hmaf_session_alloc(w->s, 8192, &w->addr[n])) == 0) {
         n++;
     }
-    CHECK(n < 512);
+    CHECK(n <= QUOTA / 8192);
     CHECK_ERR(ret, HMAF_ENOSPC);
     w->ops = n;
     w->taken = (uint64_t)n * 8192;
