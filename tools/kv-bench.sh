@@ -54,10 +54,6 @@ else
     echo "redis-server not installed: no stock Redis figures" >&2
 fi
 
-dpu_sets=1
-redis-cli -p "$dpu_port" SET probe 1 | grep -q 'not supported' && dpu_sets=0
-redis-cli -p "$dpu_port" DEL probe >/dev/null
-
 rps() { # port test pipeline [n]: requests per second
     redis-benchmark -p "$1" -t "$2" -n "${4:-$n}" -r $keys -P "$3" -c "$clients" --csv 2>/dev/null |
         awk -F, '/"/ {gsub(/"/, "", $2); v=$2} END {printf "%.0f", v}'
@@ -74,7 +70,6 @@ echo "| server | test | pipeline | requests/s (median of $repeat) |"
 echo "|---|---|---|---|"
 for t in "${targets[@]}"; do
     for test in get set; do
-        [[ $t == dpu && $test == set && $dpu_sets == 0 ]] && continue
         for p in 1 16; do
             r=$(for _ in $(seq "$repeat"); do rps "${port[$t]}" $test $p; echo; done | median)
             echo "| $t | $test | $p | $r |"

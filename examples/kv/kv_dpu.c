@@ -32,7 +32,6 @@ static int dpu_write(void *ctx, uint64_t addr, const void *buf, size_t len)
     return hmaf_session_write(ctx, addr, buf, len);
 }
 
-#ifdef KV_HAVE_ATOMIC
 static int dpu_cas64(void *ctx, uint64_t addr, uint64_t expected,
                      uint64_t desired, uint64_t *old_out)
 {
@@ -44,24 +43,6 @@ static int dpu_faa64(void *ctx, uint64_t addr, uint64_t add,
 {
     return hmaf_session_fetch_add64(ctx, addr, add, old_out);
 }
-#else
-/* Built without include/hmaf/atomic.h: the dpu port serves reads only. */
-static int dpu_cas64(void *ctx, uint64_t addr, uint64_t expected,
-                     uint64_t desired, uint64_t *old_out)
-{
-    (void)ctx, (void)addr, (void)expected, (void)desired, (void)old_out;
-    return HMAF_ENOTSUP;
-}
-
-static int dpu_faa64(void *ctx, uint64_t addr, uint64_t add,
-                     uint64_t *old_out)
-{
-    (void)ctx, (void)addr, (void)add, (void)old_out;
-    return HMAF_ENOTSUP;
-}
-#endif
-
-#ifdef KV_HAVE_HEAP
 static int dpu_alloc(void *ctx, size_t size, uint64_t *addr_out)
 {
     return hmaf_session_alloc(ctx, size, addr_out);
@@ -78,24 +59,6 @@ static void dpu_idle(void *ctx)
 {
     hmaf_session_heap_flush(ctx);
 }
-#else
-static int dpu_alloc(void *ctx, size_t size, uint64_t *addr_out)
-{
-    (void)ctx, (void)size, (void)addr_out;
-    return HMAF_ENOTSUP;
-}
-
-static int dpu_free(void *ctx, uint64_t addr)
-{
-    (void)ctx, (void)addr;
-    return HMAF_ENOTSUP;
-}
-
-static void dpu_idle(void *ctx)
-{
-    (void)ctx;
-}
-#endif
 
 static const struct kv_mem_ops dpu_ops = {
     .readv = dpu_readv,

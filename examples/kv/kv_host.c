@@ -26,13 +26,6 @@ struct host {
     hmaf_agent_t *agent;
     void *base;
     size_t len;
-#ifndef KV_HAVE_HEAP
-    /* Until the agent has a heap: size classes of powers of two from 16 B,
-     * each block after a 16-byte header naming its class. */
-    size_t used;
-    uint64_t free_lists[32];
-    uint64_t bytes_in_use, blocks_in_use;
-#endif
 };
 
 static void *ptr_to(uint64_t addr)
@@ -40,72 +33,6 @@ static void *ptr_to(uint64_t addr)
     return (void *)(uintptr_t)addr;
 }
 
-#ifndef KV_HAVE_HEAP
-#define ARENA_HEADER 16
-
-static unsigned size_class(size_t size)
-{
-    unsigned c = 0;
-
-    while (((size_t)16 << c) < size + ARENA_HEADER) {
-        c++;
-    }
-    return c;
-}
-
-static int host_alloc(void *ctx, size_t size, uint64_t *addr_out)
-{
-    struct host *h = ctx;
-    unsigned c = size_class(size);
-    size_t bytes = (size_t)16 << c;
-    char *block;
-
-    if (c >= 32) {
-        return HMAF_EINVAL;
-    }
-    if (h->free_lists[c]) {
-        block = ptr_to(h->free_lists[c]);
-        memcpy(&h->free_lists[c], block + ARENA_HEADER, 8);
-    } else if (h->len - h->used >= bytes) {
-        block = (char *)h->base + h->used;
-        h->used += bytes;
-    } else {
-        return HMAF_ENOMEM;
-    }
-    memcpy(block, &c, sizeof(c));
-    h->bytes_in_use += bytes;
-    h->blocks_in_use++;
-    *addr_out = (uint64_t)(uintptr_t)(block + ARENA_HEADER);
-    return 0;
-}
-
-static int host_free(void *ctx, uint64_t addr)
-{
-    struct host *h = ctx;
-    char *block = (char *)ptr_to(addr) - ARENA_HEADER;
-    unsigned c;
-
-    memcpy(&c, block, sizeof(c));
-    memcpy(block + ARENA_HEADER, &h->free_lists[c], 8);
-    h->free_lists[c] = (uint64_t)(uintptr_t)block;
-    h->bytes_in_use -= (size_t)16 << c;
-    h->blocks_in_use--;
-    return 0;
-}
-
-static int heap_in_use(struct host *h, uint64_t *bytes, uint64_t *blocks)
-{
-    *bytes = h->bytes_in_use;
-    *blocks = h->blocks_in_use;
-    return 0;
-}
-
-static int heap_setup(struct host *h)
-{
-    return hmaf_agent_expose(h->agent, h->base, h->len,
-                             HMAF_ACCESS_READ_WRITE);
-}
-#else
 static int host_alloc(void *ctx, size_t size, uint64_t *addr_out)
 {
     struct host *h = ctx;
@@ -142,7 +69,6 @@ static int heap_setup(struct host *h)
     hmaf_heap_params_init(&p);
     return hmaf_agent_heap_create(h->agent, h->base, h->len, &p);
 }
-#endif
 
 /* The local accessor: the store's memory is ours. */
 static int host_readv(void *ctx, const hmaf_seg_t *segs, size_t n)

@@ -30,7 +30,6 @@
 #define ROUNDS       3
 
 static int ports[2]; /* host, dpu */
-static int dpu_writes = 1;
 static pid_t pids[2];
 
 /* ---- a small blocking RESP client -------------------------------- */
@@ -230,7 +229,7 @@ static void incrs(void)
 
     for (int p = 0; p < 2; p++) {
         CHECK(pthread_create(&readers[p], NULL, monotonic_reader, &ports[p]) == 0);
-        for (int k = 0; k < INCR_CLIENTS && (p == 0 || dpu_writes); k++) {
+        for (int k = 0; k < INCR_CLIENTS; k++) {
             CHECK(pthread_create(&writers[nw++], NULL, incr_client, &ports[p]) == 0);
         }
     }
@@ -259,7 +258,7 @@ static void visibility(void)
     char key[32], value[64], out[128];
 
     for (int round = 0; round < ROUNDS; round++) {
-        int from = dpu_writes ? round % 2 : 0;
+        int from = round % 2;
         conn_open(&w, ports[from]);
         conn_open(&r, ports[!from]);
         for (int i = 0; i < KEYS; i++) {
@@ -393,12 +392,8 @@ int main(int argc, char **argv)
 
     conn_open(&c, ports[1]);
     conn_cmd(&c, 3, probe);
-    if (conn_reply(&c, out, sizeof(out)) == '-') {
-        printf("NOTE: the dpu port serves reads only in this build (%s)\n", out);
-        dpu_writes = 0;
-    } else {
-        CHECK_EQ(call_int(&c, 2, del), 1);
-    }
+    CHECK(conn_reply(&c, out, sizeof(out)) == '+');
+    CHECK_EQ(call_int(&c, 2, del), 1);
     close(c.fd);
 
     incrs();
