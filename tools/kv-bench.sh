@@ -21,21 +21,23 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start() { # name cmd...: prints the port
-    local name=$1; shift
+start() { # name var cmd...: sets var to the port
+    local name=$1 var=$2; shift 2
     "$@" --port 0 >"$dir/$name.out" 2>&1 &
     pids+=($!)
-    echo $! >"$dir/$name.pid"
+    printf -v "${name}_pid" %s $!
     for _ in $(seq 200); do
-        grep -q '^ready port' "$dir/$name.out" && { awk '/^ready port/ {print $3}' "$dir/$name.out"; return; }
+        grep -q '^ready port' "$dir/$name.out" && {
+            printf -v "$var" %s "$(awk '/^ready port/ {print $3}' "$dir/$name.out")"
+            return
+        }
         sleep 0.05
     done
     cat "$dir/$name.out" >&2; exit 1
 }
 
-host_port=$(start host "$build/examples/hmaf-kv-host" --address "unix:$dir/kv.sock" --token bench)
-dpu_port=$(start dpu "$build/examples/hmaf-kv-dpu" --address "unix:$dir/kv.sock" --token bench)
-host_pid=$(cat "$dir/host.pid") dpu_pid=$(cat "$dir/dpu.pid")
+start host host_port "$build/examples/hmaf-kv-host" --address "unix:$dir/kv.sock" --token bench
+start dpu dpu_port "$build/examples/hmaf-kv-dpu" --address "unix:$dir/kv.sock" --token bench
 declare -A port=([host]=$host_port [dpu]=$dpu_port)
 targets=(host dpu)
 if command -v redis-server >/dev/null; then

@@ -14,13 +14,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <hmaf/hmaf.h>
 
 #include "kv_server.h"
 #include "kv_store.h"
 
-#define CONNECT_MS 10000
+#define CONNECT_MS  10000
+#define DRAIN_TRIES 1000 /* 1 ms apart */
 
 static int dpu_readv(void *ctx, const hmaf_seg_t *segs, size_t n)
 {
@@ -122,13 +124,44 @@ static int connect_store(const struct kv_options *o, hmaf_session_t **s_out,
     return ret;
 }
 
+/* Before leaving: free what this side retired (the host goes idle
+ * within milliseconds; a host that does not loses them, as if this side
+ * had died) and give the cached heap blocks back. */
+static void drain(struct kv_store *store)
+{
+    for (int i = 0; i < DRAIN_TRIES; i++) {
+        if (kv_store_idle(store) < 0 || kv_store_pending(store) == 0) {
+            return;
+        }
+        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+    }
+}
+
+static int serve(hmaf_session_t *session, const struct kv_options *o,
+                 struct kv_store *store)
+{
+    struct kv_server_params sp = {.wake_fd = -1, .role = "dpu",
+                                  .port = o->port, .bind = o->bind,
+                                  .store = store, .info = dpu_info,
+                                  .arg = session};
+    struct kv_server *srv;
+    int ret;
+
+    if (kv_server_create(&sp, &srv) < 0) {
+        return -1;
+    }
+    printf("ready port %d\n", kv_server_port(srv));
+    fflush(stdout);
+    ret = kv_server_run(srv);
+    kv_server_destroy(srv);
+    return ret;
+}
+
 int main(int argc, char **argv)
 {
     struct kv_options o = {.port = 7002, .token = ""};
     hmaf_session_t *session;
     struct kv_store store;
-    struct kv_server *srv;
-    struct kv_server_params sp = {.wake_fd = -1, .role = "dpu"};
     int ret;
 
     if (kv_options_parse(argc, argv, &o) < 0 || o.address == NULL) {
@@ -141,20 +174,9 @@ int main(int argc, char **argv)
                 hmaf_strerror(ret));
         return 1;
     }
-    sp.port = o.port;
-    sp.bind = o.bind;
-    sp.store = &store;
-    sp.info = dpu_info;
-    sp.arg = session;
-    if (kv_server_create(&sp, &srv) < 0) {
-        hmaf_session_destroy(session);
-        return 1;
-    }
-    printf("ready port %d\n", kv_server_port(srv));
-    fflush(stdout);
-    ret = kv_server_run(srv);
-    kv_store_idle(&store); /* hold nothing: the host may free it all */
-    kv_server_destroy(srv);
+    /* SIGINT/SIGTERM end the loop; everything is released before exit */
+    ret = serve(session, &o, &store);
+    drain(&store);
     kv_store_close(&store);
     hmaf_session_destroy(session);
     return ret < 0;

@@ -178,14 +178,42 @@ static int start_agent(struct host *h, const struct kv_options *o)
     return heap_setup(h);
 }
 
+/* Undo start_agent(): the agent first, so no dpu side writes the heap
+ * once it is unmapped. */
+static void stop_agent(struct host *h)
+{
+    hmaf_agent_destroy(h->agent);
+    if (h->base != NULL && h->base != MAP_FAILED) {
+        munmap(h->base, h->len);
+    }
+}
+
+static int serve(struct host *h, const struct kv_options *o,
+                 struct kv_store *store)
+{
+    struct kv_server_params sp = {.wake_fd = -1, .role = "host",
+                                  .port = o->port, .bind = o->bind,
+                                  .store = store, .info = host_info,
+                                  .arg = h};
+    struct kv_server *srv;
+    int ret;
+
+    if (kv_server_create(&sp, &srv) < 0) {
+        return -1;
+    }
+    printf("ready port %d\n", kv_server_port(srv));
+    fflush(stdout);
+    ret = kv_server_run(srv);
+    kv_server_destroy(srv);
+    return ret;
+}
+
 int main(int argc, char **argv)
 {
     struct kv_options o = {.port = 7001, .buckets = DEFAULT_BUCKETS,
                            .heap_mib = DEFAULT_HEAP_MIB, .token = ""};
     struct host h = {0};
     struct kv_store store;
-    struct kv_server *srv;
-    struct kv_server_params sp = {.wake_fd = -1, .role = "host"};
     uint64_t root;
     int ret;
 
@@ -206,23 +234,12 @@ int main(int argc, char **argv)
     }
     if (ret < 0) {
         fprintf(stderr, "hmaf-kv-host: %s\n", hmaf_strerror(ret));
-        hmaf_agent_destroy(h.agent);
+        stop_agent(&h);
         return 1;
     }
-    sp.port = o.port;
-    sp.bind = o.bind;
-    sp.store = &store;
-    sp.info = host_info;
-    sp.arg = &h;
-    if (kv_server_create(&sp, &srv) < 0) {
-        hmaf_agent_destroy(h.agent);
-        return 1;
-    }
-    printf("ready port %d\n", kv_server_port(srv));
-    fflush(stdout);
-    ret = kv_server_run(srv);
-    kv_server_destroy(srv);
+    /* SIGINT/SIGTERM end the loop; everything is released before exit */
+    ret = serve(&h, &o, &store);
     kv_store_close(&store);
-    hmaf_agent_destroy(h.agent);
+    stop_agent(&h);
     return ret < 0;
 }

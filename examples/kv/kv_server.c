@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #define RECLAIM_WAIT_MS 1          /* while retired pieces wait to be freed */
 
 struct client {
+    struct client *prev, *next; /* every open client, to close at the end */
     int fd;
     struct resp_buf in, out;
     size_t parsed;   /* bytes of `in` the queued commands came from */
@@ -38,6 +40,7 @@ struct kv_server {
     struct kv_server_params p;
     int listen_fd, ep;
     int port;
+    struct client *clients;
     struct queued *queue;
     size_t nqueue, cap_queue;
     struct client **touched;
@@ -47,17 +50,27 @@ struct kv_server {
     uint64_t commands;
 };
 
+/* Stopping: a flag, and an eventfd in the loop's epoll set so that the
+ * loop wakes whichever thread the signal was delivered to. */
 static volatile sig_atomic_t stop_requested;
+static int stop_fd = -1;
 
 void kv_server_stop(void)
 {
+    uint64_t one = 1;
+    int saved = errno;
+
     stop_requested = 1;
+    if (stop_fd >= 0 && write(stop_fd, &one, sizeof(one)) < 0) {
+        /* the flag alone stops the loop at its next turn */
+    }
+    errno = saved;
 }
 
 static void on_signal(int sig)
 {
     (void)sig;
-    stop_requested = 1;
+    kv_server_stop();
 }
 
 /* ---- command table ------------------------------------------------- */
@@ -496,6 +509,14 @@ static int watch(struct kv_server *srv, int op, struct client *c)
 
 static void client_close(struct kv_server *srv, struct client *c)
 {
+    if (c->prev) {
+        c->prev->next = c->next;
+    } else {
+        srv->clients = c->next;
+    }
+    if (c->next) {
+        c->next->prev = c->prev;
+    }
     epoll_ctl(srv->ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     resp_buf_release(&c->in);
@@ -523,7 +544,13 @@ static void accept_clients(struct kv_server *srv)
         if (watch(srv, EPOLL_CTL_ADD, c) < 0) {
             close(fd);
             free(c);
+            continue;
         }
+        c->next = srv->clients;
+        if (c->next) {
+            c->next->prev = c;
+        }
+        srv->clients = c;
     }
 }
 
@@ -719,6 +746,8 @@ int kv_server_run(struct kv_server *srv)
             struct client *c = evs[i].data.ptr;
             if (c == NULL) {
                 accept_clients(srv);
+            } else if (c == (struct client *)&stop_fd) {
+                continue; /* the loop's condition ends it */
             } else if (c == (struct client *)srv) {
                 wake = 1;
             } else if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR) &&
@@ -791,6 +820,11 @@ int kv_server_create(const struct kv_server_params *p, struct kv_server **out)
             goto err;
         }
     }
+    stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    ev.data.ptr = &stop_fd;
+    if (stop_fd < 0 || epoll_ctl(srv->ep, EPOLL_CTL_ADD, stop_fd, &ev) < 0) {
+        goto err;
+    }
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
@@ -798,6 +832,10 @@ int kv_server_create(const struct kv_server_params *p, struct kv_server **out)
     return 0;
 err:
     perror("epoll");
+    if (stop_fd >= 0) {
+        close(stop_fd);
+        stop_fd = -1;
+    }
     if (srv->ep >= 0) {
         close(srv->ep);
     }
@@ -816,6 +854,13 @@ void kv_server_destroy(struct kv_server *srv)
     if (srv == NULL) {
         return;
     }
+    while (srv->clients) {
+        client_close(srv, srv->clients);
+    }
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    close(stop_fd);
+    stop_fd = -1;
     close(srv->ep);
     close(srv->listen_fd);
     free(srv->queue);

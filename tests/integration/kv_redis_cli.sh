@@ -23,25 +23,27 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-# Start a server; its port from its "ready port P" line.
+# start NAME VAR CMD...: start a server (a child of this shell, so that
+# it can be waited for) and set VAR to its port, from its "ready port P".
 start() {
-    local out=$dir/$1.out; shift
+    local name=$1 var=$2; shift 2
+    local out=$dir/$name.out
     "$@" --port 0 >"$out" 2>&1 &
     pids+=($!)
     for _ in $(seq 200); do
         if grep -q '^ready port' "$out"; then
-            awk '/^ready port/ {print $3}' "$out"
+            printf -v "$var" %s "$(awk '/^ready port/ {print $3}' "$out")"
             return 0
         fi
         kill -0 $! 2>/dev/null || break
         sleep 0.05
     done
     cat "$out" >&2
-    fail "$1 did not start"
+    fail "$name did not start"
 }
 
-host=$(start host "$host_bin" --address "unix:$dir/kv.sock" --token t) || exit 1
-dpu=$(start dpu "$dpu_bin" --address "unix:$dir/kv.sock" --token t) || exit 1
+start host host "$host_bin" --address "unix:$dir/kv.sock" --token t
+start dpu dpu "$dpu_bin" --address "unix:$dir/kv.sock" --token t
 
 # expect PORT WANT CMD...: the raw answer must be WANT
 expect() {
@@ -108,4 +110,13 @@ done
 for pid in "${pids[@]}"; do
     kill -0 "$pid" || fail "a server died"
 done
+# SIGTERM: each closes its clients, frees everything (ASan checks leaks)
+# and exits 0; the dpu side first, so it can hand back what it holds
+for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill "${pids[i]}"
+    status=0
+    wait "${pids[i]}" || status=$?
+    ((status == 0)) || { cat "$dir"/*.out >&2; fail "server ${pids[i]} exited $status on SIGTERM"; }
+done
+pids=()
 echo "ok: host port $host, dpu port $dpu"

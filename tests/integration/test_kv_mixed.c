@@ -6,7 +6,8 @@
  *   other, and so is a DEL;
  * - malformed RESP and clients vanishing mid-command harm no one else;
  * - after DEL of every key, once both sides are idle, the host's heap is
- *   back to its size before the workload.
+ *   back to its size before the workload;
+ * - SIGTERM ends each server with exit status 0.
  *   test_kv_mixed HMAF-KV-HOST HMAF-KV-DPU
  */
 #include <arpa/inet.h>
@@ -159,7 +160,8 @@ static int start(const char *bin, const char *sock, pid_t *pid_out)
     exit(1);
 }
 
-static void stop_servers(void)
+/* On a failed check: whatever state they are in. */
+static void kill_servers(void)
 {
     for (int i = 1; i >= 0; i--) {
         if (pids[i] > 0) {
@@ -167,6 +169,25 @@ static void stop_servers(void)
             waitpid(pids[i], NULL, 0);
         }
     }
+}
+
+/* At the end: each server closes its clients, frees everything and exits
+ * 0 on SIGTERM (under ASan, a leak makes the exit status non-zero). The
+ * dpu side first, so it can hand back what it holds. */
+static void stop_servers(void)
+{
+    for (int i = 1; i >= 0; i--) {
+        int status;
+        CHECK(kill(pids[i], SIGTERM) == 0);
+        CHECK(waitpid(pids[i], &status, 0) == pids[i]);
+        pids[i] = 0;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "%s server: status 0x%x, want exit 0\n",
+                    i ? "dpu" : "host", status);
+            exit(1);
+        }
+    }
+    printf("stop: both servers exited 0 on SIGTERM\n");
 }
 
 /* ---- INCRs and monotonic reads ------------------------------------ */
@@ -387,7 +408,7 @@ int main(int argc, char **argv)
     snprintf(sock, sizeof(sock), "unix:/tmp/kv-mixed-%d.sock", (int)getpid());
     ports[0] = start(argv[1], sock, &pids[0]);
     ports[1] = start(argv[2], sock, &pids[1]);
-    atexit(stop_servers);
+    atexit(kill_servers);
     heap_start = info_field(ports[0], "heap_bytes_in_use");
 
     conn_open(&c, ports[1]);
@@ -403,5 +424,6 @@ int main(int argc, char **argv)
     for (int i = 0; i < 2; i++) {
         CHECK(waitpid(pids[i], NULL, WNOHANG) == 0); /* both still serve */
     }
+    stop_servers();
     return 0;
 }
