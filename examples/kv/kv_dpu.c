@@ -29,22 +29,17 @@ static int dpu_readv(void *ctx, const hmaf_seg_t *segs, size_t n)
     return hmaf_session_readv(ctx, segs, n);
 }
 
-static int dpu_write(void *ctx, uint64_t addr, const void *buf, size_t len)
+static int dpu_writev(void *ctx, const hmaf_seg_t *segs, size_t n)
 {
-    return hmaf_session_write(ctx, addr, buf, len);
+    return hmaf_session_writev(ctx, segs, n);
 }
 
-static int dpu_cas64(void *ctx, uint64_t addr, uint64_t expected,
-                     uint64_t desired, uint64_t *old_out)
+/* A turn's swaps and adds: HMAF_ATOMIC_BATCH_MAX per round trip. */
+static int dpu_atomic(void *ctx, hmaf_atomic_t *ops, size_t n)
 {
-    return hmaf_session_cas64(ctx, addr, expected, desired, old_out);
+    return hmaf_session_atomic(ctx, ops, n);
 }
 
-static int dpu_faa64(void *ctx, uint64_t addr, uint64_t add,
-                     uint64_t *old_out)
-{
-    return hmaf_session_fetch_add64(ctx, addr, add, old_out);
-}
 static int dpu_alloc(void *ctx, size_t size, uint64_t *addr_out)
 {
     return hmaf_session_alloc(ctx, size, addr_out);
@@ -64,9 +59,8 @@ static void dpu_idle(void *ctx)
 
 static const struct kv_mem_ops dpu_ops = {
     .readv = dpu_readv,
-    .write = dpu_write,
-    .cas64 = dpu_cas64,
-    .faa64 = dpu_faa64,
+    .writev = dpu_writev,
+    .atomic = dpu_atomic,
     .alloc = dpu_alloc,
     .free = dpu_free,
     .idle = dpu_idle,
@@ -130,7 +124,11 @@ static int connect_store(const struct kv_options *o, hmaf_session_t **s_out,
 static void drain(struct kv_store *store)
 {
     for (int i = 0; i < DRAIN_TRIES; i++) {
-        if (kv_store_idle(store) < 0 || kv_store_pending(store) == 0) {
+        if (kv_store_idle(store) < 0) {
+            return;
+        }
+        if (kv_store_pending(store) == 0) {
+            kv_store_rest(store);
             return;
         }
         nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);

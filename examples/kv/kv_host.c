@@ -80,36 +80,49 @@ static int host_readv(void *ctx, const hmaf_seg_t *segs, size_t n)
     return 0;
 }
 
-static int host_write(void *ctx, uint64_t addr, const void *buf, size_t len)
+static int host_writev(void *ctx, const hmaf_seg_t *segs, size_t n)
 {
     (void)ctx;
-    memcpy(ptr_to(addr), buf, len);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(ptr_to(segs[i].remote_addr), segs[i].local, segs[i].len);
+    }
     /* a quiescence word must be seen before the reads that follow it */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     return 0;
 }
 
-static int host_cas64(void *ctx, uint64_t addr, uint64_t expected,
-                      uint64_t desired, uint64_t *old_out)
+/* CPU atomics on the words the agent performs the dpu side's on. */
+static int host_atomic_one(hmaf_atomic_t *op)
 {
-    (void)ctx;
-    __atomic_compare_exchange_n((uint64_t *)ptr_to(addr), &expected, desired,
-                                0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-    *old_out = expected;
+    uint64_t *word = ptr_to(op->remote_addr);
+
+    if (op->size != 8 || (op->remote_addr & 7)) {
+        return HMAF_EINVAL;
+    }
+    if (op->op == HMAF_ATOMIC_CAS) {
+        op->old = op->compare;
+        __atomic_compare_exchange_n(word, &op->old, op->operand, 0,
+                                    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    } else if (op->op == HMAF_ATOMIC_FADD) {
+        op->old = __atomic_fetch_add(word, op->operand, __ATOMIC_SEQ_CST);
+    } else {
+        return HMAF_EINVAL;
+    }
     return 0;
 }
 
-static int host_faa64(void *ctx, uint64_t addr, uint64_t add,
-                      uint64_t *old_out)
+static int host_atomic(void *ctx, hmaf_atomic_t *ops, size_t n)
 {
-    uint64_t old = __atomic_fetch_add((uint64_t *)ptr_to(addr), add,
-                                      __ATOMIC_SEQ_CST);
+    int first = 0;
 
     (void)ctx;
-    if (old_out) {
-        *old_out = old;
+    for (size_t i = 0; i < n; i++) {
+        ops[i].status = host_atomic_one(&ops[i]);
+        if (first == 0) {
+            first = ops[i].status;
+        }
     }
-    return 0;
+    return first;
 }
 
 /* A dpu side that is gone holds nothing: free what waited for it. */
@@ -123,9 +136,8 @@ static int host_peer_alive(void *ctx)
 
 static const struct kv_mem_ops host_ops = {
     .readv = host_readv,
-    .write = host_write,
-    .cas64 = host_cas64,
-    .faa64 = host_faa64,
+    .writev = host_writev,
+    .atomic = host_atomic,
     .alloc = host_alloc,
     .free = host_free,
     .peer_alive = host_peer_alive,

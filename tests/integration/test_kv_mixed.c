@@ -4,6 +4,8 @@
  *   and readers of either port never see the counter go back;
  * - a SET answered on one port is seen by a GET sent afterwards on the
  *   other, and so is a DEL;
+ * - writes pipelined in one burst, batched in one turn, take effect in
+ *   order where they share a key or a bucket;
  * - malformed RESP and clients vanishing mid-command harm no one else;
  * - after DEL of every key, once both sides are idle, the host's heap is
  *   back to its size before the workload;
@@ -146,8 +148,10 @@ static int start(const char *bin, const char *sock, pid_t *pid_out)
     if (*pid_out == 0) {
         dup2(pipefd[1], 1);
         close(pipefd[0]);
+        /* few buckets: many keys per block, and writes of one turn that
+         * share a bucket */
         execl(bin, bin, "--address", sock, "--port", "0", "--token", "mixed",
-              (char *)NULL);
+              "--buckets", "16", (char *)NULL);
         _exit(127);
     }
     close(pipefd[1]);
@@ -269,6 +273,81 @@ static void incrs(void)
         close(c.fd);
     }
     printf("incr: %d clients x %d, none lost\n", nw, INCRS);
+}
+
+/* ---- one turn's writes, in order ------------------------------------ */
+
+/* Sent as one burst, so the server takes them in one turn and batches
+ * them: writes of one key (and of keys sharing a bucket: 16 buckets for
+ * 40 keys) must take effect in order. */
+static void pipelined_turn(int port)
+{
+    static const char *const want[] = {
+        "+OK", "+OK", ":3", ":8", ":1", ":1", "+OK", "-ERR", "+OK", ":8",
+        "$8", ":2", ":0"};
+    char burst[8192], out[256];
+    size_t len = 0;
+    struct conn c;
+
+#define ADD(...) (len += (size_t)snprintf(burst + len, sizeof(burst) - len, __VA_ARGS__))
+#define CMD2(a, b) ADD("*2\r\n$%zu\r\n%s\r\n$%zu\r\n%s\r\n", strlen(a), a, strlen(b), b)
+#define CMD3(a, b, v) ADD("*3\r\n$%zu\r\n%s\r\n$%zu\r\n%s\r\n$%zu\r\n%s\r\n", \
+                          strlen(a), a, strlen(b), b, strlen(v), v)
+    CMD3("SET", "turn:a", "1");
+    CMD3("SET", "turn:a", "2");
+    CMD2("INCR", "turn:a");
+    CMD3("INCRBY", "turn:a", "5");
+    CMD2("DEL", "turn:a");
+    CMD2("INCR", "turn:a");
+    CMD3("SET", "turn:b", "x");
+    CMD2("INCR", "turn:b");
+    ADD("*5\r\n$4\r\nMSET\r\n$6\r\nturn:a\r\n$1\r\n7\r\n$6\r\nturn:b\r\n$1\r\n8\r\n");
+    CMD2("INCR", "turn:a");
+    CMD2("GET", "turn:a");
+    ADD("*3\r\n$3\r\nDEL\r\n$6\r\nturn:a\r\n$6\r\nturn:b\r\n");
+    CMD2("DEL", "turn:a");
+    /* and 40 keys of 16 buckets, each set, incremented and deleted */
+    for (int i = 0; i < 40; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "turn:%d", i);
+        CMD3("SET", key, "41");
+        CMD2("INCR", key);
+        CMD2("INCR", key);
+        CMD2("DEL", key);
+    }
+#undef CMD3
+#undef CMD2
+#undef ADD
+    CHECK(len < sizeof(burst));
+    conn_open(&c, port);
+    conn_send(&c, burst, len);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        char t = conn_reply(&c, out, sizeof(out));
+        char got[300];
+        snprintf(got, sizeof(got), "%c%s", t == 'n' ? '$' : t, out);
+        if (strncmp(got, want[i], strlen(want[i])) != 0) {
+            fprintf(stderr, "port %d, reply %zu: '%s', want '%s'\n", port, i,
+                    got, want[i]);
+            exit(1);
+        }
+    }
+    for (int i = 0; i < 40; i++) {
+        CHECK(conn_reply(&c, out, sizeof(out)) == '+');
+        CHECK(conn_reply(&c, out, sizeof(out)) == ':');
+        CHECK_EQ(atoll(out), 42);
+        CHECK(conn_reply(&c, out, sizeof(out)) == ':');
+        CHECK_EQ(atoll(out), 43);
+        CHECK(conn_reply(&c, out, sizeof(out)) == ':');
+        CHECK_EQ(atoll(out), 1);
+    }
+    close(c.fd);
+}
+
+static void pipelined_turns(void)
+{
+    pipelined_turn(ports[0]);
+    pipelined_turn(ports[1]);
+    printf("turns: pipelined writes of one key and one bucket in order\n");
 }
 
 /* ---- visibility across ports --------------------------------------- */
@@ -417,6 +496,7 @@ int main(int argc, char **argv)
     CHECK_EQ(call_int(&c, 2, del), 1);
     close(c.fd);
 
+    pipelined_turns();
     incrs();
     visibility();
     abuse();
