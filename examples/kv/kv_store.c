@@ -497,7 +497,9 @@ static int new_entry(struct round *r, const struct kv_write *w, int kind,
     }
     memcpy(buf, &e, sizeof(e));
     memcpy(buf + sizeof(e), w->key, w->key_len);
-    memcpy(buf + sizeof(e) + w->key_len, w->value, e.value_len);
+    if (e.value_len) {
+        memcpy(buf + sizeof(e) + w->key_len, w->value, e.value_len);
+    }
     stage(r, addr, buf, len);
     r->fresh[r->nfresh] = (struct fresh_entry){.addr = addr, .kept = 1};
     *out = (struct fold_item){
@@ -969,7 +971,7 @@ int kv_store_write_many(struct kv_store *s, struct kv_write *w, size_t n)
 {
     struct round r;
     int64_t delta = 0;
-    int ret;
+    int ret, counted;
 
     for (size_t i = 0; i < n; i++) {
         w[i].status = 0;
@@ -990,7 +992,9 @@ int kv_store_write_many(struct kv_store *s, struct kv_write *w, size_t n)
             w[i].status = ret;
         }
     }
-    return ret < 0 ? ret : count_keys(s, delta);
+    /* what was published counts, whatever stopped the rest */
+    counted = count_keys(s, delta);
+    return ret < 0 ? ret : counted;
 }
 
 int kv_store_count(struct kv_store *s, uint64_t *count_out)
