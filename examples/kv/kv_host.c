@@ -70,12 +70,30 @@ static int heap_setup(struct host *h)
     return hmaf_agent_heap_create(h->agent, h->base, h->len, &p);
 }
 
+/* Copy len bytes from host memory. Bucket words, the key count and
+ * counters are changed by the agent's thread (the dpu side's atomics)
+ * while we read: every aligned 8-byte word is loaded atomically, and the
+ * acquire orders what it points to after it. */
+static void load_words(void *dst, uint64_t src, size_t len)
+{
+    size_t done = 0;
+
+    if ((src & 7) == 0) {
+        for (; done + 8 <= len; done += 8) {
+            uint64_t v = __atomic_load_n((uint64_t *)ptr_to(src + done),
+                                         __ATOMIC_ACQUIRE);
+            memcpy((char *)dst + done, &v, 8);
+        }
+    }
+    memcpy((char *)dst + done, ptr_to(src + done), len - done);
+}
+
 /* The local accessor: the store's memory is ours. */
 static int host_readv(void *ctx, const hmaf_seg_t *segs, size_t n)
 {
     (void)ctx;
     for (size_t i = 0; i < n; i++) {
-        memcpy(segs[i].local, ptr_to(segs[i].remote_addr), segs[i].len);
+        load_words(segs[i].local, segs[i].remote_addr, segs[i].len);
     }
     return 0;
 }

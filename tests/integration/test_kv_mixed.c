@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,7 +218,7 @@ static void *incr_client(void *arg)
     return NULL;
 }
 
-static volatile int incr_done;
+static atomic_int incr_done;
 
 static void *monotonic_reader(void *arg)
 {
