@@ -62,19 +62,30 @@ done
 
 writers=($host $dpu)
 
+# expect_all PORT WANT: the commands on stdin, one per line, in one
+# redis-cli (one process per step keeps the test short)
+expect_all() {
+    local port=$1 want=$2
+    local cmds got
+    cmds=$(cat)
+    got=$(redis-cli -p "$port" --raw 2>&1 <<<"$cmds")
+    [[ "$got" == "$want" ]] || fail "port $port: ${cmds//$'\n'/; } -> '$got', want '$want'"
+}
+
+notint="ERR value is not an integer or out of range"
 for w in "${writers[@]}"; do
     for r in $host $dpu; do
-        expect "$w" OK SET "k$w" "v$w"
-        expect "$r" "v$w" GET "k$w"
-        expect "$w" OK MSET "a$w" 1 "b$w" 2
-        expect "$r" $'1\n2' MGET "a$w" "b$w" nothing
-        expect "$r" 2 EXISTS "a$w" "b$w" nothing
-        expect "$w" 2 INCR "a$w"
-        expect "$w" 12 INCRBY "a$w" 10
+        expect_all "$w" $'OK\nOK' <<<"SET k$w v$w
+MSET a$w 1 b$w 2"
+        expect_all "$r" "v$w"$'\n1\n2\n\n2' <<<"GET k$w
+MGET a$w b$w nothing
+EXISTS a$w b$w nothing"
+        expect_all "$w" $'2\n12' <<<"INCR a$w
+INCRBY a$w 10"
         expect "$r" 12 GET "a$w"
-        expect "$w" 13 INCR "a$w"
-        expect "$w" "ERR value is not an integer or out of range" INCR "k$w"
-        expect "$w" 2 DEL "a$w" "b$w" nothing
+        expect_all "$w" $'13\n'"$notint"$'\n\n2' <<<"INCR a$w
+INCR k$w
+DEL a$w b$w nothing"
         expect "$r" "" GET "a$w"
         expect "$w" 1 DEL "k$w"
     done
