@@ -66,9 +66,11 @@ int hmaf__channel_send(struct hmaf_channel *channel, const void *buf,
                        size_t len, uint64_t deadline_ns);
 int hmaf__channel_recv(struct hmaf_channel *channel, void *buf, size_t len,
                        uint64_t deadline_ns);
-/* After the handshake a socket channel carries one thing only: a nudge,
- * one byte from the host asking the dpu side to look at its mailbox now
- * (a revocation). A comch channel carries none. */
+/* After the handshake a socket channel carries one thing only: nudges,
+ * one byte each, both ways. From the host: look at your mailbox now (a
+ * revocation, a ring). From the dpu side: the agent's doorbell, serve the
+ * mailboxes now (a request found the agent's thread asleep). A comch
+ * channel carries none. */
 #define HMAF_CHANNEL_NUDGE 'N'
 
 /* 1 when the peer closed, failed, or sent anything after the handshake
@@ -77,7 +79,7 @@ int hmaf__channel_peer_gone(struct hmaf_channel *channel);
 /* The same, taking the nudges that arrived (for the one thread that
  * sleeps on the channel: else it would wake for them again and again). */
 int hmaf__channel_take_nudges(struct hmaf_channel *channel);
-/* Host side: nudge the peer (best effort, never waits; no-op on comch). */
+/* Nudge the peer (best effort, never waits; no-op on comch). */
 void hmaf__channel_nudge(struct hmaf_channel *channel);
 /* 1 when the peer closed its end (end of file) or the connection failed —
  * not merely sent something; comch: as hmaf__channel_peer_gone. No wait. */
@@ -108,11 +110,11 @@ static inline int hmaf__channel_arm(struct hmaf_channel *channel, int *fd_out)
     return 0;
 }
 
-/* The fd from hmaf__channel_arm was readable: 1 when the peer is gone. */
+/* The fd from hmaf__channel_arm was readable: 1 when the peer is gone;
+ * its doorbell nudges are taken (the caller serves the mailboxes next). */
 static inline int hmaf__channel_notified(struct hmaf_channel *channel)
 {
-    (void)channel;
-    return 1; /* silent by contract after the handshake: any event ends it */
+    return hmaf__channel_take_nudges(channel);
 }
 
 #endif

@@ -180,24 +180,43 @@ static int send_request(struct hmaf__mbox_client *mb, uint32_t slot,
 /* How a wait for an answer gives the CPU away once its spin budget is
  * spent: it yields between polls, so an agent that shares our CPU answers
  * at once; after WAIT_YIELD_NS, a time no shared CPU explains (the agent
- * is asleep — its loop sleeps up to 1 ms between looks when idle — or
- * busy), it sleeps between polls in steps that double up to
+ * is busy, or asleep and woken by the doorbell below), it sleeps between polls in steps that double up to
  * WAIT_SLEEP_MAX_NS, so that even a peer of lower priority, or one that a
  * yield does not make room for, gets to run. */
 #define WAIT_YIELD_NS 1000000ull
 #define WAIT_SLEEP_MIN_NS 10000ull
 #define WAIT_SLEEP_MAX_NS 1000000ull
 
+/* A posted request's answer is looked at now and then, not waited for:
+ * ring the doorbell once it is this late. */
+#define POSTED_DOORBELL_NS 50000ull
+
 struct wait {
     uint64_t start_ns;
     uint64_t spin_ns; /* from the budget */
     uint64_t deadline_ns;
     uint64_t sleep_ns; /* the next sleep */
+    int rang;          /* the doorbell */
 };
+
+/* The agent's thread sleeps when its sessions are quiet, woken by channel
+ * events only (host/loop.c): a request that found it asleep rings its
+ * doorbell — one nudge on the channel, which the agent takes and then
+ * serves the mailboxes. Once per request, and only past its spin budget,
+ * so a busy agent is not nudged. A channel without nudges (comch) has no
+ * doorbell: its agent looks at the mailboxes every millisecond. */
+static void ring_doorbell(struct hmaf__mbox_client *mb, int *rang)
+{
+    if (!*rang) {
+        *rang = 1;
+        hmaf__channel_nudge(mb->channel);
+    }
+}
 
 /* Between two polls: spin on, yield or sleep, as long as the wait has
  * lasted says. */
-static void give_way(struct wait *w, uint64_t now)
+static void give_way(struct hmaf__mbox_client *mb, struct wait *w,
+                     uint64_t now)
 {
     uint64_t waited = now - w->start_ns;
     uint64_t left = w->deadline_ns - now;
@@ -205,6 +224,7 @@ static void give_way(struct wait *w, uint64_t now)
     if (waited < w->spin_ns) {
         return;
     }
+    ring_doorbell(mb, &w->rang);
     if (waited < WAIT_YIELD_NS) {
         sched_yield();
         return;
@@ -252,7 +272,7 @@ static int await_response(struct hmaf__mbox_client *mb, uint32_t slot,
                            mb->timeout_ms);
             return HMAF_ETIMEDOUT;
         }
-        give_way(&w, now);
+        give_way(mb, &w, now);
     }
 }
 
@@ -357,6 +377,7 @@ int hmaf__mbox_send(struct hmaf__mbox_client *mb, uint32_t slot, uint8_t op,
     p->slot = slot;
     p->start_ns = hmaf__now_ns();
     p->polls = 0;
+    p->rang = 0;
     return send_request(mb, slot, p->seq, op, req, req_len);
 }
 
@@ -377,6 +398,9 @@ int hmaf__mbox_poll(struct hmaf__mbox_client *mb,
                              resp == NULL ? 0 : resp_cap, resp_len_out);
     }
     waited = hmaf__now_ns() - p->start_ns;
+    if (waited >= POSTED_DOORBELL_NS) {
+        ring_doorbell(mb, &p->rang);
+    }
     if ((++p->polls % POLLS_PER_LIVENESS_CHECK == 0 ||
          waited >= WAIT_YIELD_NS) &&
         hmaf__channel_peer_gone(mb->channel)) {

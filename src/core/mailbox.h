@@ -74,6 +74,7 @@ struct hmaf__mbox_pending {
     uint32_t seq;      /* of the request in flight */
     uint64_t start_ns; /* when it was sent */
     unsigned polls;
+    int rang;          /* the agent's doorbell rung for it */
 };
 
 /* A slot for posted requests: 0, or HMAF_EBUSY when they hold their

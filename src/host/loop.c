@@ -4,14 +4,18 @@
  * adaptively: it spins while requests keep coming — for a budget learnt
  * from the gaps between them (util/spin.h), then yielding between looks —
  * and after SPIN_NS without a request sleeps in growing steps up to
- * SLEEP_MAX_NS, woken early by any channel event.
+ * SLEEP_MAX_NS, woken early by any channel event — a dpu side whose
+ * request finds the thread asleep rings its doorbell, a nudge on its
+ * channel (core/mailbox.c), so an idle agent costs the host next to no
+ * CPU (ten looks a second) and a request no more than a wake-up.
  *
  * A socket channel gives an fd to wait on (hmaf__channel_arm). A comch
  * channel has none: DOCA's Comm Channel has no event-triggered
  * completions, so nothing may sleep on its progress engine's notification
  * handle. It is asked hmaf__channel_peer_gone (one doca_pe_progress call)
  * after every wait instead, and while there is one a wait lasts at most
- * SLEEP_MAX_NS, so its dead dpu side is seen within about a millisecond.
+ * SLEEP_NO_FD_NS, so its dead dpu side is seen within about a
+ * millisecond, and its requests, which ring no doorbell, are too.
  * That is no spin: the thread sleeps that long between looks anyway (for
  * the mailbox, which lives in memory), and hmaf_agent_poll waits again
  * until its timeout when a look found nothing.
@@ -35,7 +39,8 @@
 #define SPIN_NS 200000ull       /* keep looking this long after activity */
 #define SPIN_FD_CHECK_NS 50000ull /* look at the channels this often then */
 #define SLEEP_MIN_NS 10000ull
-#define SLEEP_MAX_NS 1000000ull
+#define SLEEP_MAX_NS 100000000ull /* every session can ring (sockets) */
+#define SLEEP_NO_FD_NS 1000000ull /* some cannot (comch) */
 
 /* Out of fds with no connection waiting to drop: accept again after. */
 #define LISTEN_PAUSE_NS 10000000ull
@@ -272,7 +277,7 @@ static int64_t wait_limit(const struct hmaf_agent *a, size_t n,
     }
     for (size_t k = 0; k < n; k++) {
         if (a->pmap[k].kind == FD_SESSION && a->pfds[k].fd < 0) {
-            return at_most(timeout_ns, (int64_t)SLEEP_MAX_NS);
+            return at_most(timeout_ns, (int64_t)SLEEP_NO_FD_NS);
         }
     }
     return timeout_ns;
