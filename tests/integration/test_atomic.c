@@ -3,8 +3,8 @@
  * bytes, CAS both ways, the host's own atomics racing the dpu side's on
  * one word, the errors, batches of several requests, posted batches, a
  * malformed ATOMIC request written raw into the mailbox, revocation (also
- * while dpu threads add to the word: none lands after it), and the host
- * dying mid-batch.
+ * while dpu threads add to the word: none lands after it), posted batches
+ * left behind, and the host dying mid-batch.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -35,7 +35,7 @@ struct host {
     uint8_t *ro, *hole, *rev, *rev2;
     pthread_t threads[HOST_THREADS];
     uint64_t adds[HOST_THREADS];
-    volatile int stop;
+    _Atomic int stop; /* the adders read it while the host sets it */
 };
 
 static struct host host_state;
@@ -93,7 +93,7 @@ static void *host_adder(void *arg)
     uint64_t *adds = arg;
     uint64_t *counter = &host_state.words[COUNTER / 8];
 
-    while (!host_state.stop) {
+    while (!atomic_load_explicit(&host_state.stop, memory_order_relaxed)) {
         __atomic_fetch_add(counter, 1, __ATOMIC_SEQ_CST);
         (*adds)++;
     }
@@ -126,14 +126,14 @@ static int command(hmaf_agent_t *agent, int cmd, void *arg)
 
     switch (cmd) {
     case 'h':
-        h->stop = 0;
+        atomic_store(&h->stop, 0);
         for (int i = 0; i < HOST_THREADS; i++) {
             h->adds[i] = 0;
             pthread_create(&h->threads[i], NULL, host_adder, &h->adds[i]);
         }
         return 1;
     case 'j':
-        h->stop = 1;
+        atomic_store(&h->stop, 1);
         for (int i = 0; i < HOST_THREADS; i++) {
             pthread_join(h->threads[i], NULL);
             total += h->adds[i];
@@ -548,6 +548,42 @@ static void check_revoke_race(struct target *t, hmaf_session_t *s1,
     CHECK_ERR(hmaf_session_fetch_add64(s1, rev2, 1, &v), HMAF_EFAULT);
 }
 
+/* Posted batches left behind: by a thread that ended without completing
+ * them, and outstanding when their session is destroyed. Nothing leaks
+ * (the sanitizer builds tell), and the host serves other sessions on. */
+static void *post_and_leave(void *arg)
+{
+    static hmaf_atomic_t ops[2 * HMAF_ATOMIC_BATCH_MAX + 1];
+    hmaf_req_t req;
+
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+        ops[i] = op_at(HMAF_ATOMIC_FADD, 8, words + 20480, 1, 0);
+    }
+    CHECK_OK(hmaf_session_atomic_post(arg, ops, sizeof(ops) / sizeof(ops[0]),
+                                      &req));
+    return NULL;
+}
+
+static void check_left_behind(struct target *t, hmaf_session_t *other)
+{
+    static hmaf_atomic_t ops[8][HMAF_ATOMIC_BATCH_MAX + 1];
+    hmaf_session_t *s = target_connect(t);
+    hmaf_req_t req;
+    pthread_t th;
+
+    CHECK(pthread_create(&th, NULL, post_and_leave, s) == 0);
+    pthread_join(th, NULL);
+    for (int b = 0; b < 8; b++) {
+        for (int i = 0; i <= HMAF_ATOMIC_BATCH_MAX; i++) {
+            ops[b][i] = op_at(HMAF_ATOMIC_FADD, 8, words + 20488, 1, 0);
+        }
+        CHECK_OK(hmaf_session_atomic_post(s, ops[b],
+                                          HMAF_ATOMIC_BATCH_MAX + 1, &req));
+    }
+    hmaf_session_destroy(s);
+    CHECK_OK(hmaf_session_fetch_add64(other, words + 20488, 0, NULL));
+}
+
 /* The host dies while a long batch runs, and with a posted one
  * outstanding: HMAF_ECONNRESET, never a hang. */
 struct long_batch {
@@ -631,6 +667,7 @@ int main(void)
     check_raw(&t, s2);
     check_revoke(&t, s1);
     check_revoke_race(&t, s1, s2);
+    check_left_behind(&t, s1);
     hmaf_session_destroy(s2);
     hmaf_session_destroy(s1);
     CHECK_EQ(target_stop(&t), 0);
