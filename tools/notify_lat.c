@@ -3,15 +3,18 @@
  * mailbox round trip, on one machine (both clocks are the same
  * CLOCK_MONOTONIC, so a notification carries its send time as its value).
  *
- *   ping       hmaf_session_ping(): one mailbox round trip
+ *   ping       hmaf_session_ping(): one mailbox round trip; "idle" with
+ *              2 ms between pings, so the agent's thread is asleep when
+ *              the request comes (the fair base for a sleeping waiter)
  *   dpu->host  hmaf_session_notify() called -> the agent's callback runs
  *   host->dpu  hmaf_agent_ring() called -> hmaf_session_ring_wait()
  *              returns; "waiting" with the dpu side already in
  *              ring_wait (it polls the header during its spin), "asleep"
  *              with the ring 2 ms after the wait began (it sleeps on the
- *              ring fd, woken by the watch thread)
+ *              ring fd and the channel, woken by the host's nudge)
  *
- * Usage: hmaf-notify-lat [rounds] (default 20000; asleep: rounds / 20).
+ * Usage: hmaf-notify-lat [rounds] (default 20000; idle and asleep:
+ * rounds / 20).
  * The host is a forked child (a parent may read its child's memory under
  * Yama); the engine is $HMAF_ENGINE or cma. Medians and 90th percentiles.
  */
@@ -125,6 +128,23 @@ static double measure_ping(hmaf_session_t *s, uint64_t *v, size_t n)
     return (double)v[n / 2] / 1000.0;
 }
 
+/* A round trip after 2 ms of quiet: the agent's thread went to sleep. */
+static double measure_ping_idle(hmaf_session_t *s, uint64_t *v, size_t n,
+                                double base)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t t0;
+        usleep(2000);
+        t0 = now_ns();
+        if (hmaf_session_ping(s) != 0) {
+            exit(1);
+        }
+        v[i] = now_ns() - t0;
+    }
+    report("ping idle (round trip)", v, n, base);
+    return (double)v[n / 2] / 1000.0;
+}
+
 static void measure_d2h(hmaf_session_t *s, size_t n, double base)
 {
     for (size_t i = 0; i < n; i++) {
@@ -162,7 +182,7 @@ int main(int argc, char **argv)
     hmaf_session_params_t p;
     hmaf_session_t *s;
     uint64_t *v;
-    double base;
+    double base, idle;
     pid_t host;
 
     sh = mmap(NULL, sizeof(*sh) + rounds * 8, PROT_READ | PROT_WRITE,
@@ -193,7 +213,10 @@ int main(int argc, char **argv)
     base = measure_ping(s, v, rounds);
     measure_d2h(s, rounds, base);
     measure_h2d(s, v, rounds, 0, "host->dpu waiting", base);
+    idle = measure_ping_idle(s, v, rounds / 20, base);
     measure_h2d(s, v, rounds / 20, 2000, "host->dpu asleep", base);
+    printf("%-22s %.2fx the idle round trip\n", "host->dpu asleep",
+           (double)v[rounds / 20 / 2] / 1000.0 / idle);
     hmaf_session_destroy(s);
     atomic_store(&sh->stop, 1);
     waitpid(host, NULL, 0);

@@ -14,54 +14,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <hmaf/hmaf.h>
 
 #include "kv_server.h"
 #include "kv_store.h"
 
-#define CONNECT_MS 10000
+#define CONNECT_MS  10000
+#define DRAIN_TRIES 1000 /* 1 ms apart */
 
 static int dpu_readv(void *ctx, const hmaf_seg_t *segs, size_t n)
 {
     return hmaf_session_readv(ctx, segs, n);
 }
 
-static int dpu_write(void *ctx, uint64_t addr, const void *buf, size_t len)
+static int dpu_writev(void *ctx, const hmaf_seg_t *segs, size_t n)
 {
-    return hmaf_session_write(ctx, addr, buf, len);
+    return hmaf_session_writev(ctx, segs, n);
 }
 
-#ifdef KV_HAVE_ATOMIC
-static int dpu_cas64(void *ctx, uint64_t addr, uint64_t expected,
-                     uint64_t desired, uint64_t *old_out)
+/* A turn's swaps and adds: HMAF_ATOMIC_BATCH_MAX per round trip. */
+static int dpu_atomic(void *ctx, hmaf_atomic_t *ops, size_t n)
 {
-    return hmaf_session_cas64(ctx, addr, expected, desired, old_out);
+    return hmaf_session_atomic(ctx, ops, n);
 }
 
-static int dpu_faa64(void *ctx, uint64_t addr, uint64_t add,
-                     uint64_t *old_out)
-{
-    return hmaf_session_fetch_add64(ctx, addr, add, old_out);
-}
-#else
-/* Built without include/hmaf/atomic.h: the dpu port serves reads only. */
-static int dpu_cas64(void *ctx, uint64_t addr, uint64_t expected,
-                     uint64_t desired, uint64_t *old_out)
-{
-    (void)ctx, (void)addr, (void)expected, (void)desired, (void)old_out;
-    return HMAF_ENOTSUP;
-}
-
-static int dpu_faa64(void *ctx, uint64_t addr, uint64_t add,
-                     uint64_t *old_out)
-{
-    (void)ctx, (void)addr, (void)add, (void)old_out;
-    return HMAF_ENOTSUP;
-}
-#endif
-
-#ifdef KV_HAVE_HEAP
 static int dpu_alloc(void *ctx, size_t size, uint64_t *addr_out)
 {
     return hmaf_session_alloc(ctx, size, addr_out);
@@ -78,30 +56,11 @@ static void dpu_idle(void *ctx)
 {
     hmaf_session_heap_flush(ctx);
 }
-#else
-static int dpu_alloc(void *ctx, size_t size, uint64_t *addr_out)
-{
-    (void)ctx, (void)size, (void)addr_out;
-    return HMAF_ENOTSUP;
-}
-
-static int dpu_free(void *ctx, uint64_t addr)
-{
-    (void)ctx, (void)addr;
-    return HMAF_ENOTSUP;
-}
-
-static void dpu_idle(void *ctx)
-{
-    (void)ctx;
-}
-#endif
 
 static const struct kv_mem_ops dpu_ops = {
     .readv = dpu_readv,
-    .write = dpu_write,
-    .cas64 = dpu_cas64,
-    .faa64 = dpu_faa64,
+    .writev = dpu_writev,
+    .atomic = dpu_atomic,
     .alloc = dpu_alloc,
     .free = dpu_free,
     .idle = dpu_idle,
@@ -159,13 +118,48 @@ static int connect_store(const struct kv_options *o, hmaf_session_t **s_out,
     return ret;
 }
 
+/* Before leaving: free what this side retired (the host goes idle
+ * within milliseconds; a host that does not loses them, as if this side
+ * had died) and give the cached heap blocks back. */
+static void drain(struct kv_store *store)
+{
+    for (int i = 0; i < DRAIN_TRIES; i++) {
+        if (kv_store_idle(store) < 0) {
+            return;
+        }
+        if (kv_store_pending(store) == 0) {
+            kv_store_rest(store);
+            return;
+        }
+        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+    }
+}
+
+static int serve(hmaf_session_t *session, const struct kv_options *o,
+                 struct kv_store *store)
+{
+    struct kv_server_params sp = {.wake_fd = -1, .role = "dpu",
+                                  .port = o->port, .bind = o->bind,
+                                  .store = store, .info = dpu_info,
+                                  .arg = session};
+    struct kv_server *srv;
+    int ret;
+
+    if (kv_server_create(&sp, &srv) < 0) {
+        return -1;
+    }
+    printf("ready port %d\n", kv_server_port(srv));
+    fflush(stdout);
+    ret = kv_server_run(srv);
+    kv_server_destroy(srv);
+    return ret;
+}
+
 int main(int argc, char **argv)
 {
     struct kv_options o = {.port = 7002, .token = ""};
     hmaf_session_t *session;
     struct kv_store store;
-    struct kv_server *srv;
-    struct kv_server_params sp = {.wake_fd = -1, .role = "dpu"};
     int ret;
 
     if (kv_options_parse(argc, argv, &o) < 0 || o.address == NULL) {
@@ -178,20 +172,9 @@ int main(int argc, char **argv)
                 hmaf_strerror(ret));
         return 1;
     }
-    sp.port = o.port;
-    sp.bind = o.bind;
-    sp.store = &store;
-    sp.info = dpu_info;
-    sp.arg = session;
-    if (kv_server_create(&sp, &srv) < 0) {
-        hmaf_session_destroy(session);
-        return 1;
-    }
-    printf("ready port %d\n", kv_server_port(srv));
-    fflush(stdout);
-    ret = kv_server_run(srv);
-    kv_store_idle(&store); /* hold nothing: the host may free it all */
-    kv_server_destroy(srv);
+    /* SIGINT/SIGTERM end the loop; everything is released before exit */
+    ret = serve(session, &o, &store);
+    drain(&store);
     kv_store_close(&store);
     hmaf_session_destroy(session);
     return ret < 0;

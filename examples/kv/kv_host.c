@@ -26,13 +26,6 @@ struct host {
     hmaf_agent_t *agent;
     void *base;
     size_t len;
-#ifndef KV_HAVE_HEAP
-    /* Until the agent has a heap: size classes of powers of two from 16 B,
-     * each block after a 16-byte header naming its class. */
-    size_t used;
-    uint64_t free_lists[32];
-    uint64_t bytes_in_use, blocks_in_use;
-#endif
 };
 
 static void *ptr_to(uint64_t addr)
@@ -40,72 +33,6 @@ static void *ptr_to(uint64_t addr)
     return (void *)(uintptr_t)addr;
 }
 
-#ifndef KV_HAVE_HEAP
-#define ARENA_HEADER 16
-
-static unsigned size_class(size_t size)
-{
-    unsigned c = 0;
-
-    while (((size_t)16 << c) < size + ARENA_HEADER) {
-        c++;
-    }
-    return c;
-}
-
-static int host_alloc(void *ctx, size_t size, uint64_t *addr_out)
-{
-    struct host *h = ctx;
-    unsigned c = size_class(size);
-    size_t bytes = (size_t)16 << c;
-    char *block;
-
-    if (c >= 32) {
-        return HMAF_EINVAL;
-    }
-    if (h->free_lists[c]) {
-        block = ptr_to(h->free_lists[c]);
-        memcpy(&h->free_lists[c], block + ARENA_HEADER, 8);
-    } else if (h->len - h->used >= bytes) {
-        block = (char *)h->base + h->used;
-        h->used += bytes;
-    } else {
-        return HMAF_ENOMEM;
-    }
-    memcpy(block, &c, sizeof(c));
-    h->bytes_in_use += bytes;
-    h->blocks_in_use++;
-    *addr_out = (uint64_t)(uintptr_t)(block + ARENA_HEADER);
-    return 0;
-}
-
-static int host_free(void *ctx, uint64_t addr)
-{
-    struct host *h = ctx;
-    char *block = (char *)ptr_to(addr) - ARENA_HEADER;
-    unsigned c;
-
-    memcpy(&c, block, sizeof(c));
-    memcpy(block + ARENA_HEADER, &h->free_lists[c], 8);
-    h->free_lists[c] = (uint64_t)(uintptr_t)block;
-    h->bytes_in_use -= (size_t)16 << c;
-    h->blocks_in_use--;
-    return 0;
-}
-
-static int heap_in_use(struct host *h, uint64_t *bytes, uint64_t *blocks)
-{
-    *bytes = h->bytes_in_use;
-    *blocks = h->blocks_in_use;
-    return 0;
-}
-
-static int heap_setup(struct host *h)
-{
-    return hmaf_agent_expose(h->agent, h->base, h->len,
-                             HMAF_ACCESS_READ_WRITE);
-}
-#else
 static int host_alloc(void *ctx, size_t size, uint64_t *addr_out)
 {
     struct host *h = ctx;
@@ -142,48 +69,78 @@ static int heap_setup(struct host *h)
     hmaf_heap_params_init(&p);
     return hmaf_agent_heap_create(h->agent, h->base, h->len, &p);
 }
-#endif
+
+/* Copy len bytes from host memory. Bucket words, the key count and
+ * counters are changed by the agent's thread (the dpu side's atomics)
+ * while we read: every aligned 8-byte word is loaded atomically, and the
+ * acquire orders what it points to after it. */
+static void load_words(void *dst, uint64_t src, size_t len)
+{
+    size_t done = 0;
+
+    if ((src & 7) == 0) {
+        for (; done + 8 <= len; done += 8) {
+            uint64_t v = __atomic_load_n((uint64_t *)ptr_to(src + done),
+                                         __ATOMIC_ACQUIRE);
+            memcpy((char *)dst + done, &v, 8);
+        }
+    }
+    memcpy((char *)dst + done, ptr_to(src + done), len - done);
+}
 
 /* The local accessor: the store's memory is ours. */
 static int host_readv(void *ctx, const hmaf_seg_t *segs, size_t n)
 {
     (void)ctx;
     for (size_t i = 0; i < n; i++) {
-        memcpy(segs[i].local, ptr_to(segs[i].remote_addr), segs[i].len);
+        load_words(segs[i].local, segs[i].remote_addr, segs[i].len);
     }
     return 0;
 }
 
-static int host_write(void *ctx, uint64_t addr, const void *buf, size_t len)
+static int host_writev(void *ctx, const hmaf_seg_t *segs, size_t n)
 {
     (void)ctx;
-    memcpy(ptr_to(addr), buf, len);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(ptr_to(segs[i].remote_addr), segs[i].local, segs[i].len);
+    }
     /* a quiescence word must be seen before the reads that follow it */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     return 0;
 }
 
-static int host_cas64(void *ctx, uint64_t addr, uint64_t expected,
-                      uint64_t desired, uint64_t *old_out)
+/* CPU atomics on the words the agent performs the dpu side's on. */
+static int host_atomic_one(hmaf_atomic_t *op)
 {
-    (void)ctx;
-    __atomic_compare_exchange_n((uint64_t *)ptr_to(addr), &expected, desired,
-                                0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-    *old_out = expected;
+    uint64_t *word = ptr_to(op->remote_addr);
+
+    if (op->size != 8 || (op->remote_addr & 7)) {
+        return HMAF_EINVAL;
+    }
+    if (op->op == HMAF_ATOMIC_CAS) {
+        op->old = op->compare;
+        __atomic_compare_exchange_n(word, &op->old, op->operand, 0,
+                                    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    } else if (op->op == HMAF_ATOMIC_FADD) {
+        op->old = __atomic_fetch_add(word, op->operand, __ATOMIC_SEQ_CST);
+    } else {
+        return HMAF_EINVAL;
+    }
     return 0;
 }
 
-static int host_faa64(void *ctx, uint64_t addr, uint64_t add,
-                      uint64_t *old_out)
+static int host_atomic(void *ctx, hmaf_atomic_t *ops, size_t n)
 {
-    uint64_t old = __atomic_fetch_add((uint64_t *)ptr_to(addr), add,
-                                      __ATOMIC_SEQ_CST);
+    int first = 0;
 
     (void)ctx;
-    if (old_out) {
-        *old_out = old;
+    for (size_t i = 0; i < n; i++) {
+        ops[i].status = host_atomic_one(&ops[i]);
+        if (first == 0) {
+            first = ops[i].status;
+        }
     }
-    return 0;
+    return first;
 }
 
 /* A dpu side that is gone holds nothing: free what waited for it. */
@@ -197,9 +154,8 @@ static int host_peer_alive(void *ctx)
 
 static const struct kv_mem_ops host_ops = {
     .readv = host_readv,
-    .write = host_write,
-    .cas64 = host_cas64,
-    .faa64 = host_faa64,
+    .writev = host_writev,
+    .atomic = host_atomic,
     .alloc = host_alloc,
     .free = host_free,
     .peer_alive = host_peer_alive,
@@ -252,14 +208,42 @@ static int start_agent(struct host *h, const struct kv_options *o)
     return heap_setup(h);
 }
 
+/* Undo start_agent(): the agent first, so no dpu side writes the heap
+ * once it is unmapped. */
+static void stop_agent(struct host *h)
+{
+    hmaf_agent_destroy(h->agent);
+    if (h->base != NULL && h->base != MAP_FAILED) {
+        munmap(h->base, h->len);
+    }
+}
+
+static int serve(struct host *h, const struct kv_options *o,
+                 struct kv_store *store)
+{
+    struct kv_server_params sp = {.wake_fd = -1, .role = "host",
+                                  .port = o->port, .bind = o->bind,
+                                  .store = store, .info = host_info,
+                                  .arg = h};
+    struct kv_server *srv;
+    int ret;
+
+    if (kv_server_create(&sp, &srv) < 0) {
+        return -1;
+    }
+    printf("ready port %d\n", kv_server_port(srv));
+    fflush(stdout);
+    ret = kv_server_run(srv);
+    kv_server_destroy(srv);
+    return ret;
+}
+
 int main(int argc, char **argv)
 {
     struct kv_options o = {.port = 7001, .buckets = DEFAULT_BUCKETS,
                            .heap_mib = DEFAULT_HEAP_MIB, .token = ""};
     struct host h = {0};
     struct kv_store store;
-    struct kv_server *srv;
-    struct kv_server_params sp = {.wake_fd = -1, .role = "host"};
     uint64_t root;
     int ret;
 
@@ -280,23 +264,12 @@ int main(int argc, char **argv)
     }
     if (ret < 0) {
         fprintf(stderr, "hmaf-kv-host: %s\n", hmaf_strerror(ret));
-        hmaf_agent_destroy(h.agent);
+        stop_agent(&h);
         return 1;
     }
-    sp.port = o.port;
-    sp.bind = o.bind;
-    sp.store = &store;
-    sp.info = host_info;
-    sp.arg = &h;
-    if (kv_server_create(&sp, &srv) < 0) {
-        hmaf_agent_destroy(h.agent);
-        return 1;
-    }
-    printf("ready port %d\n", kv_server_port(srv));
-    fflush(stdout);
-    ret = kv_server_run(srv);
-    kv_server_destroy(srv);
+    /* SIGINT/SIGTERM end the loop; everything is released before exit */
+    ret = serve(&h, &o, &store);
     kv_store_close(&store);
-    hmaf_agent_destroy(h.agent);
+    stop_agent(&h);
     return ret < 0;
 }

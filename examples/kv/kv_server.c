@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -18,8 +19,10 @@
 #define READ_TURN_MAX  (2u << 20)  /* bytes one client may send per turn */
 #define IDLE_WAIT_MS   1000
 #define RECLAIM_WAIT_MS 1          /* while retired pieces wait to be freed */
+#define QUIET_MS       10          /* nothing came this long: rest */
 
 struct client {
+    struct client *prev, *next; /* every open client, to close at the end */
     int fd;
     struct resp_buf in, out;
     size_t parsed;   /* bytes of `in` the queued commands came from */
@@ -32,37 +35,53 @@ struct client {
 struct queued {
     struct client *c;
     struct resp_cmd cmd;
+    /* CMD_WRITE: its writes in the turn's batch, or why it was refused */
+    size_t first_write, nwrites;
+    const char *refused;
 };
 
 struct kv_server {
     struct kv_server_params p;
     int listen_fd, ep;
     int port;
+    struct client *clients;
     struct queued *queue;
     size_t nqueue, cap_queue;
     struct client **touched;
     size_t ntouched, cap_touched;
     struct kv_get *gets;
     size_t cap_gets;
+    struct kv_write *writes;
+    size_t cap_writes;
     uint64_t commands;
 };
 
+/* Stopping: a flag, and an eventfd in the loop's epoll set so that the
+ * loop wakes whichever thread the signal was delivered to. */
 static volatile sig_atomic_t stop_requested;
+static int stop_fd = -1;
 
 void kv_server_stop(void)
 {
+    uint64_t one = 1;
+    int saved = errno;
+
     stop_requested = 1;
+    if (stop_fd >= 0 && write(stop_fd, &one, sizeof(one)) < 0) {
+        /* the flag alone stops the loop at its next turn */
+    }
+    errno = saved;
 }
 
 static void on_signal(int sig)
 {
     (void)sig;
-    stop_requested = 1;
+    kv_server_stop();
 }
 
 /* ---- command table ------------------------------------------------- */
 
-enum cmd_kind { CMD_READ, CMD_OTHER };
+enum cmd_kind { CMD_READ, CMD_WRITE, CMD_OTHER };
 
 typedef void cmd_fn(struct kv_server *srv, struct client *c,
                     const struct resp_cmd *cmd);
@@ -112,129 +131,6 @@ static void cmd_echo(struct kv_server *srv, struct client *c,
 {
     (void)srv;
     resp_bulk(&c->out, cmd->argv[1], cmd->argl[1]);
-}
-
-static int check_sizes(struct client *c, const char *key, size_t key_len,
-                       size_t value_len)
-{
-    (void)key;
-    if (key_len > KV_KEY_MAX) {
-        resp_error(&c->out, "ERR key too long");
-        return -1;
-    }
-    if (value_len > KV_VALUE_MAX) {
-        resp_error(&c->out, "ERR value larger than 1 MiB");
-        return -1;
-    }
-    return 0;
-}
-
-static void cmd_set(struct kv_server *srv, struct client *c,
-                    const struct resp_cmd *cmd)
-{
-    int ret;
-
-    if (check_sizes(c, cmd->argv[1], cmd->argl[1], cmd->argl[2]) < 0) {
-        return;
-    }
-    ret = kv_store_set(srv->p.store, cmd->argv[1], cmd->argl[1], cmd->argv[2],
-                       cmd->argl[2]);
-    if (ret < 0) {
-        reply_store_error(c, ret);
-    } else {
-        resp_simple(&c->out, "OK");
-    }
-}
-
-static void cmd_mset(struct kv_server *srv, struct client *c,
-                     const struct resp_cmd *cmd)
-{
-    for (size_t i = 1; i + 1 < cmd->argc; i += 2) {
-        if (check_sizes(c, cmd->argv[i], cmd->argl[i], cmd->argl[i + 1]) < 0) {
-            return;
-        }
-    }
-    for (size_t i = 1; i + 1 < cmd->argc; i += 2) {
-        int ret = kv_store_set(srv->p.store, cmd->argv[i], cmd->argl[i],
-                               cmd->argv[i + 1], cmd->argl[i + 1]);
-        if (ret < 0) {
-            reply_store_error(c, ret);
-            return;
-        }
-    }
-    resp_simple(&c->out, "OK");
-}
-
-static void cmd_del(struct kv_server *srv, struct client *c,
-                    const struct resp_cmd *cmd)
-{
-    int64_t deleted = 0;
-
-    for (size_t i = 1; i < cmd->argc; i++) {
-        int one;
-        int ret = kv_store_del(srv->p.store, cmd->argv[i], cmd->argl[i], &one);
-        if (ret < 0) {
-            reply_store_error(c, ret);
-            return;
-        }
-        deleted += one;
-    }
-    resp_integer(&c->out, deleted);
-}
-
-static int parse_arg_int(const struct resp_cmd *cmd, size_t i, int64_t *out)
-{
-    char buf[24], *end;
-    long long v;
-
-    if (cmd->argl[i] == 0 || cmd->argl[i] >= sizeof(buf)) {
-        return -1;
-    }
-    memcpy(buf, cmd->argv[i], cmd->argl[i]);
-    buf[cmd->argl[i]] = '\0';
-    errno = 0;
-    v = strtoll(buf, &end, 10);
-    if (errno || *end != '\0' || buf[0] == ' ' || buf[0] == '+') {
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-static void do_incrby(struct kv_server *srv, struct client *c,
-                      const struct resp_cmd *cmd, int64_t by)
-{
-    int64_t result;
-    int ret;
-
-    if (check_sizes(c, cmd->argv[1], cmd->argl[1], 0) < 0) {
-        return;
-    }
-    ret = kv_store_incrby(srv->p.store, cmd->argv[1], cmd->argl[1], by,
-                          &result);
-    if (ret < 0) {
-        reply_store_error(c, ret);
-    } else {
-        resp_integer(&c->out, result);
-    }
-}
-
-static void cmd_incr(struct kv_server *srv, struct client *c,
-                     const struct resp_cmd *cmd)
-{
-    do_incrby(srv, c, cmd, 1);
-}
-
-static void cmd_incrby(struct kv_server *srv, struct client *c,
-                       const struct resp_cmd *cmd)
-{
-    int64_t by;
-
-    if (parse_arg_int(cmd, 2, &by) < 0) {
-        resp_error(&c->out, "ERR value is not an integer or out of range");
-        return;
-    }
-    do_incrby(srv, c, cmd, by);
 }
 
 static void cmd_dbsize(struct kv_server *srv, struct client *c,
@@ -307,11 +203,11 @@ static const struct command commands[] = {
     {"GET", 2, 2, 1, CMD_READ, NULL},
     {"MGET", 2, -1, 1, CMD_READ, NULL},
     {"EXISTS", 2, -1, 1, CMD_READ, NULL},
-    {"SET", 3, 3, 1, CMD_OTHER, cmd_set},
-    {"MSET", 3, -1, 2, CMD_OTHER, cmd_mset},
-    {"DEL", 2, -1, 1, CMD_OTHER, cmd_del},
-    {"INCR", 2, 2, 1, CMD_OTHER, cmd_incr},
-    {"INCRBY", 3, 3, 1, CMD_OTHER, cmd_incrby},
+    {"SET", 3, 3, 1, CMD_WRITE, NULL},
+    {"MSET", 3, -1, 2, CMD_WRITE, NULL},
+    {"DEL", 2, -1, 1, CMD_WRITE, NULL},
+    {"INCR", 2, 2, 1, CMD_WRITE, NULL},
+    {"INCRBY", 3, 3, 1, CMD_WRITE, NULL},
     {"DBSIZE", 1, 1, 1, CMD_OTHER, cmd_dbsize},
     {"PING", 1, 2, 1, CMD_OTHER, cmd_ping},
     {"ECHO", 2, 2, 1, CMD_OTHER, cmd_echo},
@@ -446,8 +342,160 @@ static void run_reads(struct kv_server *srv, size_t first, size_t last)
     }
 }
 
+/* ---- batched writes ------------------------------------------------ */
+
+static int parse_arg_int(const struct resp_cmd *cmd, size_t i, int64_t *out)
+{
+    char buf[24], *end;
+    long long v;
+
+    if (cmd->argl[i] == 0 || cmd->argl[i] >= sizeof(buf)) {
+        return -1;
+    }
+    memcpy(buf, cmd->argv[i], cmd->argl[i]);
+    buf[cmd->argl[i]] = '\0';
+    errno = 0;
+    v = strtoll(buf, &end, 10);
+    if (errno || *end != '\0' || buf[0] == ' ' || buf[0] == '+') {
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int grow_writes(struct kv_server *srv, size_t n)
+{
+    if (n > srv->cap_writes) {
+        struct kv_write *w = realloc(srv->writes, n * sizeof(*w));
+        if (w == NULL) {
+            return -1;
+        }
+        srv->writes = w;
+        srv->cap_writes = n;
+    }
+    return 0;
+}
+
+/* Why a write command cannot run, or NULL. */
+static const char *refuse_write(const struct resp_cmd *cmd, int64_t *by_out)
+{
+    int mset = arg_is(cmd, 0, "MSET"), set = arg_is(cmd, 0, "SET");
+
+    for (size_t i = 1; i < cmd->argc; i += 1 + (mset || set)) {
+        if (cmd->argl[i] > KV_KEY_MAX) {
+            return "ERR key too long";
+        }
+        if ((mset || set) && cmd->argl[i + 1] > KV_VALUE_MAX) {
+            return "ERR value larger than 1 MiB";
+        }
+    }
+    *by_out = 1;
+    if (arg_is(cmd, 0, "INCRBY") && parse_arg_int(cmd, 2, by_out) < 0) {
+        return "ERR value is not an integer or out of range";
+    }
+    return NULL;
+}
+
+/* q's writes, from srv->writes[k]; the next free place. */
+static size_t queue_writes(struct kv_server *srv, struct queued *q, size_t k)
+{
+    const struct resp_cmd *cmd = &q->cmd;
+    int64_t by;
+    int pairs = arg_is(cmd, 0, "SET") || arg_is(cmd, 0, "MSET");
+    int del = arg_is(cmd, 0, "DEL");
+
+    q->first_write = k;
+    q->nwrites = 0;
+    q->refused = refuse_write(cmd, &by);
+    if (q->refused) {
+        return k;
+    }
+    for (size_t i = 1; i < cmd->argc; i += 1 + pairs) {
+        srv->writes[k++] = (struct kv_write){
+            .op = pairs ? KV_SET : del ? KV_DEL : KV_INCRBY,
+            .key = cmd->argv[i], .key_len = cmd->argl[i],
+            .value = pairs ? cmd->argv[i + 1] : NULL,
+            .value_len = pairs ? cmd->argl[i + 1] : 0, .by = by};
+        if (!pairs && !del) {
+            break; /* INCRBY's second argument is not a key */
+        }
+    }
+    q->nwrites = k - q->first_write;
+    return k;
+}
+
+static void reply_writes(struct kv_server *srv, const struct queued *q)
+{
+    const struct kv_write *w = &srv->writes[q->first_write];
+    struct client *c = q->c;
+    int64_t deleted = 0;
+
+    if (q->refused) {
+        resp_error(&c->out, q->refused);
+        return;
+    }
+    for (size_t i = 0; i < q->nwrites; i++) {
+        if (w[i].status < 0) {
+            reply_store_error(c, w[i].status);
+            return;
+        }
+        deleted += w[i].deleted;
+    }
+    if (w->op == KV_SET) {
+        resp_simple(&c->out, "OK");
+    } else if (w->op == KV_DEL) {
+        resp_integer(&c->out, deleted);
+    } else {
+        resp_integer(&c->out, w->result);
+    }
+}
+
+/* Answer queue[first, last): SET, MSET, DEL, INCR and INCRBY of every
+ * client, as one batch: all published before any is answered. */
+static void run_writes(struct kv_server *srv, size_t first, size_t last)
+{
+    size_t n = 0;
+    int ret;
+
+    for (size_t i = first; i < last; i++) {
+        n += srv->queue[i].cmd.argc; /* at least its writes */
+    }
+    ret = grow_writes(srv, n);
+    n = 0;
+    for (size_t i = first; ret == 0 && i < last; i++) {
+        n = queue_writes(srv, &srv->queue[i], n);
+    }
+    if (ret == 0) {
+        kv_store_write_many(srv->p.store, srv->writes, n);
+    }
+    for (size_t i = first; i < last; i++) {
+        if (ret < 0) {
+            reply_store_error(srv->queue[i].c, HMAF_ENOMEM);
+        } else {
+            reply_writes(srv, &srv->queue[i]);
+        }
+    }
+}
+
+/* queue[i, j): the commands of i's kind that follow it. */
+static size_t run_of_kind(struct kv_server *srv, size_t i, enum cmd_kind kind)
+{
+    size_t j = i + 1;
+
+    while (j < srv->nqueue) {
+        const struct command *next = find_command(&srv->queue[j].cmd);
+        if (next == NULL || next->kind != kind ||
+            !args_ok(next, &srv->queue[j].cmd)) {
+            break;
+        }
+        j++;
+    }
+    return j;
+}
+
 /* Run the turn's commands in arrival order; each client's stay in its
- * order, and a run of reads (of any clients) is one lookup. */
+ * order, and a run of reads (of any clients) is one lookup, a run of
+ * writes one batch. */
 static void run_queue(struct kv_server *srv)
 {
     size_t i = 0;
@@ -455,22 +503,19 @@ static void run_queue(struct kv_server *srv)
     while (i < srv->nqueue) {
         struct queued *q = &srv->queue[i];
         const struct command *def = check_command(q->c, &q->cmd);
+        size_t j;
 
         if (def == NULL) {
             i++;
             continue;
         }
-        if (def->kind == CMD_READ) {
-            size_t j = i + 1;
-            while (j < srv->nqueue) {
-                const struct command *next = find_command(&srv->queue[j].cmd);
-                if (next == NULL || next->kind != CMD_READ ||
-                    !args_ok(next, &srv->queue[j].cmd)) {
-                    break;
-                }
-                j++;
+        if (def->kind != CMD_OTHER) {
+            j = run_of_kind(srv, i, def->kind);
+            if (def->kind == CMD_READ) {
+                run_reads(srv, i, j);
+            } else {
+                run_writes(srv, i, j);
             }
-            run_reads(srv, i, j);
             i = j;
             continue;
         }
@@ -496,6 +541,14 @@ static int watch(struct kv_server *srv, int op, struct client *c)
 
 static void client_close(struct kv_server *srv, struct client *c)
 {
+    if (c->prev) {
+        c->prev->next = c->next;
+    } else {
+        srv->clients = c->next;
+    }
+    if (c->next) {
+        c->next->prev = c->prev;
+    }
     epoll_ctl(srv->ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     resp_buf_release(&c->in);
@@ -523,7 +576,13 @@ static void accept_clients(struct kv_server *srv)
         if (watch(srv, EPOLL_CTL_ADD, c) < 0) {
             close(fd);
             free(c);
+            continue;
         }
+        c->next = srv->clients;
+        if (c->next) {
+            c->next->prev = c;
+        }
+        srv->clients = c;
     }
 }
 
@@ -694,7 +753,11 @@ static int wait_events(struct kv_server *srv, struct epoll_event *evs)
         kv_store_idle(srv->p.store);
         n = epoll_wait(srv->ep, evs, EVENTS_MAX,
                        kv_store_pending(srv->p.store) ? RECLAIM_WAIT_MS
-                                                      : IDLE_WAIT_MS);
+                                                      : QUIET_MS);
+    }
+    if (n == 0 && kv_store_pending(srv->p.store) == 0) {
+        kv_store_rest(srv->p.store);
+        n = epoll_wait(srv->ep, evs, EVENTS_MAX, IDLE_WAIT_MS);
     }
     return n;
 }
@@ -719,6 +782,8 @@ int kv_server_run(struct kv_server *srv)
             struct client *c = evs[i].data.ptr;
             if (c == NULL) {
                 accept_clients(srv);
+            } else if (c == (struct client *)&stop_fd) {
+                continue; /* the loop's condition ends it */
             } else if (c == (struct client *)srv) {
                 wake = 1;
             } else if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR) &&
@@ -791,6 +856,11 @@ int kv_server_create(const struct kv_server_params *p, struct kv_server **out)
             goto err;
         }
     }
+    stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    ev.data.ptr = &stop_fd;
+    if (stop_fd < 0 || epoll_ctl(srv->ep, EPOLL_CTL_ADD, stop_fd, &ev) < 0) {
+        goto err;
+    }
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
@@ -798,6 +868,10 @@ int kv_server_create(const struct kv_server_params *p, struct kv_server **out)
     return 0;
 err:
     perror("epoll");
+    if (stop_fd >= 0) {
+        close(stop_fd);
+        stop_fd = -1;
+    }
     if (srv->ep >= 0) {
         close(srv->ep);
     }
@@ -816,11 +890,19 @@ void kv_server_destroy(struct kv_server *srv)
     if (srv == NULL) {
         return;
     }
+    while (srv->clients) {
+        client_close(srv, srv->clients);
+    }
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    close(stop_fd);
+    stop_fd = -1;
     close(srv->ep);
     close(srv->listen_fd);
     free(srv->queue);
     free(srv->touched);
     free(srv->gets);
+    free(srv->writes);
     free(srv);
 }
 

@@ -48,7 +48,9 @@ static int read_one(struct kv_store *s, uint64_t addr, void *buf, size_t len)
 static int write_one(struct kv_store *s, uint64_t addr, const void *buf,
                      size_t len)
 {
-    return s->ops->write(s->ctx, addr, buf, len);
+    hmaf_seg_t seg = {.local = (void *)buf, .remote_addr = addr, .len = len};
+
+    return s->ops->writev(s->ctx, &seg, 1);
 }
 
 static size_t block_bytes(uint64_t count)
@@ -257,14 +259,6 @@ void kv_get_release(struct kv_get *gets, size_t n)
     }
 }
 
-static int lookup(struct kv_store *s, struct kv_get *g, const char *key,
-                  size_t key_len)
-{
-    g->key = key;
-    g->key_len = key_len;
-    return kv_store_get_many(s, g, 1);
-}
-
 /* ---- reclamation --------------------------------------------------- */
 
 static int retire(struct kv_store *s, uint64_t addr)
@@ -357,10 +351,14 @@ int kv_store_idle(struct kv_store *s)
     if (ret == 0) {
         ret = reclaim(s);
     }
-    if (ret == 0 && s->nretired == 0 && s->ops->idle) {
+    return ret;
+}
+
+void kv_store_rest(struct kv_store *s)
+{
+    if (s->nretired == 0 && s->ops->idle) {
         s->ops->idle(s->ctx);
     }
-    return ret;
 }
 
 size_t kv_store_pending(const struct kv_store *s)
@@ -368,185 +366,76 @@ size_t kv_store_pending(const struct kv_store *s)
     return s->nretired;
 }
 
-/* ---- changes ------------------------------------------------------- */
+/* ---- changes --------------------------------------------------------
 
-/* A new block: the old one's items, without item `drop` (-1: none), plus
- * `add` (len 0: none). *addr_out is 0 when nothing is left. */
-static int make_block(struct kv_store *s, const struct kv_get *g, long drop,
-                      const struct kv_item *add, uint64_t *addr_out)
-{
-    uint64_t old_count = get_count(g);
-    uint64_t count = old_count - (drop >= 0) + (add->len != 0);
-    size_t bytes = block_bytes(count);
-    struct kv_block *b;
-    struct kv_item *items;
-    int ret;
+A turn's writes go in rounds. Each round looks up every unfinished write's
+key at once (kv_store_get_many), folds the writes of each bucket, in
+command order, into one new block, writes every new entry and block with
+one vectored write, then sends one atomic batch: a compare-and-swap per
+changed bucket, a fetch-add per INCR on an integer entry. A bucket whose
+swap failed is looked up again next round; so is a write that could not
+join its bucket's fold (an INCR on an integer entry after a change of the
+same bucket, or the reverse), and an INCR's add, which the next lookup
+confirms (entries are published once: present before and after the add
+means present at it). */
 
-    if (count == 0) {
-        *addr_out = 0;
-        return 0;
-    }
-    if (count > KV_BLOCK_LIMIT) {
-        return HMAF_ENOSPC;
-    }
-    b = calloc(1, bytes);
-    if (b == NULL) {
-        return HMAF_ENOMEM;
-    }
-    b->count = count;
-    items = ITEMS(b);
-    for (uint64_t j = 0, k = 0; j < old_count; j++) {
-        if ((long)j != drop) {
-            items[k++] = get_items(g)[j];
-        }
-    }
-    if (add->len != 0) {
-        items[count - 1] = *add;
-    }
-    ret = s->ops->alloc(s->ctx, bytes, addr_out);
-    if (ret == 0) {
-        ret = write_one(s, *addr_out, b, bytes);
-        if (ret < 0) {
-            s->ops->free(s->ctx, *addr_out);
-        }
-    }
-    free(b);
-    return ret;
-}
+enum { W_PENDING, W_VERIFY, W_DONE };
 
-/* Swap the bucket from what g read to new_word. 1: done; 0: the bucket
- * changed meanwhile (new_word freed; look again). The replaced block and
- * entry are retired; the key count follows. */
-static int publish(struct kv_store *s, const struct kv_get *g,
-                   uint64_t new_word, int adds)
-{
-    uint64_t old;
-    uint64_t addr = bucket_addr(s, key_hash(g->key, g->key_len));
-    int ret = s->ops->cas64(s->ctx, addr, g->bucket_word, new_word, &old);
-    int64_t delta = adds - (g->found != 0);
-
-    if (ret < 0 || old != g->bucket_word) {
-        if (new_word) {
-            s->ops->free(s->ctx, new_word);
-        }
-        return ret < 0 ? ret : 0;
-    }
-    if (g->bucket_word) {
-        retire(s, g->bucket_word);
-    }
-    if (g->found) {
-        retire(s, get_items(g)[g->match].addr);
-    }
-    if (delta != 0) {
-        s->ops->faa64(s->ctx, s->root_addr + offsetof(struct kv_root, count),
-                      (uint64_t)delta, NULL);
-    }
-    return 1;
-}
-
-static int make_entry(struct kv_store *s, int kind, const char *key,
-                      size_t key_len, const char *value, size_t value_len,
-                      int64_t integer, struct kv_item *item_out)
-{
-    struct kv_entry e = {.kind = (uint32_t)kind,
-                         .key_len = (uint32_t)key_len,
-                         .value_len = kind == KV_STRING ? value_len : 0,
-                         .counter = (uint64_t)integer};
-    size_t len = sizeof(e) + key_len + e.value_len;
-    char *buf = malloc(len);
-    int ret;
-
-    if (buf == NULL) {
-        return HMAF_ENOMEM;
-    }
-    memcpy(buf, &e, sizeof(e));
-    memcpy(buf + sizeof(e), key, key_len);
-    if (e.value_len) {
-        memcpy(buf + sizeof(e) + key_len, value, value_len);
-    }
-    ret = s->ops->alloc(s->ctx, len, &item_out->addr);
-    if (ret == 0) {
-        ret = write_one(s, item_out->addr, buf, len);
-        if (ret < 0) {
-            s->ops->free(s->ctx, item_out->addr);
-        }
-    }
-    free(buf);
-    item_out->hash = (uint32_t)(key_hash(key, key_len) >> 32);
-    item_out->len = (uint32_t)len;
-    return ret;
-}
-
-/* Put a prepared entry in place of the key's current one, whatever it is. */
-static int replace_with(struct kv_store *s, const char *key, size_t key_len,
-                        const struct kv_item *item)
-{
-    for (;;) {
-        struct kv_get g;
-        uint64_t block;
-        int ret = lookup(s, &g, key, key_len);
-
-        if (ret == 0) {
-            ret = make_block(s, &g, g.found ? g.match : -1, item, &block);
-        }
-        if (ret == 0) {
-            ret = publish(s, &g, block, 1);
-        }
-        kv_get_release(&g, 1);
-        if (ret != 0) {
-            return ret < 0 ? ret : 0;
-        }
-    }
-}
-
-int kv_store_set(struct kv_store *s, const char *key, size_t key_len,
-                 const char *value, size_t value_len)
-{
+/* A published entry or a new one, as the fold sees it. */
+struct fold_item {
     struct kv_item item;
-    int ret;
+    const char *key; /* NULL: no write of this round names its key */
+    size_t key_len;
+    int kind;
+    const char *value; /* KV_STRING */
+    size_t value_len;
+    int64_t integer;   /* KV_INTEGER */
+    long fresh;        /* index in the round's new entries, -1: published */
+};
 
-    if (key_len > KV_KEY_MAX || value_len > KV_VALUE_MAX) {
-        return HMAF_EINVAL;
-    }
-    ret = make_entry(s, KV_STRING, key, key_len, value, value_len, 0, &item);
-    if (ret < 0) {
-        return ret;
-    }
-    ret = replace_with(s, key, key_len, &item);
-    if (ret < 0) {
-        s->ops->free(s->ctx, item.addr);
-    }
-    return ret;
-}
+struct fresh_entry {
+    uint64_t addr;
+    int kept; /* in the group's new block */
+};
 
-int kv_store_del(struct kv_store *s, const char *key, size_t key_len,
-                 int *deleted_out)
-{
-    static const struct kv_item none;
+/* The writes of one bucket taken in one round. */
+struct group {
+    size_t first, n;  /* their positions in the round's sorted order */
+    uint64_t bucket, old_word, new_word;
+    int adds;         /* fetch-adds, not a new block */
+    int changed;      /* a new block to swap in */
+    int failed;       /* could not be built: its writes fail */
+    size_t cmd;       /* its first write's place in command order */
+    size_t op;        /* its first atomic op */
+    size_t fresh0, nfresh, dropped0, ndropped;
+    int64_t delta;    /* keys gained */
+};
 
-    for (;;) {
-        struct kv_get g;
-        uint64_t block = 0;
-        int ret = lookup(s, &g, key, key_len);
+struct placed {
+    uint64_t bucket;
+    size_t pos; /* in the round's live writes */
+};
 
-        if (ret == 0 && !g.found) {
-            kv_get_release(&g, 1);
-            *deleted_out = 0;
-            return 0;
-        }
-        if (ret == 0) {
-            ret = make_block(s, &g, g.match, &none, &block);
-        }
-        if (ret == 0) {
-            ret = publish(s, &g, block, 0);
-        }
-        kv_get_release(&g, 1);
-        if (ret != 0) {
-            *deleted_out = ret > 0;
-            return ret < 0 ? ret : 0;
-        }
-    }
-}
+struct round {
+    struct kv_store *s;
+    struct kv_write **live; /* unfinished writes, in command order */
+    size_t nlive;
+    struct kv_get *gets;    /* one per live write */
+    struct placed *order;   /* pending writes by bucket, then command order */
+    size_t norder;
+    struct group *groups;
+    size_t ngroups;
+    struct fold_item *fold;
+    size_t nfold, cap_fold;
+    struct fresh_entry *fresh;
+    size_t nfresh;
+    uint64_t *dropped;      /* published entries the new blocks leave out */
+    size_t ndropped;
+    hmaf_seg_t *segs;       /* new entries and blocks, written at once */
+    size_t nsegs;
+    hmaf_atomic_t *ops;
+    size_t nops;
+};
 
 /* A whole decimal int64, as Redis accepts it. */
 static int parse_int64(const char *p, size_t len, int64_t *out)
@@ -578,85 +467,534 @@ static int add_overflows(int64_t a, int64_t b)
     return (b > 0 && a > INT64_MAX - b) || (b < 0 && a < INT64_MIN - b);
 }
 
-/* The key holds an integer entry: add to its counter, then make sure the
- * entry was still the key's at the add (entries are published once: there
- * before and after means there in between). 1: done, 0: look again. */
-static int add_in_place(struct kv_store *s, struct kv_get *g, int64_t by,
-                        int64_t *result_out)
+/* Stage `len` bytes (taken over: freed after the write) for `addr`. */
+static void stage(struct round *r, uint64_t addr, void *buf, size_t len)
 {
-    uint64_t entry = get_items(g)[g->match].addr;
-    uint64_t old;
-    struct kv_get again;
-    int ret, still = 0;
-
-    if (add_overflows(g->integer, by)) {
-        return HMAF_EOVERFLOW;
-    }
-    ret = s->ops->faa64(s->ctx, entry + offsetof(struct kv_entry, counter),
-                        (uint64_t)by, &old);
-    if (ret < 0) {
-        return ret;
-    }
-    ret = lookup(s, &again, g->key, g->key_len);
-    if (ret == 0) {
-        still = again.found && get_items(&again)[again.match].addr == entry;
-        kv_get_release(&again, 1);
-    }
-    if (ret == 0 && still) {
-        *result_out = (int64_t)(old + (uint64_t)by);
-    }
-    return ret < 0 ? ret : still;
+    r->segs[r->nsegs++] = (hmaf_seg_t){.local = buf, .remote_addr = addr,
+                                       .len = len};
 }
 
-/* The key is missing or holds a string: put an integer entry in its place. */
-static int convert(struct kv_store *s, struct kv_get *g, int64_t by,
-                   int64_t *result_out)
+/* A new entry for w's key: a string, or an integer holding `integer`. */
+static int new_entry(struct round *r, const struct kv_write *w, int kind,
+                     int64_t integer, struct fold_item *out)
 {
-    int64_t base = 0;
-    struct kv_item item;
-    uint64_t block;
+    struct kv_entry e = {.kind = (uint32_t)kind,
+                         .key_len = (uint32_t)w->key_len,
+                         .value_len = kind == KV_STRING ? w->value_len : 0,
+                         .counter = (uint64_t)integer};
+    size_t len = sizeof(e) + w->key_len + e.value_len;
+    char *buf = malloc(len);
+    uint64_t addr;
     int ret;
 
-    if (g->found && parse_int64(g->value, g->value_len, &base) < 0) {
-        return HMAF_EINVAL;
+    if (buf == NULL) {
+        return HMAF_ENOMEM;
     }
-    if (add_overflows(base, by)) {
-        return HMAF_EOVERFLOW;
-    }
-    ret = make_entry(s, KV_INTEGER, g->key, g->key_len, NULL, 0, base + by,
-                     &item);
+    ret = r->s->ops->alloc(r->s->ctx, len, &addr);
     if (ret < 0) {
+        free(buf);
         return ret;
     }
-    ret = make_block(s, g, g->found ? g->match : -1, &item, &block);
-    if (ret == 0) {
-        ret = publish(s, g, block, 1);
+    memcpy(buf, &e, sizeof(e));
+    memcpy(buf + sizeof(e), w->key, w->key_len);
+    if (e.value_len) {
+        memcpy(buf + sizeof(e) + w->key_len, w->value, e.value_len);
     }
-    if (ret <= 0) {
-        s->ops->free(s->ctx, item.addr);
+    stage(r, addr, buf, len);
+    r->fresh[r->nfresh] = (struct fresh_entry){.addr = addr, .kept = 1};
+    *out = (struct fold_item){
+        .item = {.addr = addr,
+                 .hash = (uint32_t)(key_hash(w->key, w->key_len) >> 32),
+                 .len = (uint32_t)len},
+        .key = w->key, .key_len = w->key_len, .kind = kind,
+        .value = w->value, .value_len = e.value_len, .integer = integer,
+        .fresh = (long)r->nfresh++};
+    return 0;
+}
+
+static long fold_find(const struct round *r, const struct kv_write *w)
+{
+    for (size_t i = 0; i < r->nfold; i++) {
+        const struct fold_item *f = &r->fold[i];
+        if (f->key && f->key_len == w->key_len &&
+            memcmp(f->key, w->key, w->key_len) == 0) {
+            return (long)i;
+        }
+    }
+    return -1;
+}
+
+/* Take item i out of the fold: a published entry is retired if the swap
+ * succeeds, a new one freed. */
+static void fold_drop(struct round *r, long i)
+{
+    struct fold_item *f = &r->fold[i];
+
+    if (f->fresh >= 0) {
+        r->fresh[f->fresh].kept = 0;
     } else {
-        *result_out = base + by;
+        r->dropped[r->ndropped++] = f->item.addr;
+    }
+    r->fold[i] = r->fold[--r->nfold];
+}
+
+static void fold_put(struct round *r, long i, const struct fold_item *item)
+{
+    if (i >= 0) {
+        fold_drop(r, i);
+    }
+    r->fold[r->nfold++] = *item;
+}
+
+/* The bucket's block as g read it, each item the round's writes found
+ * named by its key. */
+static int fold_start(struct round *r, const struct group *gr)
+{
+    const struct kv_get *base = &r->gets[r->order[gr->first].pos];
+    uint64_t count = get_count(base);
+    size_t cap = count + gr->n;
+
+    if (cap > r->cap_fold) {
+        struct fold_item *f = realloc(r->fold, cap * sizeof(*f));
+        if (f == NULL) {
+            return HMAF_ENOMEM;
+        }
+        r->fold = f;
+        r->cap_fold = cap;
+    }
+    for (uint64_t j = 0; j < count; j++) {
+        r->fold[j] = (struct fold_item){.item = get_items(base)[j],
+                                        .fresh = -1};
+    }
+    r->nfold = count;
+    for (size_t k = 0; k < gr->n; k++) {
+        const struct kv_get *g = &r->gets[r->order[gr->first + k].pos];
+        if (g->found) {
+            struct fold_item *f = &r->fold[g->match];
+            f->key = g->key;
+            f->key_len = g->key_len;
+            f->kind = g->kind;
+            f->value = g->value;
+            f->value_len = g->value_len;
+            f->integer = g->integer;
+        }
+    }
+    return 0;
+}
+
+/* INCRBY w where the key holds a published integer: a fetch-add. */
+static void fold_add(struct kv_write *w, struct fold_item *f)
+{
+    if (add_overflows(f->integer, w->by)) {
+        w->status = HMAF_EOVERFLOW;
+        return;
+    }
+    f->integer += w->by; /* what the next add of this round expects */
+    w->adding = 1;
+    w->entry = f->item.addr;
+}
+
+/* INCRBY w where the key is missing, holds a string or a new integer:
+ * a new integer entry. */
+static int fold_convert(struct round *r, struct kv_write *w, long i)
+{
+    const struct fold_item *f = i >= 0 ? &r->fold[i] : NULL;
+    struct fold_item item;
+    int64_t base = 0;
+    int ret;
+
+    if (f && f->kind == KV_INTEGER) {
+        base = f->integer;
+    } else if (f && parse_int64(f->value, f->value_len, &base) < 0) {
+        w->status = HMAF_EINVAL;
+        return 0;
+    }
+    if (add_overflows(base, w->by)) {
+        w->status = HMAF_EOVERFLOW;
+        return 0;
+    }
+    ret = new_entry(r, w, KV_INTEGER, base + w->by, &item);
+    if (ret == 0) {
+        fold_put(r, i, &item);
+        w->result = base + w->by;
     }
     return ret;
 }
 
-int kv_store_incrby(struct kv_store *s, const char *key, size_t key_len,
-                    int64_t by, int64_t *result_out)
+/* Apply w to the fold. 0: applied (w->status may say it failed without a
+ * change); 1: w cannot join this group (a later round takes it). */
+static int fold_write(struct round *r, struct group *gr, struct kv_write *w)
 {
-    for (;;) {
-        struct kv_get g;
-        int ret = lookup(s, &g, key, key_len);
+    long i = fold_find(r, w);
+    int is_add = w->op == KV_INCRBY && i >= 0 && r->fold[i].fresh < 0 &&
+                 r->fold[i].kind == KV_INTEGER;
+    int changes = (w->op == KV_DEL && i >= 0) || w->op == KV_SET ||
+                  (w->op == KV_INCRBY && !is_add);
+    struct fold_item item;
+    int ret = 0;
 
+    w->status = 0;
+    w->adding = 0;
+    if ((is_add && gr->changed) || (changes && gr->adds)) {
+        return 1;
+    }
+    if (w->op == KV_SET) {
+        ret = new_entry(r, w, KV_STRING, 0, &item);
         if (ret == 0) {
-            ret = g.found && g.kind == KV_INTEGER
-                      ? add_in_place(s, &g, by, result_out)
-                      : convert(s, &g, by, result_out);
+            fold_put(r, i, &item);
         }
-        kv_get_release(&g, 1);
-        if (ret != 0) {
-            return ret < 0 ? ret : 0;
+    } else if (w->op == KV_DEL) {
+        w->deleted = i >= 0;
+        if (i >= 0) {
+            fold_drop(r, i);
+        }
+    } else if (is_add) {
+        fold_add(w, &r->fold[i]);
+    } else {
+        ret = fold_convert(r, w, i);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    gr->adds |= w->adding;
+    gr->changed |= changes && w->status == 0;
+    return 0;
+}
+
+/* The group's new block (none when it empties the bucket). */
+static int build_block(struct round *r, struct group *gr)
+{
+    size_t bytes = block_bytes(r->nfold);
+    struct kv_block *b;
+    int ret;
+
+    gr->new_word = 0;
+    if (r->nfold == 0) {
+        return 0;
+    }
+    if (r->nfold > KV_BLOCK_LIMIT) {
+        return HMAF_ENOSPC;
+    }
+    b = calloc(1, bytes);
+    if (b == NULL) {
+        return HMAF_ENOMEM;
+    }
+    b->count = r->nfold;
+    for (size_t j = 0; j < r->nfold; j++) {
+        ITEMS(b)[j] = r->fold[j].item;
+    }
+    ret = r->s->ops->alloc(r->s->ctx, bytes, &gr->new_word);
+    if (ret < 0) {
+        free(b);
+        return ret;
+    }
+    stage(r, gr->new_word, b, bytes);
+    return 0;
+}
+
+static void free_fresh(struct round *r, const struct group *gr, int all)
+{
+    for (size_t k = gr->fresh0; k < gr->fresh0 + gr->nfresh; k++) {
+        if (all || !r->fresh[k].kept) {
+            r->s->ops->free(r->s->ctx, r->fresh[k].addr);
         }
     }
+}
+
+/* Fold the writes of the bucket starting at order[first]; returns how
+ * many order[] places the bucket's writes take. */
+static size_t fold_bucket(struct round *r, size_t first)
+{
+    struct group *gr = &r->groups[r->ngroups];
+    const struct kv_get *base = &r->gets[r->order[first].pos];
+    size_t end = first, taken = 0;
+    int ret = 0;
+
+    while (end < r->norder && r->order[end].bucket == r->order[first].bucket) {
+        end++;
+    }
+    /* a bucket word read twice in one turn may differ: the first reading
+     * counts, the writes that saw another wait for the next round */
+    while (first + taken < end &&
+           r->gets[r->order[first + taken].pos].bucket_word == base->bucket_word) {
+        taken++;
+    }
+    *gr = (struct group){.first = first, .n = taken,
+                         .cmd = r->order[first].pos,
+                         .bucket = r->order[first].bucket,
+                         .old_word = base->bucket_word,
+                         .fresh0 = r->nfresh, .dropped0 = r->ndropped};
+    ret = fold_start(r, gr);
+    for (size_t k = 0; ret == 0 && k < taken; k++) {
+        ret = fold_write(r, gr, r->live[r->order[first + k].pos]);
+        if (ret > 0) {
+            gr->n = k;
+            ret = 0;
+            break;
+        }
+    }
+    if (ret == 0 && gr->changed) {
+        gr->delta = (int64_t)r->nfold - (int64_t)get_count(base);
+        ret = build_block(r, gr);
+    }
+    gr->nfresh = r->nfresh - gr->fresh0;
+    gr->ndropped = r->ndropped - gr->dropped0;
+    if (ret < 0) {
+        /* nothing of it is published: its writes fail, and its new
+         * entries are freed once written (settle_adds) */
+        gr->failed = 1;
+        for (size_t k = 0; k < gr->n; k++) {
+            struct kv_write *w = r->live[r->order[first + k].pos];
+            w->status = ret;
+            w->adding = 0;
+        }
+        gr->changed = gr->adds = 0;
+    }
+    r->ngroups++;
+    return end - first;
+}
+
+static int by_bucket(const void *a, const void *b)
+{
+    const struct placed *x = a, *y = b;
+
+    if (x->bucket != y->bucket) {
+        return x->bucket < y->bucket ? -1 : 1;
+    }
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+static int by_first_write(const void *a, const void *b)
+{
+    const struct group *x = a, *y = b;
+
+    return (x->cmd > y->cmd) - (x->cmd < y->cmd);
+}
+
+/* The round's atomic ops, groups in the order of their first write. */
+static void collect_ops(struct round *r)
+{
+    for (size_t i = 0; i < r->ngroups; i++) {
+        struct group *gr = &r->groups[i];
+        gr->op = r->nops;
+        if (gr->changed) {
+            r->ops[r->nops++] = (hmaf_atomic_t){
+                .op = HMAF_ATOMIC_CAS, .size = 8, .remote_addr = gr->bucket,
+                .compare = gr->old_word, .operand = gr->new_word};
+        }
+        for (size_t k = 0; gr->adds && k < gr->n; k++) {
+            struct kv_write *w = r->live[r->order[gr->first + k].pos];
+            if (w->adding) {
+                r->ops[r->nops++] = (hmaf_atomic_t){
+                    .op = HMAF_ATOMIC_FADD, .size = 8,
+                    .remote_addr = w->entry + offsetof(struct kv_entry, counter),
+                    .operand = (uint64_t)w->by};
+            }
+        }
+    }
+}
+
+static void settle_swap(struct round *r, const struct group *gr,
+                        int64_t *delta)
+{
+    const hmaf_atomic_t *op = &r->ops[gr->op];
+    int done = op->status == 0 && op->old == gr->old_word;
+
+    if (op->status != 0) {
+        /* it may have landed: keep what it names, fail its writes */
+        for (size_t k = 0; k < gr->n; k++) {
+            r->live[r->order[gr->first + k].pos]->status = op->status;
+        }
+    } else if (done) {
+        if (gr->old_word) {
+            retire(r->s, gr->old_word);
+        }
+        for (size_t k = gr->dropped0; k < gr->dropped0 + gr->ndropped; k++) {
+            retire(r->s, r->dropped[k]);
+        }
+        *delta += gr->delta;
+    } else if (gr->new_word) {
+        r->s->ops->free(r->s->ctx, gr->new_word);
+    }
+    /* new entries left out of the block were never published; the others
+     * were only if the swap succeeded, or may have been if it failed
+     * without an answer */
+    free_fresh(r, gr, op->status == 0 && !done);
+    for (size_t k = 0; k < gr->n; k++) {
+        r->live[r->order[gr->first + k].pos]->state =
+            op->status != 0 || done ? W_DONE : W_PENDING;
+    }
+}
+
+/* A group without a swap: its fetch-adds wait for the next lookup to
+ * confirm them; its other writes are answered by what the lookup saw. */
+static void settle_adds(struct round *r, const struct group *gr)
+{
+    size_t op = gr->op;
+
+    if (gr->failed) {
+        free_fresh(r, gr, 1);
+    }
+    for (size_t k = 0; k < gr->n; k++) {
+        struct kv_write *w = r->live[r->order[gr->first + k].pos];
+        const hmaf_atomic_t *a = w->adding ? &r->ops[op++] : NULL;
+
+        w->state = W_DONE;
+        if (a && a->status != 0) {
+            w->status = a->status;
+        } else if (a) {
+            w->result = (int64_t)(a->old + (uint64_t)w->by);
+            w->state = W_VERIFY;
+        }
+    }
+}
+
+/* Writes still to do, and their lookup; an add whose entry is still the
+ * key's is done. */
+static int look_up_live(struct round *r, struct kv_write *w, size_t n)
+{
+    int ret;
+
+    r->nlive = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (w[i].state != W_DONE) {
+            r->gets[r->nlive].key = w[i].key;
+            r->gets[r->nlive].key_len = w[i].key_len;
+            r->live[r->nlive++] = &w[i];
+        }
+    }
+    if (r->nlive == 0) {
+        return 1;
+    }
+    ret = kv_store_get_many(r->s, r->gets, r->nlive);
+    if (ret < 0) {
+        return ret;
+    }
+    r->norder = 0;
+    for (size_t i = 0; i < r->nlive; i++) {
+        const struct kv_get *g = &r->gets[i];
+        struct kv_write *lw = r->live[i];
+        if (lw->state == W_VERIFY) {
+            int still = g->found && get_items(g)[g->match].addr == lw->entry;
+            lw->state = still ? W_DONE : W_PENDING;
+        }
+        if (lw->state == W_PENDING) {
+            r->order[r->norder++] = (struct placed){
+                .bucket = bucket_addr(r->s, key_hash(lw->key, lw->key_len)),
+                .pos = i};
+        }
+    }
+    return 0;
+}
+
+/* One round; 1 when every write is done. */
+static int run_round(struct round *r, struct kv_write *w, size_t n,
+                     int64_t *delta)
+{
+    int ret = look_up_live(r, w, n);
+
+    if (ret != 0) {
+        return ret;
+    }
+    r->ngroups = r->nfresh = r->ndropped = r->nsegs = r->nops = 0;
+    qsort(r->order, r->norder, sizeof(*r->order), by_bucket);
+    for (size_t i = 0; i < r->norder;) {
+        i += fold_bucket(r, i);
+    }
+    qsort(r->groups, r->ngroups, sizeof(*r->groups), by_first_write);
+    collect_ops(r);
+    /* everything new is in place before any swap publishes it */
+    if (r->nsegs) {
+        ret = r->s->ops->writev(r->s->ctx, r->segs, r->nsegs);
+    }
+    if (ret == 0 && r->nops) {
+        r->s->ops->atomic(r->s->ctx, r->ops, r->nops); /* each op's status */
+    }
+    for (size_t i = 0; ret == 0 && i < r->ngroups; i++) {
+        if (r->groups[i].changed) {
+            settle_swap(r, &r->groups[i], delta);
+        } else {
+            settle_adds(r, &r->groups[i]);
+        }
+    }
+    for (size_t i = 0; i < r->nsegs; i++) {
+        free(r->segs[i].local);
+    }
+    kv_get_release(r->gets, r->nlive);
+    return ret;
+}
+
+static void round_release(struct round *r)
+{
+    free(r->live);
+    free(r->gets);
+    free(r->order);
+    free(r->groups);
+    free(r->fold);
+    free(r->fresh);
+    free(r->dropped);
+    free(r->segs);
+    free(r->ops);
+}
+
+/* Room for n writes: each makes at most one entry, drops at most one,
+ * and takes at most one atomic op; each group one block. */
+static int round_init(struct round *r, struct kv_store *s, size_t n)
+{
+    *r = (struct round){.s = s};
+    r->live = malloc(n * sizeof(*r->live));
+    r->gets = malloc(n * sizeof(*r->gets));
+    r->order = malloc(n * sizeof(*r->order));
+    r->groups = malloc(n * sizeof(*r->groups));
+    r->fresh = malloc(n * sizeof(*r->fresh));
+    r->dropped = malloc(n * sizeof(*r->dropped));
+    r->segs = malloc(2 * n * sizeof(*r->segs));
+    r->ops = malloc(n * sizeof(*r->ops));
+    return r->live && r->gets && r->order && r->groups && r->fresh &&
+                   r->dropped && r->segs && r->ops
+               ? 0
+               : HMAF_ENOMEM;
+}
+
+/* The key count follows the keys that appeared and went, once per turn. */
+static int count_keys(struct kv_store *s, int64_t delta)
+{
+    hmaf_atomic_t op = {.op = HMAF_ATOMIC_FADD, .size = 8,
+                        .remote_addr = s->root_addr +
+                                       offsetof(struct kv_root, count),
+                        .operand = (uint64_t)delta};
+
+    return delta ? s->ops->atomic(s->ctx, &op, 1) : 0;
+}
+
+int kv_store_write_many(struct kv_store *s, struct kv_write *w, size_t n)
+{
+    struct round r;
+    int64_t delta = 0;
+    int ret, counted;
+
+    for (size_t i = 0; i < n; i++) {
+        w[i].status = 0;
+        w[i].state = W_PENDING;
+        w[i].deleted = 0;
+        w[i].result = 0;
+    }
+    if (n == 0) {
+        return 0;
+    }
+    ret = round_init(&r, s, n);
+    while (ret == 0) {
+        ret = run_round(&r, w, n, &delta);
+    }
+    round_release(&r);
+    for (size_t i = 0; ret < 0 && i < n; i++) {
+        if (w[i].state != W_DONE) {
+            w[i].status = ret;
+        }
+    }
+    /* what was published counts, whatever stopped the rest */
+    counted = count_keys(s, delta);
+    return ret < 0 ? ret : counted;
 }
 
 int kv_store_count(struct kv_store *s, uint64_t *count_out)
@@ -685,13 +1023,17 @@ int kv_store_format(const struct kv_mem_ops *ops, void *ctx,
     }
     ret = ops->alloc(ctx, bytes, &root.buckets);
     if (ret == 0) {
-        ret = ops->write(ctx, root.buckets, zeros, bytes);
+        hmaf_seg_t seg = {.local = zeros, .remote_addr = root.buckets,
+                          .len = bytes};
+        ret = ops->writev(ctx, &seg, 1);
     }
     if (ret == 0) {
         ret = ops->alloc(ctx, sizeof(root), &root_addr);
     }
     if (ret == 0) {
-        ret = ops->write(ctx, root_addr, &root, sizeof(root));
+        hmaf_seg_t seg = {.local = &root, .remote_addr = root_addr,
+                          .len = sizeof(root)};
+        ret = ops->writev(ctx, &seg, 1);
     }
     free(zeros);
     if (ret == 0) {

@@ -73,10 +73,10 @@ struct kv_block {
 /* How a side reaches host memory. Every call returns 0 or an HMAF_E*. */
 struct kv_mem_ops {
     int (*readv)(void *ctx, const hmaf_seg_t *segs, size_t n);
-    int (*write)(void *ctx, uint64_t addr, const void *buf, size_t len);
-    int (*cas64)(void *ctx, uint64_t addr, uint64_t expected,
-                 uint64_t desired, uint64_t *old_out);
-    int (*faa64)(void *ctx, uint64_t addr, uint64_t add, uint64_t *old_out);
+    int (*writev)(void *ctx, const hmaf_seg_t *segs, size_t n);
+    /* 8-byte HMAF_ATOMIC_CAS and HMAF_ATOMIC_FADD, performed in order, as
+     * hmaf_session_atomic(): each op's status and old are written */
+    int (*atomic)(void *ctx, hmaf_atomic_t *ops, size_t n);
     int (*alloc)(void *ctx, size_t size, uint64_t *addr_out);
     int (*free)(void *ctx, uint64_t addr);
     /* optional: non-zero while the other side may hold references (the
@@ -138,24 +138,47 @@ int kv_store_open(struct kv_store *s, const struct kv_mem_ops *ops, void *ctx,
 void kv_store_close(struct kv_store *s);
 
 /* Around every batch of commands: enter before the first touch, leave
- * after the last; idle when nothing is waiting (before blocking). */
+ * after the last; idle when nothing is waiting (before blocking); rest
+ * when nothing came for a while (the side's idle hook: the dpu gives its
+ * cached heap blocks back, which a busy side keeps for the next turn). */
 int kv_store_enter(struct kv_store *s);
 int kv_store_leave(struct kv_store *s);
 int kv_store_idle(struct kv_store *s);
+void kv_store_rest(struct kv_store *s);
 size_t kv_store_pending(const struct kv_store *s); /* retired, not freed */
 
 /* Look up n keys at once: one vectored read per level for all of them. */
 int kv_store_get_many(struct kv_store *s, struct kv_get *gets, size_t n);
 void kv_get_release(struct kv_get *gets, size_t n);
 
-int kv_store_set(struct kv_store *s, const char *key, size_t key_len,
-                 const char *value, size_t value_len);
-/* *deleted_out: 1 if the key was there */
-int kv_store_del(struct kv_store *s, const char *key, size_t key_len,
-                 int *deleted_out);
-/* HMAF_EINVAL: the value is not an integer */
-int kv_store_incrby(struct kv_store *s, const char *key, size_t key_len,
-                    int64_t by, int64_t *result_out);
+enum kv_write_op { KV_SET = 1, KV_DEL, KV_INCRBY };
+
+/* One write of a batch, and its outcome. */
+struct kv_write {
+    enum kv_write_op op; /* [in] */
+    const char *key;     /* [in] */
+    size_t key_len;
+    const char *value;   /* [in] KV_SET */
+    size_t value_len;
+    int64_t by;          /* [in] KV_INCRBY */
+    int status;          /* [out] 0, HMAF_EINVAL (KV_INCRBY: the value is
+                            not an integer), HMAF_EOVERFLOW, or what the
+                            store's memory answered */
+    int deleted;         /* [out] KV_DEL: the key was there */
+    int64_t result;      /* [out] KV_INCRBY: the new value */
+    /* private */
+    int state;
+    int adding;          /* this round: a fetch-add on entry's counter */
+    uint64_t entry;
+};
+
+/* Apply n writes, each published (visible to both sides) when this
+ * returns. Writes of one key, and of keys sharing a bucket, take effect
+ * in array order; writes of other buckets take effect in array order too
+ * unless a compare-and-swap had to be retried (then a later write of
+ * another bucket may land first). Returns 0, or the error that stopped
+ * the batch (the status of every write not done then). */
+int kv_store_write_many(struct kv_store *s, struct kv_write *w, size_t n);
 int kv_store_count(struct kv_store *s, uint64_t *count_out);
 
 #endif

@@ -200,6 +200,9 @@ int resp_buf_reserve(struct resp_buf *b, size_t more)
 
 int resp_buf_put(struct resp_buf *b, const void *p, size_t len)
 {
+    if (len == 0) {
+        return 0; /* an empty buffer may have no data to copy to */
+    }
     if (resp_buf_reserve(b, len) < 0) {
         return -1;
     }
@@ -210,6 +213,9 @@ int resp_buf_put(struct resp_buf *b, const void *p, size_t len)
 
 void resp_buf_consume(struct resp_buf *b, size_t len)
 {
+    if (len == 0) {
+        return; /* also: a buffer never used has no data to move */
+    }
     memmove(b->data, b->data + len, b->len - len);
     b->len -= len;
 }

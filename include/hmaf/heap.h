@@ -40,7 +40,9 @@
  * allocated when it ends (their data may be linked into host structures);
  * ownership of its slabs passes to the host, and anyone may free them as
  * usual. Blocks it held in its cache, never handed out, are given back by
- * hmaf_session_destroy() and by the idle give-back; a dpu process that dies
+ * hmaf_session_destroy() (which posts them without waiting for the host:
+ * the agent frees them when it hears the session end, a stopped host once
+ * it runs again) and by the idle give-back; a dpu process that dies
  * without either (SIGKILL) leaks them: at most one batch per size class
  * (at most 640 KiB in all), counted in hmaf_heap_stats_t.bytes_lost.
  *
@@ -92,7 +94,9 @@ typedef struct hmaf_heap_stats {
                                    never handed out: allocated for good. An
                                    upper bound: a session's cache as of its
                                    latest request, so blocks it handed out
-                                   after that are counted too */
+                                   after that are counted too (unless freed
+                                   meanwhile: a session's cache never counts
+                                   more than the blocks it still holds) */
     uint64_t allocs;          /**< blocks allocated (batches count each) */
     uint64_t frees;           /**< blocks freed */
     uint64_t bad_frees;       /**< frees refused: no live block there */

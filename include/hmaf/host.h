@@ -99,6 +99,12 @@ typedef struct hmaf_agent_stats {
     uint64_t revoke_timeouts;  /**< revokes that returned HMAF_ETIMEDOUT */
     uint64_t revoke_cutoffs;   /**< sessions closed for not confirming a
                                     revocation within revoke_wait_ms */
+    uint64_t notifications;    /**< NOTIFYs taken (notify.h), coalesced
+                                    ones included */
+    uint64_t notifications_coalesced; /**< of them, added to an entry of
+                                           the same session and tag */
+    uint64_t notifications_refused;   /**< NOTIFYs answered HMAF_ENOSPC */
+    uint64_t rings;            /**< rings stored, one per session rung */
 } hmaf_agent_stats_t;
 
 /** @brief Defaults into @p params (must not be NULL). */

@@ -27,10 +27,13 @@
  * only. How soon a ring is seen:
  *  - a waiter in hmaf_session_ring_wait() polls the header word itself
  *    for a short spin (tens of microseconds) and then, on a socket channel
- *    (unix, tcp), sleeps on the ring fd; the nudge wakes the session's
- *    watch thread at once, which makes the ring fd readable: a ring is
- *    seen within microseconds by a spinning waiter, and within a thread
- *    wake-up or two (tens of microseconds) by a sleeping one;
+ *    (unix, tcp), sleeps on the ring fd and on the channel: the nudge
+ *    wakes it directly, and it reads the count itself: a ring is seen
+ *    within microseconds by a spinning waiter, and within one thread
+ *    wake-up (tens of microseconds) by a sleeping one;
+ *  - the ring fd alone is made readable by the session's watch thread,
+ *    which the nudge wakes: an application's poll/epoll on it sees a ring
+ *    within two thread wake-ups;
  *  - on a comch channel, which carries no nudges, a waiter polls the header
  *    word with a spin, then yields, then sleeps in steps growing to 1 ms:
  *    a ring is seen within about a millisecond by a waiter; the ring fd
@@ -78,8 +81,9 @@ typedef void (*hmaf_notify_fn)(void *arg, const hmaf_notification_t *n);
  * hmaf_agent_on_notify(), hmaf_agent_expose(), hmaf_agent_publish(),
  * hmaf_agent_unpublish() and hmaf_agent_stats(); it must not call
  * hmaf_agent_poll(), hmaf_agent_revoke(), hmaf_agent_dial() or
- * hmaf_agent_destroy(), and while it runs the agent serves no request, so
- * it should be short. Entries waiting in the queue when a callback is set
+ * hmaf_agent_destroy(), and while it runs the agent serves no request of
+ * any session (every session's mailbox calls wait for it), so it should
+ * be short: hand long work to a thread of the application's. Entries waiting in the queue when a callback is set
  * go to it at the agent's next turn.
  * @return 0; HMAF_EINVAL (NULL agent).
  */
@@ -90,7 +94,9 @@ HMAF_API int hmaf_agent_on_notify(hmaf_agent_t *agent, hmaf_notify_fn fn,
  * @brief An eventfd that is readable while entries wait in the queue
  * (poll/epoll it for POLLIN; do not read it: hmaf_agent_notifications()
  * resets it once the queue is empty). It may be readable for a moment when
- * a callback takes the entries. The fd belongs to the agent.
+ * a callback takes the entries. The fd belongs to the agent:
+ * hmaf_agent_destroy() closes it (take it out of epoll sets before, as its
+ * number may be reused at once).
  * @return 0; HMAF_EINVAL; HMAF_ENOSPC (out of file descriptors).
  */
 HMAF_API int hmaf_agent_notify_fd(hmaf_agent_t *agent, int *fd_out);
@@ -137,7 +143,8 @@ HMAF_API int hmaf_session_notify(hmaf_session_t *session, uint32_t tag,
  * hmaf_session_ring_wait() resets it). It may stay readable for a moment
  * after the rings were taken; a ring_wait with timeout 0 then finds
  * nothing. See the file comment for how soon it becomes readable per
- * channel. The fd belongs to the session.
+ * channel. The fd belongs to the session: hmaf_session_destroy() closes
+ * it.
  * @return 0; HMAF_EINVAL; HMAF_ENOSPC (out of file descriptors).
  */
 HMAF_API int hmaf_session_ring_fd(hmaf_session_t *session, int *fd_out);

@@ -13,9 +13,20 @@
  * One mutex per session covers the caches and the batch, refills and
  * sends included: a refill is one round trip per up to 128 allocations,
  * and large blocks (one round trip each) go without it.
+ *
+ * hmaf_session_destroy() never waits on the host (session.h), yet gives
+ * everything back: it posts its last FREEs without waiting for their
+ * answers, and the agent serves the FREEs a session left in its mailbox
+ * when it hears the farewell (host/serve.c), even those it had not seen
+ * before. The watch thread's idle give-back, which does wait, stops
+ * waiting as soon as destroy begins, so destroy never waits for the lock
+ * either. What does not fit the slots destroy may take stays allocated,
+ * and the host counts it lost (the `cached` word of those FREEs says how
+ * much).
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <hmaf/error.h>
 #include <hmaf/heap.h>
@@ -25,6 +36,12 @@
 
 #define BATCH_FIRST 4
 #define BATCH_BYTES 16384u
+/* Between two looks at an idle give-back's answer. */
+#define IDLE_POLL_MIN_NS 10000l
+#define IDLE_POLL_MAX_NS 1000000l
+/* Slots destroy may take for its last FREEs: with the default 16 slots,
+ * hmaf__mbox_hold_slot gives at most 8. */
+#define LAST_FREE_SLOTS 8
 
 struct heap_cache {
     uint32_t n;
@@ -40,6 +57,8 @@ struct hmaf__session_heap {
     uint64_t bad_unreported; /* refused frees the next flush reports */
     uint64_t activity;       /* heap calls, ever */
     uint64_t idle_seen;      /* `activity` at the watch thread's last turn */
+    _Atomic int closing;     /* destroy began: the watch thread stops waiting */
+    int idle;                /* the watch thread's give-back is sending */
     _Atomic uint64_t allocs, frees, alloc_requests, free_requests, bad_frees;
 };
 
@@ -118,25 +137,58 @@ static int alloc_request(struct hmaf_session *s, struct hmaf__session_heap *hp,
     return ret;
 }
 
-/* Send the pending frees, if any. */
+/* The watch thread's FREE in the slot it holds: waits for its answer
+ * like any call, but only until destroy begins. Then it stops waiting and
+ * keeps the slot (the host may still answer into it) for the session's
+ * last moments. */
+static int idle_call(struct hmaf_session *s, struct hmaf__session_heap *hp,
+                     uint32_t slot, const uint8_t *req, uint16_t req_len,
+                     uint8_t *resp, uint16_t *resp_len_out)
+{
+    struct hmaf__mbox_pending p;
+    long sleep_ns = IDLE_POLL_MIN_NS;
+    int ret = hmaf__mbox_send(&s->mbox, slot, HMAF_OP_FREE, req, req_len, &p);
+
+    while (ret == 0 || ret == HMAF_EINPROGRESS) {
+        if (atomic_load(&hp->closing)) {
+            return HMAF_ECONNRESET;
+        }
+        nanosleep(&(struct timespec){0, sleep_ns}, NULL);
+        sleep_ns = sleep_ns * 2 > IDLE_POLL_MAX_NS ? IDLE_POLL_MAX_NS
+                                                    : sleep_ns * 2;
+        ret = hmaf__mbox_poll(&s->mbox, &p, resp, HMAF_RESP_FREE_SIZE,
+                              resp_len_out);
+    }
+    hmaf__mbox_release_slot(&s->mbox, slot);
+    return hmaf__session_fail(s, ret);
+}
+
+/* Send the pending frees, if any. The watch thread needs a slot of its
+ * own first; without one (posted requests hold their share) the batch
+ * stays, full or not, for a later turn: HMAF_EBUSY. */
 static int send_frees_locked(struct hmaf_session *s,
                              struct hmaf__session_heap *hp)
 {
     uint8_t req[HMAF_MBOX_REQ_LONG_MAX];
     uint8_t resp[HMAF_RESP_FREE_SIZE];
     uint16_t req_len, resp_len = 0, bad = 0;
+    uint32_t slot = 0;
     int ret;
 
     if (hp->pending.count == 0) {
         return 0;
+    }
+    if (hp->idle && hmaf__mbox_hold_slot(&s->mbox, &slot) < 0) {
+        return HMAF_EBUSY;
     }
     hp->pending.cached = atomic_load(&hp->cached_bytes);
     req_len = (uint16_t)hmaf__req_free_encode(&hp->pending, req);
     /* Sent or not, the batch is over: a session that cannot reach its
      * host has nothing left to free. */
     hp->pending.count = 0;
-    ret = hmaf__session_call(s, HMAF_OP_FREE, req, req_len, resp,
-                             sizeof(resp), &resp_len);
+    ret = hp->idle ? idle_call(s, hp, slot, req, req_len, resp, &resp_len)
+                   : hmaf__session_call(s, HMAF_OP_FREE, req, req_len, resp,
+                                        sizeof(resp), &resp_len);
     heap_count(hp, free_requests, 1);
     if (ret == 0) {
         ret = hmaf__resp_free_decode(resp, resp_len, &bad);
@@ -148,29 +200,48 @@ static int send_frees_locked(struct hmaf_session *s,
     return ret;
 }
 
+/* A full batch (the watch thread may have found no slot for one) is
+ * sent first; the send's outcome. Only when the watch thread still finds
+ * no slot is there no room after. */
+static int make_room_locked(struct hmaf_session *s,
+                            struct hmaf__session_heap *hp)
+{
+    return hp->pending.count < HMAF_FREE_BATCH_MAX ? 0
+                                                    : send_frees_locked(s, hp);
+}
+
 static int queue_free_locked(struct hmaf_session *s,
                              struct hmaf__session_heap *hp, uint64_t addr)
 {
+    int ret = make_room_locked(s, hp);
+
+    if (hp->pending.count == HMAF_FREE_BATCH_MAX) {
+        return ret;
+    }
     hp->pending.addr[hp->pending.count++] = addr;
-    return hp->pending.count == HMAF_FREE_BATCH_MAX
-               ? send_frees_locked(s, hp)
-               : 0;
+    if (hp->pending.count == HMAF_FREE_BATCH_MAX) {
+        ret = send_frees_locked(s, hp);
+    }
+    return ret;
 }
 
-/* Every cached block and pending free back to the host. */
+/* Every cached block and pending free back to the host. A block leaves
+ * its cache only once there is room for it in the batch. */
 static int give_back_locked(struct hmaf_session *s,
                             struct hmaf__session_heap *hp)
 {
     int ret = 0;
 
-    for (unsigned c = 0; c < HMAF_HEAP_CLASSES; c++) {
+    for (unsigned c = 0; c < HMAF_HEAP_CLASSES && ret == 0; c++) {
         struct heap_cache *cache = &hp->cache[c];
-        while (cache->n > 0 && ret == 0) {
+        while (cache->n > 0 && (ret = make_room_locked(s, hp)) == 0) {
             cache->n--;
             atomic_fetch_sub(&hp->cached_bytes, hmaf__heap_class_size(c));
-            ret = queue_free_locked(s, hp, cache->block[cache->n]);
+            hp->pending.addr[hp->pending.count++] = cache->block[cache->n];
         }
-        cache->next_batch = batch_first(c);
+        if (cache->n == 0) {
+            cache->next_batch = batch_first(c);
+        }
     }
     return ret == 0 ? send_frees_locked(s, hp) : ret;
 }
@@ -347,10 +418,87 @@ void hmaf__session_heap_idle(struct hmaf_session *s)
     }
     if (hp->activity == hp->idle_seen &&
         (hp->pending.count > 0 || atomic_load(&hp->cached_bytes) > 0)) {
+        hp->idle = 1;
         (void)give_back_locked(s, hp);
+        hp->idle = 0;
     }
     hp->idle_seen = hp->activity;
     pthread_mutex_unlock(&hp->lock);
+}
+
+/* The addresses destroy gives back, the app's frees first (only they
+ * would be lost for good), then the cached blocks; `dropped`: the bytes
+ * of cached blocks beyond `room`, which stay allocated. */
+struct last_frees {
+    uint64_t addr[HMAF_FREE_BATCH_MAX * LAST_FREE_SLOTS];
+    uint32_t n;
+    uint64_t dropped;
+};
+
+static void collect_last_frees(struct hmaf__session_heap *hp, uint32_t room,
+                               struct last_frees *lf)
+{
+    lf->n = 0;
+    lf->dropped = 0;
+    for (uint16_t i = 0; i < hp->pending.count && lf->n < room; i++) {
+        lf->addr[lf->n++] = hp->pending.addr[i];
+    }
+    hp->pending.count = 0;
+    for (unsigned c = 0; c < HMAF_HEAP_CLASSES; c++) {
+        struct heap_cache *cache = &hp->cache[c];
+        for (; cache->n > 0; cache->n--) {
+            if (lf->n < room) {
+                lf->addr[lf->n++] = cache->block[cache->n - 1];
+            } else {
+                lf->dropped += hmaf__heap_class_size(c);
+            }
+        }
+    }
+    atomic_store(&hp->cached_bytes, 0);
+}
+
+static uint32_t last_frees_wanted(const struct hmaf__session_heap *hp)
+{
+    uint32_t n = hp->pending.count;
+
+    for (unsigned c = 0; c < HMAF_HEAP_CLASSES; c++) {
+        n += hp->cache[c].n;
+    }
+    return (n + HMAF_FREE_BATCH_MAX - 1) / HMAF_FREE_BATCH_MAX;
+}
+
+/* Post the last FREEs, one per slot we may take, without waiting for an
+ * answer: the agent serves them even once we are gone. Each says the
+ * session keeps `dropped` bytes, whichever the agent serves last. */
+static void post_last_frees_locked(struct hmaf_session *s,
+                                   struct hmaf__session_heap *hp)
+{
+    struct last_frees lf;
+    uint32_t slots[LAST_FREE_SLOTS];
+    uint32_t wanted = last_frees_wanted(hp), held = 0;
+
+    while (held < wanted && held < LAST_FREE_SLOTS &&
+           hmaf__mbox_hold_slot(&s->mbox, &slots[held]) == 0) {
+        held++;
+    }
+    collect_last_frees(hp, held * HMAF_FREE_BATCH_MAX, &lf);
+    for (uint32_t k = 0; k < held; k++) {
+        struct hmaf_req_free batch = {.cached = lf.dropped};
+        uint8_t req[HMAF_MBOX_REQ_LONG_MAX];
+        struct hmaf__mbox_pending p;
+        uint32_t first = k * HMAF_FREE_BATCH_MAX;
+        while (batch.count < HMAF_FREE_BATCH_MAX &&
+               first + batch.count < lf.n) {
+            batch.addr[batch.count] = lf.addr[first + batch.count];
+            batch.count++;
+        }
+        if (batch.count > 0) {
+            (void)hmaf__mbox_send(
+                &s->mbox, slots[k], HMAF_OP_FREE, req,
+                (uint16_t)hmaf__req_free_encode(&batch, req), &p);
+            heap_count(hp, free_requests, 1);
+        }
+    }
 }
 
 void hmaf__session_heap_close(struct hmaf_session *s)
@@ -362,8 +510,9 @@ void hmaf__session_heap_close(struct hmaf_session *s)
     if (hp == NULL || s->orphan) {
         return;
     }
+    atomic_store(&hp->closing, 1); /* an idle give-back stops waiting */
     pthread_mutex_lock(&hp->lock);
-    (void)give_back_locked(s, hp);
+    post_last_frees_locked(s, hp);
     pthread_mutex_unlock(&hp->lock);
 }
 

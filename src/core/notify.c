@@ -10,6 +10,17 @@
  * The ring fd is an eventfd. A take drains it before it reads the count,
  * and the watch thread writes it when the count is past the last take:
  * whichever order they run in, rings not taken leave it readable.
+ *
+ * A waiter asleep on a socket channel sleeps on the channel as well, so
+ * that the host's nudge wakes it directly (one thread wake-up, not the
+ * watch thread's and then its own). It only looks: the nudge bytes stay
+ * for the watch thread, which needs them for revocations. A nudge the
+ * watch thread took first still reaches the waiter, through the eventfd
+ * (the host stores the count before it nudges, and the watch thread looks
+ * at the count after it took the nudges). A nudge that was not a ring
+ * keeps the channel readable until the watch thread takes it: the waiter
+ * then leaves the channel out of its sleep for CHANNEL_QUIET_NS instead
+ * of spinning on it, and relies on the eventfd meanwhile.
  */
 #include <errno.h>
 #include <poll.h>
@@ -34,6 +45,9 @@
 #define RING_YIELD_NS 200000ull
 #define RING_SLEEP_MIN_NS 10000ull
 #define RING_SLEEP_MAX_NS 1000000ull
+/* How long a waiter woken by a nudge that was no ring leaves the channel
+ * out of its sleep (the watch thread takes the nudge meanwhile). */
+#define CHANNEL_QUIET_NS 50000ull
 
 void hmaf__ring_init(struct hmaf_session *s)
 {
@@ -119,6 +133,7 @@ static int take_rings(struct hmaf_session *s, int fd, uint64_t *count_out,
     ret = read_count(s, &count);
     *count_out = 0;
     if (ret == 0) {
+        /* Modulo 2^64: a count that wrapped still gives the difference. */
         *count_out = count - atomic_load_explicit(&s->ring.taken,
                                                   memory_order_relaxed);
         atomic_store_explicit(&s->ring.taken, count, memory_order_relaxed);
@@ -136,6 +151,8 @@ struct ring_wait {
     uint64_t deadline_ns; /* UINT64_MAX: none */
     uint64_t spin_ns;
     uint64_t sleep_ns;
+    uint64_t quiet_until_ns; /* the channel stays out of the sleep */
+    int channel_woke;        /* the last sleep ended on the channel */
 };
 
 static uint64_t left_ns(const struct ring_wait *w, uint64_t now)
@@ -143,22 +160,31 @@ static uint64_t left_ns(const struct ring_wait *w, uint64_t now)
     return now >= w->deadline_ns ? 0 : w->deadline_ns - now;
 }
 
-/* Sleep on the ring fd (and the session's death) until it is readable or
- * the wait is over. */
-static void sleep_on_fd(struct hmaf_session *s, int fd,
-                        const struct ring_wait *w, uint64_t now)
+/* Sleep on the ring fd, the session's death and (unless quiet) the
+ * channel, until one is readable or the wait is over. */
+static void sleep_on_fds(struct hmaf_session *s, int fd, struct ring_wait *w,
+                         uint64_t now)
 {
-    struct pollfd p[2] = {{.fd = fd, .events = POLLIN},
-                          {.fd = s->watch.wake_fd, .events = POLLIN}};
+    struct pollfd p[3] = {{.fd = fd, .events = POLLIN},
+                          {.fd = s->watch.wake_fd, .events = POLLIN},
+                          {.fd = s->channel.fd, .events = POLLIN}};
+    nfds_t n = now >= w->quiet_until_ns ? 3 : 2;
     uint64_t left = left_ns(w, now);
-    struct timespec ts = {.tv_sec = (time_t)(left / 1000000000u),
-                          .tv_nsec = (long)(left % 1000000000u)};
+    struct timespec ts;
 
-    (void)ppoll(p, 2, w->deadline_ns == UINT64_MAX ? NULL : &ts, NULL);
+    if (n == 2) {
+        left = HMAF_MIN(left, w->quiet_until_ns - now);
+    }
+    ts = (struct timespec){.tv_sec = (time_t)(left / 1000000000u),
+                           .tv_nsec = (long)(left % 1000000000u)};
+    w->channel_woke =
+        ppoll(p, n, w->deadline_ns == UINT64_MAX && n == 3 ? NULL : &ts,
+              NULL) > 0 &&
+        n == 3 && p[2].revents != 0;
 }
 
 /* Between two looks at the header: spin on, then (socket channel) sleep
- * on the fd, or (comch) yield, then sleep in growing steps. */
+ * on the fds, or (comch) yield, then sleep in growing steps. */
 static void between_looks(struct hmaf_session *s, int fd, struct ring_wait *w,
                           uint64_t now)
 {
@@ -168,7 +194,11 @@ static void between_looks(struct hmaf_session *s, int fd, struct ring_wait *w,
         return;
     }
     if (s->channel.fd >= 0) {
-        sleep_on_fd(s, fd, w, now);
+        if (w->channel_woke) {
+            /* The look found no ring: a nudge for the watch thread. */
+            w->quiet_until_ns = now + CHANNEL_QUIET_NS;
+        }
+        sleep_on_fds(s, fd, w, now);
         return;
     }
     if (waited < RING_YIELD_NS) {

@@ -200,6 +200,10 @@ void hmaf__agent_release_exposure(struct hmaf_agent *a,
  * bounded number of ended holds; returns how many requests, plus one when
  * it gave holds back (more may be waiting: keep turning). */
 int hmaf__agent_serve_all(struct hmaf_agent *a);
+/* serve.c: the FREEs a session that stopped left unserved in its mailbox
+ * (a destroyed session posts its last ones without waiting). */
+void hmaf__agent_serve_last_frees(struct hmaf_agent *a,
+                                  struct agent_session *s);
 /* serve_atomic.c: an ATOMIC request's ops, performed in order; its answer
  * into resp (HMAF_MBOX_RESP_MAX bytes). 0, or HMAF_EPROTO for a malformed
  * request (then nothing was performed). */

@@ -294,6 +294,12 @@ static void count_free(struct hmaf__heap *h, struct heap_owner *o,
                        uint64_t bytes)
 {
     o->held -= bytes;
+    /* What it caches is part of what it holds: others may free blocks it
+     * handed out since it last told us, or even blocks it still caches. */
+    if (o->cached > o->held) {
+        h->cached_total -= o->cached - o->held;
+        o->cached = o->held;
+    }
     h->st.bytes_in_use -= bytes;
     h->st.blocks_in_use--;
     h->st.frees++;

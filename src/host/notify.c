@@ -90,7 +90,8 @@ static int make_room(struct hmaf_agent *a, struct agent_notify *nq)
     return 0;
 }
 
-/* Lock held: coalesce into the session's entry of that tag, or add one. */
+/* Lock held: coalesce into the session's entry of that tag (1), or add
+ * one (0). */
 static int enqueue(struct hmaf_agent *a, struct agent_notify *nq,
                    uint64_t session_id, const struct hmaf_req_notify *r)
 {
@@ -105,7 +106,7 @@ static int enqueue(struct hmaf_agent *a, struct agent_notify *nq,
         if (e->tag == r->tag) {
             e->count++;
             e->value = r->value;
-            return 0;
+            return 1;
         }
         tags++;
     }
@@ -137,6 +138,13 @@ int hmaf__agent_serve_notify(struct hmaf_agent *a, struct agent_session *s,
     pthread_mutex_lock(&a->notify.lock);
     ret = enqueue(a, &a->notify, s->id, &r);
     pthread_mutex_unlock(&a->notify.lock);
+    /* The agent lock is held while requests are served. */
+    if (ret >= 0) {
+        a->stats.notifications++;
+        a->stats.notifications_coalesced += (uint64_t)ret;
+        return 0;
+    }
+    a->stats.notifications_refused += ret == HMAF_ENOSPC;
     return ret;
 }
 
@@ -146,9 +154,11 @@ static size_t take(struct agent_notify *nq, hmaf_notification_t *out,
 {
     size_t n = nq->n < max ? nq->n : max;
 
-    memcpy(out, nq->q, n * sizeof(*out));
-    memmove(nq->q, nq->q + n, (nq->n - n) * sizeof(*out));
-    nq->n -= n;
+    if (n > 0) { /* q is NULL until the first entry */
+        memcpy(out, nq->q, n * sizeof(*out));
+        memmove(nq->q, nq->q + n, (nq->n - n) * sizeof(*out));
+        nq->n -= n;
+    }
     atomic_store_explicit(&nq->waiting, nq->n, memory_order_relaxed);
     clear_fd(nq);
     return n;
@@ -265,6 +275,7 @@ HMAF_API int hmaf_agent_ring(hmaf_agent_t *agent, uint64_t session_id,
         struct agent_session *s = agent->sessions[i];
         if (s != NULL && (session_id == 0 || s->id == session_id)) {
             ring_one(s, value);
+            agent->stats.rings++;
             found = 1;
         }
     }

@@ -298,6 +298,22 @@ static int serve_session(struct hmaf_agent *a, struct agent_session *s,
     return served;
 }
 
+void hmaf__agent_serve_last_frees(struct hmaf_agent *a,
+                                  struct agent_session *s)
+{
+    struct request req;
+    struct response resp;
+
+    for (uint32_t slot = 0; s->mbox != NULL && slot < s->nslots; slot++) {
+        if (take_request(s, slot, &req) && req.op == HMAF_OP_FREE &&
+            req.len <= HMAF_MBOX_REQ_LONG_MAX) {
+            (void)hmaf__agent_serve_free(a, s, req.payload, req.len,
+                                         resp.payload, &resp.len);
+            a->stats.requests++;
+        }
+    }
+}
+
 int hmaf__agent_serve_all(struct hmaf_agent *a)
 {
     struct agent_give_back gb;

@@ -379,6 +379,10 @@ void hmaf__agent_session_close(struct hmaf_agent *a, size_t index,
 {
     struct agent_session *s = a->sessions[index];
 
+    /* One that stopped writes no more: what it left is whole. */
+    if (peer_stopped) {
+        hmaf__agent_serve_last_frees(a, s);
+    }
     /* However many it holds: the agent gives them back bit by bit. */
     hmaf__agent_orphan_holds(a, s);
     /* Its blocks stay allocated and pass to the host (heap.h). */

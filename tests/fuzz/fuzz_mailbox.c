@@ -17,11 +17,15 @@
  * acknowledgement that grew ends every older one — one above the agent's
  * epoch counts as that epoch —, and so does a revocation the session
  * confirmed), the exposures' engine registrations, the agent's counters.
+ * The agent has no heap: a well-formed ALLOC or FREE (long or not) is
+ * answered HMAF_ENOENT, a malformed one HMAF_EPROTO.
  * Now and then the session's own client must still ping and look up.
  *
  * Input: a sequence of commands, one byte c then its arguments; the slot
  * is (c >> 4) % NSLOTS, the command c & 15 (10-15 are 2-7 again):
- *   0 request   op u8, length u16, n u8, n payload bytes; then the word
+ *   0 request   op u8, length u16, n u8, n payload bytes (where a request
+ *               of that length sits: a long one at the answer's payload);
+ *               then the word
  *   1 word      u64 request word, stored as is
  *   2 bytes     offset u8, n u8, n bytes at that offset of the request half
  *   3 register  which u8, offset i32, len u32 [addr u64 when which%4 == 3]:
@@ -65,6 +69,7 @@
 #include "core/session_int.h"
 #include "fuzz.h"
 #include "proto/atomic.h"
+#include "proto/heap.h"
 #include "proto/mailbox.h"
 #include "proto/notify.h"
 #include "util/clock.h"
@@ -198,7 +203,7 @@ static uint32_t fresh_seq(void)
 static void request(uint32_t slot, uint8_t op, uint16_t len,
                     const void *payload, size_t n)
 {
-    memcpy(slot_at(slot) + HMAF_MBOX_REQ_PAYLOAD, payload, n);
+    memcpy(slot_at(slot) + hmaf__mbox_req_payload_at(len), payload, n);
     store_word(slot, hmaf__mbox_req_word(fresh_seq(), op, len));
 }
 
@@ -428,6 +433,24 @@ static void check_atomic_answer(const uint8_t *p, uint16_t len,
     }
 }
 
+/* ALLOC and FREE: this agent has no heap, so a well-formed one (a FREE
+ * may be long) is HMAF_ENOENT, anything else malformed. */
+static int expect_heap(const uint8_t *slot, uint8_t op, uint16_t len)
+{
+    struct hmaf_req_alloc a;
+    static struct hmaf_req_free f;
+    const uint8_t *p = slot + hmaf__mbox_req_payload_at(len);
+
+    if (len > HMAF_MBOX_REQ_LONG_MAX) {
+        return HMAF_EPROTO;
+    }
+    if (op == HMAF_OP_ALLOC) {
+        return hmaf__req_alloc_decode(p, len, &a) < 0 ? HMAF_EPROTO
+                                                       : HMAF_ENOENT;
+    }
+    return hmaf__req_free_decode(p, len, &f) < 0 ? HMAF_EPROTO : HMAF_ENOENT;
+}
+
 /* The agent serves the slots of a session in index order within one
  * poll, so the model (holds) goes the same way. */
 static void expect_slot(uint32_t slot, struct expect *ex)
@@ -446,6 +469,8 @@ static void expect_slot(uint32_t slot, struct expect *ex)
     }
     if (ex->op == HMAF_OP_ATOMIC) {
         ex->status = expect_atomic(s, len, ex);
+    } else if (ex->op == HMAF_OP_ALLOC || ex->op == HMAF_OP_FREE) {
+        ex->status = expect_heap(s, ex->op, len);
     } else if (len > HMAF_MBOX_REQ_MAX) {
         ex->status = HMAF_EPROTO;
     } else if (ex->op == HMAF_OP_PING) {

@@ -21,7 +21,9 @@
 
 #include "proto/handshake.h"
 #include "proto/atomic.h"
+#include "proto/heap.h"
 #include "proto/mailbox.h"
+#include "proto/notify.h"
 
 struct seed {
     uint8_t b[4096];
@@ -397,6 +399,50 @@ static void mailbox_atomic(void)
     save("mailbox", "atomic", &s);
 }
 
+/* ALLOC, FREE and NOTIFY requests: well-formed (a FREE long enough to
+ * sit at the answer's payload), one byte short or long, counts that
+ * disagree with the length, a batch too large. */
+static void mailbox_heap_notify(void)
+{
+    struct hmaf_req_alloc a = {.size = 64, .count = 4, .cached = 0};
+    static struct hmaf_req_free f = {.cached = 128, .count = 30};
+    uint8_t b[HMAF_MBOX_REQ_LONG_MAX];
+    uint8_t n = (uint8_t)hmaf__req_alloc_encode(&a, b);
+    struct seed s = {.n = 0};
+
+    raw_req(&s, 0, HMAF_OP_ALLOC, n, b, n);
+    raw_req(&s, 1, HMAF_OP_ALLOC, n - 1, b, n - 1);
+    raw_req(&s, 2, HMAF_OP_ALLOC, n + 1, b, n);
+    b[8] = HMAF_ALLOC_BATCH_MAX + 1;
+    raw_req(&s, 3, HMAF_OP_ALLOC, n, b, n);
+    save("mailbox", "alloc", &s);
+    s.n = 0;
+    for (uint16_t i = 0; i < f.count; i++) {
+        f.addr[i] = 4096u * (i + 1);
+    }
+    n = (uint8_t)hmaf__req_free_encode(&f, b); /* 250: a long request */
+    raw_req(&s, 0, HMAF_OP_FREE, n, b, n);
+    f.count = 1;
+    n = (uint8_t)hmaf__req_free_encode(&f, b);
+    raw_req(&s, 1, HMAF_OP_FREE, n, b, n);
+    raw_req(&s, 2, HMAF_OP_FREE, n + 8, b, n + 8);
+    b[8] = 0;
+    raw_req(&s, 3, HMAF_OP_FREE, n - 8, b, n - 8);
+    cmd(&s, M_POLL, 0);
+    raw_req(&s, 1, HMAF_OP_FREE, HMAF_MBOX_REQ_LONG_MAX, b, 10);
+    raw_req(&s, 2, HMAF_OP_FREE, HMAF_MBOX_REQ_LONG_MAX + 1, b, 10);
+    save("mailbox", "free", &s);
+    s.n = 0;
+    memset(b, 0, sizeof(b));
+    b[0] = 7; /* tag 7, value 0 */
+    raw_req(&s, 0, HMAF_OP_NOTIFY, HMAF_NOTIFY_REQ_LEN, b,
+            HMAF_NOTIFY_REQ_LEN);
+    raw_req(&s, 1, HMAF_OP_NOTIFY, HMAF_NOTIFY_REQ_LEN - 1, b,
+            HMAF_NOTIFY_REQ_LEN - 1);
+    raw_req(&s, 2, HMAF_OP_NOTIFY, 0, NULL, 0);
+    save("mailbox", "notify", &s);
+}
+
 static void mailbox_simple(void)
 {
     struct seed s = {.n = 0};
@@ -425,6 +471,7 @@ static void mailbox_simple(void)
     raw_req(&s, 2, HMAF_OP_DEREGISTER, 8, junk, 8); /* protocol 1's */
     save("mailbox", "truncated-payloads", &s);
     mailbox_atomic();
+    mailbox_heap_notify();
 }
 
 /* REGISTERs giving holds back (exposures 1 and 2 are the first ids):

@@ -41,7 +41,9 @@ static inline void raw_peek(const struct raw *raw, uint64_t addr, void *p,
 }
 
 /* One request of `len` bytes, `claimed` in the request word; the status,
- * and the answer's payload to resp (when not NULL). */
+ * and the answer's payload to resp (when not NULL). The payload goes
+ * where the agent looks for a request of the claimed length: a long one
+ * (over HMAF_MBOX_REQ_MAX) at the answer's payload. */
 static inline int raw_call(struct raw *raw, uint8_t op, const void *payload,
                            uint16_t len, uint16_t claimed, void *resp,
                            uint16_t *resp_len)
@@ -49,8 +51,13 @@ static inline int raw_call(struct raw *raw, uint8_t op, const void *payload,
     uint32_t seq = raw->seq++;
     uint64_t word = hmaf__mbox_req_word(seq, op, claimed);
 
+    uint64_t at = claimed <= HMAF_MBOX_REQ_LONG_MAX
+                      ? hmaf__mbox_req_payload_at(claimed)
+                      : HMAF_MBOX_REQ_PAYLOAD;
+
+    CHECK(at + len <= HMAF_MBOX_SLOT_SIZE);
     if (len > 0) {
-        raw_poke(raw, raw->slot + HMAF_MBOX_REQ_PAYLOAD, payload, len);
+        raw_poke(raw, raw->slot + at, payload, len);
     }
     raw_poke(raw, raw->slot + HMAF_MBOX_REQ_WORD, &word, 8);
     for (;;) {

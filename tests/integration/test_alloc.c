@@ -158,6 +158,16 @@ static int command(hmaf_agent_t *agent, int cmd, void *arg)
         ok = hmaf__heap_check(a->heap) == 0;
         pthread_mutex_unlock(&a->lock);
         return ok;
+    case 'm': /* where the allocator's own bookkeeping lives */
+        pthread_mutex_lock(&a->lock);
+        for (uint32_t i = 0; i < 16; i++) {
+            sh->addr[i] = (uint64_t)(uintptr_t)a->heap + 16u * i;
+        }
+        pthread_mutex_unlock(&a->lock);
+        return 1;
+    case 'X': /* the agent goes while dpu sides allocate */
+        hmaf_agent_destroy(agent);
+        return 1; /* then the child is killed: nothing else to do */
     case 's':
         hmaf_agent_stats(agent, &st);
         return (int)st.sessions_live;
@@ -367,6 +377,97 @@ static void test_lies(struct target *t, hmaf_session_t *s)
     CHECK_ERR(hmaf_session_ping(s), 0);
 }
 
+/* A raw FREE of `count` addresses (its word and length agree); the
+ * status, and how many the host refused. */
+static int raw_free(struct raw *raw, const uint64_t *addr, uint16_t count,
+                    uint16_t *bad_out)
+{
+    static struct hmaf_req_free f;
+    static uint8_t req[HMAF_MBOX_REQ_LONG_MAX];
+    uint8_t resp[HMAF_MBOX_RESP_MAX];
+    uint16_t len, resp_len = 0;
+    int ret;
+
+    f.cached = 0;
+    f.count = count;
+    memcpy(f.addr, addr, count * sizeof(addr[0]));
+    len = (uint16_t)hmaf__req_free_encode(&f, req);
+    ret = raw_call(raw, HMAF_OP_FREE, req, len, len, resp, &resp_len);
+    *bad_out = UINT16_MAX;
+    if (ret == 0) {
+        CHECK_EQ(hmaf__resp_free_decode(resp, resp_len, bad_out), 0);
+    }
+    return ret;
+}
+
+/* A long FREE (written at the answer's payload) with its count and
+ * length disagreeing: `count` in the message, `len` bytes claimed. */
+static int raw_free_lying(struct raw *raw, uint16_t count, uint16_t len)
+{
+    static uint8_t req[HMAF_MBOX_REQ_LONG_MAX + 16];
+    uint8_t resp[HMAF_MBOX_RESP_MAX];
+    uint16_t resp_len;
+
+    memset(req, 0, sizeof(req));
+    memcpy(req + 8, &count, 2); /* little-endian host assumed */
+    for (size_t at = 10; at + 8 <= sizeof(req); at += 8) {
+        uint64_t a = sh->heap_base + 16 * at;
+        memcpy(req + at, &a, 8);
+    }
+    return raw_call(raw, HMAF_OP_FREE, req, len, len, resp, &resp_len);
+}
+
+/* Long FREEs from a lying dpu side: 221 addresses of garbage, one live
+ * block named 221 times, the allocator's own bookkeeping, counts that
+ * disagree with the length. Only live blocks' starts are freed, once;
+ * the heap stays whole. */
+static void test_long_lies(struct target *t, hmaf_session_t *s)
+{
+    uint64_t addr[HMAF_FREE_BATCH_MAX];
+    uint64_t rnd = 88172645463325252ull, keep;
+    hmaf_heap_stats_t before, after;
+    uint16_t bad;
+    struct raw raw;
+
+    raw_init(&raw, t->pid, s);
+    CHECK_ERR(hmaf_session_heap_flush(s), 0);
+    before = host_stats(t);
+    for (int i = 0; i < HMAF_FREE_BATCH_MAX; i++) {
+        rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
+        /* Half inside the heap (mostly free pages or mid-block), half
+         * anywhere. */
+        addr[i] = i % 2 ? rnd : sh->heap_base + rnd % HEAP_LEN;
+    }
+    CHECK_ERR(raw_free(&raw, addr, HMAF_FREE_BATCH_MAX, &bad), 0);
+    CHECK_EQ(bad, HMAF_FREE_BATCH_MAX);
+
+    CHECK_ERR(hmaf_session_alloc(s, 200, &keep), 0);
+    for (int i = 0; i < HMAF_FREE_BATCH_MAX; i++) {
+        addr[i] = keep;
+    }
+    CHECK_ERR(raw_free(&raw, addr, HMAF_FREE_BATCH_MAX, &bad), 0);
+    CHECK_EQ(bad, HMAF_FREE_BATCH_MAX - 1); /* freed once */
+
+    CHECK_EQ(target_command(t, 'm'), 1);
+    CHECK_ERR(raw_free(&raw, sh->addr, 16, &bad), 0);
+    CHECK_EQ(bad, 16);
+
+    CHECK_ERR(raw_free_lying(&raw, 221, 10 + 8 * 220), HMAF_EPROTO);
+    CHECK_ERR(raw_free_lying(&raw, 220, 10 + 8 * 221), HMAF_EPROTO);
+    CHECK_ERR(raw_free_lying(&raw, 0, 10 + 8 * 221), HMAF_EPROTO);
+    CHECK_ERR(raw_free_lying(&raw, 222, 10 + 8 * 221), HMAF_EPROTO);
+    CHECK_ERR(raw_free_lying(&raw, UINT16_MAX, 10 + 8 * 221), HMAF_EPROTO);
+    CHECK_ERR(raw_free_lying(&raw, 40, 10 + 8 * 40 + 3), HMAF_EPROTO);
+    CHECK_ERR(raw_free_lying(&raw, 222, 10 + 8 * 222), HMAF_EPROTO);
+    CHECK_EQ(target_command(t, 'k'), 1);
+    after = host_stats(t);
+    CHECK_EQ(after.frees, before.frees + 1);
+    CHECK_EQ(after.bad_frees,
+             before.bad_frees + 2 * HMAF_FREE_BATCH_MAX - 1 + 16);
+    CHECK_ERR(hmaf_session_heap_flush(s), 0);
+    CHECK_ERR(hmaf_session_ping(s), 0);
+}
+
 struct worker {
     hmaf_session_t *s;
     unsigned seed;
@@ -506,16 +607,337 @@ static void test_no_heap(void)
     CHECK_EQ(target_stop(&t), 0);
 }
 
-int main(void)
+/* The heap back where it started, once the agent has served what a
+ * destroyed session posted on its way out (10 s at most). */
+static hmaf_heap_stats_t wait_in_use(struct target *t, uint64_t in_use)
+{
+    hmaf_heap_stats_t st = host_stats(t);
+
+    for (int i = 0; i < 1000 && st.bytes_in_use != in_use; i++) {
+        usleep(10000);
+        st = host_stats(t);
+    }
+    return st;
+}
+
+/* A session with blocks cached in several classes and frees pending. */
+static hmaf_session_t *busy_session(struct target *t, int rpc_timeout_ms)
+{
+    hmaf_session_params_t p;
+    hmaf_session_t *s;
+    uint64_t addr[64];
+
+    target_session_params(t, &p);
+    p.rpc_timeout_ms = rpc_timeout_ms;
+    s = target_connect_params(&p);
+    for (int i = 0; i < 64; i++) {
+        CHECK_ERR(hmaf_session_alloc(s, 16 + (uint64_t)(i % 8) * 300,
+                                     &addr[i]), 0);
+    }
+    for (int i = 0; i < 64; i++) {
+        CHECK_ERR(hmaf_session_free(s, addr[i]), 0);
+    }
+    return s;
+}
+
+/* A watchdog far below the sessions' rpc_timeout_ms: a destroy that
+ * waited for the stopped host's answer would be killed by it. */
+enum { STOPPED_RPC_TIMEOUT_MS = 60000, STOPPED_WATCHDOG_S = 20 };
+
+/* The heap back where it started, nothing counted lost. */
+static void check_given_back(struct target *t, const hmaf_heap_stats_t *start)
+{
+    hmaf_heap_stats_t st = wait_in_use(t, start->bytes_in_use);
+
+    CHECK_EQ(st.bytes_in_use, start->bytes_in_use);
+    CHECK_EQ(st.bytes_lost, start->bytes_lost);
+    CHECK_EQ(target_command(t, 'k'), 1);
+}
+
+static void destroy_stopped(struct target *t, hmaf_session_t *s)
+{
+    alarm(STOPPED_WATCHDOG_S);
+    hmaf_session_destroy(s);
+    alarm(0);
+    CHECK_EQ(kill(t->pid, SIGCONT), 0);
+}
+
+/* hmaf_session_destroy() never waits on the host (session.h), yet gives
+ * its cached blocks and pending frees back: to a live host that is
+ * asleep (so it sees the farewell together with the last FREEs), to a
+ * stopped one, and while its watch thread waits for a stopped host's
+ * answer to an idle give-back. Every time the heap is back where it
+ * started once the host runs, and nothing is counted lost. */
+static void test_destroy(void)
+{
+    /* Watch turns of a second: no idle give-back before destroy. */
+    struct target_options opts = {
+        .setup = setup, .command = command, .revoke_wait_ms = 4000};
+    struct target t;
+    hmaf_heap_stats_t start;
+    hmaf_session_t *s;
+
+    target_start(&t, &opts);
+    start = host_stats(&t);
+    s = busy_session(&t, 5000);
+    /* The agent's loop goes to sleep after 200 us without a request. */
+    nanosleep(&(struct timespec){0, 50000000}, NULL);
+    hmaf_session_destroy(s);
+    check_given_back(&t, &start);
+
+    s = busy_session(&t, STOPPED_RPC_TIMEOUT_MS);
+    CHECK_EQ(kill(t.pid, SIGSTOP), 0);
+    destroy_stopped(&t, s);
+    check_given_back(&t, &start);
+    CHECK_EQ(target_stop(&t), 0);
+
+    opts.revoke_wait_ms = 0; /* turns of 250 ms */
+    target_start(&t, &opts);
+    s = busy_session(&t, STOPPED_RPC_TIMEOUT_MS);
+    CHECK_EQ(kill(t.pid, SIGSTOP), 0);
+    /* Two watch turns: the idle give-back is sent and waits for an
+     * answer that cannot come. */
+    nanosleep(&(struct timespec){0, 700000000}, NULL);
+    destroy_stopped(&t, s);
+    check_given_back(&t, &start);
+    CHECK_EQ(target_stop(&t), 0);
+}
+
+/* ---- a hostile reviewer's cases (test_alloc hostile) ---- */
+
+#define MANY_THREADS 128
+#define KILL_ROUNDS 4
+
+struct hostile {
+    hmaf_session_t *s;
+    unsigned seed;
+    unsigned ops;
+    _Atomic int *stop;
+    int last_error; /* the error that ended the loop, 0: none */
+    uint64_t taken; /* quota race: bytes it holds at the end */
+    uint64_t addr[QUOTA / 8192 + 1]; /* one thread may take them all */
+};
+
+static uint64_t xorshift(uint64_t *r)
+{
+    *r ^= *r << 13, *r ^= *r >> 7, *r ^= *r << 17;
+    return *r;
+}
+
+/* Allocate and free at random, holding at most two blocks; small ones
+ * mostly, now and then a large one. HMAF_ENOSPC (all threads' blocks
+ * against one quota) is an answer, not a failure. */
+static void *churn_main(void *arg)
+{
+    struct hostile *w = arg;
+    uint64_t rnd = w->seed * 2654435761u + 7, held[2] = {0, 0};
+
+    for (unsigned i = 0; i < w->ops && !atomic_load(w->stop); i++) {
+        uint64_t r = xorshift(&rnd);
+        uint64_t *b = &held[r % 2];
+        int ret;
+        if (*b != 0) {
+            ret = hmaf_session_free(w->s, *b);
+            *b = 0;
+        } else {
+            uint64_t size = r >> 59 == 0 ? 40000 : 1 + (r >> 20) % 4000;
+            ret = hmaf_session_alloc(w->s, size, b);
+            ret = ret == HMAF_ENOSPC ? 0 : ret;
+        }
+        if (ret < 0) {
+            w->last_error = ret;
+            break;
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        if (held[k] != 0 && w->last_error == 0) {
+            CHECK_ERR(hmaf_session_free(w->s, held[k]), 0);
+        }
+    }
+    return NULL;
+}
+
+static void run_threads(struct hostile *w, unsigned n,
+                        void *(*fn)(void *))
+{
+    pthread_t th[MANY_THREADS];
+
+    for (unsigned i = 0; i < n; i++) {
+        CHECK_EQ(pthread_create(&th[i], NULL, fn, &w[i]), 0);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        pthread_join(th[i], NULL);
+    }
+}
+
+/* 128 threads on one session, at once. */
+static void test_many_threads(struct target *t,
+                              const hmaf_heap_stats_t *start)
+{
+    static struct hostile w[MANY_THREADS];
+    static _Atomic int stop;
+    hmaf_session_t *s = target_connect(t);
+
+    for (unsigned i = 0; i < MANY_THREADS; i++) {
+        w[i] = (struct hostile){.s = s, .seed = i + 1, .ops = 100,
+                                .stop = &stop};
+    }
+    run_threads(w, MANY_THREADS, churn_main);
+    for (unsigned i = 0; i < MANY_THREADS; i++) {
+        CHECK_ERR(w[i].last_error, 0);
+    }
+    CHECK_ERR(hmaf_session_heap_flush(s), 0);
+    CHECK_EQ(target_command(t, 'k'), 1);
+    CHECK_EQ(host_stats(t).bytes_in_use, start->bytes_in_use);
+    hmaf_session_destroy(s);
+}
+
+/* Dpu processes SIGKILLed while their threads allocate and free: the
+ * agent stays whole and serves the next session. */
+static void test_killed_mid_call(struct target *t)
+{
+    hmaf_heap_stats_t before = host_stats(t), after;
+    uint64_t addr;
+
+    for (int round = 0; round < KILL_ROUNDS; round++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            static struct hostile w[8];
+            static _Atomic int stop;
+            hmaf_session_t *s = target_connect(t);
+            for (unsigned i = 0; i < 8; i++) {
+                w[i] = (struct hostile){.s = s, .seed = i + 1,
+                                        .ops = UINT32_MAX, .stop = &stop};
+            }
+            run_threads(w, 8, churn_main);
+            _exit(1); /* not reached: killed first */
+        }
+        CHECK(pid > 0);
+        nanosleep(&(struct timespec){0, 30000000 + round * 20000000}, NULL);
+        CHECK_EQ(kill(pid, SIGKILL), 0);
+        CHECK_EQ(waitpid(pid, NULL, 0), pid);
+    }
+    for (int i = 0; i < 1000 && target_command(t, 's') != 0; i++) {
+        usleep(10000);
+    }
+    CHECK_EQ(target_command(t, 's'), 0);
+    CHECK_EQ(target_command(t, 'k'), 1);
+    after = host_stats(t);
+    CHECK(after.bytes_lost - before.bytes_lost <= KILL_ROUNDS * LOST_BOUND);
+    {
+        hmaf_session_t *s = target_connect(t);
+        CHECK_ERR(hmaf_session_alloc(s, 100, &addr), 0);
+        CHECK_ERR(hmaf_session_free(s, addr), 0);
+        hmaf_session_destroy(s);
+    }
+}
+
+/* Take 8 KiB blocks until the quota says no. */
+static void *quota_main(void *arg)
+{
+    struct hostile *w = arg;
+    unsigned n = 0;
+    int ret;
+
+    while (n < QUOTA / 8192 + 1 &&
+           (ret = hmaf_session_alloc(w->s, 8192, &w->addr[n])) == 0) {
+        n++;
+    }
+    CHECK(n <= QUOTA / 8192);
+    CHECK_ERR(ret, HMAF_ENOSPC);
+    w->ops = n;
+    w->taken = (uint64_t)n * 8192;
+    return NULL;
+}
+
+/* Two sessions race for their quotas, four threads each: neither takes
+ * more than its own, whatever the other does. */
+static void test_quota_race(struct target *t, const hmaf_heap_stats_t *start)
+{
+    static struct hostile w[8];
+    hmaf_session_t *s[2] = {target_connect(t), target_connect(t)};
+    uint64_t taken[2] = {0, 0};
+
+    for (unsigned i = 0; i < 8; i++) {
+        w[i] = (struct hostile){.s = s[i % 2]};
+    }
+    run_threads(w, 8, quota_main);
+    for (unsigned i = 0; i < 8; i++) {
+        taken[i % 2] += w[i].taken;
+    }
+    for (int k = 0; k < 2; k++) {
+        CHECK(taken[k] <= QUOTA);
+        CHECK(taken[k] > QUOTA / 2);
+    }
+    for (unsigned i = 0; i < 8; i++) {
+        for (unsigned j = 0; j < w[i].ops; j++) {
+            CHECK_ERR(hmaf_session_free(w[i].s, w[i].addr[j]), 0);
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        CHECK_ERR(hmaf_session_heap_flush(s[k]), 0);
+        hmaf_session_destroy(s[k]);
+    }
+    CHECK_EQ(target_command(t, 'k'), 1);
+    CHECK_EQ(wait_in_use(t, start->bytes_in_use).bytes_in_use,
+             start->bytes_in_use);
+}
+
+/* hmaf_agent_destroy while dpu threads allocate: every call ends with a
+ * transport error, none hangs. */
+static void test_agent_destroy(void)
+{
+    static struct hostile w[8];
+    static _Atomic int stop;
+    struct target t;
+    struct target_options opts = {.setup = setup, .command = command};
+    hmaf_session_params_t p;
+    pthread_t th[8];
+    hmaf_session_t *s;
+
+    target_start(&t, &opts);
+    target_session_params(&t, &p);
+    p.rpc_timeout_ms = 60000; /* a hang would outlast the watchdog */
+    s = target_connect_params(&p);
+    for (unsigned i = 0; i < 8; i++) {
+        w[i] = (struct hostile){.s = s, .seed = i + 1, .ops = UINT32_MAX,
+                                .stop = &stop};
+        CHECK_EQ(pthread_create(&th[i], NULL, churn_main, &w[i]), 0);
+    }
+    nanosleep(&(struct timespec){0, 50000000}, NULL);
+    alarm(STOPPED_WATCHDOG_S);
+    CHECK_EQ(target_command(&t, 'X'), 1);
+    for (unsigned i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_ERR(w[i].last_error, HMAF_ECONNRESET);
+    }
+    hmaf_session_destroy(s);
+    alarm(0);
+    target_kill(&t);
+}
+
+static void test_hostile(void)
+{
+    struct target t;
+    struct target_options opts = {.setup = setup, .command = command};
+    hmaf_heap_stats_t start;
+
+    target_start(&t, &opts);
+    start = host_stats(&t);
+    test_many_threads(&t, &start);
+    test_quota_race(&t, &start);
+    test_killed_mid_call(&t);
+    CHECK_EQ(target_stop(&t), 0);
+    test_agent_destroy();
+}
+
+static void test_main(void)
 {
     struct target t;
     struct target_options opts = {.setup = setup, .command = command};
     hmaf_heap_stats_t start, end;
     hmaf_session_t *s;
 
-    sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
-              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    CHECK(sh != MAP_FAILED);
     target_start(&t, &opts);
     s = target_connect(&t);
     start = host_stats(&t);
@@ -528,6 +950,7 @@ int main(void)
     test_full(&t, s);
     test_bad_frees(&t, s);
     test_lies(&t, s);
+    test_long_lies(&t, s);
     test_threads(&t, s);
     end = host_stats(&t);
     CHECK_EQ(end.bytes_in_use, start.bytes_in_use);
@@ -539,6 +962,23 @@ int main(void)
     CHECK_EQ(target_command(&t, 'k'), 1);
     CHECK_EQ(target_stop(&t), 0);
     test_no_heap();
+}
+
+int main(int argc, char **argv)
+{
+    sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
+              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(sh != MAP_FAILED);
+    if (argc == 1) {
+        test_main();
+    } else if (argc == 2 && strcmp(argv[1], "destroy") == 0) {
+        test_destroy();
+    } else if (argc == 2 && strcmp(argv[1], "hostile") == 0) {
+        test_hostile();
+    } else {
+        fprintf(stderr, "usage: test_alloc [destroy|hostile]\n");
+        return 2;
+    }
     printf("ok\n");
     return 0;
 }

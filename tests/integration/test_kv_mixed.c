@@ -4,15 +4,19 @@
  *   and readers of either port never see the counter go back;
  * - a SET answered on one port is seen by a GET sent afterwards on the
  *   other, and so is a DEL;
+ * - writes pipelined in one burst, batched in one turn, take effect in
+ *   order where they share a key or a bucket;
  * - malformed RESP and clients vanishing mid-command harm no one else;
  * - after DEL of every key, once both sides are idle, the host's heap is
- *   back to its size before the workload.
+ *   back to its size before the workload;
+ * - SIGTERM ends each server with exit status 0.
  *   test_kv_mixed HMAF-KV-HOST HMAF-KV-DPU
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +34,6 @@
 #define ROUNDS       3
 
 static int ports[2]; /* host, dpu */
-static int dpu_writes = 1;
 static pid_t pids[2];
 
 /* ---- a small blocking RESP client -------------------------------- */
@@ -146,8 +149,10 @@ static int start(const char *bin, const char *sock, pid_t *pid_out)
     if (*pid_out == 0) {
         dup2(pipefd[1], 1);
         close(pipefd[0]);
+        /* few buckets: many keys per block, and writes of one turn that
+         * share a bucket */
         execl(bin, bin, "--address", sock, "--port", "0", "--token", "mixed",
-              (char *)NULL);
+              "--buckets", "16", (char *)NULL);
         _exit(127);
     }
     close(pipefd[1]);
@@ -160,7 +165,8 @@ static int start(const char *bin, const char *sock, pid_t *pid_out)
     exit(1);
 }
 
-static void stop_servers(void)
+/* On a failed check: whatever state they are in. */
+static void kill_servers(void)
 {
     for (int i = 1; i >= 0; i--) {
         if (pids[i] > 0) {
@@ -168,6 +174,25 @@ static void stop_servers(void)
             waitpid(pids[i], NULL, 0);
         }
     }
+}
+
+/* At the end: each server closes its clients, frees everything and exits
+ * 0 on SIGTERM (under ASan, a leak makes the exit status non-zero). The
+ * dpu side first, so it can hand back what it holds. */
+static void stop_servers(void)
+{
+    for (int i = 1; i >= 0; i--) {
+        int status;
+        CHECK(kill(pids[i], SIGTERM) == 0);
+        CHECK(waitpid(pids[i], &status, 0) == pids[i]);
+        pids[i] = 0;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "%s server: status 0x%x, want exit 0\n",
+                    i ? "dpu" : "host", status);
+            exit(1);
+        }
+    }
+    printf("stop: both servers exited 0 on SIGTERM\n");
 }
 
 /* ---- INCRs and monotonic reads ------------------------------------ */
@@ -193,7 +218,7 @@ static void *incr_client(void *arg)
     return NULL;
 }
 
-static volatile int incr_done;
+static atomic_int incr_done;
 
 static void *monotonic_reader(void *arg)
 {
@@ -230,7 +255,7 @@ static void incrs(void)
 
     for (int p = 0; p < 2; p++) {
         CHECK(pthread_create(&readers[p], NULL, monotonic_reader, &ports[p]) == 0);
-        for (int k = 0; k < INCR_CLIENTS && (p == 0 || dpu_writes); k++) {
+        for (int k = 0; k < INCR_CLIENTS; k++) {
             CHECK(pthread_create(&writers[nw++], NULL, incr_client, &ports[p]) == 0);
         }
     }
@@ -251,6 +276,81 @@ static void incrs(void)
     printf("incr: %d clients x %d, none lost\n", nw, INCRS);
 }
 
+/* ---- one turn's writes, in order ------------------------------------ */
+
+/* Sent as one burst, so the server takes them in one turn and batches
+ * them: writes of one key (and of keys sharing a bucket: 16 buckets for
+ * 40 keys) must take effect in order. */
+static void pipelined_turn(int port)
+{
+    static const char *const want[] = {
+        "+OK", "+OK", ":3", ":8", ":1", ":1", "+OK", "-ERR", "+OK", ":8",
+        "$8", ":2", ":0"};
+    char burst[8192], out[256];
+    size_t len = 0;
+    struct conn c;
+
+#define ADD(...) (len += (size_t)snprintf(burst + len, sizeof(burst) - len, __VA_ARGS__))
+#define CMD2(a, b) ADD("*2\r\n$%zu\r\n%s\r\n$%zu\r\n%s\r\n", strlen(a), a, strlen(b), b)
+#define CMD3(a, b, v) ADD("*3\r\n$%zu\r\n%s\r\n$%zu\r\n%s\r\n$%zu\r\n%s\r\n", \
+                          strlen(a), a, strlen(b), b, strlen(v), v)
+    CMD3("SET", "turn:a", "1");
+    CMD3("SET", "turn:a", "2");
+    CMD2("INCR", "turn:a");
+    CMD3("INCRBY", "turn:a", "5");
+    CMD2("DEL", "turn:a");
+    CMD2("INCR", "turn:a");
+    CMD3("SET", "turn:b", "x");
+    CMD2("INCR", "turn:b");
+    ADD("*5\r\n$4\r\nMSET\r\n$6\r\nturn:a\r\n$1\r\n7\r\n$6\r\nturn:b\r\n$1\r\n8\r\n");
+    CMD2("INCR", "turn:a");
+    CMD2("GET", "turn:a");
+    ADD("*3\r\n$3\r\nDEL\r\n$6\r\nturn:a\r\n$6\r\nturn:b\r\n");
+    CMD2("DEL", "turn:a");
+    /* and 40 keys of 16 buckets, each set, incremented and deleted */
+    for (int i = 0; i < 40; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "turn:%d", i);
+        CMD3("SET", key, "41");
+        CMD2("INCR", key);
+        CMD2("INCR", key);
+        CMD2("DEL", key);
+    }
+#undef CMD3
+#undef CMD2
+#undef ADD
+    CHECK(len < sizeof(burst));
+    conn_open(&c, port);
+    conn_send(&c, burst, len);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        char t = conn_reply(&c, out, sizeof(out));
+        char got[300];
+        snprintf(got, sizeof(got), "%c%s", t == 'n' ? '$' : t, out);
+        if (strncmp(got, want[i], strlen(want[i])) != 0) {
+            fprintf(stderr, "port %d, reply %zu: '%s', want '%s'\n", port, i,
+                    got, want[i]);
+            exit(1);
+        }
+    }
+    for (int i = 0; i < 40; i++) {
+        CHECK(conn_reply(&c, out, sizeof(out)) == '+');
+        CHECK(conn_reply(&c, out, sizeof(out)) == ':');
+        CHECK_EQ(atoll(out), 42);
+        CHECK(conn_reply(&c, out, sizeof(out)) == ':');
+        CHECK_EQ(atoll(out), 43);
+        CHECK(conn_reply(&c, out, sizeof(out)) == ':');
+        CHECK_EQ(atoll(out), 1);
+    }
+    close(c.fd);
+}
+
+static void pipelined_turns(void)
+{
+    pipelined_turn(ports[0]);
+    pipelined_turn(ports[1]);
+    printf("turns: pipelined writes of one key and one bucket in order\n");
+}
+
 /* ---- visibility across ports --------------------------------------- */
 
 static void visibility(void)
@@ -259,7 +359,7 @@ static void visibility(void)
     char key[32], value[64], out[128];
 
     for (int round = 0; round < ROUNDS; round++) {
-        int from = dpu_writes ? round % 2 : 0;
+        int from = round % 2;
         conn_open(&w, ports[from]);
         conn_open(&r, ports[!from]);
         for (int i = 0; i < KEYS; i++) {
@@ -388,19 +488,16 @@ int main(int argc, char **argv)
     snprintf(sock, sizeof(sock), "unix:/tmp/kv-mixed-%d.sock", (int)getpid());
     ports[0] = start(argv[1], sock, &pids[0]);
     ports[1] = start(argv[2], sock, &pids[1]);
-    atexit(stop_servers);
+    atexit(kill_servers);
     heap_start = info_field(ports[0], "heap_bytes_in_use");
 
     conn_open(&c, ports[1]);
     conn_cmd(&c, 3, probe);
-    if (conn_reply(&c, out, sizeof(out)) == '-') {
-        printf("NOTE: the dpu port serves reads only in this build (%s)\n", out);
-        dpu_writes = 0;
-    } else {
-        CHECK_EQ(call_int(&c, 2, del), 1);
-    }
+    CHECK(conn_reply(&c, out, sizeof(out)) == '+');
+    CHECK_EQ(call_int(&c, 2, del), 1);
     close(c.fd);
 
+    pipelined_turns();
     incrs();
     visibility();
     abuse();
@@ -408,5 +505,6 @@ int main(int argc, char **argv)
     for (int i = 0; i < 2; i++) {
         CHECK(waitpid(pids[i], NULL, WNOHANG) == 0); /* both still serve */
     }
+    stop_servers();
     return 0;
 }

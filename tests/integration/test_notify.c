@@ -5,12 +5,20 @@
  *   fd             no callback: the queue coalesces per session and tag,
  *                  the notify fd says so, a drain takes exactly the count
  *   ring           one session, all sessions, a waiter asleep, a dead one
+ *   ring-race      rings at random intervals (bursts, spins, sleeps) and
+ *                  revocations between them, two waiters take them: every
+ *                  ring is counted once, none is lost
  *   flood          a session's distinct tags are bounded (HMAF_ENOSPC)
+ *   hostile        128 threads notify at once; a callback that rings back
+ *                  and takes from the queue; rings to every session while
+ *                  sessions come and go; the agent destroyed while a slow
+ *                  callback runs and notifications wait
  *   malformed      NOTIFY requests written raw: errors, the agent lives
  * The host's findings come back through memory shared with the child. */
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -31,6 +39,7 @@ struct shared {
     int fd_readable, fd_after; /* around a drain */
     uint64_t drained_count, drained_entries;
     uint32_t drained_tags[SESSIONS * THREADS];
+    hmaf_agent_stats_t stats; /* command 's' */
 };
 
 static struct shared *sh;
@@ -81,12 +90,76 @@ static int host_setup(hmaf_agent_t *agent, void *arg)
     return arg != NULL ? hmaf_agent_on_notify(agent, on_notify, NULL) : 0;
 }
 
+/* A revocation: every session's watch thread is nudged and confirms. */
+static int expose_revoke(hmaf_agent_t *agent)
+{
+    static char page[4096] __attribute__((aligned(4096)));
+
+    CHECK_OK(hmaf_agent_expose(agent, page, sizeof(page), HMAF_ACCESS_READ));
+    CHECK_OK(hmaf_agent_revoke(agent, page, sizeof(page)));
+    return 1;
+}
+
+/* Rings the sender back with its value, and looks at the queue. */
+static void on_notify_echo(void *arg, const hmaf_notification_t *n)
+{
+    hmaf_agent_t *agent = arg;
+    hmaf_notification_t out[4];
+    size_t k;
+
+    CHECK_OK(hmaf_agent_ring(agent, n->session_id, n->value));
+    CHECK_OK(hmaf_agent_notifications(agent, out, 4, &k));
+    CHECK_EQ(k, 0); /* a callback is set: nothing waits in the queue */
+    atomic_fetch_add(&sh->cb_count, n->count);
+}
+
+static void on_notify_slow(void *arg, const hmaf_notification_t *n)
+{
+    (void)arg;
+    atomic_fetch_add(&sh->cb_count, n->count);
+    usleep(10000);
+}
+
+static _Atomic int ringer_stop;
+
+/* The host's application thread ringing every session. */
+static void *ring_all(void *arg)
+{
+    while (!atomic_load(&ringer_stop)) {
+        CHECK_OK(hmaf_agent_ring(arg, 0, 1));
+    }
+    return NULL;
+}
+
+static int ringer(hmaf_agent_t *agent, int on)
+{
+    static pthread_t th;
+
+    if (on) {
+        atomic_store(&ringer_stop, 0);
+        return pthread_create(&th, NULL, ring_all, agent) == 0;
+    }
+    atomic_store(&ringer_stop, 1);
+    return pthread_join(th, NULL) == 0;
+}
+
 static int host_command(hmaf_agent_t *agent, int cmd, void *arg)
 {
     hmaf_agent_stats_t st;
 
     (void)arg;
     switch (cmd) {
+    case 'v':
+        return expose_revoke(agent);
+    case 's':
+        return hmaf_agent_stats(agent, &sh->stats) == 0;
+    case 'e':
+        return hmaf_agent_on_notify(agent, on_notify_echo, agent) == 0;
+    case 'w':
+        return hmaf_agent_on_notify(agent, on_notify_slow, NULL) == 0;
+    case 'A':
+    case 'a':
+        return ringer(agent, cmd == 'A');
     case 'r':
         sh->ring_ret = hmaf_agent_ring(agent, sh->ring_session,
                                        sh->ring_value);
@@ -334,6 +407,86 @@ static void case_ring(void)
     CHECK_EQ(target_stop(&t), 0);
 }
 
+struct taker {
+    hmaf_session_t *s;
+    _Atomic uint64_t *taken;
+    _Atomic int *stop;
+};
+
+static void *take_rings(void *arg)
+{
+    struct taker *x = arg;
+    uint64_t c, v;
+
+    while (!atomic_load(x->stop)) {
+        int ret = hmaf_session_ring_wait(x->s, 50, &c, &v);
+        if (ret == HMAF_ETIMEDOUT) {
+            continue;
+        }
+        CHECK_OK(ret);
+        CHECK(c >= 1 && v >= 1);
+        atomic_fetch_add(x->taken, c);
+    }
+    return NULL;
+}
+
+/* Most gaps are past the waiters' spin, so they sleep; some are within
+ * it, some none (bursts that coalesce). */
+static unsigned random_gap_us(void)
+{
+    switch (rand() % 4) {
+    case 0:
+        return 0;
+    case 1:
+        return (unsigned)(rand() % 30);
+    default:
+        return 100u + (unsigned)(rand() % 900);
+    }
+}
+
+static void case_ring_race(void)
+{
+    struct target t;
+    hmaf_session_t *s;
+    _Atomic uint64_t taken = 0;
+    _Atomic int stop = 0;
+    struct taker x;
+    pthread_t th[2];
+    const uint64_t rings = 1500;
+    uint64_t id;
+
+    srand((unsigned)getpid());
+    start(&t, 0, 1);
+    s = target_connect(&t);
+    CHECK_OK(hmaf_session_id(s, &id));
+    x = (struct taker){s, &taken, &stop};
+    for (int i = 0; i < 2; i++) {
+        CHECK(pthread_create(&th[i], NULL, take_rings, &x) == 0);
+    }
+    for (uint64_t i = 1; i <= rings; i++) {
+        usleep(random_gap_us());
+        ring(&t, id, i);
+        CHECK_OK(sh->ring_ret);
+        if (i % 100 == 0) {
+            CHECK_EQ(target_command(&t, 'v'), 1);
+        }
+    }
+    for (int i = 0; i < 10000 && atomic_load(&taken) < rings; i++) {
+        usleep(1000);
+    }
+    atomic_store(&stop, 1);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+    }
+    CHECK_EQ(atomic_load(&taken), rings);
+    CHECK_ERR(hmaf_session_ring_wait(s, 0, NULL, NULL), HMAF_ETIMEDOUT);
+    CHECK_EQ(target_command(&t, 's'), 1);
+    CHECK_EQ(sh->stats.rings, rings);
+    printf("ring-race: %llu rings taken\n", (unsigned long long)rings);
+    hmaf_session_destroy(s);
+    CHECK_EQ(target_stop(&t), 0);
+}
+
 static void case_flood(void)
 {
     struct target t;
@@ -352,6 +505,10 @@ static void case_flood(void)
         CHECK_OK(hmaf_session_notify(s, 5, 0)); /* coalesces */
     }
     CHECK_OK(hmaf_session_notify(other, 9999, 1)); /* its own bound */
+    CHECK_EQ(target_command(&t, 's'), 1);
+    CHECK_EQ(sh->stats.notifications, HMAF_NOTIFY_TAGS_MAX + 1000 + 1);
+    CHECK_EQ(sh->stats.notifications_coalesced, 1000);
+    CHECK_EQ(sh->stats.notifications_refused, 1000);
     CHECK_EQ(target_command(&t, 'd'), 1);
     CHECK_EQ(sh->drained_entries, HMAF_NOTIFY_TAGS_MAX + 1);
     CHECK_EQ(sh->drained_count, HMAF_NOTIFY_TAGS_MAX + 1000 + 1);
@@ -359,6 +516,104 @@ static void case_flood(void)
     hmaf_session_destroy(other);
     hmaf_session_destroy(s);
     CHECK_EQ(target_stop(&t), 0);
+}
+
+#define FLOODERS 128
+
+static void *notify_twenty(void *arg)
+{
+    struct sender *x = arg;
+
+    for (int i = 0; i < 20; i++) {
+        CHECK_OK(hmaf_session_notify(x->s, x->tag, (uint64_t)i));
+    }
+    return NULL;
+}
+
+/* 128 threads on one session, 8 tags: every notification counted. */
+static void flood_from_threads(struct target *t)
+{
+    hmaf_session_t *s = target_connect(t);
+    static pthread_t th[FLOODERS];
+    static struct sender x[FLOODERS];
+
+    atomic_store(&sh->cb_count, 0);
+    for (int i = 0; i < FLOODERS; i++) {
+        x[i] = (struct sender){s, (uint32_t)(i % 8), 20};
+        CHECK(pthread_create(&th[i], NULL, notify_twenty, &x[i]) == 0);
+    }
+    for (int i = 0; i < FLOODERS; i++) {
+        pthread_join(th[i], NULL);
+    }
+    await_cb_count(FLOODERS * 20);
+    hmaf_session_destroy(s);
+}
+
+/* The callback rings the sender back from the agent's thread. */
+static void echo_rings(struct target *t)
+{
+    hmaf_session_t *s = target_connect(t);
+
+    CHECK_EQ(target_command(t, 'e'), 1);
+    for (uint64_t i = 1; i <= 200; i++) {
+        CHECK_OK(hmaf_session_notify(s, 1, i));
+        expect_ring(s, 5000, 1, i);
+    }
+    hmaf_session_destroy(s);
+}
+
+/* Rings to every session while sessions open and close. */
+static void ring_churn(struct target *t)
+{
+    CHECK_EQ(target_command(t, 'A'), 1);
+    for (int i = 0; i < 20; i++) {
+        hmaf_session_t *s = target_connect(t);
+        (void)hmaf_session_ring_wait(s, i % 2, NULL, NULL);
+        hmaf_session_destroy(s);
+    }
+    CHECK_EQ(target_command(t, 'a'), 1);
+}
+
+static void *notify_ignoring(void *arg)
+{
+    struct sender *x = arg;
+
+    for (int i = 0; i < x->n; i++) {
+        (void)hmaf_session_notify(x->s, x->tag, 1); /* the host goes */
+    }
+    return NULL;
+}
+
+/* The agent destroyed while its slow callback runs, entries waiting. */
+static void destroy_while_delivering(struct target *t)
+{
+    hmaf_session_t *s = target_connect(t);
+    pthread_t th[4];
+    struct sender x[4];
+
+    CHECK_EQ(target_command(t, 'w'), 1);
+    for (int i = 0; i < 4; i++) {
+        x[i] = (struct sender){s, (uint32_t)i, 50};
+        CHECK(pthread_create(&th[i], NULL, notify_ignoring, &x[i]) == 0);
+    }
+    usleep(30000);
+    CHECK_EQ(target_stop(t), 0); /* clean exit, leak checkers included */
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+    }
+    CHECK_ERR(hmaf_session_notify(s, 9, 9), HMAF_ECONNRESET);
+    hmaf_session_destroy(s);
+}
+
+static void case_hostile(void)
+{
+    struct target t;
+
+    start(&t, 1, 1);
+    flood_from_threads(&t);
+    echo_rings(&t);
+    ring_churn(&t);
+    destroy_while_delivering(&t);
 }
 
 static void case_malformed(void)
@@ -404,13 +659,17 @@ int main(int argc, char **argv)
         case_fd();
     } else if (strcmp(c, "ring") == 0) {
         case_ring();
+    } else if (strcmp(c, "ring-race") == 0) {
+        case_ring_race();
     } else if (strcmp(c, "flood") == 0) {
         case_flood();
+    } else if (strcmp(c, "hostile") == 0) {
+        case_hostile();
     } else if (strcmp(c, "malformed") == 0) {
         case_malformed();
     } else {
         fprintf(stderr, "usage: test_notify callback|callback-poll|fd|ring|"
-                        "flood|malformed\n");
+                        "ring-race|flood|hostile|malformed\n");
         return 2;
     }
     return 0;

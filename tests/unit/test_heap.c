@@ -236,6 +236,70 @@ static void test_partial_batch(void)
     hmaf__heap_destroy(h);
 }
 
+/* Others free blocks a session still caches (a misuse the host cannot
+ * see, or simply blocks it handed out since its last request): what it
+ * caches is part of what it holds, so the host's count of its cache
+ * shrinks with them, and none is counted lost when it goes. */
+static void test_cached_freed_by_others(void)
+{
+    uint64_t addr[4], bs;
+    struct hmaf__heap *h;
+    hmaf_heap_stats_t st;
+    uint32_t got;
+
+    CHECK_EQ(hmaf__heap_create(HEAP_BASE, 1 << 20, 0, &h), 0);
+    CHECK_EQ(hmaf__heap_alloc(h, 5, 64, 4, addr, &got, &bs), 0);
+    CHECK_EQ(got, 4);
+    hmaf__heap_note_cached(h, 5, 4 * 64);
+    CHECK_EQ(hmaf__heap_free(h, addr[0]), 0);
+    hmaf__heap_stats(h, &st);
+    CHECK(st.bytes_cached_by_sessions <= st.bytes_in_use);
+    for (int i = 1; i < 4; i++) {
+        CHECK_EQ(hmaf__heap_free(h, addr[i]), 0);
+    }
+    hmaf__heap_stats(h, &st);
+    CHECK_EQ(st.bytes_in_use, 0);
+    CHECK_EQ(st.bytes_cached_by_sessions, 0);
+    hmaf__heap_owner_gone(h, 5);
+    hmaf__heap_stats(h, &st);
+    CHECK_EQ(st.bytes_lost, 0);
+    CHECK_EQ(hmaf__heap_check(h), 0);
+    hmaf__heap_destroy(h);
+}
+
+/* The smallest heap, one slab: a slab of one class fills it, gives way
+ * to another class once empty, and the whole range goes as one large
+ * block; sizes past it (SIZE_MAX, 2^63) are refused, nothing overflows. */
+static void test_minimum_and_huge(void)
+{
+    uint64_t a, b, bs;
+    struct hmaf__heap *h;
+    uint32_t got;
+
+    CHECK_EQ(hmaf__heap_create(HEAP_BASE, HMAF_HEAP_MIN_LEN, 0, &h), 0);
+    CHECK_EQ(hmaf__heap_alloc(h, 1, 16, 1, &a, &got, &bs), 0);
+    CHECK_EQ(hmaf__heap_alloc(h, 2, 48, 1, &b, &got, &bs), HMAF_ENOMEM);
+    CHECK_EQ(hmaf__heap_alloc(h, 0, 4096, 1, &b, &got, &bs), HMAF_ENOMEM);
+    CHECK_EQ(hmaf__heap_free(h, a), 0);
+    CHECK_EQ(hmaf__heap_alloc(h, 2, 48, 1, &b, &got, &bs), 0);
+    CHECK_EQ(hmaf__heap_free(h, b), 0);
+    CHECK_EQ(hmaf__heap_alloc(h, 0, HMAF_HEAP_MIN_LEN, 1, &a, &got, &bs), 0);
+    CHECK_EQ(a, HEAP_BASE);
+    CHECK_EQ(bs, HMAF_HEAP_MIN_LEN);
+    CHECK_EQ(hmaf__heap_free(h, a), 0);
+    CHECK_EQ(hmaf__heap_alloc(h, 0, HMAF_HEAP_MIN_LEN + 1, 1, &a, &got, &bs),
+             HMAF_EINVAL);
+    CHECK_EQ(hmaf__heap_alloc(h, 0, SIZE_MAX, 1, &a, &got, &bs), HMAF_EINVAL);
+    CHECK_EQ(hmaf__heap_alloc(h, 3, 1ull << 63, 1, &a, &got, &bs),
+             HMAF_EINVAL);
+    CHECK_EQ(hmaf__heap_alloc(h, 3, UINT64_MAX - 4095, 1, &a, &got, &bs),
+             HMAF_EINVAL);
+    CHECK_EQ(hmaf__heap_alloc(h, 3, 0, 1, &a, &got, &bs), HMAF_EINVAL);
+    CHECK_EQ(hmaf__heap_free(h, UINT64_MAX & ~15ull), HMAF_EINVAL);
+    CHECK_EQ(hmaf__heap_check(h), 0);
+    hmaf__heap_destroy(h);
+}
+
 int main(void)
 {
     test_classes();
@@ -243,6 +307,8 @@ int main(void)
     test_coalescing();
     test_owners();
     test_partial_batch();
+    test_cached_freed_by_others();
+    test_minimum_and_huge();
     printf("ok\n");
     return 0;
 }
