@@ -48,7 +48,8 @@
  * Transport errors (HMAF_ECONNRESET: the host or its agent is gone;
  * HMAF_ETIMEDOUT: no answer in params.rpc_timeout_ms) are the status of
  * every op whose answer did not come back: such an op may or may not have
- * been performed.
+ * been performed. An answer no agent gives (a wrong length, a status the
+ * request or an op cannot end with) is HMAF_EPROTO, for the same ops.
  *
  * Thread safety: as for session.h; calls on one session may run from many
  * threads at once. Posted batches belong to the posting thread, like
@@ -106,7 +107,7 @@ typedef struct hmaf_atomic {
  *         no status is written —, a bad op code or size, a misaligned
  *         address), HMAF_EFAULT (not inside one exposure), HMAF_EACCES
  *         (read-only exposure), HMAF_ECONNRESET, HMAF_ETIMEDOUT,
- *         HMAF_EPROTO (a malformed answer).
+ *         HMAF_EPROTO (a malformed answer), HMAF_ENOMEM.
  */
 HMAF_API int hmaf_session_atomic(hmaf_session_t *session, hmaf_atomic_t *ops,
                                  size_t n);

@@ -88,6 +88,21 @@ static size_t build_request(struct batch *b)
     return b->count;
 }
 
+/* What may befall a request as a whole: the agent refuses a malformed
+ * one (HMAF_EPROTO), or the mailbox's transfers fail (the host is gone or
+ * slow, the engine short of memory or of its access). Any other status
+ * is one the agent cannot answer an ATOMIC with — a lie of the host's —
+ * and no call passes it on: HMAF_ESTALE or HMAF_EINPROGRESS from
+ * hmaf_request_test(), say, would mean something else. */
+static int request_status(int ret)
+{
+    return ret == 0 || ret == HMAF_EPROTO || ret == HMAF_ECONNRESET ||
+                   ret == HMAF_ETIMEDOUT || ret == HMAF_ENOMEM ||
+                   ret == HMAF_EPERM
+               ? ret
+               : HMAF_EPROTO;
+}
+
 /* The answer to the request built last, or why there is none: then its
  * ops and every op still waiting get that error (they may or may not
  * have been performed). */
@@ -96,6 +111,7 @@ static int apply_answer(struct batch *b, int ret, const uint8_t *resp,
 {
     struct hmaf_wire_atomic_result results[HMAF_ATOMIC_BATCH_MAX];
 
+    ret = request_status(ret);
     if (ret == 0) {
         ret = hmaf__resp_atomic_decode(resp, resp_len, b->count, results);
     }

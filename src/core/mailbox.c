@@ -276,10 +276,12 @@ static int await_response(struct hmaf__mbox_client *mb, uint32_t slot,
     }
 }
 
-/* The agent may only answer with codes we know. */
+/* The agent may only answer with codes we know; never "in progress",
+ * which hmaf__mbox_poll() says while there is no answer: taken from the
+ * agent, it would make a posted request wait for ever. */
 static int checked_status(int status)
 {
-    if (status > 0 ||
+    if (status > 0 || status == HMAF_EINPROGRESS ||
         (status < 0 && strcmp(hmaf_err_name(status), "HMAF_UNKNOWN") == 0)) {
         return HMAF_EPROTO;
     }

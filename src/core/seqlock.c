@@ -96,40 +96,67 @@ static void read_apart(hmaf_session_t *s, hmaf_consistent_read_t *r)
     r->status = ret < 0 ? ret : settled(before, after) ? 0 : HMAF_EBUSY;
 }
 
-/* One vectored read of the unsettled ordered records from *next on, as
- * many as a round takes; *next moves past them. */
+/* Records whose triples go in one vectored read. */
+struct triples {
+    size_t k;
+    hmaf_consistent_read_t *in[ORDERED_ROUND_RECORDS];
+    hmaf_seg_t segs[3 * ORDERED_ROUND_RECORDS];
+    uint64_t words[2 * ORDERED_ROUND_RECORDS];
+};
+
+static void add_triple(struct triples *t, hmaf_consistent_read_t *r)
+{
+    size_t i = t->k++;
+
+    t->in[i] = r;
+    t->segs[3 * i] = (hmaf_seg_t){&t->words[2 * i], r->seq_addr, 8};
+    t->segs[3 * i + 1] = (hmaf_seg_t){r->buf, r->remote_addr, r->len};
+    t->segs[3 * i + 2] = (hmaf_seg_t){&t->words[2 * i + 1], r->seq_addr, 8};
+}
+
+/* The vectored read; each record's status, and the read's. */
+static int read_triples(hmaf_session_t *s, struct triples *t)
+{
+    int ret = hmaf_session_readv(s, t->segs, 3 * t->k);
+
+    for (size_t i = 0; i < t->k; i++) {
+        t->in[i]->status = ret < 0 ? ret
+                           : settled(t->words[2 * i], t->words[2 * i + 1])
+                               ? 0
+                               : HMAF_EBUSY;
+    }
+    return ret;
+}
+
+/* The unsettled ordered records from *next on, as many as a round takes,
+ * in one vectored read; *next moves past them. A read that fails says
+ * nothing of which record it failed on (one not exposed, say): then each
+ * record is read again alone, and has its own status. */
 static void read_together(hmaf_session_t *s, hmaf_consistent_read_t *recs,
                           size_t n, size_t *next)
 {
-    hmaf_seg_t segs[3 * ORDERED_ROUND_RECORDS];
-    uint64_t words[2 * ORDERED_ROUND_RECORDS];
-    hmaf_consistent_read_t *in[ORDERED_ROUND_RECORDS];
-    size_t k = 0, bytes = 0;
-    int ret;
+    struct triples t, one;
+    size_t bytes = 0;
 
-    for (; *next < n && k < ORDERED_ROUND_RECORDS; (*next)++) {
+    t.k = 0;
+    for (; *next < n && t.k < ORDERED_ROUND_RECORDS; (*next)++) {
         hmaf_consistent_read_t *r = &recs[*next];
         if (r->status != HMAF_EBUSY || !ordered(s, r)) {
             continue;
         }
-        if (k > 0 && bytes + r->len > ORDERED_ROUND_BYTES) {
+        if (t.k > 0 && bytes + r->len > ORDERED_ROUND_BYTES) {
             break;
         }
         bytes += r->len;
-        segs[3 * k] = (hmaf_seg_t){&words[2 * k], r->seq_addr, 8};
-        segs[3 * k + 1] = (hmaf_seg_t){r->buf, r->remote_addr, r->len};
-        segs[3 * k + 2] = (hmaf_seg_t){&words[2 * k + 1], r->seq_addr, 8};
-        in[k++] = r;
+        add_triple(&t, r);
     }
-    if (k == 0) {
+    if (t.k == 0 || read_triples(s, &t) == 0 || t.k == 1) {
         return;
     }
-    ret = hmaf_session_readv(s, segs, 3 * k);
-    for (size_t i = 0; i < k; i++) {
-        in[i]->status = ret < 0 ? ret
-                        : settled(words[2 * i], words[2 * i + 1])
-                            ? 0
-                            : HMAF_EBUSY;
+    for (size_t i = 0; i < t.k; i++) {
+        one.k = 0;
+        add_triple(&one, t.in[i]);
+        read_triples(s, &one);
     }
 }
 
@@ -165,7 +192,7 @@ HMAF_API int hmaf_session_read_consistentv(hmaf_session_t *session,
                                            hmaf_consistent_read_t *recs,
                                            size_t n, unsigned max_retries)
 {
-    size_t left = n;
+    size_t left;
     int ret = session == NULL ? HMAF_EINVAL : check_recs(recs, n);
 
     if (ret < 0) {
@@ -177,12 +204,11 @@ HMAF_API int hmaf_session_read_consistentv(hmaf_session_t *session,
     for (size_t i = 0; i < n; i++) {
         recs[i].status = HMAF_EBUSY; /* not read yet */
     }
-    for (unsigned attempt = 0; left > 0 && attempt <= max_retries;
-         attempt++) {
-        if (attempt > 0) {
-            hmaf__count(session, consistent_retries, 1);
-            back_off(attempt - 1);
-        }
+    left = read_round(session, recs, n);
+    /* Counted so that it ends at max_retries even at UINT_MAX. */
+    for (unsigned retry = 0; left > 0 && retry < max_retries; retry++) {
+        hmaf__count(session, consistent_retries, 1);
+        back_off(retry);
         left = read_round(session, recs, n);
     }
     if (left > 0) {

@@ -2,10 +2,12 @@
  * Remote atomics against a real host (atomic.h): every op on 4 and 8
  * bytes, CAS both ways, the host's own atomics racing the dpu side's on
  * one word, the errors, batches of several requests, posted batches, a
- * malformed ATOMIC request written raw into the mailbox, revocation, and
- * the host dying mid-batch.
+ * malformed ATOMIC request written raw into the mailbox, revocation (also
+ * while dpu threads add to the word: none lands after it), posted batches
+ * left behind, and the host dying mid-batch.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -30,10 +32,10 @@
 
 struct host {
     uint64_t *words;
-    uint8_t *ro, *hole, *rev;
+    uint8_t *ro, *hole, *rev, *rev2;
     pthread_t threads[HOST_THREADS];
     uint64_t adds[HOST_THREADS];
-    volatile int stop;
+    _Atomic int stop; /* the adders read it while the host sets it */
 };
 
 static struct host host_state;
@@ -47,8 +49,9 @@ static int setup(hmaf_agent_t *agent, void *arg)
     h->ro = aligned_alloc(PAGE, PAGE);
     h->hole = aligned_alloc(PAGE, PAGE);
     h->rev = aligned_alloc(PAGE, PAGE);
+    h->rev2 = aligned_alloc(PAGE, PAGE);
     if (h->words == NULL || h->ro == NULL || h->hole == NULL ||
-        h->rev == NULL) {
+        h->rev == NULL || h->rev2 == NULL) {
         return HMAF_ENOMEM;
     }
     memset(h->words, 0, WORDS_LEN);
@@ -64,6 +67,10 @@ static int setup(hmaf_agent_t *agent, void *arg)
         ret = hmaf_agent_expose(agent, h->rev, PAGE, HMAF_ACCESS_READ_WRITE);
     }
     if (ret == 0) {
+        memset(h->rev2, 0, PAGE);
+        ret = hmaf_agent_expose(agent, h->rev2, PAGE, HMAF_ACCESS_READ_WRITE);
+    }
+    if (ret == 0) {
         ret = hmaf_agent_publish(agent, "words", h->words, WORDS_LEN);
     }
     if (ret == 0) {
@@ -75,6 +82,9 @@ static int setup(hmaf_agent_t *agent, void *arg)
     if (ret == 0) {
         ret = hmaf_agent_publish(agent, "rev", h->rev, PAGE);
     }
+    if (ret == 0) {
+        ret = hmaf_agent_publish(agent, "rev2", h->rev2, PAGE);
+    }
     return ret;
 }
 
@@ -83,11 +93,30 @@ static void *host_adder(void *arg)
     uint64_t *adds = arg;
     uint64_t *counter = &host_state.words[COUNTER / 8];
 
-    while (!host_state.stop) {
+    while (!atomic_load_explicit(&host_state.stop, memory_order_relaxed)) {
         __atomic_fetch_add(counter, 1, __ATOMIC_SEQ_CST);
         (*adds)++;
     }
     return NULL;
+}
+
+/* Revoke "rev2" while dpu threads add to its first word; then the word
+ * must stay as it is: 1 when it did, 2 when no add had landed before. */
+static int revoke_then_watch(hmaf_agent_t *agent, struct host *h)
+{
+    uint64_t *w = (uint64_t *)h->rev2;
+    uint64_t at_revoke;
+
+    if (hmaf_agent_revoke(agent, h->rev2, PAGE) != 0) {
+        return 0;
+    }
+    at_revoke = __atomic_load_n(w, __ATOMIC_SEQ_CST);
+    /* the agent serves on meanwhile: a late add would show */
+    nanosleep(&(struct timespec){0, 30000000}, NULL);
+    if (__atomic_load_n(w, __ATOMIC_SEQ_CST) != at_revoke) {
+        return 0;
+    }
+    return at_revoke == 0 ? 2 : 1;
 }
 
 static int command(hmaf_agent_t *agent, int cmd, void *arg)
@@ -97,14 +126,14 @@ static int command(hmaf_agent_t *agent, int cmd, void *arg)
 
     switch (cmd) {
     case 'h':
-        h->stop = 0;
+        atomic_store(&h->stop, 0);
         for (int i = 0; i < HOST_THREADS; i++) {
             h->adds[i] = 0;
             pthread_create(&h->threads[i], NULL, host_adder, &h->adds[i]);
         }
         return 1;
     case 'j':
-        h->stop = 1;
+        atomic_store(&h->stop, 1);
         for (int i = 0; i < HOST_THREADS; i++) {
             pthread_join(h->threads[i], NULL);
             total += h->adds[i];
@@ -113,6 +142,8 @@ static int command(hmaf_agent_t *agent, int cmd, void *arg)
         return 1;
     case 'r':
         return hmaf_agent_revoke(agent, h->rev, PAGE) == 0;
+    case 'R':
+        return revoke_then_watch(agent, h);
     default:
         return 0;
     }
@@ -126,7 +157,7 @@ static void start_host(struct target *t)
     target_start(t, &o);
 }
 
-static uint64_t words, ro, hole, rev;
+static uint64_t words, ro, hole, rev, rev2;
 
 static uint64_t root(hmaf_session_t *s, const char *name)
 {
@@ -459,6 +490,100 @@ static void check_revoke(struct target *t, hmaf_session_t *s)
     CHECK_ERR(hmaf_session_fetch_add64(s, rev, 1, NULL), HMAF_EFAULT);
 }
 
+/* Dpu threads add to a word as fast as they can, blocking and posted,
+ * while the host revokes its exposure: no add lands after the revocation
+ * returned, and every add after it fails with HMAF_EFAULT. */
+struct hammer {
+    hmaf_session_t *s;
+    int posted;
+    _Atomic uint64_t adds;
+    _Atomic int *stop;
+};
+
+static void *hammer_main(void *arg)
+{
+    struct hammer *h = arg;
+
+    while (!atomic_load(h->stop)) {
+        hmaf_atomic_t ops[4];
+        hmaf_req_t req;
+        int ret;
+        for (int i = 0; i < 4; i++) {
+            ops[i] = op_at(HMAF_ATOMIC_FADD, 8, rev2, 1, 0);
+        }
+        if (h->posted) {
+            CHECK_OK(hmaf_session_atomic_post(h->s, ops, 4, &req));
+            ret = hmaf_request_wait(h->s, req);
+        } else {
+            ret = hmaf_session_atomic(h->s, ops, 4);
+        }
+        CHECK(ret == 0 || ret == HMAF_EFAULT);
+        atomic_fetch_add(&h->adds, ret == 0);
+    }
+    return NULL;
+}
+
+static void check_revoke_race(struct target *t, hmaf_session_t *s1,
+                              hmaf_session_t *s2)
+{
+    _Atomic int stop = 0;
+    struct hammer h[3] = {{.s = s1, .stop = &stop},
+                          {.s = s1, .posted = 1, .stop = &stop},
+                          {.s = s2, .stop = &stop}};
+    pthread_t th[3];
+    uint64_t v = 0;
+
+    for (int i = 0; i < 3; i++) {
+        CHECK(pthread_create(&th[i], NULL, hammer_main, &h[i]) == 0);
+    }
+    while (atomic_load(&h[0].adds) + atomic_load(&h[1].adds) +
+               atomic_load(&h[2].adds) < 100) {
+        nanosleep(&(struct timespec){0, 100000}, NULL);
+    }
+    CHECK_EQ(target_command(t, 'R'), 1);
+    atomic_store(&stop, 1);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(th[i], NULL);
+    }
+    CHECK_ERR(hmaf_session_fetch_add64(s1, rev2, 1, &v), HMAF_EFAULT);
+}
+
+/* Posted batches left behind: by a thread that ended without completing
+ * them, and outstanding when their session is destroyed. Nothing leaks
+ * (the sanitizer builds tell), and the host serves other sessions on. */
+static void *post_and_leave(void *arg)
+{
+    static hmaf_atomic_t ops[2 * HMAF_ATOMIC_BATCH_MAX + 1];
+    hmaf_req_t req;
+
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+        ops[i] = op_at(HMAF_ATOMIC_FADD, 8, words + 20480, 1, 0);
+    }
+    CHECK_OK(hmaf_session_atomic_post(arg, ops, sizeof(ops) / sizeof(ops[0]),
+                                      &req));
+    return NULL;
+}
+
+static void check_left_behind(struct target *t, hmaf_session_t *other)
+{
+    static hmaf_atomic_t ops[8][HMAF_ATOMIC_BATCH_MAX + 1];
+    hmaf_session_t *s = target_connect(t);
+    hmaf_req_t req;
+    pthread_t th;
+
+    CHECK(pthread_create(&th, NULL, post_and_leave, s) == 0);
+    pthread_join(th, NULL);
+    for (int b = 0; b < 8; b++) {
+        for (int i = 0; i <= HMAF_ATOMIC_BATCH_MAX; i++) {
+            ops[b][i] = op_at(HMAF_ATOMIC_FADD, 8, words + 20488, 1, 0);
+        }
+        CHECK_OK(hmaf_session_atomic_post(s, ops[b],
+                                          HMAF_ATOMIC_BATCH_MAX + 1, &req));
+    }
+    hmaf_session_destroy(s);
+    CHECK_OK(hmaf_session_fetch_add64(other, words + 20488, 0, NULL));
+}
+
 /* The host dies while a long batch runs, and with a posted one
  * outstanding: HMAF_ECONNRESET, never a hang. */
 struct long_batch {
@@ -532,6 +657,7 @@ int main(void)
     ro = root(s1, "ro");
     hole = root(s1, "hole");
     rev = root(s1, "rev");
+    rev2 = root(s1, "rev2");
     check_every_op(s1);
     check_convenience(s1);
     check_errors(s1);
@@ -540,6 +666,8 @@ int main(void)
     check_race(&t, s1, s2);
     check_raw(&t, s2);
     check_revoke(&t, s1);
+    check_revoke_race(&t, s1, s2);
+    check_left_behind(&t, s1);
     hmaf_session_destroy(s2);
     hmaf_session_destroy(s1);
     CHECK_EQ(target_stop(&t), 0);

@@ -1,6 +1,6 @@
 /* Consistent reads of records a host thread rewrites continuously:
- * test_seqlock [reads [gap]] (default 200,000 reads; the issue's figure
- * is 10,000,000). The writer busy-waits `gap` spin-wait hints (default
+ * test_seqlock [reads [gap]] (default $HMAF_TEST_READS, else 200,000
+ * reads; the issue's figure is 10,000,000). The writer busy-waits `gap` spin-wait hints (default
  * 100, a few microseconds) between writes — it never sleeps: hundreds of
  * thousands of writes a second; with gap 0 a 4 KiB record is stable only
  * while the writer is preempted, and reads mostly wait for that. Each write fills its record with one generation number, so
@@ -205,7 +205,8 @@ static void check_plain_reads_tear(hmaf_session_t *s, uint64_t base)
 
 int main(int argc, char **argv)
 {
-    uint64_t total = argc > 1 ? strtoull(argv[1], NULL, 10) : 200000;
+    const char *reads = argc > 1 ? argv[1] : getenv("HMAF_TEST_READS");
+    uint64_t total = reads != NULL ? strtoull(reads, NULL, 10) : 200000;
     struct target_options o = {.setup = host_setup};
     uint64_t base, len;
     struct target t;
