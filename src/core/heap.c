@@ -149,7 +149,12 @@ static int idle_call(struct hmaf_session *s, struct hmaf__session_heap *hp,
     long sleep_ns = IDLE_POLL_MIN_NS;
     int ret = hmaf__mbox_send(&s->mbox, slot, HMAF_OP_FREE, req, req_len, &p);
 
-    while (ret == 0 || ret == HMAF_EINPROGRESS) {
+    /* Sent (0): look for the answer until there is one (0 again) or an
+     * error; HMAF_EINPROGRESS means not yet. */
+    if (ret == 0) {
+        ret = HMAF_EINPROGRESS;
+    }
+    while (ret == HMAF_EINPROGRESS) {
         if (atomic_load(&hp->closing)) {
             return HMAF_ECONNRESET;
         }

@@ -538,6 +538,14 @@ static void test_idle_give_back(struct target *t, hmaf_session_t *s,
     }
     CHECK_EQ(st.bytes_in_use, start->bytes_in_use);
     CHECK_EQ(st.bytes_cached_by_sessions, 0);
+    /* And the session goes on allocating after its give-back was
+     * answered (the watch thread once kept looking at that answer for
+     * ever, holding the heap's lock: the alarm catches that). */
+    alarm(20);
+    CHECK_ERR(hmaf_session_alloc(s, 32, &addr), 0);
+    CHECK_ERR(hmaf_session_free(s, addr), 0);
+    CHECK_ERR(hmaf_session_heap_flush(s), 0);
+    alarm(0);
 }
 
 /* A dpu process with blocks out and its cache full is SIGKILLed: the
