@@ -566,7 +566,7 @@ static int peer_ended(int fd, int flags)
                       while the watch thread is busy, to an end of file */
 
     for (;;) {
-        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT | flags);
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_PEEK);
         if (n == 0) {
             return 1;
         }
@@ -574,11 +574,12 @@ static int peer_ended(int fd, int flags)
             return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
         }
         if (!only_nudges(buf, n)) {
-            return 1;
+            return 1; /* left in place: the end of the session is read */
         }
         if (flags & MSG_PEEK) {
             return 0;
         }
+        (void)!recv(fd, buf, (size_t)n, MSG_DONTWAIT); /* those nudges */
     }
 }
 

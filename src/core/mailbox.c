@@ -86,9 +86,11 @@ int hmaf__mbox_client_init(struct hmaf__mbox_client *mb,
     memset(mb, 0, sizeof(*mb));
     mb->busy = calloc(p->nslots, sizeof(*mb->busy));
     mb->seq = calloc(p->nslots, sizeof(*mb->seq));
-    if (mb->busy == NULL || mb->seq == NULL) {
+    mb->unsure = calloc(p->nslots, sizeof(*mb->unsure));
+    if (mb->busy == NULL || mb->seq == NULL || mb->unsure == NULL) {
         free(mb->busy);
         free(mb->seq);
+        free(mb->unsure);
         return HMAF_ENOMEM;
     }
     mb->ep = p->ep;
@@ -111,6 +113,7 @@ void hmaf__mbox_client_fini(struct hmaf__mbox_client *mb)
     pthread_mutex_destroy(&mb->lock);
     free(mb->busy);
     free(mb->seq);
+    free(mb->unsure);
 }
 
 static uint32_t next_seq(struct hmaf__mbox_client *mb, uint32_t slot)
@@ -155,6 +158,7 @@ static int send_request(struct hmaf__mbox_client *mb, uint32_t slot,
     uint64_t payload_at = at + hmaf__mbox_req_payload_at(req_len);
     int ret = 0;
 
+    mb->unsure[slot] = 1; /* until its answer is seen */
     if (req_len > 0 && (mb->ep->ctx->ops->flags & HMAF_ENGINE_ORDERED)) {
         /* One post: its writes land in order, the word last. */
         uint8_t buf[8];
@@ -257,6 +261,7 @@ static int await_response(struct hmaf__mbox_client *mb, uint32_t slot,
             return ret;
         }
         if (hmaf__mbox_word_seq(*word_out) == seq) {
+            mb->unsure[slot] = 0;
             if (waited < WAIT_YIELD_NS) {
                 hmaf__spin_budget_learn(&mb->spin, w.spin_ns, waited);
             }
@@ -312,6 +317,28 @@ static int read_response(struct hmaf__mbox_client *mb, uint32_t slot,
     return checked_status(hmaf__mbox_resp_status(word));
 }
 
+/* A long request is written where answers go (proto/mailbox.h): in a
+ * slot whose last request may still be answered, that late answer could
+ * overwrite it before the agent reads it. A PING answered first proves
+ * the agent is past the old request (it serves a slot's requests one
+ * after the other). Only after a timeout or a request left behind. */
+static int settle_for_long(struct hmaf__mbox_client *mb, uint32_t slot,
+                           uint16_t req_len)
+{
+    uint64_t word;
+    uint32_t seq;
+    int ret;
+
+    if (req_len <= HMAF_MBOX_REQ_MAX || !mb->unsure[slot]) {
+        return 0;
+    }
+    pthread_mutex_lock(&mb->lock);
+    seq = next_seq(mb, slot);
+    pthread_mutex_unlock(&mb->lock);
+    ret = send_request(mb, slot, seq, HMAF_OP_PING, NULL, 0);
+    return ret == 0 ? await_response(mb, slot, seq, &word) : ret;
+}
+
 int hmaf__mbox_call(struct hmaf__mbox_client *mb, uint8_t op,
                     const void *req, uint16_t req_len, void *resp,
                     uint16_t resp_cap, uint16_t *resp_len_out)
@@ -325,7 +352,15 @@ int hmaf__mbox_call(struct hmaf__mbox_client *mb, uint8_t op,
         return HMAF_EINVAL;
     }
     slot = take_slot(mb, &seq);
-    ret = send_request(mb, slot, seq, op, req, req_len);
+    ret = settle_for_long(mb, slot, req_len);
+    if (ret == 0 && req_len > HMAF_MBOX_REQ_MAX) {
+        pthread_mutex_lock(&mb->lock);
+        seq = next_seq(mb, slot); /* the PING may have used it */
+        pthread_mutex_unlock(&mb->lock);
+    }
+    if (ret == 0) {
+        ret = send_request(mb, slot, seq, op, req, req_len);
+    }
     if (ret == 0) {
         ret = await_response(mb, slot, seq, &word);
     }
@@ -344,7 +379,11 @@ int hmaf__mbox_hold_slot(struct hmaf__mbox_client *mb, uint32_t *slot_out)
 
     pthread_mutex_lock(&mb->lock);
     if (mb->held < mb->nslots / 2) {
-        for (slot = 0; slot < mb->nslots && mb->busy[slot]; slot++) {
+        /* Not one whose old answer may still come: a held slot's sends
+         * never wait (hmaf_session_destroy's last FREEs). */
+        for (slot = 0; slot < mb->nslots &&
+                       (mb->busy[slot] || mb->unsure[slot]);
+             slot++) {
         }
         if (slot < mb->nslots) {
             mb->busy[slot] = 1;
@@ -370,8 +409,14 @@ int hmaf__mbox_send(struct hmaf__mbox_client *mb, uint32_t slot, uint8_t op,
                     const void *req, uint16_t req_len,
                     struct hmaf__mbox_pending *p)
 {
+    int ret;
+
     if (req_len > HMAF_MBOX_REQ_LONG_MAX) {
         return HMAF_EINVAL;
+    }
+    ret = settle_for_long(mb, slot, req_len);
+    if (ret < 0) {
+        return ret;
     }
     pthread_mutex_lock(&mb->lock);
     p->seq = next_seq(mb, slot);
@@ -396,6 +441,7 @@ int hmaf__mbox_poll(struct hmaf__mbox_client *mb,
         return ret;
     }
     if (hmaf__mbox_word_seq(word) == p->seq) {
+        mb->unsure[p->slot] = 0;
         return read_response(mb, p->slot, word, resp,
                              resp == NULL ? 0 : resp_cap, resp_len_out);
     }

@@ -37,6 +37,9 @@ struct hmaf__mbox_client {
     pthread_cond_t slot_freed;
     uint32_t held;  /* slots posted requests hold (at most nslots / 2) */
     uint8_t *busy;  /* per slot */
+    uint8_t *unsure; /* per slot: its last request's answer may still come
+                        (it was given back unanswered: a timeout, a posted
+                        request left behind) */
     uint32_t *seq;  /* per slot: last sequence number used */
 };
 

@@ -719,6 +719,33 @@ static void check_send(const struct peer *p, size_t n, ssize_t ret)
     }
 }
 
+/* After its HELLO a dpu side may send nudges (the agent's doorbell,
+ * core/mailbox.c), which the agent takes and serves its mailboxes for;
+ * anything else ends the session. The model knows only the second, so the
+ * bytes a peer sends past its HELLO are made no nudge. */
+static void no_doorbells(const struct peer *p, uint8_t *buf, size_t n)
+{
+    uint8_t hdr[HMAF_HDR_SIZE];
+    struct hmaf_msg_hdr h;
+
+    for (size_t i = 0; i < HMAF_HDR_SIZE; i++) {
+        if (i < p->nsent) {
+            hdr[i] = p->sent[i];
+        } else if (i - p->nsent < n) {
+            hdr[i] = buf[i - p->nsent];
+        } else {
+            return; /* no header yet: no byte is past the HELLO */
+        }
+    }
+    hmaf__hdr_decode(hdr, &h);
+    for (size_t i = 0; i < n; i++) {
+        if (p->nsent + i >= HMAF_HDR_SIZE + (size_t)h.body_len &&
+            buf[i] == HMAF_CHANNEL_NUDGE) {
+            buf[i] = HMAF_CHANNEL_NUDGE + 1;
+        }
+    }
+}
+
 static void conn_send(size_t *c, struct fuzz_in *in)
 {
     uint8_t buf[1024];
@@ -737,6 +764,7 @@ static void conn_send(size_t *c, struct fuzz_in *in)
     }
     p = &m.peers[*c];
     patch_pid(buf, n);
+    no_doorbells(p, buf, n);
     /* Fails once the agent closed its end (EPIPE): those bytes never
      * reached it. */
     ret = send(p->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
