@@ -142,17 +142,8 @@ static int serve(hmaf_session_t *session, const struct kv_options *o,
                                   .port = o->port, .bind = o->bind,
                                   .store = store, .info = dpu_info,
                                   .arg = session};
-    struct kv_server *srv;
-    int ret;
 
-    if (kv_server_create(&sp, &srv) < 0) {
-        return -1;
-    }
-    printf("ready port %d\n", kv_server_port(srv));
-    fflush(stdout);
-    ret = kv_server_run(srv);
-    kv_server_destroy(srv);
-    return ret;
+    return kv_server_serve(&sp);
 }
 
 int main(int argc, char **argv)

@@ -225,17 +225,8 @@ static int serve(struct host *h, const struct kv_options *o,
                                   .port = o->port, .bind = o->bind,
                                   .store = store, .info = host_info,
                                   .arg = h};
-    struct kv_server *srv;
-    int ret;
 
-    if (kv_server_create(&sp, &srv) < 0) {
-        return -1;
-    }
-    printf("ready port %d\n", kv_server_port(srv));
-    fflush(stdout);
-    ret = kv_server_run(srv);
-    kv_server_destroy(srv);
-    return ret;
+    return kv_server_serve(&sp);
 }
 
 int main(int argc, char **argv)

@@ -932,3 +932,18 @@ int kv_options_parse(int argc, char **argv, struct kv_options *o)
     }
     return 0;
 }
+
+int kv_server_serve(const struct kv_server_params *p)
+{
+    struct kv_server *srv;
+    int ret;
+
+    if (kv_server_create(p, &srv) < 0) {
+        return -1;
+    }
+    printf("ready port %d\n", kv_server_port(srv));
+    fflush(stdout);
+    ret = kv_server_run(srv);
+    kv_server_destroy(srv);
+    return ret;
+}

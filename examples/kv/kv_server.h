@@ -34,6 +34,9 @@ int kv_server_port(const struct kv_server *srv);
 int kv_server_run(struct kv_server *srv);
 void kv_server_stop(void);
 void kv_server_destroy(struct kv_server *srv);
+/* Create, say "ready port P" on stdout (the tests and scripts wait for
+ * it), run until stopped, destroy: what both programs do. */
+int kv_server_serve(const struct kv_server_params *p);
 
 /* Reads the program's common options: --port P, --address A, --token T,
  * --buckets N; unknown ones return -1. */
