@@ -537,13 +537,17 @@ static int sock_recv(struct hmaf_channel *channel, void *buf, size_t len,
     return 0;
 }
 
+/* POLLRDHUP, not a peek: nudges the peer sent before it closed (its
+ * doorbell rung while our thread was stopped) lie in front of the end of
+ * file, and a peek sees only them. */
 static int sock_peer_closed(struct hmaf_channel *channel)
 {
-    char c;
-    ssize_t n = recv(channel->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    struct pollfd p = {.fd = channel->fd, .events = POLLRDHUP};
 
-    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
-                      errno != EINTR);
+    if (poll(&p, 1, 0) < 0) {
+        return errno != EINTR && errno != EAGAIN;
+    }
+    return (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
 }
 
 /* Only nudges in buf? */
@@ -585,12 +589,13 @@ static int peer_ended(int fd, int flags)
 
 static int sock_peer_gone(struct hmaf_channel *channel, int take_nudges)
 {
-    struct pollfd p = {.fd = channel->fd, .events = POLLIN};
+    struct pollfd p = {.fd = channel->fd, .events = POLLIN | POLLRDHUP};
 
     if (poll(&p, 1, 0) <= 0) {
         return 0;
     }
-    if (p.revents & (POLLHUP | POLLERR | POLLNVAL)) {
+    /* An end of file behind nudges, which a peek would not reach. */
+    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) {
         return 1;
     }
     return (p.revents & POLLIN) != 0 &&

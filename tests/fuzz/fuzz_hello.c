@@ -48,7 +48,8 @@
  * HMAF_ETIMEDOUT; a session ends at any event on its channel (our
  * half-close, a close, bytes past the HELLO), and one whose peer sent more
  * and is still there becomes a grave, which keeps its place among
- * MAX_SESSIONS (HMAF_ENOSPC) until the peer closes, swallowing 256 bytes
+ * MAX_SESSIONS (HMAF_ENOSPC) until the peer closes its end (half or
+ * whole; the agent sees that past unread bytes), swallowing 256 bytes
  * a poll meanwhile; a complete HELLO from a peer that closed before its
  * WELCOME went out is no refusal, but uses a session id. After each poll
  * the agent must count the events the model does and hold as many
@@ -392,8 +393,8 @@ static size_t unread(const struct peer *p)
     return p->nsent - hello_size(p) - p->sunk;
 }
 
-/* A session ends; its peer closed its end (nothing unread, then the end
- * of the stream), or it may still write: a grave. */
+/* A session ends; its peer closed its end (half or whole: the agent
+ * sees that past anything unread), or it may still write: a grave. */
 static void model_end_session(size_t i)
 {
     struct peer *p = &m.peers[m.sessions[i]];
@@ -401,7 +402,7 @@ static void model_end_session(size_t i)
     p->where = DONE;
     p->ended = 1;
     m.sessions[i] = m.sessions[--m.nsessions];
-    if (unread(p) > 0) {
+    if (unread(p) > 0 && !p->shut && !p->closed) {
         m.graves[m.ngraves++] = (size_t)(p - m.peers);
     }
 }
@@ -413,12 +414,11 @@ static int model_grave(size_t i)
     struct peer *p = &m.peers[m.graves[i]];
     size_t left = unread(p);
 
-    if (left > 0) {
-        p->sunk += left < GRAVE_SINK ? left : GRAVE_SINK;
-        m.stirred = 1;
-        return 0;
-    }
     if (!p->shut && !p->closed) {
+        if (left > 0) {
+            p->sunk += left < GRAVE_SINK ? left : GRAVE_SINK;
+            m.stirred = 1;
+        }
         return 0;
     }
     m.graves[i] = m.graves[--m.ngraves];

@@ -864,10 +864,22 @@ static void hello_sequences(void)
     send_bytes(&s, H_SEND_POLL, 5, m, n); /* 0's place is free again */
     hcmd(&s, H_SHUT, 1);
     hcmd(&s, H_POLL, 0);
-    hcmd(&s, H_POLL, 0);
-    hcmd(&s, H_POLL, 0);
-    send_bytes(&s, H_SEND_POLL, 6, m, n); /* and 1's, once it read all */
+    send_bytes(&s, H_SEND_POLL, 6, m, n); /* and 1's: seen past its bytes */
     save("hello", "graves", &s);
+    /* Bytes past the HELLO, then the end of the stream before the agent
+     * looks: a peer that stopped, no grave. */
+    s.n = 0;
+    send_bytes(&s, H_SEND_POLL, 0, m, n);
+    send_bytes(&s, H_SEND_POLL, 1, m, n);
+    send_bytes(&s, H_SEND, 0, m, 300);
+    hcmd(&s, H_SHUT, 0);
+    send_bytes(&s, H_SEND, 1, "xyz", 3);
+    hcmd(&s, H_CLOSE, 1);
+    hcmd(&s, H_POLL, 0);
+    for (unsigned i = 2; i < 6; i++) { /* every place free */
+        send_bytes(&s, H_SEND_POLL, i, m, n);
+    }
+    save("hello", "bytes-then-end", &s);
 }
 
 int main(int argc, char **argv)
