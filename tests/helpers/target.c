@@ -34,6 +34,50 @@ size_t target_mismatch(const void *buf, size_t len, uint64_t first,
     return len;
 }
 
+int target_expose_pieces(hmaf_agent_t *agent, const char *root, size_t n,
+                         size_t piece, uint8_t **mem_out)
+{
+    uint8_t *mem = aligned_alloc(piece, n * piece);
+    int ret = 0;
+
+    if (mem == NULL) {
+        return HMAF_ENOMEM;
+    }
+    *mem_out = mem;
+    target_fill(mem, n * piece, 0, 1);
+    for (size_t i = 0; i < n && ret == 0; i++) {
+        ret = hmaf_agent_expose(agent, mem + i * piece, piece,
+                                HMAF_ACCESS_READ_WRITE);
+    }
+    return ret != 0 ? ret : hmaf_agent_publish(agent, root, mem, n * piece);
+}
+
+int target_stats_command(hmaf_agent_t *agent, int cmd, void *arg)
+{
+    hmaf_agent_stats_t st;
+
+    (void)arg;
+    if (hmaf_agent_stats(agent, &st) != 0) {
+        return 255;
+    }
+    switch (cmd) {
+    case 'g':
+        return (int)(st.registrations & 0xff);
+    case 's':
+        return (int)st.sessions_live;
+    default:
+        return 255;
+    }
+}
+
+uint64_t target_root(hmaf_session_t *s, const char *name)
+{
+    uint64_t addr = 0;
+
+    CHECK_OK(hmaf_session_lookup(s, name, &addr, NULL));
+    return addr;
+}
+
 int target_read_random(hmaf_session_t *s, uint64_t base, uint64_t span,
                        unsigned salt, uint64_t *state)
 {

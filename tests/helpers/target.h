@@ -68,6 +68,16 @@ size_t target_mismatch(const void *buf, size_t len, uint64_t first,
  * bytes (reported on stderr). */
 int target_read_random(hmaf_session_t *s, uint64_t base, uint64_t span,
                        unsigned salt, uint64_t *state);
+/* For setup functions: n pieces of `piece` bytes (piece-aligned, the
+ * pattern of salt 1), each exposed read-write on its own, all published
+ * as `root`; *mem_out says where (it stays until the host exits). */
+int target_expose_pieces(hmaf_agent_t *agent, const char *root, size_t n,
+                         size_t piece, uint8_t **mem_out);
+/* A command function: 'g' -> engine registrations made so far (low
+ * byte), 's' -> live sessions, anything else 255. */
+int target_stats_command(hmaf_agent_t *agent, int cmd, void *arg);
+/* The address of root `name` (a failed lookup fails the test). */
+uint64_t target_root(hmaf_session_t *s, const char *name);
 /* buf holds the pattern from byte first on (check.h's report on failure). */
 #define CHECK_PATTERN(buf, len, first, salt)                                   \
     CHECK_EQ(target_mismatch((buf), (len), (first), (salt)), (len))

@@ -159,13 +159,6 @@ static void start_host(struct target *t)
 
 static uint64_t words, ro, hole, rev, rev2;
 
-static uint64_t root(hmaf_session_t *s, const char *name)
-{
-    uint64_t addr = 0;
-
-    CHECK_OK(hmaf_session_lookup(s, name, &addr, NULL));
-    return addr;
-}
 
 static uint64_t read64(hmaf_session_t *s, uint64_t addr)
 {
@@ -617,7 +610,7 @@ static void check_host_death(void)
     lb.s = s;
     lb.ops = calloc(N, sizeof(*lb.ops));
     CHECK(lb.ops != NULL);
-    posted.remote_addr = root(s, "words");
+    posted.remote_addr = target_root(s, "words");
     for (size_t i = 0; i < N; i++) {
         lb.ops[i] = op_at(HMAF_ATOMIC_FADD, 8, posted.remote_addr, 1, 0);
     }
@@ -653,11 +646,11 @@ int main(void)
     start_host(&t);
     s1 = target_connect(&t);
     s2 = target_connect(&t);
-    words = root(s1, "words");
-    ro = root(s1, "ro");
-    hole = root(s1, "hole");
-    rev = root(s1, "rev");
-    rev2 = root(s1, "rev2");
+    words = target_root(s1, "words");
+    ro = target_root(s1, "ro");
+    hole = target_root(s1, "hole");
+    rev = target_root(s1, "rev");
+    rev2 = target_root(s1, "rev2");
     check_every_op(s1);
     check_convenience(s1);
     check_errors(s1);

@@ -86,13 +86,6 @@ static int command(hmaf_agent_t *agent, int cmd, void *arg)
 static uint64_t recs, seqs, rev, hole;
 static uint8_t bufs[NREC][REC];
 
-static uint64_t root(hmaf_session_t *s, const char *name)
-{
-    uint64_t addr = 0;
-
-    CHECK_OK(hmaf_session_lookup(s, name, &addr, NULL));
-    return addr;
-}
 
 static hmaf_consistent_read_t rec(unsigned i)
 {
@@ -230,10 +223,10 @@ int main(void)
 
     target_start(&t, &o);
     s = target_connect(&t);
-    recs = root(s, "recs");
-    seqs = root(s, "seqs");
-    rev = root(s, "rev");
-    hole = root(s, "hole");
+    recs = target_root(s, "recs");
+    seqs = target_root(s, "seqs");
+    rev = target_root(s, "rev");
+    hole = target_root(s, "hole");
     check_each_its_own(s);
     check_many(s);
     check_straddle(s);

@@ -29,21 +29,8 @@ static uint8_t *mem;
 
 static int setup(hmaf_agent_t *agent, void *arg)
 {
-    int ret = 0;
-
     (void)arg;
-    mem = aligned_alloc(PIECE, EXPOSURES * PIECE);
-    if (mem == NULL) {
-        return HMAF_ENOMEM;
-    }
-    target_fill(mem, EXPOSURES * PIECE, 0, 1);
-    for (unsigned i = 0; i < EXPOSURES && ret == 0; i++) {
-        ret = hmaf_agent_expose(agent, mem + i * PIECE, PIECE,
-                                HMAF_ACCESS_READ_WRITE);
-    }
-    return ret != 0 ? ret
-                    : hmaf_agent_publish(agent, "many", mem,
-                                         EXPOSURES * PIECE);
+    return target_expose_pieces(agent, "many", EXPOSURES, PIECE, &mem);
 }
 
 static hmaf_session_t *session;

@@ -33,41 +33,10 @@ static uint8_t *host_mem;
 
 static int setup(hmaf_agent_t *agent, void *arg)
 {
-    int ret = 0;
-
     (void)arg;
-    host_mem = aligned_alloc(PIECE, EXPOSURES * PIECE);
-    if (host_mem == NULL) {
-        return HMAF_ENOMEM;
-    }
-    target_fill(host_mem, EXPOSURES * PIECE, 0, 1);
-    for (unsigned i = 0; i < EXPOSURES && ret == 0; i++) {
-        ret = hmaf_agent_expose(agent, host_mem + i * PIECE, PIECE,
-                                HMAF_ACCESS_READ_WRITE);
-    }
-    return ret != 0 ? ret
-                    : hmaf_agent_publish(agent, "many", host_mem,
-                                         EXPOSURES * PIECE);
+    return target_expose_pieces(agent, "many", EXPOSURES, PIECE, &host_mem);
 }
 
-/* 'g': engine registrations made so far (low byte); 's': live sessions. */
-static int command(hmaf_agent_t *agent, int cmd, void *arg)
-{
-    hmaf_agent_stats_t st;
-
-    (void)arg;
-    if (hmaf_agent_stats(agent, &st) != 0) {
-        return 255;
-    }
-    switch (cmd) {
-    case 'g':
-        return (int)(st.registrations & 0xff);
-    case 's':
-        return (int)st.sessions_live;
-    default:
-        return 255;
-    }
-}
 
 static struct target target;
 static uint64_t base;
@@ -214,7 +183,7 @@ static void honest_evictions(void)
 
 int main(void)
 {
-    struct target_options opts = {.setup = setup, .command = command};
+    struct target_options opts = {.setup = setup, .command = target_stats_command};
     hmaf_session_params_t p;
     hmaf_session_t *victim, *liar;
     uint64_t victim_ids[HMAF_REGISTER_GIVE_MAX];
