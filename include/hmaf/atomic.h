@@ -136,7 +136,8 @@ HMAF_API int hmaf_session_atomic(hmaf_session_t *session, hmaf_atomic_t *ops,
  * @return 0 (posted: the batch's own outcome comes from test or wait);
  *         HMAF_EINVAL (NULL session, ops or req_out, n 0),
  *         HMAF_ECONNRESET (the session is dead), HMAF_ENOSPC (the thread
- *         holds params.max_inflight unconsumed handles), HMAF_ENOMEM.
+ *         holds params.max_inflight unconsumed handles), HMAF_ENOMEM; on
+ *         any of these nothing is posted and no op's status is written.
  */
 HMAF_API int hmaf_session_atomic_post(hmaf_session_t *session,
                                       hmaf_atomic_t *ops, size_t n,

@@ -327,7 +327,6 @@ HMAF_API int hmaf_session_atomic_post(hmaf_session_t *session,
     if (p == NULL) {
         return HMAF_ENOMEM;
     }
-    batch_init(&p->b, ops, n);
     p->has_slot = hmaf__mbox_hold_slot(&session->mbox,
                                        &p->pending.slot) == 0;
     ret = hmaf__request_add_atomic(session, p, req_out);
@@ -335,6 +334,9 @@ HMAF_API int hmaf_session_atomic_post(hmaf_session_t *session,
         hmaf__atomic_post_drop(session, p);
         return ret;
     }
+    /* Only a batch that was posted has its statuses written: a refused
+     * post leaves the ops as the caller filled them. */
+    batch_init(&p->b, ops, n);
     if (!p->has_slot) {
         /* Posted batches hold their share of the slots: this one runs
          * now, and its first test reports it. */
