@@ -25,6 +25,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -128,14 +129,56 @@ static struct emu_fence_peer *open_peer(const struct emu_desc *d)
     return p;
 }
 
+/* A forked child inherits the peers' fds, and with them their open file
+ * descriptions, whose OFD locks are the parent's too: a read lock the
+ * child took and died holding would stay while the parent keeps the fd,
+ * and the exporter's fence would wait for good. The child opens each
+ * memfd anew (its own description, under the same fd number), and the
+ * copies in flight at the fork were the parent's threads'. */
+static void fence_prepare_fork(void)
+{
+    pthread_mutex_lock(&peers_lock);
+}
+
+static void fence_parent_after_fork(void)
+{
+    pthread_mutex_unlock(&peers_lock);
+}
+
+static void fence_child_after_fork(void)
+{
+    for (struct emu_fence_peer *p = peers; p != NULL; p = p->next) {
+        char path[64];
+        int fd;
+
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", p->fd);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || dup3(fd, p->fd, O_CLOEXEC) < 0) {
+            emu_die("cannot reopen an export's fence after fork");
+        }
+        close(fd);
+        memset(p->count, 0, sizeof(p->count));
+        pthread_mutex_init(&p->lock, NULL);
+    }
+    pthread_mutex_unlock(&peers_lock);
+}
+
+static void fence_watch_forks(void)
+{
+    pthread_atfork(fence_prepare_fork, fence_parent_after_fork,
+                   fence_child_after_fork);
+}
+
 doca_error_t emu_fence_attach(const struct emu_desc *d,
                               struct emu_fence_peer **out)
 {
+    static pthread_once_t forks_once = PTHREAD_ONCE_INIT;
     struct emu_fence_peer *p;
 
     if (d->slot >= EMU_MAX_EXPORTS) {
         return DOCA_ERROR_INVALID_VALUE;
     }
+    pthread_once(&forks_once, fence_watch_forks);
     pthread_mutex_lock(&peers_lock);
     for (p = peers; p != NULL; p = p->next) {
         if (p->pid == d->pid && p->ino == d->fence_ino) {
