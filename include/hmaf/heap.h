@@ -45,6 +45,10 @@
  * it runs again) and by the idle give-back; a dpu process that dies
  * without either (SIGKILL) leaks them: at most one batch per size class
  * (at most 640 KiB in all), counted in hmaf_heap_stats_t.bytes_lost.
+ * Such a process's frees not sent yet (at most 220 addresses, the batch
+ * being filled) never reach the host either: those blocks stay allocated,
+ * and bytes_lost does not count them (the dpu side knows their addresses,
+ * not their sizes).
  *
  * Thread safety: every call may be made from any thread. Host-side calls
  * take the agent's lock for a short time (no allocation is O(n) in the
