@@ -61,7 +61,8 @@ typedef struct hmaf_session_params {
                               the host may reach), never on an open tcp
                               port. */
     int connect_timeout_ms; /**< bootstrap: connect + handshake (5000) */
-    int rpc_timeout_ms;     /**< one mailbox round trip (5000) */
+    int rpc_timeout_ms;     /**< one mailbox call, its wait for a free
+                                 slot included (5000) */
     unsigned cache_max_regions; /**< region cache bound, regions (1024);
                                      past it, the least recently used go,
                                      down to 7/8 of it at once */

@@ -1,5 +1,6 @@
 #include "core/mailbox.h"
 
+#include <errno.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +84,8 @@ static int mbox_read_u64(struct hmaf__mbox_client *mb, uint64_t offset,
 int hmaf__mbox_client_init(struct hmaf__mbox_client *mb,
                            const struct hmaf__mbox_client_params *p)
 {
+    pthread_condattr_t attr;
+
     memset(mb, 0, sizeof(*mb));
     mb->busy = calloc(p->nslots, sizeof(*mb->busy));
     mb->seq = calloc(p->nslots, sizeof(*mb->seq));
@@ -103,7 +106,11 @@ int hmaf__mbox_client_init(struct hmaf__mbox_client *mb,
     mb->timeout_ms = p->timeout_ms;
     hmaf__spin_budget_init(&mb->spin);
     pthread_mutex_init(&mb->lock, NULL);
-    pthread_cond_init(&mb->slot_freed, NULL);
+    pthread_condattr_init(&attr);
+    /* Waits for a slot end at a deadline on hmaf__now_ns's clock. */
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&mb->slot_freed, &attr);
+    pthread_condattr_destroy(&attr);
     return 0;
 }
 
@@ -123,23 +130,33 @@ static uint32_t next_seq(struct hmaf__mbox_client *mb, uint32_t slot)
     return mb->seq[slot];
 }
 
-static uint32_t take_slot(struct hmaf__mbox_client *mb, uint32_t *seq_out)
+/* A free slot, waiting for one until deadline_ns: with more threads
+ * than slots and a host that stopped answering, each call still ends
+ * within its own rpc_timeout_ms, not after those ahead of it. */
+static int take_slot(struct hmaf__mbox_client *mb, uint64_t deadline_ns,
+                     uint32_t *slot_out, uint32_t *seq_out)
 {
+    struct timespec until = {.tv_sec = (time_t)(deadline_ns / 1000000000u),
+                             .tv_nsec = (long)(deadline_ns % 1000000000u)};
     uint32_t slot;
+    int ret = 0;
 
     pthread_mutex_lock(&mb->lock);
     for (;;) {
         for (slot = 0; slot < mb->nslots && mb->busy[slot]; slot++) {
         }
-        if (slot < mb->nslots) {
+        if (slot < mb->nslots || ret == ETIMEDOUT) {
             break;
         }
-        pthread_cond_wait(&mb->slot_freed, &mb->lock);
+        ret = pthread_cond_timedwait(&mb->slot_freed, &mb->lock, &until);
     }
-    mb->busy[slot] = 1;
-    *seq_out = next_seq(mb, slot);
+    if (slot < mb->nslots) {
+        mb->busy[slot] = 1;
+        *slot_out = slot;
+        *seq_out = next_seq(mb, slot);
+    }
     pthread_mutex_unlock(&mb->lock);
-    return slot;
+    return slot < mb->nslots ? 0 : HMAF_ETIMEDOUT;
 }
 
 static void give_slot(struct hmaf__mbox_client *mb, uint32_t slot)
@@ -241,14 +258,15 @@ static void give_way(struct hmaf__mbox_client *mb, struct wait *w,
  * teaches the session's spin budget, unless it lasted into sleeping: then
  * the agent was asleep or busy, which says nothing about CPUs. */
 static int await_response(struct hmaf__mbox_client *mb, uint32_t slot,
-                          uint32_t seq, uint64_t *word_out)
+                          uint32_t seq, uint64_t deadline_ns,
+                          uint64_t *word_out)
 {
     uint64_t at = hmaf__mbox_slot_offset(slot) + HMAF_MBOX_RESP_WORD;
     struct wait w = {.start_ns = hmaf__now_ns(),
+                     .deadline_ns = deadline_ns,
                      .spin_ns = hmaf__spin_budget_take(&mb->spin),
                      .sleep_ns = WAIT_SLEEP_MIN_NS};
 
-    w.deadline_ns = w.start_ns + (uint64_t)mb->timeout_ms * 1000000u;
     if (w.spin_ns == 0) {
         /* An agent on our CPU cannot have answered yet: let it. */
         sched_yield();
@@ -323,7 +341,7 @@ static int read_response(struct hmaf__mbox_client *mb, uint32_t slot,
  * the agent is past the old request (it serves a slot's requests one
  * after the other). Only after a timeout or a request left behind. */
 static int settle_for_long(struct hmaf__mbox_client *mb, uint32_t slot,
-                           uint16_t req_len)
+                           uint16_t req_len, uint64_t deadline_ns)
 {
     uint64_t word;
     uint32_t seq;
@@ -336,23 +354,29 @@ static int settle_for_long(struct hmaf__mbox_client *mb, uint32_t slot,
     seq = next_seq(mb, slot);
     pthread_mutex_unlock(&mb->lock);
     ret = send_request(mb, slot, seq, HMAF_OP_PING, NULL, 0);
-    return ret == 0 ? await_response(mb, slot, seq, &word) : ret;
+    return ret == 0 ? await_response(mb, slot, seq, deadline_ns, &word) : ret;
 }
 
 int hmaf__mbox_call(struct hmaf__mbox_client *mb, uint8_t op,
                     const void *req, uint16_t req_len, void *resp,
                     uint16_t resp_cap, uint16_t *resp_len_out)
 {
-    uint32_t seq;
-    uint32_t slot;
+    /* One budget for the whole call: a slot, then the answer. */
+    uint64_t deadline_ns = hmaf__now_ns() + (uint64_t)mb->timeout_ms * 1000000u;
+    uint32_t seq = 0;
+    uint32_t slot = 0;
     uint64_t word = 0;
     int ret;
 
     if (req_len > HMAF_MBOX_REQ_LONG_MAX) {
         return HMAF_EINVAL;
     }
-    slot = take_slot(mb, &seq);
-    ret = settle_for_long(mb, slot, req_len);
+    ret = take_slot(mb, deadline_ns, &slot, &seq);
+    if (ret < 0) {
+        hmaf__log_warn("mailbox: no free slot in %d ms", mb->timeout_ms);
+        return ret;
+    }
+    ret = settle_for_long(mb, slot, req_len, deadline_ns);
     if (ret == 0 && req_len > HMAF_MBOX_REQ_MAX) {
         pthread_mutex_lock(&mb->lock);
         seq = next_seq(mb, slot); /* the PING may have used it */
@@ -362,7 +386,7 @@ int hmaf__mbox_call(struct hmaf__mbox_client *mb, uint8_t op,
         ret = send_request(mb, slot, seq, op, req, req_len);
     }
     if (ret == 0) {
-        ret = await_response(mb, slot, seq, &word);
+        ret = await_response(mb, slot, seq, deadline_ns, &word);
     }
     if (ret == 0) {
         ret = read_response(mb, slot, word, resp, resp == NULL ? 0 : resp_cap,
@@ -414,7 +438,10 @@ int hmaf__mbox_send(struct hmaf__mbox_client *mb, uint32_t slot, uint8_t op,
     if (req_len > HMAF_MBOX_REQ_LONG_MAX) {
         return HMAF_EINVAL;
     }
-    ret = settle_for_long(mb, slot, req_len);
+    /* Held slots are never unsure (hmaf__mbox_hold_slot): no wait. */
+    ret = settle_for_long(mb, slot, req_len,
+                          hmaf__now_ns() +
+                              (uint64_t)mb->timeout_ms * 1000000u);
     if (ret < 0) {
         return ret;
     }

@@ -130,6 +130,9 @@ static void child_main(struct target *t, const struct target_options *opts,
     if (opts->revoke_wait_ms > 0) {
         p.revoke_wait_ms = opts->revoke_wait_ms;
     }
+    if (opts->mailbox_slots > 0) {
+        p.mailbox_slots = opts->mailbox_slots;
+    }
     ret = hmaf_agent_create(&p, &agent);
     if (ret == 0 && opts->setup != NULL) {
         ret = opts->setup(agent, opts->arg);

@@ -35,6 +35,7 @@ struct target_options {
     const char *engine;  /* NULL: default */
     int agent_threaded;  /* 1 unless set to -1 */
     int revoke_wait_ms;  /* 0: default */
+    unsigned mailbox_slots; /* 0: default */
 };
 
 /* Start the child and wait until its agent listens. */
