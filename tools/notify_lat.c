@@ -11,7 +11,9 @@
  *              returns; "waiting" with the dpu side already in
  *              ring_wait (it polls the header during its spin), "asleep"
  *              with the ring 2 ms after the wait began (it sleeps on the
- *              ring fd and the channel, woken by the host's nudge)
+ *              ring fd and the channel, woken by the host's nudge),
+ *              "polling" the same with the dpu side calling
+ *              ring_wait(timeout 0) until a ring is there
  *
  * Usage: hmaf-notify-lat [rounds] (default 20000; idle and asleep:
  * rounds / 20).
@@ -159,15 +161,31 @@ static void measure_d2h(hmaf_session_t *s, size_t n, double base)
     report("dpu->host notify", sh->d2h, n, base);
 }
 
-static void measure_h2d(hmaf_session_t *s, uint64_t *v, size_t n,
-                        unsigned gap_us, const char *what, double base)
+/* One ring taken: by one wait, or (busy) by looking until there is one. */
+static int take_ring(hmaf_session_t *s, int busy, uint64_t *value)
 {
-    uint64_t count, value;
+    uint64_t count;
+    int ret;
+
+    if (!busy) {
+        return hmaf_session_ring_wait(s, 5000, &count, value);
+    }
+    while ((ret = hmaf_session_ring_wait(s, 0, &count, value)) ==
+           HMAF_ETIMEDOUT) {
+    }
+    return ret;
+}
+
+static void measure_h2d(hmaf_session_t *s, uint64_t *v, size_t n,
+                        unsigned gap_us, int busy, const char *what,
+                        double base)
+{
+    uint64_t value;
 
     sh->gap_us = gap_us;
     for (size_t i = 0; i < n; i++) {
         atomic_fetch_add_explicit(&sh->ready, 1, memory_order_release);
-        if (hmaf_session_ring_wait(s, 5000, &count, &value) != 0) {
+        if (take_ring(s, busy, &value) != 0) {
             exit(1);
         }
         v[i] = now_ns() - value;
@@ -212,11 +230,12 @@ int main(int argc, char **argv)
     printf("engine %s, %zu rounds\n", hmaf_session_engine(s), rounds);
     base = measure_ping(s, v, rounds);
     measure_d2h(s, rounds, base);
-    measure_h2d(s, v, rounds, 0, "host->dpu waiting", base);
+    measure_h2d(s, v, rounds, 0, 0, "host->dpu waiting", base);
     idle = measure_ping_idle(s, v, rounds / 20, base);
-    measure_h2d(s, v, rounds / 20, 2000, "host->dpu asleep", base);
+    measure_h2d(s, v, rounds / 20, 2000, 0, "host->dpu asleep", base);
     printf("%-22s %.2fx the idle round trip\n", "host->dpu asleep",
            (double)v[rounds / 20 / 2] / 1000.0 / idle);
+    measure_h2d(s, v, rounds / 20, 2000, 1, "host->dpu polling", base);
     hmaf_session_destroy(s);
     atomic_store(&sh->stop, 1);
     waitpid(host, NULL, 0);

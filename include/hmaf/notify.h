@@ -30,7 +30,9 @@
  *    (unix, tcp), sleeps on the ring fd and on the channel: the nudge
  *    wakes it directly, and it reads the count itself: a ring is seen
  *    within microseconds by a spinning waiter, and within one thread
- *    wake-up (tens of microseconds) by a sleeping one;
+ *    wake-up (tens of microseconds) by a sleeping one; a thread that
+ *    must see every ring within a round trip polls with timeout 0 (one
+ *    read of the header word per call);
  *  - the ring fd alone is made readable by the session's watch thread,
  *    which the nudge wakes: an application's poll/epoll on it sees a ring
  *    within two thread wake-ups;
