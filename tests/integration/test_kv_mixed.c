@@ -1,7 +1,8 @@
 /*
  * The kv example under a mixed workload on both ports at once:
  * - INCRs from clients of both ports on one key never lose an increment,
- *   and readers of either port never see the counter go back;
+ *   and readers of either port never see the counter go back; near
+ *   INT64_MAX they stop at it with errors, never wrap;
  * - a SET answered on one port is seen by a GET sent afterwards on the
  *   other, and so is a DEL;
  * - writes pipelined in one burst, batched in one turn, take effect in
@@ -15,6 +16,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -276,6 +278,88 @@ static void incrs(void)
     printf("incr: %d clients x %d, none lost\n", nw, INCRS);
 }
 
+/* ---- INCR at the end of the range ----------------------------------- */
+
+#define EDGE_TRIALS  20
+#define EDGE_ROOM    50 /* increments left before INT64_MAX */
+#define EDGE_INCRS   60 /* per client: together, more than the room */
+
+struct edge_client {
+    int port;
+    int ok;      /* INCRs answered with a number */
+    int wrapped; /* ... below the start: checked by the main thread */
+};
+
+/* INCRs until the room is gone: each is a number or the overflow error,
+ * never a number below the start (a wrapped counter). */
+static void *edge_client(void *arg)
+{
+    struct edge_client *e = arg;
+    struct conn *c = malloc(sizeof(*c));
+    const char *argv[] = {"INCR", "mixed:edge"};
+    char out[128];
+
+    CHECK(c != NULL);
+    conn_open(c, e->port);
+    for (int i = 0; i < EDGE_INCRS; i += INCR_PIPE) {
+        for (int k = 0; k < INCR_PIPE; k++) {
+            conn_cmd(c, 2, argv);
+        }
+        for (int k = 0; k < INCR_PIPE; k++) {
+            char t = conn_reply(c, out, sizeof(out));
+            CHECK(t == ':' || t == '-');
+            if (t == ':') {
+                e->wrapped += atoll(out) <= INT64_MAX - EDGE_ROOM;
+                e->ok++;
+            }
+        }
+    }
+    close(c->fd);
+    free(c);
+    return NULL;
+}
+
+/* Both ports' INCRs near INT64_MAX: each side checks for overflow against
+ * the value it read, so adds in flight from the other side must not take
+ * the counter past the end. Exactly the room is used, then errors. */
+static void incr_edge(void)
+{
+    char start[32], out[64];
+    const char *set[] = {"SET", "mixed:edge", start};
+    const char *get[] = {"GET", "mixed:edge"};
+    const char *del[] = {"DEL", "mixed:edge"};
+    struct conn c;
+
+    snprintf(start, sizeof(start), "%lld", (long long)(INT64_MAX - EDGE_ROOM));
+    conn_open(&c, ports[0]);
+    for (int trial = 0; trial < EDGE_TRIALS; trial++) {
+        struct edge_client e[2 * INCR_CLIENTS];
+        pthread_t t[2 * INCR_CLIENTS];
+        int ok = 0, wrapped = 0;
+
+        conn_cmd(&c, 3, set);
+        CHECK(conn_reply(&c, out, sizeof(out)) == '+');
+        for (int i = 0; i < 2 * INCR_CLIENTS; i++) {
+            e[i] = (struct edge_client){.port = ports[i % 2]};
+            CHECK(pthread_create(&t[i], NULL, edge_client, &e[i]) == 0);
+        }
+        for (int i = 0; i < 2 * INCR_CLIENTS; i++) {
+            pthread_join(t[i], NULL);
+            ok += e[i].ok;
+            wrapped += e[i].wrapped;
+        }
+        CHECK_EQ(wrapped, 0);
+        CHECK_EQ(ok, EDGE_ROOM);
+        conn_cmd(&c, 2, get);
+        CHECK(conn_reply(&c, out, sizeof(out)) == '$');
+        CHECK(strcmp(out, "9223372036854775807") == 0);
+    }
+    CHECK_EQ(call_int(&c, 2, del), 1);
+    close(c.fd);
+    printf("incr edge: %d trials, the counter stopped at INT64_MAX\n",
+           EDGE_TRIALS);
+}
+
 /* ---- one turn's writes, in order ------------------------------------ */
 
 /* Sent as one burst, so the server takes them in one turn and batches
@@ -499,6 +583,7 @@ int main(int argc, char **argv)
 
     pipelined_turns();
     incrs();
+    incr_edge();
     visibility();
     abuse();
     heap_returns(heap_start);
