@@ -3,6 +3,8 @@
  * - INCRs from clients of both ports on one key never lose an increment,
  *   and readers of either port never see the counter go back; near
  *   INT64_MAX they stop at it with errors, never wrap;
+ * - commands followed at once by the client's shutdown are answered;
+ *   nothing after QUIT runs;
  * - a SET answered on one port is seen by a GET sent afterwards on the
  *   other, and so is a DEL;
  * - writes pipelined in one burst, batched in one turn, take effect in
@@ -15,6 +17,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <signal.h>
@@ -360,6 +363,54 @@ static void incr_edge(void)
            EDGE_TRIALS);
 }
 
+/* ---- the end of a client's commands ------------------------------- */
+
+/* A client that sends its commands and shuts its side down at once (one
+ * segment with FIN: TCP_CORK holds the data until the shutdown) still
+ * gets them run and answered; and nothing after QUIT runs. */
+static void client_ends(int port)
+{
+    static const char cmds[] =
+        "*3\r\n$3\r\nSET\r\n$10\r\nmixed:half\r\n$1\r\nv\r\n"
+        "*2\r\n$3\r\nGET\r\n$10\r\nmixed:half\r\n";
+    static const char quit[] =
+        "*1\r\n$4\r\nQUIT\r\n*3\r\n$3\r\nSET\r\n$10\r\nmixed:half\r\n$1\r\nw\r\n";
+    const char *get[] = {"GET", "mixed:half"};
+    const char *del[] = {"DEL", "mixed:half"};
+    char out[64];
+    int one = 1;
+    struct conn c;
+
+    conn_open(&c, port);
+    CHECK(setsockopt(c.fd, IPPROTO_TCP, TCP_CORK, &one, sizeof(one)) == 0);
+    conn_send(&c, cmds, sizeof(cmds) - 1);
+    CHECK(shutdown(c.fd, SHUT_WR) == 0);
+    CHECK(conn_reply(&c, out, sizeof(out)) == '+');
+    CHECK(conn_reply(&c, out, sizeof(out)) == '$');
+    CHECK(strcmp(out, "v") == 0);
+    CHECK(conn_reply(&c, out, sizeof(out)) == '!');
+    close(c.fd);
+
+    conn_open(&c, port);
+    conn_send(&c, quit, sizeof(quit) - 1);
+    CHECK(conn_reply(&c, out, sizeof(out)) == '+');
+    CHECK(conn_reply(&c, out, sizeof(out)) == '!');
+    close(c.fd);
+    conn_open(&c, port);
+    conn_cmd(&c, 2, get);
+    CHECK(conn_reply(&c, out, sizeof(out)) == '$');
+    CHECK(strcmp(out, "v") == 0);
+    CHECK_EQ(call_int(&c, 2, del), 1);
+    close(c.fd);
+}
+
+static void clients_end(void)
+{
+    client_ends(ports[0]);
+    client_ends(ports[1]);
+    printf("ends: commands before a shutdown answered, none after QUIT run\n");
+}
+
 /* ---- one turn's writes, in order ------------------------------------ */
 
 /* Sent as one burst, so the server takes them in one turn and batches
@@ -584,6 +635,7 @@ int main(int argc, char **argv)
     pipelined_turns();
     incrs();
     incr_edge();
+    clients_end();
     visibility();
     abuse();
     heap_returns(heap_start);
