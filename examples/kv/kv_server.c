@@ -668,6 +668,10 @@ static void parse_client(struct kv_server *srv, struct client *c)
             c->closing = 1;
             return;
         }
+        if (arg_is(&cmd, 0, "QUIT")) {
+            c->closing = 1; /* what follows QUIT is not run */
+            return;
+        }
     }
 }
 
@@ -675,11 +679,12 @@ static void parse_client(struct kv_server *srv, struct client *c)
 static void read_client(struct kv_server *srv, struct client *c)
 {
     size_t got = 0;
+    int ended = 0;
 
     if (touch(srv, c) < 0) {
         return;
     }
-    while (got < READ_TURN_MAX && !c->closing) {
+    while (got < READ_TURN_MAX && !c->closing && !ended) {
         ssize_t n;
 
         if (resp_buf_reserve(&c->in, READ_CHUNK) < 0) {
@@ -691,12 +696,17 @@ static void read_client(struct kv_server *srv, struct client *c)
             c->in.len += (size_t)n;
             got += (size_t)n;
         } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-            c->closing = 1; /* answer what came, then close */
+            ended = 1;
         } else if (errno == EAGAIN) {
             break;
         }
     }
+    /* a client that sent its commands and shut its side down still gets
+     * them run and answered: close only once they are parsed */
     parse_client(srv, c);
+    if (ended) {
+        c->closing = 1;
+    }
 }
 
 /* Write c's answers; 1 when c was closed. */

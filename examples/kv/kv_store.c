@@ -402,7 +402,8 @@ struct fresh_entry {
 struct group {
     size_t first, n;  /* their positions in the round's sorted order */
     uint64_t bucket, old_word, new_word;
-    int adds;         /* fetch-adds, not a new block */
+    int adds;         /* adds in place, not a new block */
+    int exact;        /* one of them exact: no later write joins */
     int changed;      /* a new block to swap in */
     int failed;       /* could not be built: its writes fail */
     size_t cmd;       /* its first write's place in command order */
@@ -582,15 +583,38 @@ static int fold_start(struct round *r, const struct group *gr)
     return 0;
 }
 
-/* INCRBY w where the key holds a published integer: a fetch-add. */
-static void fold_add(struct kv_write *w, struct fold_item *f)
+/* Fetch-adds commute, so both sides' land whatever the order, but each
+ * side checked for overflow against the value it read, without the other
+ * side's adds in flight. Within this band, two sides' rounds of adds (each
+ * kept inside it) cannot wrap; outside it an add must be exact. */
+#define ADD_FETCH_BAND (INT64_C(1) << 61)
+
+static int in_fetch_band(int64_t v)
+{
+    return v >= -ADD_FETCH_BAND && v <= ADD_FETCH_BAND;
+}
+
+/* How w would add to f's counter, given what the round added before. */
+static int add_kind(const struct kv_write *w, const struct fold_item *f)
 {
     if (add_overflows(f->integer, w->by)) {
+        return KV_ADD_NONE;
+    }
+    return in_fetch_band(f->integer) && in_fetch_band(f->integer + w->by)
+               ? KV_ADD_FETCH
+               : KV_ADD_EXACT;
+}
+
+/* INCRBY w where the key holds a published integer: an add in place. */
+static void fold_add(struct kv_write *w, struct fold_item *f)
+{
+    w->adding = add_kind(w, f);
+    if (w->adding == KV_ADD_NONE) {
         w->status = HMAF_EOVERFLOW;
         return;
     }
+    w->expect = f->integer;
     f->integer += w->by; /* what the next add of this round expects */
-    w->adding = 1;
     w->entry = f->item.addr;
 }
 
@@ -634,8 +658,9 @@ static int fold_write(struct round *r, struct group *gr, struct kv_write *w)
     int ret = 0;
 
     w->status = 0;
-    w->adding = 0;
-    if ((is_add && gr->changed) || (changes && gr->adds)) {
+    w->adding = KV_ADD_NONE;
+    /* after an exact add, a later write would count on its landing */
+    if ((is_add && gr->changed) || (changes && gr->adds) || gr->exact) {
         return 1;
     }
     if (w->op == KV_SET) {
@@ -656,7 +681,8 @@ static int fold_write(struct round *r, struct group *gr, struct kv_write *w)
     if (ret < 0) {
         return ret;
     }
-    gr->adds |= w->adding;
+    gr->adds |= w->adding != KV_ADD_NONE;
+    gr->exact |= w->adding == KV_ADD_EXACT;
     gr->changed |= changes && w->status == 0;
     return 0;
 }
@@ -746,9 +772,9 @@ static size_t fold_bucket(struct round *r, size_t first)
         for (size_t k = 0; k < gr->n; k++) {
             struct kv_write *w = r->live[r->order[first + k].pos];
             w->status = ret;
-            w->adding = 0;
+            w->adding = KV_ADD_NONE;
         }
-        gr->changed = gr->adds = 0;
+        gr->changed = gr->adds = gr->exact = 0;
     }
     r->ngroups++;
     return end - first;
@@ -784,11 +810,16 @@ static void collect_ops(struct round *r)
         }
         for (size_t k = 0; gr->adds && k < gr->n; k++) {
             struct kv_write *w = r->live[r->order[gr->first + k].pos];
-            if (w->adding) {
+            uint64_t counter = w->entry + offsetof(struct kv_entry, counter);
+            if (w->adding == KV_ADD_FETCH) {
                 r->ops[r->nops++] = (hmaf_atomic_t){
                     .op = HMAF_ATOMIC_FADD, .size = 8,
-                    .remote_addr = w->entry + offsetof(struct kv_entry, counter),
-                    .operand = (uint64_t)w->by};
+                    .remote_addr = counter, .operand = (uint64_t)w->by};
+            } else if (w->adding == KV_ADD_EXACT) {
+                r->ops[r->nops++] = (hmaf_atomic_t){
+                    .op = HMAF_ATOMIC_CAS, .size = 8, .remote_addr = counter,
+                    .compare = (uint64_t)w->expect,
+                    .operand = (uint64_t)(w->expect + w->by)};
             }
         }
     }
@@ -837,11 +868,14 @@ static void settle_adds(struct round *r, const struct group *gr)
     }
     for (size_t k = 0; k < gr->n; k++) {
         struct kv_write *w = r->live[r->order[gr->first + k].pos];
-        const hmaf_atomic_t *a = w->adding ? &r->ops[op++] : NULL;
+        const hmaf_atomic_t *a =
+            w->adding != KV_ADD_NONE ? &r->ops[op++] : NULL;
 
         w->state = W_DONE;
         if (a && a->status != 0) {
             w->status = a->status;
+        } else if (a && a->op == HMAF_ATOMIC_CAS && a->old != a->compare) {
+            w->state = W_PENDING; /* the counter moved: add again */
         } else if (a) {
             w->result = (int64_t)(a->old + (uint64_t)w->by);
             w->state = W_VERIFY;

@@ -153,6 +153,11 @@ void kv_get_release(struct kv_get *gets, size_t n);
 
 enum kv_write_op { KV_SET = 1, KV_DEL, KV_INCRBY };
 
+/* How an INCRBY changes an integer entry's counter in place: a fetch-add,
+ * or, near the ends of the int64 range, a compare-and-swap from the value
+ * read (it lands only on that value, so it cannot wrap). */
+enum kv_add { KV_ADD_NONE, KV_ADD_FETCH, KV_ADD_EXACT };
+
 /* One write of a batch, and its outcome. */
 struct kv_write {
     enum kv_write_op op; /* [in] */
@@ -168,7 +173,9 @@ struct kv_write {
     int64_t result;      /* [out] KV_INCRBY: the new value */
     /* private */
     int state;
-    int adding;          /* this round: a fetch-add on entry's counter */
+    int adding;          /* this round: an add on entry's counter
+                            (KV_ADD_FETCH or KV_ADD_EXACT) */
+    int64_t expect;      /* KV_ADD_EXACT: the counter it was computed on */
     uint64_t entry;
 };
 

@@ -1,7 +1,10 @@
 /*
  * The kv example under a mixed workload on both ports at once:
  * - INCRs from clients of both ports on one key never lose an increment,
- *   and readers of either port never see the counter go back;
+ *   and readers of either port never see the counter go back; near
+ *   INT64_MAX they stop at it with errors, never wrap;
+ * - commands followed at once by the client's shutdown are answered;
+ *   nothing after QUIT runs;
  * - a SET answered on one port is seen by a GET sent afterwards on the
  *   other, and so is a DEL;
  * - writes pipelined in one burst, batched in one turn, take effect in
@@ -14,7 +17,9 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -276,6 +281,136 @@ static void incrs(void)
     printf("incr: %d clients x %d, none lost\n", nw, INCRS);
 }
 
+/* ---- INCR at the end of the range ----------------------------------- */
+
+#define EDGE_TRIALS  20
+#define EDGE_ROOM    50 /* increments left before INT64_MAX */
+#define EDGE_INCRS   60 /* per client: together, more than the room */
+
+struct edge_client {
+    int port;
+    int ok;      /* INCRs answered with a number */
+    int wrapped; /* ... below the start: checked by the main thread */
+};
+
+/* INCRs until the room is gone: each is a number or the overflow error,
+ * never a number below the start (a wrapped counter). */
+static void *edge_client(void *arg)
+{
+    struct edge_client *e = arg;
+    struct conn *c = malloc(sizeof(*c));
+    const char *argv[] = {"INCR", "mixed:edge"};
+    char out[128];
+
+    CHECK(c != NULL);
+    conn_open(c, e->port);
+    for (int i = 0; i < EDGE_INCRS; i += INCR_PIPE) {
+        for (int k = 0; k < INCR_PIPE; k++) {
+            conn_cmd(c, 2, argv);
+        }
+        for (int k = 0; k < INCR_PIPE; k++) {
+            char t = conn_reply(c, out, sizeof(out));
+            CHECK(t == ':' || t == '-');
+            if (t == ':') {
+                e->wrapped += atoll(out) <= INT64_MAX - EDGE_ROOM;
+                e->ok++;
+            }
+        }
+    }
+    close(c->fd);
+    free(c);
+    return NULL;
+}
+
+/* Both ports' INCRs near INT64_MAX: each side checks for overflow against
+ * the value it read, so adds in flight from the other side must not take
+ * the counter past the end. Exactly the room is used, then errors. */
+static void incr_edge(void)
+{
+    char start[32], out[64];
+    const char *set[] = {"SET", "mixed:edge", start};
+    const char *get[] = {"GET", "mixed:edge"};
+    const char *del[] = {"DEL", "mixed:edge"};
+    struct conn c;
+
+    snprintf(start, sizeof(start), "%lld", (long long)(INT64_MAX - EDGE_ROOM));
+    conn_open(&c, ports[0]);
+    for (int trial = 0; trial < EDGE_TRIALS; trial++) {
+        struct edge_client e[2 * INCR_CLIENTS];
+        pthread_t t[2 * INCR_CLIENTS];
+        int ok = 0, wrapped = 0;
+
+        conn_cmd(&c, 3, set);
+        CHECK(conn_reply(&c, out, sizeof(out)) == '+');
+        for (int i = 0; i < 2 * INCR_CLIENTS; i++) {
+            e[i] = (struct edge_client){.port = ports[i % 2]};
+            CHECK(pthread_create(&t[i], NULL, edge_client, &e[i]) == 0);
+        }
+        for (int i = 0; i < 2 * INCR_CLIENTS; i++) {
+            pthread_join(t[i], NULL);
+            ok += e[i].ok;
+            wrapped += e[i].wrapped;
+        }
+        CHECK_EQ(wrapped, 0);
+        CHECK_EQ(ok, EDGE_ROOM);
+        conn_cmd(&c, 2, get);
+        CHECK(conn_reply(&c, out, sizeof(out)) == '$');
+        CHECK(strcmp(out, "9223372036854775807") == 0);
+    }
+    CHECK_EQ(call_int(&c, 2, del), 1);
+    close(c.fd);
+    printf("incr edge: %d trials, the counter stopped at INT64_MAX\n",
+           EDGE_TRIALS);
+}
+
+/* ---- the end of a client's commands ------------------------------- */
+
+/* A client that sends its commands and shuts its side down at once (one
+ * segment with FIN: TCP_CORK holds the data until the shutdown) still
+ * gets them run and answered; and nothing after QUIT runs. */
+static void client_ends(int port)
+{
+    static const char cmds[] =
+        "*3\r\n$3\r\nSET\r\n$10\r\nmixed:half\r\n$1\r\nv\r\n"
+        "*2\r\n$3\r\nGET\r\n$10\r\nmixed:half\r\n";
+    static const char quit[] =
+        "*1\r\n$4\r\nQUIT\r\n*3\r\n$3\r\nSET\r\n$10\r\nmixed:half\r\n$1\r\nw\r\n";
+    const char *get[] = {"GET", "mixed:half"};
+    const char *del[] = {"DEL", "mixed:half"};
+    char out[64];
+    int one = 1;
+    struct conn c;
+
+    conn_open(&c, port);
+    CHECK(setsockopt(c.fd, IPPROTO_TCP, TCP_CORK, &one, sizeof(one)) == 0);
+    conn_send(&c, cmds, sizeof(cmds) - 1);
+    CHECK(shutdown(c.fd, SHUT_WR) == 0);
+    CHECK(conn_reply(&c, out, sizeof(out)) == '+');
+    CHECK(conn_reply(&c, out, sizeof(out)) == '$');
+    CHECK(strcmp(out, "v") == 0);
+    CHECK(conn_reply(&c, out, sizeof(out)) == '!');
+    close(c.fd);
+
+    conn_open(&c, port);
+    conn_send(&c, quit, sizeof(quit) - 1);
+    CHECK(conn_reply(&c, out, sizeof(out)) == '+');
+    CHECK(conn_reply(&c, out, sizeof(out)) == '!');
+    close(c.fd);
+    conn_open(&c, port);
+    conn_cmd(&c, 2, get);
+    CHECK(conn_reply(&c, out, sizeof(out)) == '$');
+    CHECK(strcmp(out, "v") == 0);
+    CHECK_EQ(call_int(&c, 2, del), 1);
+    close(c.fd);
+}
+
+static void clients_end(void)
+{
+    client_ends(ports[0]);
+    client_ends(ports[1]);
+    printf("ends: commands before a shutdown answered, none after QUIT run\n");
+}
+
 /* ---- one turn's writes, in order ------------------------------------ */
 
 /* Sent as one burst, so the server takes them in one turn and batches
@@ -499,6 +634,8 @@ int main(int argc, char **argv)
 
     pipelined_turns();
     incrs();
+    incr_edge();
+    clients_end();
     visibility();
     abuse();
     heap_returns(heap_start);
