@@ -17,6 +17,10 @@
 #define EVENTS_MAX     128
 #define READ_CHUNK     (64u << 10)
 #define READ_TURN_MAX  (2u << 20)  /* bytes one client may send per turn */
+/* One command still coming may hold this much (as redis-server's
+ * client-query-buffer-limit): its 65,536 arguments of up to 1 MiB could
+ * otherwise make one client take 64 GiB. */
+#define QUERY_MAX      (256u << 20)
 #define IDLE_WAIT_MS   1000
 #define RECLAIM_WAIT_MS 1          /* while retired pieces wait to be freed */
 #define QUIET_MS       10          /* nothing came this long: rest */
@@ -647,6 +651,10 @@ static void parse_client(struct kv_server *srv, struct client *c)
         int ret = resp_parse(c->in.data + c->parsed, c->in.len - c->parsed,
                              &cmd, &used, &why);
 
+        if (ret == RESP_MORE && c->in.len - c->parsed > QUERY_MAX) {
+            ret = RESP_ERROR;
+            why = "command over 256 MiB (client query buffer limit)";
+        }
         if (ret == RESP_MORE) {
             return;
         }

@@ -585,9 +585,12 @@ static int fold_start(struct round *r, const struct group *gr)
 
 /* Fetch-adds commute, so both sides' land whatever the order, but each
  * side checked for overflow against the value it read, without the other
- * side's adds in flight. Within this band, two sides' rounds of adds (each
- * kept inside it) cannot wrap; outside it an add must be exact. */
+ * side's adds in flight. A fetch-add therefore only starts from within
+ * +-2^61 and adds at most 2^40: to wrap, millions of adds (2^63 - 2^61
+ * over 2^40) would have to be in flight at once. Any other add is exact: a
+ * compare-and-swap from the value read. */
 #define ADD_FETCH_BAND (INT64_C(1) << 61)
+#define ADD_FETCH_MAX  (INT64_C(1) << 40)
 
 static int in_fetch_band(int64_t v)
 {
@@ -600,7 +603,8 @@ static int add_kind(const struct kv_write *w, const struct fold_item *f)
     if (add_overflows(f->integer, w->by)) {
         return KV_ADD_NONE;
     }
-    return in_fetch_band(f->integer) && in_fetch_band(f->integer + w->by)
+    return in_fetch_band(f->integer) && w->by >= -ADD_FETCH_MAX &&
+                   w->by <= ADD_FETCH_MAX
                ? KV_ADD_FETCH
                : KV_ADD_EXACT;
 }

@@ -18,6 +18,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <signal.h>
@@ -404,11 +406,45 @@ static void client_ends(int port)
     close(c.fd);
 }
 
+/* A command that never ends: past 256 MiB of it the server answers an
+ * error and closes, instead of holding whatever the client sends. */
+static void query_limit(int port)
+{
+    static char arg[(1u << 20) + 16];
+    size_t head = (size_t)snprintf(arg, sizeof(arg), "$%u\r\n", 1u << 20);
+    char b[256];
+    struct conn c;
+    int closed = 0;
+
+    memset(arg + head, 'q', 1u << 20);
+    memcpy(arg + head + (1u << 20), "\r\n", 2);
+    conn_open(&c, port);
+    conn_send(&c, "*1000\r\n", 7);
+    for (int i = 0; i < 300; i++) {
+        if (send(c.fd, arg, head + (1u << 20) + 2, MSG_NOSIGNAL) < 0) {
+            break; /* closed by the server already */
+        }
+    }
+    /* The error, then the end of the stream (or a reset: unread bytes). */
+    for (int i = 0; i < 1000 && !closed; i++) {
+        struct pollfd p = {.fd = c.fd, .events = POLLIN};
+        ssize_t n;
+        CHECK(poll(&p, 1, 10) >= 0);
+        n = recv(c.fd, b, sizeof(b), MSG_DONTWAIT);
+        closed = n == 0 || (n < 0 && errno == ECONNRESET);
+    }
+    CHECK(closed);
+    close(c.fd);
+}
+
 static void clients_end(void)
 {
     client_ends(ports[0]);
     client_ends(ports[1]);
-    printf("ends: commands before a shutdown answered, none after QUIT run\n");
+    query_limit(ports[0]);
+    query_limit(ports[1]);
+    printf("ends: commands before a shutdown answered, none after QUIT run, "
+           "a command past 256 MiB ends its client\n");
 }
 
 /* ---- one turn's writes, in order ------------------------------------ */
