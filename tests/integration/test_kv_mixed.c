@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -154,6 +155,9 @@ static int start(const char *bin, const char *sock, pid_t *pid_out)
     *pid_out = fork();
     CHECK(*pid_out >= 0);
     if (*pid_out == 0) {
+        /* gone with the test, however it ends (two threads failing at
+         * once may skip the exit handlers) */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(pipefd[1], 1);
         close(pipefd[0]);
         /* few buckets: many keys per block, and writes of one turn that
@@ -172,12 +176,12 @@ static int start(const char *bin, const char *sock, pid_t *pid_out)
     exit(1);
 }
 
-/* On a failed check: whatever state they are in. */
+/* On a failed check: whatever state they are in (a hung one too). */
 static void kill_servers(void)
 {
     for (int i = 1; i >= 0; i--) {
         if (pids[i] > 0) {
-            kill(pids[i], SIGTERM);
+            kill(pids[i], SIGKILL);
             waitpid(pids[i], NULL, 0);
         }
     }
