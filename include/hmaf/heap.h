@@ -52,7 +52,9 @@
  *
  * Thread safety: every call may be made from any thread. Host-side calls
  * take the agent's lock for a short time (no allocation is O(n) in the
- * number of blocks).
+ * number of blocks). A session's dpu-side calls share one lock, held
+ * through a refill's or a batch's round trip; a call that cannot have it
+ * within rpc_timeout_ms gives HMAF_ETIMEDOUT.
  */
 #ifndef HMAF_HEAP_H
 #define HMAF_HEAP_H
@@ -192,7 +194,10 @@ HMAF_API int hmaf_session_alloc(hmaf_session_t *session, size_t size,
  * Do not touch the block after this call: the host may reuse it as soon as
  * the batch arrives.
  * @return 0; HMAF_EINVAL (NULL session, address 0 or not 16-byte aligned),
- *         or the transport errors of a batch this call sent.
+ *         the transport errors of a batch this call sent, or
+ *         HMAF_ETIMEDOUT also when another thread's heap call on this
+ *         session held the heap for rpc_timeout_ms (waiting on a host that
+ *         does not answer): then this block was not queued; free it again.
  */
 HMAF_API int hmaf_session_free(hmaf_session_t *session, uint64_t addr);
 

@@ -33,6 +33,7 @@
 
 #include "core/session_int.h"
 #include "proto/heap.h"
+#include "util/clock.h"
 
 #define BATCH_FIRST 4
 #define BATCH_BYTES 16384u
@@ -101,6 +102,22 @@ static struct hmaf__session_heap *heap_of(struct hmaf_session *s)
         hp = none; /* another thread's */
     }
     return hp;
+}
+
+/* The session's heap lock, waiting at most rpc_timeout_ms: its holder may
+ * be waiting on a host that stopped answering, and the threads queued
+ * behind it would otherwise take one timeout each, one after the other. */
+static int lock_heap(struct hmaf_session *s, struct hmaf__session_heap *hp)
+{
+    struct timespec until;
+    uint64_t deadline_ns =
+        hmaf__now_ns() + (uint64_t)s->mbox.timeout_ms * 1000000u;
+
+    until.tv_sec = (time_t)(deadline_ns / 1000000000u);
+    until.tv_nsec = (long)(deadline_ns % 1000000000u);
+    return pthread_mutex_clocklock(&hp->lock, CLOCK_MONOTONIC, &until) == 0
+               ? 0
+               : HMAF_ETIMEDOUT;
 }
 
 /* One ALLOC; the answer checked: blocks of at least size bytes, aligned,
@@ -284,9 +301,11 @@ static int alloc_small(struct hmaf_session *s, struct hmaf__session_heap *hp,
 {
     unsigned cls = hmaf__heap_class_of(size);
     struct heap_cache *cache = &hp->cache[cls];
-    int ret = 0;
+    int ret = lock_heap(s, hp);
 
-    pthread_mutex_lock(&hp->lock);
+    if (ret < 0) {
+        return ret;
+    }
     hp->activity++;
     if (cache->n == 0) {
         ret = refill_locked(s, hp, cls);
@@ -311,8 +330,7 @@ static int alloc_large(struct hmaf_session *s, struct hmaf__session_heap *hp,
     struct hmaf_resp_alloc out;
     int ret = alloc_request(s, hp, size, 1, &out);
 
-    if (short_of_room(ret)) {
-        pthread_mutex_lock(&hp->lock);
+    if (short_of_room(ret) && (ret = lock_heap(s, hp)) == 0) {
         ret = give_back_locked(s, hp);
         pthread_mutex_unlock(&hp->lock);
         ret = ret == 0 ? alloc_request(s, hp, size, 1, &out) : ret;
@@ -358,7 +376,10 @@ HMAF_API int hmaf_session_free(hmaf_session_t *session, uint64_t addr)
     if (hp == NULL) {
         return HMAF_ENOMEM;
     }
-    pthread_mutex_lock(&hp->lock);
+    ret = lock_heap(session, hp);
+    if (ret < 0) {
+        return ret; /* not queued */
+    }
     hp->activity++;
     ret = queue_free_locked(session, hp, addr);
     pthread_mutex_unlock(&hp->lock);
@@ -378,7 +399,10 @@ HMAF_API int hmaf_session_heap_flush(hmaf_session_t *session)
     if (hp == NULL) {
         return 0; /* nothing taken, nothing to give */
     }
-    pthread_mutex_lock(&hp->lock);
+    ret = lock_heap(session, hp);
+    if (ret < 0) {
+        return ret;
+    }
     ret = give_back_locked(session, hp);
     if (ret == 0 && hp->bad_unreported > 0) {
         ret = HMAF_EINVAL;
