@@ -217,6 +217,15 @@ void target_kill(struct target *t)
     target_cleanup(t);
 }
 
+void target_pause(struct target *t)
+{
+    int status;
+
+    CHECK_EQ(kill(t->pid, SIGSTOP), 0);
+    CHECK_EQ(waitpid(t->pid, &status, WUNTRACED), t->pid);
+    CHECK(WIFSTOPPED(status));
+}
+
 void target_session_params(const struct target *t, hmaf_session_params_t *p)
 {
     hmaf_session_params_init(p);

@@ -46,6 +46,9 @@ int target_command(struct target *t, int cmd);
 int target_stop(struct target *t);
 /* SIGKILL the child and reap it. */
 void target_kill(struct target *t);
+/* SIGSTOP the child and return once it is stopped (kill() returns before
+ * a thread running on another CPU has stopped). */
+void target_pause(struct target *t);
 
 /* Session parameters for this target, with the right token. */
 void target_session_params(const struct target *t, hmaf_session_params_t *p);

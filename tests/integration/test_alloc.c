@@ -694,7 +694,7 @@ static void test_destroy(void)
     check_given_back(&t, &start);
 
     s = busy_session(&t, STOPPED_RPC_TIMEOUT_MS);
-    CHECK_EQ(kill(t.pid, SIGSTOP), 0);
+    target_pause(&t);
     destroy_stopped(&t, s);
     check_given_back(&t, &start);
     CHECK_EQ(target_stop(&t), 0);
@@ -702,7 +702,7 @@ static void test_destroy(void)
     opts.revoke_wait_ms = 0; /* turns of 250 ms */
     target_start(&t, &opts);
     s = busy_session(&t, STOPPED_RPC_TIMEOUT_MS);
-    CHECK_EQ(kill(t.pid, SIGSTOP), 0);
+    target_pause(&t);
     /* Two watch turns: the idle give-back is sent and waits for an
      * answer that cannot come. */
     nanosleep(&(struct timespec){0, 700000000}, NULL);

@@ -779,7 +779,7 @@ static void test_stop(void)
     op.remote_addr = words;
     CHECK_OK(hmaf_session_alloc(s, 64, &a));
     CHECK_OK(hmaf_session_read(s, buf, rec, sizeof(buf)));
-    CHECK_EQ(kill(t.pid, SIGSTOP), 0);
+    target_pause(&t);
     alarm(60);
     CHECK_ERR(hmaf_session_ring_wait(s, 200, NULL, NULL), HMAF_ETIMEDOUT);
     CHECK_ERR(hmaf_session_atomic(s, &op, 1), HMAF_ETIMEDOUT);

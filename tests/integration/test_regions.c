@@ -318,7 +318,7 @@ static void test_idle_stopped(void)
     }
     CHECK_OK(hmaf_session_stats(s, &st));
     CHECK_EQ(st.evictions, 2);
-    CHECK_EQ(kill(t.pid, SIGSTOP), 0);
+    target_pause(&t);
     /* Two watch turns (250 ms each by default): the give-back is sent
      * and waits for an answer that cannot come. */
     nanosleep(&(struct timespec){0, 700000000}, NULL);

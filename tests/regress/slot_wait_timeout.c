@@ -53,7 +53,7 @@ int main(void)
     p.rpc_timeout_ms = TIMEOUT_MS;
     session = target_connect_params(&p);
     CHECK_OK(hmaf_session_ping(session));
-    CHECK_EQ(kill(t.pid, SIGSTOP), 0);
+    target_pause(&t);
     start = now_ms();
     for (int i = 0; i < THREADS; i++) {
         CHECK_EQ(pthread_create(&th[i], NULL, ping, NULL), 0);
