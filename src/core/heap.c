@@ -33,7 +33,6 @@
 
 #include "core/session_int.h"
 #include "proto/heap.h"
-#include "util/clock.h"
 
 #define BATCH_FIRST 4
 #define BATCH_BYTES 16384u
@@ -106,18 +105,26 @@ static struct hmaf__session_heap *heap_of(struct hmaf_session *s)
 
 /* The session's heap lock, waiting at most rpc_timeout_ms: its holder may
  * be waiting on a host that stopped answering, and the threads queued
- * behind it would otherwise take one timeout each, one after the other. */
+ * behind it would otherwise take one timeout each, one after the other.
+ * pthread_mutex_timedlock's deadline is on CLOCK_REALTIME (a clock step
+ * moves this rare timeout; pthread_mutex_clocklock is not seen by every
+ * sanitizer's interceptors). */
 static int lock_heap(struct hmaf_session *s, struct hmaf__session_heap *hp)
 {
     struct timespec until;
-    uint64_t deadline_ns =
-        hmaf__now_ns() + (uint64_t)s->mbox.timeout_ms * 1000000u;
 
-    until.tv_sec = (time_t)(deadline_ns / 1000000000u);
-    until.tv_nsec = (long)(deadline_ns % 1000000000u);
-    return pthread_mutex_clocklock(&hp->lock, CLOCK_MONOTONIC, &until) == 0
-               ? 0
-               : HMAF_ETIMEDOUT;
+    if (pthread_mutex_trylock(&hp->lock) == 0) {
+        return 0;
+    }
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += s->mbox.timeout_ms / 1000;
+    until.tv_nsec += (long)(s->mbox.timeout_ms % 1000) * 1000000l;
+    if (until.tv_nsec >= 1000000000l) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000l;
+    }
+    return pthread_mutex_timedlock(&hp->lock, &until) == 0 ? 0
+                                                           : HMAF_ETIMEDOUT;
 }
 
 /* One ALLOC; the answer checked: blocks of at least size bytes, aligned,
