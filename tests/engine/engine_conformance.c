@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "netns.h"
 #include "engine/engine.h"
 #include "proto/handshake.h"
 
@@ -318,6 +319,7 @@ static void start_host(struct conf *c)
     if (c->pid == 0) {
         close(to_child[1]);
         close(to_parent[0]);
+        netns_enter_host();
         run_host(c->ops, to_child[0], to_parent[1]);
         _exit(2);
     }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "netns.h"
 
 void target_fill(void *buf, size_t len, uint64_t first, unsigned salt)
 {
@@ -122,6 +123,7 @@ static void child_main(struct target *t, const struct target_options *opts,
     int ret;
 
     prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a crashed test */
+    netns_enter_host();
     hmaf_agent_params_init(&p);
     p.address = t->address;
     p.token = TARGET_TOKEN;
@@ -140,6 +142,14 @@ static void child_main(struct target *t, const struct target_options *opts,
     cmd = ret == 0 ? 'R' : 'F';
     if (write(reply_fd, &cmd, 1) != 1 || ret != 0) {
         _exit(3);
+    }
+    if (netns_host_address() != NULL) {
+        /* Listening at port 0: the parent learns the real one. */
+        char bound[sizeof(t->address)] = {0};
+        snprintf(bound, sizeof(bound), "%s", hmaf_agent_address(agent));
+        if (write(reply_fd, bound, sizeof(bound)) != (ssize_t)sizeof(bound)) {
+            _exit(3);
+        }
     }
     while (next_command(agent, p.threaded, cmd_fd, &cmd)) {
         unsigned char reply = (unsigned char)(opts->command != NULL
@@ -163,6 +173,10 @@ void target_start(struct target *t, const struct target_options *opts)
     snprintf(t->dir, sizeof(t->dir), "/tmp/hmaf-test-XXXXXX");
     CHECK(mkdtemp(t->dir) != NULL);
     snprintf(t->address, sizeof(t->address), "unix:%s/agent.sock", t->dir);
+    if (netns_host_address() != NULL) {
+        snprintf(t->address, sizeof(t->address), "%s:0",
+                 netns_host_address());
+    }
     CHECK(pipe(to_child) == 0 && pipe(to_parent) == 0);
     fflush(NULL);
     t->pid = fork();
@@ -177,6 +191,11 @@ void target_start(struct target *t, const struct target_options *opts)
     t->cmd_fd = to_child[1];
     t->reply_fd = to_parent[0];
     CHECK(read(t->reply_fd, &ready, 1) == 1 && ready == 'R');
+    if (netns_host_address() != NULL) {
+        CHECK(read(t->reply_fd, t->address, sizeof(t->address)) ==
+              (ssize_t)sizeof(t->address));
+        t->address[sizeof(t->address) - 1] = '\0';
+    }
 }
 
 int target_command(struct target *t, int cmd)

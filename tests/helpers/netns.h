@@ -1,0 +1,47 @@
+/*
+ * Two machines on one: tests/integration/netns_run.sh runs a test inside
+ * a network namespace of its own (the dpu side's) and names another (the
+ * host's) in HMAF_TEST_HOST_NETNS, with the host's address on the veth
+ * pair between them in HMAF_TEST_HOST_ADDRESS ("tcp:10.199.0.1"). A
+ * forked host enters that namespace before it opens anything, and its
+ * agent listens there. Outside netns_run.sh neither is set: nothing
+ * changes.
+ */
+#ifndef HMAF_TEST_NETNS_H
+#define HMAF_TEST_NETNS_H
+
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "check.h"
+
+/* The host's "tcp:ADDR" when the test runs across namespaces, else NULL. */
+static inline const char *netns_host_address(void)
+{
+    const char *ns = getenv("HMAF_TEST_HOST_NETNS");
+    const char *addr = getenv("HMAF_TEST_HOST_ADDRESS");
+
+    return ns != NULL && ns[0] != '\0' && addr != NULL ? addr : NULL;
+}
+
+/* In a forked host, before it opens a socket: into the host's namespace. */
+static inline void netns_enter_host(void)
+{
+    const char *ns = getenv("HMAF_TEST_HOST_NETNS");
+    int fd;
+
+    if (netns_host_address() == NULL) {
+        return;
+    }
+    fd = open(ns, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
+        fprintf(stderr, "cannot enter the host's namespace %s\n", ns);
+        exit(1);
+    }
+    close(fd);
+}
+
+#endif
