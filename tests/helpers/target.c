@@ -2,12 +2,14 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -234,6 +236,24 @@ void target_kill(struct target *t)
     kill(t->pid, SIGKILL);
     waitpid(t->pid, NULL, 0);
     target_cleanup(t);
+}
+
+uint64_t target_threads_ms(int n, void *(*fn)(void *), void *arg)
+{
+    pthread_t th[64];
+    struct timespec a, b;
+
+    CHECK(n > 0 && n <= 64);
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (int i = 0; i < n; i++) {
+        CHECK_EQ(pthread_create(&th[i], NULL, fn, arg), 0);
+    }
+    for (int i = 0; i < n; i++) {
+        CHECK_EQ(pthread_join(th[i], NULL), 0);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    return (uint64_t)(b.tv_sec - a.tv_sec) * 1000u +
+           (uint64_t)((b.tv_nsec - a.tv_nsec) / 1000000);
 }
 
 void target_pause(struct target *t)

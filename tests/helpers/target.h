@@ -46,6 +46,9 @@ int target_command(struct target *t, int cmd);
 int target_stop(struct target *t);
 /* SIGKILL the child and reap it. */
 void target_kill(struct target *t);
+/* Run fn(arg) in n threads at once (n <= 64); the milliseconds until the
+ * last of them ended. */
+uint64_t target_threads_ms(int n, void *(*fn)(void *), void *arg);
 /* SIGSTOP the child and return once it is stopped (kill() returns before
  * a thread running on another CPU has stopped). */
 void target_pause(struct target *t);

@@ -13,11 +13,9 @@
  * runs again and the session allocates and frees as before.
  * Exit 1 otherwise.
  */
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "check.h"
 #include "target.h"
@@ -40,14 +38,6 @@ static int setup(hmaf_agent_t *agent, void *arg)
                         : hmaf_agent_heap_create(agent, base, HEAP_LEN, NULL);
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void *alloc_one(void *arg)
 {
     uint64_t addr;
@@ -62,8 +52,7 @@ int main(void)
     struct target_options opts = {.setup = setup};
     struct target t;
     hmaf_session_params_t p;
-    pthread_t th[THREADS];
-    uint64_t start, took, addr;
+    uint64_t took, addr;
 
     target_start(&t, &opts);
     target_session_params(&t, &p);
@@ -71,14 +60,7 @@ int main(void)
     session = target_connect_params(&p);
     CHECK_OK(hmaf_session_ping(session));
     target_pause(&t);
-    start = now_ms();
-    for (int i = 0; i < THREADS; i++) {
-        CHECK_EQ(pthread_create(&th[i], NULL, alloc_one, NULL), 0);
-    }
-    for (int i = 0; i < THREADS; i++) {
-        CHECK_EQ(pthread_join(th[i], NULL), 0);
-    }
-    took = now_ms() - start;
+    took = target_threads_ms(THREADS, alloc_one, NULL);
     printf("%d allocations, host stopped: all back in %llu ms "
            "(rpc_timeout_ms %d)\n",
            THREADS, (unsigned long long)took, TIMEOUT_MS);

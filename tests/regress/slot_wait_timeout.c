@@ -11,10 +11,8 @@
  * rounds of timeouts: within 10 of them, a margin for a busy machine.
  * Exit 1 otherwise.
  */
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
-#include <time.h>
 
 #include "check.h"
 #include "target.h"
@@ -24,14 +22,6 @@
 #define TIMEOUT_MS 200
 
 static hmaf_session_t *session;
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void *ping(void *arg)
 {
@@ -45,8 +35,7 @@ int main(void)
     struct target_options opts = {.mailbox_slots = SLOTS};
     struct target t;
     hmaf_session_params_t p;
-    pthread_t th[THREADS];
-    uint64_t start, took;
+    uint64_t took;
 
     target_start(&t, &opts);
     target_session_params(&t, &p);
@@ -54,14 +43,7 @@ int main(void)
     session = target_connect_params(&p);
     CHECK_OK(hmaf_session_ping(session));
     target_pause(&t);
-    start = now_ms();
-    for (int i = 0; i < THREADS; i++) {
-        CHECK_EQ(pthread_create(&th[i], NULL, ping, NULL), 0);
-    }
-    for (int i = 0; i < THREADS; i++) {
-        CHECK_EQ(pthread_join(th[i], NULL), 0);
-    }
-    took = now_ms() - start;
+    took = target_threads_ms(THREADS, ping, NULL);
     printf("%d pings, %u slots, host stopped: all back in %llu ms "
            "(rpc_timeout_ms %d)\n",
            THREADS, SLOTS, (unsigned long long)took, TIMEOUT_MS);
