@@ -236,6 +236,100 @@ void hmaf__engine_ctx_abandon(struct hmaf_engine_ctx *ctx)
     free(ctx);
 }
 
+int hmaf__engine_mem_create(struct hmaf_engine_ctx *ctx, uint64_t addr,
+                            uint64_t len, unsigned access,
+                            struct hmaf_engine_mem **mem_out)
+{
+    struct hmaf_engine_mem *mem = calloc(1, ctx->ops->mem_size);
+    int ret;
+
+    if (mem == NULL) {
+        return HMAF_ENOMEM;
+    }
+    mem->ctx = ctx;
+    mem->addr = addr;
+    mem->len = len;
+    mem->access = access;
+    ret = ctx->ops->mem_register(mem);
+    if (ret < 0) {
+        free(mem);
+        return ret;
+    }
+    *mem_out = mem;
+    return 0;
+}
+
+void hmaf__engine_mem_destroy(struct hmaf_engine_mem *mem)
+{
+    if (mem != NULL) {
+        mem->ctx->ops->mem_deregister(mem);
+        free(mem);
+    }
+}
+
+size_t hmaf__engine_rmem_size(const struct hmaf_engine_ops *ops)
+{
+    return ops->rmem_size;
+}
+
+int hmaf__engine_rmem_import_at(void *storage, struct hmaf_engine_ep *ep,
+                                uint64_t addr, uint64_t len, unsigned access,
+                                const void *blob, size_t blob_len,
+                                struct hmaf_engine_rmem **rmem_out)
+{
+    struct hmaf_engine_rmem *rmem = storage;
+    int ret;
+
+    memset(rmem, 0, ep->ctx->ops->rmem_size);
+    rmem->ep = ep;
+    rmem->addr = addr;
+    rmem->len = len;
+    rmem->access = access;
+    ret = ep->ctx->ops->rmem_import(rmem, blob, blob_len);
+    if (ret < 0) {
+        return ret;
+    }
+    *rmem_out = rmem;
+    return 0;
+}
+
+int hmaf__engine_rmem_create(struct hmaf_engine_ep *ep, uint64_t addr,
+                             uint64_t len, unsigned access, const void *blob,
+                             size_t blob_len,
+                             struct hmaf_engine_rmem **rmem_out)
+{
+    void *storage = malloc(ep->ctx->ops->rmem_size);
+    int ret;
+
+    if (storage == NULL) {
+        return HMAF_ENOMEM;
+    }
+    ret = hmaf__engine_rmem_import_at(storage, ep, addr, len, access, blob,
+                                      blob_len, rmem_out);
+    if (ret < 0) {
+        free(storage);
+    }
+    return ret;
+}
+
+void hmaf__engine_rmem_release(struct hmaf_engine_rmem *rmem)
+{
+    if (rmem != NULL) {
+        rmem->ep->ctx->ops->rmem_release(rmem);
+    }
+}
+
+void hmaf__engine_rmem_free(struct hmaf_engine_rmem *rmem)
+{
+    free(rmem);
+}
+
+void hmaf__engine_rmem_destroy(struct hmaf_engine_rmem *rmem)
+{
+    hmaf__engine_rmem_release(rmem);
+    hmaf__engine_rmem_free(rmem);
+}
+
 int hmaf__engine_complete(struct hmaf_engine_ep *ep,
                           struct hmaf_xfer_batch *batch)
 {
