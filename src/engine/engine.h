@@ -2,11 +2,13 @@
  * The engine contract: how the core and the host agent move bytes without
  * knowing whether cma, UCX or DOCA does it. Not installed.
  *
- * One const ops table per engine, listed once in registry.c. The registry
- * allocates and frees every engine object (hmaf__engine_*_create and
- * _destroy below) with the sizes the table declares; the engine embeds the
- * base struct first and reaches its own with hmaf__container_of(). Neither
- * the core nor the agent knows those sizes.
+ * One const ops table per engine, hmaf_engine_<name>, listed once: in
+ * src/engine/CMakeLists.txt, from which registry.c's table is generated
+ * (docs/engines.md, "Adding an engine"). The registry allocates and frees
+ * every engine object (hmaf__engine_*_create and _destroy below) with the
+ * sizes the table declares; the engine embeds the base struct first and
+ * reaches its own with hmaf__container_of(). Neither the core nor the
+ * agent knows those sizes.
  *
  *   ctx   one per host agent, or per dpu session: the engine's global state
  *         (UCX context + worker, DOCA device). role says which side.

@@ -1,6 +1,12 @@
 /*
- * The list of engines. Order is the auto-selection preference. An explicit
- * table, not constructors, so static linking keeps every engine.
+ * The engines built into this library, and the life of their objects.
+ *
+ * The list is src/engine/CMakeLists.txt's, in its order (the
+ * auto-selection preference: cma first, so the default does not change
+ * where other engines are built; they are chosen by name, params.engine or
+ * HMAF_ENGINE). CMake generates engine/engine_list.h from it, whose
+ * HMAF_ENGINE_LIST(X) names each engine this library is compiled with. An
+ * explicit table, not constructors, so static linking keeps every engine.
  */
 #include "engine/engine.h"
 
@@ -10,20 +16,17 @@
 
 #include <hmaf/error.h>
 
+#include "engine/engine_list.h"
 #include "util/log.h"
 
-extern const struct hmaf_engine_ops hmaf_engine_cma;
-#ifdef HMAF_HAVE_ENGINE_DOCA
-extern const struct hmaf_engine_ops hmaf_engine_doca;
-#endif
+/* Each engine's table is hmaf_engine_<name> (engine.h). */
+#define DECLARE_ENGINE(name)                                                   \
+    extern const struct hmaf_engine_ops hmaf_engine_##name;
+HMAF_ENGINE_LIST(DECLARE_ENGINE)
 
-/* cma stays first, so the default does not change where DOCA is built:
- * doca is chosen by name (params.engine, HMAF_ENGINE). */
+#define ENGINE_ENTRY(name) &hmaf_engine_##name,
 static const struct hmaf_engine_ops *const builtin[] = {
-    &hmaf_engine_cma,
-#ifdef HMAF_HAVE_ENGINE_DOCA
-    &hmaf_engine_doca,
-#endif
+    HMAF_ENGINE_LIST(ENGINE_ENTRY)
 };
 
 #define NUM_ENGINES (sizeof(builtin) / sizeof(builtin[0]))
