@@ -119,7 +119,7 @@ for part in "${parts[@]}"; do
     for d in "${words[@]}"; do
         [ "$d" = DOCA_ALLOW_EXPERIMENTAL_API ] || defs+=" -D$d"
     done
-    if [ ${#found[@]} -eq 0 ] || [ -z "$defs" ]; then
+    if [ ${#found[@]} -eq 0 ] || [ ${#words[@]} -eq 0 ]; then
         echo "check-doca-headers: cannot read $sources_var or $defs_var" \
              "from $cmake_file" >&2
         exit 1

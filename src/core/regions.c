@@ -19,11 +19,10 @@
 
 /* ---- giving regions back ---- */
 
-void hmaf__session_release_imports(struct hmaf_session *s,
-                                   struct hmaf__region *list)
+void hmaf__session_release_imports(struct hmaf__region *list)
 {
     for (struct hmaf__region *r = list; r != NULL; r = r->next_victim) {
-        s->ops->rmem_release(r->rmem);
+        hmaf__engine_rmem_release(r->rmem);
     }
 }
 
@@ -218,7 +217,7 @@ static void release_regions(void *arg, struct hmaf__region *list, int evicted)
     struct hmaf_session *s = arg;
 
     if (!s->orphan) { /* an orphan's imports are the parent's */
-        hmaf__session_release_imports(s, list);
+        hmaf__session_release_imports(list);
     }
     if (evicted && !s->orphan) {
         queue_evicted(s, list);
@@ -259,10 +258,17 @@ static int cached(struct hmaf_session *s, uint64_t addr)
     return found;
 }
 
+/* Where a region's engine import lives: in the region's own allocation,
+ * right after it, so that a miss allocates once. */
+#define RMEM_AT                                                                \
+    ((sizeof(struct hmaf__region) + HMAF_ENGINE_RMEM_ALIGN - 1) /              \
+     HMAF_ENGINE_RMEM_ALIGN * HMAF_ENGINE_RMEM_ALIGN)
+
+/* Not imported yet (rmem NULL): import_region does. */
 static struct hmaf__region *new_region(struct hmaf_session *s,
                                        const struct hmaf_resp_register *resp)
 {
-    size_t size = sizeof(struct hmaf__region) + s->ops->rmem_size;
+    size_t size = RMEM_AT + hmaf__engine_rmem_size(s->ops);
     /* Cache-line aligned, though a hit no longer reads it: the cache's
      * leaf keeps copies of the fields a hit needs. */
     struct hmaf__region *r =
@@ -272,19 +278,22 @@ static struct hmaf__region *new_region(struct hmaf_session *s,
     if (r == NULL) {
         return NULL;
     }
-    memset(r, 0, size);
+    memset(r, 0, sizeof(*r));
     r->iv.base = resp->base;
     r->iv.len = resp->len;
     r->id = resp->region_id;
     r->epoch = resp->epoch;
     r->access = resp->access;
     atomic_init(&r->last_used, hmaf__coarse_now_ns()); /* a use */
-    r->rmem = (struct hmaf_engine_rmem *)(r + 1);
-    r->rmem->ep = s->ep;
-    r->rmem->addr = resp->base;
-    r->rmem->len = resp->len;
-    r->rmem->access = r->access;
     return r;
+}
+
+static int import_region(struct hmaf_session *s, struct hmaf__region *r,
+                         const struct hmaf_resp_register *resp)
+{
+    return hmaf__engine_rmem_import_at(
+        (char *)r + RMEM_AT, s->ep, r->iv.base, r->iv.len, r->access,
+        resp->export_blob.data, resp->export_blob.len, &r->rmem);
 }
 
 /* An answer the cache would not take, handed back at once: import and
@@ -386,8 +395,7 @@ static int cache_region(struct hmaf_session *s,
         free(r);
         return HMAF_EPROTO;
     }
-    ret = s->ops->rmem_import(r->rmem, resp->export_blob.data,
-                              resp->export_blob.len);
+    ret = import_region(s, r, resp);
     if (ret < 0) {
         free(r);
         if (answer_outdated(s, resp->epoch)) {
@@ -535,7 +543,7 @@ static int apply_revocation(struct hmaf_session *s, uint64_t epoch,
     if (ret < 0) {
         return ret;
     }
-    hmaf__session_release_imports(s, *dropped_out);
+    hmaf__session_release_imports(*dropped_out);
     /* Read without the lock by steps that carry a look (carried_look). */
     __atomic_store_n(&s->epoch_seen, epoch, __ATOMIC_RELAXED);
     hmaf__count(s, revocations, 1);

@@ -156,31 +156,16 @@ static int open_channel(struct hmaf_session *s, uint64_t deadline)
 /* Import the mailbox region the host described in its welcome. */
 static int import_mailbox(struct hmaf_session *s, const struct hmaf_welcome *w)
 {
-    struct hmaf_engine_rmem *rmem;
-    int ret;
-
     if (w->mailbox_slots == 0 || w->mailbox_slots > HMAF_MBOX_MAX_SLOTS ||
         w->lease_us == 0 || /* a look could never be fresh enough */
         w->mailbox_len < hmaf__mbox_size(w->mailbox_slots) ||
         w->mailbox_addr + w->mailbox_len < w->mailbox_addr) {
         return HMAF_EPROTO;
     }
-    rmem = calloc(1, s->ops->rmem_size);
-    if (rmem == NULL) {
-        return HMAF_ENOMEM;
-    }
-    rmem->ep = s->ep;
-    rmem->addr = w->mailbox_addr;
-    rmem->len = w->mailbox_len;
-    rmem->access = HMAF_ACCESS_READ_WRITE;
-    ret = s->ops->rmem_import(rmem, w->mailbox_export.data,
-                              w->mailbox_export.len);
-    if (ret < 0) {
-        free(rmem);
-        return ret;
-    }
-    s->mbox_rmem = rmem;
-    return 0;
+    return hmaf__engine_rmem_create(s->ep, w->mailbox_addr, w->mailbox_len,
+                                    HMAF_ACCESS_READ_WRITE,
+                                    w->mailbox_export.data,
+                                    w->mailbox_export.len, &s->mbox_rmem);
 }
 
 static int init_mailbox_client(struct hmaf_session *s,
@@ -238,8 +223,7 @@ err_mbox:
 err_cache:
     hmaf__regcache_fini(&s->cache);
 err_rmem:
-    s->ops->rmem_release(s->mbox_rmem);
-    free(s->mbox_rmem);
+    hmaf__engine_rmem_destroy(s->mbox_rmem);
 err_ep:
     hmaf__engine_ep_destroy(s->ep);
     return ret;
@@ -367,7 +351,7 @@ HMAF_API void hmaf_session_destroy(hmaf_session_t *session)
     hmaf__request_queues_free(session);
     hmaf__regcache_fini(&session->cache);
     hmaf__mbox_client_fini(&session->mbox);
-    free(session->mbox_rmem); /* released by the fence */
+    hmaf__engine_rmem_free(session->mbox_rmem); /* released by the fence */
     if (session->orphan) {
         free_orphan(session);
     } else {

@@ -143,8 +143,7 @@ int hmaf__session_check_epoch(struct hmaf_session *s, int force);
 void hmaf__session_give_back(struct hmaf_session *s,
                              struct hmaf__region *list);
 /* Release the imports of a list of dropped regions. */
-void hmaf__session_release_imports(struct hmaf_session *s,
-                                   struct hmaf__region *list);
+void hmaf__session_release_imports(struct hmaf__region *list);
 /* The watch thread, once a turn: DEREGISTER the evicted regions that
  * waited a whole turn for a REGISTER to carry them. */
 void hmaf__session_give_back_waiting(struct hmaf_session *s);

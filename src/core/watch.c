@@ -76,7 +76,7 @@ static void fence(struct hmaf_session *s)
     /* UINT64_MAX: a registration answered meanwhile is refused and
      * released by the thread that asked for it. */
     (void)hmaf__regcache_clear(&s->cache, UINT64_MAX, NULL);
-    s->ops->rmem_release(s->mbox_rmem);
+    hmaf__engine_rmem_release(s->mbox_rmem);
     hmaf__channel_shutdown(&s->channel, hmaf__deadline_ns(FAREWELL_MS));
 }
 

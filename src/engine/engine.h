@@ -2,10 +2,13 @@
  * The engine contract: how the core and the host agent move bytes without
  * knowing whether cma, UCX or DOCA does it. Not installed.
  *
- * One const ops table per engine, listed once in registry.c. The core and
- * the agent allocate every engine object themselves with the sizes the
- * table declares; the engine embeds the base struct first and reaches its
- * own with hmaf__container_of().
+ * One const ops table per engine, hmaf_engine_<name>, listed once: in
+ * src/engine/CMakeLists.txt, from which registry.c's table is generated
+ * (docs/engines.md, "Adding an engine"). The registry allocates and frees
+ * every engine object (hmaf__engine_*_create and _destroy below) with the
+ * sizes the table declares; the engine embeds the base struct first and
+ * reaches its own with hmaf__container_of(). Neither the core nor the
+ * agent knows those sizes.
  *
  *   ctx   one per host agent, or per dpu session: the engine's global state
  *         (UCX context + worker, DOCA device). role says which side.
@@ -26,6 +29,43 @@
  * Optional ops may be NULL; the registry fills them with stubs (teardown
  * ops do nothing, progress reports no work, the rest return HMAF_ENOTSUP),
  * so callers never test for NULL. Engines never include core headers.
+ *
+ * What may run at once (true of cma and doca; a new engine must allow as
+ * much):
+ *
+ *   Host side: the agent makes every call on its ctx and on that ctx's eps
+ *   and mems one at a time (under its lock, or with its loop stopped), from
+ *   whichever thread it is on: an engine needs no lock for these (cma's
+ *   list of peers has none).
+ *
+ *   Dpu side, on one ep (a session's):
+ *   - post, progress, move_one and atomic run on any number of threads at
+ *     once, on the same rmems or others: the application's threads, and
+ *     the session's watch thread driving progress to drain posted
+ *     requests. A batch may be completed by another thread's progress
+ *     than its poster's. (cma keeps no state per call but its split
+ *     helpers', which lock their own; doca gives threads lanes, each
+ *     under its own lock.)
+ *   - rmem_import runs beside all of these and beside other imports and
+ *     releases on the ep (threads that miss at once). No transfer names
+ *     the rmem being imported.
+ *   - rmem_release(r) runs beside post, progress, move_one, atomic and the
+ *     other imports and releases on the ep, but never while a call names
+ *     r nor while a posted batch naming r is in flight: the core releases
+ *     a region only after a grace period of its readers, which waits for
+ *     posted batches too (core/readers.c, the drain).
+ *   - ep_open runs before every other call on the ep, and ep_close alone
+ *     after all of them: no call on the ep is running, every rmem of it
+ *     has been released, and the core has completed every batch it
+ *     posted. (An engine still ends a batch left in flight without
+ *     writing to it: doca's ep_close does.)
+ *   - limits may be called at any time. ctx->split_threads is set before
+ *     the first post.
+ *
+ *   ctx_close runs alone, once every ep, mem and rmem of the ctx has
+ *   ended. A forked child frees its copies of the parent's objects without
+ *   a call (hmaf__engine_*_abandon; regions and the mailbox import freed
+ *   as memory).
  */
 #ifndef HMAF_ENGINE_ENGINE_H
 #define HMAF_ENGINE_ENGINE_H
@@ -223,6 +263,10 @@ const struct hmaf_engine_ops *hmaf__engine_find(const char *name);
 /* Names of all built engines, in auto-selection order, NULL-terminated. */
 const char *const *hmaf__engine_names(void);
 
+/* Engine objects: allocated with the sizes the engine's table declares,
+ * their base struct filled in, then handed to the engine's op. On
+ * failure nothing is left allocated and *_out is not written. */
+
 /* Allocate and open a ctx for role; NULL ops is not allowed. */
 int hmaf__engine_ctx_create(const struct hmaf_engine_ops *ops,
                             enum hmaf_engine_role role,
@@ -236,6 +280,39 @@ void hmaf__engine_ep_destroy(struct hmaf_engine_ep *ep);
  * whose engine state is the parent's. */
 void hmaf__engine_ep_abandon(struct hmaf_engine_ep *ep);
 void hmaf__engine_ctx_abandon(struct hmaf_engine_ctx *ctx);
+
+/* Host: register [addr, +len) with access (hmaf_access_t) on ctx. */
+int hmaf__engine_mem_create(struct hmaf_engine_ctx *ctx, uint64_t addr,
+                            uint64_t len, unsigned access,
+                            struct hmaf_engine_mem **mem_out);
+/* Deregister and free; NULL does nothing. */
+void hmaf__engine_mem_destroy(struct hmaf_engine_mem *mem);
+
+/* Dpu: import [addr, +len) with access on ep, from the host's export
+ * blob. */
+int hmaf__engine_rmem_create(struct hmaf_engine_ep *ep, uint64_t addr,
+                             uint64_t len, unsigned access, const void *blob,
+                             size_t blob_len,
+                             struct hmaf_engine_rmem **rmem_out);
+/* Bytes of an rmem of ops's engine, for an owner that keeps it in its own
+ * allocation (the core's regions: one allocation per miss, not two). */
+size_t hmaf__engine_rmem_size(const struct hmaf_engine_ops *ops);
+/* The rmem is placed at storage: hmaf__engine_rmem_size() bytes, aligned
+ * as malloc's memory is (HMAF_ENGINE_RMEM_ALIGN). Otherwise as _create;
+ * the storage stays its owner's, to free after the release. */
+#define HMAF_ENGINE_RMEM_ALIGN _Alignof(max_align_t)
+int hmaf__engine_rmem_import_at(void *storage, struct hmaf_engine_ep *ep,
+                                uint64_t addr, uint64_t len, unsigned access,
+                                const void *blob, size_t blob_len,
+                                struct hmaf_engine_rmem **rmem_out);
+/* End the import: no transfer may name it any more. Its memory stays, for
+ * an owner that still lists it; NULL does nothing. */
+void hmaf__engine_rmem_release(struct hmaf_engine_rmem *rmem);
+/* Free a released rmem made by _create (no engine call); NULL does
+ * nothing. */
+void hmaf__engine_rmem_free(struct hmaf_engine_rmem *rmem);
+/* Release and free an rmem made by _create; NULL does nothing. */
+void hmaf__engine_rmem_destroy(struct hmaf_engine_rmem *rmem);
 
 /* Post a batch and drive progress until it completes; returns its status. */
 int hmaf__engine_run(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch);

@@ -1,6 +1,12 @@
 /*
- * The list of engines. Order is the auto-selection preference. An explicit
- * table, not constructors, so static linking keeps every engine.
+ * The engines built into this library, and the life of their objects.
+ *
+ * The list is src/engine/CMakeLists.txt's, in its order (the
+ * auto-selection preference: cma first, so the default does not change
+ * where other engines are built; they are chosen by name, params.engine or
+ * HMAF_ENGINE). CMake generates engine/engine_list.h from it, whose
+ * HMAF_ENGINE_LIST(X) names each engine this library is compiled with. An
+ * explicit table, not constructors, so static linking keeps every engine.
  */
 #include "engine/engine.h"
 
@@ -10,20 +16,17 @@
 
 #include <hmaf/error.h>
 
+#include "engine/engine_list.h"
 #include "util/log.h"
 
-extern const struct hmaf_engine_ops hmaf_engine_cma;
-#ifdef HMAF_HAVE_ENGINE_DOCA
-extern const struct hmaf_engine_ops hmaf_engine_doca;
-#endif
+/* Each engine's table is hmaf_engine_<name> (engine.h). */
+#define DECLARE_ENGINE(name)                                                   \
+    extern const struct hmaf_engine_ops hmaf_engine_##name;
+HMAF_ENGINE_LIST(DECLARE_ENGINE)
 
-/* cma stays first, so the default does not change where DOCA is built:
- * doca is chosen by name (params.engine, HMAF_ENGINE). */
+#define ENGINE_ENTRY(name) &hmaf_engine_##name,
 static const struct hmaf_engine_ops *const builtin[] = {
-    &hmaf_engine_cma,
-#ifdef HMAF_HAVE_ENGINE_DOCA
-    &hmaf_engine_doca,
-#endif
+    HMAF_ENGINE_LIST(ENGINE_ENTRY)
 };
 
 #define NUM_ENGINES (sizeof(builtin) / sizeof(builtin[0]))
@@ -234,6 +237,100 @@ void hmaf__engine_ep_abandon(struct hmaf_engine_ep *ep)
 void hmaf__engine_ctx_abandon(struct hmaf_engine_ctx *ctx)
 {
     free(ctx);
+}
+
+int hmaf__engine_mem_create(struct hmaf_engine_ctx *ctx, uint64_t addr,
+                            uint64_t len, unsigned access,
+                            struct hmaf_engine_mem **mem_out)
+{
+    struct hmaf_engine_mem *mem = calloc(1, ctx->ops->mem_size);
+    int ret;
+
+    if (mem == NULL) {
+        return HMAF_ENOMEM;
+    }
+    mem->ctx = ctx;
+    mem->addr = addr;
+    mem->len = len;
+    mem->access = access;
+    ret = ctx->ops->mem_register(mem);
+    if (ret < 0) {
+        free(mem);
+        return ret;
+    }
+    *mem_out = mem;
+    return 0;
+}
+
+void hmaf__engine_mem_destroy(struct hmaf_engine_mem *mem)
+{
+    if (mem != NULL) {
+        mem->ctx->ops->mem_deregister(mem);
+        free(mem);
+    }
+}
+
+size_t hmaf__engine_rmem_size(const struct hmaf_engine_ops *ops)
+{
+    return ops->rmem_size;
+}
+
+int hmaf__engine_rmem_import_at(void *storage, struct hmaf_engine_ep *ep,
+                                uint64_t addr, uint64_t len, unsigned access,
+                                const void *blob, size_t blob_len,
+                                struct hmaf_engine_rmem **rmem_out)
+{
+    struct hmaf_engine_rmem *rmem = storage;
+    int ret;
+
+    memset(rmem, 0, ep->ctx->ops->rmem_size);
+    rmem->ep = ep;
+    rmem->addr = addr;
+    rmem->len = len;
+    rmem->access = access;
+    ret = ep->ctx->ops->rmem_import(rmem, blob, blob_len);
+    if (ret < 0) {
+        return ret;
+    }
+    *rmem_out = rmem;
+    return 0;
+}
+
+int hmaf__engine_rmem_create(struct hmaf_engine_ep *ep, uint64_t addr,
+                             uint64_t len, unsigned access, const void *blob,
+                             size_t blob_len,
+                             struct hmaf_engine_rmem **rmem_out)
+{
+    void *storage = malloc(ep->ctx->ops->rmem_size);
+    int ret;
+
+    if (storage == NULL) {
+        return HMAF_ENOMEM;
+    }
+    ret = hmaf__engine_rmem_import_at(storage, ep, addr, len, access, blob,
+                                      blob_len, rmem_out);
+    if (ret < 0) {
+        free(storage);
+    }
+    return ret;
+}
+
+void hmaf__engine_rmem_release(struct hmaf_engine_rmem *rmem)
+{
+    if (rmem != NULL) {
+        rmem->ep->ctx->ops->rmem_release(rmem);
+    }
+}
+
+void hmaf__engine_rmem_free(struct hmaf_engine_rmem *rmem)
+{
+    free(rmem);
+}
+
+void hmaf__engine_rmem_destroy(struct hmaf_engine_rmem *rmem)
+{
+    hmaf__engine_rmem_release(rmem);
+    hmaf__engine_rmem_free(rmem);
 }
 
 int hmaf__engine_complete(struct hmaf_engine_ep *ep,

@@ -101,12 +101,9 @@ static int agent_init(struct hmaf_agent *a, const hmaf_agent_params_t *params)
     return ret;
 }
 
-static void free_exposure(struct hmaf_agent *a, struct hmaf__exposure *e)
+static void free_exposure(struct hmaf__exposure *e)
 {
-    if (e->mem != NULL) {
-        a->ops->mem_deregister(e->mem);
-        free(e->mem);
-    }
+    hmaf__engine_mem_destroy(e->mem);
     free(e);
 }
 
@@ -175,7 +172,7 @@ static void agent_fini(struct hmaf_agent *a)
     hmaf__agent_graves_fini(a);
     hmaf__agent_orphans_fini(a);
     while ((e = hmaf__exposure_take_any(&a->exposures)) != NULL) {
-        free_exposure(a, e);
+        free_exposure(e);
     }
     hmaf__exposures_fini(&a->exposures);
     hmaf__roots_fini(&a->roots);
@@ -480,7 +477,7 @@ static void retire_exposure(struct hmaf_agent *a, struct hmaf__exposure *e,
             hmaf__agent_end_holds_before(a->sessions[i], epoch);
         }
     }
-    free_exposure(a, e);
+    free_exposure(e);
     a->stats.revocations++;
 }
 

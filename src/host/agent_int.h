@@ -193,8 +193,7 @@ void hmaf__agent_orphan_holds(struct hmaf_agent *a, struct agent_session *s);
  * and its registration goes anyway). */
 void hmaf__agent_orphans_fini(struct hmaf_agent *a);
 /* Drop one holder of e; deregisters when it was the last. */
-void hmaf__agent_release_exposure(struct hmaf_agent *a,
-                                  struct hmaf__exposure *e);
+void hmaf__agent_release_exposure(struct hmaf__exposure *e);
 
 /* serve.c: answer every pending mailbox request, after giving back a
  * bounded number of ended holds; returns how many requests, plus one when

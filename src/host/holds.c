@@ -171,7 +171,7 @@ int hmaf__agent_drop_hold(struct hmaf_agent *a, struct agent_session *s,
 
     if (ret == 1 &&
         (e = hmaf__exposure_find_id(&a->exposures, exposure_id)) != NULL) {
-        hmaf__agent_release_exposure(a, e);
+        hmaf__agent_release_exposure(e);
     }
     return ret < 0 ? ret : 0;
 }
@@ -184,12 +184,10 @@ void hmaf__agent_end_holds_before(struct agent_session *s, uint64_t epoch)
     }
 }
 
-void hmaf__agent_release_exposure(struct hmaf_agent *a,
-                                  struct hmaf__exposure *e)
+void hmaf__agent_release_exposure(struct hmaf__exposure *e)
 {
     if (e->holders > 0 && --e->holders == 0 && e->mem != NULL) {
-        a->ops->mem_deregister(e->mem);
-        free(e->mem);
+        hmaf__engine_mem_destroy(e->mem);
         e->mem = NULL;
     }
 }
@@ -237,7 +235,7 @@ static void give_back_from(struct hmaf_agent *a, struct hmaf__holds *h,
             gb->until = hmaf__now_ns() + GIVE_BACK_SLICE_NS;
         }
         if (e != NULL) {
-            hmaf__agent_release_exposure(a, e);
+            hmaf__agent_release_exposure(e);
         }
         gb->left--;
         gb->given++;

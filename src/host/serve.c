@@ -72,29 +72,18 @@ static int ensure_registered(struct hmaf_agent *a, struct hmaf__exposure *e,
     if (e->mem != NULL) {
         return 0;
     }
-    e->mem = calloc(1, a->ops->mem_size);
-    if (e->mem == NULL) {
-        return HMAF_ENOMEM;
-    }
-    e->mem->ctx = a->ctx;
-    e->mem->addr = e->iv.base;
-    e->mem->len = e->iv.len;
-    e->mem->access = e->access;
-    ret = a->ops->mem_register(e->mem);
+    ret = hmaf__engine_mem_create(a->ctx, e->iv.base, e->iv.len, e->access,
+                                  &e->mem);
     if (ret < 0) {
-        free(e->mem);
-        e->mem = NULL;
         return ret;
     }
     a->stats.registrations++;
     return 0;
 }
 
-static void undo_fresh_registration(struct hmaf_agent *a,
-                                    struct hmaf__exposure *e)
+static void undo_fresh_registration(struct hmaf__exposure *e)
 {
-    a->ops->mem_deregister(e->mem);
-    free(e->mem);
+    hmaf__engine_mem_destroy(e->mem);
     e->mem = NULL;
 }
 
@@ -120,7 +109,7 @@ static int grant_region(struct hmaf_agent *a, struct agent_session *s,
     }
     if (ret < 0) {
         if (fresh && e->mem != NULL) {
-            undo_fresh_registration(a, e);
+            undo_fresh_registration(e);
         }
         return ret;
     }

@@ -137,16 +137,10 @@ static int create_mailbox(struct hmaf_agent *a, struct agent_session *s)
     }
     init_mailbox(s, a->epoch);
     s->served_seq = calloc(s->nslots, sizeof(*s->served_seq));
-    s->mbox_mem = calloc(1, a->ops->mem_size);
-    if (s->served_seq == NULL || s->mbox_mem == NULL) {
-        return HMAF_ENOMEM;
-    }
-    s->mbox_mem->ctx = a->ctx;
-    s->mbox_mem->addr = (uint64_t)(uintptr_t)s->mbox;
-    s->mbox_mem->len = s->mbox_len;
-    s->mbox_mem->access = HMAF_ACCESS_READ_WRITE;
-    if (a->ops->mem_register(s->mbox_mem) < 0) {
-        s->mbox_mem->ctx = NULL; /* nothing for free_session to undo */
+    if (s->served_seq == NULL ||
+        hmaf__engine_mem_create(a->ctx, (uint64_t)(uintptr_t)s->mbox,
+                                s->mbox_len, HMAF_ACCESS_READ_WRITE,
+                                &s->mbox_mem) < 0) {
         return HMAF_ENOMEM;
     }
     return 0;
@@ -225,10 +219,7 @@ void hmaf__agent_graves_fini(struct hmaf_agent *a)
 static void free_session(struct hmaf_agent *a, struct agent_session *s,
                          int peer_stopped)
 {
-    if (s->mbox_mem != NULL && s->mbox_mem->ctx != NULL) {
-        a->ops->mem_deregister(s->mbox_mem);
-    }
-    free(s->mbox_mem);
+    hmaf__engine_mem_destroy(s->mbox_mem);
     hmaf__engine_ep_destroy(s->ep);
     if (s->mbox != NULL && !peer_stopped &&
         !(a->ops->flags & HMAF_ENGINE_ENFORCED)) {

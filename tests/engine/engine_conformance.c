@@ -152,19 +152,17 @@ static struct hmaf_engine_mem *host_register(struct host *h, void *addr,
                                              uint64_t len, int *status,
                                              uint8_t *blob, uint32_t *blob_len)
 {
-    struct hmaf_engine_mem *mem = calloc(1, h->ops->mem_size);
+    struct hmaf_engine_mem *mem = NULL;
     size_t n = 0;
 
-    CHECK(mem != NULL);
-    mem->ctx = h->ctx;
-    mem->addr = (uint64_t)(uintptr_t)addr;
-    mem->len = len;
-    mem->access = HMAF_ACCESS_READ_WRITE;
-    *status = h->ops->mem_register(mem);
+    *status = hmaf__engine_mem_create(h->ctx, (uint64_t)(uintptr_t)addr, len,
+                                      HMAF_ACCESS_READ_WRITE, &mem);
     if (*status < 0) {
-        free(mem);
+        CHECK(mem == NULL);
         return NULL;
     }
+    CHECK(mem->ctx == h->ctx && mem->addr == (uint64_t)(uintptr_t)addr &&
+          mem->len == len);
     CHECK_OK(h->ops->mem_export(mem, blob, HMAF_BLOB_MAX, &n));
     CHECK(n <= HMAF_BLOB_MAX);
     *blob_len = (uint32_t)n;
@@ -199,10 +197,7 @@ static int32_t gap_status(struct host *h)
     CHECK(p != MAP_FAILED);
     CHECK(mprotect(p + page, page, PROT_NONE) == 0);
     mem = host_register(h, p, 3 * page, &status, blob, &blob_len);
-    if (mem != NULL) {
-        h->ops->mem_deregister(mem);
-        free(mem);
-    }
+    hmaf__engine_mem_destroy(mem);
     CHECK(munmap(p, 3 * page) == 0);
     return status;
 }
@@ -260,8 +255,7 @@ static uint8_t host_drop_dead(struct host *h)
     if (h->dead_mem == NULL) {
         return 0;
     }
-    h->ops->mem_deregister(h->dead_mem);
-    free(h->dead_mem);
+    hmaf__engine_mem_destroy(h->dead_mem);
     h->dead_mem = NULL;
     return 1;
 }
@@ -329,18 +323,37 @@ static void start_host(struct conf *c)
     c->reply_fd = to_parent[0];
 }
 
+/* An import the registry allocates (as the core's mailbox is). */
 static struct hmaf_engine_rmem *import(struct conf *c, uint64_t addr,
                                        uint64_t len, const uint8_t *blob,
                                        uint32_t blob_len)
 {
-    struct hmaf_engine_rmem *rmem = calloc(1, c->ops->rmem_size);
+    struct hmaf_engine_rmem *rmem = NULL;
 
-    CHECK(rmem != NULL);
-    rmem->ep = c->ep;
-    rmem->addr = addr;
-    rmem->len = len;
-    rmem->access = HMAF_ACCESS_READ_WRITE;
-    CHECK_OK(c->ops->rmem_import(rmem, blob, blob_len));
+    CHECK_OK(hmaf__engine_rmem_create(c->ep, addr, len, HMAF_ACCESS_READ_WRITE,
+                                      blob, blob_len, &rmem));
+    CHECK(rmem->ep == c->ep && rmem->addr == addr && rmem->len == len);
+    return rmem;
+}
+
+/* An import in storage of ours (as the core's regions are), which the
+ * registry must not expect zeroed. */
+static struct hmaf_engine_rmem *import_in_place(struct conf *c, uint64_t addr,
+                                                uint64_t len,
+                                                const uint8_t *blob,
+                                                uint32_t blob_len)
+{
+    size_t size = hmaf__engine_rmem_size(c->ops);
+    size_t align = HMAF_ENGINE_RMEM_ALIGN;
+    void *storage = aligned_alloc(align, (size + align - 1) / align * align);
+    struct hmaf_engine_rmem *rmem = NULL;
+
+    CHECK(storage != NULL && size >= sizeof(*rmem));
+    memset(storage, 0xa5, size);
+    CHECK_OK(hmaf__engine_rmem_import_at(storage, c->ep, addr, len,
+                                         HMAF_ACCESS_READ_WRITE, blob,
+                                         blob_len, &rmem));
+    CHECK(rmem == storage && rmem->ep == c->ep && rmem->addr == addr);
     return rmem;
 }
 
@@ -362,8 +375,8 @@ static void connect_host(struct conf *c)
     CHECK_OK(hmaf__engine_ep_create(c->ctx, 0, c->info.blob, c->info.blob_len,
                                     &c->ep));
     CHECK(c->ep->ctx == c->ctx);
-    c->buf = import(c, c->info.addr, c->info.len, c->info.export_blob,
-                    c->info.export_len);
+    c->buf = import_in_place(c, c->info.addr, c->info.len,
+                             c->info.export_blob, c->info.export_len);
     if (c->info.hole_status == 0) {
         c->hole = import(c, c->info.hole, 4096, c->info.hole_export,
                          c->info.hole_export_len);
@@ -376,13 +389,6 @@ static void connect_host(struct conf *c)
     fill(c->model, BUF_LEN, 0, 1);
 }
 
-static void release(struct conf *c, struct hmaf_engine_rmem *rmem)
-{
-    if (rmem != NULL) {
-        c->ops->rmem_release(rmem);
-        free(rmem);
-    }
-}
 
 static void stop_host(struct conf *c)
 {
@@ -399,9 +405,10 @@ static void stop_host(struct conf *c)
 static void disconnect(struct conf *c)
 {
     stop_host(c);
-    release(c, c->dead);
-    release(c, c->hole);
-    release(c, c->buf);
+    hmaf__engine_rmem_destroy(c->dead);
+    hmaf__engine_rmem_destroy(c->hole);
+    hmaf__engine_rmem_release(c->buf); /* in storage of ours */
+    free(c->buf);
     hmaf__engine_ep_destroy(c->ep);
     hmaf__engine_ctx_destroy(c->ctx);
     free(c->model);
