@@ -1,8 +1,11 @@
 /* Regression: a call already under way when the host revoked kept using
  * its cached region after hmaf_agent_revoke() had returned (the epoch was
  * looked at only when a call began). Now each step checks that its view
- * of the epoch is within the host's lease. A 2 GiB writev runs while the
- * host revokes, zeroes the memory, and watches that nothing writes again. */
+ * of the epoch is within the host's lease. A 16 GiB writev runs while the
+ * host revokes, zeroes the memory, and watches that nothing writes again.
+ * The revocation wait (250 ms) leaves room for a sanitizer build on a
+ * busy machine to confirm; the writev, cut short when all is well, would
+ * last seconds past it if the call did not look at the epoch. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -14,7 +17,7 @@
 
 #define AREA (64u << 20)
 #define PIECE (16u << 20)
-#define PIECES 128 /* 2 GiB in all: far longer than the revocation wait */
+#define PIECES 1024 /* 16 GiB in all: far longer than the revocation wait */
 
 static uint8_t *area;
 
@@ -76,7 +79,7 @@ int main(void)
 {
     struct target_options opts = {.setup = setup,
                                   .command = revoke_and_watch,
-                                  .revoke_wait_ms = 40};
+                                  .revoke_wait_ms = 250};
     struct target t;
     struct writer w = {0};
     pthread_t th;
