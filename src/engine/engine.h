@@ -73,11 +73,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HMAF_ENGINE_ABI_VERSION 6 /* 2: ops->flags, batch->local_span;
+#define HMAF_ENGINE_ABI_VERSION 7 /* 2: ops->flags, batch->local_span;
                                      3: HMAF_ENGINE_ENFORCED;
                                      4: batch->flags;
                                      5: ops->move_one, ctx->split_threads;
-                                     6: ops->atomic */
+                                     6: ops->atomic;
+                                     7: ops->host_progress, ops->wait_fd */
 
 enum hmaf_engine_role {
     HMAF_ROLE_HOST = 1,
@@ -255,6 +256,23 @@ struct hmaf_engine_ops {
      * the agent performs atomics from mailbox requests instead. */
     int (*atomic)(struct hmaf_engine_ep *ep, struct hmaf_engine_atomic *ops,
                   uint32_t count);
+
+    /* Host, optional: the host's share of the transfers, for an engine
+     * whose transfers need the host's CPU (ucx without RDMA hardware
+     * emulates gets and puts with active messages that the host's worker
+     * serves: without this, the dpu side's transfers stall). Does what is
+     * ready and returns how much (> 0), 0 when nothing was, or an error.
+     * The agent calls it on every turn of its loop, from whichever thread
+     * drives the agent, concurrently with mem_register/mem_deregister
+     * from API calls. The stub does nothing and returns 0 (cma, doca: the
+     * host's CPU takes no part). */
+    int (*host_progress)(struct hmaf_engine_ctx *ctx);
+    /* Host, optional: called before the agent sleeps. Arms the engine's
+     * wake-up and gives the fd that becomes readable when host_progress
+     * has work: 0 and *fd_out, or HMAF_EBUSY when there is work already
+     * (progress and ask again), or HMAF_ENOTSUP when the engine has none
+     * (the stub's answer: cma, doca). The fd stays the engine's. */
+    int (*wait_fd)(struct hmaf_engine_ctx *ctx, int *fd_out);
 };
 
 /* The table for name, NULL for "first usable". Returns NULL when none

@@ -101,6 +101,21 @@ static int stub_atomic(struct hmaf_engine_ep *ep,
     return HMAF_ENOTSUP;
 }
 
+/* Engines whose transfers need no host CPU: nothing to do, nothing to
+ * wait on. */
+static int stub_host_progress(struct hmaf_engine_ctx *ctx)
+{
+    (void)ctx;
+    return 0;
+}
+
+static int stub_wait_fd(struct hmaf_engine_ctx *ctx, int *fd_out)
+{
+    (void)ctx;
+    *fd_out = -1;
+    return HMAF_ENOTSUP;
+}
+
 #define FILL(ops, field, stub)                                                 \
     do {                                                                       \
         if ((ops)->field == NULL) {                                            \
@@ -137,6 +152,8 @@ static void resolve_all(void)
         FILL(ops, progress, stub_no_progress);
         FILL(ops, move_one, stub_move_one);
         FILL(ops, atomic, stub_atomic);
+        FILL(ops, host_progress, stub_host_progress);
+        FILL(ops, wait_fd, stub_wait_fd);
         names[num_resolved++] = ops->name;
     }
 }

@@ -421,6 +421,10 @@ static int await_acknowledgements(struct hmaf_agent *a, uint64_t epoch)
 
     for (unsigned polls = 0;; polls++) {
         int done;
+        /* The acknowledgement is a dpu side's write, which an engine that
+         * needs the host's CPU (ucx) lands only when progressed: the
+         * agent's thread may be absent (hmaf_agent_poll), or this one. */
+        hmaf__agent_engine_progress(a);
         pthread_mutex_lock(&a->lock);
         done = all_settled(a, epoch, polls % POLLS_PER_CHANNEL_LOOK == 0);
         pthread_mutex_unlock(&a->lock);
@@ -574,8 +578,9 @@ HMAF_API int hmaf_agent_poll(hmaf_agent_t *agent, int timeout_ms)
     if (agent->has_thread) {
         return HMAF_EBUSY;
     }
+    served = hmaf__agent_engine_progress(agent);
     pthread_mutex_lock(&agent->lock);
-    served = hmaf__agent_serve_all(agent);
+    served += hmaf__agent_serve_all(agent);
     pthread_mutex_unlock(&agent->lock);
     hmaf__agent_notify_deliver(agent);
     return served + poll_channels_for(

@@ -130,7 +130,7 @@ struct hmaf_agent {
 };
 
 /* What each entry of the loop's wait set stands for. */
-enum agent_fd_kind { FD_LISTENER, FD_PENDING, FD_SESSION, FD_GRAVE };
+enum agent_fd_kind { FD_LISTENER, FD_PENDING, FD_SESSION, FD_GRAVE, FD_ENGINE };
 
 struct agent_fd {
     enum agent_fd_kind kind;
@@ -229,6 +229,9 @@ int hmaf__agent_serve_free(struct hmaf_agent *a, struct agent_session *s,
 
 /* loop.c: one round of channel events (accept, hello, peer death). */
 int hmaf__agent_poll_channels(struct hmaf_agent *a, int64_t timeout_ns);
+/* The engine's host-side share of the transfers (ops->host_progress):
+ * how much it did, errors counting as nothing. Any thread, no lock. */
+int hmaf__agent_engine_progress(struct hmaf_agent *a);
 /* The loop's wait set, sized for every fd the agent can have. */
 int hmaf__agent_poll_alloc(struct hmaf_agent *a);
 int hmaf__agent_start_thread(struct hmaf_agent *a);

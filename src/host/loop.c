@@ -19,6 +19,13 @@
  * That is no spin: the thread sleeps that long between looks anyway (for
  * the mailbox, which lives in memory), and hmaf_agent_poll waits again
  * until its timeout when a look found nothing.
+ *
+ * An engine whose transfers need the host's CPU (ucx without RDMA: the
+ * dpu sides' gets and puts, mailbox writes included, are active messages
+ * the host's worker serves) is progressed before every serve, and its
+ * wait fd (ops->wait_fd, armed just before) sleeps in the same ppoll as
+ * the channels: a dpu side's transfer wakes the loop like a doorbell, and
+ * the host needs no thread of the engine's.
  */
 #include <errno.h>
 #include <poll.h>
@@ -258,6 +265,28 @@ static size_t collect_fds(struct hmaf_agent *a, int *closed)
     return n;
 }
 
+/* Arm the engine's wake-up: 1 when it has work already (do not sleep),
+ * else 0 with its fd in *fd_out, or -1 when it has none. */
+static int engine_arm(struct hmaf_agent *a, int *fd_out)
+{
+    int ret = a->ops->wait_fd(a->ctx, fd_out);
+
+    if (ret == HMAF_EBUSY) {
+        return 1;
+    }
+    if (ret < 0) {
+        *fd_out = -1;
+    }
+    return 0;
+}
+
+int hmaf__agent_engine_progress(struct hmaf_agent *a)
+{
+    int n = a->ops->host_progress(a->ctx);
+
+    return n > 0 ? n : 0;
+}
+
 static int64_t at_most(int64_t timeout_ns, int64_t cap_ns)
 {
     return cap_ns >= 0 && (timeout_ns < 0 || timeout_ns > cap_ns) ? cap_ns
@@ -340,6 +369,8 @@ static int handle_events(struct hmaf_agent *a, size_t n)
         const struct agent_fd *m = &a->pmap[k];
         if (m->kind == FD_SESSION) {
             events += session_event(a, p, m);
+        } else if (m->kind == FD_ENGINE) {
+            continue; /* progressed after the lock is dropped */
         } else if (m->kind == FD_GRAVE) {
             events += grave_event(a, p, m->index);
         } else if (p->revents != 0) {
@@ -357,12 +388,18 @@ static int handle_events(struct hmaf_agent *a, size_t n)
 int hmaf__agent_poll_channels(struct hmaf_agent *a, int64_t timeout_ns)
 {
     struct timespec ts;
-    size_t n;
+    int engine_fd;
+    int engine_busy = engine_arm(a, &engine_fd);
+    size_t n, engine_at = SIZE_MAX; /* its entry, when it has one */
     int events;
 
     pthread_mutex_lock(&a->lock);
     n = collect_fds(a, &events);
-    timeout_ns = events > 0 ? 0 : wait_limit(a, n, timeout_ns);
+    if (engine_fd >= 0 && !engine_busy) {
+        engine_at = n;
+        add_fd(a, &n, engine_fd, (struct agent_fd){FD_ENGINE, 0, 0});
+    }
+    timeout_ns = events > 0 || engine_busy ? 0 : wait_limit(a, n, timeout_ns);
     pthread_mutex_unlock(&a->lock);
     ts = (struct timespec){.tv_sec = (time_t)(timeout_ns / 1000000000),
                            .tv_nsec = (long)(timeout_ns % 1000000000)};
@@ -377,27 +414,35 @@ int hmaf__agent_poll_channels(struct hmaf_agent *a, int64_t timeout_ns)
             a->pfds[k].revents = 0;
         }
     }
+    engine_busy |= engine_at < n && a->pfds[engine_at].revents != 0;
     pthread_mutex_lock(&a->lock);
     events += handle_events(a, n);
     expire_pending(a);
     pthread_mutex_unlock(&a->lock);
+    if (engine_busy) {
+        events += hmaf__agent_engine_progress(a) > 0;
+    }
     return events;
 }
 
 int hmaf__agent_poll_alloc(struct hmaf_agent *a)
 {
-    a->poll_cap = 1 + HMAF_AGENT_PENDING_MAX + 2 * (size_t)a->params.max_sessions;
+    /* listener, engine, waiting connections, sessions and graves */
+    a->poll_cap = 2 + HMAF_AGENT_PENDING_MAX + 2 * (size_t)a->params.max_sessions;
     a->pfds = calloc(a->poll_cap, sizeof(*a->pfds));
     a->pmap = calloc(a->poll_cap, sizeof(*a->pmap));
     return a->pfds != NULL && a->pmap != NULL ? 0 : HMAF_ENOMEM;
 }
 
+/* The engine's share first: the requests it lands (ucx) are served at
+ * once. Its work counts as activity: a dpu side that reads keeps the
+ * loop looking. */
 static int serve_locked(struct hmaf_agent *a)
 {
-    int served;
+    int served = hmaf__agent_engine_progress(a);
 
     pthread_mutex_lock(&a->lock);
-    served = hmaf__agent_serve_all(a);
+    served += hmaf__agent_serve_all(a);
     pthread_mutex_unlock(&a->lock);
     hmaf__agent_notify_deliver(a);
     return served;

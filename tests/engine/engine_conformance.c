@@ -17,6 +17,7 @@
  * fault batches run against a region the host deregisters after we
  * imported it: HMAF_ECONNRESET.
  */
+#include <errno.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
@@ -25,6 +26,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <hmaf/atomic.h>
 
 #include "check.h"
 #include "netns.h"
@@ -273,11 +276,41 @@ static uint8_t host_answer(struct host *h, const struct host_cmd *cmd)
     }
 }
 
+/* Wait for the parent's next command; 0 when one is there. Meanwhile the
+ * engine gets its host-side share (ucx without RDMA: the parent's
+ * transfers are served here), sleeping on its wait fd, as the agent's
+ * loop does. */
+static int host_wait_cmd(struct host *h, int cmd_fd)
+{
+    for (;;) {
+        struct pollfd pfd[2] = {{.fd = cmd_fd, .events = POLLIN},
+                                {.fd = -1, .events = POLLIN}};
+        int busy = h->ops->host_progress(h->ctx) > 0;
+        int fd = -1, n;
+
+        if (!busy && h->ops->wait_fd(h->ctx, &fd) == HMAF_EBUSY) {
+            busy = 1;
+        }
+        pfd[1].fd = busy ? -1 : fd;
+        n = poll(pfd, 2, busy ? 0 : PIPE_TIMEOUT_MS);
+        if (n < 0 && errno != EINTR) {
+            return -1;
+        }
+        if (pfd[0].revents != 0) {
+            return 0;
+        }
+        if (n == 0 && !busy) {
+            return -1;
+        }
+    }
+}
+
 static void host_serve(struct host *h, int cmd_fd, int reply_fd)
 {
     struct host_cmd cmd;
 
-    while (read_full(cmd_fd, &cmd, sizeof(cmd)) == 0) {
+    while (host_wait_cmd(h, cmd_fd) == 0 &&
+           read_full(cmd_fd, &cmd, sizeof(cmd)) == 0) {
         uint8_t ok = host_answer(h, &cmd);
 
         if (write_full(reply_fd, &ok, 1) < 0) {
@@ -542,7 +575,8 @@ static void check_ops_table(const struct hmaf_engine_ops *ops, const char *name)
     CHECK(ops->local_blob && ops->ep_open && ops->ep_close);
     CHECK(ops->mem_register && ops->mem_export && ops->mem_deregister);
     CHECK(ops->rmem_import && ops->rmem_release);
-    CHECK(ops->post && ops->progress && ops->move_one);
+    CHECK(ops->post && ops->progress && ops->move_one && ops->atomic);
+    CHECK(ops->host_progress && ops->wait_fd);
     CHECK_OK(ops->probe());
 }
 
@@ -769,7 +803,10 @@ static void test_faults_at_transfer(struct conf *c)
 /* Pinning engines refuse what they cannot pin, with exactly this error;
  * then only a registration the host dropped can fail a transfer, and a
  * session whose host withdrew memory under it ends (the core marks it
- * dead on HMAF_ECONNRESET), so the ep is not used again for it. */
+ * dead on HMAF_ECONNRESET), so the ep is not used again for it. That
+ * last part only where deregistering ends the peer's access
+ * (HMAF_ENGINE_ENFORCED): ucx checks ranges at registration, but its
+ * emulated RMA (no RDMA here) checks no key afterwards. */
 static void test_faults_pinned(struct conf *c)
 {
     struct fault f = {c->dead, c->info.dead, HMAF_ECONNRESET};
@@ -780,6 +817,9 @@ static void test_faults_pinned(struct conf *c)
     fill(want, sizeof(want), 0, 7);
     CHECK_OK(transfer(c, HMAF_XFER_READ, c->dead, v, c->info.dead, sizeof(v)));
     CHECK(memcmp(v, want, sizeof(v)) == 0); /* alive until dropped */
+    if (!(c->ops->flags & HMAF_ENGINE_ENFORCED)) {
+        return;
+    }
     host_drop_dead_region(c);
     test_fault_read(c, &f);
     test_fault_write(c, &f);
@@ -792,6 +832,54 @@ static void test_faults(struct conf *c)
     } else {
         test_faults_pinned(c);
     }
+}
+
+/* Native atomics, where the engine has them (the stub says
+ * HMAF_ENOTSUP): each returns the word before and leaves what the op
+ * says, as a read then shows. */
+static void check_atomic(struct conf *c, uint8_t op, uint8_t size,
+                         uint64_t off, uint64_t operand, uint64_t compare,
+                         uint64_t want_after)
+{
+    struct hmaf_engine_atomic a = {c->buf, c->info.addr + off, op, size,
+                                   operand, compare, 0, -1};
+    uint64_t before = 0, after = 0;
+
+    memcpy(&before, c->model + off, size);
+    CHECK_OK(c->ops->atomic(c->ep, &a, 1));
+    CHECK_OK(a.status);
+    CHECK_EQ(a.old, before);
+    memcpy(c->model + off, &want_after, size);
+    CHECK_OK(transfer(c, HMAF_XFER_READ, c->buf, (uint8_t *)&after,
+                      c->info.addr + off, size));
+    CHECK_EQ(after, want_after);
+}
+
+static void test_atomics(struct conf *c)
+{
+    struct hmaf_engine_atomic probe = {c->buf, c->info.addr, HMAF_ATOMIC_FADD,
+                                       8, 0, 0, 0, -1};
+    uint64_t w = 0;
+    uint32_t h = 0;
+    int ret = c->ops->atomic(c->ep, &probe, 1);
+
+    if (ret == HMAF_ENOTSUP) {
+        return;
+    }
+    CHECK_OK(ret);
+    memcpy(&w, c->model + 4096, 8);
+    check_atomic(c, HMAF_ATOMIC_FADD, 8, 4096, 5, 0, w + 5);
+    check_atomic(c, HMAF_ATOMIC_SWAP, 8, 4096, 0x1122334455667788ull, 0,
+                 0x1122334455667788ull);
+    check_atomic(c, HMAF_ATOMIC_CAS, 8, 4096, 7, 0x1122334455667788ull, 7);
+    check_atomic(c, HMAF_ATOMIC_CAS, 8, 4096, 9, 8, 7); /* no match */
+    check_atomic(c, HMAF_ATOMIC_FOR, 8, 4096, 0xf0, 0, 0xf7);
+    check_atomic(c, HMAF_ATOMIC_FAND, 8, 4096, 0x3c, 0, 0x34);
+    check_atomic(c, HMAF_ATOMIC_FXOR, 8, 4096, 0xff, 0, 0xcb);
+    memcpy(&h, c->model + 8192, 4);
+    check_atomic(c, HMAF_ATOMIC_FADD, 4, 8192, 1, 0, (uint32_t)(h + 1));
+    check_atomic(c, HMAF_ATOMIC_CAS, 4, 8192, 3, (uint32_t)(h + 1), 3);
+    host_verify(c, 0, BUF_LEN);
 }
 
 static void test_host_gone(struct conf *c)
@@ -847,6 +935,7 @@ int main(int argc, char **argv)
     test_writes(&c);
     test_segments_write(&c);
     test_faults(&c);
+    test_atomics(&c);
     test_host_gone(&c);
     disconnect(&c);
     printf("engine_conformance %s: ok\n", c.name);
