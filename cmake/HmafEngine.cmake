@@ -13,7 +13,8 @@
 #   HMAF_ENGINE_<NAME>_MODE     LIB: in libhmaf; EMULATED: in the test-only
 #                               hmaf_static_<name> only; empty: not built
 #   HMAF_ENGINE_<NAME>_SOURCES, _DEFINITIONS, _LIBRARIES, _EMULATION,
-#   HMAF_ENGINE_<NAME>_TEST_ENV, _TESTS, _VARIANTS (hmaf_engine_variant)
+#   HMAF_ENGINE_<NAME>_TEST_ENV, _TESTS, _SKIP_TESTS,
+#   _VARIANTS (hmaf_engine_variant)
 
 # hmaf_add_engine(<name>
 #     SOURCES <file>...         its sources, from its folder (or absolute)
@@ -28,9 +29,12 @@
 #                               instead, as the library hmaf_static_<name>
 #     [TEST_ENV <VAR=value>...] environment of its test runs, besides
 #                               HMAF_ENGINE=<name>
-#     [TESTS <file>])           its own tests: a CMake file included by
+#     [TESTS <file>]            its own tests: a CMake file included by
 #                               tests/CMakeLists.txt wherever its
 #                               engine-independent tests run
+#     [SKIP_TESTS <regex>...])  engine-independent tests not run on it,
+#                               matched against <label>.<name>
+#                               (integration.test_rw): say why beside it
 #
 # Where it is built, its code is compiled with HMAF_HAVE_ENGINE_<NAME> (the
 # registry's table lists it then) and HMAF_ENGINE_<NAME>_IN_LIB (cache)
@@ -40,7 +44,7 @@
 # (engine.<name>) looks for and skips without.
 function(hmaf_add_engine name)
     cmake_parse_arguments(PARSE_ARGV 1 arg "" "EMULATION;TESTS"
-        "SOURCES;PKG_CONFIG;DEFINITIONS;LIBRARIES;TEST_ENV")
+        "SOURCES;PKG_CONFIG;DEFINITIONS;LIBRARIES;TEST_ENV;SKIP_TESTS")
     string(TOUPPER ${name} upper)
     get_property(listed GLOBAL PROPERTY HMAF_ENGINE_LIST)
     if(NOT name IN_LIST listed)
@@ -99,6 +103,7 @@ function(hmaf_add_engine name)
     set_property(GLOBAL PROPERTY ${prefix}_EMULATION "${arg_EMULATION}")
     set_property(GLOBAL PROPERTY ${prefix}_TEST_ENV "${arg_TEST_ENV}")
     set_property(GLOBAL PROPERTY ${prefix}_TESTS "${arg_TESTS}")
+    set_property(GLOBAL PROPERTY ${prefix}_SKIP_TESTS "${arg_SKIP_TESTS}")
 endfunction()
 
 # pkg-config's modules found or not; when they are, the imported target
@@ -204,6 +209,18 @@ function(hmaf_engine_property out name what)
     string(TOUPPER ${name} upper)
     get_property(value GLOBAL PROPERTY HMAF_ENGINE_${upper}_${what})
     set(${out} "${value}" PARENT_SCOPE)
+endfunction()
+
+# hmaf_engine_skips(<out> <name> <test>): whether the engine leaves out the
+# engine-independent test <label>.<name> (hmaf_add_engine's SKIP_TESTS).
+function(hmaf_engine_skips out name test)
+    hmaf_engine_property(patterns ${name} SKIP_TESTS)
+    set(${out} FALSE PARENT_SCOPE)
+    foreach(pattern IN LISTS patterns)
+        if(test MATCHES "${pattern}")
+            set(${out} TRUE PARENT_SCOPE)
+        endif()
+    endforeach()
 endfunction()
 
 # hmaf_engines_tested(<out>): the engines the engine-independent tests run
