@@ -130,16 +130,18 @@ static int ucx_probe(void)
     return 0; /* linked against UCX; ctx_open says whether it starts */
 }
 
-/* A peer that dies must be seen within about a second (docs/engines.md):
- * UCX's own keepalive default is 20 s. The environment still decides. */
-static ucp_config_t *ucx_config(void)
+/* The dpu side must see a dead host within about a second
+ * (docs/engines.md): UCX's own keepalive default is 20 s. The host learns
+ * of a dead dpu side from its channel, and keeps UCX's default. The
+ * environment still decides. */
+static ucp_config_t *ucx_config(enum hmaf_engine_role role)
 {
     ucp_config_t *config = NULL;
 
     if (ucp_config_read(NULL, NULL, &config) != UCS_OK) {
         return NULL;
     }
-    if (getenv("UCX_KEEPALIVE_INTERVAL") == NULL) {
+    if (role == HMAF_ROLE_DPU && getenv("UCX_KEEPALIVE_INTERVAL") == NULL) {
         (void)ucp_config_modify(config, "KEEPALIVE_INTERVAL", "500ms");
     }
     return config;
@@ -153,7 +155,7 @@ static int ucx_context_open(struct ucx_ctx *c)
         .features = UCP_FEATURE_RMA | UCP_FEATURE_AMO32 | UCP_FEATURE_AMO64,
         .mt_workers_shared = 1,
     };
-    ucp_config_t *config = ucx_config();
+    ucp_config_t *config = ucx_config(c->base.role);
     ucs_status_t st;
 
     if (c->base.role == HMAF_ROLE_HOST) {
