@@ -36,7 +36,11 @@
  *   Host side: the agent makes every call on its ctx and on that ctx's eps
  *   and mems one at a time (under its lock, or with its loop stopped), from
  *   whichever thread it is on: an engine needs no lock for these (cma's
- *   list of peers has none).
+ *   list of peers has none). Except host_progress and wait_fd: the agent's
+ *   loop calls them without its lock, beside any other host call but
+ *   ctx_open and ctx_close, and beside each other (a revocation's wait
+ *   progresses the engine from the caller's thread while the loop does;
+ *   ucx's worker is made for that: UCS_THREAD_MODE_MULTI).
  *
  *   Dpu side, on one ep (a session's):
  *   - post, progress, move_one and atomic run on any number of threads at
