@@ -13,7 +13,7 @@
 #   HMAF_ENGINE_<NAME>_MODE     LIB: in libhmaf; EMULATED: in the test-only
 #                               hmaf_static_<name> only; empty: not built
 #   HMAF_ENGINE_<NAME>_SOURCES, _DEFINITIONS, _LIBRARIES, _EMULATION,
-#   HMAF_ENGINE_<NAME>_TEST_ENV, _TESTS, _SKIP_TESTS,
+#   HMAF_ENGINE_<NAME>_TEST_ENV, _TESTS, _SKIP_TESTS, _NETNS,
 #   _VARIANTS (hmaf_engine_variant)
 
 # hmaf_add_engine(<name>
@@ -32,9 +32,13 @@
 #     [TESTS <file>]            its own tests: a CMake file included by
 #                               tests/CMakeLists.txt wherever its
 #                               engine-independent tests run
-#     [SKIP_TESTS <regex>...])  engine-independent tests not run on it,
+#     [SKIP_TESTS <regex>...]   engine-independent tests not run on it,
 #                               matched against <label>.<name>
 #                               (integration.test_rw): say why beside it
+#     [NETNS])                  it crosses machines: its conformance suite
+#                               and some integration tests run again with
+#                               host and dpu side in two network namespaces
+#                               (tests/integration/netns_run.sh)
 #
 # Where it is built, its code is compiled with HMAF_HAVE_ENGINE_<NAME> (the
 # registry's table lists it then) and HMAF_ENGINE_<NAME>_IN_LIB (cache)
@@ -43,7 +47,7 @@
 # dependency they would need its hardware, which the conformance suite
 # (engine.<name>) looks for and skips without.
 function(hmaf_add_engine name)
-    cmake_parse_arguments(PARSE_ARGV 1 arg "" "EMULATION;TESTS"
+    cmake_parse_arguments(PARSE_ARGV 1 arg "NETNS" "EMULATION;TESTS"
         "SOURCES;PKG_CONFIG;DEFINITIONS;LIBRARIES;TEST_ENV;SKIP_TESTS")
     string(TOUPPER ${name} upper)
     get_property(listed GLOBAL PROPERTY HMAF_ENGINE_LIST)
@@ -104,6 +108,7 @@ function(hmaf_add_engine name)
     set_property(GLOBAL PROPERTY ${prefix}_TEST_ENV "${arg_TEST_ENV}")
     set_property(GLOBAL PROPERTY ${prefix}_TESTS "${arg_TESTS}")
     set_property(GLOBAL PROPERTY ${prefix}_SKIP_TESTS "${arg_SKIP_TESTS}")
+    set_property(GLOBAL PROPERTY ${prefix}_NETNS ${arg_NETNS})
 endfunction()
 
 # pkg-config's modules found or not; when they are, the imported target

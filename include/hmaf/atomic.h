@@ -8,8 +8,11 @@
  * Who performs them. With the cma and doca engines the host agent
  * performs each one with a CPU atomic instruction (sequentially consistent)
  * on its own memory: a batch travels to it as one mailbox request of up to
- * HMAF_ATOMIC_BATCH_MAX operations and costs one round trip. An engine
- * with native remote atomics performs them itself (none does yet).
+ * HMAF_ATOMIC_BATCH_MAX operations and costs one round trip. The ucx
+ * engine performs them itself (ucp_atomic_op_nbx, one round trip per op,
+ * in UCX's "cpu" atomic mode unless UCX_ATOMIC_MODE says otherwise: a
+ * device's atomics only where they are consistent with the CPU's, else
+ * UCX performs them on the host's CPU).
  *
  * What they are atomic with respect to:
  *  - the host's own CPU atomics on the same word (__atomic builtins,
@@ -40,10 +43,14 @@
  * also for a word straddling two adjacent exposures), exposed read-write
  * (HMAF_EACCES).
  *
- * Revocation: the agent performs atomics and withdraws exposures under
- * one lock, and hmaf_agent_revoke() withdraws the exposure at once: no
- * atomic lands in the range after revoke returns, whatever the engine, and
- * an atomic on it afterwards fails with HMAF_EFAULT.
+ * Revocation. cma and doca: the agent performs atomics and withdraws
+ * exposures under one lock, and hmaf_agent_revoke() withdraws the
+ * exposure at once: no atomic lands in the range after revoke returns,
+ * and an atomic on it afterwards fails with HMAF_EFAULT. ucx: atomics are
+ * fenced like transfers (host.h): when revoke returns 0 none lands
+ * afterwards, and afterwards one fails with HMAF_EFAULT; a session revoke
+ * had to cut off (HMAF_ETIMEDOUT) can still reach the range, as with cma
+ * (docs/engines.md, "ucx").
  *
  * Transport errors (HMAF_ECONNRESET: the host or its agent is gone;
  * HMAF_ETIMEDOUT: no answer in params.rpc_timeout_ms) are the status of

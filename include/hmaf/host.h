@@ -27,6 +27,13 @@
  *    revoke_wait_ms, can still reach memory. Memory of the agent's own
  *    that a peer may address (session mailboxes) never goes back to the
  *    allocator while the peer may still write it.
+ *  - ucx: as cma, and more widely. Without RDMA hardware (every run so
+ *    far) UCX emulates gets, puts and atomics with messages this process
+ *    serves, and they reach any address the peer names, registered or not:
+ *    a peer that passed the handshake (the token) can read and write all
+ *    of this process, from another machine. Fences are cooperative, kept
+ *    by the dpu side's library. On RDMA hardware the registration is the
+ *    access, as with doca [not run]. docs/engines.md, "ucx".
  * The agent never trusts what a dpu side sends.
  *
  * Connections. Up to 1024 connections may wait for their HELLO at once
@@ -215,8 +222,9 @@ HMAF_API int hmaf_agent_expose(hmaf_agent_t *agent, const void *addr,
  * The exposure is withdrawn all the same, and those sessions are closed
  * (their dpu sides see HMAF_ECONNRESET; stats.revoke_cutoffs counts
  * them). What then holds depends on the engine (see the file comment):
- * with doca their access to the range is gone; with cma a transfer step
- * they had already begun may still complete, so do not reuse the memory
+ * with doca their access to the range is gone; with cma (and ucx without
+ * RDMA) a transfer step they had already begun may still complete, so do
+ * not reuse the memory
  * for data a late write could corrupt until those dpu processes are known
  * to have stopped.
  * @return 0; HMAF_ETIMEDOUT; HMAF_ENOENT (no exposure with this addr and

@@ -10,6 +10,12 @@
  * post sends the first request, each test looks at its answer once and
  * sends the next request when there is one, and wait waits. Its handle
  * lives in the posting thread's queue of requests (request.c).
+ *
+ * An engine with atomics of its own (ops->atomic: ucx) performs them
+ * instead, like transfers: on cached regions, inside a read-side section
+ * whose view of the revocation epoch is fresh, so a revocation's
+ * confirmation waits for them as for transfers (native_run, below). A
+ * posted batch then runs at its post, and its first test reports it.
  */
 #include <sched.h>
 #include <stdlib.h>
@@ -142,12 +148,186 @@ static int first_error(const struct batch *b)
     return 0;
 }
 
+/* ---- Native atomics ------------------------------------------------- */
+
+/* Ops handed to the engine in one call, and ranges registered in a row
+ * for one batch before it gives up (as datapath.c's transfers do). */
+#define NATIVE_CHUNK 64
+#define NATIVE_MISSES_MAX 64
+
+/* Errors of one op's registration: the op's own. Any other (the host
+ * gone, no answer, a lying one) is the session's, and every op still
+ * waiting gets it. */
+static int op_own_error(int err)
+{
+    return err == HMAF_EFAULT || err == HMAF_EACCES || err == HMAF_EINVAL;
+}
+
+static void fail_waiting(struct batch *b, int err)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->ops[i].status == OP_WAITING) {
+            b->ops[i].status = err;
+        }
+    }
+}
+
+/* One chunk, as native_run's step. */
+struct native_chunk {
+    struct hmaf_engine_atomic eops[NATIVE_CHUNK];
+    size_t idx[NATIVE_CHUNK]; /* their places in ops */
+    uint32_t count;
+    size_t miss;   /* an op without a cached region: register it */
+    int look;      /* the epoch is due for a look first */
+};
+
+/* Inside the section: the cached region of op, allowing it, in eop. 0, or
+ * 1 when no cached region covers it, or the op's own error. */
+static int native_op(struct hmaf_session *s, struct hmaf__reader *reader,
+                     uint64_t now, const hmaf_atomic_t *op,
+                     struct hmaf_engine_atomic *eop)
+{
+    struct hmaf__rc_hit hit;
+
+    if (hmaf__regcache_find_hinted(&s->cache, reader, op->remote_addr, now,
+                                   &hit) == NULL ||
+        op->size > hit.len - (op->remote_addr - hit.base)) {
+        return 1;
+    }
+    if (hit.access != HMAF_ACCESS_READ_WRITE) {
+        return HMAF_EACCES;
+    }
+    *eop = (struct hmaf_engine_atomic){.rmem = hit.rmem,
+                                       .remote_addr = op->remote_addr,
+                                       .op = (uint8_t)op->op,
+                                       .size = (uint8_t)op->size,
+                                       .operand = op->operand,
+                                       .compare = op->compare};
+    return 0;
+}
+
+/* Gather the waiting ops from b->next on that have cached regions, up to
+ * the first that has none (c->miss) or a full chunk. */
+static void native_gather(struct hmaf_session *s, struct hmaf__reader *reader,
+                          struct batch *b, struct native_chunk *c)
+{
+    uint64_t now = hmaf__coarse_now_ns_cached();
+
+    c->count = 0;
+    c->miss = SIZE_MAX;
+    c->look = hmaf__session_epoch_due(s, now);
+    for (; !c->look && b->next < b->n && c->count < NATIVE_CHUNK; b->next++) {
+        hmaf_atomic_t *op = &b->ops[b->next];
+        int ret;
+        if (op->status != OP_WAITING) {
+            continue;
+        }
+        ret = native_op(s, reader, now, op, &c->eops[c->count]);
+        if (ret == 1) {
+            c->miss = b->next;
+            return;
+        }
+        if (ret < 0) {
+            op->status = ret;
+            continue;
+        }
+        c->idx[c->count++] = b->next;
+    }
+}
+
+/* The chunk gathered, performed inside the section that found its
+ * regions: none of them can be dropped, nor a revocation confirmed,
+ * before the engine is done. 0, or the session's error. */
+static int native_chunk_run(struct hmaf_session *s, struct hmaf__reader *reader,
+                            struct batch *b, struct native_chunk *c)
+{
+    int err = 0;
+
+    hmaf__reader_enter(reader);
+    err = atomic_load_explicit(&s->dead, memory_order_relaxed);
+    if (err == 0) {
+        native_gather(s, reader, b, c);
+        if (c->count > 0) {
+            err = s->ops->atomic(s->ep, c->eops, c->count);
+        }
+    }
+    hmaf__reader_exit(reader);
+    if (err < 0) {
+        return hmaf__session_fail(s, err);
+    }
+    for (uint32_t k = 0; k < c->count; k++) {
+        hmaf_atomic_t *op = &b->ops[c->idx[k]];
+        op->status = c->eops[k].status;
+        if (op->status == 0) {
+            op->old = op->size == 4 ? (uint32_t)c->eops[k].old
+                                    : c->eops[k].old;
+        }
+    }
+    return 0;
+}
+
+/* What the chunk left to do before the batch goes on: a look at the
+ * epoch, or the missing op's range registered. 0, or the session's
+ * error. */
+static int native_need(struct hmaf_session *s, struct batch *b,
+                       const struct native_chunk *c, int *misses)
+{
+    hmaf_atomic_t *op;
+    int err;
+
+    if (c->look) {
+        return hmaf__session_check_epoch(s, 0);
+    }
+    if (c->miss == SIZE_MAX) {
+        *misses = 0;
+        return 0;
+    }
+    op = &b->ops[c->miss];
+    err = ++*misses > NATIVE_MISSES_MAX
+              ? HMAF_ENOSPC
+              : hmaf__session_register(s, op->remote_addr, op->size);
+    if (err < 0 && op_own_error(err)) {
+        op->status = err;
+        b->next = c->miss + 1;
+        return 0;
+    }
+    return err;
+}
+
+/* Every waiting op through the engine, in order. */
+static int native_run(struct hmaf_session *s, struct batch *b)
+{
+    struct native_chunk *c = malloc(sizeof(*c));
+    struct hmaf__reader *reader;
+    int misses = 0;
+    int err = c == NULL ? HMAF_ENOMEM
+                        : hmaf__reader_get(&s->cache.readers, &reader);
+
+    b->next = 0;
+    while (err == 0 && b->next < b->n) {
+        err = native_chunk_run(s, reader, b, c);
+        if (err == 0) {
+            err = native_need(s, b, c, &misses);
+        }
+    }
+    if (err < 0) {
+        fail_waiting(b, err);
+    }
+    free(c);
+    return first_error(b);
+}
+
+/* ---- Through the agent ------------------------------------------------ */
+
 /* Every request of the batch, each waited for. */
 static int run_blocking(struct hmaf_session *s, struct batch *b)
 {
     uint8_t resp[HMAF_MBOX_RESP_MAX];
     uint16_t resp_len = 0;
 
+    if (s->native_atomics) {
+        return native_run(s, b);
+    }
     while (build_request(b) > 0) {
         int ret = hmaf__session_call(s, HMAF_OP_ATOMIC, b->req, b->req_len,
                                      resp, sizeof(resp), &resp_len);
@@ -327,8 +507,9 @@ HMAF_API int hmaf_session_atomic_post(hmaf_session_t *session,
     if (p == NULL) {
         return HMAF_ENOMEM;
     }
-    p->has_slot = hmaf__mbox_hold_slot(&session->mbox,
-                                       &p->pending.slot) == 0;
+    /* Native atomics need no slot: they run at the post. */
+    p->has_slot = !session->native_atomics &&
+                  hmaf__mbox_hold_slot(&session->mbox, &p->pending.slot) == 0;
     ret = hmaf__request_add_atomic(session, p, req_out);
     if (ret < 0) {
         hmaf__atomic_post_drop(session, p);
@@ -338,8 +519,9 @@ HMAF_API int hmaf_session_atomic_post(hmaf_session_t *session,
      * post leaves the ops as the caller filled them. */
     batch_init(&p->b, ops, n);
     if (!p->has_slot) {
-        /* Posted batches hold their share of the slots: this one runs
-         * now, and its first test reports it. */
+        /* Posted batches hold their share of the slots (or the engine
+         * performs them): this one runs now, and its first test reports
+         * it. */
         run_blocking(session, &p->b);
         return 0;
     }

@@ -296,6 +296,7 @@ HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
     s->limits.max_blob = HMAF_MIN(s->limits.max_blob, HMAF_BLOB_MAX);
     s->post = s->ops->post;
     s->move_one = s->ops->move_one;
+    s->native_atomics = hmaf__engine_has_atomic(s->ops);
     s->move_one_max = HMAF_MIN(HMAF_MOVE_ONE_MAX, s->limits.max_transfer);
     pthread_mutex_init(&s->epoch_lock, NULL); /* the watch thread locks it */
     pthread_mutex_init(&s->maps_lock, NULL);

@@ -104,6 +104,7 @@ struct hmaf_session {
     _Atomic(struct hmaf__session_heap *) heap; /* heap.c, on first use */
     struct hmaf_session *next_live; /* forks.c's list */
     int orphan; /* a forked child's copy: forks.c */
+    int native_atomics; /* the engine performs atomics (atomic.c) */
     struct hmaf_session_counters c;
 };
 

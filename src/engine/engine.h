@@ -282,6 +282,9 @@ struct hmaf_engine_ops {
 /* The table for name, NULL for "first usable". Returns NULL when none
  * is built with that name or none is usable; stubs are filled in. */
 const struct hmaf_engine_ops *hmaf__engine_find(const char *name);
+/* Whether the engine performs atomics itself (its own ops->atomic, not
+ * the stub): the core then hands them to it rather than to the agent. */
+int hmaf__engine_has_atomic(const struct hmaf_engine_ops *ops);
 /* Names of all built engines, in auto-selection order, NULL-terminated. */
 const char *const *hmaf__engine_names(void);
 

@@ -116,6 +116,11 @@ static int stub_wait_fd(struct hmaf_engine_ctx *ctx, int *fd_out)
     return HMAF_ENOTSUP;
 }
 
+int hmaf__engine_has_atomic(const struct hmaf_engine_ops *ops)
+{
+    return ops->atomic != stub_atomic;
+}
+
 #define FILL(ops, field, stub)                                                 \
     do {                                                                       \
         if ((ops)->field == NULL) {                                            \

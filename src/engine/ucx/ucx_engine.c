@@ -132,8 +132,12 @@ static int ucx_probe(void)
 
 /* The dpu side must see a dead host within about a second
  * (docs/engines.md): UCX's own keepalive default is 20 s. The host learns
- * of a dead dpu side from its channel, and keeps UCX's default. The
- * environment still decides. */
+ * of a dead dpu side from its channel, and keeps UCX's default.
+ * Atomics must be atomic with respect to the host CPU's own (atomic.h):
+ * UCX's "cpu" atomic mode uses a device's atomics only where they are
+ * (else it emulates them on the host's CPU), where its default may pick
+ * device atomics coherent with each other only. The environment still
+ * decides both. */
 static ucp_config_t *ucx_config(enum hmaf_engine_role role)
 {
     ucp_config_t *config = NULL;
@@ -143,6 +147,9 @@ static ucp_config_t *ucx_config(enum hmaf_engine_role role)
     }
     if (role == HMAF_ROLE_DPU && getenv("UCX_KEEPALIVE_INTERVAL") == NULL) {
         (void)ucp_config_modify(config, "KEEPALIVE_INTERVAL", "500ms");
+    }
+    if (getenv("UCX_ATOMIC_MODE") == NULL) {
+        (void)ucp_config_modify(config, "ATOMIC_MODE", "cpu");
     }
     return config;
 }
