@@ -155,12 +155,23 @@ static int first_error(const struct batch *b)
 #define NATIVE_CHUNK 64
 #define NATIVE_MISSES_MAX 64
 
-/* Errors of one op's registration: the op's own. Any other (the host
- * gone, no answer, a lying one) is the session's, and every op still
- * waiting gets it. */
+/* An op's registration failing for the op's own reasons: its status as
+ * the agent would give it (a word in no exposure, one that wraps round
+ * included, is HMAF_EFAULT). 0 for any other error (the host gone, no
+ * answer, a lying one): the session's, which every op still waiting
+ * gets. */
 static int op_own_error(int err)
 {
-    return err == HMAF_EFAULT || err == HMAF_EACCES || err == HMAF_EINVAL;
+    switch (err) {
+    case HMAF_EACCES:
+        return err;
+    case HMAF_EFAULT:
+    case HMAF_EOVERFLOW:
+    case HMAF_EINVAL:
+        return HMAF_EFAULT;
+    default:
+        return 0;
+    }
 }
 
 static void fail_waiting(struct batch *b, int err)
@@ -178,21 +189,27 @@ struct native_chunk {
     size_t idx[NATIVE_CHUNK]; /* their places in ops */
     uint32_t count;
     size_t miss;   /* an op without a cached region: register it */
+    size_t fresh;  /* the op registered last (SIZE_MAX: none) */
     int look;      /* the epoch is due for a look first */
 };
 
 /* Inside the section: the cached region of op, allowing it, in eop. 0, or
- * 1 when no cached region covers it, or the op's own error. */
+ * 1 when no cached region covers it, or the op's own error. fresh: the
+ * op's range was registered just now, so a region that holds its address
+ * but not the whole word is the exposure's end (HMAF_EFAULT, as the agent
+ * says of a word straddling two exposures). */
 static int native_op(struct hmaf_session *s, struct hmaf__reader *reader,
-                     uint64_t now, const hmaf_atomic_t *op,
+                     uint64_t now, const hmaf_atomic_t *op, int fresh,
                      struct hmaf_engine_atomic *eop)
 {
     struct hmaf__rc_hit hit;
 
     if (hmaf__regcache_find_hinted(&s->cache, reader, op->remote_addr, now,
-                                   &hit) == NULL ||
-        op->size > hit.len - (op->remote_addr - hit.base)) {
+                                   &hit) == NULL) {
         return 1;
+    }
+    if (op->size > hit.len - (op->remote_addr - hit.base)) {
+        return fresh ? HMAF_EFAULT : 1;
     }
     if (hit.access != HMAF_ACCESS_READ_WRITE) {
         return HMAF_EACCES;
@@ -222,7 +239,8 @@ static void native_gather(struct hmaf_session *s, struct hmaf__reader *reader,
         if (op->status != OP_WAITING) {
             continue;
         }
-        ret = native_op(s, reader, now, op, &c->eops[c->count]);
+        ret = native_op(s, reader, now, op, b->next == c->fresh,
+                        &c->eops[c->count]);
         if (ret == 1) {
             c->miss = b->next;
             return;
@@ -270,7 +288,7 @@ static int native_chunk_run(struct hmaf_session *s, struct hmaf__reader *reader,
  * epoch, or the missing op's range registered. 0, or the session's
  * error. */
 static int native_need(struct hmaf_session *s, struct batch *b,
-                       const struct native_chunk *c, int *misses)
+                       struct native_chunk *c, int *misses)
 {
     hmaf_atomic_t *op;
     int err;
@@ -278,17 +296,21 @@ static int native_need(struct hmaf_session *s, struct batch *b,
     if (c->look) {
         return hmaf__session_check_epoch(s, 0);
     }
+    if (c->count > 0) {
+        *misses = 0; /* the batch moved on: only misses in a row count */
+    }
     if (c->miss == SIZE_MAX) {
-        *misses = 0;
         return 0;
     }
     op = &b->ops[c->miss];
     err = ++*misses > NATIVE_MISSES_MAX
               ? HMAF_ENOSPC
               : hmaf__session_register(s, op->remote_addr, op->size);
-    if (err < 0 && op_own_error(err)) {
-        op->status = err;
+    c->fresh = c->miss;
+    if (err < 0 && op_own_error(err) < 0) {
+        op->status = op_own_error(err);
         b->next = c->miss + 1;
+        *misses = 0;
         return 0;
     }
     return err;
@@ -304,6 +326,9 @@ static int native_run(struct hmaf_session *s, struct batch *b)
                         : hmaf__reader_get(&s->cache.readers, &reader);
 
     b->next = 0;
+    if (c != NULL) {
+        c->fresh = SIZE_MAX;
+    }
     while (err == 0 && b->next < b->n) {
         err = native_chunk_run(s, reader, b, c);
         if (err == 0) {

@@ -14,6 +14,7 @@
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -27,6 +28,19 @@ static inline const char *netns_host_address(void)
     return ns != NULL && ns[0] != '\0' && addr != NULL ? addr : NULL;
 }
 
+/* sysfs shows the network devices of the namespace that mounted it: the
+ * host's own view needs a sysfs of its own, in a mount namespace of its
+ * own (as ip-netns-exec(8) does). UCX finds its devices there. */
+static inline int netns_remount_sysfs(void)
+{
+    return unshare(CLONE_NEWNS) == 0 &&
+                   mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL) == 0 &&
+                   umount2("/sys", MNT_DETACH) == 0 &&
+                   mount("sysfs", "/sys", "sysfs", 0, NULL) == 0
+               ? 0
+               : -1;
+}
+
 /* In a forked host, before it opens a socket: into the host's namespace. */
 static inline void netns_enter_host(void)
 {
@@ -37,7 +51,7 @@ static inline void netns_enter_host(void)
         return;
     }
     fd = open(ns, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
+    if (fd < 0 || setns(fd, CLONE_NEWNET) != 0 || netns_remount_sysfs() != 0) {
         fprintf(stderr, "cannot enter the host's namespace %s\n", ns);
         exit(1);
     }

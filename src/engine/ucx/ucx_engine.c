@@ -21,6 +21,7 @@
  * one endpoint (rkeys belong to it), and the agent's API calls register
  * memory while its loop progresses the worker.
  */
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,7 @@ struct ucx_ctx {
     int efd;                /* host: the worker's wake-up fd */
     ucp_address_t *address; /* host: the bootstrap blob */
     size_t address_len;
+    _Atomic int progressing; /* a thread is in ucx_progress_turn */
 };
 
 struct ucx_ep {
@@ -579,16 +581,40 @@ static int ucx_post(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch)
     return 0;
 }
 
+/*
+ * One turn of a thread waiting for its transfers. One thread progresses
+ * the worker at a time, and the others yield: UCX's MULTI thread mode
+ * guards the worker with a spinlock, and a session's threads all spinning
+ * on it, more of them than CPUs, stall behind a preempted holder (test
+ * runs of seconds took minutes). Whichever thread progresses runs every
+ * thread's completions. A turn that found nothing yields too: on a shared
+ * machine the host's agent may need this CPU to answer.
+ */
+static int ucx_progress_turn(struct ucx_ctx *c)
+{
+    int expected = 0;
+    int n = 0;
+
+    if (atomic_compare_exchange_strong(&c->progressing, &expected, 1)) {
+        n = (int)ucp_worker_progress(c->worker);
+        atomic_store(&c->progressing, 0);
+    }
+    if (n == 0) {
+        sched_yield();
+    }
+    return n;
+}
+
 static int ucx_progress(struct hmaf_engine_ep *ep)
 {
-    return (int)ucp_worker_progress(ucx_ctx_of(ep->ctx)->worker);
+    return ucx_progress_turn(ucx_ctx_of(ep->ctx));
 }
 
 static int ucx_move_one(struct hmaf_engine_ep *ep, enum hmaf_xfer_op op,
                         const struct hmaf_xfer *x)
 {
     struct ucx_ep *e = ucx_ep_of(ep);
-    ucp_worker_h worker = ucx_ctx_of(ep->ctx)->worker;
+    struct ucx_ctx *c = ucx_ctx_of(ep->ctx);
     struct ucx_track t = {.batch = NULL};
 
     atomic_init(&t.pending, 1);
@@ -596,7 +622,7 @@ static int ucx_move_one(struct hmaf_engine_ep *ep, enum hmaf_xfer_op op,
     ucx_post_all(e, op, x, 1, &t);
     track_end_one(&t);
     while (atomic_load(&t.pending) > 0) {
-        ucp_worker_progress(worker);
+        ucx_progress_turn(c);
     }
     return atomic_load(&t.status);
 }
@@ -631,7 +657,7 @@ static int ucx_atomic_opcode(uint8_t op, ucp_atomic_op_t *out)
 
 /* One atomic, waited for. UCX fetches into reply; CSWAP compares with
  * buffer and takes the new value from reply. Words are host-endian. */
-static int ucx_atomic_one(struct ucx_ep *e, ucp_worker_h worker,
+static int ucx_atomic_one(struct ucx_ep *e, struct ucx_ctx *c,
                           struct hmaf_engine_atomic *a)
 {
     union {
@@ -669,7 +695,7 @@ static int ucx_atomic_one(struct ucx_ep *e, ucp_worker_h worker,
                                         rkey, &param));
     track_end_one(&t);
     while (atomic_load(&t.pending) > 0) {
-        ucp_worker_progress(worker);
+        ucx_progress_turn(c);
     }
     a->old = a->size == 4 ? reply.u32 : reply.u64;
     return atomic_load(&t.status);
@@ -679,13 +705,13 @@ static int ucx_atomic(struct hmaf_engine_ep *ep, struct hmaf_engine_atomic *ops,
                       uint32_t count)
 {
     struct ucx_ep *e = ucx_ep_of(ep);
-    ucp_worker_h worker = ucx_ctx_of(ep->ctx)->worker;
+    struct ucx_ctx *c = ucx_ctx_of(ep->ctx);
 
     if (atomic_load(&e->failed)) {
         return HMAF_ECONNRESET;
     }
     for (uint32_t i = 0; i < count; i++) {
-        ops[i].status = ucx_atomic_one(e, worker, &ops[i]);
+        ops[i].status = ucx_atomic_one(e, c, &ops[i]);
         if (ops[i].status == HMAF_ECONNRESET) {
             return HMAF_ECONNRESET;
         }
