@@ -223,7 +223,9 @@ HMAF_API int hmaf_agent_expose(hmaf_agent_t *agent, const void *addr,
  * (their dpu sides see HMAF_ECONNRESET; stats.revoke_cutoffs counts
  * them). What then holds depends on the engine (see the file comment):
  * with doca their access to the range is gone; with cma (and ucx without
- * RDMA) a transfer step they had already begun may still complete, so do
+ * RDMA) a transfer step they had already begun may still complete — with
+ * ucx, do not unmap the memory either: this process makes such a late
+ * write itself, and one into unmapped memory would kill it —, so do
  * not reuse the memory
  * for data a late write could corrupt until those dpu processes are known
  * to have stopped.

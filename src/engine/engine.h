@@ -189,6 +189,15 @@ struct hmaf_xfer_batch {
  * completed before the next. */
 #define HMAF_ENGINE_ORDERED_READS 8u
 
+/* A dpu side's writes are made by this process's own threads (ucx without
+ * RDMA hardware: emulated puts, which host_progress serves, copied to
+ * whatever address the peer names). Memory the agent keeps from a peer
+ * that may still write it (a closed session's mailbox, host/session.c)
+ * then stays writable — fresh pages no one else gets — since a write into
+ * inaccessible memory would kill this process rather than fail the
+ * peer's transfer, as it does with cma. */
+#define HMAF_ENGINE_HOST_WRITES 16u
+
 /* One remote atomic for ops->atomic (atomic.h's contract: naturally
  * aligned, a 4-byte op uses the low 32 bits of operand and compare). */
 struct hmaf_engine_atomic {

@@ -148,10 +148,16 @@ static int create_mailbox(struct hmaf_agent *a, struct agent_session *s)
 
 /* Keep the pages reserved but inaccessible: a write the dpu side still
  * makes fails instead of landing in memory someone else got. A fresh
- * PROT_NONE mapping over them also frees their memory. */
-static int tombstone(void *mbox, size_t len)
+ * PROT_NONE mapping over them also frees their memory. Where this
+ * process makes the peer's writes itself (HMAF_ENGINE_HOST_WRITES), fresh
+ * writable pages instead: a late write lands in them, unread, rather than
+ * faulting the agent's thread. */
+static int tombstone(const struct hmaf_agent *a, void *mbox, size_t len)
 {
-    void *p = mmap(mbox, len, PROT_NONE,
+    int prot = a->ops->flags & HMAF_ENGINE_HOST_WRITES
+                   ? PROT_READ | PROT_WRITE
+                   : PROT_NONE;
+    void *p = mmap(mbox, len, prot,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
                    -1, 0);
 
@@ -167,7 +173,7 @@ static void bury(struct hmaf_agent *a, struct agent_session *s)
 {
     struct agent_grave *g;
 
-    if (tombstone(s->mbox, s->mbox_map_len) < 0) {
+    if (tombstone(a, s->mbox, s->mbox_map_len) < 0) {
         s->mbox = NULL; /* leak it rather than hand it back */
         return;
     }

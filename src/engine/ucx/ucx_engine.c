@@ -755,7 +755,7 @@ static int ucx_wait_fd(struct hmaf_engine_ctx *ctx, int *fd_out)
 const struct hmaf_engine_ops hmaf_engine_ucx = {
     .name = "ucx",
     .abi_version = HMAF_ENGINE_ABI_VERSION,
-    .flags = HMAF_ENGINE_ASYNC,
+    .flags = HMAF_ENGINE_ASYNC | HMAF_ENGINE_HOST_WRITES,
     .ctx_size = sizeof(struct ucx_ctx),
     .ep_size = sizeof(struct ucx_ep),
     .mem_size = sizeof(struct ucx_mem),
