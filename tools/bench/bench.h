@@ -43,7 +43,8 @@
 
 /* Nodes walked per chain where each is a DMA round trip (the doca
  * engine): on the emulation's 100x timed model one takes 240 us, and 16
- * chains of 1000 one node at a time would take 4 s a walk. */
+ * chains of 1000 one node at a time would take 4 s a walk. The same with
+ * ucx, where each node is a network round trip (20-30 us over tcp). */
 #define CHASE_NODES_DMA 100
 
 /* The host's allocation: the buffer, then a tail in the same pages, so
@@ -372,7 +373,7 @@ struct bench {
     uint64_t chain_start[CHAINS_MAX], chain_last[CHAINS_MAX];
     uint64_t ping_seq;
     struct ucx_ctx *ucx;
-    char ucx_note[256];    /* what UCX is doing here, or why not */
+    char ucx_note[384];    /* what UCX is doing here, or why not */
     struct doca_raw *draw; /* NULL: no raw DOCA DMA here */
     char draw_note[256];   /* what it runs on, or why not */
     struct mapping *map;   /* NULL: no mapping mode here */
@@ -439,6 +440,7 @@ struct child {
     char dir[64];
     char address[128];   /* the agent's */
     const char *engine;  /* the agent's engine, and the session's */
+    const char *netns;   /* the network namespace it enters, or NULL */
     char sock_path[128]; /* the socket server's */
     void *ucx_addr;      /* the host's UCX worker address, or NULL */
     size_t ucx_addr_len;

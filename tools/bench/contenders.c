@@ -6,7 +6,8 @@
  * buffers. Each figure is compared with a baseline (choose_baseline): raw,
  * the process_vm_readv/writev calls HMAF's cma engine makes, one per
  * transfer; with the doca engine doca-raw, DOCA DMA memcpy tasks one at a
- * time (doca_raw.c), since the cma calls do not cross PCIe.
+ * time (doca_raw.c), since the cma calls do not cross PCIe; with the ucx
+ * engine ucx, plain ucp_get_nbx/ucp_put_nbx on the same transport (ucx.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -651,15 +652,30 @@ int contender_runs(const struct bench *b, const struct contender *c)
     return c->usable == NULL || c->usable(b);
 }
 
+/* HMAF on the ucx engine is measured against raw ucp calls on the same
+ * transport (ucx.c: the same kind of endpoint), when they run. */
+static int ucx_baseline(const struct bench *b)
+{
+    return strcmp(b->engine, "ucx") == 0 && ucx_usable(b);
+}
+
 /* The baseline contender's transfers also spoil and read back host bytes
- * for the checks: the one way to the host that is sure to be there. */
+ * for the checks: the one way to the host that is sure to be there. But
+ * ucx's need its host thread, which spins during its own sides only: with
+ * ucx as the baseline, raw's check (ucx runs with the forked host only). */
 void choose_baseline(struct bench *b)
 {
-    b->baseline = doca_raw_usable(b) ? "doca-raw" : b->split ? "hmaf" : "raw";
+    const char *checker;
+
+    b->baseline = doca_raw_usable(b) ? "doca-raw"
+                  : ucx_baseline(b)  ? "ucx"
+                  : b->split         ? "hmaf"
+                                     : "raw";
+    checker = strcmp(b->baseline, "ucx") == 0 ? "raw" : b->baseline;
     b->checker = NULL;
     for (size_t i = 0; i < bench_ncontenders && b->checker == NULL; i++) {
         const struct contender *c = &bench_contenders[i];
-        if (strcmp(c->name, b->baseline) == 0 && c->rw != NULL) {
+        if (strcmp(c->name, checker) == 0 && c->rw != NULL) {
             b->checker = c;
         }
     }

@@ -20,6 +20,12 @@
  * many small regions, each exposed on its own, published as root
  * "regions".
  *
+ * With --host-netns the forked host enters another network namespace
+ * first: two machines on one, UCX (the engine's and the raw contender's)
+ * crossing a veth pair over tcp. The pipe, the Unix sockets (the agent's
+ * and the socket server's, bound to paths) and process_vm_readv still
+ * reach it.
+ *
  * Split mode (--serve, serve_main): the same host, standalone, for a dpu
  * side on another machine (--connect). Only what works across machines is
  * set up (the agent, the exports, the pong thread); commands arrive in a
@@ -30,10 +36,13 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -369,6 +378,38 @@ static void host_teardown(struct host *h)
     free(h->regions);
 }
 
+/* Into network namespace ns (a name under /run/netns, or a path), with
+ * a sysfs of its own in a mount namespace of its own, as ip-netns-exec(8)
+ * does: sysfs shows the devices of the namespace that mounted it, and UCX
+ * looks for its network devices there. */
+static int enter_netns(const char *ns)
+{
+    char path[256];
+    int fd, ret;
+
+    if (ns == NULL) {
+        return 0;
+    }
+    snprintf(path, sizeof(path), "%s%s", strchr(ns, '/') ? "" : "/run/netns/",
+             ns);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    ret = fd >= 0 && setns(fd, CLONE_NEWNET) == 0 &&
+                  unshare(CLONE_NEWNS) == 0 &&
+                  mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL) == 0 &&
+                  umount2("/sys", MNT_DETACH) == 0 &&
+                  mount("sysfs", "/sys", "sysfs", 0, NULL) == 0
+              ? 0
+              : -1;
+    if (ret < 0) {
+        fprintf(stderr, "hmaf-bench: host: network namespace %s: %s\n", path,
+                strerror(errno));
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    return ret;
+}
+
 static _Noreturn void host_main(pid_t parent, const struct child *c, int cmd_fd,
                                 int reply_fd)
 {
@@ -383,7 +424,7 @@ static _Noreturn void host_main(pid_t parent, const struct child *c, int cmd_fd,
     if (pin_to(c->cpu) != 0) {
         perror("hmaf-bench: host: sched_setaffinity");
     }
-    if (host_setup(&h, c) != 0) {
+    if (enter_netns(c->netns) != 0 || host_setup(&h, c) != 0) {
         (void)!write(reply_fd, &fail, 1);
         _exit(1);
     }

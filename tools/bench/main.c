@@ -9,10 +9,12 @@
  * pointer chases, two threads, ping) and size, it times every contender on
  * the same addresses and local buffers, and reports each figure with its
  * ratio to a baseline measured in the same rounds (see measure.c): raw
- * process_vm_readv/writev, or with --engine doca raw DOCA DMA
- * (doca_raw.c). The targets it judges are the engine's: issue 3's (and
- * issue 11's scaling rows, scale.c: N regions cached, N sessions, one
- * cpu shared), or with --engine doca the DOCA issue's.
+ * process_vm_readv/writev, with --engine doca raw DOCA DMA (doca_raw.c),
+ * with --engine ucx raw ucp_get_nbx/ucp_put_nbx on the engine's transport
+ * (ucx.c). The targets it judges are the engine's: issue 3's (and issue
+ * 11's scaling rows, scale.c: N regions cached, N sessions, one cpu
+ * shared), with --engine doca the DOCA issue's, with --engine ucx the UCX
+ * issue's.
  *
  * Split mode, for a host and a dpu side on two machines (a BlueField's
  * host and its Arm cores): `--serve ADDRESS` runs the host alone and
@@ -454,6 +456,30 @@ static const struct target doca_targets[] = {
      .num_in = "read-random", .report = 1},
 };
 
+/* The UCX issue's targets, against raw ucp_get_nbx/ucp_put_nbx on the
+ * same memory, transport and kind of endpoint, in the same run (ucx.c).
+ * Writes are timed to remote completion on both sides (a flush). The
+ * 64 B write is only reported: the issue states no bound for it. */
+static const struct target ucx_targets[] = {
+    {TARGET("64 B read, one at a time", "read-one", 64, "hmaf", "ucx",
+            "hmaf time / ucx time", BOUND_AT_MOST, 1.05)},
+    {TARGET("64 B write, one at a time", "write-one", 64, "hmaf", "ucx",
+            "hmaf time / ucx time (flushed)", BOUND_AT_MOST, 1.05),
+     .report = 1},
+    {TARGET(">= 1 MiB reads", "read-one", 0, "ucx", "hmaf",
+            "hmaf bandwidth / ucx bandwidth", BOUND_AT_LEAST, 0.97),
+     .size_min = MIB},
+    {TARGET(">= 1 MiB writes", "write-one", 0, "ucx", "hmaf",
+            "the same, both flushed", BOUND_AT_LEAST, 0.97),
+     .size_min = MIB},
+    {TARGET("256 x 64 B reads in flight", "batch256,batch256-seq", 64, "ucx",
+            "hmaf-nb", "hmaf-nb rate / ucx pipelined rate", BOUND_AT_LEAST,
+            0.90)},
+    {TARGET("16 chains chased together", "chase16", NODE_LEN, "hmaf-chase1",
+            "hmaf-chase", "throughput / one chain at a time", BOUND_AT_LEAST,
+            8)},
+};
+
 /* ------------------------------------------------------------------ */
 /* Options                                                             */
 /* ------------------------------------------------------------------ */
@@ -470,8 +496,9 @@ struct options {
     const char *with;    /* run only these contenders (and raw) */
     const char *engine;  /* the agent's and the session's */
     const char *csv_path, *json_path;
-    const char *serve;   /* split mode: be the host, at this address */
-    const char *connect; /* split mode: be the dpu side, reach it here */
+    const char *serve;      /* split mode: be the host, at this address */
+    const char *connect;    /* split mode: be the dpu side, reach it here */
+    const char *host_netns; /* the forked host's network namespace */
 };
 
 static void usage(FILE *to)
@@ -481,7 +508,7 @@ static void usage(FILE *to)
             "\n                  [--csv FILE] [--json FILE] [--no-charts] "
             "[--only PATTERN]\n                  [--scale] [--with LIST] "
             "[--no-pin] [--engine NAME] [--verbose]\n"
-            "                  [--connect ADDRESS]\n"
+            "                  [--host-netns NS] [--connect ADDRESS]\n"
             "       hmaf-bench --serve ADDRESS [--engine NAME]\n"
             "  --quick       two sizes, %d rounds, short rounds: a smoke test\n"
             "  --rounds N    rounds per cell (default %d)\n"
@@ -506,7 +533,11 @@ static void usage(FILE *to)
             "  --no-pin      leave cpu placement to the scheduler\n"
             "  --engine NAME the HMAF engine (default cma); the raw "
             "contenders still\n                measure the cma syscalls; "
-            "with doca, raw DOCA DMA is the baseline\n"
+            "with doca, raw DOCA DMA is the baseline,\n                with "
+            "ucx, raw ucp_get/ucp_put on the engine's transport\n"
+            "  --host-netns NS  the forked host runs in network namespace NS "
+            "(a name in\n                /run/netns, or a path): two "
+            "machines on one, for ucx over tcp\n"
             "  --verbose     every round's figures on stderr\n"
             "split mode, host and dpu side on two machines (both with the "
             "same --engine):\n"
@@ -583,6 +614,9 @@ static int apply_option(int c, const char *arg, struct options *o)
     case 'a':
         o->connect = arg;
         break;
+    case 'N':
+        o->host_netns = arg;
+        break;
     default:
         return -1;
     }
@@ -608,6 +642,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"verbose", no_argument, NULL, 'v'},
         {"serve", required_argument, NULL, 's'},
         {"connect", required_argument, NULL, 'a'},
+        {"host-netns", required_argument, NULL, 'N'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -625,7 +660,8 @@ static int parse_options(int argc, char **argv, struct options *o)
             return -1;
         }
     }
-    if (optind != argc || (o->serve != NULL && o->connect != NULL)) {
+    if (optind != argc || (o->serve != NULL && o->connect != NULL) ||
+        (o->host_netns != NULL && (o->serve != NULL || o->connect != NULL))) {
         usage(stderr);
         return -1;
     }
@@ -956,7 +992,9 @@ static int bench_init(struct bench *b, struct child *host,
     }
     layout_fill(b->mirror, b->buf, b->chain_start, b->chain_last);
     b->chase_nodes =
-        strcmp(b->engine, "doca") == 0 ? CHASE_NODES_DMA : CHAIN_NODES;
+        strcmp(b->engine, "doca") == 0 || strcmp(b->engine, "ucx") == 0
+            ? CHASE_NODES_DMA
+            : CHAIN_NODES;
     for (unsigned i = 0; i < CHAINS_MAX; i++) {
         b->chain_last[i] = layout_chain_node(b->mirror, b->buf,
                                              b->chain_start[i], b->chase_nodes);
@@ -1030,12 +1068,17 @@ static int wanted(const struct bench *b, const struct options *o,
     return !o->quick || p->nsizes == 1 || size == 64 || size == QUICK_LARGE;
 }
 
-/* The targets judged in this run: the doca engine's own, or issue 3's. */
+/* The targets judged in this run: the doca or ucx engine's own, or issue
+ * 3's. */
 static const struct target *targets_for(const struct bench *b, size_t *n_out)
 {
     if (strcmp(b->engine, "doca") == 0) {
         *n_out = COUNT(doca_targets);
         return doca_targets;
+    }
+    if (strcmp(b->engine, "ucx") == 0) {
+        *n_out = COUNT(ucx_targets);
+        return ucx_targets;
     }
     *n_out = COUNT(cma_targets);
     return cma_targets;
@@ -1242,11 +1285,14 @@ static int write_outputs(struct run *r, const struct options *o)
     return ret;
 }
 
+_Static_assert(COUNT(cma_targets) >= COUNT(doca_targets) &&
+                   COUNT(cma_targets) >= COUNT(ucx_targets),
+               "run_all's results hold every table");
+
 static int run_all(struct bench *b, const struct options *o)
 {
-    struct target_result results[COUNT(cma_targets) > COUNT(doca_targets)
-                                     ? COUNT(cma_targets)
-                                     : COUNT(doca_targets)];
+    /* The largest table: issue 3's. */
+    struct target_result results[COUNT(cma_targets)];
     struct run r = {.b = b,
                     .patterns = patterns,
                     .npatterns = COUNT(patterns),
@@ -1309,6 +1355,7 @@ int main(int argc, char **argv)
         return 1;
     }
     host.engine = o.engine;
+    host.netns = o.host_netns;
     /* The regions rows run on the cma engine only (their raw baseline). */
     if (strcmp(o.engine, "cma") == 0) {
         host.regions = o.quick ? REGIONS_QUICK : REGIONS_MAX;

@@ -11,6 +11,12 @@
  * thread spins during UCX rounds only (see host.c), UCX's best case.
  * ucx_open() finds out which it is and says so.
  *
+ * With --engine ucx the endpoints are of the engine's kind, in UCX's
+ * peer-failure mode: that mode takes only transports that can report a
+ * dead peer (tcp rather than shared memory on one machine, UCX 1.13), so
+ * the raw calls run on the transport HMAF's do. Otherwise the endpoints
+ * handle no errors, and UCX may take shared memory: its best here.
+ *
  * Built only when pkg-config finds ucx (HMAF_BENCH_UCX); otherwise every
  * entry point reports that UCX is not installed.
  */
@@ -255,16 +261,42 @@ static void worker_close(struct ucx_ctx *x, struct ucx_worker *u)
     free(u);
 }
 
+/* Endpoints like the ucx engine's, when HMAF runs on it. */
+static int peer_mode(const struct bench *b)
+{
+    return strcmp(b->engine, "ucx") == 0;
+}
+
+static void on_ep_error(void *arg, ucp_ep_h ep, ucs_status_t st)
+{
+    (void)arg;
+    (void)ep;
+    fprintf(stderr, "hmaf-bench: ucx endpoint failed: %s\n",
+            ucs_status_string(st));
+}
+
+static ucs_status_t ep_open(const struct bench *b, struct ucx_worker *u)
+{
+    ucp_ep_params_t ep = {.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS,
+                          .address = b->host->ucx_addr};
+
+    if (peer_mode(b)) {
+        ep.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                         UCP_EP_PARAM_FIELD_ERR_HANDLER;
+        ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+        ep.err_handler = (ucp_err_handler_t){.cb = on_ep_error};
+    }
+    return ucp_ep_create(u->worker, &ep, &u->ep);
+}
+
 static ucs_status_t worker_open(struct bench *b, struct worker *w)
 {
     struct ucx_worker *u = calloc(1, sizeof(*u));
-    ucp_ep_params_t ep = {.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS,
-                          .address = b->host->ucx_addr};
     ucs_status_t st =
         u != NULL ? new_worker(b->ucx->ctx, &u->worker) : UCS_ERR_NO_MEMORY;
 
     if (st == UCS_OK) {
-        st = ucp_ep_create(u->worker, &ep, &u->ep);
+        st = ep_open(b, u);
     }
     if (st == UCS_OK) {
         st = ucp_ep_rkey_unpack(u->ep, b->host->ucx_rkey, &u->rkey);
@@ -342,8 +374,10 @@ static void describe(struct bench *b, int one_sided)
 
     describe_lanes(b->w[0].ucx->ep, lanes, sizeof(lanes));
     snprintf(b->ucx_note, sizeof(b->ucx_note),
-             "ucx %s, lanes: %s; ucp_get/ucp_put on this memory %s",
+             "ucx %s, lanes: %s, %s; ucp_get/ucp_put on this memory %s",
              ucp_get_version_string(), lanes[0] != '\0' ? lanes : "?",
+             peer_mode(b) ? "peer-failure endpoints as the engine's"
+                          : "endpoints without error handling",
              one_sided ? "are one-sided"
                        : "need the host's worker (software emulation over "
                          "active messages): its progress thread spins "

@@ -11,3 +11,18 @@ set_property(TEST regress.deregister_lies.ucx APPEND PROPERTY
              ENVIRONMENT HMAF_TEST_EXPOSURES=200)
 set_property(TEST integration.test_seqlock.ucx APPEND PROPERTY
              ENVIRONMENT HMAF_TEST_READS=5000)
+
+# The benchmark against raw ucp calls on the engine's transport
+# (docs/benchmarks.md, "--engine ucx"); its figures are not judged here.
+add_test(NAME integration.bench_smoke.ucx
+         COMMAND hmaf-bench --quick --engine ucx --no-out)
+set_tests_properties(integration.bench_smoke.ucx PROPERTIES
+    LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 180)
+# The same across two network namespaces, over tcp on a veth pair: the
+# forked host enters the host's namespace (--host-netns). Needs root.
+add_test(NAME integration.netns.ucx.bench_smoke
+         COMMAND bash ${PROJECT_SOURCE_DIR}/tests/integration/netns_run.sh ucx
+                 sh -c "exec \"$0\" --quick --engine ucx --no-out --only read-one --host-netns \"$HMAF_TEST_HOST_NETNS\""
+                 $<TARGET_FILE:hmaf-bench>)
+set_tests_properties(integration.netns.ucx.bench_smoke PROPERTIES
+    LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 120)
