@@ -6,10 +6,7 @@
  * and its packed rkey is the export blob; the worker's address is the
  * bootstrap blob. Dpu: one endpoint to that address per session, in
  * peer-failure mode, rkeys unpacked at import, transfers posted as
- * ucp_get_nbx / ucp_put_nbx and completed by worker progress. The dpu
- * side's worker address is its bootstrap blob, and the host opens an
- * endpoint to it per session too: the one it closes when the session
- * ends (ucx_ep_open).
+ * ucp_get_nbx / ucp_put_nbx and completed by worker progress.
  *
  * Without RDMA hardware UCX emulates gets and puts with active messages
  * that the host's worker serves, so the host must progress its worker:
@@ -199,18 +196,17 @@ static int ucx_worker_open(struct ucx_ctx *c)
     return 0;
 }
 
-/* The worker's address (the bootstrap blob, both roles), and on the host
- * the fd the agent sleeps on. */
-static int ucx_address_open(struct ucx_ctx *c)
+/* Host: the address peers connect to, and the fd the agent sleeps on. */
+static int ucx_host_open(struct ucx_ctx *c)
 {
     ucs_status_t st =
         ucp_worker_get_address(c->worker, &c->address, &c->address_len);
 
-    if (st == UCS_OK && c->base.role == HMAF_ROLE_HOST) {
+    if (st == UCS_OK) {
         st = ucp_worker_get_efd(c->worker, &c->efd);
     }
     if (st != UCS_OK) {
-        hmaf__log_error("ucx worker: %s", ucs_status_string(st));
+        hmaf__log_error("ucx host worker: %s", ucs_status_string(st));
         return ucx_status_to_hmaf(st);
     }
     return 0;
@@ -241,8 +237,8 @@ static int ucx_ctx_open(struct hmaf_engine_ctx *ctx)
     if (ret == 0) {
         ret = ucx_worker_open(c);
     }
-    if (ret == 0) {
-        ret = ucx_address_open(c);
+    if (ret == 0 && ctx->role == HMAF_ROLE_HOST) {
+        ret = ucx_host_open(c);
     }
     if (ret < 0) {
         ucx_ctx_close(ctx);
@@ -260,13 +256,17 @@ static void ucx_limits(const struct hmaf_engine_ctx *ctx,
     limits_out->max_blob = UCX_MAX_BLOB;
 }
 
-/* The worker's address, on both sides: each opens an endpoint to the
- * other's (ep_open). */
+/* The host's worker address; the dpu side sends nothing (UCX's wire-up
+ * tells the host's worker what it needs when the endpoint connects). */
 static int ucx_local_blob(struct hmaf_engine_ctx *ctx, void *buf, size_t cap,
                           size_t *len_out)
 {
     struct ucx_ctx *c = ucx_ctx_of(ctx);
 
+    if (ctx->role != HMAF_ROLE_HOST) {
+        *len_out = 0;
+        return 0;
+    }
     if (c->address_len > cap) {
         hmaf__log_error("ucx worker address of %zu bytes, room for %zu",
                         c->address_len, cap);
@@ -286,16 +286,8 @@ static void ucx_on_ep_error(void *arg, ucp_ep_h ep, ucs_status_t status)
     atomic_store(&e->failed, 1);
 }
 
-/* An endpoint to the peer's worker, in peer-failure mode. Dpu: to the
- * host's. Host: to the dpu side's, which UCX pairs with the dpu side's own
- * endpoint (connection matching: each side's first endpoint to the other),
- * so that the host holds the endpoint its worker serves that peer's gets
- * and puts on. Closing it is what ends them: without RDMA the host's
- * worker carries out a peer's puts itself, also those still queued in
- * its socket when the peer died, and one served after the agent unmapped
- * the session's mailbox faulted the host (SIGSEGV in ucp_put_handler,
- * test_dpu_kill mailbox). A dpu side that sends no address gets no
- * endpoint here; UCX's wire-up still lets the host's worker serve it. */
+/* Dpu: connect to the host's worker. The host opens nothing: the dpu
+ * side's blob is empty, and its worker learns of us at wire-up. */
 static int ucx_ep_open(struct hmaf_engine_ep *ep, const void *peer_blob,
                        size_t len)
 {
@@ -313,7 +305,7 @@ static int ucx_ep_open(struct hmaf_engine_ep *ep, const void *peer_blob,
     };
     ucs_status_t st;
 
-    if (len == 0 && ep->ctx->role == HMAF_ROLE_HOST) {
+    if (ep->ctx->role == HMAF_ROLE_HOST) {
         return 0;
     }
     if (len == 0 || len > UCX_MAX_BLOB) {
@@ -329,11 +321,7 @@ static int ucx_ep_open(struct hmaf_engine_ep *ep, const void *peer_blob,
 }
 
 /* Forced: it needs no answer from the peer (which may be gone or
- * stopped); the core has drained every transfer before. On the host, once
- * it returns the worker serves that peer nothing more: the close releases
- * the endpoint's id, and UCX drops requests naming an unknown one, while
- * one being served holds the worker's lock (UCS_THREAD_MODE_MULTI) that
- * the close waits for. The agent unmaps the session's mailbox after. */
+ * stopped); the core has drained every transfer before. */
 static void ucx_ep_close(struct hmaf_engine_ep *ep)
 {
     struct ucx_ep *e = ucx_ep_of(ep);
