@@ -232,6 +232,14 @@ static void free_session(struct hmaf_agent *a, struct agent_session *s,
         hmaf__channel_shutdown(&s->channel, 0);
         bury(a, s);
     }
+    if (s->mbox != NULL && (a->ops->flags & HMAF_ENGINE_HOST_WRITES) &&
+        tombstone(a, s->mbox, s->mbox_map_len) == 0) {
+        /* Even a peer that has stopped may have puts queued in the
+         * engine, which this process would make into unmapped pages:
+         * they stay reserved, writable, for good (their memory is
+         * freed: fresh pages). */
+        s->mbox = NULL;
+    }
     if (s->mbox != NULL) {
         munmap(s->mbox, s->mbox_map_len);
     }
