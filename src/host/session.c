@@ -195,7 +195,9 @@ void hmaf__agent_grave_free(struct hmaf_agent *a, size_t index)
 {
     struct agent_grave *g = &a->graves[index];
 
-    munmap(g->mbox, g->len);
+    if (!(a->ops->flags & HMAF_ENGINE_HOST_WRITES)) {
+        munmap(g->mbox, g->len); /* else kept, as free_session says */
+    }
     hmaf__channel_close(&g->channel);
     *g = a->graves[--a->ngraves];
 }
