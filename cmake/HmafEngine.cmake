@@ -182,13 +182,31 @@ function(_hmaf_engine_list_header)
 endfunction()
 
 # hmaf_add_library_copy(<target> [ENGINE <name>])
-# A static library of libhmaf's sources and engines compiled anew (and the
-# test-only engine <name>), for a build that needs other flags or another
-# engine: the fuzzers, the test-only libraries.
+# A static library of libhmaf's sources and engines (and the test-only
+# engine <name>), for a build that needs other flags or another engine:
+# the fuzzers, the test-only libraries. A copy for another engine compiles
+# only what differs: the sources that list the engines and transports a
+# library has (HMAF_SOURCES_PER_LIBRARY, CMakeLists.txt) and that
+# engine's; the rest of libhmaf compiles the same for every library, and
+# the copy takes those objects from hmaf_objects. A copy without ENGINE
+# compiles everything anew.
 function(hmaf_add_library_copy target)
     cmake_parse_arguments(PARSE_ARGV 1 arg "" "ENGINE" "")
-    list(TRANSFORM HMAF_SOURCES PREPEND ${PROJECT_SOURCE_DIR}/
-         OUTPUT_VARIABLE sources)
+    if(arg_ENGINE)
+        _hmaf_check_shared_objects(${arg_ENGINE})
+        list(TRANSFORM HMAF_SOURCES_PER_LIBRARY PREPEND ${PROJECT_SOURCE_DIR}/
+             OUTPUT_VARIABLE sources)
+        # hmaf_objects' objects (CMakeFiles/hmaf_objects.dir/<source>.o)
+        # but for those sources.
+        list(TRANSFORM HMAF_SOURCES_PER_LIBRARY REPLACE "[.+]" "\\\\\\0"
+             OUTPUT_VARIABLE own)
+        list(JOIN own "|" own)
+        list(APPEND sources
+             "$<FILTER:$<TARGET_OBJECTS:hmaf_objects>,EXCLUDE,/(${own})\\.o$>")
+    else()
+        list(TRANSFORM HMAF_SOURCES PREPEND ${PROJECT_SOURCE_DIR}/
+             OUTPUT_VARIABLE sources)
+    endif()
     add_library(${target} STATIC ${sources})
     set_target_properties(${target} PROPERTIES C_VISIBILITY_PRESET hidden)
     target_include_directories(${target}
@@ -199,12 +217,41 @@ function(hmaf_add_library_copy target)
     foreach(name IN LISTS built)
         hmaf_engine_property(mode ${name} MODE)
         if(mode STREQUAL "LIB" OR name STREQUAL "${arg_ENGINE}")
-            hmaf_engine_property(engine_sources ${name} SOURCES)
             hmaf_engine_property(definitions ${name} DEFINITIONS)
             hmaf_engine_property(libraries ${name} LIBRARIES)
-            target_sources(${target} PRIVATE ${engine_sources})
             target_compile_definitions(${target} PRIVATE ${definitions})
             target_link_libraries(${target} PUBLIC ${libraries})
+        endif()
+        # libhmaf's own engines are among hmaf_objects' objects there.
+        if((mode STREQUAL "LIB" AND NOT arg_ENGINE) OR
+           name STREQUAL "${arg_ENGINE}")
+            hmaf_engine_property(engine_sources ${name} SOURCES)
+            target_sources(${target} PRIVATE ${engine_sources})
+        endif()
+    endforeach()
+endfunction()
+
+# What makes sharing hmaf_objects with a copy for <engine> safe: none of
+# its sources but HMAF_SOURCES_PER_LIBRARY, and no header of src/, has a
+# preprocessor line that looks at the engines or transports built, or at
+# a definition of <engine>'s. One that starts to must join that list.
+function(_hmaf_check_shared_objects engine)
+    get_target_property(files hmaf_objects SOURCES)
+    list(TRANSFORM files PREPEND ${PROJECT_SOURCE_DIR}/ REGEX "^[^/]")
+    list(TRANSFORM HMAF_SOURCES_PER_LIBRARY PREPEND ${PROJECT_SOURCE_DIR}/
+         OUTPUT_VARIABLE own)
+    list(REMOVE_ITEM files ${own})
+    file(GLOB_RECURSE headers ${PROJECT_SOURCE_DIR}/src/*.h)
+    hmaf_engine_property(definitions ${engine} DEFINITIONS)
+    list(TRANSFORM definitions REPLACE "=.*" "")
+    list(JOIN definitions "|" names)
+    set(names "HMAF_HAVE_ENGINE_|HMAF_HAVE_CHANNEL_|engine_list\\.h|${names}")
+    foreach(file IN LISTS files headers)
+        file(STRINGS ${file} lines REGEX "^[ \t]*#.*(${names})")
+        if(lines)
+            message(FATAL_ERROR "hmaf: ${file} depends on the engines or "
+                "transports built (${lines}): list it in "
+                "HMAF_SOURCES_PER_LIBRARY (CMakeLists.txt)")
         endif()
     endforeach()
 endfunction()
