@@ -19,8 +19,12 @@
  * host gone — raises SIGBUS in the faulting thread (it never hangs). Writes
  * to a read-only mapping raise SIGSEGV.
  *
- * The session's map_max_resident bounds the bytes present, always: a fault
- * evicts older pages first, writing their changes back. A writable mapping
+ * The session's map_max_resident bounds the bytes present: a fault evicts
+ * older pages first, writing their changes back. One exception: without
+ * userfaultfd write-protect, a written page is evicted by moving it out of
+ * the mirror (mremap MREMAP_DONTUNMAP); where the kernel refuses (before
+ * Linux 5.7), written pages stay and the cap is exceeded (logged) rather
+ * than a store made during the eviction lost. A writable mapping
  * of a read-only exposure keeps local writes local (hmaf_map_sync returns
  * HMAF_EACCES for them); when such a page — or any page whose changes
  * cannot be written back any more — is evicted, its changes are dropped

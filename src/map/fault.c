@@ -3,6 +3,8 @@
  * access looks sequential) with one engine read, install them, and keep
  * the session under its resident cap by evicting older pages.
  */
+#include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -60,26 +62,52 @@ static int reserve(struct hmaf_session *s, uint64_t bytes)
     return 1;
 }
 
-/* A writable page without write protection is moved out of the mirror
- * first (mremap, leaving the mirror's range in place, empty): a writer
- * racing the eviction faults on the missing page and waits for the fault
- * thread, and gets the page back fetched afresh — with what is written
- * back from the moved copy now. NULL where the kernel cannot (before
- * Linux 5.7): then such a store can be lost, as map.h says. */
-static uint8_t *move_out(struct hmaf_map *m, size_t p)
+/* HMAF_MAP_MOVE=0 makes every move out fail, as on a kernel without
+ * MREMAP_DONTUNMAP, so that path can be tested anywhere. */
+static int move_allowed(void)
+{
+    const char *env = getenv("HMAF_MAP_MOVE");
+
+    return env == NULL || strcmp(env, "0") != 0;
+}
+
+static uint8_t *try_move_out(struct hmaf_map *m, size_t p)
 {
     /* new_address NULL, said: the kernel looks at it whatever the flags,
      * and the variadic wrapper would pass a stray register. */
     void *moved = mremap(hmaf__map_page(m, p), m->page_size, m->page_size,
                          MREMAP_MAYMOVE | MREMAP_DONTUNMAP, NULL);
 
-    if (moved == MAP_FAILED) {
+    return moved == MAP_FAILED ? NULL : moved;
+}
+
+/* A writable page without write protection is moved out of the mirror
+ * first (mremap, leaving the mirror's range in place, empty): a writer
+ * racing the eviction faults on the missing page and waits for the fault
+ * thread, and gets the page back fetched afresh — with what is written
+ * back from the moved copy now. NULL where the kernel will not (before
+ * Linux 5.7, or a refusal seen once under load): asked twice, then the
+ * page stays, because dropping it in place could lose such a store. */
+static uint8_t *move_out(struct hmaf_map *m, size_t p)
+{
+    uint8_t *moved = NULL;
+
+    if (move_allowed()) {
+        moved = try_move_out(m, p);
+        if (moved == NULL) {
+            sched_yield();
+            moved = try_move_out(m, p);
+        }
+    } else {
+        errno = ENOSYS;
+    }
+    if (moved == NULL) {
         if (!m->move_warned) {
-            hmaf__log_warn("mapping: mremap(MREMAP_DONTUNMAP): %m; evicting "
-                           "in place");
+            hmaf__log_warn("mapping: mremap(MREMAP_DONTUNMAP): %m; written "
+                           "pages stay, over map_max_resident if need be");
             m->move_warned = 1;
         }
-        return NULL;
+        m->move_refused = 1;
     }
     return moved;
 }
@@ -98,6 +126,9 @@ static int evict_page(struct hmaf_map *m, size_t p)
     }
     if (dirty && !m->track_wp) {
         moved = move_out(m, p);
+        if (moved == NULL) {
+            return 0;
+        }
     }
     now = moved != NULL ? moved : hmaf__map_page(m, p);
     if (hmaf__map_write_back_from(m, p, now) < 0) {
@@ -131,9 +162,10 @@ static int evict_one(struct hmaf_map *m, size_t keep, size_t n)
     return 0;
 }
 
-/* Another mapping of the session gives a page. Called without m->lock:
- * only one mapping's lock is ever held, after the session's list lock. */
-static int evict_elsewhere(struct hmaf_map *m)
+/* Another mapping of the session gives a page; *kept is set when one
+ * kept a written page it could not move out. Called without m->lock: only
+ * one mapping's lock is ever held, after the session's list lock. */
+static int evict_elsewhere(struct hmaf_map *m, int *kept)
 {
     struct hmaf_session *s = m->session;
     int evicted = 0;
@@ -142,7 +174,9 @@ static int evict_elsewhere(struct hmaf_map *m)
     for (struct hmaf_map *o = s->maps; o != NULL && !evicted; o = o->next) {
         if (o != m) {
             pthread_mutex_lock(&o->lock);
+            o->move_refused = 0;
             evicted = evict_one(o, 0, 0);
+            *kept |= o->move_refused;
             pthread_mutex_unlock(&o->lock);
         }
     }
@@ -157,6 +191,9 @@ static int evict_elsewhere(struct hmaf_map *m)
  * evictable, a moment later. Returns the pages reserved (>= 1). */
 static size_t make_room(struct hmaf_map *m, size_t page, size_t n)
 {
+    int kept = 0, evicted;
+
+    m->move_refused = 0;
     for (unsigned waits = 0;;) {
         if (reserve(m->session, (uint64_t)n * m->page_size)) {
             return n;
@@ -177,12 +214,21 @@ static size_t make_room(struct hmaf_map *m, size_t page, size_t n)
             n = 1;
             continue;
         }
+        kept |= m->move_refused; /* read under the lock: others reset it */
         pthread_mutex_unlock(&m->lock);
-        if (!evict_elsewhere(m)) {
+        evicted = evict_elsewhere(m, &kept);
+        if (!evicted && !kept) {
             nanosleep(&(struct timespec){0, ROOM_WAIT_NS}, NULL);
             waits++;
         }
         pthread_mutex_lock(&m->lock);
+        if (!evicted && kept) {
+            /* Written pages the kernel would not move out: over the cap
+             * rather than a lost store (said once, in move_out). */
+            atomic_fetch_add(&m->session->map_resident,
+                             (uint64_t)n * m->page_size);
+            return n;
+        }
     }
 }
 

@@ -46,6 +46,7 @@ struct hmaf_map {
     size_t clock_hand;    /* eviction sweeps pages in address order */
     size_t ra_next;       /* the page a sequential reader touches next */
     size_t ra_window;
+    int move_refused;     /* this fault's eviction kept a written page */
     hmaf_map_stats_t stats;
 };
 
