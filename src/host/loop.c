@@ -498,7 +498,11 @@ static void agent_turn(struct hmaf_agent *a)
     if (hmaf__agent_poll_channels(a, (int64_t)a->sleep_ns) == 0) {
         a->sleep_ns = HMAF_MIN(a->sleep_ns * 2, SLEEP_MAX_NS);
     } else {
-        a->sleep_ns = SLEEP_MIN_NS;
+        /* Woken with work: the engine's (ucx serves a dpu side's
+         * transfers right there, and they reach no mailbox) or a
+         * doorbell's. Look on as after a serve, so that the next one finds
+         * the loop looking rather than asleep. */
+        note_activity(a, hmaf__now_ns());
     }
 }
 
