@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,12 +34,15 @@
 #define RW_LEN    (4 * PAGE)
 #define WAIT_S    20
 #define WATCHDOG  50
+/* More than the host's bounce room (UCX_BOUNCE_MAX) in one batch. */
+#define BIG_LEN   (640ull << 20)
 
 struct host_info {
     uint64_t rw, ro, gone; /* addresses: RW_LEN, PAGE, PAGE bytes */
+    uint64_t big;          /* BIG_LEN bytes, read-only */
     uint32_t blob_len;
     uint8_t blob[HMAF_BLOB_MAX];
-    struct ucx_blob rw_blob, ro_blob, gone_blob;
+    struct ucx_blob rw_blob, ro_blob, gone_blob, big_blob;
 };
 
 static uint8_t pattern(uint64_t i, unsigned salt)
@@ -122,6 +126,24 @@ static void host_serve(struct hmaf_engine_ctx *ctx, int cmd_fd, int reply_fd,
     }
 }
 
+/* BIG_LEN bytes, each page holding its index in its first byte. */
+static uint64_t map_big(struct hmaf_engine_ctx *ctx, struct ucx_blob *blob)
+{
+    struct hmaf_engine_mem *mem = NULL;
+    uint8_t *big = mmap(NULL, BIG_LEN, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    size_t n = 0;
+
+    CHECK(big != MAP_FAILED);
+    for (uint64_t i = 0; i < BIG_LEN; i += PAGE) {
+        big[i] = (uint8_t)(i / PAGE);
+    }
+    CHECK_OK(hmaf__engine_mem_create(ctx, (uint64_t)(uintptr_t)big, BIG_LEN,
+                                     HMAF_ACCESS_READ, &mem));
+    CHECK_OK(ctx->ops->mem_export(mem, blob, sizeof(*blob), &n));
+    return (uint64_t)(uintptr_t)big;
+}
+
 static void run_host(const struct hmaf_engine_ops *ops, int cmd_fd,
                      int reply_fd)
 {
@@ -143,6 +165,7 @@ static void run_host(const struct hmaf_engine_ops *ops, int cmd_fd,
     gone = host_register(ctx, mem + RW_LEN + PAGE, PAGE,
                          HMAF_ACCESS_READ_WRITE, 3, &info.gone_blob);
     hmaf__engine_mem_destroy(gone); /* the blob lives on, the key not */
+    info.big = map_big(ctx, &info.big_blob);
     info.rw = (uint64_t)(uintptr_t)mem;
     info.ro = info.rw + RW_LEN;
     info.gone = info.ro + PAGE;
@@ -161,7 +184,7 @@ struct dpu {
     struct host_info info;
     struct hmaf_engine_ctx *ctx;
     struct hmaf_engine_ep *ep;
-    struct hmaf_engine_rmem *rw, *ro, *gone, *forged;
+    struct hmaf_engine_rmem *rw, *ro, *gone, *forged, *big;
 };
 
 static void start_host(struct dpu *d)
@@ -206,6 +229,7 @@ static void connect_host(struct dpu *d)
     d->rw = import(d, &d->info.rw_blob, HMAF_ACCESS_READ_WRITE);
     d->ro = import(d, &d->info.ro_blob, HMAF_ACCESS_READ);
     d->gone = import(d, &d->info.gone_blob, HMAF_ACCESS_READ_WRITE);
+    d->big = import(d, &d->info.big_blob, HMAF_ACCESS_READ);
     forged.key ^= 0x5a5a;
     d->forged = import(d, &forged, HMAF_ACCESS_READ_WRITE);
     /* rmem_import checks what the host sent too. */
@@ -396,6 +420,30 @@ static void lie_raw(struct dpu *d)
     ucp_cleanup(r.context);
 }
 
+/* A peer that keeps to the protocol is never refused for want of the
+ * host's bounce room: a batch reading more than there is completes. */
+static void read_big(struct dpu *d)
+{
+    uint32_t count = (uint32_t)(BIG_LEN / (4u << 20));
+    struct hmaf_xfer *x = calloc(count, sizeof(*x));
+    uint8_t *local = malloc(BIG_LEN);
+    struct hmaf_xfer_batch b = {.op = HMAF_XFER_READ, .xfers = x,
+                                .count = count};
+
+    CHECK(x != NULL && local != NULL);
+    for (uint32_t i = 0; i < count; i++) {
+        uint64_t off = (uint64_t)i * (4u << 20);
+        x[i] = (struct hmaf_xfer){d->big, local + off, d->info.big + off,
+                                  4u << 20};
+    }
+    CHECK_OK(hmaf__engine_run(d->ep, &b));
+    for (uint64_t i = 0; i < BIG_LEN; i += PAGE) {
+        CHECK_EQ(local[i], (uint8_t)(i / PAGE));
+    }
+    free(local);
+    free(x);
+}
+
 static void check_host(struct dpu *d)
 {
     uint8_t cmd = 'v', ok = 0, buf[RW_LEN];
@@ -436,9 +484,11 @@ int main(void)
     connect_host(&d);
     lie_through_engine(&d);
     lie_raw(&d);
+    read_big(&d);
     check_host(&d);
     CHECK(kill(d.pid, SIGKILL) == 0);
     CHECK(waitpid(d.pid, &st, 0) == d.pid);
+    hmaf__engine_rmem_destroy(d.big);
     hmaf__engine_rmem_destroy(d.forged);
     hmaf__engine_rmem_destroy(d.gone);
     hmaf__engine_rmem_destroy(d.ro);

@@ -64,6 +64,11 @@
  * peer. Past it a read is answered UCX_ST_NOMEM: a peer that asks and
  * never takes its answers holds no more of the host's memory than this. */
 #define UCX_BOUNCE_MAX (256ull << 20)
+/* Dpu: bytes of reads one endpoint has asked for and not yet received.
+ * A larger read waits in post for room: one session's large reads do not
+ * fill the host's bounce room by themselves. Reads that meet a full one
+ * (other sessions') are asked again (ucx_on_reply). */
+#define UCX_READ_WINDOW (64ull << 20)
 /* Worker progress calls one host_progress makes at most while they find
  * work: the agent's other duties wait no longer. */
 #define UCX_HOST_PROGRESS_ROUNDS 64
@@ -119,6 +124,7 @@ struct ucx_ep {
     struct hmaf_engine_ep base;
     ucp_ep_h ep;        /* dpu only */
     _Atomic int failed; /* the peer-failure handler ran */
+    _Atomic uint64_t reading; /* UCX_READ_WINDOW's count */
 };
 
 struct ucx_rmem {
@@ -430,8 +436,8 @@ static void track_end_one(struct ucx_track *t)
     }
 }
 
-/* Drop one of r's two references (its send's, its reply's), noting err;
- * the last ends r's share of its tracker. */
+/* Drop one of r's references (each send's, its reply's), noting err; the
+ * last ends r's share of its tracker. */
 static void req_put(struct ucx_req *r, int err)
 {
     int none = 0;
@@ -442,6 +448,9 @@ static void req_put(struct ucx_req *r, int err)
     if (atomic_fetch_sub(&r->refs, 1) == 1) {
         struct ucx_track *t = r->track;
 
+        if (r->hdr.op == UCX_OP_READ) {
+            atomic_fetch_sub(&r->ep->reading, r->hdr.len);
+        }
         track_note(t, atomic_load(&r->status));
         free(r);
         track_end_one(t);
@@ -553,14 +562,10 @@ static void ucx_on_sent(void *request, ucs_status_t st, void *arg)
     req_sent(arg, st);
 }
 
-/* Send one request for t; its end ends one of t's pending. data: a
- * write's bytes. Eager: the host refuses a rendezvous. */
-static void ucx_request(struct ucx_ep *e, struct ucx_track *t,
-                        const struct ucx_req_hdr *hdr, void *local,
-                        uint64_t *old, const void *data, size_t len)
+/* Send r (listed, holding a reference for this send). Eager: the host
+ * refuses a rendezvous. */
+static void req_send(struct ucx_req *r, const void *data, size_t len)
 {
-    struct ucx_ctx *c = ucx_ctx_of(e->base.ctx);
-    struct ucx_req *r = malloc(sizeof(*r));
     ucp_request_param_t param = {
         .op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK |
                         UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS,
@@ -568,7 +573,45 @@ static void ucx_request(struct ucx_ep *e, struct ucx_track *t,
         .cb.send = ucx_on_sent,
         .user_data = r,
     };
-    ucs_status_ptr_t sp;
+    ucs_status_ptr_t sp = ucp_am_send_nbx(r->ep->ep, UCX_AM_REQUEST, &r->hdr,
+                                          sizeof(r->hdr), data, len, &param);
+
+    if (!UCS_PTR_IS_PTR(sp)) {
+        req_sent(r, UCS_PTR_STATUS(sp)); /* done or failed at once */
+    }
+}
+
+static int ucx_progress_turn(struct ucx_ctx *c);
+
+/* A read waits for room in its endpoint's window (UCX_READ_WINDOW), a
+ * read alone taking it whole; the endpoint's failure ends the wait. */
+static void read_window_enter(struct ucx_ep *e, struct ucx_ctx *c,
+                              uint64_t len)
+{
+    uint64_t cur = atomic_load(&e->reading);
+
+    for (;;) {
+        if ((cur == 0 || cur + len <= UCX_READ_WINDOW ||
+             atomic_load(&e->failed)) &&
+            atomic_compare_exchange_weak(&e->reading, &cur, cur + len)) {
+            return;
+        }
+        if (cur != 0 && cur + len > UCX_READ_WINDOW &&
+            !atomic_load(&e->failed)) {
+            ucx_progress_turn(c);
+            cur = atomic_load(&e->reading);
+        }
+    }
+}
+
+/* Send one request for t; its end ends one of t's pending. data: a
+ * write's bytes. */
+static void ucx_request(struct ucx_ep *e, struct ucx_track *t,
+                        const struct ucx_req_hdr *hdr, void *local,
+                        uint64_t *old, const void *data, size_t len)
+{
+    struct ucx_ctx *c = ucx_ctx_of(e->base.ctx);
+    struct ucx_req *r = malloc(sizeof(*r));
 
     if (r == NULL) {
         track_note(t, HMAF_ENOMEM);
@@ -585,11 +628,33 @@ static void ucx_request(struct ucx_ep *e, struct ucx_track *t,
         track_end_one(t); /* the poster still holds t */
         return;
     }
-    sp = ucp_am_send_nbx(e->ep, UCX_AM_REQUEST, &r->hdr, sizeof(r->hdr), data,
-                         len, &param);
-    if (!UCS_PTR_IS_PTR(sp)) {
-        req_sent(r, UCS_PTR_STATUS(sp)); /* done or failed at once */
+    if (hdr->op == UCX_OP_READ) {
+        read_window_enter(e, c, hdr->len);
     }
+    req_send(r, data, len);
+}
+
+/* The host had no room for a read's bytes (other peers' reads held it):
+ * ask again, under the same id, as it stays listed. 1 when it was a read
+ * of ours still waiting. The endpoint's failure ends it as any other. */
+static int reqs_retry(struct ucx_ctx *c, uint64_t id)
+{
+    uint32_t i = (uint32_t)id;
+    struct ucx_req *r = NULL;
+
+    pthread_mutex_lock(&c->lock);
+    if (i < c->nslots && c->slot[i].req != NULL &&
+        c->slot[i].req->hdr.id == id &&
+        c->slot[i].req->hdr.op == UCX_OP_READ) {
+        r = c->slot[i].req;
+        atomic_fetch_add(&r->refs, 1); /* the new send's */
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (r != NULL) {
+        sched_yield(); /* room comes as the host's replies drain */
+        req_send(r, NULL, 0);
+    }
+    return r != NULL;
 }
 
 /* A reply's effect on its request: 0, or the request's error. The
@@ -636,6 +701,9 @@ static ucs_status_t ucx_on_reply(void *arg, const void *header,
         return UCS_OK;
     }
     memcpy(&h, header, sizeof(h));
+    if (h.status == UCX_ST_NOMEM && reqs_retry(c, h.id)) {
+        return UCS_OK;
+    }
     r = reqs_take(c, h.id);
     if (r != NULL) {
         req_put(r, reply_apply(r, &h, data, len, param->recv_attr));
