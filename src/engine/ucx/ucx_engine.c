@@ -22,6 +22,9 @@
  * request table by id until the host's reply; a write completes on that
  * reply, which the host sends after the bytes are in its memory. When the
  * endpoint fails, every request still waiting ends with HMAF_ECONNRESET.
+ * The host's bounce room is bounded (UCX_BOUNCE_MAX): an endpoint keeps
+ * its reads within a window, and asks again for one the host had no room
+ * for.
  * Every message is sent eager: the host validates a write's bytes in the
  * handler that holds them, and never receives a rendezvous (it refuses
  * one).
