@@ -30,12 +30,12 @@
 #include "engine/ucx/ucx_wire.h"
 #include "proto/handshake.h"
 
-#define PAGE      4096u
-#define RW_LEN    (4 * PAGE)
-#define WAIT_S    20
-#define WATCHDOG  50
+#define PAGE     4096u
+#define RW_LEN   (4 * PAGE)
+#define WAIT_S   20
+#define WATCHDOG 50
 /* More than the host's bounce room (UCX_BOUNCE_MAX) in one batch. */
-#define BIG_LEN   (640ull << 20)
+#define BIG_LEN (640ull << 20)
 
 struct host_info {
     uint64_t rw, ro, gone; /* addresses: RW_LEN, PAGE, PAGE bytes */
@@ -162,8 +162,8 @@ static void run_host(const struct hmaf_engine_ops *ops, int cmd_fd,
                         &info.rw_blob);
     (void)host_register(ctx, mem + RW_LEN, PAGE, HMAF_ACCESS_READ, 2,
                         &info.ro_blob);
-    gone = host_register(ctx, mem + RW_LEN + PAGE, PAGE,
-                         HMAF_ACCESS_READ_WRITE, 3, &info.gone_blob);
+    gone = host_register(ctx, mem + RW_LEN + PAGE, PAGE, HMAF_ACCESS_READ_WRITE,
+                         3, &info.gone_blob);
     hmaf__engine_mem_destroy(gone); /* the blob lives on, the key not */
     info.big = map_big(ctx, &info.big_blob);
     info.rw = (uint64_t)(uintptr_t)mem;
@@ -224,8 +224,8 @@ static void connect_host(struct dpu *d)
     struct hmaf_engine_rmem *r = NULL;
 
     CHECK_OK(hmaf__engine_ctx_create(d->ops, HMAF_ROLE_DPU, &d->ctx));
-    CHECK_OK(hmaf__engine_ep_create(d->ctx, 0, d->info.blob,
-                                    d->info.blob_len, &d->ep));
+    CHECK_OK(hmaf__engine_ep_create(d->ctx, 0, d->info.blob, d->info.blob_len,
+                                    &d->ep));
     d->rw = import(d, &d->info.rw_blob, HMAF_ACCESS_READ_WRITE);
     d->ro = import(d, &d->info.ro_blob, HMAF_ACCESS_READ);
     d->gone = import(d, &d->info.gone_blob, HMAF_ACCESS_READ_WRITE);
@@ -235,12 +235,10 @@ static void connect_host(struct dpu *d)
     /* rmem_import checks what the host sent too. */
     bad.magic ^= 1;
     CHECK_ERR(hmaf__engine_rmem_create(d->ep, bad.addr, bad.len,
-                                       HMAF_ACCESS_READ, &bad, sizeof(bad),
-                                       &r),
+                                       HMAF_ACCESS_READ, &bad, sizeof(bad), &r),
               HMAF_EPROTO);
     CHECK_ERR(hmaf__engine_rmem_create(d->ep, d->info.ro, PAGE,
-                                       HMAF_ACCESS_READ_WRITE,
-                                       &d->info.ro_blob,
+                                       HMAF_ACCESS_READ_WRITE, &d->info.ro_blob,
                                        sizeof(d->info.ro_blob), &r),
               HMAF_EPROTO);
     CHECK(r == NULL);
@@ -260,8 +258,12 @@ static int move(struct dpu *d, enum hmaf_xfer_op op,
 static int one_atomic(struct dpu *d, struct hmaf_engine_rmem *rmem,
                       uint64_t addr, uint8_t size)
 {
-    struct hmaf_engine_atomic a = {rmem, addr, HMAF_ATOMIC_FADD, size, 1, 0,
-                                   0, -1};
+    struct hmaf_engine_atomic a = {.rmem = rmem,
+                                   .remote_addr = addr,
+                                   .op = HMAF_ATOMIC_FADD,
+                                   .size = size,
+                                   .operand = 1,
+                                   .status = -1};
     int ret = d->ops->atomic(d->ep, &a, 1);
 
     CHECK(ret == 0 || ret == a.status);
@@ -284,16 +286,13 @@ static void lie_through_engine(struct dpu *d)
               HMAF_EFAULT);
     CHECK_ERR(move(d, HMAF_XFER_WRITE, d->rw, buf, d->info.ro, PAGE),
               HMAF_EFAULT); /* the next registration, named by rw's key */
-    CHECK_ERR(move(d, HMAF_XFER_WRITE, d->ro, buf, d->info.ro, 8),
-              HMAF_EACCES);
+    CHECK_ERR(move(d, HMAF_XFER_WRITE, d->ro, buf, d->info.ro, 8), HMAF_EACCES);
     CHECK_ERR(move(d, HMAF_XFER_WRITE, d->gone, buf, d->info.gone, 8),
               HMAF_ECONNRESET);
     CHECK_ERR(move(d, HMAF_XFER_READ, d->gone, buf, d->info.gone, 8),
               HMAF_ECONNRESET);
-    CHECK_ERR(move(d, HMAF_XFER_WRITE, d->forged, buf, rw, 8),
-              HMAF_ECONNRESET);
-    CHECK_ERR(move(d, HMAF_XFER_READ, d->forged, buf, rw, 8),
-              HMAF_ECONNRESET);
+    CHECK_ERR(move(d, HMAF_XFER_WRITE, d->forged, buf, rw, 8), HMAF_ECONNRESET);
+    CHECK_ERR(move(d, HMAF_XFER_READ, d->forged, buf, rw, 8), HMAF_ECONNRESET);
     CHECK_ERR(one_atomic(d, d->ro, d->info.ro, 8), HMAF_EACCES);
     CHECK_ERR(one_atomic(d, d->gone, d->info.gone, 8), HMAF_ECONNRESET);
     CHECK_ERR(one_atomic(d, d->rw, rw + RW_LEN, 8), HMAF_EFAULT);
@@ -360,8 +359,8 @@ static void raw_send(struct raw *r, const void *hdr, size_t hdr_len,
 {
     ucp_request_param_t param = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
                                  .flags = flags};
-    ucs_status_ptr_t sp = ucp_am_send_nbx(r->ep, UCX_AM_REQUEST, hdr, hdr_len,
-                                          data, len, &param);
+    ucs_status_ptr_t sp =
+        ucp_am_send_nbx(r->ep, UCX_AM_REQUEST, hdr, hdr_len, data, len, &param);
     time_t deadline = time(NULL) + WAIT_S;
 
     CHECK(!UCS_PTR_IS_ERR(sp));
@@ -391,25 +390,25 @@ static void lie_raw(struct dpu *d)
 
     raw_open(&r, &d->info);
     memset(junk, 0x66, sizeof(junk));
-    raw_send(&r, &h, 10, NULL, 0, reply);              /* short: dropped */
-    raw_send(&r, &h, sizeof(h), NULL, 0, 0);           /* no reply ep */
+    raw_send(&r, &h, 10, NULL, 0, reply);    /* short: dropped */
+    raw_send(&r, &h, sizeof(h), NULL, 0, 0); /* no reply ep */
     h.op = 9;
-    raw_send(&r, &h, sizeof(h), NULL, 0, reply);       /* unknown op */
+    raw_send(&r, &h, sizeof(h), NULL, 0, reply); /* unknown op */
     h.op = UCX_OP_READ;
     h.len = 1ull << 40;
-    raw_send(&r, &h, sizeof(h), NULL, 0, reply);       /* huge read */
+    raw_send(&r, &h, sizeof(h), NULL, 0, reply); /* huge read */
     h.op = UCX_OP_WRITE;
     h.len = 8;
-    raw_send(&r, &h, sizeof(h), junk, 16, reply);      /* data != len */
+    raw_send(&r, &h, sizeof(h), junk, 16, reply); /* data != len */
     h.len = sizeof(junk);
     raw_send(&r, &h, sizeof(h), junk, sizeof(junk),
-             reply | UCP_AM_SEND_FLAG_RNDV);           /* rendezvous */
+             reply | UCP_AM_SEND_FLAG_RNDV); /* rendezvous */
     h.op = UCX_OP_ATOMIC;
     h.len = 2;
-    raw_send(&r, &h, sizeof(h), NULL, 0, reply);       /* bad size */
+    raw_send(&r, &h, sizeof(h), NULL, 0, reply); /* bad size */
     h.op = UCX_OP_READ;
     h.len = 8;
-    raw_send(&r, &h, sizeof(h), NULL, 0, reply);       /* good */
+    raw_send(&r, &h, sizeof(h), NULL, 0, reply); /* good */
     while (r.replies < 6) {
         ucp_worker_progress(r.worker);
         CHECK(time(NULL) < deadline);
@@ -427,8 +426,8 @@ static void read_big(struct dpu *d)
     uint32_t count = (uint32_t)(BIG_LEN / (4u << 20));
     struct hmaf_xfer *x = calloc(count, sizeof(*x));
     uint8_t *local = malloc(BIG_LEN);
-    struct hmaf_xfer_batch b = {.op = HMAF_XFER_READ, .xfers = x,
-                                .count = count};
+    struct hmaf_xfer_batch b = {
+        .op = HMAF_XFER_READ, .xfers = x, .count = count};
 
     CHECK(x != NULL && local != NULL);
     for (uint32_t i = 0; i < count; i++) {

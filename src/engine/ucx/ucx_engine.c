@@ -125,8 +125,8 @@ struct ucx_ctx {
 
 struct ucx_ep {
     struct hmaf_engine_ep base;
-    ucp_ep_h ep;        /* dpu only */
-    _Atomic int failed; /* the peer-failure handler ran */
+    ucp_ep_h ep;              /* dpu only */
+    _Atomic int failed;       /* the peer-failure handler ran */
     _Atomic uint64_t reading; /* UCX_READ_WINDOW's count */
 };
 
@@ -293,10 +293,9 @@ static int ucx_handler_open(struct ucx_ctx *c)
 {
     int host = c->base.role == HMAF_ROLE_HOST;
     ucp_am_handler_param_t params = {
-        .field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID |
-                      UCP_AM_HANDLER_PARAM_FIELD_FLAGS |
-                      UCP_AM_HANDLER_PARAM_FIELD_CB |
-                      UCP_AM_HANDLER_PARAM_FIELD_ARG,
+        .field_mask =
+            UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_FLAGS |
+            UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG,
         .id = host ? UCX_AM_REQUEST : UCX_AM_REPLY,
         .flags = UCP_AM_FLAG_WHOLE_MSG,
         .cb = host ? ucx_on_request : ucx_on_reply,
@@ -588,8 +587,7 @@ static int ucx_progress_turn(struct ucx_ctx *c);
 
 /* A read waits for room in its endpoint's window (UCX_READ_WINDOW), a
  * read alone taking it whole; the endpoint's failure ends the wait. */
-static void read_window_enter(struct ucx_ep *e, struct ucx_ctx *c,
-                              uint64_t len)
+static void read_window_enter(struct ucx_ep *e, struct ucx_ctx *c, uint64_t len)
 {
     uint64_t cur = atomic_load(&e->reading);
 
@@ -620,8 +618,8 @@ static void ucx_request(struct ucx_ep *e, struct ucx_track *t,
         track_note(t, HMAF_ENOMEM);
         return;
     }
-    *r = (struct ucx_req){.hdr = *hdr, .ep = e, .track = t, .local = local,
-                          .old = old};
+    *r = (struct ucx_req){
+        .hdr = *hdr, .ep = e, .track = t, .local = local, .old = old};
     atomic_init(&r->refs, 2);
     atomic_init(&r->status, 0);
     atomic_fetch_add(&t->pending, 1);
@@ -647,8 +645,7 @@ static int reqs_retry(struct ucx_ctx *c, uint64_t id)
 
     pthread_mutex_lock(&c->lock);
     if (i < c->nslots && c->slot[i].req != NULL &&
-        c->slot[i].req->hdr.id == id &&
-        c->slot[i].req->hdr.op == UCX_OP_READ) {
+        c->slot[i].req->hdr.id == id && c->slot[i].req->hdr.op == UCX_OP_READ) {
         r = c->slot[i].req;
         atomic_fetch_add(&r->refs, 1); /* the new send's */
     }
@@ -960,9 +957,9 @@ static int ucx_rmem_import(struct hmaf_engine_rmem *rmem, const void *blob,
         return HMAF_EPROTO;
     }
     memcpy(&b, blob, sizeof(b));
-    if (b.magic != UCX_BLOB_MAGIC || b.key == 0 ||
-        b.addr + b.len < b.addr || rmem->addr < b.addr ||
-        rmem->len > b.len || rmem->addr - b.addr > b.len - rmem->len ||
+    if (b.magic != UCX_BLOB_MAGIC || b.key == 0 || b.addr + b.len < b.addr ||
+        rmem->addr < b.addr || rmem->len > b.len ||
+        rmem->addr - b.addr > b.len - rmem->len ||
         (rmem->access == HMAF_ACCESS_READ_WRITE &&
          b.access != HMAF_ACCESS_READ_WRITE)) {
         hmaf__log_error("ucx export blob does not describe 0x%llx+%llu",
@@ -983,8 +980,8 @@ static struct ucx_reply *reply_new(struct ucx_ctx *c, uint64_t id,
 {
     struct ucx_reply *rep;
 
-    if (data_len > 0 && atomic_fetch_add(&c->bounce, data_len) + data_len >
-                            UCX_BOUNCE_MAX) {
+    if (data_len > 0 &&
+        atomic_fetch_add(&c->bounce, data_len) + data_len > UCX_BOUNCE_MAX) {
         atomic_fetch_sub(&c->bounce, data_len);
         return NULL;
     }
@@ -993,8 +990,8 @@ static struct ucx_reply *reply_new(struct ucx_ctx *c, uint64_t id,
         atomic_fetch_sub(&c->bounce, data_len);
         return NULL;
     }
-    *rep = (struct ucx_reply){.ctx = c, .bounce = data_len,
-                              .data_len = data_len, .hdr = {.id = id}};
+    *rep = (struct ucx_reply){
+        .ctx = c, .bounce = data_len, .data_len = data_len, .hdr = {.id = id}};
     return rep;
 }
 
@@ -1078,9 +1075,8 @@ static struct ucx_reply *serve_read(struct ucx_ctx *c,
 
 /* The reply is made first: a write the host could not answer is not
  * made either. */
-static struct ucx_reply *serve_write(struct ucx_ctx *c,
-                                     const struct ucx_req_hdr *h,
-                                     const void *data)
+static struct ucx_reply *
+serve_write(struct ucx_ctx *c, const struct ucx_req_hdr *h, const void *data)
 {
     struct ucx_reply *rep = reply_new(c, h->id, 0);
 
@@ -1166,8 +1162,7 @@ static int request_well_formed(const struct ucx_req_hdr *h, size_t len)
 }
 
 static struct ucx_reply *serve(struct ucx_ctx *c, const struct ucx_req_hdr *h,
-                               const void *data, size_t len,
-                               uint64_t recv_attr)
+                               const void *data, size_t len, uint64_t recv_attr)
 {
     struct ucx_reply *rep;
 
@@ -1205,9 +1200,9 @@ static ucs_status_t ucx_on_request(void *arg, const void *header,
     if (header_len != sizeof(h) ||
         !(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP)) {
         hmaf__log_debug("ucx request dropped: %zu-byte header%s", header_len,
-                       param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP
-                           ? ""
-                           : ", no reply endpoint");
+                        param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP
+                            ? ""
+                            : ", no reply endpoint");
         return UCS_OK;
     }
     memcpy(&h, header, sizeof(h));
@@ -1216,7 +1211,7 @@ static ucs_status_t ucx_on_request(void *arg, const void *header,
         reply_send(param->reply_ep, rep);
     } else {
         hmaf__log_debug("ucx request %llu dropped: out of memory",
-                       (unsigned long long)h.id);
+                        (unsigned long long)h.id);
     }
     return UCS_OK;
 }

@@ -42,9 +42,9 @@ struct ucx_req_hdr {
     uint64_t key;
     uint64_t addr;
     uint64_t len;
-    uint64_t operand; /* atomics */
-    uint64_t compare; /* atomics: CAS */
-    uint8_t op;       /* enum ucx_op */
+    uint64_t operand;  /* atomics */
+    uint64_t compare;  /* atomics: CAS */
+    uint8_t op;        /* enum ucx_op */
     uint8_t atomic_op; /* hmaf_atomic_op_t */
     uint8_t pad[6];
 };
