@@ -9,10 +9,9 @@
  * performs each one with a CPU atomic instruction (sequentially consistent)
  * on its own memory: a batch travels to it as one mailbox request of up to
  * HMAF_ATOMIC_BATCH_MAX operations and costs one round trip. The ucx
- * engine performs them itself (ucp_atomic_op_nbx, one round trip per op,
- * in UCX's "cpu" atomic mode unless UCX_ATOMIC_MODE says otherwise: a
- * device's atomics only where they are consistent with the CPU's, else
- * UCX performs them on the host's CPU).
+ * engine sends each as a request of its own (one round trip per op, no
+ * mailbox), which the host's agent checks and performs with the same
+ * seq_cst CPU atomics.
  *
  * What they are atomic with respect to:
  *  - the host's own CPU atomics on the same word (__atomic builtins,

@@ -27,13 +27,12 @@
  *    revoke_wait_ms, can still reach memory. Memory of the agent's own
  *    that a peer may address (session mailboxes) never goes back to the
  *    allocator while the peer may still write it.
- *  - ucx: as cma, and more widely. Without RDMA hardware (every run so
- *    far) UCX emulates gets, puts and atomics with messages this process
- *    serves, and they reach any address the peer names, registered or not:
- *    a peer that passed the handshake (the token) can read and write all
- *    of this process, from another machine. Fences are cooperative, kept
- *    by the dpu side's library. On RDMA hardware the registration is the
- *    access, as with doca [not run]. docs/engines.md, "ucx".
+ *  - ucx: as doca. Every read, write and atomic is a request that this
+ *    process's agent serves: it checks the registration's key, the range
+ *    and the access before it copies, under the lock that deregistration
+ *    takes, so a cut-off session's requests are refused and none lands
+ *    after the revocation returns. [Run over tcp and shared memory only;
+ *    no RDMA.] docs/engines.md, "ucx".
  * The agent never trusts what a dpu side sends.
  *
  * Connections. Up to 1024 connections may wait for their HELLO at once
@@ -222,13 +221,10 @@ HMAF_API int hmaf_agent_expose(hmaf_agent_t *agent, const void *addr,
  * The exposure is withdrawn all the same, and those sessions are closed
  * (their dpu sides see HMAF_ECONNRESET; stats.revoke_cutoffs counts
  * them). What then holds depends on the engine (see the file comment):
- * with doca their access to the range is gone; with cma (and ucx without
- * RDMA) a transfer step they had already begun may still complete — with
- * ucx, do not unmap the memory either: this process makes such a late
- * write itself, and one into unmapped memory would kill it —, so do
- * not reuse the memory
- * for data a late write could corrupt until those dpu processes are known
- * to have stopped.
+ * with doca and ucx their access to the range is gone; with cma a
+ * transfer step they had already begun may still complete, so do not
+ * reuse the memory for data a late write could corrupt until those dpu
+ * processes are known to have stopped.
  * @return 0; HMAF_ETIMEDOUT; HMAF_ENOENT (no exposure with this addr and
  *         len); HMAF_EINVAL (NULL agent or addr, len 0); HMAF_EBUSY (the
  *         exposure is the agent's heap, heap.h: it lives as long as the

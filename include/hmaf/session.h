@@ -29,11 +29,11 @@
  *
  * A stopped host. With cma and doca a transfer needs nothing of the host
  * process, and mailbox calls end with HMAF_ETIMEDOUT after
- * params.rpc_timeout_ms. With ucx without RDMA hardware (every run so
- * far) the host's agent serves every transfer, mailbox I/O included: while
- * the host process is stopped (SIGSTOP, a debugger) or its agent not
- * polled, calls wait for it, rpc_timeout_ms bounds none of them, and
- * hmaf_session_destroy() waits too. A host that dies is seen within about
+ * params.rpc_timeout_ms. With ucx the host's agent serves every transfer
+ * (it checks each against the host's registrations), mailbox I/O
+ * included: while the host process is stopped (SIGSTOP, a debugger) or
+ * its agent not polled, calls wait for it, rpc_timeout_ms bounds none of
+ * them, and hmaf_session_destroy() waits too. A host that dies is seen within about
  * a second (HMAF_ECONNRESET). docs/engines.md, "ucx".
  *
  * On error a read leaves the destination buffer unspecified; a write that
@@ -202,8 +202,8 @@ HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
 /**
  * @brief Close the session and free everything it holds. Accepts NULL.
  * Returns once the session is fenced (see the file comment) and the host
- * told; it never waits on the host (but with ucx without RDMA, on a
- * stopped host: see the file comment).
+ * told; it never waits on the host (but with ucx, on a stopped host: see
+ * the file comment).
  */
 HMAF_API void hmaf_session_destroy(hmaf_session_t *session);
 

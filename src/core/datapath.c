@@ -524,10 +524,10 @@ static enum step step_with(struct xfer_call *c, struct hmaf_xfer *xfers,
  * nothing but the engine or its own look stops its next transfer. Reads
  * always carry their look: a cut-off session learns nothing it could not
  * have read a moment before. Writes carry theirs only where the engine
- * enforces revocation (HMAF_ENGINE_ENFORCED, doca): the host destroyed the
- * revoked range's export and the session's mailbox's, so a cut-off
- * session's write there fails in the engine, with or without a look
- * before it. With cma nothing in the engine stops it, and a write looks
+ * enforces revocation (HMAF_ENGINE_ENFORCED: doca, ucx): the host
+ * destroyed the revoked range's export and the session's mailbox's, so a
+ * cut-off session's write there fails in the engine, with or without a
+ * look before it. With cma nothing in the engine stops it, and a write looks
  * first, in a round trip of its own: a cut-off session (its mailbox made
  * inaccessible, its channel closed) finds out before it writes.
  *

@@ -165,7 +165,8 @@ struct hmaf_xfer_batch {
 /* ops->flags */
 /* Deregistering a range ends the peer's access to it: the engine, not the
  * dpu side's library, enforces revocation (doca: destroying an export
- * invalidates every import of it). Without it (cma), the agent keeps
+ * invalidates every import of it; ucx: the host's handler serves no
+ * request whose key is gone). Without it (cma), the agent keeps
  * memory a peer could still write — a session's mailbox — away from the
  * allocator until the peer has said it stopped (host/session.c). Either
  * way the agent closes a live session in two steps — tell the peer, give
@@ -188,15 +189,6 @@ struct hmaf_xfer_batch {
  * record and the word again in one post; without it, in three posts, each
  * completed before the next. */
 #define HMAF_ENGINE_ORDERED_READS 8u
-
-/* A dpu side's writes are made by this process's own threads (ucx without
- * RDMA hardware: emulated puts, which host_progress serves, copied to
- * whatever address the peer names). Memory the agent keeps from a peer
- * that may still write it (a closed session's mailbox, host/session.c)
- * then stays writable — fresh pages no one else gets — since a write into
- * inaccessible memory would kill this process rather than fail the
- * peer's transfer, as it does with cma. */
-#define HMAF_ENGINE_HOST_WRITES 16u
 
 /* One remote atomic for ops->atomic (atomic.h's contract: naturally
  * aligned, a 4-byte op uses the low 32 bits of operand and compare). */
@@ -271,9 +263,9 @@ struct hmaf_engine_ops {
                   uint32_t count);
 
     /* Host, optional: the host's share of the transfers, for an engine
-     * whose transfers need the host's CPU (ucx without RDMA hardware
-     * emulates gets and puts with active messages that the host's worker
-     * serves: without this, the dpu side's transfers stall). Does what is
+     * whose transfers need the host's CPU (ucx: the host's worker serves
+     * every read, write and atomic as a request, after checking it:
+     * without this, the dpu side's transfers stall). Does what is
      * ready and returns how much (> 0), 0 when nothing was, or an error.
      * The agent calls it on every turn of its loop, from whichever thread
      * drives the agent, concurrently with mem_register/mem_deregister

@@ -148,16 +148,10 @@ static int create_mailbox(struct hmaf_agent *a, struct agent_session *s)
 
 /* Keep the pages reserved but inaccessible: a write the dpu side still
  * makes fails instead of landing in memory someone else got. A fresh
- * PROT_NONE mapping over them also frees their memory. Where this
- * process makes the peer's writes itself (HMAF_ENGINE_HOST_WRITES), fresh
- * writable pages instead: a late write lands in them, unread, rather than
- * faulting the agent's thread. */
-static int tombstone(const struct hmaf_agent *a, void *mbox, size_t len)
+ * PROT_NONE mapping over them also frees their memory. */
+static int tombstone(void *mbox, size_t len)
 {
-    int prot = a->ops->flags & HMAF_ENGINE_HOST_WRITES
-                   ? PROT_READ | PROT_WRITE
-                   : PROT_NONE;
-    void *p = mmap(mbox, len, prot,
+    void *p = mmap(mbox, len, PROT_NONE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
                    -1, 0);
 
@@ -173,7 +167,7 @@ static void bury(struct hmaf_agent *a, struct agent_session *s)
 {
     struct agent_grave *g;
 
-    if (tombstone(a, s->mbox, s->mbox_map_len) < 0) {
+    if (tombstone(s->mbox, s->mbox_map_len) < 0) {
         s->mbox = NULL; /* leak it rather than hand it back */
         return;
     }
@@ -195,9 +189,7 @@ void hmaf__agent_grave_free(struct hmaf_agent *a, size_t index)
 {
     struct agent_grave *g = &a->graves[index];
 
-    if (!(a->ops->flags & HMAF_ENGINE_HOST_WRITES)) {
-        munmap(g->mbox, g->len); /* else kept, as free_session says */
-    }
+    munmap(g->mbox, g->len);
     hmaf__channel_close(&g->channel);
     *g = a->graves[--a->ngraves];
 }
@@ -222,8 +214,10 @@ void hmaf__agent_graves_fini(struct hmaf_agent *a)
 }
 
 /* The mailbox's engine registration ends first: with an engine that
- * enforces revocation the dpu side can reach it no more. Then its pages go
- * back, or to a grave while the dpu side may still be writing them. */
+ * enforces revocation (doca, ucx) the dpu side can reach it no more, a
+ * late write is refused by the engine, and its pages go back at once.
+ * Otherwise (cma) they go to a grave while the dpu side may still be
+ * writing them. */
 static void free_session(struct hmaf_agent *a, struct agent_session *s,
                          int peer_stopped)
 {
@@ -233,14 +227,6 @@ static void free_session(struct hmaf_agent *a, struct agent_session *s,
         !(a->ops->flags & HMAF_ENGINE_ENFORCED)) {
         hmaf__channel_shutdown(&s->channel, 0);
         bury(a, s);
-    }
-    if (s->mbox != NULL && (a->ops->flags & HMAF_ENGINE_HOST_WRITES) &&
-        tombstone(a, s->mbox, s->mbox_map_len) == 0) {
-        /* Even a peer that has stopped may have puts queued in the
-         * engine, which this process would make into unmapped pages:
-         * they stay reserved, writable, for good (their memory is
-         * freed: fresh pages). */
-        s->mbox = NULL;
     }
     if (s->mbox != NULL) {
         munmap(s->mbox, s->mbox_map_len);

@@ -805,8 +805,8 @@ static void test_faults_at_transfer(struct conf *c)
  * session whose host withdrew memory under it ends (the core marks it
  * dead on HMAF_ECONNRESET), so the ep is not used again for it. That
  * last part only where deregistering ends the peer's access
- * (HMAF_ENGINE_ENFORCED): ucx checks ranges at registration, but its
- * emulated RMA (no RDMA here) checks no key afterwards. */
+ * (HMAF_ENGINE_ENFORCED: doca; ucx, whose host refuses a request with a
+ * key no longer registered). */
 static void test_faults_pinned(struct conf *c)
 {
     struct fault f = {c->dead, c->info.dead, HMAF_ECONNRESET};

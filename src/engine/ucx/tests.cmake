@@ -31,3 +31,12 @@ add_test(NAME integration.netns.ucx.bench_smoke
                  $<TARGET_FILE:hmaf-bench>)
 set_tests_properties(integration.netns.ucx.bench_smoke PROPERTIES
     LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 120)
+
+# The host against a lying dpu side: requests outside a registration,
+# with a forged or dead key, to a read-only one, malformed ones with raw
+# ucp calls; each refused, nothing moved, the host alive.
+hmaf_engine_program(ucx_hostile_exe ucx ucx_hostile engine/ucx_hostile.c)
+target_link_libraries(${ucx_hostile_exe} PRIVATE PkgConfig::HMAF_ENGINE_UCX_DEPS)
+add_test(NAME engine.ucx.hostile COMMAND ${ucx_hostile_exe})
+set_tests_properties(engine.ucx.hostile PROPERTIES
+    LABELS engine SKIP_RETURN_CODE 77 TIMEOUT 60)

@@ -1,31 +1,45 @@
 /*
- * ucx: UCX one-sided RMA (ucp_get_nbx / ucp_put_nbx), across machines
- * (docs/engines.md, "ucx").
+ * ucx: the engine's own request/reply protocol over UCX active messages,
+ * across machines (docs/engines.md, "ucx"; the messages: ucx_wire.h).
  *
- * Host: a ucp context and worker; each registered range is ucp_mem_map'ped
- * and its packed rkey is the export blob; the worker's address is the
- * bootstrap blob. Dpu: one endpoint to that address per session, in
- * peer-failure mode, rkeys unpacked at import, transfers posted as
- * ucp_get_nbx / ucp_put_nbx and completed by worker progress.
+ * Host: a ucp context (active messages and wake-up only: no RMA, no
+ * atomics, so UCX serves no emulated get or put of its own) and a worker
+ * whose address is the bootstrap blob. A registration is an entry in the
+ * host's table: a random 64-bit key, the range and its access; its export
+ * blob is those four words. The worker's request handler, run by
+ * host_progress in the agent's loop, looks each request's key up, checks
+ * the range (inside the registration, no wrap) and the access, and only
+ * then copies — all under the table's lock, so deregistering is a fence:
+ * once mem_deregister has returned no copy touches the range, and none
+ * was under way. It answers each request with its status, a read's bytes
+ * (copied to a bounce buffer under the lock, sent from there) or an
+ * atomic's old word (performed with the host CPU's own seq_cst atomics).
+ * Revocation is thus enforced here (HMAF_ENGINE_ENFORCED), and a late
+ * write to a freed mailbox is refused, not made.
  *
- * Without RDMA hardware UCX emulates gets and puts with active messages
- * that the host's worker serves, so the host must progress its worker:
- * host_progress and wait_fd let the agent's loop do it and sleep on the
- * worker's event fd. Those emulated transfers reach any host address the
- * peer names, registered or not (UCX checks no key): exposure and
- * revocation stay cooperative, as with cma, and this engine does not
- * declare HMAF_ENGINE_ENFORCED. A range must be mapped when registered
- * (the emulation would fault the host otherwise).
+ * Dpu: one endpoint to the host's address per session, in peer-failure
+ * mode. Each transfer or atomic is one request, tracked in the ctx's
+ * request table by id until the host's reply; a write completes on that
+ * reply, which the host sends after the bytes are in its memory. When the
+ * endpoint fails, every request still waiting ends with HMAF_ECONNRESET.
+ * The host's bounce room is bounded (UCX_BOUNCE_MAX): an endpoint keeps
+ * its reads within a window, and asks again for one the host had no room
+ * for.
+ * Every message is sent eager: the host validates a write's bytes in the
+ * handler that holds them, and never receives a rendezvous (it refuses
+ * one).
  *
  * Both workers run in UCS_THREAD_MODE_MULTI: a session's threads share
- * one endpoint (rkeys belong to it), and the agent's API calls register
- * memory while its loop progresses the worker.
+ * one endpoint, and the agent's API calls register memory while its loop
+ * progresses the worker.
  */
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include <ucp/api/ucp.h>
 
@@ -34,6 +48,7 @@
 #include <hmaf/types.h>
 
 #include "engine/engine.h"
+#include "engine/ucx/ucx_wire.h"
 #include "util/clock.h"
 #include "util/compiler.h"
 #include "util/log.h"
@@ -41,15 +56,52 @@
 /* The handshake's bound on a blob (proto/handshake.h, HMAF_BLOB_MAX):
  * worker addresses are ~215 bytes over tcp and shared memory, larger with
  * RDMA devices. */
-#define UCX_MAX_BLOB     1536
-#define UCX_MAX_TRANSFER (1ull << 30)
+#define UCX_MAX_BLOB 1536
+/* A request's bytes travel in one eager message, which UCX assembles
+ * whole in memory of its own before the handler sees it, and a read's
+ * reply is a bounce copy: the core splits larger transfers. */
+#define UCX_MAX_TRANSFER (4ull << 20)
 #define UCX_MAX_SEGMENTS 1024
 #define UCX_MAX_INFLIGHT 16384
+/* Host: bytes of replies (read data) made and not yet sent, over every
+ * peer. Past it a read is answered UCX_ST_NOMEM: a peer that asks and
+ * never takes its answers holds no more of the host's memory than this. */
+#define UCX_BOUNCE_MAX (256ull << 20)
+/* Dpu: bytes of reads one endpoint has asked for and not yet received.
+ * A larger read waits in post for room: one session's large reads do not
+ * fill the host's bounce room by themselves. Reads that meet a full one
+ * (other sessions') are asked again (ucx_on_reply). */
+#define UCX_READ_WINDOW (64ull << 20)
 /* Worker progress calls one host_progress makes at most while they find
  * work: the agent's other duties wait no longer. */
 #define UCX_HOST_PROGRESS_ROUNDS 64
 /* ep_close waits this long for a forced close (it needs no peer). */
 #define UCX_CLOSE_WAIT_NS 1000000000ull
+
+/* Host: a registration, in its ctx's table while it lives. */
+struct ucx_mem {
+    struct hmaf_engine_mem base;
+    uint64_t key;
+    struct ucx_mem *next; /* in its bucket */
+};
+
+/* Dpu: a request the host has not answered yet (or whose send UCX has not
+ * completed): in its ctx's table by id until the reply or the endpoint's
+ * failure takes it out. */
+struct ucx_req {
+    struct ucx_req_hdr hdr; /* UCX reads it until the send completes */
+    struct ucx_ep *ep;
+    struct ucx_track *track;
+    void *local;      /* a read: where the reply's bytes go */
+    uint64_t *old;    /* an atomic: where the old word goes */
+    _Atomic int refs; /* the send's and the reply's */
+    _Atomic int status;
+};
+
+struct ucx_slot {
+    struct ucx_req *req;
+    uint32_t gen; /* the id's high half: a stale id finds nothing */
+};
 
 struct ucx_ctx {
     struct hmaf_engine_ctx base;
@@ -59,29 +111,43 @@ struct ucx_ctx {
     ucp_address_t *address; /* host: the bootstrap blob */
     size_t address_len;
     _Atomic int progressing; /* a thread is in ucx_progress_turn */
+    pthread_mutex_t lock;    /* the table below of this side */
+    int lock_ready;
+    /* Host: live registrations, hashed by key. */
+    struct ucx_mem **bucket;
+    size_t nbuckets, nregs;
+    _Atomic uint64_t bounce; /* UCX_BOUNCE_MAX's count */
+    /* Dpu: requests in flight, by id's low half. */
+    struct ucx_slot *slot;
+    uint32_t *free_slots;
+    uint32_t nslots, nfree;
 };
 
 struct ucx_ep {
     struct hmaf_engine_ep base;
-    ucp_ep_h ep;        /* dpu only */
-    _Atomic int failed; /* the peer-failure handler ran */
-};
-
-struct ucx_mem {
-    struct hmaf_engine_mem base;
-    ucp_mem_h memh;
-    void *rkey; /* packed, the export blob */
-    size_t rkey_len;
+    ucp_ep_h ep;              /* dpu only */
+    _Atomic int failed;       /* the peer-failure handler ran */
+    _Atomic uint64_t reading; /* UCX_READ_WINDOW's count */
 };
 
 struct ucx_rmem {
     struct hmaf_engine_rmem base;
-    ucp_rkey_h rkey;
+    uint64_t key;
 };
 
-/* The ucp operations of one post (or one move_one) still in flight, plus
- * one the poster holds while it posts; whoever ends the last one
- * completes the batch (status first, then completed, release). A
+/* Host: one reply, made whole before it is sent and freed when UCX is
+ * done with it (the header too: UCX 1.13 reads it until then). */
+struct ucx_reply {
+    struct ucx_ctx *ctx;
+    uint64_t bounce; /* counted in ctx->bounce */
+    size_t data_len;
+    struct ucx_reply_hdr hdr;
+    uint8_t data[];
+};
+
+/* The requests of one post (or one move_one, one atomic) still in
+ * flight, plus one the poster holds while it posts; whoever ends the last
+ * one completes the batch (status first, then completed, release). A
  * move_one's tracker is on its caller's stack and has no batch: the
  * caller waits for pending to reach 0 and reads status itself. */
 struct ucx_track {
@@ -117,6 +183,28 @@ static int ucx_status_to_hmaf(ucs_status_t st)
     }
 }
 
+/* The host's answer. A key no registration has is an export the host
+ * took back: the import is dead, as doca's is once its export is
+ * destroyed, and the core ends the session on it (only a session the host
+ * cut off, or a lying one, names such a key). */
+static int ucx_wire_to_hmaf(uint32_t st)
+{
+    switch (st) {
+    case UCX_ST_OK:
+        return 0;
+    case UCX_ST_NOKEY:
+        return HMAF_ECONNRESET;
+    case UCX_ST_RANGE:
+        return HMAF_EFAULT;
+    case UCX_ST_ACCESS:
+        return HMAF_EACCES;
+    case UCX_ST_NOMEM:
+        return HMAF_ENOMEM;
+    default:
+        return HMAF_EPROTO;
+    }
+}
+
 static struct ucx_ctx *ucx_ctx_of(struct hmaf_engine_ctx *ctx)
 {
     return hmaf__container_of(ctx, struct ucx_ctx, base);
@@ -134,12 +222,8 @@ static int ucx_probe(void)
 
 /* The dpu side must see a dead host within about a second
  * (docs/engines.md): UCX's own keepalive default is 20 s. The host learns
- * of a dead dpu side from its channel, and keeps UCX's default.
- * Atomics must be atomic with respect to the host CPU's own (atomic.h):
- * UCX's "cpu" atomic mode uses a device's atomics only where they are
- * (else it emulates them on the host's CPU), where its default may pick
- * device atomics coherent with each other only. The environment still
- * decides both. */
+ * of a dead dpu side from its channel, and keeps UCX's default. The
+ * environment still decides. */
 static ucp_config_t *ucx_config(enum hmaf_engine_role role)
 {
     ucp_config_t *config = NULL;
@@ -150,18 +234,18 @@ static ucp_config_t *ucx_config(enum hmaf_engine_role role)
     if (role == HMAF_ROLE_DPU && getenv("UCX_KEEPALIVE_INTERVAL") == NULL) {
         (void)ucp_config_modify(config, "KEEPALIVE_INTERVAL", "500ms");
     }
-    if (getenv("UCX_ATOMIC_MODE") == NULL) {
-        (void)ucp_config_modify(config, "ATOMIC_MODE", "cpu");
-    }
     return config;
 }
 
+/* Active messages only: without UCP_FEATURE_RMA and _AMO the host's
+ * worker has no emulated get, put or atomic to serve, so nothing reaches
+ * its memory but this engine's checked handler. */
 static int ucx_context_open(struct ucx_ctx *c)
 {
     ucp_params_t params = {
         .field_mask =
             UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED,
-        .features = UCP_FEATURE_RMA | UCP_FEATURE_AMO32 | UCP_FEATURE_AMO64,
+        .features = UCP_FEATURE_AM,
         .mt_workers_shared = 1,
     };
     ucp_config_t *config = ucx_config(c->base.role);
@@ -196,6 +280,37 @@ static int ucx_worker_open(struct ucx_ctx *c)
     return 0;
 }
 
+static ucs_status_t ucx_on_request(void *arg, const void *header,
+                                   size_t header_len, void *data, size_t len,
+                                   const ucp_am_recv_param_t *param);
+static ucs_status_t ucx_on_reply(void *arg, const void *header,
+                                 size_t header_len, void *data, size_t len,
+                                 const ucp_am_recv_param_t *param);
+
+/* The host serves requests, the dpu side takes replies. Whole messages:
+ * a handler sees a request's bytes together, in UCX's memory. */
+static int ucx_handler_open(struct ucx_ctx *c)
+{
+    int host = c->base.role == HMAF_ROLE_HOST;
+    ucp_am_handler_param_t params = {
+        .field_mask =
+            UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_FLAGS |
+            UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG,
+        .id = host ? UCX_AM_REQUEST : UCX_AM_REPLY,
+        .flags = UCP_AM_FLAG_WHOLE_MSG,
+        .cb = host ? ucx_on_request : ucx_on_reply,
+        .arg = c,
+    };
+    ucs_status_t st = ucp_worker_set_am_recv_handler(c->worker, &params);
+
+    if (st != UCS_OK) {
+        hmaf__log_error("ucp_worker_set_am_recv_handler: %s",
+                        ucs_status_string(st));
+        return ucx_status_to_hmaf(st);
+    }
+    return 0;
+}
+
 /* Host: the address peers connect to, and the fd the agent sleeps on. */
 static int ucx_host_open(struct ucx_ctx *c)
 {
@@ -225,6 +340,12 @@ static void ucx_ctx_close(struct hmaf_engine_ctx *ctx)
     if (c->context != NULL) {
         ucp_cleanup(c->context);
     }
+    free(c->bucket); /* every registration has ended */
+    free(c->slot);   /* every request has ended */
+    free(c->free_slots);
+    if (c->lock_ready) {
+        pthread_mutex_destroy(&c->lock);
+    }
 }
 
 static int ucx_ctx_open(struct hmaf_engine_ctx *ctx)
@@ -233,9 +354,16 @@ static int ucx_ctx_open(struct hmaf_engine_ctx *ctx)
     int ret;
 
     c->efd = -1;
+    if (pthread_mutex_init(&c->lock, NULL) != 0) {
+        return HMAF_ENOMEM;
+    }
+    c->lock_ready = 1;
     ret = ucx_context_open(c);
     if (ret == 0) {
         ret = ucx_worker_open(c);
+    }
+    if (ret == 0) {
+        ret = ucx_handler_open(c);
     }
     if (ret == 0 && ctx->role == HMAF_ROLE_HOST) {
         ret = ucx_host_open(c);
@@ -277,6 +405,312 @@ static int ucx_local_blob(struct hmaf_engine_ctx *ctx, void *buf, size_t cap,
     return 0;
 }
 
+/* ---- the dpu side's requests ---- */
+
+static void track_note(struct ucx_track *t, int err)
+{
+    int none = 0;
+
+    if (err < 0) {
+        atomic_compare_exchange_strong(&t->status, &none, err);
+    }
+}
+
+/* Out of line: inlined where a tracker lives on the stack (move_one,
+ * atomics), gcc -O3 cannot tell that batch is NULL there and warns of a
+ * free of a stack object. */
+static __attribute__((noinline)) void track_complete(struct ucx_track *t,
+                                                     struct hmaf_xfer_batch *b)
+{
+    b->status = atomic_load(&t->status);
+    __atomic_store_n(&b->completed, b->count, __ATOMIC_RELEASE);
+    free(t);
+}
+
+/* batch is read first: once pending is 0, a stack tracker's owner may
+ * have returned. */
+static void track_end_one(struct ucx_track *t)
+{
+    struct hmaf_xfer_batch *b = t->batch;
+
+    if (atomic_fetch_sub(&t->pending, 1) == 1 && b != NULL) {
+        track_complete(t, b);
+    }
+}
+
+/* Drop one of r's references (each send's, its reply's), noting err; the
+ * last ends r's share of its tracker. */
+static void req_put(struct ucx_req *r, int err)
+{
+    int none = 0;
+
+    if (err < 0) {
+        atomic_compare_exchange_strong(&r->status, &none, err);
+    }
+    if (atomic_fetch_sub(&r->refs, 1) == 1) {
+        struct ucx_track *t = r->track;
+
+        if (r->hdr.op == UCX_OP_READ) {
+            atomic_fetch_sub(&r->ep->reading, r->hdr.len);
+        }
+        track_note(t, atomic_load(&r->status));
+        free(r);
+        track_end_one(t);
+    }
+}
+
+/* Room for one more request in the table: doubles it when full. Under
+ * the lock. */
+static int reqs_grow(struct ucx_ctx *c)
+{
+    uint32_t n = c->nslots == 0 ? 64 : c->nslots * 2;
+    struct ucx_slot *slot;
+    uint32_t *free_slots;
+
+    if (c->nfree > 0) {
+        return 0;
+    }
+    slot = realloc(c->slot, n * sizeof(*slot));
+    if (slot == NULL) {
+        return HMAF_ENOMEM;
+    }
+    c->slot = slot;
+    free_slots = realloc(c->free_slots, n * sizeof(*free_slots));
+    if (free_slots == NULL) {
+        return HMAF_ENOMEM;
+    }
+    c->free_slots = free_slots;
+    for (uint32_t i = n; i-- > c->nslots;) {
+        c->slot[i] = (struct ucx_slot){NULL, 0};
+        c->free_slots[c->nfree++] = i;
+    }
+    c->nslots = n;
+    return 0;
+}
+
+/* Give r an id and list it, before its send: the reply may come first. */
+static int reqs_add(struct ucx_ctx *c, struct ucx_req *r)
+{
+    struct ucx_slot *s;
+    uint32_t i;
+    int ret;
+
+    pthread_mutex_lock(&c->lock);
+    ret = reqs_grow(c);
+    if (ret == 0) {
+        i = c->free_slots[--c->nfree];
+        s = &c->slot[i];
+        s->req = r;
+        r->hdr.id = (uint64_t)++s->gen << 32 | i;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return ret;
+}
+
+/* Under the lock. */
+static void reqs_unlist(struct ucx_ctx *c, uint32_t i)
+{
+    c->slot[i].req = NULL;
+    c->free_slots[c->nfree++] = i;
+}
+
+/* The request with this id, taken out of the table; NULL when none has it
+ * (it ended, or the id is not one of ours). Whoever takes it owns its
+ * reply's reference. */
+static struct ucx_req *reqs_take(struct ucx_ctx *c, uint64_t id)
+{
+    uint32_t i = (uint32_t)id;
+    struct ucx_req *r = NULL;
+
+    pthread_mutex_lock(&c->lock);
+    if (i < c->nslots && c->slot[i].req != NULL &&
+        c->slot[i].req->hdr.id == id) {
+        r = c->slot[i].req;
+        reqs_unlist(c, i);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return r;
+}
+
+/* The endpoint failed: no reply will come to what waits on it. */
+static void reqs_fail_ep(struct ucx_ctx *c, struct ucx_ep *e)
+{
+    pthread_mutex_lock(&c->lock);
+    for (uint32_t i = 0; i < c->nslots; i++) {
+        struct ucx_req *r = c->slot[i].req;
+        if (r != NULL && r->ep == e) {
+            reqs_unlist(c, i);
+            req_put(r, HMAF_ECONNRESET);
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* The send ended: a failed one takes its reply's reference too, if the
+ * reply has not come (it will not). */
+static void req_sent(struct ucx_req *r, ucs_status_t st)
+{
+    int err = ucx_status_to_hmaf(st);
+
+    if (err < 0 && reqs_take(ucx_ctx_of(r->ep->base.ctx), r->hdr.id) == r) {
+        req_put(r, err);
+    }
+    req_put(r, err);
+}
+
+static void ucx_on_sent(void *request, ucs_status_t st, void *arg)
+{
+    ucp_request_free(request);
+    req_sent(arg, st);
+}
+
+/* Send r (listed, holding a reference for this send). Eager: the host
+ * refuses a rendezvous. */
+static void req_send(struct ucx_req *r, const void *data, size_t len)
+{
+    ucp_request_param_t param = {
+        .op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK |
+                        UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS,
+        .flags = UCP_AM_SEND_FLAG_REPLY | UCP_AM_SEND_FLAG_EAGER,
+        .cb.send = ucx_on_sent,
+        .user_data = r,
+    };
+    ucs_status_ptr_t sp = ucp_am_send_nbx(r->ep->ep, UCX_AM_REQUEST, &r->hdr,
+                                          sizeof(r->hdr), data, len, &param);
+
+    if (!UCS_PTR_IS_PTR(sp)) {
+        req_sent(r, UCS_PTR_STATUS(sp)); /* done or failed at once */
+    }
+}
+
+static int ucx_progress_turn(struct ucx_ctx *c);
+
+/* A read waits for room in its endpoint's window (UCX_READ_WINDOW), a
+ * read alone taking it whole; the endpoint's failure ends the wait. */
+static void read_window_enter(struct ucx_ep *e, struct ucx_ctx *c, uint64_t len)
+{
+    uint64_t cur = atomic_load(&e->reading);
+
+    for (;;) {
+        if ((cur == 0 || cur + len <= UCX_READ_WINDOW ||
+             atomic_load(&e->failed)) &&
+            atomic_compare_exchange_weak(&e->reading, &cur, cur + len)) {
+            return;
+        }
+        if (cur != 0 && cur + len > UCX_READ_WINDOW &&
+            !atomic_load(&e->failed)) {
+            ucx_progress_turn(c);
+            cur = atomic_load(&e->reading);
+        }
+    }
+}
+
+/* Send one request for t; its end ends one of t's pending. data: a
+ * write's bytes. */
+static void ucx_request(struct ucx_ep *e, struct ucx_track *t,
+                        const struct ucx_req_hdr *hdr, void *local,
+                        uint64_t *old, const void *data, size_t len)
+{
+    struct ucx_ctx *c = ucx_ctx_of(e->base.ctx);
+    struct ucx_req *r = malloc(sizeof(*r));
+
+    if (r == NULL) {
+        track_note(t, HMAF_ENOMEM);
+        return;
+    }
+    *r = (struct ucx_req){
+        .hdr = *hdr, .ep = e, .track = t, .local = local, .old = old};
+    atomic_init(&r->refs, 2);
+    atomic_init(&r->status, 0);
+    atomic_fetch_add(&t->pending, 1);
+    if (reqs_add(c, r) < 0) {
+        free(r);
+        track_note(t, HMAF_ENOMEM);
+        track_end_one(t); /* the poster still holds t */
+        return;
+    }
+    if (hdr->op == UCX_OP_READ) {
+        read_window_enter(e, c, hdr->len);
+    }
+    req_send(r, data, len);
+}
+
+/* The host had no room for a read's bytes (other peers' reads held it):
+ * ask again, under the same id, as it stays listed. 1 when it was a read
+ * of ours still waiting. The endpoint's failure ends it as any other. */
+static int reqs_retry(struct ucx_ctx *c, uint64_t id)
+{
+    uint32_t i = (uint32_t)id;
+    struct ucx_req *r = NULL;
+
+    pthread_mutex_lock(&c->lock);
+    if (i < c->nslots && c->slot[i].req != NULL &&
+        c->slot[i].req->hdr.id == id && c->slot[i].req->hdr.op == UCX_OP_READ) {
+        r = c->slot[i].req;
+        atomic_fetch_add(&r->refs, 1); /* the new send's */
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (r != NULL) {
+        sched_yield(); /* room comes as the host's replies drain */
+        req_send(r, NULL, 0);
+    }
+    return r != NULL;
+}
+
+/* A reply's effect on its request: 0, or the request's error. The
+ * host's reply is checked as any message from the peer is. */
+static int reply_apply(struct ucx_req *r, const struct ucx_reply_hdr *h,
+                       const void *data, size_t len, uint64_t recv_attr)
+{
+    int err = ucx_wire_to_hmaf(h->status);
+
+    if (recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) {
+        return HMAF_EPROTO; /* never sent so: dropped unread */
+    }
+    if (err < 0) {
+        return err;
+    }
+    if (r->hdr.op == UCX_OP_READ) {
+        if (len != r->hdr.len) {
+            return HMAF_EPROTO;
+        }
+        memcpy(r->local, data, len);
+        return 0;
+    }
+    if (len != 0) {
+        return HMAF_EPROTO;
+    }
+    if (r->hdr.op == UCX_OP_ATOMIC) {
+        *r->old = r->hdr.len == 4 ? (uint32_t)h->old : h->old;
+    }
+    return 0;
+}
+
+/* Dpu: a reply from the host. One that names no request of ours (late:
+ * the request ended when the endpoint failed) is dropped. */
+static ucs_status_t ucx_on_reply(void *arg, const void *header,
+                                 size_t header_len, void *data, size_t len,
+                                 const ucp_am_recv_param_t *param)
+{
+    struct ucx_ctx *c = arg;
+    struct ucx_reply_hdr h;
+    struct ucx_req *r;
+
+    if (header_len != sizeof(h)) {
+        hmaf__log_warn("ucx reply with a %zu-byte header dropped", header_len);
+        return UCS_OK;
+    }
+    memcpy(&h, header, sizeof(h));
+    if (h.status == UCX_ST_NOMEM && reqs_retry(c, h.id)) {
+        return UCS_OK;
+    }
+    r = reqs_take(c, h.id);
+    if (r != NULL) {
+        req_put(r, reply_apply(r, &h, data, len, param->recv_attr));
+    }
+    return UCS_OK;
+}
+
 static void ucx_on_ep_error(void *arg, ucp_ep_h ep, ucs_status_t status)
 {
     struct ucx_ep *e = arg;
@@ -284,10 +718,12 @@ static void ucx_on_ep_error(void *arg, ucp_ep_h ep, ucs_status_t status)
     (void)ep;
     hmaf__log_info("ucx peer failed: %s", ucs_status_string(status));
     atomic_store(&e->failed, 1);
+    reqs_fail_ep(ucx_ctx_of(e->base.ctx), e);
 }
 
 /* Dpu: connect to the host's worker. The host opens nothing: the dpu
- * side's blob is empty, and its worker learns of us at wire-up. */
+ * side's blob is empty, and its worker learns of us at wire-up (its
+ * replies go to the endpoint each request names, UCP_AM_SEND_FLAG_REPLY). */
 static int ucx_ep_open(struct hmaf_engine_ep *ep, const void *peer_blob,
                        size_t len)
 {
@@ -345,9 +781,94 @@ static void ucx_ep_close(struct hmaf_engine_ep *ep)
     ucp_request_free(req);
 }
 
+/* ---- the host's registrations ---- */
+
+static struct ucx_mem *ucx_mem_of(struct hmaf_engine_mem *mem)
+{
+    return hmaf__container_of(mem, struct ucx_mem, base);
+}
+
+/* Under the lock. Keys are random: their low bits spread them. */
+static struct ucx_mem *regs_find(struct ucx_ctx *c, uint64_t key)
+{
+    struct ucx_mem *m;
+
+    if (c->nbuckets == 0) {
+        return NULL;
+    }
+    m = c->bucket[key & (c->nbuckets - 1)];
+    while (m != NULL && m->key != key) {
+        m = m->next;
+    }
+    return m;
+}
+
+/* Under the lock: doubles the buckets once they are as many as the
+ * registrations. */
+static int regs_grow(struct ucx_ctx *c)
+{
+    size_t n = c->nbuckets == 0 ? 64 : c->nbuckets * 2;
+    struct ucx_mem **bucket;
+
+    if (c->nregs < c->nbuckets) {
+        return 0;
+    }
+    bucket = calloc(n, sizeof(*bucket));
+    if (bucket == NULL) {
+        return HMAF_ENOMEM;
+    }
+    for (size_t i = 0; i < c->nbuckets; i++) {
+        while (c->bucket[i] != NULL) {
+            struct ucx_mem *m = c->bucket[i];
+            c->bucket[i] = m->next;
+            m->next = bucket[m->key & (n - 1)];
+            bucket[m->key & (n - 1)] = m;
+        }
+    }
+    free(c->bucket);
+    c->bucket = bucket;
+    c->nbuckets = n;
+    return 0;
+}
+
+/* A fresh key for m, unlike any live one (and never 0), and m listed.
+ * Under the lock. */
+static int regs_insert(struct ucx_ctx *c, struct ucx_mem *m)
+{
+    struct ucx_mem **head;
+    int ret = regs_grow(c);
+
+    if (ret < 0) {
+        return ret;
+    }
+    do {
+        if (getrandom(&m->key, sizeof(m->key), 0) != sizeof(m->key)) {
+            hmaf__log_error("getrandom for a registration key: %m");
+            return HMAF_ENOMEM;
+        }
+    } while (m->key == 0 || regs_find(c, m->key) != NULL);
+    head = &c->bucket[m->key & (c->nbuckets - 1)];
+    m->next = *head;
+    *head = m;
+    c->nregs++;
+    return 0;
+}
+
+static void regs_remove(struct ucx_ctx *c, struct ucx_mem *m)
+{
+    struct ucx_mem **at = &c->bucket[m->key & (c->nbuckets - 1)];
+
+    while (*at != m) {
+        at = &(*at)->next;
+    }
+    *at = m->next;
+    c->nregs--;
+}
+
 /* 1 when [addr, addr + len) is mapped without a gap, readable, and
- * writable when asked: UCX's emulated transfers would fault the host on
- * anything else (the kernel's page tables are the only check they meet). */
+ * writable when asked: the request handler copies from and to a
+ * registered range with this process's own loads and stores, which would
+ * fault on anything else. */
 static int ucx_range_mapped(uint64_t addr, uint64_t len, int want_write)
 {
     FILE *f = fopen("/proc/self/maps", "re");
@@ -376,202 +897,348 @@ static int ucx_range_mapped(uint64_t addr, uint64_t len, int want_write)
     return at >= end;
 }
 
-static int ucx_pack_rkey(struct ucx_ctx *c, struct ucx_mem *m)
-{
-    void *packed;
-    size_t len;
-    ucs_status_t st = ucp_rkey_pack(c->context, m->memh, &packed, &len);
-
-    if (st != UCS_OK) {
-        hmaf__log_error("ucp_rkey_pack: %s", ucs_status_string(st));
-        return ucx_status_to_hmaf(st);
-    }
-    m->rkey = malloc(len);
-    if (m->rkey != NULL) {
-        memcpy(m->rkey, packed, len);
-        m->rkey_len = len;
-    }
-    ucp_rkey_buffer_release(packed);
-    return m->rkey != NULL ? 0 : HMAF_ENOMEM;
-}
-
+/* No ucp_mem_map: nothing but the handler, which copies through the
+ * table, reaches a registered range (docs/engines.md, "ucx"). */
 static int ucx_mem_register(struct hmaf_engine_mem *mem)
 {
-    struct ucx_mem *m = hmaf__container_of(mem, struct ucx_mem, base);
+    struct ucx_mem *m = ucx_mem_of(mem);
     struct ucx_ctx *c = ucx_ctx_of(mem->ctx);
-    int writable = mem->access == HMAF_ACCESS_READ_WRITE;
-    ucp_mem_map_params_t params = {
-        .field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS |
-                      UCP_MEM_MAP_PARAM_FIELD_LENGTH |
-                      UCP_MEM_MAP_PARAM_FIELD_PROT,
-        .address = (void *)(uintptr_t)mem->addr,
-        .length = mem->len,
-        .prot = UCP_MEM_MAP_PROT_LOCAL_READ | UCP_MEM_MAP_PROT_REMOTE_READ |
-                (writable ? UCP_MEM_MAP_PROT_LOCAL_WRITE |
-                                UCP_MEM_MAP_PROT_REMOTE_WRITE
-                          : 0),
-    };
-    ucs_status_t st;
     int ret;
 
-    if (!ucx_range_mapped(mem->addr, mem->len, writable)) {
+    if (mem->len == 0 || mem->addr + mem->len < mem->addr ||
+        !ucx_range_mapped(mem->addr, mem->len,
+                          mem->access == HMAF_ACCESS_READ_WRITE)) {
         return HMAF_EFAULT;
     }
-    st = ucp_mem_map(c->context, &params, &m->memh);
-    if (st != UCS_OK) {
-        hmaf__log_error("ucp_mem_map 0x%llx+%llu: %s",
-                        (unsigned long long)mem->addr,
-                        (unsigned long long)mem->len, ucs_status_string(st));
-        return ucx_status_to_hmaf(st);
-    }
-    ret = ucx_pack_rkey(c, m);
-    if (ret < 0) {
-        ucp_mem_unmap(c->context, m->memh);
-    }
+    pthread_mutex_lock(&c->lock);
+    ret = regs_insert(c, m);
+    pthread_mutex_unlock(&c->lock);
     return ret;
 }
 
 static int ucx_mem_export(struct hmaf_engine_mem *mem, void *buf, size_t cap,
                           size_t *len_out)
 {
-    struct ucx_mem *m = hmaf__container_of(mem, struct ucx_mem, base);
+    struct ucx_blob b = {.magic = UCX_BLOB_MAGIC,
+                         .access = mem->access,
+                         .key = ucx_mem_of(mem)->key,
+                         .addr = mem->addr,
+                         .len = mem->len};
 
-    if (m->rkey_len > cap) {
-        hmaf__log_error("ucx rkey of %zu bytes, room for %zu", m->rkey_len,
-                        cap);
+    if (sizeof(b) > cap) {
         return HMAF_ENOSPC;
     }
-    memcpy(buf, m->rkey, m->rkey_len);
-    *len_out = m->rkey_len;
+    memcpy(buf, &b, sizeof(b));
+    *len_out = sizeof(b);
     return 0;
 }
 
+/* The fence: the handler copies only under the lock, after finding the
+ * key; once the key is gone under the same lock, no copy is under way
+ * and none will start. */
 static void ucx_mem_deregister(struct hmaf_engine_mem *mem)
 {
-    struct ucx_mem *m = hmaf__container_of(mem, struct ucx_mem, base);
+    struct ucx_ctx *c = ucx_ctx_of(mem->ctx);
 
-    ucp_mem_unmap(ucx_ctx_of(mem->ctx)->context, m->memh);
-    free(m->rkey);
-    m->rkey = NULL;
+    pthread_mutex_lock(&c->lock);
+    regs_remove(c, ucx_mem_of(mem));
+    pthread_mutex_unlock(&c->lock);
 }
 
+/* Dpu: the blob is the host's, checked as any message from the peer is:
+ * it must be one, and cover what the agent said it registered. */
 static int ucx_rmem_import(struct hmaf_engine_rmem *rmem, const void *blob,
                            size_t len)
 {
     struct ucx_rmem *r = hmaf__container_of(rmem, struct ucx_rmem, base);
-    struct ucx_ep *e = ucx_ep_of(rmem->ep);
-    uint8_t packed[UCX_MAX_BLOB + 64] = {0}; /* as in ep_open */
-    ucs_status_t st;
+    struct ucx_blob b;
 
-    if (len == 0 || len > UCX_MAX_BLOB) {
+    if (len != sizeof(b)) {
         return HMAF_EPROTO;
     }
-    memcpy(packed, blob, len);
-    st = ucp_ep_rkey_unpack(e->ep, packed, &r->rkey);
-    if (st != UCS_OK) {
-        hmaf__log_error("ucp_ep_rkey_unpack: %s", ucs_status_string(st));
-        return atomic_load(&e->failed) ? HMAF_ECONNRESET : HMAF_EPROTO;
+    memcpy(&b, blob, sizeof(b));
+    if (b.magic != UCX_BLOB_MAGIC || b.key == 0 || b.addr + b.len < b.addr ||
+        rmem->addr < b.addr || rmem->len > b.len ||
+        rmem->addr - b.addr > b.len - rmem->len ||
+        (rmem->access == HMAF_ACCESS_READ_WRITE &&
+         b.access != HMAF_ACCESS_READ_WRITE)) {
+        hmaf__log_error("ucx export blob does not describe 0x%llx+%llu",
+                        (unsigned long long)rmem->addr,
+                        (unsigned long long)rmem->len);
+        return HMAF_EPROTO;
     }
+    r->key = b.key;
     return 0;
 }
 
-static void ucx_rmem_release(struct hmaf_engine_rmem *rmem)
-{
-    struct ucx_rmem *r = hmaf__container_of(rmem, struct ucx_rmem, base);
+/* ---- the host's share: serving requests ---- */
 
-    ucp_rkey_destroy(r->rkey);
+/* A reply with room for data_len bytes; NULL when there is no memory for
+ * it, or no bounce room for its data. */
+static struct ucx_reply *reply_new(struct ucx_ctx *c, uint64_t id,
+                                   size_t data_len)
+{
+    struct ucx_reply *rep;
+
+    if (data_len > 0 &&
+        atomic_fetch_add(&c->bounce, data_len) + data_len > UCX_BOUNCE_MAX) {
+        atomic_fetch_sub(&c->bounce, data_len);
+        return NULL;
+    }
+    rep = malloc(sizeof(*rep) + data_len);
+    if (rep == NULL) {
+        atomic_fetch_sub(&c->bounce, data_len);
+        return NULL;
+    }
+    *rep = (struct ucx_reply){
+        .ctx = c, .bounce = data_len, .data_len = data_len, .hdr = {.id = id}};
+    return rep;
+}
+
+static void reply_free(struct ucx_reply *rep)
+{
+    atomic_fetch_sub(&rep->ctx->bounce, rep->bounce);
+    free(rep);
+}
+
+static void ucx_on_replied(void *request, ucs_status_t st, void *arg)
+{
+    (void)st; /* a requester gone: nothing to do */
+    ucp_request_free(request);
+    reply_free(arg);
+}
+
+/* Eager, as requests are: a rendezvous would leave the bounce copy's
+ * fate to the requester. */
+static void reply_send(ucp_ep_h ep, struct ucx_reply *rep)
+{
+    ucp_request_param_t param = {
+        .op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK |
+                        UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS,
+        .flags = UCP_AM_SEND_FLAG_EAGER,
+        .cb.send = ucx_on_replied,
+        .user_data = rep,
+    };
+    ucs_status_ptr_t sp =
+        ucp_am_send_nbx(ep, UCX_AM_REPLY, &rep->hdr, sizeof(rep->hdr),
+                        rep->data, rep->data_len, &param);
+
+    if (!UCS_PTR_IS_PTR(sp)) {
+        reply_free(rep);
+    }
+}
+
+/* Under the lock: may h reach [addr, addr + len) of its registration? */
+static uint32_t regs_check(struct ucx_ctx *c, const struct ucx_req_hdr *h,
+                           int want_write)
+{
+    const struct ucx_mem *m = regs_find(c, h->key);
+
+    if (m == NULL) {
+        return UCX_ST_NOKEY;
+    }
+    if (h->addr < m->base.addr || h->len > m->base.len ||
+        h->addr - m->base.addr > m->base.len - h->len) {
+        return UCX_ST_RANGE;
+    }
+    if (want_write && m->base.access != HMAF_ACCESS_READ_WRITE) {
+        return UCX_ST_ACCESS;
+    }
+    return UCX_ST_OK;
+}
+
+/* The bytes are copied out under the lock, into the reply: they are sent
+ * after it is dropped, from memory no revocation concerns. */
+static struct ucx_reply *serve_read(struct ucx_ctx *c,
+                                    const struct ucx_req_hdr *h)
+{
+    struct ucx_reply *rep = reply_new(c, h->id, h->len);
+
+    if (rep == NULL) {
+        rep = reply_new(c, h->id, 0);
+        if (rep != NULL) {
+            rep->hdr.status = UCX_ST_NOMEM;
+        }
+        return rep;
+    }
+    pthread_mutex_lock(&c->lock);
+    rep->hdr.status = regs_check(c, h, 0);
+    if (rep->hdr.status == UCX_ST_OK) {
+        memcpy(rep->data, (const void *)(uintptr_t)h->addr, h->len);
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (rep->hdr.status != UCX_ST_OK) {
+        rep->data_len = 0;
+    }
+    return rep;
+}
+
+/* The reply is made first: a write the host could not answer is not
+ * made either. */
+static struct ucx_reply *
+serve_write(struct ucx_ctx *c, const struct ucx_req_hdr *h, const void *data)
+{
+    struct ucx_reply *rep = reply_new(c, h->id, 0);
+
+    if (rep == NULL) {
+        return NULL;
+    }
+    pthread_mutex_lock(&c->lock);
+    rep->hdr.status = regs_check(c, h, 1);
+    if (rep->hdr.status == UCX_ST_OK) {
+        memcpy((void *)(uintptr_t)h->addr, data, h->len);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return rep;
+}
+
+/* The host CPU's own atomics, seq_cst: atomic with respect to the host's
+ * threads' (hmaf/atomic.h). op is one of hmaf_atomic_op_t. */
+#define UCX_ATOMIC_FN(name, type)                                              \
+    static type name(type *p, uint8_t op, type v, type cmp)                    \
+    {                                                                          \
+        switch (op) {                                                          \
+        case HMAF_ATOMIC_FADD:                                                 \
+            return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);                 \
+        case HMAF_ATOMIC_SWAP:                                                 \
+            return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);                \
+        case HMAF_ATOMIC_CAS:                                                  \
+            __atomic_compare_exchange_n(p, &cmp, v, 0, __ATOMIC_SEQ_CST,       \
+                                        __ATOMIC_SEQ_CST);                     \
+            return cmp;                                                        \
+        case HMAF_ATOMIC_FAND:                                                 \
+            return __atomic_fetch_and(p, v, __ATOMIC_SEQ_CST);                 \
+        case HMAF_ATOMIC_FOR:                                                  \
+            return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST);                  \
+        default: /* HMAF_ATOMIC_FXOR: ucx_atomic_valid checked */              \
+            return __atomic_fetch_xor(p, v, __ATOMIC_SEQ_CST);                 \
+        }                                                                      \
+    }
+UCX_ATOMIC_FN(ucx_atomic32, uint32_t)
+UCX_ATOMIC_FN(ucx_atomic64, uint64_t)
+
+/* A known op on a naturally aligned word of 4 or 8 bytes. */
+static int ucx_atomic_valid(uint8_t op, uint64_t size, uint64_t addr)
+{
+    return op >= HMAF_ATOMIC_FADD && op <= HMAF_ATOMIC_FXOR &&
+           (size == 4 || size == 8) && addr % size == 0;
+}
+
+static struct ucx_reply *serve_atomic(struct ucx_ctx *c,
+                                      const struct ucx_req_hdr *h)
+{
+    struct ucx_reply *rep = reply_new(c, h->id, 0);
+    void *p = (void *)(uintptr_t)h->addr;
+
+    if (rep == NULL) {
+        return NULL;
+    }
+    pthread_mutex_lock(&c->lock);
+    rep->hdr.status = regs_check(c, h, 1);
+    if (rep->hdr.status == UCX_ST_OK && h->len == 4) {
+        rep->hdr.old = ucx_atomic32(p, h->atomic_op, (uint32_t)h->operand,
+                                    (uint32_t)h->compare);
+    } else if (rep->hdr.status == UCX_ST_OK) {
+        rep->hdr.old = ucx_atomic64(p, h->atomic_op, h->operand, h->compare);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return rep;
+}
+
+/* Whether h, with len bytes of data, is a request the host can serve:
+ * its shape only; the table decides the rest. */
+static int request_well_formed(const struct ucx_req_hdr *h, size_t len)
+{
+    switch (h->op) {
+    case UCX_OP_READ:
+        return len == 0 && h->len > 0 && h->len <= UCX_MAX_TRANSFER;
+    case UCX_OP_WRITE:
+        return len == h->len && h->len > 0 && h->len <= UCX_MAX_TRANSFER;
+    case UCX_OP_ATOMIC:
+        return len == 0 && ucx_atomic_valid(h->atomic_op, h->len, h->addr);
+    default:
+        return 0;
+    }
+}
+
+static struct ucx_reply *serve(struct ucx_ctx *c, const struct ucx_req_hdr *h,
+                               const void *data, size_t len, uint64_t recv_attr)
+{
+    struct ucx_reply *rep;
+
+    /* A rendezvous is dropped unreceived (UCS_OK below): the engine's
+     * requests are eager, and its bytes would arrive after the check. */
+    if ((recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) ||
+        !request_well_formed(h, len)) {
+        rep = reply_new(c, h->id, 0);
+        if (rep != NULL) {
+            rep->hdr.status = UCX_ST_PROTO;
+        }
+        return rep;
+    }
+    switch (h->op) {
+    case UCX_OP_READ:
+        return serve_read(c, h);
+    case UCX_OP_WRITE:
+        return serve_write(c, h, data);
+    default:
+        return serve_atomic(c, h);
+    }
+}
+
+/* Host: one request, run by host_progress in the agent's loop. A header
+ * of the wrong size, or no endpoint to answer on, is dropped: there is no
+ * id to answer, or no one. Nothing a peer sends is kept past the call. */
+static ucs_status_t ucx_on_request(void *arg, const void *header,
+                                   size_t header_len, void *data, size_t len,
+                                   const ucp_am_recv_param_t *param)
+{
+    struct ucx_ctx *c = arg;
+    struct ucx_req_hdr h;
+    struct ucx_reply *rep;
+
+    if (header_len != sizeof(h) ||
+        !(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP)) {
+        hmaf__log_debug("ucx request dropped: %zu-byte header%s", header_len,
+                        param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP
+                            ? ""
+                            : ", no reply endpoint");
+        return UCS_OK;
+    }
+    memcpy(&h, header, sizeof(h));
+    rep = serve(c, &h, data, len, param->recv_attr);
+    if (rep != NULL) {
+        reply_send(param->reply_ep, rep);
+    } else {
+        hmaf__log_debug("ucx request %llu dropped: out of memory",
+                        (unsigned long long)h.id);
+    }
+    return UCS_OK;
 }
 
 /* ---- transfers ---- */
 
-static void track_note(struct ucx_track *t, ucs_status_t st)
-{
-    int none = 0;
-
-    if (st != UCS_OK) {
-        atomic_compare_exchange_strong(&t->status, &none,
-                                       ucx_status_to_hmaf(st));
-    }
-}
-
-/* Out of line: inlined where a tracker lives on the stack (move_one,
- * atomics), gcc -O3 cannot tell that batch is NULL there and warns of a
- * free of a stack object. */
-static __attribute__((noinline)) void track_complete(struct ucx_track *t,
-                                                     struct hmaf_xfer_batch *b)
-{
-    b->status = atomic_load(&t->status);
-    __atomic_store_n(&b->completed, b->count, __ATOMIC_RELEASE);
-    free(t);
-}
-
-/* batch is read first: once pending is 0, a stack tracker's owner may
- * have returned. */
-static void track_end_one(struct ucx_track *t)
-{
-    struct hmaf_xfer_batch *b = t->batch;
-
-    if (atomic_fetch_sub(&t->pending, 1) == 1 && b != NULL) {
-        track_complete(t, b);
-    }
-}
-
-static void ucx_on_done(void *request, ucs_status_t st, void *arg)
-{
-    struct ucx_track *t = arg;
-
-    track_note(t, st);
-    ucp_request_free(request);
-    track_end_one(t);
-}
-
-/* What a nbx call returned: done at once, failed at once, or in flight
- * (its callback ends it). */
-static void track_started(struct ucx_track *t, ucs_status_ptr_t sp)
-{
-    if (sp == NULL) {
-        track_end_one(t);
-    } else if (UCS_PTR_IS_ERR(sp)) {
-        track_note(t, UCS_PTR_STATUS(sp));
-        track_end_one(t);
-    }
-}
-
-static ucs_status_ptr_t ucx_start(struct ucx_ep *e, enum hmaf_xfer_op op,
-                                  const struct hmaf_xfer *x,
-                                  const ucp_request_param_t *param)
-{
-    ucp_rkey_h rkey = hmaf__container_of(x->rmem, struct ucx_rmem, base)->rkey;
-
-    if (op == HMAF_XFER_READ) {
-        return ucp_get_nbx(e->ep, x->local, x->len, x->remote_addr, rkey,
-                           param);
-    }
-    return ucp_put_nbx(e->ep, x->local, x->len, x->remote_addr, rkey, param);
-}
-
-/* Post every transfer (until one fails at once) and, for writes, a flush:
- * a put completes locally when its buffer may be reused, and a write
- * batch counts as done only once its bytes are in the host's memory. The
- * poster's own hold on t is ended by the caller. */
+/* One request per transfer, until one fails at once. A write's reply
+ * comes once its bytes are in the host's memory: the batch's completion
+ * is the remote completion the core needs, with no flush. The poster's
+ * own hold on t is ended by the caller. */
 static void ucx_post_all(struct ucx_ep *e, enum hmaf_xfer_op op,
                          const struct hmaf_xfer *x, uint32_t count,
                          struct ucx_track *t)
 {
-    ucp_request_param_t param = {
-        .op_attr_mask =
-            UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA,
-        .cb.send = ucx_on_done,
-        .user_data = t,
-    };
-
     for (uint32_t i = 0; i < count && atomic_load(&t->status) == 0; i++) {
-        atomic_fetch_add(&t->pending, 1);
-        track_started(t, ucx_start(e, op, &x[i], &param));
-    }
-    if (op == HMAF_XFER_WRITE && atomic_load(&t->status) == 0) {
-        atomic_fetch_add(&t->pending, 1);
-        track_started(t, ucp_ep_flush_nbx(e->ep, &param));
+        struct ucx_req_hdr h = {
+            .key = hmaf__container_of(x[i].rmem, struct ucx_rmem, base)->key,
+            .addr = x[i].remote_addr,
+            .len = x[i].len,
+            .op = op == HMAF_XFER_READ ? UCX_OP_READ : UCX_OP_WRITE,
+        };
+
+        if (op == HMAF_XFER_READ) {
+            ucx_request(e, t, &h, x[i].local, NULL, NULL, 0);
+        } else {
+            ucx_request(e, t, &h, NULL, NULL, x[i].local, x[i].len);
+        }
     }
 }
 
@@ -620,95 +1287,54 @@ static int ucx_progress(struct hmaf_engine_ep *ep)
     return ucx_progress_turn(ucx_ctx_of(ep->ctx));
 }
 
+/* Drive progress until t's requests and the caller's hold have ended;
+ * t's status. */
+static int ucx_wait(struct ucx_ctx *c, struct ucx_track *t)
+{
+    track_end_one(t);
+    while (atomic_load(&t->pending) > 0) {
+        ucx_progress_turn(c);
+    }
+    return atomic_load(&t->status);
+}
+
 static int ucx_move_one(struct hmaf_engine_ep *ep, enum hmaf_xfer_op op,
                         const struct hmaf_xfer *x)
 {
     struct ucx_ep *e = ucx_ep_of(ep);
-    struct ucx_ctx *c = ucx_ctx_of(ep->ctx);
     struct ucx_track t = {.batch = NULL};
 
     atomic_init(&t.pending, 1);
     atomic_init(&t.status, atomic_load(&e->failed) ? HMAF_ECONNRESET : 0);
     ucx_post_all(e, op, x, 1, &t);
-    track_end_one(&t);
-    while (atomic_load(&t.pending) > 0) {
-        ucx_progress_turn(c);
-    }
-    return atomic_load(&t.status);
+    return ucx_wait(ucx_ctx_of(ep->ctx), &t);
 }
 
 /* ---- atomics ---- */
 
-static int ucx_atomic_opcode(uint8_t op, ucp_atomic_op_t *out)
-{
-    switch (op) {
-    case HMAF_ATOMIC_FADD:
-        *out = UCP_ATOMIC_OP_ADD;
-        return 0;
-    case HMAF_ATOMIC_SWAP:
-        *out = UCP_ATOMIC_OP_SWAP;
-        return 0;
-    case HMAF_ATOMIC_CAS:
-        *out = UCP_ATOMIC_OP_CSWAP;
-        return 0;
-    case HMAF_ATOMIC_FAND:
-        *out = UCP_ATOMIC_OP_AND;
-        return 0;
-    case HMAF_ATOMIC_FOR:
-        *out = UCP_ATOMIC_OP_OR;
-        return 0;
-    case HMAF_ATOMIC_FXOR:
-        *out = UCP_ATOMIC_OP_XOR;
-        return 0;
-    default:
-        return HMAF_EINVAL;
-    }
-}
-
-/* One atomic, waited for. UCX fetches into reply; CSWAP compares with
- * buffer and takes the new value from reply. Words are host-endian. */
+/* One atomic, waited for: the host performs it (serve_atomic). One at a
+ * time, so they are performed in order whatever lanes UCX sends on. */
 static int ucx_atomic_one(struct ucx_ep *e, struct ucx_ctx *c,
                           struct hmaf_engine_atomic *a)
 {
-    union {
-        uint32_t u32;
-        uint64_t u64;
-    } arg, reply;
-    ucp_atomic_op_t opcode;
     struct ucx_track t = {.batch = NULL};
-    ucp_request_param_t param = {
-        .op_attr_mask =
-            UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
-            UCP_OP_ATTR_FIELD_DATATYPE | UCP_OP_ATTR_FIELD_REPLY_BUFFER,
-        .cb.send = ucx_on_done,
-        .user_data = &t,
-        .datatype = ucp_dt_make_contig(a->size),
-        .reply_buffer = &reply,
+    struct ucx_req_hdr h = {
+        .key = hmaf__container_of(a->rmem, struct ucx_rmem, base)->key,
+        .addr = a->remote_addr,
+        .len = a->size,
+        .operand = a->size == 4 ? (uint32_t)a->operand : a->operand,
+        .compare = a->size == 4 ? (uint32_t)a->compare : a->compare,
+        .op = UCX_OP_ATOMIC,
+        .atomic_op = a->op,
     };
-    ucp_rkey_h rkey = hmaf__container_of(a->rmem, struct ucx_rmem, base)->rkey;
-    int is_cas = a->op == HMAF_ATOMIC_CAS;
 
-    if (ucx_atomic_opcode(a->op, &opcode) < 0 ||
-        (a->size != 4 && a->size != 8) || a->remote_addr % a->size != 0) {
+    if (!ucx_atomic_valid(a->op, a->size, a->remote_addr)) {
         return HMAF_EINVAL;
     }
-    if (a->size == 4) {
-        arg.u32 = (uint32_t)(is_cas ? a->compare : a->operand);
-        reply.u32 = (uint32_t)a->operand;
-    } else {
-        arg.u64 = is_cas ? a->compare : a->operand;
-        reply.u64 = a->operand;
-    }
-    atomic_init(&t.pending, 2);
+    atomic_init(&t.pending, 1);
     atomic_init(&t.status, 0);
-    track_started(&t, ucp_atomic_op_nbx(e->ep, opcode, &arg, 1, a->remote_addr,
-                                        rkey, &param));
-    track_end_one(&t);
-    while (atomic_load(&t.pending) > 0) {
-        ucx_progress_turn(c);
-    }
-    a->old = a->size == 4 ? reply.u32 : reply.u64;
-    return atomic_load(&t.status);
+    ucx_request(e, &t, &h, NULL, &a->old, NULL, 0);
+    return ucx_wait(c, &t);
 }
 
 static int ucx_atomic(struct hmaf_engine_ep *ep, struct hmaf_engine_atomic *ops,
@@ -729,7 +1355,7 @@ static int ucx_atomic(struct hmaf_engine_ep *ep, struct hmaf_engine_atomic *ops,
     return 0;
 }
 
-/* ---- the host's share ---- */
+/* ---- the host's loop ---- */
 
 static int ucx_host_progress(struct hmaf_engine_ctx *ctx)
 {
@@ -765,7 +1391,7 @@ static int ucx_wait_fd(struct hmaf_engine_ctx *ctx, int *fd_out)
 const struct hmaf_engine_ops hmaf_engine_ucx = {
     .name = "ucx",
     .abi_version = HMAF_ENGINE_ABI_VERSION,
-    .flags = HMAF_ENGINE_ASYNC | HMAF_ENGINE_HOST_WRITES,
+    .flags = HMAF_ENGINE_ASYNC | HMAF_ENGINE_ENFORCED,
     .ctx_size = sizeof(struct ucx_ctx),
     .ep_size = sizeof(struct ucx_ep),
     .mem_size = sizeof(struct ucx_mem),
@@ -781,7 +1407,6 @@ const struct hmaf_engine_ops hmaf_engine_ucx = {
     .mem_export = ucx_mem_export,
     .mem_deregister = ucx_mem_deregister,
     .rmem_import = ucx_rmem_import,
-    .rmem_release = ucx_rmem_release,
     .post = ucx_post,
     .progress = ucx_progress,
     .move_one = ucx_move_one,
