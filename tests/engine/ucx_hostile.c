@@ -12,6 +12,7 @@
  * engine_conformance does; the parent is the dpu side.
  */
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
@@ -343,12 +344,30 @@ static void raw_open(struct raw *r, const struct host_info *info)
         .cb = raw_on_reply,
         .arg = r,
     };
+    ucp_config_t *config = NULL;
+    struct ucx_conn_blob h;
+    struct sockaddr_in sa = {.sin_family = AF_INET};
     ucp_ep_params_t eparams = {
-        .field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS,
-        .address = (const ucp_address_t *)info->blob,
+        .field_mask = UCP_EP_PARAM_FIELD_SOCK_ADDR | UCP_EP_PARAM_FIELD_FLAGS |
+                      UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE,
+        .sockaddr = {.addr = (const struct sockaddr *)&sa,
+                     .addrlen = sizeof(sa)},
+        .flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER,
+        .err_mode = UCP_ERR_HANDLING_MODE_PEER, /* the host's: both alike */
     };
 
-    CHECK(ucp_init(&params, NULL, &r->context) == UCS_OK);
+    /* The host's first address, as the engine tries it first. */
+    CHECK(info->blob_len >= sizeof(h) + 4);
+    memcpy(&h, info->blob, sizeof(h));
+    CHECK_EQ(h.magic, UCX_CONN_MAGIC);
+    sa.sin_port = h.port;
+    memcpy(&sa.sin_addr, info->blob + sizeof(h), 4);
+    /* Connected as the engine's dpu side is (ucx_config). */
+    CHECK(ucp_config_read(NULL, NULL, &config) == UCS_OK);
+    (void)ucp_config_modify(config, "CM_USE_ALL_DEVICES", "n");
+    (void)ucp_config_modify(config, "SOCKADDR_TLS_PRIORITY", "tcp");
+    CHECK(ucp_init(&params, config, &r->context) == UCS_OK);
+    ucp_config_release(config);
     CHECK(ucp_worker_create(r->context, &wparams, &r->worker) == UCS_OK);
     CHECK(ucp_worker_set_am_recv_handler(r->worker, &am) == UCS_OK);
     CHECK(ucp_ep_create(r->worker, &eparams, &r->ep) == UCS_OK);

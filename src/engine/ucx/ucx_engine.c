@@ -33,6 +33,10 @@
  * one endpoint, and the agent's API calls register memory while its loop
  * progresses the worker.
  */
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -77,6 +81,19 @@
 #define UCX_HOST_PROGRESS_ROUNDS 64
 /* ep_close waits this long for a forced close (it needs no peer). */
 #define UCX_CLOSE_WAIT_NS 1000000000ull
+/* Dpu: how long one of the host's addresses has to take the connection
+ * before the next is tried. */
+#define UCX_CONNECT_WAIT_NS 10000000000ull
+
+/* Host: the endpoint of one dpu side's connection, made when the listener
+ * hands it over (ucx_on_conn) and closed by the host: after its peer
+ * failed (host_progress) or at ctx_close. */
+struct ucx_conn {
+    ucp_ep_h ep;
+    struct ucx_ctx *ctx;
+    _Atomic int failed; /* the peer-failure handler ran */
+    struct ucx_conn *next;
+};
 
 /* Host: a registration, in its ctx's table while it lives. */
 struct ucx_mem {
@@ -107,9 +124,14 @@ struct ucx_ctx {
     struct hmaf_engine_ctx base;
     ucp_context_h context;
     ucp_worker_h worker;
-    int efd;                /* host: the worker's wake-up fd */
-    ucp_address_t *address; /* host: the bootstrap blob */
-    size_t address_len;
+    int efd;                 /* host: the worker's wake-up fd */
+    ucp_listener_h listener; /* host: where dpu sides connect */
+    uint8_t blob[UCX_MAX_BLOB]; /* host: the listener's addresses */
+    size_t blob_len;
+    /* Host: every connection's endpoint, under lock; conn_failed says
+     * one of them needs closing. */
+    struct ucx_conn *conns;
+    _Atomic int conn_failed;
     _Atomic int progressing; /* a thread is in ucx_progress_turn */
     pthread_mutex_t lock;    /* the table below of this side */
     int lock_ready;
@@ -220,10 +242,26 @@ static int ucx_probe(void)
     return 0; /* linked against UCX; ctx_open says whether it starts */
 }
 
+/* A setting of ours, unless the environment has one. */
+static void ucx_config_default(ucp_config_t *config, const char *name,
+                               const char *value)
+{
+    char env[64];
+
+    snprintf(env, sizeof(env), "UCX_%s", name);
+    if (getenv(env) == NULL) {
+        (void)ucp_config_modify(config, name, value);
+    }
+}
+
 /* The dpu side must see a dead host within about a second
  * (docs/engines.md): UCX's own keepalive default is 20 s. The host learns
- * of a dead dpu side from its channel, and keeps UCX's default. The
- * environment still decides. */
+ * of a dead dpu side from its channel, and keeps UCX's default.
+ * Connections (docs/engines.md, "ucx"): the connection manager over tcp,
+ * where RDMA devices exist too, and it alone carries the wire-up (with
+ * CM_USE_ALL_DEVICES, the host would send wire-up messages of its own on
+ * other lanes, and UCX 1.13 aborts when one is purged for a dead peer).
+ * The environment still decides. */
 static ucp_config_t *ucx_config(enum hmaf_engine_role role)
 {
     ucp_config_t *config = NULL;
@@ -231,9 +269,11 @@ static ucp_config_t *ucx_config(enum hmaf_engine_role role)
     if (ucp_config_read(NULL, NULL, &config) != UCS_OK) {
         return NULL;
     }
-    if (role == HMAF_ROLE_DPU && getenv("UCX_KEEPALIVE_INTERVAL") == NULL) {
-        (void)ucp_config_modify(config, "KEEPALIVE_INTERVAL", "500ms");
+    if (role == HMAF_ROLE_DPU) {
+        ucx_config_default(config, "KEEPALIVE_INTERVAL", "500ms");
     }
+    ucx_config_default(config, "CM_USE_ALL_DEVICES", "n");
+    ucx_config_default(config, "SOCKADDR_TLS_PRIORITY", "tcp");
     return config;
 }
 
@@ -311,15 +351,252 @@ static int ucx_handler_open(struct ucx_ctx *c)
     return 0;
 }
 
-/* Host: the address peers connect to, and the fd the agent sleeps on. */
+/* ---- the host's connections ---- */
+
+static void ucx_on_conn_error(void *arg, ucp_ep_h ep, ucs_status_t status)
+{
+    struct ucx_conn *conn = arg;
+
+    (void)ep;
+    hmaf__log_info("ucx peer failed: %s", ucs_status_string(status));
+    atomic_store(&conn->failed, 1);
+    atomic_store(&conn->ctx->conn_failed, 1);
+}
+
+/* A dpu side connects: the host makes the endpoint its replies go on,
+ * in peer-failure mode, and keeps it until it fails or the ctx closes.
+ * (A request's reply_ep is this endpoint: UCX names the sender's.) */
+static void ucx_on_conn(ucp_conn_request_h req, void *arg)
+{
+    struct ucx_ctx *c = arg;
+    struct ucx_conn *conn = calloc(1, sizeof(*conn));
+    ucp_ep_params_t params = {
+        .field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST |
+                      UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                      UCP_EP_PARAM_FIELD_ERR_HANDLER,
+        .conn_request = req,
+        .err_mode = UCP_ERR_HANDLING_MODE_PEER,
+        .err_handler = {.cb = ucx_on_conn_error, .arg = conn},
+    };
+    ucs_status_t st;
+
+    if (conn == NULL) {
+        hmaf__log_warn("ucx connection refused: out of memory");
+        (void)ucp_listener_reject(c->listener, req);
+        return;
+    }
+    conn->ctx = c;
+    st = ucp_ep_create(c->worker, &params, &conn->ep);
+    if (st != UCS_OK) {
+        hmaf__log_warn("ucx connection: %s", ucs_status_string(st));
+        free(conn);
+        return;
+    }
+    pthread_mutex_lock(&c->lock);
+    conn->next = c->conns;
+    c->conns = conn;
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* Forced: the peer is gone, or the host is done with it. The request is
+ * let go: UCX completes it on its own. */
+static ucs_status_ptr_t conn_close(struct ucx_conn *conn)
+{
+    ucp_request_param_t param = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
+                                 .flags = UCP_EP_CLOSE_FLAG_FORCE};
+
+    return ucp_ep_close_nbx(conn->ep, &param);
+}
+
+/* Out of UCX's callbacks: every failed connection's endpoint closed. No
+ * UCX call is made under the lock (UCX's handlers take it). */
+static void conns_reap(struct ucx_ctx *c)
+{
+    struct ucx_conn *dead = NULL;
+    struct ucx_conn **pp;
+
+    if (!atomic_exchange(&c->conn_failed, 0)) {
+        return;
+    }
+    pthread_mutex_lock(&c->lock);
+    pp = &c->conns;
+    while (*pp != NULL) {
+        struct ucx_conn *conn = *pp;
+        if (atomic_load(&conn->failed)) {
+            *pp = conn->next;
+            conn->next = dead;
+            dead = conn;
+        } else {
+            pp = &conn->next;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    while (dead != NULL) {
+        struct ucx_conn *next = dead->next;
+        ucs_status_ptr_t req = conn_close(dead);
+        if (UCS_PTR_IS_PTR(req)) {
+            ucp_request_free(req);
+        }
+        free(dead);
+        dead = next;
+    }
+}
+
+/* ctx_close: every endpoint closed, each waited for a while. */
+static void conns_close_all(struct ucx_ctx *c)
+{
+    uint64_t deadline = hmaf__now_ns() + UCX_CLOSE_WAIT_NS;
+
+    while (c->conns != NULL) {
+        struct ucx_conn *conn = c->conns;
+        ucs_status_ptr_t req = conn_close(conn);
+        c->conns = conn->next;
+        while (UCS_PTR_IS_PTR(req) &&
+               ucp_request_check_status(req) == UCS_INPROGRESS &&
+               hmaf__now_ns() < deadline) {
+            ucp_worker_progress(c->worker);
+        }
+        if (UCS_PTR_IS_PTR(req)) {
+            ucp_request_free(req);
+        }
+        free(conn);
+    }
+}
+
+/* Whether UCX_NET_DEVICES lets UCX use interface name ("eth1", of
+ * entries such as "eth1" or "mlx5_0:1"; unset or "all": every one). */
+static int ucx_device_allowed(const char *name)
+{
+    const char *list = getenv("UCX_NET_DEVICES");
+    size_t n = strlen(name);
+
+    if (list == NULL || list[0] == '\0' || strcmp(list, "all") == 0) {
+        return 1;
+    }
+    for (const char *p = list; *p != '\0';) {
+        size_t len = strcspn(p, ",");
+        size_t dev = strcspn(p, ",:");
+        if (dev > len) {
+            dev = len;
+        }
+        if (dev == n && strncmp(p, name, n) == 0) {
+            return 1;
+        }
+        p += len + (p[len] == ',');
+    }
+    return 0;
+}
+
+/* Appends the IPv4 addresses of interfaces that are up, loopback ones or
+ * the others, as many as the blob has room for. */
+static void blob_add_addrs(struct ucx_ctx *c, const struct ifaddrs *ifa,
+                           int loopback, uint16_t *count)
+{
+    for (; ifa != NULL; ifa = ifa->ifa_next) {
+        const struct sockaddr_in *sin = (const void *)ifa->ifa_addr;
+        int lo = (ifa->ifa_flags & IFF_LOOPBACK) != 0;
+
+        if (sin == NULL || sin->sin_family != AF_INET ||
+            !(ifa->ifa_flags & IFF_UP) || lo != loopback ||
+            (!lo && !ucx_device_allowed(ifa->ifa_name)) ||
+            c->blob_len + 4 > sizeof(c->blob)) {
+            continue;
+        }
+        memcpy(c->blob + c->blob_len, &sin->sin_addr, 4);
+        c->blob_len += 4;
+        (*count)++;
+    }
+}
+
+/* The bootstrap blob: the listener's port and the host's addresses, the
+ * ones UCX_NET_DEVICES allows first, loopback last. */
+static int ucx_blob_make(struct ucx_ctx *c, uint16_t port)
+{
+    struct ucx_conn_blob h = {.magic = UCX_CONN_MAGIC, .port = port};
+    struct ifaddrs *ifs = NULL;
+
+    if (getifaddrs(&ifs) != 0) {
+        hmaf__log_error("ucx: getifaddrs failed");
+        return HMAF_ENOMEM;
+    }
+    c->blob_len = sizeof(h);
+    blob_add_addrs(c, ifs, 0, &h.count);
+    blob_add_addrs(c, ifs, 1, &h.count);
+    freeifaddrs(ifs);
+    if (h.count == 0) {
+        hmaf__log_error("ucx: no IPv4 address to listen on");
+        return HMAF_ENOTSUP;
+    }
+    memcpy(c->blob, &h, sizeof(h));
+    return 0;
+}
+
+/* HMAF_UCX_PORT pins the listener's port (a firewall's hole); unset or
+ * 0, the kernel picks one. Network order. */
+static int ucx_listen_port(uint16_t *port_out)
+{
+    const char *env = getenv("HMAF_UCX_PORT");
+    char *end = NULL;
+    unsigned long v;
+
+    *port_out = 0;
+    if (env == NULL || env[0] == '\0') {
+        return 0;
+    }
+    v = strtoul(env, &end, 10);
+    if (*end != '\0' || v > 65535) {
+        hmaf__log_error("HMAF_UCX_PORT=%s: not a port", env);
+        return HMAF_EINVAL;
+    }
+    *port_out = htons((uint16_t)v);
+    return 0;
+}
+
+/* The listener, on every local IPv4 address. */
+static int ucx_listen(struct ucx_ctx *c, uint16_t *port_out)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_ANY)};
+    ucp_listener_params_t params = {
+        .field_mask = UCP_LISTENER_PARAM_FIELD_SOCK_ADDR |
+                      UCP_LISTENER_PARAM_FIELD_CONN_HANDLER,
+        .sockaddr = {.addr = (const struct sockaddr *)&sa,
+                     .addrlen = sizeof(sa)},
+        .conn_handler = {.cb = ucx_on_conn, .arg = c},
+    };
+    ucp_listener_attr_t attr = {.field_mask = UCP_LISTENER_ATTR_FIELD_SOCKADDR};
+    int ret = ucx_listen_port(&sa.sin_port);
+    ucs_status_t st;
+
+    if (ret < 0) {
+        return ret;
+    }
+    st = ucp_listener_create(c->worker, &params, &c->listener);
+    if (st == UCS_OK) {
+        st = ucp_listener_query(c->listener, &attr);
+    }
+    if (st != UCS_OK) {
+        hmaf__log_error("ucx listener: %s", ucs_status_string(st));
+        return ucx_status_to_hmaf(st);
+    }
+    *port_out = ((const struct sockaddr_in *)&attr.sockaddr)->sin_port;
+    return 0;
+}
+
+/* Host: the listener peers connect to, and the fd the agent sleeps on. */
 static int ucx_host_open(struct ucx_ctx *c)
 {
-    ucs_status_t st =
-        ucp_worker_get_address(c->worker, &c->address, &c->address_len);
+    uint16_t port = 0;
+    int ret = ucx_listen(c, &port);
+    ucs_status_t st;
 
-    if (st == UCS_OK) {
-        st = ucp_worker_get_efd(c->worker, &c->efd);
+    if (ret == 0) {
+        ret = ucx_blob_make(c, port);
     }
+    if (ret < 0) {
+        return ret;
+    }
+    st = ucp_worker_get_efd(c->worker, &c->efd);
     if (st != UCS_OK) {
         hmaf__log_error("ucx host worker: %s", ucs_status_string(st));
         return ucx_status_to_hmaf(st);
@@ -331,10 +608,11 @@ static void ucx_ctx_close(struct hmaf_engine_ctx *ctx)
 {
     struct ucx_ctx *c = ucx_ctx_of(ctx);
 
-    if (c->address != NULL) {
-        ucp_worker_release_address(c->worker, c->address);
+    if (c->listener != NULL) {
+        ucp_listener_destroy(c->listener);
     }
     if (c->worker != NULL) {
+        conns_close_all(c);
         ucp_worker_destroy(c->worker);
     }
     if (c->context != NULL) {
@@ -384,8 +662,8 @@ static void ucx_limits(const struct hmaf_engine_ctx *ctx,
     limits_out->max_blob = UCX_MAX_BLOB;
 }
 
-/* The host's worker address; the dpu side sends nothing (UCX's wire-up
- * tells the host's worker what it needs when the endpoint connects). */
+/* Where the host's listener is; the dpu side sends nothing (the host
+ * learns of it when it connects). */
 static int ucx_local_blob(struct hmaf_engine_ctx *ctx, void *buf, size_t cap,
                           size_t *len_out)
 {
@@ -395,13 +673,13 @@ static int ucx_local_blob(struct hmaf_engine_ctx *ctx, void *buf, size_t cap,
         *len_out = 0;
         return 0;
     }
-    if (c->address_len > cap) {
-        hmaf__log_error("ucx worker address of %zu bytes, room for %zu",
-                        c->address_len, cap);
+    if (c->blob_len > cap) {
+        hmaf__log_error("ucx bootstrap blob of %zu bytes, room for %zu",
+                        c->blob_len, cap);
         return HMAF_ENOSPC;
     }
-    memcpy(buf, c->address, c->address_len);
-    *len_out = c->address_len;
+    memcpy(buf, c->blob, c->blob_len);
+    *len_out = c->blob_len;
     return 0;
 }
 
@@ -721,56 +999,15 @@ static void ucx_on_ep_error(void *arg, ucp_ep_h ep, ucs_status_t status)
     reqs_fail_ep(ucx_ctx_of(e->base.ctx), e);
 }
 
-/* Dpu: connect to the host's worker. The host opens nothing: the dpu
- * side's blob is empty, and its worker learns of us at wire-up (its
- * replies go to the endpoint each request names, UCP_AM_SEND_FLAG_REPLY). */
-static int ucx_ep_open(struct hmaf_engine_ep *ep, const void *peer_blob,
-                       size_t len)
+/* Forced: it needs no answer from the peer (which may be gone, stopped,
+ * or never there). */
+static void ucx_ep_end(ucp_worker_h worker, ucp_ep_h ep)
 {
-    struct ucx_ep *e = ucx_ep_of(ep);
-    struct ucx_ctx *c = ucx_ctx_of(ep->ctx);
-    /* A blob UCX parses by its own lengths: never past our copy. */
-    uint8_t address[UCX_MAX_BLOB + 64] = {0};
-    ucp_ep_params_t params = {
-        .field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
-                      UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
-                      UCP_EP_PARAM_FIELD_ERR_HANDLER,
-        .address = (const ucp_address_t *)address,
-        .err_mode = UCP_ERR_HANDLING_MODE_PEER,
-        .err_handler = {.cb = ucx_on_ep_error, .arg = e},
-    };
-    ucs_status_t st;
-
-    if (ep->ctx->role == HMAF_ROLE_HOST) {
-        return 0;
-    }
-    if (len == 0 || len > UCX_MAX_BLOB) {
-        return HMAF_EPROTO;
-    }
-    memcpy(address, peer_blob, len);
-    st = ucp_ep_create(c->worker, &params, &e->ep);
-    if (st != UCS_OK) {
-        hmaf__log_error("ucp_ep_create: %s", ucs_status_string(st));
-        return ucx_status_to_hmaf(st);
-    }
-    return 0;
-}
-
-/* Forced: it needs no answer from the peer (which may be gone or
- * stopped); the core has drained every transfer before. */
-static void ucx_ep_close(struct hmaf_engine_ep *ep)
-{
-    struct ucx_ep *e = ucx_ep_of(ep);
-    ucp_worker_h worker = ucx_ctx_of(ep->ctx)->worker;
     ucp_request_param_t param = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
                                  .flags = UCP_EP_CLOSE_FLAG_FORCE};
     uint64_t deadline = hmaf__now_ns() + UCX_CLOSE_WAIT_NS;
-    ucs_status_ptr_t req;
+    ucs_status_ptr_t req = ucp_ep_close_nbx(ep, &param);
 
-    if (e->ep == NULL) {
-        return;
-    }
-    req = ucp_ep_close_nbx(e->ep, &param);
     if (req == NULL || UCS_PTR_IS_ERR(req)) {
         return;
     }
@@ -779,6 +1016,116 @@ static void ucx_ep_close(struct hmaf_engine_ep *ep)
         ucp_worker_progress(worker);
     }
     ucp_request_free(req);
+}
+
+/* Waits until e's endpoint is connected (its flush completes once the
+ * host accepted it and the lanes are wired up) or has failed. */
+static ucs_status_t ucx_connected(struct ucx_ctx *c, struct ucx_ep *e)
+{
+    ucp_request_param_t param = {0};
+    uint64_t deadline = hmaf__now_ns() + UCX_CONNECT_WAIT_NS;
+    ucs_status_ptr_t req = ucp_ep_flush_nbx(e->ep, &param);
+    ucs_status_t st;
+
+    if (!UCS_PTR_IS_PTR(req)) {
+        st = UCS_PTR_STATUS(req);
+    } else {
+        while (ucp_request_check_status(req) == UCS_INPROGRESS &&
+               hmaf__now_ns() < deadline) {
+            ucp_worker_progress(c->worker);
+        }
+        st = ucp_request_check_status(req);
+        if (st == UCS_INPROGRESS) {
+            st = UCS_ERR_TIMED_OUT;
+        }
+        ucp_request_free(req);
+    }
+    if (st == UCS_OK && atomic_load(&e->failed)) {
+        st = UCS_ERR_UNREACHABLE;
+    }
+    return st;
+}
+
+/* One connection attempt to the host's listener at addr:port. */
+static ucs_status_t ucx_connect(struct ucx_ctx *c, struct ucx_ep *e,
+                                const uint8_t addr[4], uint16_t port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = port};
+    ucp_ep_params_t params = {
+        .field_mask = UCP_EP_PARAM_FIELD_SOCK_ADDR |
+                      UCP_EP_PARAM_FIELD_FLAGS |
+                      UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                      UCP_EP_PARAM_FIELD_ERR_HANDLER,
+        .sockaddr = {.addr = (const struct sockaddr *)&sa,
+                     .addrlen = sizeof(sa)},
+        .flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER,
+        .err_mode = UCP_ERR_HANDLING_MODE_PEER,
+        .err_handler = {.cb = ucx_on_ep_error, .arg = e},
+    };
+    char text[INET_ADDRSTRLEN] = "?";
+    ucs_status_t st;
+
+    memcpy(&sa.sin_addr, addr, 4);
+    atomic_store(&e->failed, 0);
+    st = ucp_ep_create(c->worker, &params, &e->ep);
+    if (st == UCS_OK) {
+        st = ucx_connected(c, e);
+        if (st != UCS_OK) {
+            ucx_ep_end(c->worker, e->ep);
+            e->ep = NULL;
+        }
+    }
+    if (st != UCS_OK) {
+        (void)inet_ntop(AF_INET, addr, text, sizeof(text));
+        hmaf__log_info("ucx connect to %s:%u: %s", text, ntohs(port),
+                       ucs_status_string(st));
+    }
+    return st;
+}
+
+/* Dpu: connect to the host's listener, at each of its addresses in turn
+ * until one takes it. The host opens nothing: the dpu side's blob is
+ * empty, and the host learns of it from its listener. */
+static int ucx_ep_open(struct hmaf_engine_ep *ep, const void *peer_blob,
+                       size_t len)
+{
+    struct ucx_ep *e = ucx_ep_of(ep);
+    struct ucx_ctx *c = ucx_ctx_of(ep->ctx);
+    struct ucx_conn_blob h;
+    const uint8_t *addrs = (const uint8_t *)peer_blob + sizeof(h);
+    ucs_status_t st = UCS_ERR_UNREACHABLE;
+
+    if (ep->ctx->role == HMAF_ROLE_HOST) {
+        return 0;
+    }
+    if (len < sizeof(h)) {
+        return HMAF_EPROTO;
+    }
+    memcpy(&h, peer_blob, sizeof(h));
+    if (h.magic != UCX_CONN_MAGIC || h.count == 0 || h.port == 0 ||
+        len != sizeof(h) + 4 * (size_t)h.count) {
+        return HMAF_EPROTO;
+    }
+    for (uint16_t i = 0; i < h.count; i++) {
+        st = ucx_connect(c, e, addrs + 4 * (size_t)i, h.port);
+        if (st == UCS_OK) {
+            return 0;
+        }
+    }
+    atomic_store(&e->failed, 0);
+    hmaf__log_error("ucx: no address of the host's took the connection");
+    return ucx_status_to_hmaf(st);
+}
+
+/* Forced: it needs no answer from the peer (which may be gone or
+ * stopped); the core has drained every transfer before. */
+static void ucx_ep_close(struct hmaf_engine_ep *ep)
+{
+    struct ucx_ep *e = ucx_ep_of(ep);
+
+    if (e->ep != NULL) {
+        ucx_ep_end(ucx_ctx_of(ep->ctx)->worker, e->ep);
+    }
 }
 
 /* ---- the host's registrations ---- */
@@ -1359,16 +1706,17 @@ static int ucx_atomic(struct hmaf_engine_ep *ep, struct hmaf_engine_atomic *ops,
 
 static int ucx_host_progress(struct hmaf_engine_ctx *ctx)
 {
-    ucp_worker_h worker = ucx_ctx_of(ctx)->worker;
+    struct ucx_ctx *c = ucx_ctx_of(ctx);
     int done = 0;
 
     for (int i = 0; i < UCX_HOST_PROGRESS_ROUNDS; i++) {
-        unsigned n = ucp_worker_progress(worker);
+        unsigned n = ucp_worker_progress(c->worker);
         if (n == 0) {
             break;
         }
         done += (int)n;
     }
+    conns_reap(c);
     return done;
 }
 

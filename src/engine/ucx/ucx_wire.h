@@ -68,4 +68,16 @@ struct ucx_reply_hdr {
     uint32_t pad;
 };
 
+/* The host's bootstrap blob: where its listener is. A header, then count
+ * IPv4 addresses (network order, 4 bytes each) that the dpu side tries in
+ * turn on port (network order): the host's own addresses, loopback last.
+ * The listener takes every local address (INADDR_ANY). */
+#define UCX_CONN_MAGIC 0x48434331u /* "HCC1" */
+struct ucx_conn_blob {
+    uint32_t magic;
+    uint16_t port;  /* network order */
+    uint16_t count; /* addresses that follow */
+};
+
+
 #endif
