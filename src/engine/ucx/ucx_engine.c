@@ -2,9 +2,18 @@
  * ucx: the engine's own request/reply protocol over UCX active messages,
  * across machines (docs/engines.md, "ucx"; the messages: ucx_wire.h).
  *
+ * Connections are client-server: the host's worker listens on every
+ * local IPv4 address, and the bootstrap blob is the listener's port and
+ * the host's addresses (ucx_wire.h), which the dpu side tries in turn.
+ * The host makes an endpoint of its own for each connection (ucx_on_conn)
+ * and keeps it until its peer fails (closed by host_progress) or the ctx
+ * closes. Unlike connecting to the host's worker address, this leaves the
+ * host no wire-up message of its own to send (UCX_CM_USE_ALL_DEVICES=n,
+ * ucx_config): UCX 1.13 aborts when it purges one for a dead peer.
+ *
  * Host: a ucp context (active messages and wake-up only: no RMA, no
  * atomics, so UCX serves no emulated get or put of its own) and a worker
- * whose address is the bootstrap blob. A registration is an entry in the
+ * with its listener. A registration is an entry in the
  * host's table: a random 64-bit key, the range and its access; its export
  * blob is those four words. The worker's request handler, run by
  * host_progress in the agent's loop, looks each request's key up, checks
@@ -17,7 +26,7 @@
  * Revocation is thus enforced here (HMAF_ENGINE_ENFORCED), and a late
  * write to a freed mailbox is refused, not made.
  *
- * Dpu: one endpoint to the host's address per session, in peer-failure
+ * Dpu: one endpoint to the host's listener per session, in peer-failure
  * mode. Each transfer or atomic is one request, tracked in the ctx's
  * request table by id until the host's reply; a write completes on that
  * reply, which the host sends after the bytes are in its memory. When the
@@ -591,6 +600,7 @@ static int ucx_host_open(struct ucx_ctx *c)
     ucs_status_t st;
 
     if (ret == 0) {
+        hmaf__log_debug("ucx listening on port %u", ntohs(port));
         ret = ucx_blob_make(c, port);
     }
     if (ret < 0) {
