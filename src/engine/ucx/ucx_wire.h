@@ -79,5 +79,4 @@ struct ucx_conn_blob {
     uint16_t count; /* addresses that follow */
 };
 
-
 #endif
