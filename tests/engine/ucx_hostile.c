@@ -36,6 +36,10 @@
 #define WATCHDOG 50
 /* More than the host's bounce room (UCX_BOUNCE_MAX) in one batch. */
 #define BIG_LEN (640ull << 20)
+/* Raw peers that never take their answers, and the 4 MiB reads each asks
+ * for: more than the host's bounce room between them. */
+#define STALLERS    3
+#define STALL_READS 100
 
 struct host_info {
     uint64_t rw, ro, gone; /* addresses: RW_LEN, PAGE, PAGE bytes */
@@ -443,6 +447,74 @@ static void read_big(struct dpu *d)
     free(x);
 }
 
+/* Peers that ask for reads and never take the answers: each holds no
+ * more of the host's bounce room than one keeping to the protocol may
+ * (UCX_READ_WINDOW), so between them they do not fill it, and another's
+ * reads are served. They stay open, unprogressed, until the end: their
+ * endpoints have no error handling, so the host is told nothing of them. */
+static struct raw stallers[STALLERS];
+
+static void stall_peers(struct dpu *d)
+{
+    struct raw *r = stallers;
+    struct ucx_req_hdr h = {.key = d->info.big_blob.key, .op = UCX_OP_READ};
+    ucp_request_param_t param = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
+                                 .flags = UCP_AM_SEND_FLAG_REPLY |
+                                          UCP_AM_SEND_FLAG_EAGER};
+    uint8_t *local = malloc(4u << 20);
+
+    CHECK(local != NULL);
+    for (int p = 0; p < STALLERS; p++) {
+        raw_open(&r[p], &d->info);
+        h.addr = d->info.big;
+        h.len = 8;
+        raw_send(&r[p], &h, sizeof(h), NULL, 0, UCP_AM_SEND_FLAG_REPLY);
+        while (r[p].replies == 0) { /* wired up: later sends go out at once */
+            ucp_worker_progress(r[p].worker);
+        }
+        h.len = 4u << 20;
+        for (uint64_t i = 0; i < STALL_READS; i++) {
+            h.id = i;
+            h.addr = d->info.big + i * h.len;
+            ucs_status_ptr_t sp = ucp_am_send_nbx(r[p].ep, UCX_AM_REQUEST, &h,
+                                                  sizeof(h), NULL, 0, &param);
+            CHECK(!UCS_PTR_IS_ERR(sp));
+            if (sp != NULL) {
+                ucp_request_free(sp); /* released when it ends */
+            }
+        }
+    }
+    for (uint64_t i = 0; i < STALL_READS; i++) {
+        CHECK_OK(move(d, HMAF_XFER_READ, d->big, local, d->info.big, 4u << 20));
+        CHECK_EQ(local[PAGE], 1);
+    }
+    free(local);
+}
+
+/* Once the host is gone: a forced close needs no answer. */
+static void stall_peers_close(void)
+{
+    ucp_request_param_t param = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
+                                 .flags = UCP_EP_CLOSE_FLAG_FORCE};
+
+    for (int p = 0; p < STALLERS; p++) {
+        struct raw *r = &stallers[p];
+        ucs_status_ptr_t sp = ucp_ep_close_nbx(r->ep, &param);
+        time_t deadline = time(NULL) + WAIT_S;
+
+        while (UCS_PTR_IS_PTR(sp) &&
+               ucp_request_check_status(sp) == UCS_INPROGRESS) {
+            ucp_worker_progress(r->worker);
+            CHECK(time(NULL) < deadline);
+        }
+        if (UCS_PTR_IS_PTR(sp)) {
+            ucp_request_free(sp);
+        }
+        ucp_worker_destroy(r->worker);
+        ucp_cleanup(r->context);
+    }
+}
+
 static void check_host(struct dpu *d)
 {
     uint8_t cmd = 'v', ok = 0, buf[RW_LEN];
@@ -484,9 +556,11 @@ int main(void)
     lie_through_engine(&d);
     lie_raw(&d);
     read_big(&d);
+    stall_peers(&d);
     check_host(&d);
     CHECK(kill(d.pid, SIGKILL) == 0);
     CHECK(waitpid(d.pid, &st, 0) == d.pid);
+    stall_peers_close();
     hmaf__engine_rmem_destroy(d.big);
     hmaf__engine_rmem_destroy(d.forged);
     hmaf__engine_rmem_destroy(d.gone);
