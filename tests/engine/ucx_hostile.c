@@ -2,11 +2,14 @@
  * The ucx engine's host against a lying dpu side (docs/engines.md, "ucx"):
  * requests outside a registration, with a forged key, to a read-only
  * registration, after a deregistration, and malformed ones sent with raw
- * ucp calls (short header, unknown op, huge length, a write whose data
- * does not match, a rendezvous, no reply endpoint). The host must refuse
- * each — HMAF_EFAULT, HMAF_EACCES, HMAF_ECONNRESET for a key it does not
- * know (as a destroyed doca export), an error reply or nothing for the
- * malformed — change no byte, and keep serving.
+ * ucp calls (short header, unknown op, huge or zero length, a write whose
+ * data does not match, a rendezvous, no reply endpoint, an atomic of a
+ * bad size, misaligned or of an unknown op). The host must refuse each —
+ * HMAF_EFAULT, HMAF_EACCES, HMAF_ECONNRESET for a key it does not know
+ * (as a destroyed doca export), an error reply or nothing for the
+ * malformed — change no byte, and keep serving; atomics on a
+ * registration's last words are served. Raw peers that ask for reads and
+ * never take the answers do not keep the host from serving another.
  *
  * A forked child plays the host through the engine's ops, as
  * engine_conformance does; the parent is the dpu side.
@@ -306,6 +309,22 @@ static void lie_through_engine(struct dpu *d)
     CHECK(same_as(buf, PAGE, 2));
     CHECK_OK(move(d, HMAF_XFER_READ, d->rw, buf, rw, RW_LEN));
     CHECK(same_as(buf, RW_LEN, 1));
+    /* The last words of a registration are inside it: each swapped with
+     * what it holds, so nothing changes. */
+    for (uint8_t size = 4; size <= 8; size += 4) {
+        struct hmaf_engine_atomic a = {.rmem = d->rw,
+                                       .remote_addr = rw + RW_LEN - size,
+                                       .op = HMAF_ATOMIC_SWAP,
+                                       .size = size,
+                                       .status = -1};
+        uint64_t word = 0;
+
+        memcpy(&word, buf + RW_LEN - size, size);
+        a.operand = word;
+        CHECK_OK(d->ops->atomic(d->ep, &a, 1));
+        CHECK_OK(a.status);
+        CHECK_EQ(a.old, word);
+    }
 }
 
 /* ---- raw ucp: what the engine never sends ---- */
@@ -407,17 +426,28 @@ static void lie_raw(struct dpu *d)
     h.len = sizeof(junk);
     raw_send(&r, &h, sizeof(h), junk, sizeof(junk),
              reply | UCP_AM_SEND_FLAG_RNDV); /* rendezvous */
+    h.len = 0;
+    raw_send(&r, &h, sizeof(h), NULL, 0, reply); /* empty write */
+    h.op = UCX_OP_READ;
+    raw_send(&r, &h, sizeof(h), NULL, 0, reply); /* empty read */
     h.op = UCX_OP_ATOMIC;
+    h.atomic_op = HMAF_ATOMIC_FADD;
     h.len = 2;
     raw_send(&r, &h, sizeof(h), NULL, 0, reply); /* bad size */
+    h.len = 8;
+    h.addr = d->info.rw + RW_LEN - 4;
+    raw_send(&r, &h, sizeof(h), NULL, 0, reply); /* misaligned */
+    h.addr = d->info.rw;
+    h.atomic_op = 200;
+    raw_send(&r, &h, sizeof(h), NULL, 0, reply); /* unknown atomic op */
     h.op = UCX_OP_READ;
     h.len = 8;
     raw_send(&r, &h, sizeof(h), NULL, 0, reply); /* good */
-    while (r.replies < 6) {
+    while (r.replies < 10) {
         ucp_worker_progress(r.worker);
         CHECK(time(NULL) < deadline);
     }
-    CHECK_EQ(r.proto, 5u);
+    CHECK_EQ(r.proto, 9u);
     ucp_ep_destroy(r.ep);
     ucp_worker_destroy(r.worker);
     ucp_cleanup(r.context);
