@@ -39,7 +39,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/random.h>
 
 #include <ucp/api/ucp.h>
@@ -1402,34 +1401,6 @@ static int ucx_post(struct hmaf_engine_ep *ep, struct hmaf_xfer_batch *batch)
  * thread's completions. A turn that found nothing yields too: on a shared
  * machine the host's agent may need this CPU to answer.
  */
-/* A turn that found nothing yields; once this thread's turns have found
- * nothing for UCX_IDLE_YIELD_NS, it sleeps UCX_IDLE_NAP_NS instead, as a
- * mailbox wait does (core/mailbox.c): a caller of real-time priority on
- * the cpu of the host's agent, which must serve every request, would
- * otherwise keep it from running (a yield lets no normal thread in), and
- * so would the caller's own agent on a busy machine. Turns further apart
- * than UCX_TURN_GAP_NS belong to different waits. */
-#define UCX_IDLE_YIELD_NS 100000ull
-#define UCX_IDLE_NAP_NS   20000
-#define UCX_TURN_GAP_NS   200000ull
-
-static _Thread_local uint64_t ucx_idle_since_ns, ucx_last_turn_ns;
-
-static void ucx_give_way(void)
-{
-    uint64_t now = hmaf__now_ns();
-
-    if (ucx_idle_since_ns == 0 || now - ucx_last_turn_ns > UCX_TURN_GAP_NS) {
-        ucx_idle_since_ns = now;
-    }
-    ucx_last_turn_ns = now;
-    if (now - ucx_idle_since_ns < UCX_IDLE_YIELD_NS) {
-        sched_yield();
-    } else {
-        nanosleep(&(struct timespec){0, UCX_IDLE_NAP_NS}, NULL);
-    }
-}
-
 static int ucx_progress_turn(struct ucx_ctx *c)
 {
     int expected = 0;
@@ -1440,9 +1411,7 @@ static int ucx_progress_turn(struct ucx_ctx *c)
         atomic_store(&c->progressing, 0);
     }
     if (n == 0) {
-        ucx_give_way();
-    } else {
-        ucx_idle_since_ns = 0;
+        sched_yield();
     }
     return n;
 }
