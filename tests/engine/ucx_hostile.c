@@ -2,11 +2,14 @@
  * The ucx engine's host against a lying dpu side (docs/engines.md, "ucx"):
  * requests outside a registration, with a forged key, to a read-only
  * registration, after a deregistration, and malformed ones sent with raw
- * ucp calls (short header, unknown op, huge length, a write whose data
- * does not match, a rendezvous, no reply endpoint). The host must refuse
- * each — HMAF_EFAULT, HMAF_EACCES, HMAF_ECONNRESET for a key it does not
- * know (as a destroyed doca export), an error reply or nothing for the
- * malformed — change no byte, and keep serving.
+ * ucp calls (short header, unknown op, huge or zero length, a write whose
+ * data does not match, a rendezvous, no reply endpoint, an atomic of a
+ * bad size, misaligned or of an unknown op). The host must refuse each —
+ * HMAF_EFAULT, HMAF_EACCES, HMAF_ECONNRESET for a key it does not know
+ * (as a destroyed doca export), an error reply or nothing for the
+ * malformed — change no byte, and keep serving; atomics on a
+ * registration's last words are served. Raw peers that ask for reads and
+ * never take the answers do not keep the host from serving another.
  *
  * A forked child plays the host through the engine's ops, as
  * engine_conformance does; the parent is the dpu side.
@@ -37,6 +40,10 @@
 #define WATCHDOG 50
 /* More than the host's bounce room (UCX_BOUNCE_MAX) in one batch. */
 #define BIG_LEN (640ull << 20)
+/* Raw peers that never take their answers, and the 4 MiB reads each asks
+ * for: more than the host's bounce room between them. */
+#define STALLERS    3
+#define STALL_READS 100
 
 struct host_info {
     uint64_t rw, ro, gone; /* addresses: RW_LEN, PAGE, PAGE bytes */
@@ -303,6 +310,22 @@ static void lie_through_engine(struct dpu *d)
     CHECK(same_as(buf, PAGE, 2));
     CHECK_OK(move(d, HMAF_XFER_READ, d->rw, buf, rw, RW_LEN));
     CHECK(same_as(buf, RW_LEN, 1));
+    /* The last words of a registration are inside it: each swapped with
+     * what it holds, so nothing changes. */
+    for (uint8_t size = 4; size <= 8; size += 4) {
+        struct hmaf_engine_atomic a = {.rmem = d->rw,
+                                       .remote_addr = rw + RW_LEN - size,
+                                       .op = HMAF_ATOMIC_SWAP,
+                                       .size = size,
+                                       .status = -1};
+        uint64_t word = 0;
+
+        memcpy(&word, buf + RW_LEN - size, size);
+        a.operand = word;
+        CHECK_OK(d->ops->atomic(d->ep, &a, 1));
+        CHECK_OK(a.status);
+        CHECK_EQ(a.old, word);
+    }
 }
 
 /* ---- raw ucp: what the engine never sends ---- */
@@ -422,17 +445,28 @@ static void lie_raw(struct dpu *d)
     h.len = sizeof(junk);
     raw_send(&r, &h, sizeof(h), junk, sizeof(junk),
              reply | UCP_AM_SEND_FLAG_RNDV); /* rendezvous */
+    h.len = 0;
+    raw_send(&r, &h, sizeof(h), NULL, 0, reply); /* empty write */
+    h.op = UCX_OP_READ;
+    raw_send(&r, &h, sizeof(h), NULL, 0, reply); /* empty read */
     h.op = UCX_OP_ATOMIC;
+    h.atomic_op = HMAF_ATOMIC_FADD;
     h.len = 2;
     raw_send(&r, &h, sizeof(h), NULL, 0, reply); /* bad size */
+    h.len = 8;
+    h.addr = d->info.rw + RW_LEN - 4;
+    raw_send(&r, &h, sizeof(h), NULL, 0, reply); /* misaligned */
+    h.addr = d->info.rw;
+    h.atomic_op = 200;
+    raw_send(&r, &h, sizeof(h), NULL, 0, reply); /* unknown atomic op */
     h.op = UCX_OP_READ;
     h.len = 8;
     raw_send(&r, &h, sizeof(h), NULL, 0, reply); /* good */
-    while (r.replies < 6) {
+    while (r.replies < 10) {
         ucp_worker_progress(r.worker);
         CHECK(time(NULL) < deadline);
     }
-    CHECK_EQ(r.proto, 5u);
+    CHECK_EQ(r.proto, 9u);
     ucp_ep_destroy(r.ep);
     ucp_worker_destroy(r.worker);
     ucp_cleanup(r.context);
@@ -460,6 +494,74 @@ static void read_big(struct dpu *d)
     }
     free(local);
     free(x);
+}
+
+/* Peers that ask for reads and never take the answers: each holds no
+ * more of the host's bounce room than one keeping to the protocol may
+ * (UCX_READ_WINDOW), so between them they do not fill it, and another's
+ * reads are served. They stay open, unprogressed, until the end: their
+ * endpoints have no error handling, so the host is told nothing of them. */
+static struct raw stallers[STALLERS];
+
+static void stall_peers(struct dpu *d)
+{
+    struct raw *r = stallers;
+    struct ucx_req_hdr h = {.key = d->info.big_blob.key, .op = UCX_OP_READ};
+    ucp_request_param_t param = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
+                                 .flags = UCP_AM_SEND_FLAG_REPLY |
+                                          UCP_AM_SEND_FLAG_EAGER};
+    uint8_t *local = malloc(4u << 20);
+
+    CHECK(local != NULL);
+    for (int p = 0; p < STALLERS; p++) {
+        raw_open(&r[p], &d->info);
+        h.addr = d->info.big;
+        h.len = 8;
+        raw_send(&r[p], &h, sizeof(h), NULL, 0, UCP_AM_SEND_FLAG_REPLY);
+        while (r[p].replies == 0) { /* wired up: later sends go out at once */
+            ucp_worker_progress(r[p].worker);
+        }
+        h.len = 4u << 20;
+        for (uint64_t i = 0; i < STALL_READS; i++) {
+            h.id = i;
+            h.addr = d->info.big + i * h.len;
+            ucs_status_ptr_t sp = ucp_am_send_nbx(r[p].ep, UCX_AM_REQUEST, &h,
+                                                  sizeof(h), NULL, 0, &param);
+            CHECK(!UCS_PTR_IS_ERR(sp));
+            if (sp != NULL) {
+                ucp_request_free(sp); /* released when it ends */
+            }
+        }
+    }
+    for (uint64_t i = 0; i < STALL_READS; i++) {
+        CHECK_OK(move(d, HMAF_XFER_READ, d->big, local, d->info.big, 4u << 20));
+        CHECK_EQ(local[PAGE], 1);
+    }
+    free(local);
+}
+
+/* Once the host is gone: a forced close needs no answer. */
+static void stall_peers_close(void)
+{
+    ucp_request_param_t param = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
+                                 .flags = UCP_EP_CLOSE_FLAG_FORCE};
+
+    for (int p = 0; p < STALLERS; p++) {
+        struct raw *r = &stallers[p];
+        ucs_status_ptr_t sp = ucp_ep_close_nbx(r->ep, &param);
+        time_t deadline = time(NULL) + WAIT_S;
+
+        while (UCS_PTR_IS_PTR(sp) &&
+               ucp_request_check_status(sp) == UCS_INPROGRESS) {
+            ucp_worker_progress(r->worker);
+            CHECK(time(NULL) < deadline);
+        }
+        if (UCS_PTR_IS_PTR(sp)) {
+            ucp_request_free(sp);
+        }
+        ucp_worker_destroy(r->worker);
+        ucp_cleanup(r->context);
+    }
 }
 
 static void check_host(struct dpu *d)
@@ -503,9 +605,11 @@ int main(void)
     lie_through_engine(&d);
     lie_raw(&d);
     read_big(&d);
+    stall_peers(&d);
     check_host(&d);
     CHECK(kill(d.pid, SIGKILL) == 0);
     CHECK(waitpid(d.pid, &st, 0) == d.pid);
+    stall_peers_close();
     hmaf__engine_rmem_destroy(d.big);
     hmaf__engine_rmem_destroy(d.forged);
     hmaf__engine_rmem_destroy(d.gone);

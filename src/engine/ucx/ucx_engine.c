@@ -80,6 +80,9 @@
  * peer. Past it a read is answered UCX_ST_NOMEM: a peer that asks and
  * never takes its answers holds no more of the host's memory than this. */
 #define UCX_BOUNCE_MAX (256ull << 20)
+/* Host: buckets of the table of peers with replies unsent (struct
+ * ucx_peer); a peer's bounce room is UCX_READ_WINDOW. */
+#define UCX_PEER_BUCKETS 64
 /* Dpu: bytes of reads one endpoint has asked for and not yet received.
  * A larger read waits in post for room: one session's large reads do not
  * fill the host's bounce room by themselves. Reads that meet a full one
@@ -102,6 +105,19 @@ struct ucx_conn {
     struct ucx_ctx *ctx;
     _Atomic int failed; /* the peer-failure handler ran */
     struct ucx_conn *next;
+};
+
+/* Host: a peer (the endpoint its requests name for the answer) while
+ * replies with bytes to it are unsent. Past UCX_READ_WINDOW of them, more
+ * than a peer keeping to the protocol asks for, its reads are answered
+ * "no room": one that asks and never takes its answers (never progresses,
+ * or died on an endpoint without error handling, which UCX never fails)
+ * holds no more of the shared bounce room than that, and the others' reads
+ * are served. */
+struct ucx_peer {
+    ucp_ep_h ep;
+    uint64_t bounce;
+    struct ucx_peer *next; /* in its bucket */
 };
 
 /* Host: a registration, in its ctx's table while it lives. */
@@ -148,6 +164,11 @@ struct ucx_ctx {
     struct ucx_mem **bucket;
     size_t nbuckets, nregs;
     _Atomic uint64_t bounce; /* UCX_BOUNCE_MAX's count */
+    /* Host: peers with bounce room held, hashed by endpoint; their own
+     * lock, taken with no other. */
+    pthread_mutex_t peers_lock;
+    int peers_lock_ready;
+    struct ucx_peer *peer[UCX_PEER_BUCKETS];
     /* Dpu: requests in flight, by id's low half. */
     struct ucx_slot *slot;
     uint32_t *free_slots;
@@ -170,7 +191,8 @@ struct ucx_rmem {
  * done with it (the header too: UCX 1.13 reads it until then). */
 struct ucx_reply {
     struct ucx_ctx *ctx;
-    uint64_t bounce; /* counted in ctx->bounce */
+    struct ucx_peer *peer; /* whose bounce room holds it; NULL: none */
+    uint64_t bounce;       /* counted in ctx->bounce and peer's */
     size_t data_len;
     struct ucx_reply_hdr hdr;
     uint8_t data[];
@@ -634,6 +656,9 @@ static void ucx_ctx_close(struct hmaf_engine_ctx *ctx)
     if (c->lock_ready) {
         pthread_mutex_destroy(&c->lock);
     }
+    if (c->peers_lock_ready) {
+        pthread_mutex_destroy(&c->peers_lock); /* every reply has ended */
+    }
 }
 
 static int ucx_ctx_open(struct hmaf_engine_ctx *ctx)
@@ -646,6 +671,11 @@ static int ucx_ctx_open(struct hmaf_engine_ctx *ctx)
         return HMAF_ENOMEM;
     }
     c->lock_ready = 1;
+    if (pthread_mutex_init(&c->peers_lock, NULL) != 0) {
+        ucx_ctx_close(ctx);
+        return HMAF_ENOMEM;
+    }
+    c->peers_lock_ready = 1;
     ret = ucx_context_open(c);
     if (ret == 0) {
         ret = ucx_worker_open(c);
@@ -1330,32 +1360,134 @@ static int ucx_rmem_import(struct hmaf_engine_rmem *rmem, const void *blob,
 
 /* ---- the host's share: serving requests ---- */
 
-/* A reply with room for data_len bytes; NULL when there is no memory for
- * it, or no bounce room for its data. */
-static struct ucx_reply *reply_new(struct ucx_ctx *c, uint64_t id,
+/* Endpoints are UCX's objects: their address bits spread them. */
+static struct ucx_peer **peer_bucket(struct ucx_ctx *c, ucp_ep_h ep)
+{
+    return &c->peer[((uintptr_t)ep >> 6) % UCX_PEER_BUCKETS];
+}
+
+/* Under peers_lock: ep's entry, made when make is set (NULL: none, or no
+ * memory for it). */
+static struct ucx_peer *peer_find(struct ucx_ctx *c, ucp_ep_h ep, int make)
+{
+    struct ucx_peer **head = peer_bucket(c, ep);
+    struct ucx_peer *p = *head;
+
+    while (p != NULL && p->ep != ep) {
+        p = p->next;
+    }
+    if (p == NULL && make) {
+        p = calloc(1, sizeof(*p));
+        if (p != NULL) {
+            p->ep = ep;
+            p->next = *head;
+            *head = p;
+        }
+    }
+    return p;
+}
+
+/* Under peers_lock: p leaves the table once it holds nothing. Its
+ * endpoint is not released before its replies' sends have ended, so no
+ * other endpoint can have its address while p is listed. */
+static void peer_put(struct ucx_ctx *c, struct ucx_peer *p, uint64_t len)
+{
+    struct ucx_peer **at = peer_bucket(c, p->ep);
+
+    p->bounce -= len;
+    if (p->bounce > 0) {
+        return;
+    }
+    while (*at != p) {
+        at = &(*at)->next;
+    }
+    *at = p->next;
+    free(p);
+}
+
+/* len bytes of bounce room for a reply to ep: within the peer's share and
+ * the host's whole. The peer, or NULL when there is none. */
+static struct ucx_peer *bounce_take(struct ucx_ctx *c, ucp_ep_h ep,
+                                    uint64_t len)
+{
+    struct ucx_peer *p;
+    int room = 0;
+
+    pthread_mutex_lock(&c->peers_lock);
+    p = peer_find(c, ep, 1);
+    if (p != NULL && p->bounce + len <= UCX_READ_WINDOW) {
+        room = atomic_fetch_add(&c->bounce, len) + len <= UCX_BOUNCE_MAX;
+        if (!room) {
+            atomic_fetch_sub(&c->bounce, len);
+        }
+    }
+    if (room) {
+        p->bounce += len;
+    } else if (p != NULL) {
+        peer_put(c, p, 0); /* unlisted if it held nothing */
+        p = NULL;
+    }
+    pthread_mutex_unlock(&c->peers_lock);
+    return p;
+}
+
+static void bounce_give(struct ucx_ctx *c, struct ucx_peer *p, uint64_t len)
+{
+    atomic_fetch_sub(&c->bounce, len);
+    pthread_mutex_lock(&c->peers_lock);
+    peer_put(c, p, len);
+    pthread_mutex_unlock(&c->peers_lock);
+}
+
+/* A reply to ep with room for data_len bytes; NULL when there is no
+ * memory for it, or no bounce room for its data. */
+static struct ucx_reply *reply_new(struct ucx_ctx *c, ucp_ep_h ep, uint64_t id,
                                    size_t data_len)
 {
+    struct ucx_peer *p = NULL;
     struct ucx_reply *rep;
 
-    if (data_len > 0 &&
-        atomic_fetch_add(&c->bounce, data_len) + data_len > UCX_BOUNCE_MAX) {
-        atomic_fetch_sub(&c->bounce, data_len);
+    if (data_len > 0 && (p = bounce_take(c, ep, data_len)) == NULL) {
         return NULL;
     }
     rep = malloc(sizeof(*rep) + data_len);
     if (rep == NULL) {
-        atomic_fetch_sub(&c->bounce, data_len);
+        if (p != NULL) {
+            bounce_give(c, p, data_len);
+        }
         return NULL;
     }
-    *rep = (struct ucx_reply){
-        .ctx = c, .bounce = data_len, .data_len = data_len, .hdr = {.id = id}};
+    *rep = (struct ucx_reply){.ctx = c,
+                              .peer = p,
+                              .bounce = data_len,
+                              .data_len = data_len,
+                              .hdr = {.id = id}};
     return rep;
 }
 
 static void reply_free(struct ucx_reply *rep)
 {
-    atomic_fetch_sub(&rep->ctx->bounce, rep->bounce);
+    if (rep->peer != NULL) {
+        bounce_give(rep->ctx, rep->peer, rep->bounce);
+    }
     free(rep);
+}
+
+/* A refused read's reply carries no bytes: its bounce room and memory are
+ * given back at once, so a read with a forged key or range holds neither
+ * while its answer waits to be taken. */
+static struct ucx_reply *reply_shrink(struct ucx_reply *rep)
+{
+    struct ucx_reply *small;
+
+    if (rep->peer != NULL) {
+        bounce_give(rep->ctx, rep->peer, rep->bounce);
+    }
+    rep->peer = NULL;
+    rep->bounce = 0;
+    rep->data_len = 0;
+    small = realloc(rep, sizeof(*rep));
+    return small != NULL ? small : rep;
 }
 
 static void ucx_on_replied(void *request, ucs_status_t st, void *arg)
@@ -1406,13 +1538,13 @@ static uint32_t regs_check(struct ucx_ctx *c, const struct ucx_req_hdr *h,
 
 /* The bytes are copied out under the lock, into the reply: they are sent
  * after it is dropped, from memory no revocation concerns. */
-static struct ucx_reply *serve_read(struct ucx_ctx *c,
+static struct ucx_reply *serve_read(struct ucx_ctx *c, ucp_ep_h ep,
                                     const struct ucx_req_hdr *h)
 {
-    struct ucx_reply *rep = reply_new(c, h->id, h->len);
+    struct ucx_reply *rep = reply_new(c, ep, h->id, h->len);
 
     if (rep == NULL) {
-        rep = reply_new(c, h->id, 0);
+        rep = reply_new(c, ep, h->id, 0);
         if (rep != NULL) {
             rep->hdr.status = UCX_ST_NOMEM;
         }
@@ -1425,17 +1557,18 @@ static struct ucx_reply *serve_read(struct ucx_ctx *c,
     }
     pthread_mutex_unlock(&c->lock);
     if (rep->hdr.status != UCX_ST_OK) {
-        rep->data_len = 0;
+        rep = reply_shrink(rep);
     }
     return rep;
 }
 
 /* The reply is made first: a write the host could not answer is not
  * made either. */
-static struct ucx_reply *
-serve_write(struct ucx_ctx *c, const struct ucx_req_hdr *h, const void *data)
+static struct ucx_reply *serve_write(struct ucx_ctx *c, ucp_ep_h ep,
+                                     const struct ucx_req_hdr *h,
+                                     const void *data)
 {
-    struct ucx_reply *rep = reply_new(c, h->id, 0);
+    struct ucx_reply *rep = reply_new(c, ep, h->id, 0);
 
     if (rep == NULL) {
         return NULL;
@@ -1481,10 +1614,10 @@ static int ucx_atomic_valid(uint8_t op, uint64_t size, uint64_t addr)
            (size == 4 || size == 8) && addr % size == 0;
 }
 
-static struct ucx_reply *serve_atomic(struct ucx_ctx *c,
+static struct ucx_reply *serve_atomic(struct ucx_ctx *c, ucp_ep_h ep,
                                       const struct ucx_req_hdr *h)
 {
-    struct ucx_reply *rep = reply_new(c, h->id, 0);
+    struct ucx_reply *rep = reply_new(c, ep, h->id, 0);
     void *p = (void *)(uintptr_t)h->addr;
 
     if (rep == NULL) {
@@ -1518,8 +1651,9 @@ static int request_well_formed(const struct ucx_req_hdr *h, size_t len)
     }
 }
 
-static struct ucx_reply *serve(struct ucx_ctx *c, const struct ucx_req_hdr *h,
-                               const void *data, size_t len, uint64_t recv_attr)
+static struct ucx_reply *serve(struct ucx_ctx *c, ucp_ep_h ep,
+                               const struct ucx_req_hdr *h, const void *data,
+                               size_t len, uint64_t recv_attr)
 {
     struct ucx_reply *rep;
 
@@ -1527,7 +1661,7 @@ static struct ucx_reply *serve(struct ucx_ctx *c, const struct ucx_req_hdr *h,
      * requests are eager, and its bytes would arrive after the check. */
     if ((recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) ||
         !request_well_formed(h, len)) {
-        rep = reply_new(c, h->id, 0);
+        rep = reply_new(c, ep, h->id, 0);
         if (rep != NULL) {
             rep->hdr.status = UCX_ST_PROTO;
         }
@@ -1535,11 +1669,11 @@ static struct ucx_reply *serve(struct ucx_ctx *c, const struct ucx_req_hdr *h,
     }
     switch (h->op) {
     case UCX_OP_READ:
-        return serve_read(c, h);
+        return serve_read(c, ep, h);
     case UCX_OP_WRITE:
-        return serve_write(c, h, data);
+        return serve_write(c, ep, h, data);
     default:
-        return serve_atomic(c, h);
+        return serve_atomic(c, ep, h);
     }
 }
 
@@ -1563,7 +1697,7 @@ static ucs_status_t ucx_on_request(void *arg, const void *header,
         return UCS_OK;
     }
     memcpy(&h, header, sizeof(h));
-    rep = serve(c, &h, data, len, param->recv_attr);
+    rep = serve(c, param->reply_ep, &h, data, len, param->recv_attr);
     if (rep != NULL) {
         reply_send(param->reply_ep, rep);
     } else {
