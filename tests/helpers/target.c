@@ -238,6 +238,37 @@ void target_kill(struct target *t)
     target_cleanup(t);
 }
 
+struct dpu_child dpu_child_fork(void (*fn)(void *), void *arg)
+{
+    struct dpu_child c;
+    int go[2];
+    char byte;
+
+    CHECK(pipe(go) == 0);
+    c.pid = fork();
+    CHECK(c.pid >= 0);
+    if (c.pid == 0) {
+        close(go[1]);
+        if (read(go[0], &byte, 1) != 1) {
+            _exit(1); /* the test ended without starting it */
+        }
+        close(go[0]);
+        fn(arg);
+        _exit(0);
+    }
+    close(go[0]);
+    c.go = go[1];
+    return c;
+}
+
+void dpu_child_start(struct dpu_child *c)
+{
+    CHECK(c->go >= 0);
+    CHECK(write(c->go, "g", 1) == 1);
+    close(c->go);
+    c->go = -1;
+}
+
 uint64_t target_threads_ms(int n, void *(*fn)(void *), void *arg)
 {
     pthread_t th[64];

@@ -53,6 +53,18 @@ uint64_t target_threads_ms(int n, void *(*fn)(void *), void *arg);
  * a thread running on another CPU has stopped). */
 void target_pause(struct target *t);
 
+/* A dpu process forked now and started later. A process with a ucx
+ * session open cannot fork a child that opens one (docs/engines.md,
+ * "ucx"), so a test that needs a dpu process beside its own sessions forks
+ * it before it connects them. The child waits for dpu_child_start, runs
+ * fn(arg) and exits 0; it exits 1 if the test dies first. */
+struct dpu_child {
+    pid_t pid;
+    int go; /* parent -> child; -1 once started */
+};
+struct dpu_child dpu_child_fork(void (*fn)(void *), void *arg);
+void dpu_child_start(struct dpu_child *c);
+
 /* Session parameters for this target, with the right token. */
 void target_session_params(const struct target *t, hmaf_session_params_t *p);
 /* Connect a session, or skip the test (77) when ptrace access is denied. */

@@ -550,23 +550,25 @@ static void test_idle_give_back(struct target *t, hmaf_session_t *s,
 
 /* A dpu process with blocks out and its cache full is SIGKILLed: the
  * blocks it handed out stay, with their data; its cache is lost, within
- * the bound. */
-static void test_dead_session(struct target *t)
+ * the bound. Forked before test_main connects (dpu_child_fork). */
+static void dead_session_main(void *arg)
+{
+    hmaf_session_t *s = target_connect(arg);
+
+    sh->n = 500;
+    for (uint32_t i = 0; i < sh->n; i++) {
+        CHECK_ERR(hmaf_session_alloc(s, 16 + i % 3000, &sh->addr[i]), 0);
+        write_stamp(s, sh->addr[i]);
+    }
+    raise(SIGKILL);
+}
+
+static void test_dead_session(struct target *t, struct dpu_child *child)
 {
     hmaf_heap_stats_t before = host_stats(t), after;
-    pid_t pid = fork();
 
-    if (pid == 0) {
-        hmaf_session_t *s = target_connect(t);
-        sh->n = 500;
-        for (uint32_t i = 0; i < sh->n; i++) {
-            CHECK_ERR(hmaf_session_alloc(s, 16 + i % 3000, &sh->addr[i]), 0);
-            write_stamp(s, sh->addr[i]);
-        }
-        raise(SIGKILL);
-    }
-    CHECK(pid > 0);
-    CHECK_EQ(waitpid(pid, NULL, 0), pid);
+    dpu_child_start(child);
+    CHECK_EQ(waitpid(child->pid, NULL, 0), child->pid);
     for (int i = 0; i < 1000 && target_command(t, 's') != 1; i++) {
         usleep(10000);
     }
@@ -944,9 +946,11 @@ static void test_main(void)
     struct target t;
     struct target_options opts = {.setup = setup, .command = command};
     hmaf_heap_stats_t start, end;
+    struct dpu_child dead;
     hmaf_session_t *s;
 
     target_start(&t, &opts);
+    dead = dpu_child_fork(dead_session_main, &t);
     s = target_connect(&t);
     start = host_stats(&t);
     CHECK_EQ(start.bytes_total, HEAP_LEN);
@@ -965,7 +969,7 @@ static void test_main(void)
     CHECK_EQ(end.blocks_in_use, start.blocks_in_use);
     CHECK_EQ(end.bytes_reserved, 0);
     test_idle_give_back(&t, s, &start);
-    test_dead_session(&t);
+    test_dead_session(&t, &dead);
     hmaf_session_destroy(s);
     CHECK_EQ(target_command(&t, 'k'), 1);
     CHECK_EQ(target_stop(&t), 0);

@@ -40,6 +40,7 @@ struct shared {
     int fds;
     _Atomic int stop_writer;
     uint64_t writes;
+    _Atomic int kill_connected; /* test_kill's dpu processes that got in */
 };
 
 struct host {
@@ -702,32 +703,42 @@ static void *busy_main(void *arg)
     return NULL;
 }
 
+/* One of test_kill's dpu processes, forked before the test connects
+ * (dpu_child_fork). */
+static void killed_main(void *arg)
+{
+    struct worker w[4];
+    pthread_t th[4];
+    hmaf_session_t *ks = target_connect(arg);
+
+    atomic_fetch_add(&sh->kill_connected, 1);
+    for (int i = 0; i < 4; i++) {
+        w[i] = (struct worker){.s = ks, .id = i};
+        pthread_create(&th[i], NULL, busy_main, &w[i]);
+    }
+    pause();
+}
+
 static void test_kill(void)
 {
     struct target t;
+    struct dpu_child child[KILLS];
     hmaf_session_t *s;
     hmaf_heap_stats_t start, end;
     int fds;
 
     start_host(&t);
+    for (int round = 0; round < KILLS; round++) {
+        child[round] = dpu_child_fork(killed_main, &t);
+    }
     s = target_connect(&t);
     find_roots(s);
     start = host_stats(&t);
     CHECK_EQ(target_command(&t, 'F'), 1);
     fds = sh->fds;
     for (int round = 0; round < KILLS; round++) {
-        pid_t pid = fork();
-        if (pid == 0) {
-            struct worker w[4];
-            pthread_t th[4];
-            hmaf_session_t *ks = target_connect(&t);
-            for (int i = 0; i < 4; i++) {
-                w[i] = (struct worker){.s = ks, .id = i};
-                pthread_create(&th[i], NULL, busy_main, &w[i]);
-            }
-            pause();
-        }
-        CHECK(pid > 0);
+        pid_t pid = child[round].pid;
+        dpu_child_start(&child[round]);
         usleep(20000 + 15000 * (useconds_t)round);
         CHECK_EQ(kill(pid, SIGKILL), 0);
         CHECK_EQ(waitpid(pid, NULL, 0), pid);
@@ -743,7 +754,9 @@ static void test_kill(void)
     CHECK_EQ(target_command(&t, 'F'), 1);
     CHECK_EQ(sh->fds, fds);
     end = host_stats(&t);
-    printf("kill: in use %llu -> %llu, lost %llu -> %llu\n",
+    printf("kill: %d of %d connected before their kill; "
+           "in use %llu -> %llu, lost %llu -> %llu\n",
+           atomic_load(&sh->kill_connected), KILLS,
            (unsigned long long)start.bytes_in_use,
            (unsigned long long)end.bytes_in_use,
            (unsigned long long)start.bytes_lost,

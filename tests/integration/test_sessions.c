@@ -31,31 +31,44 @@ static void check_read(hmaf_session_t *s, uint64_t addr, uint64_t off)
     }
 }
 
-/* A dpu process that connects, reads, and is then killed mid-session. */
-static void session_that_dies(struct target *t)
-{
+/* A dpu process that connects, reads, and is then killed mid-session.
+ * Forked before this process connects (dpu_child_fork). */
+struct dying {
+    struct target *t;
     int ready[2];
-    char c;
-    pid_t pid;
+    struct dpu_child child;
+};
 
-    CHECK(pipe(ready) == 0);
-    pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        hmaf_session_t *s = target_connect(t);
-        uint64_t addr;
-        CHECK_OK(hmaf_session_lookup(s, "buf", &addr, NULL));
-        check_read(s, addr, 777);
-        CHECK(write(ready[1], "r", 1) == 1);
-        pause(); /* until killed */
-        _exit(0);
-    }
-    CHECK(read(ready[0], &c, 1) == 1);
+static void dying_main(void *arg)
+{
+    struct dying *d = arg;
+    hmaf_session_t *s = target_connect(d->t);
+    uint64_t addr;
+
+    CHECK_OK(hmaf_session_lookup(s, "buf", &addr, NULL));
+    check_read(s, addr, 777);
+    CHECK(write(d->ready[1], "r", 1) == 1);
+    pause(); /* until killed */
+}
+
+static void dying_fork(struct dying *d, struct target *t)
+{
+    d->t = t;
+    CHECK(pipe(d->ready) == 0);
+    d->child = dpu_child_fork(dying_main, d);
+    close(d->ready[1]); /* a child that fails closes the last writer */
+}
+
+static void session_that_dies(struct target *t, struct dying *d)
+{
+    char c;
+
+    dpu_child_start(&d->child);
+    CHECK(read(d->ready[0], &c, 1) == 1);
     await_live_sessions(t, 3);
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    close(ready[0]);
-    close(ready[1]);
+    kill(d->child.pid, SIGKILL);
+    waitpid(d->child.pid, NULL, 0);
+    close(d->ready[0]);
     await_live_sessions(t, 2);
 }
 
@@ -65,8 +78,10 @@ int main(void)
     hmaf_session_t *a, *b;
     uint64_t addr;
     uint8_t v[64];
+    struct dying dying;
 
     target_start_standard(&t);
+    dying_fork(&dying, &t);
     a = target_connect(&t);
     b = target_connect(&t);
     await_live_sessions(&t, 2);
@@ -81,7 +96,7 @@ int main(void)
     for (size_t i = 0; i < sizeof(v); i++) {
         CHECK_EQ(v[i], target_pattern(5000 + i, 2));
     }
-    session_that_dies(&t);
+    session_that_dies(&t, &dying);
     check_read(a, addr, 4096);
     hmaf_session_destroy(b);
     await_live_sessions(&t, 1);

@@ -152,31 +152,35 @@ static void pinger_finish(struct pinger *pg, struct target *t, int live,
     CHECK_OK(atomic_load(&pg->failed));
 }
 
-/* A dpu process that holds every range, says so on *ready_fd_out, and
- * waits to die. */
-static pid_t fork_holder(const struct target *t, int *ready_fd_out)
-{
+/* A dpu process that holds every range, says 'R' on ready, and waits to
+ * die. Forked before this process connects (dpu_child_fork). */
+struct holder_child {
+    const struct target *t;
     int ready[2];
-    pid_t pid;
-    char c = 0;
+    struct dpu_child child;
+};
 
-    CHECK(pipe(ready) == 0);
-    fflush(NULL);
-    pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        close(ready[0]);
-        hold_every_range(connect_holder(t));
-        c = 'R';
-        CHECK(write(ready[1], &c, 1) == 1);
-        for (;;) {
-            pause();
-        }
+static void holder_main(void *arg)
+{
+    struct holder_child *h = arg;
+    char c = 'R';
+
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    close(h->ready[0]);
+    hold_every_range(connect_holder(h->t));
+    CHECK(write(h->ready[1], &c, 1) == 1);
+    for (;;) {
+        pause();
     }
-    close(ready[1]);
-    *ready_fd_out = ready[0];
-    return pid;
+}
+
+static void holder_fork(struct holder_child *h, const struct target *t)
+{
+    h->t = t;
+    CHECK(pipe(h->ready) == 0);
+    fflush(NULL);
+    h->child = dpu_child_fork(holder_main, h);
+    close(h->ready[1]);
 }
 
 int main(void)
@@ -185,10 +189,9 @@ int main(void)
     struct pinger pg = {0};
     hmaf_session_params_t p;
     struct target t;
+    struct holder_child dpu;
     hmaf_session_t *holder;
     uint64_t base, len, t0;
-    int ready;
-    pid_t dpu;
     char c = 0;
 
     if (getenv("HMAF_TEST_HOLDS") != NULL) {
@@ -197,6 +200,7 @@ int main(void)
     }
     t0 = hmaf__now_ns();
     target_start(&t, &opts);
+    holder_fork(&dpu, &t);
     target_session_params(&t, &p);
     p.rpc_timeout_ms = PING_TIMEOUT_MS;
     pg.s = target_connect_params(&p);
@@ -204,11 +208,11 @@ int main(void)
     pg.addr = base;
 
     /* The forked holder registers while this process does too. */
-    dpu = fork_holder(&t, &ready);
+    dpu_child_start(&dpu.child);
     holder = connect_holder(&t);
     hold_every_range(holder);
-    CHECK(read(ready, &c, 1) == 1 && c == 'R');
-    close(ready);
+    CHECK(read(dpu.ready[0], &c, 1) == 1 && c == 'R');
+    close(dpu.ready[0]);
     printf("%zu ranges held twice after %.1f s\n", holds,
            (double)(hmaf__now_ns() - t0) / 1e9);
 
@@ -217,8 +221,8 @@ int main(void)
     pinger_finish(&pg, &t, 2, "session destroy");
 
     pinger_start(&pg);
-    kill(dpu, SIGKILL);
-    CHECK(waitpid(dpu, NULL, 0) == dpu);
+    kill(dpu.child.pid, SIGKILL);
+    CHECK(waitpid(dpu.child.pid, NULL, 0) == dpu.child.pid);
     pinger_finish(&pg, &t, 1, "dpu process killed");
 
     hmaf_session_destroy(pg.s);

@@ -192,42 +192,56 @@ static void register_flood(struct raw *raw, uint64_t addr)
     CHECK_ERR(raw_deregister(raw, r.epoch, ids, 1), HMAF_ENOENT);
 }
 
-/* A forked dpu process holding every range (more than the agent gives
- * back in one turn) and flooding bogus ids, killed delay_us into the
- * flood: its holds go to the orphans while the next session registers
- * the same ranges. */
-static void killed_liar(unsigned delay_us)
-{
+/* A dpu process holding every range (more than the agent gives back in
+ * one turn) and flooding bogus ids, killed delay_us into the flood: its
+ * holds go to the orphans while the next session registers the same
+ * ranges. One a round, each forked before this process connects
+ * (dpu_child_fork). */
+struct liar_child {
+    unsigned delay_us;
     int ready[2];
-    pid_t pid;
+    struct dpu_child child;
+};
+
+static void liar_main(void *arg)
+{
+    struct liar_child *l = arg;
+    hmaf_session_params_t p;
+    hmaf_session_t *s;
+    struct raw raw;
+    uint8_t tmp[8];
+    size_t len;
+
+    target_session_params(&target, &p);
+    p.cache_max_regions = 2 * exposures;
+    s = target_connect_params(&p);
+    CHECK_OK(hmaf_session_lookup(s, "many", &base, &len));
+    raw_init(&raw, target.pid, s);
+    for (unsigned i = 0; i < exposures; i++) {
+        (void)hmaf_session_read(s, tmp, base + i * PIECE, sizeof(tmp));
+    }
+    CHECK_EQ(write(l->ready[1], "r", 1), 1);
+    bogus_flood(&raw, raw_register(&raw, base).epoch, BOGUS_IDS, l->delay_us);
+}
+
+static void liar_fork(struct liar_child *l, unsigned delay_us)
+{
+    l->delay_us = delay_us;
+    CHECK_EQ(pipe(l->ready), 0);
+    l->child = dpu_child_fork(liar_main, l);
+    close(l->ready[1]);
+}
+
+static void killed_liar(struct liar_child *l)
+{
     char c;
 
-    CHECK_EQ(pipe(ready), 0);
-    pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        hmaf_session_params_t p;
-        hmaf_session_t *s;
-        struct raw raw;
-        uint8_t tmp[8];
-
-        target_session_params(&target, &p);
-        p.cache_max_regions = 2 * exposures;
-        s = target_connect_params(&p);
-        raw_init(&raw, target.pid, s);
-        for (unsigned i = 0; i < exposures; i++) {
-            (void)hmaf_session_read(s, tmp, base + i * PIECE, sizeof(tmp));
-        }
-        CHECK_EQ(write(ready[1], "r", 1), 1);
-        bogus_flood(&raw, raw_register(&raw, base).epoch, BOGUS_IDS, delay_us);
-        _exit(0);
-    }
-    close(ready[1]);
-    CHECK_EQ(read(ready[0], &c, 1), 1);
-    close(ready[0]);
-    usleep(delay_us);
-    kill(pid, SIGKILL);
-    CHECK_EQ(waitpid(pid, NULL, 0), pid);
+    dpu_child_start(&l->child);
+    CHECK_EQ(read(l->ready[0], &c, 1), 1);
+    close(l->ready[0]);
+    usleep(l->delay_us);
+    kill(l->child.pid, SIGKILL);
+    CHECK_EQ(waitpid(l->child.pid, NULL, 0), l->child.pid);
 }
 
 static void wait_sessions(int n)
@@ -245,6 +259,7 @@ int main(void)
     hmaf_session_params_t p;
     hmaf_session_t *victim, *liar;
     uint64_t victim_ids[HMAF_DEREGISTER_IDS_MAX];
+    struct liar_child liars[ROUNDS];
     struct raw raw;
     long rss[ROUNDS];
     int fds[ROUNDS];
@@ -255,6 +270,9 @@ int main(void)
         exposures = (unsigned)atoi(env);
     }
     target_start(&target, &opts);
+    for (int round = 0; round < ROUNDS; round++) {
+        liar_fork(&liars[round], 1000u * (unsigned)round);
+    }
     target_session_params(&target, &p);
     p.cache_max_regions = 2 * exposures; /* holds every one */
     victim = target_connect_params(&p);
@@ -282,7 +300,7 @@ int main(void)
         bogus_flood(&raw, own.epoch, round == 0 ? BOGUS_IDS : BOGUS_IDS / 10,
                     (uint64_t)round + 1);
         register_flood(&raw, base + 2 * PIECE);
-        killed_liar(1000u * (unsigned)round);
+        killed_liar(&liars[round]);
         wait_sessions(2);
         if (round == 0 || round == ROUNDS - 1) {
             /* Right after the close: the orphan's holds may still be

@@ -336,18 +336,50 @@ static int ucx_context_open(struct ucx_ctx *c)
     return 0;
 }
 
+/* UCX runs its connection manager on one thread per process, shared by
+ * every worker. A child forked while a worker lived inherits that thread's
+ * count and its epoll fd but not the thread: its connections would never
+ * complete, and its fds would wake the parent's thread. So a process
+ * forked while one of this engine's workers lived refuses to open any
+ * (docs/engines.md, "ucx": fork first, or exec). */
+static _Atomic int ucx_workers_live;
+static _Atomic int ucx_forked_live;
+static pthread_once_t ucx_fork_watch_once = PTHREAD_ONCE_INIT;
+
+static void ucx_on_fork_child(void)
+{
+    if (atomic_load(&ucx_workers_live) > 0) {
+        atomic_store(&ucx_forked_live, 1);
+    }
+}
+
+static void ucx_fork_watch(void)
+{
+    (void)pthread_atfork(NULL, NULL, ucx_on_fork_child);
+}
+
 static int ucx_worker_open(struct ucx_ctx *c)
 {
     ucp_worker_params_t params = {
         .field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE,
         .thread_mode = UCS_THREAD_MODE_MULTI,
     };
-    ucs_status_t st = ucp_worker_create(c->context, &params, &c->worker);
+    ucs_status_t st;
 
+    (void)pthread_once(&ucx_fork_watch_once, ucx_fork_watch);
+    if (atomic_load(&ucx_forked_live)) {
+        hmaf__log_error("ucx: this process was forked while its parent had "
+                        "a ucx session or agent open, and UCX cannot run in "
+                        "it (fork before the first one, or exec)");
+        return HMAF_ENOTSUP;
+    }
+    st = ucp_worker_create(c->context, &params, &c->worker);
     if (st != UCS_OK) {
+        c->worker = NULL;
         hmaf__log_error("ucp_worker_create: %s", ucs_status_string(st));
         return ucx_status_to_hmaf(st);
     }
+    atomic_fetch_add(&ucx_workers_live, 1);
     return 0;
 }
 
@@ -646,6 +678,7 @@ static void ucx_ctx_close(struct hmaf_engine_ctx *ctx)
     if (c->worker != NULL) {
         conns_close_all(c);
         ucp_worker_destroy(c->worker);
+        atomic_fetch_sub(&ucx_workers_live, 1);
     }
     if (c->context != NULL) {
         ucp_cleanup(c->context);
