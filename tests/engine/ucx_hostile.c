@@ -10,6 +10,10 @@
  * malformed — change no byte, and keep serving; atomics on a
  * registration's last words are served. Raw peers that ask for reads and
  * never take the answers do not keep the host from serving another.
+ * A connection is served only once bound to a live session by its first
+ * request (UCX_OP_HELLO with the nonce of the session's dpu blob), one
+ * connection a session; it is closed when its session ends, and when it
+ * stays unbound.
  *
  * A forked child plays the host through the engine's ops, as
  * engine_conformance does; the parent is the dpu side.
@@ -42,8 +46,10 @@
 #define BIG_LEN (640ull << 20)
 /* Raw peers that never take their answers, and the 4 MiB reads each asks
  * for: more than the host's bounce room between them. */
-#define STALLERS    3
+#define STALLERS    5
 #define STALL_READS 100
+/* Sessions the host may have open at once. */
+#define SESSIONS 16
 
 struct host_info {
     uint64_t rw, ro, gone; /* addresses: RW_LEN, PAGE, PAGE bytes */
@@ -107,8 +113,46 @@ static struct hmaf_engine_mem *host_register(struct hmaf_engine_ctx *ctx,
     return mem;
 }
 
-/* Serve until the parent asks: then say whether the read-only and the
- * deregistered pages still hold what they did. */
+/* The host's sessions, by the nonce of their dpu side's blob. */
+static struct hmaf_engine_ep *sessions[SESSIONS];
+static uint64_t session_nonce[SESSIONS];
+
+/* 'e' nonce: a session opens, as the agent opens one for a dpu side whose
+ * blob has that nonce; 'x' nonce: it ends; 'v': whether the read-only and
+ * the deregistered pages still hold what they did. Each answered with a
+ * byte, 1 for yes. */
+static void host_command(struct hmaf_engine_ctx *ctx, int cmd_fd,
+                         int reply_fd, const uint8_t *ro, const uint8_t *gone)
+{
+    struct ucx_dpu_blob b = {.magic = UCX_DPU_MAGIC};
+    uint8_t cmd, ok = 0;
+    int i;
+
+    io_full(cmd_fd, &cmd, 1, 0);
+    if (cmd == 'v') {
+        ok = same_as(ro, PAGE, 2) && same_as(gone, PAGE, 3);
+    } else {
+        io_full(cmd_fd, &b.nonce, sizeof(b.nonce), 0);
+        for (i = 0; i < SESSIONS && (cmd == 'e' ? sessions[i] != NULL
+                                                : session_nonce[i] != b.nonce);
+             i++) {
+        }
+        CHECK(i < SESSIONS);
+        if (cmd == 'e') {
+            CHECK_OK(hmaf__engine_ep_create(ctx, 0, &b, sizeof(b),
+                                            &sessions[i]));
+            session_nonce[i] = b.nonce;
+        } else {
+            hmaf__engine_ep_destroy(sessions[i]);
+            sessions[i] = NULL;
+            session_nonce[i] = 0;
+        }
+        ok = 1;
+    }
+    io_full(reply_fd, &ok, 1, 1);
+}
+
+/* Serve until the parent asks (host_command). */
 static void host_serve(struct hmaf_engine_ctx *ctx, int cmd_fd, int reply_fd,
                        const uint8_t *ro, const uint8_t *gone)
 {
@@ -126,10 +170,7 @@ static void host_serve(struct hmaf_engine_ctx *ctx, int cmd_fd, int reply_fd,
             _exit(2);
         }
         if (pfd[0].revents != 0) {
-            uint8_t cmd, ok;
-            io_full(cmd_fd, &cmd, 1, 0);
-            ok = same_as(ro, PAGE, 2) && same_as(gone, PAGE, 3);
-            io_full(reply_fd, &ok, 1, 1);
+            host_command(ctx, cmd_fd, reply_fd, ro, gone);
         }
     }
 }
@@ -156,8 +197,8 @@ static void run_host(const struct hmaf_engine_ops *ops, int cmd_fd,
                      int reply_fd)
 {
     struct hmaf_engine_ctx *ctx;
-    struct hmaf_engine_ep *ep;
     struct hmaf_engine_mem *gone;
+    struct ucx_dpu_blob junk = {.magic = UCX_DPU_MAGIC};
     struct host_info info;
     uint8_t *mem = aligned_alloc(PAGE, RW_LEN + 2 * PAGE);
     size_t n = 0;
@@ -165,7 +206,20 @@ static void run_host(const struct hmaf_engine_ops *ops, int cmd_fd,
     memset(&info, 0, sizeof(info));
     CHECK(mem != NULL);
     CHECK_OK(hmaf__engine_ctx_create(ops, HMAF_ROLE_HOST, &ctx));
-    CHECK_OK(hmaf__engine_ep_create(ctx, 0, NULL, 0, &ep));
+    /* A session's dpu blob is checked: its size, magic, a nonce. */
+    CHECK_ERR(hmaf__engine_ep_create(ctx, 0, NULL, 0, &sessions[0]),
+              HMAF_EPROTO);
+    CHECK_ERR(hmaf__engine_ep_create(ctx, 0, &junk, sizeof(junk),
+                                     &sessions[0]),
+              HMAF_EPROTO);
+    junk.nonce = 1;
+    CHECK_ERR(hmaf__engine_ep_create(ctx, 0, &junk, sizeof(junk) - 1,
+                                     &sessions[0]),
+              HMAF_EPROTO);
+    junk.magic ^= 1;
+    CHECK_ERR(hmaf__engine_ep_create(ctx, 0, &junk, sizeof(junk),
+                                     &sessions[0]),
+              HMAF_EPROTO);
     (void)host_register(ctx, mem, RW_LEN, HMAF_ACCESS_READ_WRITE, 1,
                         &info.rw_blob);
     (void)host_register(ctx, mem + RW_LEN, PAGE, HMAF_ACCESS_READ, 2,
@@ -215,6 +269,25 @@ static void start_host(struct dpu *d)
     io_full(d->reply_fd, &d->info, sizeof(d->info), 0);
 }
 
+/* The host opens ('e') or ends ('x') the session of nonce. */
+static void host_session(struct dpu *d, uint8_t cmd, uint64_t nonce)
+{
+    uint8_t ok = 0;
+
+    io_full(d->cmd_fd, &cmd, 1, 1);
+    io_full(d->cmd_fd, &nonce, sizeof(nonce), 1);
+    io_full(d->reply_fd, &ok, 1, 0);
+    CHECK_EQ(ok, 1);
+}
+
+static uint64_t random_nonce(void)
+{
+    static uint64_t next = 0x9e3779b97f4a7c15ull;
+
+    next = next * 6364136223846793005ull + (uint64_t)getpid();
+    return next | 1;
+}
+
 static struct hmaf_engine_rmem *import(struct dpu *d, const struct ucx_blob *b,
                                        unsigned access)
 {
@@ -230,8 +303,19 @@ static void connect_host(struct dpu *d)
     struct ucx_blob forged = d->info.rw_blob;
     struct ucx_blob bad = d->info.rw_blob;
     struct hmaf_engine_rmem *r = NULL;
+    struct ucx_dpu_blob mine;
+    size_t n = 0;
 
     CHECK_OK(hmaf__engine_ctx_create(d->ops, HMAF_ROLE_DPU, &d->ctx));
+    CHECK_OK(d->ops->local_blob(d->ctx, &mine, sizeof(mine), &n));
+    CHECK_EQ(n, sizeof(mine));
+    CHECK_EQ(mine.magic, UCX_DPU_MAGIC);
+    CHECK(mine.nonce != 0);
+    /* Before the host has its session, the connection is not taken. */
+    CHECK_ERR(hmaf__engine_ep_create(d->ctx, 0, d->info.blob,
+                                     d->info.blob_len, &d->ep),
+              HMAF_ECONNRESET);
+    host_session(d, 'e', mine.nonce);
     CHECK_OK(hmaf__engine_ep_create(d->ctx, 0, d->info.blob, d->info.blob_len,
                                     &d->ep));
     d->rw = import(d, &d->info.rw_blob, HMAF_ACCESS_READ_WRITE);
@@ -335,7 +419,18 @@ struct raw {
     ucp_worker_h worker;
     ucp_ep_h ep;
     unsigned replies, proto; /* replies seen, of them UCX_ST_PROTO */
+    uint32_t last;           /* the latest reply's status */
+    int failed;              /* the endpoint failed: the host closed it */
 };
+
+static void raw_on_error(void *arg, ucp_ep_h ep, ucs_status_t status)
+{
+    struct raw *r = arg;
+
+    (void)ep;
+    (void)status;
+    r->failed = 1;
+}
 
 static ucs_status_t raw_on_reply(void *arg, const void *header,
                                  size_t header_len, void *data, size_t len,
@@ -351,6 +446,7 @@ static ucs_status_t raw_on_reply(void *arg, const void *header,
     memcpy(&h, header, sizeof(h));
     r->replies++;
     r->proto += h.status == UCX_ST_PROTO;
+    r->last = h.status;
     return UCS_OK;
 }
 
@@ -372,11 +468,13 @@ static void raw_open(struct raw *r, const struct host_info *info)
     struct sockaddr_in sa = {.sin_family = AF_INET};
     ucp_ep_params_t eparams = {
         .field_mask = UCP_EP_PARAM_FIELD_SOCK_ADDR | UCP_EP_PARAM_FIELD_FLAGS |
-                      UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE,
+                      UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                      UCP_EP_PARAM_FIELD_ERR_HANDLER,
         .sockaddr = {.addr = (const struct sockaddr *)&sa,
                      .addrlen = sizeof(sa)},
         .flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER,
         .err_mode = UCP_ERR_HANDLING_MODE_PEER, /* the host's: both alike */
+        .err_handler = {.cb = raw_on_error, .arg = r},
     };
 
     /* The host's first address, as the engine tries it first. */
@@ -389,6 +487,7 @@ static void raw_open(struct raw *r, const struct host_info *info)
     CHECK(ucp_config_read(NULL, NULL, &config) == UCS_OK);
     (void)ucp_config_modify(config, "CM_USE_ALL_DEVICES", "n");
     (void)ucp_config_modify(config, "SOCKADDR_TLS_PRIORITY", "tcp");
+    (void)ucp_config_modify(config, "KEEPALIVE_INTERVAL", "500ms");
     CHECK(ucp_init(&params, config, &r->context) == UCS_OK);
     ucp_config_release(config);
     CHECK(ucp_worker_create(r->context, &wparams, &r->worker) == UCS_OK);
@@ -416,6 +515,109 @@ static void raw_send(struct raw *r, const void *hdr, size_t hdr_len,
     }
 }
 
+/* Sends h (and data) and waits for its reply: the reply's status. */
+static uint32_t raw_call(struct raw *r, const struct ucx_req_hdr *h,
+                         const void *data, size_t len)
+{
+    unsigned seen = r->replies;
+    time_t deadline = time(NULL) + WAIT_S;
+
+    raw_send(r, h, sizeof(*h), data, len, UCP_AM_SEND_FLAG_REPLY);
+    while (r->replies == seen) {
+        ucp_worker_progress(r->worker);
+        CHECK(time(NULL) < deadline);
+    }
+    return r->last;
+}
+
+static uint32_t raw_hello(struct raw *r, uint64_t nonce)
+{
+    struct ucx_req_hdr h = {.id = 7, .key = nonce, .op = UCX_OP_HELLO};
+
+    return raw_call(r, &h, NULL, 0);
+}
+
+/* Progresses r until its connection is up: its flush completes. */
+static void raw_wire_up(struct raw *r)
+{
+    ucp_request_param_t param = {0};
+    ucs_status_ptr_t sp = ucp_ep_flush_nbx(r->ep, &param);
+    time_t deadline = time(NULL) + WAIT_S;
+
+    CHECK(!UCS_PTR_IS_ERR(sp));
+    while (sp != NULL && ucp_request_check_status(sp) == UCS_INPROGRESS) {
+        ucp_worker_progress(r->worker);
+        CHECK(time(NULL) < deadline);
+    }
+    if (sp != NULL) {
+        CHECK(ucp_request_check_status(sp) == UCS_OK);
+        ucp_request_free(sp);
+    }
+}
+
+/* Progresses r until the host has closed its connection. */
+static void raw_await_closed(struct raw *r)
+{
+    time_t deadline = time(NULL) + WAIT_S;
+
+    while (!r->failed) {
+        ucp_worker_progress(r->worker);
+        CHECK(time(NULL) < deadline);
+    }
+}
+
+static void raw_close(struct raw *r)
+{
+    ucp_request_param_t param = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
+                                 .flags = UCP_EP_CLOSE_FLAG_FORCE};
+    ucs_status_ptr_t sp = ucp_ep_close_nbx(r->ep, &param);
+    time_t deadline = time(NULL) + WAIT_S;
+
+    while (UCS_PTR_IS_PTR(sp) &&
+           ucp_request_check_status(sp) == UCS_INPROGRESS) {
+        ucp_worker_progress(r->worker);
+        CHECK(time(NULL) < deadline);
+    }
+    if (UCS_PTR_IS_PTR(sp)) {
+        ucp_request_free(sp);
+    }
+    ucp_worker_destroy(r->worker);
+    ucp_cleanup(r->context);
+}
+
+/* Nothing is served on a connection before it is bound to a session; a
+ * session binds one connection, once; its end closes it. */
+static void bind_raw(struct dpu *d)
+{
+    struct raw a = {0}, b = {0};
+    struct ucx_req_hdr h = {.id = 1,
+                            .key = d->info.rw_blob.key,
+                            .addr = d->info.rw,
+                            .len = 8,
+                            .op = UCX_OP_READ};
+    uint64_t nonce = random_nonce();
+
+    raw_open(&a, &d->info);
+    raw_open(&b, &d->info);
+    CHECK_EQ(raw_call(&a, &h, NULL, 0), UCX_ST_NOKEY); /* unbound */
+    CHECK_EQ(raw_hello(&a, nonce), UCX_ST_NOKEY);      /* no such session */
+    CHECK_EQ(raw_hello(&a, 0), UCX_ST_NOKEY);
+    host_session(d, 'e', nonce);
+    CHECK_EQ(raw_hello(&a, nonce), UCX_ST_OK);
+    CHECK_EQ(raw_call(&a, &h, NULL, 0), UCX_ST_OK);
+    CHECK_EQ(raw_hello(&a, nonce), UCX_ST_PROTO); /* bound already */
+    CHECK_EQ(raw_hello(&b, nonce), UCX_ST_NOKEY); /* the session has one */
+    CHECK_EQ(raw_call(&b, &h, NULL, 0), UCX_ST_NOKEY);
+    h.op = UCX_OP_HELLO;
+    h.key = nonce;
+    CHECK_EQ(raw_call(&b, &h, "x", 1), UCX_ST_PROTO); /* a hello has no data */
+    host_session(d, 'x', nonce);
+    raw_await_closed(&a);
+    CHECK(!b.failed);
+    raw_close(&a);
+    raw_close(&b);
+}
+
 /* Malformed requests, each answered UCX_ST_PROTO or dropped, then a good
  * one: answered, after the others (one endpoint, one lane, in order). */
 static void lie_raw(struct dpu *d)
@@ -429,8 +631,12 @@ static void lie_raw(struct dpu *d)
                             .op = UCX_OP_READ};
     time_t deadline = time(NULL) + WAIT_S;
     const uint32_t reply = UCP_AM_SEND_FLAG_REPLY;
+    uint64_t nonce = random_nonce();
 
     raw_open(&r, &d->info);
+    host_session(d, 'e', nonce);
+    CHECK_EQ(raw_hello(&r, nonce), UCX_ST_OK);
+    r.replies = 0;
     memset(junk, 0x66, sizeof(junk));
     raw_send(&r, &h, 10, NULL, 0, reply);    /* short: dropped */
     raw_send(&r, &h, sizeof(h), NULL, 0, 0); /* no reply ep */
@@ -467,9 +673,8 @@ static void lie_raw(struct dpu *d)
         CHECK(time(NULL) < deadline);
     }
     CHECK_EQ(r.proto, 9u);
-    ucp_ep_destroy(r.ep);
-    ucp_worker_destroy(r.worker);
-    ucp_cleanup(r.context);
+    raw_close(&r);
+    host_session(d, 'x', nonce);
 }
 
 /* A peer that keeps to the protocol is never refused for want of the
@@ -514,7 +719,10 @@ static void stall_peers(struct dpu *d)
 
     CHECK(local != NULL);
     for (int p = 0; p < STALLERS; p++) {
+        uint64_t nonce = random_nonce();
         raw_open(&r[p], &d->info);
+        host_session(d, 'e', nonce);
+        CHECK_EQ(raw_hello(&r[p], nonce), UCX_ST_OK);
         h.addr = d->info.big;
         h.len = 8;
         raw_send(&r[p], &h, sizeof(h), NULL, 0, UCP_AM_SEND_FLAG_REPLY);
@@ -543,24 +751,8 @@ static void stall_peers(struct dpu *d)
 /* Once the host is gone: a forced close needs no answer. */
 static void stall_peers_close(void)
 {
-    ucp_request_param_t param = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
-                                 .flags = UCP_EP_CLOSE_FLAG_FORCE};
-
     for (int p = 0; p < STALLERS; p++) {
-        struct raw *r = &stallers[p];
-        ucs_status_ptr_t sp = ucp_ep_close_nbx(r->ep, &param);
-        time_t deadline = time(NULL) + WAIT_S;
-
-        while (UCS_PTR_IS_PTR(sp) &&
-               ucp_request_check_status(sp) == UCS_INPROGRESS) {
-            ucp_worker_progress(r->worker);
-            CHECK(time(NULL) < deadline);
-        }
-        if (UCS_PTR_IS_PTR(sp)) {
-            ucp_request_free(sp);
-        }
-        ucp_worker_destroy(r->worker);
-        ucp_cleanup(r->context);
+        raw_close(&stallers[p]);
     }
 }
 
@@ -591,6 +783,7 @@ static void on_watchdog(int sig)
 int main(void)
 {
     struct dpu d = {.pid = -1};
+    struct raw idle = {0};
     int st;
 
     d.ops = hmaf__engine_find("ucx");
@@ -601,12 +794,17 @@ int main(void)
     signal(SIGALRM, on_watchdog);
     alarm(WATCHDOG);
     start_host(&d);
+    raw_open(&idle, &d.info); /* never says which session it is for */
+    raw_wire_up(&idle);
     connect_host(&d);
     lie_through_engine(&d);
+    bind_raw(&d);
     lie_raw(&d);
     read_big(&d);
     stall_peers(&d);
     check_host(&d);
+    raw_await_closed(&idle); /* after UCX_BIND_WAIT_NS */
+    raw_close(&idle);
     CHECK(kill(d.pid, SIGKILL) == 0);
     CHECK(waitpid(d.pid, &st, 0) == d.pid);
     stall_peers_close();

@@ -40,3 +40,10 @@ target_link_libraries(${ucx_hostile_exe} PRIVATE PkgConfig::HMAF_ENGINE_UCX_DEPS
 add_test(NAME engine.ucx.hostile COMMAND ${ucx_hostile_exe})
 set_tests_properties(engine.ucx.hostile PROPERTIES
     LABELS engine SKIP_RETURN_CODE 77 TIMEOUT 60)
+
+# fork: a child forked beside a live UCX worker is refused at once; one
+# forked when none lived connects.
+hmaf_engine_program(ucx_fork_exe ucx ucx_fork engine/ucx_fork.c)
+add_test(NAME engine.ucx.fork COMMAND ${ucx_fork_exe})
+set_tests_properties(engine.ucx.fork PROPERTIES
+    LABELS engine SKIP_RETURN_CODE 77 TIMEOUT 90)

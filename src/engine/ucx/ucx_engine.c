@@ -83,6 +83,17 @@
 /* Host: buckets of the table of peers with replies unsent (struct
  * ucx_peer); a peer's bounce room is UCX_READ_WINDOW. */
 #define UCX_PEER_BUCKETS 64
+/* Host: bytes of replies a session's connection may hold beyond the
+ * shared room, when that is full: one read of the largest size, so a
+ * session's reads go on (one at a time) whatever other sessions hold. */
+#define UCX_RESERVE UCX_MAX_TRANSFER
+/* Host: connections at once; past it, the listener rejects. */
+#define UCX_MAX_CONNS 1024
+/* Host: how long a connection may stay bound to no session (its peer
+ * never said which one) before the host closes it; and how often it
+ * looks. */
+#define UCX_BIND_WAIT_NS 5000000000ull
+#define UCX_SWEEP_NS 1000000000ull
 /* Dpu: bytes of reads one endpoint has asked for and not yet received.
  * A larger read waits in post for room: one session's large reads do not
  * fill the host's bounce room by themselves. Reads that meet a full one
@@ -98,12 +109,15 @@
 #define UCX_CONNECT_WAIT_NS 10000000000ull
 
 /* Host: the endpoint of one dpu side's connection, made when the listener
- * hands it over (ucx_on_conn) and closed by the host: after its peer
- * failed (host_progress) or at ctx_close. */
+ * hands it over (ucx_on_conn), bound to its session by the peer's
+ * UCX_OP_HELLO, and closed by the host: when its peer failed, its session
+ * ended, it stayed unbound too long (conns_reap), or at ctx_close. */
 struct ucx_conn {
     ucp_ep_h ep;
     struct ucx_ctx *ctx;
-    _Atomic int failed; /* the peer-failure handler ran */
+    _Atomic int failed;     /* closing: peer failed, or the host is done */
+    struct ucx_ep *session; /* under the ctx's lock; NULL: unbound */
+    uint64_t born_ns;
     struct ucx_conn *next;
 };
 
@@ -116,7 +130,8 @@ struct ucx_conn {
  * are served. */
 struct ucx_peer {
     ucp_ep_h ep;
-    uint64_t bounce;
+    uint64_t bounce;  /* of the shared room */
+    uint64_t reserve; /* of its own (UCX_RESERVE) */
     struct ucx_peer *next; /* in its bucket */
 };
 
@@ -153,10 +168,14 @@ struct ucx_ctx {
     ucp_listener_h listener; /* host: where dpu sides connect */
     uint8_t blob[UCX_MAX_BLOB]; /* host: the listener's addresses */
     size_t blob_len;
-    /* Host: every connection's endpoint, under lock; conn_failed says
-     * one of them needs closing. */
+    /* Host: every connection's endpoint and every session's ep, under
+     * lock; conn_failed says a connection needs closing. */
     struct ucx_conn *conns;
+    unsigned nconns;
+    _Atomic uint64_t next_sweep_ns;
+    struct ucx_ep *sessions;
     _Atomic int conn_failed;
+    uint64_t nonce; /* dpu: this side's, in its bootstrap blob */
     _Atomic int progressing; /* a thread is in ucx_progress_turn */
     pthread_mutex_t lock;    /* the table below of this side */
     int lock_ready;
@@ -180,6 +199,11 @@ struct ucx_ep {
     ucp_ep_h ep;              /* dpu only */
     _Atomic int failed;       /* the peer-failure handler ran */
     _Atomic uint64_t reading; /* UCX_READ_WINDOW's count */
+    /* Host: the nonce of the dpu side's blob, and the connection that
+     * said it; in the ctx's list of sessions. Under the ctx's lock. */
+    uint64_t nonce;
+    struct ucx_conn *conn;
+    struct ucx_ep *next;
 };
 
 struct ucx_rmem {
@@ -193,6 +217,7 @@ struct ucx_reply {
     struct ucx_ctx *ctx;
     struct ucx_peer *peer; /* whose bounce room holds it; NULL: none */
     uint64_t bounce;       /* counted in ctx->bounce and peer's */
+    int reserved;          /* counted in the peer's reserve instead */
     size_t data_len;
     struct ucx_reply_hdr hdr;
     uint8_t data[];
@@ -433,6 +458,7 @@ static void ucx_on_conn(ucp_conn_request_h req, void *arg)
 {
     struct ucx_ctx *c = arg;
     struct ucx_conn *conn = calloc(1, sizeof(*conn));
+    int full;
     ucp_ep_params_t params = {
         .field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST |
                       UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
@@ -448,17 +474,31 @@ static void ucx_on_conn(ucp_conn_request_h req, void *arg)
         (void)ucp_listener_reject(c->listener, req);
         return;
     }
+    pthread_mutex_lock(&c->lock);
+    full = c->nconns >= UCX_MAX_CONNS;
+    c->nconns += !full;
+    pthread_mutex_unlock(&c->lock);
+    if (full) {
+        hmaf__log_warn("ucx connection refused: %u open", UCX_MAX_CONNS);
+        free(conn);
+        (void)ucp_listener_reject(c->listener, req);
+        return;
+    }
     conn->ctx = c;
+    conn->born_ns = hmaf__coarse_now_ns();
     st = ucp_ep_create(c->worker, &params, &conn->ep);
+    pthread_mutex_lock(&c->lock);
+    if (st == UCS_OK) {
+        conn->next = c->conns;
+        c->conns = conn;
+    } else {
+        c->nconns--;
+    }
+    pthread_mutex_unlock(&c->lock);
     if (st != UCS_OK) {
         hmaf__log_warn("ucx connection: %s", ucs_status_string(st));
         free(conn);
-        return;
     }
-    pthread_mutex_lock(&c->lock);
-    conn->next = c->conns;
-    c->conns = conn;
-    pthread_mutex_unlock(&c->lock);
 }
 
 /* Forced: the peer is gone, or the host is done with it. The request is
@@ -471,24 +511,50 @@ static ucs_status_ptr_t conn_close(struct ucx_conn *conn)
     return ucp_ep_close_nbx(conn->ep, &param);
 }
 
-/* Out of UCX's callbacks: every failed connection's endpoint closed. No
- * UCX call is made under the lock (UCX's handlers take it). */
+/* Under the lock: whether conn is to be closed now. An unbound one past
+ * UCX_BIND_WAIT_NS is: a dpu side binds its connection at once. */
+static int conn_done(const struct ucx_conn *conn, uint64_t now, int sweep)
+{
+    if (atomic_load(&conn->failed)) {
+        return 1;
+    }
+    if (sweep && conn->session == NULL &&
+        now - conn->born_ns > UCX_BIND_WAIT_NS) {
+        hmaf__log_info("ucx connection closed: bound to no session");
+        return 1;
+    }
+    return 0;
+}
+
+/* Out of UCX's callbacks: the endpoints of connections that failed,
+ * whose session ended, or that stayed unbound, closed. No UCX call is
+ * made under the lock (UCX's handlers take it). */
 static void conns_reap(struct ucx_ctx *c)
 {
     struct ucx_conn *dead = NULL;
     struct ucx_conn **pp;
+    uint64_t now = hmaf__coarse_now_ns();
+    int sweep;
 
-    if (!atomic_exchange(&c->conn_failed, 0)) {
+    sweep = now >= atomic_load(&c->next_sweep_ns);
+    if (!atomic_exchange(&c->conn_failed, 0) && !sweep) {
         return;
+    }
+    if (sweep) {
+        atomic_store(&c->next_sweep_ns, now + UCX_SWEEP_NS);
     }
     pthread_mutex_lock(&c->lock);
     pp = &c->conns;
     while (*pp != NULL) {
         struct ucx_conn *conn = *pp;
-        if (atomic_load(&conn->failed)) {
+        if (conn_done(conn, now, sweep)) {
             *pp = conn->next;
             conn->next = dead;
             dead = conn;
+            c->nconns--;
+            if (conn->session != NULL) {
+                conn->session->conn = NULL;
+            }
         } else {
             pp = &conn->next;
         }
@@ -668,6 +734,18 @@ static int ucx_host_open(struct ucx_ctx *c)
     return 0;
 }
 
+/* Dpu: the nonce its connection binds to its session with: never 0. */
+static int ucx_nonce_make(uint64_t *nonce)
+{
+    do {
+        if (getrandom(nonce, sizeof(*nonce), 0) != (ssize_t)sizeof(*nonce)) {
+            hmaf__log_error("ucx: getrandom failed");
+            return HMAF_ENOMEM;
+        }
+    } while (*nonce == 0);
+    return 0;
+}
+
 static void ucx_ctx_close(struct hmaf_engine_ctx *ctx)
 {
     struct ucx_ctx *c = ucx_ctx_of(ctx);
@@ -718,6 +796,8 @@ static int ucx_ctx_open(struct hmaf_engine_ctx *ctx)
     }
     if (ret == 0 && ctx->role == HMAF_ROLE_HOST) {
         ret = ucx_host_open(c);
+    } else if (ret == 0) {
+        ret = ucx_nonce_make(&c->nonce);
     }
     if (ret < 0) {
         ucx_ctx_close(ctx);
@@ -743,7 +823,12 @@ static int ucx_local_blob(struct hmaf_engine_ctx *ctx, void *buf, size_t cap,
     struct ucx_ctx *c = ucx_ctx_of(ctx);
 
     if (ctx->role != HMAF_ROLE_HOST) {
-        *len_out = 0;
+        struct ucx_dpu_blob b = {.magic = UCX_DPU_MAGIC, .nonce = c->nonce};
+        if (cap < sizeof(b)) {
+            return HMAF_ENOSPC;
+        }
+        memcpy(buf, &b, sizeof(b));
+        *len_out = sizeof(b);
         return 0;
     }
     if (c->blob_len > cap) {
@@ -1156,9 +1241,109 @@ static ucs_status_t ucx_connect(struct ucx_ctx *c, struct ucx_ep *e,
     return st;
 }
 
+/* Host: a session. Its dpu side's connection is bound to it when it says
+ * the nonce of its blob (conn_bind). */
+static int ucx_host_ep_open(struct ucx_ctx *c, struct ucx_ep *e,
+                            const void *peer_blob, size_t len)
+{
+    struct ucx_dpu_blob b;
+
+    if (len != sizeof(b)) {
+        return HMAF_EPROTO;
+    }
+    memcpy(&b, peer_blob, sizeof(b));
+    if (b.magic != UCX_DPU_MAGIC || b.nonce == 0) {
+        return HMAF_EPROTO;
+    }
+    e->nonce = b.nonce;
+    pthread_mutex_lock(&c->lock);
+    e->next = c->sessions;
+    c->sessions = e;
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+
+/* Host: the session ended, and its connection with it: the peer's
+ * requests are served no more, and the replies UCX still holds for it are
+ * dropped with their bounce room. */
+static void ucx_host_ep_close(struct ucx_ctx *c, struct ucx_ep *e)
+{
+    struct ucx_ep **pp;
+
+    pthread_mutex_lock(&c->lock);
+    for (pp = &c->sessions; *pp != NULL && *pp != e; pp = &(*pp)->next) {
+    }
+    if (*pp == e) {
+        *pp = e->next;
+    }
+    if (e->conn != NULL) {
+        e->conn->session = NULL;
+        atomic_store(&e->conn->failed, 1);
+        atomic_store(&c->conn_failed, 1);
+        e->conn = NULL;
+    }
+    pthread_mutex_unlock(&c->lock);
+    conns_reap(c);
+}
+
+/* Under the lock: binds conn (NULL: not one of the listener's) to an
+ * unbound session whose dpu side's nonce this is; the reply's status. */
+static uint32_t conn_bind(struct ucx_ctx *c, struct ucx_conn *conn,
+                          uint64_t nonce)
+{
+    struct ucx_ep *e = c->sessions;
+
+    if (conn == NULL || atomic_load(&conn->failed)) {
+        return UCX_ST_NOKEY;
+    }
+    if (conn->session != NULL) {
+        return UCX_ST_PROTO; /* bound already */
+    }
+    while (e != NULL && (e->nonce != nonce || e->conn != NULL)) {
+        e = e->next;
+    }
+    if (e == NULL || nonce == 0) {
+        return UCX_ST_NOKEY;
+    }
+    e->conn = conn;
+    conn->session = e;
+    return UCX_ST_OK;
+}
+
+/* Dpu: the first request on a connection names the session it is for;
+ * the host serves none before. Waited for until deadline. */
+static ucs_status_t ucx_hello(struct ucx_ctx *c, struct ucx_ep *e,
+                              uint64_t deadline)
+{
+    struct ucx_track t = {.batch = NULL};
+    struct ucx_req_hdr h = {.key = c->nonce, .op = UCX_OP_HELLO};
+    int ret;
+
+    atomic_init(&t.pending, 1);
+    atomic_init(&t.status, 0);
+    ucx_request(e, &t, &h, NULL, NULL, NULL, 0);
+    track_end_one(&t);
+    while (atomic_load(&t.pending) > 0 && hmaf__now_ns() < deadline) {
+        ucx_progress_turn(c);
+    }
+    if (atomic_load(&t.pending) > 0) {
+        ucx_ep_end(c->worker, e->ep); /* its sends end */
+        reqs_fail_ep(c, e);           /* and so does the wait */
+        e->ep = NULL;
+        while (atomic_load(&t.pending) > 0) {
+            ucx_progress_turn(c);
+        }
+        return UCS_ERR_TIMED_OUT;
+    }
+    ret = atomic_load(&t.status);
+    if (ret == HMAF_ECONNRESET && !atomic_load(&e->failed)) {
+        hmaf__log_error("ucx: the host knows no session of this side's");
+    }
+    return ret == 0 ? UCS_OK : UCS_ERR_CONNECTION_RESET;
+}
+
 /* Dpu: connect to the host's listener, at each of its addresses in turn
- * until one takes it. The host opens nothing: the dpu side's blob is
- * empty, and the host learns of it from its listener. */
+ * until one takes it, and bind the connection to the session. */
 static int ucx_ep_open(struct hmaf_engine_ep *ep, const void *peer_blob,
                        size_t len)
 {
@@ -1169,7 +1354,7 @@ static int ucx_ep_open(struct hmaf_engine_ep *ep, const void *peer_blob,
     ucs_status_t st = UCS_ERR_UNREACHABLE;
 
     if (ep->ctx->role == HMAF_ROLE_HOST) {
-        return 0;
+        return ucx_host_ep_open(c, e, peer_blob, len);
     }
     if (len < sizeof(h)) {
         return HMAF_EPROTO;
@@ -1182,7 +1367,15 @@ static int ucx_ep_open(struct hmaf_engine_ep *ep, const void *peer_blob,
     for (uint16_t i = 0; i < h.count; i++) {
         st = ucx_connect(c, e, addrs + 4 * (size_t)i, h.port);
         if (st == UCS_OK) {
-            return 0;
+            st = ucx_hello(c, e, hmaf__now_ns() + UCX_CONNECT_WAIT_NS);
+            if (st == UCS_OK) {
+                return 0;
+            }
+            if (e->ep != NULL) {
+                ucx_ep_end(c->worker, e->ep);
+                e->ep = NULL;
+            }
+            break; /* the host took it and said no: no other will */
         }
     }
     atomic_store(&e->failed, 0);
@@ -1196,7 +1389,9 @@ static void ucx_ep_close(struct hmaf_engine_ep *ep)
 {
     struct ucx_ep *e = ucx_ep_of(ep);
 
-    if (e->ep != NULL) {
+    if (ep->ctx->role == HMAF_ROLE_HOST) {
+        ucx_host_ep_close(ucx_ctx_of(ep->ctx), e);
+    } else if (e->ep != NULL) {
         ucx_ep_end(ucx_ctx_of(ep->ctx)->worker, e->ep);
     }
 }
@@ -1423,12 +1618,17 @@ static struct ucx_peer *peer_find(struct ucx_ctx *c, ucp_ep_h ep, int make)
 /* Under peers_lock: p leaves the table once it holds nothing. Its
  * endpoint is not released before its replies' sends have ended, so no
  * other endpoint can have its address while p is listed. */
-static void peer_put(struct ucx_ctx *c, struct ucx_peer *p, uint64_t len)
+static void peer_put(struct ucx_ctx *c, struct ucx_peer *p, uint64_t len,
+                     int reserved)
 {
     struct ucx_peer **at = peer_bucket(c, p->ep);
 
-    p->bounce -= len;
-    if (p->bounce > 0) {
+    if (reserved) {
+        p->reserve -= len;
+    } else {
+        p->bounce -= len;
+    }
+    if (p->bounce > 0 || p->reserve > 0) {
         return;
     }
     while (*at != p) {
@@ -1439,13 +1639,15 @@ static void peer_put(struct ucx_ctx *c, struct ucx_peer *p, uint64_t len)
 }
 
 /* len bytes of bounce room for a reply to ep: within the peer's share and
- * the host's whole. The peer, or NULL when there is none. */
+ * the host's whole, or else within the peer's own reserve (*reserved
+ * set). The peer, or NULL when there is no room. */
 static struct ucx_peer *bounce_take(struct ucx_ctx *c, ucp_ep_h ep,
-                                    uint64_t len)
+                                    uint64_t len, int *reserved)
 {
     struct ucx_peer *p;
     int room = 0;
 
+    *reserved = 0;
     pthread_mutex_lock(&c->peers_lock);
     p = peer_find(c, ep, 1);
     if (p != NULL && p->bounce + len <= UCX_READ_WINDOW) {
@@ -1456,19 +1658,25 @@ static struct ucx_peer *bounce_take(struct ucx_ctx *c, ucp_ep_h ep,
     }
     if (room) {
         p->bounce += len;
+    } else if (p != NULL && p->reserve + len <= UCX_RESERVE) {
+        p->reserve += len;
+        *reserved = 1;
     } else if (p != NULL) {
-        peer_put(c, p, 0); /* unlisted if it held nothing */
+        peer_put(c, p, 0, 0); /* unlisted if it held nothing */
         p = NULL;
     }
     pthread_mutex_unlock(&c->peers_lock);
     return p;
 }
 
-static void bounce_give(struct ucx_ctx *c, struct ucx_peer *p, uint64_t len)
+static void bounce_give(struct ucx_ctx *c, struct ucx_peer *p, uint64_t len,
+                        int reserved)
 {
-    atomic_fetch_sub(&c->bounce, len);
+    if (!reserved) {
+        atomic_fetch_sub(&c->bounce, len);
+    }
     pthread_mutex_lock(&c->peers_lock);
-    peer_put(c, p, len);
+    peer_put(c, p, len, reserved);
     pthread_mutex_unlock(&c->peers_lock);
 }
 
@@ -1479,19 +1687,22 @@ static struct ucx_reply *reply_new(struct ucx_ctx *c, ucp_ep_h ep, uint64_t id,
 {
     struct ucx_peer *p = NULL;
     struct ucx_reply *rep;
+    int reserved = 0;
 
-    if (data_len > 0 && (p = bounce_take(c, ep, data_len)) == NULL) {
+    if (data_len > 0 &&
+        (p = bounce_take(c, ep, data_len, &reserved)) == NULL) {
         return NULL;
     }
     rep = malloc(sizeof(*rep) + data_len);
     if (rep == NULL) {
         if (p != NULL) {
-            bounce_give(c, p, data_len);
+            bounce_give(c, p, data_len, reserved);
         }
         return NULL;
     }
     *rep = (struct ucx_reply){.ctx = c,
                               .peer = p,
+                              .reserved = reserved,
                               .bounce = data_len,
                               .data_len = data_len,
                               .hdr = {.id = id}};
@@ -1501,7 +1712,7 @@ static struct ucx_reply *reply_new(struct ucx_ctx *c, ucp_ep_h ep, uint64_t id,
 static void reply_free(struct ucx_reply *rep)
 {
     if (rep->peer != NULL) {
-        bounce_give(rep->ctx, rep->peer, rep->bounce);
+        bounce_give(rep->ctx, rep->peer, rep->bounce, rep->reserved);
     }
     free(rep);
 }
@@ -1514,7 +1725,7 @@ static struct ucx_reply *reply_shrink(struct ucx_reply *rep)
     struct ucx_reply *small;
 
     if (rep->peer != NULL) {
-        bounce_give(rep->ctx, rep->peer, rep->bounce);
+        bounce_give(rep->ctx, rep->peer, rep->bounce, rep->reserved);
     }
     rep->peer = NULL;
     rep->bounce = 0;
@@ -1550,12 +1761,38 @@ static void reply_send(ucp_ep_h ep, struct ucx_reply *rep)
     }
 }
 
-/* Under the lock: may h reach [addr, addr + len) of its registration? */
-static uint32_t regs_check(struct ucx_ctx *c, const struct ucx_req_hdr *h,
-                           int want_write)
+/* Under the lock: the listener's connection whose endpoint ep is; NULL
+ * for any other (a peer that reached the worker some other way). */
+static struct ucx_conn *conn_of(struct ucx_ctx *c, ucp_ep_h ep)
 {
-    const struct ucx_mem *m = regs_find(c, h->key);
+    struct ucx_conn *conn = c->conns;
 
+    while (conn != NULL && conn->ep != ep) {
+        conn = conn->next;
+    }
+    return conn;
+}
+
+/* Under the lock: whether requests on ep are served: its connection is
+ * bound to a live session. */
+static int conn_serves(struct ucx_ctx *c, ucp_ep_h ep)
+{
+    const struct ucx_conn *conn = conn_of(c, ep);
+
+    return conn != NULL && conn->session != NULL && !atomic_load(&conn->failed);
+}
+
+/* Under the lock: may h, from ep, reach [addr, addr + len) of its
+ * registration? */
+static uint32_t regs_check(struct ucx_ctx *c, ucp_ep_h ep,
+                           const struct ucx_req_hdr *h, int want_write)
+{
+    const struct ucx_mem *m;
+
+    if (!conn_serves(c, ep)) {
+        return UCX_ST_NOKEY;
+    }
+    m = regs_find(c, h->key);
     if (m == NULL) {
         return UCX_ST_NOKEY;
     }
@@ -1584,7 +1821,7 @@ static struct ucx_reply *serve_read(struct ucx_ctx *c, ucp_ep_h ep,
         return rep;
     }
     pthread_mutex_lock(&c->lock);
-    rep->hdr.status = regs_check(c, h, 0);
+    rep->hdr.status = regs_check(c, ep, h, 0);
     if (rep->hdr.status == UCX_ST_OK) {
         memcpy(rep->data, (const void *)(uintptr_t)h->addr, h->len);
     }
@@ -1607,7 +1844,7 @@ static struct ucx_reply *serve_write(struct ucx_ctx *c, ucp_ep_h ep,
         return NULL;
     }
     pthread_mutex_lock(&c->lock);
-    rep->hdr.status = regs_check(c, h, 1);
+    rep->hdr.status = regs_check(c, ep, h, 1);
     if (rep->hdr.status == UCX_ST_OK) {
         memcpy((void *)(uintptr_t)h->addr, data, h->len);
     }
@@ -1657,13 +1894,30 @@ static struct ucx_reply *serve_atomic(struct ucx_ctx *c, ucp_ep_h ep,
         return NULL;
     }
     pthread_mutex_lock(&c->lock);
-    rep->hdr.status = regs_check(c, h, 1);
+    rep->hdr.status = regs_check(c, ep, h, 1);
     if (rep->hdr.status == UCX_ST_OK && h->len == 4) {
         rep->hdr.old = ucx_atomic32(p, h->atomic_op, (uint32_t)h->operand,
                                     (uint32_t)h->compare);
     } else if (rep->hdr.status == UCX_ST_OK) {
         rep->hdr.old = ucx_atomic64(p, h->atomic_op, h->operand, h->compare);
     }
+    pthread_mutex_unlock(&c->lock);
+    return rep;
+}
+
+/* A connection names its session (conn_bind); its reply says whether it
+ * was bound. */
+static struct ucx_reply *serve_hello(struct ucx_ctx *c, ucp_ep_h ep,
+                                     const struct ucx_req_hdr *h, size_t len)
+{
+    struct ucx_reply *rep = reply_new(c, ep, h->id, 0);
+
+    if (rep == NULL) {
+        return NULL;
+    }
+    pthread_mutex_lock(&c->lock);
+    rep->hdr.status =
+        len == 0 ? conn_bind(c, conn_of(c, ep), h->key) : UCX_ST_PROTO;
     pthread_mutex_unlock(&c->lock);
     return rep;
 }
@@ -1730,7 +1984,11 @@ static ucs_status_t ucx_on_request(void *arg, const void *header,
         return UCS_OK;
     }
     memcpy(&h, header, sizeof(h));
-    rep = serve(c, param->reply_ep, &h, data, len, param->recv_attr);
+    if (h.op == UCX_OP_HELLO) {
+        rep = serve_hello(c, param->reply_ep, &h, len);
+    } else {
+        rep = serve(c, param->reply_ep, &h, data, len, param->recv_attr);
+    }
     if (rep != NULL) {
         reply_send(param->reply_ep, rep);
     } else {

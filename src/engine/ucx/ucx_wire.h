@@ -33,6 +33,7 @@ enum ucx_op {
     UCX_OP_READ = 1,   /* reply carries len bytes */
     UCX_OP_WRITE = 2,  /* request carries len bytes */
     UCX_OP_ATOMIC = 3, /* len is the word's size, 4 or 8 */
+    UCX_OP_HELLO = 4,  /* key is the session's nonce: binds the connection */
 };
 
 /* Dpu -> host, the header of a UCX_AM_REQUEST; a write's bytes are the
@@ -66,6 +67,18 @@ struct ucx_reply_hdr {
     uint64_t old;    /* atomics: the word before, zero-extended */
     uint32_t status; /* enum ucx_status */
     uint32_t pad;
+};
+
+/* The dpu side's bootstrap blob: a random nonce, which reaches the host
+ * over the session's authenticated channel. The dpu side's first request
+ * on its connection is UCX_OP_HELLO with it: the host serves a connection
+ * only once it is bound so to a live session, one connection a session,
+ * and closes it when the session ends. */
+#define UCX_DPU_MAGIC 0x64637568u /* "hucd" */
+struct ucx_dpu_blob {
+    uint32_t magic;
+    uint32_t pad;
+    uint64_t nonce;
 };
 
 /* The host's bootstrap blob: where its listener is. A header, then count
