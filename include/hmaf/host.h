@@ -122,9 +122,13 @@ HMAF_API void hmaf_agent_params_init(hmaf_agent_params_t *params);
  * @return 0; HMAF_EINVAL (bad params, or a tcp address and no token: a
  *         tcp agent always checks a token), HMAF_EADDRESS (malformed, or no
  *         such place to listen), HMAF_EADDRINUSE (also: a unix path where
- *         a live listener is, whose backlog may be full), HMAF_EPERM,
+ *         a live listener is, whose backlog may be full; ucx: the port
+ *         HMAF_UCX_PORT names is taken), HMAF_EPERM,
  *         HMAF_ENOENGINE, HMAF_ENOMEM, HMAF_ENOSPC (out of file
- *         descriptors).
+ *         descriptors), HMAF_ENOTSUP (ucx: this process was forked while
+ *         one of its parent's ucx sessions or agents was open, and UCX
+ *         cannot run here; fork before the first, or exec: docs/engines.md,
+ *         "ucx").
  */
 HMAF_API int hmaf_agent_create(const hmaf_agent_params_t *params,
                                hmaf_agent_t **agent_out);

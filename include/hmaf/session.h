@@ -194,7 +194,9 @@ HMAF_API void hmaf_session_params_init(hmaf_session_params_t *params);
  *         HMAF_ECONNRESET, HMAF_EPERM (not allowed to connect, or to reach
  *         the host process), HMAF_EADDRINUSE (listen: the address is
  *         taken), HMAF_ENOTSUP (a comch address and a libhmaf built without
- *         DOCA).
+ *         DOCA; ucx: this process was forked while one of its parent's ucx
+ *         sessions or agents was open, and UCX cannot run here — fork
+ *         before the first, or exec: docs/engines.md, "ucx").
  */
 HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
                                  hmaf_session_t **session_out);

@@ -8,7 +8,8 @@
 # (Under TSan they do not run on ucx at all: SKIP_TESTS in CMakeLists.txt.)
 foreach(limit "regress.close_many_holds.ucx HMAF_TEST_HOLDS=500"
               "regress.deregister_lies.ucx HMAF_TEST_EXPOSURES=200"
-              "integration.test_seqlock.ucx HMAF_TEST_READS=5000")
+              "integration.test_seqlock.ucx HMAF_TEST_READS=5000"
+              "integration.test_alloc_hostile.ucx HMAF_TEST_THREADS=32")
     separate_arguments(limit)
     list(GET limit 0 test)
     list(GET limit 1 env)
@@ -41,9 +42,10 @@ add_test(NAME engine.ucx.hostile COMMAND ${ucx_hostile_exe})
 set_tests_properties(engine.ucx.hostile PROPERTIES
     LABELS engine SKIP_RETURN_CODE 77 TIMEOUT 60)
 
-# fork: a child forked beside a live UCX worker is refused at once; one
-# forked when none lived connects.
-hmaf_engine_program(ucx_fork_exe ucx ucx_fork engine/ucx_fork.c)
-add_test(NAME engine.ucx.fork COMMAND ${ucx_fork_exe})
-set_tests_properties(engine.ucx.fork PROPERTIES
+# Setting up: HMAF_UCX_PORT pins the host's listener; a child forked
+# beside a live UCX worker is refused at once, one forked when none lived
+# connects.
+hmaf_engine_program(ucx_setup_exe ucx ucx_setup engine/ucx_setup.c)
+add_test(NAME engine.ucx.setup COMMAND ${ucx_setup_exe})
+set_tests_properties(engine.ucx.setup PROPERTIES
     LABELS engine SKIP_RETURN_CODE 77 TIMEOUT 90)

@@ -704,6 +704,10 @@ static int ucx_listen(struct ucx_ctx *c, uint16_t *port_out)
     if (st == UCS_OK) {
         st = ucp_listener_query(c->listener, &attr);
     }
+    if (st == UCS_ERR_BUSY) {
+        hmaf__log_error("ucx listener: port %u is taken", ntohs(sa.sin_port));
+        return HMAF_EADDRINUSE;
+    }
     if (st != UCS_OK) {
         hmaf__log_error("ucx listener: %s", ucs_status_string(st));
         return ucx_status_to_hmaf(st);

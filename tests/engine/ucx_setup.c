@@ -1,21 +1,34 @@
 /*
- * The ucx engine and fork (docs/engines.md, "ucx", fork): a process forked
+ * Setting the ucx engine up: the host listener's port, and fork.
+ *
+ * HMAF_UCX_PORT (docs/configuration.md) pins the port of the host's UCX
+ * listener, which its bootstrap blob names; a value that is not a port is
+ * HMAF_EINVAL, and a port another agent holds is refused.
+ *
+ * Fork (docs/engines.md, "ucx", fork): a process forked
  * while one of the engine's UCX workers lived cannot run UCX (the
  * connection thread stays behind in the parent), so there every ctx_open
  * fails at once with HMAF_ENOTSUP, for either role, instead of hanging in
  * its connect. A process forked when none lived — before the first, or
  * after the last ended — connects and moves bytes.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <hmaf/hmaf.h>
+
 #include "check.h"
 #include "engine/engine.h"
+#include "engine/ucx/ucx_wire.h"
 #include "proto/handshake.h"
 
 #define WATCHDOG_S 60
@@ -86,16 +99,76 @@ static void connect_and_read(void)
     hmaf__engine_ctx_destroy(h.ctx);
 }
 
-/* Neither role opens in a child forked beside a live worker. */
+/* Neither role opens in a child forked beside a live worker, and the
+ * public calls say so (session.h, host.h), before any connection. */
 static void refused(void)
 {
     struct hmaf_engine_ctx *ctx = NULL;
+    hmaf_session_params_t sp;
+    hmaf_agent_params_t ap;
+    hmaf_session_t *s = NULL;
+    hmaf_agent_t *a = NULL;
 
     CHECK_ERR(hmaf__engine_ctx_create(ops, HMAF_ROLE_DPU, &ctx),
               HMAF_ENOTSUP);
     CHECK_ERR(hmaf__engine_ctx_create(ops, HMAF_ROLE_HOST, &ctx),
               HMAF_ENOTSUP);
     CHECK(ctx == NULL);
+    hmaf_session_params_init(&sp);
+    sp.engine = "ucx";
+    sp.address = "unix:/nonexistent/hmaf-ucx-fork";
+    sp.token = "t";
+    CHECK_ERR(hmaf_session_create(&sp, &s), HMAF_ENOTSUP);
+    CHECK(s == NULL);
+    hmaf_agent_params_init(&ap);
+    ap.engine = "ucx";
+    CHECK_ERR(hmaf_agent_create(&ap, &a), HMAF_ENOTSUP);
+    CHECK(a == NULL);
+}
+
+/* A tcp port nobody listens on now (the kernel's pick, let go). */
+static uint16_t free_port(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    CHECK(fd >= 0);
+    CHECK_EQ(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    CHECK_EQ(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static void port_pinned(void)
+{
+    struct hmaf_engine_ctx *ctx = NULL, *other = NULL;
+    struct ucx_conn_blob h;
+    uint8_t blob[HMAF_BLOB_MAX];
+    char text[16];
+    size_t len = 0;
+    uint16_t port = free_port();
+    int ret;
+
+    CHECK_EQ(setenv("HMAF_UCX_PORT", "http", 1), 0);
+    CHECK_ERR(hmaf__engine_ctx_create(ops, HMAF_ROLE_HOST, &ctx), HMAF_EINVAL);
+    CHECK_EQ(setenv("HMAF_UCX_PORT", "65536", 1), 0);
+    CHECK_ERR(hmaf__engine_ctx_create(ops, HMAF_ROLE_HOST, &ctx), HMAF_EINVAL);
+    CHECK_EQ(setenv("HMAF_UCX_PORT", "-1", 1), 0);
+    CHECK_ERR(hmaf__engine_ctx_create(ops, HMAF_ROLE_HOST, &ctx), HMAF_EINVAL);
+    snprintf(text, sizeof(text), "%u", port);
+    CHECK_EQ(setenv("HMAF_UCX_PORT", text, 1), 0);
+    CHECK_OK(hmaf__engine_ctx_create(ops, HMAF_ROLE_HOST, &ctx));
+    CHECK_OK(ops->local_blob(ctx, blob, sizeof(blob), &len));
+    CHECK(len >= sizeof(h));
+    memcpy(&h, blob, sizeof(h));
+    CHECK_EQ(ntohs(h.port), port);
+    /* Another host on the same port: refused, and no ctx. */
+    ret = hmaf__engine_ctx_create(ops, HMAF_ROLE_HOST, &other);
+    CHECK_ERR(ret, HMAF_EADDRINUSE);
+    CHECK(other == NULL);
+    hmaf__engine_ctx_destroy(ctx);
+    CHECK_EQ(unsetenv("HMAF_UCX_PORT"), 0);
 }
 
 static void in_child(void (*fn)(void))
@@ -107,6 +180,7 @@ static void in_child(void (*fn)(void))
     if (pid == 0) {
         alarm(WATCHDOG_S); /* a hang fails the child, and so the test */
         fn();
+        fflush(NULL);
         _exit(0);
     }
     CHECK_EQ(waitpid(pid, &st, 0), pid);
@@ -122,12 +196,13 @@ int main(void)
         SKIP("engine ucx is not usable here");
     }
     alarm(WATCHDOG_S);
+    in_child(port_pinned); /* its workers end there */
     in_child(connect_and_read); /* no worker yet in this process */
     CHECK_OK(hmaf__engine_ctx_create(ops, HMAF_ROLE_DPU, &ctx));
     in_child(refused);
     hmaf__engine_ctx_destroy(ctx);
     in_child(connect_and_read); /* the last worker has ended */
     connect_and_read();         /* and this process still runs UCX */
-    printf("ucx_fork: ok\n");
+    printf("ucx_setup: ok\n");
     return 0;
 }
