@@ -1,6 +1,7 @@
 /*
  * The ucx engine's host against raw peers that hold its resources
- * (docs/engines.md, "ucx"): one that sends small requests and never takes
+ * (docs/engines.md, "ucx"): a session binds one connection, and once
+ * that is gone no other; one that sends small requests and never takes
  * the answers holds no more of the host's memory than the bounce room
  * (each reply is counted in it, not only read data); the room a session
  * held comes back when it ends with replies unsent; more connections than
@@ -517,6 +518,29 @@ static void room_returns(struct host *host)
     CHECK_EQ(reads_served_at_once(host), READS);
 }
 
+/* A session's connection is its one: once it is gone (its peer closed
+ * it), another that says the session's nonce is not bound to it. */
+static void rebind_refused(struct host *host)
+{
+    struct raw a = {0}, b = {0};
+    struct ucx_req_hdr h = {.id = 1, .op = UCX_OP_HELLO};
+    uint64_t nonce;
+
+    raw_bound(host, &a, &nonce);
+    raw_close(&a);
+    sleep(1); /* the host sees it fail, and closes its end */
+    raw_open(&b, &host->info);
+    h.key = nonce;
+    CHECK_EQ(raw_call(&b, &h), UCX_ST_NOKEY);
+    h.op = UCX_OP_READ;
+    h.key = host->info.big_blob.key;
+    h.addr = host->info.big;
+    h.len = 8;
+    CHECK_EQ(raw_call(&b, &h), UCX_ST_NOKEY);
+    raw_close(&b);
+    host_session(host, 'x', nonce);
+}
+
 /* Whether the host said "text" (UCX's warnings included). */
 static int host_said(const struct host *h, const char *text)
 {
@@ -602,6 +626,7 @@ int main(void)
     alarm(WATCHDOG);
     start_host(ops, &host);
     CHECK_EQ(reads_served_at_once(&host), READS);
+    rebind_refused(&host);
     flood_small(&host);
     room_returns(&host);
     many_conns(&host);

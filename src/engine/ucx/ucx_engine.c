@@ -224,9 +224,12 @@ struct ucx_ep {
     _Atomic uint64_t reading; /* UCX_READ_WINDOW's count */
     _Atomic uint64_t requests; /* UCX_EP_REQUESTS' count */
     /* Host: the nonce of the dpu side's blob, and the connection that
-     * said it; in the ctx's list of sessions. Under the ctx's lock. */
+     * said it (bound: one did, which may have closed since: a session has
+     * one connection, and the dpu side never makes another); in the ctx's
+     * list of sessions. Under the ctx's lock. */
     uint64_t nonce;
     struct ucx_conn *conn;
+    int bound;
     struct ucx_ep *next;
 };
 
@@ -1313,8 +1316,9 @@ static void ucx_host_ep_close(struct ucx_ctx *c, struct ucx_ep *e)
     conns_reap(c);
 }
 
-/* Under the lock: binds conn (NULL: not one of the listener's) to an
- * unbound session whose dpu side's nonce this is; the reply's status. */
+/* Under the lock: binds conn (NULL: not one of the listener's) to a
+ * session never bound whose dpu side's nonce this is; the reply's
+ * status. */
 static uint32_t conn_bind(struct ucx_ctx *c, struct ucx_conn *conn,
                           uint64_t nonce)
 {
@@ -1326,13 +1330,14 @@ static uint32_t conn_bind(struct ucx_ctx *c, struct ucx_conn *conn,
     if (conn->session != NULL) {
         return UCX_ST_PROTO; /* bound already */
     }
-    while (e != NULL && (e->nonce != nonce || e->conn != NULL)) {
+    while (e != NULL && (e->nonce != nonce || e->bound)) {
         e = e->next;
     }
     if (e == NULL || nonce == 0) {
         return UCX_ST_NOKEY;
     }
     e->conn = conn;
+    e->bound = 1;
     conn->session = e;
     return UCX_ST_OK;
 }
