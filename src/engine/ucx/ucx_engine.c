@@ -54,8 +54,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 
 #include <ucp/api/ucp.h>
+#include <ucs/config/global_opts.h>
 
 #include <hmaf/atomic.h>
 #include <hmaf/error.h>
@@ -405,9 +407,39 @@ static void ucx_on_fork_child(void)
     }
 }
 
+/* UCX gives a worker UCX_ASYNC_MAX_EVENTS (1024) event handlers, one
+ * for each socket of its connection manager: accepted as they come, before
+ * ucx_on_conn can refuse them (UCX_MAX_CONNS). Past that UCX 1.13 fails
+ * the accept, closes the accepted socket twice (tcp_listener.c; the
+ * second time perhaps another thread's new fd) and leaves the freed
+ * endpoint in its list. Unless the environment says otherwise, the bound
+ * is the process's fd limit (up to UCX_ASYNC_EVENTS_MAX): an accept fails
+ * for want of an fd first, which UCX handles. Before the first worker:
+ * each sizes a queue by it. */
+#define UCX_ASYNC_EVENTS_MAX 65536
+static void ucx_async_room(void)
+{
+    struct rlimit rl;
+    char value[24];
+
+    if (getenv("UCX_ASYNC_MAX_EVENTS") != NULL ||
+        getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        return;
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > UCX_ASYNC_EVENTS_MAX) {
+        rl.rlim_cur = UCX_ASYNC_EVENTS_MAX;
+    }
+    if (rl.rlim_cur > ucs_global_opts.async_max_events) {
+        snprintf(value, sizeof(value), "%llu",
+                 (unsigned long long)rl.rlim_cur);
+        (void)ucs_global_opts_set_value("ASYNC_MAX_EVENTS", value);
+    }
+}
+
 static void ucx_fork_watch(void)
 {
     (void)pthread_atfork(NULL, NULL, ucx_on_fork_child);
+    ucx_async_room();
 }
 
 static int ucx_worker_open(struct ucx_ctx *c)
