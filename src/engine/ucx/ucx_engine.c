@@ -457,13 +457,16 @@ static int ucx_worker_open(struct ucx_ctx *c)
                         "it (fork before the first one, or exec)");
         return HMAF_ENOTSUP;
     }
+    /* Counted before UCX starts its thread: a fork meanwhile is one
+     * beside a live worker. */
+    atomic_fetch_add(&ucx_workers_live, 1);
     st = ucp_worker_create(c->context, &params, &c->worker);
     if (st != UCS_OK) {
+        atomic_fetch_sub(&ucx_workers_live, 1);
         c->worker = NULL;
         hmaf__log_error("ucp_worker_create: %s", ucs_status_string(st));
         return ucx_status_to_hmaf(st);
     }
-    atomic_fetch_add(&ucx_workers_live, 1);
     return 0;
 }
 
