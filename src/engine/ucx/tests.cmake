@@ -49,3 +49,13 @@ hmaf_engine_program(ucx_setup_exe ucx ucx_setup engine/ucx_setup.c)
 add_test(NAME engine.ucx.setup COMMAND ${ucx_setup_exe})
 set_tests_properties(engine.ucx.setup PROPERTIES
     LABELS engine SKIP_RETURN_CODE 77 TIMEOUT 90)
+
+# The host against raw peers that hold its resources: small requests
+# whose answers are never taken, sessions that end with replies unsent,
+# more connections than it takes; its memory and fds stay bounded, and it
+# serves on.
+hmaf_engine_program(ucx_limits_exe ucx ucx_limits engine/ucx_limits.c)
+target_link_libraries(${ucx_limits_exe} PRIVATE PkgConfig::HMAF_ENGINE_UCX_DEPS)
+add_test(NAME engine.ucx.limits COMMAND ${ucx_limits_exe})
+set_tests_properties(engine.ucx.limits PROPERTIES
+    LABELS engine SKIP_RETURN_CODE 77 TIMEOUT 240)

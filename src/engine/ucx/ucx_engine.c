@@ -32,7 +32,8 @@
  * reply, which the host sends after the bytes are in its memory. When the
  * endpoint fails, every request still waiting ends with HMAF_ECONNRESET.
  * The host's bounce room is bounded (UCX_BOUNCE_MAX): an endpoint keeps
- * its reads within a window, and asks again for one the host had no room
+ * its reads within a window, and its requests unanswered within another
+ * (UCX_EP_REQUESTS), and asks again for a read the host had no room
  * for.
  * Every message is sent eager: the host validates a write's bytes in the
  * handler that holds them, and never receives a rendezvous (it refuses
@@ -53,8 +54,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 
 #include <ucp/api/ucp.h>
+#include <ucs/config/global_opts.h>
 
 #include <hmaf/atomic.h>
 #include <hmaf/error.h>
@@ -76,19 +79,40 @@
 #define UCX_MAX_TRANSFER (4ull << 20)
 #define UCX_MAX_SEGMENTS 1024
 #define UCX_MAX_INFLIGHT 16384
-/* Host: bytes of replies (read data) made and not yet sent, over every
- * peer. Past it a read is answered UCX_ST_NOMEM: a peer that asks and
- * never takes its answers holds no more of the host's memory than this. */
+/* Host: bytes of replies made and not yet sent, over every peer: read
+ * data, and UCX_REPLY_COST for each reply. Past it a read is answered
+ * UCX_ST_NOMEM: a peer that asks and never takes its answers holds no
+ * more of the host's memory than this. */
 #define UCX_BOUNCE_MAX (256ull << 20)
+/* Host: what one reply holds besides its data until UCX has sent it (its
+ * header and UCX's request; about 400 bytes with UCX 1.13), rounded up.
+ * Every reply is counted so: a peer that sends small requests and never
+ * takes the answers would otherwise hold the host's memory without
+ * bound. */
+#define UCX_REPLY_COST 512ull
+/* Dpu: requests one endpoint has sent and not had answered; more wait in
+ * post. It bounds the replies a peer keeping to the protocol has unsent
+ * at the host, which its reserve covers (UCX_RESERVE). */
+#define UCX_EP_REQUESTS 16384
 /* Host: buckets of the table of peers with replies unsent (struct
  * ucx_peer); a peer's bounce room is UCX_READ_WINDOW. */
 #define UCX_PEER_BUCKETS 64
 /* Host: bytes of replies a session's connection may hold beyond the
- * shared room, when that is full: one read of the largest size, so a
- * session's reads go on (one at a time) whatever other sessions hold. */
-#define UCX_RESERVE UCX_MAX_TRANSFER
-/* Host: connections at once; past it, the listener rejects. */
-#define UCX_MAX_CONNS 1024
+ * shared room, when that is full: one read of the largest size and an
+ * answer to every request its dpu side may have unanswered (and to that
+ * read), so a session's reads go on (one at a time), and each of its
+ * requests is answered, whatever other sessions hold. A connection bound
+ * to no session has room of its own for one reply (its hello's). */
+#define UCX_RESERVE                                                            \
+    (UCX_MAX_TRANSFER + (UCX_EP_REQUESTS + 1) * UCX_REPLY_COST)
+/* Host: connections at once; past it, the listener rejects. Below UCX's
+ * own bound: a worker has at most 1024 event handlers (UCX_ASYNC_MAX_EVENTS)
+ * and each connection, taken or waiting for ucx_on_conn, holds one, the
+ * listener and UCX's own a few more. Past that UCX fails the accept, and
+ * UCX 1.13 then closes the accepted socket twice (tcp_listener.c), the
+ * second time perhaps another thread's new fd. (Connections arriving
+ * faster than host_progress takes them can still get there.) */
+#define UCX_MAX_CONNS 960
 /* Host: how long a connection may stay bound to no session (its peer
  * never said which one) before the host closes it; and how often it
  * looks. */
@@ -122,12 +146,13 @@ struct ucx_conn {
 };
 
 /* Host: a peer (the endpoint its requests name for the answer) while
- * replies with bytes to it are unsent. Past UCX_READ_WINDOW of them, more
- * than a peer keeping to the protocol asks for, its reads are answered
- * "no room": one that asks and never takes its answers (never progresses,
+ * replies to it are unsent. Past UCX_READ_WINDOW of them, more than a
+ * peer keeping to the protocol asks for, its reads are answered "no
+ * room": one that asks and never takes its answers (never progresses,
  * or died on an endpoint without error handling, which UCX never fails)
  * holds no more of the shared bounce room than that, and the others' reads
- * are served. */
+ * are served. Past its reserve too, its requests are dropped unanswered:
+ * only a peer that does not take its answers gets there. */
 struct ucx_peer {
     ucp_ep_h ep;
     uint64_t bounce;  /* of the shared room */
@@ -199,10 +224,14 @@ struct ucx_ep {
     ucp_ep_h ep;              /* dpu only */
     _Atomic int failed;       /* the peer-failure handler ran */
     _Atomic uint64_t reading; /* UCX_READ_WINDOW's count */
+    _Atomic uint64_t requests; /* UCX_EP_REQUESTS' count */
     /* Host: the nonce of the dpu side's blob, and the connection that
-     * said it; in the ctx's list of sessions. Under the ctx's lock. */
+     * said it (bound: one did, which may have closed since: a session has
+     * one connection, and the dpu side never makes another); in the ctx's
+     * list of sessions. Under the ctx's lock. */
     uint64_t nonce;
     struct ucx_conn *conn;
+    int bound;
     struct ucx_ep *next;
 };
 
@@ -215,7 +244,7 @@ struct ucx_rmem {
  * done with it (the header too: UCX 1.13 reads it until then). */
 struct ucx_reply {
     struct ucx_ctx *ctx;
-    struct ucx_peer *peer; /* whose bounce room holds it; NULL: none */
+    struct ucx_peer *peer; /* whose bounce room holds it */
     uint64_t bounce;       /* counted in ctx->bounce and peer's */
     int reserved;          /* counted in the peer's reserve instead */
     size_t data_len;
@@ -378,9 +407,39 @@ static void ucx_on_fork_child(void)
     }
 }
 
+/* UCX gives a worker UCX_ASYNC_MAX_EVENTS (1024) event handlers, one
+ * for each socket of its connection manager: accepted as they come, before
+ * ucx_on_conn can refuse them (UCX_MAX_CONNS). Past that UCX 1.13 fails
+ * the accept, closes the accepted socket twice (tcp_listener.c; the
+ * second time perhaps another thread's new fd) and leaves the freed
+ * endpoint in its list. Unless the environment says otherwise, the bound
+ * is the process's fd limit (up to UCX_ASYNC_EVENTS_MAX): an accept fails
+ * for want of an fd first, which UCX handles. Before the first worker:
+ * each sizes a queue by it. */
+#define UCX_ASYNC_EVENTS_MAX 65536
+static void ucx_async_room(void)
+{
+    struct rlimit rl;
+    char value[24];
+
+    if (getenv("UCX_ASYNC_MAX_EVENTS") != NULL ||
+        getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        return;
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > UCX_ASYNC_EVENTS_MAX) {
+        rl.rlim_cur = UCX_ASYNC_EVENTS_MAX;
+    }
+    if (rl.rlim_cur > ucs_global_opts.async_max_events) {
+        snprintf(value, sizeof(value), "%llu",
+                 (unsigned long long)rl.rlim_cur);
+        (void)ucs_global_opts_set_value("ASYNC_MAX_EVENTS", value);
+    }
+}
+
 static void ucx_fork_watch(void)
 {
     (void)pthread_atfork(NULL, NULL, ucx_on_fork_child);
+    ucx_async_room();
 }
 
 static int ucx_worker_open(struct ucx_ctx *c)
@@ -398,13 +457,16 @@ static int ucx_worker_open(struct ucx_ctx *c)
                         "it (fork before the first one, or exec)");
         return HMAF_ENOTSUP;
     }
+    /* Counted before UCX starts its thread: a fork meanwhile is one
+     * beside a live worker. */
+    atomic_fetch_add(&ucx_workers_live, 1);
     st = ucp_worker_create(c->context, &params, &c->worker);
     if (st != UCS_OK) {
+        atomic_fetch_sub(&ucx_workers_live, 1);
         c->worker = NULL;
         hmaf__log_error("ucp_worker_create: %s", ucs_status_string(st));
         return ucx_status_to_hmaf(st);
     }
-    atomic_fetch_add(&ucx_workers_live, 1);
     return 0;
 }
 
@@ -893,6 +955,7 @@ static void req_put(struct ucx_req *r, int err)
         if (r->hdr.op == UCX_OP_READ) {
             atomic_fetch_sub(&r->ep->reading, r->hdr.len);
         }
+        atomic_fetch_sub(&r->ep->requests, 1);
         track_note(t, atomic_load(&r->status));
         free(r);
         track_end_one(t);
@@ -1025,22 +1088,22 @@ static void req_send(struct ucx_req *r, const void *data, size_t len)
 
 static int ucx_progress_turn(struct ucx_ctx *c);
 
-/* A read waits for room in its endpoint's window (UCX_READ_WINDOW), a
- * read alone taking it whole; the endpoint's failure ends the wait. */
-static void read_window_enter(struct ucx_ep *e, struct ucx_ctx *c, uint64_t len)
+/* Waits for room for len in one of e's windows (held, of max): a read's
+ * bytes in UCX_READ_WINDOW, a request in UCX_EP_REQUESTS. One alone takes
+ * a window whole; the endpoint's failure ends the wait. */
+static void window_enter(struct ucx_ep *e, struct ucx_ctx *c,
+                         _Atomic uint64_t *held, uint64_t len, uint64_t max)
 {
-    uint64_t cur = atomic_load(&e->reading);
+    uint64_t cur = atomic_load(held);
 
     for (;;) {
-        if ((cur == 0 || cur + len <= UCX_READ_WINDOW ||
-             atomic_load(&e->failed)) &&
-            atomic_compare_exchange_weak(&e->reading, &cur, cur + len)) {
+        if ((cur == 0 || cur + len <= max || atomic_load(&e->failed)) &&
+            atomic_compare_exchange_weak(held, &cur, cur + len)) {
             return;
         }
-        if (cur != 0 && cur + len > UCX_READ_WINDOW &&
-            !atomic_load(&e->failed)) {
+        if (cur != 0 && cur + len > max && !atomic_load(&e->failed)) {
             ucx_progress_turn(c);
-            cur = atomic_load(&e->reading);
+            cur = atomic_load(held);
         }
     }
 }
@@ -1063,14 +1126,16 @@ static void ucx_request(struct ucx_ep *e, struct ucx_track *t,
     atomic_init(&r->refs, 2);
     atomic_init(&r->status, 0);
     atomic_fetch_add(&t->pending, 1);
+    window_enter(e, c, &e->requests, 1, UCX_EP_REQUESTS);
     if (reqs_add(c, r) < 0) {
+        atomic_fetch_sub(&e->requests, 1);
         free(r);
         track_note(t, HMAF_ENOMEM);
         track_end_one(t); /* the poster still holds t */
         return;
     }
     if (hdr->op == UCX_OP_READ) {
-        read_window_enter(e, c, hdr->len);
+        window_enter(e, c, &e->reading, hdr->len, UCX_READ_WINDOW);
     }
     req_send(r, data, len);
 }
@@ -1290,8 +1355,9 @@ static void ucx_host_ep_close(struct ucx_ctx *c, struct ucx_ep *e)
     conns_reap(c);
 }
 
-/* Under the lock: binds conn (NULL: not one of the listener's) to an
- * unbound session whose dpu side's nonce this is; the reply's status. */
+/* Under the lock: binds conn (NULL: not one of the listener's) to a
+ * session never bound whose dpu side's nonce this is; the reply's
+ * status. */
 static uint32_t conn_bind(struct ucx_ctx *c, struct ucx_conn *conn,
                           uint64_t nonce)
 {
@@ -1303,13 +1369,14 @@ static uint32_t conn_bind(struct ucx_ctx *c, struct ucx_conn *conn,
     if (conn->session != NULL) {
         return UCX_ST_PROTO; /* bound already */
     }
-    while (e != NULL && (e->nonce != nonce || e->conn != NULL)) {
+    while (e != NULL && (e->nonce != nonce || e->bound)) {
         e = e->next;
     }
     if (e == NULL || nonce == 0) {
         return UCX_ST_NOKEY;
     }
     e->conn = conn;
+    e->bound = 1;
     conn->session = e;
     return UCX_ST_OK;
 }
@@ -1643,10 +1710,11 @@ static void peer_put(struct ucx_ctx *c, struct ucx_peer *p, uint64_t len,
 }
 
 /* len bytes of bounce room for a reply to ep: within the peer's share and
- * the host's whole, or else within the peer's own reserve (*reserved
- * set). The peer, or NULL when there is no room. */
+ * the host's whole, or else within the peer's own reserve of reserve_max
+ * (*reserved set). The peer, or NULL when there is no room. */
 static struct ucx_peer *bounce_take(struct ucx_ctx *c, ucp_ep_h ep,
-                                    uint64_t len, int *reserved)
+                                    uint64_t len, uint64_t reserve_max,
+                                    int *reserved)
 {
     struct ucx_peer *p;
     int room = 0;
@@ -1662,7 +1730,7 @@ static struct ucx_peer *bounce_take(struct ucx_ctx *c, ucp_ep_h ep,
     }
     if (room) {
         p->bounce += len;
-    } else if (p != NULL && p->reserve + len <= UCX_RESERVE) {
+    } else if (p != NULL && p->reserve + len <= reserve_max) {
         p->reserve += len;
         *reserved = 1;
     } else if (p != NULL) {
@@ -1685,29 +1753,30 @@ static void bounce_give(struct ucx_ctx *c, struct ucx_peer *p, uint64_t len,
 }
 
 /* A reply to ep with room for data_len bytes; NULL when there is no
- * memory for it, or no bounce room for its data. */
-static struct ucx_reply *reply_new(struct ucx_ctx *c, ucp_ep_h ep, uint64_t id,
+ * memory for it, or no bounce room for it (UCX_REPLY_COST and its data).
+ * reserve_max: the peer's own room (conn_reserve). */
+static struct ucx_reply *reply_new(struct ucx_ctx *c, ucp_ep_h ep,
+                                   uint64_t reserve_max, uint64_t id,
                                    size_t data_len)
 {
-    struct ucx_peer *p = NULL;
+    uint64_t cost = UCX_REPLY_COST + data_len;
     struct ucx_reply *rep;
+    struct ucx_peer *p;
     int reserved = 0;
 
-    if (data_len > 0 &&
-        (p = bounce_take(c, ep, data_len, &reserved)) == NULL) {
+    p = bounce_take(c, ep, cost, reserve_max, &reserved);
+    if (p == NULL) {
         return NULL;
     }
     rep = malloc(sizeof(*rep) + data_len);
     if (rep == NULL) {
-        if (p != NULL) {
-            bounce_give(c, p, data_len, reserved);
-        }
+        bounce_give(c, p, cost, reserved);
         return NULL;
     }
     *rep = (struct ucx_reply){.ctx = c,
                               .peer = p,
                               .reserved = reserved,
-                              .bounce = data_len,
+                              .bounce = cost,
                               .data_len = data_len,
                               .hdr = {.id = id}};
     return rep;
@@ -1715,24 +1784,19 @@ static struct ucx_reply *reply_new(struct ucx_ctx *c, ucp_ep_h ep, uint64_t id,
 
 static void reply_free(struct ucx_reply *rep)
 {
-    if (rep->peer != NULL) {
-        bounce_give(rep->ctx, rep->peer, rep->bounce, rep->reserved);
-    }
+    bounce_give(rep->ctx, rep->peer, rep->bounce, rep->reserved);
     free(rep);
 }
 
-/* A refused read's reply carries no bytes: its bounce room and memory are
- * given back at once, so a read with a forged key or range holds neither
- * while its answer waits to be taken. */
+/* A refused read's reply carries no bytes: their bounce room and memory
+ * are given back at once, so a read with a forged key or range holds
+ * neither while its answer waits to be taken. */
 static struct ucx_reply *reply_shrink(struct ucx_reply *rep)
 {
     struct ucx_reply *small;
 
-    if (rep->peer != NULL) {
-        bounce_give(rep->ctx, rep->peer, rep->bounce, rep->reserved);
-    }
-    rep->peer = NULL;
-    rep->bounce = 0;
+    bounce_give(rep->ctx, rep->peer, rep->data_len, rep->reserved);
+    rep->bounce -= rep->data_len;
     rep->data_len = 0;
     small = realloc(rep, sizeof(*rep));
     return small != NULL ? small : rep;
@@ -1786,6 +1850,18 @@ static int conn_serves(struct ucx_ctx *c, ucp_ep_h ep)
     return conn != NULL && conn->session != NULL && !atomic_load(&conn->failed);
 }
 
+/* The room of its own ep has for replies (UCX_RESERVE): a session's, or
+ * one reply's for a connection bound to none (its hello's). */
+static uint64_t conn_reserve(struct ucx_ctx *c, ucp_ep_h ep)
+{
+    int serves;
+
+    pthread_mutex_lock(&c->lock);
+    serves = conn_serves(c, ep);
+    pthread_mutex_unlock(&c->lock);
+    return serves ? UCX_RESERVE : UCX_REPLY_COST;
+}
+
 /* Under the lock: may h, from ep, reach [addr, addr + len) of its
  * registration? */
 static uint32_t regs_check(struct ucx_ctx *c, ucp_ep_h ep,
@@ -1813,12 +1889,13 @@ static uint32_t regs_check(struct ucx_ctx *c, ucp_ep_h ep,
 /* The bytes are copied out under the lock, into the reply: they are sent
  * after it is dropped, from memory no revocation concerns. */
 static struct ucx_reply *serve_read(struct ucx_ctx *c, ucp_ep_h ep,
+                                    uint64_t reserve,
                                     const struct ucx_req_hdr *h)
 {
-    struct ucx_reply *rep = reply_new(c, ep, h->id, h->len);
+    struct ucx_reply *rep = reply_new(c, ep, reserve, h->id, h->len);
 
     if (rep == NULL) {
-        rep = reply_new(c, ep, h->id, 0);
+        rep = reply_new(c, ep, reserve, h->id, 0);
         if (rep != NULL) {
             rep->hdr.status = UCX_ST_NOMEM;
         }
@@ -1839,10 +1916,11 @@ static struct ucx_reply *serve_read(struct ucx_ctx *c, ucp_ep_h ep,
 /* The reply is made first: a write the host could not answer is not
  * made either. */
 static struct ucx_reply *serve_write(struct ucx_ctx *c, ucp_ep_h ep,
+                                     uint64_t reserve,
                                      const struct ucx_req_hdr *h,
                                      const void *data)
 {
-    struct ucx_reply *rep = reply_new(c, ep, h->id, 0);
+    struct ucx_reply *rep = reply_new(c, ep, reserve, h->id, 0);
 
     if (rep == NULL) {
         return NULL;
@@ -1889,9 +1967,10 @@ static int ucx_atomic_valid(uint8_t op, uint64_t size, uint64_t addr)
 }
 
 static struct ucx_reply *serve_atomic(struct ucx_ctx *c, ucp_ep_h ep,
+                                      uint64_t reserve,
                                       const struct ucx_req_hdr *h)
 {
-    struct ucx_reply *rep = reply_new(c, ep, h->id, 0);
+    struct ucx_reply *rep = reply_new(c, ep, reserve, h->id, 0);
     void *p = (void *)(uintptr_t)h->addr;
 
     if (rep == NULL) {
@@ -1912,9 +1991,10 @@ static struct ucx_reply *serve_atomic(struct ucx_ctx *c, ucp_ep_h ep,
 /* A connection names its session (conn_bind); its reply says whether it
  * was bound. */
 static struct ucx_reply *serve_hello(struct ucx_ctx *c, ucp_ep_h ep,
+                                     uint64_t reserve,
                                      const struct ucx_req_hdr *h, size_t len)
 {
-    struct ucx_reply *rep = reply_new(c, ep, h->id, 0);
+    struct ucx_reply *rep = reply_new(c, ep, reserve, h->id, 0);
 
     if (rep == NULL) {
         return NULL;
@@ -1943,8 +2023,9 @@ static int request_well_formed(const struct ucx_req_hdr *h, size_t len)
 }
 
 static struct ucx_reply *serve(struct ucx_ctx *c, ucp_ep_h ep,
-                               const struct ucx_req_hdr *h, const void *data,
-                               size_t len, uint64_t recv_attr)
+                               uint64_t reserve, const struct ucx_req_hdr *h,
+                               const void *data, size_t len,
+                               uint64_t recv_attr)
 {
     struct ucx_reply *rep;
 
@@ -1952,7 +2033,7 @@ static struct ucx_reply *serve(struct ucx_ctx *c, ucp_ep_h ep,
      * requests are eager, and its bytes would arrive after the check. */
     if ((recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) ||
         !request_well_formed(h, len)) {
-        rep = reply_new(c, ep, h->id, 0);
+        rep = reply_new(c, ep, reserve, h->id, 0);
         if (rep != NULL) {
             rep->hdr.status = UCX_ST_PROTO;
         }
@@ -1960,11 +2041,11 @@ static struct ucx_reply *serve(struct ucx_ctx *c, ucp_ep_h ep,
     }
     switch (h->op) {
     case UCX_OP_READ:
-        return serve_read(c, ep, h);
+        return serve_read(c, ep, reserve, h);
     case UCX_OP_WRITE:
-        return serve_write(c, ep, h, data);
+        return serve_write(c, ep, reserve, h, data);
     default:
-        return serve_atomic(c, ep, h);
+        return serve_atomic(c, ep, reserve, h);
     }
 }
 
@@ -1978,6 +2059,7 @@ static ucs_status_t ucx_on_request(void *arg, const void *header,
     struct ucx_ctx *c = arg;
     struct ucx_req_hdr h;
     struct ucx_reply *rep;
+    uint64_t reserve;
 
     if (header_len != sizeof(h) ||
         !(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP)) {
@@ -1988,15 +2070,18 @@ static ucs_status_t ucx_on_request(void *arg, const void *header,
         return UCS_OK;
     }
     memcpy(&h, header, sizeof(h));
+    reserve = conn_reserve(c, param->reply_ep);
     if (h.op == UCX_OP_HELLO) {
-        rep = serve_hello(c, param->reply_ep, &h, len);
+        rep = serve_hello(c, param->reply_ep, reserve, &h, len);
     } else {
-        rep = serve(c, param->reply_ep, &h, data, len, param->recv_attr);
+        rep = serve(c, param->reply_ep, reserve, &h, data, len,
+                    param->recv_attr);
     }
     if (rep != NULL) {
         reply_send(param->reply_ep, rep);
     } else {
-        hmaf__log_debug("ucx request %llu dropped: out of memory",
+        hmaf__log_debug("ucx request %llu dropped: out of memory, or its "
+                        "peer takes no answers",
                         (unsigned long long)h.id);
     }
     return UCS_OK;
