@@ -40,8 +40,8 @@
 #define BIG_LEN  ((uint64_t)READS * READ_LEN)
 /* Small requests a flooding peer sends, and what the host may hold for
  * them at most: its bounce room (UCX_BOUNCE_MAX), and some. Unbounded,
- * the host holds about 300 bytes a request. */
-#define FLOOD      3000000l
+ * the host holds about 370 bytes a request: 530 MiB for these. */
+#define FLOOD      1500000l
 #define FLOOD_KIB  (320l << 10)
 /* Connections peers open, between CONN_PEERS UCX workers (each has a
  * bound of its own): more than the host takes (UCX_MAX_CONNS). */
@@ -512,7 +512,7 @@ static void room_returns(struct host *host)
 
         raw_bound(host, &r, &nonce);
         raw_send_untaken(&r, &h, READS);
-        sleep(1); /* the host serves them meanwhile, and holds them */
+        usleep(300000); /* the host serves them meanwhile, and holds them */
         host_session(host, 'x', nonce);
         raw_close(&r);
     }

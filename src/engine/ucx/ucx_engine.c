@@ -1709,29 +1709,81 @@ static void peer_put(struct ucx_ctx *c, struct ucx_peer *p, uint64_t len,
     free(p);
 }
 
-/* len bytes of bounce room for a reply to ep: within the peer's share and
- * the host's whole, or else within the peer's own reserve of reserve_max
- * (*reserved set). The peer, or NULL when there is no room. */
+/* Under the lock: the listener's connection whose endpoint ep is; NULL
+ * for any other (a peer that reached the worker some other way). */
+static struct ucx_conn *conn_of(struct ucx_ctx *c, ucp_ep_h ep)
+{
+    struct ucx_conn *conn = c->conns;
+
+    while (conn != NULL && conn->ep != ep) {
+        conn = conn->next;
+    }
+    return conn;
+}
+
+/* Under the lock: whether requests on ep are served: its connection is
+ * bound to a live session. */
+static int conn_serves(struct ucx_ctx *c, ucp_ep_h ep)
+{
+    const struct ucx_conn *conn = conn_of(c, ep);
+
+    return conn != NULL && conn->session != NULL && !atomic_load(&conn->failed);
+}
+
+/* The room of its own ep has for replies (UCX_RESERVE): a session's, or
+ * one reply's for a connection bound to none (its hello's). */
+static uint64_t conn_reserve(struct ucx_ctx *c, ucp_ep_h ep)
+{
+    int serves;
+
+    pthread_mutex_lock(&c->lock);
+    serves = conn_serves(c, ep);
+    pthread_mutex_unlock(&c->lock);
+    return serves ? UCX_RESERVE : UCX_REPLY_COST;
+}
+
+/* Under peers_lock: the peer's share of the shared room (and the whole
+ * room) has len more. */
+static int pool_take(struct ucx_ctx *c, struct ucx_peer *p, uint64_t len)
+{
+    if (p->bounce + len > UCX_READ_WINDOW) {
+        return 0;
+    }
+    if (atomic_fetch_add(&c->bounce, len) + len > UCX_BOUNCE_MAX) {
+        atomic_fetch_sub(&c->bounce, len);
+        return 0;
+    }
+    p->bounce += len;
+    return 1;
+}
+
+/* cost bytes of bounce room for a reply to ep (with data_len of data):
+ * from the peer's share of the shared room, or else from its own reserve
+ * (*reserved set), as conn_reserve sizes it — looked up only then, the
+ * shared room being full. A reply with data leaves the reserve room for
+ * an answer to every request the peer may have open: it holds one read at
+ * a time. The peer, or NULL when there is no room. */
 static struct ucx_peer *bounce_take(struct ucx_ctx *c, ucp_ep_h ep,
-                                    uint64_t len, uint64_t reserve_max,
+                                    uint64_t cost, uint64_t data_len,
                                     int *reserved)
 {
+    uint64_t need = cost + (data_len > 0 ? UCX_EP_REQUESTS * UCX_REPLY_COST : 0);
+    uint64_t reserve_max;
     struct ucx_peer *p;
-    int room = 0;
 
     *reserved = 0;
     pthread_mutex_lock(&c->peers_lock);
     p = peer_find(c, ep, 1);
-    if (p != NULL && p->bounce + len <= UCX_READ_WINDOW) {
-        room = atomic_fetch_add(&c->bounce, len) + len <= UCX_BOUNCE_MAX;
-        if (!room) {
-            atomic_fetch_sub(&c->bounce, len);
-        }
+    if (p != NULL && pool_take(c, p, cost)) {
+        pthread_mutex_unlock(&c->peers_lock);
+        return p;
     }
-    if (room) {
-        p->bounce += len;
-    } else if (p != NULL && p->reserve + len <= reserve_max) {
-        p->reserve += len;
+    pthread_mutex_unlock(&c->peers_lock);
+    reserve_max = conn_reserve(c, ep); /* not under peers_lock */
+    pthread_mutex_lock(&c->peers_lock);
+    p = peer_find(c, ep, 1);
+    if (p != NULL && p->reserve + need <= reserve_max) {
+        p->reserve += cost;
         *reserved = 1;
     } else if (p != NULL) {
         peer_put(c, p, 0, 0); /* unlisted if it held nothing */
@@ -1753,10 +1805,8 @@ static void bounce_give(struct ucx_ctx *c, struct ucx_peer *p, uint64_t len,
 }
 
 /* A reply to ep with room for data_len bytes; NULL when there is no
- * memory for it, or no bounce room for it (UCX_REPLY_COST and its data).
- * reserve_max: the peer's own room (conn_reserve). */
-static struct ucx_reply *reply_new(struct ucx_ctx *c, ucp_ep_h ep,
-                                   uint64_t reserve_max, uint64_t id,
+ * memory for it, or no bounce room for it (UCX_REPLY_COST and its data). */
+static struct ucx_reply *reply_new(struct ucx_ctx *c, ucp_ep_h ep, uint64_t id,
                                    size_t data_len)
 {
     uint64_t cost = UCX_REPLY_COST + data_len;
@@ -1764,7 +1814,7 @@ static struct ucx_reply *reply_new(struct ucx_ctx *c, ucp_ep_h ep,
     struct ucx_peer *p;
     int reserved = 0;
 
-    p = bounce_take(c, ep, cost, reserve_max, &reserved);
+    p = bounce_take(c, ep, cost, data_len, &reserved);
     if (p == NULL) {
         return NULL;
     }
@@ -1829,39 +1879,6 @@ static void reply_send(ucp_ep_h ep, struct ucx_reply *rep)
     }
 }
 
-/* Under the lock: the listener's connection whose endpoint ep is; NULL
- * for any other (a peer that reached the worker some other way). */
-static struct ucx_conn *conn_of(struct ucx_ctx *c, ucp_ep_h ep)
-{
-    struct ucx_conn *conn = c->conns;
-
-    while (conn != NULL && conn->ep != ep) {
-        conn = conn->next;
-    }
-    return conn;
-}
-
-/* Under the lock: whether requests on ep are served: its connection is
- * bound to a live session. */
-static int conn_serves(struct ucx_ctx *c, ucp_ep_h ep)
-{
-    const struct ucx_conn *conn = conn_of(c, ep);
-
-    return conn != NULL && conn->session != NULL && !atomic_load(&conn->failed);
-}
-
-/* The room of its own ep has for replies (UCX_RESERVE): a session's, or
- * one reply's for a connection bound to none (its hello's). */
-static uint64_t conn_reserve(struct ucx_ctx *c, ucp_ep_h ep)
-{
-    int serves;
-
-    pthread_mutex_lock(&c->lock);
-    serves = conn_serves(c, ep);
-    pthread_mutex_unlock(&c->lock);
-    return serves ? UCX_RESERVE : UCX_REPLY_COST;
-}
-
 /* Under the lock: may h, from ep, reach [addr, addr + len) of its
  * registration? */
 static uint32_t regs_check(struct ucx_ctx *c, ucp_ep_h ep,
@@ -1889,13 +1906,12 @@ static uint32_t regs_check(struct ucx_ctx *c, ucp_ep_h ep,
 /* The bytes are copied out under the lock, into the reply: they are sent
  * after it is dropped, from memory no revocation concerns. */
 static struct ucx_reply *serve_read(struct ucx_ctx *c, ucp_ep_h ep,
-                                    uint64_t reserve,
                                     const struct ucx_req_hdr *h)
 {
-    struct ucx_reply *rep = reply_new(c, ep, reserve, h->id, h->len);
+    struct ucx_reply *rep = reply_new(c, ep, h->id, h->len);
 
     if (rep == NULL) {
-        rep = reply_new(c, ep, reserve, h->id, 0);
+        rep = reply_new(c, ep, h->id, 0);
         if (rep != NULL) {
             rep->hdr.status = UCX_ST_NOMEM;
         }
@@ -1916,11 +1932,10 @@ static struct ucx_reply *serve_read(struct ucx_ctx *c, ucp_ep_h ep,
 /* The reply is made first: a write the host could not answer is not
  * made either. */
 static struct ucx_reply *serve_write(struct ucx_ctx *c, ucp_ep_h ep,
-                                     uint64_t reserve,
                                      const struct ucx_req_hdr *h,
                                      const void *data)
 {
-    struct ucx_reply *rep = reply_new(c, ep, reserve, h->id, 0);
+    struct ucx_reply *rep = reply_new(c, ep, h->id, 0);
 
     if (rep == NULL) {
         return NULL;
@@ -1967,10 +1982,9 @@ static int ucx_atomic_valid(uint8_t op, uint64_t size, uint64_t addr)
 }
 
 static struct ucx_reply *serve_atomic(struct ucx_ctx *c, ucp_ep_h ep,
-                                      uint64_t reserve,
-                                      const struct ucx_req_hdr *h)
+                                       const struct ucx_req_hdr *h)
 {
-    struct ucx_reply *rep = reply_new(c, ep, reserve, h->id, 0);
+    struct ucx_reply *rep = reply_new(c, ep, h->id, 0);
     void *p = (void *)(uintptr_t)h->addr;
 
     if (rep == NULL) {
@@ -1991,10 +2005,9 @@ static struct ucx_reply *serve_atomic(struct ucx_ctx *c, ucp_ep_h ep,
 /* A connection names its session (conn_bind); its reply says whether it
  * was bound. */
 static struct ucx_reply *serve_hello(struct ucx_ctx *c, ucp_ep_h ep,
-                                     uint64_t reserve,
                                      const struct ucx_req_hdr *h, size_t len)
 {
-    struct ucx_reply *rep = reply_new(c, ep, reserve, h->id, 0);
+    struct ucx_reply *rep = reply_new(c, ep, h->id, 0);
 
     if (rep == NULL) {
         return NULL;
@@ -2023,9 +2036,8 @@ static int request_well_formed(const struct ucx_req_hdr *h, size_t len)
 }
 
 static struct ucx_reply *serve(struct ucx_ctx *c, ucp_ep_h ep,
-                               uint64_t reserve, const struct ucx_req_hdr *h,
-                               const void *data, size_t len,
-                               uint64_t recv_attr)
+                               const struct ucx_req_hdr *h, const void *data,
+                               size_t len, uint64_t recv_attr)
 {
     struct ucx_reply *rep;
 
@@ -2033,7 +2045,7 @@ static struct ucx_reply *serve(struct ucx_ctx *c, ucp_ep_h ep,
      * requests are eager, and its bytes would arrive after the check. */
     if ((recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) ||
         !request_well_formed(h, len)) {
-        rep = reply_new(c, ep, reserve, h->id, 0);
+        rep = reply_new(c, ep, h->id, 0);
         if (rep != NULL) {
             rep->hdr.status = UCX_ST_PROTO;
         }
@@ -2041,11 +2053,11 @@ static struct ucx_reply *serve(struct ucx_ctx *c, ucp_ep_h ep,
     }
     switch (h->op) {
     case UCX_OP_READ:
-        return serve_read(c, ep, reserve, h);
+        return serve_read(c, ep, h);
     case UCX_OP_WRITE:
-        return serve_write(c, ep, reserve, h, data);
+        return serve_write(c, ep, h, data);
     default:
-        return serve_atomic(c, ep, reserve, h);
+        return serve_atomic(c, ep, h);
     }
 }
 
@@ -2059,7 +2071,6 @@ static ucs_status_t ucx_on_request(void *arg, const void *header,
     struct ucx_ctx *c = arg;
     struct ucx_req_hdr h;
     struct ucx_reply *rep;
-    uint64_t reserve;
 
     if (header_len != sizeof(h) ||
         !(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP)) {
@@ -2070,12 +2081,10 @@ static ucs_status_t ucx_on_request(void *arg, const void *header,
         return UCS_OK;
     }
     memcpy(&h, header, sizeof(h));
-    reserve = conn_reserve(c, param->reply_ep);
     if (h.op == UCX_OP_HELLO) {
-        rep = serve_hello(c, param->reply_ep, reserve, &h, len);
+        rep = serve_hello(c, param->reply_ep, &h, len);
     } else {
-        rep = serve(c, param->reply_ep, reserve, &h, data, len,
-                    param->recv_attr);
+        rep = serve(c, param->reply_ep, &h, data, len, param->recv_attr);
     }
     if (rep != NULL) {
         reply_send(param->reply_ep, rep);
