@@ -85,6 +85,11 @@ function(hmaf_add_engine name)
         foreach(lib hmaf_objects hmaf hmaf_static)
             target_link_libraries(${lib} PUBLIC ${arg_LIBRARIES})
         endforeach()
+        # What the installed package needs found again (HmafPackage.cmake).
+        if(arg_PKG_CONFIG)
+            set_property(GLOBAL APPEND PROPERTY HMAF_PACKAGE_PKG_CONFIG
+                         "${upper}|${arg_PKG_CONFIG}")
+        endif()
     elseif(arg_EMULATION AND HMAF_BUILD_TESTS)
         set(mode EMULATED)
         message(STATUS "hmaf: ${name} engine built for tests only, "

@@ -8,6 +8,9 @@
 #define HMAF_VERSION_MAJOR 0
 #define HMAF_VERSION_MINOR 1
 #define HMAF_VERSION_PATCH 0
+/** The version as one number, major * 10000 + minor * 100 + patch. */
+#define HMAF_VERSION_NUMBER                                                    \
+    (HMAF_VERSION_MAJOR * 10000 + HMAF_VERSION_MINOR * 100 + HMAF_VERSION_PATCH)
 
 /** Version of the host <-> dpu wire protocol (handshake, mailbox, and
  * what the channel carries after the handshake). 2: the host nudges a
@@ -24,5 +27,15 @@
 #else
 #define HMAF_API
 #endif
+
+/**
+ * @brief The version of the library running, "major.minor.patch": it may
+ * differ from the headers' (HMAF_VERSION_*) by a patch or, while the major
+ * version is 0, not at all by a minor: the soname changes with it
+ * (libhmaf.so.0.1), since 0.x releases may break the ABI.
+ */
+HMAF_API const char *hmaf_version(void);
+/** @brief The same as HMAF_VERSION_NUMBER counts it. */
+HMAF_API unsigned hmaf_version_number(void);
 
 #endif /* HMAF_VERSION_H */
