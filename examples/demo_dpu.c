@@ -608,6 +608,19 @@ static int run(struct dpu *d, const char *address, int listening,
     return ret == HMAF_ENOTSUP ? explicit_updates(d) : ret;
 }
 
+/* --help (or -h) alone: the usage on stdout, and success. */
+static int asked_help(int argc, char **argv)
+{
+    return argc == 2 &&
+           (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+}
+
+static const char usage_text[] =
+    "usage: HMAF_DEMO_TOKEN=T demo_dpu [--listen] ADDRESS\n"
+    "The demo's dpu side (hmaf-demo runs it): follows the host's hash table\n"
+    "through HMAF and changes it while the host reads. --listen: wait at\n"
+    "ADDRESS for the host to dial (always so for comch:).\n";
+
 int main(int argc, char **argv)
 {
     const char *token = getenv("HMAF_DEMO_TOKEN");
@@ -617,10 +630,13 @@ int main(int argc, char **argv)
     int ret;
 
     setvbuf(stdout, NULL, _IOLBF, 0); /* interleave sanely with demo_host */
+    if (asked_help(argc, argv)) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
     address = demo_parse_args(argc, argv, "--listen", &listening);
     if (address == NULL || token == NULL) {
-        fprintf(stderr,
-                "usage: HMAF_DEMO_TOKEN=T demo_dpu [--listen] ADDRESS\n");
+        fputs(usage_text, stderr);
         return 2;
     }
     ret = run(&d, address, listening, token);

@@ -316,6 +316,19 @@ static int report(const struct host *h, const hmaf_agent_stats_t *st)
     return t.wrong == 0 ? 0 : -1;
 }
 
+/* --help (or -h) alone: the usage on stdout, and success. */
+static int asked_help(int argc, char **argv)
+{
+    return argc == 2 &&
+           (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+}
+
+static const char usage_text[] =
+    "usage: HMAF_DEMO_TOKEN=T [HMAF_DEMO_KEYS=N] demo_host [--dial] ADDRESS\n"
+    "The demo's host (hmaf-demo runs it): builds a hash table of N keys,\n"
+    "exposes it and serves a dpu side at ADDRESS. --dial: connect to a dpu\n"
+    "side listening there instead (always so for comch:).\n";
+
 int main(int argc, char **argv)
 {
     const char *token = getenv("HMAF_DEMO_TOKEN");
@@ -328,10 +341,13 @@ int main(int argc, char **argv)
     int ret;
 
     setvbuf(stdout, NULL, _IOLBF, 0); /* interleave sanely with demo_dpu */
+    if (asked_help(argc, argv)) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
     address = demo_parse_args(argc, argv, "--dial", &dial);
     if (address == NULL || token == NULL || count == 0) {
-        fprintf(stderr, "usage: HMAF_DEMO_TOKEN=T [HMAF_DEMO_KEYS=N] "
-                        "demo_host [--dial] ADDRESS\n");
+        fputs(usage_text, stderr);
         return 2;
     }
     ret = build(&h, count);

@@ -178,7 +178,14 @@ static void remove_tmp(const char *tmp)
     }
 }
 
-int main(void)
+/* --help (or -h) alone: the usage on stdout, and success. */
+static int asked_help(int argc, char **argv)
+{
+    return argc == 2 &&
+           (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+}
+
+int main(int argc, char **argv)
 {
     char tmp[] = "/tmp/hmaf-demo-XXXXXX";
     char dir[PATH_MAX], token[33];
@@ -186,6 +193,14 @@ int main(void)
     int ret;
 
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (asked_help(argc, argv) || argc != 1) {
+        fputs("usage: hmaf-demo\n"
+              "Runs the demo: demo_host builds a hash table and serves it,\n"
+              "demo_dpu (beside this program) follows and changes it through\n"
+              "HMAF, and both report what they saw.\n",
+              asked_help(argc, argv) ? stdout : stderr);
+        return asked_help(argc, argv) ? 0 : 2;
+    }
     if (own_dir(dir, sizeof(dir)) < 0 || make_token(token) < 0 ||
         mkdtemp(tmp) == NULL) {
         perror("hmaf-demo: setting up");

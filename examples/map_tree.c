@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -178,12 +179,27 @@ static int dpu_main(const char *address)
     return ret;
 }
 
-int main(void)
+/* --help (or -h) alone: the usage on stdout, and success. */
+static int asked_help(int argc, char **argv)
+{
+    return argc == 2 &&
+           (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+}
+
+int main(int argc, char **argv)
 {
     char dir[] = "/tmp/map_tree-XXXXXX", address[64], byte;
     int ready[2], done[2], status, host = -1, ret = HMAF_ECONNREFUSED;
     pid_t pid;
 
+    if (asked_help(argc, argv) || argc != 1) {
+        fputs("usage: map_tree\n"
+              "Forks a host that builds a binary tree of pointers and maps it\n"
+              "into this process (hmaf_session_map) at the host's own\n"
+              "addresses, then walks it as local memory.\n",
+              asked_help(argc, argv) ? stdout : stderr);
+        return asked_help(argc, argv) ? 0 : 2;
+    }
     if (mkdtemp(dir) == NULL || pipe(ready) != 0 || pipe(done) != 0) {
         perror("map_tree");
         return 1;

@@ -7,6 +7,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <hmaf/hmaf.h>
 
@@ -44,6 +45,18 @@ static int dump_root(hmaf_session_t *session, const char *root, size_t want)
     return ret;
 }
 
+/* --help (or -h) alone: the usage on stdout, and success. */
+static int asked_help(int argc, char **argv)
+{
+    return argc == 2 &&
+           (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+}
+
+static const char usage_text[] =
+    "usage: read_remote ADDRESS TOKEN ROOT [BYTES]\n"
+    "Connects to the host agent at ADDRESS (unix:PATH or tcp:HOST:PORT) with\n"
+    "TOKEN, looks ROOT up and prints its first BYTES (default 64) in hex.\n";
+
 int main(int argc, char **argv)
 {
     hmaf_session_params_t params;
@@ -51,8 +64,12 @@ int main(int argc, char **argv)
     size_t want = argc > 4 ? strtoul(argv[4], NULL, 0) : 64;
     int ret;
 
+    if (asked_help(argc, argv)) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
     if (argc < 4 || argc > 5 || want == 0) {
-        fprintf(stderr, "usage: read_remote ADDRESS TOKEN ROOT [BYTES]\n");
+        fputs(usage_text, stderr);
         return 2;
     }
     hmaf_session_params_init(&params);

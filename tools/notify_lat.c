@@ -193,6 +193,13 @@ static void measure_h2d(hmaf_session_t *s, uint64_t *v, size_t n,
     report(what, v, n, base);
 }
 
+/* --help (or -h) alone: the usage on stdout, and success. */
+static int asked_help(int argc, char **argv)
+{
+    return argc == 2 &&
+           (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+}
+
 int main(int argc, char **argv)
 {
     size_t rounds = argc > 1 ? strtoul(argv[1], NULL, 10) : 20000;
@@ -203,6 +210,14 @@ int main(int argc, char **argv)
     double base, idle;
     pid_t host;
 
+    if (asked_help(argc, argv) || argc > 2) {
+        fputs("usage: hmaf-notify-lat [ROUNDS]\n"
+              "Forks a host and measures how long a notification takes to\n"
+              "reach a waiting dpu side, idle and asleep (ROUNDS, default\n"
+              "20000, at least 20).\n",
+              argc > 2 ? stderr : stdout);
+        return argc > 2 ? 2 : 0;
+    }
     sh = mmap(NULL, sizeof(*sh) + rounds * 8, PROT_READ | PROT_WRITE,
               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     v = calloc(rounds, sizeof(*v));

@@ -83,9 +83,9 @@ static void dpu_info(void *arg, struct resp_buf *out)
     resp_buf_put(out, line, strlen(line));
 }
 
-static void usage(void)
+static void usage(FILE *to)
 {
-    fprintf(stderr, "usage: hmaf-kv-dpu --address unix:PATH --port P "
+    fprintf(to, "usage: hmaf-kv-dpu --address unix:PATH --port P "
                     "[--token T] [--bind IP]\n");
 }
 
@@ -153,8 +153,13 @@ int main(int argc, char **argv)
     struct kv_store store;
     int ret;
 
+    if (argc == 2 &&
+        (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        usage(stdout);
+        return 0;
+    }
     if (kv_options_parse(argc, argv, &o) < 0 || o.address == NULL) {
-        usage();
+        usage(stderr);
         return 2;
     }
     ret = connect_store(&o, &session, &store);

@@ -178,9 +178,9 @@ static void host_info(void *arg, struct resp_buf *out)
     resp_buf_put(out, line, strlen(line));
 }
 
-static void usage(void)
+static void usage(FILE *to)
 {
-    fprintf(stderr, "usage: hmaf-kv-host --address unix:PATH --port P "
+    fprintf(to, "usage: hmaf-kv-host --address unix:PATH --port P "
                     "[--token T] [--buckets N] [--heap-mib M] [--bind IP]\n");
 }
 
@@ -238,8 +238,13 @@ int main(int argc, char **argv)
     uint64_t root;
     int ret;
 
+    if (argc == 2 &&
+        (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        usage(stdout);
+        return 0;
+    }
     if (kv_options_parse(argc, argv, &o) < 0 || o.address == NULL) {
-        usage();
+        usage(stderr);
         return 2;
     }
     ret = start_agent(&h, &o);

@@ -509,6 +509,7 @@ static void usage(FILE *to)
             "[--no-pin] [--engine NAME] [--verbose]\n"
             "                  [--host-netns NS] [--connect ADDRESS]\n"
             "       hmaf-bench --serve ADDRESS [--engine NAME]\n"
+            "       hmaf-bench --help | --version\n"
             "  --quick       two sizes, %d rounds, short rounds: a smoke test\n"
             "  --rounds N    rounds per cell (default %d)\n"
             "  --out DIR     results.csv, results.json and PNG charts go "
@@ -622,7 +623,7 @@ static int apply_option(int c, const char *arg, struct options *o)
     return 0;
 }
 
-/* 0; 1 after --help; -1 on a bad command line. */
+/* 0; 1 after --help or --version; -1 on a bad command line. */
 static int parse_options(int argc, char **argv, struct options *o)
 {
     static const struct option longopts[] = {
@@ -643,6 +644,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"connect", required_argument, NULL, 'a'},
         {"host-netns", required_argument, NULL, 'N'},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -652,6 +654,11 @@ static int parse_options(int argc, char **argv, struct options *o)
     while ((c = getopt_long(argc, argv, "r:qo:vh", longopts, NULL)) != -1) {
         if (c == 'h') {
             usage(stdout);
+            return 1;
+        }
+        if (c == 'V') {
+            printf("hmaf-bench %d.%d.%d (libhmaf %s)\n", HMAF_VERSION_MAJOR,
+                   HMAF_VERSION_MINOR, HMAF_VERSION_PATCH, hmaf_version());
             return 1;
         }
         if (apply_option(c, optarg, o) != 0) {
