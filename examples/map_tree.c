@@ -195,7 +195,7 @@ int main(int argc, char **argv)
     if (asked_help(argc, argv) || argc != 1) {
         fputs("usage: map_tree\n"
               "Forks a host that builds a binary tree of pointers and maps it\n"
-              "into this process (hmaf_session_map) at the host's own\n"
+              "into this process (hmaf_map_create) at the host's own\n"
               "addresses, then walks it as local memory.\n",
               asked_help(argc, argv) ? stdout : stderr);
         return asked_help(argc, argv) ? 0 : 2;
