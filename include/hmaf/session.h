@@ -192,7 +192,9 @@ HMAF_API void hmaf_session_params_init(hmaf_session_params_t *params);
  *         message is smaller than the handshake's, the mailbox's export
  *         descriptor is too large, or out of file descriptors),
  *         HMAF_ECONNRESET, HMAF_EPERM (not allowed to connect, or to reach
- *         the host process), HMAF_EADDRINUSE (listen: the address is
+ *         the host process: create reads the host's mailbox once, so a
+ *         dpu side of another user, under a ptrace scope or a seccomp
+ *         filter that forbids it, learns it here; the log says which), HMAF_EADDRINUSE (listen: the address is
  *         taken), HMAF_ENOTSUP (a comch address and a libhmaf built without
  *         DOCA; ucx: this process was forked while one of its parent's ucx
  *         sessions or agents was open, and UCX cannot run here — fork

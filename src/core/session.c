@@ -168,6 +168,29 @@ static int import_mailbox(struct hmaf_session *s, const struct hmaf_welcome *w)
                                     w->mailbox_export.len, &s->mbox_rmem);
 }
 
+/* One read of the mailbox's first word: a dpu side that may not reach the
+ * host process (another user, the ptrace scope, a seccomp filter, another
+ * pid namespace) learns it at create, not at its first call. */
+static int probe_host(struct hmaf_session *s, const struct hmaf_welcome *w)
+{
+    uint64_t word;
+    struct hmaf_xfer x = {s->mbox_rmem, &word, w->mailbox_addr, sizeof(word)};
+    int ret = s->move_one(s->ep, HMAF_XFER_READ, &x);
+
+    if (ret == HMAF_EPERM) {
+        hmaf__log_error("cannot access the host process (pid %d) with the "
+                        "%s engine: it runs as another user, or the ptrace "
+                        "scope (/proc/sys/kernel/yama/ptrace_scope), a "
+                        "missing CAP_SYS_PTRACE or a seccomp filter forbids "
+                        "it",
+                        hmaf__channel_peer_pid(&s->channel), s->ops->name);
+    } else if (ret < 0) {
+        hmaf__log_error("cannot read the host's mailbox: %s",
+                        hmaf_strerror(ret));
+    }
+    return ret;
+}
+
 static int init_mailbox_client(struct hmaf_session *s,
                                const struct hmaf_welcome *w)
 {
@@ -200,6 +223,10 @@ static int attach_to_host(struct hmaf_session *s, const struct hmaf_welcome *w)
     ret = import_mailbox(s, w);
     if (ret < 0) {
         goto err_ep;
+    }
+    ret = probe_host(s, w);
+    if (ret < 0) {
+        goto err_rmem;
     }
     ret = hmaf__regions_init(s);
     if (ret < 0) {
