@@ -195,10 +195,11 @@ HMAF_API void hmaf_session_params_init(hmaf_session_params_t *params);
  *         the host process: create reads the host's mailbox once, so a
  *         dpu side of another user, under a ptrace scope or a seccomp
  *         filter that forbids it, learns it here; the log says which),
- *         HMAF_EADDRINUSE (listen: the address is taken), HMAF_ENOTSUP (a comch address and a libhmaf built without
- *         DOCA; ucx: this process was forked while one of its parent's ucx
- *         sessions or agents was open, and UCX cannot run here — fork
- *         before the first, or exec: docs/engines.md, "ucx").
+ *         HMAF_EADDRINUSE (listen: the address is taken), HMAF_ENOTSUP
+ *         (a comch address and a libhmaf built without DOCA; ucx: this
+ *         process was forked while one of its parent's ucx sessions or
+ *         agents was open, and UCX cannot run here — fork before the
+ *         first, or exec: docs/engines.md, "ucx").
  */
 HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
                                  hmaf_session_t **session_out);
