@@ -32,6 +32,7 @@
 #include <hmaf/hmaf.h>
 
 #include "demo_table.h"
+#include "help.h"
 
 #define BATCH       256   /* GETs advancing together */
 #define CHAIN_LIMIT 1000  /* longer chains mean a corrupt table: stop */
@@ -606,13 +607,6 @@ static int run(struct dpu *d, const char *address, int listening,
         ret = mapped_pass(d, t0);
     }
     return ret == HMAF_ENOTSUP ? explicit_updates(d) : ret;
-}
-
-/* --help (or -h) alone: the usage on stdout, and success. */
-static int asked_help(int argc, char **argv)
-{
-    return argc == 2 &&
-           (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
 }
 
 static const char usage_text[] =

@@ -22,6 +22,7 @@
 #include <hmaf/hmaf.h>
 
 #include "demo_table.h"
+#include "help.h"
 
 #define WAIT_LIMIT_S  120       /* give up on the dpu side after this long */
 #define DIAL_S        60        /* a listening dpu side may start after us */
@@ -314,13 +315,6 @@ static int report(const struct host *h, const hmaf_agent_stats_t *st)
            (unsigned long long)st->requests,
            (unsigned long long)st->registrations);
     return t.wrong == 0 ? 0 : -1;
-}
-
-/* --help (or -h) alone: the usage on stdout, and success. */
-static int asked_help(int argc, char **argv)
-{
-    return argc == 2 &&
-           (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
 }
 
 static const char usage_text[] =

@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "help.h"
 
 #ifdef HMAF_DEMO_COMCH
 #define HOST_PROGRAM "demo_host_doca"
@@ -176,13 +177,6 @@ static void remove_tmp(const char *tmp)
     if (rmdir(tmp) != 0) {
         fprintf(stderr, "hmaf-demo: rmdir %s: %s\n", tmp, strerror(errno));
     }
-}
-
-/* --help (or -h) alone: the usage on stdout, and success. */
-static int asked_help(int argc, char **argv)
-{
-    return argc == 2 &&
-           (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
 }
 
 int main(int argc, char **argv)

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <hmaf/hmaf.h>
+#include "help.h"
 
 #define NKEYS     100000u /* keys 0, 2, 4, ...; the odd ones are absent */
 #define STRIDE    61803u  /* coprime with NKEYS, about NKEYS / 1.618 */
@@ -177,13 +178,6 @@ static int dpu_main(const char *address)
     hmaf_map_destroy(map);
     hmaf_session_destroy(s);
     return ret;
-}
-
-/* --help (or -h) alone: the usage on stdout, and success. */
-static int asked_help(int argc, char **argv)
-{
-    return argc == 2 &&
-           (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
 }
 
 int main(int argc, char **argv)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <hmaf/hmaf.h>
+#include "help.h"
 
 static void hex_dump(const unsigned char *buf, size_t len, uint64_t addr)
 {
@@ -43,13 +44,6 @@ static int dump_root(hmaf_session_t *session, const char *root, size_t want)
     }
     free(buf);
     return ret;
-}
-
-/* --help (or -h) alone: the usage on stdout, and success. */
-static int asked_help(int argc, char **argv)
-{
-    return argc == 2 &&
-           (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
 }
 
 static const char usage_text[] =

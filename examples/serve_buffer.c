@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <hmaf/hmaf.h>
+#include "help.h"
 
 static const char usage_text[] =
     "usage: serve_buffer ADDRESS TOKEN [ROOT]\n"
@@ -19,13 +20,6 @@ static const char usage_text[] =
     "tcp:HOST:PORT) with TOKEN until SIGINT or SIGTERM.\n";
 
 static char buffer[4096] = "hello from serve_buffer";
-
-/* --help (or -h) alone: the usage on stdout, and success. */
-static int asked_help(int argc, char **argv)
-{
-    return argc == 2 &&
-           (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
-}
 
 static int serve(const char *address, const char *token, const char *root,
                  const sigset_t *stop)

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include <hmaf/hmaf.h>
+#include "../examples/help.h"
 
 #define TOKEN "notify-lat"
 
@@ -191,13 +192,6 @@ static void measure_h2d(hmaf_session_t *s, uint64_t *v, size_t n,
         v[i] = now_ns() - value;
     }
     report(what, v, n, base);
-}
-
-/* --help (or -h) alone: the usage on stdout, and success. */
-static int asked_help(int argc, char **argv)
-{
-    return argc == 2 &&
-           (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
 }
 
 int main(int argc, char **argv)

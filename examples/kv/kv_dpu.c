@@ -20,6 +20,7 @@
 
 #include "kv_server.h"
 #include "kv_store.h"
+#include "../help.h"
 
 #define CONNECT_MS  10000
 #define DRAIN_TRIES 1000 /* 1 ms apart */
@@ -153,8 +154,7 @@ int main(int argc, char **argv)
     struct kv_store store;
     int ret;
 
-    if (argc == 2 &&
-        (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+    if (asked_help(argc, argv)) {
         usage(stdout);
         return 0;
     }

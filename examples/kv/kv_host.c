@@ -18,6 +18,7 @@
 
 #include "kv_server.h"
 #include "kv_store.h"
+#include "../help.h"
 
 #define DEFAULT_BUCKETS  (1u << 16)
 #define DEFAULT_HEAP_MIB 512
@@ -238,8 +239,7 @@ int main(int argc, char **argv)
     uint64_t root;
     int ret;
 
-    if (argc == 2 &&
-        (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+    if (asked_help(argc, argv)) {
         usage(stdout);
         return 0;
     }
