@@ -104,6 +104,7 @@ typedef struct hmaf_atomic {
 
 /**
  * @brief Perform a batch of atomics and wait for all of them.
+ * @param [in] session  the session whose host performs them.
  * @param [in,out] ops  n ops, performed in array order; each op's old and
  *        status are written.
  * @param [in] n        ops, > 0; any number (HMAF_ATOMIC_BATCH_MAX per
@@ -138,6 +139,10 @@ HMAF_API int hmaf_session_atomic(hmaf_session_t *session, hmaf_atomic_t *ops,
  * complete. Outstanding posted batches are not ordered with respect to
  * one another or to later blocking calls: complete one before depending
  * on its effect.
+ * @param [in] session  the session whose host performs them.
+ * @param [in,out] ops  n ops, as for hmaf_session_atomic(); valid until the
+ *        request completes.
+ * @param [in] n        ops, > 0; any number.
  * @param [out] req_out  the handle; must not be NULL.
  * @return 0 (posted: the batch's own outcome comes from test or wait);
  *         HMAF_EINVAL (NULL session, ops or req_out, n 0),
@@ -151,6 +156,9 @@ HMAF_API int hmaf_session_atomic_post(hmaf_session_t *session,
 
 /**
  * @brief 8-byte fetch-and-add: *remote_addr += add.
+ * @param [in] session      the session whose host performs it.
+ * @param [in] remote_addr  8-byte aligned host address, read-write exposed.
+ * @param [in] add          the addend (the sum wraps).
  * @param [out] old_out  the value before; may be NULL.
  * @return as hmaf_session_atomic() for one op.
  */
@@ -160,6 +168,9 @@ HMAF_API int hmaf_session_fetch_add64(hmaf_session_t *session,
 
 /**
  * @brief 8-byte swap: *remote_addr = value.
+ * @param [in] session      the session whose host performs it.
+ * @param [in] remote_addr  8-byte aligned host address, read-write exposed.
+ * @param [in] value        the word's new value.
  * @param [out] old_out  the value before; may be NULL.
  * @return as hmaf_session_atomic() for one op.
  */
@@ -171,6 +182,10 @@ HMAF_API int hmaf_session_swap64(hmaf_session_t *session,
  * @brief 8-byte compare-and-swap: if *remote_addr == expected, it becomes
  * desired. The call succeeds (0) whether or not the word matched: the swap
  * happened iff *old_out == expected.
+ * @param [in] session      the session whose host performs it.
+ * @param [in] remote_addr  8-byte aligned host address, read-write exposed.
+ * @param [in] expected     the value the word must hold for the swap.
+ * @param [in] desired      the word's value if it held @p expected.
  * @param [out] old_out  the value before; may be NULL (then the caller
  *        cannot tell whether the swap happened).
  * @return as hmaf_session_atomic() for one op.

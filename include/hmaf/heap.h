@@ -73,6 +73,8 @@ extern "C" {
 #define HMAF_HEAP_SMALL_MAX 32768u
 /** Alignment of every block, and of a heap's base and length. */
 #define HMAF_HEAP_ALIGN 16u
+/** Unit of a heap's large blocks and slabs; a heap's base and length are
+ * multiples of it. */
 #define HMAF_HEAP_PAGE 4096u
 /** Smallest heap: one slab. */
 #define HMAF_HEAP_MIN_LEN 65536u
@@ -121,7 +123,10 @@ typedef struct hmaf_session_heap_stats {
     uint64_t bad_frees;       /**< frees the host refused */
 } hmaf_session_heap_stats_t;
 
-/** @brief Defaults into @p params (must not be NULL). */
+/**
+ * @brief Defaults into @p params (must not be NULL).
+ * @param [out] params  parameters to initialise.
+ */
 HMAF_API void hmaf_heap_params_init(hmaf_heap_params_t *params);
 
 /**
@@ -133,6 +138,10 @@ HMAF_API void hmaf_heap_params_init(hmaf_heap_params_t *params);
  * heap lives until hmaf_agent_destroy(), and hmaf_agent_revoke() of its
  * exposure is refused (HMAF_EBUSY). HMAF keeps no bookkeeping inside the
  * range: what anyone writes there is only data.
+ * @param [in] agent   the agent that serves the heap.
+ * @param [in] base    the range's start, a multiple of HMAF_HEAP_PAGE.
+ * @param [in] len     its length, a multiple of HMAF_HEAP_PAGE, at least
+ *                     HMAF_HEAP_MIN_LEN.
  * @param [in] params  NULL for the defaults.
  * @return 0; HMAF_EINVAL (NULL agent or base, misaligned base or len, len
  *         below the minimum, params->size too small), HMAF_EOVERFLOW,
@@ -145,6 +154,8 @@ HMAF_API int hmaf_agent_heap_create(hmaf_agent_t *agent, void *base,
 
 /**
  * @brief Allocate a block in the heap from the host, without the mailbox.
+ * @param [in] agent     the agent whose heap it is.
+ * @param [in] size      bytes, > 0.
  * @param [out] ptr_out  a 16-byte aligned block of at least @p size bytes;
  *        written only on success.
  * @return 0; HMAF_EINVAL (NULL, size 0, or larger than the heap),
@@ -155,12 +166,16 @@ HMAF_API int hmaf_agent_heap_alloc(hmaf_agent_t *agent, size_t size,
 
 /**
  * @brief Free a block of the heap, whoever allocated it.
+ * @param [in] agent  the agent whose heap it is.
+ * @param [in] ptr    the block's start, as an allocation returned it.
  * @return 0; HMAF_EINVAL (NULL agent, or @p ptr is not the start of a live
  *         block: nothing changes), HMAF_ENOENT (no heap).
  */
 HMAF_API int hmaf_agent_heap_free(hmaf_agent_t *agent, void *ptr);
 
 /** @brief Snapshot of the heap's counters.
+ * @param [in] agent       the agent whose heap it is.
+ * @param [out] stats_out  the counters.
  * @return 0; HMAF_EINVAL (NULL); HMAF_ENOENT (no heap). */
 HMAF_API int hmaf_agent_heap_stats(hmaf_agent_t *agent,
                                    hmaf_heap_stats_t *stats_out);
@@ -174,6 +189,8 @@ HMAF_API int hmaf_agent_heap_stats(hmaf_agent_t *agent,
  * one round trip each. When the host refuses for lack of room or quota, the
  * session first gives back its pending frees and cached blocks and asks
  * once more.
+ * @param [in] session    the session.
+ * @param [in] size       bytes, > 0.
  * @param [out] addr_out  the block's host address, 16-byte aligned, at
  *        least @p size bytes; written only on success.
  * @return 0; HMAF_EINVAL (NULL, size 0, larger than the heap), HMAF_ENOENT
@@ -193,6 +210,9 @@ HMAF_API int hmaf_session_alloc(hmaf_session_t *session, size_t size,
  * (stats.bad_frees) and reported by the next hmaf_session_heap_flush().
  * Do not touch the block after this call: the host may reuse it as soon as
  * the batch arrives.
+ * @param [in] session  the session.
+ * @param [in] addr     the block's host address, as an allocation returned
+ *                      it (by either side).
  * @return 0; HMAF_EINVAL (NULL session, address 0 or not 16-byte aligned),
  *         the transport errors of a batch this call sent, or
  *         HMAF_ETIMEDOUT also when another thread's heap call on this
@@ -203,13 +223,19 @@ HMAF_API int hmaf_session_free(hmaf_session_t *session, uint64_t addr);
 
 /**
  * @brief Send the pending frees and give back every cached block now.
+ * @param [in] session  the session.
  * @return 0; HMAF_EINVAL (NULL session, or a free since the previous flush
  *         named no live block: the others were freed), HMAF_ENOENT (the
  *         host has no heap), the transport errors.
  */
 HMAF_API int hmaf_session_heap_flush(hmaf_session_t *session);
 
-/** @brief Snapshot of the session's heap counters. @return 0; HMAF_EINVAL. */
+/**
+ * @brief Snapshot of the session's heap counters.
+ * @param [in] session     the session.
+ * @param [out] stats_out  the counters.
+ * @return 0; HMAF_EINVAL.
+ */
 HMAF_API int hmaf_session_heap_stats(hmaf_session_t *session,
                                      hmaf_session_heap_stats_t *stats_out);
 

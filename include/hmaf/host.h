@@ -113,11 +113,15 @@ typedef struct hmaf_agent_stats {
     uint64_t rings;            /**< rings stored, one per session rung */
 } hmaf_agent_stats_t;
 
-/** @brief Defaults into @p params (must not be NULL). */
+/**
+ * @brief Defaults into @p params (must not be NULL).
+ * @param [out] params  parameters to initialise.
+ */
 HMAF_API void hmaf_agent_params_init(hmaf_agent_params_t *params);
 
 /**
  * @brief Create an agent and, when params->address is set, start listening.
+ * @param [in]  params     copied; the caller may free it afterwards.
  * @param [out] agent_out  written only on success.
  * @return 0; HMAF_EINVAL (bad params, or a tcp address and no token: a
  *         tcp agent always checks a token), HMAF_EADDRESS (malformed, or no
@@ -148,6 +152,7 @@ HMAF_API int hmaf_agent_create(const hmaf_agent_params_t *params,
  * its mailbox stays reserved and inaccessible for the life of the process
  * (a few KiB of address space, no memory). To learn whether every session
  * was fenced, revoke the exposures before destroying the agent.
+ * @param [in] agent  the agent, or NULL.
  */
 HMAF_API void hmaf_agent_destroy(hmaf_agent_t *agent);
 
@@ -155,6 +160,8 @@ HMAF_API void hmaf_agent_destroy(hmaf_agent_t *agent);
  * @brief The address the agent listens at, with the real port when the
  * params asked for port 0 ("tcp:127.0.0.1:40123"). NULL when not listening.
  * The string lives as long as the agent.
+ * @param [in] agent  the agent.
+ * @return the address, or NULL.
  */
 HMAF_API const char *hmaf_agent_address(const hmaf_agent_t *agent);
 
@@ -162,6 +169,8 @@ HMAF_API const char *hmaf_agent_address(const hmaf_agent_t *agent);
  * @brief Start listening at @p address, for an agent created without one:
  * expose and publish first, then listen, and no dpu side ever sees the
  * agent half set up.
+ * @param [in] agent    the agent, created with no params.address.
+ * @param [in] address  "unix:PATH" or "tcp:HOST:PORT".
  * @return 0; HMAF_EINVAL (NULL, already listening, or tcp without a
  *         token), HMAF_EADDRESS, HMAF_EADDRINUSE, HMAF_EPERM, HMAF_ENOMEM,
  *         HMAF_ENOSPC (out of file descriptors).
@@ -172,6 +181,9 @@ HMAF_API int hmaf_agent_listen(hmaf_agent_t *agent, const char *address);
  * @brief Connect to a dpu side that listens (params.listen = 1 there) and
  * serve it as one more session. Blocks for the handshake: connect and
  * handshake together take at most timeout_ms.
+ * @param [in] agent       the agent that serves the new session.
+ * @param [in] address     where the dpu side listens.
+ * @param [in] timeout_ms  bound on connect and handshake, ms.
  * @return 0; HMAF_EINVAL (also: a tcp address and no token, a comch name
  *         longer than the device allows),
  *         HMAF_EADDRESS, HMAF_ECONNREFUSED, HMAF_ECONNRESET, HMAF_ETIMEDOUT
@@ -195,6 +207,10 @@ HMAF_API int hmaf_agent_dial(hmaf_agent_t *agent, const char *address,
  * exposures with CPU atomic instructions, so a read-write exposure must
  * be writable memory of this process. Exposures may not overlap each
  * other.
+ * @param [in] agent   the agent.
+ * @param [in] addr    the range's start in this process.
+ * @param [in] len     its length in bytes, > 0.
+ * @param [in] access  HMAF_ACCESS_READ or HMAF_ACCESS_READ_WRITE.
  * @return 0; HMAF_EINVAL (NULL, len 0, bad access), HMAF_EOVERFLOW,
  *         HMAF_EEXIST (overlaps an exposure), HMAF_ENOMEM.
  */
@@ -229,6 +245,9 @@ HMAF_API int hmaf_agent_expose(hmaf_agent_t *agent, const void *addr,
  * transfer step they had already begun may still complete, so do not
  * reuse the memory for data a late write could corrupt until those dpu
  * processes are known to have stopped.
+ * @param [in] agent  the agent.
+ * @param [in] addr   the exposure's start, as given to hmaf_agent_expose().
+ * @param [in] len    its length, as given to hmaf_agent_expose().
  * @return 0; HMAF_ETIMEDOUT; HMAF_ENOENT (no exposure with this addr and
  *         len); HMAF_EINVAL (NULL agent or addr, len 0); HMAF_EBUSY (the
  *         exposure is the agent's heap, heap.h: it lives as long as the
@@ -240,6 +259,11 @@ HMAF_API int hmaf_agent_revoke(hmaf_agent_t *agent, const void *addr,
 /**
  * @brief Publish a named root so dpu sides can find [addr, addr + len).
  * The root need not be exposed, but reading it needs an exposure.
+ * @param [in] agent  the agent.
+ * @param [in] name   NUL-terminated, at most HMAF_ROOT_NAME_MAX bytes;
+ *                    copied.
+ * @param [in] addr   the root's start in this process.
+ * @param [in] len    its length in bytes, > 0.
  * @return 0; HMAF_EINVAL (NULL agent, addr or name, an empty name, len 0),
  *         HMAF_EOVERFLOW (addr + len ends past 2^64 - 1),
  *         HMAF_ENAMETOOLONG, HMAF_EEXIST (name taken), HMAF_ENOSPC,
@@ -248,14 +272,19 @@ HMAF_API int hmaf_agent_revoke(hmaf_agent_t *agent, const void *addr,
 HMAF_API int hmaf_agent_publish(hmaf_agent_t *agent, const char *name,
                                 const void *addr, size_t len);
 
-/** @brief Remove a root. @return 0; HMAF_ENOENT; HMAF_EINVAL;
- * HMAF_ENAMETOOLONG. */
+/**
+ * @brief Remove a root.
+ * @param [in] agent  the agent.
+ * @param [in] name   the root's name, as published.
+ * @return 0; HMAF_ENOENT; HMAF_EINVAL; HMAF_ENAMETOOLONG.
+ */
 HMAF_API int hmaf_agent_unpublish(hmaf_agent_t *agent, const char *name);
 
 /**
  * @brief Do the agent's work once (for params.threaded = 0): accept and
  * hand-shake connections, serve mailbox requests, reap dead sessions.
  * Call it from one thread at a time.
+ * @param [in] agent       an agent created with params.threaded = 0.
  * @param [in] timeout_ms  how long to wait when nothing is pending (0: not
  *        at all). Only channel events (connections, peers leaving) end the
  *        wait early; a mailbox request waits for the next call, so the
@@ -268,7 +297,12 @@ HMAF_API int hmaf_agent_unpublish(hmaf_agent_t *agent, const char *name);
  */
 HMAF_API int hmaf_agent_poll(hmaf_agent_t *agent, int timeout_ms);
 
-/** @brief Snapshot of the counters. @return 0; HMAF_EINVAL. */
+/**
+ * @brief Snapshot of the counters.
+ * @param [in] agent       the agent.
+ * @param [out] stats_out  the counters.
+ * @return 0; HMAF_EINVAL.
+ */
 HMAF_API int hmaf_agent_stats(hmaf_agent_t *agent,
                               hmaf_agent_stats_t *stats_out);
 

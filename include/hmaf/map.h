@@ -87,12 +87,20 @@ typedef struct hmaf_map_stats {
                                    host gone) */
 } hmaf_map_stats_t;
 
-/** @brief Defaults into @p params (must not be NULL). */
+/**
+ * @brief Defaults into @p params (must not be NULL).
+ * @param [out] params  parameters to initialise.
+ */
 HMAF_API void hmaf_map_params_init(hmaf_map_params_t *params);
 
 /**
  * @brief Mirror [remote_addr, remote_addr + len) of the host.
+ * @param [in] session      the session the pages are fetched through; it
+ *                          must outlive the mapping.
+ * @param [in] remote_addr  the range's host address.
+ * @param [in] len          its length in bytes, > 0.
  * @param [in] params  NULL for the defaults.
+ * @param [out] map_out     the new mapping, written only on success.
  * @return 0; HMAF_EINVAL (NULL session or map_out, len 0, a params size
  *         that is not sizeof(hmaf_map_params_t), unknown flags,
  *         readahead_max over HMAF_MAP_READAHEAD_MAX), HMAF_EOVERFLOW (the
@@ -113,19 +121,31 @@ HMAF_API int hmaf_map_create(hmaf_session_t *session, uint64_t remote_addr,
 /**
  * @brief Unmap and free everything. Unsynced writes are lost. Accepts
  * NULL. Destroy every mapping before its session.
+ * @param [in] map  the mapping, or NULL.
  */
 HMAF_API void hmaf_map_destroy(hmaf_map_t *map);
 
-/** @brief Local address of host address @p remote_addr, or NULL when it is
- * outside the mapping. Equal to the host address unless relocated. */
+/**
+ * @brief Local address of host address @p remote_addr, or NULL when it is
+ * outside the mapping. Equal to the host address unless relocated.
+ * @param [in] map          the mapping.
+ * @param [in] remote_addr  a host address.
+ * @return its mirror here, or NULL.
+ */
 HMAF_API void *hmaf_map_local(const hmaf_map_t *map, uint64_t remote_addr);
 
-/** @brief Host address of local address @p local, or 0 when outside. */
+/**
+ * @brief Host address of local address @p local, or 0 when outside.
+ * @param [in] map    the mapping.
+ * @param [in] local  an address in the mirror.
+ * @return the host address it mirrors, or 0.
+ */
 HMAF_API uint64_t hmaf_map_remote(const hmaf_map_t *map, const void *local);
 
 /**
  * @brief Write back every byte changed since its page was fetched (or last
  * synced); afterwards the host holds them.
+ * @param [in] map  the mapping.
  * @return 0; HMAF_EACCES (read-only mapping or exposure), HMAF_EFAULT,
  *         HMAF_ECONNRESET, HMAF_EINVAL; and what hmaf_session_writev()
  *         returns for a failed write-back (HMAF_ETIMEDOUT, HMAF_EPROTO,
@@ -138,13 +158,22 @@ HMAF_API int hmaf_map_sync(hmaf_map_t *map);
  * next touch fetches the host's current data. Without
  * HMAF_REFRESH_CLEAN_ONLY, unsynced local writes in the range are dropped
  * too; with it, pages holding them stay.
+ * @param [in] map          the mapping.
+ * @param [in] remote_addr  the range's host address.
+ * @param [in] len          its length in bytes, > 0.
+ * @param [in] flags        0 or HMAF_REFRESH_CLEAN_ONLY.
  * @return 0; HMAF_EINVAL (NULL, len 0, unknown flags, or a range not
  *         inside [the mapped address, + the mapped length)).
  */
 HMAF_API int hmaf_map_refresh(hmaf_map_t *map, uint64_t remote_addr,
                               size_t len, unsigned flags);
 
-/** @brief Snapshot of the counters. @return 0; HMAF_EINVAL. */
+/**
+ * @brief Snapshot of the counters.
+ * @param [in] map         the mapping.
+ * @param [out] stats_out  the counters.
+ * @return 0; HMAF_EINVAL.
+ */
 HMAF_API int hmaf_map_stats(hmaf_map_t *map, hmaf_map_stats_t *stats_out);
 
 #ifdef __cplusplus

@@ -87,6 +87,9 @@ typedef void (*hmaf_notify_fn)(void *arg, const hmaf_notification_t *n);
  * any session (every session's mailbox calls wait for it), so it should
  * be short: hand long work to a thread of the application's. Entries waiting in the queue when a callback is set
  * go to it at the agent's next turn.
+ * @param [in] agent  the agent.
+ * @param [in] fn     the callback, or NULL for the queue.
+ * @param [in] arg    passed to @p fn.
  * @return 0; HMAF_EINVAL (NULL agent).
  */
 HMAF_API int hmaf_agent_on_notify(hmaf_agent_t *agent, hmaf_notify_fn fn,
@@ -99,13 +102,17 @@ HMAF_API int hmaf_agent_on_notify(hmaf_agent_t *agent, hmaf_notify_fn fn,
  * a callback takes the entries. The fd belongs to the agent:
  * hmaf_agent_destroy() closes it (take it out of epoll sets before, as its
  * number may be reused at once).
+ * @param [in] agent    the agent.
+ * @param [out] fd_out  the eventfd.
  * @return 0; HMAF_EINVAL; HMAF_ENOSPC (out of file descriptors).
  */
 HMAF_API int hmaf_agent_notify_fd(hmaf_agent_t *agent, int *fd_out);
 
 /**
  * @brief Take up to @p max entries from the queue, oldest first.
+ * @param [in] agent   the agent.
  * @param [out] out    @p max entries at least.
+ * @param [in] max     entries to take at most, > 0.
  * @param [out] n_out  entries taken (0 when none waited).
  * @return 0; HMAF_EINVAL (NULL, or max 0).
  */
@@ -117,6 +124,9 @@ HMAF_API int hmaf_agent_notifications(hmaf_agent_t *agent,
  * @brief Ring session @p session_id, or every live session when it is 0:
  * one more ring, and @p value as the latest value (see the file comment).
  * Never waits for the dpu side.
+ * @param [in] agent       the agent.
+ * @param [in] session_id  the session's id (hmaf_notification_t), or 0.
+ * @param [in] value       the value the dpu side takes with the ring.
  * @return 0; HMAF_ENOENT (no live session has that id: never was, or
  *         closed); HMAF_EINVAL (NULL agent).
  */
@@ -125,13 +135,19 @@ HMAF_API int hmaf_agent_ring(hmaf_agent_t *agent, uint64_t session_id,
 
 /**
  * @brief The id the host knows this session by (hmaf_notification_t's
- * session_id, hmaf_agent_ring()'s argument). @return 0; HMAF_EINVAL.
+ * session_id, hmaf_agent_ring()'s argument).
+ * @param [in] session  the session.
+ * @param [out] id_out  its id, never 0.
+ * @return 0; HMAF_EINVAL.
  */
 HMAF_API int hmaf_session_id(hmaf_session_t *session, uint64_t *id_out);
 
 /**
  * @brief Ring the host: @p tag and @p value reach its callback or queue.
  * Returns once the agent has taken it (one mailbox round trip).
+ * @param [in] session  the session.
+ * @param [in] tag      any value the application gives a meaning.
+ * @param [in] value    the notification's value.
  * @return 0; HMAF_ENOSPC (HMAF_NOTIFY_TAGS_MAX other tags of this session
  *         wait for the host to take them: nothing queued); HMAF_EINVAL
  *         (NULL); HMAF_ECONNRESET, HMAF_ETIMEDOUT (transport).
@@ -147,6 +163,8 @@ HMAF_API int hmaf_session_notify(hmaf_session_t *session, uint32_t tag,
  * nothing. See the file comment for how soon it becomes readable per
  * channel. The fd belongs to the session: hmaf_session_destroy() closes
  * it.
+ * @param [in] session  the session.
+ * @param [out] fd_out  the eventfd.
  * @return 0; HMAF_EINVAL; HMAF_ENOSPC (out of file descriptors).
  */
 HMAF_API int hmaf_session_ring_fd(hmaf_session_t *session, int *fd_out);
@@ -154,6 +172,8 @@ HMAF_API int hmaf_session_ring_fd(hmaf_session_t *session, int *fd_out);
 /**
  * @brief Take the host's rings since the last take, waiting up to
  * @p timeout_ms for one (0: just look; -1: no limit).
+ * @param [in] session     the session.
+ * @param [in] timeout_ms  ms to wait at most, 0, or -1.
  * @param [out] count_out  rings taken (>= 1 on success); may be NULL.
  * @param [out] value_out  the latest ring's value (it may belong to a ring
  *        that arrived while this call took the count: the next take then

@@ -48,7 +48,10 @@
 extern "C" {
 #endif
 
-/** @brief Host: make @p seq odd before writing the record it guards. */
+/**
+ * @brief Host: make @p seq odd before writing the record it guards.
+ * @param [in,out] seq  the record's version word, in exposed memory.
+ */
 static inline void hmaf_seqlock_write_begin(uint64_t *seq)
 {
     uint64_t v = __atomic_load_n(seq, __ATOMIC_RELAXED);
@@ -57,7 +60,10 @@ static inline void hmaf_seqlock_write_begin(uint64_t *seq)
     __atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
-/** @brief Host: make @p seq even again once the record is written. */
+/**
+ * @brief Host: make @p seq even again once the record is written.
+ * @param [in,out] seq  the record's version word, in exposed memory.
+ */
 static inline void hmaf_seqlock_write_end(uint64_t *seq)
 {
     uint64_t v = __atomic_load_n(seq, __ATOMIC_RELAXED);
@@ -74,7 +80,11 @@ static inline void hmaf_seqlock_write_end(uint64_t *seq)
  *
  * On success @p buf holds the record as one write of the host left it.
  * On failure @p buf holds bytes of no guaranteed state.
+ * @param [in] session      the session.
  * @param [in] seq_addr     the version word's host address, 8-byte aligned.
+ * @param [out] buf         @p len bytes.
+ * @param [in] remote_addr  the record's host address.
+ * @param [in] len          its length in bytes, > 0.
  * @param [in] max_retries  reads after the first (0: the default, 1000).
  * @return 0; HMAF_EBUSY (every read overlapped a write); HMAF_EINVAL
  *         (NULL, len 0, seq_addr misaligned); and hmaf_session_read()'s
@@ -100,6 +110,11 @@ typedef struct hmaf_consistent_read {
  * unsettled is read in one vectored read per round, and only the torn
  * ones are read again. Each record is consistent on its own (records
  * with different version words are not a snapshot of one moment).
+ * @param [in] session      the session.
+ * @param [in,out] recs     @p n records; each one's status is written.
+ * @param [in] n            records, > 0.
+ * @param [in] max_retries  reads of a record after its first, as for
+ *                          hmaf_session_read_consistent().
  * @return 0 when every record was read; else the first failing record's
  *         status (each record's status says its own); HMAF_EINVAL (NULL
  *         recs, n 0, a record's len 0 or misaligned seq_addr).

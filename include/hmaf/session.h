@@ -209,11 +209,13 @@ HMAF_API int hmaf_session_create(const hmaf_session_params_t *params,
  * Returns once the session is fenced (see the file comment) and the host
  * told; it never waits on the host (but with ucx, on a stopped host: see
  * the file comment).
+ * @param [in] session  the session, or NULL.
  */
 HMAF_API void hmaf_session_destroy(hmaf_session_t *session);
 
 /**
  * @brief Find a root the host published.
+ * @param [in]  session          the session.
  * @param [in]  name             NUL-terminated, at most HMAF_ROOT_NAME_MAX.
  * @param [out] remote_addr_out  host address of the root.
  * @param [out] len_out          its length in bytes (may be NULL).
@@ -229,6 +231,10 @@ HMAF_API int hmaf_session_lookup(hmaf_session_t *session, const char *name,
  *
  * Any length at any address inside exposed memory; the range may span
  * several exposures.
+ * @param [in]  session      the session.
+ * @param [out] buf          @p len bytes.
+ * @param [in]  remote_addr  host address of the first byte.
+ * @param [in]  len          bytes, > 0.
  * @return 0; HMAF_EINVAL (NULL, len 0), HMAF_EOVERFLOW (address + len wraps),
  *         HMAF_EFAULT (not exposed, or not mapped in the host),
  *         HMAF_EOVERFLOW also when remote_addr + len exceeds UINT64_MAX,
@@ -250,6 +256,10 @@ HMAF_API int hmaf_session_read(hmaf_session_t *session, void *buf,
 
 /**
  * @brief Copy @p len bytes from @p buf to host address @p remote_addr.
+ * @param [in] session      the session.
+ * @param [in] remote_addr  host address of the first byte.
+ * @param [in] buf          @p len bytes.
+ * @param [in] len          bytes, > 0.
  * @return as hmaf_session_read(), plus HMAF_EACCES (read-only exposure).
  */
 HMAF_API int hmaf_session_write(hmaf_session_t *session, uint64_t remote_addr,
@@ -260,6 +270,10 @@ HMAF_API int hmaf_session_write(hmaf_session_t *session, uint64_t remote_addr,
  * of up to 1024 (fewer if the engine's limits say so): with cma, up to 1024
  * pieces are one process_vm_readv. @p segs and the buffers are used only during
  * the call.
+ * @param [in] session  the session.
+ * @param [in] segs     @p nsegs segments; each one's local buffer receives
+ *                      its bytes.
+ * @param [in] nsegs    segments, > 0.
  * @return as hmaf_session_read(); HMAF_EINVAL also for nsegs 0 or any
  *         segment with len 0 or a NULL buffer.
  */
@@ -267,7 +281,12 @@ HMAF_API int hmaf_session_readv(hmaf_session_t *session, const hmaf_seg_t *segs,
                                 size_t nsegs);
 
 /**
- * @brief Write many segments in one call. @return as hmaf_session_write().
+ * @brief Write many segments in one call.
+ * @param [in] session  the session.
+ * @param [in] segs     @p nsegs segments, used only during the call.
+ * @param [in] nsegs    segments, > 0.
+ * @return as hmaf_session_write(); HMAF_EINVAL also for nsegs 0 or any
+ *         segment with len 0 or a NULL buffer.
  */
 HMAF_API int hmaf_session_writev(hmaf_session_t *session,
                                  const hmaf_seg_t *segs, size_t nsegs);
@@ -307,6 +326,11 @@ HMAF_API int hmaf_session_writev(hmaf_session_t *session,
 
 /**
  * @brief Post a read of @p len bytes at host address @p remote_addr.
+ * @param [in]  session      the session.
+ * @param [out] buf          @p len bytes, filled by the time the request
+ *        completes.
+ * @param [in]  remote_addr  host address of the first byte.
+ * @param [in]  len          bytes, > 0.
  * @param [out] req_out  the handle, or NULL for none: the outcome is then
  *        reported by the next hmaf_session_flush().
  * @return 0 (posted); HMAF_EINVAL, HMAF_EOVERFLOW, HMAF_ECONNRESET,
@@ -317,17 +341,45 @@ HMAF_API int hmaf_session_post_read(hmaf_session_t *session, void *buf,
                                     uint64_t remote_addr, size_t len,
                                     hmaf_req_t *req_out);
 
-/** @brief Post a write. @return as hmaf_session_post_read(). */
+/**
+ * @brief Post a write.
+ * @param [in]  session      the session.
+ * @param [in]  remote_addr  host address of the first byte.
+ * @param [in]  buf          @p len bytes, untouched until the request
+ *        completes.
+ * @param [in]  len          bytes, > 0.
+ * @param [out] req_out      the handle, or NULL, as for
+ *        hmaf_session_post_read().
+ * @return as hmaf_session_post_read().
+ */
 HMAF_API int hmaf_session_post_write(hmaf_session_t *session,
                                      uint64_t remote_addr, const void *buf,
                                      size_t len, hmaf_req_t *req_out);
 
-/** @brief Post a vectored read: one request, many segments. */
+/**
+ * @brief Post a vectored read: one request, many segments.
+ * @param [in]  session  the session.
+ * @param [in]  segs     @p nsegs segments; the array and the buffers stay
+ *        valid until the request completes.
+ * @param [in]  nsegs    segments, > 0.
+ * @param [out] req_out  the handle, or NULL, as for
+ *        hmaf_session_post_read().
+ * @return as hmaf_session_post_read().
+ */
 HMAF_API int hmaf_session_post_readv(hmaf_session_t *session,
                                      const hmaf_seg_t *segs, size_t nsegs,
                                      hmaf_req_t *req_out);
 
-/** @brief Post a vectored write: one request, many segments. */
+/**
+ * @brief Post a vectored write: one request, many segments.
+ * @param [in]  session  the session.
+ * @param [in]  segs     @p nsegs segments; the array and the buffers stay
+ *        valid and untouched until the request completes.
+ * @param [in]  nsegs    segments, > 0.
+ * @param [out] req_out  the handle, or NULL, as for
+ *        hmaf_session_post_read().
+ * @return as hmaf_session_post_read().
+ */
 HMAF_API int hmaf_session_post_writev(hmaf_session_t *session,
                                       const hmaf_seg_t *segs, size_t nsegs,
                                       hmaf_req_t *req_out);
@@ -336,6 +388,8 @@ HMAF_API int hmaf_session_post_writev(hmaf_session_t *session,
  * @brief Progress outstanding work and report on one request. Once it
  * reports completion (0 or an error other than HMAF_EINPROGRESS) the handle
  * is consumed.
+ * @param [in] session  the session the request was posted on.
+ * @param [in] req      the handle a post returned.
  * @return 0 (done); the request's error; HMAF_EINPROGRESS (not done yet:
  *         test again); HMAF_ESTALE (unknown, consumed, or another thread's
  *         handle); HMAF_EINVAL.
@@ -344,6 +398,8 @@ HMAF_API int hmaf_request_test(hmaf_session_t *session, hmaf_req_t req);
 
 /**
  * @brief Wait until the request completes and consume its handle.
+ * @param [in] session  the session the request was posted on.
+ * @param [in] req      the handle a post returned.
  * @return 0; the request's error; HMAF_ESTALE; HMAF_EINVAL.
  */
 HMAF_API int hmaf_request_wait(hmaf_session_t *session, hmaf_req_t req);
@@ -351,6 +407,7 @@ HMAF_API int hmaf_request_wait(hmaf_session_t *session, hmaf_req_t req);
 /**
  * @brief Complete everything the calling thread posted on this session.
  * Handles stay valid (test or wait still report their status).
+ * @param [in] session  the session.
  * @return 0 when every request posted without a handle since the last flush
  *         succeeded (also when nothing was posted); otherwise the first of
  *         their errors.
@@ -367,6 +424,10 @@ HMAF_API int hmaf_session_flush(hmaf_session_t *session);
  * NULL pointer, after params->max_steps nodes, when visit returns non-zero,
  * or on an error (its status). Nodes land in internal buffers placed at the
  * same offset modulo 64 as their host address, which keeps copies fast.
+ * @param [in] session      the session.
+ * @param [in] params       how to walk; used only during the call.
+ * @param [in,out] chains   @p nchains chains: start in, the outcome out.
+ * @param [in] nchains      chains, > 0.
  * @return 0 when no chain ended on an error; otherwise the first chain
  *         error; HMAF_EINVAL (bad params, NULL, nchains 0), HMAF_ENOMEM.
  */
@@ -376,6 +437,7 @@ HMAF_API int hmaf_session_chase(hmaf_session_t *session,
 
 /**
  * @brief One mailbox round trip with the agent; useful as a liveness check.
+ * @param [in] session  the session.
  * @return 0; HMAF_EINVAL, HMAF_ECONNRESET, HMAF_ETIMEDOUT, HMAF_EPROTO,
  *         HMAF_EPERM, HMAF_ENOSPC (more than 128 threads on the session).
  */
@@ -383,6 +445,8 @@ HMAF_API int hmaf_session_ping(hmaf_session_t *session);
 
 /**
  * @brief Snapshot of the session's counters.
+ * @param [in]  session    the session.
+ * @param [out] stats_out  the counters.
  * @return 0; HMAF_EINVAL if an argument is NULL.
  */
 HMAF_API int hmaf_session_stats(hmaf_session_t *session,
@@ -390,6 +454,8 @@ HMAF_API int hmaf_session_stats(hmaf_session_t *session,
 
 /**
  * @brief Name of the engine the session runs on ("cma", ...); never NULL.
+ * @param [in] session  the session.
+ * @return static text.
  */
 HMAF_API const char *hmaf_session_engine(const hmaf_session_t *session);
 

@@ -5,8 +5,11 @@
 #ifndef HMAF_VERSION_H
 #define HMAF_VERSION_H
 
+/** Major version of these headers. */
 #define HMAF_VERSION_MAJOR 0
+/** Minor version of these headers. */
 #define HMAF_VERSION_MINOR 1
+/** Patch level of these headers. */
 #define HMAF_VERSION_PATCH 0
 /** The version as one number, major * 10000 + minor * 100 + patch. */
 #define HMAF_VERSION_NUMBER                                                    \
@@ -22,6 +25,7 @@
  * of up to 1784 bytes, atomics, the host's heap, notifications both ways. */
 #define HMAF_PROTOCOL_VERSION 6
 
+/** Marks the library's exported calls (it is built with hidden visibility). */
 #if defined(__GNUC__)
 #define HMAF_API __attribute__((visibility("default")))
 #else
@@ -33,9 +37,13 @@
  * differ from the headers' (HMAF_VERSION_*) by a patch or, while the major
  * version is 0, not at all by a minor: the soname changes with it
  * (libhmaf.so.0.1), since 0.x releases may break the ABI.
+ * @return static text, never NULL.
  */
 HMAF_API const char *hmaf_version(void);
-/** @brief The same as HMAF_VERSION_NUMBER counts it. */
+/**
+ * @brief The same as HMAF_VERSION_NUMBER counts it.
+ * @return major * 10000 + minor * 100 + patch of the library running.
+ */
 HMAF_API unsigned hmaf_version_number(void);
 
 #endif /* HMAF_VERSION_H */
