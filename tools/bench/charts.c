@@ -177,17 +177,19 @@ static void write_block(FILE *f, const struct chart *ch, unsigned j)
 static void write_plot(FILE *f, const struct chart *ch, int y, unsigned from)
 {
     const char *with = ch->curve ? "yerrorlines" : "yerrorbars";
+    const char *sep = "plot ";
 
-    fprintf(f, "plot ");
     for (unsigned j = from; j < ch->cells[0].nfig; j++) {
         const char *name = ch->cells[0].fig[j].c->name;
-        fprintf(f, "%s$d%u using 1:%d:%d:%d with %s %s ps 1.3 title ",
-                j > from ? ", \\\n     " : "", j, y, y + 1, y + 2, with,
-                style_of(name));
+        fprintf(f, "%s$d%u using 1:%d:%d:%d with %s %s ps 1.3 title ", sep, j,
+                y, y + 1, y + 2, with, style_of(name));
         gp_str(f, name);
+        sep = ", \\\n     ";
     }
+    /* The ratio panel: the baseline's 1, also its only line when the
+     * baseline ran alone. */
     if (from > 0) {
-        fprintf(f, ", \\\n     1 with lines lc rgb '#000000' dt 3 title ");
+        fprintf(f, "%s1 with lines lc rgb '#000000' dt 3 title ", sep);
         gp_str(f, ch->cells[0].fig[0].c->name);
     }
     fprintf(f, "\n");
