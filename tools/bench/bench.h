@@ -46,6 +46,9 @@
  * chains of 1000 one node at a time would take 4 s a walk. The same with
  * ucx, where each node is a network round trip (20-30 us over tcp). */
 #define CHASE_NODES_DMA 100
+/* --quick walks fewer on every engine: on a busy machine a walk of the
+ * socket contenders (16 x 1000 round trips) alone takes seconds. */
+#define CHASE_NODES_QUICK 32
 
 /* The host's allocation: the buffer, then a tail in the same pages, so
  * that one HMAF exposure and one DOCA export cover everything a contender
@@ -128,7 +131,6 @@ struct pattern {
     unsigned threads; /* dpu threads running it together */
     const size_t *sizes;
     size_t nsizes;
-    int chart;        /* draw latency and bandwidth against size */
     int mapping;      /* mapping mode: runs where userfaultfd works */
     const char *only; /* these contenders only; NULL: all that apply */
     /* Sparse calls: each unit comes after this long asleep, and only the
@@ -161,12 +163,13 @@ struct contender;
 /* One contender's figures in one cell. */
 struct figure {
     const struct contender *c;
-    unsigned iters; /* timed units per round and thread */
-    unsigned warm;  /* untimed units before them */
-    double *ns;     /* per round: ns per unit (all threads together) */
-    double ns_med;  /* median of ns */
-    double ratio;   /* median of the per-round ratios to raw's time */
-    double lo, hi;  /* their 25th and 75th percentiles */
+    unsigned iters;      /* timed units per round and thread */
+    unsigned warm;       /* untimed units before them */
+    double *ns;          /* per round: ns per unit (all threads together) */
+    double ns_med;       /* median of ns */
+    double ns_lo, ns_hi; /* its 25th and 75th percentiles (the charts' bars) */
+    double ratio;        /* median of the per-round ratios to raw's time */
+    double lo, hi;       /* their 25th and 75th percentiles */
 };
 
 #define CONTENDERS_MAX 16

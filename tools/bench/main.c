@@ -110,8 +110,7 @@ static const struct pattern patterns[] = {
      .where = AT_SAME,
      .count = 1,
      .threads = 1,
-     SIZES(sweep_one),
-     .chart = 1},
+     SIZES(sweep_one)},
     {.id = "write-one",
      .title = "write, one at a time, same address",
      .kind = KIND_ONE,
@@ -119,8 +118,7 @@ static const struct pattern patterns[] = {
      .is_write = 1,
      .count = 1,
      .threads = 1,
-     SIZES(sweep_one),
-     .chart = 1},
+     SIZES(sweep_one)},
     {.id = "read-sparse",
      .title = "read after 5 ms idle, same address",
      .kind = KIND_ONE,
@@ -146,8 +144,7 @@ static const struct pattern patterns[] = {
      .where = AT_SEQ,
      .count = 1,
      .threads = 1,
-     SIZES(sweep),
-     .chart = 1},
+     SIZES(sweep)},
     {.id = "read-random",
      .title = "read, random addresses",
      .kind = KIND_ONE,
@@ -155,7 +152,6 @@ static const struct pattern patterns[] = {
      .count = 1,
      .threads = 1,
      SIZES(sweep),
-     .chart = 1,
      .scaling = 1},
     {.id = "read-random-2t",
      .title = "read, random addresses, 2 threads",
@@ -164,7 +160,6 @@ static const struct pattern patterns[] = {
      .count = 1,
      .threads = 2,
      SIZES(sweep),
-     .chart = 1,
      .scaling = 1},
     {.id = "batch16",
      .title = "batches of 16 reads, random addresses",
@@ -172,16 +167,14 @@ static const struct pattern patterns[] = {
      .where = AT_RANDOM,
      .count = 16,
      .threads = 1,
-     SIZES(small),
-     .chart = 1},
+     SIZES(small)},
     {.id = "batch256",
      .title = "batches of 256 reads, random addresses",
      .kind = KIND_BATCH,
      .where = AT_RANDOM,
      .count = 256,
      .threads = 1,
-     SIZES(small),
-     .chart = 1},
+     SIZES(small)},
     {.id = "batch256-seq",
      .title = "batches of 256 reads, consecutive "
               "addresses",
@@ -189,8 +182,7 @@ static const struct pattern patterns[] = {
      .where = AT_SEQ,
      .count = 256,
      .threads = 1,
-     SIZES(small),
-     .chart = 1},
+     SIZES(small)},
     /* An engine that moves bytes while the CPU is free (doca) against
      * the same reads and the same CPU work alone. */
     {.id = "overlap",
@@ -510,10 +502,12 @@ static void usage(FILE *to)
             "                  [--host-netns NS] [--connect ADDRESS]\n"
             "       hmaf-bench --serve ADDRESS [--engine NAME]\n"
             "       hmaf-bench --help | --version\n"
-            "  --quick       two sizes, %d rounds, short rounds: a smoke test\n"
+            "  --quick       every pattern, at most two sizes, %d short "
+            "rounds, 32-node\n                chases: a smoke test of a few "
+            "seconds\n"
             "  --rounds N    rounds per cell (default %d)\n"
-            "  --out DIR     results.csv, results.json and PNG charts go "
-            "here\n                (default ./%s)\n"
+            "  --out DIR     results.csv, results.json and a PNG chart per "
+            "pattern (with\n                gnuplot) go here (default ./%s)\n"
             "  --no-out      write no files\n"
             "  --csv FILE, --json FILE  write those here instead\n"
             "  --no-charts   do not run gnuplot\n"
@@ -998,7 +992,8 @@ static int bench_init(struct bench *b, struct child *host,
     }
     layout_fill(b->mirror, b->buf, b->chain_start, b->chain_last);
     b->chase_nodes =
-        strcmp(b->engine, "doca") == 0 || strcmp(b->engine, "ucx") == 0
+        o->quick ? CHASE_NODES_QUICK
+        : strcmp(b->engine, "doca") == 0 || strcmp(b->engine, "ucx") == 0
             ? CHASE_NODES_DMA
             : CHAIN_NODES;
     for (unsigned i = 0; i < CHAINS_MAX; i++) {
@@ -1310,7 +1305,7 @@ static int run_all(struct bench *b, const struct options *o)
 
     r.targets = targets_for(b, &r.ntargets);
 
-    getloadavg(&r.load_start, 1);
+    meta_start(&r.meta, hmaf_session_engine(b->s));
     r.cells = plan(b, o, &r.ncells);
     if (r.cells == NULL) {
         return -1;
@@ -1318,7 +1313,7 @@ static int run_all(struct bench *b, const struct options *o)
     report_header(&r);
     ret = measure_all(&r);
     if (ret == 0) {
-        getloadavg(&r.load_end, 1);
+        meta_end(&r.meta);
         judge_targets(&r);
         report_table(&r);
         report_targets(&r);

@@ -503,6 +503,8 @@ void summarize_cell(struct cell *cell)
         struct figure *f = &cell->fig[i];
         memcpy(v, f->ns, rounds * sizeof(v[0]));
         f->ns_med = quantile(v, rounds, 0.5);
+        f->ns_lo = quantile(v, rounds, 0.25); /* v is sorted by now */
+        f->ns_hi = quantile(v, rounds, 0.75);
         ratio_of(f, &cell->fig[0], rounds, &f->ratio, &f->lo, &f->hi);
     }
 }

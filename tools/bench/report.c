@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "report.h"
@@ -111,25 +110,6 @@ const char *unit_text(const struct cell *cell, char *buf, size_t cap)
 /* Header and progress                                                 */
 /* ------------------------------------------------------------------ */
 
-static void cpu_model(char *buf, size_t cap)
-{
-    char line[256];
-    FILE *f = fopen("/proc/cpuinfo", "r");
-
-    snprintf(buf, cap, "unknown cpu");
-    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
-        char *colon = strchr(line, ':');
-        if (strncmp(line, "model name", 10) == 0 && colon != NULL) {
-            snprintf(buf, cap, "%s", colon + 2);
-            buf[strcspn(buf, "\n")] = '\0';
-            break;
-        }
-    }
-    if (f != NULL) {
-        fclose(f);
-    }
-}
-
 /* Does c have a figure in some cell of the run? */
 static int in_run(const struct run *r, const struct contender *c)
 {
@@ -211,21 +191,20 @@ static void placement_text(const struct bench *b, char *buf, size_t cap)
 void report_header(const struct run *r)
 {
     const struct bench *b = r->b;
-    char cpu[128], where[256];
-    struct utsname u;
+    const struct meta *m = &r->meta;
+    char where[256], load[64];
 
-    cpu_model(cpu, sizeof(cpu));
-    uname(&u);
     placement_text(b, where, sizeof(where));
-    printf("hmaf-bench %d.%d.%d: engine %s, %s\n"
-           "machine: %s, %ld cpus, Linux %s, load %.2f\n"
+    printf("hmaf-bench %d.%d.%d (commit %s): engine %s, %s\n"
+           "machine: %s, %s, %ld cpus, Linux %s, load %s; %s\n"
            "%u rounds%s, about %.1f ms per contender and round; figures: "
            "medians of the rounds;\nratio: median of the per-round ratios "
            "to %s, the same work on the same addresses\n",
            HMAF_VERSION_MAJOR, HMAF_VERSION_MINOR, HMAF_VERSION_PATCH,
-           hmaf_session_engine(b->s), where, cpu, sysconf(_SC_NPROCESSORS_ONLN),
-           u.release, r->load_start, b->rounds, r->quick ? " (quick)" : "",
-           b->target_ns / 1e6, b->baseline);
+           m->commit, m->engine, where, m->hostname, m->cpu, m->nproc,
+           m->kernel, meta_load_text(m->load_start, load, sizeof(load)),
+           m->date, b->rounds, r->quick ? " (quick)" : "", b->target_ns / 1e6,
+           b->baseline);
     print_notes(b);
     if (b->cpus_shared) {
         printf("fewer than 3 cpus: contenders that need a host thread sit "
@@ -747,8 +726,8 @@ void report_notes(const struct run *r)
     printf("\nnotes: %u of %u ratios (marked ~) had rounds disagreeing by "
            "more than %.0f%% (p25-p75):\n       the machine was busy "
            "then. Load average %.2f at the start, %.2f at the end.\n",
-           noisy_figures, figures, NOISY_SPREAD * 100, r->load_start,
-           r->load_end);
+           noisy_figures, figures, NOISY_SPREAD * 100, r->meta.load_start[0],
+           r->meta.load_end[0]);
     if (r->b->reruns > 0) {
         printf("       %u contender side(s) of a round run again because "
                "other tasks kept our\n       threads waiting for a cpu; %u "
@@ -778,6 +757,27 @@ static int finish_file(FILE *f, const char *path)
     return 0;
 }
 
+/* The metadata, one "# key: value" line each, before the header row:
+ * readers skip them as comments (pandas: comment='#'; or grep -v '^#'). */
+static void csv_meta(FILE *f, const struct run *r)
+{
+    const struct meta *m = &r->meta;
+    char load[64];
+
+    fprintf(f, "# tool: hmaf-bench %d.%d.%d\n", HMAF_VERSION_MAJOR,
+            HMAF_VERSION_MINOR, HMAF_VERSION_PATCH);
+    fprintf(f, "# engine: %s\n# commit: %s\n# date_utc: %s\n", m->engine,
+            m->commit, m->date);
+    fprintf(f, "# hostname: %s\n# cpu: %s\n# nproc: %ld\n# kernel: %s\n",
+            m->hostname, m->cpu, m->nproc, m->kernel);
+    fprintf(f, "# load_start: %s\n",
+            meta_load_text(m->load_start, load, sizeof(load)));
+    fprintf(f, "# load_end: %s\n",
+            meta_load_text(m->load_end, load, sizeof(load)));
+    fprintf(f, "# quick: %s\n# rounds: %u\n# baseline: %s\n",
+            r->quick ? "yes" : "no", r->b->rounds, r->b->baseline);
+}
+
 int write_csv(const struct run *r, const char *path)
 {
     FILE *f = fopen(path, "w");
@@ -786,16 +786,21 @@ int write_csv(const struct run *r, const char *path)
         fprintf(stderr, "hmaf-bench: %s: %s\n", path, strerror(errno));
         return -1;
     }
+    csv_meta(f, r);
     fprintf(f, "pattern,threads,count,size,contender,iters,rounds,"
-               "us_per_unit,gb_per_s,ratio_to_raw,ratio_p25,ratio_p75,n\n");
+               "us_per_unit,gb_per_s,ratio_to_raw,ratio_p25,ratio_p75,n,"
+               "us_p25,us_p75\n");
     for (size_t i = 0; i < r->ncells; i++) {
         const struct cell *cell = &r->cells[i];
         for (unsigned j = 0; j < cell->nfig && cell->rounds > 0; j++) {
             const struct figure *fg = &cell->fig[j];
-            fprintf(f, "%s,%u,%u,%zu,%s,%u,%u,%.4f,%.4f,%.4f,%.4f,%.4f,%u\n",
+            fprintf(f,
+                    "%s,%u,%u,%zu,%s,%u,%u,%.4f,%.4f,%.4f,%.4f,%.4f,%u,%.4f,"
+                    "%.4f\n",
                     cell->p->id, cell->p->threads, cell->p->count, cell->size,
                     fg->c->name, fg->iters, cell->rounds, fg->ns_med / 1000,
-                    gb_per_s(cell, fg), fg->ratio, fg->lo, fg->hi, cell->n);
+                    gb_per_s(cell, fg), fg->ratio, fg->lo, fg->hi, cell->n,
+                    fg->ns_lo / 1000, fg->ns_hi / 1000);
         }
     }
     return finish_file(f, path);
@@ -823,10 +828,10 @@ static void json_figure(FILE *f, const struct cell *cell,
     json_str(f, fg->c->name);
     fprintf(f,
             ", \"iters\": %u, \"us\": %.4f, \"gb_per_s\": %.4f, "
-            "\"ratio\": %.4f, \"ratio_p25\": %.4f, \"ratio_p75\": %.4f, "
-            "\"rounds_us\": [",
-            fg->iters, fg->ns_med / 1000, gb_per_s(cell, fg), fg->ratio, fg->lo,
-            fg->hi);
+            "\"us_p25\": %.4f, \"us_p75\": %.4f, \"ratio\": %.4f, "
+            "\"ratio_p25\": %.4f, \"ratio_p75\": %.4f, \"rounds_us\": [",
+            fg->iters, fg->ns_med / 1000, gb_per_s(cell, fg), fg->ns_lo / 1000,
+            fg->ns_hi / 1000, fg->ratio, fg->lo, fg->hi);
     for (unsigned k = 0; k < cell->rounds; k++) {
         fprintf(f, "%s%.4f", k > 0 ? ", " : "", fg->ns[k] / 1000);
     }
@@ -901,34 +906,71 @@ static void json_target(FILE *f, const struct target_result *x)
     }
 }
 
+static void json_load(FILE *f, const char *key, const double load[3])
+{
+    fprintf(f, "    \"%s\": [%.2f, %.2f, %.2f]", key, load[0], load[1],
+            load[2]);
+}
+
+/* One "key": "value" line of the meta object. */
+static void json_meta_str(FILE *f, const char *key, const char *value)
+{
+    fprintf(f, "    \"%s\": ", key);
+    json_str(f, value);
+    fprintf(f, ",\n");
+}
+
+/* The run's metadata (docs/benchmarks.md, "Run metadata"), one key a
+ * line. */
+static void json_meta(FILE *f, const struct run *r)
+{
+    const struct meta *m = &r->meta;
+
+    fprintf(f, "  \"meta\": {\n");
+    json_meta_str(f, "engine", m->engine);
+    json_meta_str(f, "commit", m->commit);
+    json_meta_str(f, "date_utc", m->date);
+    json_meta_str(f, "hostname", m->hostname);
+    json_meta_str(f, "cpu", m->cpu);
+    fprintf(f, "    \"nproc\": %ld,\n", m->nproc);
+    json_meta_str(f, "kernel", m->kernel);
+    json_load(f, "load_start", m->load_start);
+    fprintf(f, ",\n");
+    json_load(f, "load_end", m->load_end);
+    fprintf(f, "\n  },\n");
+}
+
 static void json_head(FILE *f, const struct run *r)
 {
-    char cpu[128];
-    struct utsname u;
+    const struct meta *m = &r->meta;
 
-    cpu_model(cpu, sizeof(cpu));
-    uname(&u);
     fprintf(f,
             "{\n  \"tool\": \"hmaf-bench\", \"version\": \"%d.%d.%d\", "
-            "\"quick\": %s, \"rounds\": %u, \"round_ms\": %.2f,\n"
-            "  \"machine\": {\"cpu\": ",
+            "\"quick\": %s, \"rounds\": %u, \"round_ms\": %.2f,\n",
             HMAF_VERSION_MAJOR, HMAF_VERSION_MINOR, HMAF_VERSION_PATCH,
             r->quick ? "true" : "false", r->b->rounds, r->b->target_ns / 1e6);
-    json_str(f, cpu);
-    fprintf(f, ", \"cpus\": %ld, \"kernel\": ", sysconf(_SC_NPROCESSORS_ONLN));
-    json_str(f, u.release);
+    json_meta(f, r);
+    fprintf(f, "  \"machine\": {\"cpu\": ");
+    json_str(f, m->cpu);
+    fprintf(f, ", \"cpus\": %ld, \"kernel\": ", m->nproc);
+    json_str(f, m->kernel);
     fprintf(f,
             ", \"load_start\": %.2f, \"load_end\": %.2f, \"dpu_cpu\": %d, "
             "\"host_cpu\": %d},\n  \"split\": %s, \"baseline\": ",
-            r->load_start, r->load_end, r->b->dpu_cpu, r->b->host->cpu,
+            m->load_start[0], m->load_end[0], r->b->dpu_cpu, r->b->host->cpu,
             r->b->split ? "true" : "false");
     json_str(f, r->b->baseline);
     fprintf(f, ", \"doca_raw\": ");
     json_str(f, r->b->draw_note);
     fprintf(f, ",\n  \"ucx\": ");
     json_str(f, r->b->ucx_note);
+    /* Empty when mapping mode ran with every contender; else why not, or
+     * what sat out. */
+    fprintf(f, ",\n  \"mapping\": {\"available\": %s, \"note\": ",
+            r->b->map != NULL ? "true" : "false");
+    json_str(f, r->b->map_note);
     fprintf(f,
-            ",\n  \"reruns\": %u, \"kept_disturbed\": %u,\n"
+            "},\n  \"reruns\": %u, \"kept_disturbed\": %u,\n"
             "  \"contenders\": [\n",
             r->b->reruns, r->b->kept);
     for (size_t i = 0; i < bench_ncontenders; i++) {

@@ -66,6 +66,24 @@ struct target_result {
     int pass;
 };
 
+/* meta.c: a run's metadata (docs/benchmarks.md, "Run metadata"). */
+struct meta {
+    char engine[32];    /* the session's engine */
+    const char *commit; /* the build's `git describe`, or "unknown" */
+    char date[32];      /* the start, UTC, ISO 8601 */
+    char hostname[256];
+    char cpu[128];                     /* /proc/cpuinfo's model name */
+    long nproc;                        /* cpus online */
+    char kernel[128];                  /* uname's release */
+    double load_start[3], load_end[3]; /* 1, 5, 15 min; -1: unknown */
+};
+
+/* Everything but the load at the end, which meta_end sets. */
+void meta_start(struct meta *m, const char *engine);
+void meta_end(struct meta *m);
+/* "0.52 0.61 0.70" */
+const char *meta_load_text(const double load[3], char *buf, size_t cap);
+
 struct run {
     struct bench *b;
     const struct pattern *patterns;
@@ -76,7 +94,7 @@ struct run {
     size_t ntargets;
     struct target_result *results; /* ntargets */
     int quick;
-    double load_start, load_end;
+    struct meta meta;
     uint64_t t_start;    /* now_ns() at the start */
     const char *out_dir; /* NULL: no files */
 };

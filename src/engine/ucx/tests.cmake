@@ -19,9 +19,11 @@ foreach(limit "regress.close_many_holds.ucx HMAF_TEST_HOLDS=500"
 endforeach()
 
 # The benchmark against raw ucp calls on the engine's transport
-# (docs/benchmarks.md, "--engine ucx"); its figures are not judged here.
+# (docs/benchmarks.md, "--engine ucx"); its outputs are checked as on cma
+# (tests/integration/bench_smoke.sh), its figures not judged.
 add_test(NAME integration.bench_smoke.ucx
-         COMMAND hmaf-bench --quick --engine ucx --no-out)
+         COMMAND sh ${PROJECT_SOURCE_DIR}/tests/integration/bench_smoke.sh
+                 $<TARGET_FILE:hmaf-bench> ucx)
 set_tests_properties(integration.bench_smoke.ucx PROPERTIES
     LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 180)
 # The same across two network namespaces, over tcp on a veth pair: the
