@@ -33,7 +33,14 @@ struct getter {
     unsigned char ref[HMAF_STATS_SIZE_MAX]; /* a snapshot of exact size */
 };
 
-/* The caller's memory: guard, a struct of up to the cap, guard. */
+/* The host's buffer and heap (in the forked host), and the heap of this
+ * process's own agent: static, they stay until the process exits. */
+static _Alignas(4096) uint8_t host_buf[AREA_LEN];
+static _Alignas(4096) uint8_t host_heap[AREA_LEN];
+static _Alignas(4096) uint8_t local_heap[AREA_LEN];
+
+/* The caller's memory: guard, a struct of up to the cap, guard (8 bytes
+ * more, where a size over the cap, wrongly taken, would write). */
 static _Alignas(64) unsigned char mem[GUARD + HMAF_STATS_SIZE_MAX + 8 + GUARD];
 static unsigned char want[sizeof(mem)];
 #define AT (mem + GUARD)
@@ -154,7 +161,7 @@ static void check_getter(const struct getter *g)
     const size_t own = g->own;
     const size_t refused[] = {0,
                               sizeof(size_t), /* the size field alone */
-                              own - 8,        /* a version before 0.1 */
+                              own - 8,        /* a counter short of 0.1's */
                               own - 1,
                               own + 1,
                               own + 4,
@@ -182,20 +189,16 @@ static void check_getter(const struct getter *g)
 /* The host: a buffer "buf" and a heap, both AREA_LEN. */
 static int setup(hmaf_agent_t *agent, void *arg)
 {
-    uint8_t *buf = aligned_alloc(4096, AREA_LEN);
-    void *heap = aligned_alloc(4096, AREA_LEN);
     int ret;
 
     (void)arg;
-    if (buf == NULL || heap == NULL) {
-        return HMAF_ENOMEM;
-    }
-    target_fill(buf, AREA_LEN, 0, 1);
-    ret = hmaf_agent_expose(agent, buf, AREA_LEN, HMAF_ACCESS_READ_WRITE);
+    target_fill(host_buf, AREA_LEN, 0, 1);
+    ret = hmaf_agent_expose(agent, host_buf, AREA_LEN, HMAF_ACCESS_READ_WRITE);
     if (ret == 0) {
-        ret = hmaf_agent_publish(agent, "buf", buf, AREA_LEN);
+        ret = hmaf_agent_publish(agent, "buf", host_buf, AREA_LEN);
     }
-    return ret != 0 ? ret : hmaf_agent_heap_create(agent, heap, AREA_LEN, NULL);
+    return ret != 0 ? ret
+                    : hmaf_agent_heap_create(agent, host_heap, AREA_LEN, NULL);
 }
 
 /* A session that read, allocated and freed, then went idle: nothing is
@@ -260,10 +263,8 @@ static hmaf_agent_t *local_agent(struct getter *heap_getter)
     hmaf_heap_stats_t hst = HMAF_HEAP_STATS_INIT;
     hmaf_agent_params_t ap;
     hmaf_agent_t *a;
-    void *heap = aligned_alloc(4096, AREA_LEN);
     void *block;
 
-    CHECK(heap != NULL);
     hmaf_agent_params_init(&ap);
     CHECK_OK(hmaf_agent_create(&ap, &a));
     /* no heap yet: a bad size is still a bad argument, a good one ENOENT */
@@ -273,7 +274,7 @@ static hmaf_agent_t *local_agent(struct getter *heap_getter)
     poison(want, heap_getter->own);
     CHECK_ERR(get_heap(a, AT), HMAF_ENOENT);
     CHECK(memcmp(mem, want, sizeof(mem)) == 0);
-    CHECK_OK(hmaf_agent_heap_create(a, heap, AREA_LEN, NULL));
+    CHECK_OK(hmaf_agent_heap_create(a, local_heap, AREA_LEN, NULL));
     CHECK_OK(hmaf_agent_heap_alloc(a, 100, &block));
     CHECK_OK(hmaf_agent_heap_stats(a, &hst));
     CHECK_EQ(hst.bytes_total, AREA_LEN);
