@@ -102,7 +102,7 @@ static double now_s(void)
 /* Transfer calls so far: merged posts and chase steps count too. */
 static uint64_t session_ops(hmaf_session_t *session)
 {
-    hmaf_session_stats_t st;
+    hmaf_session_stats_t st = HMAF_SESSION_STATS_INIT;
 
     return hmaf_session_stats(session, &st) == 0 ? st.ops : 0;
 }
@@ -453,7 +453,7 @@ static void print_rate(const struct dpu *d, double s, double explicit_s,
 
 static void print_map(const struct mirror *m, double update_s, double sync_s)
 {
-    hmaf_map_stats_t b, a;
+    hmaf_map_stats_t b = HMAF_MAP_STATS_INIT, a = HMAF_MAP_STATS_INIT;
 
     hmaf_map_stats(m->buckets_map, &b);
     hmaf_map_stats(m->arena_map, &a);
@@ -537,7 +537,7 @@ static int open_table(struct dpu *d, const char *address, int listening,
 
 static int print_stats(struct dpu *d, double get_s)
 {
-    hmaf_session_stats_t st;
+    hmaf_session_stats_t st = HMAF_SESSION_STATS_INIT;
     uint64_t cache_lookups;
     int ret = hmaf_session_stats(d->session, &st);
 

@@ -328,7 +328,7 @@ int main(int argc, char **argv)
     const char *token = getenv("HMAF_DEMO_TOKEN");
     uint32_t count = key_count();
     struct host h = {0};
-    hmaf_agent_stats_t st;
+    hmaf_agent_stats_t st = HMAF_AGENT_STATS_INIT;
     double t0 = now_s();
     const char *address;
     int dial = 0;

@@ -122,7 +122,7 @@ static int walk_tree(const struct tree *t, hmaf_map_t *map)
 {
     struct walk w = {0, 0, 0};
     struct timespec t0, t1;
-    hmaf_map_stats_t st;
+    hmaf_map_stats_t st = HMAF_MAP_STATS_INIT;
 
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (uint64_t key = 0; key < 2 * (uint64_t)NKEYS; key++) {

@@ -69,7 +69,7 @@ static const struct kv_mem_ops dpu_ops = {
 
 static void dpu_info(void *arg, struct resp_buf *out)
 {
-    hmaf_session_stats_t st;
+    hmaf_session_stats_t st = HMAF_SESSION_STATS_INIT;
     char line[256];
 
     if (hmaf_session_stats(arg, &st) != 0) {

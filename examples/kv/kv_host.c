@@ -55,7 +55,7 @@ static int host_free(void *ctx, uint64_t addr)
 
 static int heap_in_use(struct host *h, uint64_t *bytes, uint64_t *blocks)
 {
-    hmaf_heap_stats_t st;
+    hmaf_heap_stats_t st = HMAF_HEAP_STATS_INIT;
     int ret = hmaf_agent_heap_stats(h->agent, &st);
 
     *bytes = st.bytes_in_use;
@@ -148,7 +148,7 @@ static int host_atomic(void *ctx, hmaf_atomic_t *ops, size_t n)
 static int host_peer_alive(void *ctx)
 {
     struct host *h = ctx;
-    hmaf_agent_stats_t st;
+    hmaf_agent_stats_t st = HMAF_AGENT_STATS_INIT;
 
     return hmaf_agent_stats(h->agent, &st) != 0 || st.sessions_live > 0;
 }
@@ -166,7 +166,7 @@ static void host_info(void *arg, struct resp_buf *out)
 {
     struct host *h = arg;
     uint64_t bytes = 0, blocks = 0;
-    hmaf_agent_stats_t st = {0};
+    hmaf_agent_stats_t st = HMAF_AGENT_STATS_INIT;
     char line[256];
 
     heap_in_use(h, &bytes, &blocks);

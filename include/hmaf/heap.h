@@ -86,8 +86,13 @@ typedef struct hmaf_heap_params {
                                   default: the whole heap) */
 } hmaf_heap_params_t;
 
-/** Heap counters (host side). */
+/**
+ * Heap counters (host side). Initialise with HMAF_HEAP_STATS_INIT (size:
+ * types.h, HMAF_STATS_SIZE_MAX).
+ */
 typedef struct hmaf_heap_stats {
+    size_t size;              /**< [in] sizeof(hmaf_heap_stats_t), set by the
+                                   caller; the call leaves it */
     uint64_t bytes_total;     /**< the heap's length */
     uint64_t bytes_in_use;    /**< blocks allocated to anyone, sessions'
                                    caches included, at their class or
@@ -112,8 +117,16 @@ typedef struct hmaf_heap_stats {
                                    HMAF_ENOSPC */
 } hmaf_heap_stats_t;
 
-/** Dpu-side heap counters of one session. */
+/** Initializer of an hmaf_heap_stats_t: its size, and zeros. */
+#define HMAF_HEAP_STATS_INIT {.size = sizeof(hmaf_heap_stats_t)}
+
+/**
+ * Dpu-side heap counters of one session. Initialise with
+ * HMAF_SESSION_HEAP_STATS_INIT (size: types.h, HMAF_STATS_SIZE_MAX).
+ */
 typedef struct hmaf_session_heap_stats {
+    size_t size;              /**< [in] sizeof(hmaf_session_heap_stats_t),
+                                   set by the caller; the call leaves it */
     uint64_t allocs;          /**< hmaf_session_alloc() calls that succeeded */
     uint64_t frees;           /**< hmaf_session_free() calls accepted */
     uint64_t alloc_requests;  /**< ALLOC round trips */
@@ -122,6 +135,10 @@ typedef struct hmaf_session_heap_stats {
     uint64_t frees_pending;   /**< frees not sent yet, now */
     uint64_t bad_frees;       /**< frees the host refused */
 } hmaf_session_heap_stats_t;
+
+/** Initializer of an hmaf_session_heap_stats_t: its size, and zeros. */
+#define HMAF_SESSION_HEAP_STATS_INIT                                           \
+    {.size = sizeof(hmaf_session_heap_stats_t)}
 
 /**
  * @brief Defaults into @p params (must not be NULL).
@@ -173,10 +190,15 @@ HMAF_API int hmaf_agent_heap_alloc(hmaf_agent_t *agent, size_t size,
  */
 HMAF_API int hmaf_agent_heap_free(hmaf_agent_t *agent, void *ptr);
 
-/** @brief Snapshot of the heap's counters.
+/**
+ * @brief Snapshot of the heap's counters.
  * @param [in] agent       the agent whose heap it is.
- * @param [out] stats_out  the counters.
- * @return 0; HMAF_EINVAL (NULL); HMAF_ENOENT (no heap). */
+ * @param [in,out] stats_out  its size set by the caller
+ *        (HMAF_HEAP_STATS_INIT); filled as types.h, HMAF_STATS_SIZE_MAX
+ *        says, and written only on success.
+ * @return 0; HMAF_EINVAL (NULL, or a stats_out->size the call does not
+ *         accept); HMAF_ENOENT (no heap).
+ */
 HMAF_API int hmaf_agent_heap_stats(hmaf_agent_t *agent,
                                    hmaf_heap_stats_t *stats_out);
 
@@ -233,8 +255,11 @@ HMAF_API int hmaf_session_heap_flush(hmaf_session_t *session);
 /**
  * @brief Snapshot of the session's heap counters.
  * @param [in] session     the session.
- * @param [out] stats_out  the counters.
- * @return 0; HMAF_EINVAL.
+ * @param [in,out] stats_out  its size set by the caller
+ *        (HMAF_SESSION_HEAP_STATS_INIT); filled as types.h,
+ *        HMAF_STATS_SIZE_MAX says, and written only on success.
+ * @return 0; HMAF_EINVAL (NULL, or a stats_out->size the call does not
+ *         accept).
  */
 HMAF_API int hmaf_session_heap_stats(hmaf_session_t *session,
                                      hmaf_session_heap_stats_t *stats_out);

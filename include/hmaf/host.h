@@ -91,8 +91,13 @@ typedef struct hmaf_agent_params {
                                 what a busy one may need. */
 } hmaf_agent_params_t;
 
-/** Agent counters. */
+/**
+ * Agent counters. Initialise with HMAF_AGENT_STATS_INIT (size: types.h,
+ * HMAF_STATS_SIZE_MAX).
+ */
 typedef struct hmaf_agent_stats {
+    size_t size;               /**< [in] sizeof(hmaf_agent_stats_t), set by
+                                    the caller; the call leaves it */
     uint64_t sessions_live;    /**< sessions connected now */
     uint64_t sessions_total;   /**< sessions accepted since creation */
     uint64_t sessions_closed;  /**< sessions ended (peer died or left) */
@@ -112,6 +117,9 @@ typedef struct hmaf_agent_stats {
     uint64_t notifications_refused;   /**< NOTIFYs answered HMAF_ENOSPC */
     uint64_t rings;            /**< rings stored, one per session rung */
 } hmaf_agent_stats_t;
+
+/** Initializer of an hmaf_agent_stats_t: its size, and zeros. */
+#define HMAF_AGENT_STATS_INIT {.size = sizeof(hmaf_agent_stats_t)}
 
 /**
  * @brief Defaults into @p params (must not be NULL).
@@ -300,8 +308,11 @@ HMAF_API int hmaf_agent_poll(hmaf_agent_t *agent, int timeout_ms);
 /**
  * @brief Snapshot of the counters.
  * @param [in] agent       the agent.
- * @param [out] stats_out  the counters.
- * @return 0; HMAF_EINVAL.
+ * @param [in,out] stats_out  its size set by the caller
+ *        (HMAF_AGENT_STATS_INIT); filled as types.h, HMAF_STATS_SIZE_MAX
+ *        says, and written only on success.
+ * @return 0; HMAF_EINVAL (NULL, or a stats_out->size the call does not
+ *         accept).
  */
 HMAF_API int hmaf_agent_stats(hmaf_agent_t *agent,
                               hmaf_agent_stats_t *stats_out);

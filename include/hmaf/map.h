@@ -71,8 +71,13 @@ typedef struct hmaf_map_params {
                                  holds) */
 } hmaf_map_params_t;
 
-/** Counters of one mapping. */
+/**
+ * Counters of one mapping. Initialise with HMAF_MAP_STATS_INIT (size:
+ * types.h, HMAF_STATS_SIZE_MAX).
+ */
 typedef struct hmaf_map_stats {
+    size_t size;              /**< [in] sizeof(hmaf_map_stats_t), set by the
+                                   caller; the call leaves it */
     uint64_t faults;          /**< first touches of a missing page */
     uint64_t write_faults;    /**< first writes to a fetched page */
     uint64_t pages_fetched;   /**< pages read from the host */
@@ -86,6 +91,9 @@ typedef struct hmaf_map_stats {
                                    read-only exposure, a revoked range, the
                                    host gone) */
 } hmaf_map_stats_t;
+
+/** Initializer of an hmaf_map_stats_t: its size, and zeros. */
+#define HMAF_MAP_STATS_INIT {.size = sizeof(hmaf_map_stats_t)}
 
 /**
  * @brief Defaults into @p params (must not be NULL).
@@ -171,8 +179,11 @@ HMAF_API int hmaf_map_refresh(hmaf_map_t *map, uint64_t remote_addr,
 /**
  * @brief Snapshot of the counters.
  * @param [in] map         the mapping.
- * @param [out] stats_out  the counters.
- * @return 0; HMAF_EINVAL.
+ * @param [in,out] stats_out  its size set by the caller
+ *        (HMAF_MAP_STATS_INIT); filled as types.h, HMAF_STATS_SIZE_MAX
+ *        says, and written only on success.
+ * @return 0; HMAF_EINVAL (NULL, or a stats_out->size the call does not
+ *         accept).
  */
 HMAF_API int hmaf_map_stats(hmaf_map_t *map, hmaf_map_stats_t *stats_out);
 

@@ -147,8 +147,14 @@ typedef struct hmaf_chase_params {
     void *arg;          /**< passed to visit */
 } hmaf_chase_params_t;
 
-/** Per-session counters; all monotonic since hmaf_session_create(). */
+/**
+ * Per-session counters; all monotonic since hmaf_session_create().
+ * Initialise with HMAF_SESSION_STATS_INIT (size: types.h,
+ * HMAF_STATS_SIZE_MAX).
+ */
 typedef struct hmaf_session_stats {
+    size_t size;            /**< [in] sizeof(hmaf_session_stats_t), set by
+                                 the caller; the call leaves it */
     uint64_t ops;           /**< successful data-path calls: each read,
                                  write, readv and writev, and each merged
                                  run of posted requests (doca: each posted
@@ -164,6 +170,9 @@ typedef struct hmaf_session_stats {
     uint64_t mailbox_round_trips; /**< requests answered by the agent */
     uint64_t revocations;   /**< revocation epochs seen and acknowledged */
 } hmaf_session_stats_t;
+
+/** Initializer of an hmaf_session_stats_t: its size, and zeros. */
+#define HMAF_SESSION_STATS_INIT {.size = sizeof(hmaf_session_stats_t)}
 
 /**
  * @brief Set every field of @p params to its default.
@@ -446,8 +455,11 @@ HMAF_API int hmaf_session_ping(hmaf_session_t *session);
 /**
  * @brief Snapshot of the session's counters.
  * @param [in]  session    the session.
- * @param [out] stats_out  the counters.
- * @return 0; HMAF_EINVAL if an argument is NULL.
+ * @param [in,out] stats_out  its size set by the caller
+ *        (HMAF_SESSION_STATS_INIT); filled as types.h, HMAF_STATS_SIZE_MAX
+ *        says, and written only on success.
+ * @return 0; HMAF_EINVAL if an argument is NULL or stats_out->size is not
+ *         one the call accepts (HMAF_STATS_SIZE_MAX).
  */
 HMAF_API int hmaf_session_stats(hmaf_session_t *session,
                                 hmaf_session_stats_t *stats_out);

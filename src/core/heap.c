@@ -33,6 +33,7 @@
 
 #include "core/session_int.h"
 #include "proto/heap.h"
+#include "util/stats.h"
 
 #define BATCH_FIRST 4
 #define BATCH_BYTES 16384u
@@ -419,28 +420,37 @@ HMAF_API int hmaf_session_heap_flush(hmaf_session_t *session)
     return ret;
 }
 
+/* HMAF 0.1's hmaf_session_heap_stats_t, the smallest a caller may pass. */
+#define SESSION_HEAP_STATS_SIZE_MIN                                            \
+    HMAF__STATS_SIZE_MIN(hmaf_session_heap_stats_t, bad_frees)
+_Static_assert(SESSION_HEAP_STATS_SIZE_MIN % HMAF__STATS_ALIGN == 0 &&
+                   sizeof(hmaf_session_heap_stats_t) % HMAF__STATS_ALIGN == 0,
+               "whole counters");
+
 HMAF_API int hmaf_session_heap_stats(hmaf_session_t *session,
                                      hmaf_session_heap_stats_t *stats_out)
 {
     struct hmaf__session_heap *hp;
+    hmaf_session_heap_stats_t st = {0};
+    size_t size;
 
-    if (session == NULL || stats_out == NULL) {
+    if (session == NULL ||
+        hmaf__stats_size(stats_out, SESSION_HEAP_STATS_SIZE_MIN, &size) < 0) {
         return HMAF_EINVAL;
     }
-    memset(stats_out, 0, sizeof(*stats_out));
     hp = atomic_load(&session->heap);
-    if (hp == NULL) {
-        return 0;
+    if (hp != NULL) {
+        pthread_mutex_lock(&hp->lock);
+        st.allocs = atomic_load(&hp->allocs);
+        st.frees = atomic_load(&hp->frees);
+        st.alloc_requests = atomic_load(&hp->alloc_requests);
+        st.free_requests = atomic_load(&hp->free_requests);
+        st.bad_frees = atomic_load(&hp->bad_frees);
+        st.bytes_cached = atomic_load(&hp->cached_bytes);
+        st.frees_pending = hp->pending.count;
+        pthread_mutex_unlock(&hp->lock);
     }
-    pthread_mutex_lock(&hp->lock);
-    stats_out->allocs = atomic_load(&hp->allocs);
-    stats_out->frees = atomic_load(&hp->frees);
-    stats_out->alloc_requests = atomic_load(&hp->alloc_requests);
-    stats_out->free_requests = atomic_load(&hp->free_requests);
-    stats_out->bad_frees = atomic_load(&hp->bad_frees);
-    stats_out->bytes_cached = atomic_load(&hp->cached_bytes);
-    stats_out->frees_pending = hp->pending.count;
-    pthread_mutex_unlock(&hp->lock);
+    hmaf__stats_put(stats_out, size, &st, sizeof(st));
     return 0;
 }
 

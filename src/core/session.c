@@ -16,6 +16,7 @@
 #include "util/clock.h"
 #include "util/compiler.h"
 #include "util/log.h"
+#include "util/stats.h"
 
 /* A page; aligned_alloc wants the size rounded up to it. */
 #define SESSION_ALIGN 4096
@@ -472,27 +473,37 @@ HMAF_API int hmaf_session_lookup(hmaf_session_t *session, const char *name,
     return ret;
 }
 
+/* HMAF 0.1's hmaf_session_stats_t, the smallest a caller may pass. */
+#define SESSION_STATS_SIZE_MIN                                                 \
+    HMAF__STATS_SIZE_MIN(hmaf_session_stats_t, revocations)
+_Static_assert(SESSION_STATS_SIZE_MIN % HMAF__STATS_ALIGN == 0 &&
+                   sizeof(hmaf_session_stats_t) % HMAF__STATS_ALIGN == 0,
+               "whole counters");
+
 HMAF_API int hmaf_session_stats(hmaf_session_t *session,
                                 hmaf_session_stats_t *stats_out)
 {
     struct hmaf_session_counters *c;
+    struct hmaf__readers *r;
+    hmaf_session_stats_t st = {0};
+    size_t size;
 
-    if (session == NULL || stats_out == NULL) {
+    if (session == NULL ||
+        hmaf__stats_size(stats_out, SESSION_STATS_SIZE_MIN, &size) < 0) {
         return HMAF_EINVAL;
     }
     c = &session->c;
-    stats_out->ops = hmaf__readers_sum(&session->cache.readers, HMAF_RC_OPS);
-    stats_out->bytes_read =
-        hmaf__readers_sum(&session->cache.readers, HMAF_RC_BYTES_READ);
-    stats_out->bytes_written =
-        hmaf__readers_sum(&session->cache.readers, HMAF_RC_BYTES_WRITTEN);
-    stats_out->cache_hits =
-        hmaf__readers_sum(&session->cache.readers, HMAF_RC_CACHE_HITS);
-    stats_out->cache_misses = atomic_load(&c->cache_misses);
-    stats_out->registrations = atomic_load(&c->registrations);
-    stats_out->evictions = atomic_load(&c->evictions);
-    stats_out->mailbox_round_trips = atomic_load(&c->mailbox_round_trips);
-    stats_out->revocations = atomic_load(&c->revocations);
+    r = &session->cache.readers;
+    st.ops = hmaf__readers_sum(r, HMAF_RC_OPS);
+    st.bytes_read = hmaf__readers_sum(r, HMAF_RC_BYTES_READ);
+    st.bytes_written = hmaf__readers_sum(r, HMAF_RC_BYTES_WRITTEN);
+    st.cache_hits = hmaf__readers_sum(r, HMAF_RC_CACHE_HITS);
+    st.cache_misses = atomic_load(&c->cache_misses);
+    st.registrations = atomic_load(&c->registrations);
+    st.evictions = atomic_load(&c->evictions);
+    st.mailbox_round_trips = atomic_load(&c->mailbox_round_trips);
+    st.revocations = atomic_load(&c->revocations);
+    hmaf__stats_put(stats_out, size, &st, sizeof(st));
     return 0;
 }
 

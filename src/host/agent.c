@@ -12,6 +12,7 @@
 #include "util/clock.h"
 #include "util/compiler.h"
 #include "util/log.h"
+#include "util/stats.h"
 
 #define REVOKE_POLL_NS 20000
 #define POLLS_PER_CHANNEL_LOOK 50 /* about every millisecond */
@@ -587,14 +588,28 @@ HMAF_API int hmaf_agent_poll(hmaf_agent_t *agent, int timeout_ms)
                         agent, served > 0 ? 0 : (int64_t)timeout_ms * 1000000);
 }
 
+/* HMAF 0.1's hmaf_agent_stats_t, the smallest a caller may pass. */
+#define AGENT_STATS_SIZE_MIN HMAF__STATS_SIZE_MIN(hmaf_agent_stats_t, rings)
+_Static_assert(AGENT_STATS_SIZE_MIN % HMAF__STATS_ALIGN == 0 &&
+                   sizeof(hmaf_agent_stats_t) % HMAF__STATS_ALIGN == 0,
+               "whole counters");
+
 HMAF_API int hmaf_agent_stats(hmaf_agent_t *agent,
                               hmaf_agent_stats_t *stats_out)
 {
-    if (agent == NULL || stats_out == NULL) {
+    hmaf_agent_stats_t st;
+    size_t size;
+
+    if (agent == NULL ||
+        hmaf__stats_size(stats_out, AGENT_STATS_SIZE_MIN, &size) < 0) {
         return HMAF_EINVAL;
     }
     pthread_mutex_lock(&agent->lock);
-    *stats_out = agent->stats;
+    /* memcpy, not assignment: the padding after last_refusal comes along
+     * as the calloc'ed agent holds it (zeros), not as whatever was on the
+     * stack */
+    memcpy(&st, &agent->stats, sizeof(st));
     pthread_mutex_unlock(&agent->lock);
+    hmaf__stats_put(stats_out, size, &st, sizeof(st));
     return 0;
 }

@@ -11,6 +11,7 @@
 
 #include "host/agent_int.h"
 #include "host/heap.h"
+#include "util/stats.h"
 
 HMAF_API void hmaf_heap_params_init(hmaf_heap_params_t *params)
 {
@@ -100,20 +101,33 @@ HMAF_API int hmaf_agent_heap_free(hmaf_agent_t *agent, void *ptr)
     return ret;
 }
 
+/* HMAF 0.1's hmaf_heap_stats_t, the smallest a caller may pass. */
+#define HEAP_STATS_SIZE_MIN                                                    \
+    HMAF__STATS_SIZE_MIN(hmaf_heap_stats_t, failed_allocs)
+_Static_assert(HEAP_STATS_SIZE_MIN % HMAF__STATS_ALIGN == 0 &&
+                   sizeof(hmaf_heap_stats_t) % HMAF__STATS_ALIGN == 0,
+               "whole counters");
+
 HMAF_API int hmaf_agent_heap_stats(hmaf_agent_t *agent,
                                    hmaf_heap_stats_t *stats_out)
 {
+    hmaf_heap_stats_t st;
+    size_t size;
     int ret = 0;
 
-    if (agent == NULL || stats_out == NULL) {
+    if (agent == NULL ||
+        hmaf__stats_size(stats_out, HEAP_STATS_SIZE_MIN, &size) < 0) {
         return HMAF_EINVAL;
     }
     pthread_mutex_lock(&agent->lock);
     if (agent->heap == NULL) {
         ret = HMAF_ENOENT;
     } else {
-        hmaf__heap_stats(agent->heap, stats_out);
+        hmaf__heap_stats(agent->heap, &st);
     }
     pthread_mutex_unlock(&agent->lock);
+    if (ret == 0) {
+        hmaf__stats_put(stats_out, size, &st, sizeof(st));
+    }
     return ret;
 }

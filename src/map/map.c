@@ -11,6 +11,7 @@
 #include "map/map_int.h"
 #include "util/log.h"
 #include "util/mirrors.h"
+#include "util/stats.h"
 
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
@@ -231,14 +232,26 @@ HMAF_API uint64_t hmaf_map_remote(const hmaf_map_t *map, const void *local)
     return map->remote_base + (uint64_t)(p - map->local_base);
 }
 
+/* HMAF 0.1's hmaf_map_stats_t, the smallest a caller may pass. */
+#define MAP_STATS_SIZE_MIN                                                     \
+    HMAF__STATS_SIZE_MIN(hmaf_map_stats_t, bytes_discarded)
+_Static_assert(MAP_STATS_SIZE_MIN % HMAF__STATS_ALIGN == 0 &&
+                   sizeof(hmaf_map_stats_t) % HMAF__STATS_ALIGN == 0,
+               "whole counters");
+
 HMAF_API int hmaf_map_stats(hmaf_map_t *map, hmaf_map_stats_t *stats_out)
 {
-    if (map == NULL || stats_out == NULL) {
+    hmaf_map_stats_t st;
+    size_t size;
+
+    if (map == NULL ||
+        hmaf__stats_size(stats_out, MAP_STATS_SIZE_MIN, &size) < 0) {
         return HMAF_EINVAL;
     }
     pthread_mutex_lock(&map->lock);
-    *stats_out = map->stats;
-    stats_out->resident_bytes = (uint64_t)map->resident * map->page_size;
+    st = map->stats;
+    st.resident_bytes = (uint64_t)map->resident * map->page_size;
     pthread_mutex_unlock(&map->lock);
+    hmaf__stats_put(stats_out, size, &st, sizeof(st));
     return 0;
 }

@@ -184,7 +184,8 @@ static struct model m;
 static size_t conns[NCONNS]; /* the peer of each, or SIZE_MAX */
 static int opens;
 static size_t flood_max;         /* connections a fill may open */
-static hmaf_agent_stats_t stats; /* at the start of the input */
+/* at the start of the input */
+static hmaf_agent_stats_t stats = HMAF_AGENT_STATS_INIT;
 static unsigned long inputs;
 static int fd_baseline = -1;
 static uint8_t pid_blob[4];
@@ -549,7 +550,7 @@ static void jump(enum jump j)
 static void check_agent(void)
 {
     static uint64_t by_age[MAX_PEERS];
-    hmaf_agent_stats_t st;
+    hmaf_agent_stats_t st = HMAF_AGENT_STATS_INIT;
     uint64_t last = 0;
 
     FUZZ_CHECK(hmaf_agent_stats(agent, &st) == 0, "stats");
@@ -926,7 +927,7 @@ static void check_peer(size_t i, const struct peer *p)
 /* The agent's counters moved by exactly what the model says. */
 static void check_stats(void)
 {
-    hmaf_agent_stats_t st;
+    hmaf_agent_stats_t st = HMAF_AGENT_STATS_INIT;
 
     FUZZ_CHECK(hmaf_agent_stats(agent, &st) == 0, "stats");
     FUZZ_CHECK(st.refused == stats.refused + m.refused,
@@ -987,7 +988,7 @@ static int real_session(void *unused)
 static void check_real_session(void)
 {
     int ret = fuzz_beside_agent(agent, real_session, NULL, CALL_TIMEOUT_MS);
-    hmaf_agent_stats_t st;
+    hmaf_agent_stats_t st = HMAF_AGENT_STATS_INIT;
     int fds;
 
     FUZZ_CHECK(ret == 0, "a real session: %s", hmaf_err_name(ret));

@@ -149,7 +149,7 @@ static size_t mbox_len;
 static uint8_t before[HMAF_MBOX_SLOTS_OFFSET + NSLOTS * HMAF_MBOX_SLOT_SIZE];
 static uint32_t served[NSLOTS]; /* the agent's served_seq, as we know it */
 static uint32_t next_seq;
-static hmaf_agent_stats_t stats;
+static hmaf_agent_stats_t stats = HMAF_AGENT_STATS_INIT;
 static unsigned long inputs;
 static int revokes; /* this input's */
 
@@ -558,7 +558,7 @@ static void check_answer(uint32_t slot, const struct expect *ex)
 /* The agent's counters moved by exactly what the model says. */
 static void check_stats(unsigned answered, unsigned malformed, unsigned revoked)
 {
-    hmaf_agent_stats_t now;
+    hmaf_agent_stats_t now = HMAF_AGENT_STATS_INIT;
 
     FUZZ_CHECK(hmaf_agent_stats(agent, &now) == 0, "stats");
     FUZZ_CHECK(now.requests == stats.requests + answered,
@@ -767,7 +767,7 @@ static void connect_session(void)
 /* The end of a session ends its holds and so the registrations. */
 static void restart_session(void)
 {
-    hmaf_agent_stats_t st;
+    hmaf_agent_stats_t st = HMAF_AGENT_STATS_INIT;
     uint64_t deadline = hmaf__deadline_ns(CALL_TIMEOUT_MS);
 
     FUZZ_TRACE("%zu holds: a new session\n", nholds);

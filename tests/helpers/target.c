@@ -57,7 +57,7 @@ int target_expose_pieces(hmaf_agent_t *agent, const char *root, size_t n,
 
 int target_stats_command(hmaf_agent_t *agent, int cmd, void *arg)
 {
-    hmaf_agent_stats_t st;
+    hmaf_agent_stats_t st = HMAF_AGENT_STATS_INIT;
 
     (void)arg;
     if (hmaf_agent_stats(agent, &st) != 0) {
@@ -398,7 +398,7 @@ static int refusal_for(int cmd)
 static int standard_command(hmaf_agent_t *agent, int cmd, void *arg)
 {
     struct standard_host *h = arg;
-    hmaf_agent_stats_t st;
+    hmaf_agent_stats_t st = HMAF_AGENT_STATS_INIT;
 
     switch (cmd) {
     case 'v':

@@ -136,7 +136,7 @@ static int host_fill(hmaf_agent_t *agent)
 static int command(hmaf_agent_t *agent, int cmd, void *arg)
 {
     struct hmaf_agent *a = (struct hmaf_agent *)agent;
-    hmaf_agent_stats_t st;
+    hmaf_agent_stats_t st = HMAF_AGENT_STATS_INIT;
     int ok;
 
     (void)arg;
@@ -152,6 +152,7 @@ static int command(hmaf_agent_t *agent, int cmd, void *arg)
     case 'F':
         return host_fill(agent);
     case 'S':
+        sh->stats = (hmaf_heap_stats_t)HMAF_HEAP_STATS_INIT;
         return hmaf_agent_heap_stats(agent, &sh->stats) == 0;
     case 'k':
         pthread_mutex_lock(&a->lock);
@@ -237,8 +238,9 @@ static void test_host_blocks(struct target *t, hmaf_session_t *s)
 static void test_round_trips(hmaf_session_t *s)
 {
     static uint64_t addr[1000];
-    hmaf_session_stats_t a, b;
-    hmaf_session_heap_stats_t hs;
+    hmaf_session_stats_t a = HMAF_SESSION_STATS_INIT;
+    hmaf_session_stats_t b = HMAF_SESSION_STATS_INIT;
+    hmaf_session_heap_stats_t hs = HMAF_SESSION_HEAP_STATS_INIT;
 
     CHECK_ERR(hmaf_session_stats(s, &a), 0);
     for (int round = 0; round < 100; round++) {
@@ -299,7 +301,7 @@ static void test_full(struct target *t, hmaf_session_t *s)
  * the next flush; the heap stays whole. */
 static void test_bad_frees(struct target *t, hmaf_session_t *s)
 {
-    hmaf_session_heap_stats_t hs;
+    hmaf_session_heap_stats_t hs = HMAF_SESSION_HEAP_STATS_INIT;
     uint64_t addr;
 
     CHECK_ERR(hmaf_session_alloc(s, 100, &addr), 0);
@@ -425,7 +427,8 @@ static void test_long_lies(struct target *t, hmaf_session_t *s)
 {
     uint64_t addr[HMAF_FREE_BATCH_MAX];
     uint64_t rnd = 88172645463325252ull, keep;
-    hmaf_heap_stats_t before, after;
+    hmaf_heap_stats_t before = HMAF_HEAP_STATS_INIT;
+    hmaf_heap_stats_t after = HMAF_HEAP_STATS_INIT;
     uint16_t bad;
     struct raw raw;
 
@@ -525,7 +528,7 @@ static void test_idle_give_back(struct target *t, hmaf_session_t *s,
                                 const hmaf_heap_stats_t *start)
 {
     uint64_t addr;
-    hmaf_heap_stats_t st;
+    hmaf_heap_stats_t st = HMAF_HEAP_STATS_INIT;
 
     CHECK_ERR(hmaf_session_alloc(s, 32, &addr), 0);
     CHECK_ERR(hmaf_session_free(s, addr), 0);
@@ -684,7 +687,7 @@ static void test_destroy(void)
     struct target_options opts = {
         .setup = setup, .command = command, .revoke_wait_ms = 4000};
     struct target t;
-    hmaf_heap_stats_t start;
+    hmaf_heap_stats_t start = HMAF_HEAP_STATS_INIT;
     hmaf_session_t *s;
 
     target_start(&t, &opts);
@@ -943,7 +946,7 @@ static void test_hostile(void)
 {
     struct target t;
     struct target_options opts = {.setup = setup, .command = command};
-    hmaf_heap_stats_t start;
+    hmaf_heap_stats_t start = HMAF_HEAP_STATS_INIT;
 
     target_start(&t, &opts);
     start = host_stats(&t);
@@ -958,7 +961,7 @@ static void test_main(void)
 {
     struct target t;
     struct target_options opts = {.setup = setup, .command = command};
-    hmaf_heap_stats_t start, end;
+    hmaf_heap_stats_t start = HMAF_HEAP_STATS_INIT, end = HMAF_HEAP_STATS_INIT;
     struct dpu_child dead;
     hmaf_session_t *s;
 

@@ -317,7 +317,8 @@ static void check_large_batch(hmaf_session_t *s)
     enum { N = 3 * HMAF_ATOMIC_BATCH_MAX - 5 };
     static hmaf_atomic_t ops[N];
     uint64_t at = words + 8192;
-    hmaf_session_stats_t before, after;
+    hmaf_session_stats_t before = HMAF_SESSION_STATS_INIT;
+    hmaf_session_stats_t after = HMAF_SESSION_STATS_INIT;
 
     write64(s, at, 0);
     for (size_t i = 0; i < N; i++) {

@@ -95,7 +95,7 @@ static void check_dpu_listens(const char *address)
 {
     hmaf_agent_t *agent = start_agent(NULL);
     struct listening_dpu d = {.address = address};
-    hmaf_agent_stats_t st;
+    hmaf_agent_stats_t st = HMAF_AGENT_STATS_INIT;
     pthread_t th;
 
     CHECK(hmaf_agent_address(agent) == NULL);

@@ -72,7 +72,7 @@ static pid_t fork_child(void)
 static int wait_closed(hmaf_agent_t *agent, int threaded)
 {
     uint64_t start = hmaf__now_ns();
-    hmaf_agent_stats_t st;
+    hmaf_agent_stats_t st = HMAF_AGENT_STATS_INIT;
 
     do {
         if (threaded) {
@@ -96,7 +96,7 @@ static int wait_closed(hmaf_agent_t *agent, int threaded)
 
 static void answer(hmaf_agent_t *agent, int threaded, int cmd_fd, char cmd)
 {
-    hmaf_agent_stats_t st;
+    hmaf_agent_stats_t st = HMAF_AGENT_STATS_INIT;
     uint8_t reply[2];
 
     CHECK_OK(hmaf_agent_stats(agent, &st));

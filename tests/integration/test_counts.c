@@ -15,7 +15,7 @@ static int async; /* posted requests go to the engine one by one (doca) */
 
 static hmaf_session_stats_t stats(hmaf_session_t *s)
 {
-    hmaf_session_stats_t st;
+    hmaf_session_stats_t st = HMAF_SESSION_STATS_INIT;
 
     CHECK_OK(hmaf_session_stats(s, &st));
     return st;
@@ -70,7 +70,7 @@ static void check_one_step(hmaf_session_t *s, uint8_t *tmp)
 /* Arguments and access the one step leaves to the general call. */
 static void check_one_step_errors(hmaf_session_t *s, uint8_t *tmp)
 {
-    hmaf_session_stats_t st;
+    hmaf_session_stats_t st = HMAF_SESSION_STATS_INIT;
 
     CHECK_ERR(hmaf_session_read(s, tmp, buf, 0), HMAF_EINVAL);
     CHECK_ERR(hmaf_session_read(s, NULL, buf, 64), HMAF_EINVAL);
@@ -92,7 +92,7 @@ static void check_vectored(hmaf_session_t *s)
     enum { N = 300 };
     static uint8_t bufs[N][64];
     hmaf_seg_t segs[N];
-    hmaf_session_stats_t st;
+    hmaf_session_stats_t st = HMAF_SESSION_STATS_INIT;
 
     for (int i = 0; i < N; i++) {
         /* 64-byte slots, none across the split but segs[9] */

@@ -271,7 +271,7 @@ static int mmaps_since_mark(const struct host_state *h)
 static int host_command(hmaf_agent_t *agent, int cmd, void *arg)
 {
     struct host_state *h = arg;
-    hmaf_agent_stats_t st;
+    hmaf_agent_stats_t st = HMAF_AGENT_STATS_INIT;
 
     switch (cmd) {
     case 'x':

@@ -110,7 +110,7 @@ static uint64_t heap_in_use(void)
 /* 's': live sessions (at most 254); 'h': heap in use into shared memory. */
 static int command(hmaf_agent_t *agent, int cmd, void *arg)
 {
-    hmaf_agent_stats_t st;
+    hmaf_agent_stats_t st = HMAF_AGENT_STATS_INIT;
 
     (void)arg;
     switch (cmd) {

@@ -146,7 +146,7 @@ static void check_walk_and_writes(struct target *t, hmaf_session_t *s,
                                   struct node *head)
 {
     hmaf_map_t *map;
-    hmaf_map_stats_t st;
+    hmaf_map_stats_t st = HMAF_MAP_STATS_INIT;
 
     CHECK_OK(hmaf_map_create(s, (uint64_t)(uintptr_t)HINT, ARENA, NULL, &map));
     CHECK(hmaf_map_local(map, (uint64_t)(uintptr_t)HINT) == HINT);
@@ -185,7 +185,7 @@ static void check_twin_rule(struct target *t, hmaf_session_t *s)
 static void check_readahead(hmaf_session_t *s)
 {
     hmaf_map_t *map;
-    hmaf_map_stats_t st;
+    hmaf_map_stats_t st = HMAF_MAP_STATS_INIT;
     volatile const uint8_t *base = HINT;
     unsigned sum = 0;
 
@@ -216,7 +216,7 @@ static void check_partial_pages(hmaf_session_t *s)
 {
     hmaf_map_params_t p;
     hmaf_map_t *map;
-    hmaf_map_stats_t st;
+    hmaf_map_stats_t st = HMAF_MAP_STATS_INIT;
     uint64_t odd;
     uint8_t *at, back[2];
 
@@ -339,7 +339,7 @@ static void check_eviction(struct target *t)
     hmaf_session_params_t p;
     hmaf_session_t *s;
     hmaf_map_t *map;
-    hmaf_map_stats_t st;
+    hmaf_map_stats_t st = HMAF_MAP_STATS_INIT;
     struct node *head;
     uint64_t head_addr;
 
@@ -389,7 +389,7 @@ static int touch_fails(volatile const uint8_t *p)
 static void check_failures(hmaf_session_t *s, struct target *t)
 {
     hmaf_map_t *map;
-    hmaf_map_stats_t st;
+    hmaf_map_stats_t st = HMAF_MAP_STATS_INIT;
 
     /* One page past the exposure, inside the mapping. */
     CHECK_OK(hmaf_map_create(s, (uint64_t)(uintptr_t)HINT, ARENA + 4096, NULL,

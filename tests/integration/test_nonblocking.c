@@ -99,7 +99,8 @@ static void check_random_mix(hmaf_session_t *s)
 static void check_window(hmaf_session_t *s)
 {
     static uint8_t dst[5000][64];
-    hmaf_session_stats_t before, after;
+    hmaf_session_stats_t before = HMAF_SESSION_STATS_INIT;
+    hmaf_session_stats_t after = HMAF_SESSION_STATS_INIT;
 
     CHECK_OK(hmaf_session_stats(s, &before));
     for (int i = 0; i < 5000; i++) {

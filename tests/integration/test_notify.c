@@ -145,13 +145,14 @@ static int ringer(hmaf_agent_t *agent, int on)
 
 static int host_command(hmaf_agent_t *agent, int cmd, void *arg)
 {
-    hmaf_agent_stats_t st;
+    hmaf_agent_stats_t st = HMAF_AGENT_STATS_INIT;
 
     (void)arg;
     switch (cmd) {
     case 'v':
         return expose_revoke(agent);
     case 's':
+        sh->stats = (hmaf_agent_stats_t)HMAF_AGENT_STATS_INIT;
         return hmaf_agent_stats(agent, &sh->stats) == 0;
     case 'e':
         return hmaf_agent_on_notify(agent, on_notify_echo, agent) == 0;

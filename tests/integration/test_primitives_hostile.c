@@ -160,6 +160,7 @@ static int command(hmaf_agent_t *agent, int cmd, void *arg)
 
     switch (cmd) {
     case 'S':
+        sh->stats = (hmaf_heap_stats_t)HMAF_HEAP_STATS_INIT;
         return hmaf_agent_heap_stats(agent, &sh->stats) == 0;
     case 'N':
         return drain_notifications(agent);
@@ -175,7 +176,7 @@ static int command(hmaf_agent_t *agent, int cmd, void *arg)
         atomic_store(&sh->stop_writer, 1);
         return pthread_join(h->writer, NULL) == 0;
     case 's': {
-        hmaf_agent_stats_t st;
+        hmaf_agent_stats_t st = HMAF_AGENT_STATS_INIT;
         return hmaf_agent_stats(agent, &st) == 0 ? (int)st.sessions_live : 255;
     }
     default:
@@ -288,7 +289,7 @@ static void atomic_inputs(hmaf_session_t *s)
 static void heap_inputs(struct target *t, hmaf_session_t *s)
 {
     hmaf_heap_stats_t before = host_stats(t), after;
-    hmaf_session_heap_stats_t hs;
+    hmaf_session_heap_stats_t hs = HMAF_SESSION_HEAP_STATS_INIT;
     uint64_t a = 0, b = 0;
 
     CHECK_ERR(hmaf_session_alloc(NULL, 16, &a), HMAF_EINVAL);
@@ -421,7 +422,7 @@ static void host_inputs(void)
     hmaf_agent_params_t p;
     hmaf_agent_t *a;
     hmaf_heap_params_t hp;
-    hmaf_heap_stats_t st;
+    hmaf_heap_stats_t st = HMAF_HEAP_STATS_INIT;
     hmaf_notification_t n;
     size_t got;
     void *ptr = NULL;
@@ -512,7 +513,7 @@ static void test_inputs(void)
 {
     struct target t;
     hmaf_session_t *s;
-    hmaf_heap_stats_t st;
+    hmaf_heap_stats_t st = HMAF_HEAP_STATS_INIT;
 
     host_inputs();
     start_host(&t);
@@ -619,7 +620,7 @@ static void test_threads(void)
     hmaf_session_t *s, *s2;
     struct worker w[THREADS];
     pthread_t th[THREADS];
-    hmaf_heap_stats_t start, end;
+    hmaf_heap_stats_t start = HMAF_HEAP_STATS_INIT, end = HMAF_HEAP_STATS_INIT;
     uint64_t id, adds = 0, notes[TAGS] = {0}, rings = 0, count = 0;
     int sent_rings = 0;
 
@@ -724,7 +725,7 @@ static void test_kill(void)
     struct target t;
     struct dpu_child child[KILLS];
     hmaf_session_t *s;
-    hmaf_heap_stats_t start, end;
+    hmaf_heap_stats_t start = HMAF_HEAP_STATS_INIT, end = HMAF_HEAP_STATS_INIT;
     int fds;
 
     start_host(&t);

@@ -92,6 +92,8 @@ static void start_host(struct target *t, size_t n)
     host.stats = mmap(NULL, sizeof(*host.stats), PROT_READ | PROT_WRITE,
                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     CHECK(host.stats != MAP_FAILED);
+    /* set once: the calls leave size as it is */
+    *host.stats = (hmaf_agent_stats_t)HMAF_AGENT_STATS_INIT;
     target_start(t, &opts);
 }
 
@@ -158,8 +160,9 @@ static void test_100k(void)
 {
     const size_t N = region_count(100000), BAND = N / 10;
     struct target t;
-    hmaf_session_stats_t st;
-    hmaf_agent_stats_t before, after;
+    hmaf_session_stats_t st = HMAF_SESSION_STATS_INIT;
+    hmaf_agent_stats_t before = HMAF_AGENT_STATS_INIT;
+    hmaf_agent_stats_t after = HMAF_AGENT_STATS_INIT;
     double t0, band_start, first_band = 0, last_band = 0, hits;
     uint64_t base;
     hmaf_session_t *s;
@@ -216,8 +219,9 @@ static void test_cycle(void)
     enum { PASSES = 3 };
     const size_t N = region_count(10000);
     struct target t;
-    hmaf_session_stats_t st;
-    hmaf_agent_stats_t before, after;
+    hmaf_session_stats_t st = HMAF_SESSION_STATS_INIT;
+    hmaf_agent_stats_t before = HMAF_AGENT_STATS_INIT;
+    hmaf_agent_stats_t after = HMAF_AGENT_STATS_INIT;
     uint64_t base, deregisters, batches, cached;
     unsigned bound, batch;
     hmaf_session_t *s;
@@ -270,8 +274,9 @@ static void test_idle(void)
 {
     enum { BOUND = 8, READS = BOUND + 1 };
     struct target t;
-    hmaf_session_stats_t st;
-    hmaf_agent_stats_t before, after;
+    hmaf_session_stats_t st = HMAF_SESSION_STATS_INIT;
+    hmaf_agent_stats_t before = HMAF_AGENT_STATS_INIT;
+    hmaf_agent_stats_t after = HMAF_AGENT_STATS_INIT;
     uint64_t base;
     hmaf_session_t *s;
 
@@ -303,7 +308,7 @@ static void test_idle_stopped(void)
     enum { BOUND = 8, READS = BOUND + 1 };
     struct target t;
     hmaf_session_params_t p;
-    hmaf_session_stats_t st;
+    hmaf_session_stats_t st = HMAF_SESSION_STATS_INIT;
     uint64_t base;
     hmaf_session_t *s;
 

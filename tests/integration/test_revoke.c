@@ -48,7 +48,7 @@ int main(void)
     struct reader r = {0};
     pthread_t th;
     hmaf_session_t *idle;
-    hmaf_session_stats_t st;
+    hmaf_session_stats_t st = HMAF_SESSION_STATS_INIT;
     uint64_t buf;
     uint8_t tmp[64];
 

@@ -83,7 +83,7 @@ int main(void)
 {
     struct target t;
     hmaf_session_t *s;
-    hmaf_session_stats_t st;
+    hmaf_session_stats_t st = HMAF_SESSION_STATS_INIT;
     size_t len = 0;
     uint8_t *tmp = malloc(STD_BUF_LEN);
 

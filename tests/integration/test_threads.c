@@ -98,7 +98,7 @@ int main(void)
     struct target t;
     struct worker w[THREADS];
     pthread_t th[THREADS];
-    hmaf_session_stats_t st;
+    hmaf_session_stats_t st = HMAF_SESSION_STATS_INIT;
     hmaf_session_t *s;
     uint64_t buf, ro;
 

@@ -67,7 +67,7 @@ static int setup(hmaf_agent_t *agent, void *arg)
 
 static int command(hmaf_agent_t *agent, int cmd, void *arg)
 {
-    hmaf_agent_stats_t st;
+    hmaf_agent_stats_t st = HMAF_AGENT_STATS_INIT;
 
     (void)arg;
     if (cmd == 'z') {

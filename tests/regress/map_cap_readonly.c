@@ -35,7 +35,7 @@ static int write_pages(hmaf_session_t *s, const char *name, int writes_back)
 {
     hmaf_map_params_t p;
     hmaf_map_t *map;
-    hmaf_map_stats_t st;
+    hmaf_map_stats_t st = HMAF_MAP_STATS_INIT;
     uint64_t root, worst = 0;
     size_t len, page = 4096;
     uint8_t *base;

@@ -113,6 +113,7 @@ static void host(int cmd_fd, int reply_fd)
             timed_revoke(a, m[2], 0);
             break;
         }
+        rep->st = (hmaf_agent_stats_t)HMAF_AGENT_STATS_INIT;
         hmaf_agent_stats(a, &rep->st);
         c = 'k';
         CHECK(write(reply_fd, &c, 1) == 1);

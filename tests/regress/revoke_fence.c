@@ -48,7 +48,7 @@ static unsigned idle_us; /* argv[1] "sparse": SPARSE_IDLE_US */
  * The time is taken first: anything in between would widen the window. */
 static int revoke_and_watch(hmaf_agent_t *agent, int cmd, void *arg)
 {
-    hmaf_agent_stats_t st;
+    hmaf_agent_stats_t st = HMAF_AGENT_STATS_INIT;
     int ret;
 
     (void)cmd, (void)arg;

@@ -61,7 +61,7 @@ int main(int argc, char **argv)
 {
     int kept = argc > 1 && strcmp(argv[1], "kept") == 0;
     hmaf_session_params_t sp;
-    hmaf_map_stats_t st;
+    hmaf_map_stats_t st = HMAF_MAP_STATS_INIT;
     hmaf_map_params_t p;
     struct target t;
     hmaf_session_t *s;

@@ -80,9 +80,9 @@ static void group_pure(void)
     static const int values[] = {
         0,     1,     -1,     INT_MIN,     INT_MAX,
         -4000, -4006, -99999, HMAF_EINVAL, HMAF_EADDRESS};
-    hmaf_agent_stats_t ast;
-    hmaf_session_stats_t sst;
-    hmaf_map_stats_t mst;
+    hmaf_agent_stats_t ast = HMAF_AGENT_STATS_INIT;
+    hmaf_session_stats_t sst = HMAF_SESSION_STATS_INIT;
+    hmaf_map_stats_t mst = HMAF_MAP_STATS_INIT;
     hmaf_seg_t seg = {memory, 4096, 8};
     hmaf_chase_params_t cp = {.node_len = 16, .max_steps = 1};
     hmaf_chain_t chain = {0};
@@ -350,7 +350,7 @@ static void group_agent_calls(void)
 {
     hmaf_agent_params_t p;
     hmaf_agent_t *a, *t;
-    hmaf_agent_stats_t st;
+    hmaf_agent_stats_t st = HMAF_AGENT_STATS_INIT;
     const void *top = (const void *)(uintptr_t)(UINTPTR_MAX - 100);
     char *name63 = repeat('n', 63, "", "");
     char *name64 = repeat('n', 64, "", "");
@@ -814,7 +814,7 @@ static void group_dial(void)
 {
     hmaf_agent_params_t p;
     hmaf_agent_t *a;
-    hmaf_agent_stats_t st;
+    hmaf_agent_stats_t st = HMAF_AGENT_STATS_INIT;
     uint8_t msg[HMAF_MSG_MAX + 64];
     size_t len;
     int fds0 = review_count_fds(0);
@@ -1021,7 +1021,7 @@ static void group_session_params(void)
 static void group_data(void)
 {
     hmaf_session_t *s;
-    hmaf_session_stats_t st;
+    hmaf_session_stats_t st = HMAF_SESSION_STATS_INIT;
     uint64_t buf, ro, hole, addr = 0;
     size_t len = 0;
     uint8_t tmp[4096];
@@ -1530,7 +1530,7 @@ static void group_map(void)
     hmaf_session_t *s;
     hmaf_map_params_t p, q;
     hmaf_map_t *m = NULL, *ro = NULL, *rox = NULL;
-    hmaf_map_stats_t st;
+    hmaf_map_stats_t st = HMAF_MAP_STATS_INIT;
     uint64_t buf, rbuf, robuf;
     int ret;
 
@@ -1672,7 +1672,7 @@ static void after_host(int kill_it)
     hmaf_map_t *m = NULL;
     hmaf_chase_params_t cp = {.node_len = 16, .max_steps = 4};
     hmaf_chain_t chain;
-    hmaf_session_stats_t st;
+    hmaf_session_stats_t st = HMAF_SESSION_STATS_INIT;
     hmaf_seg_t seg[2];
     hmaf_req_t pending, h;
     uint64_t buf, addr, t0;
@@ -1725,7 +1725,7 @@ static void after_host(int kill_it)
         EXPECT(hmaf_map_sync(m), HMAF_ECONNRESET, DOC(D_MAP_SYNC));
         EXPECT(hmaf_map_refresh(m, (buf + 4095) & ~(uint64_t)4095, 8192, 0), 0,
                DOC(D_MAP_REFRESH));
-        ret = hmaf_map_stats(m, &(hmaf_map_stats_t){0});
+        ret = hmaf_map_stats(m, &(hmaf_map_stats_t)HMAF_MAP_STATS_INIT);
         EXPECT_AS("hmaf_map_stats after the host went", ret, 0,
                   DOC(D_MAP_STATS));
         hmaf_map_destroy(m);
@@ -1785,7 +1785,7 @@ static void group_dpu_killed(void)
     int to[2], from[2], fds0;
     hmaf_agent_params_t p;
     hmaf_agent_t *a;
-    hmaf_agent_stats_t st;
+    hmaf_agent_stats_t st = HMAF_AGENT_STATS_INIT;
     char address[160], ok = 0;
     uint64_t t0;
     pid_t pid;

@@ -147,7 +147,7 @@ static void host_main(const struct host_cfg *cfg, int cmd_fd, int reply_fd)
     snprintf(address, sizeof(address), "%s", hmaf_agent_address(agent));
     CHECK(write(reply_fd, address, sizeof(address)) == sizeof(address));
     while (read(cmd_fd, &cmd, 1) == 1 && cmd == 's') {
-        hmaf_agent_stats_t st;
+        hmaf_agent_stats_t st = HMAF_AGENT_STATS_INIT;
         hmaf_agent_stats(agent, &st);
         if (write(reply_fd, &st, sizeof(st)) != sizeof(st)) {
             break;

@@ -104,7 +104,7 @@ int main(void)
 {
     hmaf_agent_params_t ap;
     hmaf_agent_t *agent;
-    hmaf_agent_stats_t st;
+    hmaf_agent_stats_t st = HMAF_AGENT_STATS_INIT;
     hmaf_session_t *busy, *victim, *late;
     struct flood f;
     pthread_t th;

@@ -655,7 +655,7 @@ enum run_state {
  * engine, token, version): nothing else will come. */
 static enum run_state run_state(hmaf_agent_t *agent, uint64_t deadline)
 {
-    hmaf_agent_stats_t st;
+    hmaf_agent_stats_t st = HMAF_AGENT_STATS_INIT;
 
     if (hmaf_agent_stats(agent, &st) != 0) {
         return RUN_GOING;

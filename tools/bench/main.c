@@ -1228,7 +1228,7 @@ static int measure_all(struct run *r)
 
 static void print_counters(const char *name, hmaf_session_t *s)
 {
-    hmaf_session_stats_t st;
+    hmaf_session_stats_t st = HMAF_SESSION_STATS_INIT;
 
     if (s == NULL || hmaf_session_stats(s, &st) != 0) {
         return;

@@ -225,7 +225,7 @@ void mapping_close(struct bench *b)
 
 void mapping_stats(const struct bench *b, char *buf, size_t cap)
 {
-    hmaf_map_stats_t st;
+    hmaf_map_stats_t st = HMAF_MAP_STATS_INIT;
 
     if (b->map == NULL || hmaf_map_stats(b->map->map, &st) != 0) {
         snprintf(buf, cap, "-");
