@@ -26,18 +26,35 @@ if(HMAF_CONFIG_DEPENDENCIES)
         "find_dependency(PkgConfig)\n${HMAF_CONFIG_DEPENDENCIES}")
 endif()
 
-# hmaf.pc: prefix is found from the file's own folder.
+# hmaf.pc: prefix is found from the file's own folder; except installed
+# to /usr (a distribution's package, cmake/HmafDeb.cmake), where it says
+# /usr: pkg-config leaves out its system folders only when spelled so,
+# and "-I/usr/lib/<triplet>/pkgconfig/../../../include" would put
+# /usr/include ahead of the compiler's own. Chosen at install time, by
+# the prefix installed to.
 set(hmaf_pc_dir ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 file(RELATIVE_PATH HMAF_PC_TO_PREFIX
      /prefix/${hmaf_pc_dir} /prefix)
 string(REGEX REPLACE "/$" "" HMAF_PC_TO_PREFIX "${HMAF_PC_TO_PREFIX}")
+set(HMAF_PC_PREFIX "\${pcfiledir}/${HMAF_PC_TO_PREFIX}")
 configure_file(${CMAKE_CURRENT_LIST_DIR}/hmaf.pc.in
                ${PROJECT_BINARY_DIR}/hmaf.pc @ONLY)
-install(FILES ${PROJECT_BINARY_DIR}/hmaf.pc DESTINATION ${hmaf_pc_dir})
+set(HMAF_PC_PREFIX /usr)
+configure_file(${CMAKE_CURRENT_LIST_DIR}/hmaf.pc.in
+               ${PROJECT_BINARY_DIR}/pc-usr/hmaf.pc @ONLY)
+install(CODE "
+    set(hmaf_pc \"${PROJECT_BINARY_DIR}/hmaf.pc\")
+    if(CMAKE_INSTALL_PREFIX STREQUAL \"/usr\")
+        set(hmaf_pc \"${PROJECT_BINARY_DIR}/pc-usr/hmaf.pc\")
+    endif()
+    file(INSTALL \"\${hmaf_pc}\"
+         DESTINATION \"\${CMAKE_INSTALL_PREFIX}/${hmaf_pc_dir}\")"
+    COMPONENT dev)
 
 # find_package(hmaf): hmaf::hmaf (shared), hmaf::hmaf_static.
 set(hmaf_cmake_dir ${CMAKE_INSTALL_LIBDIR}/cmake/hmaf)
-install(EXPORT hmafTargets NAMESPACE hmaf:: DESTINATION ${hmaf_cmake_dir})
+install(EXPORT hmafTargets NAMESPACE hmaf:: DESTINATION ${hmaf_cmake_dir}
+        COMPONENT dev)
 configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/hmafConfig.cmake.in
     ${PROJECT_BINARY_DIR}/hmafConfig.cmake
     INSTALL_DESTINATION ${hmaf_cmake_dir})
@@ -51,4 +68,4 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/hmafConfigVersion.cmake
     COMPATIBILITY ${hmaf_compat})
 install(FILES ${PROJECT_BINARY_DIR}/hmafConfig.cmake
               ${PROJECT_BINARY_DIR}/hmafConfigVersion.cmake
-        DESTINATION ${hmaf_cmake_dir})
+        DESTINATION ${hmaf_cmake_dir} COMPONENT dev)
