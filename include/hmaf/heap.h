@@ -121,7 +121,8 @@ typedef struct hmaf_session_heap_stats {
     uint64_t bad_frees;       /**< frees the host refused */
 } hmaf_session_heap_stats_t;
 
-/** @brief Defaults into @p params (must not be NULL). */
+/** @brief Defaults into @p params (must not be NULL), then the
+ * environment's HMAF_* settings of this struct (config.h). */
 HMAF_API void hmaf_heap_params_init(hmaf_heap_params_t *params);
 
 /**

@@ -113,7 +113,8 @@ typedef struct hmaf_agent_stats {
     uint64_t rings;            /**< rings stored, one per session rung */
 } hmaf_agent_stats_t;
 
-/** @brief Defaults into @p params (must not be NULL). */
+/** @brief Defaults into @p params (must not be NULL), then the
+ * environment's HMAF_* settings of this struct (config.h). */
 HMAF_API void hmaf_agent_params_init(hmaf_agent_params_t *params);
 
 /**

@@ -87,7 +87,8 @@ typedef struct hmaf_map_stats {
                                    host gone) */
 } hmaf_map_stats_t;
 
-/** @brief Defaults into @p params (must not be NULL). */
+/** @brief Defaults into @p params (must not be NULL), then the
+ * environment's HMAF_* settings of this struct (config.h). */
 HMAF_API void hmaf_map_params_init(hmaf_map_params_t *params);
 
 /**
