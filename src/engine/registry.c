@@ -173,8 +173,8 @@ const char *const *hmaf__engine_names(void)
 const struct hmaf_engine_ops *hmaf__engine_find(const char *name)
 {
     pthread_once(&resolve_once, resolve_all);
+    hmaf__config_check_env(); /* sessions and agents all pass here */
     if (name == NULL || name[0] == '\0') {
-        hmaf__config_check_env();
         name = hmaf__config_env(HMAF_CFG_ENGINE);
     }
     for (size_t i = 0; i < num_resolved; i++) {

@@ -28,8 +28,10 @@ static char log_file_path[256];
 static atomic_int log_file_said;
 
 /* The application's handler; readers are the messages being delivered,
- * so a writer (hmaf_log_set_handler) waits until none is in the old one. */
-static pthread_rwlock_t handler_lock = PTHREAD_RWLOCK_INITIALIZER;
+ * so a writer (hmaf_log_set_handler) waits until none is in the old one.
+ * Writers first: threads that log without pause must not starve it. */
+static pthread_rwlock_t handler_lock =
+    PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
 static hmaf_log_handler_t handler;
 static void *handler_arg;
 

@@ -5,7 +5,10 @@
  * as a process of their own: test_config <case>.
  */
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <regex.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -501,6 +504,70 @@ static int case_log_file(int openable)
     return 0;
 }
 
+/* hmaf_log_set_handler() while other threads log: when it returns, the
+ * old handler is no longer running and is never called again. */
+static atomic_int calls_a, calls_b, a_retired, late_a, stop_logging;
+
+static void handler_a(void *arg, hmaf_log_level_t level, const char *message)
+{
+    (void)arg;
+    (void)level;
+    (void)message;
+    if (atomic_load(&a_retired)) {
+        atomic_store(&late_a, 1);
+    }
+    atomic_fetch_add(&calls_a, 1);
+}
+
+static void handler_b(void *arg, hmaf_log_level_t level, const char *message)
+{
+    (void)level;
+    CHECK(arg == &calls_b);
+    CHECK(strncmp(message, "from thread ", 12) == 0);
+    atomic_fetch_add(&calls_b, 1);
+}
+
+static void *log_loop(void *arg)
+{
+    while (!atomic_load(&stop_logging)) {
+        hmaf__log_warn("from thread %d", *(int *)arg);
+    }
+    return NULL;
+}
+
+static void wait_calls(atomic_int *n, int at_least)
+{
+    while (atomic_load(n) < at_least) {
+        sched_yield();
+    }
+}
+
+static int case_handler(void)
+{
+    pthread_t t[4];
+    int ids[4];
+    int null = open("/dev/null", O_WRONLY);
+
+    CHECK(null >= 0 && dup2(null, 2) == 2); /* the default's lines */
+    close(null);
+    CHECK_OK(hmaf_log_set_handler(handler_a, NULL));
+    for (int i = 0; i < 4; i++) {
+        ids[i] = i;
+        CHECK_EQ(pthread_create(&t[i], NULL, log_loop, &ids[i]), 0);
+    }
+    wait_calls(&calls_a, 1000);
+    CHECK_OK(hmaf_log_set_handler(handler_b, &calls_b));
+    atomic_store(&a_retired, 1);
+    wait_calls(&calls_b, 1000);
+    CHECK_OK(hmaf_log_set_handler(NULL, NULL)); /* back to stderr */
+    atomic_store(&stop_logging, 1);
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ(pthread_join(t[i], NULL), 0);
+    }
+    CHECK_EQ(atomic_load(&late_a), 0);
+    return 0;
+}
+
 /* --- the listing --------------------------------------------------- */
 
 static void entry_is(const hmaf_config_t *c, const char *env, const char *value,
@@ -646,13 +713,15 @@ int main(int argc, char **argv)
         ret = case_log_file(1);
     } else if (strcmp(c, "log-file-bad") == 0) {
         ret = case_log_file(0);
+    } else if (strcmp(c, "handler") == 0) {
+        ret = case_handler();
     } else if (strcmp(c, "list") == 0) {
         ret = case_list();
     } else if (strcmp(c, "doc") == 0 && argc > 2) {
         ret = case_doc(argv[2]);
     } else {
         fprintf(stderr, "usage: test_config parse|apply|unknown|"
-                        "log-level LEVEL|log-file|log-file-bad|list|"
+                        "log-level LEVEL|log-file|log-file-bad|handler|list|"
                         "doc PATH\n");
         return 2;
     }
