@@ -141,8 +141,9 @@ typedef struct hmaf_session_heap_stats {
     {.size = sizeof(hmaf_session_heap_stats_t)}
 
 /**
- * @brief Defaults into @p params (must not be NULL).
- * @param [out] params  parameters to initialise.
+ * @brief Defaults into @p params, then the environment's HMAF_* settings
+ *        of this struct (config.h).
+ * @param [out] params  parameters to initialise; must not be NULL.
  */
 HMAF_API void hmaf_heap_params_init(hmaf_heap_params_t *params);
 

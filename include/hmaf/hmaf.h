@@ -20,5 +20,7 @@
 #include <hmaf/notify.h>
 #include <hmaf/seqlock.h>
 #include <hmaf/heap.h>
+#include <hmaf/log.h>
+#include <hmaf/config.h>
 
 #endif /* HMAF_HMAF_H */

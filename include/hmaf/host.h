@@ -122,8 +122,9 @@ typedef struct hmaf_agent_stats {
 #define HMAF_AGENT_STATS_INIT {.size = sizeof(hmaf_agent_stats_t)}
 
 /**
- * @brief Defaults into @p params (must not be NULL).
- * @param [out] params  parameters to initialise.
+ * @brief Defaults into @p params, then the environment's HMAF_* settings
+ *        of this struct (config.h).
+ * @param [out] params  parameters to initialise; must not be NULL.
  */
 HMAF_API void hmaf_agent_params_init(hmaf_agent_params_t *params);
 

@@ -96,8 +96,9 @@ typedef struct hmaf_map_stats {
 #define HMAF_MAP_STATS_INIT {.size = sizeof(hmaf_map_stats_t)}
 
 /**
- * @brief Defaults into @p params (must not be NULL).
- * @param [out] params  parameters to initialise.
+ * @brief Defaults into @p params, then the environment's HMAF_* settings
+ *        of this struct (config.h).
+ * @param [out] params  parameters to initialise; must not be NULL.
  */
 HMAF_API void hmaf_map_params_init(hmaf_map_params_t *params);
 

@@ -175,7 +175,9 @@ typedef struct hmaf_session_stats {
 #define HMAF_SESSION_STATS_INIT {.size = sizeof(hmaf_session_stats_t)}
 
 /**
- * @brief Set every field of @p params to its default.
+ * @brief Set every field of @p params to its default, then apply the
+ * environment's HMAF_* settings of this struct (config.h): what the
+ * program assigns afterwards wins.
  * @param [out] params  parameters to initialise; must not be NULL.
  */
 HMAF_API void hmaf_session_params_init(hmaf_session_params_t *params);

@@ -15,6 +15,7 @@
 #include "proto/mailbox.h"
 #include "util/clock.h"
 #include "util/compiler.h"
+#include "util/config.h"
 #include "util/log.h"
 #include "util/stats.h"
 
@@ -39,6 +40,7 @@ HMAF_API void hmaf_session_params_init(hmaf_session_params_t *params)
     params->revoke_check_us = 1000;
     params->max_inflight = 1024;
     params->map_max_resident = UINT64_MAX;
+    hmaf__config_apply(HMAF_CFG_SESSION, params);
 }
 
 /* The size of hmaf_session_params_t before split_threads was added. */
@@ -91,27 +93,14 @@ static int check_params(const hmaf_session_params_t *p)
 
 /* $HMAF_SPLIT_THREADS: 0 when unset or empty; else a number from 0 to
  * HMAF_SPLIT_THREADS_MAX, or the session is refused (a typo must not pass
- * for the default unnoticed). */
+ * for the default unnoticed: a strict row of util/config.c). */
 static int split_threads_env(unsigned *threads_out)
 {
-    const char *env = getenv("HMAF_SPLIT_THREADS");
-    char *end = NULL;
-    unsigned long v;
+    uint64_t v;
+    int ret = hmaf__config_value(HMAF_CFG_SPLIT_THREADS, &v);
 
-    if (env == NULL || env[0] == '\0') {
-        *threads_out = 0;
-        return 0;
-    }
-    errno = 0;
-    v = strtoul(env, &end, 10);
-    if (env[0] < '0' || env[0] > '9' || *end != '\0' || errno != 0 ||
-        v > HMAF_SPLIT_THREADS_MAX) {
-        hmaf__log_error("HMAF_SPLIT_THREADS=%s: not a number from 0 to %d", env,
-                        HMAF_SPLIT_THREADS_MAX);
-        return HMAF_EINVAL;
-    }
-    *threads_out = (unsigned)v;
-    return 0;
+    *threads_out = ret == 0 ? (unsigned)v : 0;
+    return ret;
 }
 
 /* Threads one large transfer may use: the params', else the

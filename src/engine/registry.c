@@ -17,6 +17,7 @@
 #include <hmaf/error.h>
 
 #include "engine/engine_list.h"
+#include "util/config.h"
 #include "util/log.h"
 
 /* Each engine's table is hmaf_engine_<name> (engine.h). */
@@ -172,8 +173,9 @@ const char *const *hmaf__engine_names(void)
 const struct hmaf_engine_ops *hmaf__engine_find(const char *name)
 {
     pthread_once(&resolve_once, resolve_all);
+    hmaf__config_check_env(); /* sessions and agents all pass here */
     if (name == NULL || name[0] == '\0') {
-        name = getenv("HMAF_ENGINE");
+        name = hmaf__config_env(HMAF_CFG_ENGINE);
     }
     for (size_t i = 0; i < num_resolved; i++) {
         const struct hmaf_engine_ops *ops = &resolved[i];

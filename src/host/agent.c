@@ -11,6 +11,7 @@
 #include "proto/mailbox.h"
 #include "util/clock.h"
 #include "util/compiler.h"
+#include "util/config.h"
 #include "util/log.h"
 #include "util/stats.h"
 
@@ -30,6 +31,7 @@ HMAF_API void hmaf_agent_params_init(hmaf_agent_params_t *params)
     params->mailbox_slots = 16;
     params->handshake_timeout_ms = 5000;
     params->revoke_wait_ms = 1000;
+    hmaf__config_apply(HMAF_CFG_AGENT, params);
 }
 
 static int check_params(const hmaf_agent_params_t *p)

@@ -11,12 +11,14 @@
 
 #include "host/agent_int.h"
 #include "host/heap.h"
+#include "util/config.h"
 #include "util/stats.h"
 
 HMAF_API void hmaf_heap_params_init(hmaf_heap_params_t *params)
 {
     memset(params, 0, sizeof(*params));
     params->size = sizeof(*params);
+    hmaf__config_apply(HMAF_CFG_HEAP, params);
 }
 
 static int check_heap_args(hmaf_agent_t *agent, void *base, size_t len,
@@ -39,17 +41,20 @@ HMAF_API int hmaf_agent_heap_create(hmaf_agent_t *agent, void *base,
     uint64_t b = (uint64_t)(uintptr_t)base;
     struct hmaf__heap *h = NULL;
     struct hmaf__exposure *e;
+    hmaf_heap_params_t defaults;
     int ret = check_heap_args(agent, base, len, params);
 
     if (ret < 0) {
         return ret;
     }
+    if (params == NULL) { /* the defaults, the environment's included */
+        hmaf_heap_params_init(&defaults);
+        params = &defaults;
+    }
     pthread_mutex_lock(&agent->lock);
     ret = agent->heap != NULL ? HMAF_EEXIST : 0;
     if (ret == 0) {
-        ret = hmaf__heap_create(b, len,
-                                params == NULL ? 0 : params->session_quota,
-                                &h);
+        ret = hmaf__heap_create(b, len, params->session_quota, &h);
     }
     if (ret == 0) {
         ret = hmaf__exposure_add(&agent->exposures, b, len,

@@ -13,6 +13,7 @@
 #include <hmaf/error.h>
 
 #include "map/map_int.h"
+#include "util/config.h"
 #include "util/log.h"
 
 /* Readahead: grow on sequential faults, back to one page otherwise. */
@@ -66,9 +67,10 @@ static int reserve(struct hmaf_session *s, uint64_t bytes)
  * MREMAP_DONTUNMAP, so that path can be tested anywhere. */
 static int move_allowed(void)
 {
-    const char *env = getenv("HMAF_MAP_MOVE");
+    uint64_t move = 1;
 
-    return env == NULL || strcmp(env, "0") != 0;
+    (void)hmaf__config_value(HMAF_CFG_MAP_MOVE, &move);
+    return move != 0;
 }
 
 static uint8_t *try_move_out(struct hmaf_map *m, size_t p)

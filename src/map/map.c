@@ -9,6 +9,7 @@
 #include <hmaf/map.h>
 
 #include "map/map_int.h"
+#include "util/config.h"
 #include "util/log.h"
 #include "util/mirrors.h"
 #include "util/stats.h"
@@ -27,6 +28,7 @@ HMAF_API void hmaf_map_params_init(hmaf_map_params_t *params)
     memset(params, 0, sizeof(*params));
     params->size = sizeof(*params);
     params->readahead_max = READAHEAD_DEFAULT;
+    hmaf__config_apply(HMAF_CFG_MAP, params);
 }
 
 /* Reserve the mirror at the host's own address, or (when allowed and that

@@ -19,6 +19,7 @@
 
 #include "map/map_int.h"
 #include "util/clock.h"
+#include "util/config.h"
 #include "util/log.h"
 #include "util/thread.h"
 
@@ -85,9 +86,10 @@ static int register_range(struct hmaf_map *m)
  * has write protection, so that path can be tested anywhere. */
 static int wp_allowed(void)
 {
-    const char *env = getenv("HMAF_MAP_WP");
+    uint64_t wp = 1;
 
-    return env == NULL || strcmp(env, "0") != 0;
+    (void)hmaf__config_value(HMAF_CFG_MAP_WP, &wp);
+    return wp != 0;
 }
 
 int hmaf__uffd_open(struct hmaf_map *m)

@@ -1,32 +1,75 @@
 #include "util/log.h"
 
 #include "util/clock.h"
+#include "util/config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
-static const char *const level_names[] = {"error", "warn", "info", "debug"};
-static int log_level = HMAF_LOG_WARN;
-static pthread_once_t log_once = PTHREAD_ONCE_INIT;
+#include <hmaf/log.h>
 
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+static int log_level = HMAF_LOG_WARN; /* -1: off; written once, by log_init */
+static int log_fd = STDERR_FILENO;
+static pthread_once_t log_once = PTHREAD_ONCE_INIT;
+/* HMAF_LOG_FILE that would not open: said once, after log_init (which
+ * cannot log: it runs inside the first message's own check). */
+static int log_file_errno;
+static char log_file_path[256];
+static atomic_int log_file_said;
+
+/* The application's handler; readers are the messages being delivered,
+ * so a writer (hmaf_log_set_handler) waits until none is in the old one.
+ * Writers first: threads that log without pause must not starve it. */
+static pthread_rwlock_t handler_lock =
+    PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
+static hmaf_log_handler_t handler;
+static void *handler_arg;
+
+/* Level and file, from the table's parser; a bad $HMAF_LOG keeps warn and
+ * is warned about by hmaf__config_check_env(). */
 static void log_init(void)
 {
-    const char *env = getenv("HMAF_LOG");
+    const struct hmaf__cfg_row *r = &hmaf__cfg_rows[HMAF_CFG_LOG];
+    const char *level = hmaf__config_env(HMAF_CFG_LOG);
+    const char *path = hmaf__config_env(HMAF_CFG_LOG_FILE);
+    const char *why = NULL;
+    uint64_t v;
 
-    if (env != NULL && strcmp(env, "off") == 0) {
-        log_level = -1;
+    if (level != NULL && hmaf__config_parse(r, level, &v, &why) == 0) {
+        log_level = (int)v - 1; /* the row's words start at "off" */
+    }
+    if (path == NULL) {
         return;
     }
-    for (int i = 0; env != NULL && i <= HMAF_LOG_DEBUG; i++) {
-        if (strcmp(env, level_names[i]) == 0) {
-            log_level = i;
-        }
+    snprintf(log_file_path, sizeof(log_file_path), "%s", path);
+    log_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (log_fd < 0) {
+        log_file_errno = errno;
+        log_fd = STDERR_FILENO;
     }
+}
+
+/* The log's settings, then (once per process) the warnings about the
+ * environment, which go through the log themselves. */
+static void log_ready(void)
+{
+    pthread_once(&log_once, log_init);
+    if (log_file_errno != 0 && !atomic_exchange(&log_file_said, 1)) {
+        errno = log_file_errno;
+        hmaf__log_warn("HMAF_LOG_FILE=%s: cannot open: %m; logging to stderr",
+                       log_file_path);
+    }
+    hmaf__config_check_env();
 }
 
 int hmaf__log_allow(struct hmaf__log_limit *l, uint64_t *held_back_out)
@@ -45,24 +88,81 @@ int hmaf__log_allow(struct hmaf__log_limit *l, uint64_t *held_back_out)
 
 int hmaf__log_enabled(enum hmaf_log_level level)
 {
-    pthread_once(&log_once, log_init);
+    log_ready();
     return (int)level <= log_level;
+}
+
+static void write_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return; /* nowhere else to say it */
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+}
+
+/* "hmaf[pid:tid] 2026-12-06T06:01:02.123456Z warn: text\n", in one write
+ * so lines of concurrent threads and processes do not interleave. */
+static void write_line(enum hmaf_log_level level, const char *msg)
+{
+    char line[640], stamp[32];
+    struct timespec ts;
+    struct tm tm;
+    int n;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+    n = snprintf(line, sizeof(line), "hmaf[%d:%ld] %s.%06ldZ %s: %s\n",
+                 (int)getpid(), (long)syscall(SYS_gettid), stamp,
+                 ts.tv_nsec / 1000, level_names[level], msg);
+    if (n < 0) {
+        return;
+    }
+    if ((size_t)n >= sizeof(line)) {
+        n = sizeof(line) - 1;
+        line[n - 1] = '\n';
+    }
+    write_all(log_fd, line, (size_t)n);
 }
 
 void hmaf__log(enum hmaf_log_level level, const char *fmt, ...)
 {
     int saved_errno = errno; /* so "%m" in fmt names the caller's error */
-    char line[512];
+    char msg[512];
     va_list ap;
 
     if (!hmaf__log_enabled(level)) {
+        errno = saved_errno;
         return;
     }
     va_start(ap, fmt);
     errno = saved_errno;
-    vsnprintf(line, sizeof(line), fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "hmaf[%d] %s: %s\n", (int)getpid(), level_names[level],
-            line);
+    pthread_rwlock_rdlock(&handler_lock);
+    if (handler != NULL) {
+        handler(handler_arg, level, msg);
+    } else {
+        write_line(level, msg);
+    }
+    pthread_rwlock_unlock(&handler_lock);
     errno = saved_errno;
+}
+
+HMAF_API int hmaf_log_set_handler(hmaf_log_handler_t fn, void *arg)
+{
+    pthread_rwlock_wrlock(&handler_lock);
+    handler = fn;
+    handler_arg = arg;
+    pthread_rwlock_unlock(&handler_lock);
+    /* A first use: the environment's warnings reach the new handler. */
+    log_ready();
+    return 0;
 }

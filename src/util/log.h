@@ -1,18 +1,15 @@
 /*
- * Library logging. Level from $HMAF_LOG (error, warn, info, debug; default
- * warn). Messages are lowercase and go to stderr with a "hmaf" prefix.
+ * Library logging. Level from $HMAF_LOG (off, error, warn, info, debug, any
+ * case; default warn). Messages are lowercase and go to the application's
+ * handler (include/hmaf/log.h), else to $HMAF_LOG_FILE or stderr as one
+ * line: "hmaf[pid:tid] 2026-12-06T06:01:02.123456Z warn: text".
  */
 #ifndef HMAF_UTIL_LOG_H
 #define HMAF_UTIL_LOG_H
 
 #include <stdint.h>
 
-enum hmaf_log_level {
-    HMAF_LOG_ERROR,
-    HMAF_LOG_WARN,
-    HMAF_LOG_INFO,
-    HMAF_LOG_DEBUG,
-};
+#include <hmaf/log.h> /* enum hmaf_log_level */
 
 void hmaf__log(enum hmaf_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

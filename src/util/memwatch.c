@@ -34,6 +34,7 @@
 
 #include <hmaf/error.h>
 
+#include "util/config.h"
 #include "util/log.h"
 #include "util/memwatch.h"
 #include "util/thread.h"
@@ -236,14 +237,14 @@ static uint64_t kernel_features(void)
 static int open_uffd(void)
 {
     uint64_t have = kernel_features();
-    const char *env = getenv("HMAF_MEMWATCH_WP");
+    uint64_t wp = 1;
     struct uffdio_api api = {.api = UFFD_API, .features = WATCH_EVENTS};
 
     if ((have & WATCH_EVENTS) != WATCH_EVENTS) {
         return -1;
     }
-    the_watch.missing_mode = !(have & UFFD_FEATURE_PAGEFAULT_FLAG_WP) ||
-                             (env != NULL && env[0] == '0');
+    (void)hmaf__config_value(HMAF_CFG_MEMWATCH_WP, &wp);
+    the_watch.missing_mode = !(have & UFFD_FEATURE_PAGEFAULT_FLAG_WP) || !wp;
     if (the_watch.missing_mode) {
         the_watch.uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
     } else {

@@ -24,6 +24,7 @@
 
 #include "engine/doca/doca_int.h"
 #include "util/compiler.h"
+#include "util/config.h"
 #include "util/log.h"
 
 /* Default devices: the BlueField PF as the host sees it, and the Arm-side
@@ -81,9 +82,9 @@ static int deng_probe(void)
 
 static const char *deng_dev_name(enum hmaf_engine_role role)
 {
-    const char *env = getenv("HMAF_DOCA_DEV");
+    const char *env = hmaf__config_env(HMAF_CFG_DOCA_DEV);
 
-    if (env != NULL && env[0] != '\0') {
+    if (env != NULL) {
         return env;
     }
     return role == HMAF_ROLE_HOST ? DENG_HOST_DEV : DENG_DPU_DEV;
@@ -123,24 +124,13 @@ static int deng_open_dev(const char *pci, struct doca_dev **dev_out)
     return ret;
 }
 
-/* A byte count from the environment, or fallback when unset or malformed
- * (a malformed one is said). */
-static uint64_t deng_env_bytes(const char *name, uint64_t fallback)
+/* A byte count from the environment, or its default when unset or
+ * malformed (a malformed one is said: util/config.c). */
+static uint64_t deng_env_bytes(enum hmaf__cfg_id id)
 {
-    const char *env = getenv(name);
-    char *end = NULL;
-    unsigned long long v;
+    uint64_t v = 0;
 
-    if (env == NULL || env[0] == '\0') {
-        return fallback;
-    }
-    errno = 0;
-    v = strtoull(env, &end, 0);
-    if (*end != '\0' || env[0] < '0' || env[0] > '9' || errno != 0) {
-        hmaf__log_warn("%s=%s is not a byte count; using %llu", name, env,
-                       (unsigned long long)fallback);
-        return fallback;
-    }
+    (void)hmaf__config_value(id, &v);
     return v;
 }
 
@@ -149,9 +139,10 @@ static uint64_t deng_env_bytes(const char *name, uint64_t fallback)
 static uint32_t deng_list_max(struct doca_devinfo *info)
 {
     uint32_t n = 1;
-    const char *env = getenv("HMAF_DOCA_LISTS");
+    uint64_t lists = 1;
 
-    if (env != NULL && strcmp(env, "0") == 0) {
+    (void)hmaf__config_value(HMAF_CFG_DOCA_LISTS, &lists);
+    if (!lists) {
         return 1;
     }
     if (doca_dma_cap_task_memcpy_get_max_buf_list_len(info, &n) !=
@@ -200,9 +191,8 @@ static int deng_dpu_caps(struct deng_ctx *c)
     c->slot_size = (size_t)HMAF_MIN(max_buf, (uint64_t)DENG_SLOT_MAX);
     c->max_task = HMAF_MIN(max_buf, (uint64_t)DENG_TASK_MAX);
     c->list_max = deng_list_max(info);
-    c->zcopy_min = deng_env_bytes("HMAF_DOCA_ZCOPY_MIN", DENG_ZCOPY_MIN_DEFAULT);
-    c->zcopy_cache =
-        deng_env_bytes("HMAF_DOCA_ZCOPY_CACHE", DENG_ZCOPY_CACHE_DEFAULT);
+    c->zcopy_min = deng_env_bytes(HMAF_CFG_DOCA_ZCOPY_MIN);
+    c->zcopy_cache = deng_env_bytes(HMAF_CFG_DOCA_ZCOPY_CACHE);
     return 0;
 }
 

@@ -44,9 +44,8 @@
 #define DENG_BLOB_MAX 1280
 /* Caller buffers registered for DMA in place, at most, per ep. */
 #define DENG_LREG_MAX 64
-/* Defaults of HMAF_DOCA_ZCOPY_MIN and HMAF_DOCA_ZCOPY_CACHE (doca.md). */
-#define DENG_ZCOPY_MIN_DEFAULT   (64u << 10)
-#define DENG_ZCOPY_CACHE_DEFAULT (1ull << 30)
+/* HMAF_DOCA_ZCOPY_MIN and HMAF_DOCA_ZCOPY_CACHE: defaults in the table of
+ * util/config.c (doca.md). */
 
 struct hmaf__memwatch;
 

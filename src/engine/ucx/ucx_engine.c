@@ -67,6 +67,7 @@
 #include "engine/ucx/ucx_wire.h"
 #include "util/clock.h"
 #include "util/compiler.h"
+#include "util/config.h"
 #include "util/log.h"
 
 /* The handshake's bound on a blob (proto/handshake.h, HMAF_BLOB_MAX):
@@ -726,21 +727,11 @@ static int ucx_blob_make(struct ucx_ctx *c, uint16_t port)
  * 0, the kernel picks one. Network order. */
 static int ucx_listen_port(uint16_t *port_out)
 {
-    const char *env = getenv("HMAF_UCX_PORT");
-    char *end = NULL;
-    unsigned long v;
+    uint64_t v = 0;
+    int ret = hmaf__config_value(HMAF_CFG_UCX_PORT, &v); /* strict */
 
-    *port_out = 0;
-    if (env == NULL || env[0] == '\0') {
-        return 0;
-    }
-    v = strtoul(env, &end, 10);
-    if (*end != '\0' || v > 65535) {
-        hmaf__log_error("HMAF_UCX_PORT=%s: not a port", env);
-        return HMAF_EINVAL;
-    }
     *port_out = htons((uint16_t)v);
-    return 0;
+    return ret;
 }
 
 /* The listener, on every local IPv4 address. */
