@@ -6,7 +6,7 @@
 #              soname (Debian policy 8.1): libhmaf.so.0.1 is libhmaf0.1,
 #              so that 0.2, which may break the ABI, installs beside it.
 #   dev     -> libhmaf-dev: headers, libhmaf.so, libhmaf.a, hmaf.pc, the
-#              CMake package.
+#              CMake package, and the man pages (with HMAF_BUILD_DOCS).
 #   tools   -> hmaf-tools: whatever tools/ installs (hmaf-bench, ...).
 # Included last: the packages take every component installed above.
 
@@ -100,6 +100,9 @@ if(HMAF_BUILD_TOOLS)
     get_property(hmaf_tool_targets DIRECTORY ${PROJECT_SOURCE_DIR}/tools
                  PROPERTY BUILDSYSTEM_TARGETS)
     add_dependencies(hmaf-deb-contents ${hmaf_tool_targets})
+endif()
+if(HMAF_BUILD_DOCS)
+    add_dependencies(hmaf-deb-contents ${HMAF_DOC_TARGET})
 endif()
 
 set(CPACK_GENERATOR DEB)

@@ -141,6 +141,23 @@ cmake --build "$work/cmake" >/dev/null
 "$work/cmake/consumer" "$version"
 "$work/cmake/consumer_static" "$version"
 
+echo "== man pages"
+# Packaged when the tree was configured with HMAF_BUILD_DOCS (CI's is).
+if dpkg -L libhmaf-dev | grep -E '/man3/' >/dev/null; then
+    for page in hmaf_session_read hmaf_agent_create HMAF_ETIMEDOUT; do
+        dpkg -L libhmaf-dev | grep -E "/man3/$page\.3(\.gz)?$" >/dev/null ||
+            { echo "libhmaf-dev: no man page $page"; exit 1; }
+    done
+    if command -v man >/dev/null; then
+        man -w hmaf_session_read >/dev/null ||
+            { echo "man: no page for hmaf_session_read"; exit 1; }
+    fi
+    echo "man pages: $(dpkg -L libhmaf-dev | grep -c '/man3/.')"
+elif [ "${HMAF_TEST_NEED_MAN:-0}" = 1 ]; then
+    echo "libhmaf-dev has no man pages (configure with -DHMAF_BUILD_DOCS=ON)"
+    exit 1
+fi
+
 echo "== tools"
 tools=$(dpkg -L hmaf-tools | grep '^/usr/bin/' | sort)
 bash "$here/help.sh" "$version" $tools
