@@ -18,29 +18,19 @@
  * A forked child plays the host through the engine's ops, as
  * engine_conformance does; the parent is the dpu side.
  */
-#include <errno.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
-
-#include <ucp/api/ucp.h>
 
 #include <hmaf/atomic.h>
 
-#include "check.h"
-#include "engine/engine.h"
-#include "engine/ucx/ucx_wire.h"
-#include "proto/handshake.h"
+#include "ucx_raw.h"
 
 #define PAGE     4096u
 #define RW_LEN   (4 * PAGE)
-#define WAIT_S   20
 #define WATCHDOG 50
 /* More than the host's bounce room (UCX_BOUNCE_MAX) in one batch. */
 #define BIG_LEN (640ull << 20)
@@ -48,14 +38,11 @@
  * for: more than the host's bounce room between them. */
 #define STALLERS    5
 #define STALL_READS 100
-/* Sessions the host may have open at once. */
-#define SESSIONS 16
 
 struct host_info {
     uint64_t rw, ro, gone; /* addresses: RW_LEN, PAGE, PAGE bytes */
     uint64_t big;          /* BIG_LEN bytes, read-only */
-    uint32_t blob_len;
-    uint8_t blob[HMAF_BLOB_MAX];
+    struct host_addr addr;
     struct ucx_blob rw_blob, ro_blob, gone_blob, big_blob;
 };
 
@@ -81,20 +68,6 @@ static int same_as(const uint8_t *p, size_t len, unsigned salt)
     return 1;
 }
 
-static void io_full(int fd, void *p, size_t len, int out)
-{
-    uint8_t *at = p;
-
-    while (len > 0) {
-        ssize_t n = out ? write(fd, at, len) : read(fd, at, len);
-        if (n <= 0) {
-            _exit(2);
-        }
-        at += n;
-        len -= (size_t)n;
-    }
-}
-
 /* ---- the host (child) ---- */
 
 static struct hmaf_engine_mem *host_register(struct hmaf_engine_ctx *ctx,
@@ -111,68 +84,6 @@ static struct hmaf_engine_mem *host_register(struct hmaf_engine_ctx *ctx,
     CHECK_OK(ctx->ops->mem_export(mem, blob, sizeof(*blob), &n));
     CHECK_EQ(n, sizeof(*blob));
     return mem;
-}
-
-/* The host's sessions, by the nonce of their dpu side's blob. */
-static struct hmaf_engine_ep *sessions[SESSIONS];
-static uint64_t session_nonce[SESSIONS];
-
-/* 'e' nonce: a session opens, as the agent opens one for a dpu side whose
- * blob has that nonce; 'x' nonce: it ends; 'v': whether the read-only and
- * the deregistered pages still hold what they did. Each answered with a
- * byte, 1 for yes. */
-static void host_command(struct hmaf_engine_ctx *ctx, int cmd_fd,
-                         int reply_fd, const uint8_t *ro, const uint8_t *gone)
-{
-    struct ucx_dpu_blob b = {.magic = UCX_DPU_MAGIC};
-    uint8_t cmd, ok = 0;
-    int i;
-
-    io_full(cmd_fd, &cmd, 1, 0);
-    if (cmd == 'v') {
-        ok = same_as(ro, PAGE, 2) && same_as(gone, PAGE, 3);
-    } else {
-        io_full(cmd_fd, &b.nonce, sizeof(b.nonce), 0);
-        for (i = 0; i < SESSIONS && (cmd == 'e' ? sessions[i] != NULL
-                                                : session_nonce[i] != b.nonce);
-             i++) {
-        }
-        CHECK(i < SESSIONS);
-        if (cmd == 'e') {
-            CHECK_OK(hmaf__engine_ep_create(ctx, 0, &b, sizeof(b),
-                                            &sessions[i]));
-            session_nonce[i] = b.nonce;
-        } else {
-            hmaf__engine_ep_destroy(sessions[i]);
-            sessions[i] = NULL;
-            session_nonce[i] = 0;
-        }
-        ok = 1;
-    }
-    io_full(reply_fd, &ok, 1, 1);
-}
-
-/* Serve until the parent asks (host_command). */
-static void host_serve(struct hmaf_engine_ctx *ctx, int cmd_fd, int reply_fd,
-                       const uint8_t *ro, const uint8_t *gone)
-{
-    for (;;) {
-        struct pollfd pfd[2] = {{.fd = cmd_fd, .events = POLLIN},
-                                {.fd = -1, .events = POLLIN}};
-        int busy = ctx->ops->host_progress(ctx) > 0;
-        int fd = -1;
-
-        if (!busy && ctx->ops->wait_fd(ctx, &fd) == HMAF_EBUSY) {
-            busy = 1;
-        }
-        pfd[1].fd = busy ? -1 : fd;
-        if (poll(pfd, 2, busy ? 0 : 1000) < 0 && errno != EINTR) {
-            _exit(2);
-        }
-        if (pfd[0].revents != 0) {
-            host_command(ctx, cmd_fd, reply_fd, ro, gone);
-        }
-    }
 }
 
 /* BIG_LEN bytes, each page holding its index in its first byte. */
@@ -193,33 +104,45 @@ static uint64_t map_big(struct hmaf_engine_ctx *ctx, struct ucx_blob *blob)
     return (uint64_t)(uintptr_t)big;
 }
 
+/* A session's dpu blob is checked: its size, magic, a nonce. */
+static void host_refuse_blobs(struct hmaf_engine_ctx *ctx)
+{
+    struct ucx_dpu_blob junk = {.magic = UCX_DPU_MAGIC};
+    struct hmaf_engine_ep *ep = NULL;
+
+    CHECK_ERR(hmaf__engine_ep_create(ctx, 0, NULL, 0, &ep), HMAF_EPROTO);
+    CHECK_ERR(hmaf__engine_ep_create(ctx, 0, &junk, sizeof(junk), &ep),
+              HMAF_EPROTO);
+    junk.nonce = 1;
+    CHECK_ERR(hmaf__engine_ep_create(ctx, 0, &junk, sizeof(junk) - 1, &ep),
+              HMAF_EPROTO);
+    junk.magic ^= 1;
+    CHECK_ERR(hmaf__engine_ep_create(ctx, 0, &junk, sizeof(junk), &ep),
+              HMAF_EPROTO);
+}
+
+/* 'v': whether the read-only and the deregistered pages (after mem's
+ * RW_LEN bytes) still hold what they did. */
+static uint8_t host_verify(uint8_t cmd, void *mem)
+{
+    const uint8_t *ro = (const uint8_t *)mem + RW_LEN;
+
+    CHECK_EQ(cmd, 'v');
+    return same_as(ro, PAGE, 2) && same_as(ro + PAGE, PAGE, 3);
+}
+
 static void run_host(const struct hmaf_engine_ops *ops, int cmd_fd,
                      int reply_fd)
 {
     struct hmaf_engine_ctx *ctx;
     struct hmaf_engine_mem *gone;
-    struct ucx_dpu_blob junk = {.magic = UCX_DPU_MAGIC};
     struct host_info info;
     uint8_t *mem = aligned_alloc(PAGE, RW_LEN + 2 * PAGE);
-    size_t n = 0;
 
     memset(&info, 0, sizeof(info));
     CHECK(mem != NULL);
     CHECK_OK(hmaf__engine_ctx_create(ops, HMAF_ROLE_HOST, &ctx));
-    /* A session's dpu blob is checked: its size, magic, a nonce. */
-    CHECK_ERR(hmaf__engine_ep_create(ctx, 0, NULL, 0, &sessions[0]),
-              HMAF_EPROTO);
-    CHECK_ERR(hmaf__engine_ep_create(ctx, 0, &junk, sizeof(junk),
-                                     &sessions[0]),
-              HMAF_EPROTO);
-    junk.nonce = 1;
-    CHECK_ERR(hmaf__engine_ep_create(ctx, 0, &junk, sizeof(junk) - 1,
-                                     &sessions[0]),
-              HMAF_EPROTO);
-    junk.magic ^= 1;
-    CHECK_ERR(hmaf__engine_ep_create(ctx, 0, &junk, sizeof(junk),
-                                     &sessions[0]),
-              HMAF_EPROTO);
+    host_refuse_blobs(ctx);
     (void)host_register(ctx, mem, RW_LEN, HMAF_ACCESS_READ_WRITE, 1,
                         &info.rw_blob);
     (void)host_register(ctx, mem + RW_LEN, PAGE, HMAF_ACCESS_READ, 2,
@@ -231,62 +154,21 @@ static void run_host(const struct hmaf_engine_ops *ops, int cmd_fd,
     info.rw = (uint64_t)(uintptr_t)mem;
     info.ro = info.rw + RW_LEN;
     info.gone = info.ro + PAGE;
-    CHECK_OK(ops->local_blob(ctx, info.blob, sizeof(info.blob), &n));
-    info.blob_len = (uint32_t)n;
+    host_addr_get(ctx, &info.addr);
     io_full(reply_fd, &info, sizeof(info), 1);
-    host_serve(ctx, cmd_fd, reply_fd, mem + RW_LEN, mem + RW_LEN + PAGE);
+    host_serve(ctx, cmd_fd, reply_fd, host_verify, mem);
 }
 
 /* ---- the dpu side (parent) ---- */
 
 struct dpu {
     const struct hmaf_engine_ops *ops;
-    pid_t pid;
-    int cmd_fd, reply_fd;
+    struct host_link host;
     struct host_info info;
     struct hmaf_engine_ctx *ctx;
     struct hmaf_engine_ep *ep;
     struct hmaf_engine_rmem *rw, *ro, *gone, *forged, *big;
 };
-
-static void start_host(struct dpu *d)
-{
-    int to_child[2], to_parent[2];
-
-    CHECK(pipe(to_child) == 0 && pipe(to_parent) == 0);
-    d->pid = fork();
-    CHECK(d->pid >= 0);
-    if (d->pid == 0) {
-        close(to_child[1]);
-        close(to_parent[0]);
-        run_host(d->ops, to_child[0], to_parent[1]);
-        _exit(2);
-    }
-    close(to_child[0]);
-    close(to_parent[1]);
-    d->cmd_fd = to_child[1];
-    d->reply_fd = to_parent[0];
-    io_full(d->reply_fd, &d->info, sizeof(d->info), 0);
-}
-
-/* The host opens ('e') or ends ('x') the session of nonce. */
-static void host_session(struct dpu *d, uint8_t cmd, uint64_t nonce)
-{
-    uint8_t ok = 0;
-
-    io_full(d->cmd_fd, &cmd, 1, 1);
-    io_full(d->cmd_fd, &nonce, sizeof(nonce), 1);
-    io_full(d->reply_fd, &ok, 1, 0);
-    CHECK_EQ(ok, 1);
-}
-
-static uint64_t random_nonce(void)
-{
-    static uint64_t next = 0x9e3779b97f4a7c15ull;
-
-    next = next * 6364136223846793005ull + (uint64_t)getpid();
-    return next | 1;
-}
 
 static struct hmaf_engine_rmem *import(struct dpu *d, const struct ucx_blob *b,
                                        unsigned access)
@@ -312,12 +194,12 @@ static void connect_host(struct dpu *d)
     CHECK_EQ(mine.magic, UCX_DPU_MAGIC);
     CHECK(mine.nonce != 0);
     /* Before the host has its session, the connection is not taken. */
-    CHECK_ERR(hmaf__engine_ep_create(d->ctx, 0, d->info.blob,
-                                     d->info.blob_len, &d->ep),
+    CHECK_ERR(hmaf__engine_ep_create(d->ctx, 0, d->info.addr.blob,
+                                     d->info.addr.blob_len, &d->ep),
               HMAF_ECONNRESET);
-    host_session(d, 'e', mine.nonce);
-    CHECK_OK(hmaf__engine_ep_create(d->ctx, 0, d->info.blob, d->info.blob_len,
-                                    &d->ep));
+    host_session(&d->host, 'e', mine.nonce);
+    CHECK_OK(hmaf__engine_ep_create(d->ctx, 0, d->info.addr.blob,
+                                    d->info.addr.blob_len, &d->ep));
     d->rw = import(d, &d->info.rw_blob, HMAF_ACCESS_READ_WRITE);
     d->ro = import(d, &d->info.ro_blob, HMAF_ACCESS_READ);
     d->gone = import(d, &d->info.gone_blob, HMAF_ACCESS_READ_WRITE);
@@ -414,177 +296,6 @@ static void lie_through_engine(struct dpu *d)
 
 /* ---- raw ucp: what the engine never sends ---- */
 
-struct raw {
-    ucp_context_h context;
-    ucp_worker_h worker;
-    ucp_ep_h ep;
-    unsigned replies, proto; /* replies seen, of them UCX_ST_PROTO */
-    uint32_t last;           /* the latest reply's status */
-    int failed;              /* the endpoint failed: the host closed it */
-};
-
-static void raw_on_error(void *arg, ucp_ep_h ep, ucs_status_t status)
-{
-    struct raw *r = arg;
-
-    (void)ep;
-    (void)status;
-    r->failed = 1;
-}
-
-static ucs_status_t raw_on_reply(void *arg, const void *header,
-                                 size_t header_len, void *data, size_t len,
-                                 const ucp_am_recv_param_t *param)
-{
-    struct raw *r = arg;
-    struct ucx_reply_hdr h;
-
-    (void)data;
-    (void)len;
-    (void)param;
-    CHECK_EQ(header_len, sizeof(h));
-    memcpy(&h, header, sizeof(h));
-    r->replies++;
-    r->proto += h.status == UCX_ST_PROTO;
-    r->last = h.status;
-    return UCS_OK;
-}
-
-static void raw_open(struct raw *r, const struct host_info *info)
-{
-    ucp_params_t params = {.field_mask = UCP_PARAM_FIELD_FEATURES,
-                           .features = UCP_FEATURE_AM};
-    ucp_worker_params_t wparams = {0};
-    ucp_am_handler_param_t am = {
-        .field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID |
-                      UCP_AM_HANDLER_PARAM_FIELD_CB |
-                      UCP_AM_HANDLER_PARAM_FIELD_ARG,
-        .id = UCX_AM_REPLY,
-        .cb = raw_on_reply,
-        .arg = r,
-    };
-    ucp_config_t *config = NULL;
-    struct ucx_conn_blob h;
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    ucp_ep_params_t eparams = {
-        .field_mask = UCP_EP_PARAM_FIELD_SOCK_ADDR | UCP_EP_PARAM_FIELD_FLAGS |
-                      UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
-                      UCP_EP_PARAM_FIELD_ERR_HANDLER,
-        .sockaddr = {.addr = (const struct sockaddr *)&sa,
-                     .addrlen = sizeof(sa)},
-        .flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER,
-        .err_mode = UCP_ERR_HANDLING_MODE_PEER, /* the host's: both alike */
-        .err_handler = {.cb = raw_on_error, .arg = r},
-    };
-
-    /* The host's first address, as the engine tries it first. */
-    CHECK(info->blob_len >= sizeof(h) + 4);
-    memcpy(&h, info->blob, sizeof(h));
-    CHECK_EQ(h.magic, UCX_CONN_MAGIC);
-    sa.sin_port = h.port;
-    memcpy(&sa.sin_addr, info->blob + sizeof(h), 4);
-    /* Connected as the engine's dpu side is (ucx_config). */
-    CHECK(ucp_config_read(NULL, NULL, &config) == UCS_OK);
-    (void)ucp_config_modify(config, "CM_USE_ALL_DEVICES", "n");
-    (void)ucp_config_modify(config, "SOCKADDR_TLS_PRIORITY", "tcp");
-    (void)ucp_config_modify(config, "KEEPALIVE_INTERVAL", "500ms");
-    CHECK(ucp_init(&params, config, &r->context) == UCS_OK);
-    ucp_config_release(config);
-    CHECK(ucp_worker_create(r->context, &wparams, &r->worker) == UCS_OK);
-    CHECK(ucp_worker_set_am_recv_handler(r->worker, &am) == UCS_OK);
-    CHECK(ucp_ep_create(r->worker, &eparams, &r->ep) == UCS_OK);
-}
-
-static void raw_send(struct raw *r, const void *hdr, size_t hdr_len,
-                     const void *data, size_t len, uint32_t flags)
-{
-    ucp_request_param_t param = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
-                                 .flags = flags};
-    ucs_status_ptr_t sp =
-        ucp_am_send_nbx(r->ep, UCX_AM_REQUEST, hdr, hdr_len, data, len, &param);
-    time_t deadline = time(NULL) + WAIT_S;
-
-    CHECK(!UCS_PTR_IS_ERR(sp));
-    while (sp != NULL && ucp_request_check_status(sp) == UCS_INPROGRESS) {
-        ucp_worker_progress(r->worker);
-        CHECK(time(NULL) < deadline);
-    }
-    if (sp != NULL) {
-        CHECK(ucp_request_check_status(sp) == UCS_OK);
-        ucp_request_free(sp);
-    }
-}
-
-/* Sends h (and data) and waits for its reply: the reply's status. */
-static uint32_t raw_call(struct raw *r, const struct ucx_req_hdr *h,
-                         const void *data, size_t len)
-{
-    unsigned seen = r->replies;
-    time_t deadline = time(NULL) + WAIT_S;
-
-    raw_send(r, h, sizeof(*h), data, len, UCP_AM_SEND_FLAG_REPLY);
-    while (r->replies == seen) {
-        ucp_worker_progress(r->worker);
-        CHECK(time(NULL) < deadline);
-    }
-    return r->last;
-}
-
-static uint32_t raw_hello(struct raw *r, uint64_t nonce)
-{
-    struct ucx_req_hdr h = {.id = 7, .key = nonce, .op = UCX_OP_HELLO};
-
-    return raw_call(r, &h, NULL, 0);
-}
-
-/* Progresses r until its connection is up: its flush completes. */
-static void raw_wire_up(struct raw *r)
-{
-    ucp_request_param_t param = {0};
-    ucs_status_ptr_t sp = ucp_ep_flush_nbx(r->ep, &param);
-    time_t deadline = time(NULL) + WAIT_S;
-
-    CHECK(!UCS_PTR_IS_ERR(sp));
-    while (sp != NULL && ucp_request_check_status(sp) == UCS_INPROGRESS) {
-        ucp_worker_progress(r->worker);
-        CHECK(time(NULL) < deadline);
-    }
-    if (sp != NULL) {
-        CHECK(ucp_request_check_status(sp) == UCS_OK);
-        ucp_request_free(sp);
-    }
-}
-
-/* Progresses r until the host has closed its connection. */
-static void raw_await_closed(struct raw *r)
-{
-    time_t deadline = time(NULL) + WAIT_S;
-
-    while (!r->failed) {
-        ucp_worker_progress(r->worker);
-        CHECK(time(NULL) < deadline);
-    }
-}
-
-static void raw_close(struct raw *r)
-{
-    ucp_request_param_t param = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
-                                 .flags = UCP_EP_CLOSE_FLAG_FORCE};
-    ucs_status_ptr_t sp = ucp_ep_close_nbx(r->ep, &param);
-    time_t deadline = time(NULL) + WAIT_S;
-
-    while (UCS_PTR_IS_PTR(sp) &&
-           ucp_request_check_status(sp) == UCS_INPROGRESS) {
-        ucp_worker_progress(r->worker);
-        CHECK(time(NULL) < deadline);
-    }
-    if (UCS_PTR_IS_PTR(sp)) {
-        ucp_request_free(sp);
-    }
-    ucp_worker_destroy(r->worker);
-    ucp_cleanup(r->context);
-}
-
 /* Nothing is served on a connection before it is bound to a session; a
  * session binds one connection, once; its end closes it. */
 static void bind_raw(struct dpu *d)
@@ -597,12 +308,12 @@ static void bind_raw(struct dpu *d)
                             .op = UCX_OP_READ};
     uint64_t nonce = random_nonce();
 
-    raw_open(&a, &d->info);
-    raw_open(&b, &d->info);
+    raw_open(&a, &d->info.addr);
+    raw_open(&b, &d->info.addr);
     CHECK_EQ(raw_call(&a, &h, NULL, 0), UCX_ST_NOKEY); /* unbound */
     CHECK_EQ(raw_hello(&a, nonce), UCX_ST_NOKEY);      /* no such session */
     CHECK_EQ(raw_hello(&a, 0), UCX_ST_NOKEY);
-    host_session(d, 'e', nonce);
+    host_session(&d->host, 'e', nonce);
     CHECK_EQ(raw_hello(&a, nonce), UCX_ST_OK);
     CHECK_EQ(raw_call(&a, &h, NULL, 0), UCX_ST_OK);
     CHECK_EQ(raw_hello(&a, nonce), UCX_ST_PROTO); /* bound already */
@@ -611,7 +322,7 @@ static void bind_raw(struct dpu *d)
     h.op = UCX_OP_HELLO;
     h.key = nonce;
     CHECK_EQ(raw_call(&b, &h, "x", 1), UCX_ST_PROTO); /* a hello has no data */
-    host_session(d, 'x', nonce);
+    host_session(&d->host, 'x', nonce);
     raw_await_closed(&a);
     CHECK(!b.failed);
     raw_close(&a);
@@ -629,14 +340,13 @@ static void lie_raw(struct dpu *d)
                             .addr = d->info.rw,
                             .len = 8,
                             .op = UCX_OP_READ};
-    time_t deadline = time(NULL) + WAIT_S;
     const uint32_t reply = UCP_AM_SEND_FLAG_REPLY;
     uint64_t nonce = random_nonce();
 
-    raw_open(&r, &d->info);
-    host_session(d, 'e', nonce);
+    raw_open(&r, &d->info.addr);
+    host_session(&d->host, 'e', nonce);
     CHECK_EQ(raw_hello(&r, nonce), UCX_ST_OK);
-    r.replies = 0;
+    raw_count_anew(&r);
     memset(junk, 0x66, sizeof(junk));
     raw_send(&r, &h, 10, NULL, 0, reply);    /* short: dropped */
     raw_send(&r, &h, sizeof(h), NULL, 0, 0); /* no reply ep */
@@ -668,13 +378,10 @@ static void lie_raw(struct dpu *d)
     h.op = UCX_OP_READ;
     h.len = 8;
     raw_send(&r, &h, sizeof(h), NULL, 0, reply); /* good */
-    while (r.replies < 10) {
-        ucp_worker_progress(r.worker);
-        CHECK(time(NULL) < deadline);
-    }
-    CHECK_EQ(r.proto, 9u);
+    raw_await_replies(&r, 10);
+    CHECK_EQ(r.by_status[UCX_ST_PROTO], 9u);
     raw_close(&r);
-    host_session(d, 'x', nonce);
+    host_session(&d->host, 'x', nonce);
 }
 
 /* A peer that keeps to the protocol is never refused for want of the
@@ -720,8 +427,8 @@ static void stall_peers(struct dpu *d)
     CHECK(local != NULL);
     for (int p = 0; p < STALLERS; p++) {
         uint64_t nonce = random_nonce();
-        raw_open(&r[p], &d->info);
-        host_session(d, 'e', nonce);
+        raw_open(&r[p], &d->info.addr);
+        host_session(&d->host, 'e', nonce);
         CHECK_EQ(raw_hello(&r[p], nonce), UCX_ST_OK);
         h.addr = d->info.big;
         h.len = 8;
@@ -758,15 +465,13 @@ static void stall_peers_close(void)
 
 static void check_host(struct dpu *d)
 {
-    uint8_t cmd = 'v', ok = 0, buf[RW_LEN];
+    uint8_t buf[RW_LEN];
     int st;
 
     CHECK_OK(move(d, HMAF_XFER_READ, d->rw, buf, d->info.rw, RW_LEN));
     CHECK(same_as(buf, RW_LEN, 1)); /* the rendezvous wrote nothing */
-    io_full(d->cmd_fd, &cmd, 1, 1);
-    io_full(d->reply_fd, &ok, 1, 0);
-    CHECK_EQ(ok, 1);
-    CHECK_EQ(waitpid(d->pid, &st, WNOHANG), 0); /* alive */
+    CHECK_EQ(host_ask(&d->host, 'v', NULL, 0), 1);
+    CHECK_EQ(waitpid(d->host.pid, &st, WNOHANG), 0); /* alive */
 }
 
 static void on_watchdog(int sig)
@@ -782,7 +487,7 @@ static void on_watchdog(int sig)
 
 int main(void)
 {
-    struct dpu d = {.pid = -1};
+    struct dpu d = {.host.pid = -1};
     struct raw idle = {0};
     int st;
 
@@ -793,9 +498,9 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGALRM, on_watchdog);
     alarm(WATCHDOG);
-    start_host(&d);
-    raw_open(&idle, &d.info); /* never says which session it is for */
-    raw_wire_up(&idle);
+    start_host(&d.host, d.ops, run_host, -1, &d.info, sizeof(d.info));
+    raw_open(&idle, &d.info.addr); /* never says which session it is for */
+    CHECK(raw_wire_up(&idle, idle.ep));
     connect_host(&d);
     lie_through_engine(&d);
     bind_raw(&d);
@@ -805,8 +510,8 @@ int main(void)
     check_host(&d);
     raw_await_closed(&idle); /* after UCX_BIND_WAIT_NS */
     raw_close(&idle);
-    CHECK(kill(d.pid, SIGKILL) == 0);
-    CHECK(waitpid(d.pid, &st, 0) == d.pid);
+    CHECK(kill(d.host.pid, SIGKILL) == 0);
+    CHECK(waitpid(d.host.pid, &st, 0) == d.host.pid);
     stall_peers_close();
     hmaf__engine_rmem_destroy(d.big);
     hmaf__engine_rmem_destroy(d.forged);

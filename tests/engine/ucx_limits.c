@@ -13,9 +13,6 @@
  * runs the raw ucp peers.
  */
 #include <dirent.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -24,15 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <ucp/api/ucp.h>
-
-#include "check.h"
-#include "engine/engine.h"
-#include "engine/ucx/ucx_wire.h"
-#include "proto/handshake.h"
+#include "ucx_raw.h"
 
 #define PAGE     4096u
-#define WAIT_S   20
 #define WATCHDOG 200
 /* The host's read-only registration: room for READS reads of 4 MiB. */
 #define READ_LEN (4u << 20)
@@ -50,52 +41,9 @@
 
 struct host_info {
     uint64_t big;
-    uint32_t blob_len;
-    uint8_t blob[HMAF_BLOB_MAX];
+    struct host_addr addr;
     struct ucx_blob big_blob;
 };
-
-static void io_full(int fd, void *p, size_t len, int out)
-{
-    uint8_t *at = p;
-
-    while (len > 0) {
-        ssize_t n = out ? write(fd, at, len) : read(fd, at, len);
-        if (n <= 0) {
-            _exit(2);
-        }
-        at += n;
-        len -= (size_t)n;
-    }
-}
-
-#define SESSIONS 64
-static struct hmaf_engine_ep *sessions[SESSIONS];
-static uint64_t session_nonce[SESSIONS];
-
-static void host_command(struct hmaf_engine_ctx *ctx, int cmd_fd, int reply_fd)
-{
-    struct ucx_dpu_blob b = {.magic = UCX_DPU_MAGIC};
-    uint8_t cmd, ok = 1;
-    int i;
-
-    io_full(cmd_fd, &cmd, 1, 0);
-    io_full(cmd_fd, &b.nonce, sizeof(b.nonce), 0);
-    for (i = 0; i < SESSIONS && (cmd == 'e' ? sessions[i] != NULL
-                                            : session_nonce[i] != b.nonce);
-         i++) {
-    }
-    CHECK(i < SESSIONS);
-    if (cmd == 'e') {
-        CHECK_OK(hmaf__engine_ep_create(ctx, 0, &b, sizeof(b), &sessions[i]));
-        session_nonce[i] = b.nonce;
-    } else {
-        hmaf__engine_ep_destroy(sessions[i]);
-        sessions[i] = NULL;
-        session_nonce[i] = 0;
-    }
-    io_full(reply_fd, &ok, 1, 1);
-}
 
 static void run_host(const struct hmaf_engine_ops *ops, int cmd_fd,
                      int reply_fd)
@@ -114,69 +62,27 @@ static void run_host(const struct hmaf_engine_ops *ops, int cmd_fd,
                                      HMAF_ACCESS_READ, &mem));
     CHECK_OK(ops->mem_export(mem, &info.big_blob, sizeof(info.big_blob), &n));
     info.big = (uint64_t)(uintptr_t)p;
-    CHECK_OK(ops->local_blob(ctx, info.blob, sizeof(info.blob), &n));
-    info.blob_len = (uint32_t)n;
+    host_addr_get(ctx, &info.addr);
     io_full(reply_fd, &info, sizeof(info), 1);
-    for (;;) {
-        struct pollfd pfd[2] = {{.fd = cmd_fd, .events = POLLIN},
-                                {.fd = -1, .events = POLLIN}};
-        int busy = ops->host_progress(ctx) > 0;
-        int fd = -1;
-
-        if (!busy && ops->wait_fd(ctx, &fd) == HMAF_EBUSY) {
-            busy = 1;
-        }
-        pfd[1].fd = busy ? -1 : fd;
-        if (poll(pfd, 2, busy ? 0 : 1000) < 0 && errno != EINTR) {
-            _exit(2);
-        }
-        if (pfd[0].revents != 0) {
-            host_command(ctx, cmd_fd, reply_fd);
-        }
-    }
+    host_serve(ctx, cmd_fd, reply_fd, NULL, NULL);
 }
 
 struct host {
-    pid_t pid;
-    int cmd_fd, reply_fd;
+    struct host_link link;
     struct host_info info;
     char log_path[64]; /* what the host printed, UCX's logs with it */
 };
 
-static void start_host(const struct hmaf_engine_ops *ops, struct host *h)
+/* The host, what it prints to a file of its own (host_said). */
+static void start_logged_host(const struct hmaf_engine_ops *ops, struct host *h)
 {
-    int to_child[2], to_parent[2], log_fd;
+    int log_fd;
 
     snprintf(h->log_path, sizeof(h->log_path), "/tmp/ucx_limits.XXXXXX");
     log_fd = mkstemp(h->log_path);
     CHECK(log_fd >= 0);
-    CHECK(pipe(to_child) == 0 && pipe(to_parent) == 0);
-    h->pid = fork();
-    CHECK(h->pid >= 0);
-    if (h->pid == 0) {
-        CHECK(dup2(log_fd, 1) == 1 && dup2(log_fd, 2) == 2);
-        close(log_fd);
-        close(to_child[1]);
-        close(to_parent[0]);
-        run_host(ops, to_child[0], to_parent[1]);
-        _exit(2);
-    }
+    start_host(&h->link, ops, run_host, log_fd, &h->info, sizeof(h->info));
     close(log_fd);
-    close(to_child[0]);
-    close(to_parent[1]);
-    h->cmd_fd = to_child[1];
-    h->reply_fd = to_parent[0];
-    io_full(h->reply_fd, &h->info, sizeof(h->info), 0);
-}
-
-static void host_session(struct host *h, uint8_t cmd, uint64_t nonce)
-{
-    uint8_t ok = 0;
-
-    io_full(h->cmd_fd, &cmd, 1, 1);
-    io_full(h->cmd_fd, &nonce, sizeof(nonce), 1);
-    io_full(h->reply_fd, &ok, 1, 0);
-    CHECK_EQ(ok, 1);
 }
 
 /* The host's resident memory, in KiB. */
@@ -186,7 +92,7 @@ static long host_rss_kib(const struct host *h)
     long kib = -1;
     FILE *f;
 
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)h->pid);
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)h->link.pid);
     f = fopen(path, "r");
     CHECK(f != NULL);
     while (fgets(line, sizeof(line), f) != NULL) {
@@ -198,180 +104,6 @@ static long host_rss_kib(const struct host *h)
     return kib;
 }
 
-/* A raw ucp peer: one worker, its first endpoint, and the replies it
- * took. */
-struct raw {
-    ucp_context_h context;
-    ucp_worker_h worker;
-    ucp_ep_h ep;
-    unsigned replies;
-    unsigned by_status[UCX_ST_NOMEM + 1];
-    uint32_t last;
-    int failed; /* of the endpoints, how many the host closed */
-};
-
-static void raw_on_error(void *arg, ucp_ep_h ep, ucs_status_t status)
-{
-    struct raw *r = arg;
-
-    (void)ep;
-    (void)status;
-    r->failed++;
-}
-
-static ucs_status_t raw_on_reply(void *arg, const void *header,
-                                 size_t header_len, void *data, size_t len,
-                                 const ucp_am_recv_param_t *param)
-{
-    struct raw *r = arg;
-    struct ucx_reply_hdr h;
-
-    (void)data;
-    (void)len;
-    (void)param;
-    CHECK_EQ(header_len, sizeof(h));
-    memcpy(&h, header, sizeof(h));
-    CHECK(h.status <= UCX_ST_NOMEM);
-    r->replies++;
-    r->by_status[h.status]++;
-    r->last = h.status;
-    return UCS_OK;
-}
-
-/* A new endpoint of r's worker to the host's first address. */
-static void raw_connect(struct raw *r, const struct host_info *info,
-                        ucp_ep_h *ep)
-{
-    struct ucx_conn_blob h;
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    ucp_ep_params_t eparams = {
-        .field_mask = UCP_EP_PARAM_FIELD_SOCK_ADDR | UCP_EP_PARAM_FIELD_FLAGS |
-                      UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
-                      UCP_EP_PARAM_FIELD_ERR_HANDLER,
-        .sockaddr = {.addr = (const struct sockaddr *)&sa,
-                     .addrlen = sizeof(sa)},
-        .flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER,
-        .err_mode = UCP_ERR_HANDLING_MODE_PEER,
-        .err_handler = {.cb = raw_on_error, .arg = r},
-    };
-
-    memcpy(&h, info->blob, sizeof(h));
-    sa.sin_port = h.port;
-    memcpy(&sa.sin_addr, info->blob + sizeof(h), 4);
-    CHECK(ucp_ep_create(r->worker, &eparams, ep) == UCS_OK);
-}
-
-static void raw_open(struct raw *r, const struct host_info *info)
-{
-    ucp_params_t params = {.field_mask = UCP_PARAM_FIELD_FEATURES,
-                           .features = UCP_FEATURE_AM};
-    ucp_worker_params_t wparams = {0};
-    ucp_am_handler_param_t am = {
-        .field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID |
-                      UCP_AM_HANDLER_PARAM_FIELD_CB |
-                      UCP_AM_HANDLER_PARAM_FIELD_ARG,
-        .id = UCX_AM_REPLY,
-        .cb = raw_on_reply,
-        .arg = r,
-    };
-    ucp_config_t *config = NULL;
-
-    /* Connected as the engine's dpu side is (ucx_config). */
-    CHECK(ucp_config_read(NULL, NULL, &config) == UCS_OK);
-    (void)ucp_config_modify(config, "CM_USE_ALL_DEVICES", "n");
-    (void)ucp_config_modify(config, "SOCKADDR_TLS_PRIORITY", "tcp");
-    (void)ucp_config_modify(config, "KEEPALIVE_INTERVAL", "500ms");
-    CHECK(ucp_init(&params, config, &r->context) == UCS_OK);
-    ucp_config_release(config);
-    CHECK(ucp_worker_create(r->context, &wparams, &r->worker) == UCS_OK);
-    CHECK(ucp_worker_set_am_recv_handler(r->worker, &am) == UCS_OK);
-    raw_connect(r, info, &r->ep);
-}
-
-/* Progresses r until ep is connected (its flush completes), or has
- * failed: 1 when connected. */
-static int raw_wire_up(struct raw *r, ucp_ep_h ep)
-{
-    ucp_request_param_t param = {0};
-    ucs_status_ptr_t sp = ucp_ep_flush_nbx(ep, &param);
-    time_t deadline = time(NULL) + WAIT_S;
-    ucs_status_t st;
-
-    if (!UCS_PTR_IS_PTR(sp)) {
-        return UCS_PTR_STATUS(sp) == UCS_OK;
-    }
-    while ((st = ucp_request_check_status(sp)) == UCS_INPROGRESS) {
-        ucp_worker_progress(r->worker);
-        CHECK(time(NULL) < deadline);
-    }
-    ucp_request_free(sp);
-    return st == UCS_OK;
-}
-
-static void raw_ep_close(struct raw *r, ucp_ep_h ep)
-{
-    ucp_request_param_t param = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
-                                 .flags = UCP_EP_CLOSE_FLAG_FORCE};
-    ucs_status_ptr_t sp = ucp_ep_close_nbx(ep, &param);
-    time_t deadline = time(NULL) + WAIT_S;
-
-    while (UCS_PTR_IS_PTR(sp) &&
-           ucp_request_check_status(sp) == UCS_INPROGRESS) {
-        ucp_worker_progress(r->worker);
-        CHECK(time(NULL) < deadline);
-    }
-    if (UCS_PTR_IS_PTR(sp)) {
-        ucp_request_free(sp);
-    }
-}
-
-static void raw_close(struct raw *r)
-{
-    raw_ep_close(r, r->ep);
-    ucp_worker_destroy(r->worker);
-    ucp_cleanup(r->context);
-}
-
-static void raw_send(struct raw *r, const void *hdr, size_t hdr_len,
-                     const void *data, size_t len, uint32_t flags)
-{
-    ucp_request_param_t param = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
-                                 .flags = flags};
-    ucs_status_ptr_t sp =
-        ucp_am_send_nbx(r->ep, UCX_AM_REQUEST, hdr, hdr_len, data, len, &param);
-    time_t deadline = time(NULL) + WAIT_S;
-
-    CHECK(!UCS_PTR_IS_ERR(sp));
-    while (sp != NULL && ucp_request_check_status(sp) == UCS_INPROGRESS) {
-        ucp_worker_progress(r->worker);
-        CHECK(time(NULL) < deadline);
-    }
-    if (sp != NULL) {
-        ucp_request_free(sp);
-    }
-}
-
-static uint32_t raw_call(struct raw *r, const struct ucx_req_hdr *h)
-{
-    unsigned seen = r->replies;
-    time_t deadline = time(NULL) + WAIT_S;
-
-    raw_send(r, h, sizeof(*h), NULL, 0, UCP_AM_SEND_FLAG_REPLY);
-    while (r->replies == seen) {
-        ucp_worker_progress(r->worker);
-        CHECK(time(NULL) < deadline);
-    }
-    return r->last;
-}
-
-static uint64_t random_nonce(void)
-{
-    static uint64_t next = 0x9e3779b97f4a7c15ull;
-
-    next = next * 6364136223846793005ull + (uint64_t)getpid();
-    return next | 1;
-}
-
 /* The host's open fds. */
 static int host_fds(const struct host *h)
 {
@@ -380,7 +112,7 @@ static int host_fds(const struct host *h)
     int n = 0;
     DIR *d;
 
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)h->pid);
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)h->link.pid);
     d = opendir(path);
     CHECK(d != NULL);
     while ((de = readdir(d)) != NULL) {
@@ -393,13 +125,10 @@ static int host_fds(const struct host *h)
 /* r, connected and bound to a new session of the host's (*nonce). */
 static void raw_bound(struct host *host, struct raw *r, uint64_t *nonce)
 {
-    struct ucx_req_hdr h = {.id = 1, .op = UCX_OP_HELLO};
-
-    raw_open(r, &host->info);
+    raw_open(r, &host->info.addr);
     *nonce = random_nonce();
-    host_session(host, 'e', *nonce);
-    h.key = *nonce;
-    CHECK_EQ(raw_call(r, &h), UCX_ST_OK);
+    host_session(&host->link, 'e', *nonce);
+    CHECK_EQ(raw_hello(r, *nonce), UCX_ST_OK);
 }
 
 /* Sends h n times, ids 0.., and takes no answer: r is progressed only
@@ -410,7 +139,7 @@ static void raw_send_untaken(struct raw *r, struct ucx_req_hdr *h, long n)
     ucp_request_param_t param = {
         .op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
         .flags = UCP_AM_SEND_FLAG_REPLY | UCP_AM_SEND_FLAG_EAGER};
-    time_t deadline = time(NULL) + WAIT_S;
+    time_t deadline = time(NULL) + RAW_WAIT_S;
 
     for (long i = 0; i < n; i++) {
         ucs_status_ptr_t sp;
@@ -428,19 +157,8 @@ static void raw_send_untaken(struct raw *r, struct ucx_req_hdr *h, long n)
         }
         if (i % 1000 == 999) {
             usleep(2000);
-            deadline = time(NULL) + WAIT_S;
+            deadline = time(NULL) + RAW_WAIT_S;
         }
-    }
-}
-
-/* Progresses r until it has n replies. */
-static void raw_await_replies(struct raw *r, unsigned n)
-{
-    time_t deadline = time(NULL) + WAIT_S;
-
-    while (r->replies < n) {
-        ucp_worker_progress(r->worker);
-        CHECK(time(NULL) < deadline);
     }
 }
 
@@ -459,15 +177,14 @@ static unsigned reads_served_at_once(struct host *host)
     unsigned ok;
 
     raw_bound(host, &r, &nonce);
-    r.replies = 0;
-    memset(r.by_status, 0, sizeof(r.by_status));
+    raw_count_anew(&r);
     raw_send_untaken(&r, &h, READS);
     sleep(1); /* the host serves them meanwhile */
     raw_await_replies(&r, READS);
     ok = r.by_status[UCX_ST_OK];
     CHECK_EQ(ok + r.by_status[UCX_ST_NOMEM], READS);
     raw_close(&r);
-    host_session(host, 'x', nonce);
+    host_session(&host->link, 'x', nonce);
     return ok;
 }
 
@@ -483,7 +200,7 @@ static void flood_small(struct host *host)
     long before, grew;
 
     raw_bound(host, &r, &nonce);
-    r.replies = 0;
+    raw_count_anew(&r);
     before = host_rss_kib(host);
     raw_send_untaken(&r, &h, FLOOD);
     CHECK(r.replies < FLOOD / 2); /* the answers were not taken */
@@ -492,7 +209,7 @@ static void flood_small(struct host *host)
     printf("ucx_limits: the host grew by %ld MiB for %ld untaken answers\n",
            grew >> 10, FLOOD - (long)r.replies);
     CHECK(grew < FLOOD_KIB);
-    host_session(host, 'x', nonce);
+    host_session(&host->link, 'x', nonce);
     raw_close(&r);
 }
 
@@ -513,7 +230,7 @@ static void room_returns(struct host *host)
         raw_bound(host, &r, &nonce);
         raw_send_untaken(&r, &h, READS);
         usleep(300000); /* the host serves them meanwhile, and holds them */
-        host_session(host, 'x', nonce);
+        host_session(&host->link, 'x', nonce);
         raw_close(&r);
     }
     CHECK_EQ(reads_served_at_once(host), READS);
@@ -524,22 +241,21 @@ static void room_returns(struct host *host)
 static void rebind_refused(struct host *host)
 {
     struct raw a = {0}, b = {0};
-    struct ucx_req_hdr h = {.id = 1, .op = UCX_OP_HELLO};
+    struct ucx_req_hdr h = {.id = 1,
+                            .key = host->info.big_blob.key,
+                            .addr = host->info.big,
+                            .len = 8,
+                            .op = UCX_OP_READ};
     uint64_t nonce;
 
     raw_bound(host, &a, &nonce);
     raw_close(&a);
     sleep(1); /* the host sees it fail, and closes its end */
-    raw_open(&b, &host->info);
-    h.key = nonce;
-    CHECK_EQ(raw_call(&b, &h), UCX_ST_NOKEY);
-    h.op = UCX_OP_READ;
-    h.key = host->info.big_blob.key;
-    h.addr = host->info.big;
-    h.len = 8;
-    CHECK_EQ(raw_call(&b, &h), UCX_ST_NOKEY);
+    raw_open(&b, &host->info.addr);
+    CHECK_EQ(raw_hello(&b, nonce), UCX_ST_NOKEY);
+    CHECK_EQ(raw_call(&b, &h, NULL, 0), UCX_ST_NOKEY);
     raw_close(&b);
-    host_session(host, 'x', nonce);
+    host_session(&host->link, 'x', nonce);
 }
 
 /* Whether the host said "text" (UCX's warnings included). */
@@ -571,11 +287,11 @@ static void many_conns(struct host *host)
     time_t deadline;
 
     for (int p = 0; p < CONN_PEERS; p++) {
-        raw_open(&r[p], &host->info);
+        raw_open(&r[p], &host->info.addr);
         taken += raw_wire_up(&r[p], r[p].ep);
     }
     for (int i = 0; i < CONNS; i++) { /* at once: UCX accepts them all */
-        raw_connect(&r[i % CONN_PEERS], &host->info, &eps[i]);
+        raw_connect(&r[i % CONN_PEERS], &host->info.addr, &eps[i]);
     }
     for (int i = 0; i < CONNS; i++) {
         taken += raw_wire_up(&r[i % CONN_PEERS], eps[i]);
@@ -584,7 +300,7 @@ static void many_conns(struct host *host)
            "(%d before)\n", taken, CONNS + CONN_PEERS, host_fds(host), fds);
     CHECK(taken > CONNS / 2 && taken < CONNS); /* some refused */
     CHECK(!host_said(host, "failed to close fd"));
-    deadline = time(NULL) + WAIT_S;
+    deadline = time(NULL) + RAW_WAIT_S;
     while (failed < CONNS + CONN_PEERS) {
         failed = 0;
         for (int p = 0; p < CONN_PEERS; p++) {
@@ -640,7 +356,7 @@ int main(void)
     signal(SIGALRM, on_watchdog);
     alarm(WATCHDOG);
     conns_fit = fds_for_conns();
-    start_host(ops, &host);
+    start_logged_host(ops, &host);
     CHECK_EQ(reads_served_at_once(&host), READS);
     rebind_refused(&host);
     flood_small(&host);
@@ -648,9 +364,9 @@ int main(void)
     if (conns_fit) {
         many_conns(&host);
     }
-    CHECK_EQ(waitpid(host.pid, &st, WNOHANG), 0); /* alive */
-    CHECK(kill(host.pid, SIGKILL) == 0);
-    CHECK(waitpid(host.pid, &st, 0) == host.pid);
+    CHECK_EQ(waitpid(host.link.pid, &st, WNOHANG), 0); /* alive */
+    CHECK(kill(host.link.pid, SIGKILL) == 0);
+    CHECK(waitpid(host.link.pid, &st, 0) == host.link.pid);
     unlink(host.log_path);
     if (!conns_fit) {
         SKIP("the fd limit leaves no room for %d connections; the rest "

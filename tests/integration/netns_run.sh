@@ -25,23 +25,61 @@ if ! command -v ip >/dev/null; then
     exit 77
 fi
 
-host_ns=hmaf-h-$$
-dpu_ns=hmaf-d-$$
-host_if=hmh$$
-dpu_if=hmd$$
+# Namespaces of runs that were killed (a timeout's SIGKILL skips the
+# trap below) stay behind; those whose run is gone go now. Names carry
+# the run's pid, and a random part, since pids come round again.
+for stale in /run/netns/hmaf-[hd]-*; do
+    pid=${stale#/run/netns/hmaf-?-}
+    pid=${pid%%-*}
+    if [ -e "$stale" ] && [ "$pid" != $$ ] && ! kill -0 "$pid" 2>/dev/null; then
+        ip netns del "${stale#/run/netns/}" 2>/dev/null
+    fi
+done
+
+name_pair() {
+    local tag
+    tag=$(printf '%x%04x' $$ $RANDOM)
+    host_ns=hmaf-h-$$-$tag
+    dpu_ns=hmaf-d-$$-$tag
+    host_if=hh$tag # interface names: 15 characters at most
+    dpu_if=hd$tag
+}
+name_pair
 
 cleanup() {
     ip netns del "$host_ns" 2>/dev/null
     ip netns del "$dpu_ns" 2>/dev/null
+    ip link del "$host_if" 2>/dev/null # still here when the move failed
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if ! ip netns add "$host_ns" 2>/dev/null || ! ip netns add "$dpu_ns" 2>/dev/null ||
-   ! ip link add "$host_if" type veth peer name "$dpu_if" 2>/dev/null; then
-    echo "netns_run: cannot create network namespaces or a veth pair here; skipped" >&2
-    exit 77
-fi
+# Runs "ip ARGS", keeping its complaint in $ip_error.
+ip_quiet() {
+    ip_error=$(ip "$@" 2>&1) && return 0
+    ip_error="ip $*: $ip_error"
+    return 1
+}
+
+make_pair() {
+    ip_quiet netns add "$host_ns" && ip_quiet netns add "$dpu_ns" &&
+        ip_quiet link add "$host_if" type veth peer name "$dpu_if"
+}
+
+# The first namespaces made on a machine race to set up /run/netns when
+# two tests start together (the suite runs in parallel), and a name may
+# be taken: a failure is retried under new names, and the last one is
+# named.
+for attempt in 1 2 3 4 5; do
+    make_pair && break
+    cleanup
+    name_pair
+    if [ "$attempt" = 5 ]; then
+        echo "netns_run: cannot create network namespaces or a veth pair here ($ip_error); skipped" >&2
+        exit 77
+    fi
+    sleep 0.$((attempt * 2))
+done
 set -e
 ip link set "$host_if" netns "$host_ns"
 ip link set "$dpu_if" netns "$dpu_ns"
