@@ -141,6 +141,17 @@ cmake --build "$work/cmake" >/dev/null
 "$work/cmake/consumer" "$version"
 "$work/cmake/consumer_static" "$version"
 
+echo "== two processes: serve_buffer and read_remote, built with pkg-config"
+# The README's smallest pair, compiled against the packages: a host of its
+# own for a program of one's own (read_remote_pair.sh runs them).
+examples="$here/../../examples"
+for prog in serve_buffer read_remote; do
+    cc -I"$examples" -o "$work/$prog" "$examples/$prog.c" \
+       $(pkg-config --cflags --libs hmaf)
+done
+bash "$here/../integration/read_remote_pair.sh" \
+     "$work/serve_buffer" "$work/read_remote"
+
 echo "== man pages"
 # Packaged when the tree was configured with HMAF_BUILD_DOCS (CI's is).
 if dpkg -L libhmaf-dev | grep -E '/man3/' >/dev/null; then
