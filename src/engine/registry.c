@@ -11,6 +11,7 @@
 #include "engine/engine.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -169,8 +170,33 @@ const char *const *hmaf__engine_names(void)
     return names;
 }
 
+const struct hmaf_engine_ops *hmaf__engine_at(size_t i)
+{
+    pthread_once(&resolve_once, resolve_all);
+    return i < num_resolved ? &resolved[i] : NULL;
+}
+
+int hmaf__engine_probe(const struct hmaf_engine_ops *ops, char *why,
+                       size_t len)
+{
+    int ret;
+
+    why[0] = '\0';
+    ret = ops->probe(why, len);
+    if (ret < 0 && why[0] == '\0') {
+        snprintf(why, len, "%s", "its check failed and gave no reason");
+    }
+    return ret < 0 ? ret : 0;
+}
+
+/* An unnamed pick still takes the first usable engine, as it always did;
+ * the log now says why the ones before it were passed over, so a session
+ * that ends up on an engine the host does not run (HMAF_EENGINE) shows
+ * the cause. */
 const struct hmaf_engine_ops *hmaf__engine_find(const char *name)
 {
+    char why[HMAF_ENGINE_WHY_MAX];
+
     pthread_once(&resolve_once, resolve_all);
     if (name == NULL || name[0] == '\0') {
         name = getenv("HMAF_ENGINE");
@@ -182,13 +208,16 @@ const struct hmaf_engine_ops *hmaf__engine_find(const char *name)
         if (named && strcmp(ops->name, name) != 0) {
             continue;
         }
-        if (ops->probe() == 0) {
+        if (hmaf__engine_probe(ops, why, sizeof(why)) == 0) {
             return ops;
         }
         if (named) {
-            hmaf__log_error("engine %s is built but not usable here", name);
+            hmaf__log_error("engine %s is built but not usable here: %s",
+                            name, why);
             return NULL;
         }
+        hmaf__log_warn("engine %s is not usable here, trying the next: %s",
+                       ops->name, why);
     }
     return NULL;
 }
