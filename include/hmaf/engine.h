@@ -53,9 +53,9 @@ typedef struct hmaf_engine_info {
 } hmaf_engine_info_t;
 
 /**
- * @brief List the engines built into this library, in the order a session
- * or agent that names none (params.engine NULL and HMAF_ENGINE unset)
- * tries them: it takes the first usable one.
+ * @brief List the engines built into this library. The first is the
+ * default, which a session or agent that names none (params.engine NULL
+ * and HMAF_ENGINE unset) takes — cma; the others are taken by name only.
  *
  * Usability is checked now, in this process, with cheap calls that open
  * nothing: a usable engine can still fail at connect (the peer, its

@@ -290,9 +290,10 @@ struct hmaf_engine_ops {
     int (*wait_fd)(struct hmaf_engine_ctx *ctx, int *fd_out);
 };
 
-/* The table for name, NULL for "first usable". Returns NULL when none
- * is built with that name or none is usable (the log says why); stubs are
- * filled in. */
+/* The table for name; NULL or "" for $HMAF_ENGINE, else the default (the
+ * first built: cma; the others are chosen by name only). Returns NULL,
+ * having logged why, when none is built with that name or it is not
+ * usable here; stubs are filled in. */
 const struct hmaf_engine_ops *hmaf__engine_find(const char *name);
 /* Whether the engine performs atomics itself (its own ops->atomic, not
  * the stub): the core then hands them to it rather than to the agent. */

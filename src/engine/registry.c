@@ -1,10 +1,9 @@
 /*
  * The engines built into this library, and the life of their objects.
  *
- * The list is src/engine/CMakeLists.txt's, in its order (the
- * auto-selection preference: cma first, so the default does not change
- * where other engines are built; they are chosen by name, params.engine or
- * HMAF_ENGINE). CMake generates engine/engine_list.h from it, whose
+ * The list is src/engine/CMakeLists.txt's, in its order (the first is
+ * the default, cma, so the default does not change where other engines
+ * are built; they are chosen by name, params.engine or HMAF_ENGINE). CMake generates engine/engine_list.h from it, whose
  * HMAF_ENGINE_LIST(X) names each engine this library is compiled with. An
  * explicit table, not constructors, so static linking keeps every engine.
  */
@@ -189,21 +188,22 @@ int hmaf__engine_probe(const struct hmaf_engine_ops *ops, char *why,
     return ret < 0 ? ret : 0;
 }
 
-/* An unnamed pick still takes the first usable engine, as it always did;
- * the log now says why the ones before it were passed over, so a session
- * that ends up on an engine the host does not run (HMAF_EENGINE) shows
- * the cause. */
+/* A named engine, or else the default: the first built (cma). The others
+ * are taken by name only, so a default that cannot run here is an error
+ * that says why, not a silent switch to an engine the peer does not run
+ * (which would end as HMAF_EENGINE, the cause nowhere). */
 const struct hmaf_engine_ops *hmaf__engine_find(const char *name)
 {
     char why[HMAF_ENGINE_WHY_MAX];
+    int named;
 
     pthread_once(&resolve_once, resolve_all);
     if (name == NULL || name[0] == '\0') {
         name = getenv("HMAF_ENGINE");
     }
+    named = name != NULL && name[0] != '\0';
     for (size_t i = 0; i < num_resolved; i++) {
         const struct hmaf_engine_ops *ops = &resolved[i];
-        int named = name != NULL && name[0] != '\0';
 
         if (named && strcmp(ops->name, name) != 0) {
             continue;
@@ -211,13 +211,12 @@ const struct hmaf_engine_ops *hmaf__engine_find(const char *name)
         if (hmaf__engine_probe(ops, why, sizeof(why)) == 0) {
             return ops;
         }
-        if (named) {
-            hmaf__log_error("engine %s is built but not usable here: %s",
-                            name, why);
-            return NULL;
-        }
-        hmaf__log_warn("engine %s is not usable here, trying the next: %s",
-                       ops->name, why);
+        hmaf__log_error("engine %s%s is built but not usable here: %s",
+                        ops->name, named ? "" : " (the default)", why);
+        return NULL;
+    }
+    if (named) {
+        hmaf__log_error("engine %s is not built into this library", name);
     }
     return NULL;
 }

@@ -682,7 +682,7 @@ static void json_string(const char *s)
 
 static void print_text(const hmaf_engine_info_t *def)
 {
-    printf("libhmaf %s\n\nengines (in the order a session tries them):\n",
+    printf("libhmaf %s\n\nengines (the first is the default):\n",
            hmaf_version());
     for (size_t i = 0; i < nengines; i++) {
         printf("  %-6s %s%s%s%s\n", engines[i].name,
