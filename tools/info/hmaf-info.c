@@ -309,7 +309,7 @@ static void check_vm_readv_self(void)
 static int child_reads_parent(int grant)
 {
     static volatile char mark = 1;
-    int go[2], st = 0, err = -1;
+    int go[2], st = 0, err = -1, sent;
     char byte = 0;
     pid_t pid;
 
@@ -324,19 +324,21 @@ static int child_reads_parent(int grant)
                                          : 255);
     }
     close(go[0]);
-    if (pid > 0) {
-        if (grant) {
-            (void)prctl(PR_SET_PTRACER, (unsigned long)pid, 0, 0, 0);
-        }
-        (void)write(go[1], "g", 1);
-        if (waitpid(pid, &st, 0) == pid && WIFEXITED(st)) {
-            err = WEXITSTATUS(st);
-        }
-        if (grant) {
-            (void)prctl(PR_SET_PTRACER, 0UL, 0, 0, 0);
-        }
+    if (pid < 0) {
+        close(go[1]);
+        return -1;
     }
-    close(go[1]);
+    if (grant) {
+        (void)prctl(PR_SET_PTRACER, (unsigned long)pid, 0, 0, 0);
+    }
+    sent = write(go[1], "g", 1) == 1;
+    close(go[1]); /* unsent: the child reads nothing and exits */
+    if (waitpid(pid, &st, 0) == pid && WIFEXITED(st) && sent) {
+        err = WEXITSTATUS(st);
+    }
+    if (grant) {
+        (void)prctl(PR_SET_PTRACER, 0UL, 0, 0, 0);
+    }
     return err;
 }
 
@@ -535,9 +537,19 @@ static void check_membarrier(void)
 
 /* ---- limits ---- */
 
+static void limit_text(rlim_t v, char *out, size_t len)
+{
+    if (v == RLIM_INFINITY) {
+        snprintf(out, len, "unlimited");
+    } else {
+        snprintf(out, len, "%llu", (unsigned long long)v);
+    }
+}
+
 static void check_limit(const char *name, int resource, rlim_t want,
                         const char *explain, const char *fix)
 {
+    char cur[32], max[32];
     struct rlimit rl;
     struct check *c;
 
@@ -546,20 +558,9 @@ static void check_limit(const char *name, int resource, rlim_t want,
     }
     c = add(name, rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want ? OK
                                                                        : WARN);
-    if (rl.rlim_cur == RLIM_INFINITY) {
-        snprintf(c->value, sizeof(c->value), "unlimited");
-    } else {
-        snprintf(c->value, sizeof(c->value), "%llu (hard %s%llu)",
-                 (unsigned long long)rl.rlim_cur,
-                 rl.rlim_max == RLIM_INFINITY ? "unlimited" : "",
-                 rl.rlim_max == RLIM_INFINITY
-                     ? 0ULL
-                     : (unsigned long long)rl.rlim_max);
-        if (rl.rlim_max == RLIM_INFINITY) {
-            c->value[strlen(c->value) - 2] = ')';
-            c->value[strlen(c->value) - 1] = '\0';
-        }
-    }
+    limit_text(rl.rlim_cur, cur, sizeof(cur));
+    limit_text(rl.rlim_max, max, sizeof(max));
+    snprintf(c->value, sizeof(c->value), "%s (hard %s)", cur, max);
     snprintf(c->explain, sizeof(c->explain), "%s", explain);
     if (c->status != OK) {
         snprintf(c->fix, sizeof(c->fix), "%s", fix);
@@ -694,8 +695,14 @@ static void print_text(const hmaf_engine_info_t *def)
             printf("         %s\n", engines[i].reason);
         }
     }
-    printf("  default: %s, %s\n\nchecks:\n", def ? def->name : "none",
-           def && def->usable ? "usable" : "NOT usable");
+    if (def != NULL) {
+        printf("  default: %s, %s\n", def->name,
+               def->usable ? "usable" : "NOT usable");
+    } else {
+        printf("  default: HMAF_ENGINE=%s is not built into this library\n",
+               getenv("HMAF_ENGINE"));
+    }
+    printf("\nchecks:\n");
     for (size_t i = 0; i < nchecks; i++) {
         const struct check *c = &checks[i];
 
