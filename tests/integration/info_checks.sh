@@ -8,7 +8,9 @@
 #   enosys   userfaultfd answered with ENOSYS: told apart from a denial.
 #   ptrace   run as nobody against a host process of root: the kernel's
 #            ptrace check refuses (whatever Yama says, another user), and
-#            hmaf-info says so and why, beside a missing CAP_SYS_PTRACE.
+#            hmaf-info says so and why, beside a missing CAP_SYS_PTRACE;
+#            where vm.unprivileged_userfaultfd is 0, that a full
+#            userfaultfd is refused for it and the user-mode-only one not.
 # Usage: info_checks.sh SECCOMP_RUN HMAF_INFO CASE
 set -uo pipefail
 run=$1 info=$2 case=$3
@@ -80,6 +82,12 @@ ptrace)
     expect "the kernel refuses ptrace access to pid $sleeper"
     expect "a session would fail with HMAF_EPERM"
     expect "fix: run the dpu side as the host's user, or give it CAP_SYS_PTRACE"
+    # vm.unprivileged_userfaultfd=0 refuses nobody a full userfaultfd, not
+    # the user-mode-only one mapping mode uses
+    if [ "$(cat /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null)" = 0 ]; then
+        expect "[ok  ] userfaultfd: user-mode-only: allowed; full: EPERM"
+        expect "a full descriptor is refused because vm.unprivileged_userfaultfd is 0 and this process lacks CAP_SYS_PTRACE"
+    fi
     # the same as root: the check passes, so the failure above is the
     # user's, not the probe's
     "$info" --pid "$sleeper" >"$out" 2>&1 || fail "as root: exit $?"

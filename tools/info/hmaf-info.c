@@ -442,8 +442,14 @@ static void explain_uffd(struct check *c, int user_only, int full,
                  "descriptor)%s",
                  full == 0 ? "; so does the doca engine's memory watch in "
                              "either mode"
-                           : "; the doca engine's memory watch has its "
-                             "write-protect mode only");
+                 : sysctl == 0 && !have_cap_sys_ptrace()
+                     ? "; a full descriptor is refused because "
+                       "vm.unprivileged_userfaultfd is 0 and this process "
+                       "lacks CAP_SYS_PTRACE: the doca engine's memory "
+                       "watch has its write-protect mode only"
+                     : "; a full descriptor is refused (a seccomp filter "
+                       "that looks at the flags): the doca engine's memory "
+                       "watch has its write-protect mode only");
         return;
     }
     if (user_only == EINVAL && full == 0) {
