@@ -112,6 +112,9 @@ static void status_field(const char *pid, const char *key, char *out,
 
             v += strspn(v, " \t");
             snprintf(out, len, "%.*s", (int)strcspn(v, "\n"), v);
+            for (char *t = out; (t = strchr(t, '\t')) != NULL;) {
+                *t = ' '; /* "0\t0\t0\t0" reads as "0 0 0 0" */
+            }
             break;
         }
     }
@@ -409,7 +412,7 @@ static void check_host_pid(const char *pid_text)
                  "run the dpu side as the host's user, or give it "
                  "CAP_SYS_PTRACE (docker: --cap-add SYS_PTRACE)");
     }
-    if (strchr(nspid, '\t') != NULL || strchr(nspid, ' ') != NULL) {
+    if (strchr(nspid, ' ') != NULL) {
         snprintf(c->explain + strlen(c->explain),
                  sizeof(c->explain) - strlen(c->explain),
                  "; pid %d runs in a nested pid namespace (NSpid %s): the "
@@ -602,7 +605,7 @@ static void check_pidns(void)
              nspid[0] ? nspid : "unknown");
     snprintf(c->explain, sizeof(c->explain),
              "%s",
-             strpbrk(nspid, " \t") != NULL
+             strchr(nspid, ' ') != NULL
                  ? "this process runs in a nested pid namespace (a "
                    "container): with the cma engine its host must run in "
                    "the same one, or a session fails with HMAF_EPIDNS"
