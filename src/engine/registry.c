@@ -3,7 +3,8 @@
  *
  * The list is src/engine/CMakeLists.txt's, in its order (the first is
  * the default, cma, so the default does not change where other engines
- * are built; they are chosen by name, params.engine or HMAF_ENGINE). CMake generates engine/engine_list.h from it, whose
+ * are built; they are chosen by name, params.engine or HMAF_ENGINE).
+ * CMake generates engine/engine_list.h from it, whose
  * HMAF_ENGINE_LIST(X) names each engine this library is compiled with. An
  * explicit table, not constructors, so static linking keeps every engine.
  */

@@ -74,19 +74,21 @@ static int cma_probe(char *why, size_t len)
 {
     char src = 1, dst = 0;
     struct iovec local = {&dst, 1}, remote = {&src, 1};
+    int err;
 
     if (process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == 1) {
         return 0;
     }
+    err = errno;
     snprintf(why, len,
              "process_vm_readv of its own memory fails with %s: %s: allow "
              "process_vm_readv and process_vm_writev in the seccomp profile "
              "(docker: --security-opt seccomp=<a profile with them>)",
-             errno == ENOSYS ? "ENOSYS" : errno == EPERM ? "EPERM" : "an error",
-             errno == ENOSYS ? "a seccomp filter answers ENOSYS, or the "
-                               "kernel lacks CONFIG_CROSS_MEMORY_ATTACH"
-                             : "a seccomp filter denies the system call");
-    return errno == ENOSYS ? HMAF_ENOTSUP : HMAF_EPERM;
+             err == ENOSYS ? "ENOSYS" : err == EPERM ? "EPERM" : strerror(err),
+             err == ENOSYS ? "a seccomp filter answers ENOSYS, or the "
+                             "kernel lacks CONFIG_CROSS_MEMORY_ATTACH"
+                           : "a seccomp filter denies the system call");
+    return err == ENOSYS ? HMAF_ENOTSUP : HMAF_EPERM;
 }
 
 static int cma_ctx_open(struct hmaf_engine_ctx *ctx)
