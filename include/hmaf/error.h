@@ -34,7 +34,7 @@ extern "C" {
     X(ENOENT, -ENOENT, "no such root or exposure")                             \
     X(EEXIST, -EEXIST, "already exists or overlaps an existing one")           \
     X(ENAMETOOLONG, -ENAMETOOLONG, "name too long")                            \
-    X(EPERM, -EPERM, "not permitted to access the host process")              \
+    X(EPERM, -EPERM, "access to the host process or a system call denied")   \
     X(ENOTSUP, -ENOTSUP, "operation not supported by this engine")             \
     X(ETIMEDOUT, -ETIMEDOUT, "timed out waiting for the peer")                 \
     X(ECONNRESET, -ECONNRESET, "connection to the peer lost")                  \
@@ -49,7 +49,8 @@ extern "C" {
     X(EVERSION, -4002, "protocol version mismatch")                            \
     X(EENGINE, -4003, "engine mismatch between host and dpu side")             \
     X(ENOENGINE, -4004, "no usable engine of that name")                       \
-    X(EADDRESS, -4005, "malformed channel address")
+    X(EADDRESS, -4005, "malformed channel address")                            \
+    X(EPIDNS, -4006, "host and dpu side run in different pid namespaces")
 
 /** HMAF error codes (all negative). */
 typedef enum {

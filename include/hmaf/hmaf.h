@@ -13,6 +13,7 @@
 #include <hmaf/version.h>
 #include <hmaf/error.h>
 #include <hmaf/types.h>
+#include <hmaf/engine.h>
 #include <hmaf/host.h>
 #include <hmaf/session.h>
 #include <hmaf/map.h>

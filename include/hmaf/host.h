@@ -197,7 +197,8 @@ HMAF_API int hmaf_agent_listen(hmaf_agent_t *agent, const char *address);
  *         longer than the device allows),
  *         HMAF_EADDRESS, HMAF_ECONNREFUSED, HMAF_ECONNRESET, HMAF_ETIMEDOUT
  *         (also: no comch server came within timeout_ms),
- *         HMAF_EAUTH, HMAF_EVERSION, HMAF_EENGINE, HMAF_EPROTO, HMAF_ENOSPC
+ *         HMAF_EAUTH, HMAF_EVERSION, HMAF_EENGINE, HMAF_EPIDNS (cma: the
+ *         dpu side runs in another pid namespace), HMAF_EPROTO, HMAF_ENOSPC
  *         (max_sessions reached, out of file descriptors, or a comch
  *         device's largest message is smaller than the handshake's),
  *         HMAF_ENOMEM,

@@ -116,7 +116,10 @@ HMAF_API void hmaf_map_params_init(hmaf_map_params_t *params);
  *         range, rounded out to whole pages, ends past 2^64), HMAF_EEXIST
  *         (the host's address
  *         range is in use here and HMAF_MAP_ANYWHERE was not given),
- *         HMAF_ENOTSUP (no userfaultfd for this process), HMAF_ENOMEM,
+ *         HMAF_ENOTSUP (no userfaultfd in this kernel: before Linux
+ *         5.11, or without CONFIG_USERFAULTFD), HMAF_EPERM (userfaultfd
+ *         denied, by a seccomp filter: docker's default profile; the log
+ *         line begins "userfaultfd denied"), HMAF_ENOMEM,
  *         HMAF_ENOSPC (the mapping's fault thread found no place among
  *         the session's threads: more than 15 mappings, and 128
  *         application threads on the session).

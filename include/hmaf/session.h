@@ -195,7 +195,10 @@ HMAF_API void hmaf_session_params_init(hmaf_session_params_t *params);
  *         connect_timeout_ms; also the agent's answer when it dropped our
  *         connection from a full table of waiting ones), HMAF_EAUTH (wrong
  *         token), HMAF_EVERSION, HMAF_EENGINE (host runs another engine),
- *         HMAF_ENOENGINE, HMAF_EPROTO (garbage from the peer, or a blob
+ *         HMAF_EPIDNS (cma: the host runs in another pid namespace; the
+ *         log says which way and what to do),
+ *         HMAF_ENOENGINE (the engine named, or the default, is not built
+ *         or not usable here: the log says why; hmaf_engine_list()), HMAF_EPROTO (garbage from the peer, or a blob
  *         longer than our engine's max_blob), HMAF_ENOMEM (also: the
  *         host could not pin the session's mailbox, doca: memlock limit),
  *         HMAF_ENOSPC (the agent is at max_sessions, a handshake message

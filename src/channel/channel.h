@@ -91,8 +91,10 @@ int hmaf__channel_peer_closed(struct hmaf_channel *channel);
 void hmaf__channel_shutdown(struct hmaf_channel *channel,
                             uint64_t deadline_ns);
 void hmaf__channel_close(struct hmaf_channel *channel);
-/* The peer process's pid as the kernel reports it (unix sockets), or 0
- * when the channel cannot tell (tcp). */
+/* The peer process's pid as the kernel reports it (unix sockets), 0
+ * when the channel cannot tell (tcp), HMAF_PEER_PID_HIDDEN
+ * (util/pidns.h) when it can but the peer runs in a pid namespace this
+ * process does not see. */
 int hmaf__channel_peer_pid(struct hmaf_channel *channel);
 /* Whether address names a channel that can leave this machine (tcp). */
 int hmaf__channel_is_remote(const char *address);

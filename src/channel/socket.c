@@ -23,6 +23,7 @@
 #include "util/clock.h"
 #include "util/compiler.h"
 #include "util/log.h"
+#include "util/pidns.h"
 
 #define UNIX_PREFIX "unix:"
 #define TCP_PREFIX "tcp:"
@@ -642,6 +643,16 @@ static int sock_peer_pid(struct hmaf_channel *channel)
     return (int)cred.pid;
 }
 
+/* A unix socket always has its peer's credentials; a pid of 0 in them
+ * means the peer runs in a pid namespace we do not see. Over tcp the
+ * kernel knows no peer process (0 too, but nothing to tell). */
+static int unix_peer_pid(struct hmaf_channel *channel)
+{
+    int pid = sock_peer_pid(channel);
+
+    return pid == 0 && channel->fd >= 0 ? HMAF_PEER_PID_HIDDEN : pid;
+}
+
 const struct hmaf_channel_ops hmaf_channel_unix = {
     .prefix = UNIX_PREFIX,
     .listener_size = sizeof(struct sock_listener),
@@ -657,7 +668,7 @@ const struct hmaf_channel_ops hmaf_channel_unix = {
     .nudge = sock_nudge,
     .shutdown = sock_shutdown,
     .close = sock_close,
-    .peer_pid = sock_peer_pid,
+    .peer_pid = unix_peer_pid,
 };
 
 const struct hmaf_channel_ops hmaf_channel_tcp = {

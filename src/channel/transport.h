@@ -69,7 +69,8 @@ struct hmaf_channel_ops {
     /* What connect or accept acquired; channel.c then resets the channel
      * to an unused one. */
     void (*close)(struct hmaf_channel *channel);
-    /* NULL: the transport cannot tell (0). */
+    /* NULL: the transport cannot tell (0). HMAF_PEER_PID_HIDDEN: a
+     * peer outside our pid namespace. */
     int (*peer_pid)(struct hmaf_channel *channel);
 };
 

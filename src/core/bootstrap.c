@@ -6,6 +6,7 @@
 #include "core/session_int.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/pidns.h"
 
 static int build_hello(struct hmaf_session *s, struct hmaf_hello *hello)
 {
@@ -55,6 +56,7 @@ static int refusal_code(int32_t status)
     case HMAF_ENOMEM:
     case HMAF_EPROTO:
     case HMAF_ETIMEDOUT:
+    case HMAF_EPIDNS:
         return status;
     default:
         return HMAF_EPROTO;
@@ -99,6 +101,30 @@ static int receive_welcome(struct hmaf_session *s, uint64_t deadline,
     return ret;
 }
 
+/* The host refused us for another pid namespace: say what this side
+ * sees, which is half the answer (the host's log has the other half). */
+static void explain_pidns(struct hmaf_session *s)
+{
+    int host = hmaf__channel_peer_pid(&s->channel);
+    int inner = host > 0 ? hmaf__pidns_inner_pid(host) : 0;
+
+    if (host == HMAF_PEER_PID_HIDDEN) {
+        hmaf__log_error("the host process is not visible in this pid "
+                        "namespace (the unix channel's credentials name no "
+                        "process), and the %s engine reaches it by pid: %s",
+                        s->ops->name, HMAF_PIDNS_FIX);
+    } else if (inner > 0 && inner != host) {
+        hmaf__log_error("host pid %d runs in a pid namespace nested in this "
+                        "one, where it is pid %d, and the %s engine needs "
+                        "both sides to name a process alike: %s",
+                        host, inner, s->ops->name, HMAF_PIDNS_FIX);
+    } else {
+        hmaf__log_error("the host says this process runs in another pid "
+                        "namespace than its own: %s",
+                        HMAF_PIDNS_FIX);
+    }
+}
+
 int hmaf__bootstrap_dpu(struct hmaf_session *s, int timeout_ms,
                         struct hmaf_welcome *welcome_out)
 {
@@ -121,6 +147,9 @@ int hmaf__bootstrap_dpu(struct hmaf_session *s, int timeout_ms,
     }
     if (ret < 0) {
         hmaf__log_error("handshake with host: %s", hmaf_strerror(ret));
+    }
+    if (ret == HMAF_EPIDNS) {
+        explain_pidns(s);
     }
     return ret;
 }

@@ -77,12 +77,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HMAF_ENGINE_ABI_VERSION 7 /* 2: ops->flags, batch->local_span;
+#define HMAF_ENGINE_ABI_VERSION 8 /* 2: ops->flags, batch->local_span;
                                      3: HMAF_ENGINE_ENFORCED;
                                      4: batch->flags;
                                      5: ops->move_one, ctx->split_threads;
                                      6: ops->atomic;
-                                     7: ops->host_progress, ops->wait_fd */
+                                     7: ops->host_progress, ops->wait_fd;
+                                     8: probe says why not */
 
 enum hmaf_engine_role {
     HMAF_ROLE_HOST = 1,
@@ -115,7 +116,9 @@ struct hmaf_engine_ctx {
 struct hmaf_engine_ep {
     struct hmaf_engine_ctx *ctx;
     int peer_pid; /* the peer's pid as the kernel vouches for it (a unix
-                     channel's credentials), or 0 when unknown */
+                     channel's credentials), 0 when unknown (tcp), or
+                     HMAF_PEER_PID_HIDDEN (util/pidns.h): the peer runs in
+                     a pid namespace this process does not see */
 };
 
 struct hmaf_engine_mem {
@@ -212,8 +215,12 @@ struct hmaf_engine_ops {
     size_t mem_size;
     size_t rmem_size;
 
-    /* Usable on this machine? 0, or why not. Required. */
-    int (*probe)(void);
+    /* Usable on this machine? 0, or an error and, in why (len bytes,
+     * NUL-terminated), one line for a person: what is missing and, where
+     * it can, what to do about it ("...: do this"). Cheap and without
+     * side effects: it runs at every engine selection and for
+     * hmaf_engine_list(). Required. */
+    int (*probe)(char *why, size_t len);
     /* ctx->ops and ctx->role are set; the rest of ctx_size is zeroed. */
     int (*ctx_open)(struct hmaf_engine_ctx *ctx); /* required */
     void (*ctx_close)(struct hmaf_engine_ctx *ctx);
@@ -224,7 +231,10 @@ struct hmaf_engine_ops {
                       size_t *len_out);
 
     /* ep->ctx and ep->peer_pid are set. Opens the link from the peer's
-     * bootstrap blob; a blob that contradicts peer_pid is HMAF_EAUTH. */
+     * bootstrap blob; a blob that contradicts peer_pid is HMAF_EAUTH, or
+     * HMAF_EPIDNS when an engine that needs the peer's pid finds the peer
+     * in another pid namespace (hidden, or naming itself by its own
+     * namespace's number). */
     int (*ep_open)(struct hmaf_engine_ep *ep, const void *peer_blob,
                    size_t len); /* required */
     void (*ep_close)(struct hmaf_engine_ep *ep);
@@ -280,14 +290,23 @@ struct hmaf_engine_ops {
     int (*wait_fd)(struct hmaf_engine_ctx *ctx, int *fd_out);
 };
 
-/* The table for name, NULL for "first usable". Returns NULL when none
- * is built with that name or none is usable; stubs are filled in. */
+/* The table for name; NULL or "" for $HMAF_ENGINE, else the default (the
+ * first built: cma; the others are chosen by name only). Returns NULL,
+ * having logged why, when none is built with that name or it is not
+ * usable here; stubs are filled in. */
 const struct hmaf_engine_ops *hmaf__engine_find(const char *name);
 /* Whether the engine performs atomics itself (its own ops->atomic, not
  * the stub): the core then hands them to it rather than to the agent. */
 int hmaf__engine_has_atomic(const struct hmaf_engine_ops *ops);
 /* Names of all built engines, in auto-selection order, NULL-terminated. */
 const char *const *hmaf__engine_names(void);
+/* The i-th built engine in auto-selection order, NULL past the last. */
+const struct hmaf_engine_ops *hmaf__engine_at(size_t i);
+/* Room for a probe's reason (hmaf_engine_info_t's). */
+#define HMAF_ENGINE_WHY_MAX 384
+/* Probe a table: 0, or its error with why (len bytes) saying why not. */
+int hmaf__engine_probe(const struct hmaf_engine_ops *ops, char *why,
+                       size_t len);
 
 /* Engine objects: allocated with the sizes the engine's table declares,
  * their base struct filled in, then handed to the engine's op. On

@@ -1,16 +1,17 @@
 /*
  * The engines built into this library, and the life of their objects.
  *
- * The list is src/engine/CMakeLists.txt's, in its order (the
- * auto-selection preference: cma first, so the default does not change
- * where other engines are built; they are chosen by name, params.engine or
- * HMAF_ENGINE). CMake generates engine/engine_list.h from it, whose
+ * The list is src/engine/CMakeLists.txt's, in its order (the first is
+ * the default, cma, so the default does not change where other engines
+ * are built; they are chosen by name, params.engine or HMAF_ENGINE).
+ * CMake generates engine/engine_list.h from it, whose
  * HMAF_ENGINE_LIST(X) names each engine this library is compiled with. An
  * explicit table, not constructors, so static linking keeps every engine.
  */
 #include "engine/engine.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -170,27 +171,55 @@ const char *const *hmaf__engine_names(void)
     return names;
 }
 
+const struct hmaf_engine_ops *hmaf__engine_at(size_t i)
+{
+    pthread_once(&resolve_once, resolve_all);
+    return i < num_resolved ? &resolved[i] : NULL;
+}
+
+int hmaf__engine_probe(const struct hmaf_engine_ops *ops, char *why,
+                       size_t len)
+{
+    int ret;
+
+    why[0] = '\0';
+    ret = ops->probe(why, len);
+    if (ret < 0 && why[0] == '\0') {
+        snprintf(why, len, "%s", "its check failed and gave no reason");
+    }
+    return ret < 0 ? ret : 0;
+}
+
+/* A named engine, or else the default: the first built (cma). The others
+ * are taken by name only, so a default that cannot run here is an error
+ * that says why, not a silent switch to an engine the peer does not run
+ * (which would end as HMAF_EENGINE, the cause nowhere). */
 const struct hmaf_engine_ops *hmaf__engine_find(const char *name)
 {
+    char why[HMAF_ENGINE_WHY_MAX];
+    int named;
+
     pthread_once(&resolve_once, resolve_all);
     hmaf__config_check_env(); /* sessions and agents all pass here */
     if (name == NULL || name[0] == '\0') {
         name = hmaf__config_env(HMAF_CFG_ENGINE);
     }
+    named = name != NULL && name[0] != '\0';
     for (size_t i = 0; i < num_resolved; i++) {
         const struct hmaf_engine_ops *ops = &resolved[i];
-        int named = name != NULL && name[0] != '\0';
 
         if (named && strcmp(ops->name, name) != 0) {
             continue;
         }
-        if (ops->probe() == 0) {
+        if (hmaf__engine_probe(ops, why, sizeof(why)) == 0) {
             return ops;
         }
-        if (named) {
-            hmaf__log_error("engine %s is built but not usable here", name);
-            return NULL;
-        }
+        hmaf__log_error("engine %s%s is built but not usable here: %s",
+                        ops->name, named ? "" : " (the default)", why);
+        return NULL;
+    }
+    if (named) {
+        hmaf__log_error("engine %s is not built into this library", name);
     }
     return NULL;
 }

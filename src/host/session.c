@@ -39,9 +39,11 @@ void hmaf__agent_refuse(struct hmaf_agent *a, struct hmaf_channel *ch,
     size_t len;
 
     /* Only codes a dpu side can act on cross the wire. ETIMEDOUT: its
-     * HELLO did not arrive in time, or it waited longest of too many. */
+     * HELLO did not arrive in time, or it waited longest of too many.
+     * EPIDNS: the engine needs both sides in one pid namespace. */
     if (why != HMAF_EAUTH && why != HMAF_EVERSION && why != HMAF_EENGINE &&
-        why != HMAF_ENOSPC && why != HMAF_ENOMEM && why != HMAF_ETIMEDOUT) {
+        why != HMAF_ENOSPC && why != HMAF_ENOMEM && why != HMAF_ETIMEDOUT &&
+        why != HMAF_EPIDNS) {
         why = HMAF_EPROTO;
     }
     len = hmaf__refusal_encode(why, buf);

@@ -92,6 +92,45 @@ static int wp_allowed(void)
     return wp != 0;
 }
 
+/* Why userfaultfd(2) refused, logged once here with the cure, and the
+ * code the caller returns. The descriptor is user-mode-only, which
+ * vm.unprivileged_userfaultfd does not restrict (Linux 5.11 on): EPERM is
+ * a seccomp filter (docker's default profile has no userfaultfd) or a
+ * security module. */
+static int open_error(int err)
+{
+    switch (err) {
+    case EPERM:
+    case EACCES:
+        hmaf__log_error("userfaultfd denied (seccomp, or a security module; "
+                        "not vm.unprivileged_userfaultfd, which leaves the "
+                        "user-mode-only descriptor mapping mode uses "
+                        "alone): %s: allow userfaultfd in the seccomp "
+                        "profile (docker: --security-opt seccomp=<a profile "
+                        "with userfaultfd>)",
+                        strerror(err));
+        return HMAF_EPERM;
+    case ENOMEM:
+        hmaf__log_error("userfaultfd: %s", strerror(err));
+        return HMAF_ENOMEM;
+    case EMFILE:
+    case ENFILE:
+        hmaf__log_error("userfaultfd: %s: raise RLIMIT_NOFILE (ulimit -n)",
+                        strerror(err));
+        return HMAF_ENOSPC;
+    case ENOSYS:
+        hmaf__log_error("userfaultfd: ENOSYS: the kernel lacks "
+                        "CONFIG_USERFAULTFD, or a seccomp filter answers "
+                        "ENOSYS: mapping mode is not available here");
+        return HMAF_ENOTSUP;
+    default: /* EINVAL: no UFFD_USER_MODE_ONLY before Linux 5.11 */
+        hmaf__log_error("userfaultfd: %s: mapping mode needs Linux 5.11 or "
+                        "later (UFFD_USER_MODE_ONLY)",
+                        strerror(err));
+        return HMAF_ENOTSUP;
+    }
+}
+
 int hmaf__uffd_open(struct hmaf_map *m)
 {
     uint64_t want = UFFD_FEATURE_POISON, have = kernel_features(), got;
@@ -102,12 +141,10 @@ int hmaf__uffd_open(struct hmaf_map *m)
     m->uffd = (int)syscall(SYS_userfaultfd,
                            O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
     if (m->uffd < 0) {
-        hmaf__log_info("userfaultfd: %m"); /* the caller gets ENOTSUP */
-        return errno == ENOMEM                      ? HMAF_ENOMEM
-               : errno == EMFILE || errno == ENFILE ? HMAF_ENOSPC
-                                                    : HMAF_ENOTSUP;
+        return open_error(errno);
     }
     if (uffd_api(m->uffd, want & have, &got) != 0) {
+        hmaf__log_error("userfaultfd UFFDIO_API: %s", strerror(errno));
         close(m->uffd);
         m->uffd = -1;
         return HMAF_ENOTSUP;

@@ -211,7 +211,7 @@ static void *watch_thread(void *arg)
 
 /* Which features the kernel has: asking with none set reports them all
  * (an fd takes one UFFDIO_API, so this one is thrown away). */
-static uint64_t kernel_features(void)
+static uint64_t kernel_features(int *err_out)
 {
     struct uffdio_api api = {.api = UFFD_API};
     int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
@@ -220,6 +220,7 @@ static uint64_t kernel_features(void)
         fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
     }
     if (fd < 0) {
+        *err_out = errno;
         return 0;
     }
     if (ioctl(fd, UFFDIO_API, &api) != 0) {
@@ -229,6 +230,26 @@ static uint64_t kernel_features(void)
     return api.features;
 }
 
+/* userfaultfd(2) refused: say which rule, once, for whoever falls back
+ * (the doca engine stages every transfer then). A full descriptor (missing
+ * mode) is what vm.unprivileged_userfaultfd=0 forbids without
+ * CAP_SYS_PTRACE; a user-mode-only one only a seccomp filter or a
+ * security module does. */
+static int denied(int err, int full)
+{
+    if (err != EPERM && err != EACCES) {
+        hmaf__log_info("memory watch unavailable: userfaultfd: %s",
+                       strerror(err));
+        return HMAF_ENOTSUP;
+    }
+    hmaf__log_info("memory watch: userfaultfd denied (%s): %s",
+                   full ? "seccomp, or vm.unprivileged_userfaultfd=0 "
+                          "without CAP_SYS_PTRACE"
+                        : "seccomp, or a security module",
+                   strerror(err));
+    return HMAF_EPERM;
+}
+
 /* Write-protect mode needs no faults served, so a user-mode-only fd does.
  * Missing mode must see the kernel's own faults too (a read(2) into a
  * dropped page), or those would fail with EFAULT: only a full fd will do.
@@ -236,12 +257,16 @@ static uint64_t kernel_features(void)
  * so both are tested on one machine. */
 static int open_uffd(void)
 {
-    uint64_t have = kernel_features();
+    int errno_of_features = 0;
+    uint64_t have = kernel_features(&errno_of_features);
     uint64_t wp = 1;
     struct uffdio_api api = {.api = UFFD_API, .features = WATCH_EVENTS};
 
+    if (have == 0 && errno_of_features != 0) {
+        return denied(errno_of_features, 0);
+    }
     if ((have & WATCH_EVENTS) != WATCH_EVENTS) {
-        return -1;
+        return HMAF_ENOTSUP;
     }
     (void)hmaf__config_value(HMAF_CFG_MEMWATCH_WP, &wp);
     the_watch.missing_mode = !(have & UFFD_FEATURE_PAGEFAULT_FLAG_WP) || !wp;
@@ -252,10 +277,13 @@ static int open_uffd(void)
         the_watch.uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK |
                                                            UFFD_USER_MODE_ONLY);
     }
-    if (the_watch.uffd < 0 || ioctl(the_watch.uffd, UFFDIO_API, &api) != 0) {
+    if (the_watch.uffd < 0) {
+        return denied(errno, the_watch.missing_mode);
+    }
+    if (ioctl(the_watch.uffd, UFFDIO_API, &api) != 0) {
         hmaf__log_debug("memory watch unavailable (%s mode): %m",
                         the_watch.missing_mode ? "missing" : "write-protect");
-        return -1;
+        return HMAF_ENOTSUP;
     }
     return 0;
 }
@@ -273,10 +301,13 @@ static void close_fds(void)
 
 static int start_watch(void)
 {
+    int ret;
+
     the_watch.page = (uint64_t)sysconf(_SC_PAGESIZE);
-    if (open_uffd() != 0) {
+    ret = open_uffd();
+    if (ret != 0) {
         close_fds();
-        return HMAF_ENOTSUP;
+        return ret;
     }
     the_watch.stop_fd = eventfd(0, EFD_CLOEXEC);
     if (the_watch.stop_fd < 0 ||

@@ -42,7 +42,8 @@
 struct hmaf__memwatch;
 
 /* Join the process's watch. 0; HMAF_ENOTSUP where the kernel cannot
- * watch; HMAF_ENOMEM. */
+ * watch; HMAF_EPERM where userfaultfd is denied (the log says by what);
+ * HMAF_ENOMEM. */
 int hmaf__memwatch_open(struct hmaf__memwatch **watch_out);
 /* Leave; accepts NULL. Undoes this consumer's adds. */
 void hmaf__memwatch_close(struct hmaf__memwatch *watch);

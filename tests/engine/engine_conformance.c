@@ -577,7 +577,13 @@ static void check_ops_table(const struct hmaf_engine_ops *ops, const char *name)
     CHECK(ops->rmem_import && ops->rmem_release);
     CHECK(ops->post && ops->progress && ops->move_one && ops->atomic);
     CHECK(ops->host_progress && ops->wait_fd);
-    CHECK_OK(ops->probe());
+    {
+        char why[HMAF_ENGINE_WHY_MAX] = "untouched";
+
+        /* usable (the registry found it so): 0, and no reason needed */
+        CHECK_OK(ops->probe(why, sizeof(why)));
+        CHECK(memchr(why, '\0', sizeof(why)) != NULL);
+    }
 }
 
 static void check_limits(struct conf *c)

@@ -241,7 +241,7 @@ static int refusal_model(int why)
 {
     return why == HMAF_EAUTH || why == HMAF_EVERSION || why == HMAF_EENGINE ||
                    why == HMAF_ENOSPC || why == HMAF_ENOMEM ||
-                   why == HMAF_ETIMEDOUT
+                   why == HMAF_ETIMEDOUT || why == HMAF_EPIDNS
                ? why
                : HMAF_EPROTO;
 }

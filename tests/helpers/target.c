@@ -390,6 +390,8 @@ static int refusal_for(int cmd)
         return HMAF_EVERSION;
     case 'P':
         return HMAF_EPROTO;
+    case 'N':
+        return HMAF_EPIDNS;
     default:
         return HMAF_EENGINE;
     }
@@ -416,6 +418,7 @@ static int standard_command(hmaf_agent_t *agent, int cmd, void *arg)
     case 'V':
     case 'P':
     case 'E':
+    case 'N':
         hmaf_agent_stats(agent, &st);
         return st.last_refusal == refusal_for(cmd);
     default:

@@ -113,8 +113,9 @@ uint64_t target_root(hmaf_session_t *s, const char *name);
  *           'r' -> revoke the second "buf" exposure, 1 on success;
  *           's' -> the number of live sessions;
  *           'b' -> malformed mailbox requests seen (capped at 254);
- *           'A', 'V', 'P', 'E' -> 1 if the latest refused handshake was
- *           refused for EAUTH, EVERSION, EPROTO, EENGINE respectively.
+ *           'A', 'V', 'P', 'E', 'N' -> 1 if the latest refused handshake
+ *           was refused for EAUTH, EVERSION, EPROTO, EENGINE, EPIDNS
+ *           respectively.
  */
 #define STD_BUF_LEN (64u * 1024 * 1024 + 8192)
 #define STD_SPLIT (40u * 1024 * 1024 + 123)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every example and tool answers --help: its usage on stdout, nothing on
-# stderr, success; hmaf-bench --version names the library's version.
+# stderr, success; hmaf-bench and hmaf-info --version name the library's
+# version.
 # Usage: help.sh VERSION PROGRAM...
 set -euo pipefail
 version=$1
@@ -21,4 +22,6 @@ for prog in "$@"; do
 done
 bench=$(printf '%s\n' "$@" | grep '/hmaf-bench$')
 "$bench" --version | grep -qx "hmaf-bench $version (libhmaf $version)"
+info=$(printf '%s\n' "$@" | grep '/hmaf-info$')
+"$info" --version | grep -qx "hmaf-info $version (libhmaf $version)"
 echo "help: ok"

@@ -418,7 +418,7 @@ static void test_welcome_rejects(void)
 static void test_refusal(void)
 {
     static const int statuses[] = {HMAF_EAUTH, HMAF_EVERSION, HMAF_EENGINE,
-                                   HMAF_EINVAL};
+                                   HMAF_EPIDNS, HMAF_EINVAL};
     uint8_t buf[HMAF_HDR_SIZE + 1];
     struct hmaf_msg_hdr hdr;
 

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -23,6 +24,7 @@
 #include "engine/engine.h"
 #include "util/compiler.h"
 #include "util/log.h"
+#include "util/pidns.h"
 
 #ifndef PR_SET_PTRACER
 #define PR_SET_PTRACER 0x59616d61
@@ -63,9 +65,30 @@ struct cma_ep {
     pid_t peer;
 };
 
-static int cma_probe(void)
+/* One byte of our own memory: reading ourselves needs no ptrace
+ * permission, so a failure here is the system call itself refused — a
+ * seccomp filter (a container's default profile) or a kernel without
+ * CONFIG_CROSS_MEMORY_ATTACH — which no ptrace setting would fix. Access
+ * to a host process is checked at session create (a first read). */
+static int cma_probe(char *why, size_t len)
 {
-    return 0; /* process_vm_readv exists since Linux 3.2 */
+    char src = 1, dst = 0;
+    struct iovec local = {&dst, 1}, remote = {&src, 1};
+    int err;
+
+    if (process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == 1) {
+        return 0;
+    }
+    err = errno;
+    snprintf(why, len,
+             "process_vm_readv of its own memory fails with %s: %s: allow "
+             "process_vm_readv and process_vm_writev in the seccomp profile "
+             "(docker: --security-opt seccomp=<a profile with them>)",
+             err == ENOSYS ? "ENOSYS" : err == EPERM ? "EPERM" : strerror(err),
+             err == ENOSYS ? "a seccomp filter answers ENOSYS, or the "
+                             "kernel lacks CONFIG_CROSS_MEMORY_ATTACH"
+                           : "a seccomp filter denies the system call");
+    return err == ENOSYS ? HMAF_ENOTSUP : HMAF_EPERM;
 }
 
 static int cma_ctx_open(struct hmaf_engine_ctx *ctx)
@@ -145,12 +168,49 @@ static void drop_peer(struct cma_ctx *ctx, pid_t pid)
     }
 }
 
+static const char *peer_name(const struct hmaf_engine_ep *ep)
+{
+    return ep->ctx->role == HMAF_ROLE_HOST ? "dpu-side process" : "host";
+}
+
+/* The pid the peer sent against the one the kernel gives for the channel.
+ * cma reaches the host by its pid, so both sides must name it alike: a
+ * peer in another pid namespace cannot work, and is told so rather than
+ * taken for a liar (HMAF_EAUTH) — which it is only when its number is not
+ * even its own namespace's for that process. */
+static int check_peer_pid(const struct hmaf_engine_ep *ep, uint32_t pid)
+{
+    int inner;
+
+    if (ep->peer_pid == HMAF_PEER_PID_HIDDEN) {
+        hmaf__log_error("%s pid %u is not visible in this pid namespace "
+                        "(the unix channel's credentials name no process): "
+                        "%s",
+                        peer_name(ep), pid, HMAF_PIDNS_FIX);
+        return HMAF_EPIDNS;
+    }
+    if (ep->peer_pid == 0 || (pid_t)pid == ep->peer_pid) {
+        return 0;
+    }
+    inner = hmaf__pidns_inner_pid(ep->peer_pid);
+    if (inner > 0 && (uint32_t)inner == pid) {
+        hmaf__log_error("%s pid %d runs in a pid namespace nested in this "
+                        "one, where it is pid %u: %s",
+                        peer_name(ep), ep->peer_pid, pid, HMAF_PIDNS_FIX);
+        return HMAF_EPIDNS;
+    }
+    hmaf__log_warn("peer claims pid %u, the channel says %d", pid,
+                   ep->peer_pid);
+    return HMAF_EAUTH;
+}
+
 static int cma_ep_open(struct hmaf_engine_ep *ep, const void *peer_blob,
                        size_t len)
 {
     struct cma_ep *cep = hmaf__container_of(ep, struct cma_ep, base);
     const uint8_t *p = peer_blob;
     uint32_t pid = 0;
+    int ret;
 
     if (len != sizeof(pid)) {
         return HMAF_EPROTO;
@@ -161,10 +221,9 @@ static int cma_ep_open(struct hmaf_engine_ep *ep, const void *peer_blob,
     if (pid == 0 || pid > INT_MAX) {
         return HMAF_EPROTO;
     }
-    if (ep->peer_pid != 0 && (pid_t)pid != ep->peer_pid) {
-        hmaf__log_warn("peer claims pid %u, the channel says %d", pid,
-                       ep->peer_pid);
-        return HMAF_EAUTH;
+    ret = check_peer_pid(ep, pid);
+    if (ret < 0) {
+        return ret;
     }
     cep->peer = (pid_t)pid;
     if (ep->ctx->role == HMAF_ROLE_HOST) {

@@ -68,16 +68,30 @@ int hmaf__doca_status_to_hmaf(doca_error_t err)
     }
 }
 
-static int deng_probe(void)
+/* What DOCA lists is what the engine can open: devices of the mlx5
+ * driver, BlueField or ConnectX; the device a session uses is chosen at
+ * ctx_open (HMAF_DOCA_DEV). */
+static int deng_probe(char *why, size_t len)
 {
     struct doca_devinfo **list = NULL;
     uint32_t n = 0;
+    doca_error_t err = doca_devinfo_create_list(&list, &n);
 
-    if (doca_devinfo_create_list(&list, &n) != DOCA_SUCCESS) {
+    if (err != DOCA_SUCCESS) {
+        snprintf(why, len,
+                 "doca_devinfo_create_list: %s: check the DOCA runtime and "
+                 "the mlx5 driver (`mst status`, `devlink dev`)",
+                 doca_error_get_name(err));
         return HMAF_ENOENGINE;
     }
     doca_devinfo_destroy_list(list);
-    return n > 0 ? 0 : HMAF_ENOENGINE;
+    if (n == 0) {
+        snprintf(why, len,
+                 "DOCA lists no device: run on a BlueField or on its host "
+                 "(with the mlx5 driver loaded), or pick another engine");
+        return HMAF_ENOENGINE;
+    }
+    return 0;
 }
 
 static const char *deng_dev_name(enum hmaf_engine_role role)

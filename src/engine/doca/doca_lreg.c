@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <hmaf/error.h>
+
 #include "engine/doca/doca_int.h"
 #include "util/compiler.h"
 #include "util/log.h"
@@ -206,10 +208,13 @@ static void make_room(struct deng_ep *ep, uint64_t len)
 
 static int have_watch(struct deng_lregs *c)
 {
+    int ret;
+
     if (c->watch == NULL && !c->no_watch &&
-        hmaf__memwatch_open(&c->watch) != 0) {
-        hmaf__log_info("doca: no memory watch here (userfaultfd); every "
-                       "transfer is staged");
+        (ret = hmaf__memwatch_open(&c->watch)) != 0) {
+        hmaf__log_info("doca: no memory watch here (userfaultfd: %s); "
+                       "every transfer is staged",
+                       hmaf_err_name(ret));
         c->no_watch = 1;
     }
     return c->watch != NULL;
