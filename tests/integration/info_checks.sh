@@ -6,6 +6,9 @@
 #            reason, and exits 1 (the default engine is not usable); the
 #            same in --json.
 #   enosys   userfaultfd answered with ENOSYS: told apart from a denial.
+#   config   the effective configuration: a setting from the environment
+#            with its source, a bad value named as ignored with the
+#            default kept, the rest defaults; the same in --json.
 #   ptrace   run as nobody against a host process of root: the kernel's
 #            ptrace check refuses (whatever Yama says, another user), and
 #            hmaf-info says so and why, beside a missing CAP_SYS_PTRACE;
@@ -92,6 +95,17 @@ ptrace)
     # user's, not the probe's
     "$info" --pid "$sleeper" >"$out" 2>&1 || fail "as root: exit $?"
     expect "[ok  ] host pid: $sleeper: may be read"
+    ;;
+config)
+    HMAF_RPC_TIMEOUT=200ms HMAF_CACHE_MAX_BYTES=16x run_info 0 -- "$info"
+    cat "$out"
+    expect "session.rpc_timeout_ms       HMAF_RPC_TIMEOUT           200ms  [environment: HMAF_RPC_TIMEOUT=200ms]"
+    expect "[default (environment ignored): HMAF_CACHE_MAX_BYTES=16x]"
+    expect "HMAF_CACHE_MAX_BYTES=16x: not a size"
+    expect "agent.mailbox_slots          HMAF_MAILBOX_SLOTS         16  [default]"
+    HMAF_MAILBOX_SLOTS=32 run_info 0 -- "$info" --json
+    expect '{"name": "agent.mailbox_slots", "env": "HMAF_MAILBOX_SLOTS", "value": "32", "default": "16", "source": "environment", "env_value": "32"}'
+    expect '{"name": "session.rpc_timeout_ms", "env": "HMAF_RPC_TIMEOUT", "value": "5000ms", "default": "5000ms", "source": "default", "env_value": null}'
     ;;
 *)
     echo "unknown case $case"

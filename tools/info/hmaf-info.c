@@ -665,12 +665,63 @@ static void check_doca(void)
 
 /* ---- configuration ----
  *
- * Reserved: the effective configuration (params defaults and the HMAF_*
- * environment overrides) is listed here once the library has a public
- * call for it. This tool does not read the environment itself, so that
- * it cannot disagree with the library. */
+ * The effective settings as the library sees them (hmaf_config_snapshot):
+ * every parameter, its value, and whether it is the default or came from
+ * the environment. This tool does not read the environment itself, so it
+ * cannot disagree with the library. */
+static const char *const source_word[] = {"default", "environment",
+                                          "default (environment ignored)"};
+
+static const char *source_name(hmaf_config_source_t source)
+{
+    return (unsigned)source < sizeof(source_word) / sizeof(source_word[0])
+               ? source_word[source]
+               : "?";
+}
+
+/* Calls show(entry, first) for each setting; 0 or the snapshot's error. */
+static int each_setting(void (*show)(const hmaf_config_entry_t *, int))
+{
+    hmaf_config_t *config = NULL;
+    size_t count = 0;
+    int ret = hmaf_config_snapshot(&config, &count);
+
+    for (size_t i = 0; ret == 0 && i < count; i++) {
+        hmaf_config_entry_t e = {.size = sizeof(e)};
+
+        ret = hmaf_config_entry(config, i, &e);
+        if (ret == 0) {
+            show(&e, i == 0);
+        }
+    }
+    hmaf_config_free(config);
+    return ret;
+}
+
+static void show_setting_text(const hmaf_config_entry_t *e, int first)
+{
+    (void)first;
+    printf("  %-28s %-26s %s", e->name, e->env,
+           e->value[0] != '\0' ? e->value : "(unset)");
+    if (e->source == HMAF_CONFIG_DEFAULT) {
+        printf("  [default]\n");
+    } else {
+        printf("  [%s: %s=%s]\n", source_name(e->source), e->env,
+               e->env_value != NULL ? e->env_value : "");
+    }
+}
+
 static void print_configuration(void)
 {
+    int ret;
+
+    printf("\nconfiguration (params defaults, after the environment; a "
+           "program's own\nassignments come after these: "
+           "docs/configuration.md):\n");
+    ret = each_setting(show_setting_text);
+    if (ret != 0) {
+        printf("  not available: %s\n", hmaf_strerror(ret));
+    }
 }
 
 /* ---- output ---- */
@@ -727,6 +778,27 @@ static void print_text(const hmaf_engine_info_t *def)
     print_configuration();
 }
 
+static void show_setting_json(const hmaf_config_entry_t *e, int first)
+{
+    printf("%s{\"name\": ", first ? "" : ", ");
+    json_string(e->name);
+    printf(", \"env\": ");
+    json_string(e->env);
+    printf(", \"value\": ");
+    json_string(e->value);
+    printf(", \"default\": ");
+    json_string(e->default_value);
+    printf(", \"source\": ");
+    json_string(source_name(e->source));
+    printf(", \"env_value\": ");
+    if (e->env_value != NULL) {
+        json_string(e->env_value);
+    } else {
+        printf("null");
+    }
+    printf("}");
+}
+
 static void print_json(const hmaf_engine_info_t *def)
 {
     printf("{\"version\": ");
@@ -759,6 +831,8 @@ static void print_json(const hmaf_engine_info_t *def)
         json_string(checks[i].fix);
         printf("}");
     }
+    printf("], \"configuration\": [");
+    (void)each_setting(show_setting_json);
     printf("]}\n");
 }
 
@@ -768,9 +842,10 @@ static void usage(FILE *out)
             "usage: hmaf-info [--json] [--pid HOST_PID]\n"
             "       hmaf-info --version | --help\n"
             "What HMAF can do here: the engines built in and whether each "
-            "is usable,\nand the system settings that decide it, each with "
-            "what it means and what\nto do. Run it where and as whom the "
-            "dpu side runs (docs/troubleshooting.md).\n"
+            "is usable,\nthe system settings that decide it, each with "
+            "what it means and what\nto do, and the effective "
+            "configuration. Run it where and as whom the\ndpu side runs "
+            "(docs/troubleshooting.md).\n"
             "  --json          one JSON object, for programs\n"
             "  --pid HOST_PID  also check that this process may read that "
             "one (cma)\n"
