@@ -55,7 +55,7 @@ const struct hmaf__cfg_row hmaf__cfg_rows[HMAF_CFG_NUM] = {
     [HMAF_CFG_ENGINE] = {"engine", "HMAF_ENGINE", HMAF_CFG_TEXT, 0, 0, 0, 0,
                          "", LIBRARY, 0, 0,
                          "engine when params.engine is NULL or empty "
-                         "(both sides); unset: the first usable"},
+                         "(both sides); unset: the first built (cma)"},
     [HMAF_CFG_CONNECT_TIMEOUT] = {"session.connect_timeout_ms",
                                   "HMAF_CONNECT_TIMEOUT", HMAF_CFG_TIME, MS,
                                   1, INT_MAX, 5000, NULL,
