@@ -3,8 +3,8 @@
 # exits 0; results.json has the "meta" object and a cell of every pattern
 # the engine runs; results.csv has the "# key: value" metadata lines and a
 # row of every pattern; with gnuplot, each pattern has its PNG chart, and
-# without it the run says that charts were skipped. Then a short run with
-# gnuplot out of PATH must say the same and still write its files.
+# without it the run says that charts were skipped. Then (on cma) a short
+# run with gnuplot out of PATH must say the same and still write its files.
 # Neither the figures nor the run's time are judged (docs/benchmarks.md).
 #
 # usage: bench_smoke.sh BENCH ENGINE
@@ -126,17 +126,20 @@ else
 fi
 
 # Without gnuplot on PATH: charts skipped with a message, files written.
-mkdir "$dir/empty" && out=$dir/no-gnuplot
-if ! PATH=$dir/empty "$bench" --quick --engine "$engine" --only ping \
-    --out "$out" >"$dir/stdout2"; then
-    cat "$dir/stdout2"
-    fail "hmaf-bench --only ping without gnuplot on PATH exited non-zero"
+# The same code whatever the engine: once, on cma.
+if [ "$engine" = cma ]; then
+    mkdir "$dir/empty" && out=$dir/no-gnuplot
+    if ! PATH=$dir/empty "$bench" --quick --engine "$engine" --only ping \
+        --out "$out" >"$dir/stdout2"; then
+        cat "$dir/stdout2"
+        fail "hmaf-bench --only ping without gnuplot on PATH exited non-zero"
+    fi
+    grep -qx 'gnuplot: not installed, charts skipped' "$dir/stdout2" ||
+        fail "gnuplot not on PATH: no 'charts skipped' line"
+    [ -s "$out/results.json" ] && [ -s "$out/results.csv" ] ||
+        fail "gnuplot not on PATH: results not written"
+    ls "$out"/*.png >/dev/null 2>&1 && fail "gnuplot not on PATH, yet a PNG"
 fi
-grep -qx 'gnuplot: not installed, charts skipped' "$dir/stdout2" ||
-    fail "gnuplot not on PATH: no 'charts skipped' line"
-[ -s "$out/results.json" ] && [ -s "$out/results.csv" ] ||
-    fail "gnuplot not on PATH: results not written"
-ls "$out"/*.png >/dev/null 2>&1 && fail "gnuplot not on PATH, yet a PNG"
 
 if [ "$failed" -ne 0 ]; then
     cat "$dir/stdout"
