@@ -11,6 +11,7 @@
 #include "engine/engine.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -170,6 +171,26 @@ const char *const *hmaf__engine_names(void)
     return names;
 }
 
+/* Nothing matched: say so, with what there is, or a typo in
+ * params.engine or $HMAF_ENGINE would fail create with HMAF_ENOENGINE and
+ * no word why. */
+static void log_not_found(const char *name)
+{
+    char built[64] = "";
+    size_t len = 0;
+
+    for (size_t i = 0; i < num_resolved && len < sizeof(built); i++) {
+        len += (size_t)snprintf(built + len, sizeof(built) - len, "%s%s",
+                                i > 0 ? ", " : "", resolved[i].name);
+    }
+    if (name != NULL && name[0] != '\0') {
+        hmaf__log_error("no engine named '%s' in this libhmaf (built: %s)",
+                        name, built);
+    } else {
+        hmaf__log_error("no engine is usable here (built: %s)", built);
+    }
+}
+
 const struct hmaf_engine_ops *hmaf__engine_find(const char *name)
 {
     pthread_once(&resolve_once, resolve_all);
@@ -192,6 +213,7 @@ const struct hmaf_engine_ops *hmaf__engine_find(const char *name)
             return NULL;
         }
     }
+    log_not_found(name);
     return NULL;
 }
 
