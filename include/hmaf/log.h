@@ -7,7 +7,9 @@
  * the level (off, error, warn (default), info, debug; any case) and
  * $HMAF_LOG_FILE a file to append to; both are read once, at the first
  * message. A file that cannot be opened (a FIFO with no reader included:
- * HMAF does not wait for one) leaves the lines on stderr, with a warning.
+ * HMAF does not wait for one) leaves the lines on stderr, with a warning;
+ * lines that cannot be written (a full disk, a FIFO or pipe whose reader
+ * left) are lost, and never raise SIGPIPE.
  * $HMAF_LOG_FILE is ignored in a setuid, setgid or file-capability
  * program (secure_getenv()). By default each message is one line on
  * stderr:

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -136,7 +137,7 @@ int hmaf__log_enabled(enum hmaf_log_level level)
     return (int)level <= log_level;
 }
 
-static void write_all(int fd, const char *buf, size_t len)
+static int write_all(int fd, const char *buf, size_t len)
 {
     while (len > 0) {
         ssize_t n = write(fd, buf, len);
@@ -144,11 +145,34 @@ static void write_all(int fd, const char *buf, size_t len)
             continue;
         }
         if (n <= 0) {
-            return; /* nowhere else to say it */
+            return -1; /* nowhere else to say it */
         }
         buf += n;
         len -= (size_t)n;
     }
+    return 0;
+}
+
+/* write_all, without SIGPIPE: a log FIFO (or stderr pipe) whose reader
+ * went away must cost the line, not the process, as the channels' sends
+ * (MSG_NOSIGNAL). The signal is blocked in this thread for the write, and
+ * taken back if the write raised it (not if it was pending before). */
+static void write_quiet(int fd, const char *buf, size_t len)
+{
+    static const struct timespec now = {0, 0};
+    sigset_t pipe_set, old, pending;
+    int was_pending;
+
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    sigpending(&pending);
+    was_pending = sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    if (write_all(fd, buf, len) < 0 && errno == EPIPE && !was_pending) {
+        while (sigtimedwait(&pipe_set, NULL, &now) < 0 && errno == EINTR) {
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 /* "hmaf[pid:tid] 2026-12-06T06:01:02.123456Z warn: text\n", in one write
@@ -173,7 +197,7 @@ static void write_line(enum hmaf_log_level level, const char *msg)
         n = sizeof(line) - 1;
         line[n - 1] = '\n';
     }
-    write_all(log_fd, line, (size_t)n);
+    write_quiet(log_fd, line, (size_t)n);
 }
 
 /* One message, one line: a control character in the text (a value from

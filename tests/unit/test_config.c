@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <regex.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -645,6 +646,32 @@ static int case_log_file_setuid(void)
     return 0;
 }
 
+/* HMAF_LOG_FILE a FIFO whose reader goes away: the next line is lost,
+ * not the process (SIGPIPE's default action ends it), and no SIGPIPE is
+ * left pending. */
+static int case_log_file_fifo_gone(void)
+{
+    char dir[] = "/tmp/hmaf-config-XXXXXX", path[128], line[1024];
+    sigset_t pending;
+    int rfd;
+
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof(path), "%s/fifo", dir);
+    CHECK_EQ(mkfifo(path, 0600), 0);
+    rfd = open(path, O_RDONLY | O_NONBLOCK);
+    CHECK(rfd >= 0);
+    setenv("HMAF_LOG_FILE", path, 1);
+    hmaf__log_warn("marker %d", 1);
+    CHECK(read(rfd, line, sizeof(line)) > 0);
+    close(rfd); /* the reader goes */
+    hmaf__log_warn("marker %d", 2);
+    CHECK_EQ(sigpending(&pending), 0);
+    CHECK_EQ(sigismember(&pending, SIGPIPE), 0);
+    unlink(path);
+    rmdir(dir);
+    return 0;
+}
+
 /* A child forked while another thread was inside the handler: nobody in
  * the child is, so its own hmaf_log_set_handler() and messages go
  * through (they waited forever on the lock the parent's thread held). */
@@ -977,6 +1004,8 @@ int main(int argc, char **argv)
         ret = case_log_file_fifo(0);
     } else if (strcmp(c, "log-file-fifo-reader") == 0) {
         ret = case_log_file_fifo(1);
+    } else if (strcmp(c, "log-file-fifo-gone") == 0) {
+        ret = case_log_file_fifo_gone();
     } else if (strcmp(c, "log-one-line") == 0) {
         ret = case_log_one_line();
     } else if (strcmp(c, "log-file-setuid") == 0) {
@@ -998,7 +1027,8 @@ int main(int argc, char **argv)
     } else {
         fprintf(stderr, "usage: test_config parse|apply|unknown|"
                         "log-level LEVEL|log-file|log-file-bad|"
-                        "log-file-fifo|log-file-fifo-reader|log-one-line|"
+                        "log-file-fifo|log-file-fifo-reader|"
+                        "log-file-fifo-gone|log-one-line|"
                         "log-file-setuid|handler|"
                         "fork-handler|fork-in-handler|engine-unknown|list|"
                         "doc PATH\n");
