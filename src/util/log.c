@@ -93,8 +93,8 @@ static void log_init(void)
     if (level != NULL && hmaf__config_parse(r, level, &v, &why) == 0) {
         log_level = (int)v - 1; /* the row's words start at "off" */
     }
-    if (path == NULL) {
-        return;
+    if (path == NULL || log_level < 0) {
+        return; /* off: no line will be written, so no file is made */
     }
     snprintf(log_file_path, sizeof(log_file_path), "%s", path);
     log_fd = open_log_file(path);

@@ -404,9 +404,15 @@ static int case_unknown(void)
     return 0;
 }
 
-/* HMAF_LOG in any case; a bad level keeps warn and is said. */
+/* HMAF_LOG in any case; a bad level keeps warn and is said. Off makes
+ * no HMAF_LOG_FILE either. */
 static int case_log_level(const char *level)
 {
+    char dir[] = "/tmp/hmaf-config-XXXXXX", path[128];
+
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof(path), "%s/hmaf.log", dir);
+    setenv("HMAF_LOG_FILE", path, 1);
     setenv("HMAF_LOG", level, 1);
     CHECK_OK(hmaf_log_set_handler(capture, &num_msgs));
     hmaf__log_debug("debug %d", 4);
@@ -420,6 +426,7 @@ static int case_log_level(const char *level)
         CHECK_EQ(msg_levels[3], HMAF_LOG_ERROR);
     } else if (strcasecmp(level, "off") == 0) {
         CHECK_EQ(num_msgs, 0);
+        CHECK(access(path, F_OK) != 0);
     } else if (strcasecmp(level, "error") == 0) {
         CHECK_EQ(num_msgs, 1);
         CHECK_EQ(said("error 1", NULL), 1);
@@ -429,6 +436,8 @@ static int case_log_level(const char *level)
         CHECK_EQ(said("error 1", NULL), 1);
         CHECK_EQ(said("info 3", NULL) + said("debug 4", NULL), 0);
     }
+    unlink(path);
+    rmdir(dir);
     return 0;
 }
 
