@@ -16,10 +16,11 @@
  * the setting's own unit, the one its field is named after); sizes take
  * K, M, G or T, binary, also written KiB, KB ("16M", "16MiB"; a bare
  * number is bytes). A value that does not parse, overflows or is out of
- * range is warned about in the log and the default kept (two settings
+ * range is warned about in the log and the default kept (three settings
  * make the call that uses them fail instead: HMAF_SPLIT_THREADS and
- * HMAF_UCX_PORT, as their fields' documentation says). An empty value is
- * the same as none.
+ * HMAF_UCX_PORT, as their fields' documentation says, and an HMAF_ENGINE
+ * that names no built-in engine: HMAF_ENOENGINE, with a log line). An
+ * empty value is the same as none.
  *
  * At the first use of the library HMAF looks at the whole environment
  * once and warns about every HMAF_* variable it does not know (a typo
@@ -27,7 +28,9 @@
  *
  * The environment is read when a value is used (by a params_init, a
  * session, an engine), except $HMAF_LOG and $HMAF_LOG_FILE, read at the
- * first message.
+ * first message. HMAF reads it with getenv(), which is not safe against
+ * setenv(), unsetenv() or putenv() in another thread at the same time:
+ * change the environment before starting threads that use HMAF.
  */
 #ifndef HMAF_CONFIG_H
 #define HMAF_CONFIG_H

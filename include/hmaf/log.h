@@ -6,11 +6,19 @@
  * failed, a peer that misbehaves, a setting it ignored). $HMAF_LOG picks
  * the level (off, error, warn (default), info, debug; any case) and
  * $HMAF_LOG_FILE a file to append to; both are read once, at the first
- * message. By default each message is one line on stderr:
+ * message. A file that cannot be opened (a FIFO with no reader included:
+ * HMAF does not wait for one) leaves the lines on stderr, with a warning;
+ * lines that cannot be written (a full disk, a FIFO or pipe whose reader
+ * left) are lost, and never raise SIGPIPE.
+ * $HMAF_LOG_FILE is ignored in a setuid, setgid or file-capability
+ * program (secure_getenv()). By default each message is one line on
+ * stderr:
  *
  *     hmaf[pid:tid] 2026-12-06T06:01:02.123456Z warn: text
  *
- * (the time in UTC, tid the kernel's thread id). A program may take the
+ * (the time in UTC, tid the kernel's thread id). A control character in
+ * a message's text (say, a newline in a bad value it quotes) is written
+ * as '?', so a message is always one line. A program may take the
  * messages itself instead, with hmaf_log_set_handler().
  */
 #ifndef HMAF_LOG_H

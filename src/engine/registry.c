@@ -190,6 +190,26 @@ int hmaf__engine_probe(const struct hmaf_engine_ops *ops, char *why,
     return ret < 0 ? ret : 0;
 }
 
+/* Nothing matched: say so, with what there is, or a typo in
+ * params.engine or $HMAF_ENGINE would fail create with HMAF_ENOENGINE and
+ * no word why. */
+static void log_not_found(const char *name)
+{
+    char built[64] = "";
+    size_t len = 0;
+
+    for (size_t i = 0; i < num_resolved && len < sizeof(built); i++) {
+        len += (size_t)snprintf(built + len, sizeof(built) - len, "%s%s",
+                                i > 0 ? ", " : "", resolved[i].name);
+    }
+    if (name != NULL && name[0] != '\0') {
+        hmaf__log_error("no engine named '%s' in this libhmaf (built: %s)",
+                        name, built);
+    } else {
+        hmaf__log_error("no engine is usable here (built: %s)", built);
+    }
+}
+
 /* A named engine, or else the default: the first built (cma). The others
  * are taken by name only, so a default that cannot run here is an error
  * that says why, not a silent switch to an engine the peer does not run
@@ -218,9 +238,7 @@ const struct hmaf_engine_ops *hmaf__engine_find(const char *name)
                         ops->name, named ? "" : " (the default)", why);
         return NULL;
     }
-    if (named) {
-        hmaf__log_error("engine %s is not built into this library", name);
-    }
+    log_not_found(name);
     return NULL;
 }
 

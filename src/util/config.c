@@ -457,7 +457,12 @@ static void format_range(const struct hmaf__cfg_row *r, char *buf,
 
 const char *hmaf__config_env(enum hmaf__cfg_id id)
 {
-    const char *v = getenv(hmaf__cfg_rows[id].env);
+    /* A log file is one the process writes, created if need be: in a
+     * setuid, setgid or file-capability program the user who set the
+     * variable must not choose it (secure_getenv is NULL there). */
+    const char *v = id == HMAF_CFG_LOG_FILE
+                        ? secure_getenv(hmaf__cfg_rows[id].env)
+                        : getenv(hmaf__cfg_rows[id].env);
 
     return v != NULL && v[0] != '\0' ? v : NULL;
 }

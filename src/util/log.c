@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -35,6 +36,49 @@ static pthread_rwlock_t handler_lock =
 static hmaf_log_handler_t handler;
 static void *handler_arg;
 
+/* This thread holds handler_lock for reading (it is delivering one). */
+static _Thread_local int delivering;
+
+/* A forked child has only the thread that called fork(): a message another
+ * thread was delivering at that moment would hold handler_lock in the
+ * child for good, and the child's hmaf_log_set_handler() (then, behind
+ * that writer, its every message) would wait forever. So the lock starts
+ * anew in the child, held only if the thread that forked holds it: a
+ * handler that forks (system(), popen()) ends its message as usual. */
+static void log_fork_child(void)
+{
+    static const pthread_rwlock_t unlocked =
+        PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
+
+    memcpy(&handler_lock, &unlocked, sizeof(handler_lock));
+    if (delivering) {
+        pthread_rwlock_rdlock(&handler_lock);
+    }
+}
+
+/* The file of $HMAF_LOG_FILE, or -1 with errno. Opened non-blocking: a
+ * FIFO that nobody reads would otherwise block open() for good, and with
+ * it every thread that logs (all wait for the first message's open); such
+ * a FIFO fails with ENXIO instead. Writes then block again, as they do on
+ * stderr. O_NOCTTY: a terminal named here must not become the process's
+ * controlling terminal. */
+static int open_log_file(const char *path)
+{
+    int fd = open(path,
+                  O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK |
+                      O_NOCTTY,
+                  0644);
+    int flags = fd >= 0 ? fcntl(fd, F_GETFL) : -1;
+
+    if (fd >= 0 && (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0)) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
 /* Level and file, from the table's parser; a bad $HMAF_LOG keeps warn and
  * is warned about by hmaf__config_check_env(). */
 static void log_init(void)
@@ -45,14 +89,15 @@ static void log_init(void)
     const char *why = NULL;
     uint64_t v;
 
+    (void)pthread_atfork(NULL, NULL, log_fork_child);
     if (level != NULL && hmaf__config_parse(r, level, &v, &why) == 0) {
         log_level = (int)v - 1; /* the row's words start at "off" */
     }
-    if (path == NULL) {
-        return;
+    if (path == NULL || log_level < 0) {
+        return; /* off: no line will be written, so no file is made */
     }
     snprintf(log_file_path, sizeof(log_file_path), "%s", path);
-    log_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    log_fd = open_log_file(path);
     if (log_fd < 0) {
         log_file_errno = errno;
         log_fd = STDERR_FILENO;
@@ -92,7 +137,7 @@ int hmaf__log_enabled(enum hmaf_log_level level)
     return (int)level <= log_level;
 }
 
-static void write_all(int fd, const char *buf, size_t len)
+static int write_all(int fd, const char *buf, size_t len)
 {
     while (len > 0) {
         ssize_t n = write(fd, buf, len);
@@ -100,11 +145,34 @@ static void write_all(int fd, const char *buf, size_t len)
             continue;
         }
         if (n <= 0) {
-            return; /* nowhere else to say it */
+            return -1; /* nowhere else to say it */
         }
         buf += n;
         len -= (size_t)n;
     }
+    return 0;
+}
+
+/* write_all, without SIGPIPE: a log FIFO (or stderr pipe) whose reader
+ * went away must cost the line, not the process, as the channels' sends
+ * (MSG_NOSIGNAL). The signal is blocked in this thread for the write, and
+ * taken back if the write raised it (not if it was pending before). */
+static void write_quiet(int fd, const char *buf, size_t len)
+{
+    static const struct timespec now = {0, 0};
+    sigset_t pipe_set, old, pending;
+    int was_pending;
+
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    sigpending(&pending);
+    was_pending = sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    if (write_all(fd, buf, len) < 0 && errno == EPIPE && !was_pending) {
+        while (sigtimedwait(&pipe_set, NULL, &now) < 0 && errno == EINTR) {
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 /* "hmaf[pid:tid] 2026-12-06T06:01:02.123456Z warn: text\n", in one write
@@ -129,7 +197,19 @@ static void write_line(enum hmaf_log_level level, const char *msg)
         n = sizeof(line) - 1;
         line[n - 1] = '\n';
     }
-    write_all(log_fd, line, (size_t)n);
+    write_quiet(log_fd, line, (size_t)n);
+}
+
+/* One message, one line: a control character in the text (a value from
+ * the environment, a name from the application) becomes '?', so that
+ * nothing a message quotes can end its line and forge the next. */
+static void one_line(char *msg)
+{
+    for (unsigned char *p = (unsigned char *)msg; *p != '\0'; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            *p = '?';
+        }
+    }
 }
 
 void hmaf__log(enum hmaf_log_level level, const char *fmt, ...)
@@ -146,18 +226,22 @@ void hmaf__log(enum hmaf_log_level level, const char *fmt, ...)
     errno = saved_errno;
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    one_line(msg);
     pthread_rwlock_rdlock(&handler_lock);
+    delivering = 1;
     if (handler != NULL) {
         handler(handler_arg, level, msg);
     } else {
         write_line(level, msg);
     }
+    delivering = 0;
     pthread_rwlock_unlock(&handler_lock);
     errno = saved_errno;
 }
 
 HMAF_API int hmaf_log_set_handler(hmaf_log_handler_t fn, void *arg)
 {
+    pthread_once(&log_once, log_init); /* the fork handler, before locking */
     pthread_rwlock_wrlock(&handler_lock);
     handler = fn;
     handler_arg = arg;

@@ -9,10 +9,14 @@
 #include <stdatomic.h>
 #include <regex.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/auxv.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -400,9 +404,15 @@ static int case_unknown(void)
     return 0;
 }
 
-/* HMAF_LOG in any case; a bad level keeps warn and is said. */
+/* HMAF_LOG in any case; a bad level keeps warn and is said. Off makes
+ * no HMAF_LOG_FILE either. */
 static int case_log_level(const char *level)
 {
+    char dir[] = "/tmp/hmaf-config-XXXXXX", path[128];
+
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof(path), "%s/hmaf.log", dir);
+    setenv("HMAF_LOG_FILE", path, 1);
     setenv("HMAF_LOG", level, 1);
     CHECK_OK(hmaf_log_set_handler(capture, &num_msgs));
     hmaf__log_debug("debug %d", 4);
@@ -416,6 +426,7 @@ static int case_log_level(const char *level)
         CHECK_EQ(msg_levels[3], HMAF_LOG_ERROR);
     } else if (strcasecmp(level, "off") == 0) {
         CHECK_EQ(num_msgs, 0);
+        CHECK(access(path, F_OK) != 0);
     } else if (strcasecmp(level, "error") == 0) {
         CHECK_EQ(num_msgs, 1);
         CHECK_EQ(said("error 1", NULL), 1);
@@ -425,6 +436,8 @@ static int case_log_level(const char *level)
         CHECK_EQ(said("error 1", NULL), 1);
         CHECK_EQ(said("info 3", NULL) + said("debug 4", NULL), 0);
     }
+    unlink(path);
+    rmdir(dir);
     return 0;
 }
 
@@ -501,6 +514,289 @@ static int case_log_file(int openable)
     }
     unlink(err_path);
     rmdir(dir);
+    return 0;
+}
+
+/* HMAF_LOG_FILE naming a FIFO. Nobody reading it: the first message
+ * must not wait for a reader (open() on such a FIFO blocks until one
+ * comes, and every thread that logs waits for the first message's open);
+ * the FIFO counts as a file that cannot be opened. With a reader, the
+ * lines go to it. A hang fails through the watchdog. */
+static int case_log_file_fifo(int reader)
+{
+    char dir[] = "/tmp/hmaf-config-XXXXXX", path[128], err_path[128];
+    char line[1024];
+    ssize_t n;
+    int fd, rfd = -1;
+
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof(path), "%s/fifo", dir);
+    snprintf(err_path, sizeof(err_path), "%s/stderr", dir);
+    CHECK_EQ(mkfifo(path, 0600), 0);
+    if (reader) {
+        rfd = open(path, O_RDONLY | O_NONBLOCK);
+        CHECK(rfd >= 0);
+    }
+    setenv("HMAF_LOG_FILE", path, 1);
+    fd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CHECK(fd >= 0);
+    fflush(stderr);
+    CHECK(dup2(fd, 2) == 2);
+    close(fd);
+    alarm(30); /* watchdog: the default action ends the test, failed */
+    hmaf__log_warn("marker %d", 7);
+    alarm(0);
+    if (reader) {
+        n = read(rfd, line, sizeof(line) - 1);
+        CHECK(n > 0);
+        line[n] = '\0';
+        check_line(line, "warn", "marker 7");
+        CHECK(read_file(err_path)[0] == '\0');
+        close(rfd);
+    } else {
+        const char *text = read_file(err_path);
+        check_line(text, "warn", "marker 7");
+        check_line(text, "warn", "HMAF_LOG_FILE=.*: cannot open: .*");
+    }
+    unlink(path);
+    unlink(err_path);
+    rmdir(dir);
+    return 0;
+}
+
+/* A message quoting text with a newline (a bad value from the
+ * environment) stays one line: the text must not forge a line of its
+ * own. */
+static int case_log_one_line(void)
+{
+    char dir[] = "/tmp/hmaf-config-XXXXXX", path[128];
+    hmaf_session_params_t p;
+    const char *text;
+    int lines = 0;
+
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof(path), "%s/hmaf.log", dir);
+    setenv("HMAF_LOG_FILE", path, 1);
+    setenv("HMAF_RPC_TIMEOUT",
+           "5\nhmaf[1:1] 2026-01-01T00:00:00.000000Z error: forged\tline", 1);
+    hmaf_session_params_init(&p); /* the first use: warns, once */
+    CHECK_EQ(p.rpc_timeout_ms, 5000);
+    text = read_file(path);
+    for (const char *c = text; *c != '\0'; c++) {
+        lines += *c == '\n';
+    }
+    CHECK_EQ(lines, 1);
+    check_line(text, "warn", "HMAF_RPC_TIMEOUT=5\\?hmaf\\[1:1\\] .* "
+                             "error: forged\\?line: not a time .*");
+    unlink(path);
+    rmdir(dir);
+    return 0;
+}
+
+/* HMAF_LOG_FILE in a setuid program, run by another user: that user must
+ * not choose a file the program writes (and creates) with its owner's
+ * rights. This program, copied setuid root, runs as nobody with
+ * HMAF_LOG_FILE in a directory only root may write: the file must not
+ * appear, the message goes to stderr. */
+#define NOBODY 65534
+
+static int case_log_file_setuid_child(void)
+{
+    if (getauxval(AT_SECURE) == 0) {
+        return 77; /* a nosuid mount: not the secure mode */
+    }
+    hmaf__log_warn("marker %d", 9);
+    return 0;
+}
+
+static int case_log_file_setuid(void)
+{
+    char dir[] = "/tmp/hmaf-config-XXXXXX", copy[128], path[128];
+    char cmd[512];
+    int status;
+    pid_t pid;
+
+    if (geteuid() != 0) {
+        printf("skip: needs root, to make a setuid copy\n");
+        return 77;
+    }
+    CHECK(mkdtemp(dir) != NULL);
+    CHECK_EQ(chmod(dir, 0755), 0);
+    snprintf(copy, sizeof(copy), "%s/test_config", dir);
+    snprintf(path, sizeof(path), "%s/chosen.log", dir);
+    snprintf(cmd, sizeof(cmd), "cp /proc/%d/exe %s", (int)getpid(), copy);
+    CHECK_EQ(system(cmd), 0);
+    CHECK_EQ(chmod(copy, 04755), 0);
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        if (setgid(NOBODY) != 0 || setuid(NOBODY) != 0) {
+            _exit(2);
+        }
+        setenv("HMAF_LOG_FILE", path, 1);
+        execl(copy, copy, "log-file-setuid-child", (char *)NULL);
+        _exit(3);
+    }
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    unlink(copy);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+        rmdir(dir);
+        printf("skip: the setuid copy did not run in secure mode (nosuid)\n");
+        return 77;
+    }
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (access(path, F_OK) == 0) {
+        fprintf(stderr, "%s was created by a setuid program\n", path);
+        unlink(path);
+        rmdir(dir);
+        return 1;
+    }
+    rmdir(dir);
+    return 0;
+}
+
+/* HMAF_LOG_FILE a FIFO whose reader goes away: the next line is lost,
+ * not the process (SIGPIPE's default action ends it), and no SIGPIPE is
+ * left pending. */
+static int case_log_file_fifo_gone(void)
+{
+    char dir[] = "/tmp/hmaf-config-XXXXXX", path[128], line[1024];
+    sigset_t pending;
+    int rfd;
+
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof(path), "%s/fifo", dir);
+    CHECK_EQ(mkfifo(path, 0600), 0);
+    rfd = open(path, O_RDONLY | O_NONBLOCK);
+    CHECK(rfd >= 0);
+    setenv("HMAF_LOG_FILE", path, 1);
+    hmaf__log_warn("marker %d", 1);
+    CHECK(read(rfd, line, sizeof(line)) > 0);
+    close(rfd); /* the reader goes */
+    hmaf__log_warn("marker %d", 2);
+    CHECK_EQ(sigpending(&pending), 0);
+    CHECK_EQ(sigismember(&pending, SIGPIPE), 0);
+    unlink(path);
+    rmdir(dir);
+    return 0;
+}
+
+/* A child forked while another thread was inside the handler: nobody in
+ * the child is, so its own hmaf_log_set_handler() and messages go
+ * through (they waited forever on the lock the parent's thread held). */
+static int release_fd[2], entered_fd[2];
+
+static void handler_blocks(void *arg, hmaf_log_level_t level,
+                           const char *message)
+{
+    char c = 1;
+
+    (void)arg;
+    (void)level;
+    (void)message;
+    CHECK_EQ(write(entered_fd[1], &c, 1), 1);
+    CHECK_EQ(read(release_fd[0], &c, 1), 1);
+}
+
+static void *log_once_thread(void *arg)
+{
+    (void)arg;
+    hmaf__log_warn("held in the handler");
+    return NULL;
+}
+
+static int case_fork_handler(void)
+{
+    pthread_t t;
+    pid_t pid;
+    int status;
+    char c = 0;
+
+    CHECK(pipe(release_fd) == 0 && pipe(entered_fd) == 0);
+    CHECK_OK(hmaf_log_set_handler(handler_blocks, NULL));
+    CHECK_EQ(pthread_create(&t, NULL, log_once_thread, NULL), 0);
+    CHECK_EQ(read(entered_fd[0], &c, 1), 1); /* it is in the handler */
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        alarm(30); /* watchdog: a hang ends the child by SIGALRM */
+        num_msgs = 0;
+        CHECK_OK(hmaf_log_set_handler(capture, &num_msgs));
+        hmaf__log_warn("from the child");
+        _exit(num_msgs == 1 && said("from the child", NULL) == 1 ? 0 : 1);
+    }
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK_EQ(write(release_fd[1], &c, 1), 1);
+    CHECK_EQ(pthread_join(t, NULL), 0);
+    CHECK_OK(hmaf_log_set_handler(NULL, NULL));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "child: status %#x\n", status);
+        return 1;
+    }
+    return 0;
+}
+
+/* A handler that forks (system(), popen()): in the child, the thread that
+ * forked is inside the handler and the message ends as usual; after it
+ * the child's own hmaf_log_set_handler() and messages go through. */
+static pid_t forked_in_handler = -1;
+
+static void handler_forks(void *arg, hmaf_log_level_t level,
+                          const char *message)
+{
+    (void)arg;
+    (void)level;
+    (void)message;
+    if (forked_in_handler < 0) {
+        forked_in_handler = fork();
+        CHECK(forked_in_handler >= 0);
+    }
+}
+
+static int case_fork_in_handler(void)
+{
+    int status;
+
+    CHECK_OK(hmaf_log_set_handler(handler_forks, NULL));
+    hmaf__log_warn("forks");
+    if (forked_in_handler == 0) {
+        alarm(30); /* watchdog: a hang ends the child by SIGALRM */
+        num_msgs = 0;
+        CHECK_OK(hmaf_log_set_handler(capture, &num_msgs));
+        hmaf__log_warn("from the child");
+        CHECK_OK(hmaf_log_set_handler(NULL, NULL));
+        _exit(num_msgs == 1 && said("from the child", NULL) == 1 ? 0 : 1);
+    }
+    CHECK_EQ(waitpid(forked_in_handler, &status, 0), forked_in_handler);
+    CHECK_OK(hmaf_log_set_handler(NULL, NULL));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "child: status %#x\n", status);
+        return 1;
+    }
+    return 0;
+}
+
+/* An engine name that is not built in, from $HMAF_ENGINE or the params:
+ * create fails with HMAF_ENOENGINE, and the log says which name and what
+ * is built (it said nothing). */
+static int case_engine_unknown(void)
+{
+    hmaf_agent_params_t ap;
+    hmaf_session_params_t sp;
+    hmaf_agent_t *agent = NULL;
+    hmaf_session_t *session = NULL;
+
+    setenv("HMAF_ENGINE", "bogus", 1);
+    CHECK_OK(hmaf_log_set_handler(capture, &num_msgs));
+    hmaf_agent_params_init(&ap);
+    CHECK_ERR(hmaf_agent_create(&ap, &agent), HMAF_ENOENGINE);
+    CHECK_EQ(said("no engine named 'bogus'", "built: cma", NULL), 1);
+    hmaf_session_params_init(&sp);
+    sp.address = "unix:/nonexistent/hmaf-config-test";
+    sp.engine = "nope";
+    CHECK_ERR(hmaf_session_create(&sp, &session), HMAF_ENOENGINE);
+    CHECK_EQ(said("no engine named 'nope'", NULL), 1);
+    CHECK(agent == NULL && session == NULL);
     return 0;
 }
 
@@ -713,15 +1009,37 @@ int main(int argc, char **argv)
         ret = case_log_file(1);
     } else if (strcmp(c, "log-file-bad") == 0) {
         ret = case_log_file(0);
+    } else if (strcmp(c, "log-file-fifo") == 0) {
+        ret = case_log_file_fifo(0);
+    } else if (strcmp(c, "log-file-fifo-reader") == 0) {
+        ret = case_log_file_fifo(1);
+    } else if (strcmp(c, "log-file-fifo-gone") == 0) {
+        ret = case_log_file_fifo_gone();
+    } else if (strcmp(c, "log-one-line") == 0) {
+        ret = case_log_one_line();
+    } else if (strcmp(c, "log-file-setuid") == 0) {
+        ret = case_log_file_setuid();
+    } else if (strcmp(c, "log-file-setuid-child") == 0) {
+        ret = case_log_file_setuid_child();
     } else if (strcmp(c, "handler") == 0) {
         ret = case_handler();
+    } else if (strcmp(c, "fork-handler") == 0) {
+        ret = case_fork_handler();
+    } else if (strcmp(c, "fork-in-handler") == 0) {
+        ret = case_fork_in_handler();
+    } else if (strcmp(c, "engine-unknown") == 0) {
+        ret = case_engine_unknown();
     } else if (strcmp(c, "list") == 0) {
         ret = case_list();
     } else if (strcmp(c, "doc") == 0 && argc > 2) {
         ret = case_doc(argv[2]);
     } else {
         fprintf(stderr, "usage: test_config parse|apply|unknown|"
-                        "log-level LEVEL|log-file|log-file-bad|handler|list|"
+                        "log-level LEVEL|log-file|log-file-bad|"
+                        "log-file-fifo|log-file-fifo-reader|"
+                        "log-file-fifo-gone|log-one-line|"
+                        "log-file-setuid|handler|"
+                        "fork-handler|fork-in-handler|engine-unknown|list|"
                         "doc PATH\n");
         return 2;
     }
