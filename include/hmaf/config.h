@@ -99,7 +99,9 @@ HMAF_API int hmaf_config_snapshot(hmaf_config_t **config_out,
  * @param [in]     index   which entry.
  * @param [in,out] entry   entry->size set by the caller; filled on success.
  * @return 0; HMAF_ENOENT (index past the last entry), HMAF_EINVAL (NULL,
- *         or entry->size smaller than this struct's first version).
+ *         or an entry->size the call does not accept: as for the
+ *         counters structs, types.h, HMAF_STATS_SIZE_MAX; a larger one
+ *         gets zeros past this struct).
  */
 HMAF_API int hmaf_config_entry(const hmaf_config_t *config, size_t index,
                                hmaf_config_entry_t *entry);

@@ -22,6 +22,7 @@
 
 #include "util/compiler.h"
 #include "util/log.h"
+#include "util/stats.h"
 
 #define MS 1000000ull
 #define RANGE_LEN 80 /* "min..max", two numbers of up to 31 */
@@ -707,15 +708,22 @@ HMAF_API int hmaf_config_snapshot(hmaf_config_t **config_out,
 }
 
 /* The first version's size: a caller's entry must hold at least it. */
-#define ENTRY_SIZE_V1 sizeof(hmaf_config_entry_t)
+#define ENTRY_SIZE_V1                                                          \
+    HMAF__STATS_SIZE_MIN(hmaf_config_entry_t, description)
 
+/* The entry's size follows the counters structs' rule (util/stats.h): a
+ * caller built against a newer header gets zeros for what this library
+ * does not know, one against an older header what fits. */
 HMAF_API int hmaf_config_entry(const hmaf_config_t *config, size_t index,
                                hmaf_config_entry_t *entry)
 {
     const struct hmaf__cfg_row *r;
     const struct config_item *it;
+    hmaf_config_entry_t e = {.size = sizeof(e)};
+    size_t size;
+    int ret = hmaf__stats_size(entry, ENTRY_SIZE_V1, &size);
 
-    if (config == NULL || entry == NULL || entry->size < ENTRY_SIZE_V1) {
+    if (ret < 0 || config == NULL) {
         return HMAF_EINVAL;
     }
     if (index >= config->count) {
@@ -723,15 +731,16 @@ HMAF_API int hmaf_config_entry(const hmaf_config_t *config, size_t index,
     }
     r = &hmaf__cfg_rows[index];
     it = &config->items[index];
-    entry->name = r->name;
-    entry->env = r->env;
-    entry->value = it->value;
-    entry->source = it->source;
-    entry->env_value = it->env_value;
-    entry->default_value = it->def;
-    entry->unit = unit_of(r);
-    entry->range = it->range;
-    entry->description = r->doc;
+    e.name = r->name;
+    e.env = r->env;
+    e.value = it->value;
+    e.source = it->source;
+    e.env_value = it->env_value;
+    e.default_value = it->def;
+    e.unit = unit_of(r);
+    e.range = it->range;
+    e.description = r->doc;
+    hmaf__stats_put(entry, size, &e, sizeof(e));
     return 0;
 }
 

@@ -880,6 +880,29 @@ static void entry_is(const hmaf_config_t *c, const char *env, const char *value,
     CHECK((e.env_value != NULL) == (source != HMAF_CONFIG_DEFAULT));
 }
 
+/* A caller built against a newer header, whose entry is longer: the tail
+ * comes back zeroed, nothing past its size is written, size stays. */
+static void entry_from_newer_header(const hmaf_config_t *c)
+{
+    struct {
+        hmaf_config_entry_t e;
+        unsigned char tail[24];
+        unsigned char guard[16];
+    } big;
+
+    memset(&big, 0xa5, sizeof(big));
+    big.e.size = sizeof(big.e) + sizeof(big.tail);
+    CHECK_OK(hmaf_config_entry(c, 0, &big.e));
+    CHECK_EQ(big.e.size, sizeof(big.e) + sizeof(big.tail));
+    CHECK(big.e.name != NULL && strcmp(big.e.name, row(0)->name) == 0);
+    for (size_t i = 0; i < sizeof(big.tail); i++) {
+        CHECK_EQ(big.tail[i], 0);
+    }
+    for (size_t i = 0; i < sizeof(big.guard); i++) {
+        CHECK_EQ(big.guard[i], 0xa5);
+    }
+}
+
 static int case_list(void)
 {
     hmaf_config_entry_t e = {.size = sizeof(e)};
@@ -929,7 +952,13 @@ static int case_list(void)
     CHECK_ERR(hmaf_config_find(c, NULL, &e), HMAF_EINVAL);
     e.size = sizeof(e) - 1;
     CHECK_ERR(hmaf_config_entry(c, 0, &e), HMAF_EINVAL);
+    e.size = 0;
+    CHECK_ERR(hmaf_config_entry(c, 0, &e), HMAF_EINVAL);
+    e.size = HMAF_STATS_SIZE_MAX + 8;
+    CHECK_ERR(hmaf_config_entry(c, 0, &e), HMAF_EINVAL);
+    e.size = sizeof(e);
     CHECK_ERR(hmaf_config_entry(NULL, 0, &e), HMAF_EINVAL);
+    entry_from_newer_header(c);
     hmaf_config_free(c);
     hmaf_config_free(NULL);
     CHECK_EQ(said("HMAF_MAILBOX_SLOTS=lots", NULL), 1);
