@@ -342,7 +342,12 @@ static int connect_unix(int fd, const struct channel_addr *a,
     int err = 0;
 
     if (ms == 0) {
-        return EAGAIN; /* a zero timeout would wait for ever */
+        /* No time to wait in the kernel (a zero timeout would wait for
+         * ever): one try as the socket is, non-blocking. Refused or
+         * missing says nobody listens; EAGAIN, a full backlog. */
+        return connect(fd, (const struct sockaddr *)&a->ss, a->len) == 0
+                   ? 0
+                   : errno;
     }
     if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0 ||
         fcntl(fd, F_SETFL, 0) != 0) {
@@ -408,23 +413,23 @@ static int connect_once(const struct channel_addr *a, uint64_t deadline,
 }
 
 /* Connect within the deadline, retrying while nobody listens or the
- * listener is busy. */
+ * listener is busy. One attempt is made however late the call is (a busy
+ * machine may have spent the time before it): its answer, not the clock,
+ * tells "nobody listens" from "timed out". */
 static int connect_retrying(const struct channel_addr *a, uint64_t deadline,
                             int *fd_out)
 {
-    for (int last = CONNECT_BUSY;;) {
-        int ret;
+    for (;;) {
+        int ret = connect_once(a, deadline, fd_out);
 
-        if (hmaf__ms_left(deadline) == 0) {
-            /* Nobody listening: refused; listening but full: timed out. */
-            return last == CONNECT_REFUSED ? HMAF_ECONNREFUSED
-                                           : HMAF_ETIMEDOUT;
-        }
-        ret = connect_once(a, deadline, fd_out);
         if (ret != CONNECT_REFUSED && ret != CONNECT_BUSY) {
             return ret;
         }
-        last = ret;
+        if (hmaf__ms_left(deadline) == 0) {
+            /* Nobody listening: refused; listening but full: timed out. */
+            return ret == CONNECT_REFUSED ? HMAF_ECONNREFUSED
+                                          : HMAF_ETIMEDOUT;
+        }
         /* The listener may not be up yet (starting order is not ours), or
          * may be busy: try again shortly. */
         poll(NULL, 0, HMAF_MIN(CONNECT_RETRY_MS, hmaf__ms_left(deadline)));
