@@ -375,6 +375,10 @@ static int client_batch(struct client c, const hmaf_seg_t *segs, size_t n)
 {
     struct sock_req rq[BATCH_MAX];
 
+    if (n == 0 || n > BATCH_MAX) { /* and gcc -O1 sees rq filled */
+        errno = EINVAL;
+        return sock_fail("batch");
+    }
     for (size_t i = 0; i < n; i++) {
         rq[i] = (struct sock_req){.addr = segs[i].remote_addr,
                                   .len = (uint32_t)segs[i].len,
