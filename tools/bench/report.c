@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "report.h"
+#include "../json.h"
 
 /* Per-round ratios spread wider than this, relative (p25 to p75): the
  * figure is marked noisy. */
@@ -804,21 +805,6 @@ int write_csv(const struct run *r, const char *path)
         }
     }
     return finish_file(f, path);
-}
-
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s != '\0'; s++) {
-        if (*s == '"' || *s == '\\') {
-            fprintf(f, "\\%c", *s);
-        } else if ((unsigned char)*s < 0x20) {
-            fprintf(f, "\\u%04x", (unsigned)(unsigned char)*s);
-        } else {
-            fputc(*s, f);
-        }
-    }
-    fputc('"', f);
 }
 
 static void json_figure(FILE *f, const struct cell *cell,

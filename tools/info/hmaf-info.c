@@ -29,6 +29,7 @@
 #include <hmaf/hmaf.h>
 
 #include "../../examples/help.h"
+#include "../json.h"
 
 #ifndef PR_SET_PTRACER
 #define PR_SET_PTRACER 0x59616d61
@@ -726,21 +727,6 @@ static void print_configuration(void)
 
 /* ---- output ---- */
 
-static void json_string(const char *s)
-{
-    putchar('"');
-    for (; *s != '\0'; s++) {
-        if (*s == '"' || *s == '\\') {
-            printf("\\%c", *s);
-        } else if ((unsigned char)*s < 0x20) {
-            printf("\\u%04x", (unsigned char)*s);
-        } else {
-            putchar(*s);
-        }
-    }
-    putchar('"');
-}
-
 static void print_text(const hmaf_engine_info_t *def)
 {
     printf("libhmaf %s\n\nengines (the first is the default):\n",
@@ -781,18 +767,18 @@ static void print_text(const hmaf_engine_info_t *def)
 static void show_setting_json(const hmaf_config_entry_t *e, int first)
 {
     printf("%s{\"name\": ", first ? "" : ", ");
-    json_string(e->name);
+    json_str(stdout, e->name);
     printf(", \"env\": ");
-    json_string(e->env);
+    json_str(stdout, e->env);
     printf(", \"value\": ");
-    json_string(e->value);
+    json_str(stdout, e->value);
     printf(", \"default\": ");
-    json_string(e->default_value);
+    json_str(stdout, e->default_value);
     printf(", \"source\": ");
-    json_string(source_name(e->source));
+    json_str(stdout, source_name(e->source));
     printf(", \"env_value\": ");
     if (e->env_value != NULL) {
-        json_string(e->env_value);
+        json_str(stdout, e->env_value);
     } else {
         printf("null");
     }
@@ -802,33 +788,33 @@ static void show_setting_json(const hmaf_config_entry_t *e, int first)
 static void print_json(const hmaf_engine_info_t *def)
 {
     printf("{\"version\": ");
-    json_string(hmaf_version());
+    json_str(stdout, hmaf_version());
     printf(", \"engines\": [");
     for (size_t i = 0; i < nengines; i++) {
         printf("%s{\"name\": ", i ? ", " : "");
-        json_string(engines[i].name);
+        json_str(stdout, engines[i].name);
         printf(", \"usable\": %s, \"error\": ",
                engines[i].usable ? "true" : "false");
-        json_string(engines[i].usable ? "" : hmaf_err_name(engines[i].error));
+        json_str(stdout, engines[i].usable ? "" : hmaf_err_name(engines[i].error));
         printf(", \"reason\": ");
-        json_string(engines[i].reason);
+        json_str(stdout, engines[i].reason);
         printf("}");
     }
     printf("], \"default_engine\": ");
-    json_string(def ? def->name : "");
+    json_str(stdout, def ? def->name : "");
     printf(", \"default_usable\": %s, \"checks\": [",
            def && def->usable ? "true" : "false");
     for (size_t i = 0; i < nchecks; i++) {
         printf("%s{\"name\": ", i ? ", " : "");
-        json_string(checks[i].name);
+        json_str(stdout, checks[i].name);
         printf(", \"status\": ");
-        json_string(status_word[checks[i].status]);
+        json_str(stdout, status_word[checks[i].status]);
         printf(", \"value\": ");
-        json_string(checks[i].value);
+        json_str(stdout, checks[i].value);
         printf(", \"explain\": ");
-        json_string(checks[i].explain);
+        json_str(stdout, checks[i].explain);
         printf(", \"fix\": ");
-        json_string(checks[i].fix);
+        json_str(stdout, checks[i].fix);
         printf("}");
     }
     printf("], \"configuration\": [");
