@@ -625,13 +625,11 @@ int main(int argc, char **argv)
 
     setvbuf(stdout, NULL, _IOLBF, 0); /* interleave sanely with demo_host */
     if (asked_help(argc, argv)) {
-        fputs(usage_text, stdout);
-        return 0;
+        return print_usage(usage_text, 1);
     }
     address = demo_parse_args(argc, argv, "--listen", &listening);
     if (address == NULL || token == NULL) {
-        fputs(usage_text, stderr);
-        return 2;
+        return print_usage(usage_text, 0);
     }
     ret = run(&d, address, listening, token);
     if (ret < 0) {

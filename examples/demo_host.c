@@ -336,13 +336,11 @@ int main(int argc, char **argv)
 
     setvbuf(stdout, NULL, _IOLBF, 0); /* interleave sanely with demo_dpu */
     if (asked_help(argc, argv)) {
-        fputs(usage_text, stdout);
-        return 0;
+        return print_usage(usage_text, 1);
     }
     address = demo_parse_args(argc, argv, "--dial", &dial);
     if (address == NULL || token == NULL || count == 0) {
-        fputs(usage_text, stderr);
-        return 2;
+        return print_usage(usage_text, 0);
     }
     ret = build(&h, count);
     if (ret == 0) {

@@ -179,6 +179,12 @@ static void remove_tmp(const char *tmp)
     }
 }
 
+static const char usage_text[] =
+    "usage: hmaf-demo\n"
+    "Runs the demo: demo_host builds a hash table and serves it,\n"
+    "demo_dpu (beside this program) follows and changes it through\n"
+    "HMAF, and both report what they saw.\n";
+
 int main(int argc, char **argv)
 {
     char tmp[] = "/tmp/hmaf-demo-XXXXXX";
@@ -188,12 +194,7 @@ int main(int argc, char **argv)
 
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (asked_help(argc, argv) || argc != 1) {
-        fputs("usage: hmaf-demo\n"
-              "Runs the demo: demo_host builds a hash table and serves it,\n"
-              "demo_dpu (beside this program) follows and changes it through\n"
-              "HMAF, and both report what they saw.\n",
-              asked_help(argc, argv) ? stdout : stderr);
-        return asked_help(argc, argv) ? 0 : 2;
+        return print_usage(usage_text, asked_help(argc, argv));
     }
     if (own_dir(dir, sizeof(dir)) < 0 || make_token(token) < 0 ||
         mkdtemp(tmp) == NULL) {

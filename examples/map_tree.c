@@ -180,6 +180,12 @@ static int dpu_main(const char *address)
     return ret;
 }
 
+static const char usage_text[] =
+    "usage: map_tree\n"
+    "Forks a host that builds a binary tree of pointers and maps it\n"
+    "into this process (hmaf_map_create) at the host's own\n"
+    "addresses, then walks it as local memory.\n";
+
 int main(int argc, char **argv)
 {
     char dir[] = "/tmp/map_tree-XXXXXX", address[64], byte;
@@ -187,12 +193,7 @@ int main(int argc, char **argv)
     pid_t pid;
 
     if (asked_help(argc, argv) || argc != 1) {
-        fputs("usage: map_tree\n"
-              "Forks a host that builds a binary tree of pointers and maps it\n"
-              "into this process (hmaf_map_create) at the host's own\n"
-              "addresses, then walks it as local memory.\n",
-              asked_help(argc, argv) ? stdout : stderr);
-        return asked_help(argc, argv) ? 0 : 2;
+        return print_usage(usage_text, asked_help(argc, argv));
     }
     if (mkdtemp(dir) == NULL || pipe(ready) != 0 || pipe(done) != 0) {
         perror("map_tree");

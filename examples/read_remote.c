@@ -59,12 +59,10 @@ int main(int argc, char **argv)
     int ret;
 
     if (asked_help(argc, argv)) {
-        fputs(usage_text, stdout);
-        return 0;
+        return print_usage(usage_text, 1);
     }
     if (argc < 4 || argc > 5 || want == 0) {
-        fputs(usage_text, stderr);
-        return 2;
+        return print_usage(usage_text, 0);
     }
     hmaf_session_params_init(&params);
     params.address = argv[1];

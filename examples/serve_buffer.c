@@ -57,12 +57,10 @@ int main(int argc, char **argv)
     int ret;
 
     if (asked_help(argc, argv)) {
-        fputs(usage_text, stdout);
-        return 0;
+        return print_usage(usage_text, 1);
     }
     if (argc < 3 || argc > 4) {
-        fputs(usage_text, stderr);
-        return 2;
+        return print_usage(usage_text, 0);
     }
     /* Blocked before the agent's thread starts, so that it inherits the
      * mask and the signals come to sigwait. */

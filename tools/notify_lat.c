@@ -194,6 +194,12 @@ static void measure_h2d(hmaf_session_t *s, uint64_t *v, size_t n,
     report(what, v, n, base);
 }
 
+static const char usage_text[] =
+    "usage: hmaf-notify-lat [ROUNDS]\n"
+    "Forks a host and measures how long a notification takes to\n"
+    "reach a waiting dpu side, idle and asleep (ROUNDS, default\n"
+    "20000, at least 20).\n";
+
 int main(int argc, char **argv)
 {
     size_t rounds = argc > 1 ? strtoul(argv[1], NULL, 10) : 20000;
@@ -205,12 +211,7 @@ int main(int argc, char **argv)
     pid_t host;
 
     if (asked_help(argc, argv) || argc > 2) {
-        fputs("usage: hmaf-notify-lat [ROUNDS]\n"
-              "Forks a host and measures how long a notification takes to\n"
-              "reach a waiting dpu side, idle and asleep (ROUNDS, default\n"
-              "20000, at least 20).\n",
-              argc > 2 ? stderr : stdout);
-        return argc > 2 ? 2 : 0;
+        return print_usage(usage_text, argc <= 2);
     }
     sh = mmap(NULL, sizeof(*sh) + rounds * 8, PROT_READ | PROT_WRITE,
               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
