@@ -421,11 +421,8 @@ HMAF_API int hmaf_session_heap_flush(hmaf_session_t *session)
 }
 
 /* HMAF 0.1's hmaf_session_heap_stats_t, the smallest a caller may pass. */
-#define SESSION_HEAP_STATS_SIZE_MIN                                            \
-    HMAF__STATS_SIZE_MIN(hmaf_session_heap_stats_t, bad_frees)
-_Static_assert(SESSION_HEAP_STATS_SIZE_MIN % HMAF__STATS_ALIGN == 0 &&
-                   sizeof(hmaf_session_heap_stats_t) % HMAF__STATS_ALIGN == 0,
-               "whole counters");
+HMAF__STATS_SIZE_MIN_DEFINE(SESSION_HEAP_STATS_SIZE_MIN,
+                            hmaf_session_heap_stats_t, bad_frees);
 
 HMAF_API int hmaf_session_heap_stats(hmaf_session_t *session,
                                      hmaf_session_heap_stats_t *stats_out)

@@ -463,11 +463,8 @@ HMAF_API int hmaf_session_lookup(hmaf_session_t *session, const char *name,
 }
 
 /* HMAF 0.1's hmaf_session_stats_t, the smallest a caller may pass. */
-#define SESSION_STATS_SIZE_MIN                                                 \
-    HMAF__STATS_SIZE_MIN(hmaf_session_stats_t, revocations)
-_Static_assert(SESSION_STATS_SIZE_MIN % HMAF__STATS_ALIGN == 0 &&
-                   sizeof(hmaf_session_stats_t) % HMAF__STATS_ALIGN == 0,
-               "whole counters");
+HMAF__STATS_SIZE_MIN_DEFINE(SESSION_STATS_SIZE_MIN, hmaf_session_stats_t,
+                            revocations);
 
 HMAF_API int hmaf_session_stats(hmaf_session_t *session,
                                 hmaf_session_stats_t *stats_out)

@@ -591,10 +591,7 @@ HMAF_API int hmaf_agent_poll(hmaf_agent_t *agent, int timeout_ms)
 }
 
 /* HMAF 0.1's hmaf_agent_stats_t, the smallest a caller may pass. */
-#define AGENT_STATS_SIZE_MIN HMAF__STATS_SIZE_MIN(hmaf_agent_stats_t, rings)
-_Static_assert(AGENT_STATS_SIZE_MIN % HMAF__STATS_ALIGN == 0 &&
-                   sizeof(hmaf_agent_stats_t) % HMAF__STATS_ALIGN == 0,
-               "whole counters");
+HMAF__STATS_SIZE_MIN_DEFINE(AGENT_STATS_SIZE_MIN, hmaf_agent_stats_t, rings);
 
 HMAF_API int hmaf_agent_stats(hmaf_agent_t *agent,
                               hmaf_agent_stats_t *stats_out)

@@ -107,11 +107,8 @@ HMAF_API int hmaf_agent_heap_free(hmaf_agent_t *agent, void *ptr)
 }
 
 /* HMAF 0.1's hmaf_heap_stats_t, the smallest a caller may pass. */
-#define HEAP_STATS_SIZE_MIN                                                    \
-    HMAF__STATS_SIZE_MIN(hmaf_heap_stats_t, failed_allocs)
-_Static_assert(HEAP_STATS_SIZE_MIN % HMAF__STATS_ALIGN == 0 &&
-                   sizeof(hmaf_heap_stats_t) % HMAF__STATS_ALIGN == 0,
-               "whole counters");
+HMAF__STATS_SIZE_MIN_DEFINE(HEAP_STATS_SIZE_MIN, hmaf_heap_stats_t,
+                            failed_allocs);
 
 HMAF_API int hmaf_agent_heap_stats(hmaf_agent_t *agent,
                                    hmaf_heap_stats_t *stats_out)

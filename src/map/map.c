@@ -235,11 +235,8 @@ HMAF_API uint64_t hmaf_map_remote(const hmaf_map_t *map, const void *local)
 }
 
 /* HMAF 0.1's hmaf_map_stats_t, the smallest a caller may pass. */
-#define MAP_STATS_SIZE_MIN                                                     \
-    HMAF__STATS_SIZE_MIN(hmaf_map_stats_t, bytes_discarded)
-_Static_assert(MAP_STATS_SIZE_MIN % HMAF__STATS_ALIGN == 0 &&
-                   sizeof(hmaf_map_stats_t) % HMAF__STATS_ALIGN == 0,
-               "whole counters");
+HMAF__STATS_SIZE_MIN_DEFINE(MAP_STATS_SIZE_MIN, hmaf_map_stats_t,
+                            bytes_discarded);
 
 HMAF_API int hmaf_map_stats(hmaf_map_t *map, hmaf_map_stats_t *stats_out)
 {

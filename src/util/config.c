@@ -708,8 +708,7 @@ HMAF_API int hmaf_config_snapshot(hmaf_config_t **config_out,
 }
 
 /* The first version's size: a caller's entry must hold at least it. */
-#define ENTRY_SIZE_V1                                                          \
-    HMAF__STATS_SIZE_MIN(hmaf_config_entry_t, description)
+HMAF__STATS_SIZE_MIN_DEFINE(ENTRY_SIZE_V1, hmaf_config_entry_t, description);
 
 /* The entry's size follows the counters structs' rule (util/stats.h): a
  * caller built against a newer header gets zeros for what this library

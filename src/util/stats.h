@@ -26,6 +26,15 @@
 /* Whole counters only: a declared size ends on a field of some version. */
 #define HMAF__STATS_ALIGN 8u
 
+/* name: the first version's size of type, whose last field then was
+ * `last`; the build fails where that or the struct is not whole
+ * counters. */
+#define HMAF__STATS_SIZE_MIN_DEFINE(name, type, last)                          \
+    enum { name = HMAF__STATS_SIZE_MIN(type, last) };                          \
+    _Static_assert(name % HMAF__STATS_ALIGN == 0 &&                            \
+                       sizeof(type) % HMAF__STATS_ALIGN == 0,                  \
+                   #type ": whole counters")
+
 /* The size the caller's struct out declares, read once (a second read
  * could see another value), into *size_out: 0, or HMAF_EINVAL when out is
  * NULL or the size is not one a getter may fill, for a struct whose first
